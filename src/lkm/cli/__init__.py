@@ -1,0 +1,59 @@
+"""Command-line tools: ``lkm TOOL ...`` or, kmod-style, a link named after the tool.
+
+Each tool is a small module with ``run(prog, args) -> exit status`` over the library API; the
+table below maps tool names to those modules and is the only place that lists them.  Imports
+are deferred so a single call loads only the tool it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# tool name -> (module, one-line summary)
+TOOLS: dict[str, tuple[str, str]] = {
+    "modinfo": ("lkm.cli.modinfo", "show information about a kernel module (kmod-compatible)"),
+}
+
+
+def _usage(out: object = None) -> str:
+    lines = ["Usage: lkm TOOL [ARGS...]   (or call lkm through a link named TOOL)", "", "Tools:"]
+    for name, (_mod, summary) in TOOLS.items():
+        lines.append(f"  {name:<12}{summary}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    invoked = os.path.basename(argv[0]) if argv else "lkm"
+    if invoked in TOOLS:
+        tool, prog, args = invoked, invoked, argv[1:]
+    else:
+        if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+            sys.stdout.write(_usage())
+            return 0 if len(argv) >= 2 else 1
+        if argv[1] in ("-V", "--version"):
+            from lkm import __version__
+
+            sys.stdout.write(f"lkm version {__version__}\n")
+            return 0
+        tool = argv[1]
+        if tool not in TOOLS:
+            sys.stderr.write(f"lkm: ERROR: unknown tool '{tool}'\n{_usage()}")
+            return 1
+        prog, args = f"lkm {tool}", argv[2:]
+    import importlib
+
+    mod = importlib.import_module(TOOLS[tool][0])
+    try:
+        rc: int = mod.run(prog, args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Like a C tool killed by SIGPIPE: no traceback, quiet exit.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 141
+    return rc

@@ -1,0 +1,262 @@
+"""``lkm modinfo``: kmod's modinfo, byte for byte, plus ``--json`` and 2.4 objects."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Callable
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+SHORT = "adlpn0mF:k:b:Vh"
+LONG = [
+    "author",
+    "description",
+    "license",
+    "parameters",
+    "filename",
+    "null",
+    "modname",
+    "field=",
+    "set-version=",
+    "basedir=",
+    "version",
+    "help",
+    "json",
+    "exports",
+    "imports",
+]
+FIELD_FLAGS = {"-a": "author", "-d": "description", "-l": "license", "-p": "parm", "-n": "filename"}
+FIELD_LONG = {"--" + v if v != "parm" else "--parameters": v for v in FIELD_FLAGS.values()}
+# Files taken as files, not names: kmod's module extensions plus 2.4 objects.
+MODULE_EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst", ".o", ".o.gz")
+
+HELP = """Usage:
+\t{prog} [options] <modulename|filename> [args]
+Options:
+\t-a, --author                Print only 'author'
+\t-d, --description           Print only 'description'
+\t-l, --license               Print only 'license'
+\t-p, --parameters            Print only 'parm'
+\t-n, --filename              Print only 'filename'
+\t-0, --null                  Use \\0 instead of \\n
+\t-m, --modname               Handle argument as module name instead of alias or filename
+\t-F, --field=FIELD           Print only provided FIELD
+\t-k, --set-version=VERSION   Use VERSION instead of `uname -r`
+\t-b, --basedir=DIR           Use DIR as filesystem root for /lib/modules
+\t-V, --version               Show version
+\t-h, --help                  Show this help
+\t    --json                  One JSON object per module, every field
+\t    --exports, --imports    With --json: add exported / needed symbols
+"""
+
+
+class Options:
+    field: str | None = None
+    sep: str = "\n"
+    modname: bool = False
+    kversion: str | None = None
+    root: str | None = None
+    json: bool = False
+    exports: bool = False
+    imports: bool = False
+
+
+def run(prog: str, args: list[str]) -> int:
+    err = sys.stderr.write
+    try:
+        opts, operands = parse(args, SHORT, LONG)
+    except UsageError as exc:
+        err(f"{prog}: {exc}\n")
+        return 1
+    o = Options()
+    for flag, val in opts:
+        if flag in FIELD_FLAGS:
+            o.field = FIELD_FLAGS[flag]
+        elif flag in FIELD_LONG:
+            o.field = FIELD_LONG[flag]
+        elif flag in ("-0", "--null"):
+            o.sep = "\0"
+        elif flag in ("-m", "--modname"):
+            o.modname = True
+        elif flag in ("-F", "--field"):
+            o.field = val
+        elif flag in ("-k", "--set-version"):
+            o.kversion = val
+        elif flag in ("-b", "--basedir"):
+            o.root = val
+        elif flag in ("-h", "--help"):
+            sys.stdout.write(HELP.format(prog=prog))
+            return 0
+        elif flag in ("-V", "--version"):
+            from lkm import __version__
+
+            sys.stdout.write(f"lkm version {__version__}\n")
+            return 0
+        elif flag == "--json":
+            o.json = True
+        elif flag == "--exports":
+            o.exports = True
+        elif flag == "--imports":
+            o.imports = True
+    if not operands:
+        err(f"{prog}: ERROR: missing module or filename.\n")
+        return 1
+
+    out = sys.stdout.buffer
+    chunks: list[bytes] = []
+
+    def emit(text: str) -> None:
+        chunks.append(text.encode("utf-8", "surrogateescape"))
+
+    def fail(msg: str) -> None:
+        # Keep stdout and stderr in order for a reader of both.
+        out.write(b"".join(chunks))
+        chunks.clear()
+        out.flush()
+        err(f"{prog}: ERROR: {msg}\n")
+
+    show: Callable[..., bool] = _show_json if o.json else _show
+    ok = True
+    moddir = None
+    for name in operands:
+        if not o.modname and _is_module_filename(name):
+            ok = show(o, os.path.join(os.getcwd(), name) if name[:1] != "/" else name, emit, fail) and ok
+            continue
+        if moddir is None:
+            from lkm.moddir import ModulesDir, modules_dir
+
+            moddir = ModulesDir(modules_dir(o.root, o.kversion) if (o.root or o.kversion) else modules_dir(None, None))
+        found = [f for f in [moddir.lookup_name(name)] if f] if o.modname else moddir.lookup(name)
+        if not found:
+            fail(f"Module name {name} not found." if o.modname else f"Module {name} not found.")
+            ok = False
+            continue
+        for f in found:
+            if f.path is None:
+                ok = _show_builtin(o, f.name, f.builtin_modinfo, emit) and ok
+            else:
+                ok = show(o, f.path, emit, fail) and ok
+    out.write(b"".join(chunks))
+    out.flush()
+    return 0 if ok else 1
+
+
+def _is_module_filename(name: str) -> bool:
+    try:
+        st = os.stat(name)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and name.endswith(MODULE_EXTENSIONS)
+
+
+def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[str], None]) -> bool:
+    sep = o.sep
+    if o.field == "filename":
+        emit(f"{path}{sep}")
+        return True
+    from lkm.module.file import ModuleFile
+    from lkm.module.info import info_entries
+
+    try:
+        mod = ModuleFile.open(path)
+        entries = info_entries(mod)
+        is24 = mod.is_24
+        params = mod.parameters if (o.field is None or o.field == "parm") else []
+    except LkmError as exc:
+        fail(f"{path}: {exc.reason}")
+        return False
+    if o.field == "parm":
+        for p in reversed(params):
+            emit(_param_field(p, is24) + sep)
+        return True
+    if o.field is not None:
+        emit("".join(f"{v}{sep}" for k, v in entries if k == o.field))
+        return True
+    parts = [f"{'filename:':<16}{path}{sep}"]
+    for k, v in entries:
+        if k == "parm" or k == "parmtype" or (is24 and k.startswith("parm_")):
+            continue
+        if sep == "\0":
+            parts.append(f"{k}={v}\0")
+        else:
+            parts.append(f"{k}:{' ' * abs(15 - len(k))}{v}\n")
+    for p in reversed(params):
+        parts.append(f"{'parm:':<16}{_param_line(p, is24)}{sep}")
+    emit("".join(parts))
+    return True
+
+
+def _param_line(p: object, is24: bool) -> str:
+    from lkm.module.modinfo import Parameter
+
+    assert isinstance(p, Parameter)
+    if p.spec24 is not None:
+        return p.describe24()
+    if p.description is None:
+        return f"{p.name}:{p.type}"
+    if p.type is not None:
+        return f"{p.name}:{p.description} ({p.type})"
+    return f"{p.name}:{p.description}"
+
+
+def _param_field(p: object, is24: bool) -> str:
+    from lkm.module.modinfo import Parameter
+
+    assert isinstance(p, Parameter)
+    if p.spec24 is not None:
+        return p.describe24()
+    if p.description is None:
+        return f"{p.name}: ({p.type})"
+    if p.type is not None:
+        return f"{p.name}:{p.description} ({p.type})"
+    return f"{p.name}:{p.description}"
+
+
+def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: Callable[[str], None]) -> bool:
+    sep = o.sep
+    if o.field is None:
+        emit(f"{'name:':<16}{name}{sep}")
+    elif o.field == "name":
+        emit(f"{name}{sep}")
+    if o.field == "filename":
+        emit(f"(builtin){sep}")
+        return True
+    if o.field is None:
+        emit(f"{'filename:':<16}(builtin){sep}")
+    from lkm.module.modinfo import parameters
+
+    params = parameters(entries)
+    if o.field == "parm":
+        for p in reversed(params):
+            emit(_param_field(p, False) + sep)
+        return True
+    if o.field is not None:
+        emit("".join(f"{v}{sep}" for k, v in entries if k == o.field))
+        return True
+    for k, v in entries:
+        if k in ("parm", "parmtype"):
+            continue
+        emit(f"{k}={v}\0" if sep == "\0" else f"{k}:{' ' * abs(15 - len(k))}{v}\n")
+    for p in reversed(params):
+        emit(f"{'parm:':<16}{_param_line(p, False)}{sep}")
+    return True
+
+
+def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[str], None]) -> bool:
+    import json
+
+    from lkm.module.file import ModuleFile
+    from lkm.module.report import module_report
+
+    try:
+        mod = ModuleFile.open(path)
+        doc = module_report(mod, exports=o.exports, imports=o.imports)
+    except LkmError as exc:
+        fail(f"{path}: {exc.reason}")
+        return False
+    doc = {"filename": path, **doc}
+    emit(json.dumps(doc, ensure_ascii=False) + "\n")
+    return True

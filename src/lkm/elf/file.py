@@ -1,0 +1,366 @@
+"""ElfFile: section headers, string tables, symbols and relocations of one ELF object.
+
+The structural checks here are the ones needed to read safely (and the ones libkmod makes
+before it reads anything); the kernel's own acceptance rules are in :mod:`lkm.module.validate`.
+Every failure is an :class:`~lkm.errors.InvalidModule` with the kernel's errno (ENOEXEC).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from mmap import mmap
+from typing import NamedTuple, Union
+
+from lkm.elf.constants import (
+    ELFCLASS32,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ELFDATA2MSB,
+    ELFMAG,
+    SHT_NOBITS,
+    SHT_REL,
+    SHT_RELA,
+    SHT_SYMTAB,
+    STB_LOCAL,
+)
+from lkm.errors import InvalidModule
+
+# Buffers with .find(); a memoryview is copied to bytes once at open.
+Buffer = Union[bytes, bytearray, mmap]
+
+
+class Section(NamedTuple):
+    index: int
+    name: str
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    addralign: int
+    entsize: int
+    name_offset: int
+
+
+class Symbol(NamedTuple):
+    index: int
+    name: str
+    value: int
+    size: int
+    info: int
+    other: int
+    shndx: int
+
+    @property
+    def bind(self) -> int:
+        return self.info >> 4
+
+    @property
+    def type(self) -> int:
+        return self.info & 0xF
+
+
+class Relocation(NamedTuple):
+    offset: int
+    sym: int
+    type: int
+    addend: int | None  # None for SHT_REL: the addend is in place, in the target bytes
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The struct formats of one (class, byte order) combination."""
+
+    ehdr: struct.Struct  # e_type .. e_shstrndx, after e_ident
+    shdr: struct.Struct
+    sym: struct.Struct
+    rel: struct.Struct
+    rela: struct.Struct
+    word: struct.Struct  # unsigned long of the target
+    u32: struct.Struct
+    sym_order: tuple[int, int, int, int, int, int]  # positions of name, value, size, info, other, shndx
+    r_sym_shift: int
+    r_type_mask: int
+
+
+def _layout(cls: int, little: bool) -> _Layout:
+    e = "<" if little else ">"
+    if cls == ELFCLASS64:
+        return _Layout(
+            ehdr=struct.Struct(e + "HHIQQQIHHHHHH"),
+            shdr=struct.Struct(e + "IIQQQQIIQQ"),
+            sym=struct.Struct(e + "IBBHQQ"),
+            rel=struct.Struct(e + "QQ"),
+            rela=struct.Struct(e + "QQq"),
+            word=struct.Struct(e + "Q"),
+            u32=struct.Struct(e + "I"),
+            sym_order=(0, 4, 5, 1, 2, 3),
+            r_sym_shift=32,
+            r_type_mask=0xFFFFFFFF,
+        )
+    return _Layout(
+        ehdr=struct.Struct(e + "HHIIIIIHHHHHH"),
+        shdr=struct.Struct(e + "IIIIIIIIII"),
+        sym=struct.Struct(e + "IIIBBH"),
+        rel=struct.Struct(e + "II"),
+        rela=struct.Struct(e + "IIi"),
+        word=struct.Struct(e + "I"),
+        u32=struct.Struct(e + "I"),
+        sym_order=(0, 1, 2, 3, 4, 5),
+        r_sym_shift=8,
+        r_type_mask=0xFF,
+    )
+
+
+_LAYOUTS = {(c, d): _layout(c, d == ELFDATA2LSB) for c in (1, 2) for d in (1, 2)}
+
+
+def cstring(data: Buffer, offset: int, end: int | None = None) -> str:
+    """The NUL-terminated string at ``offset`` (to ``end`` if no NUL), as str.
+
+    Bytes that are not UTF-8 survive as surrogates, so ``encode(errors="surrogateescape")``
+    gives back the file's bytes exactly (tools print what the file holds, like kmod).
+    """
+    if end is None:
+        end = len(data)
+    nul = data.find(b"\0", offset, end)
+    if nul < 0:
+        nul = end
+    return bytes(data[offset:nul]).decode("utf-8", "surrogateescape")
+
+
+class ElfFile:
+    """One ELF object over a buffer (bytes, bytearray, memoryview or mmap)."""
+
+    __slots__ = (
+        "_shstr_end",
+        "_shstr_off",
+        "_sym_cache",
+        "data",
+        "e_machine",
+        "e_shentsize",
+        "e_shnum",
+        "e_shoff",
+        "e_shstrndx",
+        "e_type",
+        "elfclass",
+        "layout",
+        "little_endian",
+        "path",
+        "sections",
+        "size",
+    )
+
+    def __init__(self, data: Buffer | memoryview, *, path: str | None = None) -> None:
+        if isinstance(data, memoryview):
+            data = bytes(data)
+        self.data: Buffer = data
+        self.path = path
+        size = self.size = len(data)
+        if size < 16 or data[:4] != ELFMAG:
+            raise InvalidModule("not an ELF file (bad magic)", path=path)
+        cls, enc = data[4], data[5]
+        if cls not in (ELFCLASS32, ELFCLASS64):
+            raise InvalidModule(f"unknown ELF class {cls}", path=path)
+        if enc not in (ELFDATA2LSB, ELFDATA2MSB):
+            raise InvalidModule(f"unknown ELF data encoding {enc}", path=path)
+        self.elfclass = 64 if cls == ELFCLASS64 else 32
+        self.little_endian = enc == ELFDATA2LSB
+        lay = self.layout = _LAYOUTS[(cls, enc)]
+        if size < 16 + lay.ehdr.size:
+            raise InvalidModule("file too short for an ELF header", path=path)
+        (
+            self.e_type,
+            self.e_machine,
+            _version,
+            _entry,
+            _phoff,
+            self.e_shoff,
+            _flags,
+            _ehsize,
+            _phentsize,
+            _phnum,
+            self.e_shentsize,
+            self.e_shnum,
+            self.e_shstrndx,
+        ) = lay.ehdr.unpack_from(data, 16)
+        shoff, shnum, shentsize = self.e_shoff, self.e_shnum, self.e_shentsize
+        if shentsize != lay.shdr.size:
+            raise InvalidModule(f"section header size {shentsize}, expected {lay.shdr.size}", path=path)
+        if shoff >= size or shnum * shentsize > size - shoff:
+            raise InvalidModule("section header table past end of file", path=path)
+        if self.e_shstrndx == 0 or self.e_shstrndx >= shnum:
+            raise InvalidModule(f"section name table index {self.e_shstrndx} out of range", path=path)
+        raw = list(lay.shdr.iter_unpack(data[shoff : shoff + shnum * shentsize]))
+        s_name, s_type, _f, _a, s_off, s_size = raw[self.e_shstrndx][:6]
+        if s_type == SHT_NOBITS or s_off + s_size > size or s_size == 0:
+            raise InvalidModule("section name table past end of file or empty", path=path)
+        if data[s_off + s_size - 1] != 0:
+            raise InvalidModule("section name table not NUL-terminated", path=path)
+        self._shstr_off = s_off
+        self._shstr_end = s_off + s_size
+        self._sym_cache: dict[int, list[Symbol]] = {}
+        names = bytes(data[s_off : s_off + s_size])
+        secs = []
+        for i, r in enumerate(raw):
+            no = r[0]
+            if no < s_size:
+                nm = names[no : names.index(b"\0", no)].decode("utf-8", "surrogateescape")
+            else:
+                nm = ""
+            secs.append(Section(i, nm, *r[1:], no))
+        self.sections: list[Section] = secs
+
+    # -- sections ---------------------------------------------------------------------------
+
+    def section(self, name: str) -> Section | None:
+        """The first section called ``name`` (libkmod's rule), or None."""
+        for s in self.sections:
+            if s.name == name and s.index:
+                return s
+        return None
+
+    def sections_named(self, name: str) -> list[Section]:
+        return [s for s in self.sections if s.name == name and s.index]
+
+    def sections_of_type(self, sh_type: int) -> list[Section]:
+        return [s for s in self.sections if s.type == sh_type]
+
+    def check_bounds(self, sec: Section) -> None:
+        if sec.type != SHT_NOBITS and (sec.offset > self.size or sec.size > self.size - sec.offset):
+            raise InvalidModule(f"section {sec.name or sec.index} extends past end of file", path=self.path)
+
+    def section_data(self, sec: Section) -> memoryview:
+        """The section's bytes (empty for NOBITS), zero-copy."""
+        if sec.type == SHT_NOBITS:
+            return memoryview(b"")
+        self.check_bounds(sec)
+        return memoryview(self.data)[sec.offset : sec.offset + sec.size]
+
+    def section_bytes(self, sec: Section) -> bytes:
+        return bytes(self.section_data(sec))
+
+    # -- strings ----------------------------------------------------------------------------
+
+    def string(self, strtab: Section, offset: int) -> str:
+        """The string at ``offset`` of string table ``strtab``."""
+        if offset >= strtab.size:
+            raise InvalidModule(
+                f"string offset {offset} past end of {strtab.name or strtab.index}", path=self.path
+            )
+        self.check_bounds(strtab)
+        return cstring(self.data, strtab.offset + offset, strtab.offset + strtab.size)
+
+    # -- symbols ----------------------------------------------------------------------------
+
+    def symtab(self) -> Section | None:
+        """The first SHT_SYMTAB section (6.1's rule), or None."""
+        for s in self.sections:
+            if s.type == SHT_SYMTAB:
+                return s
+        return None
+
+    def symbols(self, symtab: Section | None = None, *, start: int = 0) -> list[Symbol]:
+        """Symbols of ``symtab`` (default: the first SYMTAB) from index ``start``, names decoded."""
+        if symtab is None:
+            symtab = self.symtab()
+            if symtab is None:
+                return []
+        key = symtab.index * 65536 + start
+        cached = self._sym_cache.get(key)
+        if cached is not None:
+            return cached
+        lay = self.layout
+        if symtab.link == 0 or symtab.link >= self.e_shnum:
+            raise InvalidModule(f"symbol table {symtab.name} has no string table", path=self.path)
+        strtab = self.sections[symtab.link]
+        self.check_bounds(symtab)
+        self.check_bounds(strtab)
+        entsize = lay.sym.size
+        count = symtab.size // entsize
+        if start >= count:
+            return []
+        data = self.data
+        raw = data[symtab.offset + start * entsize : symtab.offset + count * entsize]
+        strs = bytes(data[strtab.offset : strtab.offset + strtab.size])
+        nstr = len(strs)
+        o = lay.sym_order
+        out: list[Symbol] = []
+        append = out.append
+        find = strs.find
+        idx = start
+        if o[0] == 0 and o[1] == 4:  # ELF64: name, info, other, shndx, value, size
+            for name_off, info, other, shndx, value, size in lay.sym.iter_unpack(raw):
+                if name_off:
+                    if name_off >= nstr:
+                        raise InvalidModule(f"symbol {idx} name offset past string table", path=self.path)
+                    end = find(b"\0", name_off)
+                    name = strs[name_off : end if end >= 0 else nstr].decode("utf-8", "surrogateescape")
+                else:
+                    name = ""
+                append(Symbol(idx, name, value, size, info, other, shndx))
+                idx += 1
+        else:  # ELF32: name, value, size, info, other, shndx
+            for name_off, value, size, info, other, shndx in lay.sym.iter_unpack(raw):
+                if name_off:
+                    if name_off >= nstr:
+                        raise InvalidModule(f"symbol {idx} name offset past string table", path=self.path)
+                    end = find(b"\0", name_off)
+                    name = strs[name_off : end if end >= 0 else nstr].decode("utf-8", "surrogateescape")
+                else:
+                    name = ""
+                append(Symbol(idx, name, value, size, info, other, shndx))
+                idx += 1
+        self._sym_cache[key] = out
+        return out
+
+    def global_symbols(self, symtab: Section | None = None) -> list[Symbol]:
+        """The non-local symbols: from the symtab's sh_info (first non-local) on."""
+        if symtab is None:
+            symtab = self.symtab()
+            if symtab is None:
+                return []
+        return [s for s in self.symbols(symtab, start=symtab.info) if s.bind != STB_LOCAL]
+
+    # -- relocations ------------------------------------------------------------------------
+
+    def relocations(self, relsec: Section) -> list[Relocation]:
+        """Entries of one SHT_REL or SHT_RELA section."""
+        lay = self.layout
+        data = self.section_data(relsec)
+        shift, mask = lay.r_sym_shift, lay.r_type_mask
+        if relsec.type == SHT_RELA:
+            n = len(data) // lay.rela.size
+            return [
+                Relocation(off, info >> shift, info & mask, add)
+                for off, info, add in lay.rela.iter_unpack(data[: n * lay.rela.size])
+            ]
+        if relsec.type == SHT_REL:
+            n = len(data) // lay.rel.size
+            return [
+                Relocation(off, info >> shift, info & mask, None)
+                for off, info in lay.rel.iter_unpack(data[: n * lay.rel.size])
+            ]
+        raise InvalidModule(f"section {relsec.name} is not a relocation section", path=self.path)
+
+    def relocation_sections_for(self, target: Section) -> list[Section]:
+        """REL/RELA sections whose sh_info names ``target``."""
+        return [
+            s for s in self.sections if s.type in (SHT_REL, SHT_RELA) and s.info == target.index
+        ]
+
+    # -- words ------------------------------------------------------------------------------
+
+    def word(self, offset: int) -> int:
+        """An ``unsigned long`` of the target at file offset ``offset``."""
+        return int(self.layout.word.unpack_from(self.data, offset)[0])
+
+    def u32(self, offset: int) -> int:
+        return int(self.layout.u32.unpack_from(self.data, offset)[0])
+
+    @property
+    def word_size(self) -> int:
+        return self.elfclass // 8

@@ -1,0 +1,182 @@
+"""ModuleFile: one kernel module (``.ko``, compressed ``.ko.*`` or a 2.4 ``.o``) and what it says
+about itself.  Everything is computed on first use, so a tool pays only for what it prints."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from mmap import mmap
+
+from lkm.elf import ElfFile
+from lkm.errors import LkmError
+from lkm.module import modinfo as _mi
+from lkm.module import symbols as _sym
+from lkm.module.signature import Signature, module_size, read_signature
+from lkm.module.source import read_module
+
+THIS_MODULE_SECTION = ".gnu.linkonce.this_module"
+
+
+class ModuleFile:
+    """A module file.  Open with :meth:`open` (path) or :meth:`from_bytes`."""
+
+    def __init__(
+        self,
+        data: bytes | mmap,
+        *,
+        path: str | None = None,
+        compression: str | None = None,
+        file_size: int | None = None,
+    ) -> None:
+        self.path = path
+        self.data = data
+        self.compression = compression
+        self.file_size = len(data) if file_size is None else file_size
+        try:
+            self.elf = ElfFile(data, path=path)
+        except LkmError as exc:
+            exc.path = path
+            raise
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> ModuleFile:
+        p = os.fspath(path)
+        mb = read_module(p)
+        return cls(mb.data, path=p, compression=mb.compression, file_size=mb.file_size)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, path: str | None = None) -> ModuleFile:
+        """From file contents in memory; compressed contents are detected and decompressed."""
+        from lkm.compress import decompress, detect
+
+        comp = detect(data[:8])
+        if comp is not None:
+            try:
+                raw = decompress(data, comp)
+            except LkmError as exc:
+                exc.path = path
+                raise
+            return cls(raw, path=path, compression=comp.name, file_size=len(data))
+        return cls(data, path=path)
+
+    # -- .modinfo ---------------------------------------------------------------------------
+
+    @cached_property
+    def modinfo(self) -> list[tuple[str, str]]:
+        """``.modinfo`` entries as (key, value), in file order, duplicates kept."""
+        sec = self.elf.section(".modinfo")
+        if sec is None:
+            return []
+        return _mi.parse_modinfo(self.elf.section_bytes(sec))
+
+    def get(self, key: str) -> str | None:
+        """The first value of ``key`` in .modinfo."""
+        for k, v in self.modinfo:
+            if k == key:
+                return v
+        return None
+
+    def get_all(self, key: str) -> list[str]:
+        return [v for k, v in self.modinfo if k == key]
+
+    @property
+    def is_24(self) -> bool:
+        """A 2.4-style object: no struct module section, 2.4 .modinfo or export strings."""
+        if self.elf.section(THIS_MODULE_SECTION) is not None:
+            return False
+        return self.get("kernel_version") is not None or self.elf.section(".kstrtab") is not None
+
+    @property
+    def name(self) -> str:
+        """The module's name: .modinfo ``name=``, else the file name without extensions, '-' as '_'."""
+        n = self.get("name")
+        if n:
+            return n
+        base = os.path.basename(self.path or "")
+        for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko", ".o.gz", ".o", ".mod"):
+            if base.endswith(ext):
+                base = base[: -len(ext)]
+                break
+        return base.replace("-", "_")
+
+    @property
+    def vermagic(self) -> str | None:
+        return self.get("vermagic")
+
+    @property
+    def kernel_version(self) -> str | None:
+        """2.4: ``kernel_version=`` (UTS_RELEASE the object was built for)."""
+        return self.get("kernel_version")
+
+    @property
+    def license(self) -> str | None:
+        return self.get("license")
+
+    @property
+    def depends(self) -> list[str]:
+        d = self.get("depends")
+        return [x for x in d.split(",") if x] if d else []
+
+    @property
+    def aliases(self) -> list[str]:
+        return self.get_all("alias")
+
+    @property
+    def softdeps(self) -> list[str]:
+        return self.get_all("softdep")
+
+    @property
+    def import_ns(self) -> list[str]:
+        return self.get_all("import_ns")
+
+    @cached_property
+    def parameters(self) -> list[_mi.Parameter]:
+        return _mi.parameters(self.modinfo)
+
+    # -- symbols ----------------------------------------------------------------------------
+
+    @cached_property
+    def exports(self) -> list[_sym.Export]:
+        return _sym.exports24(self.elf) if self.is_24 else _sym.exports(self.elf)
+
+    @cached_property
+    def versions(self) -> list[tuple[str, int]]:
+        return _sym.versions(self.elf)
+
+    @cached_property
+    def needed(self) -> list[_sym.NeededSymbol]:
+        return _sym.needed(self.elf)
+
+    # -- notes and signature ----------------------------------------------------------------
+
+    @cached_property
+    def build_id(self) -> bytes | None:
+        from lkm.module.notes import build_id
+
+        return build_id(self.elf)
+
+    @cached_property
+    def signature(self) -> Signature | None:
+        try:
+            return read_signature(self.data)
+        except LkmError as exc:
+            exc.path = self.path
+            raise
+
+    @property
+    def module_size(self) -> int:
+        """Bytes of the module proper (without the appended signature)."""
+        return module_size(self.data)
+
+    def close(self) -> None:
+        if isinstance(self.data, mmap):
+            self.data.close()
+
+    def __enter__(self) -> ModuleFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ModuleFile {self.path or '(memory)'} {self.elf.elfclass}-bit>"

@@ -1,0 +1,162 @@
+"""The .modinfo section: ``tag=value`` strings, and the parameters they describe.
+
+Strings are split the way libkmod splits them (leading NUL padding skipped, empty strings
+dropped, the key ends at the first '='), so every tool sees the same entries as kmod.
+Parameters come in two dialects: 2.6+ ``parm=name:desc`` / ``parmtype=name:type`` and 2.4
+``parm_<name>=[min[-max]]type[p]`` / ``parm_desc_<name>=desc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def parse_modinfo(data: bytes) -> list[tuple[str, str]]:
+    """(key, value) pairs in file order, duplicates kept."""
+    start = 0
+    n = len(data)
+    while start < n and data[start] == 0 and n - start > 1:
+        start += 1
+    if n - start <= 1:
+        return []
+    out: list[tuple[str, str]] = []
+    for raw in data[start:].split(b"\0"):
+        if raw:
+            k, _, v = raw.decode("utf-8", "surrogateescape").partition("=")
+            out.append((k, v))
+    return out
+
+
+# 2.4 type letters, as modutils' modinfo names them.
+PARAM24_TYPES: dict[str, str] = {
+    "b": "byte",
+    "h": "short",
+    "i": "int",
+    "l": "long",
+    "s": "string",
+    "c": "char",
+}
+
+@dataclass(frozen=True)
+class Param24Spec:
+    """A 2.4 ``parm_`` type specification, e.g. ``1-4ip`` or ``c20p``."""
+
+    spec: str
+    min: int
+    max: int
+    type: str  # one of PARAM24_TYPES, or "" / another letter when malformed
+    size: int | None  # N of cN
+    persistent: bool
+    modifier: str  # any modifier letter other than 'p' (malformed)
+
+    @property
+    def valid(self) -> bool:
+        return (
+            self.type in PARAM24_TYPES
+            and self.modifier == ""
+            and not (self.type == "c" and self.size is None)
+            and not (self.type == "s" and self.persistent)
+            and self.min <= self.max
+        )
+
+    def describe(self) -> str:
+        """The parameter's type as modutils' ``modinfo -p`` words it (without the name)."""
+        if self.type == "":
+            return "no format character!"
+        if self.type not in PARAM24_TYPES:
+            return f"unknown format character '{self.type}'"
+        words = PARAM24_TYPES[self.type]
+        if self.type == "c" and self.size is None:
+            words += " *** missing string size ***"
+        if self.persistent:
+            words += " persistent" + (" (invalid)" if self.type == "s" else "")
+        elif self.modifier:
+            words += f" unknown format modifier '{self.modifier}'"
+        if self.min > 1 or self.max > 1:
+            words += f" array (min = {self.min}, max = {self.max})"
+        return words
+
+
+def _digits(s: str, i: int) -> int:
+    while i < len(s) and s[i].isdigit():
+        i += 1
+    return i
+
+
+def parse_param24_spec(spec: str) -> Param24Spec:
+    """Parse like modutils: optional ``min[-max]``, a type letter, ``cN``'s size, one modifier."""
+    i = 0
+    if spec[:1].isdigit():
+        j = _digits(spec, 0)
+        lo = int(spec[:j])
+        i = j
+        if spec[i : i + 1] == "-":
+            j = _digits(spec, i + 1)
+            hi = int(spec[i + 1 : j]) if j > i + 1 else 0  # strtoul of nothing is 0
+            i = j
+        else:
+            hi = lo
+    else:
+        lo = hi = 1
+    typ = spec[i : i + 1]
+    i += 1
+    size = None
+    if typ == "c":
+        j = _digits(spec, i)
+        size = int(spec[i:j]) if j > i else None
+        i = j
+    mod = spec[i : i + 1]
+    return Param24Spec(spec, lo, hi, typ, size, mod == "p", "" if mod in ("", "p") else mod)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One module parameter, merged from its .modinfo entries."""
+
+    name: str
+    type: str | None  # 2.6+: parmtype value ("int", "charp", "array of int"); 2.4: the raw spec
+    description: str | None
+    spec24: Param24Spec | None = None
+
+    def describe24(self) -> str:
+        """modutils' one-line description: ``name type[ persistent][ array ...][, description "..."]``."""
+        assert self.spec24 is not None
+        out = f"{self.name} {self.spec24.describe()}"
+        if self.description:
+            # modutils indents continuation lines of a multi-line description by two spaces.
+            out += ', description "' + self.description.replace("\n", "\n  ") + '"'
+        return out
+
+
+def parameters(entries: list[tuple[str, str]]) -> list[Parameter]:
+    """Parameters in order of first appearance, later duplicates overriding (kmod's merge)."""
+    order: list[str] = []
+    seen: set[str] = set()
+    desc: dict[str, str] = {}
+    types: dict[str, str] = {}
+    spec24: dict[str, str] = {}
+    for key, value in entries:
+        if key == "parm" or key == "parmtype":
+            name, colon, rest = value.partition(":")
+            if not colon:
+                continue  # kmod: 'Found invalid "parm=...": missing ':''
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+            (desc if key == "parm" else types)[name] = rest
+        elif key.startswith("parm_desc_"):
+            desc[key[10:]] = value
+        elif key.startswith("parm_"):
+            name = key[5:]
+            if name not in seen:
+                seen.add(name)
+                order.append(name)
+            spec24[name] = value
+    out = []
+    for name in order:  # a 2.4 parm_desc_ without its parm_ describes nothing, as in modutils
+        if name in spec24:
+            s = spec24[name]
+            out.append(Parameter(name, s, desc.get(name), parse_param24_spec(s)))
+        else:
+            out.append(Parameter(name, types.get(name), desc.get(name)))
+    return out

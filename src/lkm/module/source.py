@@ -1,0 +1,73 @@
+"""Getting a module's bytes: plain files by mmap (only touched pages are read, like kmod),
+compressed ones (.ko.xz, .ko.zst, .ko.gz; detected by magic) decompressed in memory."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+from dataclasses import dataclass
+
+from lkm.compress import decompress, detect
+from lkm.errors import InvalidModule, LkmError
+
+
+@dataclass(frozen=True)
+class ModuleBytes:
+    data: bytes | mmap.mmap
+    compression: str | None  # "xz", "zstd", "gzip" or None
+    file_size: int  # size on disk
+
+
+def read_module(path: str) -> ModuleBytes:
+    """The (decompressed) contents of the module at ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise LkmError(os.strerror(exc.errno or errno.EIO), path=path) from None
+    try:
+        st = os.fstat(fd)
+        size = st.st_size
+        if not _is_regular(st.st_mode):
+            raise InvalidModule("not a regular file", errno.EINVAL, path=path)
+        if size == 0:
+            raise InvalidModule("empty file", errno.EINVAL, path=path)
+        head = os.pread(fd, 8, 0)
+        comp = detect(head)
+        if comp is None:
+            if size < 65536:
+                data: bytes | mmap.mmap = _read_all(fd, size)
+            else:
+                data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+            return ModuleBytes(data, None, size)
+        raw = _read_all(fd, size)
+        try:
+            out = decompress(raw, comp)
+        except InvalidModule as exc:
+            exc.path = path
+            raise
+        if not out:
+            raise InvalidModule(f"{comp.name} stream decompresses to nothing", path=path)
+        return ModuleBytes(out, comp.name, size)
+    except OSError as exc:
+        raise LkmError(os.strerror(exc.errno or errno.EIO), path=path) from None
+    finally:
+        os.close(fd)
+
+
+def _is_regular(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks = []
+    got = 0
+    while got < size:
+        b = os.pread(fd, size - got, got)
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]

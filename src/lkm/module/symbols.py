@@ -1,0 +1,191 @@
+"""What a module exports and what it needs.
+
+Exports are read from the export tables themselves (``__ksymtab``/``__ksymtab_gpl`` with their
+relocations, CRCs from the parallel ``__kcrctab``/``__kcrctab_gpl``, namespaces from the third
+field), so they are exactly what the kernel would register; 2.4 objects use ``__ksymtab``
+{value, name} pairs whose names live in ``.kstrtab``.  Needed symbols are the undefined symbols,
+with the CRC the module was built against from ``__versions``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from lkm.elf import ElfFile, Relocation, Section, cstring
+from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64, SHN_LORESERVE, SHN_UNDEF, SHT_NOBITS
+
+
+@dataclass(frozen=True)
+class Export:
+    name: str
+    gpl: bool
+    crc: int | None
+    namespace: str | None
+    symbol: str | None  # the symbol the entry's value points at (normally == name)
+
+
+@dataclass(frozen=True)
+class NeededSymbol:
+    name: str
+    crc: int | None  # from __versions; None when the module has no entry for it
+    bind: int  # STB_GLOBAL / STB_WEAK
+
+
+# (ksymtab section, GPL-only, parallel CRC section)
+KSYMTAB_SECTIONS: tuple[tuple[str, bool, str], ...] = (
+    ("__ksymtab", False, "__kcrctab"),
+    ("__ksymtab_gpl", True, "__kcrctab_gpl"),
+)
+
+# Architectures whose struct kernel_symbol holds 32-bit place-relative offsets (PREL32).
+PREL32_MACHINES = frozenset({EM_X86_64, EM_386, EM_486, EM_AARCH64})
+
+
+class _Resolver:
+    """Static resolution of relocations inside one object, for reading tables out of a .ko."""
+
+    def __init__(self, elf: ElfFile) -> None:
+        self.elf = elf
+        self.symtab = elf.symtab()
+        self._syms = elf.symbols(self.symtab) if self.symtab is not None else []
+        self._s32 = struct.Struct("<i" if elf.little_endian else ">i")
+
+    def relocs_by_offset(self, target: Section) -> dict[int, Relocation]:
+        out: dict[int, Relocation] = {}
+        for rs in self.elf.relocation_sections_for(target):
+            for r in self.elf.relocations(rs):
+                out[r.offset] = r
+        return out
+
+    def addend(self, target: Section, r: Relocation, width: int = 4) -> int:
+        if r.addend is not None:
+            return r.addend
+        off = target.offset + r.offset  # SHT_REL: the addend sits in the target bytes
+        if width == 4:
+            return int(self._s32.unpack_from(self.elf.data, off)[0])
+        return self.elf.word(off)
+
+    def symbol_name(self, r: Relocation) -> str | None:
+        if 0 < r.sym < len(self._syms):
+            return self._syms[r.sym].name or None
+        return None
+
+    def location(self, target: Section, r: Relocation, width: int = 4) -> tuple[Section, int] | None:
+        """(section, offset) that relocation ``r`` points at, if it points into this object."""
+        if not 0 < r.sym < len(self._syms):
+            return None
+        sym = self._syms[r.sym]
+        if sym.shndx == SHN_UNDEF or sym.shndx >= SHN_LORESERVE or sym.shndx >= len(self.elf.sections):
+            return None
+        return self.elf.sections[sym.shndx], sym.value + self.addend(target, r, width)
+
+    def string(self, target: Section, r: Relocation | None, width: int = 4) -> str | None:
+        if r is None:
+            return None
+        loc = self.location(target, r, width)
+        if loc is None:
+            return None
+        sec, off = loc
+        if sec.type == SHT_NOBITS or not 0 <= off < sec.size:
+            return None
+        self.elf.check_bounds(sec)
+        return cstring(self.elf.data, sec.offset + off, sec.offset + sec.size)
+
+
+def exports(elf: ElfFile) -> list[Export]:
+    """Exported symbols in table order: __ksymtab then __ksymtab_gpl."""
+    res: _Resolver | None = None
+    out: list[Export] = []
+    for tab_name, gpl, crc_name in KSYMTAB_SECTIONS:
+        tab = elf.section(tab_name)
+        if tab is None or tab.size == 0 or tab.type == SHT_NOBITS:
+            continue
+        if res is None:
+            res = _Resolver(elf)
+        elf.check_bounds(tab)
+        relocs = res.relocs_by_offset(tab)
+        if elf.e_machine in PREL32_MACHINES:
+            entsize, fields, width = 12, (0, 4, 8), 4
+        else:
+            w = elf.word_size
+            entsize, fields, width = 3 * w, (0, w, 2 * w), w
+        crcs = _crcs(elf, res, elf.section(crc_name))
+        for i in range(tab.size // entsize):
+            base = i * entsize
+            name = res.string(tab, relocs.get(base + fields[1]), width)
+            if name is None:
+                continue
+            ns = res.string(tab, relocs.get(base + fields[2]), width) or None
+            vrel = relocs.get(base + fields[0])
+            sym = res.symbol_name(vrel) if vrel is not None else None
+            crc = crcs[i] if crcs is not None and i < len(crcs) else None
+            out.append(Export(name, gpl, crc, ns, sym))
+    return out
+
+
+def _crcs(elf: ElfFile, res: _Resolver, sec: Section | None) -> list[int] | None:
+    if sec is None or sec.type == SHT_NOBITS:
+        return None
+    elf.check_bounds(sec)
+    relocs = res.relocs_by_offset(sec)
+    syms = res._syms
+    out = []
+    for i in range(sec.size // 4):
+        v = elf.u32(sec.offset + 4 * i)
+        r = relocs.get(4 * i)
+        if r is not None and 0 < r.sym < len(syms):
+            # `.long __crc_sym` against an absolute symbol whose value is the CRC.
+            v = (syms[r.sym].value + res.addend(sec, r)) & 0xFFFFFFFF
+        out.append(v)
+    return out
+
+
+def exports24(elf: ElfFile) -> list[Export]:
+    """2.4 exports: ``struct module_symbol { unsigned long value; const char *name; }``."""
+    tab = elf.section("__ksymtab")
+    if tab is None or tab.size == 0 or tab.type == SHT_NOBITS:
+        return []
+    res = _Resolver(elf)
+    elf.check_bounds(tab)
+    relocs = res.relocs_by_offset(tab)
+    w = elf.word_size
+    out = []
+    for i in range(tab.size // (2 * w)):
+        base = 2 * w * i
+        name = res.string(tab, relocs.get(base + w), w)
+        if name is None:
+            continue
+        vrel = relocs.get(base)
+        out.append(Export(name, False, None, None, res.symbol_name(vrel) if vrel else None))
+    return out
+
+
+def versions(elf: ElfFile) -> list[tuple[str, int]]:
+    """``__versions``: (symbol, crc) in file order; 64-byte struct modversion_info entries."""
+    sec = elf.section("__versions")
+    if sec is None or sec.type == SHT_NOBITS:
+        return []
+    data = elf.section_bytes(sec)
+    w = elf.word_size
+    fmt = ("<" if elf.little_endian else ">") + ("Q" if w == 8 else "I")
+    crc_s = struct.Struct(fmt)
+    out = []
+    for off in range(0, len(data) - 63, 64):
+        crc = crc_s.unpack_from(data, off)[0]
+        nul = data.find(b"\0", off + w, off + 64)
+        name = data[off + w : nul if nul >= 0 else off + 64].decode("utf-8", "surrogateescape")
+        out.append((name, crc))
+    return out
+
+
+def needed(elf: ElfFile) -> list[NeededSymbol]:
+    """Undefined symbols in symbol-table order, with the first matching __versions CRC."""
+    vers: dict[str, int] = {}
+    for name, crc in versions(elf):
+        vers.setdefault(name, crc)
+    return [
+        NeededSymbol(s.name, vers.get(s.name), s.bind)
+        for s in elf.global_symbols()
+        if s.shndx == SHN_UNDEF and s.name
+    ]
