@@ -33,8 +33,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ if _SRC.is_dir() and str(_SRC) not in sys.path:
 from lkm.corpus import (  # noqa: E402
     MANIFEST_FORMAT,
     MANIFEST_NAME,
+    MODULE_SUFFIXES,
     CorpusTree,
     corpus_dir,
     module_files,
@@ -85,15 +88,44 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _stop_group(child: subprocess.Popen[str]) -> None:
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sig)
+        try:
+            child.wait(timeout=wait)
+            # The leader is gone; make sure nothing of its group keeps writing.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run(
     cmd: Sequence[str], *, cwd: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(
-            list(cmd), cwd=cwd, env=_env(), capture_output=True, text=True, stdin=subprocess.DEVNULL
+        # Own process group: on interruption the whole pipeline (dpkg-deb runs tar and
+        # a decompressor) is stopped before the temporary tree is removed.
+        child = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
     except FileNotFoundError:
         die(f"command not found: {cmd[0]} (this script needs a Debian system with apt and dpkg)")
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        _stop_group(child)
+        raise
+    proc = subprocess.CompletedProcess(list(cmd), child.returncode, out, err)
     if check and proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         errs = [ln for ln in lines if ln.startswith("E:")] or lines
@@ -264,14 +296,34 @@ def parse_stanzas(text: str) -> list[dict[str, str]]:
 
 
 class Apt:
-    """Cached ``apt-cache`` queries."""
+    """Cached ``apt-cache`` queries.
+
+    Debian's container images disable apt's binary cache, which makes every
+    ``apt-cache`` call re-parse all package lists (about a second with three
+    architectures); so the calls share a private ``pkgcache.bin`` in a
+    temporary directory (apt rebuilds it itself whenever the lists change).
+    """
 
     def __init__(self) -> None:
         self._search: dict[str, list[str]] = {}
+        self._tmp = Path(tempfile.mkdtemp(prefix="fetch_corpus-apt-"))
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Apt:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def apt_cache(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        opt = f"Dir::Cache::pkgcache={self._tmp / 'pkgcache.bin'}"
+        return run(["apt-cache", "-o", opt, *args], check=check)
 
     def search_names(self, regex: str) -> list[str]:
         if regex not in self._search:
-            proc = run(["apt-cache", "search", "--names-only", regex])
+            proc = self.apt_cache("search", "--names-only", regex)
             self._search[regex] = sorted(
                 {ln.split(" - ", 1)[0].strip() for ln in proc.stdout.splitlines() if ln.strip()}
             )
@@ -282,7 +334,7 @@ class Apt:
         if not names:
             return []
         args = [f"{n}:{arch}" if arch else n for n in names]
-        proc = run(["apt-cache", "show", *args], check=False)
+        proc = self.apt_cache("show", *args, check=False)
         wanted = set(names)
         pkgs: list[Pkg] = []
         seen: set[tuple[str, str, str]] = set()
@@ -450,7 +502,10 @@ def apt_update() -> None:
         warn(f"apt-get update for {', '.join(keep)} failed too ({(errors or ['?'])[0][:200]})")
     rc, errors = _apt_update_once(None)
     if rc != 0:
-        warn(f"{', '.join(sorted(bad))}: some package lists are older or missing; the newest package apt knows is used")
+        warn(
+            f"{', '.join(sorted(bad))}: some package lists are older or missing;"
+            " using the newest package apt knows"
+        )
 
 
 def ensure_archs(archs: set[str], *, dry_run: bool) -> tuple[set[str], bool]:
@@ -606,7 +661,8 @@ def fix_symlinks(root: Path) -> tuple[int, int]:
             target = os.readlink(p)
             if not os.path.isabs(target):
                 continue
-            inside = os.path.normpath(root_s + "/" + target.lstrip("/"))
+            # normpath("/" + target) clamps "/../.." at "/", so the link stays inside root.
+            inside = root_s + os.path.normpath("/" + target.lstrip("/"))
             os.unlink(p)
             os.symlink(os.path.relpath(inside, dirpath), p)
             fixed += 1
@@ -651,7 +707,7 @@ def describe_image(dest: Path, root: Path, target: Target) -> dict[str, object]:
         die(f"{target.name}: no modules found under {modules_dir}")
     suffixes: dict[str, int] = {}
     for m in mods:
-        s = m.name[m.name.index(".ko") :]
+        s = next(x for x in sorted(MODULE_SUFFIXES, key=len, reverse=True) if m.name.endswith(x))
         suffixes[s] = suffixes.get(s, 0) + 1
     return {
         "name": target.name,
@@ -829,7 +885,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--dest",
         type=Path,
         default=None,
-        help="corpus directory (default: %(default)s -> lkm.corpus.corpus_dir())",
+        help="corpus directory (default: $LKM_CORPUS, else $XDG_CACHE_HOME/lkm/corpus, else ~/.cache/...)",
     )
     ap.add_argument("--only", metavar="NAME[,NAME]", help=f"fetch only these trees ({', '.join(ALL_NAMES)})")
     ap.add_argument(
@@ -851,13 +907,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         apt_update()
         updated = True
 
-    apt = Apt()
-    targets, missing = resolve(apt, selected, still_missing)
+    with Apt() as apt:
+        targets, missing = resolve(apt, selected, still_missing)
     if missing and not updated and not args.list:
         log(f"apt knows no candidates for {', '.join(missing)}; refreshing the package lists")
         apt_update()
-        apt = Apt()
-        targets, missing = resolve(apt, selected, still_missing)
+        with Apt() as apt:
+            targets, missing = resolve(apt, selected, still_missing)
 
     old = read_manifest(dest)
     if args.list:
@@ -916,7 +972,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 if __name__ == "__main__":
+    # SIGTERM/SIGHUP clean up like Ctrl-C: no half-extracted tree is left behind.
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     try:
         sys.exit(main())
     except FetchError as exc:

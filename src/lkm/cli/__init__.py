@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # Like a C tool killed by SIGPIPE: no traceback, quiet exit.
-        try:
+        import contextlib
+
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
         return 141
     return rc

@@ -17,7 +17,10 @@ def parse(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str,
         opt = exc.opt
         msg = exc.msg
         if "requires argument" in msg:
-            text = f"option requires an argument -- '{opt}'" if len(opt) == 1 else f"option '--{opt}' requires an argument"
+            if len(opt) == 1:
+                text = f"option requires an argument -- '{opt}'"
+            else:
+                text = f"option '--{opt}' requires an argument"
         elif "not a unique prefix" in msg:
             text = f"option '--{opt}' is ambiguous"
         elif "must not have an argument" in msg:

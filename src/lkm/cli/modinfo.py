@@ -6,9 +6,13 @@ import os
 import stat
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
+
+if TYPE_CHECKING:
+    from lkm.module.modinfo import Parameter
 
 SHORT = "adlpn0mF:k:b:Vh"
 LONG = [
@@ -128,7 +132,7 @@ def run(prog: str, args: list[str]) -> int:
         if moddir is None:
             from lkm.moddir import ModulesDir, modules_dir
 
-            moddir = ModulesDir(modules_dir(o.root, o.kversion) if (o.root or o.kversion) else modules_dir(None, None))
+            moddir = ModulesDir(modules_dir(o.root, o.kversion))
         found = [f for f in [moddir.lookup_name(name)] if f] if o.modname else moddir.lookup(name)
         if not found:
             fail(f"Module name {name} not found." if o.modname else f"Module {name} not found.")
@@ -169,8 +173,7 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
         fail(f"{path}: {exc.reason}")
         return False
     if o.field == "parm":
-        for p in reversed(params):
-            emit(_param_field(p, is24) + sep)
+        emit("".join(_param_text(p, True) + sep for p in _in_kmod_order(params, is24)))
         return True
     if o.field is not None:
         emit("".join(f"{v}{sep}" for k, v in entries if k == o.field))
@@ -183,36 +186,27 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
             parts.append(f"{k}={v}\0")
         else:
             parts.append(f"{k}:{' ' * abs(15 - len(k))}{v}\n")
-    for p in reversed(params):
-        parts.append(f"{'parm:':<16}{_param_line(p, is24)}{sep}")
+    for p in _in_kmod_order(params, is24):
+        parts.append(f"{'parm:':<16}{_param_text(p, False)}{sep}")
     emit("".join(parts))
     return True
 
 
-def _param_line(p: object, is24: bool) -> str:
-    from lkm.module.modinfo import Parameter
-
-    assert isinstance(p, Parameter)
+def _param_text(p: Parameter, field: bool) -> str:
+    """kmod's parm rendering ("name:desc (type)"; untyped/undescribed variants differ between the
+    full listing and -F parm); 2.4 parameters as modutils described them."""
     if p.spec24 is not None:
         return p.describe24()
     if p.description is None:
-        return f"{p.name}:{p.type}"
+        return f"{p.name}: ({p.type})" if field else f"{p.name}:{p.type}"
     if p.type is not None:
         return f"{p.name}:{p.description} ({p.type})"
     return f"{p.name}:{p.description}"
 
 
-def _param_field(p: object, is24: bool) -> str:
-    from lkm.module.modinfo import Parameter
-
-    assert isinstance(p, Parameter)
-    if p.spec24 is not None:
-        return p.describe24()
-    if p.description is None:
-        return f"{p.name}: ({p.type})"
-    if p.type is not None:
-        return f"{p.name}:{p.description} ({p.type})"
-    return f"{p.name}:{p.description}"
+def _in_kmod_order(params: list[Parameter], is24: bool) -> list[Parameter]:
+    """kmod prints parameters in reverse order of first appearance; modutils in file order."""
+    return params if is24 else params[::-1]
 
 
 def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: Callable[[str], None]) -> bool:
@@ -230,8 +224,7 @@ def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: C
 
     params = parameters(entries)
     if o.field == "parm":
-        for p in reversed(params):
-            emit(_param_field(p, False) + sep)
+        emit("".join(_param_text(p, True) + sep for p in _in_kmod_order(params, False)))
         return True
     if o.field is not None:
         emit("".join(f"{v}{sep}" for k, v in entries if k == o.field))
@@ -240,8 +233,8 @@ def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: C
         if k in ("parm", "parmtype"):
             continue
         emit(f"{k}={v}\0" if sep == "\0" else f"{k}:{' ' * abs(15 - len(k))}{v}\n")
-    for p in reversed(params):
-        emit(f"{'parm:':<16}{_param_line(p, False)}{sep}")
+    for p in _in_kmod_order(params, False):
+        emit(f"{'parm:':<16}{_param_text(p, False)}{sep}")
     return True
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from mmap import mmap
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from lkm.elf.constants import (
     ELFCLASS32,
@@ -27,11 +27,11 @@ from lkm.elf.constants import (
 from lkm.errors import InvalidModule
 
 # Buffers with .find(); a memoryview is copied to bytes once at open.
-Buffer = Union[bytes, bytearray, mmap]
+Buffer = bytes | bytearray | mmap
 
 
 class Section(NamedTuple):
-    index: int
+    number: int  # the section header index (readelf's [Nr])
     name: str
     type: int
     flags: int
@@ -46,7 +46,7 @@ class Section(NamedTuple):
 
 
 class Symbol(NamedTuple):
-    index: int
+    number: int  # index in its symbol table (readelf's Num)
     name: str
     value: int
     size: int
@@ -195,7 +195,7 @@ class ElfFile:
         if self.e_shstrndx == 0 or self.e_shstrndx >= shnum:
             raise InvalidModule(f"section name table index {self.e_shstrndx} out of range", path=path)
         raw = list(lay.shdr.iter_unpack(data[shoff : shoff + shnum * shentsize]))
-        s_name, s_type, _f, _a, s_off, s_size = raw[self.e_shstrndx][:6]
+        _n, s_type, _f, _a, s_off, s_size = raw[self.e_shstrndx][:6]
         if s_type == SHT_NOBITS or s_off + s_size > size or s_size == 0:
             raise InvalidModule("section name table past end of file or empty", path=path)
         if data[s_off + s_size - 1] != 0:
@@ -206,12 +206,9 @@ class ElfFile:
         names = bytes(data[s_off : s_off + s_size])
         secs = []
         for i, r in enumerate(raw):
-            no = r[0]
-            if no < s_size:
-                nm = names[no : names.index(b"\0", no)].decode("utf-8", "surrogateescape")
-            else:
-                nm = ""
-            secs.append(Section(i, nm, *r[1:], no))
+            no, typ, flags, addr, off, sz, link, info, align, entsize = r
+            nm = names[no : names.index(b"\0", no)].decode("utf-8", "surrogateescape") if no < s_size else ""
+            secs.append(Section(i, nm, typ, flags, addr, off, sz, link, info, align, entsize, no))
         self.sections: list[Section] = secs
 
     # -- sections ---------------------------------------------------------------------------
@@ -219,19 +216,19 @@ class ElfFile:
     def section(self, name: str) -> Section | None:
         """The first section called ``name`` (libkmod's rule), or None."""
         for s in self.sections:
-            if s.name == name and s.index:
+            if s.name == name and s.number:
                 return s
         return None
 
     def sections_named(self, name: str) -> list[Section]:
-        return [s for s in self.sections if s.name == name and s.index]
+        return [s for s in self.sections if s.name == name and s.number]
 
     def sections_of_type(self, sh_type: int) -> list[Section]:
         return [s for s in self.sections if s.type == sh_type]
 
     def check_bounds(self, sec: Section) -> None:
         if sec.type != SHT_NOBITS and (sec.offset > self.size or sec.size > self.size - sec.offset):
-            raise InvalidModule(f"section {sec.name or sec.index} extends past end of file", path=self.path)
+            raise InvalidModule(f"section {sec.name or sec.number} extends past end of file", path=self.path)
 
     def section_data(self, sec: Section) -> memoryview:
         """The section's bytes (empty for NOBITS), zero-copy."""
@@ -249,7 +246,7 @@ class ElfFile:
         """The string at ``offset`` of string table ``strtab``."""
         if offset >= strtab.size:
             raise InvalidModule(
-                f"string offset {offset} past end of {strtab.name or strtab.index}", path=self.path
+                f"string offset {offset} past end of {strtab.name or strtab.number}", path=self.path
             )
         self.check_bounds(strtab)
         return cstring(self.data, strtab.offset + offset, strtab.offset + strtab.size)
@@ -269,7 +266,7 @@ class ElfFile:
             symtab = self.symtab()
             if symtab is None:
                 return []
-        key = symtab.index * 65536 + start
+        key = symtab.number * 65536 + start
         cached = self._sym_cache.get(key)
         if cached is not None:
             return cached
@@ -348,9 +345,7 @@ class ElfFile:
 
     def relocation_sections_for(self, target: Section) -> list[Section]:
         """REL/RELA sections whose sh_info names ``target``."""
-        return [
-            s for s in self.sections if s.type in (SHT_REL, SHT_RELA) and s.info == target.index
-        ]
+        return [s for s in self.sections if s.type in (SHT_REL, SHT_RELA) and s.info == target.number]
 
     # -- words ------------------------------------------------------------------------------
 

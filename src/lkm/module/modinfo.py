@@ -37,6 +37,7 @@ PARAM24_TYPES: dict[str, str] = {
     "c": "char",
 }
 
+
 @dataclass(frozen=True)
 class Param24Spec:
     """A 2.4 ``parm_`` type specification, e.g. ``1-4ip`` or ``c20p``."""

@@ -62,7 +62,5 @@ def module_report(mod: ModuleFile, *, exports: bool = False, imports: bool = Fal
             {"name": e.name, "gpl": e.gpl, "crc": e.crc, "namespace": e.namespace} for e in mod.exports
         ]
     if imports:
-        doc["imports"] = [
-            {"name": n.name, "crc": n.crc, "weak": n.bind == STB_WEAK} for n in mod.needed
-        ]
+        doc["imports"] = [{"name": n.name, "crc": n.crc, "weak": n.bind == STB_WEAK} for n in mod.needed]
     return doc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import struct
 from dataclasses import dataclass
+from mmap import mmap
 
 from lkm.errors import BadSignature
 
@@ -52,12 +53,12 @@ class Signature:
     module_size: int  # bytes of the module before the signature
 
 
-def _has_trailer(data: bytes | memoryview) -> bool:
+def _has_trailer(data: bytes | mmap) -> bool:
     n = len(MODULE_SIG_STRING)
     return len(data) >= n and bytes(data[len(data) - n :]) == MODULE_SIG_STRING
 
 
-def module_size(data: bytes | memoryview) -> int:
+def module_size(data: bytes | mmap) -> int:
     """Length of the module proper: the file minus any appended signature (as the kernel strips it)."""
     if not _has_trailer(data):
         return len(data)
@@ -69,7 +70,7 @@ def module_size(data: bytes | memoryview) -> int:
     return rest if rest >= 0 else len(data)
 
 
-def read_signature(data: bytes | memoryview) -> Signature | None:
+def read_signature(data: bytes | mmap) -> Signature | None:
     """The signature appended to ``data``, None if unsigned; :class:`BadSignature` if damaged."""
     if not _has_trailer(data):
         return None
@@ -122,8 +123,9 @@ def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, bytes]:
     except BadSignature:
         raise
     except Exception as exc:  # asn1crypto raises ValueError/TypeError/... on malformed DER
-        raise BadSignature(f"malformed PKCS#7 signature: {str(exc).splitlines()[0] if str(exc) else exc!r}",
-                           errno.EBADMSG) from None
+        raise BadSignature(
+            f"malformed PKCS#7 signature: {str(exc).splitlines()[0] if str(exc) else exc!r}", errno.EBADMSG
+        ) from None
     return signer, serial_bytes, digest, enc
 
 

@@ -1,0 +1,65 @@
+"""Shared test helpers.
+
+Tests that need something outside the repository (the real-module corpus, Debian's kmod)
+skip when it is missing on a developer's machine, and FAIL under CI=true, where .ci/run has
+installed everything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+FIX6 = FIXTURES / "6x"
+FIX24 = FIXTURES / "24"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: object, why: str) -> None:
+    """Skip (developer) or fail (CI) when a prerequisite is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"prerequisite missing in CI: {why}")
+    pytest.skip(why)
+
+
+def kmod_modinfo() -> str:
+    # Called by its bare name so that its messages carry the same program name as a user sees.
+    require(shutil.which("modinfo"), "Debian's kmod (modinfo) is not on PATH: apt-get install kmod")
+    return "modinfo"
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(cmd, capture_output=True, check=False, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def lkm_cmd() -> list[str]:
+    """How to run the CLI as a user would, from this checkout."""
+    exe = shutil.which("lkm")
+    return [exe] if exe else ["python3", "-m", "lkm"]
+
+
+@pytest.fixture(scope="session")
+def corpus_trees():  # type: ignore[no-untyped-def]
+    from lkm.corpus import load_trees
+
+    try:
+        trees = load_trees()
+    except Exception as exc:  # noqa: BLE001 - missing or unreadable manifest
+        trees = []
+        reason = str(exc)
+    else:
+        reason = "no trees in manifest"
+    require(trees, f"real-module corpus missing ({reason}): run scripts/fetch_corpus.py")
+    return trees
+
+
+def fixture_modules() -> list[Path]:
+    return sorted(p for p in FIX6.iterdir() if ".ko" in p.name)
