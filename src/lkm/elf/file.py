@@ -136,6 +136,9 @@ class ElfFile:
     """One ELF object over a buffer (bytes, bytearray, memoryview or mmap)."""
 
     __slots__ = (
+        "_names",
+        "_raw",
+        "_sections",
         "_shstr_end",
         "_shstr_off",
         "_sym_cache",
@@ -150,7 +153,6 @@ class ElfFile:
         "layout",
         "little_endian",
         "path",
-        "sections",
         "size",
     )
 
@@ -203,21 +205,38 @@ class ElfFile:
         self._shstr_off = s_off
         self._shstr_end = s_off + s_size
         self._sym_cache: dict[int, list[Symbol]] = {}
-        names = bytes(data[s_off : s_off + s_size])
-        secs = []
-        for i, r in enumerate(raw):
-            no, typ, flags, addr, off, sz, link, info, align, entsize = r
-            nm = names[no : names.index(b"\0", no)].decode("utf-8", "surrogateescape") if no < s_size else ""
-            secs.append(Section(i, nm, typ, flags, addr, off, sz, link, info, align, entsize, no))
-        self.sections: list[Section] = secs
+        self._names = bytes(data[s_off : s_off + s_size])
+        self._raw = raw
+        self._sections: list[Section] | None = None
+
+    def _make_section(self, i: int) -> Section:
+        no, typ, flags, addr, off, sz, link, info, align, entsize = self._raw[i]
+        names = self._names
+        nm = names[no : names.index(b"\0", no)].decode("utf-8", "surrogateescape") if no < len(names) else ""
+        return Section(i, nm, typ, flags, addr, off, sz, link, info, align, entsize, no)
+
+    @property
+    def sections(self) -> list[Section]:
+        """All section headers, index 0 included (built on first use)."""
+        if self._sections is None:
+            self._sections = [self._make_section(i) for i in range(len(self._raw))]
+        return self._sections
 
     # -- sections ---------------------------------------------------------------------------
 
     def section(self, name: str) -> Section | None:
         """The first section called ``name`` (libkmod's rule), or None."""
-        for s in self.sections:
-            if s.name == name and s.number:
-                return s
+        if self._sections is not None:
+            for s in self._sections:
+                if s.name == name and s.number:
+                    return s
+            return None
+        # Fast path without building every Section: compare the name bytes in place.
+        key = name.encode("utf-8", "surrogateescape") + b"\0"
+        starts = self._names.startswith
+        for i, r in enumerate(self._raw):
+            if i and starts(key, r[0]):
+                return self._make_section(i)
         return None
 
     def sections_named(self, name: str) -> list[Section]:

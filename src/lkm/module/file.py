@@ -82,7 +82,7 @@ class ModuleFile:
     @property
     def is_24(self) -> bool:
         """A 2.4-style object: no struct module section, 2.4 .modinfo or export strings."""
-        if self.elf.section(THIS_MODULE_SECTION) is not None:
+        if self.get("vermagic") is not None or self.elf.section(THIS_MODULE_SECTION) is not None:
             return False
         return self.get("kernel_version") is not None or self.elf.section(".kstrtab") is not None
 

@@ -10,15 +10,8 @@ HEX_LINE_BYTES = 20  # kmod breaks hex dumps after every 20th byte with ":\n\t\t
 
 def hex_field(data: bytes) -> str:
     """kmod's hex rendering: ``AB:CD:...`` upper case, a line break after each 20th byte."""
-    parts = []
-    n = len(data)
-    for i, b in enumerate(data):
-        parts.append(f"{b:02X}")
-        if i < n - 1:
-            parts.append(":")
-            if (i + 1) % HEX_LINE_BYTES == 0:
-                parts.append("\n\t\t")
-    return "".join(parts)
+    step = HEX_LINE_BYTES
+    return ":\n\t\t".join(data[i : i + step].hex(":").upper() for i in range(0, len(data), step))
 
 
 def info_entries(mod: ModuleFile) -> list[tuple[str, str]]:

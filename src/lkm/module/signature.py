@@ -13,6 +13,7 @@ import errno
 import struct
 from dataclasses import dataclass
 from mmap import mmap
+from typing import Any
 
 from lkm.errors import BadSignature
 
@@ -51,6 +52,13 @@ class Signature:
     signature: bytes
     raw: bytes  # the signature blob as appended (DER PKCS#7 for id_type PKCS#7)
     module_size: int  # bytes of the module before the signature
+
+    def pkcs7(self) -> Any:
+        """The whole PKCS#7 message as an ``asn1crypto.cms.ContentInfo`` (certificates,
+        signed attributes, everything), for callers who need more than kmod shows."""
+        from asn1crypto import cms
+
+        return cms.ContentInfo.load(self.raw)
 
 
 def _has_trailer(data: bytes | mmap) -> bool:
@@ -94,52 +102,143 @@ def read_signature(data: bytes | mmap) -> Signature | None:
         return Signature(
             PKEY_ID_TYPE[id_type], PKEY_ALGO[algo], PKEY_HASH_ALGO[hsh], signer, key_id, raw, raw, end
         )
-    signer, serial, digest, enc = _parse_pkcs7(raw)
+    signer, serial, digest, enc = _parse_pkcs7_cached(raw)
     return Signature("PKCS#7", PKEY_ALGO[algo], digest, signer, serial, enc, raw, end)
 
 
-def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, bytes]:
-    """(issuer CN, serial bytes, digest name, encrypted digest) of the first SignerInfo."""
-    from asn1crypto import cms  # lazy: only signed modules pay for it
+# Modules signed with one key share every byte of their PKCS#7 message up to the encrypted
+# digest, which is the last element.  When a message has the same length and the same bytes up
+# to that point as one already parsed, its structure (all lengths included) is the same, so the
+# earlier result holds with the new digest: exact, and it saves a parse per module.
+_PKCS7_SEEN: list[tuple[int, bytes, tuple[bytes, bytes, str]]] = []
 
+
+def _parse_pkcs7_cached(der: bytes) -> tuple[bytes, bytes, str, bytes]:
+    for total, prefix, fields in _PKCS7_SEEN:
+        if len(der) == total and der.startswith(prefix):
+            return (*fields, der[len(prefix) :])
+    signer, serial, digest, enc = _parse_pkcs7(der)
+    if enc and der.endswith(enc):
+        if len(_PKCS7_SEEN) >= 8:
+            _PKCS7_SEEN.pop(0)
+        _PKCS7_SEEN.append((len(der), der[: len(der) - len(enc)], (signer, serial, digest)))
+    return signer, serial, digest, enc
+
+
+def _tlvs(der: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, int, int]]:
+    """(class, tag, contents start, contents end) of each DER element in der[start:end].
+
+    A minimal definite-length DER walker over offsets: the hot path of reading a whole
+    distribution's signatures (asn1crypto's object model costs ~200 us each; see
+    :meth:`Signature.pkcs7` for the full parse).
+    """
+    if end is None:
+        end = len(der)
+    out = []
+    p = start
+    while p < end:
+        if p + 2 > end:
+            raise ValueError("truncated DER header")
+        ident = der[p]
+        tag = ident & 0x1F
+        p += 1
+        if tag == 0x1F:  # high tag number form
+            tag = 0
+            while True:
+                if p >= end:
+                    raise ValueError("truncated DER tag")
+                b = der[p]
+                p += 1
+                tag = (tag << 7) | (b & 0x7F)
+                if not b & 0x80:
+                    break
+        if p >= end:
+            raise ValueError("truncated DER length")
+        ln = der[p]
+        p += 1
+        if ln & 0x80:
+            n = ln & 0x7F
+            if n == 0 or n > 4 or p + n > end:
+                raise ValueError("unsupported DER length")
+            ln = int.from_bytes(der[p : p + n], "big")
+            p += n
+        if p + ln > end:
+            raise ValueError("DER element runs past its container")
+        out.append((ident >> 6, tag, p, p + ln))
+        p += ln
+    return out
+
+
+def _one(der: bytes, start: int, end: int) -> tuple[int, int, int, int]:
+    items = _tlvs(der, start, end)
+    if len(items) != 1:
+        raise ValueError("expected one DER element")
+    return items[0]
+
+
+def _oid(contents: bytes) -> str:
+    arcs: list[int] = []
+    v = 0
+    for b in contents:
+        v = (v << 7) | (b & 0x7F)
+        if not b & 0x80:
+            arcs.append(v)
+            v = 0
+    if not arcs:
+        raise ValueError("empty OBJECT IDENTIFIER")
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(x) for x in [first, arcs[0] - 40 * first, *arcs[1:]])
+
+
+_UNIVERSAL, _CONTEXT = 0, 2
+_INTEGER, _OCTET_STRING, _OID, _SEQUENCE, _SET = 2, 4, 6, 16, 17
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_CN_OID_BYTES = b"\x55\x04\x03"  # 2.5.4.3
+
+
+def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, bytes]:
+    """(issuer CN, serial bytes, digest name, encrypted digest) of the first SignerInfo.
+
+    Walks the DER with asn1crypto's parser and reads only the fields kmod shows (the full
+    object model costs ~200 us a signature, too much for a whole distribution's modules).
+    """
     try:
-        info = cms.ContentInfo.load(der, strict=False)
-        if info["content_type"].native != "signed_data":
+        _c, _t, cs, ce = _one(der, 0, len(der))
+        oid, content = _tlvs(der, cs, ce)[:2]
+        if oid[1] != _OID or _oid(der[oid[2] : oid[3]]) != _OID_SIGNED_DATA:
             raise BadSignature("PKCS#7 message is not SignedData")
-        signer_infos = info["content"]["signer_infos"]
-        if len(signer_infos) == 0:
+        sd = _one(der, content[2], content[3])
+        signed = _tlvs(der, sd[2], sd[3])
+        sets = [c for c in signed if c[0] == _UNIVERSAL and c[1] == _SET]
+        signer_infos = _tlvs(der, sets[-1][2], sets[-1][3]) if len(sets) >= 2 else []
+        if not signer_infos:
             raise BadSignature("PKCS#7 message has no SignerInfo")
-        si = signer_infos[0]
-        sid = si["sid"]
-        if sid.name != "issuer_and_serial_number":
+        si = _tlvs(der, signer_infos[0][2], signer_infos[0][3])
+        sid = si[1]
+        if sid[0] != _UNIVERSAL or sid[1] != _SEQUENCE:
             raise BadSignature("PKCS#7 SignerInfo is not identified by issuer and serial")
-        ias = sid.chosen
-        serial = int(ias["serial_number"].native)
-        serial_bytes = abs(serial).to_bytes((abs(serial).bit_length() + 7) // 8, "big")
-        signer = _issuer_cn(ias["issuer"])
-        oid = si["digest_algorithm"]["algorithm"].dotted
-        digest = DIGEST_OID_NAMES.get(oid, oid)
-        enc = bytes(si["signature"].native)
+        issuer, serial = _tlvs(der, sid[2], sid[3])[:2]
+        n = int.from_bytes(der[serial[2] : serial[3]], "big", signed=True)
+        serial_bytes = abs(n).to_bytes((abs(n).bit_length() + 7) // 8, "big")
+        signer = _issuer_cn(der, issuer[2], issuer[3])
+        alg = _tlvs(der, si[2][2], si[2][3])[0]
+        digest_oid = _oid(der[alg[2] : alg[3]])
+        enc = next(der[c[2] : c[3]] for c in si[3:] if c[0] == _UNIVERSAL and c[1] == _OCTET_STRING)
     except BadSignature:
         raise
-    except Exception as exc:  # asn1crypto raises ValueError/TypeError/... on malformed DER
-        raise BadSignature(
-            f"malformed PKCS#7 signature: {str(exc).splitlines()[0] if str(exc) else exc!r}", errno.EBADMSG
-        ) from None
-    return signer, serial_bytes, digest, enc
+    except (ValueError, TypeError, IndexError, StopIteration) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadSignature(f"malformed PKCS#7 signature: {why}", errno.EBADMSG) from None
+    return signer, serial_bytes, DIGEST_OID_NAMES.get(digest_oid, digest_oid), enc
 
 
-def _issuer_cn(name: object) -> bytes:
+def _issuer_cn(der: bytes, start: int, end: int) -> bytes:
     """kmod's x509_name_to_str: the first commonName; with none, the last entry's value."""
-    from asn1crypto import x509
-
-    assert isinstance(name, x509.Name)
-    last: bytes = b""
-    for rdn in name.chosen:
-        for atv in rdn:
-            value = atv["value"]
-            raw = value.chosen.contents if hasattr(value, "chosen") else value.contents
-            last = bytes(raw)
-            if atv["type"].native == "common_name":
+    last = b""
+    for rdn in _tlvs(der, start, end):
+        for atv in _tlvs(der, rdn[2], rdn[3]):
+            typ, value = _tlvs(der, atv[2], atv[3])[:2]
+            last = der[value[2] : value[3]]
+            if der[typ[2] : typ[3]] == _CN_OID_BYTES:
                 return last
     return last

@@ -1,15 +1,19 @@
-"""Getting a module's bytes: plain files by mmap (only touched pages are read, like kmod),
-compressed ones (.ko.xz, .ko.zst, .ko.gz; detected by magic) decompressed in memory."""
+"""Getting a module's bytes: plain files read whole or mapped (large ones by mmap, so only the
+pages a tool touches are read, like kmod), compressed ones (.ko.xz, .ko.zst, .ko.gz; detected
+by magic) decompressed in memory."""
 
 from __future__ import annotations
 
 import errno
 import mmap
 import os
+import stat
 from dataclasses import dataclass
 
 from lkm.compress import decompress, detect
 from lkm.errors import InvalidModule, LkmError
+
+MMAP_THRESHOLD = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -28,19 +32,19 @@ def read_module(path: str) -> ModuleBytes:
     try:
         st = os.fstat(fd)
         size = st.st_size
-        if not _is_regular(st.st_mode):
+        if not stat.S_ISREG(st.st_mode):
             raise InvalidModule("not a regular file", errno.EINVAL, path=path)
         if size == 0:
             raise InvalidModule("empty file", errno.EINVAL, path=path)
-        head = os.pread(fd, 8, 0)
-        comp = detect(head)
+        data: bytes | mmap.mmap
+        if size < MMAP_THRESHOLD:
+            data = _read_all(fd, size)
+        else:
+            data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        comp = detect(data[:8])
         if comp is None:
-            if size < 65536:
-                data: bytes | mmap.mmap = _read_all(fd, size)
-            else:
-                data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
             return ModuleBytes(data, None, size)
-        raw = _read_all(fd, size)
+        raw = data if isinstance(data, bytes) else data[:]
         try:
             out = decompress(raw, comp)
         except InvalidModule as exc:
@@ -53,12 +57,6 @@ def read_module(path: str) -> ModuleBytes:
         raise LkmError(os.strerror(exc.errno or errno.EIO), path=path) from None
     finally:
         os.close(fd)
-
-
-def _is_regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
 
 
 def _read_all(fd: int, size: int) -> bytes:
