@@ -7,9 +7,9 @@ magic to the name kmod uses in ``/sys/module/compression`` and a decompressor.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from lkm.errors import DecompressionError
+from lkm.record import Record
 
 
 def _xz(data: bytes) -> bytes:
@@ -43,11 +43,15 @@ def _zstd(data: bytes) -> bytes:
     return bytes(out)
 
 
-@dataclass(frozen=True)
-class Compression:
-    name: str  # as in /sys/module/compression and kmod's messages
-    magic: bytes
-    decompress: Callable[[bytes], bytes]
+class Compression(Record):
+    """A compression format: ``name`` as in /sys/module/compression and kmod's messages."""
+
+    __slots__ = ("name", "magic", "decompress")
+
+    def __init__(self, name: str, magic: bytes, decompress: Callable[[bytes], bytes]) -> None:
+        self.name = name
+        self.magic = magic
+        self.decompress = decompress
 
 
 COMPRESSIONS: tuple[Compression, ...] = (

@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"lkm: ERROR: unknown tool '{tool}'\n{_usage()}")
             return 1
         prog, args = f"lkm {tool}", argv[2:]
-    import importlib
-
-    mod = importlib.import_module(TOOLS[tool][0])
+    modname = TOOLS[tool][0]
+    __import__(modname)
+    mod = sys.modules[modname]
     try:
         rc: int = mod.run(prog, args)
     except KeyboardInterrupt:

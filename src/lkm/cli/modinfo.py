@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from lkm.module.modinfo import Parameter
 
 SHORT = "adlpn0mF:k:b:Vh"
@@ -109,25 +110,25 @@ def run(prog: str, args: list[str]) -> int:
         err(f"{prog}: ERROR: missing module or filename.\n")
         return 1
 
-    out = sys.stdout.buffer
-    chunks: list[bytes] = []
+    if not o.modname and len(operands) >= 64 and all(_is_module_filename(n) for n in operands):
+        # A batch of files (e.g. a whole tree): fan out over the cores, output in order.
+        from lkm.parallel import map_chunks
 
-    def emit(text: str) -> None:
-        chunks.append(text.encode("utf-8", "surrogateescape"))
+        paths = [n if n[:1] == "/" else os.path.join(os.getcwd(), n) for n in operands]
+        ok = True
+        for events, chunk_ok in map_chunks(lambda chunk: _render_paths(o, prog, chunk), paths):
+            _flush(events)
+            ok = ok and chunk_ok
+        return 0 if ok else 1
 
-    def fail(msg: str) -> None:
-        # Keep stdout and stderr in order for a reader of both.
-        out.write(b"".join(chunks))
-        chunks.clear()
-        out.flush()
-        err(f"{prog}: ERROR: {msg}\n")
-
+    r = _Render(prog)
     show: Callable[..., bool] = _show_json if o.json else _show
     ok = True
     moddir = None
     for name in operands:
         if not o.modname and _is_module_filename(name):
-            ok = show(o, os.path.join(os.getcwd(), name) if name[:1] != "/" else name, emit, fail) and ok
+            path = os.path.join(os.getcwd(), name) if name[:1] != "/" else name
+            ok = show(o, path, r.emit, r.fail) and ok
             continue
         if moddir is None:
             from lkm.moddir import ModulesDir, modules_dir
@@ -135,17 +136,57 @@ def run(prog: str, args: list[str]) -> int:
             moddir = ModulesDir(modules_dir(o.root, o.kversion))
         found = [f for f in [moddir.lookup_name(name)] if f] if o.modname else moddir.lookup(name)
         if not found:
-            fail(f"Module name {name} not found." if o.modname else f"Module {name} not found.")
+            r.fail(f"Module name {name} not found." if o.modname else f"Module {name} not found.")
             ok = False
             continue
         for f in found:
             if f.path is None:
-                ok = _show_builtin(o, f.name, f.builtin_modinfo, emit) and ok
+                ok = _show_builtin(o, f.name, f.builtin_modinfo, r.emit) and ok
             else:
-                ok = show(o, f.path, emit, fail) and ok
-    out.write(b"".join(chunks))
-    out.flush()
+                ok = show(o, f.path, r.emit, r.fail) and ok
+    _flush(r.events)
     return 0 if ok else 1
+
+
+class _Render:
+    """Output as an ordered list of (stream, bytes) events, so that a batch rendered in a
+    worker process prints exactly as it would have sequentially."""
+
+    def __init__(self, prog: str) -> None:
+        self.prog = prog
+        self.events: list[tuple[int, bytes]] = []
+
+    def emit(self, text: str) -> None:
+        self.events.append((1, text.encode("utf-8", "surrogateescape")))
+
+    def fail(self, msg: str) -> None:
+        self.events.append((2, f"{self.prog}: ERROR: {msg}\n".encode("utf-8", "surrogateescape")))
+
+
+def _render_paths(o: Options, prog: str, paths: Sequence[str]) -> tuple[list[tuple[int, bytes]], bool]:
+    r = _Render(prog)
+    show: Callable[..., bool] = _show_json if o.json else _show
+    ok = True
+    for path in paths:
+        ok = show(o, path, r.emit, r.fail) and ok
+    return r.events, ok
+
+
+def _flush(events: list[tuple[int, bytes]]) -> None:
+    """Write events: stdout coalesced, stdout flushed before each stderr line."""
+    out = sys.stdout.buffer
+    pending: list[bytes] = []
+    for stream, data in events:
+        if stream == 1:
+            pending.append(data)
+            continue
+        out.write(b"".join(pending))
+        pending.clear()
+        out.flush()
+        sys.stderr.buffer.write(data)
+        sys.stderr.flush()
+    out.write(b"".join(pending))
+    out.flush()
 
 
 def _is_module_filename(name: str) -> bool:

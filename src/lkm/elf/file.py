@@ -8,9 +8,7 @@ Every failure is an :class:`~lkm.errors.InvalidModule` with the kernel's errno (
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from mmap import mmap
-from typing import NamedTuple
 
 from lkm.elf.constants import (
     ELFCLASS32,
@@ -25,34 +23,53 @@ from lkm.elf.constants import (
     STB_LOCAL,
 )
 from lkm.errors import InvalidModule
+from lkm.record import Record
 
 # Buffers with .find(); a memoryview is copied to bytes once at open.
 Buffer = bytes | bytearray | mmap
 
 
-class Section(NamedTuple):
-    number: int  # the section header index (readelf's [Nr])
-    name: str
-    type: int
-    flags: int
-    addr: int
-    offset: int
-    size: int
-    link: int
-    info: int
-    addralign: int
-    entsize: int
-    name_offset: int
+class Section(Record):
+    """One section header; ``number`` is its index (readelf's [Nr])."""
+
+    __slots__ = (
+        "number", "name", "type", "flags", "addr", "offset", "size", "link", "info", "addralign", "entsize",
+        "name_offset",
+    )  # fmt: skip  # fmt: skip
+
+    def __init__(
+        self, number: int, name: str, type: int, flags: int, addr: int, offset: int, size: int, link: int,
+        info: int, addralign: int, entsize: int, name_offset: int,
+    ) -> None:  # fmt: skip
+        self.number = number
+        self.name = name
+        self.type = type
+        self.flags = flags
+        self.addr = addr
+        self.offset = offset
+        self.size = size
+        self.link = link
+        self.info = info
+        self.addralign = addralign
+        self.entsize = entsize
+        self.name_offset = name_offset
 
 
-class Symbol(NamedTuple):
-    number: int  # index in its symbol table (readelf's Num)
-    name: str
-    value: int
-    size: int
-    info: int
-    other: int
-    shndx: int
+class Symbol(Record):
+    """One symbol; ``number`` is its index in its symbol table (readelf's Num)."""
+
+    __slots__ = ("number", "name", "value", "size", "info", "other", "shndx")
+
+    def __init__(
+        self, number: int, name: str, value: int, size: int, info: int, other: int, shndx: int
+    ) -> None:
+        self.number = number
+        self.name = name
+        self.value = value
+        self.size = size
+        self.info = info
+        self.other = other
+        self.shndx = shndx
 
     @property
     def bind(self) -> int:
@@ -63,59 +80,53 @@ class Symbol(NamedTuple):
         return self.info & 0xF
 
 
-class Relocation(NamedTuple):
-    offset: int
-    sym: int
-    type: int
-    addend: int | None  # None for SHT_REL: the addend is in place, in the target bytes
+class Relocation(Record):
+    """One relocation; ``addend`` is None for SHT_REL (the addend is in the target bytes)."""
+
+    __slots__ = ("offset", "sym", "type", "addend")
+
+    def __init__(self, offset: int, sym: int, type: int, addend: int | None) -> None:
+        self.offset = offset
+        self.sym = sym
+        self.type = type
+        self.addend = addend
 
 
-@dataclass(frozen=True)
 class _Layout:
     """The struct formats of one (class, byte order) combination."""
 
-    ehdr: struct.Struct  # e_type .. e_shstrndx, after e_ident
-    shdr: struct.Struct
-    sym: struct.Struct
-    rel: struct.Struct
-    rela: struct.Struct
-    word: struct.Struct  # unsigned long of the target
-    u32: struct.Struct
-    sym_order: tuple[int, int, int, int, int, int]  # positions of name, value, size, info, other, shndx
-    r_sym_shift: int
-    r_type_mask: int
+    __slots__ = ("ehdr", "elf64", "r_sym_shift", "r_type_mask", "rel", "rela", "shdr", "sym", "u32", "word")
+
+    def __init__(self, cls: int, little: bool) -> None:
+        e = "<" if little else ">"
+        self.elf64 = cls == ELFCLASS64
+        if self.elf64:
+            self.ehdr = struct.Struct(e + "HHIQQQIHHHHHH")  # e_type .. e_shstrndx, after e_ident
+            self.shdr = struct.Struct(e + "IIQQQQIIQQ")
+            self.sym = struct.Struct(e + "IBBHQQ")  # name, info, other, shndx, value, size
+            self.rel = struct.Struct(e + "QQ")
+            self.rela = struct.Struct(e + "QQq")
+            self.word = struct.Struct(e + "Q")  # the target's unsigned long
+            self.r_sym_shift, self.r_type_mask = 32, 0xFFFFFFFF
+        else:
+            self.ehdr = struct.Struct(e + "HHIIIIIHHHHHH")
+            self.shdr = struct.Struct(e + "IIIIIIIIII")
+            self.sym = struct.Struct(e + "IIIBBH")  # name, value, size, info, other, shndx
+            self.rel = struct.Struct(e + "II")
+            self.rela = struct.Struct(e + "IIi")
+            self.word = struct.Struct(e + "I")
+            self.r_sym_shift, self.r_type_mask = 8, 0xFF
+        self.u32 = struct.Struct(e + "I")
 
 
-def _layout(cls: int, little: bool) -> _Layout:
-    e = "<" if little else ">"
-    if cls == ELFCLASS64:
-        return _Layout(
-            ehdr=struct.Struct(e + "HHIQQQIHHHHHH"),
-            shdr=struct.Struct(e + "IIQQQQIIQQ"),
-            sym=struct.Struct(e + "IBBHQQ"),
-            rel=struct.Struct(e + "QQ"),
-            rela=struct.Struct(e + "QQq"),
-            word=struct.Struct(e + "Q"),
-            u32=struct.Struct(e + "I"),
-            sym_order=(0, 4, 5, 1, 2, 3),
-            r_sym_shift=32,
-            r_type_mask=0xFFFFFFFF,
-        )
-    return _Layout(
-        ehdr=struct.Struct(e + "HHIIIIIHHHHHH"),
-        shdr=struct.Struct(e + "IIIIIIIIII"),
-        sym=struct.Struct(e + "IIIBBH"),
-        rel=struct.Struct(e + "II"),
-        rela=struct.Struct(e + "IIi"),
-        word=struct.Struct(e + "I"),
-        u32=struct.Struct(e + "I"),
-        sym_order=(0, 1, 2, 3, 4, 5),
-        r_sym_shift=8,
-        r_type_mask=0xFF,
-    )
+_LAYOUTS: dict[tuple[int, int], _Layout] = {}
 
 
-_LAYOUTS = {(c, d): _layout(c, d == ELFDATA2LSB) for c in (1, 2) for d in (1, 2)}
+def _layout(cls: int, enc: int) -> _Layout:
+    lay = _LAYOUTS.get((cls, enc))
+    if lay is None:
+        lay = _LAYOUTS[(cls, enc)] = _Layout(cls, enc == ELFDATA2LSB)
+    return lay
 
 
 def cstring(data: Buffer, offset: int, end: int | None = None) -> str:
@@ -171,7 +182,7 @@ class ElfFile:
             raise InvalidModule(f"unknown ELF data encoding {enc}", path=path)
         self.elfclass = 64 if cls == ELFCLASS64 else 32
         self.little_endian = enc == ELFDATA2LSB
-        lay = self.layout = _LAYOUTS[(cls, enc)]
+        lay = self.layout = _layout(cls, enc)
         if size < 16 + lay.ehdr.size:
             raise InvalidModule("file too short for an ELF header", path=path)
         (
@@ -303,12 +314,11 @@ class ElfFile:
         raw = data[symtab.offset + start * entsize : symtab.offset + count * entsize]
         strs = bytes(data[strtab.offset : strtab.offset + strtab.size])
         nstr = len(strs)
-        o = lay.sym_order
         out: list[Symbol] = []
         append = out.append
         find = strs.find
         idx = start
-        if o[0] == 0 and o[1] == 4:  # ELF64: name, info, other, shndx, value, size
+        if lay.elf64:
             for name_off, info, other, shndx, value, size in lay.sym.iter_unpack(raw):
                 if name_off:
                     if name_off >= nstr:

@@ -10,9 +10,12 @@ from mmap import mmap
 from lkm.elf import ElfFile
 from lkm.errors import LkmError
 from lkm.module import modinfo as _mi
-from lkm.module import symbols as _sym
-from lkm.module.signature import Signature, module_size, read_signature
 from lkm.module.source import read_module
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from lkm.module.signature import Signature
+    from lkm.module.symbols import Export, NeededSymbol
 
 THIS_MODULE_SECTION = ".gnu.linkonce.this_module"
 
@@ -136,16 +139,22 @@ class ModuleFile:
     # -- symbols ----------------------------------------------------------------------------
 
     @cached_property
-    def exports(self) -> list[_sym.Export]:
-        return _sym.exports24(self.elf) if self.is_24 else _sym.exports(self.elf)
+    def exports(self) -> list[Export]:
+        from lkm.module import symbols
+
+        return symbols.exports24(self.elf) if self.is_24 else symbols.exports(self.elf)
 
     @cached_property
     def versions(self) -> list[tuple[str, int]]:
-        return _sym.versions(self.elf)
+        from lkm.module.symbols import versions
+
+        return versions(self.elf)
 
     @cached_property
-    def needed(self) -> list[_sym.NeededSymbol]:
-        return _sym.needed(self.elf)
+    def needed(self) -> list[NeededSymbol]:
+        from lkm.module.symbols import needed
+
+        return needed(self.elf)
 
     # -- notes and signature ----------------------------------------------------------------
 
@@ -157,6 +166,10 @@ class ModuleFile:
 
     @cached_property
     def signature(self) -> Signature | None:
+        if not _has_sig_trailer(self.data):
+            return None
+        from lkm.module.signature import read_signature
+
         try:
             return read_signature(self.data)
         except LkmError as exc:
@@ -166,6 +179,8 @@ class ModuleFile:
     @property
     def module_size(self) -> int:
         """Bytes of the module proper (without the appended signature)."""
+        from lkm.module.signature import module_size
+
         return module_size(self.data)
 
     def close(self) -> None:
@@ -180,3 +195,11 @@ class ModuleFile:
 
     def __repr__(self) -> str:
         return f"<ModuleFile {self.path or '(memory)'} {self.elf.elfclass}-bit>"
+
+
+_SIG_MAGIC = b"~Module signature appended~\n"
+
+
+def _has_sig_trailer(data: bytes | mmap) -> bool:
+    # Checked here so unsigned modules never import the signature parser.
+    return len(data) >= len(_SIG_MAGIC) and data[len(data) - len(_SIG_MAGIC) :] == _SIG_MAGIC

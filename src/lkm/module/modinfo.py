@@ -8,7 +8,7 @@ Parameters come in two dialects: 2.6+ ``parm=name:desc`` / ``parmtype=name:type`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from lkm.record import Record
 
 
 def parse_modinfo(data: bytes) -> list[tuple[str, str]]:
@@ -38,17 +38,23 @@ PARAM24_TYPES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Param24Spec:
-    """A 2.4 ``parm_`` type specification, e.g. ``1-4ip`` or ``c20p``."""
+class Param24Spec(Record):
+    """A 2.4 ``parm_`` type specification, e.g. ``1-4ip`` or ``c20p``: ``type`` is one of
+    PARAM24_TYPES ("" or another letter when malformed), ``size`` the N of cN, ``modifier`` any
+    modifier letter other than 'p' (malformed)."""
 
-    spec: str
-    min: int
-    max: int
-    type: str  # one of PARAM24_TYPES, or "" / another letter when malformed
-    size: int | None  # N of cN
-    persistent: bool
-    modifier: str  # any modifier letter other than 'p' (malformed)
+    __slots__ = ("spec", "min", "max", "type", "size", "persistent", "modifier")
+
+    def __init__(
+        self, spec: str, min: int, max: int, type: str, size: int | None, persistent: bool, modifier: str
+    ) -> None:
+        self.spec = spec
+        self.min = min
+        self.max = max
+        self.type = type
+        self.size = size
+        self.persistent = persistent
+        self.modifier = modifier
 
     @property
     def valid(self) -> bool:
@@ -110,14 +116,19 @@ def parse_param24_spec(spec: str) -> Param24Spec:
     return Param24Spec(spec, lo, hi, typ, size, mod == "p", "" if mod in ("", "p") else mod)
 
 
-@dataclass(frozen=True)
-class Parameter:
-    """One module parameter, merged from its .modinfo entries."""
+class Parameter(Record):
+    """One module parameter, merged from its .modinfo entries.  ``type`` is the parmtype value
+    ("int", "charp", "array of int") or, for 2.4, the raw spec that ``spec24`` parses."""
 
-    name: str
-    type: str | None  # 2.6+: parmtype value ("int", "charp", "array of int"); 2.4: the raw spec
-    description: str | None
-    spec24: Param24Spec | None = None
+    __slots__ = ("name", "type", "description", "spec24")
+
+    def __init__(
+        self, name: str, type: str | None, description: str | None, spec24: Param24Spec | None = None
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.description = description
+        self.spec24 = spec24
 
     def describe24(self) -> str:
         """modutils' one-line description: ``name type[ persistent][ array ...][, description "..."]``."""

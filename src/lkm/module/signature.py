@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass
 from mmap import mmap
 from typing import Any
 
 from lkm.errors import BadSignature
+from lkm.record import Record
 
 MODULE_SIG_STRING = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3xI")
@@ -42,16 +42,24 @@ DIGEST_OID_NAMES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Signature:
-    id_type: str  # "PKCS#7", "X509", "PGP"
-    algo: str
-    hash_algo: str
-    signer: bytes
-    key_id: bytes
-    signature: bytes
-    raw: bytes  # the signature blob as appended (DER PKCS#7 for id_type PKCS#7)
-    module_size: int  # bytes of the module before the signature
+class Signature(Record):
+    """An appended signature: ``id_type`` "PKCS#7", "X509" or "PGP"; ``raw`` the blob as appended
+    (DER PKCS#7); ``module_size`` the bytes of the module before it."""
+
+    __slots__ = ("id_type", "algo", "hash_algo", "signer", "key_id", "signature", "raw", "module_size")
+
+    def __init__(
+        self, id_type: str, algo: str, hash_algo: str, signer: bytes, key_id: bytes, signature: bytes,
+        raw: bytes, module_size: int,
+    ) -> None:  # fmt: skip
+        self.id_type = id_type
+        self.algo = algo
+        self.hash_algo = hash_algo
+        self.signer = signer
+        self.key_id = key_id
+        self.signature = signature
+        self.raw = raw
+        self.module_size = module_size
 
     def pkcs7(self) -> Any:
         """The whole PKCS#7 message as an ``asn1crypto.cms.ContentInfo`` (certificates,

@@ -8,19 +8,24 @@ import errno
 import mmap
 import os
 import stat
-from dataclasses import dataclass
 
 from lkm.compress import decompress, detect
 from lkm.errors import InvalidModule, LkmError
+from lkm.record import Record
 
 MMAP_THRESHOLD = 256 * 1024
 
 
-@dataclass(frozen=True)
-class ModuleBytes:
-    data: bytes | mmap.mmap
-    compression: str | None  # "xz", "zstd", "gzip" or None
-    file_size: int  # size on disk
+class ModuleBytes(Record):
+    """A module's (decompressed) contents, its compression ("xz", "zstd", "gzip" or None) and
+    its size on disk."""
+
+    __slots__ = ("data", "compression", "file_size")
+
+    def __init__(self, data: bytes | mmap.mmap, compression: str | None, file_size: int) -> None:
+        self.data = data
+        self.compression = compression
+        self.file_size = file_size
 
 
 def read_module(path: str) -> ModuleBytes:
@@ -36,11 +41,9 @@ def read_module(path: str) -> ModuleBytes:
             raise InvalidModule("not a regular file", errno.EINVAL, path=path)
         if size == 0:
             raise InvalidModule("empty file", errno.EINVAL, path=path)
-        data: bytes | mmap.mmap
-        if size < MMAP_THRESHOLD:
-            data = _read_all(fd, size)
-        else:
-            data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        data: bytes | mmap.mmap = (
+            _read_all(fd, size) if size < MMAP_THRESHOLD else mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        )
         comp = detect(data[:8])
         if comp is None:
             return ModuleBytes(data, None, size)

@@ -1,0 +1,32 @@
+"""Record: the base of lkm's small immutable-by-convention data classes.
+
+``dataclasses`` and ``typing.NamedTuple`` cost several milliseconds of import time (inspect,
+typing), which is a third of a whole ``lkm modinfo one.ko`` run; a __slots__ class with its
+fields listed once is as clear and loads instantly.  Subclasses set ``__slots__`` to the field
+names, in order, and write a plain ``__init__``.
+"""
+
+from __future__ import annotations
+
+
+class Record:
+    __slots__: tuple[str, ...] = ()
+
+    def astuple(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in self.__slots__)
+
+    def asdict(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        assert isinstance(other, Record)
+        return self.astuple() == other.astuple()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.astuple()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
+        return f"{type(self).__name__}({inner})"
