@@ -119,6 +119,7 @@ class _Layout:
         self.u32 = struct.Struct(e + "I")
 
 
+_RELOC_TYPES = (SHT_REL, SHT_RELA)
 _LAYOUTS: dict[tuple[int, int], _Layout] = {}
 
 
@@ -147,8 +148,11 @@ class ElfFile:
     """One ELF object over a buffer (bytes, bytearray, memoryview or mmap)."""
 
     __slots__ = (
+        "_name_offsets",
+        "_made",
         "_names",
         "_raw",
+        "_strtabs",
         "_sections",
         "_shstr_end",
         "_shstr_off",
@@ -219,6 +223,9 @@ class ElfFile:
         self._names = bytes(data[s_off : s_off + s_size])
         self._raw = raw
         self._sections: list[Section] | None = None
+        self._made: dict[int, Section] = {}
+        self._name_offsets = [r[0] for r in raw]
+        self._strtabs: dict[int, tuple[int, int, int, int]] = {}
 
     def _make_section(self, i: int) -> Section:
         no, typ, flags, addr, off, sz, link, info, align, entsize = self._raw[i]
@@ -242,16 +249,27 @@ class ElfFile:
                 if s.name == name and s.number:
                     return s
             return None
-        # Fast path without building every Section: compare the name bytes in place.
+        # Without building every Section: find where the name is in the name table, then which
+        # header points there (list.index scans in C).
         key = name.encode("utf-8", "surrogateescape") + b"\0"
-        starts = self._names.startswith
-        for i, r in enumerate(self._raw):
-            if i and starts(key, r[0]):
-                return self._make_section(i)
-        return None
+        names, offs = self._names, self._name_offsets
+        best = -1
+        pos = names.find(key)
+        while pos >= 0:
+            try:
+                i = offs.index(pos, 1)
+            except ValueError:
+                pass
+            else:
+                if best < 0 or i < best:
+                    best = i
+            pos = names.find(key, pos + 1)
+        return self.section_at(best) if best > 0 else None
 
     def sections_named(self, name: str) -> list[Section]:
-        return [s for s in self.sections if s.name == name and s.number]
+        key = name.encode("utf-8", "surrogateescape") + b"\0"
+        starts = self._names.startswith
+        return [self.section_at(i) for i, r in enumerate(self._raw) if i and starts(key, r[0])]
 
     def sections_of_type(self, sh_type: int) -> list[Section]:
         return [s for s in self.sections if s.type == sh_type]
@@ -285,10 +303,60 @@ class ElfFile:
 
     def symtab(self) -> Section | None:
         """The first SHT_SYMTAB section (6.1's rule), or None."""
-        for s in self.sections:
-            if s.type == SHT_SYMTAB:
-                return s
+        for i, r in enumerate(self._raw):
+            if r[1] == SHT_SYMTAB:
+                return self.section_at(i)
         return None
+
+    def section_at(self, number: int) -> Section:
+        if self._sections is not None:
+            return self._sections[number]
+        sec = self._made.get(number)
+        if sec is None:
+            sec = self._made[number] = self._make_section(number)
+        return sec
+
+    def _symtab_data(self, symtab: Section) -> tuple[int, int, int, int]:
+        """(first entry's file offset, entry count, string table start and end), bounds checked."""
+        got = self._strtabs.get(symtab.number)
+        if got is None:
+            got = self._strtabs[symtab.number] = self._symtab_data_uncached(symtab)
+        return got
+
+    def _symtab_data_uncached(self, symtab: Section) -> tuple[int, int, int, int]:
+        if symtab.link == 0 or symtab.link >= self.e_shnum:
+            raise InvalidModule(f"symbol table {symtab.name} has no string table", path=self.path)
+        strtab = self.section_at(symtab.link)
+        self.check_bounds(symtab)
+        self.check_bounds(strtab)
+        # Names are read in place (no copy of a string table that may be 100 KB of local names).
+        return symtab.offset, symtab.size // self.layout.sym.size, strtab.offset, strtab.offset + strtab.size
+
+    def _name(self, s0: int, s1: int, off: int, idx: int) -> str:
+        """The name at ``off`` of the string table data[s0:s1] (for symbol ``idx``)."""
+        if not off:
+            return ""
+        if off >= s1 - s0:
+            raise InvalidModule(f"symbol {idx} name offset past string table", path=self.path)
+        data = self.data
+        end = data.find(b"\0", s0 + off, s1)
+        return data[s0 + off : end if end >= 0 else s1].decode("utf-8", "surrogateescape")
+
+    def symbol(self, number: int, symtab: Section | None = None) -> Symbol | None:
+        """One symbol by index (None if out of range), without decoding the whole table."""
+        symtab = symtab or self.symtab()
+        if symtab is None:
+            return None
+        base, count, s0, s1 = self._symtab_data(symtab)
+        if not 0 <= number < count:
+            return None
+        lay = self.layout
+        f = lay.sym.unpack_from(self.data, base + number * lay.sym.size)
+        if lay.elf64:
+            name_off, info, other, shndx, value, size = f
+        else:
+            name_off, value, size, info, other, shndx = f
+        return Symbol(number, self._name(s0, s1, name_off, number), value, size, info, other, shndx)
 
     def symbols(self, symtab: Section | None = None, *, start: int = 0) -> list[Symbol]:
         """Symbols of ``symtab`` (default: the first SYMTAB) from index ``start``, names decoded."""
@@ -300,47 +368,83 @@ class ElfFile:
         cached = self._sym_cache.get(key)
         if cached is not None:
             return cached
-        lay = self.layout
-        if symtab.link == 0 or symtab.link >= self.e_shnum:
-            raise InvalidModule(f"symbol table {symtab.name} has no string table", path=self.path)
-        strtab = self.sections[symtab.link]
-        self.check_bounds(symtab)
-        self.check_bounds(strtab)
-        entsize = lay.sym.size
-        count = symtab.size // entsize
+        out = self._decode_symbols(symtab, start, undefined_only=False)
+        self._sym_cache[key] = out
+        return out
+
+    def undefined_symbols(self, symtab: Section | None = None) -> list[Symbol]:
+        """Named SHN_UNDEF symbols among the non-locals (from sh_info on), in table order."""
+        if symtab is None:
+            symtab = self.symtab()
+            if symtab is None:
+                return []
+        return self._decode_symbols(symtab, symtab.info, undefined_only=True)
+
+    def undefined(self, symtab: Section | None = None) -> list[tuple[str, int]]:
+        """(name, st_info) of the named SHN_UNDEF non-locals, in table order: the form of
+        :meth:`undefined_symbols` for whole-tree scans (no Symbol objects)."""
+        return [
+            (name, f[1] if self.layout.elf64 else f[3]) for _i, name, f in self._scan(symtab, undefined=True)
+        ]
+
+    def _scan(self, symtab: Section | None, *, start: int | None = None, undefined: bool = False
+              ) -> list[tuple[int, str, tuple[int, ...]]]:  # fmt: skip
+        """(index, name, raw fields) of the symbols from ``start`` (default: sh_info when
+        ``undefined``, else 0), only the named SHN_UNDEF ones when ``undefined``."""
+        if symtab is None:
+            symtab = self.symtab()
+            if symtab is None:
+                return []
+        base, count, s0, s1 = self._symtab_data(symtab)
+        if start is None:
+            start = symtab.info if undefined else 0
         if start >= count:
             return []
+        lay = self.layout
+        entsize = lay.sym.size
         data = self.data
-        raw = data[symtab.offset + start * entsize : symtab.offset + count * entsize]
-        strs = bytes(data[strtab.offset : strtab.offset + strtab.size])
-        nstr = len(strs)
-        out: list[Symbol] = []
-        append = out.append
-        find = strs.find
-        idx = start
-        if lay.elf64:
-            for name_off, info, other, shndx, value, size in lay.sym.iter_unpack(raw):
-                if name_off:
-                    if name_off >= nstr:
-                        raise InvalidModule(f"symbol {idx} name offset past string table", path=self.path)
-                    end = find(b"\0", name_off)
-                    name = strs[name_off : end if end >= 0 else nstr].decode("utf-8", "surrogateescape")
-                else:
-                    name = ""
-                append(Symbol(idx, name, value, size, info, other, shndx))
-                idx += 1
-        else:  # ELF32: name, value, size, info, other, shndx
-            for name_off, value, size, info, other, shndx in lay.sym.iter_unpack(raw):
-                if name_off:
-                    if name_off >= nstr:
-                        raise InvalidModule(f"symbol {idx} name offset past string table", path=self.path)
-                    end = find(b"\0", name_off)
-                    name = strs[name_off : end if end >= 0 else nstr].decode("utf-8", "surrogateescape")
-                else:
-                    name = ""
-                append(Symbol(idx, name, value, size, info, other, shndx))
-                idx += 1
-        self._sym_cache[key] = out
+        raw = data[base + start * entsize : base + count * entsize]
+        if undefined:
+            # Scan the st_shndx column in C: OR its two bytes column-wise (as big integers) and
+            # find the zero bytes, i.e. the SHN_UNDEF entries; only those are then unpacked.
+            sh = 6 if lay.elf64 else 14
+            col_a, col_b = raw[sh::entsize], raw[sh + 1 :: entsize]
+            either = (int.from_bytes(col_a, "little") | int.from_bytes(col_b, "little")).to_bytes(
+                len(col_a), "little"
+            )
+            picked = []
+            j = either.find(0)
+            while j >= 0:
+                picked.append(j)
+                j = either.find(0, j + 1)
+            unpack = lay.sym.unpack_from
+            entries = [(start + j, unpack(raw, j * entsize)) for j in picked]
+        else:
+            entries = list(enumerate(lay.sym.iter_unpack(raw), start))
+        out = []
+        nstr = s1 - s0
+        find = data.find
+        for idx, f in entries:
+            off = f[0]
+            if not off:
+                if undefined:
+                    continue
+                out.append((idx, "", f))
+                continue
+            if off >= nstr:
+                raise InvalidModule(f"symbol {idx} name offset past string table", path=self.path)
+            end = find(b"\0", s0 + off, s1)
+            out.append((idx, data[s0 + off : end if end >= 0 else s1].decode("utf-8", "surrogateescape"), f))
+        return out
+
+    def _decode_symbols(self, symtab: Section, start: int, *, undefined_only: bool) -> list[Symbol]:
+        out = []
+        for idx, name, f in self._scan(symtab, start=start, undefined=undefined_only):
+            if self.layout.elf64:
+                _n, info, other, shndx, value, size = f
+            else:
+                _n, value, size, info, other, shndx = f
+            out.append(Symbol(idx, name, value, size, info, other, shndx))
         return out
 
     def global_symbols(self, symtab: Section | None = None) -> list[Symbol]:
@@ -374,7 +478,8 @@ class ElfFile:
 
     def relocation_sections_for(self, target: Section) -> list[Section]:
         """REL/RELA sections whose sh_info names ``target``."""
-        return [s for s in self.sections if s.type in (SHT_REL, SHT_RELA) and s.info == target.number]
+        n = target.number  # raw header fields: name, type, flags, addr, offset, size, link, info, ...
+        return [self.section_at(i) for i, r in enumerate(self._raw) if r[1] in _RELOC_TYPES and r[7] == n]
 
     # -- words ------------------------------------------------------------------------------
 

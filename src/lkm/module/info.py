@@ -10,8 +10,11 @@ HEX_LINE_BYTES = 20  # kmod breaks hex dumps after every 20th byte with ":\n\t\t
 
 def hex_field(data: bytes) -> str:
     """kmod's hex rendering: ``AB:CD:...`` upper case, a line break after each 20th byte."""
-    step = HEX_LINE_BYTES
-    return ":\n\t\t".join(data[i : i + step].hex(":").upper() for i in range(0, len(data), step))
+    h = data.hex(":").upper()
+    width = 3 * HEX_LINE_BYTES  # "XX:" per byte; the last ':' of a line becomes ":\n\t\t"
+    if len(h) <= width:
+        return h
+    return ":\n\t\t".join([h[i : i + width - 1] for i in range(0, len(h), width)])
 
 
 def info_entries(mod: ModuleFile) -> list[tuple[str, str]]:

@@ -19,10 +19,11 @@ def parse_modinfo(data: bytes) -> list[tuple[str, str]]:
         start += 1
     if n - start <= 1:
         return []
+    text = data[start:].decode("utf-8", "surrogateescape")
     out: list[tuple[str, str]] = []
-    for raw in data[start:].split(b"\0"):
-        if raw:
-            k, _, v = raw.decode("utf-8", "surrogateescape").partition("=")
+    for item in text.split("\0"):
+        if item:
+            k, _, v = item.partition("=")
             out.append((k, v))
     return out
 

@@ -10,26 +10,37 @@ with the CRC the module was built against from ``__versions``.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
-from lkm.elf import ElfFile, Relocation, Section, cstring
+from lkm.elf import ElfFile, Relocation, Section, Symbol, cstring
 from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64, SHN_LORESERVE, SHN_UNDEF, SHT_NOBITS
+from lkm.record import Record
 
 
-@dataclass(frozen=True)
-class Export:
-    name: str
-    gpl: bool
-    crc: int | None
-    namespace: str | None
-    symbol: str | None  # the symbol the entry's value points at (normally == name)
+class Export(Record):
+    """One exported symbol; ``symbol`` is the symbol the entry's value points at (normally the
+    same as ``name``), ``crc`` from the parallel CRC table."""
+
+    __slots__ = ("name", "gpl", "crc", "namespace", "symbol")
+
+    def __init__(
+        self, name: str, gpl: bool, crc: int | None, namespace: str | None, symbol: str | None
+    ) -> None:
+        self.name = name
+        self.gpl = gpl
+        self.crc = crc
+        self.namespace = namespace
+        self.symbol = symbol
 
 
-@dataclass(frozen=True)
-class NeededSymbol:
-    name: str
-    crc: int | None  # from __versions; None when the module has no entry for it
-    bind: int  # STB_GLOBAL / STB_WEAK
+class NeededSymbol(Record):
+    """An undefined symbol; ``crc`` from __versions (None without an entry), ``bind`` STB_*."""
+
+    __slots__ = ("name", "crc", "bind")
+
+    def __init__(self, name: str, crc: int | None, bind: int) -> None:
+        self.name = name
+        self.crc = crc
+        self.bind = bind
 
 
 # (ksymtab section, GPL-only, parallel CRC section)
@@ -48,7 +59,7 @@ class _Resolver:
     def __init__(self, elf: ElfFile) -> None:
         self.elf = elf
         self.symtab = elf.symtab()
-        self._syms = elf.symbols(self.symtab) if self.symtab is not None else []
+        self._syms: dict[int, Symbol | None] = {}
         self._s32 = struct.Struct("<i" if elf.little_endian else ">i")
 
     def relocs_by_offset(self, target: Section) -> dict[int, Relocation]:
@@ -66,19 +77,26 @@ class _Resolver:
             return int(self._s32.unpack_from(self.elf.data, off)[0])
         return self.elf.word(off)
 
+    def sym(self, number: int) -> Symbol | None:
+        if number not in self._syms:
+            self._syms[number] = self.elf.symbol(number, self.symtab) if number and self.symtab else None
+        return self._syms[number]
+
     def symbol_name(self, r: Relocation) -> str | None:
-        if 0 < r.sym < len(self._syms):
-            return self._syms[r.sym].name or None
-        return None
+        s = self.sym(r.sym)
+        return s.name or None if s is not None else None
 
     def location(self, target: Section, r: Relocation, width: int = 4) -> tuple[Section, int] | None:
         """(section, offset) that relocation ``r`` points at, if it points into this object."""
-        if not 0 < r.sym < len(self._syms):
+        sym = self.sym(r.sym)
+        if (
+            sym is None
+            or sym.shndx == SHN_UNDEF
+            or sym.shndx >= SHN_LORESERVE
+            or sym.shndx >= self.elf.e_shnum
+        ):
             return None
-        sym = self._syms[r.sym]
-        if sym.shndx == SHN_UNDEF or sym.shndx >= SHN_LORESERVE or sym.shndx >= len(self.elf.sections):
-            return None
-        return self.elf.sections[sym.shndx], sym.value + self.addend(target, r, width)
+        return self.elf.section_at(sym.shndx), sym.value + self.addend(target, r, width)
 
     def string(self, target: Section, r: Relocation | None, width: int = 4) -> str | None:
         if r is None:
@@ -129,14 +147,14 @@ def _crcs(elf: ElfFile, res: _Resolver, sec: Section | None) -> list[int] | None
         return None
     elf.check_bounds(sec)
     relocs = res.relocs_by_offset(sec)
-    syms = res._syms
     out = []
     for i in range(sec.size // 4):
         v = elf.u32(sec.offset + 4 * i)
         r = relocs.get(4 * i)
-        if r is not None and 0 < r.sym < len(syms):
+        s = res.sym(r.sym) if r is not None else None
+        if r is not None and s is not None:
             # `.long __crc_sym` against an absolute symbol whose value is the CRC.
-            v = (syms[r.sym].value + res.addend(sec, r)) & 0xFFFFFFFF
+            v = (s.value + res.addend(sec, r)) & 0xFFFFFFFF
         out.append(v)
     return out
 
@@ -166,17 +184,14 @@ def versions(elf: ElfFile) -> list[tuple[str, int]]:
     sec = elf.section("__versions")
     if sec is None or sec.type == SHT_NOBITS:
         return []
-    data = elf.section_bytes(sec)
+    data = elf.section_data(sec)
     w = elf.word_size
-    fmt = ("<" if elf.little_endian else ">") + ("Q" if w == 8 else "I")
-    crc_s = struct.Struct(fmt)
-    out = []
-    for off in range(0, len(data) - 63, 64):
-        crc = crc_s.unpack_from(data, off)[0]
-        nul = data.find(b"\0", off + w, off + 64)
-        name = data[off + w : nul if nul >= 0 else off + 64].decode("utf-8", "surrogateescape")
-        out.append((name, crc))
-    return out
+    entry = struct.Struct(("<" if elf.little_endian else ">") + ("Q56s" if w == 8 else "I60s"))
+    n = len(data) // 64
+    return [
+        (raw.partition(b"\0")[0].decode("utf-8", "surrogateescape"), crc)
+        for crc, raw in entry.iter_unpack(data[: n * 64])
+    ]
 
 
 def needed(elf: ElfFile) -> list[NeededSymbol]:
@@ -184,8 +199,4 @@ def needed(elf: ElfFile) -> list[NeededSymbol]:
     vers: dict[str, int] = {}
     for name, crc in versions(elf):
         vers.setdefault(name, crc)
-    return [
-        NeededSymbol(s.name, vers.get(s.name), s.bind)
-        for s in elf.global_symbols()
-        if s.shndx == SHN_UNDEF and s.name
-    ]
+    return [NeededSymbol(name, vers.get(name), info >> 4) for name, info in elf.undefined()]
