@@ -49,6 +49,8 @@ KSYMTAB_SECTIONS: tuple[tuple[str, bool, str], ...] = (
     ("__ksymtab_gpl", True, "__kcrctab_gpl"),
 )
 
+GPLONLY_PREFIX = "GPLONLY_"
+
 # Architectures whose struct kernel_symbol holds 32-bit place-relative offsets (PREL32).
 PREL32_MACHINES = frozenset({EM_X86_64, EM_386, EM_486, EM_AARCH64})
 
@@ -175,7 +177,12 @@ def exports24(elf: ElfFile) -> list[Export]:
         if name is None:
             continue
         vrel = relocs.get(base)
-        out.append(Export(name, False, None, None, res.symbol_name(vrel) if vrel else None))
+        # 2.4's EXPORT_SYMBOL_GPL names the string "GPLONLY_<sym>"; insmod strips the prefix and
+        # lets only GPL-compatible modules bind to it.
+        gpl = name.startswith(GPLONLY_PREFIX)
+        if gpl:
+            name = name[len(GPLONLY_PREFIX) :]
+        out.append(Export(name, gpl, None, None, res.symbol_name(vrel) if vrel else None))
     return out
 
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Read the metadata of every module of one corpus tree; the lkm side of benchmark (b).
+
+    python3 bench/read_tree.py [--tree amd64-6.1] [--jobs N]
+    python3 bench/read_tree.py [--tree amd64-6.1] --list
+
+Opens every module of the tree with ``ModuleFile.open`` and touches ``.modinfo``,
+``.exports`` and ``.needed`` (needed symbols with their __versions CRCs), which is what
+``depmod`` has to read, then prints one summary line of counts.  ``--jobs 1`` (default)
+reads in this process, one file after the other; ``--jobs N`` (N > 1) spreads the files
+over N processes with ``lkm.parallel.map_chunks``; ``--jobs 0`` means every available core.
+
+``--list`` prints, instead, the tree as JSON (root, release, modules_dir and the module
+paths), so that bench/run.py learns the file list from the same lkm it measures.
+
+Run it with the interpreter whose lkm is to be measured: it imports lkm from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+Counts = tuple[int, int, int, int, int, int]
+
+
+def read_chunk(paths: Sequence[str]) -> Counts:
+    from lkm.module.file import ModuleFile
+
+    modules = info = exports = exports_crc = needed = needed_crc = 0
+    for path in paths:
+        with ModuleFile.open(path) as mod:
+            info += len(mod.modinfo)
+            exp = mod.exports
+            exports += len(exp)
+            exports_crc += sum(1 for e in exp if e.crc is not None)
+            need = mod.needed
+            needed += len(need)
+            needed_crc += sum(1 for n in need if n.crc is not None)
+        modules += 1
+    return modules, info, exports, exports_crc, needed, needed_crc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tree", default="amd64-6.1", help="corpus tree name (default: %(default)s)")
+    ap.add_argument("--jobs", type=int, default=1, help="1: in-process; N>1: N processes; 0: all cores")
+    ap.add_argument("--list", action="store_true", help="print the tree and its module paths as JSON")
+    args = ap.parse_args(argv)
+
+    from lkm.corpus import find_tree, module_files
+
+    tree = find_tree(args.tree)
+    paths = [str(p) for p in module_files(tree)]
+    if args.list:
+        json.dump(
+            {
+                "name": tree.name,
+                "root": str(tree.root),
+                "release": tree.release,
+                "modules_dir": str(tree.modules_dir),
+                "paths": paths,
+            },
+            sys.stdout,
+        )
+        sys.stdout.write("\n")
+        return 0
+
+    if args.jobs == 1:
+        results = [read_chunk(paths)]
+        jobs = 1
+    else:
+        from lkm.parallel import map_chunks, workers_available
+
+        jobs = workers_available() if args.jobs <= 0 else args.jobs
+        results = list(map_chunks(read_chunk, paths, workers=jobs))
+    total = [sum(col) for col in zip(*results)]
+    modules, info, exports, exports_crc, needed, needed_crc = total
+    print(
+        f"{tree.name}: {modules} modules, {info} modinfo entries, "
+        f"{exports} exports ({exports_crc} with CRC), "
+        f"{needed} needed symbols ({needed_crc} with CRC); jobs={jobs}"
+    )
+    return 0 if modules == len(paths) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Shared set-up for a fresh Debian machine: system packages and the project's virtualenv.
+# Sourced by scripts/demo and scripts/test; idempotent.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_pkgs=()
+command -v python3 >/dev/null || need_pkgs+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+for tool in modinfo:kmod readelf:binutils xz:xz-utils zstd:zstd gzip:gzip; do
+  command -v "${tool%%:*}" >/dev/null || [ -x "/usr/sbin/${tool%%:*}" ] || [ -x "/sbin/${tool%%:*}" ] || need_pkgs+=("${tool#*:}")
+done
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  echo "setup: installing ${need_pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+VENV="$ROOT/.venv"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT${LKM_EXTRAS:-}" 2>&1 | grep -v '^WARNING: Location' || true
+"$VENV/bin/python" -c 'import lkm' # fail here, not later, if the install did not work
+export PATH="$VENV/bin:/usr/sbin:/sbin:$PATH"
