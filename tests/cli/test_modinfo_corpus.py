@@ -7,7 +7,6 @@ import sys
 from collections import defaultdict
 
 import pytest
-
 from conftest import kmod_modinfo, lkm_cmd, run
 
 BATCH = 500
@@ -53,8 +52,10 @@ def test_corpus_modinfo_identical_to_kmod(corpus_trees) -> None:  # type: ignore
                 chunk = having[i : i + BATCH]
                 bad.update(_compare_batch(["-F", key], chunk))
                 comparisons += len(chunk)
-        report.append(f"{tree.name}: {len(files)} modules, {len(fields)} fields, "
-                      f"{comparisons} comparisons, {len(bad)} mismatching modules")
+        report.append(
+            f"{tree.name}: {len(files)} modules, {len(fields)} fields, "
+            f"{comparisons} comparisons, {len(bad)} mismatching modules"
+        )
         all_bad.extend(sorted(bad))
     print("\n".join(report), file=sys.stderr)
     assert not all_bad, f"{len(all_bad)} modules differ from kmod, e.g. {all_bad[:5]}"

@@ -11,7 +11,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from conftest import require
 
 
@@ -36,7 +35,9 @@ def _tree_and_symvers(corpus_trees, tree_name: str, headers_name: str):  # type:
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize(("tree_name", "headers_name"), [("amd64-6.1", "headers-6.1"), ("amd64-6.12", "headers-6.12")])
+@pytest.mark.parametrize(
+    ("tree_name", "headers_name"), [("amd64-6.1", "headers-6.1"), ("amd64-6.12", "headers-6.12")]
+)
 def test_exports_match_module_symvers(corpus_trees, tree_name: str, headers_name: str) -> None:  # type: ignore[no-untyped-def]
     from lkm.corpus import module_files
     from lkm.module import ModuleFile
@@ -56,11 +57,16 @@ def test_exports_match_module_symvers(corpus_trees, tree_name: str, headers_name
         exporters += bool(ours)
         symbols += len(ours)
         if ours != symvers.get(key, set()):
-            bad.append(f"{key}: only ours {sorted(ours - symvers.get(key, set()))[:3]} "
-                       f"only symvers {sorted(symvers.get(key, set()) - ours)[:3]}")
+            bad.append(
+                f"{key}: only ours {sorted(ours - symvers.get(key, set()))[:3]} "
+                f"only symvers {sorted(symvers.get(key, set()) - ours)[:3]}"
+            )
     missing = [k for k in symvers if k != "vmlinux" and k not in seen]
-    print(f"{tree.name}: {modules} modules, {exporters} exporting, {symbols} exports compared, "
-          f"{len(bad)} mismatching, {len(missing)} symvers modules without a file", file=sys.stderr)
+    print(
+        f"{tree.name}: {modules} modules, {exporters} exporting, {symbols} exports compared, "
+        f"{len(bad)} mismatching, {len(missing)} symvers modules without a file",
+        file=sys.stderr,
+    )
     assert not bad, bad[:5]
     assert not missing, missing[:5]
 

@@ -9,8 +9,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import FIX6, FIX24, require
+
 from lkm.module import ModuleFile
 
 
@@ -90,7 +90,9 @@ def test_24_exports_match_binutils() -> None:
     """2.4 exports: __ksymtab {value, name} pairs, names from .kstrtab (objdump/readelf)."""
     require(shutil.which("objdump"), "binutils missing")
     path = FIX24 / "fat24.o"
-    relocs = subprocess.run(["objdump", "-r", "-j", "__ksymtab", str(path)], capture_output=True, text=True).stdout
+    relocs = subprocess.run(
+        ["objdump", "-r", "-j", "__ksymtab", str(path)], capture_output=True, text=True
+    ).stdout
     values = re.findall(r"^([0-9a-f]{8}) R_386_32\s+(\S+)$", relocs, re.M)
     value_syms = [sym for off, sym in values if int(off, 16) % 8 == 0]
     strings = subprocess.run(["readelf", "-p", ".kstrtab", str(path)], capture_output=True, text=True).stdout
@@ -104,7 +106,11 @@ def test_24_exports_match_binutils() -> None:
 def test_24_user_needs_the_exports() -> None:
     fat = {e.name for e in ModuleFile.open(FIX24 / "fat24.o").exports}
     msdos = ModuleFile.open(FIX24 / "msdos24.o")
-    assert {n.name for n in msdos.needed} & fat == {"fat24_date_unix2dos", "fat24_cache_size", "fat24_read_super"}
+    assert {n.name for n in msdos.needed} & fat == {
+        "fat24_date_unix2dos",
+        "fat24_cache_size",
+        "fat24_read_super",
+    }
     assert msdos.kernel_version == "2.4.20"
 
 

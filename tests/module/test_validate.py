@@ -8,8 +8,8 @@ import struct
 import sys
 
 import pytest
-
 from conftest import FIX6
+
 from lkm.elf.constants import SHF_EXECINSTR, SHF_WRITE
 from lkm.errors import InvalidModule
 from lkm.module import ModuleFile
