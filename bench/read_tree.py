@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
         jobs = workers_available() if args.jobs <= 0 else args.jobs
         results = list(map_chunks(read_chunk, paths, workers=jobs))
-    total = [sum(col) for col in zip(*results)]
+    total = [sum(col) for col in zip(*results, strict=True)]
     modules, info, exports, exports_crc, needed, needed_crc = total
     print(
         f"{tree.name}: {modules} modules, {info} modinfo entries, "

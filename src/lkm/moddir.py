@@ -1,15 +1,17 @@
-"""A modules directory (``/lib/modules/<release>``) and name/alias lookups in it.
+"""A modules directory (``/lib/modules/<release>``) and libkmod's lookups in it.
 
-This reads the text indexes depmod writes (modules.dep, modules.alias, modules.builtin,
-modules.builtin.modinfo) in libkmod's lookup order: module name, then aliases, then built-in
-modules.  (Reading depmod's binary tries is the depmod/modprobe work's job.)
+Like libkmod this reads depmod's binary indexes only (modules.dep.bin, modules.symbols.bin,
+modules.alias.bin, modules.builtin.bin) and tries them in libkmod's order: module name,
+``symbol:`` names, alias patterns, built-in modules; the first that finds anything wins.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
-from dataclasses import dataclass, field
+
+from lkm.errors import LkmError
+from lkm.index import IndexFile
+from lkm.record import Record
 
 MODULE_DIRECTORY = "/lib/modules"
 
@@ -30,16 +32,21 @@ def normalize(name: str) -> str:
 def modname_from_path(path: str) -> str:
     base = os.path.basename(path)
     dot = base.find(".")
-    if dot >= 0:
-        base = base[:dot]
-    return normalize(base)
+    return normalize(base[:dot] if dot >= 0 else base)
 
 
-@dataclass(frozen=True)
-class Found:
-    name: str
-    path: str | None  # None for a built-in module
-    builtin_modinfo: list[tuple[str, str]] = field(default_factory=list)
+class Found(Record):
+    """A module a lookup found: its file, or ``path`` None for a built-in module (with the
+    .modinfo entries the kernel build recorded for it)."""
+
+    __slots__ = ("name", "path", "builtin_modinfo")
+
+    def __init__(
+        self, name: str, path: str | None, builtin_modinfo: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.builtin_modinfo = builtin_modinfo or []
 
 
 def modules_dir(root: str | None, release: str | None) -> str:
@@ -51,55 +58,57 @@ def modules_dir(root: str | None, release: str | None) -> str:
 class ModulesDir:
     def __init__(self, dirname: str) -> None:
         self.dirname = dirname
-        self._dep: dict[str, str] | None = None
+        self._indexes: dict[str, IndexFile | None] = {}
 
-    def _read(self, name: str) -> list[str]:
-        try:
-            with open(os.path.join(self.dirname, name), encoding="utf-8", errors="surrogateescape") as f:
-                return f.read().splitlines()
-        except OSError:
-            return []
+    def index(self, name: str) -> IndexFile | None:
+        """The index ``name`` (e.g. "modules.dep.bin"), None if missing or unreadable."""
+        if name not in self._indexes:
+            try:
+                self._indexes[name] = IndexFile(os.path.join(self.dirname, name))
+            except LkmError:
+                self._indexes[name] = None
+        return self._indexes[name]
 
-    def deps(self) -> dict[str, str]:
-        """module name -> path, from modules.dep."""
-        if self._dep is None:
-            d: dict[str, str] = {}
-            for line in self._read("modules.dep"):
-                path, colon, _rest = line.partition(":")
-                if colon:
-                    d.setdefault(modname_from_path(path), path)
-            self._dep = d
-        return self._dep
-
-    def _abspath(self, rel: str) -> str:
+    def _path_of(self, name: str) -> str | None:
+        idx = self.index("modules.dep.bin")
+        line = idx.search(name) if idx is not None else None
+        if line is None:
+            return None
+        rel = line.partition(":")[0]
         return rel if rel.startswith("/") else os.path.join(self.dirname, rel)
 
+    def _module(self, name: str) -> Found:
+        path = self._path_of(name)
+        return Found(name, path, None if path else self.builtin_modinfo(name))
+
     def lookup_name(self, name: str) -> Found | None:
-        rel = self.deps().get(normalize(name))
-        return Found(normalize(name), self._abspath(rel)) if rel is not None else None
+        """The module called ``name`` (modules.dep.bin), or None."""
+        key = normalize(name)
+        path = self._path_of(key)
+        return Found(key, path) if path is not None else None
 
     def lookup(self, alias: str) -> list[Found]:
-        """All modules that ``alias`` names, in libkmod's order of index files."""
+        """All modules that ``alias`` names, as libkmod's kmod_module_new_from_lookup finds them."""
         key = normalize(alias)
         hit = self.lookup_name(key)
         if hit is not None:
             return [hit]
-        out: list[Found] = []
-        seen: set[str] = set()
-        for line in self._read("modules.alias"):
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == "alias" and fnmatch.fnmatchcase(key, parts[1]):
-                mod = parts[2]
-                if mod not in seen:
-                    seen.add(mod)
-                    f = self.lookup_name(mod)
-                    out.append(f if f is not None else Found(mod, None))
-        if out:
-            return out
-        for line in self._read("modules.builtin"):
-            if modname_from_path(line) == key:
-                return [Found(key, None, self.builtin_modinfo(key))]
+        if key.startswith("symbol:"):
+            found = self._wild("modules.symbols.bin", key)
+            if found:
+                return found
+        found = self._wild("modules.alias.bin", key)
+        if found:
+            return found
+        idx = self.index("modules.builtin.bin")
+        if idx is not None and idx.search(key) is not None:
+            return [Found(key, None, self.builtin_modinfo(key))]
         return []
+
+    def _wild(self, index: str, key: str) -> list[Found]:
+        idx = self.index(index)
+        # Every matching pattern yields its module, duplicates included, as libkmod lists them.
+        return [self._module(name) for name in idx.search_wild(key)] if idx is not None else []
 
     def builtin_modinfo(self, name: str) -> list[tuple[str, str]]:
         try:

@@ -18,15 +18,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-
 from conftest import FIX6, FIX24, require
+from elftools.elf import enums as E
+from elftools.elf.elffile import ELFFile
 
-elftools = pytest.importorskip("elftools")
-from elftools.elf import enums as E  # noqa: E402
-from elftools.elf.elffile import ELFFile  # noqa: E402
-
-from lkm.corpus import module_files  # noqa: E402
-from lkm.elf import ElfFile  # noqa: E402
+from lkm.corpus import module_files
+from lkm.elf import ElfFile
 
 # -- pyelftools enum names back to numbers ------------------------------------------------------
 
@@ -228,7 +225,8 @@ def _compare_relocs(ours: ElfFile, p, i: int, typ: int, where: str, t: Tally) ->
     for k, (r, q) in enumerate(zip(orels, prels, strict=True)):
         t.relocations += 1
         e = q.entry
-        theirs = (e["r_offset"], e["r_info_sym"], e["r_info_type"], e["r_addend"] if typ == SHT_RELA else None)
+        addend = e["r_addend"] if typ == SHT_RELA else None
+        theirs = (e["r_offset"], e["r_info_sym"], e["r_info_type"], addend)
         mine = (r.offset, r.sym, r.type, r.addend)
         if mine != theirs:
             t.bad(f"{where} [reloc section {i} entry {k}]", "(offset, sym, type, addend)", mine, theirs)

@@ -219,7 +219,7 @@ class ElfFile:
             raise InvalidModule("section name table not NUL-terminated", path=path)
         self._shstr_off = s_off
         self._shstr_end = s_off + s_size
-        self._sym_cache: dict[int, list[Symbol]] = {}
+        self._sym_cache: dict[tuple[int, int], list[Symbol]] = {}
         self._names = bytes(data[s_off : s_off + s_size])
         self._raw = raw
         self._sections: list[Section] | None = None
@@ -364,7 +364,7 @@ class ElfFile:
             symtab = self.symtab()
             if symtab is None:
                 return []
-        key = symtab.number * 65536 + start
+        key = (symtab.number, start)
         cached = self._sym_cache.get(key)
         if cached is not None:
             return cached

@@ -134,7 +134,7 @@ class ModuleFile:
 
     @cached_property
     def parameters(self) -> list[_mi.Parameter]:
-        return _mi.parameters(self.modinfo)
+        return _mi.parameters(self.modinfo, dialect24=self.is_24)
 
     # -- symbols ----------------------------------------------------------------------------
 

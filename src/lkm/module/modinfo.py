@@ -85,22 +85,31 @@ class Param24Spec(Record):
         return words
 
 
+_ASCII_DIGITS = frozenset("0123456789")
+_ULONG_MAX = 2**64 - 1
+
+
 def _digits(s: str, i: int) -> int:
-    while i < len(s) and s[i].isdigit():
+    while i < len(s) and s[i] in _ASCII_DIGITS:  # C isdigit: ASCII only
         i += 1
     return i
+
+
+def _strtoul(digits: str) -> int:
+    """strtoul of a run of ASCII digits: saturates at ULONG_MAX (int() refuses huge runs)."""
+    return _ULONG_MAX if len(digits) > 20 else min(int(digits), _ULONG_MAX)
 
 
 def parse_param24_spec(spec: str) -> Param24Spec:
     """Parse like modutils: optional ``min[-max]``, a type letter, ``cN``'s size, one modifier."""
     i = 0
-    if spec[:1].isdigit():
+    if spec[:1] in _ASCII_DIGITS:
         j = _digits(spec, 0)
-        lo = int(spec[:j])
+        lo = _strtoul(spec[:j])
         i = j
         if spec[i : i + 1] == "-":
             j = _digits(spec, i + 1)
-            hi = int(spec[i + 1 : j]) if j > i + 1 else 0  # strtoul of nothing is 0
+            hi = _strtoul(spec[i + 1 : j]) if j > i + 1 else 0  # strtoul of nothing is 0
             i = j
         else:
             hi = lo
@@ -111,7 +120,7 @@ def parse_param24_spec(spec: str) -> Param24Spec:
     size = None
     if typ == "c":
         j = _digits(spec, i)
-        size = int(spec[i:j]) if j > i else None
+        size = _strtoul(spec[i:j]) if j > i else None
         i = j
     mod = spec[i : i + 1]
     return Param24Spec(spec, lo, hi, typ, size, mod == "p", "" if mod in ("", "p") else mod)
@@ -141,8 +150,9 @@ class Parameter(Record):
         return out
 
 
-def parameters(entries: list[tuple[str, str]]) -> list[Parameter]:
-    """Parameters in order of first appearance, later duplicates overriding (kmod's merge)."""
+def parameters(entries: list[tuple[str, str]], *, dialect24: bool = False) -> list[Parameter]:
+    """Parameters in order of first appearance, later duplicates overriding (kmod's merge).
+    ``parm_<name>`` entries describe parameters only in 2.4 objects (``dialect24``)."""
     order: list[str] = []
     seen: set[str] = set()
     desc: dict[str, str] = {}
@@ -157,6 +167,8 @@ def parameters(entries: list[tuple[str, str]]) -> list[Parameter]:
                 seen.add(name)
                 order.append(name)
             (desc if key == "parm" else types)[name] = rest
+        elif not dialect24:
+            continue
         elif key.startswith("parm_desc_"):
             desc[key[10:]] = value
         elif key.startswith("parm_"):

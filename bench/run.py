@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""Time lkm against its anchors (kmod, python itself) in one run and print the ratios.
+
+    python3 bench/run.py [--only a,b,c] [--repeat N] [--startup-repeat M]
+                         [--python PYTHON] [--tree NAME] [--json FILE]
+
+Benchmarks (see bench/README.md):
+
+  a  ``lkm modinfo`` over every module of the corpus tree, one call,
+     vs kmod ``modinfo`` over the same files, one call             target ratio <= 1.0
+  b  read modinfo + exports + needed symbols (with CRCs) of every module of the tree,
+     1 core and all cores, vs ``depmod -n`` on the tree               target ratio <= 1.0
+  c  ``lkm modinfo chardev.ko`` vs ``python -c pass``                 target ratio <= 2.0
+
+Each command runs once as a warm-up (so both sides see a warm page cache), then N times,
+lkm and anchor interleaved; the median wall time (time.perf_counter around
+subprocess.run) is reported.  Ratio = lkm median / anchor median.  Nothing is asserted:
+the exit status is 0 whatever the ratios, and non-zero only if no benchmark could run.
+
+lkm is the one installed for ``--python`` (default: this interpreter); its console
+script is looked for next to it (``Path(python).parent / "lkm"``).  Measure a
+non-editable install, e.g. a venv made with ``pip install .``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+READ_TREE = HERE / "read_tree.py"
+FIXTURE = REPO / "tests" / "fixtures" / "6x" / "chardev.ko"
+SBIN = os.pathsep.join(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+
+BENCHES = {
+    "a": "modinfo over a whole tree vs kmod modinfo",
+    "b": "read a whole tree's metadata vs depmod -n",
+    "c": "lkm modinfo one.ko start-up vs python -c pass",
+}
+ALIASES = {"modinfo": "a", "tree": "b", "read": "b", "depmod": "b", "startup": "c", "start": "c"}
+
+
+class Skip(Exception):
+    """A benchmark cannot run; the message says why."""
+
+
+# -- running and timing ---------------------------------------------------------------------
+
+
+def run_once(cmd: Sequence[str]) -> tuple[float, int]:
+    """Wall time of one run, stdout and stderr to /dev/null."""
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0, p.returncode
+
+
+def capture(cmd: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+
+
+def measure(cmds: dict[str, Sequence[str]], repeat: int) -> dict[str, list[float]]:
+    """One warm-up of each command, then `repeat` rounds of all of them, interleaved.
+
+    A command that exits non-zero (in the warm-up or later) raises Skip.
+    """
+    for key, cmd in cmds.items():
+        p = capture(cmd)
+        if p.returncode != 0:
+            tail = p.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            raise Skip(f"{key} command failed in warm-up (exit {p.returncode}): {' | '.join(tail)}")
+    samples: dict[str, list[float]] = {key: [] for key in cmds}
+    for _ in range(repeat):
+        for key, cmd in cmds.items():
+            t, rc = run_once(cmd)
+            if rc != 0:
+                raise Skip(f"{key} command exited {rc} during timing")
+            samples[key].append(t)
+    return samples
+
+
+def show_cmd(cmd: Sequence[str], npaths: int = 0) -> str:
+    """A command for display; a trailing list of npaths module paths is abbreviated."""
+    head = list(cmd[: len(cmd) - npaths]) if npaths else list(cmd)
+    text = " ".join(head)
+    return text + (f" <{npaths} module paths>" if npaths else "")
+
+
+# -- prerequisites --------------------------------------------------------------------------
+
+
+def kmod_tool(name: str) -> tuple[str, str]:
+    """Path and version line of kmod's `name`, or Skip."""
+    path = shutil.which(name) or shutil.which(name, path=SBIN)
+    if not path:
+        raise Skip(f"no `{name}` on PATH or in /usr/sbin, /sbin (install Debian's kmod package)")
+    p = capture([path, "--version"])
+    text = (p.stdout + p.stderr).decode(errors="replace")
+    if "kmod" not in text:
+        raise Skip(f"{path} is not kmod's {name} (`{name} --version` does not mention kmod)")
+    return path, text.strip().splitlines()[0]
+
+
+class Lkm:
+    """The lkm under test: interpreter, console script, and (lazily) the corpus tree."""
+
+    def __init__(self, python: str, tree_name: str) -> None:
+        self.python = python
+        self.tree_name = tree_name
+        self.script = str(Path(python).parent / "lkm")
+        self.import_error: str | None = None
+        self.module_path: str | None = None
+        p = capture([python, "-c", "import lkm, sys; sys.stdout.write(lkm.__file__)"])
+        if p.returncode != 0:
+            tail = p.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            self.import_error = f"{python} cannot import lkm: {' '.join(tail)}"
+        else:
+            self.module_path = p.stdout.decode(errors="replace")
+        self._tree: dict[str, object] | None = None
+        self._tree_error: str | None = None
+
+    def need_import(self) -> None:
+        if self.import_error:
+            raise Skip(self.import_error)
+
+    def need_script(self) -> str:
+        self.need_import()
+        if not os.access(self.script, os.X_OK):
+            raise Skip(f"no lkm console script next to the interpreter ({self.script})")
+        return self.script
+
+    def tree(self) -> dict[str, object]:
+        """The corpus tree as listed by bench/read_tree.py --list, or Skip."""
+        self.need_import()
+        if self._tree is None and self._tree_error is None:
+            p = capture([self.python, str(READ_TREE), "--tree", self.tree_name, "--list"])
+            if p.returncode != 0:
+                lines = p.stderr.decode(errors="replace").strip().splitlines()
+                why = lines[-1] if lines else f"exit {p.returncode}"
+                hint = "" if "fetch_corpus" in why else " (fetch it with scripts/fetch_corpus.py)"
+                self._tree_error = f"corpus tree {self.tree_name} unavailable: {why}{hint}"
+            else:
+                tree = json.loads(p.stdout)
+                if not tree["paths"]:
+                    self._tree_error = f"corpus tree {self.tree_name} has no modules"
+                else:
+                    self._tree = tree
+        if self._tree_error:
+            raise Skip(self._tree_error)
+        assert self._tree is not None
+        return self._tree
+
+
+def cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def arg_bytes(argv: Sequence[str]) -> int:
+    return sum(len(os.fsencode(a)) + 1 for a in argv) + 8 * (len(argv) + 1)
+
+
+def env_bytes() -> int:
+    return sum(len(os.fsencode(k)) + len(os.fsencode(v)) + 2 + 8 for k, v in os.environ.items())
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+def result(
+    bench: str,
+    name: str,
+    lkm_samples: list[float],
+    anchor_samples: list[float],
+    target: float,
+    lkm_cmd: str,
+    anchor_cmd: str,
+    **extra: object,
+) -> dict[str, object]:
+    lkm_med = statistics.median(lkm_samples)
+    anchor_med = statistics.median(anchor_samples)
+    ratio = lkm_med / anchor_med if anchor_med > 0 else float("inf")
+    return {
+        "bench": bench,
+        "name": name,
+        "lkm_median_s": lkm_med,
+        "anchor_median_s": anchor_med,
+        "ratio": ratio,
+        "target": target,
+        "met": ratio <= target,
+        "verdict": f"target <= {target}: {'MET' if ratio <= target else 'NOT MET'}",
+        "repeats": len(lkm_samples),
+        "lkm_cmd": lkm_cmd,
+        "anchor_cmd": anchor_cmd,
+        "lkm_samples_s": lkm_samples,
+        "anchor_samples_s": anchor_samples,
+        **extra,
+    }
+
+
+def first_difference(a: bytes, b: bytes) -> str:
+    n = min(len(a), len(b))
+    i = next((k for k in range(n) if a[k] != b[k]), n)
+    line = a[:i].count(b"\n") + 1
+    start = a.rfind(b"\n", 0, i) + 1
+    la = a[start : a.find(b"\n", start) if b"\n" in a[start:] else len(a)]
+    lb = b[start : b.find(b"\n", start) if b"\n" in b[start:] else len(b)]
+    return f"first difference at byte {i} (line {line}): lkm {la[:120]!r} vs kmod {lb[:120]!r}"
+
+
+# -- the benchmarks -------------------------------------------------------------------------
+
+
+def bench_a(lkm: Lkm, repeat: int, log: Callable[[str], None]) -> list[dict[str, object]]:
+    script = lkm.need_script()
+    modinfo, version = kmod_tool("modinfo")
+    tree = lkm.tree()
+    paths = [str(p) for p in tree["paths"]]  # type: ignore[attr-defined]
+    lkm_cmd = [script, "modinfo", *paths]
+    kmod_cmd = [modinfo, *paths]
+    try:
+        limit = os.sysconf("SC_ARG_MAX")
+    except (ValueError, OSError):
+        limit = 2 * 1024 * 1024
+    need = arg_bytes(lkm_cmd) + env_bytes()
+    if need >= limit:
+        raise Skip(f"{len(paths)} paths need {need} bytes of argv+environment, over ARG_MAX {limit}")
+    log(f"a: {len(paths)} files of {tree['name']} ({arg_bytes(paths) // 1024} KiB of argv), {version}")
+
+    # Identity, outside the timing.
+    pl, pk = capture(lkm_cmd), capture(kmod_cmd)
+    identical = pl.stdout == pk.stdout
+    if identical:
+        check = f"outputs byte-identical: yes ({len(pl.stdout)} bytes of stdout)"
+    else:
+        check = (
+            f"outputs byte-identical: NO (lkm {len(pl.stdout)} bytes, kmod {len(pk.stdout)} bytes; "
+            f"{first_difference(pl.stdout, pk.stdout)})"
+        )
+    if pl.returncode != pk.returncode or pl.stderr or pk.stderr:
+        check += (
+            f"; exit lkm {pl.returncode} / kmod {pk.returncode}, "
+            f"stderr lkm {len(pl.stderr)} bytes / kmod {len(pk.stderr)} bytes"
+        )
+    log(f"a: {check}")
+
+    s = measure({"lkm": lkm_cmd, "kmod modinfo": kmod_cmd}, repeat)
+    return [
+        result(
+            "a",
+            f"a modinfo, {len(paths)} files, 1 call",
+            s["lkm"],
+            s["kmod modinfo"],
+            1.0,
+            show_cmd(lkm_cmd, len(paths)),
+            show_cmd(kmod_cmd, len(paths)),
+            files=len(paths),
+            identical=identical,
+            check=check,
+            anchor_version=version,
+        )
+    ]
+
+
+def bench_b(lkm: Lkm, repeat: int, log: Callable[[str], None]) -> list[dict[str, object]]:
+    lkm.need_import()
+    depmod, version = kmod_tool("depmod")
+    tree = lkm.tree()
+    n = cores()
+    seq_cmd = [lkm.python, str(READ_TREE), "--tree", lkm.tree_name, "--jobs", "1"]
+    par_cmd = [lkm.python, str(READ_TREE), "--tree", lkm.tree_name, "--jobs", str(n)]
+    dep_cmd = [depmod, "-n", "-b", str(tree["root"]), str(tree["release"])]
+    log(f"b: {len(tree['paths'])} modules of {tree['name']}, {n} core(s), {version}")  # type: ignore[arg-type]
+
+    summaries = {}
+    for key, cmd in (("1 core", seq_cmd), (f"all cores ({n})", par_cmd)):
+        p = capture(cmd)
+        out = p.stdout.decode(errors="replace").strip()
+        summaries[key] = out if p.returncode == 0 else f"exit {p.returncode}"
+        log(f"b: read_tree {key}: {summaries[key]}")
+    same = len(set(s.rsplit(";", 1)[0] for s in summaries.values())) == 1
+
+    s = measure({"1 core": seq_cmd, "all cores": par_cmd, "depmod": dep_cmd}, repeat)
+    common = {"anchor_version": version, "summaries": summaries, "same_counts": same}
+    return [
+        result(
+            "b",
+            "b read tree metadata, 1 core",
+            s["1 core"],
+            s["depmod"],
+            1.0,
+            show_cmd(seq_cmd),
+            show_cmd(dep_cmd),
+            workers=1,
+            **common,
+        ),
+        result(
+            "b",
+            f"b read tree metadata, all cores ({n})",
+            s["all cores"],
+            s["depmod"],
+            1.0,
+            show_cmd(par_cmd),
+            show_cmd(dep_cmd),
+            workers=n,
+            **common,
+        ),
+    ]
+
+
+def bench_c(lkm: Lkm, repeat: int, log: Callable[[str], None]) -> list[dict[str, object]]:
+    script = lkm.need_script()
+    if not FIXTURE.is_file():
+        raise Skip(f"fixture {FIXTURE} missing")
+    lkm_cmd = [script, "modinfo", str(FIXTURE)]
+    py_cmd = [lkm.python, "-c", "pass"]
+    log(f"c: {repeat} repeats")
+    s = measure({"lkm": lkm_cmd, "python": py_cmd}, repeat)
+    extra_ms = (statistics.median(s["lkm"]) - statistics.median(s["python"])) * 1000
+    return [
+        result(
+            "c",
+            "c start-up: lkm modinfo one.ko",
+            s["lkm"],
+            s["python"],
+            2.0,
+            show_cmd(lkm_cmd),
+            show_cmd(py_cmd),
+            extra_ms=extra_ms,
+        )
+    ]
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def parse_only(text: str | None) -> list[str]:
+    if not text:
+        return list(BENCHES)
+    out = []
+    for word in text.split(","):
+        w = word.strip().lower()
+        if not w:
+            continue
+        key = ALIASES.get(w, w)
+        if key not in BENCHES:
+            raise SystemExit(f"run.py: unknown benchmark {word!r} (choose from {', '.join(BENCHES)})")
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    header = ("benchmark", "lkm median", "anchor median", "ratio", "target", "verdict")
+    lines = [header]
+    for r in rows:
+        lines.append(
+            (
+                str(r["name"]),
+                f"{r['lkm_median_s']:.4f} s",
+                f"{r['anchor_median_s']:.4f} s",
+                f"{r['ratio']:.2f}",
+                f"<= {r['target']}",
+                str(r["verdict"]),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for k, line in enumerate(lines):
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = (c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in pairs)
+        print("  ".join(cells).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Time lkm against kmod and python; print ratios.")
+    ap.add_argument("--only", help="comma-separated subset of a,b,c (default: all)")
+    ap.add_argument("--repeat", type=int, default=5, help="timed runs per command, a and b (default: 5)")
+    ap.add_argument("--startup-repeat", type=int, default=30, help="timed runs per command, c (default: 30)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter of the lkm measured")
+    ap.add_argument("--tree", default="amd64-6.1", help="corpus tree for a and b (default: %(default)s)")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    args = ap.parse_args(argv)
+    if args.repeat < 1 or args.startup_repeat < 1:
+        ap.error("repeat counts must be >= 1")
+    only = parse_only(args.only)
+
+    python = str(Path(args.python).absolute())  # not resolved: a venv's python is a symlink
+    lkm = Lkm(python, args.tree)
+    load_start = os.getloadavg()
+    print(f"python: {python}")
+    print(f"lkm:    {lkm.module_path or lkm.import_error}")
+    if lkm.module_path and "site-packages" not in lkm.module_path:
+        print("        (not a site-packages install: start-up numbers may not be representative)")
+    print(f"cores:  {cores()}   load average at start: {' '.join(f'{x:.2f}' for x in load_start)}")
+    if load_start[0] >= 0.5 * cores():
+        print("WARNING: the machine is busy (1-min load average >= half the cores): numbers are unreliable")
+    print()
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    funcs = {"a": bench_a, "b": bench_b, "c": bench_c}
+    rows: list[dict[str, object]] = []
+    skipped: list[dict[str, str]] = []
+    for key in only:
+        repeat = args.startup_repeat if key == "c" else args.repeat
+        try:
+            rows.extend(funcs[key](lkm, repeat, log))
+        except Skip as exc:
+            line = f"{key}: CANNOT RUN ({BENCHES[key]}): {exc}"
+            print(line, flush=True)
+            skipped.append({"bench": key, "reason": str(exc)})
+    load_end = os.getloadavg()
+
+    print()
+    if rows:
+        print_table(rows)
+    for s in skipped:
+        print(f"{s['bench']}: not run: {s['reason']}")
+    print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in load_end)}")
+
+    if args.json:
+        doc = {
+            "python": python,
+            "lkm_module": lkm.module_path,
+            "cores": cores(),
+            "loadavg_start": list(load_start),
+            "loadavg_end": list(load_end),
+            "repeat": args.repeat,
+            "startup_repeat": args.startup_repeat,
+            "tree": args.tree,
+            "results": rows,
+            "skipped": skipped,
+        }
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
