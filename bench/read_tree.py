@@ -48,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tree", default="amd64-6.1", help="corpus tree name (default: %(default)s)")
     ap.add_argument("--jobs", type=int, default=1, help="1: in-process; N>1: N processes; 0: all cores")
     ap.add_argument("--list", action="store_true", help="print the tree and its module paths as JSON")
+    ap.add_argument("--dir", help="read this modules directory (lib/modules/<release>) instead of --tree")
     args = ap.parse_args(argv)
+
+    if args.dir and not args.list:
+        from lkm.moddir import find_modules
+
+        paths = find_modules(args.dir)
+        name = args.dir
+        return _read(paths, args.jobs, name)
 
     from lkm.corpus import find_tree, module_files
 
@@ -68,18 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
 
-    if args.jobs == 1:
+    return _read(paths, args.jobs, tree.name)
+
+
+def _read(paths: list[str], jobs: int, name: str) -> int:
+    if jobs == 1:
         results = [read_chunk(paths)]
         jobs = 1
     else:
         from lkm.parallel import map_chunks, workers_available
 
-        jobs = workers_available() if args.jobs <= 0 else args.jobs
+        jobs = workers_available() if jobs <= 0 else jobs
         results = list(map_chunks(read_chunk, paths, workers=jobs))
     total = [sum(col) for col in zip(*results, strict=True)]
     modules, info, exports, exports_crc, needed, needed_crc = total
     print(
-        f"{tree.name}: {modules} modules, {info} modinfo entries, "
+        f"{name}: {modules} modules, {info} modinfo entries, "
         f"{exports} exports ({exports_crc} with CRC), "
         f"{needed} needed symbols ({needed_crc} with CRC); jobs={jobs}"
     )

@@ -277,8 +277,10 @@ def bench_b(lkm: Lkm, repeat: int, log: Callable[[str], None]) -> list[dict[str,
     depmod, version = kmod_tool("depmod")
     tree = lkm.tree()
     n = cores()
-    seq_cmd = [lkm.python, str(READ_TREE), "--tree", lkm.tree_name, "--jobs", "1"]
-    par_cmd = [lkm.python, str(READ_TREE), "--tree", lkm.tree_name, "--jobs", str(n)]
+    # The modules directory is passed as depmod gets its tree: a path, no manifest to load.
+    where = ["--dir", str(tree["modules_dir"])]
+    seq_cmd = [lkm.python, str(READ_TREE), *where, "--jobs", "1"]
+    par_cmd = [lkm.python, str(READ_TREE), *where, "--jobs", str(n)]
     dep_cmd = [depmod, "-n", "-b", str(tree["root"]), str(tree["release"])]
     log(f"b: {len(tree['paths'])} modules of {tree['name']}, {n} core(s), {version}")  # type: ignore[arg-type]
 

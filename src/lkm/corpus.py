@@ -269,16 +269,13 @@ def module_files(tree: CorpusTree) -> list[Path]:
 
     Symbolic links are neither followed nor returned.
     """
+    from lkm.moddir import find_modules
+
     found: list[Path] = []
     for sub in _MODULE_SUBDIRS:
         top = tree.modules_dir / sub
         if not top.is_dir() or top.is_symlink():
             continue
-        for dirpath, _dirnames, filenames in os.walk(top):
-            for fname in filenames:
-                if _is_module(fname):
-                    p = Path(dirpath) / fname
-                    if not p.is_symlink():
-                        found.append(p)
+        found.extend(Path(p) for p in find_modules(str(top)))
     found.sort()
     return found

@@ -2,7 +2,8 @@
 
 Like libkmod this reads depmod's binary indexes only (modules.dep.bin, modules.symbols.bin,
 modules.alias.bin, modules.builtin.bin) and tries them in libkmod's order: module name,
-``symbol:`` names, alias patterns, built-in modules; the first that finds anything wins.
+``symbol:`` names, alias patterns, built-in modules, built-in modules' aliases; the first
+that finds anything wins.
 """
 
 from __future__ import annotations
@@ -47,6 +48,30 @@ class Found(Record):
         self.name = name
         self.path = path
         self.builtin_modinfo = builtin_modinfo or []
+
+
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+
+
+def find_modules(top: str) -> list[str]:
+    """Every module file under ``top`` (recursively; symbolic links neither followed nor
+    returned), sorted: what depmod scans."""
+    found: list[str] = []
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.name.endswith(MODULE_SUFFIXES) and e.is_file(follow_symlinks=False):
+                    found.append(e.path)
+    found.sort()
+    return found
 
 
 def modules_dir(root: str | None, release: str | None) -> str:
@@ -103,7 +128,7 @@ class ModulesDir:
         idx = self.index("modules.builtin.bin")
         if idx is not None and idx.search(key) is not None:
             return [Found(key, None, self.builtin_modinfo(key))]
-        return []
+        return self._wild("modules.builtin.alias.bin", key)
 
     def _wild(self, index: str, key: str) -> list[Found]:
         idx = self.index(index)

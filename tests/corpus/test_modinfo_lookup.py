@@ -22,7 +22,9 @@ def moddir(corpus_trees, tmp_path_factory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("root")
     d = root / "lib" / "modules" / tree.release
     d.mkdir(parents=True)
-    os.symlink(tree.modules_dir / "kernel", d / "kernel")
+    for name in ("kernel", "modules.builtin", "modules.builtin.modinfo", "modules.order"):
+        if (tree.modules_dir / name).exists():
+            os.symlink(tree.modules_dir / name, d / name)
     subprocess.run(["depmod", "-b", str(root), tree.release], check=True, capture_output=True)
     return root, tree.release, d
 
@@ -60,9 +62,18 @@ def test_lookup_by_name_alias_symbol(moddir) -> None:  # type: ignore[no-untyped
         + rng.sample(symbols, 100)
         + ["no-such-module", "symbol:no_such_symbol", "pci:v*"]
     )
+    builtin = [Path(x).name.split(".")[0] for x in (d / "modules.builtin").read_text().split()]
+    builtin_aliases = [
+        entry.split("=", 1)[1]
+        for entry in (d / "modules.builtin.modinfo").read_bytes().decode().split("\0")
+        if ".alias=" in entry
+    ]
+    probes += rng.sample(builtin, 40) + rng.sample(builtin_aliases, min(40, len(builtin_aliases)))
     # One call per batch (as a user passing several names); bisect a differing batch to report.
     bad = _differing(root, release, ["-F", "filename"], probes)
     bad += _differing(root, release, ["-m"], rng.sample(names, 50))
     bad += _differing(root, release, [], rng.sample(names, 30))
+    bad += _differing(root, release, [], rng.sample(builtin, 20))
+    bad += _differing(root, release, ["-F", "license"], rng.sample(builtin, 20))
     print(f"{len(probes) + 80} lookups compared, {len(bad)} differ", file=sys.stderr)
     assert not bad, bad[:10]

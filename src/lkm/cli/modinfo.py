@@ -213,24 +213,28 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
     except LkmError as exc:
         fail(f"{path}: {exc.reason}")
         return False
+    emit(_render(o, path, entries, params, is24))
+    return True
+
+
+def _render(
+    o: Options, filename: str, entries: list[tuple[str, str]], params: list[Parameter], is24: bool
+) -> str:
+    """One module as kmod's modinfo prints it (or the asked field of it)."""
+    sep = o.sep
     if o.field == "parm":
-        emit("".join(_param_text(p, True) + sep for p in _in_kmod_order(params, is24)))
-        return True
+        return "".join(_param_text(p, True) + sep for p in _in_kmod_order(params, is24))
     if o.field is not None:
-        emit("".join(f"{v}{sep}" for k, v in entries if k == o.field))
-        return True
-    parts = [f"{'filename:':<16}{path}{sep}"]
+        return "".join(f"{v}{sep}" for k, v in entries if k == o.field)
+    parts = [f"{'filename:':<16}{filename}{sep}"]
     for k, v in entries:
         if k == "parm" or k == "parmtype" or (is24 and k.startswith("parm_")):
             continue
-        if sep == "\0":
-            parts.append(f"{k}={v}\0")
-        else:
-            parts.append(f"{k}:{' ' * abs(15 - len(k))}{v}\n")
+        # printf("%s:%-*s", key, 15 - keylen, ""): a negative width pads too, by its magnitude.
+        parts.append(f"{k}={v}\0" if sep == "\0" else f"{k}:{' ' * abs(15 - len(k))}{v}\n")
     for p in _in_kmod_order(params, is24):
         parts.append(f"{'parm:':<16}{_param_text(p, False)}{sep}")
-    emit("".join(parts))
-    return True
+    return "".join(parts)
 
 
 def _param_text(p: Parameter, field: bool) -> str:
@@ -251,6 +255,9 @@ def _in_kmod_order(params: list[Parameter], is24: bool) -> list[Parameter]:
 
 
 def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: Callable[[str], None]) -> bool:
+    """A built-in module: kmod prints its name, "(builtin)" as file name, then its modinfo."""
+    from lkm.module.modinfo import parameters
+
     sep = o.sep
     if o.field is None:
         emit(f"{'name:':<16}{name}{sep}")
@@ -258,24 +265,8 @@ def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: C
         emit(f"{name}{sep}")
     if o.field == "filename":
         emit(f"(builtin){sep}")
-        return True
-    if o.field is None:
-        emit(f"{'filename:':<16}(builtin){sep}")
-    from lkm.module.modinfo import parameters
-
-    params = parameters(entries)
-    if o.field == "parm":
-        emit("".join(_param_text(p, True) + sep for p in _in_kmod_order(params, False)))
-        return True
-    if o.field is not None:
-        emit("".join(f"{v}{sep}" for k, v in entries if k == o.field))
-        return True
-    for k, v in entries:
-        if k in ("parm", "parmtype"):
-            continue
-        emit(f"{k}={v}\0" if sep == "\0" else f"{k}:{' ' * abs(15 - len(k))}{v}\n")
-    for p in _in_kmod_order(params, False):
-        emit(f"{'parm:':<16}{_param_text(p, False)}{sep}")
+    else:
+        emit(_render(o, "(builtin)", entries, parameters(entries), False))
     return True
 
 
