@@ -8,7 +8,9 @@ Every failure is an :class:`~lkm.errors.InvalidModule` with the kernel's errno (
 from __future__ import annotations
 
 import struct
-from mmap import mmap
+import sys
+from itertools import accumulate, compress, count
+from operator import add, itemgetter, not_
 
 from lkm.elf.constants import (
     ELFCLASS32,
@@ -25,8 +27,12 @@ from lkm.elf.constants import (
 from lkm.errors import InvalidModule
 from lkm.record import Record
 
-# Buffers with .find(); a memoryview is copied to bytes once at open.
-Buffer = bytes | bytearray | mmap
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from mmap import mmap
+
+    # Buffers with .find(); a memoryview is copied to bytes once at open.
+    Buffer = bytes | bytearray | mmap
 
 
 class Section(Record):
@@ -120,6 +126,7 @@ class _Layout:
 
 
 _RELOC_TYPES = (SHT_REL, SHT_RELA)
+_NATIVE_LITTLE = sys.byteorder == "little"
 _LAYOUTS: dict[tuple[int, int], _Layout] = {}
 
 
@@ -128,6 +135,18 @@ def _layout(cls: int, enc: int) -> _Layout:
     if lay is None:
         lay = _LAYOUTS[(cls, enc)] = _Layout(cls, enc == ELFDATA2LSB)
     return lay
+
+
+def _undef_rows(raw: bytes | bytearray, shndx_at: int, entsize: int) -> list[int]:
+    """Rows of a symbol table slice whose st_shndx (u16 at ``shndx_at``) is SHN_UNDEF.
+
+    The column is scanned in C: its two bytes are OR'ed column-wise (as big integers), and the
+    rows whose result byte is zero picked, in either byte order, without unpacking an entry.
+    """
+    col_a, col_b = raw[shndx_at::entsize], raw[shndx_at + 1 :: entsize]
+    either = int.from_bytes(col_a, "little") | int.from_bytes(col_b, "little")
+    zeros = either.to_bytes(len(col_a), "little")
+    return list(compress(range(len(zeros)), map(not_, zeros)))
 
 
 def cstring(data: Buffer, offset: int, end: int | None = None) -> str:
@@ -382,10 +401,76 @@ class ElfFile:
 
     def undefined(self, symtab: Section | None = None) -> list[tuple[str, int]]:
         """(name, st_info) of the named SHN_UNDEF non-locals, in table order: the form of
-        :meth:`undefined_symbols` for whole-tree scans (no Symbol objects)."""
-        return [
-            (name, f[1] if self.layout.elf64 else f[3]) for _i, name, f in self._scan(symtab, undefined=True)
-        ]
+        :meth:`undefined_symbols` for whole-tree scans (no Symbol objects, names in bulk)."""
+        names, infos = self.undefined_columns(symtab)
+        return list(zip(names, infos, strict=True))
+
+    def undefined_columns(self, symtab: Section | None = None) -> tuple[list[str], list[int]]:
+        """:meth:`undefined` as two parallel lists (names, st_info), built column-wise."""
+        if symtab is None:
+            symtab = self.symtab()
+            if symtab is None:
+                return [], []
+        base, count, s0, s1 = self._symtab_data(symtab)
+        start = symtab.info
+        if start >= count:
+            return [], []
+        lay = self.layout
+        entsize = lay.sym.size
+        raw = self.data[base + start * entsize : base + count * entsize]
+        rows = _undef_rows(raw, 6 if lay.elf64 else 14, entsize)
+        if not rows:
+            return [], []
+        pick = itemgetter(*rows) if len(rows) > 1 else lambda seq: (seq[rows[0]],)
+        # st_name is the first u32 of every entry: a strided view of the table as u32 words.
+        from array import array
+
+        words = array("I", raw)
+        if self.little_endian != _NATIVE_LITTLE:
+            words.byteswap()
+        offs = list(pick(words[:: entsize // 4]))
+        infos = list(pick(raw[4::entsize] if lay.elf64 else raw[12::entsize]))
+        names = self._names_at(s0, s1, offs, start, rows)
+        if 0 in offs:  # unnamed undefined symbols are not "needed"
+            keep = [i for i, o in enumerate(offs) if o]
+            return [names[i] for i in keep], [infos[i] for i in keep]
+        return names, infos
+
+    def _names_at(self, s0: int, s1: int, offs: list[int], start: int, rows: list[int]) -> list[str]:
+        """Names at string-table offsets ``offs`` (of symbols ``start + rows``), "" for 0.
+
+        Non-local names sit together at the end of a linker's string table, so the span they
+        cover is decoded and split once (in C) instead of searched name by name; an offset inside
+        a string (a shared suffix) is found by bisection; a sparse or non-ASCII span is searched.
+        """
+        nstr = s1 - s0
+        if offs and max(offs) >= nstr:
+            bad = next(j for o, j in zip(offs, rows, strict=True) if o >= nstr)
+            raise InvalidModule(f"symbol {start + bad} name offset past string table", path=self.path)
+        used = [o for o in offs if o]
+        if not used:
+            return ["" for _ in offs]
+        data = self.data
+        lo, hi = min(used), max(used)
+        end = data.find(b"\0", s0 + hi, s1)
+        end = s1 if end < 0 else end
+        if end - s0 - lo > 64 * len(used) or not data[s0 + lo : end].isascii():
+            return [self._name(s0, s1, o, start) for o in offs]
+        parts = data[s0 + lo : end].decode("ascii").split("\0")
+        # Part i starts at lo + the sum of (len + 1) of the parts before it (ASCII: one byte a char).
+        starts = list(map(add, accumulate(map(len, parts), initial=lo), count()))
+        at = dict(zip(starts, parts, strict=False))
+        at[0] = ""
+        out = []
+        for o in offs:
+            name = at.get(o)
+            if name is None:  # inside a string: the linker shared a suffix
+                from bisect import bisect_right
+
+                i = bisect_right(starts, o) - 1
+                name = parts[i][o - starts[i] :]
+            out.append(name)
+        return out
 
     def _scan(self, symtab: Section | None, *, start: int | None = None, undefined: bool = False
               ) -> list[tuple[int, str, tuple[int, ...]]]:  # fmt: skip
@@ -405,18 +490,7 @@ class ElfFile:
         data = self.data
         raw = data[base + start * entsize : base + count * entsize]
         if undefined:
-            # Scan the st_shndx column in C: OR its two bytes column-wise (as big integers) and
-            # find the zero bytes, i.e. the SHN_UNDEF entries; only those are then unpacked.
-            sh = 6 if lay.elf64 else 14
-            col_a, col_b = raw[sh::entsize], raw[sh + 1 :: entsize]
-            either = (int.from_bytes(col_a, "little") | int.from_bytes(col_b, "little")).to_bytes(
-                len(col_a), "little"
-            )
-            picked = []
-            j = either.find(0)
-            while j >= 0:
-                picked.append(j)
-                j = either.find(0, j + 1)
+            picked = _undef_rows(raw, 6 if lay.elf64 else 14, entsize)
             unpack = lay.sym.unpack_from
             entries = [(start + j, unpack(raw, j * entsize)) for j in picked]
         else:

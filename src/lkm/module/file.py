@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from mmap import mmap
 
 from lkm.elf import ElfFile
 from lkm.errors import LkmError
@@ -14,6 +13,8 @@ from lkm.module.source import read_module
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from mmap import mmap
+
     from lkm.module.signature import Signature
     from lkm.module.symbols import Export, NeededSymbol
 
@@ -184,8 +185,9 @@ class ModuleFile:
         return module_size(self.data)
 
     def close(self) -> None:
-        if isinstance(self.data, mmap):
-            self.data.close()
+        close = getattr(self.data, "close", None)  # an mmap; bytes have nothing to release
+        if close is not None:
+            close()
 
     def __enter__(self) -> ModuleFile:
         return self

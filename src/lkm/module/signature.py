@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import errno
 import struct
-from mmap import mmap
 from typing import Any
 
 from lkm.errors import BadSignature
 from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from mmap import mmap
 
 MODULE_SIG_STRING = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3xI")

@@ -5,13 +5,16 @@ by magic) decompressed in memory."""
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import stat
 
 from lkm.compress import decompress, detect
 from lkm.errors import InvalidModule, LkmError
 from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import mmap
 
 MMAP_THRESHOLD = 256 * 1024
 
@@ -41,9 +44,13 @@ def read_module(path: str) -> ModuleBytes:
             raise InvalidModule("not a regular file", errno.EINVAL, path=path)
         if size == 0:
             raise InvalidModule("empty file", errno.EINVAL, path=path)
-        data: bytes | mmap.mmap = (
-            _read_all(fd, size) if size < MMAP_THRESHOLD else mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        )
+        data: bytes | mmap.mmap
+        if size < MMAP_THRESHOLD:
+            data = _read_all(fd, size)
+        else:
+            import mmap
+
+            data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
         comp = detect(data[:8])
         if comp is None:
             return ModuleBytes(data, None, size)
