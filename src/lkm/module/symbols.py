@@ -14,7 +14,7 @@ from itertools import repeat
 from operator import rshift
 from typing import NamedTuple
 
-from lkm.elf import ElfFile, Relocation, Section, Symbol, cstring
+from lkm.elf import ElfFile, Relocation, Section, cstring
 from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64, SHN_LORESERVE, SHN_UNDEF, SHT_NOBITS
 from lkm.record import Record
 
@@ -58,13 +58,16 @@ PREL32_MACHINES = frozenset({EM_X86_64, EM_386, EM_486, EM_AARCH64})
 
 
 class _Resolver:
-    """Static resolution of relocations inside one object, for reading tables out of a .ko."""
+    """Static resolution of relocations inside one object, for reading tables out of a .ko:
+    where a relocation points (section, offset) and the string there."""
 
     def __init__(self, elf: ElfFile) -> None:
         self.elf = elf
         self.symtab = elf.symtab()
-        self._syms: dict[int, Symbol | None] = {}
+        self._places: dict[int, tuple[int, int] | None] = {}
         self._s32 = struct.Struct("<i" if elf.little_endian else ">i")
+        if self.symtab is not None:
+            self._sym_base, self._sym_count, _s0, _s1 = elf._symtab_data(self.symtab)
 
     def relocs_by_offset(self, target: Section) -> dict[int, Relocation]:
         out: dict[int, Relocation] = {}
@@ -81,26 +84,32 @@ class _Resolver:
             return int(self._s32.unpack_from(self.elf.data, off)[0])
         return self.elf.word(off)
 
-    def sym(self, number: int) -> Symbol | None:
-        if number not in self._syms:
-            self._syms[number] = self.elf.symbol(number, self.symtab) if number and self.symtab else None
-        return self._syms[number]
+    def place(self, number: int) -> tuple[int, int] | None:
+        """(st_shndx, st_value) of symbol ``number``, without decoding its name."""
+        got = self._places.get(number, False)
+        if got is not False:
+            return got  # type: ignore[return-value]
+        place = None
+        if self.symtab is not None and 0 < number < self._sym_count:
+            lay = self.elf.layout
+            f = lay.sym.unpack_from(self.elf.data, self._sym_base + number * lay.sym.size)
+            place = (f[3], f[4]) if lay.elf64 else (f[5], f[1])
+        self._places[number] = place
+        return place
 
     def symbol_name(self, r: Relocation) -> str | None:
-        s = self.sym(r.sym)
+        s = self.elf.symbol(r.sym, self.symtab) if r.sym and self.symtab is not None else None
         return s.name or None if s is not None else None
 
     def location(self, target: Section, r: Relocation, width: int = 4) -> tuple[Section, int] | None:
         """(section, offset) that relocation ``r`` points at, if it points into this object."""
-        sym = self.sym(r.sym)
-        if (
-            sym is None
-            or sym.shndx == SHN_UNDEF
-            or sym.shndx >= SHN_LORESERVE
-            or sym.shndx >= self.elf.e_shnum
-        ):
+        place = self.place(r.sym)
+        if place is None:
             return None
-        return self.elf.section_at(sym.shndx), sym.value + self.addend(target, r, width)
+        shndx, value = place
+        if shndx == SHN_UNDEF or shndx >= min(SHN_LORESERVE, self.elf.e_shnum):
+            return None
+        return self.elf.section_at(shndx), value + self.addend(target, r, width)
 
     def string(self, target: Section, r: Relocation | None, width: int = 4) -> str | None:
         if r is None:
@@ -155,10 +164,10 @@ def _crcs(elf: ElfFile, res: _Resolver, sec: Section | None) -> list[int] | None
     for i in range(sec.size // 4):
         v = elf.u32(sec.offset + 4 * i)
         r = relocs.get(4 * i)
-        s = res.sym(r.sym) if r is not None else None
-        if r is not None and s is not None:
+        place = res.place(r.sym) if r is not None else None
+        if r is not None and place is not None:
             # `.long __crc_sym` against an absolute symbol whose value is the CRC.
-            v = (s.value + res.addend(sec, r)) & 0xFFFFFFFF
+            v = (place[1] + res.addend(sec, r)) & 0xFFFFFFFF
         out.append(v)
     return out
 
