@@ -461,6 +461,10 @@ class ElfFile:
         starts = list(map(add, accumulate(map(len, parts), initial=lo), count()))
         at = dict(zip(starts, parts, strict=False))
         at[0] = ""
+        try:
+            return list(itemgetter(*offs)(at)) if len(offs) > 1 else [at[offs[0]]]
+        except KeyError:
+            pass
         out = []
         for o in offs:
             name = at.get(o)

@@ -198,7 +198,8 @@ def exports24(elf: ElfFile) -> list[Export]:
 
 
 def versions(elf: ElfFile) -> list[tuple[str, int]]:
-    """``__versions``: (symbol, crc) in file order; 64-byte struct modversion_info entries."""
+    """``__versions``: (symbol, crc) in file order; 64-byte struct modversion_info entries,
+    the name read up to its first NUL as libkmod reads it."""
     sec = elf.section("__versions")
     if sec is None or sec.type == SHT_NOBITS:
         return []
