@@ -710,19 +710,26 @@ def describe_image(dest: Path, root: Path, target: Target) -> dict[str, object]:
         s = next(x for x in sorted(MODULE_SUFFIXES, key=len, reverse=True) if m.name.endswith(x))
         suffixes[s] = suffixes.get(s, 0) + 1
     return {
-        "name": target.name,
-        "arch": target.arch,
-        "release": rel,
-        "abi": target.abi,
-        "package": target.packages[0].package,
-        "version": target.version,
-        "root": _rel(dest, root),
+        **_identity(dest, root, target),
         "modules_dir": _rel(dest, modules_dir),
         "vmlinuz": _rel(dest, vmlinuz),
         "config": _rel(dest, config),
         "system_map": _rel(dest, system_map),
         "module_count": len(mods),
         "module_suffixes": suffixes,
+    }
+
+
+def _identity(dest: Path, root: Path, target: Target) -> dict[str, object]:
+    """The manifest fields every tree has: what it is and where it lies."""
+    return {
+        "name": target.name,
+        "arch": target.arch,
+        "release": target.release,
+        "abi": target.abi,
+        "package": target.packages[0].package,
+        "version": target.version,
+        "root": _rel(dest, root),
     }
 
 
@@ -741,13 +748,7 @@ def describe_headers(dest: Path, root: Path, target: Target) -> dict[str, object
     if not scripts.exists():
         warn(f"{target.name}: {scripts.relative_to(dest)} does not resolve")
     return {
-        "name": target.name,
-        "arch": target.arch,
-        "release": rel,
-        "abi": target.abi,
-        "package": target.packages[0].package,
-        "version": target.version,
-        "root": _rel(dest, root),
+        **_identity(dest, root, target),
         "kbuild_dir": _rel(dest, kbuild_dir),
         "module_symvers": _rel(dest, symvers),
         "common_dir": _rel(dest, common),

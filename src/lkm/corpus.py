@@ -32,6 +32,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -49,6 +50,8 @@ __all__ = [
     "manifest_path",
     "module_files",
 ]
+
+_T = TypeVar("_T", "CorpusTree", "HeadersTree")
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -242,22 +245,20 @@ def load_headers(base: Path | None = None) -> list[HeadersTree]:
 
 def find_tree(name: str, base: Path | None = None) -> CorpusTree:
     """The tree called *name* (e.g. ``"arm64-6.1"``); :class:`CorpusError` if absent."""
-    trees = load_trees(base)
-    for tree in trees:
-        if tree.name == name:
-            return tree
-    known = ", ".join(t.name for t in trees) or "none"
-    raise CorpusError(f"no corpus tree {name!r} (have: {known})")
+    return _named(load_trees(base), name, "corpus tree")
 
 
 def find_headers(name: str, base: Path | None = None) -> HeadersTree:
     """The headers tree called *name* (e.g. ``"headers-6.12"``)."""
-    trees = load_headers(base)
+    return _named(load_headers(base), name, "corpus headers tree")
+
+
+def _named(trees: list[_T], name: str, what: str) -> _T:
     for tree in trees:
         if tree.name == name:
             return tree
     known = ", ".join(t.name for t in trees) or "none"
-    raise CorpusError(f"no corpus headers tree {name!r} (have: {known})")
+    raise CorpusError(f"no {what} {name!r} (have: {known})")
 
 
 def _is_module(name: str) -> bool:

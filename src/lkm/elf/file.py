@@ -393,11 +393,8 @@ class ElfFile:
 
     def undefined_symbols(self, symtab: Section | None = None) -> list[Symbol]:
         """Named SHN_UNDEF symbols among the non-locals (from sh_info on), in table order."""
-        if symtab is None:
-            symtab = self.symtab()
-            if symtab is None:
-                return []
-        return self._decode_symbols(symtab, symtab.info, undefined_only=True)
+        symtab = symtab or self.symtab()
+        return self._decode_symbols(symtab, symtab.info, undefined_only=True) if symtab else []
 
     def undefined(self, symtab: Section | None = None) -> list[tuple[str, int]]:
         """(name, st_info) of the named SHN_UNDEF non-locals, in table order: the form of
@@ -527,10 +524,9 @@ class ElfFile:
 
     def global_symbols(self, symtab: Section | None = None) -> list[Symbol]:
         """The non-local symbols: from the symtab's sh_info (first non-local) on."""
+        symtab = symtab or self.symtab()
         if symtab is None:
-            symtab = self.symtab()
-            if symtab is None:
-                return []
+            return []
         return [s for s in self.symbols(symtab, start=symtab.info) if s.bind != STB_LOCAL]
 
     # -- relocations ------------------------------------------------------------------------
