@@ -7,6 +7,7 @@ import sys
 from collections import defaultdict
 
 import pytest
+
 from conftest import kmod_modinfo, lkm_cmd, run
 
 BATCH = 500

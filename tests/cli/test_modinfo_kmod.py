@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from conftest import FIX6, kmod_modinfo, lkm_cmd, run
 
 # Debian's kmod 30 is built without zlib, so it cannot read .ko.gz: those are compared after

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import kmod_modinfo, lkm_cmd, require, run
 
 

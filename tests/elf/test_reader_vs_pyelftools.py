@@ -18,12 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from conftest import FIX6, FIX24, require
 from elftools.elf import enums as E
 from elftools.elf.elffile import ELFFile
 
 from lkm.corpus import module_files
 from lkm.elf import ElfFile
+
+from conftest import FIX6, FIX24, require
 
 # -- pyelftools enum names back to numbers ------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from conftest import FIX6, FIX24, lkm_cmd, run
 
 GOOD = FIX6 / "chardev.ko"

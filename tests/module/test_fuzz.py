@@ -15,7 +15,6 @@ import lzma
 import struct
 from collections.abc import Callable
 
-from conftest import FIX6, FIX24
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +23,8 @@ from lkm.module.file import ModuleFile
 from lkm.module.info import info_entries
 from lkm.module.report import module_report
 from lkm.module.validate import check_module
+
+from conftest import FIX6, FIX24
 
 SEED_FILES = {
     "chardev.ko": FIX6 / "chardev.ko",

@@ -9,9 +9,10 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import FIX6, FIX24, require
 
 from lkm.module import ModuleFile
+
+from conftest import FIX6, FIX24, require
 
 
 def _kmod_pairs(option: str, path: str) -> list[tuple[int, str]]:

@@ -8,12 +8,13 @@ import struct
 import sys
 
 import pytest
-from conftest import FIX6
 
 from lkm.elf.constants import SHF_EXECINSTR, SHF_WRITE
 from lkm.errors import InvalidModule
 from lkm.module import ModuleFile
 from lkm.module.validate import check_module
+
+from conftest import FIX6
 
 GOOD = (FIX6 / "chardev.ko").read_bytes()
 
