@@ -39,7 +39,3 @@ class BadSignature(InvalidModule):
 
     def __init__(self, reason: str, errno: int = _errno.EBADMSG, *, path: str | None = None) -> None:
         super().__init__(reason, errno, path=path)
-
-
-class ModuleNotFound(LkmError):
-    """A module name, alias or path that resolves to no file."""

@@ -184,6 +184,13 @@ class ModuleFile:
 
         return module_size(self.data)
 
+    def check(self, kernel: str = "6.12", arch: str | None = None) -> None:
+        """Raise :class:`~lkm.errors.InvalidModule` (with the kernel's errno) if the kernel
+        ``kernel`` ("6.1" or "6.12") would refuse this file's ELF image."""
+        from lkm.module.validate import check_module
+
+        check_module(self.elf, kernel=kernel, arch=arch)
+
     def close(self) -> None:
         close = getattr(self.data, "close", None)  # an mmap; bytes have nothing to release
         if close is not None:
