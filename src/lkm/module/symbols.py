@@ -10,12 +10,21 @@ with the CRC the module was built against from ``__versions``.
 from __future__ import annotations
 
 import struct
-from itertools import repeat
-from operator import rshift
+from itertools import accumulate, count, repeat
+from operator import add, rshift
 from typing import NamedTuple
 
-from lkm.elf import ElfFile, Relocation, Section, cstring
-from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64, SHN_LORESERVE, SHN_UNDEF, SHT_NOBITS
+from lkm.elf import ElfFile, Section, cstring
+from lkm.elf.constants import (
+    EM_386,
+    EM_486,
+    EM_AARCH64,
+    EM_X86_64,
+    SHN_LORESERVE,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    SHT_RELA,
+)
 from lkm.record import Record
 
 
@@ -59,27 +68,38 @@ PREL32_MACHINES = frozenset({EM_X86_64, EM_386, EM_486, EM_AARCH64})
 
 class _Resolver:
     """Static resolution of relocations inside one object, for reading tables out of a .ko:
-    where a relocation points (section, offset) and the string there."""
+    where a relocation points (section, offset) and the string there.  Relocations are kept
+    as offset -> (symbol index, addend or None for REL), built column-wise."""
 
     def __init__(self, elf: ElfFile) -> None:
         self.elf = elf
         self.symtab = elf.symtab()
         self._places: dict[int, tuple[int, int] | None] = {}
+        self._strings: dict[int, tuple[dict[int, str], int, int]] = {}
         self._s32 = struct.Struct("<i" if elf.little_endian else ">i")
         if self.symtab is not None:
             self._sym_base, self._sym_count, _s0, _s1 = elf._symtab_data(self.symtab)
 
-    def relocs_by_offset(self, target: Section) -> dict[int, Relocation]:
-        out: dict[int, Relocation] = {}
-        for rs in self.elf.relocation_sections_for(target):
-            for r in self.elf.relocations(rs):
-                out[r.offset] = r
+    def relocs_by_offset(self, target: Section) -> dict[int, tuple[int, int | None]]:
+        elf = self.elf
+        lay = elf.layout
+        out: dict[int, tuple[int, int | None]] = {}
+        for rs in elf.relocation_sections_for(target):
+            data = elf.section_data(rs)
+            st = lay.rela if rs.type == SHT_RELA else lay.rel
+            rows = list(st.iter_unpack(data[: len(data) // st.size * st.size]))
+            if not rows:
+                continue
+            cols = list(zip(*rows, strict=True))
+            syms = map(rshift, cols[1], repeat(lay.r_sym_shift))
+            adds = cols[2] if rs.type == SHT_RELA else repeat(None)
+            out.update(zip(cols[0], zip(syms, adds, strict=False), strict=False))
         return out
 
-    def addend(self, target: Section, r: Relocation, width: int = 4) -> int:
-        if r.addend is not None:
-            return r.addend
-        off = target.offset + r.offset  # SHT_REL: the addend sits in the target bytes
+    def addend(self, target: Section, offset: int, addend: int | None, width: int = 4) -> int:
+        if addend is not None:
+            return addend
+        off = target.offset + offset  # SHT_REL: the addend sits in the target bytes
         if width == 4:
             return int(self._s32.unpack_from(self.elf.data, off)[0])
         return self.elf.word(off)
@@ -97,31 +117,51 @@ class _Resolver:
         self._places[number] = place
         return place
 
-    def symbol_name(self, r: Relocation) -> str | None:
-        s = self.elf.symbol(r.sym, self.symtab) if r.sym and self.symtab is not None else None
+    def symbol_name(self, number: int) -> str | None:
+        s = self.elf.symbol(number, self.symtab) if number and self.symtab is not None else None
         return s.name or None if s is not None else None
 
-    def location(self, target: Section, r: Relocation, width: int = 4) -> tuple[Section, int] | None:
-        """(section, offset) that relocation ``r`` points at, if it points into this object."""
-        place = self.place(r.sym)
+    def string(
+        self, target: Section, offset: int, rel: tuple[int, int | None] | None, width: int = 4
+    ) -> str | None:
+        """The string that the relocation ``rel`` at ``offset`` of ``target`` points at."""
+        if rel is None:
+            return None
+        place = self.place(rel[0])
         if place is None:
             return None
         shndx, value = place
         if shndx == SHN_UNDEF or shndx >= min(SHN_LORESERVE, self.elf.e_shnum):
             return None
-        return self.elf.section_at(shndx), value + self.addend(target, r, width)
+        pos = value + self.addend(target, offset, rel[1], width)
+        starts, s0, s1 = self._string_table(shndx)
+        name = starts.get(pos)
+        if name is not None:
+            return name
+        if s0 < 0 or not 0 <= pos < s1 - s0:
+            return None
+        return cstring(self.elf.data, s0 + pos, s1)
 
-    def string(self, target: Section, r: Relocation | None, width: int = 4) -> str | None:
-        if r is None:
-            return None
-        loc = self.location(target, r, width)
-        if loc is None:
-            return None
-        sec, off = loc
-        if sec.type == SHT_NOBITS or not 0 <= off < sec.size:
-            return None
-        self.elf.check_bounds(sec)
-        return cstring(self.elf.data, sec.offset + off, sec.offset + sec.size)
+    def _string_table(self, shndx: int) -> tuple[dict[int, str], int, int]:
+        """Offset -> string for every string start of section ``shndx`` (split once, in C)."""
+        got = self._strings.get(shndx)
+        if got is None:
+            sec = self.elf.section_at(shndx)
+            if sec.type == SHT_NOBITS:
+                got = ({}, -1, -1)
+            else:
+                self.elf.check_bounds(sec)
+                s0, s1 = sec.offset, sec.offset + sec.size
+                raw = self.elf.data[s0:s1]
+                starts: dict[int, str] = {}
+                if raw.isascii():  # one byte a character: str lengths are byte offsets
+                    parts = raw.decode("ascii").split("\0")
+                    starts = dict(
+                        zip(map(add, accumulate(map(len, parts), initial=0), count()), parts, strict=False)
+                    )
+                got = (starts, s0, s1)
+            self._strings[shndx] = got
+        return got
 
 
 def exports(elf: ElfFile) -> list[Export]:
@@ -137,19 +177,20 @@ def exports(elf: ElfFile) -> list[Export]:
         elf.check_bounds(tab)
         relocs = res.relocs_by_offset(tab)
         if elf.e_machine in PREL32_MACHINES:
-            entsize, fields, width = 12, (0, 4, 8), 4
+            entsize, (f_value, f_name, f_ns), width = 12, (0, 4, 8), 4
         else:
             w = elf.word_size
-            entsize, fields, width = 3 * w, (0, w, 2 * w), w
+            entsize, (f_value, f_name, f_ns), width = 3 * w, (0, w, 2 * w), w
         crcs = _crcs(elf, res, elf.section(crc_name))
+        get = relocs.get
         for i in range(tab.size // entsize):
             base = i * entsize
-            name = res.string(tab, relocs.get(base + fields[1]), width)
+            name = res.string(tab, base + f_name, get(base + f_name), width)
             if name is None:
                 continue
-            ns = res.string(tab, relocs.get(base + fields[2]), width) or None
-            vrel = relocs.get(base + fields[0])
-            sym = res.symbol_name(vrel) if vrel is not None else None
+            ns = res.string(tab, base + f_ns, get(base + f_ns), width) or None
+            vrel = get(base + f_value)
+            sym = res.symbol_name(vrel[0]) if vrel is not None else None
             crc = crcs[i] if crcs is not None and i < len(crcs) else None
             out.append(Export(name, gpl, crc, ns, sym))
     return out
@@ -160,15 +201,13 @@ def _crcs(elf: ElfFile, res: _Resolver, sec: Section | None) -> list[int] | None
         return None
     elf.check_bounds(sec)
     relocs = res.relocs_by_offset(sec)
-    out = []
-    for i in range(sec.size // 4):
-        v = elf.u32(sec.offset + 4 * i)
-        r = relocs.get(4 * i)
-        place = res.place(r.sym) if r is not None else None
-        if r is not None and place is not None:
+    n = sec.size // 4
+    out = list(struct.unpack_from(("<" if elf.little_endian else ">") + f"{n}I", elf.data, sec.offset))
+    for off, rel in relocs.items():
+        place = res.place(rel[0])
+        if place is not None and off % 4 == 0 and off // 4 < n:
             # `.long __crc_sym` against an absolute symbol whose value is the CRC.
-            v = (place[1] + res.addend(sec, r)) & 0xFFFFFFFF
-        out.append(v)
+            out[off // 4] = (place[1] + res.addend(sec, off, rel[1])) & 0xFFFFFFFF
     return out
 
 
@@ -184,7 +223,7 @@ def exports24(elf: ElfFile) -> list[Export]:
     out = []
     for i in range(tab.size // (2 * w)):
         base = 2 * w * i
-        name = res.string(tab, relocs.get(base + w), w)
+        name = res.string(tab, base + w, relocs.get(base + w), w)
         if name is None:
             continue
         vrel = relocs.get(base)
@@ -193,7 +232,7 @@ def exports24(elf: ElfFile) -> list[Export]:
         gpl = name.startswith(GPLONLY_PREFIX)
         if gpl:
             name = name[len(GPLONLY_PREFIX) :]
-        out.append(Export(name, gpl, None, None, res.symbol_name(vrel) if vrel else None))
+        out.append(Export(name, gpl, None, None, res.symbol_name(vrel[0]) if vrel else None))
     return out
 
 
