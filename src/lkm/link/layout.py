@@ -1,0 +1,393 @@
+"""Section layout: where each section of a module goes, as the kernel (6.1, 6.12) or 2.4's
+insmod lays it out.  One engine, rules as tables (``LAYOUT_RULES``); see
+../shared/spec/kernel-loader.md §2 and modutils-2.4.md (load order).
+
+The result is a :class:`Layout`: for every allocated section its region and offset, and each
+region's size; addresses come later, from the regions' bases (``Layout.address``).
+"""
+
+from __future__ import annotations
+
+from lkm.elf import ElfFile, Section
+from lkm.elf.constants import (
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHF_RO_AFTER_INIT,
+    SHF_WRITE,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    SHT_SYMTAB,
+)
+from lkm.errors import InvalidModule
+from lkm.record import Record
+
+ARCH_SHF_SMALL = 0  # x86, arm64: no small-data sections
+
+# layout_sections' mask rows: (flags all required, flags all excluded), in placement order.
+MASKS: tuple[tuple[int, int], ...] = (
+    (SHF_EXECINSTR | SHF_ALLOC, ARCH_SHF_SMALL),
+    (SHF_ALLOC, SHF_WRITE | ARCH_SHF_SMALL),
+    (SHF_RO_AFTER_INIT | SHF_ALLOC, ARCH_SHF_SMALL),
+    (SHF_WRITE | SHF_ALLOC, ARCH_SHF_SMALL),
+    (ARCH_SHF_SMALL | SHF_ALLOC, 0),
+)
+
+
+class LayoutRules(Record):
+    """One kernel's layout: the region each mask row fills (core and init passes), and after
+    which rows the running size is page-aligned (6.1's strict_align inside one region).
+    ``None`` in ``init_regions`` is 6.12's MOD_INVALID (no init ro_after_init)."""
+
+    __slots__ = ("name", "core_regions", "init_regions", "core_align_after", "init_align_after", "regions")
+
+    def __init__(
+        self,
+        name: str,
+        core_regions: tuple[str, ...],
+        init_regions: tuple[str | None, ...],
+        core_align_after: frozenset[int],
+        init_align_after: frozenset[int],
+        regions: tuple[str, ...],
+    ) -> None:
+        self.name = name
+        self.core_regions = core_regions
+        self.init_regions = init_regions
+        self.core_align_after = core_align_after
+        self.init_align_after = init_align_after
+        self.regions = regions
+
+
+LAYOUT_RULES: dict[str, LayoutRules] = {
+    # 6.1: one core and one init region; text | ro | ro_after_init | data, each boundary
+    # strict_align'ed (page-aligned with STRICT_MODULE_RWX), the init pass without row 2's.
+    "linux-6.1": LayoutRules(
+        "linux-6.1",
+        ("core",) * 5,
+        ("init",) * 5,
+        frozenset({0, 1, 2, 4}),
+        frozenset({0, 1, 4}),
+        ("core", "init"),
+    ),
+    # 6.12: mod_mem types, each a separately allocated region; no padding inside one.
+    "linux-6.12": LayoutRules(
+        "linux-6.12",
+        ("text", "rodata", "ro_after_init", "data", "data"),
+        ("init_text", "init_rodata", None, "init_data", "init_data"),
+        frozenset(),
+        frozenset(),
+        ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata"),
+    ),
+}
+
+
+class KernelConfig(Record):
+    """The configuration knobs the layout depends on (from the kernel's .config)."""
+
+    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload")
+
+    def __init__(
+        self,
+        page_size: int = 4096,
+        strict_module_rwx: bool = True,
+        kallsyms: bool = True,
+        kallsyms_all: bool = False,
+        module_unload: bool = True,
+    ) -> None:
+        self.page_size = page_size
+        self.strict_module_rwx = strict_module_rwx
+        self.kallsyms = kallsyms
+        self.kallsyms_all = kallsyms_all
+        self.module_unload = module_unload
+
+    @classmethod
+    def from_config_text(cls, text: str) -> KernelConfig:
+        """From a kernel .config (``CONFIG_X=y`` lines)."""
+        on = {line.split("=", 1)[0] for line in text.splitlines() if line.endswith("=y")}
+        page = 65536 if "CONFIG_ARM64_64K_PAGES" in on else 16384 if "CONFIG_ARM64_16K_PAGES" in on else 4096
+        return cls(
+            page_size=page,
+            strict_module_rwx="CONFIG_STRICT_MODULE_RWX" in on,
+            kallsyms="CONFIG_KALLSYMS" in on,
+            kallsyms_all="CONFIG_KALLSYMS_ALL" in on,
+            module_unload="CONFIG_MODULE_UNLOAD" in on,
+        )
+
+
+class Placement(Record):
+    """A section's place: its region and offset in it (``flags`` as the kernel rewrote them)."""
+
+    __slots__ = ("number", "name", "region", "offset", "size", "flags")
+
+    def __init__(self, number: int, name: str, region: str, offset: int, size: int, flags: int) -> None:
+        self.number = number
+        self.name = name
+        self.region = region
+        self.offset = offset
+        self.size = size
+        self.flags = flags
+
+
+class KallsymsArea(Record):
+    """Where layout_symtab put the module's kallsyms: the kept symbols, their strings and type
+    bytes at the end of core data; the temporary struct mod_kallsyms and all type bytes in init."""
+
+    __slots__ = (
+        "region",
+        "symoffs",
+        "stroffs",
+        "core_typeoffs",
+        "kept",
+        "init_region",
+        "init_off",
+        "init_typeoffs",
+    )
+
+    def __init__(
+        self,
+        region: str,
+        symoffs: int,
+        stroffs: int,
+        core_typeoffs: int,
+        kept: list[int],
+        init_region: str,
+        init_off: int,
+        init_typeoffs: int,
+    ) -> None:
+        self.region = region
+        self.symoffs = symoffs
+        self.stroffs = stroffs
+        self.core_typeoffs = core_typeoffs
+        self.kept = kept
+        self.init_region = init_region
+        self.init_off = init_off
+        self.init_typeoffs = init_typeoffs
+
+
+class Layout(Record):
+    """Sections placed in regions.  ``sizes`` are the regions' sizes as the kernel computes them;
+    ``marks`` 6.1's text_size/ro_size/ro_after_init_size per region."""
+
+    __slots__ = ("rules", "placements", "sizes", "marks", "kallsyms", "page_size")
+
+    def __init__(
+        self,
+        rules: str,
+        placements: dict[int, Placement],
+        sizes: dict[str, int],
+        marks: dict[str, dict[str, int]],
+        kallsyms: KallsymsArea | None,
+        page_size: int,
+    ) -> None:
+        self.rules = rules
+        self.placements = placements
+        self.sizes = sizes
+        self.marks = marks
+        self.kallsyms = kallsyms
+        self.page_size = page_size
+
+    def alloc_size(self, region: str) -> int:
+        """The region's allocated size: page-aligned (0: nothing allocated)."""
+        return _align(self.sizes.get(region, 0), self.page_size)
+
+    def address(self, number: int, bases: dict[str, int]) -> int:
+        """The final address of section ``number`` given each region's base address."""
+        p = self.placements[number]
+        return bases[p.region] + p.offset
+
+
+def _align(value: int, alignment: int) -> int:
+    return (value + alignment - 1) & ~(alignment - 1) if alignment > 1 else value
+
+
+def is_init_section(name: str, config: KernelConfig) -> bool:
+    """module_init_layout_section: ".init*", and ".exit*" when modules cannot be unloaded."""
+    return name.startswith(".init") or (not config.module_unload and name.startswith(".exit"))
+
+
+def rewrite_flags(elf: ElfFile) -> dict[int, int]:
+    """Section flags after rewrite_section_headers and layout_and_allocate: .modinfo and
+    __versions lose SHF_ALLOC, as does .data..percpu (copied to the per-cpu area instead);
+    .data..ro_after_init and __jump_table gain SHF_RO_AFTER_INIT when allocated."""
+    flags = {s.number: s.flags for s in elf.sections}
+    for name in (".modinfo", "__versions", ".data..percpu"):
+        sec = _find_alloc(elf, name, flags)
+        if sec is not None:
+            flags[sec.number] &= ~SHF_ALLOC
+    for name in (".data..ro_after_init", "__jump_table"):
+        sec = _find_alloc(elf, name, flags)
+        if sec is not None:
+            flags[sec.number] |= SHF_RO_AFTER_INIT
+    return flags
+
+
+def _find_alloc(elf: ElfFile, name: str, flags: dict[int, int]) -> Section | None:
+    """find_sec: the first section of that name that is SHF_ALLOC."""
+    for s in elf.sections_named(name):
+        if flags[s.number] & SHF_ALLOC:
+            return s
+    return None
+
+
+def layout_module(elf: ElfFile, rules: str = "linux-6.12", config: KernelConfig | None = None) -> Layout:
+    """Lay out ``elf`` as the kernel with ``rules`` ("linux-6.1", "linux-6.12") does."""
+    if rules == "linux-2.4":
+        return layout_24(elf)
+    r = LAYOUT_RULES.get(rules)
+    if r is None:
+        raise ValueError(f"unknown layout rules {rules!r}; known: linux-2.4, {', '.join(LAYOUT_RULES)}")
+    cfg = config or KernelConfig()
+    page = cfg.page_size
+    strict = cfg.strict_module_rwx
+    flags = rewrite_flags(elf)
+    sizes: dict[str, int] = {}
+    marks: dict[str, dict[str, int]] = {}
+    placements: dict[int, Placement] = {}
+    mark_names = ("text_size", "ro_size", "ro_after_init_size", None, None)
+    for is_init in (False, True):
+        regions = r.init_regions if is_init else r.core_regions
+        align_after = r.init_align_after if is_init else r.core_align_after
+        for m, (need, refuse) in enumerate(MASKS):
+            region = regions[m]
+            for s in elf.sections:
+                f = flags[s.number]
+                if (f & need) != need or f & refuse or s.number in placements:
+                    continue
+                if is_init_section(s.name, cfg) != is_init or region is None:
+                    continue
+                placements[s.number] = _place(s, region, f, sizes)
+            if region is None:
+                continue
+            if m in align_after and strict:
+                sizes[region] = _align(sizes.get(region, 0), page)
+            mark = mark_names[m]
+            if mark is not None and len(set(regions)) == 1:  # 6.1's one-region bookkeeping
+                marks.setdefault(region, {})[mark] = sizes.get(region, 0)
+        only = regions[0]
+        if len(set(regions)) == 1 and is_init and only is not None:
+            # "RO after init doesn't apply to init_layout: it takes the value of ro_size"
+            marks[only]["ro_after_init_size"] = marks[only].get("ro_size", 0)
+    kallsyms = _layout_symtab(elf, r, cfg, flags, placements, sizes) if cfg.kallsyms else None
+    return Layout(r.name, placements, sizes, marks, kallsyms, page)
+
+
+def _place(s: Section, region: str, flags: int, sizes: dict[str, int]) -> Placement:
+    """module_get_offset: align the running size to sh_addralign (0 means 1), place, grow."""
+    offset = _align(sizes.get(region, 0), s.addralign or 1)
+    sizes[region] = offset + s.size
+    return Placement(s.number, s.name, region, offset, s.size, flags)
+
+
+def _layout_symtab(
+    elf: ElfFile,
+    r: LayoutRules,
+    cfg: KernelConfig,
+    flags: dict[int, int],
+    placements: dict[int, Placement],
+    sizes: dict[str, int],
+) -> KallsymsArea:
+    """layout_symtab: .symtab and .strtab go to init data; room for the kept (core) symbols, their
+    names and type bytes is appended to core data; mod_kallsyms and all type bytes to init."""
+    symtab = elf.symtab()
+    if symtab is None:
+        raise InvalidModule("module has no symbols (stripped?)", path=elf.path)
+    strtab = elf.sections[symtab.link]
+    core_data = r.core_regions[3]
+    init_data = r.init_regions[3]
+    assert init_data is not None
+    word = elf.word_size
+    sym_size = 24 if word == 8 else 16
+    flags[symtab.number] |= SHF_ALLOC
+    placements[symtab.number] = _place(symtab, init_data, flags[symtab.number], sizes)
+    syms = elf.symbols(symtab)
+    percpu = _find_alloc(elf, ".data..percpu", {s.number: s.flags for s in elf.sections})
+    pcpu = percpu.number if percpu is not None else -1
+    kept = [0]
+    strtab_size = 1  # symbol 0's empty name
+    for s in syms[1:]:
+        if _is_core_symbol(elf, s.shndx, s.name, pcpu, flags, placements, cfg):
+            kept.append(s.number)
+            strtab_size += len(s.name.encode("utf-8", "surrogateescape")) + 1
+    symoffs = _align(sizes.get(core_data, 0), symtab.addralign or 1)
+    stroffs = symoffs + len(kept) * sym_size
+    core_typeoffs = stroffs + strtab_size
+    sizes[core_data] = core_typeoffs + len(kept)
+    if r.core_align_after and cfg.strict_module_rwx:  # 6.1: strict_align(data size)
+        sizes[core_data] = _align(sizes[core_data], cfg.page_size)
+    flags[strtab.number] |= SHF_ALLOC
+    placements[strtab.number] = _place(strtab, init_data, flags[strtab.number], sizes)
+    # struct mod_kallsyms { Elf_Sym *symtab; unsigned int num_symtab; char *strtab; char *typetab; }
+    mod_kallsyms_size, mod_kallsyms_align = (32, 8) if word == 8 else (16, 4)
+    init_off = _align(sizes[init_data], mod_kallsyms_align)
+    init_typeoffs = init_off + mod_kallsyms_size
+    sizes[init_data] = init_typeoffs + len(syms)
+    if r.init_align_after and cfg.strict_module_rwx:
+        sizes[init_data] = _align(sizes[init_data], cfg.page_size)
+    return KallsymsArea(core_data, symoffs, stroffs, core_typeoffs, kept, init_data, init_off, init_typeoffs)
+
+
+def _is_core_symbol(
+    elf: ElfFile,
+    shndx: int,
+    name: str,
+    pcpu: int,
+    flags: dict[int, int],
+    placements: dict[int, Placement],
+    cfg: KernelConfig,
+) -> bool:
+    """is_core_symbol: defined in an allocated (with KALLSYMS_ALL: any, else executable),
+    non-init section, named; the per-cpu section counts with KALLSYMS_ALL."""
+    if shndx == SHN_UNDEF or shndx >= elf.e_shnum or not name:
+        return False
+    if cfg.kallsyms_all and shndx == pcpu:
+        return True
+    f = flags[shndx]
+    if not f & SHF_ALLOC or (not cfg.kallsyms_all and not f & SHF_EXECINSTR):
+        return False
+    p = placements.get(shndx)
+    return p is not None and not p.region.startswith("init")
+
+
+# -- 2.4 insmod -------------------------------------------------------------------------------
+
+
+def load_order_prio_24(sec: Section) -> int:
+    """modutils 2.4.16 obj_load_order_prio: higher loads first."""
+    prio = 0
+    if not (sec.name.startswith(".") and len(sec.name) == 10 and sec.name[5:] == ".init"):
+        prio |= 64
+    if sec.flags & SHF_ALLOC:
+        prio |= 32
+    if sec.flags & SHF_EXECINSTR:
+        prio |= 16
+    if not sec.flags & SHF_WRITE:
+        prio |= 8
+    if sec.type != SHT_NOBITS:
+        prio |= 4
+    if sec.name == ".got":
+        prio |= 2
+    return prio
+
+
+def layout_24(elf: ElfFile, extra_first: tuple[tuple[str, int, int], ...] = ()) -> Layout:
+    """insmod's layout: allocated sections in load order (stable by descending priority), each at
+    the running offset aligned to sh_addralign, in one contiguous image ("image" region).
+    ``extra_first`` (name, size, align) are sections insmod creates at the head (``.this``)."""
+    order: list[Section] = []
+    for s in elf.sections:
+        if s.flags & SHF_ALLOC and s.type != SHT_SYMTAB:
+            prio = load_order_prio_24(s)
+            i = 0
+            while i < len(order) and load_order_prio_24(order[i]) >= prio:
+                i += 1
+            order.insert(i, s)
+    placements: dict[int, Placement] = {}
+    dot = 0
+    for k, (name, size, align) in enumerate(extra_first):
+        dot = _align(dot, align or 1)
+        placements[-1 - k] = Placement(-1 - k, name, "image", dot, size, SHF_ALLOC | SHF_WRITE)
+        dot += size
+    for s in order:
+        dot = _align(dot, s.addralign or 1)
+        placements[s.number] = Placement(s.number, s.name, "image", dot, s.size, s.flags)
+        dot += s.size
+    return Layout("linux-2.4", placements, {"image": dot}, {}, None, 4096)
