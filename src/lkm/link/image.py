@@ -1,0 +1,185 @@
+"""Linking a laid-out module: copy sections into their regions, give every symbol its final
+value (the kernel's simplify_symbols), apply every relocation (apply_relocations), and return
+the memory image as a :class:`LinkedImage`."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+from lkm.elf.constants import (
+    EM_386,
+    EM_486,
+    EM_X86_64,
+    SHN_ABS,
+    SHN_COMMON,
+    SHN_LIVEPATCH,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    SHT_REL,
+    SHT_RELA,
+    STB_WEAK,
+)
+from lkm.errors import InvalidModule
+from lkm.link.layout import Layout
+from lkm.link.relocate import ARCHES, RelocArch, RelocationError, compute
+from lkm.module.file import ModuleFile
+from lkm.record import Record
+
+MACHINE_ARCH = {EM_X86_64: "x86_64", EM_386: "i386", EM_486: "i386"}
+
+
+class LinkError(InvalidModule):
+    """A module that cannot be linked; the reason names module, section, offset and symbol."""
+
+
+class LinkedImage(Record):
+    """The linked module: each region's bytes, each placed section's address and every
+    symbol's final value (index-aligned with the module's symbol table)."""
+
+    __slots__ = (
+        "name", "layout", "bases", "regions", "section_addresses", "symbol_values", "relocations", "resolved",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        name: str,
+        layout: Layout,
+        bases: dict[str, int],
+        regions: dict[str, bytearray],
+        section_addresses: dict[int, int],
+        symbol_values: list[int],
+        relocations: int,
+        resolved: dict[str, int] | None = None,
+    ) -> None:
+        self.name = name
+        self.layout = layout
+        self.bases = bases
+        self.regions = regions
+        self.section_addresses = section_addresses
+        self.symbol_values = symbol_values
+        self.relocations = relocations
+        self.resolved = resolved or {}  # undefined symbol -> the address it was resolved to
+
+    def section_bytes(self, number: int) -> bytes:
+        p = self.layout.placements[number]
+        return bytes(self.regions[p.region][p.offset : p.offset + p.size])
+
+
+def link_module(
+    mod: ModuleFile,
+    layout: Layout,
+    bases: dict[str, int],
+    resolve: Callable[[str], int | None],
+    *,
+    percpu_base: int = 0,
+) -> LinkedImage:
+    """Link ``mod`` laid out as ``layout`` at region ``bases``; ``resolve`` gives the address of
+    an undefined symbol (None: not found).  Raises :class:`LinkError` as the kernel refuses."""
+    elf = mod.elf
+    name = mod.name
+    arch_name = MACHINE_ARCH.get(elf.e_machine)
+    if arch_name is None:
+        raise LinkError(f"{name}: no relocation rules for machine {elf.e_machine}", path=mod.path)
+    arch = ARCHES[arch_name]
+    missing = [r for r in {p.region for p in layout.placements.values()} if r not in bases]
+    if missing:
+        raise ValueError(f"no base address for region(s) {', '.join(sorted(missing))}")
+    regions = {r: bytearray(size) for r, size in layout.sizes.items()}
+    addresses: dict[int, int] = {}
+    for n, p in layout.placements.items():
+        addresses[n] = bases[p.region] + p.offset
+        sec = elf.sections[n]
+        if sec.type != SHT_NOBITS and sec.size:
+            regions[p.region][p.offset : p.offset + sec.size] = elf.section_bytes(sec)
+    resolved: dict[str, int] = {}
+
+    def record(sym: str) -> int | None:
+        v = resolve(sym)
+        if v is not None:
+            resolved[sym] = v
+        return v
+
+    values = _simplify_symbols(mod, addresses, record, percpu_base)
+    count = 0
+    for rs in elf.sections:
+        if rs.type not in (SHT_REL, SHT_RELA) or rs.info >= elf.e_shnum or rs.info not in layout.placements:
+            continue
+        count += _apply(mod, arch, rs.number, layout, regions, addresses, values)
+    return LinkedImage(name, layout, bases, regions, addresses, values, count, resolved)
+
+
+def _simplify_symbols(
+    mod: ModuleFile, addresses: dict[int, int], resolve: Callable[[str], int | None], percpu_base: int
+) -> list[int]:
+    elf = mod.elf
+    percpu = elf.section(".data..percpu")
+    pcpu = percpu.number if percpu is not None else -1
+    values = [0]
+    errors: list[str] = []
+    for s in elf.symbols()[1:]:
+        v = s.value
+        if s.shndx == SHN_COMMON:
+            if not s.name.startswith("__gnu_lto"):
+                errors.append(f"{mod.name}: please compile with -fno-common")
+        elif s.shndx in (SHN_ABS, SHN_LIVEPATCH):
+            pass
+        elif s.shndx == SHN_UNDEF:
+            found = resolve(s.name) if s.name else None
+            if found is not None:
+                v = found
+            elif not (s.bind == STB_WEAK or s.name == "_GLOBAL_OFFSET_TABLE_"):
+                errors.append(f"{mod.name}: Unknown symbol {s.name} (err {-errno.ENOENT})")
+        elif s.shndx == pcpu:
+            v += percpu_base
+        elif s.shndx in addresses:
+            v += addresses[s.shndx]
+        values.append(v)
+    if errors:
+        # The kernel reports each one and fails the load with the last error.
+        raise LinkError("; ".join(errors), errno.ENOEXEC if "fno-common" in errors[-1] else errno.ENOENT,
+                        path=mod.path)  # fmt: skip
+    return values
+
+
+def _apply(
+    mod: ModuleFile,
+    arch: RelocArch,
+    relsec: int,
+    layout: Layout,
+    regions: dict[str, bytearray],
+    addresses: dict[int, int],
+    values: list[int],
+) -> int:
+    elf = mod.elf
+    rs = elf.sections[relsec]
+    target = elf.sections[rs.info]
+    place = layout.placements[rs.info]
+    buf = regions[place.region]
+    little = elf.little_endian
+    relocs = elf.relocations(rs)
+    for r in relocs:
+        where = f"{mod.name}: {target.name}+{r.offset:#x}"
+        if r.sym >= len(values):
+            raise LinkError(f"{where}: relocation symbol index {r.sym} out of range", path=mod.path)
+        t = arch.types.get(r.type)
+        width = t.width if t is not None else 0
+        if r.offset + width > target.size:
+            raise LinkError(f"{where}: relocation past the end of the section", path=mod.path)
+        loc = place.offset + r.offset
+        p = addresses[rs.info] + r.offset
+        if r.addend is None:  # REL: the addend is what the target holds
+            a = int.from_bytes(buf[loc : loc + 4], "little" if little else "big", signed=True)
+        else:
+            a = r.addend
+        try:
+            val, width = compute(arch, r.type, values[r.sym], a, p)
+        except RelocationError as exc:
+            sym = elf.symbol(r.sym)
+            raise LinkError(f"{where} ({sym.name if sym else r.sym}): {exc}", path=mod.path) from None
+        if not width:
+            continue
+        if arch.zero_target and any(buf[loc : loc + width]):
+            raise LinkError(f"{where}: Invalid relocation target, existing value is nonzero", path=mod.path)
+        buf[loc : loc + width] = val.to_bytes(width, "little" if little else "big")
+    return len(relocs)

@@ -1,0 +1,99 @@
+"""Relocation, one table per architecture: what each type computes, how wide it writes, and
+what the kernel checks (arch/x86/kernel/module.c apply_relocate_add / apply_relocate).
+
+A type is (name, width, pc-relative, range check).  ``val = S + A`` (RELA) or ``*loc + S`` (REL);
+pc-relative types subtract P, the final address of the patched bytes.
+"""
+
+from __future__ import annotations
+
+from lkm.record import Record
+
+R_X86_64_NONE = 0
+R_X86_64_64 = 1
+R_X86_64_PC32 = 2
+R_X86_64_PLT32 = 4
+R_X86_64_32 = 10
+R_X86_64_32S = 11
+R_X86_64_PC64 = 24
+
+R_386_32 = 1
+R_386_PC32 = 2
+R_386_PLT32 = 4
+
+
+class RelocType(Record):
+    """``check``: "u32" (value must fit unsigned 32 bits), "s32" (signed), or "" (none).
+    ``width`` 0 means the type does nothing (R_*_NONE)."""
+
+    __slots__ = ("name", "width", "pcrel", "check")
+
+    def __init__(self, name: str, width: int, pcrel: bool, check: str = "") -> None:
+        self.name = name
+        self.width = width
+        self.pcrel = pcrel
+        self.check = check
+
+
+class RelocArch(Record):
+    """An architecture's relocation rules: its types, whether addends are in place (REL) and
+    whether the kernel insists the target bytes are zero before writing (x86_64)."""
+
+    __slots__ = ("name", "types", "rela", "zero_target")
+
+    def __init__(self, name: str, types: dict[int, RelocType], rela: bool, zero_target: bool) -> None:
+        self.name = name
+        self.types = types
+        self.rela = rela
+        self.zero_target = zero_target
+
+
+X86_64 = RelocArch(
+    "x86_64",
+    {
+        R_X86_64_NONE: RelocType("R_X86_64_NONE", 0, False),
+        R_X86_64_64: RelocType("R_X86_64_64", 8, False),
+        R_X86_64_32: RelocType("R_X86_64_32", 4, False, "u32"),
+        R_X86_64_32S: RelocType("R_X86_64_32S", 4, False, "s32"),
+        R_X86_64_PC32: RelocType("R_X86_64_PC32", 4, True),
+        R_X86_64_PLT32: RelocType("R_X86_64_PLT32", 4, True),
+        R_X86_64_PC64: RelocType("R_X86_64_PC64", 8, True),
+    },
+    rela=True,
+    zero_target=True,
+)
+
+I386 = RelocArch(
+    "i386",
+    {
+        R_386_32: RelocType("R_386_32", 4, False),
+        R_386_PC32: RelocType("R_386_PC32", 4, True),
+        R_386_PLT32: RelocType("R_386_PLT32", 4, True),
+    },
+    rela=False,
+    zero_target=False,
+)
+
+ARCHES: dict[str, RelocArch] = {"x86_64": X86_64, "i386": I386}
+
+
+class RelocationError(Exception):
+    """Why one relocation cannot be applied (the linker adds module, section and offset)."""
+
+
+def compute(arch: RelocArch, rtype: int, s: int, a: int, p: int) -> tuple[int, int]:
+    """(value to write, width) for one relocation; raises RelocationError as the kernel would."""
+    t = arch.types.get(rtype)
+    if t is None:
+        raise RelocationError(f"Unknown relocation type {rtype}")
+    if not t.width:
+        return 0, 0
+    val = s + a
+    if t.pcrel:
+        val -= p
+    val &= (1 << 64) - 1  # the kernel computes in u64
+    if t.check == "u32" and val > 0xFFFFFFFF:
+        raise RelocationError(f"overflow in relocation type {rtype} val {val:x}")
+    if t.check == "s32" and not (val < 0x80000000 or val >= (1 << 64) - 0x80000000):
+        raise RelocationError(f"overflow in relocation type {rtype} val {val:x}")
+    return val & ((1 << (8 * t.width)) - 1), t.width
