@@ -1,0 +1,85 @@
+"""A linked module's kallsyms: the symbols the kernel keeps for it after init, with the type
+letters of kernel/module/kallsyms.c (elf_type) and the lines /proc/kallsyms prints for them."""
+
+from __future__ import annotations
+
+from lkm.elf.constants import (
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHF_WRITE,
+    SHN_ABS,
+    SHN_LORESERVE,
+    SHN_UNDEF,
+    SHT_NOBITS,
+    STB_WEAK,
+    STT_OBJECT,
+)
+from lkm.link.image import LinkedImage
+from lkm.module.file import ModuleFile
+from lkm.record import Record
+
+
+class ModuleSymbol(Record):
+    """One kept symbol: final value, type letter as /proc/kallsyms shows it, name."""
+
+    __slots__ = ("value", "type", "name")
+
+    def __init__(self, value: int, type: str, name: str) -> None:
+        self.value = value
+        self.type = type
+        self.name = name
+
+
+def elf_type(mod: ModuleFile, image: LinkedImage, number: int) -> str:
+    """The kernel's elf_type() for symbol ``number`` (section flags as the loader rewrote them)."""
+    elf = mod.elf
+    s = elf.symbols()[number]
+    if s.bind == STB_WEAK:
+        return "v" if s.type == STT_OBJECT else "w"
+    if s.shndx == SHN_UNDEF:
+        return "U"
+    percpu = elf.section(".data..percpu")
+    if s.shndx == SHN_ABS or (percpu is not None and s.shndx == percpu.number):
+        return "a"
+    if s.shndx >= SHN_LORESERVE:
+        return "?"
+    sec = elf.sections[s.shndx]
+    placed = image.layout.placements.get(s.shndx)
+    flags = placed.flags if placed is not None else sec.flags & ~SHF_ALLOC
+    if flags & SHF_EXECINSTR:
+        return "t"
+    if flags & SHF_ALLOC and sec.type != SHT_NOBITS:
+        return "r" if not flags & SHF_WRITE else "d"
+    if sec.type == SHT_NOBITS:
+        return "b"
+    if sec.name.startswith(".debug"):
+        return "n"
+    return "?"
+
+
+def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
+    """The kept (core) symbols in kept-symtab order, as /proc/kallsyms lists a live module: type
+    letter upper-case when the symbol is exported through the non-GPL __ksymtab with the same
+    value, nameless symbols skipped."""
+    area = image.layout.kallsyms
+    if area is None:
+        return []
+    syms = mod.elf.symbols()
+    values = image.symbol_values
+    by_name = {s.name: values[s.number] for s in syms if s.name and s.shndx != SHN_UNDEF}
+    exported = {e.name: by_name.get(e.symbol or e.name) for e in mod.exports if not e.gpl}
+    out = []
+    for n in area.kept:
+        name = syms[n].name
+        if not name:
+            continue
+        t = elf_type(mod, image, n)
+        value = values[n]
+        out.append(ModuleSymbol(value, t.upper() if exported.get(name, -1) == value else t.lower(), name))
+    return out
+
+
+def format_proc_kallsyms(module: str, symbols: list[ModuleSymbol], bits: int = 64) -> str:
+    """``"%px %c %s\\t[%s]\\n"`` lines, the pointer at full width."""
+    w = bits // 4
+    return "".join(f"{s.value:0{w}x} {s.type} {s.name}\t[{module}]\n" for s in symbols)
