@@ -10,14 +10,13 @@ from __future__ import annotations
 import lzma
 import os
 import shutil
-import subprocess
 import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
-from lkm.elf.constants import SHF_MERGE
+from lkm.link.gnu_ld import ld_link, ld_section_name
 from lkm.link.image import link_module
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module import ModuleFile
@@ -52,54 +51,10 @@ TREES = {
 _SAMPLE = os.environ.get("LKM_LD_SAMPLE", "300" if IN_CI else "120")
 PER_TREE = 10**9 if _SAMPLE == "all" else int(_SAMPLE)
 PERCPU_BASE = 0x20000
-BUILD_ID_RENAMED = ".note.lkm-build-id"
-RENAMED = {".note.gnu.build-id": BUILD_ID_RENAMED}
 
 
 def _fake_address(name: str, kernel_base: int) -> int:
     return kernel_base + (zlib.crc32(name.encode()) & 0xFFFFFF) * 16
-
-
-def _ld_link(src: Path, mod: ModuleFile, image, emulation: str, tmp: Path) -> Path:  # type: ignore[no-untyped-def]
-    elf = mod.elf
-    flags = []
-    for s in elf.sections:
-        if s.flags & SHF_MERGE:
-            flags += ["--set-section-flags", f"{s.name}=alloc,load,readonly,data,contents"]
-    # ld treats a .note.gnu.build-id input as its own (it drops or regenerates it): renamed.
-    flags += ["--rename-section", f".note.gnu.build-id={BUILD_ID_RENAMED}"]
-    oracle_in = tmp / "in.o"
-    subprocess.run(["objcopy", *flags, str(src), str(oracle_in)], check=True, capture_output=True)
-    args = [
-        "ld",
-        "-m",
-        emulation,
-        "-T",
-        str(tmp / "empty.ld"),
-        "--no-relax",
-        "-e",
-        "0",
-        "-o",
-        str(tmp / "out.elf"),
-    ]
-    placed = image.section_addresses
-    spare = 0x10000000
-    for s in elf.sections[1:]:
-        if not s.flags & 0x2:  # not SHF_ALLOC in the file: ld will not load it anyway
-            continue
-        if s.name == ".data..percpu":
-            addr = PERCPU_BASE
-        elif s.number in placed:
-            addr = placed[s.number]
-        else:  # allocated in the file but not by the kernel (.modinfo, __versions): out of the way
-            addr, spare = spare, spare + 0x1000000
-        args.append(f"--section-start={RENAMED.get(s.name, s.name)}={addr:#x}")
-    # The imports as script assignments (quoted: some names are not --defsym expressions).
-    defs = "".join(f'"{name}" = {value:#x};\n' for name, value in image.resolved.items())
-    (tmp / "empty.ld").write_text(defs + "SECTIONS { }\n")
-    proc = subprocess.run([*args, str(oracle_in)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return tmp / "out.elf"
 
 
 @pytest.mark.corpus
@@ -128,14 +83,14 @@ def test_sections_identical_to_ld(corpus_trees, tree_name: str, tmp_path: Path) 
         mod = ModuleFile.open(src)
         lay = layout_module(mod.elf, rules, config)
         image = link_module(mod, lay, bases, lambda n: _fake_address(n, kernel_base), percpu_base=PERCPU_BASE)
-        out = _ld_link(src, mod, image, emulation, tmp)
+        out = ld_link(src, mod, image, emulation, tmp, percpu_base=PERCPU_BASE)
         with out.open("rb") as f:
             theirs = ELFFile(f)
             for n, p in lay.placements.items():
                 sec = mod.elf.sections[n]
                 if sec.name in (".symtab", ".strtab") or not p.size:
                     continue
-                t = theirs.get_section_by_name(RENAMED.get(sec.name, sec.name))
+                t = theirs.get_section_by_name(ld_section_name(sec.name))
                 if t is None or t["sh_addr"] != image.section_addresses[n]:
                     bad.append(f"{path.name}:{sec.name}: ld placed it elsewhere")
                     continue
