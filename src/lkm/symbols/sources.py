@@ -1,0 +1,331 @@
+"""Parsers of the text symbol sources, and the format sniffer.
+
+Every parser takes the file's text (str) or bytes, returns a list of
+:class:`~lkm.symbols.table.KernelSymbol` in file order, and raises :class:`~lkm.errors.LkmError`
+with a one-line reason naming the format and the line (the path too when given).
+
+* System.map: ``ADDRESS TYPE NAME`` (nm -n output).
+* /proc/kallsyms: the same, module symbols followed by ``\\t[MODULE]``.  Read without privilege
+  every address is zero: kept as 0 here (:func:`addresses_hidden` tells);
+  :class:`~lkm.symbols.table.SymbolTable` treats such a batch as having no addresses.  A module
+  symbol's letter is upper case only when the module exports it through its non-GPL __ksymtab,
+  so those are marked exported (GPL exports of modules cannot be told from locals there).
+* 2.4 /proc/ksyms: ``ADDRESS NAME`` (kernel) and ``ADDRESS NAME\\t[MODULE]``; every line is an
+  export.  ``GPLONLY_`` marks a GPL-only export; a symbol-version suffix ``_R<prefix><8 hex>``
+  (``printk_R1b7d4074``, ``printk_Rsmp_1b7d4074``) is stripped into ``crc`` (see
+  :func:`split_versioned_name`).
+* Module.symvers: ``CRC\\tNAME\\tMODULE\\tEXPORT_TYPE\\tNAMESPACE`` (5.10 on), ``CRC\\tNAME\\t
+  NAMESPACE\\tMODULE\\tEXPORT_TYPE`` (5.4 to 5.9), ``CRC\\tNAME\\tMODULE\\tEXPORT_TYPE``
+  (before 5.4), ``CRC\\tNAME\\tMODULE`` (early 2.6); the column order of a 5-column line is told
+  by where its EXPORT_* column is.  MODULE ``vmlinux`` is the core kernel.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import repeat
+from operator import attrgetter
+
+from lkm.errors import LkmError
+from lkm.symbols.table import KernelSymbol, paused_gc
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+
+FORMATS = ("system.map", "kallsyms", "ksyms", "module.symvers", "vmlinux")
+
+_NAMES = {
+    "system.map": "System.map",
+    "kallsyms": "kallsyms",
+    "ksyms": "ksyms",
+    "module.symvers": "Module.symvers",
+}
+
+# One line each; the whole text is matched at once (in C) and checked against the line count.
+_KALLSYMS_RE = re.compile(r"^([0-9A-Fa-f]+) ([!-~]) (\S+)(?:\t\[([^\s\]]+)\])?$", re.M)
+_KALLSYMS_LINE = r"[0-9A-Fa-f]+ [!-~] \S+(?:\t\[[^\s\]]+\])?"
+_KALLSYMS_VALID = re.compile(rf"(?:(?:{_KALLSYMS_LINE})?\n)*(?:{_KALLSYMS_LINE})?")
+_KSYMS_RE = re.compile(r"^([0-9A-Fa-f]+) (\S+)(?:\t\[([^\s\]]+)\])?$", re.M)
+
+GPLONLY_PREFIX = "GPLONLY_"
+# modutils' set_ncv_prefix: symbols whose version suffix shows the kernel's genksyms prefix.
+_WELL_KNOWN_VERSIONED = ("get_module_symbol_R", "inter_module_get_R")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+EXPORT_TYPES = {
+    "EXPORT_SYMBOL": False,
+    "EXPORT_SYMBOL_GPL": True,
+    "EXPORT_SYMBOL_GPL_FUTURE": False,
+    "EXPORT_UNUSED_SYMBOL": False,
+    "EXPORT_UNUSED_SYMBOL_GPL": True,
+}  # export type -> GPL-only
+
+
+def _text(data: str | bytes | bytearray | memoryview) -> str:
+    if isinstance(data, str):
+        return data
+    return bytes(data).decode("utf-8", "surrogateescape")
+
+
+def _error(fmt: str, lineno: int, reason: str, line: str, path: str | None) -> LkmError:
+    shown = line if len(line) <= 100 else line[:97] + "..."
+    return LkmError(f"{_NAMES.get(fmt, fmt)} line {lineno}: {reason}: {shown!r}", path=path)
+
+
+def _match_all(
+    regex: re.Pattern[str], text: str, fmt: str, expect: str, path: str | None
+) -> list[tuple[str, ...]]:
+    """Every line's groups; empty lines skipped; the first line that does not match raises."""
+    rows: list[tuple[str, ...]] = regex.findall(text)
+    lines = text.split("\n")
+    if len(rows) == len(lines) - lines.count(""):
+        return rows
+    one = re.compile(regex.pattern.strip("^$"))
+    for n, line in enumerate(lines, 1):
+        if line and one.fullmatch(line) is None:
+            raise _error(fmt, n, f"malformed line (expected {expect})", line, path)
+    raise LkmError(f"{_NAMES[fmt]}: cannot split into lines", path=path)  # pragma: no cover
+
+
+# -- System.map and /proc/kallsyms --------------------------------------------------------------
+
+
+def parse_system_map(data: str | bytes, *, path: str | None = None) -> list[KernelSymbol]:
+    """System.map: ``ADDRESS TYPE NAME`` lines of the core kernel."""
+    return _parse_map(data, path, "system.map")
+
+
+def parse_kallsyms(data: str | bytes, *, path: str | None = None) -> list[KernelSymbol]:
+    """/proc/kallsyms, module lines included (in file order: modules newest first)."""
+    return _parse_map(data, path, "kallsyms")
+
+
+def _parse_map(data: str | bytes, path: str | None, fmt: str) -> list[KernelSymbol]:
+    text = _text(data)
+    if _KALLSYMS_VALID.fullmatch(text) is None:
+        _match_all(_KALLSYMS_RE, text, fmt, "'ADDRESS TYPE NAME'", path)  # raises at the bad line
+        raise LkmError(f"{_NAMES[fmt]}: malformed (no single bad line found)", path=path)  # pragma: no cover
+    # Validated: single spaces and one tab per module line are the only blanks, so the columns
+    # come out of str.split in C.  Core lines come first in /proc/kallsyms: they are split
+    # three tokens a line, the module lines (from the line of the first tab) four a line.
+    tab = text.find("\t")
+    cut = len(text) if tab < 0 else text.rfind("\n", 0, tab) + 1
+    if tab >= 0 and fmt == "system.map":
+        bad = text[cut:].partition("\n")[0]
+        raise _error(fmt, text.count("\n", 0, cut) + 1, "a module column in a System.map", bad, path)
+    head = text[:cut].split()
+    addr_s, types, names = head[0::3], head[1::3], head[2::3]
+    mods: list[str | None] = []
+    if tab >= 0:
+        tail = text[cut:]
+        words = tail.split()
+        mod_cols: list[str | None]
+        if len(words) == 4 * tail.count("\t"):  # every line a module line
+            addr_s += words[0::4]
+            types += words[1::4]
+            names += words[2::4]
+            mod_cols = [m[1:-1] for m in words[3::4]]
+        else:
+            rows = _KALLSYMS_RE.findall(tail)
+            addr_s += [r[0] for r in rows]
+            types += [r[1] for r in rows]
+            names += [r[2] for r in rows]
+            mod_cols = [r[3] or None for r in rows]
+        mods = [None] * (len(head) // 3)
+        mods += mod_cols
+    return paused_gc(_build_map, addr_s, types, names, mods)
+
+
+def _build_map(
+    addr_s: list[str], types: list[str], names: list[str], mods: list[str | None]
+) -> list[KernelSymbol]:
+    addrs = map(int, addr_s, repeat(16))
+    if not mods:
+        return list(map(KernelSymbol, names, addrs, types))
+    exported = [m is not None and t.isupper() for m, t in zip(mods, types, strict=True)]
+    return list(map(KernelSymbol, names, addrs, types, mods, exported))
+
+
+def addresses_hidden(symbols: Iterable[KernelSymbol]) -> bool:
+    """True when there are addresses and every one is zero (kallsyms read without privilege)."""
+    addrs = [a for a in map(attrgetter("address"), symbols) if a is not None]
+    return len(addrs) > 1 and not any(addrs)
+
+
+def format_kallsyms(symbols: Iterable[KernelSymbol], *, bits: int = 64) -> str:
+    """/proc/kallsyms lines (``"%px %c %s"``, ``"\\t[%s]"`` for module symbols): addresses in
+    16 hex digits, 8 when ``bits`` is 32; an unknown address prints as 0, an unknown type as '?'.
+    Core lines are System.map lines too."""
+    if bits not in (32, 64):
+        raise LkmError(f"word size {bits} bits: expected 32 or 64")
+    width = bits // 4
+    out = []
+    for s in symbols:
+        line = f"{s.address or 0:0{width}x} {s.type or '?'} {s.name}"
+        out.append(f"{line}\t[{s.module}]\n" if s.module else line + "\n")
+    return "".join(out)
+
+
+# -- 2.4 /proc/ksyms ----------------------------------------------------------------------------
+
+
+def version_prefix(names: Iterable[str]) -> str | None:
+    """The genksyms prefix of a 2.4 kernel's versioned names ("" or e.g. "smp_"), derived as
+    modutils' set_ncv_prefix does: from ``get_module_symbol_R...`` or ``inter_module_get_R...``
+    ending in 8 hex digits.  None if no such symbol is there."""
+    for name in names:
+        for known in _WELL_KNOWN_VERSIONED:
+            if name.startswith(known) and len(name) >= len(known) + 8 and _HEX.issuperset(name[-8:]):
+                return name[len(known) : -8]
+    return None
+
+
+def split_versioned_name(name: str, prefix: str | None = None) -> tuple[str, int | None]:
+    """``printk_R1b7d4074`` -> ("printk", 0x1b7d4074); ``printk_Rsmp_1b7d4074`` with prefix
+    "smp_" likewise.  modutils' rule (ncv_symbol_hash): the name ends in ``_R`` + prefix + 8
+    characters; here the 8 must also be hex digits (they are the CRC).  With ``prefix`` None,
+    both "" and "smp_" are tried (modutils' fallback when no well-known symbol tells, chosen by
+    whether ``uname -v`` says SMP).  Names without a suffix come back with crc None."""
+    for p in ("", "smp_") if prefix is None else (prefix,):
+        cut = 10 + len(p)
+        if (
+            len(name) > cut
+            and name[-cut : -cut + 2] == "_R"
+            and name[-8 - len(p) : -8] == p
+            and _HEX.issuperset(name[-8:])
+        ):
+            return name[:-cut], int(name[-8:], 16)
+    return name, None
+
+
+def parse_ksyms(
+    data: str | bytes, *, path: str | None = None, prefix: str | None = None
+) -> list[KernelSymbol]:
+    """2.4 /proc/ksyms (``"%0*lx %s\\t[%s]\\n"`` module, ``"%0*lx %s\\n"`` kernel).  Every line is
+    an export; ``GPLONLY_`` is stripped into gpl_only, then a version suffix into crc, with the
+    prefix of :func:`version_prefix` (or ``prefix`` if given)."""
+    text = _text(data)
+    rows = _match_all(_KSYMS_RE, text, "ksyms", "'ADDRESS NAME' or 'ADDRESS NAME<TAB>[MODULE]'", path)
+    raw = [r[1] for r in rows]
+    if prefix is None:
+        prefix = version_prefix(raw)
+    out = []
+    for (addr, _name, mod), name in zip(rows, raw, strict=True):
+        gpl = name.startswith(GPLONLY_PREFIX)
+        if gpl:
+            name = name[len(GPLONLY_PREFIX) :]
+        base, crc = split_versioned_name(name, prefix)
+        out.append(KernelSymbol(base, int(addr, 16), None, mod or None, True, gpl, crc, None))
+    return out
+
+
+# -- Module.symvers -----------------------------------------------------------------------------
+
+
+def parse_module_symvers(data: str | bytes, *, path: str | None = None) -> list[KernelSymbol]:
+    """Module.symvers rows (any of the column layouts of the module docstring)."""
+    return paused_gc(_parse_symvers, _text(data), path)
+
+
+def _parse_symvers(text: str, path: str | None) -> list[KernelSymbol]:
+    out: list[KernelSymbol] = []
+    append = out.append
+    types = EXPORT_TYPES
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        cols = line.split("\t")
+        k = len(cols)
+        ns: str | None = None
+        if k == 5:
+            if cols[3] in types:
+                crc_s, name, module, kind, ns = cols
+            elif cols[4] in types:
+                crc_s, name, ns, module, kind = cols
+            else:
+                raise _error("module.symvers", n, "no EXPORT_* column", line, path)
+        elif k == 4:
+            crc_s, name, module, kind = cols
+            if kind not in types:
+                raise _error("module.symvers", n, f"unknown export type {kind!r}", line, path)
+        elif k == 3:
+            crc_s, name, module = cols
+            kind = "EXPORT_SYMBOL"
+        else:
+            raise _error("module.symvers", n, f"{k} tab-separated columns, expected 3 to 5", line, path)
+        if crc_s[:2] not in ("0x", "0X") or not crc_s[2:] or not _HEX.issuperset(crc_s[2:]):
+            raise _error("module.symvers", n, f"CRC {crc_s!r} is not 0x<hex>", line, path)
+        if not name or not module:
+            raise _error("module.symvers", n, "empty symbol or module column", line, path)
+        owner = None if module == "vmlinux" else module
+        append(KernelSymbol(name, None, None, owner, True, types[kind], int(crc_s, 16), ns or None))
+    return out
+
+
+# -- sniffing and loading -----------------------------------------------------------------------
+
+
+def detect_format(data: bytes, *, path: str | os.PathLike[str] | None = None) -> str:
+    """One of :data:`FORMATS`, from the first bytes (and the file name for System.map versus a
+    kallsyms copy without module lines, which read alike)."""
+    import os
+
+    p = os.fspath(path) if path is not None else None
+    if data[:4] == b"\x7fELF":
+        return "vmlinux"
+    head = bytes(data[:4096])
+    first = next((ln for ln in head.split(b"\n") if ln), None)
+    if first is None:
+        raise LkmError("empty file: its symbol format cannot be told", path=p)
+    cols = first.split(b"\t")
+    if len(cols) >= 3 and cols[0][:2] in (b"0x", b"0X"):
+        return "module.symvers"
+    words = cols[0].split(b" ")
+    if words[0] and all(c in b"0123456789abcdefABCDEF" for c in words[0]):
+        if len(words) >= 3 and len(words[1]) == 1:  # names with blanks are refused by the parser
+            base = os.path.basename(p or "")
+            if b"\t[" in data or "kallsyms" in base:
+                return "kallsyms"
+            return "system.map"
+        if len(words) == 2 and len(cols) <= 2:
+            return "ksyms"
+    shown = first[:60].decode("utf-8", "replace")
+    raise LkmError(f"unrecognised symbol file format (first line {shown!r})", path=p)
+
+
+def parse(data: bytes, fmt: str, *, path: str | None = None) -> list[KernelSymbol]:
+    """Symbols of ``data`` read as format ``fmt`` (one of :data:`FORMATS`)."""
+    if fmt == "system.map":
+        return parse_system_map(data, path=path)
+    if fmt == "kallsyms":
+        return parse_kallsyms(data, path=path)
+    if fmt == "ksyms":
+        return parse_ksyms(data, path=path)
+    if fmt == "module.symvers":
+        return parse_module_symvers(data, path=path)
+    if fmt == "vmlinux":
+        from lkm.symbols.vmlinux import parse_vmlinux
+
+        return parse_vmlinux(data, path=path)
+    raise LkmError(f"unknown symbol source format {fmt!r} (known: {', '.join(FORMATS)})", path=path)
+
+
+def read(path: str | os.PathLike[str], *, format: str | None = None) -> tuple[str, list[KernelSymbol]]:
+    """(format, symbols) of a file, the format sniffed unless given."""
+    import os
+
+    p = os.fspath(path)
+    try:
+        with open(p, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise LkmError(exc.strerror or str(exc), path=p) from exc
+    fmt = format or detect_format(data, path=p)
+    return fmt, parse(data, fmt, path=p)
+
+
+def load(path: str | os.PathLike[str], *, format: str | None = None) -> list[KernelSymbol]:
+    """Symbols of a file in any of :data:`FORMATS`, the format sniffed unless given."""
+    return read(path, format=format)[1]
