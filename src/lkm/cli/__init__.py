@@ -13,6 +13,7 @@ import sys
 # tool name -> (module, one-line summary)
 TOOLS: dict[str, tuple[str, str]] = {
     "modinfo": ("lkm.cli.modinfo", "show information about a kernel module (kmod-compatible)"),
+    "link": ("lkm.cli.link", "link a module against a kernel's symbols at kernel addresses"),
 }
 
 

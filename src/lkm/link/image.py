@@ -121,7 +121,7 @@ def _simplify_symbols(
         v = s.value
         if s.shndx == SHN_COMMON:
             if not s.name.startswith("__gnu_lto"):
-                errors.append(f"{mod.name}: please compile with -fno-common")
+                errors.append("please compile with -fno-common")
         elif s.shndx in (SHN_ABS, SHN_LIVEPATCH):
             pass
         elif s.shndx == SHN_UNDEF:
@@ -129,7 +129,7 @@ def _simplify_symbols(
             if found is not None:
                 v = found
             elif not (s.bind == STB_WEAK or s.name == "_GLOBAL_OFFSET_TABLE_"):
-                errors.append(f"{mod.name}: Unknown symbol {s.name} (err {-errno.ENOENT})")
+                errors.append(f"Unknown symbol {s.name} (err {-errno.ENOENT})")
         elif s.shndx == pcpu:
             v += percpu_base
         elif s.shndx in addresses:
@@ -137,8 +137,8 @@ def _simplify_symbols(
         values.append(v)
     if errors:
         # The kernel reports each one and fails the load with the last error.
-        raise LinkError("; ".join(errors), errno.ENOEXEC if "fno-common" in errors[-1] else errno.ENOENT,
-                        path=mod.path)  # fmt: skip
+        code = errno.ENOEXEC if "fno-common" in errors[-1] else errno.ENOENT
+        raise LinkError(f"{mod.name}: " + "; ".join(errors), code, path=mod.path)
     return values
 
 

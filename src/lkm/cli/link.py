@@ -1,0 +1,177 @@
+"""``lkm link``: link a module against a kernel's symbols at kernel addresses, offline.
+
+lkm link MODULE --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
+         [--config FILE] [--base ADDR | --region NAME=ADDR ...] [-o OUT.elf]
+         [--blob PREFIX] [--kallsyms FILE]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+SHORT = "o:h"
+LONG = ["kernel=", "layout=", "config=", "base=", "region=", "blob=", "kallsyms=", "help"]
+GPL_COMPATIBLE = frozenset(
+    {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"}
+)
+HELP = __doc__ or ""
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise UsageError(f"{what}: not a number: {text!r}") from None
+
+
+def run(prog: str, args: list[str]) -> int:
+    err = sys.stderr.write
+    try:
+        opts, operands = parse(args, SHORT, LONG)
+        kernels: list[str] = []
+        regions: dict[str, int] = {}
+        layout = config = out = blob = kallsyms = None
+        base: int | None = None
+        for flag, val in opts:
+            if flag in ("-h", "--help"):
+                sys.stdout.write(HELP)
+                return 0
+            if flag == "--kernel":
+                kernels.append(val)
+            elif flag == "--layout":
+                layout = val
+            elif flag == "--config":
+                config = val
+            elif flag == "--base":
+                base = _int(val, "--base")
+            elif flag == "--region":
+                name, eq, addr = val.partition("=")
+                if not eq:
+                    raise UsageError(f"--region wants NAME=ADDR, got {val!r}")
+                regions[name] = _int(addr, f"--region {name}")
+            elif flag == "-o":
+                out = val
+            elif flag == "--blob":
+                blob = val
+            elif flag == "--kallsyms":
+                kallsyms = val
+        if len(operands) != 1:
+            raise UsageError("exactly one MODULE is needed")
+        if not kernels:
+            raise UsageError("--kernel FILE is needed (System.map, /proc/kallsyms, Module.symvers, vmlinux)")
+    except UsageError as exc:
+        err(f"{prog}: {exc}\n")
+        return 1
+    path = operands[0]
+    try:
+        return _link(prog, path, kernels, layout, config, base, regions, out, blob, kallsyms)
+    except LkmError as exc:
+        where = exc.path or path
+        reason = exc.reason.split(": ", 1)[1] if exc.reason.startswith(f"{where}: ") else exc.reason
+        err(f"{prog}: ERROR: {where}: {reason}\n")
+        return 1
+    except ValueError as exc:
+        err(f"{prog}: ERROR: {path}: {exc}\n")
+        return 1
+
+
+def _link(
+    prog: str,
+    path: str,
+    kernels: list[str],
+    layout_name: str | None,
+    config_path: str | None,
+    base: int | None,
+    regions: dict[str, int],
+    out: str | None,
+    blob: str | None,
+    kallsyms: str | None,
+) -> int:
+    from lkm.link.image import link_module
+    from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
+    from lkm.link.layout import KernelConfig, layout_module
+    from lkm.link.output import linked_elf, region_blobs, write_atomic
+    from lkm.module.file import ModuleFile
+    from lkm.symbols.table import SymbolTable
+
+    mod = ModuleFile.open(path)
+    rules = layout_name or default_layout(mod)
+    config = KernelConfig()
+    if config_path is not None:
+        try:
+            with open(config_path, encoding="utf-8", errors="replace") as f:
+                config = KernelConfig.from_config_text(f.read())
+        except OSError as exc:
+            raise LkmError(exc.strerror or "cannot read", path=config_path) from None
+    table = SymbolTable.from_files(*kernels)
+    gpl_ok = (mod.license or "") in GPL_COMPATIBLE
+    lay = layout_module(mod.elf, rules, config)
+
+    def resolve(name: str) -> int | None:
+        s = table.find_export(name, gpl_ok=gpl_ok)
+        if s is None or s.address is None:
+            s = table.lookup(name)  # a symbol source without export information (System.map)
+        return s.address if s is not None else None
+
+    bases = dict(regions)
+    if base is not None:  # every region one after the other from --base, page-aligned
+        at = base
+        for r in sorted(lay.sizes, key=lambda r: _REGION_ORDER.get(r, len(_REGION_ORDER))):
+            bases.setdefault(r, at)
+            at += lay.alloc_size(r) or lay.page_size
+    image = link_module(mod, lay, bases, resolve)
+    outputs: dict[str, bytes] = {}
+    if out is not None:
+        outputs[out] = linked_elf(mod, image)
+    if blob is not None:
+        for region, data in region_blobs(image).items():
+            outputs[f"{blob}.{region}"] = data
+    if kallsyms is not None:
+        text = format_proc_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)
+        outputs[kallsyms] = text.encode("utf-8", "surrogateescape")
+    for target, data in outputs.items():
+        write_atomic(target, data)
+    if not outputs:
+        sys.stdout.write(_summary(mod.name, image))
+    return 0
+
+
+_REGIONS = (
+    "image",
+    "core",
+    "text",
+    "rodata",
+    "ro_after_init",
+    "data",
+    "init",
+    "init_text",
+    "init_rodata",
+    "init_data",
+)
+_REGION_ORDER = {r: i for i, r in enumerate(_REGIONS)}
+
+
+def default_layout(mod: object) -> str:
+    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
+    from lkm.module.file import ModuleFile
+
+    assert isinstance(mod, ModuleFile)
+    if mod.is_24:
+        return "linux-2.4"
+    release = (mod.vermagic or "").split(" ", 1)[0]
+    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
+    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
+
+
+def _summary(name: str, image: object) -> str:
+    from lkm.link.image import LinkedImage
+
+    assert isinstance(image, LinkedImage)
+    lines = [f"{name}: {image.relocations} relocations, {len(image.resolved)} imports resolved"]
+    for n, addr in sorted(image.section_addresses.items(), key=lambda kv: kv[1]):
+        p = image.layout.placements[n]
+        lines.append(f"  {p.name:<28} {addr:#018x} {p.size:#8x}  {p.region}")
+    return "\n".join(lines) + "\n"
