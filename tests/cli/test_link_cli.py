@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from lkm.module import ModuleFile
 
 from conftest import FIX6, lkm_cmd, run
@@ -49,3 +51,24 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert run([*lkm_cmd(), "link"]).returncode == 1
     proc = run([*lkm_cmd(), "link", str(FIX6 / "chardev.ko"), "--kernel", str(tmp_path / "nope")])
     assert proc.returncode == 1 and b"Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.corpus
+def test_link_against_a_real_kernel_image(corpus_trees) -> None:  # type: ignore[no-untyped-def]
+    """Offline, with nothing but the distribution's files: the kernel image gives every import's
+    address and CRC, and every CRC the module was built against matches it."""
+    from lkm.corpus import module_files
+    from lkm.symbols.table import SymbolTable
+
+    tree = next(t for t in corpus_trees if t.name == "amd64-6.1")
+    fat = next(p for p in module_files(tree) if p.name == "fat.ko")
+    table = SymbolTable.from_files(tree.vmlinuz)
+    mod = ModuleFile.open(fat)
+    for n in mod.needed:
+        s = table.find_export(n.name, gpl_ok=True)
+        assert s is not None and s.address is not None, n.name
+        assert n.crc is None or s.crc == n.crc, n.name
+    cmd = [*lkm_cmd(), "link", str(fat), "--kernel", str(tree.vmlinuz), "--config", str(tree.config)]
+    proc = run([*cmd, "--base", "0xffffffffc0000000"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(b"fat: ") and b"imports resolved" in proc.stdout

@@ -335,3 +335,18 @@ def test_no_tables_raise_lkm_error() -> None:
         find_kallsyms_tables(b"\x7fELF" + bytes(10000), arch="amd64")
     with pytest.raises(LkmError, match="unsupported kernel architecture"):
         find_kallsyms_tables(b"", arch="sparc")
+
+
+@pytest.mark.corpus
+def test_cli_from_image_prints_proc_kallsyms(corpus_trees: list[CorpusTree]) -> None:
+    """``lkm kallsyms --from-image`` prints exactly the core lines of the guest's /proc/kallsyms."""
+    from conftest import lkm_cmd, run
+
+    tree = next(t for t in corpus_trees if t.name == "i386-6.1")
+    ref = _reference(tree)
+    core = "".join(
+        line for line in ref.read_text().splitlines(keepends=True) if not line.rstrip().endswith("]")
+    )
+    proc = run([*lkm_cmd(), "kallsyms", "--from-image", str(tree.vmlinuz)])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode() == core

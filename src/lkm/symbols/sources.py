@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterable
 
-FORMATS = ("system.map", "kallsyms", "ksyms", "module.symvers", "vmlinux")
+FORMATS = ("system.map", "kallsyms", "ksyms", "module.symvers", "vmlinux", "kernel-image")
 
 _NAMES = {
     "system.map": "System.map",
@@ -275,6 +275,8 @@ def detect_format(data: bytes, *, path: str | os.PathLike[str] | None = None) ->
     p = os.fspath(path) if path is not None else None
     if data[:4] == b"\x7fELF":
         return "vmlinux"
+    if is_kernel_image(data):
+        return "kernel-image"
     head = bytes(data[:4096])
     first = next((ln for ln in head.split(b"\n") if ln), None)
     if first is None:
@@ -295,6 +297,51 @@ def detect_format(data: bytes, *, path: str | os.PathLike[str] | None = None) ->
     raise LkmError(f"unrecognised symbol file format (first line {shown!r})", path=p)
 
 
+def is_kernel_image(data: bytes) -> bool:
+    """A compressed or raw kernel image: x86 bzImage ("HdrS" boot header), arm64 Image
+    ("ARM\\x64" magic), a gzip'd Image, or an EFI zboot image."""
+    return (
+        data[0x202:0x206] == b"HdrS"
+        or data[0x38:0x3C] == b"ARM\x64"
+        or data[:2] == b"\x1f\x8b"
+        or data[4:8] == b"zimg"
+    )
+
+
+def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
+    """Every core-kernel symbol of a kernel image, offline: names, addresses and type letters
+    from its embedded kallsyms tables; for an x86 image (which carries a whole ELF vmlinux) the
+    export flags, GPL-only, CRCs and namespaces from its export tables too."""
+    from lkm.elf.constants import EM_386, EM_X86_64
+    from lkm.symbols.image import decompress_kernel_image, recover_kallsyms
+    from lkm.symbols.vmlinux import parse_vmlinux
+
+    try:
+        kernel = decompress_kernel_image(bytes(data))
+        exports: list[KernelSymbol] = []
+        if kernel[:4] == b"\x7fELF":
+            machine = int.from_bytes(kernel[18:20], "little")
+            arch = {EM_X86_64: "x86_64", EM_386: "i386"}.get(machine, "arm64")
+            exports = parse_vmlinux(kernel, path=path)
+        else:
+            arch = "arm64"
+        entries = recover_kallsyms(kernel, arch=arch)
+    except LkmError as exc:
+        exc.path = exc.path or path
+        raise
+    by_export = {e.name: e for e in exports}
+    out = []
+    seen: set[str] = set()
+    for e in entries:
+        x = by_export.get(e.name) if e.name not in seen else None
+        seen.add(e.name)
+        if x is not None:
+            out.append(KernelSymbol(e.name, e.address, e.type, None, True, x.gpl_only, x.crc, x.namespace))
+        else:
+            out.append(KernelSymbol(e.name, e.address, e.type))
+    return out
+
+
 def parse(data: bytes, fmt: str, *, path: str | None = None) -> list[KernelSymbol]:
     """Symbols of ``data`` read as format ``fmt`` (one of :data:`FORMATS`)."""
     if fmt == "system.map":
@@ -309,6 +356,8 @@ def parse(data: bytes, fmt: str, *, path: str | None = None) -> list[KernelSymbo
         from lkm.symbols.vmlinux import parse_vmlinux
 
         return parse_vmlinux(data, path=path)
+    if fmt == "kernel-image":
+        return parse_kernel_image(data, path=path)
     raise LkmError(f"unknown symbol source format {fmt!r} (known: {', '.join(FORMATS)})", path=path)
 
 

@@ -1,0 +1,50 @@
+"""``lkm kallsyms --from-image IMAGE``: a kernel's symbols, recovered offline from its compressed
+image, printed as /proc/kallsyms prints them (a ``nokaslr`` boot's addresses)."""
+
+from __future__ import annotations
+
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+HELP = "Usage: lkm kallsyms --from-image IMAGE [--arch x86_64|i386|arm64]\n"
+
+
+def run(prog: str, args: list[str]) -> int:
+    try:
+        opts, operands = parse(args, "h", ["from-image=", "arch=", "help"])
+    except UsageError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n")
+        return 1
+    image = arch = None
+    for flag, val in opts:
+        if flag in ("-h", "--help"):
+            sys.stdout.write(HELP)
+            return 0
+        if flag == "--from-image":
+            image = val
+        elif flag == "--arch":
+            arch = val
+    if image is None or operands:
+        sys.stderr.write(f"{prog}: {HELP}")
+        return 1
+    from lkm.symbols.image import decompress_kernel_image, format_proc_kallsyms, recover_kallsyms
+
+    try:
+        try:
+            with open(image, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise LkmError(exc.strerror or "cannot read", path=image) from None
+        kernel = decompress_kernel_image(data)
+        if arch is None:
+            machine = int.from_bytes(kernel[18:20], "little") if kernel[:4] == b"\x7fELF" else 183
+            arch = {62: "x86_64", 3: "i386", 183: "arm64"}.get(machine, "arm64")
+        entries = recover_kallsyms(kernel, arch=arch)
+        bits = 32 if arch in ("i386", "x86", "686") else 64
+        sys.stdout.write(format_proc_kallsyms(entries, bits))
+    except LkmError as exc:
+        sys.stderr.write(f"{prog}: ERROR: {exc.path or image}: {exc.reason}\n")
+        return 1
+    return 0
