@@ -13,10 +13,10 @@ from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 
 SHORT = "o:h"
-LONG = ["kernel=", "layout=", "config=", "base=", "region=", "blob=", "kallsyms=", "help"]
-GPL_COMPATIBLE = frozenset(
-    {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"}
-)
+LONG = [
+    "kernel=", "layout=", "config=", "base=", "region=", "blob=", "kallsyms=", "help",
+    "vermagic=", "force-modversion", "force-vermagic",
+]  # fmt: skip
 HELP = __doc__ or ""
 
 
@@ -33,8 +33,9 @@ def run(prog: str, args: list[str]) -> int:
         opts, operands = parse(args, SHORT, LONG)
         kernels: list[str] = []
         regions: dict[str, int] = {}
-        layout = config = out = blob = kallsyms = None
+        layout = config = out = blob = kallsyms = vermagic = None
         base: int | None = None
+        force: set[str] = set()
         for flag, val in opts:
             if flag in ("-h", "--help"):
                 sys.stdout.write(HELP)
@@ -58,6 +59,10 @@ def run(prog: str, args: list[str]) -> int:
                 blob = val
             elif flag == "--kallsyms":
                 kallsyms = val
+            elif flag == "--vermagic":
+                vermagic = val
+            elif flag in ("--force-modversion", "--force-vermagic"):
+                force.add(flag[8:])
         if len(operands) != 1:
             raise UsageError("exactly one MODULE is needed")
         if not kernels:
@@ -67,7 +72,7 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     path = operands[0]
     try:
-        return _link(prog, path, kernels, layout, config, base, regions, out, blob, kallsyms)
+        return _link(path, kernels, layout, config, base, regions, out, blob, kallsyms, vermagic, force)
     except LkmError as exc:
         where = exc.path or path
         reason = exc.reason.split(": ", 1)[1] if exc.reason.startswith(f"{where}: ") else exc.reason
@@ -79,7 +84,6 @@ def run(prog: str, args: list[str]) -> int:
 
 
 def _link(
-    prog: str,
     path: str,
     kernels: list[str],
     layout_name: str | None,
@@ -89,11 +93,14 @@ def _link(
     out: str | None,
     blob: str | None,
     kallsyms: str | None,
+    vermagic: str | None,
+    force: set[str],
 ) -> int:
     from lkm.link.image import link_module
     from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
     from lkm.link.layout import KernelConfig, layout_module
     from lkm.link.output import linked_elf, region_blobs, write_atomic
+    from lkm.link.resolve import check_vermagic, kernel_resolver
     from lkm.module.file import ModuleFile
     from lkm.symbols.table import SymbolTable
 
@@ -107,14 +114,11 @@ def _link(
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=config_path) from None
     table = SymbolTable.from_files(*kernels)
-    gpl_ok = (mod.license or "") in GPL_COMPATIBLE
+    if vermagic is not None:
+        check_vermagic(mod, vermagic, force="vermagic" in force)
+    warnings: list[str] = []
+    resolve = kernel_resolver(mod, table, force_modversion="modversion" in force, warnings=warnings)
     lay = layout_module(mod.elf, rules, config)
-
-    def resolve(name: str) -> int | None:
-        s = table.find_export(name, gpl_ok=gpl_ok)
-        if s is None or s.address is None:
-            s = table.lookup(name)  # a symbol source without export information (System.map)
-        return s.address if s is not None else None
 
     bases = dict(regions)
     if base is not None:  # every region one after the other from --base, page-aligned
@@ -123,6 +127,8 @@ def _link(
             bases.setdefault(r, at)
             at += lay.alloc_size(r) or lay.page_size
     image = link_module(mod, lay, bases, resolve)
+    for w in warnings:
+        sys.stderr.write(f"lkm link: WARNING: {w}\n")
     outputs: dict[str, bytes] = {}
     if out is not None:
         outputs[out] = linked_elf(mod, image)
