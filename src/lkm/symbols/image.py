@@ -617,6 +617,35 @@ def find_kallsyms_tables(kernel: bytes, *, arch: str) -> KallsymsTables:
 
 
 def _tables_from_tokens(data: bytes, tokens: _Tokens, bits: int, machine: str) -> KallsymsTables:
+
+    def tables(
+        addresses_offset: int,
+        layout: str,
+        seqs: int | None,
+        base_relative: bool,
+        absolute_percpu: bool,
+        relative_base: int | None,
+        relative_base_offset: int | None,
+        from_rela: bool,
+    ) -> KallsymsTables:
+        return KallsymsTables(
+            bits=bits,
+            num_syms=n,
+            num_syms_offset=names.num_syms_offset,
+            names_offset=names.start,
+            markers_offset=markers_pos,
+            token_table_offset=tokens.start,
+            token_index_offset=tokens.index_offset,
+            addresses_offset=addresses_offset,
+            base_relative=base_relative,
+            absolute_percpu=absolute_percpu,
+            relative_base=relative_base,
+            relative_base_offset=relative_base_offset,
+            seqs_of_names_offset=seqs,
+            layout=layout,
+            relative_base_from_rela=from_rela,
+        )
+
     align = bits // 8
     found = _find_names_and_markers(data, tokens, align, search_back=_SEARCH_BACK)
     if found is None:
@@ -653,23 +682,7 @@ def _tables_from_tokens(data: bytes, tokens: _Tokens, bits: int, machine: str) -
             cand = _align(rel_pos + align, align)
             if _seqs_ok(data, cand, n):
                 seqs = cand
-        return KallsymsTables(
-            bits=bits,
-            num_syms=n,
-            num_syms_offset=names.num_syms_offset,
-            names_offset=names.start,
-            markers_offset=markers_pos,
-            token_table_offset=tokens.start,
-            token_index_offset=tokens.index_offset,
-            addresses_offset=offs_pos,
-            base_relative=True,
-            absolute_percpu=mode,
-            relative_base=base,
-            relative_base_offset=rel_pos,
-            seqs_of_names_offset=seqs,
-            layout=layout,
-            relative_base_from_rela=from_rela,
-        )
+        return tables(offs_pos, layout, seqs, True, mode, base, rel_pos, from_rela)
 
     # Without CONFIG_KALLSYMS_BASE_RELATIVE: kallsyms_addresses[N], pointers, sorted.
     fmt = f"<{n}{'Q' if bits == 64 else 'I'}"
@@ -678,22 +691,7 @@ def _tables_from_tokens(data: bytes, tokens: _Tokens, bits: int, machine: str) -
             continue
         addrs = struct.unpack_from(fmt, data, pos)
         if addrs[-1] != 0 and all(a <= b for a, b in pairwise(addrs)):
-            return KallsymsTables(
-                bits=bits,
-                num_syms=n,
-                num_syms_offset=names.num_syms_offset,
-                names_offset=names.start,
-                markers_offset=markers_pos,
-                token_table_offset=tokens.start,
-                token_index_offset=tokens.index_offset,
-                addresses_offset=pos,
-                base_relative=False,
-                absolute_percpu=False,
-                relative_base=None,
-                relative_base_offset=None,
-                seqs_of_names_offset=seqs,
-                layout=layout,
-            )
+            return tables(pos, layout, seqs, False, False, None, None, False)
     raise LkmError("no sorted kallsyms_offsets/kallsyms_addresses next to the other tables")
 
 
