@@ -448,12 +448,22 @@ class ElfFile:
         if not used:
             return ["" for _ in offs]
         data = self.data
-        lo, hi = min(used), max(used)
+        hi = max(used)
         end = data.find(b"\0", s0 + hi, s1)
         end = s1 if end < 0 else end
-        if end - s0 - lo > 64 * len(used) or not data[s0 + lo : end].isascii():
+        # The span to split: from the lowest offset of the dense cluster at the end (a few
+        # names may share a local's string earlier in the table; those are searched).
+        ordered = sorted(used)
+        k = 0
+        while end - s0 - ordered[k] > 64 * (len(ordered) - k):
+            k += 1
+            if k == len(ordered):
+                return [self._name(s0, s1, o, start) for o in offs]
+        lo = ordered[k]
+        region = data[s0 + lo : end]
+        if not region.isascii():
             return [self._name(s0, s1, o, start) for o in offs]
-        parts = data[s0 + lo : end].decode("ascii").split("\0")
+        parts = region.decode("ascii").split("\0")
         # Part i starts at lo + the sum of (len + 1) of the parts before it (ASCII: one byte a char).
         starts = list(map(add, accumulate(map(len, parts), initial=lo), count()))
         at = dict(zip(starts, parts, strict=False))
@@ -465,11 +475,14 @@ class ElfFile:
         out = []
         for o in offs:
             name = at.get(o)
-            if name is None:  # inside a string: the linker shared a suffix
-                from bisect import bisect_right
+            if name is None:
+                if o < lo:  # outside the split span
+                    name = self._name(s0, s1, o, start)
+                else:  # inside a string: the linker shared a suffix
+                    from bisect import bisect_right
 
-                i = bisect_right(starts, o) - 1
-                name = parts[i][o - starts[i] :]
+                    i = bisect_right(starts, o) - 1
+                    name = parts[i][o - starts[i] :]
             out.append(name)
         return out
 
