@@ -78,7 +78,7 @@ def main() -> int:
         for i, (src, mod, img) in enumerate(images):
             d = work / f"ld{i}"
             d.mkdir()
-            oracle_in = prepare_input(src, mod, d)  # the oracle's own preparation: not timed
+            oracle_in = prepare_input(src, mod, d, EMULATIONS[arch])  # the oracle's own preparation
             cmd = ld_command(oracle_in, mod, img, EMULATIONS[arch], d, percpu_base=PERCPU_BASE)
             t = time.perf_counter()
             run_ld(cmd, src)

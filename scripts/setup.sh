@@ -9,7 +9,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_pkgs=()
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
-for tool in modinfo:kmod readelf:binutils xz:xz-utils zstd:zstd gzip:gzip; do
+for tool in modinfo:kmod readelf:binutils xz:xz-utils zstd:zstd gzip:gzip \
+            aarch64-linux-gnu-ld:binutils-aarch64-linux-gnu; do
   command -v "${tool%%:*}" >/dev/null || [ -x "/usr/sbin/${tool%%:*}" ] || [ -x "/sbin/${tool%%:*}" ] || need_pkgs+=("${tool#*:}")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

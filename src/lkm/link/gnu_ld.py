@@ -16,7 +16,15 @@ from lkm.elf.constants import SHF_ALLOC, SHF_MERGE
 from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
 
-EMULATIONS = {"x86_64": "elf_x86_64", "i386": "elf_i386"}
+EMULATIONS = {"x86_64": "elf_x86_64", "i386": "elf_i386", "arm64": "aarch64linux"}
+# (ld, objcopy) for each emulation: the host's for x86, Debian's cross binutils for arm64
+TOOLS = {
+    "elf_x86_64": ("ld", "objcopy"),
+    "elf_i386": ("ld", "objcopy"),
+    "aarch64linux": ("aarch64-linux-gnu-ld", "aarch64-linux-gnu-objcopy"),
+}
+# Sections the kernel itself rewrites before layout (arm64 PLTs): compared separately.
+KERNEL_REWRITTEN = frozenset({".plt", ".init.plt", ".text.ftrace_trampoline"})
 BUILD_ID_RENAMED = ".note.lkm-build-id"
 RENAMED = {".note.gnu.build-id": BUILD_ID_RENAMED}
 SPARE_BASE = 0x10000000  # where sections the kernel does not load are put, out of the way
@@ -32,20 +40,20 @@ def ld_link(
 ) -> Path:
     """Link ``src`` (the file ``mod`` was read from) with ld as lkm linked it; returns the output."""
     args = ld_command(
-        prepare_input(src, mod, workdir), mod, image, emulation, workdir, percpu_base=percpu_base
+        prepare_input(src, mod, workdir, emulation), mod, image, emulation, workdir, percpu_base=percpu_base
     )
     return run_ld(args, src)
 
 
-def prepare_input(src: Path, mod: ModuleFile, workdir: Path) -> Path:
+def prepare_input(src: Path, mod: ModuleFile, workdir: Path, emulation: str = "elf_x86_64") -> Path:
     """The oracle's copy of the input: SHF_MERGE cleared, the build-id note renamed."""
     flags: list[str] = []
     for s in mod.elf.sections:
-        if s.flags & SHF_MERGE:
+        if s.flags & SHF_MERGE and s.flags & SHF_ALLOC:
             flags += ["--set-section-flags", f"{s.name}=alloc,load,readonly,data,contents"]
     flags += ["--rename-section", f".note.gnu.build-id={BUILD_ID_RENAMED}"]
     oracle_in = workdir / "in.o"
-    subprocess.run(["objcopy", *flags, str(src), str(oracle_in)], check=True, capture_output=True)
+    subprocess.run([TOOLS[emulation][1], *flags, str(src), str(oracle_in)], check=True, capture_output=True)
     return oracle_in
 
 
@@ -60,7 +68,8 @@ def ld_command(
 ) -> list[str]:
     """The ld command line (and its script, written to ``workdir``) placing everything as lkm did."""
     script = workdir / "link.ld"
-    args = ["ld", "-m", emulation, "-T", str(script), "--no-relax", "-e", "0", "-o", str(workdir / "out.elf")]
+    ld = TOOLS[emulation][0]
+    args = [ld, "-m", emulation, "-T", str(script), "--no-relax", "-e", "0", "-o", str(workdir / "out.elf")]
     spare = SPARE_BASE
     for s in mod.elf.sections[1:]:
         if not s.flags & SHF_ALLOC:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from lkm.elf.constants import (
     EM_386,
     EM_486,
+    EM_AARCH64,
     EM_X86_64,
     SHN_ABS,
     SHN_COMMON,
@@ -26,7 +27,7 @@ from lkm.link.relocate import ARCHES, RelocArch, RelocationError, compute
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 
-MACHINE_ARCH = {EM_X86_64: "x86_64", EM_386: "i386", EM_486: "i386"}
+MACHINE_ARCH = {EM_X86_64: "x86_64", EM_386: "i386", EM_486: "i386", EM_AARCH64: "arm64"}
 
 
 class LinkError(InvalidModule):
@@ -81,7 +82,6 @@ def link_module(
     arch_name = MACHINE_ARCH.get(elf.e_machine)
     if arch_name is None:
         raise LinkError(f"{name}: no relocation rules for machine {elf.e_machine}", path=mod.path)
-    arch = ARCHES[arch_name]
     missing = [r for r in {p.region for p in layout.placements.values()} if r not in bases]
     if missing:
         raise ValueError(f"no base address for region(s) {', '.join(sorted(missing))}")
@@ -90,7 +90,7 @@ def link_module(
     for n, p in layout.placements.items():
         addresses[n] = bases[p.region] + p.offset
         sec = elf.sections[n]
-        if sec.type != SHT_NOBITS and sec.size:
+        if sec.type != SHT_NOBITS and n not in layout.nobits and sec.size:
             regions[p.region][p.offset : p.offset + sec.size] = elf.section_bytes(sec)
     resolved: dict[str, int] = {}
 
@@ -101,11 +101,15 @@ def link_module(
         return v
 
     values = _simplify_symbols(mod, addresses, record, percpu_base)
+    plts: dict[int, int] = {}  # arm64: PLT section -> entries emitted
     count = 0
     for rs in elf.sections:
         if rs.type not in (SHT_REL, SHT_RELA) or rs.info >= elf.e_shnum or rs.info not in layout.placements:
             continue
-        count += _apply(mod, arch, rs.number, layout, regions, addresses, values)
+        if arch_name == "arm64":
+            count += _apply_arm64(mod, rs.number, layout, regions, addresses, values, plts)
+        else:
+            count += _apply(mod, ARCHES[arch_name], rs.number, layout, regions, addresses, values)
     return LinkedImage(name, layout, bases, regions, addresses, values, count, resolved)
 
 
@@ -183,3 +187,100 @@ def _apply(
             raise LinkError(f"{where}: Invalid relocation target, existing value is nonzero", path=mod.path)
         buf[loc : loc + width] = val.to_bytes(width, "little" if little else "big")
     return len(relocs)
+
+
+def _apply_arm64(
+    mod: ModuleFile,
+    relsec: int,
+    layout: Layout,
+    regions: dict[str, bytearray],
+    addresses: dict[int, int],
+    values: list[int],
+    plts: dict[int, int],
+) -> int:
+    """arm64 apply_relocate_add over the section's entries in the kernel's order."""
+    from lkm.link import arm64
+
+    elf = mod.elf
+    rs = elf.sections[relsec]
+    target = elf.sections[rs.info]
+    place = layout.placements[rs.info]
+    buf = regions[place.region]
+    plan = layout.arch_plan
+    order = plan.orders.get(relsec) if isinstance(plan, arm64.PltPlan) else None
+    relas = order if order is not None else [(r.offset, r.sym, r.type, r.addend) for r in elf.relocations(rs)]
+    for offset, symi, rtype, addend in relas:
+        where = f"{mod.name}: {target.name}+{offset:#x}"
+        if symi >= len(values):
+            raise LinkError(f"{where}: relocation symbol index {symi} out of range", path=mod.path)
+        t = arm64.TYPES.get(rtype)
+        if t is None:
+            raise LinkError(f"{where}: unsupported RELA relocation: {rtype}", path=mod.path)
+        width = 8 if t.kind == "data" and t.length == 64 else 2 if t.kind == "data" and t.length == 16 else 4
+        if t.kind != "none" and offset + width > target.size:
+            raise LinkError(f"{where}: relocation past the end of the section", path=mod.path)
+        loc = place.offset + offset
+        p = addresses[rs.info] + offset
+        val = (values[symi] + (addend or 0)) & arm64.U64
+        overflow = False
+        if t.kind == "none":
+            continue
+        if t.kind == "data":
+            sval = arm64.do_reloc(t.op, p, val)
+            buf[loc : loc + width] = (sval & ((1 << t.length) - 1)).to_bytes(width, "little")
+            lim = 1 << t.length
+            overflow = (sval < 0 or sval >= lim) if t.op == "abs" else not (-(lim >> 1) <= sval < (lim >> 1))
+        else:
+            insn = int.from_bytes(buf[loc : loc + 4], "little")
+            if t.kind == "movw":
+                insn, overflow = arm64.reloc_insn_movw(t.op, insn, p, val, t.lsb, t.form)
+            else:  # "imm" and "adrp" (erratum 843419 workaround off: a plain page-relative ADRP)
+                insn, overflow = arm64.reloc_insn_imm(t.op, insn, p, val, t.lsb, t.length, t.form)
+                if overflow and rtype in arm64.BRANCHES:
+                    val = _emit_plt(mod, layout, regions, addresses, plts, p, val, where)
+                    insn, overflow = arm64.reloc_insn_imm(t.op, insn, p, val, t.lsb, t.length, t.form)
+            buf[loc : loc + 4] = insn.to_bytes(4, "little")
+        if overflow and t.checked:
+            raise LinkError(f"{where}: overflow in relocation type {rtype} val {val:#x}", path=mod.path)
+    return len(relas)
+
+
+def _emit_plt(
+    mod: ModuleFile,
+    layout: Layout,
+    regions: dict[str, bytearray],
+    addresses: dict[int, int],
+    plts: dict[int, int],
+    pc: int,
+    dst: int,
+    where: str,
+) -> int:
+    """module_emit_plt_entry: a new entry in the core or init PLT (the one of the branch's
+    region), shared with the previous entry when identical (the relocations are sorted)."""
+    from lkm.link import arm64
+
+    plan = layout.arch_plan
+    assert isinstance(plan, arm64.PltPlan)
+    in_init = any(
+        p.region.startswith("init") and addresses[n] <= pc < addresses[n] + max(p.size, 1)
+        for n, p in layout.placements.items()
+    )
+    shndx = plan.init_shndx if in_init else plan.core_shndx
+    limit = plan.init_plts if in_init else plan.core_plts
+    if shndx is None or shndx not in layout.placements:
+        raise LinkError(f"{where}: branch out of range and the module has no PLT section", path=mod.path)
+    p = layout.placements[shndx]
+    buf = regions[p.region]
+    i = plts.get(shndx, 0)
+    base = addresses[shndx]
+    entry = arm64.plt_entry(dst, base + i * arm64.PLT_ENTRY_SIZE)
+    if i > 0:
+        prev = bytes(buf[p.offset + (i - 1) * 12 : p.offset + i * 12])
+        # plt_entries_equal: same target (the adrp page is pc-relative, so compare by target)
+        if prev == arm64.plt_entry(dst, base + (i - 1) * arm64.PLT_ENTRY_SIZE):
+            return base + (i - 1) * arm64.PLT_ENTRY_SIZE
+    if i >= limit:
+        raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
+    buf[p.offset + i * 12 : p.offset + (i + 1) * 12] = entry
+    plts[shndx] = i + 1
+    return base + i * arm64.PLT_ENTRY_SIZE

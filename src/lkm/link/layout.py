@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from lkm.elf import ElfFile, Section
 from lkm.elf.constants import (
+    EM_AARCH64,
     SHF_ALLOC,
     SHF_EXECINSTR,
     SHF_RO_AFTER_INIT,
@@ -167,7 +168,7 @@ class Layout(Record):
     """Sections placed in regions.  ``sizes`` are the regions' sizes as the kernel computes them;
     ``marks`` 6.1's text_size/ro_size/ro_after_init_size per region."""
 
-    __slots__ = ("rules", "placements", "sizes", "marks", "kallsyms", "page_size")
+    __slots__ = ("rules", "placements", "sizes", "marks", "kallsyms", "page_size", "nobits", "arch_plan")
 
     def __init__(
         self,
@@ -177,6 +178,7 @@ class Layout(Record):
         marks: dict[str, dict[str, int]],
         kallsyms: KallsymsArea | None,
         page_size: int,
+        nobits: set[int] | None = None,
     ) -> None:
         self.rules = rules
         self.placements = placements
@@ -184,6 +186,8 @@ class Layout(Record):
         self.marks = marks
         self.kallsyms = kallsyms
         self.page_size = page_size
+        self.nobits = nobits or set()  # sections with no file contents (zero-filled), as laid out
+        self.arch_plan: object = None  # arm64: the PltPlan of module_frob_arch_sections
 
     def alloc_size(self, region: str) -> int:
         """The region's allocated size: page-aligned (0: nothing allocated)."""
@@ -204,11 +208,11 @@ def is_init_section(name: str, config: KernelConfig) -> bool:
     return name.startswith(".init") or (not config.module_unload and name.startswith(".exit"))
 
 
-def rewrite_flags(elf: ElfFile) -> dict[int, int]:
+def rewrite_flags(elf: ElfFile, sections: list[Section] | None = None) -> dict[int, int]:
     """Section flags after rewrite_section_headers and layout_and_allocate: .modinfo and
     __versions lose SHF_ALLOC, as does .data..percpu (copied to the per-cpu area instead);
     .data..ro_after_init and __jump_table gain SHF_RO_AFTER_INIT when allocated."""
-    flags = {s.number: s.flags for s in elf.sections}
+    flags = {s.number: s.flags for s in (sections or elf.sections)}
     for name in (".modinfo", "__versions", ".data..percpu"):
         sec = _find_alloc(elf, name, flags)
         if sec is not None:
@@ -228,8 +232,15 @@ def _find_alloc(elf: ElfFile, name: str, flags: dict[int, int]) -> Section | Non
     return None
 
 
-def layout_module(elf: ElfFile, rules: str = "linux-6.12", config: KernelConfig | None = None) -> Layout:
-    """Lay out ``elf`` as the kernel with ``rules`` ("linux-6.1", "linux-6.12") does."""
+def layout_module(
+    elf: ElfFile,
+    rules: str = "linux-6.12",
+    config: KernelConfig | None = None,
+    overrides: dict[int, Section] | None = None,
+) -> Layout:
+    """Lay out ``elf`` as the kernel with ``rules`` ("linux-6.1", "linux-6.12") does.
+    ``overrides`` are section headers as the architecture rewrote them before layout
+    (arm64's module_frob_arch_sections: PLT and ftrace trampoline sections)."""
     if rules == "linux-2.4":
         return layout_24(elf)
     r = LAYOUT_RULES.get(rules)
@@ -238,7 +249,14 @@ def layout_module(elf: ElfFile, rules: str = "linux-6.12", config: KernelConfig 
     cfg = config or KernelConfig()
     page = cfg.page_size
     strict = cfg.strict_module_rwx
-    flags = rewrite_flags(elf)
+    plan = None
+    if overrides is None and elf.e_machine == EM_AARCH64:
+        from lkm.link.arm64 import frob_arch_sections
+
+        plan = frob_arch_sections(elf, cfg)
+        overrides = plan.overrides
+    secs = [overrides.get(s.number, s) for s in elf.sections] if overrides else elf.sections
+    flags = rewrite_flags(elf, secs)
     sizes: dict[str, int] = {}
     marks: dict[str, dict[str, int]] = {}
     placements: dict[int, Placement] = {}
@@ -248,7 +266,7 @@ def layout_module(elf: ElfFile, rules: str = "linux-6.12", config: KernelConfig 
         align_after = r.init_align_after if is_init else r.core_align_after
         for m, (need, refuse) in enumerate(MASKS):
             region = regions[m]
-            for s in elf.sections:
+            for s in secs:
                 f = flags[s.number]
                 if (f & need) != need or f & refuse or s.number in placements:
                     continue
@@ -267,7 +285,10 @@ def layout_module(elf: ElfFile, rules: str = "linux-6.12", config: KernelConfig 
             # "RO after init doesn't apply to init_layout: it takes the value of ro_size"
             marks[only]["ro_after_init_size"] = marks[only].get("ro_size", 0)
     kallsyms = _layout_symtab(elf, r, cfg, flags, placements, sizes) if cfg.kallsyms else None
-    return Layout(r.name, placements, sizes, marks, kallsyms, page)
+    nobits = {s.number for s in secs if s.type == SHT_NOBITS}
+    layout = Layout(r.name, placements, sizes, marks, kallsyms, page, nobits)
+    layout.arch_plan = plan
+    return layout
 
 
 def _place(s: Section, region: str, flags: int, sizes: dict[str, int]) -> Placement:

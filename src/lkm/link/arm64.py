@@ -1,0 +1,278 @@
+"""arm64 modules: the kernel's module_frob_arch_sections (PLT and ftrace-trampoline sections
+sized before layout) and apply_relocate_add (arch/arm64/kernel/module.c, module-plts.c).
+
+Relocation types are a table: (operation, instruction or data form, lsb, length, checked).
+Instructions are rewritten even when the value overflows; the error counts only when checked.
+Branches out of range go through a PLT entry (adrp x16; add x16, x16, :lo12:; br x16).
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import cmp_to_key
+
+from lkm.elf import ElfFile, Section
+from lkm.elf.constants import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_RELA
+from lkm.record import Record
+
+R = {
+    "NONE": 0, "ABS64": 257, "ABS32": 258, "ABS16": 259, "PREL64": 260, "PREL32": 261, "PREL16": 262,
+    "MOVW_UABS_G0": 263, "MOVW_UABS_G0_NC": 264, "MOVW_UABS_G1": 265, "MOVW_UABS_G1_NC": 266,
+    "MOVW_UABS_G2": 267, "MOVW_UABS_G2_NC": 268, "MOVW_UABS_G3": 269, "MOVW_SABS_G0": 270,
+    "MOVW_SABS_G1": 271, "MOVW_SABS_G2": 272, "LD_PREL_LO19": 273, "ADR_PREL_LO21": 274,
+    "ADR_PREL_PG_HI21": 275, "ADR_PREL_PG_HI21_NC": 276, "ADD_ABS_LO12_NC": 277, "LDST8_ABS_LO12_NC": 278,
+    "TSTBR14": 279, "CONDBR19": 280, "JUMP26": 282, "CALL26": 283, "LDST16_ABS_LO12_NC": 284,
+    "LDST32_ABS_LO12_NC": 285, "LDST64_ABS_LO12_NC": 286, "MOVW_PREL_G0": 287, "MOVW_PREL_G0_NC": 288,
+    "MOVW_PREL_G1": 289, "MOVW_PREL_G1_NC": 290, "MOVW_PREL_G2": 291, "MOVW_PREL_G2_NC": 292,
+    "MOVW_PREL_G3": 293, "LDST128_ABS_LO12_NC": 299,
+}  # fmt: skip
+
+PLT_ENTRY_SIZE = 12  # struct plt_entry { adrp; add; br; }
+L1_CACHE_BYTES = 64
+NR_FTRACE_PLTS = 1  # 6.1: FTRACE_PLT_IDX only
+U64 = (1 << 64) - 1
+
+# immediate field (mask, shift) by instruction form; "adr" is split immlo/immhi
+IMM_FIELDS = {"imm26": ((1 << 26) - 1, 0), "imm19": ((1 << 19) - 1, 5), "imm16": ((1 << 16) - 1, 5),
+              "imm14": ((1 << 14) - 1, 5), "imm12": ((1 << 12) - 1, 10)}  # fmt: skip
+
+
+class Arm64Reloc(Record):
+    """``kind``: "data" (len bits), "movw" (lsb; ``imm`` "movkz"/"movnz"), "imm" (lsb, len, form),
+    "adrp" (page-relative ADRP, erratum-843419 aware), "none".  ``op``: abs, prel or page."""
+
+    __slots__ = ("name", "kind", "op", "lsb", "length", "form", "checked")
+
+    def __init__(
+        self, name: str, kind: str, op: str, lsb: int, length: int, form: str, checked: bool
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.op = op
+        self.lsb = lsb
+        self.length = length
+        self.form = form
+        self.checked = checked
+
+
+def _t(
+    name: str, kind: str, op: str = "abs", lsb: int = 0, length: int = 0, form: str = "", checked: bool = True
+) -> tuple[int, Arm64Reloc]:
+    return R[name], Arm64Reloc(f"R_AARCH64_{name}", kind, op, lsb, length, form, checked)
+
+
+TYPES: dict[int, Arm64Reloc] = dict(
+    [
+        _t("NONE", "none", checked=False),
+        _t("ABS64", "data", "abs", length=64, checked=False),
+        _t("ABS32", "data", "abs", length=32),
+        _t("ABS16", "data", "abs", length=16),
+        _t("PREL64", "data", "prel", length=64, checked=False),
+        _t("PREL32", "data", "prel", length=32),
+        _t("PREL16", "data", "prel", length=16),
+        _t("MOVW_UABS_G0_NC", "movw", "abs", 0, form="movkz", checked=False),
+        _t("MOVW_UABS_G0", "movw", "abs", 0, form="movkz"),
+        _t("MOVW_UABS_G1_NC", "movw", "abs", 16, form="movkz", checked=False),
+        _t("MOVW_UABS_G1", "movw", "abs", 16, form="movkz"),
+        _t("MOVW_UABS_G2_NC", "movw", "abs", 32, form="movkz", checked=False),
+        _t("MOVW_UABS_G2", "movw", "abs", 32, form="movkz"),
+        _t("MOVW_UABS_G3", "movw", "abs", 48, form="movkz", checked=False),
+        _t("MOVW_SABS_G0", "movw", "abs", 0, form="movnz"),
+        _t("MOVW_SABS_G1", "movw", "abs", 16, form="movnz"),
+        _t("MOVW_SABS_G2", "movw", "abs", 32, form="movnz"),
+        _t("MOVW_PREL_G0_NC", "movw", "prel", 0, form="movkz", checked=False),
+        _t("MOVW_PREL_G0", "movw", "prel", 0, form="movnz"),
+        _t("MOVW_PREL_G1_NC", "movw", "prel", 16, form="movkz", checked=False),
+        _t("MOVW_PREL_G1", "movw", "prel", 16, form="movnz"),
+        _t("MOVW_PREL_G2_NC", "movw", "prel", 32, form="movkz", checked=False),
+        _t("MOVW_PREL_G2", "movw", "prel", 32, form="movnz"),
+        _t("MOVW_PREL_G3", "movw", "prel", 48, form="movnz", checked=False),
+        _t("LD_PREL_LO19", "imm", "prel", 2, 19, "imm19"),
+        _t("ADR_PREL_LO21", "imm", "prel", 0, 21, "adr"),
+        _t("ADR_PREL_PG_HI21_NC", "adrp", "page", 12, 21, "adr", checked=False),
+        _t("ADR_PREL_PG_HI21", "adrp", "page", 12, 21, "adr"),
+        _t("ADD_ABS_LO12_NC", "imm", "abs", 0, 12, "imm12", checked=False),
+        _t("LDST8_ABS_LO12_NC", "imm", "abs", 0, 12, "imm12", checked=False),
+        _t("LDST16_ABS_LO12_NC", "imm", "abs", 1, 11, "imm12", checked=False),
+        _t("LDST32_ABS_LO12_NC", "imm", "abs", 2, 10, "imm12", checked=False),
+        _t("LDST64_ABS_LO12_NC", "imm", "abs", 3, 9, "imm12", checked=False),
+        _t("LDST128_ABS_LO12_NC", "imm", "abs", 4, 8, "imm12", checked=False),
+        _t("TSTBR14", "imm", "prel", 2, 14, "imm14"),
+        _t("CONDBR19", "imm", "prel", 2, 19, "imm19"),
+        _t("JUMP26", "imm", "prel", 2, 26, "imm26"),
+        _t("CALL26", "imm", "prel", 2, 26, "imm26"),
+    ]
+)
+BRANCHES = (R["JUMP26"], R["CALL26"])
+
+
+def _s64(v: int) -> int:
+    v &= U64
+    return v - (1 << 64) if v >> 63 else v
+
+
+def do_reloc(op: str, place: int, val: int) -> int:
+    """The value a relocation operation computes, as a signed 64-bit number."""
+    if op == "abs":
+        return _s64(val)
+    if op == "prel":
+        return _s64(val - place)
+    return _s64((val & ~0xFFF) - (place & ~0xFFF))  # page
+
+
+def encode_imm(form: str, insn: int, imm: int) -> int:
+    """aarch64_insn_encode_immediate."""
+    if form == "adr":
+        imm &= U64
+        immlo = (imm & 3) << 29
+        immhi = ((imm >> 2) & ((1 << 19) - 1)) << 5
+        mask = (3 << 29) | (((1 << 19) - 1) << 5)
+        return (insn & ~mask & 0xFFFFFFFF) | immlo | immhi
+    mask, shift = IMM_FIELDS[form]
+    return (insn & ~(mask << shift) & 0xFFFFFFFF) | ((imm & mask) << shift)
+
+
+class RelocOverflow(Exception):
+    pass
+
+
+def reloc_insn_imm(
+    op: str, insn: int, place: int, val: int, lsb: int, length: int, form: str
+) -> tuple[int, bool]:
+    """(new instruction, overflowed)."""
+    sval = do_reloc(op, place, val) >> lsb
+    imm_mask = ((1 << (lsb + length)) - 1) >> lsb
+    new = encode_imm(form, insn, sval & imm_mask)
+    upper = (sval & ~(imm_mask >> 1)) >> (length - 1)
+    return new, ((upper + 1) & U64) >= 2
+
+
+def reloc_insn_movw(op: str, insn: int, place: int, val: int, lsb: int, form: str) -> tuple[int, bool]:
+    sval = do_reloc(op, place, val)
+    imm = (sval >> lsb) & U64
+    if form == "movnz":
+        insn &= ~(3 << 29) & 0xFFFFFFFF
+        if sval >= 0:
+            insn |= 2 << 29  # MOVZ
+        else:
+            imm = ~imm & U64  # MOVN
+    return encode_imm("imm16", insn, imm), imm > 0xFFFF
+
+
+def plt_entry(dst: int, pc: int) -> bytes:
+    """get_plt_entry: adrp x16, dst; add x16, x16, #:lo12:dst; br x16."""
+    page = ((dst >> 12) - (pc >> 12)) & ((1 << 21) - 1)
+    adrp = encode_imm("adr", 0x90000010, page)
+    add = 0x91000210 | ((dst % 4096) << 10)
+    return struct.pack("<III", adrp, add, 0xD61F0200)
+
+
+def branch_needs_plt(syms_shndx: list[int], rtype: int, sym: int, dstidx: int) -> bool:
+    return rtype in BRANCHES and syms_shndx[sym] != dstidx
+
+
+def _cmp_rela(a: tuple[int, int, int, int | None], b: tuple[int, int, int, int | None]) -> int:
+    """cmp_rela: by type, then symbol index, then addend (offsets ignored)."""
+    for x, y in ((a[2], b[2]), (a[1], b[1]), (a[3] or 0, b[3] or 0)):
+        if x != y:
+            return -1 if x < y else 1
+    return 0
+
+
+def kernel_rela_order(
+    relas: list[tuple[int, int, int, int | None]], syms_shndx: list[int], dstidx: int
+) -> tuple[list[tuple[int, int, int, int | None]], int]:
+    """The order apply_relocate_add sees a section's RELA entries (offset, sym, type, addend) in
+    after module_frob_arch_sections partitioned the PLT-needing branches to the front and sorted
+    them; and how many those are (the kernel's own partition loop, quirks included)."""
+    rels = list(relas)
+    i, j = 0, len(rels) - 1
+    while i < j:
+        if branch_needs_plt(syms_shndx, rels[i][2], rels[i][1], dstidx):
+            i += 1
+        elif branch_needs_plt(syms_shndx, rels[j][2], rels[j][1], dstidx):
+            rels[i], rels[j] = rels[j], rels[i]
+        else:
+            j -= 1
+    n = i
+    if n:
+        rels[:n] = sorted(rels[:n], key=cmp_to_key(_cmp_rela))
+    return rels, n
+
+
+def count_plts(rels: list[tuple[int, int, int, int | None]], syms_shndx: list[int], dstidx: int) -> int:
+    """count_plts (CONFIG_RANDOMIZE_BASE, erratum 843419 workaround off): branches to other
+    sections, duplicates (same type, symbol, addend; adjacent after sorting) counted once."""
+    count = 0
+    for k, r in enumerate(rels):
+        if r[2] not in BRANCHES or syms_shndx[r[1]] == dstidx:
+            continue
+        if (r[3] or 0) != 0 or not (k > 0 and _cmp_rela(r, rels[k - 1]) == 0):
+            count += 1
+    return count
+
+
+class PltPlan(Record):
+    """The PLT sections' new headers and the kernel's order of each RELA section."""
+
+    __slots__ = ("overrides", "orders", "core_plts", "init_plts", "core_shndx", "init_shndx")
+
+    def __init__(
+        self,
+        overrides: dict[int, Section],
+        orders: dict[int, list[tuple[int, int, int, int | None]]],
+        core_plts: int,
+        init_plts: int,
+        core_shndx: int | None,
+        init_shndx: int | None,
+    ) -> None:
+        self.overrides = overrides
+        self.orders = orders
+        self.core_plts = core_plts
+        self.init_plts = init_plts
+        self.core_shndx = core_shndx
+        self.init_shndx = init_shndx
+
+
+def frob_arch_sections(elf: ElfFile, init_section: object = None) -> PltPlan:
+    """module_frob_arch_sections: size .plt/.init.plt for the branches that may need them and
+    turn them (and .text.ftrace_trampoline) into NOBITS ALLOC|EXEC sections."""
+    from lkm.link.layout import KernelConfig, is_init_section
+
+    cfg = init_section if isinstance(init_section, KernelConfig) else KernelConfig()
+    syms = elf.symbols()
+    shndx = [s.shndx for s in syms]
+    core = init = 0
+    orders: dict[int, list[tuple[int, int, int, int | None]]] = {}
+    for rs in elf.sections:
+        if rs.type != SHT_RELA or rs.info >= elf.e_shnum:
+            continue
+        dst = elf.sections[rs.info]
+        if not dst.flags & SHF_EXECINSTR:
+            continue
+        relas = [(r.offset, r.sym, r.type, r.addend) for r in elf.relocations(rs)]
+        if any(r[1] >= len(shndx) for r in relas):
+            continue  # reported by the linker
+        ordered, _n = kernel_rela_order(relas, shndx, rs.info)
+        orders[rs.number] = ordered
+        if is_init_section(dst.name, cfg):
+            init += count_plts(ordered, shndx, rs.info)
+        else:
+            core += count_plts(ordered, shndx, rs.info)
+    overrides: dict[int, Section] = {}
+    core_shndx = init_shndx = None
+    for s in elf.sections:
+        if s.name == ".plt":
+            core_shndx = s.number
+            overrides[s.number] = _nobits(s, L1_CACHE_BYTES, (core + 1) * PLT_ENTRY_SIZE)
+        elif s.name == ".init.plt":
+            init_shndx = s.number
+            overrides[s.number] = _nobits(s, L1_CACHE_BYTES, (init + 1) * PLT_ENTRY_SIZE)
+        elif s.name == ".text.ftrace_trampoline":
+            overrides[s.number] = _nobits(s, 4, NR_FTRACE_PLTS * PLT_ENTRY_SIZE)
+    return PltPlan(overrides, orders, core, init, core_shndx, init_shndx)
+
+
+def _nobits(s: Section, align: int, size: int) -> Section:
+    return Section(s.number, s.name, SHT_NOBITS, SHF_EXECINSTR | SHF_ALLOC, s.addr, s.offset, size, s.link,
+                   s.info, align, s.entsize, s.name_offset)  # fmt: skip
