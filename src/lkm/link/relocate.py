@@ -1,5 +1,6 @@
 """Relocation, one table per architecture: what each type computes, how wide it writes, and
-what the kernel checks (arch/x86/kernel/module.c apply_relocate_add / apply_relocate).
+what the kernel checks (arch/x86/kernel/module.c apply_relocate_add / apply_relocate); the
+linker (:mod:`lkm.link.image`) applies them, arm64 has its own table (:mod:`lkm.link.arm64`).
 
 A type is (name, width, pc-relative, range check).  ``val = S + A`` (RELA) or ``*loc + S`` (REL);
 pc-relative types subtract P, the final address of the patched bytes.
@@ -75,25 +76,3 @@ I386 = RelocArch(
 )
 
 ARCHES: dict[str, RelocArch] = {"x86_64": X86_64, "i386": I386}
-
-
-class RelocationError(Exception):
-    """Why one relocation cannot be applied (the linker adds module, section and offset)."""
-
-
-def compute(arch: RelocArch, rtype: int, s: int, a: int, p: int) -> tuple[int, int]:
-    """(value to write, width) for one relocation; raises RelocationError as the kernel would."""
-    t = arch.types.get(rtype)
-    if t is None:
-        raise RelocationError(f"Unknown relocation type {rtype}")
-    if not t.width:
-        return 0, 0
-    val = s + a
-    if t.pcrel:
-        val -= p
-    val &= (1 << 64) - 1  # the kernel computes in u64
-    if t.check == "u32" and val > 0xFFFFFFFF:
-        raise RelocationError(f"overflow in relocation type {rtype} val {val:x}")
-    if t.check == "s32" and not (val < 0x80000000 or val >= (1 << 64) - 0x80000000):
-        raise RelocationError(f"overflow in relocation type {rtype} val {val:x}")
-    return val & ((1 << (8 * t.width)) - 1), t.width
