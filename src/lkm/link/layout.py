@@ -15,7 +15,6 @@ from lkm.elf.constants import (
     SHF_EXECINSTR,
     SHF_RO_AFTER_INIT,
     SHF_WRITE,
-    SHN_UNDEF,
     SHT_NOBITS,
     SHT_SYMTAB,
 )
@@ -322,12 +321,18 @@ def _layout_symtab(
     syms = elf.symbols(symtab)
     percpu = _find_alloc(elf, ".data..percpu", {s.number: s.flags for s in elf.sections})
     pcpu = percpu.number if percpu is not None else -1
-    kept = [0]
-    strtab_size = 1  # symbol 0's empty name
-    for s in syms[1:]:
-        if _is_core_symbol(elf, s.shndx, s.name, pcpu, flags, placements, cfg):
-            kept.append(s.number)
-            strtab_size += len(s.name.encode("utf-8", "surrogateescape")) + 1
+    # is_core_symbol: named, defined in an allocated non-init section that is executable (any
+    # allocated one with KALLSYMS_ALL, which also keeps the per-cpu section's symbols).
+    core = {
+        n
+        for n, p in placements.items()
+        if not p.region.startswith("init") and (cfg.kallsyms_all or flags[n] & SHF_EXECINSTR)
+    }
+    if cfg.kallsyms_all and pcpu >= 0:
+        core.add(pcpu)
+    kept = [0, *(s.number for s in syms[1:] if s.shndx in core and s.name)]
+    # symbol 0's empty name, then each kept name with its NUL
+    strtab_size = 1 + sum(len(syms[i].name.encode("utf-8", "surrogateescape")) + 1 for i in kept[1:])
     symoffs = _align(sizes.get(core_data, 0), symtab.addralign or 1)
     stroffs = symoffs + len(kept) * sym_size
     core_typeoffs = stroffs + strtab_size
@@ -344,28 +349,6 @@ def _layout_symtab(
     if r.init_align_after and cfg.strict_module_rwx:
         sizes[init_data] = _align(sizes[init_data], cfg.page_size)
     return KallsymsArea(core_data, symoffs, stroffs, core_typeoffs, kept, init_data, init_off, init_typeoffs)
-
-
-def _is_core_symbol(
-    elf: ElfFile,
-    shndx: int,
-    name: str,
-    pcpu: int,
-    flags: dict[int, int],
-    placements: dict[int, Placement],
-    cfg: KernelConfig,
-) -> bool:
-    """is_core_symbol: defined in an allocated (with KALLSYMS_ALL: any, else executable),
-    non-init section, named; the per-cpu section counts with KALLSYMS_ALL."""
-    if shndx == SHN_UNDEF or shndx >= elf.e_shnum or not name:
-        return False
-    if cfg.kallsyms_all and shndx == pcpu:
-        return True
-    f = flags[shndx]
-    if not f & SHF_ALLOC or (not cfg.kallsyms_all and not f & SHF_EXECINSTR):
-        return False
-    p = placements.get(shndx)
-    return p is not None and not p.region.startswith("init")
 
 
 # -- 2.4 insmod -------------------------------------------------------------------------------
