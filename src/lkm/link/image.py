@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
+from typing import NoReturn
 
 from lkm.elf import Section
 from lkm.elf.constants import (
@@ -148,6 +149,24 @@ def _simplify_symbols(
     return values
 
 
+_KINDS: dict[tuple[str, bool], dict[int, tuple[int, bool, str, Callable[..., None], int, bytes]]] = {}
+
+
+def _kinds(
+    arch: RelocArch, little: bool
+) -> dict[int, tuple[int, bool, str, Callable[..., None], int, bytes]]:
+    """type -> (width, pc-relative, check, pack_into, value mask, zero bytes), made once."""
+    got = _KINDS.get((arch.name, little))
+    if got is None:
+        e = "<" if little else ">"
+        got = _KINDS[(arch.name, little)] = {
+            k: (t.width, t.pcrel, t.check, struct.Struct(e + ("Q" if t.width == 8 else "I")).pack_into,
+                (1 << (8 * t.width)) - 1, bytes(t.width))
+            for k, t in arch.types.items()
+        }  # fmt: skip
+    return got
+
+
 def _apply(
     mod: ModuleFile,
     arch: RelocArch,
@@ -165,50 +184,43 @@ def _apply(
     place = layout.placements[rs.info]
     buf = regions[place.region]
     lay = elf.layout
-    e = "<" if elf.little_endian else ">"
     data = elf.section_data(rs)
     rela = rs.type == SHT_RELA
     st = lay.rela if rela else lay.rel
-    rows = st.iter_unpack(data[: len(data) // st.size * st.size])
+    rows = list(st.iter_unpack(data[: len(data) // st.size * st.size]))
     shift, mask = lay.r_sym_shift, lay.r_type_mask
-    # type -> (width, pc-relative, check, packer); computed once per call
-    kinds = {k: (t.width, t.pcrel, t.check, struct.Struct(e + ("Q" if t.width == 8 else "I")))
-             for k, t in arch.types.items()}  # fmt: skip
-    s32 = struct.Struct(e + "i")
-    zero = {4: bytes(4), 8: bytes(8)}
+    kinds = _kinds(arch, elf.little_endian)
+    s32 = struct.Struct(("<" if elf.little_endian else ">") + "i").unpack_from
     nvals, size, base_off, base_addr = len(values), target.size, place.offset, addresses[rs.info]
     check_zero = arch.zero_target
-    count = 0
     for row in rows:
-        count += 1
         off, info = row[0], row[1]
         sym, rtype = info >> shift, info & mask
         kind = kinds.get(rtype)
         if kind is None or sym >= nvals:
-            _refuse(mod, arch, target, off, sym, rtype, "kind")
-        width, pcrel, check, packer = kind  # type: ignore[misc]
+            _refuse(mod, target, off, sym, rtype, "kind")
+        width, pcrel, check, pack_into, wmask, zero = kind
         if not width:
             continue
         if off + width > size:
-            _refuse(mod, arch, target, off, sym, rtype, "end")
+            _refuse(mod, target, off, sym, rtype, "end")
         loc = base_off + off
-        val = values[sym] + (row[2] if rela else s32.unpack_from(buf, loc)[0])
+        val = values[sym] + (row[2] if rela else s32(buf, loc)[0])
         if pcrel:
             val -= base_addr + off
         val &= 0xFFFFFFFFFFFFFFFF
         if check and (val > 0xFFFFFFFF if check == "u32" else 0x7FFFFFFF < val < 0xFFFFFFFF80000000):
-            _refuse(mod, arch, target, off, sym, rtype, f"overflow in relocation type {rtype} val {val:x}")
-        if check_zero and buf[loc : loc + width] != zero[width]:
-            _refuse(
-                mod, arch, target, off, sym, rtype, "Invalid relocation target, existing value is nonzero"
-            )
-        packer.pack_into(buf, loc, val & (0xFFFFFFFF if width == 4 else 0xFFFFFFFFFFFFFFFF))
-    return count
+            _refuse(mod, target, off, sym, rtype, f"overflow in relocation type {rtype} val {val:x}")
+        if check_zero and buf[loc : loc + width] != zero:
+            _refuse(mod, target, off, sym, rtype, NONZERO_TARGET)
+        pack_into(buf, loc, val & wmask)
+    return len(rows)
 
 
-def _refuse(
-    mod: ModuleFile, arch: RelocArch, target: Section, off: int, sym: int, rtype: int, why: str
-) -> None:
+NONZERO_TARGET = "Invalid relocation target, existing value is nonzero"
+
+
+def _refuse(mod: ModuleFile, target: Section, off: int, sym: int, rtype: int, why: str) -> NoReturn:
     """Raise the LinkError for a relocation the kernel would refuse, naming module, section,
     offset and symbol."""
     where = f"{mod.name}: {target.name}+{off:#x}"
