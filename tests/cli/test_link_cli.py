@@ -72,3 +72,43 @@ def test_link_against_a_real_kernel_image(corpus_trees) -> None:  # type: ignore
     proc = run([*cmd, "--base", "0xffffffffc0000000"])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(b"fat: ") and b"imports resolved" in proc.stdout
+
+
+def _kallsyms_file(path: Path, names: set[str]) -> Path:
+    path.write_text(
+        "".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(sorted(names)))
+    )
+    return path
+
+
+def _nm(path: Path) -> dict[str, int]:
+    out = subprocess.run(["nm", str(path)], capture_output=True, text=True, check=True).stdout
+    return {f[2]: int(f[0], 16) for f in (line.split() for line in out.splitlines()) if len(f) == 3}
+
+
+def test_with_module_resolves_imports(tmp_path: Path) -> None:
+    """The HOWTO's msdos -> fat: importer links against exporter already in the address space;
+    its calls land on exporter's linked functions (nm of both outputs is the oracle)."""
+    imp = ModuleFile.open(FIX6 / "importer.ko")
+    exp_names = {e.name for e in ModuleFile.open(FIX6 / "exporter.ko").exports}
+    kernel = ({n.name for n in imp.needed} - exp_names) | {"__fentry__", "_printk", "__x86_return_thunk"}
+    common = ["--kernel", str(_kallsyms_file(tmp_path / "kallsyms", kernel)), "--base", "0xffffffffc0000000"]
+    out_imp, out_exp = tmp_path / "imp.elf", tmp_path / "exp.elf"
+    with_exp = ["--with", str(FIX6 / "exporter.ko")]
+    p1 = run([*lkm_cmd(), "link", str(FIX6 / "importer.ko"), *common, *with_exp, "-o", str(out_imp)])
+    assert p1.returncode == 0, p1.stderr
+    p2 = run([*lkm_cmd(), "link", str(FIX6 / "exporter.ko"), *common, "-o", str(out_exp)])
+    assert p2.returncode == 0, p2.stderr
+    exp_syms, imp_syms = _nm(out_exp), _nm(out_imp)
+    for name in exp_names:
+        assert imp_syms[name] == exp_syms[name], name  # the import is exporter's address
+
+
+def test_with_module_refuses_missing_namespace(tmp_path: Path) -> None:
+    data = (FIX6 / "importer.ko").read_bytes().replace(b"import_ns=LKM_FIXTURE", b"import_ns=LKM_FIXTUR_")
+    bad = tmp_path / "importer.ko"
+    bad.write_bytes(data)
+    ks = _kallsyms_file(tmp_path / "kallsyms", {n.name for n in ModuleFile.open(bad).needed})
+    cmd = [*lkm_cmd(), "link", str(bad), "--kernel", str(ks), "--base", "0xffffffffc0000000"]
+    proc = run([*cmd, "--with", str(FIX6 / "exporter.ko")])
+    assert proc.returncode == 1 and b"from namespace LKM_FIXTURE, but does not import it" in proc.stderr

@@ -2,7 +2,12 @@
 
 lkm link MODULE --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
          [--config FILE] [--base ADDR | --region NAME=ADDR ...] [-o OUT.elf]
-         [--blob PREFIX] [--kallsyms FILE]
+         [--blob PREFIX] [--kallsyms FILE] [--vermagic STRING] [--with MODULE ...]
+         [--force-modversion] [--force-vermagic]
+
+--kernel takes System.map, /proc/kallsyms, Module.symvers, a vmlinux or a kernel image (vmlinuz).
+--with links modules already in the address space first (from --base on); their exports
+resolve MODULE's imports (msdos.ko --with fat.ko).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from lkm.errors import LkmError
 SHORT = "o:h"
 LONG = [
     "kernel=", "layout=", "config=", "base=", "region=", "blob=", "kallsyms=", "help",
-    "vermagic=", "force-modversion", "force-vermagic",
+    "vermagic=", "force-modversion", "force-vermagic", "with=",
 ]  # fmt: skip
 HELP = __doc__ or ""
 
@@ -36,6 +41,7 @@ def run(prog: str, args: list[str]) -> int:
         layout = config = out = blob = kallsyms = vermagic = None
         base: int | None = None
         force: set[str] = set()
+        with_modules: list[str] = []
         for flag, val in opts:
             if flag in ("-h", "--help"):
                 sys.stdout.write(HELP)
@@ -63,16 +69,21 @@ def run(prog: str, args: list[str]) -> int:
                 vermagic = val
             elif flag in ("--force-modversion", "--force-vermagic"):
                 force.add(flag[8:])
+            elif flag == "--with":
+                with_modules.append(val)
         if len(operands) != 1:
             raise UsageError("exactly one MODULE is needed")
         if not kernels:
             raise UsageError("--kernel FILE is needed (System.map, /proc/kallsyms, Module.symvers, vmlinux)")
+        if with_modules and base is None:
+            raise UsageError("--with needs --base: the modules are placed one after another from it")
     except UsageError as exc:
         err(f"{prog}: {exc}\n")
         return 1
     path = operands[0]
     try:
-        return _link(path, kernels, layout, config, base, regions, out, blob, kallsyms, vermagic, force)
+        extra = (vermagic, force, with_modules)
+        return _link(path, kernels, layout, config, base, regions, out, blob, kallsyms, *extra)
     except LkmError as exc:
         where = exc.path or path
         reason = exc.reason.split(": ", 1)[1] if exc.reason.startswith(f"{where}: ") else exc.reason
@@ -95,6 +106,7 @@ def _link(
     kallsyms: str | None,
     vermagic: str | None,
     force: set[str],
+    with_modules: list[str],
 ) -> int:
     from lkm.link.image import link_module
     from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
@@ -114,18 +126,28 @@ def _link(
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=config_path) from None
     table = SymbolTable.from_files(*kernels)
+    warnings: list[str] = []
+    at = base
+    # Modules already in the address space (the HOWTO's msdos -> fat): linked first, one after
+    # another from --base, each one's exports then available to the next, as the kernel has them.
+    for other_path in with_modules:
+        other = ModuleFile.open(other_path)
+        if vermagic is not None:
+            check_vermagic(other, vermagic, force="vermagic" in force)
+        other_lay = layout_module(other.elf, layout_name or default_layout(other), config)
+        assert at is not None
+        other_bases, at = _sequential_bases(other_lay, at, {})
+        resolve = kernel_resolver(other, table, force_modversion="modversion" in force, warnings=warnings)
+        other_img = link_module(other, other_lay, other_bases, resolve)
+        addrs = {s.name: other_img.symbol_values[s.number] for s in other.elf.symbols() if s.name and s.shndx}
+        table.add_module_exports(other.name, other.exports, addrs, reject_duplicates=True)
     if vermagic is not None:
         check_vermagic(mod, vermagic, force="vermagic" in force)
-    warnings: list[str] = []
     resolve = kernel_resolver(mod, table, force_modversion="modversion" in force, warnings=warnings)
     lay = layout_module(mod.elf, rules, config)
-
     bases = dict(regions)
-    if base is not None:  # every region one after the other from --base, page-aligned
-        at = base
-        for r in sorted(lay.sizes, key=lambda r: _REGION_ORDER.get(r, len(_REGION_ORDER))):
-            bases.setdefault(r, at)
-            at += lay.alloc_size(r) or lay.page_size
+    if at is not None:  # every region one after the other from --base, page-aligned
+        bases, at = _sequential_bases(lay, at, bases)
     image = link_module(mod, lay, bases, resolve)
     for w in warnings:
         sys.stderr.write(f"lkm link: WARNING: {w}\n")
@@ -143,6 +165,20 @@ def _link(
     if not outputs:
         sys.stdout.write(_summary(mod.name, image))
     return 0
+
+
+def _sequential_bases(lay: object, at: int, given: dict[str, int]) -> tuple[dict[str, int], int]:
+    """Each region (not given explicitly) placed after the previous, page-aligned; the next free
+    address after them."""
+    from lkm.link.layout import Layout
+
+    assert isinstance(lay, Layout)
+    bases = dict(given)
+    for r in sorted(lay.sizes, key=lambda r: _REGION_ORDER.get(r, len(_REGION_ORDER))):
+        if r not in bases:
+            bases[r] = at
+            at += lay.alloc_size(r) or lay.page_size
+    return bases, at
 
 
 _REGIONS = (
