@@ -12,7 +12,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from fnmatch import fnmatchcase
 
 from lkm.errors import LkmError
 
@@ -172,4 +171,6 @@ class IndexFile:
 
 def _fnmatch(pattern: bytes, name: bytes) -> bool:
     """fnmatch(3) without flags, as libkmod calls it."""
+    from fnmatch import fnmatchcase
+
     return fnmatchcase(name.decode("latin-1"), pattern.decode("latin-1"))
