@@ -30,12 +30,6 @@ def normalize(name: str) -> str:
     return "".join(out)
 
 
-def modname_from_path(path: str) -> str:
-    base = os.path.basename(path)
-    dot = base.find(".")
-    return normalize(base[:dot] if dot >= 0 else base)
-
-
 class Found(Record):
     """A module a lookup found: its file, or ``path`` None for a built-in module (with the
     .modinfo entries the kernel build recorded for it)."""

@@ -29,7 +29,7 @@ def run(prog: str, args: list[str]) -> int:
     if image is None or operands:
         sys.stderr.write(f"{prog}: {HELP}")
         return 1
-    from lkm.symbols.image import decompress_kernel_image, format_proc_kallsyms, recover_kallsyms
+    from lkm.symbols.image import decompress_kernel_image, format_proc_kallsyms, kernel_arch, recover_kallsyms
 
     try:
         try:
@@ -38,9 +38,7 @@ def run(prog: str, args: list[str]) -> int:
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=image) from None
         kernel = decompress_kernel_image(data)
-        if arch is None:
-            machine = int.from_bytes(kernel[18:20], "little") if kernel[:4] == b"\x7fELF" else 183
-            arch = {62: "x86_64", 3: "i386", 183: "arm64"}.get(machine, "arm64")
+        arch = arch or kernel_arch(kernel)
         entries = recover_kallsyms(kernel, arch=arch)
         bits = 32 if arch in ("i386", "x86", "686") else 64
         sys.stdout.write(format_proc_kallsyms(entries, bits))

@@ -710,6 +710,15 @@ def _expand_names(data: bytes, tokens: _Tokens, start: int, count: int) -> Itera
         yield text[:1], text[1:]
 
 
+def kernel_arch(kernel: bytes) -> str:
+    """The architecture of a decompressed kernel: an ELF vmlinux (x86 images carry one) says its
+    machine; a raw Image is arm64's."""
+    if kernel[:4] == b"\x7fELF":
+        machine = int.from_bytes(kernel[18:20], "little")
+        return {62: "x86_64", 3: "i386", 6: "i386", 183: "arm64"}.get(machine, "arm64")
+    return "arm64"
+
+
 def recover_kallsyms(kernel: bytes, *, arch: str) -> list[KallsymsEntry]:
     """Every core-kernel symbol of *kernel*, in kallsyms order (as ``/proc/kallsyms`` lists them).
 

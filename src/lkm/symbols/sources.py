@@ -23,6 +23,7 @@ with a one-line reason naming the format and the line (the path too when given).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import repeat
 from operator import attrgetter
 
@@ -312,19 +313,13 @@ def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSy
     """Every core-kernel symbol of a kernel image, offline: names, addresses and type letters
     from its embedded kallsyms tables; for an x86 image (which carries a whole ELF vmlinux) the
     export flags, GPL-only, CRCs and namespaces from its export tables too."""
-    from lkm.elf.constants import EM_386, EM_X86_64
-    from lkm.symbols.image import decompress_kernel_image, recover_kallsyms
+    from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
     from lkm.symbols.vmlinux import parse_vmlinux
 
     try:
         kernel = decompress_kernel_image(bytes(data))
-        exports: list[KernelSymbol] = []
-        if kernel[:4] == b"\x7fELF":
-            machine = int.from_bytes(kernel[18:20], "little")
-            arch = {EM_X86_64: "x86_64", EM_386: "i386"}.get(machine, "arm64")
-            exports = parse_vmlinux(kernel, path=path)
-        else:
-            arch = "arm64"
+        arch = kernel_arch(kernel)
+        exports = parse_vmlinux(kernel, path=path) if kernel[:4] == b"\x7fELF" else []
         entries = recover_kallsyms(kernel, arch=arch)
     except LkmError as exc:
         exc.path = exc.path or path
@@ -342,23 +337,29 @@ def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSy
     return out
 
 
+def _parse_vmlinux(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
+    from lkm.symbols.vmlinux import parse_vmlinux
+
+    return parse_vmlinux(data, path=path)
+
+
 def parse(data: bytes, fmt: str, *, path: str | None = None) -> list[KernelSymbol]:
     """Symbols of ``data`` read as format ``fmt`` (one of :data:`FORMATS`)."""
-    if fmt == "system.map":
-        return parse_system_map(data, path=path)
-    if fmt == "kallsyms":
-        return parse_kallsyms(data, path=path)
-    if fmt == "ksyms":
-        return parse_ksyms(data, path=path)
-    if fmt == "module.symvers":
-        return parse_module_symvers(data, path=path)
-    if fmt == "vmlinux":
-        from lkm.symbols.vmlinux import parse_vmlinux
+    parser = _PARSERS.get(fmt)
+    if parser is None:
+        raise LkmError(f"unknown symbol source format {fmt!r} (known: {', '.join(FORMATS)})", path=path)
+    return parser(data, path=path)
 
-        return parse_vmlinux(data, path=path)
-    if fmt == "kernel-image":
-        return parse_kernel_image(data, path=path)
-    raise LkmError(f"unknown symbol source format {fmt!r} (known: {', '.join(FORMATS)})", path=path)
+
+# format -> parser, one entry per name in FORMATS
+_PARSERS: dict[str, Callable[..., list[KernelSymbol]]] = {
+    "system.map": parse_system_map,
+    "kallsyms": parse_kallsyms,
+    "ksyms": parse_ksyms,
+    "module.symvers": parse_module_symvers,
+    "vmlinux": _parse_vmlinux,
+    "kernel-image": parse_kernel_image,
+}
 
 
 def read(path: str | os.PathLike[str], *, format: str | None = None) -> tuple[str, list[KernelSymbol]]:
