@@ -104,6 +104,15 @@ class Kernel(Protocol):
         """True if NAME is built into the kernel (modules.builtin), so rmmod says so."""
         ...
 
+    def initstate(self, name: str) -> str | None:
+        """/sys/module/NAME/initstate: "live", "coming", "going"; "builtin" for a built-in
+        module; None when NAME is neither loaded nor built in."""
+        ...
+
+    def module(self, name: str) -> LoadedModule | None:
+        """One loaded module as lsmod and rmmod see it (size, refcount, holders), or None."""
+        ...
+
 
 def not_loaded(call: str, name: str) -> KernelError:
     return KernelError(call, _errno.ENOENT, f"Module {name} is not currently loaded")
