@@ -82,7 +82,9 @@ def _plain(path: Path) -> bytes:
     return decompress(data, comp) if comp else data
 
 
-def run_in_guest(tree: CorpusTree, share: Path, script: str, *, timeout: float = BOOT_TIMEOUT) -> tuple[int, str]:
+def run_in_guest(
+    tree: CorpusTree, share: Path, script: str, *, timeout: float = BOOT_TIMEOUT
+) -> tuple[int, str]:
     """Boot *tree*, run the shell *script* (as root, in the host's root, cwd the checkout)
     and return (its exit status, its output).  *share* is the guest-writable directory."""
     assert tree.vmlinuz is not None

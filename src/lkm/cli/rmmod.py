@@ -46,19 +46,20 @@ def run(prog: str, args: list[str]) -> int:
         err(f"{prog}: ERROR: missing module name.\n")
         return 1
     from lkm.kernel import KernelError, open_kernel
-    from lkm.kernel.load import check_removable, module_name, remove_module
+    from lkm.kernel.load import NotRemovable, check_removable, module_name, remove_module
 
     kernel = open_kernel()
     failed = 0
     for arg in operands:
         name = module_name(arg) if os.path.exists(arg) else arg.replace("-", "_")
-        try:
-            if not force:
-                check_removable(kernel, name)
-        except KernelError as exc:
-            err(f"{prog}: ERROR: {exc.reason}\n")
-            failed += 1
-            continue
+        if not force:
+            try:
+                for line in check_removable(kernel, name):
+                    err(f"{prog}: ERROR: {line}\n")
+            except NotRemovable as exc:
+                err(f"{prog}: ERROR: {exc.reason}\n")
+                failed += 1
+                continue
         try:
             remove_module(kernel, name, force=force)
         except KernelError as exc:

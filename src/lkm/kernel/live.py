@@ -12,6 +12,7 @@ import errno
 import os
 import platform
 
+from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, KernelError, LoadedModule
 
 # Machine (uname -m) -> syscall numbers (init_module, delete_module, finit_module).
@@ -58,12 +59,13 @@ def parse_proc_modules(text: str) -> list[tuple[str, int, int, tuple[str, ...], 
 class LiveKernel:
     """:class:`~lkm.kernel.interface.Kernel` over the kernel this process runs on."""
 
-    def __init__(self, proc: str = "/proc", sys: str = "/sys") -> None:
+    def __init__(self, proc: str = "/proc", sys: str = "/sys", modules_dir: str | None = None) -> None:
         u = os.uname()
         self.release = u.release
         self.machine = u.machine
         self.proc = proc
         self.sys = sys
+        self.modules_dir = modules_dir or f"/lib/modules/{self.release}"
         nums = SYSCALLS.get(self.machine) or SYSCALLS.get(platform.machine())
         if nums is None:
             raise KernelError("init_module", errno.ENOSYS, f"no module system calls known for {self.machine}")
@@ -112,10 +114,11 @@ class LiveKernel:
         d = self._module_dir(name)
         core = _read(f"{d}/coresize")
         ref = _read(f"{d}/refcnt")
+        holders: tuple[str, ...] | None
         try:
             holders = tuple(h for h in os.listdir(f"{d}/holders") if not h.startswith("."))
         except OSError:
-            holders = ()  # kmod: no holders directory, no holders listed
+            holders = None  # kmod: no holders directory, no holders listed
         return LoadedModule(
             name,
             int(core) if core is not None else size,
@@ -163,14 +166,29 @@ class LiveKernel:
         return out
 
     def initstate(self, name: str) -> str | None:
-        """live / coming / going; "builtin" for a built-in with a sysfs dir; None if absent."""
+        """As libkmod's kmod_module_get_initstate: "builtin" when the module directory's
+        modules.builtin lists NAME; else sysfs initstate; a sysfs directory without one is
+        taken for a module still coming; None when there is no trace of NAME."""
+        if self.is_builtin(name):
+            return "builtin"
         text = _read(f"{self._module_dir(name)}/initstate")
         if text is not None:
             return text.strip()
-        return "builtin" if os.path.isdir(self._module_dir(name)) else None
+        return "coming" if os.path.isdir(self._module_dir(name)) else None
 
     def is_builtin(self, name: str) -> bool:
-        return self.initstate(name) == "builtin"
+        """Listed in /lib/modules/RELEASE/modules.builtin.bin (or modules.builtin)."""
+        from lkm.index import IndexFile
+
+        d = f"{self.modules_dir}"
+        try:
+            return IndexFile(f"{d}/modules.builtin.bin").search(name) is not None
+        except (OSError, LkmError):
+            pass
+        text = _read(f"{d}/modules.builtin")
+        return text is not None and any(
+            line.rsplit("/", 1)[-1].split(".", 1)[0].replace("-", "_") == name for line in text.splitlines()
+        )
 
     def kallsyms(self) -> str:
         text = _read(f"{self.proc}/kallsyms")

@@ -73,36 +73,37 @@ def insert_module(kernel: Kernel, path: str, options: str = "", *, force: bool =
     kernel.init_module(data, options)
 
 
-class InUse(KernelError):
-    """rmmod's refusal before calling delete_module: the module has holders or references."""
-
-    def __init__(self, name: str, holders: tuple[str, ...]) -> None:
-        why = f"Module {name} is in use" + (" by: " + " ".join(holders) if holders else "")
-        super().__init__("delete_module", errno.EBUSY, why)
-        self.name = name
-        self.holders = holders
+class NotRemovable(KernelError):
+    """rmmod's refusal before calling delete_module (kmod 30's check_module_inuse), worded as
+    kmod words it: builtin, not loaded, in use (by holders or references), or no unloading."""
 
 
-class NotLoaded(KernelError):
-    def __init__(self, name: str, builtin: bool) -> None:
-        why = f"Module {name} is builtin." if builtin else f"Module {name} is not currently loaded"
-        super().__init__("delete_module", errno.ENOENT, why)
-        self.name = name
-        self.builtin = builtin
+# libkmod (kmod 30 as Debian builds it) logs a missing holders directory with its source
+# location; rmmod prints that line, so we do too.
+KMOD_HOLDERS_WHERE = "../libkmod/libkmod-module.c:1998 kmod_module_get_holders()"
 
 
-def check_removable(kernel: Kernel, name: str) -> None:
-    """kmod's check_module_inuse: builtin, not loaded, has holders, or referenced."""
+def check_removable(kernel: Kernel, name: str) -> list[str]:
+    """Raise NotRemovable if rmmod (without -f) would refuse *name*; return the messages
+    libkmod logs along the way (each one line)."""
     state = kernel.initstate(name)
-    if state is None or state == "builtin":
-        raise NotLoaded(name, state == "builtin")
-    mod = kernel.module(name)
+    if state == "builtin":
+        raise NotRemovable("delete_module", errno.ENOENT, f"Module {name} is builtin.")
+    mod = kernel.module(name) if state is not None else None
     if mod is None:
-        raise NotLoaded(name, False)
-    if mod.holders:
-        raise InUse(name, mod.holders)
-    if mod.refcount != 0:
-        raise InUse(name, ())
+        raise NotRemovable("delete_module", errno.ENOENT, f"Module {name} is not currently loaded")
+    logged = []
+    if mod.holders is None:
+        where = f"/sys/module/{name}/holders"
+        logged.append(f"{KMOD_HOLDERS_WHERE} could not open '{where}': {os.strerror(errno.ENOENT)}")
+    elif mod.holders:
+        users = " ".join(mod.holders)
+        raise NotRemovable("delete_module", errno.EBUSY, f"Module {name} is in use by: {users}")
+    if mod.refcount > 0:
+        raise NotRemovable("delete_module", errno.EBUSY, f"Module {name} is in use")
+    if mod.refcount == -errno.ENOENT:  # no refcnt file: a kernel without module unloading
+        raise NotRemovable("delete_module", errno.ENOENT, "Module unloading is not supported")
+    return logged
 
 
 def remove_module(kernel: Kernel, name: str, *, force: bool = False) -> None:
