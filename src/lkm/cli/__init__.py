@@ -18,6 +18,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "insmod": ("lkm.cli.insmod", "insert a module into the running kernel (kmod-compatible)"),
     "rmmod": ("lkm.cli.rmmod", "remove modules from the running kernel (kmod-compatible)"),
     "lsmod": ("lkm.cli.lsmod", "list the modules loaded in the running kernel (kmod-compatible)"),
+    "verify": ("lkm.cli.verify", "check that loaded modules are byte for byte their files (/proc/kcore)"),
 }
 
 
