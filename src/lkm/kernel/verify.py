@@ -191,13 +191,32 @@ def verify_module(
     for region in {p.region for p in layout.placements.values()} - set(bases):
         bases[region] = 0  # nothing the kernel lists lies there (nothing to compare either)
     percpu = _percpu_base(mod, layout, addrs, core)
-    resolve = kernel_resolver(mod, table, force_modversion=True)
+    resolve = _resolver(mod, table)
     image = link_module(mod, layout, bases, resolve, percpu_base=percpu)
     masks = sorted(_masks(mod, image, rules))
     _compare_bytes(mod, image, core, masks, report)
     text = kallsyms_text if kallsyms_text is not None else kernel.kallsyms()
     _compare_kallsyms(mod, image, text, report)
     return report
+
+
+def _resolver(mod: ModuleFile, table: SymbolTable) -> Callable[[str], int | None]:
+    """The kernel's binding, then the symbols of the modules *mod* depends on: /proc/kallsyms
+    does not say which module symbols are exported (GPL exports print lower-case)."""
+    by_kernel = kernel_resolver(mod, table, force_modversion=True)
+    deps = mod.depends
+
+    def resolve(name: str) -> int | None:
+        v = by_kernel(name)
+        if v is not None:
+            return v
+        for d in deps:
+            s = table.lookup(name, module=d)
+            if s is not None:
+                return s.address
+        return None
+
+    return resolve
 
 
 def _masked_at(masks: list[tuple[int, int, str]]) -> Callable[[int], str | None]:
