@@ -17,7 +17,7 @@ import pytest
 from lkm.corpus import CorpusTree, find_tree, module_files
 from lkm.kernel.load import module_name
 
-TOOLS = ("insmod", "rmmod", "lsmod")
+TOOLS = ("insmod", "rmmod", "lsmod", "verify")
 LKM_BIN = Path("/tmp/lkm-bin")
 
 
