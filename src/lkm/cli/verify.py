@@ -55,7 +55,6 @@ def run(prog: str, args: list[str]) -> int:
     if not operands:
         err(f"{prog}: ERROR: missing module file.\n")
         return 1
-    from lkm.cli.link import default_layout
     from lkm.elf.core import CoreFile
     from lkm.kernel import open_kernel
     from lkm.kernel.verify import verify_module
@@ -77,9 +76,7 @@ def run(prog: str, args: list[str]) -> int:
     for path in operands:
         try:
             mod = ModuleFile.open(path)
-            rep = verify_module(
-                mod, kernel, core, table, rules=default_layout(mod), config=config, kallsyms_text=text
-            )
+            rep = verify_module(mod, kernel, core, table, config=config, kallsyms_text=text)
         except LkmError as exc:
             err(f"{prog}: ERROR: {exc.path or path}: {exc.reason}\n")
             status = 1

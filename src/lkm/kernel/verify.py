@@ -20,12 +20,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from lkm.elf.constants import SHF_WRITE, SHT_NOBITS
+from lkm.elf.constants import SHF_WRITE, SHT_NOBITS, SHT_RELA
 from lkm.elf.core import CoreFile
 from lkm.kernel.interface import Kernel
 from lkm.link.image import LinkedImage, link_module
 from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
-from lkm.link.layout import KernelConfig, Layout, layout_module
+from lkm.link.layout import KernelConfig, Layout, default_rules, layout_module
 from lkm.link.resolve import kernel_resolver
 from lkm.module.file import ModuleFile
 from lkm.record import Record
@@ -139,7 +139,7 @@ def _percpu_base(mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: C
         return 0
     syms = mod.elf.symbols()
     for rs in mod.elf.sections:
-        target = layout.placements.get(rs.info) if rs.type == 4 else None  # SHT_RELA
+        target = layout.placements.get(rs.info) if rs.type == SHT_RELA else None
         if target is None or target.name not in addrs or target.region.startswith("init"):
             continue
         for r in mod.elf.relocations(rs):
@@ -179,11 +179,13 @@ def verify_module(
     core: CoreFile,
     table: SymbolTable,
     *,
-    rules: str,
+    rules: str | None = None,
     config: KernelConfig | None = None,
     kallsyms_text: str | None = None,
 ) -> Report:
-    """Compare the loaded module named ``mod.name`` with *mod* relinked at its addresses."""
+    """Compare the loaded module named ``mod.name`` with *mod* relinked at its addresses;
+    *rules* default to those of the module's vermagic."""
+    rules = rules or default_rules(mod.is_24, mod.vermagic)
     report = Report(mod.name)
     addrs = kernel.sections(mod.name)
     layout = layout_module(mod.elf, rules, config or KernelConfig())

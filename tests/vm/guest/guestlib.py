@@ -149,7 +149,6 @@ def load_sample(t: CorpusTree, count: int) -> dict[str, Path]:
 
 def verify_loaded(t: CorpusTree, modules: dict[str, Path]) -> dict[str, object]:
     """Run lkm verify's library on each module; a summary with every difference."""
-    from lkm.cli.link import default_layout
     from lkm.elf.core import CoreFile
     from lkm.kernel.live import LiveKernel
     from lkm.kernel.verify import verify_module
@@ -175,9 +174,7 @@ def verify_loaded(t: CorpusTree, modules: dict[str, Path]) -> dict[str, object]:
     for name, path in sorted(modules.items()):
         try:
             mod = ModuleFile.open(path)
-            rep = verify_module(
-                mod, kernel, core, table, rules=default_layout(mod), config=config, kallsyms_text=text
-            )
+            rep = verify_module(mod, kernel, core, table, config=config, kallsyms_text=text)
         except Exception as exc:  # every failure is a finding, reported with its module
             summary["errors"].append(f"{name}: {type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
             continue
