@@ -622,11 +622,12 @@ def _symbol_values(obj: ObjFile, elf: ElfFile) -> list[int]:
 
 
 def _resolved(obj: ObjFile, elf: ElfFile) -> dict[str, int]:
-    """Undefined names of the object with what they were bound to (kernel, modules, weak 0)."""
+    """Undefined names of the object with what they were bound to (kernel, modules, weak 0,
+    insmod's own __this_module)."""
     out = {}
     for y in elf.symbols()[1:]:
         if y.shndx == 0 and y.name:
             sym = obj.find_symbol(y.name)
-            if sym is not None and (sym.secidx > SHN_HIRESERVE or sym.secidx == SHN_ABS):
+            if sym is not None and sym.secidx != 0:
                 out[y.name] = obj.final_value(sym)
     return out
