@@ -292,3 +292,42 @@ def test_no_export_and_no_ksymoops() -> None:
     assert img.exports == [] and img.module["nsyms"] == 0
     names = {n for n, *_ in img.sections}
     assert "__ksymtab" not in names
+
+
+def test_plan_then_link_as_create_module_does() -> None:
+    """The model kernel's order: size first (create_module), then relocation at its address."""
+    from lkm.link.insmod24 import plan_module_24
+
+    path = FIX24 / "chardev24.o"
+    plan = plan_module_24(ModuleFile.open(path), KernelSymbols24.from_ksyms(KSYMS), opts(path))
+    size = plan.size
+    img = plan.link(0xD0000000)
+    assert img.size == size == len(img.image) and img.module["size"] == size
+    assert img.base == 0xD0000000 and img.sections[0][:2] == (".this", 0xD0000000)
+    with pytest.raises(ValueError):
+        plan.link(0xD0001000)
+    from lkm.link.image import LinkError
+
+    loaded = KernelSymbols24.from_ksyms(KSYMS + "d0000000 __insmod_chardev24_O/x_M0_V1\t[chardev24]\n")
+    with pytest.raises(LinkError, match="a module named chardev24 already exists"):
+        plan_module_24(ModuleFile.open(path), loaded, opts(path))
+
+
+def test_map_lines_exact() -> None:
+    img = link(FIX24 / "hello24.o")
+    text = format_load_map(img)
+    head = "Sections:       Size      Address   Align\n.this           00000060  c8800000  2**2\n"
+    assert text.startswith(head)
+    assert "\n\nSymbols:\n" in text and f"\n{BASE:08x} d __this_module\n" in text
+    assert "\n00000000 a hello24.c\n" in text  # the file symbol: absolute, local
+
+
+def test_persist_symbol() -> None:
+    from lkm.link.image import LinkError
+
+    img = link(FIX24 / "hello24.o", persist="/var/lib/modules/persist/hello24")
+    assert ("__insmod_hello24_P/var/lib/modules/persist/hello24", BASE) in img.exports
+    with pytest.raises(LinkError, match="Persistent filenames must be absolute"):
+        link(FIX24 / "hello24.o", persist="persist/hello24")
+    # fat24 has no persistent parameter: no _P symbol
+    assert not any("_P" in n for n, _ in link(FIX24 / "fat24.o", persist="/p/fat24").exports)

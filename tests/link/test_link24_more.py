@@ -205,3 +205,20 @@ def test_cli_errors_one_line_no_output(
     err = r.stderr.decode()
     assert r.returncode == 1 and err.count("\n") == 1 and message in err and str(src) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hello24.o", "ksyms"]
+
+
+def test_kallsyms_reader_agrees() -> None:
+    from lkm.link import kallsyms24
+
+    path = FIX24 / "fat24.o"
+    ks = "c0100000 __start___kallsyms\nc0110000 __stop___kallsyms\n" + KSYMS  # the kernel has kallsyms
+    img = link_module_24(ModuleFile.open(path), KernelSymbols24.from_ksyms(ks), BASE, opts(path))
+    start, end = struct.unpack_from("<24I", img.image, 0)[19:21]
+    assert start and end > start
+    sections, symbols = kallsyms24.parse(img.image[start - BASE : end - BASE])
+    assert [(n, a, s) for n, a, s, _ in sections] == sorted(
+        [(n, a, s) for n, a, s, _ in img.sections], key=lambda t: [x[0] for x in sections].index(t[0])
+    )
+    mapped = {(m.value, m.name) for m in img.map_symbols}
+    assert {(s.address, s.name) for s in symbols} <= mapped
+    assert any(s.name == "fat24_read_super" and s.section == ".text" for s in symbols)
