@@ -81,9 +81,13 @@ LAYOUT_RULES: dict[str, LayoutRules] = {
 
 
 class KernelConfig(Record):
-    """The configuration knobs the layout depends on (from the kernel's .config)."""
+    """The configuration knobs the layout depends on (from the kernel's .config).
+    ``arm64_erratum_843419``: CONFIG_ARM64_ERRATUM_843419 and a CPU that needs it (Cortex-A53
+    r0p0-r0p4), the kernel's ARM64_WORKAROUND_843419 capability: a property of the machine, so
+    never read from a .config."""
 
-    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload")
+    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload",
+                 "arm64_erratum_843419")  # fmt: skip
 
     def __init__(
         self,
@@ -92,12 +96,14 @@ class KernelConfig(Record):
         kallsyms: bool = True,
         kallsyms_all: bool = False,
         module_unload: bool = True,
+        arm64_erratum_843419: bool = False,
     ) -> None:
         self.page_size = page_size
         self.strict_module_rwx = strict_module_rwx
         self.kallsyms = kallsyms
         self.kallsyms_all = kallsyms_all
         self.module_unload = module_unload
+        self.arm64_erratum_843419 = arm64_erratum_843419
 
     @classmethod
     def from_config_text(cls, text: str) -> KernelConfig:
