@@ -18,6 +18,7 @@ optional ``__kallsyms``, layout, relocation and patches, the struct module field
 from __future__ import annotations
 
 import os
+import re
 import struct
 
 from lkm.elf import ElfFile
@@ -202,17 +203,13 @@ class LinkedImage24(Record):
 
 
 def module_version(mod: ModuleFile) -> int:
-    """get_module_version: kernel_version=a.b.c as a<<16|b<<8|c, -1 if absent or malformed."""
-    text = mod.get("kernel_version")
-    if text is None:
-        return -1
-    parts = text.split(".", 2)
-    try:
-        a, b = int(parts[0]), int(parts[1])
-        c = int("".join(ch for ch in parts[2].split()[0] if ch.isdigit()) or "x") if len(parts) > 2 else -1
-    except (ValueError, IndexError):
-        return -1
-    return -1 if c < 0 else a << 16 | b << 8 | c
+    """get_module_version: kernel_version=a.b.c (strtoul each, c at least one digit) as
+    a<<16|b<<8|c, -1 if absent or malformed."""
+    m = _VERSION.match(mod.get("kernel_version") or "")
+    return int(m[1]) << 16 | int(m[2]) << 8 | int(m[3]) if m else -1
+
+
+_VERSION = re.compile(r"\s*\+?(\d+)\.\s*\+?(\d+)\.\s*\+?(\d+)")
 
 
 def gpl_license_24(obj: ObjFile) -> bool:
