@@ -94,6 +94,9 @@ def run(prog: str, args: list[str]) -> int:
     path = operands[0]
     try:
         if layout == "linux-2.4" or (layout is None and _is_24(path)):
+            for given, flag in ((kallsyms, "--kallsyms"), (config, "--config"), (regions, "--region")):
+                if given:
+                    raise UsageError(f"{flag} is not for linux-2.4 (see --ksyms, --kallsyms24, --base)")
             return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24)
         if opts24:
             raise UsageError(f"--{next(iter(opts24))} is for --layout linux-2.4")
