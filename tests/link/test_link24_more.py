@@ -4,6 +4,7 @@ the __kallsyms section, GNU ld as an oracle for the fixtures' bytes, and the CLI
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import struct
 import subprocess
@@ -222,3 +223,43 @@ def test_kallsyms_reader_agrees() -> None:
     mapped = {(m.value, m.name) for m in img.map_symbols}
     assert {(s.address, s.name) for s in symbols} <= mapped
     assert any(s.name == "fat24_read_super" and s.section == ".text" for s in symbols)
+
+
+def test_module_arguments(tmp_path: Path) -> None:
+    """insmod's symbol=value: an 's' parameter becomes a pointer to a copy of the string, 'h'
+    array values are stored as shorts (strtoul base 0), 'c<N>' strings are copied in place."""
+    require(shutil.which("as"), "GNU as (binutils) missing")
+    src = (
+        "\t.text\n\t.globl init_module\ninit_module: ret\n"
+        "\t.data\n\t.globl name\nname: .long 0\n\t.globl arr\narr: .short 9, 9, 9\n"
+        "\t.globl label\nlabel: .ascii \"abcdefgh\"\n"
+        '\t.section .modinfo,"a"\n\t.string "kernel_version=2.4.20"\n\t.string "parm_name=s"\n'
+        '\t.string "parm_arr=2-3h"\n\t.string "parm_label=c8"\n'
+    )
+    (tmp_path / "p.s").write_text(src)
+    path = tmp_path / "param24.o"
+    subprocess.run(["as", "--32", "-o", str(path), str(tmp_path / "p.s")], check=True)
+    args = ('name="hi\\tthere\\101"', "arr=1, 0x10", "label=xyz")
+    img = link_module_24(
+        ModuleFile.open(path), KernelSymbols24.from_ksyms(KSYMS), BASE, opts(path, args=args)
+    )
+    val = {m.name: m.value for m in img.map_symbols}
+
+    def at(addr: int, n: int) -> bytes:
+        return img.image[addr - BASE : addr - BASE + n]
+
+    pointer = struct.unpack("<I", at(val["name"], 4))[0]
+    assert img.image[pointer - BASE :].split(b"\0")[0] == b"hi\tthereA"
+    assert struct.unpack("<3h", at(val["arr"], 6)) == (1, 16, 9)
+    assert at(val["label"], 8) == b"xyz\0efgh"  # strcpy: the rest of the slot stays
+    for bad, message in (
+        (("arr=1",), "too few values for arr (min 2)"),
+        (("arr=1,2,3,4",), "too many values for arr (max 3)"),
+        (("label=abcdefg",), "string too long for label (max 7)"),
+        (("nosuch=1",), "invalid parameter parm_nosuch"),
+        (("arr=1;2",), "invalid argument syntax for arr: ';'"),
+        (('name="open',), "improperly terminated string argument for name"),
+    ):
+        kernel = KernelSymbols24.from_ksyms(KSYMS)
+        with pytest.raises(LinkError, match=re.escape(message)):
+            link_module_24(ModuleFile.open(path), kernel, BASE, opts(path, args=bad))

@@ -1,6 +1,6 @@
 """``lkm link``: link a module against a kernel's symbols at kernel addresses, offline.
 
-lkm link MODULE --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
+lkm link MODULE [symbol=value ...] --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
          [--config FILE] [--base ADDR | --region NAME=ADDR ...] [-o OUT.elf]
          [--blob PREFIX] [--kallsyms FILE] [--vermagic STRING] [--with MODULE ...]
          [--force-modversion] [--force-vermagic]
@@ -82,8 +82,8 @@ def run(prog: str, args: list[str]) -> int:
                 with_modules.append(val)
             elif flag in _OPTS_24:
                 opts24[flag[2:]] = val
-        if len(operands) != 1:
-            raise UsageError("exactly one MODULE is needed")
+        if not operands or any("=" not in a for a in operands[1:]):
+            raise UsageError("exactly one MODULE is needed (then 2.4 symbol=value arguments)")
         if not kernels:
             raise UsageError("--kernel FILE is needed (System.map, /proc/kallsyms, Module.symvers, vmlinux)")
         if with_modules and base is None:
@@ -97,7 +97,10 @@ def run(prog: str, args: list[str]) -> int:
             for given, flag in ((kallsyms, "--kallsyms"), (config, "--config"), (regions, "--region")):
                 if given:
                     raise UsageError(f"{flag} is not for linux-2.4 (see --ksyms, --kallsyms24, --base)")
-            return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24)
+            return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24,
+                            tuple(operands[1:]))  # fmt: skip
+        if operands[1:]:
+            raise UsageError("symbol=value module arguments are for --layout linux-2.4")
         if opts24:
             raise UsageError(f"--{next(iter(opts24))} is for --layout linux-2.4")
         extra = (vermagic, force, with_modules)
@@ -260,6 +263,7 @@ def _link_24(
     force: set[str],
     with_modules: list[str],
     opts24: dict[str, str],
+    args: tuple[str, ...],
 ) -> int:
     """linux-2.4: insmod's link (lkm.link.insmod24), modules of --with loaded first."""
     from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
@@ -290,6 +294,7 @@ def _link_24(
         kallsyms="kallsyms24" in opts24,
         persist=opts24.get("persist"),
         force="vermagic" in force,
+        args=args,
     )
     mod = ModuleFile.open(path)
     img = link_module_24(mod, kernel, at, opt)

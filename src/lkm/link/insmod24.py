@@ -39,6 +39,7 @@ from lkm.errors import InvalidModule
 from lkm.link import kallsyms24
 from lkm.link.image import LinkError
 from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
+from lkm.link.params24 import ParamError, apply_arguments
 from lkm.link.relocate import FORMULAS_24, GOT_TYPES_24, INSMOD24_I386, R_386_GOT32
 from lkm.module.file import ModuleFile
 from lkm.record import Record
@@ -127,10 +128,10 @@ class Insmod24Options(Record):
     -x), ``ksymoops`` (-Y default, False is -y), ``kallsyms`` (-S: add __kallsyms even if the
     kernel has none), ``persist`` (-e FILE, absolute), ``force`` (-f), ``prefix`` (-P);
     ``object_path``/``mtime`` for the ``_O`` symbol (default: the module file's realpath and
-    mtime)."""
+    mtime); ``args`` the ``symbol=value`` module arguments."""
 
     __slots__ = ("name", "autoclean", "export", "ksymoops", "kallsyms", "persist", "force", "prefix",
-                 "object_path", "mtime")  # fmt: skip
+                 "object_path", "mtime", "args")  # fmt: skip
 
     def __init__(
         self,
@@ -144,6 +145,7 @@ class Insmod24Options(Record):
         prefix: str | None = None,
         object_path: str | None = None,
         mtime: int | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.autoclean = autoclean
@@ -155,6 +157,7 @@ class Insmod24Options(Record):
         self.prefix = prefix
         self.object_path = object_path
         self.mtime = mtime
+        self.args = args
 
 
 class MapSymbol(Record):
@@ -281,6 +284,10 @@ class Insmod24Plan:
                 why += " (license not GPL-compatible: GPLONLY_ symbols are not available to it)"
             raise LinkError(why, path=path)
         obj.allocate_commons()
+        try:
+            apply_arguments(obj, mod, opt.args)
+        except ParamError as exc:
+            raise LinkError(str(exc), path=path) from None
         for special in ("cleanup_module", "init_module", "kernel_version"):
             sym = obj.find_symbol(special)
             if sym is not None:
