@@ -331,3 +331,47 @@ def test_persist_symbol() -> None:
         link(FIX24 / "hello24.o", persist="persist/hello24")
     # fat24 has no persistent parameter: no _P symbol
     assert not any("_P" in n for n, _ in link(FIX24 / "fat24.o", persist="/p/fat24").exports)
+
+
+def _elf_hash(name: bytes) -> int:
+    """The System V ABI's ELF hash."""
+    h = 0
+    for c in name:
+        h = ((h << 4) + c) & 0xFFFFFFFF
+        g = h & 0xF0000000
+        if g:
+            h ^= g >> 24
+        h &= ~g & 0xFFFFFFFF
+    return h
+
+
+def test_export_all_in_hash_table_order() -> None:
+    """Without __ksymtab insmod exports every global of a loaded section walking its 521-bucket
+    ELF-hash table: bucket by bucket, the most recently added name first (the object's symbols
+    in table order, then __this_module, then the ksymoops symbols)."""
+    path = FIX24 / "common24.o"
+    img = link(path)
+    e = elf_of(path)
+    symtab = e.get_section_by_name(".symtab")
+    added = []
+    exported = []
+    for y in list(symtab.iter_symbols())[1:]:
+        name = y.name or e.get_section(y["st_shndx"]).name
+        added.append(name)
+        hidden = name in ("init_module", "cleanup_module", "kernel_version")
+        loaded = y["st_shndx"] == "SHN_COMMON" or (
+            isinstance(y["st_shndx"], int) and e.get_section(y["st_shndx"])["sh_flags"] & 2
+            and e.get_section(y["st_shndx"]).name != ".modinfo"
+        )
+        if y["st_info"]["bind"] != "STB_LOCAL" and not hidden and loaded:
+            exported.append(name)
+    secs = {n: s for n, _, s, _ in img.sections}
+    ksymoops = [f"__insmod_common24_O/lib/modules/2.4.20/misc/common24.o_M{MTIME:08X}_V{0x020414}"]
+    for sec in (".text", ".rodata", ".data", ".bss"):
+        if secs.get(sec):
+            ksymoops.append(f"__insmod_common24_S{sec}_L{secs[sec]}")
+    added += ["__this_module", *ksymoops]
+    exported += ksymoops
+    order = {n: i for i, n in enumerate(added)}
+    want = sorted(exported, key=lambda n: (_elf_hash(n.encode()) % 521, -order[n]))
+    assert [n for n, _ in img.exports] == want
