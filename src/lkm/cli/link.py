@@ -271,15 +271,17 @@ def _link_24(
     from lkm.link.output24 import as_linked_image, format_ksyms, format_load_map
     from lkm.module.file import ModuleFile
 
-    texts = []
+    kernel = KernelSymbols24([], [], release)
     for k in kernels:
         try:
             with open(k, encoding="utf-8", errors="surrogateescape") as f:
-                texts.append(f.read())
+                part = KernelSymbols24.from_ksyms(f.read())
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=k) from None
-    kernel = KernelSymbols24.from_ksyms("".join(t if t.endswith("\n") else t + "\n" for t in texts),
-                                        release=release)  # fmt: skip
+        except LkmError as exc:
+            raise LkmError(exc.reason, path=k) from None
+        kernel.kernel += part.kernel
+        kernel.modules += part.modules
     at = 0x12340000 if base is None else base
     for other_path in with_modules:  # newest first in the kernel's list
         other_opt = Insmod24Options(force="vermagic" in force)
