@@ -15,6 +15,9 @@ TOOLS: dict[str, tuple[str, str]] = {
     "modinfo": ("lkm.cli.modinfo", "show information about a kernel module (kmod-compatible)"),
     "link": ("lkm.cli.link", "link a module against a kernel's symbols at kernel addresses"),
     "kallsyms": ("lkm.cli.kallsyms", "a kernel's symbols recovered from its image, as /proc/kallsyms"),
+    "insmod": ("lkm.cli.insmod", "insert a module into the running kernel (kmod-compatible)"),
+    "rmmod": ("lkm.cli.rmmod", "remove modules from the running kernel (kmod-compatible)"),
+    "lsmod": ("lkm.cli.lsmod", "list the modules loaded in the running kernel (kmod-compatible)"),
 }
 
 

@@ -1,267 +1,111 @@
-"""load_module for the model kernel (today's design: the kernel links the raw file).
+"""Inserting and removing modules the way libkmod does, over any :class:`Kernel`.
 
-The steps of kernel/module/main.c, each with its errno: signature check, ELF checks
-(:mod:`lkm.module.validate`), vermagic, name already loaded, layout (:mod:`lkm.link.layout`),
-memory (module_alloc), symbol resolution and relocation (:mod:`lkm.link`), duplicate exports,
-parameters, references to the modules it uses, the init routine, freeing init memory.
-Runs inside the caller's transaction: any exception leaves the state as it was.
+``insert_module`` is kmod_module_insert_module: a plain file goes to ``finit_module`` (the
+kernel reads it); a compressed one too, with ``MODULE_INIT_COMPRESSED_FILE``, when the kernel
+decompresses that format itself (/sys/module/compression), otherwise it is decompressed here
+and passed to ``init_module``.  ``check_removable`` is rmmod's in-use check, and
+``remove_module`` the delete_module call kmod makes.  All failures are :class:`KernelError`
+with the errno kmod would report.
 """
 
 from __future__ import annotations
 
 import errno
-import json
-import sqlite3
-from typing import TYPE_CHECKING, cast
+import os
 
-from lkm.errors import InvalidModule
-from lkm.kernel.executor import LoadedImage
-from lkm.kernel.interface import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC, KernelError
-from lkm.kernel.state import addr
-from lkm.symbols.table import SymbolTable
+from lkm.compress import decompress, detect
+from lkm.errors import DecompressionError
+from lkm.kernel.interface import (
+    MODULE_INIT_COMPRESSED_FILE,
+    MODULE_INIT_IGNORE_MODVERSIONS,
+    MODULE_INIT_IGNORE_VERMAGIC,
+    O_NONBLOCK,
+    O_TRUNC,
+    Kernel,
+    KernelError,
+)
 
-if TYPE_CHECKING:
-    from lkm.kernel.model import ModelKernel
-    from lkm.module.file import ModuleFile
-
-SIG_MAGIC = b"~Module signature appended~\n"
-# Integer parameter types and their ranges (kernel/params.c STANDARD_PARAM_DEF).
-INT_TYPES = {
-    "byte": (0, 0xFF),
-    "short": (-(1 << 15), (1 << 15) - 1),
-    "ushort": (0, 0xFFFF),
-    "int": (-(1 << 31), (1 << 31) - 1),
-    "uint": (0, 0xFFFFFFFF),
-    "long": (-(1 << 63), (1 << 63) - 1),
-    "ulong": (0, (1 << 64) - 1),
-    "ullong": (0, (1 << 64) - 1),
-    "hexint": (0, 0xFFFFFFFF),
-}
-BOOL_WORDS = {"y", "Y", "1", "n", "N", "0", "on", "off", "true", "false", ""}
+# Suffixes kmod strips to name a module after its file (path_to_modname).
+_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
 
 
-def split_args(args: str) -> list[tuple[str, str | None]]:
-    """kernel/params.c parse_args/next_arg: whitespace-separated, double quotes group, the first
-    '=' splits name and value, quotes around the value stripped, "--" ends the list."""
-    out: list[tuple[str, str | None]] = []
-    i, n = 0, len(args)
-    while i < n:
-        while i < n and args[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        start, quoted = i, False
-        while i < n and (quoted or not args[i].isspace()):
-            if args[i] == '"':
-                quoted = not quoted
-            i += 1
-        word = args[start:i]
-        if word == "--":
-            break
-        name, eq, value = word.partition("=")
-        name = name.replace('"', "")
-        if eq and len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-            value = value[1:-1]
-        elif eq:
-            value = value.replace('"', "")
-        out.append((name, value if eq else None))
-    return out
+def module_name(arg: str) -> str:
+    """The module name kmod derives from a path or name: basename, up to the first '.', '-' -> '_'."""
+    base = os.path.basename(arg)
+    return base.split(".", 1)[0].replace("-", "_")
 
 
-def _check_param(mod: ModuleFile, ptype: str, name: str, value: str | None) -> None:
-    base = ptype.removeprefix("array of ")
-    values = (value or "").split(",") if ptype.startswith("array of ") else [value or ""]
-    for v in values:
-        rng = INT_TYPES.get(base)
-        ok = True
-        if rng is not None:
-            try:
-                ok = rng[0] <= int(v, 0) <= rng[1]
-            except ValueError:
-                ok = False
-        elif base in ("bool", "invbool"):
-            ok = value is None or v in BOOL_WORDS
-        if not ok:
-            raise KernelError(
-                "init_module", errno.EINVAL, f"{mod.name}: '{value}' invalid for parameter `{name}'"
-            )
+def join_options(args: list[str]) -> str:
+    """insmod's parameter string: the arguments joined by single spaces, as given."""
+    return " ".join(args)
 
 
-def parse_params(mod: ModuleFile, args: str, warnings: list[str]) -> dict[str, str]:
-    """The values given, by parameter (names with '-' as '_'); unknown ones warned and ignored."""
-    declared = {p.name: p.type or "" for p in mod.parameters}
-    given: dict[str, str] = {}
-    for name, value in split_args(args):
-        key = name.replace("-", "_")
-        if key not in declared:
-            warnings.append(f"{mod.name}: unknown parameter '{name}' ignored")
-            continue
-        _check_param(mod, declared[key], key, value)
-        given[key] = "" if value is None else value
-    return given
-
-
-def strip_signature(data: bytes) -> tuple[bytes, bool]:
-    """module_sig_check without keys: the appended signature is removed (its trailer checked
-    by :mod:`lkm.module.signature` when the file is read), reported as present or not."""
-    if data.endswith(SIG_MAGIC):
-        from lkm.module.signature import module_size
-
+def insert_module(kernel: Kernel, path: str, options: str = "", *, force: bool = False) -> None:
+    """Load the module file at *path* with the parameter string *options*."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise KernelError("open", exc.errno or errno.EIO, path=path) from None
+    flags = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC if force else 0
+    comp = detect(head)
+    if comp is None or comp.name == kernel.module_compression():
+        if comp is not None:
+            flags |= MODULE_INIT_COMPRESSED_FILE
         try:
-            return data[: module_size(data)], True
-        except InvalidModule as exc:
-            raise KernelError("init_module", exc.errno, exc.reason) from None
-    return data, False
+            kernel.finit_module(path, options, flags)
+            return
+        except KernelError as exc:
+            if exc.errno != errno.ENOSYS:
+                raise
+    with open(path, "rb") as f:
+        data = f.read()
+    if comp is not None:
+        try:
+            data = decompress(data, comp)
+        except DecompressionError:
+            # libkmod's decompressors fail with -EINVAL, which insmod words "Invalid parameters".
+            raise KernelError("decompress", errno.EINVAL, path=path) from None
+    if force:
+        from lkm.kernel.strip import strip_for_force
+
+        data = strip_for_force(data)
+    kernel.init_module(data, options)
 
 
-def load_module(
-    kernel: ModelKernel,
-    db: sqlite3.Connection,
-    call: str,
-    data: bytes,
-    params: str,
-    flags: int,
-    path: str | None,
-) -> list[str]:
-    """Load one module into the model; returns the kernel's warnings (printk lines)."""
-    from lkm.kernel.model import _DbSymbols, kernel_error
-    from lkm.link.image import link_module
-    from lkm.link.kallsyms import module_kallsyms
-    from lkm.link.layout import KernelConfig, layout_module
-    from lkm.link.resolve import check_vermagic, kernel_resolver
-    from lkm.module.file import ModuleFile
-    from lkm.module.validate import check_module
-
-    meta = kernel.meta
-    warnings: list[str] = []
-    taints = ""
-    try:
-        raw, signed = strip_signature(data)
-        if not signed and meta.get("sig", "1") == "1":
-            warnings.append(
-                "module verification failed: signature and/or required key missing - tainting kernel"
-            )
-            taints += "E"
-        mod = ModuleFile.from_bytes(raw, path=path)
-        arch = meta["arch"]
-        smsize = int(meta["struct_module_size"]) if "struct_module_size" in meta else None
-        check_module(mod.elf, kernel=meta.get("kernel", "6.1"), arch=arch, struct_module_size=smsize)
-        check_vermagic(mod, meta["vermagic"], force=bool(flags & MODULE_INIT_IGNORE_VERMAGIC))
-    except InvalidModule as exc:
-        raise kernel_error(call, exc) from None
-    name = mod.name
-    if not mod.versions:
-        taints += "F" if "F" not in taints else ""
-    license_ = mod.license or ""
-    if not license_ or license_ == "Proprietary":
-        taints = "P" + taints
-    if mod.get("intree") != "Y":
-        taints += "O"
-    existing = kernel._find(db, name)
-    if existing is not None:
-        raise KernelError(
-            call, errno.EEXIST if existing[4] == "Live" else errno.EBUSY, f"Module {name} already loaded"
-        )
-    given = parse_params(mod, params, warnings)
-    cfg = KernelConfig(page_size=kernel.page_size, kallsyms_all=meta.get("kallsyms_all", "1") == "1")
-    try:
-        lay = layout_module(mod.elf, meta["layout"], cfg)
-    except InvalidModule as exc:
-        raise kernel_error(call, exc) from None
-    cur = db.execute(
-        "INSERT INTO modules (name, design, base, size, state, path) VALUES (?, '6', 0, 0, 'Unformed', ?)",
-        (name, path),
-    )
-    seq = cast(int, cur.lastrowid)
-    bases: dict[str, int] = {}
-    for region in lay.sizes:
-        size = lay.alloc_size(region)
-        if size:
-            bases[region] = kernel._alloc(db, seq, name, region, size)
-    symbols = _DbSymbols(db)
-    try:
-        resolve = kernel_resolver(
-            mod,
-            cast(SymbolTable, symbols),
-            force_modversion=bool(flags & MODULE_INIT_IGNORE_MODVERSIONS),
-            warnings=warnings,
-        )
-        image = link_module(mod, lay, {r: bases.get(r, 0) for r in lay.sizes}, resolve)
-    except InvalidModule as exc:
-        raise kernel_error(call, exc) from None
-    values = image.symbol_values
-    by_name = {s.name: values[s.number] for s in mod.elf.symbols() if s.name and s.shndx}
-    exports = []
-    for ord_, e in enumerate(mod.exports):
-        dup = db.execute(
-            "SELECT 'kernel' FROM ksyms WHERE name=? UNION ALL SELECT m.name FROM msyms s JOIN modules m "
-            "USING (seq) WHERE s.name=? AND s.kind='export'",
-            (e.name, e.name),
-        ).fetchone()
-        if dup is not None:
-            raise KernelError(
-                call, errno.ENOEXEC, f"{name}: exports duplicate symbol {e.name} (owned by {dup[0]})"
-            )
-        value = by_name.get(e.symbol or e.name, by_name.get(e.name, 0))
-        exports.append((seq, e.name, addr(value), "export", None, int(e.gpl), e.crc, e.namespace, ord_))
-    db.executemany("INSERT INTO msyms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", exports)
-    kept = module_kallsyms(mod, image)
-    db.executemany(
-        "INSERT INTO msyms VALUES (?, ?, ?, 'kallsyms', ?, 0, NULL, NULL, ?)",
-        ((seq, s.name, addr(s.value), s.type, i) for i, s in enumerate(kept)),
-    )
-    used: list[int] = []
-    for sym in image.resolved:
-        owner = symbols.owners.get(sym)
-        if owner is not None and owner[0] not in used:
-            used.append(owner[0])
-    nrefs = db.execute("SELECT COALESCE(MAX(ord), 0) FROM refs").fetchone()[0]
-    db.executemany("INSERT INTO refs VALUES (?, ?, ?)", ((seq, u, nrefs + 1 + i) for i, u in enumerate(used)))
-    init = by_name.get("init_module", 0)
-    exit_ = by_name.get("cleanup_module", 0)
-    memory = {bases[r]: bytes(buf) for r, buf in image.regions.items() if r in bases}
-    sections = {p.name: image.section_addresses[n] for n, p in lay.placements.items() if p.size}
-    core = [r for r in bases if not r.startswith("init")]
-    text_region = "core" if "core" in lay.sizes else "text"
-    size = lay.sizes.get("core", 0) if "core" in lay.sizes else sum(lay.alloc_size(r) for r in core)
-    info = {
-        "init": init,
-        "exit": exit_,
-        "sections": sections,
-        "params": given,
-        "regions": {r: [b, lay.alloc_size(r)] for r, b in bases.items()},
-    }
-    db.execute(
-        "UPDATE modules SET base=?, size=?, state='Loading', taints=?, init=?, cleanup=?, info=? WHERE seq=?",
-        (
-            addr(bases.get(text_region, 0)),
-            size,
-            _taint_letters(taints),
-            addr(init),
-            addr(exit_),
-            json.dumps(info),
-            seq,
-        ),
-    )
-    if init:
-        ret = kernel.executor.call(LoadedImage(name, memory, {}), init, ())
-        if ret < 0:
-            raise KernelError(call, -ret, f"{name}: init routine failed ({ret})")
-        if ret > 0:
-            warnings.append(
-                f"do_init_module: '{name}'->init suspiciously returned {ret}, "
-                "it should follow 0/-E convention"
-            )
-    # do_init_module: the init regions are freed once init has run.
-    for r in [r for r in bases if r.startswith("init")]:
-        db.execute("DELETE FROM areas WHERE seq=? AND region=?", (seq, r))
-        del memory[bases[r]]
-    kernel._store_memory(db, seq, memory)
-    db.execute("UPDATE modules SET state='Live' WHERE seq=?", (seq,))
-    return warnings
+class NotRemovable(KernelError):
+    """rmmod's refusal before calling delete_module (kmod 30's check_module_inuse), worded as
+    kmod words it: builtin, not loaded, in use (by holders or references), or no unloading."""
 
 
-def _taint_letters(taints: str) -> str:
-    from lkm.kernel.model import TAINT_ORDER
+# libkmod (kmod 30 as Debian builds it) logs a missing holders directory with its source
+# location; rmmod prints that line, so we do too.
+KMOD_HOLDERS_WHERE = "../libkmod/libkmod-module.c:1998 kmod_module_get_holders()"
 
-    return "".join(c for c in TAINT_ORDER if c in taints)
+
+def check_removable(kernel: Kernel, name: str) -> list[str]:
+    """Raise NotRemovable if rmmod (without -f) would refuse *name*; return the messages
+    libkmod logs along the way (each one line)."""
+    state = kernel.initstate(name)
+    if state == "builtin":
+        raise NotRemovable("delete_module", errno.ENOENT, f"Module {name} is builtin.")
+    mod = kernel.module(name) if state is not None else None
+    if mod is None:
+        raise NotRemovable("delete_module", errno.ENOENT, f"Module {name} is not currently loaded")
+    logged = []
+    if mod.holders is None:
+        where = f"/sys/module/{name}/holders"
+        logged.append(f"{KMOD_HOLDERS_WHERE} could not open '{where}': {os.strerror(errno.ENOENT)}")
+    elif mod.holders:
+        users = " ".join(mod.holders)
+        raise NotRemovable("delete_module", errno.EBUSY, f"Module {name} is in use by: {users}")
+    if mod.refcount > 0:
+        raise NotRemovable("delete_module", errno.EBUSY, f"Module {name} is in use")
+    if mod.refcount == -errno.ENOENT:  # no refcnt file: a kernel without module unloading
+        raise NotRemovable("delete_module", errno.ENOENT, "Module unloading is not supported")
+    return logged
+
+
+def remove_module(kernel: Kernel, name: str, *, force: bool = False) -> None:
+    """delete_module as kmod calls it: never waiting, O_TRUNC when forced."""
+    kernel.delete_module(name, O_NONBLOCK | (O_TRUNC if force else 0))

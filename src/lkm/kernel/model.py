@@ -233,7 +233,7 @@ class ModelKernel(Calls24):
         self._load_file("init_module", image, params, 0, None)
 
     def _load_file(self, call: str, data: bytes, params: str, flags: int, path: str | None) -> None:
-        from lkm.kernel import load
+        from lkm.kernel import model_load
 
         if self.is_24:
             raise KernelError(call, errno.ENOSYS, "a 2.4 kernel loads modules with create_module/init_module")
@@ -242,7 +242,7 @@ class ModelKernel(Calls24):
         if flags & MODULE_INIT_COMPRESSED_FILE and self.meta.get("compression", "-") == "-":
             raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
         with self._tx(call) as db:
-            load.load_module(self, db, call, data, params, flags, path)
+            model_load.load_module(self, db, call, data, params, flags, path)
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
         if self.is_24:
