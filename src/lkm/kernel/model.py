@@ -148,6 +148,32 @@ class ModelKernel(Calls24):
     def close(self) -> None:
         self.state.close()
 
+    def tainted(self) -> int:
+        """/proc/sys/kernel/tainted."""
+        with self.state.reading() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
+        return int(row[0]) if row else 0
+
+    def add_taint(self, bits: int) -> None:
+        """Set taint bits (2.4's insmod writes them to /proc/sys/kernel/tainted)."""
+        with self._tx("sysctl") as db:
+            row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
+            value = (int(row[0]) if row else 0) | bits
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('tainted', ?)", (str(value),))
+
+    def initstate(self, name: str) -> str | None:
+        with self.state.reading() as db:
+            row = db.execute("SELECT state, flags, design FROM modules WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        state, flags, design = row
+        if design == "2.4":
+            return "live" if flags & 1 else "coming"
+        return {"Live": "live", "Loading": "coming"}.get(state, "going")
+
+    def module(self, name: str) -> LoadedModule | None:
+        return next((m for m in self.modules() if m.name == name), None)
+
     # -- plumbing ------------------------------------------------------------------------
 
     @property

@@ -72,7 +72,7 @@ def proc_modules_6(k: ModelKernel) -> str:
     w = k.bits // 4
     lines = []
     for m in k.modules():
-        users = "".join(f"{u}," for u in m.holders) or "-"
+        users = "".join(f"{u}," for u in m.holders or ()) or "-"
         taints = f" {m.taints}" if m.taints else ""
         lines.append(f"{m.name} {m.size} {m.refcount} {users} {m.state} 0x{m.address:0{w}x}{taints}\n")
     return "".join(lines)
