@@ -18,6 +18,9 @@ TOOLS: dict[str, tuple[str, str]] = {
     "insmod": ("lkm.cli.insmod", "insert a module into the running kernel (kmod-compatible)"),
     "rmmod": ("lkm.cli.rmmod", "remove modules from the running kernel (kmod-compatible)"),
     "lsmod": ("lkm.cli.lsmod", "list the modules loaded in the running kernel (kmod-compatible)"),
+    "ksyms": ("lkm.cli.ksyms", "exported symbols of a model kernel's modules (modutils 2.4)"),
+    "proc": ("lkm.cli.proc", "a model kernel's /proc files: modules, ksyms, kallsyms, vmallocinfo"),
+    "model": ("lkm.cli.model", "boot, check and inspect persistent model kernels"),
 }
 
 

@@ -32,6 +32,22 @@ def mod_strerror(err: int) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import open_backend, split_backend
+
+    model, state, args = split_backend(args)
+    chosen = None
+    if model:
+        try:
+            chosen = open_backend(True, state)
+        except LkmError as exc:
+            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+            return 1
+        from lkm.kernel.model import ModelKernel
+
+        if isinstance(chosen, ModelKernel) and chosen.is_24:
+            from lkm.cli import modutils24
+
+            return modutils24.insmod(prog, args, chosen)
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "psfVh", ["version", "help"])
@@ -66,7 +82,7 @@ def run(prog: str, args: list[str]) -> int:
         err(f"{prog}: ERROR: could not load module {filename}: {exc.strerror}\n")
         return 1
     try:
-        insert_module(open_kernel(), filename, join_options(operands[1:]), force=force)
+        insert_module(chosen or open_kernel(), filename, join_options(operands[1:]), force=force)
     except KernelError as exc:
         err(f"{prog}: ERROR: could not insert module {filename}: {mod_strerror(exc.errno)}\n")
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
 from lkm.kernel.interface import LoadedModule
 
 HELP = (
@@ -26,6 +27,22 @@ def format_lsmod(modules: list[LoadedModule]) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import open_backend, split_backend
+
+    model, state, args = split_backend(args)
+    chosen = None
+    if model:
+        try:
+            chosen = open_backend(True, state)
+        except LkmError as exc:
+            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+            return 1
+        from lkm.kernel.model import ModelKernel
+
+        if isinstance(chosen, ModelKernel) and chosen.is_24:
+            from lkm.cli import modutils24
+
+            return modutils24.lsmod(prog, args, chosen)
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "svVh", ["syslog", "verbose", "version", "help"])
@@ -47,7 +64,7 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel import KernelError, open_kernel
 
     try:
-        modules = open_kernel().modules()
+        modules = (chosen or open_kernel()).modules()
     except KernelError as exc:
         # kmod 30's lsmod words this one without its program name.
         err(f"Error: could not get list of modules: {exc.strerror}\n")

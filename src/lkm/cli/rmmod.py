@@ -10,6 +10,7 @@ import os
 import sys
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
 
 HELP = (
     "Usage:\n\t{prog} [options] modulename ...\nOptions:\n"
@@ -24,6 +25,22 @@ HELP = (
 
 
 def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import open_backend, split_backend
+
+    model, state, args = split_backend(args)
+    chosen = None
+    if model:
+        try:
+            chosen = open_backend(True, state)
+        except LkmError as exc:
+            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+            return 1
+        from lkm.kernel.model import ModelKernel
+
+        if isinstance(chosen, ModelKernel) and chosen.is_24:
+            from lkm.cli import modutils24
+
+            return modutils24.rmmod(prog, args, chosen)
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "fsvVwh", ["force", "syslog", "verbose", "version", "wait", "help"])
@@ -48,7 +65,7 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel import KernelError, open_kernel
     from lkm.kernel.load import NotRemovable, check_removable, module_name, remove_module
 
-    kernel = open_kernel()
+    kernel = chosen or open_kernel()
     failed = 0
     for arg in operands:
         name = module_name(arg) if os.path.exists(arg) else arg.replace("-", "_")
