@@ -21,6 +21,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "ksyms": ("lkm.cli.ksyms", "exported symbols of a model kernel's modules (modutils 2.4)"),
     "proc": ("lkm.cli.proc", "a model kernel's /proc files: modules, ksyms, kallsyms, vmallocinfo"),
     "model": ("lkm.cli.model", "boot, check and inspect persistent model kernels"),
+    "demo": ("lkm.cli.demo", "a guided run of the HOWTO's section 10 on a model kernel"),
 }
 
 
