@@ -41,9 +41,12 @@ def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         rc = main(["lkm", *argv])
     lines = buf.getvalue().splitlines(keepends=True)
-    sys.stdout.write(
-        "".join(lines[:head]) + (f"... ({len(lines) - head} more lines)\n" if len(lines) > head else "")
-    )
+    if head < 0:  # the last lines
+        more = f"({len(lines) + head} lines before) ...\n" if len(lines) > -head else ""
+        sys.stdout.write(more + "".join(lines[head:]))
+    else:
+        more = f"... ({len(lines) - head} more lines)\n" if len(lines) > head else ""
+        sys.stdout.write("".join(lines[:head]) + more)
     return rc
 
 
@@ -139,7 +142,11 @@ def run(prog: str, args: list[str]) -> int:
         _run(["lsmod", *st6], "kmod's lsmod format")
         _run(["proc", *st6, "modules"], "6.1 /proc/modules")
         _run(["rmmod", *st6, "exporter"], "refused as kmod refuses it")
-        _run(["proc", *st6, "kallsyms"], "module kallsyms, type letters as the kernel gives them", head=3)
+        _run(
+            ["proc", *st6, "kallsyms"],
+            "the modules' kallsyms, type letters as the kernel gives them",
+            head=-8,
+        )
         _run(["rmmod", *st6, "importer", "exporter"])
         _run(["proc", *st6, "vmallocinfo"])
     return 0
