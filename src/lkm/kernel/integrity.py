@@ -53,7 +53,8 @@ def check(k: ModelKernel, db: sqlite3.Connection) -> list[str]:
                 f"export {name} of {mods.get(seq, ('?',))[0]} also exported by seq {owners[name]}"
             )
         owners[name] = seq
-        if seq in areas and not any(s <= address < s + span for s, span, _ in areas[seq]) and address:
+        in_memory = any(s <= address < s + span for s, span, _ in areas.get(seq, []))
+        if seq in mods and mods[seq][1] == "6" and not in_memory and address:
             problems.append(f"export {name} at {address:#x} outside its module {mods[seq][0]}")
     lay = LAYOUTS[k.bits // 8]
     for seq, (name, design, base, _size, _state) in mods.items():
