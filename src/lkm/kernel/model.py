@@ -94,9 +94,13 @@ class ModelKernel(Calls24):
     """A model kernel over a state file.  Open an existing one, or :meth:`boot` a new one."""
 
     def __init__(
-        self, state: str | os.PathLike[str] | None = None, *, executor: Executor | None = None
+        self,
+        state: str | os.PathLike[str] | None = None,
+        *,
+        executor: Executor | None = None,
+        readonly: bool = False,
     ) -> None:
-        self.state = State(state or default_state_path())
+        self.state = State(state or default_state_path(), readonly=readonly)
         self.executor: Executor = executor or RecordingExecutor()
         with self.state.reading() as db:
             self.meta = dict(db.execute("SELECT key, value FROM meta").fetchall())

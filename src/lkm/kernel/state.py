@@ -23,7 +23,7 @@ from pathlib import Path
 from lkm.errors import LkmError
 
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's call ($LKM_STATE_TIMEOUT)
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,7 +85,7 @@ def _why(exc: sqlite3.Error) -> str:
     if "readonly" in text or "read-only" in text:
         return "state file is read-only"
     if "locked" in text or "busy" in text:
-        return f"state file is locked by another process (waited {BUSY_TIMEOUT_S:g}s)"
+        return "state file is locked by another process"
     if "not a database" in text or "malformed" in text:
         return "not an lkm state file (not a SQLite database, or corrupt)"
     if "unable to open" in text:
@@ -96,16 +96,22 @@ def _why(exc: sqlite3.Error) -> str:
 class State:
     """An open state database."""
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, readonly: bool = False) -> None:
         self.path = str(path)
+        self.timeout = float(os.environ.get("LKM_STATE_TIMEOUT") or BUSY_TIMEOUT_S)
         p = Path(self.path)
         if not create and not p.exists():
             raise StateError("no model kernel booted here (lkm model boot PROFILE)", path=self.path)
         try:
             if create:
                 p.parent.mkdir(parents=True, exist_ok=True)
+            target = f"file:{p.resolve()}?mode=ro" if readonly else self.path
             self.db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES
+                target,
+                timeout=self.timeout,
+                isolation_level=None,
+                detect_types=sqlite3.PARSE_DECLTYPES,
+                uri=readonly,
             )
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
         except (sqlite3.Error, OSError) as exc:
@@ -121,6 +127,8 @@ class State:
         if version == 0 and not create:
             self.db.close()
             raise StateError("no model kernel booted here (lkm model boot PROFILE)", path=self.path)
+        if readonly:
+            return
         with contextlib.suppress(sqlite3.Error):  # WAL: readers never wait for the writer
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
