@@ -15,7 +15,6 @@ from lkm.kernel.model24 import NoSpace, iter_strings
 from lkm.kernel.struct24 import (
     LAYOUTS,
     MOD_AUTOCLEAN,
-    MOD_DELETED,
     MOD_INITIALIZING,
     MOD_RUNNING,
     MOD_USED_ONCE,

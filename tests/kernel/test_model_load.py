@@ -61,8 +61,9 @@ def test_exporter_then_importer(k61: ModelKernel) -> None:
 def test_delete_module_rules(k61: ModelKernel) -> None:
     k61.finit_module(EXPORTER)
     k61.finit_module(IMPORTER)
-    for name, flags, err in (("exporter", O_NONBLOCK, errno.EWOULDBLOCK), ("exporter", O_TRUNC, errno.EWOULDBLOCK),
-                             ("nosuch", O_NONBLOCK, errno.ENOENT)):  # fmt: skip
+    cases = [("exporter", O_NONBLOCK, errno.EWOULDBLOCK), ("exporter", O_TRUNC, errno.EWOULDBLOCK),
+             ("nosuch", O_NONBLOCK, errno.ENOENT)]  # fmt: skip
+    for name, flags, err in cases:
         with pytest.raises(KernelError) as e:
             k61.delete_module(name, flags)
         assert e.value.errno == err

@@ -17,9 +17,9 @@ import pytest
 from lkm.cli import main
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.procfs import proc_ksyms, proc_modules
+from lkm.module.file import ModuleFile
 from lkm.modutils.insmod import InsmodError, InsmodOptions, insmod
 from lkm.modutils.rmmod import RmmodError, rmmod
-from lkm.module.file import ModuleFile
 from tests.conftest import FIX24
 
 FAT, MSDOS, HELLO = str(FIX24 / "fat24.o"), str(FIX24 / "msdos24.o"), str(FIX24 / "hello24.o")
@@ -101,7 +101,8 @@ def test_numeric_arguments() -> None:
 
     mod = ModuleFile.open(MSDOS)
     at = {"timezone_offset": 0, "umask_val": 8, "check": 16, "quiet": 24}
-    patches = module_arguments(mod, ["timezone_offset=-0x10", "umask_val=0777", "check=300", "quiet=1"], at)
+    args = ["timezone_offset=-0x10", "umask_val=0777", "check=300", "quiet=1"]
+    patches = module_arguments(mod, args, at)
     assert [(p.offset, p.data) for p in patches] == [
         (0, struct.pack("<i", -16)), (8, struct.pack("<H", 0o777)), (16, bytes([300 & 0xFF])), (24, b"\1\0\0\0"),
     ]  # fmt: skip
@@ -158,7 +159,7 @@ def test_lsmod_and_ksyms_formats(k24: ModelKernel) -> None:
         f"{'msdos24':<20}{k24.module('msdos24').size:8d}   0 (unused)",  # type: ignore[union-attr]
         f"{'fat24':<20}{k24.module('fat24').size:8d}   0 (autoclean) [msdos24]",  # type: ignore[union-attr]
     ]
-    rc, out, _ = lkm("ksyms", "--state", k24.state.path, "-h")
+    _rc, out, _ = lkm("ksyms", "--state", k24.state.path, "-h")
     assert all(re.fullmatch(r"[0-9a-f]{8}  .{32,}  \[\w+\]", ln) for ln in out.splitlines())
     rc, out, _ = lkm("ksyms", "--state", k24.state.path, "-a")
     assert out.startswith("Address   Symbol") and "printk_R" in out

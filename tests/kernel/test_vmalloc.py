@@ -3,6 +3,8 @@ reuse after free, kmalloc size classes, fragmentation figures."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,5 +56,5 @@ def test_areas_never_overlap_and_stay_inside(ops: list[tuple[bool, int]]) -> Non
         else:
             used.pop(size % len(used))
         spans = sorted(used)
-        assert all(s + n <= t for (s, n), (t, _) in zip(spans, spans[1:]))
+        assert all(s + n <= t for (s, n), (t, _) in pairwise(spans))
         assert all(V.start <= s and s + n <= V.end for s, n in spans)
