@@ -104,7 +104,8 @@ def test_numeric_arguments() -> None:
     args = ["timezone_offset=-0x10", "umask_val=0777", "check=300", "quiet=1"]
     patches = module_arguments(mod, args, at)
     assert [(p.offset, p.data) for p in patches] == [
-        (0, struct.pack("<i", -16)), (8, struct.pack("<H", 0o777)), (16, bytes([300 & 0xFF])), (24, b"\1\0\0\0"),
+        (0, struct.pack("<i", -16)), (8, struct.pack("<H", 0o777)), (16, bytes([300 & 0xFF])),
+        (24, b"\1\0\0\0"),
     ]  # fmt: skip
     with pytest.raises(ParamError, match="invalid argument syntax for timezone_offset: 'x'"):
         module_arguments(mod, ["timezone_offset=12x"], at)
@@ -153,7 +154,7 @@ def test_rmmod_refuses_a_module_in_use_and_r_removes_the_stack(k24: ModelKernel)
 def test_lsmod_and_ksyms_formats(k24: ModelKernel) -> None:
     insmod(k24, FAT, [], InsmodOptions(autoclean=True))
     insmod(k24, MSDOS, [])
-    rc, out, _ = lkm("lsmod", "--state", k24.state.path)
+    _rc, out, _ = lkm("lsmod", "--state", k24.state.path)
     assert out.splitlines() == [
         "Module                  Size  Used by    Not tainted",
         f"{'msdos24':<20}{k24.module('msdos24').size:8d}   0 (unused)",  # type: ignore[union-attr]
@@ -161,7 +162,7 @@ def test_lsmod_and_ksyms_formats(k24: ModelKernel) -> None:
     ]
     _rc, out, _ = lkm("ksyms", "--state", k24.state.path, "-h")
     assert all(re.fullmatch(r"[0-9a-f]{8}  .{32,}  \[\w+\]", ln) for ln in out.splitlines())
-    rc, out, _ = lkm("ksyms", "--state", k24.state.path, "-a")
+    _rc, out, _ = lkm("ksyms", "--state", k24.state.path, "-a")
     assert out.startswith("Address   Symbol") and "printk_R" in out
 
 
