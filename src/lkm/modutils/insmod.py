@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import struct
 import time
@@ -166,8 +167,18 @@ def insmod(
     opt = opt or InsmodOptions()
     try:
         mod = ModuleFile.open(path)
+        lock = open(path, "rb")  # noqa: SIM115 - held for the whole load, as insmod's flock
     except (OSError, InvalidModule) as exc:
-        raise InsmodError(getattr(exc, "reason", None) or str(exc), path=path) from None
+        raise InsmodError(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc),
+                          path=path) from None  # fmt: skip
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent loads of one object queue here
+        return _insmod(kernel, path, mod, args, opt, persist_dir)
+
+
+def _insmod(
+    kernel: ModelKernel, path: str, mod: ModuleFile, args: list[str], opt: InsmodOptions, persist_dir: str
+) -> InsmodResult:
     warnings: list[str] = []
     view = kernel_view(kernel)
     name = opt.name or _module_name(path)
