@@ -16,8 +16,8 @@ SCRIPT = str(ROOT / "scripts" / "model_faults.py")
 
 @pytest.mark.parametrize("kernel", ["6.1", "2.4"])
 def test_concurrent_processes(kernel: str) -> None:
-    r = subprocess.run([sys.executable, SCRIPT, "concurrent", "--kernel", kernel, "--procs", "4", "--ops", "60"],
-                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    args = ["concurrent", "--kernel", kernel, "--procs", "4", "--ops", "60"]
+    r = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 failed workers, 0 integrity problems" in r.stdout
 
