@@ -19,7 +19,7 @@ import sqlite3
 import zlib
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from lkm.errors import InvalidModule, LkmError
 from lkm.kernel.executor import Executor, LoadedImage, RecordingExecutor
@@ -419,14 +419,10 @@ class ModelKernel(Calls24):
             return integrity.check(self, db)
 
 
-def open_kernel(
-    state: str | os.PathLike[str] | None = None, *, executor: Executor | None = None
-) -> ModelKernel:
-    """The model kernel at ``state`` (default: ``$LKM_STATE`` or the XDG state file)."""
-    try:
-        return ModelKernel(state, executor=executor)
-    except sqlite3.Error as exc:
-        raise StateError(str(exc), path=str(state or default_state_path())) from None
+if TYPE_CHECKING:
+    from lkm.kernel.interface import Kernel
+
+    _is_a_kernel: type[Kernel] = ModelKernel  # the model implements the tools' Kernel interface
 
 
 def kernel_error(call: str, exc: InvalidModule) -> KernelError:
