@@ -34,7 +34,7 @@ from lkm.kernel.interface import (
 )
 from lkm.kernel.model24 import Calls24
 from lkm.kernel.profile import ARCH_RANGES, Profile, load_profile
-from lkm.kernel.state import State, StateError, addr, default_state_path
+from lkm.kernel.state import State, addr, default_state_path
 from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
 from lkm.record import Record
 from lkm.symbols.table import KernelSymbol, SymbolTable
