@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from lkm.cli.getopt import UsageError, parse
-from lkm.errors import LkmError
 from lkm.kernel.interface import LoadedModule
 
 HELP = (
@@ -27,22 +26,11 @@ def format_lsmod(modules: list[LoadedModule]) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import open_backend, split_backend
+    from lkm.cli.backend import choose
 
-    model, state, args = split_backend(args)
-    chosen = None
-    if model:
-        try:
-            chosen = open_backend(True, state)
-        except LkmError as exc:
-            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
-            return 1
-        from lkm.kernel.model import ModelKernel
-
-        if isinstance(chosen, ModelKernel) and chosen.is_24:
-            from lkm.cli import modutils24
-
-            return modutils24.lsmod(prog, args, chosen)
+    done, chosen, args = choose(prog, args, "lsmod")
+    if done is not None:
+        return done
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "svVh", ["syslog", "verbose", "version", "help"])

@@ -28,6 +28,7 @@ from lkm.link.insmod24 import (
     KernelSymbols24,
     LinkedImage24,
     LoadedModule24,
+    _insmod_name,
     gpl_license_24,
     link_module_24,
 )
@@ -181,7 +182,7 @@ def _insmod(
 ) -> InsmodResult:
     warnings: list[str] = []
     view = kernel_view(kernel)
-    name = opt.name or _module_name(path)
+    name = opt.name or _insmod_name(path)
     if any(m.name == name for m in view.modules):
         raise InsmodError(f"a module named {name} already exists", path=path)
     persist = persist_path(opt.persist, path, persist_dir) if opt.persist is not None else None
@@ -266,14 +267,6 @@ def _insmod(
     return InsmodResult(
         name, base, img, format_load_map(img) if opt.map else None, warnings, persist, not opt.noload
     )
-
-
-def _module_name(path: str) -> str:
-    base = os.path.basename(path)
-    for ext in (".o.gz", ".o", ".mod"):
-        if base.endswith(ext) and len(base) > len(ext):
-            return base[: -len(ext)]
-    return base
 
 
 def _symbol_offsets(mod: ModuleFile, img: LinkedImage24) -> dict[str, int]:
