@@ -58,11 +58,15 @@ def run(prog: str, args: list[str]) -> int:
     for arg in operands:
         name = module_name(arg) if os.path.exists(arg) else arg.replace("-", "_")
         if not force:
+            logged: list[str] = []
+            refused = None
             try:
-                for line in check_removable(kernel, name):
-                    err(f"{prog}: ERROR: {line}\n")
+                check_removable(kernel, name, logged)
             except NotRemovable as exc:
-                err(f"{prog}: ERROR: {exc.reason}\n")
+                refused = exc.reason
+            for line in logged if refused is None else [*logged, refused]:
+                err(f"{prog}: ERROR: {line}\n")
+            if refused is not None:
                 failed += 1
                 continue
         try:
