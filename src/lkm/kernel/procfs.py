@@ -101,8 +101,7 @@ def proc_kallsyms(k: ModelKernel) -> str:
     (newest first), ``"%px %c %s\\t[%s]"``; 2.4 modules list their exports as kallsyms would."""
     w = k.bits // 4
     out = [f"{s.address:0{w}x} {s.type or 'T'} {s.name}\n" for s in sorted(k.kernel_symbols(), key=_addr)]
-    for mod, syms in k.module_symbols("kallsyms"):
-        out.extend(f"{s.address:0{w}x} {s.type} {s.name}\t[{mod}]\n" for s in syms)
+    out.append(k.module_kallsyms())
     if k.is_24:
         for mod, syms in k.module_symbols("export"):
             out.extend(f"{s.address:0{w}x} T {s.name}\t[{mod}]\n" for s in syms)
