@@ -70,9 +70,14 @@ def proc_modules_24(k: ModelKernel) -> str:
 
 def proc_modules_6(k: ModelKernel) -> str:
     w = k.bits // 4
+    with k.state.reading() as db:  # print_unload_info: "[permanent]," for an init without exit
+        sql = "SELECT name FROM modules WHERE json_extract(info, '$.init') != 0 AND json_extract(info, '$.exit') = 0"
+        permanent = {n for (n,) in db.execute(sql)}
     lines = []
     for m in k.modules():
-        users = "".join(f"{u}," for u in m.holders or ()) or "-"
+        users = (
+            "".join(f"{u}," for u in m.holders or ()) + ("[permanent]," if m.name in permanent else "") or "-"
+        )
         taints = f" {m.taints}" if m.taints else ""
         lines.append(f"{m.name} {m.size} {m.refcount} {users} {m.state} 0x{m.address:0{w}x}{taints}\n")
     return "".join(lines)
