@@ -71,7 +71,7 @@ def proc_modules_24(k: ModelKernel) -> str:
 def proc_modules_6(k: ModelKernel) -> str:
     w = k.bits // 4
     with k.state.reading() as db:  # print_unload_info: "[permanent]," for an init without exit
-        sql = "SELECT name FROM modules WHERE json_extract(info, '$.init') != 0 AND json_extract(info, '$.exit') = 0"
+        sql = "SELECT name FROM modules WHERE info ->> '$.init' != 0 AND info ->> '$.exit' = 0"
         permanent = {n for (n,) in db.execute(sql)}
     lines = []
     for m in k.modules():
