@@ -222,14 +222,11 @@ _REGION_ORDER = {r: i for i, r in enumerate(_REGIONS)}
 
 def default_layout(mod: object) -> str:
     """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
+    from lkm.link.layout import default_rules
     from lkm.module.file import ModuleFile
 
     assert isinstance(mod, ModuleFile)
-    if mod.is_24:
-        return "linux-2.4"
-    release = (mod.vermagic or "").split(" ", 1)[0]
-    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
-    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
+    return default_rules(mod.is_24, mod.vermagic)
 
 
 def _summary(name: str, image: object) -> str:

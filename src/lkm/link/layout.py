@@ -236,6 +236,15 @@ def _find_alloc(elf: ElfFile, name: str, flags: dict[int, int]) -> Section | Non
     return None
 
 
+def default_rules(is_24: bool, vermagic: str | None) -> str:
+    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
+    if is_24:
+        return "linux-2.4"
+    release = (vermagic or "").split(" ", 1)[0]
+    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
+    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
+
+
 def layout_module(
     elf: ElfFile,
     rules: str = "linux-6.12",
