@@ -1,0 +1,296 @@
+"""The emulated kernel: one :class:`Machine`, the base kernel's Python functions behind the
+addresses a module imports, the heap, the per-cpu area and the :class:`KernelState`.
+
+Kernel symbols get their real addresses when a symbol table (the kernel's kallsyms) is given,
+else a synthetic slot each.  A function the module imports is a trap: the Python
+implementation registered for its name (:data:`FUNCTIONS`) or, without one, a recorder that
+logs the call and returns 0 (strict mode: fails the run).  Imported data symbols are zeroed
+memory, sized up to the next kernel symbol, with a few given their boot values (:data:`DATA`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lkm.emulate.arch import ARCHES, ArchSpec
+from lkm.emulate.machine import PAGE, EmulationFault, Machine, TrapCall
+from lkm.emulate.state import KernelState
+from lkm.record import Record
+
+if TYPE_CHECKING:
+    from lkm.emulate.module import EmulatedModule
+    from lkm.symbols.table import SymbolTable
+
+PERCPU_SIZE = 0x80000
+MODULE_PERCPU_OFFSET = 0x40000  # module per-cpu sections go after the kernel's (0x35000 on 6.1)
+HEAP_CHUNK = 0x100000
+STACK_CANARY = 0x5A17C0DE2B8F4E00  # %gs:0x28 (low byte 0, as the kernel's canary)
+TASK_SIZE = 0x2800  # sizeof(struct task_struct) on 6.1 amd64 is 9792
+
+# Per-cpu offsets of 6.1 amd64 (its kallsyms), for a synthetic symbol space.
+PERCPU_61 = {
+    "fixed_percpu_data": 0x0, "cpu_number": 0x199E0, "this_cpu_off": 0x199E8, "__preempt_count": 0x1FB40,
+    "current_task": 0x1FB80,
+}  # fmt: skip
+
+
+class KFunc(Record):
+    __slots__ = ("name", "fn", "nargs", "varargs")
+
+    def __init__(self, name: str, fn: Callable[[Kernel, TrapCall], int], nargs: int, varargs: bool) -> None:
+        self.name = name
+        self.fn = fn
+        self.nargs = nargs  # arguments shown in the trace
+        self.varargs = varargs
+
+
+FUNCTIONS: dict[str, KFunc] = {}
+# name -> initializer(kernel, address, size) for imported data symbols
+DATA: dict[str, Callable[[Kernel, int, int], None]] = {}
+
+_F = Callable[["Kernel", TrapCall], int]
+
+
+def kfunc(*names: str, nargs: int = 3, varargs: bool = False) -> Callable[[_F], _F]:
+    """Register a Python implementation of the kernel functions ``names``."""
+
+    def register(fn: _F) -> _F:
+        for name in names:
+            FUNCTIONS[name] = KFunc(name, fn, nargs, varargs)
+        return fn
+
+    return register
+
+
+def kdata(*names: str) -> Callable[[Callable[[Kernel, int, int], None]], Callable[[Kernel, int, int], None]]:
+    def register(fn: Callable[[Kernel, int, int], None]) -> Callable[[Kernel, int, int], None]:
+        for name in names:
+            DATA[name] = fn
+        return fn
+
+    return register
+
+
+class TraceEntry(Record):
+    __slots__ = ("name", "args", "result", "module", "implemented")
+
+    def __init__(
+        self, name: str, args: tuple[int, ...], result: int, module: str | None, implemented: bool
+    ) -> None:
+        self.name = name
+        self.args = args
+        self.result = result
+        self.module = module
+        self.implemented = implemented
+
+
+class SymbolSpace:
+    """A kernel symbol table prepared for address lookups (kallsyms order)."""
+
+    def __init__(self, table: SymbolTable) -> None:
+        self.table = table
+        syms = sorted((s.address, s.name, s.type or "?") for s in table if s.address is not None)
+        self.addresses = [a for a, _n, _t in syms]
+        self.entries = syms
+
+    def size_at(self, address: int) -> int:
+        i = bisect.bisect_right(self.addresses, address)
+        nxt = self.addresses[i] if i < len(self.addresses) else address + PAGE
+        return max(8, min(nxt - address, 0x10000))
+
+    def name_at(self, address: int) -> tuple[str, int, int] | None:
+        """(name, offset, size) of the kernel text symbol containing ``address``."""
+        i = bisect.bisect_right(self.addresses, address) - 1
+        if i < 0 or address - self.addresses[i] > 0x100000:
+            return None
+        a, n, _t = self.entries[i]
+        return n, address - a, self.size_at(a)
+
+
+class Kernel:
+    """A fresh emulated kernel for one architecture."""
+
+    def __init__(
+        self,
+        arch: str | ArchSpec = "x86_64",
+        symbols: SymbolSpace | None = None,
+        state: KernelState | None = None,
+        *,
+        strict: bool = False,
+        insn_budget: int | None = None,
+        time_budget: float | None = None,
+    ) -> None:
+        import lkm.emulate.base  # noqa: F401 - registers the base kernel's functions
+
+        self.arch = ARCHES[arch] if isinstance(arch, str) else arch
+        kw: dict[str, float] = {}
+        if insn_budget is not None:
+            kw["insn_budget"] = insn_budget
+        if time_budget is not None:
+            kw["time_budget"] = time_budget
+        self.machine = Machine(self.arch, **kw)  # type: ignore[arg-type]
+        self.machine.symbolize = self.symbolize
+        self.symbols = symbols
+        self.state = state if state is not None else KernelState()
+        self.strict = strict
+        self.addresses: dict[str, int] = {}
+        self.names: dict[int, str] = {}
+        self.exports: dict[str, int] = {}  # symbols exported by loaded modules
+        self.trace: list[TraceEntry] = []
+        self.modules: dict[str, EmulatedModule] = {}
+        self.current: str | None = None  # the module whose code is running
+        self._slot = self.arch.synthetic_base
+        self._heap_next = self.arch.heap_base
+        self._heap_end = self.arch.heap_base
+        self.allocations: dict[int, int] = {}  # live heap objects: address -> size
+        self._percpu_next = 0x1000
+        self.percpu_base = self.arch.percpu_base
+        self.machine.map(self.percpu_base, PERCPU_SIZE, "percpu")
+        self.machine.set_percpu_base(self.percpu_base)
+        self.task = self.alloc(TASK_SIZE, zero=True)
+        if self.arch.name == "x86_64":
+            self.machine.write_int(self.percpu_base + 0x28, 8, STACK_CANARY)
+            for name, value in (("current_task", self.task), ("this_cpu_off", self.percpu_base)):
+                self.machine.write_word(self.percpu_base + self.percpu_offset(name), value)
+        self.machine.write(self.task + 2976, b"insmod\0")  # task_struct.comm (6.1 amd64)
+
+    # -- symbols ---------------------------------------------------------------------------
+    def percpu_offset(self, name: str) -> int:
+        if self.symbols is not None:
+            s = self.symbols.table.lookup(name)
+            if s is not None and s.address is not None and s.address < PERCPU_SIZE:
+                return s.address
+        if name in PERCPU_61:
+            return PERCPU_61[name]
+        off = self._percpu_next
+        self._percpu_next += 64
+        return off
+
+    def resolve(self, name: str) -> int | None:
+        """The address of kernel symbol ``name`` (mapped, trapped or initialised on first use)."""
+        addr = self.addresses.get(name)
+        if addr is not None:
+            return addr
+        if name in self.exports:
+            return self.exports[name]
+        sym = self.symbols.table.lookup(name) if self.symbols is not None else None
+        if sym is not None and sym.address is not None:
+            addr = sym.address
+            if sym.type == "A" and addr < PERCPU_SIZE:
+                pass  # a per-cpu variable: an offset into the (mapped) per-cpu area
+            elif (sym.type or "t") in "Tt" or name in FUNCTIONS:
+                self._trap(addr, name)
+            else:
+                size = self.symbols.size_at(addr) if self.symbols is not None else PAGE
+                self.machine.map(addr, size, "kernel data")
+                self._init_data(name, addr, size)
+        elif self.arch.name == "x86_64" and name in PERCPU_61:
+            addr = PERCPU_61[name]
+        else:
+            addr = self._slot
+            self._slot += PAGE
+            self.machine.map(addr, PAGE, "synthetic")
+            if name in DATA:
+                self._init_data(name, addr, PAGE)
+            else:
+                self._trap(addr, name)
+        self.addresses[name] = addr
+        self.names[addr] = name
+        return addr
+
+    def _init_data(self, name: str, addr: int, size: int) -> None:
+        init = DATA.get(name)
+        if init is not None:
+            init(self, addr, size)
+
+    def _trap(self, addr: int, name: str) -> None:
+        f = FUNCTIONS.get(name)
+        self.machine.add_trap(addr, name, self._dispatcher(name, f), varargs=f is not None and f.varargs)
+
+    def _dispatcher(self, name: str, f: KFunc | None) -> Callable[[TrapCall], int]:
+        state = self.state
+
+        if f is None:
+
+            def unimplemented(c: TrapCall) -> int:
+                state.calls[name] += 1
+                state.unimplemented[name] += 1
+                args = tuple(c.arg(i) for i in range(len(self.arch.args) or 3))
+                self.trace.append(TraceEntry(name, args, 0, self.current, False))
+                if self.strict:
+                    raise EmulationFault("unimplemented", f"call to unimplemented kernel function {name}")
+                return 0
+
+            return unimplemented
+        fn, nargs = f.fn, f.nargs
+
+        def implemented(c: TrapCall) -> int:
+            state.calls[name] += 1
+            args = tuple(c.arg(i) for i in range(nargs))
+            result = fn(self, c)
+            if nargs >= 0:
+                self.trace.append(TraceEntry(name, args, result & self.arch.mask, self.current, True))
+            return result
+
+        return implemented
+
+    def add_function(self, name: str) -> int:
+        """A trap for a kernel function the module does not import (e.g. a callback the base
+        kernel hands out): its address."""
+        return self.resolve(name) or 0
+
+    def symbolize(self, addr: int, offset: bool = True) -> str:
+        for mod in self.modules.values():
+            s = mod.symbol_at(addr)
+            if s is not None:
+                name, off, size = s
+                return f"{name}+{off:#x}/{size:#x} [{mod.name}]" if offset else f"{name} [{mod.name}]"
+        if addr in self.names:
+            return f"{self.names[addr]}+0x0/0x1" if offset else self.names[addr]
+        if self.symbols is not None:
+            t = self.symbols.name_at(addr)
+            if t is not None:
+                return f"{t[0]}+{t[1]:#x}/{t[2]:#x}" if offset else t[0]
+        return f"{addr:#x}"
+
+    def symbol_name(self, addr: int, offset: bool) -> str | None:
+        name = self.symbolize(addr, offset)
+        return None if name.startswith("0x") else name
+
+    # -- memory ----------------------------------------------------------------------------
+    def alloc(self, size: int, *, zero: bool = True, align: int = 16) -> int:
+        """A heap object (the direct map on x86_64); the kernel never returns NULL here."""
+        size = max(size, 1)
+        addr = (self._heap_next + align - 1) & ~(align - 1)
+        end = addr + size
+        if end > self._heap_end:
+            grow = (end - self._heap_end + HEAP_CHUNK - 1) & ~(HEAP_CHUNK - 1)
+            self.machine.map(self._heap_end, grow, "heap")
+            self._heap_end += grow
+        self._heap_next = end + 16  # a red zone between objects
+        self.allocations[addr] = size
+        if not zero:
+            self.machine.write(addr, b"\x6b" * min(size, 1 << 20))  # slab poison, as SLUB debug
+        return addr
+
+    def free(self, addr: int) -> bool:
+        return self.allocations.pop(addr, None) is not None
+
+    def cstring(self, addr: int, limit: int = 4096) -> str:
+        data = self.machine.read_cstr(addr, limit) if addr else None
+        return (data or b"").decode("utf-8", "replace")
+
+    def new_string(self, text: bytes) -> int:
+        addr = self.alloc(len(text) + 1)
+        self.machine.write(addr, text + b"\0")
+        return addr
+
+    # -- calls into module code ------------------------------------------------------------
+    def call(self, addr: int, args: tuple[int, ...] = (), module: str | None = None) -> int:
+        previous, self.current = self.current, module
+        try:
+            return self.machine.call(addr, args)
+        finally:
+            self.current = previous
