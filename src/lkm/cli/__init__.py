@@ -15,6 +15,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "modinfo": ("lkm.cli.modinfo", "show information about a kernel module (kmod-compatible)"),
     "link": ("lkm.cli.link", "link a module against a kernel's symbols at kernel addresses"),
     "kallsyms": ("lkm.cli.kallsyms", "a kernel's symbols recovered from its image, as /proc/kallsyms"),
+    "run": ("lkm.cli.run", "run a module's init (and exit) in an emulated CPU, tracing its kernel calls"),
+    "dev": ("lkm.cli.dev", "call an emulated driver's file_operations (open, read, write, ioctl, release)"),
 }
 
 

@@ -1,13 +1,16 @@
 """Struct member offsets the base kernel reads and writes in module memory, per architecture.
 x86_64: the Debian 6.1 amd64 kernel, measured by compiling offsetof() against its headers
-(scripts/struct_offsets.sh); i386: the 2.4 fixtures' own headers (fixtures/src/24/linux24.h)."""
+(scripts/struct_offsets.sh); i386: 2.4's struct file counted by hand from include/linux/fs.h
+(f_dentry stands in for f_inode); 2.4 has no cdev, kernel_param or 6.x misc layout."""
 
 from __future__ import annotations
 
 # struct file_operations members in order, 6.1 (include/linux/fs.h), up to release.
-FOPS_61 = ("owner", "llseek", "read", "write", "read_iter", "write_iter", "iopoll", "iterate", "iterate_shared",
-           "poll", "unlocked_ioctl", "compat_ioctl", "mmap", "mmap_supported_flags", "open", "flush", "release")  # fmt: skip
-# 2.4 (include/linux/fs.h of 2.4): owner, llseek, read, write, readdir, poll, ioctl, mmap, open, flush, release.
+FOPS_61 = (
+    "owner", "llseek", "read", "write", "read_iter", "write_iter", "iopoll", "iterate", "iterate_shared",
+    "poll", "unlocked_ioctl", "compat_ioctl", "mmap", "mmap_supported_flags", "open", "flush", "release",
+)  # fmt: skip
+# 2.4 (include/linux/fs.h of 2.4).
 FOPS_24 = ("owner", "llseek", "read", "write", "readdir", "poll", "ioctl", "mmap", "open", "flush", "release")
 
 X86_64_61: dict[str, int] = dict(
@@ -37,12 +40,12 @@ X86_64_61: dict[str, int] = dict(
 )
 
 I386_24: dict[str, int] = dict(
-    file_f_op=0,
-    file_f_pos=0,
-    file_private_data=0,
-    file_f_flags=0,
-    file_f_mode=0,
-    file_f_inode=0,
+    file_f_op=16,
+    file_f_pos=32,
+    file_private_data=88,
+    file_f_flags=24,
+    file_f_mode=28,
+    file_f_inode=8,
     file_size=0x100,
     inode_i_rdev=0,
     inode_i_cdev=0,

@@ -84,6 +84,7 @@ class KernelState:
         self.locks: Counter[str] = Counter()  # per lock family: acquisitions minus releases
         self.jiffies = 0xFFFEDB08 + 2500  # INITIAL_JIFFIES (HZ=250) plus ten seconds of uptime
         self.module_refs: Counter[str] = Counter()
+        self.taints: set[str] = set()
 
     @classmethod
     def booted(cls) -> KernelState:

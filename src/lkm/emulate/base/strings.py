@@ -158,8 +158,8 @@ _KSTRTO = {
 
 for _name, (_signed, _bits, _size) in _KSTRTO.items():
 
-    def _make(signed: bool, bits: int, size: int) -> None:
-        @kfunc(_name, nargs=3)
+    def _make(name: str, signed: bool, bits: int, size: int) -> None:
+        @kfunc(name, nargs=3)
         def kstrto(k: Kernel, c: TrapCall) -> int:
             v = parse_integer(k.machine.read_cstr(c.arg(0)) or b"", c.arg(1), signed, bits)
             if v is None:
@@ -167,7 +167,7 @@ for _name, (_signed, _bits, _size) in _KSTRTO.items():
             k.machine.write_int(c.arg(2), size, v)
             return 0
 
-    _make(_signed, _bits, _size)
+    _make(_name, _signed, _bits, _size)
 
 
 @kfunc("kstrtobool", "strtobool", nargs=2)

@@ -25,7 +25,8 @@ _RELEASE = {
     "mutex_unlock": "mutex", "_raw_spin_unlock": "spin", "_raw_spin_unlock_bh": "spin",
     "_raw_spin_unlock_irq": "spin", "_raw_spin_unlock_irqrestore": "spin", "_raw_read_unlock": "rwlock",
     "_raw_write_unlock": "rwlock", "_raw_read_unlock_irqrestore": "rwlock",
-    "_raw_write_unlock_irqrestore": "rwlock", "_raw_write_unlock_bh": "rwlock", "_raw_read_unlock_bh": "rwlock",
+    "_raw_write_unlock_irqrestore": "rwlock", "_raw_write_unlock_bh": "rwlock",
+    "_raw_read_unlock_bh": "rwlock",
     "_raw_write_unlock_irq": "rwlock", "_raw_read_unlock_irq": "rwlock", "up_read": "rwsem",
     "up_write": "rwsem", "up": "semaphore", "__rcu_read_unlock": "rcu", "rtnl_unlock": "rtnl",
     "rt_mutex_unlock": "rt_mutex", "console_unlock": "console",
@@ -74,8 +75,11 @@ def _queue(k: Kernel, c: TrapCall) -> int:
     return 1  # queued (the work never runs: no worker threads here)
 
 
-@kfunc("cancel_work_sync", "cancel_delayed_work_sync", "cancel_delayed_work", "timer_delete_sync",
-       "timer_delete", "del_timer", "del_timer_sync", "flush_work", "flush_delayed_work", nargs=1)  # fmt: skip
+_CANCEL = ("cancel_work_sync", "cancel_delayed_work_sync", "cancel_delayed_work", "timer_delete_sync",
+           "timer_delete", "del_timer", "del_timer_sync", "flush_work", "flush_delayed_work")  # fmt: skip
+
+
+@kfunc(*_CANCEL, nargs=1)
 def _cancel(k: Kernel, c: TrapCall) -> int:
     return 0  # nothing was pending
 
