@@ -23,8 +23,19 @@ from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 
 SHORT = "h"
-LONG = ["exit", "json", "strict", "with=", "kallsyms=", "synthetic", "budget=", "timeout=", "state=", "script=",
-        "help"]  # fmt: skip
+LONG = [
+    "exit",
+    "json",
+    "strict",
+    "with=",
+    "kallsyms=",
+    "synthetic",
+    "budget=",
+    "timeout=",
+    "state=",
+    "script=",
+    "help",
+]
 HELP = __doc__ or ""
 
 

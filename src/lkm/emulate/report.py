@@ -52,6 +52,6 @@ def outcome_json(o: Outcome) -> dict[str, object]:
                 "module": t.module,
             }
             for t in o.trace
-        ],  # fmt: skip
+        ],
         "fault": fault,
     }

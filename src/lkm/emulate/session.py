@@ -244,8 +244,8 @@ def _load_taints(st: KernelState, mod: ModuleFile) -> None:
     if mod.get("intree") is None:
         st.taints.add("O")
     if "E" not in st.taints:  # no module signing key of ours is in the kernel's keyring
-        st.printk(5, False, f"{mod.name}: module verification failed: signature and/or required key missing - "
-                  "tainting kernel\n", None)  # fmt: skip
+        why = "module verification failed: signature and/or required key missing - tainting kernel"
+        st.printk(5, False, f"{mod.name}: {why}\n", None)
         st.taints.add("E")
 
 
@@ -258,8 +258,13 @@ def save_state(path: str, session: Session) -> None:
 
     from lkm.link.output import write_atomic
 
-    data = {"version": STATE_VERSION, "symbols": "synthetic" if session.symbols is None else "default",
-            "strict": session.strict, "base_dir": os.path.abspath(session.base_dir), "history": session.history}  # fmt: skip
+    data = {
+        "version": STATE_VERSION,
+        "symbols": "synthetic" if session.symbols is None else "default",
+        "strict": session.strict,
+        "base_dir": os.path.abspath(session.base_dir),
+        "history": session.history,
+    }
     write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
 
 
