@@ -105,7 +105,9 @@ class SymbolSpace:
         i = bisect.bisect_right(self.addresses, address) - 1
         if i < 0 or address - self.addresses[i] > 0x100000:
             return None
-        a, n, _t = self.entries[i]
+        a, n, t = self.entries[i]
+        if t not in "Tt":
+            return None
         return n, address - a, self.size_at(a)
 
 
@@ -132,6 +134,7 @@ class Kernel:
             kw["time_budget"] = time_budget
         self.machine = Machine(self.arch, **kw)  # type: ignore[arg-type]
         self.machine.symbolize = self.symbolize
+        self.machine.on_invalid_opcode = self._warn
         self.symbols = symbols
         self.state = state if state is not None else KernelState()
         self.strict = strict
@@ -195,7 +198,7 @@ class Kernel:
             if name in DATA:
                 self._init_data(name, addr, PAGE)
             else:
-                self._trap(addr, name)
+                self._trap(addr, name, text=False)  # unknown: maybe data, so left zeroed
         self.addresses[name] = addr
         self.names[addr] = name
         return addr
@@ -205,9 +208,10 @@ class Kernel:
         if init is not None:
             init(self, addr, size)
 
-    def _trap(self, addr: int, name: str) -> None:
+    def _trap(self, addr: int, name: str, *, text: bool = True) -> None:
         f = FUNCTIONS.get(name)
-        self.machine.add_trap(addr, name, self._dispatcher(name, f), varargs=f is not None and f.varargs)
+        handler = self._dispatcher(name, f)
+        self.machine.add_trap(addr, name, handler, varargs=f is not None and f.varargs, text=text)
 
     def _dispatcher(self, name: str, f: KFunc | None) -> Callable[[TrapCall], int]:
         state = self.state
@@ -258,6 +262,21 @@ class Kernel:
     def symbol_name(self, addr: int, offset: bool) -> str | None:
         name = self.symbolize(addr, offset)
         return None if name.startswith("0x") else name
+
+    def _warn(self, pc: int) -> bool:
+        """report_bug: a ud2 listed in a module's __bug_table as a warning prints the kernel's
+        WARNING lines and execution goes on; BUG() and unknown ud2s are fatal (False)."""
+        for mod in self.modules.values():
+            entry = mod.bug_entry(pc)
+            if entry is not None:
+                file, line, warning = entry
+                if not warning:
+                    self.state.printk(0, False, f"kernel BUG at {file}:{line}!\n", mod.name)
+                    return False
+                self.state.printk(4, False, "------------[ cut here ]------------\n", None)
+                self.state.printk(4, False, f"WARNING: CPU: 0 PID: 1 at {file}:{line} {self.symbolize(pc)}\n", None)
+                return True
+        return False
 
     # -- memory ----------------------------------------------------------------------------
     def alloc(self, size: int, *, zero: bool = True, align: int = 16) -> int:

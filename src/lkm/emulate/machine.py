@@ -24,7 +24,8 @@ from lkm.record import Record
 PAGE = 0x1000
 DEFAULT_INSN_BUDGET = 5_000_000
 DEFAULT_TIME_BUDGET = 5.0  # seconds of wall clock per call
-HANDLED = -(1 << 80)  # a trap handler's return meaning "I have set PC myself"
+HANDLED = -(1 << 80)
+RET_INSN = {"x86_64": b"\xc3", "i386": b"\xc3", "arm64": bytes.fromhex("c0035fd6")}  # a trap handler's return meaning "I have set PC myself"
 
 _ACCESS = {
     unicorn.UC_MEM_READ_UNMAPPED: ("read", False),
@@ -111,6 +112,8 @@ class Machine:
         self.traps: dict[int, Trap] = {}
         self.mapped: dict[int, str] = {}  # page -> name of the region it belongs to
         self.symbolize: Callable[[int], str] = lambda a: f"{a:#x}"
+        # An invalid opcode at pc: True when it was a WARN() the kernel reported (go on after it).
+        self.on_invalid_opcode: Callable[[int], bool] = lambda pc: False
         self._pending: BaseException | None = None
         self._fault: tuple[str, bool, int] | None = None
         self.calls = 0  # traps taken
@@ -189,11 +192,16 @@ class Machine:
 
     # -- traps -------------------------------------------------------------------------
     def add_trap(
-        self, addr: int, name: str, handler: Callable[[TrapCall], int], varargs: bool = False
+        self, addr: int, name: str, handler: Callable[[TrapCall], int], varargs: bool = False, *, text: bool = True
     ) -> None:
+        """Calls to ``addr`` run ``handler``.  ``text``: the address is only code (a ``ret``
+        is written there, ending the translated block); else it may also be read as data."""
         if not self.arch.trap_lo <= addr < self.arch.trap_hi:
             raise ValueError(f"trap {name} at {addr:#x} outside the kernel text range")
-        self.map(addr, 1, "kernel text")
+        # The page after too: translating the block at the trap reads on past the entry.
+        self.map(addr, PAGE + 1, "kernel text")
+        if text:
+            self.write(addr, RET_INSN[self.arch.name])
         self.traps[addr] = Trap(name, handler, varargs)
 
     def _on_code(self, uc: unicorn.Uc, address: int, size: int, _data: object) -> None:
@@ -275,28 +283,37 @@ class Machine:
     def _run(self, start: int) -> None:
         a = self.arch
         pc = start
-        self._pending = None
-        self._fault = None
         t0 = time.monotonic()
-        timeout_us = int(self.time_budget * 1_000_000)
-        try:
-            self.uc.emu_start(pc, self.return_address, timeout=timeout_us, count=self.insn_budget)
-        except unicorn.UcError as exc:
+        resumes = 0
+        while True:
+            self._pending = None
+            self._fault = None
+            left = self.time_budget - (time.monotonic() - t0)
+            try:
+                if left <= 0:
+                    break
+                self.uc.emu_start(pc, self.return_address, timeout=int(left * 1_000_000), count=self.insn_budget)
+            except unicorn.UcError as exc:
+                if self._pending is not None:
+                    raise self._pending from None
+                pc = self.reg(a.pc)
+                if self._fault is not None:
+                    raise self.oops(*self._fault) from None
+                if exc.errno == unicorn.UC_ERR_INSN_INVALID:
+                    # WARN(): the kernel reports it and goes on after the ud2 (a bounded number of times)
+                    if resumes < 64 and self.on_invalid_opcode(pc):
+                        resumes += 1
+                        pc += 2
+                        continue
+                    raise self.invalid_opcode(pc) from None
+                raise EmulationFault("oops", f"CPU exception at {self.symbolize(pc)}: {exc}", pc=pc) from None
             if self._pending is not None:
-                raise self._pending from None
-            pc = self.reg(a.pc)
-            if self._fault is not None:
-                raise self.oops(*self._fault) from None
-            if exc.errno == unicorn.UC_ERR_INSN_INVALID:
-                raise self.invalid_opcode(pc) from None
-            raise EmulationFault("oops", f"CPU exception at {self.symbolize(pc)}: {exc}", pc=pc) from None
-        if self._pending is not None:
-            raise self._pending
+                raise self._pending
+            break
         pc = self.reg(a.pc)
         if pc == self.return_address:
             return
-        elapsed = time.monotonic() - t0
-        if elapsed >= self.time_budget * 0.99:
+        if time.monotonic() - t0 >= self.time_budget * 0.99:
             raise EmulationFault("timeout", f"wall-clock budget of {self.time_budget:g} s exceeded at "
                                  f"{self.symbolize(pc)}", pc=pc)  # fmt: skip
         raise EmulationFault("budget", f"instruction budget of {self.insn_budget} exceeded at "

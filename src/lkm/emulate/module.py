@@ -83,6 +83,30 @@ class EmulatedModule:
         a, name, size = self._syms[i]
         return name, addr - a, size or 1
 
+    def bug_entry(self, pc: int) -> tuple[str, int, bool] | None:
+        """The __bug_table entry for a ud2 at ``pc``: (file, line, is a warning).  x86_64 6.1
+        entries: s32 bug_addr_disp, s32 file_disp (relative to the field), u16 line, u16 flags."""
+        if self.kernel.arch.name != "x86_64":
+            return None
+        sec = self.section_address("__bug_table")
+        if sec is None:
+            return None
+        addr, size = sec
+        m = self.kernel.machine
+        if not m.is_mapped(addr, size):
+            return None
+        raw = m.read(addr, size)
+        for off in range(0, size - 11, 12):
+            at = addr + off + int.from_bytes(raw[off : off + 4], "little", signed=True)
+            if at & m.arch.mask != pc:
+                continue
+            file_at = addr + off + 4 + int.from_bytes(raw[off + 4 : off + 8], "little", signed=True)
+            line = int.from_bytes(raw[off + 8 : off + 10], "little")
+            flags = int.from_bytes(raw[off + 10 : off + 12], "little")
+            name = (m.read_cstr(file_at & m.arch.mask, 256) or b"?").decode("utf-8", "replace")
+            return name, line, bool(flags & 1)  # BUGFLAG_WARNING
+        return None
+
     def contains(self, addr: int) -> bool:
         return any(b <= addr < b + self.image.layout.alloc_size(r) for r, b in self.image.bases.items())
 

@@ -89,6 +89,8 @@ def _stack_text(m: Machine, sp: int) -> list[str]:
     w = m.arch.word
     for addr in range(sp, top, w):
         v = m.read_word(addr)
+        if v < 0x10000:
+            continue
         name = m.symbolize(v)
         if "+" in name and v != m.return_address:
             out.append(name)

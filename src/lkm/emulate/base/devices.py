@@ -238,6 +238,8 @@ _OBJECTS = {
     "__alloc_workqueue_key": 0x200, "crypto_alloc_shash": 0x100, "crypto_alloc_skcipher": 0x100,
     "crypto_alloc_ahash": 0x100, "crypto_alloc_aead": 0x100, "register_sysctl_table": 0x100,
     "register_sysctl": 0x100, "register_net_sysctl": 0x100, "kobject_create_and_add": 0x100,
+    "kset_create_and_add": 0x100, "__tty_alloc_driver": 0x400, "__blk_mq_alloc_disk": 0x800,
+    "__alloc_disk_node": 0x800, "blk_alloc_disk": 0x800, "alloc_chrdev": 0x100,
 }  # fmt: skip
 
 
