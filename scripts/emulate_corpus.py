@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from lkm.corpus import find_tree, module_files  # noqa: E402
-from lkm.emulate.session import default_symbols  # noqa: E402
-from lkm.emulate.survey import DEFAULT_INSNS, DEFAULT_SECONDS, ModuleRun, run_modules  # noqa: E402
-from lkm.parallel import map_chunks  # noqa: E402
+from lkm.corpus import find_tree, module_files
+from lkm.emulate.session import default_symbols
+from lkm.emulate.survey import DEFAULT_INSNS, DEFAULT_SECONDS, ModuleRun, run_modules
+from lkm.parallel import map_chunks
 
 
 def main() -> int:
@@ -47,7 +47,8 @@ def main() -> int:
     n = len(runs)
     by = collections.Counter(r.result for r in runs)
     returned = by["returned"]
-    print(f"{a.tree}: {n} modules, {took:.1f} s ({n / took:.1f} inits/s), budget {a.budget} insns / {a.timeout} s")
+    print(f"{a.tree}: {n} modules, {took:.1f} s ({n / took:.1f} inits/s)")
+    print(f"budget per init: {a.budget} instructions, {a.timeout} s")
     print(f"init ran to its return: {returned} ({100 * returned / n:.2f}%)")
     values = collections.Counter(r.value for r in runs if r.result == "returned")
     print("  returned values: " + ", ".join(f"{v}: {c}" for v, c in values.most_common(12)))

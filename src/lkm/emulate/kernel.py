@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from lkm.symbols.table import SymbolTable
 
 PERCPU_SIZE = 0x80000
+DATA_TYPES = frozenset("DdBbRrGgSsVvAa")  # nm letters of data; the rest (T t W w ...) is code
 MODULE_PERCPU_OFFSET = 0x40000  # module per-cpu sections go after the kernel's (0x35000 on 6.1)
 HEAP_CHUNK = 0x100000
 STACK_CANARY = 0x5A17C0DE2B8F4E00  # %gs:0x28 (low byte 0, as the kernel's canary)
@@ -106,7 +107,7 @@ class SymbolSpace:
         if i < 0 or address - self.addresses[i] > 0x100000:
             return None
         a, n, t = self.entries[i]
-        if t not in "Tt":
+        if t in DATA_TYPES:
             return None
         return n, address - a, self.size_at(a)
 
@@ -127,6 +128,7 @@ class Kernel:
         import lkm.emulate.base  # noqa: F401 - registers the base kernel's functions
 
         self.arch = ARCHES[arch] if isinstance(arch, str) else arch
+        self.is_24 = arch == "i386-cdecl"  # the 2.4 design: cdecl calls, "<N>" printk levels
         kw: dict[str, float] = {}
         if insn_budget is not None:
             kw["insn_budget"] = insn_budget
@@ -154,7 +156,7 @@ class Kernel:
         self.machine.set_percpu_base(self.percpu_base)
         self.task = self.alloc(TASK_SIZE, zero=True)
         if self.arch.name == "x86_64":
-            self.machine.write_int(self.percpu_base + 0x28, 8, STACK_CANARY)
+            self.machine.write_int(self.percpu_base + 0x28, 8, STACK_CANARY)  # fixed_percpu_data.stack_canary
             for name, value in (("current_task", self.task), ("this_cpu_off", self.percpu_base)):
                 self.machine.write_word(self.percpu_base + self.percpu_offset(name), value)
         self.machine.write(self.task + 2976, b"insmod\0")  # task_struct.comm (6.1 amd64)
@@ -183,7 +185,7 @@ class Kernel:
             addr = sym.address
             if sym.type == "A" and addr < PERCPU_SIZE:
                 pass  # a per-cpu variable: an offset into the (mapped) per-cpu area
-            elif (sym.type or "t") in "Tt" or name in FUNCTIONS:
+            elif (sym.type or "t") not in DATA_TYPES or name in FUNCTIONS:
                 self._trap(addr, name)
             else:
                 size = self.symbols.size_at(addr) if self.symbols is not None else PAGE
@@ -274,7 +276,8 @@ class Kernel:
                     self.state.printk(0, False, f"kernel BUG at {file}:{line}!\n", mod.name)
                     return False
                 self.state.printk(4, False, "------------[ cut here ]------------\n", None)
-                self.state.printk(4, False, f"WARNING: CPU: 0 PID: 1 at {file}:{line} {self.symbolize(pc)}\n", None)
+                where = f"{file}:{line} {self.symbolize(pc)}"
+                self.state.printk(4, False, f"WARNING: CPU: 0 PID: 1 at {where}\n", None)
                 return True
         return False
 

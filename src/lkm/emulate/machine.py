@@ -24,8 +24,8 @@ from lkm.record import Record
 PAGE = 0x1000
 DEFAULT_INSN_BUDGET = 5_000_000
 DEFAULT_TIME_BUDGET = 5.0  # seconds of wall clock per call
-HANDLED = -(1 << 80)
-RET_INSN = {"x86_64": b"\xc3", "i386": b"\xc3", "arm64": bytes.fromhex("c0035fd6")}  # a trap handler's return meaning "I have set PC myself"
+HANDLED = -(1 << 80)  # a trap handler's return meaning "I have set PC myself"
+RET_INSN = {"x86_64": b"\xc3", "i386": b"\xc3", "arm64": bytes.fromhex("c0035fd6")}
 
 _ACCESS = {
     unicorn.UC_MEM_READ_UNMAPPED: ("read", False),
@@ -192,7 +192,13 @@ class Machine:
 
     # -- traps -------------------------------------------------------------------------
     def add_trap(
-        self, addr: int, name: str, handler: Callable[[TrapCall], int], varargs: bool = False, *, text: bool = True
+        self,
+        addr: int,
+        name: str,
+        handler: Callable[[TrapCall], int],
+        varargs: bool = False,
+        *,
+        text: bool = True,
     ) -> None:
         """Calls to ``addr`` run ``handler``.  ``text``: the address is only code (a ``ret``
         is written there, ending the translated block); else it may also be read as data."""
@@ -292,7 +298,8 @@ class Machine:
             try:
                 if left <= 0:
                     break
-                self.uc.emu_start(pc, self.return_address, timeout=int(left * 1_000_000), count=self.insn_budget)
+                timeout = int(left * 1_000_000)
+                self.uc.emu_start(pc, self.return_address, timeout=timeout, count=self.insn_budget)
             except unicorn.UcError as exc:
                 if self._pending is not None:
                     raise self._pending from None
@@ -339,8 +346,7 @@ class Machine:
         """x86: the GS base (x86_64) / FS base (i386) per-cpu accesses go through."""
         if self.arch.name == "x86_64":
             self.uc.reg_write(x86.UC_X86_REG_GS_BASE, base)
-        elif self.arch.name == "i386":
-            self.uc.reg_write(x86.UC_X86_REG_FS_BASE, base)
+        # i386: 2.4 has no per-cpu segment; 6.x i386's %fs per-cpu needs a GDT (not emulated)
 
 
 def pack_words(words: list[int], word: int) -> bytes:

@@ -135,7 +135,7 @@ class Formatter:
                 if signed:
                     v = _signed(v, bits)
                 base = {"o": 8, "x": 16, "X": 16}.get(conv, 10)
-                out += number(v, base, width, precision, flags, upper=conv == "X")
+                out += number(v, base, width, precision, flags, upper=conv == "X", signed=signed)
             else:
                 # The kernel WARNs "Please remove unsupported %<c> in format string" and stops.
                 break
@@ -251,15 +251,17 @@ def _pad(s: bytes, width: int, flags: int) -> bytes:
     return s + fill if flags & LEFT else fill + s
 
 
-def number(v: int, base: int, width: int, precision: int, flags: int, upper: bool = False) -> bytes:
+def number(
+    v: int, base: int, width: int, precision: int, flags: int, upper: bool = False, signed: bool = False
+) -> bytes:
     """lib/vsprintf.c number(): sign, 0/0x prefix with SPECIAL, precision as minimum digits,
     zero padding (ignored with LEFT), width counting everything."""
     sign = b""
     if v < 0:
         sign, v = b"-", -v
-    elif flags & PLUS and base == 10:
+    elif flags & PLUS and signed:
         sign = b"+"
-    elif flags & SPACE and base == 10:
+    elif flags & SPACE and signed:
         sign = b" "
     digits = (b"%X" if upper else b"%x") % v if base == 16 else (b"%o" % v if base == 8 else b"%d" % v)
     prefix = b""
@@ -279,9 +281,13 @@ def number(v: int, base: int, width: int, precision: int, flags: int, upper: boo
     return sign + prefix + digits
 
 
-def split_level(text: bytes, default: int = 4) -> tuple[int, bool, bytes]:
+def split_level(text: bytes, default: int = 4, angle: bool = False) -> tuple[int, bool, bytes]:
     """printk's header: the first "\\001<digit>" sets the level, "\\001c" marks a
-    continuation; every header is stripped (vprintk_store)."""
+    continuation; every header is stripped (vprintk_store).  ``angle``: 2.4's "<N>" prefix."""
+    if angle:
+        if len(text) >= 3 and text[0] == 0x3C and 0x30 <= text[1] <= 0x37 and text[2] == 0x3E:
+            return text[1] - 0x30, False, text[3:]
+        return default, False, text
     level = -1
     cont = False
     while len(text) >= 2 and text[0] == 1 and chr(text[1]) in "01234567cd":

@@ -70,14 +70,16 @@ def run_module(
         return _done(path, name, exc.kind, 0, exc.reason, t0, k)
     except LkmError as exc:
         return _done(path, name, "link", 0, exc.reason, t0, k)
-    except Exception as exc:  # noqa: BLE001 - counted: an emulator bug, not the module's
+    except Exception as exc:
         return _done(path, name, "error", 0, f"{type(exc).__name__}: {exc}", t0, k)
     if res.fault is not None:
         return _done(path, name, res.fault.kind, 0, res.fault.reason, t0, k)
     return _done(path, name, "returned", res.value, "", t0, k)
 
 
-def _done(path: str, name: str, result: str, value: int, detail: str, t0: float, k: Kernel | None) -> ModuleRun:
+def _done(
+    path: str, name: str, result: str, value: int, detail: str, t0: float, k: Kernel | None
+) -> ModuleRun:
     calls = sum(k.state.calls.values()) if k is not None else 0
     unimpl = tuple(sorted(k.state.unimplemented)) if k is not None else ()
     return ModuleRun(path, name, result, value, detail, time.monotonic() - t0, calls, unimpl)

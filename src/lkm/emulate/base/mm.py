@@ -22,6 +22,12 @@ def _kmalloc(k: Kernel, c: TrapCall) -> int:
     return k.alloc(c.arg(0), zero=_zero(c.arg(1)))
 
 
+@kfunc("kmalloc", nargs=2)
+def _kmalloc_24(k: Kernel, c: TrapCall) -> int:
+    """kmalloc(size, flags) as a function (2.4; inline since): no __GFP_ZERO there."""
+    return k.alloc(c.arg(0), zero=not k.is_24 and _zero(c.arg(1)))
+
+
 @kfunc("kmalloc_trace", nargs=3)
 def _kmalloc_trace(k: Kernel, c: TrapCall) -> int:
     return k.alloc(c.arg(2), zero=_zero(c.arg(1)))  # (cache, flags, size)

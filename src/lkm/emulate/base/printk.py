@@ -77,7 +77,7 @@ def fmt_call(k: Kernel, c: TrapCall, fmt_index: int) -> bytes:
 
 
 def emit(k: Kernel, text: bytes, prefix: bytes = b"", level: int | None = None) -> int:
-    lvl, cont, body = split_level(text, DEFAULT_LOGLEVEL)
+    lvl, cont, body = split_level(text, DEFAULT_LOGLEVEL, angle=k.is_24)
     if level is not None:
         lvl = level
     body = prefix + body

@@ -80,7 +80,7 @@ def _user_ok(k: Kernel, addr: int, n: int) -> bool:
     return k.machine.is_mapped(addr, n)
 
 
-@kfunc("_copy_to_user", "copy_to_user", "__copy_to_user", nargs=3)
+@kfunc("_copy_to_user", "copy_to_user", "__copy_to_user", "__generic_copy_to_user", nargs=3)
 def _copy_to_user(k: Kernel, c: TrapCall) -> int:
     to, frm, n = c.arg(0), c.arg(1), c.arg(2)
     if not _user_ok(k, to, n):
@@ -89,7 +89,7 @@ def _copy_to_user(k: Kernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("_copy_from_user", "copy_from_user", "__copy_from_user", nargs=3)
+@kfunc("_copy_from_user", "copy_from_user", "__copy_from_user", "__generic_copy_from_user", nargs=3)
 def _copy_from_user(k: Kernel, c: TrapCall) -> int:
     to, frm, n = c.arg(0), c.arg(1), c.arg(2)
     if not _user_ok(k, frm, n):
