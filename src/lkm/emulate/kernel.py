@@ -137,6 +137,8 @@ class Kernel:
         self.machine = Machine(self.arch, **kw)  # type: ignore[arg-type]
         self.machine.symbolize = self.symbolize
         self.machine.on_invalid_opcode = self._warn
+        self.machine.on_unknown_text = self._late_function
+        self.machine.on_unmapped = self._late_data
         self.symbols = symbols
         self.state = state if state is not None else KernelState()
         self.strict = strict
@@ -204,6 +206,31 @@ class Kernel:
         self.addresses[name] = addr
         self.names[addr] = name
         return addr
+
+    def _late_function(self, addr: int) -> bool:
+        """A call to a kernel function the module was linked to elsewhere (the model kernel's
+        own linking hands over memory, not an import list): trap it by its kallsyms name."""
+        found = self.symbols.name_at(addr) if self.symbols is not None else None
+        if found is None or found[1] != 0 or found[0] in self.addresses:
+            return False
+        return self.resolve(found[0]) == addr
+
+    def _late_data(self, addr: int) -> bool:
+        """An access to a kernel symbol not handed out by resolve (data, or the fetch of a
+        function's first instruction): map it now."""
+        if self.symbols is None:
+            return False
+        if self._late_function(addr):
+            return True
+        i = bisect.bisect_right(self.symbols.addresses, addr) - 1
+        if i < 0:
+            return False
+        base, name, typ = self.symbols.entries[i]
+        if typ not in DATA_TYPES or typ in "Aa" or name in self.addresses:
+            return False
+        if addr - base >= self.symbols.size_at(base):
+            return False
+        return self.resolve(name) == base
 
     def _init_data(self, name: str, addr: int, size: int) -> None:
         init = DATA.get(name)

@@ -114,6 +114,10 @@ class Machine:
         self.symbolize: Callable[[int], str] = lambda a: f"{a:#x}"
         # An invalid opcode at pc: True when it was a WARN() the kernel reported (go on after it).
         self.on_invalid_opcode: Callable[[int], bool] = lambda pc: False
+        # Code in the trap range without a trap / an access to unmapped memory: True when the
+        # kernel knew the address (a symbol it had not handed out yet) and set it up.
+        self.on_unknown_text: Callable[[int], bool] = lambda addr: False
+        self.on_unmapped: Callable[[int], bool] = lambda addr: False
         self._pending: BaseException | None = None
         self._fault: tuple[str, bool, int] | None = None
         self.calls = 0  # traps taken
@@ -215,6 +219,8 @@ class Machine:
             uc.emu_stop()
             return
         trap = self.traps.get(address)
+        if trap is None and self.on_unknown_text(address):
+            trap = self.traps.get(address)
         if trap is None:
             self._stop(EmulationFault(
                 "kernel-text", f"jump into kernel text at {self.symbolize(address)} (not a function entry)",
@@ -254,6 +260,10 @@ class Machine:
         self, uc: unicorn.Uc, access: int, address: int, size: int, value: int, _d: object
     ) -> bool:
         kind, present = _ACCESS.get(access, ("read", False))
+        if self.arch.word == 8 and (1 << 47) <= address < (1 << 48):
+            address |= ~self.pmask & self.arch.mask  # a fetch reports the physical address: canonical again
+        if not present and self.on_unmapped(address):
+            return True  # mapped now: the access is retried
         self._fault = (kind, present, address)
         return False
 
