@@ -359,20 +359,20 @@ def _layout_symtab(
 # -- 2.4 insmod -------------------------------------------------------------------------------
 
 
-def load_order_prio_24(sec: Section) -> int:
-    """modutils 2.4.16 obj_load_order_prio: higher loads first."""
+def load_order_prio_24(name: str, flags: int, sh_type: int) -> int:
+    """modutils 2.4.16 obj_load_order_prio of a section: higher loads first."""
     prio = 0
-    if not (sec.name.startswith(".") and len(sec.name) == 10 and sec.name[5:] == ".init"):
+    if not (name.startswith(".") and len(name) == 10 and name[5:] == ".init"):
         prio |= 64
-    if sec.flags & SHF_ALLOC:
+    if flags & SHF_ALLOC:
         prio |= 32
-    if sec.flags & SHF_EXECINSTR:
+    if flags & SHF_EXECINSTR:
         prio |= 16
-    if not sec.flags & SHF_WRITE:
+    if not flags & SHF_WRITE:
         prio |= 8
-    if sec.type != SHT_NOBITS:
+    if sh_type != SHT_NOBITS:
         prio |= 4
-    if sec.name == ".got":
+    if name == ".got":
         prio |= 2
     return prio
 
@@ -384,9 +384,9 @@ def layout_24(elf: ElfFile, extra_first: tuple[tuple[str, int, int], ...] = ()) 
     order: list[Section] = []
     for s in elf.sections:
         if s.flags & SHF_ALLOC and s.type != SHT_SYMTAB:
-            prio = load_order_prio_24(s)
+            prio = load_order_prio_24(s.name, s.flags, s.type)
             i = 0
-            while i < len(order) and load_order_prio_24(order[i]) >= prio:
+            while i < len(order) and load_order_prio_24(order[i].name, order[i].flags, order[i].type) >= prio:
                 i += 1
             order.insert(i, s)
     placements: dict[int, Placement] = {}
