@@ -15,6 +15,7 @@ from typing import Protocol
 
 from lkm.emulate.kernel import Kernel, SymbolSpace
 from lkm.emulate.machine import EmulationFault
+from lkm.emulate.state import KernelState
 
 
 class Image(Protocol):
@@ -31,9 +32,14 @@ class EmulatingExecutor:
     text is in the kernel log."""
 
     def __init__(
-        self, arch: str = "x86_64", symbols: SymbolSpace | None = None, *, strict: bool = False
+        self,
+        arch: str = "x86_64",
+        symbols: SymbolSpace | None = None,
+        *,
+        strict: bool = False,
+        state: KernelState | None = None,
     ) -> None:
-        self.kernel = Kernel(arch, symbols, strict=strict)
+        self.kernel = Kernel(arch, symbols, state, strict=strict)
         self.mapped: set[tuple[str, int]] = set()
         self.faults: list[EmulationFault] = []
 
@@ -53,3 +59,15 @@ class EmulatingExecutor:
                 k.state.printk(1, False, line + "\n", image.name)
             return -14  # -EFAULT: the caller sees a failed routine
         return v - (1 << 32) if v >> 31 else v
+
+
+def for_profile(profile: str, *, booted: bool = True) -> EmulatingExecutor:
+    """An executor for a model kernel booted from ``profile`` (lkm.kernel.profile): its
+    symbols, its architecture (2.4 i386 profiles: cdecl calls), the booted kernel's tables."""
+    from lkm.kernel.profile import load_profile
+    from lkm.symbols.table import SymbolTable
+
+    prof = load_profile(profile)
+    arch = "i386-cdecl" if prof.fields.get("range") == "i386-2.4" else prof.arch
+    state = KernelState.booted() if booted and arch == "x86_64" else None
+    return EmulatingExecutor(arch, SymbolSpace(SymbolTable(prof.symbols)), state=state)
