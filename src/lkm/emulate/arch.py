@@ -107,7 +107,7 @@ ARM64 = ArchSpec(
     "arm64", unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, 8, a64.UC_ARM64_REG_PC, a64.UC_ARM64_REG_SP,
     a64.UC_ARM64_REG_X0, tuple(getattr(a64, f"UC_ARM64_REG_X{i}") for i in range(8)), a64.UC_ARM64_REG_X30,
     module_base=0xFFFF800000000000, synthetic_base=0xFFFF80000E000000, heap_base=0xFFFF000100000000,
-    stack_base=0xFFFF800010000000, stack_size=0x4000, percpu_base=0xFFFF00013BC00000,
+    stack_base=0xFFFF800010000000, stack_size=0x4000, percpu_base=0xFFFF80000F000000,
     user_base=0x0000FFFF00000000, page_offset=0xFFFF000000000000,
     trap_lo=0xFFFF800008000000, trap_hi=0xFFFF800010000000,
 )  # fmt: skip

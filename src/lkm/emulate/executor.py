@@ -70,4 +70,4 @@ def for_profile(profile: str, *, booted: bool = True) -> EmulatingExecutor:
     prof = load_profile(profile)
     arch = "i386-cdecl" if prof.fields.get("range") == "i386-2.4" else prof.arch
     state = KernelState.booted() if booted and arch == "x86_64" else None
-    return EmulatingExecutor(arch, SymbolSpace(SymbolTable(prof.symbols)), state=state)
+    return EmulatingExecutor(arch, SymbolSpace(SymbolTable(prof.symbols), arch.split("-")[0]), state=state)

@@ -90,8 +90,9 @@ class TraceEntry(Record):
 class SymbolSpace:
     """A kernel symbol table prepared for address lookups (kallsyms order)."""
 
-    def __init__(self, table: SymbolTable) -> None:
+    def __init__(self, table: SymbolTable, arch: str | None = None) -> None:
         self.table = table
+        self.arch = arch  # the architecture whose kernel these are (None: any)
         syms = sorted((s.address, s.name, s.type or "?") for s in table if s.address is not None)
         self.addresses = [a for a, _n, _t in syms]
         self.entries = syms
@@ -155,8 +156,12 @@ class Kernel:
         self._percpu_next = 0x1000
         self.percpu_base = self.arch.percpu_base
         self.machine.map(self.percpu_base, PERCPU_SIZE, "percpu")
-        self.machine.set_percpu_base(self.percpu_base)
+        # x86_64: %gs-relative offsets from the area's base.  arm64: per-cpu variables have
+        # kernel addresses (adrp reaches them) and tpidr_el1 is this CPU's offset, 0 here.
+        self.percpu_relative = self.arch.name != "arm64"
+        self.machine.set_percpu_base(self.percpu_base if self.percpu_relative else 0)
         self.task = self.alloc(TASK_SIZE, zero=True)
+        self.machine.set_current(self.task)
         if self.arch.name == "x86_64":
             self.machine.write_int(self.percpu_base + 0x28, 8, STACK_CANARY)  # fixed_percpu_data.stack_canary
             for name, value in (("current_task", self.task), ("this_cpu_off", self.percpu_base)):

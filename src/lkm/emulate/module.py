@@ -143,6 +143,8 @@ def load(kernel: Kernel, mod: ModuleFile, *, base: int | None = None) -> Emulate
         percpu = (used + 63) & ~63
         kernel._module_percpu = percpu + pcpu_sec.size  # type: ignore[attr-defined]
         kernel.machine.write(kernel.percpu_base + percpu, mod.elf.section_bytes(pcpu_sec))
+        if not kernel.percpu_relative:
+            percpu += kernel.percpu_base  # arm64: the variables' own addresses
     image = link_module(mod, lay, bases, kernel.resolve, percpu_base=percpu)
     for region, data in image.regions.items():
         kernel.machine.map(

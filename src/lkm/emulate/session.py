@@ -62,14 +62,14 @@ def default_symbols() -> SymbolSpace | None:
 
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
     if env is not None:
-        return SymbolSpace(SymbolTable.from_files(env)) if env else None
+        return SymbolSpace(SymbolTable.from_files(env), "x86_64") if env else None
     try:
         from lkm.corpus import find_tree
 
         path = find_tree("amd64-6.1").root / "proc-kallsyms.txt"
     except Exception:
         path = Path(os.path.expanduser("~/.cache/lkm/corpus/amd64-6.1/proc-kallsyms.txt"))
-    return SymbolSpace(SymbolTable.from_files(path)) if path.is_file() else None
+    return SymbolSpace(SymbolTable.from_files(path), "x86_64") if path.is_file() else None
 
 
 class Session:
@@ -93,7 +93,7 @@ class Session:
 
     def kernel_for(self, arch: str) -> Kernel:
         if self.kernel is None:
-            syms = self.symbols if arch == "x86_64" else None  # the kallsyms are amd64's
+            syms = self.symbols if self.symbols is not None and self.symbols.arch in (None, arch) else None
             state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
             ib, tb = self.budgets
             self.kernel = Kernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)

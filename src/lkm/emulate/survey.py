@@ -62,8 +62,8 @@ def run_module(
         name = mod.name
         arch = arch_for(mod)
         state = KernelState.booted() if arch == "x86_64" else KernelState()
-        k = Kernel(arch, symbols if arch == "x86_64" else None, state, insn_budget=insn_budget,
-                   time_budget=time_budget)  # fmt: skip
+        syms = symbols if symbols is not None and symbols.arch in (None, arch) else None
+        k = Kernel(arch, syms, state, insn_budget=insn_budget, time_budget=time_budget)
         em = load(k, mod)
         res = run_init(k, em)
     except EmulationFault as exc:  # a module parameter's own set routine
