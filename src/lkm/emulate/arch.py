@@ -68,6 +68,13 @@ class ArchSpec(Record):
         self.trap_hi = trap_hi  # where executing an instruction means calling the Python kernel
         self.fixed_regs = fixed_regs
 
+    def replace(self, **fields: object) -> ArchSpec:
+        """A copy with ``fields`` changed."""
+        new = object.__new__(ArchSpec)
+        for name in self.__slots__:
+            object.__setattr__(new, name, fields.get(name, getattr(self, name)))
+        return new
+
     @property
     def mask(self) -> int:
         return (1 << (8 * self.word)) - 1
@@ -95,13 +102,7 @@ I386 = ArchSpec(
     trap_lo=0xC0000000, trap_hi=0xC8000000,
 )  # fmt: skip
 
-I386_CDECL = ArchSpec(
-    "i386", unicorn.UC_ARCH_X86, unicorn.UC_MODE_32, 4, x86.UC_X86_REG_EIP, x86.UC_X86_REG_ESP,
-    x86.UC_X86_REG_EAX, (), None,
-    module_base=0xC8800000, synthetic_base=0xC7000000, heap_base=0xCC000000, stack_base=0xCBF00000,
-    stack_size=0x2000, percpu_base=0xCBE00000, user_base=0x40000000, page_offset=0xC0000000,
-    trap_lo=0xC0000000, trap_hi=0xC8000000,
-)  # fmt: skip
+I386_CDECL = I386.replace(args=(), module_base=0xC8800000)  # 2.4: modules in its vmalloc area
 
 ARM64 = ArchSpec(
     "arm64", unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, 8, a64.UC_ARM64_REG_PC, a64.UC_ARM64_REG_SP,

@@ -99,10 +99,15 @@ def _copy_from_user(k: Kernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("simple_read_from_buffer", nargs=5)
-def _simple_read_from_buffer(k: Kernel, c: TrapCall) -> int:
-    """fs/libfs.c: copy from ``from[*ppos:available]`` to user ``to``, advance *ppos."""
-    to, count, ppos, frm, available = (c.arg(i) for i in range(5))
+@kfunc("simple_read_from_buffer", "simple_write_to_buffer", nargs=5)
+def _simple_buffer(k: Kernel, c: TrapCall) -> int:
+    """fs/libfs.c: read copies kernel ``from[*ppos:available]`` to user ``to``; write copies
+    user ``from`` to kernel ``to[*ppos:available]``; both advance *ppos."""
+    reading = c.name == "simple_read_from_buffer"
+    if reading:
+        to, count, ppos, frm, available = (c.arg(i) for i in range(5))
+    else:
+        to, available, ppos, frm, count = (c.arg(i) for i in range(5))
     m = k.machine
     pos = m.read_int(ppos, 8, signed=True)
     if pos < 0:
@@ -110,26 +115,12 @@ def _simple_read_from_buffer(k: Kernel, c: TrapCall) -> int:
     if pos >= available or not count:
         return 0
     n = min(count, available - pos)
-    if not _user_ok(k, to, n):
+    if not _user_ok(k, to if reading else frm, n):
         return -14  # -EFAULT
-    m.write(to, m.read(frm + pos, n))
-    m.write_int(ppos, 8, pos + n)
-    return n
-
-
-@kfunc("simple_write_to_buffer", nargs=5)
-def _simple_write_to_buffer(k: Kernel, c: TrapCall) -> int:
-    to, available, ppos, frm, count = (c.arg(i) for i in range(5))
-    m = k.machine
-    pos = m.read_int(ppos, 8, signed=True)
-    if pos < 0:
-        return -22
-    if pos >= available or not count:
-        return 0
-    n = min(count, available - pos)
-    if not _user_ok(k, frm, n):
-        return -14
-    m.write(to + pos, m.read(frm, n))
+    if reading:
+        m.write(to, m.read(frm + pos, n))
+    else:
+        m.write(to + pos, m.read(frm, n))
     m.write_int(ppos, 8, pos + n)
     return n
 
