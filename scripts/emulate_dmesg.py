@@ -3,8 +3,8 @@
 reference for lkm.emulate (tests/emulate/data/dmesg-6.1-amd64.json), and the booted kernel's
 /proc/devices, /proc/filesystems and /proc/misc (src/lkm/emulate/boot-6.1-amd64.json).
 
-Boots the corpus amd64-6.1 vmlinuz in QEMU TCG (scripts/guest_kallsyms.py's boot, busybox
-and cpio code) with the fixtures in the initramfs; /init runs each step of STEPS with
+Boots the corpus amd64-6.1 vmlinuz in QEMU TCG (lkm.guest: busybox, initramfs, boot) with the
+fixtures and a few of the tree's own modules in the initramfs; /init runs each step of STEPS with
 busybox (insmod, rmmod, reading and writing the char device) and prints, between marker
 lines, what the step printed and the kernel log it produced (``dmesg -c``).
 Usage: python3 scripts/emulate_dmesg.py
@@ -20,17 +20,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "src"))
 
-import guest_kallsyms as guest  # noqa: E402
-
+from lkm import guest  # noqa: E402
 from lkm.corpus import corpus_dir, find_tree  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "6x"
 OUT_TEST = ROOT / "tests" / "emulate" / "data" / "dmesg-6.1-amd64.json"
 OUT_BOOT = ROOT / "src" / "lkm" / "emulate" / "boot-6.1-amd64.json"
 MODULES = ("params", "chardev", "exporter", "importer")
+CORPUS_MODULES = (("tun", "drivers/net/tun"), ("minix", "fs/minix/minix"), ("loop", "drivers/block/loop"),
+                  ("brd", "drivers/block/brd"))  # fmt: skip
 PARAMS_ALL = (
     "byteval=200 shortval=-300 ushortval=65535 intval=0x10 uintval=4000000000 longval=-9 ulongval=12 "
     "name=hello enable=n disable=y label=abc ints=5,6 words=a,b mask=0x10 level=3"
@@ -62,6 +62,12 @@ STEPS: list[tuple[str, list[str]]] = [
     ("$B insmod /m/importer.ko", ["insmod importer.ko"]),
     ("$B rmmod importer", ["rmmod importer"]),
     ("$B rmmod exporter", ["rmmod exporter"]),
+    # Modules of the corpus tree itself (signed with the kernel's key, in-tree, no dependencies)
+    # and the /proc tables their registrations change.
+    *[(f"$B insmod /m/{name}.ko", [f"insmod {{tree}}/{path}.ko"]) for name, path in CORPUS_MODULES],
+    ("$B cat /proc/devices", ["cat /proc/devices"]),
+    ("$B cat /proc/misc", ["cat /proc/misc"]),
+    ("$B cat /proc/filesystems", ["cat /proc/filesystems"]),
 ]  # fmt: skip
 
 
@@ -83,21 +89,10 @@ def init_script() -> str:
     return "\n".join(lines) + "\n"
 
 
-def initramfs(busybox: Path) -> bytes:
-    entries = [
-        ("dev", 0o040755, b"", (0, 0)),
-        ("dev/console", 0o020600, b"", (5, 1)),
-        ("proc", 0o040755, b"", (0, 0)),
-        ("tmp", 0o041777, b"", (0, 0)),
-        ("bin", 0o040755, b"", (0, 0)),
-        ("m", 0o040755, b"", (0, 0)),
-        ("bin/busybox", 0o100755, busybox.read_bytes(), (0, 0)),
-        ("init", 0o100755, init_script().encode(), (0, 0)),
-    ]
-    entries += [(f"m/{m}.ko", 0o100644, (FIX / f"{m}.ko").read_bytes(), (0, 0)) for m in MODULES]
-    out = b"".join(guest._cpio_entry(n, mode, d, r, i + 1) for i, (n, mode, d, r) in enumerate(entries))
-    out += guest._cpio_entry("TRAILER!!!", 0)
-    return out + b"\0" * (-len(out) % 512)
+def initramfs(busybox: Path, modules_dir: Path) -> bytes:
+    files = [(f"m/{m}.ko", (FIX / f"{m}.ko").read_bytes()) for m in MODULES]
+    files += [(f"m/{n}.ko", (modules_dir / "kernel" / f"{p}.ko").read_bytes()) for n, p in CORPUS_MODULES]
+    return guest.make_initramfs(busybox, init_script(), files)
 
 
 def _section(text: str, start: str, end: str) -> list[str]:
@@ -143,21 +138,36 @@ def boot_tables(boot: dict[str, object]) -> dict[str, object]:
     return {"chrdevs": chr_, "blkdevs": blk, "misc": misc, "filesystems": fss}
 
 
+def signing_key_ids(tree: object) -> list[str]:
+    """The key the kernel verifies its own modules with (its build-time key, built into the
+    image): the key id the tree's modules are signed with."""
+    from lkm.corpus import module_files
+    from lkm.module.file import ModuleFile
+
+    ids = set()
+    for path in module_files(tree)[:50]:  # type: ignore[arg-type]
+        sig = ModuleFile.open(path).signature
+        if sig is not None and sig.key_id:
+            ids.add(sig.key_id.hex())
+    return sorted(ids)
+
+
 def main() -> int:
     tree = find_tree("amd64-6.1")
-    qemu = guest.ensure_tools(tree.arch)
     busybox = guest.busybox_for(tree.arch, corpus_dir() / "guest")
     with tempfile.TemporaryDirectory(prefix="emulate-dmesg-") as tmp:
         initrd = Path(tmp) / "initramfs.cpio"
-        initrd.write_bytes(initramfs(busybox))
+        initrd.write_bytes(initramfs(busybox, tree.modules_dir))
         t0 = time.monotonic()
-        raw = guest.boot(tree, qemu, initrd, Path(tmp) / "console.log", 600.0).decode("latin-1")
+        assert tree.vmlinuz is not None
+        raw = guest.boot(tree.arch, tree.vmlinuz, initrd, Path(tmp) / "console.log", 600.0).decode("latin-1")
         print(f"boot and steps took {time.monotonic() - t0:.1f} s", file=sys.stderr)
     boot, steps = parse(raw)
     release = tree.release
     OUT_TEST.parent.mkdir(parents=True, exist_ok=True)
-    for path, data in ((OUT_TEST, {"kernel": release, "steps": steps}),
-                       (OUT_BOOT, {"kernel": release, **boot_tables(boot)})):  # fmt: skip
+    for path, data in ((OUT_TEST, {"kernel": release, "tree": tree.name, "steps": steps}),
+                       (OUT_BOOT, {"kernel": release, **boot_tables(boot),
+                                   "signing_key_ids": signing_key_ids(tree)})):  # fmt: skip
         part = path.with_suffix(".part")
         part.write_text(json.dumps(data, indent=1) + "\n")
         part.replace(path)

@@ -22,6 +22,11 @@ def _steps() -> list[dict[str, object]]:
     return json.loads(DATA.read_text())["steps"]  # type: ignore[no-any-return]
 
 
+def _fixture_steps() -> list[dict[str, object]]:
+    """The steps on the fixture modules (before the tree's own modules and the /proc dumps)."""
+    return [s for s in _steps() if not any("{tree}" in x or x.startswith("cat") for x in s["emulate"])]  # type: ignore[attr-defined]
+
+
 def _session(symbols: str):  # type: ignore[no-untyped-def]
     from lkm.emulate.session import Session, default_symbols
 
@@ -35,25 +40,42 @@ def _session(symbols: str):  # type: ignore[no-untyped-def]
     return s
 
 
-@pytest.mark.parametrize("symbols", ["synthetic", "kallsyms"])
-def test_steps_print_what_the_real_kernel_prints(symbols: str) -> None:
-    session = _session(symbols)
+def _replay(session, steps, tree: str = ""):  # type: ignore[no-untyped-def]
+    """Every step's emulated kernel log (and /proc output) next to the real one."""
     mismatches = []
-    for i, step in enumerate(_steps()):
-        real = [x for x in step["dmesg"] if not x.startswith(NOISE)]  # type: ignore[attr-defined]
+    for i, step in enumerate(steps):
+        real = [x for x in step["dmesg"] if not x.startswith(NOISE)]
         got: list[str] = []
-        for line in step["emulate"]:  # type: ignore[attr-defined]
-            out = session.execute(line)
+        output: list[str] = []
+        for line in step["emulate"]:
+            out = session.execute(line.replace("{tree}", tree))
             assert out is not None and out.fault is None, (line, out and out.fault)
             got += out.log
-        if got != real:
-            mismatches.append((i, step["guest"], real, got))
-    assert not mismatches, mismatches
+            if line.startswith("cat "):
+                output += out.output.splitlines()
+        if got != real or (output and output != step["output"]):
+            mismatches.append((i, step["guest"], real, got, step["output"], output))
+    return mismatches
+
+
+@pytest.mark.parametrize("symbols", ["synthetic", "kallsyms"])
+def test_fixture_steps_print_what_the_real_kernel_prints(symbols: str) -> None:
+    steps = _fixture_steps()
+    assert len(steps) == 17
+    assert not _replay(_session(symbols), steps)
+
+
+def test_corpus_modules_and_proc_tables_match_the_real_kernel(corpus_trees) -> None:  # type: ignore[no-untyped-def]
+    """After the fixture steps: four of the tree's own modules (signed with the kernel's key,
+    so no taint line), then /proc/devices, /proc/misc and /proc/filesystems in full."""
+    tree = next((t for t in corpus_trees if t.name == "amd64-6.1"), None)
+    require(tree is not None, "corpus tree amd64-6.1 missing")
+    assert not _replay(_session("kallsyms"), _steps(), str(tree.modules_dir / "kernel"))
 
 
 def test_char_device_reads_what_the_driver_defines() -> None:
     session = _session("synthetic")
-    steps = _steps()
+    steps = _fixture_steps()
     major = None
     for step in steps:
         reads: list[str] = []
@@ -77,7 +99,7 @@ def test_insmod_error_values_match_busybox() -> None:
     import errno
 
     session = _session("synthetic")
-    for step in _steps():
+    for step in _fixture_steps():
         for line in step["emulate"]:  # type: ignore[attr-defined]
             out = session.execute(line)
             assert out is not None

@@ -243,7 +243,10 @@ def _load_taints(st: KernelState, mod: ModuleFile) -> None:
         st.printk(4, False, f"{mod.name}: loading out-of-tree module taints kernel.\n", None)
     if mod.get("intree") is None:
         st.taints.add("O")
-    if "E" not in st.taints:  # no module signing key of ours is in the kernel's keyring
+    sig = mod.signature
+    if sig is not None and sig.key_id and sig.key_id.hex() in st.trusted_keys:
+        return  # verified: signed with the kernel's own key
+    if "E" not in st.taints:
         why = "module verification failed: signature and/or required key missing - tainting kernel"
         st.printk(5, False, f"{mod.name}: {why}\n", None)
         st.taints.add("E")

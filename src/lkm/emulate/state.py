@@ -85,6 +85,7 @@ class KernelState:
         self.jiffies = 0xFFFEDB08 + 2500  # INITIAL_JIFFIES (HZ=250) plus ten seconds of uptime
         self.module_refs: Counter[str] = Counter()
         self.taints: set[str] = set()
+        self.trusted_keys: set[str] = set()  # key ids of module signatures the kernel accepts
 
     @classmethod
     def booted(cls) -> KernelState:
@@ -98,6 +99,7 @@ class KernelState:
             st.misc.append(MiscDev(minor, name, 0, 0, None))
         for name, requires_dev in data["filesystems"]:
             st.filesystems.append((name, requires_dev, None))
+        st.trusted_keys = set(data.get("signing_key_ids", []))
         return st
 
     # -- printk ---------------------------------------------------------------------------
