@@ -115,3 +115,13 @@ def test_log_levels() -> None:
     assert split_level(b"\x01chello") == (4, True, b"hello")
     assert split_level(b"plain") == (4, False, b"plain")
     assert split_level(b"<3>old", angle=True) == (3, False, b"old")
+
+
+def test_find_bit_family_against_python() -> None:
+    """lib/find_bit.c semantics (the result is ``size`` when no bit is found)."""
+    from lkm.emulate.base.strings import _next_set
+
+    assert _next_set(0b10110, 5, 0) == 1
+    assert _next_set(0b10110, 5, 3) == 4
+    assert _next_set(0b10110, 5, 5) == 5
+    assert _next_set(0, 64, 0) == 64

@@ -33,8 +33,21 @@ _RELEASE = {
 }  # fmt: skip
 
 
+def _mark(k: Kernel, family: str, lock: int, held: bool) -> None:
+    """What mutex_is_locked / spin_is_locked read: a mutex's owner word (the task), a
+    spinlock's locked byte."""
+    if not lock or not k.machine.is_mapped(lock, k.arch.word):
+        return
+    if family == "mutex":
+        k.machine.write_word(lock, k.task if held else 0)
+    elif family == "spin":
+        k.machine.write_int(lock, 1, 1 if held else 0)
+
+
 def _acquire(k: Kernel, c: TrapCall) -> int:
-    k.state.locks[_ACQUIRE[c.name]] += 1
+    family = _ACQUIRE[c.name]
+    k.state.locks[family] += 1
+    _mark(k, family, c.arg(0), True)
     if c.name.endswith("trylock") or c.name in (
         "_raw_spin_trylock",
         "down_read_trylock",
@@ -45,7 +58,9 @@ def _acquire(k: Kernel, c: TrapCall) -> int:
 
 
 def _release(k: Kernel, c: TrapCall) -> int:
-    k.state.locks[_RELEASE[c.name]] -= 1
+    family = _RELEASE[c.name]
+    k.state.locks[family] -= 1
+    _mark(k, family, c.arg(0), False)
     return 0
 
 
@@ -106,3 +121,8 @@ def _schedule_timeout(k: Kernel, c: TrapCall) -> int:
 @kfunc("alloc_workqueue", nargs=3, varargs=True)
 def _alloc_workqueue(k: Kernel, c: TrapCall) -> int:
     return k.alloc(0x200)  # an opaque struct workqueue_struct
+
+
+@kfunc("mutex_is_locked", nargs=1)
+def _mutex_is_locked(k: Kernel, c: TrapCall) -> int:
+    return int(k.machine.read_word(c.arg(0)) != 0)  # the owner word mutex_lock set
