@@ -54,19 +54,20 @@ def run(prog: str, args: list[str]) -> int:
     except (UsageError, ValueError) as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
+    from lkm.emulate.kernel import SymbolSpace
     from lkm.emulate.report import format_outcome, outcome_json
-    from lkm.emulate.session import Session, default_symbols, save_state
+    from lkm.emulate.session import DEFAULT, Session, save_state
 
     try:
+        symbols: SymbolSpace | str | None = None
         if "--synthetic" in o:
             symbols = None
         elif "--kallsyms" in o:
-            from lkm.emulate.kernel import SymbolSpace
             from lkm.symbols.table import SymbolTable
 
             symbols = SymbolSpace(SymbolTable.from_files(o["--kallsyms"]))
         else:
-            symbols = default_symbols()
+            symbols = DEFAULT  # the corpus kallsyms of the module's architecture, if present
         session = Session(symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout)
         if script is not None:
             with open(script, encoding="utf-8") as f:

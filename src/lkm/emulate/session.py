@@ -55,27 +55,36 @@ class Outcome(Record):
         self.fault = fault
 
 
-def default_symbols() -> SymbolSpace | None:
-    """The corpus amd64-6.1 kernel's kallsyms when present (LKM_EMULATE_KALLSYMS overrides;
-    an empty value selects the synthetic symbol space)."""
+DEFAULT_TREES = {"x86_64": "amd64-6.1", "arm64": "arm64-6.1"}  # whose kallsyms bind imports
+
+
+def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
+    """The corpus 6.1 kernel's kallsyms for ``arch`` when present, else None (synthetic
+    symbols).  LKM_EMULATE_KALLSYMS=FILE overrides for x86_64; empty selects synthetic."""
     from lkm.symbols.table import SymbolTable
 
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
     if env is not None:
-        return SymbolSpace(SymbolTable.from_files(env), "x86_64") if env else None
+        return SymbolSpace(SymbolTable.from_files(env), "x86_64") if env and arch == "x86_64" else None
+    tree = DEFAULT_TREES.get(arch)
+    if tree is None:
+        return None
     try:
         from lkm.corpus import find_tree
 
-        path = find_tree("amd64-6.1").root / "proc-kallsyms.txt"
+        path = find_tree(tree).root / "proc-kallsyms.txt"
     except Exception:
-        path = Path(os.path.expanduser("~/.cache/lkm/corpus/amd64-6.1/proc-kallsyms.txt"))
-    return SymbolSpace(SymbolTable.from_files(path), "x86_64") if path.is_file() else None
+        path = Path(os.path.expanduser(f"~/.cache/lkm/corpus/{tree}/proc-kallsyms.txt"))
+    return SymbolSpace(SymbolTable.from_files(path), arch) if path.is_file() else None
+
+
+DEFAULT = "default"  # Session(symbols=DEFAULT): default_symbols() of the first module's architecture
 
 
 class Session:
     def __init__(
         self,
-        symbols: SymbolSpace | None = None,
+        symbols: SymbolSpace | str | None = None,
         *,
         strict: bool = False,
         insn_budget: int | None = None,
@@ -93,7 +102,10 @@ class Session:
 
     def kernel_for(self, arch: str) -> Kernel:
         if self.kernel is None:
-            syms = self.symbols if self.symbols is not None and self.symbols.arch in (None, arch) else None
+            if self.symbols == DEFAULT:
+                self.symbols = default_symbols(arch.split("-")[0])
+            s = self.symbols
+            syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
             state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
             ib, tb = self.budgets
             self.kernel = Kernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
@@ -282,7 +294,7 @@ def load_state(path: str) -> Session:
         raise LkmError(f"cannot read the session state: {exc}", path=path) from None
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
         raise LkmError("not an lkm emulation state file", path=path)
-    symbols = None if data.get("symbols") == "synthetic" else default_symbols()
+    symbols = None if data.get("symbols") == "synthetic" else DEFAULT
     session = Session(symbols, strict=bool(data.get("strict")))
     session.base_dir = str(data.get("base_dir", "."))
     for line in data.get("history", []):

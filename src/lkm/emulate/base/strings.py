@@ -217,7 +217,7 @@ def _simple_strtoul(k: Kernel, c: TrapCall) -> int:
 
 
 # -- lib/find_bit.c and bitmap helpers (cpumask iteration goes through these) ----------------------
-def _bits(k: Kernel, addr: int, size: int) -> int:
+def _bitmap(k: Kernel, addr: int, size: int) -> int:
     nbytes = (size + 7) // 8
     return int.from_bytes(k.machine.read(addr, nbytes), "little") & ((1 << size) - 1) if size else 0
 
@@ -231,11 +231,11 @@ def _next_set(value: int, size: int, offset: int) -> int:
 def _find_next_bit(k: Kernel, c: TrapCall) -> int:
     if c.name in ("_find_next_and_bit", "_find_next_andnot_bit"):
         size, offset = c.arg(2), c.arg(3)
-        other = _bits(k, c.arg(1), size)
-        value = _bits(k, c.arg(0), size) & (other if c.name == "_find_next_and_bit" else ~other)
+        other = _bitmap(k, c.arg(1), size)
+        value = _bitmap(k, c.arg(0), size) & (other if c.name == "_find_next_and_bit" else ~other)
     else:
         size, offset = c.arg(1), c.arg(2)
-        value = _bits(k, c.arg(0), size)
+        value = _bitmap(k, c.arg(0), size)
         if c.name == "_find_next_zero_bit":
             value = ~value & ((1 << size) - 1)
     return _next_set(value, size, offset)
@@ -244,7 +244,7 @@ def _find_next_bit(k: Kernel, c: TrapCall) -> int:
 @kfunc("_find_first_bit", "_find_first_zero_bit", nargs=2)
 def _find_first_bit(k: Kernel, c: TrapCall) -> int:
     size = c.arg(1)
-    value = _bits(k, c.arg(0), size)
+    value = _bitmap(k, c.arg(0), size)
     if c.name == "_find_first_zero_bit":
         value = ~value & ((1 << size) - 1)
     return _next_set(value, size, 0)
@@ -253,10 +253,10 @@ def _find_first_bit(k: Kernel, c: TrapCall) -> int:
 @kfunc("_find_last_bit", nargs=2)
 def _find_last_bit(k: Kernel, c: TrapCall) -> int:
     size = c.arg(1)
-    value = _bits(k, c.arg(0), size)
+    value = _bitmap(k, c.arg(0), size)
     return value.bit_length() - 1 if value else size
 
 
 @kfunc("__bitmap_weight", nargs=2)
 def _bitmap_weight(k: Kernel, c: TrapCall) -> int:
-    return bin(_bits(k, c.arg(0), c.arg(1))).count("1")
+    return bin(_bitmap(k, c.arg(0), c.arg(1))).count("1")
