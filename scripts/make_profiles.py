@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Write the kernel profiles lkm ships (src/lkm/kernel/profiles/*.profile.gz).
 
-linux-6.1-amd64: from the corpus (scripts/fetch_corpus.py): every symbol the kernel exports
-(Module.symvers of the headers, "vmlinux" rows: CRC, GPL-only, namespace) with its address and
-type letter from the tree's proc-kallsyms.txt (captured from the kernel booted in QEMU), the
-release, the vermagic its modules carry, sizeof(struct module) and the .config facts the
-loader depends on.
+linux-6.1-amd64: from the corpus (scripts/fetch_corpus.py), through
+lkm.kernel.profile.profile_from_files: every symbol the kernel exports (Module.symvers of the
+headers: CRC, GPL-only, namespace) with its address and type letter from the tree's
+proc-kallsyms.txt (captured from the kernel booted in QEMU; of two entries of one name, the
+global one, as lkm.symbols merges them), the release, the vermagic its modules carry and
+sizeof(struct module).
 
 linux-2.4-i386: a 2.4.20 kernel for the 2.4 fixtures (tests/fixtures/24): it exports what
 they call plus the usual 2.4 driver API, at addresses of its own in a made-up kernel text,
@@ -26,9 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from lkm.corpus import find_headers, find_tree, module_files  # noqa: E402
-from lkm.kernel.profile import PROFILE_DIR, Profile  # noqa: E402
+from lkm.kernel.profile import PROFILE_DIR, Profile, profile_from_files  # noqa: E402
 from lkm.module.file import ModuleFile  # noqa: E402
-from lkm.symbols.sources import parse_kallsyms, parse_module_symvers  # noqa: E402
 from lkm.symbols.table import KernelSymbol  # noqa: E402
 
 # What a 2.4.20 i386 kernel exported that drivers like the fixtures use (kernel/ksyms.c).
@@ -107,34 +107,16 @@ def profile_24() -> Profile:
 def profile_61(corpus: Path | None) -> Profile:
     tree = find_tree("amd64-6.1", corpus)
     headers = find_headers("headers-6.1", corpus)
-    kallsyms = {
-        s.name: s for s in parse_kallsyms((tree.root / "proc-kallsyms.txt").read_bytes()) if s.module is None
-    }
-    exports = [s for s in parse_module_symvers(headers.module_symvers.read_bytes()) if s.module is None]
-    syms: list[KernelSymbol] = []
-    for e in sorted(exports, key=lambda s: s.name):
-        k = kallsyms.get(e.name)
-        if k is None or k.address is None:
-            continue  # exported but not in kallsyms (none on this kernel)
-        syms.append(KernelSymbol(e.name, k.address, k.type, None, True, e.gpl_only, e.crc, e.namespace))
     sample = ModuleFile.open(next(p for p in module_files(tree) if p.name == "fat.ko"))
     this = sample.elf.section(".gnu.linkonce.this_module")
     assert this is not None
-    fields = {
-        "release": tree.release,
-        "arch": "x86_64",
-        "bits": "64",
-        "layout": "linux-6.1",
-        "vermagic": sample.vermagic or "",
-        "range": "x86_64",
-        "page_size": "4096",
-        "smp": "1",
-        "struct_module_size": str(this.size),
-        "kernel": "6.1",
-        "compression": "-",
+    prof = profile_from_files("linux-6.1-amd64", tree.release, "x86_64", sample.vermagic or "",
+                              tree.root / "proc-kallsyms.txt", headers.module_symvers)  # fmt: skip
+    prof.fields.update({
+        "smp": "1", "struct_module_size": str(this.size),
         "uname": f"Linux model {tree.release} #1 SMP PREEMPT_DYNAMIC Debian {tree.version} x86_64",
-    }
-    return Profile("linux-6.1-amd64", fields, syms)
+    })  # fmt: skip
+    return prof
 
 
 def write(profile: Profile) -> Path:

@@ -111,6 +111,8 @@ def loop_worker(state: str, kind: str, counter: str, seed: int) -> int:
     k = ModelKernel(state)
     paths = [str(FIX / MODULES[kind][2] / f) for f in MODULES[kind][1]]
     done = int(Path(counter).read_text() or 0) if Path(counter).exists() else 0
+    sys.stdout.write("ready\n")  # imports done: the parent's random delay starts now
+    sys.stdout.flush()
     while True:
         path = rng.choice(paths)
         try:
@@ -146,7 +148,7 @@ def integrity(k: ModelKernel) -> list[str]:
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, __file__, *args], stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def concurrent(kind: str, procs: int, ops: int, seed: int) -> int:
@@ -179,7 +181,9 @@ def kill(kind: str, insmods: int, seed: int) -> int:
             if done >= insmods:
                 break
             child = _spawn("_loop", state, kind, counter, str(rng.randrange(1 << 30)))
-            time.sleep(rng.uniform(0.02, 0.4))
+            assert child.stdout is not None
+            child.stdout.readline()  # "ready": the kill lands among the worker's calls
+            time.sleep(rng.uniform(0.0, 0.25))
             if child.poll() is not None:
                 print("worker stopped: " + child.communicate()[1].decode().strip())
                 return 1
@@ -189,7 +193,7 @@ def kill(kind: str, insmods: int, seed: int) -> int:
             k = ModelKernel(state)
             problems += [f"after kill {kills}: {p}" for p in integrity(k)]
             k.close()
-        print(f"kill {kind}: {insmods} insmods with {kills} SIGKILLs at random moments, "
+        print(f"kill {kind}: {done} insmods with {kills} SIGKILLs at random moments, "
               f"{len(problems)} integrity problems")  # fmt: skip
         for p in problems:
             print("  " + p)

@@ -147,3 +147,15 @@ def test_model_is_a_kernel_for_the_kmod_tools(k61: ModelKernel, tmp_path: Path) 
     remove_module(k61, "importer")
     remove_module(k61, "exporter")
     assert k61.initstate("exporter") is None
+
+
+def test_init_without_exit_cannot_be_unloaded_unless_forced(k61: ModelKernel) -> None:
+    k61.finit_module(EXPORTER)
+    with k61.state.transaction() as db:  # as a module with module_init but no module_exit
+        db.execute("UPDATE modules SET info = json_set(info, '$.exit', 0) WHERE name='exporter'")
+    with pytest.raises(KernelError) as e:
+        k61.delete_module("exporter")
+    assert e.value.errno == errno.EBUSY
+    assert proc_modules(k61).split()[3] == "[permanent],"
+    k61.delete_module("exporter", O_NONBLOCK | O_TRUNC)
+    assert k61.modules() == []

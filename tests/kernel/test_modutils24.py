@@ -94,25 +94,6 @@ def test_argument_errors(k24: ModelKernel, args: list[str], message: str) -> Non
     assert [m.name for m in k24.modules()] == ["fat24"]
 
 
-def test_numeric_arguments() -> None:
-    """Numbers as strtoul(…, 0) reads them, at the width of their type; modutils' syntax errors
-    (the fixtures' numeric parameters are optimised away, so offsets are given directly)."""
-    from lkm.modutils.params import ParamError, module_arguments
-
-    mod = ModuleFile.open(MSDOS)
-    at = {"timezone_offset": 0, "umask_val": 8, "check": 16, "quiet": 24}
-    args = ["timezone_offset=-0x10", "umask_val=0777", "check=300", "quiet=1"]
-    patches = module_arguments(mod, args, at)
-    assert [(p.offset, p.data) for p in patches] == [
-        (0, struct.pack("<i", -16)), (8, struct.pack("<H", 0o777)), (16, bytes([300 & 0xFF])),
-        (24, b"\1\0\0\0"),
-    ]  # fmt: skip
-    with pytest.raises(ParamError, match="invalid argument syntax for timezone_offset: 'x'"):
-        module_arguments(mod, ["timezone_offset=12x"], at)
-    with pytest.raises(ParamError, match=r"too many values for quiet \(max 1\)"):
-        module_arguments(mod, ["quiet=1,0"], at)
-
-
 def test_arguments_written_into_the_image(k24: ModelKernel) -> None:
     insmod(k24, FAT, [])
     insmod(k24, MSDOS, ["codepage=cp850", 'iocharset="utf\\0628"'])

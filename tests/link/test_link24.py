@@ -34,11 +34,12 @@ c0160100 unregister_filesystem
 """
 KERNEL = {line.split()[1]: int(line.split()[0], 16) for line in KSYMS.splitlines()}
 PC_RELATIVE = {"R_386_PC32", "R_386_PLT32"}
-MODULE_FIELDS = (
-    "size_of_struct next name size usecount flags nsyms ndeps syms deps refs init cleanup ex_table_start "
-    "ex_table_end persist_start persist_end can_unload runsize kallsyms_start kallsyms_end archdata_start "
-    "archdata_end kernel_data"
-).split()
+# 2.4.20 include/linux/module.h struct module, all 4-byte fields on i386
+MODULE_FIELDS = [
+    "size_of_struct", "next", "name", "size", "usecount", "flags", "nsyms", "ndeps", "syms", "deps", "refs",
+    "init", "cleanup", "ex_table_start", "ex_table_end", "persist_start", "persist_end", "can_unload",
+    "runsize", "kallsyms_start", "kallsyms_end", "archdata_start", "archdata_end", "kernel_data",
+]  # fmt: skip
 
 
 def opts(path: Path, **kw: object) -> Insmod24Options:
@@ -80,7 +81,7 @@ def elf_of(path: Path) -> ELFFile:
     return ELFFile(io.BytesIO(path.read_bytes()))
 
 
-def expected_words(path: Path, addr: dict[str, int], sym_value: dict[str, int], image: bytes) -> dict[int, int]:
+def expected_words(path: Path, addr: dict[str, int], sym_value: dict[str, int]) -> dict[int, int]:
     """address -> expected 32-bit word, for every relocation of an allocated section."""
     e = elf_of(path)
     symtab = e.get_section_by_name(".symtab")
@@ -150,7 +151,7 @@ def test_relocations_and_struct_module(name: str) -> None:
     values = dict(KERNEL)
     for v, _t, n in syms:
         values.setdefault(n, v)
-    words = expected_words(path, addr, values, blob)
+    words = expected_words(path, addr, values)
     assert words
     for p, want in words.items():
         assert struct.unpack_from("<I", blob, p - BASE)[0] == want, hex(p)
@@ -235,7 +236,7 @@ def test_msdos_uses_fat_exports() -> None:
     values = dict(KERNEL) | dict(fat_syms)
     for v, _t, n in syms:
         values.setdefault(n, v)
-    for p, want in expected_words(FIX24 / "msdos24.o", addr, values, img.image).items():
+    for p, want in expected_words(FIX24 / "msdos24.o", addr, values).items():
         assert struct.unpack_from("<I", img.image, p - msdos_base)[0] == want, hex(p)
     m2 = dict(zip(MODULE_FIELDS, struct.unpack_from("<24I", img.image, 0), strict=True))
     assert m2["ndeps"] == 1 and m2["deps"] == addr[".kmodtab"]
@@ -281,7 +282,7 @@ def test_versioned_kernel_names(ksyms_printk: str, extra: str, ok: bool) -> None
         return
     img = link(FIX24 / "hello24.o", ksyms)
     assert img.resolved["printk"] == 0xC0118000
-    words = expected_words(FIX24 / "hello24.o", {n: a for n, a, *_ in img.sections}, dict(KERNEL), img.image)
+    words = expected_words(FIX24 / "hello24.o", {n: a for n, a, *_ in img.sections}, dict(KERNEL))
     for p, want in words.items():
         assert struct.unpack_from("<I", img.image, p - BASE)[0] == want
 
@@ -291,3 +292,86 @@ def test_no_export_and_no_ksymoops() -> None:
     assert img.exports == [] and img.module["nsyms"] == 0
     names = {n for n, *_ in img.sections}
     assert "__ksymtab" not in names
+
+
+def test_plan_then_link_as_create_module_does() -> None:
+    """The model kernel's order: size first (create_module), then relocation at its address."""
+    from lkm.link.insmod24 import plan_module_24
+
+    path = FIX24 / "chardev24.o"
+    plan = plan_module_24(ModuleFile.open(path), KernelSymbols24.from_ksyms(KSYMS), opts(path))
+    size = plan.size
+    img = plan.link(0xD0000000)
+    assert img.size == size == len(img.image) and img.module["size"] == size
+    assert img.base == 0xD0000000 and img.sections[0][:2] == (".this", 0xD0000000)
+    with pytest.raises(ValueError):
+        plan.link(0xD0001000)
+    from lkm.link.image import LinkError
+
+    loaded = KernelSymbols24.from_ksyms(KSYMS + "d0000000 __insmod_chardev24_O/x_M0_V1\t[chardev24]\n")
+    with pytest.raises(LinkError, match="a module named chardev24 already exists"):
+        plan_module_24(ModuleFile.open(path), loaded, opts(path))
+
+
+def test_map_lines_exact() -> None:
+    img = link(FIX24 / "hello24.o")
+    text = format_load_map(img)
+    head = "Sections:       Size      Address   Align\n.this           00000060  c8800000  2**2\n"
+    assert text.startswith(head)
+    assert "\n\nSymbols:\n" in text and f"\n{BASE:08x} d __this_module\n" in text
+    assert "\n00000000 a hello24.c\n" in text  # the file symbol: absolute, local
+
+
+def test_persist_symbol() -> None:
+    from lkm.link.image import LinkError
+
+    img = link(FIX24 / "hello24.o", persist="/var/lib/modules/persist/hello24")
+    assert ("__insmod_hello24_P/var/lib/modules/persist/hello24", BASE) in img.exports
+    with pytest.raises(LinkError, match="Persistent filenames must be absolute"):
+        link(FIX24 / "hello24.o", persist="persist/hello24")
+    # fat24 has no persistent parameter: no _P symbol
+    assert not any("_P" in n for n, _ in link(FIX24 / "fat24.o", persist="/p/fat24").exports)
+
+
+def _elf_hash(name: bytes) -> int:
+    """The System V ABI's ELF hash."""
+    h = 0
+    for c in name:
+        h = ((h << 4) + c) & 0xFFFFFFFF
+        g = h & 0xF0000000
+        if g:
+            h ^= g >> 24
+        h &= ~g & 0xFFFFFFFF
+    return h
+
+
+def test_export_all_in_hash_table_order() -> None:
+    """Without __ksymtab insmod exports every global of a loaded section walking its 521-bucket
+    ELF-hash table: bucket by bucket, the most recently added name first (the object's symbols
+    in table order, then __this_module, then the ksymoops symbols)."""
+    path = FIX24 / "common24.o"
+    img = link(path)
+    e = elf_of(path)
+    symtab = e.get_section_by_name(".symtab")
+    added = []
+    exported = []
+    for y in list(symtab.iter_symbols())[1:]:
+        name = y.name or e.get_section(y["st_shndx"]).name
+        added.append(name)
+        hidden = name in ("init_module", "cleanup_module", "kernel_version")
+        loaded = y["st_shndx"] == "SHN_COMMON" or (
+            isinstance(y["st_shndx"], int) and e.get_section(y["st_shndx"])["sh_flags"] & 2
+            and e.get_section(y["st_shndx"]).name != ".modinfo"
+        )
+        if y["st_info"]["bind"] != "STB_LOCAL" and not hidden and loaded:
+            exported.append(name)
+    secs = {n: s for n, _, s, _ in img.sections}
+    ksymoops = [f"__insmod_common24_O/lib/modules/2.4.20/misc/common24.o_M{MTIME:08X}_V{0x020414}"]
+    for sec in (".text", ".rodata", ".data", ".bss"):
+        if secs.get(sec):
+            ksymoops.append(f"__insmod_common24_S{sec}_L{secs[sec]}")
+    added += ["__this_module", *ksymoops]
+    exported += ksymoops
+    order = {n: i for i, n in enumerate(added)}
+    want = sorted(exported, key=lambda n: (_elf_hash(n.encode()) % 521, -order[n]))
+    assert [n for n, _ in img.exports] == want

@@ -42,3 +42,29 @@ def open_backend(model: bool, state: str | None) -> Kernel:
     from lkm.kernel.model import ModelKernel
 
     return ModelKernel(state)
+
+
+def choose(prog: str, args: list[str], tool: str) -> tuple[int | None, Kernel | None, list[str]]:
+    """For kmod's insmod/rmmod/lsmod: (exit status when the call was handled here, the model
+    kernel chosen or None for the live one, the remaining arguments).  A 2.4 model kernel is
+    handed to modutils' tool of the same name (:mod:`lkm.cli.modutils24`)."""
+    import sys
+
+    from lkm.errors import LkmError
+
+    model, state, rest = split_backend(args)
+    if not model:
+        return None, None, rest
+    try:
+        kernel = open_backend(True, state)
+    except LkmError as exc:
+        sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+        return 1, None, rest
+    from lkm.kernel.model import ModelKernel
+
+    if isinstance(kernel, ModelKernel) and kernel.is_24:
+        from lkm.cli import modutils24
+
+        status: int = getattr(modutils24, tool)(prog, rest, kernel)
+        return status, kernel, rest
+    return None, kernel, rest

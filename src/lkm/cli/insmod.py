@@ -32,22 +32,11 @@ def mod_strerror(err: int) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import open_backend, split_backend
+    from lkm.cli.backend import choose
 
-    model, state, args = split_backend(args)
-    chosen = None
-    if model:
-        try:
-            chosen = open_backend(True, state)
-        except LkmError as exc:
-            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
-            return 1
-        from lkm.kernel.model import ModelKernel
-
-        if isinstance(chosen, ModelKernel) and chosen.is_24:
-            from lkm.cli import modutils24
-
-            return modutils24.insmod(prog, args, chosen)
+    done, chosen, args = choose(prog, args, "insmod")
+    if done is not None:
+        return done
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "psfVh", ["version", "help"])

@@ -9,7 +9,10 @@ import sys
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 
-HELP = "Usage: lkm kallsyms --from-image IMAGE [--arch x86_64|i386|arm64]\n       lkm kallsyms --model | --state PATH\n"
+HELP = (
+    "Usage: lkm kallsyms --from-image IMAGE [--arch x86_64|i386|arm64]\n"
+    "       lkm kallsyms --model | --state PATH\n"
+)
 
 
 def run(prog: str, args: list[str]) -> int:

@@ -1,6 +1,6 @@
 """``lkm link``: link a module against a kernel's symbols at kernel addresses, offline.
 
-lkm link MODULE --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
+lkm link MODULE [symbol=value ...] --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
          [--config FILE] [--base ADDR | --region NAME=ADDR ...] [-o OUT.elf]
          [--blob PREFIX] [--kallsyms FILE] [--vermagic STRING] [--with MODULE ...]
          [--force-modversion] [--force-vermagic]
@@ -82,8 +82,8 @@ def run(prog: str, args: list[str]) -> int:
                 with_modules.append(val)
             elif flag in _OPTS_24:
                 opts24[flag[2:]] = val
-        if len(operands) != 1:
-            raise UsageError("exactly one MODULE is needed")
+        if not operands or any("=" not in a for a in operands[1:]):
+            raise UsageError("exactly one MODULE is needed (then 2.4 symbol=value arguments)")
         if not kernels:
             raise UsageError("--kernel FILE is needed (System.map, /proc/kallsyms, Module.symvers, vmlinux)")
         if with_modules and base is None:
@@ -94,7 +94,13 @@ def run(prog: str, args: list[str]) -> int:
     path = operands[0]
     try:
         if layout == "linux-2.4" or (layout is None and _is_24(path)):
-            return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24)
+            for given, flag in ((kallsyms, "--kallsyms"), (config, "--config"), (regions, "--region")):
+                if given:
+                    raise UsageError(f"{flag} is not for linux-2.4 (see --ksyms, --kallsyms24, --base)")
+            return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24,
+                            tuple(operands[1:]))  # fmt: skip
+        if operands[1:]:
+            raise UsageError("symbol=value module arguments are for --layout linux-2.4")
         if opts24:
             raise UsageError(f"--{next(iter(opts24))} is for --layout linux-2.4")
         extra = (vermagic, force, with_modules)
@@ -216,6 +222,7 @@ def _link_24(
     force: set[str],
     with_modules: list[str],
     opts24: dict[str, str],
+    args: tuple[str, ...],
 ) -> int:
     """linux-2.4: insmod's link (lkm.link.insmod24), modules of --with loaded first."""
     from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
@@ -223,15 +230,17 @@ def _link_24(
     from lkm.link.output24 import as_linked_image, format_ksyms, format_load_map
     from lkm.module.file import ModuleFile
 
-    texts = []
+    kernel = KernelSymbols24([], [], release)
     for k in kernels:
         try:
             with open(k, encoding="utf-8", errors="surrogateescape") as f:
-                texts.append(f.read())
+                part = KernelSymbols24.from_ksyms(f.read())
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=k) from None
-    kernel = KernelSymbols24.from_ksyms("".join(t if t.endswith("\n") else t + "\n" for t in texts),
-                                        release=release)  # fmt: skip
+        except LkmError as exc:
+            raise LkmError(exc.reason, path=k) from None
+        kernel.kernel += part.kernel
+        kernel.modules += part.modules
     at = 0x12340000 if base is None else base
     for other_path in with_modules:  # newest first in the kernel's list
         other_opt = Insmod24Options(force="vermagic" in force)
@@ -246,6 +255,7 @@ def _link_24(
         kallsyms="kallsyms24" in opts24,
         persist=opts24.get("persist"),
         force="vermagic" in force,
+        args=args,
     )
     mod = ModuleFile.open(path)
     img = link_module_24(mod, kernel, at, opt)

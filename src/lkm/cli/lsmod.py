@@ -1,20 +1,14 @@
-"""``lkm lsmod``: the loaded modules, formatted as kmod's lsmod prints them."""
+"""``lkm lsmod``: the loaded modules, formatted as kmod's lsmod prints them.
+
+kmod 30's lsmod takes no options: any argument gets "Usage: PROG" and exit status 1.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
-from lkm.errors import LkmError
 from lkm.kernel.interface import LoadedModule
 
-HELP = (
-    "Usage:\n\t{prog} [options]\nOptions:\n"
-    "\t-s, --syslog      print to syslog, not stderr\n"
-    "\t-v, --verbose     enables more messages\n"
-    "\t-V, --version     show version\n"
-    "\t-h, --help        show this help\n"
-)
 HEADER = "Module                  Size  Used by\n"
 
 
@@ -27,39 +21,13 @@ def format_lsmod(modules: list[LoadedModule]) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import open_backend, split_backend
+    from lkm.cli.backend import choose
 
-    model, state, args = split_backend(args)
-    chosen = None
-    if model:
-        try:
-            chosen = open_backend(True, state)
-        except LkmError as exc:
-            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
-            return 1
-        from lkm.kernel.model import ModelKernel
-
-        if isinstance(chosen, ModelKernel) and chosen.is_24:
-            from lkm.cli import modutils24
-
-            return modutils24.lsmod(prog, args, chosen)
-    err = sys.stderr.write
-    try:
-        opts, operands = parse(args, "svVh", ["syslog", "verbose", "version", "help"])
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
-    for flag, _ in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP.format(prog=prog))
-            return 0
-        if flag in ("-V", "--version"):
-            from lkm import __version__
-
-            sys.stdout.write(f"lkm version {__version__}\n")
-            return 0
-    if operands:
-        err(f"{prog}: ERROR: too many arguments provided.\n")
+    done, chosen, args = choose(prog, args, "lsmod")
+    if done is not None:
+        return done
+    if args:
+        sys.stderr.write(f"Usage: {prog}\n")
         return 1
     from lkm.kernel import KernelError, open_kernel
 
@@ -67,7 +35,7 @@ def run(prog: str, args: list[str]) -> int:
         modules = (chosen or open_kernel()).modules()
     except KernelError as exc:
         # kmod 30's lsmod words this one without its program name.
-        err(f"Error: could not get list of modules: {exc.strerror}\n")
+        sys.stderr.write(f"Error: could not get list of modules: {exc.strerror}\n")
         return 1
     sys.stdout.write(format_lsmod(modules))
     return 0

@@ -10,7 +10,6 @@ import os
 import sys
 
 from lkm.cli.getopt import UsageError, parse
-from lkm.errors import LkmError
 
 HELP = (
     "Usage:\n\t{prog} [options] modulename ...\nOptions:\n"
@@ -25,22 +24,11 @@ HELP = (
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import open_backend, split_backend
+    from lkm.cli.backend import choose
 
-    model, state, args = split_backend(args)
-    chosen = None
-    if model:
-        try:
-            chosen = open_backend(True, state)
-        except LkmError as exc:
-            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
-            return 1
-        from lkm.kernel.model import ModelKernel
-
-        if isinstance(chosen, ModelKernel) and chosen.is_24:
-            from lkm.cli import modutils24
-
-            return modutils24.rmmod(prog, args, chosen)
+    done, chosen, args = choose(prog, args, "rmmod")
+    if done is not None:
+        return done
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "fsvVwh", ["force", "syslog", "verbose", "version", "wait", "help"])
@@ -70,11 +58,15 @@ def run(prog: str, args: list[str]) -> int:
     for arg in operands:
         name = module_name(arg) if os.path.exists(arg) else arg.replace("-", "_")
         if not force:
+            logged: list[str] = []
+            refused = None
             try:
-                for line in check_removable(kernel, name):
-                    err(f"{prog}: ERROR: {line}\n")
+                check_removable(kernel, name, logged)
             except NotRemovable as exc:
-                err(f"{prog}: ERROR: {exc.reason}\n")
+                refused = exc.reason
+            for line in logged if refused is None else [*logged, refused]:
+                err(f"{prog}: ERROR: {line}\n")
+            if refused is not None:
                 failed += 1
                 continue
         try:

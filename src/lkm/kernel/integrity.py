@@ -23,7 +23,7 @@ def check(k: ModelKernel, db: sqlite3.Connection) -> list[str]:
     for user, used in db.execute("SELECT user, used FROM refs"):
         if user not in mods or used not in mods:
             problems.append(f"dangling reference {user} -> {used}")
-    for table in ("areas", "memory", "msyms"):
+    for table in ("areas", "memory", "msyms", "kallsyms"):
         for (seq,) in db.execute(f"SELECT DISTINCT seq FROM {table}"):
             if seq not in mods:
                 problems.append(f"{table} rows of a module that does not exist (seq {seq})")

@@ -83,16 +83,17 @@ class NotRemovable(KernelError):
 KMOD_HOLDERS_WHERE = "../libkmod/libkmod-module.c:1998 kmod_module_get_holders()"
 
 
-def check_removable(kernel: Kernel, name: str) -> list[str]:
-    """Raise NotRemovable if rmmod (without -f) would refuse *name*; return the messages
-    libkmod logs along the way (each one line)."""
+def check_removable(kernel: Kernel, name: str, logged: list[str] | None = None) -> None:
+    """Raise NotRemovable if rmmod (without -f) would refuse *name*; the messages libkmod
+    logs along the way (each one line) are appended to *logged*."""
     state = kernel.initstate(name)
     if state == "builtin":
         raise NotRemovable("delete_module", errno.ENOENT, f"Module {name} is builtin.")
     mod = kernel.module(name) if state is not None else None
     if mod is None:
         raise NotRemovable("delete_module", errno.ENOENT, f"Module {name} is not currently loaded")
-    logged = []
+    if logged is None:
+        logged = []
     if mod.holders is None:
         where = f"/sys/module/{name}/holders"
         logged.append(f"{KMOD_HOLDERS_WHERE} could not open '{where}': {os.strerror(errno.ENOENT)}")
@@ -103,7 +104,6 @@ def check_removable(kernel: Kernel, name: str) -> list[str]:
         raise NotRemovable("delete_module", errno.EBUSY, f"Module {name} is in use")
     if mod.refcount == -errno.ENOENT:  # no refcnt file: a kernel without module unloading
         raise NotRemovable("delete_module", errno.ENOENT, "Module unloading is not supported")
-    return logged
 
 
 def remove_module(kernel: Kernel, name: str, *, force: bool = False) -> None:

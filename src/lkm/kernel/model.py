@@ -34,7 +34,7 @@ from lkm.kernel.interface import (
 )
 from lkm.kernel.model24 import Calls24
 from lkm.kernel.profile import ARCH_RANGES, Profile, load_profile
-from lkm.kernel.state import State, StateError, addr, default_state_path
+from lkm.kernel.state import State, addr, default_state_path
 from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
 from lkm.record import Record
 from lkm.symbols.table import KernelSymbol, SymbolTable
@@ -212,7 +212,7 @@ class ModelKernel(Calls24):
         )
 
     def _free(self, db: sqlite3.Connection, seq: int) -> None:
-        for table in ("areas", "memory", "msyms"):
+        for table in ("areas", "memory", "msyms", "kallsyms"):
             db.execute(f"DELETE FROM {table} WHERE seq=?", (seq,))
         db.execute("DELETE FROM refs WHERE user=? OR used=?", (seq, seq))
         db.execute("DELETE FROM modules WHERE seq=?", (seq,))
@@ -367,9 +367,15 @@ class ModelKernel(Calls24):
             rows = db.execute("SELECT name, address, type, crc, gpl, ns FROM ksyms ORDER BY rowid").fetchall()
         return [KernelSymbol(n, a, t, None, True, bool(g), c, ns) for n, a, t, c, g, ns in rows]
 
+    def module_kallsyms(self) -> str:
+        """The modules' /proc/kallsyms lines, newest module first."""
+        with self.state.reading() as db:
+            rows = db.execute("SELECT k.lines FROM kallsyms k JOIN modules m USING (seq) "
+                              "WHERE m.state != 'Unformed' ORDER BY m.seq DESC").fetchall()  # fmt: skip
+        return "".join(zlib.decompress(r[0]).decode("utf-8", "surrogateescape") for r in rows)
+
     def module_symbols(self, kind: str = "export") -> list[tuple[str, list[KernelSymbol]]]:
-        """Per module, newest first: its exported symbols (``kind='export'``, /proc/ksyms) or its
-        kallsyms (``kind='kallsyms'``), in the module's own order."""
+        """Per module, newest first: its exported symbols (/proc/ksyms), in __ksymtab order."""
         with self.state.reading() as db:
             mods = db.execute(
                 "SELECT seq, name FROM modules WHERE state != 'Unformed' ORDER BY seq DESC"

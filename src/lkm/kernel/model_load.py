@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import sqlite3
+import zlib
 from typing import TYPE_CHECKING, cast
 
 from lkm.errors import InvalidModule
@@ -126,7 +127,7 @@ def load_module(
     """Load one module into the model; returns the kernel's warnings (printk lines)."""
     from lkm.kernel.model import _DbSymbols, kernel_error
     from lkm.link.image import link_module
-    from lkm.link.kallsyms import module_kallsyms
+    from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
     from lkm.link.layout import KernelConfig, layout_module
     from lkm.link.resolve import check_vermagic, kernel_resolver
     from lkm.module.file import ModuleFile
@@ -205,11 +206,8 @@ def load_module(
         value = by_name.get(e.symbol or e.name, by_name.get(e.name, 0))
         exports.append((seq, e.name, addr(value), "export", None, int(e.gpl), e.crc, e.namespace, ord_))
     db.executemany("INSERT INTO msyms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", exports)
-    kept = module_kallsyms(mod, image)
-    db.executemany(
-        "INSERT INTO msyms VALUES (?, ?, ?, 'kallsyms', ?, 0, NULL, NULL, ?)",
-        ((seq, s.name, addr(s.value), s.type, i) for i, s in enumerate(kept)),
-    )
+    lines = format_proc_kallsyms(name, module_kallsyms(mod, image), mod.elf.elfclass)
+    db.execute("INSERT INTO kallsyms VALUES (?, ?)", (seq, zlib.compress(lines.encode(), 1)))
     used: list[int] = []
     for sym in image.resolved:
         owner = symbols.owners.get(sym)

@@ -70,9 +70,14 @@ def proc_modules_24(k: ModelKernel) -> str:
 
 def proc_modules_6(k: ModelKernel) -> str:
     w = k.bits // 4
+    with k.state.reading() as db:  # print_unload_info: "[permanent]," for an init without exit
+        sql = "SELECT name FROM modules WHERE info ->> '$.init' != 0 AND info ->> '$.exit' = 0"
+        permanent = {n for (n,) in db.execute(sql)}
     lines = []
     for m in k.modules():
-        users = "".join(f"{u}," for u in m.holders or ()) or "-"
+        users = (
+            "".join(f"{u}," for u in m.holders or ()) + ("[permanent]," if m.name in permanent else "") or "-"
+        )
         taints = f" {m.taints}" if m.taints else ""
         lines.append(f"{m.name} {m.size} {m.refcount} {users} {m.state} 0x{m.address:0{w}x}{taints}\n")
     return "".join(lines)
@@ -101,8 +106,7 @@ def proc_kallsyms(k: ModelKernel) -> str:
     (newest first), ``"%px %c %s\\t[%s]"``; 2.4 modules list their exports as kallsyms would."""
     w = k.bits // 4
     out = [f"{s.address:0{w}x} {s.type or 'T'} {s.name}\n" for s in sorted(k.kernel_symbols(), key=_addr)]
-    for mod, syms in k.module_symbols("kallsyms"):
-        out.extend(f"{s.address:0{w}x} {s.type} {s.name}\t[{mod}]\n" for s in syms)
+    out.append(k.module_kallsyms())
     if k.is_24:
         for mod, syms in k.module_symbols("export"):
             out.extend(f"{s.address:0{w}x} T {s.name}\t[{mod}]\n" for s in syms)

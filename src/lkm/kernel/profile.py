@@ -103,6 +103,39 @@ def parse_profile(text: str, name: str, *, path: str | None = None) -> Profile:
     return Profile(name, fields, symbols)
 
 
+# Fields a profile built from symbol files gets for its architecture (today's kernels).
+ARCH_FIELDS: dict[str, dict[str, str]] = {
+    "x86_64": {"bits": "64", "range": "x86_64", "page_size": "4096", "kernel": "6.1", "compression": "-"},
+}
+
+
+def profile_from_files(
+    name: str,
+    release: str,
+    arch: str,
+    vermagic: str,
+    *paths: str | os.PathLike[str],
+    layout: str = "linux-6.1",
+) -> Profile:
+    """A profile from a kernel's symbol files (System.map, /proc/kallsyms, vmlinux or a kernel
+    image for addresses, plus Module.symvers for CRCs, GPL-only and namespaces; any
+    :mod:`lkm.symbols.sources` format): every symbol the kernel itself exports, with an address."""
+    from lkm.symbols.table import SymbolTable
+
+    if arch not in ARCH_FIELDS:
+        raise ProfileError(f"no module range known for {arch} (known: {', '.join(ARCH_FIELDS)})")
+    kernel = "6.12" if layout == "linux-6.12" else "6.1"
+    fields = {"release": release, "arch": arch, "layout": layout, "vermagic": vermagic,
+              **ARCH_FIELDS[arch], "kernel": kernel}  # fmt: skip
+    table = SymbolTable.from_files(*paths)
+    syms = [s for s in table.exports() if s.module is None and s.address is not None]
+    if not syms:
+        raise ProfileError("the files give no exported symbol with an address (add Module.symvers "
+                           "to an address source, or use a vmlinux/kernel image)")  # fmt: skip
+    syms.sort(key=lambda s: s.name)
+    return Profile(name, fields, syms)
+
+
 def shipped_profiles() -> list[str]:
     """Names of the profiles that come with lkm."""
     return sorted(p.name.removesuffix(".profile.gz") for p in PROFILE_DIR.glob("*.profile.gz"))

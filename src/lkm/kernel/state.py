@@ -8,7 +8,7 @@ lkm is refused rather than misread.
 
 Tables: ``meta`` (the booted profile's fields), ``ksyms`` (the base kernel's exports),
 ``modules`` (one row per module, ``seq`` = load order), ``msyms`` (a module's exported symbols,
-``kind='export'``, and its kallsyms, ``kind='kallsyms'``), ``refs`` (user -> used), ``areas``
+``kind='export'``), ``kallsyms`` (its /proc/kallsyms lines, compressed), ``refs`` (user -> used), ``areas``
 (memory handed out: pool, start, span), ``memory`` (the bytes of each loaded region).
 """
 
@@ -48,6 +48,7 @@ CREATE TABLE areas (pool TEXT NOT NULL, start ADDR NOT NULL, span INTEGER NOT NU
                     seq INTEGER NOT NULL REFERENCES modules(seq), region TEXT NOT NULL,
                     PRIMARY KEY (pool, start));
 CREATE INDEX areas_seq ON areas(seq);
+CREATE TABLE kallsyms (seq INTEGER PRIMARY KEY REFERENCES modules(seq), lines BLOB NOT NULL);
 CREATE TABLE memory (seq INTEGER NOT NULL REFERENCES modules(seq), region TEXT NOT NULL,
                      base ADDR NOT NULL,
                      data BLOB NOT NULL, PRIMARY KEY (seq, region));

@@ -6,35 +6,10 @@ from __future__ import annotations
 
 import struct
 
-# struct module, in order; every field one word (i386 has no ``gp``).
-MODULE_FIELDS: tuple[str, ...] = (
-    "size_of_struct",
-    "next",
-    "name",
-    "size",
-    "usecount",
-    "flags",
-    "nsyms",
-    "ndeps",
-    "syms",
-    "deps",
-    "refs",
-    "init",
-    "cleanup",
-    "ex_table_start",
-    "ex_table_end",
-    "persist_start",
-    "persist_end",
-    "can_unload",
-    "runsize",
-    "kallsyms_start",
-    "kallsyms_end",
-    "archdata_start",
-    "archdata_end",
-    "kernel_data",
-)
-# nsyms and ndeps are ``unsigned`` (4 bytes), runsize ``int``; on i386 every field is 4 bytes.
-# The model supports the 32-bit layout (i386), the only 2.4 architecture it has a profile for.
+from lkm.link.insmod24 import STRUCT_MODULE_24
+
+# struct module, in order, every field one word on i386 (no ``gp``): insmod's own table.
+MODULE_FIELDS: tuple[str, ...] = STRUCT_MODULE_24
 
 MOD_RUNNING = 1
 MOD_DELETED = 2

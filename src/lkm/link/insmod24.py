@@ -18,6 +18,7 @@ optional ``__kallsyms``, layout, relocation and patches, the struct module field
 from __future__ import annotations
 
 import os
+import re
 import struct
 
 from lkm.elf import ElfFile
@@ -38,6 +39,7 @@ from lkm.errors import InvalidModule
 from lkm.link import kallsyms24
 from lkm.link.image import LinkError
 from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
+from lkm.link.params24 import ParamError, apply_arguments
 from lkm.link.relocate import FORMULAS_24, GOT_TYPES_24, INSMOD24_I386, R_386_GOT32
 from lkm.module.file import ModuleFile
 from lkm.record import Record
@@ -126,10 +128,10 @@ class Insmod24Options(Record):
     -x), ``ksymoops`` (-Y default, False is -y), ``kallsyms`` (-S: add __kallsyms even if the
     kernel has none), ``persist`` (-e FILE, absolute), ``force`` (-f), ``prefix`` (-P);
     ``object_path``/``mtime`` for the ``_O`` symbol (default: the module file's realpath and
-    mtime)."""
+    mtime); ``args`` the ``symbol=value`` module arguments."""
 
     __slots__ = ("name", "autoclean", "export", "ksymoops", "kallsyms", "persist", "force", "prefix",
-                 "object_path", "mtime")  # fmt: skip
+                 "object_path", "mtime", "args")  # fmt: skip
 
     def __init__(
         self,
@@ -143,6 +145,7 @@ class Insmod24Options(Record):
         prefix: str | None = None,
         object_path: str | None = None,
         mtime: int | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.autoclean = autoclean
@@ -154,6 +157,7 @@ class Insmod24Options(Record):
         self.prefix = prefix
         self.object_path = object_path
         self.mtime = mtime
+        self.args = args
 
 
 class MapSymbol(Record):
@@ -202,17 +206,13 @@ class LinkedImage24(Record):
 
 
 def module_version(mod: ModuleFile) -> int:
-    """get_module_version: kernel_version=a.b.c as a<<16|b<<8|c, -1 if absent or malformed."""
-    text = mod.get("kernel_version")
-    if text is None:
-        return -1
-    parts = text.split(".", 2)
-    try:
-        a, b = int(parts[0]), int(parts[1])
-        c = int("".join(ch for ch in parts[2].split()[0] if ch.isdigit()) or "x") if len(parts) > 2 else -1
-    except (ValueError, IndexError):
-        return -1
-    return -1 if c < 0 else a << 16 | b << 8 | c
+    """get_module_version: kernel_version=a.b.c (strtoul each, c at least one digit) as
+    a<<16|b<<8|c, -1 if absent or malformed."""
+    m = _VERSION.match(mod.get("kernel_version") or "")
+    return int(m[1]) << 16 | int(m[2]) << 8 | int(m[3]) if m else -1
+
+
+_VERSION = re.compile(r"\s*\+?(\d+)\.\s*\+?(\d+)\.\s*\+?(\d+)")
 
 
 def gpl_license_24(obj: ObjFile) -> bool:
@@ -225,90 +225,130 @@ def gpl_license_24(obj: ObjFile) -> bool:
     return False
 
 
+def _atoi(text: str | None) -> int:
+    digits = ""
+    for ch in (text or "").strip():
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits or 0)
+
+
+class Insmod24Plan:
+    """A module prepared by insmod up to ``create_module``: every section, symbol and table
+    in place, its ``size`` known.  :meth:`link` finishes at the address the kernel gave (once:
+    the object is relocated in place).  The model kernel calls ``plan_module_24``, allocates
+    ``size`` bytes, then ``link(address)``."""
+
+    def __init__(self, mod: ModuleFile, kernel: KernelSymbols24, opt: Insmod24Options) -> None:
+        elf = mod.elf
+        path = mod.path
+        if elf.e_machine not in (EM_386, EM_486) or elf.elfclass != 32:
+            raise LinkError("ELF file not for this architecture (2.4 linking is i386)", path=path)
+        self.mod, self.opt = mod, opt
+        self.name = name = opt.name or _insmod_name(path or mod.name)
+        if any(m.name == name for m in kernel.modules):
+            raise LinkError(f"a module named {name} already exists", path=path)
+        self.obj = obj = ObjFile(elf, path)
+        self.warnings: list[str] = []
+        m_version = module_version(mod)
+        if m_version == -1:
+            raise LinkError("couldn't find the kernel version the module was compiled for", path=path)
+        k_crcs = next((v for s, v in kernel.kernel if s == "Using_Versions"), 0)
+        if mod.get("kernel_version") is not None:
+            m_crcs = _atoi(mod.get("using_checksums"))
+        else:
+            m_crcs = int(obj.find_symbol("Using_Versions") is not None)
+        m_release = (mod.get("kernel_version") or "")[:32]
+        if kernel.release is not None and (not m_crcs or not k_crcs) and kernel.release[:32] != m_release:
+            why = (f"kernel-module version mismatch: {path} was compiled for kernel version {m_release} "
+                   f"while this kernel is version {kernel.release}")  # fmt: skip
+            if not opt.force:
+                raise LinkError(why, path=path)
+            self.warnings.append(why)
+        if m_crcs != k_crcs:
+            prefix = opt.prefix
+            if prefix is None:
+                prefix = version_prefix(s for s, _ in kernel.kernel)
+            if prefix is None:
+                prefix = "smp_" if kernel.smp else ""
+            obj.set_symbol_compare(*ncv_compare(prefix))
+        gpl = gpl_license_24(obj)
+        used, gplonly_seen = _add_kernel_symbols(obj, kernel, gpl)
+        self.this = _create_this_module(obj, name)
+        self.got = _create_got(obj)
+        missing = obj.undefined()
+        if missing:
+            why = "; ".join(f"unresolved symbol {s}" for s in missing)
+            if not gpl and gplonly_seen:
+                why += " (license not GPL-compatible: GPLONLY_ symbols are not available to it)"
+            raise LinkError(why, path=path)
+        obj.allocate_commons()
+        try:
+            apply_arguments(obj, mod, opt.args)
+        except ParamError as exc:
+            raise LinkError(str(exc), path=path) from None
+        for special in ("cleanup_module", "init_module", "kernel_version"):
+            sym = obj.find_symbol(special)
+            if sym is not None:
+                sym.info = STB_LOCAL << 4 | sym.info & 0xF
+        persist = _persist_file(mod, opt)
+        if opt.ksymoops:
+            _add_ksymoops_symbols(obj, mod, name, self.this, persist, m_version, opt)
+        self.deps = _create_module_ksymtab(obj, kernel, used, opt.export)
+        obj.create_alloced_section("__archdata", 16, 0)  # i386 arch_archdata adds nothing
+        self.kallsyms: Sec | None = None
+        if opt.kallsyms or _kernel_has_kallsyms(kernel):
+            self.kallsyms = obj.find_section(kallsyms24.SECTION)
+            if self.kallsyms is None:
+                self.kallsyms = obj.create_alloced_section(kallsyms24.SECTION, 0, 0)
+            kallsyms24.fill(obj, self.kallsyms)
+        self.size = obj.load_size()
+        self._done = False
+
+    def link(self, base: int) -> LinkedImage24:
+        """obj_relocate at ``base``, __kallsyms again, struct module filled, the image."""
+        if self._done:
+            raise ValueError("an Insmod24Plan links once (the object is relocated in place)")
+        self._done = True
+        obj, elf = self.obj, self.mod.elf
+        count = _relocate(obj, base, self.got, self.mod.name)
+        if self.kallsyms is not None:
+            kallsyms24.fill(obj, self.kallsyms)
+        fields = _fill_struct_module(obj, self.this, self.size, len(self.deps), self.opt.autoclean)
+        image = obj.image(self.size)
+        return LinkedImage24(
+            name=self.name,
+            base=base,
+            size=self.size,
+            image=bytes(image),
+            module=fields,
+            sections=[(s.name, s.addr, s.size, s.align) for s in obj.load_order],
+            exports=_exports(obj, image, base),
+            deps=self.deps,
+            map_symbols=_map_symbols(obj),
+            section_addresses={s.idx: s.addr for s in obj.sections[: elf.e_shnum] if s.flags & SHF_ALLOC},
+            symbol_values=_symbol_values(obj, elf),
+            resolved=_resolved(obj, elf),
+            relocations=count,
+            warnings=self.warnings,
+        )
+
+
+def plan_module_24(
+    mod: ModuleFile, kernel: KernelSymbols24, options: Insmod24Options | None = None
+) -> Insmod24Plan:
+    """insmod's steps up to create_module for ``mod`` (a 2.4 i386 object) against ``kernel``.
+    Raises :class:`~lkm.link.image.LinkError` with insmod's wording ("unresolved symbol X",
+    "kernel-module version mismatch", ...)."""
+    return Insmod24Plan(mod, kernel, options or Insmod24Options())
+
+
 def link_module_24(
     mod: ModuleFile, kernel: KernelSymbols24, base: int = NOLOAD_BASE, options: Insmod24Options | None = None
 ) -> LinkedImage24:
-    """Link ``mod`` (a 2.4 i386 object) at ``base`` as insmod does against ``kernel``.  Raises
-    :class:`~lkm.link.image.LinkError` with insmod's wording ("unresolved symbol X", ...)."""
-    opt = options or Insmod24Options()
-    elf = mod.elf
-    path = mod.path
-    if elf.e_machine not in (EM_386, EM_486) or elf.elfclass != 32:
-        raise LinkError("ELF file not for this architecture (2.4 linking is i386)", path=path)
-    name = opt.name or _insmod_name(path or mod.name)
-    obj = ObjFile(elf, path)
-    warnings: list[str] = []
-    m_version = module_version(mod)
-    if m_version == -1:
-        raise LinkError("couldn't find the kernel version the module was compiled for", path=path)
-    k_crcs = next((v for s, v in kernel.kernel if s == "Using_Versions"), 0)
-    has_modinfo = mod.get("kernel_version") is not None
-    if has_modinfo:
-        m_crcs = int(mod.get("using_checksums") or 0) if (mod.get("using_checksums") or "0").isdigit() else 0
-    else:
-        m_crcs = int(obj.find_symbol("Using_Versions") is not None)
-    m_release = (mod.get("kernel_version") or "")[:32]
-    if kernel.release is not None and (not m_crcs or not k_crcs) and kernel.release[:32] != m_release:
-        why = f"kernel-module version mismatch: compiled for kernel version {m_release} while this kernel is version {kernel.release}"  # noqa: E501
-        if not opt.force:
-            raise LinkError(why, path=path)
-        warnings.append(why)
-    if m_crcs != k_crcs:
-        prefix = opt.prefix
-        if prefix is None:
-            prefix = version_prefix(s for s, _ in kernel.kernel)
-        if prefix is None:
-            prefix = "smp_" if kernel.smp else ""
-        obj.set_symbol_compare(*ncv_compare(prefix))
-    gpl = gpl_license_24(obj)
-    used, gplonly_seen = _add_kernel_symbols(obj, kernel, gpl)
-    this = _create_this_module(obj, name)
-    got = _create_got(obj)
-    missing = obj.undefined()
-    if missing:
-        why = "; ".join(f"unresolved symbol {s}" for s in missing)
-        if not gpl and gplonly_seen:
-            why += " (the module's license is not GPL-compatible: GPLONLY_ symbols are not available to it)"
-        raise LinkError(why, path=path)
-    obj.allocate_commons()
-    for special in ("cleanup_module", "init_module", "kernel_version"):
-        sym = obj.find_symbol(special)
-        if sym is not None:
-            sym.info = STB_LOCAL << 4 | sym.info & 0xF
-    persist = _persist_file(mod, opt)
-    if opt.ksymoops:
-        _add_ksymoops_symbols(obj, mod, name, this, persist, m_version, opt)
-    deps = _create_module_ksymtab(obj, kernel, used, opt.export)
-    obj.create_alloced_section("__archdata", 16, 0)  # i386 arch_archdata adds nothing
-    kallsyms = None
-    if opt.kallsyms or _kernel_has_kallsyms(kernel):
-        kallsyms = obj.find_section(kallsyms24.SECTION)
-        if kallsyms is None:
-            kallsyms = obj.create_alloced_section(kallsyms24.SECTION, 0, 0)
-        kallsyms24.fill(obj, kallsyms)
-    size = obj.load_size()
-    count = _relocate(obj, base, got, mod.name)
-    if kallsyms is not None:
-        kallsyms24.fill(obj, kallsyms)
-    fields = _fill_struct_module(obj, this, size, len(deps), opt.autoclean)
-    image = obj.image(size)
-    resolved = _resolved(obj, elf)
-    return LinkedImage24(
-        name=name,
-        base=base,
-        size=size,
-        image=bytes(image),
-        module=fields,
-        sections=[(s.name, s.addr, s.size, s.align) for s in obj.load_order],
-        exports=_exports(obj, image, base),
-        deps=deps,
-        map_symbols=_map_symbols(obj),
-        section_addresses={s.idx: s.addr for s in obj.sections[: elf.e_shnum] if s.flags & SHF_ALLOC},
-        symbol_values=_symbol_values(obj, elf),
-        resolved=resolved,
-        relocations=count,
-        warnings=warnings,
-    )
+    """Link ``mod`` at ``base`` as insmod does against ``kernel`` (plan, then link)."""
+    return plan_module_24(mod, kernel, options).link(base)
 
 
 def _insmod_name(path: str) -> str:
@@ -622,11 +662,12 @@ def _symbol_values(obj: ObjFile, elf: ElfFile) -> list[int]:
 
 
 def _resolved(obj: ObjFile, elf: ElfFile) -> dict[str, int]:
-    """Undefined names of the object with what they were bound to (kernel, modules, weak 0)."""
+    """Undefined names of the object with what they were bound to (kernel, modules, weak 0,
+    insmod's own __this_module)."""
     out = {}
     for y in elf.symbols()[1:]:
         if y.shndx == 0 and y.name:
             sym = obj.find_symbol(y.name)
-            if sym is not None and (sym.secidx > SHN_HIRESERVE or sym.secidx == SHN_ABS):
+            if sym is not None and sym.secidx != 0:
                 out[y.name] = obj.final_value(sym)
     return out

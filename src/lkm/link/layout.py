@@ -18,7 +18,6 @@ from lkm.elf.constants import (
     SHF_RO_AFTER_INIT,
     SHF_WRITE,
     SHT_NOBITS,
-    SHT_SYMTAB,
 )
 from lkm.errors import InvalidModule
 from lkm.record import Record
@@ -86,9 +85,13 @@ LAYOUT_RULES: dict[str, LayoutRules] = {
 
 
 class KernelConfig(Record):
-    """The configuration knobs the layout depends on (from the kernel's .config)."""
+    """The configuration knobs the layout depends on (from the kernel's .config).
+    ``arm64_erratum_843419``: CONFIG_ARM64_ERRATUM_843419 and a CPU that needs it (Cortex-A53
+    r0p0-r0p4), the kernel's ARM64_WORKAROUND_843419 capability: a property of the machine, so
+    never read from a .config."""
 
-    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload")
+    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload",
+                 "arm64_erratum_843419")  # fmt: skip
 
     def __init__(
         self,
@@ -97,12 +100,14 @@ class KernelConfig(Record):
         kallsyms: bool = True,
         kallsyms_all: bool = False,
         module_unload: bool = True,
+        arm64_erratum_843419: bool = False,
     ) -> None:
         self.page_size = page_size
         self.strict_module_rwx = strict_module_rwx
         self.kallsyms = kallsyms
         self.kallsyms_all = kallsyms_all
         self.module_unload = module_unload
+        self.arm64_erratum_843419 = arm64_erratum_843419
 
     @classmethod
     def from_config_text(cls, text: str) -> KernelConfig:
@@ -234,6 +239,15 @@ def _find_alloc(elf: ElfFile, name: str, flags: dict[int, int]) -> Section | Non
         if flags[s.number] & SHF_ALLOC:
             return s
     return None
+
+
+def default_rules(is_24: bool, vermagic: str | None) -> str:
+    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
+    if is_24:
+        return "linux-2.4"
+    release = (vermagic or "").split(" ", 1)[0]
+    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
+    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
 
 
 def layout_module(
@@ -378,28 +392,23 @@ def load_order_prio_24(name: str, flags: int, sh_type: int) -> int:
 
 
 def layout_24(elf: ElfFile, extra_first: tuple[tuple[str, int, int], ...] = ()) -> Layout:
-    """insmod's layout: allocated sections in load order (stable by descending priority), each at
-    the running offset aligned to sh_addralign, in one contiguous image ("image" region).
-    ``extra_first`` (name, size, align) are sections insmod creates at the head (``.this``)."""
-    order: list[Section] = []
-    for s in elf.sections:
-        if s.flags & SHF_ALLOC and s.type != SHT_SYMTAB:
-            prio = load_order_prio_24(s.name, s.flags, s.type)
-            i = 0
-            while i < len(order) and load_order_prio_24(order[i].name, order[i].flags, order[i].type) >= prio:
-                i += 1
-            order.insert(i, s)
+    """insmod's layout of the object's own sections (modutils' load order and packing, as
+    :class:`lkm.link.obj24.ObjFile` keeps it) in one contiguous image ("image" region);
+    ``extra_first`` (name, size, align) are sections put at the head (``.this``), numbered -1,
+    -2, ...  The full insmod link, with the sections insmod adds, is
+    :func:`lkm.link.insmod24.link_module_24`."""
+    from lkm.link.obj24 import ObjFile
+
+    obj = ObjFile(elf, elf.path)
+    first = len(obj.sections)
+    for name, size, align in reversed(extra_first):
+        obj.create_alloced_section_first(name, align, size, SHF_WRITE)
+    size = obj.load_size()
     placements: dict[int, Placement] = {}
-    dot = 0
-    for k, (name, size, align) in enumerate(extra_first):
-        dot = _align(dot, align or 1)
-        placements[-1 - k] = Placement(-1 - k, name, "image", dot, size, SHF_ALLOC | SHF_WRITE)
-        dot += size
-    for s in order:
-        dot = _align(dot, s.addralign or 1)
-        placements[s.number] = Placement(s.number, s.name, "image", dot, s.size, s.flags)
-        dot += s.size
-    return Layout("linux-2.4", placements, {"image": dot}, {}, None, 4096)
+    for sec in obj.load_order:
+        n = sec.idx if sec.idx < first else -1 - (len(extra_first) - 1 - (sec.idx - first))
+        placements[n] = Placement(n, sec.name, "image", sec.addr, sec.size, sec.flags)
+    return Layout("linux-2.4", placements, {"image": size}, {}, None, 4096)
 
 
 def sequential_bases(lay: Layout, at: int, given: dict[str, int] | None = None) -> tuple[dict[str, int], int]:
@@ -430,8 +439,4 @@ _REGION_ORDER = {r: i for i, r in enumerate(_REGIONS)}
 
 def default_layout(mod: ModuleFile) -> str:
     """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
-    if mod.is_24:
-        return "linux-2.4"
-    release = (mod.vermagic or "").split(" ", 1)[0]
-    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
-    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
+    return default_rules(mod.is_24, mod.vermagic)

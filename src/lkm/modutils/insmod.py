@@ -2,10 +2,10 @@
 
 insmod does the linking in user space: it asks the kernel what is loaded (``query_module``:
 probe, QM_MODULES, per module QM_INFO and QM_SYMBOLS, the kernel's own QM_SYMBOLS), links
-the object against that (:func:`lkm.link.insmod24.link_module_24`), writes the ``name=value``
-arguments into the image (:mod:`lkm.modutils.params`), reserves memory (``create_module``),
-links again at that address and hands the image to ``init_module``; on failure it deletes the
-half-made module.  Persistent parameters saved by rmmod are restored with ``-e``.
+the object against that (:func:`lkm.link.insmod24.plan_module_24`: symbols bound, ``name=value``
+arguments written, every section in place, the size known), reserves memory
+(``create_module``), relocates at that address and hands the image to ``init_module``; on
+failure it deletes the half-made module.  Persistent parameters saved by rmmod are restored with ``-e``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ from lkm.link.insmod24 import (
     KernelSymbols24,
     LinkedImage24,
     LoadedModule24,
+    _insmod_name,
     gpl_license_24,
-    link_module_24,
+    plan_module_24,
 )
-from lkm.link.obj24 import ObjFile
 from lkm.link.output24 import format_load_map
 from lkm.module.file import ModuleFile
-from lkm.modutils import params as _params
 from lkm.record import Record
 
 HINT_EBUSY = (
@@ -179,85 +178,56 @@ def insmod(
 def _insmod(
     kernel: ModelKernel, path: str, mod: ModuleFile, args: list[str], opt: InsmodOptions, persist_dir: str
 ) -> InsmodResult:
-    warnings: list[str] = []
     view = kernel_view(kernel)
-    name = opt.name or _module_name(path)
-    if any(m.name == name for m in view.modules):
-        raise InsmodError(f"a module named {name} already exists", path=path)
+    name = opt.name or _insmod_name(path)
     persist = persist_path(opt.persist, path, persist_dir) if opt.persist is not None else None
+    restored = _known(mod, read_persist(persist)) if persist is not None else []
     link_opts = Insmod24Options(
-        name=name,
-        autoclean=opt.autoclean,
-        export=opt.export,
-        ksymoops=opt.ksymoops,
-        kallsyms=opt.kallsyms,
-        persist=persist,
-        force=opt.force,
-        prefix=opt.prefix,
-    )
+        name=name, autoclean=opt.autoclean, export=opt.export, ksymoops=opt.ksymoops, kallsyms=opt.kallsyms,
+        persist=persist, force=opt.force, prefix=opt.prefix, args=(*restored, *args),
+    )  # fmt: skip
     try:
-        trial = link_module_24(mod, view, NOLOAD_BASE, link_opts)
+        plan = plan_module_24(mod, view, link_opts)
     except InvalidModule as exc:
         raise InsmodError(exc.reason, path=path) from None
-    warnings.extend(trial.warnings)
-    restored = read_persist(persist) if persist is not None else []
-    try:
-        offsets = _symbol_offsets(mod, trial)
-        _params.module_arguments(mod, restored, offsets, optional=True)
-        patches_trial = _params.module_arguments(mod, args, offsets)
-    except _params.ParamError as exc:
-        raise InsmodError(exc.reason, path=path) from None
+    warnings = list(plan.warnings)
     taint = 0
-    if not gpl_license_24(ObjFile(mod.elf, path)):
+    if not gpl_license_24(plan.obj):
         taint |= TAINT_PROPRIETARY_MODULE
         lic = mod.get("license")
         why = "no license" if lic is None else f"non-GPL license - {lic}"
         warnings.append(f"Warning: loading {path} will taint the kernel: {why}")
-    if opt.force and trial.warnings:
+    if opt.force and plan.warnings:
         taint |= TAINT_FORCED_MODULE
         warnings.append(f"Warning: loading {path} will taint the kernel: forced load")
     if opt.probe:
-        return InsmodResult(name, 0, trial, None, warnings, persist, False)
-    size = (
-        trial.size
-        + _params.strings_size(patches_trial)
-        + _params.strings_size(_params.module_arguments(mod, restored, offsets, optional=True))
-    )
+        return InsmodResult(name, 0, plan.link(NOLOAD_BASE), None, warnings, persist, False)
     if opt.noload:
         base = NOLOAD_BASE
     else:
         try:
-            base = kernel.create_module(name, size)
+            base = kernel.create_module(name, plan.size)
         except KernelError as exc:
             if exc.errno == errno.EEXIST:
                 raise InsmodError(f"a module named {name} already exists", path=path) from None
             if exc.errno == errno.ENOMEM:
-                raise InsmodError(
-                    f"can't allocate kernel memory for module; needed {size} bytes", path=path
-                ) from None
+                why = f"can't allocate kernel memory for module; needed {plan.size} bytes"
+                raise InsmodError(why, path=path) from None
             raise InsmodError(f"create_module: {exc.strerror}", path=path) from None
     try:
-        img = link_module_24(mod, view, base, link_opts)
-        offsets = _symbol_offsets(mod, img)
-        patches = _params.module_arguments(mod, restored, offsets, optional=True)
-        patches += _params.module_arguments(mod, args, offsets)
-        image = bytearray(img.image)
-        _params.apply(image, base, patches)
-        struct.pack_into("<I", image, 12, len(image))  # struct module's size covers the copies
+        img = plan.link(base)
         if opt.blob is not None:
             from lkm.link.output import write_atomic
 
-            write_atomic(opt.blob, bytes(image))
+            write_atomic(opt.blob, img.image)
         if not opt.noload:
-            kernel.init_module_24(name, bytes(image))
-    except (KernelError, InvalidModule, _params.ParamError, OSError) as exc:
+            kernel.init_module_24(name, img.image)
+    except (KernelError, InvalidModule, OSError) as exc:
         if not opt.noload:
             with contextlib.suppress(KernelError):
-                kernel.delete_module_24(name)
+                kernel.delete_module_24(name)  # what insmod does when init_module fails
         if isinstance(exc, KernelError):
-            hint = None
-            if exc.errno == errno.EBUSY:
-                hint = HINT_EBUSY
+            hint = HINT_EBUSY if exc.errno == errno.EBUSY else None
             raise InsmodError(f"init_module: {exc.strerror}", path=path, hint=hint) from None
         raise InsmodError(getattr(exc, "reason", None) or str(exc), path=path) from None
     if taint and not opt.noload:
@@ -268,23 +238,12 @@ def _insmod(
     )
 
 
-def _module_name(path: str) -> str:
-    base = os.path.basename(path)
-    for ext in (".o.gz", ".o", ".mod"):
-        if base.endswith(ext) and len(base) > len(ext):
-            return base[: -len(ext)]
-    return base
-
-
-def _symbol_offsets(mod: ModuleFile, img: LinkedImage24) -> dict[str, int]:
-    """Each symbol the object defines (not a kernel one) -> offset of its final value in the image."""
-    out: dict[str, int] = {}
-    for s in mod.elf.symbols()[1:]:
-        if s.name and s.shndx and s.name not in out:
-            value = img.symbol_values[s.number]
-            if img.base <= value < img.base + img.size:
-                out[s.name] = value - img.base
-    return out
+def _known(mod: ModuleFile, args: list[str]) -> list[str]:
+    """Arguments from a persist file are optional: names the module does not have are skipped."""
+    defined = {s.name for s in mod.elf.symbols()[1:] if s.name and s.shndx}
+    return [
+        a for a in args if mod.get("parm_" + a.split("=", 1)[0]) is not None and a.split("=", 1)[0] in defined
+    ]
 
 
 def _snapshot(kernel: ModelKernel) -> None:

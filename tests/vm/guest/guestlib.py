@@ -17,7 +17,7 @@ import pytest
 from lkm.corpus import CorpusTree, find_tree, module_files
 from lkm.kernel.load import module_name
 
-TOOLS = ("insmod", "rmmod", "lsmod")
+TOOLS = ("insmod", "rmmod", "lsmod", "verify")
 LKM_BIN = Path("/tmp/lkm-bin")
 
 
@@ -95,3 +95,98 @@ def unload_new(before: list[str]) -> None:
             return
         for m in extra:
             subprocess.run(["/usr/sbin/rmmod", m], capture_output=True, check=False)
+
+
+# -- lkm verify over many corpus modules -----------------------------------------------------
+
+# Directories of the corpus whose modules load without their hardware; names that run
+# self-tests or stress threads at load time are left out.
+SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
+SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
+
+
+def candidates(t: CorpusTree) -> list[Path]:
+    base = t.modules_dir
+    out = []
+    for p in module_files(t):
+        rel = str(p.relative_to(base))
+        if rel.startswith(SOFTWARE_DIRS) and not any(w in p.name for w in SKIP_WORDS):
+            out.append(p)
+    return out
+
+
+def load_with_deps(path: Path, files: dict[str, Path], done: set[str]) -> bool:
+    """Load *path* after what it depends on (kmod's insmod); False if anything failed."""
+    from lkm.module.file import ModuleFile
+
+    name = module_name(str(path))
+    if name in done:
+        return True
+    with ModuleFile.open(path) as mod:
+        deps = list(mod.depends)
+    for d in deps:
+        if d in files and not load_with_deps(files[d], files, done):
+            return False
+    if name not in loaded() and kmod("insmod", str(path)).rc != 0:
+        return False
+    done.add(name)
+    return True
+
+
+def load_sample(t: CorpusTree, count: int) -> dict[str, Path]:
+    """Load about *count* corpus modules (spread evenly over the candidates) with their
+    dependencies; name -> file of every module loaded."""
+    files = {module_name(str(p)): p for p in module_files(t)}
+    cands = candidates(t)
+    done: set[str] = set()
+    stride = max(1, len(cands) // (count * 2))
+    for p in cands[::stride] + cands:
+        if len(done) >= count:
+            break
+        load_with_deps(p, files, done)
+    return {n: files[n] for n in done}
+
+
+def verify_loaded(t: CorpusTree, modules: dict[str, Path]) -> dict[str, object]:
+    """Run lkm verify's library on each module; a summary with every difference."""
+    from lkm.elf.core import CoreFile
+    from lkm.kernel.live import LiveKernel
+    from lkm.kernel.verify import verify_module
+    from lkm.link.layout import KernelConfig
+    from lkm.module.file import ModuleFile
+    from lkm.symbols.table import SymbolTable
+
+    assert t.config is not None
+    config = KernelConfig.from_config_text(t.config.read_text())
+    kernel = LiveKernel()
+    text = kernel.kallsyms()
+    table = SymbolTable.from_files("/proc/kallsyms")
+    core = CoreFile("/proc/kcore")
+    summary: dict[str, object] = {
+        "modules": 0,
+        "compared": 0,
+        "layout": [],
+        "bytes": [],
+        "kallsyms": [],
+        "errors": [],
+    }
+    masked: dict[str, int] = {}
+    for name, path in sorted(modules.items()):
+        try:
+            mod = ModuleFile.open(path)
+            rep = verify_module(mod, kernel, core, table, config=config, kallsyms_text=text)
+        except Exception as exc:  # every failure is a finding, reported with its module
+            summary["errors"].append(f"{name}: {type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
+            continue
+        summary["modules"] += 1  # type: ignore[operator]
+        summary["compared"] += rep.compared  # type: ignore[operator]
+        for k, v in rep.masked.items():
+            masked[k] = masked.get(k, 0) + v
+        summary["layout"].extend(f"{name}: {x}" for x in rep.layout)  # type: ignore[attr-defined]
+        summary["bytes"].extend(  # type: ignore[attr-defined]
+            f"{name}: {sec}+{off:#x}: lkm {a.hex()} kernel {b.hex()}" for _, sec, off, a, b in rep.bytes
+        )
+        summary["kallsyms"].extend(f"{name}: {x}" for x in rep.kallsyms)  # type: ignore[attr-defined]
+    summary["masked"] = masked
+    core.close()
+    return summary
