@@ -140,6 +140,7 @@ class Kernel:
         self.machine.on_invalid_opcode = self._warn
         self.machine.on_unknown_text = self._late_function
         self.machine.on_unmapped = self._late_data
+        self.machine.on_tick = lambda: self.advance_jiffies(1)
         self.symbols = symbols
         self.state = state if state is not None else KernelState()
         self.strict = strict
@@ -211,6 +212,14 @@ class Kernel:
         self.addresses[name] = addr
         self.names[addr] = name
         return addr
+
+    def advance_jiffies(self, ticks: int) -> None:
+        """Time passes (a timer tick, a sleep): jiffies and its memory move on."""
+        self.state.jiffies += ticks
+        for name in ("jiffies", "jiffies_64"):
+            addr = self.addresses.get(name)
+            if addr is not None and self.machine.is_mapped(addr, 8):
+                self.machine.write_int(addr, 8 if self.arch.word == 8 else 4, self.state.jiffies)
 
     def _late_function(self, addr: int) -> bool:
         """A call to a kernel function the module was linked to elsewhere (the model kernel's

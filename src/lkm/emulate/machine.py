@@ -25,6 +25,7 @@ from lkm.record import Record
 PAGE = 0x1000
 DEFAULT_INSN_BUDGET = 5_000_000
 DEFAULT_TIME_BUDGET = 5.0  # seconds of wall clock per call
+TICK_INSNS = 100_000  # emulated instructions per timer tick (jiffies += 1 between slices)
 HANDLED = -(1 << 80)  # a trap handler's return meaning "I have set PC myself"
 RET_INSN = {"x86_64": b"\xc3", "i386": b"\xc3", "arm64": bytes.fromhex("c0035fd6")}
 
@@ -119,6 +120,7 @@ class Machine:
         # kernel knew the address (a symbol it had not handed out yet) and set it up.
         self.on_unknown_text: Callable[[int], bool] = lambda addr: False
         self.on_unmapped: Callable[[int], bool] = lambda addr: False
+        self.on_tick: Callable[[], None] = lambda: None
         self._pending: BaseException | None = None
         self._fault: tuple[str, bool, int] | None = None
         self.calls = 0  # traps taken
@@ -298,19 +300,21 @@ class Machine:
         return self.reg(a.ret) & a.mask
 
     def _run(self, start: int) -> None:
+        """Run in slices of TICK_INSNS instructions; between slices the timer ticks
+        (``on_tick``: jiffies advance, as the timer interrupt would make them)."""
         a = self.arch
         pc = start
         t0 = time.monotonic()
-        resumes = 0
+        resumes = used = 0
         while True:
             self._pending = None
             self._fault = None
             left = self.time_budget - (time.monotonic() - t0)
+            count = TICK_INSNS if not self.insn_budget else min(TICK_INSNS, self.insn_budget - used)
+            if left <= 0 or count <= 0:
+                break
             try:
-                if left <= 0:
-                    break
-                timeout = int(left * 1_000_000)
-                self.uc.emu_start(pc, self.return_address, timeout=timeout, count=self.insn_budget)
+                self.uc.emu_start(pc, self.return_address, timeout=int(left * 1_000_000), count=count)
             except unicorn.UcError as exc:
                 if self._pending is not None:
                     raise self._pending from None
@@ -327,10 +331,12 @@ class Machine:
                 raise EmulationFault("oops", f"CPU exception at {self.symbolize(pc)}: {exc}", pc=pc) from None
             if self._pending is not None:
                 raise self._pending
-            break
+            pc = self.reg(a.pc)
+            if pc == self.return_address:
+                return
+            used += count
+            self.on_tick()
         pc = self.reg(a.pc)
-        if pc == self.return_address:
-            return
         if time.monotonic() - t0 >= self.time_budget * 0.99:
             raise EmulationFault("timeout", f"wall-clock budget of {self.time_budget:g} s exceeded at "
                                  f"{self.symbolize(pc)}", pc=pc)  # fmt: skip

@@ -133,7 +133,7 @@ def _capable(k: Kernel, c: TrapCall) -> int:
 @kfunc("msleep", "msleep_interruptible", "ssleep", nargs=1)
 def _msleep(k: Kernel, c: TrapCall) -> int:
     ms = c.arg(0) * (1000 if c.name == "ssleep" else 1)
-    k.state.jiffies += (ms * HZ + 999) // 1000
+    k.advance_jiffies((ms * HZ + 999) // 1000)
     return 0
 
 

@@ -102,7 +102,7 @@ def _cancel(k: Kernel, c: TrapCall) -> int:
 @kfunc("wait_for_completion_timeout", "wait_for_completion_interruptible_timeout",
        "wait_for_completion_killable_timeout", nargs=2)  # fmt: skip
 def _wait_timeout(k: Kernel, c: TrapCall) -> int:
-    k.state.jiffies += c.arg(1)
+    k.advance_jiffies(c.arg(1) & 0x7FFFFFFF)
     return 0  # timed out: no interrupt or other task will complete it
 
 
@@ -114,7 +114,7 @@ def _prepare_to_wait_event(k: Kernel, c: TrapCall) -> int:
 @kfunc("schedule_timeout", "schedule_timeout_interruptible", "schedule_timeout_uninterruptible",
        "schedule_timeout_killable", nargs=1)  # fmt: skip
 def _schedule_timeout(k: Kernel, c: TrapCall) -> int:
-    k.state.jiffies += c.arg(0) & 0x7FFFFFFF
+    k.advance_jiffies(c.arg(0) & 0x7FFFFFFF)
     return 0
 
 
