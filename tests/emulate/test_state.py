@@ -33,3 +33,22 @@ def test_booted_tables_are_the_captured_ones() -> None:
     assert devices[0] == "Character devices:"
     assert [f"{m:3d} {n}" for m, n in data["chrdevs"]] == devices[1 : 1 + len(data["chrdevs"])]
     assert st.proc_misc().splitlines() == [f"{m:3d} {n}" for m, n in data["misc"]]
+
+
+def test_unimplemented_calls_are_recorded_or_fail_in_strict_mode() -> None:
+    from lkm.emulate.session import Session
+
+    # importer without exporter loaded: lkm_fixture_add & co. have no implementation anywhere.
+    s = Session(None)
+    s.base_dir = str(FIX6)
+    res, out = s.insmod("importer.ko")
+    assert res.ok
+    missing = [t.name for t in out.trace if not t.implemented]
+    assert missing == ["lkm_fixture_add", "lkm_fixture_gpl_mul", "lkm_fixture_ns_answer"]
+    assert out.log[-1] == "importer: sum=0 product=0 answer=0 calls=0"
+    strict = Session(None, strict=True)
+    strict.base_dir = str(FIX6)
+    res, out = strict.insmod("importer.ko")
+    assert res.fault is not None and res.fault.kind == "unimplemented"
+    assert "lkm_fixture_add" in res.fault.reason
+    assert res.state == "Loading"  # as after an oops in init: the module stays, stuck

@@ -14,6 +14,8 @@ import bisect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import unicorn
+
 from lkm.emulate.arch import ARCHES, ArchSpec
 from lkm.emulate.machine import PAGE, EmulationFault, Machine, TrapCall
 from lkm.emulate.state import KernelState
@@ -276,7 +278,12 @@ class Kernel:
         def implemented(c: TrapCall) -> int:
             state.calls[name] += 1
             args = tuple(c.arg(i) for i in range(nargs))
-            result = fn(self, c)
+            try:
+                result = fn(self, c)
+            except unicorn.UcError as exc:  # the function followed a bad pointer it was given
+                caller = self.symbolize(self.machine.read_word(self.machine.reg(self.arch.sp)))
+                why = f"{name}() called from {caller} with a bad pointer: {exc}"
+                raise EmulationFault("oops", why, pc=c.machine.reg(self.arch.pc)) from None
             if nargs >= 0:
                 self.trace.append(TraceEntry(name, args, result & self.arch.mask, self.current, True))
             return result
