@@ -20,10 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from lkm.corpus import find_tree, module_files
-from lkm.emulate.kernel import SymbolSpace
+from lkm.emulate.session import tree_symbols
 from lkm.emulate.survey import DEFAULT_INSNS, DEFAULT_SECONDS, ModuleRun, run_modules
 from lkm.parallel import map_chunks
-from lkm.symbols.table import SymbolTable
 
 
 def main() -> int:
@@ -37,10 +36,7 @@ def main() -> int:
     paths = sorted(str(p) for p in module_files(find_tree(a.tree)))
     if a.limit:
         paths = paths[: a.limit]
-    tree = find_tree(a.tree)
-    kallsyms = tree.root / "proc-kallsyms.txt"
-    arch = {"amd64": "x86_64", "arm64": "arm64", "i386": "i386"}[tree.arch]
-    symbols = SymbolSpace(SymbolTable.from_files(kallsyms), arch) if kallsyms.is_file() else None
+    symbols = tree_symbols(find_tree(a.tree))
     t0 = time.monotonic()
     runs: list[ModuleRun] = []
     for chunk in map_chunks(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.kernel import Kernel, SymbolSpace, TraceEntry
@@ -26,6 +26,9 @@ from lkm.emulate.state import KernelState
 from lkm.errors import LkmError
 from lkm.module.file import ModuleFile
 from lkm.record import Record
+
+if TYPE_CHECKING:
+    from lkm.corpus import CorpusTree
 
 
 class CommandError(LkmError):
@@ -58,24 +61,38 @@ class Outcome(Record):
 DEFAULT_TREES = {"x86_64": "amd64-6.1", "arm64": "arm64-6.1"}  # whose kallsyms bind imports
 
 
+def tree_symbols(tree: CorpusTree) -> SymbolSpace | None:
+    """A corpus tree's kernel symbols: its guest /proc/kallsyms when captured, else the same
+    recovered from its vmlinuz (lkm.symbols.image); None without either."""
+    from lkm.symbols.table import SymbolTable
+
+    arch = {"amd64": "x86_64"}.get(tree.arch, tree.arch)
+    path = tree.root / "proc-kallsyms.txt"
+    if not path.is_file():
+        if tree.vmlinuz is None or not tree.vmlinuz.is_file():
+            return None
+        path = tree.vmlinuz
+    return SymbolSpace(SymbolTable.from_files(path), arch)
+
+
 def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
-    """The corpus 6.1 kernel's kallsyms for ``arch`` when present, else None (synthetic
-    symbols).  LKM_EMULATE_KALLSYMS=FILE overrides for x86_64; empty selects synthetic."""
+    """The corpus 6.1 kernel's symbols for ``arch`` when the corpus is there, else None
+    (synthetic symbols).  LKM_EMULATE_KALLSYMS=FILE overrides for x86_64; empty: synthetic."""
     from lkm.symbols.table import SymbolTable
 
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
     if env is not None:
         return SymbolSpace(SymbolTable.from_files(env), "x86_64") if env and arch == "x86_64" else None
-    tree = DEFAULT_TREES.get(arch)
-    if tree is None:
+    name = DEFAULT_TREES.get(arch)
+    if name is None:
         return None
     try:
         from lkm.corpus import find_tree
 
-        path = find_tree(tree).root / "proc-kallsyms.txt"
+        tree = find_tree(name)
     except Exception:
-        path = Path(os.path.expanduser(f"~/.cache/lkm/corpus/{tree}/proc-kallsyms.txt"))
-    return SymbolSpace(SymbolTable.from_files(path), arch) if path.is_file() else None
+        return None
+    return tree_symbols(tree)
 
 
 DEFAULT = "default"  # Session(symbols=DEFAULT): default_symbols() of the first module's architecture
