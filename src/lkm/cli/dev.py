@@ -38,8 +38,12 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     import shlex
 
-    from lkm.emulate.report import format_outcome, outcome_json
-    from lkm.emulate.session import load_state, save_state
+    try:
+        from lkm.emulate.report import format_outcome, outcome_json
+        from lkm.emulate.session import load_state, save_state
+    except ImportError as exc:
+        sys.stderr.write(f"{prog}: ERROR: the emulator needs the unicorn package ({exc})\n")
+        return 1
 
     verb = "cat" if operands[0] == "cat" else "dev"
     line = " ".join(

@@ -54,9 +54,13 @@ def run(prog: str, args: list[str]) -> int:
     except (UsageError, ValueError) as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
-    from lkm.emulate.kernel import SymbolSpace
-    from lkm.emulate.report import format_outcome, outcome_json
-    from lkm.emulate.session import DEFAULT, Session, save_state
+    try:
+        from lkm.emulate.kernel import SymbolSpace
+        from lkm.emulate.report import format_outcome, outcome_json
+        from lkm.emulate.session import DEFAULT, Session, save_state
+    except ImportError as exc:
+        sys.stderr.write(f"{prog}: ERROR: the emulator needs the unicorn package ({exc})\n")
+        return 1
 
     try:
         symbols: SymbolSpace | str | None = None
