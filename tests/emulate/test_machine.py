@@ -59,3 +59,17 @@ def test_wall_clock_budget() -> None:
 def test_arguments_and_return_value() -> None:
     m = _machine(bytes.fromhex("4889f8 4801f0 4c01c8 c3"))  # rax = rdi + rsi + r9
     assert m.call(CODE, (1, 2, 3, 4, 5, 40)) == 43
+
+
+def test_oops_text_reads_back_through_the_oops_parser() -> None:
+    """The oops decoder (lkm.oops, its own branch) parses what the emulator prints."""
+    report = pytest.importorskip("lkm.oops.report")
+    m = _machine(bytes.fromhex("488b042508000000c3"))
+    m.symbolize = lambda a: "demo_init+0x0/0x9 [demo]" if a == CODE else f"{a:#x}"
+    with pytest.raises(EmulationFault) as exc:
+        m.call(CODE, (0x1234,))
+    (r,) = report.parse(exc.value.report).reports
+    assert r.arch == "x86_64" and r.facts["fault_address"] == 8
+    ip = r.facts["ip"]
+    assert (ip["symbol"], ip["offset"], ip["size"], ip["module"]) == ("demo_init", 0, 9, "demo")
+    assert r.facts["registers"]["RDI"] == 0x1234
