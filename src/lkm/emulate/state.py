@@ -86,6 +86,7 @@ class KernelState:
         self.module_refs: Counter[str] = Counter()
         self.taints: set[str] = set()
         self.trusted_keys: set[str] = set()  # key ids of module signatures the kernel accepts
+        self.regions: list[tuple[int, int, int, int]] = []  # requested I/O regions: parent, start, end, res
 
     @classmethod
     def booted(cls) -> KernelState:

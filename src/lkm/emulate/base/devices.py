@@ -270,3 +270,33 @@ def _request_firmware(k: Kernel, c: TrapCall) -> int:
 @kfunc("platform_device_register", "platform_device_add", "device_register", "device_add", nargs=1)
 def _device_add(k: Kernel, c: TrapCall) -> int:
     return 0
+
+
+# -- I/O port and memory regions (kernel/resource.c) ------------------------------------------------
+RESOURCE_SIZE = 64  # struct resource: start, end, name, flags, desc, parent, sibling, child
+IORESOURCE_BUSY = 0x80000000
+
+
+@kfunc("__request_region", nargs=5)
+def _request_region(k: Kernel, c: TrapCall) -> int:
+    """A region nothing else in this kernel holds is granted (no hardware claims any here)."""
+    parent, start, n, name = c.arg(0), c.arg(1), c.arg(2), c.arg(3)
+    end = start + n - 1
+    for p, s, e, _res in k.state.regions:
+        if p == parent and s <= end and start <= e:
+            return 0  # busy: NULL
+    res = k.alloc(RESOURCE_SIZE)
+    m = k.machine
+    for off, value in ((0, start), (8, end), (16, name), (24, c.arg(4) | IORESOURCE_BUSY), (40, parent)):
+        m.write_word(res + off * k.arch.word // 8, value)
+    k.state.regions.append((parent, start, end, res))
+    return res
+
+
+@kfunc("__release_region", nargs=3)
+def _release_region(k: Kernel, c: TrapCall) -> int:
+    parent, start, n = c.arg(0), c.arg(1), c.arg(2)
+    k.state.regions = [
+        r for r in k.state.regions if not (r[0] == parent and r[1] == start and r[2] == start + n - 1)
+    ]
+    return 0
