@@ -23,6 +23,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "model": ("lkm.cli.model", "boot, check and inspect persistent model kernels"),
     "demo": ("lkm.cli.demo", "a guided run of the HOWTO's section 10 on a model kernel"),
     "verify": ("lkm.cli.verify", "check that loaded modules are byte for byte their files (/proc/kcore)"),
+    "run": ("lkm.cli.run", "run a module's init (and exit) in an emulated CPU, tracing its kernel calls"),
+    "dev": ("lkm.cli.dev", "call an emulated driver's file_operations (open, read, write, ioctl, release)"),
 }
 
 
