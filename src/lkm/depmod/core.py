@@ -1,0 +1,561 @@
+"""depmod's computation: modules in kmod's order, the symbol table, dependencies, their
+topological order, and every output file's bytes.
+
+Order is the whole difficulty.  kmod puts the modules listed in modules.order first (in that
+order) and the rest in the iteration order of its 512-bucket name table; a module's index in
+that array is its priority in the .bin files.  Exports go into a 2048-bucket table (a later
+module's export replaces an earlier one's), whose iteration order is modules.symbols' order.
+Dependencies are sorted by a topological index: modules nobody uses first, taken LIFO.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
+from lkm.depmod.hash import MODULES_BUCKETS, SYMBOLS_BUCKETS, hash_order
+from lkm.depmod.read import ModuleFacts, read_all
+from lkm.depmod.scan import Candidate, path_to_modname, search_modules
+from lkm.depmod.trie import IndexBuilder
+from lkm.errors import LkmError
+from lkm.record import Record
+
+# Output files in the order kmod writes them; True for the binary indexes (-n skips them).
+OUTPUTS: tuple[tuple[str, bool], ...] = (
+    ("modules.dep", False),
+    ("modules.dep.bin", True),
+    ("modules.alias", False),
+    ("modules.alias.bin", True),
+    ("modules.softdep", False),
+    ("modules.symbols", False),
+    ("modules.symbols.bin", True),
+    ("modules.builtin.bin", True),
+    ("modules.builtin.alias.bin", True),
+    ("modules.devname", False),
+)
+FAKE_SYMBOLS = ("__this_module", "_GLOBAL_OFFSET_TABLE_")  # put in by the kernel's loader
+
+
+class DependencyCycle(LkmError):
+    """Modules depend on each other in a loop; ``messages`` are kmod's report lines."""
+
+    def __init__(self, messages: list[tuple[str, str]]) -> None:
+        super().__init__(messages[-1][1] if messages else "dependency cycle")
+        self.messages = messages
+
+
+class DepmodOptions(Record):
+    __slots__ = (
+        "basedir",
+        "release",
+        "config_paths",
+        "symvers",
+        "system_map",
+        "errsyms",
+        "warn_dups",
+        "sym_prefix",
+        "modules",
+        "workers",
+    )
+
+    def __init__(
+        self,
+        release: str,
+        basedir: str | None = None,
+        config_paths: list[str] | None = None,
+        symvers: str | None = None,
+        system_map: str | None = None,
+        errsyms: bool = False,
+        warn_dups: bool = False,
+        sym_prefix: str = "",
+        modules: list[str] | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.release = release
+        self.basedir = basedir
+        self.config_paths = config_paths
+        self.symvers = symvers
+        self.system_map = system_map
+        self.errsyms = errsyms
+        self.warn_dups = warn_dups
+        self.sym_prefix = sym_prefix
+        self.modules = modules  # explicit module files (absolute); None: the whole tree
+        self.workers = workers
+
+
+def modules_dirname(basedir: str | None, release: str) -> str:
+    return f"{basedir or ''}/lib/modules/{release}"
+
+
+class Module(Record):
+    __slots__ = ("name", "path", "relpath", "uncrelpath", "idx", "facts", "deps", "users", "sort_idx")
+
+    def __init__(self, cand: Candidate, facts: ModuleFacts) -> None:
+        self.name = cand.name
+        self.path = cand.path
+        self.relpath = cand.relpath
+        self.uncrelpath = cand.uncrelpath
+        self.idx = 0
+        self.facts = facts
+        self.deps: list[Module] = []
+        self.users = 0
+        self.sort_idx = 0
+
+    @property
+    def shown_path(self) -> str:
+        return self.relpath if self.relpath is not None else self.path
+
+
+class DepmodResult(Record):
+    """The output files (name, bytes) in kmod's order, and the messages kmod would print."""
+
+    __slots__ = ("dirname", "outputs", "messages", "modules")
+
+    def __init__(
+        self, dirname: str, outputs: list[tuple[str, bytes]], messages: list[tuple[str, str]], modules: int
+    ) -> None:
+        self.dirname = dirname
+        self.outputs = outputs
+        self.messages = messages
+        self.modules = modules
+
+
+# -- symbols from the kernel ----------------------------------------------------------------
+
+
+def load_symvers(path: str) -> list[tuple[str, int]]:
+    """vmlinux rows of a Module.symvers: (symbol, crc)."""
+    out = []
+    with open(path, "rb") as f:
+        for raw in f:
+            parts = raw.decode("utf-8", "surrogateescape").replace("\t", " ").split()
+            if len(parts) < 3 or parts[2] != "vmlinux":
+                continue
+            try:
+                crc = int(parts[0], 16)
+            except ValueError:
+                continue
+            out.append((parts[1], crc))
+    return out
+
+
+def load_system_map(path: str, prefix: str) -> list[tuple[str, int]]:
+    """``__ksymtab_<sym>`` lines of a System.map."""
+    out = []
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+            parts = line.split(" ", 2)
+            if len(parts) < 3:
+                continue
+            name = parts[2]
+            if prefix and name.startswith(prefix):
+                name = name[1:]
+            if name.startswith("__ksymtab_"):
+                out.append((name[len("__ksymtab_") :], 0))
+    return out
+
+
+# -- the computation ------------------------------------------------------------------------
+
+
+def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tuple[str, str]]) -> list[str]:
+    """Module names in kmod's array order: modules.order first, then hash order."""
+    names = hash_order(found, MODULES_BUCKETS)
+    order_file = os.path.join(dirname, "modules.order")
+    try:
+        with open(order_file, "rb") as f:
+            lines = f.read().decode("utf-8", "surrogateescape").split("\n")
+    except OSError as exc:
+        messages.append((WARNING, f"could not open {order_file}: {os.strerror(exc.errno or 0)}"))
+        return names
+    if lines[-1] != "":
+        messages.append((ERROR, f"{order_file}:{len(lines)} corrupted line misses '\\n'"))
+        return names
+    by_unc = {c.uncrelpath: c.name for c in found.values() if c.uncrelpath is not None}
+    total = len(lines)  # lines in the file + 1, as kmod counts
+    sort_idx = dict.fromkeys(names, 1)
+    for i, line in enumerate(lines[:-1], 1):
+        name = by_unc.get(line)
+        if name is not None:
+            sort_idx[name] = i - total
+    return sorted(names, key=sort_idx.__getitem__)  # stable, as glibc's merge-sort qsort
+
+
+def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
+    """kmod's depmod_report_cycles: walk from each module left with users, report the paths
+    that come back to where they started, then count the modules on them."""
+    roots = [m for i, m in enumerate(mods) if users[i] > 0]
+    visited: set[int] = set()
+    in_loops: set[str] = set()
+    out: list[tuple[str, str]] = []
+    while roots:
+        root = roots.pop(0)
+        stack: list[tuple[Module, tuple[Module, ...]]] = [(root, ())]
+        while stack:
+            m, parents = stack.pop()
+            if m.idx in visited and m is root:
+                chain = [p.name for p in parents] + [m.name]
+                in_loops.update(p.name for p in parents)
+                for p in parents:
+                    if p in roots:
+                        roots.remove(p)
+                out.append((ERROR, "Cycle detected: " + " -> ".join(chain)))
+                continue
+            if m.idx in visited:
+                continue
+            visited.add(m.idx)
+            if not m.deps:
+                if m in roots:
+                    roots.remove(m)
+                continue
+            for d in m.deps:
+                stack.append((d, (*parents, m)))
+    out.append((ERROR, f"Found {len(in_loops)} modules in dependency cycles!"))
+    return out
+
+
+def _topological(mods: list[Module]) -> list[int]:
+    """dep_sort_idx per module (kmod: roots taken LIFO); raises DependencyCycle."""
+    n = len(mods)
+    users = [m.users for m in mods]
+    roots = [i for i in range(n) if users[i] == 0]
+    sort_idx = [0] * n
+    n_sorted = 0
+    while roots:
+        i = roots.pop()
+        sort_idx[i] = n_sorted
+        n_sorted += 1
+        for d in mods[i].deps:
+            users[d.idx] -= 1
+            if users[d.idx] == 0:
+                roots.append(d.idx)
+    if n_sorted < n:
+        raise DependencyCycle(_cycles(mods, users))
+    return sort_idx
+
+
+def _underscores(alias: str) -> str | None:
+    """depmod's underscores(): '-' to '_' outside [...]; None for an unmatched bracket."""
+    out = []
+    i = 0
+    n = len(alias)
+    while i < n:
+        c = alias[i]
+        if c == "-":
+            out.append("_")
+        elif c == "]":
+            return None
+        elif c == "[":
+            j = alias.find("]", i)
+            if j < 0:
+                return None
+            out.append(alias[i : j + 1])
+            i = j
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def depmod(opts: DepmodOptions) -> DepmodResult:
+    """Compute every output of ``depmod`` for the tree ``opts`` names."""
+    dirname = modules_dirname(opts.basedir, opts.release)
+    messages: list[tuple[str, str]] = []
+    prefix = opts.sym_prefix
+    errsyms = opts.errsyms
+
+    # Kernel symbols first: modules' exports replace them.
+    symbols: dict[str, tuple[Module | None, int]] = {}
+    kernel_syms: list[tuple[str, int]] | None = None
+    if opts.symvers is not None:
+        kernel_syms = load_symvers(opts.symvers)
+    elif opts.system_map is not None:
+        kernel_syms = load_system_map(opts.system_map, prefix)
+    elif errsyms:
+        messages.append((WARNING, "-e needs -E or -F"))
+        errsyms = False
+    if kernel_syms is not None:
+        for name, crc in kernel_syms:
+            symbols[name[1:] if prefix and name.startswith(prefix) else name] = (None, crc)
+        for name in FAKE_SYMBOLS:
+            symbols[name] = (None, 0)
+
+    if opts.modules is None:
+        cfg = load_config(opts.config_paths, opts.release)
+        messages.extend(cfg.messages)
+        found, errors = search_modules(dirname, cfg)
+        if not found and errors and not os.path.isdir(dirname):
+            raise LkmError(errors[0])
+        messages.extend((ERROR, e) for e in errors)
+    else:
+        cfg = DepmodConfig()
+        found = {}
+        for path in opts.modules:
+            if not path.startswith("/"):
+                raise LkmError(f"{path}: not absolute path.")
+            if not os.path.exists(path):
+                raise LkmError(f"could not create module {path}: No such file or directory")
+            cand = Candidate(path_to_modname(path), path, dirname)
+            if cand.name in found:
+                raise LkmError(f"could not add module {path}: File exists")
+            found[cand.name] = cand
+
+    names = _order_modules(found, dirname, messages)
+    cands = [found[n] for n in names]
+    facts = read_all([c.path for c in cands], opts.workers)
+    mods = [Module(c, f) for c, f in zip(cands, facts, strict=True)]
+    for i, m in enumerate(mods):
+        m.idx = i
+        if m.facts.error is not None:
+            messages.append((ERROR, f"failed to load symbols from {m.path}: {m.facts.error}"))
+        for name, crc in m.facts.exports:
+            symbols[name[1:] if prefix and name.startswith(prefix) else name] = (m, crc)
+
+    check_crcs = opts.symvers is not None
+    for m in mods:
+        deps = m.deps
+        seen: set[int] = set()
+        for name, crc, weak in m.facts.needed:
+            key = name[1:] if name.startswith(".") else name
+            if prefix and key.startswith(prefix):
+                key = key[1:]
+            sym = symbols.get(key)
+            if sym is None:
+                if errsyms and not weak:
+                    messages.append((WARNING, f"{m.path} needs unknown symbol {name}"))
+                continue
+            owner, sym_crc = sym
+            if check_crcs and sym_crc != crc and not weak and errsyms:
+                messages.append((WARNING, f"{m.path} disagrees about version of symbol {name}"))
+            if owner is None or owner.idx in seen:
+                continue
+            seen.add(owner.idx)
+            deps.append(owner)
+            owner.users += 1
+
+    sort_idx = _topological(mods)
+    outputs = _outputs(mods, sort_idx, symbols, dirname, opts, messages)
+    return DepmodResult(dirname, outputs, messages, len(mods))
+
+
+# -- output files ---------------------------------------------------------------------------
+
+
+def _all_deps(mods: list[Module], sort_idx: list[int]) -> list[list[Module]]:
+    """Each module's transitive dependencies, in topological order."""
+    memo: dict[int, set[int]] = {}
+
+    def closure(m: Module) -> set[int]:
+        got = memo.get(m.idx)
+        if got is None:
+            got = set()
+            for d in m.deps:
+                got.add(d.idx)
+                got |= closure(d)
+            memo[m.idx] = got
+        return got
+
+    key = sort_idx.__getitem__
+    return [[mods[i] for i in sorted(closure(m), key=key)] for m in mods]
+
+
+def _outputs(
+    mods: list[Module],
+    sort_idx: list[int],
+    symbols: dict[str, tuple[Module | None, int]],
+    dirname: str,
+    opts: DepmodOptions,
+    messages: list[tuple[str, str]],
+) -> list[tuple[str, bytes]]:
+    warn = opts.warn_dups
+    all_deps = _all_deps(mods, sort_idx)
+    dep_lines = []
+    dep_idx = IndexBuilder()
+    for m, deps in zip(mods, all_deps, strict=True):
+        line = m.shown_path + ":" + "".join(" " + d.shown_path for d in deps)
+        dep_lines.append(line + "\n")
+        if dep_idx.insert(m.name, line, m.idx) and warn:
+            messages.append((WARNING, f"duplicate module deps:\n{line}"))
+
+    alias_lines = ["# Aliases extracted from modules themselves.\n"]
+    soft_lines = ["# Soft dependencies extracted from modules themselves.\n"]
+    dev_lines: list[str] = []
+    alias_idx = IndexBuilder()
+    for m in mods:
+        devname = None
+        devtype = ""
+        major = minor = 0
+        done = False
+        for key, value in m.facts.info:
+            if key == "softdep":
+                soft_lines.append(f"softdep {m.name} {value}\n")
+                continue
+            alias_lines.append(f"alias {value} {m.name}\n")
+            norm = _underscores(value)
+            if norm is None:
+                messages.append((WARNING, f"Unmatched bracket in {value}"))
+            elif alias_idx.insert(norm, m.name, m.idx) and warn:
+                messages.append((WARNING, f"duplicate module alias:\n{norm} {m.name}"))
+            if done:
+                continue
+            if value.startswith("devname:"):
+                devname = value[len("devname:") :]
+            else:
+                dev = _major_minor(value)
+                if dev is not None:
+                    devtype, major, minor = dev
+            if devtype and devname is not None:
+                done = True
+        if devname is not None:
+            if devtype:
+                dev_lines.append(f"{m.name} {devname} {devtype}{major}:{minor}\n")
+            else:
+                messages.append(
+                    (
+                        ERROR,
+                        f"Module '{m.name}' has devname ({devname}) but lacks major and minor "
+                        "information. Ignoring.",
+                    )
+                )
+
+    sym_lines = ["# Aliases for symbols, used by symbol_request().\n"]
+    sym_idx = IndexBuilder()
+    for name in hash_order(symbols, SYMBOLS_BUCKETS):
+        owner = symbols[name][0]
+        if owner is None:
+            continue
+        sym_lines.append(f"alias symbol:{name} {owner.name}\n")
+        if sym_idx.insert("symbol:" + name, owner.name, owner.idx) and warn:
+            messages.append((WARNING, f"duplicate module syms:\nsymbol:{name} {owner.name}"))
+
+    if dev_lines:
+        dev_lines.insert(0, "# Device nodes to trigger on-demand module loading.\n")
+    texts = {
+        "modules.dep": dep_lines,
+        "modules.alias": alias_lines,
+        "modules.softdep": soft_lines,
+        "modules.symbols": sym_lines,
+        "modules.devname": dev_lines,
+    }
+    bins = {
+        "modules.dep.bin": dep_idx.write,
+        "modules.alias.bin": alias_idx.write,
+        "modules.symbols.bin": sym_idx.write,
+        "modules.builtin.bin": lambda: _builtin_bin(dirname, messages),
+        "modules.builtin.alias.bin": lambda: _builtin_alias_bin(dirname, messages),
+    }
+    out: list[tuple[str, bytes]] = []
+    for name, is_bin in OUTPUTS:
+        if is_bin:
+            out.append((name, bins[name]()))
+        else:
+            out.append((name, "".join(texts[name]).encode("utf-8", "surrogateescape")))
+    return out
+
+
+def _major_minor(alias: str) -> tuple[str, int, int] | None:
+    """sscanf(alias, "char-major-%u-%u") / "block-major-%u-%u"."""
+    for prefix, kind in (("char-major-", "c"), ("block-major-", "b")):
+        if alias.startswith(prefix):
+            a, _, rest = alias[len(prefix) :].partition("-")
+            b = rest
+            j = 0
+            while j < len(b) and b[j].isdigit():
+                j += 1
+            if a.isdigit() and j:
+                return kind, int(a) & 0xFFFFFFFF, int(b[:j]) & 0xFFFFFFFF
+            return None
+    return None
+
+
+def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
+    path = os.path.join(dirname, "modules.builtin")
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    except OSError as exc:
+        messages.append((WARNING, f"could not open {path}: {os.strerror(exc.errno or 0)}"))
+        return b""
+    idx = IndexBuilder()
+    for line in lines:
+        if not line[:1].isalpha() or not line[:1].isascii():
+            messages.append((ERROR, f"Invalid modules.builtin line: {line}"))
+            continue
+        idx.insert(path_to_modname(line.rstrip("\n")), "", 0)
+    return idx.write()
+
+
+def builtin_modinfo(dirname: str) -> list[tuple[str, list[tuple[str, str]]]] | None:
+    """modules.builtin.modinfo as (module, [(key, value)...]) groups in file order."""
+    try:
+        with open(os.path.join(dirname, "modules.builtin.modinfo"), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    groups: list[tuple[str, list[tuple[str, str]]]] = []
+    for raw in data.split(b"\0"):
+        if not raw:
+            continue
+        text = raw.decode("utf-8", "surrogateescape")
+        dot = text.find(".")
+        if dot < 0:
+            continue
+        name = text[:dot]
+        k, _, v = text[dot + 1 :].partition("=")
+        if not groups or groups[-1][0] != name:
+            groups.append((name, []))
+        groups[-1][1].append((k, v))
+    return groups
+
+
+def _builtin_alias_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
+    groups = builtin_modinfo(dirname)
+    if not groups:
+        return b""
+    idx = IndexBuilder()
+    for name, info in groups:
+        modname = name.replace("-", "_")
+        for k, v in info:
+            if k != "alias":
+                continue
+            norm = _underscores(v)
+            if norm is None:
+                messages.append((WARNING, f"Unmatched bracket in {v}"))
+                continue
+            idx.insert(norm, modname, 0)
+    return idx.write()
+
+
+def write_outputs(result: DepmodResult) -> None:
+    """Write every output next to the modules: all to temporary files first, then each
+    renamed over its name, so no reader ever sees a partial file."""
+    dirname = result.dirname
+    tmps: list[tuple[str, str]] = []
+    try:
+        for name, data in result.outputs:
+            final = os.path.join(dirname, name)
+            tmp = final + ".tmp"
+            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+            tmps.append((tmp, final))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    except OSError as exc:
+        for tmp, _final in tmps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise LkmError(f"could not write {tmps[-1][0] if tmps else dirname}: {os.strerror(exc.errno or 0)}") from None
+    for tmp, final in tmps:
+        os.replace(tmp, final)
+
+
+__all__ = [
+    "INFO",
+    "DependencyCycle",
+    "DepmodOptions",
+    "DepmodResult",
+    "depmod",
+    "write_outputs",
+]
