@@ -15,6 +15,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "modinfo": ("lkm.cli.modinfo", "show information about a kernel module (kmod-compatible)"),
     "link": ("lkm.cli.link", "link a module against a kernel's symbols at kernel addresses"),
     "kallsyms": ("lkm.cli.kallsyms", "a kernel's symbols recovered from its image, as /proc/kallsyms"),
+    "depmod": ("lkm.cli.depmod", "write the module dependency database (kmod-compatible)"),
+    "modprobe": ("lkm.cli.modprobe", "add or remove modules with their dependencies (kmod-compatible)"),
 }
 
 

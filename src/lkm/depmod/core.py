@@ -303,30 +303,35 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
 
     names = _order_modules(found, dirname, messages)
     cands = [found[n] for n in names]
-    facts = read_all([c.path for c in cands], opts.workers)
+    check_crcs = opts.symvers is not None
+    facts = read_all([c.path for c in cands], opts.workers, crcs=check_crcs)
     mods = [Module(c, f) for c, f in zip(cands, facts, strict=True)]
     for i, m in enumerate(mods):
         m.idx = i
         if m.facts.error is not None:
             messages.append((ERROR, f"failed to load symbols from {m.path}: {m.facts.error}"))
-        for name, crc in m.facts.exports:
+        f = m.facts
+        crcs = f.export_crcs or [0] * len(f.exports)
+        for name, crc in zip(f.exports, crcs, strict=True):
             symbols[name[1:] if prefix and name.startswith(prefix) else name] = (m, crc)
 
-    check_crcs = opts.symvers is not None
+    get = symbols.get
     for m in mods:
         deps = m.deps
         seen: set[int] = set()
-        for name, crc, weak in m.facts.needed:
-            key = name[1:] if name.startswith(".") else name
+        f = m.facts
+        needed_crcs = f.needed_crcs or [0] * len(f.needed)
+        for name, crc in zip(f.needed, needed_crcs, strict=True):
+            key = name[1:] if name[:1] == "." else name
             if prefix and key.startswith(prefix):
                 key = key[1:]
-            sym = symbols.get(key)
+            sym = get(key)
             if sym is None:
-                if errsyms and not weak:
+                if errsyms and name not in f.weak:
                     messages.append((WARNING, f"{m.path} needs unknown symbol {name}"))
                 continue
             owner, sym_crc = sym
-            if check_crcs and sym_crc != crc and not weak and errsyms:
+            if check_crcs and errsyms and sym_crc != crc and name not in f.weak:
                 messages.append((WARNING, f"{m.path} disagrees about version of symbol {name}"))
             if owner is None or owner.idx in seen:
                 continue

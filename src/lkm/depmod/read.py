@@ -19,44 +19,68 @@ INFO_KEYS = frozenset({"alias", "softdep"})
 
 
 class ModuleFacts(Record):
-    __slots__ = ("exports", "needed", "info", "error")
+    """``needed`` names in symbol-table order; ``weak`` the weak ones; CRCs (0 when absent,
+    as libkmod reports them) only when asked for, since only -E compares them."""
+
+    __slots__ = ("exports", "export_crcs", "needed", "needed_crcs", "weak", "info", "error")
 
     def __init__(
         self,
-        exports: list[tuple[str, int]],
-        needed: list[tuple[str, int, bool]],
+        exports: list[str],
+        export_crcs: list[int] | None,
+        needed: list[str],
+        needed_crcs: list[int] | None,
+        weak: frozenset[str],
         info: list[tuple[str, str]],
         error: str | None = None,
     ) -> None:
         self.exports = exports
+        self.export_crcs = export_crcs
         self.needed = needed
+        self.needed_crcs = needed_crcs
+        self.weak = weak
         self.info = info
         self.error = error
 
 
-def read_facts(path: str) -> ModuleFacts:
+_NOTHING: frozenset[str] = frozenset()
+
+
+def read_facts(path: str, crcs: bool = False) -> ModuleFacts:
     from lkm.module.file import ModuleFile
 
     try:
         with ModuleFile.open(path) as mod:
             info = [(k, v) for k, v in mod.modinfo if k in INFO_KEYS]
-            exports = [(e.name, e.crc or 0) for e in mod.exports]
-            needed = [(n.name, n.crc or 0, n.bind == STB_WEAK) for n in mod.needed]
+            exp = mod.exports
+            exports = [e.name for e in exp]
+            names, infos = mod.elf.undefined_columns()
+            weak = frozenset(n for n, i in zip(names, infos, strict=True) if i >> 4 == STB_WEAK) or _NOTHING
+            export_crcs = needed_crcs = None
+            if crcs:
+                export_crcs = [e.crc or 0 for e in exp]
+                vers = dict(reversed(mod.versions))  # the first entry of a name wins
+                needed_crcs = [vers.get(n, 0) for n in names]
     except LkmError as exc:
         errno = getattr(exc, "errno", None)
         reason = os.strerror(errno) if isinstance(errno, int) else exc.reason
-        return ModuleFacts([], [], [], reason)
-    return ModuleFacts(exports, needed, info)
+        return ModuleFacts([], None, [], None, _NOTHING, [], reason)
+    return ModuleFacts(exports, export_crcs, names, needed_crcs, weak, info)
 
 
 def _chunk(paths: Sequence[str]) -> list[ModuleFacts]:
     return [read_facts(p) for p in paths]
 
 
-def read_all(paths: Sequence[str], workers: int | None = None) -> list[ModuleFacts]:
+def _chunk_crcs(paths: Sequence[str]) -> list[ModuleFacts]:
+    return [read_facts(p, True) for p in paths]
+
+
+def read_all(paths: Sequence[str], workers: int | None = None, crcs: bool = False) -> list[ModuleFacts]:
+    """Facts of every file of ``paths``, in order, read by all cores (or ``workers``)."""
     from lkm.parallel import map_chunks
 
     out: list[ModuleFacts] = []
-    for part in map_chunks(_chunk, paths, workers=workers, min_per_worker=16):
+    for part in map_chunks(_chunk_crcs if crcs else _chunk, paths, workers=workers, min_per_worker=16):
         out.extend(part)
     return out
