@@ -145,6 +145,7 @@ def run(prog: str, args: list[str]) -> int:
         sym_prefix=prefix,
         modules=operands or None,
         workers=workers,
+        binaries=not dry_run,
     )
     try:
         result = depmod(options)
@@ -163,13 +164,9 @@ def run(prog: str, args: list[str]) -> int:
     for prio, msg in result.messages:
         log(prio, msg)
     if dry_run:
-        from lkm.depmod.core import OUTPUTS
-
-        binary = {n for n, b in OUTPUTS if b}
         out = sys.stdout.buffer
-        for fname, data in result.outputs:
-            if fname not in binary:
-                out.write(data)
+        for _fname, data in result.outputs:
+            out.write(data)
         out.flush()
         return 0
     try:

@@ -56,6 +56,7 @@ class DepmodOptions(Record):
         "sym_prefix",
         "modules",
         "workers",
+        "binaries",
     )
 
     def __init__(
@@ -70,6 +71,7 @@ class DepmodOptions(Record):
         sym_prefix: str = "",
         modules: list[str] | None = None,
         workers: int | None = None,
+        binaries: bool = True,
     ) -> None:
         self.release = release
         self.basedir = basedir
@@ -81,6 +83,7 @@ class DepmodOptions(Record):
         self.sym_prefix = sym_prefix
         self.modules = modules  # explicit module files (absolute); None: the whole tree
         self.workers = workers
+        self.binaries = binaries  # False (depmod -n): the text files only
 
 
 def modules_dirname(basedir: str | None, release: str) -> str:
@@ -139,14 +142,16 @@ def load_symvers(path: str) -> list[tuple[str, int]]:
     return out
 
 
-def load_system_map(path: str, prefix: str) -> list[tuple[str, int]]:
+def load_system_map(path: str, prefix: str, messages: list[tuple[str, str]]) -> list[tuple[str, int]]:
     """``__ksymtab_<sym>`` lines of a System.map."""
     out = []
     with open(path, "rb") as f:
-        for raw in f:
-            line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+        for n, raw in enumerate(f, 1):
+            text = raw.decode("utf-8", "surrogateescape")
+            line = text.rstrip("\n")
             parts = line.split(" ", 2)
             if len(parts) < 3:
+                messages.append((ERROR, f"{path}:{n}: invalid line: {text}"))
                 continue
             name = parts[2]
             if prefix and name.startswith(prefix):
@@ -167,7 +172,7 @@ def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tup
         with open(order_file, "rb") as f:
             lines = f.read().decode("utf-8", "surrogateescape").split("\n")
     except OSError as exc:
-        messages.append((WARNING, f"could not open {order_file}: {os.strerror(exc.errno or 0)}"))
+        messages.append((WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}"))
         return names
     if lines[-1] != "":
         messages.append((ERROR, f"{order_file}:{len(lines)} corrupted line misses '\\n'"))
@@ -268,11 +273,16 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
     # Kernel symbols first: modules' exports replace them.
     symbols: dict[str, tuple[Module | None, int]] = {}
     kernel_syms: list[tuple[str, int]] | None = None
-    if opts.symvers is not None:
-        kernel_syms = load_symvers(opts.symvers)
-    elif opts.system_map is not None:
-        kernel_syms = load_system_map(opts.system_map, prefix)
-    elif errsyms:
+    try:
+        if opts.symvers is not None:
+            kernel_syms = load_symvers(opts.symvers)
+        elif opts.system_map is not None:
+            kernel_syms = load_system_map(opts.system_map, prefix, messages)
+    except OSError as exc:
+        raise LkmError(
+            f"could not load {opts.symvers or opts.system_map}: {os.strerror(exc.errno or 0)}"
+        ) from None
+    if kernel_syms is None and errsyms:
         messages.append((WARNING, "-e needs -E or -F"))
         errsyms = False
     if kernel_syms is not None:
@@ -339,7 +349,11 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
             deps.append(owner)
             owner.users += 1
 
-    sort_idx = _topological(mods)
+    try:
+        sort_idx = _topological(mods)
+    except DependencyCycle as exc:
+        exc.messages[:0] = messages
+        raise
     outputs = _outputs(mods, sort_idx, symbols, dirname, opts, messages)
     return DepmodResult(dirname, outputs, messages, len(mods))
 
@@ -453,7 +467,8 @@ def _outputs(
     out: list[tuple[str, bytes]] = []
     for name, is_bin in OUTPUTS:
         if is_bin:
-            out.append((name, bins[name]()))
+            if opts.binaries:
+                out.append((name, bins[name]()))
         else:
             out.append((name, "".join(texts[name]).encode("utf-8", "surrogateescape")))
     return out
@@ -480,7 +495,7 @@ def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
         with open(path, "rb") as f:
             lines = f.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
     except OSError as exc:
-        messages.append((WARNING, f"could not open {path}: {os.strerror(exc.errno or 0)}"))
+        messages.append((WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}"))
         return b""
     idx = IndexBuilder()
     for line in lines:
@@ -516,6 +531,11 @@ def builtin_modinfo(dirname: str) -> list[tuple[str, list[tuple[str, str]]]] | N
 
 def _builtin_alias_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
     groups = builtin_modinfo(dirname)
+    if groups is None:
+        messages.append(
+            (WARNING, f"could not open modules.builtin.modinfo at {dirname}: No such file or directory")
+        )
+        return b""
     if not groups:
         return b""
     idx = IndexBuilder()

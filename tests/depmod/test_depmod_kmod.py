@@ -1,0 +1,148 @@
+"""lkm depmod against Debian's kmod 30 depmod on small generated trees: every output file,
+every message, exit status; depmod.d rules, -e/-E/-F, cycles, unreadable modules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.depmod.conftest import RELEASE, copy_tree, kmod_tool, make_tree, outputs
+from tests.depmod.elfgen import make_module
+
+
+def lkm_depmod(args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "lkm", "depmod", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def both(
+    tmp_path: Path, modules: dict[str, bytes], args: list[str], tail: tuple[str, ...] = (), **files: bytes
+) -> tuple[Path, Path]:
+    """Run kmod and lkm depmod on identical copies of one tree; assert same messages, exit
+    status and output files; return both modules directories."""
+    depmod = kmod_tool("depmod")
+    src = tmp_path / "src"
+    make_tree(src, modules, **files)
+    k_root, l_root = tmp_path / "kmod", tmp_path / "lkm"
+    copy_tree(src, k_root)
+    copy_tree(src, l_root)
+    fix = [a.replace("@ROOT@", str(k_root)) for a in args]
+    pk = subprocess.run(
+        [depmod, "-b", str(k_root), *fix, RELEASE, *tail], capture_output=True, text=True, check=False
+    )
+    fix = [a.replace("@ROOT@", str(l_root)) for a in args]
+    pl = lkm_depmod(["-b", str(l_root), *fix, RELEASE, *tail])
+    assert pl.stderr.replace(str(l_root), "ROOT") == pk.stderr.replace(str(k_root), "ROOT")
+    assert pl.stdout.replace(str(l_root), "ROOT") == pk.stdout.replace(str(k_root), "ROOT")
+    assert pl.returncode == pk.returncode
+    kd, ld = k_root / "lib/modules" / RELEASE, l_root / "lib/modules" / RELEASE
+    assert outputs(ld) == outputs(kd)
+    return kd, ld
+
+
+CHAIN = {
+    "kernel/drivers/a.ko": make_module(
+        "a",
+        exports={"a_fn": 0x1111},
+        needs={"b_fn": 0x2222, "printk": 5, "missing_fn": 9},
+        modinfo=["alias=pci:v00008086d*", "alias=foo-bar[-_]x", "softdep=pre: b post: c", "alias=devname:ax",
+                 "alias=char-major-10-99"],
+    ),
+    "kernel/drivers/b-mod.ko": make_module("b_mod", exports={"b_fn": 0x2223}, needs={"c_fn": 1}),
+    "kernel/lib/c.ko": make_module(
+        "c", exports={"c_fn": 1, "shared": 7}, needs={"weak_fn": 3}, weak=("weak_fn",), modinfo=["alias=bad]x"]
+    ),
+    "kernel/lib/d.ko": make_module("d", exports={"shared": 8}, needs={"c_fn": 1}),
+    "kernel/lib/e.ko": make_module("e", needs={"shared": 7, "a_fn": 0x1111}),
+    "updates/c.ko": make_module("c", exports={"c_fn": 1}),
+    "kernel/bad.ko": b"not an ELF file at all",
+}
+ORDER = b"kernel/lib/c.ko\nkernel/drivers/a.ko\nkernel/nothere.ko\n"
+BUILTIN = b"kernel/fs/ext4/ext4.ko\nkernel/crypto/crc32c-generic.ko\n"
+BUILTIN_INFO = b"ext4.alias=fs-ext4\0ext4.license=GPL\0crc32c_generic.alias=crypto-crc32c\0crc32c_generic.alias=crc32c\0"
+SYMVERS = b"0x00000005\tprintk\tvmlinux\tEXPORT_SYMBOL\n0x00000001\tother\tvmlinux\tEXPORT_SYMBOL_GPL\n"
+SYSTEM_MAP = b"ffffffff81000000 T printk\nffffffff82000000 r __ksymtab_printk\nbad line\n"
+
+
+def test_plain_tree(tmp_path: Path) -> None:
+    both(tmp_path, CHAIN, [], modules_order=ORDER, modules_builtin=BUILTIN, modules_builtin_modinfo=BUILTIN_INFO)
+
+
+def test_no_order_no_builtin(tmp_path: Path) -> None:
+    both(tmp_path, CHAIN, [])
+
+
+@pytest.mark.parametrize("extra", [["-e"], ["-e", "-w"], ["-n"], ["-e", "-n"]])
+def test_symvers(tmp_path: Path, extra: list[str]) -> None:
+    (tmp_path / "Module.symvers").write_bytes(SYMVERS)
+    both(tmp_path, CHAIN, [*extra, "-E", str(tmp_path / "Module.symvers")], modules_order=ORDER)
+
+
+def test_system_map(tmp_path: Path) -> None:
+    (tmp_path / "System.map").write_bytes(SYSTEM_MAP)
+    both(tmp_path, CHAIN, ["-e", "-F", str(tmp_path / "System.map")], modules_order=ORDER)
+
+
+def test_e_without_symbols(tmp_path: Path) -> None:
+    both(tmp_path, CHAIN, ["-e"])
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        b"search updates built-in\n",
+        b"search built-in updates\n",
+        b"search kernel\n",
+        b"override c * kernel/lib\n",
+        b"override c 5\\.* kernel/lib\nbogus line\ninclude x\n",
+        b"exclude updates\n",
+        b"# comment\n\nsearch \\\n updates\n",
+    ],
+)
+def test_depmod_d(tmp_path: Path, conf: bytes) -> None:
+    cdir = tmp_path / "depmod.d"
+    cdir.mkdir()
+    (cdir / "test.conf").write_bytes(conf)
+    (cdir / "ignored.txt").write_bytes(b"search kernel\n")
+    both(tmp_path, CHAIN, ["-C", str(cdir)], modules_order=ORDER)
+
+
+def test_cycle_writes_nothing(tmp_path: Path) -> None:
+    mods = {
+        "kernel/x.ko": make_module("x", exports={"x_fn": 1}, needs={"y_fn": 1}),
+        "kernel/y.ko": make_module("y", exports={"y_fn": 1}, needs={"z_fn": 1}),
+        "kernel/z.ko": make_module("z", exports={"z_fn": 1}, needs={"x_fn": 1}),
+        "kernel/p.ko": make_module("p", exports={"p_fn": 1}, needs={"q_fn": 1}),
+        "kernel/q.ko": make_module("q", exports={"q_fn": 1}, needs={"p_fn": 1, "r_fn": 1}),
+        "kernel/r.ko": make_module("r", exports={"r_fn": 1}),
+        "kernel/user.ko": make_module("user", needs={"x_fn": 1}),
+    }
+    kd, ld = both(tmp_path, mods, [])
+    assert not [n for n in outputs(ld) if n != "modules.order"]
+
+
+def test_explicit_modules(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "mods", {"a.ko": CHAIN["kernel/lib/c.ko"], "b.ko": CHAIN["kernel/lib/d.ko"]})
+    both(tmp_path, {}, [], (str(src / "a.ko"), str(src / "b.ko")))
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    depmod = kmod_tool("depmod")
+    pk = subprocess.run([depmod, "-b", str(tmp_path), "9.9"], capture_output=True, text=True, check=False)
+    pl = lkm_depmod(["-b", str(tmp_path), "9.9"])
+    assert (pl.returncode, pl.stderr) == (pk.returncode, pk.stderr)
+
+
+def test_quick_up_to_date(tmp_path: Path) -> None:
+    d = make_tree(tmp_path, {"kernel/c.ko": CHAIN["kernel/lib/c.ko"]})
+    assert lkm_depmod(["-b", str(tmp_path), RELEASE]).returncode == 0
+    before = (d / "modules.dep").stat().st_mtime_ns
+    assert lkm_depmod(["-A", "-b", str(tmp_path), RELEASE]).returncode == 0
+    assert (d / "modules.dep").stat().st_mtime_ns == before
+    assert not list(d.glob("*.tmp"))
