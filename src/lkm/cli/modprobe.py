@@ -1,0 +1,240 @@
+"""``lkm modprobe``: kmod's modprobe.  --show-depends / -n print exactly what kmod prints;
+loading goes through the Kernel interface (the live kernel backend)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+SHORT = "arw:RibfDcnC:d:S:sqvVh"
+LONG = [
+    "all",
+    "remove",
+    "wait=",
+    "resolve-alias",
+    "ignore-install",
+    "ignore-remove",
+    "use-blacklist",
+    "force",
+    "force-modversion",
+    "force-vermagic",
+    "show-depends",
+    "showconfig",
+    "show-config",
+    "show-modversions",
+    "dump-modversions",
+    "show-exports",
+    "dry-run",
+    "show",
+    "config=",
+    "dirname=",
+    "set-version=",
+    "syslog",
+    "quiet",
+    "verbose",
+    "version",
+    "help",
+    "remove-dependencies",
+    "remove-holders",
+    "first-time",
+]
+
+
+class Opts:
+    all = remove = resolve = ignore_install = ignore_remove = blacklist = show = False
+    dump_config = dry_run = quiet = first_time = remove_holders = False
+    modversions = exports = False
+    root: str | None = None
+    release: str | None = None
+    configs: list[str] | None = None
+    verbose = 0
+
+
+def run(prog: str, args: list[str]) -> int:
+    name = prog.rsplit(" ", 1)[-1]
+    env_opts = os.environ.get("MODPROBE_OPTIONS")
+    if env_opts:
+        args = env_opts.split() + args
+    o = Opts()
+
+    def log(prio: str, msg: str) -> None:
+        if not o.quiet or prio not in ("FATAL", "ERROR"):
+            sys.stderr.write(f"{name}: {prio}: {msg}\n")
+
+    try:
+        opts, operands = parse(args, SHORT, LONG)
+    except UsageError as exc:
+        sys.stderr.write(f"{name}: {exc}\n")
+        return 1
+    for flag, val in opts:
+        f = flag.lstrip("-")
+        if f in ("a", "all"):
+            o.all = True
+        elif f in ("r", "remove"):
+            o.remove = True
+        elif f in ("R", "resolve-alias"):
+            o.resolve = True
+        elif f in ("i", "ignore-install", "ignore-remove"):
+            o.ignore_install = o.ignore_remove = True
+        elif f in ("b", "use-blacklist"):
+            o.blacklist = True
+        elif f in ("D", "show-depends"):
+            o.show = o.dry_run = True
+        elif f in ("c", "showconfig", "show-config"):
+            o.dump_config = True
+        elif f in ("show-modversions", "dump-modversions"):
+            o.modversions = True
+        elif f == "show-exports":
+            o.exports = True
+        elif f in ("n", "dry-run", "show"):
+            o.dry_run = True
+        elif f in ("C", "config"):
+            o.configs = [*(o.configs or []), val]
+        elif f in ("d", "dirname"):
+            o.root = val
+        elif f in ("S", "set-version"):
+            o.release = val
+        elif f in ("q", "quiet"):
+            o.quiet = True
+        elif f in ("v", "verbose"):
+            o.verbose += 1
+        elif f == "first-time":
+            o.first_time = True
+        elif f == "remove-holders":
+            o.remove_holders = True
+        elif f in ("V", "version"):
+            from lkm import __version__
+
+            sys.stdout.write(f"lkm version {__version__} (kmod 30 modprobe)\n")
+            return 0
+        elif f in ("h", "help"):
+            sys.stdout.write(f"Usage:\n\t{name} [options] [-i] [-b] modulename\n\t{name} [options] --show-depends modulename\n")
+            return 0
+    if o.modversions or o.exports:
+        return _show_symbols(name, operands, o.modversions)
+    if not operands and not o.dump_config:
+        log("ERROR", "missing parameters. See -h.")
+        return 1
+
+    from lkm.modprobe import Resolver, load_config, options_from_args
+    from lkm.moddir import ModulesDir
+
+    release = o.release or os.uname().release
+    dirname = f"{o.root or ''}/lib/modules/{release}"
+    cfg = load_config(dirname, o.configs)
+    for prio, msg in cfg.messages:
+        log(prio, msg)
+    if o.dump_config:
+        sys.stdout.write(_dump(cfg))
+        return 0
+    res = Resolver(ModulesDir(dirname), cfg)
+    names, extra = (operands, "") if o.all or o.remove else (operands[:1], options_from_args(operands[1:]))
+    kernel = None
+    if not o.dry_run:
+        try:
+            from lkm.kernel.live import LiveKernel  # type: ignore[import-not-found, unused-ignore]
+
+            kernel = LiveKernel()
+        except Exception as exc:  # no live backend on this branch or no privileges
+            log("FATAL", f"cannot reach the kernel: {exc}")
+            return 1
+    rc = 0
+    out = sys.stdout
+    for alias in names:
+        mods = res.lookup(alias)
+        if not mods:
+            log("FATAL" if not o.remove else "FATAL", f"Module {alias} not found in directory {dirname}")
+            rc = 1
+            continue
+        for m in mods:
+            if o.resolve:
+                out.write(f"{m.name}\n")
+                continue
+            if o.remove:
+                out.write(f"rmmod {m.name}\n") if o.show else None
+                if kernel is not None:
+                    try:
+                        kernel.delete_module(m.name)
+                    except LkmError as exc:
+                        log("FATAL", f"could not remove module {m.name}: {exc}")
+                        rc = 1
+                continue
+            steps = res.plan(m, extra, blacklist_all=o.blacklist, ignore_command=o.ignore_install)
+            for step in steps:
+                if o.show or o.verbose:
+                    out.write(step.show())
+                if kernel is None:
+                    continue
+                err = _do(kernel, step, log)
+                if err and step.mod is m:
+                    rc = 1
+                    break
+    out.flush()
+    return rc
+
+
+def _do(kernel: object, step: object, log: object) -> int:
+    from lkm.kernel.interface import KernelError
+    from lkm.modprobe.resolve import Step
+
+    assert isinstance(step, Step)
+    if step.kind == "install":
+        cmd = (step.command or "").replace("$CMDLINE_OPTS", step.options)
+        env = dict(os.environ, MODPROBE_MODULE=step.mod.name)
+        return 1 if subprocess.run(["/bin/sh", "-c", cmd], env=env, check=False).returncode else 0
+    if step.kind != "insmod" or step.mod.path is None:
+        return 0
+    try:
+        kernel.finit_module(step.mod.path, step.options)  # type: ignore[attr-defined]
+    except KernelError as exc:
+        import errno
+
+        if exc.errno == errno.EEXIST:
+            return 0
+        log(  # type: ignore[operator]
+            "ERROR", f"could not insert '{step.mod.name}': {exc.strerror}"
+        )
+        return 1
+    return 0
+
+
+def _show_symbols(name: str, files: list[str], versions: bool) -> int:
+    from lkm.module.file import ModuleFile
+
+    rc = 0
+    for path in files:
+        try:
+            with ModuleFile.open(path) as m:
+                rows = m.versions if versions else [(e.name, e.crc or 0) for e in m.exports]
+                sys.stdout.write("".join(f"0x{crc:08x}\t{sym}\n" for sym, crc in rows))
+        except LkmError as exc:
+            sys.stderr.write(f"{name}: ERROR: could not get modversions of {path}: {exc.reason}\n")
+            rc = 1
+    return rc
+
+
+def _dump(cfg: object) -> str:
+    from lkm.modprobe.config import ModprobeConfig
+
+    assert isinstance(cfg, ModprobeConfig)
+    lines = [f"blacklist {b}\n" for b in cfg.blacklist]
+    lines += [f"alias {a} {m}\n" for a, m in cfg.aliases]
+    lines += [f"options {m} {o}\n" for m, o in cfg.options]
+    lines += [f"install {m} {c}\n" for m, c in cfg.install]
+    lines += [f"remove {m} {c}\n" for m, c in cfg.remove]
+    for sd in cfg.softdeps:
+        parts = [f"softdep {sd.name}"]
+        if sd.pre:
+            parts.append("pre: " + " ".join(sd.pre))
+        if sd.post:
+            parts.append("post: " + " ".join(sd.post))
+        lines.append(" ".join(parts) + "\n")
+    return "".join(lines)
+
+
+__all__ = ["run", "shlex"]
