@@ -63,7 +63,9 @@ def run(prog: str, args: list[str]) -> int:
     o = Opts()
 
     def log(prio: str, msg: str) -> None:
-        if not o.quiet or prio not in ("FATAL", "ERROR"):
+        if prio == "RAW":
+            sys.stderr.write(msg + "\n")
+        elif not o.quiet or prio not in ("FATAL", "ERROR"):
             sys.stderr.write(f"{name}: {prio}: {msg}\n")
 
     try:
@@ -135,7 +137,7 @@ def run(prog: str, args: list[str]) -> int:
     res = Resolver(ModulesDir(dirname), cfg)
     names, extra = (operands, "") if o.all or o.remove else (operands[:1], options_from_args(operands[1:]))
     kernel = None
-    if not o.dry_run:
+    if not (o.dry_run or o.resolve):
         try:
             from lkm.kernel.live import LiveKernel  # type: ignore[import-not-found, unused-ignore]
 

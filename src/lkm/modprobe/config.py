@@ -14,6 +14,9 @@ from lkm.depmod.config import config_files
 from lkm.moddir import normalize
 from lkm.record import Record
 
+# libkmod reports configuration errors through its own logger, naming its source location
+# (Debian's kmod 30 build); modprobe prints them verbatim.
+LIBKMOD_BAD_LINE = "libkmod: ERROR ../libkmod/libkmod-config.c:712 kmod_config_parse: "
 DEFAULT_CONFIG_PATHS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/lib/modprobe.d")
 
 
@@ -120,7 +123,7 @@ def parse_config(cfg: ModprobeConfig, filename: str, text: str) -> None:
         else:
             ok = False
         if not ok:
-            cfg.messages.append(("ERROR", f"{filename} line {n}: ignoring bad line starting with '{cmd}'"))
+            cfg.messages.append(("RAW", f"{LIBKMOD_BAD_LINE}{filename} line {n}: ignoring bad line starting with '{cmd}'"))
 
 
 def parse_kcmdline(cfg: ModprobeConfig, buf: str) -> None:

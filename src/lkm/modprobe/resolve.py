@@ -5,7 +5,7 @@ A lookup tries, in order, and stops at the first that finds anything: modprobe.d
 install/remove commands (exact name), modules.alias.bin (wildcards), modules.builtin.bin,
 modules.builtin.alias.bin.  Modules are objects cached per (name, alias), as libkmod caches
 them, and the ``visited`` mark on those objects is what keeps a module from being listed
-twice in one run (dependencies reached through a dependency line are listed again).
+twice in one probe list (dependencies reached through a dependency line are listed again).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class Resolver:
     # -- configuration per module ---------------------------------------------------------
 
     def options(self, m: Mod) -> str:
-        return " ".join(o for pat, o in self.config.options if fnmatchcase(m.name, pat))
+        return " ".join(o for pat, o in self.config.options if o and fnmatchcase(m.name, pat))
 
     def install_command(self, m: Mod) -> str | None:
         return next((c for pat, c in self.config.install if fnmatchcase(m.name, pat)), None)
@@ -163,6 +163,8 @@ class Resolver:
     # -- the load list --------------------------------------------------------------------
 
     def probe_list(self, m: Mod, ignore_command: bool = False) -> list[Mod]:
+        for x in self._mods.values():  # every call starts afresh (kmod_set_modules_visited)
+            x.visited = x.required = False
         out: list[Mod] = []
         self._probe(m, True, ignore_command, out)
         return out
@@ -202,7 +204,9 @@ class Resolver:
             return []
         steps = []
         for x in self.probe_list(m, ignore_command):
-            opts = " ".join(o for o in (self.options(x), extra_options if x is m else "") if o)
+            # libkmod's module_options_concat: config options always followed by a space.
+            conf = self.options(x)
+            opts = (conf + " " if conf else "") + (extra_options if x is m else "")
             cmd = self.install_command(x)
             if cmd is not None and not x.ignorecmd:
                 steps.append(Step("install", x, opts, cmd))

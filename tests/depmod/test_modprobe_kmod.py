@@ -1,0 +1,124 @@
+"""lkm modprobe --show-depends / -R against kmod's modprobe: a corpus sample (module names
+and concrete device strings from alias patterns) and a modprobe.d using every directive."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, require
+from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
+from tests.depmod.elfgen import make_module
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from modprobe_oracle_full import queries  # noqa: E402
+
+
+def lkm_modprobe(args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "lkm", "modprobe", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def same(args: list[str]) -> None:
+    modprobe = kmod_tool("modprobe")
+    pk = subprocess.run([modprobe, *args], capture_output=True, text=True, check=False)
+    pl = lkm_modprobe(args)
+    assert (pl.stdout, pl.stderr, pl.returncode) == (pk.stdout, pk.stderr, pk.returncode), args
+
+
+MODS = {
+    "kernel/a.ko": make_module(
+        "a", exports={"a_fn": 1}, needs={"b_fn": 1}, modinfo=["alias=dev:a*", "softdep=pre: c"]
+    ),
+    "kernel/b.ko": make_module("b", exports={"b_fn": 1}, modinfo=["alias=dev:b?", "alias=dev:[bB]x"]),
+    "kernel/c.ko": make_module("c", modinfo=["alias=dev:c*"]),
+    "kernel/d-e.ko": make_module("d_e", needs={"a_fn": 1}, modinfo=["alias=dev:de"]),
+    "kernel/f.ko": make_module("f", modinfo=["alias=dev:f"]),
+    "kernel/g.ko": make_module("g"),
+}
+CONF = b"""# every directive
+alias my-alias d-e
+alias wild* f
+options a opt1=1 opt2="x y"
+options a\topt3
+options d_e de=1
+install g /bin/true $CMDLINE_OPTS
+remove g /bin/false
+softdep f pre: g post: c
+softdep f pre: b
+blacklist f
+bogus directive
+"""
+CASES = [
+    ["a"],
+    ["b"],
+    ["d-e"],
+    ["d_e", "p=1", "q=has space"],
+    ["dev:ax"],
+    ["dev:bx"],
+    ["dev:Bx"],
+    ["dev:b1"],
+    ["my-alias"],
+    ["wildcard"],
+    ["f"],
+    ["-b", "f"],
+    ["-b", "dev:f"],
+    ["dev:f"],
+    ["g"],
+    ["g", "x=1"],
+    ["-i", "g"],
+    ["nothing"],
+    ["-q", "nothing"],
+    ["-a", "a", "c"],
+    ["-R", "dev:b1"],
+    ["symbol:a_fn"],
+]
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mp")
+    make_tree(
+        root,
+        MODS,
+        modules_builtin=b"kernel/fs/ext4/ext4.ko\n",
+        modules_builtin_modinfo=b"ext4.alias=fs-ext4\0",
+    )
+    (root / "modprobe.d").mkdir()
+    (root / "modprobe.d" / "test.conf").write_bytes(CONF)
+    depmod = kmod_tool("depmod")
+    subprocess.run([depmod, "-b", str(root), RELEASE], check=True, capture_output=True)
+    return root
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: " ".join(c))
+def test_directives(tree: Path, case: list[str]) -> None:
+    args = ["-d", str(tree), "-S", RELEASE, "-C", str(tree / "modprobe.d")]
+    if "-R" not in case:
+        args.append("--show-depends")
+    same(args + case)
+
+
+@pytest.mark.parametrize("case", [["ext4"], ["fs-ext4"], ["a"]])
+def test_builtin_and_default_config(tree: Path, case: list[str]) -> None:
+    same(["-d", str(tree), "-S", RELEASE, "--show-depends", *case])
+
+
+@pytest.mark.parametrize("name", ["amd64-6.1", "amd64-6.12"])
+def test_corpus_sample(name: str, corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    trees = {t.name: t for t in corpus_trees}
+    require(name in trees, f"corpus tree {name} missing")
+    tree = trees[name]
+    d = tmp_path / "lib" / "modules" / tree.release
+    d.mkdir(parents=True)
+    for n in ("kernel", "modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        (d / n).symlink_to(tree.modules_dir / n)
+    subprocess.run([kmod_tool("depmod"), "-b", str(tmp_path), tree.release], check=True)
+    for q in random.Random(1).sample(queries(d), 40):
+        same(["-d", str(tmp_path), "-S", tree.release, "--show-depends", q])
