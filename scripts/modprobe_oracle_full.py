@@ -65,8 +65,8 @@ def queries(modules_dir: Path) -> list[str]:
 
 
 def lkm_outputs(root: str, release: str, qs: list[str]) -> list[str]:
-    from lkm.modprobe import Resolver, load_config
     from lkm.moddir import ModulesDir
+    from lkm.modprobe import Resolver, load_config
 
     dirname = f"{root}/lib/modules/{release}"
     cfg = load_config(dirname)
@@ -83,7 +83,10 @@ def lkm_outputs(root: str, release: str, qs: list[str]) -> list[str]:
 
 def kmod_output(root: str, release: str, q: str) -> str:
     p = subprocess.run(
-        ["modprobe", "-d", root, "-S", release, "--show-depends", q], capture_output=True, text=True, check=False
+        ["modprobe", "-d", root, "-S", release, "--show-depends", q],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return p.stdout + p.stderr
 
@@ -115,8 +118,10 @@ def main() -> int:
     theirs = [kmod_output(root, tree.release, q) for q in qs]
     t2 = time.perf_counter()
     bad = [(q, m, k) for q, m, k in zip(qs, mine, theirs, strict=True) if m != k]
-    print(f"{a.tree}: {len(qs)} queries, {len(bad)} mismatches; lkm {t1 - t0:.2f} s (one process), "
-          f"kmod {t2 - t1:.2f} s ({len(qs)} processes)")
+    print(
+        f"{a.tree}: {len(qs)} queries, {len(bad)} mismatches; lkm {t1 - t0:.2f} s (one process), "
+        f"kmod {t2 - t1:.2f} s ({len(qs)} processes)"
+    )
     for q, m, k in bad[:10]:
         print(f"--- {q}\nlkm:\n{m}kmod:\n{k}")
     return 1 if bad else 0

@@ -34,7 +34,9 @@ def test_tree_identical(name: str, corpus_trees, tmp_path: Path) -> None:  # typ
     depmod = kmod_tool("depmod")
     kd = scratch_root(tree.modules_dir, tree.release, tmp_path / "kmod")
     ld = scratch_root(tree.modules_dir, tree.release, tmp_path / "lkm")
-    pk = subprocess.run([depmod, "-b", str(tmp_path / "kmod"), tree.release], capture_output=True, check=False)
+    pk = subprocess.run(
+        [depmod, "-b", str(tmp_path / "kmod"), tree.release], capture_output=True, check=False
+    )
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
     pl = subprocess.run(
         [sys.executable, "-m", "lkm", "depmod", "-b", str(tmp_path / "lkm"), tree.release],

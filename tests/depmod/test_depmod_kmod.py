@@ -51,12 +51,21 @@ CHAIN = {
         "a",
         exports={"a_fn": 0x1111},
         needs={"b_fn": 0x2222, "printk": 5, "missing_fn": 9},
-        modinfo=["alias=pci:v00008086d*", "alias=foo-bar[-_]x", "softdep=pre: b post: c", "alias=devname:ax",
-                 "alias=char-major-10-99"],
+        modinfo=[
+            "alias=pci:v00008086d*",
+            "alias=foo-bar[-_]x",
+            "softdep=pre: b post: c",
+            "alias=devname:ax",
+            "alias=char-major-10-99",
+        ],
     ),
     "kernel/drivers/b-mod.ko": make_module("b_mod", exports={"b_fn": 0x2223}, needs={"c_fn": 1}),
     "kernel/lib/c.ko": make_module(
-        "c", exports={"c_fn": 1, "shared": 7}, needs={"weak_fn": 3}, weak=("weak_fn",), modinfo=["alias=bad]x"]
+        "c",
+        exports={"c_fn": 1, "shared": 7},
+        needs={"weak_fn": 3},
+        weak=("weak_fn",),
+        modinfo=["alias=bad]x"],
     ),
     "kernel/lib/d.ko": make_module("d", exports={"shared": 8}, needs={"c_fn": 1}),
     "kernel/lib/e.ko": make_module("e", needs={"shared": 7, "a_fn": 0x1111}),
@@ -65,13 +74,22 @@ CHAIN = {
 }
 ORDER = b"kernel/lib/c.ko\nkernel/drivers/a.ko\nkernel/nothere.ko\n"
 BUILTIN = b"kernel/fs/ext4/ext4.ko\nkernel/crypto/crc32c-generic.ko\n"
-BUILTIN_INFO = b"ext4.alias=fs-ext4\0ext4.license=GPL\0crc32c_generic.alias=crypto-crc32c\0crc32c_generic.alias=crc32c\0"
+BUILTIN_INFO = (
+    b"ext4.alias=fs-ext4\0ext4.license=GPL\0crc32c_generic.alias=crypto-crc32c\0crc32c_generic.alias=crc32c\0"
+)
 SYMVERS = b"0x00000005\tprintk\tvmlinux\tEXPORT_SYMBOL\n0x00000001\tother\tvmlinux\tEXPORT_SYMBOL_GPL\n"
 SYSTEM_MAP = b"ffffffff81000000 T printk\nffffffff82000000 r __ksymtab_printk\nbad line\n"
 
 
 def test_plain_tree(tmp_path: Path) -> None:
-    both(tmp_path, CHAIN, [], modules_order=ORDER, modules_builtin=BUILTIN, modules_builtin_modinfo=BUILTIN_INFO)
+    both(
+        tmp_path,
+        CHAIN,
+        [],
+        modules_order=ORDER,
+        modules_builtin=BUILTIN,
+        modules_builtin_modinfo=BUILTIN_INFO,
+    )
 
 
 def test_no_order_no_builtin(tmp_path: Path) -> None:
@@ -123,7 +141,7 @@ def test_cycle_writes_nothing(tmp_path: Path) -> None:
         "kernel/r.ko": make_module("r", exports={"r_fn": 1}),
         "kernel/user.ko": make_module("user", needs={"x_fn": 1}),
     }
-    kd, ld = both(tmp_path, mods, [])
+    _kd, ld = both(tmp_path, mods, [])
     assert not [n for n in outputs(ld) if n != "modules.order"]
 
 

@@ -15,7 +15,7 @@ from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
 from tests.depmod.elfgen import make_module
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from modprobe_oracle_full import queries  # noqa: E402
+from modprobe_oracle_full import queries
 
 
 def lkm_modprobe(args: list[str]) -> subprocess.CompletedProcess[str]:

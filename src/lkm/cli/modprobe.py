@@ -115,7 +115,10 @@ def run(prog: str, args: list[str]) -> int:
             sys.stdout.write(f"lkm version {__version__} (kmod 30 modprobe)\n")
             return 0
         elif f in ("h", "help"):
-            sys.stdout.write(f"Usage:\n\t{name} [options] [-i] [-b] modulename\n\t{name} [options] --show-depends modulename\n")
+            sys.stdout.write(
+                f"Usage:\n\t{name} [options] [-i] [-b] modulename\n"
+                + f"\t{name} [options] --show-depends modulename\n"
+            )
             return 0
     if o.modversions or o.exports:
         return _show_symbols(name, operands, o.modversions)
@@ -123,8 +126,8 @@ def run(prog: str, args: list[str]) -> int:
         log("ERROR", "missing parameters. See -h.")
         return 1
 
-    from lkm.modprobe import Resolver, load_config, options_from_args
     from lkm.moddir import ModulesDir
+    from lkm.modprobe import Resolver, load_config, options_from_args
 
     release = o.release or os.uname().release
     dirname = f"{o.root or ''}/lib/modules/{release}"
@@ -150,7 +153,7 @@ def run(prog: str, args: list[str]) -> int:
     for alias in names:
         mods = res.lookup(alias)
         if not mods:
-            log("FATAL" if not o.remove else "FATAL", f"Module {alias} not found in directory {dirname}")
+            log("FATAL", f"Module {alias} not found in directory {dirname}")
             rc = 1
             continue
         for m in mods:
@@ -158,7 +161,8 @@ def run(prog: str, args: list[str]) -> int:
                 out.write(f"{m.name}\n")
                 continue
             if o.remove:
-                out.write(f"rmmod {m.name}\n") if o.show else None
+                if o.show:
+                    out.write(f"rmmod {m.name}\n")
                 if kernel is not None:
                     try:
                         kernel.delete_module(m.name)

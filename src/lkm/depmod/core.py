@@ -10,7 +10,9 @@ Dependencies are sorted by a topological index: modules nobody uses first, taken
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
 from lkm.depmod.hash import MODULES_BUCKETS, SYMBOLS_BUCKETS, hash_order
@@ -172,7 +174,9 @@ def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tup
         with open(order_file, "rb") as f:
             lines = f.read().decode("utf-8", "surrogateescape").split("\n")
     except OSError as exc:
-        messages.append((WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}"))
+        messages.append(
+            (WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}")
+        )
         return names
     if lines[-1] != "":
         messages.append((ERROR, f"{order_file}:{len(lines)} corrupted line misses '\\n'"))
@@ -457,7 +461,7 @@ def _outputs(
         "modules.symbols": sym_lines,
         "modules.devname": dev_lines,
     }
-    bins = {
+    bins: dict[str, Callable[[], bytes]] = {
         "modules.dep.bin": dep_idx.write,
         "modules.alias.bin": alias_idx.write,
         "modules.symbols.bin": sym_idx.write,
@@ -495,7 +499,9 @@ def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
         with open(path, "rb") as f:
             lines = f.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
     except OSError as exc:
-        messages.append((WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}"))
+        messages.append(
+            (WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}")
+        )
         return b""
     idx = IndexBuilder()
     for line in lines:
@@ -567,11 +573,11 @@ def write_outputs(result: DepmodResult) -> None:
                 f.write(data)
     except OSError as exc:
         for tmp, _final in tmps:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
-        raise LkmError(f"could not write {tmps[-1][0] if tmps else dirname}: {os.strerror(exc.errno or 0)}") from None
+        raise LkmError(
+            f"could not write {tmps[-1][0] if tmps else dirname}: {os.strerror(exc.errno or 0)}"
+        ) from None
     for tmp, final in tmps:
         os.replace(tmp, final)
 

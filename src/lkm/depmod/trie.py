@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
-from os.path import commonprefix
+from os.path import commonpath
 
 from lkm.errors import LkmError
 from lkm.index import INDEX_MAGIC, INDEX_VERSION, NODE_CHILDS, NODE_PREFIX, NODE_VALUES
@@ -76,7 +76,7 @@ def _write_node(
     """Write the node holding keys[lo:hi] (which share keys[lo][:depth]); its offset word."""
     if lo < hi and not root:
         first = keys[lo]
-        p = depth + len(commonprefix([first[depth:], keys[hi - 1][depth:]]))
+        p = depth + len(commonpath([first[depth:], keys[hi - 1][depth:]]))
     else:
         p = depth
     here = None

@@ -123,7 +123,9 @@ def parse_config(cfg: ModprobeConfig, filename: str, text: str) -> None:
         else:
             ok = False
         if not ok:
-            cfg.messages.append(("RAW", f"{LIBKMOD_BAD_LINE}{filename} line {n}: ignoring bad line starting with '{cmd}'"))
+            cfg.messages.append(
+                ("RAW", f"{LIBKMOD_BAD_LINE}{filename} line {n}: ignoring bad line starting with '{cmd}'")
+            )
 
 
 def parse_kcmdline(cfg: ModprobeConfig, buf: str) -> None:
@@ -177,7 +179,9 @@ def parse_kcmdline(cfg: ModprobeConfig, buf: str) -> None:
         i += 1
 
 
-def load_config(dirname: str, paths: list[str] | None = None, cmdline: str | None = "/proc/cmdline") -> ModprobeConfig:
+def load_config(
+    dirname: str, paths: list[str] | None = None, cmdline: str | None = "/proc/cmdline"
+) -> ModprobeConfig:
     """The configuration modprobe sees for the modules directory ``dirname``."""
     cfg = ModprobeConfig()
     files = config_files(list(DEFAULT_CONFIG_PATHS if paths is None else paths))

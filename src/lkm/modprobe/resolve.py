@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from lkm.errors import LkmError
-from lkm.modprobe.config import ModprobeConfig
 from lkm.depmod.scan import path_to_modname as path_to_name
+from lkm.errors import LkmError
 from lkm.moddir import ModulesDir, normalize
+from lkm.modprobe.config import ModprobeConfig
 from lkm.record import Record
 
 
