@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
-from os.path import commonpath
 
 from lkm.errors import LkmError
 from lkm.index import INDEX_MAGIC, INDEX_VERSION, NODE_CHILDS, NODE_PREFIX, NODE_VALUES
@@ -64,6 +63,22 @@ class IndexBuilder:
         return bytes(out)
 
 
+def _common_prefix(a: bytes, b: bytes, start: int) -> int:
+    """Length of the common prefix of ``a`` and ``b``, known to agree before ``start``
+    (bisecting with slice compares, which run in C)."""
+    n = min(len(a), len(b))
+    if a[start:n] == b[start:n]:
+        return n
+    lo, hi = start, n  # equal before lo; a difference in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def _write_node(
     out: bytearray,
     keys: list[bytes],
@@ -76,7 +91,7 @@ def _write_node(
     """Write the node holding keys[lo:hi] (which share keys[lo][:depth]); its offset word."""
     if lo < hi and not root:
         first = keys[lo]
-        p = depth + len(commonpath([first[depth:], keys[hi - 1][depth:]]))
+        p = _common_prefix(first, keys[hi - 1], depth)
     else:
         p = depth
     here = None
