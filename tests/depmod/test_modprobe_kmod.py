@@ -105,6 +105,39 @@ def test_directives(tree: Path, case: list[str]) -> None:
     same(args + case)
 
 
+COMMANDS = b"""install g /bin/sh -c "echo MOD=\\$MODPROBE_MODULE opts=$CMDLINE_OPTS; exit 3"
+remove g /bin/echo removing $CMDLINE_OPTS
+install c /bin/true
+  # indented comment: a bad line to kmod
+softdep a pre: c
+"""
+NO_KERNEL_CASES = [
+    ["g", "x=1"],
+    ["-r", "g"],
+    ["-r", "--show-depends", "g"],
+    ["-r", "--show-depends", "a"],
+    ["-n", "-v", "c"],
+    ["-n", "a"],
+    ["-r", "ext4"],
+    ["--first-time", "ext4"],
+    ["ext4"],
+    ["-r", "--first-time", "a"],
+    ["-r", "-n", "a"],
+    ["--show-depends", "-v", "a"],
+    ["-r", "--remove-holders", "ext4"],
+    ["-r", "nothing"],
+    ["-c"],
+]
+
+
+@pytest.mark.parametrize("case", NO_KERNEL_CASES, ids=lambda c: " ".join(c))
+def test_commands_and_state(tree: Path, case: list[str], tmp_path: Path) -> None:
+    """Paths that need no module inserted: install/remove commands run, builtin and
+    not-loaded modules, -c; what kmod prints is the oracle (no module here is loaded)."""
+    (tmp_path / "c.conf").write_bytes(COMMANDS)
+    same(["-d", str(tree), "-S", RELEASE, "-C", str(tmp_path / "c.conf"), *case])
+
+
 @pytest.mark.parametrize("case", [["ext4"], ["fs-ext4"], ["a"]])
 def test_builtin_and_default_config(tree: Path, case: list[str]) -> None:
     same(["-d", str(tree), "-S", RELEASE, "--show-depends", *case])

@@ -4,8 +4,6 @@ loading goes through the Kernel interface (the live kernel backend)."""
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import sys
 
 from lkm.cli.getopt import UsageError, parse
@@ -128,32 +126,54 @@ def run(prog: str, args: list[str]) -> int:
 
     from lkm.moddir import ModulesDir
     from lkm.modprobe import Resolver, load_config, options_from_args
+    from lkm.modprobe.actions import Flags, KernelState, probe, remove
 
     release = o.release or os.uname().release
     dirname = f"{o.root or ''}/lib/modules/{release}"
     cfg = load_config(dirname, o.configs)
     for prio, msg in cfg.messages:
         log(prio, msg)
-    if o.dump_config:
-        sys.stdout.write(_dump(cfg))
-        return 0
     res = Resolver(ModulesDir(dirname), cfg)
-    names, extra = (operands, "") if o.all or o.remove else (operands[:1], options_from_args(operands[1:]))
+    if o.dump_config:
+        sys.stdout.write(_dump(cfg, res))
+        return 0
     kernel = None
-    if not (o.dry_run or o.resolve):
-        try:
-            from lkm.kernel.live import LiveKernel  # type: ignore[import-not-found, unused-ignore]
+    try:
+        from lkm.kernel.live import LiveKernel  # type: ignore[import-not-found, unused-ignore]
 
-            kernel = LiveKernel()
-        except Exception as exc:  # no live backend on this branch or no privileges
-            log("FATAL", f"cannot reach the kernel: {exc}")
-            return 1
-    rc = 0
+        kernel = LiveKernel()
+    except Exception:  # no live backend (or no /proc): state queries see nothing loaded,
+        pass  # and an actual insert or removal reports that there is no kernel to act on
+    state = KernelState(kernel, res)
+    flags = Flags(
+        dry_run=o.dry_run,
+        show=o.show or o.verbose > 0,
+        ignore_loaded=o.show,
+        first_time=o.first_time,
+        blacklist=o.blacklist,
+        ignore_commands=o.ignore_install,
+        remove_holders=o.remove_holders,
+    )
     out = sys.stdout
+
+    def emit(kind: str, text: str) -> None:
+        if kind == "show":
+            out.write(text)
+        else:
+            out.flush()
+            log(kind, text)
+
+    names, extra = (operands, "") if o.all or o.remove else (operands[:1], options_from_args(operands[1:]))
+    rc = 0
     for alias in names:
         mods = res.lookup(alias)
         if not mods:
-            log("FATAL", f"Module {alias} not found in directory {dirname}")
+            log(
+                "FATAL",
+                f"Module {alias} not found."
+                if o.remove
+                else f"Module {alias} not found in directory {dirname}",
+            )
             rc = 1
             continue
         for m in mods:
@@ -161,52 +181,28 @@ def run(prog: str, args: list[str]) -> int:
                 out.write(f"{m.name}\n")
                 continue
             if o.remove:
-                if o.show:
-                    out.write(f"rmmod {m.name}\n")
-                if kernel is not None:
-                    try:
-                        kernel.delete_module(m.name)
-                    except LkmError as exc:
-                        log("FATAL", f"could not remove module {m.name}: {exc}")
-                        rc = 1
-                continue
-            steps = res.plan(m, extra, blacklist_all=o.blacklist, ignore_command=o.ignore_install)
-            for step in steps:
-                if o.show or o.verbose:
-                    out.write(step.show())
-                if kernel is None:
-                    continue
-                err = _do(kernel, step, log)
-                if err and step.mod is m:
+                err = remove(res, state, m, flags, emit)
+                if err < 0:
                     rc = 1
                     break
+                continue
+            err = probe(res, state, m, extra, flags, emit)
+            if err < 0:
+                rc = 1
+                out.flush()
+                log("ERROR", f"could not insert '{m.name}': {_insert_error(-err)}")
     out.flush()
     return rc
 
 
-def _do(kernel: object, step: object, log: object) -> int:
-    from lkm.kernel.interface import KernelError
-    from lkm.modprobe.resolve import Step
+def _insert_error(errno_: int) -> str:
+    import errno
 
-    assert isinstance(step, Step)
-    if step.kind == "install":
-        cmd = (step.command or "").replace("$CMDLINE_OPTS", step.options)
-        env = dict(os.environ, MODPROBE_MODULE=step.mod.name)
-        return 1 if subprocess.run(["/bin/sh", "-c", cmd], env=env, check=False).returncode else 0
-    if step.kind != "insmod" or step.mod.path is None:
-        return 0
-    try:
-        kernel.finit_module(step.mod.path, step.options)  # type: ignore[attr-defined]
-    except KernelError as exc:
-        import errno
-
-        if exc.errno == errno.EEXIST:
-            return 0
-        log(  # type: ignore[operator]
-            "ERROR", f"could not insert '{step.mod.name}': {exc.strerror}"
-        )
-        return 1
-    return 0
+    if errno_ == errno.EEXIST:
+        return "Module already in kernel"
+    if errno_ == errno.ENOENT:
+        return "Unknown symbol in module, or unknown parameter (see dmesg)"
+    return os.strerror(errno_)
 
 
 def _show_symbols(name: str, files: list[str], versions: bool) -> int:
@@ -224,23 +220,30 @@ def _show_symbols(name: str, files: list[str], versions: bool) -> int:
     return rc
 
 
-def _dump(cfg: object) -> str:
+def _dump(cfg: object, res: object) -> str:
+    """modprobe -c: the configuration (kmod's iterator order), then the alias and symbol indexes."""
     from lkm.modprobe.config import ModprobeConfig
+    from lkm.modprobe.resolve import Resolver
 
-    assert isinstance(cfg, ModprobeConfig)
+    assert isinstance(cfg, ModprobeConfig) and isinstance(res, Resolver)
     lines = [f"blacklist {b}\n" for b in cfg.blacklist]
-    lines += [f"alias {a} {m}\n" for a, m in cfg.aliases]
-    lines += [f"options {m} {o}\n" for m, o in cfg.options]
     lines += [f"install {m} {c}\n" for m, c in cfg.install]
     lines += [f"remove {m} {c}\n" for m, c in cfg.remove]
+    lines += [f"alias {a} {m}\n" for a, m in cfg.aliases]
+    lines += [f"options {m} {o}\n" for m, o in cfg.options]
     for sd in cfg.softdeps:
-        parts = [f"softdep {sd.name}"]
+        text = ""
         if sd.pre:
-            parts.append("pre: " + " ".join(sd.pre))
+            text = "pre:" + "".join(" " + x for x in sd.pre)
         if sd.post:
-            parts.append("post: " + " ".join(sd.post))
-        lines.append(" ".join(parts) + "\n")
+            text += (" " if text else "") + "post:" + "".join(" " + x for x in sd.post)
+        lines.append(f"softdep {sd.name} {text}\n")
+    lines.append("\n# End of configuration files. Dumping indexes now:\n\n")
+    for index in ("modules.alias.bin", "modules.symbols.bin"):
+        idx = res.moddir.index(index)
+        if idx is not None:
+            lines += [f"alias {k} {v}\n" for k, vals in idx.items() for _p, v in vals]
     return "".join(lines)
 
 
-__all__ = ["run", "shlex"]
+__all__ = ["run"]

@@ -90,28 +90,41 @@ def load_config(paths: tuple[str, ...] | list[str] | None, release: str) -> Depm
     return cfg
 
 
-def _lines(filename: str) -> list[tuple[int, str]]:
-    """Logical lines with their numbers, backslash-newline joined (kmod's getline_wrapped)."""
+def read_lines(filename: str) -> list[tuple[int, str]]:
+    """The logical lines of a config file with the number of their last physical line, as
+    kmod's getline_wrapped reads them: backslash-newline joins lines, a backslash before any
+    other character is dropped (the character kept)."""
     with open(filename, "rb") as f:
         text = f.read().decode("utf-8", "surrogateescape")
     out: list[tuple[int, str]] = []
-    buf = ""
+    buf: list[str] = []
     n = 0
-    for raw in text.split("\n")[: -1 if text.endswith("\n") else None]:
-        n += 1
-        if raw.endswith("\\"):
-            buf += raw[:-1]
-            continue
-        out.append((n, buf + raw))
-        buf = ""
+    i = 0
+    end = len(text)
+    while i < end:
+        c = text[i]
+        i += 1
+        if c == "\n":
+            n += 1
+            out.append((n, "".join(buf)))
+            buf = []
+        elif c == "\\" and i < end:
+            c = text[i]
+            i += 1
+            if c == "\n":
+                n += 1
+            else:
+                buf.append(c)
+        elif c != "\\":
+            buf.append(c)
     if buf:
-        out.append((n, buf))
+        out.append((n + 1, "".join(buf)))
     return out
 
 
 def _parse(cfg: DepmodConfig, filename: str, release: str) -> None:
     try:
-        lines = _lines(filename)
+        lines = read_lines(filename)
     except OSError as exc:
         cfg.messages.append((ERROR, f"file parse {filename}: {os.strerror(exc.errno or 0)}"))
         return

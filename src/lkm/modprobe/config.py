@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from lkm.depmod.config import config_files
+from lkm.depmod.config import config_files, read_lines
 from lkm.moddir import normalize
 from lkm.record import Record
 
@@ -44,22 +44,6 @@ class ModprobeConfig(Record):
         self.messages: list[tuple[str, str]] = []
 
 
-def _lines(text: str) -> list[tuple[int, str]]:
-    out: list[tuple[int, str]] = []
-    buf = ""
-    n = 0
-    for raw in text.split("\n")[: -1 if text.endswith("\n") else None]:
-        n += 1
-        if raw.endswith("\\"):
-            buf += raw[:-1]
-            continue
-        out.append((n, buf + raw))
-        buf = ""
-    if buf:
-        out.append((n, buf))
-    return out
-
-
 def _split2(rest: str) -> tuple[str | None, str | None]:
     """strtok(" \\t") for one word, then the untouched rest of the line (strtok(NULL, ""))."""
     rest = rest.lstrip(" \t")
@@ -74,12 +58,11 @@ def _split2(rest: str) -> tuple[str | None, str | None]:
     return word, tail or None
 
 
-def parse_config(cfg: ModprobeConfig, filename: str, text: str) -> None:
-    for n, line in _lines(text):
-        stripped = line.lstrip(" \t")
-        if not stripped or stripped[0] == "#":
+def parse_config(cfg: ModprobeConfig, filename: str, lines: list[tuple[int, str]]) -> None:
+    for n, line in lines:
+        if not line or line[0] == "#":
             continue
-        cmd, rest = _split2(stripped)
+        cmd, rest = _split2(line)
         if cmd is None:
             continue
         words = (rest or "").split()
@@ -192,11 +175,10 @@ def load_config(
         files = [by_name[k] for k in sorted(by_name)]
     for f in files:
         try:
-            with open(f, "rb") as fh:
-                text = fh.read().decode("utf-8", "surrogateescape")
+            lines = read_lines(f)
         except OSError:
             continue
-        parse_config(cfg, f, text)
+        parse_config(cfg, f, lines)
     if cmdline is not None:
         try:
             with open(cmdline, "rb") as fh:

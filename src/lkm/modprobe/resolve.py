@@ -196,11 +196,17 @@ class Resolver:
             self._probe(x, False, False, out)
 
     def plan(
-        self, m: Mod, extra_options: str = "", *, blacklist_all: bool = False, ignore_command: bool = False
+        self,
+        m: Mod,
+        extra_options: str = "",
+        *,
+        blacklist_all: bool = False,
+        ignore_command: bool = False,
+        check_blacklist: bool = True,
     ) -> list[Step]:
         """What modprobe does to load ``m``: the steps in order (empty when the module is
         blacklisted: an alias-reached one always, any with ``blacklist_all`` (-b))."""
-        if (m.alias is not None or blacklist_all) and self.blacklisted(m):
+        if check_blacklist and (m.alias is not None or blacklist_all) and self.blacklisted(m):
             return []
         steps = []
         for x in self.probe_list(m, ignore_command):
