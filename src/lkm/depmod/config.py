@@ -10,7 +10,6 @@ earlier directory hides later ones.  Directives: ``search DIR|built-in|external 
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 from lkm.record import Record
@@ -50,6 +49,8 @@ class DepmodConfig(Record):
 def _kernel_matches(pattern: str, release: str) -> bool:
     if pattern == "*":
         return True
+    import re
+
     try:
         return re.search(pattern, release) is not None  # POSIX ERE; Python's re is a superset
     except re.error:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from collections.abc import Callable
 
 from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError
@@ -93,6 +92,8 @@ def run_command(m: Mod, kind: str, command: str, options: str, emit: Emit) -> in
     """libkmod's command_do after $CMDLINE_OPTS substitution: /bin/sh -c, MODPROBE_MODULE set."""
     cmd = command.replace("$CMDLINE_OPTS", options)
     env = dict(os.environ, MODPROBE_MODULE=m.name)
+    import subprocess
+
     try:
         rc = subprocess.run(["/bin/sh", "-c", cmd], env=env, check=False).returncode
     except OSError as exc:
@@ -140,7 +141,7 @@ def probe(res: Resolver, state: KernelState, mod: Mod, extra: str, flags: Flags,
             err = 0 if flags.dry_run else _do(step, state, flags, emit)
         if err == -errno.EEXIST and m is mod and flags.first_time:
             break
-        if err == -errno.EEXIST or not m.required:
+        if err == -errno.EEXIST or m.required != res.generation:
             err = 0
         elif err < 0:
             break

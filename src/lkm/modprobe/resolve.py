@@ -10,13 +10,37 @@ twice in one probe list (dependencies reached through a dependency line are list
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
+import re
+from fnmatch import fnmatchcase, translate
 
 from lkm.depmod.scan import path_to_modname as path_to_name
 from lkm.errors import LkmError
 from lkm.moddir import ModulesDir, normalize
 from lkm.modprobe.config import ModprobeConfig
 from lkm.record import Record
+
+_WILD = re.compile(r"[*?\[]")
+
+
+class PatternTable:
+    """fnmatch patterns in config order, matched against module names fast: literal
+    patterns by dictionary, the few wildcard ones by compiled regex.  ``matches`` gives the
+    indices of the matching entries, in order."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self._exact: dict[str, list[int]] = {}
+        self._wild: list[tuple[int, re.Pattern[str]]] = []
+        for i, pat in enumerate(patterns):
+            if _WILD.search(pat):
+                self._wild.append((i, re.compile(translate(pat))))
+            else:
+                self._exact.setdefault(pat, []).append(i)
+
+    def matches(self, name: str) -> list[int]:
+        hits = self._exact.get(name, [])
+        if self._wild:
+            hits = sorted([*hits, *(i for i, rx in self._wild if rx.match(name))])
+        return hits
 
 
 class Mod(Record):
@@ -29,8 +53,8 @@ class Mod(Record):
         self.alias = alias
         self.path: str | None = None
         self.builtin = False
-        self.visited = False
-        self.required = False
+        self.visited = 0  # the probe-list generation that visited it (0: none)
+        self.required = 0
         self.ignorecmd = False
         self._deps: list[Mod] | None = None
 
@@ -63,6 +87,12 @@ class Resolver:
         self.config = config
         self._mods: dict[tuple[str, str | None], Mod] = {}
         self._deplines: dict[str, str | None] = {}
+        self._gen = 0  # each probe list starts afresh, as kmod_set_modules_visited(false)
+        self._options = PatternTable([p for p, _o in config.options])
+        self._install = PatternTable([p for p, _c in config.install])
+        self._remove = PatternTable([p for p, _c in config.remove])
+        self._softdeps = PatternTable([sd.name for sd in config.softdeps])
+        self._found: dict[str, list[Mod]] = {}
 
     # -- module objects -------------------------------------------------------------------
 
@@ -101,6 +131,12 @@ class Resolver:
     def lookup(self, given: str) -> list[Mod]:
         """kmod_module_new_from_lookup: every module ``given`` names (empty if none)."""
         alias = normalize(given)
+        got = self._found.get(alias)
+        if got is None:
+            got = self._found[alias] = self._lookup(alias)
+        return got
+
+    def _lookup(self, alias: str) -> list[Mod]:
         cfg = self.config
         found = [self.module(mod, alias) for pat, mod in cfg.aliases if fnmatchcase(alias, pat)]
         if found:
@@ -135,21 +171,25 @@ class Resolver:
     # -- configuration per module ---------------------------------------------------------
 
     def options(self, m: Mod) -> str:
-        return " ".join(o for pat, o in self.config.options if o and fnmatchcase(m.name, pat))
+        opts = self.config.options
+        return " ".join(opts[i][1] for i in self._options.matches(m.name) if opts[i][1])
 
     def install_command(self, m: Mod) -> str | None:
-        return next((c for pat, c in self.config.install if fnmatchcase(m.name, pat)), None)
+        hits = self._install.matches(m.name)
+        return self.config.install[hits[0]][1] if hits else None
 
     def remove_command(self, m: Mod) -> str | None:
-        return next((c for pat, c in self.config.remove if fnmatchcase(m.name, pat)), None)
+        hits = self._remove.matches(m.name)
+        return self.config.remove[hits[0]][1] if hits else None
 
     def softdeps(self, m: Mod) -> tuple[list[Mod], list[Mod]]:
-        for sd in self.config.softdeps:
-            if fnmatchcase(m.name, sd.name):
-                pre = [x for name in sd.pre for x in self.lookup(name)]
-                post = [x for name in sd.post for x in self.lookup(name)]
-                return pre, post  # only the first matching line, as module-init-tools did
-        return [], []
+        hits = self._softdeps.matches(m.name)  # only the first matching line, as module-init-tools
+        if not hits:
+            return [], []
+        sd = self.config.softdeps[hits[0]]
+        pre = [x for name in sd.pre for x in self.lookup(name)]
+        post = [x for name in sd.post for x in self.lookup(name)]
+        return pre, post
 
     def blacklisted(self, m: Mod) -> bool:
         return m.name in self.config.blacklist
@@ -162,22 +202,28 @@ class Resolver:
 
     # -- the load list --------------------------------------------------------------------
 
+    @property
+    def generation(self) -> int:
+        """The current probe list's mark: a module with ``required == generation`` is the
+        module being loaded or one of its dependencies (their failures are fatal)."""
+        return self._gen
+
     def probe_list(self, m: Mod, ignore_command: bool = False) -> list[Mod]:
-        for x in self._mods.values():  # every call starts afresh (kmod_set_modules_visited)
-            x.visited = x.required = False
+        self._gen += 1
         out: list[Mod] = []
         self._probe(m, True, ignore_command, out)
         return out
 
     def _probe(self, m: Mod, required: bool, ignorecmd: bool, out: list[Mod]) -> None:
-        if m.visited:
+        gen = self._gen
+        if m.visited == gen:
             return
-        m.visited = True
+        m.visited = gen
         deps = self.dependencies(m)
         if required:
-            m.required = True
+            m.required = gen
             for d in deps:
-                d.required = True
+                d.required = gen
         for d in deps:
             self._fill_softdep(d, out)
         if ignorecmd:
