@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from operator import methodcaller
 
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
-from lkm.depmod.hash import MODULES_BUCKETS, SYMBOLS_BUCKETS, hash_order
+from lkm.depmod.hash import MODULES_BUCKETS, hash_order
 from lkm.depmod.read import ModuleFacts, read_all
 from lkm.depmod.scan import Candidate, path_to_modname, search_modules
-from lkm.depmod.trie import IndexBuilder
 from lkm.errors import LkmError
 from lkm.record import Record
 
@@ -244,29 +243,6 @@ def _topological(mods: list[Module]) -> list[int]:
     return sort_idx
 
 
-def _underscores(alias: str) -> str | None:
-    """depmod's underscores(): '-' to '_' outside [...]; None for an unmatched bracket."""
-    out = []
-    i = 0
-    n = len(alias)
-    while i < n:
-        c = alias[i]
-        if c == "-":
-            out.append("_")
-        elif c == "]":
-            return None
-        elif c == "[":
-            j = alias.find("]", i)
-            if j < 0:
-                return None
-            out.append(alias[i : j + 1])
-            i = j
-        else:
-            out.append(c)
-        i += 1
-    return "".join(out)
-
-
 def depmod(opts: DepmodOptions) -> DepmodResult:
     """Compute every output of ``depmod`` for the tree ``opts`` names."""
     dirname = modules_dirname(opts.basedir, opts.release)
@@ -329,233 +305,67 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         for name, crc in zip(f.exports, crcs, strict=True):
             symbols[name[1:] if prefix and name.startswith(prefix) else name] = (m, crc)
 
-    get = symbols.get
-    for m in mods:
-        deps = m.deps
-        seen: set[int] = set()
-        f = m.facts
-        needed_crcs = f.needed_crcs or [0] * len(f.needed)
-        for name, crc in zip(f.needed, needed_crcs, strict=True):
-            key = name[1:] if name[:1] == "." else name
-            if prefix and key.startswith(prefix):
-                key = key[1:]
-            sym = get(key)
-            if sym is None:
-                if errsyms and name not in f.weak:
-                    messages.append((WARNING, f"{m.path} needs unknown symbol {name}"))
-                continue
-            owner, sym_crc = sym
-            if check_crcs and errsyms and sym_crc != crc and name not in f.weak:
-                messages.append((WARNING, f"{m.path} disagrees about version of symbol {name}"))
-            if owner is None or owner.idx in seen:
-                continue
-            seen.add(owner.idx)
-            deps.append(owner)
-            owner.users += 1
+    _resolve_dependencies(mods, symbols, prefix, errsyms, check_crcs, messages)
 
     try:
         sort_idx = _topological(mods)
     except DependencyCycle as exc:
         exc.messages[:0] = messages
         raise
-    outputs = _outputs(mods, sort_idx, symbols, dirname, opts, messages)
+    from lkm.depmod.outputs import Tree, build_outputs
+
+    tree = Tree(mods, sort_idx, symbols, dirname, opts.warn_dups, opts.binaries)
+    outputs = build_outputs(tree, opts.workers, messages)
     return DepmodResult(dirname, outputs, messages, len(mods))
 
 
-# -- output files ---------------------------------------------------------------------------
-
-
-def _all_deps(mods: list[Module], sort_idx: list[int]) -> list[list[Module]]:
-    """Each module's transitive dependencies, in topological order."""
-    memo: dict[int, set[int]] = {}
-
-    def closure(m: Module) -> set[int]:
-        got = memo.get(m.idx)
-        if got is None:
-            got = set()
-            for d in m.deps:
-                got.add(d.idx)
-                got |= closure(d)
-            memo[m.idx] = got
-        return got
-
-    key = sort_idx.__getitem__
-    return [[mods[i] for i in sorted(closure(m), key=key)] for m in mods]
-
-
-def _outputs(
+def _resolve_dependencies(
     mods: list[Module],
-    sort_idx: list[int],
     symbols: dict[str, tuple[Module | None, int]],
-    dirname: str,
-    opts: DepmodOptions,
+    prefix: str,
+    errsyms: bool,
+    check_crcs: bool,
     messages: list[tuple[str, str]],
-) -> list[tuple[str, bytes]]:
-    warn = opts.warn_dups
-    all_deps = _all_deps(mods, sort_idx)
-    dep_lines = []
-    dep_idx = IndexBuilder()
-    for m, deps in zip(mods, all_deps, strict=True):
-        line = m.shown_path + ":" + "".join(" " + d.shown_path for d in deps)
-        dep_lines.append(line + "\n")
-        if dep_idx.insert(m.name, line, m.idx) and warn:
-            messages.append((WARNING, f"duplicate module deps:\n{line}"))
-
-    alias_lines = ["# Aliases extracted from modules themselves.\n"]
-    soft_lines = ["# Soft dependencies extracted from modules themselves.\n"]
-    dev_lines: list[str] = []
-    alias_idx = IndexBuilder()
+) -> None:
+    """Each module's direct dependencies, in the order of the first needed symbol each
+    provides; every dependency counts one more user."""
+    owner_idx = {name: o.idx for name, (o, _crc) in symbols.items() if o is not None}
+    owner_get = owner_idx.get
+    get = symbols.get
     for m in mods:
-        devname = None
-        devtype = ""
-        major = minor = 0
-        done = False
-        for key, value in m.facts.info:
-            if key == "softdep":
-                soft_lines.append(f"softdep {m.name} {value}\n")
-                continue
-            alias_lines.append(f"alias {value} {m.name}\n")
-            norm = _underscores(value)
-            if norm is None:
-                messages.append((WARNING, f"Unmatched bracket in {value}"))
-            elif alias_idx.insert(norm, m.name, m.idx) and warn:
-                messages.append((WARNING, f"duplicate module alias:\n{norm} {m.name}"))
-            if done:
-                continue
-            if value.startswith("devname:"):
-                devname = value[len("devname:") :]
-            else:
-                dev = _major_minor(value)
-                if dev is not None:
-                    devtype, major, minor = dev
-            if devtype and devname is not None:
-                done = True
-        if devname is not None:
-            if devtype:
-                dev_lines.append(f"{m.name} {devname} {devtype}{major}:{minor}\n")
-            else:
-                messages.append(
-                    (
-                        ERROR,
-                        f"Module '{m.name}' has devname ({devname}) but lacks major and minor "
-                        "information. Ignoring.",
-                    )
-                )
-
-    sym_lines = ["# Aliases for symbols, used by symbol_request().\n"]
-    sym_idx = IndexBuilder()
-    for name in hash_order(symbols, SYMBOLS_BUCKETS):
-        owner = symbols[name][0]
-        if owner is None:
-            continue
-        sym_lines.append(f"alias symbol:{name} {owner.name}\n")
-        if sym_idx.insert("symbol:" + name, owner.name, owner.idx) and warn:
-            messages.append((WARNING, f"duplicate module syms:\nsymbol:{name} {owner.name}"))
-
-    if dev_lines:
-        dev_lines.insert(0, "# Device nodes to trigger on-demand module loading.\n")
-    texts = {
-        "modules.dep": dep_lines,
-        "modules.alias": alias_lines,
-        "modules.softdep": soft_lines,
-        "modules.symbols": sym_lines,
-        "modules.devname": dev_lines,
-    }
-    bins: dict[str, Callable[[], bytes]] = {
-        "modules.dep.bin": dep_idx.write,
-        "modules.alias.bin": alias_idx.write,
-        "modules.symbols.bin": sym_idx.write,
-        "modules.builtin.bin": lambda: _builtin_bin(dirname, messages),
-        "modules.builtin.alias.bin": lambda: _builtin_alias_bin(dirname, messages),
-    }
-    out: list[tuple[str, bytes]] = []
-    for name, is_bin in OUTPUTS:
-        if is_bin:
-            if opts.binaries:
-                out.append((name, bins[name]()))
+        f = m.facts
+        if not (errsyms or check_crcs or prefix or any(map(_starts_with_dot, f.needed))):
+            # The common case, done in C: the owners of the needed symbols, first seen first.
+            found = dict.fromkeys(map(owner_get, f.needed))
+            found.pop(None, None)
+            m.deps = [mods[i] for i in found if i is not None]
         else:
-            out.append((name, "".join(texts[name]).encode("utf-8", "surrogateescape")))
-    return out
+            seen: set[int] = set()
+            needed_crcs = f.needed_crcs or [0] * len(f.needed)
+            for name, crc in zip(f.needed, needed_crcs, strict=True):
+                key = name[1:] if name[:1] == "." else name  # PPC64: .foo is foo
+                if prefix and key.startswith(prefix):
+                    key = key[1:]
+                sym = get(key)
+                if sym is None:
+                    if errsyms and name not in f.weak:
+                        messages.append((WARNING, f"{m.path} needs unknown symbol {name}"))
+                    continue
+                owner, sym_crc = sym
+                if check_crcs and errsyms and sym_crc != crc and name not in f.weak:
+                    messages.append((WARNING, f"{m.path} disagrees about version of symbol {name}"))
+                if owner is None or owner.idx in seen:
+                    continue
+                seen.add(owner.idx)
+                m.deps.append(owner)
+        for d in m.deps:
+            d.users += 1
 
 
-def _major_minor(alias: str) -> tuple[str, int, int] | None:
-    """sscanf(alias, "char-major-%u-%u") / "block-major-%u-%u"."""
-    for prefix, kind in (("char-major-", "c"), ("block-major-", "b")):
-        if alias.startswith(prefix):
-            a, _, rest = alias[len(prefix) :].partition("-")
-            b = rest
-            j = 0
-            while j < len(b) and b[j].isdigit():
-                j += 1
-            if a.isdigit() and j:
-                return kind, int(a) & 0xFFFFFFFF, int(b[:j]) & 0xFFFFFFFF
-            return None
-    return None
+_starts_with_dot = methodcaller("startswith", ".")
 
 
-def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
-    path = os.path.join(dirname, "modules.builtin")
-    try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
-    except OSError as exc:
-        messages.append(
-            (WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}")
-        )
-        return b""
-    idx = IndexBuilder()
-    for line in lines:
-        if not line[:1].isalpha() or not line[:1].isascii():
-            messages.append((ERROR, f"Invalid modules.builtin line: {line}"))
-            continue
-        idx.insert(path_to_modname(line.rstrip("\n")), "", 0)
-    return idx.write()
-
-
-def builtin_modinfo(dirname: str) -> list[tuple[str, list[tuple[str, str]]]] | None:
-    """modules.builtin.modinfo as (module, [(key, value)...]) groups in file order."""
-    try:
-        with open(os.path.join(dirname, "modules.builtin.modinfo"), "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    groups: list[tuple[str, list[tuple[str, str]]]] = []
-    for raw in data.split(b"\0"):
-        if not raw:
-            continue
-        text = raw.decode("utf-8", "surrogateescape")
-        dot = text.find(".")
-        if dot < 0:
-            continue
-        name = text[:dot]
-        k, _, v = text[dot + 1 :].partition("=")
-        if not groups or groups[-1][0] != name:
-            groups.append((name, []))
-        groups[-1][1].append((k, v))
-    return groups
-
-
-def _builtin_alias_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
-    groups = builtin_modinfo(dirname)
-    if groups is None:
-        messages.append(
-            (WARNING, f"could not open modules.builtin.modinfo at {dirname}: No such file or directory")
-        )
-        return b""
-    if not groups:
-        return b""
-    idx = IndexBuilder()
-    for name, info in groups:
-        modname = name.replace("-", "_")
-        for k, v in info:
-            if k != "alias":
-                continue
-            norm = _underscores(v)
-            if norm is None:
-                messages.append((WARNING, f"Unmatched bracket in {v}"))
-                continue
-            idx.insert(norm, modname, 0)
-    return idx.write()
+# -- output files ---------------------------------------------------------------------------
 
 
 def write_outputs(result: DepmodResult) -> None:
