@@ -15,7 +15,6 @@ from __future__ import annotations
 import struct
 from bisect import bisect_left
 
-from lkm.errors import LkmError
 from lkm.index import INDEX_MAGIC, INDEX_VERSION, NODE_CHILDS, NODE_PREFIX, NODE_VALUES
 
 _U32 = struct.Struct(">I")
@@ -32,13 +31,10 @@ class IndexBuilder:
 
     def insert(self, key: str, value: str, priority: int) -> bool:
         """Add ``value`` under ``key``; True if the key already held that value (depmod -w
-        reports those).  Raises LkmError for characters outside 7-bit ASCII, as depmod
-        refuses them."""
+        reports those).  Bytes above 127 are stored as they come: kmod's 7-bit check reads
+        them as negative chars and lets them through, and so its files hold them."""
         k = key.encode("utf-8", "surrogateescape")
         v = value.encode("utf-8", "surrogateescape")
-        if not k.isascii() or not v.isascii():
-            bad = k if not k.isascii() else v
-            raise LkmError(f"Module index: bad character - only 7-bit ASCII is supported: {bad!r}")
         vals = self._values.get(k)
         if vals is None:
             self._values[k] = [(priority, v)]
