@@ -70,7 +70,17 @@ def _resolver(tree: Path) -> Resolver:
 @pytest.mark.parametrize("name", ["a", "d-e", "dev:ax", "my-alias", "symbol:a_fn"])
 def test_load_order_is_show_depends(tree: Path, name: str) -> None:
     shown = subprocess.run(
-        [kmod_tool("modprobe"), "-d", str(tree), "-S", RELEASE, "-C", str(tree / "c.conf"), "--show-depends", name],
+        [
+            kmod_tool("modprobe"),
+            "-d",
+            str(tree),
+            "-S",
+            RELEASE,
+            "-C",
+            str(tree / "c.conf"),
+            "--show-depends",
+            name,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -96,7 +106,9 @@ def test_already_loaded_and_first_time(tree: Path) -> None:
     n = len(kernel.calls)
     assert probe(res, state, a, "", Flags(), lambda k, t: emitted.append((k, t))) == 0
     assert len(kernel.calls) == n
-    assert probe(res, state, a, "", Flags(first_time=True), lambda k, t: emitted.append((k, t))) == -errno.EEXIST
+    assert (
+        probe(res, state, a, "", Flags(first_time=True), lambda k, t: emitted.append((k, t))) == -errno.EEXIST
+    )
 
 
 def test_remove_with_dependencies(tree: Path) -> None:
