@@ -115,6 +115,28 @@ def test_non_ascii_alias(tmp_path: Path) -> None:
     both(tmp_path, mods, [])
 
 
+def test_verbose_and_prefix(tmp_path: Path) -> None:
+    both(tmp_path, CHAIN, ["-v", "-P", "_"], modules_order=ORDER)
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        "search external updates built-in\nexternal * @EXT@\n",
+        "search updates built-in\nexternal 6\\.1.* @EXT@\n",
+        "search updates built-in external\nexternal * @EXT@\n",
+        "external 5\\.* @EXT@\n",
+    ],
+)
+def test_external(tmp_path: Path, conf: str) -> None:
+    ext = tmp_path / "ext"
+    (ext / "sub").mkdir(parents=True)
+    (ext / "sub" / "c.ko").write_bytes(make_module("c", exports={"c_fn": 1, "ext_fn": 2}))
+    (ext / "newmod.ko").write_bytes(make_module("newmod", needs={"ext_fn": 2}))
+    (tmp_path / "ext.conf").write_text(conf.replace("@EXT@", str(ext)))
+    both(tmp_path, CHAIN, ["-C", str(tmp_path / "ext.conf")])
+
+
 def test_e_without_symbols(tmp_path: Path) -> None:
     both(tmp_path, CHAIN, ["-e"])
 

@@ -146,6 +146,7 @@ def run(prog: str, args: list[str]) -> int:
         modules=operands or None,
         workers=workers,
         binaries=not dry_run,
+        verbose=level > DEFAULT_LEVEL,
     )
     try:
         result = depmod(options)
@@ -163,6 +164,9 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     for prio, msg in result.messages:
         log(prio, msg)
+    if result.shown:
+        sys.stdout.write("".join(result.shown))
+        sys.stdout.flush()
     if dry_run:
         out = sys.stdout.buffer
         for _fname, data in result.outputs:

@@ -58,6 +58,7 @@ class DepmodOptions(Record):
         "modules",
         "workers",
         "binaries",
+        "verbose",
     )
 
     def __init__(
@@ -73,6 +74,7 @@ class DepmodOptions(Record):
         modules: list[str] | None = None,
         workers: int | None = None,
         binaries: bool = True,
+        verbose: bool = False,
     ) -> None:
         self.release = release
         self.basedir = basedir
@@ -85,6 +87,7 @@ class DepmodOptions(Record):
         self.modules = modules  # explicit module files (absolute); None: the whole tree
         self.workers = workers
         self.binaries = binaries  # False (depmod -n): the text files only
+        self.verbose = verbose  # -v: report each dependency found (DepmodResult.shown)
 
 
 def modules_dirname(basedir: str | None, release: str) -> str:
@@ -113,15 +116,21 @@ class Module(Record):
 class DepmodResult(Record):
     """The output files (name, bytes) in kmod's order, and the messages kmod would print."""
 
-    __slots__ = ("dirname", "outputs", "messages", "modules")
+    __slots__ = ("dirname", "outputs", "messages", "modules", "shown")
 
     def __init__(
-        self, dirname: str, outputs: list[tuple[str, bytes]], messages: list[tuple[str, str]], modules: int
+        self,
+        dirname: str,
+        outputs: list[tuple[str, bytes]],
+        messages: list[tuple[str, str]],
+        modules: int,
+        shown: list[str] | None = None,
     ) -> None:
         self.dirname = dirname
         self.outputs = outputs
         self.messages = messages
         self.modules = modules
+        self.shown = shown or []  # -v lines for stdout: '<path> needs "<symbol>": <owner path>'
 
 
 # -- symbols from the kernel ----------------------------------------------------------------
@@ -305,7 +314,8 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         for name, crc in zip(f.exports, crcs, strict=True):
             symbols[name[1:] if prefix and name.startswith(prefix) else name] = (m, crc)
 
-    _resolve_dependencies(mods, symbols, prefix, errsyms, check_crcs, messages)
+    shown: list[str] | None = [] if opts.verbose else None
+    _resolve_dependencies(mods, symbols, prefix, errsyms, check_crcs, messages, shown)
 
     try:
         sort_idx = _topological(mods)
@@ -316,7 +326,7 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
 
     tree = Tree(mods, sort_idx, symbols, dirname, opts.warn_dups, opts.binaries)
     outputs = build_outputs(tree, opts.workers, messages)
-    return DepmodResult(dirname, outputs, messages, len(mods))
+    return DepmodResult(dirname, outputs, messages, len(mods), shown)
 
 
 def _resolve_dependencies(
@@ -326,6 +336,7 @@ def _resolve_dependencies(
     errsyms: bool,
     check_crcs: bool,
     messages: list[tuple[str, str]],
+    shown: list[str] | None = None,
 ) -> None:
     """Each module's direct dependencies, in the order of the first needed symbol each
     provides; every dependency counts one more user."""
@@ -334,7 +345,7 @@ def _resolve_dependencies(
     get = symbols.get
     for m in mods:
         f = m.facts
-        if not (errsyms or check_crcs or prefix or any(map(_starts_with_dot, f.needed))):
+        if shown is None and not (errsyms or check_crcs or prefix or any(map(_starts_with_dot, f.needed))):
             # The common case, done in C: the owners of the needed symbols, first seen first.
             found = dict.fromkeys(map(owner_get, f.needed))
             found.pop(None, None)
@@ -358,6 +369,8 @@ def _resolve_dependencies(
                     continue
                 seen.add(owner.idx)
                 m.deps.append(owner)
+                if shown is not None:
+                    shown.append(f'{m.path} needs "{key}": {owner.path}\n')
         for d in m.deps:
             d.users += 1
 

@@ -40,26 +40,36 @@ class Candidate(Record):
 
 
 def existing_wins(cfg: DepmodConfig, old: Candidate, new: Candidate, dirname: str) -> bool:
-    """depmod_module_is_higher_priority: does the module already found beat ``new``?"""
-    new_rel = new.path[len(dirname) + 1 :] if new.path.startswith(dirname + "/") else new.path
-    old_rel = old.path[len(dirname) + 1 :] if old.path.startswith(dirname + "/") else old.path
-    new_key = new_rel[: new_rel.rfind("/") + 1 + len(new.name)]
-    old_key = old_rel[: old_rel.rfind("/") + 1 + len(old.name)]
+    """depmod_module_is_higher_priority: does the module already found beat ``new``?
+
+    Overrides first (relative "subdir/modname" paths); then the search list, walked once in
+    kmod's (reversed) order, where each external directory takes a position of its own and
+    the later position wins; paths matching nothing rank with built-in."""
+    new_rel, old_rel = new.relpath, old.relpath
+    new_key = new_rel[: new_rel.rfind("/") + 1 + len(new.name)] if new_rel is not None else None
+    old_key = old_rel[: old_rel.rfind("/") + 1 + len(old.name)] if old_rel is not None else None
     for ov in cfg.overrides:
         if ov == new_key:
             return False
         if ov == old_key:
             return True
-    # kmod walks the list once, testing the new path before the old one at each entry.
     bprio = newprio = oldprio = -1
-    for i, se in enumerate(cfg.searches):
+    i = 0
+    for se in cfg.searches:
         if se.kind == "built-in":
             bprio = i
-        elif se.kind == "path":
-            if new_rel.startswith(se.path + "/"):
-                newprio = i
-            elif old_rel.startswith(se.path + "/"):
-                oldprio = i
+        elif se.kind == "external":
+            for ext in cfg.externals:
+                if new.path.startswith(ext):
+                    newprio = i
+                elif old.path.startswith(ext):
+                    oldprio = i
+                i += 1
+        elif new_rel is not None and new_rel.startswith(se.path + "/"):
+            newprio = i
+        elif old_rel is not None and old_rel.startswith(se.path + "/"):
+            oldprio = i
+        i += 1
     if newprio < 0:
         newprio = bprio
     if oldprio < 0:
@@ -100,9 +110,8 @@ def search_modules(dirname: str, cfg: DepmodConfig) -> tuple[dict[str, Candidate
         errors.append(f"could not open directory {dirname}: No such file or directory")
         return {}, errors
     _walk(dirname, cfg.excludes, paths, errors)
-    if any(se.kind == "external" for se in cfg.searches):
-        for ext in cfg.externals:
-            _walk(ext, cfg.excludes, paths, errors)
+    for ext in cfg.externals:  # scanned whether or not "search" names them
+        _walk(ext, cfg.excludes, paths, errors)
     found: dict[str, Candidate] = {}
     for path in paths:
         cand = Candidate(path_to_modname(path), path, dirname)
