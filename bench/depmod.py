@@ -20,17 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-INPUTS = ("kernel", "modules.order", "modules.builtin", "modules.builtin.modinfo")
 TARGETS = {"amd64-6.1": 1.0, "amd64-6.12": 0.5}
-
-
-def scratch(tree_dir: Path, release: str, root: Path) -> Path:
-    d = root / "lib" / "modules" / release
-    d.mkdir(parents=True)
-    for n in INPUTS:
-        if (tree_dir / n).exists():
-            (d / n).symlink_to(tree_dir / n)
-    return d
 
 
 def timed(cmd: list[str]) -> float:
@@ -55,7 +45,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=0, help="lkm depmod --jobs (0: every core)")
     a = ap.parse_args()
-    from lkm.corpus import find_tree
+    from lkm.corpus import depmod_root, find_tree
 
     depmod = shutil.which("depmod", path="/usr/sbin:/sbin") or "depmod"
     modprobe = shutil.which("modprobe", path="/usr/sbin:/sbin") or "modprobe"
@@ -64,8 +54,8 @@ def main() -> int:
     try:
         for name in a.trees.split(","):
             tree = find_tree(name)
-            kd = scratch(tree.modules_dir, tree.release, work / name / "kmod")
-            ld = scratch(tree.modules_dir, tree.release, work / name / "lkm")
+            kd = depmod_root(tree, work / name / "kmod")
+            ld = depmod_root(tree, work / name / "lkm")
             jobs = ["--jobs", str(a.jobs)] if a.jobs else []
             k_cmd = [depmod, "-b", str(work / name / "kmod"), tree.release]
             l_cmd = [*lkm, "depmod", *jobs, "-b", str(work / name / "lkm"), tree.release]

@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-INPUTS = ("kernel", "modules.order", "modules.builtin", "modules.builtin.modinfo")
-
 
 def concrete(pattern: str) -> str:
     """A device string the alias pattern matches: '*' -> '', '?' -> '0', '[..]' -> its first
@@ -97,17 +95,13 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=0, help="a deterministic sample of N queries (0: all)")
     ap.add_argument("--root")
     a = ap.parse_args()
-    from lkm.corpus import find_tree
+    from lkm.corpus import depmod_root, find_tree
 
     tree = find_tree(a.tree)
     root = a.root
     if root is None:
         root = tempfile.mkdtemp(prefix="lkm-modprobe-")
-        d = Path(root) / "lib" / "modules" / tree.release
-        d.mkdir(parents=True)
-        for n in INPUTS:
-            if (tree.modules_dir / n).exists():
-                (d / n).symlink_to(tree.modules_dir / n)
+        depmod_root(tree, Path(root))
         subprocess.run(["depmod", "-b", root, tree.release], check=True)
     qs = queries(Path(root) / "lib" / "modules" / tree.release)
     if a.sample:

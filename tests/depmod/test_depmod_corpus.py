@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from lkm.corpus import depmod_root
 from tests.conftest import ROOT, require
 from tests.depmod.conftest import kmod_tool, outputs
 
 TREES = ("amd64-6.1", "amd64-6.12")
-INPUTS = ("kernel", "modules.order", "modules.builtin", "modules.builtin.modinfo")
-
-
-def scratch_root(tree_dir: Path, release: str, root: Path) -> Path:
-    """root/lib/modules/RELEASE made of links to the corpus tree's inputs (never written)."""
-    d = root / "lib" / "modules" / release
-    d.mkdir(parents=True)
-    for name in INPUTS:
-        if (tree_dir / name).exists():
-            (d / name).symlink_to(tree_dir / name)
-    return d
 
 
 @pytest.mark.parametrize("name", TREES)
@@ -32,8 +22,8 @@ def test_tree_identical(name: str, corpus_trees, tmp_path: Path) -> None:  # typ
     require(name in trees, f"corpus tree {name} missing: run scripts/fetch_corpus.py")
     tree = trees[name]
     depmod = kmod_tool("depmod")
-    kd = scratch_root(tree.modules_dir, tree.release, tmp_path / "kmod")
-    ld = scratch_root(tree.modules_dir, tree.release, tmp_path / "lkm")
+    kd = depmod_root(tree, tmp_path / "kmod")
+    ld = depmod_root(tree, tmp_path / "lkm")
     pk = subprocess.run(
         [depmod, "-b", str(tmp_path / "kmod"), tree.release], capture_output=True, check=False
     )

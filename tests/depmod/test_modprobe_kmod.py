@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lkm.corpus import depmod_root
 from tests.conftest import ROOT, require
 from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
 from tests.depmod.elfgen import make_module
@@ -148,10 +149,7 @@ def test_corpus_sample(name: str, corpus_trees, tmp_path: Path) -> None:  # type
     trees = {t.name: t for t in corpus_trees}
     require(name in trees, f"corpus tree {name} missing")
     tree = trees[name]
-    d = tmp_path / "lib" / "modules" / tree.release
-    d.mkdir(parents=True)
-    for n in ("kernel", "modules.order", "modules.builtin", "modules.builtin.modinfo"):
-        (d / n).symlink_to(tree.modules_dir / n)
+    d = depmod_root(tree, tmp_path)
     subprocess.run([kmod_tool("depmod"), "-b", str(tmp_path), tree.release], check=True)
     for q in random.Random(1).sample(queries(d), 40):
         same(["-d", str(tmp_path), "-S", tree.release, "--show-depends", q])
