@@ -109,9 +109,7 @@ def build_alias(t: Tree, msgs: Messages) -> Files:
     lines = ["# Aliases extracted from modules themselves.\n"]
     idx = IndexBuilder()
     for m in t.mods:
-        for key, value in m.facts.info:
-            if key != "alias":
-                continue
+        for value in m.facts.aliases:
             lines.append(f"alias {value} {m.name}\n")
             norm = underscores(value)
             if norm is None:
@@ -127,7 +125,7 @@ def build_alias(t: Tree, msgs: Messages) -> Files:
 def build_softdep(t: Tree, msgs: Messages) -> Files:
     lines = ["# Soft dependencies extracted from modules themselves.\n"]
     for m in t.mods:
-        lines.extend(f"softdep {m.name} {v}\n" for k, v in m.facts.info if k == "softdep")
+        lines.extend(f"softdep {m.name} {v}\n" for v in m.facts.softdeps)
     return {"modules.softdep": _text(lines)}
 
 
@@ -163,9 +161,7 @@ def build_devname(t: Tree, msgs: Messages) -> Files:
         devname = None
         devtype = ""
         major = minor = 0
-        for key, value in m.facts.info:
-            if key != "alias":
-                continue
+        for value in m.facts.aliases:
             if value.startswith("devname:"):
                 devname = value[len("devname:") :]
             elif value[:1] in ("c", "b"):
