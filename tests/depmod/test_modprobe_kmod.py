@@ -153,3 +153,24 @@ def test_corpus_sample(name: str, corpus_trees, tmp_path: Path) -> None:  # type
     subprocess.run([kmod_tool("depmod"), "-b", str(tmp_path), tree.release], check=True)
     for q in random.Random(1).sample(queries(d), 40):
         same(["-d", str(tmp_path), "-S", tree.release, "--show-depends", q])
+
+
+@pytest.mark.parametrize("flag", ["--show-exports", "--show-modversions"])
+def test_show_symbols_fixtures(flag: str) -> None:
+    files = sorted((ROOT / "tests" / "fixtures" / "6x").glob("*.ko*")) + sorted(
+        (ROOT / "tests" / "fixtures" / "24").glob("*.o")
+    )
+    for f in files:
+        same([flag, str(f)])
+    same([flag, "no-such-module"])
+
+
+@pytest.mark.parametrize("name", ["amd64-6.1", "amd64-6.12"])
+def test_show_symbols_corpus_sample(name: str, corpus_trees) -> None:  # type: ignore[no-untyped-def]
+    trees = {t.name: t for t in corpus_trees}
+    require(name in trees, f"corpus tree {name} missing")
+    from lkm.corpus import module_files
+
+    for f in random.Random(2).sample(module_files(trees[name]), 15):
+        for flag in ("--show-exports", "--show-modversions"):
+            same([flag, str(f)])

@@ -206,18 +206,32 @@ def _insert_error(errno_: int) -> str:
 
 
 def _show_symbols(name: str, files: list[str], versions: bool) -> int:
+    """--show-modversions / --show-exports of the first operand, as "0x%08x\t%s" lines."""
+    from lkm.depmod.scan import KMOD_DECOMPRESSORS
+    from lkm.errors import InvalidModule
+    from lkm.modprobe.symbols import kmod_exports, kmod_modversions
     from lkm.module.file import ModuleFile
 
-    rc = 0
-    for path in files:
-        try:
-            with ModuleFile.open(path) as m:
-                rows = m.versions if versions else [(e.name, e.crc or 0) for e in m.exports]
-                sys.stdout.write("".join(f"0x{crc:08x}\t{sym}\n" for sym, crc in rows))
-        except LkmError as exc:
-            sys.stderr.write(f"{name}: ERROR: could not get modversions of {path}: {exc.reason}\n")
-            rc = 1
-    return rc
+    if not files:
+        sys.stderr.write(f"{name}: ERROR: missing parameters. See -h.\n")
+        return 1
+    path = files[0]
+    if not os.path.isfile(path):
+        sys.stderr.write(f"{name}: FATAL: Module {path} not found.\n")
+        return 1
+    what = "modversions" if versions else "symbols"
+    try:
+        with ModuleFile.open(path) as m:
+            if m.compression is not None and m.compression not in KMOD_DECOMPRESSORS:
+                raise InvalidModule(f"kmod 30 cannot read {m.compression} modules", path=path)
+            rows = kmod_modversions(m) if versions else kmod_exports(m)
+    except LkmError as exc:
+        code = getattr(exc, "errno", None)
+        why = os.strerror(code) if isinstance(code, int) else exc.reason
+        sys.stderr.write(f"{name}: FATAL: could not get {what} of {path}: {why}\n")
+        return 1
+    sys.stdout.write("".join(f"0x{crc:08x}\t{sym}\n" for sym, crc in rows))
+    return 0
 
 
 def _dump(cfg: object, res: object) -> str:

@@ -12,6 +12,7 @@ from lkm.record import Record
 # The extensions Debian's kmod 30 was built to read (+XZ +ZSTD -ZLIB): .ko.gz files are not
 # modules to it.
 KMOD_EXTS = (".ko", ".ko.xz", ".ko.zst")
+KMOD_DECOMPRESSORS = ("xz", "zstd")
 SKIPPED_DIRS = ("build", "source")
 
 
