@@ -194,3 +194,30 @@ def test_quick_up_to_date(tmp_path: Path) -> None:
     assert lkm_depmod(["-A", "-b", str(tmp_path), RELEASE]).returncode == 0
     assert (d / "modules.dep").stat().st_mtime_ns == before
     assert not list(d.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["x.y"],
+        ["-A", RELEASE],
+        ["-A", "9.9"],
+        [RELEASE, "relative.ko"],
+        [RELEASE, "/nonexistent/x.ko"],
+        ["-P", "ab", RELEASE],
+        ["--bogus", RELEASE],
+        ["-E", "/nonexistent/Module.symvers", RELEASE],
+    ],
+)
+def test_cli_errors(tmp_path: Path, args: list[str]) -> None:
+    """Usage and input errors, always under -b (never the running system's tree)."""
+    depmod = kmod_tool("depmod")
+    k, lk = tmp_path / "k", tmp_path / "l"
+    for root in (k, lk):
+        make_tree(root, {"kernel/c.ko": CHAIN["kernel/lib/c.ko"]})
+    pk = subprocess.run([depmod, "-b", str(k), *args], capture_output=True, text=True, check=False)
+    pl = lkm_depmod(["-b", str(lk), *args])
+    # getopt names the program as it was invoked
+    k_err = pk.stderr.replace(str(k), "ROOT").replace(f"{depmod}:", "depmod:")
+    assert (pl.returncode, pl.stdout, pl.stderr.replace(str(lk), "ROOT")) == (pk.returncode, pk.stdout, k_err)
+    assert not list(lk.glob("lib/modules/*/*.tmp"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from lkm.cli.getopt import UsageError, parse
@@ -64,7 +63,17 @@ The following options are useful for people managing distributions:
 \t                     symbol versions.
 """
 
-_VERSION = re.compile(r"\s*[+-]?\d+\.\s*[+-]?\d")
+
+def is_version_number(arg: str) -> bool:
+    """sscanf(arg, "%u.%u") == 2: digits, a dot, digits (each %u may have blanks and a sign)."""
+    head, dot, tail = arg.partition(".")
+    return bool(dot) and _uint(head) and _uint(tail)
+
+
+def _uint(text: str) -> bool:
+    t = text.lstrip(" \t\n\v\f\r")
+    t = t[1:] if t[:1] in ("+", "-") else t
+    return t[:1].isdigit()
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -129,11 +138,20 @@ def run(prog: str, args: list[str]) -> int:
                 log("FATAL", f"--jobs needs a number: {val}")
                 return 1
     release = os.uname().release
-    if operands and _VERSION.match(operands[0]):
+    if operands:
+        if not is_version_number(operands[0]):
+            log("ERROR", f"Bad version passed {operands[0]}")
+            return 1
         release = operands.pop(0)
     dirname = modules_dirname(basedir, release)
-    if quick and (dry_run or up_to_date(dirname)):
-        return 0
+    if quick:
+        if dry_run:
+            return 0
+        fresh, why = up_to_date(dirname)
+        if why:
+            log("ERROR", why)
+        if fresh:
+            return 0
     options = DepmodOptions(
         release,
         basedir=basedir,
