@@ -128,10 +128,18 @@ def _chunk_crcs(paths: Sequence[str]) -> list[ModuleFacts]:
 
 
 def read_all(paths: Sequence[str], workers: int | None = None, crcs: bool = False) -> list[ModuleFacts]:
-    """Facts of every file of ``paths``, in order, read by all cores (or ``workers``)."""
+    """Facts of every file of ``paths``, in order, read by all cores (or ``workers``), each
+    core given about the same number of bytes (modules.order puts the big drivers first)."""
     from lkm.parallel import map_chunks
 
+    sizes = []
+    for p in paths:
+        try:
+            sizes.append(os.stat(p).st_size)
+        except OSError:
+            sizes.append(0)
     out: list[ModuleFacts] = []
-    for part in map_chunks(_chunk_crcs if crcs else _chunk, paths, workers=workers, min_per_worker=16):
+    fn = _chunk_crcs if crcs else _chunk
+    for part in map_chunks(fn, paths, workers=workers, min_per_worker=16, weights=sizes):
         out.extend(part)
     return out
