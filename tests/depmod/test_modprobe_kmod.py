@@ -139,9 +139,21 @@ def test_commands_and_state(tree: Path, case: list[str], tmp_path: Path) -> None
     same(["-d", str(tree), "-S", RELEASE, "-C", str(tmp_path / "c.conf"), *case])
 
 
-@pytest.mark.parametrize("case", [["ext4"], ["fs-ext4"], ["a"]])
+@pytest.mark.parametrize(
+    "case",
+    [
+        ["--show-depends", "ext4"],
+        ["--show-depends", "fs-ext4"],
+        ["--show-depends", "a"],
+        ["-c"],
+        ["-R", "dev:c9"],
+        ["-n", "-v", "-a", "a", "b"],
+    ],
+    ids=" ".join,
+)
 def test_builtin_and_default_config(tree: Path, case: list[str]) -> None:
-    same(["-d", str(tree), "-S", RELEASE, "--show-depends", *case])
+    """The machine's own modprobe.d and kernel command line, read by both."""
+    same(["-d", str(tree), "-S", RELEASE, *case])
 
 
 @pytest.mark.parametrize("name", ["amd64-6.1", "amd64-6.12"])
