@@ -180,6 +180,11 @@ def test_explicit_modules(tmp_path: Path) -> None:
     both(tmp_path, {}, [], (str(src / "a.ko"), str(src / "b.ko")))
 
 
+def test_all_overrides_module_list(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "mods", {"a.ko": CHAIN["kernel/lib/c.ko"]})
+    both(tmp_path, CHAIN, ["-a"], (str(src / "a.ko"),))
+
+
 def test_missing_directory(tmp_path: Path) -> None:
     depmod = kmod_tool("depmod")
     pk = subprocess.run([depmod, "-b", str(tmp_path), "9.9"], capture_output=True, text=True, check=False)

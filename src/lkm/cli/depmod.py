@@ -94,7 +94,7 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     basedir = symvers = system_map = None
     configs: list[str] = []
-    quick = dry_run = errsyms = warn = False
+    quick = dry_run = errsyms = warn = every = False
     prefix = ""
     workers: int | None = None
     for flag, val in opts:
@@ -121,6 +121,8 @@ def run(prog: str, args: list[str]) -> int:
             warn = True
         elif flag in ("-A", "--quick"):
             quick = True
+        elif flag in ("-a", "--all"):
+            every = True  # the whole tree, even if modules are named
         elif flag in DEPRECATED:
             log("WARNING", f"Ignored deprecated option {flag}")
         elif flag in ("-h", "--help"):
@@ -161,7 +163,7 @@ def run(prog: str, args: list[str]) -> int:
         errsyms=errsyms,
         warn_dups=warn,
         sym_prefix=prefix,
-        modules=operands or None,
+        modules=None if every or not operands else operands,
         workers=workers,
         binaries=not dry_run,
         verbose=level > DEFAULT_LEVEL,
