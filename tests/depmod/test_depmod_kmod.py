@@ -226,3 +226,41 @@ def test_cli_errors(tmp_path: Path, args: list[str]) -> None:
     k_err = pk.stderr.replace(str(k), "ROOT").replace(f"{depmod}:", "depmod:")
     assert (pl.returncode, pl.stdout, pl.stderr.replace(str(lk), "ROOT")) == (pk.returncode, pk.stdout, k_err)
     assert not list(lk.glob("lib/modules/*/*.tmp"))
+
+
+def test_cycles_sharing_a_module(tmp_path: Path) -> None:
+    mods = {
+        "kernel/a.ko": make_module("a", {"a_fn": 1}, {"b_fn": 1}),
+        "kernel/b.ko": make_module("b", {"b_fn": 1}, {"c_fn": 1}),
+        "kernel/c.ko": make_module("c", {"c_fn": 1}, {"a_fn": 1, "d_fn": 1}),
+        "kernel/d.ko": make_module("d", {"d_fn": 1}, {"e_fn": 1}),
+        "kernel/e.ko": make_module("e", {"e_fn": 1}, {"c_fn": 1, "f_fn": 1}),
+        "kernel/f.ko": make_module("f", {"f_fn": 1}),
+        "kernel/s.ko": make_module("s", {"s_fn": 1}, {"s_fn": 1}),
+    }
+    both(tmp_path, mods, [])
+
+
+def test_tangled_cycles_where_kmod_aborts(tmp_path: Path) -> None:
+    """A cycle not through the walk's start overflows kmod 30's report stack (it aborts on an
+    assertion); lkm reports the same cycles up to that point, then stops with exit 1."""
+    mods = {
+        f"kernel/m{i}.ko": make_module(f"m{i}", {f"f{i}": 1}, {f"f{(i * 3 + 1) % 7}": 1}) for i in range(7)
+    }
+    mods["kernel/w.ko"] = make_module("w", {"wf": 1}, {"f2": 1})
+    mods["kernel/m2.ko"] = make_module("m2", {"f2": 1}, {"f5": 1, "wf": 1})
+    depmod = kmod_tool("depmod")
+    make_tree(tmp_path / "k", mods)
+    make_tree(tmp_path / "l", mods)
+    pk = subprocess.run(
+        [depmod, "-b", str(tmp_path / "k"), RELEASE], capture_output=True, text=True, check=False
+    )
+    pl = lkm_depmod(["-b", str(tmp_path / "l"), RELEASE])
+    k_lines = [x for x in pk.stderr.replace(str(tmp_path / "k"), "R").splitlines() if "Assertion" not in x]
+    l_lines = pl.stderr.replace(str(tmp_path / "l"), "R").splitlines()
+    assert pk.returncode != 0 and pl.returncode == 1
+    assert l_lines[: len(k_lines)] == k_lines
+    assert "Cycle report stopped" in l_lines[len(k_lines)]
+    assert not [
+        p for p in (tmp_path / "l" / "lib/modules" / RELEASE).iterdir() if p.name.startswith("modules.")
+    ]

@@ -200,26 +200,32 @@ def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tup
 
 
 def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
-    """kmod's depmod_report_cycles: walk from each module left with users, report the paths
-    that come back to where they started, then count the modules on them."""
+    """kmod's depmod_report_cycles: a walk from each module left with users, reporting every
+    path that comes back to the walk's start; modules on a reported path, and dead ends, are
+    not walked from again; then the count of modules on reported paths.
+
+    kmod re-enters modules it has seen unless they are the start, so a cycle that does not
+    pass through the start overflows its stack (sized by the number of such modules) and
+    kmod 30 aborts on an assertion; here the report stops there with a message instead.
+    """
     roots = [m for i, m in enumerate(mods) if users[i] > 0]
+    stack_size = len(roots)
     visited: set[int] = set()
     in_loops: set[str] = set()
     out: list[tuple[str, str]] = []
     while roots:
         root = roots.pop(0)
+        # (module, the path that led to it from the root)
         stack: list[tuple[Module, tuple[Module, ...]]] = [(root, ())]
         while stack:
-            m, parents = stack.pop()
+            m, path = stack.pop()
             if m.idx in visited and m is root:
-                chain = [p.name for p in parents] + [m.name]
-                in_loops.update(p.name for p in parents)
-                for p in parents:
-                    if p in roots:
-                        roots.remove(p)
-                out.append((ERROR, "Cycle detected: " + " -> ".join(chain)))
-                continue
-            if m.idx in visited:
+                in_loops.update(x.name for x in path)
+                for x in path:
+                    if x in roots:
+                        roots.remove(x)
+                names = [x.name for x in path] + [m.name]
+                out.append((ERROR, "Cycle detected: " + " -> ".join(names)))
                 continue
             visited.add(m.idx)
             if not m.deps:
@@ -227,7 +233,11 @@ def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
                     roots.remove(m)
                 continue
             for d in m.deps:
-                stack.append((d, (*parents, m)))
+                if len(stack) >= stack_size:
+                    out.append((ERROR, f"Cycle report stopped at {m.name}: cycles not through {root.name}"))
+                    out.append((ERROR, f"Found {len(in_loops)} modules in dependency cycles!"))
+                    return out
+                stack.append((d, (*path, m)))
     out.append((ERROR, f"Found {len(in_loops)} modules in dependency cycles!"))
     return out
 
