@@ -207,9 +207,9 @@ def _insert_error(errno_: int) -> str:
 
 def _show_symbols(name: str, files: list[str], versions: bool) -> int:
     """--show-modversions / --show-exports of the first operand, as "0x%08x\t%s" lines."""
+    from lkm.depmod.exports import kmod_exports, kmod_modversions
     from lkm.depmod.scan import KMOD_DECOMPRESSORS
     from lkm.errors import InvalidModule
-    from lkm.modprobe.symbols import kmod_exports, kmod_modversions
     from lkm.module.file import ModuleFile
 
     if not files:

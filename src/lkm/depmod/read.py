@@ -8,11 +8,16 @@ count.  .xz decompression dominates a compressed tree and parallelises the same 
 
 from __future__ import annotations
 
+import errno as errno_mod
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lkm.errors import LkmError
 from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from lkm.module.file import ModuleFile
 
 STB_WEAK = 2
 
@@ -92,6 +97,7 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 def read_facts(path: str, crcs: bool = False) -> ModuleFacts:
+    from lkm.depmod.exports import kmod_export_names, kmod_exports
     from lkm.module.file import ModuleFile
 
     try:
@@ -103,13 +109,16 @@ def read_facts(path: str, crcs: bool = False) -> ModuleFacts:
                     aliases.append(v)
                 elif k == "softdep":
                     softdeps.append(v)
-            exp = mod.exports
-            exports = [e.name for e in exp]
-            names, infos = mod.elf.undefined_columns()
-            weak = frozenset(n for n, i in zip(names, infos, strict=True) if i >> 4 == STB_WEAK) or _NOTHING
             export_crcs = needed_crcs = None
             if crcs:
-                export_crcs = [e.crc or 0 for e in exp]
+                rows = _exports_or_none(mod, kmod_exports)
+                exports = [n for n, _c in rows]
+                export_crcs = [c for _n, c in rows]
+            else:
+                exports = kmod_export_names(mod)
+            names, infos = mod.elf.undefined_columns()
+            weak = frozenset(n for n, i in zip(names, infos, strict=True) if i >> 4 == STB_WEAK) or _NOTHING
+            if crcs:
                 vers = dict(reversed(mod.versions))  # the first entry of a name wins
                 needed_crcs = [vers.get(n, 0) for n in names]
     except LkmError as exc:
@@ -117,6 +126,20 @@ def read_facts(path: str, crcs: bool = False) -> ModuleFacts:
         reason = os.strerror(errno) if isinstance(errno, int) else exc.reason
         return ModuleFacts([], None, [], None, _NOTHING, [], [], reason)
     return ModuleFacts(exports, export_crcs, names, needed_crcs, weak, aliases, softdeps)
+
+
+def _exports_or_none(
+    mod: ModuleFile, fn: Callable[[ModuleFile], list[tuple[str, int]]]
+) -> list[tuple[str, int]]:
+    """A module exporting nothing is no error to depmod (libkmod's -ENOENT: "no symbols")."""
+    from lkm.errors import InvalidModule
+
+    try:
+        return fn(mod)
+    except InvalidModule as exc:
+        if exc.errno == errno_mod.ENOENT:
+            return []
+        raise
 
 
 def _chunk(paths: Sequence[str]) -> list[ModuleFacts]:
