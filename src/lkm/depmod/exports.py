@@ -53,10 +53,10 @@ def kmod_export_names(mod: ModuleFile) -> list[str]:
             i = data.find(b"\0__crc_", j)
         if names:
             return names
-    try:
-        return [name for name, _crc in kmod_exports(mod)]
-    except InvalidModule:
+    strings = elf.section("__ksymtab_strings")
+    if strings is None:
         return []
+    return [n.decode("utf-8", "surrogateescape") for n in elf.section_bytes(strings).split(b"\0") if n]
 
 
 def kmod_modversions(mod: ModuleFile) -> list[tuple[str, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 from collections.abc import Callable, Sequence
+from itertools import compress
 
 from lkm.errors import LkmError
 from lkm.record import Record
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from lkm.module.file import ModuleFile
 
 STB_WEAK = 2
+_WEAK_INFO = frozenset(range(STB_WEAK << 4, (STB_WEAK + 1) << 4))  # st_info values of weak symbols
 
 
 class ModuleFacts(Record):
@@ -117,7 +119,7 @@ def read_facts(path: str, crcs: bool = False) -> ModuleFacts:
             else:
                 exports = kmod_export_names(mod)
             names, infos = mod.elf.undefined_columns()
-            weak = frozenset(n for n, i in zip(names, infos, strict=True) if i >> 4 == STB_WEAK) or _NOTHING
+            weak = frozenset(compress(names, map(_WEAK_INFO.__contains__, infos))) or _NOTHING
             if crcs:
                 vers = dict(reversed(mod.versions))  # the first entry of a name wins
                 needed_crcs = [vers.get(n, 0) for n in names]
