@@ -12,6 +12,8 @@ the outputs are identical.  Targets (issue 6): depmod <= 1.0 on the uncompressed
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -23,20 +25,32 @@ from pathlib import Path
 TARGETS = {"amd64-6.1": 1.0, "amd64-6.12": 0.5}
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, all processes) of one run."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def side_by_side(cmds: dict[str, list[str]], repeat: int) -> dict[str, float]:
+def side_by_side(cmds: dict[str, list[str]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, cpu) per command."""
     for cmd in cmds.values():
         timed(cmd)
-    samples: dict[str, list[float]] = {k: [] for k in cmds}
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
     for _ in range(repeat):
         for k, cmd in cmds.items():
             samples[k].append(timed(cmd))
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return {
+        k: (statistics.median(w for w, _c in v), statistics.median(c for _w, c in v))
+        for k, v in samples.items()
+    }
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -62,11 +76,14 @@ def main() -> int:
             med = side_by_side({"lkm": l_cmd, "kmod": k_cmd}, a.repeat)
             written = [p.name for p in kd.iterdir() if p.name.startswith("modules.") and not p.is_symlink()]
             same = all((kd / f).read_bytes() == (ld / f).read_bytes() for f in written)
-            ratio = med["lkm"] / med["kmod"]
+            ratio = med["lkm"][0] / med["kmod"][0]
             target = TARGETS.get(name, 1.0)
             print(
-                f"depmod -b {name}: lkm {med['lkm']:.3f} s, kmod {med['kmod']:.3f} s, ratio {ratio:.2f} "
-                f"(target <= {target}: {'MET' if ratio <= target else 'NOT MET'}); outputs identical: {same}"
+                f"depmod -b {name}: lkm {med['lkm'][0]:.3f} s, kmod {med['kmod'][0]:.3f} s, "
+                f"ratio {ratio:.2f} "
+                f"(target <= {target}: {'MET' if ratio <= target else 'NOT MET'}); "
+                f"CPU lkm {med['lkm'][1]:.3f} s, kmod {med['kmod'][1]:.3f} s; outputs identical: {same}; "
+                f"load average {load()}"
             )
             names = [
                 line.partition(":")[0].rsplit("/", 1)[-1].split(".")[0].replace("-", "_")
@@ -77,8 +94,8 @@ def main() -> int:
             pl = subprocess.run([*lkm, "modprobe", *common], capture_output=True, check=False)
             med = side_by_side({"lkm": [*lkm, "modprobe", *common], "kmod": [modprobe, *common]}, a.repeat)
             print(
-                f"modprobe -a --show-depends {len(names)} names ({name}): lkm {med['lkm']:.3f} s, "
-                f"kmod {med['kmod']:.3f} s, ratio {med['lkm'] / med['kmod']:.2f}; "
+                f"modprobe -a --show-depends {len(names)} names ({name}): lkm {med['lkm'][0]:.3f} s, "
+                f"kmod {med['kmod'][0]:.3f} s, ratio {med['lkm'][0] / med['kmod'][0]:.2f}; "
                 f"outputs identical: {pk.stdout == pl.stdout and pk.stderr == pl.stderr}"
             )
     finally:
