@@ -9,6 +9,12 @@ import sys
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lkm.kernel.interface import Kernel
+
 SHORT = "arw:RibfDcnC:d:S:sqvVh"
 LONG = [
     "all",
@@ -58,6 +64,7 @@ def run(prog: str, args: list[str]) -> int:
     env_opts = os.environ.get("MODPROBE_OPTIONS")
     if env_opts:
         args = env_opts.split() + args
+    model, state_path, args = _split_backend(args)
     o = Opts()
 
     def log(prio: str, msg: str) -> None:
@@ -137,13 +144,11 @@ def run(prog: str, args: list[str]) -> int:
     if o.dump_config:
         sys.stdout.write(_dump(cfg, res))
         return 0
-    kernel = None
     try:
-        from lkm.kernel.live import LiveKernel  # type: ignore[import-not-found, unused-ignore]
-
-        kernel = LiveKernel()
-    except Exception:  # no live backend (or no /proc): state queries see nothing loaded,
-        pass  # and an actual insert or removal reports that there is no kernel to act on
+        kernel = _open_kernel(model, state_path)
+    except LkmError as exc:
+        log("FATAL", str(exc))
+        return 1
     state = KernelState(kernel, res)
     flags = Flags(
         dry_run=o.dry_run,
@@ -193,6 +198,36 @@ def run(prog: str, args: list[str]) -> int:
                 log("ERROR", f"could not insert '{m.name}': {_insert_error(-err)}")
     out.flush()
     return rc
+
+
+def _split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
+    """--model / --state PATH (the model kernel), through lkm.cli.backend where it exists."""
+    import importlib
+
+    try:
+        backend = importlib.import_module("lkm.cli.backend")
+    except ImportError:
+        return False, None, args
+    split: Callable[[list[str]], tuple[bool, str | None, list[str]]] = backend.split_backend
+    return split(args)
+
+
+def _open_kernel(model: bool, state: str | None) -> Kernel | None:
+    """The kernel modprobe acts on: the model kernel when asked for, else the running one.
+    Without a live backend (or /proc) state queries see nothing loaded, and an actual
+    insert or removal reports that there is no kernel to act on."""
+    import importlib
+
+    if model:
+        backend = importlib.import_module("lkm.cli.backend")
+        kernel: Kernel = backend.open_backend(True, state)
+        return kernel
+    try:
+        live = importlib.import_module("lkm.kernel.live")
+        running: Kernel = live.LiveKernel()
+    except (ImportError, OSError, LkmError):
+        return None
+    return running
 
 
 def _insert_error(errno_: int) -> str:
