@@ -15,7 +15,8 @@ import errno
 import os
 from collections.abc import Callable
 
-from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError
+from lkm.errors import LkmError
+from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
 from lkm.modprobe.resolve import Mod, Resolver, Step
 from lkm.record import Record
 
@@ -63,11 +64,21 @@ class KernelState:
     def __init__(self, kernel: Kernel | None, res: Resolver) -> None:
         self.kernel = kernel
         self.res = res
+        self._modules: dict[str, LoadedModule] | None = None
 
-    def _loaded(self, name: str) -> object | None:
+    def changed(self) -> None:
+        """Forget what was read: a module went in or out."""
+        self._modules = None
+
+    def _loaded(self, name: str) -> LoadedModule | None:
         if self.kernel is None:
             return None
-        return next((m for m in self.kernel.modules() if m.name == name), None)
+        if self._modules is None:
+            try:
+                self._modules = {m.name: m for m in self.kernel.modules()}
+            except LkmError:  # no /proc/modules (a kernel without modules): nothing loaded
+                self._modules = {}
+        return self._modules.get(name)
 
     def initstate(self, m: Mod) -> str | None:
         """ "live", "builtin" or None (not in the kernel), as kmod_module_get_initstate."""
@@ -75,17 +86,21 @@ class KernelState:
             return "builtin"
         if self._loaded(m.name) is not None:
             return "live"
-        if self.kernel is not None and self.kernel.is_builtin(m.name):
-            return "builtin"
+        if self.kernel is not None:
+            try:
+                if self.kernel.is_builtin(m.name):
+                    return "builtin"
+            except LkmError:
+                pass
         return None
 
     def refcount(self, m: Mod) -> int | None:
         got = self._loaded(m.name)
-        return int(getattr(got, "refcount", 0)) if got is not None else None
+        return got.refcount if got is not None else None
 
     def holders(self, m: Mod) -> list[str]:
         got = self._loaded(m.name)
-        return list(getattr(got, "holders", ())) if got is not None else []
+        return list(got.holders) if got is not None else []
 
 
 def run_command(m: Mod, kind: str, command: str, options: str, emit: Emit) -> int:
@@ -161,6 +176,8 @@ def _do(step: Step, state: KernelState, flags: Flags, emit: Emit) -> int:
         insert(state.kernel, m.path, step.options, flags.force)
     except KernelError as exc:
         return -exc.errno
+    finally:
+        state.changed()
     return 0
 
 
@@ -174,6 +191,7 @@ def _remove_module(state: KernelState, m: Mod, flags: Flags, emit: Emit) -> int:
         return -errno.ENOSYS
     try:
         state.kernel.delete_module(m.name, O_NONBLOCK | (O_TRUNC if flags.force else 0))
+        state.changed()
     except KernelError as exc:
         if exc.errno == errno.ENOENT:
             if flags.first_time:
