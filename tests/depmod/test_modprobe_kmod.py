@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lkm.corpus import depmod_root
 from tests.conftest import ROOT, require
@@ -19,16 +21,17 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from modprobe_oracle_full import queries
 
 
-def lkm_modprobe(args: list[str]) -> subprocess.CompletedProcess[str]:
+def lkm_modprobe(args: list[str]) -> subprocess.CompletedProcess[bytes]:
     env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        [sys.executable, "-m", "lkm", "modprobe", *args], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", "lkm", "modprobe", *args], capture_output=True, env=env, check=False
     )
 
 
 def same(args: list[str]) -> None:
+    """stdout, stderr (bytes) and exit status of kmod's modprobe and lkm's agree."""
     modprobe = kmod_tool("modprobe")
-    pk = subprocess.run([modprobe, *args], capture_output=True, text=True, check=False)
+    pk = subprocess.run([modprobe, *args], capture_output=True, check=False)
     pl = lkm_modprobe(args)
     assert (pl.stdout, pl.stderr, pl.returncode) == (pk.stdout, pk.stderr, pk.returncode), args
 
@@ -186,3 +189,33 @@ def test_show_symbols_corpus_sample(name: str, corpus_trees) -> None:  # type: i
     for f in random.Random(2).sample(module_files(trees[name]), 15):
         for flag in ("--show-exports", "--show-modversions"):
             same([flag, str(f)])
+
+
+WORD = st.sampled_from(
+    ["a", "b-c", "d_e", "f*", "g[-_]h", "x=1", 'y="p q"', "$CMDLINE_OPTS", "pre:", "post:", "#x"]
+)
+SEP = st.sampled_from([" ", "\t", "  ", " \\\n "])
+DIRECTIVE = st.sampled_from(
+    ["alias", "options", "install", "remove", "softdep", "blacklist", "include", "bogus", "#", "", " alias"]
+)
+
+
+@st.composite
+def config_text(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 8))):
+        words = [draw(DIRECTIVE), *draw(st.lists(WORD, max_size=5))]
+        text = words[0]
+        for w in words[1:]:
+            text += draw(SEP) + w
+        lines.append(text)
+    return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\\"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=config_text())
+def test_config_parser_vs_kmod(tree: Path, tmp_path: Path, text: str) -> None:
+    """Generated modprobe.d text, parsed by both and dumped with -c (kmod's parser is the oracle)."""
+    conf = tmp_path / "gen.conf"
+    conf.write_text(text)
+    same(["-d", str(tree), "-S", RELEASE, "-C", str(conf), "-c"])

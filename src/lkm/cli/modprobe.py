@@ -68,10 +68,12 @@ def run(prog: str, args: list[str]) -> int:
     o = Opts()
 
     def log(prio: str, msg: str) -> None:
+        # bytes as the files hold them (surrogate-escaped), like kmod's printf
         if prio == "RAW":
-            sys.stderr.write(msg + "\n")
+            sys.stderr.buffer.write((msg + "\n").encode("utf-8", "surrogateescape"))
         elif not o.quiet or prio not in ("FATAL", "ERROR"):
-            sys.stderr.write(f"{name}: {prio}: {msg}\n")
+            sys.stderr.buffer.write(f"{name}: {prio}: {msg}\n".encode("utf-8", "surrogateescape"))
+        sys.stderr.flush()
 
     try:
         opts, operands = parse(args, SHORT, LONG)

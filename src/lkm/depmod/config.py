@@ -109,14 +109,17 @@ def read_lines(filename: str) -> list[tuple[int, str]]:
             n += 1
             out.append((n, "".join(buf)))
             buf = []
-        elif c == "\\" and i < end:
+        elif c == "\\":
+            if i == end:  # getc() gives EOF, stored as the byte 0xff
+                buf.append("\udcff")
+                continue
             c = text[i]
             i += 1
             if c == "\n":
                 n += 1
             else:
                 buf.append(c)
-        elif c != "\\":
+        else:
             buf.append(c)
     if buf:
         out.append((n + 1, "".join(buf)))

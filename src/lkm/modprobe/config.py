@@ -17,6 +17,7 @@ from lkm.record import Record
 # libkmod reports configuration errors through its own logger, naming its source location
 # (Debian's kmod 30 build); modprobe prints them verbatim.
 LIBKMOD_BAD_LINE = "libkmod: ERROR ../libkmod/libkmod-config.c:712 kmod_config_parse: "
+LIBKMOD_DEPRECATED = "libkmod: ERROR ../libkmod/libkmod-config.c:708 kmod_config_parse: "
 DEFAULT_CONFIG_PATHS = ("/etc/modprobe.d", "/run/modprobe.d", "/usr/local/lib/modprobe.d", "/lib/modprobe.d")
 
 
@@ -53,8 +54,7 @@ def _split2(rest: str) -> tuple[str | None, str | None]:
     while i < len(rest) and rest[i] not in " \t":
         i += 1
     word = rest[:i]
-    tail = rest[i + 1 :] if i < len(rest) else ""
-    tail = tail.lstrip(" \t")
+    tail = rest[i + 1 :] if i < len(rest) else ""  # strtok_r(NULL, ""): kept as it is
     return word, tail or None
 
 
@@ -65,7 +65,7 @@ def parse_config(cfg: ModprobeConfig, filename: str, lines: list[tuple[int, str]
         cmd, rest = _split2(line)
         if cmd is None:
             continue
-        words = (rest or "").split()
+        words = [w for w in (rest or "").replace("\t", " ").split(" ") if w]  # strtok(" \t")
         ok = True
         if cmd == "alias":
             ok = len(words) >= 2
@@ -93,7 +93,7 @@ def parse_config(cfg: ModprobeConfig, filename: str, lines: list[tuple[int, str]
                 pre: list[str] = []
                 post: list[str] = []
                 into = None
-                for w in words[1:]:
+                for w in (rest or "").split()[1:]:  # the softdep list splits at isspace()
                     if w == "pre:":
                         into = pre
                     elif w == "post:":
@@ -102,7 +102,9 @@ def parse_config(cfg: ModprobeConfig, filename: str, lines: list[tuple[int, str]
                         into.append(w)
                 cfg.softdeps.append(Softdep(normalize(words[0]), pre, post))
         elif cmd in ("include", "config"):
-            cfg.messages.append(("ERROR", f"{filename}: command {cmd} is deprecated and not parsed anymore"))
+            cfg.messages.append(
+                ("RAW", f"{LIBKMOD_DEPRECATED}{filename}: command {cmd} is deprecated and not parsed anymore")
+            )
         else:
             ok = False
         if not ok:
