@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ROOT
 from tests.depmod.conftest import RELEASE, copy_tree, kmod_tool, make_tree, outputs
@@ -264,3 +266,33 @@ def test_tangled_cycles_where_kmod_aborts(tmp_path: Path) -> None:
     assert not [
         p for p in (tmp_path / "l" / "lib/modules" / RELEASE).iterdir() if p.name.startswith("modules.")
     ]
+
+
+DEPMOD_WORD = st.sampled_from(
+    ["updates", "kernel", "kernel/lib", "built-in", "external", "extra", "c", "*", "6\\.1.*"]
+)
+DEPMOD_DIRECTIVE = st.sampled_from(
+    ["search", "override", "exclude", "external", "include", "make_map_files", "bad"]
+)
+
+
+@st.composite
+def depmod_conf(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 5))):
+        words = [draw(DEPMOD_DIRECTIVE), *draw(st.lists(DEPMOD_WORD, max_size=4))]
+        lines.append(draw(st.sampled_from([" ", "\t"])).join(words))
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conf=depmod_conf())
+def test_depmod_d_generated(tmp_path_factory: pytest.TempPathFactory, conf: str) -> None:
+    """Generated depmod.d text (search order, overrides, excludes, externals, bad lines) and
+    the tree depmod makes of it: kmod's depmod is the oracle."""
+    tmp = tmp_path_factory.mktemp("gen")
+    ext = tmp / "ext"
+    ext.mkdir()
+    (ext / "c.ko").write_bytes(make_module("c", exports={"c_fn": 1}))
+    (tmp / "gen.conf").write_text(conf.replace("external ", f"external {ext} ", 1) + f"external * {ext}\n")
+    both(tmp, CHAIN, ["-C", str(tmp / "gen.conf")])

@@ -156,7 +156,7 @@ def _parse(cfg: DepmodConfig, filename: str, release: str) -> None:
                 continue
             for d in args[1:]:
                 cfg.externals.insert(0, d)
-        elif cmd == "exclude" and args:
+        elif cmd == "exclude":
             for d in args:
                 cfg.excludes.insert(0, d)
         elif cmd in ("include", "make_map_files"):
