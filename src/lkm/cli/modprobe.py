@@ -51,7 +51,7 @@ LONG = [
 
 class Opts:
     all = remove = resolve = ignore_install = ignore_remove = blacklist = show = False
-    dump_config = dry_run = quiet = first_time = remove_holders = False
+    dump_config = dry_run = quiet = first_time = remove_holders = force = False
     modversions = exports = False
     root: str | None = None
     release: str | None = None
@@ -114,6 +114,8 @@ def run(prog: str, args: list[str]) -> int:
             o.verbose += 1
         elif f == "first-time":
             o.first_time = True
+        elif f in ("f", "force", "force-modversion", "force-vermagic"):
+            o.force = True  # insert ignoring version magic and symbol versions
         elif f == "remove-holders":
             o.remove_holders = True
         elif f in ("V", "version"):
@@ -160,6 +162,7 @@ def run(prog: str, args: list[str]) -> int:
         blacklist=o.blacklist,
         ignore_commands=o.ignore_install,
         remove_holders=o.remove_holders,
+        force=o.force,
     )
     out = sys.stdout
 
