@@ -25,6 +25,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "verify": ("lkm.cli.verify", "check that loaded modules are byte for byte their files (/proc/kcore)"),
     "run": ("lkm.cli.run", "run a module's init (and exit) in an emulated CPU, tracing its kernel calls"),
     "dev": ("lkm.cli.dev", "call an emulated driver's file_operations (open, read, write, ioctl, release)"),
+    "depmod": ("lkm.cli.depmod", "write the module dependency database (kmod-compatible)"),
+    "modprobe": ("lkm.cli.modprobe", "add or remove modules with their dependencies (kmod-compatible)"),
 }
 
 
