@@ -100,7 +100,7 @@ class KernelState:
 
     def holders(self, m: Mod) -> list[str]:
         got = self._loaded(m.name)
-        return list(got.holders) if got is not None else []
+        return list(got.holders or ()) if got is not None else []
 
 
 def run_command(m: Mod, kind: str, command: str, options: str, emit: Emit) -> int:
