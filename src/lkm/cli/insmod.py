@@ -32,6 +32,11 @@ def mod_strerror(err: int) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import choose
+
+    done, chosen, args = choose(prog, args, "insmod")
+    if done is not None:
+        return done
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "psfVh", ["version", "help"])
@@ -60,7 +65,7 @@ def run(prog: str, args: list[str]) -> int:
         err(f"{prog}: ERROR: could not load module {filename}: {exc.strerror}\n")
         return 1
     try:
-        insert_module(open_kernel(), filename, join_options(operands[1:]), force=force)
+        insert_module(chosen or open_kernel(), filename, join_options(operands[1:]), force=force)
     except KernelError as exc:
         err(f"{prog}: ERROR: could not insert module {filename}: {mod_strerror(exc.errno)}\n")
         return 1

@@ -21,13 +21,18 @@ def format_lsmod(modules: list[LoadedModule]) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import choose
+
+    done, chosen, args = choose(prog, args, "lsmod")
+    if done is not None:
+        return done
     if args:
         sys.stderr.write(f"Usage: {prog}\n")
         return 1
     from lkm.kernel import KernelError, open_kernel
 
     try:
-        modules = open_kernel().modules()
+        modules = (chosen or open_kernel()).modules()
     except KernelError as exc:
         # kmod 30's lsmod words this one without its program name.
         sys.stderr.write(f"Error: could not get list of modules: {exc.strerror}\n")

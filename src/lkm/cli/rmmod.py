@@ -24,6 +24,11 @@ HELP = (
 
 
 def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import choose
+
+    done, chosen, args = choose(prog, args, "rmmod")
+    if done is not None:
+        return done
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "fsvVwh", ["force", "syslog", "verbose", "version", "wait", "help"])
@@ -42,7 +47,7 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel import KernelError, open_kernel
     from lkm.kernel.load import NotRemovable, check_removable, module_name, remove_module
 
-    kernel = open_kernel()
+    kernel = chosen or open_kernel()
     failed = 0
     for arg in operands:
         name = module_name(arg) if os.path.exists(arg) else arg.replace("-", "_")

@@ -176,6 +176,7 @@ class ElfFile:
         "_shstr_end",
         "_shstr_off",
         "_sym_cache",
+        "_symtab_no",
         "data",
         "e_machine",
         "e_shentsize",
@@ -245,6 +246,7 @@ class ElfFile:
         self._made: dict[int, Section] = {}
         self._name_offsets = [r[0] for r in raw]
         self._strtabs: dict[int, tuple[int, int, int, int]] = {}
+        self._symtab_no = -1  # index of the first SYMTAB, 0 if none; -1 until looked up
 
     def _make_section(self, i: int) -> Section:
         no, typ, flags, addr, off, sz, link, info, align, entsize = self._raw[i]
@@ -322,10 +324,11 @@ class ElfFile:
 
     def symtab(self) -> Section | None:
         """The first SHT_SYMTAB section (6.1's rule), or None."""
-        for i, r in enumerate(self._raw):
-            if r[1] == SHT_SYMTAB:
-                return self.section_at(i)
-        return None
+        no = self._symtab_no
+        if no < 0:
+            types = list(map(itemgetter(1), self._raw))
+            no = self._symtab_no = types.index(SHT_SYMTAB) if SHT_SYMTAB in types else 0
+        return self.section_at(no) if no else None
 
     def section_at(self, number: int) -> Section:
         if self._sections is not None:
@@ -468,23 +471,17 @@ class ElfFile:
         starts = list(map(add, accumulate(map(len, parts), initial=lo), count()))
         at = dict(zip(starts, parts, strict=False))
         at[0] = ""
-        try:
-            return list(itemgetter(*offs)(at)) if len(offs) > 1 else [at[offs[0]]]
-        except KeyError:
-            pass
-        out = []
-        for o in offs:
-            name = at.get(o)
-            if name is None:
-                if o < lo:  # outside the split span
-                    name = self._name(s0, s1, o, start)
-                else:  # inside a string: the linker shared a suffix
-                    from bisect import bisect_right
+        missing = set(offs).difference(at)
+        if missing:
+            from bisect import bisect_right
 
+            for o in missing:
+                if o < lo:  # outside the split span
+                    at[o] = self._name(s0, s1, o, start)
+                else:  # inside a string: the linker shared a suffix
                     i = bisect_right(starts, o) - 1
-                    name = parts[i][o - starts[i] :]
-            out.append(name)
-        return out
+                    at[o] = parts[i][o - starts[i] :]
+        return list(itemgetter(*offs)(at)) if len(offs) > 1 else [at[offs[0]]]
 
     def _scan(self, symtab: Section | None, *, start: int | None = None, undefined: bool = False
               ) -> list[tuple[int, str, tuple[int, ...]]]:  # fmt: skip
