@@ -131,6 +131,31 @@ def qemu_path(arch: str) -> str:
     return path
 
 
+def start(
+    arch: str,
+    kernel: Path,
+    initrd: Path,
+    console_log: Path,
+    *,
+    append: str = "",
+    extra: Sequence[str] = (),
+    memory_mb: int = 1024,
+    kaslr: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start QEMU (TCG) on *kernel*; the serial console goes to *console_log*."""
+    g = GUESTS[arch]
+    args = f"console={g.console} {'' if kaslr else 'nokaslr '}quiet loglevel=0 panic=-1 {append}".strip()
+    cmd = [
+        qemu_path(arch),
+        "-nodefaults", "-no-user-config", "-accel", "tcg", *g.machine,
+        "-smp", "1", "-m", str(memory_mb), "-display", "none", "-monitor", "none",
+        "-serial", f"file:{console_log}", "-no-reboot",
+        "-kernel", str(kernel), "-initrd", str(initrd), "-append", args,
+        *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def boot(
     arch: str,
     kernel: Path,
@@ -144,17 +169,7 @@ def boot(
 ) -> bytes:
     """Boot *kernel* under TCG until the guest powers off; return what it wrote to the serial
     console.  GuestError on timeout or a QEMU failure."""
-    g = GUESTS[arch]
-    cmd = [
-        qemu_path(arch),
-        "-nodefaults", "-no-user-config", "-accel", "tcg", *g.machine,
-        "-smp", "1", "-m", str(memory_mb), "-display", "none", "-monitor", "none",
-        "-serial", f"file:{console_log}", "-no-reboot",
-        "-kernel", str(kernel), "-initrd", str(initrd),
-        "-append", f"console={g.console} nokaslr quiet loglevel=0 panic=-1 {append}".strip(),
-        *extra,
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start(arch, kernel, initrd, console_log, append=append, extra=extra, memory_mb=memory_mb)
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -163,5 +178,54 @@ def boot(
         raise GuestError(f"{kernel.name}: no poweroff within {timeout:.0f} s") from None
     if proc.returncode != 0:
         msg = err.decode(errors="replace").strip()
-        raise GuestError(f"{kernel.name}: {Path(g.qemu).name} exited {proc.returncode}: {msg}")
+        raise GuestError(f"{kernel.name}: {Path(GUESTS[arch].qemu).name} exited {proc.returncode}: {msg}")
     return console_log.read_bytes() if console_log.exists() else b""
+
+
+class Qmp:
+    """A minimal QMP client (QEMU's JSON monitor) over a UNIX socket."""
+
+    def __init__(self, path: str, timeout: float = 60.0) -> None:
+        import json
+        import socket
+        import time
+
+        self._json = json
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise GuestError(f"no QMP socket at {path}") from None
+                time.sleep(0.2)
+        self.file = self.sock.makefile("rwb")
+        self._reply()  # greeting
+        self.execute("qmp_capabilities")
+
+    def _reply(self) -> dict[str, object]:
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise GuestError("QMP connection closed")
+            msg: dict[str, object] = self._json.loads(line)
+            if "event" not in msg:
+                return msg
+
+    def execute(self, command: str, **arguments: object) -> object:
+        req: dict[str, object] = {"execute": command}
+        if arguments:
+            req["arguments"] = arguments
+        self.file.write(self._json.dumps(req).encode() + b"\n")
+        self.file.flush()
+        reply = self._reply()
+        if "error" in reply:
+            raise GuestError(f"QMP {command}: {reply['error']}")
+        return reply.get("return")
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()

@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from lkm.compress import decompress, detect
@@ -55,14 +56,15 @@ def _by_name(tree: CorpusTree) -> dict[str, Path]:
     return {module_name(str(p)): p for p in module_files(tree)}
 
 
-def boot_modules(tree: CorpusTree) -> list[Path]:
-    """BOOT_MODULES of *tree* and their dependencies, each after what it depends on."""
+def with_dependencies(tree: CorpusTree, names: Sequence[str]) -> list[Path]:
+    """The module files of *names* and their dependencies, each after what it depends on
+    (names that are no module file of *tree* are built in, and skipped)."""
     files = _by_name(tree)
     order: list[Path] = []
     seen: set[str] = set()
 
     def visit(name: str) -> None:
-        if name in seen or name not in files:  # not a module file: built in
+        if name in seen or name not in files:
             return
         seen.add(name)
         with ModuleFile.open(files[name]) as mod:
@@ -71,9 +73,30 @@ def boot_modules(tree: CorpusTree) -> list[Path]:
             visit(d)
         order.append(files[name])
 
-    for name in BOOT_MODULES:
+    for name in names:
         visit(name)
     return order
+
+
+def boot_modules(tree: CorpusTree) -> list[Path]:
+    """BOOT_MODULES of *tree* and their dependencies, in load order."""
+    return with_dependencies(tree, BOOT_MODULES)
+
+
+# Directories of the corpus whose modules load without their hardware; names that run
+# self-tests or stress threads at load time are left out.
+SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
+SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
+
+
+def candidates(tree: CorpusTree) -> list[Path]:
+    """Corpus modules that load without hardware, sorted."""
+    out = []
+    for p in module_files(tree):
+        rel = str(p.relative_to(tree.modules_dir))
+        if rel.startswith(SOFTWARE_DIRS) and not any(w in p.name for w in SKIP_WORDS):
+            out.append(p)
+    return out
 
 
 def _plain(path: Path) -> bytes:

@@ -21,6 +21,7 @@ from lkm.kernel.interface import (
 # (e.g. a model kernel's state file) are passed through as keyword arguments.
 BACKENDS: dict[str, str] = {
     "live": "lkm.kernel.live:LiveKernel",
+    "snapshot": "lkm.kernel.snapshot:SnapshotKernel",  # path=DIR: a captured machine, read-only
 }
 
 

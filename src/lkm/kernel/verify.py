@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Protocol
 
-from lkm.elf.constants import SHF_WRITE, SHT_NOBITS, SHT_RELA
-from lkm.elf.core import CoreFile
+from lkm.elf.constants import EM_386, EM_AARCH64, EM_X86_64, SHF_WRITE, SHT_NOBITS, SHT_REL, SHT_RELA
 from lkm.kernel.interface import Kernel
-from lkm.link.image import LinkedImage, link_module
+from lkm.link.image import MACHINE_ARCH, LinkedImage, link_module
 from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
 from lkm.link.layout import KernelConfig, Layout, default_rules, layout_module
 from lkm.link.resolve import kernel_resolver
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.symbols.table import SymbolTable
+
+
+class Memory(Protocol):
+    """Kernel virtual memory: /proc/kcore (:class:`lkm.elf.core.CoreFile`) or a snapshot's."""
+
+    def read(self, address: int, size: int) -> bytes: ...
 
 
 class SiteTable(Record):
@@ -63,29 +69,48 @@ def _all(n: int) -> dict[str, int]:
     return dict.fromkeys(_BOTH, n)
 
 
-# x86-64 (arch/x86/kernel/module.c module_finalize, kernel/module/main.c post_relocation).
-SITE_TABLES: dict[str, SiteTable] = {
-    # struct alt_instr: s32 instr, s32 repl, cpuid (6.1: u16; 6.12: u32 ft_flags), u8 instrlen, u8 repllen
-    ".altinstructions": SiteTable("alternatives", {"linux-6.1": 12, "linux-6.12": 14}, 0, True, len_at=-2),
-    # struct paravirt_patch_site: u8 *instr; u8 type; u8 len
-    ".parainstructions": SiteTable("paravirt", _all(16), 0, False, len_at=9),
-    ".retpoline_sites": SiteTable("retpolines", _all(4), 0, True, 6),
-    ".return_sites": SiteTable("return thunks", _all(4), 0, True, 5),
-    ".call_sites": SiteTable("call thunks", _all(4), 0, True, 5),
-    ".cfi_sites": SiteTable("cfi", _all(4), 0, True, 16),
-    ".ibt_endbr_seal": SiteTable("endbr seal", _all(4), 0, True, 4),
-    ".smp_locks": SiteTable("smp locks", _all(4), 0, True, 1),
-    "__mcount_loc": SiteTable("ftrace", _all(8), 0, False, 5),
-    # struct jump_entry: s32 code, s32 target, long key; a 2- or 5-byte jmp/nop
-    "__jump_table": SiteTable("jump labels", _all(16), 0, True, 5),
-    # struct static_call_site: s32 addr, s32 key
-    ".static_call_sites": SiteTable("static calls", _all(8), 0, True, 5),
+def _x86(word: int) -> dict[str, SiteTable]:
+    """x86 (arch/x86/kernel/module.c module_finalize, kernel/module/main.c post_relocation)."""
+    return {
+        # struct alt_instr: s32 instr, s32 repl, cpuid (6.1: u16; 6.12: u32 ft_flags), u8 instrlen, u8 replen
+        ".altinstructions": SiteTable(
+            "alternatives", {"linux-6.1": 12, "linux-6.12": 14}, 0, True, len_at=-2
+        ),
+        # struct paravirt_patch_site: u8 *instr; u8 type; u8 len
+        ".parainstructions": SiteTable("paravirt", _all(2 * word), 0, False, len_at=word + 1),
+        ".retpoline_sites": SiteTable("retpolines", _all(4), 0, True, 6),
+        ".return_sites": SiteTable("return thunks", _all(4), 0, True, 5),
+        ".call_sites": SiteTable("call thunks", _all(4), 0, True, 5),
+        ".cfi_sites": SiteTable("cfi", _all(4), 0, True, 16),
+        ".ibt_endbr_seal": SiteTable("endbr seal", _all(4), 0, True, 4),
+        ".smp_locks": SiteTable("smp locks", _all(4), 0, True, 1),
+        "__mcount_loc": SiteTable("ftrace", _all(word), 0, False, 5),
+        # struct jump_entry: s32 code, s32 target, long key; a 2- or 5-byte jmp/nop
+        "__jump_table": SiteTable("jump labels", _all(8 + word), 0, True, 5),
+        # struct static_call_site: s32 addr, s32 key
+        ".static_call_sites": SiteTable("static calls", _all(8), 0, True, 5),
+    }
+
+
+# Per architecture (lkm.link.image.MACHINE_ARCH names).
+SITE_TABLES: dict[str, dict[str, SiteTable]] = {
+    "x86_64": _x86(8),
+    "i386": _x86(4),
+    "arm64": {
+        # struct alt_instr: s32 orig, s32 alt, u16 cpufeature, u8 orig_len, u8 alt_len
+        ".altinstructions": SiteTable("alternatives", _all(12), 0, True, len_at=-2),
+        # the two NOPs of -fpatchable-function-entry=2, one pointer per function
+        "__patchable_function_entries": SiteTable("ftrace", _all(8), 0, False, 8),
+        "__jump_table": SiteTable("jump labels", _all(16), 0, True, 4),
+    },
 }
 
 # Sections the kernel rewrites as a whole: sorted in place, flags or-ed in, or filled in.
 REWRITTEN: dict[str, str] = {
     ".gnu.linkonce.this_module": "module struct",
     "__mcount_loc": "ftrace (sorted)",
+    "__patchable_function_entries": "ftrace (sorted)",
+    ".text.ftrace_trampoline": "ftrace trampoline",
     "__jump_table": "jump labels (sorted)",
     ".static_call_sites": "static calls (sorted, flagged)",
     ".orc_unwind_ip": "ORC (sorted)",
@@ -131,32 +156,83 @@ def _region_bases(layout: Layout, addrs: dict[str, int], report: Report) -> dict
     return bases
 
 
-def _percpu_base(mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: CoreFile) -> int:
+# Absolute relocation types (type -> size) by machine, to read a per-CPU address back.
+_ABS_RELOCS: dict[int, dict[int, int]] = {EM_X86_64: {1: 8, 11: 4}, EM_386: {1: 4}}
+
+
+def _percpu_base(mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: Memory) -> int:
     """The module's per-CPU area: recovered from the first absolute relocation against a
     per-CPU symbol (the kernel does not list the section's address)."""
-    sec = mod.elf.section(".data..percpu")
-    if sec is None or not sec.size:
+    elf = mod.elf
+    sec = elf.section(".data..percpu")
+    types = _ABS_RELOCS.get(elf.e_machine, {})
+    if sec is None or not sec.size or not (types or elf.e_machine == EM_AARCH64):
         return 0
-    syms = mod.elf.symbols()
-    for rs in mod.elf.sections:
-        target = layout.placements.get(rs.info) if rs.type == SHT_RELA else None
+    syms = elf.symbols()
+    if elf.e_machine == EM_AARCH64:
+        return _percpu_base_arm64(mod, layout, addrs, core, sec.number)
+    for rs in elf.sections:
+        target = layout.placements.get(rs.info) if rs.type in (SHT_REL, SHT_RELA) else None
         if target is None or target.name not in addrs or target.region.startswith("init"):
             continue
-        for r in mod.elf.relocations(rs):
+        for r in elf.relocations(rs):
             s = syms[r.sym]
-            if s.shndx != sec.number or r.type not in (1, 11):  # R_X86_64_64, R_X86_64_32S
+            size = types.get(r.type)
+            if s.shndx != sec.number or size is None:
                 continue
-            size = 8 if r.type == 1 else 4
             raw = core.read(addrs[target.name] + r.offset, size)
-            value = int.from_bytes(raw, "little", signed=size == 4) & 0xFFFFFFFFFFFFFFFF
-            return value - (r.addend or 0) - s.value
+            addend = r.addend
+            if addend is None:  # REL: the addend is in place, in the file
+                data = elf.section_bytes(elf.sections[rs.info])
+                addend = int.from_bytes(data[r.offset : r.offset + size], "little", signed=True)
+            value = int.from_bytes(raw, "little", signed=size < elf.elfclass // 8)
+            return (value - addend - s.value) & ((1 << elf.elfclass) - 1)
+    return 0
+
+
+_ADRP, _ADD_LO12 = (275, 276), 277  # R_AARCH64_ADR_PREL_PG_HI21(_NC), R_AARCH64_ADD_ABS_LO12_NC
+
+
+def _percpu_base_arm64(
+    mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: Memory, shndx: int
+) -> int:
+    """arm64 reaches per-CPU data with ADRP + ADD: the page from the first, the low 12 bits
+    from the second (same symbol and addend), read back from the kernel's memory."""
+    elf = mod.elf
+    syms = elf.symbols()
+    pages: dict[tuple[int, int], int] = {}
+    lows: dict[tuple[int, int], int] = {}
+    for rs in elf.sections_of_type(SHT_RELA):
+        target = layout.placements.get(rs.info)
+        if target is None or target.name not in addrs or target.region.startswith("init"):
+            continue
+        for r in elf.relocations(rs):
+            if syms[r.sym].shndx != shndx or r.type not in (*_ADRP, _ADD_LO12):
+                continue
+            place = addrs[target.name] + r.offset
+            insn = int.from_bytes(core.read(place, 4), "little")
+            key = (r.sym, r.addend or 0)
+            if r.type == _ADD_LO12:
+                lows.setdefault(key, (insn >> 10) & 0xFFF)
+            else:
+                imm = ((insn >> 5) & 0x7FFFF) << 2 | (insn >> 29) & 3
+                imm -= (imm & 1 << 20) << 1  # sign-extend 21 bits
+                pages.setdefault(key, (place & ~0xFFF) + (imm << 12))
+            both = [k for k in pages if k in lows]
+            if both:
+                sym, addend = both[0]
+                value = (pages[both[0]] | lows[both[0]]) - addend
+                return (value - syms[sym].value) & ((1 << 64) - 1)
     return 0
 
 
 def _masks(mod: ModuleFile, image: LinkedImage, rules: str) -> list[tuple[int, int, str]]:
     """(start, end, reason) of every patched site, by address."""
     out = []
-    for name, t in SITE_TABLES.items():
+    word = mod.elf.elfclass // 8
+    pointer = "<Q" if word == 8 else "<I"
+    mask = (1 << (8 * word)) - 1
+    for name, t in SITE_TABLES.get(MACHINE_ARCH.get(mod.elf.e_machine, ""), {}).items():
         sec = mod.elf.section(name)
         if sec is None or sec.number not in image.layout.placements or not sec.size:
             continue
@@ -165,9 +241,9 @@ def _masks(mod: ModuleFile, image: LinkedImage, rules: str) -> list[tuple[int, i
         size = t.size.get(rules, t.size["linux-6.12"])
         for off in range(0, len(data) - size + 1, size):
             if t.rel32:
-                site = base + off + t.at + struct.unpack_from("<i", data, off + t.at)[0]
+                site = (base + off + t.at + struct.unpack_from("<i", data, off + t.at)[0]) & mask
             else:
-                site = struct.unpack_from("<Q", data, off + t.at)[0]
+                site = struct.unpack_from(pointer, data, off + t.at)[0]
             length = data[off + (t.len_at % size)] if t.len_at is not None else t.length
             out.append((site, site + length, t.reason))
     return out
@@ -176,7 +252,7 @@ def _masks(mod: ModuleFile, image: LinkedImage, rules: str) -> list[tuple[int, i
 def verify_module(
     mod: ModuleFile,
     kernel: Kernel,
-    core: CoreFile,
+    core: Memory,
     table: SymbolTable,
     *,
     rules: str | None = None,
@@ -184,7 +260,8 @@ def verify_module(
     kallsyms_text: str | None = None,
 ) -> Report:
     """Compare the loaded module named ``mod.name`` with *mod* relinked at its addresses;
-    *rules* default to those of the module's vermagic."""
+    *rules* default to those of the module's vermagic.  The module's exports are added to
+    *table*: verify modules in load order (dependencies first)."""
     rules = rules or default_rules(mod.is_24, mod.vermagic)
     report = Report(mod.name)
     addrs = kernel.sections(mod.name)
@@ -195,6 +272,10 @@ def verify_module(
     percpu = _percpu_base(mod, layout, addrs, core)
     resolve = _resolver(mod, table)
     image = link_module(mod, layout, bases, resolve, percpu_base=percpu)
+    # Its exports, at the addresses just confirmed, for the modules verified after it (a kernel
+    # without CONFIG_KALLSYMS_ALL lists no module data symbols).
+    values = {s.name: image.symbol_values[s.number] for s in mod.elf.symbols() if s.name and s.shndx}
+    table.add_module_exports(mod.name, mod.exports, values)
     masks = sorted(_masks(mod, image, rules))
     _compare_bytes(mod, image, core, masks, report)
     text = kallsyms_text if kallsyms_text is not None else kernel.kallsyms()
@@ -237,7 +318,7 @@ def _masked_at(masks: list[tuple[int, int, str]]) -> Callable[[int], str | None]
 
 
 def _compare_bytes(
-    mod: ModuleFile, image: LinkedImage, core: CoreFile, masks: list[tuple[int, int, str]], report: Report
+    mod: ModuleFile, image: LinkedImage, core: Memory, masks: list[tuple[int, int, str]], report: Report
 ) -> None:
     masked_at = _masked_at(masks)
     for n, p in sorted(image.layout.placements.items(), key=lambda kv: image.section_addresses[kv[0]]):

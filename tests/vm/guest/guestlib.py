@@ -99,21 +99,6 @@ def unload_new(before: list[str]) -> None:
 
 # -- lkm verify over many corpus modules -----------------------------------------------------
 
-# Directories of the corpus whose modules load without their hardware; names that run
-# self-tests or stress threads at load time are left out.
-SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
-SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
-
-
-def candidates(t: CorpusTree) -> list[Path]:
-    base = t.modules_dir
-    out = []
-    for p in module_files(t):
-        rel = str(p.relative_to(base))
-        if rel.startswith(SOFTWARE_DIRS) and not any(w in p.name for w in SKIP_WORDS):
-            out.append(p)
-    return out
-
 
 def load_with_deps(path: Path, files: dict[str, Path], done: set[str]) -> bool:
     """Load *path* after what it depends on (kmod's insmod); False if anything failed."""
@@ -137,6 +122,9 @@ def load_sample(t: CorpusTree, count: int) -> dict[str, Path]:
     """Load about *count* corpus modules (spread evenly over the candidates) with their
     dependencies; name -> file of every module loaded."""
     files = {module_name(str(p)): p for p in module_files(t)}
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from harness import candidates  # type: ignore[import-not-found]
+
     cands = candidates(t)
     done: set[str] = set()
     stride = max(1, len(cands) // (count * 2))
@@ -171,7 +159,8 @@ def verify_loaded(t: CorpusTree, modules: dict[str, Path]) -> dict[str, object]:
         "errors": [],
     }
     masked: dict[str, int] = {}
-    for name, path in sorted(modules.items()):
+    order = {n: i for i, n in enumerate(reversed(loaded()))}  # load order: exporters first
+    for name, path in sorted(modules.items(), key=lambda kv: order.get(kv[0], -1)):
         try:
             mod = ModuleFile.open(path)
             rep = verify_module(mod, kernel, core, table, config=config, kallsyms_text=text)
