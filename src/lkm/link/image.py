@@ -321,6 +321,11 @@ def _emit_plt(
     i = plts.get(shndx, 0)
     base = addresses[shndx]
     entry = arm64.plt_entry(dst, base + i * arm64.PLT_ENTRY_SIZE)
+    if i > limit:
+        raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
+    # The kernel writes plt[i] before its duplicate check, so a duplicate's entry stays one slot
+    # past the count until the next new entry overwrites it (the section has a spare slot).
+    buf[p.offset + i * 12 : p.offset + (i + 1) * 12] = entry
     if i > 0:
         prev = bytes(buf[p.offset + (i - 1) * 12 : p.offset + i * 12])
         # plt_entries_equal: same target (the adrp page is pc-relative, so compare by target)
@@ -328,6 +333,5 @@ def _emit_plt(
             return base + (i - 1) * arm64.PLT_ENTRY_SIZE
     if i >= limit:
         raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
-    buf[p.offset + i * 12 : p.offset + (i + 1) * 12] = entry
     plts[shndx] = i + 1
     return base + i * arm64.PLT_ENTRY_SIZE
