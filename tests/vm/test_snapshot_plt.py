@@ -5,7 +5,8 @@ kernel and their calls go through the PLT that module_emit_plt_entry fills.
 The kernel writes plt[i] before checking whether it duplicates plt[i-1], so the entry of the
 last duplicate stays one slot past the count.  lkm's linker does the same; lkm verify compares
 the PLT (it is not masked), so a run without differences shows lkm's PLT is the kernel's byte
-for byte, and a byte altered in that spare slot must be reported.
+for byte, and a byte altered in that spare slot must be reported, as must a byte of a branch
+in .text.
 """
 
 from __future__ import annotations
@@ -88,24 +89,36 @@ def test_arm64_plt_spare_slot(tmp_path: Path) -> None:
         used += len(entries)
         if len(entries) >= 2 and entries[-1][1] == entries[-2][1]:
             spare.append((name, entries[-1][0]))
+    # A branch in .text altered in the saved memory (a relocated BL, never a patch site):
+    # reported at its address.
     text = kernel.sections(MODULES[0])[".text"]
+    bl = next(text + i for i in range(0, 4096, 4) if memory.read(text + i, 4)[3] & 0xFC == 0x94)
+    _alter(snap, bl)
+    bad = _verify(snap, files[MODULES[0]])
+    assert bad.returncode == 1 and f".text+{bl - text:#x} ({bl:#x})" in bad.stdout, bad.stdout
+
     if abs(text - stext) < 128 << 20:
         return  # this boot's KASLR seed put modules within branch range: no PLT to check
     assert used and spare, f"no PLT entries ({used}) or no spare-slot duplicate in {MODULES}"
-
     # The spare slot is compared, not masked: alter it and verify reports its address.
     name, at = spare[0]
+    _alter(snap, at)
+    bad = _verify(snap, files[name])
+    assert bad.returncode == 1 and f"({at:#x})" in bad.stdout and ".plt+" in bad.stdout, bad.stdout
+
+
+def _alter(snap: Path, at: int) -> None:
+    """Flip a bit of the byte at kernel address *at* in the snapshot's saved memory."""
     for piece in sorted((snap / "memory").iterdir()):
         start, size = (int(x, 16) for x in piece.stem.split("-"))
         if start <= at < start + size:
             data = bytearray(piece.read_bytes())
             data[at - start] ^= 0x01
             piece.write_bytes(bytes(data))
-            break
-    bad = subprocess.run(
-        [*lkm_cmd(), "verify", "-q", "--snapshot", str(snap), str(files[name])],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert bad.returncode == 1 and f"({at:#x})" in bad.stdout and ".plt+" in bad.stdout, bad.stdout
+            return
+    raise AssertionError(f"{at:#x} not in the saved memory")
+
+
+def _verify(snap: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [*lkm_cmd(), "verify", "-q", "--snapshot", str(snap), str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
