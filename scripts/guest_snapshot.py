@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "vm")]
 
 from harness import (  # type: ignore[import-not-found]  # noqa: E402
+    INIT_START,
     _by_name,
     _plain,
     boot_modules,
@@ -39,15 +40,9 @@ from lkm.kernel.load import module_name  # noqa: E402
 from lkm.link.layout import KernelConfig, default_rules, layout_module  # noqa: E402
 from lkm.module.file import ModuleFile  # noqa: E402
 
-INIT = """#!/bin/busybox sh
-B=/bin/busybox
-$B mount -t proc proc /proc
-$B mount -t sysfs sys /sys
-$B mount -t devtmpfs dev /dev
-echo 0 > /proc/sys/kernel/kptr_restrict
-echo 1 > /proc/sys/kernel/printk
-for m in {boot}; do $B insmod /m/$m.ko || echo "LKM-GUEST: insmod $m failed"; done
-$B mkdir -p /share
+INIT = (
+    INIT_START
+    + """$B mkdir -p /share
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share /share || echo "LKM-GUEST: no share"
 for m in {sample}; do $B insmod /m/$m.ko 2>/dev/null; done
 $B cat /proc/modules > /share/proc-modules.txt
@@ -63,6 +58,7 @@ $B touch /share/ready
 $B sync
 while true; do $B sleep 1000; done
 """
+)
 
 MACHINE_DEVICES = {"arm64": "virtio-9p-pci", "i386": "virtio-9p-pci", "amd64": "virtio-9p-pci"}
 
@@ -143,7 +139,7 @@ def capture(tree: CorpusTree, out: Path, count: int, timeout: float, names: list
     with tempfile.TemporaryDirectory(prefix=f"snapshot-{tree.name}-") as tmp:
         share = Path(tmp) / "share"
         share.mkdir()
-        init = INIT.format(boot=" ".join(boot_names), sample=" ".join(sample_names))
+        init = INIT.format(modules=" ".join(boot_names), sample=" ".join(sample_names))
         files = [(f"m/{module_name(str(p))}.ko", _plain(p)) for p in boot + sample]
         initrd = Path(tmp) / "initramfs.cpio"
         initrd.write_bytes(make_initramfs(busybox_for(tree.arch, corpus_dir() / "guest"), init, files))

@@ -14,7 +14,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # the kernel's gcc-12, pahole for BTF).
 for tool in modinfo:kmod readelf:binutils xz:xz-utils zstd:zstd gzip:gzip \
             aarch64-linux-gnu-ld:binutils-aarch64-linux-gnu \
-            qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio make:make \
+            qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm \
+            busybox:busybox-static cpio:cpio make:make \
             gcc-12:gcc-12 pahole:dwarves; do
   command -v "${tool%%:*}" >/dev/null || [ -x "/usr/sbin/${tool%%:*}" ] || [ -x "/sbin/${tool%%:*}" ] || need_pkgs+=("${tool#*:}")
 done

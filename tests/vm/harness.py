@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 BOOT_TIMEOUT = 900.0
 
-INIT = """#!/bin/busybox sh
+# The start of every guest's /init: kernel file systems, addresses shown, the boot modules.
+INIT_START = """#!/bin/busybox sh
 B=/bin/busybox
 $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
@@ -35,7 +36,11 @@ $B mount -t devtmpfs dev /dev
 echo 0 > /proc/sys/kernel/kptr_restrict
 echo 1 > /proc/sys/kernel/printk
 for m in {modules}; do $B insmod /m/$m.ko || echo "LKM-GUEST: insmod $m failed"; done
-$B mkdir -p /newroot
+"""
+
+INIT = (
+    INIT_START
+    + """$B mkdir -p /newroot
 $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 hostroot /newroot \\
   || echo "LKM-GUEST: mounting the host failed"
 for d in proc sys dev; do $B mount --bind /$d /newroot/$d; done
@@ -50,6 +55,7 @@ $B sync
 $B umount /newroot{share}
 $B poweroff -f
 """
+)
 
 
 def _by_name(tree: CorpusTree) -> dict[str, Path]:

@@ -70,3 +70,18 @@ def parse(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str,
         else:
             operands.append(a)
     return opts, operands
+
+
+def help_or_version(flag: str, help_text: str) -> bool:
+    """kmod's -h/--help and -V/--version: print and return True; False for any other flag."""
+    import sys
+
+    if flag in ("-h", "--help"):
+        sys.stdout.write(help_text)
+        return True
+    if flag in ("-V", "--version"):
+        from lkm import __version__
+
+        sys.stdout.write(f"lkm version {__version__}\n")
+        return True
+    return False

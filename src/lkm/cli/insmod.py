@@ -10,7 +10,7 @@ import errno
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.getopt import UsageError, help_or_version, parse
 from lkm.errors import LkmError
 
 HELP = (
@@ -40,13 +40,7 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     force = False
     for flag, _ in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP.format(prog=prog))
-            return 0
-        if flag in ("-V", "--version"):
-            from lkm import __version__
-
-            sys.stdout.write(f"lkm version {__version__}\n")
+        if help_or_version(flag, HELP.format(prog=prog)):
             return 0
         if flag == "-f":
             force = True

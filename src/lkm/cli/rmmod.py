@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.getopt import UsageError, help_or_version, parse
 
 HELP = (
     "Usage:\n\t{prog} [options] modulename ...\nOptions:\n"
@@ -32,13 +32,7 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     force = False
     for flag, _ in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP.format(prog=prog))
-            return 0
-        if flag in ("-V", "--version"):
-            from lkm import __version__
-
-            sys.stdout.write(f"lkm version {__version__}\n")
+        if help_or_version(flag, HELP.format(prog=prog)):
             return 0
         if flag in ("-f", "--force"):
             force = True

@@ -1,0 +1,33 @@
+"""Exports recovered from Debian's raw arm64 Image (lkm.symbols.ksymtab) against the kernel's
+own /proc/kallsyms of a nokaslr boot (the corpus's proc-kallsyms.txt, scripts/guest_kallsyms.py):
+every export that kallsyms lists must sit at the address kallsyms gives it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from conftest import require
+
+
+@pytest.mark.corpus
+def test_arm64_image_exports_match_kallsyms(corpus_trees) -> None:  # type: ignore[no-untyped-def]
+    from lkm.symbols.image import decompress_kernel_image
+    from lkm.symbols.ksymtab import raw_image_exports
+
+    tree = next((t for t in corpus_trees if t.arch == "arm64"), None)
+    require(tree is not None and tree.vmlinuz is not None, "arm64 corpus tree missing")
+    kallsyms = tree.root / "proc-kallsyms.txt"
+    require(kallsyms.is_file(), "arm64 proc-kallsyms.txt missing: run scripts/guest_kallsyms.py")
+    running: dict[str, int] = {}
+    for line in kallsyms.read_text().splitlines():
+        a, _t, name = line.split()[:3]
+        running.setdefault(name, int(a, 16))
+    exports = raw_image_exports(decompress_kernel_image(tree.vmlinuz.read_bytes()))
+    assert len(exports) > 10000
+    listed = [(off, name) for off, name, _gpl in exports if name in running]
+    _base, agree = Counter(running[n] - off for off, n in listed).most_common(1)[0]
+    # A few names are also static symbols elsewhere (kallsyms lists those first).
+    assert agree >= 0.995 * len(listed), f"{len(listed) - agree} of {len(listed)} exports disagree"
+    assert sum(gpl for _, _, gpl in exports) > 1000  # __ksymtab_gpl found after __ksymtab
