@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import alter_saved_byte, quiet_text_offset  # type: ignore[import-not-found]
 
 from conftest import ROOT, lkm_cmd, require
 
@@ -48,16 +49,8 @@ def test_snapshot_verify(tree_name: str, tmp_path: Path) -> None:
         for m, s, a in (ln.split() for ln in (snap / "sections.txt").read_text().splitlines())
         if m == victim and s == ".text"
     )
-    at = text + 0x40
-    for piece in sorted((snap / "memory").iterdir()):
-        start, size = (int(x, 16) for x in piece.stem.split("-"))
-        if start <= at < start + size:
-            data = bytearray(piece.read_bytes())
-            data[at - start] ^= 0xFF
-            piece.write_bytes(bytes(data))
-            break
-    else:
-        pytest.fail(f"{victim}: .text not in the saved memory")
+    at = text + quiet_text_offset(files[victim])  # not a patch site (masked)
+    alter_saved_byte(snap, at)
     r = subprocess.run([*lkm_cmd(), "verify", "-q", "--snapshot", str(snap), str(files[victim])],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 1 and f"({at:#x})" in r.stdout, r.stdout

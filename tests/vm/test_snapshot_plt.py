@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness import alter_saved_byte  # type: ignore[import-not-found]
+
 from conftest import ROOT, lkm_cmd, require
 
 # Small modules whose PLT (6.1 corpus kernel, modules out of branch range) ends with a
@@ -93,7 +95,7 @@ def test_arm64_plt_spare_slot(tmp_path: Path) -> None:
     # reported at its address.
     text = kernel.sections(MODULES[0])[".text"]
     bl = next(text + i for i in range(0, 4096, 4) if memory.read(text + i, 4)[3] & 0xFC == 0x94)
-    _alter(snap, bl)
+    alter_saved_byte(snap, bl, 0x01)
     bad = _verify(snap, files[MODULES[0]])
     assert bad.returncode == 1 and f".text+{bl - text:#x} ({bl:#x})" in bad.stdout, bad.stdout
 
@@ -102,21 +104,9 @@ def test_arm64_plt_spare_slot(tmp_path: Path) -> None:
     assert used and spare, f"no PLT entries ({used}) or no spare-slot duplicate in {MODULES}"
     # The spare slot is compared, not masked: alter it and verify reports its address.
     name, at = spare[0]
-    _alter(snap, at)
+    alter_saved_byte(snap, at, 0x01)
     bad = _verify(snap, files[name])
     assert bad.returncode == 1 and f"({at:#x})" in bad.stdout and ".plt+" in bad.stdout, bad.stdout
-
-
-def _alter(snap: Path, at: int) -> None:
-    """Flip a bit of the byte at kernel address *at* in the snapshot's saved memory."""
-    for piece in sorted((snap / "memory").iterdir()):
-        start, size = (int(x, 16) for x in piece.stem.split("-"))
-        if start <= at < start + size:
-            data = bytearray(piece.read_bytes())
-            data[at - start] ^= 0x01
-            piece.write_bytes(bytes(data))
-            return
-    raise AssertionError(f"{at:#x} not in the saved memory")
 
 
 def _verify(snap: Path, path: Path) -> subprocess.CompletedProcess[str]:
