@@ -170,38 +170,3 @@ def alter_saved_byte(snapshot: Path, address: int, flip: int = 0xFF) -> None:
             piece.write_bytes(bytes(data))
             return
     raise AssertionError(f"{address:#x} not in the snapshot's saved memory")
-
-
-def quiet_text_offset(path: Path) -> int:
-    """An offset in the module's .text that no relocation touches and that is no patch site
-    (function entries: ftrace; anything another section's relocation points at: alternatives,
-    jump labels, SMP locks...), so a byte altered there must be reported by verify."""
-    from lkm.elf.constants import SHT_REL, SHT_RELA
-
-    with ModuleFile.open(path) as mod:
-        elf = mod.elf
-        text = elf.section(".text")
-        assert text is not None
-        syms = elf.symbols()
-        data = elf.section_bytes(text)
-        busy: set[int] = set()
-        for s in syms:
-            if s.shndx == text.number:
-                busy.update(range(s.value - 8, s.value + 24))
-        for rs in elf.sections:
-            if rs.type not in (SHT_REL, SHT_RELA) or rs.info >= len(elf.sections):
-                continue
-            for r in elf.relocations(rs):
-                if rs.info == text.number:
-                    busy.update(range(r.offset - 8, r.offset + 8))
-                elif syms[r.sym].shndx == text.number:  # a site named from another section
-                    target = elf.sections[rs.info]
-                    inplace = (
-                        elf.section_bytes(target)[r.offset : r.offset + 4] if rs.type == SHT_REL else b""
-                    )
-                    addend = (
-                        r.addend if r.addend is not None else int.from_bytes(inplace, "little", signed=True)
-                    )
-                    site = syms[r.sym].value + addend
-                    busy.update(range(site - 8, site + 24))
-        return next(i for i in range(16, len(data)) if i not in busy)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import alter_saved_byte, quiet_text_offset  # type: ignore[import-not-found]
+from harness import alter_saved_byte  # type: ignore[import-not-found]
 
 from conftest import ROOT, lkm_cmd, require
 
@@ -42,15 +42,18 @@ def test_snapshot_verify(tree_name: str, tmp_path: Path) -> None:
     )
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
 
-    # One byte of a module's .text altered in the saved memory: reported at its address.
+    # 16 bytes of a module's .text altered in the saved memory (more than any patch site the
+    # kernel may have touched there): reported, at addresses among them.
     victim = names[-1]  # loaded first: depends on nothing else in the sample
     text = next(
         int(a, 16)
         for m, s, a in (ln.split() for ln in (snap / "sections.txt").read_text().splitlines())
         if m == victim and s == ".text"
     )
-    at = text + quiet_text_offset(files[victim])  # not a patch site (masked)
-    alter_saved_byte(snap, at)
+    at = text + 0x40
+    for i in range(16):  # a 5-byte ftrace site may hide one altered byte, not sixteen
+        alter_saved_byte(snap, at + i)
     r = subprocess.run([*lkm_cmd(), "verify", "-q", "--snapshot", str(snap), str(files[victim])],
                        capture_output=True, text=True)  # fmt: skip
-    assert r.returncode == 1 and f"({at:#x})" in r.stdout, r.stdout
+    reported = [int(w.strip("():"), 16) for w in r.stdout.split() if w.startswith("(0x")]
+    assert r.returncode == 1 and reported and all(at <= a < at + 16 for a in reported), r.stdout

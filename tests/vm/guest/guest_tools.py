@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import lzma
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,7 +209,3 @@ def test_insmod_force_loads_bad_crc(tmp_path: Path) -> None:
     bad = _corrupt(fixture("importer"), tmp_path / "importer.ko", "bad-crc")
     assert lkm("insmod", "-f", str(bad)).rc == 0
     assert "importer" in loaded()
-
-
-def test_shutil_sanity() -> None:
-    assert shutil.which("insmod", path="/usr/sbin:/sbin")
