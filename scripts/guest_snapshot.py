@@ -127,11 +127,14 @@ def save(qmp: Qmp, mem: Path, addr: int, size: int) -> int:
     return missing
 
 
-def capture(tree: CorpusTree, out: Path, count: int, timeout: float) -> None:
+def capture(tree: CorpusTree, out: Path, count: int, timeout: float, names: list[str] | None = None) -> None:
+    """Boot *tree*, load about *count* corpus modules (or the modules *names*, with their
+    dependencies) and write the snapshot directory *out*."""
     assert tree.vmlinuz is not None
     boot = boot_modules(tree)
     boot_names = [module_name(str(p)) for p in boot]
-    sample = [p for p in choose(tree, count) if module_name(str(p)) not in boot_names]
+    picked = with_dependencies(tree, names) if names else choose(tree, count)
+    sample = [p for p in picked if module_name(str(p)) not in boot_names]
     sample_names = [module_name(str(p)) for p in sample]
     with tempfile.TemporaryDirectory(prefix=f"snapshot-{tree.name}-") as tmp:
         share = Path(tmp) / "share"
@@ -260,10 +263,13 @@ def main() -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--verify", action="store_true")
+    ap.add_argument(
+        "--module", action="append", metavar="NAME", help="load NAME (repeatable) instead of a sample"
+    )
     args = ap.parse_args()
     tree = find_tree(args.tree)
     try:
-        capture(tree, args.out, args.count, args.timeout)
+        capture(tree, args.out, args.count, args.timeout, args.module)
     except GuestError as exc:
         print(f"guest_snapshot: {exc}", file=sys.stderr)
         return 1

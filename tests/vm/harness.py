@@ -157,3 +157,16 @@ def run_in_guest(
         raise GuestError(f"{tree.name}: the guest did not run the script ({took:.0f} s); console:\n{tail}")
     (share / "wall-seconds").write_text(f"{took:.1f}\n")
     return int(rc_file.read_text().strip() or "255"), out
+
+
+def alter_saved_byte(snapshot: Path, address: int, flip: int = 0xFF) -> None:
+    """XOR the byte at kernel *address* in a snapshot's saved memory (memory/ADDR-SIZE.bin)
+    with *flip*: what a negative test of ``lkm verify --snapshot`` starts from."""
+    for piece in sorted((snapshot / "memory").iterdir()):
+        start, size = (int(x, 16) for x in piece.stem.split("-"))
+        if start <= address < start + size:
+            data = bytearray(piece.read_bytes())
+            data[address - start] ^= flip
+            piece.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"{address:#x} not in the snapshot's saved memory")

@@ -119,6 +119,11 @@ REWRITTEN: dict[str, str] = {
 }
 
 
+# NOBITS sections the loader itself fills while relocating (arm64 module_emit_plt_entry): lkm's
+# linker fills them the same way, so they are compared like text.
+FILLED = frozenset({".plt"})
+
+
 class Report(Record):
     """What ``verify`` found for one module."""
 
@@ -326,7 +331,7 @@ def _compare_bytes(
         if p.region.startswith("init") or not p.size:
             continue  # init memory is freed once the module is live
         whole = REWRITTEN.get(p.name) or ("writable data" if sec.flags & SHF_WRITE else None)
-        if whole is None and (sec.type == SHT_NOBITS or n in image.layout.nobits):
+        if whole is None and (sec.type == SHT_NOBITS or n in image.layout.nobits) and p.name not in FILLED:
             whole = "writable data"  # bss-like: zero-filled, then the module's to write
         if whole is not None:
             report.masked[whole] = report.masked.get(whole, 0) + p.size

@@ -336,19 +336,23 @@ def _emit_plt(
     shndx, limit, p = _plt_for(mod, layout, addresses, pc, where)
     buf = regions[p.region]
     i = plts.get(shndx, 0)
+    j = i - 1
     base = addresses[shndx]
-    if i > 0:
-        prev = bytes(buf[p.offset + (i - 1) * 12 : p.offset + i * 12])
-        # plt_entries_equal: same target (the adrp page is pc-relative, so compare by target)
-        if prev == arm64.plt_entry(dst, base + (i - 1) * arm64.PLT_ENTRY_SIZE):
-            return base + (i - 1) * arm64.PLT_ENTRY_SIZE
     plan = layout.arch_plan
     if isinstance(plan, arm64.PltPlan) and plan.erratum and arm64.forbidden_adrp_place(base + i * 12):
         i += 1
+    if i > limit or (i + 1) * arm64.PLT_ENTRY_SIZE > p.size:
+        raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
+    # The kernel writes plt[i] before its duplicate check, so a duplicate's entry stays in the
+    # slot past the count until the next new entry overwrites it (the section has a spare slot).
+    buf[p.offset + i * 12 : p.offset + (i + 1) * 12] = arm64.plt_entry(dst, base + i * arm64.PLT_ENTRY_SIZE)
+    if j >= 0:
+        prev = bytes(buf[p.offset + j * 12 : p.offset + (j + 1) * 12])
+        # plt_entries_equal: same target (the adrp page is pc-relative, so compare by target)
+        if prev == arm64.plt_entry(dst, base + j * arm64.PLT_ENTRY_SIZE):
+            return base + j * arm64.PLT_ENTRY_SIZE
     if i >= limit:
         raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
-    entry = arm64.plt_entry(dst, base + i * arm64.PLT_ENTRY_SIZE)
-    buf[p.offset + i * 12 : p.offset + (i + 1) * 12] = entry
     plts[shndx] = i + 1
     return base + i * arm64.PLT_ENTRY_SIZE
 
