@@ -53,7 +53,10 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     ("end_trace", r"-+\[ end (?P<what>.*?) \]-+\s*"),
     ("separator", r"={20,}\s*"),
     ("bug", rf"BUG: kernel NULL pointer dereference, address: (?P<address>{_HEX}+)\s*"),
-    ("bug", rf"BUG: unable to handle (?:page fault for address|kernel paging request at) (?P<address>{_HEX}+)\s*"),
+    (
+        "bug",
+        rf"BUG: unable to handle (?:page fault for address|kernel paging request at) (?P<address>{_HEX}+)\s*",
+    ),
     ("bug", rf"BUG: KASAN: (?P<kasan>[\w-]+) in {SYMBOL}\s*"),
     ("bug", r"kernel BUG at (?P<file>[^:]+):(?P<line>\d+)!\s*"),
     ("bug", r"BUG: (?P<message>.*)"),
@@ -62,7 +65,10 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
         r"Unable to handle kernel (?P<message>NULL pointer dereference|paging request|\w[\w ]*?)"
         rf" at virtual address (?P<address>{_HEX}+)\s*",
     ),
-    ("kasan_access", rf"(?P<access>Read|Write) of size (?P<size>\d+) at addr (?P<address>{_HEX}+) by task (?P<task>.*)"),
+    (
+        "kasan_access",
+        rf"(?P<access>Read|Write) of size (?P<size>\d+) at addr (?P<address>{_HEX}+) by task (?P<task>.*)",
+    ),
     (
         "kasan_info",
         r"(?:(?:Allocated|Freed) by task \d+(?: on cpu \d+ at [\d.]+s)?:|Last potentially related work creation:"
@@ -187,7 +193,18 @@ class Line(Record):
 class Frame(Record):
     """A frame of a call trace (or the faulting ip / arm64 lr), as printed."""
 
-    __slots__ = ("line", "symbol", "offset", "size", "module", "build_id", "address", "reliable", "context", "pc")
+    __slots__ = (
+        "line",
+        "symbol",
+        "offset",
+        "size",
+        "module",
+        "build_id",
+        "address",
+        "reliable",
+        "context",
+        "pc",
+    )
 
     def __init__(
         self,
@@ -220,7 +237,13 @@ class Report(Record):
     __slots__ = ("lines", "kind", "title", "arch", "facts", "frames")
 
     def __init__(
-        self, lines: list[int], kind: str, title: str, arch: str | None, facts: dict[str, JSON], frames: list[Frame]
+        self,
+        lines: list[int],
+        kind: str,
+        title: str,
+        arch: str | None,
+        facts: dict[str, JSON],
+        frames: list[Frame],
     ) -> None:
         self.lines = lines
         self.kind = kind  # bug, oops, warning, panic, kasan, ...: the heading's kind
@@ -244,9 +267,7 @@ class Log(Record):
     def asdict(self) -> dict[str, object]:
         return {
             "lines": [ln.asdict() for ln in self.lines],
-            "reports": [
-                {**r.asdict(), "frames": [f.asdict() for f in r.frames]} for r in self.reports
-            ],
+            "reports": [{**r.asdict(), "frames": [f.asdict() for f in r.frames]} for r in self.reports],
         }
 
 
@@ -323,7 +344,7 @@ def parse_registers(text: str) -> dict[str, int]:
 
 
 def parse_modules(text: str) -> dict[str, JSON]:
-    """"Modules linked in:" list: [name, taint flags] pairs and the last unloaded module."""
+    """ "Modules linked in:" list: [name, taint flags] pairs and the last unloaded module."""
     last = None
     m = re.search(r"\s*\[last unloaded: ([^\]]*)\]\s*$", text)
     if m:
