@@ -77,9 +77,9 @@ DUMPS = {
 # last two hex digits replaced and with its last three replaced (random, seeded): symbol
 # starts, addresses inside functions and data, and addresses past the last symbol.
 PICK_ADDRESSES = (
-    "$B awk 'BEGIN { srand(7) } { if ($4 == \"\" && NR % 23) next; a = $1; print a;"
-    " print substr(a, 1, 14) sprintf(\"%02x\", int(rand() * 256));"
-    " print substr(a, 1, 13) sprintf(\"%03x\", int(rand() * 4096)) }' /proc/kallsyms > /tmp/addrs"
+    '$B awk \'BEGIN { srand(7) } { if ($4 == "" && NR % 23) next; a = $1; print a;'
+    ' print substr(a, 1, 14) sprintf("%02x", int(rand() * 256));'
+    ' print substr(a, 1, 13) sprintf("%03x", int(rand() * 4096)) }\' /proc/kallsyms > /tmp/addrs'
 )
 
 

@@ -176,9 +176,7 @@ def console_text(raw: bytes) -> str:
     return raw.decode("latin-1").replace("\r\n", "\n").replace("\r", "")
 
 
-def boot(
-    tree: CorpusTree, qemu: str, initrd: Path, console_log: Path, timeout: float, append: str
-) -> bytes:
+def boot(tree: CorpusTree, qemu: str, initrd: Path, console_log: Path, timeout: float, append: str) -> bytes:
     """Boot *tree* with *initrd* until the guest powers off (or panics with ``panic=-1``);
     the raw serial console output."""
     _, _, machine, console = GUESTS[tree.arch]

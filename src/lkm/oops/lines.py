@@ -22,6 +22,7 @@ import io
 import os
 import struct
 from bisect import bisect_right
+from itertools import pairwise
 
 from lkm.errors import LkmError
 from lkm.record import Record
@@ -99,7 +100,9 @@ class _Unit:
 class DebugInfo:
     """DWARF of one file; ``bases``: section name -> load address (relocatable modules)."""
 
-    def __init__(self, path: str, bases: Mapping[str, int] | None = None, *, data: bytes | None = None) -> None:
+    def __init__(
+        self, path: str, bases: Mapping[str, int] | None = None, *, data: bytes | None = None
+    ) -> None:
         from elftools.elf.elffile import ELFFile
 
         raw = data if data is not None else _load_bytes(path)
@@ -207,9 +210,7 @@ class DebugInfo:
             cu = self._dwarf.get_CU_at(off)
             unit = self._unit(cu)
             row = _row_at(unit, addr)
-            chain = sorted(
-                (f for f in unit.funcs if f[0] <= addr < f[1]), key=lambda f: f[2], reverse=True
-            )
+            chain = sorted((f for f in unit.funcs if f[0] <= addr < f[1]), key=lambda f: f[2], reverse=True)
             if row is None and not chain:
                 continue
             file, line, disc = row if row is not None else (None, 0, 0)
@@ -217,7 +218,7 @@ class DebugInfo:
                 fb = self._symbol_frame(addr, row)
                 return [fb if fb is not None else SourceFrame(None, file, line, disc)]
             out = [SourceFrame(chain[0][3], file, line, disc)]
-            for inner, outer in zip(chain, chain[1:], strict=False):
+            for inner, outer in pairwise(chain):
                 out.append(SourceFrame(outer[3], inner[4], inner[5]))
             return out
         row = None

@@ -71,8 +71,9 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     ),
     (
         "kasan_info",
-        r"(?:(?:Allocated|Freed) by task \d+(?: on cpu \d+ at [\d.]+s)?:|Last potentially related work creation:"
-        r"|Second to last potentially related work creation:|The buggy address .*|Memory state around the buggy address:"
+        r"(?:(?:Allocated|Freed) by task \d+(?: on cpu \d+ at [\d.]+s)?:"
+        r"|Last potentially related work creation:|Second to last potentially related work creation:"
+        r"|The buggy address .*|Memory state around the buggy address:"
         r"|Disabling lock debugging due to kernel taint|page: ?.*|flags: .*|raw: .*|head: .*"
         r"|page dumped because: .*|addr \S+ is located in stack of task .*"
         r"|\s*>?[0-9a-f]{16}: (?:[0-9a-f]{2}[ >]?)+\s*|\s+\^\s*| which belongs to the cache .*"
@@ -83,8 +84,8 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     ("oops_flags", r"(?:(?:PREEMPT|SMP|DEBUG_PAGEALLOC|KASAN|PTI|NOPTI|PREEMPT_RT|THUMB2|ARM) ?)+\s*"),
     (
         "fault_info",
-        r"(?:Mem abort info:|Data abort info:|  (?:ESR|EC|SET|FnV|EA|S1PTW|FSC|ISV|ISS|ISS2|CM|WnR|TnD|TagAccess"
-        r"|GCS|Overlay|DirtyBit|Xs|LST) = .*|(?:user|swapper) pgtable: .*|\[[0-9a-f]+\] pgd=.*)",
+        r"(?:Mem abort info:|Data abort info:|  (?:ESR|EC|SET|FnV|EA|S1PTW|FSC|ISV|ISS|ISS2|CM|WnR|TnD"
+        r"|TagAccess|GCS|Overlay|DirtyBit|Xs|LST) = .*|(?:user|swapper) pgtable: .*|\[[0-9a-f]+\] pgd=.*)",
     ),
     (
         "oops",
@@ -107,7 +108,8 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     (
         "cpu",
         r"CPU: (?P<cpu>\d+) (?:UID: (?P<uid>\d+) )?PID: (?P<pid>\d+) Comm: (?P<comm>.{1,16}?) "
-        r"(?P<taint>Not tainted|Tainted: (?P<taint_flags>[A-Z ]*?)) +(?P<release>\d\S*)(?: (?P<version>.*?))?\s*",
+        r"(?P<taint>Not tainted|Tainted: (?P<taint_flags>[A-Z ]*?)) +(?P<release>\d\S*)"
+        r"(?: (?P<version>.*?))?\s*",
     ),
     ("cpu", r"CPU:\s+(?P<cpu>\d+)\s*"),
     ("tainted", r"Tainted: (?P<list>\[\w\]=\w+(?:, \[\w\]=\w+)*)\s*"),
@@ -147,7 +149,8 @@ _COMPILED = tuple((kind, re.compile(p)) for kind, p in LINE_KINDS)
 
 # dmesg / journal / syslog prefixes, applied in this order (each at most once).
 _SYSLOG = re.compile(
-    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
+    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
     r" \S+ kernel: ?"
 )
 _LEVEL = re.compile(r"<\d>")
@@ -327,7 +330,7 @@ def _refine(kind: str, f: dict[str, JSON], text: str) -> None:
         f["registers"] = parse_registers(text)
     elif kind == "tainted":
         f["taints"] = re.findall(r"\[(\w)\]=(\w+)", str(f.pop("list")))
-    elif kind == "call_trace" and f.get("inline", "").strip():  # type: ignore[union-attr]
+    elif kind == "call_trace" and str(f.get("inline", "")).strip():
         f["addresses"] = [int(a, 16) for a in re.findall(r"\[<([0-9a-fA-F]+)>\]", str(f["inline"]))]
     elif kind == "frames24":
         f["addresses"] = [int(a, 16) for a in re.findall(r"\[<([0-9a-fA-F]+)>\]", text)]
@@ -525,11 +528,11 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
                 registers.update(got)
         elif k == "call_trace":
             regs_done = regs_done or bool(registers)
-            for a in f.get("addresses", []) or []:  # type: ignore[union-attr]
-                frames.append(Frame(i, None, None, None, None, None, int(a), True, context))
+            for a in _ints(f.get("addresses")):
+                frames.append(Frame(i, None, None, None, None, None, a, True, context))
         elif k == "frames24":
-            for a in f.get("addresses", []) or []:  # type: ignore[union-attr]
-                frames.append(Frame(i, None, None, None, None, None, int(a), True, context))
+            for a in _ints(f.get("addresses")):
+                frames.append(Frame(i, None, None, None, None, None, a, True, context))
         elif k == "context":
             tag = str(f["tag"])
             context = None if tag.startswith("/") else tag
@@ -552,6 +555,10 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
     if registers:
         facts["registers"] = dict(registers)
     return Report(list(members), kind, title, arch, facts, frames)
+
+
+def _ints(v: JSON) -> list[int]:
+    return [a for a in v if isinstance(a, int)] if isinstance(v, list) else []
 
 
 def _frame(i: int, f: dict[str, JSON], context: str | None, *, pc: bool) -> Frame:

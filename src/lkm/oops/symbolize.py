@@ -62,7 +62,12 @@ class _ModuleSymbols:
     __slots__ = ("map", "names", "values")
 
     def __init__(self, mod: ModuleMap, symbols: Iterable[tuple[int, str]]) -> None:
-        kept = [(v, n) for v, n in symbols if n and not is_mapping_symbol(n) and v]
+        # 2.4's __insmod_* helper symbols place modules; kallsyms and ksymoops skip them
+        kept = [
+            (v, n)
+            for v, n in symbols
+            if n and not is_mapping_symbol(n) and v and not n.startswith("__insmod_")
+        ]
         kept.sort(key=lambda vn: vn[0])  # stable: symtab order among equal values
         self.map = mod
         self.values = [v for v, _ in kept]
@@ -116,9 +121,13 @@ class Symbolizer:
         self.etext = by_name.get("_etext", hi)
         self.sinittext = by_name.get("_sinittext", 0)
         self.einittext = by_name.get("_einittext", 0)
-        self.end = by_name.get("_end", hi)
         self.kallsyms_all = kallsyms_all
         self.modules = dict(modules or {})
+        # without _end (2.4 /proc/ksyms holds exports only): up to the first module area above
+        above = [a.start for m in self.modules.values() for a in m.areas if a.start > lo]
+        self.end = by_name.get("_end", min(above, default=MASK64))
+        if "_etext" not in by_name:
+            self.etext = self.end
         self._mods = {
             name: _ModuleSymbols(m, (module_symbols or {}).get(name, ())) for name, m in self.modules.items()
         }

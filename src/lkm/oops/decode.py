@@ -1,0 +1,202 @@
+"""Decoding parsed reports: each frame's address, its symbol as the kernel prints it, source
+lines, and the Code: disassembly; written as ksymoops did, as decode_stacktrace.sh does (the
+report rewritten in place) or as JSON.
+
+Nothing here fails on a report: a frame that cannot be improved keeps its line, and each
+missing input (no symbols, no debug file for a module, no disassembler) is noted once in
+:attr:`Decoded.notes`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from lkm.errors import LkmError
+from lkm.oops.report import Frame, Log, Report
+from lkm.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lkm.oops.lines import DebugInfo, SourceFrame
+    from lkm.oops.symbolize import Symbolizer
+
+#: How call-trace frames are printed: x86 "%pB" (return address, looked up at addr - 1),
+#: arm64 and 2.4 "%pS"-like (the address as is).
+TRACE_IS_BACKTRACE = {"x86_64": True, "i386": True, "arm64": False, None: True}
+
+
+class DecodedFrame(Record):
+    __slots__ = ("frame", "address", "symbol", "sources", "note")
+
+    def __init__(
+        self,
+        frame: Frame,
+        address: int | None,
+        symbol: str | None,
+        sources: list[SourceFrame],
+        note: str | None,
+    ) -> None:
+        self.frame = frame
+        self.address = address
+        self.symbol = symbol  # as the kernel prints it (%pS for the pc, %pB for return addresses)
+        self.sources = sources
+        self.note = note
+
+
+class Decoded(Record):
+    __slots__ = ("log", "reports", "notes")
+
+    def __init__(self, log: Log, reports: list[tuple[Report, list[DecodedFrame]]], notes: list[str]) -> None:
+        self.log = log
+        self.reports = reports
+        self.notes = notes
+
+
+class Decoder:
+    """``symbolizer``: the kernel's symbols and module maps (None: frames keep their text).
+    ``debug_for``: module name (None for the core kernel) -> DebugInfo placed at its load
+    addresses, or None.  ``offset``: KASLR offset of the core kernel for the debug file."""
+
+    def __init__(
+        self,
+        symbolizer: Symbolizer | None = None,
+        debug_for: Callable[[str | None], DebugInfo | None] | None = None,
+        *,
+        offset: int = 0,
+    ) -> None:
+        self.symbolizer = symbolizer
+        self.debug_for = debug_for
+        self.offset = offset
+        self.notes: list[str] = []
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def frame(self, f: Frame, arch: str | None) -> DecodedFrame:
+        sym = self.symbolizer
+        # 2.4's bare "[<addr>]" trace entries were symbolised at the address itself by ksymoops
+        backtrace = not f.pc and f.symbol is not None and TRACE_IS_BACKTRACE.get(arch, True)
+        addr = f.address
+        if addr is None and f.symbol is not None and f.offset is not None:
+            if sym is None:
+                self._note("no kernel symbols: frames keep their text")
+            else:
+                addr = sym.resolve(f.symbol, f.offset, f.size, f.module)
+                if addr is None:
+                    self._note(f"symbol {f.symbol} [{f.module or 'kernel'}] not in the symbol sources")
+        text = None
+        module = f.module
+        if addr is not None and sym is not None:
+            text = sym.format_backtrace(addr) if backtrace else sym.format_symbol(addr)
+            hit = sym.lookup(addr - 1 if backtrace else addr)
+            module = hit.module if hit is not None else None
+        sources: list[SourceFrame] = []
+        if addr is not None and self.debug_for is not None:
+            di = self.debug_for(module)
+            if di is None:
+                self._note(f"no debug information for {module or 'the kernel'}")
+            else:
+                at = (addr - 1 if backtrace else addr) - (0 if module else self.offset)
+                try:
+                    sources = di.frames(at)
+                except (LkmError, Exception) as exc:  # damaged DWARF: keep the frame
+                    self._note(f"{di.path}: {exc}")
+        return DecodedFrame(f, addr, text, sources, None)
+
+    def decode(self, log: Log) -> Decoded:
+        out = []
+        for r in log.reports:
+            frames = []
+            ip = r.facts.get("ip")
+            if isinstance(ip, dict):
+                frames.append(self.frame(Frame(**ip), r.arch))
+            frames.extend(self.frame(f, r.arch) for f in r.frames)
+            out.append((r, frames))
+        return Decoded(log, out, list(self.notes))
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _sources_text(sources: list[SourceFrame]) -> str:
+    if not sources:
+        return ""
+    first = sources[0].location()
+    rest = "".join(f" {s.function} {s.location()}" for s in sources[1:])
+    return f" {first}" + (f" (inlined by{rest})" if rest else "")
+
+
+def format_decode_stacktrace(d: Decoded) -> str:
+    """The report rewritten in place: each frame line followed by its source location(s), as
+    decode_stacktrace.sh prints them; every other line unchanged."""
+    by_line: dict[int, DecodedFrame] = {}
+    for _r, frames in d.reports:
+        for df in frames:
+            by_line.setdefault(df.frame.line, df)
+    out = []
+    for i, ln in enumerate(d.log.lines):
+        got = by_line.get(i)
+        if got is None or not got.sources:
+            out.append(ln.prefix + ln.text + ln.eol)
+            continue
+        out.append(ln.prefix + ln.text.rstrip() + _sources_text(got.sources) + (ln.eol or ""))
+    return "".join(out)
+
+
+def format_ksymoops(d: Decoded, *, bits: int = 64) -> str:
+    """ksymoops' summary lines: ``>>EIP;``/``>>RIP;``/``>>pc;`` for the faulting address,
+    ``Trace;`` per frame, ``Code;`` with the disassembly; symbols as the kernel prints them."""
+    from lkm.oops.code import code_bytes, disassemble
+
+    width = bits // 4
+    out: list[str] = []
+    for r, frames in d.reports:
+        out.append(f"{r.title}\n")
+        for df in frames:
+            addr = f"{df.address:0{width}x}" if df.address is not None else "?" * width
+            sym = df.symbol or (df.frame.symbol or "")
+            src = _sources_text(df.sources)
+            if df.frame.pc:
+                reg = "EIP" if r.arch == "i386" else "RIP" if r.arch == "x86_64" else "pc"
+                out.append(f">>{reg}; {addr} <{sym}>{src}   <=====\n")
+            else:
+                out.append(f"Trace; {addr} <{sym}>{src}\n")
+        code = r.facts.get("code")
+        if isinstance(code, dict) and code.get("units") and r.arch:
+            units = [int(u) for u in code["units"]]
+            marker = code.get("marker")
+            data, mark = code_bytes(
+                units, int(code["unit_bytes"]), marker if isinstance(marker, int) else None
+            )
+            pc = next((df.address for df in frames if df.frame.pc), None)
+            try:
+                for ins in disassemble(r.arch, data, mark, pc):
+                    out.append(f"Code;  {ins.format()}\n")
+            except LkmError as exc:
+                out.append(f"Code;  (not disassembled: {exc.reason})\n")
+        out.append("\n")
+    return "".join(out)
+
+
+def to_json(d: Decoded) -> str:
+    reports = []
+    for r, frames in d.reports:
+        reports.append(
+            {
+                **r.asdict(),
+                "frames": [
+                    {
+                        **df.frame.asdict(),
+                        "resolved_address": df.address,
+                        "kernel_symbol": df.symbol,
+                        "sources": [s.asdict() for s in df.sources],
+                    }
+                    for df in frames
+                ],
+            }
+        )
+    doc = {"lines": [ln.asdict() for ln in d.log.lines], "reports": reports, "notes": d.notes}
+    return json.dumps(doc, indent=1) + "\n"

@@ -1,0 +1,56 @@
+"""lkm ksymoops as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import lkm_cmd, run
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "oops"
+
+
+def test_no_symbols_keeps_report() -> None:
+    src = DATA / "vm-6.1-null.txt"
+    r = run([*lkm_cmd(), "ksymoops", "-K", "-L", str(src)])
+    assert r.stdout.decode() == src.read_text()
+    assert r.returncode == 1 and b"no kernel symbols" in r.stderr
+
+
+def test_garbage_and_json() -> None:
+    r = run([*lkm_cmd(), "ksymoops", "--format", "json", "-K", "-L", str(DATA / "spec-garbage.txt")])
+    doc = json.loads(r.stdout)
+    assert doc["reports"] == [] and len(doc["lines"]) == len(
+        (DATA / "spec-garbage.txt").read_text().splitlines()
+    )
+
+
+def test_unreadable_file_one_line_error(tmp_path: Path) -> None:
+    r = run([*lkm_cmd(), "ksymoops", "-k", str(tmp_path / "missing"), str(DATA / "vm-6.1-null.txt")])
+    assert r.returncode == 2 and r.stdout == b""
+    assert r.stderr.decode().count("\n") == 1 and "missing" in r.stderr.decode()
+
+
+def test_ksyms24_module_map(tmp_path: Path) -> None:
+    """2.4: the __insmod_*_S<sec>_L<len> symbols of /proc/ksyms place the module."""
+    ksyms = tmp_path / "ksyms"
+    ksyms.write_text(
+        "c0115d00 sys_init_module_R1b7d4074\n"
+        "c88a4000 __insmod_oops24_O/lib/modules/2.4.20/misc/oops24.o_M3E8A1B2C_V132116\t[oops24]\n"
+        "c88a4060 __insmod_oops24_S.text_L64\t[oops24]\n"
+        "c88a4060 oops24_init\t[oops24]\n"
+    )
+    r = run(
+        [
+            *lkm_cmd(),
+            "ksymoops",
+            "--format",
+            "ksymoops",
+            "-k",
+            str(ksyms),
+            str(DATA / "spec-i386-2.4-oops.txt"),
+        ]
+    )
+    out = r.stdout.decode()
+    assert "Trace; c0115d58 <sys_init_module+0x58/" in out
+    assert "Trace; c88a4060 <oops24_init+0x0/0x40 [oops24]>" in out
