@@ -75,3 +75,60 @@ def test_report_frames(tree: str) -> None:
             assert again == printed
             checked += 1
     assert checked > 50
+
+
+def _offset(d: Path) -> int:
+    log = parse((d / "console.log").read_bytes())
+    (off,) = [r.facts["kernel_offset"] for r in log.reports if "kernel_offset" in r.facts]
+    assert isinstance(off, int)
+    return off
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("tree", TREES)
+def test_unrelocated_symbols_with_report_offset(tree: str) -> None:
+    """Symbols without the KASLR shift (the tree's nokaslr /proc/kallsyms, what a System.map
+    holds) plus the "Kernel Offset" the guest printed when it panicked give the kernel's %pS
+    for every core address; the module map and the module files give the module ones."""
+    from lkm.corpus import find_tree
+    from lkm.module import ModuleFile
+    from lkm.oops.symbolize import Symbolizer
+    from lkm.symbols.sources import parse_kallsyms
+
+    d = _capture(tree)
+    nokaslr = find_tree(tree).root / "proc-kallsyms.txt"
+    require(nokaslr.is_file(), f"{tree}: no nokaslr /proc/kallsyms (scripts/guest_kallsyms.py)")
+    core = [s for s in parse_kallsyms(nokaslr.read_text()) if s.module is None]
+    rules = modmap.kernel_rules(TREES[tree])
+    files = {p.stem: ModuleFile.open(p) for p in (d / "modules").glob("*.ko")}
+    maps = modmap.from_snapshot(
+        (d / "proc-modules.txt").read_text(), (d / "sections.txt").read_text(), rules=rules, files=files
+    )
+    per_mod = {n: modmap.module_symbols(files[n], m, rules) for n, m in maps.items()}
+    sym = Symbolizer(core, maps, per_mod, offset=_offset(d))
+    rows = [line.split(" ", 1) for line in (d / "pcsym.txt").read_text().splitlines()]
+    bad = [(a, want) for a, want in rows if sym.format_symbol(int(a, 16)) != want]
+    assert bad == [], f"{len(bad)} of {len(rows)} differ, e.g. {bad[:5]}"
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("tree", TREES)
+def test_cli_decodes_guest_report(tree: str) -> None:
+    """lkm ksymoops on a guest report: every module frame gets a source line, the output keeps
+    every other line, the ksymoops form marks the trapping instruction at the faulting pc."""
+    from conftest import lkm_cmd, run
+
+    d = _capture(tree)
+    report = Path(__file__).resolve().parent.parent / "data" / "oops" / f"vm-{TREES[tree]}-gpf.txt"
+    args = ["-k", str(d / "proc-kallsyms.txt"), "-l", str(d / "proc-modules.txt"), "-s", str(d / "sections.txt")]
+    args += ["-o", str(d / "modules"), str(report)]
+    r = run([*lkm_cmd(), "ksymoops", *args])
+    out = r.stdout.decode()
+    assert "oopsmod_write (" in out and "oopsmod.c:" in out
+    assert "<-- trapping instruction" in out
+    r = run([*lkm_cmd(), "ksymoops", "--format", "ksymoops", *args])
+    lines = r.stdout.decode().splitlines()
+    (eip,) = [ln for ln in lines if ln.startswith(">>RIP;")]
+    pc = eip.split()[1]
+    (trap,) = [ln for ln in lines if "<-- trapping instruction" in ln]
+    assert trap.split()[1] == pc + ":"

@@ -166,6 +166,12 @@ def decode_text(text: str, src: dict[str, str | None], fmt: str, offset: int | N
                 except LkmError as exc:
                     notes.append(f"{p}: {exc.reason}")
         maps = modmap.from_snapshot(proc_modules, secs, rules=rules, files=mfiles)
+        for n, mf in mfiles.items():  # no kallsyms lines for a module: its file's symbols
+            if n not in per_mod and n in maps:
+                try:
+                    per_mod[n] = modmap.module_symbols(mf, maps[n], rules)
+                except LkmError as exc:
+                    notes.append(f"{mf.path}: {exc.reason}")
     sym = Symbolizer(core, maps, per_mod, offset=core_shift) if core else None  # type: ignore[arg-type]
     if sym is None:
         notes.append("no kernel symbols (-k or -m): frames keep their text")

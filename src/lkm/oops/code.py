@@ -45,10 +45,13 @@ def code_bytes(units: Sequence[int], unit_bytes: int, marker: int | None) -> tup
     return data, (marker or 0) * unit_bytes
 
 
-def disassemble(arch: str, data: bytes, mark: int, pc: int | None = None) -> list[Insn]:
+def disassemble(
+    arch: str, data: bytes, mark: int, pc: int | None = None, *, syntax: str = "intel"
+) -> list[Insn]:
     """Instructions of ``data``, whose byte ``mark`` is at ``pc`` (0-based addresses without
     a pc).  x86: decoded from the start; if no instruction starts at the mark, the part before
-    it is dropped and decoding restarts there, as decodecode does."""
+    it is dropped and decoding restarts there, as decodecode does.  ``syntax`` "att" gives
+    x86 in objdump's default (AT&T) syntax."""
     try:
         import capstone
     except ImportError as exc:  # pragma: no cover - a runtime dependency
@@ -57,6 +60,8 @@ def disassemble(arch: str, data: bytes, mark: int, pc: int | None = None) -> lis
     if spec is None:
         raise LkmError(f"no disassembler for architecture {arch!r}; known: {', '.join(ARCHES)}")
     md = capstone.Cs(getattr(capstone, spec[0]), getattr(capstone, spec[1]))
+    if syntax == "att" and spec[0] == "CS_ARCH_X86":
+        md.syntax = capstone.CS_OPT_SYNTAX_ATT
     base = (pc - mark) if pc is not None else 0
 
     def run(start: int) -> list[Insn]:

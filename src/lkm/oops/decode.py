@@ -129,20 +129,88 @@ def _sources_text(sources: list[SourceFrame]) -> str:
     return f" {first}" + (f" (inlined by{rest})" if rest else "")
 
 
+def _stacktrace_line(text: str, df: DecodedFrame) -> str:
+    """One frame line as decode_stacktrace.sh rewrites it: words re-joined by single blanks,
+    ``[<addr>]`` words dropped, the dmesg time as "[%13s", and ``name+off/size [mod]`` replaced
+    by ``name (file:line file:line ...) mod`` (addr2line -i's lines, innermost first)."""
+    words = text.split()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w.startswith("[<") and w.endswith(">]"):
+            i += 1
+            continue
+        if w == "[" and i + 1 < len(words) and words[i + 1].endswith("]"):
+            out.append(f"[{words[i + 1]:>13}")
+            i += 2
+            continue
+        out.append(w)
+        i += 1
+    module = ""
+    if out and out[-1].endswith("]") and "[" in out[-1] and len(out) >= 2 and out[-1][0] != "[":
+        pass  # "[mod]" is one word
+    if len(out) >= 2 and out[-1].endswith("]") and not out[-1].startswith("[") and out[-2].startswith("["):
+        out[-2:] = [out[-2] + " " + out[-1]]  # "[mod buildid]"
+    if out and out[-1].startswith("[") and out[-1].endswith("]") and len(out) >= 2:
+        module = out.pop()[1:-1].split(" ")[0]
+    symbol = out.pop() if out else ""
+    seg, colon, rest = symbol.rpartition(":")
+    name = rest.split("+", 1)[0]
+    code = " ".join(s.location() for s in df.sources)
+    symbol = f"{seg}{colon}{name} ({code})"
+    return " ".join([*out, f"{symbol} {module}"])
+
+
 def format_decode_stacktrace(d: Decoded) -> str:
-    """The report rewritten in place: each frame line followed by its source location(s), as
-    decode_stacktrace.sh prints them; every other line unchanged."""
+    """The report rewritten as decode_stacktrace.sh rewrites it: frame lines with source
+    locations (see :func:`_stacktrace_line`), each Code: line followed by its disassembly as
+    scripts/decodecode prints it; every line that cannot be improved stays as it was."""
     by_line: dict[int, DecodedFrame] = {}
-    for _r, frames in d.reports:
+    code_at: dict[int, int] = {}
+    for n, (r, frames) in enumerate(d.reports):
         for df in frames:
             by_line.setdefault(df.frame.line, df)
+        code = r.facts.get("code")
+        if isinstance(code, dict) and code.get("units") and isinstance(code.get("line"), int):
+            code_at[int(code["line"])] = n  # type: ignore[call-overload]
     out = []
     for i, ln in enumerate(d.log.lines):
         got = by_line.get(i)
-        if got is None or not got.sources:
+        if got is not None and got.sources:
+            out.append(ln.prefix + _stacktrace_line(ln.text, got) + (ln.eol or "\n"))
+        else:
             out.append(ln.prefix + ln.text + ln.eol)
-            continue
-        out.append(ln.prefix + ln.text.rstrip() + _sources_text(got.sources) + (ln.eol or ""))
+        n = code_at.get(i)
+        if n is not None:
+            out.append(format_decodecode(*d.reports[n]))
+    return "".join(out)
+
+
+def format_decodecode(r: Report, frames: list[DecodedFrame]) -> str:
+    """scripts/decodecode's listing of a Code: line: "All code" with the trapping instruction
+    starred and marked, then "Code starting with the faulting instruction"."""
+    from lkm.oops.code import code_bytes, disassemble
+
+    code = r.facts.get("code")
+    if not isinstance(code, dict) or not r.arch:
+        return ""
+    marker = code.get("marker")
+    units = [int(u) for u in code.get("units") or []]  # type: ignore[union-attr]
+    data, mark = code_bytes(units, int(code["unit_bytes"]), marker if isinstance(marker, int) else None)  # type: ignore[call-overload]
+    try:
+        every = disassemble(r.arch, data, mark, syntax="att")
+        tail = disassemble(r.arch, data[mark:], 0, syntax="att")
+    except LkmError as exc:
+        return f"(Code: not disassembled: {exc.reason})\n"
+    out = ["All code\n========\n"]
+    for ins in every:
+        star = "*" if ins.trapping else ""
+        mark_text = "\t\t<-- trapping instruction" if ins.trapping else ""
+        out.append(f"{ins.address:4x}:{star}\t{ins.bytes.hex(' '):<21}\t{ins.text}{mark_text}\n")
+    out.append("\nCode starting with the faulting instruction\n===========================================\n")
+    for ins in tail:
+        out.append(f"{ins.address:4x}:\t{ins.bytes.hex(' '):<21}\t{ins.text}\n")
     return "".join(out)
 
 

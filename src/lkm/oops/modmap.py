@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from lkm.kernel.interface import Kernel
-    from lkm.link.layout import KernelConfig
+    from lkm.link.layout import KernelConfig, Layout
     from lkm.module.file import ModuleFile
 
 PAGE = 4096
@@ -219,11 +219,7 @@ def _areas_from_file(
         layout = layout_module(mf.elf, rules, config or KernelConfig(kallsyms_all=True))
     except (LkmError, ValueError):
         return None
-    bases: dict[str, int] = {}
-    for p in layout.placements.values():
-        addr = sections.get(p.name)
-        if addr is not None and p.region not in bases:
-            bases[p.region] = addr - p.offset
+    bases = _region_bases(layout, sections)
     areas = []
     for region, base in bases.items():
         init = region.startswith("init")
@@ -236,6 +232,16 @@ def _areas_from_file(
             nextval = end
         areas.append(Area(region, base, end, nextval, init))
     return areas or None
+
+
+def _region_bases(layout: Layout, sections: Mapping[str, int]) -> dict[str, int]:
+    """Each region's load address, from the address of a section placed in it."""
+    bases: dict[str, int] = {}
+    for p in layout.placements.values():
+        addr = sections.get(p.name)
+        if addr is not None and p.region not in bases:
+            bases[p.region] = addr - p.offset
+    return bases
 
 
 def _areas_inferred(base: int, size: int, sections: dict[str, int], rules: str, loading: bool) -> list[Area]:
@@ -337,4 +343,42 @@ def from_ksyms24(symbols: Iterable[tuple[str, int]]) -> dict[str, ModuleMap]:
         out[mod] = ModuleMap(
             mod, size, "Live", base, "", secs, sorted(areas, key=lambda a: a.start), rec.path
         )
+    return out
+
+
+# -- module symbols from the module file ------------------------------------------------------
+
+
+def module_symbols(
+    mf: ModuleFile, mod: ModuleMap, rules: str = "linux-6.12", config: KernelConfig | None = None
+) -> list[tuple[int, str]]:
+    """(address, name) of the symbols the kernel's kallsyms holds for a loaded module, in
+    symtab order, from its file and section addresses: while loading, the whole symbol table;
+    once live, the kept core symbols (layout_symtab's is_core_symbol choice)."""
+    from lkm.link.layout import KernelConfig, layout_module
+
+    elf = mf.elf
+    syms = elf.symbols()
+    secs = elf.sections
+    layout = layout_module(elf, rules, config or KernelConfig(kallsyms_all=True))
+    if mod.state == "Live":
+        if layout.kallsyms is None:
+            return []
+        chosen = layout.kallsyms.kept[1:]
+    else:
+        chosen = list(range(1, len(syms)))
+    # sections the snapshot does not list (empty ones) placed by the layout
+    bases = _region_bases(layout, mod.sections)
+    where = {p.number: bases[p.region] + p.offset for p in layout.placements.values() if p.region in bases}
+    out = []
+    for i in chosen:
+        s = syms[i]
+        if not s.name or s.shndx == 0:
+            continue
+        if s.shndx >= len(secs):  # SHN_ABS and other reserved indices: the value as is
+            out.append((s.value, s.name))
+            continue
+        base = mod.sections.get(secs[s.shndx].name, where.get(s.shndx))
+        if base is not None:
+            out.append((base + s.value, s.name))
     return out
