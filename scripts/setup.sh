@@ -10,7 +10,8 @@ need_pkgs=()
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 for tool in modinfo:kmod readelf:binutils xz:xz-utils zstd:zstd gzip:gzip \
-            aarch64-linux-gnu-ld:binutils-aarch64-linux-gnu; do
+            aarch64-linux-gnu-ld:binutils-aarch64-linux-gnu \
+            make:make gcc-12:gcc-12 pahole:dwarves; do  # kbuild of the oops fixture modules
   command -v "${tool%%:*}" >/dev/null || [ -x "/usr/sbin/${tool%%:*}" ] || [ -x "/sbin/${tool%%:*}" ] || need_pkgs+=("${tool#*:}")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -12,7 +12,7 @@ from lkm.elf import ElfFile
 from lkm.elf.constants import SHF_EXECINSTR
 from lkm.oops.lines import DebugInfo
 
-from conftest import FIX6, require
+from conftest import FIX6, oops_capture, require
 
 
 def _compare(ko: Path) -> tuple[int, list[tuple[str, int, list[str], list[str]]]]:
@@ -45,10 +45,7 @@ def test_fixture_module() -> None:
 @pytest.mark.corpus
 @pytest.mark.parametrize("tree", ["amd64-6.1", "amd64-6.12"])
 def test_guest_modules(tree: str) -> None:
-    from lkm.corpus import corpus_dir
-
-    ko = corpus_dir() / "oops" / tree / "modules" / "oopsmod.ko"
-    require(ko.is_file(), f"no guest capture for {tree}: run scripts/guest_oops.py")
+    ko = oops_capture(tree) / "modules" / "oopsmod.ko"
     n, bad = _compare(ko)
     assert n > 300 and bad == [], bad[:5]
 

@@ -11,17 +11,13 @@ from lkm.oops import modmap
 from lkm.oops.report import parse
 from lkm.oops.symbolize import symbolizer_from_kallsyms
 
-from conftest import require
+from conftest import oops_capture, require
 
 TREES = {"amd64-6.1": "6.1", "amd64-6.12": "6.12"}
 
 
 def _capture(tree: str) -> Path:
-    from lkm.corpus import corpus_dir
-
-    d = corpus_dir() / "oops" / tree
-    require((d / "pcsym.txt").is_file(), f"no guest capture for {tree}: run scripts/guest_oops.py")
-    return d
+    return oops_capture(tree)
 
 
 def _symbolizer(d: Path, version: str, files: bool):  # type: ignore[no-untyped-def]
@@ -120,8 +116,8 @@ def test_cli_decodes_guest_report(tree: str) -> None:
 
     d = _capture(tree)
     report = Path(__file__).resolve().parent.parent / "data" / "oops" / f"vm-{TREES[tree]}-gpf.txt"
-    args = ["-k", str(d / "proc-kallsyms.txt"), "-l", str(d / "proc-modules.txt"), "-s", str(d / "sections.txt")]
-    args += ["-o", str(d / "modules"), str(report)]
+    args = ["-k", str(d / "proc-kallsyms.txt"), "-l", str(d / "proc-modules.txt")]
+    args += ["-s", str(d / "sections.txt"), "-o", str(d / "modules"), str(report)]
     r = run([*lkm_cmd(), "ksymoops", *args])
     out = r.stdout.decode()
     assert "oopsmod_write (" in out and "oopsmod.c:" in out
@@ -132,3 +128,32 @@ def test_cli_decodes_guest_report(tree: str) -> None:
     pc = eip.split()[1]
     (trap,) = [ln for ln in lines if "<-- trapping instruction" in ln]
     assert trap.split()[1] == pc + ":"
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("tree", TREES)
+def test_kaslr_offset_inferred(tree: str) -> None:
+    """Frames printed the older way, "[<address>] symbol+off/size" (addresses from the guest's
+    own /proc/kallsyms), against symbols without the shift give the offset the guest printed
+    in its "Kernel Offset" line."""
+    from lkm.corpus import find_tree
+    from lkm.oops.report import symbolised_addresses
+    from lkm.oops.symbolize import Symbolizer, infer_offset
+    from lkm.symbols.sources import parse_kallsyms
+
+    d = _capture(tree)
+    nokaslr = find_tree(tree).root / "proc-kallsyms.txt"
+    require(nokaslr.is_file(), f"{tree}: no nokaslr /proc/kallsyms (scripts/guest_kallsyms.py)")
+    live = _symbolizer(d, TREES[tree], files=False)
+    log = parse((d / "dmesg.txt").read_text(encoding="latin-1"))
+    lines = []
+    for f in log.reports[1].frames:
+        if f.module is None and f.symbol is not None and f.offset is not None:
+            addr = live.resolve(f.symbol, f.offset, f.size)
+            assert addr is not None
+            lines.append(f" [<{addr:016x}>] {f.symbol}+{f.offset:#x}/{f.size:#x}\n")
+    old = parse("".join(["BUG: x\nCall Trace:\n", *lines]))
+    pairs = symbolised_addresses(old.reports[0], old)
+    assert len(pairs) >= 4
+    core = [s for s in parse_kallsyms(nokaslr.read_text()) if s.module is None]
+    assert infer_offset(pairs, Symbolizer(core)) == _offset(d)

@@ -140,6 +140,13 @@ def decode_text(text: str, src: dict[str, str | None], fmt: str, offset: int | N
                 ksyms24.append((s.name, s.address))
     elif src.get("m"):
         core = list(sources.load(str(src["m"])))
+        if not offset:  # no "Kernel Offset" line: from frames printed with address and symbol
+            from lkm.oops.symbolize import infer_offset
+
+            pairs = [p for r in log.reports for p in report.symbolised_addresses(r, log)]
+            offset = infer_offset(pairs, Symbolizer(core)) or 0  # type: ignore[arg-type]
+            if offset:
+                notes.append(f"KASLR offset {offset:#x} inferred from the report's frames")
         core_shift = offset
     files: dict[str, str] = _module_files(str(src["o"])) if src.get("o") else {}
     maps: dict[str, modmap.ModuleMap] = {}
@@ -184,8 +191,9 @@ def decode_text(text: str, src: dict[str, str | None], fmt: str, offset: int | N
         try:
             if module is None and src.get("v"):
                 di = DebugInfo(str(src["v"]))
-            elif module is not None and module in files and module in maps:
-                di = DebugInfo(files[module], maps[module].sections)
+            elif module is not None and module in files:
+                secs = maps[module].sections if module in maps else None
+                di = DebugInfo(files[module], secs)
         except LkmError as exc:
             notes.append(f"{exc}")
         cache[module] = di

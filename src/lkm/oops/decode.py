@@ -94,17 +94,29 @@ class Decoder:
             hit = sym.lookup(addr - 1 if backtrace else addr)
             module = hit.module if hit is not None else None
         sources: list[SourceFrame] = []
-        if addr is not None and self.debug_for is not None:
-            di = self.debug_for(module)
+        if self.debug_for is not None and (addr is not None or f.symbol is not None):
+            di = self.debug_for(module if addr is not None else f.module)
             if di is None:
                 self._note(f"no debug information for {module or 'the kernel'}")
             else:
-                at = (addr - 1 if backtrace else addr) - (0 if module else self.offset)
                 try:
-                    sources = di.frames(at)
+                    sources = self._sources(di, f, addr, module, backtrace)
                 except (LkmError, Exception) as exc:  # damaged DWARF: keep the frame
                     self._note(f"{di.path}: {exc}")
         return DecodedFrame(f, addr, text, sources, None)
+
+    def _sources(
+        self, di: DebugInfo, f: Frame, addr: int | None, module: str | None, backtrace: bool
+    ) -> list[SourceFrame]:
+        """A printed ``sym+off`` is looked up in the debug file itself (decode_stacktrace.sh's
+        way: no kernel addresses needed); a bare address at its load address."""
+        if f.symbol is not None and f.offset is not None:
+            base = di.symbol_address(f.symbol)
+            if base is not None:
+                return di.frames(base + f.offset - (1 if backtrace else 0))
+        if addr is None:
+            return []
+        return di.frames((addr - 1 if backtrace else addr) - (0 if module else self.offset))
 
     def decode(self, log: Log) -> Decoded:
         out = []
@@ -173,7 +185,7 @@ def format_decode_stacktrace(d: Decoded) -> str:
             by_line.setdefault(df.frame.line, df)
         code = r.facts.get("code")
         if isinstance(code, dict) and code.get("units") and isinstance(code.get("line"), int):
-            code_at[int(code["line"])] = n  # type: ignore[call-overload]
+            code_at[int(code["line"])] = n
     out = []
     for i, ln in enumerate(d.log.lines):
         got = by_line.get(i)
@@ -181,9 +193,9 @@ def format_decode_stacktrace(d: Decoded) -> str:
             out.append(ln.prefix + _stacktrace_line(ln.text, got) + (ln.eol or "\n"))
         else:
             out.append(ln.prefix + ln.text + ln.eol)
-        n = code_at.get(i)
-        if n is not None:
-            out.append(format_decodecode(*d.reports[n]))
+        at = code_at.get(i)
+        if at is not None:
+            out.append(format_decodecode(*d.reports[at]))
     return "".join(out)
 
 
@@ -196,8 +208,9 @@ def format_decodecode(r: Report, frames: list[DecodedFrame]) -> str:
     if not isinstance(code, dict) or not r.arch:
         return ""
     marker = code.get("marker")
-    units = [int(u) for u in code.get("units") or []]  # type: ignore[union-attr]
-    data, mark = code_bytes(units, int(code["unit_bytes"]), marker if isinstance(marker, int) else None)  # type: ignore[call-overload]
+    units = [int(u) for u in code.get("units") or []]
+    mark_at = marker if isinstance(marker, int) else None
+    data, mark = code_bytes(units, int(code["unit_bytes"]), mark_at)
     try:
         every = disassemble(r.arch, data, mark, syntax="att")
         tail = disassemble(r.arch, data[mark:], 0, syntax="att")

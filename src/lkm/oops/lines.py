@@ -64,6 +64,15 @@ def _load_bytes(path: str) -> bytes:
     return decompress(data, comp) if comp is not None else data
 
 
+def _distinct_bases(data: bytes) -> dict[str, int]:
+    """Section name -> a made-up load address, 4 GiB apart, for each allocated section."""
+    from lkm.elf import ElfFile
+    from lkm.elf.constants import SHF_ALLOC
+
+    elf = ElfFile(data)
+    return {s.name: (i + 1) << 32 for i, s in enumerate(elf.sections) if s.flags & SHF_ALLOC and s.name}
+
+
 def _place_sections(data: bytes, bases: Mapping[str, int]) -> bytes:
     """A copy of the relocatable ELF64 ``data`` whose defined symbols carry ``bases[section]``
     added, so that DWARF relocated against them holds load addresses."""
@@ -85,6 +94,48 @@ def _place_sections(data: bytes, bases: Mapping[str, int]) -> bytes:
     return bytes(out)
 
 
+# Relocation types found in the .debug_* sections of modules: machine -> type -> (width, PC-relative)
+_DEBUG_RELOCS: dict[int, dict[int, tuple[int, bool]]] = {
+    62: {1: (8, False), 10: (4, False), 11: (4, False), 2: (4, True), 24: (8, True)},  # x86_64
+    183: {257: (8, False), 258: (4, False), 260: (8, True), 261: (4, True)},  # aarch64
+    3: {1: (4, False), 2: (4, True)},  # i386 (REL: the addend is in place)
+}
+
+
+def _relocate_debug(data: bytes) -> bytes:
+    """``data`` with the relocations of its .debug_* sections applied (what pyelftools would do,
+    much faster); the caller then reads DWARF without relocating again."""
+    from lkm.elf import ElfFile
+    from lkm.elf.constants import SHT_REL, SHT_RELA
+
+    elf = ElfFile(data)
+    kinds = _DEBUG_RELOCS.get(elf.e_machine)
+    if kinds is None:
+        return data
+    out = bytearray(data)
+    order = "<" if elf.little_endian else ">"
+    syms = elf.symbols()
+    values = [sym.value for sym in syms]
+    for rel in elf.sections:
+        if rel.type not in (SHT_REL, SHT_RELA) or rel.info >= len(elf.sections):
+            continue
+        target = elf.sections[rel.info]
+        if not target.name.startswith(".debug"):
+            continue
+        base_off = target.offset
+        for r in elf.relocations(rel):
+            kind = kinds.get(r.type)
+            if kind is None or r.sym >= len(values) or r.offset + kind[0] > target.size:
+                continue
+            width, pcrel = kind
+            fmt = order + ("Q" if width == 8 else "I")
+            at = base_off + r.offset
+            addend = r.addend if r.addend is not None else struct.unpack_from(fmt, out, at)[0]
+            value = values[r.sym] + addend - (r.offset if pcrel else 0)
+            struct.pack_into(fmt, out, at, value & ((1 << (8 * width)) - 1))
+    return bytes(out)
+
+
 class _Unit:
     """One compilation unit's line rows and function ranges."""
 
@@ -94,7 +145,7 @@ class _Unit:
         self.row_addrs: list[int] = []
         self.rows: list[tuple[str | None, int, int, bool]] = []  # file, line, discriminator, end
         # (low, high, depth, name, call_file, call_line) of subprograms and inlined subroutines
-        self.funcs: list[tuple[int, int, int, str | None, str | None, int]] = []
+        self.funcs: list[tuple[int, int, int, object, str | None, int]] = []
 
 
 class DebugInfo:
@@ -107,13 +158,17 @@ class DebugInfo:
 
         raw = data if data is not None else _load_bytes(path)
         self.path = path
-        if bases and raw[16:18] == b"\x01\x00":  # ET_REL, little-endian
-            raw = _place_sections(raw, bases)
+        relocatable = raw[16:18] == b"\x01\x00"  # ET_REL, little-endian
         try:
+            if relocatable:
+                if not bases:  # apart from each other, so that their DWARF does not overlap
+                    bases = _distinct_bases(raw)
+                raw = _place_sections(raw, bases)
+                raw = _relocate_debug(raw)
             self._elf = ELFFile(io.BytesIO(raw))
             if not self._elf.has_dwarf_info():
                 raise LkmError("no DWARF debug information", path=path)
-            self._dwarf = self._elf.get_dwarf_info()
+            self._dwarf = self._elf.get_dwarf_info(relocate_dwarf_sections=not relocatable)
         except LkmError:
             raise
         except Exception as exc:  # pyelftools raises many types on damaged files
@@ -148,6 +203,17 @@ class DebugInfo:
             rows.sort(key=lambda r: r[0])
             got = self._symtab = ([r[0] for r in rows], rows)
         return got
+
+    def symbol_address(self, name: str, size: int | None = None) -> int | None:
+        """Where function ``name`` is in this file's address space (as placed): the first
+        function symbol of that name, or the one whose st_size is ``size`` if several."""
+        _values, rows = self._symbols()
+        found = [r for r in rows if r[2] == name]
+        if not found:
+            return None
+        if size is not None and len(found) > 1:
+            found = [r for r in found if r[1] == size] or found
+        return found[0][0]
 
     def _symbol_frame(self, addr: int, row: tuple[str | None, int, int] | None) -> SourceFrame | None:
         values, rows = self._symbols()
@@ -217,9 +283,9 @@ class DebugInfo:
             if not chain:
                 fb = self._symbol_frame(addr, row)
                 return [fb if fb is not None else SourceFrame(None, file, line, disc)]
-            out = [SourceFrame(chain[0][3], file, line, disc)]
+            out = [SourceFrame(_die_name(chain[0][3]), file, line, disc)]
             for inner, outer in pairwise(chain):
-                out.append(SourceFrame(outer[3], inner[4], inner[5]))
+                out.append(SourceFrame(_die_name(outer[3]), inner[4], inner[5]))
             return out
         row = None
         for cu in self._dwarf.iter_CUs():  # .debug_aranges need not cover every line row
@@ -349,12 +415,14 @@ def _walk(dwarf: object, cu: object, die: object, depth: int, files: list[str | 
     for child in die.iter_children():  # type: ignore[attr-defined]
         tag = child.tag
         if tag in ("DW_TAG_subprogram", "DW_TAG_inlined_subroutine"):
-            name = _die_name(child)
+            ranges = _ranges(dwarf, cu, child)
+            if not ranges:  # a declaration or an abstract instance: no code, nothing inside
+                continue
             cf = child.attributes.get("DW_AT_call_file")
             cl = child.attributes.get("DW_AT_call_line")
             call_file = files[cf.value] if cf is not None and 0 <= cf.value < len(files) else None
-            for lo, hi in _ranges(dwarf, cu, child):
-                unit.funcs.append((lo, hi, depth, name, call_file, cl.value if cl is not None else 0))
+            for lo, hi in ranges:  # the name is looked up when the function is asked for
+                unit.funcs.append((lo, hi, depth, child, call_file, cl.value if cl is not None else 0))
             _walk(dwarf, cu, child, depth + 1, files, unit)
         elif tag in ("DW_TAG_lexical_block", "DW_TAG_namespace", "DW_TAG_module", "DW_TAG_class_type"):
             _walk(dwarf, cu, child, depth + 1, files, unit)

@@ -557,6 +557,28 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
     return Report(list(members), kind, title, arch, facts, frames)
 
 
+def symbolised_addresses(report: Report, log: Log) -> list[tuple[int, str, int, int | None]]:
+    """(address, symbol, offset, size) of the core-kernel frames printed with both (older
+    kernels' "[<addr>] sym+off/size"), and of an x86 ip whose Code line could not be read
+    ("Unable to access opcode bytes at" names ip - 42)."""
+    out: list[tuple[int, str, int, int | None]] = []
+    for f in report.frames:
+        if f.address is not None and f.symbol is not None and f.offset is not None and f.module is None:
+            # a return address printed with %pB: its symbol+offset is the address itself
+            out.append((f.address, f.symbol, f.offset, f.size))
+    ip = report.facts.get("ip")
+    code = report.facts.get("code")
+    if isinstance(ip, dict) and isinstance(code, dict) and ip.get("module") is None:
+        m = re.fullmatch(
+            r"Unable to access opcode bytes at 0x([0-9a-f]+)\.?", str(code.get("unavailable", ""))
+        )
+        sym, off = ip.get("symbol"), ip.get("offset")
+        if m and isinstance(sym, str) and isinstance(off, int):
+            size = ip.get("size")
+            out.append((int(m.group(1), 16) + 42, sym, off, size if isinstance(size, int) else None))
+    return out
+
+
 def _ints(v: JSON) -> list[int]:
     return [a for a in v if isinstance(a, int)] if isinstance(v, list) else []
 

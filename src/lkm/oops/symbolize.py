@@ -220,3 +220,23 @@ def symbolizer_from_kallsyms(
         if s.module is not None and s.address is not None:
             per_mod.setdefault(s.module, []).append((s.address, s.name))
     return Symbolizer(core, modules, per_mod, kallsyms_all=kallsyms_all)
+
+
+#: x86 show_opcodes: "Code: Unable to access opcode bytes at %px" names ip - PROLOGUE_SIZE.
+X86_CODE_PROLOGUE = 42
+
+
+def infer_offset(pairs: Iterable[tuple[int, str, int, int | None]], unrelocated: Symbolizer) -> int | None:
+    """The KASLR offset of the core kernel from frames printed with both an address and a
+    symbol, ``(address, name, offset, size)``, against symbols without the shift (a System.map):
+    the difference most of them agree on (None if there is none)."""
+    votes: dict[int, int] = {}
+    for addr, name, off, size in pairs:
+        at = unrelocated.resolve(name, off, size)
+        if at is not None:
+            d = (addr - at) & MASK64
+            votes[d] = votes.get(d, 0) + 1
+    if not votes:
+        return None
+    best = max(votes.items(), key=lambda kv: kv[1])
+    return best[0] if best[1] * 2 > sum(votes.values()) or len(votes) == 1 else None
