@@ -54,3 +54,33 @@ def test_ksyms24_module_map(tmp_path: Path) -> None:
     out = r.stdout.decode()
     assert "Trace; c0115d58 <sys_init_module+0x58/" in out
     assert "Trace; c88a4060 <oops24_init+0x0/0x40 [oops24]>" in out
+
+
+def test_ksyms24_object_match(tmp_path: Path) -> None:
+    """2.4 without __insmod symbols: the module's object matched through a unique export places
+    every symbol of the object, static ones included (addresses from lkm link's 2.4 layout,
+    which the GNU ld oracle tests check)."""
+    from conftest import FIX24
+
+    kmap = tmp_path / "System.map"
+    kmap.write_text("c0118000 T printk\n")
+    elf = tmp_path / "fat24.elf"
+    r = run([*lkm_cmd(), "link", str(FIX24 / "fat24.o"), "--kernel", str(kmap), "--layout", "linux-2.4",
+             "--base", "0xc8800000", "-o", str(elf)])  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    nm = {ln.split()[2]: int(ln.split()[0], 16) for ln in run(["nm", str(elf)]).stdout.decode().splitlines()}
+    ksyms = tmp_path / "ksyms"
+    ksyms.write_text(f"c0118000 printk\n{nm['fat24_read_super']:08x} fat24_read_super\t[fat24]\n")
+    objs = tmp_path / "objs"
+    objs.mkdir()
+    (objs / "fat24.o").write_bytes((FIX24 / "fat24.o").read_bytes())
+    report = tmp_path / "oops.txt"
+    report.write_text(
+        "Unable to handle kernel NULL pointer dereference at virtual address 00000000\n"
+        f"EIP:    0010:[<{nm['exit_fat24_fs']:08x}>]    Not tainted\n"
+        f"Call Trace:    [<{nm['fat24_dir_empty'] + 5:08x}>] [<{nm['day_n'] + 3:08x}>]\n"
+    )
+    out = run([*lkm_cmd(), "ksymoops", "--format", "ksymoops", "-k", str(ksyms), "-o", str(objs), str(report)])
+    text = out.stdout.decode()
+    assert f">>EIP; {nm['exit_fat24_fs']:08x} <cleanup_module+0x0/" in text or "<exit_fat24_fs+0x0/" in text
+    assert "<fat24_dir_empty+0x5/" in text and "<day_n+0x3/" in text

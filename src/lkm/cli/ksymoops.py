@@ -61,7 +61,7 @@ def _module_files(directory: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for root, _dirs, names in os.walk(directory):
         for n in names:
-            for suf in MODULE_SUFFIXES:
+            for suf in (*MODULE_SUFFIXES, ".o", ".o.gz"):  # 2.4 objects too
                 if n.endswith(suf):
                     found.setdefault(n[: -len(suf)].replace("-", "_"), os.path.join(root, n))
     return found
@@ -152,6 +152,20 @@ def decode_text(text: str, src: dict[str, str | None], fmt: str, offset: int | N
     maps: dict[str, modmap.ModuleMap] = {}
     if ksyms24:
         maps = modmap.from_ksyms24(ksyms24)
+        for mod, exports in per_mod.items():  # no __insmod symbols: ksymoops' object match
+            if mod in maps or mod not in files:
+                continue
+            from lkm.module import ModuleFile
+
+            try:
+                got = modmap.match_object24(mod, [(n, a) for a, n in exports], ModuleFile.open(files[mod]))
+            except LkmError as exc:
+                notes.append(f"{files[mod]}: {exc.reason}")
+                continue
+            if got is None:
+                notes.append(f"{mod}: no exported symbol is unique in {files[mod]}")
+                continue
+            maps[mod], per_mod[mod] = got
     elif src.get("l"):
         from lkm.module import ModuleFile
 

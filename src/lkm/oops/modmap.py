@@ -23,6 +23,7 @@ STRICT_MODULE_RWX).  2.4's ``__insmod_<mod>_S<sec>_L<len>`` symbols give a map t
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 
 from lkm.errors import LkmError
 from lkm.record import Record
@@ -161,7 +162,22 @@ def from_snapshot(
         mod_secs = dict(secs.get(name, {}))
         mf = (files or {}).get(name)
         out[name] = build_map(name, size, state, base, taints, mod_secs, rules, mf, config)
+    _clip_inferred(out)
     return out
+
+
+def _clip_inferred(maps: dict[str, ModuleMap]) -> None:
+    """Areas guessed without a module file end at the latest a guard page before the next
+    area of any module (vmalloc places allocations one after another)."""
+    starts = sorted(a.start for m in maps.values() for a in m.areas)
+    for m in maps.values():
+        if m.path is not None:
+            continue
+        for a in m.areas:
+            i = bisect_right(starts, a.start)
+            if i < len(starts) and a.end > starts[i] - PAGE:
+                a.end = max(a.start + PAGE, starts[i] - PAGE)
+                a.nextval = min(a.nextval, a.end)
 
 
 def from_kernel(
@@ -262,28 +278,26 @@ def _areas_inferred(base: int, size: int, sections: dict[str, int], rules: str, 
         text_end = min(data) if data else core_end
         areas.insert(0, Area("core", base, core_end, text_end, False))
         return areas
-    # 6.4+: each memory type is its own page-aligned allocation; group sections by page run.
-    groups: dict[tuple[bool, bool], list[int]] = {}
-    for n, a in sections.items():
-        if not a:
-            continue
-        init = n.startswith(".init")
-        if init and not loading:
-            continue
-        groups.setdefault((init, _is_exec(n)), []).append(a)
-    for (init, exe), addrs in sorted(groups.items()):
-        # sections of one type lie in one allocation; split runs more than a page apart
-        addrs.sort()
-        start = addrs[0] & ~(PAGE - 1)
-        last = addrs[0]
-        for a in addrs[1:]:
-            if a - last > PAGE:
-                end = (last | (PAGE - 1)) + 1
-                areas.append(Area("text" if exe else "data", start, end, end, init))
-                start = a & ~(PAGE - 1)
-            last = a
-        end = (last | (PAGE - 1)) + 1
-        areas.append(Area(("init_" if init else "") + ("text" if exe else "data"), start, end, end, init))
+    # 6.4+: each memory type is its own allocation, page-aligned, its first section at its
+    # start; vmalloc leaves a guard page after each, so an area ends a page before the next
+    # one starts, and the last one gets what /proc/modules' size leaves over.
+    starts = sorted({a for n, a in sections.items() if a and (loading or not n.startswith(".init"))})
+    firsts = [a for a in starts if not a % PAGE]
+    if not firsts:
+        return [Area("core", base, base + size, base + size, False)]
+    inits = {a for n, a in sections.items() if n.startswith(".init")}
+    bounds: list[tuple[int, int]] = []
+    for i, a in enumerate(firsts):
+        if i + 1 < len(firsts):
+            bounds.append((a, firsts[i + 1] - PAGE))
+        else:
+            used = sum(e - b for b, e in bounds)
+            last = max(s for s in starts if s >= a)
+            end = a + size - used if size > used else 0
+            bounds.append((a, max(end, (last | (PAGE - 1)) + 1)))
+    for a, e in bounds:
+        init = any(a <= x < e for x in inits)
+        areas.append(Area(("init_" if init else "") + "area", a, max(e, a + PAGE), max(e, a + PAGE), init))
     return areas
 
 
@@ -382,3 +396,38 @@ def module_symbols(
         if base is not None:
             out.append((base + s.value, s.name))
     return out
+
+
+def match_object24(
+    module: str, exports: Iterable[tuple[str, int]], obj: ModuleFile
+) -> tuple[ModuleMap, list[tuple[int, str]]] | None:
+    """ksymoops' method for a 2.4 module without ``__insmod`` symbols: find an exported symbol
+    (from /proc/ksyms) that the object defines exactly once, take the module's load base from
+    it (insmod's layout of the object places every section relative to that base), and give
+    the module's map and all the object's symbols at their load addresses.  None when no
+    export is unique in the object."""
+    from lkm.link.layout import layout_24
+
+    elf = obj.elf
+    layout = layout_24(elf)
+    placed = layout.placements
+    defined: dict[str, list[tuple[int, int]]] = {}
+    syms = elf.symbols()
+    for s in syms[1:]:
+        if s.name and s.shndx in placed and s.type not in (3, 4):  # not STT_SECTION / STT_FILE
+            defined.setdefault(s.name, []).append((s.shndx, s.value))
+    base = None
+    for name, addr in exports:
+        where = defined.get(name)
+        if where is not None and len(where) == 1:
+            shndx, value = where[0]
+            base = addr - placed[shndx].offset - value
+            break
+    if base is None:
+        return None
+    symbols = [(base + placed[s.shndx].offset + s.value, s.name) for s in syms[1:]
+               if s.name and s.shndx in placed and s.type not in (3, 4)]  # fmt: skip
+    size = max((p.offset + p.size for p in placed.values()), default=0)
+    area = Area("image", base, base + size, base + size, False, base)
+    secs = {p.name: base + p.offset for p in placed.values()}
+    return ModuleMap(module, size, "Live", base, "", secs, [area], obj.path), symbols
