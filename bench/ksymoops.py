@@ -50,7 +50,9 @@ def make_report(d: Path, tree_version: str) -> str:
         lines.append(f"[    3.450000]  {sym.format_backtrace(addr)}\n")
     log = parse((d / "dmesg.txt").read_text(encoding="latin-1"))
     warn = log.reports[0]
-    head = [log.lines[i].prefix + log.lines[i].text + "\n" for i in warn.lines if log.lines[i].kind != "frame"]
+    head = [
+        log.lines[i].prefix + log.lines[i].text + "\n" for i in warn.lines if log.lines[i].kind != "frame"
+    ]
     cut = next(i for i, t in enumerate(head) if "<TASK>" in t) + 1
     return "".join(head[:cut] + lines[:FRAMES] + head[cut:])
 
@@ -84,7 +86,11 @@ def run_anchor(d: Path, report: str) -> tuple[float, int]:
             if key not in nm_cache:
                 nm = subprocess.run(["nm", str(ko)], capture_output=True, text=True, check=True).stdout
                 nm_cache[key] = next(
-                    (ln.split()[0] for ln in nm.splitlines() if ln.endswith(" " + f.symbol) and ln.split()[1] in "tT"),
+                    (
+                        ln.split()[0]
+                        for ln in nm.splitlines()
+                        if ln.endswith(" " + f.symbol) and ln.split()[1] in "tT"
+                    ),
                     "",
                 )
             base = nm_cache[key]
@@ -119,7 +125,9 @@ def main() -> int:
         t, anchor_found = run_anchor(d, report)
         anchor_times.append(t)
     lk, an = statistics.median(lkm_times), statistics.median(anchor_times)
-    print(f"report: {frames} frames ({args.tree}); source lines found: lkm {lkm_found}, anchor {anchor_found}")
+    print(
+        f"report: {frames} frames ({args.tree}); source lines found: lkm {lkm_found}, anchor {anchor_found}"
+    )
     print(f"lkm (parse + module files + DWARF, in process): {lk * 1000:.1f} ms")
     print(f"decode_stacktrace approach (nm per symbol, addr2line per frame): {an * 1000:.1f} ms")
     verdict = "met" if lk / an <= 0.2 else "NOT MET"

@@ -80,7 +80,9 @@ def test_ksyms24_object_match(tmp_path: Path) -> None:
         f"EIP:    0010:[<{nm['exit_fat24_fs']:08x}>]    Not tainted\n"
         f"Call Trace:    [<{nm['fat24_dir_empty'] + 5:08x}>] [<{nm['day_n'] + 3:08x}>]\n"
     )
-    out = run([*lkm_cmd(), "ksymoops", "--format", "ksymoops", "-k", str(ksyms), "-o", str(objs), str(report)])
+    out = run(
+        [*lkm_cmd(), "ksymoops", "--format", "ksymoops", "-k", str(ksyms), "-o", str(objs), str(report)]
+    )
     text = out.stdout.decode()
     assert f">>EIP; {nm['exit_fat24_fs']:08x} <cleanup_module+0x0/" in text or "<exit_fat24_fs+0x0/" in text
     assert "<fat24_dir_empty+0x5/" in text and "<day_n+0x3/" in text

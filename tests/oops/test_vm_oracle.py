@@ -161,3 +161,36 @@ def test_kaslr_offset_inferred(tree: str) -> None:
     assert len(pairs) >= 4
     core = [s for s in parse_kallsyms(nokaslr.read_text()) if s.module is None]
     assert infer_offset(pairs, Symbolizer(core)) == _offset(d)
+
+
+class _SnapshotKernel:
+    """The Kernel interface over a guest snapshot (what LiveKernel reads from /proc and /sys)."""
+
+    machine = "x86_64"
+
+    def __init__(self, d: Path, release: str) -> None:
+        self.release = release
+        self._d = d
+
+    def modules(self):  # type: ignore[no-untyped-def]
+        from lkm.kernel.interface import LoadedModule
+
+        rows = modmap.parse_proc_modules((self._d / "proc-modules.txt").read_text())
+        return [LoadedModule(n, size, 0, (), state, base, taints) for n, size, state, base, taints in rows]
+
+    def sections(self, name: str) -> dict[str, int]:
+        return modmap.parse_sections((self._d / "sections.txt").read_text()).get(name, {})
+
+    def kallsyms(self) -> str:
+        return (self._d / "proc-kallsyms.txt").read_text(encoding="latin-1")
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("tree", TREES)
+def test_symbolizer_from_kernel_interface(tree: str) -> None:
+    from lkm.oops.symbolize import symbolizer_from_kernel
+
+    d = _capture(tree)
+    sym = symbolizer_from_kernel(_SnapshotKernel(d, TREES[tree] + ".0"))  # type: ignore[arg-type]
+    rows = [line.split(" ", 1) for line in (d / "pcsym.txt").read_text().splitlines()[::7]]
+    assert [sym.format_symbol(int(a, 16)) for a, _ in rows] == [want for _, want in rows]

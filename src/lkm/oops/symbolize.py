@@ -28,6 +28,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from lkm.kernel.interface import Kernel
+    from lkm.module.file import ModuleFile
     from lkm.symbols.table import KernelSymbol
 
 MASK64 = (1 << 64) - 1
@@ -240,3 +242,11 @@ def infer_offset(pairs: Iterable[tuple[int, str, int, int | None]], unrelocated:
         return None
     best = max(votes.items(), key=lambda kv: kv[1])
     return best[0] if best[1] * 2 > sum(votes.values()) or len(votes) == 1 else None
+
+
+def symbolizer_from_kernel(kernel: Kernel, *, files: Mapping[str, ModuleFile] | None = None) -> Symbolizer:
+    """A Symbolizer for a kernel behind the :class:`lkm.kernel.interface.Kernel` interface (the
+    running kernel, the model kernel): its kallsyms, modules and their sections."""
+    from lkm.oops.modmap import from_kernel
+
+    return symbolizer_from_kallsyms(kernel.kallsyms(), from_kernel(kernel, files=files))
