@@ -191,6 +191,7 @@ def from_kernel(
         mf = (files or {}).get(lm.name)
         base = lm.address or secs.get(".text", 0)
         out[lm.name] = build_map(lm.name, lm.size, lm.state, base, lm.taints, secs, rules, mf, config)
+    _clip_inferred(out)
     return out
 
 
