@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,13 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qemu_guest import (  # noqa: E402
     GUESTS,
     GuestError,
-    boot,
+    boot_and_read,
     busybox_for,
-    console_text,
     dump_block,
     ensure_tools,
     make_initramfs,
-    read_block,
 )
 
 PROG = "guest_kallsyms"
@@ -98,27 +95,18 @@ def capture(tree: CorpusTree, *, timeout: float = DEFAULT_TIMEOUT, force: bool =
     with tempfile.TemporaryDirectory(prefix=f"guest-{tree.name}-") as tmp:
         initrd = Path(tmp) / "initramfs.cpio"
         initrd.write_bytes(make_initramfs(busybox, INIT))
-        why = ""
-        for attempt in (1, 2):
-            console_log = Path(tmp) / f"console-{attempt}.log"
-            log(f"{tree.name}: booting {tree.vmlinuz.name} in {Path(qemu).name} (TCG), attempt {attempt}")
-            t0 = time.monotonic()
-            try:
-                raw = boot(tree, qemu, initrd, console_log, timeout, "nokaslr quiet loglevel=0 panic=-1")
-            except (TimeoutError, RuntimeError, OSError) as exc:
-                why = str(exc)
-                log(f"{tree.name}: attempt {attempt}: {why}")
-                continue
-            took = time.monotonic() - t0
-            body, why = read_block(console_text(raw), BLOCK)
-            if body is not None:
-                log(f"{tree.name}: boot + dump + poweroff took {took:.1f} s; {body.count(chr(10))} lines")
-                part = dest.with_name(dest.name + ".part")
-                part.write_text(body, encoding="latin-1")
-                part.replace(dest)
-                return dest
-            log(f"{tree.name}: attempt {attempt} after {took:.1f} s: {why}")
-    raise SystemExit(f"{PROG}: {tree.name}: no usable /proc/kallsyms from the guest ({why})")
+        try:
+            _raw, blocks, took = boot_and_read(
+                PROG, tree, qemu, initrd, Path(tmp), timeout, "nokaslr quiet loglevel=0 panic=-1", [BLOCK]
+            )
+        except GuestError as exc:
+            raise SystemExit(f"{PROG}: {exc}") from None
+        body = blocks[BLOCK]
+        log(f"{tree.name}: boot + dump + poweroff took {took:.1f} s; {body.count(chr(10))} lines")
+        part = dest.with_name(dest.name + ".part")
+        part.write_text(body, encoding="latin-1")
+        part.replace(dest)
+        return dest
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,13 +40,11 @@ sys.path.insert(0, str(_ROOT / "scripts"))
 
 from qemu_guest import (  # noqa: E402
     GuestError,
-    boot,
+    boot_and_read,
     busybox_for,
-    console_text,
     dump_block,
     ensure_tools,
     make_initramfs,
-    read_block,
 )
 
 from lkm.compress import decompress, detect  # noqa: E402
@@ -167,39 +164,20 @@ def capture(tree: CorpusTree, out: Path, timeout: float) -> None:
         files = {f"lib/modules/{m}.ko": data for m, data in modules.items()}
         initrd = work / "initramfs.cpio"
         initrd.write_bytes(make_initramfs(busybox, make_init(REAL_MODULES), files))
-        why = ""
-        for attempt in (1, 2):
-            console_log = work / f"console-{attempt}.log"
-            log(f"{tree.name}: booting {tree.vmlinuz and tree.vmlinuz.name} (TCG, KASLR), attempt {attempt}")
-            t0 = time.monotonic()
-            try:
-                raw = boot(tree, qemu, initrd, console_log, timeout, "loglevel=7 panic=-1")
-            except (TimeoutError, RuntimeError, OSError) as exc:
-                why = str(exc)
-                log(f"{tree.name}: {why}")
-                continue
-            text = console_text(raw)
-            blocks = {}
-            for name in DUMPS:
-                body, why = read_block(text, name)
-                if body is None:
-                    break
-                blocks[name] = body
-            else:
-                log(f"{tree.name}: done in {time.monotonic() - t0:.0f} s")
-                part = out.with_name(out.name + ".part")
-                shutil.rmtree(part, ignore_errors=True)
-                (part / "modules").mkdir(parents=True)
-                (part / "console.log").write_bytes(raw)
-                for name, body in blocks.items():
-                    (part / DUMPS[name][0]).write_text(body, encoding="latin-1")
-                for m, data in modules.items():
-                    (part / "modules" / f"{m}.ko").write_bytes(data)
-                shutil.rmtree(out, ignore_errors=True)
-                part.replace(out)
-                return
-            log(f"{tree.name}: attempt {attempt}: {why}")
-    raise GuestError(f"{tree.name}: no usable capture ({why})")
+        raw, blocks, took = boot_and_read(
+            PROG, tree, qemu, initrd, work, timeout, "loglevel=7 panic=-1", list(DUMPS)
+        )
+        log(f"{tree.name}: done in {took:.0f} s")
+        part = out.with_name(out.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        (part / "modules").mkdir(parents=True)
+        (part / "console.log").write_bytes(raw)
+        for name, body in blocks.items():
+            (part / DUMPS[name][0]).write_text(body, encoding="latin-1")
+        for m, data in modules.items():
+            (part / "modules" / f"{m}.ko").write_bytes(data)
+        shutil.rmtree(out, ignore_errors=True)
+        part.replace(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -199,3 +199,36 @@ def boot(tree: CorpusTree, qemu: str, initrd: Path, console_log: Path, timeout: 
         msg = err.decode(errors="replace").strip()
         raise RuntimeError(f"{tree.name}: {Path(qemu).name} exited {proc.returncode}: {msg}")
     return console_log.read_bytes() if console_log.exists() else b""
+
+
+def boot_and_read(
+    prog: str, tree: CorpusTree, qemu: str, initrd: Path, work: Path, timeout: float, append: str,
+    blocks: list[str],
+) -> tuple[bytes, dict[str, str], float]:  # fmt: skip
+    """Boot (at most twice) until every one of *blocks* is read intact from the console; the
+    raw console, the blocks' texts and the seconds the good boot took."""
+    import time
+
+    why = ""
+    for attempt in (1, 2):
+        console_log = work / f"console-{attempt}.log"
+        image = Path(str(tree.vmlinuz)).name
+        log(prog, f"{tree.name}: booting {image} in {Path(qemu).name} (TCG), attempt {attempt}")
+        t0 = time.monotonic()
+        try:
+            raw = boot(tree, qemu, initrd, console_log, timeout, append)
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            why = str(exc)
+            log(prog, f"{tree.name}: attempt {attempt}: {why}")
+            continue
+        text = console_text(raw)
+        got: dict[str, str] = {}
+        for name in blocks:
+            body, why = read_block(text, name)
+            if body is None:
+                break
+            got[name] = body
+        else:
+            return raw, got, time.monotonic() - t0
+        log(prog, f"{tree.name}: attempt {attempt} after {time.monotonic() - t0:.1f} s: {why}")
+    raise GuestError(f"{tree.name}: no usable output from the guest ({why})")
