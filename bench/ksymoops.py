@@ -58,12 +58,11 @@ def make_report(d: Path, tree_version: str) -> str:
 
 
 def run_lkm(d: Path, report: str) -> tuple[float, int]:
-    from lkm.cli.ksymoops import decode_text
+    from lkm.oops.inputs import Inputs, decode_text
 
     # the anchor's inputs: the report and the module files (no kernel symbols needed for lines)
-    src: dict[str, str | None] = {"o": str(d / "modules")}
     t0 = time.perf_counter()
-    out, _notes = decode_text(report, src, "decode-stacktrace", None)
+    out, _notes = decode_text(report, Inputs(objects=str(d / "modules")), "decode-stacktrace")
     took = time.perf_counter() - t0
     return took, out.count(".c:")
 

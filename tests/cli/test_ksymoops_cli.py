@@ -86,3 +86,42 @@ def test_ksyms24_object_match(tmp_path: Path) -> None:
     text = out.stdout.decode()
     assert f">>EIP; {nm['exit_fat24_fs']:08x} <cleanup_module+0x0/" in text or "<exit_fat24_fs+0x0/" in text
     assert "<fat24_dir_empty+0x5/" in text and "<day_n+0x3/" in text
+
+
+def test_separate_debug_file_by_build_id(tmp_path: Path) -> None:
+    """A stripped, compressed module file; its DWARF in <root>/.build-id/xx/rest.debug: the
+    frame gets the line addr2line gives for the same place of the debug file."""
+    import lzma
+    import shutil
+    import subprocess
+
+    from lkm.module import ModuleFile
+
+    from conftest import FIX6, require
+
+    require(shutil.which("strip") and shutil.which("addr2line"), "binutils missing")
+    ko = FIX6 / "dwarfmod.ko"
+    bid = ModuleFile.open(ko).build_id
+    assert bid is not None
+    root = tmp_path / "debug"
+    dbg = root / ".build-id" / bid.hex()[:2] / (bid.hex()[2:] + ".debug")
+    dbg.parent.mkdir(parents=True)
+    shutil.copyfile(ko, dbg)
+    objs = tmp_path / "modules"
+    objs.mkdir()
+    stripped = tmp_path / "dwarfmod.ko"
+    subprocess.run(["strip", "--strip-debug", "-o", str(stripped), str(ko)], check=True)
+    (objs / "dwarfmod.ko.xz").write_bytes(lzma.compress(stripped.read_bytes(), format=lzma.FORMAT_XZ))
+    report = tmp_path / "warn.txt"
+    report.write_text(
+        "WARNING: CPU: 0 PID: 1 at dwarfmod.c:30 dwarfmod_init+0x10/0x1f [dwarfmod]\n"
+        "Call Trace:\n <TASK>\n dwarfmod_init+0x10/0x1f [dwarfmod]\n </TASK>\n"
+    )
+    r = run([*lkm_cmd(), "ksymoops", "-K", "-L", "-o", str(objs), "--debug-root", str(root), str(report)])
+    want = subprocess.run(
+        ["addr2line", "-i", "-j", ".init.text", "-e", str(ko), "0xf"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert f"dwarfmod_init ({' '.join(want)}) dwarfmod" in r.stdout.decode()
