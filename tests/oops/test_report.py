@@ -82,3 +82,12 @@ def test_arbitrary_text(text: str) -> None:
 def test_shuffled_report_lines(lines: list[str], junk: bytes) -> None:
     raw = "".join(lines).encode() + junk
     assert parse(raw).text().encode("utf-8", "surrogateescape") == raw
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_json(path: Path) -> None:
+    import json
+
+    log = parse(path.read_bytes())
+    doc = json.loads(json.dumps(log.asdict()))
+    assert len(doc["lines"]) == len(log.lines) and len(doc["reports"]) == len(log.reports)

@@ -194,3 +194,29 @@ def test_symbolizer_from_kernel_interface(tree: str) -> None:
     sym = symbolizer_from_kernel(_SnapshotKernel(d, TREES[tree] + ".0"))  # type: ignore[arg-type]
     rows = [line.split(" ", 1) for line in (d / "pcsym.txt").read_text().splitlines()[::7]]
     assert [sym.format_symbol(int(a, 16)) for a, _ in rows] == [want for _, want in rows]
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("tree", TREES)
+def test_duplicate_names_resolved_by_size(tree: str) -> None:
+    """Core symbols that several functions share (static functions of one name): the printed
+    size picks the one the kernel meant (faddr2line's rule), checked by printing it again."""
+    d = _capture(tree)
+    sym = _symbolizer(d, TREES[tree], files=False)
+    by_name: dict[str, list[int]] = {}
+    for a, n in zip(sym.addrs, sym.names, strict=True):
+        by_name.setdefault(n, []).append(a)
+    checked = 0
+    for name, starts in by_name.items():
+        if len(starts) < 2 or not sym.stext <= starts[0] < sym.etext:
+            continue
+        hits = [(s, sym.lookup(s)) for s in starts]
+        pairs = [(s, h.size) for s, h in hits if h is not None and h.name == name]
+        if len(pairs) < 2 or len({size for _, size in pairs}) != len(pairs):
+            continue
+        for s, size in pairs:
+            assert sym.resolve(name, 1, size) == s + 1
+            checked += 1
+        if checked > 200:
+            break
+    assert checked > 20
