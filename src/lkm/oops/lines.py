@@ -139,9 +139,11 @@ def _relocate_debug(data: bytes) -> bytes:
 class _Unit:
     """One compilation unit's line rows and function ranges."""
 
-    __slots__ = ("funcs", "row_addrs", "rows")
+    __slots__ = ("files", "funcs", "row_addrs", "rows", "walked")
 
     def __init__(self) -> None:
+        self.files: list[str | None] = []
+        self.walked = False
         self.row_addrs: list[int] = []
         self.rows: list[tuple[str | None, int, int, bool]] = []  # file, line, discriminator, end
         # (low, high, depth, name, call_file, call_line) of subprograms and inlined subroutines
@@ -250,10 +252,16 @@ class DebugInfo:
                 for e in ar.entries:
                     if e.length:
                         got.append((e.begin_addr, e.begin_addr + e.length, e.info_offset))
-            else:  # no .debug_aranges: every unit, by its ranges, decoded on first use
+            else:  # no .debug_aranges: each unit's line-table sequences (its DIEs stay unread)
                 for cu in self._dwarf.iter_CUs():
-                    for lo, hi, _d, _n, _f, _l in self._unit(cu).funcs:
-                        got.append((lo, hi, cu.cu_offset))
+                    unit = self._unit(cu, lines_only=True)
+                    lo = None
+                    for a, row in zip(unit.row_addrs, unit.rows, strict=True):
+                        if lo is None:
+                            lo = a
+                        if row[3]:  # end_sequence
+                            got.append((lo, a, cu.cu_offset))
+                            lo = None
             got.sort()
             self._aranges = got
         return got
@@ -261,11 +269,15 @@ class DebugInfo:
     def _cu_offsets(self, addr: int) -> list[int]:
         return sorted({off for lo, hi, off in self._arange_table() if lo <= addr < hi})
 
-    def _unit(self, cu: object) -> _Unit:
+    def _unit(self, cu: object, *, lines_only: bool = False) -> _Unit:
+        """The unit's line rows, and (unless ``lines_only``) its function ranges, decoded once."""
         off = cu.cu_offset  # type: ignore[attr-defined]
         got = self._units.get(off)
         if got is None:
-            got = self._units[off] = _decode_unit(self._dwarf, cu)
+            got = self._units[off] = _decode_lines(self._dwarf, cu)
+        if not lines_only and not got.walked:
+            got.walked = True
+            _walk(self._dwarf, cu, cu.get_top_DIE(), 0, got.files, got)  # type: ignore[attr-defined]
         return got
 
     # -- lookup -----------------------------------------------------------------------------
@@ -289,7 +301,7 @@ class DebugInfo:
             return out
         row = None
         for cu in self._dwarf.iter_CUs():  # .debug_aranges need not cover every line row
-            row = _row_at(self._unit(cu), addr)
+            row = _row_at(self._unit(cu, lines_only=True), addr)
             if row is not None:
                 break
         fb = self._symbol_frame(addr, row)
@@ -306,7 +318,7 @@ def _row_at(unit: _Unit, addr: int) -> tuple[str | None, int, int] | None:
     return file, line, disc
 
 
-def _decode_unit(dwarf: object, cu: object) -> _Unit:
+def _decode_lines(dwarf: object, cu: object) -> _Unit:
     unit = _Unit()
     lp = dwarf.line_program_for_CU(cu)  # type: ignore[attr-defined]
     top = cu.get_top_DIE()  # type: ignore[attr-defined]
@@ -335,7 +347,7 @@ def _decode_unit(dwarf: object, cu: object) -> _Unit:
             addrs.append(a)
             vals.append(v)
         unit.row_addrs, unit.rows = addrs, vals
-    _walk(dwarf, cu, top, 0, files, unit)
+    unit.files = files
     return unit
 
 
