@@ -115,7 +115,9 @@ def main() -> int:
         print(f"no guest capture in {d}: run scripts/guest_oops.py --tree {args.tree}", file=sys.stderr)
         return 1
     report = make_report(d, args.tree.split("-")[-1])
-    frames = report.count("]  ")
+    from lkm.oops.report import parse
+
+    frames = sum(len(r.frames) for r in parse(report).reports)
     lkm_times, anchor_times = [], []
     lkm_found = anchor_found = 0
     for _ in range(args.repeat):
