@@ -52,8 +52,8 @@ def test_ksyms24_module_map(tmp_path: Path) -> None:
         ]
     )
     out = r.stdout.decode()
-    assert "Trace; c0115d58 <sys_init_module+0x58/" in out
-    assert "Trace; c88a4060 <oops24_init+0x0/0x40 [oops24]>" in out
+    assert "Trace; c0115d58 <sys_init_module+58/" in out  # ksymoops' form: hex without 0x
+    assert "Trace; c88a4060 <[oops24]oops24_init+0/40>" in out
 
 
 def test_ksyms24_object_match(tmp_path: Path) -> None:
@@ -84,8 +84,9 @@ def test_ksyms24_object_match(tmp_path: Path) -> None:
         [*lkm_cmd(), "ksymoops", "--format", "ksymoops", "-k", str(ksyms), "-o", str(objs), str(report)]
     )
     text = out.stdout.decode()
-    assert f">>EIP; {nm['exit_fat24_fs']:08x} <cleanup_module+0x0/" in text or "<exit_fat24_fs+0x0/" in text
-    assert "<fat24_dir_empty+0x5/" in text and "<day_n+0x3/" in text
+    # exit_fat24_fs and cleanup_module share the address: the first in the symbol table wins
+    assert f">>EIP; {nm['exit_fat24_fs']:08x} <[fat24]exit_fat24_fs+0/" in text
+    assert "<[fat24]fat24_dir_empty+5/" in text and "<[fat24]day_n+3/" in text
 
 
 def test_separate_debug_file_by_build_id(tmp_path: Path) -> None:

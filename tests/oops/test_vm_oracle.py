@@ -130,8 +130,8 @@ def test_cli_decodes_guest_report(tree: str) -> None:
     lines = r.stdout.decode().splitlines()
     (eip,) = [ln for ln in lines if ln.startswith(">>RIP;")]
     pc = eip.split()[1]
-    (trap,) = [ln for ln in lines if "<-- trapping instruction" in ln]
-    assert trap.split()[1] == pc + ":"
+    trap = [ln for ln in lines if ln.startswith("Code;") and ln.endswith("<=====")]
+    assert [ln.split()[1] for ln in trap] == [pc]
 
 
 @pytest.mark.corpus

@@ -10,6 +10,7 @@ missing input (no symbols, no debug file for a module, no disassembler) is noted
 from __future__ import annotations
 
 import json
+import re
 
 from lkm.errors import LkmError
 from lkm.oops.report import Frame, Log, Report
@@ -28,29 +29,39 @@ TRACE_IS_BACKTRACE = {"x86_64": True, "i386": True, "arm64": False, None: True}
 
 
 class DecodedFrame(Record):
-    __slots__ = ("frame", "address", "symbol", "sources", "note")
+    """A frame (or the faulting ip) with its address, its symbol as the kernel prints it (%pS
+    for the pc, %pB for return addresses) and its source lines (innermost first)."""
+
+    __slots__ = ("frame", "address", "symbol", "sources")
 
     def __init__(
-        self,
-        frame: Frame,
-        address: int | None,
-        symbol: str | None,
-        sources: list[SourceFrame],
-        note: str | None,
+        self, frame: Frame, address: int | None, symbol: str | None, sources: list[SourceFrame]
     ) -> None:
         self.frame = frame
         self.address = address
-        self.symbol = symbol  # as the kernel prints it (%pS for the pc, %pB for return addresses)
+        self.symbol = symbol
         self.sources = sources
-        self.note = note
 
 
 class Decoded(Record):
-    __slots__ = ("log", "reports", "notes")
+    """The parsed log, each report with its decoded frames, the registers of each report that
+    hold kernel addresses (report index -> (name, value, %pS)), the %pS of each address of the
+    Code: bytes, and the notes."""
 
-    def __init__(self, log: Log, reports: list[tuple[Report, list[DecodedFrame]]], notes: list[str]) -> None:
+    __slots__ = ("log", "reports", "registers", "symbols", "notes")
+
+    def __init__(
+        self,
+        log: Log,
+        reports: list[tuple[Report, list[DecodedFrame]]],
+        notes: list[str],
+        registers: dict[int, list[tuple[str, int, str]]] | None = None,
+        symbols: dict[int, str] | None = None,
+    ) -> None:
         self.log = log
         self.reports = reports
+        self.registers = registers or {}
+        self.symbols = symbols or {}
         self.notes = notes
 
 
@@ -103,7 +114,7 @@ class Decoder:
                     sources = self._sources(di, f, addr, module, backtrace)
                 except (LkmError, Exception) as exc:  # damaged DWARF: keep the frame
                     self._note(f"{di.path}: {exc}")
-        return DecodedFrame(f, addr, text, sources, None)
+        return DecodedFrame(f, addr, text, sources)
 
     def _sources(
         self, di: DebugInfo, f: Frame, addr: int | None, module: str | None, backtrace: bool
@@ -120,14 +131,29 @@ class Decoder:
 
     def decode(self, log: Log) -> Decoded:
         out = []
-        for r in log.reports:
+        registers: dict[int, list[tuple[str, int, str]]] = {}
+        symbols: dict[int, str] = {}
+        sym = self.symbolizer
+        for n, r in enumerate(log.reports):
             frames = []
             ip = r.facts.get("ip")
             if isinstance(ip, dict):
                 frames.append(self.frame(Frame(**ip), r.arch))
             frames.extend(self.frame(f, r.arch) for f in r.frames)
             out.append((r, frames))
-        return Decoded(log, out, list(self.notes))
+            regs = r.facts.get("registers")
+            if sym is not None and isinstance(regs, dict):
+                for name, value in regs.items():
+                    hit = sym.lookup(int(value)) if isinstance(value, int) and value else None
+                    if hit is not None:
+                        registers.setdefault(n, []).append((name, int(value), hit.format()))
+                pc = next((df.address for df in frames if df.frame.pc and df.address is not None), None)
+                if pc is not None:  # the Code: bytes cover at most 64 bytes around the pc
+                    for a in range(pc - 64, pc + 64):
+                        hit = sym.lookup(a)
+                        if hit is not None:
+                            symbols[a] = hit.format()
+        return Decoded(log, out, list(self.notes), registers, symbols)
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -160,8 +186,6 @@ def _stacktrace_line(text: str, df: DecodedFrame) -> str:
         out.append(w)
         i += 1
     module = ""
-    if out and out[-1].endswith("]") and "[" in out[-1] and len(out) >= 2 and out[-1][0] != "[":
-        pass  # "[mod]" is one word
     if len(out) >= 2 and out[-1].endswith("]") and not out[-1].startswith("[") and out[-2].startswith("["):
         out[-2:] = [out[-2] + " " + out[-1]]  # "[mod buildid]"
     if out and out[-1].startswith("[") and out[-1].endswith("]") and len(out) >= 2:
@@ -227,24 +251,42 @@ def format_decodecode(r: Report, frames: list[DecodedFrame]) -> str:
     return "".join(out)
 
 
+_KERNEL_SYMBOL = re.compile(r"(\S+)\+0x([0-9a-f]+)/0x([0-9a-f]+)(?: \[(\S+?)(?: \S+)?\])?")
+
+
+def ksymoops_symbol(kernel_text: str | None) -> str:
+    """A symbol as ksymoops printed it: ``<[module]name+off/size>`` (hex without 0x); "" for
+    an address no symbol holds."""
+    m = _KERNEL_SYMBOL.fullmatch(kernel_text or "")
+    if m is None:
+        return ""
+    name, off, size, mod = m.groups()
+    return f" <{f'[{mod}]' if mod else ''}{name}+{off}/{size}>"
+
+
 def format_ksymoops(d: Decoded, *, bits: int = 64) -> str:
-    """ksymoops' summary lines: ``>>EIP;``/``>>RIP;``/``>>pc;`` for the faulting address,
-    ``Trace;`` per frame, ``Code;`` with the disassembly; symbols as the kernel prints them."""
+    """ksymoops' lines: ``>>EIP;`` (``>>RIP;``, ``>>pc;``) for the faulting address,
+    ``>>reg;`` for each register holding a kernel address, ``Trace;`` per frame (source lines
+    appended where known), ``Code;`` per instruction of the Code: bytes, the trapping one
+    marked ``<=====``."""
     from lkm.oops.code import code_bytes, disassemble
 
     width = bits // 4
     out: list[str] = []
-    for r, frames in d.reports:
+    for n, (r, frames) in enumerate(d.reports):
         out.append(f"{r.title}\n")
         for df in frames:
             addr = f"{df.address:0{width}x}" if df.address is not None else "?" * width
-            sym = df.symbol or (df.frame.symbol or "")
+            sym = ksymoops_symbol(df.symbol)
             src = _sources_text(df.sources)
             if df.frame.pc:
                 reg = "EIP" if r.arch == "i386" else "RIP" if r.arch == "x86_64" else "pc"
-                out.append(f">>{reg}; {addr} <{sym}>{src}   <=====\n")
+                out.append(f">>{reg}; {addr}{sym}{src}   <=====\n")
+                for name, value, text in d.registers.get(n, []):
+                    out.append(f">>{name}; {value:0{width}x}{ksymoops_symbol(text)}\n")
+                out.append("\n")
             else:
-                out.append(f"Trace; {addr} <{sym}>{src}\n")
+                out.append(f"Trace; {addr}{sym}{src}\n")
         code = r.facts.get("code")
         if isinstance(code, dict) and code.get("units") and r.arch:
             units = [int(u) for u in code["units"]]
@@ -252,12 +294,21 @@ def format_ksymoops(d: Decoded, *, bits: int = 64) -> str:
             data, mark = code_bytes(
                 units, int(code["unit_bytes"]), marker if isinstance(marker, int) else None
             )
-            pc = next((df.address for df in frames if df.frame.pc), None)
+            pc_frame = next((df for df in frames if df.frame.pc), None)
+            pc = pc_frame.address if pc_frame is not None else None
+            out.append("\n")
             try:
-                for ins in disassemble(r.arch, data, mark, pc):
-                    out.append(f"Code;  {ins.format()}\n")
+                insns = disassemble(r.arch, data, mark, pc)
             except LkmError as exc:
+                insns = []
                 out.append(f"Code;  (not disassembled: {exc.reason})\n")
+            for ins in insns:
+                where = ksymoops_symbol(d.symbols.get(ins.address)) if pc is not None else ""
+                tail = "   <=====" if ins.trapping else ""
+                out.append(f"Code;  {ins.address:0{width}x}{where}{tail}\n")
+                out.append(
+                    f"   {ins.address - (pc or 0) + mark:x}:   {ins.bytes.hex(' '):<23} {ins.text}{tail}\n"
+                )
         out.append("\n")
     return "".join(out)
 

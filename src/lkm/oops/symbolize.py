@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from lkm.symbols.table import KernelSymbol
 
 MASK64 = (1 << 64) - 1
+END_OF_CODE_SLACK = 32 * 1024  # ksymoops: addresses further past the last symbol are not its
 
 
 class Hit(Record):
@@ -125,9 +126,10 @@ class Symbolizer:
         self.einittext = by_name.get("_einittext", 0)
         self.kallsyms_all = kallsyms_all
         self.modules = dict(modules or {})
-        # without _end (2.4 /proc/ksyms holds exports only): up to the first module area above
+        # without _end (2.4 /proc/ksyms holds exports only): as ksymoops, no further than 32 KiB
+        # past the last symbol (its "END_OF_CODE") nor into the first module area above
         above = [a.start for m in self.modules.values() for a in m.areas if a.start > lo]
-        self.end = by_name.get("_end", min(above, default=MASK64))
+        self.end = by_name.get("_end", min([*above, hi + END_OF_CODE_SLACK]))
         if "_etext" not in by_name:
             self.etext = self.end
         self._mods = {
