@@ -14,10 +14,14 @@ does ("nextval").  The regions differ by kernel (:data:`REGION_RULES`):
 Sources: a ``/proc/modules`` + ``/sys/module/*/sections`` snapshot (:func:`from_snapshot`),
 a :class:`lkm.kernel.interface.Kernel` (:func:`from_kernel`), optionally with the module
 files, whose section sizes give the exact areas (the kernel's own layout,
-:func:`lkm.link.layout.layout_module`); without a file the areas are inferred from the
-section addresses (the text area ends where the first non-text section starts, with
-STRICT_MODULE_RWX).  2.4's ``__insmod_<mod>_S<sec>_L<len>`` symbols give a map too
-(:func:`from_ksyms24`).
+:func:`lkm.link.layout.layout_module`).  Without a file the areas are inferred from the
+section addresses: up to 6.3 the text ends where the first non-text section starts (with
+STRICT_MODULE_RWX); from 6.4 each area starts page-aligned with its first section and ends a
+(vmalloc guard) page before the next area, the last one taking what /proc/modules' size
+leaves.  2.4's ``__insmod_<mod>_S<sec>_L<len>`` symbols give a map too
+(:func:`from_ksyms24`), or, without them, a module object matched through an export it
+defines once (:func:`match_object24`, ksymoops' method).  :func:`module_symbols` gives a
+module's kallsyms symbols from its file when /proc/kallsyms is not at hand.
 """
 
 from __future__ import annotations
