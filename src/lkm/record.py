@@ -8,6 +8,8 @@ names, in order, and write a plain ``__init__``.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+
 
 class Record:
     __slots__: tuple[str, ...] = ()
@@ -30,3 +32,29 @@ class Record:
     def __repr__(self) -> str:
         inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
         return f"{type(self).__name__}({inner})"
+
+
+__all__ = ["Record", "cached"]
+
+if TYPE_CHECKING:
+    from functools import cached_property as cached
+else:
+
+    class cached:
+        """``functools.cached_property`` without its per-access lock (3.11 takes an RLock on
+        every first access): the value is stored in the instance ``__dict__``, which then
+        shadows this non-data descriptor."""
+
+        def __init__(self, func):
+            self.func = func
+            self.name = func.__name__
+            self.__doc__ = func.__doc__
+
+        def __set_name__(self, owner, name):
+            self.name = name
+
+        def __get__(self, obj, cls=None):
+            if obj is None:
+                return self
+            value = obj.__dict__[self.name] = self.func(obj)
+            return value

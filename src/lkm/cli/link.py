@@ -1,11 +1,18 @@
 """``lkm link``: link a module against a kernel's symbols at kernel addresses, offline.
 
-lkm link MODULE --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
+lkm link MODULE [symbol=value ...] --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
          [--config FILE] [--base ADDR | --region NAME=ADDR ...] [-o OUT.elf]
          [--blob PREFIX] [--kallsyms FILE] [--vermagic STRING] [--with MODULE ...]
          [--force-modversion] [--force-vermagic]
+2.4 (insmod) options: [--map FILE] [--ksyms FILE] [--name NAME] [--autoclean] [--no-export]
+         [--no-ksymoops] [--kallsyms24] [--persist FILE]
 
---kernel takes System.map, /proc/kallsyms, Module.symvers, a vmlinux or a kernel image (vmlinuz).
+--kernel takes System.map, /proc/kallsyms, Module.symvers, a vmlinux or a kernel image (vmlinuz);
+for linux-2.4 a /proc/ksyms copy (or System.map).  linux-2.4 links as modutils 2.4's insmod:
+--blob FILE is the single image of ``insmod -O FILE`` (struct module first), --map FILE the
+``insmod -m`` load map, --ksyms FILE the module's /proc/ksyms lines; --base defaults to
+0x12340000 (``insmod -n``); --vermagic RELEASE checks kernel_version (--force-vermagic is -f);
+--name/--autoclean/--no-export/--no-ksymoops/--kallsyms24/--persist are -o/-k/-x/-y/-S/-e.
 --with links modules already in the address space first (from --base on); their exports
 resolve MODULE's imports (msdos.ko --with fat.ko).
 """
@@ -21,6 +28,7 @@ SHORT = "o:h"
 LONG = [
     "kernel=", "layout=", "config=", "base=", "region=", "blob=", "kallsyms=", "help",
     "vermagic=", "force-modversion", "force-vermagic", "with=",
+    "map=", "ksyms=", "name=", "autoclean", "no-export", "no-ksymoops", "kallsyms24", "persist=",
 ]  # fmt: skip
 HELP = __doc__ or ""
 
@@ -42,6 +50,7 @@ def run(prog: str, args: list[str]) -> int:
         base: int | None = None
         force: set[str] = set()
         with_modules: list[str] = []
+        opts24: dict[str, str] = {}
         for flag, val in opts:
             if flag in ("-h", "--help"):
                 sys.stdout.write(HELP)
@@ -71,8 +80,10 @@ def run(prog: str, args: list[str]) -> int:
                 force.add(flag[8:])
             elif flag == "--with":
                 with_modules.append(val)
-        if len(operands) != 1:
-            raise UsageError("exactly one MODULE is needed")
+            elif flag in _OPTS_24:
+                opts24[flag[2:]] = val
+        if not operands or any("=" not in a for a in operands[1:]):
+            raise UsageError("exactly one MODULE is needed (then 2.4 symbol=value arguments)")
         if not kernels:
             raise UsageError("--kernel FILE is needed (System.map, /proc/kallsyms, Module.symvers, vmlinux)")
         if with_modules and base is None:
@@ -82,8 +93,21 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     path = operands[0]
     try:
+        if layout == "linux-2.4" or (layout is None and _is_24(path)):
+            for given, flag in ((kallsyms, "--kallsyms"), (config, "--config"), (regions, "--region")):
+                if given:
+                    raise UsageError(f"{flag} is not for linux-2.4 (see --ksyms, --kallsyms24, --base)")
+            return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24,
+                            tuple(operands[1:]))  # fmt: skip
+        if operands[1:]:
+            raise UsageError("symbol=value module arguments are for --layout linux-2.4")
+        if opts24:
+            raise UsageError(f"--{next(iter(opts24))} is for --layout linux-2.4")
         extra = (vermagic, force, with_modules)
         return _link(path, kernels, layout, config, base, regions, out, blob, kallsyms, *extra)
+    except UsageError as exc:
+        err(f"{prog}: {exc}\n")
+        return 1
     except LkmError as exc:
         where = exc.path or path
         reason = exc.reason.split(": ", 1)[1] if exc.reason.startswith(f"{where}: ") else exc.reason
@@ -217,3 +241,78 @@ def _summary(name: str, image: object) -> str:
         p = image.layout.placements[n]
         lines.append(f"  {p.name:<28} {addr:#018x} {p.size:#8x}  {p.region}")
     return "\n".join(lines) + "\n"
+
+
+_OPTS_24 = ("--map", "--ksyms", "--name", "--autoclean", "--no-export", "--no-ksymoops", "--kallsyms24",
+            "--persist")  # fmt: skip
+
+
+def _is_24(path: str) -> bool:
+    from lkm.module.file import ModuleFile
+
+    return ModuleFile.open(path).is_24
+
+
+def _link_24(
+    path: str,
+    kernels: list[str],
+    base: int | None,
+    out: str | None,
+    blob: str | None,
+    release: str | None,
+    force: set[str],
+    with_modules: list[str],
+    opts24: dict[str, str],
+    args: tuple[str, ...],
+) -> int:
+    """linux-2.4: insmod's link (lkm.link.insmod24), modules of --with loaded first."""
+    from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
+    from lkm.link.output import linked_elf, write_atomic
+    from lkm.link.output24 import as_linked_image, format_ksyms, format_load_map
+    from lkm.module.file import ModuleFile
+
+    kernel = KernelSymbols24([], [], release)
+    for k in kernels:
+        try:
+            with open(k, encoding="utf-8", errors="surrogateescape") as f:
+                part = KernelSymbols24.from_ksyms(f.read())
+        except OSError as exc:
+            raise LkmError(exc.strerror or "cannot read", path=k) from None
+        except LkmError as exc:
+            raise LkmError(exc.reason, path=k) from None
+        kernel.kernel += part.kernel
+        kernel.modules += part.modules
+    at = 0x12340000 if base is None else base
+    for other_path in with_modules:  # newest first in the kernel's list
+        other_opt = Insmod24Options(force="vermagic" in force)
+        other = link_module_24(ModuleFile.open(other_path), kernel, at, other_opt)
+        kernel.modules.insert(0, other.as_loaded())
+        at = (at + other.size + 0xFFF) & ~0xFFF
+    opt = Insmod24Options(
+        name=opts24.get("name"),
+        autoclean="autoclean" in opts24,
+        export="no-export" not in opts24,
+        ksymoops="no-ksymoops" not in opts24,
+        kallsyms="kallsyms24" in opts24,
+        persist=opts24.get("persist"),
+        force="vermagic" in force,
+        args=args,
+    )
+    mod = ModuleFile.open(path)
+    img = link_module_24(mod, kernel, at, opt)
+    for w in img.warnings:
+        sys.stderr.write(f"lkm link: WARNING: {w}\n")
+    outputs: dict[str, bytes] = {}
+    if out is not None:
+        outputs[out] = linked_elf(mod, as_linked_image(mod, img))
+    if blob is not None:
+        outputs[blob] = img.image
+    if "map" in opts24:
+        outputs[opts24["map"]] = format_load_map(img).encode("utf-8", "surrogateescape")
+    if "ksyms" in opts24:
+        outputs[opts24["ksyms"]] = format_ksyms(img).encode("utf-8", "surrogateescape")
+    for target, data in outputs.items():
+        write_atomic(target, data)
+    if not outputs:
+        sys.stdout.write(format_load_map(img))
+    return 0

@@ -322,10 +322,8 @@ class ElfFile:
 
     def symtab(self) -> Section | None:
         """The first SHT_SYMTAB section (6.1's rule), or None."""
-        for i, r in enumerate(self._raw):
-            if r[1] == SHT_SYMTAB:
-                return self.section_at(i)
-        return None
+        types = list(map(itemgetter(1), self._raw))
+        return self.section_at(types.index(SHT_SYMTAB)) if SHT_SYMTAB in types else None
 
     def section_at(self, number: int) -> Section:
         if self._sections is not None:
@@ -468,23 +466,17 @@ class ElfFile:
         starts = list(map(add, accumulate(map(len, parts), initial=lo), count()))
         at = dict(zip(starts, parts, strict=False))
         at[0] = ""
-        try:
-            return list(itemgetter(*offs)(at)) if len(offs) > 1 else [at[offs[0]]]
-        except KeyError:
-            pass
-        out = []
-        for o in offs:
-            name = at.get(o)
-            if name is None:
-                if o < lo:  # outside the split span
-                    name = self._name(s0, s1, o, start)
-                else:  # inside a string: the linker shared a suffix
-                    from bisect import bisect_right
+        missing = set(offs).difference(at)
+        if missing:
+            from bisect import bisect_right
 
+            for o in missing:
+                if o < lo:  # outside the split span
+                    at[o] = self._name(s0, s1, o, start)
+                else:  # inside a string: the linker shared a suffix
                     i = bisect_right(starts, o) - 1
-                    name = parts[i][o - starts[i] :]
-            out.append(name)
-        return out
+                    at[o] = parts[i][o - starts[i] :]
+        return list(itemgetter(*offs)(at)) if len(offs) > 1 else [at[offs[0]]]
 
     def _scan(self, symtab: Section | None, *, start: int | None = None, undefined: bool = False
               ) -> list[tuple[int, str, tuple[int, ...]]]:  # fmt: skip

@@ -9,6 +9,7 @@ Branches out of range go through a PLT entry (adrp x16; add x16, x16, :lo12:; br
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import cmp_to_key
 
 from lkm.elf import ElfFile, Section
@@ -104,6 +105,7 @@ TYPES: dict[int, Arm64Reloc] = dict(
     ]
 )
 BRANCHES = (R["JUMP26"], R["CALL26"])
+ADRPS = (R["ADR_PREL_PG_HI21"], R["ADR_PREL_PG_HI21_NC"])
 
 
 def _s64(v: int) -> int:
@@ -161,10 +163,49 @@ def reloc_insn_movw(op: str, insn: int, place: int, val: int, lsb: int, form: st
 
 def plt_entry(dst: int, pc: int) -> bytes:
     """get_plt_entry: adrp x16, dst; add x16, x16, #:lo12:dst; br x16."""
+    return adrp_add_pair(dst, pc, 16) + struct.pack("<I", 0xD61F0200)
+
+
+def adrp_add_pair(dst: int, pc: int, reg: int) -> bytes:
+    """__get_adrp_add_pair: adrp xREG, dst; add xREG, xREG, #(dst % 4096)."""
     page = ((dst >> 12) - (pc >> 12)) & ((1 << 21) - 1)
-    adrp = encode_imm("adr", 0x90000010, page)
-    add = 0x91000210 | ((dst % 4096) << 10)
-    return struct.pack("<III", adrp, add, 0xD61F0200)
+    adrp = encode_imm("adr", 0x90000000 | reg, page)
+    add = 0x91000000 | reg << 5 | reg | (dst % 4096) << 10
+    return struct.pack("<II", adrp, add)
+
+
+BREAK_FAULT = 0xD4202000  # AARCH64_BREAK_FAULT: what gen_branch_imm returns when out of range
+
+
+def branch_imm(pc: int, addr: int) -> int:
+    """aarch64_insn_gen_branch_imm(pc, addr, NOLINK): b addr."""
+    offset = _s64(addr - pc)
+    if offset & 3 or not -(1 << 27) <= offset < (1 << 27):
+        return BREAK_FAULT
+    return 0x14000000 | ((offset >> 2) & ((1 << 26) - 1))
+
+
+def forbidden_adrp_place(place: int) -> bool:
+    """is_forbidden_offset_for_adrp (with the erratum workaround on): the last 8 bytes of a page."""
+    return place & 0xFFF >= 0xFF8
+
+
+def adrp_843419(insn: int, place: int, val: int, emit_veneer: Callable[[int, int], int]) -> int:
+    """reloc_insn_adrp for an ADRP at a forbidden place (erratum 843419 workaround on): an ADR
+    to the page if in range (bit 31 cleared), else a branch to a veneer in the PLT that does
+    the ADRP+ADD and branches back.  ``emit_veneer(insn, page)`` returns the veneer's address."""
+    page = val & ~0xFFF
+    insn, overflow = reloc_insn_imm("prel", insn, place, page, 0, 21, "adr")
+    if not overflow:
+        return insn & ~(1 << 31)
+    return branch_imm(place, emit_veneer(insn, page))
+
+
+def erratum_min_align(offset: int) -> int:
+    """count_plts: 2 << ffz(r_offset | 7), the section alignment that keeps this ADRP off the
+    last 8 bytes of any page."""
+    x = offset | 7
+    return 2 << ((~x & (x + 1)).bit_length() - 1)
 
 
 def branch_needs_plt(syms_shndx: list[int], rtype: int, sym: int, dstidx: int) -> bool:
@@ -200,22 +241,35 @@ def kernel_rela_order(
     return rels, n
 
 
-def count_plts(rels: list[tuple[int, int, int, int | None]], syms_shndx: list[int], dstidx: int) -> int:
-    """count_plts (CONFIG_RANDOMIZE_BASE, erratum 843419 workaround off): branches to other
-    sections, duplicates (same type, symbol, addend; adjacent after sorting) counted once."""
-    count = 0
+def count_plts(
+    rels: list[tuple[int, int, int, int | None]], syms_shndx: list[int], dstidx: int, erratum: bool = False
+) -> tuple[int, int]:
+    """count_plts (CONFIG_RANDOMIZE_BASE): branches to other sections, duplicates (same type,
+    symbol, addend; adjacent after sorting) counted once.  With the erratum 843419 workaround:
+    each ADRP either raises the section's alignment (returned) or, when no alignment up to 4K
+    keeps it safe, gets a veneer slot; plus one slack slot per 4K of PLT."""
+    count, align = 0, 0
     for k, r in enumerate(rels):
+        if erratum and r[2] in ADRPS:
+            need = erratum_min_align(r[0])
+            if need > 4096:
+                count += 1
+            else:
+                align = max(align, need)
+            continue
         if r[2] not in BRANCHES or syms_shndx[r[1]] == dstidx:
             continue
         if (r[3] or 0) != 0 or not (k > 0 and _cmp_rela(r, rels[k - 1]) == 0):
             count += 1
-    return count
+    if erratum:
+        count += -(-count // (4096 // PLT_ENTRY_SIZE))
+    return count, align
 
 
 class PltPlan(Record):
     """The PLT sections' new headers and the kernel's order of each RELA section."""
 
-    __slots__ = ("overrides", "orders", "core_plts", "init_plts", "core_shndx", "init_shndx")
+    __slots__ = ("overrides", "orders", "core_plts", "init_plts", "core_shndx", "init_shndx", "erratum")
 
     def __init__(
         self,
@@ -225,6 +279,7 @@ class PltPlan(Record):
         init_plts: int,
         core_shndx: int | None,
         init_shndx: int | None,
+        erratum: bool = False,
     ) -> None:
         self.overrides = overrides
         self.orders = orders
@@ -232,6 +287,7 @@ class PltPlan(Record):
         self.init_plts = init_plts
         self.core_shndx = core_shndx
         self.init_shndx = init_shndx
+        self.erratum = erratum  # the erratum 843419 workaround is on (config and CPU)
 
 
 def frob_arch_sections(elf: ElfFile, init_section: object = None) -> PltPlan:
@@ -244,6 +300,8 @@ def frob_arch_sections(elf: ElfFile, init_section: object = None) -> PltPlan:
     shndx = [s.shndx for s in syms]
     core = init = 0
     orders: dict[int, list[tuple[int, int, int, int | None]]] = {}
+    erratum = cfg.arm64_erratum_843419
+    aligns: dict[int, int] = {}
     for rs in elf.sections:
         if rs.type != SHT_RELA or rs.info >= elf.e_shnum:
             continue
@@ -255,11 +313,14 @@ def frob_arch_sections(elf: ElfFile, init_section: object = None) -> PltPlan:
             continue  # reported by the linker
         ordered, _n = kernel_rela_order(relas, shndx, rs.info)
         orders[rs.number] = ordered
+        n, align = count_plts(ordered, shndx, rs.info, erratum)
+        if align > aligns.get(dst.number, dst.addralign):
+            aligns[dst.number] = align  # dstsec->sh_addralign raised in place
         if is_init_section(dst.name, cfg):
-            init += count_plts(ordered, shndx, rs.info)
+            init += n
         else:
-            core += count_plts(ordered, shndx, rs.info)
-    overrides: dict[int, Section] = {}
+            core += n
+    overrides: dict[int, Section] = {n: _realigned(elf.sections[n], a) for n, a in aligns.items()}
     core_shndx = init_shndx = None
     for s in elf.sections:
         if s.name == ".plt":
@@ -270,7 +331,12 @@ def frob_arch_sections(elf: ElfFile, init_section: object = None) -> PltPlan:
             overrides[s.number] = _nobits(s, L1_CACHE_BYTES, (init + 1) * PLT_ENTRY_SIZE)
         elif s.name == ".text.ftrace_trampoline":
             overrides[s.number] = _nobits(s, 4, NR_FTRACE_PLTS * PLT_ENTRY_SIZE)
-    return PltPlan(overrides, orders, core, init, core_shndx, init_shndx)
+    return PltPlan(overrides, orders, core, init, core_shndx, init_shndx, erratum)
+
+
+def _realigned(s: Section, align: int) -> Section:
+    return Section(s.number, s.name, s.type, s.flags, s.addr, s.offset, s.size, s.link, s.info, align,
+                   s.entsize, s.name_offset)  # fmt: skip
 
 
 def _nobits(s: Section, align: int, size: int) -> Section:

@@ -25,7 +25,7 @@ from lkm.elf.constants import (
     STB_WEAK,
 )
 from lkm.errors import InvalidModule
-from lkm.link.layout import Layout
+from lkm.link.layout import Layout, Placement
 from lkm.link.relocate import ARCHES, RelocArch
 from lkm.module.file import ModuleFile
 from lkm.record import Record
@@ -255,6 +255,7 @@ def _apply_arm64(
     buf = regions[place.region]
     plan = layout.arch_plan
     order = plan.orders.get(relsec) if isinstance(plan, arm64.PltPlan) else None
+    erratum = isinstance(plan, arm64.PltPlan) and plan.erratum
     relas = order if order is not None else [(r.offset, r.sym, r.type, r.addend) for r in elf.relocations(rs)]
     for offset, symi, rtype, addend in relas:
         where = f"{mod.name}: {target.name}+{offset:#x}"
@@ -281,7 +282,13 @@ def _apply_arm64(
             insn = int.from_bytes(buf[loc : loc + 4], "little")
             if t.kind == "movw":
                 insn, overflow = arm64.reloc_insn_movw(t.op, insn, p, val, t.lsb, t.form)
-            else:  # "imm" and "adrp" (erratum 843419 workaround off: a plain page-relative ADRP)
+            elif t.kind == "adrp" and erratum and arm64.forbidden_adrp_place(p):
+
+                def veneer(ins: int, page: int, pc: int = p, at: str = where) -> int:
+                    return _emit_veneer(mod, layout, regions, addresses, plts, pc, ins, page, at)
+
+                insn = arm64.adrp_843419(insn, p, val, veneer)
+            else:  # "imm", and "adrp" where the erratum 843419 workaround does not apply
                 insn, overflow = arm64.reloc_insn_imm(t.op, insn, p, val, t.lsb, t.length, t.form)
                 if overflow and rtype in arm64.BRANCHES:
                     val = _emit_plt(mod, layout, regions, addresses, plts, p, val, where)
@@ -290,6 +297,25 @@ def _apply_arm64(
         if overflow and t.checked:
             raise LinkError(f"{where}: overflow in relocation type {rtype} val {val:#x}", path=mod.path)
     return len(relas)
+
+
+def _plt_for(
+    mod: ModuleFile, layout: Layout, addresses: dict[int, int], pc: int, where: str
+) -> tuple[int, int, Placement]:
+    """The PLT of the region holding ``pc`` (core or init): its section, capacity, placement."""
+    from lkm.link import arm64
+
+    plan = layout.arch_plan
+    assert isinstance(plan, arm64.PltPlan)
+    in_init = any(
+        p.region.startswith("init") and addresses[n] <= pc < addresses[n] + max(p.size, 1)
+        for n, p in layout.placements.items()
+    )
+    shndx = plan.init_shndx if in_init else plan.core_shndx
+    limit = plan.init_plts if in_init else plan.core_plts
+    if shndx is None or shndx not in layout.placements:
+        raise LinkError(f"{where}: branch out of range and the module has no PLT section", path=mod.path)
+    return shndx, limit, layout.placements[shndx]
 
 
 def _emit_plt(
@@ -303,31 +329,57 @@ def _emit_plt(
     where: str,
 ) -> int:
     """module_emit_plt_entry: a new entry in the core or init PLT (the one of the branch's
-    region), shared with the previous entry when identical (the relocations are sorted)."""
+    region), shared with the previous entry when identical (the relocations are sorted); with
+    the erratum 843419 workaround a slot whose ADRP would sit at a page's end is skipped."""
     from lkm.link import arm64
 
-    plan = layout.arch_plan
-    assert isinstance(plan, arm64.PltPlan)
-    in_init = any(
-        p.region.startswith("init") and addresses[n] <= pc < addresses[n] + max(p.size, 1)
-        for n, p in layout.placements.items()
-    )
-    shndx = plan.init_shndx if in_init else plan.core_shndx
-    limit = plan.init_plts if in_init else plan.core_plts
-    if shndx is None or shndx not in layout.placements:
-        raise LinkError(f"{where}: branch out of range and the module has no PLT section", path=mod.path)
-    p = layout.placements[shndx]
+    shndx, limit, p = _plt_for(mod, layout, addresses, pc, where)
     buf = regions[p.region]
     i = plts.get(shndx, 0)
     base = addresses[shndx]
-    entry = arm64.plt_entry(dst, base + i * arm64.PLT_ENTRY_SIZE)
     if i > 0:
         prev = bytes(buf[p.offset + (i - 1) * 12 : p.offset + i * 12])
         # plt_entries_equal: same target (the adrp page is pc-relative, so compare by target)
         if prev == arm64.plt_entry(dst, base + (i - 1) * arm64.PLT_ENTRY_SIZE):
             return base + (i - 1) * arm64.PLT_ENTRY_SIZE
+    plan = layout.arch_plan
+    if isinstance(plan, arm64.PltPlan) and plan.erratum and arm64.forbidden_adrp_place(base + i * 12):
+        i += 1
     if i >= limit:
         raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
+    entry = arm64.plt_entry(dst, base + i * arm64.PLT_ENTRY_SIZE)
     buf[p.offset + i * 12 : p.offset + (i + 1) * 12] = entry
     plts[shndx] = i + 1
     return base + i * arm64.PLT_ENTRY_SIZE
+
+
+def _emit_veneer(
+    mod: ModuleFile,
+    layout: Layout,
+    regions: dict[str, bytearray],
+    addresses: dict[int, int],
+    plts: dict[int, int],
+    pc: int,
+    insn: int,
+    page: int,
+    where: str,
+) -> int:
+    """module_emit_veneer_for_adrp: adrp+add into the ADRP's own register, then a branch back
+    to the instruction after it; a slot at a page's end is skipped."""
+    from lkm.link import arm64
+
+    shndx, limit, p = _plt_for(mod, layout, addresses, pc, where)
+    base = addresses[shndx]
+    i = n = plts.get(shndx, 0)
+    n += 1
+    if n > limit:
+        raise LinkError(f"{where}: PLT section full ({limit} entries) for an ADRP veneer", path=mod.path)
+    if arm64.forbidden_adrp_place(base + i * 12):
+        i, n = n, n + 1
+    if (i + 1) * arm64.PLT_ENTRY_SIZE > p.size:
+        raise LinkError(f"{where}: PLT section too small for an ADRP veneer", path=mod.path)
+    plts[shndx] = n
+    at = base + i * arm64.PLT_ENTRY_SIZE
+    entry = arm64.adrp_add_pair(page, at, insn & 0x1F) + struct.pack("<I", arm64.branch_imm(at + 8, pc + 4))
+    regions[p.region][p.offset + i * 12 : p.offset + (i + 1) * 12] = entry
+    return at

@@ -16,7 +16,6 @@ from lkm.elf.constants import (
     SHF_RO_AFTER_INIT,
     SHF_WRITE,
     SHT_NOBITS,
-    SHT_SYMTAB,
 )
 from lkm.errors import InvalidModule
 from lkm.record import Record
@@ -81,9 +80,13 @@ LAYOUT_RULES: dict[str, LayoutRules] = {
 
 
 class KernelConfig(Record):
-    """The configuration knobs the layout depends on (from the kernel's .config)."""
+    """The configuration knobs the layout depends on (from the kernel's .config).
+    ``arm64_erratum_843419``: CONFIG_ARM64_ERRATUM_843419 and a CPU that needs it (Cortex-A53
+    r0p0-r0p4), the kernel's ARM64_WORKAROUND_843419 capability: a property of the machine, so
+    never read from a .config."""
 
-    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload")
+    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload",
+                 "arm64_erratum_843419")  # fmt: skip
 
     def __init__(
         self,
@@ -92,12 +95,14 @@ class KernelConfig(Record):
         kallsyms: bool = True,
         kallsyms_all: bool = False,
         module_unload: bool = True,
+        arm64_erratum_843419: bool = False,
     ) -> None:
         self.page_size = page_size
         self.strict_module_rwx = strict_module_rwx
         self.kallsyms = kallsyms
         self.kallsyms_all = kallsyms_all
         self.module_unload = module_unload
+        self.arm64_erratum_843419 = arm64_erratum_843419
 
     @classmethod
     def from_config_text(cls, text: str) -> KernelConfig:
@@ -354,44 +359,39 @@ def _layout_symtab(
 # -- 2.4 insmod -------------------------------------------------------------------------------
 
 
-def load_order_prio_24(sec: Section) -> int:
-    """modutils 2.4.16 obj_load_order_prio: higher loads first."""
+def load_order_prio_24(name: str, flags: int, sh_type: int) -> int:
+    """modutils 2.4.16 obj_load_order_prio of a section: higher loads first."""
     prio = 0
-    if not (sec.name.startswith(".") and len(sec.name) == 10 and sec.name[5:] == ".init"):
+    if not (name.startswith(".") and len(name) == 10 and name[5:] == ".init"):
         prio |= 64
-    if sec.flags & SHF_ALLOC:
+    if flags & SHF_ALLOC:
         prio |= 32
-    if sec.flags & SHF_EXECINSTR:
+    if flags & SHF_EXECINSTR:
         prio |= 16
-    if not sec.flags & SHF_WRITE:
+    if not flags & SHF_WRITE:
         prio |= 8
-    if sec.type != SHT_NOBITS:
+    if sh_type != SHT_NOBITS:
         prio |= 4
-    if sec.name == ".got":
+    if name == ".got":
         prio |= 2
     return prio
 
 
 def layout_24(elf: ElfFile, extra_first: tuple[tuple[str, int, int], ...] = ()) -> Layout:
-    """insmod's layout: allocated sections in load order (stable by descending priority), each at
-    the running offset aligned to sh_addralign, in one contiguous image ("image" region).
-    ``extra_first`` (name, size, align) are sections insmod creates at the head (``.this``)."""
-    order: list[Section] = []
-    for s in elf.sections:
-        if s.flags & SHF_ALLOC and s.type != SHT_SYMTAB:
-            prio = load_order_prio_24(s)
-            i = 0
-            while i < len(order) and load_order_prio_24(order[i]) >= prio:
-                i += 1
-            order.insert(i, s)
+    """insmod's layout of the object's own sections (modutils' load order and packing, as
+    :class:`lkm.link.obj24.ObjFile` keeps it) in one contiguous image ("image" region);
+    ``extra_first`` (name, size, align) are sections put at the head (``.this``), numbered -1,
+    -2, ...  The full insmod link, with the sections insmod adds, is
+    :func:`lkm.link.insmod24.link_module_24`."""
+    from lkm.link.obj24 import ObjFile
+
+    obj = ObjFile(elf, elf.path)
+    first = len(obj.sections)
+    for name, size, align in reversed(extra_first):
+        obj.create_alloced_section_first(name, align, size, SHF_WRITE)
+    size = obj.load_size()
     placements: dict[int, Placement] = {}
-    dot = 0
-    for k, (name, size, align) in enumerate(extra_first):
-        dot = _align(dot, align or 1)
-        placements[-1 - k] = Placement(-1 - k, name, "image", dot, size, SHF_ALLOC | SHF_WRITE)
-        dot += size
-    for s in order:
-        dot = _align(dot, s.addralign or 1)
-        placements[s.number] = Placement(s.number, s.name, "image", dot, s.size, s.flags)
-        dot += s.size
-    return Layout("linux-2.4", placements, {"image": dot}, {}, None, 4096)
+    for sec in obj.load_order:
+        n = sec.idx if sec.idx < first else -1 - (len(extra_first) - 1 - (sec.idx - first))
+        placements[n] = Placement(n, sec.name, "image", sec.addr, sec.size, sec.flags)
+    return Layout("linux-2.4", placements, {"image": size}, {}, None, 4096)

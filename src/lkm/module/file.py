@@ -4,12 +4,12 @@ about itself.  Everything is computed on first use, so a tool pays only for what
 from __future__ import annotations
 
 import os
-from functools import cached_property
 
 from lkm.elf import ElfFile
 from lkm.errors import LkmError
 from lkm.module import modinfo as _mi
 from lkm.module.source import read_module
+from lkm.record import cached
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class ModuleFile:
 
     # -- .modinfo ---------------------------------------------------------------------------
 
-    @cached_property
+    @cached
     def modinfo(self) -> list[tuple[str, str]]:
         """``.modinfo`` entries as (key, value), in file order, duplicates kept."""
         sec = self.elf.section(".modinfo")
@@ -133,25 +133,25 @@ class ModuleFile:
     def import_ns(self) -> list[str]:
         return self.get_all("import_ns")
 
-    @cached_property
+    @cached
     def parameters(self) -> list[_mi.Parameter]:
         return _mi.parameters(self.modinfo, dialect24=self.is_24)
 
     # -- symbols ----------------------------------------------------------------------------
 
-    @cached_property
+    @cached
     def exports(self) -> list[Export]:
         from lkm.module import symbols
 
         return symbols.exports24(self.elf) if self.is_24 else symbols.exports(self.elf)
 
-    @cached_property
+    @cached
     def versions(self) -> list[tuple[str, int]]:
         from lkm.module.symbols import versions
 
         return versions(self.elf)
 
-    @cached_property
+    @cached
     def needed(self) -> list[NeededSymbol]:
         from lkm.module.symbols import needed
 
@@ -159,13 +159,13 @@ class ModuleFile:
 
     # -- notes and signature ----------------------------------------------------------------
 
-    @cached_property
+    @cached
     def build_id(self) -> bytes | None:
         from lkm.module.notes import build_id
 
         return build_id(self.elf)
 
-    @cached_property
+    @cached
     def signature(self) -> Signature | None:
         if not _has_sig_trailer(self.data):
             return None

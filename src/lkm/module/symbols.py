@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import struct
 from itertools import accumulate, count, repeat
-from operator import add, rshift
-from typing import NamedTuple
+from operator import add, itemgetter, rshift
 
 from lkm.elf import ElfFile, Section, cstring
 from lkm.elf.constants import (
@@ -26,6 +25,8 @@ from lkm.elf.constants import (
     SHT_RELA,
 )
 from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 
 
 class Export(Record):
@@ -44,14 +45,33 @@ class Export(Record):
         self.symbol = symbol
 
 
-class NeededSymbol(NamedTuple):
-    """An undefined symbol; ``crc`` from __versions (None without an entry), ``bind`` STB_*.
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
-    A tuple, so that a whole module's list is built in C (a tree has ~200 000 of them)."""
+    class NeededSymbol(NamedTuple):
+        name: str
+        crc: int | None
+        bind: int
 
-    name: str
-    crc: int | None
-    bind: int
+else:
+
+    class NeededSymbol(tuple):
+        """An undefined symbol; ``crc`` from __versions (None without an entry), ``bind`` STB_*.
+
+        A NamedTuple built without importing typing (its fields are C-level item getters), so
+        that a whole module's list is built in C (a tree has ~200 000 of them)."""
+
+        __slots__ = ()
+        _fields = ("name", "crc", "bind")
+        name = property(itemgetter(0))
+        crc = property(itemgetter(1))
+        bind = property(itemgetter(2))
+
+        def __new__(cls, name, crc, bind):
+            return tuple.__new__(cls, (name, crc, bind))
+
+        def __repr__(self):
+            return f"NeededSymbol(name={self[0]!r}, crc={self[1]!r}, bind={self[2]!r})"
 
 
 # (ksymtab section, GPL-only, parallel CRC section)
@@ -121,6 +141,57 @@ class _Resolver:
         s = self.elf.symbol(number, self.symtab) if number and self.symtab is not None else None
         return s.name or None if s is not None else None
 
+    def symbol_names(self, numbers: list[int]) -> list[str | None]:
+        """Names of symbols ``numbers`` in bulk (None for 0, out of range or unnamed)."""
+        if self.symtab is None:
+            return [None] * len(numbers)
+        elf, base, cnt = self.elf, self._sym_base, self._sym_count
+        size, unpack = elf.layout.sym.size, elf.layout.u32.unpack_from
+        rows = [k if 0 < k < cnt else 0 for k in numbers]
+        offs = [unpack(elf.data, base + k * size)[0] if k else 0 for k in rows]
+        _b, _c, s0, s1 = elf._symtab_data(self.symtab)
+        return [nm or None for nm in elf._names_at(s0, s1, offs, 0, rows)]
+
+    def places(self, numbers: list[int]) -> list[tuple[int, int] | None]:
+        """:meth:`place` of every symbol of ``numbers``, in one pass."""
+        if self.symtab is None:
+            return [None] * len(numbers)
+        lay, data, base, cnt = self.elf.layout, self.elf.data, self._sym_base, self._sym_count
+        unpack, size = lay.sym.unpack_from, lay.sym.size
+        i_sh, i_val = (3, 4) if lay.elf64 else (5, 1)
+        out: list[tuple[int, int] | None] = []
+        for k in numbers:
+            if 0 < k < cnt:
+                f = unpack(data, base + k * size)
+                out.append((f[i_sh], f[i_val]))
+            else:
+                out.append(None)
+        return out
+
+    def strings(
+        self, target: Section, relocs: dict[int, tuple[int, int | None]], offsets: range, width: int = 4
+    ) -> list[str | None]:
+        """:meth:`string` for every offset of ``offsets`` of ``target``: the common case (RELA
+        against a symbol in a string section, pointing at a string start) resolved in bulk."""
+        get = relocs.get
+        rels = [get(off) for off in offsets]
+        places = self.places([r[0] if r is not None else 0 for r in rels])
+        lim = min(SHN_LORESERVE, self.elf.e_shnum)
+        tables: dict[int, dict[int, str]] = {}
+        out: list[str | None] = []
+        append = out.append
+        for off, rel, place in zip(offsets, rels, places, strict=True):
+            name = None
+            if rel is not None and place is not None and rel[1] is not None:
+                shndx = place[0]
+                if shndx != SHN_UNDEF and shndx < lim:
+                    starts = tables.get(shndx)
+                    if starts is None:
+                        starts = tables[shndx] = self._string_table(shndx)[0]
+                    name = starts.get(place[1] + rel[1])
+            append(name if name is not None or rel is None else self.string(target, off, rel, width))
+        return out
+
     def string(
         self, target: Section, offset: int, rel: tuple[int, int | None] | None, width: int = 4
     ) -> str | None:
@@ -182,17 +253,17 @@ def exports(elf: ElfFile) -> list[Export]:
             w = elf.word_size
             entsize, (f_value, f_name, f_ns), width = 3 * w, (0, w, 2 * w), w
         crcs = _crcs(elf, res, elf.section(crc_name))
+        n = tab.size // entsize
+        names = res.strings(tab, relocs, range(f_name, n * entsize, entsize), width)
+        spaces = res.strings(tab, relocs, range(f_ns, n * entsize, entsize), width)
         get = relocs.get
-        for i in range(tab.size // entsize):
-            base = i * entsize
-            name = res.string(tab, base + f_name, get(base + f_name), width)
+        vrels = [get(o) for o in range(f_value, n * entsize, entsize)]
+        syms = res.symbol_names([r[0] if r is not None else 0 for r in vrels])
+        for i, name in enumerate(names):
             if name is None:
                 continue
-            ns = res.string(tab, base + f_ns, get(base + f_ns), width) or None
-            vrel = get(base + f_value)
-            sym = res.symbol_name(vrel[0]) if vrel is not None else None
             crc = crcs[i] if crcs is not None and i < len(crcs) else None
-            out.append(Export(name, gpl, crc, ns, sym))
+            out.append(Export(name, gpl, crc, spaces[i] or None, syms[i] if vrels[i] is not None else None))
     return out
 
 
