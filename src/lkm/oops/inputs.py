@@ -121,6 +121,7 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
     from lkm.oops.lines import DEBUG_ROOT, DebugInfo, find_debug_file
     from lkm.oops.symbolize import Symbolizer
     from lkm.symbols import sources
+    from lkm.symbols.table import KernelSymbol
 
     log = report.parse(text)
     notes: list[str] = []
@@ -164,7 +165,9 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
             from lkm.module import ModuleFile
 
             try:
-                got = modmap.match_object24(mod, [(n, a) for a, n in exports], ModuleFile.open(files[mod]))
+                kernel24 = [(s.name, s.address) for s in core if isinstance(s, KernelSymbol) and s.address]
+                mf = ModuleFile.open(files[mod])
+                got = modmap.match_object24(mod, [(n, a) for a, n in exports], mf, kernel24)
             except LkmError as exc:
                 notes.append(f"{files[mod]}: {exc.reason}")
                 continue

@@ -404,35 +404,49 @@ def module_symbols(
 
 
 def match_object24(
-    module: str, exports: Iterable[tuple[str, int]], obj: ModuleFile
+    module: str,
+    exports: Iterable[tuple[str, int]],
+    obj: ModuleFile,
+    kernel: Iterable[tuple[str, int]] = (),
 ) -> tuple[ModuleMap, list[tuple[int, str]]] | None:
-    """ksymoops' method for a 2.4 module without ``__insmod`` symbols: find an exported symbol
-    (from /proc/ksyms) that the object defines exactly once, take the module's load base from
-    it (insmod's layout of the object places every section relative to that base), and give
-    the module's map and all the object's symbols at their load addresses.  None when no
-    export is unique in the object."""
-    from lkm.link.layout import layout_24
+    """ksymoops' method for a 2.4 module without ``__insmod`` symbols: an exported symbol (from
+    /proc/ksyms) that the object defines exactly once fixes the module's load base; every
+    other symbol of the object is placed as insmod laid the module out (modutils 2.4.16's
+    insmod, :func:`lkm.link.insmod24.link_module_24`, linked against ``kernel``'s exports; with
+    and without insmod's ksymoops symbols and export-all, the variant on which all unique
+    exports agree).  Gives the module's map and all its symbols at their load addresses, or
+    None when no export is unique in the object or no layout agrees with the exports."""
+    from lkm.link.image import LinkError
+    from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
 
     elf = obj.elf
-    layout = layout_24(elf)
-    placed = layout.placements
-    defined: dict[str, list[tuple[int, int]]] = {}
     syms = elf.symbols()
+    counts: dict[str, int] = {}
     for s in syms[1:]:
-        if s.name and s.shndx in placed and s.type not in (3, 4):  # not STT_SECTION / STT_FILE
-            defined.setdefault(s.name, []).append((s.shndx, s.value))
-    base = None
-    for name, addr in exports:
-        where = defined.get(name)
-        if where is not None and len(where) == 1:
-            shndx, value = where[0]
-            base = addr - placed[shndx].offset - value
-            break
-    if base is None:
+        if s.name and 0 < s.shndx < len(elf.sections) and s.type not in (3, 4):  # not SECTION/FILE
+            counts[s.name] = counts.get(s.name, 0) + 1
+    unique = [(n, a) for n, a in exports if counts.get(n) == 1]
+    if not unique:
         return None
-    symbols = [(base + placed[s.shndx].offset + s.value, s.name) for s in syms[1:]
-               if s.name and s.shndx in placed and s.type not in (3, 4)]  # fmt: skip
-    size = max((p.offset + p.size for p in placed.values()), default=0)
-    area = Area("image", base, base + size, base + size, False, base)
-    secs = {p.name: base + p.offset for p in placed.values()}
-    return ModuleMap(module, size, "Live", base, "", secs, [area], obj.path), symbols
+    core = KernelSymbols24(list(kernel))
+    for opt in (
+        Insmod24Options(ksymoops=False),
+        Insmod24Options(),
+        Insmod24Options(ksymoops=False, export=False),
+    ):
+        try:
+            img = link_module_24(obj, core, 0, opt)
+        except (LinkError, LkmError):
+            continue
+        at0 = {s.name: img.symbol_values[i] for i, s in enumerate(syms) if counts.get(s.name) == 1}
+        deltas = {(a - at0[n]) & 0xFFFFFFFF for n, a in unique if n in at0}
+        if len(deltas) != 1:
+            continue
+        (delta,) = deltas
+        symbols = [((img.symbol_values[i] + delta) & 0xFFFFFFFF, s.name) for i, s in enumerate(syms)
+                   if i and s.name and 0 < s.shndx < len(elf.sections) and s.type not in (3, 4)]  # fmt: skip
+        base = delta  # the image (struct module first) was linked at 0
+        area = Area("image", base, base + img.size, base + img.size, False, base)
+        secs = {name: (addr + delta) & 0xFFFFFFFF for name, addr, _size, _align in img.sections}
+        return ModuleMap(module, img.size, "Live", base, "", secs, [area], obj.path), symbols
+    return None
