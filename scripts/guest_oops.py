@@ -5,7 +5,7 @@ For each tree (``--tree NAME``, repeatable; default amd64-6.1 and amd64-6.12) th
 
 1. builds the fixture modules of ``fixtures/src/oops`` (oopsmod, oopsinit, pcsym) with kbuild
    against the corpus headers of exactly that kernel (``headers-6.1`` / ``headers-6.12``);
-2. writes an initramfs (``qemu_guest``) with busybox, those modules and a few real modules of
+2. writes an initramfs (:mod:`lkm.guest`) with busybox, those modules and a few real modules of
    the tree (ext4 and its dependencies, fat, vfat; decompressed here), whose ``/init``
    loads them, triggers a WARN from oopsmod's init, a NULL dereference, a BUG, a page fault
    and a general protection fault through writes to /proc/oopsmod, a page fault in
@@ -26,29 +26,22 @@ A tree whose directory is complete is skipped unless ``--force``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(_ROOT / "src"))
-sys.path.insert(0, str(_ROOT / "scripts"))
-
-from qemu_guest import (  # noqa: E402
-    GuestError,
-    boot_and_read,
-    busybox_for,
-    dump_block,
-    ensure_tools,
-    make_initramfs,
-)
 
 from lkm.compress import decompress, detect  # noqa: E402
 from lkm.corpus import CorpusTree, HeadersTree, corpus_dir, find_tree, load_headers  # noqa: E402
+from lkm.guest import GuestError, boot, busybox_for, make_initramfs, qemu_path  # noqa: E402
 
 PROG = "guest_oops"
 DEFAULT_TREES = ("amd64-6.1", "amd64-6.12")
@@ -82,6 +75,75 @@ PICK_ADDRESSES = (
 
 def log(msg: str) -> None:
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+
+def dump_block(name: str, command: str) -> str:
+    """/init lines printing *command*'s output between markers, then its line count and MD5
+    (``/tmp`` must be a tmpfs; ``$B`` the busybox path)."""
+    return (
+        f"{command} > /tmp/dump\n"
+        f"$B echo =====LKM-{name}-BEGIN=====\n"
+        "$B cat /tmp/dump\n"
+        f"$B echo =====LKM-{name}-END=====\n"
+        f'$B echo "{name} lines $($B wc -l < /tmp/dump)"\n'
+        f'$B echo "{name} md5 $($B md5sum < /tmp/dump)"\n'
+    )
+
+
+def read_block(text: str, name: str) -> tuple[str | None, str]:
+    """The text a :func:`dump_block` printed, checked against its line count and MD5;
+    (None, why) when it is missing or damaged."""
+    begin, end = f"=====LKM-{name}-BEGIN=====", f"=====LKM-{name}-END====="
+    b = text.find(begin + "\n")
+    e = text.find("\n" + end + "\n", b)
+    if b < 0 or e < 0:
+        return None, f"{name}: markers not found on the console"
+    body = text[b + len(begin) + 1 : e + 1]
+    if body == "\n":  # an empty dump: nothing between the markers
+        body = ""
+    tail = text[e + len(end) + 2 :].splitlines()
+    lines = next((ln.split()[2] for ln in tail if ln.startswith(f"{name} lines ")), None)
+    md5 = next((ln.split()[2] for ln in tail if ln.startswith(f"{name} md5 ")), None)
+    if lines is None or md5 is None:
+        return None, f"{name}: line count / md5 not printed"
+    if str(body.count("\n")) != lines:
+        return None, f"{name}: {body.count(chr(10))} lines captured, guest printed {lines}"
+    if hashlib.md5(body.encode("latin-1")).hexdigest() != md5:
+        return None, f"{name}: MD5 of the captured text differs from the guest's"
+    return body, ""
+
+
+def console_text(raw: bytes) -> str:
+    return raw.decode("latin-1").replace("\r\n", "\n").replace("\r", "")
+
+
+def boot_and_read(
+    tree: CorpusTree, initrd: Path, work: Path, timeout: float, append: str, blocks: list[str]
+) -> tuple[bytes, dict[str, str], float]:
+    """Boot (at most twice) until every one of *blocks* is read intact from the console; the
+    raw console, the blocks' texts and the seconds the good boot took."""
+    why = ""
+    for attempt in (1, 2):
+        console_log = work / f"console-{attempt}.log"
+        log(f"{tree.name}: booting {Path(str(tree.vmlinuz)).name} (TCG, KASLR), attempt {attempt}")
+        t0 = time.monotonic()
+        try:
+            raw = boot(tree.arch, Path(str(tree.vmlinuz)), initrd, console_log, timeout, defaults=append)
+        except (GuestError, OSError) as exc:
+            why = str(exc)
+            log(f"{tree.name}: attempt {attempt}: {why}")
+            continue
+        text = console_text(raw)
+        got: dict[str, str] = {}
+        for name in blocks:
+            body, why = read_block(text, name)
+            if body is None:
+                break
+            got[name] = body
+        else:
+            return raw, got, time.monotonic() - t0
+        log(f"{tree.name}: attempt {attempt} after {time.monotonic() - t0:.1f} s: {why}")
+    raise GuestError(f"{tree.name}: no usable output from the guest ({why})")
 
 
 def make_init(real: Sequence[str]) -> str:
@@ -154,19 +216,18 @@ def real_modules(tree: CorpusTree) -> dict[str, bytes]:
 
 
 def capture(tree: CorpusTree, out: Path, timeout: float) -> None:
-    qemu = ensure_tools(tree.arch)
+    qemu_path(tree.arch)  # GuestError naming the package when QEMU is missing
     busybox = busybox_for(tree.arch, corpus_dir() / "guest")
     with tempfile.TemporaryDirectory(prefix=f"oops-{tree.name}-") as tmp:
         work = Path(tmp)
         built = build_fixtures(tree, work)
         modules = real_modules(tree)
         modules.update({m: p.read_bytes() for m, p in built.items()})
-        files = {f"lib/modules/{m}.ko": data for m, data in modules.items()}
+        files = [(f"lib/modules/{m}.ko", data) for m, data in modules.items()]
         initrd = work / "initramfs.cpio"
         initrd.write_bytes(make_initramfs(busybox, make_init(REAL_MODULES), files))
-        raw, blocks, took = boot_and_read(
-            PROG, tree, qemu, initrd, work, timeout, "loglevel=7 panic=-1", list(DUMPS)
-        )
+        # KASLR on (no nokaslr) and the whole reports on the console
+        raw, blocks, took = boot_and_read(tree, initrd, work, timeout, "loglevel=7 panic=-1", list(DUMPS))
         log(f"{tree.name}: done in {took:.0f} s")
         part = out.with_name(out.name + ".part")
         shutil.rmtree(part, ignore_errors=True)

@@ -66,6 +66,24 @@ def fixture_modules() -> list[Path]:
     return sorted(p for p in FIX6.iterdir() if ".ko" in p.name)
 
 
+@pytest.fixture
+def k24(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh 2.4.20 i386 model kernel (lkm.kernel.model) with a recording executor."""
+    from lkm.kernel.executor import RecordingExecutor
+    from lkm.kernel.model import ModelKernel
+
+    return ModelKernel.boot("linux-2.4-i386", tmp_path / "k24.db", executor=RecordingExecutor())
+
+
+@pytest.fixture
+def k61(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh Debian 6.1 amd64 model kernel with a recording executor."""
+    from lkm.kernel.executor import RecordingExecutor
+    from lkm.kernel.model import ModelKernel
+
+    return ModelKernel.boot("linux-6.1-amd64", tmp_path / "k61.db", executor=RecordingExecutor())
+
+
 OOPS_GUEST_TIMEOUT = 900  # seconds per boot, enforced by scripts/guest_oops.py
 
 

@@ -280,3 +280,18 @@ def module_files(tree: CorpusTree) -> list[Path]:
         found.extend(Path(p) for p in find_modules(str(top)))
     found.sort()
     return found
+
+
+#: What depmod reads from a modules directory besides the modules (it writes the rest).
+DEPMOD_INPUTS: tuple[str, ...] = ("kernel", "modules.order", "modules.builtin", "modules.builtin.modinfo")
+
+
+def depmod_root(tree: CorpusTree, root: Path) -> Path:
+    """A scratch ``root/lib/modules/<release>`` of links to the tree's depmod inputs, for
+    ``depmod -b root`` and ``modprobe -d root`` without ever writing into the corpus."""
+    d = root / "lib" / "modules" / tree.release
+    d.mkdir(parents=True)
+    for name in DEPMOD_INPUTS:
+        if (tree.modules_dir / name).exists():
+            (d / name).symlink_to(tree.modules_dir / name)
+    return d

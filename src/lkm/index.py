@@ -91,18 +91,38 @@ class IndexFile:
         return None
 
     def search(self, key: str) -> str | None:
-        """Exact lookup: the first (lowest-priority) value stored under ``key``."""
+        """Exact lookup: the first (lowest-priority) value stored under ``key``.
+
+        Walks the node words in place (no node objects): modprobe makes thousands of these."""
         k = key.encode("utf-8", "surrogateescape")
-        node = self._node(self.root)
+        data = self.data
+        unpack = _U32.unpack_from
+        off = self.root
         i = 0
-        while node is not None:
-            pre = node.prefix
-            if k[i : i + len(pre)] != pre:
+        n = len(k)
+        while off:
+            p = off & NODE_MASK
+            if off & NODE_PREFIX:
+                end = data.find(b"\0", p)
+                if k[i : i + end - p] != data[p:end]:
+                    return None
+                i += end - p
+                p = end + 1
+            if i == n:
+                if not off & NODE_VALUES:
+                    return None
+                if off & NODE_CHILDS:
+                    p += 2 + 4 * (data[p + 1] - data[p] + 1)
+                if not unpack(data, p)[0]:
+                    return None
+                end = data.find(b"\0", p + 8)
+                return data[p + 8 : end].decode("utf-8", "surrogateescape")
+            if not off & NODE_CHILDS:
                 return None
-            i += len(pre)
-            if i == len(k):
-                return node.values[0][1] if node.values else None
-            node = self._child(node, k[i])
+            first, last, c = data[p], data[p + 1], k[i]
+            if c < first or c > last:
+                return None
+            off = unpack(data, p + 2 + 4 * (c - first))[0]
             i += 1
         return None
 

@@ -24,25 +24,44 @@ def workers_available() -> int:
         return os.cpu_count() or 1
 
 
+def _split_weighted(items: Sequence[T], weights: Sequence[int], n: int) -> list[Sequence[T]]:
+    """``n`` contiguous chunks of about equal total weight (none empty)."""
+    total = sum(weights) or 1
+    cuts = [0]
+    acc = 0
+    for i, w in enumerate(weights):
+        acc += w
+        if len(cuts) < n and acc * n >= total * len(cuts) and i + 1 < len(items):
+            cuts.append(i + 1)
+    cuts.append(len(items))
+    return [items[cuts[k] : cuts[k + 1]] for k in range(len(cuts) - 1) if cuts[k + 1] > cuts[k]]
+
+
 def map_chunks(
     fn: Callable[[Sequence[T]], R],
     items: Sequence[T],
     *,
     workers: int | None = None,
     min_per_worker: int = 32,
+    weights: Sequence[int] | None = None,
 ) -> Iterator[R]:
     """``fn`` over contiguous chunks of ``items``; results yielded in chunk order.
 
-    Falls back to one in-process call when there is one core, few items, or no fork.
-    A child's exception is re-raised in the caller.
+    Chunks hold equal numbers of items, or, given ``weights`` (say file sizes), equal total
+    weight, so that no worker is left with most of the work.  Falls back to one in-process
+    call when there is one core, few items, or no fork.  A child's exception is re-raised in
+    the caller.
     """
     n = workers_available() if workers is None else workers
     n = min(n, len(items) // min_per_worker) if min_per_worker else n
     if n <= 1 or not hasattr(os, "fork"):
         yield fn(items)
         return
-    size = -(-len(items) // n)
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    if weights is not None:
+        chunks = _split_weighted(items, weights, n)
+    else:
+        size = -(-len(items) // n)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
     children: list[tuple[int, int]] = []
     for chunk in chunks[1:]:
         r, w = os.pipe()

@@ -15,6 +15,18 @@ TOOLS: dict[str, tuple[str, str]] = {
     "modinfo": ("lkm.cli.modinfo", "show information about a kernel module (kmod-compatible)"),
     "link": ("lkm.cli.link", "link a module against a kernel's symbols at kernel addresses"),
     "kallsyms": ("lkm.cli.kallsyms", "a kernel's symbols recovered from its image, as /proc/kallsyms"),
+    "insmod": ("lkm.cli.insmod", "insert a module into the running kernel (kmod-compatible)"),
+    "rmmod": ("lkm.cli.rmmod", "remove modules from the running kernel (kmod-compatible)"),
+    "lsmod": ("lkm.cli.lsmod", "list the modules loaded in the running kernel (kmod-compatible)"),
+    "ksyms": ("lkm.cli.ksyms", "exported symbols of a model kernel's modules (modutils 2.4)"),
+    "proc": ("lkm.cli.proc", "a model kernel's /proc files: modules, ksyms, kallsyms, vmallocinfo"),
+    "model": ("lkm.cli.model", "boot, check and inspect persistent model kernels"),
+    "demo": ("lkm.cli.demo", "a guided run of the HOWTO's section 10 on a model kernel"),
+    "verify": ("lkm.cli.verify", "check that loaded modules are byte for byte their files (/proc/kcore)"),
+    "run": ("lkm.cli.run", "run a module's init (and exit) in an emulated CPU, tracing its kernel calls"),
+    "dev": ("lkm.cli.dev", "call an emulated driver's file_operations (open, read, write, ioctl, release)"),
+    "depmod": ("lkm.cli.depmod", "write the module dependency database (kmod-compatible)"),
+    "modprobe": ("lkm.cli.modprobe", "add or remove modules with their dependencies (kmod-compatible)"),
     "ksymoops": ("lkm.cli.ksymoops", "decode kernel oops reports: symbols, source lines, disassembly"),
 }
 

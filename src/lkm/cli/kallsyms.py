@@ -1,5 +1,6 @@
 """``lkm kallsyms --from-image IMAGE``: a kernel's symbols, recovered offline from its compressed
-image, printed as /proc/kallsyms prints them (a ``nokaslr`` boot's addresses)."""
+image, printed as /proc/kallsyms prints them (a ``nokaslr`` boot's addresses).  With ``--model``
+or ``--state PATH``: a model kernel's /proc/kallsyms."""
 
 from __future__ import annotations
 
@@ -8,10 +9,25 @@ import sys
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 
-HELP = "Usage: lkm kallsyms --from-image IMAGE [--arch x86_64|i386|arm64]\n"
+HELP = (
+    "Usage: lkm kallsyms --from-image IMAGE [--arch x86_64|i386|arm64]\n"
+    "       lkm kallsyms --model | --state PATH\n"
+)
 
 
 def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import split_backend
+
+    model, state, args = split_backend(args)
+    if model and not args:  # a model kernel's /proc/kallsyms
+        from lkm.kernel.model import ModelKernel
+
+        try:
+            sys.stdout.write(ModelKernel(state).kallsyms())
+        except LkmError as exc:
+            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+            return 1
+        return 0
     try:
         opts, operands = parse(args, "h", ["from-image=", "arch=", "help"])
     except UsageError as exc:

@@ -134,7 +134,7 @@ def _link(
 ) -> int:
     from lkm.link.image import link_module
     from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
-    from lkm.link.layout import KernelConfig, layout_module
+    from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
     from lkm.link.output import linked_elf, region_blobs, write_atomic
     from lkm.link.resolve import check_vermagic, kernel_resolver
     from lkm.module.file import ModuleFile
@@ -160,7 +160,7 @@ def _link(
             check_vermagic(other, vermagic, force="vermagic" in force)
         other_lay = layout_module(other.elf, layout_name or default_layout(other), config)
         assert at is not None
-        other_bases, at = _sequential_bases(other_lay, at, {})
+        other_bases, at = sequential_bases(other_lay, at, {})
         resolve = kernel_resolver(other, table, force_modversion="modversion" in force, warnings=warnings)
         other_img = link_module(other, other_lay, other_bases, resolve)
         addrs = {s.name: other_img.symbol_values[s.number] for s in other.elf.symbols() if s.name and s.shndx}
@@ -171,7 +171,7 @@ def _link(
     lay = layout_module(mod.elf, rules, config)
     bases = dict(regions)
     if at is not None:  # every region one after the other from --base, page-aligned
-        bases, at = _sequential_bases(lay, at, bases)
+        bases, at = sequential_bases(lay, at, bases)
     image = link_module(mod, lay, bases, resolve)
     for w in warnings:
         sys.stderr.write(f"lkm link: WARNING: {w}\n")
@@ -189,47 +189,6 @@ def _link(
     if not outputs:
         sys.stdout.write(_summary(mod.name, image))
     return 0
-
-
-def _sequential_bases(lay: object, at: int, given: dict[str, int]) -> tuple[dict[str, int], int]:
-    """Each region (not given explicitly) placed after the previous, page-aligned; the next free
-    address after them."""
-    from lkm.link.layout import Layout
-
-    assert isinstance(lay, Layout)
-    bases = dict(given)
-    for r in sorted(lay.sizes, key=lambda r: _REGION_ORDER.get(r, len(_REGION_ORDER))):
-        if r not in bases:
-            bases[r] = at
-            at += lay.alloc_size(r) or lay.page_size
-    return bases, at
-
-
-_REGIONS = (
-    "image",
-    "core",
-    "text",
-    "rodata",
-    "ro_after_init",
-    "data",
-    "init",
-    "init_text",
-    "init_rodata",
-    "init_data",
-)
-_REGION_ORDER = {r: i for i, r in enumerate(_REGIONS)}
-
-
-def default_layout(mod: object) -> str:
-    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
-    from lkm.module.file import ModuleFile
-
-    assert isinstance(mod, ModuleFile)
-    if mod.is_24:
-        return "linux-2.4"
-    release = (mod.vermagic or "").split(" ", 1)[0]
-    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
-    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
 
 
 def _summary(name: str, image: object) -> str:

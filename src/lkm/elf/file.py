@@ -176,6 +176,7 @@ class ElfFile:
         "_shstr_end",
         "_shstr_off",
         "_sym_cache",
+        "_symtab_no",
         "data",
         "e_machine",
         "e_shentsize",
@@ -245,6 +246,7 @@ class ElfFile:
         self._made: dict[int, Section] = {}
         self._name_offsets = [r[0] for r in raw]
         self._strtabs: dict[int, tuple[int, int, int, int]] = {}
+        self._symtab_no = -1  # index of the first SYMTAB, 0 if none; -1 until looked up
 
     def _make_section(self, i: int) -> Section:
         no, typ, flags, addr, off, sz, link, info, align, entsize = self._raw[i]
@@ -322,8 +324,11 @@ class ElfFile:
 
     def symtab(self) -> Section | None:
         """The first SHT_SYMTAB section (6.1's rule), or None."""
-        types = list(map(itemgetter(1), self._raw))
-        return self.section_at(types.index(SHT_SYMTAB)) if SHT_SYMTAB in types else None
+        no = self._symtab_no
+        if no < 0:
+            types = list(map(itemgetter(1), self._raw))
+            no = self._symtab_no = types.index(SHT_SYMTAB) if SHT_SYMTAB in types else 0
+        return self.section_at(no) if no else None
 
     def section_at(self, number: int) -> Section:
         if self._sections is not None:

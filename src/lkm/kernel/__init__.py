@@ -17,11 +17,30 @@ from lkm.kernel.interface import (
     LoadedModule,
 )
 
+# Backend name -> "module:class"; the live kernel is the default.  Options a backend needs
+# (e.g. a model kernel's state file) are passed through as keyword arguments.
+BACKENDS: dict[str, str] = {
+    "live": "lkm.kernel.live:LiveKernel",
+    "model": "lkm.kernel.model:ModelKernel",  # options: state=PATH (default $LKM_STATE / XDG)
+}
+
+
+def open_kernel(backend: str = "live", **options: object) -> Kernel:
+    """The kernel a tool works on: the running Linux unless another backend is named."""
+    import importlib
+
+    modname, _, cls = BACKENDS[backend].partition(":")
+    kernel: Kernel = getattr(importlib.import_module(modname), cls)(**options)
+    return kernel
+
+
 __all__ = [
+    "BACKENDS",
     "MODULE_INIT_COMPRESSED_FILE",
     "MODULE_INIT_IGNORE_MODVERSIONS",
     "MODULE_INIT_IGNORE_VERMAGIC",
     "Kernel",
     "KernelError",
     "LoadedModule",
+    "open_kernel",
 ]

@@ -48,7 +48,7 @@ class LoadedModule(Record):
         name: str,
         size: int,
         refcount: int,
-        holders: tuple[str, ...],
+        holders: tuple[str, ...] | None,
         state: str = "Live",
         address: int = 0,
         taints: str = "",
@@ -56,7 +56,8 @@ class LoadedModule(Record):
         self.name = name
         self.size = size  # coresize, as lsmod prints it
         self.refcount = refcount
-        self.holders = holders  # "used by", in the order /proc/modules lists them
+        # "used by", in /sys/module/NAME/holders order; None when the kernel has no holders list
+        self.holders = holders
         self.state = state  # Live, Loading, Unloading
         self.address = address
         self.taints = taints  # e.g. "(OE)"
@@ -102,6 +103,15 @@ class Kernel(Protocol):
 
     def is_builtin(self, name: str) -> bool:
         """True if NAME is built into the kernel (modules.builtin), so rmmod says so."""
+        ...
+
+    def initstate(self, name: str) -> str | None:
+        """/sys/module/NAME/initstate: "live", "coming", "going"; "builtin" for a built-in
+        module; None when NAME is neither loaded nor built in."""
+        ...
+
+    def module(self, name: str) -> LoadedModule | None:
+        """One loaded module as lsmod and rmmod see it (size, refcount, holders), or None."""
         ...
 
 

@@ -30,16 +30,21 @@ class ModuleSymbol(Record):
         self.name = name
 
 
-def elf_type(mod: ModuleFile, image: LinkedImage, number: int) -> str:
-    """The kernel's elf_type() for symbol ``number`` (section flags as the loader rewrote them)."""
+def elf_type(mod: ModuleFile, image: LinkedImage, number: int, percpu: int | None = -1) -> str:
+    """The kernel's elf_type() for symbol ``number`` (section flags as the loader rewrote them).
+
+    ``percpu`` is the index of ``.data..percpu`` (None if absent), looked up here when not given,
+    so a caller typing every symbol of a module looks it up once."""
     elf = mod.elf
     s = elf.symbols()[number]
     if s.bind == STB_WEAK:
         return "v" if s.type == STT_OBJECT else "w"
     if s.shndx == SHN_UNDEF:
         return "U"
-    percpu = elf.section(".data..percpu")
-    if s.shndx == SHN_ABS or (percpu is not None and s.shndx == percpu.number):
+    if percpu == -1:
+        sec_percpu = elf.section(".data..percpu")
+        percpu = sec_percpu.number if sec_percpu is not None else None
+    if s.shndx == SHN_ABS or s.shndx == percpu:
         return "a"
     if s.shndx >= SHN_LORESERVE:
         return "?"
@@ -68,12 +73,14 @@ def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
     values = image.symbol_values
     by_name = {s.name: values[s.number] for s in syms if s.name and s.shndx != SHN_UNDEF}
     exported = {e.name: by_name.get(e.symbol or e.name) for e in mod.exports if not e.gpl}
+    percpu_sec = mod.elf.section(".data..percpu")
+    percpu = percpu_sec.number if percpu_sec is not None else None
     out = []
     for n in area.kept:
         name = syms[n].name
         if not name:
             continue
-        t = elf_type(mod, image, n)
+        t = elf_type(mod, image, n, percpu)
         value = values[n]
         out.append(ModuleSymbol(value, t.upper() if exported.get(name, -1) == value else t.lower(), name))
     return out

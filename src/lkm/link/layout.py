@@ -8,6 +8,8 @@ region's size; addresses come later, from the regions' bases (``Layout.address``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lkm.elf import ElfFile, Section
 from lkm.elf.constants import (
     EM_AARCH64,
@@ -19,6 +21,9 @@ from lkm.elf.constants import (
 )
 from lkm.errors import InvalidModule
 from lkm.record import Record
+
+if TYPE_CHECKING:
+    from lkm.module.file import ModuleFile
 
 ARCH_SHF_SMALL = 0  # x86, arm64: no small-data sections
 
@@ -236,6 +241,15 @@ def _find_alloc(elf: ElfFile, name: str, flags: dict[int, int]) -> Section | Non
     return None
 
 
+def default_rules(is_24: bool, vermagic: str | None) -> str:
+    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
+    if is_24:
+        return "linux-2.4"
+    release = (vermagic or "").split(" ", 1)[0]
+    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
+    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
+
+
 def layout_module(
     elf: ElfFile,
     rules: str = "linux-6.12",
@@ -395,3 +409,34 @@ def layout_24(elf: ElfFile, extra_first: tuple[tuple[str, int, int], ...] = ()) 
         n = sec.idx if sec.idx < first else -1 - (len(extra_first) - 1 - (sec.idx - first))
         placements[n] = Placement(n, sec.name, "image", sec.addr, sec.size, sec.flags)
     return Layout("linux-2.4", placements, {"image": size}, {}, None, 4096)
+
+
+def sequential_bases(lay: Layout, at: int, given: dict[str, int] | None = None) -> tuple[dict[str, int], int]:
+    """Each region (not given explicitly) placed after the previous, page-aligned, from ``at``;
+    the bases and the next free address after them."""
+    bases = dict(given or {})
+    for r in sorted(lay.sizes, key=lambda r: _REGION_ORDER.get(r, len(_REGION_ORDER))):
+        if r not in bases:
+            bases[r] = at
+            at += lay.alloc_size(r) or lay.page_size
+    return bases, at
+
+
+_REGIONS = (
+    "image",
+    "core",
+    "text",
+    "rodata",
+    "ro_after_init",
+    "data",
+    "init",
+    "init_text",
+    "init_rodata",
+    "init_data",
+)
+_REGION_ORDER = {r: i for i, r in enumerate(_REGIONS)}
+
+
+def default_layout(mod: ModuleFile) -> str:
+    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
+    return default_rules(mod.is_24, mod.vermagic)

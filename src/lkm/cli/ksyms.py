@@ -1,0 +1,62 @@
+"""``lkm ksyms [-a] [-h] [-m]``: the exported symbols of loaded modules, as modutils' ksyms
+prints them (``%0*lx  %-32s  [%s]``); -a adds the kernel's own, -h drops the header, -m adds
+each module's address and size.  Over a model kernel (``--model``, ``--state``, ``$LKM_STATE``)."""
+
+from __future__ import annotations
+
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+HEADER = "Address   Symbol                            Defined by\n"
+USAGE = "Usage: ksyms [-ahm]\n"
+
+
+def format_ksyms(
+    kernel: object, *, all_symbols: bool = False, header: bool = True, modules: bool = False
+) -> str:
+    from lkm.kernel.model import ModelKernel
+    from lkm.kernel.struct24 import versioned_name
+
+    assert isinstance(kernel, ModelKernel)
+    w = kernel.bits // 4
+    sizes = {m.name: (m.address, m.size) for m in kernel.modules()}
+    out = [HEADER] if header else []
+    for name, syms in kernel.module_symbols("export"):
+        if modules and name in sizes:
+            addr, size = sizes[name]
+            out.append(f"{addr:0{w}x}  {f'({(size + 1023) // 1024}k)':<32}  [{name}]\n")
+        out.extend(f"{s.address:0{w}x}  {s.name:<32}  [{name}]\n" for s in syms)
+    if all_symbols:
+        versions = kernel.meta.get("using_versions") == "1"
+        smp = kernel.meta.get("smp") == "1"
+        for s in kernel.kernel_symbols():
+            out.append(
+                f"{s.address or 0:0{w}x}  {versioned_name(s.name, s.crc if versions else None, smp)}\n"
+            )
+    return "".join(out)
+
+
+def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import split_backend
+    from lkm.kernel.model import ModelKernel
+
+    _model, state, args = split_backend(args)
+    try:
+        opts, operands = parse(args, "ahmV", ["all", "noheader", "help", "version"])
+    except UsageError as exc:
+        sys.stderr.write(f"ksyms: {exc}\n{USAGE}")
+        return 1
+    flags = {f for f, _ in opts}
+    if "--help" in flags or operands:
+        sys.stderr.write(USAGE)
+        return 0 if "--help" in flags else 1
+    try:
+        text = format_ksyms(ModelKernel(state), all_symbols=bool(flags & {"-a", "--all"}),
+                            header=not flags & {"-h", "--noheader"}, modules="-m" in flags)  # fmt: skip
+    except LkmError as exc:
+        sys.stderr.write(f"ksyms: {exc}\n")
+        return 1
+    sys.stdout.write(text)
+    return 0

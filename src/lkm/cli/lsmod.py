@@ -1,0 +1,41 @@
+"""``lkm lsmod``: the loaded modules, formatted as kmod's lsmod prints them.
+
+kmod 30's lsmod takes no options: any argument gets "Usage: PROG" and exit status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lkm.kernel.interface import LoadedModule
+
+HEADER = "Module                  Size  Used by\n"
+
+
+def format_lsmod(modules: list[LoadedModule]) -> str:
+    rows = [HEADER]
+    for m in modules:
+        used = " " + ",".join(m.holders) if m.holders else ""
+        rows.append(f"{m.name:<19} {m.size:8d}  {m.refcount}{used}\n")
+    return "".join(rows)
+
+
+def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import choose
+
+    done, chosen, args = choose(prog, args, "lsmod")
+    if done is not None:
+        return done
+    if args:
+        sys.stderr.write(f"Usage: {prog}\n")
+        return 1
+    from lkm.kernel import KernelError, open_kernel
+
+    try:
+        modules = (chosen or open_kernel()).modules()
+    except KernelError as exc:
+        # kmod 30's lsmod words this one without its program name.
+        sys.stderr.write(f"Error: could not get list of modules: {exc.strerror}\n")
+        return 1
+    sys.stdout.write(format_lsmod(modules))
+    return 0

@@ -1,0 +1,90 @@
+"""``lkm model``: manage model kernels.
+
+lkm model boot PROFILE [--state PATH] [--policy vmalloc|kmalloc-first] [--kmalloc-max BYTES]
+lkm model boot --symbols FILE [--symbols FILE...] --release R --vermagic V [--arch x86_64]
+               [--layout linux-6.1|linux-6.12] [--state PATH] [--policy ...]
+                              a kernel from its symbol files (System.map, kallsyms, vmlinux,
+                              image, plus Module.symvers)
+lkm model profiles            the profiles lkm ships
+lkm model check [--state PATH]  integrity of the state (exit 1 with one line per problem)
+lkm model info [--state PATH]   release, profile, modules, memory
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+HELP = __doc__ or ""
+
+
+def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import split_backend
+    from lkm.kernel.model import ModelKernel
+    from lkm.kernel.profile import Profile, shipped_profiles
+
+    _model, state, args = split_backend(args)
+    err = sys.stderr.write
+    try:
+        opts, operands = parse(
+            args,
+            "h",
+            ["policy=", "kmalloc-max=", "help", "symbols=", "release=", "vermagic=", "arch=", "layout="],
+        )
+    except UsageError as exc:
+        err(f"{prog}: {exc}\n")
+        return 1
+    o = dict(opts)
+    symbol_files = [v for f, v in opts if f == "--symbols"]
+    if "-h" in o or "--help" in o or not operands:
+        (sys.stdout if operands or "-h" in o or "--help" in o else sys.stderr).write(HELP)
+        return 0 if "-h" in o or "--help" in o else 1
+    cmd = operands[0]
+    try:
+        if cmd == "profiles":
+            sys.stdout.write("".join(f"{p}\n" for p in shipped_profiles()))
+        elif cmd == "boot" and (len(operands) == 2 or symbol_files):
+            kmax = int(o["--kmalloc-max"], 0) if "--kmalloc-max" in o else None
+            profile: str | Profile = operands[1] if len(operands) == 2 else ""
+            if symbol_files:
+                from lkm.kernel.profile import profile_from_files
+
+                if "--release" not in o or "--vermagic" not in o:
+                    raise ValueError("--symbols needs --release and --vermagic")
+                profile = profile_from_files(
+                    "custom",
+                    o["--release"],
+                    o.get("--arch", "x86_64"),
+                    o["--vermagic"],
+                    *symbol_files,
+                    layout=o.get("--layout", "linux-6.1"),
+                )
+            k = ModelKernel.boot(profile, state, policy=o.get("--policy", "vmalloc"), kmalloc_max=kmax)
+            sys.stdout.write(f"booted {k.meta['profile']} ({k.release} {k.machine}) in {k.state.path}\n")
+        elif cmd == "check":
+            problems = ModelKernel(state).check_integrity()
+            for p in problems:
+                err(f"{prog}: {p}\n")
+            return 1 if problems else 0
+        elif cmd == "info":
+            k = ModelKernel(state)
+            f = k.fragmentation()
+            lines = [
+                f"state: {k.state.path}",
+                f"profile: {k.meta['profile']}",
+                f"release: {k.release}",
+                f"machine: {k.machine}",
+                f"policy: {k.policy}",
+                f"modules: {len(k.modules())}",
+                f"vmalloc: {f.used} bytes in {f.areas} areas, fragmentation {f.ratio:.3f}",
+            ]
+            sys.stdout.write("\n".join(lines) + "\n")
+        else:
+            err(f"{prog}: unknown command {' '.join(operands)!r}\n{HELP}")
+            return 1
+    except (LkmError, ValueError) as exc:
+        err(f"{prog}: ERROR: {exc}\n")
+        return 1
+    return 0

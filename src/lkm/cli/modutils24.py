@@ -1,0 +1,175 @@
+"""insmod, rmmod and lsmod as modutils 2.4.16 had them, for a 2.4 model kernel.
+
+``lkm insmod|rmmod|lsmod`` hand over to these when the kernel they were given (``--model``,
+``--state PATH``, ``$LKM_STATE``) is a 2.4 one; options, messages and exit codes are
+modutils'.  The work is done by :mod:`lkm.modutils`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+from lkm.kernel.interface import KernelError
+from lkm.kernel.model import ModelKernel
+
+INSMOD_USAGE = (
+    "Usage:\n"
+    "insmod [-fkmnpqrsSvVxXyYN] [-e persist_name] [-o module_name] [-O blob_name] [-P prefix] "
+    "module [ symbol=value ... ]\n"
+)
+RMMOD_USAGE = "Usage: rmmod [-aehrsvV] module ...\n"
+VERSION = "2.4.16 (lkm model)"
+INSMOD_LONG = [
+    "force", "autoclean", "map", "noload", "name=", "poll", "quiet", "root", "syslog", "verbose", "version",
+    "lock", "prefix=", "noexport", "export", "noksymoops", "ksymoops", "persist=", "help", "kallsyms",
+    "blob=", "numeric-only",
+]  # fmt: skip
+
+
+def persist_dir(kernel: ModelKernel) -> str:
+    """The model's persistdir (/var/lib/modules/persist on a real 2.4 system)."""
+    return os.path.join(os.path.dirname(os.path.abspath(kernel.state.path)), "persist")
+
+
+def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
+    from lkm.modutils.insmod import InsmodError, InsmodOptions, insmod
+
+    err = sys.stderr.write
+    try:
+        opts, operands = parse(args, "fkmno:pqrsSvVxXyYe:O:P:LNh", INSMOD_LONG)
+    except UsageError as exc:
+        err(f"insmod: {exc}\n{INSMOD_USAGE}")
+        return 1
+    kw: dict[str, object] = {}
+    verbose = False
+    for flag, val in opts:
+        f = flag.lstrip("-")
+        if f in ("h", "help"):
+            sys.stdout.write(INSMOD_USAGE)
+            return 0
+        if f in ("V", "version"):
+            sys.stderr.write(f"insmod version {VERSION}\n")
+            return 0
+        key = {"f": "force", "k": "autoclean", "m": "map", "n": "noload", "p": "probe", "poll": "probe",
+               "q": "quiet", "S": "kallsyms", "v": "verbose"}.get(f, f)  # fmt: skip
+        if key in ("force", "autoclean", "map", "noload", "probe", "quiet", "kallsyms", "verbose"):
+            kw[key] = True
+            verbose = verbose or key == "verbose"
+        elif f in ("o", "name"):
+            kw["name"] = val
+        elif f in ("O", "blob"):
+            kw["blob"] = val
+        elif f in ("P", "prefix"):
+            kw["prefix"] = val
+        elif f in ("e", "persist"):
+            kw["persist"] = val
+        elif f in ("x", "noexport", "X", "export"):
+            kw["export"] = f in ("X", "export")
+        elif f in ("y", "noksymoops", "Y", "ksymoops"):
+            kw["ksymoops"] = f in ("Y", "ksymoops")
+    if not operands:
+        err(INSMOD_USAGE)
+        return 1
+    path = operands[0]
+    if verbose:
+        sys.stdout.write(f"Using {path}\n")
+    try:
+        res = insmod(kernel, path, operands[1:], InsmodOptions(**kw), persist_dir=persist_dir(kernel))
+    except InsmodError as exc:
+        err(f"{exc.path or path}: {exc.reason}\n")
+        if exc.hint:
+            err(f"{exc.hint}\n")
+        return 1
+    except LkmError as exc:
+        err(f"insmod: {exc}\n")
+        return 1
+    for w in res.warnings:
+        err(w + "\n")
+    if res.map is not None:
+        sys.stdout.write(res.map)
+    if verbose and res.loaded:
+        sys.stdout.write(f"Module {res.name} loaded, with warnings\n" if res.warnings else "")
+    return 0
+
+
+def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
+    from lkm.modutils.rmmod import RmmodError, reap, rmmod
+
+    err = sys.stderr.write
+    try:
+        opts, operands = parse(
+            args, "aehrsvV", ["all", "persist", "help", "stacks", "syslog", "verbose", "version"]
+        )
+    except UsageError as exc:
+        err(f"rmmod: {exc}\n{RMMOD_USAGE}")
+        return 1
+    longs = {"--all": "a", "--persist": "e", "--stacks": "r", "--help": "h", "--syslog": "s",
+             "--verbose": "v", "--version": "V"}  # fmt: skip
+    flags = {longs.get(f, f[1:]) for f, _ in opts}
+    if "h" in flags:
+        sys.stdout.write(RMMOD_USAGE)
+        return 0
+    if "V" in flags:
+        err(f"rmmod version {VERSION}\n")
+        return 0
+    if "a" in flags:
+        try:
+            reap(kernel)
+        except KernelError as exc:
+            err(f"rmmod: {exc.strerror}\n")
+            return 1
+        return 0
+    if not operands:
+        err(RMMOD_USAGE)
+        return 1
+    failed = 0
+    for name in operands:
+        try:
+            saved = rmmod(kernel, [name], recursive="r" in flags, persist_only="e" in flags)
+            if "v" in flags:
+                for p in saved:
+                    sys.stdout.write(f"Saved persistent data of {name} in {p}\n")
+        except KernelError as exc:
+            failed += 1
+            if exc.errno == errno.ENOENT:
+                err(f"rmmod: module {name} is not loaded\n")
+            elif exc.errno == errno.EBUSY:
+                err(f"rmmod: {name}: Device or resource busy\n")
+            else:
+                err(f"rmmod: {name}: {exc.strerror}\n")
+        except RmmodError as exc:
+            failed += 1
+            err(f"rmmod: {exc.reason}\n")
+    return 1 if failed else 0
+
+
+def format_lsmod(kernel: ModelKernel) -> str:
+    """modutils' lsmod: its header with the taint state, one row per module (query_module)."""
+    from lkm.kernel.model24 import iter_strings
+    from lkm.kernel.procfs import flags_24
+    from lkm.kernel.struct24 import QM_INFO, QM_MODULES, QM_REFS
+
+    t = kernel.tainted()
+    taint = f"Tainted: {'P' if t & 1 else 'G'}{'F' if t & 2 else ' '}" if t else "Not tainted"
+    rows = [f"Module                  Size  Used by    {taint}\n"]
+    for name in iter_strings(kernel.query_module(None, QM_MODULES).data):
+        info = kernel.layout24.info.unpack(kernel.query_module(name, QM_INFO).data)
+        refs = list(iter_strings(kernel.query_module(name, QM_REFS).data))
+        words = flags_24(info[2]).strip()
+        row = f"{name:<20}{info[1]:8d}{info[3]:4d} {words}"
+        if refs:
+            row += " [" + " ".join(refs) + "]"
+        rows.append(row + "\n")
+    return "".join(rows)
+
+
+def lsmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
+    if args:
+        sys.stderr.write("Usage: lsmod\n")
+        return 1
+    sys.stdout.write(format_lsmod(kernel))
+    return 0

@@ -1,0 +1,77 @@
+"""``lkm rmmod [options] MODULENAME...``: remove modules from the kernel, as kmod's rmmod.
+
+Options as kmod 30's: -f (force: O_TRUNC, skips the in-use check), -s, -v, -V, -w, -h.
+A module is named by its name or by the path of its file.  Exit 1 if any removal failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+
+HELP = (
+    "Usage:\n\t{prog} [options] modulename ...\nOptions:\n"
+    "\t-f, --force       forces a module unload and may crash your\n"
+    "\t                  machine. This requires Forced Module Removal\n"
+    "\t                  option in your kernel. DANGEROUS\n"
+    "\t-s, --syslog      print to syslog, not stderr\n"
+    "\t-v, --verbose     enables more messages\n"
+    "\t-V, --version     show version\n"
+    "\t-h, --help        show this help\n"
+)
+
+
+def run(prog: str, args: list[str]) -> int:
+    from lkm.cli.backend import choose
+
+    done, chosen, args = choose(prog, args, "rmmod")
+    if done is not None:
+        return done
+    err = sys.stderr.write
+    try:
+        opts, operands = parse(args, "fsvVwh", ["force", "syslog", "verbose", "version", "wait", "help"])
+    except UsageError as exc:
+        err(f"{prog}: {exc}\n")
+        return 1
+    force = False
+    for flag, _ in opts:
+        if flag in ("-h", "--help"):
+            sys.stdout.write(HELP.format(prog=prog))
+            return 0
+        if flag in ("-V", "--version"):
+            from lkm import __version__
+
+            sys.stdout.write(f"lkm version {__version__}\n")
+            return 0
+        if flag in ("-f", "--force"):
+            force = True
+    if not operands:
+        err(f"{prog}: ERROR: missing module name.\n")
+        return 1
+    from lkm.kernel import KernelError, open_kernel
+    from lkm.kernel.load import NotRemovable, check_removable, module_name, remove_module
+
+    kernel = chosen or open_kernel()
+    failed = 0
+    for arg in operands:
+        name = module_name(arg) if os.path.exists(arg) else arg.replace("-", "_")
+        if not force:
+            logged: list[str] = []
+            refused = None
+            try:
+                check_removable(kernel, name, logged)
+            except NotRemovable as exc:
+                refused = exc.reason
+            for line in logged if refused is None else [*logged, refused]:
+                err(f"{prog}: ERROR: {line}\n")
+            if refused is not None:
+                failed += 1
+                continue
+        try:
+            remove_module(kernel, name, force=force)
+        except KernelError as exc:
+            err(f"{prog}: ERROR: could not remove module {arg}: {exc.strerror}\n")
+            failed += 1
+    return 1 if failed else 0

@@ -1,0 +1,425 @@
+"""depmod's computation: modules in kmod's order, the symbol table, dependencies, their
+topological order, and every output file's bytes.
+
+Order is the whole difficulty.  kmod puts the modules listed in modules.order first (in that
+order) and the rest in the iteration order of its 512-bucket name table; a module's index in
+that array is its priority in the .bin files.  Exports go into a 2048-bucket table (a later
+module's export replaces an earlier one's), whose iteration order is modules.symbols' order.
+Dependencies are sorted by a topological index: modules nobody uses first, taken LIFO.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from operator import methodcaller
+
+from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
+from lkm.depmod.hash import MODULES_BUCKETS, hash_order
+from lkm.depmod.read import ModuleFacts, read_all
+from lkm.depmod.scan import Candidate, path_to_modname, search_modules
+from lkm.errors import LkmError
+from lkm.record import Record
+
+# Output files in the order kmod writes them; True for the binary indexes (-n skips them).
+OUTPUTS: tuple[tuple[str, bool], ...] = (
+    ("modules.dep", False),
+    ("modules.dep.bin", True),
+    ("modules.alias", False),
+    ("modules.alias.bin", True),
+    ("modules.softdep", False),
+    ("modules.symbols", False),
+    ("modules.symbols.bin", True),
+    ("modules.builtin.bin", True),
+    ("modules.builtin.alias.bin", True),
+    ("modules.devname", False),
+)
+FAKE_SYMBOLS = ("__this_module", "_GLOBAL_OFFSET_TABLE_")  # put in by the kernel's loader
+
+
+class DependencyCycle(LkmError):
+    """Modules depend on each other in a loop; ``messages`` are kmod's report lines."""
+
+    def __init__(self, messages: list[tuple[str, str]]) -> None:
+        super().__init__(messages[-1][1] if messages else "dependency cycle")
+        self.messages = messages
+
+
+class DepmodOptions(Record):
+    __slots__ = (
+        "basedir",
+        "release",
+        "config_paths",
+        "symvers",
+        "system_map",
+        "errsyms",
+        "warn_dups",
+        "sym_prefix",
+        "modules",
+        "workers",
+        "binaries",
+        "verbose",
+    )
+
+    def __init__(
+        self,
+        release: str,
+        basedir: str | None = None,
+        config_paths: list[str] | None = None,
+        symvers: str | None = None,
+        system_map: str | None = None,
+        errsyms: bool = False,
+        warn_dups: bool = False,
+        sym_prefix: str = "",
+        modules: list[str] | None = None,
+        workers: int | None = None,
+        binaries: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        self.release = release
+        self.basedir = basedir
+        self.config_paths = config_paths
+        self.symvers = symvers
+        self.system_map = system_map
+        self.errsyms = errsyms
+        self.warn_dups = warn_dups
+        self.sym_prefix = sym_prefix
+        self.modules = modules  # explicit module files (absolute); None: the whole tree
+        self.workers = workers
+        self.binaries = binaries  # False (depmod -n): the text files only
+        self.verbose = verbose  # -v: report each dependency found (DepmodResult.shown)
+
+
+def modules_dirname(basedir: str | None, release: str) -> str:
+    return f"{basedir or ''}/lib/modules/{release}"
+
+
+class Module(Record):
+    __slots__ = ("name", "path", "relpath", "uncrelpath", "idx", "facts", "deps", "users", "sort_idx")
+
+    def __init__(self, cand: Candidate, facts: ModuleFacts) -> None:
+        self.name = cand.name
+        self.path = cand.path
+        self.relpath = cand.relpath
+        self.uncrelpath = cand.uncrelpath
+        self.idx = 0
+        self.facts = facts
+        self.deps: list[Module] = []
+        self.users = 0
+        self.sort_idx = 0
+
+    @property
+    def shown_path(self) -> str:
+        return self.relpath if self.relpath is not None else self.path
+
+
+class DepmodResult(Record):
+    """The output files (name, bytes) in kmod's order, and the messages kmod would print."""
+
+    __slots__ = ("dirname", "outputs", "messages", "modules", "shown")
+
+    def __init__(
+        self,
+        dirname: str,
+        outputs: list[tuple[str, bytes]],
+        messages: list[tuple[str, str]],
+        modules: int,
+        shown: list[str] | None = None,
+    ) -> None:
+        self.dirname = dirname
+        self.outputs = outputs
+        self.messages = messages
+        self.modules = modules
+        self.shown = shown or []  # -v lines for stdout: '<path> needs "<symbol>": <owner path>'
+
+
+# -- symbols from the kernel ----------------------------------------------------------------
+
+
+def load_symvers(path: str) -> list[tuple[str, int]]:
+    """vmlinux rows of a Module.symvers: (symbol, crc)."""
+    out = []
+    with open(path, "rb") as f:
+        for raw in f:
+            parts = raw.decode("utf-8", "surrogateescape").replace("\t", " ").split()
+            if len(parts) < 3 or parts[2] != "vmlinux":
+                continue
+            try:
+                crc = int(parts[0], 16)
+            except ValueError:
+                continue
+            out.append((parts[1], crc))
+    return out
+
+
+def load_system_map(path: str, prefix: str, messages: list[tuple[str, str]]) -> list[tuple[str, int]]:
+    """``__ksymtab_<sym>`` lines of a System.map."""
+    out = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            text = raw.decode("utf-8", "surrogateescape")
+            line = text.rstrip("\n")
+            parts = line.split(" ", 2)
+            if len(parts) < 3:
+                messages.append((ERROR, f"{path}:{n}: invalid line: {text}"))
+                continue
+            name = parts[2]
+            if prefix and name.startswith(prefix):
+                name = name[1:]
+            if name.startswith("__ksymtab_"):
+                out.append((name[len("__ksymtab_") :], 0))
+    return out
+
+
+# -- the computation ------------------------------------------------------------------------
+
+
+def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tuple[str, str]]) -> list[str]:
+    """Module names in kmod's array order: modules.order first, then hash order."""
+    names = hash_order(found, MODULES_BUCKETS)
+    order_file = os.path.join(dirname, "modules.order")
+    try:
+        with open(order_file, "rb") as f:
+            lines = f.read().decode("utf-8", "surrogateescape").split("\n")
+    except OSError as exc:
+        messages.append(
+            (WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}")
+        )
+        return names
+    if lines[-1] != "":
+        messages.append((ERROR, f"{order_file}:{len(lines)} corrupted line misses '\\n'"))
+        return names
+    by_unc = {c.uncrelpath: c.name for c in found.values() if c.uncrelpath is not None}
+    total = len(lines)  # lines in the file + 1, as kmod counts
+    sort_idx = dict.fromkeys(names, 1)
+    for i, line in enumerate(lines[:-1], 1):
+        name = by_unc.get(line)
+        if name is not None:
+            sort_idx[name] = i - total
+    return sorted(names, key=sort_idx.__getitem__)  # stable, as glibc's merge-sort qsort
+
+
+def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
+    """kmod's depmod_report_cycles: a walk from each module left with users, reporting every
+    path that comes back to the walk's start; modules on a reported path, and dead ends, are
+    not walked from again; then the count of modules on reported paths.
+
+    kmod re-enters modules it has seen unless they are the start, so a cycle that does not
+    pass through the start overflows its stack (sized by the number of such modules) and
+    kmod 30 aborts on an assertion; here the report stops there with a message instead.
+    """
+    roots = [m for i, m in enumerate(mods) if users[i] > 0]
+    stack_size = len(roots)
+    visited: set[int] = set()
+    in_loops: set[str] = set()
+    out: list[tuple[str, str]] = []
+    while roots:
+        root = roots.pop(0)
+        # (module, the path that led to it from the root)
+        stack: list[tuple[Module, tuple[Module, ...]]] = [(root, ())]
+        while stack:
+            m, path = stack.pop()
+            if m.idx in visited and m is root:
+                in_loops.update(x.name for x in path)
+                for x in path:
+                    if x in roots:
+                        roots.remove(x)
+                names = [x.name for x in path] + [m.name]
+                out.append((ERROR, "Cycle detected: " + " -> ".join(names)))
+                continue
+            visited.add(m.idx)
+            if not m.deps:
+                if m in roots:
+                    roots.remove(m)
+                continue
+            for d in m.deps:
+                if len(stack) >= stack_size:
+                    out.append((ERROR, f"Cycle report stopped at {m.name}: cycles not through {root.name}"))
+                    out.append((ERROR, f"Found {len(in_loops)} modules in dependency cycles!"))
+                    return out
+                stack.append((d, (*path, m)))
+    out.append((ERROR, f"Found {len(in_loops)} modules in dependency cycles!"))
+    return out
+
+
+def _topological(mods: list[Module]) -> list[int]:
+    """dep_sort_idx per module (kmod: roots taken LIFO); raises DependencyCycle."""
+    n = len(mods)
+    users = [m.users for m in mods]
+    roots = [i for i in range(n) if users[i] == 0]
+    sort_idx = [0] * n
+    n_sorted = 0
+    while roots:
+        i = roots.pop()
+        sort_idx[i] = n_sorted
+        n_sorted += 1
+        for d in mods[i].deps:
+            users[d.idx] -= 1
+            if users[d.idx] == 0:
+                roots.append(d.idx)
+    if n_sorted < n:
+        raise DependencyCycle(_cycles(mods, users))
+    return sort_idx
+
+
+def depmod(opts: DepmodOptions) -> DepmodResult:
+    """Compute every output of ``depmod`` for the tree ``opts`` names."""
+    dirname = modules_dirname(opts.basedir, opts.release)
+    messages: list[tuple[str, str]] = []
+    prefix = opts.sym_prefix
+    errsyms = opts.errsyms
+
+    # Kernel symbols first: modules' exports replace them.
+    symbols: dict[str, tuple[Module | None, int]] = {}
+    kernel_syms: list[tuple[str, int]] | None = None
+    try:
+        if opts.symvers is not None:
+            kernel_syms = load_symvers(opts.symvers)
+        elif opts.system_map is not None:
+            kernel_syms = load_system_map(opts.system_map, prefix, messages)
+    except OSError as exc:
+        raise LkmError(
+            f"could not load {opts.symvers or opts.system_map}: {os.strerror(exc.errno or 0)}"
+        ) from None
+    if kernel_syms is None and errsyms:
+        messages.append((WARNING, "-e needs -E or -F"))
+        errsyms = False
+    if kernel_syms is not None:
+        for name, crc in kernel_syms:
+            symbols[name[1:] if prefix and name.startswith(prefix) else name] = (None, crc)
+        for name in FAKE_SYMBOLS:
+            symbols[name] = (None, 0)
+
+    if opts.modules is None:
+        cfg = load_config(opts.config_paths, opts.release)
+        messages.extend(cfg.messages)
+        found, errors = search_modules(dirname, cfg)
+        if not found and errors and not os.path.isdir(dirname):
+            raise LkmError(errors[0])
+        messages.extend((ERROR, e) for e in errors)
+    else:
+        cfg = DepmodConfig()
+        found = {}
+        for path in opts.modules:
+            if not path.startswith("/"):
+                raise LkmError(f"{path}: not absolute path.")
+            if not os.path.exists(path):
+                raise LkmError(f"could not create module {path}: No such file or directory")
+            cand = Candidate(path_to_modname(path), path, dirname)
+            if cand.name in found:
+                raise LkmError(f"could not add module {path}: File exists")
+            found[cand.name] = cand
+
+    names = _order_modules(found, dirname, messages)
+    cands = [found[n] for n in names]
+    check_crcs = opts.symvers is not None
+    facts = read_all([c.path for c in cands], opts.workers, crcs=check_crcs)
+    mods = [Module(c, f) for c, f in zip(cands, facts, strict=True)]
+    for i, m in enumerate(mods):
+        m.idx = i
+        if m.facts.error is not None:
+            messages.append((ERROR, f"failed to load symbols from {m.path}: {m.facts.error}"))
+        f = m.facts
+        crcs = f.export_crcs or [0] * len(f.exports)
+        for name, crc in zip(f.exports, crcs, strict=True):
+            symbols[name[1:] if prefix and name.startswith(prefix) else name] = (m, crc)
+
+    shown: list[str] | None = [] if opts.verbose else None
+    _resolve_dependencies(mods, symbols, prefix, errsyms, check_crcs, messages, shown)
+
+    try:
+        sort_idx = _topological(mods)
+    except DependencyCycle as exc:
+        exc.messages[:0] = messages
+        raise
+    from lkm.depmod.outputs import Tree, build_outputs
+
+    tree = Tree(mods, sort_idx, symbols, dirname, opts.warn_dups, opts.binaries)
+    outputs = build_outputs(tree, opts.workers, messages)
+    return DepmodResult(dirname, outputs, messages, len(mods), shown)
+
+
+def _resolve_dependencies(
+    mods: list[Module],
+    symbols: dict[str, tuple[Module | None, int]],
+    prefix: str,
+    errsyms: bool,
+    check_crcs: bool,
+    messages: list[tuple[str, str]],
+    shown: list[str] | None = None,
+) -> None:
+    """Each module's direct dependencies, in the order of the first needed symbol each
+    provides; every dependency counts one more user."""
+    owner_idx = {name: o.idx for name, (o, _crc) in symbols.items() if o is not None}
+    owner_get = owner_idx.get
+    get = symbols.get
+    for m in mods:
+        f = m.facts
+        if shown is None and not (errsyms or check_crcs or prefix or any(map(_starts_with_dot, f.needed))):
+            # The common case, done in C: the owners of the needed symbols, first seen first.
+            found = dict.fromkeys(map(owner_get, f.needed))
+            found.pop(None, None)
+            m.deps = [mods[i] for i in found if i is not None]
+        else:
+            seen: set[int] = set()
+            needed_crcs = f.needed_crcs or [0] * len(f.needed)
+            for name, crc in zip(f.needed, needed_crcs, strict=True):
+                key = name[1:] if name[:1] == "." else name  # PPC64: .foo is foo
+                if prefix and key.startswith(prefix):
+                    key = key[1:]
+                sym = get(key)
+                if sym is None:
+                    if errsyms and name not in f.weak:
+                        messages.append((WARNING, f"{m.path} needs unknown symbol {name}"))
+                    continue
+                owner, sym_crc = sym
+                if check_crcs and errsyms and sym_crc != crc and name not in f.weak:
+                    messages.append((WARNING, f"{m.path} disagrees about version of symbol {name}"))
+                if owner is None or owner.idx in seen:
+                    continue
+                seen.add(owner.idx)
+                m.deps.append(owner)
+                if shown is not None:
+                    shown.append(f'{m.path} needs "{key}": {owner.path}\n')
+        for d in m.deps:
+            d.users += 1
+
+
+_starts_with_dot = methodcaller("startswith", ".")
+
+
+# -- output files ---------------------------------------------------------------------------
+
+
+def write_outputs(result: DepmodResult) -> None:
+    """Write every output next to the modules: all to temporary files first, then each
+    renamed over its name, so no reader ever sees a partial file."""
+    dirname = result.dirname
+    tmps: list[tuple[str, str]] = []
+    try:
+        for name, data in result.outputs:
+            final = os.path.join(dirname, name)
+            tmp = final + ".tmp"
+            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
+            tmps.append((tmp, final))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    except OSError as exc:
+        for tmp, _final in tmps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise LkmError(
+            f"could not write {tmps[-1][0] if tmps else dirname}: {os.strerror(exc.errno or 0)}"
+        ) from None
+    for tmp, final in tmps:
+        os.replace(tmp, final)
+
+
+__all__ = [
+    "INFO",
+    "DependencyCycle",
+    "DepmodOptions",
+    "DepmodResult",
+    "depmod",
+    "write_outputs",
+]

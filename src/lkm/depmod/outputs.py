@@ -1,0 +1,302 @@
+"""depmod's output files, built from the computed tree: each file (or text+index pair) by one
+builder, the builders shared between two processes (they are independent), messages kept in
+the order kmod emits them while writing its files one after the other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from lkm.depmod.config import ERROR, WARNING
+from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
+from lkm.depmod.scan import path_to_modname
+from lkm.depmod.trie import IndexBuilder
+from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from lkm.depmod.core import Module
+
+Messages = list[tuple[str, str]]
+Files = dict[str, bytes]
+
+
+class Tree(Record):
+    """What the builders read: modules in kmod's order, topological indexes, the symbols."""
+
+    __slots__ = ("mods", "sort_idx", "symbols", "dirname", "warn", "binaries")
+
+    def __init__(
+        self,
+        mods: list[Module],
+        sort_idx: list[int],
+        symbols: dict[str, tuple[Module | None, int]],
+        dirname: str,
+        warn: bool,
+        binaries: bool,
+    ) -> None:
+        self.mods = mods
+        self.sort_idx = sort_idx
+        self.symbols = symbols
+        self.dirname = dirname
+        self.warn = warn  # -w: report duplicates
+        self.binaries = binaries  # False for -n: text files only
+
+
+def _text(lines: list[str]) -> bytes:
+    return "".join(lines).encode("utf-8", "surrogateescape")
+
+
+def underscores(alias: str) -> str | None:
+    """depmod's underscores(): '-' to '_' outside [...]; None for an unmatched bracket."""
+    if "[" not in alias and "]" not in alias:
+        return alias.replace("-", "_")
+    out = []
+    i = 0
+    n = len(alias)
+    while i < n:
+        c = alias[i]
+        if c == "-":
+            out.append("_")
+        elif c == "]":
+            return None
+        elif c == "[":
+            j = alias.find("]", i)
+            if j < 0:
+                return None
+            out.append(alias[i : j + 1])
+            i = j
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _all_deps(mods: list[Module], sort_idx: list[int]) -> list[list[Module]]:
+    """Each module's transitive dependencies, in topological order."""
+    memo: dict[int, set[int]] = {}
+
+    def closure(m: Module) -> set[int]:
+        got = memo.get(m.idx)
+        if got is None:
+            got = set()
+            for d in m.deps:
+                got.add(d.idx)
+                got |= closure(d)
+            memo[m.idx] = got
+        return got
+
+    key = sort_idx.__getitem__
+    return [[mods[i] for i in sorted(closure(m), key=key)] for m in mods]
+
+
+def build_dep(t: Tree, msgs: Messages) -> Files:
+    lines = []
+    idx = IndexBuilder()
+    for m, deps in zip(t.mods, _all_deps(t.mods, t.sort_idx), strict=True):
+        line = m.shown_path + ":" + "".join(" " + d.shown_path for d in deps)
+        lines.append(line + "\n")
+        if idx.insert(m.name, line, m.idx) and t.warn:
+            msgs.append((WARNING, f"duplicate module deps:\n{line}"))
+    out = {"modules.dep": _text(lines)}
+    if t.binaries:
+        out["modules.dep.bin"] = idx.write()
+    return out
+
+
+def build_alias(t: Tree, msgs: Messages) -> Files:
+    lines = ["# Aliases extracted from modules themselves.\n"]
+    idx = IndexBuilder()
+    for m in t.mods:
+        for value in m.facts.aliases:
+            lines.append(f"alias {value} {m.name}\n")
+            norm = underscores(value)
+            if norm is None:
+                msgs.append((WARNING, f"Unmatched bracket in {value}"))
+            elif idx.insert(norm, m.name, m.idx) and t.warn:
+                msgs.append((WARNING, f"duplicate module alias:\n{norm} {m.name}"))
+    out = {"modules.alias": _text(lines)}
+    if t.binaries:
+        out["modules.alias.bin"] = idx.write()
+    return out
+
+
+def build_softdep(t: Tree, msgs: Messages) -> Files:
+    lines = ["# Soft dependencies extracted from modules themselves.\n"]
+    for m in t.mods:
+        lines.extend(f"softdep {m.name} {v}\n" for v in m.facts.softdeps)
+    return {"modules.softdep": _text(lines)}
+
+
+def build_symbols(t: Tree, msgs: Messages) -> Files:
+    lines = ["# Aliases for symbols, used by symbol_request().\n"]
+    idx = IndexBuilder()
+    symbols = t.symbols
+    for name in hash_order(symbols, SYMBOLS_BUCKETS):
+        owner = symbols[name][0]
+        if owner is None:
+            continue
+        lines.append(f"alias symbol:{name} {owner.name}\n")
+        if idx.insert("symbol:" + name, owner.name, owner.idx) and t.warn:
+            msgs.append((WARNING, f"duplicate module syms:\nsymbol:{name} {owner.name}"))
+    out = {"modules.symbols": _text(lines)}
+    if t.binaries:
+        out["modules.symbols.bin"] = idx.write()
+    return out
+
+
+def build_builtin(t: Tree, msgs: Messages) -> Files:
+    if not t.binaries:
+        return {}
+    return {
+        "modules.builtin.bin": _builtin_bin(t.dirname, msgs),
+        "modules.builtin.alias.bin": _builtin_alias_bin(t.dirname, msgs),
+    }
+
+
+def build_devname(t: Tree, msgs: Messages) -> Files:
+    lines: list[str] = []
+    for m in t.mods:
+        devname = None
+        devtype = ""
+        major = minor = 0
+        for value in m.facts.aliases:
+            if value.startswith("devname:"):
+                devname = value[len("devname:") :]
+            elif value[:1] in ("c", "b"):
+                dev = _major_minor(value)
+                if dev is not None:
+                    devtype, major, minor = dev
+            if devtype and devname is not None:
+                break
+        if devname is not None:
+            if devtype:
+                lines.append(f"{m.name} {devname} {devtype}{major}:{minor}\n")
+            else:
+                msgs.append(
+                    (
+                        ERROR,
+                        f"Module '{m.name}' has devname ({devname}) but lacks major and minor "
+                        "information. Ignoring.",
+                    )
+                )
+    if lines:
+        lines.insert(0, "# Device nodes to trigger on-demand module loading.\n")
+    return {"modules.devname": _text(lines)}
+
+
+# In kmod's file order (which is its message order); the groups split them over two cores.
+BUILDERS: tuple[Callable[[Tree, Messages], Files], ...] = (
+    build_dep,
+    build_alias,
+    build_softdep,
+    build_symbols,
+    build_builtin,
+    build_devname,
+)
+GROUPS = ((1, 2, 5), (0, 3, 4))
+
+
+def build_outputs(t: Tree, workers: int | None, messages: Messages) -> list[tuple[str, bytes]]:
+    """Every output file in kmod's order; messages appended in kmod's order."""
+    from lkm.depmod.core import OUTPUTS
+    from lkm.parallel import map_chunks
+
+    def run(groups: Sequence[tuple[int, ...]]) -> list[tuple[int, Files, Messages]]:
+        out = []
+        for group in groups:
+            for i in group:
+                msgs: Messages = []
+                out.append((i, BUILDERS[i](t, msgs), msgs))
+        return out
+
+    results: list[tuple[int, Files, Messages]] = []
+    for part in map_chunks(run, GROUPS, workers=workers, min_per_worker=1):
+        results.extend(part)
+    results.sort(key=lambda r: r[0])
+    files: Files = {}
+    for _i, f, msgs in results:
+        files.update(f)
+        messages.extend(msgs)
+    return [(name, files[name]) for name, _b in OUTPUTS if name in files]
+
+
+def _major_minor(alias: str) -> tuple[str, int, int] | None:
+    """sscanf(alias, "char-major-%u-%u") / "block-major-%u-%u"."""
+    for prefix, kind in (("char-major-", "c"), ("block-major-", "b")):
+        if alias.startswith(prefix):
+            a, _, rest = alias[len(prefix) :].partition("-")
+            b = rest
+            j = 0
+            while j < len(b) and b[j].isdigit():
+                j += 1
+            if a.isdigit() and j:
+                return kind, int(a) & 0xFFFFFFFF, int(b[:j]) & 0xFFFFFFFF
+            return None
+    return None
+
+
+def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
+    path = os.path.join(dirname, "modules.builtin")
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
+    except OSError as exc:
+        messages.append(
+            (WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}")
+        )
+        return b""
+    idx = IndexBuilder()
+    for line in lines:
+        if not line[:1].isalpha() or not line[:1].isascii():
+            messages.append((ERROR, f"Invalid modules.builtin line: {line}"))
+            continue
+        idx.insert(path_to_modname(line.rstrip("\n")), "", 0)
+    return idx.write()
+
+
+def builtin_modinfo(dirname: str) -> list[tuple[str, list[tuple[str, str]]]] | None:
+    """modules.builtin.modinfo as (module, [(key, value)...]) groups in file order."""
+    try:
+        with open(os.path.join(dirname, "modules.builtin.modinfo"), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    groups: list[tuple[str, list[tuple[str, str]]]] = []
+    for raw in data.split(b"\0"):
+        if not raw:
+            continue
+        text = raw.decode("utf-8", "surrogateescape")
+        dot = text.find(".")
+        if dot < 0:
+            continue
+        name = text[:dot]
+        k, _, v = text[dot + 1 :].partition("=")
+        if not groups or groups[-1][0] != name:
+            groups.append((name, []))
+        groups[-1][1].append((k, v))
+    return groups
+
+
+def _builtin_alias_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
+    groups = builtin_modinfo(dirname)
+    if groups is None:
+        messages.append(
+            (WARNING, f"could not open modules.builtin.modinfo at {dirname}: No such file or directory")
+        )
+        return b""
+    if not groups:
+        return b""
+    idx = IndexBuilder()
+    for name, info in groups:
+        modname = name.replace("-", "_")
+        for k, v in info:
+            if k != "alias":
+                continue
+            norm = underscores(v)
+            if norm is None:
+                messages.append((WARNING, f"Unmatched bracket in {v}"))
+                continue
+            idx.insert(norm, modname, 0)
+    return idx.write()

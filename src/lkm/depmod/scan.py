@@ -1,0 +1,124 @@
+"""Finding the modules of a tree as depmod does: directory order, kmod's file extensions,
+and which of two files with the same module name wins (depmod.d override and search)."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from lkm.depmod.config import DepmodConfig
+from lkm.record import Record
+
+# The extensions Debian's kmod 30 was built to read (+XZ +ZSTD -ZLIB): .ko.gz files are not
+# modules to it.
+KMOD_EXTS = (".ko", ".ko.xz", ".ko.zst")
+KMOD_DECOMPRESSORS = ("xz", "zstd")
+SKIPPED_DIRS = ("build", "source")
+
+
+def path_to_modname(path: str) -> str:
+    """kmod's path_to_modname: the basename up to its first '.', '-' as '_'."""
+    base = path.rpartition("/")[2]
+    return base.partition(".")[0].replace("-", "_")
+
+
+class Candidate(Record):
+    """A module file found in the tree."""
+
+    __slots__ = ("name", "path", "relpath", "uncrelpath")
+
+    def __init__(self, name: str, path: str, dirname: str) -> None:
+        self.name = name
+        self.path = path
+        if path.startswith(dirname + "/"):
+            self.relpath: str | None = path[len(dirname) + 1 :]
+            # kmod cuts the relative path after "<dir>/<modname>.ko": modules.order's key.
+            slash = self.relpath.rfind("/")
+            self.uncrelpath: str | None = self.relpath[: slash + 1 + len(name) + 3]
+        else:
+            self.relpath = None
+            self.uncrelpath = None
+
+
+def existing_wins(cfg: DepmodConfig, old: Candidate, new: Candidate, dirname: str) -> bool:
+    """depmod_module_is_higher_priority: does the module already found beat ``new``?
+
+    Overrides first (relative "subdir/modname" paths); then the search list, walked once in
+    kmod's (reversed) order, where each external directory takes a position of its own and
+    the later position wins; paths matching nothing rank with built-in."""
+    new_rel, old_rel = new.relpath, old.relpath
+    new_key = new_rel[: new_rel.rfind("/") + 1 + len(new.name)] if new_rel is not None else None
+    old_key = old_rel[: old_rel.rfind("/") + 1 + len(old.name)] if old_rel is not None else None
+    for ov in cfg.overrides:
+        if ov == new_key:
+            return False
+        if ov == old_key:
+            return True
+    bprio = newprio = oldprio = -1
+    i = 0
+    for se in cfg.searches:
+        if se.kind == "built-in":
+            bprio = i
+        elif se.kind == "external":
+            for ext in cfg.externals:
+                if new.path.startswith(ext):
+                    newprio = i
+                elif old.path.startswith(ext):
+                    oldprio = i
+                i += 1
+        elif new_rel is not None and new_rel.startswith(se.path + "/"):
+            newprio = i
+        elif old_rel is not None and old_rel.startswith(se.path + "/"):
+            oldprio = i
+        i += 1
+    if newprio < 0:
+        newprio = bprio
+    if oldprio < 0:
+        oldprio = bprio
+    return newprio <= oldprio
+
+
+def _walk(top: str, excludes: list[str], out: list[str], errors: list[str]) -> None:
+    try:
+        it = os.scandir(top)
+    except OSError as exc:
+        errors.append(f"could not open directory {top}: {os.strerror(exc.errno or 0)}")
+        return
+    with it:
+        for e in it:
+            name = e.name
+            if name in SKIPPED_DIRS or name in excludes:
+                continue
+            try:
+                if e.is_dir():  # follows symbolic links, as kmod's fstatat does
+                    _walk(e.path, excludes, out, errors)
+                elif e.is_file():
+                    if name.endswith(KMOD_EXTS):
+                        out.append(e.path)
+                else:
+                    st = os.stat(e.path)
+                    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                        errors.append(f"unsupported file type {e.path}: {stat.S_IFMT(st.st_mode):o}")
+            except OSError as exc:
+                errors.append(f"fstatat({e.path}): {os.strerror(exc.errno or 0)}")
+
+
+def search_modules(dirname: str, cfg: DepmodConfig) -> tuple[dict[str, Candidate], list[str]]:
+    """Module name -> the file that wins for it, and the errors met (kmod's wording)."""
+    paths: list[str] = []
+    errors: list[str] = []
+    if not os.path.isdir(dirname):
+        errors.append(f"could not open directory {dirname}: No such file or directory")
+        return {}, errors
+    _walk(dirname, cfg.excludes, paths, errors)
+    for ext in cfg.externals:  # scanned whether or not "search" names them
+        _walk(ext, cfg.excludes, paths, errors)
+    found: dict[str, Candidate] = {}
+    for path in paths:
+        cand = Candidate(path_to_modname(path), path, dirname)
+        old = found.get(cand.name)
+        if old is not None and existing_wins(cfg, old, cand, dirname):
+            continue
+        found.pop(cand.name, None)
+        found[cand.name] = cand
+    return found, errors

@@ -1,0 +1,116 @@
+"""Per-architecture facts the emulator needs: unicorn's CPU, the calling convention, and
+where the fake kernel puts its stack, heap, per-cpu area and synthetic symbols.
+
+The addresses follow each kernel's own memory map so that oopses and ``%px`` look familiar:
+x86_64 modules at MODULES_VADDR (0xffffffffc0000000), the heap in the direct map
+(page_offset_base 0xffff888000000000); i386 (3G/1G split) modules in the vmalloc area.
+"""
+
+from __future__ import annotations
+
+import unicorn
+from unicorn import arm64_const as a64
+from unicorn import x86_const as x86
+
+from lkm.record import Record
+
+
+class ArchSpec(Record):
+    """One architecture's row."""
+
+    __slots__ = (
+        "name", "uc_arch", "uc_mode", "word", "pc", "sp", "ret", "args", "link", "fixed_regs",
+        "module_base", "synthetic_base", "heap_base", "stack_base", "stack_size", "percpu_base",
+        "user_base", "page_offset", "trap_lo", "trap_hi",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        name: str,
+        uc_arch: int,
+        uc_mode: int,
+        word: int,
+        pc: int,
+        sp: int,
+        ret: int,
+        args: tuple[int, ...],
+        link: int | None,
+        module_base: int,
+        synthetic_base: int,
+        heap_base: int,
+        stack_base: int,
+        stack_size: int,
+        percpu_base: int,
+        user_base: int,
+        page_offset: int,
+        trap_lo: int,
+        trap_hi: int,
+        fixed_regs: int | None = None,
+    ) -> None:
+        self.name = name
+        self.uc_arch = uc_arch
+        self.uc_mode = uc_mode
+        self.word = word  # bytes in a long / pointer
+        self.pc = pc
+        self.sp = sp
+        self.ret = ret  # return-value register
+        self.args = args  # integer argument registers, in order (i386: regparm)
+        self.link = link  # link register (arm64), None: return address on the stack
+        self.module_base = module_base
+        self.synthetic_base = synthetic_base  # where imports without a known address get a slot
+        self.heap_base = heap_base
+        self.stack_base = stack_base
+        self.stack_size = stack_size  # THREAD_SIZE
+        self.percpu_base = percpu_base  # GS base (x86_64) for the one CPU
+        self.user_base = user_base  # buffers handed to file_operations as __user pointers
+        self.page_offset = page_offset
+        self.trap_lo = trap_lo  # [trap_lo, trap_hi): the kernel's own text and the synthetic slots,
+        self.trap_hi = trap_hi  # where executing an instruction means calling the Python kernel
+        self.fixed_regs = fixed_regs
+
+    def replace(self, **fields: object) -> ArchSpec:
+        """A copy with ``fields`` changed."""
+        new = object.__new__(ArchSpec)
+        for name in self.__slots__:
+            object.__setattr__(new, name, fields.get(name, getattr(self, name)))
+        return new
+
+    @property
+    def mask(self) -> int:
+        return (1 << (8 * self.word)) - 1
+
+
+X86_64 = ArchSpec(
+    "x86_64", unicorn.UC_ARCH_X86, unicorn.UC_MODE_64, 8, x86.UC_X86_REG_RIP, x86.UC_X86_REG_RSP,
+    x86.UC_X86_REG_RAX,
+    (x86.UC_X86_REG_RDI, x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDX, x86.UC_X86_REG_RCX, x86.UC_X86_REG_R8,
+     x86.UC_X86_REG_R9),
+    None,
+    module_base=0xFFFFFFFFC0000000, synthetic_base=0xFFFFFFFFA0000000, heap_base=0xFFFF888100000000,
+    stack_base=0xFFFFC90000000000, stack_size=0x4000, percpu_base=0xFFFF88813BC00000,
+    user_base=0x00007F0000000000, page_offset=0xFFFF888000000000,
+    trap_lo=0xFFFFFFFF80000000, trap_hi=0xFFFFFFFFB0000000,
+)  # fmt: skip
+
+# i386: the 6.x kernel passes the first three arguments in eax, edx, ecx (-mregparm=3);
+# 2.4 objects are plain cdecl (ARCHES["i386-cdecl"]).  Variadic functions are always cdecl.
+I386 = ArchSpec(
+    "i386", unicorn.UC_ARCH_X86, unicorn.UC_MODE_32, 4, x86.UC_X86_REG_EIP, x86.UC_X86_REG_ESP,
+    x86.UC_X86_REG_EAX, (x86.UC_X86_REG_EAX, x86.UC_X86_REG_EDX, x86.UC_X86_REG_ECX), None,
+    module_base=0xD0800000, synthetic_base=0xC7000000, heap_base=0xCC000000, stack_base=0xCBF00000,
+    stack_size=0x2000, percpu_base=0xCBE00000, user_base=0x40000000, page_offset=0xC0000000,
+    trap_lo=0xC0000000, trap_hi=0xC8000000,
+)  # fmt: skip
+
+I386_CDECL = I386.replace(args=(), module_base=0xC8800000)  # 2.4: modules in its vmalloc area
+
+ARM64 = ArchSpec(
+    "arm64", unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, 8, a64.UC_ARM64_REG_PC, a64.UC_ARM64_REG_SP,
+    a64.UC_ARM64_REG_X0, tuple(getattr(a64, f"UC_ARM64_REG_X{i}") for i in range(8)), a64.UC_ARM64_REG_X30,
+    module_base=0xFFFF800000000000, synthetic_base=0xFFFF80000E000000, heap_base=0xFFFF000100000000,
+    stack_base=0xFFFF800010000000, stack_size=0x4000, percpu_base=0xFFFF80000F000000,
+    user_base=0x0000FFFF00000000, page_offset=0xFFFF000000000000,
+    trap_lo=0xFFFF800008000000, trap_hi=0xFFFF800010000000,
+)  # fmt: skip
+
+ARCHES: dict[str, ArchSpec] = {"x86_64": X86_64, "i386": I386, "i386-cdecl": I386_CDECL, "arm64": ARM64}

@@ -1,0 +1,206 @@
+"""printk and the formatting family: _printk/printk/vprintk, dev_* and netdev_* messages,
+the s*printf functions, kasprintf and sysfs_emit, all over :class:`lkm.emulate.printk.Formatter`."""
+
+from __future__ import annotations
+
+from lkm.emulate.kernel import Kernel, kfunc
+from lkm.emulate.machine import TrapCall
+from lkm.emulate.printk import Args, Formatter, split_level
+
+DEFAULT_LOGLEVEL = 4  # CONFIG_MESSAGE_LOGLEVEL_DEFAULT
+
+
+class CallArgs:
+    """Variadic arguments of a trapped call, from argument ``start`` on."""
+
+    def __init__(self, c: TrapCall, start: int) -> None:
+        self.c = c
+        self.i = start
+
+    def next(self) -> int:
+        v = self.c.arg(self.i)
+        self.i += 1
+        return v
+
+    def next64(self) -> int:
+        if self.c.machine.arch.word == 8:
+            return self.next()
+        lo = self.next()
+        return lo | (self.next() << 32)
+
+
+class VaList:
+    """A ``va_list``: x86_64's {gp_offset, fp_offset, overflow_arg_area, reg_save_area};
+    i386's plain pointer into the stack."""
+
+    def __init__(self, k: Kernel, va: int) -> None:
+        self.m = k.machine
+        if self.m.arch.name == "x86_64":
+            self.gp = self.m.read_int(va, 4)
+            self.overflow = self.m.read_word(va + 8)
+            self.save = self.m.read_word(va + 16)
+        else:
+            self.gp = 48
+            self.overflow = va
+
+    def next(self) -> int:
+        if self.gp < 48:
+            v = self.m.read_word(self.save + self.gp)
+            self.gp += 8
+            return v
+        v = self.m.read_word(self.overflow)
+        self.overflow += self.m.arch.word
+        return v
+
+    def next64(self) -> int:
+        if self.m.arch.word == 8:
+            return self.next()
+        lo = self.next()
+        return lo | (self.next() << 32)
+
+
+def formatter(k: Kernel) -> Formatter:
+    f = getattr(k, "_formatter", None)
+    if f is None:
+
+        def va_args(ptr: int) -> Args:
+            # struct va_format's va is a va_list *: x86_64's va_list is the struct it points to
+            return VaList(k, ptr if k.arch.name == "x86_64" else k.machine.read_word(ptr))
+
+        f = Formatter(k.machine, k.arch.word, k.symbol_name, va_args)
+        k._formatter = f  # type: ignore[attr-defined]
+    return f
+
+
+def fmt_call(k: Kernel, c: TrapCall, fmt_index: int) -> bytes:
+    return formatter(k).format(k.machine.read_cstr(c.arg(fmt_index)) or b"", CallArgs(c, fmt_index + 1))
+
+
+def emit(k: Kernel, text: bytes, prefix: bytes = b"", level: int | None = None) -> int:
+    lvl, cont, body = split_level(text, DEFAULT_LOGLEVEL, angle=k.is_24)
+    if level is not None:
+        lvl = level
+    body = prefix + body
+    k.state.printk(lvl, cont and not prefix, body.decode("utf-8", "replace"), k.current)
+    return len(body)
+
+
+@kfunc("_printk", "printk", nargs=1, varargs=True)
+def _printk(k: Kernel, c: TrapCall) -> int:
+    return emit(k, fmt_call(k, c, 0))
+
+
+@kfunc("vprintk", "vprintk_emit_wrapper", nargs=2)
+def _vprintk(k: Kernel, c: TrapCall) -> int:
+    text = formatter(k).format(k.machine.read_cstr(c.arg(0)) or b"", VaList(k, c.arg(1)))
+    return emit(k, text)
+
+
+def dev_prefix(k: Kernel, dev: int) -> bytes:
+    """__dev_printk's "driver name: " (6.1: dev_driver_string(dev) dev_name(dev))."""
+    if dev == 0:
+        return b"(NULL device *): "
+    name = k.machine.read_word(dev + 80) if k.arch.word == 8 else 0  # init_name
+    if not name:
+        name = k.machine.read_word(dev)  # kobj.name
+    driver = k.machine.read_word(dev + 104) if k.arch.word == 8 else 0
+    drv_name = k.cstring(k.machine.read_word(driver)) if driver else ""
+    return f"{drv_name} {k.cstring(name)}: ".encode()
+
+
+_DEV_LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "notice": 5, "info": 6}
+
+for _lvl_name, _lvl in _DEV_LEVELS.items():
+
+    def _make(level: int, lvl_name: str) -> None:
+        @kfunc(f"_dev_{lvl_name}", nargs=2, varargs=True)
+        def dev_msg(k: Kernel, c: TrapCall) -> int:
+            return emit(k, fmt_call(k, c, 1), dev_prefix(k, c.arg(0)), level)
+
+        @kfunc(f"netdev_{lvl_name}", nargs=2, varargs=True)
+        def netdev_msg(k: Kernel, c: TrapCall) -> int:
+            name = k.cstring(c.arg(0), 16) or "(unnamed net_device)"
+            return emit(k, fmt_call(k, c, 1), f"{name}: ".encode(), level)
+
+    _make(_lvl, _lvl_name)
+
+
+@kfunc("_dev_printk", "dev_printk", nargs=3, varargs=True)
+def _dev_printk(k: Kernel, c: TrapCall) -> int:
+    level, _cont, _ = split_level(k.machine.read_cstr(c.arg(0)) or b"", DEFAULT_LOGLEVEL)
+    return emit(k, fmt_call(k, c, 2), dev_prefix(k, c.arg(1)), level)
+
+
+@kfunc("__warn_printk", nargs=1, varargs=True)
+def _warn_printk(k: Kernel, c: TrapCall) -> int:
+    return emit(k, fmt_call(k, c, 0), level=4)
+
+
+@kfunc("__dynamic_pr_debug", "__dynamic_dev_dbg", "__dynamic_netdev_dbg", "__dynamic_ibdev_dbg", nargs=2,
+       varargs=True)  # fmt: skip
+def _dynamic_debug(k: Kernel, c: TrapCall) -> int:
+    return 0  # dynamic debug sites are off by default: nothing is printed
+
+
+def _store(k: Kernel, buf: int, size: int, text: bytes) -> None:
+    if size > 0 and buf:
+        out = text[: size - 1] + b"\0"
+        k.machine.write(buf, out)
+
+
+@kfunc("snprintf", nargs=3, varargs=True)
+def _snprintf(k: Kernel, c: TrapCall) -> int:
+    text = fmt_call(k, c, 2)
+    _store(k, c.arg(0), c.arg(1), text)
+    return len(text)
+
+
+@kfunc("scnprintf", nargs=3, varargs=True)
+def _scnprintf(k: Kernel, c: TrapCall) -> int:
+    size = c.arg(1)
+    text = fmt_call(k, c, 2)
+    _store(k, c.arg(0), size, text)
+    return min(len(text), size - 1) if size else 0
+
+
+@kfunc("sprintf", nargs=2, varargs=True)
+def _sprintf(k: Kernel, c: TrapCall) -> int:
+    text = fmt_call(k, c, 1)
+    k.machine.write(c.arg(0), text + b"\0")
+    return len(text)
+
+
+@kfunc("vsnprintf", "vscnprintf", nargs=4)
+def _vsnprintf(k: Kernel, c: TrapCall) -> int:
+    size = c.arg(1)
+    text = formatter(k).format(k.machine.read_cstr(c.arg(2)) or b"", VaList(k, c.arg(3)))
+    _store(k, c.arg(0), size, text)
+    if c.name == "vscnprintf":
+        return min(len(text), size - 1) if size else 0
+    return len(text)
+
+
+@kfunc("vsprintf", nargs=3)
+def _vsprintf(k: Kernel, c: TrapCall) -> int:
+    text = formatter(k).format(k.machine.read_cstr(c.arg(1)) or b"", VaList(k, c.arg(2)))
+    k.machine.write(c.arg(0), text + b"\0")
+    return len(text)
+
+
+@kfunc("kasprintf", "devm_kasprintf", nargs=2, varargs=True)
+def _kasprintf(k: Kernel, c: TrapCall) -> int:
+    first = 2 if c.name == "devm_kasprintf" else 1
+    return k.new_string(fmt_call(k, c, first))
+
+
+@kfunc("sysfs_emit", nargs=2, varargs=True)
+def _sysfs_emit(k: Kernel, c: TrapCall) -> int:
+    text = fmt_call(k, c, 1)[:4095]
+    k.machine.write(c.arg(0), text + b"\0")
+    return len(text)
+
+
+@kfunc("seq_printf", nargs=2, varargs=True)
+def _seq_printf(k: Kernel, c: TrapCall) -> int:
+    fmt_call(k, c, 1)
+    return 0

@@ -1,0 +1,377 @@
+"""The emulated CPU: unicorn with the fake kernel's memory, traps into Python, and budgets.
+
+Every address in ``[arch.trap_lo, arch.trap_hi)`` is kernel text as far as the module can
+tell; executing an instruction there runs the Python implementation registered for that
+address (:meth:`Machine.add_trap`) and returns to the caller as a ``ret`` would.  A call
+(:meth:`Machine.call`) runs until the function returns to a sentinel return address, or
+stops with an :class:`EmulationFault`: an invalid memory access (reported as the kernel's
+oops), an instruction or wall-clock budget exceeded, or a Python trap that fails the run.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+
+import unicorn
+from unicorn import arm64_const as a64
+from unicorn import x86_const as x86
+
+from lkm.emulate.arch import ArchSpec
+from lkm.errors import LkmError
+from lkm.record import Record
+
+PAGE = 0x1000
+DEFAULT_INSN_BUDGET = 5_000_000
+DEFAULT_TIME_BUDGET = 5.0  # seconds of wall clock per call
+TICK_INSNS = 100_000  # emulated instructions per timer tick (jiffies += 1 between slices)
+HANDLED = -(1 << 80)  # a trap handler's return meaning "I have set PC myself"
+RET_INSN = {"x86_64": b"\xc3", "i386": b"\xc3", "arm64": bytes.fromhex("c0035fd6")}
+
+_ACCESS = {
+    unicorn.UC_MEM_READ_UNMAPPED: ("read", False),
+    unicorn.UC_MEM_WRITE_UNMAPPED: ("write", False),
+    unicorn.UC_MEM_FETCH_UNMAPPED: ("fetch", False),
+    unicorn.UC_MEM_READ_PROT: ("read", True),
+    unicorn.UC_MEM_WRITE_PROT: ("write", True),
+    unicorn.UC_MEM_FETCH_PROT: ("fetch", True),
+}
+
+
+class EmulationFault(LkmError):
+    """A call that did not return normally.  ``kind``: oops (invalid memory access), bug
+    (BUG()/invalid opcode), panic (__stack_chk_fail), budget, timeout, unimplemented (strict
+    mode), kernel-text (a jump into kernel code that is not a function entry)."""
+
+    def __init__(self, kind: str, reason: str, *, pc: int = 0, address: int = 0, report: str = "") -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.pc = pc
+        self.address = address
+        self.report = report  # the kernel's console text for it (oops, panic), may be ""
+
+
+class Trap(Record):
+    __slots__ = ("name", "handler", "varargs")
+
+    def __init__(self, name: str, handler: Callable[[TrapCall], int], varargs: bool = False) -> None:
+        self.name = name
+        self.handler = handler
+        self.varargs = varargs  # i386: variadic functions take every argument on the stack
+
+
+class TrapCall:
+    """The view a Python kernel function has of its call: arguments and memory."""
+
+    __slots__ = ("machine", "name", "_cdecl", "_sp")
+
+    def __init__(self, machine: Machine, name: str, cdecl: bool) -> None:
+        self.machine = machine
+        self.name = name
+        self._cdecl = cdecl
+        self._sp = machine.reg(machine.arch.sp)
+
+    def arg(self, i: int) -> int:
+        """Argument ``i`` (0-based) as an unsigned machine word."""
+        m = self.machine
+        regs = () if self._cdecl else m.arch.args
+        if i < len(regs):
+            return m.reg(regs[i]) & m.arch.mask
+        w = m.arch.word
+        # x86: the return address is on top of the stack; arm64 passes the rest from sp.
+        skip = 0 if m.arch.link is not None else w
+        return m.read_word(self._sp + skip + w * (i - len(regs)))
+
+    def sarg(self, i: int, bits: int = 0) -> int:
+        """Argument ``i`` sign-extended from ``bits`` (default: a machine word)."""
+        bits = bits or 8 * self.machine.arch.word
+        v = self.arg(i) & ((1 << bits) - 1)
+        return v - (1 << bits) if v >> (bits - 1) else v
+
+
+class Machine:
+    """One emulated CPU and its memory."""
+
+    def __init__(
+        self,
+        arch: ArchSpec,
+        *,
+        insn_budget: int = DEFAULT_INSN_BUDGET,
+        time_budget: float = DEFAULT_TIME_BUDGET,
+    ) -> None:
+        self.arch = arch
+        self.uc = unicorn.Uc(arch.uc_arch, arch.uc_mode)
+        # Kernel addresses are above unicorn's physical address width: the CPU runs on
+        # virtual addresses through a TLB hook, physical = virtual's low 48 bits (one-to-one
+        # over canonical addresses); reads and writes from Python use physical addresses.
+        self.pmask = (1 << 48) - 1 if arch.word == 8 else (1 << 32) - 1
+        if arch.word == 8:
+            self.uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
+            self.uc.hook_add(unicorn.UC_HOOK_TLB_FILL, self._on_tlb)
+        self.insn_budget = insn_budget
+        self.time_budget = time_budget
+        self.traps: dict[int, Trap] = {}
+        self.mapped: dict[int, str] = {}  # page -> name of the region it belongs to
+        self.symbolize: Callable[[int], str] = lambda a: f"{a:#x}"
+        # An invalid opcode at pc: True when it was a WARN() the kernel reported (go on after it).
+        self.on_invalid_opcode: Callable[[int], bool] = lambda pc: False
+        # Code in the trap range without a trap / an access to unmapped memory: True when the
+        # kernel knew the address (a symbol it had not handed out yet) and set it up.
+        self.on_unknown_text: Callable[[int], bool] = lambda addr: False
+        self.on_unmapped: Callable[[int], bool] = lambda addr: False
+        self.on_tick: Callable[[], None] = lambda: None
+        self._pending: BaseException | None = None
+        self._fault: tuple[str, bool, int] | None = None
+        self.calls = 0  # traps taken
+        self.stack_top = arch.stack_base + arch.stack_size
+        self.map(arch.stack_base, arch.stack_size, "stack")
+        self.return_address = arch.synthetic_base - PAGE
+        self.map(self.return_address, PAGE, "return")
+        self.uc.hook_add(unicorn.UC_HOOK_CODE, self._on_code, None, arch.trap_lo, arch.trap_hi - 1)
+        self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_invalid)
+
+    # -- memory ------------------------------------------------------------------------
+    def map(self, addr: int, size: int, name: str, data: bytes = b"") -> None:
+        """Map ``[addr, addr+size)`` read/write/execute (pages already mapped are kept)."""
+        first = addr & ~(PAGE - 1)
+        end = (addr + max(size, 1) + PAGE - 1) & ~(PAGE - 1)
+        run = None
+        for page in range(first, end, PAGE):
+            if page in self.mapped:
+                if run is not None:
+                    self.uc.mem_map(run & self.pmask, page - run)
+                    run = None
+                continue
+            self.mapped[page] = name
+            if run is None:
+                run = page
+        if run is not None:
+            self.uc.mem_map(run & self.pmask, end - run)
+        if data:
+            self.write(addr, data)
+
+    def unmap_page(self, page: int) -> None:
+        self.uc.mem_unmap(page & self.pmask, PAGE)
+        del self.mapped[page]
+
+    def is_mapped(self, addr: int, size: int = 1) -> bool:
+        return all(p in self.mapped for p in range(addr & ~(PAGE - 1), addr + max(size, 1), PAGE))
+
+    def read(self, addr: int, size: int) -> bytes:
+        return bytes(self.uc.mem_read(addr & self.pmask, size))
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.uc.mem_write(addr & self.pmask, data)
+
+    def read_word(self, addr: int) -> int:
+        return int.from_bytes(self.uc.mem_read(addr & self.pmask, self.arch.word), "little")
+
+    def write_word(self, addr: int, value: int) -> None:
+        self.uc.mem_write(addr & self.pmask, (value & self.arch.mask).to_bytes(self.arch.word, "little"))
+
+    def read_int(self, addr: int, size: int, signed: bool = False) -> int:
+        return int.from_bytes(self.uc.mem_read(addr & self.pmask, size), "little", signed=signed)
+
+    def write_int(self, addr: int, size: int, value: int) -> None:
+        self.uc.mem_write(addr & self.pmask, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+    def read_cstr(self, addr: int, limit: int = 1 << 16) -> bytes | None:
+        """The NUL-terminated string at ``addr`` (at most ``limit`` bytes); None if unmapped."""
+        out = bytearray()
+        while len(out) < limit:
+            if not self.is_mapped(addr):
+                return None if not out else bytes(out)
+            chunk = self.read(addr, min(PAGE - (addr & (PAGE - 1)), limit - len(out)))
+            nul = chunk.find(0)
+            if nul >= 0:
+                out += chunk[:nul]
+                return bytes(out)
+            out += chunk
+            addr += len(chunk)
+        return bytes(out)
+
+    def reg(self, reg: int) -> int:
+        return int(self.uc.reg_read(reg))
+
+    def set_reg(self, reg: int, value: int) -> None:
+        self.uc.reg_write(reg, value & ((1 << 64) - 1))
+
+    # -- traps -------------------------------------------------------------------------
+    def add_trap(
+        self,
+        addr: int,
+        name: str,
+        handler: Callable[[TrapCall], int],
+        varargs: bool = False,
+        *,
+        text: bool = True,
+    ) -> None:
+        """Calls to ``addr`` run ``handler``.  ``text``: the address is only code (a ``ret``
+        is written there, ending the translated block); else it may also be read as data."""
+        if not self.arch.trap_lo <= addr < self.arch.trap_hi:
+            raise ValueError(f"trap {name} at {addr:#x} outside the kernel text range")
+        # The page after too: translating the block at the trap reads on past the entry.
+        self.map(addr, PAGE + 1, "kernel text")
+        if text:
+            self.write(addr, RET_INSN[self.arch.name])
+        self.traps[addr] = Trap(name, handler, varargs)
+
+    def _on_code(self, uc: unicorn.Uc, address: int, size: int, _data: object) -> None:
+        if address == self.return_address:
+            uc.emu_stop()
+            return
+        trap = self.traps.get(address)
+        if trap is None and self.on_unknown_text(address):
+            trap = self.traps.get(address)
+        if trap is None:
+            self._stop(EmulationFault(
+                "kernel-text", f"jump into kernel text at {self.symbolize(address)} (not a function entry)",
+                pc=address, address=address))  # fmt: skip
+            return
+        self.calls += 1
+        try:
+            value = trap.handler(TrapCall(self, trap.name, trap.varargs and self.arch.name == "i386"))
+        except BaseException as exc:
+            self._stop(exc)
+            return
+        if value != HANDLED:
+            self.set_reg(self.arch.ret, value)
+            self.do_return()
+
+    def do_return(self) -> None:
+        """Return from the current function (its arguments untouched: the caller pops them)."""
+        a = self.arch
+        if a.link is not None:
+            self.set_reg(a.pc, self.reg(a.link))
+            return
+        sp = self.reg(a.sp)
+        self.set_reg(a.pc, self.read_word(sp))
+        self.set_reg(a.sp, sp + a.word)
+
+    def _stop(self, exc: BaseException) -> None:
+        if self._pending is None:
+            self._pending = exc
+        self.uc.emu_stop()
+
+    def _on_tlb(self, uc: unicorn.Uc, vaddr: int, access: int, entry: object, _d: object) -> bool:
+        entry.paddr = vaddr & self.pmask  # type: ignore[attr-defined]
+        entry.perms = unicorn.UC_PROT_ALL  # type: ignore[attr-defined]
+        return True
+
+    def _on_invalid(
+        self, uc: unicorn.Uc, access: int, address: int, size: int, value: int, _d: object
+    ) -> bool:
+        kind, present = _ACCESS.get(access, ("read", False))
+        if self.arch.word == 8 and (1 << 47) <= address < (1 << 48):
+            address |= ~self.pmask & self.arch.mask  # a fetch reports the physical address: canonical again
+        if not present and self.on_unmapped(address):
+            return True  # mapped now: the access is retried
+        self._fault = (kind, present, address)
+        return False
+
+    # -- calls -------------------------------------------------------------------------
+    def call(self, addr: int, args: tuple[int, ...] | list[int] = ()) -> int:
+        """Call the function at ``addr`` with integer ``args``; its return value (unsigned
+        machine word).  Raises :class:`EmulationFault` when it does not return."""
+        a = self.arch
+        sp = self.stack_top - 64
+        sp &= ~0xF
+        regs = a.args
+        for reg, value in zip(regs, args, strict=False):
+            self.set_reg(reg, value)
+        rest = list(args[len(regs) :])
+        if a.link is not None:
+            sp -= a.word * len(rest)
+            sp &= ~0xF
+            for i, v in enumerate(rest):
+                self.write_word(sp + a.word * i, v)
+            self.set_reg(a.link, self.return_address)
+        else:
+            if a.word == 8 and len(rest) % 2:
+                sp -= 8  # keep rsp+8 16-byte aligned at the callee's entry
+            for v in reversed(rest):
+                sp -= a.word
+                self.write_word(sp, v)
+            sp -= a.word
+            self.write_word(sp, self.return_address)
+        self.set_reg(a.sp, sp)
+        self._run(addr)
+        return self.reg(a.ret) & a.mask
+
+    def _run(self, start: int) -> None:
+        """Run in slices of TICK_INSNS instructions; between slices the timer ticks
+        (``on_tick``: jiffies advance, as the timer interrupt would make them)."""
+        a = self.arch
+        pc = start
+        t0 = time.monotonic()
+        resumes = used = 0
+        while True:
+            self._pending = None
+            self._fault = None
+            left = self.time_budget - (time.monotonic() - t0)
+            count = TICK_INSNS if not self.insn_budget else min(TICK_INSNS, self.insn_budget - used)
+            if left <= 0 or count <= 0:
+                break
+            try:
+                self.uc.emu_start(pc, self.return_address, timeout=int(left * 1_000_000), count=count)
+            except unicorn.UcError as exc:
+                if self._pending is not None:
+                    raise self._pending from None
+                pc = self.reg(a.pc)
+                if self._fault is not None:
+                    raise self.oops(*self._fault) from None
+                if exc.errno == unicorn.UC_ERR_INSN_INVALID:
+                    # WARN(): the kernel reports it and goes on after the ud2 (a bounded number of times)
+                    if resumes < 64 and self.on_invalid_opcode(pc):
+                        resumes += 1
+                        pc += 2
+                        continue
+                    raise self.invalid_opcode(pc) from None
+                raise EmulationFault("oops", f"CPU exception at {self.symbolize(pc)}: {exc}", pc=pc) from None
+            if self._pending is not None:
+                raise self._pending
+            pc = self.reg(a.pc)
+            if pc == self.return_address:
+                return
+            used += count
+            self.on_tick()
+        pc = self.reg(a.pc)
+        if time.monotonic() - t0 >= self.time_budget * 0.99:
+            raise EmulationFault("timeout", f"wall-clock budget of {self.time_budget:g} s exceeded at "
+                                 f"{self.symbolize(pc)}", pc=pc)  # fmt: skip
+        raise EmulationFault("budget", f"instruction budget of {self.insn_budget} exceeded at "
+                             f"{self.symbolize(pc)}", pc=pc)  # fmt: skip
+
+    # -- the kernel's reports ----------------------------------------------------------
+    def oops(self, access: str, present: bool, address: int) -> EmulationFault:
+        from lkm.emulate.oops import page_fault_report
+
+        pc = self.reg(self.arch.pc)
+        report = page_fault_report(self, access, present, address, pc)
+        what = "NULL pointer dereference" if address < PAGE else "page fault"
+        reason = f"{what}: {access} of {address:#x} at {self.symbolize(pc)}"
+        return EmulationFault("oops", reason, pc=pc, address=address, report=report)
+
+    def invalid_opcode(self, pc: int) -> EmulationFault:
+        from lkm.emulate.oops import invalid_opcode_report
+
+        report = invalid_opcode_report(self, pc)
+        return EmulationFault("bug", f"invalid opcode at {self.symbolize(pc)}", pc=pc, report=report)
+
+    def set_percpu_base(self, base: int) -> None:
+        """x86: the GS base (x86_64) / FS base (i386) per-cpu accesses go through."""
+        if self.arch.name == "x86_64":
+            self.uc.reg_write(x86.UC_X86_REG_GS_BASE, base)
+        elif self.arch.name == "arm64":
+            self.uc.reg_write(a64.UC_ARM64_REG_TPIDR_EL1, base)  # this_cpu offset (my_cpu_offset)
+        # i386: 2.4 has no per-cpu segment; 6.x i386's %fs per-cpu needs a GDT (not emulated)
+
+    def set_current(self, task: int) -> None:
+        """arm64 keeps ``current`` in sp_el0; x86_64 reads it from the per-cpu area."""
+        if self.arch.name == "arm64":
+            self.uc.reg_write(a64.UC_ARM64_REG_SP_EL0, task)
+
+
+def pack_words(words: list[int], word: int) -> bytes:
+    return struct.pack(f"<{len(words)}{'Q' if word == 8 else 'I'}", *words)

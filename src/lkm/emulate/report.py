@@ -1,0 +1,57 @@
+"""Text and JSON renderings of a session's outcomes (what ``lkm run`` / ``lkm dev`` print)."""
+
+from __future__ import annotations
+
+from lkm.emulate.kernel import TraceEntry
+from lkm.emulate.session import Outcome
+
+
+def format_call(t: TraceEntry) -> str:
+    args = ", ".join(f"{a:#x}" if a > 9 else str(a) for a in t.args)
+    mark = "" if t.implemented else "  [not implemented: returned 0]"
+    return f"{t.name}({args}) = {_value(t.result)}{mark}"
+
+
+def _value(v: int) -> str:
+    if v >= 1 << 63:
+        v -= 1 << 64
+    return str(v) if -4096 < v < 4096 else f"{v & ((1 << 64) - 1):#x}"
+
+
+def format_outcome(o: Outcome, *, calls: bool = True) -> str:
+    lines = [f"# {o.command}"]
+    lines += o.log
+    if o.output:
+        lines += [f"| {x}" for x in o.output.splitlines()]
+    if calls and o.trace:
+        lines.append("## kernel calls")
+        lines += [f"  {format_call(t)}" for t in o.trace]
+    if o.fault is not None:
+        lines.append(f"## did not return: {o.fault.kind}: {o.fault.reason}")
+    else:
+        lines.append(f"## returned {o.value}")
+    return "\n".join(lines) + "\n"
+
+
+def outcome_json(o: Outcome) -> dict[str, object]:
+    fault = None
+    if o.fault is not None:
+        fault = {"kind": o.fault.kind, "reason": o.fault.reason, "pc": o.fault.pc, "address": o.fault.address,
+                 "report": o.fault.report.splitlines()}  # fmt: skip
+    return {
+        "command": o.command,
+        "value": o.value,
+        "output": o.output,
+        "dmesg": o.log,
+        "calls": [
+            {
+                "name": t.name,
+                "args": list(t.args),
+                "result": t.result,
+                "implemented": t.implemented,
+                "module": t.module,
+            }
+            for t in o.trace
+        ],
+        "fault": fault,
+    }

@@ -1,0 +1,319 @@
+"""A session with one emulated kernel: insmod/rmmod, device operations, /proc views.
+
+Commands are also a small script language (``Session.execute``), one per line::
+
+    insmod PATH [NAME=VALUE ...]      rmmod NAME
+    dev open|release NAME             dev read NAME [COUNT]
+    dev write NAME TEXT               dev ioctl NAME CMD [ARG]
+    cat /proc/devices|/proc/filesystems|/proc/misc|/proc/modules
+
+Emulation is deterministic, so a session's state is its command history: ``lkm dev`` keeps
+that history in a state file and replays it before each new command (see lkm.cli.dev).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from typing import TYPE_CHECKING
+
+from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
+from lkm.emulate.kernel import Kernel, SymbolSpace, TraceEntry
+from lkm.emulate.machine import EmulationFault
+from lkm.emulate.module import InitResult, arch_for, load, run_exit, run_init
+from lkm.emulate.params import ParamError, apply_params
+from lkm.emulate.state import KernelState
+from lkm.errors import LkmError
+from lkm.module.file import ModuleFile
+from lkm.record import Record
+
+if TYPE_CHECKING:
+    from lkm.corpus import CorpusTree
+
+
+class CommandError(LkmError):
+    """A script line that cannot be carried out (bad syntax, unknown module or device)."""
+
+
+class Outcome(Record):
+    """One command's result: the value returned (init's, read's...), text output, new console
+    lines and kernel calls made, and the fault if the call did not return."""
+
+    __slots__ = ("command", "value", "output", "log", "trace", "fault")
+
+    def __init__(
+        self,
+        command: str,
+        value: int,
+        output: str,
+        log: list[str],
+        trace: list[TraceEntry],
+        fault: EmulationFault | None,
+    ) -> None:
+        self.command = command
+        self.value = value
+        self.output = output
+        self.log = log
+        self.trace = trace
+        self.fault = fault
+
+
+DEFAULT_TREES = {"x86_64": "amd64-6.1", "arm64": "arm64-6.1"}  # whose kallsyms bind imports
+
+
+def tree_symbols(tree: CorpusTree) -> SymbolSpace | None:
+    """A corpus tree's kernel symbols: its guest /proc/kallsyms when captured, else the same
+    recovered from its vmlinuz (lkm.symbols.image); None without either."""
+    from lkm.symbols.table import SymbolTable
+
+    arch = {"amd64": "x86_64"}.get(tree.arch, tree.arch)
+    path = tree.root / "proc-kallsyms.txt"
+    if not path.is_file():
+        if tree.vmlinuz is None or not tree.vmlinuz.is_file():
+            return None
+        path = tree.vmlinuz
+    return SymbolSpace(SymbolTable.from_files(path), arch)
+
+
+def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
+    """The corpus 6.1 kernel's symbols for ``arch`` when the corpus is there, else None
+    (synthetic symbols).  LKM_EMULATE_KALLSYMS=FILE overrides for x86_64; empty: synthetic."""
+    from lkm.symbols.table import SymbolTable
+
+    env = os.environ.get("LKM_EMULATE_KALLSYMS")
+    if env is not None:
+        return SymbolSpace(SymbolTable.from_files(env), "x86_64") if env and arch == "x86_64" else None
+    name = DEFAULT_TREES.get(arch)
+    if name is None:
+        return None
+    try:
+        from lkm.corpus import find_tree
+
+        tree = find_tree(name)
+    except Exception:
+        return None
+    return tree_symbols(tree)
+
+
+DEFAULT = "default"  # Session(symbols=DEFAULT): default_symbols() of the first module's architecture
+
+
+class Session:
+    def __init__(
+        self,
+        symbols: SymbolSpace | str | None = None,
+        *,
+        strict: bool = False,
+        insn_budget: int | None = None,
+        time_budget: float | None = None,
+        booted: bool = True,
+    ) -> None:
+        self.symbols = symbols
+        self.strict = strict
+        self.budgets = (insn_budget, time_budget)
+        self.booted = booted
+        self.kernel: Kernel | None = None
+        self.files: dict[str, OpenFile] = {}
+        self.base_dir = "."  # relative module paths in scripts
+        self.history: list[str] = []  # commands carried out, for a state file
+
+    def kernel_for(self, arch: str) -> Kernel:
+        if self.kernel is None:
+            if self.symbols == DEFAULT:
+                self.symbols = default_symbols(arch.split("-")[0])
+            s = self.symbols
+            syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
+            state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
+            ib, tb = self.budgets
+            self.kernel = Kernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
+        elif self.kernel.arch.name != arch.split("-")[0]:
+            raise CommandError(f"this session's kernel is {self.kernel.arch.name}, not {arch}")
+        return self.kernel
+
+    @property
+    def k(self) -> Kernel:
+        if self.kernel is None:
+            raise CommandError("no module loaded yet")
+        return self.kernel
+
+    # -- module commands -----------------------------------------------------------------
+    def insmod(self, path: str, args: str = "") -> tuple[InitResult, Outcome]:
+        mod = ModuleFile.open(os.path.join(self.base_dir, path))
+        k = self.kernel_for(arch_for(mod))
+        mark = self._mark()
+        if not mod.is_24:
+            _load_taints(k.state, mod)
+        em = load(k, mod)
+        try:
+            apply_params(k, em, args)
+        except ParamError as exc:
+            em.unmap()
+            k.modules.pop(em.name, None)
+            res = InitResult(em.name, -exc.errno, None, "Gone")
+            return res, self._outcome(f"insmod {path}", res.value, "", mark, None)
+        except EmulationFault as exc:
+            res = InitResult(em.name, 0, exc, "Loading")
+            return res, self._outcome(f"insmod {path}", 0, "", mark, exc)
+        res = run_init(k, em)
+        return res, self._outcome(f"insmod {path}", res.value, "", mark, res.fault)
+
+    def rmmod(self, name: str) -> Outcome:
+        k = self.k
+        em = k.modules.get(name)
+        if em is None:
+            raise CommandError(f"rmmod: module {name} is not loaded")
+        mark = self._mark()
+        fault = run_exit(k, em)
+        return self._outcome(f"rmmod {name}", 0, "", mark, fault)
+
+    # -- devices ---------------------------------------------------------------------------
+    def dev(self, op: str, name: str, *rest: str) -> Outcome:
+        k = self.k
+        mark = self._mark()
+        cmd = " ".join(("dev", op, name, *rest))
+        try:
+            if op == "open":
+                if name in self.files:
+                    raise CommandError(f"/dev/{name} is already open in this session")
+                f, value = dev_open(k, name)
+                if value == 0:
+                    self.files[name] = f
+                return self._outcome(cmd, value, "", mark, None)
+            if name not in self.files:
+                raise CommandError(f"/dev/{name} is not open (dev open {name} first)")
+            f = self.files[name]
+            if op == "read":
+                value, data = dev_read(k, f, int(rest[0], 0) if rest else 4096)
+                return self._outcome(cmd, value, data.decode("utf-8", "replace"), mark, None)
+            if op == "write":
+                data = " ".join(rest).encode().decode("unicode_escape").encode("latin-1")
+                return self._outcome(cmd, dev_write(k, f, data), "", mark, None)
+            if op == "ioctl":
+                cmdno = int(rest[0], 0) if rest else 0
+                arg = int(rest[1], 0) if len(rest) > 1 else 0
+                return self._outcome(cmd, dev_ioctl(k, f, cmdno, arg), "", mark, None)
+            if op == "release":
+                value = dev_release(k, f)
+                del self.files[name]
+                return self._outcome(cmd, value, "", mark, None)
+        except EmulationFault as exc:
+            for line in exc.report.splitlines():
+                k.state.printk(1, False, line + "\n", None)
+            return self._outcome(cmd, 0, "", mark, exc)
+        raise CommandError(f"dev: unknown operation {op!r} (open, read, write, ioctl, release)")
+
+    def proc(self, path: str) -> str:
+        st = self.kernel.state if self.kernel is not None else KernelState.booted()
+        views = {
+            "/proc/devices": st.proc_devices,
+            "/proc/filesystems": st.proc_filesystems,
+            "/proc/misc": st.proc_misc,
+            "/proc/modules": self._proc_modules,
+        }
+        if path not in views:
+            raise CommandError(
+                f"cat: {path}: not emulated (/proc/devices, /proc/filesystems, /proc/misc, /proc/modules)"
+            )
+        return views[path]()
+
+    def _proc_modules(self) -> str:
+        if self.kernel is None:
+            return ""
+        lines = []
+        for em in reversed(list(self.kernel.modules.values())):
+            size = sum(em.image.layout.alloc_size(r) for r in em.image.bases if not r.startswith("init"))
+            refs = self.kernel.state.module_refs.get(em.name, 0)
+            lines.append(f"{em.name} {size} {refs} - {em.state} 0x{em.image.bases[min(em.image.bases)]:016x}")
+        return "".join(line + "\n" for line in lines)
+
+    # -- the script language -----------------------------------------------------------------
+    def execute(self, line: str) -> Outcome | None:
+        words = shlex.split(line, comments=True)
+        if not words:
+            return None
+        verb, rest = words[0], words[1:]
+        if verb == "insmod" and rest:
+            out = self.insmod(rest[0], " ".join(_kernel_quote(a) for a in rest[1:]))[1]
+        elif verb == "rmmod" and len(rest) == 1:
+            out = self.rmmod(rest[0])
+        elif verb == "dev" and len(rest) >= 2:
+            out = self.dev(rest[0], rest[1], *rest[2:])
+        else:
+            out = None
+        if out is not None:
+            self.history.append(line)
+            return out
+        if verb == "cat" and len(rest) == 1:
+            return Outcome(line, 0, self.proc(rest[0]), [], [], None)
+        raise CommandError(f"cannot run {line.strip()!r}: insmod, rmmod, dev or cat expected")
+
+    def _mark(self) -> tuple[int, int]:
+        k = self.kernel
+        return (len(k.state.log), len(k.trace)) if k is not None else (0, 0)
+
+    def _outcome(
+        self, cmd: str, value: int, output: str, mark: tuple[int, int], fault: EmulationFault | None
+    ) -> Outcome:
+        k = self.k
+        log = [r.text for r in k.state.log[mark[0] :]]
+        return Outcome(cmd, value, output, log, k.trace[mark[1] :], fault)
+
+
+def _kernel_quote(arg: str) -> str:
+    """One NAME=VALUE for the kernel's next_arg: a value with spaces in double quotes."""
+    name, eq, val = arg.partition("=")
+    return f'{name}="{val}"' if eq and any(c.isspace() for c in val) else arg
+
+
+def _load_taints(st: KernelState, mod: ModuleFile) -> None:
+    """load_module's taint messages (kernel/module/main.c, 6.1): an out-of-tree module taints
+    with O (said while O is not yet set), an unsigned or unverifiable one with E (said once)."""
+    if mod.get("intree") is None and "O" not in st.taints:
+        st.printk(4, False, f"{mod.name}: loading out-of-tree module taints kernel.\n", None)
+    if mod.get("intree") is None:
+        st.taints.add("O")
+    sig = mod.signature
+    if sig is not None and sig.key_id and sig.key_id.hex() in st.trusted_keys:
+        return  # verified: signed with the kernel's own key
+    if "E" not in st.taints:
+        why = "module verification failed: signature and/or required key missing - tainting kernel"
+        st.printk(5, False, f"{mod.name}: {why}\n", None)
+        st.taints.add("E")
+
+
+STATE_VERSION = 1
+
+
+def save_state(path: str, session: Session) -> None:
+    """The session as its command history (JSON), written atomically."""
+    import json
+
+    from lkm.link.output import write_atomic
+
+    data = {
+        "version": STATE_VERSION,
+        "symbols": "synthetic" if session.symbols is None else "default",
+        "strict": session.strict,
+        "base_dir": os.path.abspath(session.base_dir),
+        "history": session.history,
+    }
+    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def load_state(path: str) -> Session:
+    """Replay a state file's history into a fresh session (the outcomes are discarded)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise LkmError(f"cannot read the session state: {exc}", path=path) from None
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise LkmError("not an lkm emulation state file", path=path)
+    symbols = None if data.get("symbols") == "synthetic" else DEFAULT
+    session = Session(symbols, strict=bool(data.get("strict")))
+    session.base_dir = str(data.get("base_dir", "."))
+    for line in data.get("history", []):
+        session.execute(str(line))
+    return session

@@ -1,0 +1,436 @@
+"""The model kernel: a persistent kernel whose module table lives in SQLite (:mod:`lkm.kernel.state`).
+
+It is booted from a profile (:mod:`lkm.kernel.profile`) and implements the :class:`Kernel`
+interface the module tools use (``finit_module``/``init_module`` taking the file: the kernel
+checks it, lays it out, resolves and relocates it through :mod:`lkm.link`), plus the 2.4 system
+calls (:class:`lkm.kernel.model24.Calls24`: ``create_module``, ``init_module`` with insmod's
+image, ``query_module``, ``delete_module``, ``get_kernel_syms``).  Every call is one transaction.
+
+Module memory comes from the vmalloc area (or, with the ``kmalloc-first`` policy, the kmalloc
+pool for small modules); init routines run through an :class:`~lkm.kernel.executor.Executor`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import zlib
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from lkm.errors import InvalidModule, LkmError
+from lkm.kernel.executor import Executor, LoadedImage, RecordingExecutor
+from lkm.kernel.interface import (
+    MODULE_INIT_COMPRESSED_FILE,
+    MODULE_INIT_IGNORE_MODVERSIONS,
+    MODULE_INIT_IGNORE_VERMAGIC,
+    O_NONBLOCK,
+    O_TRUNC,
+    KernelError,
+    LoadedModule,
+)
+from lkm.kernel.model24 import Calls24
+from lkm.kernel.profile import ARCH_RANGES, Profile, load_profile
+from lkm.kernel.state import State, addr, default_state_path
+from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
+from lkm.record import Record
+from lkm.symbols.table import KernelSymbol, SymbolTable
+
+POLICIES = ("vmalloc", "kmalloc-first")
+ALL_FLAGS = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_COMPRESSED_FILE
+# Taint letters as /proc/modules prints them (kernel/panic.c taint_flags, module-relevant ones).
+TAINT_ORDER = "PFOEX"
+
+
+class Area(Record):
+    """One allocation: pool, start, span (with guard), requested size, owner, region."""
+
+    __slots__ = ("pool", "start", "span", "size", "module", "region")
+
+    def __init__(self, pool: str, start: int, span: int, size: int, module: str, region: str) -> None:
+        self.pool = pool
+        self.start = start
+        self.span = span
+        self.size = size
+        self.module = module
+        self.region = region
+
+
+class _DbSymbols:
+    """find_symbol over the state: kernel exports, then modules newest first.  Records which
+    module supplied each name (``owners``) so the loader can take references."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.owners: dict[str, tuple[int, str]] = {}
+
+    def find_export(self, name: str, *, gpl_ok: bool) -> KernelSymbol | None:
+        row = self.db.execute(
+            "SELECT address, type, crc, gpl, ns FROM ksyms WHERE name=?", (name,)
+        ).fetchone()
+        if row is not None:
+            if row[3] and not gpl_ok:
+                return None
+            return KernelSymbol(name, row[0], row[1], None, True, bool(row[3]), row[2], row[4])
+        for seq, mname, value, crc, gpl, ns in self.db.execute(
+            "SELECT m.seq, m.name, s.address, s.crc, s.gpl, s.ns FROM msyms s JOIN modules m USING (seq) "
+            "WHERE s.name=? AND s.kind='export' AND m.state != 'Unformed' ORDER BY m.seq DESC",
+            (name,),
+        ):
+            if gpl and not gpl_ok:
+                continue
+            self.owners[name] = (seq, mname)
+            return KernelSymbol(name, value, None, mname, True, bool(gpl), crc, ns)
+        return None
+
+    def lookup(self, name: str, *, module: str | None = None) -> KernelSymbol | None:
+        return None  # every kernel symbol the model knows is an export
+
+
+class ModelKernel(Calls24):
+    """A model kernel over a state file.  Open an existing one, or :meth:`boot` a new one."""
+
+    def __init__(
+        self,
+        state: str | os.PathLike[str] | None = None,
+        *,
+        executor: Executor | None = None,
+        readonly: bool = False,
+    ) -> None:
+        self.state = State(state or default_state_path(), readonly=readonly)
+        self.executor: Executor = executor or RecordingExecutor()
+        with self.state.reading() as db:
+            self.meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        self.release = self.meta["release"]
+        self.machine = {"x86_64": "x86_64", "i386": "i686"}.get(self.meta["arch"], self.meta["arch"])
+        self.bits = int(self.meta["bits"])
+        self.page_size = int(self.meta.get("page_size", "4096"))
+        ranges = ARCH_RANGES[self.meta["range"]]
+        lo, hi = ranges["modules"]
+        klo, khi = ranges["kmalloc"]
+        self.arenas = {
+            "vmalloc": Arena("vmalloc", lo, hi, self.page_size, self.page_size),
+            "kmalloc": Arena("kmalloc", klo, khi, 1, 0),
+        }
+        self.policy = self.meta.get("policy", "vmalloc")
+        self.kmalloc_max = int(self.meta.get("kmalloc_max", str(self.page_size)))
+
+    @classmethod
+    def boot(
+        cls,
+        profile: str | Profile,
+        state: str | os.PathLike[str] | None = None,
+        *,
+        policy: str = "vmalloc",
+        kmalloc_max: int | None = None,
+        executor: Executor | None = None,
+    ) -> ModelKernel:
+        """Boot a fresh kernel from ``profile`` into ``state`` (replacing what was there)."""
+        prof = profile if isinstance(profile, Profile) else load_profile(profile)
+        if policy not in POLICIES:
+            raise LkmError(f"unknown memory policy {policy!r} (known: {', '.join(POLICIES)})")
+        st = State(state or default_state_path(), create=True)
+        fields = dict(prof.fields, profile=prof.name, policy=policy)
+        if kmalloc_max is not None:
+            fields["kmalloc_max"] = str(kmalloc_max)
+        with st.transaction() as db:
+            st.create_schema(db)
+            db.executemany("INSERT INTO meta VALUES (?, ?)", fields.items())
+            db.executemany(
+                "INSERT INTO ksyms VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (s.name, addr(s.address or 0), s.type, s.crc, int(s.gpl_only), s.namespace)
+                    for s in prof.symbols
+                ),
+            )
+        st.close()
+        return cls(state or default_state_path(), executor=executor)
+
+    def close(self) -> None:
+        self.state.close()
+
+    def tainted(self) -> int:
+        """/proc/sys/kernel/tainted."""
+        with self.state.reading() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
+        return int(row[0]) if row else 0
+
+    def add_taint(self, bits: int) -> None:
+        """Set taint bits (2.4's insmod writes them to /proc/sys/kernel/tainted)."""
+        with self._tx("sysctl") as db:
+            row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
+            value = (int(row[0]) if row else 0) | bits
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('tainted', ?)", (str(value),))
+
+    def initstate(self, name: str) -> str | None:
+        with self.state.reading() as db:
+            row = db.execute("SELECT state, flags, design FROM modules WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        state, flags, design = row
+        if design == "2.4":
+            return "live" if flags & 1 else "coming"
+        return {"Live": "live", "Loading": "coming"}.get(state, "going")
+
+    def module(self, name: str) -> LoadedModule | None:
+        return next((m for m in self.modules() if m.name == name), None)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @property
+    def is_24(self) -> bool:
+        return self.meta["layout"] == "linux-2.4"
+
+    def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
+        """A system call's transaction; database failures become :class:`StateError`."""
+        return self.state.transaction()
+
+    def _alloc(self, db: sqlite3.Connection, seq: int, name: str, region: str, size: int) -> int:
+        """module_alloc / module_map: kmalloc first for small modules (policy), else vmalloc."""
+        pools = ["vmalloc"]
+        if self.policy == "kmalloc-first" and size <= self.kmalloc_max:
+            pools.insert(0, "kmalloc")
+        for pool in pools:
+            arena = self.arenas[pool]
+            if not arena.fits(size):
+                continue
+            used = db.execute("SELECT start, span FROM areas WHERE pool=?", (pool,)).fetchall()
+            at = first_fit(arena, used, size)
+            if at is not None:
+                db.execute(
+                    "INSERT INTO areas VALUES (?, ?, ?, ?, ?, ?)",
+                    (pool, addr(at), arena.span(size), size, seq, region),
+                )
+                return at
+        raise KernelError(
+            "module_alloc",
+            errno.ENOMEM,
+            f"can't allocate kernel memory for module {name}; needed {size} bytes",
+        )
+
+    def _free(self, db: sqlite3.Connection, seq: int) -> None:
+        for table in ("areas", "memory", "msyms", "kallsyms"):
+            db.execute(f"DELETE FROM {table} WHERE seq=?", (seq,))
+        db.execute("DELETE FROM refs WHERE user=? OR used=?", (seq, seq))
+        db.execute("DELETE FROM modules WHERE seq=?", (seq,))
+
+    def _find(self, db: sqlite3.Connection, name: str) -> tuple[int, str, int, int, str, int] | None:
+        """(seq, design, flags, usecount, state, base) of module ``name``."""
+        row = db.execute(
+            "SELECT seq, design, flags, usecount, state, base FROM modules WHERE name=?", (name,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
+
+    def _store_memory(self, db: sqlite3.Connection, seq: int, regions: dict[int, bytes]) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO memory VALUES (?, ?, ?, ?)",
+            ((seq, f"{base:x}", addr(base), zlib.compress(bytes(data), 1)) for base, data in regions.items()),
+        )
+
+    def memory(self, name: str) -> dict[int, bytes]:
+        """The loaded module's memory: base address -> bytes (what /dev/kmem would show)."""
+        with self.state.reading() as db:
+            rows = db.execute(
+                "SELECT base, data FROM memory JOIN modules USING (seq) WHERE name=?", (name,)
+            ).fetchall()
+        return {base: zlib.decompress(data) for base, data in rows}
+
+    def read_memory(self, address: int, length: int) -> bytes:
+        """Bytes at a kernel address inside a loaded module (EFAULT if unmapped)."""
+        with self.state.reading() as db:
+            for base, data in db.execute("SELECT base, data FROM memory WHERE base <= ?", (addr(address),)):
+                raw = zlib.decompress(data)
+                if address + length <= base + len(raw):
+                    return raw[address - base : address - base + length]
+        raise KernelError("read", errno.EFAULT, f"address {address:#x} is not in a loaded module")
+
+    # -- today's calls (the Kernel interface) ----------------------------------------------
+
+    def finit_module(self, path: str, params: str = "", flags: int = 0) -> None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise KernelError("finit_module", errno.EBADF, exc.strerror, path=path) from None
+        if not data:
+            raise KernelError("finit_module", errno.EINVAL, "empty file", path=path)
+        self._load_file("finit_module", data, params, flags, path)
+
+    def init_module(self, image: bytes, params: str = "") -> None:
+        """Today's init_module(image, len, params) (the 2.4 call is :meth:`init_module_24`)."""
+        self._load_file("init_module", image, params, 0, None)
+
+    def _load_file(self, call: str, data: bytes, params: str, flags: int, path: str | None) -> None:
+        from lkm.kernel import model_load
+
+        if self.is_24:
+            raise KernelError(call, errno.ENOSYS, "a 2.4 kernel loads modules with create_module/init_module")
+        if flags & ~ALL_FLAGS:
+            raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
+        if flags & MODULE_INIT_COMPRESSED_FILE and self.meta.get("compression", "-") == "-":
+            raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
+        with self._tx(call) as db:
+            model_load.load_module(self, db, call, data, params, flags, path)
+
+    def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
+        if self.is_24:
+            self.delete_module_24(name)
+            return
+        with self._tx("delete_module") as db:
+            found = self._find(db, name)
+            if found is None:
+                raise KernelError("delete_module", errno.ENOENT, f"Module {name} is not currently loaded")
+            seq, _design, _flags, usecount, state, _base = found
+            info = json.loads(db.execute("SELECT info FROM modules WHERE seq=?", (seq,)).fetchone()[0])
+            users = [
+                u
+                for (u,) in db.execute(
+                    "SELECT m.name FROM refs r JOIN modules m ON m.seq = r.user WHERE r.used=?", (seq,)
+                )
+            ]
+            if users:
+                raise KernelError(
+                    "delete_module", errno.EWOULDBLOCK, f"Module {name} is in use by: {' '.join(users)}"
+                )
+            if state != "Live":
+                raise KernelError("delete_module", errno.EBUSY, f"Module {name} is not live ({state})")
+            forced = bool(flags & O_TRUNC)
+            if info.get("init") and not info.get("exit") and not forced:
+                raise KernelError(
+                    "delete_module", errno.EBUSY, f"Module {name} has an init but no exit routine"
+                )
+            if usecount and not forced:
+                raise KernelError("delete_module", errno.EWOULDBLOCK, f"Module {name} is in use")
+            if info.get("exit"):
+                image = LoadedImage(name, self._memory_of(db, seq), {})
+                self.executor.call(image, int(info["exit"]), ())
+            self._free(db, seq)
+
+    def _memory_of(self, db: sqlite3.Connection, seq: int) -> dict[int, bytes]:
+        return {
+            b: zlib.decompress(d) for b, d in db.execute("SELECT base, data FROM memory WHERE seq=?", (seq,))
+        }
+
+    def modules(self) -> list[LoadedModule]:
+        with self.state.reading() as db:
+            rows = db.execute(
+                "SELECT seq, name, size, usecount, state, base, taints, flags, design "
+                "FROM modules ORDER BY seq DESC"
+            ).fetchall()
+            users: dict[int, list[str]] = {}
+            for used, uname in db.execute(
+                "SELECT r.used, m.name FROM refs r JOIN modules m ON m.seq = r.user ORDER BY r.ord DESC"
+            ):
+                users.setdefault(used, []).append(uname)
+        out = []
+        for seq, name, size, usecount, state, base, taints, _flags, _design in rows:
+            holders = tuple(users.get(seq, []))
+            out.append(
+                LoadedModule(
+                    name, size, usecount + len(holders), holders, state, base, f"({taints})" if taints else ""
+                )
+            )
+        return out
+
+    def module_compression(self) -> str | None:
+        c = self.meta.get("compression", "-")
+        return None if c == "-" else c
+
+    def sections(self, name: str) -> dict[str, int]:
+        return cast(dict[str, int], self._info(name).get("sections", {}))
+
+    def parameters(self, name: str) -> dict[str, str]:
+        return cast(dict[str, str], self._info(name).get("params", {}))
+
+    def _info(self, name: str) -> dict[str, object]:
+        with self.state.reading() as db:
+            row = db.execute("SELECT info FROM modules WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise KernelError("open", errno.ENOENT, f"Module {name} is not currently loaded")
+        return cast(dict[str, object], json.loads(row[0]))
+
+    def is_builtin(self, name: str) -> bool:
+        return False
+
+    def kallsyms(self) -> str:
+        from lkm.kernel import procfs
+
+        return procfs.proc_kallsyms(self)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def kernel_symbols(self) -> list[KernelSymbol]:
+        """The base kernel's exports (profile order: by name)."""
+        with self.state.reading() as db:
+            rows = db.execute("SELECT name, address, type, crc, gpl, ns FROM ksyms ORDER BY rowid").fetchall()
+        return [KernelSymbol(n, a, t, None, True, bool(g), c, ns) for n, a, t, c, g, ns in rows]
+
+    def module_kallsyms(self) -> str:
+        """The modules' /proc/kallsyms lines, newest module first."""
+        with self.state.reading() as db:
+            rows = db.execute("SELECT k.lines FROM kallsyms k JOIN modules m USING (seq) "
+                              "WHERE m.state != 'Unformed' ORDER BY m.seq DESC").fetchall()  # fmt: skip
+        return "".join(zlib.decompress(r[0]).decode("utf-8", "surrogateescape") for r in rows)
+
+    def module_symbols(self, kind: str = "export") -> list[tuple[str, list[KernelSymbol]]]:
+        """Per module, newest first: its exported symbols (/proc/ksyms), in __ksymtab order."""
+        with self.state.reading() as db:
+            mods = db.execute(
+                "SELECT seq, name FROM modules WHERE state != 'Unformed' ORDER BY seq DESC"
+            ).fetchall()
+            out = []
+            for seq, name in mods:
+                rows = db.execute(
+                    "SELECT name, address, type, gpl, crc, ns FROM msyms WHERE seq=? AND kind=? ORDER BY ord",
+                    (seq, kind),
+                ).fetchall()
+                out.append(
+                    (
+                        name,
+                        [
+                            KernelSymbol(n, a, t, name, kind == "export", bool(g), c, ns)
+                            for n, a, t, g, c, ns in rows
+                        ],
+                    )
+                )
+        return out
+
+    def symbol_table(self) -> SymbolTable:
+        """The kernel's exports and every loaded module's, as a :class:`SymbolTable`."""
+        table = SymbolTable(self.kernel_symbols())
+        for name, syms in reversed(self.module_symbols()):
+            table.add_module_exports(name, syms)
+        return table
+
+    def areas(self) -> list[Area]:
+        with self.state.reading() as db:
+            rows = db.execute(
+                "SELECT a.pool, a.start, a.span, a.size, m.name, a.region FROM areas a "
+                "JOIN modules m USING (seq) ORDER BY a.pool DESC, a.start"
+            ).fetchall()
+        return [Area(*r) for r in rows]
+
+    def fragmentation(self, pool: str = "vmalloc") -> Fragmentation:
+        return fragmentation(self.arenas[pool], [(a.start, a.span) for a in self.areas() if a.pool == pool])
+
+    def check_integrity(self) -> list[str]:
+        """Problems in the state (empty when consistent): dangling references, areas without
+        modules or overlapping, modules without memory, exports outside their module's memory or
+        duplicated, 2.4 symbol tables differing from the struct module in memory."""
+        from lkm.kernel import integrity
+
+        with self.state.reading() as db:
+            return integrity.check(self, db)
+
+
+if TYPE_CHECKING:
+    from lkm.kernel.interface import Kernel
+
+    _is_a_kernel: type[Kernel] = ModelKernel  # the model implements the tools' Kernel interface
+
+
+def kernel_error(call: str, exc: InvalidModule) -> KernelError:
+    """The KernelError a loader failure becomes (the module's errno, its one-line reason)."""
+    return KernelError(call, exc.errno, exc.reason, path=exc.path)

@@ -1,0 +1,254 @@
+"""Loading and removing with modprobe's rules, over any :class:`~lkm.kernel.interface.Kernel`.
+
+``probe`` is libkmod's kmod_module_probe_insert_module: skip what is already in the kernel
+(unless told to ignore that), refuse blacklisted alias matches, then walk the probe list
+running install commands or inserting files; errors from soft dependencies are ignored.
+``remove`` is modprobe's rmmod_do_module: post-softdeps, holders (--remove-holders), the
+module (its remove command or delete_module), dependencies left unused, pre-softdeps.
+Every line modprobe would print goes through the ``emit(kind, text)`` callback, kind one of
+"show" (stdout), "FATAL"/"ERROR" (modprobe's log) or "RAW" (libkmod's own log line).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+from lkm.errors import LkmError
+from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
+from lkm.modprobe.resolve import Mod, Resolver, Step
+from lkm.record import Record
+
+Emit = Callable[[str, str], None]
+# Where libkmod's command_do logs from in Debian's kmod 30 build; modprobe shows it verbatim.
+LIBKMOD_COMMAND_DO = "../libkmod/libkmod-module.c:1047 command_do()"
+
+
+class Flags(Record):
+    __slots__ = (
+        "dry_run",
+        "show",
+        "ignore_loaded",
+        "first_time",
+        "blacklist",
+        "ignore_commands",
+        "remove_holders",
+        "force",
+    )
+
+    def __init__(
+        self,
+        dry_run: bool = False,
+        show: bool = False,
+        ignore_loaded: bool = False,
+        first_time: bool = False,
+        blacklist: bool = False,
+        ignore_commands: bool = False,
+        remove_holders: bool = False,
+        force: bool = False,
+    ) -> None:
+        self.dry_run = dry_run
+        self.show = show  # --show-depends or -v: print each action
+        self.ignore_loaded = ignore_loaded
+        self.first_time = first_time
+        self.blacklist = blacklist
+        self.ignore_commands = ignore_commands
+        self.remove_holders = remove_holders
+        self.force = force
+
+
+class KernelState:
+    """What modprobe asks the kernel: loaded or built in, reference counts, holders."""
+
+    def __init__(self, kernel: Kernel | None, res: Resolver) -> None:
+        self.kernel = kernel
+        self.res = res
+        self._modules: dict[str, LoadedModule] | None = None
+
+    def changed(self) -> None:
+        """Forget what was read: a module went in or out."""
+        self._modules = None
+
+    def _loaded(self, name: str) -> LoadedModule | None:
+        if self.kernel is None:
+            return None
+        if self._modules is None:
+            try:
+                self._modules = {m.name: m for m in self.kernel.modules()}
+            except LkmError:  # no /proc/modules (a kernel without modules): nothing loaded
+                self._modules = {}
+        return self._modules.get(name)
+
+    def initstate(self, m: Mod) -> str | None:
+        """ "live", "builtin" or None (not in the kernel), as kmod_module_get_initstate."""
+        if self.res.is_builtin(m):
+            return "builtin"
+        if self._loaded(m.name) is not None:
+            return "live"
+        if self.kernel is not None:
+            try:
+                if self.kernel.is_builtin(m.name):
+                    return "builtin"
+            except LkmError:
+                pass
+        return None
+
+    def refcount(self, m: Mod) -> int | None:
+        got = self._loaded(m.name)
+        return got.refcount if got is not None else None
+
+    def holders(self, m: Mod) -> list[str]:
+        got = self._loaded(m.name)
+        return list(got.holders or ()) if got is not None else []
+
+
+def run_command(m: Mod, kind: str, command: str, options: str, emit: Emit) -> int:
+    """libkmod's command_do after $CMDLINE_OPTS substitution: /bin/sh -c, MODPROBE_MODULE set."""
+    cmd = command.replace("$CMDLINE_OPTS", options)
+    env = dict(os.environ, MODPROBE_MODULE=m.name)
+    import subprocess
+
+    try:
+        rc = subprocess.run(["/bin/sh", "-c", cmd], env=env, check=False).returncode
+    except OSError as exc:
+        emit(
+            "RAW",
+            f"modprobe: ERROR: {LIBKMOD_COMMAND_DO} Could not run {kind} command '{cmd}' for "
+            f"module {m.name}: {os.strerror(exc.errno or 0)}",
+        )
+        return -errno.EINVAL
+    if rc:
+        emit(
+            "RAW",
+            f"modprobe: ERROR: {LIBKMOD_COMMAND_DO} Error running {kind} command '{cmd}' for "
+            f"module {m.name}: retcode {rc & 0xFF}",
+        )
+        return -errno.EINVAL
+    return 0
+
+
+def insert(kernel: Kernel, path: str, options: str, force: bool) -> None:
+    """Insert one module file (kmod_module_insert_module), through the live backend's
+    libkmod-exact loader when it is there."""
+    try:
+        from lkm.kernel.load import insert_module  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        kernel.finit_module(path, options, 3 if force else 0)
+        return
+    insert_module(kernel, path, options, force=force)
+
+
+def probe(res: Resolver, state: KernelState, mod: Mod, extra: str, flags: Flags, emit: Emit) -> int:
+    """Load ``mod`` with everything it needs; 0, a positive "skipped" code, or -errno."""
+    if not flags.ignore_loaded and state.initstate(mod) is not None:
+        return -errno.EEXIST if flags.first_time else 0
+    if (mod.alias is not None or flags.blacklist) and res.blacklisted(mod):
+        return 1
+    err = 0
+    for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):
+        m = step.mod
+        if not flags.ignore_loaded and state.initstate(m) is not None:
+            err = -errno.EEXIST
+        else:
+            if flags.show:
+                emit("show", step.show())
+            err = 0 if flags.dry_run else _do(step, state, flags, emit)
+        if err == -errno.EEXIST and m is mod and flags.first_time:
+            break
+        if err == -errno.EEXIST or m.required != res.generation:
+            err = 0
+        elif err < 0:
+            break
+    return err
+
+
+def _do(step: Step, state: KernelState, flags: Flags, emit: Emit) -> int:
+    m = step.mod
+    if step.kind == "install":
+        return run_command(m, "install", step.command or "", step.options, emit)
+    if m.path is None:
+        return -errno.ENOENT
+    if state.kernel is None:
+        emit("FATAL", f"no kernel to load {m.path} into")
+        return -errno.ENOSYS
+    try:
+        insert(state.kernel, m.path, step.options, flags.force)
+    except KernelError as exc:
+        return -exc.errno
+    finally:
+        state.changed()
+    return 0
+
+
+def _remove_module(state: KernelState, m: Mod, flags: Flags, emit: Emit) -> int:
+    if flags.show:
+        emit("show", f"rmmod {m.name}\n")
+    if flags.dry_run:
+        return 0
+    if state.kernel is None:
+        emit("FATAL", f"no kernel to remove {m.name} from")
+        return -errno.ENOSYS
+    try:
+        state.kernel.delete_module(m.name, O_NONBLOCK | (O_TRUNC if flags.force else 0))
+        state.changed()
+    except KernelError as exc:
+        if exc.errno == errno.ENOENT:
+            if flags.first_time:
+                emit("FATAL", f"Module {m.name} is not in kernel.")
+                return -errno.ENOENT
+            return 0
+        emit("FATAL", f"could not remove '{m.name}': {exc.strerror}")
+        return -exc.errno
+    return 0
+
+
+def _remove_list(state: KernelState, mods: list[Mod], stop: bool, flags: Flags, emit: Emit) -> int:
+    for m in reversed(mods):
+        err = _remove_module(state, m, flags, emit)
+        if err < 0 and stop:
+            return err
+    return 0
+
+
+def remove(res: Resolver, state: KernelState, mod: Mod, flags: Flags, emit: Emit) -> int:
+    pre: list[Mod] = []
+    post: list[Mod] = []
+    cmd = None
+    if not flags.ignore_commands:
+        pre, post = res.softdeps(mod)
+        cmd = res.remove_command(mod)
+    if cmd is None and not flags.ignore_loaded:
+        st = state.initstate(mod)
+        if st is None:
+            if flags.first_time:
+                emit("FATAL", f"Module {mod.name} is not in kernel.")
+                return -errno.ENOENT
+            return 0
+        if st == "builtin":
+            emit("FATAL", f"Module {mod.name} is builtin.")
+            return -errno.ENOENT
+    _remove_list(state, post, False, flags, emit)
+    if flags.remove_holders:
+        err = _remove_list(state, [res.module(h) for h in state.holders(mod)], True, flags, emit)
+        if err < 0:
+            return err
+    if cmd is None and not flags.ignore_loaded:
+        usage = state.refcount(mod)
+        if usage is not None and usage > 0:
+            emit("FATAL", f"Module {mod.name} is in use.")
+            return -errno.EBUSY
+    if cmd is None:
+        err = _remove_module(state, mod, flags, emit)
+    else:
+        if flags.show:
+            emit("show", f"remove {cmd.replace('$CMDLINE_OPTS', '')}\n")
+        err = 0 if flags.dry_run else run_command(mod, "remove", cmd, "", emit)
+    if err < 0:
+        return err
+    if cmd is None:
+        for d in res.dependencies(mod):
+            if state.refcount(d) == 0:
+                _remove_module(state, d, flags, emit)
+    _remove_list(state, pre, False, flags, emit)
+    return 0

@@ -1,0 +1,285 @@
+"""Finding modules and the order to load them in, as libkmod does for modprobe.
+
+A lookup tries, in order, and stops at the first that finds anything: modprobe.d aliases
+(fnmatch, every match), modules.dep.bin (exact name), modules.symbols.bin (``symbol:``),
+install/remove commands (exact name), modules.alias.bin (wildcards), modules.builtin.bin,
+modules.builtin.alias.bin.  Modules are objects cached per (name, alias), as libkmod caches
+them, and the ``visited`` mark on those objects is what keeps a module from being listed
+twice in one probe list (dependencies reached through a dependency line are listed again).
+"""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatchcase, translate
+
+from lkm.depmod.scan import path_to_modname as path_to_name
+from lkm.errors import LkmError
+from lkm.moddir import ModulesDir, normalize
+from lkm.modprobe.config import ModprobeConfig
+from lkm.record import Record
+
+_WILD = re.compile(r"[*?\[]")
+
+
+class PatternTable:
+    """fnmatch patterns in config order, matched against module names fast: literal
+    patterns by dictionary, the few wildcard ones by compiled regex.  ``matches`` gives the
+    indices of the matching entries, in order."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self._exact: dict[str, list[int]] = {}
+        self._wild: list[tuple[int, re.Pattern[str]]] = []
+        for i, pat in enumerate(patterns):
+            if _WILD.search(pat):
+                self._wild.append((i, re.compile(translate(pat))))
+            else:
+                self._exact.setdefault(pat, []).append(i)
+
+    def matches(self, name: str) -> list[int]:
+        hits = self._exact.get(name, [])
+        if self._wild:
+            hits = sorted([*hits, *(i for i, rx in self._wild if rx.match(name))])
+        return hits
+
+
+class Mod(Record):
+    """One libkmod module object."""
+
+    __slots__ = ("name", "alias", "path", "builtin", "visited", "required", "ignorecmd", "_deps")
+
+    def __init__(self, name: str, alias: str | None) -> None:
+        self.name = name
+        self.alias = alias
+        self.path: str | None = None
+        self.builtin = False
+        self.visited = 0  # the probe-list generation that visited it (0: none)
+        self.required = 0
+        self.ignorecmd = False
+        self._deps: list[Mod] | None = None
+
+
+class Step(Record):
+    """One line of --show-depends: ``insmod`` a file, run an ``install`` command, or a
+    ``builtin`` module (nothing to do)."""
+
+    __slots__ = ("kind", "mod", "options", "command")
+
+    def __init__(self, kind: str, mod: Mod, options: str, command: str | None = None) -> None:
+        self.kind = kind
+        self.mod = mod
+        self.options = options
+        self.command = command
+
+    def show(self) -> str:
+        if self.kind == "install":
+            return f"install {self.command} {self.options}\n"
+        if self.kind == "builtin":
+            return f"builtin {self.mod.name}\n"
+        if self.kind == "insmod":
+            return f"insmod {self.mod.path} {self.options}\n"
+        return ""
+
+
+class Resolver:
+    def __init__(self, moddir: ModulesDir, config: ModprobeConfig) -> None:
+        self.moddir = moddir
+        self.config = config
+        self._mods: dict[tuple[str, str | None], Mod] = {}
+        self._deplines: dict[str, str | None] = {}
+        self._gen = 0  # each probe list starts afresh, as kmod_set_modules_visited(false)
+        self._options = PatternTable([p for p, _o in config.options])
+        self._install = PatternTable([p for p, _c in config.install])
+        self._remove = PatternTable([p for p, _c in config.remove])
+        self._softdeps = PatternTable([sd.name for sd in config.softdeps])
+        self._found: dict[str, list[Mod]] = {}
+
+    # -- module objects -------------------------------------------------------------------
+
+    def module(self, name: str, alias: str | None = None) -> Mod:
+        key = (name, alias)
+        m = self._mods.get(key)
+        if m is None:
+            m = self._mods[key] = Mod(name, alias)
+            line = self._depline(name)
+            if line is not None:
+                m.path = self._abs(line.partition(":")[0])
+        return m
+
+    def _depline(self, name: str) -> str | None:
+        if name not in self._deplines:
+            idx = self.moddir.index("modules.dep.bin")
+            self._deplines[name] = idx.search(name) if idx is not None else None
+        return self._deplines[name]
+
+    def _abs(self, rel: str) -> str:
+        return rel if rel.startswith("/") else f"{self.moddir.dirname}/{rel}"
+
+    def dependencies(self, m: Mod) -> list[Mod]:
+        """The module's dependency line, last entry first (libkmod prepends as it parses)."""
+        if m._deps is None:
+            line = self._depline(m.name)
+            deps: list[Mod] = []
+            if line is not None:
+                for p in line.partition(":")[2].split():
+                    deps.insert(0, self.module(path_to_name(p)))
+            m._deps = deps
+        return m._deps
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def lookup(self, given: str) -> list[Mod]:
+        """kmod_module_new_from_lookup: every module ``given`` names (empty if none)."""
+        alias = normalize(given)
+        got = self._found.get(alias)
+        if got is None:
+            got = self._found[alias] = self._lookup(alias)
+        return got
+
+    def _lookup(self, alias: str) -> list[Mod]:
+        cfg = self.config
+        found = [self.module(mod, alias) for pat, mod in cfg.aliases if fnmatchcase(alias, pat)]
+        if found:
+            return found
+        if self._depline(alias) is not None:
+            return [self.module(alias)]
+        if alias.startswith("symbol:"):
+            found = self._wild("modules.symbols.bin", alias)
+            if found:
+                return found
+        if any(n == alias for n, _c in cfg.install) or any(n == alias for n, _c in cfg.remove):
+            return [self.module(alias)]
+        found = self._wild("modules.alias.bin", alias)
+        if found:
+            return found
+        idx = self.moddir.index("modules.builtin.bin")
+        if idx is not None and idx.search(alias) is not None:
+            m = self.module(alias)
+            m.builtin = True
+            return [m]
+        found = self._wild("modules.builtin.alias.bin", alias)
+        for m in found:
+            m.builtin = True
+        return found
+
+    def _wild(self, index: str, alias: str) -> list[Mod]:
+        idx = self.moddir.index(index)
+        if idx is None:
+            return []
+        return [self.module(name, alias) for name in idx.search_wild(alias)]
+
+    # -- configuration per module ---------------------------------------------------------
+
+    def options(self, m: Mod) -> str:
+        opts = self.config.options
+        return " ".join(opts[i][1] for i in self._options.matches(m.name) if opts[i][1])
+
+    def install_command(self, m: Mod) -> str | None:
+        hits = self._install.matches(m.name)
+        return self.config.install[hits[0]][1] if hits else None
+
+    def remove_command(self, m: Mod) -> str | None:
+        hits = self._remove.matches(m.name)
+        return self.config.remove[hits[0]][1] if hits else None
+
+    def softdeps(self, m: Mod) -> tuple[list[Mod], list[Mod]]:
+        hits = self._softdeps.matches(m.name)  # only the first matching line, as module-init-tools
+        if not hits:
+            return [], []
+        sd = self.config.softdeps[hits[0]]
+        pre = [x for name in sd.pre for x in self.lookup(name)]
+        post = [x for name in sd.post for x in self.lookup(name)]
+        return pre, post
+
+    def blacklisted(self, m: Mod) -> bool:
+        return m.name in self.config.blacklist
+
+    def is_builtin(self, m: Mod) -> bool:
+        if m.builtin:
+            return True
+        idx = self.moddir.index("modules.builtin.bin")
+        return idx is not None and idx.search(m.name) is not None
+
+    # -- the load list --------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """The current probe list's mark: a module with ``required == generation`` is the
+        module being loaded or one of its dependencies (their failures are fatal)."""
+        return self._gen
+
+    def probe_list(self, m: Mod, ignore_command: bool = False) -> list[Mod]:
+        self._gen += 1
+        out: list[Mod] = []
+        self._probe(m, True, ignore_command, out)
+        return out
+
+    def _probe(self, m: Mod, required: bool, ignorecmd: bool, out: list[Mod]) -> None:
+        gen = self._gen
+        if m.visited == gen:
+            return
+        m.visited = gen
+        deps = self.dependencies(m)
+        if required:
+            m.required = gen
+            for d in deps:
+                d.required = gen
+        for d in deps:
+            self._fill_softdep(d, out)
+        if ignorecmd:
+            out.append(m)
+            m.ignorecmd = self.install_command(m) is not None
+        else:
+            self._fill_softdep(m, out)
+
+    def _fill_softdep(self, m: Mod, out: list[Mod]) -> None:
+        pre, post = self.softdeps(m)
+        for x in pre:
+            self._probe(x, False, False, out)
+        out.append(m)
+        m.ignorecmd = bool(pre or post)
+        for x in post:
+            self._probe(x, False, False, out)
+
+    def plan(
+        self,
+        m: Mod,
+        extra_options: str = "",
+        *,
+        blacklist_all: bool = False,
+        ignore_command: bool = False,
+        check_blacklist: bool = True,
+    ) -> list[Step]:
+        """What modprobe does to load ``m``: the steps in order (empty when the module is
+        blacklisted: an alias-reached one always, any with ``blacklist_all`` (-b))."""
+        if check_blacklist and (m.alias is not None or blacklist_all) and self.blacklisted(m):
+            return []
+        steps = []
+        for x in self.probe_list(m, ignore_command):
+            # libkmod's module_options_concat: config options always followed by a space.
+            conf = self.options(x)
+            opts = (conf + " " if conf else "") + (extra_options if x is m else "")
+            cmd = self.install_command(x)
+            if cmd is not None and not x.ignorecmd:
+                steps.append(Step("install", x, opts, cmd))
+            elif x.path is None:
+                steps.append(Step("builtin" if self.is_builtin(x) else "none", x, opts))
+            else:
+                steps.append(Step("insmod", x, opts))
+        return steps
+
+
+def options_from_args(args: list[str]) -> str:
+    """modprobe's options_from_array: parameters joined by spaces, values holding a space
+    (and not already quoted) put in double quotes."""
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        if eq and value[:1] not in ('"', "'") and " " in value:
+            out.append(f'{key}="{value}"')
+        else:
+            out.append(a)
+    return " ".join(out)
+
+
+__all__ = ["LkmError", "Mod", "Resolver", "Step", "options_from_args"]

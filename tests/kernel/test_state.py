@@ -1,0 +1,98 @@
+"""The state file: schema versioning, read-only and locked files, one transaction per call."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lkm.kernel.model import ModelKernel
+from lkm.kernel.state import SCHEMA_VERSION, StateError, default_state_path
+from tests.conftest import FIX6, ROOT
+
+
+def test_default_path_follows_lkm_state_and_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LKM_STATE", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_path() == tmp_path / "lkm" / "kernel.db"
+    monkeypatch.setenv("LKM_STATE", str(tmp_path / "x.db"))
+    assert default_state_path() == tmp_path / "x.db"
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db").close()
+    db = sqlite3.connect(tmp_path / "k.db")
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="newer lkm"):
+        ModelKernel(tmp_path / "k.db")
+
+
+def test_missing_and_foreign_files(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no model kernel"):
+        ModelKernel(tmp_path / "none.db")
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StateError, match="not an lkm state file"):
+        ModelKernel(tmp_path / "junk.db")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_read_only_state(tmp_path: Path) -> None:
+    k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
+    k.close()
+    os.chmod(tmp_path / "k.db", 0o444)
+    os.chmod(tmp_path, 0o555)
+    try:
+        k = ModelKernel(tmp_path / "k.db")
+        with pytest.raises(StateError, match="read-only"):
+            k.finit_module(str(FIX6 / "exporter.ko"))
+    finally:
+        os.chmod(tmp_path, 0o755)
+
+
+def test_read_only_open(tmp_path: Path) -> None:
+    """A state opened read-only (viewers) refuses every system call with one clear error."""
+    ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db").close()
+    k = ModelKernel(tmp_path / "k.db", readonly=True)
+    assert k.modules() == []
+    with pytest.raises(StateError, match="read-only"):
+        k.finit_module(str(FIX6 / "exporter.ko"))
+
+
+def test_locked_state_cli(tmp_path: Path) -> None:
+    """A state locked by another process: insmod fails after the busy timeout with one line."""
+    ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db").close()
+    other = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), LKM_STATE_TIMEOUT="0.2")
+    r = subprocess.run([sys.executable, "-m", "lkm", "insmod", "--state", str(tmp_path / "k.db"),
+                        str(FIX6 / "exporter.ko")], capture_output=True, text=True, env=env)  # fmt: skip
+    other.execute("ROLLBACK")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "locked" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_locked_state(tmp_path: Path) -> None:
+    k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
+    other = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process mid-call
+    k.state.db.execute("PRAGMA busy_timeout=200")
+    with pytest.raises(StateError, match="locked"):
+        k.finit_module(str(FIX6 / "exporter.ko"))
+    other.execute("ROLLBACK")
+    k.finit_module(str(FIX6 / "exporter.ko"))
+    assert [m.name for m in k.modules()] == ["exporter"]
+
+
+def test_state_persists_across_processes(tmp_path: Path) -> None:
+    k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
+    k.finit_module(str(FIX6 / "exporter.ko"))
+    k.close()
+    again = ModelKernel(tmp_path / "k.db")
+    assert [m.name for m in again.modules()] == ["exporter"]
+    assert again.check_integrity() == []
