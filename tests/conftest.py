@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,26 @@ def k61(tmp_path: Path):  # type: ignore[no-untyped-def]
     from lkm.kernel.model import ModelKernel
 
     return ModelKernel.boot("linux-6.1-amd64", tmp_path / "k61.db", executor=RecordingExecutor())
+
+
+OOPS_GUEST_TIMEOUT = 900  # seconds per boot, enforced by scripts/guest_oops.py
+
+
+def oops_capture(tree: str) -> Path:
+    """The guest capture of scripts/guest_oops.py for ``tree`` (reports, /proc/kallsyms,
+    /proc/modules, sections, pcsym's %pS answers); the guest is booted first if there is none."""
+    from lkm.corpus import corpus_dir
+
+    d = corpus_dir() / "oops" / tree
+    if not (d / "pcsym.txt").is_file():
+        try:
+            r = run(
+                [sys.executable, str(ROOT / "scripts" / "guest_oops.py"), "--tree", tree,
+                 "--timeout", str(OOPS_GUEST_TIMEOUT)],
+                timeout=2 * OOPS_GUEST_TIMEOUT + 300,
+            )  # fmt: skip
+            why = r.stderr.decode(errors="replace")[-2000:]
+        except subprocess.TimeoutExpired:
+            why = "guest_oops.py timed out"
+        require((d / "pcsym.txt").is_file(), f"{tree}: no guest oops capture: {why}")
+    return d

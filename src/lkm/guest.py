@@ -141,10 +141,14 @@ def start(
     extra: Sequence[str] = (),
     memory_mb: int = 1024,
     kaslr: bool = False,
+    defaults: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start QEMU (TCG) on *kernel*; the serial console goes to *console_log*."""
+    """Start QEMU (TCG) on *kernel*; the serial console goes to *console_log*.  The kernel
+    arguments are *defaults* (when None: nokaslr unless *kaslr*, quiet) then *append*."""
     g = GUESTS[arch]
-    args = f"console={g.console} {'' if kaslr else 'nokaslr '}quiet loglevel=0 panic=-1 {append}".strip()
+    if defaults is None:
+        defaults = f"{'' if kaslr else 'nokaslr '}quiet loglevel=0 panic=-1"
+    args = f"console={g.console} {defaults} {append}".strip()
     cmd = [
         qemu_path(arch),
         "-nodefaults", "-no-user-config", "-accel", "tcg", *g.machine,
@@ -166,10 +170,14 @@ def boot(
     append: str = "",
     extra: Sequence[str] = (),
     memory_mb: int = 1024,
+    defaults: str | None = None,
 ) -> bytes:
     """Boot *kernel* under TCG until the guest powers off; return what it wrote to the serial
-    console.  GuestError on timeout or a QEMU failure."""
-    proc = start(arch, kernel, initrd, console_log, append=append, extra=extra, memory_mb=memory_mb)
+    console.  The kernel arguments are *defaults* (default: nokaslr, quiet) then *append*.
+    GuestError on timeout or a QEMU failure."""
+    proc = start(
+        arch, kernel, initrd, console_log, append=append, extra=extra, memory_mb=memory_mb, defaults=defaults
+    )
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
