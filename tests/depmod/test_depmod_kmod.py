@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ROOT
@@ -287,6 +287,7 @@ def depmod_conf(draw: st.DrawFn) -> str:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(conf=depmod_conf())
+@example(conf="external\t*\tupdates\tupdates\n")  # one directory a line; the rest ignored
 def test_depmod_d_generated(tmp_path_factory: pytest.TempPathFactory, conf: str) -> None:
     """Generated depmod.d text (search order, overrides, excludes, externals, bad lines) and
     the tree depmod makes of it: kmod's depmod is the oracle."""

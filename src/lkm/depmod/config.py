@@ -3,7 +3,7 @@
 Files are ``*.conf`` in /etc/depmod.d, /run/depmod.d, /usr/local/lib/depmod.d and
 /lib/depmod.d (or the paths given with -C), read in basename order; a basename seen in an
 earlier directory hides later ones.  Directives: ``search DIR|built-in|external ...``,
-``override MODNAME KVER-REGEX SUBDIR``, ``external KVER-REGEX DIR ...``, ``exclude DIR ...``
+``override MODNAME KVER-REGEX SUBDIR``, ``external KVER-REGEX DIR``, ``exclude DIR ...``
 (``include`` and ``make_map_files`` are accepted and ignored, as kmod does).
 """
 
@@ -154,8 +154,7 @@ def _parse(cfg: DepmodConfig, filename: str, release: str) -> None:
             if not _kernel_matches(version, release):
                 cfg.messages.append((INFO, f"{filename}:{n}: external directory did not match {version}"))
                 continue
-            for d in args[1:]:
-                cfg.externals.insert(0, d)
+            cfg.externals.insert(0, args[1])  # one directory a line: kmod ignores the rest
         elif cmd == "exclude":
             for d in args:
                 cfg.excludes.insert(0, d)
