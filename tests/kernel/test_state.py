@@ -12,7 +12,7 @@ import pytest
 
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.state import SCHEMA_VERSION, StateError, default_state_path
-from tests.conftest import FIX6, ROOT
+from tests.conftest import FIX6, ROOT, require
 
 
 def test_default_path_follows_lkm_state_and_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -41,17 +41,24 @@ def test_missing_and_foreign_files(tmp_path: Path) -> None:
         ModelKernel(tmp_path / "junk.db")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
 def test_read_only_state(tmp_path: Path) -> None:
+    """A state file the user may not write: one clear error.  Root writes files whatever their
+    mode, so as root (CI) the file and its directory are made immutable (chattr +i) instead."""
     k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
     k.close()
-    os.chmod(tmp_path / "k.db", 0o444)
-    os.chmod(tmp_path, 0o555)
+    paths = [str(tmp_path / "k.db"), str(tmp_path)]
+    if os.geteuid() == 0:
+        r = subprocess.run(["chattr", "+i", *paths], capture_output=True, text=True, check=False)
+        require(r.returncode == 0, f"chattr +i does not work here: {r.stderr.strip()}")
+    else:
+        os.chmod(tmp_path / "k.db", 0o444)
+        os.chmod(tmp_path, 0o555)
     try:
-        k = ModelKernel(tmp_path / "k.db")
-        with pytest.raises(StateError, match="read-only"):
-            k.finit_module(str(FIX6 / "exporter.ko"))
+        with pytest.raises(StateError, match="read-only"):  # on opening or on the first call
+            ModelKernel(tmp_path / "k.db").finit_module(str(FIX6 / "exporter.ko"))
     finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", *paths], check=False)
         os.chmod(tmp_path, 0o755)
 
 

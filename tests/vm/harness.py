@@ -44,7 +44,7 @@ INIT = (
 $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=262144 hostroot /newroot \\
   || echo "LKM-GUEST: mounting the host failed"
 for d in proc sys dev; do $B mount --bind /$d /newroot/$d; done
-$B mount -t tmpfs tmp /newroot/tmp
+$B mount -t tmpfs tmp /newroot{scratch}
 $B mkdir -p /newroot{share}
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share /newroot{share} \\
   || echo "LKM-GUEST: mounting the share failed"
@@ -111,6 +111,19 @@ def _plain(path: Path) -> bytes:
     return decompress(data, comp) if comp else data
 
 
+# Host directories the guest may hide under its writable tmpfs: the first that holds none of
+# what the guest reads from the host (a checkout or venv under /tmp must stay visible).
+SCRATCH_CANDIDATES = ("/run", "/mnt", "/srv", "/media", "/tmp")
+
+
+def guest_scratch(share: Path) -> str:
+    needed = [ROOT, Path(sys.executable).resolve(), Path(sys.prefix), corpus_dir(), share]
+    for cand in SCRATCH_CANDIDATES:
+        if Path(cand).is_dir() and not any(str(p).startswith(cand + "/") for p in needed):
+            return cand
+    raise GuestError("no host directory the guest can hide under a tmpfs (/run, /mnt, /srv, ...)")
+
+
 def run_in_guest(
     tree: CorpusTree, share: Path, script: str, *, timeout: float = BOOT_TIMEOUT
 ) -> tuple[int, str]:
@@ -120,7 +133,8 @@ def run_in_guest(
     share.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/tmp",
+        "HOME": guest_scratch(share),
+        "TMPDIR": guest_scratch(share),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": str(ROOT / "src"),
         "LKM_GUEST": tree.name,
@@ -135,7 +149,7 @@ def run_in_guest(
         (share / name).unlink(missing_ok=True)
     mods = boot_modules(tree)
     names = [module_name(str(p)) for p in mods]
-    init = INIT.format(modules=" ".join(names), share=str(share))
+    init = INIT.format(modules=" ".join(names), share=str(share), scratch=guest_scratch(share))
     busybox = busybox_for(tree.arch, corpus_dir() / "guest")
     files = [(f"m/{n}.ko", _plain(p)) for n, p in zip(names, mods, strict=True)]
     initrd = share / "initramfs.cpio"

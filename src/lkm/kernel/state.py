@@ -117,6 +117,10 @@ class State:
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
         except (sqlite3.Error, OSError) as exc:
             reason = _why(exc) if isinstance(exc, sqlite3.Error) else (exc.strerror or str(exc))
+            if reason == "cannot open state file" and not (
+                os.access(p, os.W_OK) and os.access(p.parent, os.W_OK)
+            ):  # WAL needs its -wal/-shm files beside the database
+                reason = "state file is read-only (it or its directory cannot be written)"
             raise StateError(reason, path=self.path) from None
         if version > SCHEMA_VERSION:
             self.db.close()

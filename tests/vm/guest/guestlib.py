@@ -18,7 +18,7 @@ from lkm.corpus import CorpusTree, find_tree, module_files
 from lkm.kernel.load import module_name
 
 TOOLS = ("insmod", "rmmod", "lsmod", "verify")
-LKM_BIN = Path("/tmp/lkm-bin")
+LKM_BIN = Path(os.environ.get("TMPDIR") or "/tmp") / "lkm-bin"  # the guest's tmpfs
 
 
 def in_guest() -> str:
