@@ -142,28 +142,3 @@ class ModulesDir:
                 k, _, v = raw[len(prefix) :].decode("utf-8", "surrogateescape").partition("=")
                 out.append((k, v))
         return out
-
-
-def load_order(wanted: list[str], tree: dict[str, str]) -> list[str]:
-    """The files to load, dependencies first, for modules ``wanted`` (names) of a tree
-    (name -> file): each module's ``depends=`` (.modinfo, the list modpost wrote and depmod's
-    modules.dep follows) loaded before it, every module once.  Unknown names raise KeyError."""
-    from lkm.module.file import ModuleFile
-
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen:
-            return
-        seen.add(name)
-        path = tree[name]
-        with ModuleFile.open(path) as mod:
-            deps = [d for d in (mod.get("depends") or "").split(",") if d]
-        for dep in deps:
-            visit(normalize(dep))
-        order.append(path)
-
-    for name in wanted:
-        visit(normalize(name))
-    return order

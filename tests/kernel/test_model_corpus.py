@@ -1,5 +1,6 @@
-"""Real modules on the model: the fs/, lib/ and crypto/ modules of Debian's 6.1 amd64 tree (with
-the modules they depend on, dependencies first) load into the 6.1 profile kernel with no failure.
+"""Real modules on the model: the fs/, lib/ and crypto/ modules of Debian's 6.1 amd64 tree load
+into the 6.1 profile kernel with no failure, through lkm's modprobe (modules.dep order, the
+indexes written by lkm's depmod) exactly as `modprobe --model` loads them.
 
 Oracle: modpost's ``depends=`` of each module (computed at build time from the symbols it
 uses) must be exactly the set of modules the model kernel bound its imports to, and every
@@ -10,11 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lkm.corpus import find_tree, module_files
+from lkm.corpus import depmod_root, find_tree, module_files
 from lkm.kernel.model import ModelKernel
-from lkm.moddir import load_order, normalize
+from lkm.moddir import ModulesDir, normalize
+from lkm.modprobe import Resolver, load_config
+from lkm.modprobe.actions import Flags, KernelState, probe
 from lkm.module.file import ModuleFile
-from tests.conftest import require
+from tests.conftest import lkm_cmd, require, run
 
 SUBDIRS = ("fs", "lib", "crypto")
 
@@ -25,16 +28,28 @@ def test_corpus_modules_load_and_unload(corpus_trees: object, tmp_path: Path) ->
     tree = find_tree("amd64-6.1")
     files = {normalize(os.path.basename(p).split(".")[0]): str(p) for p in module_files(tree)}
     wanted = sorted(n for n, p in files.items() if any(f"/kernel/{d}/" in p for d in SUBDIRS))
-    order = load_order(wanted, files)
-    assert len(order) >= 200
+    root = tmp_path / "root"
+    depmod_root(tree, root)
+    r = run([*lkm_cmd(), "depmod", "-b", str(root), tree.release])
+    assert r.returncode == 0, r.stderr
+    dirname = str(root / "lib" / "modules" / tree.release)
+    res = Resolver(ModulesDir(dirname), load_config(dirname, paths=[], cmdline=None))
     k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
-    failures = []
-    for path in order:
-        try:
-            k.finit_module(path)
-        except Exception as exc:
-            failures.append(f"{path}: {exc}")
+    state = KernelState(k, res)
+    failures: list[str] = []
+
+    def emit(kind: str, text: str) -> None:
+        if kind in ("ERROR", "FATAL"):
+            failures.append(text)
+
+    for name in wanted:
+        err = probe(res, state, res.module(name), "", Flags(), emit)
+        if err < 0:
+            failures.append(f"{name}: {os.strerror(-err)}")
     assert failures == []
+    # The order the model saw: /proc/modules lists the newest first.
+    order = [files[m.name] for m in reversed(k.modules())]
+    assert len(order) >= 200
     loaded = {m.name: m for m in k.modules()}
     assert len(loaded) == len(order)
     total_depends = 0
