@@ -63,6 +63,12 @@ def map_chunks(
         size = -(-len(items) // n)
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
     children: list[tuple[int, int]] = []
+    # Objects that exist at the fork are left out of garbage collection while the children
+    # run: a collection walks (and writes to) every object it tracks, so in a child it would
+    # copy every page of the parent's data, and in the parent every page the child shares.
+    import gc
+
+    gc.freeze()  # until the children are done; see the finally below
     for chunk in chunks[1:]:
         r, w = os.pipe()
         pid = os.fork()
@@ -95,6 +101,7 @@ def map_chunks(
             yield value
         children = []
     finally:
+        gc.unfreeze()
         for pid, r in children:  # early exit: reap what is left
             with contextlib.suppress(OSError):
                 os.close(r)

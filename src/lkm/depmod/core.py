@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from operator import methodcaller
 
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
 from lkm.depmod.hash import MODULES_BUCKETS, hash_order
@@ -355,7 +354,7 @@ def _resolve_dependencies(
     get = symbols.get
     for m in mods:
         f = m.facts
-        if shown is None and not (errsyms or check_crcs or prefix or any(map(_starts_with_dot, f.needed))):
+        if shown is None and not (errsyms or check_crcs or prefix or "\n." in "\n".join(("", *f.needed))):
             # The common case, done in C: the owners of the needed symbols, first seen first.
             found = dict.fromkeys(map(owner_get, f.needed))
             found.pop(None, None)
@@ -383,9 +382,6 @@ def _resolve_dependencies(
                     shown.append(f'{m.path} needs "{key}": {owner.path}\n')
         for d in m.deps:
             d.users += 1
-
-
-_starts_with_dot = methodcaller("startswith", ".")
 
 
 # -- output files ---------------------------------------------------------------------------
