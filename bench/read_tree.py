@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from operator import attrgetter
+from operator import itemgetter
 
 Counts = tuple[int, int, int, int, int, int]
-_crc = attrgetter("crc")
+_crc = itemgetter(1)  # NeededSymbol.crc
 
 
 def read_chunk(paths: Sequence[str]) -> Counts:
@@ -39,7 +39,7 @@ def read_chunk(paths: Sequence[str]) -> Counts:
             need = mod.needed
             needed += len(need)
             # The summary's counting is kept to C loops: it checks the reading, it is not part of it.
-            needed_crc += len(need) - list(map(_crc, need)).count(None)
+            needed_crc += len(need) - list(map(_crc, need)).count(None)  # NeededSymbol is a tuple
         modules += 1
     return modules, info, exports, exports_crc, needed, needed_crc
 
