@@ -129,12 +129,7 @@ class _Resolver:
         got = self._places.get(number, False)
         if got is not False:
             return got  # type: ignore[return-value]
-        place = None
-        if self.symtab is not None and 0 < number < self._sym_count:
-            lay = self.elf.layout
-            f = lay.sym.unpack_from(self.elf.data, self._sym_base + number * lay.sym.size)
-            place = (f[3], f[4]) if lay.elf64 else (f[5], f[1])
-        self._places[number] = place
+        place = self._places[number] = self.places([number])[0]
         return place
 
     def symbol_name(self, number: int) -> str | None:
