@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from array import array
 from itertools import accumulate, compress, count
 from operator import add, itemgetter, not_
 
@@ -126,6 +127,7 @@ class _Layout:
 
 
 _RELOC_TYPES = (SHT_REL, SHT_RELA)
+_SH_INFO_WORD = {True: 11, False: 7}  # sh_info as the n-th u32 of a section header, by elf64
 _NATIVE_LITTLE = sys.byteorder == "little"
 _LAYOUTS: dict[tuple[int, int], _Layout] = {}
 
@@ -170,7 +172,8 @@ class ElfFile:
         "_name_offsets",
         "_made",
         "_names",
-        "_raw",
+        "_types",
+        "_words",
         "_strtabs",
         "_sections",
         "_shstr_end",
@@ -231,8 +234,14 @@ class ElfFile:
             raise InvalidModule("section header table past end of file", path=path)
         if self.e_shstrndx == 0 or self.e_shstrndx >= shnum:
             raise InvalidModule(f"section name table index {self.e_shstrndx} out of range", path=path)
-        raw = list(lay.shdr.iter_unpack(data[shoff : shoff + shnum * shentsize]))
-        _n, s_type, _f, _a, s_off, s_size = raw[self.e_shstrndx][:6]
+        # Headers are unpacked one by one when asked for; the columns every lookup scans (name,
+        # type, info) are strided views of the table as u32 words, taken in C.
+        words = array("I", data[shoff : shoff + shnum * shentsize])
+        if self.little_endian != _NATIVE_LITTLE:
+            words.byteswap()
+        self._words = words
+        shstr = lay.shdr.unpack_from(data, shoff + self.e_shstrndx * shentsize)
+        s_type, s_off, s_size = shstr[1], shstr[4], shstr[5]
         if s_type == SHT_NOBITS or s_off + s_size > size or s_size == 0:
             raise InvalidModule("section name table past end of file or empty", path=path)
         if data[s_off + s_size - 1] != 0:
@@ -241,15 +250,17 @@ class ElfFile:
         self._shstr_end = s_off + s_size
         self._sym_cache: dict[tuple[int, int], list[Symbol]] = {}
         self._names = bytes(data[s_off : s_off + s_size])
-        self._raw = raw
+        self._types: list[int] | None = None
         self._sections: list[Section] | None = None
         self._made: dict[int, Section] = {}
-        self._name_offsets = [r[0] for r in raw]
+        self._name_offsets = words[:: shentsize // 4].tolist()
         self._strtabs: dict[int, tuple[int, int, int, int]] = {}
         self._symtab_no = -1  # index of the first SYMTAB, 0 if none; -1 until looked up
 
     def _make_section(self, i: int) -> Section:
-        no, typ, flags, addr, off, sz, link, info, align, entsize = self._raw[i]
+        no, typ, flags, addr, off, sz, link, info, align, entsize = self.layout.shdr.unpack_from(
+            self.data, self.e_shoff + i * self.e_shentsize
+        )
         names = self._names
         nm = names[no : names.index(b"\0", no)].decode("utf-8", "surrogateescape") if no < len(names) else ""
         return Section(i, nm, typ, flags, addr, off, sz, link, info, align, entsize, no)
@@ -258,7 +269,7 @@ class ElfFile:
     def sections(self) -> list[Section]:
         """All section headers, index 0 included (built on first use)."""
         if self._sections is None:
-            self._sections = [self._make_section(i) for i in range(len(self._raw))]
+            self._sections = [self.section_at(i) for i in range(self.e_shnum)]
         return self._sections
 
     # -- sections ---------------------------------------------------------------------------
@@ -290,7 +301,7 @@ class ElfFile:
     def sections_named(self, name: str) -> list[Section]:
         key = name.encode("utf-8", "surrogateescape") + b"\0"
         starts = self._names.startswith
-        return [self.section_at(i) for i, r in enumerate(self._raw) if i and starts(key, r[0])]
+        return [self.section_at(i) for i, o in enumerate(self._name_offsets) if i and starts(key, o)]
 
     def sections_of_type(self, sh_type: int) -> list[Section]:
         return [s for s in self.sections if s.type == sh_type]
@@ -326,7 +337,7 @@ class ElfFile:
         """The first SHT_SYMTAB section (6.1's rule), or None."""
         no = self._symtab_no
         if no < 0:
-            types = list(map(itemgetter(1), self._raw))
+            types = self._type_column()
             no = self._symtab_no = types.index(SHT_SYMTAB) if SHT_SYMTAB in types else 0
         return self.section_at(no) if no else None
 
@@ -423,8 +434,6 @@ class ElfFile:
             return [], []
         pick = itemgetter(*rows) if len(rows) > 1 else lambda seq: (seq[rows[0]],)
         # st_name is the first u32 of every entry: a strided view of the table as u32 words.
-        from array import array
-
         words = array("I", raw)
         if self.little_endian != _NATIVE_LITTLE:
             words.byteswap()
@@ -562,8 +571,19 @@ class ElfFile:
 
     def relocation_sections_for(self, target: Section) -> list[Section]:
         """REL/RELA sections whose sh_info names ``target``."""
-        n = target.number  # raw header fields: name, type, flags, addr, offset, size, link, info, ...
-        return [self.section_at(i) for i, r in enumerate(self._raw) if r[1] in _RELOC_TYPES and r[7] == n]
+        n = target.number
+        infos = self._words[_SH_INFO_WORD[self.layout.elf64] :: self.e_shentsize // 4]
+        if n not in infos:
+            return []
+        types = self._type_column()
+        return [self.section_at(i) for i, v in enumerate(infos) if v == n and types[i] in _RELOC_TYPES]
+
+    def _type_column(self) -> list[int]:
+        """sh_type of every section header, in index order."""
+        types = self._types
+        if types is None:
+            types = self._types = self._words[1 :: self.e_shentsize // 4].tolist()
+        return types
 
     # -- words ------------------------------------------------------------------------------
 
