@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from bisect import bisect_right
 from itertools import accumulate, compress, count
 from operator import add, itemgetter, not_
 
@@ -452,24 +453,26 @@ class ElfFile:
         cover is decoded and split once (in C) instead of searched name by name; an offset inside
         a string (a shared suffix) is found by bisection; a sparse or non-ASCII span is searched.
         """
+        if not offs:
+            return []
         nstr = s1 - s0
-        if offs and max(offs) >= nstr:
+        ordered = sorted(offs)
+        hi = ordered[-1]
+        if hi >= nstr:
             bad = next(j for o, j in zip(offs, rows, strict=True) if o >= nstr)
             raise InvalidModule(f"symbol {start + bad} name offset past string table", path=self.path)
-        used = [o for o in offs if o]
-        if not used:
+        if not hi:
             return ["" for _ in offs]
         data = self.data
-        hi = max(used)
         end = data.find(b"\0", s0 + hi, s1)
         end = s1 if end < 0 else end
         # The span to split: from the lowest offset of the dense cluster at the end (a few
         # names may share a local's string earlier in the table; those are searched).
-        ordered = sorted(used)
-        k = 0
-        while end - s0 - ordered[k] > 64 * (len(ordered) - k):
+        k = bisect_right(ordered, 0)  # past the unnamed ones
+        n = len(ordered)
+        while end - s0 - ordered[k] > 64 * (n - k):
             k += 1
-            if k == len(ordered):
+            if k == n:
                 return [self._name(s0, s1, o, start) for o in offs]
         lo = ordered[k]
         region = data[s0 + lo : end]
@@ -477,20 +480,21 @@ class ElfFile:
             return [self._name(s0, s1, o, start) for o in offs]
         parts = region.decode("ascii").split("\0")
         # Part i starts at lo + the sum of (len + 1) of the parts before it (ASCII: one byte a char).
-        starts = list(map(add, accumulate(map(len, parts), initial=lo), count()))
-        at = dict(zip(starts, parts, strict=False))
+        at = dict(zip(map(add, accumulate(map(len, parts), initial=lo), count()), parts, strict=False))
         at[0] = ""
-        missing = set(offs).difference(at)
-        if missing:
-            from bisect import bisect_right
-
-            for o in missing:
-                if o < lo:  # outside the split span
-                    at[o] = self._name(s0, s1, o, start)
-                else:  # inside a string: the linker shared a suffix
-                    i = bisect_right(starts, o) - 1
-                    at[o] = parts[i][o - starts[i] :]
-        return list(itemgetter(*offs)(at)) if len(offs) > 1 else [at[offs[0]]]
+        pick = itemgetter(*offs) if n > 1 else None
+        try:
+            return list(pick(at)) if pick is not None else [at[offs[0]]]
+        except KeyError:
+            pass
+        starts = list(map(add, accumulate(map(len, parts), initial=lo), count()))
+        for o in set(offs).difference(at):
+            if o < lo:  # outside the split span
+                at[o] = self._name(s0, s1, o, start)
+            else:  # inside a string: the linker shared a suffix
+                i = bisect_right(starts, o) - 1
+                at[o] = parts[i][o - starts[i] :]
+        return list(pick(at)) if pick is not None else [at[offs[0]]]
 
     def _scan(self, symtab: Section | None, *, start: int | None = None, undefined: bool = False
               ) -> list[tuple[int, str, tuple[int, ...]]]:  # fmt: skip

@@ -136,8 +136,12 @@ class _Resolver:
         s = self.elf.symbol(number, self.symtab) if number and self.symtab is not None else None
         return s.name or None if s is not None else None
 
-    def symbol_names(self, numbers: list[int]) -> list[str | None]:
-        """Names of symbols ``numbers`` in bulk (None for 0, out of range or unnamed)."""
+    def symbol_names(self, numbers: list[int], likely: list[str | None] | None = None) -> list[str | None]:
+        """Names of symbols ``numbers`` in bulk (None for 0, out of range or unnamed).
+
+        ``likely[i]``, when given, is the name symbol ``numbers[i]`` probably has (an export's
+        value symbol is normally the export itself): it is compared in place, and only the
+        names that differ are decoded."""
         if self.symtab is None:
             return [None] * len(numbers)
         elf, base, cnt = self.elf, self._sym_base, self._sym_count
@@ -145,6 +149,17 @@ class _Resolver:
         rows = [k if 0 < k < cnt else 0 for k in numbers]
         offs = [unpack(elf.data, base + k * size)[0] if k else 0 for k in rows]
         _b, _c, s0, s1 = elf._symtab_data(self.symtab)
+        if likely is not None:
+            data = elf.data
+            out: list[str | None] = []
+            for off, guess, k in zip(offs, likely, rows, strict=True):
+                if off and guess is not None and off < s1 - s0:
+                    key = guess.encode("utf-8", "surrogateescape") + b"\0"
+                    if s0 + off + len(key) <= s1 and data[s0 + off : s0 + off + len(key)] == key:
+                        out.append(guess)
+                        continue
+                out.append(elf._name(s0, s1, off, k) or None)
+            return out
         return [nm or None for nm in elf._names_at(s0, s1, offs, 0, rows)]
 
     def places(self, numbers: list[int]) -> list[tuple[int, int] | None]:
@@ -253,7 +268,7 @@ def exports(elf: ElfFile) -> list[Export]:
         spaces = res.strings(tab, relocs, range(f_ns, n * entsize, entsize), width)
         get = relocs.get
         vrels = [get(o) for o in range(f_value, n * entsize, entsize)]
-        syms = res.symbol_names([r[0] if r is not None else 0 for r in vrels])
+        syms = res.symbol_names([r[0] if r is not None else 0 for r in vrels], names)
         for i, name in enumerate(names):
             if name is None:
                 continue
