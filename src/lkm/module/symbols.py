@@ -337,6 +337,10 @@ def needed(elf: ElfFile) -> list[NeededSymbol]:
     """Undefined symbols in symbol-table order, with the first matching __versions CRC."""
     vers = dict(reversed(versions(elf)))  # the first entry of a name wins, as in check_version
     names, infos = elf.undefined_columns()
-    crcs = map(vers.get, names)
-    binds = map(rshift, infos, repeat(4))
-    return list(map(tuple.__new__, repeat(NeededSymbol), zip(names, crcs, binds, strict=True)))
+    binds = bytes(infos).translate(_BIND_OF_INFO)  # st_info >> 4 for every symbol, in C
+    return list(
+        map(tuple.__new__, repeat(NeededSymbol), zip(names, map(vers.get, names), binds, strict=True))
+    )
+
+
+_BIND_OF_INFO = bytes(i >> 4 for i in range(256))
