@@ -10,6 +10,8 @@ with the CRC the module was built against from ``__versions``.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from itertools import accumulate, count, repeat
 from operator import add, itemgetter, rshift
 
@@ -27,6 +29,9 @@ from lkm.elf.constants import (
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+_NATIVE_LITTLE = sys.byteorder == "little"
 
 
 class Export(Record):
@@ -97,6 +102,7 @@ class _Resolver:
         self._places: dict[int, tuple[int, int] | None] = {}
         self._strings: dict[int, tuple[dict[int, str], int, int]] = {}
         self._s32 = struct.Struct("<i" if elf.little_endian else ">i")
+        self._cols: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None
         if self.symtab is not None:
             self._sym_base, self._sym_count, _s0, _s1 = elf._symtab_data(self.symtab)
 
@@ -223,6 +229,72 @@ class _Resolver:
             return None
         return cstring(self.elf.data, s0 + pos, s1)
 
+    def prel32_table(
+        self, tab: Section, n: int
+    ) -> tuple[list[str | None], list[str | None], list[str | None]] | None:
+        """(names, namespaces, value symbols' names) of the ``n`` 12-byte {value, name, namespace}
+        entries of ``tab``, column-wise in C, when the table has the shape an assembler gives it:
+        one RELA section with one relocation per field in field order, the name and namespace
+        ones against symbols of one string section each, pointing at string starts.  None when
+        it has any other shape (the caller then resolves field by field)."""
+        elf = self.elf
+        rss = elf.relocation_sections_for(tab)
+        if self.symtab is None or len(rss) != 1 or rss[0].type != SHT_RELA or n == 0:
+            return None
+        lay = elf.layout
+        data = elf.section_data(rss[0])
+        if len(data) != 3 * n * lay.rela.size:
+            return None
+        offs, infos, adds = zip(*lay.rela.iter_unpack(data), strict=True)
+        if offs != _FIELD_OFFSETS.get(n) and offs != _field_offsets(n):
+            return None
+        syms = list(map(rshift, infos, repeat(lay.r_sym_shift)))
+        if min(syms) <= 0 or max(syms) >= self._sym_count:
+            return None
+        shndx, value, st_name = self._columns()
+        out: list[list[str | None]] = []
+        for field in (1, 2):  # name, namespace
+            pick = itemgetter(*syms[field::3]) if n > 1 else lambda col, k=syms[field]: (col[k],)
+            secs = pick(shndx)
+            sec = secs[0]
+            if sec == SHN_UNDEF or sec >= min(SHN_LORESERVE, elf.e_shnum) or secs.count(sec) != n:
+                return None
+            starts = self._string_table(sec)[0]
+            strings: list[str | None] = list(map(starts.get, map(add, pick(value), adds[field::3])))
+            if None in strings:
+                return None
+            out.append(strings)
+        names = out[0]
+        # The value symbol is normally the export itself: compared in place, in C (find() is
+        # what bytes and mmap share).
+        vsyms = syms[0::3]
+        _b, _c, s0, s1 = elf._symtab_data(self.symtab)
+        keys = [nm.encode("utf-8", "surrogateescape") + b"\0" for nm in names]  # type: ignore[union-attr]
+        at = [st_name[k] + s0 for k in vsyms]
+        ends = list(map(add, at, map(len, keys)))
+        if max(ends) <= s1 and list(map(elf.data.find, keys, at, ends)) == at:
+            return names, out[1], names
+        return names, out[1], self.symbol_names(vsyms)
+
+    def _columns(self) -> tuple[Sequence[int], Sequence[int], Sequence[int]]:
+        """(st_shndx, st_value, st_name) of every symbol: strided views of the table, in C."""
+        cols = self._cols
+        if cols is None:
+            elf, lay = self.elf, self.elf.layout
+            raw = elf.data[self._sym_base : self._sym_base + self._sym_count * lay.sym.size]
+            half, word = array("H", raw), array("Q" if lay.elf64 else "I", raw)
+            if elf.little_endian != _NATIVE_LITTLE:
+                half.byteswap()
+                word.byteswap()
+            if lay.elf64:  # Elf64_Sym: name u32, info, other, shndx u16 (#3 of 12), value u64 (#1 of 3)
+                names = array("I", raw)
+                if elf.little_endian != _NATIVE_LITTLE:
+                    names.byteswap()
+                cols = self._cols = (half[3::12], word[1::3], names[0::6])
+            else:  # Elf32_Sym: name u32 (#0 of 4), value u32 (#1 of 4), ..., shndx u16 (#7 of 8)
+                cols = self._cols = (half[7::8], word[1::4], word[0::4])
+        return cols
+
     def _string_table(self, shndx: int) -> tuple[dict[int, str], int, int]:
         """Offset -> string for every string start of section ``shndx`` (split once, in C)."""
         got = self._strings.get(shndx)
@@ -245,6 +317,17 @@ class _Resolver:
         return got
 
 
+def _field_offsets(n: int) -> tuple[int, ...]:
+    """Offsets of the 3 * n fields of n 12-byte entries (cached for the common counts)."""
+    got = tuple(range(0, 12 * n, 4))
+    if n < 64:
+        _FIELD_OFFSETS[n] = got
+    return got
+
+
+_FIELD_OFFSETS: dict[int, tuple[int, ...]] = {}
+
+
 def exports(elf: ElfFile) -> list[Export]:
     """Exported symbols in table order: __ksymtab then __ksymtab_gpl."""
     res: _Resolver | None = None
@@ -256,7 +339,6 @@ def exports(elf: ElfFile) -> list[Export]:
         if res is None:
             res = _Resolver(elf)
         elf.check_bounds(tab)
-        relocs = res.relocs_by_offset(tab)
         if elf.e_machine in PREL32_MACHINES:
             entsize, (f_value, f_name, f_ns), width = 12, (0, 4, 8), 4
         else:
@@ -264,11 +346,17 @@ def exports(elf: ElfFile) -> list[Export]:
             entsize, (f_value, f_name, f_ns), width = 3 * w, (0, w, 2 * w), w
         crcs = _crcs(elf, res, elf.section(crc_name))
         n = tab.size // entsize
-        names = res.strings(tab, relocs, range(f_name, n * entsize, entsize), width)
-        spaces = res.strings(tab, relocs, range(f_ns, n * entsize, entsize), width)
-        get = relocs.get
-        vrels = [get(o) for o in range(f_value, n * entsize, entsize)]
-        syms = res.symbol_names([r[0] if r is not None else 0 for r in vrels], names)
+        fast = res.prel32_table(tab, n) if entsize == 12 else None
+        if fast is not None:
+            names, spaces, syms = fast
+            vrels: Sequence[object] = names  # every entry has its value relocation
+        else:
+            relocs = res.relocs_by_offset(tab)
+            names = res.strings(tab, relocs, range(f_name, n * entsize, entsize), width)
+            spaces = res.strings(tab, relocs, range(f_ns, n * entsize, entsize), width)
+            get = relocs.get
+            vrels = [get(o) for o in range(f_value, n * entsize, entsize)]
+            syms = res.symbol_names([r[0] if r is not None else 0 for r in vrels], names)  # type: ignore[index]
         for i, name in enumerate(names):
             if name is None:
                 continue
