@@ -73,12 +73,13 @@ class ModuleFile:
             return []
         return _mi.parse_modinfo(self.elf.section_bytes(sec))
 
+    @cached
+    def _first_values(self) -> dict[str, str]:
+        return dict(reversed(self.modinfo))  # built in C; the first entry of a key wins
+
     def get(self, key: str) -> str | None:
         """The first value of ``key`` in .modinfo."""
-        for k, v in self.modinfo:
-            if k == key:
-                return v
-        return None
+        return self._first_values.get(key)
 
     def get_all(self, key: str) -> list[str]:
         return [v for k, v in self.modinfo if k == key]
@@ -143,7 +144,10 @@ class ModuleFile:
     def exports(self) -> list[Export]:
         from lkm.module import symbols
 
-        return symbols.exports24(self.elf) if self.is_24 else symbols.exports(self.elf)
+        elf = self.elf
+        if elf.section("__ksymtab") is None and elf.section("__ksymtab_gpl") is None:
+            return []  # both dialects keep their table in __ksymtab*
+        return symbols.exports24(elf) if self.is_24 else symbols.exports(elf)
 
     @cached
     def versions(self) -> list[tuple[str, int]]:
