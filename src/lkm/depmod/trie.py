@@ -99,8 +99,16 @@ def _write_node(
     while j < hi:
         k = keys[j]
         c = k[p]
-        end = bisect_left(keys, k[:p] + bytes((c + 1,)), j, hi)
-        children.append((c, _write_node(out, keys, values, j, end, p + 1)))
+        if j + 1 == hi or keys[j + 1][p] != c:
+            end = j + 1
+        elif c < 255:
+            end = bisect_left(keys, k[:p] + bytes((c + 1,)), j, hi)
+        else:  # no character sorts after 0xff: the rest all lead with it
+            end = hi
+        if end == j + 1:  # a leaf, most of a trie's nodes: its whole rest is its prefix
+            children.append((c, _write_leaf(out, k, values[k], p + 1)))
+        else:
+            children.append((c, _write_node(out, keys, values, j, end, p + 1)))
         j = end
     offset = len(out)
     if p > depth:
@@ -117,10 +125,25 @@ def _write_node(
         out += struct.pack(f">{len(offs)}I", *offs)
         offset |= NODE_CHILDS
     if here:
-        out += _U32.pack(len(here))
-        for prio, v in here:
-            out += _U32.pack(prio)
-            out += v
-            out.append(0)
+        _write_values(out, here)
         offset |= NODE_VALUES
     return offset
+
+
+def _write_leaf(out: bytearray, key: bytes, here: list[tuple[int, bytes]], depth: int) -> int:
+    """:func:`_write_node` for a node holding one key: prefix (the key's rest) and values."""
+    offset = len(out)
+    if len(key) > depth:
+        out += key[depth:]
+        out.append(0)
+        offset |= NODE_PREFIX
+    _write_values(out, here)
+    return offset | NODE_VALUES
+
+
+def _write_values(out: bytearray, here: list[tuple[int, bytes]]) -> None:
+    out += _U32.pack(len(here))
+    for prio, v in here:
+        out += _U32.pack(prio)
+        out += v
+        out.append(0)
