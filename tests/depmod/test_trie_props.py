@@ -53,3 +53,18 @@ def test_shape_independent_of_insertion_order(keys: set[str], seed: int) -> None
     for k in order:
         b.insert(k, "m", 0)
     assert a.write() == b.write()
+
+
+# Keys with bytes above 127 (kmod lets them through; as str they are surrogate escapes), 0xff
+# included: the last possible character of a node's child range.
+HIGH_KEYS = st.text(alphabet="ab\udc80\udcfe\udcff", min_size=0, max_size=6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(keys=st.sets(HIGH_KEYS, max_size=30))
+def test_high_bytes_round_trip(tmp_path_factory: pytest.TempPathFactory, keys: set[str]) -> None:
+    b = IndexBuilder()
+    for k in keys:
+        b.insert(k, "m", 0)
+    idx = _read(tmp_path_factory, b.write())
+    assert dict(idx.items()) == {k: [(0, "m")] for k in keys}
