@@ -137,7 +137,12 @@ def _write_leaf(out: bytearray, key: bytes, here: list[tuple[int, bytes]], depth
         out += key[depth:]
         out.append(0)
         offset |= NODE_PREFIX
-    _write_values(out, here)
+    if len(here) == 1:  # one value: count and priority in one pack
+        out += _U32x2.pack(1, here[0][0])
+        out += here[0][1]
+        out.append(0)
+    else:
+        _write_values(out, here)
     return offset | NODE_VALUES
 
 
