@@ -4,7 +4,8 @@ The steps of kernel/module/main.c, each with its errno: signature check, ELF che
 (:mod:`lkm.module.validate`), vermagic, name already loaded, layout (:mod:`lkm.link.layout`),
 memory (module_alloc), symbol resolution and relocation (:mod:`lkm.link`), duplicate exports,
 parameters, references to the modules it uses, the init routine, freeing init memory.
-Runs inside the caller's transaction: any exception leaves the state as it was.
+Runs inside the caller's transaction: any exception leaves the state as it was, except a failed
+init routine (:class:`InitFailed`), after which the state holds what the init left.
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ def strip_signature(data: bytes) -> tuple[bytes, bool]:
         except InvalidModule as exc:
             raise KernelError("init_module", exc.errno, exc.reason) from None
     return data, False
+
+
+class InitFailed(Exception):
+    """The init routine failed after the module was freed: the caller commits, then raises ``error``."""
+
+    def __init__(self, error: KernelError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def load_module(
@@ -244,7 +253,10 @@ def load_module(
     if init:
         ret = kernel.executor.call(LoadedImage(name, memory, {}), init, ())
         if ret < 0:
-            raise KernelError(call, -ret, f"{name}: init routine failed ({ret})")
+            # do_init_module's failure path: this module goes, what its init did stays (a
+            # module it requested is loaded and live), so the call's work is kept, not undone.
+            kernel._free(db, seq)
+            raise InitFailed(KernelError(call, -ret, f"{name}: init routine failed ({ret})"))
         if ret > 0:
             warnings.append(
                 f"do_init_module: '{name}'->init suspiciously returned {ret}, "

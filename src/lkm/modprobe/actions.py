@@ -252,3 +252,30 @@ def remove(res: Resolver, state: KernelState, mod: Mod, flags: Flags, emit: Emit
                 _remove_module(state, d, flags, emit)
     _remove_list(state, pre, False, flags, emit)
     return 0
+
+
+def insert_error(errno_: int) -> str:
+    """How modprobe words a failed insert ("could not insert 'X': ...")."""
+    if errno_ == errno.EEXIST:
+        return "Module already in kernel"
+    if errno_ == errno.ENOENT:
+        return "Unknown symbol in module, or unknown parameter (see dmesg)"
+    return os.strerror(errno_)
+
+
+def load_alias(
+    res: Resolver, state: KernelState, alias: str, extra: str, flags: Flags, emit: Emit, dirname: str
+) -> int:
+    """``modprobe ALIAS [options]``: load every module the name resolves to; modprobe's exit
+    status (1 when nothing matched or an insert failed, with modprobe's FATAL/ERROR lines)."""
+    mods = res.lookup(alias)
+    if not mods:
+        emit("FATAL", f"Module {alias} not found in directory {dirname}")
+        return 1
+    rc = 0
+    for m in mods:
+        err = probe(res, state, m, extra, flags, emit)
+        if err < 0:
+            rc = 1
+            emit("ERROR", f"could not insert '{m.name}': {insert_error(-err)}")
+    return rc
