@@ -30,6 +30,8 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
+from lkm.errors import LkmError
+from lkm.kernel.state import StateError
 from lkm.record import Record
 
 if TYPE_CHECKING:
@@ -129,6 +131,11 @@ def request_module(kernel: ModelKernel, name: str, wait: bool = True) -> int:
     kernel.kmod_running += 1
     try:
         code = _modprobe(kernel, name, req.output) if path else 0
+    except StateError:
+        raise  # the state itself failed: the whole outer call fails, nothing half done
+    except LkmError as exc:  # what would make modprobe print FATAL and exit 1
+        req.output.append(str(exc))
+        code = 1
     finally:
         kernel.kmod_running -= 1
     req.result = (code & 0xFF) << 8 if rules.status and wait else 0
