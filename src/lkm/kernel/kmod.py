@@ -83,6 +83,12 @@ RULES = {
 }
 
 
+class KmodDeadlock(LkmError):
+    """A request that the real kernel never answers: modprobe's insert of a module that is
+    still coming waits for it, and it waits for modprobe (a module requesting itself, or a
+    loop of requests).  The whole outer call fails with EDEADLK; nothing of it is kept."""
+
+
 class ModuleRequest(Record):
     """One request (the module:module_request trace event, with its outcome): the name, wait,
     modprobe's argv, the result returned to the caller, how deep it nested, what modprobe said."""
@@ -131,8 +137,8 @@ def request_module(kernel: ModelKernel, name: str, wait: bool = True) -> int:
     kernel.kmod_running += 1
     try:
         code = _modprobe(kernel, name, req.output) if path else 0
-    except StateError:
-        raise  # the state itself failed: the whole outer call fails, nothing half done
+    except (StateError, KmodDeadlock):
+        raise  # the state failed, or the kernel would hang: the whole outer call fails
     except LkmError as exc:  # what would make modprobe print FATAL and exit 1
         req.output.append(str(exc))
         code = 1

@@ -325,12 +325,19 @@ class ModelKernel(Calls24):
             raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
         if flags & MODULE_INIT_COMPRESSED_FILE and self.meta.get("compression", "-") == "-":
             raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
+        from lkm.kernel.kmod import KmodDeadlock
+
         failed: KernelError | None = None
-        with self._tx(call) as db:
-            try:
-                model_load.load_module(self, db, call, data, params, flags, path)
-            except model_load.InitFailed as exc:
-                failed = exc.error
+        try:
+            with self._tx(call) as db:
+                try:
+                    model_load.load_module(self, db, call, data, params, flags, path)
+                except model_load.InitFailed as exc:
+                    failed = exc.error
+        except KmodDeadlock as exc:
+            if self.kmod_running:
+                raise  # up to the outermost load, which the hang is really in
+            raise KernelError(call, errno.EDEADLK, exc.reason, path=path) from None
         if failed is not None:
             raise failed
 

@@ -168,6 +168,15 @@ def load_module(
     if mod.get("intree") != "Y":
         taints += "O"
     existing = kernel._find(db, name)
+    if existing is not None and existing[4] in ("Loading", "Unformed"):
+        # add_unformed_module waits for that load to finish; in this process it is a caller
+        # of this one (modprobe run by its init's request_module), so it never will.
+        from lkm.kernel.kmod import KmodDeadlock
+
+        raise KmodDeadlock(
+            f"{call} of {name} waits for {name} to finish loading, whose init waits in "
+            f"request_module for this modprobe: the kernel hangs here"
+        )
     if existing is not None:
         raise KernelError(
             call, errno.EEXIST if existing[4] == "Live" else errno.EBUSY, f"Module {name} already loaded"

@@ -23,6 +23,8 @@ from lkm.record import Record
 Emit = Callable[[str, str], None]
 # Where libkmod's command_do logs from in Debian's kmod 30 build; modprobe shows it verbatim.
 LIBKMOD_COMMAND_DO = "../libkmod/libkmod-module.c:1047 command_do()"
+# /proc/modules' state column -> /sys/module/NAME/initstate
+INITSTATES = {"Live": "live", "Loading": "coming", "Unloading": "going"}
 
 
 class Flags(Record):
@@ -81,11 +83,13 @@ class KernelState:
         return self._modules.get(name)
 
     def initstate(self, m: Mod) -> str | None:
-        """ "live", "builtin" or None (not in the kernel), as kmod_module_get_initstate."""
+        """ "live", "coming", "going", "builtin" or None (not in the kernel), as
+        kmod_module_get_initstate."""
         if self.res.is_builtin(m):
             return "builtin"
-        if self._loaded(m.name) is not None:
-            return "live"
+        got = self._loaded(m.name)
+        if got is not None:
+            return INITSTATES.get(got.state, "live")
         if self.kernel is not None:
             try:
                 if self.kernel.is_builtin(m.name):
@@ -93,6 +97,11 @@ class KernelState:
             except LkmError:
                 pass
         return None
+
+    def in_kernel(self, m: Mod) -> bool:
+        """libkmod's module_is_inkernel: live or built in.  A module still coming (its init
+        running) is not: modprobe inserts it again, and the kernel waits for the first load."""
+        return self.initstate(m) in ("live", "builtin")
 
     def refcount(self, m: Mod) -> int | None:
         got = self._loaded(m.name)
@@ -141,14 +150,14 @@ def insert(kernel: Kernel, path: str, options: str, force: bool) -> None:
 
 def probe(res: Resolver, state: KernelState, mod: Mod, extra: str, flags: Flags, emit: Emit) -> int:
     """Load ``mod`` with everything it needs; 0, a positive "skipped" code, or -errno."""
-    if not flags.ignore_loaded and state.initstate(mod) is not None:
+    if not flags.ignore_loaded and state.in_kernel(mod):
         return -errno.EEXIST if flags.first_time else 0
     if (mod.alias is not None or flags.blacklist) and res.blacklisted(mod):
         return 1
     err = 0
     for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):
         m = step.mod
-        if not flags.ignore_loaded and state.initstate(m) is not None:
+        if not flags.ignore_loaded and state.in_kernel(m):
             err = -errno.EEXIST
         else:
             if flags.show:
