@@ -19,7 +19,13 @@ directory ``ROOT/lib/modules/RELEASE`` of the model's configured modules root, w
 configuration files under that root (the kernel's own command line is not read).  A request
 made from a module's init nests inside the loading call (its savepoint), as the real kernel
 blocks the outer insmod until modprobe returns; requests never leave the process, so every
-one, waiting or not, has finished when it returns.  lkm has no modutils modprobe: a 2.4 model
+one, waiting or not, has finished when it returns.  A module asking for itself (or a loop of
+requests back to a module still coming) never ends in 6.1: modprobe inserts it again (a
+coming module is not "in the kernel" to libkmod) and add_unformed_module waits for the first
+load, which waits for modprobe.  The model cannot wait forever: it raises
+:class:`KmodDeadlock`, and the outermost load fails with EDEADLK, keeping nothing.  The
+concurrency limit only ends chains of distinct requests (install commands, or more than 50
+different modules each asking for the next).  lkm has no modutils modprobe: a 2.4 model
 runs the same kmod-style resolver, whose inserts a 2.4 kernel refuses (its modprobe would use
 create_module/init_module), so a 2.4 request loads nothing and, as 2.4 does, returns 0.
 """
