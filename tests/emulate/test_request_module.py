@@ -60,6 +60,10 @@ def test_init_requests_alias_modprobe_loads_it_with_its_dependency(model) -> Non
         ("fs-lkmreqfs", ["-q", "--", "fs-lkmreqfs"], 0, 0),
         ("fs-lkmnothing", ["-q", "--", "fs-lkmnothing"], 256, 1),
     ]
+    # kreqlong's init lands where kreq's freed init was: its own code must run, not kreq's.
+    k.finit_module(str(extra / "kreqlong.ko"))
+    assert _log(ex)[-1].startswith("kreqlong: ")
+    k.delete_module("kreqlong")
     # The state is on disk: another open of it sees the same modules, all unloadable in order.
     from lkm.kernel.model import ModelKernel
 

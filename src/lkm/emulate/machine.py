@@ -151,6 +151,9 @@ class Machine:
             self.uc.mem_map(run & self.pmask, end - run)
         if data:
             self.write(addr, data)
+            # Memory handed out again (a module's freed init area, now another module's):
+            # code translated from the old bytes must not run in place of the new.
+            self.uc.ctl_remove_cache(first & self.pmask, end & self.pmask)
 
     def unmap_page(self, page: int) -> None:
         self.uc.mem_unmap(page & self.pmask, PAGE)
