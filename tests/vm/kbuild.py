@@ -18,7 +18,9 @@ from lkm.corpus import HeadersTree, load_headers
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SOURCES = ROOT / "fixtures" / "src" / "6x"
-MODULES = ("chardev", "params", "exporter", "importer")
+MODULES = ("chardev", "params", "exporter", "importer", "kreq", "kreqfs")
+# Modules built from another module's directory (kreq.c's variants).
+EXTRA = {"kreqself": "kreq", "kreqlong": "kreq"}
 
 
 def headers_for(release: str) -> HeadersTree | None:
@@ -51,9 +53,9 @@ def build_fixtures(headers: HeadersTree, out: Path) -> dict[str, Path]:
             f"kbuild against {headers.name} failed:\n{r.stderr.decode(errors='replace')[-3000:]}"
         )
     built = {}
-    for m in MODULES:
+    for m in (*MODULES, *EXTRA):
         ko = out / f"{m}.ko"
-        shutil.copyfile(src / m / f"{m}.ko", ko)
+        shutil.copyfile(src / EXTRA.get(m, m) / f"{m}.ko", ko)
         subprocess.run(["strip", "--strip-debug", str(ko)], check=True)
         built[m] = ko
     return built

@@ -1,11 +1,18 @@
 """``lkm model``: manage model kernels.
 
 lkm model boot PROFILE [--state PATH] [--policy vmalloc|kmalloc-first] [--kmalloc-max BYTES]
+               [--modules-root DIR]
 lkm model boot --symbols FILE [--symbols FILE...] --release R --vermagic V [--arch x86_64]
                [--layout linux-6.1|linux-6.12] [--state PATH] [--policy ...]
                               a kernel from its symbol files (System.map, kallsyms, vmlinux,
                               image, plus Module.symvers)
 lkm model profiles            the profiles lkm ships
+lkm model request-module [--nowait] NAME [--state PATH]
+                              the kernel's request_module(NAME): lkm's modprobe -q -- NAME
+                              against the model; prints the kernel's return value
+lkm model set modprobe=PATH|modules-root=DIR [--state PATH]
+                              /proc/sys/kernel/modprobe ("" disables requests), and the root
+                              whose lib/modules/RELEASE requests load from (boot: --modules-root)
 lkm model check [--state PATH]  integrity of the state (exit 1 with one line per problem)
 lkm model info [--state PATH]   release, profile, modules, memory
 """
@@ -18,6 +25,8 @@ from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 
 HELP = __doc__ or ""
+LONG = ["policy=", "kmalloc-max=", "help", "symbols=", "release=", "vermagic=", "arch=", "layout=",
+        "modules-root=", "nowait"]  # fmt: skip
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -31,7 +40,7 @@ def run(prog: str, args: list[str]) -> int:
         opts, operands = parse(
             args,
             "h",
-            ["policy=", "kmalloc-max=", "help", "symbols=", "release=", "vermagic=", "arch=", "layout="],
+            LONG,
         )
     except UsageError as exc:
         err(f"{prog}: {exc}\n")
@@ -61,8 +70,23 @@ def run(prog: str, args: list[str]) -> int:
                     *symbol_files,
                     layout=o.get("--layout", "linux-6.1"),
                 )
-            k = ModelKernel.boot(profile, state, policy=o.get("--policy", "vmalloc"), kmalloc_max=kmax)
+            k = ModelKernel.boot(
+                profile,
+                state,
+                policy=o.get("--policy", "vmalloc"),
+                kmalloc_max=kmax,
+                modules_root=o.get("--modules-root"),
+            )
             sys.stdout.write(f"booted {k.meta['profile']} ({k.release} {k.machine}) in {k.state.path}\n")
+        elif cmd == "request-module" and len(operands) == 2:
+            sys.stdout.write(f"{ModelKernel(state).request_module(operands[1], '--nowait' not in o)}\n")
+        elif cmd == "set" and len(operands) == 2 and "=" in operands[1]:
+            key, _, value = operands[1].partition("=")
+            k = ModelKernel(state)
+            setters = {"modprobe": k.set_modprobe_path, "modules-root": k.set_modules_root}
+            if key not in setters:
+                raise ValueError(f"unknown setting {key!r} (known: {', '.join(setters)})")
+            setters[key](value)
         elif cmd == "check":
             problems = ModelKernel(state).check_integrity()
             for p in problems:
@@ -77,6 +101,8 @@ def run(prog: str, args: list[str]) -> int:
                 f"release: {k.release}",
                 f"machine: {k.machine}",
                 f"policy: {k.policy}",
+                f"modprobe: {k.modprobe_path}",
+                f"modules root: {k.modules_root or '/'}",
                 f"modules: {len(k.modules())}",
                 f"vmalloc: {f.used} bytes in {f.areas} areas, fragmentation {f.ratio:.3f}",
             ]

@@ -137,7 +137,7 @@ def run(prog: str, args: list[str]) -> int:
 
     from lkm.moddir import ModulesDir
     from lkm.modprobe import Resolver, load_config, options_from_args
-    from lkm.modprobe.actions import Flags, KernelState, probe, remove
+    from lkm.modprobe.actions import Flags, KernelState, load_alias, remove
 
     release = o.release or os.uname().release
     dirname = f"{o.root or ''}/lib/modules/{release}"
@@ -176,6 +176,9 @@ def run(prog: str, args: list[str]) -> int:
     names, extra = (operands, "") if o.all or o.remove else (operands[:1], options_from_args(operands[1:]))
     rc = 0
     for alias in names:
+        if not (o.resolve or o.remove):
+            rc |= load_alias(res, state, alias, extra, flags, emit, dirname)
+            continue
         mods = res.lookup(alias)
         if not mods:
             log(
@@ -190,17 +193,10 @@ def run(prog: str, args: list[str]) -> int:
             if o.resolve:
                 out.write(f"{m.name}\n")
                 continue
-            if o.remove:
-                err = remove(res, state, m, flags, emit)
-                if err < 0:
-                    rc = 1
-                    break
-                continue
-            err = probe(res, state, m, extra, flags, emit)
+            err = remove(res, state, m, flags, emit)
             if err < 0:
                 rc = 1
-                out.flush()
-                log("ERROR", f"could not insert '{m.name}': {_insert_error(-err)}")
+                break
     out.flush()
     return rc
 
@@ -233,16 +229,6 @@ def _open_kernel(model: bool, state: str | None) -> Kernel | None:
     except (ImportError, OSError, LkmError):
         return None
     return running
-
-
-def _insert_error(errno_: int) -> str:
-    import errno
-
-    if errno_ == errno.EEXIST:
-        return "Module already in kernel"
-    if errno_ == errno.ENOENT:
-        return "Unknown symbol in module, or unknown parameter (see dmesg)"
-    return os.strerror(errno_)
 
 
 def _show_symbols(name: str, files: list[str], versions: bool) -> int:

@@ -26,6 +26,12 @@ class Image(Protocol):
     symbols: dict[str, int]
 
 
+class ModuleRequester(Protocol):
+    """A kernel that can load a module by name (lkm.kernel.model.ModelKernel)."""
+
+    def request_module(self, name: str, wait: bool = True) -> int: ...
+
+
 class EmulatingExecutor:
     """``call(image, address, args) -> int`` on an emulated CPU.  A routine that does not
     return (oops, budget) comes back as -EFAULT; the fault is kept in ``faults`` and its oops
@@ -42,6 +48,11 @@ class EmulatingExecutor:
         self.kernel = Kernel(arch, symbols, state, strict=strict)
         self.mapped: set[tuple[str, int]] = set()
         self.faults: list[EmulationFault] = []
+
+    def bind_kernel(self, kernel: ModuleRequester) -> None:
+        """Run inside ``kernel`` (the model kernel calls this): a module's __request_module
+        becomes that kernel's request_module, which may load (and run) further modules."""
+        self.kernel.request_module = kernel.request_module
 
     def call(self, image: Image, address: int, args: tuple[int, ...] = ()) -> int:
         k = self.kernel

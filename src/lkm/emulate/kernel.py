@@ -152,6 +152,8 @@ class Kernel:
         self.trace: list[TraceEntry] = []
         self.modules: dict[str, EmulatedModule] = {}
         self.current: str | None = None  # the module whose code is running
+        # The kernel this one runs inside (the model kernel): its request_module(name, wait).
+        self.request_module: Callable[[str, bool], int] | None = None
         self._slot = self.arch.synthetic_base
         self._heap_next = self.arch.heap_base
         self._heap_end = self.arch.heap_base

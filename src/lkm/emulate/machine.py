@@ -124,6 +124,7 @@ class Machine:
         self._pending: BaseException | None = None
         self._fault: tuple[str, bool, int] | None = None
         self.calls = 0  # traps taken
+        self._depth = 0  # calls running (more than one: a trap called back into module code)
         self.stack_top = arch.stack_base + arch.stack_size
         self.map(arch.stack_base, arch.stack_size, "stack")
         self.return_address = arch.synthetic_base - PAGE
@@ -150,6 +151,9 @@ class Machine:
             self.uc.mem_map(run & self.pmask, end - run)
         if data:
             self.write(addr, data)
+            # Memory handed out again (a module's freed init area, now another module's):
+            # code translated from the old bytes must not run in place of the new.
+            self.uc.ctl_remove_cache(first & self.pmask, end & self.pmask)
 
     def unmap_page(self, page: int) -> None:
         self.uc.mem_unmap(page & self.pmask, PAGE)
@@ -274,8 +278,24 @@ class Machine:
     def call(self, addr: int, args: tuple[int, ...] | list[int] = ()) -> int:
         """Call the function at ``addr`` with integer ``args``; its return value (unsigned
         machine word).  Raises :class:`EmulationFault` when it does not return."""
+        if self._depth:
+            return self._nested_call(addr, args)
+        return self._call(addr, args, self.stack_top - 64)
+
+    def _nested_call(self, addr: int, args: tuple[int, ...] | list[int]) -> int:
+        """A call made from inside a trap (a kernel function that runs module code: a module's
+        init asking for another module, whose init runs now).  It runs on the same stack below
+        the interrupted frame; the interrupted CPU state is put back when it returns."""
+        context = self.uc.context_save()
+        saved = self._pending, self._fault
+        try:
+            return self._call(addr, args, self.reg(self.arch.sp) - 512)
+        finally:
+            self.uc.context_restore(context)
+            self._pending, self._fault = saved
+
+    def _call(self, addr: int, args: tuple[int, ...] | list[int], sp: int) -> int:
         a = self.arch
-        sp = self.stack_top - 64
         sp &= ~0xF
         regs = a.args
         for reg, value in zip(regs, args, strict=False):
@@ -296,7 +316,11 @@ class Machine:
             sp -= a.word
             self.write_word(sp, self.return_address)
         self.set_reg(a.sp, sp)
-        self._run(addr)
+        self._depth += 1
+        try:
+            self._run(addr)
+        finally:
+            self._depth -= 1
         return self.reg(a.ret) & a.mask
 
     def _run(self, start: int) -> None:
@@ -314,7 +338,10 @@ class Machine:
             if left <= 0 or count <= 0:
                 break
             try:
-                self.uc.emu_start(pc, self.return_address, timeout=int(left * 1_000_000), count=count)
+                # unicorn's timeout is a timer thread that cannot nest: an inner call's slices
+                # are bounded by their instruction count, and the budget checked between them.
+                timeout = int(left * 1_000_000) if self._depth == 1 else 0
+                self.uc.emu_start(pc, self.return_address, timeout=timeout, count=count)
             except unicorn.UcError as exc:
                 if self._pending is not None:
                     raise self._pending from None

@@ -117,6 +117,15 @@ class ModelKernel(Calls24):
         }
         self.policy = self.meta.get("policy", "vmalloc")
         self.kmalloc_max = int(self.meta.get("kmalloc_max", str(self.page_size)))
+        from lkm.kernel import kmod
+
+        self.kmod_concurrent_max = kmod.MAX_KMOD_CONCURRENT  # the kernel's constant (tests lower it)
+        self.kmod_running = 0  # requests in progress (nested: each one's caller is the one before)
+        self.requests: list[kmod.ModuleRequest] = []  # module_request events of this process
+        self.kmsg: list[str] = []  # what the model kernel itself printed in this process
+        bind = getattr(self.executor, "bind_kernel", None)
+        if bind is not None:  # an executor that runs module code lets it call request_module
+            bind(self)
 
     @classmethod
     def boot(
@@ -127,8 +136,11 @@ class ModelKernel(Calls24):
         policy: str = "vmalloc",
         kmalloc_max: int | None = None,
         executor: Executor | None = None,
+        modules_root: str | None = None,
     ) -> ModelKernel:
-        """Boot a fresh kernel from ``profile`` into ``state`` (replacing what was there)."""
+        """Boot a fresh kernel from ``profile`` into ``state`` (replacing what was there).
+        ``modules_root``: the directory whose lib/modules/RELEASE request_module's modprobe
+        uses (default: the host's /)."""
         prof = profile if isinstance(profile, Profile) else load_profile(profile)
         if policy not in POLICIES:
             raise LkmError(f"unknown memory policy {policy!r} (known: {', '.join(POLICIES)})")
@@ -136,6 +148,8 @@ class ModelKernel(Calls24):
         fields = dict(prof.fields, profile=prof.name, policy=policy)
         if kmalloc_max is not None:
             fields["kmalloc_max"] = str(kmalloc_max)
+        if modules_root is not None:
+            fields["modules_root"] = _modules_root(modules_root)
         with st.transaction() as db:
             st.create_schema(db)
             db.executemany("INSERT INTO meta VALUES (?, ?)", fields.items())
@@ -164,6 +178,46 @@ class ModelKernel(Calls24):
             row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
             value = (int(row[0]) if row else 0) | bits
             db.execute("INSERT OR REPLACE INTO meta VALUES ('tainted', ?)", (str(value),))
+
+    # -- request_module (lkm.kernel.kmod) -------------------------------------------------
+
+    @property
+    def modprobe_path(self) -> str:
+        """/proc/sys/kernel/modprobe (empty: the kernel asks for no modules)."""
+        from lkm.kernel.kmod import DEFAULT_MODPROBE
+
+        return self.meta.get("modprobe", DEFAULT_MODPROBE)
+
+    @property
+    def modules_root(self) -> str:
+        """The root whose lib/modules/RELEASE and modprobe.d request_module's modprobe reads
+        ("" is the host's /)."""
+        return self.meta.get("modules_root", "")
+
+    def set_modprobe_path(self, path: str) -> None:
+        """Write /proc/sys/kernel/modprobe (KMOD_PATH_LEN 256 with its NUL; the newline of
+        ``echo`` is dropped, as proc_dostring does)."""
+        path = path.split("\n", 1)[0]
+        if len(path.encode()) > 255:
+            raise KernelError("write", errno.EINVAL, "modprobe path longer than KMOD_PATH_LEN - 1")
+        self._set_meta("modprobe", path)
+
+    def set_modules_root(self, root: str) -> None:
+        """Point request_module's modprobe at ``root``/lib/modules/RELEASE."""
+        self._set_meta("modules_root", _modules_root(root))
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self._tx("sysctl") as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self.meta[key] = value
+
+    def request_module(self, name: str, wait: bool = True) -> int:
+        """The kernel's request_module(name) / request_module_nowait: runs lkm's modprobe
+        against this kernel (:mod:`lkm.kernel.kmod`).  0 on success, the modprobe wait status
+        (256: exit 1) or -errno; each request is appended to :attr:`requests`."""
+        from lkm.kernel import kmod
+
+        return kmod.request_module(self, name, wait)
 
     def initstate(self, name: str) -> str | None:
         with self.state.reading() as db:
@@ -271,8 +325,21 @@ class ModelKernel(Calls24):
             raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
         if flags & MODULE_INIT_COMPRESSED_FILE and self.meta.get("compression", "-") == "-":
             raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
-        with self._tx(call) as db:
-            model_load.load_module(self, db, call, data, params, flags, path)
+        from lkm.kernel.kmod import KmodDeadlock
+
+        failed: KernelError | None = None
+        try:
+            with self._tx(call) as db:
+                try:
+                    model_load.load_module(self, db, call, data, params, flags, path)
+                except model_load.InitFailed as exc:
+                    failed = exc.error
+        except KmodDeadlock as exc:
+            if self.kmod_running:
+                raise  # up to the outermost load, which the hang is really in
+            raise KernelError(call, errno.EDEADLK, exc.reason, path=path) from None
+        if failed is not None:
+            raise failed
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
         if self.is_24:
@@ -429,6 +496,11 @@ if TYPE_CHECKING:
     from lkm.kernel.interface import Kernel
 
     _is_a_kernel: type[Kernel] = ModelKernel  # the model implements the tools' Kernel interface
+
+
+def _modules_root(root: str) -> str:
+    """A modules root as recorded: absolute, without a trailing slash ("" for /)."""
+    return os.path.abspath(root).rstrip("/") if root else ""
 
 
 def kernel_error(call: str, exc: InvalidModule) -> KernelError:

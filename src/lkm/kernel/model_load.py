@@ -4,7 +4,8 @@ The steps of kernel/module/main.c, each with its errno: signature check, ELF che
 (:mod:`lkm.module.validate`), vermagic, name already loaded, layout (:mod:`lkm.link.layout`),
 memory (module_alloc), symbol resolution and relocation (:mod:`lkm.link`), duplicate exports,
 parameters, references to the modules it uses, the init routine, freeing init memory.
-Runs inside the caller's transaction: any exception leaves the state as it was.
+Runs inside the caller's transaction: any exception leaves the state as it was, except a failed
+init routine (:class:`InitFailed`), after which the state holds what the init left.
 """
 
 from __future__ import annotations
@@ -115,6 +116,14 @@ def strip_signature(data: bytes) -> tuple[bytes, bool]:
     return data, False
 
 
+class InitFailed(Exception):
+    """The init routine failed after the module was freed: the caller commits, then raises ``error``."""
+
+    def __init__(self, error: KernelError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def load_module(
     kernel: ModelKernel,
     db: sqlite3.Connection,
@@ -159,6 +168,15 @@ def load_module(
     if mod.get("intree") != "Y":
         taints += "O"
     existing = kernel._find(db, name)
+    if existing is not None and existing[4] in ("Loading", "Unformed"):
+        # add_unformed_module waits for that load to finish; in this process it is a caller
+        # of this one (modprobe run by its init's request_module), so it never will.
+        from lkm.kernel.kmod import KmodDeadlock
+
+        raise KmodDeadlock(
+            f"{call} of {name} waits for {name} to finish loading, whose init waits in "
+            f"request_module for this modprobe: the kernel hangs here"
+        )
     if existing is not None:
         raise KernelError(
             call, errno.EEXIST if existing[4] == "Live" else errno.EBUSY, f"Module {name} already loaded"
@@ -244,7 +262,10 @@ def load_module(
     if init:
         ret = kernel.executor.call(LoadedImage(name, memory, {}), init, ())
         if ret < 0:
-            raise KernelError(call, -ret, f"{name}: init routine failed ({ret})")
+            # do_init_module's failure path: this module goes, what its init did stays (a
+            # module it requested is loaded and live), so the call's work is kept, not undone.
+            kernel._free(db, seq)
+            raise InitFailed(KernelError(call, -ret, f"{name}: init routine failed ({ret})"))
         if ret > 0:
             warnings.append(
                 f"do_init_module: '{name}'->init suspiciously returned {ret}, "

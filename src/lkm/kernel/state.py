@@ -100,6 +100,7 @@ class State:
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False, readonly: bool = False) -> None:
         self.path = str(path)
         self.timeout = float(os.environ.get("LKM_STATE_TIMEOUT") or BUSY_TIMEOUT_S)
+        self._depth = 0  # open nested calls (savepoints)
         p = Path(self.path)
         if not create and not p.exists():
             raise StateError("no model kernel booted here (lkm model boot PROFILE)", path=self.path)
@@ -144,7 +145,13 @@ class State:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One system call: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        """One system call: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.  A call
+        made while another is open (a module's init asking for a module: request_module runs
+        modprobe, whose finit_module nests) is a savepoint inside it: its failure undoes only
+        its own work, its success becomes part of the outer call."""
+        if self.db.in_transaction:
+            yield from self._nested()
+            return
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -164,9 +171,33 @@ class State:
                 self.db.execute("ROLLBACK")
             raise StateError(_why(exc), path=self.path) from None
 
+    def _nested(self) -> Iterator[sqlite3.Connection]:
+        self._depth += 1
+        name = f"nested{self._depth}"
+        try:
+            self.db.execute(f"SAVEPOINT {name}")
+            try:
+                yield self.db
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute(f"ROLLBACK TO {name}")
+                    self.db.execute(f"RELEASE {name}")
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(_why(exc), path=self.path) from None
+                raise
+            self.db.execute(f"RELEASE {name}")
+        except sqlite3.Error as exc:
+            raise StateError(_why(exc), path=self.path) from None
+        finally:
+            self._depth -= 1
+
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        """A consistent read (one snapshot) of the state."""
+        """A consistent read (one snapshot) of the state; inside an open call, that call's
+        view (what the kernel itself sees mid-call: a module still coming, say)."""
+        if self.db.in_transaction:
+            yield self.db
+            return
         try:
             self.db.execute("BEGIN")
         except sqlite3.Error as exc:

@@ -23,6 +23,8 @@ from lkm.record import Record
 Emit = Callable[[str, str], None]
 # Where libkmod's command_do logs from in Debian's kmod 30 build; modprobe shows it verbatim.
 LIBKMOD_COMMAND_DO = "../libkmod/libkmod-module.c:1047 command_do()"
+# /proc/modules' state column -> /sys/module/NAME/initstate
+INITSTATES = {"Live": "live", "Loading": "coming", "Unloading": "going"}
 
 
 class Flags(Record):
@@ -81,11 +83,13 @@ class KernelState:
         return self._modules.get(name)
 
     def initstate(self, m: Mod) -> str | None:
-        """ "live", "builtin" or None (not in the kernel), as kmod_module_get_initstate."""
+        """ "live", "coming", "going", "builtin" or None (not in the kernel), as
+        kmod_module_get_initstate."""
         if self.res.is_builtin(m):
             return "builtin"
-        if self._loaded(m.name) is not None:
-            return "live"
+        got = self._loaded(m.name)
+        if got is not None:
+            return INITSTATES.get(got.state, "live")
         if self.kernel is not None:
             try:
                 if self.kernel.is_builtin(m.name):
@@ -93,6 +97,11 @@ class KernelState:
             except LkmError:
                 pass
         return None
+
+    def in_kernel(self, m: Mod) -> bool:
+        """libkmod's module_is_inkernel: live or built in.  A module still coming (its init
+        running) is not: modprobe inserts it again, and the kernel waits for the first load."""
+        return self.initstate(m) in ("live", "builtin")
 
     def refcount(self, m: Mod) -> int | None:
         got = self._loaded(m.name)
@@ -141,14 +150,14 @@ def insert(kernel: Kernel, path: str, options: str, force: bool) -> None:
 
 def probe(res: Resolver, state: KernelState, mod: Mod, extra: str, flags: Flags, emit: Emit) -> int:
     """Load ``mod`` with everything it needs; 0, a positive "skipped" code, or -errno."""
-    if not flags.ignore_loaded and state.initstate(mod) is not None:
+    if not flags.ignore_loaded and state.in_kernel(mod):
         return -errno.EEXIST if flags.first_time else 0
     if (mod.alias is not None or flags.blacklist) and res.blacklisted(mod):
         return 1
     err = 0
     for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):
         m = step.mod
-        if not flags.ignore_loaded and state.initstate(m) is not None:
+        if not flags.ignore_loaded and state.in_kernel(m):
             err = -errno.EEXIST
         else:
             if flags.show:
@@ -252,3 +261,30 @@ def remove(res: Resolver, state: KernelState, mod: Mod, flags: Flags, emit: Emit
                 _remove_module(state, d, flags, emit)
     _remove_list(state, pre, False, flags, emit)
     return 0
+
+
+def insert_error(errno_: int) -> str:
+    """How modprobe words a failed insert ("could not insert 'X': ...")."""
+    if errno_ == errno.EEXIST:
+        return "Module already in kernel"
+    if errno_ == errno.ENOENT:
+        return "Unknown symbol in module, or unknown parameter (see dmesg)"
+    return os.strerror(errno_)
+
+
+def load_alias(
+    res: Resolver, state: KernelState, alias: str, extra: str, flags: Flags, emit: Emit, dirname: str
+) -> int:
+    """``modprobe ALIAS [options]``: load every module the name resolves to; modprobe's exit
+    status (1 when nothing matched or an insert failed, with modprobe's FATAL/ERROR lines)."""
+    mods = res.lookup(alias)
+    if not mods:
+        emit("FATAL", f"Module {alias} not found in directory {dirname}")
+        return 1
+    rc = 0
+    for m in mods:
+        err = probe(res, state, m, extra, flags, emit)
+        if err < 0:
+            rc = 1
+            emit("ERROR", f"could not insert '{m.name}': {insert_error(-err)}")
+    return rc

@@ -183,7 +183,25 @@ def _get_random(k: Kernel, c: TrapCall) -> int:
 
 @kfunc("__request_module", nargs=2, varargs=True)
 def _request_module(k: Kernel, c: TrapCall) -> int:
-    return -2  # no modprobe in the emulated system (-ENOENT)
+    """__request_module(wait, fmt, ...): the name formatted as vsnprintf would, handed to the
+    kernel the emulator runs in (the model kernel's request_module, which loads through
+    modprobe); emulating alone there is no modprobe: -ENOENT."""
+    from lkm.emulate.base.printk import fmt_call
+
+    name = fmt_call(k, c, 1).decode("utf-8", "surrogateescape")
+    return _request(k, name, bool(c.arg(0) & 0xFF))
+
+
+@kfunc("request_module", nargs=1)
+def _request_module_24(k: Kernel, c: TrapCall) -> int:
+    """2.4's request_module(name): no format, always waits."""
+    return _request(k, k.cstring(c.arg(0)), True)
+
+
+def _request(k: Kernel, name: str, wait: bool) -> int:
+    if k.request_module is None:
+        return -2  # -ENOENT
+    return k.request_module(name, wait)
 
 
 @kfunc("__check_object_size", "check_object_size", "__warn_printk_once", nargs=3)
