@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import struct
 import sys
-from array import array
-from bisect import bisect_right
 from itertools import accumulate, compress, count
 from operator import add, itemgetter, not_
 
@@ -31,6 +29,7 @@ from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from array import array
     from mmap import mmap
 
     # Buffers with .find(); a memoryview is copied to bytes once at open.
@@ -140,6 +139,19 @@ def _layout(cls: int, enc: int) -> _Layout:
     return lay
 
 
+def u32_words(raw: bytes | bytearray, little: bool) -> memoryview | array[int]:
+    """``raw`` as u32 words of byte order ``little``, indexable and sliceable (strided) in C: a
+    cast memoryview in the host's order (no copy; memoryview needs no import, which keeps
+    start-up short), else a byte-swapped array."""
+    if little == _NATIVE_LITTLE:
+        return memoryview(raw).cast("I")
+    from array import array
+
+    words = array("I", raw)
+    words.byteswap()
+    return words
+
+
 def _undef_rows(raw: bytes | bytearray, shndx_at: int, entsize: int) -> list[int]:
     """Rows of a symbol table slice whose st_shndx (u16 at ``shndx_at``) is SHN_UNDEF.
 
@@ -237,10 +249,7 @@ class ElfFile:
             raise InvalidModule(f"section name table index {self.e_shstrndx} out of range", path=path)
         # Headers are unpacked one by one when asked for; the columns every lookup scans (name,
         # type, info) are strided views of the table as u32 words, taken in C.
-        words = array("I", data[shoff : shoff + shnum * shentsize])
-        if self.little_endian != _NATIVE_LITTLE:
-            words.byteswap()
-        self._words = words
+        words = self._words = u32_words(data[shoff : shoff + shnum * shentsize], self.little_endian)
         shstr = lay.shdr.unpack_from(data, shoff + self.e_shstrndx * shentsize)
         s_type, s_off, s_size = shstr[1], shstr[4], shstr[5]
         if s_type == SHT_NOBITS or s_off + s_size > size or s_size == 0:
@@ -435,9 +444,7 @@ class ElfFile:
             return [], []
         pick = itemgetter(*rows) if len(rows) > 1 else lambda seq: (seq[rows[0]],)
         # st_name is the first u32 of every entry: a strided view of the table as u32 words.
-        words = array("I", raw)
-        if self.little_endian != _NATIVE_LITTLE:
-            words.byteswap()
+        words = u32_words(raw, self.little_endian)
         offs = list(pick(words[:: entsize // 4]))
         infos = list(pick(raw[4::entsize] if lay.elf64 else raw[12::entsize]))
         names = self._names_at(s0, s1, offs, start, rows)
@@ -468,7 +475,7 @@ class ElfFile:
         end = s1 if end < 0 else end
         # The span to split: from the lowest offset of the dense cluster at the end (a few
         # names may share a local's string earlier in the table; those are searched).
-        k = bisect_right(ordered, 0)  # past the unnamed ones
+        k = ordered.count(0)  # past the unnamed ones (sorted first)
         n = len(ordered)
         while end - s0 - ordered[k] > 64 * (n - k):
             k += 1
@@ -492,6 +499,8 @@ class ElfFile:
             if o < lo:  # outside the split span
                 at[o] = self._name(s0, s1, o, start)
             else:  # inside a string: the linker shared a suffix
+                from bisect import bisect_right
+
                 i = bisect_right(starts, o) - 1
                 at[o] = parts[i][o - starts[i] :]
         return list(pick(at)) if pick is not None else [at[offs[0]]]
