@@ -51,7 +51,8 @@ def read_module(path: str) -> ModuleBytes:
             import mmap
 
             data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
-        comp = detect(data[:8])
+        head = data[:8]
+        comp = None if head.startswith(b"\x7fELF") else detect(head)  # most modules: plain ELF
         if comp is None:
             return ModuleBytes(data, None, size)
         raw = data if isinstance(data, bytes) else data[:]
