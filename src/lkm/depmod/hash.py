@@ -124,12 +124,7 @@ def _hash_lanes(group: list[bytes], n: int) -> list[int]:
     h = (h + ((h >> 17) & lanes)) & lanes
     h ^= (h << 25) & lanes
     h = (h + ((h >> 6) & lanes)) & lanes
-    raw = h.to_bytes(8 * m, "little")
-    return list(_unpack_lanes(m, raw))
-
-
-def _unpack_lanes(m: int, raw: bytes) -> tuple[int, ...]:
-    return struct.unpack(f"<{m}Q", raw)
+    return list(struct.unpack(f"<{m}Q", h.to_bytes(8 * m, "little")))
 
 
 def bucket_keys(keys: Iterable[str], n_buckets: int) -> list[tuple[int, bytes]]:

@@ -31,6 +31,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from array import array
     from mmap import mmap
+    from typing import Literal
 
     # Buffers with .find(); a memoryview is copied to bytes once at open.
     Buffer = bytes | bytearray | mmap
@@ -139,17 +140,18 @@ def _layout(cls: int, enc: int) -> _Layout:
     return lay
 
 
-def u32_words(raw: bytes | bytearray, little: bool) -> memoryview | array[int]:
-    """``raw`` as u32 words of byte order ``little``, indexable and sliceable (strided) in C: a
-    cast memoryview in the host's order (no copy; memoryview needs no import, which keeps
-    start-up short), else a byte-swapped array."""
+def words(raw: bytes | bytearray, code: Literal["H", "I", "Q"], little: bool) -> memoryview | array[int]:
+    """``raw`` as unsigned words of struct/array type ``code`` ("H", "I", "Q") in byte order
+    ``little``, indexable and sliceable (strided) in C: a cast memoryview in the host's order
+    (no copy; memoryview needs no import, which keeps start-up short), else a byte-swapped
+    array."""
     if little == _NATIVE_LITTLE:
-        return memoryview(raw).cast("I")
+        return memoryview(raw).cast(code)
     from array import array
 
-    words = array("I", raw)
-    words.byteswap()
-    return words
+    out = array(code, raw)
+    out.byteswap()
+    return out
 
 
 def _undef_rows(raw: bytes | bytearray, shndx_at: int, entsize: int) -> list[int]:
@@ -249,7 +251,7 @@ class ElfFile:
             raise InvalidModule(f"section name table index {self.e_shstrndx} out of range", path=path)
         # Headers are unpacked one by one when asked for; the columns every lookup scans (name,
         # type, info) are strided views of the table as u32 words, taken in C.
-        words = self._words = u32_words(data[shoff : shoff + shnum * shentsize], self.little_endian)
+        columns = self._words = words(data[shoff : shoff + shnum * shentsize], "I", self.little_endian)
         shstr = lay.shdr.unpack_from(data, shoff + self.e_shstrndx * shentsize)
         s_type, s_off, s_size = shstr[1], shstr[4], shstr[5]
         if s_type == SHT_NOBITS or s_off + s_size > size or s_size == 0:
@@ -263,7 +265,7 @@ class ElfFile:
         self._types: list[int] | None = None
         self._sections: list[Section] | None = None
         self._made: dict[int, Section] = {}
-        self._name_offsets = words[:: shentsize // 4].tolist()
+        self._name_offsets = columns[:: shentsize // 4].tolist()
         self._strtabs: dict[int, tuple[int, int, int, int]] = {}
         self._symtab_no = -1  # index of the first SYMTAB, 0 if none; -1 until looked up
 
@@ -444,8 +446,8 @@ class ElfFile:
             return [], []
         pick = itemgetter(*rows) if len(rows) > 1 else lambda seq: (seq[rows[0]],)
         # st_name is the first u32 of every entry: a strided view of the table as u32 words.
-        words = u32_words(raw, self.little_endian)
-        offs = list(pick(words[:: entsize // 4]))
+        st_names = words(raw, "I", self.little_endian)[:: entsize // 4]
+        offs = list(pick(st_names))
         infos = list(pick(raw[4::entsize] if lay.elf64 else raw[12::entsize]))
         names = self._names_at(s0, s1, offs, start, rows)
         if 0 in offs:  # unnamed undefined symbols are not "needed"

@@ -10,8 +10,6 @@ with the CRC the module was built against from ``__versions``.
 from __future__ import annotations
 
 import struct
-import sys
-from array import array
 from itertools import accumulate, count, repeat
 from operator import add, itemgetter, rshift
 
@@ -26,12 +24,12 @@ from lkm.elf.constants import (
     SHT_NOBITS,
     SHT_RELA,
 )
+from lkm.elf.file import words
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from collections.abc import Sequence
-_NATIVE_LITTLE = sys.byteorder == "little"
 
 
 class Export(Record):
@@ -102,7 +100,7 @@ class _Resolver:
         self._places: dict[int, tuple[int, int] | None] = {}
         self._strings: dict[int, tuple[dict[int, str], int, int]] = {}
         self._s32 = struct.Struct("<i" if elf.little_endian else ">i")
-        self._cols: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None
+        self._cols: tuple[Sequence[int], Sequence[int]] | None = None
         if self.symtab is not None:
             self._sym_base, self._sym_count, _s0, _s1 = elf._symtab_data(self.symtab)
 
@@ -145,9 +143,9 @@ class _Resolver:
     def symbol_names(self, numbers: list[int], likely: list[str | None] | None = None) -> list[str | None]:
         """Names of symbols ``numbers`` in bulk (None for 0, out of range or unnamed).
 
-        ``likely[i]``, when given, is the name symbol ``numbers[i]`` probably has (an export's
-        value symbol is normally the export itself): it is compared in place, and only the
-        names that differ are decoded."""
+        ``likely``, when given, holds the name each symbol probably has (an export's value
+        symbol is normally the export itself): when every one is right, which is checked in
+        place in C, nothing is decoded."""
         if self.symtab is None:
             return [None] * len(numbers)
         elf, base, cnt = self.elf, self._sym_base, self._sym_count
@@ -155,17 +153,13 @@ class _Resolver:
         rows = [k if 0 < k < cnt else 0 for k in numbers]
         offs = [unpack(elf.data, base + k * size)[0] if k else 0 for k in rows]
         _b, _c, s0, s1 = elf._symtab_data(self.symtab)
-        if likely is not None:
-            data = elf.data
-            out: list[str | None] = []
-            for off, guess, k in zip(offs, likely, rows, strict=True):
-                if off and guess is not None and off < s1 - s0:
-                    key = guess.encode("utf-8", "surrogateescape") + b"\0"
-                    if s0 + off + len(key) <= s1 and data[s0 + off : s0 + off + len(key)] == key:
-                        out.append(guess)
-                        continue
-                out.append(elf._name(s0, s1, off, k) or None)
-            return out
+        if likely and None not in likely and 0 not in offs:
+            keys = [nm.encode("utf-8", "surrogateescape") + b"\0" for nm in likely]  # type: ignore[union-attr]
+            at = [o + s0 for o in offs]
+            ends = list(map(add, at, map(len, keys)))
+            # find() is what bytes and mmap share: each key found exactly where its symbol's name is.
+            if max(ends) <= s1 and list(map(elf.data.find, keys, at, ends)) == at:
+                return list(likely)
         return [nm or None for nm in elf._names_at(s0, s1, offs, 0, rows)]
 
     def places(self, numbers: list[int]) -> list[tuple[int, int] | None]:
@@ -246,12 +240,12 @@ class _Resolver:
         if len(data) != 3 * n * lay.rela.size:
             return None
         offs, infos, adds = zip(*lay.rela.iter_unpack(data), strict=True)
-        if offs != _FIELD_OFFSETS.get(n) and offs != _field_offsets(n):
+        if offs != tuple(range(0, 12 * n, 4)):  # field by field, in order
             return None
         syms = list(map(rshift, infos, repeat(lay.r_sym_shift)))
         if min(syms) <= 0 or max(syms) >= self._sym_count:
             return None
-        shndx, value, st_name = self._columns()
+        shndx, value = self._columns()
         out: list[list[str | None]] = []
         for field in (1, 2):  # name, namespace
             pick = itemgetter(*syms[field::3]) if n > 1 else lambda col, k=syms[field]: (col[k],)
@@ -264,35 +258,20 @@ class _Resolver:
             if None in strings:
                 return None
             out.append(strings)
-        names = out[0]
-        # The value symbol is normally the export itself: compared in place, in C (find() is
-        # what bytes and mmap share).
-        vsyms = syms[0::3]
-        _b, _c, s0, s1 = elf._symtab_data(self.symtab)
-        keys = [nm.encode("utf-8", "surrogateescape") + b"\0" for nm in names]  # type: ignore[union-attr]
-        at = [st_name[k] + s0 for k in vsyms]
-        ends = list(map(add, at, map(len, keys)))
-        if max(ends) <= s1 and list(map(elf.data.find, keys, at, ends)) == at:
-            return names, out[1], names
-        return names, out[1], self.symbol_names(vsyms)
+        return out[0], out[1], self.symbol_names(syms[0::3], out[0])
 
-    def _columns(self) -> tuple[Sequence[int], Sequence[int], Sequence[int]]:
-        """(st_shndx, st_value, st_name) of every symbol: strided views of the table, in C."""
+    def _columns(self) -> tuple[Sequence[int], Sequence[int]]:
+        """(st_shndx, st_value) of every symbol: strided views of the table, in C."""
         cols = self._cols
         if cols is None:
             elf, lay = self.elf, self.elf.layout
             raw = elf.data[self._sym_base : self._sym_base + self._sym_count * lay.sym.size]
-            half, word = array("H", raw), array("Q" if lay.elf64 else "I", raw)
-            if elf.little_endian != _NATIVE_LITTLE:
-                half.byteswap()
-                word.byteswap()
-            if lay.elf64:  # Elf64_Sym: name u32, info, other, shndx u16 (#3 of 12), value u64 (#1 of 3)
-                names = array("I", raw)
-                if elf.little_endian != _NATIVE_LITTLE:
-                    names.byteswap()
-                cols = self._cols = (half[3::12], word[1::3], names[0::6])
-            else:  # Elf32_Sym: name u32 (#0 of 4), value u32 (#1 of 4), ..., shndx u16 (#7 of 8)
-                cols = self._cols = (half[7::8], word[1::4], word[0::4])
+            half = words(raw, "H", elf.little_endian)
+            if lay.elf64:  # Elf64_Sym: shndx is u16 #3 of 12, value u64 #1 of 3
+                cols = (half[3::12], words(raw, "Q", elf.little_endian)[1::3])
+            else:  # Elf32_Sym: value u32 #1 of 4, shndx u16 #7 of 8
+                cols = (half[7::8], words(raw, "I", elf.little_endian)[1::4])
+            self._cols = cols
         return cols
 
     def _string_table(self, shndx: int) -> tuple[dict[int, str], int, int]:
@@ -315,17 +294,6 @@ class _Resolver:
                 got = (starts, s0, s1)
             self._strings[shndx] = got
         return got
-
-
-def _field_offsets(n: int) -> tuple[int, ...]:
-    """Offsets of the 3 * n fields of n 12-byte entries (cached for the common counts)."""
-    got = tuple(range(0, 12 * n, 4))
-    if n < 64:
-        _FIELD_OFFSETS[n] = got
-    return got
-
-
-_FIELD_OFFSETS: dict[int, tuple[int, ...]] = {}
 
 
 def exports(elf: ElfFile) -> list[Export]:
