@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 
@@ -27,7 +28,6 @@ def main() -> int:
 
     import unicorn
 
-    from lkm.corpus import find_tree, module_files
     from lkm.emulate.arch import X86_64
     from lkm.emulate.kernel import Kernel
     from lkm.emulate.machine import EmulationFault, Machine
@@ -35,6 +35,7 @@ def main() -> int:
     from lkm.emulate.session import default_symbols
     from lkm.emulate.state import KernelState
     from lkm.module.file import ModuleFile
+    from testing.corpus import find_tree, module_files
 
     paths = sorted(str(p) for p in module_files(find_tree(a.tree)))
     sample = paths[:: max(1, len(paths) // a.sample)][: a.sample]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lkm.corpus import depmod_root
-from tests.conftest import ROOT, require
-from tests.depmod.conftest import kmod_tool, outputs
+from testing.corpus import depmod_root
+
+from support import ROOT, kmod_tool, outputs, require
 
 TREES = ("amd64-6.1", "amd64-6.12")
 

@@ -12,7 +12,8 @@ import pytest
 
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.state import SCHEMA_VERSION, StateError, default_state_path
-from tests.conftest import FIX6, ROOT, require
+
+from support import FIX6, ROOT, require
 
 
 def test_default_path_follows_lkm_state_and_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
 from lkm.link.output24 import format_load_map
 from lkm.module import ModuleFile
 
-from conftest import FIX24
+from support import FIX24
 
 BASE = 0xC8800000
 MTIME = 0x3E5A1B2C

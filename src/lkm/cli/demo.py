@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+MODULES = Path(__file__).resolve().parent / "demo_modules"  # package data (fixtures/build.sh)
 
 
 def _say(text: str) -> None:
@@ -30,7 +30,7 @@ def _say(text: str) -> None:
 def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
     from lkm.cli import main
 
-    shown = " ".join(shlex.quote(a.replace(str(FIXTURES), "tests/fixtures")) for a in argv)
+    shown = " ".join(shlex.quote(a.replace(str(MODULES) + os.sep, "")) for a in argv)
     _say(f"$ lkm {shown}" + (f"   # {note}" if note else ""))
     if head is None:
         with contextlib.redirect_stderr(sys.stdout):
@@ -94,7 +94,6 @@ def run(prog: str, args: list[str]) -> int:
     if args:
         sys.stderr.write(f"Usage: {prog}\n")
         return 0 if args in (["-h"], ["--help"]) else 1
-    f24, f6 = FIXTURES / "24", FIXTURES / "6x"
     with tempfile.TemporaryDirectory(prefix="lkm-demo-") as tmp:
         state = os.path.join(tmp, "kernel24.db")
         st = ["--state", state]
@@ -102,8 +101,8 @@ def run(prog: str, args: list[str]) -> int:
         _run(
             ["model", "boot", "linux-2.4-i386", *st], "a fresh model kernel: 2.4.20 i386, CONFIG_MODVERSIONS"
         )
-        _run(["insmod", *st, str(f24 / "fat24.o")], "the exporter (fat.o's stand-in)")
-        _run(["insmod", *st, "-m", str(f24 / "msdos24.o"), "codepage=850"],
+        _run(["insmod", *st, str(MODULES / "fat24.o")], "the exporter (fat.o's stand-in)")
+        _run(["insmod", *st, "-m", str(MODULES / "msdos24.o"), "codepage=850"],
              "the importer links against fat24's exports; -m prints the load map", head=24)  # fmt: skip
         _run(["proc", *st, "modules"], "/proc/modules: msdos24 uses fat24")
         _run(["lsmod", *st], "modutils' lsmod")
@@ -115,13 +114,14 @@ def run(prog: str, args: list[str]) -> int:
         _query_module(state)
         _run(["rmmod", *st, "fat24"], "refused: msdos24 still uses it")
         _run(
-            ["insmod", *st, "-e", "", str(f24 / "hello24.o"), "sticky=42"], "persistent parameter (type 'ip')"
+            ["insmod", *st, "-e", "", str(MODULES / "hello24.o"), "sticky=42"],
+            "persistent parameter (type 'ip')",
         )
         _run(["rmmod", *st, "-v", "hello24"], "rmmod saves it before unloading")
         persist = Path(tmp) / "persist" / "hello24.o"
         _say(f"$ cat {persist.name}   # the persist file, modutils' format")
         sys.stdout.write(persist.read_text())
-        _run(["insmod", *st, "-e", "", str(f24 / "hello24.o")], "insmod -e restores it")
+        _run(["insmod", *st, "-e", "", str(MODULES / "hello24.o")], "insmod -e restores it")
         sys.stdout.write(f"sticky in kernel memory after the reload: {_sticky(state)}\n")
         _run(["rmmod", *st, "msdos24", "fat24"], "now both go")
         _run(["proc", *st, "vmallocinfo"], "HOWTO 10.7: module memory, page-granular with guard pages")
@@ -132,11 +132,11 @@ def run(prog: str, args: list[str]) -> int:
         _say("== Today's design: the kernel reads, checks, lays out and links the file itself ==")
         _run(["model", "boot", "linux-6.1-amd64", *st6], "Debian's 6.1 amd64 exports, addresses and CRCs")
         _run(
-            ["insmod", *st6, str(f6 / "exporter.ko")],
+            ["insmod", *st6, str(MODULES / "exporter.ko")],
             "finit_module: layout, resolution, relocation in the kernel",
         )
         _run(
-            ["insmod", *st6, str(f6 / "importer.ko")],
+            ["insmod", *st6, str(MODULES / "importer.ko")],
             "binds the exporter's plain, GPL-only and namespaced symbols",
         )
         _run(["lsmod", *st6], "kmod's lsmod format")
