@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from lkm.emulate.session import tree_symbols
 from lkm.emulate.survey import DEFAULT_INSNS, DEFAULT_SECONDS, ModuleRun, run_modules
 from lkm.parallel import map_chunks
+from testing.captures import tree_symbols
 from testing.corpus import find_tree, module_files
 
 

@@ -17,6 +17,7 @@ missing capture themselves, so that a single test run from an empty cache needs 
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,7 @@ def corpus_symbols(arch: str = "x86_64") -> SymbolSpace:
     return SymbolSpace(SymbolTable.from_files(path), arch)
 
 
+@functools.cache  # one per session and source: tests only read it
 def corpus_profile(
     tree_name: str = "amd64-6.1",
     headers_name: str = "headers-6.1",

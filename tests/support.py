@@ -289,3 +289,27 @@ softdep f pre: b
 blacklist f
 bogus directive
 """
+
+
+# --------------------------------------------------------------------------------------
+# 2.4 insmod links (tests/link/test_link24*.py): a kernel's /proc/ksyms, where the module goes,
+# and insmod's options as modutils would set them for a module in /lib/modules/2.4.20/misc.
+
+LINK24_BASE = 0xC8800000
+LINK24_MTIME = 0x3E5A1B2C
+KSYMS24 = """\
+c0118000 printk
+c0130000 kmalloc
+c0130100 kfree
+c0140000 register_chrdev
+c0140100 unregister_chrdev
+c0150000 __generic_copy_to_user
+c0160000 register_filesystem
+c0160100 unregister_filesystem
+"""
+
+
+def insmod24_options(path: Path, **kw: object):  # type: ignore[no-untyped-def]
+    from lkm.link.insmod24 import Insmod24Options
+
+    return Insmod24Options(object_path=f"/lib/modules/2.4.20/misc/{path.name}", mtime=LINK24_MTIME, **kw)  # type: ignore[arg-type]

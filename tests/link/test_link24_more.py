@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from test_link24 import BASE, KSYMS, opts
 
 from lkm.link.gnu_ld import ld_link, ld_section_name
 from lkm.link.image import LinkError
@@ -20,6 +19,9 @@ from lkm.link.insmod24 import KernelSymbols24, link_module_24
 from lkm.module import ModuleFile
 
 from support import FIX24, lkm_cmd, require, run
+from support import KSYMS24 as KSYMS
+from support import LINK24_BASE as BASE
+from support import insmod24_options as opts
 
 # Each entry a word at offset 4*i of .text: (relocation type, symbol, word in the object).
 # GLOB_DAT, JMP_SLOT and RELATIVE cannot be written with gas's .reloc for a relocatable
