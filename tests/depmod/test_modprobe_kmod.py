@@ -138,6 +138,8 @@ def test_builtin_and_default_config(tree: Path, case: list[str]) -> None:
     same(["-d", str(tree), "-S", RELEASE, *case])
 
 
+@pytest.mark.corpus
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["amd64-6.1", "amd64-6.12"])
 def test_corpus_sample(name: str, corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     trees = {t.name: t for t in corpus_trees}

@@ -67,6 +67,7 @@ def _fake_address(name: str, kernel_base: int) -> int:
 
 
 @pytest.mark.corpus
+@pytest.mark.oracle
 @pytest.mark.parametrize("tree_name", sorted(TREES))
 def test_sections_identical_to_ld(corpus_trees, tree_name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from elftools.elf.elffile import ELFFile
