@@ -1,7 +1,7 @@
 """Boot the corpus's Debian amd64 kernels under QEMU TCG and run tests/vm/guest/guest_*.py inside them.
 
 Per kernel: the fixture modules are built against that kernel's headers (kbuild), the guest
-boots (harness.py), runs pytest over tests/vm/guest with the checkout's Python and writes a
+boots (testing/vm.py), runs pytest over tests/vm/guest with the checkout's Python and writes a
 JUnit report to the share; this test fails with the guest's failures.
 """
 

@@ -1,4 +1,4 @@
-"""Helpers for the tests that run inside a VM guest (tests/vm/harness.py boots it).
+"""Helpers for the tests that run inside a VM guest (testing/vm.py boots it).
 
 kmod's tools and lkm's are both called by their tool names (lkm through links named insmod,
 rmmod, lsmod), so their messages carry the same program name and can be compared byte for byte.
