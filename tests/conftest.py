@@ -112,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         sys.addaudithook(_audit)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for fixture, mark in FIXTURE_MARKS.items():
