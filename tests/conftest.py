@@ -11,6 +11,8 @@ from hypothesis import settings
 
 from support import IN_CI, require
 
+pytest_plugins = ["pytester"]  # tests/test_markers.py
+
 # CI explores the same hypothesis examples every run (a landing is never blocked by a newly
 # drawn case); developers' runs draw new ones and keep failures in .hypothesis/.
 settings.register_profile("ci", derandomize=True, database=None)
