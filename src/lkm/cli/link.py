@@ -122,6 +122,9 @@ def run(prog: str, args: list[str]) -> int:
     except ValueError as exc:
         err(f"{prog}: ERROR: {path}: {exc}\n")
         return 1
+    except OSError as exc:  # an output file that cannot be written
+        err(f"{prog}: ERROR: {exc.filename or path}: {exc.strerror}\n")
+        return 1
 
 
 def _link(

@@ -230,35 +230,46 @@ def map_of_sections(
     addresses: dict[str, int],
     sizes: dict[str, int] | None = None,
     page_size: int = 4096,
+    regions: dict[str, tuple[int, int]] | None = None,
 ) -> MemoryMap:
-    """The map a kernel shows (/sys/module/NAME/sections: names and addresses only): sections
-    grouped into regions where they are contiguous (within a page of each other), each one's
-    size from ``sizes`` (a module file's headers) or, marked estimated, up to the next one."""
+    """The map a kernel shows (/sys/module/NAME/sections: names and addresses only).  With
+    ``regions`` (name -> (base, allocated size), as the model kernel records them) each section
+    goes to the region holding it; otherwise sections are grouped where they are contiguous
+    (within a page of each other).  Sizes come from ``sizes`` (a module file's headers) or,
+    marked estimated, reach up to the next section (or the region's end)."""
     items = sorted(((a, n) for n, a in addresses.items() if a), key=lambda t: (t[0], t[1]))
-    clusters: list[list[tuple[int, str]]] = []
-    for a, n in items:
-        if clusters and a - clusters[-1][-1][0] <= page_size:
-            clusters[-1].append((a, n))
-        else:
-            clusters.append([(a, n)])
-    regions, sections = [], []
-    for i, cl in enumerate(clusters):
-        base = cl[0][0] // page_size * page_size
+    groups: list[tuple[str, int, int | None, list[tuple[int, str]]]] = []
+    if regions:
+        for rname, (base, alloc) in sorted(regions.items(), key=lambda kv: kv[1][0]):
+            groups.append((rname, base, alloc, [(a, n) for a, n in items if base <= a < base + max(alloc, 1)]))
+    else:
+        clusters: list[list[tuple[int, str]]] = []
+        for a, n in items:
+            if clusters and a - clusters[-1][-1][0] <= page_size:
+                clusters[-1].append((a, n))
+            else:
+                clusters.append([(a, n)])
+        for i, cl in enumerate(clusters):
+            rname = "init" if all(n.startswith((".init", ".exit")) for _a, n in cl) else f"region {i + 1}"
+            groups.append((rname, cl[0][0] // page_size * page_size, None, cl))
+    out_regions, sections = [], []
+    for rname, base, alloc, cl in groups:
         end = base
-        name = "init" if all(n.startswith((".init", ".exit")) for _a, n in cl) else f"region {i + 1}"
+        limit = base + alloc if alloc else None
         for j, (a, n) in enumerate(cl):
             known = sizes.get(n) if sizes else None
             if known is not None:
                 size, est = known, False
             else:
-                nxt = cl[j + 1][0] if j + 1 < len(cl) else (a // page_size + 1) * page_size
+                nxt = cl[j + 1][0] if j + 1 < len(cl) else (limit or (a // page_size + 1) * page_size)
                 size, est = max(nxt - a, 0), True
             perm, kind = _name_kind(n)
-            sections.append(MapSection(n, name, a, size, perm, kind, 0, est))
+            sections.append(MapSection(n, rname, a, size, perm, kind, 0, est))
             end = max(end, a + size)
-        alloc = max((end - base + page_size - 1) // page_size * page_size, page_size)
-        regions.append(MapRegion(name, base, end - base, alloc))
-    return MemoryMap(module, "kernel", regions, sections, [], [], page_size)
+        if alloc is None:
+            alloc = max((end - base + page_size - 1) // page_size * page_size, page_size)
+        out_regions.append(MapRegion(rname, base, end - base, alloc))
+    return MemoryMap(module, "kernel", out_regions, sections, [], [], page_size)
 
 
 # -- drawing ----------------------------------------------------------------------------------
@@ -458,11 +469,13 @@ def occupancy_svg(
         window_end = min(arena.end, max(end_used + 4 * page_size, arena.start + 16 * page_size))
         span = window_end - arena.start
         scale = bar_w / span
-        stats = (f"{pool} {arena.start:#x}-{arena.end:#x} ({svg.human(arena.end - arena.start)}): {f.areas} areas, "
-                 f"{svg.human(f.used)} used, {svg.human(f.free)} free in {f.holes} holes, largest "
-                 f"{svg.human(f.largest)}, fragmentation {f.ratio:.3f}")  # fmt: skip
-        parts.append(svg.text(8, y + 12, stats, class_="h"))
-        top = y + 20
+        head = f"{pool} {arena.start:#x}-{arena.end:#x} ({svg.human(arena.end - arena.start)})"
+        stats = (f"{f.areas} areas, {svg.human(f.used)} used, {svg.human(f.free)} free in {f.holes} holes, "
+                 f"largest hole {svg.human(f.largest)}, fragmentation {f.ratio:.3f}")  # fmt: skip
+        parts.append(svg.text(8, y + 12, head, class_="h"))
+        parts.append(svg.text(8, y + 27, stats, class_="muted", data_pool=pool, data_areas=f.areas,
+                              data_used=f.used, data_free=f.free, data_holes=f.holes))  # fmt: skip
+        top = y + 35
         hb = 34
         parts.append(svg.rect(bar_x, top, bar_w, hb, f"{pool}: free", class_="k-pad"))
         at = arena.start
@@ -489,18 +502,35 @@ def occupancy_svg(
             parts.append(svg.group(inner, hover, class_="area", id=f"area-{pool}-{i}", data_pool=pool,
                                    data_module=a.module, data_region=a.region, data_start=hex(a.start),
                                    data_span=hex(a.span), data_size=hex(a.size)))  # fmt: skip
-            rows.append((x + body_w / 2, f"{a.module} {a.region} {a.start:#x} +{a.span:#x}"))
+            rows.append((x + body_w / 2, f"{a.module} [{a.region}] {a.start:#x} span {a.span:#x}, {a.size} bytes"))
+            tag = f"{a.module} {a.region}"
+            if svg.text_width(tag, 10) + 6 < body_w:
+                parts.append(svg.text(x + 3, top + 16, tag, class_="small"))
         parts.append(svg.rect(bar_x, top, bar_w, hb, class_="frame"))
         if window_end < arena.end:
             parts.append(svg.text(bar_x + bar_w - 4, top + hb + 12, f"\u2026 {svg.human(arena.end - window_end)} "
                                   f"never used, up to {arena.end:#x}", class_="small muted", text_anchor="end"))  # fmt: skip
         ly = top + hb + 26
-        ys = _spread([ly + i * 0 for i in range(len(rows))], ly, 1e9, ROW)
-        for (cx, label), yy in zip(rows, ys, strict=True):
-            parts.append(el_path(cx, top + hb, 24, yy - 4))
-            parts.append(svg.text(28, yy, label))
+        ys = [ly + i * ROW for i in range(len(rows))]
+        for (_cx, label), yy in zip(rows, ys, strict=True):
+            parts.append(svg.text(12, yy, label, class_="small"))
         y = (ys[-1] if ys else ly) + 24
         if not mine:
             parts.append(svg.text(8, ly, "no module memory in use", class_="muted"))
     body = svg.group("".join(parts), class_="occupancy")
     return svg.document(width, y, body, "module memory pools")
+
+
+def stack_svg(documents: list[str], label: str) -> str:
+    """Several standalone SVG pictures one above the other in one document."""
+    import re
+
+    parts, y, width = [], 0.0, 0.0
+    for doc in documents:
+        m = re.match(r'<svg [^>]*width="([\d.]+)" height="([\d.]+)"', doc)
+        assert m is not None
+        w, h = float(m.group(1)), float(m.group(2))
+        parts.append(doc.replace("<svg ", f'<svg x="0" y="{y:g}" ', 1).strip())
+        y += h + 12
+        width = max(width, w)
+    return svg.document(max(width, 200), max(y, 40), "".join(parts), label)
