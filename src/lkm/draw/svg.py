@@ -104,8 +104,8 @@ def css() -> str:
     dark = ";".join(f"--{k}:{v[1]}" for k, v in PALETTE.items())
     fills = "".join(f".k-{k}{{fill:var(--{k})}}" for k in ("x", "r", "ai", "w", "nb", "meta", "pad", "guard"))
     return (
-        f":root,svg{{{light}}}"
-        f"@media (prefers-color-scheme: dark){{:root,svg{{{dark}}}}}"
+        f"svg.lkm{{{light}}}"
+        f"@media (prefers-color-scheme: dark){{svg.lkm{{{dark}}}}}"
         "svg{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px}"
         ".bg{fill:var(--bg)}text{fill:var(--fg)}.muted{fill:var(--muted)}"
         ".h{font-weight:bold;font-size:13px}.small{font-size:10px}"
@@ -129,7 +129,7 @@ def css() -> str:
         ".n-alias .shape{stroke:var(--alias)}.n-rule .shape{stroke:var(--rule)}"
         ".n-missing .shape{stroke-dasharray:4 3}.n-builtin .shape{fill:var(--pad)}"
         ".n-reverse .shape{stroke:var(--rev)}.n-more .shape{stroke-dasharray:1 3}"
-        ".fr .shape{stroke:var(--line);stroke-width:1}.fr.unreliable .shape{stroke-dasharray:5 3}"
+        ".fr .shape{fill:var(--bg);stroke:var(--line);stroke-width:1}.fr.unreliable .shape{stroke-dasharray:5 3}"
         ".fr.inline .shape{fill:var(--pad)}.fr.fault .shape{stroke:var(--mark);stroke-width:2.5}"
     )
 
