@@ -27,6 +27,9 @@ from pathlib import Path
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
 
 
+_REPO = str(FIXTURES.parent.parent)  # elided in the page ("…/tests/fixtures/..."), as in the commands
+
+
 class _Page:
     """The --html page being written: sections of commands, their output and pictures."""
 
@@ -37,7 +40,7 @@ class _Page:
     def _flush(self) -> None:
         from lkm.draw import html
 
-        text = self.sink.getvalue()
+        text = self.sink.getvalue().replace(_REPO, "\u2026")
         self.sink.seek(0)
         self.sink.truncate()
         if text.strip() and self.sections:
@@ -54,14 +57,15 @@ class _Page:
 
         self._flush()
         if self.sections:
-            self.sections[-1][2].append(html.pre(text.strip(), "cmd" if text.startswith("$ ") else None))
+            shown = text.strip().replace(_REPO, "\u2026")
+            self.sections[-1][2].append(html.pre(shown, "cmd" if text.startswith("$ ") else None))
 
     def picture(self, svg_text: str, caption: str) -> None:
         from lkm.draw import html
 
         self._flush()
-        if self.sections:
-            self.sections[-1][2].append(html.figure(svg_text, caption))
+        if self.sections:  # paths shown relative to the checkout, as in the commands
+            self.sections[-1][2].append(html.figure(svg_text.replace(_REPO, "\u2026"), caption))
 
     def render(self) -> str:
         from lkm.draw import html

@@ -123,5 +123,7 @@ def crash_page(source: str, decoded_text: str, json_doc: str) -> str:
         body = html.figure(crash_svg(frames, title, i), "hover a frame for its address and source lines")
         sections.append((f"report-{i + 1}", f"{i + 1}. {title}", body))
     sections.append(("decoded", "Decoded text", html.pre(decoded_text)))
-    intro = f"lkm ksymoops on {source}: {len(doc.get('reports', []))} report(s)"
+    import os
+
+    intro = f"lkm ksymoops on {os.path.basename(source)}: {len(doc.get('reports', []))} report(s)"
     return html.page("Kernel crash report", intro, sections)

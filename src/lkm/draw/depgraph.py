@@ -173,7 +173,9 @@ def dependency_graph(
         if m.alias is not None and m.alias != m.name:
             aid = g.node(f"a:{m.alias}", "alias", m.alias, f"'{m.alias}' resolves to {m.name}")
             g.edge(aid, fid, "alias")
-    # dependencies: each module's modules.dep line, for the focus and everything on its line
+    # dependencies: each module's modules.dep line and soft dependencies (the first matching
+    # softdep line, as libkmod), for the focus and every module they bring in
+    softdeps = PatternTable([sd.name for sd in cfg.softdeps])
     todo = list(g.focus)
     seen: set[str] = set()
     while todo:
@@ -189,23 +191,25 @@ def dependency_graph(
             g.node(_mod_id(d), "module", d, _module_detail(res, t, d))
             g.edge(src, _mod_id(d), "dep", "", implied)
             todo.append(d)
+        hits = softdeps.matches(name)
+        if not hits:
+            continue
+        sd = cfg.softdeps[hits[0]]
+        for kind, names in (("softdep-pre", sd.pre), ("softdep-post", sd.post)):
+            for x in names:
+                found = res.lookup(x)
+                if len(found) == 1 and found[0].name == x:
+                    xid = g.node(_mod_id(x), "module", x, _module_detail(res, t, x))
+                else:
+                    xid = g.node(f"a:{x}", "alias" if found else "missing", x,
+                                 f"'{x}' resolves to " + (", ".join(f.name for f in found) or "nothing"))  # fmt: skip
+                    for f in found:
+                        g.edge(xid, g.node(_mod_id(f.name), "module", f.name, _module_detail(res, t, f.name)),
+                               "alias")  # fmt: skip
+                g.edge(src, xid, kind, kind.split("-")[1])
+                todo.extend(f.name for f in found)
     for m in mods:
         fid = _mod_id(m.name)
-        # soft dependencies of the focus (first matching line, as libkmod)
-        hits = PatternTable([sd.name for sd in cfg.softdeps]).matches(m.name)
-        if hits:
-            sd = cfg.softdeps[hits[0]]
-            for kind, names in (("softdep-pre", sd.pre), ("softdep-post", sd.post)):
-                for x in names:
-                    found = res.lookup(x)
-                    if len(found) == 1 and found[0].name == x:
-                        xid = g.node(_mod_id(x), "module", x, _module_detail(res, t, x))
-                    else:
-                        xid = g.node(f"a:{x}", "alias" if found else "missing", x,
-                                     f"'{x}' resolves to " + (", ".join(f.name for f in found) or "nothing"))  # fmt: skip
-                        for f in found:
-                            g.edge(xid, g.node(_mod_id(f.name), "module", f.name), "alias")
-                    g.edge(fid, xid, kind, kind.split("-")[1])
         # reverse: modules whose line holds it, softdeps naming it
         users = sorted(t.users.get(m.name, []))
         g.totals["reverse"] = g.totals.get("reverse", 0) + len(users)
@@ -515,9 +519,13 @@ def graphviz_layout(g: Graph, sizes: dict[str, tuple[float, float]], dot: str) -
 
 
 def layout(g: Graph, engine: str = "auto") -> Placed:
-    """``auto``: Graphviz when ``dot`` is on PATH (our layout if it fails), else ours."""
+    """``auto``: Graphviz when ``dot`` is on PATH (our layout if it fails), else ours.
+    ``$LKM_DOT`` names the dot program; set to the empty string it turns Graphviz off."""
     sizes = node_sizes(g)
-    dot = shutil.which("dot") if engine in ("auto", "graphviz") else None
+    dot = None
+    if engine in ("auto", "graphviz"):
+        env = os.environ.get("LKM_DOT")
+        dot = shutil.which("dot") if env is None else (shutil.which(env) if env else None)
     if dot:
         try:
             return graphviz_layout(g, sizes, dot)
