@@ -51,7 +51,16 @@ class Reason(Record):
 
 
 class WhyReport(Record):
-    __slots__ = ("query", "modules", "resolves", "pulled_by", "blocks", "modprobe", "modprobe_status", "dirname")
+    __slots__ = (
+        "query",
+        "modules",
+        "resolves",
+        "pulled_by",
+        "blocks",
+        "modprobe",
+        "modprobe_status",
+        "dirname",
+    )
 
     def __init__(self, query: str, dirname: str) -> None:
         self.query = query
@@ -79,8 +88,11 @@ class WhyReport(Record):
 
     def as_text(self) -> str:
         out = [f"{self.query}: " + (", ".join(self.modules) if self.modules else "no module")]
-        for title, lst in (("resolves", self.resolves), ("loaded because", self.pulled_by),
-                           ("would not load / notes", self.blocks)):  # fmt: skip
+        for title, lst in (
+            ("resolves", self.resolves),
+            ("loaded because", self.pulled_by),
+            ("would not load / notes", self.blocks),
+        ):
             if lst:
                 out.append(f"  {title}:")
                 out.extend(f"    - {r.text}" for r in lst)
@@ -128,7 +140,7 @@ def why(
     if tables is None:
         try:
             tables = Tables.from_dir(dirname)
-        except Exception:  # noqa: BLE001 - no modules.dep: lookups still work from the indexes
+        except Exception:
             tables = Tables("")
     rep = WhyReport(query, dirname)
     alias = normalize(query)
@@ -137,33 +149,68 @@ def why(
     mods = list({m.name: m for m in reversed(found)}.values())[::-1]  # one per module, lookup order
     _resolution(res, tables, rep, alias, mods)
     if not mods:
-        rep.blocks.append(Reason("missing", f"'{query}' is not a module name, alias, symbol or install rule of "
-                                 f"{dirname}: modprobe fails (Module {query} not found in directory {dirname})"))  # fmt: skip
+        rep.blocks.append(
+            Reason(
+                "missing",
+                f"'{query}' is not a module name, alias, symbol or install rule of "
+                f"{dirname}: modprobe fails (Module {query} not found in directory {dirname})",
+            )
+        )
     for m in mods:
         _pulled_by(res, tables, rep, m, requests or [], kernel)
         if res.blacklisted(m):
             by_alias = m.alias is not None
             if by_alias or blacklist_all:
-                rep.blocks.append(Reason("blacklist", f"{m.name} is blacklisted in modprobe.d and '{query}' "
-                                         + ("is an alias: modprobe skips it (exit 0, nothing loaded)" if by_alias
-                                            else "is looked up with -b: modprobe skips it"),
-                                         {"module": m.name}))  # fmt: skip
+                rep.blocks.append(
+                    Reason(
+                        "blacklist",
+                        f"{m.name} is blacklisted in modprobe.d and '{query}' "
+                        + (
+                            "is an alias: modprobe skips it (exit 0, nothing loaded)"
+                            if by_alias
+                            else "is looked up with -b: modprobe skips it"
+                        ),
+                        {"module": m.name},
+                    )
+                )
             else:
-                rep.blocks.append(Reason("blacklist", f"{m.name} is blacklisted in modprobe.d, which only stops "
-                                         "alias lookups (udev, request_module) and modprobe -b; loading it by its "
-                                         "name still works", {"module": m.name, "effective": False}))  # fmt: skip
+                rep.blocks.append(
+                    Reason(
+                        "blacklist",
+                        f"{m.name} is blacklisted in modprobe.d, which only stops "
+                        "alias lookups (udev, request_module) and modprobe -b; loading it by its "
+                        "name still works",
+                        {"module": m.name, "effective": False},
+                    )
+                )
         cmd = res.install_command(m)
         if cmd is not None:
-            rep.blocks.append(Reason("install-rule", f"modprobe.d 'install {m.name} {cmd}': modprobe runs this "
-                                     "command instead of inserting the file (modprobe -i ignores it)",
-                                     {"module": m.name, "command": cmd}))  # fmt: skip
+            rep.blocks.append(
+                Reason(
+                    "install-rule",
+                    f"modprobe.d 'install {m.name} {cmd}': modprobe runs this "
+                    "command instead of inserting the file (modprobe -i ignores it)",
+                    {"module": m.name, "command": cmd},
+                )
+            )
         if m.path is None and res.is_builtin(m):
-            rep.blocks.append(Reason("builtin", f"{m.name} is built into the kernel (modules.builtin): nothing to "
-                                     "load", {"module": m.name}))  # fmt: skip
+            rep.blocks.append(
+                Reason(
+                    "builtin",
+                    f"{m.name} is built into the kernel (modules.builtin): nothing to load",
+                    {"module": m.name},
+                )
+            )
         for d in [m, *res.dependencies(m)]:
             if d.path is not None and not os.path.exists(d.path):
-                rep.blocks.append(Reason("file-missing", f"{d.path} is in modules.dep but not on disk: the insert "
-                                         "fails (No such file or directory); re-run depmod", {"module": d.name}))  # fmt: skip
+                rep.blocks.append(
+                    Reason(
+                        "file-missing",
+                        f"{d.path} is in modules.dep but not on disk: the insert "
+                        "fails (No such file or directory); re-run depmod",
+                        {"module": d.name},
+                    )
+                )
         if m.path is not None and release and os.path.exists(m.path):
             _vermagic(rep, m, release)
         if kernel is not None:
@@ -178,73 +225,136 @@ def _resolution(res: Resolver, t: DepTables, rep: WhyReport, alias: str, mods: l
     conf = [(p, target) for p, target in cfg.aliases if fnmatchcase(alias, p)]
     if conf:
         for p, target in conf:
-            rep.resolves.append(Reason("alias", f"modprobe.d 'alias {p} {target}' matches '{alias}'",
-                                       {"pattern": p, "module": target, "source": "modprobe.d"}))  # fmt: skip
+            rep.resolves.append(
+                Reason(
+                    "alias",
+                    f"modprobe.d 'alias {p} {target}' matches '{alias}'",
+                    {"pattern": p, "module": target, "source": "modprobe.d"},
+                )
+            )
         return
     for m in mods:
         if m.name == alias and m.alias is None:
             where = t.paths.get(m.name) or m.path
-            rep.resolves.append(Reason("name", f"'{alias}' is the module {m.name} ({where})" if where else
-                                       f"'{alias}' is the module {m.name}", {"module": m.name, "file": where}))  # fmt: skip
+            rep.resolves.append(
+                Reason(
+                    "name",
+                    f"'{alias}' is the module {m.name} ({where})"
+                    if where
+                    else f"'{alias}' is the module {m.name}",
+                    {"module": m.name, "file": where},
+                )
+            )
             if m.path is None and res.is_builtin(m):
-                rep.resolves.append(Reason("builtin", f"{m.name} is built into the kernel", {"module": m.name}))
+                rep.resolves.append(
+                    Reason("builtin", f"{m.name} is built into the kernel", {"module": m.name})
+                )
         elif alias.startswith("symbol:"):
-            rep.resolves.append(Reason("symbol", f"{m.name} exports {alias[7:]} (modules.symbols)",
-                                       {"module": m.name, "symbol": alias[7:]}))  # fmt: skip
+            rep.resolves.append(
+                Reason(
+                    "symbol",
+                    f"{m.name} exports {alias[7:]} (modules.symbols)",
+                    {"module": m.name, "symbol": alias[7:]},
+                )
+            )
         elif m.builtin:
-            rep.resolves.append(Reason("builtin", f"'{alias}' is an alias of {m.name}, built into the kernel "
-                                       "(modules.builtin.alias)", {"module": m.name}))  # fmt: skip
+            rep.resolves.append(
+                Reason(
+                    "builtin",
+                    f"'{alias}' is an alias of {m.name}, built into the kernel (modules.builtin.alias)",
+                    {"module": m.name},
+                )
+            )
         elif m.alias is None and res.install_command(m) is not None:
-            rep.resolves.append(Reason("install", f"'{alias}' names an install rule (modprobe.d)", {"module": m.name}))
+            rep.resolves.append(
+                Reason("install", f"'{alias}' names an install rule (modprobe.d)", {"module": m.name})
+            )
         else:
             pats = _alias_patterns(res, t, m.name, alias)
             text = ", ".join(f"'{p}'" for p in pats) or "an alias"
-            rep.resolves.append(Reason("alias", f"'{alias}' matches {m.name}'s alias {text} (modules.alias)",
-                                       {"module": m.name, "patterns": pats, "source": "modules.alias"}))  # fmt: skip
+            rep.resolves.append(
+                Reason(
+                    "alias",
+                    f"'{alias}' matches {m.name}'s alias {text} (modules.alias)",
+                    {"module": m.name, "patterns": pats, "source": "modules.alias"},
+                )
+            )
 
 
 def _pulled_by(
-    res: Resolver, t: DepTables, rep: WhyReport, m: Mod, requests: list[tuple[str, str]], kernel: Kernel | None
+    res: Resolver,
+    t: DepTables,
+    rep: WhyReport,
+    m: Mod,
+    requests: list[tuple[str, str]],
+    kernel: Kernel | None,
 ) -> None:
     users = sorted(t.users.get(m.name, []))
     if users:
         shown = ", ".join(users[:12]) + (f" and {len(users) - 12} more" if len(users) > 12 else "")
-        rep.pulled_by.append(Reason("dependency", f"needed by {shown} (modules.dep): loading "
-                                    f"{'any of them' if len(users) > 1 else 'it'} loads {m.name} first",
-                                    {"modules": users}))  # fmt: skip
+        rep.pulled_by.append(
+            Reason(
+                "dependency",
+                f"needed by {shown} (modules.dep): loading "
+                f"{'any of them' if len(users) > 1 else 'it'} loads {m.name} first",
+                {"modules": users},
+            )
+        )
     for sd in res.config.softdeps:
         for part in ("pre", "post"):
             names = sd.pre if part == "pre" else sd.post
             if m.name in names or (m.alias is not None and m.alias in names):
                 when = "before" if part == "pre" else "after"
-                rep.pulled_by.append(Reason("softdep", f"'softdep {sd.name} {part}: ... {m.name}': modprobe "
-                                            f"{sd.name} loads {m.name} {when} it", {"module": sd.name, "part": part}))  # fmt: skip
+                rep.pulled_by.append(
+                    Reason(
+                        "softdep",
+                        f"'softdep {sd.name} {part}: ... {m.name}': modprobe "
+                        f"{sd.name} loads {m.name} {when} it",
+                        {"module": sd.name, "part": part},
+                    )
+                )
     word = re.compile(rf"(?<![\w-])(?:{re.escape(m.name)}|{re.escape(m.name.replace('_', '-'))})(?![\w-])")
     for target, cmd in res.config.install:
         if target != m.name and "modprobe" in cmd and word.search(cmd):
-            rep.pulled_by.append(Reason("install", f"'install {target} {cmd}': modprobe {target} runs a command "
-                                        f"that loads {m.name}", {"module": target, "command": cmd}))  # fmt: skip
+            rep.pulled_by.append(
+                Reason(
+                    "install",
+                    f"'install {target} {cmd}': modprobe {target} runs a command that loads {m.name}",
+                    {"module": target, "command": cmd},
+                )
+            )
     for name, where in requests:
         found = res.lookup(name)
         if any(f.name == m.name for f in found):
             via = f"'{name}', which resolves to {m.name}" if normalize(name) != m.name else f"'{name}'"
-            rep.pulled_by.append(Reason("request_module", f"the kernel asked for {via} (request_module, "
-                                        f"{where}): it runs modprobe -q -- {name}", {"request": name, "where": where}))  # fmt: skip
+            rep.pulled_by.append(
+                Reason(
+                    "request_module",
+                    f"the kernel asked for {via} (request_module, {where}): it runs modprobe -q -- {name}",
+                    {"request": name, "where": where},
+                )
+            )
 
 
 def _loaded(rep: WhyReport, m: Mod, kernel: Kernel) -> None:
     try:
         lm = kernel.module(m.name)
-    except Exception:  # noqa: BLE001 - a kernel we cannot ask: say nothing
+    except Exception:
         return
     if lm is None:
         return
     holders = list(lm.holders or ())
-    rep.pulled_by.append(Reason("loaded", f"{m.name} is loaded ({lm.state}, refcount {lm.refcount})"
-                                + (f", used by {', '.join(holders)}" if holders else ""),
-                                {"holders": holders, "refcount": lm.refcount}))  # fmt: skip
-    rep.blocks.append(Reason("loaded", f"{m.name} is already in the kernel: modprobe does nothing",
-                             {"module": m.name}))  # fmt: skip
+    rep.pulled_by.append(
+        Reason(
+            "loaded",
+            f"{m.name} is loaded ({lm.state}, refcount {lm.refcount})"
+            + (f", used by {', '.join(holders)}" if holders else ""),
+            {"holders": holders, "refcount": lm.refcount},
+        )
+    )
+    rep.blocks.append(
+        Reason("loaded", f"{m.name} is already in the kernel: modprobe does nothing", {"module": m.name})
+    )
 
 
 def _vermagic(rep: WhyReport, m: Mod, release: str) -> None:
@@ -259,9 +369,14 @@ def _vermagic(rep: WhyReport, m: Mod, release: str) -> None:
         return
     built = (vm or "").split(" ", 1)[0]
     if built and built != release:
-        rep.blocks.append(Reason("vermagic", f"{m.name} was built for {built}, the kernel is {release}: the kernel "
-                                 "refuses it (disagrees about version of symbol / Exec format error) unless forced",
-                                 {"module": m.name, "vermagic": vm}))  # fmt: skip
+        rep.blocks.append(
+            Reason(
+                "vermagic",
+                f"{m.name} was built for {built}, the kernel is {release}: the kernel "
+                "refuses it (disagrees about version of symbol / Exec format error) unless forced",
+                {"module": m.name, "vermagic": vm},
+            )
+        )
 
 
 def dry_run(

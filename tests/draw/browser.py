@@ -12,11 +12,25 @@ from pathlib import Path
 
 from tests.conftest import require
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         "--disable-extensions", "--mute-audio"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--disable-extensions",
+    "--mute-audio",
+]
 # Log lines that mean the page itself had a problem (scripts, failed fetches, parse errors)
-PAGE_ERRORS = ("CONSOLE", "Uncaught", "net::ERR", "Failed to load resource", "Refused to", "XML Parsing Error",
-               "This page contains the following errors")  # fmt: skip
+PAGE_ERRORS = (
+    "CONSOLE",
+    "Uncaught",
+    "net::ERR",
+    "Failed to load resource",
+    "Refused to",
+    "XML Parsing Error",
+    "This page contains the following errors",
+)
 
 
 def chromium() -> str:
@@ -28,8 +42,16 @@ def chromium() -> str:
 
 def load(path: Path, *, dark: bool = False) -> tuple[str, list[str]]:
     """(the DOM as the browser serialises it, the log lines that report page errors)."""
-    cmd = [chromium(), *FLAGS, "--enable-logging=stderr", "--v=0", "--virtual-time-budget=2000",
-           *(["--force-dark-mode"] if dark else []), "--dump-dom", path.resolve().as_uri()]  # fmt: skip
+    cmd = [
+        chromium(),
+        *FLAGS,
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=2000",
+        *(["--force-dark-mode"] if dark else []),
+        "--dump-dom",
+        path.resolve().as_uri(),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stderr[-2000:]
     errors = [ln for ln in p.stderr.splitlines() if any(e in ln for e in PAGE_ERRORS)]
@@ -37,8 +59,14 @@ def load(path: Path, *, dark: bool = False) -> tuple[str, list[str]]:
 
 
 def screenshot(path: Path, out: Path, width: int, height: int, *, dark: bool = False) -> bytes:
-    cmd = [chromium(), *FLAGS, f"--screenshot={out}", f"--window-size={width},{height}",
-           *(["--force-dark-mode"] if dark else []), path.resolve().as_uri()]  # fmt: skip
+    cmd = [
+        chromium(),
+        *FLAGS,
+        f"--screenshot={out}",
+        f"--window-size={width},{height}",
+        *(["--force-dark-mode"] if dark else []),
+        path.resolve().as_uri(),
+    ]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -50,14 +50,25 @@ def svg_size(path: Path) -> tuple[int, int]:
 @pytest.mark.parametrize("layout", ["linux-6.1", "linux-6.12"])
 def test_memory_map_6x(layout: str, tmp_path: Path) -> None:
     ks = kallsyms_for([FIX6 / "chardev.ko"], tmp_path / "ks")
-    base = ["link", str(FIX6 / "chardev.ko"), "--kernel", str(ks), "--base", "0xffffffffc0000000", "--layout", layout]
+    base = [
+        "link",
+        str(FIX6 / "chardev.ko"),
+        "--kernel",
+        str(ks),
+        "--base",
+        "0xffffffffc0000000",
+        "--layout",
+        layout,
+    ]
     _, text, _ = lkm(*base)
     svg = tmp_path / "chardev.svg"
     assert lkm(*base, "--svg", str(svg))[0] == 0
     els = opened(svg)
     secs = els.with_class("sec")
     rows = summary_sections(text)
-    assert sorted((a["data-name"], int(a["data-addr"], 16), int(a["data-size"], 16), a["data-region"]) for a in secs) == sorted(rows)
+    assert sorted(
+        (a["data-name"], int(a["data-addr"], 16), int(a["data-size"], 16), a["data-region"]) for a in secs
+    ) == sorted(rows)
     body = svg.read_text()
     for name, addr, size, _r in rows:  # the label beside each box says the same
         assert re.search(rf">{re.escape(name)}\s+{addr:#018x}\s+{size:#x} ", body), name
@@ -79,7 +90,9 @@ def test_memory_map_24(tmp_path: Path) -> None:
     svg = tmp_path / "chardev24.svg"
     svg.write_text(memmap_svg(map_of_insmod24(mod, img)))
     els = opened(svg)
-    drawn = [(a["data-name"], int(a["data-addr"], 16), int(a["data-size"], 16)) for a in els.with_class("sec")]
+    drawn = [
+        (a["data-name"], int(a["data-addr"], 16), int(a["data-size"], 16)) for a in els.with_class("sec")
+    ]
     assert drawn == map24_sections(format_load_map(img))
     shoot(svg, "memmap-chardev24-linux-2.4", svg_size(svg), tmp_path)
 
@@ -102,8 +115,10 @@ def test_module_memory_pools(tmp_path: Path) -> None:
     els = opened(svg)
     k = ModelKernel(state)
     want = sorted((a.module, a.region, a.start, a.span) for a in k.areas())
-    got = sorted((a["data-module"], a["data-region"], int(a["data-start"], 16), int(a["data-span"], 16))
-                 for a in els.with_class("area"))  # fmt: skip
+    got = sorted(
+        (a["data-module"], a["data-region"], int(a["data-start"], 16), int(a["data-span"], 16))
+        for a in els.with_class("area")
+    )
     assert got == want and len(got) == 2
     holes = els.with_class("hole")
     assert len(holes) == 1 and int(holes[0]["data-size"], 16) == 0x2000  # where msdos24 was
@@ -134,8 +149,21 @@ def test_dependency_graph(engine: str, tmp_path: Path, monkeypatch: pytest.Monke
 
         require(shutil.which("dot"), "Graphviz is not installed: apt-get install graphviz")
     svg, dot = tmp_path / "top.svg", tmp_path / "top.dot"
-    rc, _, err = lkm("modprobe", "-d", str(tmp_path), "-S", RELEASE, "-C", str(conf), "-D", "top", "--svg", str(svg),
-                     "--dot", str(dot))  # fmt: skip
+    rc, _, err = lkm(
+        "modprobe",
+        "-d",
+        str(tmp_path),
+        "-S",
+        RELEASE,
+        "-C",
+        str(conf),
+        "-D",
+        "top",
+        "--svg",
+        str(svg),
+        "--dot",
+        str(dot),
+    )
     assert rc == 0, err
     els = opened(svg)
     assert els.with_class("depgraph")[0]["data-engine"] == engine
@@ -172,7 +200,17 @@ def test_crash_graph_nesting(tmp_path: Path) -> None:
     frames = [
         CrashFrame("__list_add", None, "oopsmod", True, True, "include/linux/list.h:69"),
         CrashFrame("list_add_tail", None, "oopsmod", True, True, "include/linux/list.h:102"),
-        CrashFrame("oopsmod_write", 0x6C, "oopsmod", False, True, "oopsmod/oopsmod.c:41", 0x9A, 0xFFFFFFFFC065F06C, True),
+        CrashFrame(
+            "oopsmod_write",
+            0x6C,
+            "oopsmod",
+            False,
+            True,
+            "oopsmod/oopsmod.c:41",
+            0x9A,
+            0xFFFFFFFFC065F06C,
+            True,
+        ),
         CrashFrame("proc_reg_write", 0x56, None, False, True, None, 0xA0),
         CrashFrame("filemap_map_pages", 0x153, None, False, False, None, 0x720),
         CrashFrame("vfs_write", 0xC7, None, False, True, "fs/read_write.c:582", 0x3F0),
@@ -182,7 +220,10 @@ def test_crash_graph_nesting(tmp_path: Path) -> None:
     els = opened(svg)
     fr = els.with_class("fr")
     assert [(a["data-function"], a["data-inline"]) for a in fr][:3] == [
-        ("oopsmod_write", "0"), ("list_add_tail", "1"), ("__list_add", "1")]  # outer frame first, nested inside
+        ("oopsmod_write", "0"),
+        ("list_add_tail", "1"),
+        ("__list_add", "1"),
+    ]  # outer frame first, nested inside
     assert [a["data-function"] for a in els.with_class("unreliable")] == ["filemap_map_pages"]
     shoot(svg, "crash-nesting", svg_size(svg), tmp_path)
     shoot(svg, "crash-nesting-dark", svg_size(svg), tmp_path, dark=True)

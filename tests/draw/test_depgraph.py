@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from lkm.draw.depgraph import DepTables, Graph, dependency_graph, graph_svg, layered_layout, node_sizes, to_dot
+from lkm.draw.depgraph import (
+    DepTables,
+    Graph,
+    dependency_graph,
+    graph_svg,
+    layered_layout,
+    node_sizes,
+    to_dot,
+)
 from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.resolve import PatternTable
@@ -30,7 +38,11 @@ def check(g: Graph, res: Resolver, t: DepTables, name: str) -> None:
     for m in expanded:
         dep = {g.nodes[e.dst].label for e in g.edges if e.kind == "dep" and e.src == f"m:{m}"}
         assert dep == set(t.lines.get(m, [])), m
-        soft = {(e.kind, g.nodes[e.dst].label) for e in g.edges if e.src == f"m:{m}" and e.kind.startswith("softdep")}
+        soft = {
+            (e.kind, g.nodes[e.dst].label)
+            for e in g.edges
+            if e.src == f"m:{m}" and e.kind.startswith("softdep")
+        }
         hits = table.matches(m)
         want: set[tuple[str, str]] = set()
         if hits:
@@ -38,8 +50,11 @@ def check(g: Graph, res: Resolver, t: DepTables, name: str) -> None:
             want = {("softdep-pre", x) for x in sd.pre} | {("softdep-post", x) for x in sd.post}
         assert soft == want, m
     users = set(t.users.get(name, []))
-    rev = {g.nodes[e.src].label for e in g.edges if e.kind == "dep" and e.dst == f"m:{name}"
-           and g.nodes[e.src].kind == "reverse"}  # fmt: skip
+    rev = {
+        g.nodes[e.src].label
+        for e in g.edges
+        if e.kind == "dep" and e.dst == f"m:{name}" and g.nodes[e.src].kind == "reverse"
+    }
     assert rev <= users and g.totals.get("reverse", 0) == len(users)
     assert len(rev) == min(len(users - set(expanded)), 24) or len(users) > 24
 
@@ -85,10 +100,26 @@ def test_corpus_100_modules(corpus_trees, tmp_path: Path) -> None:  # type: igno
         g = dependency_graph(res, name, t)
         check(g, res, t, name)
     for name in names[:20]:  # kmod's modprobe: everything it inserts for the module is in the graph
-        out = subprocess.run([kmod_tool("modprobe"), "-d", str(tmp_path), "-S", tree.release, "-C",
-                              str(tmp_path / "none"), "--show-depends", name], capture_output=True, text=True,
-                             check=True).stdout  # fmt: skip
-        inserted = {ln.split()[1].rsplit("/", 1)[1].split(".ko")[0].replace("-", "_") for ln in out.splitlines()
-                    if ln.startswith("insmod ")}  # fmt: skip
+        out = subprocess.run(
+            [
+                kmod_tool("modprobe"),
+                "-d",
+                str(tmp_path),
+                "-S",
+                tree.release,
+                "-C",
+                str(tmp_path / "none"),
+                "--show-depends",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        inserted = {
+            ln.split()[1].rsplit("/", 1)[1].split(".ko")[0].replace("-", "_")
+            for ln in out.splitlines()
+            if ln.startswith("insmod ")
+        }
         g = dependency_graph(res, name, t)
         assert inserted <= {n.label for n in g.nodes.values()}, name

@@ -46,8 +46,14 @@ def svg_sections(path: Path) -> list[tuple[str, int, int, str]]:
         if "sec" in (g.get("class") or "").split():
             title = g.find(f"{SVG}title")
             assert title is not None and title.text and title.text.startswith(g.get("data-name", "?"))
-            out.append((g.attrib["data-name"], int(g.attrib["data-addr"], 16), int(g.attrib["data-size"], 16),
-                        g.attrib["data-region"]))  # fmt: skip
+            out.append(
+                (
+                    g.attrib["data-name"],
+                    int(g.attrib["data-addr"], 16),
+                    int(g.attrib["data-size"], 16),
+                    g.attrib["data-region"],
+                )
+            )
     return out
 
 
@@ -71,7 +77,9 @@ def kallsyms_for(paths: list[Path], out: Path) -> Path:
     names: set[str] = set()
     for p in paths:
         names |= {n.name for n in ModuleFile.open(p).needed}
-    out.write_text("".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(sorted(names))))
+    out.write_text(
+        "".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(sorted(names)))
+    )
     return out
 
 
@@ -89,7 +97,15 @@ def check_6x(ko: Path, ks: Path, layout: str, tmp: Path, extra: tuple[str, ...] 
     return len(drawn)
 
 
-FIXTURES_6 = ["chardev.ko", "exporter.ko", "importer.ko", "params.ko", "dwarfmod.ko", "kreq.ko", "chardev.ko.xz"]
+FIXTURES_6 = [
+    "chardev.ko",
+    "exporter.ko",
+    "importer.ko",
+    "params.ko",
+    "dwarfmod.ko",
+    "kreq.ko",
+    "chardev.ko.xz",
+]
 
 
 @pytest.mark.parametrize("layout", ["linux-6.1", "linux-6.12"])
@@ -123,10 +139,19 @@ def test_fixture_24_maps_equal_insmod_m(obj: str, tmp_path: Path) -> None:
 def test_marks_plt_and_relocations(tmp_path: Path) -> None:
     """The relocation strip counts every relocation the linker applied."""
     ks = kallsyms_for([FIX6 / "chardev.ko"], tmp_path / "ks")
-    rc, text, _ = lkm("link", str(FIX6 / "chardev.ko"), "--kernel", str(ks), "--base", "0xffffffffc0000000")
+    _, text, _ = lkm("link", str(FIX6 / "chardev.ko"), "--kernel", str(ks), "--base", "0xffffffffc0000000")
     applied = int(re.match(r"chardev: (\d+) relocations", text).group(1))  # type: ignore[union-attr]
     svg = tmp_path / "c.svg"
-    lkm("link", str(FIX6 / "chardev.ko"), "--kernel", str(ks), "--base", "0xffffffffc0000000", "--svg", str(svg))
+    lkm(
+        "link",
+        str(FIX6 / "chardev.ko"),
+        "--kernel",
+        str(ks),
+        "--base",
+        "0xffffffffc0000000",
+        "--svg",
+        str(svg),
+    )
     root = ET.parse(svg).getroot()
     strips = [int(g.attrib["data-count"]) for g in root.iter(f"{SVG}g") if g.get("class") == "relocs"]
     assert sum(strips) == applied
@@ -134,8 +159,16 @@ def test_marks_plt_and_relocations(tmp_path: Path) -> None:
 
 def test_bad_output_path_is_one_line(tmp_path: Path) -> None:
     ks = kallsyms_for([FIX6 / "chardev.ko"], tmp_path / "ks")
-    rc, _, err = lkm("link", str(FIX6 / "chardev.ko"), "--kernel", str(ks), "--base", "0xffffffffc0000000",
-                     "--svg", str(tmp_path / "no" / "x.svg"))  # fmt: skip
+    rc, _, err = lkm(
+        "link",
+        str(FIX6 / "chardev.ko"),
+        "--kernel",
+        str(ks),
+        "--base",
+        "0xffffffffc0000000",
+        "--svg",
+        str(tmp_path / "no" / "x.svg"),
+    )
     assert rc == 1 and len(err.splitlines()) == 1
 
 
@@ -151,8 +184,18 @@ def test_corpus_maps_equal_link_output(corpus_trees, tmp_path: Path) -> None:  #
         files = random.Random(20).sample(module_files(trees[name]), 10)
         ks = kallsyms_for(files, tmp_path / f"ks-{name}")
         for f in files:
-            rc, text, err = lkm("link", str(f), "--kernel", str(ks), "--base", "0xffffffffc0000000", "--layout",
-                                layout, "--config", str(trees[name].config))  # fmt: skip
+            rc, _, err = lkm(
+                "link",
+                str(f),
+                "--kernel",
+                str(ks),
+                "--base",
+                "0xffffffffc0000000",
+                "--layout",
+                layout,
+                "--config",
+                str(trees[name].config),
+            )
             if rc != 0:  # e.g. a symbol only a GPL module may use, bound by the kernel's own table
                 pytest.fail(f"{f}: {err}")
             check_6x(f, ks, layout, tmp_path, ("--config", str(trees[name].config)))

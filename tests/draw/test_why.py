@@ -22,7 +22,9 @@ MODS = {
     "kernel/core.ko": make_module("core", exports={"core_fn": 1}),
     "kernel/mid.ko": make_module("mid", exports={"mid_fn": 1}, needs={"core_fn": 1}),
     "kernel/top.ko": make_module("top", needs={"mid_fn": 1}, modinfo=["alias=dev:top*"]),
-    "kernel/net-a.ko": make_module("net_a", needs={"core_fn": 1}, modinfo=["alias=pci:v0000ABCDd*sv*sd*bc*sc*i*"]),
+    "kernel/net-a.ko": make_module(
+        "net_a", needs={"core_fn": 1}, modinfo=["alias=pci:v0000ABCDd*sv*sd*bc*sc*i*"]
+    ),
     "kernel/helper.ko": make_module("helper"),
     "kernel/withsd.ko": make_module("withsd", modinfo=["softdep=pre: helper post: crypto_x"]),
     "kernel/crypto_x.ko": make_module("crypto_x", modinfo=["alias=cipher-x"]),
@@ -86,13 +88,20 @@ def report(root: Path, conf: Path, query: str, blacklist: bool = False, **kw: ob
 
 
 def _loads(out: str, name: str) -> bool:
-    return any(line.startswith("insmod ") and line.split()[1].rsplit("/", 1)[-1].split(".")[0].replace("-", "_")
-               == name for line in out.splitlines())  # fmt: skip
+    return any(
+        line.startswith("insmod ")
+        and line.split()[1].rsplit("/", 1)[-1].split(".")[0].replace("-", "_") == name
+        for line in out.splitlines()
+    )
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize(("query", "blacklist", "kinds", "blocks"), CASES, ids=[f"{c[0]}{' -b' if c[1] else ''}" for c in CASES])
-def test_why_against_kmod(tree: tuple[Path, Path], query: str, blacklist: bool, kinds: set[str], blocks: set[str]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("query", "blacklist", "kinds", "blocks"), CASES, ids=[f"{c[0]}{' -b' if c[1] else ''}" for c in CASES]
+)
+def test_why_against_kmod(
+    tree: tuple[Path, Path], query: str, blacklist: bool, kinds: set[str], blocks: set[str]
+) -> None:
     root, conf = tree
     rep = report(root, conf, query, blacklist)
     found = {r.kind for r in rep.resolves + rep.pulled_by}
@@ -149,7 +158,9 @@ def test_request_module_from_the_model_kernel(tree: tuple[Path, Path], tmp_path:
     assert reqs and reqs[0].facts["request"] == "fs-fsmod", rep.as_text()
     assert _loads(kmod(root, conf, "-n", "-v", "--", "fs-fsmod").stdout, "fsmod")
     # and the same from a trace of the module:module_request event
-    trace = "  modprobe-123 [000] ..... 5.1: module_request: fs-fsmod wait=1 call_site=get_fs_type+0x7f/0x140\n"
+    trace = (
+        "  modprobe-123 [000] ..... 5.1: module_request: fs-fsmod wait=1 call_site=get_fs_type+0x7f/0x140\n"
+    )
     assert parse_requests(trace) == [("fs-fsmod", "get_fs_type+0x7f/0x140")]
 
 
@@ -166,6 +177,10 @@ def test_cli_text_and_json(tree: tuple[Path, Path]) -> None:
     assert sorted(dep["facts"]["modules"]) == sorted(n for n, line in tables.lines.items() if "core" in line)
     p = subprocess.run([*base, "nothing-here"], capture_output=True, text=True, check=False)
     assert p.returncode == 1 and "not found" in p.stdout
-    p = subprocess.run([*lkm_cmd(), "why", "-d", str(root / "nope"), "-S", RELEASE, "x"], capture_output=True, text=True,
-                       check=False)  # fmt: skip
+    p = subprocess.run(
+        [*lkm_cmd(), "why", "-d", str(root / "nope"), "-S", RELEASE, "x"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr

@@ -73,10 +73,11 @@ class _Page:
         self._flush()
         return html.page(
             "lkm demo: the Linux Loadable Kernel Module HOWTO, section 10",
-            "How a module gets into the kernel, in two designs: Linux 2.4, where insmod links the module in user "
-            "space against the symbols the kernel reports and the kernel keeps a table of modules; and today's "
-            "kernels, which read, check, lay out and link the .ko file themselves. Every command below ran on a "
-            "fresh model kernel (lkm's SQLite kernel) when this page was written; hover the pictures for details.",
+            "How a module gets into the kernel, in two designs: Linux 2.4, where insmod links the module in "
+            "user space against the symbols the kernel reports and the kernel keeps a table of modules; and "
+            "today's kernels, which read, check, lay out and link the .ko file themselves. Every command "
+            "below ran on a fresh model kernel (lkm's SQLite kernel) when this page was written; hover the "
+            "pictures for details.",
             [(i, t, "".join(b)) for i, t, b in self.sections],
         )
 
@@ -97,8 +98,12 @@ def _say(text: str) -> None:
     if _PAGE is not None:
         if text.startswith("== "):
             title = text.strip("= ")
-            _PAGE.heading(title, INTROS["2.4" if "2.4" in title else "6.1" if "Today" in title else ""]
-                          if ("2.4" in title or "Today" in title) else "")  # fmt: skip
+            _PAGE.heading(
+                title,
+                INTROS["2.4" if "2.4" in title else "6.1" if "Today" in title else ""]
+                if ("2.4" in title or "Today" in title)
+                else "",
+            )
         else:
             _PAGE.say(text)
         return
@@ -225,11 +230,18 @@ def _walk() -> int:
                 f.write(_ksyms_of(state))
         _run(["insmod", *st, "-m", str(f24 / "msdos24.o"), "codepage=850"],
              "the importer links against fat24's exports; -m prints the load map", head=24)  # fmt: skip
-        _picture(["proc", *st, "memory", "--svg"], "HOWTO 10.7: the vmalloc area with fat24 and msdos24, and each "
-                 "module's single image (sections from insmod's __insmod_* ksymoops symbols)")
-        _picture(["link", str(f24 / "msdos24.o"), "--kernel", ks, "--svg"], "msdos24.o as insmod links it "
-                 "(lkm link --layout linux-2.4): one image, struct module (.this) first, the ksymoops symbols marked, "
-                 "relocations as a strip")
+        _picture(
+            ["proc", *st, "memory", "--svg"],
+            "HOWTO 10.7: the vmalloc area with fat24 and msdos24, and each "
+            "module's single image (sections from insmod's __insmod_* ksymoops symbols)",
+        )
+        _picture(
+            ["link", str(f24 / "msdos24.o"), "--kernel", ks, "--svg"],
+            "msdos24.o as insmod links it "
+            "(lkm link --layout linux-2.4): one image, struct module (.this) first, the ksymoops symbols "
+            "marked, "
+            "relocations as a strip",
+        )
         _run(["proc", *st, "modules"], "/proc/modules: msdos24 uses fat24")
         _run(["lsmod", *st], "modutils' lsmod")
         _run(
@@ -249,8 +261,10 @@ def _walk() -> int:
         _run(["insmod", *st, "-e", "", str(f24 / "hello24.o")], "insmod -e restores it")
         sys.stdout.write(f"sticky in kernel memory after the reload: {_sticky(state)}\n")
         _run(["rmmod", *st, "msdos24", "fat24"], "now both go")
-        _picture(["proc", *st, "memory", "--svg"], "after the unloads: holes where the modules were, first fit "
-                 "will reuse them")
+        _picture(
+            ["proc", *st, "memory", "--svg"],
+            "after the unloads: holes where the modules were, first fit will reuse them",
+        )
         _run(["proc", *st, "vmallocinfo"], "HOWTO 10.7: module memory, page-granular with guard pages")
         _run(["model", "check", *st], "integrity of the state: refs, memory, symbols")
 
@@ -266,8 +280,11 @@ def _walk() -> int:
             ["insmod", *st6, str(f6 / "importer.ko")],
             "binds the exporter's plain, GPL-only and namespaced symbols",
         )
-        _picture(["proc", *st6, "memory", "--svg"], "6.1's core and init regions of each module, page-aligned "
-                 "text | rodata | data (STRICT_MODULE_RWX); init was freed after init ran in the real kernel")
+        _picture(
+            ["proc", *st6, "memory", "--svg"],
+            "6.1's core and init regions of each module, page-aligned "
+            "text | rodata | data (STRICT_MODULE_RWX); init was freed after init ran in the real kernel",
+        )
         _run(["lsmod", *st6], "kmod's lsmod format")
         _run(["proc", *st6, "modules"], "6.1 /proc/modules")
         _run(["rmmod", *st6, "exporter"], "refused as kmod refuses it")
@@ -300,9 +317,12 @@ def _extras(tmp: str, f6: Path) -> None:
     import shutil
 
     assert _PAGE is not None
-    _PAGE.heading("Dependencies: modules.dep, modprobe and why", "depmod records which module needs which "
-                  "(modules.dep, from the symbols each imports); modprobe loads the dependencies first. A small "
-                  "tree with the exporter and the importer:")  # fmt: skip
+    _PAGE.heading(
+        "Dependencies: modules.dep, modprobe and why",
+        "depmod records which module needs which "
+        "(modules.dep, from the symbols each imports); modprobe loads the dependencies first. A small "
+        "tree with the exporter and the importer:",
+    )
     rel = "6.1.0-demo"
     d = os.path.join(tmp, "root", "lib", "modules", rel, "kernel")
     os.makedirs(d)
@@ -311,8 +331,11 @@ def _extras(tmp: str, f6: Path) -> None:
     root = os.path.join(tmp, "root")
     for n in ("modules.order", "modules.builtin"):
         with open(os.path.join(d, "..", n), "w") as f:
-            f.write("".join(f"kernel/{m}\n" for m in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"))
-                    if n == "modules.order" else "")  # fmt: skip
+            f.write(
+                "".join(f"kernel/{m}\n" for m in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"))
+                if n == "modules.order"
+                else ""
+            )
     conf = os.path.join(tmp, "modprobe.d")
     os.makedirs(conf)
     with open(os.path.join(conf, "demo.conf"), "w") as f:
@@ -323,33 +346,56 @@ def _extras(tmp: str, f6: Path) -> None:
         sys.stdout.write(f.read())
     mp = ["modprobe", "-d", root, "-S", rel, "-C", conf]
     _run([*mp, "--show-depends", "importer"], "what modprobe would do")
-    _picture([*mp, "-D", "importer", "--svg"], "importer's dependency graph: what it needs (modules.dep), its "
-             "softdep, its aliases; Graphviz lays it out when dot is installed")
+    _picture(
+        [*mp, "-D", "importer", "--svg"],
+        "importer's dependency graph: what it needs (modules.dep), its "
+        "softdep, its aliases; Graphviz lays it out when dot is installed",
+    )
     _run(["why", "-d", root, "-S", rel, "-C", conf, "exporter"], "why exporter would be loaded")
     _run(["why", "-d", root, "-S", rel, "-C", conf, "-b", "params"], "and why params would not (udev's -b)")
-    _PAGE.heading("Linux 6.12's regions", "6.12 allocates each kind of memory separately (mod_mem: text, data, "
-                  "rodata, ro_after_init and their init counterparts), each with its own permissions.")  # fmt: skip
+    _PAGE.heading(
+        "Linux 6.12's regions",
+        "6.12 allocates each kind of memory separately (mod_mem: text, data, "
+        "rodata, ro_after_init and their init counterparts), each with its own permissions.",
+    )
     ks = os.path.join(tmp, "kallsyms")
     from lkm.module.file import ModuleFile
 
     names = sorted({n.name for n in ModuleFile.open(f6 / "chardev.ko").needed})
     with open(ks, "w") as f:
         f.write("".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(names)))
-    _picture(["link", str(f6 / "chardev.ko"), "--kernel", ks, "--layout", "linux-6.12", "--base",
-              "0xffffffffc0000000", "--svg"], "chardev.ko linked as 6.12 lays it out (lkm link --svg)")  # fmt: skip
-    _PAGE.heading("When it crashes", "A module's NULL pointer dereference in a Debian 6.1 guest, its call chain: "
-                  "the module's frames on their own colour, frames the unwinder was unsure of (?) dashed.")  # fmt: skip
+    _picture(
+        [
+            "link",
+            str(f6 / "chardev.ko"),
+            "--kernel",
+            ks,
+            "--layout",
+            "linux-6.12",
+            "--base",
+            "0xffffffffc0000000",
+            "--svg",
+        ],
+        "chardev.ko linked as 6.12 lays it out (lkm link --svg)",
+    )
+    _PAGE.heading(
+        "When it crashes",
+        "A module's NULL pointer dereference in a Debian 6.1 guest, its call chain: "
+        "the module's frames on their own colour, frames the unwinder was unsure of (?) dashed.",
+    )
     report = FIXTURES.parent / "data" / "oops" / "vm-6.1-null.txt"
     if report.is_file():
+        import json
+
+        from lkm.cli.ksymoops import crash_frames
         from lkm.draw.crash import CrashFrame, crash_svg
         from lkm.oops.inputs import Inputs, decode_text
 
-        from lkm.cli.ksymoops import crash_frames
-
-        import json
-
-        doc, _notes = decode_text(report.read_text(), Inputs(None, None, None, None, None, None, None, None), "json")
+        doc, _notes = decode_text(
+            report.read_text(), Inputs(None, None, None, None, None, None, None, None), "json"
+        )
         for i, r in enumerate(json.loads(doc)["reports"][:1]):
             frames = [f for f in crash_frames(r) if isinstance(f, CrashFrame)]
-            _PAGE.picture(crash_svg(frames, str(r.get("title")), i), "lkm ksymoops --html draws this for "
-                          "every report")  # fmt: skip
+            _PAGE.picture(
+                crash_svg(frames, str(r.get("title")), i), "lkm ksymoops --html draws this for every report"
+            )

@@ -33,7 +33,9 @@ HELP = """Usage: lkm ksymoops [OPTIONS] [REPORT|-]
 
 def run(prog: str, args: list[str]) -> int:
     try:
-        opts, operands = parse(args, "hk:Kl:Lm:Mo:Ov:Vs:", ["help", "format=", "offset=", "debug-root=", "html="])
+        opts, operands = parse(
+            args, "hk:Kl:Lm:Mo:Ov:Vs:", ["help", "format=", "offset=", "debug-root=", "html="]
+        )
     except UsageError as exc:
         sys.stderr.write(f"{prog}: {exc}\n{HELP}")
         return 2
@@ -99,12 +101,29 @@ def crash_frames(report: dict[str, object]) -> list[object]:
         srcs = f.get("sources") or []
         loc = [f"{s['file'] or '??'}:{s['line']}" for s in srcs]
         for s, where in zip(srcs[:-1], loc[:-1], strict=False):
-            out.append(CrashFrame(s["function"] or "??", module=f.get("module"), inline=True, location=where,
-                                  reliable=bool(f.get("reliable", True))))  # fmt: skip
+            out.append(
+                CrashFrame(
+                    s["function"] or "??",
+                    module=f.get("module"),
+                    inline=True,
+                    location=where,
+                    reliable=bool(f.get("reliable", True)),
+                )
+            )
         name = f.get("symbol") or (f"{f['resolved_address']:#x}" if f.get("resolved_address") else "??")
-        out.append(CrashFrame(name, f.get("offset"), f.get("module"), False, bool(f.get("reliable", True)),
-                              loc[-1] if loc else None, f.get("size"), f.get("resolved_address") or f.get("address"),
-                              bool(f.get("pc"))))  # fmt: skip
+        out.append(
+            CrashFrame(
+                name,
+                f.get("offset"),
+                f.get("module"),
+                False,
+                bool(f.get("reliable", True)),
+                loc[-1] if loc else None,
+                f.get("size"),
+                f.get("resolved_address") or f.get("address"),
+                bool(f.get("pc")),
+            )
+        )
     return out
 
 

@@ -218,7 +218,9 @@ def run(prog: str, args: list[str]) -> int:
     return rc
 
 
-def _draw(res: object, query: str, kernel: Kernel | None, release: str, svg: str | None, dot: str | None) -> None:
+def _draw(
+    res: object, query: str, kernel: Kernel | None, release: str, svg: str | None, dot: str | None
+) -> None:
     """--svg/--dot: the dependency graph of what ``query`` resolves to (lkm.draw.depgraph);
     the modules holding it when the kernel acted on is the one of this modules directory."""
     from lkm.draw.depgraph import dependency_graph, graph_svg, to_dot

@@ -16,9 +16,14 @@ import sys
 
 from lkm.errors import LkmError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lkm.draw.memmap import Marker, MemoryMap
+
 USAGE = (
     "Usage: lkm proc [--model | --state PATH] modules|ksyms|kallsyms|vmallocinfo\n"
-    "       lkm proc [--model | --state PATH] memory [--svg OUT] [--snapshot DIR | --sections FILE] [MODULE...]\n"
+    "       lkm proc [--model | --state PATH] memory [--svg OUT] [--snapshot DIR | --sections FILE]"
+    " [MODULE...]\n"
 )
 
 
@@ -84,8 +89,8 @@ def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
 
 def _collect(
     model: bool, state: str | None, snapshot: str | None, sections_file: str | None, names: list[str]
-) -> tuple[list[object], str | None]:
-    from lkm.draw.memmap import MemoryMap, map_of_sections, occupancy_svg
+) -> tuple[list[MemoryMap], str | None]:
+    from lkm.draw.memmap import map_of_sections, occupancy_svg
 
     maps: list[MemoryMap] = []
     pools = None
@@ -101,18 +106,19 @@ def _collect(
             regions = {r: (int(b), int(a)) for r, (b, a) in dict(info.get("regions", {})).items()}  # type: ignore[call-overload]
             sizes = {str(n): int(v) for n, v in dict(info.get("sizes", {})).items()}  # type: ignore[call-overload]
             secs = k.sections(lm.name)
+            marks: list[Marker] = []
             if not secs:  # 2.4 keeps no sections: insmod's ksymoops symbols name them
                 secs, sizes, marks = _ksymoops_sections(k, lm.name)
                 area = next((a for a in k.areas() if a.module == lm.name), None)
                 if area is not None:
-                    regions = {"image": (area.start, area.span - (k.page_size if area.pool == "vmalloc" else 0))}
-            else:
-                marks = []
+                    regions = {
+                        "image": (area.start, area.span - (k.page_size if area.pool == "vmalloc" else 0))
+                    }
             m = map_of_sections(lm.name, secs, sizes or None, k.page_size, regions or None)
             m.markers = marks
             maps.append(m)
         pools = occupancy_svg(k.arenas, k.areas(), {p: k.fragmentation(p) for p in k.arenas}, k.page_size)
-        return list(maps), pools
+        return maps, pools
     if snapshot is not None or sections_file is not None:
         from lkm.oops.modmap import parse_sections
 
@@ -141,10 +147,10 @@ def _collect(
     for mod, secs in sorted(table.items()):
         if not names or mod in names:
             maps.append(map_of_sections(mod, secs))
-    return list(maps), pools
+    return maps, pools
 
 
-def _ksymoops_sections(k: object, name: str) -> tuple[dict[str, int], dict[str, int], list[object]]:
+def _ksymoops_sections(k: object, name: str) -> tuple[dict[str, int], dict[str, int], list[Marker]]:
     """A 2.4 module's sections from insmod's ``__insmod_NAME_S<section>_L<length>`` symbols."""
     import re
 
@@ -154,7 +160,7 @@ def _ksymoops_sections(k: object, name: str) -> tuple[dict[str, int], dict[str, 
     assert isinstance(k, ModelKernel)
     secs: dict[str, int] = {}
     sizes: dict[str, int] = {}
-    marks: list[object] = []
+    marks: list[Marker] = []
     for mod, syms in k.module_symbols("export"):
         if mod != name:
             continue

@@ -24,7 +24,9 @@ def run(prog: str, args: list[str]) -> int:
 
     model, state, args = split_backend(args)
     try:
-        opts, operands = parse(args, "d:S:C:bh", ["json", "log=", "help", "dirname=", "set-version=", "config="])
+        opts, operands = parse(
+            args, "d:S:C:bh", ["json", "log=", "help", "dirname=", "set-version=", "config="]
+        )
         if any(f in ("-h", "--help") for f, _v in opts):
             sys.stdout.write(__doc__ or "")
             return 0

@@ -113,7 +113,9 @@ def crash_svg(frames: list[CrashFrame], title: str = "call chain", index: int = 
             if f.location:
                 hover.append(f.location)
             if not f.reliable:
-                hover.append("? : the unwinder found this address on the stack but is not sure it is a return address")
+                hover.append(
+                    "? : the unwinder found this address on the stack but is not sure it is a return address"
+                )
             if f.inline:
                 hover.append(f"inlined into {outer.function}")
             if f.pc:
@@ -124,21 +126,36 @@ def crash_svg(frames: list[CrashFrame], title: str = "call chain", index: int = 
             if f.location:
                 loc = f.location if len(f.location) < 48 else "\u2026" + f.location[-47:]
                 body += svg.text(x + w - 8, top + 16, loc, class_="small muted", text_anchor="end")
-            parts.append(svg.group(body, "\n".join(hover), class_=cls, id=f"fr-{index}-{gi}-{depth}",
-                                   data_function=f.function, data_module=f.module or "", data_inline="1" if f.inline
-                                   else "0", data_reliable="1" if f.reliable else "0", data_location=f.location,
-                                   data_offset=hex(f.offset) if f.offset is not None else None))  # fmt: skip
+            parts.append(
+                svg.group(
+                    body,
+                    "\n".join(hover),
+                    class_=cls,
+                    id=f"fr-{index}-{gi}-{depth}",
+                    data_function=f.function,
+                    data_module=f.module or "",
+                    data_inline="1" if f.inline else "0",
+                    data_reliable="1" if f.reliable else "0",
+                    data_location=f.location,
+                    data_offset=hex(f.offset) if f.offset is not None else None,
+                )
+            )
         y += h + GAP
     # module bands behind (drawn first), arrows between frames: caller (below) -> callee (above)
     bands = []
     for mod, top, bottom in spans:
         hue = svg.hue(mod)
         colour = "hsl(0,0%,55%)" if mod == "kernel" else f"hsl({hue},65%,50%)"
-        bands.append(svg.group(
-            svg.rect(8, top - 6, WIDTH - 8 + 6, bottom - top + 12, fill=colour, fill_opacity=0.14, rx=6)
-            + svg.rect(8, top - 6, 5, bottom - top + 12, fill=colour)
-            + svg.text(20, top + 16, mod, class_="h"),
-            f"module {mod}", class_="modband", data_module=mod))  # fmt: skip
+        bands.append(
+            svg.group(
+                svg.rect(8, top - 6, WIDTH - 8 + 6, bottom - top + 12, fill=colour, fill_opacity=0.14, rx=6)
+                + svg.rect(8, top - 6, 5, bottom - top + 12, fill=colour)
+                + svg.text(20, top + 16, mod, class_="h"),
+                f"module {mod}",
+                class_="modband",
+                data_module=mod,
+            )
+        )
     arrows = []
     for (t1, _b1), (_t2, b2) in zip(boxes[1:], boxes[:-1], strict=False):
         x = LEFT + 24
@@ -146,8 +163,10 @@ def crash_svg(frames: list[CrashFrame], title: str = "call chain", index: int = 
         arrows.append(svg.el("path", d=f"M{x},{b2:.1f} l-4,8 l8,0 z", class_="arrow a-dep"))
     n_inl = sum(1 for f in frames if f.inline)
     n_q = sum(1 for f in frames if not f.reliable)
-    sub = (f"{len(groups)} frames, {n_inl} inlined, {n_q} unreliable (?); the faulting function on top, "
-           "each caller below it")  # fmt: skip
+    sub = (
+        f"{len(groups)} frames, {n_inl} inlined, {n_q} unreliable (?); the faulting function on top, "
+        "each caller below it"
+    )
     head = svg.text(8, 18, title, class_="h") + svg.text(8, 34, sub, class_="muted")
     body = head + "".join(bands) + "".join(arrows) + "".join(parts)
     return svg.document(WIDTH + 14, y + 4, svg.group(body, class_="crash", data_frames=len(frames)), title)

@@ -133,8 +133,12 @@ def tree_graph(t: DepTables, names: list[str] | None = None) -> Graph:
         line = t.lines.get(n, [])
         if names is None and not line and not t.users.get(n):
             continue
-        src = g.node(_mod_id(n), "focus" if names and n in names else "module", n, f"{n}\nmodules.dep: "
-                     f"{' '.join(line) or '(none)'}")  # fmt: skip
+        src = g.node(
+            _mod_id(n),
+            "focus" if names and n in names else "module",
+            n,
+            f"{n}\nmodules.dep: {' '.join(line) or '(none)'}",
+        )
         on = set(line)
         for d in line:
             g.node(_mod_id(d), "module", d, f"{d}\nmodules.dep: {' '.join(t.lines.get(d, [])) or '(none)'}")
@@ -161,8 +165,12 @@ def dependency_graph(
     g = Graph([m.name for m in mods], query)
     cfg = res.config
     if not mods:
-        g.node(_mod_id(query), "missing", query, f"{query}: not found in modules.dep, modules.alias, "
-               "modules.builtin or modprobe.d")  # fmt: skip
+        g.node(
+            _mod_id(query),
+            "missing",
+            query,
+            f"{query}: not found in modules.dep, modules.alias, modules.builtin or modprobe.d",
+        )
         _rules(g, res, Mod(query, None), _mod_id(query))
         return g
     for m in mods:
@@ -201,11 +209,18 @@ def dependency_graph(
                 if len(found) == 1 and found[0].name == x:
                     xid = g.node(_mod_id(x), "module", x, _module_detail(res, t, x))
                 else:
-                    xid = g.node(f"a:{x}", "alias" if found else "missing", x,
-                                 f"'{x}' resolves to " + (", ".join(f.name for f in found) or "nothing"))  # fmt: skip
+                    xid = g.node(
+                        f"a:{x}",
+                        "alias" if found else "missing",
+                        x,
+                        f"'{x}' resolves to " + (", ".join(f.name for f in found) or "nothing"),
+                    )
                     for f in found:
-                        g.edge(xid, g.node(_mod_id(f.name), "module", f.name, _module_detail(res, t, f.name)),
-                               "alias")  # fmt: skip
+                        g.edge(
+                            xid,
+                            g.node(_mod_id(f.name), "module", f.name, _module_detail(res, t, f.name)),
+                            "alias",
+                        )
                 g.edge(src, xid, kind, kind.split("-")[1])
                 todo.extend(f.name for f in found)
     for m in mods:
@@ -217,14 +232,22 @@ def dependency_graph(
             uid = g.node(_mod_id(u), "reverse", u, f"{u} needs {m.name} (modules.dep)")
             g.edge(uid, fid, "dep")
         if len(users) > max_reverse:
-            more = g.node(f"more:rev:{m.name}", "more", f"+{len(users) - max_reverse} more",
-                          "\n".join(users[max_reverse:]))  # fmt: skip
+            more = g.node(
+                f"more:rev:{m.name}",
+                "more",
+                f"+{len(users) - max_reverse} more",
+                "\n".join(users[max_reverse:]),
+            )
             g.edge(more, fid, "dep")
         for sd in cfg.softdeps:
             for kind, names in (("softdep-pre", sd.pre), ("softdep-post", sd.post)):
                 if m.name in names and sd.name != m.name:
-                    sid = g.node(_mod_id(sd.name), "reverse", sd.name,
-                                 f"softdep {sd.name} {kind.split('-')[1]}: {m.name}")  # fmt: skip
+                    sid = g.node(
+                        _mod_id(sd.name),
+                        "reverse",
+                        sd.name,
+                        f"softdep {sd.name} {kind.split('-')[1]}: {m.name}",
+                    )
                     g.edge(sid, fid, kind, kind.split("-")[1])
         # aliases that resolve to it
         pats = t.aliases.get(m.name, [])
@@ -237,8 +260,12 @@ def dependency_graph(
             label = "\n".join(_short(a, 40) for a in shown)
             if len(pats) > max_aliases:
                 label += f"\n+{len(pats) - max_aliases} more"
-            aid = g.node(f"aliases:{m.name}", "alias", label,
-                         f"modules.alias: {len(pats)} alias patterns of {m.name}\n" + "\n".join(pats[:80]))  # fmt: skip
+            aid = g.node(
+                f"aliases:{m.name}",
+                "alias",
+                label,
+                f"modules.alias: {len(pats)} alias patterns of {m.name}\n" + "\n".join(pats[:80]),
+            )
             g.edge(aid, fid, "alias", f"{len(pats)} aliases")
         _rules(g, res, m, fid)
         for h in (holders or {}).get(m.name, []):
@@ -257,21 +284,47 @@ def _module_detail(res: Resolver, t: DepTables, name: str) -> str:
 def _rules(g: Graph, res: Resolver, m: Mod, fid: str) -> None:
     cfg = res.config
     if m.name in cfg.blacklist:
-        g.edge(g.node(f"r:blacklist:{m.name}", "rule", f"blacklist {m.name}",
-                      "modprobe.d: blacklist (alias lookups skip it; modprobe -b skips it always)"),
-               fid, "rule", "blacklist")  # fmt: skip
+        g.edge(
+            g.node(
+                f"r:blacklist:{m.name}",
+                "rule",
+                f"blacklist {m.name}",
+                "modprobe.d: blacklist (alias lookups skip it; modprobe -b skips it always)",
+            ),
+            fid,
+            "rule",
+            "blacklist",
+        )
     cmd = res.install_command(m)
     if cmd is not None:
-        g.edge(g.node(f"r:install:{m.name}", "rule", f"install: {cmd}", f"modprobe.d: install {m.name} {cmd}\n"
-                      "modprobe runs this command instead of inserting the module"), fid, "rule", "install")  # fmt: skip
+        g.edge(
+            g.node(
+                f"r:install:{m.name}",
+                "rule",
+                f"install: {cmd}",
+                f"modprobe.d: install {m.name} {cmd}\n"
+                "modprobe runs this command instead of inserting the module",
+            ),
+            fid,
+            "rule",
+            "install",
+        )
     cmd = res.remove_command(m)
     if cmd is not None:
-        g.edge(g.node(f"r:remove:{m.name}", "rule", f"remove: {cmd}", f"modprobe.d: remove {m.name} {cmd}"),
-               fid, "rule", "remove")  # fmt: skip
+        g.edge(
+            g.node(f"r:remove:{m.name}", "rule", f"remove: {cmd}", f"modprobe.d: remove {m.name} {cmd}"),
+            fid,
+            "rule",
+            "remove",
+        )
     opts = res.options(m)
     if opts:
-        g.edge(g.node(f"r:options:{m.name}", "rule", f"options {opts}", f"modprobe.d: options {m.name} {opts}"),
-               fid, "rule", "options")  # fmt: skip
+        g.edge(
+            g.node(f"r:options:{m.name}", "rule", f"options {opts}", f"modprobe.d: options {m.name} {opts}"),
+            fid,
+            "rule",
+            "options",
+        )
 
 
 # -- DOT ----------------------------------------------------------------------------------------
@@ -307,15 +360,21 @@ def _short(label: str, n: int = 44) -> str:
 
 def to_dot(g: Graph, sizes: dict[str, tuple[float, float]] | None = None) -> str:
     """Graphviz DOT of the graph (``sizes``: fixed node sizes in pixels, for our renderer)."""
-    out = [f"digraph {_q('deps ' + g.query)} {{", "  rankdir=TB; nodesep=0.25; ranksep=0.5;",
-           '  node [fontname="monospace", fontsize=10]; edge [arrowsize=0.7];']  # fmt: skip
+    out = [
+        f"digraph {_q('deps ' + g.query)} {{",
+        "  rankdir=TB; nodesep=0.25; ranksep=0.5;",
+        '  node [fontname="monospace", fontsize=10]; edge [arrowsize=0.7];',
+    ]
     for n in g.nodes.values():
         extra = ""
         if sizes:
             w, h = sizes[n.id]
             extra = f", fixedsize=true, width={w / 72:.3f}, height={h / 72:.3f}"
-        out.append(f"  {_q(n.id)} [label={_q(chr(10).join(_short(x) for x in n.label.split(chr(10))))}, tooltip={_q(n.detail or n.label)}, "
-                   f"{_DOT_NODE.get(n.kind, '')}{extra}];")  # fmt: skip
+        out.append(
+            f"  {_q(n.id)} [label={_q(chr(10).join(_short(x) for x in n.label.split(chr(10))))}, "
+            f"tooltip={_q(n.detail or n.label)}, "
+            f"{_DOT_NODE.get(n.kind, '')}{extra}];"
+        )
     for e in g.edges:
         a = _DOT_EDGE.get(e.kind, "")
         if e.implied:
@@ -437,14 +496,14 @@ def layered_layout(g: Graph, sizes: dict[str, tuple[float, float]]) -> Placed:
     lines: list[list[str]] = []
     for r in rows:
         cur: list[str] = []
-        w = 0.0
+        row_w = 0.0
         for v in r:
             vw = sizes[v][0] + NODE_GAP
-            if cur and w + vw > MAX_ROW:
+            if cur and row_w + vw > MAX_ROW:
                 lines.append(cur)
-                cur, w = [], 0.0
+                cur, row_w = [], 0.0
             cur.append(v)
-            w += vw
+            row_w += vw
         lines.append(cur)
     widths = [sum(sizes[v][0] for v in ln) + NODE_GAP * (len(ln) - 1) for ln in lines]
     width = max(widths, default=100) + 40
@@ -479,8 +538,13 @@ def layered_layout(g: Graph, sizes: dict[str, tuple[float, float]]) -> Placed:
 def graphviz_layout(g: Graph, sizes: dict[str, tuple[float, float]], dot: str) -> Placed:
     """Graphviz's layout (``dot -Tplain``): node centres and edge splines, y flipped."""
     try:
-        proc = subprocess.run([dot, "-Tplain"], input=to_dot(g, sizes).encode("utf-8", "surrogateescape"),
-                              capture_output=True, timeout=60, check=False)  # fmt: skip
+        proc = subprocess.run(
+            [dot, "-Tplain"],
+            input=to_dot(g, sizes).encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LkmError(f"dot failed: {exc}") from None
     if proc.returncode != 0:
@@ -568,7 +632,9 @@ def _arrow(tip: tuple[float, float], frm: tuple[float, float]) -> str:
     ln = math.hypot(dx, dy) or 1.0
     ux, uy = dx / ln, dy / ln
     bx, by = tip[0] - ux * 8, tip[1] - uy * 8
-    return f"M{tip[0]:.1f},{tip[1]:.1f} L{bx - uy * 3.5:.1f},{by + ux * 3.5:.1f} L{bx + uy * 3.5:.1f},{by - ux * 3.5:.1f} Z"
+    left = f"{bx - uy * 3.5:.1f},{by + ux * 3.5:.1f}"
+    right = f"{bx + uy * 3.5:.1f},{by - ux * 3.5:.1f}"
+    return f"M{tip[0]:.1f},{tip[1]:.1f} L{left} L{right} Z"
 
 
 _KIND_WORDS = {
@@ -611,9 +677,19 @@ def graph_svg(g: Graph, engine: str = "auto") -> str:
                 "path", d=f"M{pts[-1][0]:.1f},{pts[-1][1]:.1f} L{tip[0]:.1f},{tip[1]:.1f}", class_=cls
             )
         body += svg.el("path", d=_arrow(tip, frm), class_=f"arrow a-{e.kind}")
-        parts.append(svg.group(body, hover, class_="edge-g", data_src=g.nodes[e.src].label,
-                               data_dst=g.nodes[e.dst].label, data_src_id=e.src, data_dst_id=e.dst,
-                               data_kind=e.kind, data_implied="1" if e.implied else None))  # fmt: skip
+        parts.append(
+            svg.group(
+                body,
+                hover,
+                class_="edge-g",
+                data_src=g.nodes[e.src].label,
+                data_dst=g.nodes[e.dst].label,
+                data_src_id=e.src,
+                data_dst_id=e.dst,
+                data_kind=e.kind,
+                data_implied="1" if e.implied else None,
+            )
+        )
     for n in g.nodes.values():
         x, y = p.pos[n.id]
         w, h = sizes[n.id]
@@ -623,20 +699,41 @@ def graph_svg(g: Graph, engine: str = "auto") -> str:
         lines = n.label.split("\n")
         for i, ln in enumerate(lines):
             body += svg.text(x, y + 4 + 14 * (i - (len(lines) - 1) / 2), _short(ln), text_anchor="middle")
-        parts.append(svg.group(body, n.detail or n.label, class_=f"node n-{n.kind}", data_id=n.id,
-                               data_name=n.label, data_kind=n.kind))  # fmt: skip
-    sub = (f"{sum(1 for e in g.edges if e.kind == 'dep')} dependency edges, {len(g.nodes)} nodes; "
-           f"layout: {'Graphviz dot' if p.engine == 'graphviz' else 'lkm layered'}")  # fmt: skip
+        parts.append(
+            svg.group(
+                body,
+                n.detail or n.label,
+                class_=f"node n-{n.kind}",
+                data_id=n.id,
+                data_name=n.label,
+                data_kind=n.kind,
+            )
+        )
+    sub = (
+        f"{sum(1 for e in g.edges if e.kind == 'dep')} dependency edges, {len(g.nodes)} nodes; "
+        f"layout: {'Graphviz dot' if p.engine == 'graphviz' else 'lkm layered'}"
+    )
     legend = []
     x = 8.0
-    for kind, word in (("dep", "needs"), ("softdep-pre", "softdep"), ("alias", "alias"), ("rule", "modprobe.d"),
-                       ("holder", "holds")):  # fmt: skip
+    for kind, word in (
+        ("dep", "needs"),
+        ("softdep-pre", "softdep"),
+        ("alias", "alias"),
+        ("rule", "modprobe.d"),
+        ("holder", "holds"),
+    ):
         legend.append(svg.el("path", d=f"M{x:.0f},44 l26,0", class_=f"edge e-{kind}"))
         legend.append(svg.text(x + 30, 48, word, class_="small"))
         x += 40 + svg.text_width(word, 10)
     header = svg.text(8, 18, head, class_="h") + svg.text(8, 34, sub, class_="muted") + "".join(legend)
     width = max(p.width, svg.text_width(head, 13) + 20, x + 10)
     totals = " ".join(f"{k}={v}" for k, v in sorted(g.totals.items()))
-    body = svg.group(header + "".join(parts), class_="depgraph", data_query=g.query, data_focus=" ".join(g.focus),
-                     data_totals=totals or None, data_engine=p.engine)  # fmt: skip
+    body = svg.group(
+        header + "".join(parts),
+        class_="depgraph",
+        data_query=g.query,
+        data_focus=" ".join(g.focus),
+        data_totals=totals or None,
+        data_engine=p.engine,
+    )
     return svg.document(width, p.height + top + 10, body, head)

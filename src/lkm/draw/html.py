@@ -13,7 +13,8 @@ PAGE_CSS = (
     "--rule:#30363d;--accent:#58a6ff}}"
     "body{background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;"
     "margin:0 auto;max-width:1100px;padding:1.5em}"
-    "h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;border-bottom:1px solid var(--rule);padding-bottom:.2em;"
+    "h1{font-size:1.6em;margin:.2em 0}"
+    "h2{font-size:1.25em;border-bottom:1px solid var(--rule);padding-bottom:.2em;"
     "margin-top:1.8em}h3{font-size:1.05em}"
     "p.note,figcaption{color:var(--muted)}a{color:var(--accent)}"
     "pre{background:var(--code);padding:.7em 1em;overflow-x:auto;border-radius:6px;font-size:12.5px;"
@@ -47,8 +48,8 @@ def page(title: str, intro: str, sections: list[tuple[str, str, str]]) -> str:
     body = svg.el("h1", svg.esc(title)) + para(intro) + svg.el("nav", svg.el("ol", toc))
     body += "".join(section(t, b, i) for i, t, b in sections)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        "<meta name=\"color-scheme\" content=\"light dark\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="color-scheme" content="light dark">'
         f"<title>{svg.esc(title)}</title><style>{PAGE_CSS}</style></head><body>{body}</body></html>\n"
     )

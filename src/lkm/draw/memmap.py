@@ -173,8 +173,16 @@ def map_of_linked(mod: ModuleFile, image: LinkedImage) -> MemoryMap:
     if ks is not None and ks.init_region in image.bases:
         at = image.bases[ks.init_region] + ks.init_off
         n_syms = len(elf.symbols())
-        extra.append(MapSection("[mod_kallsyms, all types]", ks.init_region, at, ks.init_typeoffs - ks.init_off
-                                + n_syms, "rw-", "meta"))  # fmt: skip
+        extra.append(
+            MapSection(
+                "[mod_kallsyms, all types]",
+                ks.init_region,
+                at,
+                ks.init_typeoffs - ks.init_off + n_syms,
+                "rw-",
+                "meta",
+            )
+        )
     return MemoryMap(
         mod.name,
         lay.rules,
@@ -204,8 +212,9 @@ def map_of_insmod24(mod: ModuleFile, img: LinkedImage24) -> MemoryMap:
     markers = [Marker(s.name, s.value, "insmod") for s in img.map_symbols if s.name.startswith("__insmod_")]
     page = 4096
     region = MapRegion("image", img.base, img.size, (img.size + page - 1) // page * page)
-    return MemoryMap(img.name, "linux-2.4", [region], sections, markers,
-                     _relocs(mod, img.section_addresses), page)  # fmt: skip
+    return MemoryMap(
+        img.name, "linux-2.4", [region], sections, markers, _relocs(mod, img.section_addresses), page
+    )
 
 
 def _name_kind(name: str) -> tuple[str, str]:
@@ -217,8 +226,11 @@ def _name_kind(name: str) -> tuple[str, str]:
     if name.startswith((".bss",)):
         return "rw-", "nb"
     if name.startswith((".data", ".init.data", "__param", ".got", ".gnu.linkonce.this_module")) or name in (
-        "__bug_table", ".static_call_sites", "__dyndbg", ".ref.data",
-    ):  # fmt: skip
+        "__bug_table",
+        ".static_call_sites",
+        "__dyndbg",
+        ".ref.data",
+    ):
         return "rw-", "w"
     if name in (".symtab", ".strtab"):
         return "r--", "meta"
@@ -241,7 +253,9 @@ def map_of_sections(
     groups: list[tuple[str, int, int | None, list[tuple[int, str]]]] = []
     if regions:
         for rname, (base, alloc) in sorted(regions.items(), key=lambda kv: kv[1][0]):
-            groups.append((rname, base, alloc, [(a, n) for a, n in items if base <= a < base + max(alloc, 1)]))
+            groups.append(
+                (rname, base, alloc, [(a, n) for a, n in items if base <= a < base + max(alloc, 1)])
+            )
     else:
         clusters: list[list[tuple[int, str]]] = []
         for a, n in items:
@@ -253,9 +267,9 @@ def map_of_sections(
             rname = "init" if all(n.startswith((".init", ".exit")) for _a, n in cl) else f"region {i + 1}"
             groups.append((rname, cl[0][0] // page_size * page_size, None, cl))
     out_regions, sections = [], []
-    for rname, base, alloc, cl in groups:
+    for rname, base, given, cl in groups:
         end = base
-        limit = base + alloc if alloc else None
+        limit = base + given if given else None
         for j, (a, n) in enumerate(cl):
             known = sizes.get(n) if sizes else None
             if known is not None:
@@ -266,8 +280,11 @@ def map_of_sections(
             perm, kind = _name_kind(n)
             sections.append(MapSection(n, rname, a, size, perm, kind, 0, est))
             end = max(end, a + size)
-        if alloc is None:
-            alloc = max((end - base + page_size - 1) // page_size * page_size, page_size)
+        alloc = (
+            given
+            if given is not None
+            else max((end - base + page_size - 1) // page_size * page_size, page_size)
+        )
         out_regions.append(MapRegion(rname, base, end - base, alloc))
     return MemoryMap(module, "kernel", out_regions, sections, [], [], page_size)
 
@@ -307,8 +324,10 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
 
     out = []
     pages = r.alloc // m.page_size
-    head = (f"{r.name}  {r.base:#0{addr_w}x}  {r.size:#x} bytes laid out ({svg.human(r.size)}), "
-            f"{pages} page{'s' if pages != 1 else ''} allocated")  # fmt: skip
+    head = (
+        f"{r.name}  {r.base:#0{addr_w}x}  {r.size:#x} bytes laid out ({svg.human(r.size)}), "
+        f"{pages} page{'s' if pages != 1 else ''} allocated"
+    )
     out.append(svg.text(8, y0 + 14, head, class_="h"))
     out.append(svg.rect(BAR_X, top, BAR_W, height, f"{r.name}: unused or padding", class_="k-pad"))
     for s in extra:
@@ -320,7 +339,7 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
                 data_name=s.name,
                 data_addr=hex(s.address),
                 data_size=hex(s.size),
-            )  # fmt: skip
+            )
         )
     for i, s in enumerate(secs):
         h = max(s.size * scale, 0.8)
@@ -328,9 +347,10 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
         hover = (
             f"{s.name}  [{KIND_NAMES.get(s.kind, s.kind)}]\naddress {s.address:#x}  size {s.size:#x} "
             f"({s.size} bytes){' (estimated)' if s.estimated else ''}\noffset {s.address - r.base:#x} in "
-            f"{r.name}\npermissions {s.perm}" + (f"\nalignment {s.align}" if s.align else "")
+            f"{r.name}\npermissions {s.perm}"
+            + (f"\nalignment {s.align}" if s.align else "")
             + (f"\n{badge}: branch/address slots the loader fills" if badge else "")
-        )  # fmt: skip
+        )
         out.append(
             svg.group(
                 svg.rect(BAR_X, y(s.address), BAR_W, h, class_=f"box k-{s.kind}"),
@@ -345,7 +365,7 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
                 data_kind=s.kind,
                 data_estimated="1" if s.estimated else None,
                 data_mark=badge,
-            )  # fmt: skip
+            )
         )
     # page boundaries
     for p in range(1, pages):
@@ -365,9 +385,17 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
         strip = []
         for b, c in sorted(counts.items()):
             lo = r.base + int(b * per)
-            strip.append(svg.rect(STRIP_X, top + b * height / buckets, STRIP_W, height / buckets,
-                                  f"{c} relocation{'s' if c != 1 else ''} in {lo:#x}..{lo + int(per):#x}",
-                                  class_="reloc", fill_opacity=round(0.15 + 0.85 * c / peak, 2)))  # fmt: skip
+            strip.append(
+                svg.rect(
+                    STRIP_X,
+                    top + b * height / buckets,
+                    STRIP_W,
+                    height / buckets,
+                    f"{c} relocation{'s' if c != 1 else ''} in {lo:#x}..{lo + int(per):#x}",
+                    class_="reloc",
+                    fill_opacity=round(0.15 + 0.85 * c / peak, 2),
+                )
+            )
         out.append(svg.group("".join(strip), class_="relocs", data_count=len(relocs)))
         out.append(svg.rect(STRIP_X, top, STRIP_W, height, class_="frame"))
     # labels: sections and markers, in address order, spread to be readable
@@ -391,15 +419,24 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
             out.append(svg.text(LABEL_X + bw, ly + 4, badge, class_="markt h"))
         if kind == "mark":
             out.append(el_tri(bx, want))
-    g = svg.group("".join(out), class_="region", data_region=r.name, data_base=hex(r.base), data_size=hex(r.size),
-                  data_alloc=hex(r.alloc))  # fmt: skip
+    g = svg.group(
+        "".join(out),
+        class_="region",
+        data_region=r.name,
+        data_base=hex(r.base),
+        data_size=hex(r.size),
+        data_alloc=hex(r.alloc),
+    )
     return g, top + height + 18
 
 
 def el_path(x1: float, y1: float, x2: float, y2: float) -> str:
     mid = (x1 + x2) / 2
-    return svg.el("path", d=f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}",
-                  class_="lead")  # fmt: skip
+    return svg.el(
+        "path",
+        d=f"M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} {x2:.1f},{y2:.1f}",
+        class_="lead",
+    )
 
 
 def el_tri(x: float, y: float) -> str:
@@ -430,8 +467,10 @@ def memmap_svg(m: MemoryMap) -> str:
     addr_w = 18 if any(r.base > 0xFFFFFFFF for r in m.regions) else 10
     head = f"{m.module}: memory map ({m.rules})"
     total = sum(r.alloc for r in m.regions)
-    sub = (f"{len(m.sections)} sections in {len(m.regions)} region{'s' if len(m.regions) != 1 else ''}, "
-           f"{svg.human(total)} allocated, {len(m.relocs)} relocations applied")  # fmt: skip
+    sub = (
+        f"{len(m.sections)} sections in {len(m.regions)} region{'s' if len(m.regions) != 1 else ''}, "
+        f"{svg.human(total)} allocated, {len(m.relocs)} relocations applied"
+    )
     parts = [svg.text(8, 18, head, class_="h"), svg.text(8, 34, sub, class_="muted")]
     legend, y = _legend(44)
     parts.append(legend)
@@ -470,11 +509,24 @@ def occupancy_svg(
         span = window_end - arena.start
         scale = bar_w / span
         head = f"{pool} {arena.start:#x}-{arena.end:#x} ({svg.human(arena.end - arena.start)})"
-        stats = (f"{f.areas} areas, {svg.human(f.used)} used, {svg.human(f.free)} free in {f.holes} holes, "
-                 f"largest hole {svg.human(f.largest)}, fragmentation {f.ratio:.3f}")  # fmt: skip
+        stats = (
+            f"{f.areas} areas, {svg.human(f.used)} used, {svg.human(f.free)} free in {f.holes} holes, "
+            f"largest hole {svg.human(f.largest)}, fragmentation {f.ratio:.3f}"
+        )
         parts.append(svg.text(8, y + 12, head, class_="h"))
-        parts.append(svg.text(8, y + 27, stats, class_="muted", data_pool=pool, data_areas=f.areas,
-                              data_used=f.used, data_free=f.free, data_holes=f.holes))  # fmt: skip
+        parts.append(
+            svg.text(
+                8,
+                y + 27,
+                stats,
+                class_="muted",
+                data_pool=pool,
+                data_areas=f.areas,
+                data_used=f.used,
+                data_free=f.free,
+                data_holes=f.holes,
+            )
+        )
         top = y + 35
         hb = 34
         parts.append(svg.rect(bar_x, top, bar_w, hb, f"{pool}: free", class_="k-pad"))
@@ -482,9 +534,18 @@ def occupancy_svg(
         rows = []
         for i, a in enumerate(mine):
             if a.start > at:
-                parts.append(svg.rect(bar_x + (at - arena.start) * scale, top, (a.start - at) * scale, hb,
-                                      f"hole {at:#x}..{a.start:#x}: {a.start - at} bytes", class_="k-pad hole",
-                                      data_start=hex(at), data_size=hex(a.start - at)))  # fmt: skip
+                parts.append(
+                    svg.rect(
+                        bar_x + (at - arena.start) * scale,
+                        top,
+                        (a.start - at) * scale,
+                        hb,
+                        f"hole {at:#x}..{a.start:#x}: {a.start - at} bytes",
+                        class_="k-pad hole",
+                        data_start=hex(at),
+                        data_size=hex(a.start - at),
+                    )
+                )
             at = max(at, a.start + a.span)
             x = bar_x + (a.start - arena.start) * scale
             guard = arena.guard if pool == "vmalloc" else 0
@@ -497,19 +558,41 @@ def occupancy_svg(
                 inner += svg.rect(
                     x + body_w, top, guard * scale, hb, "guard page (unmapped)", class_="k-guard"
                 )
-            hover = (f"{a.module} [{a.region}]\n{a.start:#x}..{a.start + a.span:#x}  span {a.span} bytes"
-                     f"{' (guard page included)' if guard else ''}\nrequested {a.size} bytes")  # fmt: skip
-            parts.append(svg.group(inner, hover, class_="area", id=f"area-{pool}-{i}", data_pool=pool,
-                                   data_module=a.module, data_region=a.region, data_start=hex(a.start),
-                                   data_span=hex(a.span), data_size=hex(a.size)))  # fmt: skip
-            rows.append((x + body_w / 2, f"{a.module} [{a.region}] {a.start:#x} span {a.span:#x}, {a.size} bytes"))
+            hover = (
+                f"{a.module} [{a.region}]\n{a.start:#x}..{a.start + a.span:#x}  span {a.span} bytes"
+                f"{' (guard page included)' if guard else ''}\nrequested {a.size} bytes"
+            )
+            parts.append(
+                svg.group(
+                    inner,
+                    hover,
+                    class_="area",
+                    id=f"area-{pool}-{i}",
+                    data_pool=pool,
+                    data_module=a.module,
+                    data_region=a.region,
+                    data_start=hex(a.start),
+                    data_span=hex(a.span),
+                    data_size=hex(a.size),
+                )
+            )
+            rows.append(
+                (x + body_w / 2, f"{a.module} [{a.region}] {a.start:#x} span {a.span:#x}, {a.size} bytes")
+            )
             tag = f"{a.module} {a.region}"
             if svg.text_width(tag, 10) + 6 < body_w:
                 parts.append(svg.text(x + 3, top + 16, tag, class_="small"))
         parts.append(svg.rect(bar_x, top, bar_w, hb, class_="frame"))
         if window_end < arena.end:
-            parts.append(svg.text(bar_x + bar_w - 4, top + hb + 12, f"\u2026 {svg.human(arena.end - window_end)} "
-                                  f"never used, up to {arena.end:#x}", class_="small muted", text_anchor="end"))  # fmt: skip
+            parts.append(
+                svg.text(
+                    bar_x + bar_w - 4,
+                    top + hb + 12,
+                    f"\u2026 {svg.human(arena.end - window_end)} never used, up to {arena.end:#x}",
+                    class_="small muted",
+                    text_anchor="end",
+                )
+            )
         ly = top + hb + 26
         ys = [ly + i * ROW for i in range(len(rows))]
         for (_cx, label), yy in zip(rows, ys, strict=True):

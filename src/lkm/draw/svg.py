@@ -119,7 +119,8 @@ def css() -> str:
         ".edge{fill:none;stroke-width:1.3}.arrow{stroke:none}"
         ".e-dep{stroke:var(--dep)}.e-dep.implied{stroke-dasharray:3 3;stroke-width:.8;opacity:.7}"
         ".a-dep{fill:var(--dep)}"
-        ".e-softdep-pre,.e-softdep-post{stroke:var(--soft);stroke-dasharray:6 3}.a-softdep-pre,.a-softdep-post"
+        ".e-softdep-pre,.e-softdep-post{stroke:var(--soft);stroke-dasharray:6 3}"
+        ".a-softdep-pre,.a-softdep-post"
         "{fill:var(--soft)}"
         ".e-alias{stroke:var(--alias)}.a-alias{fill:var(--alias)}"
         ".e-rule{stroke:var(--rule);stroke-dasharray:2 2}.a-rule{fill:var(--rule)}"
@@ -129,7 +130,8 @@ def css() -> str:
         ".n-alias .shape{stroke:var(--alias)}.n-rule .shape{stroke:var(--rule)}"
         ".n-missing .shape{stroke-dasharray:4 3}.n-builtin .shape{fill:var(--pad)}"
         ".n-reverse .shape{stroke:var(--rev)}.n-more .shape{stroke-dasharray:1 3}"
-        ".fr .shape{fill:var(--bg);stroke:var(--line);stroke-width:1}.fr.unreliable .shape{stroke-dasharray:5 3}"
+        ".fr .shape{fill:var(--bg);stroke:var(--line);stroke-width:1}"
+        ".fr.unreliable .shape{stroke-dasharray:5 3}"
         ".fr.inline .shape{fill:var(--pad)}.fr.fault .shape{stroke:var(--mark);stroke-width:2.5}"
     )
 
