@@ -323,13 +323,13 @@ def _extras(tmp: str, f6: Path) -> None:
         "(modules.dep, from the symbols each imports); modprobe loads the dependencies first. A small "
         "tree with the exporter and the importer:",
     )
-    rel = "6.1.0-demo"
+    rel = "6.1.0-56-amd64"  # the fixtures' vermagic
     d = os.path.join(tmp, "root", "lib", "modules", rel, "kernel")
     os.makedirs(d)
     for n in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"):
         shutil.copy(f6 / n, d)
     root = os.path.join(tmp, "root")
-    for n in ("modules.order", "modules.builtin"):
+    for n in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
         with open(os.path.join(d, "..", n), "w") as f:
             f.write(
                 "".join(f"kernel/{m}\n" for m in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"))

@@ -72,7 +72,7 @@ def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
 
             docs = ([pools] if pools else []) + [memmap_svg(m) for m in maps]
             if not docs:
-                raise LkmError("no modules loaded: nothing to draw")
+                raise LkmError("no module sections found (no modules loaded, or no /sys/module/*/sections)")
             write_atomic(o["--svg"], stack_svg(docs, "module memory").encode("utf-8"))
             return 0
     except (LkmError, OSError) as exc:

@@ -315,9 +315,13 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
     extra = [s for s in m.extra if s.region == r.name]
     marks = [k for k in m.markers if r.base <= k.address < r.base + max(r.alloc, 1)]
     rows = len(secs) + len(marks)
-    height = max(rows * ROW + 8, 90)
     top = y0 + 26
-    scale = height / max(r.alloc, 1)
+    # The bar shows the allocation to scale; when most of it is unused page tail (a small
+    # module), the bar covers the laid-out bytes and the rest is a short band after it.
+    extent = r.alloc if not r.size or r.size * 5 >= r.alloc * 3 else r.size
+    extent_pages = -(-extent // m.page_size)
+    height = max(rows * ROW + 8, 90, min(extent_pages, 12) * 72)
+    scale = height / max(extent, 1)
 
     def y(a: int) -> float:
         return top + (a - r.base) * scale
@@ -369,14 +373,31 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
         )
     # page boundaries
     for p in range(1, pages):
-        yy = y(r.base + p * m.page_size)
-        out.append(svg.line(BAR_X, yy, BAR_X + BAR_W, yy, class_="page"))
+        if p * m.page_size < extent:
+            yy = y(r.base + p * m.page_size)
+            out.append(svg.line(BAR_X, yy, BAR_X + BAR_W, yy, class_="page"))
     out.append(svg.rect(BAR_X, top, BAR_W, height, class_="frame"))
+    tail = 0.0
+    if extent < r.alloc:
+        tail = 18.0
+        rest = r.alloc - extent
+        out.append(
+            svg.rect(
+                BAR_X,
+                top + height,
+                BAR_W,
+                tail,
+                f"{rest} bytes unused up to the end of the allocation ({r.base + r.alloc:#x}); not to scale",
+                class_="k-pad frame",
+                stroke_dasharray="3 3",
+            )
+        )
+        out.append(svg.text(BAR_X + 4, top + height + 13, f"+{rest:#x} unused", class_="small muted"))
     # relocation density
     relocs = [a for a in m.relocs if r.base <= a < r.base + max(r.alloc, 1)]
     if relocs:
         buckets = max(int(height // 3), 1)
-        per = max(r.alloc / buckets, 1)
+        per = max(extent / buckets, 1)
         counts: dict[int, int] = {}
         for a in relocs:
             b = min(int((a - r.base) / per), buckets - 1)
@@ -427,7 +448,7 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
         data_size=hex(r.size),
         data_alloc=hex(r.alloc),
     )
-    return g, top + height + 18
+    return g, top + height + tail + 18
 
 
 def el_path(x1: float, y1: float, x2: float, y2: float) -> str:
