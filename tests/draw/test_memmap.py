@@ -201,3 +201,21 @@ def test_corpus_maps_equal_link_output(corpus_trees, tmp_path: Path) -> None:  #
             check_6x(f, ks, layout, tmp_path, ("--config", str(trees[name].config)))
             checked += 1
     assert checked == 20
+
+
+@pytest.mark.corpus
+def test_arm64_plt_marked(corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """arm64's PLT sections (sized by module_frob_arch_sections) are drawn, marked, at the
+    addresses lkm link prints."""
+    from lkm.corpus import module_files
+
+    tree = next((t for t in corpus_trees if t.name == "arm64-6.1"), None)
+    assert tree is not None
+    fat = next(p for p in module_files(tree) if p.name.startswith("fat.ko"))
+    ks = kallsyms_for([fat], tmp_path / "ks")
+    check_6x(fat, ks, "linux-6.1", tmp_path, ("--config", str(tree.config)))
+    root = ET.parse(tmp_path / f"{fat.name}.linux-6.1.svg").getroot()
+    marked = {
+        g.attrib["data-name"]: g.get("data-mark") for g in root.iter(f"{SVG}g") if g.get("class") == "sec"
+    }
+    assert marked.get(".plt") == "PLT" and marked.get(".init.plt") == "PLT"
