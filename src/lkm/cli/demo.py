@@ -24,10 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+MODULES = Path(__file__).resolve().parent / "demo_modules"  # package data (fixtures/build.sh)
 
 
-_REPO = str(FIXTURES.parent.parent)  # elided in the page ("…/tests/fixtures/..."), as in the commands
+_REPO = str(MODULES)  # elided in the page ("…/exporter.ko"), as in the commands
 
 
 class _Page:
@@ -132,7 +132,7 @@ def _picture(argv: list[str], caption: str) -> None:
 def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
     from lkm.cli import main
 
-    shown = " ".join(shlex.quote(a.replace(str(FIXTURES), "tests/fixtures")) for a in argv)
+    shown = " ".join(shlex.quote(a.replace(str(MODULES) + os.sep, "")) for a in argv)
     _say(f"$ lkm {shown}" + (f"   # {note}" if note else ""))
     if head is None:
         with contextlib.redirect_stderr(sys.stdout):
@@ -215,7 +215,7 @@ def run(prog: str, args: list[str]) -> int:
 
 
 def _walk() -> int:
-    f24, f6 = FIXTURES / "24", FIXTURES / "6x"
+    f24 = f6 = MODULES
     with tempfile.TemporaryDirectory(prefix="lkm-demo-") as tmp:
         state = os.path.join(tmp, "kernel24.db")
         st = ["--state", state]
@@ -252,13 +252,14 @@ def _walk() -> int:
         _query_module(state)
         _run(["rmmod", *st, "fat24"], "refused: msdos24 still uses it")
         _run(
-            ["insmod", *st, "-e", "", str(f24 / "hello24.o"), "sticky=42"], "persistent parameter (type 'ip')"
+            ["insmod", *st, "-e", "", str(MODULES / "hello24.o"), "sticky=42"],
+            "persistent parameter (type 'ip')",
         )
         _run(["rmmod", *st, "-v", "hello24"], "rmmod saves it before unloading")
         persist = Path(tmp) / "persist" / "hello24.o"
         _say(f"$ cat {persist.name}   # the persist file, modutils' format")
         sys.stdout.write(persist.read_text())
-        _run(["insmod", *st, "-e", "", str(f24 / "hello24.o")], "insmod -e restores it")
+        _run(["insmod", *st, "-e", "", str(MODULES / "hello24.o")], "insmod -e restores it")
         sys.stdout.write(f"sticky in kernel memory after the reload: {_sticky(state)}\n")
         _run(["rmmod", *st, "msdos24", "fat24"], "now both go")
         _picture(
@@ -273,11 +274,11 @@ def _walk() -> int:
         _say("== Today's design: the kernel reads, checks, lays out and links the file itself ==")
         _run(["model", "boot", "linux-6.1-amd64", *st6], "Debian's 6.1 amd64 exports, addresses and CRCs")
         _run(
-            ["insmod", *st6, str(f6 / "exporter.ko")],
+            ["insmod", *st6, str(MODULES / "exporter.ko")],
             "finit_module: layout, resolution, relocation in the kernel",
         )
         _run(
-            ["insmod", *st6, str(f6 / "importer.ko")],
+            ["insmod", *st6, str(MODULES / "importer.ko")],
             "binds the exporter's plain, GPL-only and namespaced symbols",
         )
         _picture(
@@ -383,7 +384,7 @@ def _extras(tmp: str, f6: Path) -> None:
         "A module's NULL pointer dereference in a Debian 6.1 guest, its call chain: "
         "the module's frames on their own colour, frames the unwinder was unsure of (?) dashed.",
     )
-    report = FIXTURES.parent / "data" / "oops" / "vm-6.1-null.txt"
+    report = MODULES / "vm-6.1-null.txt"  # a real 6.1 guest's report (tests/data/oops)
     if report.is_file():
         import json
 

@@ -87,7 +87,7 @@ def _live_sections() -> str:
 
 
 def _module_files(directory: str) -> dict[str, str]:
-    from lkm.corpus import MODULE_SUFFIXES
+    from lkm.moddir import MODULE_SUFFIXES
 
     found: dict[str, str] = {}
     for root, _dirs, names in os.walk(directory):
