@@ -36,6 +36,7 @@ from lkm.kernel.model24 import Calls24
 from lkm.kernel.profile import ARCH_RANGES, Profile, load_profile
 from lkm.kernel.state import State, addr, default_state_path
 from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
+from lkm.kernels import KernelVersion, by_name
 from lkm.record import Record
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
@@ -235,8 +236,14 @@ class ModelKernel(Calls24):
     # -- plumbing ------------------------------------------------------------------------
 
     @property
+    def version(self) -> KernelVersion:
+        """The kernel design this model runs (:mod:`lkm.kernels`), from its profile's layout."""
+        return by_name(self.meta["layout"])
+
+    @property
     def is_24(self) -> bool:
-        return self.meta["layout"] == "linux-2.4"
+        """The 2.4 design (modules linked by insmod in user space)."""
+        return self.version.user_space_link
 
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
         """A system call's transaction; database failures become :class:`StateError`."""

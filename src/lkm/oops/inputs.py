@@ -13,6 +13,7 @@ import os
 import sys
 
 from lkm.errors import LkmError
+from lkm.modname import MODULE_SUFFIXES, strip_suffix
 from lkm.record import Record
 
 TYPE_CHECKING = False
@@ -87,14 +88,12 @@ def _live_sections() -> str:
 
 
 def _module_files(directory: str) -> dict[str, str]:
-    from lkm.corpus import MODULE_SUFFIXES
-
     found: dict[str, str] = {}
     for root, _dirs, names in os.walk(directory):
         for n in names:
-            for suf in (*MODULE_SUFFIXES, ".o", ".o.gz"):  # 2.4 objects too
-                if n.endswith(suf):
-                    found.setdefault(n[: -len(suf)].replace("-", "_"), os.path.join(root, n))
+            base = strip_suffix(n, (*MODULE_SUFFIXES, ".o", ".o.gz"))  # 2.4 objects too
+            if base is not None:
+                found.setdefault(base.replace("-", "_"), os.path.join(root, n))
     return found
 
 
