@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import FIX6
 
 from lkm import kernels
 from lkm.kernels import KernelVersion, LayoutRules
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module.file import ModuleFile
+
+from conftest import FIX6
 
 # A hypothetical kernel whose loader puts each pass in one region with no padding inside it.
 DUMMY = KernelVersion(

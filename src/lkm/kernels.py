@@ -24,7 +24,6 @@ map (:mod:`lkm.oops.modmap`) and the model kernel's ``request_module``
 from __future__ import annotations
 
 import errno
-import re
 
 from lkm.record import Record
 
@@ -33,6 +32,7 @@ __all__ = [
     "LINUX_6_1",
     "LINUX_6_12",
     "VERSIONS",
+    "KernelConfig",
     "KernelVersion",
     "KmodRules",
     "LayoutRules",
@@ -40,6 +40,7 @@ __all__ = [
     "by_name",
     "for_module",
     "for_release",
+    "is_init_section",
     "register",
     "unregister",
 ]
@@ -120,9 +121,13 @@ class KernelVersion(Record):
     ``since`` the first (major, minor) release with these rules; ``user_space_link`` the 2.4
     design (insmod links, the kernel copies an image); ``layout`` None there (insmod's load
     order is :func:`lkm.link.layout.layout_24`); ``regions`` how ``find_kallsyms_symbol``
-    bounds a symbol ("text_end" up to 6.3, "area" from 6.4 and in 2.4's one image)."""
+    bounds a symbol ("text_end" up to 6.3, "area" from 6.4 and in 2.4's one image);
+    ``angle_levels``: printk levels are ``<N>`` prefixes (2.4; KERN_SOH "\\001N" from 3.6,
+    commit 04d2c8c83d0e "printk: convert the format for KERN_<LEVEL> to a 2 byte pattern");
+    ``gfp_zero``: kmalloc honours __GFP_ZERO (2.6.20 on; 2.4 has no such flag)."""
 
-    __slots__ = ("name", "short", "since", "user_space_link", "layout", "validity", "regions", "kmod")
+    __slots__ = ("name", "short", "since", "user_space_link", "layout", "validity", "regions", "kmod",
+                 "angle_levels", "gfp_zero")  # fmt: skip
 
     def __init__(
         self,
@@ -134,6 +139,8 @@ class KernelVersion(Record):
         validity: ValidityRules | None,
         regions: str,
         kmod: KmodRules,
+        angle_levels: bool = False,
+        gfp_zero: bool = True,
     ) -> None:
         self.name = name
         self.short = short
@@ -143,6 +150,8 @@ class KernelVersion(Record):
         self.validity = validity
         self.regions = regions
         self.kmod = kmod
+        self.angle_levels = angle_levels
+        self.gfp_zero = gfp_zero
 
     def __str__(self) -> str:
         return self.name
@@ -172,6 +181,8 @@ LINUX_2_4 = KernelVersion(
     KmodRules(
         ("-s", "-k", "--"), None, False, errno.ENOMEM, ("kmod: runaway modprobe loop assumed and stopped",), 5
     ),
+    angle_levels=True,
+    gfp_zero=False,
 )
 
 LINUX_6_1 = KernelVersion(
@@ -239,18 +250,24 @@ def by_name(name: str | KernelVersion) -> KernelVersion:
     return v
 
 
-_RELEASE = re.compile(r"(\d+)\.(\d+)")
-
-
 def for_release(release: str | None) -> KernelVersion:
     """The rules of the kernel ``release`` (``6.1.0-13-amd64``): the newest version whose
     ``since`` is not after it; a release that does not start with major.minor gets the newest."""
     newest = max(VERSIONS.values(), key=lambda v: v.since)
-    m = _RELEASE.match(release or "")
-    if not m:
+    mm = _major_minor(release or "")
+    if mm is None:
         return newest
-    mm = (int(m.group(1)), int(m.group(2)))
     return max((v for v in VERSIONS.values() if v.since <= mm), key=lambda v: v.since, default=newest)
+
+
+def _major_minor(release: str) -> tuple[int, int] | None:
+    """The leading ``MAJOR.MINOR`` of a release, parsed by hand: importing re would cost
+    the start-up of ``lkm modinfo``, which reads every module's version record."""
+    major, dot, rest = release.partition(".")
+    minor = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+    if not dot or not minor or not major.isdigit() or not major.isascii():
+        return None
+    return int(major), int(minor)
 
 
 def for_module(is_24_object: bool, vermagic: str | None) -> KernelVersion:
@@ -261,3 +278,50 @@ def for_module(is_24_object: bool, vermagic: str | None) -> KernelVersion:
     v = for_release((vermagic or "").split(" ", 1)[0])
     # a module in the 2.6+ format is never linked by 2.4's insmod
     return v if not v.user_space_link else LINUX_6_1
+
+
+# -- the configuration of one kernel build ----------------------------------------------------
+
+
+class KernelConfig(Record):
+    """The configuration knobs the layout depends on (from the kernel's .config).
+    ``arm64_erratum_843419``: CONFIG_ARM64_ERRATUM_843419 and a CPU that needs it (Cortex-A53
+    r0p0-r0p4), the kernel's ARM64_WORKAROUND_843419 capability: a property of the machine, so
+    never read from a .config."""
+
+    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload",
+                 "arm64_erratum_843419")  # fmt: skip
+
+    def __init__(
+        self,
+        page_size: int = 4096,
+        strict_module_rwx: bool = True,
+        kallsyms: bool = True,
+        kallsyms_all: bool = False,
+        module_unload: bool = True,
+        arm64_erratum_843419: bool = False,
+    ) -> None:
+        self.page_size = page_size
+        self.strict_module_rwx = strict_module_rwx
+        self.kallsyms = kallsyms
+        self.kallsyms_all = kallsyms_all
+        self.module_unload = module_unload
+        self.arm64_erratum_843419 = arm64_erratum_843419
+
+    @classmethod
+    def from_config_text(cls, text: str) -> KernelConfig:
+        """From a kernel .config (``CONFIG_X=y`` lines)."""
+        on = {line.split("=", 1)[0] for line in text.splitlines() if line.endswith("=y")}
+        page = 65536 if "CONFIG_ARM64_64K_PAGES" in on else 16384 if "CONFIG_ARM64_16K_PAGES" in on else 4096
+        return cls(
+            page_size=page,
+            strict_module_rwx="CONFIG_STRICT_MODULE_RWX" in on,
+            kallsyms="CONFIG_KALLSYMS" in on,
+            kallsyms_all="CONFIG_KALLSYMS_ALL" in on,
+            module_unload="CONFIG_MODULE_UNLOAD" in on,
+        )
+
+
+def is_init_section(name: str, config: KernelConfig) -> bool:
+    """module_init_layout_section: ".init*", and ".exit*" when modules cannot be unloaded."""
+    return name.startswith(".init") or (not config.module_unload and name.startswith(".exit"))

@@ -17,6 +17,7 @@ import os
 import shlex
 from typing import TYPE_CHECKING
 
+from lkm.emulate.arch import ARCHES
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.kernel import Kernel, SymbolSpace, TraceEntry
 from lkm.emulate.machine import EmulationFault
@@ -82,7 +83,8 @@ def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
 
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
     if env is not None:
-        return SymbolSpace(SymbolTable.from_files(env), "x86_64") if env and arch == "x86_64" else None
+        spec = ARCHES.get(arch)
+        return SymbolSpace(SymbolTable.from_files(env), arch) if env and spec and spec.amd64_tables else None
     name = DEFAULT_TREES.get(arch)
     if name is None:
         return None
@@ -123,7 +125,7 @@ class Session:
                 self.symbols = default_symbols(arch.split("-")[0])
             s = self.symbols
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
-            state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
+            state = KernelState.booted() if self.booted and ARCHES[arch].amd64_tables else KernelState()
             ib, tb = self.budgets
             self.kernel = Kernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
         elif self.kernel.arch.name != arch.split("-")[0]:
@@ -141,7 +143,7 @@ class Session:
         mod = ModuleFile.open(os.path.join(self.base_dir, path))
         k = self.kernel_for(arch_for(mod))
         mark = self._mark()
-        if not mod.is_24:
+        if not mod.version.user_space_link:
             _load_taints(k.state, mod)
         em = load(k, mod)
         try:

@@ -240,11 +240,6 @@ class ModelKernel(Calls24):
         """The kernel design this model runs (:mod:`lkm.kernels`), from its profile's layout."""
         return by_name(self.meta["layout"])
 
-    @property
-    def is_24(self) -> bool:
-        """The 2.4 design (modules linked by insmod in user space)."""
-        return self.version.user_space_link
-
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
         """A system call's transaction; database failures become :class:`StateError`."""
         return self.state.transaction()
@@ -326,7 +321,7 @@ class ModelKernel(Calls24):
     def _load_file(self, call: str, data: bytes, params: str, flags: int, path: str | None) -> None:
         from lkm.kernel import model_load
 
-        if self.is_24:
+        if self.version.user_space_link:
             raise KernelError(call, errno.ENOSYS, "a 2.4 kernel loads modules with create_module/init_module")
         if flags & ~ALL_FLAGS:
             raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
@@ -349,7 +344,7 @@ class ModelKernel(Calls24):
             raise failed
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
-        if self.is_24:
+        if self.version.user_space_link:
             self.delete_module_24(name)
             return
         with self._tx("delete_module") as db:

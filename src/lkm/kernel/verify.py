@@ -24,9 +24,10 @@ from typing import Protocol
 from lkm.arch import for_machine
 from lkm.elf.constants import SHF_WRITE, SHT_NOBITS, SHT_REL, SHT_RELA
 from lkm.kernel.interface import Kernel
-from lkm.link.image import LinkedImage, link_module
+from lkm.link import link
+from lkm.link.image import LinkedImage
 from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
-from lkm.link.layout import KernelConfig, Layout, default_rules, layout_module
+from lkm.link.layout import KernelConfig, Layout, layout_module
 from lkm.link.resolve import kernel_resolver
 from lkm.module.file import ModuleFile
 from lkm.record import Record
@@ -269,7 +270,7 @@ def verify_module(
     """Compare the loaded module named ``mod.name`` with *mod* relinked at its addresses;
     *rules* default to those of the module's vermagic.  The module's exports are added to
     *table*: verify modules in load order (dependencies first)."""
-    rules = rules or default_rules(mod.is_24, mod.vermagic)
+    rules = rules or mod.version.name
     report = Report(mod.name)
     addrs = kernel.sections(mod.name)
     layout = layout_module(mod.elf, rules, config or KernelConfig())
@@ -278,7 +279,7 @@ def verify_module(
         bases[region] = 0  # nothing the kernel lists lies there (nothing to compare either)
     percpu = _percpu_base(mod, layout, addrs, core)
     resolve = _resolver(mod, table)
-    image = link_module(mod, layout, bases, resolve, percpu_base=percpu)
+    image = link(mod, resolve, bases=bases, layout=layout, percpu_base=percpu)
     # Its exports, at the addresses just confirmed, for the modules verified after it (a kernel
     # without CONFIG_KALLSYMS_ALL lists no module data symbols).
     values = {s.name: image.symbol_values[s.number] for s in mod.elf.symbols() if s.name and s.shndx}

@@ -20,8 +20,8 @@ from lkm.elf.constants import (
 
 __all__ = ["LinkError", "LinkedImage", "link_module"]
 from lkm.arch import for_machine
+from lkm.errors import LinkError
 from lkm.link.layout import Layout
-from lkm.link.relocate import LinkError
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 

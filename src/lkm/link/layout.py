@@ -20,8 +20,7 @@ from lkm.elf.constants import (
     SHT_NOBITS,
 )
 from lkm.errors import InvalidModule
-from lkm.kernels import KernelVersion, LayoutRules, by_name, for_module
-from lkm.link.config import KernelConfig, is_init_section
+from lkm.kernels import KernelConfig, KernelVersion, LayoutRules, by_name, is_init_section
 from lkm.link.obj24 import ObjFile
 from lkm.record import Record
 
@@ -34,7 +33,6 @@ __all__ = [
     "Layout",
     "Placement",
     "default_layout",
-    "default_rules",
     "is_init_section",
     "layout_24",
     "layout_module",
@@ -165,11 +163,6 @@ def _find_alloc(elf: ElfFile, name: str, flags: dict[int, int]) -> Section | Non
         if flags[s.number] & SHF_ALLOC:
             return s
     return None
-
-
-def default_rules(is_24: bool, vermagic: str | None) -> str:
-    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
-    return for_module(is_24, vermagic).name
 
 
 def layout_module(

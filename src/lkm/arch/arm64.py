@@ -14,8 +14,8 @@ from functools import cmp_to_key
 
 from lkm.elf import ElfFile, Section
 from lkm.elf.constants import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_RELA
-from lkm.link.config import KernelConfig, is_init_section
-from lkm.link.relocate import LinkError
+from lkm.errors import LinkError
+from lkm.kernels import KernelConfig, is_init_section
 from lkm.record import Record
 
 TYPE_CHECKING = False

@@ -1,8 +1,8 @@
-"""Relocation, one table per architecture: what each type computes, how wide it writes, and
-what the kernel checks (arch/x86/kernel/module.c apply_relocate_add / apply_relocate); the
-linker (:mod:`lkm.link.image`) applies them through :func:`apply_relocate`, as each
-architecture's record (:mod:`lkm.arch`) says; arm64 has its own table and engine
-(:mod:`lkm.link.arm64`).
+"""x86 relocation, one table per architecture (x86_64, i386): what each type computes, how
+wide it writes, and what the kernel checks (arch/x86/kernel/module.c apply_relocate_add /
+apply_relocate), and the engine that applies a table (:func:`apply_relocate`, bound to each
+architecture's record in :mod:`lkm.arch`); arm64 has its own table and engine
+(:mod:`lkm.arch.arm64`).
 
 A type is (name, width, pc-relative, range check).  ``val = S + A`` (RELA) or ``*loc + S`` (REL);
 pc-relative types subtract P, the final address of the patched bytes.
@@ -16,16 +16,12 @@ from typing import TYPE_CHECKING, NoReturn
 
 from lkm.elf import Section
 from lkm.elf.constants import SHT_RELA
-from lkm.errors import InvalidModule
+from lkm.errors import LinkError
 from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.link.layout import Layout
     from lkm.module.file import ModuleFile
-
-
-class LinkError(InvalidModule):
-    """A module that cannot be linked; the reason names module, section, offset and symbol."""
 
 
 R_X86_64_NONE = 0
@@ -181,43 +177,3 @@ def _refuse(mod: ModuleFile, target: Section, off: int, sym: int, rtype: int, wh
     s = mod.elf.symbol(sym)
     name = s.name if s is not None and s.name else str(sym)
     raise LinkError(f"{where} ({name}): {why}", path=mod.path)
-
-
-# -- 2.4 insmod, i386 (modutils obj/obj_i386.c arch_apply_relocation) ---------------------------
-# Every type writes the word at P.  In the formulas: A the word already there (REL addend), S the
-# symbol's final value, P the word's address, G the address of the module's .got, O the
-# symbol's slot offset in it, B the module's base.  GOT32 also stores S in the slot, once.
-
-R_386_NONE = 0
-R_386_GOT32 = 3
-R_386_GLOB_DAT = 6
-R_386_JMP_SLOT = 7
-R_386_RELATIVE = 8
-R_386_GOTOFF = 9
-R_386_GOTPC = 10
-
-INSMOD24_I386: dict[int, tuple[str, str]] = {
-    # type: (name, formula)
-    R_386_NONE: ("R_386_NONE", "A"),
-    R_386_32: ("R_386_32", "A + S"),
-    R_386_PC32: ("R_386_PC32", "A + S - P"),
-    R_386_PLT32: ("R_386_PLT32", "A + S - P"),
-    R_386_GLOB_DAT: ("R_386_GLOB_DAT", "S"),
-    R_386_JMP_SLOT: ("R_386_JMP_SLOT", "S"),
-    R_386_RELATIVE: ("R_386_RELATIVE", "A + B"),
-    R_386_GOTPC: ("R_386_GOTPC", "A + G - P"),
-    R_386_GOT32: ("R_386_GOT32", "A + O"),
-    R_386_GOTOFF: ("R_386_GOTOFF", "A + S - G"),
-}
-# The formulas as functions of (A, S, P, G, O, B); 32-bit wrap-around is the caller's.
-FORMULAS_24: dict[str, Callable[[int, int, int, int, int, int], int]] = {
-    "A": lambda a, s, p, g, o, b: a,
-    "A + S": lambda a, s, p, g, o, b: a + s,
-    "A + S - P": lambda a, s, p, g, o, b: a + s - p,
-    "S": lambda a, s, p, g, o, b: s,
-    "A + B": lambda a, s, p, g, o, b: a + b,
-    "A + G - P": lambda a, s, p, g, o, b: a + g - p,
-    "A + O": lambda a, s, p, g, o, b: a + o,
-    "A + S - G": lambda a, s, p, g, o, b: a + s - g,
-}
-GOT_TYPES_24 = frozenset({R_386_GOTPC, R_386_GOTOFF})  # need a .got (maybe empty)

@@ -7,9 +7,9 @@ kernel applies (arch/*/kernel/module.c ``apply_relocate(_add)``), the hook that 
 section headers before layout (arm64's ``module_frob_arch_sections``, module-plts.c) and
 the facts other layers need (per-CPU addressing, ``va_list``, the oops' register names).
 
-Adding an architecture is one record here plus its relocation table (:mod:`lkm.link.relocate`
-or a module of its own like :mod:`lkm.link.arm64`); :func:`for_machine` and :func:`by_name`
-find it.  The emulator's CPU facts (unicorn registers, memory map) stay in
+Adding an architecture is one record here plus its relocation table and engine in a module
+of this package (:mod:`lkm.arch.x86`, :mod:`lkm.arch.arm64`); :func:`for_machine` and
+:func:`by_name` find it.  The emulator's CPU facts (unicorn registers, memory map) stay in
 :mod:`lkm.emulate.arch`, keyed by the same names.
 """
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lkm.arch.arm64 import PltPlan, apply_relocate_add, frob_arch_sections
+from lkm.arch.x86 import I386 as I386_RELOCS
+from lkm.arch.x86 import X86_64 as X86_64_RELOCS
+from lkm.arch.x86 import RelocArch, apply_relocate
 from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64
-from lkm.link.arm64 import PltPlan, apply_relocate_add, frob_arch_sections
-from lkm.link.relocate import I386 as I386_RELOCS
-from lkm.link.relocate import X86_64 as X86_64_RELOCS
-from lkm.link.relocate import RelocArch, apply_relocate
 from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.elf import ElfFile
-    from lkm.link.config import KernelConfig
+    from lkm.kernels import KernelConfig
     from lkm.link.layout import Layout
     from lkm.module.file import ModuleFile
 
