@@ -87,7 +87,7 @@ def memory_ranges(tree: CorpusTree, share: Path) -> list[tuple[int, int]]:
         if mod not in files:
             continue
         with ModuleFile.open(files[mod]) as m:
-            lay = layout_module(m.elf, default_rules(m.is_24, m.vermagic), config)
+            lay = layout_module(m.elf, m.version.name, config)
             for p in lay.placements.values():
                 if p.name in addrs and p.size and not p.region.startswith("init"):
                     spans.append((mod, addrs[p.name], addrs[p.name] + p.size))

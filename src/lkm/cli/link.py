@@ -99,7 +99,7 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     path = operands[0]
     try:
-        if layout == "linux-2.4" or (layout is None and _is_24(path)):
+        if _user_space_link(layout, path):
             for given, flag in ((kallsyms, "--kallsyms"), (config, "--config"), (regions, "--region")):
                 if given:
                     raise UsageError(f"{flag} is not for linux-2.4 (see --ksyms, --kallsyms24, --base)")
@@ -142,7 +142,7 @@ def _link(
     with_modules: list[str],
     svg_out: str | None = None,
 ) -> int:
-    from lkm.link.image import link_module
+    from lkm.link import link
     from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
     from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
     from lkm.link.output import linked_elf, region_blobs, write_atomic
@@ -172,7 +172,7 @@ def _link(
         assert at is not None
         other_bases, at = sequential_bases(other_lay, at, {})
         resolve = kernel_resolver(other, table, force_modversion="modversion" in force, warnings=warnings)
-        other_img = link_module(other, other_lay, other_bases, resolve)
+        other_img = link(other, resolve, config=config, bases=other_bases, layout=other_lay)
         addrs = {s.name: other_img.symbol_values[s.number] for s in other.elf.symbols() if s.name and s.shndx}
         table.add_module_exports(other.name, other.exports, addrs, reject_duplicates=True)
     if vermagic is not None:
@@ -182,7 +182,7 @@ def _link(
     bases = dict(regions)
     if at is not None:  # every region one after the other from --base, page-aligned
         bases, at = sequential_bases(lay, at, bases)
-    image = link_module(mod, lay, bases, resolve)
+    image = link(mod, resolve, config=config, bases=bases, layout=lay)
     for w in warnings:
         sys.stderr.write(f"lkm link: WARNING: {w}\n")
     outputs: dict[str, bytes] = {}
@@ -220,10 +220,15 @@ _OPTS_24 = ("--map", "--ksyms", "--name", "--autoclean", "--no-export", "--no-ks
             "--persist")  # fmt: skip
 
 
-def _is_24(path: str) -> bool:
+def _user_space_link(layout: str | None, path: str) -> bool:
+    """Whether insmod links (2.4): the layout named, else the one the module is built for."""
+    from lkm.kernels import VERSIONS
     from lkm.module.file import ModuleFile
 
-    return ModuleFile.open(path).is_24
+    if layout is not None:
+        version = VERSIONS.get(layout)
+        return version is not None and version.user_space_link
+    return ModuleFile.open(path).version.user_space_link
 
 
 def _link_24(
