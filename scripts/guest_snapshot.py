@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from lkm.kernel.load import module_name  # noqa: E402
-from lkm.link.layout import KernelConfig, default_rules, layout_module  # noqa: E402
+from lkm.link.layout import KernelConfig, layout_module  # noqa: E402
 from lkm.module.file import ModuleFile  # noqa: E402
 from testing.corpus import CorpusTree, corpus_dir, find_tree  # noqa: E402
 from testing.guest import GuestError, Qmp, busybox_for, make_initramfs, start  # noqa: E402

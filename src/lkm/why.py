@@ -25,7 +25,7 @@ import re
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from lkm.moddir import normalize
+from lkm.modname import alias_normalize as normalize
 from lkm.record import Record
 
 if TYPE_CHECKING:

@@ -127,6 +127,7 @@ def test_module_memory_pools(tmp_path: Path) -> None:
 
 def _tree(tmp: Path) -> tuple[Path, Path]:
     from tests.depmod.conftest import RELEASE, make_tree
+
     from tests.draw.test_why import CONF, MODS
 
     make_tree(tmp, MODS)

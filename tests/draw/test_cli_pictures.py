@@ -6,8 +6,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.conftest import FIX6
 from tests.depmod.conftest import RELEASE, make_tree
+
+from tests.conftest import FIX6
 from tests.draw.test_memmap import SVG, lkm
 from tests.draw.test_why import MODS
 

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
 
 from lkm.draw.depgraph import (
     DepTables,
@@ -24,7 +25,6 @@ from lkm.draw.depgraph import (
 from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.resolve import PatternTable
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
 from tests.draw.test_why import CONF, MODS
 
 

@@ -223,7 +223,7 @@ def _graph(outputs: list[tuple[str, bytes]], path: str, names: list[str] | None)
     tables = DepTables(files.get("modules.dep", ""), files.get("modules.alias", ""))
     mods = None
     if names is not None:
-        from lkm.depmod.scan import path_to_modname
+        from lkm.modname import path_to_modname
 
         mods = [path_to_modname(n) for n in names]
     g = tree_graph(tables, mods)

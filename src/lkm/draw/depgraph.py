@@ -18,9 +18,9 @@ import os
 import shutil
 import subprocess
 
-from lkm.depmod.scan import path_to_modname
 from lkm.draw import svg
 from lkm.errors import LkmError
+from lkm.modname import path_to_modname
 from lkm.modprobe.resolve import Mod, PatternTable, Resolver
 from lkm.record import Record
 
