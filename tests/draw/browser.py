@@ -10,7 +10,7 @@ import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
-from tests.conftest import require
+from support import require
 
 FLAGS = [
     "--headless",

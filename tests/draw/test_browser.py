@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from lkm.draw.depgraph import DepTables
-from tests.conftest import FIX6, FIX24, ROOT
 from tests.draw.browser import Elements, load, png_distinct_bytes, screenshot, self_contained
 from tests.draw.test_memmap import KSYMS24, kallsyms_for, lkm, map24_sections, summary_sections
+
+from support import FIX6, FIX24, ROOT
 
 pytestmark = pytest.mark.oracle
 DOCS = ROOT / "docs" / "pictures"
@@ -126,9 +127,9 @@ def test_module_memory_pools(tmp_path: Path) -> None:
 
 
 def _tree(tmp: Path) -> tuple[Path, Path]:
-    from tests.depmod.conftest import RELEASE, make_tree
-
     from tests.draw.test_why import CONF, MODS
+
+    from support import RELEASE, make_tree
 
     make_tree(tmp, MODS)
     assert lkm("depmod", "-b", str(tmp), RELEASE)[0] == 0
@@ -140,13 +141,13 @@ def _tree(tmp: Path) -> tuple[Path, Path]:
 
 @pytest.mark.parametrize("engine", ["graphviz", "lkm"])
 def test_dependency_graph(engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.depmod.conftest import RELEASE
+    from support import RELEASE
 
     d, conf = _tree(tmp_path)
     if engine == "lkm":  # no Graphviz on PATH: our own layout
         monkeypatch.setenv("LKM_DOT", "")
     else:
-        from tests.conftest import require
+        from support import require
 
         require(shutil.which("dot"), "Graphviz is not installed: apt-get install graphviz")
     svg, dot = tmp_path / "top.svg", tmp_path / "top.dot"

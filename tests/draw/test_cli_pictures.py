@@ -6,11 +6,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.depmod.conftest import RELEASE, make_tree
-
-from tests.conftest import FIX6
 from tests.draw.test_memmap import SVG, lkm
 from tests.draw.test_why import MODS
+
+from support import FIX6, RELEASE, make_tree
 
 
 def test_depmod_graph_dot_and_svg(tmp_path: Path) -> None:

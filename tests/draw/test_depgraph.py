@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
 
 from lkm.draw.depgraph import (
     DepTables,
@@ -26,6 +25,10 @@ from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.resolve import PatternTable
 from tests.draw.test_why import CONF, MODS
+
+from support import RELEASE, kmod_tool, make_tree
+
+pytestmark = pytest.mark.oracle  # runs Debian's kmod (depmod, modprobe)
 
 
 def check(g: Graph, res: Resolver, t: DepTables, name: str) -> None:

@@ -16,7 +16,8 @@ import pytest
 
 from lkm.cli import main
 from lkm.module import ModuleFile
-from tests.conftest import FIX6, FIX24
+
+from support import FIX6, FIX24
 
 KSYMS24 = """\
 c0118000 printk

@@ -9,14 +9,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
-from tests.depmod.elfgen import make_module
 
 from lkm.draw.depgraph import DepTables
 from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.why import WhyReport, parse_requests, why
-from tests.conftest import lkm_cmd
+
+from support import RELEASE, kmod_tool, lkm_cmd, make_module, make_tree
+
+pytestmark = pytest.mark.oracle  # runs Debian's kmod (depmod, modprobe)
 
 MODS = {
     "kernel/core.ko": make_module("core", exports={"core_fn": 1}),
