@@ -41,9 +41,8 @@ def main() -> int:
     import lzma
     import zlib
 
+    from lkm.link import KernelConfig, link
     from lkm.link.gnu_ld import EMULATIONS, ld_command, prepare_input, run_ld
-    from lkm.link.image import link_module
-    from lkm.link.layout import KernelConfig, layout_module
     from lkm.module import ModuleFile
     from testing.corpus import find_tree, module_files
 
@@ -68,8 +67,7 @@ def main() -> int:
 
         def link(src: Path):  # type: ignore[no-untyped-def]
             mod = ModuleFile.open(src)
-            lay = layout_module(mod.elf, rules, config)
-            return mod, link_module(mod, lay, BASES[rules], resolve, percpu_base=PERCPU_BASE)
+            return mod, link(mod, resolve, rules, config, BASES[rules], percpu_base=PERCPU_BASE)
 
         # lkm: every module linked in one process, each image dropped when done (as a tool would)
         t0 = time.perf_counter()

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from lkm.kernel.model import ModelKernel
-from lkm.moddir import ModulesDir, normalize
+from lkm.moddir import ModulesDir
+from lkm.modname import alias_normalize as normalize
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.actions import Flags, KernelState, probe
 from lkm.module.file import ModuleFile

@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
+from lkm.arch.arm64 import PLT_ENTRY_SIZE, R, encode_imm, reloc_insn_imm, reloc_insn_movw
 from lkm.elf.constants import SHT_NOBITS
-from lkm.link.arm64 import PLT_ENTRY_SIZE, R, encode_imm, reloc_insn_imm, reloc_insn_movw
 from lkm.link.image import link_module
 from lkm.link.layout import layout_module
 from lkm.module import ModuleFile

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 
+from lkm.emulate.arch import ARCHES
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.kernel import Kernel, SymbolSpace, TraceEntry
 from lkm.emulate.machine import EmulationFault
@@ -62,9 +63,10 @@ def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
     from lkm.symbols.table import SymbolTable
 
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
-    if not env or arch != "x86_64":
+    spec = ARCHES.get(arch)
+    if not env or spec is None or not spec.amd64_tables:
         return None
-    return SymbolSpace(SymbolTable.from_files(env), "x86_64")
+    return SymbolSpace(SymbolTable.from_files(env), arch)
 
 
 DEFAULT = "default"  # Session(symbols=DEFAULT): default_symbols() of the first module's architecture
@@ -95,7 +97,7 @@ class Session:
                 self.symbols = default_symbols(arch.split("-")[0])
             s = self.symbols
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
-            state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
+            state = KernelState.booted() if self.booted and ARCHES[arch].amd64_tables else KernelState()
             ib, tb = self.budgets
             self.kernel = Kernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
         elif self.kernel.arch.name != arch.split("-")[0]:
@@ -113,7 +115,7 @@ class Session:
         mod = ModuleFile.open(os.path.join(self.base_dir, path))
         k = self.kernel_for(arch_for(mod))
         mark = self._mark()
-        if not mod.is_24:
+        if not mod.version.user_space_link:
             _load_taints(k.state, mod)
         em = load(k, mod)
         try:
