@@ -14,12 +14,13 @@ def test_no_symbols_keeps_report() -> None:
     src = DATA / "vm-6.1-null.txt"
     r = run([*lkm_cmd(), "ksymoops", "-K", "-L", str(src)])
     assert r.stdout.decode() == src.read_text()
-    assert r.returncode == 1 and b"no kernel symbols" in r.stderr
+    assert r.returncode == 0 and b"no kernel symbols" in r.stderr  # a warning, not a failure
 
 
 def test_garbage_and_json() -> None:
     r = run([*lkm_cmd(), "ksymoops", "--format", "json", "-K", "-L", str(DATA / "spec-garbage.txt")])
     doc = json.loads(r.stdout)
+    assert r.returncode == 3  # no report in the input
     assert doc["reports"] == [] and len(doc["lines"]) == len(
         (DATA / "spec-garbage.txt").read_text().splitlines()
     )

@@ -6,6 +6,10 @@ ksymoops' options where they still mean something: -k kallsyms (or a 2.4 /proc/k
 lines; default: /sys/module/*/sections when -l is the live /proc/modules), --offset KASLR
 offset (default: the report's "Kernel Offset" line), --debug-root DIR (separate debug files),
 --format ksymoops|decode-stacktrace|json.  The work is :func:`lkm.oops.inputs.decode_text`.
+
+Exit status: 0 when the input was decoded (what could not be improved is said on stderr as
+warnings), 2 for a usage error or an unreadable input or symbol file, 3 when the input holds
+no report at all (the output is then the input, unchanged).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ HELP = """Usage: lkm ksymoops [OPTIONS] [REPORT|-]
   --debug-root DIR  separate debug files (build-id and -dbg layouts; default /usr/lib/debug)
   --offset HEX   KASLR offset (default: from the report)
   --format ksymoops|decode-stacktrace|json   (default decode-stacktrace)
+Exit status: 0 decoded (warnings on stderr), 2 usage error or unreadable file, 3 no report found.
 """
 
 
@@ -73,4 +78,6 @@ def run(prog: str, args: list[str]) -> int:
     sys.stdout.write(out)
     for n in dict.fromkeys(notes):
         sys.stderr.write(f"{prog}: warning: {n}\n")
-    return 1 if notes else 0
+    from lkm.oops.report import parse
+
+    return 0 if parse(text).reports else 3
