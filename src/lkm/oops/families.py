@@ -292,7 +292,7 @@ class FrameView:
         self.name = name
         self.reliable = reliable
         self.stack = stack
-        self.label = label
+        self.label = label.strip()
         self.context = context
         self.inline = inline
 

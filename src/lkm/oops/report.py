@@ -219,6 +219,98 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
 )
 _COMPILED = tuple((kind, re.compile(p)) for kind, p in LINE_KINDS)
 
+
+def _first_chars(pattern: str) -> frozenset[str] | None:
+    """The ASCII characters a match of ``pattern`` can start with (None: any, or unknown),
+    from the parsed pattern: what lets :func:`classify` try only the kinds a line can be."""
+    try:
+        import re._parser as sre  # type: ignore[import-not-found]
+        from re._constants import (  # type: ignore[import-not-found]
+            BRANCH, IN, LITERAL, MAX_REPEAT, MIN_REPEAT, SUBPATTERN,
+        )
+    except ImportError:  # Python 3.10
+        import sre_parse as sre  # type: ignore[no-redef]
+        from sre_constants import BRANCH, IN, LITERAL, MAX_REPEAT, MIN_REPEAT, SUBPATTERN  # type: ignore[no-redef]
+
+    ascii_chars = [chr(c) for c in range(128)]
+
+    def seq(items: list[tuple[object, object]]) -> tuple[set[str] | None, bool]:
+        """(first chars, can be empty)"""
+        out: set[str] = set()
+        for op, av in items:
+            got, empty = one(op, av)
+            if got is None:
+                return None, False
+            out |= got
+            if not empty:
+                return out, False
+        return out, True
+
+    def one(op: object, av: object) -> tuple[set[str] | None, bool]:
+        if op is LITERAL:
+            return {chr(av)}, False  # type: ignore[call-overload]
+        if op is IN:
+            return {c for c in ascii_chars if in_class(av, c)}, False
+        if op is SUBPATTERN:
+            return seq(list(av[-1]))  # type: ignore[index]
+        if op is BRANCH:
+            out: set[str] = set()
+            empty = False
+            for alt in av[1]:  # type: ignore[index]
+                got, e = seq(list(alt))
+                if got is None:
+                    return None, False
+                out |= got
+                empty = empty or e
+            return out, empty
+        if op in (MAX_REPEAT, MIN_REPEAT):
+            lo, _hi, sub = av  # type: ignore[misc]
+            got, e = seq(list(sub))
+            return got, e or lo == 0
+        return None, False
+
+    cats = {"CATEGORY_DIGIT": str.isdigit, "CATEGORY_SPACE": str.isspace,
+            "CATEGORY_WORD": lambda c: c.isalnum() or c == "_"}  # fmt: skip
+
+    def in_class(av: object, c: str) -> bool:
+        neg = False
+        hit = False
+        for op, v in av:  # type: ignore[attr-defined]
+            name = str(op)
+            if name == "NEGATE":
+                neg = True
+            elif name == "LITERAL":
+                hit = hit or chr(v) == c
+            elif name == "RANGE":
+                hit = hit or v[0] <= ord(c) <= v[1]
+            elif name == "CATEGORY":
+                cat = str(v)
+                test = cats.get(cat.replace("NOT_", ""))
+                if test is None:
+                    return True
+                hit = hit or (test(c) != cat.startswith("CATEGORY_NOT_"))
+            else:
+                return True
+        return hit != neg
+
+    try:
+        parsed = sre.parse(pattern)
+        got, _empty = seq(list(parsed))
+    except Exception:
+        return None
+    return frozenset(got) if got is not None else None
+
+
+def _buckets() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
+    firsts = [_first_chars(p) for _k, p in LINE_KINDS]
+    out = {}
+    for c in [chr(i) for i in range(128)]:
+        out[c] = tuple(kp for kp, f in zip(_COMPILED, firsts) if f is None or c in f)
+    return out
+
+
+_BY_FIRST = _buckets()
+
 # dmesg / journal / syslog prefixes, applied in this order (each at most once).
 _SYSLOG = re.compile(
     r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
@@ -418,7 +510,7 @@ def split_prefix(line: str) -> tuple[str, str, float | None]:
 
 def classify(text: str) -> tuple[str, dict[str, JSON]]:
     """(kind, fields) of a line's text (after its prefix)."""
-    for kind, rx in _COMPILED:
+    for kind, rx in _BY_FIRST.get(text[:1], _COMPILED):
         m = rx.fullmatch(text)
         if m:
             fields: dict[str, JSON] = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -794,6 +886,8 @@ def _group(lines: list[Line]) -> list[list[int]]:
 
 _ARCH_BY_REG = {"RIP": "x86_64", "RAX": "x86_64", "EIP": "i386", "eax": "i386", "pc": "arm64", "x29": "arm64"}
 _AT = re.compile(rf", at: (?:\[<{_HEX}+>\] )?{SYMBOL}")
+_OLD_ACCESS = re.compile(r"(Read|Write) of size \d+ by task|(Read|Write) at addr ")
+_LASTFN = re.compile(r"\s*(?:last function|.*workfn)[:=] ?(\S+)")
 _ACQUIRE = re.compile(r".*(?:is trying to acquire|is trying to lock|takes:|is trying to release)")
 
 
@@ -812,6 +906,8 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
     code_line = -1
     stack = 0
     prev_kind = ""
+    labels: dict[int, str] = {}
+    label = ""
     lockdep_at: str | None = None
     acquire = False
     lastfn: str | None = None
@@ -837,7 +933,7 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
         if k == "kasan_access":
             facts.setdefault("access", f["access"])
         elif k == "other" and "access" not in facts:
-            m = re.match(r"(Read|Write) of size \d+ by task|(Read|Write) at addr ", ln.text)
+            m = _OLD_ACCESS.match(ln.text)
             if m:
                 facts["access"] = m.group(1) or m.group(2)
         if k == "panic":
@@ -883,6 +979,7 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
         elif k == "frame":
             if prev_kind not in _STACK_KINDS:
                 stack += 1
+                labels[stack] = label  # the line before its first frame names the stack
             frames.append(_frame(i, f, context, pc=False, stack=stack))
         elif k == "ip" and f.get("cs") not in ("0033", "0023", "0073", "007b") and "ip" not in facts:
             frame = _frame(i, f, None, pc=f.get("reg") != "lr", stack=stack)
@@ -899,7 +996,7 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
                     lockdep_at = m.group("symbol")
             acquire = bool(_ACQUIRE.match(ln.text))
         if lastfn is None:
-            m = re.match(r"\s*(?:last function|.*workfn)[:=] ?(\S+)", ln.text)
+            m = _LASTFN.match(ln.text) if "function" in ln.text or "workfn" in ln.text else None
             if m:
                 lastfn = m.group(1)
         if k == "ip" and arch is None:
@@ -910,22 +1007,12 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
                 arch = next((_ARCH_BY_REG[r] for r in regs if r in _ARCH_BY_REG), None)
         if k != "blank":
             prev_kind = k
+            if k not in _STACK_KINDS and k not in ("cpu", "hardware", "modules", "tainted"):
+                label = ln.text
     if registers:
         facts["registers"] = dict(registers)
     if callers:
         facts["callers"] = sorted(callers)
-    # each stack's label: the line before its first frame
-    labels: dict[int, str] = {}
-    for fr in frames:
-        if fr.stack not in labels:
-            j = members.index(fr.line) if fr.line in members else 0
-            lab = ""
-            for m_i in reversed(members[:j]):
-                lk = lines[m_i].kind
-                if lk not in _STACK_KINDS and lk not in ("cpu", "hardware", "modules", "tainted"):
-                    lab = lines[m_i].text.strip()
-                    break
-            labels[fr.stack] = lab
     report = Report(list(members), kind, heading, arch, facts, frames, heading)
     _describe(report, lines, labels, lockdep_at, lastfn)
     return report
@@ -970,6 +1057,8 @@ def _describe(
         corrupted = "only the panic that ends a report was seen"
     guilty = F.guilty_frame(how, views, ip_name if isinstance(ip_name, str) else None,
                             warn_name if isinstance(warn_name, str) else None, lockdep_at)  # fmt: skip
+    if guilty is None and match.groupdict().get("fn"):  # the stack-protector panic names it
+        guilty = F.normalize_name(str(match.group("fn")))
     access = facts.get("access")
     title = F.make_title(family, match, fmt, guilty, access if isinstance(access, str) else None, lastfn)
     if "{g}" in fmt and guilty is None and not corrupted:
