@@ -22,9 +22,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "oops"))
 
-import crashgen  # noqa: E402
+import crashgen
 
-from lkm.oops.triage import triage  # noqa: E402
+from lkm.oops.triage import triage
 
 
 def generate(n: int, root: str, seed: int) -> collections.Counter[str]:
@@ -68,13 +68,25 @@ def main() -> int:
         dt = time.monotonic() - t0
         got = collections.Counter({c.title: c.count for c in res.crashes})
         results[engine] = [(c.signature, c.title, c.count, c.releases) for c in res.crashes]
-        print(json.dumps({
-            "engine": engine, "logs": res.logs, "reports": res.reports, "unique": len(res.crashes),
-            "truth_unique": len(truth), "titles_equal": set(got) == set(truth), "counts_equal": got == truth,
-            "seconds": round(dt, 1), "MB_per_s": round(res.bytes / dt / 1e6, 2),
-            "reports_per_s": round(res.reports / dt), "errors": len(res.errors),
-            "corrupted": sum(c.corrupted for c in res.crashes),
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "engine": engine,
+                    "logs": res.logs,
+                    "reports": res.reports,
+                    "unique": len(res.crashes),
+                    "truth_unique": len(truth),
+                    "titles_equal": set(got) == set(truth),
+                    "counts_equal": got == truth,
+                    "seconds": round(dt, 1),
+                    "MB_per_s": round(res.bytes / dt / 1e6, 2),
+                    "reports_per_s": round(res.reports / dt),
+                    "errors": len(res.errors),
+                    "corrupted": sum(c.corrupted for c in res.crashes),
+                }
+            ),
+            flush=True,
+        )
     if len(results) > 1:
         first = next(iter(results.values()))
         print(json.dumps({"engines_identical": all(r == first for r in results.values())}))

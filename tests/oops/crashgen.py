@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Synthetic kernel console logs with ground truth, written from the kernel's printk formats
 (see lkm.oops.families and docs/crash-families.md for the source file of each format).
 
@@ -90,8 +91,18 @@ def kasan(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]:
     else:
         if kind == "use-after-free" and era == "6.12":
             kind = "slab-use-after-free"
-        head = [R, f"BUG: KASAN: {kind} in {g}+0x1a/0x90", f"{acc} of size 8 at addr ffff88801e2f3a40 by task syz/4242", ""]
-    noise = ["dump_stack_lvl+0x49/0x63", "print_report+0x171/0x4a8", "kasan_report+0xb1/0x140", f"? {g}+0x1a/0x90"]
+        head = [
+            R,
+            f"BUG: KASAN: {kind} in {g}+0x1a/0x90",
+            f"{acc} of size 8 at addr ffff88801e2f3a40 by task syz/4242",
+            "",
+        ]
+    noise = [
+        "dump_stack_lvl+0x49/0x63",
+        "print_report+0x171/0x4a8",
+        "kasan_report+0xb1/0x140",
+        f"? {g}+0x1a/0x90",
+    ]
     lines = [*head, *_cpu(rng, "6.1.0"), *_trace(rng, g, noise, arch, era), "",
              "Allocated by task 1234:", " kasan_save_stack+0x1e/0x40", " __kasan_kmalloc+0x7a/0x90",
              f" {rng.choice(FUNCS)}+0x3b/0x80", "",
@@ -107,7 +118,11 @@ def kasan(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]:
 
 
 def kasan_free(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]:
-    word = "double-free or invalid-free" if era in ("4.x", "5.x") else rng.choice(["double-free", "invalid-free"])
+    word = (
+        "double-free or invalid-free"
+        if era in ("4.x", "5.x")
+        else rng.choice(["double-free", "invalid-free"])
+    )
     lines = [R, f"BUG: KASAN: {word} in kfree+0x90/0x1a0", "", *_cpu(rng, "5.10.0"),
              *_trace(rng, g, ["dump_stack+0x107/0x163", "print_address_description.constprop.0+0x1c/0x210",
                               "kasan_report_invalid_free+0x51/0x80", "kfree+0x90/0x1a0"], arch, era), R]  # fmt: skip
@@ -147,7 +162,11 @@ def kcsan(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]:
 def ubsan(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]:
     kind = rng.choice(["shift-out-of-bounds", "array-index-out-of-bounds"])
     desc = "shift exponent 64 is too large for 64-bit type 'long unsigned int'"
-    noise = ["dump_stack_lvl+0x49/0x63", "ubsan_epilogue+0x5/0x40", "__ubsan_handle_shift_out_of_bounds+0x1e7/0x208"]
+    noise = [
+        "dump_stack_lvl+0x49/0x63",
+        "ubsan_epilogue+0x5/0x40",
+        "__ubsan_handle_shift_out_of_bounds+0x1e7/0x208",
+    ]
     if era == "4.x":
         body = [80 * "=", "UBSAN: Undefined behaviour in fs/x.c:12:3", desc, *_cpu(rng, "4.19.0"),
                 *_trace(rng, g, noise, arch, era), 80 * "="]  # fmt: skip
@@ -298,7 +317,11 @@ def divide(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]
 
 
 def kernel_bug(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]:
-    trap = "Internal error: Oops - BUG: 00000000f2000800 [#1] PREEMPT SMP" if arch == "arm64" else "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI"
+    trap = (
+        "Internal error: Oops - BUG: 00000000f2000800 [#1] PREEMPT SMP"
+        if arch == "arm64"
+        else "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI"
+    )
     lines = ["------------[ cut here ]------------", "kernel BUG at fs/ext4/inode.c:1234!", trap,
              "Modules linked in:", *_cpu(rng, "6.1.0"), *_regs(rng, g, arch),
              *_trace(rng, rng.choice(FUNCS), [], arch, era), _end()]  # fmt: skip
@@ -380,7 +403,7 @@ NOISE = [
     "WARNING: /etc/ssh/moduli does not exist, using fixed modulus",
     "e1000e 0000:00:19.0 eth0: NIC Link is Up 1000 Mbps Full Duplex",
     "EXT4-fs (sda1): mounted filesystem with ordered data mode. Quota mode: none.",
-    "audit: type=1400 audit(1700000000.123:42): apparmor=\"STATUS\" operation=\"profile_load\"",
+    'audit: type=1400 audit(1700000000.123:42): apparmor="STATUS" operation="profile_load"',
     "random: crng init done",
     "WARNING: The following packages cannot be authenticated!",
     "BUG_ON is not a heading",
@@ -388,7 +411,11 @@ NOISE = [
 
 
 def report(
-    rng: random.Random, family: str, guilty: str | None = None, era: str | None = None, arch: str | None = None
+    rng: random.Random,
+    family: str,
+    guilty: str | None = None,
+    era: str | None = None,
+    arch: str | None = None,
 ) -> tuple[Lines, str]:
     """The lines (without prefixes) of one report of ``family`` and its expected title."""
     maker, eras, arches = MAKERS[family]
@@ -422,7 +449,14 @@ def log(
         other = f"T{rng.randrange(10000, 20000)}"
         first = True
         for ln in lines:
-            if first and glue and rng.random() < 0.2 and ln and not ln.startswith("=") and not ln.startswith("-"):
+            if (
+                first
+                and glue
+                and rng.random() < 0.2
+                and ln
+                and not ln.startswith("=")
+                and not ln.startswith("-")
+            ):
                 t += 0.001
                 cid = f"[{me:>6}]" if callers else ""
                 out.append(f"** {rng.randrange(1, 50)} printk messages dropped ** [{t:12.6f}]{cid} {ln}")

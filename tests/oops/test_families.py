@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Report families, titles and guilty frames against reports built from the kernel's printk
 formats (tests/oops/crashgen.py: each report with the title the field gives it), the bugs of
 issue 17 one by one, and hypothesis over generated and interleaved logs."""
@@ -15,10 +16,12 @@ from hypothesis import strategies as st
 from lkm.oops.report import parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import crashgen  # noqa: E402
+import crashgen
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "oops"
-CASES = [(fam, era, arch) for fam, (_m, eras, arches) in crashgen.MAKERS.items() for era in eras for arch in arches]
+CASES = [
+    (fam, era, arch) for fam, (_m, eras, arches) in crashgen.MAKERS.items() for era in eras for arch in arches
+]
 
 
 def _stamp(lines: list[str], caller: str | None = None) -> str:

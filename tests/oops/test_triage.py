@@ -17,7 +17,7 @@ import pytest
 from lkm.oops import triage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import crashgen  # noqa: E402
+import crashgen
 
 
 def _write_logs(d: Path, n: int, seed: int = 5) -> collections.Counter[str]:
@@ -59,10 +59,21 @@ def test_journal_export_and_json() -> None:
     export = b""
     js = ""
     for i, b in enumerate(bodies):
-        export += (f"__CURSOR=s=1;i={i}\n__REALTIME_TIMESTAMP=1700000000{i:06d}\n__MONOTONIC_TIMESTAMP={i * 1000}\n"
-                   f"_TRANSPORT=kernel\nMESSAGE={b}\n\n").encode()  # fmt: skip
-        js += json.dumps({"__CURSOR": f"s={i}", "MESSAGE": b, "__MONOTONIC_TIMESTAMP": str(i * 1000),
-                          "_TRANSPORT": "kernel"}) + "\n"  # fmt: skip
+        export += (
+            f"__CURSOR=s=1;i={i}\n__REALTIME_TIMESTAMP=1700000000{i:06d}\n__MONOTONIC_TIMESTAMP={i * 1000}\n"
+            f"_TRANSPORT=kernel\nMESSAGE={b}\n\n"
+        ).encode()
+        js += (
+            json.dumps(
+                {
+                    "__CURSOR": f"s={i}",
+                    "MESSAGE": b,
+                    "__MONOTONIC_TIMESTAMP": str(i * 1000),
+                    "_TRANSPORT": "kernel",
+                }
+            )
+            + "\n"
+        )
     for data in (export, js.encode()):
         got = triage.analyze(triage.decode_log_bytes(data))
         assert [s.title for s in got] == titles

@@ -78,6 +78,6 @@ def run(prog: str, args: list[str]) -> int:
     sys.stdout.write(out)
     for n in dict.fromkeys(notes):
         sys.stderr.write(f"{prog}: warning: {n}\n")
-    from lkm.oops.report import parse
+    from lkm.oops.report import parse as parse_log
 
-    return 0 if parse(text).reports else 3
+    return 0 if parse_log(text).reports else 3

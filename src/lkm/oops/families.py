@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Crash-report families: which heading opens which kind of report, how that report ends,
 and how the field names it (title, guilty frame, signature).
 
@@ -352,7 +353,12 @@ def guilty_frame(
                 got = _first(s)
                 if got:
                     return got
-        tail = [f for s in stacks if s[0].label.startswith(("stack backtrace", "Call Trace", "Call trace")) for f in s]
+        tail = [
+            f
+            for s in stacks
+            if s[0].label.startswith(("stack backtrace", "Call Trace", "Call trace"))
+            for f in s
+        ]
         return _first(tail) or _first(primary)
     if how == "hang":
         return _first(primary, _HANG_SKIP) or _first(primary)
@@ -392,7 +398,9 @@ def make_title(
     """The title of a report (before :func:`normalize_title`)."""
     groups = {k: (v or "") for k, v in match.groupdict().items()}
     if family == "kasan":
-        groups["type"] = groups.get("type", "").replace(" ", "-").replace("use-after-free-access", "use-after-free")
+        groups["type"] = (
+            groups.get("type", "").replace(" ", "-").replace("use-after-free-access", "use-after-free")
+        )
         groups["type"] = {"out-of-bounds-access": "out-of-bounds", "use-after-free": "use-after-free"}.get(
             groups["type"], groups["type"]
         )

@@ -28,7 +28,8 @@ from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 JSON = object  # the values in ``fields``: str, int, bool, None, list and dict of those
 
@@ -197,7 +198,8 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     ),
     (  # syzbot's symbolizer: an inlined frame, no offset
         "frame",
-        r"\s*(?P<unreliable>\? )?(?P<symbol>[A-Za-z_][\w.]*) (?P<source>[^\s()\[\]]+:\d+)(?P<inline> \[inline\])\s*",
+        r"\s*(?P<unreliable>\? )?(?P<symbol>[A-Za-z_][\w.]*) (?P<source>[^\s()\[\]]+:\d+)"
+        r"(?P<inline> \[inline\])\s*",
     ),
     (  # scripts/decode_stacktrace.sh: "name[+off/size] (file:line file:line ...) [module]"
         "frame",
@@ -226,15 +228,27 @@ def _first_chars(pattern: str) -> frozenset[str] | None:
     try:
         import re._parser as sre  # type: ignore[import-not-found]
         from re._constants import (  # type: ignore[import-not-found]
-            BRANCH, IN, LITERAL, MAX_REPEAT, MIN_REPEAT, SUBPATTERN,
+            BRANCH,
+            IN,
+            LITERAL,
+            MAX_REPEAT,
+            MIN_REPEAT,
+            SUBPATTERN,
         )
     except ImportError:  # Python 3.10
-        import sre_parse as sre  # type: ignore[no-redef]
-        from sre_constants import BRANCH, IN, LITERAL, MAX_REPEAT, MIN_REPEAT, SUBPATTERN  # type: ignore[no-redef]
+        import sre_parse as sre  # type: ignore[no-redef, unused-ignore]
+        from sre_constants import (  # type: ignore[no-redef, unused-ignore]
+            BRANCH,
+            IN,
+            LITERAL,
+            MAX_REPEAT,
+            MIN_REPEAT,
+            SUBPATTERN,
+        )
 
     ascii_chars = [chr(c) for c in range(128)]
 
-    def seq(items: list[tuple[object, object]]) -> tuple[set[str] | None, bool]:
+    def seq(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, bool]:
         """(first chars, can be empty)"""
         out: set[str] = set()
         for op, av in items:
@@ -246,17 +260,17 @@ def _first_chars(pattern: str) -> frozenset[str] | None:
                 return out, False
         return out, True
 
-    def one(op: object, av: object) -> tuple[set[str] | None, bool]:
+    def one(op: Any, av: Any) -> tuple[set[str] | None, bool]:
         if op is LITERAL:
-            return {chr(av)}, False  # type: ignore[call-overload]
+            return {chr(av)}, False
         if op is IN:
             return {c for c in ascii_chars if in_class(av, c)}, False
         if op is SUBPATTERN:
-            return seq(list(av[-1]))  # type: ignore[index]
+            return seq(list(av[-1]))
         if op is BRANCH:
             out: set[str] = set()
             empty = False
-            for alt in av[1]:  # type: ignore[index]
+            for alt in av[1]:
                 got, e = seq(list(alt))
                 if got is None:
                     return None, False
@@ -264,18 +278,24 @@ def _first_chars(pattern: str) -> frozenset[str] | None:
                 empty = empty or e
             return out, empty
         if op in (MAX_REPEAT, MIN_REPEAT):
-            lo, _hi, sub = av  # type: ignore[misc]
+            lo, _hi, sub = av
             got, e = seq(list(sub))
             return got, e or lo == 0
         return None, False
 
-    cats = {"CATEGORY_DIGIT": str.isdigit, "CATEGORY_SPACE": str.isspace,
-            "CATEGORY_WORD": lambda c: c.isalnum() or c == "_"}  # fmt: skip
+    def word(c: str) -> bool:
+        return c.isalnum() or c == "_"
 
-    def in_class(av: object, c: str) -> bool:
+    cats: dict[str, Callable[[str], bool]] = {
+        "CATEGORY_DIGIT": str.isdigit,
+        "CATEGORY_SPACE": str.isspace,
+        "CATEGORY_WORD": word,
+    }
+
+    def in_class(av: Any, c: str) -> bool:
         neg = False
         hit = False
-        for op, v in av:  # type: ignore[attr-defined]
+        for op, v in av:
             name = str(op)
             if name == "NEGATE":
                 neg = True
@@ -305,7 +325,7 @@ def _buckets() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
     firsts = [_first_chars(p) for _k, p in LINE_KINDS]
     out = {}
     for c in [chr(i) for i in range(128)]:
-        out[c] = tuple(kp for kp, f in zip(_COMPILED, firsts) if f is None or c in f)
+        out[c] = tuple(kp for kp, f in zip(_COMPILED, firsts, strict=True) if f is None or c in f)
     return out
 
 
@@ -742,7 +762,7 @@ def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
 
     if not cur.body:
         if cur.family is None:  # "cut here" or an opening rule: the heading it announced
-            return kind != "cut_here" or len(cur.members) > 1 and False
+            return kind != "cut_here" or (len(cur.members) > 1 and False)
         if kind == "oops" and not cur.oops:  # "BUG: unable to handle ..." + "Oops: 0000 [#1]"
             return True
         if cur.family == "kmemleak" and family == "kmemleak" and len(cur.members) == 1:
@@ -752,9 +772,8 @@ def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
         return False
     if cur.family in RULE_FRAMED and cur.rule:  # inside a sanitizer report until its closing rule
         return kind != "cut_here" and family not in SANITIZERS
-    if cur.family == "slub" and (kind == "cut_here" or (kind == "warning" and "mm/slub.c" in ln.text)):
-        return True  # 6.12 ends a SLUB report with WARN_ON(1)
-    return False
+    # 6.12 ends a SLUB report with WARN_ON(1)
+    return cur.family == "slub" and (kind == "cut_here" or (kind == "warning" and "mm/slub.c" in ln.text))
 
 
 def _group(lines: list[Line]) -> list[list[int]]:

@@ -28,8 +28,18 @@ if TYPE_CHECKING:
 class Sighting(Record):
     """One report seen in one log."""
 
-    __slots__ = ("signature", "title", "family", "guilty", "corrupted", "release", "source", "seen", "line",
-                 "text")  # fmt: skip
+    __slots__ = (
+        "signature",
+        "title",
+        "family",
+        "guilty",
+        "corrupted",
+        "release",
+        "source",
+        "seen",
+        "line",
+        "text",
+    )
 
     def __init__(
         self,
@@ -60,8 +70,20 @@ class Crash(Record):
     """Reports with one signature: how many, where and when first and last seen, on which
     kernel releases, and one representative report (the first one not corrupted)."""
 
-    __slots__ = ("signature", "title", "family", "guilty", "count", "logs", "first_seen", "last_seen", "releases",
-                 "corrupted", "representative", "decoded")  # fmt: skip
+    __slots__ = (
+        "signature",
+        "title",
+        "family",
+        "guilty",
+        "count",
+        "logs",
+        "first_seen",
+        "last_seen",
+        "releases",
+        "corrupted",
+        "representative",
+        "decoded",
+    )
 
     def __init__(self, first: Sighting) -> None:
         self.signature = first.signature
@@ -79,9 +101,8 @@ class Crash(Record):
 
     def add(self, s: Sighting) -> None:
         self.count += 1
-        if not self.logs or self.logs[-1] != s.source:
-            if s.source not in self.logs[-8:]:
-                self.logs.append(s.source)
+        if s.source not in self.logs[-8:]:
+            self.logs.append(s.source)
         where = {"source": s.source, "line": s.line, "time": s.seen}
         if not self.first_seen or (s.seen and str(s.seen) < str(self.first_seen.get("time") or "~")):
             self.first_seen = where
@@ -110,8 +131,20 @@ def analyze(text: str, source: str = "-", seen: str | None = None) -> list[Sight
     for idx, r in enumerate(log.reports):
         rel = r.facts.get("release")
         body = "".join(ln.raw for ln in log.lines[r.lines[0] : r.lines[-1] + 1] if ln.report == idx)
-        out.append(Sighting(r.signature, r.title, r.family, r.guilty, r.corrupted,
-                            rel if isinstance(rel, str) else None, source, seen, r.lines[0] + 1, body))  # fmt: skip
+        out.append(
+            Sighting(
+                r.signature,
+                r.title,
+                r.family,
+                r.guilty,
+                r.corrupted,
+                rel if isinstance(rel, str) else None,
+                source,
+                seen,
+                r.lines[0] + 1,
+                body,
+            )
+        )
     return out
 
 
@@ -321,25 +354,31 @@ def triage(
             results.append(got[i])
     crashes = merge(r[0] for r in results)
     errors = [e for _s, _n, e in results if e]
-    return TriageResult(crashes, len(results), sum(len(r[0]) for r in results), sum(r[1] for r in results), errors)
+    return TriageResult(
+        crashes, len(results), sum(len(r[0]) for r in results), sum(r[1] for r in results), errors
+    )
 
 
-def _run_dask(batches: list[list[str]], address: str | None, workers: int) -> list[tuple[list[Sighting], int, str | None]]:
+def _run_dask(
+    batches: list[list[str]], address: str | None, workers: int
+) -> list[tuple[list[Sighting], int, str | None]]:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise LkmError("the dask engine needs Dask: pip install 'lkm[dask]'") from None
     cluster = None
     if address:
-        client = Client(address)
+        client = Client(address)  # type: ignore[no-untyped-call]
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)  # type: ignore[no-untyped-call]
     try:
         futures = client.map(_safe_batch, batches, pure=False)
-        parts = client.gather(futures)
+        parts = client.gather(futures)  # type: ignore[no-untyped-call]
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
     return [r for part in parts for r in part]
@@ -370,7 +409,10 @@ def decode_representative(crash: Crash, root: str) -> tuple[str | None, list[str
     if d is None:
         return None, [f"no symbols for {rep.release or 'an unknown release'} in {root}"]
     names = set(os.listdir(d))
-    pick = lambda *cands: next((os.path.join(d, c) for c in cands if c in names), None)  # noqa: E731
+
+    def pick(*cands: str) -> str | None:
+        return next((os.path.join(d, c) for c in cands if c in names), None)
+
     kallsyms = pick("kallsyms", "proc-kallsyms.txt", "proc-kallsyms")
     system_map = pick("System.map", *sorted(n for n in names if n.startswith("System.map")))
     vmlinux = pick("vmlinux", *sorted(n for n in names if n.startswith("vmlinux")))
@@ -379,8 +421,11 @@ def decode_representative(crash: Crash, root: str) -> tuple[str | None, list[str
     sections = pick("sections.txt")
     notes: list[str] = []
     try:
-        out, got = decode_text(rep.text, Inputs(kallsyms, proc_modules, sections, None if kallsyms else system_map,
-                                                modules, vmlinux), "decode-stacktrace")  # fmt: skip
+        out, got = decode_text(
+            rep.text,
+            Inputs(kallsyms, proc_modules, sections, None if kallsyms else system_map, modules, vmlinux),
+            "decode-stacktrace",
+        )
     except LkmError as exc:
         return None, [str(exc)]
     notes.extend(got)
@@ -396,8 +441,10 @@ def format_table(result: TriageResult) -> str:
     for c in result.crashes:
         rel = ",".join(c.releases[:3]) + ("..." if len(c.releases) > 3 else "")
         mark = " (corrupted)" if c.corrupted == c.count else ""
-        rows.append(f"{c.count:>6} {len(c.logs):>5}  {str(c.first_seen.get('time') or '-'):<25} "
-                    f"{str(c.last_seen.get('time') or '-'):<25} {rel or '-':<24} {c.title}{mark}")  # fmt: skip
+        rows.append(
+            f"{c.count:>6} {len(c.logs):>5}  {c.first_seen.get('time') or '-'!s:<25} "
+            f"{c.last_seen.get('time') or '-'!s:<25} {rel or '-':<24} {c.title}{mark}"
+        )
     rows.append(f"{len(result.crashes)} unique crashes, {result.reports} reports in {result.logs} logs")
     return "\n".join(rows) + "\n"
 
@@ -442,10 +489,13 @@ def to_html(result: TriageResult) -> str:
             f"<td><details><summary>{e(c.title)}{bad}</summary>"
             f"<p>{e(c.representative.source)}:{c.representative.line} · family {e(c.family)}"
             f" · guilty {e(c.guilty or '-')} · signature {e(c.signature)}</p>"
-            f"<pre>{e(rep.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace'))}</pre></details></td></tr>"
+            f"<pre>{e(rep.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace'))}</pre>"
+            "</details></td></tr>"
         )
     out.append("</table>")
     if result.errors:
-        out.append("<h2>Unreadable logs</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in result.errors) + "</ul>")
+        out.append(
+            "<h2>Unreadable logs</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in result.errors) + "</ul>"
+        )
     out.append("</body></html>\n")
     return "".join(out)
