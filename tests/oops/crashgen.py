@@ -371,6 +371,188 @@ def stack_protector(rng: random.Random, g: str, era: str, arch: str) -> tuple[Li
 
 
 Maker = Callable[[random.Random, str, str, str], tuple[Lines, str]]
+
+
+def _simple(head: Lines, title: str, with_stack: bool = True) -> Maker:
+    def make(rng: random.Random, g: str, era: str, arch: str) -> tuple[Lines, str]:
+        body = [h.format(g=g) for h in head]
+        if with_stack:
+            body += [*_cpu(rng, "6.1.0"), *_trace(rng, g, ["dump_stack_lvl+0x49/0x63"], arch, era)]
+        return body, title.format(g=g)
+
+    return make
+
+
+paging = _simple(
+    [
+        "BUG: unable to handle page fault for address: ffffc90000a3f000",
+        "#PF: supervisor write access in kernel mode",
+        "#PF: error_code(0x0002) - not-present page",
+        "PGD 100000067 P4D 100000067 PUD 0 ",
+        "Oops: 0002 [#1] PREEMPT SMP NOPTI",
+        "Modules linked in:",
+        "CPU: 0 PID: 1 Comm: syz Not tainted 6.1.0 #1",
+        "RIP: 0010:{g}+0x1a/0x90",
+        "Call Trace:",
+        " <TASK>",
+        " vfs_write+0x1a/0x90",
+        " </TASK>",
+        "---[ end trace 0000000000000000 ]---",
+    ],
+    "BUG: unable to handle kernel paging request in {g}",
+    False,
+)
+arm64_paging = _simple(
+    [
+        "Unable to handle kernel paging request at virtual address ffff800012345678",
+        "Mem abort info:",
+        "  ESR = 0x0000000096000007",
+        "Internal error: Oops: 0000000096000007 [#1] PREEMPT SMP",
+        "Modules linked in:",
+        "CPU: 1 PID: 9 Comm: syz Not tainted 6.1.0 #1",
+        "pc : {g}+0x1a/0x90",
+        "lr : vfs_read+0x1a/0x90",
+        "Call trace:",
+        " {g}+0x1a/0x90",
+        " vfs_read+0x1a/0x90",
+        "Code: d65f03c0 d503233f a9be7bfd 910003fd (b9400000) ",
+        "---[ end trace 0000000000000000 ]---",
+    ],
+    "BUG: unable to handle kernel paging request in {g}",
+    False,
+)
+rcu_usage = _simple(
+    [
+        "",
+        "=============================",
+        "WARNING: suspicious RCU usage",
+        "6.1.0 #1 Not tainted",
+        "-----------------------------",
+        "include/linux/rcupdate.h:737 rcu_read_lock() used illegally while idle!",
+        "",
+        "other info that might help us debug this:",
+        "",
+        "rcu_scheduler_active = 2, debug_locks = 1",
+        "stack backtrace:",
+    ],
+    "WARNING: suspicious RCU usage in {g}",
+)
+hard_lockup = _simple(
+    ["NMI watchdog: Watchdog detected hard LOCKUP on cpu 1", "Modules linked in:",
+     "CPU: 1 PID: 42 Comm: syz Not tainted 5.10.0 #1", "RIP: 0010:native_queued_spin_lock_slowpath+0x1a/0x90",
+     "Call Trace:", " <TASK>", " _raw_spin_lock+0x1a/0x30", " {g}+0x1a/0x90", " do_syscall_64+0x5d/0xb0",
+     " entry_SYSCALL_64_after_hwframe+0x6e/0xd8", " </TASK>"],
+    "BUG: hard lockup in {g}", False,
+)  # fmt: skip
+wq_lockup = _simple(
+    [
+        "BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 34s!",
+        "Showing busy workqueues and worker pools:",
+        "workqueue events: flags=0x0",
+    ],
+    "BUG: workqueue lockup",
+    False,
+)
+double_fault = _simple(
+    [
+        "PANIC: double fault, error_code: 0x0",
+        "CPU: 0 PID: 1 Comm: syz Not tainted 6.1.0 #1",
+        "RIP: 0010:{g}+0x1a/0x90",
+        "Call Trace:",
+        " <#DF>",
+        " </#DF>",
+        " <TASK>",
+        " vfs_read+0x1/0x2",
+        " </TASK>",
+        "Kernel panic - not syncing: Machine halted.",
+    ],
+    "PANIC: double fault in {g}",
+    False,
+)
+stack_guard = _simple(
+    [
+        "BUG: TASK stack guard page was hit at ffffc90000a3ff78 (stack is ffffc90000a40000..ffffc90000a48000)",
+        "stack guard page: 0000 [#1] PREEMPT SMP KASAN",
+        "CPU: 0 PID: 1 Comm: syz Not tainted 6.1.0 #1",
+        "RIP: 0010:{g}+0x1a/0x90",
+        "Call Trace:",
+        " <TASK>",
+        " vfs_read+0x1/0x2",
+        " </TASK>",
+        "---[ end trace 0000000000000000 ]---",
+    ],
+    "BUG: stack guard page was hit in {g}",
+    False,
+)
+sched_atomic = _simple(
+    [
+        "BUG: scheduling while atomic: syz-executor.2/4242/0x00000002",
+        "1 lock held by syz-executor.2/4242:",
+        "Modules linked in:",
+    ],
+    "BUG: scheduling while atomic in {g}",
+)
+preemptible = _simple(
+    ["BUG: using smp_processor_id() in preemptible [00000000] code: syz/4242", "caller is {g}+0x1a/0x90"],
+    "BUG: using smp_processor_id() in preemptible code in {g}",
+)
+spinlock = _simple(
+    [
+        "BUG: spinlock bad magic on CPU#0, syz/4242",
+        " lock: 0xffff888012345678, .magic: 00000000, .owner: <none>/-1, .owner_cpu: 0",
+    ],
+    "BUG: spinlock bad magic in {g}",
+)
+bad_page = _simple(
+    [
+        "BUG: Bad page state in process syz  pfn:01234",
+        "page:00000000a1b2c3d4 refcount:0 mapcount:1 mapping:0000000000000000 index:0x0 pfn:0x1234",
+        "flags: 0x100000000000000(node=0|zone=1)",
+        "page dumped because: nonzero mapcount",
+        "Modules linked in:",
+    ],
+    "BUG: Bad page state in {g}",
+)
+netdev = _simple(
+    ["unregister_netdevice: waiting for lo to become free. Usage count = 2"],
+    "unregister_netdevice: waiting for DEV to become free",
+    False,
+)
+busy_inodes = _simple(
+    ["VFS: Busy inodes after unmount of sda1. Self-destruct in 5 seconds.  Have a nice day..."],
+    "VFS: Busy inodes after unmount (use-after-free)",
+    False,
+)
+invalid_opcode = _simple(
+    [
+        "invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+        "CPU: 0 PID: 1 Comm: syz Not tainted 6.1.0 #1",
+        "RIP: 0010:{g}+0x1a/0x90",
+        "Call Trace:",
+        " <TASK>",
+        " vfs_read+0x1/0x2",
+        " </TASK>",
+        "---[ end trace 0000000000000000 ]---",
+    ],
+    "invalid opcode in {g}",
+    False,
+)
+ubsan_trap = _simple(
+    [
+        "Internal error: UBSAN: array index out of bounds: 00000000f2005512 [#1] PREEMPT SMP",
+        "Modules linked in:",
+        "CPU: 1 PID: 9 Comm: syz Not tainted 6.1.0 #1",
+        "pc : {g}+0x1a/0x90",
+        "lr : vfs_read+0x1a/0x90",
+        "Call trace:",
+        " {g}+0x1a/0x90",
+        " vfs_read+0x1a/0x90",
+        "---[ end trace 0000000000000000 ]---",
+    ],
+    "UBSAN: array index out of bounds in {g}",
+    False,
+)
+
 #: family name -> (maker, eras it exists in, arches)
 MAKERS: dict[str, tuple[Maker, tuple[str, ...], tuple[str, ...]]] = {
     "kasan": (kasan, ("4.x", "5.x", "6.1", "6.12"), ("x86_64",)),
@@ -396,6 +578,21 @@ MAKERS: dict[str, tuple[Maker, tuple[str, ...], tuple[str, ...]]] = {
     "refcount": (refcount, ("5.x", "6.1"), ("x86_64",)),
     "sleeping": (sleeping, ("5.x", "6.1", "6.12"), ("x86_64",)),
     "stack_protector": (stack_protector, ("6.1",), ("x86_64",)),
+    "paging": (paging, ("6.1", "6.12"), ("x86_64",)),
+    "arm64_paging": (arm64_paging, ("6.1", "6.12"), ("arm64",)),
+    "rcu_usage": (rcu_usage, ("5.x", "6.1"), ("x86_64",)),
+    "hard_lockup": (hard_lockup, ("5.x", "6.1"), ("x86_64",)),
+    "wq_lockup": (wq_lockup, ("5.x", "6.1"), ("x86_64",)),
+    "double_fault": (double_fault, ("6.1",), ("x86_64",)),
+    "stack_guard": (stack_guard, ("6.1",), ("x86_64",)),
+    "sched_atomic": (sched_atomic, ("5.x", "6.1"), ("x86_64",)),
+    "preemptible": (preemptible, ("5.x", "6.1"), ("x86_64",)),
+    "spinlock": (spinlock, ("5.x",), ("x86_64",)),
+    "bad_page": (bad_page, ("6.1",), ("x86_64",)),
+    "netdev_wait": (netdev, ("5.x", "6.1"), ("x86_64",)),
+    "busy_inodes": (busy_inodes, ("4.x",), ("x86_64",)),
+    "invalid_opcode": (invalid_opcode, ("6.1",), ("x86_64",)),
+    "ubsan_trap": (ubsan_trap, ("6.1",), ("arm64",)),
 }
 
 NOISE = [

@@ -110,6 +110,7 @@ FAMILIES: tuple[tuple[str, str, str, str], ...] = (
     ("double_fault", r"PANIC: double fault", "PANIC: double fault in {g}", "ip"),
     ("gpf", r"(?:Oops: )?(?:segment-related )?general protection fault", "general protection fault in {g}", "ip"),
     ("trap", r"(?:Oops: )?(?P<trap>divide[ _]error|invalid opcode|stack segment|int3|overflow|bounds|invalid TSS|segment not present|alignment check|coprocessor segment overrun|Split lock detected|Bad pagetable|SIMD coprocessor error): ", "{trapname} in {g}", "ip"),
+    ("ubsan", r"Internal error: UBSAN: (?P<type>[^:]+):", "UBSAN: {type} in {g}", "ip"),
     ("internal_error", r"Internal error: ", "Internal error in {g}", "ip"),
     ("internal_error", r"(?:Unhandled fault|Synchronous External Abort): |SError Interrupt on CPU|Insufficient stack space to handle exception", "Internal error in {g}", "ip"),
     ("oops", r"(?:Oops: )?Oops", "Oops in {g}", "ip"),
@@ -239,7 +240,10 @@ _STALL_ANCHORS = re.compile(
     r"|__do_softirq|handle_softirqs|run_ksoftirqd|irq_exit\w*|smp_call_function\w*"
     r"|generic_handle_irq\w*|__sysvec_\w+|sysvec_\w+|asm_sysvec_\w+|el0_\w+|invoke_syscall"
     r"|entry_SYSCALL\w*|call_timer_fn|expire_timers|__run_timers\w*|run_timer_softirq"
-    r"|rcu_core\w*|rcu_do_batch|napi_poll|net_rx_action|do_idle|cpu_startup_entry|cpuidle_\w+)\Z"
+    r"|rcu_core\w*|rcu_do_batch|napi_poll|net_rx_action|do_idle|cpu_startup_entry|cpuidle_\w+"
+    r"|vfs_(?:read|write|ioctl|readv|writev|iter_read|iter_write)|__vfs_(?:read|write)|do_iter_\w+"
+    r"|sock_(?:sendmsg|recvmsg|write_iter|read_iter|ioctl)|__sys_\w+|ksys_\w+|__x64_sys_\w+|__se_sys_\w+"
+    r"|__ia32_sys_\w+|__arm64_sys_\w+|SyS_\w+)\Z"
 )
 _SYSCALL_PREFIX = re.compile(
     r"^(?:__x64_sys_|__ia32_sys_|__arm64_sys_|__se_sys_|__do_sys_|__sys_|ksys_|SyS_|SYSC_|__se_compat_sys_"

@@ -128,7 +128,7 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     ),
     (
         "oops",
-        r"(?P<internal>Internal error: )(?P<trap>[^:]*): (?P<code>[0-9a-f]{1,16})(?: \[#(?P<count>\d+)\])?"
+        r"(?P<internal>Internal error: )(?P<trap>(?:UBSAN: )?[^:]*): (?P<code>[0-9a-f]{1,16})(?: \[#(?P<count>\d+)\])?"
         r"(?P<flags>(?: [A-Z][A-Z0-9_]*)*)\s*",
     ),
     (
@@ -756,6 +756,12 @@ def _opens_report(lines: list[Line], i: int) -> bool:
     return False
 
 
+# Families whose heading the die header ("Oops: ...", "invalid opcode: ...") follows.
+_OOPS_AFTER = frozenset(
+    {"null_deref", "paging", "kernel_bug", "stack_guard", "double_fault", "internal_error", "bug"}
+)
+
+
 def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
     """Whether heading ``ln`` continues the open report ``cur`` rather than starting one."""
     from lkm.oops.families import RULE_FRAMED, SANITIZERS
@@ -763,7 +769,7 @@ def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
     if not cur.body:
         if cur.family is None:  # "cut here" or an opening rule: the heading it announced
             return kind != "cut_here" or (len(cur.members) > 1 and False)
-        if kind == "oops" and not cur.oops:  # "BUG: unable to handle ..." + "Oops: 0000 [#1]"
+        if kind == "oops" and not cur.oops and cur.family in _OOPS_AFTER:  # "BUG: unable to ..." + "Oops:"
             return True
         if cur.family == "kmemleak" and family == "kmemleak" and len(cur.members) == 1:
             return True  # syzkaller's "BUG: memory leak" + the object
