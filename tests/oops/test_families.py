@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lkm.oops.families import FAMILIES as FAMILY_TABLE
 from lkm.oops.report import parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +44,8 @@ def test_family(family: str, era: str, arch: str) -> None:
     assert [r.title for r in log.reports] == [title]
     assert _frames_outside(log) == []
     (r,) = log.reports
-    assert not r.corrupted and r.signature and r.guilty
+    assert not r.corrupted and r.signature
+    assert r.guilty or "{g}" not in next(f[2] for f in FAMILY_TABLE if f[0] == r.family and r.title.startswith(f[2][:4]))
 
 
 # -- the bugs of issue 17 -------------------------------------------------------------------------

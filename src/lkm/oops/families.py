@@ -9,42 +9,9 @@ and the kernel versions the format covers.  The titles follow the form fuzzing f
 *guilty frame*, the first frame of the relevant stack that is not part of the kernel's
 reporting machinery or a generic helper (:data:`SKIP`).
 
-=================  ===========  ==============================================  ================================
-family             versions     printk site                                     heading (example)
-=================  ===========  ==============================================  ================================
-kasan              4.0-6.12     mm/kasan/report.c (print_error_description)    ``BUG: KASAN: use-after-free in f``
-kfence             5.12-6.12    mm/kfence/report.c (kfence_report_error)       ``BUG: KFENCE: out-of-bounds read in f``
-kmsan              6.1-6.12     mm/kmsan/report.c (kmsan_report)               ``BUG: KMSAN: uninit-value in f``
-kcsan              5.8-6.12     kernel/kcsan/report.c (print_report)           ``BUG: KCSAN: data-race in f / g``
-ubsan              4.5-6.12     lib/ubsan.c (ubsan_prologue)                   ``UBSAN: shift-out-of-bounds in x.c:1:2``
-lockdep            2.6-6.12     kernel/locking/lockdep.c (print_*_bug)         ``WARNING: possible circular locking ...``
-rcu_usage          2.6-6.12     kernel/locking/lockdep.c (lockdep_rcu_suspicious) ``WARNING: suspicious RCU usage``
-slub               2.6-6.12     mm/slub.c (slab_bug)                           ``BUG kmalloc-8 (Not tainted): Object already free``
-kmemleak           2.6-6.12     mm/kmemleak.c (print_unreferenced)             ``unreferenced object 0x... (size 32):``
-hung_task          2.6-6.12     kernel/hung_task.c (check_hung_task)           ``INFO: task x:1 blocked for more than 143 seconds.``
-rcu_stall          2.6-6.12     kernel/rcu/tree_stall.h (print_*_stall)        ``rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:``
-soft_lockup        2.6-6.12     kernel/watchdog.c (watchdog_timer_fn)          ``watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:1]``
-hard_lockup        2.6-6.12     kernel/watchdog_hld.c (6.5+: kernel/watchdog.c) ``NMI watchdog: Watchdog detected hard LOCKUP on cpu 1``
-workqueue          4.5-6.12     kernel/workqueue.c (wq_watchdog_timer_fn, process_one_work) ``BUG: workqueue lockup - pool ...``
-null_deref         2.4-6.12     arch/x86/mm/fault.c (show_fault_oops), arch/arm64/mm/fault.c (die_kernel_fault) ``BUG: kernel NULL pointer dereference, address: 0``
-paging             2.4-6.12     arch/x86/mm/fault.c, arch/arm64/mm/fault.c      ``BUG: unable to handle page fault for address: x``
-gpf                2.6-6.12     arch/x86/kernel/traps.c (exc_general_protection) ``general protection fault, probably for ...: 0000``
-trap               2.4-6.12     arch/x86/kernel/traps.c (do_error_trap), dumpstack.c (__die_header) ``divide error: 0000 [#1] SMP``
-double_fault       2.6-6.12     arch/x86/kernel/traps.c (exc_double_fault)     ``PANIC: double fault, error_code: 0x0``
-stack_guard        4.x-6.12     arch/x86/kernel/traps.c (handle_stack_overflow) ``BUG: TASK stack guard page was hit at ...``
-kernel_bug         2.4-6.12     lib/bug.c (report_bug)                         ``kernel BUG at mm/x.c:12!``
-internal_error     3.x-6.12     arch/arm64/kernel/traps.c (__die)              ``Internal error: synchronous external abort: ...``
-warning            2.6-6.12     kernel/panic.c (__warn), lib/bug.c             ``WARNING: CPU: 0 PID: 1 at x.c:4 f+0x1/0x2``
-sleep_in_atomic    2.6-6.12     kernel/sched/core.c (__might_resched)          ``BUG: sleeping function called from invalid context at x.c:1``
-sched_atomic       2.6-6.12     kernel/sched/core.c (__schedule_bug)           ``BUG: scheduling while atomic: x/1/0x00000002``
-preemptible        2.6-6.12     lib/smp_processor_id.c (check_preemption_disabled) ``BUG: using smp_processor_id() in preemptible ...``
-spinlock           2.6-6.12     kernel/locking/spinlock_debug.c (spin_dump)    ``BUG: spinlock bad magic on CPU#0, x/1``
-bad_page           2.6-6.12     mm/page_alloc.c (bad_page), mm/memory.c (print_bad_pte), kernel/fork.c (check_mm) ``BUG: Bad page state in process x  pfn:01234``
-netdev_wait        2.6-6.12     net/core/dev.c (netdev_wait_allrefs)           ``unregister_netdevice: waiting for lo to become free. Usage count = 2``
-busy_inodes        2.6-6.0      fs/super.c (generic_shutdown_super)            ``VFS: Busy inodes after unmount of sda. Self-destruct ...``
-panic              2.4-6.12     kernel/panic.c (vpanic)                        ``Kernel panic - not syncing: ...``
-bug                2.4-6.12     any other ``BUG:`` line                        ``BUG: ...``
-=================  ===========  ==============================================  ================================
+The table :data:`FAMILY_SITES` gives, for each family, the kernel versions, the kernel source file
+and function of the printk site, and an example heading (docs/crash-families.md shows it with
+the test data of each family).
 """
 
 from __future__ import annotations
@@ -57,6 +24,158 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 JSON = object
+
+#: (family, kernel versions, printk site (kernel source file and function), example heading)
+FAMILY_SITES: tuple[tuple[str, str, str, str], ...] = (
+    ("family", "versions", "printk site                                     heading (example)", ""),
+    ("kasan", "4.0-6.12", "mm/kasan/report.c (print_error_description)", "BUG: KASAN: use-after-free in f"),
+    (
+        "kfence",
+        "5.12-6.12",
+        "mm/kfence/report.c (kfence_report_error)",
+        "BUG: KFENCE: out-of-bounds read in f",
+    ),
+    ("kmsan", "6.1-6.12", "mm/kmsan/report.c (kmsan_report)", "BUG: KMSAN: uninit-value in f"),
+    ("kcsan", "5.8-6.12", "kernel/kcsan/report.c (print_report)", "BUG: KCSAN: data-race in f / g"),
+    ("ubsan", "4.5-6.12", "lib/ubsan.c (ubsan_prologue)", "UBSAN: shift-out-of-bounds in x.c:1:2"),
+    (
+        "lockdep",
+        "2.6-6.12",
+        "kernel/locking/lockdep.c (print_*_bug)",
+        "WARNING: possible circular locking ...",
+    ),
+    (
+        "rcu_usage",
+        "2.6-6.12",
+        "kernel/locking/lockdep.c (lockdep_rcu_suspicious)",
+        "WARNING: suspicious RCU usage",
+    ),
+    ("slub", "2.6-6.12", "mm/slub.c (slab_bug)", "BUG kmalloc-8 (Not tainted): Object already free"),
+    ("kmemleak", "2.6-6.12", "mm/kmemleak.c (print_unreferenced)", "unreferenced object 0x... (size 32):"),
+    (
+        "hung_task",
+        "2.6-6.12",
+        "kernel/hung_task.c (check_hung_task)",
+        "INFO: task x:1 blocked for more than 143 seconds.",
+    ),
+    (
+        "rcu_stall",
+        "2.6-6.12",
+        "kernel/rcu/tree_stall.h (print_*_stall)",
+        "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+    ),
+    (
+        "soft_lockup",
+        "2.6-6.12",
+        "kernel/watchdog.c (watchdog_timer_fn)",
+        "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:1]",
+    ),
+    (
+        "hard_lockup",
+        "2.6-6.12",
+        "kernel/watchdog_hld.c (6.5+: kernel/watchdog.c)",
+        "NMI watchdog: Watchdog detected hard LOCKUP on cpu 1",
+    ),
+    (
+        "workqueue",
+        "4.5-6.12",
+        "kernel/workqueue.c (wq_watchdog_timer_fn, process_one_work)",
+        "BUG: workqueue lockup - pool ...",
+    ),
+    (
+        "null_deref",
+        "2.4-6.12",
+        "arch/x86/mm/fault.c (show_fault_oops), arch/arm64/mm/fault.c (die_kernel_fault)",
+        "BUG: kernel NULL pointer dereference, address: 0",
+    ),
+    (
+        "paging",
+        "2.4-6.12",
+        "arch/x86/mm/fault.c, arch/arm64/mm/fault.c",
+        "BUG: unable to handle page fault for address: x",
+    ),
+    (
+        "gpf",
+        "2.6-6.12",
+        "arch/x86/kernel/traps.c (exc_general_protection)",
+        "general protection fault, probably for ...: 0000",
+    ),
+    (
+        "trap",
+        "2.4-6.12",
+        "arch/x86/kernel/traps.c (do_error_trap), dumpstack.c (__die_header)",
+        "divide error: 0000 [#1] SMP",
+    ),
+    (
+        "double_fault",
+        "2.6-6.12",
+        "arch/x86/kernel/traps.c (exc_double_fault)",
+        "PANIC: double fault, error_code: 0x0",
+    ),
+    (
+        "stack_guard",
+        "4.x-6.12",
+        "arch/x86/kernel/traps.c (handle_stack_overflow)",
+        "BUG: TASK stack guard page was hit at ...",
+    ),
+    ("kernel_bug", "2.4-6.12", "lib/bug.c (report_bug)", "kernel BUG at mm/x.c:12!"),
+    (
+        "internal_error",
+        "3.x-6.12",
+        "arch/arm64/kernel/traps.c (__die)",
+        "Internal error: synchronous external abort: ...",
+    ),
+    (
+        "warning",
+        "2.6-6.12",
+        "kernel/panic.c (__warn), lib/bug.c",
+        "WARNING: CPU: 0 PID: 1 at x.c:4 f+0x1/0x2",
+    ),
+    (
+        "sleep_in_atomic",
+        "2.6-6.12",
+        "kernel/sched/core.c (__might_resched)",
+        "BUG: sleeping function called from invalid context at x.c:1",
+    ),
+    (
+        "sched_atomic",
+        "2.6-6.12",
+        "kernel/sched/core.c (__schedule_bug)",
+        "BUG: scheduling while atomic: x/1/0x00000002",
+    ),
+    (
+        "preemptible",
+        "2.6-6.12",
+        "lib/smp_processor_id.c (check_preemption_disabled)",
+        "BUG: using smp_processor_id() in preemptible ...",
+    ),
+    (
+        "spinlock",
+        "2.6-6.12",
+        "kernel/locking/spinlock_debug.c (spin_dump)",
+        "BUG: spinlock bad magic on CPU#0, x/1",
+    ),
+    (
+        "bad_page",
+        "2.6-6.12",
+        "mm/page_alloc.c (bad_page), mm/memory.c (print_bad_pte), kernel/fork.c (check_mm)",
+        "BUG: Bad page state in process x  pfn:01234",
+    ),
+    (
+        "netdev_wait",
+        "2.6-6.12",
+        "net/core/dev.c (netdev_wait_allrefs)",
+        "unregister_netdevice: waiting for lo to become free. Usage count = 2",
+    ),
+    (
+        "busy_inodes",
+        "2.6-6.0",
+        "fs/super.c (generic_shutdown_super)",
+        "VFS: Busy inodes after unmount of sda. Self-destruct ...",
+    ),
+    ("panic", "2.4-6.12", "kernel/panic.c (vpanic)", "Kernel panic - not syncing: ..."),
+    ("bug", "2.4-6.12", "any other", "BUG:`` line                        ``BUG: ..."),
+)
 
 #: Families whose report is framed by two rules of ``=`` (the second ends it).
 RULE_FRAMED = frozenset({"kasan", "kfence", "kmsan", "kcsan", "ubsan"})

@@ -128,8 +128,8 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     ),
     (
         "oops",
-        r"(?P<internal>Internal error: )(?P<trap>(?:UBSAN: )?[^:]*): (?P<code>[0-9a-f]{1,16})(?: \[#(?P<count>\d+)\])?"
-        r"(?P<flags>(?: [A-Z][A-Z0-9_]*)*)\s*",
+        r"(?P<internal>Internal error: )(?P<trap>(?:UBSAN: )?[^:]*): (?P<code>[0-9a-f]{1,16})"
+        r"(?: \[#(?P<count>\d+)\])?(?P<flags>(?: [A-Z][A-Z0-9_]*)*)\s*",
     ),
     (
         "warning",
