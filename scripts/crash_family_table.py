@@ -43,7 +43,9 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for fam, ver, site, head in FAMILY_SITES:
-        data = "; ".join(gen.get(fam, []) + [", ".join(files.get(fam, []))][: 1 if files.get(fam) else 0]) or "—"
+        data = (
+            "; ".join(gen.get(fam, []) + [", ".join(files.get(fam, []))][: 1 if files.get(fam) else 0]) or "—"
+        )
         out.append(f"| {fam} | {ver} | {site} | `{head}` | {data} |")
     (ROOT / "docs" / "crash-families.md").write_text("\n".join(out) + "\n")
 

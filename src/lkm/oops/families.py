@@ -27,7 +27,6 @@ JSON = object
 
 #: (family, kernel versions, printk site (kernel source file and function), example heading)
 FAMILY_SITES: tuple[tuple[str, str, str, str], ...] = (
-    ("family", "versions", "printk site                                     heading (example)", ""),
     ("kasan", "4.0-6.12", "mm/kasan/report.c (print_error_description)", "BUG: KASAN: use-after-free in f"),
     (
         "kfence",
@@ -174,7 +173,7 @@ FAMILY_SITES: tuple[tuple[str, str, str, str], ...] = (
         "VFS: Busy inodes after unmount of sda. Self-destruct ...",
     ),
     ("panic", "2.4-6.12", "kernel/panic.c (vpanic)", "Kernel panic - not syncing: ..."),
-    ("bug", "2.4-6.12", "any other", "BUG:`` line                        ``BUG: ..."),
+    ("bug", "2.4-6.12", "any other BUG: line", "BUG: ..."),
 )
 
 #: Families whose report is framed by two rules of ``=`` (the second ends it).
