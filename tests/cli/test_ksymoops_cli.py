@@ -130,3 +130,25 @@ def test_separate_debug_file_by_build_id(tmp_path: Path) -> None:
         check=True,
     ).stdout.split()
     assert f"dwarfmod_init ({' '.join(want)}) dwarfmod" in r.stdout.decode()
+
+
+def test_debian_placeholder_system_map_hint(tmp_path: Path) -> None:
+    """Debian's /boot/System.map-* is a one-line placeholder: say so and point to the image."""
+    m = tmp_path / "System.map-6.1.0-56-amd64"
+    m.write_text("ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n")
+    r = run([*lkm_cmd(), "ksymoops", "-m", str(m), str(DATA / "vm-6.1-null.txt")])
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.count("\n") == 1 and "lkm kallsyms --from-image" in err
+
+
+def test_truncated_code_byte(tmp_path: Path) -> None:
+    """A Code: line whose last byte the console cut ("... 83 3d 854") decodes in every format."""
+    text = (DATA / "vm-6.1-gpf.txt").read_text()
+    lines = text.splitlines(True)
+    i = next(n for n, ln in enumerate(lines) if "Code: " in ln)
+    lines[i] = lines[i].rstrip("\n")[:-1] + "\n"
+    src = tmp_path / "cut.txt"
+    src.write_text("".join(lines))
+    for fmt in ("ksymoops", "decode-stacktrace", "json"):
+        r = run([*lkm_cmd(), "ksymoops", "--format", fmt, "-K", "-L", str(src)])
+        assert r.returncode == 0 and r.stdout and b"Traceback" not in r.stderr, r.stderr

@@ -112,3 +112,27 @@ def test_dask_engine_identical(tmp_path: Path) -> None:
     local = triage.triage([str(tmp_path)], batch=4)
     dask = triage.triage([str(tmp_path)], engine="dask", batch=4, workers=2)
     assert [c.asdict() for c in dask.crashes] == [c.asdict() for c in local.crashes]
+
+
+@pytest.mark.corpus
+def test_symbols_dir_decodes_representative(tmp_path: Path) -> None:
+    """A guest's report in a log, the guest's symbols under <release>/: the representative is
+    decoded (module frames get their source lines)."""
+    from conftest import oops_capture, require
+
+    cap = oops_capture("amd64-6.1")
+    require((cap / "proc-kallsyms.txt").is_file(), "no amd64-6.1 oops capture")
+    report = (Path(__file__).resolve().parent.parent / "data" / "oops" / "vm-6.1-gpf.txt").read_text()
+    release = triage.analyze(report)[0].release
+    assert release
+    sym = tmp_path / "symbols" / release
+    sym.mkdir(parents=True)
+    for name in ("proc-kallsyms.txt", "proc-modules.txt", "sections.txt", "modules"):
+        (sym / name).symlink_to(cap / name)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_text("noise\n" + report)
+    res = triage.triage([str(tmp_path / "logs")])
+    (crash,) = res.crashes
+    decoded, _notes = triage.decode_representative(crash, str(tmp_path / "symbols"))
+    assert decoded is not None and "oopsmod.c:" in decoded
+    assert triage.decode_representative(crash, str(tmp_path))[0] is None  # no <release>/ there

@@ -115,6 +115,26 @@ def _module_debug_info(path: str, sections: dict[str, int] | None, root: str) ->
         return DebugInfo(found, sections)
 
 
+def _is_placeholder_map(path: str) -> bool:
+    """Debian ships /boot/System.map-* holding one line saying the real one is elsewhere."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return b"The real System.map is in" in head
+
+
+def release_mismatch(report_release: str | None, symbols_release: str | None) -> str | None:
+    """A note when the report's kernel release is not the one the symbols come from."""
+    if report_release and symbols_release and report_release != symbols_release:
+        return (
+            f"the report is from kernel {report_release} but the symbols are from {symbols_release}: "
+            "addresses will not match"
+        )
+    return None
+
+
 def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tuple[str, list[str]]:
     """The report decoded with ``inputs``, as ``fmt`` (one of :data:`FORMATS`); and the notes."""
     from lkm.oops import decode, modmap, report
@@ -146,7 +166,17 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
             if fmt_k == "ksyms":
                 ksyms24.append((s.name, s.address))
     elif inputs.system_map:
-        core = list(sources.load(inputs.system_map))
+        try:
+            core = list(sources.load(inputs.system_map))
+        except LkmError:
+            if not _is_placeholder_map(inputs.system_map):
+                raise
+            raise LkmError(
+                "Debian's placeholder System.map (the real one is in the -dbg package); "
+                "'lkm kallsyms --from-image vmlinuz > kallsyms' recovers the symbols from the kernel image "
+                "(then -k kallsyms)",
+                path=inputs.system_map,
+            ) from None
         if not offset:  # no "Kernel Offset" line: from frames printed with address and symbol
             from lkm.oops.symbolize import infer_offset
 

@@ -408,6 +408,15 @@ def decode_representative(crash: Crash, root: str) -> tuple[str | None, list[str
     d = symbol_dir(root, rep.release, bids)
     if d is None:
         return None, [f"no symbols for {rep.release or 'an unknown release'} in {root}"]
+    notes: list[str] = []
+    release_file = os.path.join(d, "release")  # a <build-id>/ folder may say which release it is
+    if os.path.isfile(release_file):
+        from lkm.oops.inputs import release_mismatch
+
+        with open(release_file, encoding="utf-8", errors="replace") as f:
+            note = release_mismatch(rep.release, f.read().strip())
+        if note:
+            notes.append(note)
     names = set(os.listdir(d))
 
     def pick(*cands: str) -> str | None:
@@ -419,7 +428,6 @@ def decode_representative(crash: Crash, root: str) -> tuple[str | None, list[str
     modules = pick("modules")
     proc_modules = pick("proc-modules.txt", "modules.txt")
     sections = pick("sections.txt")
-    notes: list[str] = []
     try:
         out, got = decode_text(
             rep.text,
