@@ -152,3 +152,23 @@ def test_truncated_code_byte(tmp_path: Path) -> None:
     for fmt in ("ksymoops", "decode-stacktrace", "json"):
         r = run([*lkm_cmd(), "ksymoops", "--format", fmt, "-K", "-L", str(src)])
         assert r.returncode == 0 and r.stdout and b"Traceback" not in r.stderr, r.stderr
+
+
+def test_decode_stacktrace_positional_form() -> None:
+    """decode_stacktrace.sh's arguments (vmlinux [base_path [modules_path]], report on stdin):
+    module frames get their source lines from the modules found under modules_path."""
+    import pytest
+    from conftest import oops_capture, require
+
+    if not (oops_capture("amd64-6.1") / "modules").is_dir():
+        pytest.skip("no amd64-6.1 oops capture")
+    cap = oops_capture("amd64-6.1")
+    require((cap / "modules" / "oopsmod.ko").is_file(), "no guest modules")
+    report = (DATA / "vm-6.1-gpf.txt").read_bytes()
+    # any ELF file stands for vmlinux here: core-kernel frames simply keep their text
+    r = run(
+        [*lkm_cmd(), "ksymoops", str(cap / "modules" / "oopsmod.ko"), "auto", str(cap / "modules")],
+        input=report,
+    )
+    assert r.returncode == 0, r.stderr
+    assert b"oopsmod_write (" in r.stdout and b"oopsmod.c:78)" in r.stdout

@@ -21,6 +21,8 @@ from lkm.errors import LkmError
 from lkm.oops.inputs import FORMATS, Inputs, decode_text, read_text
 
 HELP = """Usage: lkm ksymoops [OPTIONS] [REPORT|-]
+       lkm ksymoops [--format F] -r RELEASE | VMLINUX [BASE_PATH|auto [MODULES_PATH]]  < REPORT
+         (decode_stacktrace.sh's form: the report on stdin)
   -k FILE  /proc/kallsyms (or 2.4 /proc/ksyms) of the kernel   (-K: none)
   -l FILE  /proc/modules of the kernel                         (-L: none)
   -s FILE  module sections: 'MODULE SECTION ADDRESS' lines
@@ -34,15 +36,24 @@ Exit status: 0 decoded (warnings on stderr), 2 usage error or unreadable file, 3
 """
 
 
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
 def run(prog: str, args: list[str]) -> int:
     try:
-        opts, operands = parse(args, "hk:Kl:Lm:Mo:Ov:Vs:", ["help", "format=", "offset=", "debug-root="])
+        opts, operands = parse(args, "hk:Kl:Lm:Mo:Ov:Vs:r:", ["help", "format=", "offset=", "debug-root="])
     except UsageError as exc:
         sys.stderr.write(f"{prog}: {exc}\n{HELP}")
         return 2
     src: dict[str, str | None] = {"k": None, "l": None, "m": None, "o": None, "v": None, "s": None, "d": None}
     fmt = "decode-stacktrace"
     offset: int | None = None
+    release: str | None = None
     for flag, val in opts:
         if flag in ("-h", "--help"):
             sys.stdout.write(HELP)
@@ -60,10 +71,32 @@ def run(prog: str, args: list[str]) -> int:
                 return 2
         elif flag == "--debug-root":
             src["d"] = val
+        elif flag == "-r":
+            release = val
         elif flag[1].islower():
             src[flag[1]] = val
         else:
             src[flag[1].lower()] = ""  # upper case: that source is off
+    if release is not None or (operands and _is_elf(operands[0])):
+        # decode_stacktrace.sh: vmlinux [base_path|auto [modules_path]] or -r release; report on stdin
+        if release is not None:
+            import os
+
+            from lkm.oops.lines import find_debug_file
+
+            vmlinux = find_debug_file(release=release) or f"/lib/modules/{release}/build/vmlinux"
+            src["v"], src["o"] = vmlinux, f"/lib/modules/{release}"
+            if not os.path.isfile(vmlinux):
+                sys.stderr.write(f"{prog}: no vmlinux with debug information for {release}\n")
+                return 2
+        else:
+            src["v"] = operands[0]
+            rest = operands[1:]
+            if len(rest) >= 2:
+                src["o"] = rest[1]
+            elif len(rest) == 1 and rest[0] != "auto":
+                src["o"] = rest[0]  # as decode_stacktrace.sh: modules are searched below the base
+        operands = ["-"]
     if len(operands) > 1:
         sys.stderr.write(f"{prog}: one report at a time\n{HELP}")
         return 2
