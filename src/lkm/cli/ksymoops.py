@@ -31,6 +31,7 @@ HELP = """Usage: lkm ksymoops [OPTIONS] [REPORT|-]
   -v FILE  vmlinux with debug information                       (-V: none)
   --debug-root DIR  separate debug files (build-id and -dbg layouts; default /usr/lib/debug)
   --offset HEX   KASLR offset (default: from the report)
+  --debuginfod URL  fetch module debug files by build id (default: $DEBUGINFOD_URLS)
   --format ksymoops|decode-stacktrace|json   (default decode-stacktrace)
 Exit status: 0 decoded (warnings on stderr), 2 usage error or unreadable file, 3 no report found.
 """
@@ -46,11 +47,13 @@ def _is_elf(path: str) -> bool:
 
 def run(prog: str, args: list[str]) -> int:
     try:
-        opts, operands = parse(args, "hk:Kl:Lm:Mo:Ov:Vs:r:", ["help", "format=", "offset=", "debug-root="])
+        opts, operands = parse(
+            args, "hk:Kl:Lm:Mo:Ov:Vs:r:", ["help", "format=", "offset=", "debug-root=", "debuginfod="]
+        )
     except UsageError as exc:
         sys.stderr.write(f"{prog}: {exc}\n{HELP}")
         return 2
-    src: dict[str, str | None] = {"k": None, "l": None, "m": None, "o": None, "v": None, "s": None, "d": None}
+    src: dict[str, str | None] = dict.fromkeys(("k", "l", "m", "o", "v", "s", "d", "i"))
     fmt = "decode-stacktrace"
     offset: int | None = None
     release: str | None = None
@@ -71,6 +74,8 @@ def run(prog: str, args: list[str]) -> int:
                 return 2
         elif flag == "--debug-root":
             src["d"] = val
+        elif flag == "--debuginfod":
+            src["i"] = val
         elif flag == "-r":
             release = val
         elif flag[1].islower():
@@ -103,7 +108,7 @@ def run(prog: str, args: list[str]) -> int:
     try:
         text = read_text(operands[0] if operands else "-")
         inputs = Inputs(src["k"] or None, src["l"] or None, src["s"] or None, src["m"] or None,
-                        src["o"] or None, src["v"] or None, src["d"] or None, offset)  # fmt: skip
+                        src["o"] or None, src["v"] or None, src["d"] or None, offset, src["i"])  # fmt: skip
         out, notes = decode_text(text, inputs, fmt)
     except LkmError as exc:
         sys.stderr.write(f"{prog}: {exc}\n")

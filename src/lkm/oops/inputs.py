@@ -37,6 +37,7 @@ class Inputs(Record):
         "vmlinux",
         "debug_root",
         "offset",
+        "debuginfod",
     )
 
     def __init__(
@@ -49,6 +50,7 @@ class Inputs(Record):
         vmlinux: str | None = None,
         debug_root: str | None = None,
         offset: int | None = None,
+        debuginfod: str | None = None,
     ) -> None:
         self.kallsyms = kallsyms
         self.modules = modules
@@ -58,6 +60,7 @@ class Inputs(Record):
         self.vmlinux = vmlinux
         self.debug_root = debug_root
         self.offset = offset  # KASLR offset; None: the report's "Kernel Offset" or inferred
+        self.debuginfod = debuginfod  # server URLs (blank-separated); None: $DEBUGINFOD_URLS
 
 
 def read_text(path: str) -> str:
@@ -98,9 +101,11 @@ def _module_files(directory: str) -> dict[str, str]:
     return found
 
 
-def _module_debug_info(path: str, sections: dict[str, int] | None, root: str) -> DebugInfo:
+def _module_debug_info(
+    path: str, sections: dict[str, int] | None, root: str, urls: list[str] | None = None
+) -> DebugInfo:
     """The module file's own DWARF, else its separate debug file (by build id, or Debian's
-    -dbg path for the module's path)."""
+    -dbg path for the module's path), else from the debuginfod servers ``urls``."""
     from lkm.module import ModuleFile
     from lkm.oops.lines import DebugInfo, find_debug_file
 
@@ -110,6 +115,10 @@ def _module_debug_info(path: str, sections: dict[str, int] | None, root: str) ->
         mf = ModuleFile.open(path)
         bid = mf.build_id
         found = find_debug_file(build_id=bid.hex() if bid else None, module_path=path, root=root)
+        if found is None and bid and urls:
+            from lkm.oops.debuginfod import fetch
+
+            found = fetch(bid.hex(), urls)
         if found is None:
             raise own from None
         return DebugInfo(found, sections)
@@ -238,6 +247,10 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
     cache: dict[str | None, DebugInfo | None] = {}
 
     root = inputs.debug_root or DEBUG_ROOT
+    from lkm.oops.debuginfod import server_urls
+
+    urls = server_urls(inputs.debuginfod)
+    build_ids = {f.module: f.build_id for r in log.reports for f in r.frames if f.module and f.build_id}
 
     def debug_for(module: str | None) -> DebugInfo | None:
         if module in cache:
@@ -249,8 +262,13 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
                 di = DebugInfo(path) if path else None
             elif module in files:
                 di = _module_debug_info(
-                    files[module], maps[module].sections if module in maps else None, root
+                    files[module], maps[module].sections if module in maps else None, root, urls
                 )
+            elif urls and module in build_ids:  # "[mod buildid]" frames: the server has it
+                from lkm.oops.debuginfod import fetch
+
+                got = fetch(build_ids[module], urls)
+                di = DebugInfo(got, maps[module].sections if module in maps else None) if got else None
         except LkmError as exc:
             notes.append(f"{exc}")
         cache[module] = di
