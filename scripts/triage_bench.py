@@ -64,8 +64,10 @@ def main() -> int:
     results = {}
     for engine in a.engines.split(","):
         t0 = time.monotonic()
+        c0 = time.process_time()
         res = triage([a.dir], engine=engine, workers=a.dask_workers)
         dt = time.monotonic() - t0
+        cpu = time.process_time() - c0
         got = collections.Counter({c.title: c.count for c in res.crashes})
         results[engine] = [(c.signature, c.title, c.count, c.releases) for c in res.crashes]
         print(
@@ -82,6 +84,8 @@ def main() -> int:
                     "MB_per_s": round(res.bytes / dt / 1e6, 2),
                     "reports_per_s": round(res.reports / dt),
                     "errors": len(res.errors),
+                    "this_process_cpu_s": round(cpu, 1),
+                    "load_avg": os.getloadavg()[0],
                     "corrupted": sum(c.corrupted for c in res.crashes),
                 }
             ),

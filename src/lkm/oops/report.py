@@ -706,7 +706,7 @@ def parse(text: str | bytes) -> Log:
 class _Open:
     """A report being read."""
 
-    __slots__ = ("members", "family", "rule", "body", "gap", "oops", "process", "panic", "caller")
+    __slots__ = ("members", "family", "rule", "body", "gap", "oops", "process", "panic", "caller", "heads")
 
     def __init__(self, first: int, family: str | None, rule: bool, caller: str | None) -> None:
         self.members = [first]
@@ -718,6 +718,7 @@ class _Open:
         self.process = False
         self.panic = False
         self.caller = caller
+        self.heads = 0  # heading lines in it
 
 
 class _Stream:
@@ -743,16 +744,12 @@ class _Stream:
 
 
 def _opens_report(lines: list[Line], i: int) -> bool:
-    """Whether the rule of ``=`` at ``i`` opens a report: a heading follows within 3 lines."""
-    seen = 0
-    for ln in lines[i + 1 : i + 6]:
+    """Whether the rule of ``=`` at ``i`` opens a report: the next line that is not blank is a
+    heading (KASAN, KCSAN, KFENCE, KMSAN, UBSAN, lockdep and SLUB print theirs right after)."""
+    for ln in lines[i + 1 : i + 3]:
         if ln.kind == "blank":
             continue
-        if ln.kind in HEADINGS and ln.kind != "panic":
-            return True
-        seen += 1
-        if seen >= 2:
-            break
+        return ln.kind in HEADINGS and ln.kind != "panic"
     return False
 
 
@@ -771,7 +768,7 @@ def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
             return kind != "cut_here" or (len(cur.members) > 1 and False)
         if kind == "oops" and not cur.oops and cur.family in _OOPS_AFTER:  # "BUG: unable to ..." + "Oops:"
             return True
-        if cur.family == "kmemleak" and family == "kmemleak" and len(cur.members) == 1:
+        if cur.family == "kmemleak" and family == "kmemleak" and cur.heads == 1:
             return True  # syzkaller's "BUG: memory leak" + the object
         if cur.family in RULE_FRAMED and cur.rule:
             return kind != "cut_here" and family not in SANITIZERS
@@ -835,6 +832,7 @@ def _group(lines: list[Line]) -> list[list[int]]:
                     continue
                 if _joins(cur, k, family, ln):
                     cur.members.append(i)
+                    cur.heads += k != "cut_here"
                     cur.gap = 0
                     cur.oops = cur.oops or k == "oops"
                     if cur.family is None and family is not None:
@@ -853,6 +851,7 @@ def _group(lines: list[Line]) -> list[list[int]]:
             st.finish()
             st.cur = _Open(i, family, False, key)
             st.cur.oops = k == "oops"
+            st.cur.heads = int(k != "cut_here")
             opened.append(st.cur)
             if family in STALLS:
                 stall = st
