@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lkm_cmd, oops_capture, require, run
+from support import lkm_cmd, oops_capture, require, run
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "oops"
 

@@ -13,7 +13,7 @@ from lkm.elf import ElfFile
 from lkm.oops.faddr2line import _comp_dirs, _relative, faddr2line
 from lkm.oops.lines import DebugInfo
 
-from conftest import FIX6, oops_capture, require
+from support import FIX6, oops_capture, require
 
 
 def _compare(ko: Path, step: int = 1) -> tuple[int, list[tuple[str, list[str], list[str]]]]:
@@ -78,7 +78,7 @@ def test_guest_modules(tree: str) -> None:
 
 
 def test_cli_not_found(tmp_path: Path) -> None:
-    from conftest import lkm_cmd, run
+    from support import lkm_cmd, run
 
     r = run([*lkm_cmd(), "faddr2line", str(FIX6 / "dwarfmod.ko"), "no_such_function+0x1/0x2"])
     assert r.returncode == 1 and b"no match for no_such_function+0x1/0x2" in r.stderr

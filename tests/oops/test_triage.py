@@ -87,7 +87,7 @@ def test_bad_file_is_one_error(tmp_path: Path) -> None:
 
 
 def test_cli_formats(tmp_path: Path) -> None:
-    from conftest import lkm_cmd, run
+    from support import lkm_cmd, run
 
     truth = _write_logs(tmp_path / "logs" if (tmp_path / "logs").mkdir() is None else tmp_path, 12)
     r = run([*lkm_cmd(), "triage", "--format", "json", str(tmp_path / "logs")])
@@ -118,7 +118,7 @@ def test_dask_engine_identical(tmp_path: Path) -> None:
 def test_symbols_dir_decodes_representative(tmp_path: Path) -> None:
     """A guest's report in a log, the guest's symbols under <release>/: the representative is
     decoded (module frames get their source lines)."""
-    from conftest import oops_capture, require
+    from support import oops_capture, require
 
     cap = oops_capture("amd64-6.1")
     require((cap / "proc-kallsyms.txt").is_file(), "no amd64-6.1 oops capture")
