@@ -158,10 +158,11 @@ def test_truncated_code_byte(tmp_path: Path) -> None:
         assert r.returncode == 0 and r.stdout and b"Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.corpus
+@pytest.mark.vm
 def test_decode_stacktrace_positional_form() -> None:
     """decode_stacktrace.sh's arguments (vmlinux [base_path [modules_path]], report on stdin):
     module frames get their source lines from the modules found under modules_path."""
-    import pytest
 
     from support import oops_capture, require
 

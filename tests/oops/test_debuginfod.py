@@ -27,6 +27,7 @@ def _free_port() -> int:
 
 @pytest.mark.oracle
 @pytest.mark.corpus
+@pytest.mark.vm
 def test_debuginfod_fetches_module_debug_info(tmp_path: Path) -> None:
     require(shutil.which("debuginfod"), "elfutils debuginfod missing: apt-get install debuginfod")
     require(shutil.which("objcopy"), "binutils objcopy missing")

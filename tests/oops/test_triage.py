@@ -115,6 +115,7 @@ def test_dask_engine_identical(tmp_path: Path) -> None:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 def test_symbols_dir_decodes_representative(tmp_path: Path) -> None:
     """A guest's report in a log, the guest's symbols under <release>/: the representative is
     decoded (module frames get their source lines)."""
