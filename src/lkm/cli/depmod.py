@@ -29,6 +29,7 @@ LONG = [
     "version",
     "help",
     "jobs=",
+    "no-cache",
 ]
 DEPRECATED = {"-u", "-q", "-r", "-m", "--unresolved-error", "--quiet", "--root", "--map"}
 # kmod's log levels: messages above the current level are not shown (-v raises it).
@@ -97,6 +98,7 @@ def run(prog: str, args: list[str]) -> int:
     quick = dry_run = errsyms = warn = every = False
     prefix = ""
     workers: int | None = None
+    use_cache = True
     for flag, val in opts:
         if flag in ("-b", "--basedir"):
             basedir = os.path.abspath(val)
@@ -133,6 +135,8 @@ def run(prog: str, args: list[str]) -> int:
 
             sys.stdout.write(f"lkm version {__version__} (kmod 30 depmod)\n")
             return 0
+        elif flag == "--no-cache":
+            use_cache = False
         elif flag == "--jobs":
             try:
                 workers = max(1, int(val))
@@ -167,6 +171,7 @@ def run(prog: str, args: list[str]) -> int:
         workers=workers,
         binaries=not dry_run,
         verbose=level > DEFAULT_LEVEL,
+        cache=use_cache,
     )
     try:
         result = depmod(options)
