@@ -225,7 +225,7 @@ class DepmodCache:
             raise BadCache("truncated")
         view = memoryview(data)
         a = view[nl + 1 : nl + 1 + len_a]
-        if bytes_digest(a) != head[7]:
+        if bytes_digest(a) != head[7] or bytes_digest(view[nl + 1 + len_a :]) != head[8]:
             raise BadCache("digest mismatch")
         pos = 0
         sections = []
@@ -261,15 +261,13 @@ class DepmodCache:
         self._blob_digest = head[8]
 
     def _decode_rows(self) -> list[ModuleFacts]:
-        """Section B, checked and decoded on first need."""
+        """Section B (checked at load), decoded on first need."""
         from itertools import accumulate, compress
 
         if self._rows is not None:
             return self._rows
         if self._blob is None:
             raise BadCache("no facts")
-        if bytes_digest(self._blob) != self._blob_digest:
-            raise BadCache("digest mismatch")
         fields = bytes(self._blob).decode("utf-8", "surrogateescape").split("\0")
         n = len(self.paths)
         flags = [bool(x & CRCS) for x in self.flags]

@@ -46,6 +46,8 @@ class DependencyCycle(LkmError):
     def __init__(self, messages: list[tuple[str, str]]) -> None:
         super().__init__(messages[-1][1] if messages else "dependency cycle")
         self.messages = messages
+        # What was read, for the caller to keep (DepmodCache.save) unless it writes nothing.
+        self.cache: DepmodCache | None = None
 
 
 class DepmodOptions(Record):
@@ -367,6 +369,7 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         sort_idx = _topological(mods)
     except DependencyCycle as exc:
         exc.messages[:0] = messages
+        exc.cache = cache
         raise
     from lkm.depmod.outputs import Tree, build_outputs
 
