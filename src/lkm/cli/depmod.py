@@ -178,8 +178,6 @@ def run(prog: str, args: list[str]) -> int:
     except DependencyCycle as exc:
         for prio, msg in exc.messages:
             log(prio, msg)
-        if exc.cache is not None and not dry_run:
-            exc.cache.save()  # the modules read are worth keeping; no output was written
         return 1
     except LkmError as exc:
         msg = str(exc)

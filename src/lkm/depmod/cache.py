@@ -64,6 +64,10 @@ def file_key(path: str) -> Key | None:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
+def _key(st: os.stat_result) -> Key:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
 def digest(parts: list[str]) -> str:
     """A 128-bit BLAKE2b of NUL-joined strings (callers make the sequence unambiguous)."""
     from _blake2 import blake2b
@@ -140,8 +144,8 @@ class BadCache(Exception):
 class DepmodCache:
     """One cache file: its modules (columns, in module order), the tree digest and the memos.
 
-    Loaded rows are looked up by path; a run then sets the rows to keep (``keep``): old rows
-    by number, new ones with their facts."""
+    Loaded rows are looked up by path; a run adds the modules it read as new rows
+    (:meth:`add_row`) and lists the rows to keep, in order (``keep``)."""
 
     __slots__ = (
         "path",
@@ -155,6 +159,8 @@ class DepmodCache:
         "tree",
         "memos",
         "keep",
+        "n_loaded",
+        "new_facts",
         "_blob",
         "_blob_digest",
         "_rows",
@@ -168,13 +174,15 @@ class DepmodCache:
 
     def forget(self) -> None:
         self.paths: list[str] = []
-        self.keys: list[int] = []  # 5 per row (Key)
-        self.flags = b""  # per row: CRCS | TRUSTED
+        self.keys: list[Key] = []
+        self.flags = bytearray()  # per row: CRCS | TRUSTED
         self.fdigs: list[bytes] = []  # per row: facts_digest
         self.index: dict[str, int] = {}
         self.tree = ""  # tree digest under which the memos' keys were computed
         self.memos: dict[int, Memo] = {}
-        self.keep: list[int | NewRow] = []
+        self.keep: list[int] = []
+        self.n_loaded = 0
+        self.new_facts: dict[int, ModuleFacts] = {}
         self._blob: memoryview | None = None  # section B as loaded
         self._blob_digest = ""
         self._rows: list[ModuleFacts] | None = None  # section B decoded
@@ -241,8 +249,9 @@ class DepmodCache:
         if head[9] != sys.byteorder:
             keys.byteswap()
         self.paths = paths
-        self.keys = keys.tolist()
-        self.flags = bytes(f)
+        self.keys = list(zip(*[iter(keys.tolist())] * 5, strict=True))
+        self.flags = bytearray(f)
+        self.n_loaded = n
         raw = bytes(d)
         self.fdigs = [raw[i : i + 16] for i in range(0, len_d, 16)]
         self.index = dict(zip(paths, range(n), strict=True))
@@ -269,8 +278,8 @@ class DepmodCache:
         if self._blob is None:
             raise BadCache("no facts")
         fields = bytes(self._blob).decode("utf-8", "surrogateescape").split("\0")
-        n = len(self.paths)
-        flags = [bool(x & CRCS) for x in self.flags]
+        n = self.n_loaded
+        flags = [bool(x & CRCS) for x in self.flags[:n]]
         take = _Fields(fields)
         counts = list(map(int, take(5 * n)))
         if any(c < 0 for c in counts):
@@ -321,11 +330,25 @@ class DepmodCache:
         flags = self.flags[i]
         if not flags & TRUSTED or (crcs and not flags & CRCS):
             return -1
-        k = 5 * i
-        return i if tuple(self.keys[k : k + 5]) == key else -1
+        return i if self.keys[i] == key else -1
+
+    def add_row(self, path: str, key: Key, crcs: bool, trusted: bool, fdig: bytes, facts: ModuleFacts) -> int:
+        """A module read in this run, as a new row (-1 if it cannot be stored)."""
+        if "\0" in path or not all(-(1 << 63) <= x < (1 << 63) for x in key):
+            return -1
+        self.paths.append(path)
+        self.keys.append(key)
+        self.flags.append((CRCS if crcs else 0) | (TRUSTED if trusted else 0))
+        self.fdigs.append(fdig)
+        row = len(self.paths) - 1
+        self.new_facts[row] = facts
+        return row
 
     def facts(self, row: int) -> ModuleFacts:
-        """The facts of a loaded row; raises BadCache if section B does not check or decode."""
+        """The facts of a row; raises BadCache if section B does not decode."""
+        got = self.new_facts.get(row)
+        if got is not None:
+            return got
         try:
             return self._decode_rows()[row]
         except (ValueError, IndexError, UnicodeError) as exc:
@@ -336,31 +359,19 @@ class DepmodCache:
     def serialize(self) -> bytes:
         """The file for the rows of ``keep``, the tree digest and the memos."""
         from array import array
+        from itertools import chain
 
-        paths: list[str] = []
-        keys: list[int] = []
-        flags = bytearray()
-        fdigs: list[bytes] = []
-        facts: list[ModuleFacts | int] = []
-        for r in self.keep:
-            if isinstance(r, int):
-                paths.append(self.paths[r])
-                keys.extend(self.keys[5 * r : 5 * r + 5])
-                flags.append(self.flags[r])
-                fdigs.append(self.fdigs[r])
-                facts.append(r)
-            elif "\0" not in r.path and all(-(1 << 63) <= x < (1 << 63) for x in r.key):
-                paths.append(r.path)
-                keys.extend(r.key)
-                flags.append((CRCS if r.crcs else 0) | (TRUSTED if r.trusted else 0))
-                fdigs.append(r.fdig)
-                facts.append(r.facts)
+        keep = self.keep
+        paths = [self.paths[r] for r in keep]
+        keys = list(chain.from_iterable([self.keys[r] for r in keep]))
+        flags = bytearray([self.flags[r] for r in keep])
+        fdigs = [self.fdigs[r] for r in keep]
         n = len(paths)
-        if facts == list(range(len(self.paths))) and self._blob is not None:
+        if keep == list(range(self.n_loaded)) and self._blob is not None:
             b = bytes(self._blob)  # the same facts in the same order: B as it was
             b_digest = self._blob_digest
         else:
-            rows = [self.facts(x) if isinstance(x, int) else x for x in facts]
+            rows = [self.facts(r) for r in keep]
             body = _section_b(rows, [bool(x & CRCS) for x in flags])
             if body is None:
                 # Some string holds a NUL (the field separator): leave those modules out.
@@ -423,22 +434,6 @@ class DepmodCache:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-
-
-class NewRow:
-    """A module read in this run, to be stored."""
-
-    __slots__ = ("path", "key", "crcs", "trusted", "fdig", "facts")
-
-    def __init__(
-        self, path: str, key: Key, crcs: bool, trusted: bool, fdig: bytes, facts: ModuleFacts
-    ) -> None:
-        self.path = path
-        self.key = key
-        self.crcs = crcs
-        self.trusted = trusted
-        self.fdig = fdig
-        self.facts = facts
 
 
 class _Fields:
@@ -522,14 +517,22 @@ class CachedRead:
 
     __slots__ = ("cache", "facts", "fdigs", "read", "rows")
 
-    def __init__(self, dirname: str, paths: list[str], workers: int | None, crcs: bool) -> None:
-        import time
-
+    def __init__(
+        self,
+        dirname: str,
+        paths: list[str],
+        workers: int | None,
+        crcs: bool,
+        stats: dict[str, os.stat_result],
+        started_ns: int,
+    ) -> None:
+        """``stats``: the stat of files already taken (since ``started_ns``, a time taken
+        before any of them)."""
         from lkm.depmod.read import read_all
 
         cache = self.cache = DepmodCache.load(os.path.join(dirname, CACHE_NAME))
-        trusted_before = time.time_ns() - RACY_NS  # taken before any stat
-        keys = [file_key(p) for p in paths]
+        trusted_before = started_ns - RACY_NS
+        keys = [_key(stats[p]) if p in stats else file_key(p) for p in paths]
         lookup = cache.lookup
         rows = self.rows = [lookup(p, k, crcs) for p, k in zip(paths, keys, strict=True)]
         miss = [i for i, r in enumerate(rows) if r < 0]
@@ -542,17 +545,14 @@ class CachedRead:
         for i, f in zip(miss, got, strict=True):
             self.facts[i] = f
             self.fdigs[i] = facts_digest(f)
-        keep: list[int | NewRow] = []
-        for i, r in enumerate(rows):
-            if r >= 0:
-                keep.append(r)
-                continue
+        keep = rows[:]
+        for i in miss:
             k = keys[i]
             new = self.facts[i]
             assert new is not None
             if k is not None and new.error is None:
-                keep.append(NewRow(paths[i], k, crcs, k[2] < trusted_before, self.fdigs[i], new))
-        cache.keep = keep
+                keep[i] = cache.add_row(paths[i], k, crcs, k[2] < trusted_before, self.fdigs[i], new)
+        cache.keep = [r for r in keep if r >= 0]
 
     def all_facts(self, paths: list[str], workers: int | None, crcs: bool) -> list[ModuleFacts]:
         """Every module's facts, decoding the cache's for the hits (or, should that fail,
@@ -575,7 +575,7 @@ class CachedRead:
             self.read += len(todo)
             # Nothing of the old file is kept; the modules just read are not stored (their
             # keys were not taken before the read).
-            cache.keep = [r for r in cache.keep if not isinstance(r, int)]
+            cache.keep = [r for r in cache.keep if r >= cache.n_loaded]
             cache.memos = {}
             cache.tree = ""
         return out  # type: ignore[return-value]  # every None filled above

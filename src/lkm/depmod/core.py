@@ -46,7 +46,7 @@ class DependencyCycle(LkmError):
     def __init__(self, messages: list[tuple[str, str]]) -> None:
         super().__init__(messages[-1][1] if messages else "dependency cycle")
         self.messages = messages
-        # What was read, for the caller to keep (DepmodCache.save) unless it writes nothing.
+        # What was read (DepmodCache.save could keep it; lkm depmod writes nothing, as kmod).
         self.cache: DepmodCache | None = None
 
 
@@ -303,10 +303,13 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         for name in FAKE_SYMBOLS:
             symbols[name] = (None, 0)
 
+    # Stats the scan had to take anyway (cache keys); taken before any module is read.
+    stats: dict[str, os.stat_result] | None = {} if opts.cache else None
+    started_ns = _now_ns()
     if opts.modules is None:
         cfg = load_config(opts.config_paths, opts.release)
         messages.extend(cfg.messages)
-        found, errors = search_modules(dirname, cfg)
+        found, errors = search_modules(dirname, cfg, stats)
         if not found and errors and not os.path.isdir(dirname):
             raise LkmError(errors[0])
         messages.extend((ERROR, e) for e in errors)
@@ -331,7 +334,7 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
     if opts.cache:
         from lkm.depmod.cache import CachedRead
 
-        cached = CachedRead(dirname, paths, opts.workers, check_crcs)
+        cached = CachedRead(dirname, paths, opts.workers, check_crcs, stats or {}, started_ns)
         cache = cached.cache
         n_read = cached.read
         tree_key = _tree_key(opts, cands, cached.fdigs, kernel_syms, prefix, check_crcs)
@@ -385,6 +388,12 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
     return DepmodResult(dirname, outputs, messages, len(mods), shown, n_read, cache)
 
 
+def _now_ns() -> int:
+    import time
+
+    return time.time_ns()
+
+
 def _tree_key(
     opts: DepmodOptions,
     cands: list[Candidate],
@@ -395,8 +404,6 @@ def _tree_key(
 ) -> str:
     """A digest of everything the output builders read but modules.builtin*: the options,
     the kernel's symbols, and each module's name, path and facts, in kmod's order."""
-    from itertools import chain
-
     from lkm.depmod.cache import digest
 
     ks = kernel_syms or []
@@ -410,12 +417,11 @@ def _tree_key(
         *(n for n, _c in ks),
         *(str(c) for _n, c in ks),
         str(len(cands)),
+        "\0".join([c.name for c in cands]),
+        "\0".join([c.path for c in cands]),
+        "\0".join([c.relpath or "" for c in cands]),
+        b"".join(fdigs).hex(),
     ]
-    parts.extend(
-        chain.from_iterable(
-            (c.name, c.path, c.relpath or "", d.hex()) for c, d in zip(cands, fdigs, strict=True)
-        )
-    )
     return digest(parts)
 
 
