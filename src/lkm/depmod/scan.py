@@ -140,13 +140,11 @@ def search_modules(
 def candidates(paths: list[str], dirname: str) -> list[Candidate]:
     """``Candidate(path_to_modname(p), p, dirname)`` for each path, the string work done
     over all paths at once."""
-    import re
-
-    text = "\n".join(paths) + "\n"
-    if text.count("\n") != len(paths):  # a file name with a newline in it
+    bases = [p.rpartition("/")[2] for p in paths]
+    stems = "\n".join([b.partition(".")[0] for b in bases])
+    if stems.count("\n") != max(len(paths) - 1, 0):  # a file name with a newline in it
         return [Candidate(path_to_modname(p), p, dirname) for p in paths]
-    bases = re.findall(r"([^/\n]*)\n", text) if paths else []
-    names = "\n".join([b.partition(".")[0] for b in bases]).replace("-", "_").split("\n")
+    names = stems.replace("-", "_").split("\n") if paths else []
     prefix = dirname + "/"
     out = []
     new = Candidate.__new__
