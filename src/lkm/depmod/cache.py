@@ -334,7 +334,7 @@ class DepmodCache:
 
     def add_row(self, path: str, key: Key, crcs: bool, trusted: bool, fdig: bytes, facts: ModuleFacts) -> int:
         """A module read in this run, as a new row (-1 if it cannot be stored)."""
-        if "\0" in path or not all(-(1 << 63) <= x < (1 << 63) for x in key):
+        if "\0" in path or not _storable(key):
             return -1
         self.paths.append(path)
         self.keys.append(key)
@@ -404,7 +404,7 @@ class DepmodCache:
         cannot be written is no error (the next run reads more)."""
         try:
             data = self.serialize()
-        except BadCache:
+        except (BadCache, OverflowError, ValueError):
             return
         d, base = os.path.split(self.path)
         tmp = None
@@ -434,6 +434,10 @@ class DepmodCache:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+
+
+def _storable(key: Key) -> bool:
+    return all(-(1 << 63) <= x < (1 << 63) for x in key)
 
 
 class _Fields:
@@ -550,8 +554,18 @@ class CachedRead:
             k = keys[i]
             new = self.facts[i]
             assert new is not None
-            if k is not None and new.error is None:
-                keep[i] = cache.add_row(paths[i], k, crcs, k[2] < trusted_before, self.fdigs[i], new)
+            if k is None or new.error is not None:
+                continue
+            trusted = k[2] < trusted_before
+            old_row = cache.index.get(paths[i])
+            if old_row is not None and cache.fdigs[old_row] == self.fdigs[i] and _storable(k):
+                # Read again, found the same (a touch, a rebuild): only the key changes, and
+                # the stored facts, section B, stay as they are.
+                cache.keys[old_row] = k
+                cache.flags[old_row] = (cache.flags[old_row] & CRCS) | (TRUSTED if trusted else 0)
+                keep[i] = old_row
+            else:
+                keep[i] = cache.add_row(paths[i], k, crcs, trusted, self.fdigs[i], new)
         cache.keep = [r for r in keep if r >= 0]
 
     def all_facts(self, paths: list[str], workers: int | None, crcs: bool) -> list[ModuleFacts]:
