@@ -154,7 +154,11 @@ def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache_mod, "RACY_NS", -(1 << 62))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("LKM_CACHE_EXAMPLES", "25")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     start=st.lists(st.integers(0, len(POOL) - 1), min_size=len(NAMES), max_size=len(NAMES)),
     edits=st.lists(edit, min_size=1, max_size=6),
@@ -188,7 +192,9 @@ def test_random_edits_match_kmod(
         if n_read >= 0 and not full and op[0] not in ("corrupt", "truncate"):
             # Only changed files, files that now win a name they did not (a duplicate
             # removed), and those that failed to read (errors are never kept).
-            bad = sum(1 for rel in NAMES if (ld / rel).exists() and (ld / rel).read_bytes() == b"not a module")
+            bad = sum(
+                1 for rel in NAMES if (ld / rel).exists() and (ld / rel).read_bytes() == b"not a module"
+            )
             assert n_read <= len(changed | (now - before)) + bad, (op, n_read)
         before = now
         full = l_rc != 0  # a failed run writes nothing, its cache neither: the next reads all
