@@ -64,10 +64,6 @@ def file_key(path: str) -> Key | None:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
-def _key(st: os.stat_result) -> Key:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
-
-
 def digest(parts: list[str]) -> str:
     """A 128-bit BLAKE2b of NUL-joined strings (callers make the sequence unambiguous)."""
     from _blake2 import blake2b
@@ -536,9 +532,20 @@ class CachedRead:
 
         cache = self.cache = DepmodCache.load(os.path.join(dirname, CACHE_NAME))
         trusted_before = started_ns - RACY_NS
-        keys = [_key(stats[p]) if p in stats else file_key(p) for p in paths]
-        lookup = cache.lookup
-        rows = self.rows = [lookup(p, k, crcs) for p, k in zip(paths, keys, strict=True)]
+        taken = list(map(stats.get, paths))
+        keys = [
+            (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+            if st is not None
+            else file_key(p)
+            for p, st in zip(paths, taken, strict=True)
+        ]
+        # cache.lookup for every path, in one comprehension
+        ckeys, cflags = cache.keys, cache.flags
+        need = TRUSTED | (CRCS if crcs else 0)
+        rows = self.rows = [
+            -1 if i is None or k is None or cflags[i] & need != need or ckeys[i] != k else i
+            for i, k in zip(map(cache.index.get, paths), keys, strict=True)
+        ]
         miss = [i for i, r in enumerate(rows) if r < 0]
         got = read_all([paths[i] for i in miss], workers, crcs=crcs) if miss else []
         self.read = len(miss)
