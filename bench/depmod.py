@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/ (the corpus)
+
 FULL_TARGETS = {"amd64-6.1": 1.0, "amd64-6.12": 0.5}
 INCREMENTAL_TARGET = 0.1
 MODPROBE_TARGET = 1.5
@@ -136,7 +138,7 @@ def main() -> int:
     ap.add_argument("--touch", default="1,10,100", help="module counts changed before incremental runs")
     ap.add_argument("--only", default="full,incremental,modprobe")
     a = ap.parse_args()
-    from lkm.corpus import depmod_root, find_tree
+    from testing.corpus import depmod_root, find_tree
 
     only = set(a.only.split(","))
     depmod = shutil.which("depmod", path="/usr/sbin:/sbin") or "depmod"

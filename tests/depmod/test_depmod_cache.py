@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 import lkm.depmod.cache as cache_mod
 from lkm.depmod import DepmodOptions, depmod, write_outputs
 from lkm.depmod.cache import CACHE_NAME
-from tests.conftest import ROOT
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree, outputs
-from tests.depmod.elfgen import make_module
+
+from support import RELEASE, ROOT, kmod_tool, make_module, make_tree, outputs
 
 FIXTURES = ROOT / "tests" / "fixtures" / "6x"
 
@@ -154,6 +153,7 @@ def trusting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cache_mod, "RACY_NS", -(1 << 62))
 
 
+@pytest.mark.oracle
 @settings(
     max_examples=int(os.environ.get("LKM_CACHE_EXAMPLES", "25")),
     deadline=None,
@@ -200,6 +200,7 @@ def test_random_edits_match_kmod(
         full = l_rc != 0  # a failed run writes nothing, its cache neither: the next reads all
 
 
+@pytest.mark.oracle
 def test_untouched_tree_reads_nothing(tmp_path: Path, trusting: None) -> None:
     kmod_tool("depmod")
     modules = {rel: POOL[i % (len(POOL) - 1)] for i, rel in enumerate(NAMES)}
@@ -262,6 +263,7 @@ def test_cli_no_cache_flag(tmp_path: Path) -> None:
 
 
 @pytest.mark.corpus
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ("amd64-6.1", "amd64-6.12"))
 def test_corpus_edits_match_kmod(name: str, corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A real tree: full cached run, then modules replaced by copies, removed and added, then
@@ -269,8 +271,9 @@ def test_corpus_edits_match_kmod(name: str, corpus_trees, tmp_path: Path) -> Non
     changed files were read."""
     import random
 
-    from lkm.corpus import depmod_root
-    from tests.conftest import require
+    from testing.corpus import depmod_root
+
+    from support import require
 
     trees = {t.name: t for t in corpus_trees}
     require(name in trees, f"corpus tree {name} missing: run scripts/fetch_corpus.py")
