@@ -11,15 +11,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tests.cli.kmodlink import tool_link
 from tests.conftest import ROOT
 from tests.depmod.conftest import RELEASE, copy_tree, kmod_tool, make_tree, outputs
 from tests.depmod.elfgen import make_module
 
 
 def lkm_depmod(args: list[str]) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    # through a link named depmod, so that messages carry kmod's program name
     return subprocess.run(
-        [sys.executable, "-m", "lkm", "depmod", *args], capture_output=True, text=True, env=env, check=False
+        [tool_link("depmod"), *args], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False
     )
 
 

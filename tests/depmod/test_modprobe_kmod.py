@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lkm.corpus import depmod_root
+from tests.cli.kmodlink import tool_link
 from tests.conftest import ROOT, require
 from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
 from tests.depmod.elfgen import make_module
@@ -22,10 +23,8 @@ from modprobe_oracle_full import queries
 
 
 def lkm_modprobe(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "lkm", "modprobe", *args], capture_output=True, env=env, check=False
-    )
+    # through a link named modprobe, so that messages carry kmod's program name
+    return subprocess.run([tool_link("modprobe"), *args], capture_output=True, env={"PATH": "/usr/bin:/bin"}, check=False)
 
 
 def same(args: list[str]) -> None:

@@ -80,7 +80,7 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.depmod import DependencyCycle, DepmodOptions, depmod, up_to_date, write_outputs
     from lkm.depmod.core import modules_dirname
 
-    name = prog.rsplit(" ", 1)[-1]
+    name = prog  # as the user invoked it: "lkm depmod", or "depmod" through a link
     level = DEFAULT_LEVEL
 
     def log(prio: str, msg: str) -> None:

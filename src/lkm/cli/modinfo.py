@@ -197,6 +197,35 @@ def _is_module_filename(name: str) -> bool:
     return stat.S_ISREG(st.st_mode) and name.endswith(MODULE_EXTENSIONS)
 
 
+def _modname(path: str) -> str:
+    """kmod's path_to_modname: the file name up to its first '.', '-' as '_'."""
+    from lkm.moddir import normalize
+
+    return normalize(os.path.basename(path).split(".", 1)[0])
+
+
+def _info_error(path: str, exc: LkmError) -> str:
+    """kmod's "could not get modinfo from 'NAME': <strerror>" for a file it cannot read."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    if not isinstance(code, int):
+        code = errno.ENOEXEC if os.path.exists(path) else errno.ENOENT
+    if code == errno.ENOEXEC and _elf_header(path):
+        code = errno.EINVAL  # libkmod's elf.c: past the magic, a bad header is -EINVAL
+    return f"could not get modinfo from '{_modname(path)}': {os.strerror(code)}"
+
+
+def _elf_header(path: str) -> bool:
+    """More than an ELF32 header, starting with the ELF magic (an uncompressed file)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(53)
+    except OSError:
+        return False
+    return len(head) > 52 and head[:4] == b"\x7fELF"
+
+
 def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[str], None]) -> bool:
     sep = o.sep
     if o.field == "filename":
@@ -211,7 +240,10 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
         is24 = mod.is_24
         params = mod.parameters if (o.field is None or o.field == "parm") else []
     except LkmError as exc:
-        fail(f"{path}: {exc.reason}")
+        # kmod has printed the file name before it reads the file
+        if o.field is None:
+            emit(f"{'filename:':<16}{path}{sep}")
+        fail(_info_error(path, exc))
         return False
     emit(_render(o, path, entries, params, is24))
     return True
@@ -280,7 +312,7 @@ def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callabl
         mod = ModuleFile.open(path)
         doc = module_report(mod, exports=o.exports, imports=o.imports)
     except LkmError as exc:
-        fail(f"{path}: {exc.reason}")
+        fail(_info_error(path, exc))
         return False
     doc = {"filename": path, **doc}
     emit(json.dumps(doc, ensure_ascii=False) + "\n")

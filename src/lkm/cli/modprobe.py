@@ -60,7 +60,7 @@ class Opts:
 
 
 def run(prog: str, args: list[str]) -> int:
-    name = prog.rsplit(" ", 1)[-1]
+    name = prog  # as the user invoked it: "lkm modprobe", or "modprobe" through a link
     env_opts = os.environ.get("MODPROBE_OPTIONS")
     if env_opts:
         args = env_opts.split() + args
@@ -149,7 +149,7 @@ def run(prog: str, args: list[str]) -> int:
         sys.stdout.write(_dump(cfg, res))
         return 0
     try:
-        kernel = _open_kernel(model, state_path)
+        kernel = _open_kernel(model, state_path, dirname)
     except LkmError as exc:
         log("FATAL", str(exc))
         return 1
@@ -213,7 +213,7 @@ def _split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
     return split(args)
 
 
-def _open_kernel(model: bool, state: str | None) -> Kernel | None:
+def _open_kernel(model: bool, state: str | None, dirname: str) -> Kernel | None:
     """The kernel modprobe acts on: the model kernel when asked for, else the running one.
     Without a live backend (or /proc) state queries see nothing loaded, and an actual
     insert or removal reports that there is no kernel to act on."""
@@ -225,7 +225,7 @@ def _open_kernel(model: bool, state: str | None) -> Kernel | None:
         return kernel
     try:
         live = importlib.import_module("lkm.kernel.live")
-        running: Kernel = live.LiveKernel()
+        running: Kernel = live.LiveKernel(modules_dir=dirname)
     except (ImportError, OSError, LkmError):
         return None
     return running
@@ -272,11 +272,8 @@ def _dump(cfg: object, res: object) -> str:
     lines += [f"alias {a} {m}\n" for a, m in cfg.aliases]
     lines += [f"options {m} {o}\n" for m, o in cfg.options]
     for sd in cfg.softdeps:
-        text = ""
-        if sd.pre:
-            text = "pre:" + "".join(" " + x for x in sd.pre)
-        if sd.post:
-            text += (" " if text else "") + "post:" + "".join(" " + x for x in sd.post)
+        # libkmod's softdep_to_char: "pre: " and "post: " parts joined with no space between
+        text = ("pre: " + " ".join(sd.pre) if sd.pre else "") + ("post: " + " ".join(sd.post) if sd.post else "")
         lines.append(f"softdep {sd.name} {text}\n")
     lines.append("\n# End of configuration files. Dumping indexes now:\n\n")
     for index in ("modules.alias.bin", "modules.symbols.bin"):
