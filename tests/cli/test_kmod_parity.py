@@ -14,6 +14,7 @@ namespace (root and ``unshare`` needed), so both tools read the same fake kernel
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 from pathlib import Path
@@ -42,13 +43,16 @@ def _same(pk: subprocess.CompletedProcess[bytes], pl: subprocess.CompletedProces
 
 
 def _in_namespace(binds: list[tuple[Path, str]], cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
-    script = " && ".join(f"mount --bind '{src}' '{dst}'" for src, dst in binds) + ' && exec "$@"'
-    return subprocess.run(
+    """``cmd`` in a private mount namespace with ``binds``; a bind that fails is a test error."""
+    script = "".join(f"mount --bind '{src}' '{dst}' || exit 99\n" for src, dst in binds) + 'exec "$@"'
+    p = subprocess.run(
         ["unshare", "-m", "sh", "-c", script, "sh", *cmd],
         capture_output=True,
         check=False,
         env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
     )
+    assert p.returncode != 99, p.stderr
+    return p
 
 
 # -- 1. kernel command line ------------------------------------------------------------------
@@ -169,7 +173,10 @@ def _fake_kernel(tmp_path: Path) -> list[tuple[Path, str]]:
         for h in holders:
             (d / "holders" / h).mkdir()
     (tmp_path / "modules").write_text(PROC_MODULES)
-    return [(sysmod, "/sys/module"), (tmp_path / "modules", "/proc/modules")]
+    binds = [(sysmod, "/sys/module")]
+    if os.path.exists("/proc/modules"):  # (a container may have none: kmod 30 does not need it)
+        binds.append((tmp_path / "modules", "/proc/modules"))
+    return binds
 
 
 @pytest.mark.parametrize("name", ["a", "b", "c", "e", "f", "g", "h"])
@@ -218,3 +225,75 @@ def test_modinfo_unreadable_file(tmp_path: Path, data: bytes) -> None:
     bad.write_bytes(data)
     for args in ([str(bad)], ["-F", "license", str(bad)]):
         _same(_kmod("modinfo", args), run_link("modinfo", args))
+
+
+# -- kmod, the multi-call program ------------------------------------------------------------
+
+
+def _by_name(name: str, args: list[str], lkm: bool) -> subprocess.CompletedProcess[bytes]:
+    """Run ``name`` from PATH (argv[0] is the bare name, as for a user): kmod's or lkm's link."""
+    kmod_tool(name)
+    path = "/usr/bin:/bin:/usr/sbin:/sbin"
+    if lkm:
+        path = os.path.dirname(tool_link(name)) + ":" + path
+    return subprocess.run([name, *args], capture_output=True, check=False, env={"PATH": path})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["help"], ["help", "x"], ["--version"], ["-V"], ["--help"], ["-h", "list"], ["foo"], ["list"],
+     ["list", "--help"], ["-v", "list"], ["--bogus"], ["static-nodes", "--help"], ["static-nodes", "-f", "bogus"],
+     ["static-nodes", "--bogus"], ["static-nodes"]],
+)
+def test_kmod_multicall(args: list[str]) -> None:
+    _same(_by_name("kmod", args, False), _by_name("kmod", args, True))
+
+
+def test_lsmod_on_this_host() -> None:
+    _same(_by_name("lsmod", [], False), _by_name("lsmod", [], True))
+
+
+DEVNAME = (
+    "# Device nodes to trigger on-demand module loading.\nfuse fuse c10:229\ntun net/tun c10:200\n"
+    "dm_mod mapper/control c10:236\nloop loop0 b7:0\nbad entry\nx y z1:2\nsnd-timer snd/timer c116:33\n"
+)
+
+
+def _with_devname(tmp_path: Path, devname: str | None, cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``cmd`` with /lib/modules/$(uname -r)/modules.devname as given (an overlay on /usr/lib)."""
+    up, work = tmp_path / "up", tmp_path / "work"
+    d = up / "modules" / os.uname().release
+    d.mkdir(parents=True, exist_ok=True)
+    work.mkdir(exist_ok=True)
+    if devname is not None:
+        (d / "modules.devname").write_text(devname)
+    script = (
+        f"mount -t overlay overlay -o lowerdir=/usr/lib,upperdir={up},workdir={work} /usr/lib || exit 99\n"
+        'exec "$@"'
+    )
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *cmd], capture_output=True, check=False,
+                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})  # fmt: skip
+    if p.returncode == 99:
+        pytest.skip(f"no overlay mount here: {p.stderr!r}")
+    return p
+
+
+@pytest.mark.parametrize("fmt", [[], ["--format=human"], ["-f", "tmpfiles"], ["--format", "devname"], ["-fdevname"]])
+@pytest.mark.parametrize("devname", [DEVNAME, "", None])
+def test_static_nodes(tmp_path: Path, fmt: list[str], devname: str | None) -> None:
+    require(can_unshare(), "needs root and unshare -m (a private mount namespace)")
+    pk = _with_devname(tmp_path / "k", devname, [kmod_tool("kmod"), "static-nodes", *fmt])
+    pl = _with_devname(tmp_path / "l", devname, [tool_link("kmod"), "static-nodes", *fmt])
+    _same(pk, pl)
+
+
+def test_static_nodes_output(tmp_path: Path) -> None:
+    """systemd's kmod-static-nodes.service: --format=tmpfiles --output=/run/tmpfiles.d/... (parents made)."""
+    require(can_unshare(), "needs root and unshare -m (a private mount namespace)")
+    outs = {}
+    for who, exe in (("k", kmod_tool("kmod")), ("l", tool_link("kmod"))):
+        out = tmp_path / who / "run/tmpfiles.d/static-nodes.conf"
+        p = _with_devname(tmp_path / who, DEVNAME, [exe, "static-nodes", "--format=tmpfiles", f"--output={out}"])
+        outs[who] = (p.stdout, p.stderr, p.returncode, out.read_bytes(), oct(out.parent.stat().st_mode))
+    assert outs["l"] == outs["k"]
+    assert b"d /dev/net 0755 - - -\nc! /dev/net/tun 0600 - - - 10:200\n" in outs["k"][3]

@@ -9,6 +9,7 @@ import sys
 
 from lkm.kernel.interface import LoadedModule
 
+LIBKMOD_FROM_LOADED = "libkmod: ERROR ../libkmod/libkmod-module.c:1725 kmod_module_new_from_loaded: "
 HEADER = "Module                  Size  Used by\n"
 
 
@@ -34,6 +35,9 @@ def run(prog: str, args: list[str]) -> int:
     try:
         modules = (chosen or open_kernel()).modules()
     except KernelError as exc:
+        if chosen is None:
+            # libkmod's own logger reports the unreadable /proc/modules first (Debian's kmod 30)
+            sys.stderr.write(f"{LIBKMOD_FROM_LOADED}could not open /proc/modules: {exc.strerror}\n")
         # kmod 30's lsmod words this one without its program name.
         sys.stderr.write(f"Error: could not get list of modules: {exc.strerror}\n")
         return 1
