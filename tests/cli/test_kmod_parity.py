@@ -33,13 +33,19 @@ def _kmod(name: str, args: list[str], **kw: object) -> subprocess.CompletedProce
     return subprocess.run([kmod_tool(name), *args], capture_output=True, check=False, **kw)  # type: ignore[call-overload, no-any-return]
 
 
-def _same(pk: subprocess.CompletedProcess[bytes], pl: subprocess.CompletedProcess[bytes], *sub: tuple[str, str]) -> None:
+def _same(
+    pk: subprocess.CompletedProcess[bytes], pl: subprocess.CompletedProcess[bytes], *sub: tuple[str, str]
+) -> None:
     def norm(b: bytes) -> bytes:
         for a, r in sub:
             b = b.replace(a.encode(), r.encode())
         return b
 
-    assert (norm(pl.stdout), norm(pl.stderr), pl.returncode) == (norm(pk.stdout), norm(pk.stderr), pk.returncode)
+    assert (norm(pl.stdout), norm(pl.stderr), pl.returncode) == (
+        norm(pk.stdout),
+        norm(pk.stderr),
+        pk.returncode,
+    )
 
 
 def _in_namespace(binds: list[tuple[Path, str]], cmd: list[str]) -> subprocess.CompletedProcess[bytes]:
@@ -58,7 +64,8 @@ def _in_namespace(binds: list[tuple[Path, str]], cmd: list[str]) -> subprocess.C
 # -- 1. kernel command line ------------------------------------------------------------------
 
 CMDLINES = [
-    'BOOT_IMAGE=/vmlinuz ivrs_acpihid[14:00.5]=AMD0020:00 "parport.dyndbg=file drivers/parport/ieee1284_ops.c +mpf" quiet',
+    "BOOT_IMAGE=/vmlinuz ivrs_acpihid[14:00.5]=AMD0020:00 "
+    '"parport.dyndbg=file drivers/parport/ieee1284_ops.c +mpf" quiet',
     'parport.dyndbg="file drivers/parport/ieee1284_ops.c +mpf" foo-bar.x=1 modprobe.blacklist=foo_bar,ab',
     '"foo-bar.y=a b" foo-bar.z=1 "bad.q" x"y.z=1 a[b-c].p=1 a]b.p=2 c[d.e=3 .n=1 m.=2 m.a.b=3 m.k="v w"',
     "mod.p=1\n",
@@ -101,7 +108,19 @@ def test_kernel_command_line_messages(tmp_path: Path) -> None:
 # -- 2. depmod's cycle report ---------------------------------------------------------------
 
 # kmod's testsuite/module-playground mod-loop-a..k: who calls whom
-LOOPS = {"a": "bfg", "b": "cfg", "c": "a", "d": "e", "e": "d", "f": "", "g": "", "h": "i", "i": "j", "j": "hk", "k": "h"}
+LOOPS = {
+    "a": "bfg",
+    "b": "cfg",
+    "c": "a",
+    "d": "e",
+    "e": "d",
+    "f": "",
+    "g": "",
+    "h": "i",
+    "i": "j",
+    "j": "hk",
+    "k": "h",
+}
 
 
 def _loop_tree(root: Path, graph: dict[str, list[str]], prefix: str) -> None:
@@ -116,9 +135,9 @@ def _loop_tree(root: Path, graph: dict[str, list[str]], prefix: str) -> None:
     )
 
 
-def _depmod_both(tmp_path: Path, graph: dict[str, list[str]], prefix: str) -> tuple[
-    subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]
-]:
+def _depmod_both(
+    tmp_path: Path, graph: dict[str, list[str]], prefix: str
+) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
     k, lk = tmp_path / "k", tmp_path / "l"
     _loop_tree(k, graph, prefix)
     _loop_tree(lk, graph, prefix)
@@ -181,8 +200,14 @@ def _fake_kernel(tmp_path: Path) -> list[tuple[Path, str]]:
 
 @pytest.mark.parametrize("name", ["a", "b", "c", "e", "f", "g", "h"])
 @pytest.mark.parametrize(
-    "flags", [["-n", "-v"], ["-r", "-n", "-v"], ["-n", "--first-time"], ["-r", "-n", "--first-time"],
-              ["-r", "-n", "-v", "--remove-holders"]]
+    "flags",
+    [
+        ["-n", "-v"],
+        ["-r", "-n", "-v"],
+        ["-n", "--first-time"],
+        ["-r", "-n", "--first-time"],
+        ["-r", "-n", "-v", "--remove-holders"],
+    ],
 )
 def test_loaded_from_sysfs(tmp_path: Path, name: str, flags: list[str]) -> None:
     require(can_unshare(), "needs root and unshare -m (a private mount namespace)")
@@ -203,13 +228,23 @@ def test_loaded_from_sysfs(tmp_path: Path, name: str, flags: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["params"], ["-F", "author"], ["-0", "params"], ["lkm-params"], ["-n", "params"], ["-a", "params"],
-     ["-m", "params"], ["chardev", "params"]],
+    [
+        ["params"],
+        ["-F", "author"],
+        ["-0", "params"],
+        ["lkm-params"],
+        ["-n", "params"],
+        ["-a", "params"],
+        ["-m", "params"],
+        ["chardev", "params"],
+    ],
 )
 def test_modinfo_missing_file(tmp_path: Path, args: list[str]) -> None:
     from tests.conftest import FIX6
 
-    mods = {f"kernel/{p.name}": p.read_bytes() for p in FIX6.glob("*.ko") if p.name in ("params.ko", "chardev.ko")}
+    mods = {
+        f"kernel/{p.name}": p.read_bytes() for p in FIX6.glob("*.ko") if p.name in ("params.ko", "chardev.ko")
+    }
     make_tree(tmp_path, mods)
     subprocess.run([kmod_tool("depmod"), "-b", str(tmp_path), RELEASE], check=True, capture_output=True)
     (tmp_path / "lib/modules" / RELEASE / "kernel/params.ko").unlink()
@@ -241,9 +276,24 @@ def _by_name(name: str, args: list[str], lkm: bool) -> subprocess.CompletedProce
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["help"], ["help", "x"], ["--version"], ["-V"], ["--help"], ["-h", "list"], ["foo"], ["list"],
-     ["list", "--help"], ["-v", "list"], ["--bogus"], ["static-nodes", "--help"], ["static-nodes", "-f", "bogus"],
-     ["static-nodes", "--bogus"], ["static-nodes"]],
+    [
+        [],
+        ["help"],
+        ["help", "x"],
+        ["--version"],
+        ["-V"],
+        ["--help"],
+        ["-h", "list"],
+        ["foo"],
+        ["list"],
+        ["list", "--help"],
+        ["-v", "list"],
+        ["--bogus"],
+        ["static-nodes", "--help"],
+        ["static-nodes", "-f", "bogus"],
+        ["static-nodes", "--bogus"],
+        ["static-nodes"],
+    ],
 )
 def test_kmod_multicall(args: list[str]) -> None:
     _same(_by_name("kmod", args, False), _by_name("kmod", args, True))
@@ -278,7 +328,9 @@ def _with_devname(tmp_path: Path, devname: str | None, cmd: list[str]) -> subpro
     return p
 
 
-@pytest.mark.parametrize("fmt", [[], ["--format=human"], ["-f", "tmpfiles"], ["--format", "devname"], ["-fdevname"]])
+@pytest.mark.parametrize(
+    "fmt", [[], ["--format=human"], ["-f", "tmpfiles"], ["--format", "devname"], ["-fdevname"]]
+)
 @pytest.mark.parametrize("devname", [DEVNAME, "", None])
 def test_static_nodes(tmp_path: Path, fmt: list[str], devname: str | None) -> None:
     require(can_unshare(), "needs root and unshare -m (a private mount namespace)")
@@ -293,7 +345,9 @@ def test_static_nodes_output(tmp_path: Path) -> None:
     outs = {}
     for who, exe in (("k", kmod_tool("kmod")), ("l", tool_link("kmod"))):
         out = tmp_path / who / "run/tmpfiles.d/static-nodes.conf"
-        p = _with_devname(tmp_path / who, DEVNAME, [exe, "static-nodes", "--format=tmpfiles", f"--output={out}"])
+        p = _with_devname(
+            tmp_path / who, DEVNAME, [exe, "static-nodes", "--format=tmpfiles", f"--output={out}"]
+        )
         outs[who] = (p.stdout, p.stderr, p.returncode, out.read_bytes(), oct(out.parent.stat().st_mode))
     assert outs["l"] == outs["k"]
     assert b"d /dev/net 0755 - - -\nc! /dev/net/tun 0600 - - - 10:200\n" in outs["k"][3]

@@ -4,7 +4,6 @@ every message, exit status; depmod.d rules, -e/-E/-F, cycles, unreadable modules
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.cli.kmodlink import tool_link
-from tests.conftest import ROOT
 from tests.depmod.conftest import RELEASE, copy_tree, kmod_tool, make_tree, outputs
 from tests.depmod.elfgen import make_module
 
@@ -20,7 +18,11 @@ from tests.depmod.elfgen import make_module
 def lkm_depmod(args: list[str]) -> subprocess.CompletedProcess[str]:
     # through a link named depmod, so that messages carry kmod's program name
     return subprocess.run(
-        [tool_link("depmod"), *args], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False
+        [tool_link("depmod"), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
     )
 
 

@@ -24,7 +24,9 @@ from modprobe_oracle_full import queries
 
 def lkm_modprobe(args: list[str]) -> subprocess.CompletedProcess[bytes]:
     # through a link named modprobe, so that messages carry kmod's program name
-    return subprocess.run([tool_link("modprobe"), *args], capture_output=True, env={"PATH": "/usr/bin:/bin"}, check=False)
+    return subprocess.run(
+        [tool_link("modprobe"), *args], capture_output=True, env={"PATH": "/usr/bin:/bin"}, check=False
+    )
 
 
 def same(args: list[str]) -> None:

@@ -19,11 +19,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lkm.cli.tool import Tool
+
 FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
 
 
+def _color() -> bool:
+    """Bold headings only on a terminal, and never with NO_COLOR set (no-color.org)."""
+    return not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+
+
 def _say(text: str) -> None:
-    sys.stdout.write(f"\n\033[1m{text}\033[0m\n")
+    sys.stdout.write(f"\n\033[1m{text}\033[0m\n" if _color() else f"\n{text}\n")
     sys.stdout.flush()
 
 
@@ -90,10 +97,20 @@ def _sticky(state: str) -> int:
     return value
 
 
+TOOL = Tool(
+    "demo",
+    "a guided run of the HOWTO's section 10 on a model kernel",
+    usage=[""],
+    description="Colours only on a terminal, and never with NO_COLOR set.",
+    options=[],
+)
+
+
 def run(prog: str, args: list[str]) -> int:
-    if args:
+    _opts, operands = TOOL.parse(prog, args)
+    if operands:
         sys.stderr.write(f"Usage: {prog}\n")
-        return 0 if args in (["-h"], ["--help"]) else 1
+        return 1
     f24, f6 = FIXTURES / "24", FIXTURES / "6x"
     with tempfile.TemporaryDirectory(prefix="lkm-demo-") as tmp:
         state = os.path.join(tmp, "kernel24.db")

@@ -10,6 +10,7 @@ import os
 import sys
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 
 COMMANDS = (
     ("help", "Show help message"),
@@ -19,6 +20,26 @@ COMMANDS = (
 COMPAT = ("lsmod", "rmmod", "insmod", "modinfo", "modprobe", "depmod")
 # what `kmod --version` prints: the kmod lkm follows (Debian 12's build of kmod 30)
 VERSION = "kmod version 30\n+ZSTD +XZ -ZLIB +LIBCRYPTO -EXPERIMENTAL\n"
+
+
+# for the man page and completion (kmod's own parser below keeps kmod's exact behaviour)
+TOOL = Tool(
+    "kmod",
+    "kmod's multi-call program: list, static-nodes, help (kmod-compatible)",
+    usage=["[options] command [command_options]", "list", "static-nodes [-f FORMAT] [-o FILE]", "help"],
+    kmod=True,
+    version_text=VERSION,
+    options=[
+        Opt(
+            "f",
+            "format",
+            "FORMAT",
+            "static-nodes: human (default), tmpfiles or devname",
+            complete="human tmpfiles devname",
+        ),
+        Opt("o", "output", "FILE", "static-nodes: write output to FILE (parent directories made)"),
+    ],
+)
 
 
 def kmod_help(argv0: str) -> str:

@@ -12,36 +12,54 @@ from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 from lkm.oops.inputs import FORMATS, Inputs, decode_text, read_text
 
-HELP = """Usage: lkm ksymoops [OPTIONS] [REPORT|-]
-  -k FILE  /proc/kallsyms (or 2.4 /proc/ksyms) of the kernel   (-K: none)
-  -l FILE  /proc/modules of the kernel                         (-L: none)
-  -s FILE  module sections: 'MODULE SECTION ADDRESS' lines
-  -m FILE  System.map                                           (-M: none)
-  -o DIR   directory holding the module files (.ko, .ko.xz...)  (-O: none)
-  -v FILE  vmlinux with debug information                       (-V: none)
-  --debug-root DIR  separate debug files (build-id and -dbg layouts; default /usr/lib/debug)
-  --offset HEX   KASLR offset (default: from the report)
-  --format ksymoops|decode-stacktrace|json   (default decode-stacktrace)
-"""
+TOOL = Tool(
+    "ksymoops",
+    "decode kernel oops reports: symbols, source lines, disassembly",
+    usage=["[options] [REPORT|-]"],
+    usage_status=2,
+    description="ksymoops' options where they still mean something; upper case turns a source off.",
+    options=[
+        Opt("k", "", "FILE", "/proc/kallsyms (or 2.4 /proc/ksyms) of the kernel", complete="file"),
+        Opt("K", "", None, "no kallsyms"),
+        Opt("l", "", "FILE", "/proc/modules of the kernel", complete="file"),
+        Opt("L", "", None, "no /proc/modules"),
+        Opt("s", "", "FILE", "module sections: 'MODULE SECTION ADDRESS' lines", complete="file"),
+        Opt("m", "", "FILE", "System.map", complete="file"),
+        Opt("M", "", None, "no System.map"),
+        Opt("o", "", "DIR", "directory holding the module files (.ko, .ko.xz...)", complete="dir"),
+        Opt("O", "", None, "no module files"),
+        Opt("v", "", "FILE", "vmlinux with debug information", complete="file"),
+        Opt("V", "", None, "no vmlinux"),
+        Opt(
+            "",
+            "debug-root",
+            "DIR",
+            "separate debug files (build-id and -dbg layouts;\ndefault /usr/lib/debug)",
+            own=True,
+        ),
+        Opt("", "offset", "HEX", "KASLR offset (default: from the report)", own=True),
+        Opt(
+            "",
+            "format",
+            "FORMAT",
+            "ksymoops, decode-stacktrace (default) or json",
+            own=True,
+            complete="ksymoops decode-stacktrace json",
+        ),
+    ],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
-    try:
-        opts, operands = parse(args, "hk:Kl:Lm:Mo:Ov:Vs:", ["help", "format=", "offset=", "debug-root="])
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
-        return 2
+    opts, operands = TOOL.parse(prog, args)
     src: dict[str, str | None] = {"k": None, "l": None, "m": None, "o": None, "v": None, "s": None, "d": None}
     fmt = "decode-stacktrace"
     offset: int | None = None
     for flag, val in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            return 0
         if flag == "--format":
             if val not in FORMATS:
                 sys.stderr.write(f"{prog}: unknown format '{val}' (known: {', '.join(FORMATS)})\n")
@@ -60,7 +78,7 @@ def run(prog: str, args: list[str]) -> int:
         else:
             src[flag[1].lower()] = ""  # upper case: that source is off
     if len(operands) > 1:
-        sys.stderr.write(f"{prog}: one report at a time\n{HELP}")
+        sys.stderr.write(f"{prog}: one report at a time\n{TOOL.help(prog)}")
         return 2
     try:
         text = read_text(operands[0] if operands else "-")

@@ -6,7 +6,7 @@ import os
 import stat
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -15,47 +15,35 @@ if TYPE_CHECKING:
 
     from lkm.module.modinfo import Parameter
 
-SHORT = "adlpn0mF:k:b:Vh"
-LONG = [
-    "author",
-    "description",
-    "license",
-    "parameters",
-    "filename",
-    "null",
-    "modname",
-    "field=",
-    "set-version=",
-    "basedir=",
-    "version",
-    "help",
-    "json",
-    "exports",
-    "imports",
-]
 FIELD_FLAGS = {"-a": "author", "-d": "description", "-l": "license", "-p": "parm", "-n": "filename"}
 FIELD_LONG = {"--" + v if v != "parm" else "--parameters": v for v in FIELD_FLAGS.values()}
 # Files taken as files, not names: kmod's module extensions plus 2.4 objects.
 MODULE_EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst", ".o", ".o.gz")
 
-HELP = """Usage:
-\t{prog} [options] <modulename|filename> [args]
-Options:
-\t-a, --author                Print only 'author'
-\t-d, --description           Print only 'description'
-\t-l, --license               Print only 'license'
-\t-p, --parameters            Print only 'parm'
-\t-n, --filename              Print only 'filename'
-\t-0, --null                  Use \\0 instead of \\n
-\t-m, --modname               Handle argument as module name instead of alias or filename
-\t-F, --field=FIELD           Print only provided FIELD
-\t-k, --set-version=VERSION   Use VERSION instead of `uname -r`
-\t-b, --basedir=DIR           Use DIR as filesystem root for /lib/modules
-\t-V, --version               Show version
-\t-h, --help                  Show this help
-\t    --json                  One JSON object per module, every field
-\t    --exports, --imports    With --json: add exported / needed symbols
-"""
+TOOL = Tool(
+    "modinfo",
+    "show information about a kernel module (kmod-compatible)",
+    usage=["[options] <modulename|filename> [args]"],
+    kmod=True,
+    width=28,
+    options=[
+        Opt("a", "author", None, "Print only 'author'"),
+        Opt("d", "description", None, "Print only 'description'"),
+        Opt("l", "license", None, "Print only 'license'"),
+        Opt("p", "parameters", None, "Print only 'parm'"),
+        Opt("n", "filename", None, "Print only 'filename'"),
+        Opt("0", "null", None, "Use \\0 instead of \\n"),
+        Opt("m", "modname", None, "Handle argument as module name instead of alias or filename"),
+        Opt("F", "field", "FIELD", "Print only provided FIELD"),
+        Opt("k", "set-version", "VERSION", "Use VERSION instead of `uname -r`"),
+        Opt("b", "basedir", "DIR", "Use DIR as filesystem root for /lib/modules"),
+        Opt("V", "version", None, "Show version"),
+        Opt("h", "help", None, "Show this help"),
+        Opt("", "json", None, "One JSON object per module, every field (JSON Lines)", own=True),
+        Opt("", "exports", None, "With --json: add exported symbols", own=True),
+        Opt("", "imports", None, "With --json: add needed symbols", own=True),
+    ],
+)
 
 
 class Options:
@@ -71,11 +59,7 @@ class Options:
 
 def run(prog: str, args: list[str]) -> int:
     err = sys.stderr.write
-    try:
-        opts, operands = parse(args, SHORT, LONG)
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     o = Options()
     for flag, val in opts:
         if flag in FIELD_FLAGS:
@@ -92,14 +76,6 @@ def run(prog: str, args: list[str]) -> int:
             o.kversion = val
         elif flag in ("-b", "--basedir"):
             o.root = val
-        elif flag in ("-h", "--help"):
-            sys.stdout.write(HELP.format(prog=prog))
-            return 0
-        elif flag in ("-V", "--version"):
-            from lkm import __version__
-
-            sys.stdout.write(f"lkm version {__version__}\n")
-            return 0
         elif flag == "--json":
             o.json = True
         elif flag == "--exports":

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import sys
 
+from lkm.cli.tool import BACKEND, Tool
 from lkm.errors import LkmError
 
 USAGE = "Usage: lkm proc [--model | --state PATH] modules|ksyms|kallsyms|vmallocinfo\n"
+TOOL = Tool(
+    "proc",
+    "a model kernel's /proc files: modules, ksyms, kallsyms, vmallocinfo",
+    usage=["[--model | --state FILE] modules|ksyms|kallsyms|vmallocinfo"],
+    description="Without a model kernel, the running system's file.",
+    options=[*BACKEND],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -15,9 +23,10 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel.procfs import PROC_FILES
 
     model, state, args = split_backend(args)
+    _opts, args = TOOL.parse(prog, args)
     if len(args) != 1 or args[0] not in PROC_FILES:
         sys.stderr.write(USAGE)
-        return 0 if args in (["-h"], ["--help"]) else 1
+        return 1
     try:
         if model:
             from lkm.kernel.model import ModelKernel

@@ -16,10 +16,30 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = __doc__ or ""
+TOOL = Tool(
+    "verify",
+    "check that loaded modules are byte for byte their files (/proc/kcore)",
+    usage=["[options] MODULE..."],
+    description="Each MODULE (a module file; its name is the loaded module's) is relinked at the addresses\n"
+    "the kernel gave its sections and compared with the kernel's memory and /proc/kallsyms.\n"
+    "Differences are printed one per line, then a summary line per module.  Exit 0 when no\n"
+    "module differs, 1 otherwise.",
+    options=[
+        Opt(
+            "",
+            "config",
+            "FILE",
+            "the kernel's .config (default: /proc/config.gz, /boot/config-R,\n/lib/modules/R/build/.config)",
+            complete="file",
+        ),
+        Opt("", "kcore", "FILE", "the kernel's memory (default /proc/kcore)", complete="file"),
+        Opt("", "snapshot", "DIR", "check a captured machine instead of this one"),
+        Opt("q", "quiet", None, "only the summary lines"),
+    ],
+)
 
 
 def _config(path: str | None, release: str) -> object:
@@ -37,19 +57,12 @@ def _config(path: str | None, release: str) -> object:
 
 def run(prog: str, args: list[str]) -> int:
     out, err = sys.stdout.write, sys.stderr.write
-    try:
-        opts, operands = parse(args, "qh", ["config=", "kcore=", "snapshot=", "quiet", "help"])
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     config_path = None
     kcore = "/proc/kcore"
     snapshot = None
     quiet = False
     for flag, val in opts:
-        if flag in ("-h", "--help"):
-            out(HELP)
-            return 0
         if flag == "--config":
             config_path = val
         elif flag == "--kcore":
