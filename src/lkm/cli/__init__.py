@@ -38,7 +38,7 @@ TOOLS: dict[str, tuple[str, str]] = {
 def _usage(out: object = None) -> str:
     lines = [
         "Usage: lkm TOOL [ARGS...]   (or call lkm through a link named TOOL)",
-        "       lkm help [TOOL] | lkm help --man TOOL | lkm help --completion bash|zsh",
+        "       lkm help [TOOL] | --man TOOL | --completion bash|zsh | --install PREFIX",
         "",
         "Tools:",
     ]
@@ -49,7 +49,8 @@ def _usage(out: object = None) -> str:
 
 
 def _help(args: list[str]) -> int:
-    """lkm help [TOOL] | --man TOOL | --completion bash|zsh: generated from the option tables."""
+    """lkm help [TOOL] | --man TOOL | --completion bash|zsh | --install PREFIX (man pages and
+    completions under PREFIX/share): all generated from the option tables."""
     from lkm.cli.tool import all_tools, bash_completion, man_page, zsh_completion
 
     if not args:
@@ -58,6 +59,12 @@ def _help(args: list[str]) -> int:
     if args[0] == "--completion" and len(args) == 2 and args[1] in ("bash", "zsh"):
         tools = all_tools()
         sys.stdout.write(bash_completion(tools) if args[1] == "bash" else zsh_completion(tools))
+        return 0
+    if args[0] == "--install" and len(args) == 2:
+        from lkm.cli.tool import install_data
+
+        for path in install_data(args[1]):
+            sys.stdout.write(f"{path}\n")
         return 0
     if args[0] == "--man" and len(args) == 2 and args[1] in TOOLS:
         sys.stdout.write(man_page(all_tools()[args[1]]))

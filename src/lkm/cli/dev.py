@@ -81,7 +81,9 @@ def run(prog: str, args: list[str]) -> int:
     if out is None:
         return 0
     if "--json" in o:
-        sys.stdout.write(json.dumps(outcome_json(out), indent=1) + "\n")
+        from lkm.cli.jsonout import document
+
+        sys.stdout.write(json.dumps(document("dev", **outcome_json(out))) + "\n")
     else:
         sys.stdout.write(format_outcome(out) if verb == "dev" else out.output)
     return 1 if out.fault is not None else 0

@@ -284,12 +284,24 @@ def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callabl
     from lkm.module.file import ModuleFile
     from lkm.module.report import module_report
 
+    from lkm.cli.jsonout import document
+
     try:
         mod = ModuleFile.open(path)
-        doc = module_report(mod, exports=o.exports, imports=o.imports)
+        if o.field is not None:  # -F FIELD (and -a -d -l -p -n): that field's values only
+            if o.field == "filename":
+                values = [path]
+            elif o.field == "parm":
+                values = [_param_text(p, True) for p in _in_kmod_order(mod.parameters, mod.is_24)]
+            else:
+                from lkm.module.info import info_entries
+
+                values = [v for k, v in info_entries(mod) if k == o.field]
+            doc = document("modinfo-field", filename=path, name=mod.name, field=o.field, values=values)
+        else:
+            doc = document("modinfo", filename=path, **module_report(mod, exports=o.exports, imports=o.imports))
     except LkmError as exc:
         fail(_info_error(path, exc))
         return False
-    doc = {"filename": path, **doc}
     emit(json.dumps(doc, ensure_ascii=False) + "\n")
     return True

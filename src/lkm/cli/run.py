@@ -132,7 +132,10 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
     if "--json" in o:
-        sys.stdout.write(json.dumps([outcome_json(x) for x in outcomes], indent=1) + "\n")
+        from lkm.cli.jsonout import document
+
+        # JSON Lines: one document per command run
+        sys.stdout.write("".join(json.dumps(document("run", **outcome_json(x))) + "\n" for x in outcomes))
     else:
         sys.stdout.write("".join(format_outcome(x) for x in outcomes))
     return 1 if failed else 0

@@ -213,12 +213,36 @@ def _roff(text: str) -> str:
     return "\n".join(("\\&" + ln if ln[:1] in (".", "'") else ln) for ln in out.splitlines())
 
 
+def install_data(prefix: str) -> list[str]:
+    """Install the generated man pages and completions under ``prefix`` (share/man/man8,
+    share/bash-completion/completions, share/zsh/site-functions); the paths written."""
+    import os
+
+    from lkm.cli import TOOLS
+
+    tools = all_tools()
+    files = {f"share/man/man8/lkm-{n}.8": man_page(t) for n, t in tools.items()}
+    files["share/bash-completion/completions/lkm"] = bash_completion(tools)
+    files["share/zsh/site-functions/_lkm"] = zsh_completion(tools)
+    written = []
+    for rel, text in files.items():
+        path = os.path.join(prefix, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        written.append(path)
+    assert set(tools) == set(TOOLS)
+    return written
+
+
 def man_page(tool: Tool, date: str = "") -> str:
     """The tool's man page (roff, man(7) macros), from its table."""
     from lkm import __version__
 
-    name = tool.name if tool.name in KMOD_LINKS else f"lkm-{tool.name}"
-    call = tool.name if tool.name in KMOD_LINKS else f"lkm {tool.name}"
+    # installed as lkm-TOOL(8) so as never to shadow kmod's own pages
+    name, call = f"lkm-{tool.name}", f"lkm {tool.name}"
     out = [
         f'.TH {name.upper()} {tool.section} "{date}" "lkm {__version__}" "lkm"',
         ".SH NAME",
@@ -246,8 +270,10 @@ def man_page(tool: Tool, date: str = "") -> str:
             out += [".TP", ", ".join(names) + arg, _roff(" ".join(o.help.split()))]
     if tool.epilog:
         out += [".SH NOTES", _roff(tool.epilog.format(prog=call))]
-    see = ["lkm(1)"] + [f"{t}(8)" for t in sorted(KMOD_LINKS) if t != tool.name and tool.kmod]
-    out += [".SH SEE ALSO", ", ".join(f"\\fB{_roff(s.split('(')[0])}\\fR({s.split('(')[1]}" for s in see)]
+    see = [f"{tool.name}(8)"] if tool.name in KMOD_LINKS else []
+    see += [f"lkm-{t}(8)" for t in sorted(KMOD_LINKS) if t != tool.name and tool.kmod and t != "kmod"]
+    if see:
+        out += [".SH SEE ALSO", ", ".join(f"\\fB{_roff(s.split('(')[0])}\\fR({s.split('(')[1]}" for s in see)]
     return "\n".join(out) + "\n"
 
 
