@@ -27,7 +27,9 @@ OOPS = ROOT / "tests" / "data" / "oops"
 
 def lkm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     e = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "lkm", *args], capture_output=True, text=True, check=False, env=e)
+    return subprocess.run(
+        [sys.executable, "-m", "lkm", *args], capture_output=True, text=True, check=False, env=e
+    )
 
 
 @pytest.mark.parametrize("name", list(TOOLS))
@@ -85,7 +87,9 @@ def test_no_tool_prints_its_docstring() -> None:
 def test_shipped_files_are_current() -> None:
     import importlib.machinery
 
-    gen = importlib.machinery.SourceFileLoader("gen_surface", str(ROOT / "scripts" / "gen_surface")).load_module()
+    gen = importlib.machinery.SourceFileLoader(
+        "gen_surface", str(ROOT / "scripts" / "gen_surface")
+    ).load_module()
     for rel, text in gen.generated().items():
         assert (DATA / rel).read_text() == text, f"{rel} is stale: run scripts/gen_surface"
     assert sorted(p.name for p in (DATA / "man").iterdir()) == sorted(f"lkm-{n}.8" for n in TOOLS)
@@ -95,7 +99,9 @@ def test_shipped_files_are_current() -> None:
 def test_man_page_renders_cleanly(name: str) -> None:
     require(shutil.which("groff"), "groff missing (apt-get install groff-base)")
     page = DATA / "man" / f"lkm-{name}.8"
-    p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", str(page)], capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        ["groff", "-man", "-Tutf8", "-ww", str(page)], capture_output=True, text=True, check=False
+    )
     assert p.returncode == 0 and p.stderr == ""
     text = re.sub(".\b", "", p.stdout)
     for o in all_tools()[name].options:
@@ -106,7 +112,9 @@ def test_man_page_renders_cleanly(name: str) -> None:
 def test_install_data(tmp_path: Path) -> None:
     p = lkm("help", "--install", str(tmp_path))
     assert p.returncode == 0
-    assert (tmp_path / "share/man/man8/lkm-modprobe.8").read_text() == (DATA / "man/lkm-modprobe.8").read_text()
+    assert (tmp_path / "share/man/man8/lkm-modprobe.8").read_text() == (
+        DATA / "man/lkm-modprobe.8"
+    ).read_text()
     assert (tmp_path / "share/bash-completion/completions/lkm").is_file()
     assert (tmp_path / "share/zsh/site-functions/_lkm").is_file()
 
@@ -126,13 +134,19 @@ def test_bash_completion() -> None:
     assert set(_bash_complete(["lkm", "mod"])) == {"modinfo", "model", "modprobe"}
     got = _bash_complete(["lkm", "modprobe", "--show-"])
     assert set(got) == {"--show-depends", "--show-config", "--show-modversions", "--show-exports"}
-    assert set(_bash_complete(["lkm", "ksymoops", "--format", ""])) == {"ksymoops", "decode-stacktrace", "json"}
+    assert set(_bash_complete(["lkm", "ksymoops", "--format", ""])) == {
+        "ksymoops",
+        "decode-stacktrace",
+        "json",
+    }
     assert "--remove-holders" in _bash_complete(["modprobe", "--remove-h"])  # a link named modprobe
 
 
 def test_zsh_completion_parses() -> None:
     require(shutil.which("zsh"), "zsh missing (apt-get install zsh)")
-    p = subprocess.run(["zsh", "-n", str(DATA / "completion/_lkm")], capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        ["zsh", "-n", str(DATA / "completion/_lkm")], capture_output=True, text=True, check=False
+    )
     assert p.returncode == 0, p.stderr
 
 

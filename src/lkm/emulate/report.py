@@ -35,7 +35,11 @@ def format_outcome(o: Outcome, *, calls: bool = True) -> str:
 
 def _hex(value: object) -> object:
     # register values and addresses as JSON carries them (schema lkm/1): hex strings
-    return f"0x{value & 0xFFFFFFFFFFFFFFFF:x}" if isinstance(value, int) and not isinstance(value, bool) else value
+    return (
+        f"0x{value & 0xFFFFFFFFFFFFFFFF:x}"
+        if isinstance(value, int) and not isinstance(value, bool)
+        else value
+    )
 
 
 def outcome_json(o: Outcome) -> dict[str, object]:
