@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.cli.kmodlink import tool_link
-from tests.conftest import FIX6, ROOT, require
-
 from lkm.cli import TOOLS
 from lkm.cli.tool import Tool, all_tools
+from tests.cli.kmodlink import tool_link
+from tests.conftest import FIX6, ROOT, require
 
 DATA = ROOT / "src" / "lkm" / "data"
 OOPS = ROOT / "tests" / "data" / "oops"

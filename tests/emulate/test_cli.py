@@ -66,5 +66,5 @@ def test_state_is_a_deprecated_spelling_of_session(tmp_path: Path) -> None:
     state = str(tmp_path / "s.json")
     rc, _, err = _lkm("run", str(FIX6 / "chardev.ko"), "--state", state)
     assert rc == 0 and "--state is deprecated" in err and "--session" in err
-    rc, out, err = _lkm("dev", "--state", state, "open", "lkmchar")
+    rc, _out, err = _lkm("dev", "--state", state, "open", "lkmchar")
     assert rc == 0 and err.count("\n") == 1 and "use --session" in err

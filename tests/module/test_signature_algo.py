@@ -33,8 +33,8 @@ def _openssl_key_oid(der: bytes, tmp_path: Path) -> str:
 def _sign(module: bytes, tmp_path: Path, keyspec: list[str], md: str) -> bytes:
     """module + PKCS#7 signature + struct module_signature + magic, as scripts/sign-file makes it."""
     key, cert, body = tmp_path / "k.pem", tmp_path / "c.pem", tmp_path / "m.bin"
-    subprocess.run(["openssl", "req", "-new", "-x509", "-nodes", "-days", "1", "-subj", "/CN=lkm test key",
-                    *keyspec, "-keyout", str(key), "-out", str(cert)], capture_output=True, check=True)  # fmt: skip
+    req = ["openssl", "req", "-new", "-x509", "-nodes", "-days", "1", "-subj", "/CN=lkm test key"]
+    subprocess.run([*req, *keyspec, "-keyout", str(key), "-out", str(cert)], capture_output=True, check=True)
     body.write_bytes(module)
     sig = subprocess.run(["openssl", "cms", "-sign", "-binary", "-noattr", "-nocerts", "-outform", "DER",
                           "-md", md, "-in", str(body), "-signer", str(cert), "-inkey", str(key)],

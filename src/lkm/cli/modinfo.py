@@ -281,10 +281,9 @@ def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: C
 def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[str], None]) -> bool:
     import json
 
+    from lkm.cli.jsonout import document
     from lkm.module.file import ModuleFile
     from lkm.module.report import module_report
-
-    from lkm.cli.jsonout import document
 
     try:
         mod = ModuleFile.open(path)
@@ -299,7 +298,8 @@ def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callabl
                 values = [v for k, v in info_entries(mod) if k == o.field]
             doc = document("modinfo-field", filename=path, name=mod.name, field=o.field, values=values)
         else:
-            doc = document("modinfo", filename=path, **module_report(mod, exports=o.exports, imports=o.imports))
+            report = module_report(mod, exports=o.exports, imports=o.imports)
+            doc = document("modinfo", filename=path, **report)
     except LkmError as exc:
         fail(_info_error(path, exc))
         return False
