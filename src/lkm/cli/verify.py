@@ -42,16 +42,36 @@ TOOL = Tool(
 )
 
 
-def _config(path: str | None, release: str) -> object:
+def config_candidates(release: str) -> list[str]:
+    """Where a running kernel's .config is found: /proc/config.gz (CONFIG_IKCONFIG_PROC), the
+    distribution's /boot/config-R, the build tree's .config."""
+    return ["/proc/config.gz", f"/boot/config-{release}", f"/lib/modules/{release}/build/.config"]
+
+
+def _config(path: str | None, release: str, *, search: bool = True) -> object:
+    """The KernelConfig from ``path``, else the first of :func:`config_candidates`; with none
+    found, an error asking for --config (a default configuration would report thousands of
+    false differences).  ``search=False``: the default configuration instead."""
+    import gzip
+
     from lkm.link.layout import KernelConfig
 
-    for p in (path, f"/boot/config-{release}"):
-        if p and (p == path or os.path.exists(p)):
-            try:
-                with open(p, encoding="utf-8", errors="replace") as f:
-                    return KernelConfig.from_config_text(f.read())
-            except OSError as exc:
-                raise LkmError(exc.strerror or "cannot read", path=p) from None
+    paths = [path] if path else (config_candidates(release) if search else [])
+    for p in paths:
+        if p != path and not os.path.exists(p):
+            continue
+        try:
+            with open(p, "rb") as f:
+                raw = f.read()
+            text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            return KernelConfig.from_config_text(text.decode("utf-8", "replace"))
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise LkmError(getattr(exc, "strerror", None) or str(exc) or "cannot read", path=p) from None
+    if search:
+        raise LkmError(
+            f"the kernel's configuration was not found ({', '.join(config_candidates(release))}): "
+            "give it with --config FILE"
+        )
     return KernelConfig()
 
 
@@ -87,7 +107,9 @@ def run(prog: str, args: list[str]) -> int:
 
             kernel = open_kernel("snapshot", path=snapshot)
             captured = os.path.join(snapshot, "config")
-            config = _config(config_path or (captured if os.path.exists(captured) else None), kernel.release)
+            config = _config(
+                config_path or (captured if os.path.exists(captured) else None), kernel.release, search=False
+            )
             kallsyms_path = os.path.join(snapshot, "proc-kallsyms.txt")
             system_map = os.path.join(snapshot, "System.map")
             core: Memory = SnapshotMemory(snapshot)
