@@ -208,3 +208,21 @@ def test_json_ksymoops(validator: Any) -> None:
         p = lkm("ksymoops", "--format", "json", "-K", "-L", str(report))
         doc = json.loads(p.stdout)
         _valid(validator, [doc], "ksymoops")
+
+
+def test_modprobe_on_a_model_uses_its_release_and_modules_root(tmp_path: Path) -> None:
+    """`lkm modprobe --state S` resolves in the model's modules root and release (as `lkm model
+    request-module` does), not the host's /lib/modules/$(uname -r)."""
+    from tests.depmod.conftest import make_tree
+
+    state, root = str(tmp_path / "k.db"), tmp_path / "root"
+    release = "6.1.0-56-amd64"
+    d = make_tree(root, {"kernel/exporter.ko": (FIX6 / "exporter.ko").read_bytes()}, release=release)
+    assert lkm("depmod", "-b", str(root), release).returncode == 0
+    boot = lkm("model", "boot", "linux-6.1-amd64", "--state", state, "--modules-root", str(root))
+    assert boot.returncode == 0, boot.stderr
+    p = lkm("modprobe", "--state", state, "-D", "exporter")
+    assert (p.returncode, p.stdout) == (0, f"insmod {d}/kernel/exporter.ko \n"), p.stderr
+    p = lkm("modprobe", "--state", state, "exporter")
+    assert p.returncode == 0, p.stderr
+    assert [d["name"] for d in _docs(lkm("lsmod", "--state", state, "--json").stdout)] == ["exporter"]
