@@ -138,11 +138,16 @@ def _loop_tree(root: Path, graph: dict[str, list[str]], prefix: str) -> None:
 def _depmod_both(
     tmp_path: Path, graph: dict[str, list[str]], prefix: str
 ) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
+    """kmod's depmod and lkm's on two copies of one tree; a kmod that runs for more than 20 s
+    (it walks some cycles forever) is stopped: its return code is then None."""
     k, lk = tmp_path / "k", tmp_path / "l"
     _loop_tree(k, graph, prefix)
     _loop_tree(lk, graph, prefix)
-    pk = _kmod("depmod", ["-b", str(k), RELEASE])
-    pl = run_link("depmod", ["-b", str(lk), RELEASE])
+    try:
+        pk = _kmod("depmod", ["-b", str(k), RELEASE], timeout=20)
+    except subprocess.TimeoutExpired as exc:
+        pk = subprocess.CompletedProcess(exc.cmd, None, exc.stdout or b"", exc.stderr or b"")  # type: ignore[arg-type]
+    pl = run_link("depmod", ["-b", str(lk), RELEASE], timeout=60)
     pk.stderr = pk.stderr.replace(str(k).encode(), b"ROOT")
     pl.stderr = pl.stderr.replace(str(lk).encode(), b"ROOT")
     return pk, pl
@@ -163,8 +168,16 @@ def test_cycle_report_random(tmp_path: Path, seed: int) -> None:
     names = [f"m{i}" for i in range(r.randint(3, 12))]
     graph = {n: r.sample(names, r.randint(0, 3)) for n in names}
     pk, pl = _depmod_both(tmp_path, graph, "")
-    if b"Assertion" in pk.stderr:
-        pytest.skip("kmod 30 aborts on this graph (see test_tangled_cycles_where_kmod_aborts)")
+    if pk.returncode is None or b"Assertion" in pk.stderr:
+        # kmod 30 walks a cycle that does not pass through its start forever (or aborts):
+        # lkm reports what kmod reported until then, and stops with exit status 1
+        k_lines = [x for x in pk.stderr.splitlines(keepends=True) if b"Assertion" not in x]
+        k_lines = [x for x in k_lines if x.endswith(b"\n")]  # the last one may be cut off
+        l_lines = pl.stderr.splitlines(keepends=True)
+        assert pl.returncode == 1 and b"Cycle report stopped" in l_lines[-2]
+        n = min(len(k_lines), len(l_lines) - 2)
+        assert l_lines[:n] == k_lines[:n]
+        return
     _same(pk, pl)
 
 

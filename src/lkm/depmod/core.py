@@ -206,8 +206,9 @@ def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
     walks follows those removals (``mod_loop_c -> mod_loop_a -> mod_loop_b -> mod_loop_c``).
 
     kmod re-enters modules it has seen unless they are the start, so a cycle that does not
-    pass through the start overflows its stack (sized by the number of such modules) and
-    kmod 30 aborts on an assertion; here the report stops there with a message instead.
+    pass through the start is walked forever: kmod 30 hangs, or overflows its stack (sized by
+    the number of such modules) and aborts on an assertion; here the report stops there with
+    a message instead.
     """
     roots = [m for i, m in enumerate(mods) if users[i] > 0]
     stack_size = len(roots)
@@ -236,6 +237,13 @@ def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
                 names = [x.name for x in path] + [m.name]
                 out.append((ERROR, "Cycle detected: " + " -> ".join(names)))
                 continue
+            if len(path) > len(mods):
+                # the path has gone round a cycle that does not return to the root: kmod 30
+                # walks it forever (printing ever longer cycles, or until its stack overflows
+                # and it aborts); the report stops here instead
+                out.append((ERROR, f"Cycle report stopped at {m.name}: cycles not through {root.name}"))
+                out.append((ERROR, f"Found {len(in_loops)} modules in dependency cycles!"))
+                return out
             visited.add(m.idx)
             if not m.deps:
                 remove(m)
