@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conftest import ROOT
+from support import ROOT
 
 _DIR = Path(tempfile.mkdtemp(prefix="lkm-links-"))
 

@@ -20,11 +20,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from kmodlink import can_unshare, run_link, tool_link
 
-from tests.cli.kmodlink import can_unshare, run_link, tool_link
-from tests.conftest import require
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
-from tests.depmod.elfgen import make_module
+from support import FIX6, RELEASE, kmod_tool, make_module, make_tree, require
 
 pytestmark = pytest.mark.oracle
 
@@ -253,8 +251,6 @@ def test_loaded_from_sysfs(tmp_path: Path, name: str, flags: list[str]) -> None:
     ],
 )
 def test_modinfo_missing_file(tmp_path: Path, args: list[str]) -> None:
-    from tests.conftest import FIX6
-
     mods = {
         f"kernel/{p.name}": p.read_bytes() for p in FIX6.glob("*.ko") if p.name in ("params.ko", "chardev.ko")
     }

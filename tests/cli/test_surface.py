@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kmodlink import tool_link
 
 from lkm.cli import TOOLS
 from lkm.cli.tool import Tool, all_tools
-from tests.cli.kmodlink import tool_link
-from tests.conftest import FIX6, ROOT, require
+
+from support import FIX6, ROOT, require
 
 DATA = ROOT / "src" / "lkm" / "data"
 OOPS = ROOT / "tests" / "data" / "oops"
@@ -47,7 +48,9 @@ def test_help_and_version_from_the_table(name: str) -> None:
     assert v.returncode == 0 and v.stdout.strip() and v.stderr == ""
 
 
-@pytest.mark.parametrize("name", [n for n in TOOLS if n != "kmod"])
+@pytest.mark.parametrize(
+    "name", [n for n in TOOLS if n not in ("kmod", "proc", "demo")]
+)  # those three: own usage lines
 def test_usage_errors_are_named_as_invoked(name: str) -> None:
     p = lkm(name, "--no-such-option")
     assert p.returncode in (1, 2)
@@ -213,7 +216,7 @@ def test_json_ksymoops(validator: Any) -> None:
 def test_modprobe_on_a_model_uses_its_release_and_modules_root(tmp_path: Path) -> None:
     """`lkm modprobe --state S` resolves in the model's modules root and release (as `lkm model
     request-module` does), not the host's /lib/modules/$(uname -r)."""
-    from tests.depmod.conftest import make_tree
+    from support import make_tree
 
     state, root = str(tmp_path / "k.db"), tmp_path / "root"
     release = "6.1.0-56-amd64"

@@ -13,7 +13,8 @@ import pytest
 
 from lkm.module.file import ModuleFile
 from lkm.module.signature import KEY_ALGO_OIDS, MODULE_SIG_STRING
-from tests.conftest import FIX6, require
+
+from support import FIX6, require
 
 pytestmark = pytest.mark.oracle
 

@@ -175,9 +175,9 @@ def _is_module_filename(name: str) -> bool:
 
 def _modname(path: str) -> str:
     """kmod's path_to_modname: the file name up to its first '.', '-' as '_'."""
-    from lkm.moddir import normalize
+    from lkm.modname import path_to_modname
 
-    return normalize(os.path.basename(path).split(".", 1)[0])
+    return path_to_modname(path)
 
 
 def _info_error(path: str, exc: LkmError) -> str:
@@ -213,7 +213,7 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
     try:
         mod = ModuleFile.open(path)
         entries = info_entries(mod)
-        is24 = mod.is_24
+        is24 = mod.version.user_space_link
         params = mod.parameters if (o.field is None or o.field == "parm") else []
     except LkmError as exc:
         # kmod has printed the file name before it reads the file

@@ -9,8 +9,8 @@ _lkm_opts() {
         ;;
     link)
         case "$prev" in --layout) COMPREPLY=($(compgen -W "linux-6.1 linux-6.12 linux-2.4" -- "$cur")); return;; esac
-        case "$prev" in -k|-o|--kernel|--config|--output|--kallsyms|--with|--blob|--map|--ksyms|--persist) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-k --kernel --layout --config --base --region --percpu-base -o --output --kallsyms --vermagic --force-modversion --force-vermagic --with --blob --map --ksyms --name --autoclean --no-export --no-ksymoops --kallsyms24 --persist -V --version -h --help" -- "$cur"))
+        case "$prev" in -k|-o|--kernel|--config|--output|--kallsyms|--svg|--with|--blob|--map|--ksyms|--persist) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "-k --kernel --layout --config --base --region --percpu-base -o --output --kallsyms --vermagic --force-modversion --force-vermagic --svg --with --blob --map --ksyms --name --autoclean --no-export --no-ksymoops --kallsyms24 --persist -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     kallsyms)
@@ -40,8 +40,8 @@ _lkm_opts() {
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     proc)
-        case "$prev" in --state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--model --state -V --version -h --help" -- "$cur"))
+        case "$prev" in --state|--svg|--snapshot|--sections) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "--model --state --svg --snapshot --sections -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     model)
@@ -53,7 +53,8 @@ _lkm_opts() {
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     demo)
-        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        case "$prev" in --html) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "--html -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     verify)
@@ -72,8 +73,8 @@ _lkm_opts() {
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     depmod)
-        case "$prev" in -C|-b|-F|-E|--config|--basedir|--filesyms|--symvers) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-a --all -A --quick -e --errsyms -n --show --dry-run -P --symbol-prefix -C --config -v --verbose -w --warn -V --version -h --help -b --basedir -F --filesyms -E --symvers --jobs" -- "$cur"))
+        case "$prev" in -C|-b|-F|-E|--config|--basedir|--filesyms|--symvers|--graph) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "-a --all -A --quick -e --errsyms -n --show --dry-run -P --symbol-prefix -C --config -v --verbose -w --warn -V --version -h --help -b --basedir -F --filesyms -E --symvers --jobs --graph" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     modprobe)
@@ -81,10 +82,15 @@ _lkm_opts() {
         COMPREPLY=($(compgen -W "-a --all -r --remove --remove-dependencies --remove-holders -w --wait --first-time -i --ignore-install -i --ignore-remove -b --use-blacklist -f --force --force-modversion --force-vermagic -R --resolve-alias -D --show-depends -c --showconfig -c --show-config --show-modversions --dump-modversions --show-exports -n --dry-run -n --show -C --config -d --dirname -S --set-version -s --syslog -q --quiet -v --verbose -V --version -h --help --model --state" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
+    why)
+        case "$prev" in -d|-C|--dirname|--config|--log|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "-d --dirname -S --set-version -C --config -b --log --json --model --state -V --version -h --help" -- "$cur"))
+        [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
+        ;;
     ksymoops)
         case "$prev" in --format) COMPREPLY=($(compgen -W "ksymoops decode-stacktrace json" -- "$cur")); return;; esac
-        case "$prev" in -k|-l|-s|-m|-o|-v|--debug-root) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-k -K -l -L -s -m -M -o -O -v -V --debug-root --offset --format --version -h --help" -- "$cur"))
+        case "$prev" in -k|-l|-s|-m|-o|-v|--debug-root|--html) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "-k -K -l -L -s -m -M -o -O -v -V --debug-root --offset --format --html --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     kmod)
@@ -100,7 +106,7 @@ _lkm() {
     local tool="${COMP_WORDS[0]##*/}"
     if [[ "$tool" == lkm ]]; then
         if [[ $COMP_CWORD -eq 1 ]]; then
-            COMPREPLY=($(compgen -W "modinfo link kallsyms insmod rmmod lsmod ksyms proc model demo verify run dev depmod modprobe ksymoops kmod --help --version" -- "$cur")); return
+            COMPREPLY=($(compgen -W "modinfo link kallsyms insmod rmmod lsmod ksyms proc model demo verify run dev depmod modprobe why ksymoops kmod --help --version" -- "$cur")); return
         fi
         tool="${COMP_WORDS[1]}"
     fi
