@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli.kmodlink import tool_link
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kmodlink import tool_link
 
 from testing.corpus import depmod_root
 
