@@ -114,3 +114,25 @@ def test_with_module_refuses_missing_namespace(tmp_path: Path) -> None:
     cmd = [*lkm_cmd(), "link", str(bad), "--kernel", str(ks), "--base", "0xffffffffc0000000"]
     proc = run([*cmd, "--with", str(FIX6 / "exporter.ko")])
     assert proc.returncode == 1 and b"from namespace LKM_FIXTURE, but does not import it" in proc.stderr
+
+
+def test_default_base_is_the_module_area(tmp_path: Path) -> None:
+    """Without --base, regions go where module_alloc starts on x86_64 (MODULES_VADDR)."""
+    ks = _symbols(tmp_path)
+    cmd = [*lkm_cmd(), "link", str(FIX6 / "chardev.ko"), "--kernel", str(ks)]
+    a = run([*cmd, "--kallsyms", str(tmp_path / "a")])
+    b = run([*cmd, "--base", "0xffffffffc0000000", "--kallsyms", str(tmp_path / "b")])
+    assert a.returncode == b.returncode == 0, a.stderr
+    assert (tmp_path / "a").read_text() == (tmp_path / "b").read_text()
+    assert (tmp_path / "a").read_text().startswith("ffffffffc0")
+
+
+def test_percpu_base_moves_percpu_references(tmp_path: Path) -> None:
+    """--percpu-base is where the kernel put the module's .data..percpu: with no per-CPU data
+    the link is unchanged, and the option is taken."""
+    ks = _symbols(tmp_path)
+    cmd = [*lkm_cmd(), "link", str(FIX6 / "chardev.ko"), "--kernel", str(ks)]
+    a = run([*cmd, "-o", str(tmp_path / "a.elf")])
+    b = run([*cmd, "--percpu-base", "0x2a000", "-o", str(tmp_path / "b.elf")])
+    assert a.returncode == b.returncode == 0, b.stderr
+    assert (tmp_path / "a.elf").read_bytes() == (tmp_path / "b.elf").read_bytes()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli.kmodlink import tool_link
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,9 +22,9 @@ from modprobe_oracle_full import queries
 
 
 def lkm_modprobe(args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    # through a link named modprobe, so that messages carry kmod's program name
     return subprocess.run(
-        [sys.executable, "-m", "lkm", "modprobe", *args], capture_output=True, env=env, check=False
+        [tool_link("modprobe"), *args], capture_output=True, env={"PATH": "/usr/bin:/bin"}, check=False
     )
 
 

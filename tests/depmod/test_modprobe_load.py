@@ -53,6 +53,12 @@ class RecordingKernel:
     def is_builtin(self, name: str) -> bool:
         return False
 
+    def initstate(self, name: str) -> str | None:
+        return "live" if name in self.loaded else None
+
+    def module(self, name: str) -> LoadedModule | None:
+        return self.loaded.get(name)
+
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:

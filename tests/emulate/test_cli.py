@@ -26,7 +26,8 @@ def _lkm(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
 def test_run_json_init_and_exit() -> None:
     rc, out, err = _lkm("run", str(FIX6 / "chardev.ko"), "--exit", "--json")
     assert rc == 0, err
-    insmod, rmmod = json.loads(out)
+    insmod, rmmod = [json.loads(line) for line in out.splitlines()]  # JSON Lines
+    assert insmod["schema"] == "lkm/1" and insmod["kind"] == "run"
     assert insmod["dmesg"][-1:] == _real("$B insmod /m/chardev.ko")["dmesg"]
     assert insmod["value"] == 0 and insmod["fault"] is None
     assert [c["name"] for c in insmod["calls"]] == ["__register_chrdev", "_printk"]
@@ -35,27 +36,35 @@ def test_run_json_init_and_exit() -> None:
 
 def test_dev_through_a_state_file(tmp_path: Path) -> None:
     state = str(tmp_path / "session.json")
-    rc, _, err = _lkm("run", str(FIX6 / "chardev.ko"), "--state", state)
+    rc, _, err = _lkm("run", str(FIX6 / "chardev.ko"), "--session", state)
     assert rc == 0, err
     real = _real(next(s["guest"] for s in json.loads(DATA.read_text())["steps"] if "mknod" in s["guest"]))
     reads = []
     for _ in range(2):
         for args in (["open", "lkmchar"], ["read", "lkmchar"], ["release", "lkmchar"]):
-            rc, out, err = _lkm("dev", "--state", state, "--json", *args)
+            rc, out, err = _lkm("dev", "--session", state, "--json", *args)
             assert rc == 0, err
             if args[0] == "read":
                 reads.append(json.loads(out)["output"].rstrip("\n"))
     assert reads == real["output"][1:]  # type: ignore[index]
-    rc, out, _ = _lkm("dev", "--state", state, "cat", "/proc/devices")
+    rc, out, _ = _lkm("dev", "--session", state, "cat", "/proc/devices")
     assert f"{real['output'][0].split()[1]} lkmchar\n" in out  # type: ignore[index]
 
 
 def test_dev_errors_are_one_line(tmp_path: Path) -> None:
     state = str(tmp_path / "s.json")
-    assert _lkm("run", str(FIX6 / "chardev.ko"), "--state", state)[0] == 0
-    rc, out, err = _lkm("dev", "--state", state, "read", "lkmchar")
+    assert _lkm("run", str(FIX6 / "chardev.ko"), "--session", state)[0] == 0
+    rc, out, err = _lkm("dev", "--session", state, "read", "lkmchar")
     assert rc == 1 and out == "" and err.count("\n") == 1 and "not open" in err
-    rc, _, err = _lkm("dev", "--state", state, "open", "nosuchdev")
+    rc, _, err = _lkm("dev", "--session", state, "open", "nosuchdev")
     assert rc == 1 and err.count("\n") == 1 and "No such device" in err
     rc, _, err = _lkm("run", str(tmp_path / "missing.ko"))
     assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_state_is_a_deprecated_spelling_of_session(tmp_path: Path) -> None:
+    state = str(tmp_path / "s.json")
+    rc, _, err = _lkm("run", str(FIX6 / "chardev.ko"), "--state", state)
+    assert rc == 0 and "--state is deprecated" in err and "--session" in err
+    rc, _out, err = _lkm("dev", "--state", state, "open", "lkmchar")
+    assert rc == 0 and err.count("\n") == 1 and "use --session" in err

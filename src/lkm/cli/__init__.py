@@ -1,8 +1,11 @@
 """Command-line tools: ``lkm TOOL ...`` or, kmod-style, a link named after the tool.
 
-Each tool is a small module with ``run(prog, args) -> exit status`` over the library API; the
-table below maps tool names to those modules and is the only place that lists them.  Imports
-are deferred so a single call loads only the tool it runs.
+Each tool is a small module with ``run(prog, args) -> exit status`` over the library API and
+an option table ``TOOL`` (:mod:`lkm.cli.tool`: the parser, ``--help``, ``--version``, man page
+and completion all come from it); the table below maps tool names to those modules and is the
+only place that lists them.  Imports are deferred so a single call loads only the tool it runs.
+``prog`` is the name the user invoked ("lkm modinfo", or "modinfo" through a link): every
+message starts with it.
 """
 
 from __future__ import annotations
@@ -31,40 +34,85 @@ TOOLS: dict[str, tuple[str, str]] = {
     "ksymoops": ("lkm.cli.ksymoops", "decode kernel oops reports: symbols, source lines, disassembly"),
     "faddr2line": ("lkm.cli.faddr2line", "source lines of func+0x12/0x40 (scripts/faddr2line)"),
     "triage": ("lkm.cli.triage", "unique crashes of many console logs: titles, counts, releases, reports"),
+    "kmod": ("lkm.cli.kmod", "kmod's multi-call program: list, static-nodes, help (kmod-compatible)"),
 }
 
 
 def _usage(out: object = None) -> str:
-    lines = ["Usage: lkm TOOL [ARGS...]   (or call lkm through a link named TOOL)", "", "Tools:"]
+    lines = [
+        "Usage: lkm TOOL [ARGS...]   (or call lkm through a link named TOOL)",
+        "       lkm help [TOOL] | --man TOOL | --completion bash|zsh | --install PREFIX",
+        "",
+        "Tools:",
+    ]
     for name, (_mod, summary) in TOOLS.items():
         lines.append(f"  {name:<12}{summary}")
+    lines += ["", "Every tool takes --help and --version; `lkm TOOL --help` lists its options."]
     return "\n".join(lines) + "\n"
+
+
+def _help(args: list[str]) -> int:
+    """lkm help [TOOL] | --man TOOL | --completion bash|zsh | --install PREFIX (man pages and
+    completions under PREFIX/share): all generated from the option tables."""
+    from lkm.cli.tool import all_tools, bash_completion, man_page, zsh_completion
+
+    if not args:
+        sys.stdout.write(_usage())
+        return 0
+    if args[0] == "--completion" and len(args) == 2 and args[1] in ("bash", "zsh"):
+        tools = all_tools()
+        sys.stdout.write(bash_completion(tools) if args[1] == "bash" else zsh_completion(tools))
+        return 0
+    if args[0] == "--install" and len(args) == 2:
+        from lkm.cli.tool import install_data
+
+        for path in install_data(args[1]):
+            sys.stdout.write(f"{path}\n")
+        return 0
+    if args[0] == "--man" and len(args) == 2 and args[1] in TOOLS:
+        sys.stdout.write(man_page(all_tools()[args[1]]))
+        return 0
+    if len(args) == 1 and args[0] in TOOLS:
+        return _dispatch(args[0], f"lkm {args[0]}", ["--help"])
+    sys.stderr.write(f"lkm: ERROR: unknown help topic {' '.join(args)!r}\n{_usage()}")
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     invoked = os.path.basename(argv[0]) if argv else "lkm"
     if invoked in TOOLS:
-        tool, prog, args = invoked, invoked, argv[1:]
-    else:
-        if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
-            sys.stdout.write(_usage())
-            return 0 if len(argv) >= 2 else 1
-        if argv[1] in ("-V", "--version"):
-            from lkm import __version__
+        return _dispatch(invoked, invoked, argv[1:])
+    if len(argv) < 2:
+        sys.stderr.write(_usage())  # as kmod with no command: usage on stderr, exit 1
+        return 1
+    if argv[1] in ("-h", "--help"):
+        sys.stdout.write(_usage())
+        return 0
+    if argv[1] == "help":
+        return _help(argv[2:])
+    if argv[1] in ("-V", "--version"):
+        from lkm import __version__
 
-            sys.stdout.write(f"lkm version {__version__}\n")
-            return 0
-        tool = argv[1]
-        if tool not in TOOLS:
-            sys.stderr.write(f"lkm: ERROR: unknown tool '{tool}'\n{_usage()}")
-            return 1
-        prog, args = f"lkm {tool}", argv[2:]
+        sys.stdout.write(f"lkm version {__version__}\n")
+        return 0
+    tool = argv[1]
+    if tool not in TOOLS:
+        sys.stderr.write(f"lkm: ERROR: unknown tool '{tool}'\n{_usage()}")
+        return 1
+    return _dispatch(tool, f"lkm {tool}", argv[2:])
+
+
+def _dispatch(tool: str, prog: str, args: list[str]) -> int:
+    from lkm.cli.tool import Exit
+
     modname = TOOLS[tool][0]
     __import__(modname)
     mod = sys.modules[modname]
     try:
         rc: int = mod.run(prog, args)
+    except Exit as done:  # the start-up has answered: --help, --version, a usage error
+        return done.status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

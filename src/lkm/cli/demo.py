@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lkm.cli.tool import Opt, Tool
+
 MODULES = Path(__file__).resolve().parent / "demo_modules"  # package data (fixtures/build.sh)
 
 
@@ -107,7 +109,9 @@ def _say(text: str) -> None:
         else:
             _PAGE.say(text)
         return
-    sys.stdout.write(f"\n\033[1m{text}\033[0m\n")
+    # bold headings only on a terminal, and never with NO_COLOR set (no-color.org)
+    color = not os.environ.get("NO_COLOR") and sys.stdout.isatty()
+    sys.stdout.write(f"\n\033[1m{text}\033[0m\n" if color else f"\n{text}\n")
     sys.stdout.flush()
 
 
@@ -190,8 +194,19 @@ def _sticky(state: str) -> int:
     return value
 
 
+TOOL = Tool(
+    "demo",
+    "a guided run of the HOWTO's section 10 on a model kernel",
+    usage=["[--html OUT.html]"],
+    description="Colours only on a terminal, and never with NO_COLOR set.",
+    options=[Opt("", "html", "FILE", "also write the walk as a self-contained page", complete="file")],
+)
+
+
 def run(prog: str, args: list[str]) -> int:
     global _PAGE
+    if args[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):
+        TOOL.parse(prog, args[:1])  # prints the help or version, raises Exit
     if args and not (len(args) == 2 and args[0] == "--html"):
         sys.stderr.write(f"Usage: {prog} [--html OUT.html]\n")
         return 0 if args in (["-h"], ["--help"]) else 1

@@ -5,65 +5,46 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-SHORT = "aAb:C:E:F:euqrvnP:wmVh"
-LONG = [
-    "all",
-    "quick",
-    "basedir=",
-    "config=",
-    "symvers=",
-    "filesyms=",
-    "errsyms",
-    "unresolved-error",
-    "quiet",
-    "root",
-    "verbose",
-    "show",
-    "dry-run",
-    "symbol-prefix=",
-    "warn",
-    "map",
-    "version",
-    "help",
-    "jobs=",
-    "no-cache",
-    "graph=",
-]
 DEPRECATED = {"-u", "-q", "-r", "-m", "--unresolved-error", "--quiet", "--root", "--map"}
 # kmod's log levels: messages above the current level are not shown (-v raises it).
 LEVELS = {"FATAL": 2, "ERROR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "DEBUG": 7}
 DEFAULT_LEVEL = LEVELS["WARNING"]
 
-HELP = """Usage:
-\t{prog} -[aA] [options] [forced_version]
-
-If no arguments (except options) are given, "depmod -a" is assumed
-
-depmod will output a dependency list suitable for the modprobe utility.
-
-Options:
-\t-a, --all            Probe all modules
-\t-A, --quick          Only does the work if there's a new module
-\t-e, --errsyms        Report not supplied symbols
-\t-n, --show           Write the dependency file on stdout only
-\t-P, --symbol-prefix  Architecture symbol prefix
-\t-C, --config=PATH    Read configuration from PATH
-\t-v, --verbose        Enable verbose mode
-\t-w, --warn           Warn on duplicates
-\t-V, --version        show version
-\t-h, --help           show this help
-\t    --jobs=N         Read modules with N processes (default: every core)
-
-The following options are useful for people managing distributions:
-\t-b, --basedir=DIR    Use an image of a module tree.
-\t-F, --filesyms=FILE  Use the file instead of the
-\t                     current kernel symbols.
-\t-E, --symvers=FILE   Use Module.symvers file to check
-\t                     symbol versions.
-"""
+D = "The following options are useful for people managing distributions"
+TOOL = Tool(
+    "depmod",
+    "write the module dependency database (kmod-compatible)",
+    usage=["-[aA] [options] [forced_version]"],
+    description='If no arguments (except options) are given, "depmod -a" is assumed\n\n'
+    "depmod will output a dependency list suitable for the modprobe utility.",
+    kmod=True,
+    width=21,
+    options=[
+        Opt("a", "all", None, "Probe all modules"),
+        Opt("A", "quick", None, "Only does the work if there's a new module"),
+        Opt("e", "errsyms", None, "Report not supplied symbols"),
+        Opt("n", ("show", "dry-run"), None, "Write the dependency file on stdout only"),
+        Opt("P", "symbol-prefix", "CHAR", "Architecture symbol prefix", metavar=""),
+        Opt("C", "config", "PATH", "Read configuration from PATH"),
+        Opt("v", "verbose", None, "Enable verbose mode"),
+        Opt("w", "warn", None, "Warn on duplicates"),
+        Opt("V", "version", None, "show version"),
+        Opt("h", "help", None, "show this help"),
+        Opt("b", "basedir", "DIR", "Use an image of a module tree.", group=D),
+        Opt("F", "filesyms", "FILE", "Use the file instead of the\ncurrent kernel symbols.", group=D),
+        Opt("E", "symvers", "FILE", "Use Module.symvers file to check\nsymbol versions.", group=D),
+        Opt("u", "unresolved-error", None, "(deprecated, ignored)", hidden=True),
+        Opt("q", "quiet", None, "(deprecated, ignored)", hidden=True),
+        Opt("r", "root", None, "(deprecated, ignored)", hidden=True),
+        Opt("m", "map", None, "(deprecated, ignored)", hidden=True),
+        Opt("", "jobs", "N", "Read modules with N processes (default: every core)", own=True),
+        Opt("", "graph", "FILE", "Also draw the dependency graph (.dot or .svg)", own=True),
+        Opt("", "no-cache", None, "Read every module again (no modules.lkm-cache)", own=True),
+    ],
+)
 
 
 def is_version_number(arg: str) -> bool:
@@ -82,18 +63,14 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.depmod import DependencyCycle, DepmodOptions, depmod, up_to_date, write_outputs
     from lkm.depmod.core import modules_dirname
 
-    name = prog.rsplit(" ", 1)[-1]
+    name = prog  # as the user invoked it: "lkm depmod", or "depmod" through a link
     level = DEFAULT_LEVEL
 
     def log(prio: str, msg: str) -> None:
         if LEVELS.get(prio, 7) <= level:
             sys.stderr.write(f"{name}: {prio}: {msg}\n")
 
-    try:
-        opts, operands = parse(args, SHORT, LONG)
-    except UsageError as exc:
-        sys.stderr.write(f"{name}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(name, args)
     basedir = symvers = system_map = None
     configs: list[str] = []
     quick = dry_run = errsyms = warn = every = False
@@ -129,14 +106,6 @@ def run(prog: str, args: list[str]) -> int:
             every = True  # the whole tree, even if modules are named
         elif flag in DEPRECATED:
             log("WARNING", f"Ignored deprecated option {flag}")
-        elif flag in ("-h", "--help"):
-            sys.stderr.write(HELP.format(prog=name))
-            return 0
-        elif flag in ("-V", "--version"):
-            from lkm import __version__
-
-            sys.stdout.write(f"lkm version {__version__} (kmod 30 depmod)\n")
-            return 0
         elif flag == "--no-cache":
             use_cache = False
         elif flag == "--graph":

@@ -16,21 +16,42 @@ from __future__ import annotations
 import json
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.getopt import UsageError
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = __doc__ or ""
+TOOL = Tool(
+    "dev",
+    "call an emulated driver's file_operations (open, read, write, ioctl, release)",
+    usage=[
+        "--session FILE open|release NAME",
+        "--session FILE read NAME [COUNT]",
+        "--session FILE write NAME TEXT",
+        "--session FILE ioctl NAME CMD [ARG]",
+        "--session FILE cat /proc/devices|/proc/misc|/proc/filesystems|/proc/modules",
+    ],
+    description="The session file comes from `lkm run MODULE --session FILE`; each call replays its\n"
+    "history into a fresh emulated kernel, runs the new command and appends it.  TEXT takes C\n"
+    "escapes such as \\n.",
+    options=[
+        Opt("", "session", "FILE", "the emulation session (made by lkm run --session)", complete="file"),
+        Opt("", "state", "FILE", "deprecated spelling of --session", hidden=True),
+        Opt("", "json", None, "one JSON object (schema lkm/1)"),
+    ],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
     try:
-        opts, operands = parse(args, "h", ["state=", "json", "help"])
+        opts, operands = TOOL.parse(prog, args)
         o = dict(opts)
-        if "-h" in o or "--help" in o:
-            sys.stdout.write(HELP)
-            return 0
-        if "--state" not in o:
-            raise UsageError("--state FILE is needed (made by lkm run MODULE --state FILE)")
+        if "--state" in o:
+            sys.stderr.write(
+                f"{prog}: warning: --state is deprecated for the emulator's session: use --session\n"
+            )
+            o.setdefault("--session", o.pop("--state"))
+        if "--session" not in o:
+            raise UsageError("--session FILE is needed (made by lkm run MODULE --session FILE)")
         if len(operands) < 2:
             raise UsageError("an operation and a NAME are needed")
     except UsageError as exc:
@@ -50,17 +71,19 @@ def run(prog: str, args: list[str]) -> int:
         shlex.quote(w) for w in ([verb] if verb == "cat" else ["dev"]) + operands[1 if verb == "cat" else 0 :]
     )
     try:
-        session = load_state(o["--state"])
+        session = load_state(o["--session"])
         out = session.execute(line)
         if verb == "dev":
-            save_state(o["--state"], session)
+            save_state(o["--session"], session)
     except (LkmError, OSError, ValueError) as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
     if out is None:
         return 0
     if "--json" in o:
-        sys.stdout.write(json.dumps(outcome_json(out), indent=1) + "\n")
+        from lkm.cli.jsonout import document
+
+        sys.stdout.write(json.dumps(document("dev", **outcome_json(out))) + "\n")
     else:
         sys.stdout.write(format_outcome(out) if verb == "dev" else out.output)
     return 1 if out.fault is not None else 0

@@ -6,31 +6,26 @@ from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = """Usage: lkm faddr2line [--list] OBJECT FUNC+OFFSET[/SIZE] ...
-  OBJECT: vmlinux or a module (.ko, .ko.xz, .ko.zst, .ko.gz) with debug information
-  --list  also print the source lines around each location
-"""
+TOOL = Tool(
+    "faddr2line",
+    "source lines of func+0x12/0x40 (scripts/faddr2line)",
+    usage=["[--list] OBJECT FUNC+OFFSET[/SIZE] ..."],
+    usage_status=2,
+    description="OBJECT: vmlinux or a module (.ko, .ko.xz, .ko.zst, .ko.gz) with debug information.",
+    options=[Opt("l", "list", None, "also print the source lines around each location")],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
     from lkm.oops.faddr2line import check_object, faddr2line
 
-    try:
-        opts, operands = parse(args, "hl", ["help", "list"])
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
-        return 2
-    list_source = False
-    for flag, _val in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            return 0
-        list_source = True
+    opts, operands = TOOL.parse(prog, args)
+    list_source = bool(opts)
     if len(operands) < 2:
-        sys.stderr.write(HELP)
+        sys.stderr.write(f"{prog}: an OBJECT and at least one FUNC+OFFSET are needed\n")
         return 2
     try:
         check_object(operands[0])

@@ -10,14 +10,24 @@ import errno
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, help_or_version, parse
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 
-HELP = (
-    "Usage:\n\t{prog} [options] filename [args]\nOptions:\n"
-    "\t-V, --version     show version\n\t-h, --help        show this help\n"
+TOOL = Tool(
+    "insmod",
+    "insert a module into the running kernel (kmod-compatible)",
+    usage=["[options] filename [args]"],
+    kmod=True,
+    width=18,
+    options=[
+        Opt("f", "force", None, "ignore symbol versions and version magic", hidden=False),
+        Opt("p", "", None, "(accepted, ignored)", hidden=True),
+        Opt("s", "", None, "(accepted, ignored)", hidden=True),
+        Opt("V", "version", None, "show version"),
+        Opt("h", "help", None, "show this help"),
+        *BACKEND,
+    ],
 )
-
 # kmod's insmod words these errnos its own way (tools/insmod.c mod_strerror).
 MOD_STRERROR = {
     errno.ENOEXEC: "Invalid module format",
@@ -38,16 +48,10 @@ def run(prog: str, args: list[str]) -> int:
     if done is not None:
         return done
     err = sys.stderr.write
-    try:
-        opts, operands = parse(args, "psfVh", ["version", "help"])
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     force = False
     for flag, _ in opts:
-        if help_or_version(flag, HELP.format(prog=prog)):
-            return 0
-        if flag == "-f":
+        if flag in ("-f", "--force"):
             force = True
     if not operands:
         err(f"{prog}: ERROR: missing filename.\n")

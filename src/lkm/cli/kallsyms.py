@@ -7,12 +7,25 @@ from __future__ import annotations
 import sys
 
 from lkm.arch import by_name as arch_by_name
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 
-HELP = (
-    "Usage: lkm kallsyms --from-image IMAGE [--arch x86_64|i386|arm64]\n"
-    "       lkm kallsyms --model | --state PATH\n"
+TOOL = Tool(
+    "kallsyms",
+    "a kernel's symbols recovered from its image, as /proc/kallsyms",
+    usage=["--from-image IMAGE [--arch x86_64|i386|arm64]", "--model | --state FILE"],
+    description="The addresses are a nokaslr boot's.  With a model kernel: its /proc/kallsyms.",
+    options=[
+        Opt("", "from-image", "IMAGE", "the kernel image (vmlinuz, Image.gz, bzImage)"),
+        Opt(
+            "",
+            "arch",
+            "ARCH",
+            "the image's architecture (default: from the image)",
+            complete="x86_64 i386 arm64",
+        ),
+        *BACKEND,
+    ],
 )
 
 
@@ -29,22 +42,15 @@ def run(prog: str, args: list[str]) -> int:
             sys.stderr.write(f"{prog}: ERROR: {exc}\n")
             return 1
         return 0
-    try:
-        opts, operands = parse(args, "h", ["from-image=", "arch=", "help"])
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     image = arch = None
     for flag, val in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            return 0
         if flag == "--from-image":
             image = val
         elif flag == "--arch":
             arch = val
     if image is None or operands:
-        sys.stderr.write(f"{prog}: {HELP}")
+        sys.stderr.write(f"{prog}: --from-image IMAGE (or a model kernel) is needed\n")
         return 1
     from lkm.symbols.image import decompress_kernel_image, format_proc_kallsyms, kernel_arch, recover_kallsyms
 

@@ -16,27 +16,67 @@ from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 from lkm.oops.inputs import FORMATS, Inputs, decode_text, read_text
 
-HELP = """Usage: lkm ksymoops [OPTIONS] [REPORT|-]
-       lkm ksymoops [--format F] -r RELEASE | VMLINUX [BASE_PATH|auto [MODULES_PATH]]  < REPORT
-         (decode_stacktrace.sh's form: the report on stdin)
-  -k FILE  /proc/kallsyms (or 2.4 /proc/ksyms) of the kernel   (-K: none)
-  -l FILE  /proc/modules of the kernel                         (-L: none)
-  -s FILE  module sections: 'MODULE SECTION ADDRESS' lines
-  -m FILE  System.map                                           (-M: none)
-  -o DIR   directory holding the module files (.ko, .ko.xz...)  (-O: none)
-  -v FILE  vmlinux with debug information                       (-V: none)
-  --debug-root DIR  separate debug files (build-id and -dbg layouts; default /usr/lib/debug)
-  --offset HEX   KASLR offset (default: from the report)
-  --debuginfod URL  fetch module debug files by build id (default: $DEBUGINFOD_URLS)
-  --format ksymoops|decode-stacktrace|json   (default decode-stacktrace)
-  --html FILE    also write a self-contained page: the decoded text and each report's call
-                 chain as a graph (module boundaries coloured, inlined frames nested, ? dashed)
-Exit status: 0 decoded (warnings on stderr), 2 usage error or unreadable file, 3 no report found.
-"""
+TOOL = Tool(
+    "ksymoops",
+    "decode kernel oops reports: symbols, source lines, disassembly",
+    usage=[
+        "[options] [REPORT|-]",
+        "[--format F] -r RELEASE | VMLINUX [BASE_PATH|auto [MODULES_PATH]]  < REPORT"
+        "   (decode_stacktrace.sh's form)",
+    ],
+    usage_status=2,
+    description="ksymoops' options where they still mean something; upper case turns a source off.",
+    options=[
+        Opt("k", "", "FILE", "/proc/kallsyms (or 2.4 /proc/ksyms) of the kernel", complete="file"),
+        Opt("K", "", None, "no kallsyms"),
+        Opt("l", "", "FILE", "/proc/modules of the kernel", complete="file"),
+        Opt("L", "", None, "no /proc/modules"),
+        Opt("s", "", "FILE", "module sections: 'MODULE SECTION ADDRESS' lines", complete="file"),
+        Opt("m", "", "FILE", "System.map", complete="file"),
+        Opt("M", "", None, "no System.map"),
+        Opt("o", "", "DIR", "directory holding the module files (.ko, .ko.xz...)", complete="dir"),
+        Opt("O", "", None, "no module files"),
+        Opt("v", "", "FILE", "vmlinux with debug information", complete="file"),
+        Opt("V", "", None, "no vmlinux"),
+        Opt(
+            "",
+            "debug-root",
+            "DIR",
+            "separate debug files (build-id and -dbg layouts;\ndefault /usr/lib/debug)",
+            own=True,
+        ),
+        Opt("", "offset", "HEX", "KASLR offset (default: from the report)", own=True),
+        Opt("r", "", "RELEASE", "decode_stacktrace.sh's -r: the release's vmlinux and modules", own=True),
+        Opt(
+            "",
+            "debuginfod",
+            "URL",
+            "fetch module debug files by build id (default: $DEBUGINFOD_URLS)",
+            own=True,
+        ),
+        Opt(
+            "",
+            "format",
+            "FORMAT",
+            "ksymoops, decode-stacktrace (default) or json",
+            own=True,
+            complete="ksymoops decode-stacktrace json",
+        ),
+        Opt(
+            "",
+            "html",
+            "FILE",
+            "also write a self-contained page: the decoded text and each report's call\n"
+            "chain as a graph (module boundaries coloured, inlined frames nested, ? dashed)",
+            own=True,
+            complete="file",
+        ),
+    ],
+)
 
 
 def _is_elf(path: str) -> bool:
@@ -48,24 +88,13 @@ def _is_elf(path: str) -> bool:
 
 
 def run(prog: str, args: list[str]) -> int:
-    try:
-        opts, operands = parse(
-            args,
-            "hk:Kl:Lm:Mo:Ov:Vs:r:",
-            ["help", "format=", "offset=", "debug-root=", "debuginfod=", "html="],
-        )
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
-        return 2
+    opts, operands = TOOL.parse(prog, args)
     src: dict[str, str | None] = dict.fromkeys(("k", "l", "m", "o", "v", "s", "d", "i"))
     fmt = "decode-stacktrace"
     offset: int | None = None
     release: str | None = None
     html: str | None = None
     for flag, val in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            return 0
         if flag == "--format":
             if val not in FORMATS:
                 sys.stderr.write(f"{prog}: unknown format '{val}' (known: {', '.join(FORMATS)})\n")
@@ -110,7 +139,7 @@ def run(prog: str, args: list[str]) -> int:
                 src["o"] = rest[0]  # as decode_stacktrace.sh: modules are searched below the base
         operands = ["-"]
     if len(operands) > 1:
-        sys.stderr.write(f"{prog}: one report at a time\n{HELP}")
+        sys.stderr.write(f"{prog}: one report at a time\n{TOOL.help(prog)}")
         return 2
     try:
         text = read_text(operands[0] if operands else "-")

@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 
 HEADER = "Address   Symbol                            Defined by\n"
 USAGE = "Usage: ksyms [-ahm]\n"
+TOOL = Tool(
+    "ksyms",
+    "exported symbols of a model kernel's modules (modutils 2.4)",
+    usage=["[-ahm]"],
+    options=[
+        Opt("a", "all", None, "also the kernel's own exported symbols"),
+        Opt("h", "noheader", None, "no header line"),
+        Opt("m", "", None, "also each module's address and size"),
+        *BACKEND,
+    ],
+)
 
 
 def format_ksyms(
@@ -43,20 +54,16 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel.model import ModelKernel
 
     _model, state, args = split_backend(args)
-    try:
-        opts, operands = parse(args, "ahmV", ["all", "noheader", "help", "version"])
-    except UsageError as exc:
-        sys.stderr.write(f"ksyms: {exc}\n{USAGE}")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     flags = {f for f, _ in opts}
-    if "--help" in flags or operands:
+    if operands:
         sys.stderr.write(USAGE)
-        return 0 if "--help" in flags else 1
+        return 1
     try:
         text = format_ksyms(ModelKernel(state), all_symbols=bool(flags & {"-a", "--all"}),
                             header=not flags & {"-h", "--noheader"}, modules="-m" in flags)  # fmt: skip
     except LkmError as exc:
-        sys.stderr.write(f"ksyms: {exc}\n")
+        sys.stderr.write(f"{prog}: {exc}\n")
         return 1
     sys.stdout.write(text)
     return 0

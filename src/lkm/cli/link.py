@@ -24,16 +24,60 @@ from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.getopt import UsageError
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-SHORT = "o:h"
-LONG = [
-    "kernel=", "layout=", "config=", "base=", "region=", "blob=", "kallsyms=", "help",
-    "vermagic=", "force-modversion", "force-vermagic", "with=",
-    "map=", "ksyms=", "name=", "autoclean", "no-export", "no-ksymoops", "kallsyms24", "persist=", "svg=",
-]  # fmt: skip
-HELP = __doc__ or ""
+I24 = "2.4 (insmod) options"
+TOOL = Tool(
+    "link",
+    "link a module against a kernel's symbols at kernel addresses",
+    usage=["MODULE [symbol=value ...] --kernel FILE [options]"],
+    description="--kernel takes System.map, /proc/kallsyms, Module.symvers, a vmlinux or a kernel image;\n"
+    "for linux-2.4 a /proc/ksyms copy (or System.map).  --with links modules already in the\n"
+    "address space first (from --base on); their exports resolve MODULE's imports.",
+    options=[
+        Opt("k", "kernel", "FILE", "the kernel's symbols; repeatable", complete="file"),
+        Opt(
+            "",
+            "layout",
+            "LAYOUT",
+            "linux-6.1 (default), linux-6.12 or linux-2.4",
+            complete="linux-6.1 linux-6.12 linux-2.4",
+        ),
+        Opt("", "config", "FILE", "the kernel's .config", complete="file"),
+        Opt(
+            "",
+            "base",
+            "ADDR",
+            "place the module's regions one after another from ADDR\n"
+            "(default: the start of the layout's module area, as module_alloc)",
+        ),
+        Opt("", "region", "NAME=ADDR", "place one region (core, init, ...) at ADDR; repeatable"),
+        Opt("", "percpu-base", "ADDR", "where the kernel put the module's per-CPU area"),
+        Opt("o", "output", "FILE", "write the linked ELF", complete="file"),
+        Opt("", "kallsyms", "FILE", "write the module's /proc/kallsyms lines", complete="file"),
+        Opt("", "vermagic", "STRING", "the kernel's version magic (checked as the kernel checks it)"),
+        Opt("", "force-modversion", None, "ignore symbol versions"),
+        Opt("", "force-vermagic", None, "ignore the version magic"),
+        Opt("", "svg", "FILE", "also draw the module's memory map (SVG)", complete="file"),
+        Opt("", "with", "MODULE", "a module already loaded; repeatable", complete="file"),
+        Opt("", "blob", "FILE", "the single image of `insmod -O FILE`", group=I24, complete="file"),
+        Opt("", "map", "FILE", "the `insmod -m` load map", group=I24, complete="file"),
+        Opt("", "ksyms", "FILE", "the module's /proc/ksyms lines", group=I24, complete="file"),
+        Opt("", "name", "NAME", "module name (insmod -o)", group=I24),
+        Opt("", "autoclean", None, "insmod -k", group=I24),
+        Opt("", "no-export", None, "insmod -x", group=I24),
+        Opt("", "no-ksymoops", None, "insmod -y", group=I24),
+        Opt("", "kallsyms24", None, "insmod -S", group=I24),
+        Opt("", "persist", "FILE", "insmod -e", group=I24, complete="file"),
+    ],
+)
+
+
+# the start of the module area (MODULES_VADDR) per e_machine, for a link without --base:
+# x86_64 with KASLR's 1 GiB kernel image (Debian), arm64's _PAGE_END(VA_BITS_MIN) for 48-bit VAs
+MODULE_AREA = {62: 0xFFFFFFFFC0000000, 183: 0xFFFF800000000000}
 
 
 def _int(text: str, what: str) -> int:
@@ -46,20 +90,18 @@ def _int(text: str, what: str) -> int:
 def run(prog: str, args: list[str]) -> int:
     err = sys.stderr.write
     try:
-        opts, operands = parse(args, SHORT, LONG)
+        opts, operands = TOOL.parse(prog, args)
         kernels: list[str] = []
         regions: dict[str, int] = {}
         layout = config = out = blob = kallsyms = vermagic = None
         base: int | None = None
+        percpu = 0
         force: set[str] = set()
         with_modules: list[str] = []
         opts24: dict[str, str] = {}
         svg_out: str | None = None
         for flag, val in opts:
-            if flag in ("-h", "--help"):
-                sys.stdout.write(HELP)
-                return 0
-            if flag == "--kernel":
+            if flag in ("--kernel", "-k"):
                 kernels.append(val)
             elif flag == "--layout":
                 layout = val
@@ -67,12 +109,14 @@ def run(prog: str, args: list[str]) -> int:
                 config = val
             elif flag == "--base":
                 base = _int(val, "--base")
+            elif flag == "--percpu-base":
+                percpu = _int(val, "--percpu-base")
             elif flag == "--region":
                 name, eq, addr = val.partition("=")
                 if not eq:
                     raise UsageError(f"--region wants NAME=ADDR, got {val!r}")
                 regions[name] = _int(addr, f"--region {name}")
-            elif flag == "-o":
+            elif flag in ("-o", "--output"):
                 out = val
             elif flag == "--blob":
                 blob = val
@@ -92,8 +136,6 @@ def run(prog: str, args: list[str]) -> int:
             raise UsageError("exactly one MODULE is needed (then 2.4 symbol=value arguments)")
         if not kernels:
             raise UsageError("--kernel FILE is needed (System.map, /proc/kallsyms, Module.symvers, vmlinux)")
-        if with_modules and base is None:
-            raise UsageError("--with needs --base: the modules are placed one after another from it")
     except UsageError as exc:
         err(f"{prog}: {exc}\n")
         return 1
@@ -109,7 +151,7 @@ def run(prog: str, args: list[str]) -> int:
             raise UsageError("symbol=value module arguments are for --layout linux-2.4")
         if opts24:
             raise UsageError(f"--{next(iter(opts24))} is for --layout linux-2.4")
-        extra = (vermagic, force, with_modules, svg_out)
+        extra = (vermagic, force, with_modules, svg_out, percpu)
         return _link(path, kernels, layout, config, base, regions, out, blob, kallsyms, *extra)
     except UsageError as exc:
         err(f"{prog}: {exc}\n")
@@ -141,6 +183,7 @@ def _link(
     force: set[str],
     with_modules: list[str],
     svg_out: str | None = None,
+    percpu_base: int = 0,
 ) -> int:
     from lkm.link import link
     from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
@@ -161,7 +204,11 @@ def _link(
             raise LkmError(exc.strerror or "cannot read", path=config_path) from None
     table = SymbolTable.from_files(*kernels)
     warnings: list[str] = []
+    if base is None and (with_modules or not regions):
+        base = MODULE_AREA.get(mod.elf.e_machine)  # where module_alloc starts looking
     at = base
+    if with_modules and at is None:
+        raise UsageError("--with needs --base here: no default module area for this architecture")
     # Modules already in the address space (the HOWTO's msdos -> fat): linked first, one after
     # another from --base, each one's exports then available to the next, as the kernel has them.
     for other_path in with_modules:
@@ -182,7 +229,7 @@ def _link(
     bases = dict(regions)
     if at is not None:  # every region one after the other from --base, page-aligned
         bases, at = sequential_bases(lay, at, bases)
-    image = link(mod, resolve, config=config, bases=bases, layout=lay)
+    image = link(mod, resolve, config=config, bases=bases, layout=lay, percpu_base=percpu_base)
     for w in warnings:
         sys.stderr.write(f"lkm link: WARNING: {w}\n")
     outputs: dict[str, bytes] = {}

@@ -7,8 +7,21 @@ from __future__ import annotations
 
 import sys
 
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.kernel.interface import LoadedModule
 
+TOOL = Tool(
+    "lsmod",
+    "list the modules loaded in the running kernel (kmod-compatible)",
+    usage=[""],
+    kmod=True,
+    description="Called as lsmod (a link), it takes no options, as kmod's lsmod.",
+    options=[
+        *BACKEND,
+        Opt("", "json", None, "one JSON object per module (JSON Lines, schema lkm/1)", own=True),
+    ],
+)
+LIBKMOD_FROM_LOADED = "libkmod: ERROR ../libkmod/libkmod-module.c:1725 kmod_module_new_from_loaded: "
 HEADER = "Module                  Size  Used by\n"
 
 
@@ -26,16 +39,35 @@ def run(prog: str, args: list[str]) -> int:
     done, chosen, args = choose(prog, args, "lsmod")
     if done is not None:
         return done
-    if args:
-        sys.stderr.write(f"Usage: {prog}\n")
-        return 1
+    as_json = False
+    if prog in ("lsmod", "list"):  # kmod's own lsmod (and kmod list): no options at all
+        if args:
+            sys.stderr.write(f"Usage: {prog}\n")
+            return 1
+    else:
+        opts, operands = TOOL.parse(prog, args)
+        as_json = bool(opts)
+        if operands:
+            sys.stderr.write(f"Usage: {prog}\n")
+            return 1
     from lkm.kernel import KernelError, open_kernel
 
     try:
         modules = (chosen or open_kernel()).modules()
     except KernelError as exc:
+        if chosen is None:
+            # libkmod's own logger reports the unreadable /proc/modules first (Debian's kmod 30)
+            sys.stderr.write(f"{LIBKMOD_FROM_LOADED}could not open /proc/modules: {exc.strerror}\n")
         # kmod 30's lsmod words this one without its program name.
         sys.stderr.write(f"Error: could not get list of modules: {exc.strerror}\n")
         return 1
+    if as_json:
+        from lkm.cli.jsonout import emit, hexaddr
+
+        for m in modules:
+            emit("lsmod", name=m.name, size=m.size, refcount=m.refcount,
+                 holders=list(m.holders) if m.holders is not None else None,
+                 state=m.state, address=hexaddr(m.address) if m.address else None)  # fmt: skip
+        return 0
     sys.stdout.write(format_lsmod(modules))
     return 0

@@ -21,12 +21,47 @@ from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 
-HELP = __doc__ or ""
-LONG = ["policy=", "kmalloc-max=", "help", "symbols=", "release=", "vermagic=", "arch=", "layout=",
-        "modules-root=", "nowait"]  # fmt: skip
+TOOL = Tool(
+    "model",
+    "boot, check and inspect persistent model kernels",
+    usage=[
+        "boot PROFILE [options]",
+        "boot --symbols FILE [--symbols FILE...] --release R --vermagic V [options]",
+        "profiles",
+        "request-module [--nowait] NAME",
+        "set modprobe=PATH|modules-root=DIR",
+        "check",
+        "info",
+    ],
+    description="boot: a kernel from a shipped profile or from its symbol files (System.map, kallsyms,\n"
+    "vmlinux, image, plus Module.symvers); profiles: the profiles lkm ships; request-module: the\n"
+    "kernel's request_module(NAME) (lkm's modprobe -q -- NAME against the model), prints its\n"
+    'return value; set: /proc/sys/kernel/modprobe ("" disables requests) and the root whose\n'
+    "lib/modules/RELEASE requests load from; check: integrity of the state (exit 1 with one line\n"
+    "per problem); info: release, profile, modules, memory.",
+    options=[
+        Opt(
+            "",
+            "policy",
+            "POLICY",
+            "module memory: vmalloc (default) or kmalloc-first",
+            complete="vmalloc kmalloc-first",
+        ),
+        Opt("", "kmalloc-max", "BYTES", "largest kmalloc allocation"),
+        Opt("k", ("kernel", "symbols"), "FILE", "boot from this symbol file; repeatable", complete="file"),
+        Opt("", "release", "R", "the kernel's release (uname -r)"),
+        Opt("", "vermagic", "V", "the kernel's version magic"),
+        Opt("", "arch", "ARCH", "x86_64 (default), i386 or arm64", complete="x86_64 i386 arm64"),
+        Opt("", "layout", "LAYOUT", "linux-6.1 (default) or linux-6.12", complete="linux-6.1 linux-6.12"),
+        Opt("", "modules-root", "DIR", "the root whose lib/modules/RELEASE request_module loads from"),
+        Opt("", "nowait", None, "request-module: request_module_nowait"),
+        Opt("", "json", None, "info: one JSON object (schema lkm/1)"),
+        *BACKEND,
+    ],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -36,20 +71,12 @@ def run(prog: str, args: list[str]) -> int:
 
     _model, state, args = split_backend(args)
     err = sys.stderr.write
-    try:
-        opts, operands = parse(
-            args,
-            "h",
-            LONG,
-        )
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     o = dict(opts)
-    symbol_files = [v for f, v in opts if f == "--symbols"]
-    if "-h" in o or "--help" in o or not operands:
-        (sys.stdout if operands or "-h" in o or "--help" in o else sys.stderr).write(HELP)
-        return 0 if "-h" in o or "--help" in o else 1
+    symbol_files = [v for f, v in opts if f in ("--symbols", "--kernel", "-k")]
+    if not operands:
+        sys.stderr.write(TOOL.help(prog))
+        return 1
     cmd = operands[0]
     try:
         if cmd == "profiles":
@@ -106,9 +133,17 @@ def run(prog: str, args: list[str]) -> int:
                 f"modules: {len(k.modules())}",
                 f"vmalloc: {f.used} bytes in {f.areas} areas, fragmentation {f.ratio:.3f}",
             ]
-            sys.stdout.write("\n".join(lines) + "\n")
+            if "--json" in o:
+                from lkm.cli.jsonout import emit
+
+                emit("model-info", state=k.state.path, profile=k.meta["profile"], release=k.release,
+                     machine=k.machine, policy=k.policy, modprobe=k.modprobe_path,
+                     modules_root=k.modules_root or "/", modules=len(k.modules()),
+                     vmalloc={"used": f.used, "areas": f.areas, "fragmentation": f.ratio})  # fmt: skip
+            else:
+                sys.stdout.write("\n".join(lines) + "\n")
         else:
-            err(f"{prog}: unknown command {' '.join(operands)!r}\n{HELP}")
+            err(f"{prog}: unknown command {' '.join(operands)!r}\n{TOOL.help(prog)}")
             return 1
     except (LkmError, ValueError) as exc:
         err(f"{prog}: ERROR: {exc}\n")

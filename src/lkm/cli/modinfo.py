@@ -6,7 +6,7 @@ import os
 import stat
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -15,47 +15,35 @@ if TYPE_CHECKING:
 
     from lkm.module.modinfo import Parameter
 
-SHORT = "adlpn0mF:k:b:Vh"
-LONG = [
-    "author",
-    "description",
-    "license",
-    "parameters",
-    "filename",
-    "null",
-    "modname",
-    "field=",
-    "set-version=",
-    "basedir=",
-    "version",
-    "help",
-    "json",
-    "exports",
-    "imports",
-]
 FIELD_FLAGS = {"-a": "author", "-d": "description", "-l": "license", "-p": "parm", "-n": "filename"}
 FIELD_LONG = {"--" + v if v != "parm" else "--parameters": v for v in FIELD_FLAGS.values()}
 # Files taken as files, not names: kmod's module extensions plus 2.4 objects.
 MODULE_EXTENSIONS = (".ko", ".ko.gz", ".ko.xz", ".ko.zst", ".o", ".o.gz")
 
-HELP = """Usage:
-\t{prog} [options] <modulename|filename> [args]
-Options:
-\t-a, --author                Print only 'author'
-\t-d, --description           Print only 'description'
-\t-l, --license               Print only 'license'
-\t-p, --parameters            Print only 'parm'
-\t-n, --filename              Print only 'filename'
-\t-0, --null                  Use \\0 instead of \\n
-\t-m, --modname               Handle argument as module name instead of alias or filename
-\t-F, --field=FIELD           Print only provided FIELD
-\t-k, --set-version=VERSION   Use VERSION instead of `uname -r`
-\t-b, --basedir=DIR           Use DIR as filesystem root for /lib/modules
-\t-V, --version               Show version
-\t-h, --help                  Show this help
-\t    --json                  One JSON object per module, every field
-\t    --exports, --imports    With --json: add exported / needed symbols
-"""
+TOOL = Tool(
+    "modinfo",
+    "show information about a kernel module (kmod-compatible)",
+    usage=["[options] <modulename|filename> [args]"],
+    kmod=True,
+    width=28,
+    options=[
+        Opt("a", "author", None, "Print only 'author'"),
+        Opt("d", "description", None, "Print only 'description'"),
+        Opt("l", "license", None, "Print only 'license'"),
+        Opt("p", "parameters", None, "Print only 'parm'"),
+        Opt("n", "filename", None, "Print only 'filename'"),
+        Opt("0", "null", None, "Use \\0 instead of \\n"),
+        Opt("m", "modname", None, "Handle argument as module name instead of alias or filename"),
+        Opt("F", "field", "FIELD", "Print only provided FIELD"),
+        Opt("k", "set-version", "VERSION", "Use VERSION instead of `uname -r`"),
+        Opt("b", "basedir", "DIR", "Use DIR as filesystem root for /lib/modules"),
+        Opt("V", "version", None, "Show version"),
+        Opt("h", "help", None, "Show this help"),
+        Opt("", "json", None, "One JSON object per module, every field (JSON Lines)", own=True),
+        Opt("", "exports", None, "With --json: add exported symbols", own=True),
+        Opt("", "imports", None, "With --json: add needed symbols", own=True),
+    ],
+)
 
 
 class Options:
@@ -71,11 +59,7 @@ class Options:
 
 def run(prog: str, args: list[str]) -> int:
     err = sys.stderr.write
-    try:
-        opts, operands = parse(args, SHORT, LONG)
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     o = Options()
     for flag, val in opts:
         if flag in FIELD_FLAGS:
@@ -92,14 +76,6 @@ def run(prog: str, args: list[str]) -> int:
             o.kversion = val
         elif flag in ("-b", "--basedir"):
             o.root = val
-        elif flag in ("-h", "--help"):
-            sys.stdout.write(HELP.format(prog=prog))
-            return 0
-        elif flag in ("-V", "--version"):
-            from lkm import __version__
-
-            sys.stdout.write(f"lkm version {__version__}\n")
-            return 0
         elif flag == "--json":
             o.json = True
         elif flag == "--exports":
@@ -197,6 +173,35 @@ def _is_module_filename(name: str) -> bool:
     return stat.S_ISREG(st.st_mode) and name.endswith(MODULE_EXTENSIONS)
 
 
+def _modname(path: str) -> str:
+    """kmod's path_to_modname: the file name up to its first '.', '-' as '_'."""
+    from lkm.modname import path_to_modname
+
+    return path_to_modname(path)
+
+
+def _info_error(path: str, exc: LkmError) -> str:
+    """kmod's "could not get modinfo from 'NAME': <strerror>" for a file it cannot read."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    if not isinstance(code, int):
+        code = errno.ENOEXEC if os.path.exists(path) else errno.ENOENT
+    if code == errno.ENOEXEC and _elf_header(path):
+        code = errno.EINVAL  # libkmod's elf.c: past the magic, a bad header is -EINVAL
+    return f"could not get modinfo from '{_modname(path)}': {os.strerror(code)}"
+
+
+def _elf_header(path: str) -> bool:
+    """More than an ELF32 header, starting with the ELF magic (an uncompressed file)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(53)
+    except OSError:
+        return False
+    return len(head) > 52 and head[:4] == b"\x7fELF"
+
+
 def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[str], None]) -> bool:
     sep = o.sep
     if o.field == "filename":
@@ -211,7 +216,10 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
         is24 = mod.version.user_space_link
         params = mod.parameters if (o.field is None or o.field == "parm") else []
     except LkmError as exc:
-        fail(f"{path}: {exc.reason}")
+        # kmod has printed the file name before it reads the file
+        if o.field is None:
+            emit(f"{'filename:':<16}{path}{sep}")
+        fail(_info_error(path, exc))
         return False
     emit(_render(o, path, entries, params, is24))
     return True
@@ -273,15 +281,27 @@ def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: C
 def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[str], None]) -> bool:
     import json
 
+    from lkm.cli.jsonout import document
     from lkm.module.file import ModuleFile
     from lkm.module.report import module_report
 
     try:
         mod = ModuleFile.open(path)
-        doc = module_report(mod, exports=o.exports, imports=o.imports)
+        if o.field is not None:  # -F FIELD (and -a -d -l -p -n): that field's values only
+            if o.field == "filename":
+                values = [path]
+            elif o.field == "parm":
+                values = [_param_text(p, True) for p in _in_kmod_order(mod.parameters, mod.is_24)]
+            else:
+                from lkm.module.info import info_entries
+
+                values = [v for k, v in info_entries(mod) if k == o.field]
+            doc = document("modinfo-field", filename=path, name=mod.name, field=o.field, values=values)
+        else:
+            report = module_report(mod, exports=o.exports, imports=o.imports)
+            doc = document("modinfo", filename=path, **report)
     except LkmError as exc:
-        fail(f"{path}: {exc.reason}")
+        fail(_info_error(path, exc))
         return False
-    doc = {"filename": path, **doc}
     emit(json.dumps(doc, ensure_ascii=False) + "\n")
     return True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -16,40 +16,75 @@ if TYPE_CHECKING:
 
     from lkm.kernel.interface import Kernel
 
-SHORT = "arw:RibfDcnC:d:S:sqvVh"
-LONG = [
-    "all",
-    "remove",
-    "wait=",
-    "resolve-alias",
-    "ignore-install",
-    "ignore-remove",
-    "use-blacklist",
-    "force",
-    "force-modversion",
-    "force-vermagic",
-    "show-depends",
-    "showconfig",
-    "show-config",
-    "show-modversions",
-    "dump-modversions",
-    "show-exports",
-    "dry-run",
-    "show",
-    "config=",
-    "dirname=",
-    "set-version=",
-    "syslog",
-    "quiet",
-    "verbose",
-    "version",
-    "help",
-    "remove-dependencies",
-    "remove-holders",
-    "first-time",
-    "svg=",
-    "dot=",
-]
+M, Q, G = "Management Options", "Query Options", "General Options"
+TOOL = Tool(
+    "modprobe",
+    "add or remove modules with their dependencies (kmod-compatible)",
+    usage=[
+        "[options] [-i] [-b] modulename",
+        "[options] -a [-i] [-b] modulename [modulename...]",
+        "[options] -r [-i] modulename",
+        "[options] -r -a [-i] modulename [modulename...]",
+        "[options] -c",
+        "[options] --dump-modversions filename",
+    ],
+    kmod=True,
+    width=28,
+    options=[
+        Opt(
+            "a",
+            "all",
+            None,
+            "Consider every non-argument to\nbe a module name to be inserted\nor removed (-r)",
+            group=M,
+        ),
+        Opt("r", "remove", None, "Remove modules instead of inserting", group=M),
+        Opt("", "remove-dependencies", None, "Deprecated: use --remove-holders", group=M),
+        Opt("", "remove-holders", None, "Also remove module holders (use together with -r)", group=M),
+        Opt(
+            "w",
+            "wait",
+            "MSEC",
+            "When removing a module, wait up to MSEC for\nmodule's refcount to become 0 so it can be\n"
+            "removed (use together with -r)",
+            group=M,
+            metavar=" <MSEC>",
+        ),
+        Opt("", "first-time", None, "Fail if module already inserted or removed", group=M),
+        Opt("i", "ignore-install", None, "Ignore install commands", group=M),
+        Opt("i", "ignore-remove", None, "Ignore remove commands", group=M),
+        Opt("b", "use-blacklist", None, "Apply blacklist to resolved alias.", group=M),
+        Opt(
+            "f",
+            "force",
+            None,
+            "Force module insertion or removal.\nimplies --force-modversions and\n--force-vermagic",
+            group=M,
+        ),
+        Opt("", "force-modversion", None, "Ignore module's version", group=M),
+        Opt("", "force-vermagic", None, "Ignore module's version magic", group=M),
+        Opt("R", "resolve-alias", None, "Only lookup and print alias and exit", group=Q),
+        Opt("D", "show-depends", None, "Only print module dependencies and exit", group=Q),
+        Opt("c", "showconfig", None, "Print out known configuration and exit", group=Q),
+        Opt("c", "show-config", None, "Same as --showconfig", group=Q),
+        Opt("", "show-modversions", None, "Dump module symbol version and exit", group=Q),
+        Opt("", "dump-modversions", None, "Same as --show-modversions", group=Q),
+        Opt("", "show-exports", None, "Only print module exported symbol versions and exit", group=Q),
+        Opt("n", "dry-run", None, "Do not execute operations, just print out", group=G),
+        Opt("n", "show", None, "Same as --dry-run", group=G),
+        Opt("C", "config", "FILE", "Use FILE instead of default search paths", group=G),
+        Opt("d", "dirname", "DIR", "Use DIR as filesystem root for /lib/modules", group=G),
+        Opt("S", "set-version", "VERSION", "Use VERSION instead of `uname -r`", group=G),
+        Opt("s", "syslog", None, "print to syslog, not stderr", group=G),
+        Opt("q", "quiet", None, "disable messages", group=G),
+        Opt("v", "verbose", None, "enables more messages", group=G),
+        Opt("V", "version", None, "show version", group=G),
+        Opt("h", "help", None, "show this help", group=G),
+        *BACKEND,
+    ],
+    epilog="With --model or --state, modules are loaded into (removed from) that model kernel, and\n"
+    "its release and modules root are used unless -S/-d say otherwise.",
+)
 
 
 class Opts:
@@ -65,7 +100,7 @@ class Opts:
 
 
 def run(prog: str, args: list[str]) -> int:
-    name = prog.rsplit(" ", 1)[-1]
+    name = prog  # as the user invoked it: "lkm modprobe", or "modprobe" through a link
     env_opts = os.environ.get("MODPROBE_OPTIONS")
     if env_opts:
         args = env_opts.split() + args
@@ -80,11 +115,7 @@ def run(prog: str, args: list[str]) -> int:
             sys.stderr.buffer.write(f"{name}: {prio}: {msg}\n".encode("utf-8", "surrogateescape"))
         sys.stderr.flush()
 
-    try:
-        opts, operands = parse(args, SHORT, LONG)
-    except UsageError as exc:
-        sys.stderr.write(f"{name}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(name, args)
     for flag, val in opts:
         f = flag.lstrip("-")
         if f in ("a", "all"):
@@ -125,19 +156,8 @@ def run(prog: str, args: list[str]) -> int:
             o.dot = val
         elif f in ("f", "force", "force-modversion", "force-vermagic"):
             o.force = True  # insert ignoring version magic and symbol versions
-        elif f == "remove-holders":
+        elif f in ("remove-holders", "remove-dependencies"):
             o.remove_holders = True
-        elif f in ("V", "version"):
-            from lkm import __version__
-
-            sys.stdout.write(f"lkm version {__version__} (kmod 30 modprobe)\n")
-            return 0
-        elif f in ("h", "help"):
-            sys.stdout.write(
-                f"Usage:\n\t{name} [options] [-i] [-b] modulename\n"
-                + f"\t{name} [options] --show-depends modulename\n"
-            )
-            return 0
     if o.modversions or o.exports:
         return _show_symbols(name, operands, o.modversions)
     if not operands and not o.dump_config:
@@ -148,9 +168,25 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.modprobe import Resolver, load_config, options_from_args
     from lkm.modprobe.actions import Flags, KernelState, load_alias, remove
 
-    release = o.release or os.uname().release
-    dirname = f"{o.root or ''}/lib/modules/{release}"
-    cfg = load_config(dirname, o.configs)
+    model_kernel = None
+    if model:  # a model kernel: its release and modules root unless -S / -d say otherwise
+        try:
+            model_kernel = _open_kernel(True, state_path, "")
+        except LkmError as exc:
+            log("FATAL", str(exc))
+            return 1
+    release = o.release or (model_kernel.release if model_kernel is not None else os.uname().release)
+    root = o.root
+    configs = o.configs
+    model_root = getattr(model_kernel, "modules_root", None)
+    if root is None and model_root:
+        root = model_root
+        if configs is None:
+            from lkm.modprobe.config import DEFAULT_CONFIG_PATHS
+
+            configs = [os.path.join(model_root, p.lstrip("/")) for p in DEFAULT_CONFIG_PATHS]
+    dirname = f"{root or ''}/lib/modules/{release}"
+    cfg = load_config(dirname, configs)
     for prio, msg in cfg.messages:
         log(prio, msg)
     res = Resolver(ModulesDir(dirname), cfg)
@@ -158,7 +194,7 @@ def run(prog: str, args: list[str]) -> int:
         sys.stdout.write(_dump(cfg, res))
         return 0
     try:
-        kernel = _open_kernel(model, state_path)
+        kernel = model_kernel if model else _open_kernel(False, state_path, dirname)
     except LkmError as exc:
         log("FATAL", str(exc))
         return 1
@@ -258,7 +294,7 @@ def _split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
     return split(args)
 
 
-def _open_kernel(model: bool, state: str | None) -> Kernel | None:
+def _open_kernel(model: bool, state: str | None, dirname: str) -> Kernel | None:
     """The kernel modprobe acts on: the model kernel when asked for, else the running one.
     Without a live backend (or /proc) state queries see nothing loaded, and an actual
     insert or removal reports that there is no kernel to act on."""
@@ -268,7 +304,7 @@ def _open_kernel(model: bool, state: str | None) -> Kernel | None:
         return kernel
     try:
         live = _import("lkm.kernel.live")
-        running: Kernel = live.LiveKernel()
+        running: Kernel = live.LiveKernel(modules_dir=dirname)
     except (ImportError, OSError, LkmError):
         return None
     return running
@@ -315,11 +351,10 @@ def _dump(cfg: object, res: object) -> str:
     lines += [f"alias {a} {m}\n" for a, m in cfg.aliases]
     lines += [f"options {m} {o}\n" for m, o in cfg.options]
     for sd in cfg.softdeps:
-        text = ""
-        if sd.pre:
-            text = "pre:" + "".join(" " + x for x in sd.pre)
-        if sd.post:
-            text += (" " if text else "") + "post:" + "".join(" " + x for x in sd.post)
+        # libkmod's softdep_to_char: "pre: " and "post: " parts joined with no space between
+        text = ("pre: " + " ".join(sd.pre) if sd.pre else "") + (
+            "post: " + " ".join(sd.post) if sd.post else ""
+        )
         lines.append(f"softdep {sd.name} {text}\n")
     lines.append("\n# End of configuration files. Dumping indexes now:\n\n")
     for index in ("modules.alias.bin", "modules.symbols.bin"):

@@ -14,12 +14,34 @@ from __future__ import annotations
 import os
 import sys
 
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.draw.memmap import Marker, MemoryMap
 
+TOOL = Tool(
+    "proc",
+    "a model kernel's /proc files: modules, ksyms, kallsyms, vmallocinfo",
+    usage=[
+        "[--model | --state FILE] modules|ksyms|kallsyms|vmallocinfo",
+        "[--model | --state FILE] memory [--svg OUT] [--snapshot DIR | --sections FILE] [MODULE...]",
+    ],
+    description="Without a model kernel, the running system's file.",
+    options=[
+        *BACKEND,
+        Opt("", "svg", "FILE", "memory: draw the module memory map (SVG)", complete="file"),
+        Opt("", "snapshot", "DIR", "memory: a captured machine"),
+        Opt(
+            "",
+            "sections",
+            "FILE",
+            "memory: module sections ('MODULE SECTION ADDRESS' lines)",
+            complete="file",
+        ),
+    ],
+)
 USAGE = (
     "Usage: lkm proc [--model | --state PATH] modules|ksyms|kallsyms|vmallocinfo\n"
     "       lkm proc [--model | --state PATH] memory [--svg OUT] [--snapshot DIR | --sections FILE]"
@@ -32,6 +54,8 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel.procfs import PROC_FILES
 
     model, state, args = split_backend(args)
+    if args[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):
+        TOOL.parse(prog, args[:1])  # prints the help or version, raises Exit
     if args[:1] == ["memory"]:
         return _memory(prog, model, state, args[1:])
     if len(args) != 1 or args[0] not in PROC_FILES:

@@ -9,17 +9,29 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, help_or_version, parse
+from lkm.cli.tool import BACKEND, Opt, Tool
 
-HELP = (
-    "Usage:\n\t{prog} [options] modulename ...\nOptions:\n"
-    "\t-f, --force       forces a module unload and may crash your\n"
-    "\t                  machine. This requires Forced Module Removal\n"
-    "\t                  option in your kernel. DANGEROUS\n"
-    "\t-s, --syslog      print to syslog, not stderr\n"
-    "\t-v, --verbose     enables more messages\n"
-    "\t-V, --version     show version\n"
-    "\t-h, --help        show this help\n"
+TOOL = Tool(
+    "rmmod",
+    "remove modules from the running kernel (kmod-compatible)",
+    usage=["[options] modulename ..."],
+    kmod=True,
+    width=18,
+    options=[
+        Opt(
+            "f",
+            "force",
+            None,
+            "forces a module unload and may crash your\nmachine. This requires Forced Module Removal\n"
+            "option in your kernel. DANGEROUS",
+        ),
+        Opt("s", "syslog", None, "print to syslog, not stderr"),
+        Opt("v", "verbose", None, "enables more messages"),
+        Opt("V", "version", None, "show version"),
+        Opt("h", "help", None, "show this help"),
+        Opt("w", "wait", None, "(accepted, ignored)", hidden=True),
+        *BACKEND,
+    ],
 )
 
 
@@ -30,15 +42,9 @@ def run(prog: str, args: list[str]) -> int:
     if done is not None:
         return done
     err = sys.stderr.write
-    try:
-        opts, operands = parse(args, "fsvVwh", ["force", "syslog", "verbose", "version", "wait", "help"])
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     force = False
     for flag, _ in opts:
-        if help_or_version(flag, HELP.format(prog=prog)):
-            return 0
         if flag in ("-f", "--force"):
             force = True
     if not operands:

@@ -20,33 +20,61 @@ import json
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.getopt import UsageError
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-SHORT = "h"
-LONG = [
-    "exit",
-    "json",
-    "strict",
-    "with=",
-    "kallsyms=",
-    "synthetic",
-    "budget=",
-    "timeout=",
-    "state=",
-    "script=",
-    "help",
-]
-HELP = __doc__ or ""
+TOOL = Tool(
+    "run",
+    "run a module's init (and exit) in an emulated CPU, tracing its kernel calls",
+    usage=["MODULE [NAME=VALUE ...] [options]", "--script FILE [options]"],
+    description="Prints the kernel log the module produced and every kernel function it called (name,\n"
+    "arguments, result).  Exit status 1 when an init fails or a call does not return.",
+    options=[
+        Opt("", "exit", None, "unload MODULE after its init (run its exit routine)"),
+        Opt("", "json", None, "the same as one JSON document (schema lkm/1)"),
+        Opt("", "strict", None, "fail on kernel functions lkm does not implement"),
+        Opt("", "with", "MODULE", "load (and initialise) MODULE first; repeatable", complete="file"),
+        Opt(
+            "k",
+            ("kernel", "kallsyms"),
+            "FILE",
+            "kernel symbols (kallsyms, System.map...); default: the\ncorpus amd64-6.1 kallsyms when present",
+            complete="file",
+        ),
+        Opt("", "synthetic", None, "no kernel symbol file: synthetic addresses"),
+        Opt("", "budget", "N", "instructions per call"),
+        Opt("", "timeout", "SECONDS", "wall-clock budget per call"),
+        Opt("", "session", "FILE", "save the session for `lkm dev --session FILE`", complete="file"),
+        Opt("", "state", "FILE", "deprecated spelling of --session", hidden=True),
+        Opt(
+            "",
+            "script",
+            "FILE",
+            "run a session script (insmod, rmmod, dev open|read|write|ioctl|\nrelease, cat /proc/...)",
+            complete="file",
+        ),
+    ],
+)
+
+
+def _session_option(prog: str, o: dict[str, str]) -> dict[str, str]:
+    """--state (the old spelling of --session) still works, with a warning; -k/--kallsyms are --kernel."""
+    if "--state" in o:
+        sys.stderr.write(
+            f"{prog}: warning: --state is deprecated for the emulator's session: use --session\n"
+        )
+        o.setdefault("--session", o.pop("--state"))
+    for alias in ("-k", "--kallsyms"):
+        if alias in o:
+            o.setdefault("--kernel", o.pop(alias))
+    return o
 
 
 def run(prog: str, args: list[str]) -> int:
     try:
-        opts, operands = parse(args, SHORT, LONG)
-        o = dict(opts)
-        if "-h" in o or "--help" in o:
-            sys.stdout.write(HELP)
-            return 0
+        opts, operands = TOOL.parse(prog, args)
+        o = _session_option(prog, dict(opts))
         script = o.get("--script")
         if script is None and not operands:
             raise UsageError("a MODULE (or --script FILE) is needed")
@@ -67,10 +95,10 @@ def run(prog: str, args: list[str]) -> int:
         symbols: SymbolSpace | str | None = None
         if "--synthetic" in o:
             symbols = None
-        elif "--kallsyms" in o:
+        elif "--kernel" in o:
             from lkm.symbols.table import SymbolTable
 
-            symbols = SymbolSpace(SymbolTable.from_files(o["--kallsyms"]))
+            symbols = SymbolSpace(SymbolTable.from_files(o["--kernel"]))
         else:
             symbols = DEFAULT  # $LKM_EMULATE_KALLSYMS, else synthetic
         session = Session(symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout)
@@ -99,13 +127,16 @@ def run(prog: str, args: list[str]) -> int:
                 if out is not None:
                     outcomes.append(out)
                     failed |= out.fault is not None
-        if "--state" in o:
-            save_state(o["--state"], session)
+        if "--session" in o:
+            save_state(o["--session"], session)
     except (LkmError, OSError) as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
     if "--json" in o:
-        sys.stdout.write(json.dumps([outcome_json(x) for x in outcomes], indent=1) + "\n")
+        from lkm.cli.jsonout import document
+
+        # JSON Lines: one document per command run
+        sys.stdout.write("".join(json.dumps(document("run", **outcome_json(x))) + "\n" for x in outcomes))
     else:
         sys.stdout.write("".join(format_outcome(x) for x in outcomes))
     return 1 if failed else 0

@@ -12,38 +12,37 @@ from __future__ import annotations
 
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = """Usage: lkm triage [OPTIONS] LOG|DIR|- ...
-  --format table|json|html   output (default table)
-  -o FILE                    write the output to FILE (written whole, or not at all)
-  --symbols-dir DIR          decode representatives with DIR/<release>/ or DIR/<build-id>/
-  --engine local|dask[=ADDRESS]   where the logs are analysed (default local)
-  --workers N                Dask LocalCluster processes (default 2)
-Exit status: 0 done, 1 some logs could not be read, 2 usage error.
-"""
+TOOL = Tool(
+    "triage",
+    "unique crashes of many console logs: titles, counts, releases, reports",
+    usage=["[options] LOG|DIR|- ..."],
+    usage_status=2,
+    description="Exit status: 0 done, 1 some logs could not be read, 2 usage error.",
+    options=[
+        Opt("", "format", "FORMAT", "table (default), json or html", complete="table json html"),
+        Opt("o", "output", "FILE", "write the output to FILE (written whole, or not at all)"),
+        Opt("", "symbols-dir", "DIR", "decode representatives with DIR/<release>/ or DIR/<build-id>/"),
+        Opt("", "engine", "ENGINE", "local (default) or dask[=ADDRESS]", complete="local dask"),
+        Opt("", "workers", "N", "Dask LocalCluster processes (default 2)"),
+    ],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
     from lkm.oops import triage
 
-    try:
-        opts, operands = parse(args, "ho:", ["help", "format=", "symbols-dir=", "engine=", "workers="])
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
-        return 2
+    opts, operands = TOOL.parse(prog, args)
     fmt, out_path, symbols, engine, address, workers = "table", None, None, "local", None, 2
     for flag, val in opts:
-        if flag in ("-h", "--help"):
-            sys.stdout.write(HELP)
-            return 0
         if flag == "--format":
             if val not in ("table", "json", "html"):
                 sys.stderr.write(f"{prog}: unknown format '{val}' (table, json, html)\n")
                 return 2
             fmt = val
-        elif flag == "-o":
+        elif flag in ("-o", "--output"):
             out_path = val
         elif flag == "--symbols-dir":
             symbols = val
@@ -59,7 +58,7 @@ def run(prog: str, args: list[str]) -> int:
                 return 2
             workers = int(val)
     if not operands:
-        sys.stderr.write(f"{prog}: no log given\n{HELP}")
+        sys.stderr.write(f"{prog}: no log given\n")
         return 2
     try:
         stdin_text = sys.stdin.buffer.read() if "-" in operands else None

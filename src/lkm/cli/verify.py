@@ -16,40 +16,73 @@ from __future__ import annotations
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = __doc__ or ""
+TOOL = Tool(
+    "verify",
+    "check that loaded modules are byte for byte their files (/proc/kcore)",
+    usage=["[options] MODULE..."],
+    description="Each MODULE (a module file; its name is the loaded module's) is relinked at the addresses\n"
+    "the kernel gave its sections and compared with the kernel's memory and /proc/kallsyms.\n"
+    "Differences are printed one per line, then a summary line per module.  Exit 0 when no\n"
+    "module differs, 1 otherwise.",
+    options=[
+        Opt(
+            "",
+            "config",
+            "FILE",
+            "the kernel's .config (default: /proc/config.gz, /boot/config-R,\n/lib/modules/R/build/.config)",
+            complete="file",
+        ),
+        Opt("", "kcore", "FILE", "the kernel's memory (default /proc/kcore)", complete="file"),
+        Opt("", "snapshot", "DIR", "check a captured machine instead of this one"),
+        Opt("q", "quiet", None, "only the summary lines"),
+    ],
+)
 
 
-def _config(path: str | None, release: str) -> object:
+def config_candidates(release: str) -> list[str]:
+    """Where a running kernel's .config is found: /proc/config.gz (CONFIG_IKCONFIG_PROC), the
+    distribution's /boot/config-R, the build tree's .config."""
+    return ["/proc/config.gz", f"/boot/config-{release}", f"/lib/modules/{release}/build/.config"]
+
+
+def _config(path: str | None, release: str, *, search: bool = True) -> object:
+    """The KernelConfig from ``path``, else the first of :func:`config_candidates`; with none
+    found, an error asking for --config (a default configuration would report thousands of
+    false differences).  ``search=False``: the default configuration instead."""
+    import gzip
+
     from lkm.link.layout import KernelConfig
 
-    for p in (path, f"/boot/config-{release}"):
-        if p and (p == path or os.path.exists(p)):
-            try:
-                with open(p, encoding="utf-8", errors="replace") as f:
-                    return KernelConfig.from_config_text(f.read())
-            except OSError as exc:
-                raise LkmError(exc.strerror or "cannot read", path=p) from None
+    paths = [path] if path else (config_candidates(release) if search else [])
+    for p in paths:
+        if p != path and not os.path.exists(p):
+            continue
+        try:
+            with open(p, "rb") as f:
+                raw = f.read()
+            text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+            return KernelConfig.from_config_text(text.decode("utf-8", "replace"))
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise LkmError(getattr(exc, "strerror", None) or str(exc) or "cannot read", path=p) from None
+    if search:
+        raise LkmError(
+            f"the kernel's configuration was not found ({', '.join(config_candidates(release))}): "
+            "give it with --config FILE"
+        )
     return KernelConfig()
 
 
 def run(prog: str, args: list[str]) -> int:
     out, err = sys.stdout.write, sys.stderr.write
-    try:
-        opts, operands = parse(args, "qh", ["config=", "kcore=", "snapshot=", "quiet", "help"])
-    except UsageError as exc:
-        err(f"{prog}: {exc}\n")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     config_path = None
     kcore = "/proc/kcore"
     snapshot = None
     quiet = False
     for flag, val in opts:
-        if flag in ("-h", "--help"):
-            out(HELP)
-            return 0
         if flag == "--config":
             config_path = val
         elif flag == "--kcore":
@@ -74,7 +107,9 @@ def run(prog: str, args: list[str]) -> int:
 
             kernel = open_kernel("snapshot", path=snapshot)
             captured = os.path.join(snapshot, "config")
-            config = _config(config_path or (captured if os.path.exists(captured) else None), kernel.release)
+            config = _config(
+                config_path or (captured if os.path.exists(captured) else None), kernel.release, search=False
+            )
             kallsyms_path = os.path.join(snapshot, "proc-kallsyms.txt")
             system_map = os.path.join(snapshot, "System.map")
             core: Memory = SnapshotMemory(snapshot)

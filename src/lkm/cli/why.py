@@ -15,8 +15,27 @@ import json
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.getopt import UsageError
+from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
+
+TOOL = Tool(
+    "why",
+    "why a module is (or would be) loaded, and why it would not be",
+    usage=["[options] NAME"],
+    description="NAME is a module name or anything modprobe takes (an alias, a device's modalias,\n"
+    "symbol:NAME).  With a model kernel (--model/--state) it is asked what is loaded, else the\n"
+    "running kernel when RELEASE is its release.",
+    options=[
+        Opt("d", "dirname", "DIR", "modules directory root (DIR/lib/modules/RELEASE), as modprobe -d"),
+        Opt("S", "set-version", "RELEASE", "kernel release instead of `uname -r`, as modprobe -S"),
+        Opt("C", "config", "FILE", "modprobe.d file or directory; repeatable", complete="file"),
+        Opt("b", "", None, "apply the blacklist as modprobe -b (udev) does"),
+        Opt("", "log", "FILE", "the kernel's module requests from a kernel log or trace", complete="file"),
+        Opt("", "json", None, "one JSON object"),
+        *BACKEND,
+    ],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -24,12 +43,7 @@ def run(prog: str, args: list[str]) -> int:
 
     model, state, args = split_backend(args)
     try:
-        opts, operands = parse(
-            args, "d:S:C:bh", ["json", "log=", "help", "dirname=", "set-version=", "config="]
-        )
-        if any(f in ("-h", "--help") for f, _v in opts):
-            sys.stdout.write(__doc__ or "")
-            return 0
+        opts, operands = TOOL.parse(prog, args)
         if len(operands) != 1:
             raise UsageError("exactly one NAME is needed")
     except UsageError as exc:

@@ -216,17 +216,29 @@ def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tup
 def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
     """kmod's depmod_report_cycles: a walk from each module left with users, reporting every
     path that comes back to the walk's start; modules on a reported path, and dead ends, are
-    not walked from again; then the count of modules on reported paths.
+    not walked from again; then the count of modules on reported paths.  Removing a module
+    from kmod's circular list of roots makes the node after it the head, so the order of the
+    walks follows those removals (``mod_loop_c -> mod_loop_a -> mod_loop_b -> mod_loop_c``).
 
     kmod re-enters modules it has seen unless they are the start, so a cycle that does not
-    pass through the start overflows its stack (sized by the number of such modules) and
-    kmod 30 aborts on an assertion; here the report stops there with a message instead.
+    pass through the start is walked forever: kmod 30 hangs, or overflows its stack (sized by
+    the number of such modules) and aborts on an assertion; here the report stops there with
+    a message instead.
     """
     roots = [m for i, m in enumerate(mods) if users[i] > 0]
     stack_size = len(roots)
     visited: set[int] = set()
     in_loops: set[str] = set()
     out: list[tuple[str, str]] = []
+
+    def remove(m: Module) -> None:
+        # kmod_list_remove_data() returns the node after the removed one as the list's new
+        # head: the circular list of roots turns, and the next walk starts there.
+        nonlocal roots
+        if m in roots:
+            k = roots.index(m)
+            roots = roots[k + 1 :] + roots[:k]
+
     while roots:
         root = roots.pop(0)
         # (module, the path that led to it from the root)
@@ -236,15 +248,20 @@ def _cycles(mods: list[Module], users: list[int]) -> list[tuple[str, str]]:
             if m.idx in visited and m is root:
                 in_loops.update(x.name for x in path)
                 for x in path:
-                    if x in roots:
-                        roots.remove(x)
+                    remove(x)
                 names = [x.name for x in path] + [m.name]
                 out.append((ERROR, "Cycle detected: " + " -> ".join(names)))
                 continue
+            if len(path) > len(mods):
+                # the path has gone round a cycle that does not return to the root: kmod 30
+                # walks it forever (printing ever longer cycles, or until its stack overflows
+                # and it aborts); the report stops here instead
+                out.append((ERROR, f"Cycle report stopped at {m.name}: cycles not through {root.name}"))
+                out.append((ERROR, f"Found {len(in_loops)} modules in dependency cycles!"))
+                return out
             visited.add(m.idx)
             if not m.deps:
-                if m in roots:
-                    roots.remove(m)
+                remove(m)
                 continue
             for d in m.deps:
                 if len(stack) >= stack_size:

@@ -33,11 +33,22 @@ def format_outcome(o: Outcome, *, calls: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _hex(value: object) -> object:
+    # register values and addresses as JSON carries them (schema lkm/1): hex strings
+    return (
+        f"0x{value & 0xFFFFFFFFFFFFFFFF:x}"
+        if isinstance(value, int) and not isinstance(value, bool)
+        else value
+    )
+
+
 def outcome_json(o: Outcome) -> dict[str, object]:
+    """One emulated command's outcome (schema lkm/1 fields; addresses and register values as
+    hex strings)."""
     fault = None
     if o.fault is not None:
-        fault = {"kind": o.fault.kind, "reason": o.fault.reason, "pc": o.fault.pc, "address": o.fault.address,
-                 "report": o.fault.report.splitlines()}  # fmt: skip
+        fault = {"kind": o.fault.kind, "reason": o.fault.reason, "pc": _hex(o.fault.pc),
+                 "address": _hex(o.fault.address), "report": o.fault.report.splitlines()}  # fmt: skip
     return {
         "command": o.command,
         "value": o.value,
@@ -46,8 +57,8 @@ def outcome_json(o: Outcome) -> dict[str, object]:
         "calls": [
             {
                 "name": t.name,
-                "args": list(t.args),
-                "result": t.result,
+                "args": [_hex(a) for a in t.args],
+                "result": _hex(t.result),
                 "implemented": t.implemented,
                 "module": t.module,
             }

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 # Where libkmod's command_do logs from in Debian's kmod 30 build; modprobe shows it verbatim.
 LIBKMOD_COMMAND_DO = "../libkmod/libkmod-module.c:1047 command_do()"
-# /proc/modules' state column -> /sys/module/NAME/initstate
-INITSTATES = {"Live": "live", "Loading": "coming", "Unloading": "going"}
 
 
 class Flags(Record):
@@ -70,37 +68,35 @@ class KernelState:
     def __init__(self, kernel: Kernel | None, res: Resolver) -> None:
         self.kernel = kernel
         self.res = res
-        self._modules: dict[str, LoadedModule] | None = None
+        self._seen: dict[str, LoadedModule | None] = {}
 
     def changed(self) -> None:
         """Forget what was read: a module went in or out."""
-        self._modules = None
+        self._seen.clear()
 
     def _loaded(self, name: str) -> LoadedModule | None:
+        # kmod 30 asks /sys/module/NAME (refcnt, holders), never /proc/modules
         if self.kernel is None:
             return None
-        if self._modules is None:
+        if name not in self._seen:
             try:
-                self._modules = {m.name: m for m in self.kernel.modules()}
-            except LkmError:  # no /proc/modules (a kernel without modules): nothing loaded
-                self._modules = {}
-        return self._modules.get(name)
+                self._seen[name] = self.kernel.module(name)
+            except LkmError:
+                self._seen[name] = None
+        return self._seen[name]
 
     def initstate(self, m: Mod) -> str | None:
-        """ "live", "coming", "going", "builtin" or None (not in the kernel), as
-        kmod_module_get_initstate."""
+        """ "live", "coming", "going", "builtin" or None (not in the kernel), as kmod 30's
+        kmod_module_get_initstate: modules.builtin of the modules directory, then
+        /sys/module/NAME/initstate (a directory without one: "coming")."""
         if self.res.is_builtin(m):
             return "builtin"
-        got = self._loaded(m.name)
-        if got is not None:
-            return INITSTATES.get(got.state, "live")
-        if self.kernel is not None:
-            try:
-                if self.kernel.is_builtin(m.name):
-                    return "builtin"
-            except LkmError:
-                pass
-        return None
+        if self.kernel is None:
+            return None
+        try:
+            return self.kernel.initstate(m.name)
+        except LkmError:
+            return None
 
     def in_kernel(self, m: Mod) -> bool:
         """libkmod's module_is_inkernel: live or built in.  A module still coming (its init
@@ -108,10 +104,12 @@ class KernelState:
         return self.initstate(m) in ("live", "builtin")
 
     def refcount(self, m: Mod) -> int | None:
+        """/sys/module/NAME/refcnt (None or negative when it cannot be read)."""
         got = self._loaded(m.name)
         return got.refcount if got is not None else None
 
     def holders(self, m: Mod) -> list[str]:
+        """/sys/module/NAME/holders, in directory order."""
         got = self._loaded(m.name)
         return list(got.holders or ()) if got is not None else []
 

@@ -58,6 +58,38 @@ def _split2(rest: str) -> tuple[str | None, str | None]:
     return word, tail or None
 
 
+def _softdep_lists(text: str) -> tuple[list[str], list[str]]:
+    """kmod_config_add_softdep's word loop: words end at the first of a run of isspace();
+    one whitespace at the very start stays in the first word (so ``" pre: a"`` is no
+    ``pre:`` and declares nothing), a longer run is skipped."""
+    pre: list[str] = []
+    post: list[str] = []
+    into: list[str] | None = None
+    was_space = False
+    p = 0
+    n = len(text)
+    for s in range(n + 1):
+        if s < n:
+            if not text[s].isspace() or text[s] in "\x1c\x1d\x1e\x1f\x85\xa0":
+                was_space = False
+                continue
+            if was_space:
+                p = s + 1
+                continue
+            was_space = True
+            if p >= s:
+                continue
+        word = text[p:s]
+        if word == "pre:":
+            into = pre
+        elif word == "post:":
+            into = post
+        elif (s < n or not was_space) and into is not None:
+            into.append(word)
+        p = s + 1
+    return pre, post
+
+
 def parse_config(cfg: ModprobeConfig, filename: str, lines: list[tuple[int, str]]) -> None:
     for n, line in lines:
         if not line or line[0] == "#":
@@ -88,19 +120,11 @@ def parse_config(cfg: ModprobeConfig, filename: str, lines: list[tuple[int, str]
             if ok:
                 cfg.blacklist.append(normalize(words[0]))
         elif cmd == "softdep":
-            ok = len(words) >= 2
-            if ok:
-                pre: list[str] = []
-                post: list[str] = []
-                into = None
-                for w in (rest or "").split()[1:]:  # the softdep list splits at isspace()
-                    if w == "pre:":
-                        into = pre
-                    elif w == "post:":
-                        into = post
-                    elif into is not None:
-                        into.append(w)
-                cfg.softdeps.append(Softdep(normalize(words[0]), pre, post))
+            name, deps = _split2(rest or "")
+            ok = name is not None and deps is not None
+            if ok and name is not None:
+                pre, post = _softdep_lists(deps or "")
+                cfg.softdeps.append(Softdep(normalize(name), pre, post))
         elif cmd in ("include", "config"):
             cfg.messages.append(
                 ("RAW", f"{LIBKMOD_DEPRECATED}{filename}: command {cmd} is deprecated and not parsed anymore")
@@ -113,55 +137,110 @@ def parse_config(cfg: ModprobeConfig, filename: str, lines: list[tuple[int, str]
             )
 
 
+LIBKMOD_BAD_KCMDLINE = "libkmod: ERROR ../libkmod/libkmod-config.c:489 kcmdline_parse_result: "
+
+
+def underscores(name: str) -> str | None:
+    """kmod's underscores(): '-' becomes '_' outside [...]; None (kmod's -EINVAL) for a ']'
+    outside brackets or a '[' never closed."""
+    out = list(name)
+    i = 0
+    while i < len(out):
+        c = out[i]
+        if c == "-":
+            out[i] = "_"
+        elif c == "]":
+            return None
+        elif c == "[":
+            j = name.find("]", i)
+            if j < 0:
+                return None
+            i = j
+        i += 1
+    return "".join(out)
+
+
 def parse_kcmdline(cfg: ModprobeConfig, buf: str) -> None:
-    """libkmod's kernel command line parser: ``mod.param[=value]`` adds options for mod,
-    ``modprobe.blacklist=a,b`` blacklists."""
+    """libkmod's kernel command line parser (kmod 30's kmod_config_parse_kcmdline, step for
+    step): ``mod.param[=value]`` adds options for mod, ``modprobe.blacklist=a,b`` blacklists.
+    Spaces only inside a quoted value; a quote opening a word (as GRUB writes
+    ``"mod.p=a b"``) is moved to the value (``p="a b"``); a module name that kmod's
+    underscores() refuses (``ivrs_acpihid[14:00``) is reported and ignored."""
     state = "modname"
     quoted = False
-    modname_start = 0
-    param_start = -1
-    chars = list(buf)
+    modname = 0
+    param = value = -1
+    quote_start = -1
+    n = len(buf)
     i = 0
-    n = len(chars)
     while True:
-        c = chars[i] if i < n else "\0"
-        complete = False
-        end = c in ("\0", "\n")
+        c = buf[i] if i < n else "\0"
+        last = c in ("\0", "\n")
         if c == '"':
             quoted = not quoted
-        elif end or c == " ":
+            if quoted and state == "modname" and i == modname:
+                quote_start = i
+                modname = i + 1
+            elif state != "value":
+                state = "ignore"
+        elif last or c == " ":
             if quoted and state == "value":
                 pass
             elif quoted:
                 state = "ignore"
             elif state in ("value", "param"):
-                complete = True
+                state = "complete"
             else:
                 state = "modname"
-                modname_start = i + 1
+                quoted = False
+                quote_start = -1
+                modname = i + 1
         elif c == ".":
             if state == "modname":
-                param_start = i + 1
+                param = i + 1
                 state = "param"
             elif state == "param":
                 state = "ignore"
         elif c == "=":
             if state == "param":
+                value = i + 1
                 state = "value"
             elif state == "modname":
                 state = "ignore"
-        if complete:
-            modname = "".join(chars[modname_start : param_start - 1])
-            param = "".join(chars[param_start:i])
-            if modname == "modprobe" and param.startswith("blacklist="):
-                cfg.blacklist.extend(param[len("blacklist=") :].split(","))
+        if state == "complete":
+            name = buf[modname : param - 1]
+            if 0 <= quote_start < modname and value > param:
+                # kmod moves "modname.param=" one byte left over the quote and puts the
+                # quote before the value.
+                text = buf[param:value] + '"' + buf[value:i]
+                val = '"' + buf[value:i]
             else:
-                cfg.options.append((normalize(modname), param))
-            modname_start = i + 1
+                text = buf[param:i]
+                val = buf[value:i] if value > param else ""
+            _kcmdline_result(cfg, name, text, val)
+            modname = i + 1
+            quote_start = -1
             state = "modname"
-        if end:
+        if last:
             break
         i += 1
+
+
+def _kcmdline_result(cfg: ModprobeConfig, modname: str, param: str, value: str) -> None:
+    if modname == "modprobe" and param.startswith("blacklist="):
+        cfg.blacklist.extend(value.split(","))
+        return
+    name = underscores(modname)
+    if name is None:
+        cfg.messages.append(
+            (
+                "RAW",
+                f"{LIBKMOD_BAD_KCMDLINE}Ignoring bad option on kernel command line while parsing "
+                f"module name: '{modname}'",
+            )
+        )
+    else:
+        cfg.options.append((name, param))
 
 
 def load_config(

@@ -113,27 +113,28 @@ def read_signature(data: bytes | mmap) -> Signature | None:
         return Signature(
             PKEY_ID_TYPE[id_type], PKEY_ALGO[algo], PKEY_HASH_ALGO[hsh], signer, key_id, raw, raw, end
         )
-    signer, serial, digest, enc = _parse_pkcs7_cached(raw)
-    return Signature("PKCS#7", PKEY_ALGO[algo], digest, signer, serial, enc, raw, end)
+    # sign-file leaves struct module_signature's algo 0 for PKCS#7: the message says which
+    signer, serial, digest, key_algo, enc = _parse_pkcs7_cached(raw)
+    return Signature("PKCS#7", key_algo, digest, signer, serial, enc, raw, end)
 
 
 # Modules signed with one key share every byte of their PKCS#7 message up to the encrypted
 # digest, which is the last element.  When a message has the same length and the same bytes up
 # to that point as one already parsed, its structure (all lengths included) is the same, so the
 # earlier result holds with the new digest: exact, and it saves a parse per module.
-_PKCS7_SEEN: list[tuple[int, bytes, tuple[bytes, bytes, str]]] = []
+_PKCS7_SEEN: list[tuple[int, bytes, tuple[bytes, bytes, str, str]]] = []
 
 
-def _parse_pkcs7_cached(der: bytes) -> tuple[bytes, bytes, str, bytes]:
+def _parse_pkcs7_cached(der: bytes) -> tuple[bytes, bytes, str, str, bytes]:
     for total, prefix, fields in _PKCS7_SEEN:
         if len(der) == total and der.startswith(prefix):
             return (*fields, der[len(prefix) :])
-    signer, serial, digest, enc = _parse_pkcs7(der)
+    signer, serial, digest, key_algo, enc = _parse_pkcs7(der)
     if enc and der.endswith(enc):
         if len(_PKCS7_SEEN) >= 8:
             _PKCS7_SEEN.pop(0)
-        _PKCS7_SEEN.append((len(der), der[: len(der) - len(enc)], (signer, serial, digest)))
-    return signer, serial, digest, enc
+        _PKCS7_SEEN.append((len(der), der[: len(der) - len(enc)], (signer, serial, digest, key_algo)))
+    return signer, serial, digest, key_algo, enc
 
 
 def _tlvs(der: bytes, start: int = 0, end: int | None = None) -> list[tuple[int, int, int, int]]:
@@ -207,8 +208,28 @@ _OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 _CN_OID_BYTES = b"\x55\x04\x03"  # 2.5.4.3
 
 
-def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, bytes]:
-    """(issuer CN, serial bytes, digest name, encrypted digest) of the first SignerInfo.
+# SignerInfo's digestEncryptionAlgorithm -> the public key algorithm (the kernel's pkey_algo)
+KEY_ALGO_OIDS: dict[str, str] = {
+    "1.2.840.113549.1.1.1": "RSA",  # rsaEncryption
+    "1.2.840.113549.1.1.5": "RSA",
+    "1.2.840.113549.1.1.11": "RSA",
+    "1.2.840.113549.1.1.12": "RSA",
+    "1.2.840.113549.1.1.13": "RSA",
+    "1.2.840.113549.1.1.14": "RSA",
+    "1.2.840.10040.4.1": "DSA",
+    "1.2.840.10040.4.3": "DSA",
+    "1.2.840.10045.2.1": "ECDSA",
+    "1.2.840.10045.4.3.2": "ECDSA",
+    "1.2.840.10045.4.3.3": "ECDSA",
+    "1.2.840.10045.4.3.4": "ECDSA",
+    "1.2.156.10197.1.301": "SM2",
+    "1.3.101.112": "Ed25519",
+}
+
+
+def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, str, bytes]:
+    """(issuer CN, serial bytes, digest name, key algorithm, encrypted digest) of the first
+    SignerInfo.
 
     Walks the DER with asn1crypto's parser and reads only the fields kmod shows (the full
     object model costs ~200 us a signature, too much for a whole distribution's modules).
@@ -235,12 +256,21 @@ def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, bytes]:
         alg = _tlvs(der, si[2][2], si[2][3])[0]
         digest_oid = _oid(der[alg[2] : alg[3]])
         enc = next(der[c[2] : c[3]] for c in si[3:] if c[0] == _UNIVERSAL and c[1] == _OCTET_STRING)
+        # digestEncryptionAlgorithm: the first SEQUENCE after digestAlgorithm ([0] attributes skipped)
+        enc_alg = next(c for c in si[3:] if c[0] == _UNIVERSAL and c[1] == _SEQUENCE)
+        key_oid = _oid(der[slice(*_tlvs(der, enc_alg[2], enc_alg[3])[0][2:4])])
     except BadSignature:
         raise
     except (ValueError, TypeError, IndexError, StopIteration) as exc:
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadSignature(f"malformed PKCS#7 signature: {why}", errno.EBADMSG) from None
-    return signer, serial_bytes, DIGEST_OID_NAMES.get(digest_oid, digest_oid), enc
+    return (
+        signer,
+        serial_bytes,
+        DIGEST_OID_NAMES.get(digest_oid, digest_oid),
+        KEY_ALGO_OIDS.get(key_oid, key_oid),
+        enc,
+    )
 
 
 def _issuer_cn(der: bytes, start: int, end: int) -> bytes:

@@ -333,5 +333,25 @@ def to_json(d: Decoded) -> str:
                 ],
             }
         )
-    doc = {"lines": [ln.asdict() for ln in d.log.lines], "reports": reports, "notes": d.notes}
+    doc = {
+        "schema": "lkm/1",
+        "kind": "ksymoops",
+        "lines": [ln.asdict() for ln in d.log.lines],
+        "reports": _hex_addresses(reports),
+        "notes": d.notes,
+    }
     return json.dumps(doc, indent=1) + "\n"
+
+
+# keys whose integer values are addresses: JSON carries them as hex strings (schema lkm/1)
+_ADDRESS_KEYS = ("pc", "ip", "sp", "lr", "address", "addr", "base", "offset")
+
+
+def _hex_addresses(value: object, key: str = "") -> object:
+    if isinstance(value, dict):
+        return {k: _hex_addresses(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hex_addresses(v, key) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and any(a in key for a in _ADDRESS_KEYS):
+        return f"0x{value & 0xFFFFFFFFFFFFFFFF:x}"
+    return value
