@@ -137,7 +137,7 @@ def run(prog: str, args: list[str]) -> int:
 
     from lkm.moddir import ModulesDir
     from lkm.modprobe import Resolver, load_config, options_from_args
-    from lkm.modprobe.actions import Flags, KernelState, load_alias, remove
+    from lkm.modprobe.actions import Flags, LoadedView, load_alias, remove
 
     release = o.release or os.uname().release
     dirname = f"{o.root or ''}/lib/modules/{release}"
@@ -153,7 +153,7 @@ def run(prog: str, args: list[str]) -> int:
     except LkmError as exc:
         log("FATAL", str(exc))
         return 1
-    state = KernelState(kernel, res)
+    state = LoadedView(kernel, res)
     flags = Flags(
         dry_run=o.dry_run,
         show=o.show or o.verbose > 0,

@@ -21,7 +21,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from lkm.errors import InvalidModule, LkmError
+from lkm.errors import LkmError
+from lkm.kernel import model_load
 from lkm.kernel.executor import Executor, LoadedImage, RecordingExecutor
 from lkm.kernel.interface import (
     MODULE_INIT_COMPRESSED_FILE,
@@ -42,8 +43,6 @@ from lkm.symbols.table import KernelSymbol, SymbolTable
 
 POLICIES = ("vmalloc", "kmalloc-first")
 ALL_FLAGS = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_COMPRESSED_FILE
-# Taint letters as /proc/modules prints them (kernel/panic.c taint_flags, module-relevant ones).
-TAINT_ORDER = "PFOEX"
 
 
 class Area(Record):
@@ -58,37 +57,6 @@ class Area(Record):
         self.size = size
         self.module = module
         self.region = region
-
-
-class _DbSymbols:
-    """find_symbol over the state: kernel exports, then modules newest first.  Records which
-    module supplied each name (``owners``) so the loader can take references."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.owners: dict[str, tuple[int, str]] = {}
-
-    def find_export(self, name: str, *, gpl_ok: bool) -> KernelSymbol | None:
-        row = self.db.execute(
-            "SELECT address, type, crc, gpl, ns FROM ksyms WHERE name=?", (name,)
-        ).fetchone()
-        if row is not None:
-            if row[3] and not gpl_ok:
-                return None
-            return KernelSymbol(name, row[0], row[1], None, True, bool(row[3]), row[2], row[4])
-        for seq, mname, value, crc, gpl, ns in self.db.execute(
-            "SELECT m.seq, m.name, s.address, s.crc, s.gpl, s.ns FROM msyms s JOIN modules m USING (seq) "
-            "WHERE s.name=? AND s.kind='export' AND m.state != 'Unformed' ORDER BY m.seq DESC",
-            (name,),
-        ):
-            if gpl and not gpl_ok:
-                continue
-            self.owners[name] = (seq, mname)
-            return KernelSymbol(name, value, None, mname, True, bool(gpl), crc, ns)
-        return None
-
-    def lookup(self, name: str, *, module: str | None = None) -> KernelSymbol | None:
-        return None  # every kernel symbol the model knows is an export
 
 
 class ModelKernel(Calls24):
@@ -319,8 +287,6 @@ class ModelKernel(Calls24):
         self._load_file("init_module", image, params, 0, None)
 
     def _load_file(self, call: str, data: bytes, params: str, flags: int, path: str | None) -> None:
-        from lkm.kernel import model_load
-
         if self.version.user_space_link:
             raise KernelError(call, errno.ENOSYS, "a 2.4 kernel loads modules with create_module/init_module")
         if flags & ~ALL_FLAGS:
@@ -503,8 +469,3 @@ if TYPE_CHECKING:
 def _modules_root(root: str) -> str:
     """A modules root as recorded: absolute, without a trailing slash ("" for /)."""
     return os.path.abspath(root).rstrip("/") if root else ""
-
-
-def kernel_error(call: str, exc: InvalidModule) -> KernelError:
-    """The KernelError a loader failure becomes (the module's errno, its one-line reason)."""
-    return KernelError(call, exc.errno, exc.reason, path=exc.path)
