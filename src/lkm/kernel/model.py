@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from lkm.errors import LkmError
-from lkm.kernel import model_load
+from lkm.kernel import kmod, model_load
 from lkm.kernel.executor import Executor, LoadedImage, RecordingExecutor
 from lkm.kernel.interface import (
     MODULE_INIT_COMPRESSED_FILE,
@@ -86,8 +86,6 @@ class ModelKernel(Calls24):
         }
         self.policy = self.meta.get("policy", "vmalloc")
         self.kmalloc_max = int(self.meta.get("kmalloc_max", str(self.page_size)))
-        from lkm.kernel import kmod
-
         self.kmod_concurrent_max = kmod.MAX_KMOD_CONCURRENT  # the kernel's constant (tests lower it)
         self.kmod_running = 0  # requests in progress (nested: each one's caller is the one before)
         self.requests: list[kmod.ModuleRequest] = []  # module_request events of this process
@@ -153,9 +151,7 @@ class ModelKernel(Calls24):
     @property
     def modprobe_path(self) -> str:
         """/proc/sys/kernel/modprobe (empty: the kernel asks for no modules)."""
-        from lkm.kernel.kmod import DEFAULT_MODPROBE
-
-        return self.meta.get("modprobe", DEFAULT_MODPROBE)
+        return self.meta.get("modprobe", kmod.DEFAULT_MODPROBE)
 
     @property
     def modules_root(self) -> str:
@@ -184,8 +180,6 @@ class ModelKernel(Calls24):
         """The kernel's request_module(name) / request_module_nowait: runs lkm's modprobe
         against this kernel (:mod:`lkm.kernel.kmod`).  0 on success, the modprobe wait status
         (256: exit 1) or -errno; each request is appended to :attr:`requests`."""
-        from lkm.kernel import kmod
-
         return kmod.request_module(self, name, wait)
 
     def initstate(self, name: str) -> str | None:
@@ -293,8 +287,6 @@ class ModelKernel(Calls24):
             raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
         if flags & MODULE_INIT_COMPRESSED_FILE and self.meta.get("compression", "-") == "-":
             raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
-        from lkm.kernel.kmod import KmodDeadlock
-
         failed: KernelError | None = None
         try:
             with self._tx(call) as db:
@@ -302,7 +294,7 @@ class ModelKernel(Calls24):
                     model_load.load_module(self, db, call, data, params, flags, path)
                 except model_load.InitFailed as exc:
                     failed = exc.error
-        except KmodDeadlock as exc:
+        except kmod.KmodDeadlock as exc:
             if self.kmod_running:
                 raise  # up to the outermost load, which the hang is really in
             raise KernelError(call, errno.EDEADLK, exc.reason, path=path) from None
