@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/ (the corpus)
+
 REGIONS_612 = ("text", "rodata", "ro_after_init", "data", "init_text", "init_rodata", "init_data")
 PERCPU_BASE = 0x20000  # clear of address 0, where ld puts unallocated sections
 BASES = {
@@ -39,10 +41,10 @@ def main() -> int:
     import lzma
     import zlib
 
-    from lkm.corpus import find_tree, module_files
     from lkm.link import KernelConfig, link
     from lkm.link.gnu_ld import EMULATIONS, ld_command, prepare_input, run_ld
     from lkm.module import ModuleFile
+    from testing.corpus import find_tree, module_files
 
     tree = find_tree(args.tree)
     rules = "linux-6.12" if "6.12" in tree.name else "linux-6.1"

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # testing/
 sys.path.insert(0, str(ROOT / "src"))
 
 from lkm.kernel.interface import KernelError  # noqa: E402
@@ -40,12 +41,12 @@ from lkm.kernel.vmalloc import fragmentation  # noqa: E402
 
 
 def cycles(module: str, n: int, tmp: str) -> None:
-    from lkm.corpus import find_tree, module_files
     from lkm.kernel.profile import load_profile
     from lkm.link import link as link_module
     from lkm.link.resolve import kernel_resolver
     from lkm.module.file import ModuleFile
     from lkm.symbols.table import SymbolTable
+    from testing.corpus import find_tree, module_files
 
     tree = find_tree("amd64-6.1")
     path = str(next(p for p in module_files(tree) if os.path.basename(p).split(".")[0] == module))

@@ -12,7 +12,7 @@ from lkm.kernels import KernelVersion, LayoutRules
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module.file import ModuleFile
 
-from conftest import FIX6
+from support import FIX6
 
 # A hypothetical kernel whose loader puts each pass in one region with no padding inside it.
 DUMMY = KernelVersion(

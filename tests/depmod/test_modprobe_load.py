@@ -15,8 +15,8 @@ from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.actions import Flags, probe, remove
 from lkm.modprobe.actions import LoadedView as KernelState
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
-from tests.depmod.test_modprobe_kmod import CONF, MODS
+
+from support import CONF, MODS, RELEASE, kmod_tool, make_tree
 
 
 class RecordingKernel:
@@ -68,6 +68,7 @@ def _resolver(tree: Path) -> Resolver:
     return Resolver(ModulesDir(d), load_config(d, [str(tree / "c.conf")], cmdline=None))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["a", "d-e", "dev:ax", "my-alias", "symbol:a_fn"])
 def test_load_order_is_show_depends(tree: Path, name: str) -> None:
     shown = subprocess.run(
@@ -97,6 +98,7 @@ def test_load_order_is_show_depends(tree: Path, name: str) -> None:
     assert out == []
 
 
+@pytest.mark.oracle
 def test_already_loaded_and_first_time(tree: Path) -> None:
     res = _resolver(tree)
     kernel = RecordingKernel()
@@ -112,6 +114,7 @@ def test_already_loaded_and_first_time(tree: Path) -> None:
     )
 
 
+@pytest.mark.oracle
 def test_remove_with_dependencies(tree: Path) -> None:
     res = _resolver(tree)
     kernel = RecordingKernel()

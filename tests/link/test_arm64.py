@@ -31,7 +31,7 @@ def _branch_target(insn: int, pc: int) -> int:
 
 @pytest.fixture(scope="module")
 def mod(corpus_trees) -> ModuleFile:  # type: ignore[no-untyped-def]
-    from lkm.corpus import module_files
+    from testing.corpus import module_files
 
     tree = next(t for t in corpus_trees if t.name == "arm64-6.1")
     return ModuleFile.open(next(p for p in module_files(tree) if p.name == "fat.ko"))

@@ -202,6 +202,11 @@ class ModelKernel(Calls24):
         """The kernel design this model runs (:mod:`lkm.kernels`), from its profile's layout."""
         return by_name(self.meta["layout"])
 
+    @property
+    def is_24(self) -> bool:
+        """The 2.4 design: :attr:`version` links in user space (kept for callers of the old name)."""
+        return self.version.user_space_link
+
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
         """A system call's transaction; database failures become :class:`StateError`."""
         return self.state.transaction()

@@ -251,6 +251,7 @@ def load_module(
         "sections": sections,
         "params": given,
         "regions": {r: [b, lay.alloc_size(r)] for r, b in bases.items()},
+        "sizes": {p.name: p.size for p in lay.placements.values() if p.size},
     }
     db.execute(
         "UPDATE modules SET base=?, size=?, state='Loading', taints=?, init=?, cleanup=?, info=? WHERE seq=?",

@@ -56,7 +56,7 @@ def disassemble(
     try:
         import capstone
     except ImportError as exc:  # pragma: no cover - a runtime dependency
-        raise LkmError("capstone is not installed (pip install capstone)") from exc
+        raise LkmError("disassembly needs capstone: install lkm[debug]") from exc
     spec = ARCHES.get(arch)
     if spec is None:
         raise LkmError(f"no disassembler for architecture {arch!r}; known: {', '.join(ARCHES)}")
