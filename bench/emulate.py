@@ -29,7 +29,7 @@ def main() -> int:
     import unicorn
 
     from lkm.emulate.arch import X86_64
-    from lkm.emulate.kernel import Kernel
+    from lkm.emulate.kernel import BaseKernel
     from lkm.emulate.machine import EmulationFault, Machine
     from lkm.emulate.module import load, run_init
     from lkm.emulate.state import KernelState
@@ -47,7 +47,7 @@ def main() -> int:
         t0 = time.perf_counter()
         insns = ok = 0
         for mod in mods:
-            k = Kernel("x86_64", symbols, KernelState.booted())
+            k = BaseKernel("x86_64", symbols, KernelState.booted())
             em = load(k, mod)
             if not init:
                 continue

@@ -1,22 +1,28 @@
 """The typed error hierarchy.  The library raises these and never prints or exits.
 
-Every error carries a one-line ``reason``; :class:`InvalidModule` also carries the errno a
-Linux kernel would return for the same file, so a loader built on the reader reports what
-``init_module(2)`` would.
+Every error carries a one-line ``reason`` and, where the kernel or kmod would fail with one,
+the ``errno``: :class:`InvalidModule` (what a Linux kernel returns for the same file, so a
+loader built on the reader reports what ``init_module(2)`` would),
+:class:`lkm.kernel.interface.KernelError` (a system call's), the parameter errors of the
+emulator.  Code that reports an errno asks ``LkmError.errno`` (None: no errno applies).
 """
 
 from __future__ import annotations
 
 import errno as _errno
 
+__all__ = ["BadSignature", "DecompressionError", "InvalidModule", "LinkError", "LkmError"]
+
 
 class LkmError(Exception):
-    """Base class of everything lkm raises on bad input or failed operations."""
+    """Base class of everything lkm raises on bad input or failed operations: a one-line
+    ``reason``, the ``path`` it is about and the ``errno`` the kernel or kmod would give."""
 
-    def __init__(self, reason: str, *, path: str | None = None) -> None:
+    def __init__(self, reason: str, *, path: str | None = None, errno: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.path = path
+        self.errno = errno
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}" if self.path else self.reason
@@ -25,9 +31,10 @@ class LkmError(Exception):
 class InvalidModule(LkmError):
     """The data is not a module the kernel would accept (or could read at all)."""
 
+    errno: int
+
     def __init__(self, reason: str, errno: int = _errno.ENOEXEC, *, path: str | None = None) -> None:
-        super().__init__(reason, path=path)
-        self.errno = errno
+        super().__init__(reason, path=path, errno=errno)
 
 
 class LinkError(InvalidModule):

@@ -383,7 +383,7 @@ def dry_run(
     res: Resolver, query: str, kernel: Kernel | None, dirname: str, blacklist_all: bool = False
 ) -> tuple[list[str], int]:
     """What ``modprobe -n -v [-b] QUERY`` prints (stdout lines, then its messages) and exits with."""
-    from lkm.modprobe.actions import Flags, KernelState, load_alias
+    from lkm.modprobe.actions import Flags, LoadedView, load_alias
 
     lines: list[str] = []
     msgs: list[str] = []
@@ -395,5 +395,5 @@ def dry_run(
             msgs.append(f"modprobe: {kind}: {text}")
 
     flags = Flags(dry_run=True, show=True, blacklist=blacklist_all)
-    rc = load_alias(res, KernelState(kernel, res), query, "", flags, emit, dirname)
+    rc = load_alias(res, LoadedView(kernel, res), query, "", flags, emit, dirname)
     return lines + msgs, rc

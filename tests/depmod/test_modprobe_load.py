@@ -13,7 +13,8 @@ import pytest
 from lkm.kernel.interface import KernelError, LoadedModule
 from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
-from lkm.modprobe.actions import Flags, KernelState, probe, remove
+from lkm.modprobe.actions import Flags, probe, remove
+from lkm.modprobe.actions import LoadedView as KernelState
 
 from support import CONF, MODS, RELEASE, kmod_tool, make_tree
 

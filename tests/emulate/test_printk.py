@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lkm.emulate.printk import Formatter, number, split_level
+from lkm.emulate.vsprintf import Formatter, number, split_level
 
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 

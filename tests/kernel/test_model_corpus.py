@@ -17,7 +17,8 @@ from lkm.kernel.model import ModelKernel
 from lkm.moddir import ModulesDir
 from lkm.modname import alias_normalize as normalize
 from lkm.modprobe import Resolver, load_config
-from lkm.modprobe.actions import Flags, KernelState, probe
+from lkm.modprobe.actions import Flags, probe
+from lkm.modprobe.actions import LoadedView as KernelState
 from lkm.module.file import ModuleFile
 from testing.corpus import depmod_root, find_tree, module_files
 

@@ -4,7 +4,8 @@ only for non-GPL exports (kernel-loader.md §6).  Expectations come from the fix
 from __future__ import annotations
 
 from lkm.link.image import link_module
-from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
+from lkm.link.kallsyms import format_module_kallsyms as format_proc_kallsyms
+from lkm.link.kallsyms import module_kallsyms
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module import ModuleFile
 

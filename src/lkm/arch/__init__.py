@@ -16,6 +16,7 @@ of this package (:mod:`lkm.arch.x86`, :mod:`lkm.arch.arm64`); :func:`for_machine
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from lkm.arch.arm64 import PltPlan, apply_relocate_add, frob_arch_sections
@@ -96,23 +97,6 @@ class Arch(Record):
         return self.name
 
 
-def _table_engine(table: RelocArch) -> ApplyRelocations:
-    """The generic REL/RELA engine bound to one architecture's table (x86_64, i386)."""
-
-    def apply(
-        mod: ModuleFile,
-        relsec: int,
-        layout: Layout,
-        regions: dict[str, bytearray],
-        addresses: dict[int, int],
-        values: list[int],
-        plts: dict[int, int],
-    ) -> int:
-        return apply_relocate(table, mod, relsec, layout, regions, addresses, values)
-
-    return apply
-
-
 X86_64 = Arch(
     "x86_64",
     frozenset({EM_X86_64}),
@@ -120,7 +104,7 @@ X86_64 = Arch(
     "x86_64",
     ("amd64", "x86-64"),
     X86_64_RELOCS,
-    _table_engine(X86_64_RELOCS),
+    partial(apply_relocate, X86_64_RELOCS),
     None,
     {1: 8, 11: 4},  # R_X86_64_64, R_X86_64_32S
     None,
@@ -137,7 +121,7 @@ I386 = Arch(
     "i686",
     ("x86", "686", "i686", "686-pae"),
     I386_RELOCS,
-    _table_engine(I386_RELOCS),
+    partial(apply_relocate, I386_RELOCS),
     None,
     {1: 4},  # R_386_32
     None,

@@ -118,9 +118,11 @@ def apply_relocate(
     regions: dict[str, bytearray],
     addresses: dict[int, int],
     values: list[int],
+    plts: dict[int, int] | None = None,
 ) -> int:
     """x86_64/i386 apply_relocate(_add) over one section: a tight loop over the raw entries;
-    anything the kernel refuses is re-examined by :func:`_refuse` for its one-line reason."""
+    anything the kernel refuses is re-examined by :func:`_refuse` for its one-line reason.
+    ``plts`` is arm64's (x86 modules need no PLT)."""
     elf = mod.elf
     rs = elf.sections[relsec]
     target = elf.sections[rs.info]

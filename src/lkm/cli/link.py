@@ -186,7 +186,7 @@ def _link(
     percpu_base: int = 0,
 ) -> int:
     from lkm.link import link
-    from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
+    from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
     from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
     from lkm.link.output import linked_elf, region_blobs, write_atomic
     from lkm.link.resolve import check_vermagic, kernel_resolver
@@ -239,7 +239,7 @@ def _link(
         for region, data in region_blobs(image).items():
             outputs[f"{blob}.{region}"] = data
     if kallsyms is not None:
-        text = format_proc_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)
+        text = format_module_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)
         outputs[kallsyms] = text.encode("utf-8", "surrogateescape")
     if svg_out is not None:
         from lkm.draw.memmap import map_of_linked, memmap_svg

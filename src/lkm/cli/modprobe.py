@@ -166,7 +166,7 @@ def run(prog: str, args: list[str]) -> int:
 
     from lkm.moddir import ModulesDir
     from lkm.modprobe import Resolver, load_config, options_from_args
-    from lkm.modprobe.actions import Flags, KernelState, load_alias, remove
+    from lkm.modprobe.actions import Flags, LoadedView, load_alias, remove
 
     model_kernel = None
     if model:  # a model kernel: its release and modules root unless -S / -d say otherwise
@@ -207,7 +207,7 @@ def run(prog: str, args: list[str]) -> int:
         except LkmError as exc:
             log("FATAL", str(exc))
             return 1
-    state = KernelState(kernel, res)
+    state = LoadedView(kernel, res)
     flags = Flags(
         dry_run=o.dry_run,
         show=o.show or o.verbose > 0,

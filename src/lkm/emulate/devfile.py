@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 
 from lkm.emulate.base.devices import mkdev
-from lkm.emulate.kernel import Kernel
+from lkm.emulate.kernel import BaseKernel
 from lkm.emulate.layouts import fops_for, layout_for
 from lkm.errors import LkmError
 from lkm.record import Record
@@ -37,16 +37,16 @@ class OpenFile(Record):
         self.module = module
 
 
-def _op(k: Kernel, f: OpenFile, member: str) -> int:
+def _op(k: BaseKernel, f: OpenFile, member: str) -> int:
     return k.machine.read_word(f.fops + fops_for(k.arch.name)[member])
 
 
-def _signed(k: Kernel, v: int) -> int:
+def _signed(k: BaseKernel, v: int) -> int:
     bits = 8 * k.arch.word
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
-def dev_open(k: Kernel, name: str) -> tuple[OpenFile, int]:
+def dev_open(k: BaseKernel, name: str) -> tuple[OpenFile, int]:
     """Open /dev/``name`` (a char device region or misc device of that name); the open file
     and ->open's return value (0 without an open method)."""
     lay = layout_for(k.arch.name)
@@ -74,7 +74,7 @@ def dev_open(k: Kernel, name: str) -> tuple[OpenFile, int]:
     return f, ret
 
 
-def dev_read(k: Kernel, f: OpenFile, count: int) -> tuple[int, bytes]:
+def dev_read(k: BaseKernel, f: OpenFile, count: int) -> tuple[int, bytes]:
     reader = _op(k, f, "read")
     if not reader:
         if _op(k, f, "read_iter"):
@@ -87,7 +87,7 @@ def dev_read(k: Kernel, f: OpenFile, count: int) -> tuple[int, bytes]:
     return ret, k.machine.read(buf, ret) if ret > 0 else b""
 
 
-def dev_write(k: Kernel, f: OpenFile, data: bytes) -> int:
+def dev_write(k: BaseKernel, f: OpenFile, data: bytes) -> int:
     writer = _op(k, f, "write")
     if not writer:
         if _op(k, f, "write_iter"):
@@ -101,7 +101,7 @@ def dev_write(k: Kernel, f: OpenFile, data: bytes) -> int:
     return ret
 
 
-def dev_ioctl(k: Kernel, f: OpenFile, cmd: int, arg: int) -> int:
+def dev_ioctl(k: BaseKernel, f: OpenFile, cmd: int, arg: int) -> int:
     member = "unlocked_ioctl" if "unlocked_ioctl" in fops_for(k.arch.name) else "ioctl"
     fn = _op(k, f, member)
     if not fn:
@@ -110,25 +110,25 @@ def dev_ioctl(k: Kernel, f: OpenFile, cmd: int, arg: int) -> int:
     return _signed(k, k.call(fn, args, f.module))
 
 
-def dev_release(k: Kernel, f: OpenFile) -> int:
+def dev_release(k: BaseKernel, f: OpenFile) -> int:
     fn = _op(k, f, "release")
     return _signed(k, k.call(fn, (f.inode, f.file), f.module)) if fn else 0
 
 
-def _user_buffer(k: Kernel, size: int) -> int:
+def _user_buffer(k: BaseKernel, size: int) -> int:
     base = k.arch.user_base
     k.machine.map(base, max(size, USER_SIZE), "user")
     return base
 
 
-def _pos(k: Kernel, f: OpenFile) -> int:
+def _pos(k: BaseKernel, f: OpenFile) -> int:
     lay = layout_for(k.arch.name)
     slot = k.alloc(8)
     k.machine.write(slot, k.machine.read(f.file + lay["file_f_pos"], 8))
     return slot
 
 
-def _store_pos(k: Kernel, f: OpenFile, slot: int, ret: int) -> None:
+def _store_pos(k: BaseKernel, f: OpenFile, slot: int, ret: int) -> None:
     if ret >= 0:
         lay = layout_for(k.arch.name)
         k.machine.write(f.file + lay["file_f_pos"], k.machine.read(slot, 8))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from lkm.emulate.arch import ARCHES
-from lkm.emulate.kernel import Kernel, SymbolSpace
+from lkm.emulate.kernel import BaseKernel, SymbolSpace
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.state import KernelState
 
@@ -46,7 +46,7 @@ class EmulatingExecutor:
         strict: bool = False,
         state: KernelState | None = None,
     ) -> None:
-        self.kernel = Kernel(arch, symbols, state, strict=strict)
+        self.kernel = BaseKernel(arch, symbols, state, strict=strict)
         self.mapped: set[tuple[str, int]] = set()
         self.faults: list[EmulationFault] = []
 

@@ -42,7 +42,9 @@ PERCPU_61 = {
 class KFunc(Record):
     __slots__ = ("name", "fn", "nargs", "varargs")
 
-    def __init__(self, name: str, fn: Callable[[Kernel, TrapCall], int], nargs: int, varargs: bool) -> None:
+    def __init__(
+        self, name: str, fn: Callable[[BaseKernel, TrapCall], int], nargs: int, varargs: bool
+    ) -> None:
         self.name = name
         self.fn = fn
         self.nargs = nargs  # arguments shown in the trace
@@ -51,9 +53,9 @@ class KFunc(Record):
 
 FUNCTIONS: dict[str, KFunc] = {}
 # name -> initializer(kernel, address, size) for imported data symbols
-DATA: dict[str, Callable[[Kernel, int, int], None]] = {}
+DATA: dict[str, Callable[[BaseKernel, int, int], None]] = {}
 
-_F = Callable[["Kernel", TrapCall], int]
+_F = Callable[["BaseKernel", TrapCall], int]
 
 
 def kfunc(*names: str, nargs: int = 3, varargs: bool = False) -> Callable[[_F], _F]:
@@ -67,8 +69,10 @@ def kfunc(*names: str, nargs: int = 3, varargs: bool = False) -> Callable[[_F], 
     return register
 
 
-def kdata(*names: str) -> Callable[[Callable[[Kernel, int, int], None]], Callable[[Kernel, int, int], None]]:
-    def register(fn: Callable[[Kernel, int, int], None]) -> Callable[[Kernel, int, int], None]:
+def kdata(
+    *names: str,
+) -> Callable[[Callable[[BaseKernel, int, int], None]], Callable[[BaseKernel, int, int], None]]:
+    def register(fn: Callable[[BaseKernel, int, int], None]) -> Callable[[BaseKernel, int, int], None]:
         for name in names:
             DATA[name] = fn
         return fn
@@ -115,7 +119,7 @@ class SymbolSpace:
         return n, address - a, self.size_at(a)
 
 
-class Kernel:
+class BaseKernel:
     """A fresh emulated kernel for one architecture."""
 
     def __init__(

@@ -16,7 +16,7 @@ import errno as _errno
 from lkm.arch import for_machine
 from lkm.elf.constants import STT_FUNC
 from lkm.emulate.arch import row_for
-from lkm.emulate.kernel import MODULE_PERCPU_OFFSET, Kernel
+from lkm.emulate.kernel import MODULE_PERCPU_OFFSET, BaseKernel
 from lkm.emulate.machine import EmulationFault
 from lkm.errors import LkmError
 from lkm.link import link
@@ -55,7 +55,7 @@ class InitResult(Record):
 class EmulatedModule:
     """One module's image in the emulated kernel."""
 
-    def __init__(self, kernel: Kernel, mod: ModuleFile, image: LinkedImage, percpu: int) -> None:
+    def __init__(self, kernel: BaseKernel, mod: ModuleFile, image: LinkedImage, percpu: int) -> None:
         self.kernel = kernel
         self.file = mod
         self.name = mod.name
@@ -129,7 +129,7 @@ class EmulatedModule:
                 m.unmap_page(p)
 
 
-def load(kernel: Kernel, mod: ModuleFile, *, base: int | None = None) -> EmulatedModule:
+def load(kernel: BaseKernel, mod: ModuleFile, *, base: int | None = None) -> EmulatedModule:
     """Link ``mod`` into ``kernel``'s address space and map it (init not run yet)."""
     if mod.name in kernel.modules:
         raise LkmError(f"{mod.name}: module is already loaded (EEXIST)", path=mod.path)
@@ -163,7 +163,7 @@ def load(kernel: Kernel, mod: ModuleFile, *, base: int | None = None) -> Emulate
     return em
 
 
-def _nop_mcount(kernel: Kernel, em: EmulatedModule) -> None:
+def _nop_mcount(kernel: BaseKernel, em: EmulatedModule) -> None:
     """ftrace_module_init: every __fentry__ call site listed in __mcount_loc becomes a NOP."""
     loc = em.section_address("__mcount_loc")
     fentry = kernel.addresses.get("__fentry__")
@@ -179,7 +179,7 @@ def _nop_mcount(kernel: Kernel, em: EmulatedModule) -> None:
                 m.write(site, NOP5)
 
 
-def run_init(kernel: Kernel, em: EmulatedModule) -> InitResult:
+def run_init(kernel: BaseKernel, em: EmulatedModule) -> InitResult:
     """do_init_module: call init, then leave the module as the kernel would."""
     init = em.symbol("init_module")
     value = 0
@@ -206,7 +206,7 @@ def run_init(kernel: Kernel, em: EmulatedModule) -> InitResult:
     return InitResult(em.name, value, None, em.state)
 
 
-def run_exit(kernel: Kernel, em: EmulatedModule) -> EmulationFault | None:
+def run_exit(kernel: BaseKernel, em: EmulatedModule) -> EmulationFault | None:
     """delete_module: the exit routine, then the module is freed.  A module without one cannot
     be removed (EBUSY), as with the real kernel without --force."""
     if em.state != "Live":
@@ -225,7 +225,7 @@ def run_exit(kernel: Kernel, em: EmulatedModule) -> EmulationFault | None:
     return None
 
 
-def _free(kernel: Kernel, em: EmulatedModule) -> None:
+def _free(kernel: BaseKernel, em: EmulatedModule) -> None:
     em.unmap()
     em.state = "Gone"
     kernel.modules.pop(em.name, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 
 from lkm.emulate.base.strings import parse_bool, parse_integer
-from lkm.emulate.kernel import Kernel
+from lkm.emulate.kernel import BaseKernel
 from lkm.emulate.layouts import layout_for
 from lkm.emulate.module import EmulatedModule
 from lkm.errors import LkmError
@@ -28,9 +28,10 @@ NOARG = {"bool", "invbool", "bool_enable_only"}
 class ParamError(LkmError):
     """init_module(2) fails with ``errno`` because of the module's arguments."""
 
+    errno: int
+
     def __init__(self, reason: str, errno_: int) -> None:
-        super().__init__(reason)
-        self.errno = errno_
+        super().__init__(reason, errno=errno_)
 
 
 def next_args(text: str) -> list[tuple[str, str | None]]:
@@ -67,7 +68,7 @@ def next_args(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
-def apply_params(k: Kernel, em: EmulatedModule, args: str) -> None:
+def apply_params(k: BaseKernel, em: EmulatedModule, args: str) -> None:
     """parse_args(mod->name, args, mod->kp, ...) or 2.4 insmod's MODULE_PARM assignment."""
     if not args.strip():
         return
@@ -100,7 +101,7 @@ def apply_params(k: Kernel, em: EmulatedModule, args: str) -> None:
 ParamEntry = tuple[str, int, int, str]  # name, struct kernel_param address, its arg, ops kind
 
 
-def _kernel_params(k: Kernel, em: EmulatedModule) -> list[ParamEntry]:
+def _kernel_params(k: BaseKernel, em: EmulatedModule) -> list[ParamEntry]:
     sec = em.section_address("__param")
     if sec is None:
         return []
@@ -116,7 +117,7 @@ def _kernel_params(k: Kernel, em: EmulatedModule) -> list[ParamEntry]:
     return out
 
 
-def _ops_kind(k: Kernel, ops: int) -> str:
+def _ops_kind(k: BaseKernel, ops: int) -> str:
     name = k.names.get(ops, "")
     if name.startswith("param_ops_"):
         return name[len("param_ops_") :]
@@ -125,7 +126,7 @@ def _ops_kind(k: Kernel, ops: int) -> str:
     return "custom"
 
 
-def _set(k: Kernel, em: EmulatedModule, kp: ParamEntry, val: str | None) -> int:
+def _set(k: BaseKernel, em: EmulatedModule, kp: ParamEntry, val: str | None) -> int:
     name, kp_addr, arg, kind = kp
     if kind == "array":
         return _set_array(k, em, name, arg, val)
@@ -136,7 +137,7 @@ def _set(k: Kernel, em: EmulatedModule, kp: ParamEntry, val: str | None) -> int:
     return set_value(k, name, kind, arg, val)
 
 
-def set_value(k: Kernel, name: str, kind: str, arg: int, val: str | None) -> int:
+def set_value(k: BaseKernel, name: str, kind: str, arg: int, val: str | None) -> int:
     """The standard ops' set: write ``val`` parsed as ``kind`` at ``arg``; 0 or -errno."""
     m = k.machine
     raw = (val or "").encode()
@@ -174,7 +175,7 @@ def set_value(k: Kernel, name: str, kind: str, arg: int, val: str | None) -> int
     return -errno.EINVAL
 
 
-def _set_array(k: Kernel, em: EmulatedModule, name: str, arr: int, val: str | None) -> int:
+def _set_array(k: BaseKernel, em: EmulatedModule, name: str, arr: int, val: str | None) -> int:
     """param_array_set over struct kparam_array {max, elemsize, num, ops, elem}."""
     m = k.machine
     w = k.arch.word
@@ -196,7 +197,7 @@ def _set_array(k: Kernel, em: EmulatedModule, name: str, arr: int, val: str | No
     return 0
 
 
-def _set_custom(k: Kernel, em: EmulatedModule, kp: int, val: str | None) -> int:
+def _set_custom(k: BaseKernel, em: EmulatedModule, kp: int, val: str | None) -> int:
     lay = layout_for(k.arch.name)
     ops = k.machine.read_word(kp + lay["param_ops"])
     setter = k.machine.read_word(ops + k.arch.word)  # struct kernel_param_ops {flags, set, get, free}
@@ -207,7 +208,7 @@ def _set_custom(k: Kernel, em: EmulatedModule, kp: int, val: str | None) -> int:
     return ret - (1 << 32) if ret >> 31 else ret
 
 
-def _apply_24(k: Kernel, em: EmulatedModule, args: str) -> None:
+def _apply_24(k: BaseKernel, em: EmulatedModule, args: str) -> None:
     """2.4 insmod: NAME=VALUE for each ``parm_NAME`` declared; types b h i l s c<n>, arrays
     with commas (modutils' insmod.c process_module_arguments)."""
     decl = {key[5:]: value for key, value in em.file.modinfo if key.startswith("parm_") and

@@ -18,7 +18,7 @@ import shlex
 
 from lkm.emulate.arch import ARCHES
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
-from lkm.emulate.kernel import Kernel, SymbolSpace, TraceEntry
+from lkm.emulate.kernel import BaseKernel, SymbolSpace, TraceEntry
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.module import InitResult, arch_for, load, run_exit, run_init
 from lkm.emulate.params import ParamError, apply_params
@@ -86,12 +86,12 @@ class Session:
         self.strict = strict
         self.budgets = (insn_budget, time_budget)
         self.booted = booted
-        self.kernel: Kernel | None = None
+        self.kernel: BaseKernel | None = None
         self.files: dict[str, OpenFile] = {}
         self.base_dir = "."  # relative module paths in scripts
         self.history: list[str] = []  # commands carried out, for a state file
 
-    def kernel_for(self, arch: str) -> Kernel:
+    def kernel_for(self, arch: str) -> BaseKernel:
         if self.kernel is None:
             if self.symbols == DEFAULT:
                 self.symbols = default_symbols(arch.split("-")[0])
@@ -99,13 +99,13 @@ class Session:
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
             state = KernelState.booted() if self.booted and ARCHES[arch].amd64_tables else KernelState()
             ib, tb = self.budgets
-            self.kernel = Kernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
+            self.kernel = BaseKernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
         elif self.kernel.arch.name != arch.split("-")[0]:
             raise CommandError(f"this session's kernel is {self.kernel.arch.name}, not {arch}")
         return self.kernel
 
     @property
-    def k(self) -> Kernel:
+    def k(self) -> BaseKernel:
         if self.kernel is None:
             raise CommandError("no module loaded yet")
         return self.kernel

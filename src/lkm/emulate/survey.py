@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from lkm.emulate.arch import ARCHES
-from lkm.emulate.kernel import Kernel, SymbolSpace
+from lkm.emulate.kernel import BaseKernel, SymbolSpace
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.module import arch_for, load, run_init
 from lkm.emulate.state import KernelState
@@ -57,14 +57,14 @@ def run_module(
     """Load ``path`` into a fresh booted kernel and run its init."""
     t0 = time.monotonic()
     name = path.rsplit("/", 1)[-1]
-    k: Kernel | None = None
+    k: BaseKernel | None = None
     try:
         mod = ModuleFile.open(path)
         name = mod.name
         arch = arch_for(mod)
         state = KernelState.booted() if ARCHES[arch].amd64_tables else KernelState()
         syms = symbols if symbols is not None and symbols.arch in (None, arch) else None
-        k = Kernel(arch, syms, state, insn_budget=insn_budget, time_budget=time_budget)
+        k = BaseKernel(arch, syms, state, insn_budget=insn_budget, time_budget=time_budget)
         em = load(k, mod)
         res = run_init(k, em)
     except EmulationFault as exc:  # a module parameter's own set routine
@@ -79,7 +79,7 @@ def run_module(
 
 
 def _done(
-    path: str, name: str, result: str, value: int, detail: str, t0: float, k: Kernel | None
+    path: str, name: str, result: str, value: int, detail: str, t0: float, k: BaseKernel | None
 ) -> ModuleRun:
     calls = sum(k.state.calls.values()) if k is not None else 0
     unimpl = tuple(sorted(k.state.unimplemented)) if k is not None else ()

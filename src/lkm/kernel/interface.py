@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from lkm.errors import LkmError
+from lkm.errors import InvalidModule, LkmError
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -35,14 +35,24 @@ O_TRUNC = os.O_TRUNC
 class KernelError(LkmError):
     """A kernel call failed; ``errno`` is what the real call would set."""
 
+    errno: int
+
     def __init__(self, call: str, errno: int, reason: str | None = None, *, path: str | None = None) -> None:
-        super().__init__(reason or os.strerror(errno), path=path)
+        super().__init__(reason or os.strerror(errno), path=path, errno=errno)
         self.call = call
-        self.errno = errno
 
     @property
     def strerror(self) -> str:
         return os.strerror(self.errno)
+
+
+# Taint letters as /proc/modules prints them (kernel/panic.c taint_flags, module-relevant ones).
+TAINT_ORDER = "PFOEX"
+
+
+def kernel_error(call: str, exc: InvalidModule) -> KernelError:
+    """The KernelError a loader failure becomes (the module's errno, its one-line reason)."""
+    return KernelError(call, exc.errno, exc.reason, path=exc.path)
 
 
 class LoadedModule(Record):

@@ -119,7 +119,7 @@ def _modprobe(kernel: ModelKernel, name: str, output: list[str]) -> int:
     """``modprobe -q -- NAME`` in-process against the model: its exit status."""
     from lkm.moddir import ModulesDir
     from lkm.modprobe import Resolver, load_config
-    from lkm.modprobe.actions import Flags, KernelState, load_alias
+    from lkm.modprobe.actions import Flags, LoadedView, load_alias
     from lkm.modprobe.config import DEFAULT_CONFIG_PATHS
 
     root = kernel.modules_root
@@ -134,4 +134,4 @@ def _modprobe(kernel: ModelKernel, name: str, output: list[str]) -> int:
     for _prio, msg in cfg.messages:
         output.append(msg)
     res = Resolver(ModulesDir(dirname), cfg)
-    return load_alias(res, KernelState(kernel, res), name, "", Flags(), emit, dirname)
+    return load_alias(res, LoadedView(kernel, res), name, "", Flags(), emit, dirname)

@@ -21,7 +21,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from lkm.errors import InvalidModule, LkmError
+from lkm.errors import LkmError
+from lkm.kernel import kmod, model_load
 from lkm.kernel.executor import Executor, LoadedImage, RecordingExecutor
 from lkm.kernel.interface import (
     MODULE_INIT_COMPRESSED_FILE,
@@ -42,8 +43,6 @@ from lkm.symbols.table import KernelSymbol, SymbolTable
 
 POLICIES = ("vmalloc", "kmalloc-first")
 ALL_FLAGS = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_COMPRESSED_FILE
-# Taint letters as /proc/modules prints them (kernel/panic.c taint_flags, module-relevant ones).
-TAINT_ORDER = "PFOEX"
 
 
 class Area(Record):
@@ -58,37 +57,6 @@ class Area(Record):
         self.size = size
         self.module = module
         self.region = region
-
-
-class _DbSymbols:
-    """find_symbol over the state: kernel exports, then modules newest first.  Records which
-    module supplied each name (``owners``) so the loader can take references."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.owners: dict[str, tuple[int, str]] = {}
-
-    def find_export(self, name: str, *, gpl_ok: bool) -> KernelSymbol | None:
-        row = self.db.execute(
-            "SELECT address, type, crc, gpl, ns FROM ksyms WHERE name=?", (name,)
-        ).fetchone()
-        if row is not None:
-            if row[3] and not gpl_ok:
-                return None
-            return KernelSymbol(name, row[0], row[1], None, True, bool(row[3]), row[2], row[4])
-        for seq, mname, value, crc, gpl, ns in self.db.execute(
-            "SELECT m.seq, m.name, s.address, s.crc, s.gpl, s.ns FROM msyms s JOIN modules m USING (seq) "
-            "WHERE s.name=? AND s.kind='export' AND m.state != 'Unformed' ORDER BY m.seq DESC",
-            (name,),
-        ):
-            if gpl and not gpl_ok:
-                continue
-            self.owners[name] = (seq, mname)
-            return KernelSymbol(name, value, None, mname, True, bool(gpl), crc, ns)
-        return None
-
-    def lookup(self, name: str, *, module: str | None = None) -> KernelSymbol | None:
-        return None  # every kernel symbol the model knows is an export
 
 
 class ModelKernel(Calls24):
@@ -118,8 +86,6 @@ class ModelKernel(Calls24):
         }
         self.policy = self.meta.get("policy", "vmalloc")
         self.kmalloc_max = int(self.meta.get("kmalloc_max", str(self.page_size)))
-        from lkm.kernel import kmod
-
         self.kmod_concurrent_max = kmod.MAX_KMOD_CONCURRENT  # the kernel's constant (tests lower it)
         self.kmod_running = 0  # requests in progress (nested: each one's caller is the one before)
         self.requests: list[kmod.ModuleRequest] = []  # module_request events of this process
@@ -185,9 +151,7 @@ class ModelKernel(Calls24):
     @property
     def modprobe_path(self) -> str:
         """/proc/sys/kernel/modprobe (empty: the kernel asks for no modules)."""
-        from lkm.kernel.kmod import DEFAULT_MODPROBE
-
-        return self.meta.get("modprobe", DEFAULT_MODPROBE)
+        return self.meta.get("modprobe", kmod.DEFAULT_MODPROBE)
 
     @property
     def modules_root(self) -> str:
@@ -216,8 +180,6 @@ class ModelKernel(Calls24):
         """The kernel's request_module(name) / request_module_nowait: runs lkm's modprobe
         against this kernel (:mod:`lkm.kernel.kmod`).  0 on success, the modprobe wait status
         (256: exit 1) or -errno; each request is appended to :attr:`requests`."""
-        from lkm.kernel import kmod
-
         return kmod.request_module(self, name, wait)
 
     def initstate(self, name: str) -> str | None:
@@ -239,6 +201,11 @@ class ModelKernel(Calls24):
     def version(self) -> KernelVersion:
         """The kernel design this model runs (:mod:`lkm.kernels`), from its profile's layout."""
         return by_name(self.meta["layout"])
+
+    @property
+    def is_24(self) -> bool:
+        """The 2.4 design: :attr:`version` links in user space (kept for callers of the old name)."""
+        return self.version.user_space_link
 
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
         """A system call's transaction; database failures become :class:`StateError`."""
@@ -319,16 +286,12 @@ class ModelKernel(Calls24):
         self._load_file("init_module", image, params, 0, None)
 
     def _load_file(self, call: str, data: bytes, params: str, flags: int, path: str | None) -> None:
-        from lkm.kernel import model_load
-
         if self.version.user_space_link:
             raise KernelError(call, errno.ENOSYS, "a 2.4 kernel loads modules with create_module/init_module")
         if flags & ~ALL_FLAGS:
             raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
         if flags & MODULE_INIT_COMPRESSED_FILE and self.meta.get("compression", "-") == "-":
             raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
-        from lkm.kernel.kmod import KmodDeadlock
-
         failed: KernelError | None = None
         try:
             with self._tx(call) as db:
@@ -336,7 +299,7 @@ class ModelKernel(Calls24):
                     model_load.load_module(self, db, call, data, params, flags, path)
                 except model_load.InitFailed as exc:
                     failed = exc.error
-        except KmodDeadlock as exc:
+        except kmod.KmodDeadlock as exc:
             if self.kmod_running:
                 raise  # up to the outermost load, which the hang is really in
             raise KernelError(call, errno.EDEADLK, exc.reason, path=path) from None
@@ -503,8 +466,3 @@ if TYPE_CHECKING:
 def _modules_root(root: str) -> str:
     """A modules root as recorded: absolute, without a trailing slash ("" for /)."""
     return os.path.abspath(root).rstrip("/") if root else ""
-
-
-def kernel_error(call: str, exc: InvalidModule) -> KernelError:
-    """The KernelError a loader failure becomes (the module's errno, its one-line reason)."""
-    return KernelError(call, exc.errno, exc.reason, path=exc.path)

@@ -18,8 +18,14 @@ from typing import TYPE_CHECKING, cast
 
 from lkm.errors import InvalidModule
 from lkm.kernel.executor import LoadedImage
-from lkm.kernel.interface import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC, KernelError
-from lkm.kernel.state import addr
+from lkm.kernel.interface import (
+    MODULE_INIT_IGNORE_MODVERSIONS,
+    MODULE_INIT_IGNORE_VERMAGIC,
+    TAINT_ORDER,
+    KernelError,
+    kernel_error,
+)
+from lkm.kernel.state import DbSymbols, addr
 from lkm.symbols.table import SymbolTable
 
 if TYPE_CHECKING:
@@ -134,9 +140,8 @@ def load_module(
     path: str | None,
 ) -> list[str]:
     """Load one module into the model; returns the kernel's warnings (printk lines)."""
-    from lkm.kernel.model import _DbSymbols, kernel_error
     from lkm.link import link
-    from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
+    from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
     from lkm.link.layout import KernelConfig, layout_module
     from lkm.link.resolve import check_vermagic, kernel_resolver
     from lkm.module.file import ModuleFile
@@ -197,7 +202,7 @@ def load_module(
         size = lay.alloc_size(region)
         if size:
             bases[region] = kernel._alloc(db, seq, name, region, size)
-    symbols = _DbSymbols(db)
+    symbols = DbSymbols(db)
     try:
         resolve = kernel_resolver(
             mod,
@@ -224,7 +229,7 @@ def load_module(
         value = by_name.get(e.symbol or e.name, by_name.get(e.name, 0))
         exports.append((seq, e.name, addr(value), "export", None, int(e.gpl), e.crc, e.namespace, ord_))
     db.executemany("INSERT INTO msyms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", exports)
-    lines = format_proc_kallsyms(name, module_kallsyms(mod, image), mod.elf.elfclass)
+    lines = format_module_kallsyms(name, module_kallsyms(mod, image), mod.elf.elfclass)
     db.execute("INSERT INTO kallsyms VALUES (?, ?)", (seq, zlib.compress(lines.encode(), 1)))
     used: list[int] = []
     for sym in image.resolved:
@@ -282,6 +287,4 @@ def load_module(
 
 
 def _taint_letters(taints: str) -> str:
-    from lkm.kernel.model import TAINT_ORDER
-
     return "".join(c for c in TAINT_ORDER if c in taints)

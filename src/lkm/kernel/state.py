@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lkm.errors import LkmError
+from lkm.symbols.table import KernelSymbol
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's call ($LKM_STATE_TIMEOUT)
@@ -220,3 +221,34 @@ class State:
 
     def close(self) -> None:
         self.db.close()
+
+
+class DbSymbols:
+    """find_symbol over the state: kernel exports, then modules newest first.  Records which
+    module supplied each name (``owners``) so the loader can take references."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.owners: dict[str, tuple[int, str]] = {}
+
+    def find_export(self, name: str, *, gpl_ok: bool) -> KernelSymbol | None:
+        row = self.db.execute(
+            "SELECT address, type, crc, gpl, ns FROM ksyms WHERE name=?", (name,)
+        ).fetchone()
+        if row is not None:
+            if row[3] and not gpl_ok:
+                return None
+            return KernelSymbol(name, row[0], row[1], None, True, bool(row[3]), row[2], row[4])
+        for seq, mname, value, crc, gpl, ns in self.db.execute(
+            "SELECT m.seq, m.name, s.address, s.crc, s.gpl, s.ns FROM msyms s JOIN modules m USING (seq) "
+            "WHERE s.name=? AND s.kind='export' AND m.state != 'Unformed' ORDER BY m.seq DESC",
+            (name,),
+        ):
+            if gpl and not gpl_ok:
+                continue
+            self.owners[name] = (seq, mname)
+            return KernelSymbol(name, value, None, mname, True, bool(gpl), crc, ns)
+        return None
+
+    def lookup(self, name: str, *, module: str | None = None) -> KernelSymbol | None:
+        return None  # every kernel symbol the model knows is an export

@@ -26,7 +26,7 @@ from lkm.elf.constants import SHF_WRITE, SHT_NOBITS, SHT_REL, SHT_RELA
 from lkm.kernel.interface import Kernel
 from lkm.link import link
 from lkm.link.image import LinkedImage
-from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
+from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
 from lkm.link.layout import KernelConfig, Layout, layout_module
 from lkm.link.resolve import kernel_resolver
 from lkm.module.file import ModuleFile
@@ -126,7 +126,7 @@ REWRITTEN: dict[str, str] = {
 FILLED = frozenset({".plt"})
 
 
-class Report(Record):
+class VerifyReport(Record):
     """What ``verify`` found for one module."""
 
     __slots__ = ("module", "layout", "bytes", "kallsyms", "compared", "masked")
@@ -144,7 +144,7 @@ class Report(Record):
         return len(self.layout) + len(self.bytes) + len(self.kallsyms)
 
 
-def _region_bases(layout: Layout, addrs: dict[str, int], report: Report) -> dict[str, int]:
+def _region_bases(layout: Layout, addrs: dict[str, int], report: VerifyReport) -> dict[str, int]:
     """Each region's base from the first of its sections the kernel lists; a section the
     kernel placed elsewhere relative to it is a layout difference."""
     by_name: dict[str, int] = {}
@@ -266,12 +266,12 @@ def verify_module(
     rules: str | None = None,
     config: KernelConfig | None = None,
     kallsyms_text: str | None = None,
-) -> Report:
+) -> VerifyReport:
     """Compare the loaded module named ``mod.name`` with *mod* relinked at its addresses;
     *rules* default to those of the module's vermagic.  The module's exports are added to
     *table*: verify modules in load order (dependencies first)."""
     rules = rules or mod.version.name
-    report = Report(mod.name)
+    report = VerifyReport(mod.name)
     addrs = kernel.sections(mod.name)
     layout = layout_module(mod.elf, rules, config or KernelConfig())
     bases = _region_bases(layout, addrs, report)
@@ -326,7 +326,7 @@ def _masked_at(masks: list[tuple[int, int, str]]) -> Callable[[int], str | None]
 
 
 def _compare_bytes(
-    mod: ModuleFile, image: LinkedImage, core: Memory, masks: list[tuple[int, int, str]], report: Report
+    mod: ModuleFile, image: LinkedImage, core: Memory, masks: list[tuple[int, int, str]], report: VerifyReport
 ) -> None:
     masked_at = _masked_at(masks)
     for n, p in sorted(image.layout.placements.items(), key=lambda kv: image.section_addresses[kv[0]]):
@@ -362,13 +362,13 @@ def _compare_bytes(
             _flush(report, addr, p.name, run, ours, theirs)
 
 
-def _flush(report: Report, addr: int, name: str, run: list[int], ours: bytes, theirs: bytes) -> None:
+def _flush(report: VerifyReport, addr: int, name: str, run: list[int], ours: bytes, theirs: bytes) -> None:
     a, b = run[0], run[-1] + 1
     report.bytes.append((addr + a, name, a, ours[a:b], theirs[a:b]))
 
 
-def _compare_kallsyms(mod: ModuleFile, image: LinkedImage, text: str, report: Report) -> None:
-    ours = format_proc_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass).splitlines()
+def _compare_kallsyms(mod: ModuleFile, image: LinkedImage, text: str, report: VerifyReport) -> None:
+    ours = format_module_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass).splitlines()
     tag = f"\t[{mod.name}]"
     theirs = [line for line in text.splitlines() if line.endswith(tag)]
     if ours == theirs:

@@ -86,7 +86,7 @@ def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
     return out
 
 
-def format_proc_kallsyms(module: str, symbols: list[ModuleSymbol], bits: int = 64) -> str:
+def format_module_kallsyms(module: str, symbols: list[ModuleSymbol], bits: int = 64) -> str:
     """``"%px %c %s\\t[%s]\\n"`` lines, the pointer at full width."""
     w = bits // 4
     return "".join(f"{s.value:0{w}x} {s.type} {s.name}\t[{module}]\n" for s in symbols)

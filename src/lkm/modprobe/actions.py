@@ -62,7 +62,7 @@ class Flags(Record):
         self.force = force
 
 
-class KernelState:
+class LoadedView:
     """What modprobe asks the kernel: loaded or built in, reference counts, holders."""
 
     def __init__(self, kernel: Kernel | None, res: Resolver) -> None:
@@ -150,7 +150,7 @@ def insert(kernel: Kernel, path: str, options: str, force: bool) -> None:
     insert_module(kernel, path, options, force=force)
 
 
-def probe(res: Resolver, state: KernelState, mod: Mod, extra: str, flags: Flags, emit: Emit) -> int:
+def probe(res: Resolver, state: LoadedView, mod: Mod, extra: str, flags: Flags, emit: Emit) -> int:
     """Load ``mod`` with everything it needs; 0, a positive "skipped" code, or -errno."""
     if not flags.ignore_loaded and state.in_kernel(mod):
         return -errno.EEXIST if flags.first_time else 0
@@ -174,7 +174,7 @@ def probe(res: Resolver, state: KernelState, mod: Mod, extra: str, flags: Flags,
     return err
 
 
-def _do(step: Step, state: KernelState, flags: Flags, emit: Emit) -> int:
+def _do(step: Step, state: LoadedView, flags: Flags, emit: Emit) -> int:
     m = step.mod
     if step.kind == "install":
         return run_command(m, "install", step.command or "", step.options, emit)
@@ -192,7 +192,7 @@ def _do(step: Step, state: KernelState, flags: Flags, emit: Emit) -> int:
     return 0
 
 
-def _remove_module(state: KernelState, m: Mod, flags: Flags, emit: Emit) -> int:
+def _remove_module(state: LoadedView, m: Mod, flags: Flags, emit: Emit) -> int:
     if flags.show:
         emit("show", f"rmmod {m.name}\n")
     if flags.dry_run:
@@ -214,7 +214,7 @@ def _remove_module(state: KernelState, m: Mod, flags: Flags, emit: Emit) -> int:
     return 0
 
 
-def _remove_list(state: KernelState, mods: list[Mod], stop: bool, flags: Flags, emit: Emit) -> int:
+def _remove_list(state: LoadedView, mods: list[Mod], stop: bool, flags: Flags, emit: Emit) -> int:
     for m in reversed(mods):
         err = _remove_module(state, m, flags, emit)
         if err < 0 and stop:
@@ -222,7 +222,7 @@ def _remove_list(state: KernelState, mods: list[Mod], stop: bool, flags: Flags, 
     return 0
 
 
-def remove(res: Resolver, state: KernelState, mod: Mod, flags: Flags, emit: Emit) -> int:
+def remove(res: Resolver, state: LoadedView, mod: Mod, flags: Flags, emit: Emit) -> int:
     pre: list[Mod] = []
     post: list[Mod] = []
     cmd = None
@@ -275,7 +275,7 @@ def insert_error(errno_: int) -> str:
 
 
 def load_alias(
-    res: Resolver, state: KernelState, alias: str, extra: str, flags: Flags, emit: Emit, dirname: str
+    res: Resolver, state: LoadedView, alias: str, extra: str, flags: Flags, emit: Emit, dirname: str
 ) -> int:
     """``modprobe ALIAS [options]``: load every module the name resolves to; modprobe's exit
     status (1 when nothing matched or an insert failed, with modprobe's FATAL/ERROR lines)."""

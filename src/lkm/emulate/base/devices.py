@@ -4,7 +4,7 @@ device ever matches, so no probe runs).  Struct offsets are 6.1 amd64 (lkm.emula
 
 from __future__ import annotations
 
-from lkm.emulate.kernel import Kernel, kfunc
+from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.layouts import layout_for
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import ChrDev, MiscDev, Registration
@@ -21,7 +21,7 @@ def mkdev(major: int, minor: int) -> int:
 
 # -- character devices -------------------------------------------------------------------------
 @kfunc("__register_chrdev", nargs=5)
-def _register_chrdev_61(k: Kernel, c: TrapCall) -> int:
+def _register_chrdev_61(k: BaseKernel, c: TrapCall) -> int:
     major, baseminor, count, name, fops = (c.arg(i) for i in range(5))
     got = k.state.register_chrdev_region(
         major & 0xFFFFFFFF, baseminor, count, k.cstring(name), fops, k.current
@@ -32,7 +32,7 @@ def _register_chrdev_61(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("register_chrdev", nargs=3)
-def _register_chrdev_24(k: Kernel, c: TrapCall) -> int:
+def _register_chrdev_24(k: BaseKernel, c: TrapCall) -> int:
     """2.4's register_chrdev(major, name, fops) (6.x inlines it into __register_chrdev)."""
     major, name, fops = c.arg(0), c.arg(1), c.arg(2)
     got = k.state.register_chrdev_region(major, 0, 256, k.cstring(name), fops, k.current)
@@ -42,13 +42,13 @@ def _register_chrdev_24(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("__unregister_chrdev", nargs=4)
-def _unregister_chrdev_61(k: Kernel, c: TrapCall) -> int:
+def _unregister_chrdev_61(k: BaseKernel, c: TrapCall) -> int:
     k.state.unregister_chrdev_region(c.arg(0), c.arg(1), c.arg(2))
     return 0
 
 
 @kfunc("unregister_chrdev", nargs=2)
-def _unregister_chrdev_24(k: Kernel, c: TrapCall) -> int:
+def _unregister_chrdev_24(k: BaseKernel, c: TrapCall) -> int:
     major = c.arg(0)
     name = k.cstring(c.arg(1))
     for cd in list(k.state.chrdevs):
@@ -59,7 +59,7 @@ def _unregister_chrdev_24(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("alloc_chrdev_region", nargs=4)
-def _alloc_chrdev_region(k: Kernel, c: TrapCall) -> int:
+def _alloc_chrdev_region(k: BaseKernel, c: TrapCall) -> int:
     dev, baseminor, count, name = (c.arg(i) for i in range(4))
     got = k.state.register_chrdev_region(0, baseminor, count, k.cstring(name), 0, k.current)
     if got < 0:
@@ -69,7 +69,7 @@ def _alloc_chrdev_region(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("register_chrdev_region", nargs=3)
-def _register_chrdev_region(k: Kernel, c: TrapCall) -> int:
+def _register_chrdev_region(k: BaseKernel, c: TrapCall) -> int:
     dev, count, name = c.arg(0) & 0xFFFFFFFF, c.arg(1), c.arg(2)
     got = k.state.register_chrdev_region(
         dev >> MINORBITS, dev & 0xFFFFF, count, k.cstring(name), 0, k.current
@@ -78,14 +78,14 @@ def _register_chrdev_region(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("unregister_chrdev_region", nargs=2)
-def _unregister_chrdev_region(k: Kernel, c: TrapCall) -> int:
+def _unregister_chrdev_region(k: BaseKernel, c: TrapCall) -> int:
     dev = c.arg(0) & 0xFFFFFFFF
     k.state.unregister_chrdev_region(dev >> MINORBITS, dev & 0xFFFFF, c.arg(1))
     return 0
 
 
 @kfunc("cdev_init", nargs=2)
-def _cdev_init(k: Kernel, c: TrapCall) -> int:
+def _cdev_init(k: BaseKernel, c: TrapCall) -> int:
     lay = layout_for(k.arch.name)
     k.machine.write(c.arg(0), bytes(lay["cdev_size"]))
     k.machine.write_word(c.arg(0) + lay["cdev_ops"], c.arg(1))
@@ -93,12 +93,12 @@ def _cdev_init(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("cdev_alloc", nargs=0)
-def _cdev_alloc(k: Kernel, c: TrapCall) -> int:
+def _cdev_alloc(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(layout_for(k.arch.name)["cdev_size"])
 
 
 @kfunc("cdev_add", nargs=3)
-def _cdev_add(k: Kernel, c: TrapCall) -> int:
+def _cdev_add(k: BaseKernel, c: TrapCall) -> int:
     lay = layout_for(k.arch.name)
     cdev, dev, count = c.arg(0), c.arg(1) & 0xFFFFFFFF, c.arg(2)
     k.machine.write_int(cdev + lay["cdev_dev"], 4, dev)
@@ -112,18 +112,18 @@ def _cdev_add(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("cdev_del", "cdev_device_del", nargs=1)
-def _cdev_del(k: Kernel, c: TrapCall) -> int:
+def _cdev_del(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
 @kfunc("cdev_device_add", nargs=2)
-def _cdev_device_add(k: Kernel, c: TrapCall) -> int:
+def _cdev_device_add(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
 # -- misc devices ------------------------------------------------------------------------------
 @kfunc("misc_register", nargs=1)
-def _misc_register(k: Kernel, c: TrapCall) -> int:
+def _misc_register(k: BaseKernel, c: TrapCall) -> int:
     lay = layout_for(k.arch.name)
     misc = c.arg(0)
     m = k.machine
@@ -144,14 +144,14 @@ def _misc_register(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("misc_deregister", nargs=1)
-def _misc_deregister(k: Kernel, c: TrapCall) -> int:
+def _misc_deregister(k: BaseKernel, c: TrapCall) -> int:
     k.state.misc = [d for d in k.state.misc if d.address != c.arg(0)]
     return 0
 
 
 # -- block majors and filesystems -----------------------------------------------------------------
 @kfunc("__register_blkdev", "register_blkdev", nargs=2)
-def _register_blkdev(k: Kernel, c: TrapCall) -> int:
+def _register_blkdev(k: BaseKernel, c: TrapCall) -> int:
     major, name = c.arg(0) & 0xFFFFFFFF, k.cstring(c.arg(1))
     used = {mj for mj, _n in k.state.blkdevs}
     if major == 0:
@@ -167,13 +167,13 @@ def _register_blkdev(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("unregister_blkdev", nargs=2)
-def _unregister_blkdev(k: Kernel, c: TrapCall) -> int:
+def _unregister_blkdev(k: BaseKernel, c: TrapCall) -> int:
     k.state.blkdevs = [(mj, n) for mj, n in k.state.blkdevs if mj != c.arg(0)]
     return 0
 
 
 @kfunc("register_filesystem", nargs=1)
-def _register_filesystem(k: Kernel, c: TrapCall) -> int:
+def _register_filesystem(k: BaseKernel, c: TrapCall) -> int:
     lay = layout_for(k.arch.name)
     fs = c.arg(0)
     name = k.cstring(k.machine.read_word(fs + lay["fs_name"]))
@@ -186,7 +186,7 @@ def _register_filesystem(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("unregister_filesystem", nargs=1)
-def _unregister_filesystem(k: Kernel, c: TrapCall) -> int:
+def _unregister_filesystem(k: BaseKernel, c: TrapCall) -> int:
     lay = layout_for(k.arch.name)
     name = k.cstring(k.machine.read_word(c.arg(0) + lay["fs_name"]))
     k.state.filesystems = [f for f in k.state.filesystems if f[0] != name]
@@ -213,7 +213,7 @@ DRIVERS = {
 }  # fmt: skip
 
 
-def _register_driver(k: Kernel, c: TrapCall) -> int:
+def _register_driver(k: BaseKernel, c: TrapCall) -> int:
     kind, off = DRIVERS[c.name]
     obj = c.arg(0)
     name = ""
@@ -243,7 +243,7 @@ _OBJECTS = {
 }  # fmt: skip
 
 
-def _object(k: Kernel, c: TrapCall) -> int:
+def _object(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(_OBJECTS[c.name])
 
 
@@ -252,7 +252,7 @@ for _n in _OBJECTS:
 
 
 @kfunc("device_create", nargs=5, varargs=True)
-def _device_create(k: Kernel, c: TrapCall) -> int:
+def _device_create(k: BaseKernel, c: TrapCall) -> int:
     from lkm.emulate.base.printk import fmt_call
 
     dev = k.alloc(0x400)
@@ -263,12 +263,12 @@ def _device_create(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("request_firmware", "request_firmware_direct", "firmware_request_nowarn", nargs=3)
-def _request_firmware(k: Kernel, c: TrapCall) -> int:
+def _request_firmware(k: BaseKernel, c: TrapCall) -> int:
     return -ENOENT  # no firmware files in the emulated system
 
 
 @kfunc("platform_device_register", "platform_device_add", "device_register", "device_add", nargs=1)
-def _device_add(k: Kernel, c: TrapCall) -> int:
+def _device_add(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
@@ -278,7 +278,7 @@ IORESOURCE_BUSY = 0x80000000
 
 
 @kfunc("__request_region", nargs=5)
-def _request_region(k: Kernel, c: TrapCall) -> int:
+def _request_region(k: BaseKernel, c: TrapCall) -> int:
     """A region nothing else in this kernel holds is granted (no hardware claims any here)."""
     parent, start, n, name = c.arg(0), c.arg(1), c.arg(2), c.arg(3)
     end = start + n - 1
@@ -294,7 +294,7 @@ def _request_region(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("__release_region", nargs=3)
-def _release_region(k: Kernel, c: TrapCall) -> int:
+def _release_region(k: BaseKernel, c: TrapCall) -> int:
     parent, start, n = c.arg(0), c.arg(1), c.arg(2)
     k.state.regions = [
         r for r in k.state.regions if not (r[0] == parent and r[1] == start and r[2] == start + n - 1)

@@ -4,7 +4,7 @@ live objects are kept so leaks can be reported after exit."""
 
 from __future__ import annotations
 
-from lkm.emulate.kernel import Kernel, kfunc
+from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
 GFP_ZERO = 0x100  # ___GFP_ZERO (6.1)
@@ -18,33 +18,33 @@ def _zero(flags: int) -> bool:
 
 @kfunc("__kmalloc", "__kmalloc_node", "kmalloc_large", "kmalloc_large_node", "__kmalloc_track_caller",
        "__kmalloc_node_track_caller", "kmalloc_node_trace", "kvmalloc_node", nargs=2)  # fmt: skip
-def _kmalloc(k: Kernel, c: TrapCall) -> int:
+def _kmalloc(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(c.arg(0), zero=_zero(c.arg(1)))
 
 
 @kfunc("kmalloc", nargs=2)
-def _kmalloc_24(k: Kernel, c: TrapCall) -> int:
+def _kmalloc_24(k: BaseKernel, c: TrapCall) -> int:
     """kmalloc(size, flags) as a function (2.4; inline since): no __GFP_ZERO there."""
     return k.alloc(c.arg(0), zero=k.version.gfp_zero and _zero(c.arg(1)))
 
 
 @kfunc("kmalloc_trace", nargs=3)
-def _kmalloc_trace(k: Kernel, c: TrapCall) -> int:
+def _kmalloc_trace(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(c.arg(2), zero=_zero(c.arg(1)))  # (cache, flags, size)
 
 
 @kfunc("kmem_cache_alloc_trace", nargs=3)
-def _kmem_cache_alloc_trace(k: Kernel, c: TrapCall) -> int:
+def _kmem_cache_alloc_trace(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(c.arg(2), zero=_zero(c.arg(1)))  # (cache, flags, size) before 6.1
 
 
 @kfunc("devm_kmalloc", nargs=3)
-def _devm_kmalloc(k: Kernel, c: TrapCall) -> int:
+def _devm_kmalloc(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(c.arg(1), zero=_zero(c.arg(2)))
 
 
 @kfunc("krealloc", "devm_krealloc", nargs=3)
-def _krealloc(k: Kernel, c: TrapCall) -> int:
+def _krealloc(k: BaseKernel, c: TrapCall) -> int:
     off = 1 if c.name == "devm_krealloc" else 0
     old, size = c.arg(off), c.arg(off + 1)
     new = k.alloc(size, zero=_zero(c.arg(off + 2)))
@@ -56,18 +56,18 @@ def _krealloc(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("kfree", "kvfree", "vfree", "kfree_sensitive", "kzfree", "devm_kfree", "kvfree_sensitive", nargs=1)
-def _kfree(k: Kernel, c: TrapCall) -> int:
+def _kfree(k: BaseKernel, c: TrapCall) -> int:
     k.free(c.arg(1) if c.name == "devm_kfree" else c.arg(0))
     return 0
 
 
 @kfunc("vmalloc", "vzalloc", "vmalloc_node", "vzalloc_node", "vmalloc_32", "vmalloc_user", nargs=1)
-def _vmalloc(k: Kernel, c: TrapCall) -> int:
+def _vmalloc(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(c.arg(0), zero=c.name.startswith("vz") or c.name == "vmalloc_user", align=PAGE)
 
 
 @kfunc("kmemdup", "kmemdup_nul", nargs=3)
-def _kmemdup(k: Kernel, c: TrapCall) -> int:
+def _kmemdup(k: BaseKernel, c: TrapCall) -> int:
     src, size = c.arg(0), c.arg(1)
     addr = k.alloc(size + (1 if c.name == "kmemdup_nul" else 0), zero=True)
     k.machine.write(addr, k.machine.read(src, size))
@@ -75,7 +75,7 @@ def _kmemdup(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("kstrdup", "kstrdup_const", "devm_kstrdup", nargs=2)
-def _kstrdup(k: Kernel, c: TrapCall) -> int:
+def _kstrdup(k: BaseKernel, c: TrapCall) -> int:
     src = c.arg(1 if c.name == "devm_kstrdup" else 0)
     if not src:
         return 0
@@ -83,13 +83,13 @@ def _kstrdup(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("kstrndup", nargs=3)
-def _kstrndup(k: Kernel, c: TrapCall) -> int:
+def _kstrndup(k: BaseKernel, c: TrapCall) -> int:
     src = c.arg(0)
     return k.new_string(k.machine.read_cstr(src, c.arg(1)) or b"") if src else 0
 
 
 @kfunc("kmem_cache_create", "kmem_cache_create_usercopy", nargs=5)
-def _kmem_cache_create(k: Kernel, c: TrapCall) -> int:
+def _kmem_cache_create(k: BaseKernel, c: TrapCall) -> int:
     cache = k.alloc(CACHE_SIZE)
     k.machine.write_word(cache, c.arg(1))
     ctor = c.arg(4) if c.name == "kmem_cache_create" else c.arg(6)
@@ -99,32 +99,32 @@ def _kmem_cache_create(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("kmem_cache_alloc", "kmem_cache_alloc_node", "kmem_cache_alloc_lru", nargs=2)
-def _kmem_cache_alloc(k: Kernel, c: TrapCall) -> int:
+def _kmem_cache_alloc(k: BaseKernel, c: TrapCall) -> int:
     cache = c.arg(0)
     size = k.machine.read_word(cache) if cache in k.allocations else 64
     return k.alloc(size, zero=_zero(c.arg(1)))
 
 
 @kfunc("kmem_cache_free", nargs=2)
-def _kmem_cache_free(k: Kernel, c: TrapCall) -> int:
+def _kmem_cache_free(k: BaseKernel, c: TrapCall) -> int:
     k.free(c.arg(1))
     return 0
 
 
 @kfunc("kmem_cache_destroy", nargs=1)
-def _kmem_cache_destroy(k: Kernel, c: TrapCall) -> int:
+def _kmem_cache_destroy(k: BaseKernel, c: TrapCall) -> int:
     k.free(c.arg(0))
     return 0
 
 
 @kfunc("__get_free_pages", "get_zeroed_page", nargs=2)
-def _get_free_pages(k: Kernel, c: TrapCall) -> int:
+def _get_free_pages(k: BaseKernel, c: TrapCall) -> int:
     if c.name == "get_zeroed_page":
         return k.alloc(PAGE, align=PAGE)
     return k.alloc(PAGE << c.arg(1), zero=_zero(c.arg(0)), align=PAGE)
 
 
 @kfunc("free_pages", nargs=2)
-def _free_pages(k: Kernel, c: TrapCall) -> int:
+def _free_pages(k: BaseKernel, c: TrapCall) -> int:
     k.free(c.arg(0))
     return 0

@@ -1,11 +1,11 @@
 """printk and the formatting family: _printk/printk/vprintk, dev_* and netdev_* messages,
-the s*printf functions, kasprintf and sysfs_emit, all over :class:`lkm.emulate.printk.Formatter`."""
+the s*printf functions, kasprintf and sysfs_emit, all over :class:`lkm.emulate.vsprintf.Formatter`."""
 
 from __future__ import annotations
 
-from lkm.emulate.kernel import Kernel, kfunc
+from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
-from lkm.emulate.printk import Args, Formatter, split_level
+from lkm.emulate.vsprintf import Args, Formatter, split_level
 
 DEFAULT_LOGLEVEL = 4  # CONFIG_MESSAGE_LOGLEVEL_DEFAULT
 
@@ -33,7 +33,7 @@ class VaList:
     """A ``va_list``: x86_64's {gp_offset, fp_offset, overflow_arg_area, reg_save_area};
     i386's plain pointer into the stack."""
 
-    def __init__(self, k: Kernel, va: int) -> None:
+    def __init__(self, k: BaseKernel, va: int) -> None:
         self.m = k.machine
         if self.m.arch.base.va_list_pointer:
             self.gp = self.m.read_int(va, 4)
@@ -59,7 +59,7 @@ class VaList:
         return lo | (self.next() << 32)
 
 
-def formatter(k: Kernel) -> Formatter:
+def formatter(k: BaseKernel) -> Formatter:
     f = getattr(k, "_formatter", None)
     if f is None:
 
@@ -72,11 +72,11 @@ def formatter(k: Kernel) -> Formatter:
     return f
 
 
-def fmt_call(k: Kernel, c: TrapCall, fmt_index: int) -> bytes:
+def fmt_call(k: BaseKernel, c: TrapCall, fmt_index: int) -> bytes:
     return formatter(k).format(k.machine.read_cstr(c.arg(fmt_index)) or b"", CallArgs(c, fmt_index + 1))
 
 
-def emit(k: Kernel, text: bytes, prefix: bytes = b"", level: int | None = None) -> int:
+def emit(k: BaseKernel, text: bytes, prefix: bytes = b"", level: int | None = None) -> int:
     lvl, cont, body = split_level(text, DEFAULT_LOGLEVEL, angle=k.version.angle_levels)
     if level is not None:
         lvl = level
@@ -86,17 +86,17 @@ def emit(k: Kernel, text: bytes, prefix: bytes = b"", level: int | None = None) 
 
 
 @kfunc("_printk", "printk", nargs=1, varargs=True)
-def _printk(k: Kernel, c: TrapCall) -> int:
+def _printk(k: BaseKernel, c: TrapCall) -> int:
     return emit(k, fmt_call(k, c, 0))
 
 
 @kfunc("vprintk", "vprintk_emit_wrapper", nargs=2)
-def _vprintk(k: Kernel, c: TrapCall) -> int:
+def _vprintk(k: BaseKernel, c: TrapCall) -> int:
     text = formatter(k).format(k.machine.read_cstr(c.arg(0)) or b"", VaList(k, c.arg(1)))
     return emit(k, text)
 
 
-def dev_prefix(k: Kernel, dev: int) -> bytes:
+def dev_prefix(k: BaseKernel, dev: int) -> bytes:
     """__dev_printk's "driver name: " (6.1: dev_driver_string(dev) dev_name(dev))."""
     if dev == 0:
         return b"(NULL device *): "
@@ -114,11 +114,11 @@ for _lvl_name, _lvl in _DEV_LEVELS.items():
 
     def _make(level: int, lvl_name: str) -> None:
         @kfunc(f"_dev_{lvl_name}", nargs=2, varargs=True)
-        def dev_msg(k: Kernel, c: TrapCall) -> int:
+        def dev_msg(k: BaseKernel, c: TrapCall) -> int:
             return emit(k, fmt_call(k, c, 1), dev_prefix(k, c.arg(0)), level)
 
         @kfunc(f"netdev_{lvl_name}", nargs=2, varargs=True)
-        def netdev_msg(k: Kernel, c: TrapCall) -> int:
+        def netdev_msg(k: BaseKernel, c: TrapCall) -> int:
             name = k.cstring(c.arg(0), 16) or "(unnamed net_device)"
             return emit(k, fmt_call(k, c, 1), f"{name}: ".encode(), level)
 
@@ -126,37 +126,37 @@ for _lvl_name, _lvl in _DEV_LEVELS.items():
 
 
 @kfunc("_dev_printk", "dev_printk", nargs=3, varargs=True)
-def _dev_printk(k: Kernel, c: TrapCall) -> int:
+def _dev_printk(k: BaseKernel, c: TrapCall) -> int:
     level, _cont, _ = split_level(k.machine.read_cstr(c.arg(0)) or b"", DEFAULT_LOGLEVEL)
     return emit(k, fmt_call(k, c, 2), dev_prefix(k, c.arg(1)), level)
 
 
 @kfunc("__warn_printk", nargs=1, varargs=True)
-def _warn_printk(k: Kernel, c: TrapCall) -> int:
+def _warn_printk(k: BaseKernel, c: TrapCall) -> int:
     return emit(k, fmt_call(k, c, 0), level=4)
 
 
 @kfunc("__dynamic_pr_debug", "__dynamic_dev_dbg", "__dynamic_netdev_dbg", "__dynamic_ibdev_dbg", nargs=2,
        varargs=True)  # fmt: skip
-def _dynamic_debug(k: Kernel, c: TrapCall) -> int:
+def _dynamic_debug(k: BaseKernel, c: TrapCall) -> int:
     return 0  # dynamic debug sites are off by default: nothing is printed
 
 
-def _store(k: Kernel, buf: int, size: int, text: bytes) -> None:
+def _store(k: BaseKernel, buf: int, size: int, text: bytes) -> None:
     if size > 0 and buf:
         out = text[: size - 1] + b"\0"
         k.machine.write(buf, out)
 
 
 @kfunc("snprintf", nargs=3, varargs=True)
-def _snprintf(k: Kernel, c: TrapCall) -> int:
+def _snprintf(k: BaseKernel, c: TrapCall) -> int:
     text = fmt_call(k, c, 2)
     _store(k, c.arg(0), c.arg(1), text)
     return len(text)
 
 
 @kfunc("scnprintf", nargs=3, varargs=True)
-def _scnprintf(k: Kernel, c: TrapCall) -> int:
+def _scnprintf(k: BaseKernel, c: TrapCall) -> int:
     size = c.arg(1)
     text = fmt_call(k, c, 2)
     _store(k, c.arg(0), size, text)
@@ -164,14 +164,14 @@ def _scnprintf(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("sprintf", nargs=2, varargs=True)
-def _sprintf(k: Kernel, c: TrapCall) -> int:
+def _sprintf(k: BaseKernel, c: TrapCall) -> int:
     text = fmt_call(k, c, 1)
     k.machine.write(c.arg(0), text + b"\0")
     return len(text)
 
 
 @kfunc("vsnprintf", "vscnprintf", nargs=4)
-def _vsnprintf(k: Kernel, c: TrapCall) -> int:
+def _vsnprintf(k: BaseKernel, c: TrapCall) -> int:
     size = c.arg(1)
     text = formatter(k).format(k.machine.read_cstr(c.arg(2)) or b"", VaList(k, c.arg(3)))
     _store(k, c.arg(0), size, text)
@@ -181,26 +181,26 @@ def _vsnprintf(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("vsprintf", nargs=3)
-def _vsprintf(k: Kernel, c: TrapCall) -> int:
+def _vsprintf(k: BaseKernel, c: TrapCall) -> int:
     text = formatter(k).format(k.machine.read_cstr(c.arg(1)) or b"", VaList(k, c.arg(2)))
     k.machine.write(c.arg(0), text + b"\0")
     return len(text)
 
 
 @kfunc("kasprintf", "devm_kasprintf", nargs=2, varargs=True)
-def _kasprintf(k: Kernel, c: TrapCall) -> int:
+def _kasprintf(k: BaseKernel, c: TrapCall) -> int:
     first = 2 if c.name == "devm_kasprintf" else 1
     return k.new_string(fmt_call(k, c, first))
 
 
 @kfunc("sysfs_emit", nargs=2, varargs=True)
-def _sysfs_emit(k: Kernel, c: TrapCall) -> int:
+def _sysfs_emit(k: BaseKernel, c: TrapCall) -> int:
     text = fmt_call(k, c, 1)[:4095]
     k.machine.write(c.arg(0), text + b"\0")
     return len(text)
 
 
 @kfunc("seq_printf", nargs=2, varargs=True)
-def _seq_printf(k: Kernel, c: TrapCall) -> int:
+def _seq_printf(k: BaseKernel, c: TrapCall) -> int:
     fmt_call(k, c, 1)
     return 0

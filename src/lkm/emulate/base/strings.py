@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from lkm.emulate.kernel import Kernel, kfunc
+from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
 EINVAL, ERANGE, E2BIG = 22, 34, 7
 
 
 @kfunc("memcpy", "__memcpy", "memmove", "__memmove", nargs=3)
-def _memcpy(k: Kernel, c: TrapCall) -> int:
+def _memcpy(k: BaseKernel, c: TrapCall) -> int:
     dst, src, n = c.arg(0), c.arg(1), c.arg(2)
     if n:
         k.machine.write(dst, k.machine.read(src, n))
@@ -17,7 +17,7 @@ def _memcpy(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("memset", "__memset", nargs=3)
-def _memset(k: Kernel, c: TrapCall) -> int:
+def _memset(k: BaseKernel, c: TrapCall) -> int:
     dst, v, n = c.arg(0), c.arg(1) & 0xFF, c.arg(2)
     if n:
         k.machine.write(dst, bytes([v]) * n)
@@ -25,7 +25,7 @@ def _memset(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("memcmp", "bcmp", nargs=3)
-def _memcmp(k: Kernel, c: TrapCall) -> int:
+def _memcmp(k: BaseKernel, c: TrapCall) -> int:
     a, b = k.machine.read(c.arg(0), c.arg(2)), k.machine.read(c.arg(1), c.arg(2))
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -41,22 +41,22 @@ def _cmp(a: bytes, b: bytes) -> int:
 
 
 @kfunc("strlen", nargs=1)
-def _strlen(k: Kernel, c: TrapCall) -> int:
+def _strlen(k: BaseKernel, c: TrapCall) -> int:
     return len(k.machine.read_cstr(c.arg(0)) or b"")
 
 
 @kfunc("strnlen", nargs=2)
-def _strnlen(k: Kernel, c: TrapCall) -> int:
+def _strnlen(k: BaseKernel, c: TrapCall) -> int:
     return len(k.machine.read_cstr(c.arg(0), c.arg(1)) or b"")
 
 
 @kfunc("strcmp", nargs=2)
-def _strcmp(k: Kernel, c: TrapCall) -> int:
+def _strcmp(k: BaseKernel, c: TrapCall) -> int:
     return _cmp(k.machine.read_cstr(c.arg(0)) or b"", k.machine.read_cstr(c.arg(1)) or b"")
 
 
 @kfunc("strncmp", "strncasecmp", "strcasecmp", nargs=3)
-def _strncmp(k: Kernel, c: TrapCall) -> int:
+def _strncmp(k: BaseKernel, c: TrapCall) -> int:
     n = c.arg(2) if c.name != "strcasecmp" else 1 << 16
     a = k.machine.read_cstr(c.arg(0), n) or b""
     b = k.machine.read_cstr(c.arg(1), n) or b""
@@ -66,13 +66,13 @@ def _strncmp(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("strcpy", nargs=2)
-def _strcpy(k: Kernel, c: TrapCall) -> int:
+def _strcpy(k: BaseKernel, c: TrapCall) -> int:
     k.machine.write(c.arg(0), (k.machine.read_cstr(c.arg(1)) or b"") + b"\0")
     return c.arg(0)
 
 
 @kfunc("strncpy", nargs=3)
-def _strncpy(k: Kernel, c: TrapCall) -> int:
+def _strncpy(k: BaseKernel, c: TrapCall) -> int:
     n = c.arg(2)
     s = (k.machine.read_cstr(c.arg(1), n) or b"")[:n]
     k.machine.write(c.arg(0), s + b"\0" * (n - len(s)))
@@ -80,7 +80,7 @@ def _strncpy(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("strscpy", "strlcpy", nargs=3)
-def _strscpy(k: Kernel, c: TrapCall) -> int:
+def _strscpy(k: BaseKernel, c: TrapCall) -> int:
     n = c.arg(2)
     s = k.machine.read_cstr(c.arg(1), 1 << 16) or b""
     if n == 0:
@@ -92,7 +92,7 @@ def _strscpy(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("strcat", "strncat", "strlcat", nargs=3)
-def _strcat(k: Kernel, c: TrapCall) -> int:
+def _strcat(k: BaseKernel, c: TrapCall) -> int:
     dst = c.arg(0)
     cur = k.machine.read_cstr(dst) or b""
     add = k.machine.read_cstr(c.arg(1)) or b""
@@ -107,7 +107,7 @@ def _strcat(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("strchr", "strrchr", "strnchr", nargs=2)
-def _strchr(k: Kernel, c: TrapCall) -> int:
+def _strchr(k: BaseKernel, c: TrapCall) -> int:
     s = k.machine.read_cstr(c.arg(0)) or b""
     ch = (c.arg(2) if c.name == "strnchr" else c.arg(1)) & 0xFF
     if c.name == "strnchr":
@@ -119,7 +119,7 @@ def _strchr(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("strstr", nargs=2)
-def _strstr(k: Kernel, c: TrapCall) -> int:
+def _strstr(k: BaseKernel, c: TrapCall) -> int:
     i = (k.machine.read_cstr(c.arg(0)) or b"").find(k.machine.read_cstr(c.arg(1)) or b"")
     return 0 if i < 0 else c.arg(0) + i
 
@@ -160,7 +160,7 @@ for _name, (_signed, _bits, _size) in _KSTRTO.items():
 
     def _make(name: str, signed: bool, bits: int, size: int) -> None:
         @kfunc(name, nargs=3)
-        def kstrto(k: Kernel, c: TrapCall) -> int:
+        def kstrto(k: BaseKernel, c: TrapCall) -> int:
             v = parse_integer(k.machine.read_cstr(c.arg(0)) or b"", c.arg(1), signed, bits)
             if v is None:
                 return -EINVAL
@@ -171,7 +171,7 @@ for _name, (_signed, _bits, _size) in _KSTRTO.items():
 
 
 @kfunc("kstrtobool", "strtobool", nargs=2)
-def _kstrtobool(k: Kernel, c: TrapCall) -> int:
+def _kstrtobool(k: BaseKernel, c: TrapCall) -> int:
     v = parse_bool(k.machine.read_cstr(c.arg(0), 3) or b"")
     if v is None:
         return -EINVAL
@@ -194,7 +194,7 @@ def parse_bool(s: bytes) -> bool | None:
 
 
 @kfunc("simple_strtoul", "simple_strtoull", "simple_strtol", "simple_strtoll", nargs=3)
-def _simple_strtoul(k: Kernel, c: TrapCall) -> int:
+def _simple_strtoul(k: BaseKernel, c: TrapCall) -> int:
     s = k.machine.read_cstr(c.arg(0)) or b""
     base = c.arg(2)
     i = 0
@@ -217,7 +217,7 @@ def _simple_strtoul(k: Kernel, c: TrapCall) -> int:
 
 
 # -- lib/find_bit.c and bitmap helpers (cpumask iteration goes through these) ----------------------
-def _bitmap(k: Kernel, addr: int, size: int) -> int:
+def _bitmap(k: BaseKernel, addr: int, size: int) -> int:
     nbytes = (size + 7) // 8
     return int.from_bytes(k.machine.read(addr, nbytes), "little") & ((1 << size) - 1) if size else 0
 
@@ -228,7 +228,7 @@ def _next_set(value: int, size: int, offset: int) -> int:
 
 
 @kfunc("_find_next_bit", "_find_next_zero_bit", "_find_next_and_bit", "_find_next_andnot_bit", nargs=4)
-def _find_next_bit(k: Kernel, c: TrapCall) -> int:
+def _find_next_bit(k: BaseKernel, c: TrapCall) -> int:
     if c.name in ("_find_next_and_bit", "_find_next_andnot_bit"):
         size, offset = c.arg(2), c.arg(3)
         other = _bitmap(k, c.arg(1), size)
@@ -242,7 +242,7 @@ def _find_next_bit(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("_find_first_bit", "_find_first_zero_bit", nargs=2)
-def _find_first_bit(k: Kernel, c: TrapCall) -> int:
+def _find_first_bit(k: BaseKernel, c: TrapCall) -> int:
     size = c.arg(1)
     value = _bitmap(k, c.arg(0), size)
     if c.name == "_find_first_zero_bit":
@@ -251,12 +251,12 @@ def _find_first_bit(k: Kernel, c: TrapCall) -> int:
 
 
 @kfunc("_find_last_bit", nargs=2)
-def _find_last_bit(k: Kernel, c: TrapCall) -> int:
+def _find_last_bit(k: BaseKernel, c: TrapCall) -> int:
     size = c.arg(1)
     value = _bitmap(k, c.arg(0), size)
     return value.bit_length() - 1 if value else size
 
 
 @kfunc("__bitmap_weight", nargs=2)
-def _bitmap_weight(k: Kernel, c: TrapCall) -> int:
+def _bitmap_weight(k: BaseKernel, c: TrapCall) -> int:
     return bin(_bitmap(k, c.arg(0), c.arg(1))).count("1")

@@ -4,7 +4,7 @@ an unbalanced lock shows."""
 
 from __future__ import annotations
 
-from lkm.emulate.kernel import Kernel, kfunc
+from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
 IRQ_FLAGS = 0x246  # what irqsave returns: IF set
@@ -33,7 +33,7 @@ _RELEASE = {
 }  # fmt: skip
 
 
-def _mark(k: Kernel, family: str, lock: int, held: bool) -> None:
+def _mark(k: BaseKernel, family: str, lock: int, held: bool) -> None:
     """What mutex_is_locked / spin_is_locked read: a mutex's owner word (the task), a
     spinlock's locked byte."""
     if not lock or not k.machine.is_mapped(lock, k.arch.word):
@@ -44,7 +44,7 @@ def _mark(k: Kernel, family: str, lock: int, held: bool) -> None:
         k.machine.write_int(lock, 1, 1 if held else 0)
 
 
-def _acquire(k: Kernel, c: TrapCall) -> int:
+def _acquire(k: BaseKernel, c: TrapCall) -> int:
     family = _ACQUIRE[c.name]
     k.state.locks[family] += 1
     _mark(k, family, c.arg(0), True)
@@ -57,7 +57,7 @@ def _acquire(k: Kernel, c: TrapCall) -> int:
     return IRQ_FLAGS if c.name.endswith("irqsave") else 0
 
 
-def _release(k: Kernel, c: TrapCall) -> int:
+def _release(k: BaseKernel, c: TrapCall) -> int:
     family = _RELEASE[c.name]
     k.state.locks[family] -= 1
     _mark(k, family, c.arg(0), False)
@@ -81,12 +81,12 @@ for _n in ("__mutex_init", "__init_waitqueue_head", "__init_swait_queue_head", "
            "wake_up_process"):  # fmt: skip
 
     @kfunc(_n, nargs=2)
-    def _noop(k: Kernel, c: TrapCall) -> int:
+    def _noop(k: BaseKernel, c: TrapCall) -> int:
         return 0
 
 
 @kfunc("queue_work_on", "queue_delayed_work_on", "mod_timer", "mod_delayed_work_on", "schedule_work", nargs=3)
-def _queue(k: Kernel, c: TrapCall) -> int:
+def _queue(k: BaseKernel, c: TrapCall) -> int:
     return 1  # queued (the work never runs: no worker threads here)
 
 
@@ -95,34 +95,34 @@ _CANCEL = ("cancel_work_sync", "cancel_delayed_work_sync", "cancel_delayed_work"
 
 
 @kfunc(*_CANCEL, nargs=1)
-def _cancel(k: Kernel, c: TrapCall) -> int:
+def _cancel(k: BaseKernel, c: TrapCall) -> int:
     return 0  # nothing was pending
 
 
 @kfunc("wait_for_completion_timeout", "wait_for_completion_interruptible_timeout",
        "wait_for_completion_killable_timeout", nargs=2)  # fmt: skip
-def _wait_timeout(k: Kernel, c: TrapCall) -> int:
+def _wait_timeout(k: BaseKernel, c: TrapCall) -> int:
     k.advance_jiffies(c.arg(1) & 0x7FFFFFFF)
     return 0  # timed out: no interrupt or other task will complete it
 
 
 @kfunc("prepare_to_wait_event", nargs=3)
-def _prepare_to_wait_event(k: Kernel, c: TrapCall) -> int:
+def _prepare_to_wait_event(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
 @kfunc("schedule_timeout", "schedule_timeout_interruptible", "schedule_timeout_uninterruptible",
        "schedule_timeout_killable", nargs=1)  # fmt: skip
-def _schedule_timeout(k: Kernel, c: TrapCall) -> int:
+def _schedule_timeout(k: BaseKernel, c: TrapCall) -> int:
     k.advance_jiffies(c.arg(0) & 0x7FFFFFFF)
     return 0
 
 
 @kfunc("alloc_workqueue", nargs=3, varargs=True)
-def _alloc_workqueue(k: Kernel, c: TrapCall) -> int:
+def _alloc_workqueue(k: BaseKernel, c: TrapCall) -> int:
     return k.alloc(0x200)  # an opaque struct workqueue_struct
 
 
 @kfunc("mutex_is_locked", nargs=1)
-def _mutex_is_locked(k: Kernel, c: TrapCall) -> int:
+def _mutex_is_locked(k: BaseKernel, c: TrapCall) -> int:
     return int(k.machine.read_word(c.arg(0)) != 0)  # the owner word mutex_lock set
