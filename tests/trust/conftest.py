@@ -17,7 +17,7 @@ def corpus_tree(name: str) -> Path:
     from lkm.corpus import corpus_dir
 
     d = corpus_dir() / name
-    require((d / "boot").is_dir(), f"corpus tree {name} missing: run scripts/fetch_corpus.py")
+    require(d.is_dir(), f"corpus tree {name} missing: run scripts/fetch_corpus.py")
     return d
 
 

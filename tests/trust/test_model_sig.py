@@ -71,7 +71,10 @@ def test_enforcing_refuses_unsigned_and_mangled(tmp_path: Path) -> None:
     k.set_sig_enforce("y")
     with pytest.raises(KernelError) as exc:
         k.finit_module(str(FIX6 / "chardev.ko"))
-    assert (exc.value.errno, exc.value.reason) == (errno.EKEYREJECTED, "Loading of unsigned module is rejected")
+    assert (exc.value.errno, exc.value.reason) == (
+        errno.EKEYREJECTED,
+        "Loading of unsigned module is rejected",
+    )
     # --force-vermagic: the signature is not even looked at
     with pytest.raises(KernelError) as exc:
         k.finit_module(str(FIX6 / "chardev-signed.ko"), flags=MODULE_INIT_IGNORE_VERMAGIC)
