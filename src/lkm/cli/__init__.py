@@ -28,7 +28,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "depmod": ("lkm.cli.depmod", "write the module dependency database (kmod-compatible)"),
     "modprobe": ("lkm.cli.modprobe", "add or remove modules with their dependencies (kmod-compatible)"),
     "ksymoops": ("lkm.cli.ksymoops", "decode kernel oops reports: symbols, source lines, disassembly"),
-    "compat": ("lkm.cli.compat", "will modules built for one kernel load into another, and why (kABI, weak-modules)"),
+    "compat": ("lkm.cli.compat", "will modules built for one kernel load into another, and why (kABI)"),
+    "firmware": ("lkm.cli.firmware", "firmware that modules and their dependencies need, found or missing"),
     "sig": ("lkm.cli.sig", "verify module signatures as a kernel does, list an image's keys, sign-file"),
 }
 
