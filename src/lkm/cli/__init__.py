@@ -30,6 +30,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "ksymoops": ("lkm.cli.ksymoops", "decode kernel oops reports: symbols, source lines, disassembly"),
     "compat": ("lkm.cli.compat", "will modules built for one kernel load into another, and why (kABI)"),
     "firmware": ("lkm.cli.firmware", "firmware that modules and their dependencies need, found or missing"),
+    "btf": ("lkm.cli.btf", "would the kernel accept a module's BTF (btf_parse_module's checks)"),
     "sig": ("lkm.cli.sig", "verify module signatures as a kernel does, list an image's keys, sign-file"),
 }
 
