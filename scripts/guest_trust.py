@@ -47,11 +47,12 @@ $B mount -t sysfs sys /sys
 $B mount -t devtmpfs dev /dev
 echo 1 > /proc/sys/kernel/printk
 echo "LKM-TRUST-ENFORCE $(cat /sys/module/module/parameters/sig_enforce)"
-$B grep -E 'asymmetric|keyring' /proc/keys | while read l; do echo "LKM-TRUST-KEY $l"; done
+$B grep -E 'asymmetri|keyring' /proc/keys | while read l; do echo "LKM-TRUST-KEY $l"; done
 for f in $(cd /t && $B ls); do
   out=$($B insmod /t/$f 2>&1); rc=$?
-  echo "LKM-TRUST-RESULT $f $rc $out"
-  if [ $rc = 0 ]; then $B rmmod ${{f%%@*}} 2>/dev/null; fi
+  t=-; m=${{f%%@*}}
+  if [ $rc = 0 ]; then t=[$(cat /sys/module/$m/taint 2>/dev/null)]; $B rmmod $m 2>/dev/null; fi
+  echo "LKM-TRUST-RESULT $f $rc taint=$t $out"
 done
 echo "LKM-TRUST-DONE"
 $B poweroff -f
@@ -76,12 +77,19 @@ def variants(name: str, data: bytes) -> list[tuple[str, bytes]]:
     sigbad[body + sig_len - 3] ^= 0x40
     params = bytearray(data)
     params[len(data) - n - 12] = 1
+    idtype = bytearray(data)
+    idtype[len(data) - n - 12 + 2] = 1  # PKEY_ID_X509: "not signed with expected PKCS#7 message"
+    rsa = bytes.fromhex("06092a864886f70d010101")  # rsaEncryption -> sha256WithRSAEncryption
+    pos = data.index(rsa, body)
+    oid = data[:pos] + rsa[:-1] + b"\x0b" + data[pos + len(rsa) :]
     return [
         (f"{name}@orig.ko", data),
         (f"{name}@text.ko", bytes(flipped)),
         (f"{name}@sig.ko", bytes(sigbad)),
         (f"{name}@strip.ko", data[:body]),
         (f"{name}@params.ko", bytes(params)),
+        (f"{name}@idtype.ko", bytes(idtype)),
+        (f"{name}@oid.ko", oid),
     ]
 
 
@@ -92,6 +100,7 @@ def main() -> int:
     ap.add_argument("--max-size", type=int, default=120_000)
     ap.add_argument("--timeout", type=float, default=2400)
     ap.add_argument("--out", type=Path, default=Path("guest-trust"))
+    ap.add_argument("--no-enforce", action="store_true", help="boot without module.sig_enforce=1")
     a = ap.parse_args()
     pkg = a.package_dir
     vmlinuz = sorted((pkg / "boot").glob("vmlinuz-*"))[0]
@@ -115,27 +124,30 @@ def main() -> int:
             break
     fix = ROOT / "tests" / "fixtures" / "6x"
     for f in ("chardev.ko", "params.ko", "chardev-signed.ko", "chardev-signed-sha512.ko"):
-        files.append((f"fixture-{f.replace('.ko', '')}@fix.ko", (fix / f).read_bytes()))
+        name = f.split("-")[0].split(".")[0]  # the module's own name, which rmmod needs
+        files.append((f"{name}@fixture-{f.replace('.ko', '')}.ko", (fix / f).read_bytes()))
     a.out.mkdir(parents=True, exist_ok=True)
     busybox = busybox_for("amd64", corpus_dir() / "guest")
     initrd = a.out / "initramfs.cpio"
     initrd.write_bytes(make_initramfs(busybox, INIT.format(), [(f"t/{n}", d) for n, d in files]))
     console = a.out / "console.log"
     t0 = time.monotonic()
-    boot("amd64", vmlinuz, initrd, console, a.timeout, append="module.sig_enforce=1", memory_mb=2048)
+    enforce = not a.no_enforce
+    append = "module.sig_enforce=1" if enforce else ""
+    boot("amd64", vmlinuz, initrd, console, a.timeout, append=append, memory_mb=2048)
     took = time.monotonic() - t0
     log = console.read_text(errors="replace")
-    guest: dict[str, tuple[int, str]] = {}
+    guest: dict[str, tuple[int, str, str]] = {}
     guest_keys = []
     for line in log.splitlines():
         if line.startswith("LKM-TRUST-RESULT "):
-            parts = line.split(" ", 3)
-            msg = parts[3] if len(parts) > 3 else ""
+            parts = line.split(" ", 4)
+            msg = parts[4] if len(parts) > 4 else ""
             rc = int(parts[2])
             err = 0
             if rc:
                 err = next((e for s, e in STRERROR.items() if msg.rstrip().endswith(s)), -1)
-            guest[parts[1]] = (err, msg)
+            guest[parts[1]] = (err, msg, parts[3].removeprefix("taint="))
         elif line.startswith("LKM-TRUST-KEY "):
             guest_keys.append(line[len("LKM-TRUST-KEY ") :])
     mismatches = []
@@ -143,22 +155,25 @@ def main() -> int:
     sig_errors = {errno.EKEYREJECTED, errno.EBADMSG, errno.ENOKEY, errno.ENOPKG, errno.EPERM, errno.EMSGSIZE}
     for name, data in files:
         res = mod_verify_sig(data, keys.ring, kernel=keys.kernel)
-        dec = module_sig_check(res, name, enforce=True)
+        dec = module_sig_check(res, name, enforce=enforce)
         predicted = dec.errno
-        got, msg = guest.get(name, (None, "no result"))
+        got, msg, taint = guest.get(name, (None, "no result", "-"))
         seen = got if got in sig_errors else 0  # any other outcome: the signature check passed
         ok = got is not None and seen == predicted
+        if ok and got == 0 and taint.startswith("["):  # loaded: taint E exactly where lkm says
+            ok = ("E" in taint) == dec.taint
         lkm = errno.errorcode.get(predicted, predicted) if predicted else 0
         theirs = errno.errorcode.get(got, got) if got else got
-        rows.append({"file": name, "lkm": lkm, "guest": theirs, "guest_msg": msg, "match": ok})
+        row = {"file": name, "lkm": lkm, "lkm_taint_E": dec.taint, "guest": theirs}
+        rows.append({**row, "guest_taint": taint, "guest_msg": msg, "match": ok})
         if not ok:
             mismatches.append(rows[-1])
     ours = [k.proc_keys_description for k in keys.ring.keys]
-    builtin = [k for k in guest_keys if "asymmetric" in k]
+    builtin = [k for k in guest_keys if "asymmetri" in k]
     key_match = all(any(o in g for g in builtin) for o in ours)
     summary = {
-        "kernel": str(vmlinuz), "modules": chosen, "files": len(files), "results": len(guest),
-        "mismatches": len(mismatches), "wall_seconds": round(took), "lkm_keys": ours,
+        "kernel": str(vmlinuz), "sig_enforce": enforce, "modules": chosen, "files": len(files),
+        "results": len(guest), "mismatches": len(mismatches), "wall_seconds": round(took), "lkm_keys": ours,
         "guest_keys": guest_keys, "keys_match": key_match,
     }  # fmt: skip
     (a.out / "results.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))

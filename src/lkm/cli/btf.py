@@ -52,7 +52,7 @@ def run(prog: str, args: list[str]) -> int:
         try:
             raw = module_btf(bytes(read_module(path).data))
         except LkmError as exc:
-            sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+            sys.stderr.write(f"{prog}: ERROR: {exc if exc.path else f'{path}: {exc}'}\n")
             status = 1
             continue
         name = os.path.basename(path).split(".ko")[0]

@@ -176,7 +176,11 @@ def _sign(prog: str, args: list[str]) -> int:
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=p) from None
     key, x509, data = blobs
-    _signed, p7 = sign_module(data, key, x509, hash_name, use_keyid="-k" in flags)
+    try:
+        _signed, p7 = sign_module(data, key, x509, hash_name, use_keyid="-k" in flags)
+    except LkmError as exc:
+        exc.path = exc.path or key_path if "private key" in exc.reason else exc.path or x509_path
+        raise
     if "-d" in flags or "-p" in flags:
         _write(module + ".p7s", p7)
     if "-d" not in flags:
