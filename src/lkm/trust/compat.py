@@ -49,7 +49,7 @@ class TargetKernel:
     def __init__(
         self, release: str, vermagic: str, exports: Iterable[KernelSymbol], *,
         config: dict[str, str] | None = None, modules: Iterable[str] = (), keys: Keyring | None = None,
-        kernel: str = "6.1", source: str = "",
+        kernel: str = "6.1", source: str = "", struct_module_size: int | None = None,
     ) -> None:  # fmt: skip
         self.release = release
         self.vermagic = vermagic
@@ -61,6 +61,7 @@ class TargetKernel:
         self.keys = keys  # lkm.trust.keys.Keyring or None (not known)
         self.kernel = kernel
         self.source = source
+        self.struct_module_size = struct_module_size  # sizeof(struct module): the tree's this_module
 
     def _on(self, name: str, default: bool) -> bool:
         if not self.config:
@@ -153,7 +154,12 @@ def load_target(
         modules.extend(os.path.join(dirpath, f) for f in files if ".ko" in f)
     if not modules:
         raise LkmError("no modules in the tree", path=moddir)
-    vermagic = ModuleFile.open(sorted(modules)[0]).vermagic or ""
+    from lkm.module.source import read_module
+
+    first = ModuleFile.from_bytes(bytes(read_module(sorted(modules)[0]).data))
+    vermagic = first.vermagic or ""
+    this = first.elf.section(".gnu.linkonce.this_module")
+    smsize = this.size if this is not None else None
     if symvers is None:
         headers = os.path.join(root, "usr", "src", f"linux-headers-{release}")
         for cand in (
@@ -175,7 +181,7 @@ def load_target(
         tk = trusted_keys_from_image(img)
         keys, kernel = tk.ring, tk.kernel
     return TargetKernel(release, vermagic, exports, config=cfg, modules=modules, keys=keys, kernel=kernel,
-                        source=tree)  # fmt: skip
+                        source=tree, struct_module_size=smsize)  # fmt: skip
 
 
 def _release_at_least(release: str, major: int, minor: int) -> bool:
@@ -288,6 +294,18 @@ def check_module(
         }
         add("taint", 0, f"{name}: module verification failed: signature and/or required key missing "
             f"- tainting kernel ({why.get(dec.result.errno, '')})", "E")  # fmt: skip
+    # 2. ELF validity (elf_validity_check / setup_load_info), sizeof(struct module) included
+    from lkm.errors import InvalidModule
+    from lkm.module.validate import check_module as elf_check
+
+    try:
+        elf_check(mod.elf, kernel=target.kernel, struct_module_size=target.struct_module_size)
+    except InvalidModule as exc:
+        why = exc.reason
+        if "has size" in why and ".gnu.linkonce.this_module" in why:  # the kernel's words
+            why = (f"module {name}: .gnu.linkonce.this_module section size must match the kernel's built "
+                   f"struct module size at run time")  # fmt: skip
+        add("elf", exc.errno, why)
     mod_versions: dict[str, int] = {}
     usable = target.modversions and _versions_usable(mod)
     if usable:
