@@ -269,6 +269,26 @@ def _signer_info(d: bytes, si: Tlv, msg: Pkcs7, kernel: str) -> SignerInfo:
 # verification
 
 
+class _Digests(dict[str, "bytes | None"]):
+    """The signed data's digest per hash, computed when a key needs it (None: lkm cannot)."""
+
+    def __init__(self, data: bytes | memoryview, names: list[str]) -> None:
+        super().__init__()
+        self.data = data
+        self.names = set(names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __missing__(self, name: str) -> bytes | None:
+        try:
+            value: bytes | None = hash_digest(name, self.data)
+        except LkmError:
+            value = None  # the kernel can; lkm only needs it if a key matches
+        self[name] = value
+        return value
+
+
 def _signer_cert(msg: Pkcs7, s: SignerInfo) -> Certificate | None:
     """pkcs7_find_key: an embedded certificate whose issuer+serial id equals the signer id."""
     for c in msg.certs:
@@ -362,14 +382,7 @@ def verify_pkcs7(
         return exc.errno, exc.reason, "PKCS#7 parse"
     if msg.data is not None:
         return errno.EBADMSG, "PKCS#7 signature with non-detached data", ""
-    digests: dict[str, bytes | None] = {}
-    for s in msg.signers:
-        if s.hash_algo in digests:
-            continue
-        try:
-            digests[s.hash_algo] = hash_digest(s.hash_algo, data)
-        except LkmError:
-            digests[s.hash_algo] = None  # the kernel can; lkm only needs it if a key matches
+    digests = _Digests(data, [s.hash_algo for s in msg.signers])
     rc, why = _pkcs7_verify(msg, digests, kernel)
     if rc:
         return rc, why, "pkcs7_verify"
