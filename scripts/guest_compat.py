@@ -32,6 +32,15 @@ from lkm.trust.compat import check_module, load_target  # noqa: E402
 SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
 SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
 STRERROR = {os.strerror(e): e for e in errno.errorcode}
+# busybox insmod's moderror() words for some errnos
+STRERROR.update(
+    {
+        "invalid module format": errno.ENOEXEC,
+        "unknown symbol in module, or unknown parameter": errno.ENOENT,
+        "module has wrong symbol version": errno.ESRCH,
+        "kernel does not support requested operation": errno.ENOSYS,
+    }
+)
 MESSAGE_KINDS = ("elf", "module_layout", "vermagic", "crc", "unknown_symbol", "namespace", "gpl_only")
 
 INIT = """#!/bin/busybox sh

@@ -39,6 +39,15 @@ from lkm.trust.sig import MODULE_SIG_STRING, mod_verify_sig, module_sig_check  #
 SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
 SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
 STRERROR = {os.strerror(e): e for e in errno.errorcode}
+# busybox insmod's moderror() words for some errnos
+STRERROR.update(
+    {
+        "invalid module format": errno.ENOEXEC,
+        "unknown symbol in module, or unknown parameter": errno.ENOENT,
+        "module has wrong symbol version": errno.ESRCH,
+        "kernel does not support requested operation": errno.ENOSYS,
+    }
+)
 
 INIT = """#!/bin/busybox sh
 B=/bin/busybox
