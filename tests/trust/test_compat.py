@@ -224,3 +224,18 @@ def test_symvers_diff_61_612(tmp_path: Path) -> None:
     from lkm.cli import main
 
     assert main(["lkm", "compat", "diff", str(a), str(b), "--json"]) == 0
+
+
+def test_modules_given_together_provide_each_others_symbols() -> None:
+    """importer needs exporter's symbols: alone on a kernel without them it fails (ENOENT),
+    given with exporter it loads after it (its CRCs and namespace are exporter's)."""
+    from lkm.trust.compat import check_modules
+
+    t = fixture_target()
+    for name in [n for n, s in t.exports.items() if s.module == "exporter"]:
+        del t.exports[name]
+    alone = check_module(str(FIX6 / "importer.ko"), t)
+    assert alone.errno == errno.ENOENT
+    both = check_modules([str(FIX6 / "exporter.ko"), str(FIX6 / "importer.ko")], t)
+    assert [v.loads for v in both] == [True, True]
+    assert both[1].needs == ["exporter"]
