@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from lkm.compress import decompress, detect  # noqa: E402
-from lkm.corpus import corpus_dir  # noqa: E402
-from lkm.guest import boot, busybox_for, make_initramfs  # noqa: E402
 from lkm.module.file import ModuleFile  # noqa: E402
 from lkm.module.signature import module_size  # noqa: E402
 from lkm.symbols.image import decompress_kernel_image  # noqa: E402
 from lkm.trust.btf import base_from_file, check_module_btf, module_btf  # noqa: E402
+from testing.corpus import corpus_dir  # noqa: E402
+from testing.guest import boot, busybox_for, make_initramfs  # noqa: E402
 from tests.trust.test_btf import BOTH, KERNEL_ONLY, corrupt  # noqa: E402
 
 SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")

@@ -22,12 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 from lkm.compress import decompress, detect  # noqa: E402
-from lkm.corpus import corpus_dir  # noqa: E402
-from lkm.guest import boot, busybox_for, make_initramfs  # noqa: E402
 from lkm.module.file import ModuleFile  # noqa: E402
 from lkm.trust.compat import check_module, load_target  # noqa: E402
+from testing.corpus import corpus_dir  # noqa: E402
+from testing.guest import boot, busybox_for, make_initramfs  # noqa: E402
 
 SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
 SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")

@@ -28,13 +28,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
 
 from lkm.compress import decompress, detect  # noqa: E402
-from lkm.corpus import corpus_dir  # noqa: E402
-from lkm.guest import boot, busybox_for, make_initramfs  # noqa: E402
 from lkm.module.file import ModuleFile  # noqa: E402
 from lkm.trust.keys import trusted_keys_from_image  # noqa: E402
 from lkm.trust.sig import MODULE_SIG_STRING, mod_verify_sig, module_sig_check  # noqa: E402
+from testing.corpus import corpus_dir  # noqa: E402
+from testing.guest import boot, busybox_for, make_initramfs  # noqa: E402
 
 SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
 SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIX6, require
+from support import FIX6, require
 
 
 def corpus_tree(name: str) -> Path:
-    from lkm.corpus import corpus_dir
+    from testing.corpus import corpus_dir
 
     d = corpus_dir() / name
     require(d.is_dir(), f"corpus tree {name} missing: run scripts/fetch_corpus.py")
@@ -36,7 +36,7 @@ def tree_modules(name: str) -> list[Path]:
 @pytest.fixture(scope="session")
 def sign_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """scripts/sign-file of Debian's linux-kbuild-6.1 (from the corpus debs)."""
-    from lkm.corpus import corpus_dir
+    from testing.corpus import corpus_dir
 
     installed = Path("/usr/lib/linux-kbuild-6.1/scripts/sign-file")
     if installed.is_file():

@@ -20,8 +20,9 @@ import pytest
 from lkm.module.file import ModuleFile
 from lkm.module.source import read_module
 from lkm.trust.btf import ENOTSUPP, HDR, BaseBtf, base_from_file, check_module_btf, module_btf
-from tests.conftest import require
 from tests.trust.conftest import tree_image, tree_modules
+
+from support import require
 
 
 @pytest.fixture(scope="module")

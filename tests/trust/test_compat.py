@@ -26,8 +26,9 @@ from lkm.trust.compat import (
     symvers_diff,
     weak_modules,
 )
-from tests.conftest import FIX6, require
 from tests.trust.conftest import corpus_tree, tree_modules
+
+from support import FIX6, require
 
 
 def headers_symvers(version: str) -> Path:
@@ -146,7 +147,7 @@ def depmod_warnings(tmp: Path, release: str, mods: list[Path], symvers: Path) ->
 
 
 @pytest.mark.corpus
-@pytest.mark.kmod
+@pytest.mark.oracle
 def test_61_modules_against_612_symvers_equal_depmod(tmp_path: Path) -> None:
     """Every needs-unknown / CRC finding for 200+ Debian 6.1 modules against 6.12's Module.symvers
     equals kmod depmod -e -E's, and the weak-modules loop gives the set the depmod loop gives."""

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from lkm.trust.firmware import find_firmware, firmware_report, modules_firmware
-from tests.conftest import require
 from tests.trust.conftest import corpus_tree
+
+from support import require
 
 REL = "6.1.0-57-amd64"
 
@@ -75,7 +76,7 @@ def tree61(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.corpus
-@pytest.mark.kmod
+@pytest.mark.oracle
 def test_firmware_names_equal_kmods(tree61: Path) -> None:
     modprobe = shutil.which("modprobe") or shutil.which("modprobe", path="/usr/sbin:/sbin")
     modinfo = shutil.which("modinfo") or shutil.which("modinfo", path="/usr/sbin:/sbin")

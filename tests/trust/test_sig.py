@@ -18,8 +18,9 @@ import pytest
 from lkm.module.source import read_module
 from lkm.trust.keys import Keyring, keyring_from_files, trusted_keys_from_image
 from lkm.trust.sig import MODULE_SIG_STRING, append_signature, mod_verify_sig, module_sig_check, sign_module
-from tests.conftest import FIX6, require
 from tests.trust.conftest import RSA_CERT, RSA_KEY, tree_image, tree_modules
+
+from support import FIX6, require
 
 SIGNED = (FIX6 / "chardev-signed.ko").read_bytes()
 UNSIGNED = (FIX6 / "chardev.ko").read_bytes()
@@ -155,6 +156,7 @@ def test_authattrs_and_attached_content_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.oracle
+@pytest.mark.corpus
 @pytest.mark.parametrize("args", [["sha256"], ["sha512"], ["sha1"], ["-k", "sha256"], ["-k", "sha384"]])
 def test_sign_matches_sign_file(sign_file: Path, tmp_path: Path, args: list[str]) -> None:
     from lkm.cli import main
@@ -169,6 +171,7 @@ def test_sign_matches_sign_file(sign_file: Path, tmp_path: Path, args: list[str]
 
 
 @pytest.mark.oracle
+@pytest.mark.corpus
 def test_sign_file_ecdsa_output_verifies(
     sign_file: Path, tmp_path: Path, ecdsa_key: tuple[Path, Path]
 ) -> None:
@@ -227,7 +230,7 @@ def test_debian_modules_verify_against_their_image(tree: str, other: str) -> Non
 
 
 @pytest.mark.corpus
-@pytest.mark.kmod
+@pytest.mark.oracle
 @pytest.mark.parametrize("tree", ["amd64-6.1", "amd64-6.12"])
 def test_image_key_is_kmods_signer(tree: str) -> None:
     """kmod's modinfo sig_key (the signer's serial) names the certificate lkm finds in the image."""

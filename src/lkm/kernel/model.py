@@ -36,6 +36,7 @@ from lkm.kernel.model24 import Calls24
 from lkm.kernel.profile import ARCH_RANGES, Profile, load_profile
 from lkm.kernel.state import State, addr, default_state_path
 from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
+from lkm.kernels import KernelVersion, by_name
 from lkm.record import Record
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
@@ -263,8 +264,9 @@ class ModelKernel(Calls24):
     # -- plumbing ------------------------------------------------------------------------
 
     @property
-    def is_24(self) -> bool:
-        return self.meta["layout"] == "linux-2.4"
+    def version(self) -> KernelVersion:
+        """The kernel design this model runs (:mod:`lkm.kernels`), from its profile's layout."""
+        return by_name(self.meta["layout"])
 
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
         """A system call's transaction; database failures become :class:`StateError`."""
@@ -347,7 +349,7 @@ class ModelKernel(Calls24):
     def _load_file(self, call: str, data: bytes, params: str, flags: int, path: str | None) -> None:
         from lkm.kernel import model_load
 
-        if self.is_24:
+        if self.version.user_space_link:
             raise KernelError(call, errno.ENOSYS, "a 2.4 kernel loads modules with create_module/init_module")
         if flags & ~ALL_FLAGS:
             raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
@@ -370,7 +372,7 @@ class ModelKernel(Calls24):
             raise failed
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
-        if self.is_24:
+        if self.version.user_space_link:
             self.delete_module_24(name)
             return
         with self._tx("delete_module") as db:

@@ -209,9 +209,9 @@ class State:
 
     def create_schema(self, db: sqlite3.Connection) -> None:
         """Inside a transaction on an empty database: the tables (drops an older boot's)."""
-        for (name,) in db.execute(
+        for (name,) in db.execute(  # read out first: a DROP under an open cursor is SQLITE_LOCKED
             "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
-        ):
+        ).fetchall():
             db.execute(f'DROP TABLE "{name}"')
         for stmt in SCHEMA.split(";"):
             if stmt.strip():

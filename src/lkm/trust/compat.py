@@ -301,11 +301,11 @@ def check_module(
     try:
         elf_check(mod.elf, kernel=target.kernel, struct_module_size=target.struct_module_size)
     except InvalidModule as exc:
-        why = exc.reason
-        if "has size" in why and ".gnu.linkonce.this_module" in why:  # the kernel's words
-            why = (f"module {name}: .gnu.linkonce.this_module section size must match the kernel's built "
-                   f"struct module size at run time")  # fmt: skip
-        add("elf", exc.errno, why)
+        text = exc.reason
+        if "has size" in text and ".gnu.linkonce.this_module" in text:  # the kernel's words
+            text = (f"module {name}: .gnu.linkonce.this_module section size must match the kernel's built "
+                    f"struct module size at run time")  # fmt: skip
+        add("elf", exc.errno, text)
     mod_versions: dict[str, int] = {}
     usable = target.modversions and _versions_usable(mod)
     if usable:
