@@ -108,8 +108,17 @@ class KeyError_(LkmError):
         self.errno = err
 
 
+def need_cryptography() -> None:
+    """The public-key work is the ``cryptography`` library's (the ``lkm[trust]`` extra)."""
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        raise LkmError("signature checks need the 'cryptography' package: pip install 'lkm[trust]'") from None
+
+
 def hash_digest(name: str, data: bytes | memoryview) -> bytes:
     """The digest of ``data`` with the kernel-named hash; :class:`LkmError` if lkm cannot compute it."""
+    need_cryptography()
     from cryptography.hazmat.primitives import hashes
 
     cls = _CRYPTO_HASH.get(name)
@@ -279,6 +288,7 @@ class Certificate:
                 self.akid_id = serial + issuer
 
     def _load_key(self) -> None:
+        need_cryptography()
         from cryptography import x509
         from cryptography.hazmat.primitives.asymmetric import ec, rsa
 

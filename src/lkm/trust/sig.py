@@ -158,6 +158,9 @@ def append_signature(data: bytes, blob: bytes) -> bytes:
 
 def load_private_key(data: bytes, password: bytes | None = None) -> object:
     """A PEM (or DER) private key, as sign-file reads ``<key>`` (passphrase from KBUILD_SIGN_PIN)."""
+    from lkm.trust.keys import need_cryptography
+
+    need_cryptography()
     from cryptography.hazmat.primitives import serialization
 
     loaders: list[Callable[..., object]] = [
