@@ -33,6 +33,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "firmware": ("lkm.cli.firmware", "firmware that modules and their dependencies need, found or missing"),
     "btf": ("lkm.cli.btf", "would the kernel accept a module's BTF (btf_parse_module's checks)"),
     "sig": ("lkm.cli.sig", "verify module signatures as a kernel does, list an image's keys, sign-file"),
+    "faddr2line": ("lkm.cli.faddr2line", "source lines of func+0x12/0x40 (scripts/faddr2line)"),
+    "triage": ("lkm.cli.triage", "unique crashes of many console logs: titles, counts, releases, reports"),
 }
 
 
