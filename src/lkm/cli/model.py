@@ -1,7 +1,7 @@
 """``lkm model``: manage model kernels.
 
 lkm model boot PROFILE [--state PATH] [--policy vmalloc|kmalloc-first] [--kmalloc-max BYTES]
-               [--modules-root DIR]
+               [--modules-root DIR] [--sig-enforce] [--lockdown LEVEL] [--trusted-keys IMAGE|CERT]
 lkm model boot --symbols FILE [--symbols FILE...] --release R --vermagic V [--arch x86_64]
                [--layout linux-6.1|linux-6.12] [--state PATH] [--policy ...]
                               a kernel from its symbol files (System.map, kallsyms, vmlinux,
@@ -13,13 +13,20 @@ lkm model request-module [--nowait] NAME [--state PATH]
 lkm model set modprobe=PATH|modules-root=DIR [--state PATH]
                               /proc/sys/kernel/modprobe ("" disables requests), and the root
                               whose lib/modules/RELEASE requests load from (boot: --modules-root)
+lkm model set sig_enforce=1|lockdown=LEVEL|trusted-keys=IMAGE-OR-CERT[,CERT...] [--state PATH]
+                              module signature policy: module.sig_enforce (cannot be cleared),
+                              lockdown (none|integrity|confidentiality), the builtin trusted
+                              keys (from a kernel image or X.509 files; default: unknown, signers
+                              of well-formed signatures are not checked)
 lkm model check [--state PATH]  integrity of the state (exit 1 with one line per problem)
 lkm model info [--state PATH]   release, profile, modules, memory
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
@@ -58,10 +65,51 @@ TOOL = Tool(
         Opt("", "layout", "LAYOUT", "linux-6.1 (default) or linux-6.12", complete="linux-6.1 linux-6.12"),
         Opt("", "modules-root", "DIR", "the root whose lib/modules/RELEASE request_module loads from"),
         Opt("", "nowait", None, "request-module: request_module_nowait"),
+        Opt("", "sig-enforce", None, "boot: module.sig_enforce=1 (unsigned or badly signed modules refused)"),
+        Opt(
+            "",
+            "lockdown",
+            "LEVEL",
+            "boot: lockdown none, integrity or confidentiality",
+            complete="none integrity confidentiality",
+        ),
+        Opt(
+            "",
+            "trusted-keys",
+            "IMAGE|CERT",
+            "boot: the builtin trusted keys, from a kernel image or X.509 files",
+            complete="file",
+        ),
         Opt("", "json", None, "info: one JSON object (schema lkm/1)"),
         *BACKEND,
     ],
 )
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lkm.kernel.model import ModelKernel
+
+
+def _certificate_list(spec: str) -> bytes:
+    """DER certificates back to back: from a kernel image's system_certificate_list, or from
+    X.509 files (comma-separated)."""
+    from lkm.trust.keys import image_certificates, load_certificates
+
+    out = b""
+    for path in spec.split(","):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise LkmError(exc.strerror or "cannot read", path=path) from None
+        try:
+            out += b"".join(c.der for c in load_certificates(data, source=path))
+        except LkmError:
+            out += image_certificates(data).blob
+    return out
+
+
+def _set_keys(k: ModelKernel, spec: str) -> None:
+    k.set_trusted_keys(_certificate_list(spec))
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -104,13 +152,25 @@ def run(prog: str, args: list[str]) -> int:
                 kmalloc_max=kmax,
                 modules_root=o.get("--modules-root"),
             )
+            if "--trusted-keys" in o:
+                k.set_trusted_keys(_certificate_list(o["--trusted-keys"]))
+            if "--sig-enforce" in o:
+                k.set_sig_enforce("1")
+            if "--lockdown" in o:
+                k.set_lockdown(o["--lockdown"])
             sys.stdout.write(f"booted {k.meta['profile']} ({k.release} {k.machine}) in {k.state.path}\n")
         elif cmd == "request-module" and len(operands) == 2:
             sys.stdout.write(f"{ModelKernel(state).request_module(operands[1], '--nowait' not in o)}\n")
         elif cmd == "set" and len(operands) == 2 and "=" in operands[1]:
             key, _, value = operands[1].partition("=")
             k = ModelKernel(state)
-            setters = {"modprobe": k.set_modprobe_path, "modules-root": k.set_modules_root}
+            setters: dict[str, Callable[[str], None]] = {
+                "modprobe": k.set_modprobe_path,
+                "modules-root": k.set_modules_root,
+                "sig_enforce": k.set_sig_enforce,
+                "lockdown": k.set_lockdown,
+                "trusted-keys": functools.partial(_set_keys, k),
+            }
             if key not in setters:
                 raise ValueError(f"unknown setting {key!r} (known: {', '.join(setters)})")
             setters[key](value)

@@ -171,6 +171,34 @@ class ModelKernel(Calls24):
         """Point request_module's modprobe at ``root``/lib/modules/RELEASE."""
         self._set_meta("modules_root", _modules_root(root))
 
+    # -- module signature policy (lkm.trust.sig) ------------------------------------------
+
+    def set_sig_enforce(self, value: str) -> None:
+        """Write /sys/module/module/parameters/sig_enforce (module.sig_enforce on the command
+        line): a bool_enable_only parameter, so a set value cannot be cleared (EROFS)."""
+        on = _parse_bool(value)
+        if on is None:
+            raise KernelError("write", errno.EINVAL, f"sig_enforce: invalid value {value!r}")
+        if not on and self.meta.get("sig_enforce", "0") == "1":
+            raise KernelError("write", errno.EROFS, "sig_enforce cannot be cleared once set")
+        self._set_meta("sig_enforce", "1" if on else "0")
+
+    def set_lockdown(self, level: str) -> None:
+        """Write /sys/kernel/security/lockdown: none, integrity or confidentiality; the level only
+        rises (EPERM)."""
+        levels = ("none", "integrity", "confidentiality")
+        if level not in levels:
+            raise KernelError("write", errno.EINVAL, f"lockdown: unknown level {level!r}")
+        if levels.index(level) < levels.index(self.meta.get("lockdown", "none")):
+            raise KernelError("write", errno.EPERM, "lockdown level cannot be lowered")
+        self._set_meta("lockdown", level)
+
+    def set_trusted_keys(self, certificate_list: bytes) -> None:
+        """The builtin trusted keys (``system_certificate_list``: DER certificates back to back),
+        as :func:`lkm.trust.keys.builtin_trusted_keys` recovers them from an image; the boot-time
+        choice of the kernel the model stands for."""
+        self._set_meta("trusted_keys", certificate_list.hex())
+
     def _set_meta(self, key: str, value: str) -> None:
         with self._tx("sysctl") as db:
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -466,3 +494,13 @@ if TYPE_CHECKING:
 def _modules_root(root: str) -> str:
     """A modules root as recorded: absolute, without a trailing slash ("" for /)."""
     return os.path.abspath(root).rstrip("/") if root else ""
+
+
+def _parse_bool(value: str) -> bool | None:
+    """kernel/params.c param_set_bool (strtobool): y/Y/1/on true, n/N/0/off false."""
+    v = value.strip()
+    if v[:1] in ("y", "Y", "1") or v.lower() == "on":
+        return True
+    if v[:1] in ("n", "N", "0") or v.lower() == "off":
+        return False
+    return None

@@ -122,6 +122,48 @@ def strip_signature(data: bytes) -> tuple[bytes, bool]:
     return data, False
 
 
+def module_sig_check(kernel: ModelKernel, call: str, data: bytes, flags: int) -> tuple[bytes, bool]:
+    """kernel/module/signing.c module_sig_check (:mod:`lkm.trust.sig`): the module without its
+    signature, and whether it gets taint E; refused loads raise the kernel's errno.  The policy is
+    the model's: ``sig`` (CONFIG_MODULE_SIG), ``sig_enforce``, ``lockdown`` and the trusted keys
+    (``trusted_keys``: the builtin certificate list; absent: not known, signers not checked)."""
+    from lkm.trust.sig import check_for_load
+
+    meta = kernel.meta
+    keys = meta.get("trusted_keys")
+    ring = None
+    if keys is not None:
+        from lkm.trust.keys import load_certificate_list
+
+        ring = load_certificate_list(bytes.fromhex(keys), kernel=meta.get("kernel", "6.1"))[0]
+    mangled = bool(flags & (MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC))
+    decision = check_for_load(
+        data, ring, "", kernel=meta.get("kernel", "6.1"), enforce=meta.get("sig_enforce", "0") == "1",
+        lockdown=meta.get("lockdown", "none") != "none", module_sig=meta.get("sig", "1") == "1",
+        mangled=mangled,
+    )  # fmt: skip
+    if decision.errno:
+        why = (
+            "; ".join(m for m in decision.messages if m) or decision.result.detail or "signature check failed"
+        )
+        raise KernelError(call, decision.errno, why)
+    if decision.result.errno == 0 and decision.result.signed_size < len(data):
+        return data[: decision.result.signed_size], decision.taint
+    try:  # unsigned, or a signature the kernel looked past (not enforcing, or mangled)
+        raw, _signed = strip_signature(data)
+    except KernelError:
+        raw = data
+    return raw, decision.taint
+
+
+def _taint_once(db: sqlite3.Connection, bit: int) -> bool:
+    """Set a global taint bit; True if it was not set before."""
+    row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
+    value = int(row[0]) if row else 0
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('tainted', ?)", (str(value | bit),))
+    return not value & bit
+
+
 class InitFailed(Exception):
     """The init routine failed after the module was freed: the caller commits, then raises ``error``."""
 
@@ -151,13 +193,15 @@ def load_module(
     warnings: list[str] = []
     taints = ""
     try:
-        raw, signed = strip_signature(data)
-        if not signed and meta.get("sig", "1") == "1":
-            warnings.append(
-                "module verification failed: signature and/or required key missing - tainting kernel"
-            )
-            taints += "E"
+        raw, sig_taint = module_sig_check(kernel, call, data, flags)
         mod = ModuleFile.from_bytes(raw, path=path)
+        if sig_taint:
+            taints += "E"
+            if _taint_once(db, 1 << 13):  # pr_notice_once: the first unverified module of the boot
+                warnings.append(
+                    f"{mod.name}: module verification failed: signature and/or required key missing "
+                    "- tainting kernel"
+                )
         arch = meta["arch"]
         smsize = int(meta["struct_module_size"]) if "struct_module_size" in meta else None
         check_module(mod.elf, kernel=meta.get("kernel", "6.1"), arch=arch, struct_module_size=smsize)

@@ -48,8 +48,9 @@ _lkm_opts() {
         case "$prev" in --policy) COMPREPLY=($(compgen -W "vmalloc kmalloc-first" -- "$cur")); return;; esac
         case "$prev" in --arch) COMPREPLY=($(compgen -W "x86_64 i386 arm64" -- "$cur")); return;; esac
         case "$prev" in --layout) COMPREPLY=($(compgen -W "linux-6.1 linux-6.12" -- "$cur")); return;; esac
-        case "$prev" in -k|--kernel|--symbols|--modules-root|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--policy --kmalloc-max -k --kernel --symbols --release --vermagic --arch --layout --modules-root --nowait --json --model --state -V --version -h --help" -- "$cur"))
+        case "$prev" in --lockdown) COMPREPLY=($(compgen -W "none integrity confidentiality" -- "$cur")); return;; esac
+        case "$prev" in -k|--kernel|--symbols|--modules-root|--trusted-keys|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "--policy --kmalloc-max -k --kernel --symbols --release --vermagic --arch --layout --modules-root --nowait --sig-enforce --lockdown --trusted-keys --json --model --state -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     demo)
@@ -93,6 +94,22 @@ _lkm_opts() {
         COMPREPLY=($(compgen -W "-k -K -l -L -s -m -M -o -O -v -V --debug-root --offset -r --debuginfod --format --html --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
+    compat)
+        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
+        ;;
+    firmware)
+        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
+        ;;
+    btf)
+        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
+        ;;
+    sig)
+        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
+        ;;
     faddr2line)
         COMPREPLY=($(compgen -W "-l --list -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
@@ -117,7 +134,7 @@ _lkm() {
     local tool="${COMP_WORDS[0]##*/}"
     if [[ "$tool" == lkm ]]; then
         if [[ $COMP_CWORD -eq 1 ]]; then
-            COMPREPLY=($(compgen -W "modinfo link kallsyms insmod rmmod lsmod ksyms proc model demo verify run dev depmod modprobe why ksymoops faddr2line triage kmod --help --version" -- "$cur")); return
+            COMPREPLY=($(compgen -W "modinfo link kallsyms insmod rmmod lsmod ksyms proc model demo verify run dev depmod modprobe why ksymoops compat firmware btf sig faddr2line triage kmod --help --version" -- "$cur")); return
         fi
         tool="${COMP_WORDS[1]}"
     fi

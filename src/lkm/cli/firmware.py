@@ -1,0 +1,61 @@
+"""``lkm firmware``: the firmware files modules (with their dependencies and soft dependencies)
+ask for, found or missing as the kernel's firmware loader searches (:mod:`lkm.trust.firmware`).
+
+    lkm firmware [-b ROOT] [-S RELEASE] [--firmware-root DIR] [--fw-path DIR] [--no-xz] [--no-zstd]
+                 [--missing] [--json] MODULE|ALIAS|FILE...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+HELP = (
+    "Usage: lkm firmware [-b ROOT] [-S RELEASE] [--firmware-root DIR] [--fw-path DIR] [--no-xz] [--no-zstd]\n"
+    "                    [--missing] [--json] MODULE|ALIAS|FILE...\n"
+)
+
+
+def run(prog: str, args: list[str]) -> int:
+    from lkm.trust.firmware import firmware_report
+
+    try:
+        longs = ["basedir=", "set-version=", "firmware-root=", "fw-path=", "no-xz", "no-zstd", "missing"]
+        opts, operands = parse(args, "b:S:h", [*longs, "json", "help"])
+    except UsageError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
+        return 1
+    o = dict(opts)
+    if "-h" in o or "--help" in o:
+        sys.stdout.write(HELP)
+        return 0
+    if not operands:
+        sys.stderr.write(HELP)
+        return 1
+    root = o.get("-b", o.get("--basedir", "/"))
+    release = o.get("-S", o.get("--set-version", os.uname().release))
+    moddir = os.path.join(root, "lib", "modules", release)
+    try:
+        files, unknown = firmware_report(
+            operands, moddir, release, root=o.get("--firmware-root", root), fw_path=o.get("--fw-path", ""),
+            zstd="--no-zstd" not in o, xz="--no-xz" not in o,
+        )  # fmt: skip
+    except LkmError as exc:
+        sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+        return 1
+    for u in unknown:
+        sys.stderr.write(f"{prog}: WARNING: Module {u} not found in directory {moddir}\n")
+    if "--missing" in o:
+        files = [f for f in files if f.found is None]
+    if "--json" in o:
+        sys.stdout.write(json.dumps([f.as_dict() for f in files], indent=2) + "\n")
+    else:
+        for f in files:
+            where = f.found or ("refused (EINVAL)" if f.errno else "MISSING")
+            sys.stdout.write(f"{f.name}\t{where}\t{','.join(f.modules)}\n")
+    missing = any(f.found is None for f in files)
+    return 2 if missing or unknown else 0

@@ -1,0 +1,453 @@
+"""Module BTF as the kernel checks it when a module comes up (kernel/bpf/btf.c btf_parse_module).
+
+A module's ``.BTF`` section is split BTF over the running vmlinux's: its type ids start at the
+base's type count (void included) and its string offsets at the base's string-section size.
+:func:`check_module_btf` runs btf_parse_hdr (header, section layout), btf_parse_str_sec,
+btf_check_all_metas (every type's record: info bits, kind, name offset, the kind's own checks,
+C-identifier names) and btf_check_type_tags (modifier chains) and returns the kernel's verdict:
+0, or the errno with the verifier's log line.  Facts: the trust spec §4; 6.1 and 6.12 differ only
+in DATASEC names here (6.12's ``.BTF.base`` distilled-base relocation is not modelled).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from lkm.errors import LkmError
+from lkm.record import Record
+
+BTF_MAGIC = 0xEB9F
+HDR = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
+BTF_MAX_NAME_OFFSET = 0xFFFFFF
+BTF_MAX_TYPE = 0xFFFFF
+BTF_INFO_MASK = 0x9F00FFFF
+BTF_INT_MASK = 0x0FFFFFFF
+ENOTSUPP = 524  # the kernel-internal errno userspace shows as "Unknown error 524"
+KSYM_NAME_LEN = 512
+
+(UNKN, INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT, FUNC, FUNC_PROTO,
+ VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG, ENUM64) = range(20)  # fmt: skip
+KIND_MAX = ENUM64
+MODIFIERS = frozenset({TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG})
+# bytes after the 12-byte struct btf_type: fixed, or per vlen entry
+_FIXED = {INT: 4, ARRAY: 12, VAR: 4, DECL_TAG: 4}
+_PER_VLEN = {STRUCT: 12, UNION: 12, ENUM: 8, FUNC_PROTO: 8, DATASEC: 12, ENUM64: 12}
+
+
+class BtfVerdict(Record):
+    """``errno`` 0 (accepted) or the error btf_parse_module returns; ``message`` the verifier's
+    line (``BPF: ...`` in dmesg) and ``type_id`` the type it concerns (0: header/strings)."""
+
+    __slots__ = ("errno", "message", "type_id", "types")
+
+    def __init__(self, err: int, message: str, type_id: int = 0, types: int = 0) -> None:
+        self.errno = err
+        self.message = message
+        self.type_id = type_id
+        self.types = types
+
+    @property
+    def ok(self) -> bool:
+        return self.errno == 0
+
+
+class BaseBtf:
+    """What a split BTF needs of its base: the type count (void included), each type's kind and
+    the string section."""
+
+    __slots__ = ("nr_types", "str_len", "strings", "kinds")
+
+    def __init__(self, nr_types: int, strings: bytes, kinds: bytes) -> None:
+        self.nr_types = nr_types
+        self.str_len = len(strings)
+        self.strings = strings
+        self.kinds = kinds
+
+
+class _Fail(Exception):
+    def __init__(self, err: int, message: str, type_id: int = 0) -> None:
+        super().__init__(message)
+        self.err = err
+        self.message = message
+        self.type_id = type_id
+
+
+def _type_size(data: bytes, pos: int, end: int) -> int:
+    info = int.from_bytes(data[pos + 4 : pos + 8], "little")
+    kind = (info >> 24) & 0x1F
+    vlen = info & 0xFFFF
+    return 12 + _FIXED.get(kind, 0) + vlen * _PER_VLEN.get(kind, 0)
+
+
+def base_btf(raw: bytes) -> BaseBtf:
+    """A vmlinux BTF blob (/sys/kernel/btf/vmlinux or vmlinux's ``.BTF``) as a base."""
+    if len(raw) < HDR.size:
+        raise LkmError("base BTF too short for a header")
+    magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = HDR.unpack_from(raw, 0)
+    if magic != BTF_MAGIC or version != 1:
+        raise LkmError("base is not little-endian BTF version 1")
+    pos = hdr_len + type_off
+    end = pos + type_len
+    if end > len(raw) or hdr_len + str_off + str_len > len(raw):
+        raise LkmError("base BTF sections run past the data")
+    kinds = bytearray([UNKN])  # void
+    while pos < end:
+        if pos + 12 > end:
+            raise LkmError("base BTF: truncated type")
+        kinds.append(raw[pos + 7] & 0x1F)
+        pos += _type_size(raw, pos, end)
+    return BaseBtf(len(kinds), raw[hdr_len + str_off : hdr_len + str_off + str_len], bytes(kinds))
+
+
+def base_from_file(data: bytes) -> BaseBtf:
+    """A base from raw BTF, an ELF vmlinux (its ``.BTF``) or a compressed kernel image."""
+    if data[:2] == b"\x9f\xeb":
+        return base_btf(data)
+    from lkm.elf.file import ElfFile
+    from lkm.symbols.image import decompress_kernel_image
+
+    if data[:4] != b"\x7fELF":
+        data = decompress_kernel_image(data)
+    elf = ElfFile(data)
+    sec = elf.section(".BTF")
+    if sec is None:
+        raise LkmError("the kernel has no .BTF section (no CONFIG_DEBUG_INFO_BTF)")
+    return base_btf(elf.section_bytes(sec))
+
+
+def module_btf(data: bytes) -> bytes | None:
+    """The first ``.BTF`` section of a (decompressed) module, None if it has none."""
+    from lkm.module.file import ModuleFile
+
+    mod = ModuleFile.from_bytes(data)
+    sec = mod.elf.section(".BTF")
+    return None if sec is None else mod.elf.section_bytes(sec)
+
+
+def check_module_btf(btf: bytes, base: BaseBtf, *, kernel: str = "6.1") -> BtfVerdict:
+    """btf_parse_module's verdict on a module's split BTF over ``base``."""
+    try:
+        n = _Parser(btf, base, kernel).run()
+    except _Fail as f:
+        return BtfVerdict(f.err, f.message, f.type_id)
+    return BtfVerdict(0, "", 0, n)
+
+
+class _Parser:
+    def __init__(self, data: bytes, base: BaseBtf, kernel: str) -> None:
+        self.d = data
+        self.base = base
+        self.kernel = kernel
+        self.types: list[tuple[int, int, int]] = []  # (offset, kind, type)
+
+    # -- header and strings ---------------------------------------------------------------
+    def run(self) -> int:
+        d = self.d
+        size = len(d)
+        if size < 8:
+            raise _Fail(errno.EINVAL, "hdr_len not found")
+        hdr_len = struct.unpack_from("<I", d, 4)[0]
+        if size < hdr_len:
+            raise _Fail(errno.EINVAL, "btf_header not found")
+        if hdr_len > HDR.size and any(d[HDR.size : hdr_len]):
+            raise _Fail(errno.E2BIG, "Unsupported btf_header")
+        raw = d[: min(hdr_len, HDR.size)].ljust(HDR.size, b"\0")
+        magic, version, flags, _hl, type_off, type_len, str_off, str_len = HDR.unpack(raw)
+        if magic != BTF_MAGIC:
+            raise _Fail(errno.EINVAL, "Invalid magic")
+        if version != 1:
+            raise _Fail(ENOTSUPP, "Unsupported version")
+        if flags:
+            raise _Fail(ENOTSUPP, "Unsupported flags")
+        expected = size - hdr_len
+        total = 0
+        for off, ln in sorted([(type_off, type_len), (str_off, str_len)]):
+            if expected < off:
+                raise _Fail(errno.EINVAL, "Invalid section offset")
+            if total < off:
+                raise _Fail(errno.EINVAL, "Unsupported section found")
+            if total > off:
+                raise _Fail(errno.EINVAL, "Section overlap found")
+            if expected - total < ln:
+                raise _Fail(errno.EINVAL, "Total section length too long")
+            total += ln
+        if expected != total:
+            raise _Fail(errno.EINVAL, "Unsupported section found")
+        self.hdr_len, self.type_off, self.type_len = hdr_len, type_off, type_len
+        self.str_start = hdr_len + str_off
+        self.str_len = int(str_len)
+        if self.str_start + str_len != size:
+            raise _Fail(errno.EINVAL, "String section is not at the end")
+        if str_len and (str_len - 1 > BTF_MAX_NAME_OFFSET or d[size - 1] != 0):
+            raise _Fail(errno.EINVAL, "Invalid string section")
+        self.check_all_metas()
+        self.check_type_tags()
+        return len(self.types)
+
+    def name_offset_valid(self, off: int) -> bool:
+        if off > BTF_MAX_NAME_OFFSET:
+            return False
+        if off < self.base.str_len:
+            return True
+        return off - self.base.str_len < self.str_len
+
+    def name(self, off: int) -> bytes:
+        """The string at a (valid) offset, in the base's strings or the module's own."""
+        if off < self.base.str_len:
+            b = self.base.strings
+            q = b.find(b"\0", off)
+            return b[off : q if q >= 0 else len(b)]
+        p = self.str_start + off - self.base.str_len
+        q = self.d.find(b"\0", p, self.str_start + self.str_len)
+        return self.d[p : q if q >= 0 else self.str_start + self.str_len]
+
+    def valid_name(self, off: int, section: bool = False) -> bool:
+        s = self.name(off)
+        if section and self.kernel == "6.12":
+            return bool(s) and all(0x20 <= c < 0x7F for c in s[:KSYM_NAME_LEN]) and len(s) < KSYM_NAME_LEN
+        if not s or len(s) >= KSYM_NAME_LEN:
+            return False
+        first = s[0]
+        if not (chr(first).isascii() and (chr(first).isalpha() or first in b"_.")):
+            return False
+        return all(chr(c).isascii() and (chr(c).isalnum() or c in b"_.") for c in s[1:])
+
+    # -- types ----------------------------------------------------------------------------
+    def check_all_metas(self) -> None:
+        d = self.d
+        pos = self.hdr_len + self.type_off
+        end = pos + self.type_len
+        tid = self.base.nr_types
+        while pos < end:
+            left = end - pos
+            if left < 12:
+                raise _Fail(errno.EINVAL, f"[{tid}] meta_left:{left} meta_needed:12", tid)
+            name_off, info, size_or_type = struct.unpack_from("<III", d, pos)
+            if info & ~BTF_INFO_MASK:
+                raise _Fail(errno.EINVAL, f"[{tid}] Invalid btf_info:{info:x}", tid)
+            kind = (info >> 24) & 0x1F
+            if kind > KIND_MAX or kind == UNKN:
+                raise _Fail(errno.EINVAL, f"[{tid}] Invalid kind:{kind}", tid)
+            if not self.name_offset_valid(name_off):
+                raise _Fail(errno.EINVAL, f"[{tid}] Invalid name_offset:{name_off}", tid)
+            extra = self.check_kind(tid, pos, kind, info, name_off, size_or_type, left - 12)
+            self.types.append((pos, kind, size_or_type))
+            pos += 12 + extra
+            tid += 1
+
+    def check_kind(self, tid: int, pos: int, kind: int, info: int, name_off: int, st: int, left: int) -> int:
+        d = self.d
+        vlen = info & 0xFFFF
+        kflag = info >> 31
+
+        def fail(msg: str, err: int = errno.EINVAL) -> _Fail:
+            return _Fail(err, f"[{tid}] {msg}", tid)
+
+        def need(n: int) -> None:
+            if left < n:
+                raise fail(f"meta_left:{left} meta_needed:{n}")
+
+        if kind == INT:
+            need(4)
+            if vlen:
+                raise fail("vlen != 0")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            data = struct.unpack_from("<I", d, pos + 12)[0]
+            if data & ~BTF_INT_MASK:
+                raise fail(f"Invalid int_data:{data:x}")
+            bits = (data & 0xFF) + ((data >> 16) & 0xFF)
+            if bits > 128:
+                raise fail("nr_bits exceeds 128")
+            if (bits + 7) // 8 > st:
+                raise fail("nr_bits exceeds type_size")
+            enc = (data >> 24) & 0xF
+            if enc not in (0, 1, 2, 4):
+                raise fail("Unsupported encoding", ENOTSUPP)
+            return 4
+        if kind in (PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG):
+            if vlen:
+                raise fail("vlen != 0")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            if st > BTF_MAX_TYPE:
+                raise fail("Invalid type_id")
+            if kind == TYPEDEF:
+                if not name_off or not self.valid_name(name_off):
+                    raise fail("Invalid name")
+            elif kind == TYPE_TAG:
+                if not self.name(name_off):
+                    raise fail("Invalid name")
+            elif name_off:
+                raise fail("Invalid name")
+            return 0
+        if kind == FWD:
+            if vlen:
+                raise fail("vlen != 0")
+            if st:
+                raise fail("type != 0")
+            if not name_off or not self.valid_name(name_off):
+                raise fail("Invalid name")
+            return 0
+        if kind == ARRAY:
+            need(12)
+            if name_off:
+                raise fail("Invalid name")
+            if vlen:
+                raise fail("vlen != 0")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            if st:
+                raise fail("size != 0")
+            elem, index, _nelems = struct.unpack_from("<III", d, pos + 12)
+            if not elem or elem > BTF_MAX_TYPE:
+                raise fail("Invalid elem")
+            if not index or index > BTF_MAX_TYPE:
+                raise fail("Invalid index")
+            return 12
+        if kind in (STRUCT, UNION):
+            n = vlen * 12
+            need(n)
+            if name_off and not self.valid_name(name_off):
+                raise fail("Invalid name")
+            last = 0
+            for i in range(vlen):
+                m_name, m_type, m_off = struct.unpack_from("<III", d, pos + 12 + 12 * i)
+                if not self.name_offset_valid(m_name):
+                    raise fail(f"Invalid member name_offset:{m_name}")
+                if m_name and not self.valid_name(m_name):
+                    raise fail("Invalid member name")
+                if not m_type or m_type > BTF_MAX_TYPE:
+                    raise fail("Invalid type_id")
+                off = m_off & 0xFFFFFF if kflag else m_off
+                if kind == UNION and off:
+                    raise fail("Invalid member bits_offset")
+                if last > off:
+                    raise fail("Invalid member bits_offset")
+                if (off + 7) // 8 > st:
+                    raise fail("Member bits_offset exceeds its struct size")
+                last = off
+            return n
+        if kind in (ENUM, ENUM64):
+            width = 8 if kind == ENUM else 12
+            n = vlen * width
+            need(n)
+            if st > 8 or st == 0 or st & (st - 1):
+                raise fail("Unexpected size")
+            if name_off and not self.valid_name(name_off):
+                raise fail("Invalid name")
+            for i in range(vlen):
+                e_name = struct.unpack_from("<I", d, pos + 12 + width * i)[0]
+                if not self.name_offset_valid(e_name):
+                    raise fail(f"Invalid name_offset:{e_name}")
+                if not e_name or not self.valid_name(e_name):
+                    raise fail("Invalid name")
+            return n
+        if kind == FUNC_PROTO:
+            n = vlen * 8
+            need(n)
+            if name_off:
+                raise fail("Invalid name")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            return n
+        if kind == FUNC:
+            if not name_off or not self.valid_name(name_off):
+                raise fail("Invalid name")
+            if vlen > 2:
+                raise fail("Invalid func linkage")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            return 0
+        if kind == VAR:
+            need(4)
+            if vlen:
+                raise fail("vlen != 0")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            if not name_off or not self.valid_name(name_off):
+                raise fail("Invalid name")
+            if not st or st > BTF_MAX_TYPE:
+                raise fail("Invalid type_id")
+            linkage = struct.unpack_from("<I", d, pos + 12)[0]
+            if linkage not in (0, 1):
+                raise fail("Linkage not supported")
+            return 4
+        if kind == DATASEC:
+            n = vlen * 12
+            need(n)
+            if not st:
+                raise fail("size == 0")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            if not name_off or not self.valid_name(name_off, section=True):
+                raise fail("Invalid name")
+            last_end = total = 0
+            for i in range(vlen):
+                v_type, v_off, v_size = struct.unpack_from("<III", d, pos + 12 + 12 * i)
+                if not v_type or v_type > BTF_MAX_TYPE:
+                    raise fail("Invalid type_id")
+                if v_off < last_end or v_off >= st:
+                    raise fail("Invalid offset")
+                if not v_size or v_size > st:
+                    raise fail("Invalid size")
+                last_end = v_off + v_size
+                if last_end > st:
+                    raise fail("Invalid offset+size")
+                total += v_size
+            if st < total:
+                raise fail("Invalid btf_info size")
+            return n
+        if kind == FLOAT:
+            if vlen:
+                raise fail("vlen != 0")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            if st not in (2, 4, 8, 12, 16):
+                raise fail("Invalid type_size")
+            return 0
+        if kind == DECL_TAG:
+            need(4)
+            if not self.name(name_off):
+                raise fail("Invalid value")
+            if vlen:
+                raise fail("vlen != 0")
+            if kflag:
+                raise fail("Invalid btf_info kind_flag")
+            idx = struct.unpack_from("<i", d, pos + 12)[0]
+            if idx < -1:
+                raise fail("Invalid component_idx")
+            return 4
+        raise fail(f"Invalid kind:{kind}")
+
+    def check_type_tags(self) -> None:
+        start = self.base.nr_types
+        good = start - 1
+        n = start + len(self.types)
+        for i in range(start, n):
+            _pos, kind, ref = self.types[i - start]
+            if kind not in MODIFIERS:
+                continue
+            in_tags = kind == TYPE_TAG
+            cur = i
+            limit = 32
+            while kind in MODIFIERS:
+                if not limit:
+                    raise _Fail(errno.ELOOP, "Max chain length or cycle detected", i)
+                limit -= 1
+                if kind == TYPE_TAG:
+                    if not in_tags:
+                        raise _Fail(errno.EINVAL, "Type tags don't precede modifiers", i)
+                elif in_tags:
+                    in_tags = False
+                if cur <= good:
+                    break
+                cur = ref
+                if cur >= n:
+                    raise _Fail(errno.EINVAL, f"[{i}] type id {cur} out of range", i)
+                if cur < start:
+                    kind, ref = self.base.kinds[cur], 0  # a base type: the next round stops at it
+                else:
+                    _pos, kind, ref = self.types[cur - start]
+            good = i
