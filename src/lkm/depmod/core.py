@@ -10,7 +10,6 @@ Dependencies are sorted by a topological index: modules nobody uses first, taken
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
@@ -388,27 +387,28 @@ def _resolve_dependencies(
 
 
 def write_outputs(result: DepmodResult) -> None:
-    """Write every output next to the modules: all to temporary files first, then each
-    renamed over its name, so no reader ever sees a partial file."""
+    """Write every output next to the modules as kmod's depmod does: each to a temporary file
+    with a unique name in the directory (O_EXCL|O_NOFOLLOW: a planted symlink is never
+    followed), fsync-ed; then each renamed over its name, so no reader ever sees a partial
+    file.  On any error every temporary is removed."""
+    from lkm.safeio import FileError, commit, discard, write_temp
+
     dirname = result.dirname
     tmps: list[tuple[str, str]] = []
     try:
         for name, data in result.outputs:
             final = os.path.join(dirname, name)
-            tmp = final + ".tmp"
-            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
-            tmps.append((tmp, final))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-    except OSError as exc:
+            tmps.append((write_temp(final, data), final))
+        for i, (tmp, final) in enumerate(tmps):
+            commit(tmp, final)
+            tmps[i] = ("", final)
+    except BaseException as exc:
         for tmp, _final in tmps:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise LkmError(
-            f"could not write {tmps[-1][0] if tmps else dirname}: {os.strerror(exc.errno or 0)}"
-        ) from None
-    for tmp, final in tmps:
-        os.replace(tmp, final)
+            if tmp:
+                discard(tmp)
+        if isinstance(exc, FileError):
+            raise LkmError(f"could not write {exc.path}: {exc.reason}") from None
+        raise
 
 
 __all__ = [

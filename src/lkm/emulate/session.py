@@ -304,12 +304,18 @@ def load_state(path: str) -> Session:
     """Replay a state file's history into a fresh session (the outcomes are discarded)."""
     import json
 
+    from lkm.safeio import read_text
+
+    text = read_text(path, limit=64 << 20)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise LkmError(f"cannot read the session state: {exc}", path=path) from None
-    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise LkmError(f"cannot read the session state: {str(exc).splitlines()[0]}", path=path) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != STATE_VERSION
+        or not isinstance(data.get("history", []), list)
+    ):
         raise LkmError("not an lkm emulation state file", path=path)
     symbols = None if data.get("symbols") == "synthetic" else DEFAULT
     session = Session(symbols, strict=bool(data.get("strict")))

@@ -5,10 +5,7 @@ a temporary file renamed into place, or nothing."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import tempfile
 
 from lkm.elf.constants import (
     ELFCLASS32,
@@ -34,18 +31,10 @@ PF_X, PF_W, PF_R = 1, 2, 4
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and rename."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lkm-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` whole, or not at all (:func:`lkm.safeio.write_file`)."""
+    from lkm.safeio import write_file
+
+    write_file(path, data)
 
 
 def region_blobs(image: LinkedImage) -> dict[str, bytes]:
