@@ -121,6 +121,11 @@ def _report(prog: str, exc: BaseException) -> int:
     line, expected = describe(exc)
     import contextlib
 
+    if os.environ.get("LKM_TRACEBACK"):  # for lkm's developers: where the line came from
+        import traceback
+
+        traceback.print_exception(exc)
+
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     with contextlib.suppress(Exception):
