@@ -135,7 +135,7 @@ class ModulesDir:
                 data = f.read()
         except OSError:
             return []
-        prefix = name.encode() + b"."
+        prefix = name.encode("utf-8", "surrogateescape") + b"."
         out = []
         for raw in data.split(b"\0"):
             if raw.startswith(prefix):

@@ -1,7 +1,8 @@
 """``lkm run``: load a module into a fresh emulated kernel, run its init (and exit).
 
 lkm run MODULE [NAME=VALUE ...] [--exit] [--json] [--strict] [--with MODULE ...]
-        [--kallsyms FILE | --synthetic] [--budget N] [--timeout SECONDS] [--state FILE]
+        [--kallsyms FILE | --synthetic] [--budget N] [--timeout SECONDS] [--memory BYTES]
+        [--state FILE]
 lkm run --script FILE [--json] [--strict] ...
 
 Prints the kernel log the module produced and every kernel function it called (name,
@@ -10,6 +11,9 @@ modules first, --exit unloads MODULE after init.  --script runs a session script
 rmmod, dev open|read|write|ioctl|release, cat /proc/...; see lkm.emulate.session).
 --state FILE saves the session for ``lkm dev --state FILE``.  Kernel symbols come from the
 corpus amd64-6.1 kallsyms when present (--kallsyms FILE to choose, --synthetic for none).
+--memory caps the emulated heap (kmalloc, vmalloc, pages; default 256 MiB, or
+$LKM_EMULATE_MEMORY): past it an allocation returns NULL, as the kernel's do.  --budget and
+--timeout bound each call (instructions, wall-clock seconds).  Ctrl-C stops the run (exit 130).
 Exit status 1 when an init fails or a call does not return.
 """
 
@@ -32,6 +36,7 @@ LONG = [
     "synthetic",
     "budget=",
     "timeout=",
+    "memory=",
     "state=",
     "script=",
     "help",
@@ -51,6 +56,13 @@ def run(prog: str, args: list[str]) -> int:
             raise UsageError("a MODULE (or --script FILE) is needed")
         budget = int(o["--budget"], 0) if "--budget" in o else None
         timeout = float(o["--timeout"]) if "--timeout" in o else None
+        memory = int(o["--memory"], 0) if "--memory" in o else None
+        if memory is not None and memory <= 0:
+            raise ValueError(f"--memory must be a positive number of bytes, not {o['--memory']}")
+        if budget is not None and budget < 0:
+            raise ValueError(f"--budget must be a count of instructions, not {o['--budget']}")
+        if timeout is not None and not 0 < timeout <= 86400:  # also refuses nan and inf
+            raise ValueError(f"--timeout must be a number of seconds in (0, 86400], not {o['--timeout']}")
     except (UsageError, ValueError) as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
@@ -72,7 +84,9 @@ def run(prog: str, args: list[str]) -> int:
             symbols = SymbolSpace(SymbolTable.from_files(o["--kallsyms"]))
         else:
             symbols = DEFAULT  # the corpus kallsyms of the module's architecture, if present
-        session = Session(symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout)
+        session = Session(
+            symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout, memory_budget=memory
+        )
         if script is not None:
             with open(script, encoding="utf-8") as f:
                 lines = f.read().splitlines()

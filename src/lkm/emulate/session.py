@@ -107,10 +107,12 @@ class Session:
         insn_budget: int | None = None,
         time_budget: float | None = None,
         booted: bool = True,
+        memory_budget: int | None = None,
     ) -> None:
         self.symbols = symbols
         self.strict = strict
         self.budgets = (insn_budget, time_budget)
+        self.memory_budget = memory_budget
         self.booted = booted
         self.kernel: Kernel | None = None
         self.files: dict[str, OpenFile] = {}
@@ -125,7 +127,9 @@ class Session:
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
             state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
             ib, tb = self.budgets
-            self.kernel = Kernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
+            self.kernel = Kernel(
+                arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=self.memory_budget
+            )
         elif self.kernel.arch.name != arch.split("-")[0]:
             raise CommandError(f"this session's kernel is {self.kernel.arch.name}, not {arch}")
         return self.kernel
@@ -186,7 +190,12 @@ class Session:
                 value, data = dev_read(k, f, int(rest[0], 0) if rest else 4096)
                 return self._outcome(cmd, value, data.decode("utf-8", "replace"), mark, None)
             if op == "write":
-                data = " ".join(rest).encode().decode("unicode_escape").encode("latin-1")
+                data = (
+                    " ".join(rest)
+                    .encode("utf-8", "surrogateescape")
+                    .decode("unicode_escape")
+                    .encode("latin-1")
+                )
                 return self._outcome(cmd, dev_write(k, f, data), "", mark, None)
             if op == "ioctl":
                 cmdno = int(rest[0], 0) if rest else 0
@@ -297,7 +306,7 @@ def save_state(path: str, session: Session) -> None:
         "base_dir": os.path.abspath(session.base_dir),
         "history": session.history,
     }
-    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
+    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8", "surrogateescape"))
 
 
 def load_state(path: str) -> Session:

@@ -238,7 +238,7 @@ class ModelKernel(Calls24):
         """Write /proc/sys/kernel/modprobe (KMOD_PATH_LEN 256 with its NUL; the newline of
         ``echo`` is dropped, as proc_dostring does)."""
         path = path.split("\n", 1)[0]
-        if len(path.encode()) > 255:
+        if len(path.encode("utf-8", "surrogateescape")) > 255:
             raise KernelError("write", errno.EINVAL, "modprobe path longer than KMOD_PATH_LEN - 1")
         self._set_meta("modprobe", path)
 

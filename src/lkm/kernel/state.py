@@ -67,6 +67,33 @@ def addr(value: int) -> int:
 sqlite3.register_converter("ADDR", lambda raw: int(raw) & U64)
 
 
+# Names are bytes to the kernel (a module, symbol or file name need not be UTF-8); lkm carries
+# them as str with surrogate escapes (U+DC80..U+DCFF for the bytes 0x80..0xFF that are not
+# UTF-8).  SQLite text must be encodable, so those escapes are stored as the private-use
+# characters U+EF80..U+EFFF (the OPTU-8 convention) and mapped back on reading: the same name
+# always binds to the same text (lookups match) and reads back as the very same str.
+_TO_PUA = {0xDC80 + i: 0xEF80 + i for i in range(128)}
+_FROM_PUA = {0xEF80 + i: 0xDC80 + i for i in range(128)}
+
+
+def _adapt_str(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.translate(_TO_PUA).encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _text(raw: bytes) -> str:
+    """Every TEXT value read: escapes mapped back; bytes that are not UTF-8 (a damaged or
+    foreign file) read as surrogate escapes instead of failing the query."""
+    text = raw.decode("utf-8", "surrogateescape")
+    return text.translate(_FROM_PUA) if b"\xee\xbe" in raw or b"\xee\xbf" in raw else text
+
+
+sqlite3.register_adapter(str, _adapt_str)
+
+
 class StateError(LkmError):
     """The state file cannot be used (newer schema, read-only, locked, not a database)."""
 
@@ -97,15 +124,16 @@ def _writable(p: Path) -> bool:
 
 def _connect(p: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
     if not readonly:
-        return sqlite3.connect(
-            str(p), timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES
-        )
+        db = sqlite3.connect(str(p), timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES)
+        db.text_factory = _text
+        return db
     from urllib.parse import quote
 
     uri = f"file:{quote(str(p.resolve()))}?mode=ro"
     db = sqlite3.connect(
         uri, timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES, uri=True
     )
+    db.text_factory = _text
     try:
         db.execute("PRAGMA user_version").fetchone()
     except sqlite3.OperationalError:
@@ -119,6 +147,7 @@ def _connect(p: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
             detect_types=sqlite3.PARSE_DECLTYPES,
             uri=True,
         )
+    db.text_factory = _text
     return db
 
 

@@ -178,6 +178,12 @@ class ObjFile:
         for sec in self.sections:
             if sec.type != SHT_REL:
                 continue
+            if sec.link >= len(elf.sections) or elf.sections[sec.link].type != SHT_SYMTAB:
+                raise InvalidModule(
+                    f"relocation section {sec.name} has an invalid symbol table", path=self.path
+                )
+            if sec.info >= len(elf.sections):
+                raise InvalidModule(f"relocation section {sec.name} applies to no section", path=self.path)
             syms = elf.symbols(elf.sections[sec.link])
             for r in elf.relocations(elf.sections[sec.idx]):
                 if not r.sym:

@@ -256,5 +256,10 @@ def _snapshot(kernel: ModelKernel) -> None:
     stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
     from lkm.link.output import write_atomic
 
-    write_atomic(os.path.join(where, f"{stamp}.ksyms"), procfs.proc_ksyms(kernel).encode())
-    write_atomic(os.path.join(where, f"{stamp}.modules"), procfs.proc_modules(kernel).encode())
+    write_atomic(
+        os.path.join(where, f"{stamp}.ksyms"), procfs.proc_ksyms(kernel).encode("utf-8", "surrogateescape")
+    )
+    write_atomic(
+        os.path.join(where, f"{stamp}.modules"),
+        procfs.proc_modules(kernel).encode("utf-8", "surrogateescape"),
+    )
