@@ -194,18 +194,25 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 
 def bomb(rng: random.Random) -> bytes:
+    """A small stream that decompresses past lkm's cap (300 MB of zeros), built in chunks."""
     kind = rng.choice(("gzip", "xz", "zstd"))
-    size = 300 << 20
-    if kind == "zstd":
-        with contextlib.suppress(ImportError):
-            import zstandard
+    if kind not in _BOMBS:
+        mb = b"\0" * (1 << 20)
+        if kind == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                return b""
+            _BOMBS[kind] = zstandard.ZstdCompressor(level=3).compress(mb) * 300
+        elif kind == "xz":
+            c = lzma.LZMACompressor(preset=1)
+            _BOMBS[kind] = b"".join(c.compress(mb) for _ in range(300)) + c.flush()
+        else:
+            import zlib
 
-            cctx = zstandard.ZstdCompressor(level=3)
-            chunk = cctx.compress(b"\0" * (1 << 20))
-            return chunk * (size >> 20)
-    if kind == "xz":
-        return _BOMBS.setdefault("xz", lzma.compress(b"\0" * size, preset=1))
-    return _BOMBS.setdefault("gz", gzip.compress(b"\0" * size, 1))
+            z = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            _BOMBS[kind] = b"".join(z.compress(mb) for _ in range(300)) + z.flush()
+    return _BOMBS[kind]
 
 
 _BOMBS: dict[str, bytes] = {}
@@ -323,7 +330,7 @@ class Campaign:
         if n <= 200:
             keep = self.out / f"{self.tool}-{n:04d}"
             keep.mkdir(parents=True, exist_ok=True)
-            (keep / "what.txt").write_text(text + "\n")
+            (keep / "what.txt").write_bytes(text.encode("utf-8", "surrogateescape") + b"\n")
             for p in inputs:
                 with contextlib.suppress(OSError):
                     if p.is_dir():
@@ -331,7 +338,7 @@ class Campaign:
                     elif p.is_file() and not p.is_symlink() and p.stat().st_size < 50 << 20:
                         shutil.copy(p, keep / p.name)
         if len(self.examples) < 10:
-            self.examples.append(text)
+            self.examples.append(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
     def module(self) -> tuple[str, bytes]:
         name, data = self.rng.choice(self.seed_modules)

@@ -8,7 +8,7 @@ with "decompressed size exceeds N" -- a 133 KB zstd bomb no longer expands to gi
 reference is the kernel's own bound on a module it reads: ``finit_module`` reads the file with
 ``kernel_read_file(..., INT_MAX, ...)`` (2 GiB - 1), and in-kernel decompression
 (kernel/module/decompress.c) grows its page array one page at a time with no smaller cap.
-lkm's default, :data:`DEFAULT_LIMIT` (256 MiB), is far above any real module (the largest of
+lkm's default, :data:`DEFAULT_LIMIT` (128 MiB), is far above any real module (the largest of
 Debian's trees, amdgpu.ko, is 19 MB) and keeps a tool within a bounded memory; raise it
 with ``$LKM_DECOMPRESS_LIMIT`` (bytes; ``0`` means the kernel's INT_MAX) or :func:`set_limit`.
 """
@@ -23,7 +23,7 @@ from lkm.errors import DecompressionError
 from lkm.record import Record
 
 KERNEL_LIMIT = (1 << 31) - 1  # INT_MAX: kernel_read_file's max_size for finit_module
-DEFAULT_LIMIT = 256 << 20
+DEFAULT_LIMIT = 128 << 20
 CHUNK = 1 << 20
 
 _limit: int | None = None
@@ -105,6 +105,9 @@ def _zstd(data: bytes, cap: int) -> Iterator[bytes]:
 
     import zstandard
 
+    declared = zstandard.frame_content_size(data) if len(data) >= 18 else -1
+    if declared > cap:  # the frame header says so: no need to inflate it to find out
+        raise TooLarge(cap)
     dctx = zstandard.ZstdDecompressor()
     produced = 0
     with dctx.stream_reader(io.BytesIO(data), read_across_frames=True) as reader:

@@ -13,6 +13,7 @@ import os
 from lkm.errors import LkmError
 from lkm.index import IndexFile
 from lkm.record import Record
+from lkm.safeio import read_bytes
 
 MODULE_DIRECTORY = "/lib/modules"
 
@@ -131,8 +132,7 @@ class ModulesDir:
 
     def builtin_modinfo(self, name: str) -> list[tuple[str, str]]:
         try:
-            with open(os.path.join(self.dirname, "modules.builtin.modinfo"), "rb") as f:
-                data = f.read()
+            data = read_bytes(os.path.join(self.dirname, "modules.builtin.modinfo"))
         except OSError:
             return []
         prefix = name.encode("utf-8", "surrogateescape") + b"."

@@ -34,12 +34,14 @@ MMAP_THRESHOLD = 256 * 1024
 TEXT_LIMIT = 256 << 20
 
 
-class FileError(LkmError):
-    """A file lkm cannot read or write; ``errno`` is the system's (or the kernel's) code."""
+class FileError(LkmError, OSError):
+    """A file lkm cannot read or write; ``errno`` is the system's (or the kernel's) code.  It is
+    an OSError too, so callers that treat an unreadable optional file as absent still do."""
 
     def __init__(self, reason: str, err: int = errno.EIO, *, path: str | None = None) -> None:
-        super().__init__(reason, path=path)
-        self.errno = err
+        OSError.__init__(self, err, reason, path)
+        self.reason = reason
+        self.path = path
 
 
 def os_error(exc: OSError, path: str | None = None) -> FileError:

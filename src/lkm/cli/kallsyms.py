@@ -8,6 +8,7 @@ import sys
 
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
+from lkm.safeio import read_bytes
 
 HELP = (
     "Usage: lkm kallsyms --from-image IMAGE [--arch x86_64|i386|arm64]\n"
@@ -49,8 +50,7 @@ def run(prog: str, args: list[str]) -> int:
 
     try:
         try:
-            with open(image, "rb") as f:
-                data = f.read()
+            data = read_bytes(image)
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=image) from None
         kernel = decompress_kernel_image(data)

@@ -25,6 +25,7 @@ import sys
 
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
+from lkm.safeio import read_text
 
 SHORT = "h"
 LONG = [
@@ -88,8 +89,7 @@ def run(prog: str, args: list[str]) -> int:
             symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout, memory_budget=memory
         )
         if script is not None:
-            with open(script, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            lines = read_text(script).splitlines()
             session.base_dir = os.path.dirname(os.path.abspath(script))
         else:
             withs = [v for f, v in opts if f == "--with"]

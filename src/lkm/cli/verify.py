@@ -18,6 +18,7 @@ import sys
 
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
+from lkm.safeio import read_text
 
 HELP = __doc__ or ""
 
@@ -28,8 +29,7 @@ def _config(path: str | None, release: str) -> object:
     for p in (path, f"/boot/config-{release}"):
         if p and (p == path or os.path.exists(p)):
             try:
-                with open(p, encoding="utf-8", errors="replace") as f:
-                    return KernelConfig.from_config_text(f.read())
+                return KernelConfig.from_config_text(read_text(p, errors="replace"))
             except OSError as exc:
                 raise LkmError(exc.strerror or "cannot read", path=p) from None
     return KernelConfig()

@@ -18,6 +18,7 @@ from lkm.depmod.read import ModuleFacts, read_all
 from lkm.depmod.scan import Candidate, path_to_modname, search_modules
 from lkm.errors import LkmError
 from lkm.record import Record
+from lkm.safeio import read_bytes, read_text
 
 # Output files in the order kmod writes them; True for the binary indexes (-n skips them).
 OUTPUTS: tuple[tuple[str, bool], ...] = (
@@ -137,8 +138,8 @@ class DepmodResult(Record):
 def load_symvers(path: str) -> list[tuple[str, int]]:
     """vmlinux rows of a Module.symvers: (symbol, crc)."""
     out = []
-    with open(path, "rb") as f:
-        for raw in f:
+    for raw in read_bytes(path).splitlines(keepends=True):
+        if True:
             parts = raw.decode("utf-8", "surrogateescape").replace("\t", " ").split()
             if len(parts) < 3 or parts[2] != "vmlinux":
                 continue
@@ -153,8 +154,8 @@ def load_symvers(path: str) -> list[tuple[str, int]]:
 def load_system_map(path: str, prefix: str, messages: list[tuple[str, str]]) -> list[tuple[str, int]]:
     """``__ksymtab_<sym>`` lines of a System.map."""
     out = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
+    if True:
+        for n, raw in enumerate(read_bytes(path).splitlines(keepends=True), 1):
             text = raw.decode("utf-8", "surrogateescape")
             line = text.rstrip("\n")
             parts = line.split(" ", 2)
@@ -177,8 +178,7 @@ def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tup
     names = hash_order(found, MODULES_BUCKETS)
     order_file = os.path.join(dirname, "modules.order")
     try:
-        with open(order_file, "rb") as f:
-            lines = f.read().decode("utf-8", "surrogateescape").split("\n")
+        lines = read_text(order_file).split("\n")
     except OSError as exc:
         messages.append(
             (WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}")

@@ -17,7 +17,6 @@ import os
 import sqlite3
 import zlib
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from lkm.errors import InvalidModule, LkmError
@@ -368,10 +367,20 @@ class ModelKernel(Calls24):
     # -- today's calls (the Kernel interface) ----------------------------------------------
 
     def finit_module(self, path: str, params: str = "", flags: int = 0) -> None:
+        from lkm.compress import limit
+        from lkm.safeio import read_bytes
+
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise KernelError("finit_module", errno.EBADF, exc.strerror, path=path) from None
+            data = read_bytes(path, limit=limit())
+        except OSError as exc:  # the kernel: EBADF for a bad fd, EINVAL for a non-regular file
+            code = (
+                errno.EINVAL
+                if exc.errno == errno.EINVAL
+                else errno.EFBIG
+                if exc.errno == errno.EFBIG
+                else errno.EBADF
+            )
+            raise KernelError("finit_module", code, exc.strerror, path=path) from None
         if not data:
             raise KernelError("finit_module", errno.EINVAL, "empty file", path=path)
         self._load_file("finit_module", data, params, flags, path)

@@ -64,7 +64,14 @@ def addr(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-sqlite3.register_converter("ADDR", lambda raw: int(raw) & U64)
+def _addr_column(raw: bytes) -> int:
+    try:
+        return int(raw) & U64
+    except ValueError:  # only a damaged file holds a non-integer address
+        raise sqlite3.DataError(f"damaged state: address column holds {raw[:20]!r}") from None
+
+
+sqlite3.register_converter("ADDR", _addr_column)
 
 
 # Names are bytes to the kernel (a module, symbol or file name need not be UTF-8); lkm carries
@@ -184,6 +191,8 @@ def is_lkm_state(path: str | os.PathLike[str]) -> bool | None:
 
 def _why(exc: sqlite3.Error) -> str:
     text = str(exc)
+    if text.startswith("damaged state"):
+        return text
     if "readonly" in text or "read-only" in text:
         return "state file is read-only"
     if "locked" in text or "busy" in text:

@@ -35,6 +35,7 @@ from lkm.link.insmod24 import (
 from lkm.link.output24 import format_load_map
 from lkm.module.file import ModuleFile
 from lkm.record import Record
+from lkm.safeio import read_bytes
 
 HINT_EBUSY = (
     "Hint: this error can be caused by incorrect module parameters, including invalid IO and IRQ parameters"
@@ -148,8 +149,8 @@ def persist_path(opt_persist: str, module_path: str, persist_dir: str) -> str:
 def read_persist(path: str) -> list[str]:
     """name=value lines of a persist file ('#' lines are comments); missing file: none."""
     try:
-        with open(path, encoding="latin-1") as f:
-            return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#") and "=" in ln]
+        lines = read_bytes(path).decode("latin-1").splitlines()
+        return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#") and "=" in ln]
     except OSError:
         return []
 
