@@ -88,8 +88,10 @@ def seeds(rng: random.Random, limit: int = 40) -> list[tuple[str, bytes]]:
 
 
 def _put(buf: bytearray, off: int, value: int, size: int, little: bool) -> None:
-    if 0 <= off and off + size <= len(buf):
-        buf[off : off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little" if little else "big")
+    if off >= 0 and off + size <= len(buf):
+        buf[off : off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(
+            size, "little" if little else "big"
+        )
 
 
 def _elf_fields(buf: bytearray, rng: random.Random) -> None:
@@ -139,7 +141,9 @@ def _elf_fields(buf: bytearray, rng: random.Random) -> None:
         off, size = rng.choice(fields)
         _put(buf, sh + off, v, size, little)
         return
-    ent = {2: 24 if is64 else 16, 11: 24 if is64 else 16, 4: 24 if is64 else 12, 9: 16 if is64 else 8}[sh_type]
+    ent = {2: 24 if is64 else 16, 11: 24 if is64 else 16, 4: 24 if is64 else 12, 9: 16 if is64 else 8}[
+        sh_type
+    ]
     n = max(1, size_ // ent)
     at = off_ + rng.randrange(n) * ent
     word = 8 if is64 else 4
@@ -238,8 +242,22 @@ def mutate_text(text: bytes, rng: random.Random) -> bytes:
         elif r < 0.7:
             words = lines[i].split(b" ")
             words[rng.randrange(len(words))] = rng.choice(
-                [b"ffffffffffffffffffff", b"0x", b"-1", b"nan", b"\xff\xfe", b"", b"+0x1/0x0", b"999999999999999999999",
-                 b"[<ffffffffc0000000>]", b"? ", b"RIP:", b"Call Trace:", b"Modules linked in:", b"%s%n"]  # fmt: skip
+                [
+                    b"ffffffffffffffffffff",
+                    b"0x",
+                    b"-1",
+                    b"nan",
+                    b"\xff\xfe",
+                    b"",
+                    b"+0x1/0x0",
+                    b"999999999999999999999",
+                    b"[<ffffffffc0000000>]",
+                    b"? ",
+                    b"RIP:",
+                    b"Call Trace:",
+                    b"Modules linked in:",
+                    b"%s%n",
+                ]
             )
             lines[i] = b" ".join(words)
         elif r < 0.8:
@@ -258,11 +276,13 @@ class Result:
 
 
 _hang_flag = [False]
+_in_call = [False]
 
 
 def _alarm(_sig: int, _frame: object) -> None:
-    _hang_flag[0] = True
-    raise Hang()
+    if _in_call[0]:  # a late timer outside a call is ignored (the call already returned)
+        _hang_flag[0] = True
+        raise Hang()
 
 
 def call(argv: list[str]) -> Result:
@@ -273,6 +293,7 @@ def call(argv: list[str]) -> Result:
     old = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     _hang_flag[0] = False
+    _in_call[0] = True
     signal.setitimer(signal.ITIMER_REAL, HANG_S * 3)
     t0 = time.monotonic()
     try:
@@ -285,6 +306,7 @@ def call(argv: list[str]) -> Result:
         rc = 99
         err.write(f"ESCAPED {type(exc).__name__}: {exc}\n")
     finally:
+        _in_call[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         sys.stdout, sys.stderr = old
     dt = time.monotonic() - t0
@@ -315,14 +337,14 @@ class Campaign:
         kind = None
         if res.hung:
             kind = "hang"
-        elif res.rc in (70, 99):
-            kind = "traceback"
-        elif "Traceback" in res.err or "Exception ignored" in res.err:
+        elif res.rc in (70, 99) or "Traceback" in res.err or "Exception ignored" in res.err:
             kind = "traceback"
         elif res.rc != 0 and res.err.count("\n") > 40:
             kind = "multiline-error"
         if kind:
-            self.fail(kind, f"{' '.join(argv)} -> rc {res.rc} ({res.seconds:.1f}s): {res.err.strip()[:300]}", inputs)
+            self.fail(
+                kind, f"{' '.join(argv)} -> rc {res.rc} ({res.seconds:.1f}s): {res.err.strip()[:300]}", inputs
+            )
 
     def fail(self, kind: str, text: str, inputs: list[Path]) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
@@ -352,7 +374,9 @@ class Campaign:
             with contextlib.suppress(Exception):
                 names |= {s.name for s in ModuleFile.from_bytes(data).needed}
         p = self.work / "System.map"
-        p.write_text("".join(f"{0xFFFFFFFF81000000 + i * 0x40:016x} T {n}\n" for i, n in enumerate(sorted(names))))
+        p.write_text(
+            "".join(f"{0xFFFFFFFF81000000 + i * 0x40:016x} T {n}\n" for i, n in enumerate(sorted(names)))
+        )
         return p
 
     def write(self, name: str, data: bytes) -> Path:
@@ -375,7 +399,10 @@ class Campaign:
         p = self.write(name, data)
         argv = ["link", str(p), "--kernel", str(self.ksyms), "-o", str(self.work / "out.elf")]
         if self.rng.random() < 0.5:
-            argv += ["--base", self.rng.choice(("0xffffffffc0000000", "0x12340000", "0", "0xffffffffffffffff"))]
+            argv += [
+                "--base",
+                self.rng.choice(("0xffffffffc0000000", "0x12340000", "0", "0xffffffffffffffff")),
+            ]
         if self.rng.random() < 0.2:
             argv += ["--blob", str(self.work / "blob")]
         if self.rng.random() < 0.1:
@@ -441,7 +468,7 @@ class Campaign:
         for i in range(self.rng.randint(1, 4)):
             name, data = self.module()
             base = name.split(".")[0]
-            ext = ".ko" if not data[:2] in (b"\x1f\x8b",) else ".ko.gz"
+            ext = ".ko" if data[:2] not in (b"\x1f\x8b",) else ".ko.gz"
             (d / "kernel" / f"{base}{i}{ext}").write_bytes(data)
             names.append(base)
         outside = self.work / "outside.txt"
@@ -507,7 +534,7 @@ class Campaign:
     def t_verify(self) -> None:
         snap = self._snapshot()
         if self.rng.random() < 0.5:
-            name, data = self.module()
+            _name, data = self.module()
             p = self.write("chardev.ko", data)
         else:
             p = FIX6 / "chardev.ko"
@@ -536,8 +563,9 @@ class Campaign:
     def t_special(self) -> None:
         p = self.rng.choice(self.special_paths())
         st = self.state()
-        tool = self.rng.choice(("modinfo", "link", "run", "insmod", "ksymoops-o", "ksymoops", "verify", "depmod-conf",
-                                "lsmod-state", "link-kernel", "run-script", "dev-state"))  # fmt: skip
+        tools = ("modinfo", "link", "run", "insmod", "ksymoops-o", "ksymoops", "verify", "depmod-conf",
+                 "lsmod-state", "link-kernel", "run-script", "dev-state")  # fmt: skip
+        tool = self.rng.choice(tools)
         argv = {
             "modinfo": ["modinfo", str(p)],
             "link": ["link", str(p), "--kernel", str(self.ksyms)],
@@ -581,7 +609,7 @@ class Campaign:
             stmts = [
                 "UPDATE modules SET info='{' WHERE rowid=(SELECT min(rowid) FROM modules)",
                 "UPDATE modules SET info='[]'",
-                "UPDATE modules SET info='{\"exit\": \"x\", \"init\": 1}'",
+                'UPDATE modules SET info=\'{"exit": "x", "init": 1}\'',
                 "UPDATE memory SET data=x'00ff00'",
                 "UPDATE memory SET data='text'",
                 "UPDATE kallsyms SET lines=x'789c'",
@@ -610,9 +638,19 @@ class Campaign:
             db.commit()
             db.close()
         tool = self.rng.choice(
-            (["lsmod"], ["model", "info"], ["model", "check"], ["rmmod", "chardev"], ["rmmod", "-f", "params"],
-             ["insmod", str(FIX6 / "kreq.ko")], ["proc", "modules"], ["proc", "kallsyms"], ["ksyms", "-a"],
-             ["proc", "vmallocinfo"], ["model", "request-module", "chardev"])  # fmt: skip
+            (
+                ["lsmod"],
+                ["model", "info"],
+                ["model", "check"],
+                ["rmmod", "chardev"],
+                ["rmmod", "-f", "params"],
+                ["insmod", str(FIX6 / "kreq.ko")],
+                ["proc", "modules"],
+                ["proc", "kallsyms"],
+                ["ksyms", "-a"],
+                ["proc", "vmallocinfo"],
+                ["model", "request-module", "chardev"],
+            )
         )
         argv = [*tool[:1], "--state", str(st), *tool[1:]]
         if tool[0] == "model":
@@ -641,7 +679,8 @@ def worker(tool: str, seed: int, seconds: float, execs: int, work: Path, out: Pa
 
 
 def _child(tool: str, seed: int, seconds: float, execs: int, out: Path, wfd: int) -> None:
-    with tempfile.TemporaryDirectory(prefix=f"lkm-fuzz-{tool}-") as tmp:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix=f"lkm-fuzz-{tool}-", dir=shm) as tmp:  # tmpfs: cheap rewrites
         try:
             res = worker(tool, seed, seconds, execs, Path(tmp), out)
         except BaseException as exc:  # the harness itself failed: say so, as a failure
@@ -752,6 +791,3 @@ def _line(res: dict[str, object]) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "linux-6.1-amd64"
 
 
-def lkm(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def lkm(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     e = dict(os.environ, **(env or {}))
     e.pop("LKM_TRACEBACK", None)
     return subprocess.run(
@@ -187,7 +189,9 @@ def test_model_runs_host_programs_only_when_asked(kreq_root) -> None:  # type: i
     assert marker.exists()  # the test above would see this file if the sandbox leaked
 
 
-def test_model_reads_no_host_configuration_without_a_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_reads_no_host_configuration_without_a_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import lkm.modprobe as mp
     from lkm.kernel.model import ModelKernel
 
@@ -208,7 +212,8 @@ def test_emulator_has_no_host_file_exec_or_network_access() -> None:
     """The emulator's base kernel (everything module code can reach) imports nothing that
     touches the host and opens no file: its source is the oracle."""
     bad = ("subprocess", "socket", "os.system", "os.popen", "os.exec", "open(", "shutil", "urllib", "ctypes")
-    for f in sorted((ROOT / "src" / "lkm" / "emulate" / "base").glob("*.py")) + [
+    for f in [
+        *sorted((ROOT / "src" / "lkm" / "emulate" / "base").glob("*.py")),
         ROOT / "src" / "lkm" / "emulate" / "kernel.py",
         ROOT / "src" / "lkm" / "emulate" / "machine.py",
     ]:
@@ -329,7 +334,9 @@ def test_special_files_are_refused_quickly(specials: dict[str, Path], tmp_path: 
             if name in ("fifo.ko", "zero.ko", "urandom.ko"):
                 # modinfo, as kmod's, looks a non-regular file up as a module name
                 # insmod: the kernel's EINVAL for a non-regular file, in kmod's words
-                assert any(w in p.stderr for w in ("not a regular file", "not found", "Invalid parameters")), p.stderr
+                assert any(
+                    w in p.stderr for w in ("not a regular file", "not found", "Invalid parameters")
+                ), p.stderr
 
 
 def test_decompression_is_capped(tmp_path: Path) -> None:
@@ -342,7 +349,9 @@ def test_decompression_is_capped(tmp_path: Path) -> None:
     p = lkm("modinfo", str(f))
     assert time.monotonic() - t0 < 30
     assert "decompressed size exceeds" in one_line_error(p)
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < max(before, 1 << 20)  # < 1 GiB (KiB units)
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < max(
+        before, 1 << 20
+    )  # < 1 GiB (KiB units)
     p = lkm("modinfo", str(f), env={"LKM_DECOMPRESS_LIMIT": str(1 << 20)})
     assert f"exceeds {1 << 20}" in p.stderr
 
@@ -354,7 +363,7 @@ def _patched_section(field: str, value: int, section: str = ".bss") -> bytes:
     elf = ModuleFile.from_bytes(bytes(data)).elf
     sec = elf.section(section)
     assert sec is not None
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     at = shoff + sec.number * 64 + {"size": 32, "addralign": 48}[field]
     struct.pack_into("<Q", data, at, value)
     return bytes(data)
@@ -368,7 +377,10 @@ def test_sizes_are_checked_before_allocation(tmp_path: Path, field: str, value: 
     f.write_bytes(_patched_section(field, value))
     ks = tmp_path / "kallsyms"
     ks.write_text("ffffffff81000000 T printk\n")
-    for args in (["link", str(f), "--kernel", str(ks), "--base", "0xffffffffc0000000"], ["run", str(f), "--synthetic"]):
+    for args in (
+        ["link", str(f), "--kernel", str(ks), "--base", "0xffffffffc0000000"],
+        ["run", str(f), "--synthetic"],
+    ):
         t0 = time.monotonic()
         p = lkm(*args)
         assert time.monotonic() - t0 < 20
@@ -444,8 +456,14 @@ def test_run_timeout_must_be_a_number_of_seconds(value: str) -> None:
 
 
 def test_malformed_profile(tmp_path: Path) -> None:
-    for text in (b"lkm-profile 1\nrelease r\narch x86_64\nbits 64\nlayout linux-6.1\nvermagic v\nsymbols\nf zz T - - -\n",
-                 b"lkm-profile 1\nrelease r\n", b"\xff\xfe", b"lkm-profile 1\nrelease r\narch x\nbits 7\nlayout l\nvermagic v\n"):  # fmt: skip
+    head = b"lkm-profile 1\nrelease r\n"
+    texts = (
+        head + b"arch x86_64\nbits 64\nlayout linux-6.1\nvermagic v\nsymbols\nf zz T - - -\n",
+        head,
+        b"\xff\xfe",
+        head + b"arch x\nbits 7\nlayout l\nvermagic v\n",
+    )
+    for text in texts:
         p = tmp_path / "bad.profile"
         p.write_bytes(text)
         one_line_error(lkm("model", "boot", str(p), "--state", str(tmp_path / "k.db")))
@@ -479,7 +497,9 @@ def test_non_utf8_module_name_in_the_model_and_a_strict_locale(tmp_path: Path) -
     env = {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict"}
     p = lkm("insmod", "--state", str(st), str(f), env=env)
     assert p.returncode == 0, p.stderr
-    p = subprocess.run([*lkm_cmd(), "lsmod", "--state", str(st)], capture_output=True, env=dict(os.environ, **env))
+    p = subprocess.run(
+        [*lkm_cmd(), "lsmod", "--state", str(st)], capture_output=True, env=dict(os.environ, **env)
+    )
     assert p.returncode == 0 and b"ch\xffrdev" in p.stdout, p.stderr
     assert [m.name for m in ModelKernel(st).modules()] == ["ch\udcffrdev"]
     p = lkm("rmmod", "--state", str(st), "ch\udcffrdev", env=env)
