@@ -173,7 +173,8 @@ class Machine:
         """Memory read on behalf of the Python kernel; an unmapped address is the module's
         fault (a bad pointer it passed), reported as one, never a unicorn error."""
         try:
-            return self.uc.mem_read(addr & self.pmask, size)
+            data: bytearray = self.uc.mem_read(addr & self.pmask, size)
+            return data
         except (unicorn.UcError, OverflowError, ValueError):
             raise EmulationFault(
                 "oops", f"kernel read of {size} bytes at unmapped address {addr:#x}", address=addr
