@@ -433,7 +433,10 @@ class Campaign:
             from lkm.kernel.model import ModelKernel
 
             st = self.work / "k.db"
-            k = ModelKernel.boot(profile, st, force=True)
+            try:
+                k = ModelKernel.boot(profile, st, force=True)
+            except TypeError:  # an lkm from before --force (comparing with older code)
+                k = ModelKernel.boot(profile, st)
             for f in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"):
                 with contextlib.suppress(Exception):
                     k.finit_module(str(FIX6 / f))
@@ -668,6 +671,9 @@ class Campaign:
 
 
 def worker(tool: str, seed: int, seconds: float, execs: int, work: Path, out: Path) -> dict[str, object]:
+    limit = os.environ.get("FUZZ_RLIMIT_AS")  # bytes: keep a runaway input from eating the machine
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
     os.environ["LKM_STATE_TIMEOUT"] = "2"
     os.environ.pop("LKM_STATE", None)
     signal.signal(signal.SIGALRM, _alarm)
