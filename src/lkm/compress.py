@@ -56,13 +56,49 @@ class TooLarge(DecompressionError):
         super().__init__(f"decompressed size exceeds {cap}", errno.EFBIG, path=path)
 
 
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    for i in range(9):
+        b = data[pos + i]
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos + i + 1
+        shift += 7
+    raise ValueError("bad multibyte integer")
+
+
+def xz_declared_size(data: bytes) -> int | None:
+    """The uncompressed size the last xz stream's index declares (its records' sum), or None
+    when the footer or index cannot be read (the decoder then finds out)."""
+    try:
+        if len(data) < 24 or data[-2:] != b"YZ":
+            return None
+        backward = (int.from_bytes(data[-8:-4], "little") + 1) * 4
+        pos = len(data) - 12 - backward
+        if pos < 12 or data[pos] != 0:
+            return None
+        count, pos = _varint(data, pos + 1)
+        total = 0
+        for _ in range(min(count, 1 << 20)):
+            _unpadded, pos = _varint(data, pos)
+            size, pos = _varint(data, pos)
+            total += size
+        return total
+    except (IndexError, ValueError):
+        return None
+
+
 def _xz(data: bytes, cap: int) -> Iterator[bytes]:
     import lzma
+
+    declared = xz_declared_size(data)
+    if declared is not None and declared > cap:  # the index says so: refused without inflating
+        raise TooLarge(cap)
 
     d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
     pending = data
     while True:
-        out = d.decompress(pending, max_length=CHUNK)
+        out = d.decompress(pending, max_length=cap + 1)  # one C call up to the cap
         pending = b""
         if out:
             yield out
@@ -81,11 +117,14 @@ def _xz(data: bytes, cap: int) -> Iterator[bytes]:
 def _gzip(data: bytes, cap: int) -> Iterator[bytes]:
     import zlib
 
+    if len(data) >= 18 and int.from_bytes(data[-4:], "little") > cap and data.count(b"\x1f\x8b\x08") == 1:
+        # one member whose trailer (ISIZE) declares more than the cap: refused without inflating
+        raise TooLarge(cap)
     # wbits 16+MAX_WBITS: gzip header and trailer, CRC checked.
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     pending = data
     while True:
-        out = d.decompress(pending, CHUNK)
+        out = d.decompress(pending, cap + 1)  # one C call up to the cap
         pending = d.unconsumed_tail
         if out:
             yield out
@@ -112,7 +151,7 @@ def _zstd(data: bytes, cap: int) -> Iterator[bytes]:
     produced = 0
     with dctx.stream_reader(io.BytesIO(data), read_across_frames=True) as reader:
         while True:
-            out = reader.read(CHUNK)
+            out = reader.read(cap + 1 - produced if produced <= cap else 1)
             if not out:
                 break
             produced += len(out)
