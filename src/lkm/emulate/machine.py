@@ -143,7 +143,9 @@ class Machine:
         first = addr & ~(PAGE - 1)
         end = (addr + max(size, 1) + PAGE - 1) & ~(PAGE - 1)
         if end - first > MAX_MAP:
-            raise EmulationFault("budget", f"cannot map {size:#x} bytes at {addr:#x} (more than {MAX_MAP:#x})")
+            raise EmulationFault(
+                "budget", f"cannot map {size:#x} bytes at {addr:#x} (more than {MAX_MAP:#x})"
+            )
         run = None
         for page in range(first, end, PAGE):
             if page in self.mapped:
@@ -161,6 +163,22 @@ class Machine:
             # Memory handed out again (a module's freed init area, now another module's):
             # code translated from the old bytes must not run in place of the new.
             self.uc.ctl_remove_cache(first & self.pmask, end & self.pmask)
+
+    def unmap_range(self, start: int, size: int) -> None:
+        """Unmap every mapped page of ``[start, start+size)``, one unicorn call per contiguous
+        run (page by page is quadratic in unicorn's region list: minutes for a large module)."""
+        first = start & ~(PAGE - 1)
+        end = (start + size + PAGE - 1) & ~(PAGE - 1)
+        run = None
+        for page in range(first, end + PAGE, PAGE):
+            if page < end and page in self.mapped:
+                del self.mapped[page]
+                if run is None:
+                    run = page
+                continue
+            if run is not None:
+                self.uc.mem_unmap(run & self.pmask, page - run)
+                run = None
 
     def unmap_page(self, page: int) -> None:
         self.uc.mem_unmap(page & self.pmask, PAGE)
@@ -192,7 +210,9 @@ class Machine:
         try:
             self.uc.mem_map(addr & self.pmask, size)
         except unicorn.UcError as exc:
-            raise EmulationFault("budget", f"cannot map {size:#x} bytes at {addr:#x}: {exc}", address=addr) from None
+            raise EmulationFault(
+                "budget", f"cannot map {size:#x} bytes at {addr:#x}: {exc}", address=addr
+            ) from None
 
     def read(self, addr: int, size: int) -> bytes:
         return bytes(self._mem_read(addr, size))

@@ -384,6 +384,10 @@ class ObjFile:
                 sym.secidx, sym.value = bss.idx, size
                 size += sym.size
             bss.size, bss.align = size, max_align
+        from lkm.limits import check_region_sizes
+
+        # before the zero-filled contents exist: a hostile size or alignment is refused here
+        check_region_sizes({s.name: s.size for s in self.sections if s.type == SHT_NOBITS}, self.path)
         for sec in self.sections:
             if sec.type == SHT_NOBITS:
                 sec.contents = bytearray(sec.size) if sec.size else None
