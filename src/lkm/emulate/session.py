@@ -127,8 +127,9 @@ class Session:
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
             state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
             ib, tb = self.budgets
+            mb = self.memory_budget
             self.kernel = Kernel(
-                arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=self.memory_budget
+                arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=mb
             )
         elif self.kernel.arch.name != arch.split("-")[0]:
             raise CommandError(f"this session's kernel is {self.kernel.arch.name}, not {arch}")

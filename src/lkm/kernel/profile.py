@@ -83,7 +83,8 @@ def parse_profile(text: str, name: str, *, path: str | None = None) -> Profile:
             raise ProfileError(f"profile lacks the {key!r} field", path=path)
     if fields["bits"] not in ("32", "64") or fields["layout"] not in ("linux-2.4", "linux-6.1", "linux-6.12"):
         raise ProfileError("profile has a bad 'bits' or 'layout' field", path=path)
-    if fields.get("range", fields["arch"]) not in ARCH_RANGES or not fields.get("page_size", "4096").isdigit():
+    ranges_ok = fields.get("range", fields["arch"]) in ARCH_RANGES
+    if not ranges_ok or not fields.get("page_size", "4096").isdigit():
         raise ProfileError("profile has a bad 'range', 'arch' or 'page_size' field", path=path)
     symbols: list[KernelSymbol] = []
     for lineno, line in enumerate(lines[i + 1 :], i + 2):

@@ -131,7 +131,9 @@ def _writable(p: Path) -> bool:
 
 def _connect(p: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
     if not readonly:
-        db = sqlite3.connect(str(p), timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES)
+        db = sqlite3.connect(
+            str(p), timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES
+        )
         db.text_factory = _text
         return db
     from urllib.parse import quote

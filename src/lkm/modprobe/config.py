@@ -184,7 +184,9 @@ def load_config(
         parse_config(cfg, f, lines)
     if cmdline is not None:
         try:
-            parse_kcmdline(cfg, read_text(cmdline))
+            text = read_text(cmdline)
         except OSError:
-            pass
+            text = None
+        if text is not None:
+            parse_kcmdline(cfg, text)
     return cfg
