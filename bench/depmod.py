@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/ (the corpus)
+
 TARGETS = {"amd64-6.1": 1.0, "amd64-6.12": 0.5}
 
 
@@ -59,7 +61,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=0, help="lkm depmod --jobs (0: every core)")
     a = ap.parse_args()
-    from lkm.corpus import depmod_root, find_tree
+    from testing.corpus import depmod_root, find_tree
 
     depmod = shutil.which("depmod", path="/usr/sbin:/sbin") or "depmod"
     modprobe = shutil.which("modprobe", path="/usr/sbin:/sbin") or "modprobe"

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 
@@ -27,18 +28,19 @@ def main() -> int:
 
     import unicorn
 
-    from lkm.corpus import find_tree, module_files
     from lkm.emulate.arch import X86_64
     from lkm.emulate.kernel import Kernel
     from lkm.emulate.machine import EmulationFault, Machine
     from lkm.emulate.module import load, run_init
-    from lkm.emulate.session import default_symbols
     from lkm.emulate.state import KernelState
     from lkm.module.file import ModuleFile
+    from testing.captures import tree_symbols
+    from testing.corpus import find_tree, module_files
 
-    paths = sorted(str(p) for p in module_files(find_tree(a.tree)))
+    tree = find_tree(a.tree)
+    paths = sorted(str(p) for p in module_files(tree))
     sample = paths[:: max(1, len(paths) // a.sample)][: a.sample]
-    symbols = default_symbols()
+    symbols = tree_symbols(tree)  # its guest kallsyms, else its vmlinuz
     mods = [ModuleFile.open(p) for p in sample]
 
     def runs(init: bool, count: bool) -> tuple[float, int, int]:

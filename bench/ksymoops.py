@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/ (the corpus)
+
 FRAMES = 40
 DWARF_MODULES = ("oopsmod", "oopsinit", "pcsym")
 
@@ -108,7 +110,7 @@ def main() -> int:
     ap.add_argument("--tree", default="amd64-6.12")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    from lkm.corpus import corpus_dir
+    from testing.corpus import corpus_dir
 
     d = corpus_dir() / "oops" / args.tree
     if not (d / "pcsym.txt").is_file():

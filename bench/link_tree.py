@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/ (the corpus)
+
 REGIONS_612 = ("text", "rodata", "ro_after_init", "data", "init_text", "init_rodata", "init_data")
 PERCPU_BASE = 0x20000  # clear of address 0, where ld puts unallocated sections
 BASES = {
@@ -39,11 +41,10 @@ def main() -> int:
     import lzma
     import zlib
 
-    from lkm.corpus import find_tree, module_files
+    from lkm.link import KernelConfig, link
     from lkm.link.gnu_ld import EMULATIONS, ld_command, prepare_input, run_ld
-    from lkm.link.image import link_module
-    from lkm.link.layout import KernelConfig, layout_module
     from lkm.module import ModuleFile
+    from testing.corpus import find_tree, module_files
 
     tree = find_tree(args.tree)
     rules = "linux-6.12" if "6.12" in tree.name else "linux-6.1"
@@ -66,8 +67,7 @@ def main() -> int:
 
         def link(src: Path):  # type: ignore[no-untyped-def]
             mod = ModuleFile.open(src)
-            lay = layout_module(mod.elf, rules, config)
-            return mod, link_module(mod, lay, BASES[rules], resolve, percpu_base=PERCPU_BASE)
+            return mod, link(mod, resolve, rules, config, BASES[rules], percpu_base=PERCPU_BASE)
 
         # lkm: every module linked in one process, each image dropped when done (as a tool would)
         t0 = time.perf_counter()

@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         name = args.dir
         return _read(paths, args.jobs, name)
 
-    from lkm.corpus import find_tree, module_files
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # testing/
+    from testing.corpus import find_tree, module_files
 
     tree = find_tree(args.tree)
     paths = [str(p) for p in module_files(tree)]

@@ -17,12 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from lkm.corpus import find_tree, module_files
-from lkm.emulate.session import tree_symbols
 from lkm.emulate.survey import DEFAULT_INSNS, DEFAULT_SECONDS, ModuleRun, run_modules
 from lkm.parallel import map_chunks
+from testing.captures import tree_symbols
+from testing.corpus import find_tree, module_files
 
 
 def main() -> int:

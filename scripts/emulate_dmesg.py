@@ -3,7 +3,7 @@
 reference for lkm.emulate (tests/emulate/data/dmesg-6.1-amd64.json), and the booted kernel's
 /proc/devices, /proc/filesystems and /proc/misc (src/lkm/emulate/boot-6.1-amd64.json).
 
-Boots the corpus amd64-6.1 vmlinuz in QEMU TCG (lkm.guest: busybox, initramfs, boot) with the
+Boots the corpus amd64-6.1 vmlinuz in QEMU TCG (testing.guest: busybox, initramfs, boot) with the
 fixtures and a few of the tree's own modules in the initramfs; /init runs each step of STEPS with
 busybox (insmod, rmmod, reading and writing the char device) and prints, between marker
 lines, what the step printed and the kernel log it produced (``dmesg -c``).
@@ -20,10 +20,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))  # testing/
 sys.path.insert(0, str(ROOT / "src"))
 
-from lkm import guest  # noqa: E402
-from lkm.corpus import corpus_dir, find_tree  # noqa: E402
+from testing import guest  # noqa: E402
+from testing.corpus import corpus_dir, find_tree  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures" / "6x"
 OUT_TEST = ROOT / "tests" / "emulate" / "data" / "dmesg-6.1-amd64.json"
@@ -141,8 +142,8 @@ def boot_tables(boot: dict[str, object]) -> dict[str, object]:
 def signing_key_ids(tree: object) -> list[str]:
     """The key the kernel verifies its own modules with (its build-time key, built into the
     image): the key id the tree's modules are signed with."""
-    from lkm.corpus import module_files
     from lkm.module.file import ModuleFile
+    from testing.corpus import module_files
 
     ids = set()
     for path in module_files(tree)[:50]:  # type: ignore[arg-type]

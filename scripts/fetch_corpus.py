@@ -19,7 +19,7 @@ Idempotent: a tree whose packages already match the manifest is left alone;
 trees are extracted into a temporary directory and renamed into place, and
 ``<dest>/manifest.json`` is replaced atomically after every finished tree.
 Absolute symbolic links inside a tree are rewritten to relative ones that stay
-inside it.  Read the result with :mod:`lkm.corpus`.
+inside it.  Read the result with :mod:`testing.corpus`.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ from typing import NoReturn
 _SRC = Path(__file__).resolve().parent.parent / "src"
 if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
+sys.path.insert(0, str(_SRC.parent))  # testing/
 
-from lkm.corpus import (  # noqa: E402
+from testing.corpus import (  # noqa: E402
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MODULE_SUFFIXES,

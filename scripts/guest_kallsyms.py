@@ -40,9 +40,10 @@ from pathlib import Path
 _SRC = Path(__file__).resolve().parent.parent / "src"
 if _SRC.is_dir() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
+sys.path.insert(0, str(_SRC.parent))  # testing/
 
-from lkm.corpus import CorpusTree, corpus_dir, load_trees  # noqa: E402
-from lkm.guest import GUESTS, GuestError, boot, busybox_for, make_initramfs  # noqa: E402
+from testing.corpus import CorpusTree, corpus_dir, load_trees  # noqa: E402
+from testing.guest import GUESTS, GuestError, boot, busybox_for, make_initramfs  # noqa: E402
 
 PROG = "guest_kallsyms"
 RESULT_NAME = "proc-kallsyms.txt"

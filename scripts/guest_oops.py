@@ -5,7 +5,7 @@ For each tree (``--tree NAME``, repeatable; default amd64-6.1 and amd64-6.12) th
 
 1. builds the fixture modules of ``fixtures/src/oops`` (oopsmod, oopsinit, pcsym) with kbuild
    against the corpus headers of exactly that kernel (``headers-6.1`` / ``headers-6.12``);
-2. writes an initramfs (:mod:`lkm.guest`) with busybox, those modules and a few real modules of
+2. writes an initramfs (:mod:`testing.guest`) with busybox, those modules and a few real modules of
    the tree (ext4 and its dependencies, fat, vfat; decompressed here), whose ``/init``
    loads them, triggers a WARN from oopsmod's init, a NULL dereference, a BUG, a page fault
    and a general protection fault through writes to /proc/oopsmod, a page fault in
@@ -20,7 +20,8 @@ For each tree (``--tree NAME``, repeatable; default amd64-6.1 and amd64-6.12) th
    module files the guest loaded, uncompressed, with their DWARF).  Each dump is checked
    against the line count and MD5 the guest printed.
 
-A tree whose directory is complete is skipped unless ``--force``.
+A tree whose directory is complete and of the corpus's release (``release``) is skipped unless
+``--force``.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from pathlib import Path
 _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT / "src") not in sys.path:
     sys.path.insert(0, str(_ROOT / "src"))
+sys.path.insert(0, str(_ROOT))  # testing/
 
 from lkm.compress import decompress, detect  # noqa: E402
-from lkm.corpus import CorpusTree, HeadersTree, corpus_dir, find_tree, load_headers  # noqa: E402
-from lkm.guest import GuestError, boot, busybox_for, make_initramfs, qemu_path  # noqa: E402
+from testing.captures import oops_is_current  # noqa: E402
+from testing.corpus import CorpusTree, HeadersTree, corpus_dir, find_tree, load_headers  # noqa: E402
+from testing.guest import GuestError, boot, busybox_for, make_initramfs, qemu_path  # noqa: E402
 
 PROG = "guest_oops"
 DEFAULT_TREES = ("amd64-6.1", "amd64-6.12")
@@ -237,6 +240,7 @@ def capture(tree: CorpusTree, out: Path, timeout: float) -> None:
             (part / DUMPS[name][0]).write_text(body, encoding="latin-1")
         for m, data in modules.items():
             (part / "modules" / f"{m}.ko").write_bytes(data)
+        (part / "release").write_text(tree.release + "\n")  # a capture of another build is stale
         shutil.rmtree(out, ignore_errors=True)
         part.replace(out)
 
@@ -249,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for name in args.tree or DEFAULT_TREES:
         out = corpus_dir() / "oops" / name
-        if (out / "pcsym.txt").is_file() and not args.force:
+        if oops_is_current(out, find_tree(name).release) and not args.force:
             log(f"{name}: {out} exists")
             print(out)
             continue

@@ -23,9 +23,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "vm")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from harness import (  # type: ignore[import-not-found]  # noqa: E402
+from lkm.kernel.load import module_name  # noqa: E402
+from lkm.link.layout import KernelConfig, layout_module  # noqa: E402
+from lkm.module.file import ModuleFile  # noqa: E402
+from testing.corpus import CorpusTree, corpus_dir, find_tree  # noqa: E402
+from testing.guest import GuestError, Qmp, busybox_for, make_initramfs, start  # noqa: E402
+from testing.vm import (  # noqa: E402
     INIT_START,
     _by_name,
     _plain,
@@ -33,12 +38,6 @@ from harness import (  # type: ignore[import-not-found]  # noqa: E402
     candidates,
     with_dependencies,
 )
-
-from lkm.corpus import CorpusTree, corpus_dir, find_tree  # noqa: E402
-from lkm.guest import GuestError, Qmp, busybox_for, make_initramfs, start  # noqa: E402
-from lkm.kernel.load import module_name  # noqa: E402
-from lkm.link.layout import KernelConfig, default_rules, layout_module  # noqa: E402
-from lkm.module.file import ModuleFile  # noqa: E402
 
 INIT = (
     INIT_START
@@ -88,7 +87,7 @@ def memory_ranges(tree: CorpusTree, share: Path) -> list[tuple[int, int]]:
         if mod not in files:
             continue
         with ModuleFile.open(files[mod]) as m:
-            lay = layout_module(m.elf, default_rules(m.is_24, m.vermagic), config)
+            lay = layout_module(m.elf, m.version.name, config)
             for p in lay.placements.values():
                 if p.name in addrs and p.size and not p.region.startswith("init"):
                     spans.append((mod, addrs[p.name], addrs[p.name] + p.size))

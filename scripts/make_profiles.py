@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write the kernel profiles lkm ships (src/lkm/kernel/profiles/*.profile.gz).
 
-linux-6.1-amd64: from the corpus (scripts/fetch_corpus.py), through
-lkm.kernel.profile.profile_from_files: every symbol the kernel exports (Module.symvers of the
+linux-6.1-amd64: from the corpus (scripts/fetch_corpus.py), through testing.captures.corpus_profile
+(lkm.kernel.profile.profile_from_files): every symbol the kernel exports (Module.symvers of the
 headers: CRC, GPL-only, namespace) with its address and type letter from the tree's
 proc-kallsyms.txt (captured from the kernel booted in QEMU; of two entries of one name, the
 global one, as lkm.symbols merges them), the release, the vermagic its modules carry and
@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import sys
 import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # testing/
 sys.path.insert(0, str(ROOT / "src"))
 
-from lkm.corpus import find_headers, find_tree, module_files  # noqa: E402
-from lkm.kernel.profile import PROFILE_DIR, Profile, profile_from_files  # noqa: E402
-from lkm.module.file import ModuleFile  # noqa: E402
+from lkm.kernel.profile import PROFILE_DIR, Profile  # noqa: E402
 from lkm.symbols.table import KernelSymbol  # noqa: E402
+from testing.captures import corpus_profile  # noqa: E402
 
 # What a 2.4.20 i386 kernel exported that drivers like the fixtures use (kernel/ksyms.c).
 KERNEL_24_EXPORTS = (
@@ -105,18 +106,9 @@ def profile_24() -> Profile:
 
 
 def profile_61(corpus: Path | None) -> Profile:
-    tree = find_tree("amd64-6.1", corpus)
-    headers = find_headers("headers-6.1", corpus)
-    sample = ModuleFile.open(next(p for p in module_files(tree) if p.name == "fat.ko"))
-    this = sample.elf.section(".gnu.linkonce.this_module")
-    assert this is not None
-    prof = profile_from_files("linux-6.1-amd64", tree.release, "x86_64", sample.vermagic or "",
-                              tree.root / "proc-kallsyms.txt", headers.module_symvers)  # fmt: skip
-    prof.fields.update({
-        "smp": "1", "struct_module_size": str(this.size),
-        "uname": f"Linux model {tree.release} #1 SMP PREEMPT_DYNAMIC Debian {tree.version} x86_64",
-    })  # fmt: skip
-    return prof
+    if corpus is not None:
+        os.environ["LKM_CORPUS"] = str(corpus)
+    return corpus_profile("amd64-6.1", "headers-6.1", "linux-6.1-amd64")
 
 
 def write(profile: Profile) -> Path:

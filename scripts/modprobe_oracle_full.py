@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/ (the corpus)
+
 
 def concrete(pattern: str) -> str:
     """A device string the alias pattern matches: '*' -> '', '?' -> '0', '[..]' -> its first
@@ -95,7 +97,7 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=0, help="a deterministic sample of N queries (0: all)")
     ap.add_argument("--root")
     a = ap.parse_args()
-    from lkm.corpus import depmod_root, find_tree
+    from testing.corpus import depmod_root, find_tree
 
     tree = find_tree(a.tree)
     root = a.root

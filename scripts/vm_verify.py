@@ -18,12 +18,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "vm")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
-from harness import run_in_guest  # type: ignore[import-not-found]  # noqa: E402
-from kbuild import build_fixtures, headers_for  # type: ignore[import-not-found]  # noqa: E402
-
-from lkm.corpus import find_tree  # noqa: E402
+from testing.corpus import find_tree  # noqa: E402
+from testing.kbuild import build_fixtures, headers_for  # noqa: E402
+from testing.vm import run_in_guest  # noqa: E402
 
 
 def main() -> int:

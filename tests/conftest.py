@@ -1,26 +1,15 @@
-"""Shared test helpers.
-
-Tests that need something outside the repository (the real-module corpus, Debian's kmod)
-skip when it is missing on a developer's machine, and FAIL under CI=true, where .ci/run has
-installed everything.
-"""
+"""Session fixtures and hooks; the helpers tests import are in support.py."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
-FIX6 = FIXTURES / "6x"
-FIX24 = FIXTURES / "24"
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from support import IN_CI, require
 
 # CI explores the same hypothesis examples every run (a landing is never blocked by a newly
 # drawn case); developers' runs draw new ones and keep failures in .hypothesis/.
@@ -29,34 +18,9 @@ if IN_CI:
     settings.load_profile("ci")
 
 
-def require(condition: object, why: str) -> None:
-    """Skip (developer) or fail (CI) when a prerequisite is missing."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"prerequisite missing in CI: {why}")
-    pytest.skip(why)
-
-
-def kmod_modinfo() -> str:
-    # Called by its bare name so that its messages carry the same program name as a user sees.
-    require(shutil.which("modinfo"), "Debian's kmod (modinfo) is not on PATH: apt-get install kmod")
-    return "modinfo"
-
-
-def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(cmd, capture_output=True, check=False, **kw)  # type: ignore[call-overload, no-any-return]
-
-
-def lkm_cmd() -> list[str]:
-    """How to run the CLI as a user would, from this checkout."""
-    exe = shutil.which("lkm")
-    return [exe] if exe else ["python3", "-m", "lkm"]
-
-
 @pytest.fixture(scope="session")
 def corpus_trees():  # type: ignore[no-untyped-def]
-    from lkm.corpus import load_trees
+    from testing.corpus import load_trees
 
     try:
         trees = load_trees()
@@ -67,10 +31,6 @@ def corpus_trees():  # type: ignore[no-untyped-def]
         reason = "no trees in manifest"
     require(trees, f"real-module corpus missing ({reason}): run scripts/fetch_corpus.py")
     return trees
-
-
-def fixture_modules() -> list[Path]:
-    return sorted(p for p in FIX6.iterdir() if ".ko" in p.name)
 
 
 @pytest.fixture
@@ -91,24 +51,87 @@ def k61(tmp_path: Path):  # type: ignore[no-untyped-def]
     return ModelKernel.boot("linux-6.1-amd64", tmp_path / "k61.db", executor=RecordingExecutor())
 
 
-OOPS_GUEST_TIMEOUT = 900  # seconds per boot, enforced by scripts/guest_oops.py
+# --------------------------------------------------------------------------------------
+# Markers: applied by fixture use, and checked by what a test actually does.
+#
+# corpus  reads the real-module corpus (a file under the corpus directory, the manifest
+#         included, or an lkm subprocess given such a file)
+# vm      boots a QEMU guest, or reads a capture only a guest makes (<tree>/proc-kallsyms.txt,
+#         <corpus>/oops/): scripts/guest_*.py make them on first use
+# oracle  runs Debian's kmod or GNU binutils on the host
+#
+# A test that does one of these without its marker fails (at teardown), so that
+# `pytest -m "not corpus and not vm"` is exactly the tests that need neither.
+
+ORACLE_TOOLS = {"modinfo", "depmod", "modprobe", "insmod", "rmmod", "lsmod", "kmod", "readelf",
+                "objdump", "addr2line", "nm", "ld", "ld.bfd", "strip", "objcopy",
+                "decode_stacktrace.sh"}  # fmt: skip
+FIXTURE_MARKS = {"corpus_trees": "corpus"}
 
 
-def oops_capture(tree: str) -> Path:
-    """The guest capture of scripts/guest_oops.py for ``tree`` (reports, /proc/kallsyms,
-    /proc/modules, sections, pcsym's %pS answers); the guest is booted first if there is none."""
-    from lkm.corpus import corpus_dir
+class _Guard:
+    marks: set[str] | None = None  # the running test's markers; None outside a test
+    missing: list[str] = []
+    corpus = ""
 
-    d = corpus_dir() / "oops" / tree
-    if not (d / "pcsym.txt").is_file():
-        try:
-            r = run(
-                [sys.executable, str(ROOT / "scripts" / "guest_oops.py"), "--tree", tree,
-                 "--timeout", str(OOPS_GUEST_TIMEOUT)],
-                timeout=2 * OOPS_GUEST_TIMEOUT + 300,
-            )  # fmt: skip
-            why = r.stderr.decode(errors="replace")[-2000:]
-        except subprocess.TimeoutExpired:
-            why = "guest_oops.py timed out"
-        require((d / "pcsym.txt").is_file(), f"{tree}: no guest oops capture: {why}")
-    return d
+
+def _need(mark: str, why: str) -> None:
+    if _Guard.marks is not None and mark not in _Guard.marks:
+        _Guard.missing.append(f"@pytest.mark.{mark} missing: {why}")
+
+
+def _is_capture(path: str) -> bool:
+    return path.endswith("/proc-kallsyms.txt") or path.startswith(_Guard.corpus + "oops/")
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _Guard.marks is None:
+        return
+    if event == "open" and isinstance(args[0], (str, Path)):
+        path = os.path.abspath(args[0])
+        if path.startswith(_Guard.corpus):
+            _need("corpus", f"reads {path}")
+            if _is_capture(path):
+                _need("vm", f"reads the guest capture {path}")
+    elif event == "subprocess.Popen":
+        argv = [str(a) for a in (args[1] if isinstance(args[1], (list, tuple)) else [args[1]])]
+        tool = os.path.basename(argv[0]) if argv else ""
+        if tool in ORACLE_TOOLS or tool.endswith(("-ld", "-objdump", "-readelf")):
+            _need("oracle", f"runs {tool}")
+        if tool.startswith("qemu-system") or any(os.path.basename(a).startswith("guest_") for a in argv[1:2]):
+            _need("vm", f"runs {' '.join(argv[:2])}")
+        if any(a.startswith(_Guard.corpus) for a in argv):
+            _need("corpus", f"runs {tool} on the corpus")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from testing.corpus import corpus_dir
+
+    _Guard.corpus = str(corpus_dir().resolve()) + "/"
+    if not os.environ.get("LKM_GUEST"):  # inside a guest (tests/vm/guest) everything is there
+        sys.addaudithook(_audit)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, mark in FIXTURE_MARKS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(mark)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _Guard.marks = {m.name for m in item.iter_markers()}
+    _Guard.missing = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    if call.when != "teardown":
+        return
+    missing, _Guard.marks = sorted(set(_Guard.missing)), None
+    report = outcome.get_result()
+    if missing and report.passed:
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid}: " + "; ".join(missing[:5])

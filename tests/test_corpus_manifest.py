@@ -1,4 +1,4 @@
-"""The real-module corpus written by scripts/fetch_corpus.py, read through lkm.corpus.
+"""The real-module corpus written by scripts/fetch_corpus.py, read through testing.corpus.
 
 Without a manifest these tests skip locally and fail under CI=true (CI must run
 ``scripts/fetch_corpus.py`` first).  The corpus_dir()/load_trees() unit tests at
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import lkm.corpus as corpus
+import testing.corpus as corpus
 
-from conftest import require
+from support import require
 
 IMAGE_TREES = {
     # name: (arch, module file suffix used by Debian for that kernel)

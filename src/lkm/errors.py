@@ -30,6 +30,10 @@ class InvalidModule(LkmError):
         self.errno = errno
 
 
+class LinkError(InvalidModule):
+    """A module that cannot be linked; the reason names module, section, offset and symbol."""
+
+
 class DecompressionError(InvalidModule):
     """A compressed module whose stream is corrupt or truncated."""
 

@@ -12,23 +12,11 @@ import os
 
 from lkm.errors import LkmError
 from lkm.index import IndexFile
+from lkm.modname import MODULE_SUFFIXES, alias_normalize
 from lkm.record import Record
 from lkm.safeio import read_bytes
 
 MODULE_DIRECTORY = "/lib/modules"
-
-
-def normalize(name: str) -> str:
-    """libkmod's alias_normalize: '-' becomes '_' except inside [...] character classes."""
-    out = []
-    depth = 0
-    for ch in name:
-        if ch == "[":
-            depth += 1
-        elif ch == "]" and depth:
-            depth -= 1
-        out.append("_" if ch == "-" and not depth else ch)
-    return "".join(out)
 
 
 class Found(Record):
@@ -43,9 +31,6 @@ class Found(Record):
         self.name = name
         self.path = path
         self.builtin_modinfo = builtin_modinfo or []
-
-
-MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 
 
 def find_modules(top: str) -> list[str]:
@@ -103,13 +88,13 @@ class ModulesDir:
 
     def lookup_name(self, name: str) -> Found | None:
         """The module called ``name`` (modules.dep.bin), or None."""
-        key = normalize(name)
+        key = alias_normalize(name)
         path = self._path_of(key)
         return Found(key, path) if path is not None else None
 
     def lookup(self, alias: str) -> list[Found]:
         """All modules that ``alias`` names, as libkmod's kmod_module_new_from_lookup finds them."""
-        key = normalize(alias)
+        key = alias_normalize(alias)
         hit = self.lookup_name(key)
         if hit is not None:
             return [hit]

@@ -6,7 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from conftest import FIX6, lkm_cmd, run
+import pytest
+
+from support import FIX6, lkm_cmd, run
 
 
 def test_python_m_and_console_script_agree() -> None:
@@ -16,6 +18,7 @@ def test_python_m_and_console_script_agree() -> None:
     assert a.stdout == b.stdout and a.stdout.startswith(b"filename:")
 
 
+@pytest.mark.oracle
 def test_link_named_modinfo_acts_as_modinfo(tmp_path: Path) -> None:
     # A wrapper script whose argv[0] is ".../modinfo", as with kmod's symlinks.
     link = tmp_path / "modinfo"

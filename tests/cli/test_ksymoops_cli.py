@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import lkm_cmd, run
+import pytest
+
+from support import lkm_cmd, run
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "oops"
 
@@ -56,12 +58,13 @@ def test_ksyms24_module_map(tmp_path: Path) -> None:
     assert "Trace; c88a4060 <[oops24]oops24_init+0/40>" in out
 
 
+@pytest.mark.oracle
 def test_ksyms24_object_match(tmp_path: Path) -> None:
     """2.4 without __insmod symbols (insmod -y): the module's object matched through a unique
     export places every symbol of the object, static ones included.  The module is loaded by
     lkm link's model of modutils 2.4.16's insmod (checked against GNU ld elsewhere): its
     /proc/ksyms lines are the input, its linked ELF says where each symbol went."""
-    from conftest import FIX24
+    from support import FIX24
 
     kmap = tmp_path / "ksyms-kernel"
     kmap.write_text("c0118000 printk\n")
@@ -92,6 +95,7 @@ def test_ksyms24_object_match(tmp_path: Path) -> None:
     assert "<[fat24]fat24_dir_empty+5/" in text and "<[fat24]day_n+3/" in text
 
 
+@pytest.mark.oracle
 def test_separate_debug_file_by_build_id(tmp_path: Path) -> None:
     """A stripped, compressed module file; its DWARF in <root>/.build-id/xx/rest.debug: the
     frame gets the line addr2line gives for the same place of the debug file."""
@@ -101,7 +105,7 @@ def test_separate_debug_file_by_build_id(tmp_path: Path) -> None:
 
     from lkm.module import ModuleFile
 
-    from conftest import FIX6, require
+    from support import FIX6, require
 
     require(shutil.which("strip") and shutil.which("addr2line"), "binutils missing")
     ko = FIX6 / "dwarfmod.ko"

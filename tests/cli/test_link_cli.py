@@ -9,7 +9,7 @@ import pytest
 
 from lkm.module import ModuleFile
 
-from conftest import FIX6, lkm_cmd, run
+from support import FIX6, lkm_cmd, run
 
 
 def _symbols(tmp_path: Path, drop: str | None = None) -> Path:
@@ -20,6 +20,7 @@ def _symbols(tmp_path: Path, drop: str | None = None) -> Path:
     return p
 
 
+@pytest.mark.oracle
 def test_link_writes_elf_blobs_and_kallsyms(tmp_path: Path) -> None:
     ks = _symbols(tmp_path)
     out = tmp_path / "chardev.elf"
@@ -57,8 +58,8 @@ def test_usage_errors(tmp_path: Path) -> None:
 def test_link_against_a_real_kernel_image(corpus_trees) -> None:  # type: ignore[no-untyped-def]
     """Offline, with nothing but the distribution's files: the kernel image gives every import's
     address and CRC, and every CRC the module was built against matches it."""
-    from lkm.corpus import module_files
     from lkm.symbols.table import SymbolTable
+    from testing.corpus import module_files
 
     tree = next(t for t in corpus_trees if t.name == "amd64-6.1")
     fat = next(p for p in module_files(tree) if p.name == "fat.ko")
@@ -86,6 +87,7 @@ def _nm(path: Path) -> dict[str, int]:
     return {f[2]: int(f[0], 16) for f in (line.split() for line in out.splitlines()) if len(f) == 3}
 
 
+@pytest.mark.oracle
 def test_with_module_resolves_imports(tmp_path: Path) -> None:
     """The HOWTO's msdos -> fat: importer links against exporter already in the address space;
     its calls land on exporter's linked functions (nm of both outputs is the oracle)."""

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import pytest
 
-from conftest import kmod_modinfo, lkm_cmd, run
+from support import kmod_modinfo, lkm_cmd, run
 
 BATCH = 500
 
@@ -26,10 +26,10 @@ def _compare_batch(args: list[str], files: list[str]) -> list[str]:
 
 
 @pytest.mark.corpus
-@pytest.mark.kmod
+@pytest.mark.oracle
 def test_corpus_modinfo_identical_to_kmod(corpus_trees) -> None:  # type: ignore[no-untyped-def]
-    from lkm.corpus import module_files
     from lkm.module import ModuleFile
+    from testing.corpus import module_files
 
     report = []
     all_bad: list[str] = []

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import FIX6, kmod_modinfo, lkm_cmd, run
+from support import FIX6, kmod_modinfo, lkm_cmd, run
 
 FILES = ["chardev-signed.ko", "params.ko", "exporter.ko", "importer.ko", "chardev.ko.xz"]
 
@@ -18,7 +18,7 @@ def _kmod_field(field: str, path: str) -> list[str]:
     return out.decode().split("\0")[:-1]
 
 
-@pytest.mark.kmod
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", FILES)
 def test_json_fields_equal_kmod(name: str) -> None:
     path = str(FIX6 / name)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIX6, kmod_modinfo, lkm_cmd, run
+from support import FIX6, kmod_modinfo, lkm_cmd, run
 
 # Debian's kmod 30 is built without zlib, so it cannot read .ko.gz: those are compared after
 # decompressing (see test_gzip_same_as_plain), everything else directly.
@@ -43,18 +43,18 @@ def compare(args: list[str], cwd: Path | None = None) -> None:
     assert ours.returncode == theirs.returncode
 
 
-@pytest.mark.kmod
+@pytest.mark.oracle
 @pytest.mark.parametrize("opts", OPTION_SETS, ids=lambda o: " ".join(o) or "default")
 def test_fixtures_match_kmod(opts: list[str]) -> None:
     compare([*opts, *(str(p) for p in KMOD_READABLE)])
 
 
-@pytest.mark.kmod
+@pytest.mark.oracle
 def test_relative_path_is_made_absolute_like_kmod() -> None:
     compare(["chardev.ko", "./params.ko"], cwd=FIX6)
 
 
-@pytest.mark.kmod
+@pytest.mark.oracle
 @pytest.mark.parametrize(
     "args",
     [[], ["/nonexistent/x.ko"], ["-m", "chardev"], ["-z", "x.ko"], ["--field"], ["--bogus"], ["-h"]],
@@ -70,7 +70,7 @@ def test_usage_errors_match_kmod(args: list[str]) -> None:
         assert ours.stdout == theirs.stdout
 
 
-@pytest.mark.kmod
+@pytest.mark.oracle
 def test_gzip_same_as_plain(tmp_path: Path) -> None:
     """.ko.gz (kmod 30 on Debian lacks zlib) reads exactly like its decompressed twin."""
     import gzip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require
+from support import require
 
 
 def _symvers(path: Path) -> dict[str, set[tuple[str, int, bool, str | None]]]:
@@ -24,7 +24,7 @@ def _symvers(path: Path) -> dict[str, set[tuple[str, int, bool, str | None]]]:
 
 
 def _tree_and_symvers(corpus_trees, tree_name: str, headers_name: str):  # type: ignore[no-untyped-def]
-    from lkm.corpus import load_headers
+    from testing.corpus import load_headers
 
     tree = next((t for t in corpus_trees if t.name == tree_name), None)
     require(tree, f"corpus tree {tree_name} missing")
@@ -40,8 +40,8 @@ def _tree_and_symvers(corpus_trees, tree_name: str, headers_name: str):  # type:
     ("tree_name", "headers_name"), [("amd64-6.1", "headers-6.1"), ("amd64-6.12", "headers-6.12")]
 )
 def test_exports_match_module_symvers(corpus_trees, tree_name: str, headers_name: str) -> None:  # type: ignore[no-untyped-def]
-    from lkm.corpus import module_files
     from lkm.module import ModuleFile
+    from testing.corpus import module_files
 
     tree, symvers = _tree_and_symvers(corpus_trees, tree_name, headers_name)
     kernel_dir = tree.modules_dir / "kernel"
@@ -75,8 +75,8 @@ def test_exports_match_module_symvers(corpus_trees, tree_name: str, headers_name
 @pytest.mark.corpus
 def test_needed_crcs_agree_with_exporters(corpus_trees) -> None:  # type: ignore[no-untyped-def]
     """Every __versions CRC of every 6.1 module equals its exporter's CRC in Module.symvers."""
-    from lkm.corpus import module_files
     from lkm.module import ModuleFile
+    from testing.corpus import module_files
 
     tree, symvers = _tree_and_symvers(corpus_trees, "amd64-6.1", "headers-6.1")
     crc = {name: c for rows in symvers.values() for (name, c, _g, _n) in rows}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import kmod_modinfo, lkm_cmd, require, run
+from support import kmod_modinfo, lkm_cmd, require, run
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def _differing(root: Path, release: str, opts: list[str], args: list[str]) -> li
 
 
 @pytest.mark.corpus
-@pytest.mark.kmod
+@pytest.mark.oracle
 def test_lookup_by_name_alias_symbol(moddir) -> None:  # type: ignore[no-untyped-def]
     root, release, d = moddir
     rng = random.Random(2026)

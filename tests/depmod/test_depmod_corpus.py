@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from lkm.corpus import depmod_root
-from tests.conftest import ROOT, require
-from tests.depmod.conftest import kmod_tool, outputs
+from testing.corpus import depmod_root
+
+from support import ROOT, kmod_tool, outputs, require
 
 TREES = ("amd64-6.1", "amd64-6.12")
 
 
+@pytest.mark.corpus
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", TREES)
 def test_tree_identical(name: str, corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     trees = {t.name: t for t in corpus_trees}

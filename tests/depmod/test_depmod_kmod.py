@@ -11,9 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT
-from tests.depmod.conftest import RELEASE, copy_tree, kmod_tool, make_tree, outputs
-from tests.depmod.elfgen import make_module
+from support import RELEASE, ROOT, copy_tree, kmod_tool, make_module, make_tree, outputs
 
 
 def lkm_depmod(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -83,6 +81,7 @@ SYMVERS = b"0x00000005\tprintk\tvmlinux\tEXPORT_SYMBOL\n0x00000001\tother\tvmlin
 SYSTEM_MAP = b"ffffffff81000000 T printk\nffffffff82000000 r __ksymtab_printk\nbad line\n"
 
 
+@pytest.mark.oracle
 def test_plain_tree(tmp_path: Path) -> None:
     both(
         tmp_path,
@@ -94,21 +93,25 @@ def test_plain_tree(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.oracle
 def test_no_order_no_builtin(tmp_path: Path) -> None:
     both(tmp_path, CHAIN, [])
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("extra", [["-e"], ["-e", "-w"], ["-n"], ["-e", "-n"]])
 def test_symvers(tmp_path: Path, extra: list[str]) -> None:
     (tmp_path / "Module.symvers").write_bytes(SYMVERS)
     both(tmp_path, CHAIN, [*extra, "-E", str(tmp_path / "Module.symvers")], modules_order=ORDER)
 
 
+@pytest.mark.oracle
 def test_system_map(tmp_path: Path) -> None:
     (tmp_path / "System.map").write_bytes(SYSTEM_MAP)
     both(tmp_path, CHAIN, ["-e", "-F", str(tmp_path / "System.map")], modules_order=ORDER)
 
 
+@pytest.mark.oracle
 def test_non_ascii_alias(tmp_path: Path) -> None:
     # Non-ASCII bytes inside a node's prefix pass kmod's check (signed chars) and are stored;
     # one that starts a branch indexes kmod's child array with a negative number (undefined
@@ -117,6 +120,7 @@ def test_non_ascii_alias(tmp_path: Path) -> None:
     both(tmp_path, mods, [])
 
 
+@pytest.mark.oracle
 def test_verbose_and_prefix(tmp_path: Path) -> None:
     both(tmp_path, CHAIN, ["-v", "-P", "_"], modules_order=ORDER)
 
@@ -130,6 +134,7 @@ def test_verbose_and_prefix(tmp_path: Path) -> None:
         "external 5\\.* @EXT@\n",
     ],
 )
+@pytest.mark.oracle
 def test_external(tmp_path: Path, conf: str) -> None:
     ext = tmp_path / "ext"
     (ext / "sub").mkdir(parents=True)
@@ -139,6 +144,7 @@ def test_external(tmp_path: Path, conf: str) -> None:
     both(tmp_path, CHAIN, ["-C", str(tmp_path / "ext.conf")])
 
 
+@pytest.mark.oracle
 def test_e_without_symbols(tmp_path: Path) -> None:
     both(tmp_path, CHAIN, ["-e"])
 
@@ -155,6 +161,7 @@ def test_e_without_symbols(tmp_path: Path) -> None:
         b"# comment\n\nsearch \\\n updates\n",
     ],
 )
+@pytest.mark.oracle
 def test_depmod_d(tmp_path: Path, conf: bytes) -> None:
     cdir = tmp_path / "depmod.d"
     cdir.mkdir()
@@ -163,6 +170,7 @@ def test_depmod_d(tmp_path: Path, conf: bytes) -> None:
     both(tmp_path, CHAIN, ["-C", str(cdir)], modules_order=ORDER)
 
 
+@pytest.mark.oracle
 def test_cycle_writes_nothing(tmp_path: Path) -> None:
     mods = {
         "kernel/x.ko": make_module("x", exports={"x_fn": 1}, needs={"y_fn": 1}),
@@ -177,16 +185,19 @@ def test_cycle_writes_nothing(tmp_path: Path) -> None:
     assert not [n for n in outputs(ld) if n != "modules.order"]
 
 
+@pytest.mark.oracle
 def test_explicit_modules(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "mods", {"a.ko": CHAIN["kernel/lib/c.ko"], "b.ko": CHAIN["kernel/lib/d.ko"]})
     both(tmp_path, {}, [], (str(src / "a.ko"), str(src / "b.ko")))
 
 
+@pytest.mark.oracle
 def test_all_overrides_module_list(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "mods", {"a.ko": CHAIN["kernel/lib/c.ko"]})
     both(tmp_path, CHAIN, ["-a"], (str(src / "a.ko"),))
 
 
+@pytest.mark.oracle
 def test_missing_directory(tmp_path: Path) -> None:
     depmod = kmod_tool("depmod")
     pk = subprocess.run([depmod, "-b", str(tmp_path), "9.9"], capture_output=True, text=True, check=False)
@@ -216,6 +227,7 @@ def test_quick_up_to_date(tmp_path: Path) -> None:
         ["-E", "/nonexistent/Module.symvers", RELEASE],
     ],
 )
+@pytest.mark.oracle
 def test_cli_errors(tmp_path: Path, args: list[str]) -> None:
     """Usage and input errors, always under -b (never the running system's tree)."""
     depmod = kmod_tool("depmod")
@@ -230,6 +242,7 @@ def test_cli_errors(tmp_path: Path, args: list[str]) -> None:
     assert not list(lk.glob("lib/modules/*/*.tmp"))
 
 
+@pytest.mark.oracle
 def test_cycles_sharing_a_module(tmp_path: Path) -> None:
     mods = {
         "kernel/a.ko": make_module("a", {"a_fn": 1}, {"b_fn": 1}),
@@ -243,6 +256,7 @@ def test_cycles_sharing_a_module(tmp_path: Path) -> None:
     both(tmp_path, mods, [])
 
 
+@pytest.mark.oracle
 def test_tangled_cycles_where_kmod_aborts(tmp_path: Path) -> None:
     """A cycle not through the walk's start overflows kmod 30's report stack (it aborts on an
     assertion); lkm reports the same cycles up to that point, then stops with exit 1."""
@@ -285,6 +299,7 @@ def depmod_conf(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.oracle
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(conf=depmod_conf())
 @example(conf="external\t*\tupdates\tupdates\n")  # one directory a line; the rest ignored

@@ -12,10 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lkm.corpus import depmod_root
-from tests.conftest import ROOT, require
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
-from tests.depmod.elfgen import make_module
+from testing.corpus import depmod_root
+
+from support import CONF, MODS, RELEASE, ROOT, kmod_tool, make_tree, require
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from modprobe_oracle_full import queries
@@ -36,29 +35,6 @@ def same(args: list[str]) -> None:
     assert (pl.stdout, pl.stderr, pl.returncode) == (pk.stdout, pk.stderr, pk.returncode), args
 
 
-MODS = {
-    "kernel/a.ko": make_module(
-        "a", exports={"a_fn": 1}, needs={"b_fn": 1}, modinfo=["alias=dev:a*", "softdep=pre: c"]
-    ),
-    "kernel/b.ko": make_module("b", exports={"b_fn": 1}, modinfo=["alias=dev:b?", "alias=dev:[bB]x"]),
-    "kernel/c.ko": make_module("c", modinfo=["alias=dev:c*"]),
-    "kernel/d-e.ko": make_module("d_e", needs={"a_fn": 1}, modinfo=["alias=dev:de"]),
-    "kernel/f.ko": make_module("f", modinfo=["alias=dev:f"]),
-    "kernel/g.ko": make_module("g"),
-}
-CONF = b"""# every directive
-alias my-alias d-e
-alias wild* f
-options a opt1=1 opt2="x y"
-options a\topt3
-options d_e de=1
-install g /bin/true $CMDLINE_OPTS
-remove g /bin/false
-softdep f pre: g post: c
-softdep f pre: b
-blacklist f
-bogus directive
-"""
 CASES = [
     ["a"],
     ["b"],
@@ -101,6 +77,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("case", CASES, ids=lambda c: " ".join(c))
 def test_directives(tree: Path, case: list[str]) -> None:
     args = ["-d", str(tree), "-S", RELEASE, "-C", str(tree / "modprobe.d")]
@@ -134,6 +111,7 @@ NO_KERNEL_CASES = [
 ]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("case", NO_KERNEL_CASES, ids=lambda c: " ".join(c))
 def test_commands_and_state(tree: Path, case: list[str], tmp_path: Path) -> None:
     """Paths that need no module inserted: install/remove commands run, builtin and
@@ -154,11 +132,14 @@ def test_commands_and_state(tree: Path, case: list[str], tmp_path: Path) -> None
     ],
     ids=" ".join,
 )
+@pytest.mark.oracle
 def test_builtin_and_default_config(tree: Path, case: list[str]) -> None:
     """The machine's own modprobe.d and kernel command line, read by both."""
     same(["-d", str(tree), "-S", RELEASE, *case])
 
 
+@pytest.mark.corpus
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["amd64-6.1", "amd64-6.12"])
 def test_corpus_sample(name: str, corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     trees = {t.name: t for t in corpus_trees}
@@ -170,6 +151,7 @@ def test_corpus_sample(name: str, corpus_trees, tmp_path: Path) -> None:  # type
         same(["-d", str(tmp_path), "-S", tree.release, "--show-depends", q])
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("flag", ["--show-exports", "--show-modversions"])
 def test_show_symbols_fixtures(flag: str) -> None:
     files = sorted((ROOT / "tests" / "fixtures" / "6x").glob("*.ko*")) + sorted(
@@ -184,7 +166,7 @@ def test_show_symbols_fixtures(flag: str) -> None:
 def test_show_symbols_corpus_sample(name: str, corpus_trees) -> None:  # type: ignore[no-untyped-def]
     trees = {t.name: t for t in corpus_trees}
     require(name in trees, f"corpus tree {name} missing")
-    from lkm.corpus import module_files
+    from testing.corpus import module_files
 
     for f in random.Random(2).sample(module_files(trees[name]), 15):
         for flag in ("--show-exports", "--show-modversions"):
@@ -212,6 +194,7 @@ def config_text(draw: st.DrawFn) -> str:
     return "\n".join(lines) + draw(st.sampled_from(["", "\n", "\\"]))
 
 
+@pytest.mark.oracle
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=config_text())
 def test_config_parser_vs_kmod(tree: Path, tmp_path: Path, text: str) -> None:

@@ -14,8 +14,8 @@ from lkm.kernel.interface import KernelError, LoadedModule
 from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.actions import Flags, KernelState, probe, remove
-from tests.depmod.conftest import RELEASE, kmod_tool, make_tree
-from tests.depmod.test_modprobe_kmod import CONF, MODS
+
+from support import CONF, MODS, RELEASE, kmod_tool, make_tree
 
 
 class RecordingKernel:
@@ -67,6 +67,7 @@ def _resolver(tree: Path) -> Resolver:
     return Resolver(ModulesDir(d), load_config(d, [str(tree / "c.conf")], cmdline=None))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["a", "d-e", "dev:ax", "my-alias", "symbol:a_fn"])
 def test_load_order_is_show_depends(tree: Path, name: str) -> None:
     shown = subprocess.run(
@@ -96,6 +97,7 @@ def test_load_order_is_show_depends(tree: Path, name: str) -> None:
     assert out == []
 
 
+@pytest.mark.oracle
 def test_already_loaded_and_first_time(tree: Path) -> None:
     res = _resolver(tree)
     kernel = RecordingKernel()
@@ -111,6 +113,7 @@ def test_already_loaded_and_first_time(tree: Path) -> None:
     )
 
 
+@pytest.mark.oracle
 def test_remove_with_dependencies(tree: Path) -> None:
     res = _resolver(tree)
     kernel = RecordingKernel()

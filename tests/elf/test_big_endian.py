@@ -12,7 +12,7 @@ from lkm.elf import ElfFile
 from lkm.elf.constants import SHT_REL, SHT_RELA, SHT_SYMTAB
 from lkm.module import ModuleFile
 
-from conftest import FIX6, FIX24
+from support import FIX6, FIX24
 
 LAYOUT = {
     64: {"ehdr": "HHIQQQIHHHHHH", "shdr": "IIQQQQIIQQ", "sym": "IBBHQQ", "rel": "QQ", "rela": "QQq"},

@@ -21,10 +21,10 @@ import pytest
 from elftools.elf import enums as E
 from elftools.elf.elffile import ELFFile
 
-from lkm.corpus import module_files
 from lkm.elf import ElfFile
+from testing.corpus import module_files
 
-from conftest import FIX6, FIX24, require
+from support import FIX6, FIX24, require
 
 # -- pyelftools enum names back to numbers ------------------------------------------------------
 

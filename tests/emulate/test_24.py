@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import FIX24, ROOT
+from support import FIX24, ROOT
 
 
 def _session():  # type: ignore[no-untyped-def]

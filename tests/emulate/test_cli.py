@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from conftest import FIX6, run
+from support import FIX6, run
 
 DATA = Path(__file__).parent / "data" / "dmesg-6.1-amd64.json"
 

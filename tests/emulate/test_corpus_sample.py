@@ -8,21 +8,23 @@ import collections
 
 import pytest
 
-from conftest import require
+from support import guest_kallsyms, require
 
 # tree -> (sample size, floor); the full runs: FULL_RUN
 SAMPLES = {"amd64-6.1": (100, 0.95), "arm64-6.1": (60, 0.93)}
 FULL_RUN = {"amd64-6.1": "4023 modules, 99.25% returned", "arm64-6.1": "3685 modules, 99.13% returned"}
 
 
+@pytest.mark.vm
 @pytest.mark.parametrize("tree_name", sorted(SAMPLES))
 def test_sample_inits_run_to_their_return(corpus_trees, tree_name: str) -> None:  # type: ignore[no-untyped-def]
-    from lkm.corpus import module_files
-    from lkm.emulate.session import tree_symbols
     from lkm.emulate.survey import run_modules
+    from testing.captures import tree_symbols
+    from testing.corpus import module_files
 
     tree = next((t for t in corpus_trees if t.name == tree_name), None)
     require(tree is not None, f"corpus tree {tree_name} missing")
+    guest_kallsyms(tree)
     symbols = tree_symbols(tree)
     require(symbols is not None, f"{tree_name}: neither proc-kallsyms.txt nor vmlinuz")
     size, floor = SAMPLES[tree_name]
@@ -36,17 +38,19 @@ def test_sample_inits_run_to_their_return(corpus_trees, tree_name: str) -> None:
     assert share >= floor, causes
 
 
+@pytest.mark.vm
 def test_symbols_come_from_the_image_without_a_captured_kallsyms(corpus_trees, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A fresh machine may not have booted the guest yet: the vmlinuz gives the same addresses."""
     import dataclasses
 
-    from lkm.emulate.session import tree_symbols
     from lkm.module.file import ModuleFile
+    from testing.captures import tree_symbols
 
-    from conftest import FIX6
+    from support import FIX6
 
     tree = next((t for t in corpus_trees if t.name == "amd64-6.1"), None)
-    require(tree is not None and (tree.root / "proc-kallsyms.txt").is_file(), "amd64-6.1 kallsyms missing")
+    require(tree is not None, "corpus tree amd64-6.1 missing")
+    guest_kallsyms(tree)
     captured = tree_symbols(tree)
     from_image = tree_symbols(dataclasses.replace(tree, root=tmp_path))
     assert captured is not None and from_image is not None

@@ -7,7 +7,7 @@ import json
 import pickle
 from pathlib import Path
 
-from conftest import FIX6
+from support import FIX6
 
 BOOT = Path(__file__).parents[2] / "src" / "lkm" / "emulate" / "boot-6.1-amd64.json"
 

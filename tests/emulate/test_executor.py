@@ -3,21 +3,22 @@ kernel functions recognised by address."""
 
 from __future__ import annotations
 
-from conftest import FIX6
+import pytest
+
+from support import FIX6
 
 
+@pytest.mark.corpus
+@pytest.mark.vm
 def test_init_and_exit_of_memory_linked_by_someone_else() -> None:
     from lkm.emulate.executor import EmulatingExecutor
-    from lkm.emulate.session import default_symbols
     from lkm.link.image import link_module
     from lkm.link.layout import KernelConfig, layout_module, sequential_bases
     from lkm.module.file import ModuleFile
 
-    from conftest import require
+    from support import corpus_symbols
 
-    symbols = default_symbols()
-    require(symbols is not None, "corpus amd64-6.1 proc-kallsyms.txt missing")
-    assert symbols is not None
+    symbols = corpus_symbols()
     mod = ModuleFile.open(FIX6 / "chardev.ko")
     lay = layout_module(mod.elf, "linux-6.1", KernelConfig())
     bases, _ = sequential_bases(lay, 0xFFFFFFFFC0100000)

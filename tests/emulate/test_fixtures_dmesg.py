@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIX6, require
+from support import FIX6, corpus_symbols, require
 
 DATA = Path(__file__).parent / "data" / "dmesg-6.1-amd64.json"
 # Lines from the booting kernel's own subsystems that land in the log between steps.
@@ -28,14 +28,9 @@ def _fixture_steps() -> list[dict[str, object]]:
 
 
 def _session(symbols: str):  # type: ignore[no-untyped-def]
-    from lkm.emulate.session import Session, default_symbols
+    from lkm.emulate.session import Session
 
-    syms = None
-    if symbols == "kallsyms":
-        os.environ.pop("LKM_EMULATE_KALLSYMS", None)
-        syms = default_symbols()
-        require(syms is not None, "corpus amd64-6.1 proc-kallsyms.txt missing: run scripts/fetch_corpus.py")
-    s = Session(syms)
+    s = Session(corpus_symbols() if symbols == "kallsyms" else None)
     s.base_dir = str(FIX6)
     return s
 
@@ -58,13 +53,16 @@ def _replay(session, steps, tree: str = ""):  # type: ignore[no-untyped-def]
     return mismatches
 
 
-@pytest.mark.parametrize("symbols", ["synthetic", "kallsyms"])
+@pytest.mark.parametrize(
+    "symbols", ["synthetic", pytest.param("kallsyms", marks=[pytest.mark.corpus, pytest.mark.vm])]
+)
 def test_fixture_steps_print_what_the_real_kernel_prints(symbols: str) -> None:
     steps = _fixture_steps()
     assert len(steps) == 17
     assert not _replay(_session(symbols), steps)
 
 
+@pytest.mark.vm
 def test_corpus_modules_and_proc_tables_match_the_real_kernel(corpus_trees) -> None:  # type: ignore[no-untyped-def]
     """After the fixture steps: four of the tree's own modules (signed with the kernel's key,
     so no taint line), then /proc/devices, /proc/misc and /proc/filesystems in full."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import FIX6, FIX24
+from support import FIX6, FIX24
 
 DATA = Path(__file__).parent / "data" / "dmesg-6.1-amd64.json"
 

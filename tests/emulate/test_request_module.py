@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIX6
+from support import FIX6
 
 PROFILE = "linux-6.1-amd64"
 MODULES = ("exporter", "importer", "kreq", "kreqself", "kreqlong", "kreqfs")

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import FIX6, FIX24, lkm_cmd, require
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from support import ROOT
 
 SCRIPT = str(ROOT / "scripts" / "model_faults.py")
 

@@ -1,6 +1,8 @@
 """Real modules on the model: the fs/, lib/ and crypto/ modules of Debian's 6.1 amd64 tree load
 into the 6.1 profile kernel with no failure, through lkm's modprobe (modules.dep order, the
-indexes written by lkm's depmod) exactly as `modprobe --model` loads them.
+indexes written by lkm's depmod) exactly as `modprobe --model` loads them.  The kernel is the
+profile of the corpus's own build (testing.captures.corpus_profile, addresses from its vmlinuz),
+whatever build Debian's mirror had on the day of the fetch.
 
 Oracle: modpost's ``depends=`` of each module (computed at build time from the symbols it
 uses) must be exactly the set of modules the model kernel bound its imports to, and every
@@ -11,13 +13,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lkm.corpus import depmod_root, find_tree, module_files
 from lkm.kernel.model import ModelKernel
-from lkm.moddir import ModulesDir, normalize
+from lkm.moddir import ModulesDir
+from lkm.modname import alias_normalize as normalize
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.actions import Flags, KernelState, probe
 from lkm.module.file import ModuleFile
-from tests.conftest import lkm_cmd, require, run
+from testing.corpus import depmod_root, find_tree, module_files
+
+from support import corpus_profile, lkm_cmd, require, run
 
 SUBDIRS = ("fs", "lib", "crypto")
 
@@ -34,7 +38,7 @@ def test_corpus_modules_load_and_unload(corpus_trees: object, tmp_path: Path) ->
     assert r.returncode == 0, r.stderr
     dirname = str(root / "lib" / "modules" / tree.release)
     res = Resolver(ModulesDir(dirname), load_config(dirname, paths=[], cmdline=None))
-    k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
+    k = ModelKernel.boot(corpus_profile("image"), tmp_path / "k.db")
     state = KernelState(k, res)
     failures: list[str] = []
 

@@ -21,7 +21,8 @@ from lkm.kernel.interface import (
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.procfs import proc_kallsyms, proc_modules
 from lkm.kernel.vmalloc import Arena
-from tests.conftest import FIX6, FIX24
+
+from support import FIX6, FIX24
 
 EXPORTER, IMPORTER = str(FIX6 / "exporter.ko"), str(FIX6 / "importer.ko")
 

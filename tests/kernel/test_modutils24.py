@@ -20,7 +20,8 @@ from lkm.kernel.procfs import proc_ksyms, proc_modules
 from lkm.module.file import ModuleFile
 from lkm.modutils.insmod import InsmodError, InsmodOptions, insmod
 from lkm.modutils.rmmod import RmmodError, rmmod
-from tests.conftest import FIX24
+
+from support import FIX24
 
 FAT, MSDOS, HELLO = str(FIX24 / "fat24.o"), str(FIX24 / "msdos24.o"), str(FIX24 / "hello24.o")
 

@@ -12,7 +12,8 @@ import pytest
 
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.state import SCHEMA_VERSION, StateError, default_state_path
-from tests.conftest import FIX6, ROOT, require
+
+from support import FIX6, ROOT, require
 
 
 def test_default_path_follows_lkm_state_and_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -103,3 +104,12 @@ def test_state_persists_across_processes(tmp_path: Path) -> None:
     again = ModelKernel(tmp_path / "k.db")
     assert [m.name for m in again.modules()] == ["exporter"]
     assert again.check_integrity() == []
+
+
+def test_boot_again_over_a_booted_state(tmp_path: Path) -> None:
+    """`lkm model boot` on a state that holds a kernel replaces it (the old tables dropped)."""
+    k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
+    k.finit_module(str(FIX6 / "exporter.ko"))
+    k.close()
+    again = ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db")
+    assert again.modules() == [] and again.is_24 and again.check_integrity() == []

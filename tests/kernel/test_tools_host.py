@@ -17,7 +17,7 @@ from lkm.kernel import MODULE_INIT_COMPRESSED_FILE, MODULE_INIT_IGNORE_MODVERSIO
 from lkm.kernel.load import insert_module
 from lkm.kernel.strip import strip_for_force
 
-from conftest import FIX6, require, run
+from support import FIX6, require, run
 
 CASES = [
     ("insmod", []),
@@ -43,7 +43,7 @@ def tool_links(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.mark.kmod
+@pytest.mark.oracle
 @pytest.mark.parametrize(("tool", "args"), CASES)
 def test_usage_messages_as_kmod(tool: str, args: list[str], tool_links: Path) -> None:
     # Both called by bare name through PATH: getopt's messages name argv[0].
@@ -110,6 +110,7 @@ def test_force_flags() -> None:
     assert k.calls[0][1] & MODULE_INIT_IGNORE_MODVERSIONS
 
 
+@pytest.mark.oracle
 def test_strip_for_force_as_binutils_and_kmod_see_it(tmp_path: Path) -> None:
     require(shutil.which("readelf"), "binutils readelf missing")
     require(shutil.which("modinfo", path="/usr/sbin:/sbin:/usr/bin"), "kmod missing")

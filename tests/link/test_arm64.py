@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
+from lkm.arch.arm64 import PLT_ENTRY_SIZE, R, encode_imm, reloc_insn_imm, reloc_insn_movw
 from lkm.elf.constants import SHT_NOBITS
-from lkm.link.arm64 import PLT_ENTRY_SIZE, R, encode_imm, reloc_insn_imm, reloc_insn_movw
 from lkm.link.image import link_module
 from lkm.link.layout import layout_module
 from lkm.module import ModuleFile
@@ -31,7 +31,7 @@ def _branch_target(insn: int, pc: int) -> int:
 
 @pytest.fixture(scope="module")
 def mod(corpus_trees) -> ModuleFile:  # type: ignore[no-untyped-def]
-    from lkm.corpus import module_files
+    from testing.corpus import module_files
 
     tree = next(t for t in corpus_trees if t.name == "arm64-6.1")
     return ModuleFile.open(next(p for p in module_files(tree) if p.name == "fat.ko"))

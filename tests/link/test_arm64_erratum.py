@@ -16,7 +16,7 @@ from lkm.link.image import link_module
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module import ModuleFile
 
-from conftest import require
+from support import require
 
 BASES = {"core": 0xFFFF800001000000, "init": 0xFFFF800001800000}
 EXT = 0xFFFF800009000000  # far beyond ADR's +-1 MiB from the module

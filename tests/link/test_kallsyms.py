@@ -8,7 +8,7 @@ from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module import ModuleFile
 
-from conftest import FIX6
+from support import FIX6
 
 BASES = {"text": 0xFFFFFFFFC0000000, "rodata": 0xFFFFFFFFC0010000, "ro_after_init": 0xFFFFFFFFC0020000,
          "data": 0xFFFFFFFFC0030000, "init_text": 0xFFFFFFFFC0040000, "init_rodata": 0xFFFFFFFFC0050000,

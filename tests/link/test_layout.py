@@ -15,7 +15,7 @@ from lkm.elf.constants import SHF_ALLOC, SHF_RO_AFTER_INIT
 from lkm.link.layout import KernelConfig, layout_24, layout_module
 from lkm.module import ModuleFile
 
-from conftest import FIX6, FIX24, require
+from support import FIX6, FIX24, require
 
 ASM = """
     .section .text,"ax",@progbits

@@ -21,7 +21,7 @@ from lkm.link.image import link_module
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module import ModuleFile
 
-from conftest import IN_CI, require
+from support import IN_CI, require
 
 TREES = {
     # tree: (layout rules, ld emulation, region bases, fake kernel base, per-cpu base)
@@ -67,11 +67,12 @@ def _fake_address(name: str, kernel_base: int) -> int:
 
 
 @pytest.mark.corpus
+@pytest.mark.oracle
 @pytest.mark.parametrize("tree_name", sorted(TREES))
 def test_sections_identical_to_ld(corpus_trees, tree_name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from elftools.elf.elffile import ELFFile
 
-    from lkm.corpus import module_files
+    from testing.corpus import module_files
 
     require(shutil.which(TOOLS[TREES[tree_name][1]][0]), f"GNU binutils for {tree_name} missing")
     tree = next((t for t in corpus_trees if t.name == tree_name), None)

@@ -14,25 +14,13 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.relocation import RelocationSection
 
-from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
+from lkm.link.insmod24 import KernelSymbols24, link_module_24
 from lkm.link.output24 import format_load_map
 from lkm.module import ModuleFile
 
-from conftest import FIX24
+from support import FIX24, KSYMS24, LINK24_BASE, LINK24_MTIME, insmod24_options
 
-BASE = 0xC8800000
-MTIME = 0x3E5A1B2C
-KSYMS = """\
-c0118000 printk
-c0130000 kmalloc
-c0130100 kfree
-c0140000 register_chrdev
-c0140100 unregister_chrdev
-c0150000 __generic_copy_to_user
-c0160000 register_filesystem
-c0160100 unregister_filesystem
-"""
-KERNEL = {line.split()[1]: int(line.split()[0], 16) for line in KSYMS.splitlines()}
+KERNEL = {line.split()[1]: int(line.split()[0], 16) for line in KSYMS24.splitlines()}
 PC_RELATIVE = {"R_386_PC32", "R_386_PLT32"}
 # 2.4.20 include/linux/module.h struct module, all 4-byte fields on i386
 MODULE_FIELDS = [
@@ -42,13 +30,9 @@ MODULE_FIELDS = [
 ]  # fmt: skip
 
 
-def opts(path: Path, **kw: object) -> Insmod24Options:
-    return Insmod24Options(object_path=f"/lib/modules/2.4.20/misc/{path.name}", mtime=MTIME, **kw)  # type: ignore[arg-type]
-
-
-def link(path: Path, ksyms: str = KSYMS, base: int = BASE, **kw: object):  # type: ignore[no-untyped-def]
+def link(path: Path, ksyms: str = KSYMS24, base: int = LINK24_BASE, **kw: object):  # type: ignore[no-untyped-def]
     mod = ModuleFile.open(path)
-    return link_module_24(mod, KernelSymbols24.from_ksyms(ksyms), base, opts(path, **kw))
+    return link_module_24(mod, KernelSymbols24.from_ksyms(ksyms), base, insmod24_options(path, **kw))
 
 
 def parse_map(text: str) -> tuple[list[tuple[str, int, int, int]], list[tuple[int, str, str]]]:
@@ -119,7 +103,7 @@ def test_layout_follows_the_load_order_rule(name: str) -> None:
     path = FIX24 / name
     img = link(path)
     secs, _ = parse_map(format_load_map(img))
-    assert secs[0][0] == ".this" and secs[0][2] == BASE and secs[0][1] == 96
+    assert secs[0][0] == ".this" and secs[0][2] == LINK24_BASE and secs[0][1] == 96
     e = elf_of(path)
     original = [s for s in e.iter_sections() if s["sh_flags"] & 2 and s.name != ".modinfo"]
     created = [n for n, *_ in secs if n not in {s.name for s in original}]
@@ -130,11 +114,11 @@ def test_layout_follows_the_load_order_rule(name: str) -> None:
     order += [(n, prio(n, 2, False)) for n in created[1:]]
     want = [".this"] + [n for n, _ in sorted(order, key=lambda t: -t[1])]
     assert [n for n, *_ in secs] == want
-    end = BASE
+    end = LINK24_BASE
     for _name, size, addr, align in secs:  # packed: each at the end of the previous, aligned
         assert addr == (end + align - 1) // align * align
         end = addr + size
-    assert end - BASE == img.size == len(img.image)
+    assert end - LINK24_BASE == img.size == len(img.image)
     sizes = {s.name: s["sh_size"] for s in original}
     for n, size, *_ in secs:
         if n in sizes and n not in ("__ksymtab", ".kstrtab", ".bss"):
@@ -154,11 +138,11 @@ def test_relocations_and_struct_module(name: str) -> None:
     words = expected_words(path, addr, values)
     assert words
     for p, want in words.items():
-        assert struct.unpack_from("<I", blob, p - BASE)[0] == want, hex(p)
+        assert struct.unpack_from("<I", blob, p - LINK24_BASE)[0] == want, hex(p)
     m = dict(zip(MODULE_FIELDS, struct.unpack_from("<24I", blob, 0), strict=True))
     assert m["size_of_struct"] == 96 and m["size"] == len(blob) and m["flags"] == 4
     stem = name[:-2]
-    assert blob[m["name"] - BASE :].split(b"\0")[0] == stem.encode()
+    assert blob[m["name"] - LINK24_BASE :].split(b"\0")[0] == stem.encode()
     e = elf_of(path)
     text = {y.name: y for y in e.get_section_by_name(".symtab").iter_symbols()}
     for field, sym in (("init", "init_module"), ("cleanup", "cleanup_module")):
@@ -167,10 +151,10 @@ def test_relocations_and_struct_module(name: str) -> None:
     assert m["syms"] == ksymtab[2] and m["nsyms"] * 8 == ksymtab[1]
     entries = {}
     for k in range(m["nsyms"]):
-        value, name_at = struct.unpack_from("<II", blob, m["syms"] - BASE + 8 * k)
-        entries[blob[name_at - BASE :].split(b"\0")[0].decode()] = value
+        value, name_at = struct.unpack_from("<II", blob, m["syms"] - LINK24_BASE + 8 * k)
+        entries[blob[name_at - LINK24_BASE :].split(b"\0")[0].decode()] = value
     path_o = f"/lib/modules/2.4.20/misc/{name}"
-    assert entries[f"__insmod_{stem}_O{path_o}_M{MTIME:08X}_V{2 << 16 | 4 << 8 | 20}"] == BASE
+    assert entries[f"__insmod_{stem}_O{path_o}_M{LINK24_MTIME:08X}_V{2 << 16 | 4 << 8 | 20}"] == LINK24_BASE
     for sec in (".text", ".rodata", ".data", ".bss"):
         size = next((s[1] for s in secs if s[0] == sec), 0)
         key = f"__insmod_{stem}_S{sec}_L{size}"
@@ -204,7 +188,7 @@ def test_map_symbols_are_the_objects() -> None:
         letter = "T" if flags & 4 else "D" if flags & 1 else "R"  # .bss is PROGBITS by then
         local = y["st_info"]["bind"] == "STB_LOCAL" or y.name in ("init_module", "cleanup_module")
         assert (addr[sec.name] + y["st_value"], letter.lower() if local else letter, y.name) in lines
-    assert (BASE, "d", "__this_module") in lines
+    assert (LINK24_BASE, "d", "__this_module") in lines
 
 
 def test_commons_smallest_first_into_bss() -> None:
@@ -220,7 +204,7 @@ def test_commons_smallest_first_into_bss() -> None:
 
 def test_msdos_uses_fat_exports() -> None:
     fat = link(FIX24 / "fat24.o")
-    fat_base = BASE
+    fat_base = LINK24_BASE
     # fat24 as the kernel lists it: its __ksymtab read from the blob
     m = struct.unpack_from("<24I", fat.image, 0)
     nsyms, syms_at = m[6], m[8]
@@ -228,7 +212,7 @@ def test_msdos_uses_fat_exports() -> None:
     for k in range(nsyms):
         value, name_at = struct.unpack_from("<II", fat.image, syms_at - fat_base + 8 * k)
         fat_syms.append((fat.image[name_at - fat_base :].split(b"\0")[0].decode(), value))
-    ksyms = "".join(f"{v:08x} {n}\t[fat24]\n" for n, v in fat_syms) + KSYMS
+    ksyms = "".join(f"{v:08x} {n}\t[fat24]\n" for n, v in fat_syms) + KSYMS24
     msdos_base = 0xC8810000
     img = link(FIX24 / "msdos24.o", ksyms, msdos_base)
     secs, syms = parse_map(format_load_map(img))
@@ -254,7 +238,7 @@ def patched(tmp_path: Path, name: str, old: bytes, new: bytes) -> Path:
 
 
 def test_gplonly_only_for_gpl(tmp_path: Path) -> None:
-    ksyms = KSYMS.replace("c0118000 printk", "c0118000 GPLONLY_printk")
+    ksyms = KSYMS24.replace("c0118000 printk", "c0118000 GPLONLY_printk")
     img = link(FIX24 / "hello24.o", ksyms)
     assert img.resolved["printk"] == 0xC0118000
     bsd = patched(tmp_path, "hello24.o", b"license=GPL\0", b"license=BSD\0")
@@ -275,7 +259,7 @@ def test_gplonly_only_for_gpl(tmp_path: Path) -> None:
 def test_versioned_kernel_names(ksyms_printk: str, extra: str, ok: bool) -> None:
     from lkm.link.image import LinkError
 
-    ksyms = extra + KSYMS.replace("c0118000 printk", f"c0118000 {ksyms_printk}")
+    ksyms = extra + KSYMS24.replace("c0118000 printk", f"c0118000 {ksyms_printk}")
     if not ok:
         with pytest.raises(LinkError, match="unresolved symbol printk"):
             link(FIX24 / "hello24.o", ksyms)
@@ -284,7 +268,7 @@ def test_versioned_kernel_names(ksyms_printk: str, extra: str, ok: bool) -> None
     assert img.resolved["printk"] == 0xC0118000
     words = expected_words(FIX24 / "hello24.o", {n: a for n, a, *_ in img.sections}, dict(KERNEL))
     for p, want in words.items():
-        assert struct.unpack_from("<I", img.image, p - BASE)[0] == want
+        assert struct.unpack_from("<I", img.image, p - LINK24_BASE)[0] == want
 
 
 def test_no_export_and_no_ksymoops() -> None:
@@ -299,7 +283,7 @@ def test_plan_then_link_as_create_module_does() -> None:
     from lkm.link.insmod24 import plan_module_24
 
     path = FIX24 / "chardev24.o"
-    plan = plan_module_24(ModuleFile.open(path), KernelSymbols24.from_ksyms(KSYMS), opts(path))
+    plan = plan_module_24(ModuleFile.open(path), KernelSymbols24.from_ksyms(KSYMS24), insmod24_options(path))
     size = plan.size
     img = plan.link(0xD0000000)
     assert img.size == size == len(img.image) and img.module["size"] == size
@@ -308,9 +292,9 @@ def test_plan_then_link_as_create_module_does() -> None:
         plan.link(0xD0001000)
     from lkm.link.image import LinkError
 
-    loaded = KernelSymbols24.from_ksyms(KSYMS + "d0000000 __insmod_chardev24_O/x_M0_V1\t[chardev24]\n")
+    loaded = KernelSymbols24.from_ksyms(KSYMS24 + "d0000000 __insmod_chardev24_O/x_M0_V1\t[chardev24]\n")
     with pytest.raises(LinkError, match="a module named chardev24 already exists"):
-        plan_module_24(ModuleFile.open(path), loaded, opts(path))
+        plan_module_24(ModuleFile.open(path), loaded, insmod24_options(path))
 
 
 def test_map_lines_exact() -> None:
@@ -318,7 +302,7 @@ def test_map_lines_exact() -> None:
     text = format_load_map(img)
     head = "Sections:       Size      Address   Align\n.this           00000060  c8800000  2**2\n"
     assert text.startswith(head)
-    assert "\n\nSymbols:\n" in text and f"\n{BASE:08x} d __this_module\n" in text
+    assert "\n\nSymbols:\n" in text and f"\n{LINK24_BASE:08x} d __this_module\n" in text
     assert "\n00000000 a hello24.c\n" in text  # the file symbol: absolute, local
 
 
@@ -326,7 +310,7 @@ def test_persist_symbol() -> None:
     from lkm.link.image import LinkError
 
     img = link(FIX24 / "hello24.o", persist="/var/lib/modules/persist/hello24")
-    assert ("__insmod_hello24_P/var/lib/modules/persist/hello24", BASE) in img.exports
+    assert ("__insmod_hello24_P/var/lib/modules/persist/hello24", LINK24_BASE) in img.exports
     with pytest.raises(LinkError, match="Persistent filenames must be absolute"):
         link(FIX24 / "hello24.o", persist="persist/hello24")
     # fat24 has no persistent parameter: no _P symbol
@@ -366,7 +350,7 @@ def test_export_all_in_hash_table_order() -> None:
         if y["st_info"]["bind"] != "STB_LOCAL" and not hidden and loaded:
             exported.append(name)
     secs = {n: s for n, _, s, _ in img.sections}
-    ksymoops = [f"__insmod_common24_O/lib/modules/2.4.20/misc/common24.o_M{MTIME:08X}_V{0x020414}"]
+    ksymoops = [f"__insmod_common24_O/lib/modules/2.4.20/misc/common24.o_M{LINK24_MTIME:08X}_V{0x020414}"]
     for sec in (".text", ".rodata", ".data", ".bss"):
         if secs.get(sec):
             ksymoops.append(f"__insmod_common24_S{sec}_L{secs[sec]}")

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from test_link24 import BASE, KSYMS, opts
 
 from lkm.link.gnu_ld import ld_link, ld_section_name
 from lkm.link.image import LinkError
 from lkm.link.insmod24 import KernelSymbols24, link_module_24
 from lkm.module import ModuleFile
 
-from conftest import FIX24, lkm_cmd, require, run
+from support import FIX24, lkm_cmd, require, run
+from support import KSYMS24 as KSYMS
+from support import LINK24_BASE as BASE
+from support import insmod24_options as opts
 
 # Each entry a word at offset 4*i of .text: (relocation type, symbol, word in the object).
 # GLOB_DAT, JMP_SLOT and RELATIVE cannot be written with gas's .reloc for a relocatable
@@ -138,6 +140,7 @@ def test_kallsyms_section() -> None:
     assert got["device_open"] == next(s.value for s in img.map_symbols if s.name == "device_open")
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["hello24.o", "chardev24.o", "fat24.o", "common24.o", "msdos24.o"])
 def test_gnu_ld_places_the_same_bytes(name: str, tmp_path: Path) -> None:
     """ld -m elf_i386 links the object with each section at insmod's address and each import at

@@ -13,7 +13,7 @@ from lkm.link.image import LinkError, link_module
 from lkm.link.layout import layout_module
 from lkm.module import ModuleFile
 
-from conftest import FIX6, FIX24
+from support import FIX6, FIX24
 
 BASES_61 = {"core": 0xFFFFFFFFC0000000, "init": 0xFFFFFFFFC8000000}
 

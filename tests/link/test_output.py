@@ -14,7 +14,7 @@ from lkm.link.layout import layout_module
 from lkm.link.output import linked_elf, region_blobs, write_atomic
 from lkm.module import ModuleFile
 
-from conftest import FIX6, FIX24, require
+from support import FIX6, FIX24, require
 
 K64, K32 = 0xFFFFFFFF81000000, 0xC0100000
 REGIONS_612 = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")
@@ -30,6 +30,7 @@ CASES = [
 ]
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize(("path", "rules", "bases", "kbase"), CASES, ids=lambda v: getattr(v, "name", None))
 def test_linked_elf_readable(
     path: Path, rules: str, bases: dict[str, int], kbase: int, tmp_path: Path

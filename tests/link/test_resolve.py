@@ -12,7 +12,7 @@ from lkm.link.resolve import ResolveError, check_vermagic, kernel_resolver, same
 from lkm.module import ModuleFile
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
-from conftest import FIX6
+from support import FIX6
 
 EXPORTER_BASE = 0xFFFFFFFFC0000000
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIX6, FIX24, lkm_cmd, run
+from support import FIX6, FIX24, lkm_cmd, run
 
 GOOD = FIX6 / "chardev.ko"
 KO = GOOD.read_bytes()

@@ -24,7 +24,7 @@ from lkm.module.info import info_entries
 from lkm.module.report import module_report
 from lkm.module.validate import check_module
 
-from conftest import FIX6, FIX24
+from support import FIX6, FIX24
 
 SEED_FILES = {
     "chardev.ko": FIX6 / "chardev.ko",

@@ -12,7 +12,7 @@ import pytest
 
 from lkm.module import ModuleFile
 
-from conftest import FIX6, FIX24, require
+from support import FIX6, FIX24, require
 
 
 def _kmod_pairs(option: str, path: str) -> list[tuple[int, str]]:
@@ -24,7 +24,7 @@ def _kmod_pairs(option: str, path: str) -> list[tuple[int, str]]:
     return [(int(c, 16), n) for c, n in (line.split("\t") for line in out.splitlines())]
 
 
-@pytest.mark.kmod
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["exporter.ko", "importer.ko", "params.ko", "chardev.ko", "chardev.ko.xz"])
 def test_exports_and_versions_match_kmod(name: str) -> None:
     path = str(FIX6 / name)
@@ -45,6 +45,7 @@ def test_namespaced_export_and_import() -> None:
     assert imp.depends == ["exporter"]
 
 
+@pytest.mark.oracle
 def test_build_id_matches_readelf() -> None:
     require(shutil.which("readelf"), "binutils missing")
     for path in sorted(FIX6.glob("*.ko")):
@@ -87,6 +88,7 @@ def test_compressed_reads_like_plain(ext: str) -> None:
     assert comp.modinfo == plain.modinfo and comp.needed == plain.needed
 
 
+@pytest.mark.oracle
 def test_24_exports_match_binutils() -> None:
     """2.4 exports: __ksymtab {value, name} pairs, names from .kstrtab (objdump/readelf)."""
     require(shutil.which("objdump"), "binutils missing")

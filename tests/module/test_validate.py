@@ -14,7 +14,7 @@ from lkm.errors import InvalidModule
 from lkm.module import ModuleFile
 from lkm.module.validate import check_module
 
-from conftest import FIX6
+from support import FIX6
 
 GOOD = (FIX6 / "chardev.ko").read_bytes()
 
@@ -97,7 +97,7 @@ def test_section_past_end(kernel: str) -> None:
 def test_corpus_modules_pass_their_kernels_checks(corpus_trees) -> None:  # type: ignore[no-untyped-def]
     """Debian's kernels load these modules, so the checks must accept every one; for 6.12 the
     struct module size is the one every module of the tree agrees on."""
-    from lkm.corpus import module_files
+    from testing.corpus import module_files
 
     kernels = {"amd64-6.1": "6.1", "amd64-6.12": "6.12", "arm64-6.1": "6.1", "i386-6.1": "6.1"}
     total = 0

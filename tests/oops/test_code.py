@@ -11,7 +11,7 @@ import pytest
 from lkm.oops.code import code_bytes, disassemble
 from lkm.oops.report import parse
 
-from conftest import require
+from support import require
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "oops"
 
@@ -32,6 +32,7 @@ def _norm(text: str) -> str:
     return "".join(text.lower().replace("ptr", "").split()).replace(",", "")
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["vm-6.12-gpf.txt", "vm-6.1-fault.txt", "spec-x86-6.1-irq-warn.txt"])
 def test_x86_trapping_instruction(name: str, tmp_path: Path) -> None:
     r = parse((DATA / name).read_text()).reports[0]

@@ -12,7 +12,7 @@ from lkm.elf import ElfFile
 from lkm.elf.constants import SHF_EXECINSTR
 from lkm.oops.lines import DebugInfo
 
-from conftest import FIX6, oops_capture, require
+from support import FIX6, oops_capture, require
 
 
 def _compare(ko: Path) -> tuple[int, list[tuple[str, int, list[str], list[str]]], int]:
@@ -39,12 +39,14 @@ def _compare(ko: Path) -> tuple[int, list[tuple[str, int, list[str], list[str]]]
     return n, bad, inlined
 
 
+@pytest.mark.oracle
 def test_fixture_module() -> None:
     n, bad, _inlined = _compare(FIX6 / "dwarfmod.ko")
     assert n > 50 and bad == []
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("tree", ["amd64-6.1", "amd64-6.12"])
 def test_guest_modules(tree: str) -> None:
     n, bad, inlined = 0, [], 0

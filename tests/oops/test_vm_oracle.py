@@ -11,7 +11,7 @@ from lkm.oops import modmap
 from lkm.oops.report import parse
 from lkm.oops.symbolize import symbolizer_from_kallsyms
 
-from conftest import oops_capture, require
+from support import guest_kallsyms, oops_capture
 
 TREES = {"amd64-6.1": "6.1", "amd64-6.12": "6.12"}
 
@@ -32,6 +32,7 @@ def _symbolizer(d: Path, version: str, files: bool):  # type: ignore[no-untyped-
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("files", [True, False], ids=["module-files", "snapshot-only"])
 @pytest.mark.parametrize("tree", TREES)
 def test_pcsym_addresses(tree: str, files: bool) -> None:
@@ -50,6 +51,7 @@ def test_pcsym_addresses(tree: str, files: bool) -> None:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("tree", TREES)
 def test_report_frames(tree: str) -> None:
     """Each frame resolved to an address and printed again (%pS for the ip, %pB for return
@@ -85,19 +87,19 @@ def _offset(d: Path) -> int:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("tree", TREES)
 def test_unrelocated_symbols_with_report_offset(tree: str) -> None:
     """Symbols without the KASLR shift (the tree's nokaslr /proc/kallsyms, what a System.map
     holds) plus the "Kernel Offset" the guest printed when it panicked give the kernel's %pS
     for every core address; the module map and the module files give the module ones."""
-    from lkm.corpus import find_tree
     from lkm.module import ModuleFile
     from lkm.oops.symbolize import Symbolizer
     from lkm.symbols.sources import parse_kallsyms
+    from testing.corpus import find_tree
 
     d = _capture(tree)
-    nokaslr = find_tree(tree).root / "proc-kallsyms.txt"
-    require(nokaslr.is_file(), f"{tree}: no nokaslr /proc/kallsyms (scripts/guest_kallsyms.py)")
+    nokaslr = guest_kallsyms(find_tree(tree))
     core = [s for s in parse_kallsyms(nokaslr.read_text()) if s.module is None]
     rules = modmap.kernel_rules(TREES[tree])
     files = {p.stem: ModuleFile.open(p) for p in (d / "modules").glob("*.ko")}
@@ -112,11 +114,12 @@ def test_unrelocated_symbols_with_report_offset(tree: str) -> None:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("tree", TREES)
 def test_cli_decodes_guest_report(tree: str) -> None:
     """lkm ksymoops on a guest report: every module frame gets a source line, the output keeps
     every other line, the ksymoops form marks the trapping instruction at the faulting pc."""
-    from conftest import lkm_cmd, run
+    from support import lkm_cmd, run
 
     d = _capture(tree)
     report = Path(__file__).resolve().parent.parent / "data" / "oops" / f"vm-{TREES[tree]}-gpf.txt"
@@ -135,19 +138,19 @@ def test_cli_decodes_guest_report(tree: str) -> None:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("tree", TREES)
 def test_kaslr_offset_inferred(tree: str) -> None:
     """Frames printed the older way, "[<address>] symbol+off/size" (addresses from the guest's
     own /proc/kallsyms), against symbols without the shift give the offset the guest printed
     in its "Kernel Offset" line."""
-    from lkm.corpus import find_tree
     from lkm.oops.report import symbolised_addresses
     from lkm.oops.symbolize import Symbolizer, infer_offset
     from lkm.symbols.sources import parse_kallsyms
+    from testing.corpus import find_tree
 
     d = _capture(tree)
-    nokaslr = find_tree(tree).root / "proc-kallsyms.txt"
-    require(nokaslr.is_file(), f"{tree}: no nokaslr /proc/kallsyms (scripts/guest_kallsyms.py)")
+    nokaslr = guest_kallsyms(find_tree(tree))
     live = _symbolizer(d, TREES[tree], files=False)
     log = parse((d / "dmesg.txt").read_text(encoding="latin-1"))
     lines = []
@@ -186,6 +189,7 @@ class _SnapshotKernel:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("tree", TREES)
 def test_symbolizer_from_kernel_interface(tree: str) -> None:
     from lkm.oops.symbolize import symbolizer_from_kernel
@@ -197,6 +201,7 @@ def test_symbolizer_from_kernel_interface(tree: str) -> None:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("tree", TREES)
 def test_duplicate_names_resolved_by_size(tree: str) -> None:
     """Core symbols that several functions share (static functions of one name): the printed

@@ -2,8 +2,8 @@
 
 The corpus test compares the symbols recovered from each tree's ``vmlinuz`` with the
 ``/proc/kallsyms`` that the same kernel printed when booted in QEMU with ``nokaslr``
-(``scripts/guest_kallsyms.py``, cached as ``<tree>/proc-kallsyms.txt``; booted here when
-the file is missing).  The unit tests build small images and tables by the kernel's rules.
+(``scripts/guest_kallsyms.py``, cached as ``<tree>/proc-kallsyms.txt``; booted on first use
+by testing.captures).  The unit tests build small images and tables by the kernel's rules.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ import gzip
 import lzma
 import random
 import struct
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import zstandard
 
-from lkm.corpus import CorpusTree
 from lkm.errors import LkmError
 from lkm.symbols.image import (
     KallsymsEntry,
@@ -31,46 +28,26 @@ from lkm.symbols.image import (
     kallsyms_entries,
     recover_kallsyms,
 )
+from testing.corpus import CorpusTree
 
-from conftest import ROOT, require
+from support import guest_kallsyms, require
 
 TREES = ("amd64-6.1", "amd64-6.12", "arm64-6.1", "i386-6.1")
-GUEST_SCRIPT = ROOT / "scripts" / "guest_kallsyms.py"
-BOOT_TIMEOUT = 300  # seconds per boot, enforced by the script; the subprocess gets two boots' worth
 
 
 # --------------------------------------------------------------------------------------
 # Real kernels against their own /proc/kallsyms
 
 
-def _reference(tree: CorpusTree) -> Path:
-    """The tree's cached guest /proc/kallsyms; the guest is booted first if there is none."""
-    path = tree.root / "proc-kallsyms.txt"
-    if path.is_file():
-        return path
-    name = tree.name
-    try:
-        r = subprocess.run(
-            [sys.executable, str(GUEST_SCRIPT), "--tree", name, "--timeout", str(BOOT_TIMEOUT)],
-            capture_output=True,
-            check=False,
-            timeout=2 * BOOT_TIMEOUT + 300,
-        )
-        why = r.stderr.decode(errors="replace")[-2000:]
-    except subprocess.TimeoutExpired:
-        why = "guest_kallsyms.py timed out"
-    require(path.is_file(), f"{name}: no /proc/kallsyms from a QEMU guest: {why}")
-    return path
-
-
 @pytest.mark.corpus
+@pytest.mark.vm
 @pytest.mark.parametrize("name", TREES)
 def test_recovered_kallsyms_equal_guest_proc_kallsyms(corpus_trees, name, capsys):  # type: ignore[no-untyped-def]
     trees = {t.name: t for t in corpus_trees}
     require(name in trees, f"corpus tree {name} missing: run scripts/fetch_corpus.py")
     tree = trees[name]
     require(tree.vmlinuz is not None and tree.vmlinuz.is_file(), f"{name}: no kernel image in the tree")
-    ref_path = _reference(tree)
+    ref_path = guest_kallsyms(tree)
 
     raw = tree.vmlinuz.read_bytes()
     t0 = time.perf_counter()
@@ -338,12 +315,13 @@ def test_no_tables_raise_lkm_error() -> None:
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 def test_cli_from_image_prints_proc_kallsyms(corpus_trees: list[CorpusTree]) -> None:
     """``lkm kallsyms --from-image`` prints exactly the core lines of the guest's /proc/kallsyms."""
-    from conftest import lkm_cmd, run
+    from support import lkm_cmd, run
 
     tree = next(t for t in corpus_trees if t.name == "i386-6.1")
-    ref = _reference(tree)
+    ref = guest_kallsyms(tree)
     core = "".join(
         line for line in ref.read_text().splitlines(keepends=True) if not line.rstrip().endswith("]")
     )

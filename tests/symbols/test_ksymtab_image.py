@@ -8,18 +8,18 @@ from collections import Counter
 
 import pytest
 
-from conftest import require
+from support import guest_kallsyms, require
 
 
 @pytest.mark.corpus
+@pytest.mark.vm
 def test_arm64_image_exports_match_kallsyms(corpus_trees) -> None:  # type: ignore[no-untyped-def]
     from lkm.symbols.image import decompress_kernel_image
     from lkm.symbols.ksymtab import raw_image_exports
 
     tree = next((t for t in corpus_trees if t.arch == "arm64"), None)
     require(tree is not None and tree.vmlinuz is not None, "arm64 corpus tree missing")
-    kallsyms = tree.root / "proc-kallsyms.txt"
-    require(kallsyms.is_file(), "arm64 proc-kallsyms.txt missing: run scripts/guest_kallsyms.py")
+    kallsyms = guest_kallsyms(tree)
     running: dict[str, int] = {}
     for line in kallsyms.read_text().splitlines():
         a, _t, name = line.split()[:3]

@@ -39,7 +39,7 @@ from lkm.symbols.sources import (
 from lkm.symbols.table import KernelSymbol
 from lkm.symbols.vmlinux import parse_vmlinux
 
-from conftest import FIX6, require
+from support import FIX6, require
 
 # -- System.map ------------------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ def test_module_symvers_malformed(line: str, reason: str) -> None:
 
 
 def _symvers_pairs(corpus_trees, tree_name: str, headers_name: str):  # type: ignore[no-untyped-def]
-    from lkm.corpus import load_headers
+    from testing.corpus import load_headers
 
     tree = next((t for t in corpus_trees if t.name == tree_name), None)
     require(tree, f"corpus tree {tree_name} missing")
@@ -356,8 +356,8 @@ def _symvers_pairs(corpus_trees, tree_name: str, headers_name: str):  # type: ig
 def test_corpus_module_symvers_against_ko_exports(corpus_trees, tree_name: str, headers_name: str) -> None:  # type: ignore[no-untyped-def]
     """Every row of Debian's Module.symvers is read (one symbol a line), and every module row is
     exactly what the module's own .ko exports (name, CRC, GPL-only, namespace)."""
-    from lkm.corpus import module_files
     from lkm.module import ModuleFile
+    from testing.corpus import module_files
 
     tree, headers = _symvers_pairs(corpus_trees, tree_name, headers_name)
     data = headers.module_symvers.read_bytes()
@@ -487,6 +487,7 @@ def _link(tmp_path: Path, asm: str, *, m32: bool = False) -> tuple[bytes, dict[s
     return exe.read_bytes(), addrs
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("prel", [True, False], ids=["prel32", "absolute64"])
 def test_vmlinux_assembled(tmp_path: Path, prel: bool) -> None:
     _tools()
@@ -500,6 +501,7 @@ def test_vmlinux_assembled(tmp_path: Path, prel: bool) -> None:
     assert nm["__kstrtab_printk"] == nm["__kstrtab_vprintk"] + 1  # ld merged the tails
 
 
+@pytest.mark.oracle
 def test_vmlinux_24_style(tmp_path: Path) -> None:
     """A 2.4 i386 kernel: __ksymtab {value, name} absolute pointers, names in .kstrtab,
     GPLONLY_ prefixes and modversions suffixes in the names, no __kcrctab."""
@@ -531,6 +533,7 @@ def test_vmlinux_refuses_a_module_and_garbage(tmp_path: Path) -> None:
         parse_vmlinux(b"not an ELF file at all", path="x")
 
 
+@pytest.mark.oracle
 def test_vmlinux_names_outside_strings(tmp_path: Path) -> None:
     """A table whose name fields point nowhere under any layout: one-line error."""
     _tools()
@@ -604,8 +607,8 @@ def test_corpus_vmlinux_exports_match_module_symvers(corpus_trees, tree_name: st
 def test_corpus_vmlinux_i386_crcs_match_modules(corpus_trees) -> None:  # type: ignore[no-untyped-def]
     """32-bit PREL32: the i386 kernel's export CRCs equal those its modules were built against
     (their __versions), for every needed symbol the kernel exports."""
-    from lkm.corpus import module_files
     from lkm.module import ModuleFile
+    from testing.corpus import module_files
 
     tree = next((t for t in corpus_trees if t.name == "i386-6.1"), None)
     have = tree is not None and tree.vmlinuz is not None and tree.vmlinuz.exists()

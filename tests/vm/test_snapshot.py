@@ -11,17 +11,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import alter_saved_byte  # type: ignore[import-not-found]
 
-from conftest import ROOT, lkm_cmd, require
+from testing.vm import alter_saved_byte
+
+from support import ROOT, lkm_cmd, require
+
+pytestmark = [pytest.mark.corpus, pytest.mark.vm]
 
 GUESTS = {"arm64-6.1": "qemu-system-aarch64", "i386-6.1": "qemu-system-i386"}
 
 
 @pytest.mark.parametrize("tree_name", list(GUESTS))
 def test_snapshot_verify(tree_name: str, tmp_path: Path) -> None:
-    from lkm.corpus import load_trees, module_files
     from lkm.kernel.load import module_name
+    from testing.corpus import load_trees, module_files
 
     require(shutil.which(GUESTS[tree_name]), f"{GUESTS[tree_name]} missing (qemu-system-arm / -x86)")
     trees = {t.name: t for t in load_trees()}

@@ -17,9 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import alter_saved_byte  # type: ignore[import-not-found]
+import pytest
 
-from conftest import ROOT, lkm_cmd, require
+from testing.vm import alter_saved_byte
+
+from support import ROOT, lkm_cmd, require
+
+pytestmark = [pytest.mark.corpus, pytest.mark.vm]
 
 # Small modules whose PLT (6.1 corpus kernel, modules out of branch range) ends with a
 # duplicate entry in the spare slot (found by a 156-module capture); with dependencies.
@@ -54,9 +58,9 @@ def _plt_entries(memory: object, start: int) -> list[tuple[int, int | None]]:
 
 
 def test_arm64_plt_spare_slot(tmp_path: Path) -> None:
-    from lkm.corpus import load_trees, module_files
     from lkm.kernel.load import module_name
     from lkm.kernel.snapshot import SnapshotKernel, SnapshotMemory
+    from testing.corpus import load_trees, module_files
 
     require(shutil.which("qemu-system-aarch64"), "qemu-system-aarch64 missing (qemu-system-arm)")
     trees = {t.name: t for t in load_trees()}

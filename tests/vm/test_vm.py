@@ -1,22 +1,21 @@
 """Boot the corpus's Debian amd64 kernels under QEMU TCG and run tests/vm/guest/guest_*.py inside them.
 
 Per kernel: the fixture modules are built against that kernel's headers (kbuild), the guest
-boots (harness.py), runs pytest over tests/vm/guest with the checkout's Python and writes a
+boots (testing/vm.py), runs pytest over tests/vm/guest with the checkout's Python and writes a
 JUnit report to the share; this test fails with the guest's failures.
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support import require
 
-from conftest import require  # type: ignore[import-not-found]
+pytestmark = [pytest.mark.corpus, pytest.mark.vm]
 
 TREES = ("amd64-6.1", "amd64-6.12")
 
@@ -33,10 +32,9 @@ def _failures(junit: Path) -> list[str]:
 
 @pytest.mark.parametrize("tree_name", TREES)
 def test_guest_suite(tree_name: str, tmp_path: Path) -> None:
-    from harness import run_in_guest  # type: ignore[import-not-found]
-    from kbuild import build_fixtures, headers_for  # type: ignore[import-not-found]
-
-    from lkm.corpus import find_tree, load_trees
+    from testing.corpus import find_tree, load_trees
+    from testing.kbuild import build_fixtures, headers_for
+    from testing.vm import run_in_guest
 
     require(shutil.which("qemu-system-x86_64"), "qemu-system-x86_64 missing: apt-get install qemu-system-x86")
     require(shutil.which("make") and shutil.which("gcc-12"), "kbuild needs make and gcc-12")

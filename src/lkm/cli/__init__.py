@@ -27,6 +27,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "dev": ("lkm.cli.dev", "call an emulated driver's file_operations (open, read, write, ioctl, release)"),
     "depmod": ("lkm.cli.depmod", "write the module dependency database (kmod-compatible)"),
     "modprobe": ("lkm.cli.modprobe", "add or remove modules with their dependencies (kmod-compatible)"),
+    "why": ("lkm.cli.why", "why a module is (or would be) loaded, and why it would not be"),
     "ksymoops": ("lkm.cli.ksymoops", "decode kernel oops reports: symbols, source lines, disassembly"),
 }
 

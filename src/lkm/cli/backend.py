@@ -62,7 +62,7 @@ def choose(prog: str, args: list[str], tool: str) -> tuple[int | None, Kernel | 
         return 1, None, rest
     from lkm.kernel.model import ModelKernel
 
-    if isinstance(kernel, ModelKernel) and kernel.is_24:
+    if isinstance(kernel, ModelKernel) and kernel.version.user_space_link:
         from lkm.cli import modutils24
 
         status: int = getattr(modutils24, tool)(prog, rest, kernel)

@@ -7,11 +7,16 @@ against it (msdos24.o, with its load map), read /proc/modules, lsmod, /proc/ksym
 ksymoops symbols, ask query_module, try to remove the module in use, save and restore
 persistent data, look at the vmalloc area.  Then today's design on a 6.1 profile: the kernel
 itself checks, lays out, resolves and relocates the raw .ko files (exporter.ko, importer.ko).
+
+``lkm demo --html OUT`` writes the same walk-through as one self-contained page (text and
+pictures: memory maps, the module memory pools, a dependency graph, ``lkm why`` and a crash
+graph), readable offline and with JavaScript off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shlex
 import struct
@@ -19,24 +24,119 @@ import sys
 import tempfile
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
+MODULES = Path(__file__).resolve().parent / "demo_modules"  # package data (fixtures/build.sh)
+
+
+_REPO = str(MODULES)  # elided in the page ("…/exporter.ko"), as in the commands
+
+
+class _Page:
+    """The --html page being written: sections of commands, their output and pictures."""
+
+    def __init__(self) -> None:
+        self.sink = io.StringIO()  # what the steps print (stdout is redirected here)
+        self.sections: list[tuple[str, str, list[str]]] = []
+
+    def _flush(self) -> None:
+        from lkm.draw import html
+
+        text = self.sink.getvalue().replace(_REPO, "\u2026")
+        self.sink.seek(0)
+        self.sink.truncate()
+        if text.strip() and self.sections:
+            self.sections[-1][2].append(html.pre(text.strip("\n")))
+
+    def heading(self, title: str, intro: str) -> None:
+        from lkm.draw import html
+
+        self._flush()
+        self.sections.append((f"s{len(self.sections) + 1}", title, [html.para(intro)] if intro else []))
+
+    def say(self, text: str) -> None:
+        from lkm.draw import html
+
+        self._flush()
+        if self.sections:
+            shown = text.strip().replace(_REPO, "\u2026")
+            self.sections[-1][2].append(html.pre(shown, "cmd" if text.startswith("$ ") else None))
+
+    def picture(self, svg_text: str, caption: str) -> None:
+        from lkm.draw import html
+
+        self._flush()
+        if self.sections:  # paths shown relative to the checkout, as in the commands
+            self.sections[-1][2].append(html.figure(svg_text.replace(_REPO, "\u2026"), caption))
+
+    def render(self) -> str:
+        from lkm.draw import html
+
+        self._flush()
+        return html.page(
+            "lkm demo: the Linux Loadable Kernel Module HOWTO, section 10",
+            "How a module gets into the kernel, in two designs: Linux 2.4, where insmod links the module in "
+            "user space against the symbols the kernel reports and the kernel keeps a table of modules; and "
+            "today's kernels, which read, check, lay out and link the .ko file themselves. Every command "
+            "below ran on a fresh model kernel (lkm's SQLite kernel) when this page was written; hover the "
+            "pictures for details.",
+            [(i, t, "".join(b)) for i, t, b in self.sections],
+        )
+
+
+_PAGE: _Page | None = None
+
+INTROS = {
+    "2.4": "insmod asks the kernel for its symbols (query_module), links the object at the address "
+    "create_module returned, and hands the finished image to init_module. The kernel only keeps the table: "
+    "who uses whom, the use counts, the exported symbols.",
+    "6.1": "finit_module gives the kernel the file itself: it checks the ELF, lays the sections out in its "
+    "regions (core and init in 6.1), resolves the imports against its own exports and those of loaded "
+    "modules (GPL-only and namespaced ones included), relocates, and runs the init function.",
+}
 
 
 def _say(text: str) -> None:
+    if _PAGE is not None:
+        if text.startswith("== "):
+            title = text.strip("= ")
+            _PAGE.heading(
+                title,
+                INTROS["2.4" if "2.4" in title else "6.1" if "Today" in title else ""]
+                if ("2.4" in title or "Today" in title)
+                else "",
+            )
+        else:
+            _PAGE.say(text)
+        return
     sys.stdout.write(f"\n\033[1m{text}\033[0m\n")
     sys.stdout.flush()
+
+
+def _picture(argv: list[str], caption: str) -> None:
+    """--html only: run an lkm command that writes an SVG (its --svg argument last) and put it in."""
+    if _PAGE is None:
+        return
+    from lkm.cli import main
+
+    with tempfile.TemporaryDirectory(prefix="lkm-pic-") as d:
+        out = os.path.join(d, "picture.svg")
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            rc = main(["lkm", *argv, out])
+        if rc == 0 and os.path.exists(out):
+            with open(out, encoding="utf-8") as f:
+                _PAGE.picture(f.read(), caption)
+        else:
+            _PAGE.say(f"(no picture: {buf.getvalue().strip()})")
 
 
 def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
     from lkm.cli import main
 
-    shown = " ".join(shlex.quote(a.replace(str(FIXTURES), "tests/fixtures")) for a in argv)
+    shown = " ".join(shlex.quote(a.replace(str(MODULES) + os.sep, "")) for a in argv)
     _say(f"$ lkm {shown}" + (f"   # {note}" if note else ""))
     if head is None:
         with contextlib.redirect_stderr(sys.stdout):
             return main(["lkm", *argv])
-    import io
-
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         rc = main(["lkm", *argv])
@@ -91,10 +191,31 @@ def _sticky(state: str) -> int:
 
 
 def run(prog: str, args: list[str]) -> int:
-    if args:
-        sys.stderr.write(f"Usage: {prog}\n")
+    global _PAGE
+    if args and not (len(args) == 2 and args[0] == "--html"):
+        sys.stderr.write(f"Usage: {prog} [--html OUT.html]\n")
         return 0 if args in (["-h"], ["--help"]) else 1
-    f24, f6 = FIXTURES / "24", FIXTURES / "6x"
+    if not args:
+        return _walk()
+    _PAGE = _Page()
+    try:
+        with contextlib.redirect_stdout(_PAGE.sink):
+            rc = _walk()
+        text = _PAGE.render()
+    finally:
+        _PAGE = None
+    from lkm.link.output import write_atomic
+
+    try:
+        write_atomic(args[1], text.encode("utf-8"))
+    except OSError as exc:
+        sys.stderr.write(f"{prog}: ERROR: {exc.filename or args[1]}: {exc.strerror}\n")
+        return 1
+    return rc
+
+
+def _walk() -> int:
+    f24 = f6 = MODULES
     with tempfile.TemporaryDirectory(prefix="lkm-demo-") as tmp:
         state = os.path.join(tmp, "kernel24.db")
         st = ["--state", state]
@@ -103,8 +224,24 @@ def run(prog: str, args: list[str]) -> int:
             ["model", "boot", "linux-2.4-i386", *st], "a fresh model kernel: 2.4.20 i386, CONFIG_MODVERSIONS"
         )
         _run(["insmod", *st, str(f24 / "fat24.o")], "the exporter (fat.o's stand-in)")
+        ks = os.path.join(tmp, "ksyms24")
+        if _PAGE is not None:  # /proc/ksyms as msdos24's insmod sees it, for its picture
+            with open(ks, "w") as f:
+                f.write(_ksyms_of(state))
         _run(["insmod", *st, "-m", str(f24 / "msdos24.o"), "codepage=850"],
              "the importer links against fat24's exports; -m prints the load map", head=24)  # fmt: skip
+        _picture(
+            ["proc", *st, "memory", "--svg"],
+            "HOWTO 10.7: the vmalloc area with fat24 and msdos24, and each "
+            "module's single image (sections from insmod's __insmod_* ksymoops symbols)",
+        )
+        _picture(
+            ["link", str(f24 / "msdos24.o"), "--kernel", ks, "--svg"],
+            "msdos24.o as insmod links it "
+            "(lkm link --layout linux-2.4): one image, struct module (.this) first, the ksymoops symbols "
+            "marked, "
+            "relocations as a strip",
+        )
         _run(["proc", *st, "modules"], "/proc/modules: msdos24 uses fat24")
         _run(["lsmod", *st], "modutils' lsmod")
         _run(
@@ -115,15 +252,20 @@ def run(prog: str, args: list[str]) -> int:
         _query_module(state)
         _run(["rmmod", *st, "fat24"], "refused: msdos24 still uses it")
         _run(
-            ["insmod", *st, "-e", "", str(f24 / "hello24.o"), "sticky=42"], "persistent parameter (type 'ip')"
+            ["insmod", *st, "-e", "", str(MODULES / "hello24.o"), "sticky=42"],
+            "persistent parameter (type 'ip')",
         )
         _run(["rmmod", *st, "-v", "hello24"], "rmmod saves it before unloading")
         persist = Path(tmp) / "persist" / "hello24.o"
         _say(f"$ cat {persist.name}   # the persist file, modutils' format")
         sys.stdout.write(persist.read_text())
-        _run(["insmod", *st, "-e", "", str(f24 / "hello24.o")], "insmod -e restores it")
+        _run(["insmod", *st, "-e", "", str(MODULES / "hello24.o")], "insmod -e restores it")
         sys.stdout.write(f"sticky in kernel memory after the reload: {_sticky(state)}\n")
         _run(["rmmod", *st, "msdos24", "fat24"], "now both go")
+        _picture(
+            ["proc", *st, "memory", "--svg"],
+            "after the unloads: holes where the modules were, first fit will reuse them",
+        )
         _run(["proc", *st, "vmallocinfo"], "HOWTO 10.7: module memory, page-granular with guard pages")
         _run(["model", "check", *st], "integrity of the state: refs, memory, symbols")
 
@@ -132,12 +274,17 @@ def run(prog: str, args: list[str]) -> int:
         _say("== Today's design: the kernel reads, checks, lays out and links the file itself ==")
         _run(["model", "boot", "linux-6.1-amd64", *st6], "Debian's 6.1 amd64 exports, addresses and CRCs")
         _run(
-            ["insmod", *st6, str(f6 / "exporter.ko")],
+            ["insmod", *st6, str(MODULES / "exporter.ko")],
             "finit_module: layout, resolution, relocation in the kernel",
         )
         _run(
-            ["insmod", *st6, str(f6 / "importer.ko")],
+            ["insmod", *st6, str(MODULES / "importer.ko")],
             "binds the exporter's plain, GPL-only and namespaced symbols",
+        )
+        _picture(
+            ["proc", *st6, "memory", "--svg"],
+            "6.1's core and init regions of each module, page-aligned "
+            "text | rodata | data (STRICT_MODULE_RWX); init was freed after init ran in the real kernel",
         )
         _run(["lsmod", *st6], "kmod's lsmod format")
         _run(["proc", *st6, "modules"], "6.1 /proc/modules")
@@ -149,4 +296,107 @@ def run(prog: str, args: list[str]) -> int:
         )
         _run(["rmmod", *st6, "importer", "exporter"])
         _run(["proc", *st6, "vmallocinfo"])
+        if _PAGE is not None:
+            _extras(tmp, f6)
     return 0
+
+
+def _ksyms_of(state: str) -> str:
+    from lkm.kernel.model import ModelKernel
+    from lkm.kernel.procfs import proc_ksyms
+
+    k = ModelKernel(state)
+    try:
+        return proc_ksyms(k)
+    finally:
+        k.close()
+
+
+def _extras(tmp: str, f6: Path) -> None:
+    """--html: the pictures beyond the terminal walk-through: a module tree's dependency
+    graph and lkm why, the 6.12 regions, a crash graph."""
+    import shutil
+
+    assert _PAGE is not None
+    _PAGE.heading(
+        "Dependencies: modules.dep, modprobe and why",
+        "depmod records which module needs which "
+        "(modules.dep, from the symbols each imports); modprobe loads the dependencies first. A small "
+        "tree with the exporter and the importer:",
+    )
+    rel = "6.1.0-56-amd64"  # the fixtures' vermagic
+    d = os.path.join(tmp, "root", "lib", "modules", rel, "kernel")
+    os.makedirs(d)
+    for n in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"):
+        shutil.copy(f6 / n, d)
+    root = os.path.join(tmp, "root")
+    for n in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        with open(os.path.join(d, "..", n), "w") as f:
+            f.write(
+                "".join(f"kernel/{m}\n" for m in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"))
+                if n == "modules.order"
+                else ""
+            )
+    conf = os.path.join(tmp, "modprobe.d")
+    os.makedirs(conf)
+    with open(os.path.join(conf, "demo.conf"), "w") as f:
+        f.write("softdep importer post: chardev\noptions params intval=7\nblacklist params\n")
+    _run(["depmod", "-b", root, rel], "modules.dep and the indexes")
+    with open(os.path.join(root, "lib", "modules", rel, "modules.dep")) as f:
+        _say("$ cat modules.dep")
+        sys.stdout.write(f.read())
+    mp = ["modprobe", "-d", root, "-S", rel, "-C", conf]
+    _run([*mp, "--show-depends", "importer"], "what modprobe would do")
+    _picture(
+        [*mp, "-D", "importer", "--svg"],
+        "importer's dependency graph: what it needs (modules.dep), its "
+        "softdep, its aliases; Graphviz lays it out when dot is installed",
+    )
+    _run(["why", "-d", root, "-S", rel, "-C", conf, "exporter"], "why exporter would be loaded")
+    _run(["why", "-d", root, "-S", rel, "-C", conf, "-b", "params"], "and why params would not (udev's -b)")
+    _PAGE.heading(
+        "Linux 6.12's regions",
+        "6.12 allocates each kind of memory separately (mod_mem: text, data, "
+        "rodata, ro_after_init and their init counterparts), each with its own permissions.",
+    )
+    ks = os.path.join(tmp, "kallsyms")
+    from lkm.module.file import ModuleFile
+
+    names = sorted({n.name for n in ModuleFile.open(f6 / "chardev.ko").needed})
+    with open(ks, "w") as f:
+        f.write("".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(names)))
+    _picture(
+        [
+            "link",
+            str(f6 / "chardev.ko"),
+            "--kernel",
+            ks,
+            "--layout",
+            "linux-6.12",
+            "--base",
+            "0xffffffffc0000000",
+            "--svg",
+        ],
+        "chardev.ko linked as 6.12 lays it out (lkm link --svg)",
+    )
+    _PAGE.heading(
+        "When it crashes",
+        "A module's NULL pointer dereference in a Debian 6.1 guest, its call chain: "
+        "the module's frames on their own colour, frames the unwinder was unsure of (?) dashed.",
+    )
+    report = MODULES / "vm-6.1-null.txt"  # a real 6.1 guest's report (tests/data/oops)
+    if report.is_file():
+        import json
+
+        from lkm.cli.ksymoops import crash_frames
+        from lkm.draw.crash import CrashFrame, crash_svg
+        from lkm.oops.inputs import Inputs, decode_text
+
+        doc, _notes = decode_text(
+            report.read_text(), Inputs(None, None, None, None, None, None, None, None), "json"
+        )
+        for i, r in enumerate(json.loads(doc)["reports"][:1]):
+            frames = [f for f in crash_frames(r) if isinstance(f, CrashFrame)]
+            _PAGE.picture(
+                crash_svg(frames, str(r.get("title")), i), "lkm ksymoops --html draws this for every report"
+            )

@@ -29,6 +29,7 @@ LONG = [
     "version",
     "help",
     "jobs=",
+    "graph=",
 ]
 DEPRECATED = {"-u", "-q", "-r", "-m", "--unresolved-error", "--quiet", "--root", "--map"}
 # kmod's log levels: messages above the current level are not shown (-v raises it).
@@ -97,6 +98,7 @@ def run(prog: str, args: list[str]) -> int:
     quick = dry_run = errsyms = warn = every = False
     prefix = ""
     workers: int | None = None
+    graph: str | None = None
     for flag, val in opts:
         if flag in ("-b", "--basedir"):
             basedir = os.path.abspath(val)
@@ -133,6 +135,11 @@ def run(prog: str, args: list[str]) -> int:
 
             sys.stdout.write(f"lkm version {__version__} (kmod 30 depmod)\n")
             return 0
+        elif flag == "--graph":
+            if not val.endswith((".dot", ".svg")):
+                log("FATAL", f"--graph wants a .dot or .svg file name: {val}")
+                return 1
+            graph = val
         elif flag == "--jobs":
             try:
                 workers = max(1, int(val))
@@ -187,6 +194,12 @@ def run(prog: str, args: list[str]) -> int:
     if result.shown:
         sys.stdout.write("".join(result.shown))
         sys.stdout.flush()
+    if graph is not None:
+        try:
+            _graph(result.outputs, graph, None if every or not operands else operands)
+        except LkmError as exc:
+            log("FATAL", str(exc))
+            return 1
     if dry_run:
         out = sys.stdout.buffer
         for _fname, data in result.outputs:
@@ -199,3 +212,24 @@ def run(prog: str, args: list[str]) -> int:
         log("FATAL", str(exc))
         return 1
     return 0
+
+
+def _graph(outputs: list[tuple[str, bytes]], path: str, names: list[str] | None) -> None:
+    """--graph FILE: modules.dep just computed as a graph (lkm.draw.depgraph.tree_graph)."""
+    from lkm.draw.depgraph import DepTables, graph_svg, to_dot, tree_graph
+    from lkm.link.output import write_atomic
+
+    files = {os.path.basename(f): data.decode("utf-8", "surrogateescape") for f, data in outputs}
+    tables = DepTables(files.get("modules.dep", ""), files.get("modules.alias", ""))
+    mods = None
+    if names is not None:
+        from lkm.modname import path_to_modname
+
+        mods = [path_to_modname(n) for n in names]
+    g = tree_graph(tables, mods)
+    if path.endswith(".dot"):
+        write_atomic(path, to_dot(g).encode("utf-8", "surrogateescape"))
+        return
+    if len(g.nodes) > 400:
+        raise LkmError(f"{len(g.nodes)} modules are too many to draw; write {path[:-4]}.dot for Graphviz")
+    write_atomic(path, graph_svg(g).encode("utf-8"))

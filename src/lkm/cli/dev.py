@@ -42,7 +42,7 @@ def run(prog: str, args: list[str]) -> int:
         from lkm.emulate.report import format_outcome, outcome_json
         from lkm.emulate.session import load_state, save_state
     except ImportError as exc:
-        sys.stderr.write(f"{prog}: ERROR: the emulator needs the unicorn package ({exc})\n")
+        sys.stderr.write(f"{prog}: install lkm[run] (the emulator needs {exc.name or 'unicorn'})\n")
         return 1
 
     verb = "cat" if operands[0] == "cat" else "dev"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from lkm.arch import by_name as arch_by_name
 from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 from lkm.safeio import read_bytes
@@ -56,7 +57,8 @@ def run(prog: str, args: list[str]) -> int:
         kernel = decompress_kernel_image(data)
         arch = arch or kernel_arch(kernel)
         entries = recover_kallsyms(kernel, arch=arch)
-        bits = 32 if arch in ("i386", "x86", "686") else 64
+        spec = arch_by_name(arch)
+        bits = spec.bits if spec is not None else 64
         sys.stdout.write(format_proc_kallsyms(entries, bits))
     except LkmError as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc.path or image}: {exc.reason}\n")

@@ -3,7 +3,7 @@
 lkm link MODULE [symbol=value ...] --kernel FILE [--kernel FILE ...] [--layout linux-6.1|linux-6.12|linux-2.4]
          [--config FILE] [--base ADDR | --region NAME=ADDR ...] [-o OUT.elf]
          [--blob PREFIX] [--kallsyms FILE] [--vermagic STRING] [--with MODULE ...]
-         [--force-modversion] [--force-vermagic]
+         [--force-modversion] [--force-vermagic] [--svg OUT.svg]
 2.4 (insmod) options: [--map FILE] [--ksyms FILE] [--name NAME] [--autoclean] [--no-export]
          [--no-ksymoops] [--kallsyms24] [--persist FILE]
 
@@ -15,6 +15,9 @@ for linux-2.4 a /proc/ksyms copy (or System.map).  linux-2.4 links as modutils 2
 --name/--autoclean/--no-export/--no-ksymoops/--kallsyms24/--persist are -o/-k/-x/-y/-S/-e.
 --with links modules already in the address space first (from --base on); their exports
 resolve MODULE's imports (msdos.ko --with fat.ko).
+--svg OUT.svg draws the memory map: every region to scale, each section's name, address, size
+and permissions (hover for details), PLT/GOT and 2.4's __insmod symbols marked, relocations
+as a density strip (lkm.draw.memmap).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ SHORT = "o:h"
 LONG = [
     "kernel=", "layout=", "config=", "base=", "region=", "blob=", "kallsyms=", "help",
     "vermagic=", "force-modversion", "force-vermagic", "with=",
-    "map=", "ksyms=", "name=", "autoclean", "no-export", "no-ksymoops", "kallsyms24", "persist=",
+    "map=", "ksyms=", "name=", "autoclean", "no-export", "no-ksymoops", "kallsyms24", "persist=", "svg=",
 ]  # fmt: skip
 HELP = __doc__ or ""
 
@@ -52,6 +55,7 @@ def run(prog: str, args: list[str]) -> int:
         force: set[str] = set()
         with_modules: list[str] = []
         opts24: dict[str, str] = {}
+        svg_out: str | None = None
         for flag, val in opts:
             if flag in ("-h", "--help"):
                 sys.stdout.write(HELP)
@@ -81,6 +85,8 @@ def run(prog: str, args: list[str]) -> int:
                 force.add(flag[8:])
             elif flag == "--with":
                 with_modules.append(val)
+            elif flag == "--svg":
+                svg_out = val
             elif flag in _OPTS_24:
                 opts24[flag[2:]] = val
         if not operands or any("=" not in a for a in operands[1:]):
@@ -94,17 +100,17 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     path = operands[0]
     try:
-        if layout == "linux-2.4" or (layout is None and _is_24(path)):
+        if _user_space_link(layout, path):
             for given, flag in ((kallsyms, "--kallsyms"), (config, "--config"), (regions, "--region")):
                 if given:
                     raise UsageError(f"{flag} is not for linux-2.4 (see --ksyms, --kallsyms24, --base)")
             return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24,
-                            tuple(operands[1:]))  # fmt: skip
+                            tuple(operands[1:]), svg_out)  # fmt: skip
         if operands[1:]:
             raise UsageError("symbol=value module arguments are for --layout linux-2.4")
         if opts24:
             raise UsageError(f"--{next(iter(opts24))} is for --layout linux-2.4")
-        extra = (vermagic, force, with_modules)
+        extra = (vermagic, force, with_modules, svg_out)
         return _link(path, kernels, layout, config, base, regions, out, blob, kallsyms, *extra)
     except UsageError as exc:
         err(f"{prog}: {exc}\n")
@@ -116,6 +122,9 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     except ValueError as exc:
         err(f"{prog}: ERROR: {path}: {exc}\n")
+        return 1
+    except OSError as exc:  # an output file that cannot be written
+        err(f"{prog}: ERROR: {exc.filename or path}: {exc.strerror}\n")
         return 1
 
 
@@ -132,8 +141,9 @@ def _link(
     vermagic: str | None,
     force: set[str],
     with_modules: list[str],
+    svg_out: str | None = None,
 ) -> int:
-    from lkm.link.image import link_module
+    from lkm.link import link
     from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
     from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
     from lkm.link.output import linked_elf, region_blobs, write_atomic
@@ -162,7 +172,7 @@ def _link(
         assert at is not None
         other_bases, at = sequential_bases(other_lay, at, {})
         resolve = kernel_resolver(other, table, force_modversion="modversion" in force, warnings=warnings)
-        other_img = link_module(other, other_lay, other_bases, resolve)
+        other_img = link(other, resolve, config=config, bases=other_bases, layout=other_lay)
         addrs = {s.name: other_img.symbol_values[s.number] for s in other.elf.symbols() if s.name and s.shndx}
         table.add_module_exports(other.name, other.exports, addrs, reject_duplicates=True)
     if vermagic is not None:
@@ -172,7 +182,7 @@ def _link(
     bases = dict(regions)
     if at is not None:  # every region one after the other from --base, page-aligned
         bases, at = sequential_bases(lay, at, bases)
-    image = link_module(mod, lay, bases, resolve)
+    image = link(mod, resolve, config=config, bases=bases, layout=lay)
     for w in warnings:
         sys.stderr.write(f"lkm link: WARNING: {w}\n")
     outputs: dict[str, bytes] = {}
@@ -184,6 +194,10 @@ def _link(
     if kallsyms is not None:
         text = format_proc_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)
         outputs[kallsyms] = text.encode("utf-8", "surrogateescape")
+    if svg_out is not None:
+        from lkm.draw.memmap import map_of_linked, memmap_svg
+
+        outputs[svg_out] = memmap_svg(map_of_linked(mod, image)).encode("utf-8")
     for target, data in outputs.items():
         write_atomic(target, data)
     if not outputs:
@@ -206,10 +220,15 @@ _OPTS_24 = ("--map", "--ksyms", "--name", "--autoclean", "--no-export", "--no-ks
             "--persist")  # fmt: skip
 
 
-def _is_24(path: str) -> bool:
+def _user_space_link(layout: str | None, path: str) -> bool:
+    """Whether insmod links (2.4): the layout named, else the one the module is built for."""
+    from lkm.kernels import VERSIONS
     from lkm.module.file import ModuleFile
 
-    return ModuleFile.open(path).is_24
+    if layout is not None:
+        version = VERSIONS.get(layout)
+        return version is not None and version.user_space_link
+    return ModuleFile.open(path).version.user_space_link
 
 
 def _link_24(
@@ -223,6 +242,7 @@ def _link_24(
     with_modules: list[str],
     opts24: dict[str, str],
     args: tuple[str, ...],
+    svg_out: str | None = None,
 ) -> int:
     """linux-2.4: insmod's link (lkm.link.insmod24), modules of --with loaded first."""
     from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
@@ -269,6 +289,10 @@ def _link_24(
         outputs[opts24["map"]] = format_load_map(img).encode("utf-8", "surrogateescape")
     if "ksyms" in opts24:
         outputs[opts24["ksyms"]] = format_ksyms(img).encode("utf-8", "surrogateescape")
+    if svg_out is not None:
+        from lkm.draw.memmap import map_of_insmod24, memmap_svg
+
+        outputs[svg_out] = memmap_svg(map_of_insmod24(mod, img)).encode("utf-8")
     for target, data in outputs.items():
         write_atomic(target, data)
     if not outputs:

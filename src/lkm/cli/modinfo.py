@@ -208,7 +208,7 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
     try:
         mod = ModuleFile.open(path)
         entries = info_entries(mod)
-        is24 = mod.is_24
+        is24 = mod.version.user_space_link
         params = mod.parameters if (o.field is None or o.field == "parm") else []
     except LkmError as exc:
         fail(f"{path}: {exc.reason}")

@@ -46,6 +46,8 @@ LONG = [
     "remove-dependencies",
     "remove-holders",
     "first-time",
+    "svg=",
+    "dot=",
 ]
 
 
@@ -57,6 +59,8 @@ class Opts:
     release: str | None = None
     configs: list[str] | None = None
     verbose = 0
+    svg: str | None = None
+    dot: str | None = None
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -114,6 +118,10 @@ def run(prog: str, args: list[str]) -> int:
             o.verbose += 1
         elif f == "first-time":
             o.first_time = True
+        elif f == "svg":
+            o.svg = val
+        elif f == "dot":
+            o.dot = val
         elif f in ("f", "force", "force-modversion", "force-vermagic"):
             o.force = True  # insert ignoring version magic and symbol versions
         elif f == "remove-holders":
@@ -153,6 +161,15 @@ def run(prog: str, args: list[str]) -> int:
     except LkmError as exc:
         log("FATAL", str(exc))
         return 1
+    if o.svg or o.dot:
+        if not operands:
+            log("ERROR", "--svg/--dot need a module name or alias")
+            return 1
+        try:
+            _draw(res, operands[0], kernel, release, o.svg, o.dot)
+        except LkmError as exc:
+            log("FATAL", str(exc))
+            return 1
     state = KernelState(kernel, res)
     flags = Flags(
         dry_run=o.dry_run,
@@ -199,6 +216,29 @@ def run(prog: str, args: list[str]) -> int:
                 break
     out.flush()
     return rc
+
+
+def _draw(
+    res: object, query: str, kernel: Kernel | None, release: str, svg: str | None, dot: str | None
+) -> None:
+    """--svg/--dot: the dependency graph of what ``query`` resolves to (lkm.draw.depgraph);
+    the modules holding it when the kernel acted on is the one of this modules directory."""
+    from lkm.draw.depgraph import dependency_graph, graph_svg, to_dot
+    from lkm.link.output import write_atomic
+    from lkm.modprobe.resolve import Resolver
+
+    assert isinstance(res, Resolver)
+    holders: dict[str, list[str]] = {}
+    if kernel is not None and getattr(kernel, "release", None) == release:
+        try:
+            holders = {m.name: list(m.holders or ()) for m in kernel.modules()}
+        except (OSError, LkmError):
+            holders = {}
+    g = dependency_graph(res, query, holders=holders)
+    if dot:
+        write_atomic(dot, to_dot(g).encode("utf-8", "surrogateescape"))
+    if svg:
+        write_atomic(svg, graph_svg(g).encode("utf-8"))
 
 
 def _split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:

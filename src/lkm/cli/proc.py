@@ -1,13 +1,30 @@
 """``lkm proc FILE``: a model kernel's /proc files (modules, ksyms, kallsyms, vmallocinfo) in
-the formats of the kernel it models; without a model kernel, the running system's file."""
+the formats of the kernel it models; without a model kernel, the running system's file.
+
+``lkm proc [--model|--state S] memory [--svg OUT] [--snapshot DIR | --sections FILE] [MODULE...]``
+shows where the modules are in memory: each loaded module's sections (the model kernel's, or
+/sys/module/*/sections of the running kernel, or a snapshot's sections.txt / a file of
+``MODULE SECTION ADDRESS`` lines) and, for a model kernel, its module memory pools; --svg draws
+them (lkm.draw.memmap).  Section sizes a kernel does not show are estimated (``~``) up to the
+next section.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from lkm.errors import LkmError
 
-USAGE = "Usage: lkm proc [--model | --state PATH] modules|ksyms|kallsyms|vmallocinfo\n"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lkm.draw.memmap import Marker, MemoryMap
+
+USAGE = (
+    "Usage: lkm proc [--model | --state PATH] modules|ksyms|kallsyms|vmallocinfo\n"
+    "       lkm proc [--model | --state PATH] memory [--svg OUT] [--snapshot DIR | --sections FILE]"
+    " [MODULE...]\n"
+)
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -15,6 +32,8 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel.procfs import PROC_FILES
 
     model, state, args = split_backend(args)
+    if args[:1] == ["memory"]:
+        return _memory(prog, model, state, args[1:])
     if len(args) != 1 or args[0] not in PROC_FILES:
         sys.stderr.write(USAGE)
         return 0 if args in (["-h"], ["--help"]) else 1
@@ -31,3 +50,127 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     sys.stdout.write(text)
     return 0
+
+
+def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
+    from lkm.cli.getopt import UsageError, parse
+
+    try:
+        opts, names = parse(args, "h", ["svg=", "snapshot=", "sections=", "help"])
+    except UsageError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n{USAGE}")
+        return 1
+    o = dict(opts)
+    if "-h" in o or "--help" in o:
+        sys.stdout.write(__doc__ or "")
+        return 0
+    try:
+        maps, pools = _collect(model, state, o.get("--snapshot"), o.get("--sections"), names)
+        if "--svg" in o:
+            from lkm.draw.memmap import memmap_svg, stack_svg
+            from lkm.link.output import write_atomic
+
+            docs = ([pools] if pools else []) + [memmap_svg(m) for m in maps]
+            if not docs:
+                raise LkmError("no module sections found (no modules loaded, or no /sys/module/*/sections)")
+            write_atomic(o["--svg"], stack_svg(docs, "module memory").encode("utf-8"))
+            return 0
+    except (LkmError, OSError) as exc:
+        sys.stderr.write(f"{prog}: ERROR: {exc}\n")
+        return 1
+    out = []
+    for m in maps:
+        for s in m.sections:
+            size = f"{'~' if s.estimated else ''}{s.size:#x}"
+            out.append(f"{m.module:<20} {s.name:<28} {s.address:#018x} {size:>9} {s.perm}\n")
+    sys.stdout.write("".join(out))
+    return 0
+
+
+def _collect(
+    model: bool, state: str | None, snapshot: str | None, sections_file: str | None, names: list[str]
+) -> tuple[list[MemoryMap], str | None]:
+    from lkm.draw.memmap import map_of_sections, occupancy_svg
+
+    maps: list[MemoryMap] = []
+    pools = None
+    table: dict[str, dict[str, int]] = {}
+    if model:
+        from lkm.kernel.model import ModelKernel
+
+        k = ModelKernel(state)
+        for lm in reversed(k.modules()):
+            if names and lm.name not in names:
+                continue
+            info = k._info(lm.name)
+            regions = {r: (int(b), int(a)) for r, (b, a) in dict(info.get("regions", {})).items()}  # type: ignore[call-overload]
+            sizes = {str(n): int(v) for n, v in dict(info.get("sizes", {})).items()}  # type: ignore[call-overload]
+            secs = k.sections(lm.name)
+            marks: list[Marker] = []
+            if not secs:  # 2.4 keeps no sections: insmod's ksymoops symbols name them
+                secs, sizes, marks = _ksymoops_sections(k, lm.name)
+                area = next((a for a in k.areas() if a.module == lm.name), None)
+                if area is not None:
+                    regions = {
+                        "image": (area.start, area.span - (k.page_size if area.pool == "vmalloc" else 0))
+                    }
+            m = map_of_sections(lm.name, secs, sizes or None, k.page_size, regions or None)
+            m.markers = marks
+            maps.append(m)
+        pools = occupancy_svg(k.arenas, k.areas(), {p: k.fragmentation(p) for p in k.arenas}, k.page_size)
+        return maps, pools
+    if snapshot is not None or sections_file is not None:
+        from lkm.oops.modmap import parse_sections
+
+        path = os.path.join(snapshot, "sections.txt") if snapshot is not None else str(sections_file)
+        try:
+            from lkm.safeio import read_text
+
+            table = parse_sections(read_text(path))
+        except OSError as exc:
+            raise LkmError(exc.strerror or "cannot read", path=path) from None
+    else:
+        base = "/sys/module"
+        for mod in sorted(os.listdir(base)):
+            d = os.path.join(base, mod, "sections")
+            if not os.path.isdir(d):
+                continue
+            secs = {}
+            for s in os.listdir(d):
+                try:
+                    with open(os.path.join(d, s)) as f:
+                        secs[s] = int(f.read().strip(), 16)
+                except (OSError, ValueError):
+                    continue
+            table[mod] = secs
+        if table and not any(a for secs in table.values() for a in secs.values()):
+            raise LkmError("section addresses read as 0 (run as root, or kptr_restrict)", path=base)
+    for mod, secs in sorted(table.items()):
+        if not names or mod in names:
+            maps.append(map_of_sections(mod, secs))
+    return maps, pools
+
+
+def _ksymoops_sections(k: object, name: str) -> tuple[dict[str, int], dict[str, int], list[Marker]]:
+    """A 2.4 module's sections from insmod's ``__insmod_NAME_S<section>_L<length>`` symbols."""
+    import re
+
+    from lkm.draw.memmap import Marker
+    from lkm.kernel.model import ModelKernel
+
+    assert isinstance(k, ModelKernel)
+    secs: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    marks: list[Marker] = []
+    for mod, syms in k.module_symbols("export"):
+        if mod != name:
+            continue
+        for s in syms:
+            if not s.name.startswith("__insmod_"):
+                continue
+            marks.append(Marker(s.name, s.address or 0, "insmod"))
+            m = re.match(rf"__insmod_{re.escape(name)}_S(.+)_L(\d+)$", s.name)
+            if m and s.address:
+                secs[m.group(1)] = s.address
+                sizes[m.group(1)] = int(m.group(2))
+    return secs, sizes, marks

@@ -9,8 +9,9 @@ Prints the kernel log the module produced and every kernel function it called (n
 arguments, result); --json prints the same as JSON.  --with loads (and initialises) other
 modules first, --exit unloads MODULE after init.  --script runs a session script (insmod,
 rmmod, dev open|read|write|ioctl|release, cat /proc/...; see lkm.emulate.session).
---state FILE saves the session for ``lkm dev --state FILE``.  Kernel symbols come from the
-corpus amd64-6.1 kallsyms when present (--kallsyms FILE to choose, --synthetic for none).
+--state FILE saves the session for ``lkm dev --state FILE``.  Kernel symbols come from
+--kallsyms FILE, else from $LKM_EMULATE_KALLSYMS (a /proc/kallsyms or System.map file), else
+synthetic ones (--synthetic: always synthetic).
 --memory caps the emulated heap (kmalloc, vmalloc, pages; default 256 MiB, or
 $LKM_EMULATE_MEMORY): past it an allocation returns NULL, as the kernel's do.  --budget and
 --timeout bound each call (instructions, wall-clock seconds).  Ctrl-C stops the run (exit 130).
@@ -72,7 +73,7 @@ def run(prog: str, args: list[str]) -> int:
         from lkm.emulate.report import format_outcome, outcome_json
         from lkm.emulate.session import DEFAULT, Session, save_state
     except ImportError as exc:
-        sys.stderr.write(f"{prog}: ERROR: the emulator needs the unicorn package ({exc})\n")
+        sys.stderr.write(f"{prog}: install lkm[run] (the emulator needs {exc.name or 'unicorn'})\n")
         return 1
 
     try:
@@ -84,7 +85,7 @@ def run(prog: str, args: list[str]) -> int:
 
             symbols = SymbolSpace(SymbolTable.from_files(o["--kallsyms"]))
         else:
-            symbols = DEFAULT  # the corpus kallsyms of the module's architecture, if present
+            symbols = DEFAULT  # $LKM_EMULATE_KALLSYMS, else synthetic
         session = Session(
             symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout, memory_budget=memory
         )

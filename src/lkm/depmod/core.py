@@ -15,8 +15,9 @@ import os
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
 from lkm.depmod.hash import MODULES_BUCKETS, hash_order
 from lkm.depmod.read import ModuleFacts, read_all
-from lkm.depmod.scan import Candidate, path_to_modname, search_modules
+from lkm.depmod.scan import Candidate, search_modules
 from lkm.errors import LkmError
+from lkm.modname import path_to_modname
 from lkm.record import Record
 from lkm.safeio import read_bytes, read_text
 

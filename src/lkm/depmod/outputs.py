@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 
 from lkm.depmod.config import ERROR, WARNING
 from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
-from lkm.depmod.scan import path_to_modname
 from lkm.depmod.trie import IndexBuilder
+from lkm.modname import path_to_modname
 from lkm.record import Record
 from lkm.safeio import read_bytes, read_text
 

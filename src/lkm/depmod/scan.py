@@ -7,19 +7,13 @@ import os
 import stat
 
 from lkm.depmod.config import DepmodConfig
+from lkm.modname import KMOD_EXTS, path_to_modname
 from lkm.record import Record
 
-# The extensions Debian's kmod 30 was built to read (+XZ +ZSTD -ZLIB): .ko.gz files are not
-# modules to it.
-KMOD_EXTS = (".ko", ".ko.xz", ".ko.zst")
+# The decompressors Debian's kmod 30 was built with (+XZ +ZSTD -ZLIB): .ko.gz files are not
+# modules to it (lkm.modname.KMOD_EXTS).
 KMOD_DECOMPRESSORS = ("xz", "zstd")
 SKIPPED_DIRS = ("build", "source")
-
-
-def path_to_modname(path: str) -> str:
-    """kmod's path_to_modname: the basename up to its first '.', '-' as '_'."""
-    base = path.rpartition("/")[2]
-    return base.partition(".")[0].replace("-", "_")
 
 
 class Candidate(Record):

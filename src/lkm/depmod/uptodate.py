@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from lkm.depmod.scan import KMOD_EXTS, SKIPPED_DIRS
+from lkm.depmod.scan import SKIPPED_DIRS
+from lkm.modname import KMOD_EXTS
 
 
 def up_to_date(dirname: str) -> tuple[bool, str | None]:

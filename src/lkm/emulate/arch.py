@@ -12,16 +12,26 @@ import unicorn
 from unicorn import arm64_const as a64
 from unicorn import x86_const as x86
 
+from lkm import arch
+from lkm.arch import Arch
+from lkm.kernels import LINUX_2_4, LINUX_6_1, KernelVersion
 from lkm.record import Record
 
 
 class ArchSpec(Record):
-    """One architecture's row."""
+    """One architecture's row.  ``base``: the architecture's :class:`lkm.arch.Arch` record;
+    ``version``: the kernel design the emulated base kernel follows (the cdecl i386 row is
+    2.4's); ``percpu_reg``/``current_reg``: the register holding the per-CPU base (x86_64's
+    GS base, arm64's TPIDR_EL1) and ``current`` (arm64's SP_EL0), None where not emulated;
+    ``varargs_stack``: variadic arguments are on the stack (i386, regparm or not);
+    ``amd64_tables``: the base kernel is Debian's 6.1 amd64 (its per-CPU offsets, stack
+    canary at gs:0x28, __bug_table entries, ftrace's __fentry__ NOPs, booted tables)."""
 
     __slots__ = (
         "name", "uc_arch", "uc_mode", "word", "pc", "sp", "ret", "args", "link", "fixed_regs",
         "module_base", "synthetic_base", "heap_base", "stack_base", "stack_size", "percpu_base",
-        "user_base", "page_offset", "trap_lo", "trap_hi",
+        "user_base", "page_offset", "trap_lo", "trap_hi", "base", "version", "percpu_reg",
+        "current_reg", "varargs_stack", "amd64_tables",
     )  # fmt: skip
 
     def __init__(
@@ -46,6 +56,13 @@ class ArchSpec(Record):
         trap_lo: int,
         trap_hi: int,
         fixed_regs: int | None = None,
+        *,
+        base: Arch,
+        version: KernelVersion = LINUX_6_1,
+        percpu_reg: int | None = None,
+        current_reg: int | None = None,
+        varargs_stack: bool = False,
+        amd64_tables: bool = False,
     ) -> None:
         self.name = name
         self.uc_arch = uc_arch
@@ -67,6 +84,12 @@ class ArchSpec(Record):
         self.trap_lo = trap_lo  # [trap_lo, trap_hi): the kernel's own text and the synthetic slots,
         self.trap_hi = trap_hi  # where executing an instruction means calling the Python kernel
         self.fixed_regs = fixed_regs
+        self.base = base
+        self.version = version
+        self.percpu_reg = percpu_reg
+        self.current_reg = current_reg
+        self.varargs_stack = varargs_stack
+        self.amd64_tables = amd64_tables
 
     def replace(self, **fields: object) -> ArchSpec:
         """A copy with ``fields`` changed."""
@@ -90,6 +113,7 @@ X86_64 = ArchSpec(
     stack_base=0xFFFFC90000000000, stack_size=0x4000, percpu_base=0xFFFF88813BC00000,
     user_base=0x00007F0000000000, page_offset=0xFFFF888000000000,
     trap_lo=0xFFFFFFFF80000000, trap_hi=0xFFFFFFFFB0000000,
+    base=arch.X86_64, percpu_reg=x86.UC_X86_REG_GS_BASE, amd64_tables=True,
 )  # fmt: skip
 
 # i386: the 6.x kernel passes the first three arguments in eax, edx, ecx (-mregparm=3);
@@ -100,9 +124,11 @@ I386 = ArchSpec(
     module_base=0xD0800000, synthetic_base=0xC7000000, heap_base=0xCC000000, stack_base=0xCBF00000,
     stack_size=0x2000, percpu_base=0xCBE00000, user_base=0x40000000, page_offset=0xC0000000,
     trap_lo=0xC0000000, trap_hi=0xC8000000,
+    base=arch.I386, varargs_stack=True,
 )  # fmt: skip
 
-I386_CDECL = I386.replace(args=(), module_base=0xC8800000)  # 2.4: modules in its vmalloc area
+# 2.4: modules in its vmalloc area
+I386_CDECL = I386.replace(args=(), module_base=0xC8800000, version=LINUX_2_4)
 
 ARM64 = ArchSpec(
     "arm64", unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM, 8, a64.UC_ARM64_REG_PC, a64.UC_ARM64_REG_SP,
@@ -111,6 +137,15 @@ ARM64 = ArchSpec(
     stack_base=0xFFFF800010000000, stack_size=0x4000, percpu_base=0xFFFF80000F000000,
     user_base=0x0000FFFF00000000, page_offset=0xFFFF000000000000,
     trap_lo=0xFFFF800008000000, trap_hi=0xFFFF800010000000,
+    base=arch.ARM64, percpu_reg=a64.UC_ARM64_REG_TPIDR_EL1, current_reg=a64.UC_ARM64_REG_SP_EL0,
 )  # fmt: skip
 
 ARCHES: dict[str, ArchSpec] = {"x86_64": X86_64, "i386": I386, "i386-cdecl": I386_CDECL, "arm64": ARM64}
+#: The row a module built for a user-space-linking (2.4) kernel runs on, by architecture.
+ARCHES_24: dict[str, str] = {"i386": "i386-cdecl"}
+
+
+def row_for(module_arch: Arch, version: KernelVersion) -> str:
+    """The emulator row of a module of ``module_arch`` built for kernel ``version``."""
+    name = module_arch.name
+    return ARCHES_24.get(name, name) if version.user_space_link else name

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from lkm.emulate.arch import ARCHES
 from lkm.emulate.kernel import Kernel, SymbolSpace
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.state import KernelState
@@ -80,5 +81,5 @@ def for_profile(profile: str, *, booted: bool = True) -> EmulatingExecutor:
 
     prof = load_profile(profile)
     arch = "i386-cdecl" if prof.fields.get("range") == "i386-2.4" else prof.arch
-    state = KernelState.booted() if booted and arch == "x86_64" else None
+    state = KernelState.booted() if booted and ARCHES[arch].amd64_tables else None
     return EmulatingExecutor(arch, SymbolSpace(SymbolTable(prof.symbols), arch.split("-")[0]), state=state)

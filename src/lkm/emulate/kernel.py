@@ -156,7 +156,7 @@ class Kernel:
 
         self.memory_budget = memory_budget if memory_budget is not None else globals()["memory_budget"]()
         self.arch = ARCHES[arch] if isinstance(arch, str) else arch
-        self.is_24 = arch == "i386-cdecl"  # the 2.4 design: cdecl calls, "<N>" printk levels
+        self.version = self.arch.version  # 2.4's row: "<N>" printk levels, no __GFP_ZERO
         kw: dict[str, float] = {}
         if insn_budget is not None:
             kw["insn_budget"] = insn_budget
@@ -188,11 +188,11 @@ class Kernel:
         self.machine.map(self.percpu_base, PERCPU_SIZE, "percpu")
         # x86_64: %gs-relative offsets from the area's base.  arm64: per-cpu variables have
         # kernel addresses (adrp reaches them) and tpidr_el1 is this CPU's offset, 0 here.
-        self.percpu_relative = self.arch.name != "arm64"
+        self.percpu_relative = self.arch.base.percpu_relative
         self.machine.set_percpu_base(self.percpu_base if self.percpu_relative else 0)
         self.task = self.alloc(TASK_SIZE, zero=True)
         self.machine.set_current(self.task)
-        if self.arch.name == "x86_64":
+        if self.arch.amd64_tables:
             self.machine.write_int(self.percpu_base + 0x28, 8, STACK_CANARY)  # fixed_percpu_data.stack_canary
             for name, value in (("current_task", self.task), ("this_cpu_off", self.percpu_base)):
                 self.machine.write_word(self.percpu_base + self.percpu_offset(name), value)
@@ -228,7 +228,7 @@ class Kernel:
                 size = self.symbols.size_at(addr) if self.symbols is not None else PAGE
                 self.machine.map(addr, size, "kernel data")
                 self._init_data(name, addr, size)
-        elif self.arch.name == "x86_64" and name in PERCPU_61:
+        elif self.arch.amd64_tables and name in PERCPU_61:
             addr = PERCPU_61[name]
         else:
             addr = self._slot

@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import unicorn
-from unicorn import arm64_const as a64
-from unicorn import x86_const as x86
 
 from lkm.emulate.arch import ArchSpec
 from lkm.errors import LkmError
@@ -287,7 +285,7 @@ class Machine:
             return
         self.calls += 1
         try:
-            value = trap.handler(TrapCall(self, trap.name, trap.varargs and self.arch.name == "i386"))
+            value = trap.handler(TrapCall(self, trap.name, trap.varargs and self.arch.varargs_stack))
         except BaseException as exc:
             self._stop(exc)
             return
@@ -474,16 +472,15 @@ class Machine:
 
     def set_percpu_base(self, base: int) -> None:
         """x86: the GS base (x86_64) / FS base (i386) per-cpu accesses go through."""
-        if self.arch.name == "x86_64":
-            self.uc.reg_write(x86.UC_X86_REG_GS_BASE, base)
-        elif self.arch.name == "arm64":
-            self.uc.reg_write(a64.UC_ARM64_REG_TPIDR_EL1, base)  # this_cpu offset (my_cpu_offset)
-        # i386: 2.4 has no per-cpu segment; 6.x i386's %fs per-cpu needs a GDT (not emulated)
+        # arm64: TPIDR_EL1 holds this CPU's offset (my_cpu_offset).  i386: 2.4 has no per-cpu
+        # segment; 6.x i386's %fs per-cpu needs a GDT (not emulated).
+        if self.arch.percpu_reg is not None:
+            self.uc.reg_write(self.arch.percpu_reg, base)
 
     def set_current(self, task: int) -> None:
         """arm64 keeps ``current`` in sp_el0; x86_64 reads it from the per-cpu area."""
-        if self.arch.name == "arm64":
-            self.uc.reg_write(a64.UC_ARM64_REG_SP_EL0, task)
+        if self.arch.current_reg is not None:
+            self.uc.reg_write(self.arch.current_reg, task)
 
 
 def pack_words(words: list[int], word: int) -> bytes:

@@ -13,25 +13,27 @@ from __future__ import annotations
 import bisect
 import errno as _errno
 
-from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64, STT_FUNC
+from lkm.arch import for_machine
+from lkm.elf.constants import STT_FUNC
+from lkm.emulate.arch import row_for
 from lkm.emulate.kernel import MODULE_PERCPU_OFFSET, Kernel
 from lkm.emulate.machine import EmulationFault
 from lkm.errors import LkmError
-from lkm.link.image import LinkedImage, link_module
+from lkm.link import link
+from lkm.link.image import LinkedImage
 from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 
 NOP5 = bytes.fromhex("0f1f440000")  # ftrace_nop_replace (x86 ideal 5-byte NOP)
-MACHINE_ARCH = {EM_X86_64: "x86_64", EM_386: "i386", EM_486: "i386", EM_AARCH64: "arm64"}
 
 
 def arch_for(mod: ModuleFile) -> str:
     """The emulator row a module runs on (2.4 i386 objects: plain cdecl)."""
-    arch = MACHINE_ARCH.get(mod.elf.e_machine)
+    arch = for_machine(mod.elf.e_machine)
     if arch is None:
         raise LkmError(f"no emulator for machine {mod.elf.e_machine}", path=mod.path)
-    return "i386-cdecl" if arch == "i386" and mod.is_24 else arch
+    return row_for(arch, mod.version)
 
 
 class InitResult(Record):
@@ -86,7 +88,7 @@ class EmulatedModule:
     def bug_entry(self, pc: int) -> tuple[str, int, bool] | None:
         """The __bug_table entry for a ud2 at ``pc``: (file, line, is a warning).  x86_64 6.1
         entries: s32 bug_addr_disp, s32 file_disp (relative to the field), u16 line, u16 flags."""
-        if self.kernel.arch.name != "x86_64":
+        if not self.kernel.arch.amd64_tables:
             return None
         sec = self.section_address("__bug_table")
         if sec is None:
@@ -142,13 +144,13 @@ def load(kernel: Kernel, mod: ModuleFile, *, base: int | None = None) -> Emulate
         kernel.machine.write(kernel.percpu_base + percpu, mod.elf.section_bytes(pcpu_sec))
         if not kernel.percpu_relative:
             percpu += kernel.percpu_base  # arm64: the variables' own addresses
-    image = link_module(mod, lay, bases, kernel.resolve, percpu_base=percpu)
+    image = link(mod, kernel.resolve, bases=bases, layout=lay, percpu_base=percpu)
     for region, data in image.regions.items():
         kernel.machine.map(
             bases[region], max(lay.alloc_size(region), len(data)), f"module {mod.name}", bytes(data)
         )
     em = EmulatedModule(kernel, mod, image, percpu)
-    if arch.name == "x86_64":
+    if arch.amd64_tables:
         _nop_mcount(kernel, em)
     kernel.modules[mod.name] = em
     for exp in mod.exports:

@@ -49,8 +49,8 @@ def panic_report(m: Machine, message: str) -> str:
 
 
 def _machine_state(m: Machine, pc: int) -> list[str]:
-    if m.arch.name == "arm64":
-        return [f"pc : {m.symbolize(pc)}"]
+    if not m.arch.base.code_marks_trap:  # arm64: "pc : sym+off/size [mod]", no Code: line here
+        return [f"{m.arch.base.pc_name} : {m.symbolize(pc)}"]
     lines = []
     if m.arch.word == 8:
         lines.append(f"RIP: 0010:{m.symbolize(pc)}")

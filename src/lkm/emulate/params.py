@@ -71,7 +71,7 @@ def apply_params(k: Kernel, em: EmulatedModule, args: str) -> None:
     """parse_args(mod->name, args, mod->kp, ...) or 2.4 insmod's MODULE_PARM assignment."""
     if not args.strip():
         return
-    if em.file.is_24:
+    if em.file.version.user_space_link:  # insmod set them in the image
         _apply_24(k, em, args)
         return
     table = _kernel_params(k, em)

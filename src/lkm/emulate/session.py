@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import TYPE_CHECKING
 
+from lkm.emulate.arch import ARCHES
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.kernel import Kernel, SymbolSpace, TraceEntry
 from lkm.emulate.machine import EmulationFault
@@ -26,9 +26,6 @@ from lkm.emulate.state import KernelState
 from lkm.errors import LkmError
 from lkm.module.file import ModuleFile
 from lkm.record import Record
-
-if TYPE_CHECKING:
-    from lkm.corpus import CorpusTree
 
 
 class CommandError(LkmError):
@@ -58,41 +55,18 @@ class Outcome(Record):
         self.fault = fault
 
 
-DEFAULT_TREES = {"x86_64": "amd64-6.1", "arm64": "arm64-6.1"}  # whose kallsyms bind imports
-
-
-def tree_symbols(tree: CorpusTree) -> SymbolSpace | None:
-    """A corpus tree's kernel symbols: its guest /proc/kallsyms when captured, else the same
-    recovered from its vmlinuz (lkm.symbols.image); None without either."""
-    from lkm.symbols.table import SymbolTable
-
-    arch = {"amd64": "x86_64"}.get(tree.arch, tree.arch)
-    path = tree.root / "proc-kallsyms.txt"
-    if not path.is_file():
-        if tree.vmlinuz is None or not tree.vmlinuz.is_file():
-            return None
-        path = tree.vmlinuz
-    return SymbolSpace(SymbolTable.from_files(path), arch)
-
-
 def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
-    """The corpus 6.1 kernel's symbols for ``arch`` when the corpus is there, else None
-    (synthetic symbols).  LKM_EMULATE_KALLSYMS=FILE overrides for x86_64; empty: synthetic."""
+    """The kernel symbols a session binds imports against when none are given: the
+    /proc/kallsyms-format file (or any file lkm.symbols reads) named by $LKM_EMULATE_KALLSYMS,
+    for x86_64; None (synthetic symbols) when it is unset or empty.  Nothing else is read
+    implicitly: no cache, no corpus."""
     from lkm.symbols.table import SymbolTable
 
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
-    if env is not None:
-        return SymbolSpace(SymbolTable.from_files(env), "x86_64") if env and arch == "x86_64" else None
-    name = DEFAULT_TREES.get(arch)
-    if name is None:
+    spec = ARCHES.get(arch)
+    if not env or spec is None or not spec.amd64_tables:
         return None
-    try:
-        from lkm.corpus import find_tree
-
-        tree = find_tree(name)
-    except Exception:
-        return None
-    return tree_symbols(tree)
+    return SymbolSpace(SymbolTable.from_files(env), arch)
 
 
 DEFAULT = "default"  # Session(symbols=DEFAULT): default_symbols() of the first module's architecture
@@ -125,7 +99,7 @@ class Session:
                 self.symbols = default_symbols(arch.split("-")[0])
             s = self.symbols
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
-            state = KernelState.booted() if self.booted and arch == "x86_64" else KernelState()
+            state = KernelState.booted() if self.booted and ARCHES[arch].amd64_tables else KernelState()
             ib, tb = self.budgets
             mb = self.memory_budget
             self.kernel = Kernel(
@@ -146,7 +120,7 @@ class Session:
         mod = ModuleFile.open(os.path.join(self.base_dir, path))
         k = self.kernel_for(arch_for(mod))
         mark = self._mark()
-        if not mod.is_24:
+        if not mod.version.user_space_link:
             _load_taints(k.state, mod)
         em = load(k, mod)
         try:

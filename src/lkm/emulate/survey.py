@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from lkm.emulate.arch import ARCHES
 from lkm.emulate.kernel import Kernel, SymbolSpace
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.module import arch_for, load, run_init
@@ -61,7 +62,7 @@ def run_module(
         mod = ModuleFile.open(path)
         name = mod.name
         arch = arch_for(mod)
-        state = KernelState.booted() if arch == "x86_64" else KernelState()
+        state = KernelState.booted() if ARCHES[arch].amd64_tables else KernelState()
         syms = symbols if symbols is not None and symbols.arch in (None, arch) else None
         k = Kernel(arch, syms, state, insn_budget=insn_budget, time_budget=time_budget)
         em = load(k, mod)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 from lkm.errors import LkmError
 from lkm.kernel.state import StateError
+from lkm.kernels import KmodRules
 from lkm.record import Record
 
 if TYPE_CHECKING:
@@ -50,46 +51,6 @@ MAX_KMOD_CONCURRENT = 50
 MAX_KMOD_ALL_BUSY_TIMEOUT = 5  # seconds
 DEFAULT_MODPROBE = "/sbin/modprobe"  # CONFIG_MODPROBE_PATH
 UMH_ENV = ("HOME=/", "TERM=linux", "PATH=/sbin:/usr/sbin:/bin:/usr/bin")
-
-
-class KmodRules(Record):
-    """One kernel design's request_module: modprobe's flags, the name limit (None: unchecked),
-    whether the wait status is returned (else 0) and how the limit is reported."""
-
-    __slots__ = ("flags", "name_len", "status", "limit_errno", "limit_messages")
-
-    def __init__(
-        self,
-        flags: tuple[str, ...],
-        name_len: int | None,
-        status: bool,
-        limit_errno: int,
-        limit_messages: tuple[str, ...],
-    ) -> None:
-        self.flags = flags
-        self.name_len = name_len
-        self.status = status
-        self.limit_errno = limit_errno
-        self.limit_messages = limit_messages
-
-
-RULES = {
-    "6": KmodRules(
-        ("-q", "--"),
-        64,  # minus sizeof(long) for the machine (see name_limit)
-        True,
-        errno.ETIME,
-        (
-            "request_module: kmod_concurrent_max (0) close to 0 (max_modprobes: {max}), for module {name}, "
-            "throttling...",
-            "request_module: modprobe {name} cannot be processed, kmod busy with {max} threads for more "
-            "than {timeout} seconds now",
-        ),
-    ),
-    "2.4": KmodRules(
-        ("-s", "-k", "--"), None, False, errno.ENOMEM, ("kmod: runaway modprobe loop assumed and stopped",)
-    ),
-}
 
 
 class KmodDeadlock(LkmError):
@@ -120,7 +81,7 @@ def name_limit(rules: KmodRules, bits: int) -> int | None:
 
 def request_module(kernel: ModelKernel, name: str, wait: bool = True) -> int:
     """The kernel's __request_module(wait, "%s", name) in the model (see the module doc)."""
-    rules = RULES["2.4" if kernel.is_24 else "6"]
+    rules = kernel.version.kmod
     limit = name_limit(rules, kernel.bits)
     path = kernel.modprobe_path
     if not path and rules.status:  # 6.x refuses; 2.4 goes on to an exec that fails
@@ -132,8 +93,8 @@ def request_module(kernel: ModelKernel, name: str, wait: bool = True) -> int:
     if depth >= kernel.kmod_concurrent_max:
         # Every running request is this one's caller (the model runs them nested, on one
         # thread), so none can finish while it waits: the wait ends as it would, timed out.
-        shown = kernel.kmsg.count(rules.limit_messages[0]) if kernel.is_24 else 0
-        if shown < 5:
+        most = rules.limit_message_max
+        if most is None or kernel.kmsg.count(rules.limit_messages[0]) < most:
             for msg in rules.limit_messages:
                 kernel.kmsg.append(
                     msg.format(max=kernel.kmod_concurrent_max, name=name, timeout=MAX_KMOD_ALL_BUSY_TIMEOUT)

@@ -14,6 +14,7 @@ import platform
 
 from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, KernelError, LoadedModule
+from lkm.modname import path_to_modname
 
 # Machine (uname -m) -> syscall numbers (init_module, delete_module, finit_module).
 SYSCALLS: dict[str, tuple[int, int, int]] = {
@@ -201,9 +202,7 @@ class LiveKernel:
         except (OSError, LkmError):
             pass
         text = _read(f"{d}/modules.builtin")
-        return text is not None and any(
-            line.rsplit("/", 1)[-1].split(".", 1)[0].replace("-", "_") == name for line in text.splitlines()
-        )
+        return text is not None and any(path_to_modname(line) == name for line in text.splitlines())
 
     def kallsyms(self) -> str:
         text = _read(f"{self.proc}/kallsyms")

@@ -24,16 +24,10 @@ from lkm.kernel.interface import (
     Kernel,
     KernelError,
 )
+from lkm.modname import path_to_modname as module_name
 from lkm.safeio import open_regular, read_bytes
 
-# Suffixes kmod strips to name a module after its file (path_to_modname).
-_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
-
-
-def module_name(arg: str) -> str:
-    """The module name kmod derives from a path or name: basename, up to the first '.', '-' -> '_'."""
-    base = os.path.basename(arg)
-    return base.split(".", 1)[0].replace("-", "_")
+__all__ = ["NotRemovable", "check_removable", "insert_module", "join_options", "module_name", "remove_module"]
 
 
 def join_options(args: list[str]) -> str:

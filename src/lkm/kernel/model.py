@@ -43,6 +43,7 @@ from lkm.kernel.state import (
     replace_state,
 )
 from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
+from lkm.kernels import KernelVersion, by_name
 from lkm.record import Record
 from lkm.safeio import discard
 from lkm.symbols.table import KernelSymbol, SymbolTable
@@ -297,8 +298,9 @@ class ModelKernel(Calls24):
     # -- plumbing ------------------------------------------------------------------------
 
     @property
-    def is_24(self) -> bool:
-        return self.meta["layout"] == "linux-2.4"
+    def version(self) -> KernelVersion:
+        """The kernel design this model runs (:mod:`lkm.kernels`), from its profile's layout."""
+        return by_name(self.meta["layout"])
 
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
         """A system call's transaction; database failures become :class:`StateError`."""
@@ -392,7 +394,7 @@ class ModelKernel(Calls24):
     def _load_file(self, call: str, data: bytes, params: str, flags: int, path: str | None) -> None:
         from lkm.kernel import model_load
 
-        if self.is_24:
+        if self.version.user_space_link:
             raise KernelError(call, errno.ENOSYS, "a 2.4 kernel loads modules with create_module/init_module")
         if flags & ~ALL_FLAGS:
             raise KernelError(call, errno.EINVAL, f"unknown flags {flags:#x}")
@@ -415,7 +417,7 @@ class ModelKernel(Calls24):
             raise failed
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
-        if self.is_24:
+        if self.version.user_space_link:
             self.delete_module_24(name)
             return
         with self._tx("delete_module") as db:

@@ -135,7 +135,7 @@ def load_module(
 ) -> list[str]:
     """Load one module into the model; returns the kernel's warnings (printk lines)."""
     from lkm.kernel.model import _DbSymbols, kernel_error
-    from lkm.link.image import link_module
+    from lkm.link import link
     from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
     from lkm.link.layout import KernelConfig, layout_module
     from lkm.link.resolve import check_vermagic, kernel_resolver
@@ -205,7 +205,7 @@ def load_module(
             force_modversion=bool(flags & MODULE_INIT_IGNORE_MODVERSIONS),
             warnings=warnings,
         )
-        image = link_module(mod, lay, {r: bases.get(r, 0) for r in lay.sizes}, resolve)
+        image = link(mod, resolve, bases={r: bases.get(r, 0) for r in lay.sizes}, layout=lay)
     except InvalidModule as exc:
         raise kernel_error(call, exc) from None
     values = image.symbol_values
@@ -249,6 +249,7 @@ def load_module(
         "sections": sections,
         "params": given,
         "regions": {r: [b, lay.alloc_size(r)] for r, b in bases.items()},
+        "sizes": {p.name: p.size for p in lay.placements.values() if p.size},
     }
     db.execute(
         "UPDATE modules SET base=?, size=?, state='Loading', taints=?, init=?, cleanup=?, info=? WHERE seq=?",

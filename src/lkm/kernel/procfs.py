@@ -84,7 +84,7 @@ def proc_modules_6(k: ModelKernel) -> str:
 
 
 def proc_modules(k: ModelKernel) -> str:
-    return proc_modules_24(k) if k.is_24 else proc_modules_6(k)
+    return proc_modules_24(k) if k.version.user_space_link else proc_modules_6(k)
 
 
 def proc_ksyms(k: ModelKernel) -> str:
@@ -107,7 +107,7 @@ def proc_kallsyms(k: ModelKernel) -> str:
     w = k.bits // 4
     out = [f"{s.address:0{w}x} {s.type or 'T'} {s.name}\n" for s in sorted(k.kernel_symbols(), key=_addr)]
     out.append(k.module_kallsyms())
-    if k.is_24:
+    if k.version.user_space_link:
         for mod, syms in k.module_symbols("export"):
             out.extend(f"{s.address:0{w}x} T {s.name}\t[{mod}]\n" for s in syms)
     return "".join(out)

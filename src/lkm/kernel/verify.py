@@ -21,11 +21,13 @@ import struct
 from collections.abc import Callable
 from typing import Protocol
 
-from lkm.elf.constants import EM_386, EM_AARCH64, EM_X86_64, SHF_WRITE, SHT_NOBITS, SHT_REL, SHT_RELA
+from lkm.arch import for_machine
+from lkm.elf.constants import SHF_WRITE, SHT_NOBITS, SHT_REL, SHT_RELA
 from lkm.kernel.interface import Kernel
-from lkm.link.image import MACHINE_ARCH, LinkedImage, link_module
+from lkm.link import link
+from lkm.link.image import LinkedImage
 from lkm.link.kallsyms import format_proc_kallsyms, module_kallsyms
-from lkm.link.layout import KernelConfig, Layout, default_rules, layout_module
+from lkm.link.layout import KernelConfig, Layout, layout_module
 from lkm.link.resolve import kernel_resolver
 from lkm.module.file import ModuleFile
 from lkm.record import Record
@@ -92,7 +94,7 @@ def _x86(word: int) -> dict[str, SiteTable]:
     }
 
 
-# Per architecture (lkm.link.image.MACHINE_ARCH names).
+# Per architecture (lkm.arch names).
 SITE_TABLES: dict[str, dict[str, SiteTable]] = {
     "x86_64": _x86(8),
     "i386": _x86(4),
@@ -161,21 +163,18 @@ def _region_bases(layout: Layout, addrs: dict[str, int], report: Report) -> dict
     return bases
 
 
-# Absolute relocation types (type -> size) by machine, to read a per-CPU address back.
-_ABS_RELOCS: dict[int, dict[int, int]] = {EM_X86_64: {1: 8, 11: 4}, EM_386: {1: 4}}
-
-
 def _percpu_base(mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: Memory) -> int:
     """The module's per-CPU area: recovered from the first absolute relocation against a
     per-CPU symbol (the kernel does not list the section's address)."""
     elf = mod.elf
     sec = elf.section(".data..percpu")
-    types = _ABS_RELOCS.get(elf.e_machine, {})
-    if sec is None or not sec.size or not (types or elf.e_machine == EM_AARCH64):
+    arch = for_machine(elf.e_machine)
+    if arch is None or sec is None or not sec.size or not (arch.abs_relocs or arch.adrp_relocs):
         return 0
     syms = elf.symbols()
-    if elf.e_machine == EM_AARCH64:
-        return _percpu_base_arm64(mod, layout, addrs, core, sec.number)
+    if arch.adrp_relocs is not None:
+        return _percpu_base_adrp(mod, layout, addrs, core, sec.number, arch.adrp_relocs)
+    types = arch.abs_relocs
     for rs in elf.sections:
         target = layout.placements.get(rs.info) if rs.type in (SHT_REL, SHT_RELA) else None
         if target is None or target.name not in addrs or target.region.startswith("init"):
@@ -195,16 +194,19 @@ def _percpu_base(mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: M
     return 0
 
 
-_ADRP, _ADD_LO12 = (275, 276), 277  # R_AARCH64_ADR_PREL_PG_HI21(_NC), R_AARCH64_ADD_ABS_LO12_NC
-
-
-def _percpu_base_arm64(
-    mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: Memory, shndx: int
+def _percpu_base_adrp(
+    mod: ModuleFile,
+    layout: Layout,
+    addrs: dict[str, int],
+    core: Memory,
+    shndx: int,
+    relocs: tuple[tuple[int, ...], int],
 ) -> int:
     """arm64 reaches per-CPU data with ADRP + ADD: the page from the first, the low 12 bits
     from the second (same symbol and addend), read back from the kernel's memory."""
     elf = mod.elf
     syms = elf.symbols()
+    adrp, add_lo12 = relocs
     pages: dict[tuple[int, int], int] = {}
     lows: dict[tuple[int, int], int] = {}
     for rs in elf.sections_of_type(SHT_RELA):
@@ -212,12 +214,12 @@ def _percpu_base_arm64(
         if target is None or target.name not in addrs or target.region.startswith("init"):
             continue
         for r in elf.relocations(rs):
-            if syms[r.sym].shndx != shndx or r.type not in (*_ADRP, _ADD_LO12):
+            if syms[r.sym].shndx != shndx or r.type not in (*adrp, add_lo12):
                 continue
             place = addrs[target.name] + r.offset
             insn = int.from_bytes(core.read(place, 4), "little")
             key = (r.sym, r.addend or 0)
-            if r.type == _ADD_LO12:
+            if r.type == add_lo12:
                 lows.setdefault(key, (insn >> 10) & 0xFFF)
             else:
                 imm = ((insn >> 5) & 0x7FFFF) << 2 | (insn >> 29) & 3
@@ -237,7 +239,8 @@ def _masks(mod: ModuleFile, image: LinkedImage, rules: str) -> list[tuple[int, i
     word = mod.elf.elfclass // 8
     pointer = "<Q" if word == 8 else "<I"
     mask = (1 << (8 * word)) - 1
-    for name, t in SITE_TABLES.get(MACHINE_ARCH.get(mod.elf.e_machine, ""), {}).items():
+    arch = for_machine(mod.elf.e_machine)
+    for name, t in SITE_TABLES.get(arch.name if arch is not None else "", {}).items():
         sec = mod.elf.section(name)
         if sec is None or sec.number not in image.layout.placements or not sec.size:
             continue
@@ -267,7 +270,7 @@ def verify_module(
     """Compare the loaded module named ``mod.name`` with *mod* relinked at its addresses;
     *rules* default to those of the module's vermagic.  The module's exports are added to
     *table*: verify modules in load order (dependencies first)."""
-    rules = rules or default_rules(mod.is_24, mod.vermagic)
+    rules = rules or mod.version.name
     report = Report(mod.name)
     addrs = kernel.sections(mod.name)
     layout = layout_module(mod.elf, rules, config or KernelConfig())
@@ -276,7 +279,7 @@ def verify_module(
         bases[region] = 0  # nothing the kernel lists lies there (nothing to compare either)
     percpu = _percpu_base(mod, layout, addrs, core)
     resolve = _resolver(mod, table)
-    image = link_module(mod, layout, bases, resolve, percpu_base=percpu)
+    image = link(mod, resolve, bases=bases, layout=layout, percpu_base=percpu)
     # Its exports, at the addresses just confirmed, for the modules verified after it (a kernel
     # without CONFIG_KALLSYMS_ALL lists no module data symbols).
     values = {s.name: image.symbol_values[s.number] for s in mod.elf.symbols() if s.name and s.shndx}

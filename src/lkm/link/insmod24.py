@@ -41,7 +41,7 @@ from lkm.link import kallsyms24
 from lkm.link.image import LinkError
 from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
 from lkm.link.params24 import ParamError, apply_arguments
-from lkm.link.relocate import FORMULAS_24, GOT_TYPES_24, INSMOD24_I386, R_386_GOT32
+from lkm.link.reloc24 import FORMULAS_24, GOT_TYPES_24, INSMOD24_I386, R_386_GOT32
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.symbols.sources import version_prefix

@@ -1,5 +1,5 @@
 """Section layout: where each section of a module goes, as the kernel (6.1, 6.12) or 2.4's
-insmod lays it out.  One engine, rules as tables (``LAYOUT_RULES``); see
+insmod lays it out.  One engine, rules from each version's record (:mod:`lkm.kernels`); see
 ../shared/spec/kernel-loader.md §2 and modutils-2.4.md (load order).
 
 The result is a :class:`Layout`: for every allocated section its region and offset, and each
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lkm.arch import for_machine
 from lkm.elf import ElfFile, Section
 from lkm.elf.constants import (
-    EM_AARCH64,
     SHF_ALLOC,
     SHF_EXECINSTR,
     SHF_RO_AFTER_INIT,
@@ -20,10 +20,25 @@ from lkm.elf.constants import (
     SHT_NOBITS,
 )
 from lkm.errors import InvalidModule
+from lkm.kernels import KernelConfig, KernelVersion, LayoutRules, by_name, is_init_section
+from lkm.link.obj24 import ObjFile
 from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.module.file import ModuleFile
+
+__all__ = [
+    "KallsymsArea",
+    "KernelConfig",
+    "Layout",
+    "Placement",
+    "default_layout",
+    "is_init_section",
+    "layout_24",
+    "layout_module",
+    "rewrite_flags",
+    "sequential_bases",
+]
 
 ARCH_SHF_SMALL = 0  # x86, arm64: no small-data sections
 
@@ -35,92 +50,6 @@ MASKS: tuple[tuple[int, int], ...] = (
     (SHF_WRITE | SHF_ALLOC, ARCH_SHF_SMALL),
     (ARCH_SHF_SMALL | SHF_ALLOC, 0),
 )
-
-
-class LayoutRules(Record):
-    """One kernel's layout: the region each mask row fills (core and init passes), and after
-    which rows the running size is page-aligned (6.1's strict_align inside one region).
-    ``None`` in ``init_regions`` is 6.12's MOD_INVALID (no init ro_after_init)."""
-
-    __slots__ = ("name", "core_regions", "init_regions", "core_align_after", "init_align_after", "regions")
-
-    def __init__(
-        self,
-        name: str,
-        core_regions: tuple[str, ...],
-        init_regions: tuple[str | None, ...],
-        core_align_after: frozenset[int],
-        init_align_after: frozenset[int],
-        regions: tuple[str, ...],
-    ) -> None:
-        self.name = name
-        self.core_regions = core_regions
-        self.init_regions = init_regions
-        self.core_align_after = core_align_after
-        self.init_align_after = init_align_after
-        self.regions = regions
-
-
-LAYOUT_RULES: dict[str, LayoutRules] = {
-    # 6.1: one core and one init region; text | ro | ro_after_init | data, each boundary
-    # strict_align'ed (page-aligned with STRICT_MODULE_RWX), the init pass without row 2's.
-    "linux-6.1": LayoutRules(
-        "linux-6.1",
-        ("core",) * 5,
-        ("init",) * 5,
-        frozenset({0, 1, 2, 4}),
-        frozenset({0, 1, 4}),
-        ("core", "init"),
-    ),
-    # 6.12: mod_mem types, each a separately allocated region; no padding inside one.
-    "linux-6.12": LayoutRules(
-        "linux-6.12",
-        ("text", "rodata", "ro_after_init", "data", "data"),
-        ("init_text", "init_rodata", None, "init_data", "init_data"),
-        frozenset(),
-        frozenset(),
-        ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata"),
-    ),
-}
-
-
-class KernelConfig(Record):
-    """The configuration knobs the layout depends on (from the kernel's .config).
-    ``arm64_erratum_843419``: CONFIG_ARM64_ERRATUM_843419 and a CPU that needs it (Cortex-A53
-    r0p0-r0p4), the kernel's ARM64_WORKAROUND_843419 capability: a property of the machine, so
-    never read from a .config."""
-
-    __slots__ = ("page_size", "strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload",
-                 "arm64_erratum_843419")  # fmt: skip
-
-    def __init__(
-        self,
-        page_size: int = 4096,
-        strict_module_rwx: bool = True,
-        kallsyms: bool = True,
-        kallsyms_all: bool = False,
-        module_unload: bool = True,
-        arm64_erratum_843419: bool = False,
-    ) -> None:
-        self.page_size = page_size
-        self.strict_module_rwx = strict_module_rwx
-        self.kallsyms = kallsyms
-        self.kallsyms_all = kallsyms_all
-        self.module_unload = module_unload
-        self.arm64_erratum_843419 = arm64_erratum_843419
-
-    @classmethod
-    def from_config_text(cls, text: str) -> KernelConfig:
-        """From a kernel .config (``CONFIG_X=y`` lines)."""
-        on = {line.split("=", 1)[0] for line in text.splitlines() if line.endswith("=y")}
-        page = 65536 if "CONFIG_ARM64_64K_PAGES" in on else 16384 if "CONFIG_ARM64_16K_PAGES" in on else 4096
-        return cls(
-            page_size=page,
-            strict_module_rwx="CONFIG_STRICT_MODULE_RWX" in on,
-            kallsyms="CONFIG_KALLSYMS" in on,
-            kallsyms_all="CONFIG_KALLSYMS_ALL" in on,
-            module_unload="CONFIG_MODULE_UNLOAD" in on,
-        )
 
 
 class Placement(Record):
@@ -215,11 +144,6 @@ def _align(value: int, alignment: int) -> int:
     return (value + alignment - 1) & ~(alignment - 1) if alignment > 1 else value
 
 
-def is_init_section(name: str, config: KernelConfig) -> bool:
-    """module_init_layout_section: ".init*", and ".exit*" when modules cannot be unloaded."""
-    return name.startswith(".init") or (not config.module_unload and name.startswith(".exit"))
-
-
 def rewrite_flags(elf: ElfFile, sections: list[Section] | None = None) -> dict[int, int]:
     """Section flags after rewrite_section_headers and layout_and_allocate: .modinfo and
     __versions lose SHF_ALLOC, as does .data..percpu (copied to the per-cpu area instead);
@@ -244,29 +168,18 @@ def _find_alloc(elf: ElfFile, name: str, flags: dict[int, int]) -> Section | Non
     return None
 
 
-def default_rules(is_24: bool, vermagic: str | None) -> str:
-    """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
-    if is_24:
-        return "linux-2.4"
-    release = (vermagic or "").split(" ", 1)[0]
-    major_minor = tuple(int(x) for x in release.split("-")[0].split(".")[:2] if x.isdigit())
-    return "linux-6.1" if major_minor and major_minor < (6, 4) else "linux-6.12"
-
-
 def layout_module(
     elf: ElfFile,
-    rules: str = "linux-6.12",
+    rules: str | KernelVersion = "linux-6.12",
     config: KernelConfig | None = None,
     overrides: dict[int, Section] | None = None,
 ) -> Layout:
     """Lay out ``elf`` as the kernel with ``rules`` ("linux-6.1", "linux-6.12") does.
     ``overrides`` are section headers as the architecture rewrote them before layout
     (arm64's module_frob_arch_sections: PLT and ftrace trampoline sections)."""
-    if rules == "linux-2.4":
+    r = by_name(rules).layout
+    if r is None:  # insmod lays the object out in user space
         return layout_24(elf)
-    r = LAYOUT_RULES.get(rules)
-    if r is None:
-        raise ValueError(f"unknown layout rules {rules!r}; known: linux-2.4, {', '.join(LAYOUT_RULES)}")
     cfg = config or KernelConfig()
     # What the kernel checks before laying a module out (elf_validity_check and friends), with
     # its errno: a hostile header never reaches the arithmetic and allocations below.
@@ -276,10 +189,9 @@ def layout_module(
     page = cfg.page_size
     strict = cfg.strict_module_rwx
     plan = None
-    if overrides is None and elf.e_machine == EM_AARCH64:
-        from lkm.link.arm64 import frob_arch_sections
-
-        plan = frob_arch_sections(elf, cfg)
+    arch = for_machine(elf.e_machine)
+    if overrides is None and arch is not None and arch.frob_arch_sections is not None:
+        plan = arch.frob_arch_sections(elf, cfg)
         overrides = plan.overrides
     secs = [overrides.get(s.number, s) for s in elf.sections] if overrides else elf.sections
     flags = rewrite_flags(elf, secs)
@@ -385,32 +297,12 @@ def _layout_symtab(
 # -- 2.4 insmod -------------------------------------------------------------------------------
 
 
-def load_order_prio_24(name: str, flags: int, sh_type: int) -> int:
-    """modutils 2.4.16 obj_load_order_prio of a section: higher loads first."""
-    prio = 0
-    if not (name.startswith(".") and len(name) == 10 and name[5:] == ".init"):
-        prio |= 64
-    if flags & SHF_ALLOC:
-        prio |= 32
-    if flags & SHF_EXECINSTR:
-        prio |= 16
-    if not flags & SHF_WRITE:
-        prio |= 8
-    if sh_type != SHT_NOBITS:
-        prio |= 4
-    if name == ".got":
-        prio |= 2
-    return prio
-
-
 def layout_24(elf: ElfFile, extra_first: tuple[tuple[str, int, int], ...] = ()) -> Layout:
     """insmod's layout of the object's own sections (modutils' load order and packing, as
     :class:`lkm.link.obj24.ObjFile` keeps it) in one contiguous image ("image" region);
     ``extra_first`` (name, size, align) are sections put at the head (``.this``), numbered -1,
     -2, ...  The full insmod link, with the sections insmod adds, is
     :func:`lkm.link.insmod24.link_module_24`."""
-    from lkm.link.obj24 import ObjFile
-
     obj = ObjFile(elf, elf.path)
     first = len(obj.sections)
     for name, size, align in reversed(extra_first):
@@ -455,4 +347,4 @@ _REGION_ORDER = {r: i for i, r in enumerate(_REGIONS)}
 
 def default_layout(mod: ModuleFile) -> str:
     """The layout rules for a module: 2.4 objects, else by the release in its vermagic."""
-    return default_rules(mod.is_24, mod.vermagic)
+    return mod.version.name

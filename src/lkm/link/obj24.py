@@ -4,7 +4,7 @@ and prints, string and symbol patches.  :mod:`lkm.link.insmod24` drives it throu
 steps; the details here are the ones that change bytes in the image:
 
 * load order: an allocated section goes before the first one of lower
-  :func:`~lkm.link.layout.load_order_prio_24` (stable), never before ``.this``;
+  :func:`load_order_prio_24` (stable), never before ``.this``;
 * ``.modinfo``/``.modstring`` lose SHF_ALLOC on load; NOBITS sections become zero-filled
   PROGBITS once commons are allocated (so the ``-m`` map never shows 'B');
 * symbols: new ones are pushed on the head of their hash chain, a redefinition replaces the
@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from lkm.elf import ElfFile, Symbol
 from lkm.elf.constants import (
     SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHF_WRITE,
     SHN_ABS,
     SHN_COMMON,
     SHN_LORESERVE,
@@ -37,11 +39,28 @@ from lkm.elf.constants import (
     STT_OBJECT,
 )
 from lkm.errors import InvalidModule
-from lkm.link.layout import load_order_prio_24
 
 HASH_BUCKETS = 521
 SHN_HIRESERVE = 0xFFFF
 SHT_LOPROC = 0x70000000
+
+
+def load_order_prio_24(name: str, flags: int, sh_type: int) -> int:
+    """modutils 2.4.16 obj_load_order_prio of a section: higher loads first."""
+    prio = 0
+    if not (name.startswith(".") and len(name) == 10 and name[5:] == ".init"):
+        prio |= 64
+    if flags & SHF_ALLOC:
+        prio |= 32
+    if flags & SHF_EXECINSTR:
+        prio |= 16
+    if not flags & SHF_WRITE:
+        prio |= 8
+    if sh_type != SHT_NOBITS:
+        prio |= 4
+    if name == ".got":
+        prio |= 2
+    return prio
 
 
 class Sec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from lkm.depmod.config import config_files, read_lines
-from lkm.moddir import normalize
+from lkm.modname import alias_normalize as normalize
 from lkm.record import Record
 from lkm.safeio import read_text
 

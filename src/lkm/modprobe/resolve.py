@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from fnmatch import fnmatchcase, translate
 
-from lkm.depmod.scan import path_to_modname as path_to_name
 from lkm.errors import LkmError
-from lkm.moddir import ModulesDir, normalize
+from lkm.moddir import ModulesDir
+from lkm.modname import alias_normalize as normalize
+from lkm.modname import path_to_modname as path_to_name
 from lkm.modprobe.config import ModprobeConfig
 from lkm.record import Record
 

@@ -7,6 +7,8 @@ import os
 
 from lkm.elf import ElfFile
 from lkm.errors import LkmError
+from lkm.kernels import KernelVersion, for_module
+from lkm.modname import name_from_file
 from lkm.module import modinfo as _mi
 from lkm.module.source import read_module
 from lkm.record import cached
@@ -92,17 +94,17 @@ class ModuleFile:
         return self.get("kernel_version") is not None or self.elf.section(".kstrtab") is not None
 
     @property
+    def version(self) -> KernelVersion:
+        """The kernel design the file is built for: 2.4 objects, else by its vermagic."""
+        return for_module(self.is_24, self.vermagic)
+
+    @property
     def name(self) -> str:
         """The module's name: .modinfo ``name=``, else the file name without extensions, '-' as '_'."""
         n = self.get("name")
         if n:
             return n
-        base = os.path.basename(self.path or "")
-        for ext in (".ko.xz", ".ko.zst", ".ko.gz", ".ko", ".o.gz", ".o", ".mod"):
-            if base.endswith(ext):
-                base = base[: -len(ext)]
-                break
-        return base.replace("-", "_")
+        return name_from_file(self.path or "")
 
     @property
     def vermagic(self) -> str | None:
@@ -188,9 +190,10 @@ class ModuleFile:
 
         return module_size(self.data)
 
-    def check(self, kernel: str = "6.12", arch: str | None = None) -> None:
+    def check(self, kernel: str | KernelVersion = "6.12", arch: str | None = None) -> None:
         """Raise :class:`~lkm.errors.InvalidModule` (with the kernel's errno) if the kernel
-        ``kernel`` ("6.1" or "6.12") would refuse this file's ELF image."""
+        ``kernel`` (a :mod:`lkm.kernels` record or its name, "6.1", "6.12") would refuse this
+        file's ELF image."""
         from lkm.module.validate import check_module
 
         check_module(self.elf, kernel=kernel, arch=arch)

@@ -30,7 +30,7 @@ def module_report(mod: ModuleFile, *, exports: bool = False, imports: bool = Fal
     sig = mod.signature
     doc: dict[str, Any] = {
         "name": mod.name,
-        "format": "2.4" if mod.is_24 else "2.6+",
+        "format": "2.4" if mod.version.user_space_link else "2.6+",
         "compression": mod.compression,
         "elf_class": mod.elf.elfclass,
         "byte_order": "little" if mod.elf.little_endian else "big",

@@ -1,5 +1,6 @@
 """The kernel's acceptance checks on a module's ELF image (kernel/module/main.c
-``elf_validity_check`` and the section lookups after it), as tables per kernel version.
+``elf_validity_check`` and the section lookups after it), with each kernel version's rules
+from its record (:class:`lkm.kernels.ValidityRules`).
 
 :func:`check_module` raises :class:`~lkm.errors.InvalidModule` with the errno the kernel would
 return (always ENOEXEC for these) and a one-line reason worded after the kernel's pr_err.
@@ -8,14 +9,11 @@ return (always ENOEXEC for these) and a one-line reason worded after the kernel'
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 
+from lkm.arch import by_name as arch_by_name
+from lkm.arch import for_machine
 from lkm.elf import ElfFile
 from lkm.elf.constants import (
-    EM_386,
-    EM_486,
-    EM_AARCH64,
-    EM_X86_64,
     ET_REL,
     SHF_ALLOC,
     SHF_EXECINSTR,
@@ -25,33 +23,9 @@ from lkm.elf.constants import (
     SHT_SYMTAB,
 )
 from lkm.errors import InvalidModule
+from lkm.kernels import KernelVersion, by_name
 
 THIS_MODULE = ".gnu.linkonce.this_module"
-
-# elf_check_arch per architecture.
-ARCH_MACHINES: dict[str, frozenset[int]] = {
-    "x86_64": frozenset({EM_X86_64}),
-    "i386": frozenset({EM_386, EM_486}),
-    "arm64": frozenset({EM_AARCH64}),
-}
-MACHINE_ARCH: dict[int, str] = {m: a for a, ms in ARCH_MACHINES.items() for m in ms}
-
-
-@dataclass(frozen=True)
-class KernelRules:
-    """What one kernel version checks beyond the common ELF rules."""
-
-    version: str
-    modinfo_must_be_alloc: bool  # 6.1: find_sec(".modinfo") sees only SHF_ALLOC sections
-    one_modinfo: bool  # 6.12: more than one .modinfo is rejected
-    one_symtab: bool  # 6.12: exactly one SHT_SYMTAB
-    this_module_strict: bool  # 6.12: exactly one, PROGBITS, ALLOC, sizeof(struct module)
-
-
-KERNEL_RULES: dict[str, KernelRules] = {
-    "6.1": KernelRules("6.1", True, False, False, False),
-    "6.12": KernelRules("6.12", False, True, True, True),
-}
 
 
 def _fail(reason: str, path: str | None) -> InvalidModule:
@@ -89,7 +63,7 @@ def check_structure(elf: ElfFile) -> None:
 def check_module(
     elf: ElfFile,
     *,
-    kernel: str = "6.12",
+    kernel: str | KernelVersion = "6.12",
     arch: str | None = None,
     struct_module_size: int | None = None,
     strict_rwx: bool = True,
@@ -99,12 +73,15 @@ def check_module(
     ``arch`` defaults to the object's own machine (so only consistency is checked);
     ``struct_module_size`` is sizeof(struct module) of the target kernel, if known.
     """
-    rules = KERNEL_RULES[kernel]
+    rules = by_name(kernel).validity
+    if rules is None:
+        raise ValueError(f"{kernel}: the kernel does not check a module's ELF image (insmod links it)")
     p = elf.path
     if elf.e_type != ET_REL:
         raise _fail(f"not a relocatable object (e_type {elf.e_type})", p)
-    machines = ARCH_MACHINES.get(arch or MACHINE_ARCH.get(elf.e_machine, ""), frozenset())
-    if elf.e_machine not in machines:
+    # elf_check_arch
+    target = arch_by_name(arch) if arch else for_machine(elf.e_machine)
+    if target is None or elf.e_machine not in target.machines:
         raise _fail(f"wrong machine {elf.e_machine} for {arch or 'any supported architecture'}", p)
     check_structure(elf)
     modinfos = [s for s in elf.sections_named(".modinfo")]

@@ -8,6 +8,7 @@ no mark.  Addresses are given when the faulting pc is known (the mark is at pc).
 
 from __future__ import annotations
 
+from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
 from lkm.record import Record
 
@@ -56,7 +57,7 @@ def disassemble(
     try:
         import capstone
     except ImportError as exc:  # pragma: no cover - a runtime dependency
-        raise LkmError("capstone is not installed (pip install capstone)") from exc
+        raise LkmError("disassembly needs capstone: install lkm[debug]") from exc
     spec = ARCHES.get(arch)
     if spec is None:
         raise LkmError(f"no disassembler for architecture {arch!r}; known: {', '.join(ARCHES)}")
@@ -73,6 +74,8 @@ def disassemble(
         return out
 
     insns = run(0)
-    if arch in ("x86_64", "i386") and not any(i.trapping for i in insns) and mark < len(data):
+    machine = arch_by_name(arch)
+    marks_trap = machine is not None and machine.code_marks_trap
+    if marks_trap and not any(i.trapping for i in insns) and mark < len(data):
         insns = run(mark)
     return insns

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 
+from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
 from lkm.oops.report import Frame, Log, Report
 from lkm.record import Record
@@ -280,7 +281,8 @@ def format_ksymoops(d: Decoded, *, bits: int = 64) -> str:
             sym = ksymoops_symbol(df.symbol)
             src = _sources_text(df.sources)
             if df.frame.pc:
-                reg = "EIP" if r.arch == "i386" else "RIP" if r.arch == "x86_64" else "pc"
+                spec = arch_by_name(r.arch or "")
+                reg = spec.pc_name if spec is not None else "pc"
                 out.append(f">>{reg}; {addr}{sym}{src}   <=====\n")
                 for name, value, text in d.registers.get(n, []):
                     out.append(f">>{name}; {value:0{width}x}{ksymoops_symbol(text)}\n")

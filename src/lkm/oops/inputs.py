@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
+from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
+from lkm.modname import MODULE_SUFFIXES, strip_suffix
 from lkm.record import Record
 from lkm.safeio import read_text as _read_file_text
 
@@ -85,15 +87,18 @@ def _live_sections() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _module_files(directory: str) -> dict[str, str]:
-    from lkm.corpus import MODULE_SUFFIXES
+def _bits(arch: str | None) -> int:
+    spec = arch_by_name(arch or "")
+    return spec.bits if spec is not None else 64
 
+
+def _module_files(directory: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for root, _dirs, names in os.walk(directory):
         for n in names:
-            for suf in (*MODULE_SUFFIXES, ".o", ".o.gz"):  # 2.4 objects too
-                if n.endswith(suf):
-                    found.setdefault(n[: -len(suf)].replace("-", "_"), os.path.join(root, n))
+            base = strip_suffix(n, (*MODULE_SUFFIXES, ".o", ".o.gz"))  # 2.4 objects too
+            if base is not None:
+                found.setdefault(base.replace("-", "_"), os.path.join(root, n))
     return found
 
 
@@ -231,6 +236,6 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
     if fmt == "json":
         return decode.to_json(decoded), notes
     if fmt == "ksymoops":
-        bits = 32 if any(r.arch == "i386" for r in log.reports) else 64
+        bits = 32 if any(_bits(r.arch) == 32 for r in log.reports) else 64
         return decode.format_ksymoops(decoded, bits=bits), notes
     return decode.format_decode_stacktrace(decoded), notes

@@ -156,7 +156,10 @@ class DebugInfo:
     def __init__(
         self, path: str, bases: Mapping[str, int] | None = None, *, data: bytes | None = None
     ) -> None:
-        from elftools.elf.elffile import ELFFile
+        try:
+            from elftools.elf.elffile import ELFFile
+        except ImportError:
+            raise LkmError("source lines need pyelftools: install lkm[debug]", path=path) from None
 
         raw = data if data is not None else _load_bytes(path)
         self.path = path

@@ -3,7 +3,7 @@
 A :class:`ModuleMap` is what the kernel knows of one module when it symbolises an address
 (``__module_address`` + ``find_kallsyms_symbol``, kernel/module/kallsyms.c): the memory
 regions the module occupies and, per region, where a symbol's size stops when no later symbol
-does ("nextval").  The regions differ by kernel (:data:`REGION_RULES`):
+does ("nextval").  The regions differ by kernel (``regions`` of :mod:`lkm.kernels`' records):
 
 * up to 6.3 (``linux-6.1``): one core and one init area; nextval is the end of the area's
   *text* (``core_layout.text_size``), also for data addresses, so the kernel prints a
@@ -30,6 +30,7 @@ import re
 from bisect import bisect_right
 
 from lkm.errors import LkmError
+from lkm.kernels import VERSIONS, KernelVersion, by_name, for_release
 from lkm.record import Record
 
 TYPE_CHECKING = False
@@ -42,12 +43,6 @@ if TYPE_CHECKING:
 
 PAGE = 4096
 
-#: kernel rules -> find_kallsyms_symbol's bounds.  "text_end": every symbol of the module is a
-#: candidate and nextval starts at the end of the core (or init) text; "area": only symbols in
-#: the memory area holding the address, nextval starts at that area's end (6.12 stable, from
-#: the fix "module: Fix kallsyms lookups for addresses outside MOD_TEXT").
-REGION_RULES: dict[str, str] = {"linux-6.1": "text_end", "linux-6.12": "area", "linux-2.4": "area"}
-
 # Section name prefixes of executable sections (what SHF_EXECINSTR sections of modules are called).
 _EXEC_PREFIXES = (".text", ".exit.text", ".init.text", ".noinstr.text", ".altinstr_replacement",
                   ".static_call.text", ".sched.text", ".ref.text", ".meminit.text", ".fixup",
@@ -56,14 +51,15 @@ _EXEC_PREFIXES = (".text", ".exit.text", ".init.text", ".noinstr.text", ".altins
 
 
 def kernel_rules(release: str) -> str:
-    """ "linux-6.12" for 6.4 and later (module memory types), "linux-2.4" for 2.x, else "linux-6.1"."""
-    m = re.match(r"(\d+)\.(\d+)", release)
-    if not m:
-        return "linux-6.12"
-    major, minor = int(m.group(1)), int(m.group(2))
-    if major < 3:
-        return "linux-2.4"
-    return "linux-6.12" if (major, minor) >= (6, 4) else "linux-6.1"
+    """The name of the rules of kernel ``release`` (:func:`lkm.kernels.for_release`)."""
+    return for_release(release).name
+
+
+def _version(rules: str) -> KernelVersion:
+    try:
+        return by_name(rules)
+    except ValueError:
+        raise LkmError(f"unknown kernel rules {rules!r}; known: {', '.join(VERSIONS)}") from None
 
 
 class Area(Record):
@@ -212,13 +208,12 @@ def build_map(
 ) -> ModuleMap:
     """One module's map; ``config`` the kernel's configuration (default: Debian's, with
     KALLSYMS_ALL and STRICT_MODULE_RWX), which decides the module's layout."""
-    if rules not in REGION_RULES:
-        raise LkmError(f"unknown kernel rules {rules!r}; known: {', '.join(REGION_RULES)}")
+    version = _version(rules)
     loading = state != "Live"
     areas = _areas_from_file(mf, sections, rules, loading, config) if mf is not None else None
     if areas is None:
         areas = _areas_inferred(base, size, sections, rules, loading)
-    if REGION_RULES[rules] == "area":
+    if version.regions == "area":
         for a in areas:
             a.floor = a.start
     return ModuleMap(name, size, state, base, taints, sections, areas, mf.path if mf is not None else None)
@@ -234,10 +229,11 @@ def _areas_from_file(
     """Areas from the kernel's layout of the module file, placed by the section addresses."""
     from lkm.link.layout import KernelConfig, layout_module
 
-    if rules == "linux-2.4":
+    version = _version(rules)
+    if version.user_space_link:
         return None
     try:
-        layout = layout_module(mf.elf, rules, config or KernelConfig(kallsyms_all=True))
+        layout = layout_module(mf.elf, version, config or KernelConfig(kallsyms_all=True))
     except (LkmError, ValueError):
         return None
     bases = _region_bases(layout, sections)
@@ -247,7 +243,7 @@ def _areas_from_file(
         if init and not loading:
             continue
         end = base + layout.alloc_size(region)
-        if REGION_RULES[rules] == "text_end":
+        if version.regions == "text_end":
             nextval = base + layout.marks.get(region, {}).get("text_size", 0)
         else:
             nextval = end
@@ -270,7 +266,8 @@ def _areas_inferred(base: int, size: int, sections: dict[str, int], rules: str, 
     init_secs = {n: a for n, a in sections.items() if n.startswith(".init")}
     core_secs = {n: a for n, a in sections.items() if not n.startswith(".init") and a}
     areas: list[Area] = []
-    if REGION_RULES[rules] == "text_end" or rules == "linux-2.4":
+    version = _version(rules)
+    if version.regions == "text_end" or version.user_space_link:
         core_end = base + size
         if loading and init_secs:
             init_base = min(init_secs.values()) & ~(PAGE - 1)

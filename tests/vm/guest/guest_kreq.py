@@ -43,7 +43,7 @@ def _modules_root(rel: str) -> Path:
 
 def _wrapper(root: Path) -> Path:
     """The kernel's usermode helper runs in the initramfs root, where the host is at /newroot
-    (tests/vm/harness.py): the helper chroots there and runs kmod's modprobe on our root."""
+    (testing/vm.py): the helper chroots there and runs kmod's modprobe on our root."""
     w = share() / "modprobe.sh"
     w.write_text(f'#!/bin/busybox sh\nexec /bin/busybox chroot /newroot /sbin/modprobe -d {root} "$@"\n')
     w.chmod(0o755)

@@ -159,7 +159,7 @@ def test_error_missing_filename() -> None:
 
 
 def test_error_wrong_arch() -> None:
-    from lkm.corpus import find_tree
+    from testing.corpus import find_tree
 
     _same_failure(str(corpus_module("fat", find_tree("arm64-6.1"))))
 

@@ -1,4 +1,4 @@
-"""Helpers for the tests that run inside a VM guest (tests/vm/harness.py boots it).
+"""Helpers for the tests that run inside a VM guest (testing/vm.py boots it).
 
 kmod's tools and lkm's are both called by their tool names (lkm through links named insmod,
 rmmod, lsmod), so their messages carry the same program name and can be compared byte for byte.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from lkm.corpus import CorpusTree, find_tree, module_files
 from lkm.kernel.load import module_name
+from testing.corpus import CorpusTree, find_tree, module_files
 
 TOOLS = ("insmod", "rmmod", "lsmod", "verify")
 LKM_BIN = Path(os.environ.get("TMPDIR") or "/tmp") / "lkm-bin"  # the guest's tmpfs
@@ -122,8 +122,7 @@ def load_sample(t: CorpusTree, count: int) -> dict[str, Path]:
     """Load about *count* corpus modules (spread evenly over the candidates) with their
     dependencies; name -> file of every module loaded."""
     files = {module_name(str(p)): p for p in module_files(t)}
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from harness import candidates  # type: ignore[import-not-found]
+    from testing.vm import candidates
 
     cands = candidates(t)
     done: set[str] = set()

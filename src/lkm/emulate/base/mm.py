@@ -35,7 +35,7 @@ def _kmalloc(k: Kernel, c: TrapCall) -> int:
 @kfunc("kmalloc", nargs=2)
 def _kmalloc_24(k: Kernel, c: TrapCall) -> int:
     """kmalloc(size, flags) as a function (2.4; inline since): no __GFP_ZERO there."""
-    return _alloc(k, c.arg(0), zero=not k.is_24 and _zero(c.arg(1)))
+    return _alloc(k, c.arg(0), zero=k.version.gfp_zero and _zero(c.arg(1)))
 
 
 @kfunc("kmalloc_trace", nargs=3)

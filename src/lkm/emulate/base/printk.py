@@ -35,7 +35,7 @@ class VaList:
 
     def __init__(self, k: Kernel, va: int) -> None:
         self.m = k.machine
-        if self.m.arch.name == "x86_64":
+        if self.m.arch.base.va_list_pointer:
             self.gp = self.m.read_int(va, 4)
             self.overflow = self.m.read_word(va + 8)
             self.save = self.m.read_word(va + 16)
@@ -65,7 +65,7 @@ def formatter(k: Kernel) -> Formatter:
 
         def va_args(ptr: int) -> Args:
             # struct va_format's va is a va_list *: x86_64's va_list is the struct it points to
-            return VaList(k, ptr if k.arch.name == "x86_64" else k.machine.read_word(ptr))
+            return VaList(k, ptr if k.arch.base.va_list_pointer else k.machine.read_word(ptr))
 
         f = Formatter(k.machine, k.arch.word, k.symbol_name, va_args)
         k._formatter = f  # type: ignore[attr-defined]
@@ -77,7 +77,7 @@ def fmt_call(k: Kernel, c: TrapCall, fmt_index: int) -> bytes:
 
 
 def emit(k: Kernel, text: bytes, prefix: bytes = b"", level: int | None = None) -> int:
-    lvl, cont, body = split_level(text, DEFAULT_LOGLEVEL, angle=k.is_24)
+    lvl, cont, body = split_level(text, DEFAULT_LOGLEVEL, angle=k.version.angle_levels)
     if level is not None:
         lvl = level
     body = prefix + body

@@ -14,7 +14,14 @@ from functools import cmp_to_key
 
 from lkm.elf import ElfFile, Section
 from lkm.elf.constants import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_RELA
+from lkm.errors import LinkError
+from lkm.kernels import KernelConfig, is_init_section
 from lkm.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lkm.link.layout import Layout, Placement
+    from lkm.module.file import ModuleFile
 
 R = {
     "NONE": 0, "ABS64": 257, "ABS32": 258, "ABS16": 259, "PREL64": 260, "PREL32": 261, "PREL16": 262,
@@ -293,8 +300,6 @@ class PltPlan(Record):
 def frob_arch_sections(elf: ElfFile, init_section: object = None) -> PltPlan:
     """module_frob_arch_sections: size .plt/.init.plt for the branches that may need them and
     turn them (and .text.ftrace_trampoline) into NOBITS ALLOC|EXEC sections."""
-    from lkm.link.layout import KernelConfig, is_init_section
-
     cfg = init_section if isinstance(init_section, KernelConfig) else KernelConfig()
     syms = elf.symbols()
     shndx = [s.shndx for s in syms]
@@ -342,3 +347,151 @@ def _realigned(s: Section, align: int) -> Section:
 def _nobits(s: Section, align: int, size: int) -> Section:
     return Section(s.number, s.name, SHT_NOBITS, SHF_EXECINSTR | SHF_ALLOC, s.addr, s.offset, size, s.link,
                    s.info, align, s.entsize, s.name_offset)  # fmt: skip
+
+
+# -- apply_relocate_add ------------------------------------------------------------------------
+
+
+def apply_relocate_add(
+    mod: ModuleFile,
+    relsec: int,
+    layout: Layout,
+    regions: dict[str, bytearray],
+    addresses: dict[int, int],
+    values: list[int],
+    plts: dict[int, int],
+) -> int:
+    """arm64 apply_relocate_add over the section's entries in the kernel's order."""
+    elf = mod.elf
+    rs = elf.sections[relsec]
+    target = elf.sections[rs.info]
+    place = layout.placements[rs.info]
+    buf = regions[place.region]
+    plan = layout.arch_plan
+    order = plan.orders.get(relsec) if isinstance(plan, PltPlan) else None
+    erratum = isinstance(plan, PltPlan) and plan.erratum
+    relas = order if order is not None else [(r.offset, r.sym, r.type, r.addend) for r in elf.relocations(rs)]
+    for offset, symi, rtype, addend in relas:
+        where = f"{mod.name}: {target.name}+{offset:#x}"
+        if symi >= len(values):
+            raise LinkError(f"{where}: relocation symbol index {symi} out of range", path=mod.path)
+        t = TYPES.get(rtype)
+        if t is None:
+            raise LinkError(f"{where}: unsupported RELA relocation: {rtype}", path=mod.path)
+        width = 8 if t.kind == "data" and t.length == 64 else 2 if t.kind == "data" and t.length == 16 else 4
+        if t.kind != "none" and offset + width > target.size:
+            raise LinkError(f"{where}: relocation past the end of the section", path=mod.path)
+        loc = place.offset + offset
+        p = addresses[rs.info] + offset
+        val = (values[symi] + (addend or 0)) & U64
+        overflow = False
+        if t.kind == "none":
+            continue
+        if t.kind == "data":
+            sval = do_reloc(t.op, p, val)
+            buf[loc : loc + width] = (sval & ((1 << t.length) - 1)).to_bytes(width, "little")
+            lim = 1 << t.length
+            overflow = (sval < 0 or sval >= lim) if t.op == "abs" else not (-(lim >> 1) <= sval < (lim >> 1))
+        else:
+            insn = int.from_bytes(buf[loc : loc + 4], "little")
+            if t.kind == "movw":
+                insn, overflow = reloc_insn_movw(t.op, insn, p, val, t.lsb, t.form)
+            elif t.kind == "adrp" and erratum and forbidden_adrp_place(p):
+
+                def veneer(ins: int, page: int, pc: int = p, at: str = where) -> int:
+                    return _emit_veneer(mod, layout, regions, addresses, plts, pc, ins, page, at)
+
+                insn = adrp_843419(insn, p, val, veneer)
+            else:  # "imm", and "adrp" where the erratum 843419 workaround does not apply
+                insn, overflow = reloc_insn_imm(t.op, insn, p, val, t.lsb, t.length, t.form)
+                if overflow and rtype in BRANCHES:
+                    val = _emit_plt(mod, layout, regions, addresses, plts, p, val, where)
+                    insn, overflow = reloc_insn_imm(t.op, insn, p, val, t.lsb, t.length, t.form)
+            buf[loc : loc + 4] = insn.to_bytes(4, "little")
+        if overflow and t.checked:
+            raise LinkError(f"{where}: overflow in relocation type {rtype} val {val:#x}", path=mod.path)
+    return len(relas)
+
+
+def _plt_for(
+    mod: ModuleFile, layout: Layout, addresses: dict[int, int], pc: int, where: str
+) -> tuple[int, int, Placement]:
+    """The PLT of the region holding ``pc`` (core or init): its section, capacity, placement."""
+    plan = layout.arch_plan
+    assert isinstance(plan, PltPlan)
+    in_init = any(
+        p.region.startswith("init") and addresses[n] <= pc < addresses[n] + max(p.size, 1)
+        for n, p in layout.placements.items()
+    )
+    shndx = plan.init_shndx if in_init else plan.core_shndx
+    limit = plan.init_plts if in_init else plan.core_plts
+    if shndx is None or shndx not in layout.placements:
+        raise LinkError(f"{where}: branch out of range and the module has no PLT section", path=mod.path)
+    return shndx, limit, layout.placements[shndx]
+
+
+def _emit_plt(
+    mod: ModuleFile,
+    layout: Layout,
+    regions: dict[str, bytearray],
+    addresses: dict[int, int],
+    plts: dict[int, int],
+    pc: int,
+    dst: int,
+    where: str,
+) -> int:
+    """module_emit_plt_entry: a new entry in the core or init PLT (the one of the branch's
+    region), shared with the previous entry when identical (the relocations are sorted); with
+    the erratum 843419 workaround a slot whose ADRP would sit at a page's end is skipped."""
+    shndx, limit, p = _plt_for(mod, layout, addresses, pc, where)
+    buf = regions[p.region]
+    i = plts.get(shndx, 0)
+    j = i - 1
+    base = addresses[shndx]
+    plan = layout.arch_plan
+    if isinstance(plan, PltPlan) and plan.erratum and forbidden_adrp_place(base + i * 12):
+        i += 1
+    if i > limit or (i + 1) * PLT_ENTRY_SIZE > p.size:
+        raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
+    # The kernel writes plt[i] before its duplicate check, so a duplicate's entry stays in the
+    # slot past the count until the next new entry overwrites it (the section has a spare slot).
+    buf[p.offset + i * 12 : p.offset + (i + 1) * 12] = plt_entry(dst, base + i * PLT_ENTRY_SIZE)
+    if j >= 0:
+        prev = bytes(buf[p.offset + j * 12 : p.offset + (j + 1) * 12])
+        # plt_entries_equal: same target (the adrp page is pc-relative, so compare by target)
+        if prev == plt_entry(dst, base + j * PLT_ENTRY_SIZE):
+            return base + j * PLT_ENTRY_SIZE
+    if i >= limit:
+        raise LinkError(f"{where}: PLT section full ({limit} entries)", path=mod.path)
+    plts[shndx] = i + 1
+    return base + i * PLT_ENTRY_SIZE
+
+
+def _emit_veneer(
+    mod: ModuleFile,
+    layout: Layout,
+    regions: dict[str, bytearray],
+    addresses: dict[int, int],
+    plts: dict[int, int],
+    pc: int,
+    insn: int,
+    page: int,
+    where: str,
+) -> int:
+    """module_emit_veneer_for_adrp: adrp+add into the ADRP's own register, then a branch back
+    to the instruction after it; a slot at a page's end is skipped."""
+    shndx, limit, p = _plt_for(mod, layout, addresses, pc, where)
+    base = addresses[shndx]
+    i = n = plts.get(shndx, 0)
+    n += 1
+    if n > limit:
+        raise LinkError(f"{where}: PLT section full ({limit} entries) for an ADRP veneer", path=mod.path)
+    if forbidden_adrp_place(base + i * 12):
+        i, n = n, n + 1
+    if (i + 1) * PLT_ENTRY_SIZE > p.size:
+        raise LinkError(f"{where}: PLT section too small for an ADRP veneer", path=mod.path)
+    plts[shndx] = n
+    at = base + i * PLT_ENTRY_SIZE
+    entry = adrp_add_pair(page, at, insn & 0x1F) + struct.pack("<I", branch_imm(at + 8, pc + 4))
+    regions[p.region][p.offset + i * 12 : p.offset + (i + 1) * 12] = entry
+    return at

@@ -14,9 +14,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from lkm.corpus import HeadersTree, load_headers
+from testing.corpus import HeadersTree, load_headers
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "fixtures" / "src" / "6x"
 MODULES = ("chardev", "params", "exporter", "importer", "kreq", "kreqfs")
 # Modules built from another module's directory (kreq.c's variants).

@@ -1,6 +1,6 @@
 """The VM test harness: a corpus kernel booted under QEMU TCG that sees the host.
 
-The guest's initramfs (busybox-static, made by :mod:`lkm.guest`) loads the virtio and 9p
+The guest's initramfs (busybox-static, made by :mod:`testing.guest`) loads the virtio and 9p
 modules of the booted kernel from the corpus tree, mounts the host's ``/`` read-only over
 virtio-9p, a writable share (the run directory, at the same path) over a second one, chroots
 into the host's root and runs ``run.sh`` from the share with the host's Python.  Paths are
@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lkm.compress import decompress, detect
-from lkm.corpus import CorpusTree, corpus_dir, module_files
-from lkm.guest import GuestError, boot, busybox_for, make_initramfs
 from lkm.kernel.load import module_name
 from lkm.module.file import ModuleFile
+from testing.corpus import CorpusTree, corpus_dir, module_files
+from testing.guest import GuestError, boot, busybox_for, make_initramfs
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = Path(__file__).resolve().parent.parent
 # What the guest needs before it can mount the host: virtio PCI transport and 9p over it.
 BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 BOOT_TIMEOUT = 900.0
@@ -136,7 +136,7 @@ def run_in_guest(
         "HOME": guest_scratch(share),
         "TMPDIR": guest_scratch(share),
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(ROOT / "src"),
+        "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}",
         "LKM_GUEST": tree.name,
         "LKM_GUEST_SHARE": str(share),
         "LKM_CORPUS": str(corpus_dir()),
