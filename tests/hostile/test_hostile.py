@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIX6, FIX24, lkm_cmd, require
+from support import FIX6, FIX24, lkm_cmd, require
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILE = "linux-6.1-amd64"
@@ -411,7 +411,8 @@ def test_ctrl_c_exits_130_without_noise(tmp_path: Path) -> None:
     code = (
         "import os, signal, threading, sys\n"
         "from lkm.cli import main\n"
-        "threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
+        "import time\n"
+        "threading.Thread(target=lambda: (time.sleep(1.5), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()\n"
         f"sys.exit(main(['lkm', 'run', {str(FIX6 / 'kreqself.ko')!r}, '--synthetic', '--budget', '0',"
         " '--timeout', '60']))\n"
     )
