@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support import FIX6, FIX24, lkm_cmd, require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -412,7 +413,8 @@ def test_ctrl_c_exits_130_without_noise(tmp_path: Path) -> None:
         "import os, signal, threading, sys\n"
         "from lkm.cli import main\n"
         "import time\n"
-        "threading.Thread(target=lambda: (time.sleep(1.5), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()\n"
+        "kill = lambda: (time.sleep(1.5), os.kill(os.getpid(), signal.SIGINT))\n"
+        "threading.Thread(target=kill, daemon=True).start()\n"
         f"sys.exit(main(['lkm', 'run', {str(FIX6 / 'kreqself.ko')!r}, '--synthetic', '--budget', '0',"
         " '--timeout', '60']))\n"
     )
