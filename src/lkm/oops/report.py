@@ -368,12 +368,15 @@ def parse_code(text: str) -> dict[str, JSON]:
     printed no mark and started at EIP.  "Unable to access opcode bytes at 0x..." and
     "Bad RIP value." keep only ``unavailable``."""
     t = text.strip()
-    if not t or not re.fullmatch(r"(?:[<(]?[0-9a-f]{2,8}[>)]? ?)+", t):
-        return {"unavailable": t}
+    tokens = t.split()
+    if not t or not all(
+        re.fullmatch(r"<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\)|[0-9a-f]{2,8}", tok) for tok in tokens
+    ):
+        return {"unavailable": t}  # a damaged line (glued or half-marked units): no code bytes
     units: list[JSON] = []
     marker = None
     width = None
-    for i, tok in enumerate(t.split()):
+    for i, tok in enumerate(tokens):
         if tok[0] in "<(":
             marker = i
             tok = tok[1:-1]
