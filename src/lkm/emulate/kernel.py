@@ -52,6 +52,8 @@ def memory_budget() -> int:
     except ValueError:
         return DEFAULT_MEMORY_BUDGET
     return value if value > 0 else DEFAULT_MEMORY_BUDGET
+
+
 STACK_CANARY = 0x5A17C0DE2B8F4E00  # %gs:0x28 (low byte 0, as the kernel's canary)
 TASK_SIZE = 0x2800  # sizeof(struct task_struct) on 6.1 amd64 is 9792
 
