@@ -20,8 +20,8 @@ For each tree (``--tree NAME``, repeatable; default amd64-6.1 and amd64-6.12) th
    module files the guest loaded, uncompressed, with their DWARF).  Each dump is checked
    against the line count and MD5 the guest printed.
 
-A tree whose directory is complete and of the corpus's release (``release``) is skipped unless
-``--force``.
+A tree whose directory is complete and from the corpus's build (the "Linux version" its
+dmesg.txt begins with) is skipped unless ``--force``.
 """
 
 from __future__ import annotations
@@ -240,7 +240,6 @@ def capture(tree: CorpusTree, out: Path, timeout: float) -> None:
             (part / DUMPS[name][0]).write_text(body, encoding="latin-1")
         for m, data in modules.items():
             (part / "modules" / f"{m}.ko").write_bytes(data)
-        (part / "release").write_text(tree.release + "\n")  # a capture of another build is stale
         shutil.rmtree(out, ignore_errors=True)
         part.replace(out)
 

@@ -5,8 +5,8 @@ use and cached next to it.
   prints its /proc/kallsyms (``scripts/guest_kallsyms.py``); the tree directory is replaced
   when a newer build is fetched, and the capture with it.
 - ``<corpus>/oops/<tree>/``: real oops reports, %pS answers and the /proc + /sys snapshot of
-  a KASLR boot with the oops fixture modules (``scripts/guest_oops.py``; its ``release``
-  file says which build it comes from, another build's capture is made again).
+  a KASLR boot with the oops fixture modules (``scripts/guest_oops.py``; its dmesg.txt says
+  which build it comes from, another build's capture is made again).
 - the kernel profile of the corpus's own build (:func:`corpus_profile`), computed in memory
   from the capture above and the headers' Module.symvers, the way ``scripts/make_profiles.py``
   makes the shipped one.
@@ -18,6 +18,7 @@ missing capture themselves, so that a single test run from an empty cache needs 
 from __future__ import annotations
 
 import functools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,10 +73,16 @@ def guest_kallsyms(tree: CorpusTree) -> Path:
 
 
 def oops_is_current(out: Path, release: str) -> bool:
+    """The capture in *out* is complete and its kernel was *release* (the "Linux version" line
+    its dmesg.txt starts with): the corpus follows Debian's newest build, a capture of the
+    previous one is made again."""
     try:
-        return (out / "pcsym.txt").is_file() and (out / "release").read_text().strip() == release
+        with open(out / "dmesg.txt", "rb") as f:
+            head = f.read(8192).decode("latin-1")
     except OSError:
         return False
+    m = re.search(r"Linux version (\S+) ", head)
+    return (out / "pcsym.txt").is_file() and m is not None and m.group(1) == release
 
 
 def oops_capture(name: str) -> Path:

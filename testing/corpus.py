@@ -286,12 +286,25 @@ def module_files(tree: CorpusTree) -> list[Path]:
 DEPMOD_INPUTS: tuple[str, ...] = ("kernel", "modules.order", "modules.builtin", "modules.builtin.modinfo")
 
 
-def depmod_root(tree: CorpusTree, root: Path) -> Path:
+def depmod_root(tree: CorpusTree, root: Path, per_file: bool = False) -> Path:
     """A scratch ``root/lib/modules/<release>`` of links to the tree's depmod inputs, for
-    ``depmod -b root`` and ``modprobe -d root`` without ever writing into the corpus."""
+    ``depmod -b root`` and ``modprobe -d root`` without ever writing into the corpus.
+
+    ``per_file``: the directories are made and each file linked on its own, so that a module
+    can be replaced, removed or added in the scratch tree (incremental depmod)."""
     d = root / "lib" / "modules" / tree.release
     d.mkdir(parents=True)
     for name in DEPMOD_INPUTS:
-        if (tree.modules_dir / name).exists():
-            (d / name).symlink_to(tree.modules_dir / name)
+        src = tree.modules_dir / name
+        if not src.exists():
+            continue
+        if per_file and src.is_dir():
+            for top, dirs, files in os.walk(src):
+                rel = os.path.relpath(top, tree.modules_dir)
+                (d / rel).mkdir(exist_ok=True)
+                for f in files:
+                    (d / rel / f).symlink_to(os.path.join(top, f))
+                dirs.sort()
+        else:
+            (d / name).symlink_to(src)
     return d

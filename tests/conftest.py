@@ -11,6 +11,8 @@ from hypothesis import settings
 
 from support import IN_CI, require
 
+pytest_plugins = ["pytester"]  # tests/test_markers.py
+
 # CI explores the same hypothesis examples every run (a landing is never blocked by a newly
 # drawn case); developers' runs draw new ones and keep failures in .hypothesis/.
 settings.register_profile("ci", derandomize=True, database=None)
@@ -112,6 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
         sys.addaudithook(_audit)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         for fixture, mark in FIXTURE_MARKS.items():

@@ -127,7 +127,12 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 
 def outputs(d: Path) -> dict[str, bytes]:
-    return {p: (d / p).read_bytes() for p in sorted(os.listdir(d)) if p.startswith("modules.")}
+    """depmod's files in ``d`` (not lkm's own modules.lkm-cache, which kmod does not write)."""
+    return {
+        p: (d / p).read_bytes()
+        for p in sorted(os.listdir(d))
+        if p.startswith("modules.") and p != "modules.lkm-cache"
+    }
 
 
 # --------------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ def test_no_symbols_keeps_report() -> None:
     src = DATA / "vm-6.1-null.txt"
     r = run([*lkm_cmd(), "ksymoops", "-K", "-L", str(src)])
     assert r.stdout.decode() == src.read_text()
-    assert r.returncode == 1 and b"no kernel symbols" in r.stderr
+    assert r.returncode == 0 and b"no kernel symbols" in r.stderr  # a warning, not a failure
 
 
 def test_garbage_and_json() -> None:
     r = run([*lkm_cmd(), "ksymoops", "--format", "json", "-K", "-L", str(DATA / "spec-garbage.txt")])
     doc = json.loads(r.stdout)
+    assert r.returncode == 3  # no report in the input
     assert doc["reports"] == [] and len(doc["lines"]) == len(
         (DATA / "spec-garbage.txt").read_text().splitlines()
     )
@@ -133,3 +134,47 @@ def test_separate_debug_file_by_build_id(tmp_path: Path) -> None:
         check=True,
     ).stdout.split()
     assert f"dwarfmod_init ({' '.join(want)}) dwarfmod" in r.stdout.decode()
+
+
+def test_debian_placeholder_system_map_hint(tmp_path: Path) -> None:
+    """Debian's /boot/System.map-* is a one-line placeholder: say so and point to the image."""
+    m = tmp_path / "System.map-6.1.0-56-amd64"
+    m.write_text("ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n")
+    r = run([*lkm_cmd(), "ksymoops", "-m", str(m), str(DATA / "vm-6.1-null.txt")])
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.count("\n") == 1 and "lkm kallsyms --from-image" in err
+
+
+def test_truncated_code_byte(tmp_path: Path) -> None:
+    """A Code: line whose last byte the console cut ("... 83 3d 854") decodes in every format."""
+    text = (DATA / "vm-6.1-gpf.txt").read_text()
+    lines = text.splitlines(True)
+    i = next(n for n, ln in enumerate(lines) if "Code: " in ln)
+    lines[i] = lines[i].rstrip("\n")[:-1] + "\n"
+    src = tmp_path / "cut.txt"
+    src.write_text("".join(lines))
+    for fmt in ("ksymoops", "decode-stacktrace", "json"):
+        r = run([*lkm_cmd(), "ksymoops", "--format", fmt, "-K", "-L", str(src)])
+        assert r.returncode == 0 and r.stdout and b"Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.corpus
+@pytest.mark.vm
+def test_decode_stacktrace_positional_form() -> None:
+    """decode_stacktrace.sh's arguments (vmlinux [base_path [modules_path]], report on stdin):
+    module frames get their source lines from the modules found under modules_path."""
+
+    from support import oops_capture, require
+
+    if not (oops_capture("amd64-6.1") / "modules").is_dir():
+        pytest.skip("no amd64-6.1 oops capture")
+    cap = oops_capture("amd64-6.1")
+    require((cap / "modules" / "oopsmod.ko").is_file(), "no guest modules")
+    report = (DATA / "vm-6.1-gpf.txt").read_bytes()
+    # any ELF file stands for vmlinux here: core-kernel frames simply keep their text
+    r = run(
+        [*lkm_cmd(), "ksymoops", str(cap / "modules" / "oopsmod.ko"), "auto", str(cap / "modules")],
+        input=report,
+    )
+    assert r.returncode == 0, r.stderr
+    assert b"oopsmod_write (" in r.stdout and b"oopsmod.c:78)" in r.stdout

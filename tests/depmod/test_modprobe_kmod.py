@@ -162,6 +162,8 @@ def test_show_symbols_fixtures(flag: str) -> None:
     same([flag, "no-such-module"])
 
 
+@pytest.mark.corpus
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", ["amd64-6.1", "amd64-6.12"])
 def test_show_symbols_corpus_sample(name: str, corpus_trees) -> None:  # type: ignore[no-untyped-def]
     trees = {t.name: t for t in corpus_trees}

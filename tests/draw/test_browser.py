@@ -185,7 +185,7 @@ def test_crash_graph_html(tmp_path: Path) -> None:
     report = ROOT / "tests" / "data" / "oops" / "vm-6.1-null.txt"
     html = tmp_path / "crash.html"
     rc, _, _ = lkm("ksymoops", "-K", "-L", "--html", str(html), str(report))
-    assert rc == 1 and html.exists()  # 1: no kernel symbols given, as without --html
+    assert rc == 0 and html.exists()  # decoded; "no kernel symbols" is a warning (issue 17)
     _, doc, _ = lkm("ksymoops", "-K", "-L", "--format", "json", str(report))
     frames = json.loads(doc)["reports"][0]["frames"]
     els = opened(html)

@@ -90,7 +90,7 @@ def test_constructed_tree(tmp_path: Path) -> None:
 @pytest.mark.corpus
 @pytest.mark.oracle
 def test_corpus_100_modules(corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from lkm.corpus import depmod_root
+    from testing.corpus import depmod_root
 
     tree = next((t for t in corpus_trees if t.name == "amd64-6.1"), None)
     assert tree is not None

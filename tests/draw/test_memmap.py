@@ -175,7 +175,7 @@ def test_bad_output_path_is_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.corpus
 def test_corpus_maps_equal_link_output(corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from lkm.corpus import module_files
+    from testing.corpus import module_files
 
     trees = {t.name: t for t in corpus_trees}
     checked = 0
@@ -208,7 +208,7 @@ def test_corpus_maps_equal_link_output(corpus_trees, tmp_path: Path) -> None:  #
 def test_arm64_plt_marked(corpus_trees, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """arm64's PLT sections (sized by module_frob_arch_sections) are drawn, marked, at the
     addresses lkm link prints."""
-    from lkm.corpus import module_files
+    from testing.corpus import module_files
 
     tree = next((t for t in corpus_trees if t.name == "arm64-6.1"), None)
     assert tree is not None

@@ -91,3 +91,13 @@ def test_json(path: Path) -> None:
     log = parse(path.read_bytes())
     doc = json.loads(json.dumps(log.asdict()))
     assert len(doc["lines"]) == len(log.lines) and len(doc["reports"]) == len(log.reports)
+
+
+REPORT_FILES = [p for p in FILES if not p.name.startswith("spec-garbage")]
+
+
+@pytest.mark.parametrize("path", REPORT_FILES, ids=lambda p: p.name)
+def test_every_frame_in_a_report(path: Path) -> None:
+    log = parse(path.read_bytes())
+    assert [ln.text for ln in log.lines if ln.kind in ("frame", "call_trace") and ln.report is None] == []
+    assert all(r.title and r.signature and r.family != "unknown" for r in log.reports)

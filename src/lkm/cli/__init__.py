@@ -29,6 +29,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "modprobe": ("lkm.cli.modprobe", "add or remove modules with their dependencies (kmod-compatible)"),
     "why": ("lkm.cli.why", "why a module is (or would be) loaded, and why it would not be"),
     "ksymoops": ("lkm.cli.ksymoops", "decode kernel oops reports: symbols, source lines, disassembly"),
+    "faddr2line": ("lkm.cli.faddr2line", "source lines of func+0x12/0x40 (scripts/faddr2line)"),
+    "triage": ("lkm.cli.triage", "unique crashes of many console logs: titles, counts, releases, reports"),
 }
 
 

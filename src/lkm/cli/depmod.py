@@ -29,6 +29,7 @@ LONG = [
     "version",
     "help",
     "jobs=",
+    "no-cache",
     "graph=",
 ]
 DEPRECATED = {"-u", "-q", "-r", "-m", "--unresolved-error", "--quiet", "--root", "--map"}
@@ -98,6 +99,7 @@ def run(prog: str, args: list[str]) -> int:
     quick = dry_run = errsyms = warn = every = False
     prefix = ""
     workers: int | None = None
+    use_cache = True
     graph: str | None = None
     for flag, val in opts:
         if flag in ("-b", "--basedir"):
@@ -135,6 +137,8 @@ def run(prog: str, args: list[str]) -> int:
 
             sys.stdout.write(f"lkm version {__version__} (kmod 30 depmod)\n")
             return 0
+        elif flag == "--no-cache":
+            use_cache = False
         elif flag == "--graph":
             if not val.endswith((".dot", ".svg")):
                 log("FATAL", f"--graph wants a .dot or .svg file name: {val}")
@@ -174,6 +178,7 @@ def run(prog: str, args: list[str]) -> int:
         workers=workers,
         binaries=not dry_run,
         verbose=level > DEFAULT_LEVEL,
+        cache=use_cache,
     )
     try:
         result = depmod(options)

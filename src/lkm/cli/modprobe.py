@@ -12,6 +12,7 @@ from lkm.errors import LkmError
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from lkm.kernel.interface import Kernel
 
@@ -218,6 +219,12 @@ def run(prog: str, args: list[str]) -> int:
     return rc
 
 
+def _import(name: str) -> Any:
+    """importlib.import_module without importing importlib (a millisecond of start-up)."""
+    __import__(name)
+    return sys.modules[name]
+
+
 def _draw(
     res: object, query: str, kernel: Kernel | None, release: str, svg: str | None, dot: str | None
 ) -> None:
@@ -243,10 +250,8 @@ def _draw(
 
 def _split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
     """--model / --state PATH (the model kernel), through lkm.cli.backend where it exists."""
-    import importlib
-
     try:
-        backend = importlib.import_module("lkm.cli.backend")
+        backend = _import("lkm.cli.backend")
     except ImportError:
         return False, None, args
     split: Callable[[list[str]], tuple[bool, str | None, list[str]]] = backend.split_backend
@@ -257,14 +262,12 @@ def _open_kernel(model: bool, state: str | None) -> Kernel | None:
     """The kernel modprobe acts on: the model kernel when asked for, else the running one.
     Without a live backend (or /proc) state queries see nothing loaded, and an actual
     insert or removal reports that there is no kernel to act on."""
-    import importlib
-
     if model:
-        backend = importlib.import_module("lkm.cli.backend")
+        backend = _import("lkm.cli.backend")
         kernel: Kernel = backend.open_backend(True, state)
         return kernel
     try:
-        live = importlib.import_module("lkm.kernel.live")
+        live = _import("lkm.kernel.live")
         running: Kernel = live.LiveKernel()
     except (ImportError, OSError, LkmError):
         return None

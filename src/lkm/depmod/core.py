@@ -21,6 +21,10 @@ from lkm.modname import path_to_modname
 from lkm.record import Record
 from lkm.safeio import read_bytes, read_text
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from lkm.depmod.cache import DepmodCache
+
 # Output files in the order kmod writes them; True for the binary indexes (-n skips them).
 OUTPUTS: tuple[tuple[str, bool], ...] = (
     ("modules.dep", False),
@@ -43,6 +47,8 @@ class DependencyCycle(LkmError):
     def __init__(self, messages: list[tuple[str, str]]) -> None:
         super().__init__(messages[-1][1] if messages else "dependency cycle")
         self.messages = messages
+        # What was read (DepmodCache.save could keep it; lkm depmod writes nothing, as kmod).
+        self.cache: DepmodCache | None = None
 
 
 class DepmodOptions(Record):
@@ -59,6 +65,7 @@ class DepmodOptions(Record):
         "workers",
         "binaries",
         "verbose",
+        "cache",
     )
 
     def __init__(
@@ -75,6 +82,7 @@ class DepmodOptions(Record):
         workers: int | None = None,
         binaries: bool = True,
         verbose: bool = False,
+        cache: bool = False,
     ) -> None:
         self.release = release
         self.basedir = basedir
@@ -88,6 +96,8 @@ class DepmodOptions(Record):
         self.workers = workers
         self.binaries = binaries  # False (depmod -n): the text files only
         self.verbose = verbose  # -v: report each dependency found (DepmodResult.shown)
+        # Use and keep modules.lkm-cache (lkm.depmod.cache): read only the changed modules.
+        self.cache = cache
 
 
 def modules_dirname(basedir: str | None, release: str) -> str:
@@ -116,7 +126,7 @@ class Module(Record):
 class DepmodResult(Record):
     """The output files (name, bytes) in kmod's order, and the messages kmod would print."""
 
-    __slots__ = ("dirname", "outputs", "messages", "modules", "shown")
+    __slots__ = ("dirname", "outputs", "messages", "modules", "shown", "read", "cache")
 
     def __init__(
         self,
@@ -125,12 +135,16 @@ class DepmodResult(Record):
         messages: list[tuple[str, str]],
         modules: int,
         shown: list[str] | None = None,
+        read: int | None = None,
+        cache: DepmodCache | None = None,
     ) -> None:
         self.dirname = dirname
         self.outputs = outputs
         self.messages = messages
         self.modules = modules
         self.shown = shown or []  # -v lines for stdout: '<path> needs "<symbol>": <owner path>'
+        self.read = modules if read is None else read  # module files actually read (not cached)
+        self.cache = cache  # to be saved by write_outputs once the files are in place
 
 
 # -- symbols from the kernel ----------------------------------------------------------------
@@ -289,10 +303,13 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         for name in FAKE_SYMBOLS:
             symbols[name] = (None, 0)
 
+    # Stats the scan had to take anyway (cache keys); taken before any module is read.
+    stats: dict[str, os.stat_result] | None = {} if opts.cache else None
+    started_ns = _now_ns()
     if opts.modules is None:
         cfg = load_config(opts.config_paths, opts.release)
         messages.extend(cfg.messages)
-        found, errors = search_modules(dirname, cfg)
+        found, errors = search_modules(dirname, cfg, stats)
         if not found and errors and not os.path.isdir(dirname):
             raise LkmError(errors[0])
         messages.extend((ERROR, e) for e in errors)
@@ -312,7 +329,32 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
     names = _order_modules(found, dirname, messages)
     cands = [found[n] for n in names]
     check_crcs = opts.symvers is not None
-    facts = read_all([c.path for c in cands], opts.workers, crcs=check_crcs)
+    paths = [c.path for c in cands]
+    cache = tree_key = None
+    if opts.cache:
+        from lkm.depmod.cache import CachedRead
+
+        cached = CachedRead(dirname, paths, opts.workers, check_crcs, stats or {}, started_ns)
+        cache = cached.cache
+        n_read = cached.read
+        tree_key = _tree_key(opts, cands, cached.fdigs, kernel_syms, prefix, check_crcs)
+        if not (errsyms or opts.verbose) and tree_key == cache.tree:
+            # Nothing any builder reads has changed: last run's files, if still on disk.
+            from lkm.depmod.outputs import recall_outputs
+
+            recalled = recall_outputs(cache, dirname, opts.binaries, opts.warn_dups)
+            if recalled is not None:
+                for p, f in zip(paths, cached.facts, strict=True):
+                    if f is not None and f.error is not None:
+                        messages.append((ERROR, f"failed to load symbols from {p}: {f.error}"))
+                outputs, msgs = recalled
+                messages.extend(msgs)
+                return DepmodResult(dirname, outputs, messages, len(cands), None, n_read, cache)
+        facts = cached.all_facts(paths, opts.workers, check_crcs)
+        n_read = cached.read
+    else:
+        facts = read_all(paths, opts.workers, crcs=check_crcs)
+        n_read = len(facts)
     mods = [Module(c, f) for c, f in zip(cands, facts, strict=True)]
     for i, m in enumerate(mods):
         m.idx = i
@@ -330,12 +372,57 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         sort_idx = _topological(mods)
     except DependencyCycle as exc:
         exc.messages[:0] = messages
+        exc.cache = cache
         raise
     from lkm.depmod.outputs import Tree, build_outputs
 
     tree = Tree(mods, sort_idx, symbols, dirname, opts.warn_dups, opts.binaries)
-    outputs = build_outputs(tree, opts.workers, messages)
-    return DepmodResult(dirname, outputs, messages, len(mods), shown)
+    memo = None
+    if cache is not None:
+        from lkm.depmod.outputs import memo_inputs
+
+        memo = (cache, memo_inputs(tree, [n for n, _c in kernel_syms or ()], prefix))
+    outputs = build_outputs(tree, opts.workers, messages, memo)
+    if cache is not None and tree_key is not None:
+        cache.tree = tree_key
+    return DepmodResult(dirname, outputs, messages, len(mods), shown, n_read, cache)
+
+
+def _now_ns() -> int:
+    import time
+
+    return time.time_ns()
+
+
+def _tree_key(
+    opts: DepmodOptions,
+    cands: list[Candidate],
+    fdigs: list[bytes],
+    kernel_syms: list[tuple[str, int]] | None,
+    prefix: str,
+    crcs: bool,
+) -> str:
+    """A digest of everything the output builders read but modules.builtin*: the options,
+    the kernel's symbols, and each module's name, path and facts, in kmod's order."""
+    from lkm.depmod.cache import digest
+
+    ks = kernel_syms or []
+    parts = [
+        modules_dirname(opts.basedir, opts.release),
+        str(opts.warn_dups),
+        str(opts.binaries),
+        prefix,
+        str(crcs),
+        "-" if kernel_syms is None else str(len(ks)),
+        *(n for n, _c in ks),
+        *(str(c) for _n, c in ks),
+        str(len(cands)),
+        "\0".join([c.name for c in cands]),
+        "\0".join([c.path for c in cands]),
+        "\0".join([c.relpath or "" for c in cands]),
+        b"".join(fdigs).hex(),
+    ]
+    return digest(parts)
 
 
 def _resolve_dependencies(
@@ -410,6 +497,8 @@ def write_outputs(result: DepmodResult) -> None:
         if isinstance(exc, FileError):
             raise LkmError(f"could not write {exc.path}: {exc.reason}") from None
         raise
+    if result.cache is not None:
+        result.cache.save()
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from lkm.safeio import read_bytes, read_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from lkm.depmod.cache import DepmodCache
     from lkm.depmod.core import Module
 
 Messages = list[tuple[str, str]]
@@ -199,8 +200,109 @@ BUILDERS: tuple[Callable[[Tree, Messages], Files], ...] = (
 GROUPS = ((1, 2, 5), (0, 3, 4))
 
 
-def build_outputs(t: Tree, workers: int | None, messages: Messages) -> list[tuple[str, bytes]]:
-    """Every output file in kmod's order; messages appended in kmod's order."""
+def memo_inputs(t: Tree, kernel_names: list[str], prefix: str) -> dict[int, str]:
+    """Per builder (index into BUILDERS), a digest of everything it reads; builders that are
+    cheaper to run than to check have none.  Lists are preceded by their lengths and no
+    string holds a NUL, so two different inputs never give the same sequence of fields."""
+    from lkm.depmod.cache import digest
+
+    mods = t.mods
+    flags = [t.dirname, str(t.warn), str(t.binaries)]
+    dep = ["dep", *flags]
+    alias = ["alias", *flags]  # the aliases, and the soft dependencies for builder 2
+    syms = ["symbols", *flags, prefix, str(len(kernel_names)), *kernel_names]
+    for m in mods:
+        f = m.facts
+        dep.append(m.name)
+        dep.append(m.shown_path)
+        dep.append(",".join([str(d.idx) for d in m.deps]))
+        alias.append(m.name)
+        alias.append(str(len(f.aliases)))
+        alias.extend(f.aliases)
+        alias.append(str(len(f.softdeps)))
+        alias.extend(f.softdeps)
+        syms.append(m.name)
+        syms.append(str(len(f.exports)))
+        syms.extend(f.exports)
+    alias_key = digest(alias)
+    return {
+        0: digest(dep),
+        1: alias_key,
+        2: "softdep " + alias_key,
+        3: digest(syms),
+        4: _builtin_key(t.dirname, t.binaries, t.warn),
+        5: "devname " + alias_key,
+    }
+
+
+def _recall(cache: DepmodCache, i: int, key: str, dirname: str) -> tuple[Files, Messages] | None:
+    """The files builder ``i`` wrote last time, if its inputs are the same and every file on
+    disk is still exactly what it wrote."""
+    from lkm.depmod.cache import bytes_digest
+
+    memo = cache.memos.get(i)
+    if memo is None or memo[0] != key:
+        return None
+    files: Files = {}
+    for fname, dig in memo[1]:
+        try:
+            with open(os.path.join(dirname, fname), "rb") as fh:
+                data = fh.read()
+        except OSError:
+            return None
+        if bytes_digest(data) != dig:
+            return None
+        files[fname] = data
+    return files, list(memo[2])
+
+
+def recall_outputs(
+    cache: DepmodCache, dirname: str, binaries: bool, warn: bool
+) -> tuple[list[tuple[str, bytes]], Messages] | None:
+    """Every output file as the last run wrote it, when the caller knows that no builder's
+    inputs changed since (the tree digest is the same); the built-in indexes, which read
+    files of their own, are checked against their inputs here.  None if anything is missing
+    or differs."""
+    from lkm.depmod.core import OUTPUTS
+
+    keys = {i: m[0] for i, m in cache.memos.items()}
+    if sorted(keys) != list(range(len(BUILDERS))):
+        return None
+    if keys[4] != _builtin_key(dirname, binaries, warn):
+        return None
+    files: Files = {}
+    messages: Messages = []
+    for i in range(len(BUILDERS)):
+        got = _recall(cache, i, keys[i], dirname)
+        if got is None:
+            return None
+        files.update(got[0])
+        messages.extend(got[1])
+    return [(name, files[name]) for name, _b in OUTPUTS if name in files], messages
+
+
+def _builtin_key(dirname: str, binaries: bool, warn: bool) -> str:
+    from lkm.depmod.cache import bytes_digest, digest
+
+    builtin = ["builtin", dirname, str(warn), str(binaries)]
+    for name in ("modules.builtin", "modules.builtin.modinfo"):
+        try:
+            with open(os.path.join(dirname, name), "rb") as fh:
+                builtin.append(bytes_digest(fh.read()))
+        except OSError as exc:
+            builtin.append(f"error {exc.errno}")
+    return digest(builtin)
+
+
+def build_outputs(
+    t: Tree,
+    workers: int | None,
+    messages: Messages,
+    memo: tuple[DepmodCache, dict[int, str]] | None = None,
+) -> list[tuple[str, bytes]]:
+    """Every output file in kmod's order; messages appended in kmod's order.  With ``memo``
+    (the cache and each builder's input digest), a builder whose inputs and files are
+    unchanged is not run, and the cache learns what the others wrote."""
     from lkm.depmod.core import OUTPUTS
     from lkm.parallel import map_chunks
 
@@ -213,9 +315,28 @@ def build_outputs(t: Tree, workers: int | None, messages: Messages) -> list[tupl
         return out
 
     results: list[tuple[int, Files, Messages]] = []
-    for part in map_chunks(run, GROUPS, workers=workers, min_per_worker=1):
+    todo: Sequence[tuple[int, ...]] = GROUPS
+    done: set[int] = set()
+    if memo is not None:
+        cache, keys = memo
+        for i, key in keys.items():
+            got = _recall(cache, i, key, t.dirname)
+            if got is not None:
+                results.append((i, *got))
+        done = {r[0] for r in results}
+        todo = [g for g in (tuple(i for i in group if i not in done) for group in GROUPS) if g]
+    for part in map_chunks(run, todo, workers=workers, min_per_worker=1):
         results.extend(part)
     results.sort(key=lambda r: r[0])
+    if memo is not None:
+        from lkm.depmod.cache import bytes_digest
+
+        cache, keys = memo
+        cache.memos = {
+            i: cache.memos[i] if i in done else (keys[i], [(n, bytes_digest(d)) for n, d in f.items()], msgs)
+            for i, f, msgs in results
+            if i in keys
+        }
     files: Files = {}
     for _i, f, msgs in results:
         files.update(f)

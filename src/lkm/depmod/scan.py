@@ -72,7 +72,13 @@ def existing_wins(cfg: DepmodConfig, old: Candidate, new: Candidate, dirname: st
     return newprio <= oldprio
 
 
-def _walk(top: str, excludes: list[str], out: list[str], errors: list[str]) -> None:
+def _walk(
+    top: str,
+    skip: frozenset[str],
+    out: list[str],
+    errors: list[str],
+    stats: dict[str, os.stat_result] | None,
+) -> None:
     try:
         it = os.scandir(top)
     except OSError as exc:
@@ -81,15 +87,18 @@ def _walk(top: str, excludes: list[str], out: list[str], errors: list[str]) -> N
     with it:
         for e in it:
             name = e.name
-            if name in SKIPPED_DIRS or name in excludes:
+            if name in skip:
                 continue
             try:
-                if e.is_dir():  # follows symbolic links, as kmod's fstatat does
-                    _walk(e.path, excludes, out, errors)
-                elif e.is_file():
-                    if name.endswith(KMOD_EXTS):
-                        out.append(e.path)
-                else:
+                # File types from the directory entry; symbolic links followed (one stat), as
+                # kmod's fstatat does.  Module names first: nearly every entry is one.
+                if name.endswith(KMOD_EXTS) and e.is_file():
+                    out.append(e.path)
+                    if stats is not None and e.is_symlink():
+                        stats[e.path] = e.stat()  # taken by is_file() already
+                elif e.is_dir():
+                    _walk(e.path, skip, out, errors, stats)
+                elif not e.is_file():
                     st = os.stat(e.path)
                     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
                         errors.append(f"unsupported file type {e.path}: {stat.S_IFMT(st.st_mode):o}")
@@ -97,22 +106,52 @@ def _walk(top: str, excludes: list[str], out: list[str], errors: list[str]) -> N
                 errors.append(f"fstatat({e.path}): {os.strerror(exc.errno or 0)}")
 
 
-def search_modules(dirname: str, cfg: DepmodConfig) -> tuple[dict[str, Candidate], list[str]]:
-    """Module name -> the file that wins for it, and the errors met (kmod's wording)."""
+def search_modules(
+    dirname: str, cfg: DepmodConfig, stats: dict[str, os.stat_result] | None = None
+) -> tuple[dict[str, Candidate], list[str]]:
+    """Module name -> the file that wins for it, and the errors met (kmod's wording).
+    ``stats`` gets the stat of module files the walk had to stat (symbolic links)."""
     paths: list[str] = []
     errors: list[str] = []
     if not os.path.isdir(dirname):
         errors.append(f"could not open directory {dirname}: No such file or directory")
         return {}, errors
-    _walk(dirname, cfg.excludes, paths, errors)
+    skip = frozenset((*SKIPPED_DIRS, *cfg.excludes))
+    _walk(dirname, skip, paths, errors, stats)
     for ext in cfg.externals:  # scanned whether or not "search" names them
-        _walk(ext, cfg.excludes, paths, errors)
+        _walk(ext, skip, paths, errors, stats)
     found: dict[str, Candidate] = {}
-    for path in paths:
-        cand = Candidate(path_to_modname(path), path, dirname)
+    for cand in candidates(paths, dirname):
         old = found.get(cand.name)
-        if old is not None and existing_wins(cfg, old, cand, dirname):
-            continue
-        found.pop(cand.name, None)
+        if old is not None:
+            if existing_wins(cfg, old, cand, dirname):
+                continue
+            del found[cand.name]
         found[cand.name] = cand
     return found, errors
+
+
+def candidates(paths: list[str], dirname: str) -> list[Candidate]:
+    """``Candidate(path_to_modname(p), p, dirname)`` for each path, the string work done
+    over all paths at once."""
+    bases = [p.rpartition("/")[2] for p in paths]
+    stems = "\n".join([b.partition(".")[0] for b in bases])
+    if stems.count("\n") != max(len(paths) - 1, 0):  # a file name with a newline in it
+        return [Candidate(path_to_modname(p), p, dirname) for p in paths]
+    names = stems.replace("-", "_").split("\n") if paths else []
+    prefix = dirname + "/"
+    out = []
+    new = Candidate.__new__
+    for path, name, base in zip(paths, names, bases, strict=True):
+        c = new(Candidate)
+        c.name = name
+        c.path = path
+        if path.startswith(prefix):
+            rel = path[len(prefix) :]
+            c.relpath = rel
+            # kmod cuts the relative path after "<dir>/<modname>.ko": modules.order's key.
+            c.uncrelpath = rel[: len(rel) - len(base) + len(name) + 3]
+        else:
+            c.relpath = c.uncrelpath = None
+        out.append(c)
+    return out

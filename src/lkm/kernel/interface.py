@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Protocol
 
 from lkm.errors import LkmError
 from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    # Kernel is a structural type for the checker only; at run time a plain base class
+    # spares every tool the import of typing (and re, collections, contextlib with it).
+    Protocol = object
 
 # init_module(2) / finit_module(2) flags (include/uapi/linux/module.h).
 MODULE_INIT_IGNORE_MODVERSIONS = 1

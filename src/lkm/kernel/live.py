@@ -7,10 +7,8 @@ built on this backend print what kmod's do.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import platform
 
 from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, KernelError, LoadedModule
@@ -24,10 +22,17 @@ SYSCALLS: dict[str, tuple[int, int, int]] = {
     "i686": (128, 129, 350),
 }
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import ctypes
+
+# ctypes is loaded by the first system call, not by tools that only read /proc and /sys.
 _libc: ctypes.CDLL | None = None
 
 
 def _syscall(number: int, *args: object) -> int:
+    import ctypes
+
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
@@ -71,13 +76,15 @@ class LiveKernel:
         self.proc = proc
         self.sys = sys
         self.modules_dir = modules_dir or f"/lib/modules/{self.release}"
-        nums = SYSCALLS.get(self.machine) or SYSCALLS.get(platform.machine())
+        nums = SYSCALLS.get(self.machine)
         if nums is None:
             raise KernelError("init_module", errno.ENOSYS, f"no module system calls known for {self.machine}")
         self._init, self._delete, self._finit = nums
 
     # -- system calls -------------------------------------------------------------------------
     def finit_module(self, path: str, params: str = "", flags: int = 0) -> None:
+        import ctypes
+
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -95,6 +102,8 @@ class LiveKernel:
             raise KernelError("finit_module", err, path=path)
 
     def init_module(self, image: bytes, params: str = "") -> None:
+        import ctypes
+
         buf = ctypes.create_string_buffer(image, len(image))
         err = _syscall(
             self._init,
@@ -106,6 +115,8 @@ class LiveKernel:
             raise KernelError("init_module", err)
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
+        import ctypes
+
         err = _syscall(
             self._delete, ctypes.c_char_p(name.encode("utf-8", "surrogateescape")), ctypes.c_uint(flags)
         )

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
 
 from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
 from lkm.modprobe.resolve import Mod, Resolver, Step
 from lkm.record import Record
 
-Emit = Callable[[str, str], None]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Emit = Callable[[str, str], None]
+
 # Where libkmod's command_do logs from in Debian's kmod 30 build; modprobe shows it verbatim.
 LIBKMOD_COMMAND_DO = "../libkmod/libkmod-module.c:1047 command_do()"
 # /proc/modules' state column -> /sys/module/NAME/initstate

@@ -10,9 +10,6 @@ twice in one probe list (dependencies reached through a dependency line are list
 
 from __future__ import annotations
 
-import re
-from fnmatch import fnmatchcase, translate
-
 from lkm.errors import LkmError
 from lkm.moddir import ModulesDir
 from lkm.modname import alias_normalize as normalize
@@ -20,7 +17,23 @@ from lkm.modname import path_to_modname as path_to_name
 from lkm.modprobe.config import ModprobeConfig
 from lkm.record import Record
 
-_WILD = re.compile(r"[*?\[]")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    import re
+
+# fnmatch and re are imported only when a pattern has a wildcard: most calls have none.
+
+
+def _is_wild(pat: str) -> bool:
+    return "*" in pat or "?" in pat or "[" in pat
+
+
+def fnmatchcase(name: str, pat: str) -> bool:
+    if not _is_wild(pat):
+        return name == pat
+    from fnmatch import fnmatchcase as match
+
+    return match(name, pat)
 
 
 class PatternTable:
@@ -32,7 +45,10 @@ class PatternTable:
         self._exact: dict[str, list[int]] = {}
         self._wild: list[tuple[int, re.Pattern[str]]] = []
         for i, pat in enumerate(patterns):
-            if _WILD.search(pat):
+            if _is_wild(pat):
+                import re
+                from fnmatch import translate
+
                 self._wild.append((i, re.compile(translate(pat))))
             else:
                 self._exact.setdefault(pat, []).append(i)

@@ -275,7 +275,8 @@ def format_ksymoops(d: Decoded, *, bits: int = 64) -> str:
     width = bits // 4
     out: list[str] = []
     for n, (r, frames) in enumerate(d.reports):
-        out.append(f"{r.title}\n")
+        flag = f" [corrupted: {r.corrupted}]" if r.corrupted else ""
+        out.append(f"Crash: {r.title}{flag}\n{r.heading}\n")
         for df in frames:
             addr = f"{df.address:0{width}x}" if df.address is not None else "?" * width
             sym = ksymoops_symbol(df.symbol)

@@ -40,6 +40,7 @@ class Inputs(Record):
         "vmlinux",
         "debug_root",
         "offset",
+        "debuginfod",
     )
 
     def __init__(
@@ -52,6 +53,7 @@ class Inputs(Record):
         vmlinux: str | None = None,
         debug_root: str | None = None,
         offset: int | None = None,
+        debuginfod: str | None = None,
     ) -> None:
         self.kallsyms = kallsyms
         self.modules = modules
@@ -61,6 +63,7 @@ class Inputs(Record):
         self.vmlinux = vmlinux
         self.debug_root = debug_root
         self.offset = offset  # KASLR offset; None: the report's "Kernel Offset" or inferred
+        self.debuginfod = debuginfod  # server URLs (blank-separated); None: $DEBUGINFOD_URLS
 
 
 def read_text(path: str) -> str:
@@ -102,9 +105,11 @@ def _module_files(directory: str) -> dict[str, str]:
     return found
 
 
-def _module_debug_info(path: str, sections: dict[str, int] | None, root: str) -> DebugInfo:
+def _module_debug_info(
+    path: str, sections: dict[str, int] | None, root: str, urls: list[str] | None = None
+) -> DebugInfo:
     """The module file's own DWARF, else its separate debug file (by build id, or Debian's
-    -dbg path for the module's path)."""
+    -dbg path for the module's path), else from the debuginfod servers ``urls``."""
     from lkm.module import ModuleFile
     from lkm.oops.lines import DebugInfo, find_debug_file
 
@@ -114,9 +119,33 @@ def _module_debug_info(path: str, sections: dict[str, int] | None, root: str) ->
         mf = ModuleFile.open(path)
         bid = mf.build_id
         found = find_debug_file(build_id=bid.hex() if bid else None, module_path=path, root=root)
+        if found is None and bid and urls:
+            from lkm.oops.debuginfod import fetch
+
+            found = fetch(bid.hex(), urls)
         if found is None:
             raise own from None
         return DebugInfo(found, sections)
+
+
+def _is_placeholder_map(path: str) -> bool:
+    """Debian ships /boot/System.map-* holding one line saying the real one is elsewhere."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return b"The real System.map is in" in head
+
+
+def release_mismatch(report_release: str | None, symbols_release: str | None) -> str | None:
+    """A note when the report's kernel release is not the one the symbols come from."""
+    if report_release and symbols_release and report_release != symbols_release:
+        return (
+            f"the report is from kernel {report_release} but the symbols are from {symbols_release}: "
+            "addresses will not match"
+        )
+    return None
 
 
 def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tuple[str, list[str]]:
@@ -150,7 +179,17 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
             if fmt_k == "ksyms":
                 ksyms24.append((s.name, s.address))
     elif inputs.system_map:
-        core = list(sources.load(inputs.system_map))
+        try:
+            core = list(sources.load(inputs.system_map))
+        except LkmError:
+            if not _is_placeholder_map(inputs.system_map):
+                raise
+            raise LkmError(
+                "Debian's placeholder System.map (the real one is in the -dbg package); "
+                "'lkm kallsyms --from-image vmlinuz > kallsyms' recovers the symbols from the kernel image "
+                "(then -k kallsyms)",
+                path=inputs.system_map,
+            ) from None
         if not offset:  # no "Kernel Offset" line: from frames printed with address and symbol
             from lkm.oops.symbolize import infer_offset
 
@@ -212,6 +251,10 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
     cache: dict[str | None, DebugInfo | None] = {}
 
     root = inputs.debug_root or DEBUG_ROOT
+    from lkm.oops.debuginfod import server_urls
+
+    urls = server_urls(inputs.debuginfod)
+    build_ids = {f.module: f.build_id for r in log.reports for f in r.frames if f.module and f.build_id}
 
     def debug_for(module: str | None) -> DebugInfo | None:
         if module in cache:
@@ -223,8 +266,13 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
                 di = DebugInfo(path) if path else None
             elif module in files:
                 di = _module_debug_info(
-                    files[module], maps[module].sections if module in maps else None, root
+                    files[module], maps[module].sections if module in maps else None, root, urls
                 )
+            elif urls and module in build_ids:  # "[mod buildid]" frames: the server has it
+                from lkm.oops.debuginfod import fetch
+
+                got = fetch(build_ids[module], urls)
+                di = DebugInfo(got, maps[module].sections if module in maps else None) if got else None
         except LkmError as exc:
             notes.append(f"{exc}")
         cache[module] = di

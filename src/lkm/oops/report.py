@@ -28,7 +28,8 @@ from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 JSON = object  # the values in ``fields``: str, int, bool, None, list and dict of those
 
@@ -43,6 +44,31 @@ _TRAPS = (
     r"Oops(?: - [\w ]+)?|general protection fault|invalid opcode|divide error|overflow|bounds"
     r"|stack segment|segment not present|invalid TSS|alignment check|double fault|int3"
     r"|coprocessor segment overrun|SIMD coprocessor error|kernel stack overflow|Kernel stack overflow"
+    r"|divide_error|segment-related general protection fault|Split lock detected|stack guard page"
+    r"|Bad pagetable|SP/PC alignment exception"
+)
+_LOCKDEP_WARNINGS = (
+    r"possible circular locking dependency detected|possible recursive locking detected"
+    r"|inconsistent lock state|possible irq lock inversion dependency detected"
+    r"|\w+-safe -> \w+-unsafe lock order detected|bad unlock balance detected!|held lock freed!"
+    r"|\S+ still has locks held!|lock held when returning to user space!|Nested lock was not taken"
+    r"|bad contention detected!|chain_key collision|suspicious RCU usage\.?"
+)
+# Headings of report families that are not BUG:/WARNING:/trap lines (see lkm.oops.families).
+_HEADINGS = (
+    r"(?:INFO: task (?P<task>.*):(?P<pid>\d+) (?:blocked for more than|blocked in I/O wait for more than"
+    r"|can't die for more than) \d+ seconds\.\s*"
+    r"|(?:rcu: )?INFO: (?P<rcu>rcu_\w+) (?:detected stalls on CPUs/tasks:|self-detected stall on CPU"
+    r"|detected expedited stalls on CPUs/tasks:|detected stalls on tasks:).*"
+    r"|INFO: trying to register non-static key\.\s*|INFO: suspicious RCU usage\.?\s*"
+    r"|UBSA[Nn]: .*"
+    r"|(?:kmemleak: )?unreferenced object 0x(?P<object>[0-9a-f]+) \(size (?P<size>\d+)\):\s*"
+    r"|(?:(?:NMI )?watchdog: )?Watchdog detected hard LOCKUP on cpu (?P<cpu>\d+).*"
+    r"|PANIC: double fault.*"
+    r"|unregister_netdevice: waiting for (?P<device>\S+) to become free\. Usage count = -?\d+\s*"
+    r"|VFS: Busy inodes after unmount of .*"
+    r"|(?:Unhandled fault|Synchronous External Abort): .* at 0x[0-9a-f]+\s*"
+    r"|SError Interrupt on CPU\d+.*|Insufficient stack space to handle exception!\s*)"
 )
 _REG = rf"(?:[A-Za-z][A-Za-z0-9_]{{0,7}} ?: *(?:{_HEX}{{4}}:)?{_HEX}{{4,16}}(?:\({_HEX}{{4}}\))?)"
 
@@ -58,8 +84,16 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
         rf"BUG: unable to handle (?:page fault for address|kernel paging request at) (?P<address>{_HEX}+)\s*",
     ),
     ("bug", rf"BUG: KASAN: (?P<kasan>[\w-]+) in {SYMBOL}\s*"),
-    ("bug", r"kernel BUG at (?P<file>[^:]+):(?P<line>\d+)!\s*"),
-    ("bug", r"BUG: (?P<message>.*)"),
+    ("bug", rf"BUG: KAS[Aa][Nn]: (?P<kasan>[\w -]+?) in {SYMBOL} at addr (?P<address>{_HEX}+)\s*"),
+    ("bug", r"[Kk]ernel BUG at (?P<file>[^:\s]+):(?P<line>\d+)!\s*"),
+    (
+        "bug",
+        r"(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<seconds>\d+)s!"
+        r"(?: \[(?P<comm>.*):(?P<pid>\d+)\])?\s*",
+    ),
+    ("bug", r"(?:(?:NMI )?watchdog: )?BUG: (?P<message>.*)"),
+    ("bug", r"BUG (?P<cache>[^\s():]+) \((?P<taint>[^()]*)\): (?P<message>.*)"),
+    ("bug", r"Kernel BUG at (?P<message>.*) \[verbose debug info unavailable\]\s*"),
     (
         "bug",
         r"Unable to handle kernel (?P<message>NULL pointer dereference|paging request|\w[\w ]*?)"
@@ -89,15 +123,25 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
     ),
     (
         "oops",
-        rf"(?P<internal>Internal error: )?(?:Oops: )?(?P<trap>{_TRAPS})(?:, (?P<detail>.*?))?: "
+        rf"(?P<internal>Internal error: )?(?:Oops: )?(?P<trap>{_TRAPS})(?:,? (?P<detail>[^:]*?))?: "
         r"(?P<code>[0-9a-f]{4,16})(?: \[#(?P<count>\d+)\])?(?P<flags>(?: [A-Z][A-Z0-9_]*)*)\s*",
     ),
     (
-        "warning",
-        r"WARNING: CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) at (?P<where>\S+?)(?::(?P<line>\d+))?"
-        rf"(?: {SYMBOL}|(?: 0x(?P<raw>[0-9a-f]+)))?(?P<rest>.*)",
+        "oops",
+        r"(?P<internal>Internal error: )(?P<trap>(?:UBSAN: )?[^:]*): (?P<code>[0-9a-f]{1,16})"
+        r"(?: \[#(?P<count>\d+)\])?(?P<flags>(?: [A-Z][A-Z0-9_]*)*)\s*",
     ),
-    ("warning", r"WARNING: (?P<message>.*)"),
+    (
+        "warning",
+        r"WARNING: CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) at (?:(?P<where>[^\s:]+):(?P<line>\d+)(?: |$))?"
+        rf"(?:{SYMBOL}|0x(?P<raw>[0-9a-f]+))?(?P<rest>.*)",
+    ),
+    ("warning", rf"WARNING: at (?:(?P<where>[^\s:]+):(?P<line>\d+))?(?: ?{SYMBOL})?(?P<rest>.*)"),
+    ("warning", r"WARNING: (?P<where>[^\s:]+):(?P<line>\d+) at (?P<rest>.*)"),
+    ("warning", rf"WARNING: (?P<lockdep>{_LOCKDEP_WARNINGS})\s*"),
+    ("warning", r"WARNING: kernel stack (?:regs|frame pointer) at .*"),
+    ("heading", r"\[ (?:INFO|BUG): (?P<lockdep>.*?) \]\s*"),
+    ("heading", _HEADINGS),
     ("panic", r"Kernel panic - not syncing: (?P<message>.*)"),
     (
         "kernel_offset",
@@ -120,19 +164,49 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
         r"(?P<reg>RIP|EIP):\s*(?P<cs>[0-9a-f]{4}):(?:\[<(?P<address>[0-9a-f]+)>\]\s*(?:\[<[0-9a-f]+>\] )?)?"
         rf"(?:{SYMBOL}|0x(?P<raw>[0-9a-f]+))?(?P<rest>.*)",
     ),
-    ("ip", rf"(?P<reg>EIP|RIP) is at {SYMBOL}\s*"),
-    ("ip", rf"(?P<reg>pc|lr) : (?:{SYMBOL}|0x(?P<raw>[0-9a-f]+)|(?P<address>[0-9a-f]{{8,16}}))\s*"),
+    ("ip", rf"(?P<reg>EIP|RIP|PC|LR) is at {SYMBOL}\s*"),
+    (
+        "ip",
+        rf"(?P<reg>pc|lr) : (?:{SYMBOL}(?: (?P<source>[^\s()]+:\d+))?|0x(?P<raw>[0-9a-f]+)"
+        r"|(?P<address>[0-9a-f]{8,16}))\s*",
+    ),
+    ("ip", rf"(?P<reg>IP): *(?:\[<(?P<address>{_HEX}+)>\] *)?(?:{SYMBOL}|\(null\)|0x(?P<raw>[0-9a-f]+))\s*"),
     ("pstate", rf"pstate: (?P<value>{_HEX}+) .*"),
     ("regs", rf"\s*{_REG}(?:\s+{_REG})*\s*"),
     ("regs", rf"EFLAGS: {_HEX}+\s+\((?P<release>\S+) #.*\)\s*"),
     ("code", r"Code: ?(?P<bytes>.*)"),
     ("call_trace", r"Call [Tt]race:(?P<inline>.*)"),
+    ("call_trace", r"(?:stack backtrace:|\s*backtrace(?: \(crc [0-9a-f]+\))?:)\s*"),
+    ("nmi", r"NMI backtrace for cpu (?P<cpu>\d+)(?P<rest>.*)"),
+    (
+        "lockdep",
+        r"(?:-> #\d+ .*|\s*#\d+: .*|\d+ locks? held by .*|no locks held by .*|\S+/\d+ is trying to .*"
+        r"|but task is already holding lock:|which lock already depends on the new lock\.\s*"
+        r"|the existing dependency chain \(in reverse order\) is:|other info that might help us debug this:"
+        r"|Chain exists of:|\s*Possible unsafe locking scenario:|\s*\*\*\* DEADLOCK \*\*\*\s*"
+        r"|\s+CPU0\s+(?:CPU1)?\s*|\s+----\s+(?:----)?\s*|\s+(?:lock|rlock|wlock)\(.*|\s+<Interrupt>\s*"
+        r"|.*-->.*|Showing all locks held in the system:|\s*\S+ \(.*\)\{.*\}-\{\d+:\d+\}, at: .*"
+        r"|\s*\S+ \(.*\)\{.*\}, at: .*|\{[A-Z_-]+\} state was registered at:|.*-irq-(?:un)?safe.*"
+        r"|irq event stamp: \d+|(?:hardirqs|softirqs) last .*|rcu_scheduler_active = .*)",
+    ),
     ("stack", r"Stack:(?P<inline>.*)"),
-    ("context", r"\s*<(?P<tag>/?[A-Z#]{2,8})>\s*"),
+    ("context", r"\s*<(?P<tag>/?[A-Z#_]{2,20})>\s*"),
     (
         "frame",
         rf"\s*(?:\[<(?P<address>{_HEX}+)>\]\s*)?(?P<unreliable>\? )?(?:{SYMBOL}|0x(?P<raw>[0-9a-f]+))"
-        r"(?: \([A-Z]\))?\s*",
+        r"(?: \([A-Z]\)| (?P<source>[^\s()\[\]]+:\d+)(?P<inline> \[inline\])?)?\s*",
+    ),
+    (  # syzbot's symbolizer: an inlined frame, no offset
+        "frame",
+        r"\s*(?P<unreliable>\? )?(?P<symbol>[A-Za-z_][\w.]*) (?P<source>[^\s()\[\]]+:\d+)"
+        r"(?P<inline> \[inline\])\s*",
+    ),
+    (  # scripts/decode_stacktrace.sh: "name[+off/size] (file:line file:line ...) [module]"
+        "frame",
+        r"\s*(?:\[<(?P<address>[0-9a-fA-F]+)>\]\s*)?(?P<unreliable>\? )?(?P<symbol>[A-Za-z_][\w.]*)"
+        r"(?:\+0x(?P<offset>[0-9a-f]+)/0x(?P<size>[0-9a-f]+))? \((?P<sources>[^()\s]+:(?:\d+|\?)"
+        r"(?: \(discriminator \d+\))?(?: [^()\s]+:(?:\d+|\?)(?: \(discriminator \d+\))?)*)\)"
+        r"(?: \[?(?P<module>[\w-]+)(?: (?P<build_id>[0-9a-f]+))?\]?)?\s*",
     ),
     ("code_cont", r"\s*(?:<?[0-9a-f]{2}>? ){4,}(?:<?[0-9a-f]{2}>?)?\s*"),
     ("frames24", rf"\s*(?:\[<{_HEX}+>\]\s*)+"),
@@ -147,6 +221,116 @@ LINE_KINDS: tuple[tuple[str, str], ...] = (
 )
 _COMPILED = tuple((kind, re.compile(p)) for kind, p in LINE_KINDS)
 
+
+def _first_chars(pattern: str) -> frozenset[str] | None:
+    """The ASCII characters a match of ``pattern`` can start with (None: any, or unknown),
+    from the parsed pattern: what lets :func:`classify` try only the kinds a line can be."""
+    try:
+        import re._parser as sre  # type: ignore[import-not-found]
+        from re._constants import (  # type: ignore[import-not-found]
+            BRANCH,
+            IN,
+            LITERAL,
+            MAX_REPEAT,
+            MIN_REPEAT,
+            SUBPATTERN,
+        )
+    except ImportError:  # Python 3.10
+        import sre_parse as sre  # type: ignore[no-redef, unused-ignore]
+        from sre_constants import (  # type: ignore[no-redef, unused-ignore]
+            BRANCH,
+            IN,
+            LITERAL,
+            MAX_REPEAT,
+            MIN_REPEAT,
+            SUBPATTERN,
+        )
+
+    ascii_chars = [chr(c) for c in range(128)]
+
+    def seq(items: list[tuple[Any, Any]]) -> tuple[set[str] | None, bool]:
+        """(first chars, can be empty)"""
+        out: set[str] = set()
+        for op, av in items:
+            got, empty = one(op, av)
+            if got is None:
+                return None, False
+            out |= got
+            if not empty:
+                return out, False
+        return out, True
+
+    def one(op: Any, av: Any) -> tuple[set[str] | None, bool]:
+        if op is LITERAL:
+            return {chr(av)}, False
+        if op is IN:
+            return {c for c in ascii_chars if in_class(av, c)}, False
+        if op is SUBPATTERN:
+            return seq(list(av[-1]))
+        if op is BRANCH:
+            out: set[str] = set()
+            empty = False
+            for alt in av[1]:
+                got, e = seq(list(alt))
+                if got is None:
+                    return None, False
+                out |= got
+                empty = empty or e
+            return out, empty
+        if op in (MAX_REPEAT, MIN_REPEAT):
+            lo, _hi, sub = av
+            got, e = seq(list(sub))
+            return got, e or lo == 0
+        return None, False
+
+    def word(c: str) -> bool:
+        return c.isalnum() or c == "_"
+
+    cats: dict[str, Callable[[str], bool]] = {
+        "CATEGORY_DIGIT": str.isdigit,
+        "CATEGORY_SPACE": str.isspace,
+        "CATEGORY_WORD": word,
+    }
+
+    def in_class(av: Any, c: str) -> bool:
+        neg = False
+        hit = False
+        for op, v in av:
+            name = str(op)
+            if name == "NEGATE":
+                neg = True
+            elif name == "LITERAL":
+                hit = hit or chr(v) == c
+            elif name == "RANGE":
+                hit = hit or v[0] <= ord(c) <= v[1]
+            elif name == "CATEGORY":
+                cat = str(v)
+                test = cats.get(cat.replace("NOT_", ""))
+                if test is None:
+                    return True
+                hit = hit or (test(c) != cat.startswith("CATEGORY_NOT_"))
+            else:
+                return True
+        return hit != neg
+
+    try:
+        parsed = sre.parse(pattern)
+        got, _empty = seq(list(parsed))
+    except Exception:
+        return None
+    return frozenset(got) if got is not None else None
+
+
+def _buckets() -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
+    firsts = [_first_chars(p) for _k, p in LINE_KINDS]
+    out = {}
+    for c in [chr(i) for i in range(128)]:
+        out[c] = tuple(kp for kp, f in zip(_COMPILED, firsts, strict=True) if f is None or c in f)
+    return out
+
+
+_BY_FIRST = _buckets()
+
 # dmesg / journal / syslog prefixes, applied in this order (each at most once).
 _SYSLOG = re.compile(
     r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
@@ -157,18 +341,27 @@ _LEVEL = re.compile(r"<\d>")
 _TIME = re.compile(r"\[ *(?P<time>\d+\.\d+)\](?:\[ *(?P<caller>[TC]\d+)\])? ?")
 _JOURNAL_HOST = re.compile(r"\S+ kernel: ")
 
-#: Kinds that open a report; kinds that a report accepts after its end line.
-STARTS = frozenset({"cut_here", "bug", "warning", "oops", "panic", "separator"})
-TAIL = frozenset({"ip", "code", "code_cont", "regs", "pstate", "panic", "kernel_offset", "end_trace"})
+#: Kinds that name a report; kinds that open one; kinds a report accepts after its end line.
+HEADINGS = frozenset({"bug", "warning", "oops", "panic", "heading"})
+STARTS = HEADINGS | {"cut_here", "separator"}
+TAIL = frozenset(
+    {"ip", "code", "code_cont", "regs", "pstate", "panic", "kernel_offset", "end_trace", "frame", "context",
+     "call_trace", "cpu", "hardware", "tainted"}
+)  # fmt: skip
 # What a report has once it has reached its body (a heading after it opens a new report).
-BODY = frozenset({"cpu", "frame", "call_trace", "ip", "regs", "end_trace", "modules", "process"})
+BODY = frozenset({"cpu", "frame", "call_trace", "ip", "regs", "end_trace", "modules", "process", "nmi"})
 USEFUL_GAP = 12  # a report ends after this many lines in a row that it cannot use
+TAIL_GAP = 4  # lines after a report's end before a closing panic no longer belongs to it
+_STACK_KINDS = frozenset({"frame", "context", "ip", "regs", "code", "code_cont", "pstate", "blank"})
 
 
 class Line(Record):
-    """One line of a log; ``prefix + text + eol`` is the line as read."""
+    """One line of a log; ``prefix + text + eol`` is the line as read.  ``caller`` is the
+    printk caller id (``T123`` task, ``C1`` CPU in interrupt context) when the log has them;
+    text glued in front of a heading (``** 3 printk messages dropped **``, a login prompt) is
+    part of the prefix and also in ``fields["glued"]``."""
 
-    __slots__ = ("prefix", "text", "eol", "kind", "fields", "time", "report")
+    __slots__ = ("prefix", "text", "eol", "kind", "fields", "time", "report", "caller")
 
     def __init__(
         self,
@@ -179,6 +372,7 @@ class Line(Record):
         fields: dict[str, JSON],
         time: float | None = None,
         report: int | None = None,
+        caller: str | None = None,
     ) -> None:
         self.prefix = prefix
         self.text = text
@@ -187,6 +381,7 @@ class Line(Record):
         self.fields = fields
         self.time = time  # the dmesg timestamp, seconds
         self.report = report  # index into Log.reports, None outside reports
+        self.caller = caller
 
     @property
     def raw(self) -> str:
@@ -194,7 +389,10 @@ class Line(Record):
 
 
 class Frame(Record):
-    """A frame of a call trace (or the faulting ip / arm64 lr), as printed."""
+    """A frame of a call trace (or the faulting ip / arm64 lr), as printed.  Frames printed
+    already symbolised carry ``source`` (``file:line``; decode_stacktrace.sh's form keeps its
+    whole parenthesised list) and ``inline`` (syzbot's ``[inline]`` lines).  ``stack`` numbers
+    the stacks of a report (access, allocation, free, lock chains...) in order."""
 
     __slots__ = (
         "line",
@@ -207,6 +405,9 @@ class Frame(Record):
         "reliable",
         "context",
         "pc",
+        "source",
+        "inline",
+        "stack",
     )
 
     def __init__(
@@ -221,6 +422,9 @@ class Frame(Record):
         reliable: bool,
         context: str | None,
         pc: bool = False,
+        source: str | None = None,
+        inline: bool = False,
+        stack: int = 0,
     ) -> None:
         self.line = line  # index into Log.lines
         self.symbol = symbol
@@ -232,12 +436,22 @@ class Frame(Record):
         self.reliable = reliable  # False for "? " frames
         self.context = context  # TASK, IRQ, NMI, ... (None outside such a section)
         self.pc = pc  # the faulting instruction itself (not a return address)
+        self.source = source
+        self.inline = inline
+        self.stack = stack
 
 
 class Report(Record):
-    """One oops/BUG/WARN/panic report: its line indices and what they say."""
+    """One crash report: its line indices and what they say.  ``heading`` is the heading's
+    text, ``family`` its family (:mod:`lkm.oops.families`), ``title`` the crash's name as the
+    field writes it (``KASAN: use-after-free Read in foo``), ``guilty`` the function in it,
+    ``signature`` the key grouping duplicates; ``corrupted`` says why the report cannot be
+    trusted (truncated, interleaved, no usable frame), "" when it can."""
 
-    __slots__ = ("lines", "kind", "title", "arch", "facts", "frames")
+    __slots__ = (
+        "lines", "kind", "title", "arch", "facts", "frames", "heading", "family", "guilty", "signature",
+        "corrupted",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -247,13 +461,23 @@ class Report(Record):
         arch: str | None,
         facts: dict[str, JSON],
         frames: list[Frame],
+        heading: str = "",
+        family: str = "",
+        guilty: str | None = None,
+        signature: str = "",
+        corrupted: str = "",
     ) -> None:
         self.lines = lines
-        self.kind = kind  # bug, oops, warning, panic, kasan, ...: the heading's kind
-        self.title = title  # the heading's text
+        self.kind = kind  # bug, oops, warning, panic, heading, ...: the heading's kind
+        self.title = title
         self.arch = arch  # x86_64, i386, arm64 or None when the report does not tell
         self.facts = facts  # cpu, pid, uid, comm, tainted, release, modules, code, registers, ...
         self.frames = frames
+        self.heading = heading
+        self.family = family
+        self.guilty = guilty
+        self.signature = signature
+        self.corrupted = corrupted
 
 
 class Log(Record):
@@ -277,8 +501,7 @@ class Log(Record):
 # -- one line ---------------------------------------------------------------------------------
 
 
-def split_prefix(line: str) -> tuple[str, str, float | None]:
-    """(prefix, text, dmesg time) of one line without its end-of-line."""
+def _split(line: str) -> tuple[str, str, float | None, str | None]:
     pos = 0
     m = _SYSLOG.match(line)
     if m:
@@ -287,19 +510,27 @@ def split_prefix(line: str) -> tuple[str, str, float | None]:
     if m:
         pos = m.end()
     time = None
+    caller = None
     m = _TIME.match(line, pos)
     if m:
         pos = m.end()
         time = float(m.group("time"))
+        caller = m.group("caller")
         j = _JOURNAL_HOST.match(line, pos)  # journalctl -o short-monotonic
         if j:
             pos = j.end()
-    return line[:pos], line[pos:], time
+    return line[:pos], line[pos:], time, caller
+
+
+def split_prefix(line: str) -> tuple[str, str, float | None]:
+    """(prefix, text, dmesg time) of one line without its end-of-line."""
+    prefix, text, time, _caller = _split(line)
+    return prefix, text, time
 
 
 def classify(text: str) -> tuple[str, dict[str, JSON]]:
     """(kind, fields) of a line's text (after its prefix)."""
-    for kind, rx in _COMPILED:
+    for kind, rx in _BY_FIRST.get(text[:1], _COMPILED):
         m = rx.fullmatch(text)
         if m:
             fields: dict[str, JSON] = {k: v for k, v in m.groupdict().items() if v is not None}
@@ -310,18 +541,23 @@ def classify(text: str) -> tuple[str, dict[str, JSON]]:
 
 def _refine(kind: str, f: dict[str, JSON], text: str) -> None:
     """Numbers as numbers; structured fields (module lists, code bytes, registers) split."""
-    for k in ("offset", "size", "address", "raw", "code", "pde", "value", "base"):
+    decimal_size = kind in ("kasan_access", "heading")
+    for k in ("offset", "size", "address", "raw", "code", "pde", "value", "base", "object"):
         v = f.get(k)
-        if isinstance(v, str) and (k != "size" or kind != "kasan_access"):
+        if isinstance(v, str) and (k != "size" or not decimal_size):
             f[k] = int(v, 16)
-    for k in ("cpu", "pid", "uid", "count", "line"):
+    for k in ("cpu", "pid", "uid", "count", "line", "seconds"):
         v = f.get(k)
         if isinstance(v, str) and v.isdigit():
             f[k] = int(v)
-    if kind == "kasan_access" and isinstance(f.get("size"), str):
+    if decimal_size and isinstance(f.get("size"), str):
         f["size"] = int(str(f["size"]))
     if "unreliable" in f:
         f["unreliable"] = True
+    if "inline" in f and kind == "frame":
+        f["inline"] = True
+    if kind == "ip" and f.get("reg") in ("PC", "LR"):
+        f["reg"] = str(f["reg"]).lower()
     if kind == "modules":
         f.update(parse_modules(str(f.pop("list"))))
     elif kind == "code":
@@ -368,20 +604,24 @@ def parse_code(text: str) -> dict[str, JSON]:
     printed no mark and started at EIP.  "Unable to access opcode bytes at 0x..." and
     "Bad RIP value." keep only ``unavailable``."""
     t = text.strip()
-    tokens = t.split()
-    if not t or not all(
-        re.fullmatch(r"<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\)|[0-9a-f]{2,8}", tok) for tok in tokens
-    ):
-        return {"unavailable": t}  # a damaged line (glued or half-marked units): no code bytes
+    if not t or not re.fullmatch(r"(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+", t):
+        return {"unavailable": t}
     units: list[JSON] = []
     marker = None
     width = None
-    for i, tok in enumerate(tokens):
-        if tok[0] in "<(":
+    toks = t.split()
+    for i, tok in enumerate(toks):
+        bracket = tok[0] in "<("
+        digits = tok[1:-1] if bracket else tok
+        if width is None and len(digits) % 2 == 0 and digits:
+            width = len(digits) // 2
+        if width is None or len(digits) != 2 * width or (bracket and tok[-1] not in ">)"):
+            if i == len(toks) - 1 and units:  # the last unit cut short by the console: dropped
+                return {"units": units, "unit_bytes": width, "marker": marker, "truncated": True}
+            return {"unavailable": t}
+        if bracket:
             marker = i
-            tok = tok[1:-1]
-        units.append(int(tok, 16))
-        width = len(tok) // 2
+        units.append(int(digits, 16))
     return {"units": units, "unit_bytes": width, "marker": marker}
 
 
@@ -404,10 +644,48 @@ def _split_lines(text: str) -> Iterator[tuple[str, str]]:
         pos = e + 1
 
 
+# Where a heading may start after text glued in front of it (dropped-messages notes, login
+# prompts, serial garbage): a printk time or the first words of a heading.
+_GLUE = re.compile(
+    r"\[ *\d+\.\d+\]|(?:BUG|WARNING|INFO|UBSAN|PANIC): |BUG [^\s():]+ \(|[Kk]ernel BUG at |Kernel panic - "
+    r"|general protection fault|divide.error: |invalid opcode: |Oops: |Internal error: "
+    r"|Unable to handle kernel |-+\[ cut here \]-|unreferenced object 0x|(?:NMI )?watchdog: |rcu: INFO: "
+    r"|={20,}"
+)
+
+
+def _glued(text: str) -> tuple[int, str, str, float | None, str | None, str, dict[str, JSON]] | None:
+    """A heading found after other text on one line: (where, its prefix, its text, time,
+    caller, kind, fields)."""
+    from lkm.oops.families import heading_family
+
+    for n, m in enumerate(_GLUE.finditer(text, 1)):
+        if n >= 4:
+            break
+        prefix, body, time, caller = _split(text[m.start() :])
+        kind, fields = classify(body)
+        if kind not in STARTS:
+            continue
+        if kind == "bug" and "message" in fields:  # any "BUG: ..." only when a family knows it
+            fam = heading_family(body)
+            if fam is None or fam[0] == "bug":
+                continue
+        return m.start(), prefix, body, time, caller, kind, fields
+    return None
+
+
 def parse_line(raw: str, eol: str = "") -> Line:
-    prefix, body, time = split_prefix(raw)
+    prefix, body, time, caller = _split(raw)
     kind, fields = classify(body)
-    return Line(prefix, body, eol, kind, fields, time)
+    if kind == "other" and len(body) > 8:
+        got = _glued(body)
+        if got is not None:
+            at, p2, body2, t2, c2, kind, fields = got
+            fields["glued"] = body[:at]
+            prefix, body = prefix + body[:at] + p2, body2
+            time = t2 if t2 is not None else time
+            caller = c2 or caller
+    return Line(prefix, body, eol, kind, fields, time, None, caller)
 
 
 def parse(text: str | bytes) -> Log:
@@ -425,56 +703,223 @@ def parse(text: str | bytes) -> Log:
     return Log(lines, reports)
 
 
+class _Open:
+    """A report being read."""
+
+    __slots__ = ("members", "family", "rule", "body", "gap", "oops", "process", "panic", "caller", "heads")
+
+    def __init__(self, first: int, family: str | None, rule: bool, caller: str | None) -> None:
+        self.members = [first]
+        self.family = family
+        self.rule = rule  # opened by a rule of "=": a sanitizer report ends at the next one
+        self.body = False
+        self.gap = 0
+        self.oops = False
+        self.process = False
+        self.panic = False
+        self.caller = caller
+        self.heads = 0  # heading lines in it
+
+
+class _Stream:
+    """The reports of one printk caller (or of the whole log without caller ids)."""
+
+    __slots__ = ("cur", "closed", "pending", "closed_gap")
+
+    def __init__(self) -> None:
+        self.cur: _Open | None = None
+        self.closed: _Open | None = None  # ended, but a tail (executive summary, panic) may follow
+        self.pending: list[int] = []
+        self.closed_gap = 0
+
+    def finish(self) -> None:
+        self.cur = None
+        self.closed = None
+        self.pending = []
+
+    def close(self) -> None:
+        self.closed, self.cur = self.cur, None
+        self.pending = []
+        self.closed_gap = 0
+
+
+def _opens_report(lines: list[Line], i: int) -> bool:
+    """Whether the rule of ``=`` at ``i`` opens a report: the next line that is not blank is a
+    heading (KASAN, KCSAN, KFENCE, KMSAN, UBSAN, lockdep and SLUB print theirs right after)."""
+    for ln in lines[i + 1 : i + 3]:
+        if ln.kind == "blank":
+            continue
+        return ln.kind in HEADINGS and ln.kind != "panic"
+    return False
+
+
+# Families whose heading the die header ("Oops: ...", "invalid opcode: ...") follows.
+_OOPS_AFTER = frozenset(
+    {"null_deref", "paging", "kernel_bug", "stack_guard", "double_fault", "internal_error", "bug"}
+)
+
+
+def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
+    """Whether heading ``ln`` continues the open report ``cur`` rather than starting one."""
+    from lkm.oops.families import RULE_FRAMED, SANITIZERS
+
+    if not cur.body:
+        if cur.family is None:  # "cut here" or an opening rule: the heading it announced
+            return kind != "cut_here" or (len(cur.members) > 1 and False)
+        if kind == "oops" and not cur.oops and cur.family in _OOPS_AFTER:  # "BUG: unable to ..." + "Oops:"
+            return True
+        if cur.family == "kmemleak" and family == "kmemleak" and cur.heads == 1:
+            return True  # syzkaller's "BUG: memory leak" + the object
+        if cur.family in RULE_FRAMED and cur.rule:
+            return kind != "cut_here" and family not in SANITIZERS
+        return False
+    if cur.family in RULE_FRAMED and cur.rule:  # inside a sanitizer report until its closing rule
+        return kind != "cut_here" and family not in SANITIZERS
+    # 6.12 ends a SLUB report with WARN_ON(1)
+    return cur.family == "slub" and (kind == "cut_here" or (kind == "warning" and "mm/slub.c" in ln.text))
+
+
 def _group(lines: list[Line]) -> list[list[int]]:
     """Line indices of each report (see the module docstring)."""
-    groups: list[list[int]] = []
-    cur: list[int] | None = None
-    body = False
-    gap = 0
-    closed: list[int] | None = None  # the report just ended, which may take tail lines
+    from lkm.oops.families import CLOSING_PANICS, GAP, RULE_FRAMED, STALLS, STANDALONE_PANICS, heading_family
+
+    callers = any(ln.caller for ln in lines)
+    streams: dict[str | None, _Stream] = {}
+    opened: list[_Open] = []
+    last_key: str | None = None
+    stall: _Stream | None = None  # the stream of an open stall report (takes other CPUs' dumps)
     for i, ln in enumerate(lines):
+        key = ln.caller if callers else None
+        if callers and key is None and ln.time is None:  # a wrapped or unprefixed line
+            key = last_key
+        last_key = key
+        st = streams.get(key)
+        if st is None:
+            st = streams[key] = _Stream()
         k = ln.kind
-        if cur is not None and k == "separator" and lines[cur[0]].kind == "separator":
-            cur.append(i)  # KASAN's closing rule
-            closed, cur = cur, None
-            continue
-        if k in STARTS and (cur is None or body) and not (k == "panic" and closed is not None):
-            cur = [i]
-            groups.append(cur)
-            body = False
-            gap = 0
-            closed = None
+        if (
+            callers
+            and st.cur is None
+            and key is not None
+            and key[0] == "C"
+            and stall is not None
+            and stall is not st
+            and stall.cur is not None
+            and k not in STARTS
+        ):
+            st = stall
+        cur = st.cur
+        if k == "separator":
+            if cur is not None and cur.rule and cur.family in RULE_FRAMED:
+                cur.members.append(i)  # the closing rule
+                st.close()
+                continue
+            if _opens_report(lines, i):
+                st.finish()
+                st.cur = _Open(i, None, True, key)
+                opened.append(st.cur)
+                continue
+            k = "other"
+        if k in HEADINGS or k == "cut_here":
+            got = heading_family(ln.text) if k != "cut_here" else None
+            family = got[0] if got is not None else None
+            message = str(ln.fields.get("message", "")) if k == "panic" else ""
+            if cur is not None:
+                if k == "panic" and not STANDALONE_PANICS.match(message):  # it ends the report it follows
+                    cur.members.append(i)
+                    cur.panic = True
+                    cur.gap = 0
+                    continue
+                if _joins(cur, k, family, ln):
+                    cur.members.append(i)
+                    cur.heads += k != "cut_here"
+                    cur.gap = 0
+                    cur.oops = cur.oops or k == "oops"
+                    if cur.family is None and family is not None:
+                        cur.family = family
+                        cur.rule = cur.rule and family in RULE_FRAMED
+                    continue
+            elif k == "panic" and st.closed is not None and CLOSING_PANICS.match(message):
+                cur = st.cur = st.closed
+                cur.members.extend(st.pending)
+                cur.members.append(i)
+                cur.panic = True
+                cur.gap = 0
+                st.closed = None
+                st.pending = []
+                continue
+            st.finish()
+            st.cur = _Open(i, family, False, key)
+            st.cur.oops = k == "oops"
+            st.cur.heads = int(k != "cut_here")
+            opened.append(st.cur)
+            if family in STALLS:
+                stall = st
             continue
         if cur is not None:
             if k in ("other", "blank"):
-                gap += 1
-                if gap > USEFUL_GAP:
-                    del cur[len(cur) - gap + 1 :]
-                    closed, cur = cur, None
+                if cur.family == "kmemleak" and k == "other" and not ln.text.startswith(" "):
+                    st.finish()
+                    continue
+                cur.gap += 1
+                if cur.gap > GAP.get(cur.family or "", USEFUL_GAP):
+                    st.finish()
                     continue
             else:
-                gap = 0
-            cur.append(i)
-            body = body or k in BODY
-            if k == "end_trace" or (k == "code" and any(lines[j].kind == "process" for j in cur)):
-                closed, cur = cur, None
-        elif closed is not None and k in TAIL:
-            closed.append(i)
-        elif k not in ("blank",):
-            closed = None
-    for g in groups:  # trailing lines a report could not use are not its own
-        while len(g) > 1 and lines[g[-1]].kind in ("other", "blank"):
+                cur.gap = 0
+            cur.members.append(i)
+            cur.body = cur.body or (k in BODY and not (k == "ip" and ln.fields.get("reg") == "IP"))
+            cur.process = cur.process or k == "process"
+            if k == "end_trace":
+                if str(ln.fields.get("what", "")).startswith("Kernel panic"):
+                    st.finish()
+                else:
+                    st.close()
+            elif k == "code" and cur.process:  # 2.4 ends with its Code: line
+                st.close()
+            continue
+        closed = st.closed
+        if closed is not None:
+            if k in TAIL and st.closed_gap <= TAIL_GAP:
+                closed.members.extend(st.pending)
+                closed.members.append(i)
+                st.pending = []
+                st.closed_gap = 0
+                if k == "end_trace" and str(ln.fields.get("what", "")).startswith("Kernel panic"):
+                    st.closed = None
+            elif k in ("blank", "other", "kasan_info", "lockdep", "modules"):
+                st.pending.append(i)
+                st.closed_gap += k != "blank"
+                if st.closed_gap > TAIL_GAP:
+                    st.closed = None
+                    st.pending = []
+            else:
+                st.closed = None
+                st.pending = []
+    groups = []
+    for o in opened:
+        g = sorted(set(o.members))
+        while len(g) > 1 and lines[g[-1]].kind in ("other", "blank"):  # lines it could not use
             g.pop()
+        if o.family is None and not any(lines[j].kind in HEADINGS or lines[j].kind == "frame" for j in g):
+            continue  # a "cut here" or a rule that announced nothing
+        groups.append(g)
+    groups.sort(key=lambda g: g[0])
     return groups
 
 
 _ARCH_BY_REG = {"RIP": "x86_64", "RAX": "x86_64", "EIP": "i386", "eax": "i386", "pc": "arm64", "x29": "arm64"}
+_AT = re.compile(rf", at: (?:\[<{_HEX}+>\] )?{SYMBOL}")
+_OLD_ACCESS = re.compile(r"(Read|Write) of size \d+ by task|(Read|Write) at addr ")
+_LASTFN = re.compile(r"\s*(?:last function|.*workfn)[:=] ?(\S+)")
+_ACQUIRE = re.compile(r".*(?:is trying to acquire|is trying to lock|takes:|is trying to release)")
 
 
 def _summarize(lines: list[Line], members: list[int]) -> Report:
     head = lines[members[0]]
-    title = head.text.strip()
-    kind = head.kind
+    heading_line = next((lines[i] for i in members if lines[i].kind in HEADINGS), head)
+    kind = heading_line.kind if heading_line.kind in HEADINGS else head.kind
+    heading = heading_line.text.strip()
     facts: dict[str, JSON] = {}
     frames: list[Frame] = []
     arch: str | None = None
@@ -483,24 +928,40 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
     regs_done = False
     code_text: str | None = None
     code_line = -1
+    stack = 0
+    prev_kind = ""
+    labels: dict[int, str] = {}
+    label = ""
+    lockdep_at: str | None = None
+    acquire = False
+    lastfn: str | None = None
+    callers: set[str] = set()
     for i in members:
         ln = lines[i]
         f = ln.fields
         k = ln.kind
+        if ln.caller:
+            callers.add(ln.caller)
         if k == "code" and "code" not in facts:
             code_line = i
         elif k != "code_cont":
             code_text = None
-        if k in ("bug", "oops", "warning", "panic") and k != kind and kind in ("cut_here", "separator"):
-            kind, title = k, ln.text.strip()
         if k == "bug" and "kasan" in f:
-            kind = "kasan"
-        if k == "oops" and kind in ("bug", "cut_here"):
+            facts.setdefault("kasan", f["kasan"])
+        if k == "oops" and kind in ("bug", "cut_here", "heading"):
             facts.setdefault("oops", ln.text.strip())
         if k == "oops" and "count" in f:
             facts.setdefault("oops_count", f["count"])
         if k in ("bug", "kasan_access") and "address" in f:
             facts.setdefault("fault_address", f["address"])
+        if k == "kasan_access":
+            facts.setdefault("access", f["access"])
+        elif k == "other" and "access" not in facts:
+            m = _OLD_ACCESS.match(ln.text)
+            if m:
+                facts["access"] = m.group(1) or m.group(2)
+        if k == "panic":
+            facts.setdefault("panic", str(f.get("message", "")).strip())
         if k == "cpu":
             for key in ("cpu", "uid", "pid", "comm", "release", "version", "taint", "taint_flags"):
                 if key in f:
@@ -532,32 +993,110 @@ def _summarize(lines: list[Line], members: list[int]) -> Report:
         elif k == "call_trace":
             regs_done = regs_done or bool(registers)
             for a in _ints(f.get("addresses")):
-                frames.append(Frame(i, None, None, None, None, None, a, True, context))
+                frames.append(Frame(i, None, None, None, None, None, a, True, context, stack=stack + 1))
         elif k == "frames24":
             for a in _ints(f.get("addresses")):
-                frames.append(Frame(i, None, None, None, None, None, a, True, context))
+                frames.append(Frame(i, None, None, None, None, None, a, True, context, stack=stack + 1))
         elif k == "context":
             tag = str(f["tag"])
             context = None if tag.startswith("/") else tag
         elif k == "frame":
-            frames.append(_frame(i, f, context, pc=False))
+            if prev_kind not in _STACK_KINDS:
+                stack += 1
+                labels[stack] = label  # the line before its first frame names the stack
+            frames.append(_frame(i, f, context, pc=False, stack=stack))
         elif k == "ip" and f.get("cs") not in ("0033", "0023", "0073", "007b") and "ip" not in facts:
-            frame = _frame(i, f, None, pc=f.get("reg") != "lr")
+            frame = _frame(i, f, None, pc=f.get("reg") != "lr", stack=stack)
             if f.get("reg") == "lr":
                 frames.append(frame)
             else:
                 facts["ip"] = frame.asdict()
-        elif k == "warning" and "symbol" in f and "ip" not in facts:
+        elif k == "warning" and "symbol" in f and "ip" not in facts and "warn_at" not in facts:
             facts["warn_at"] = _frame(i, f, None, pc=True).asdict()
+        if k == "lockdep" and lockdep_at is None:
+            if acquire:
+                m = _AT.search(ln.text)
+                if m:
+                    lockdep_at = m.group("symbol")
+            acquire = bool(_ACQUIRE.match(ln.text))
+        if lastfn is None:
+            m = _LASTFN.match(ln.text) if "function" in ln.text or "workfn" in ln.text else None
+            if m:
+                lastfn = m.group(1)
         if k == "ip" and arch is None:
             arch = _ARCH_BY_REG.get(str(f.get("reg")))
         if k == "regs" and arch is None:
             regs = f.get("registers")
             if isinstance(regs, dict):
                 arch = next((_ARCH_BY_REG[r] for r in regs if r in _ARCH_BY_REG), None)
+        if k != "blank":
+            prev_kind = k
+            if k not in _STACK_KINDS and k not in ("cpu", "hardware", "modules", "tainted"):
+                label = ln.text
     if registers:
         facts["registers"] = dict(registers)
-    return Report(list(members), kind, title, arch, facts, frames)
+    if callers:
+        facts["callers"] = sorted(callers)
+    report = Report(list(members), kind, heading, arch, facts, frames, heading)
+    _describe(report, lines, labels, lockdep_at, lastfn)
+    return report
+
+
+def _describe(
+    report: Report,
+    lines: list[Line],
+    labels: dict[int, str],
+    lockdep_at: str | None,
+    lastfn: str | None,
+) -> None:
+    """Family, title, guilty frame, signature and corrupted flag of a summarised report."""
+    from lkm.oops import families as F
+
+    facts = report.facts
+    got = None
+    for i in report.lines:
+        ln = lines[i]
+        if ln.kind in HEADINGS:
+            got = F.heading_family(ln.text)
+            if got is not None:
+                break
+    views = [
+        F.FrameView(f.symbol, f.reliable, f.stack, labels.get(f.stack, ""), f.context, f.inline)
+        for f in report.frames
+        if f.symbol is not None
+    ]
+    ip = facts.get("ip")
+    ip_name = ip.get("symbol") if isinstance(ip, dict) else None
+    warn = facts.get("warn_at")
+    warn_name = warn.get("symbol") if isinstance(warn, dict) else None
+    corrupted = ""
+    if got is None:
+        report.family = "unknown"
+        report.title = F.normalize_title(report.heading)
+        report.signature = F.signature(report.title)
+        report.corrupted = "no known heading"
+        return
+    family, match, fmt, how = got
+    if family == "panic" and F.CLOSING_PANICS.match(str(match.groupdict().get("msg") or "")):
+        corrupted = "only the panic that ends a report was seen"
+    guilty = F.guilty_frame(how, views, ip_name if isinstance(ip_name, str) else None,
+                            warn_name if isinstance(warn_name, str) else None, lockdep_at)  # fmt: skip
+    if guilty is None and match.groupdict().get("fn"):  # the stack-protector panic names it
+        guilty = F.normalize_name(str(match.group("fn")))
+    access = facts.get("access")
+    title = F.make_title(family, match, fmt, guilty, access if isinstance(access, str) else None, lastfn)
+    if "{g}" in fmt and guilty is None and not corrupted:
+        corrupted = "no usable frame"
+    if re.search(r"\[ *\d+\.\d+\]", report.heading):
+        corrupted = "two lines merged into the heading"
+    callers = facts.get("callers")
+    if isinstance(callers, list) and len({c[0] for c in callers if isinstance(c, str) and c[:1] == "T"}) > 1:
+        corrupted = corrupted or "lines of several tasks"
+    report.family = family
+    report.guilty = guilty
+    report.title = F.normalize_title(title)
+    report.signature = F.signature(report.title)
+    report.corrupted = corrupted
 
 
 def symbolised_addresses(report: Report, log: Log) -> list[tuple[int, str, int, int | None]]:
@@ -586,7 +1125,7 @@ def _ints(v: JSON) -> list[int]:
     return [a for a in v if isinstance(a, int)] if isinstance(v, list) else []
 
 
-def _frame(i: int, f: dict[str, JSON], context: str | None, *, pc: bool) -> Frame:
+def _frame(i: int, f: dict[str, JSON], context: str | None, *, pc: bool, stack: int = 0) -> Frame:
     def num(key: str) -> int | None:
         v = f.get(key)
         return v if isinstance(v, int) else None
@@ -608,4 +1147,12 @@ def _frame(i: int, f: dict[str, JSON], context: str | None, *, pc: bool) -> Fram
         not f.get("unreliable"),
         context,
         pc,
+        _source(f),
+        bool(f.get("inline")),
+        stack,
     )
+
+
+def _source(f: dict[str, JSON]) -> str | None:
+    v = f.get("source", f.get("sources"))
+    return v if isinstance(v, str) else None

@@ -1,0 +1,92 @@
+"""``lkm triage [OPTIONS] LOG|DIR|- ...``: unique crashes of many console logs.
+
+Reads files, directories (recursively), ``-`` (stdin), compressed logs and journal exports;
+finds every report, groups them by signature (:mod:`lkm.oops.triage`) and prints a table,
+JSON or a single-file HTML page.  ``--symbols-dir DIR`` decodes each crash's representative
+report with ``DIR/<release>/`` or ``DIR/<build-id>/`` (kallsyms or System.map, vmlinux,
+modules/).  ``--engine dask[=ADDRESS]`` runs the analysis on Dask (a LocalCluster without an
+address).  Exit status: 0 done, 1 some logs unreadable (said on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lkm.cli.getopt import UsageError, parse
+from lkm.errors import LkmError
+
+HELP = """Usage: lkm triage [OPTIONS] LOG|DIR|- ...
+  --format table|json|html   output (default table)
+  -o FILE                    write the output to FILE (written whole, or not at all)
+  --symbols-dir DIR          decode representatives with DIR/<release>/ or DIR/<build-id>/
+  --engine local|dask[=ADDRESS]   where the logs are analysed (default local)
+  --workers N                Dask LocalCluster processes (default 2)
+Exit status: 0 done, 1 some logs could not be read, 2 usage error.
+"""
+
+
+def run(prog: str, args: list[str]) -> int:
+    from lkm.oops import triage
+
+    try:
+        opts, operands = parse(args, "ho:", ["help", "format=", "symbols-dir=", "engine=", "workers="])
+    except UsageError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
+        return 2
+    fmt, out_path, symbols, engine, address, workers = "table", None, None, "local", None, 2
+    for flag, val in opts:
+        if flag in ("-h", "--help"):
+            sys.stdout.write(HELP)
+            return 0
+        if flag == "--format":
+            if val not in ("table", "json", "html"):
+                sys.stderr.write(f"{prog}: unknown format '{val}' (table, json, html)\n")
+                return 2
+            fmt = val
+        elif flag == "-o":
+            out_path = val
+        elif flag == "--symbols-dir":
+            symbols = val
+        elif flag == "--engine":
+            engine, _, addr = val.partition("=")
+            address = addr or None
+            if engine not in ("local", "dask"):
+                sys.stderr.write(f"{prog}: unknown engine '{engine}' (local, dask[=ADDRESS])\n")
+                return 2
+        elif flag == "--workers":
+            if not val.isdigit() or int(val) < 1:
+                sys.stderr.write(f"{prog}: bad worker count '{val}'\n")
+                return 2
+            workers = int(val)
+    if not operands:
+        sys.stderr.write(f"{prog}: no log given\n{HELP}")
+        return 2
+    try:
+        stdin_text = sys.stdin.buffer.read() if "-" in operands else None
+        text = triage.decode_log_bytes(stdin_text) if stdin_text is not None else None
+        result = triage.triage(operands, engine=engine, address=address, stdin_text=text, workers=workers)
+        if symbols:
+            for c in result.crashes:
+                c.decoded, notes = triage.decode_representative(c, symbols)
+                for n in dict.fromkeys(notes):
+                    sys.stderr.write(f"{prog}: {c.signature}: {n}\n")
+    except LkmError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n")
+        return 2
+    doc = {"table": triage.format_table, "json": triage.to_json, "html": triage.to_html}[fmt](result)
+    if out_path:
+        import os
+
+        tmp = f"{out_path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(doc)
+            os.replace(tmp, out_path)
+        except OSError as exc:
+            sys.stderr.write(f"{prog}: {out_path}: {exc.strerror}\n")
+            return 2
+    else:
+        sys.stdout.write(doc)
+    for e in result.errors:
+        sys.stderr.write(f"{prog}: {e}\n")
+    return 1 if result.errors else 0

@@ -1,0 +1,509 @@
+"""Many console logs in, unique crashes out: every report of every log found and named
+(:mod:`lkm.oops.report`, :mod:`lkm.oops.families`), reports grouped by signature.
+
+:func:`analyze` is the unit of work: a pure function of one log's text (and its name and
+time) returning plain, picklable :class:`Sighting` records, so any engine can map it over
+logs; :func:`merge` folds sightings into :class:`Crash` groups in input order, so a local run
+and a distributed one give identical results.  :func:`read_log` reads a file as a user keeps
+it: plain, ``.gz``/``.xz``/``.zst``/``.bz2``, a ``journalctl -o export`` or ``-o json`` dump.
+:func:`triage` runs the whole thing locally or on Dask (:func:`triage` ``engine="dask"``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import os
+import re
+
+from lkm.errors import LkmError
+from lkm.record import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+
+class Sighting(Record):
+    """One report seen in one log."""
+
+    __slots__ = (
+        "signature",
+        "title",
+        "family",
+        "guilty",
+        "corrupted",
+        "release",
+        "source",
+        "seen",
+        "line",
+        "text",
+    )
+
+    def __init__(
+        self,
+        signature: str,
+        title: str,
+        family: str,
+        guilty: str | None,
+        corrupted: str,
+        release: str | None,
+        source: str,
+        seen: str | None,
+        line: int,
+        text: str,
+    ) -> None:
+        self.signature = signature
+        self.title = title
+        self.family = family
+        self.guilty = guilty
+        self.corrupted = corrupted
+        self.release = release
+        self.source = source  # the log's name
+        self.seen = seen  # ISO 8601 time the log was written (file mtime) or None
+        self.line = line  # 1-based line of the report's first line in the log
+        self.text = text  # the report's lines as read
+
+
+class Crash(Record):
+    """Reports with one signature: how many, where and when first and last seen, on which
+    kernel releases, and one representative report (the first one not corrupted)."""
+
+    __slots__ = (
+        "signature",
+        "title",
+        "family",
+        "guilty",
+        "count",
+        "logs",
+        "first_seen",
+        "last_seen",
+        "releases",
+        "corrupted",
+        "representative",
+        "decoded",
+    )
+
+    def __init__(self, first: Sighting) -> None:
+        self.signature = first.signature
+        self.title = first.title
+        self.family = first.family
+        self.guilty = first.guilty
+        self.count = 0
+        self.logs: list[str] = []
+        self.first_seen: dict[str, object] = {}
+        self.last_seen: dict[str, object] = {}
+        self.releases: list[str] = []
+        self.corrupted = 0  # how many of the reports were corrupted
+        self.representative: Sighting = first
+        self.decoded: str | None = None
+
+    def add(self, s: Sighting) -> None:
+        self.count += 1
+        if s.source not in self.logs[-8:]:
+            self.logs.append(s.source)
+        where = {"source": s.source, "line": s.line, "time": s.seen}
+        if not self.first_seen or (s.seen and str(s.seen) < str(self.first_seen.get("time") or "~")):
+            self.first_seen = where
+        if not self.last_seen or (s.seen or "") >= str(self.last_seen.get("time") or ""):
+            self.last_seen = where
+        if s.release and s.release not in self.releases:
+            self.releases.append(s.release)
+        if s.corrupted:
+            self.corrupted += 1
+        elif self.representative.corrupted:
+            self.representative = s
+
+    def asdict(self) -> dict[str, object]:
+        d = super().asdict()
+        d["representative"] = self.representative.asdict()
+        d["logs"] = len(self.logs)
+        return d
+
+
+def analyze(text: str, source: str = "-", seen: str | None = None) -> list[Sighting]:
+    """Every report of one log, named (pure: same text, same result; the records pickle)."""
+    from lkm.oops.report import parse
+
+    log = parse(text)
+    out = []
+    for idx, r in enumerate(log.reports):
+        rel = r.facts.get("release")
+        body = "".join(ln.raw for ln in log.lines[r.lines[0] : r.lines[-1] + 1] if ln.report == idx)
+        out.append(
+            Sighting(
+                r.signature,
+                r.title,
+                r.family,
+                r.guilty,
+                r.corrupted,
+                rel if isinstance(rel, str) else None,
+                source,
+                seen,
+                r.lines[0] + 1,
+                body,
+            )
+        )
+    return out
+
+
+def merge(results: Iterable[list[Sighting]]) -> list[Crash]:
+    """Sightings (in input order) grouped by signature, most frequent first (ties: first seen)."""
+    crashes: dict[str, Crash] = {}
+    for batch in results:
+        for s in batch:
+            c = crashes.get(s.signature)
+            if c is None:
+                c = crashes[s.signature] = Crash(s)
+            c.add(s)
+    order = {sig: n for n, sig in enumerate(crashes)}
+    return sorted(crashes.values(), key=lambda c: (-c.count, order[c.signature]))
+
+
+# -- reading logs --------------------------------------------------------------------------------
+
+_EXPORT_FIELD = re.compile(rb"^([A-Z0-9_]+)=(.*)$")
+
+
+def _journal_export(data: bytes) -> str:
+    """Kernel messages of a ``journalctl -o export`` stream, as dmesg lines."""
+    out = []
+    entry: dict[bytes, bytes] = {}
+    pos = 0
+    n = len(data)
+
+    def flush() -> None:
+        msg = entry.get(b"MESSAGE")
+        if msg is not None and entry.get(b"_TRANSPORT", b"kernel") == b"kernel":
+            out.append(_dmesg_line(entry.get(b"__MONOTONIC_TIMESTAMP"), msg))
+        entry.clear()
+
+    while pos < n:
+        e = data.find(b"\n", pos)
+        if e < 0:
+            e = n
+        line = data[pos:e]
+        pos = e + 1
+        if not line:
+            flush()
+            continue
+        if b"=" in line:
+            k, _, v = line.partition(b"=")
+            entry[k] = v
+        else:  # binary field: name \n le64 size, data, \n
+            if pos + 8 > n:
+                break
+            size = int.from_bytes(data[pos : pos + 8], "little")
+            entry[line] = data[pos + 8 : pos + 8 + size]
+            pos += 8 + size + 1
+    flush()
+    return "".join(out)
+
+
+def _dmesg_line(mono: bytes | str | None, msg: bytes | str) -> str:
+    text = msg.decode("utf-8", "surrogateescape") if isinstance(msg, bytes) else msg
+    try:
+        usec = int(mono or b"")
+    except ValueError:
+        return text.rstrip("\n") + "\n"
+    return f"[{usec // 1000000:5d}.{usec % 1000000:06d}] {text.rstrip(chr(10))}\n"
+
+
+def _journal_json(data: bytes) -> str:
+    out = []
+    for raw in data.splitlines():
+        try:
+            e = json.loads(raw)
+        except ValueError:
+            continue
+        msg = e.get("MESSAGE")
+        if isinstance(msg, list):  # journalctl writes non-UTF-8 messages as byte arrays
+            msg = bytes(msg).decode("utf-8", "surrogateescape")
+        if isinstance(msg, str) and e.get("_TRANSPORT", "kernel") == "kernel":
+            out.append(_dmesg_line(e.get("__MONOTONIC_TIMESTAMP"), msg))
+    return "".join(out)
+
+
+def decode_log_bytes(data: bytes) -> str:
+    """A log's text from its bytes: decompressed by magic, journal exports turned into dmesg
+    lines, anything else decoded as UTF-8 with surrogate escapes (bytes survive)."""
+    import bz2
+    import gzip
+    import lzma
+
+    try:
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        elif data[:6] == b"\xfd7zXZ\x00":
+            data = lzma.decompress(data)
+        elif data[:4] == b"\x28\xb5\x2f\xfd":
+            import zstandard
+
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        elif data[:3] == b"BZh":
+            data = bz2.decompress(data)
+    except Exception as exc:  # damaged compressed data: one reason, no traceback
+        raise LkmError(f"cannot decompress: {exc}") from None
+    head = data[:4096]
+    if head.startswith(b"__CURSOR=") or (b"\nMESSAGE=" in head and b"\n__REALTIME_TIMESTAMP=" in head):
+        return _journal_export(data)
+    if head.startswith(b"{") and b'"MESSAGE"' in head and b'"__CURSOR"' in head:
+        return _journal_json(data)
+    return data.decode("utf-8", "surrogateescape")
+
+
+def read_log(path: str) -> tuple[str, str | None]:
+    """(text, ISO time of last modification) of one log file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+            mtime = os.fstat(f.fileno()).st_mtime
+    except OSError as exc:
+        raise LkmError(exc.strerror or "cannot read", path=path) from None
+    try:
+        text = decode_log_bytes(data)
+    except LkmError as exc:
+        raise LkmError(exc.reason, path=path) from None
+    seen = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).isoformat(timespec="seconds")
+    return text, seen
+
+
+def expand(paths: Iterable[str]) -> Iterator[str]:
+    """Files named, and every file under the directories named (sorted, recursively)."""
+    for p in paths:
+        if p != "-" and os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for n in sorted(files):
+                    yield os.path.join(root, n)
+        else:
+            yield p
+
+
+def analyze_path(path: str) -> list[Sighting]:
+    """:func:`analyze` of one log file (what a worker runs)."""
+    text, seen = read_log(path)
+    return analyze(text, path, seen)
+
+
+def analyze_paths(paths: list[str]) -> list[list[Sighting]]:
+    return [analyze_path(p) for p in paths]
+
+
+# -- engines -------------------------------------------------------------------------------------
+
+
+class TriageResult(Record):
+    __slots__ = ("crashes", "logs", "reports", "bytes", "errors")
+
+    def __init__(self, crashes: list[Crash], logs: int, reports: int, nbytes: int, errors: list[str]) -> None:
+        self.crashes = crashes
+        self.logs = logs
+        self.reports = reports
+        self.bytes = nbytes
+        self.errors = errors
+
+
+def _safe(path: str) -> tuple[list[Sighting], int, str | None]:
+    try:
+        size = os.path.getsize(path)
+        return analyze_path(path), size, None
+    except LkmError as exc:
+        return [], 0, str(exc)
+
+
+def _safe_batch(paths: list[str]) -> list[tuple[list[Sighting], int, str | None]]:
+    return [_safe(p) for p in paths]
+
+
+def triage(
+    paths: list[str],
+    *,
+    engine: str = "local",
+    address: str | None = None,
+    stdin_text: str | None = None,
+    batch: int = 64,
+    workers: int = 2,
+) -> TriageResult:
+    """Unique crashes of the logs at ``paths`` (files or directories; ``-`` is
+    ``stdin_text``).  ``engine``: ``local`` (this process) or ``dask`` (a Dask cluster at
+    ``address``, or a LocalCluster of ``workers`` processes), with identical results."""
+    files = list(expand(paths))
+    results: list[tuple[list[Sighting], int, str | None]] = []
+    pending: list[str] = []
+    order: list[tuple[str, int]] = []  # ("stdin", 0) or ("file", index into pending)
+    for p in files:
+        if p == "-":
+            order.append(("stdin", 0))
+        else:
+            order.append(("file", len(pending)))
+            pending.append(p)
+    batches = [pending[i : i + batch] for i in range(0, len(pending), batch)]
+    if engine == "local":
+        got = [r for b in batches for r in _safe_batch(b)]
+    elif engine == "dask":
+        got = _run_dask(batches, address, workers)
+    else:
+        raise LkmError(f"unknown engine {engine!r} (local, dask)")
+    for what, i in order:
+        if what == "stdin":
+            text = stdin_text or ""
+            results.append((analyze(text, "-", None), len(text.encode("utf-8", "surrogateescape")), None))
+        else:
+            results.append(got[i])
+    crashes = merge(r[0] for r in results)
+    errors = [e for _s, _n, e in results if e]
+    return TriageResult(
+        crashes, len(results), sum(len(r[0]) for r in results), sum(r[1] for r in results), errors
+    )
+
+
+def _run_dask(
+    batches: list[list[str]], address: str | None, workers: int
+) -> list[tuple[list[Sighting], int, str | None]]:
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise LkmError("the dask engine needs Dask: pip install 'lkm[dask]'") from None
+    cluster = None
+    if address:
+        client = Client(address)  # type: ignore[no-untyped-call]
+    else:
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)  # type: ignore[no-untyped-call]
+    try:
+        futures = client.map(_safe_batch, batches, pure=False)
+        parts = client.gather(futures)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+        if cluster is not None:
+            cluster.close()
+    return [r for part in parts for r in part]
+
+
+# -- symbols for representatives -------------------------------------------------------------------
+
+
+def symbol_dir(root: str, release: str | None, build_ids: Iterable[str] = ()) -> str | None:
+    """The folder of ``root`` holding the symbols of a report: ``<release>/`` or ``<build-id>/``."""
+    for name in [*(b for b in build_ids if b), *([release] if release else [])]:
+        d = os.path.join(root, name)
+        if os.path.isdir(d):
+            return d
+    return None
+
+
+def decode_representative(crash: Crash, root: str) -> tuple[str | None, list[str]]:
+    """The representative report decoded with the symbols of its release found under ``root``
+    (kallsyms or System.map, vmlinux, modules/), and notes; (None, notes) when none is there."""
+    from lkm.oops.inputs import Inputs, decode_text
+    from lkm.oops.report import parse
+
+    rep = crash.representative
+    log = parse(rep.text)
+    bids = [f.build_id for r in log.reports for f in r.frames if f.build_id]
+    d = symbol_dir(root, rep.release, bids)
+    if d is None:
+        return None, [f"no symbols for {rep.release or 'an unknown release'} in {root}"]
+    notes: list[str] = []
+    release_file = os.path.join(d, "release")  # a <build-id>/ folder may say which release it is
+    if os.path.isfile(release_file):
+        from lkm.oops.inputs import release_mismatch
+
+        with open(release_file, encoding="utf-8", errors="replace") as f:
+            note = release_mismatch(rep.release, f.read().strip())
+        if note:
+            notes.append(note)
+    names = set(os.listdir(d))
+
+    def pick(*cands: str) -> str | None:
+        return next((os.path.join(d, c) for c in cands if c in names), None)
+
+    kallsyms = pick("kallsyms", "proc-kallsyms.txt", "proc-kallsyms")
+    system_map = pick("System.map", *sorted(n for n in names if n.startswith("System.map")))
+    vmlinux = pick("vmlinux", *sorted(n for n in names if n.startswith("vmlinux")))
+    modules = pick("modules")
+    proc_modules = pick("proc-modules.txt", "modules.txt")
+    sections = pick("sections.txt")
+    try:
+        out, got = decode_text(
+            rep.text,
+            Inputs(kallsyms, proc_modules, sections, None if kallsyms else system_map, modules, vmlinux),
+            "decode-stacktrace",
+        )
+    except LkmError as exc:
+        return None, [str(exc)]
+    notes.extend(got)
+    return out, notes
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def format_table(result: TriageResult) -> str:
+    """One line per unique crash: count, logs, first and last seen, releases, title."""
+    rows = [f"{'COUNT':>6} {'LOGS':>5}  {'FIRST SEEN':<25} {'LAST SEEN':<25} {'RELEASES':<24} TITLE"]
+    for c in result.crashes:
+        rel = ",".join(c.releases[:3]) + ("..." if len(c.releases) > 3 else "")
+        mark = " (corrupted)" if c.corrupted == c.count else ""
+        rows.append(
+            f"{c.count:>6} {len(c.logs):>5}  {c.first_seen.get('time') or '-'!s:<25} "
+            f"{c.last_seen.get('time') or '-'!s:<25} {rel or '-':<24} {c.title}{mark}"
+        )
+    rows.append(f"{len(result.crashes)} unique crashes, {result.reports} reports in {result.logs} logs")
+    return "\n".join(rows) + "\n"
+
+
+def to_json(result: TriageResult) -> str:
+    doc = {
+        "logs": result.logs,
+        "reports": result.reports,
+        "bytes": result.bytes,
+        "errors": result.errors,
+        "crashes": [c.asdict() for c in result.crashes],
+    }
+    return json.dumps(doc, indent=1) + "\n"
+
+
+_CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;
+vertical-align:top}th{background:#f4f4f4}td.n{text-align:right}pre{background:#f8f8f8;padding:8px;overflow:auto;
+font-size:12px}details{margin:0}.c{color:#a00}summary{cursor:pointer}"""
+
+
+def to_html(result: TriageResult) -> str:
+    """A single self-contained HTML page (inline CSS, no script): the table, and each crash's
+    representative report (decoded when symbols were found) in a <details> block."""
+    e = html.escape
+    out = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>lkm triage</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{len(result.crashes)} unique crashes</h1>",
+        f"<p>{result.reports} reports in {result.logs} logs ({result.bytes} bytes).</p>",
+        "<table><tr><th>Count</th><th>Logs</th><th>First seen</th><th>Last seen</th><th>Releases</th>"
+        "<th>Crash</th></tr>",
+    ]
+    for c in result.crashes:
+        rep = c.decoded if c.decoded is not None else c.representative.text
+        bad = " <span class='c'>(corrupted)</span>" if c.corrupted == c.count else ""
+        out.append(
+            f"<tr><td class='n'>{c.count}</td><td class='n'>{len(c.logs)}</td>"
+            f"<td>{e(str(c.first_seen.get('time') or '-'))}<br>{e(str(c.first_seen.get('source')))}</td>"
+            f"<td>{e(str(c.last_seen.get('time') or '-'))}<br>{e(str(c.last_seen.get('source')))}</td>"
+            f"<td>{e(', '.join(c.releases) or '-')}</td>"
+            f"<td><details><summary>{e(c.title)}{bad}</summary>"
+            f"<p>{e(c.representative.source)}:{c.representative.line} · family {e(c.family)}"
+            f" · guilty {e(c.guilty or '-')} · signature {e(c.signature)}</p>"
+            f"<pre>{e(rep.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace'))}</pre>"
+            "</details></td></tr>"
+        )
+    out.append("</table>")
+    if result.errors:
+        out.append(
+            "<h2>Unreadable logs</h2><ul>" + "".join(f"<li>{e(x)}</li>" for x in result.errors) + "</ul>"
+        )
+    out.append("</body></html>\n")
+    return "".join(out)

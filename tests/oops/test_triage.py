@@ -1,0 +1,139 @@
+"""lkm triage: unique crashes of many logs equal the generator's ground truth, whatever the
+container (plain, gzip, xz, zstd, journal export, stdin), and the engines agree."""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import lzma
+import pickle
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from lkm.oops import triage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import crashgen
+
+
+def _write_logs(d: Path, n: int, seed: int = 5) -> collections.Counter[str]:
+    rng = random.Random(seed)
+    truth: collections.Counter[str] = collections.Counter()
+    for i in range(n):
+        text, titles = crashgen.log(rng, rng.randrange(1, 4), callers=i % 3 == 0, interleave=i % 6 == 0)
+        truth.update(titles)
+        data = text.encode()
+        if i % 4 == 1:
+            (d / f"log{i}.txt.gz").write_bytes(gzip.compress(data))
+        elif i % 4 == 2:
+            (d / f"log{i}.txt.xz").write_bytes(lzma.compress(data))
+        else:
+            (d / f"sub{i % 2}").mkdir(exist_ok=True)
+            (d / f"sub{i % 2}" / f"log{i}.txt").write_bytes(data)
+    return truth
+
+
+def test_unique_crashes_equal_ground_truth(tmp_path: Path) -> None:
+    truth = _write_logs(tmp_path, 40)
+    res = triage.triage([str(tmp_path)])
+    assert res.errors == [] and res.logs == 40
+    assert {c.title: c.count for c in res.crashes} == dict(truth)
+    assert res.reports == sum(truth.values())
+
+
+def test_analyze_is_pure_and_picklable() -> None:
+    text, titles = crashgen.log(random.Random(9), 3)
+    a = triage.analyze(text, "x")
+    assert a == triage.analyze(text, "x") and [s.title for s in a] == titles
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert "".join(s.text for s in a) in text or all(s.text in text for s in a)
+
+
+def test_journal_export_and_json() -> None:
+    text, titles = crashgen.log(random.Random(11), 2)
+    bodies = [ln.split("] ", 1)[1] for ln in text.splitlines()]
+    export = b""
+    js = ""
+    for i, b in enumerate(bodies):
+        export += (
+            f"__CURSOR=s=1;i={i}\n__REALTIME_TIMESTAMP=1700000000{i:06d}\n__MONOTONIC_TIMESTAMP={i * 1000}\n"
+            f"_TRANSPORT=kernel\nMESSAGE={b}\n\n"
+        ).encode()
+        js += (
+            json.dumps(
+                {
+                    "__CURSOR": f"s={i}",
+                    "MESSAGE": b,
+                    "__MONOTONIC_TIMESTAMP": str(i * 1000),
+                    "_TRANSPORT": "kernel",
+                }
+            )
+            + "\n"
+        )
+    for data in (export, js.encode()):
+        got = triage.analyze(triage.decode_log_bytes(data))
+        assert [s.title for s in got] == titles
+
+
+def test_bad_file_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b\x08garbage")
+    (tmp_path / "ok.txt").write_text(crashgen.log(random.Random(1), 1)[0])
+    res = triage.triage([str(tmp_path)])
+    assert len(res.errors) == 1 and "bad.gz" in res.errors[0] and res.reports == 1
+
+
+def test_cli_formats(tmp_path: Path) -> None:
+    from support import lkm_cmd, run
+
+    truth = _write_logs(tmp_path / "logs" if (tmp_path / "logs").mkdir() is None else tmp_path, 12)
+    r = run([*lkm_cmd(), "triage", "--format", "json", str(tmp_path / "logs")])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert {c["title"]: c["count"] for c in doc["crashes"]} == dict(truth)
+    html_out = tmp_path / "t.html"
+    r = run([*lkm_cmd(), "triage", "--format", "html", "-o", str(html_out), str(tmp_path / "logs")])
+    page = html_out.read_text()
+    assert r.returncode == 0 and "<script" not in page and "<style>" in page
+    assert all(t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in page for t in truth)
+    text = crashgen.log(random.Random(2), 1)[0]
+    r = run([*lkm_cmd(), "triage", "-"], input=text.encode())
+    assert r.returncode == 0 and b"1 unique crashes, 1 reports in 1 logs" in r.stdout
+    r = run([*lkm_cmd(), "triage", "--engine", "spark", "-"], input=b"")
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1
+
+
+def test_dask_engine_identical(tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    _write_logs(tmp_path, 30, seed=8)
+    local = triage.triage([str(tmp_path)], batch=4)
+    dask = triage.triage([str(tmp_path)], engine="dask", batch=4, workers=2)
+    assert [c.asdict() for c in dask.crashes] == [c.asdict() for c in local.crashes]
+
+
+@pytest.mark.corpus
+@pytest.mark.vm
+def test_symbols_dir_decodes_representative(tmp_path: Path) -> None:
+    """A guest's report in a log, the guest's symbols under <release>/: the representative is
+    decoded (module frames get their source lines)."""
+    from support import oops_capture, require
+
+    cap = oops_capture("amd64-6.1")
+    require((cap / "proc-kallsyms.txt").is_file(), "no amd64-6.1 oops capture")
+    report = (Path(__file__).resolve().parent.parent / "data" / "oops" / "vm-6.1-gpf.txt").read_text()
+    release = triage.analyze(report)[0].release
+    assert release
+    sym = tmp_path / "symbols" / release
+    sym.mkdir(parents=True)
+    for name in ("proc-kallsyms.txt", "proc-modules.txt", "sections.txt", "modules"):
+        (sym / name).symlink_to(cap / name)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.log").write_text("noise\n" + report)
+    res = triage.triage([str(tmp_path / "logs")])
+    (crash,) = res.crashes
+    decoded, _notes = triage.decode_representative(crash, str(tmp_path / "symbols"))
+    assert decoded is not None and "oopsmod.c:" in decoded
+    assert triage.decode_representative(crash, str(tmp_path))[0] is None  # no <release>/ there
