@@ -68,14 +68,16 @@ class IndexFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        from lkm.safeio import open_regular
+
+        fd, st = open_regular(path)
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                self.data: bytes | mmap.mmap = (
-                    mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) if size else b""
-                )
+            size = st.st_size
+            self.data: bytes | mmap.mmap = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else b""
         except OSError as exc:
             raise LkmError(os.strerror(exc.errno or 0), path=path) from None
+        finally:
+            os.close(fd)
         if len(self.data) < 12:
             raise LkmError("index too short", path=path)
         magic, version, self.root = struct.unpack_from(">III", self.data, 0)

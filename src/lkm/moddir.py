@@ -14,6 +14,7 @@ from lkm.errors import LkmError
 from lkm.index import IndexFile
 from lkm.modname import MODULE_SUFFIXES, alias_normalize
 from lkm.record import Record
+from lkm.safeio import read_bytes
 
 MODULE_DIRECTORY = "/lib/modules"
 
@@ -116,11 +117,10 @@ class ModulesDir:
 
     def builtin_modinfo(self, name: str) -> list[tuple[str, str]]:
         try:
-            with open(os.path.join(self.dirname, "modules.builtin.modinfo"), "rb") as f:
-                data = f.read()
+            data = read_bytes(os.path.join(self.dirname, "modules.builtin.modinfo"))
         except OSError:
             return []
-        prefix = name.encode() + b"."
+        prefix = name.encode("utf-8", "surrogateescape") + b"."
         out = []
         for raw in data.split(b"\0"):
             if raw.startswith(prefix):

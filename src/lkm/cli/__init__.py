@@ -110,20 +110,80 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(tool: str, prog: str, args: list[str]) -> int:
     from lkm.cli.tool import Exit
 
+    _tolerant_streams()
     modname = TOOLS[tool][0]
-    __import__(modname)
-    mod = sys.modules[modname]
     try:
+        __import__(modname)
+        mod = sys.modules[modname]
         rc: int = mod.run(prog, args)
     except Exit as done:  # the start-up has answered: --help, --version, a usage error
         return done.status
     except KeyboardInterrupt:
+        _quiet_exit()
         return 130
     except BrokenPipeError:
         # Like a C tool killed by SIGPIPE: no traceback, quiet exit.
-        import contextlib
-
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        _quiet_exit()
         return 141
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the boundary: one line, never a traceback
+        return _report(prog, exc)
     return rc
+
+
+def _tolerant_streams() -> None:
+    """Names are bytes (the kernel's and the file system's): a module or file name that is not
+    UTF-8 is carried as surrogate escapes and written back as its bytes, whatever the locale."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            import contextlib
+
+            with contextlib.suppress(Exception):
+                reconfigure(errors="surrogateescape")
+
+
+def _quiet_exit() -> None:
+    import contextlib
+
+    with contextlib.suppress(OSError):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+
+
+def describe(exc: BaseException) -> tuple[str, bool]:
+    """(one line naming the file and the reason, whether it is an expected failure).  Expected:
+    lkm's own errors, the system's (OSError), SQLite's, running out of memory.  Anything else
+    is a bug in lkm: reported as an internal error (and counted as one by scripts/fuzz.py)."""
+    from lkm.errors import LkmError
+
+    if isinstance(exc, LkmError):
+        return str(exc), True
+    if isinstance(exc, OSError):
+        from lkm.safeio import os_error
+
+        return str(os_error(exc)), True
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+        return f"state database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", True
+    if isinstance(exc, MemoryError):
+        return "out of memory", True
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"internal error: {type(exc).__name__}{': ' + text if text else ''}", False
+
+
+def _report(prog: str, exc: BaseException) -> int:
+    line, expected = describe(exc)
+    import contextlib
+
+    if os.environ.get("LKM_TRACEBACK"):  # for lkm's developers: where the line came from
+        import traceback
+
+        traceback.print_exception(exc)
+
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"{prog}: {line}\n")
+        sys.stderr.flush()
+    return 1 if expected else 70  # EX_SOFTWARE for a bug

@@ -9,6 +9,7 @@ import sys
 from lkm.arch import by_name as arch_by_name
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
+from lkm.safeio import read_bytes
 
 TOOL = Tool(
     "kallsyms",
@@ -56,8 +57,7 @@ def run(prog: str, args: list[str]) -> int:
 
     try:
         try:
-            with open(image, "rb") as f:
-                data = f.read()
+            data = read_bytes(image)
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=image) from None
         kernel = decompress_kernel_image(data)

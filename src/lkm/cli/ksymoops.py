@@ -14,6 +14,7 @@ no report at all (the output is then the input, unchanged).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from lkm.cli.tool import Opt, Tool
@@ -80,11 +81,18 @@ TOOL = Tool(
 
 
 def _is_elf(path: str) -> bool:
+    from lkm.safeio import open_regular
+
     try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
+        fd, _st = open_regular(path)  # a FIFO or device is not an ELF file (and never blocks)
     except OSError:
         return False
+    try:
+        return os.pread(fd, 4, 0) == b"\x7fELF"
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def run(prog: str, args: list[str]) -> int:

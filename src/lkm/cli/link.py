@@ -27,6 +27,7 @@ import sys
 from lkm.cli.getopt import UsageError
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.safeio import read_text
 
 I24 = "2.4 (insmod) options"
 TOOL = Tool(
@@ -198,8 +199,7 @@ def _link(
     config = KernelConfig()
     if config_path is not None:
         try:
-            with open(config_path, encoding="utf-8", errors="replace") as f:
-                config = KernelConfig.from_config_text(f.read())
+            config = KernelConfig.from_config_text(read_text(config_path, errors="replace"))
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=config_path) from None
     table = SymbolTable.from_files(*kernels)
@@ -300,8 +300,7 @@ def _link_24(
     kernel = KernelSymbols24([], [], release)
     for k in kernels:
         try:
-            with open(k, encoding="utf-8", errors="surrogateescape") as f:
-                part = KernelSymbols24.from_ksyms(f.read())
+            part = KernelSymbols24.from_ksyms(read_text(k))
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=k) from None
         except LkmError as exc:

@@ -2,6 +2,9 @@
 
 lkm model boot PROFILE [--state PATH] [--policy vmalloc|kmalloc-first] [--kmalloc-max BYTES]
                [--modules-root DIR] [--sig-enforce] [--lockdown LEVEL] [--trusted-keys IMAGE|CERT]
+               [--force]
+                              a new state; an existing lkm state is replaced (atomically) only
+                              with --force, any other file is refused
 lkm model boot --symbols FILE [--symbols FILE...] --release R --vermagic V [--arch x86_64]
                [--layout linux-6.1|linux-6.12] [--state PATH] [--policy ...]
                               a kernel from its symbol files (System.map, kallsyms, vmlinux,
@@ -10,15 +13,19 @@ lkm model profiles            the profiles lkm ships
 lkm model request-module [--nowait] NAME [--state PATH]
                               the kernel's request_module(NAME): lkm's modprobe -q -- NAME
                               against the model; prints the kernel's return value
-lkm model set modprobe=PATH|modules-root=DIR [--state PATH]
-                              /proc/sys/kernel/modprobe ("" disables requests), and the root
-                              whose lib/modules/RELEASE requests load from (boot: --modules-root)
+lkm model set modprobe=PATH|modules-root=DIR|exec=host|none [--state PATH]
+                              /proc/sys/kernel/modprobe ("" disables requests), the root
+                              whose lib/modules/RELEASE and modprobe.d requests use (boot:
+                              --modules-root; never the host's /etc), and whether modprobe's
+                              install/remove commands run on the host (default none: they
+                              are recorded and reported, not run)
 lkm model set sig_enforce=1|lockdown=LEVEL|trusted-keys=IMAGE-OR-CERT[,CERT...] [--state PATH]
                               module signature policy: module.sig_enforce (cannot be cleared),
                               lockdown (none|integrity|confidentiality), the builtin trusted
                               keys (from a kernel image or X.509 files; default: unknown, signers
                               of well-formed signatures are not checked)
-lkm model check [--state PATH]  integrity of the state (exit 1 with one line per problem)
+lkm model check [--state PATH]  SQLite's quick_check and foreign_key_check, then the model's
+                              own integrity (exit 1 with one line per problem)
 lkm model info [--state PATH]   release, profile, modules, memory
 """
 
@@ -39,7 +46,8 @@ TOOL = Tool(
         "boot --symbols FILE [--symbols FILE...] --release R --vermagic V [options]",
         "profiles",
         "request-module [--nowait] NAME",
-        "set modprobe=PATH|modules-root=DIR",
+        "set modprobe=PATH|modules-root=DIR|exec=host|none",
+        "set sig_enforce=1|lockdown=LEVEL|trusted-keys=IMAGE-OR-CERT",
         "check",
         "info",
     ],
@@ -47,8 +55,8 @@ TOOL = Tool(
     "vmlinux, image, plus Module.symvers); profiles: the profiles lkm ships; request-module: the\n"
     "kernel's request_module(NAME) (lkm's modprobe -q -- NAME against the model), prints its\n"
     'return value; set: /proc/sys/kernel/modprobe ("" disables requests) and the root whose\n'
-    "lib/modules/RELEASE requests load from; check: integrity of the state (exit 1 with one line\n"
-    "per problem); info: release, profile, modules, memory.",
+    "lib/modules/RELEASE requests load from; check: SQLite's quick_check and foreign_key_check, then the\n"
+    "state's integrity (exit 1 with one line per problem); info: release, profile, modules, memory.",
     options=[
         Opt(
             "",
@@ -65,6 +73,7 @@ TOOL = Tool(
         Opt("", "layout", "LAYOUT", "linux-6.1 (default) or linux-6.12", complete="linux-6.1 linux-6.12"),
         Opt("", "modules-root", "DIR", "the root whose lib/modules/RELEASE request_module loads from"),
         Opt("", "nowait", None, "request-module: request_module_nowait"),
+        Opt("", "force", None, "boot: replace an existing lkm state (atomically)"),
         Opt("", "sig-enforce", None, "boot: module.sig_enforce=1 (unsigned or badly signed modules refused)"),
         Opt(
             "",
@@ -116,6 +125,7 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.cli.backend import split_backend
     from lkm.kernel.model import ModelKernel
     from lkm.kernel.profile import Profile, shipped_profiles
+    from lkm.kernel.state import default_state_path
 
     _model, state, args = split_backend(args)
     err = sys.stderr.write
@@ -151,6 +161,7 @@ def run(prog: str, args: list[str]) -> int:
                 policy=o.get("--policy", "vmalloc"),
                 kmalloc_max=kmax,
                 modules_root=o.get("--modules-root"),
+                force="--force" in o,
             )
             if "--trusted-keys" in o:
                 k.set_trusted_keys(_certificate_list(o["--trusted-keys"]))
@@ -160,13 +171,18 @@ def run(prog: str, args: list[str]) -> int:
                 k.set_lockdown(o["--lockdown"])
             sys.stdout.write(f"booted {k.meta['profile']} ({k.release} {k.machine}) in {k.state.path}\n")
         elif cmd == "request-module" and len(operands) == 2:
-            sys.stdout.write(f"{ModelKernel(state).request_module(operands[1], '--nowait' not in o)}\n")
+            k = ModelKernel(state)
+            status = k.request_module(operands[1], "--nowait" not in o)
+            for kind, module, command in k.commands:
+                err(f"{prog}: {kind} command for {module} not run (lkm model set exec=host): {command}\n")
+            sys.stdout.write(f"{status}\n")
         elif cmd == "set" and len(operands) == 2 and "=" in operands[1]:
             key, _, value = operands[1].partition("=")
             k = ModelKernel(state)
             setters: dict[str, Callable[[str], None]] = {
                 "modprobe": k.set_modprobe_path,
                 "modules-root": k.set_modules_root,
+                "exec": k.set_exec,
                 "sig_enforce": k.set_sig_enforce,
                 "lockdown": k.set_lockdown,
                 "trusted-keys": functools.partial(_set_keys, k),
@@ -175,7 +191,13 @@ def run(prog: str, args: list[str]) -> int:
                 raise ValueError(f"unknown setting {key!r} (known: {', '.join(setters)})")
             setters[key](value)
         elif cmd == "check":
-            problems = ModelKernel(state).check_integrity()
+            from lkm.kernel.state import State
+
+            st = State(state or default_state_path(), readonly=True, check=False)
+            problems = st.integrity()
+            st.close()
+            if not problems:
+                problems = ModelKernel(state, readonly=True).check_integrity()
             for p in problems:
                 err(f"{prog}: {p}\n")
             return 1 if problems else 0
@@ -189,7 +211,8 @@ def run(prog: str, args: list[str]) -> int:
                 f"machine: {k.machine}",
                 f"policy: {k.policy}",
                 f"modprobe: {k.modprobe_path}",
-                f"modules root: {k.modules_root or '/'}",
+                f"modules root: {k.modules_root or '(none)'}",
+                f"exec: {'host' if k.exec_host else 'none'}",
                 f"modules: {len(k.modules())}",
                 f"vmalloc: {f.used} bytes in {f.areas} areas, fragmentation {f.ratio:.3f}",
             ]

@@ -148,8 +148,9 @@ def _collect(
 
         path = os.path.join(snapshot, "sections.txt") if snapshot is not None else str(sections_file)
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                table = parse_sections(f.read())
+            from lkm.safeio import read_text
+
+            table = parse_sections(read_text(path))
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=path) from None
     else:

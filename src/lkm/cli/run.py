@@ -1,7 +1,8 @@
 """``lkm run``: load a module into a fresh emulated kernel, run its init (and exit).
 
 lkm run MODULE [NAME=VALUE ...] [--exit] [--json] [--strict] [--with MODULE ...]
-        [--kallsyms FILE | --synthetic] [--budget N] [--timeout SECONDS] [--state FILE]
+        [--kallsyms FILE | --synthetic] [--budget N] [--timeout SECONDS] [--memory BYTES]
+        [--state FILE]
 lkm run --script FILE [--json] [--strict] ...
 
 Prints the kernel log the module produced and every kernel function it called (name,
@@ -11,6 +12,9 @@ rmmod, dev open|read|write|ioctl|release, cat /proc/...; see lkm.emulate.session
 --state FILE saves the session for ``lkm dev --state FILE``.  Kernel symbols come from
 --kallsyms FILE, else from $LKM_EMULATE_KALLSYMS (a /proc/kallsyms or System.map file), else
 synthetic ones (--synthetic: always synthetic).
+--memory caps the emulated heap (kmalloc, vmalloc, pages; default 256 MiB, or
+$LKM_EMULATE_MEMORY): past it an allocation returns NULL, as the kernel's do.  --budget and
+--timeout bound each call (instructions, wall-clock seconds).  Ctrl-C stops the run (exit 130).
 Exit status 1 when an init fails or a call does not return.
 """
 
@@ -23,6 +27,7 @@ import sys
 from lkm.cli.getopt import UsageError
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.safeio import read_text
 
 TOOL = Tool(
     "run",
@@ -45,6 +50,12 @@ TOOL = Tool(
         Opt("", "synthetic", None, "no kernel symbol file: synthetic addresses"),
         Opt("", "budget", "N", "instructions per call"),
         Opt("", "timeout", "SECONDS", "wall-clock budget per call"),
+        Opt(
+            "",
+            "memory",
+            "BYTES",
+            "the module's heap (kmalloc/vmalloc) cap; past it allocations\nreturn NULL (default 256 MiB)",
+        ),
         Opt("", "session", "FILE", "save the session for `lkm dev --session FILE`", complete="file"),
         Opt("", "state", "FILE", "deprecated spelling of --session", hidden=True),
         Opt(
@@ -80,6 +91,13 @@ def run(prog: str, args: list[str]) -> int:
             raise UsageError("a MODULE (or --script FILE) is needed")
         budget = int(o["--budget"], 0) if "--budget" in o else None
         timeout = float(o["--timeout"]) if "--timeout" in o else None
+        memory = int(o["--memory"], 0) if "--memory" in o else None
+        if memory is not None and memory <= 0:
+            raise ValueError(f"--memory must be a positive number of bytes, not {o['--memory']}")
+        if budget is not None and budget < 0:
+            raise ValueError(f"--budget must be a count of instructions, not {o['--budget']}")
+        if timeout is not None and not 0 < timeout <= 86400:  # also refuses nan and inf
+            raise ValueError(f"--timeout must be a number of seconds in (0, 86400], not {o['--timeout']}")
     except (UsageError, ValueError) as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
@@ -101,10 +119,11 @@ def run(prog: str, args: list[str]) -> int:
             symbols = SymbolSpace(SymbolTable.from_files(o["--kernel"]))
         else:
             symbols = DEFAULT  # $LKM_EMULATE_KALLSYMS, else synthetic
-        session = Session(symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout)
+        session = Session(
+            symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout, memory_budget=memory
+        )
         if script is not None:
-            with open(script, encoding="utf-8") as f:
-                lines = f.read().splitlines()
+            lines = read_text(script).splitlines()
             session.base_dir = os.path.dirname(os.path.abspath(script))
         else:
             withs = [v for f, v in opts if f == "--with"]

@@ -18,6 +18,7 @@ import sys
 
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.safeio import read_bytes
 
 TOOL = Tool(
     "verify",
@@ -61,8 +62,7 @@ def _config(path: str | None, release: str, *, search: bool = True) -> object:
         if p != path and not os.path.exists(p):
             continue
         try:
-            with open(p, "rb") as f:
-                raw = f.read()
+            raw = read_bytes(p)
             text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
             return KernelConfig.from_config_text(text.decode("utf-8", "replace"))
         except (OSError, EOFError, gzip.BadGzipFile) as exc:

@@ -76,8 +76,9 @@ def run(prog: str, args: list[str]) -> int:
         requests = None
         if log is not None:
             try:
-                with open(log, encoding="utf-8", errors="surrogateescape") as fh:
-                    requests = parse_requests(fh.read())
+                from lkm.safeio import read_text
+
+                requests = parse_requests(read_text(log))
             except OSError as exc:
                 raise LkmError(exc.strerror or "cannot read", path=log) from None
         kernel = None

@@ -13,6 +13,7 @@ import os
 import stat
 
 from lkm.record import Record
+from lkm.safeio import read_text
 
 DEFAULT_CONFIG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
 BUILTIN_KEY = "built-in"
@@ -95,8 +96,7 @@ def read_lines(filename: str) -> list[tuple[int, str]]:
     """The logical lines of a config file with the number of their last physical line, as
     kmod's getline_wrapped reads them: backslash-newline joins lines, a backslash before any
     other character is dropped (the character kept)."""
-    with open(filename, "rb") as f:
-        text = f.read().decode("utf-8", "surrogateescape")
+    text = read_text(filename)
     out: list[tuple[int, str]] = []
     buf: list[str] = []
     n = 0

@@ -10,7 +10,6 @@ Dependencies are sorted by a topological index: modules nobody uses first, taken
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
@@ -20,6 +19,7 @@ from lkm.depmod.scan import Candidate, search_modules
 from lkm.errors import LkmError
 from lkm.modname import path_to_modname
 from lkm.record import Record
+from lkm.safeio import read_bytes, read_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -153,8 +153,8 @@ class DepmodResult(Record):
 def load_symvers(path: str) -> list[tuple[str, int]]:
     """vmlinux rows of a Module.symvers: (symbol, crc)."""
     out = []
-    with open(path, "rb") as f:
-        for raw in f:
+    for raw in read_bytes(path).splitlines(keepends=True):
+        if True:
             parts = raw.decode("utf-8", "surrogateescape").replace("\t", " ").split()
             if len(parts) < 3 or parts[2] != "vmlinux":
                 continue
@@ -169,8 +169,8 @@ def load_symvers(path: str) -> list[tuple[str, int]]:
 def load_system_map(path: str, prefix: str, messages: list[tuple[str, str]]) -> list[tuple[str, int]]:
     """``__ksymtab_<sym>`` lines of a System.map."""
     out = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
+    if True:
+        for n, raw in enumerate(read_bytes(path).splitlines(keepends=True), 1):
             text = raw.decode("utf-8", "surrogateescape")
             line = text.rstrip("\n")
             parts = line.split(" ", 2)
@@ -193,8 +193,7 @@ def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tup
     names = hash_order(found, MODULES_BUCKETS)
     order_file = os.path.join(dirname, "modules.order")
     try:
-        with open(order_file, "rb") as f:
-            lines = f.read().decode("utf-8", "surrogateescape").split("\n")
+        lines = read_text(order_file).split("\n")
     except OSError as exc:
         messages.append(
             (WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}")
@@ -493,27 +492,28 @@ def _resolve_dependencies(
 
 
 def write_outputs(result: DepmodResult) -> None:
-    """Write every output next to the modules: all to temporary files first, then each
-    renamed over its name, so no reader ever sees a partial file."""
+    """Write every output next to the modules as kmod's depmod does: each to a temporary file
+    with a unique name in the directory (O_EXCL|O_NOFOLLOW: a planted symlink is never
+    followed), fsync-ed; then each renamed over its name, so no reader ever sees a partial
+    file.  On any error every temporary is removed."""
+    from lkm.safeio import FileError, commit, discard, write_temp
+
     dirname = result.dirname
     tmps: list[tuple[str, str]] = []
     try:
         for name, data in result.outputs:
             final = os.path.join(dirname, name)
-            tmp = final + ".tmp"
-            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
-            tmps.append((tmp, final))
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-    except OSError as exc:
+            tmps.append((write_temp(final, data), final))
+        for i, (tmp, final) in enumerate(tmps):
+            commit(tmp, final)
+            tmps[i] = ("", final)
+    except BaseException as exc:
         for tmp, _final in tmps:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise LkmError(
-            f"could not write {tmps[-1][0] if tmps else dirname}: {os.strerror(exc.errno or 0)}"
-        ) from None
-    for tmp, final in tmps:
-        os.replace(tmp, final)
+            if tmp:
+                discard(tmp)
+        if isinstance(exc, FileError):
+            raise LkmError(f"could not write {exc.path}: {exc.reason}") from None
+        raise
     if result.cache is not None:
         result.cache.save()
 

@@ -13,6 +13,7 @@ from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
 from lkm.depmod.trie import IndexBuilder
 from lkm.modname import path_to_modname
 from lkm.record import Record
+from lkm.safeio import read_bytes, read_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -361,8 +362,7 @@ def _major_minor(alias: str) -> tuple[str, int, int] | None:
 def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
     path = os.path.join(dirname, "modules.builtin")
     try:
-        with open(path, "rb") as f:
-            lines = f.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
+        lines = read_text(path).splitlines(keepends=True)
     except OSError as exc:
         messages.append(
             (WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}")
@@ -380,8 +380,7 @@ def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
 def builtin_modinfo(dirname: str) -> list[tuple[str, list[tuple[str, str]]]] | None:
     """modules.builtin.modinfo as (module, [(key, value)...]) groups in file order."""
     try:
-        with open(os.path.join(dirname, "modules.builtin.modinfo"), "rb") as f:
-            data = f.read()
+        data = read_bytes(os.path.join(dirname, "modules.builtin.modinfo"))
     except OSError:
         return None
     groups: list[tuple[str, list[tuple[str, str]]]] = []

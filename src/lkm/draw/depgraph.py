@@ -111,8 +111,9 @@ class DepTables:
 
 def _read(path: str) -> str:
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        from lkm.safeio import read_text
+
+        return read_text(path)
     except FileNotFoundError:
         return ""
     except OSError as exc:

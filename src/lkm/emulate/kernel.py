@@ -29,6 +29,31 @@ PERCPU_SIZE = 0x80000
 DATA_TYPES = frozenset("DdBbRrGgSsVvAa")  # nm letters of data; the rest (T t W w ...) is code
 MODULE_PERCPU_OFFSET = 0x40000  # module per-cpu sections go after the kernel's (0x35000 on 6.1)
 HEAP_CHUNK = 0x100000
+# The emulated heap (kmalloc, vmalloc, pages...) is bounded: past it an allocation fails as the
+# kernel's does (NULL), so a vmalloc(1 << 40) or a kmalloc loop ends instead of eating the host.
+DEFAULT_MEMORY_BUDGET = 256 << 20  # $LKM_EMULATE_MEMORY / lkm run --memory
+KMALLOC_MAX_SIZE = 1 << 22  # x86_64 SLUB: 1 << (MAX_ORDER + PAGE_SHIFT - 1) = 4 MiB
+
+
+class OutOfMemory(EmulationFault):
+    """The heap budget cannot hold an allocation: the allocator kfuncs return NULL for it; an
+    allocation the base kernel itself needed ends the call as a budget fault."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("budget", reason)
+
+
+def memory_budget() -> int:
+    import os
+
+    raw = os.environ.get("LKM_EMULATE_MEMORY", "").strip()
+    try:
+        value = int(raw, 0) if raw else DEFAULT_MEMORY_BUDGET
+    except ValueError:
+        return DEFAULT_MEMORY_BUDGET
+    return value if value > 0 else DEFAULT_MEMORY_BUDGET
+
+
 STACK_CANARY = 0x5A17C0DE2B8F4E00  # %gs:0x28 (low byte 0, as the kernel's canary)
 TASK_SIZE = 0x2800  # sizeof(struct task_struct) on 6.1 amd64 is 9792
 
@@ -131,9 +156,11 @@ class BaseKernel:
         strict: bool = False,
         insn_budget: int | None = None,
         time_budget: float | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         import lkm.emulate.base  # noqa: F401 - registers the base kernel's functions
 
+        self.memory_budget = memory_budget if memory_budget is not None else globals()["memory_budget"]()
         self.arch = ARCHES[arch] if isinstance(arch, str) else arch
         self.version = self.arch.version  # 2.4's row: "<N>" printk levels, no __GFP_ZERO
         kw: dict[str, float] = {}
@@ -337,10 +364,13 @@ class BaseKernel:
 
     # -- memory ----------------------------------------------------------------------------
     def alloc(self, size: int, *, zero: bool = True, align: int = 16) -> int:
-        """A heap object (the direct map on x86_64); the kernel never returns NULL here."""
+        """A heap object (the direct map on x86_64).  Raises :class:`OutOfMemory` past the
+        memory budget (the allocator kfuncs return NULL then, as the kernel's do)."""
         size = max(size, 1)
         addr = (self._heap_next + align - 1) & ~(align - 1)
         end = addr + size
+        if size > self.memory_budget or end - self.arch.heap_base > self.memory_budget:
+            raise OutOfMemory(f"allocation of {size} bytes exceeds the memory budget of {self.memory_budget}")
         if end > self._heap_end:
             grow = (end - self._heap_end + HEAP_CHUNK - 1) & ~(HEAP_CHUNK - 1)
             self.machine.map(self._heap_end, grow, "heap")
@@ -350,6 +380,11 @@ class BaseKernel:
         if not zero:
             self.machine.write(addr, b"\x6b" * min(size, 1 << 20))  # slab poison, as SLUB debug
         return addr
+
+    def log_oom(self, size: int, reason: str) -> None:
+        """An allocation refused (NULL returned): said once per call site in the kernel log,
+        marked as the emulator's own line (the real kernel's warning depends on the allocator)."""
+        self.state.printk(4, False, f"lkm: allocation of {size} bytes failed: {reason}\n", self.current)
 
     def free(self, addr: int) -> bool:
         return self.allocations.pop(addr, None) is not None

@@ -10,9 +10,10 @@ oops), an instruction or wall-clock budget exceeded, or a Python trap that fails
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import unicorn
 
@@ -35,6 +36,9 @@ _ACCESS = {
     unicorn.UC_MEM_WRITE_PROT: ("write", True),
     unicorn.UC_MEM_FETCH_PROT: ("fetch", True),
 }
+
+
+MAX_MAP = 1 << 30  # one mapping: above any module region (lkm.limits) or heap budget
 
 
 class EmulationFault(LkmError):
@@ -120,6 +124,7 @@ class Machine:
         self.on_unmapped: Callable[[int], bool] = lambda addr: False
         self.on_tick: Callable[[], None] = lambda: None
         self._pending: BaseException | None = None
+        self._interrupted = False  # Ctrl-C arrived while module code ran
         self._fault: tuple[str, bool, int] | None = None
         self.calls = 0  # traps taken
         self._depth = 0  # calls running (more than one: a trap called back into module code)
@@ -135,23 +140,43 @@ class Machine:
         """Map ``[addr, addr+size)`` read/write/execute (pages already mapped are kept)."""
         first = addr & ~(PAGE - 1)
         end = (addr + max(size, 1) + PAGE - 1) & ~(PAGE - 1)
+        if end - first > MAX_MAP:
+            raise EmulationFault(
+                "budget", f"cannot map {size:#x} bytes at {addr:#x} (more than {MAX_MAP:#x})"
+            )
         run = None
         for page in range(first, end, PAGE):
             if page in self.mapped:
                 if run is not None:
-                    self.uc.mem_map(run & self.pmask, page - run)
+                    self._mem_map(run, page - run)
                     run = None
                 continue
             self.mapped[page] = name
             if run is None:
                 run = page
         if run is not None:
-            self.uc.mem_map(run & self.pmask, end - run)
+            self._mem_map(run, end - run)
         if data:
             self.write(addr, data)
             # Memory handed out again (a module's freed init area, now another module's):
             # code translated from the old bytes must not run in place of the new.
             self.uc.ctl_remove_cache(first & self.pmask, end & self.pmask)
+
+    def unmap_range(self, start: int, size: int) -> None:
+        """Unmap every mapped page of ``[start, start+size)``, one unicorn call per contiguous
+        run (page by page is quadratic in unicorn's region list: minutes for a large module)."""
+        first = start & ~(PAGE - 1)
+        end = (start + size + PAGE - 1) & ~(PAGE - 1)
+        run = None
+        for page in range(first, end + PAGE, PAGE):
+            if page < end and page in self.mapped:
+                del self.mapped[page]
+                if run is None:
+                    run = page
+                continue
+            if run is not None:
+                self.uc.mem_unmap(run & self.pmask, page - run)
+                run = None
 
     def unmap_page(self, page: int) -> None:
         self.uc.mem_unmap(page & self.pmask, PAGE)
@@ -160,23 +185,50 @@ class Machine:
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         return all(p in self.mapped for p in range(addr & ~(PAGE - 1), addr + max(size, 1), PAGE))
 
+    def _mem_read(self, addr: int, size: int) -> bytearray:
+        """Memory read on behalf of the Python kernel; an unmapped address is the module's
+        fault (a bad pointer it passed), reported as one, never a unicorn error."""
+        try:
+            data: bytearray = self.uc.mem_read(addr & self.pmask, size)
+            return data
+        except (unicorn.UcError, OverflowError, ValueError):
+            raise EmulationFault(
+                "oops", f"kernel read of {size} bytes at unmapped address {addr:#x}", address=addr
+            ) from None
+
+    def _mem_write(self, addr: int, data: bytes) -> None:
+        try:
+            self.uc.mem_write(addr & self.pmask, data)
+        except (unicorn.UcError, OverflowError, ValueError):
+            raise EmulationFault(
+                "oops", f"kernel write of {len(data)} bytes at unmapped address {addr:#x}", address=addr
+            ) from None
+
+    def _mem_map(self, addr: int, size: int) -> None:
+        try:
+            self.uc.mem_map(addr & self.pmask, size)
+        except unicorn.UcError as exc:
+            raise EmulationFault(
+                "budget", f"cannot map {size:#x} bytes at {addr:#x}: {exc}", address=addr
+            ) from None
+
     def read(self, addr: int, size: int) -> bytes:
-        return bytes(self.uc.mem_read(addr & self.pmask, size))
+        return bytes(self._mem_read(addr, size))
 
     def write(self, addr: int, data: bytes) -> None:
-        self.uc.mem_write(addr & self.pmask, data)
+        self._mem_write(addr, data)
 
     def read_word(self, addr: int) -> int:
-        return int.from_bytes(self.uc.mem_read(addr & self.pmask, self.arch.word), "little")
+        return int.from_bytes(self._mem_read(addr, self.arch.word), "little")
 
     def write_word(self, addr: int, value: int) -> None:
-        self.uc.mem_write(addr & self.pmask, (value & self.arch.mask).to_bytes(self.arch.word, "little"))
+        self._mem_write(addr, (value & self.arch.mask).to_bytes(self.arch.word, "little"))
 
     def read_int(self, addr: int, size: int, signed: bool = False) -> int:
-        return int.from_bytes(self.uc.mem_read(addr & self.pmask, size), "little", signed=signed)
+        return int.from_bytes(self._mem_read(addr, size), "little", signed=signed)
 
     def write_int(self, addr: int, size: int, value: int) -> None:
-        self.uc.mem_write(addr & self.pmask, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+        self._mem_write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
 
     def read_cstr(self, addr: int, limit: int = 1 << 16) -> bytes | None:
         """The NUL-terminated string at ``addr`` (at most ``limit`` bytes); None if unmapped."""
@@ -324,11 +376,45 @@ class Machine:
     def _run(self, start: int) -> None:
         """Run in slices of TICK_INSNS instructions; between slices the timer ticks
         (``on_tick``: jiffies advance, as the timer interrupt would make them)."""
+        if self._depth == 1:
+            with self._interruptible():
+                self._run_slices(start)
+        else:
+            self._run_slices(start)
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Ctrl-C while module code runs: the CPU is stopped between two instructions and the
+        run raises KeyboardInterrupt from Python, never from inside one of unicorn's callbacks
+        (where it would be "ignored" and the emulation would go on)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(_sig: int, _frame: object) -> None:
+            self._interrupted = True
+            self.uc.emu_stop()
+
+        self._interrupted = False
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if self._interrupted:
+            raise KeyboardInterrupt
+
+    def _run_slices(self, start: int) -> None:
         a = self.arch
         pc = start
         t0 = time.monotonic()
         resumes = used = 0
         while True:
+            if self._interrupted:
+                raise KeyboardInterrupt
             self._pending = None
             self._fault = None
             left = self.time_budget - (time.monotonic() - t0)

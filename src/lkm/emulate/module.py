@@ -123,10 +123,7 @@ class EmulatedModule:
         for r, base in self.image.bases.items():
             if regions is not None and r not in regions:
                 continue
-            size = self.image.layout.alloc_size(r)
-            pages = [p for p in range(base, base + size, 0x1000) if p in m.mapped]
-            for p in pages:
-                m.unmap_page(p)
+            m.unmap_range(base, self.image.layout.alloc_size(r))
 
 
 def load(kernel: BaseKernel, mod: ModuleFile, *, base: int | None = None) -> EmulatedModule:

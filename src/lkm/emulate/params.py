@@ -140,7 +140,7 @@ def _set(k: BaseKernel, em: EmulatedModule, kp: ParamEntry, val: str | None) -> 
 def set_value(k: BaseKernel, name: str, kind: str, arg: int, val: str | None) -> int:
     """The standard ops' set: write ``val`` parsed as ``kind`` at ``arg``; 0 or -errno."""
     m = k.machine
-    raw = (val or "").encode()
+    raw = (val or "").encode("utf-8", "surrogateescape")
     if kind in INTEGER_OPS:
         size, signed, bits = INTEGER_OPS[kind]
         if kind in ("long", "ulong") and k.arch.word == 4:
@@ -203,7 +203,7 @@ def _set_custom(k: BaseKernel, em: EmulatedModule, kp: int, val: str | None) -> 
     setter = k.machine.read_word(ops + k.arch.word)  # struct kernel_param_ops {flags, set, get, free}
     if not setter:
         return -errno.EINVAL
-    val_ptr = k.new_string(val.encode()) if val is not None else 0
+    val_ptr = k.new_string(val.encode("utf-8", "surrogateescape")) if val is not None else 0
     ret = k.call(setter, (val_ptr, kp), em.name) & 0xFFFFFFFF
     return ret - (1 << 32) if ret >> 31 else ret
 
@@ -222,12 +222,14 @@ def _apply_24(k: BaseKernel, em: EmulatedModule, args: str) -> None:
         letter = typ.lstrip("0123456789-")[:1]
         for i, item in enumerate((val or "").split(",")):
             if letter in sizes:
-                v = parse_integer(item.encode(), 0, True, 64)
+                v = parse_integer(item.encode("utf-8", "surrogateescape"), 0, True, 64)
                 if v is None:
                     raise ParamError(f"{em.name}: invalid parameter {param}", errno.EINVAL)
                 k.machine.write_int(addr + i * sizes[letter], sizes[letter], v)
             elif letter == "s":
-                k.machine.write_word(addr + i * k.arch.word, k.new_string(item.encode()))
+                k.machine.write_word(
+                    addr + i * k.arch.word, k.new_string(item.encode("utf-8", "surrogateescape"))
+                )
             elif letter == "c":
                 n = int(typ.split("c", 1)[1] or "0")
-                k.machine.write(addr + i * n, item.encode()[: n - 1] + b"\0")
+                k.machine.write(addr + i * n, item.encode("utf-8", "surrogateescape")[: n - 1] + b"\0")

@@ -81,10 +81,12 @@ class Session:
         insn_budget: int | None = None,
         time_budget: float | None = None,
         booted: bool = True,
+        memory_budget: int | None = None,
     ) -> None:
         self.symbols = symbols
         self.strict = strict
         self.budgets = (insn_budget, time_budget)
+        self.memory_budget = memory_budget
         self.booted = booted
         self.kernel: BaseKernel | None = None
         self.files: dict[str, OpenFile] = {}
@@ -99,7 +101,10 @@ class Session:
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
             state = KernelState.booted() if self.booted and ARCHES[arch].amd64_tables else KernelState()
             ib, tb = self.budgets
-            self.kernel = BaseKernel(arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb)
+            mb = self.memory_budget
+            self.kernel = BaseKernel(
+                arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=mb
+            )
         elif self.kernel.arch.name != arch.split("-")[0]:
             raise CommandError(f"this session's kernel is {self.kernel.arch.name}, not {arch}")
         return self.kernel
@@ -160,7 +165,12 @@ class Session:
                 value, data = dev_read(k, f, int(rest[0], 0) if rest else 4096)
                 return self._outcome(cmd, value, data.decode("utf-8", "replace"), mark, None)
             if op == "write":
-                data = " ".join(rest).encode().decode("unicode_escape").encode("latin-1")
+                data = (
+                    " ".join(rest)
+                    .encode("utf-8", "surrogateescape")
+                    .decode("unicode_escape")
+                    .encode("latin-1")
+                )
                 return self._outcome(cmd, dev_write(k, f, data), "", mark, None)
             if op == "ioctl":
                 cmdno = int(rest[0], 0) if rest else 0
@@ -271,19 +281,25 @@ def save_state(path: str, session: Session) -> None:
         "base_dir": os.path.abspath(session.base_dir),
         "history": session.history,
     }
-    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
+    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8", "surrogateescape"))
 
 
 def load_state(path: str) -> Session:
     """Replay a state file's history into a fresh session (the outcomes are discarded)."""
     import json
 
+    from lkm.safeio import read_text
+
+    text = read_text(path, limit=64 << 20)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise LkmError(f"cannot read the session state: {exc}", path=path) from None
-    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise LkmError(f"cannot read the session state: {str(exc).splitlines()[0]}", path=path) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != STATE_VERSION
+        or not isinstance(data.get("history", []), list)
+    ):
         raise LkmError("not an lkm emulation state file", path=path)
     symbols = None if data.get("symbols") == "synthetic" else DEFAULT
     session = Session(symbols, strict=bool(data.get("strict")))

@@ -162,7 +162,7 @@ class Formatter:
                     base, _, rest = name.partition("+0x")
                     off, _, tail = rest.partition("/")
                     name = f"{base}+{int(off, 16) + 1:#x}/{tail}"
-                return _pad(name.encode(), width, flags)
+                return _pad(name.encode("utf-8", "surrogateescape"), width, flags)
             return number(ptr, 16, w + 2, -1, SPECIAL | ZEROPAD)  # special_hex_number
         if k in ("h", "M", "m", "I", "i", "U", "E", "V", "a") and _check_pointer(ptr, self.word) is not None:
             return _pad(_check_pointer(ptr, self.word) or b"", width, flags)
@@ -180,14 +180,18 @@ class Formatter:
         if k in ("I", "i") and ext[1:2] == "4":
             data = self._read(ptr, 4)
             text = ".".join((f"{b:03d}" if k == "i" else str(b)) for b in data)
-            return _pad(text.encode(), width, flags)
+            return _pad(text.encode("utf-8", "surrogateescape"), width, flags)
         if k in ("I", "i") and ext[1:2] == "6":
             data = self._read(ptr, 16)
             if k == "i":
-                return _pad(data.hex().encode(), width, flags)
+                return _pad(data.hex().encode("utf-8", "surrogateescape"), width, flags)
             if "c" in ext:
-                return _pad(str(ipaddress.IPv6Address(data)).encode(), width, flags)
-            return _pad(b":".join(data[j : j + 2].hex().encode() for j in range(0, 16, 2)), width, flags)
+                return _pad(str(ipaddress.IPv6Address(data)).encode("utf-8", "surrogateescape"), width, flags)
+            return _pad(
+                b":".join(data[j : j + 2].hex().encode("utf-8", "surrogateescape") for j in range(0, 16, 2)),
+                width,
+                flags,
+            )
         if k == "U":
             data = self._read(ptr, 16)
             order = range(16)
@@ -195,7 +199,7 @@ class Formatter:
                 order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]  # type: ignore[assignment]
             hx = "".join(f"{data[j]:02x}" for j in order)
             text = f"{hx[:8]}-{hx[8:12]}-{hx[12:16]}-{hx[16:20]}-{hx[20:]}"
-            return (text.upper() if ext[1:2] in ("B", "L") else text).encode()
+            return (text.upper() if ext[1:2] in ("B", "L") else text).encode("utf-8", "surrogateescape")
         if k == "E":
             length = width if width > 0 else 1
             data = self._read(ptr, length)
@@ -215,7 +219,7 @@ class Formatter:
             v = _signed(ptr, 8 * self.word)
             if -4095 <= v < 0:
                 name = _KERNEL_ERRNO.get(-v) or _errno.errorcode.get(-v)
-                return (f"-{name}" if name else str(v)).encode()
+                return (f"-{name}" if name else str(v)).encode("utf-8", "surrogateescape")
         return self._hashed(ptr)
 
     def _hashed(self, ptr: int) -> bytes:

@@ -16,7 +16,10 @@ stopped``, -ENOMEM, printed at most 5 times); modprobe's status is not looked at
 The model runs lkm's modprobe in-process (:func:`lkm.modprobe.actions.load_alias`) with that
 argv's meaning (quiet, the name as an operand), over the model kernel itself and the modules
 directory ``ROOT/lib/modules/RELEASE`` of the model's configured modules root, with the
-configuration files under that root (the kernel's own command line is not read).  A request
+configuration files under that root only -- never the host's /etc (the kernel's own command
+line is not read).  The model is a sandbox: modprobe's install/remove commands are recorded
+(:attr:`ModelKernel.commands`, the request's output) and not run, unless the user allowed it
+(``lkm model set exec=host``).  A request
 made from a module's init nests inside the loading call (its savepoint), as the real kernel
 blocks the outer insmod until modprobe returns; requests never leave the process, so every
 one, waiting or not, has finished when it returns.  A module asking for itself (or a loop of
@@ -103,7 +106,10 @@ def request_module(kernel: ModelKernel, name: str, wait: bool = True) -> int:
     kernel.requests.append(req)
     kernel.kmod_running += 1
     try:
+        ran = len(kernel.commands)
         code = _modprobe(kernel, name, req.output) if path else 0
+        for kind, module, command in kernel.commands[ran:]:
+            req.output.append(f"{kind} command for {module} not run (lkm model set exec=host): {command}")
     except (StateError, KmodDeadlock):
         raise  # the state failed, or the kernel would hang: the whole outer call fails
     except LkmError as exc:  # what would make modprobe print FATAL and exit 1
@@ -124,7 +130,9 @@ def _modprobe(kernel: ModelKernel, name: str, output: list[str]) -> int:
 
     root = kernel.modules_root
     dirname = f"{root}/lib/modules/{kernel.release}"
-    configs = [os.path.join(root or "/", p.lstrip("/")) for p in DEFAULT_CONFIG_PATHS]
+    # The configuration is the model's own: under its modules root, never the host's /etc (a
+    # model with no modules root reads no modprobe.d at all).
+    configs = [os.path.join(root, p.lstrip("/")) for p in DEFAULT_CONFIG_PATHS] if root else []
     cfg = load_config(dirname, configs, cmdline=None)
 
     def emit(kind: str, text: str) -> None:

@@ -58,7 +58,11 @@ def parse_proc_modules(text: str) -> list[tuple[str, int, int, tuple[str, ...], 
             continue
         users = tuple(u for u in f[3].split(",") if u and u != "-")
         taints = f[6] if len(f) > 6 else ""
-        rows.append((f[0], int(f[1]), int(f[2]), users, f[4], int(f[5], 16), taints))
+        try:
+            size, refs, address = int(f[1]), int(f[2]), int(f[5], 16)
+        except ValueError:
+            continue  # not a /proc/modules line (a damaged copy): skipped, as the kernel never writes one
+        rows.append((f[0], size, refs, users, f[4], address, taints))
     return rows
 
 
@@ -86,7 +90,11 @@ class LiveKernel:
         except OSError as exc:
             raise KernelError("finit_module", exc.errno or errno.EIO, path=path) from None
         try:
-            args = (ctypes.c_int(fd), ctypes.c_char_p(params.encode()), ctypes.c_int(flags))
+            args = (
+                ctypes.c_int(fd),
+                ctypes.c_char_p(params.encode("utf-8", "surrogateescape")),
+                ctypes.c_int(flags),
+            )
             err = _syscall(self._finit, *args)
         finally:
             os.close(fd)
@@ -97,14 +105,21 @@ class LiveKernel:
         import ctypes
 
         buf = ctypes.create_string_buffer(image, len(image))
-        err = _syscall(self._init, buf, ctypes.c_ulong(len(image)), ctypes.c_char_p(params.encode()))
+        err = _syscall(
+            self._init,
+            buf,
+            ctypes.c_ulong(len(image)),
+            ctypes.c_char_p(params.encode("utf-8", "surrogateescape")),
+        )
         if err:
             raise KernelError("init_module", err)
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
         import ctypes
 
-        err = _syscall(self._delete, ctypes.c_char_p(name.encode()), ctypes.c_uint(flags))
+        err = _syscall(
+            self._delete, ctypes.c_char_p(name.encode("utf-8", "surrogateescape")), ctypes.c_uint(flags)
+        )
         if err:
             raise KernelError("delete_module", err)
 

@@ -25,6 +25,7 @@ from lkm.kernel.interface import (
     KernelError,
 )
 from lkm.modname import path_to_modname as module_name
+from lkm.safeio import open_regular, read_bytes
 
 __all__ = ["NotRemovable", "check_removable", "insert_module", "join_options", "module_name", "remove_module"]
 
@@ -37,8 +38,11 @@ def join_options(args: list[str]) -> str:
 def insert_module(kernel: Kernel, path: str, options: str = "", *, force: bool = False) -> None:
     """Load the module file at *path* with the parameter string *options*."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(6)
+        fd, _st = open_regular(path)
+        try:
+            head = os.pread(fd, 6, 0)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise KernelError("open", exc.errno or errno.EIO, path=path) from None
     flags = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC if force else 0
@@ -52,8 +56,9 @@ def insert_module(kernel: Kernel, path: str, options: str = "", *, force: bool =
         except KernelError as exc:
             if exc.errno != errno.ENOSYS:
                 raise
-    with open(path, "rb") as f:
-        data = f.read()
+    from lkm.compress import limit
+
+    data = read_bytes(path, limit=limit())
     if comp is not None:
         try:
             data = decompress(data, comp)

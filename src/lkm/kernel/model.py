@@ -13,12 +13,10 @@ pool for small modules); init routines run through an :class:`~lkm.kernel.execut
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sqlite3
 import zlib
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from lkm.errors import LkmError
@@ -35,10 +33,20 @@ from lkm.kernel.interface import (
 )
 from lkm.kernel.model24 import Calls24
 from lkm.kernel.profile import ARCH_RANGES, Profile, load_profile
-from lkm.kernel.state import State, addr, default_state_path
+from lkm.kernel.state import (
+    State,
+    StateError,
+    addr,
+    decode_blob,
+    decode_json,
+    default_state_path,
+    new_state_file,
+    replace_state,
+)
 from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
 from lkm.kernels import KernelVersion, by_name
 from lkm.record import Record
+from lkm.safeio import discard
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
 POLICIES = ("vmalloc", "kmalloc-first")
@@ -72,24 +80,39 @@ class ModelKernel(Calls24):
         self.state = State(state or default_state_path(), readonly=readonly)
         self.executor: Executor = executor or RecordingExecutor()
         with self.state.reading() as db:
-            self.meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        self.release = self.meta["release"]
-        self.machine = {"x86_64": "x86_64", "i386": "i686"}.get(self.meta["arch"], self.meta["arch"])
-        self.bits = int(self.meta["bits"])
-        self.page_size = int(self.meta.get("page_size", "4096"))
-        ranges = ARCH_RANGES[self.meta["range"]]
-        lo, hi = ranges["modules"]
-        klo, khi = ranges["kmalloc"]
+            self.meta = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta").fetchall()}
+        try:
+            self.release = self.meta["release"]
+            self.machine = {"x86_64": "x86_64", "i386": "i686"}.get(self.meta["arch"], self.meta["arch"])
+            self.bits = int(self.meta["bits"])
+            self.page_size = int(self.meta.get("page_size", "4096"))
+            ranges = ARCH_RANGES[self.meta["range"]]
+            lo, hi = ranges["modules"]
+            klo, khi = ranges["kmalloc"]
+            self.policy = self.meta.get("policy", "vmalloc")
+            self.kmalloc_max = int(self.meta.get("kmalloc_max", str(self.page_size)))
+            if self.bits not in (32, 64) or self.page_size <= 0 or self.page_size & (self.page_size - 1):
+                raise ValueError("bits or page_size")
+            if self.policy not in POLICIES or self.meta.get("layout") not in (
+                "linux-2.4",
+                "linux-6.1",
+                "linux-6.12",
+            ):
+                raise ValueError("policy or layout")
+        except (KeyError, ValueError) as exc:
+            self.state.close()
+            raise StateError(f"damaged state: meta {exc} (lkm model check)", path=self.state.path) from None
         self.arenas = {
             "vmalloc": Arena("vmalloc", lo, hi, self.page_size, self.page_size),
             "kmalloc": Arena("kmalloc", klo, khi, 1, 0),
         }
-        self.policy = self.meta.get("policy", "vmalloc")
-        self.kmalloc_max = int(self.meta.get("kmalloc_max", str(self.page_size)))
         self.kmod_concurrent_max = kmod.MAX_KMOD_CONCURRENT  # the kernel's constant (tests lower it)
         self.kmod_running = 0  # requests in progress (nested: each one's caller is the one before)
         self.requests: list[kmod.ModuleRequest] = []  # module_request events of this process
         self.kmsg: list[str] = []  # what the model kernel itself printed in this process
+        self.commands: list[
+            tuple[str, str, str]
+        ] = []  # install/remove commands not run (kind, module, command)
         bind = getattr(self.executor, "bind_kernel", None)
         if bind is not None:  # an executor that runs module code lets it call request_module
             bind(self)
@@ -104,31 +127,47 @@ class ModelKernel(Calls24):
         kmalloc_max: int | None = None,
         executor: Executor | None = None,
         modules_root: str | None = None,
+        force: bool = False,
     ) -> ModelKernel:
-        """Boot a fresh kernel from ``profile`` into ``state`` (replacing what was there).
-        ``modules_root``: the directory whose lib/modules/RELEASE request_module's modprobe
-        uses (default: the host's /)."""
+        """Boot a fresh kernel from ``profile`` into a new state file ``state``.  An existing
+        lkm state is replaced (atomically: the new state is built beside it and renamed over
+        it) only with ``force``; any other existing file is refused.  ``modules_root``: the
+        directory whose lib/modules/RELEASE and modprobe.d request_module's modprobe uses
+        (default: the profile's own, none -- never the host's /etc)."""
         prof = profile if isinstance(profile, Profile) else load_profile(profile)
         if policy not in POLICIES:
             raise LkmError(f"unknown memory policy {policy!r} (known: {', '.join(POLICIES)})")
-        st = State(state or default_state_path(), create=True)
+        target = state or default_state_path()
+        tmp = new_state_file(target, force=force)
+        try:
+            st = State(tmp, create=True)
+        except BaseException:
+            os.unlink(tmp)
+            raise
         fields = dict(prof.fields, profile=prof.name, policy=policy)
         if kmalloc_max is not None:
             fields["kmalloc_max"] = str(kmalloc_max)
         if modules_root is not None:
             fields["modules_root"] = _modules_root(modules_root)
-        with st.transaction() as db:
-            st.create_schema(db)
-            db.executemany("INSERT INTO meta VALUES (?, ?)", fields.items())
-            db.executemany(
-                "INSERT INTO ksyms VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (s.name, addr(s.address or 0), s.type, s.crc, int(s.gpl_only), s.namespace)
-                    for s in prof.symbols
-                ),
-            )
+        try:
+            with st.transaction() as db:
+                st.create_schema(db)
+                db.executemany("INSERT INTO meta VALUES (?, ?)", fields.items())
+                db.executemany(
+                    "INSERT INTO ksyms VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        (s.name, addr(s.address or 0), s.type, s.crc, int(s.gpl_only), s.namespace)
+                        for s in prof.symbols
+                    ),
+                )
+            st.db.execute("PRAGMA journal_mode=DELETE")  # one file, complete, before the rename
+        except BaseException:
+            st.close()
+            discard(tmp)
+            raise
         st.close()
-        return cls(state or default_state_path(), executor=executor)
+        replace_state(tmp, target)
+        return cls(target, executor=executor)
 
     def close(self) -> None:
         self.state.close()
@@ -163,9 +202,32 @@ class ModelKernel(Calls24):
         """Write /proc/sys/kernel/modprobe (KMOD_PATH_LEN 256 with its NUL; the newline of
         ``echo`` is dropped, as proc_dostring does)."""
         path = path.split("\n", 1)[0]
-        if len(path.encode()) > 255:
+        if len(path.encode("utf-8", "surrogateescape")) > 255:
             raise KernelError("write", errno.EINVAL, "modprobe path longer than KMOD_PATH_LEN - 1")
         self._set_meta("modprobe", path)
+
+    @property
+    def exec_host(self) -> bool:
+        """Whether modprobe's install/remove commands run on the host (``lkm model set
+        exec=host``); off by default: the model is a sandbox."""
+        return self.meta.get("exec", "none") == "host"
+
+    def set_exec(self, value: str) -> None:
+        """``host``: install/remove commands run on the host; ``none`` (default): recorded only."""
+        if value not in ("host", "none"):
+            raise LkmError(f"exec must be host or none, not {value!r}")
+        self._set_meta("exec", value)
+
+    def user_command(self, kind: str, module: str, command: str) -> int | None:
+        """modprobe wants to run an install/remove command for this kernel: None to let it run
+        on the host (exec=host), else its recorded status (0) without running anything."""
+        if self.exec_host:
+            return None
+        self.commands.append((kind, module, command))
+        self.kmsg.append(
+            f"lkm: {kind} command for {module} not run (lkm model set exec=host runs it): {command}"
+        )
+        return 0
 
     def set_modules_root(self, root: str) -> None:
         """Point request_module's modprobe at ``root``/lib/modules/RELEASE."""
@@ -285,15 +347,16 @@ class ModelKernel(Calls24):
         """The loaded module's memory: base address -> bytes (what /dev/kmem would show)."""
         with self.state.reading() as db:
             rows = db.execute(
-                "SELECT base, data FROM memory JOIN modules USING (seq) WHERE name=?", (name,)
+                "SELECT memory.base, memory.data FROM memory JOIN modules USING (seq) WHERE modules.name=?",
+                (name,),
             ).fetchall()
-        return {base: zlib.decompress(data) for base, data in rows}
+        return {base: decode_blob(data, f"memory of {name}", self.state.path) for base, data in rows}
 
     def read_memory(self, address: int, length: int) -> bytes:
         """Bytes at a kernel address inside a loaded module (EFAULT if unmapped)."""
         with self.state.reading() as db:
             for base, data in db.execute("SELECT base, data FROM memory WHERE base <= ?", (addr(address),)):
-                raw = zlib.decompress(data)
+                raw = decode_blob(data, f"memory at {base:#x}", self.state.path)
                 if address + length <= base + len(raw):
                     return raw[address - base : address - base + length]
         raise KernelError("read", errno.EFAULT, f"address {address:#x} is not in a loaded module")
@@ -301,10 +364,20 @@ class ModelKernel(Calls24):
     # -- today's calls (the Kernel interface) ----------------------------------------------
 
     def finit_module(self, path: str, params: str = "", flags: int = 0) -> None:
+        from lkm.compress import limit
+        from lkm.safeio import read_bytes
+
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise KernelError("finit_module", errno.EBADF, exc.strerror, path=path) from None
+            data = read_bytes(path, limit=limit())
+        except OSError as exc:  # the kernel: EBADF for a bad fd, EINVAL for a non-regular file
+            code = (
+                errno.EINVAL
+                if exc.errno == errno.EINVAL
+                else errno.EFBIG
+                if exc.errno == errno.EFBIG
+                else errno.EBADF
+            )
+            raise KernelError("finit_module", code, exc.strerror, path=path) from None
         if not data:
             raise KernelError("finit_module", errno.EINVAL, "empty file", path=path)
         self._load_file("finit_module", data, params, flags, path)
@@ -343,7 +416,11 @@ class ModelKernel(Calls24):
             if found is None:
                 raise KernelError("delete_module", errno.ENOENT, f"Module {name} is not currently loaded")
             seq, _design, _flags, usecount, state, _base = found
-            info = json.loads(db.execute("SELECT info FROM modules WHERE seq=?", (seq,)).fetchone()[0])
+            info = decode_json(
+                db.execute("SELECT info FROM modules WHERE seq=?", (seq,)).fetchone()[0],
+                f"info of {name}",
+                self.state.path,
+            )
             users = [
                 u
                 for (u,) in db.execute(
@@ -365,12 +442,18 @@ class ModelKernel(Calls24):
                 raise KernelError("delete_module", errno.EWOULDBLOCK, f"Module {name} is in use")
             if info.get("exit"):
                 image = LoadedImage(name, self._memory_of(db, seq), {})
-                self.executor.call(image, int(info["exit"]), ())
+                exit_fn = info["exit"]
+                if not isinstance(exit_fn, int):
+                    raise StateError(
+                        f"damaged state: info of {name}: exit is not an address", path=self.state.path
+                    )
+                self.executor.call(image, exit_fn, ())
             self._free(db, seq)
 
     def _memory_of(self, db: sqlite3.Connection, seq: int) -> dict[int, bytes]:
         return {
-            b: zlib.decompress(d) for b, d in db.execute("SELECT base, data FROM memory WHERE seq=?", (seq,))
+            b: decode_blob(d, f"memory of module {seq}", self.state.path)
+            for b, d in db.execute("SELECT base, data FROM memory WHERE seq=?", (seq,))
         }
 
     def modules(self) -> list[LoadedModule]:
@@ -409,7 +492,7 @@ class ModelKernel(Calls24):
             row = db.execute("SELECT info FROM modules WHERE name=?", (name,)).fetchone()
         if row is None:
             raise KernelError("open", errno.ENOENT, f"Module {name} is not currently loaded")
-        return cast(dict[str, object], json.loads(row[0]))
+        return decode_json(row[0], f"info of {name}", self.state.path)
 
     def is_builtin(self, name: str) -> bool:
         return False
@@ -432,7 +515,9 @@ class ModelKernel(Calls24):
         with self.state.reading() as db:
             rows = db.execute("SELECT k.lines FROM kallsyms k JOIN modules m USING (seq) "
                               "WHERE m.state != 'Unformed' ORDER BY m.seq DESC").fetchall()  # fmt: skip
-        return "".join(zlib.decompress(r[0]).decode("utf-8", "surrogateescape") for r in rows)
+        return "".join(
+            decode_blob(r[0], "kallsyms", self.state.path).decode("utf-8", "surrogateescape") for r in rows
+        )
 
     def module_symbols(self, kind: str = "export") -> list[tuple[str, list[KernelSymbol]]]:
         """Per module, newest first: its exported symbols (/proc/ksyms), in __ksymtab order."""

@@ -108,7 +108,7 @@ class Calls24:
     def _name_ok(call: str, name: str) -> None:
         if not name:
             raise KernelError(call, errno.EINVAL, "empty module name")
-        if len(name.encode()) + 1 > 4096:
+        if len(name.encode("utf-8", "surrogateescape")) + 1 > 4096:
             raise KernelError(call, errno.ENAMETOOLONG, "module name too long")
 
     # -- create_module ---------------------------------------------------------------------
@@ -118,7 +118,7 @@ class Calls24:
         self._require_24("create_module")
         self._name_ok("create_module", name)
         lay = self.layout24
-        if size < lay.sizeof_module + len(name.encode()) + 1:
+        if size < lay.sizeof_module + len(name.encode("utf-8", "surrogateescape")) + 1:
             raise KernelError("create_module", errno.EINVAL, f"size {size} too small for the module header")
         with self._tx("create_module") as db:
             if _find24(db, name) is not None:
@@ -132,7 +132,7 @@ class Calls24:
             head = lay.pack_module(
                 {"size_of_struct": lay.sizeof_module, "name": base + lay.sizeof_module, "size": size}
             )
-            image = head + name.encode() + b"\0"
+            image = head + name.encode("utf-8", "surrogateescape") + b"\0"
             db.execute("UPDATE modules SET base=? WHERE seq=?", (addr(base), seq))
             self._store_memory(db, seq, {base: image.ljust(size, b"\0")})
         return base
@@ -179,7 +179,7 @@ class Calls24:
         def bound(p: int, n: int) -> bool:  # mod_bound
             return base + sos <= p and p + n <= base + m["size"]
 
-        namelen = len(name.encode())
+        namelen = len(name.encode("utf-8", "surrogateescape"))
         if not bound(m["name"], namelen):
             raise bad("mod->name out of bounds.")
         if m["nsyms"] and not bound(m["syms"], m["nsyms"] * lay.symbol.size):
@@ -415,13 +415,13 @@ class Calls24:
     def _qm_symbols(self, syms: list[tuple[int, str]], bufsize: int) -> Query:
         lay = self.layout24
         head = len(syms) * lay.symbol.size
-        space = head + sum(len(n.encode()) + 1 for _v, n in syms)
+        space = head + sum(len(n.encode("utf-8", "surrogateescape")) + 1 for _v, n in syms)
         if space > bufsize:
             raise NoSpace("query_module", space)
         table, strings = bytearray(), bytearray()
         for value, n in syms:
             table += lay.symbol.pack(value, head + len(strings))
-            strings += n.encode() + b"\0"
+            strings += n.encode("utf-8", "surrogateescape") + b"\0"
         return Query(bytes(table + strings), len(syms))
 
     # -- get_kernel_syms -------------------------------------------------------------------
@@ -454,7 +454,7 @@ def _find24(db: sqlite3.Connection, name: str) -> tuple[int, int, int, int, int]
 
 def _strings(call: str, names: list[str], bufsize: int, count: int) -> Query:
     """NUL-separated names; ENOSPC with the total size when they do not fit."""
-    data = b"".join(n.encode() + b"\0" for n in names)
+    data = b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
     if len(data) > bufsize:
         raise NoSpace(call, len(data))
     return Query(data, count)

@@ -274,7 +274,10 @@ def load_module(
         exports.append((seq, e.name, addr(value), "export", None, int(e.gpl), e.crc, e.namespace, ord_))
     db.executemany("INSERT INTO msyms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", exports)
     lines = format_module_kallsyms(name, module_kallsyms(mod, image), mod.elf.elfclass)
-    db.execute("INSERT INTO kallsyms VALUES (?, ?)", (seq, zlib.compress(lines.encode(), 1)))
+    db.execute(
+        "INSERT INTO kallsyms VALUES (?, ?)",
+        (seq, zlib.compress(lines.encode("utf-8", "surrogateescape"), 1)),
+    )
     used: list[int] = []
     for sym in image.resolved:
         owner = symbols.owners.get(sym)

@@ -12,7 +12,6 @@ Format: ``key value`` header lines, then a ``symbols`` line, then one export per
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
@@ -82,12 +81,21 @@ def parse_profile(text: str, name: str, *, path: str | None = None) -> Profile:
     for key in ("release", "arch", "bits", "layout", "vermagic"):
         if key not in fields:
             raise ProfileError(f"profile lacks the {key!r} field", path=path)
+    if fields["bits"] not in ("32", "64") or fields["layout"] not in ("linux-2.4", "linux-6.1", "linux-6.12"):
+        raise ProfileError("profile has a bad 'bits' or 'layout' field", path=path)
+    ranges_ok = fields.get("range", fields["arch"]) in ARCH_RANGES
+    if not ranges_ok or not fields.get("page_size", "4096").isdigit():
+        raise ProfileError("profile has a bad 'range', 'arch' or 'page_size' field", path=path)
     symbols: list[KernelSymbol] = []
     for lineno, line in enumerate(lines[i + 1 :], i + 2):
         parts = line.split(" ")
         if len(parts) != 6:
             raise ProfileError(f"line {lineno}: expected 6 fields, got {len(parts)}", path=path)
         sym, addr, typ, crc, gpl, ns = parts
+        try:
+            int(addr, 16), None if crc == "-" else int(crc, 16)
+        except ValueError:
+            raise ProfileError(f"line {lineno}: address or CRC is not hexadecimal", path=path) from None
         symbols.append(
             KernelSymbol(
                 sym,
@@ -146,10 +154,19 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
     p = Path(name_or_path)
     if not p.exists() and (PROFILE_DIR / f"{name_or_path}.profile.gz").exists():
         p = PROFILE_DIR / f"{name_or_path}.profile.gz"
+    from lkm.safeio import read_bytes
+
     try:
-        raw = p.read_bytes()
+        raw = read_bytes(p)
     except OSError as exc:
         known = ", ".join(shipped_profiles())
         raise ProfileError(f"no such profile ({exc.strerror}); shipped: {known}", path=str(p)) from None
-    text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+    if raw[:2] == b"\x1f\x8b":
+        from lkm.compress import COMPRESSIONS, decompress
+
+        raw = decompress(raw, COMPRESSIONS[2])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"not a profile (not UTF-8 text at byte {exc.start})", path=str(p)) from None
     return parse_profile(text, p.name.removesuffix(".profile.gz"), path=str(p))

@@ -28,11 +28,20 @@ from lkm.kernel.live import parse_proc_modules
 
 
 def _read(path: str) -> str:
+    from lkm.safeio import read_text
+
+    return read_text(path)
+
+
+def _hex(text: str, what: str, path: str) -> int:
+    """A hexadecimal field of a snapshot file (with or without 0x), or a one-line error."""
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
-    except OSError as exc:
-        raise LkmError(exc.strerror or "cannot read", path=path) from None
+        value = int(text, 16)
+    except ValueError:
+        raise LkmError(f"bad {what} {text!r} (not hexadecimal)", path=path) from None
+    if not 0 <= value < 1 << 64:
+        raise LkmError(f"bad {what} {text!r} (not a 64-bit value)", path=path)
+    return value
 
 
 class SnapshotKernel:
@@ -43,10 +52,11 @@ class SnapshotKernel:
         self.release = _read(os.path.join(path, "release")).strip()
         self.machine = _read(os.path.join(path, "machine")).strip()
         self._sections: dict[str, dict[str, int]] = {}
-        for line in _read(os.path.join(path, "sections.txt")).splitlines():
+        sections = os.path.join(path, "sections.txt")
+        for line in _read(sections).splitlines():
             f = line.split()
             if len(f) == 3:
-                self._sections.setdefault(f[0], {})[f[1]] = int(f[2], 16)
+                self._sections.setdefault(f[0], {})[f[1]] = _hex(f[2], "section address", sections)
 
     def finit_module(self, path: str, params: str = "", flags: int = 0) -> None:
         raise KernelError("finit_module", errno.EROFS, "a snapshot cannot load modules")
@@ -102,15 +112,22 @@ class SnapshotMemory:
             stem, dot, ext = n.partition(".")
             addr, dash, size = stem.partition("-")
             if dot and dash and ext == "bin":
-                self.pieces.append((int(addr, 16), int(size, 16), os.path.join(self.path, n)))
+                where = os.path.join(self.path, n)
+                self.pieces.append((_hex(addr, "address", where), _hex(size, "size", where), where))
         self.pieces.sort()
 
     def read(self, address: int, size: int) -> bytes:
         for start, length, file in self.pieces:
             if start <= address and address + size <= start + length:
-                with open(file, "rb") as f:
-                    f.seek(address - start)
-                    data = f.read(size)
+                from lkm.safeio import open_regular, os_error
+
+                fd, _st = open_regular(file)
+                try:
+                    data = os.pread(fd, size, address - start)
+                except OSError as exc:
+                    raise os_error(exc, file) from None
+                finally:
+                    os.close(fd)
                 if len(data) == size:
                     return data
         raise LkmError(f"address {address:#x}+{size:#x} not in the snapshot's memory", path=self.path)

@@ -65,7 +65,41 @@ def addr(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-sqlite3.register_converter("ADDR", lambda raw: int(raw) & U64)
+def _addr_column(raw: bytes) -> int:
+    try:
+        return int(raw) & U64
+    except ValueError:  # only a damaged file holds a non-integer address
+        raise sqlite3.DataError(f"damaged state: address column holds {raw[:20]!r}") from None
+
+
+sqlite3.register_converter("ADDR", _addr_column)
+
+
+# Names are bytes to the kernel (a module, symbol or file name need not be UTF-8); lkm carries
+# them as str with surrogate escapes (U+DC80..U+DCFF for the bytes 0x80..0xFF that are not
+# UTF-8).  SQLite text must be encodable, so those escapes are stored as the private-use
+# characters U+EF80..U+EFFF (the OPTU-8 convention) and mapped back on reading: the same name
+# always binds to the same text (lookups match) and reads back as the very same str.
+_TO_PUA = {0xDC80 + i: 0xEF80 + i for i in range(128)}
+_FROM_PUA = {0xEF80 + i: 0xDC80 + i for i in range(128)}
+
+
+def _adapt_str(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.translate(_TO_PUA).encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _text(raw: bytes) -> str:
+    """Every TEXT value read: escapes mapped back; bytes that are not UTF-8 (a damaged or
+    foreign file) read as surrogate escapes instead of failing the query."""
+    text = raw.decode("utf-8", "surrogateescape")
+    return text.translate(_FROM_PUA) if b"\xee\xbe" in raw or b"\xee\xbf" in raw else text
+
+
+sqlite3.register_adapter(str, _adapt_str)
 
 
 class StateError(LkmError):
@@ -82,40 +116,131 @@ def default_state_path() -> Path:
     return base / "lkm" / "kernel.db"
 
 
+def _timeout() -> float:
+    raw = os.environ.get("LKM_STATE_TIMEOUT") or ""
+    try:
+        value = float(raw) if raw else BUSY_TIMEOUT_S
+    except ValueError:
+        return BUSY_TIMEOUT_S
+    return value if 0 <= value < 1e6 else BUSY_TIMEOUT_S  # nan, inf, negative: the default
+
+
+def _writable(p: Path) -> bool:
+    """Whether a state can be opened for writing (it, and for WAL its directory)."""
+    return os.access(p, os.W_OK) and os.access(p.parent, os.W_OK | os.X_OK)
+
+
+def _connect(p: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
+    if not readonly:
+        db = sqlite3.connect(
+            str(p), timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES
+        )
+        db.text_factory = _text
+        return db
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(p.resolve()))}?mode=ro"
+    db = sqlite3.connect(
+        uri, timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES, uri=True
+    )
+    db.text_factory = _text
+    try:
+        db.execute("PRAGMA user_version").fetchone()
+    except sqlite3.OperationalError:
+        # A WAL database in a directory we cannot write: no -shm can be made; read it as an
+        # immutable file (what is committed to the database file itself).
+        db.close()
+        db = sqlite3.connect(
+            uri + "&immutable=1",
+            timeout=timeout,
+            isolation_level=None,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+            uri=True,
+        )
+    db.text_factory = _text
+    return db
+
+
+def is_lkm_state(path: str | os.PathLike[str]) -> bool | None:
+    """None: no file (or an empty one); True: an lkm state; False: anything else (another
+    program's database, a text file, a damaged file)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return False
+    if not p.is_file():
+        return False
+    if st.st_size == 0:
+        return None
+    try:
+        with p.open("rb") as f:
+            if f.read(16) != SQLITE_MAGIC:
+                return False
+        db = _connect(p, True, 1.0)
+    except (OSError, sqlite3.Error):
+        return False
+    try:
+        names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        return names >= set(TABLES) and version >= 1
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+
+
 def _why(exc: sqlite3.Error) -> str:
     text = str(exc)
+    if text.startswith("damaged state"):
+        return text
     if "readonly" in text or "read-only" in text:
         return "state file is read-only"
     if "locked" in text or "busy" in text:
         return "state file is locked by another process"
-    if "not a database" in text or "malformed" in text:
-        return "not an lkm state file (not a SQLite database, or corrupt)"
+    if "not a database" in text or "malformed" in text or "disk image" in text:
+        return "not an lkm state file (not a SQLite database, or damaged; lkm model check)"
     if "unable to open" in text:
         return "cannot open state file"
     return f"state database error: {text}"
 
 
-class State:
-    """An open state database."""
+SQLITE_MAGIC = b"SQLite format 3\0"
+TABLES = ("meta", "ksyms", "modules", "msyms", "refs", "areas", "kallsyms", "memory")
+REQUIRED_META = ("release", "arch", "bits", "range", "layout")
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, readonly: bool = False) -> None:
+
+class State:
+    """An open state database.  ``readonly``: opened read-only (what cannot be written -- a
+    read-only file or directory, an immutable file -- is opened so without asking); every
+    call that would write then fails with "state file is read-only"."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        check: bool = True,
+    ) -> None:
         self.path = str(path)
-        self.timeout = float(os.environ.get("LKM_STATE_TIMEOUT") or BUSY_TIMEOUT_S)
+        self.timeout = _timeout()
         self._depth = 0  # open nested calls (savepoints)
+        self.damaged: str | None = None  # set on the first corruption SQLite reports: no more writes
         p = Path(self.path)
         if not create and not p.exists():
             raise StateError("no model kernel booted here (lkm model boot PROFILE)", path=self.path)
+        if p.exists() and not p.is_file():
+            raise StateError("not a regular file", path=self.path)
+        if not create and not readonly and not _writable(p):
+            readonly = True
+        self.readonly = readonly
         try:
             if create:
                 p.parent.mkdir(parents=True, exist_ok=True)
-            target = f"file:{p.resolve()}?mode=ro" if readonly else self.path
-            self.db = sqlite3.connect(
-                target,
-                timeout=self.timeout,
-                isolation_level=None,
-                detect_types=sqlite3.PARSE_DECLTYPES,
-                uri=readonly,
-            )
+            self.db = _connect(p, readonly, self.timeout)
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
         except (sqlite3.Error, OSError) as exc:
             reason = _why(exc) if isinstance(exc, sqlite3.Error) else (exc.strerror or str(exc))
@@ -134,11 +259,46 @@ class State:
         if version == 0 and not create:
             self.db.close()
             raise StateError("no model kernel booted here (lkm model boot PROFILE)", path=self.path)
+        if not create and check:
+            problem = self._schema_problem()
+            if problem:
+                self.db.close()
+                raise StateError(f"damaged state: {problem} (lkm model check)", path=self.path)
         if readonly:
             return
         with contextlib.suppress(sqlite3.Error):  # WAL: readers never wait for the writer
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def _schema_problem(self) -> str | None:
+        """A cheap structural check done on every open: the tables and the boot's fields are
+        there.  (The full check, SQLite's own, is :meth:`integrity`.)"""
+        try:
+            names = {n for (n,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = [t for t in TABLES if t not in names]
+            if missing:
+                return f"missing table {missing[0]}"
+            meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.Error as exc:
+            return _why(exc)
+        for key in REQUIRED_META:
+            if not isinstance(meta.get(key), str):
+                return f"meta has no {key}"
+        return None
+
+    def integrity(self) -> list[str]:
+        """SQLite's own check (``PRAGMA quick_check``) and ``foreign_key_check``: the problems
+        found, empty when the file is sound."""
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check(20)").fetchall()]
+            if rows != ["ok"]:
+                return [f"sqlite: {r}" for r in rows]
+            fk = self.db.execute("PRAGMA foreign_key_check").fetchall()
+        except sqlite3.Error as exc:
+            return [f"sqlite: {_why(exc)}"]
+        return [
+            f"foreign key: {t} row {rowid} refers to missing {parent}" for t, rowid, parent, _i in fk[:20]
+        ]
 
     @property
     def booted(self) -> bool:
@@ -150,27 +310,42 @@ class State:
         made while another is open (a module's init asking for a module: request_module runs
         modprobe, whose finit_module nests) is a savepoint inside it: its failure undoes only
         its own work, its success becomes part of the outer call."""
+        if self.readonly:
+            raise StateError("state file is read-only", path=self.path)
+        if self.damaged:
+            raise StateError(f"damaged state, not written: {self.damaged}", path=self.path)
         if self.db.in_transaction:
             yield from self._nested()
             return
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StateError(_why(exc), path=self.path) from None
+            raise self._error(exc) from None
         try:
             yield self.db
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StateError(_why(exc), path=self.path) from None
+                raise self._error(exc) from None
             raise
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise StateError(_why(exc), path=self.path) from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: sqlite3.Error) -> StateError:
+        """A SQLite error as a StateError; corruption marks the state damaged (no more writes)."""
+        reason = _why(exc)
+        if (
+            (isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError))
+            or "malformed" in str(exc)
+            or "not a database" in str(exc)
+        ):
+            self.damaged = reason
+        return StateError(reason, path=self.path)
 
     def _nested(self) -> Iterator[sqlite3.Connection]:
         self._depth += 1
@@ -184,11 +359,11 @@ class State:
                     self.db.execute(f"ROLLBACK TO {name}")
                     self.db.execute(f"RELEASE {name}")
                 if isinstance(exc, sqlite3.Error):
-                    raise StateError(_why(exc), path=self.path) from None
+                    raise self._error(exc) from None
                 raise
             self.db.execute(f"RELEASE {name}")
         except sqlite3.Error as exc:
-            raise StateError(_why(exc), path=self.path) from None
+            raise self._error(exc) from None
         finally:
             self._depth -= 1
 
@@ -202,18 +377,20 @@ class State:
         try:
             self.db.execute("BEGIN")
         except sqlite3.Error as exc:
-            raise StateError(_why(exc), path=self.path) from None
+            raise self._error(exc) from None
         try:
             yield self.db
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
         finally:
-            self.db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
 
     def create_schema(self, db: sqlite3.Connection) -> None:
-        """Inside a transaction on an empty database: the tables (drops an older boot's)."""
-        for (name,) in db.execute(  # read out first: a DROP under an open cursor is SQLITE_LOCKED
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
-        ).fetchall():
-            db.execute(f'DROP TABLE "{name}"')
+        """Inside a transaction on a new, empty database: the tables.  (A booted state is
+        replaced whole by :func:`replace_state`, never emptied table by table.)"""
+        if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise StateError("refusing to create a state in a database that has tables", path=self.path)
         for stmt in SCHEMA.split(";"):
             if stmt.strip():
                 db.execute(stmt)
@@ -252,3 +429,87 @@ class DbSymbols:
 
     def lookup(self, name: str, *, module: str | None = None) -> KernelSymbol | None:
         return None  # every kernel symbol the model knows is an export
+
+
+def decode_blob(data: object, what: str, path: str | None = None) -> bytes:
+    """A zlib-compressed column, or StateError naming the damage."""
+    import zlib
+
+    try:
+        if not isinstance(data, bytes):
+            raise TypeError("not a blob")
+        return zlib.decompress(data)
+    except (zlib.error, TypeError) as exc:
+        raise StateError(f"damaged state: {what}: {exc}", path=path) from None
+
+
+def decode_json(text: object, what: str, path: str | None = None) -> dict[str, object]:
+    """A JSON object column, or StateError naming the damage."""
+    import json
+
+    try:
+        value = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError) as exc:
+        raise StateError(f"damaged state: {what}: {str(exc).splitlines()[0]}", path=path) from None
+    if not isinstance(value, dict):
+        raise StateError(f"damaged state: {what}: not a JSON object", path=path)
+    return value
+
+
+def new_state_file(path: str | os.PathLike[str], *, force: bool = False) -> str:
+    """Where :meth:`lkm.kernel.model.ModelKernel.boot` builds a state for ``path``: a unique
+    temporary file beside it, renamed over it by :func:`replace_state` once complete (a killed
+    boot leaves nothing half made).  An existing lkm state is replaced only with ``force``.  Anything that is
+    not an lkm state -- another program's database, any other file -- is refused, ``force`` or
+    not: boot never destroys data it does not own."""
+    p = Path(path)
+    kind = is_lkm_state(p)
+    if kind is False:
+        raise StateError("not an lkm state file; refusing to boot over it", path=str(p))
+    if kind is True and not force:
+        raise StateError("a model kernel is already booted here (--force replaces it)", path=str(p))
+    p.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _attempt in range(100):
+        tmp = p.parent / f".{p.name}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+        try:
+            os.close(os.open(tmp, flags, 0o644))
+            return str(tmp)
+        except FileExistsError:
+            continue
+    raise StateError("could not create a unique temporary file", path=str(p))
+
+
+def replace_state(tmp: str, path: str | os.PathLike[str]) -> None:
+    """Rename a complete new state (``tmp``, in rollback-journal mode, closed) over ``path``.
+    The old state's WAL is checkpointed and removed first (a -wal file left beside the new
+    database would be replayed into it); if another process has it open, nothing changes."""
+    p = Path(path)
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if p.exists() and p.stat().st_size:
+            old = sqlite3.connect(str(p), timeout=_timeout(), isolation_level=None)
+            try:
+                mode = old.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+                if str(mode).lower() != "delete":
+                    raise StateError("state file is in use by another process", path=str(p))
+                # hold the write lock across the rename: nobody writes the old file meanwhile
+                old.execute("BEGIN EXCLUSIVE")
+                os.replace(tmp, p)
+                old.execute("ROLLBACK")
+            finally:
+                old.close()
+        else:
+            os.replace(tmp, p)
+    except sqlite3.Error as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StateError(_why(exc), path=str(p)) from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -77,6 +77,14 @@ def link_module(
     missing = [r for r in {p.region for p in layout.placements.values()} if r not in bases]
     if missing:
         raise ValueError(f"no base address for region(s) {', '.join(sorted(missing))}")
+    top = 1 << (64 if elf.elfclass == 64 else 32)
+    for r, size in layout.sizes.items():
+        if r in bases and not 0 <= bases[r] <= top - size:
+            raise LinkError(
+                f"{name}: region {r} at {bases[r]:#x} (+{size:#x}) does not fit the address space",
+                errno.EINVAL,
+                path=mod.path,
+            )
     regions = {r: bytearray(size) for r, size in layout.sizes.items()}
     addresses: dict[int, int] = {}
     for n, p in layout.placements.items():

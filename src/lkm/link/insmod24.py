@@ -17,6 +17,7 @@ optional ``__kallsyms``, layout, relocation and patches, the struct module field
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
@@ -304,6 +305,9 @@ class Insmod24Plan:
                 self.kallsyms = obj.create_alloced_section(kallsyms24.SECTION, 0, 0)
             kallsyms24.fill(obj, self.kallsyms)
         self.size = obj.load_size()
+        from lkm.limits import check_region_sizes
+
+        check_region_sizes({"image": self.size}, mod.path)
         self._done = False
 
     def link(self, base: int) -> LinkedImage24:
@@ -311,6 +315,12 @@ class Insmod24Plan:
         if self._done:
             raise ValueError("an Insmod24Plan links once (the object is relocated in place)")
         self._done = True
+        if not 0 <= base <= (1 << 32) - self.size:
+            raise InvalidModule(
+                f"{self.mod.name}: base {base:#x} (+{self.size:#x}) does not fit the 32-bit address space",
+                errno.EINVAL,
+                path=self.mod.path,
+            )
         obj, elf = self.obj, self.mod.elf
         count = _relocate(obj, base, self.got, self.mod.name)
         if self.kallsyms is not None:
@@ -627,7 +637,10 @@ def _exports(obj: ObjFile, image: bytearray, base: int) -> list[tuple[str, int]]
         return []
     out = []
     for k in range(sec.size // 8):
-        value, name_at = struct.unpack_from("<II", image, sec.addr - base + 8 * k)
+        at = sec.addr - base + 8 * k
+        if not 0 <= at <= len(image) - 8:
+            break
+        value, name_at = struct.unpack_from("<II", image, at)
         at = name_at - base
         if not 0 <= at < len(image):
             continue

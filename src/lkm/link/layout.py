@@ -118,6 +118,9 @@ class Layout(Record):
         page_size: int,
         nobits: set[int] | None = None,
     ) -> None:
+        from lkm.limits import check_region_sizes
+
+        check_region_sizes(sizes)  # before anyone allocates them
         self.rules = rules
         self.placements = placements
         self.sizes = sizes
@@ -178,6 +181,11 @@ def layout_module(
     if r is None:  # insmod lays the object out in user space
         return layout_24(elf)
     cfg = config or KernelConfig()
+    # What the kernel checks before laying a module out (elf_validity_check and friends), with
+    # its errno: a hostile header never reaches the arithmetic and allocations below.
+    from lkm.module.validate import check_structure
+
+    check_structure(elf)
     page = cfg.page_size
     strict = cfg.strict_module_rwx
     plan = None
@@ -216,7 +224,11 @@ def layout_module(
             marks[only]["ro_after_init_size"] = marks[only].get("ro_size", 0)
     kallsyms = _layout_symtab(elf, r, cfg, flags, placements, sizes) if cfg.kallsyms else None
     nobits = {s.number for s in secs if s.type == SHT_NOBITS}
-    layout = Layout(r.name, placements, sizes, marks, kallsyms, page, nobits)
+    try:
+        layout = Layout(r.name, placements, sizes, marks, kallsyms, page, nobits)
+    except InvalidModule as exc:
+        exc.path = exc.path or elf.path
+        raise
     layout.arch_plan = plan
     return layout
 
@@ -300,7 +312,11 @@ def layout_24(elf: ElfFile, extra_first: tuple[tuple[str, int, int], ...] = ()) 
     for sec in obj.load_order:
         n = sec.idx if sec.idx < first else -1 - (len(extra_first) - 1 - (sec.idx - first))
         placements[n] = Placement(n, sec.name, "image", sec.addr, sec.size, sec.flags)
-    return Layout("linux-2.4", placements, {"image": size}, {}, None, 4096)
+    try:
+        return Layout("linux-2.4", placements, {"image": size}, {}, None, 4096)
+    except InvalidModule as exc:
+        exc.path = exc.path or elf.path
+        raise
 
 
 def sequential_bases(lay: Layout, at: int, given: dict[str, int] | None = None) -> tuple[dict[str, int], int]:

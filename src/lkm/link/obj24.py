@@ -197,6 +197,12 @@ class ObjFile:
         for sec in self.sections:
             if sec.type != SHT_REL:
                 continue
+            if sec.link >= len(elf.sections) or elf.sections[sec.link].type != SHT_SYMTAB:
+                raise InvalidModule(
+                    f"relocation section {sec.name} has an invalid symbol table", path=self.path
+                )
+            if sec.info >= len(elf.sections):
+                raise InvalidModule(f"relocation section {sec.name} applies to no section", path=self.path)
             syms = elf.symbols(elf.sections[sec.link])
             for r in elf.relocations(elf.sections[sec.idx]):
                 if not r.sym:
@@ -397,6 +403,10 @@ class ObjFile:
                 sym.secidx, sym.value = bss.idx, size
                 size += sym.size
             bss.size, bss.align = size, max_align
+        from lkm.limits import check_region_sizes
+
+        # before the zero-filled contents exist: a hostile size or alignment is refused here
+        check_region_sizes({s.name: s.size for s in self.sections if s.type == SHT_NOBITS}, self.path)
         for sec in self.sections:
             if sec.type == SHT_NOBITS:
                 sec.contents = bytearray(sec.size) if sec.size else None

@@ -5,10 +5,7 @@ a temporary file renamed into place, or nothing."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import tempfile
 
 from lkm.elf.constants import (
     ELFCLASS32,
@@ -34,18 +31,10 @@ PF_X, PF_W, PF_R = 1, 2, 4
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and rename."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lkm-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` whole, or not at all (:func:`lkm.safeio.write_file`)."""
+    from lkm.safeio import write_file
+
+    write_file(path, data)
 
 
 def region_blobs(image: LinkedImage) -> dict[str, bytes]:
@@ -62,6 +51,7 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
     phdr = struct.Struct(e + ("IIQQQQQQ" if is64 else "IIIIIIII"))
     shdr = struct.Struct(e + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII"))
     sym = struct.Struct(e + ("IBBHQQ" if is64 else "IIIBBH"))
+    word_mask = (1 << (64 if is64 else 32)) - 1
 
     shstr = bytearray(b"\0")
 
@@ -101,7 +91,7 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
                 name_off(s.name),
                 s.type,
                 flags,
-                image.section_addresses[n],
+                image.section_addresses[n] & word_mask,
                 file_off,
                 s.size,
                 0,
@@ -116,6 +106,8 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
     globals_: list[bytes] = []
     values = image.symbol_values
     for y in elf.symbols()[1:]:
+        if y.size > word_mask:
+            continue  # cannot be written in this class (only a hostile header says so)
         if y.shndx == SHN_UNDEF:
             shndx = SHN_ABS if y.name in image.resolved else SHN_UNDEF
         elif y.shndx in new_index:
@@ -128,7 +120,7 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
         if y.name:
             noff = len(strtab)
             strtab.extend(y.name.encode("utf-8", "surrogateescape") + b"\0")
-        v = values[y.number]
+        v = values[y.number] & word_mask  # a hostile st_value wraps as a linker's arithmetic does
         packed = (
             sym.pack(noff, y.info, y.other, shndx, v, y.size)
             if is64

@@ -114,9 +114,17 @@ class LoadedView:
         return list(got.holders or ()) if got is not None else []
 
 
-def run_command(m: Mod, kind: str, command: str, options: str, emit: Emit) -> int:
-    """libkmod's command_do after $CMDLINE_OPTS substitution: /bin/sh -c, MODPROBE_MODULE set."""
+def run_command(m: Mod, kind: str, command: str, options: str, emit: Emit, kernel: object = None) -> int:
+    """libkmod's command_do after $CMDLINE_OPTS substitution: /bin/sh -c, MODPROBE_MODULE set.
+    A kernel that keeps user space to itself (the model kernel: ``user_command``) decides
+    instead: it records the command and returns a status without running anything on the host,
+    unless its user allowed that."""
     cmd = command.replace("$CMDLINE_OPTS", options)
+    sandbox = getattr(kernel, "user_command", None)
+    if sandbox is not None:
+        status = sandbox(kind, m.name, cmd)
+        if status is not None:
+            return int(status)
     env = dict(os.environ, MODPROBE_MODULE=m.name)
     import subprocess
 
@@ -177,7 +185,7 @@ def probe(res: Resolver, state: LoadedView, mod: Mod, extra: str, flags: Flags, 
 def _do(step: Step, state: LoadedView, flags: Flags, emit: Emit) -> int:
     m = step.mod
     if step.kind == "install":
-        return run_command(m, "install", step.command or "", step.options, emit)
+        return run_command(m, "install", step.command or "", step.options, emit, state.kernel)
     if m.path is None:
         return -errno.ENOENT
     if state.kernel is None:
@@ -254,7 +262,7 @@ def remove(res: Resolver, state: LoadedView, mod: Mod, flags: Flags, emit: Emit)
     else:
         if flags.show:
             emit("show", f"remove {cmd.replace('$CMDLINE_OPTS', '')}\n")
-        err = 0 if flags.dry_run else run_command(mod, "remove", cmd, "", emit)
+        err = 0 if flags.dry_run else run_command(mod, "remove", cmd, "", emit, state.kernel)
     if err < 0:
         return err
     if cmd is None:

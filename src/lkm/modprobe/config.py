@@ -13,6 +13,7 @@ import os
 from lkm.depmod.config import config_files, read_lines
 from lkm.modname import alias_normalize as normalize
 from lkm.record import Record
+from lkm.safeio import read_text
 
 # libkmod reports configuration errors through its own logger, naming its source location
 # (Debian's kmod 30 build); modprobe prints them verbatim.
@@ -262,8 +263,9 @@ def load_config(
         parse_config(cfg, f, lines)
     if cmdline is not None:
         try:
-            with open(cmdline, "rb") as fh:
-                parse_kcmdline(cfg, fh.read().decode("utf-8", "surrogateescape"))
+            text = read_text(cmdline)
         except OSError:
-            pass
+            text = None
+        if text is not None:
+            parse_kcmdline(cfg, text)
     return cfg

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 
 from lkm.compress import decompress, detect
 from lkm.errors import InvalidModule, LkmError
 from lkm.record import Record
+from lkm.safeio import FileError, open_regular
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -32,18 +32,23 @@ class ModuleBytes(Record):
 
 
 def read_module(path: str) -> ModuleBytes:
-    """The (decompressed) contents of the module at ``path``."""
+    """The (decompressed) contents of the module at ``path``: a regular file only (opened
+    O_NONBLOCK, fstat-ed first; see :mod:`lkm.safeio`), mapped when large, decompression capped
+    (:func:`lkm.compress.limit`)."""
+    from lkm.compress import limit
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise LkmError(os.strerror(exc.errno or errno.EIO), path=path) from None
+        fd, st = open_regular(path)
+    except FileError as exc:
+        if exc.errno == errno.EINVAL:  # what the kernel's kernel_read_file says of a non-file
+            raise InvalidModule(exc.reason, exc.errno, path=path) from None
+        raise
     try:
-        st = os.fstat(fd)
         size = st.st_size
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidModule("not a regular file", errno.EINVAL, path=path)
         if size == 0:
             raise InvalidModule("empty file", errno.EINVAL, path=path)
+        if size > limit():
+            raise InvalidModule(f"file size {size} exceeds {limit()}", errno.EFBIG, path=path)
         data: bytes | mmap.mmap
         if size < MMAP_THRESHOLD:
             data = _read_all(fd, size)

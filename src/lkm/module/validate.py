@@ -32,6 +32,34 @@ def _fail(reason: str, path: str | None) -> InvalidModule:
     return InvalidModule(reason, errno.ENOEXEC, path=path)
 
 
+def check_structure(elf: ElfFile) -> None:
+    """The kernel's checks of the section headers themselves (elf_validity_check): section 0
+    is SHT_NULL, every section with contents lies inside the file, the symbol table's string
+    table exists, allocated sections' names lie in the section name table.  Plus what a
+    linker must know before it computes anything from a header (the kernel lays sections out
+    in unsigned int sizes, so a size or alignment of 4 GiB or more cannot be represented):
+    ENOEXEC for each."""
+    p = elf.path
+    if not elf.sections:
+        raise _fail("no section headers", p)
+    if elf.e_shstrndx >= len(elf.sections):
+        raise _fail(f"invalid e_shstrndx {elf.e_shstrndx}", p)
+    shstr = elf.sections[elf.e_shstrndx]
+    s0 = elf.sections[0]
+    if s0.type != SHT_NULL or s0.size != 0 or s0.addr != 0:
+        raise _fail("ELF section 0 is not SHT_NULL", p)
+    for s in elf.sections[1:]:
+        if s.type not in (SHT_NULL, SHT_NOBITS):
+            if s.type == SHT_SYMTAB and (s.link == 0 or s.link >= elf.e_shnum):
+                raise _fail(f"invalid sh_link {s.link} of symbol table {s.number}", p)
+            if s.offset + s.size > elf.size:
+                raise _fail(f"section {s.number} ({s.name}) past end of file", p)
+            if s.flags & SHF_ALLOC and s.name_offset >= shstr.size:
+                raise _fail(f"section {s.number} name offset {s.name_offset} past section name table", p)
+        if s.flags & SHF_ALLOC and (s.size >= 1 << 32 or s.addralign >= 1 << 32):
+            raise _fail(f"section {s.number} ({s.name}) size or alignment too large", p)
+
+
 def check_module(
     elf: ElfFile,
     *,
@@ -55,19 +83,7 @@ def check_module(
     target = arch_by_name(arch) if arch else for_machine(elf.e_machine)
     if target is None or elf.e_machine not in target.machines:
         raise _fail(f"wrong machine {elf.e_machine} for {arch or 'any supported architecture'}", p)
-    shstr = elf.sections[elf.e_shstrndx]
-    s0 = elf.sections[0]
-    if s0.type != SHT_NULL or s0.size != 0 or s0.addr != 0:
-        raise _fail("ELF section 0 is not SHT_NULL", p)
-    for s in elf.sections[1:]:
-        if s.type in (SHT_NULL, SHT_NOBITS):
-            continue
-        if s.type == SHT_SYMTAB and (s.link == 0 or s.link >= elf.e_shnum):
-            raise _fail(f"invalid sh_link {s.link} of symbol table {s.number}", p)
-        if s.offset + s.size > elf.size:
-            raise _fail(f"section {s.number} ({s.name}) past end of file", p)
-        if s.flags & SHF_ALLOC and s.name_offset >= shstr.size:
-            raise _fail(f"section {s.number} name offset {s.name_offset} past section name table", p)
+    check_structure(elf)
     modinfos = [s for s in elf.sections_named(".modinfo")]
     if rules.one_modinfo and len(modinfos) > 1:
         raise _fail("module has multiple .modinfo sections", p)

@@ -35,6 +35,7 @@ from lkm.link.insmod24 import (
 from lkm.link.output24 import format_load_map
 from lkm.module.file import ModuleFile
 from lkm.record import Record
+from lkm.safeio import read_bytes
 
 HINT_EBUSY = (
     "Hint: this error can be caused by incorrect module parameters, including invalid IO and IRQ parameters"
@@ -148,8 +149,8 @@ def persist_path(opt_persist: str, module_path: str, persist_dir: str) -> str:
 def read_persist(path: str) -> list[str]:
     """name=value lines of a persist file ('#' lines are comments); missing file: none."""
     try:
-        with open(path, encoding="latin-1") as f:
-            return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#") and "=" in ln]
+        lines = read_bytes(path).decode("latin-1").splitlines()
+        return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#") and "=" in ln]
     except OSError:
         return []
 
@@ -256,5 +257,10 @@ def _snapshot(kernel: ModelKernel) -> None:
     stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
     from lkm.link.output import write_atomic
 
-    write_atomic(os.path.join(where, f"{stamp}.ksyms"), procfs.proc_ksyms(kernel).encode())
-    write_atomic(os.path.join(where, f"{stamp}.modules"), procfs.proc_modules(kernel).encode())
+    write_atomic(
+        os.path.join(where, f"{stamp}.ksyms"), procfs.proc_ksyms(kernel).encode("utf-8", "surrogateescape")
+    )
+    write_atomic(
+        os.path.join(where, f"{stamp}.modules"),
+        procfs.proc_modules(kernel).encode("utf-8", "surrogateescape"),
+    )

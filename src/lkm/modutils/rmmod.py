@@ -24,6 +24,7 @@ from lkm.link.output import write_atomic
 from lkm.module.file import ModuleFile
 from lkm.module.modinfo import parse_param24_spec
 from lkm.modutils.insmod import _symbols
+from lkm.safeio import read_bytes
 
 SIZES = {"b": 1, "h": 2, "i": 4, "l": 4}
 _O = re.compile(r"O(?P<path>.*)_M(?P<mtime>[0-9A-F]+)_V(?P<ver>-?\d+)$")
@@ -131,8 +132,7 @@ def save_persistent(kernel: ModelKernel, name: str) -> str | None:
     ]
     done: set[str] = set()
     try:
-        with open(path, encoding="latin-1") as f:
-            old = f.read().splitlines()
+        old = read_bytes(path).decode("latin-1").splitlines()
     except OSError:
         old = []
     for line in old:

@@ -42,7 +42,8 @@ class Insn(Record):
 
 def code_bytes(units: Sequence[int], unit_bytes: int, marker: int | None) -> tuple[bytes, int]:
     """The Code: units as bytes (arm64 words little-endian) and the byte offset of the mark."""
-    data = b"".join(u.to_bytes(unit_bytes, "little") for u in units)
+    mask = (1 << (8 * unit_bytes)) - 1  # a damaged log's over-long unit keeps its low bytes
+    data = b"".join((u & mask).to_bytes(unit_bytes, "little") for u in units)
     return data, (marker or 0) * unit_bytes
 
 

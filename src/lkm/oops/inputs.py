@@ -16,6 +16,7 @@ from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
 from lkm.modname import MODULE_SUFFIXES, strip_suffix
 from lkm.record import Record
+from lkm.safeio import read_text as _read_file_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -69,8 +70,7 @@ def read_text(path: str) -> str:
     try:
         if path == "-":
             return sys.stdin.read()
-        with open(path, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read()
+        return _read_file_text(path)
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
 
@@ -84,8 +84,7 @@ def _live_sections() -> str:
             continue
         for sec in sorted(os.listdir(d)):
             try:
-                with open(os.path.join(d, sec)) as f:
-                    lines.append(f"{mod} {sec} {f.read().strip()}")
+                lines.append(f"{mod} {sec} {_read_file_text(os.path.join(d, sec), limit=4096).strip()}")
             except OSError:
                 continue
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from itertools import pairwise
 
 from lkm.errors import LkmError
 from lkm.record import Record
+from lkm.safeio import read_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,8 +57,7 @@ def _load_bytes(path: str) -> bytes:
     from lkm.compress import decompress, detect
 
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path, limit=1 << 30)  # a vmlinux with its DWARF fits
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
     comp = detect(data[:8])

@@ -28,6 +28,7 @@ from itertools import repeat
 from operator import attrgetter
 
 from lkm.errors import LkmError
+from lkm.safeio import read_bytes
 from lkm.symbols.table import KernelSymbol, paused_gc
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -368,8 +369,7 @@ def read(path: str | os.PathLike[str], *, format: str | None = None) -> tuple[st
 
     p = os.fspath(path)
     try:
-        with open(p, "rb") as f:
-            data = f.read()
+        data = read_bytes(p, limit=1 << 30)  # a vmlinux with its DWARF fits
     except OSError as exc:
         raise LkmError(exc.strerror or str(exc), path=p) from exc
     fmt = format or detect_format(data, path=p)

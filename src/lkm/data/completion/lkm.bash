@@ -50,7 +50,7 @@ _lkm_opts() {
         case "$prev" in --layout) COMPREPLY=($(compgen -W "linux-6.1 linux-6.12" -- "$cur")); return;; esac
         case "$prev" in --lockdown) COMPREPLY=($(compgen -W "none integrity confidentiality" -- "$cur")); return;; esac
         case "$prev" in -k|--kernel|--symbols|--modules-root|--trusted-keys|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--policy --kmalloc-max -k --kernel --symbols --release --vermagic --arch --layout --modules-root --nowait --sig-enforce --lockdown --trusted-keys --json --model --state -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--policy --kmalloc-max -k --kernel --symbols --release --vermagic --arch --layout --modules-root --nowait --force --sig-enforce --lockdown --trusted-keys --json --model --state -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     demo)
@@ -65,7 +65,7 @@ _lkm_opts() {
         ;;
     run)
         case "$prev" in -k|--with|--kernel|--kallsyms|--session|--state|--script) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--exit --json --strict --with -k --kernel --kallsyms --synthetic --budget --timeout --session --script -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--exit --json --strict --with -k --kernel --kallsyms --synthetic --budget --timeout --memory --session --script -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     dev)

@@ -105,7 +105,7 @@ def dev_prefix(k: BaseKernel, dev: int) -> bytes:
         name = k.machine.read_word(dev)  # kobj.name
     driver = k.machine.read_word(dev + 104) if k.arch.word == 8 else 0
     drv_name = k.cstring(k.machine.read_word(driver)) if driver else ""
-    return f"{drv_name} {k.cstring(name)}: ".encode()
+    return f"{drv_name} {k.cstring(name)}: ".encode("utf-8", "surrogateescape")
 
 
 _DEV_LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "notice": 5, "info": 6}
@@ -120,7 +120,7 @@ for _lvl_name, _lvl in _DEV_LEVELS.items():
         @kfunc(f"netdev_{lvl_name}", nargs=2, varargs=True)
         def netdev_msg(k: BaseKernel, c: TrapCall) -> int:
             name = k.cstring(c.arg(0), 16) or "(unnamed net_device)"
-            return emit(k, fmt_call(k, c, 1), f"{name}: ".encode(), level)
+            return emit(k, fmt_call(k, c, 1), f"{name}: ".encode("utf-8", "surrogateescape"), level)
 
     _make(_lvl, _lvl_name)
 

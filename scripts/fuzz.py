@@ -1,0 +1,817 @@
+#!/usr/bin/env python3
+"""A hostile-input campaign over lkm's tools: seeded, bounded, runnable by anyone.
+
+    nice -n 10 python scripts/fuzz.py --seconds 600            # every tool, 600 s each
+    python scripts/fuzz.py --tools modinfo,link --execs 2000 --seed 7
+    python scripts/fuzz.py --quick                              # the CI slice (fixed seed)
+
+Inputs: mutants of the fixtures (tests/fixtures) and, when present, of small corpus modules
+(~/.cache/lkm/corpus): bit flips, random bytes, interesting integers written into ELF header,
+section header, symbol and relocation fields, truncation, recompression and decompression
+bombs; hostile special files (FIFO, /dev/zero, /dev/urandom, directories, an 8 GB sparse file,
+empty files, dangling symlinks, non-UTF-8 names); damaged model states (page overwrites, bit
+flips, truncation, rows rewritten with bad JSON/zlib/bytes); mutated oops reports and verify
+snapshots; planted symlinks for depmod's temporaries.
+
+Each tool runs in its own worker process, calling ``lkm.cli.main`` in-process (no fork per
+execution), so an execution costs what the tool costs.  An execution fails when the CLI
+reports an internal error (the boundary's last-resort line, exit 70), an exception escapes it,
+it takes more than 10 s (a hang), or a security check fails (depmod wrote outside -b DIR; a
+model ran a host command).  Each failure's input is saved under --out.  The report gives
+executions per tool, failures by kind and the worker's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import io
+import json
+import lzma
+import os
+import random
+import resource
+import shutil
+import signal
+import sqlite3
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX6 = ROOT / "tests" / "fixtures" / "6x"
+FIX24 = ROOT / "tests" / "fixtures" / "24"
+OOPS = ROOT / "tests" / "data" / "oops"
+CORPUS = Path(os.environ.get("LKM_CORPUS", Path.home() / ".cache" / "lkm" / "corpus"))
+HANG_S = 10.0
+INTERESTING = [
+    0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
+    0xFFFFFFFF, 0x100000000, 1 << 40, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, 4 << 30, 1 << 32,
+]  # fmt: skip
+TOOLS = ("modinfo", "depmod", "link", "run", "model", "ksymoops", "verify", "special", "state")
+
+
+class Hang(BaseException):
+    pass
+
+
+# -- inputs -------------------------------------------------------------------------------
+
+
+def seeds(rng: random.Random, limit: int = 40) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the modules mutants start from."""
+    out = [(p.name, p.read_bytes()) for p in sorted(FIX6.glob("*.ko")) + sorted(FIX24.glob("*.o"))]
+    tree = CORPUS / "amd64-6.1" / "lib" / "modules"
+    if tree.is_dir():
+        small = []
+        for dirpath, _dirs, files in os.walk(tree):
+            for f in files:
+                if f.endswith(".ko") or f.endswith(".ko.xz"):
+                    p = os.path.join(dirpath, f)
+                    with contextlib.suppress(OSError):
+                        if os.path.getsize(p) < 60_000:
+                            small.append(p)
+            if len(small) > 2000:
+                break
+        small.sort()
+        for p in rng.sample(small, min(limit, len(small))):
+            data = Path(p).read_bytes()
+            if p.endswith(".xz"):
+                with contextlib.suppress(lzma.LZMAError):
+                    data = lzma.decompress(data)
+            out.append((os.path.basename(p).split(".")[0] + ".ko", data))
+    return out
+
+
+def _put(buf: bytearray, off: int, value: int, size: int, little: bool) -> None:
+    if off >= 0 and off + size <= len(buf):
+        buf[off : off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(
+            size, "little" if little else "big"
+        )
+
+
+def _elf_fields(buf: bytearray, rng: random.Random) -> None:
+    """Write an interesting value into a structural field: ELF header, a section header, a
+    symbol or a relocation."""
+    if len(buf) < 64 or buf[:4] != b"\x7fELF":
+        return
+    is64 = buf[4] == 2
+    little = buf[5] != 2
+    e = "<" if little else ">"
+    v = rng.choice(INTERESTING) if rng.random() < 0.8 else rng.getrandbits(64)
+    try:
+        if is64:
+            shoff = struct.unpack_from(e + "Q", buf, 0x28)[0]
+            shentsize, shnum, _shstrndx = struct.unpack_from(e + "HHH", buf, 0x3A)
+        else:
+            shoff = struct.unpack_from(e + "I", buf, 0x20)[0]
+            shentsize, shnum, _shstrndx = struct.unpack_from(e + "HHH", buf, 0x2E)
+    except struct.error:
+        return
+    r = rng.random()
+    if r < 0.15 or not shnum or shoff >= len(buf):
+        fields = [(0x28, 8), (0x3A, 2), (0x3C, 2), (0x3E, 2), (0x12, 2)] if is64 else [
+            (0x20, 4), (0x2E, 2), (0x30, 2), (0x32, 2), (0x12, 2)]  # fmt: skip
+        off, size = rng.choice(fields)
+        _put(buf, off, v, size, little)
+        return
+    i = rng.randrange(shnum)
+    sh = shoff + i * shentsize
+    if is64:
+        fields = [(4, 4), (8, 8), (16, 8), (24, 8), (32, 8), (40, 4), (44, 4), (48, 8), (56, 8)]
+    else:
+        fields = [(4, 4), (8, 4), (12, 4), (16, 4), (20, 4), (24, 4), (28, 4), (32, 4), (36, 4)]
+    if r < 0.6:
+        off, size = rng.choice(fields)
+        _put(buf, sh + off, v, size, little)
+        return
+    # inside the section's contents: a symbol or relocation entry's field
+    try:
+        if is64:
+            sh_type, _f, _a, off_, size_ = struct.unpack_from(e + "IQQQQ", buf, sh + 4)
+        else:
+            sh_type, _f, _a, off_, size_ = struct.unpack_from(e + "IIIII", buf, sh + 4)
+    except struct.error:
+        return
+    if sh_type not in (2, 4, 9, 11) or not size_ or off_ >= len(buf):
+        off, size = rng.choice(fields)
+        _put(buf, sh + off, v, size, little)
+        return
+    ent = {2: 24 if is64 else 16, 11: 24 if is64 else 16, 4: 24 if is64 else 12, 9: 16 if is64 else 8}[
+        sh_type
+    ]
+    n = max(1, size_ // ent)
+    at = off_ + rng.randrange(n) * ent
+    word = 8 if is64 else 4
+    fo = rng.randrange(0, ent, word if sh_type in (4, 9) else 2)
+    _put(buf, at + fo, v, min(word, ent - fo), little)
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    buf = bytearray(data)
+    for _ in range(rng.choice((1, 1, 1, 2, 3, 5))):
+        r = rng.random()
+        if r < 0.35:
+            _elf_fields(buf, rng)
+        elif r < 0.6 and buf:
+            for _ in range(rng.randint(1, 8)):
+                i = rng.randrange(len(buf))
+                buf[i] ^= 1 << rng.randrange(8)
+        elif r < 0.75 and buf:
+            i = rng.randrange(len(buf))
+            n = rng.randint(1, 16)
+            buf[i : i + n] = rng.randbytes(n)
+        elif r < 0.82 and buf:
+            del buf[rng.randrange(len(buf)) :]
+        elif r < 0.88 and buf:
+            # a .modinfo/.strtab name byte made non-UTF-8
+            j = bytes(buf).find(b"name=")
+            if j >= 0:
+                buf[j + 5] = rng.choice((0xFF, 0xC3, 0x80, 0xFE))
+            else:
+                buf[rng.randrange(len(buf))] = 0xFF
+        elif r < 0.94:
+            buf += rng.randbytes(rng.randint(1, 64))
+        elif buf:
+            i, j = sorted(rng.randrange(len(buf)) for _ in range(2))
+            buf[i:j] = buf[i:j][::-1]
+    out = bytes(buf)
+    r = rng.random()
+    if r < 0.04:
+        out = gzip.compress(out, 1)
+    elif r < 0.06:
+        out = lzma.compress(out, preset=0)
+    elif r < 0.08:
+        try:
+            import zstandard
+
+            out = zstandard.ZstdCompressor(level=1).compress(out)
+        except ImportError:
+            pass
+    elif r < 0.085:
+        out = bomb(rng)
+    return out
+
+
+def bomb(rng: random.Random) -> bytes:
+    """A small stream that decompresses past lkm's cap (300 MB of zeros), built in chunks."""
+    kind = rng.choice(("gzip", "xz", "zstd"))
+    if kind not in _BOMBS:
+        mb = b"\0" * (1 << 20)
+        if kind == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                return b""
+            _BOMBS[kind] = zstandard.ZstdCompressor(level=3).compress(mb) * 300
+        elif kind == "xz":
+            c = lzma.LZMACompressor(preset=1)
+            _BOMBS[kind] = b"".join(c.compress(mb) for _ in range(300)) + c.flush()
+        else:
+            import zlib
+
+            z = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+            _BOMBS[kind] = b"".join(z.compress(mb) for _ in range(300)) + z.flush()
+    return _BOMBS[kind]
+
+
+_BOMBS: dict[str, bytes] = {}
+
+
+def mutate_text(text: bytes, rng: random.Random) -> bytes:
+    lines = text.split(b"\n")
+    for _ in range(rng.randint(1, 4)):
+        r = rng.random()
+        if not lines:
+            break
+        i = rng.randrange(len(lines))
+        if r < 0.2:
+            lines.insert(i, lines[rng.randrange(len(lines))])
+        elif r < 0.35:
+            del lines[i]
+        elif r < 0.55:
+            b = bytearray(lines[i])
+            for _ in range(rng.randint(1, 4)):
+                if b:
+                    b[rng.randrange(len(b))] = rng.choice(b"0123456789abcdefx:+/[]<> \xff\x00\t-")
+            lines[i] = bytes(b)
+        elif r < 0.7:
+            words = lines[i].split(b" ")
+            words[rng.randrange(len(words))] = rng.choice(
+                [
+                    b"ffffffffffffffffffff",
+                    b"0x",
+                    b"-1",
+                    b"nan",
+                    b"\xff\xfe",
+                    b"",
+                    b"+0x1/0x0",
+                    b"999999999999999999999",
+                    b"[<ffffffffc0000000>]",
+                    b"? ",
+                    b"RIP:",
+                    b"Call Trace:",
+                    b"Modules linked in:",
+                    b"%s%n",
+                ]
+            )
+            lines[i] = b" ".join(words)
+        elif r < 0.8:
+            lines[i] = lines[i] * rng.randint(2, 200)
+        else:
+            lines[i] = lines[i][: rng.randrange(len(lines[i]) + 1)]
+    return b"\n".join(lines)
+
+
+# -- running a tool in-process ----------------------------------------------------------------
+
+
+class Result:
+    def __init__(self, rc: int, err: str, seconds: float, hung: bool) -> None:
+        self.rc, self.err, self.seconds, self.hung = rc, err, seconds, hung
+        self.cpu = 0.0
+
+
+_hang_flag = [False]
+_in_call = [False]
+
+
+def _alarm(_sig: int, _frame: object) -> None:
+    if _in_call[0]:  # a late timer outside a call is ignored (the call already returned)
+        _hang_flag[0] = True
+        raise Hang()
+
+
+def call(argv: list[str]) -> Result:
+    from lkm.cli import main
+
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    _hang_flag[0] = False
+    _in_call[0] = True
+    signal.setitimer(signal.ITIMER_REAL, HANG_S * 3)
+    t0 = time.monotonic()
+    try:
+        rc = main(["lkm", *argv])
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+    except Hang:
+        rc = 124
+    except BaseException as exc:  # escaped the boundary: a failure
+        rc = 99
+        err.write(f"ESCAPED {type(exc).__name__}: {exc}\n")
+    finally:
+        _in_call[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.stdout, sys.stderr = old
+    dt = time.monotonic() - t0
+    try:
+        err.flush()
+        text = err.buffer.getvalue().decode("utf-8", "replace")  # type: ignore[attr-defined]
+    except Exception as exc:
+        text = f"stderr unreadable: {exc}"
+    return Result(rc, text, dt, _hang_flag[0] or dt > HANG_S)
+
+
+class Campaign:
+    def __init__(self, tool: str, seed: int, work: Path, out: Path) -> None:
+        self.tool = tool
+        self.rng = random.Random(seed)
+        self.work = work
+        self.out = out
+        self.execs = 0
+        self.slow = 0  # over 10 s once, under it when run again at once (a starved process)
+        self.failures: dict[str, int] = {}
+        self.examples: list[str] = []
+        self.seed_modules = seeds(self.rng)
+        self.ksyms = self._kernel_symbols()
+        self._state: Path | None = None
+
+    # bookkeeping
+    def check(self, res: Result, argv: list[str], inputs: list[Path]) -> None:
+        self.execs += 1
+        kind = None
+        if res.hung:
+            # Confirm on the spot: a machine shared with other jobs can starve a process for
+            # seconds; an input that really hangs (or spins) does it again.
+            again = call(argv)
+            if again.hung:
+                kind = "hang"
+            else:
+                self.slow += 1
+                res = again
+        if kind is None and (res.rc in (70, 99) or "Traceback" in res.err or "Exception ignored" in res.err):
+            kind = "traceback"
+        elif kind is None and res.rc != 0 and res.err.count("\n") > 40:
+            kind = "multiline-error"
+        if kind:
+            self.fail(
+                kind, f"{' '.join(argv)} -> rc {res.rc} ({res.seconds:.1f}s): {res.err.strip()[:300]}", inputs
+            )
+
+    def fail(self, kind: str, text: str, inputs: list[Path]) -> None:
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+        n = sum(self.failures.values())
+        if n <= 200:
+            keep = self.out / f"{self.tool}-{n:04d}"
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / "what.txt").write_bytes(text.encode("utf-8", "surrogateescape") + b"\n")
+            for p in inputs:
+                with contextlib.suppress(OSError):
+                    if p.is_dir():
+                        shutil.copytree(p, keep / p.name, symlinks=True, dirs_exist_ok=True)
+                    elif p.is_file() and not p.is_symlink() and p.stat().st_size < 50 << 20:
+                        shutil.copy(p, keep / p.name)
+        if len(self.examples) < 10:
+            self.examples.append(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+    def module(self) -> tuple[str, bytes]:
+        name, data = self.rng.choice(self.seed_modules)
+        return name, mutate(data, self.rng)
+
+    def _kernel_symbols(self) -> Path:
+        from lkm.module import ModuleFile
+
+        names: set[str] = set()
+        for _n, data in self.seed_modules:
+            with contextlib.suppress(Exception):
+                names |= {s.name for s in ModuleFile.from_bytes(data).needed}
+        p = self.work / "System.map"
+        p.write_text(
+            "".join(f"{0xFFFFFFFF81000000 + i * 0x40:016x} T {n}\n" for i, n in enumerate(sorted(names)))
+        )
+        return p
+
+    def write(self, name: str, data: bytes) -> Path:
+        p = self.work / name
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+        p.write_bytes(data)
+        return p
+
+    # tools
+    def t_modinfo(self) -> None:
+        name, data = self.module()
+        p = self.write(name, data)
+        opts = self.rng.choice(([], [], ["-F", "name"], ["--json"], ["-a"], ["-0"]))
+        argv = ["modinfo", *opts, str(p)]
+        self.check(call(argv), argv, [p])
+
+    def t_link(self) -> None:
+        name, data = self.module()
+        p = self.write(name, data)
+        argv = ["link", str(p), "--kernel", str(self.ksyms), "-o", str(self.work / "out.elf")]
+        if self.rng.random() < 0.5:
+            argv += [
+                "--base",
+                self.rng.choice(("0xffffffffc0000000", "0x12340000", "0", "0xffffffffffffffff")),
+            ]
+        if self.rng.random() < 0.2:
+            argv += ["--blob", str(self.work / "blob")]
+        if self.rng.random() < 0.1:
+            argv += ["--layout", self.rng.choice(("linux-6.1", "linux-6.12", "linux-2.4"))]
+        self.check(call(argv), argv, [p])
+
+    def t_run(self) -> None:
+        name, data = self.module()
+        p = self.write(name, data)
+        argv = ["run", str(p), "--synthetic", "--budget", "200000", "--timeout", "2"]
+        if self.rng.random() < 0.5:
+            argv.append("--exit")
+        if self.rng.random() < 0.1:
+            argv += ["--timeout", self.rng.choice(("nan", "inf", "-1", "0", "1e308"))]
+        self.check(call(argv), argv, [p])
+
+    def state(self, profile: str = "linux-6.1-amd64") -> Path:
+        if self._state is None:
+            from lkm.kernel.model import ModelKernel
+
+            st = self.work / "k.db"
+            try:
+                k = ModelKernel.boot(profile, st, force=True)
+            except TypeError:  # an lkm from before --force (comparing with older code)
+                k = ModelKernel.boot(profile, st)
+            for f in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"):
+                with contextlib.suppress(Exception):
+                    k.finit_module(str(FIX6 / f))
+            k.close()
+            self._state = st
+            shutil.copy(st, self.work / "clean.db")
+        return self._state
+
+    def t_model(self) -> None:
+        st = self.state()
+        name, data = self.module()
+        p = self.write(name, data)
+        argv = ["insmod", "--state", str(st), str(p)]
+        res = call(argv)
+        self.check(res, argv, [p])
+        if res.rc == 0:
+            from lkm.module import ModuleFile
+
+            try:
+                mname = ModuleFile.from_bytes(data).name
+            except Exception:
+                mname = name.split(".")[0]
+            argv = ["rmmod", "--state", str(st), mname]
+            self.check(call(argv), argv, [p])
+            if self.rng.random() < 0.5:
+                argv = ["rmmod", "-f", "--state", str(st), mname]
+                self.check(call(argv), argv, [p])
+        if self.rng.random() < 0.05:
+            for argv in (["model", "check", "--state", str(st)], ["lsmod", "--state", str(st)],
+                         ["proc", "--state", str(st), "kallsyms"]):  # fmt: skip
+                self.check(call(argv), argv, [st])
+
+    def t_depmod(self) -> None:
+        rel = "6.1.0-fuzz"
+        root = self.work / "tree"
+        d = root / "lib" / "modules" / rel
+        if root.exists():
+            shutil.rmtree(root)
+        (d / "kernel").mkdir(parents=True)
+        names = []
+        for i in range(self.rng.randint(1, 4)):
+            name, data = self.module()
+            base = name.split(".")[0]
+            ext = ".ko" if data[:2] not in (b"\x1f\x8b",) else ".ko.gz"
+            (d / "kernel" / f"{base}{i}{ext}").write_bytes(data)
+            names.append(base)
+        outside = self.work / "outside.txt"
+        outside.write_text("precious\n")
+        if self.rng.random() < 0.3:  # planted symlinks where a naive depmod writes temporaries
+            for n in ("modules.dep", "modules.alias", "modules.symbols", "modules.dep.bin"):
+                for tmpname in (f"{n}.tmp", f".{n}.tmp", f"{n}.{os.getpid()}.tmp"):
+                    with contextlib.suppress(OSError):
+                        (d / tmpname).symlink_to(outside)
+        if self.rng.random() < 0.1:
+            (d / "modules.order").write_bytes(mutate_text(b"kernel/a.ko\nkernel/b.ko\n", self.rng))
+        argv = ["depmod", "-b", str(root), rel]
+        if self.rng.random() < 0.3:
+            argv.insert(1, self.rng.choice(("-a", "-e", "-A", "-n")))
+        self.check(call(argv), argv, [root])
+        if outside.read_text() != "precious\n":
+            self.fail("escape", f"{' '.join(argv)}: depmod wrote through a planted symlink", [root])
+        for f in d.iterdir():
+            if f.name.endswith(".tmp") and not f.is_symlink():
+                self.fail("leftover", f"{' '.join(argv)}: temporary {f.name} left behind", [root])
+                break
+
+    def t_ksymoops(self) -> None:
+        logs = sorted(OOPS.glob("*.txt"))
+        text = mutate_text(self.rng.choice(logs).read_bytes(), self.rng)
+        p = self.write("oops.txt", text)
+        argv = ["ksymoops", str(p)]
+        r = self.rng.random()
+        if r < 0.3:
+            argv += ["-k", str(self.ksyms)]
+        if r < 0.2:
+            mods = self.work / "mods"
+            mods.mkdir(exist_ok=True)
+            name, data = self.module()
+            (mods / name).write_bytes(data)
+            argv += ["-o", str(mods)]
+        if self.rng.random() < 0.2:
+            argv += ["--format", self.rng.choice(("ksymoops", "json", "decode-stacktrace"))]
+        self.check(call(argv), argv, [p])
+
+    def _snapshot(self) -> Path:
+        snap = self.work / "snap"
+        if snap.exists():
+            shutil.rmtree(snap)
+        (snap / "memory").mkdir(parents=True)
+        files = {
+            "release": b"6.1.0-fuzz\n",
+            "machine": b"x86_64\n",
+            "proc-modules.txt": b"chardev 16384 0 - Live 0xffffffffc0000000\n",
+            "proc-kallsyms.txt": self.ksyms.read_bytes()[:4000],
+            "sections.txt": b"chardev .text 0xffffffffc0000000\nchardev .data 0xffffffffc0002000\n"
+            b"chardev .gnu.linkonce.this_module 0xffffffffc0003000\n",
+        }
+        for k, v in files.items():
+            if self.rng.random() < 0.5:
+                v = mutate_text(v, self.rng)
+            (snap / k).write_bytes(v)
+        mem = self.rng.choice(("ffffffffc0000000-1000.bin", "zz-10.bin", "ffffffffc0000000-ffffffffffff.bin",
+                               "-.bin", "ffffffffc0000000-0.bin"))  # fmt: skip
+        (snap / "memory" / mem).write_bytes(self.rng.randbytes(self.rng.choice((0, 16, 4096))))
+        return snap
+
+    def t_verify(self) -> None:
+        snap = self._snapshot()
+        if self.rng.random() < 0.5:
+            _name, data = self.module()
+            p = self.write("chardev.ko", data)
+        else:
+            p = FIX6 / "chardev.ko"
+        argv = ["verify", "--snapshot", str(snap), str(p)]
+        self.check(call(argv), argv, [snap, p])
+
+    def special_paths(self) -> list[Path]:
+        d = self.work / "special"
+        if not d.exists():
+            d.mkdir()
+            os.mkfifo(d / "fifo.ko")
+            (d / "zero.ko").symlink_to("/dev/zero")
+            (d / "urandom.ko").symlink_to("/dev/urandom")
+            (d / "null.ko").symlink_to("/dev/null")
+            (d / "dir.ko").mkdir()
+            (d / "dangling.ko").symlink_to(d / "nowhere")
+            (d / "empty.ko").write_bytes(b"")
+            with open(d / "sparse.ko", "wb") as f:
+                f.write(b"\x7fELF\x02\x01\x01")
+                f.truncate(8 << 30)
+            (d / "loop.ko").symlink_to(d / "loop.ko")
+            raw = (FIX6 / "chardev.ko").read_bytes()
+            (d / os.fsdecode(b"caf\xe9.ko")).write_bytes(raw)
+        return sorted(d.iterdir())
+
+    def t_special(self) -> None:
+        p = self.rng.choice(self.special_paths())
+        st = self.state()
+        tools = ("modinfo", "link", "run", "insmod", "ksymoops-o", "ksymoops", "verify", "depmod-conf",
+                 "lsmod-state", "link-kernel", "run-script", "dev-state")  # fmt: skip
+        tool = self.rng.choice(tools)
+        argv = {
+            "modinfo": ["modinfo", str(p)],
+            "link": ["link", str(p), "--kernel", str(self.ksyms)],
+            "link-kernel": ["link", str(FIX6 / "chardev.ko"), "--kernel", str(p)],
+            "run": ["run", str(p), "--synthetic", "--timeout", "2"],
+            "insmod": ["insmod", "--state", str(st), str(p)],
+            "ksymoops-o": ["ksymoops", "-o", str(p.parent), str(OOPS / "fmt-6.12-null-plain.txt")],
+            "ksymoops": ["ksymoops", str(p)],
+            "verify": ["verify", "--snapshot", str(p), str(FIX6 / "chardev.ko")],
+            "depmod-conf": ["depmod", "-C", str(p), "-b", str(self.work / "tree"), "6.1.0-fuzz"],
+            "lsmod-state": ["lsmod", "--state", str(p)],
+            "run-script": ["run", "--script", str(p), "--synthetic"],
+            "dev-state": ["dev", "--state", str(p), "open", "x"],
+        }[tool]
+        self.check(call(argv), argv, [])
+
+    def t_state(self) -> None:
+        self.state()
+        st = self.work / "bad.db"
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.work / f"bad.db{suffix}").unlink()
+        shutil.copy(self.work / "clean.db", st)
+        r = self.rng.random()
+        if r < 0.5:
+            buf = bytearray(st.read_bytes())
+            how = self.rng.random()
+            if how < 0.4:
+                page = 4096 * self.rng.randrange(max(1, len(buf) // 4096))
+                n = self.rng.choice((1, 8, 64, 4096))
+                buf[page + self.rng.randrange(4096 - n + 1) :][:n] = self.rng.randbytes(n)
+            elif how < 0.7:
+                for _ in range(self.rng.randint(1, 20)):
+                    i = self.rng.randrange(len(buf))
+                    buf[i] ^= 1 << self.rng.randrange(8)
+            else:
+                del buf[self.rng.randrange(len(buf)) :]
+            st.write_bytes(bytes(buf))
+        else:
+            db = sqlite3.connect(st)
+            stmts = [
+                "UPDATE modules SET info='{' WHERE rowid=(SELECT min(rowid) FROM modules)",
+                "UPDATE modules SET info='[]'",
+                'UPDATE modules SET info=\'{"exit": "x", "init": 1}\'',
+                "UPDATE memory SET data=x'00ff00'",
+                "UPDATE memory SET data='text'",
+                "UPDATE kallsyms SET lines=x'789c'",
+                "UPDATE modules SET name=CAST(x'ff6e616d65' AS TEXT)",
+                "UPDATE msyms SET name=CAST(x'c3' AS TEXT)",
+                "DELETE FROM meta WHERE key='release'",
+                "UPDATE meta SET value='x' WHERE key='bits'",
+                "UPDATE meta SET value='nope' WHERE key='range'",
+                "UPDATE meta SET value='linux-9' WHERE key='layout'",
+                "UPDATE meta SET value='0' WHERE key='page_size'",
+                "DROP TABLE refs",
+                "UPDATE modules SET base='str'",
+                "UPDATE modules SET size=-1",
+                "UPDATE areas SET span=0",
+                "UPDATE modules SET state='Weird'",
+                "UPDATE refs SET used=999",
+                "DELETE FROM modules WHERE rowid=(SELECT min(rowid) FROM modules)",
+                "UPDATE modules SET usecount=-5",
+                "PRAGMA user_version=7",
+                "PRAGMA user_version=0",
+                "UPDATE ksyms SET address=NULL",
+            ]
+            for s in self.rng.sample(stmts, self.rng.randint(1, 3)):
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute(s)
+            db.commit()
+            db.close()
+        tool = self.rng.choice(
+            (
+                ["lsmod"],
+                ["model", "info"],
+                ["model", "check"],
+                ["rmmod", "chardev"],
+                ["rmmod", "-f", "params"],
+                ["insmod", str(FIX6 / "kreq.ko")],
+                ["proc", "modules"],
+                ["proc", "kallsyms"],
+                ["ksyms", "-a"],
+                ["proc", "vmallocinfo"],
+                ["model", "request-module", "chardev"],
+            )
+        )
+        argv = [*tool[:1], "--state", str(st), *tool[1:]]
+        if tool[0] == "model":
+            argv = ["model", tool[1], "--state", str(st), *tool[2:]]
+        self.check(call(argv), argv, [st])
+
+
+def worker(tool: str, seed: int, seconds: float, execs: int, work: Path, out: Path) -> dict[str, object]:
+    limit = os.environ.get("FUZZ_RLIMIT_AS")  # bytes: keep a runaway input from eating the machine
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
+    os.environ["LKM_STATE_TIMEOUT"] = "2"
+    os.environ.pop("LKM_STATE", None)
+    signal.signal(signal.SIGALRM, _alarm)
+    c = Campaign(tool, seed, work, out)
+    run: Callable[[], None] = getattr(c, f"t_{tool}")
+    t0 = time.monotonic()
+    while c.execs < execs and time.monotonic() - t0 < seconds:
+        run()
+    return {
+        "tool": tool,
+        "seed": seed,
+        "execs": c.execs,
+        "seconds": round(time.monotonic() - t0, 1),
+        "failures": c.failures,
+        "slow_once": c.slow,
+        "examples": c.examples,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _child(tool: str, seed: int, seconds: float, execs: int, out: Path, wfd: int) -> None:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix=f"lkm-fuzz-{tool}-", dir=shm) as tmp:  # tmpfs: cheap rewrites
+        try:
+            res = worker(tool, seed, seconds, execs, Path(tmp), out)
+        except BaseException as exc:  # the harness itself failed: say so, as a failure
+            res = {"tool": tool, "seed": seed, "execs": 0, "failures": {"harness": 1},
+                   "examples": [f"{type(exc).__name__}: {exc}"], "peak_rss_mb": 0}  # fmt: skip
+        # a special directory holds a FIFO: TemporaryDirectory removes it fine
+    os.write(wfd, json.dumps(res).encode())
+    os.close(wfd)
+
+
+def spawn(tool: str, seed: int, seconds: float, execs: int, out: Path) -> dict[str, object]:
+    """Run one worker in a child process with a watchdog (a worker stuck past the per-execution
+    timer is killed and counted as a hang)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 0
+        try:
+            _child(tool, seed, seconds, execs, out, w)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(w)
+    deadline = time.monotonic() + seconds + 120 + HANG_S * 3
+    chunks = []
+    os.set_blocking(r, False)
+    while True:
+        try:
+            b = os.read(r, 1 << 16)
+            if not b:
+                break
+            chunks.append(b)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                os.close(r)
+                return {"tool": tool, "seed": seed, "execs": 0, "failures": {"hang": 1},
+                        "examples": ["worker killed by the watchdog"], "peak_rss_mb": 0}  # fmt: skip
+            time.sleep(0.2)
+    os.close(r)
+    _pid, status = os.waitpid(pid, 0)
+    if not chunks:
+        return {"tool": tool, "seed": seed, "execs": 0, "failures": {"crash": 1},
+                "examples": [f"worker died (status {status})"], "peak_rss_mb": 0}  # fmt: skip
+    return dict(json.loads(b"".join(chunks)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=60.0, help="per tool")
+    ap.add_argument("--execs", type=int, default=10**9, help="per tool")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat with seed+1, seed+2, ...")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", default="fuzz-out", help="failing inputs are kept here")
+    ap.add_argument("--json", help="write the report here too")
+    ap.add_argument("--quick", action="store_true", help="the CI slice: fixed seed, ~40 s")
+    a = ap.parse_args(argv)
+    tools = [t for t in a.tools.split(",") if t]
+    unknown = set(tools) - set(TOOLS)
+    if unknown:
+        ap.error(f"unknown tools {sorted(unknown)}")
+    if a.quick:
+        a.seed, a.seconds, a.execs = 1, 5.0, 60
+    out = Path(a.out)
+    jobs = [(t, a.seed + r * 1000) for r in range(a.rounds) for t in tools]
+    results: list[dict[str, object]] = []
+    running: list[tuple[int, object]] = []
+    if a.jobs <= 1:
+        for t, s in jobs:
+            results.append(spawn(t, s, a.seconds, a.execs, out))
+            _line(results[-1])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(a.jobs) as ex:
+            for res in ex.map(lambda js: spawn(js[0], js[1], a.seconds, a.execs, out), jobs):
+                results.append(res)
+                _line(res)
+    del running
+    total: dict[str, int] = {}
+    execs: dict[str, int] = {}
+    rss = 0.0
+    slow = 0
+    for res in results:
+        slow += int(res.get("slow_once", 0))  # type: ignore[call-overload]
+        execs[str(res["tool"])] = execs.get(str(res["tool"]), 0) + int(res["execs"])  # type: ignore[call-overload]
+        for k, v in dict(res["failures"]).items():  # type: ignore[call-overload]
+            total[k] = total.get(k, 0) + int(v)
+        rss = max(rss, float(res["peak_rss_mb"]))  # type: ignore[arg-type]
+    summary = {
+        "execs": execs,
+        "total_execs": sum(execs.values()),
+        "failures": total,
+        "slow_once": slow,
+        "peak_rss_mb": rss,
+    }
+    print(json.dumps(summary))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"summary": summary, "runs": results}, indent=1) + "\n")
+    return 1 if total else 0
+
+
+def _line(res: dict[str, object]) -> None:
+    print(
+        f"{res['tool']:<9} seed {res['seed']:<6} execs {res['execs']:<7} failures {res['failures']} "
+        f"slow-once {res.get('slow_once', 0)} peak RSS {res['peak_rss_mb']} MB",
+        flush=True,
+    )
+    for e in list(res.get("examples") or [])[:3]:  # type: ignore[call-overload]
+        print(f"    {e}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
