@@ -394,7 +394,8 @@ def test_sizes_are_checked_before_allocation(tmp_path: Path, field: str, value: 
 def test_emulator_heap_budget_returns_null() -> None:
     pytest.importorskip("unicorn")
     from lkm.emulate.base.mm import _alloc
-    from lkm.emulate.kernel import Kernel, OutOfMemory
+    from lkm.emulate.kernel import BaseKernel as Kernel
+    from lkm.emulate.kernel import OutOfMemory
 
     k = Kernel("x86_64", memory_budget=8 << 20)
     with pytest.raises(OutOfMemory):

@@ -107,9 +107,12 @@ def test_state_persists_across_processes(tmp_path: Path) -> None:
 
 
 def test_boot_again_over_a_booted_state(tmp_path: Path) -> None:
-    """`lkm model boot` on a state that holds a kernel replaces it (the old tables dropped)."""
+    """`lkm model boot --force` on a state that holds a kernel replaces it; without --force it is
+    refused (issue 15: boot never replaces a state unasked)."""
     k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
     k.finit_module(str(FIX6 / "exporter.ko"))
     k.close()
-    again = ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db")
+    with pytest.raises(StateError, match="already booted"):
+        ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db")
+    again = ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db", force=True)
     assert again.modules() == [] and again.version.user_space_link and again.check_integrity() == []

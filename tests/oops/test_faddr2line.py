@@ -62,6 +62,7 @@ def _compare(ko: Path, step: int = 1) -> tuple[int, list[tuple[str, list[str], l
     return len(specs), bad
 
 
+@pytest.mark.oracle
 def test_fixture_module() -> None:
     n, bad = _compare(FIX6 / "dwarfmod.ko")
     assert n > 50 and bad == [], bad[:3]

@@ -13,27 +13,31 @@ import json
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = "Usage: lkm btf [-B BASE] [--kernel-version 6.1|6.12] [--json] MODULE...\n"
+TOOL = Tool(
+    "btf",
+    "would the kernel accept a module's BTF (btf_parse_module's checks)",
+    usage=["[options] MODULE..."],
+    description="BASE is the running kernel's vmlinux BTF: /sys/kernel/btf/vmlinux (default), a vmlinux\n"
+    "ELF, or a kernel image (its .BTF is recovered).",
+    options=[
+        Opt("B", "base-btf", "BASE", "the base BTF (default /sys/kernel/btf/vmlinux)", complete="file"),
+        Opt("", "kernel-version", "VERSION", "whose checks: 6.1 (default) or 6.12", complete="6.1 6.12"),
+        Opt("", "json", None, "one JSON object per module"),
+    ],
+)
 
 
 def run(prog: str, args: list[str]) -> int:
     from lkm.module.source import read_module
     from lkm.trust.btf import base_from_file, check_module_btf, module_btf
 
-    try:
-        opts, modules = parse(args, "B:h", ["base-btf=", "kernel-version=", "json", "help"])
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
-        return 1
+    opts, modules = TOOL.parse(prog, args)
     o = dict(opts)
-    if "-h" in o or "--help" in o:
-        sys.stdout.write(HELP)
-        return 0
     if not modules:
-        sys.stderr.write(HELP)
+        sys.stderr.write(f"{prog}: no module given\n")
         return 1
     base_path = o.get("-B", o.get("--base-btf", "/sys/kernel/btf/vmlinux"))
     kernel = o.get("--kernel-version", "6.1")

@@ -13,12 +13,28 @@ import json
 import sys
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = (
-    "Usage: lkm compat --kernel TREE [--symvers FILE] [--enforce] [--json] [--all] MODULE|DIR...\n"
-    "       lkm compat --weak-modules (--symvers FILE | --kernel TREE) [--json] MODULE|DIR...\n"
-    "       lkm compat diff A.symvers B.symvers [--json]\n"
+TOOL = Tool(
+    "compat",
+    "will modules built for one kernel load into another, and why not",
+    usage=[
+        "--kernel TREE [--symvers FILE] [--enforce] [--json] [--all] MODULE|DIR...",
+        "--weak-modules (--symvers FILE | --kernel TREE) [--json] MODULE|DIR...",
+        "diff A.symvers B.symvers [--json]",
+    ],
+    description="Exit status: 0 every module loads, 2 some would be refused, 1 an error.",
+    options=[
+        Opt(
+            "", "kernel", "TREE", "the target kernel: a modules tree, image or symbol files", complete="file"
+        ),
+        Opt("", "symvers", "FILE", "the target's Module.symvers (or symvers-R.gz)", complete="file"),
+        Opt("", "enforce", None, "the target enforces module signatures"),
+        Opt("", "all", None, "every reason, not only the refusing ones"),
+        Opt("", "weak-modules", None, "as RHEL's weak-modules: which modules link into the target"),
+        Opt("", "json", None, "one JSON document"),
+    ],
 )
 
 
@@ -26,25 +42,20 @@ def run(prog: str, args: list[str]) -> int:
     try:
         if args and args[0] == "diff":
             return _diff(args[1:])
-        return _check(args)
+        return _check(prog, args)
     except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
+        sys.stderr.write(f"{prog}: {exc}\n")
         return 1
     except LkmError as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
 
 
-def _check(args: list[str]) -> int:
+def _check(prog: str, args: list[str]) -> int:
     from lkm.trust.compat import check_modules, load_symvers, load_target, module_paths, weak_modules
 
-    opts, operands = parse(
-        args, "h", ["kernel=", "symvers=", "enforce", "json", "all", "weak-modules", "help"]
-    )
+    opts, operands = TOOL.parse(prog, args)
     o = dict(opts)
-    if "-h" in o or "--help" in o:
-        sys.stdout.write(HELP)
-        return 0
     paths = module_paths(operands)
     if not paths:
         raise UsageError("no modules given")

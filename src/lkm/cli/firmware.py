@@ -11,30 +11,33 @@ import json
 import os
 import sys
 
-from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = (
-    "Usage: lkm firmware [-b ROOT] [-S RELEASE] [--firmware-root DIR] [--fw-path DIR] [--no-xz] [--no-zstd]\n"
-    "                    [--missing] [--json] MODULE|ALIAS|FILE...\n"
+TOOL = Tool(
+    "firmware",
+    "firmware files modules ask for, found or missing (initramfs builders' question)",
+    usage=["[options] MODULE|ALIAS|FILE..."],
+    options=[
+        Opt("b", "basedir", "ROOT", "modules under ROOT/lib/modules/RELEASE (default /)", complete="dir"),
+        Opt("S", "set-version", "RELEASE", "kernel release instead of `uname -r`"),
+        Opt("", "firmware-root", "DIR", "root of the firmware search (default ROOT)", complete="dir"),
+        Opt("", "fw-path", "DIR", "firmware_class.path: searched first", complete="dir"),
+        Opt("", "no-xz", None, "the kernel was built without CONFIG_FW_LOADER_COMPRESS_XZ"),
+        Opt("", "no-zstd", None, "the kernel was built without CONFIG_FW_LOADER_COMPRESS_ZSTD"),
+        Opt("", "missing", None, "list only the files not found"),
+        Opt("", "json", None, "one JSON object"),
+    ],
 )
 
 
 def run(prog: str, args: list[str]) -> int:
     from lkm.trust.firmware import firmware_report
 
-    try:
-        longs = ["basedir=", "set-version=", "firmware-root=", "fw-path=", "no-xz", "no-zstd", "missing"]
-        opts, operands = parse(args, "b:S:h", [*longs, "json", "help"])
-    except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
-        return 1
+    opts, operands = TOOL.parse(prog, args)
     o = dict(opts)
-    if "-h" in o or "--help" in o:
-        sys.stdout.write(HELP)
-        return 0
     if not operands:
-        sys.stderr.write(HELP)
+        sys.stderr.write(f"{prog}: no module given\n")
         return 1
     root = o.get("-b", o.get("--basedir", "/"))
     release = o.get("-S", o.get("--set-version", os.uname().release))

@@ -192,6 +192,15 @@ def _info_error(path: str, exc: LkmError) -> str:
     return f"could not get modinfo from '{_modname(path)}': {os.strerror(code)}"
 
 
+def _missing(path: str, exc: LkmError) -> bool:
+    """The file is gone (a stale modules.dep): kmod's own message.  A file lkm read and refused
+    is reported with lkm's reason instead (kmod says only EINVAL or ENOEXEC there, lkm says why:
+    a truncated section table, a decompression bomb...)."""
+    import errno
+
+    return getattr(exc, "errno", None) == errno.ENOENT or not os.path.exists(path)
+
+
 def _elf_header(path: str) -> bool:
     """More than an ELF32 header, starting with the ELF magic (an uncompressed file)."""
     try:
@@ -216,7 +225,10 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
         is24 = mod.version.user_space_link
         params = mod.parameters if (o.field is None or o.field == "parm") else []
     except LkmError as exc:
-        # kmod has printed the file name before it reads the file
+        if not _missing(path, exc):  # a file lkm read and refused: the file and lkm's reason
+            fail(f"{path}: {exc.reason}")
+            return False
+        # kmod has printed the file name before it finds the file gone (a stale modules.dep)
         if o.field is None:
             emit(f"{'filename:':<16}{path}{sep}")
         fail(_info_error(path, exc))
@@ -301,7 +313,7 @@ def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callabl
             report = module_report(mod, exports=o.exports, imports=o.imports)
             doc = document("modinfo", filename=path, **report)
     except LkmError as exc:
-        fail(_info_error(path, exc))
+        fail(_info_error(path, exc) if _missing(path, exc) else f"{path}: {exc.reason}")
         return False
     emit(json.dumps(doc, ensure_ascii=False) + "\n")
     return True

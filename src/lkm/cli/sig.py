@@ -16,14 +16,45 @@ import sys
 from typing import Any
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
-HELP = (
-    "Usage: lkm sig verify MODULE... (--kernel IMAGE | --keyring CERT...) [--kernel-version 6.1|6.12]\n"
-    "                     [--enforce] [--json]\n"
-    "       lkm sig keys IMAGE [--json]\n"
-    "       lkm sig sign [-dpk] HASH KEY X509 MODULE [DEST]\n"
+TOOL = Tool(
+    "sig",
+    "module signatures as a kernel checks them: verify, keys, sign",
+    usage=[
+        "verify MODULE... (--kernel IMAGE | --keyring CERT...) [--kernel-version 6.1|6.12]"
+        " [--enforce] [--json]",
+        "keys IMAGE [--json]",
+        "sign [-dpk] HASH KEY X509 MODULE [DEST]   (scripts/sign-file's arguments)",
+    ],
+    description="verify: mod_verify_sig against the keys a kernel image trusts (or X.509 files); keys: the\n"
+    "image's builtin trusted keys (system_certificate_list); sign: as the kernel's scripts/sign-file.",
+    options=[
+        Opt("", "kernel", "IMAGE", "verify: trust the keys built into this kernel image", complete="file"),
+        Opt(
+            "",
+            "keyring",
+            "CERT",
+            "verify: trust this X.509 certificate (DER or PEM); repeatable",
+            complete="file",
+        ),
+        Opt(
+            "",
+            "kernel-version",
+            "VERSION",
+            "verify/keys: whose rules: 6.1 (default) or 6.12",
+            complete="6.1 6.12",
+        ),
+        Opt("", "enforce", None, "verify: as module.sig_enforce=1 (unsigned modules refused)"),
+        Opt("", "json", None, "verify/keys: JSON"),
+        Opt("d", "", None, "sign: write the detached signature only (sign-file -d)"),
+        Opt("p", "", None, "sign: keep the temporary PKCS#7 file (sign-file -p)"),
+        Opt("k", "", None, "sign: identify the signer by subject key id (sign-file -k)"),
+    ],
 )
+
+COMMANDS = ("verify", "keys", "sign")
 
 
 def _err(prog: str, msg: str) -> int:
@@ -32,9 +63,12 @@ def _err(prog: str, msg: str) -> int:
 
 
 def run(prog: str, args: list[str]) -> int:
-    if not args or args[0] in ("-h", "--help"):
-        sys.stdout.write(HELP)
-        return 0 if args else 1
+    if not args or args[0] not in COMMANDS:
+        TOOL.parse(
+            prog, args[:1] if args and args[0].startswith("-") else []
+        )  # --help, --version, bad options
+        sys.stderr.write(f"{prog}: " + (f"unknown command '{args[0]}'" if args else "no command") + "\n")
+        return 1
     sub, rest = args[0], args[1:]
     try:
         if sub == "verify":
@@ -44,11 +78,10 @@ def run(prog: str, args: list[str]) -> int:
         if sub == "sign":
             return _sign(f"{prog} sign", rest)
     except UsageError as exc:
-        sys.stderr.write(f"{prog}: {exc}\n{HELP}")
+        sys.stderr.write(f"{prog}: {exc}\n")
         return 1
     except LkmError as exc:
         return _err(prog, str(exc))
-    sys.stderr.write(f"{prog}: unknown command '{sub}'\n{HELP}")
     return 1
 
 

@@ -95,19 +95,25 @@ _lkm_opts() {
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     compat)
-        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        case "$prev" in --kernel|--symvers) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "--kernel --symvers --enforce --all --weak-modules --json -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     firmware)
-        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        case "$prev" in -b|--basedir|--firmware-root|--fw-path) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "-b --basedir -S --set-version --firmware-root --fw-path --no-xz --no-zstd --missing --json -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     btf)
-        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        case "$prev" in --kernel-version) COMPREPLY=($(compgen -W "6.1 6.12" -- "$cur")); return;; esac
+        case "$prev" in -B|--base-btf) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "-B --base-btf --kernel-version --json -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     sig)
-        COMPREPLY=($(compgen -W "-V --version -h --help" -- "$cur"))
+        case "$prev" in --kernel-version) COMPREPLY=($(compgen -W "6.1 6.12" -- "$cur")); return;; esac
+        case "$prev" in --kernel|--keyring) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "--kernel --keyring --kernel-version --enforce --json -d -p -k -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     faddr2line)
