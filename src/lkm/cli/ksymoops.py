@@ -178,6 +178,11 @@ def crash_frames(report: dict[str, object]) -> list[object]:
     each frame's inlined functions (its source lines but the last) before it."""
     from lkm.draw.crash import CrashFrame
 
+    def num(v: object) -> int | None:  # schema lkm/1 gives addresses and offsets as hex strings
+        if isinstance(v, str):
+            return int(v, 16)
+        return v if isinstance(v, int) else None
+
     out: list[object] = []
     for f in report.get("frames", []):  # type: ignore[attr-defined]
         srcs = f.get("sources") or []
@@ -192,17 +197,18 @@ def crash_frames(report: dict[str, object]) -> list[object]:
                     reliable=bool(f.get("reliable", True)),
                 )
             )
-        name = f.get("symbol") or (f"{f['resolved_address']:#x}" if f.get("resolved_address") else "??")
+        resolved = num(f.get("resolved_address"))
+        name = f.get("symbol") or (f"{resolved:#x}" if resolved else "??")
         out.append(
             CrashFrame(
                 name,
-                f.get("offset"),
+                num(f.get("offset")),
                 f.get("module"),
                 False,
                 bool(f.get("reliable", True)),
                 loc[-1] if loc else None,
-                f.get("size"),
-                f.get("resolved_address") or f.get("address"),
+                num(f.get("size")),
+                resolved or num(f.get("address")),
                 bool(f.get("pc")),
             )
         )

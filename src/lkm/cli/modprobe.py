@@ -80,6 +80,8 @@ TOOL = Tool(
         Opt("v", "verbose", None, "enables more messages", group=G),
         Opt("V", "version", None, "show version", group=G),
         Opt("h", "help", None, "show this help", group=G),
+        Opt("", "svg", "FILE", "with -D: also draw the module's dependency graph (SVG)", own=True),
+        Opt("", "dot", "FILE", "with -D: the dependency graph for Graphviz (DOT)", own=True),
         *BACKEND,
     ],
     epilog="With --model or --state, modules are loaded into (removed from) that model kernel, and\n"

@@ -79,8 +79,8 @@ _lkm_opts() {
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     modprobe)
-        case "$prev" in -C|-d|--config|--dirname|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-a --all -r --remove --remove-dependencies --remove-holders -w --wait --first-time -i --ignore-install -i --ignore-remove -b --use-blacklist -f --force --force-modversion --force-vermagic -R --resolve-alias -D --show-depends -c --showconfig -c --show-config --show-modversions --dump-modversions --show-exports -n --dry-run -n --show -C --config -d --dirname -S --set-version -s --syslog -q --quiet -v --verbose -V --version -h --help --model --state" -- "$cur"))
+        case "$prev" in -C|-d|--config|--dirname|--svg|--dot|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "-a --all -r --remove --remove-dependencies --remove-holders -w --wait --first-time -i --ignore-install -i --ignore-remove -b --use-blacklist -f --force --force-modversion --force-vermagic -R --resolve-alias -D --show-depends -c --showconfig -c --show-config --show-modversions --dump-modversions --show-exports -n --dry-run -n --show -C --config -d --dirname -S --set-version -s --syslog -q --quiet -v --verbose -V --version -h --help --svg --dot --model --state" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     why)
