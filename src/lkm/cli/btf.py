@@ -42,8 +42,9 @@ def run(prog: str, args: list[str]) -> int:
     base_path = o.get("-B", o.get("--base-btf", "/sys/kernel/btf/vmlinux"))
     kernel = o.get("--kernel-version", "6.1")
     try:
-        with open(base_path, "rb") as f:
-            base = base_from_file(f.read())
+        from lkm.safeio import read_bytes
+
+        base = base_from_file(read_bytes(base_path, limit=None))
     except OSError as exc:
         sys.stderr.write(f"{prog}: ERROR: {base_path}: {exc.strerror}\n")
         return 1

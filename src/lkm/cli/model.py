@@ -101,13 +101,13 @@ if TYPE_CHECKING:
 def _certificate_list(spec: str) -> bytes:
     """DER certificates back to back: from a kernel image's system_certificate_list, or from
     X.509 files (comma-separated)."""
+    from lkm.safeio import read_bytes
     from lkm.trust.keys import image_certificates, load_certificates
 
     out = b""
     for path in spec.split(","):
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = read_bytes(path, limit=None)
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=path) from None
         try:

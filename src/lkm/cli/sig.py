@@ -204,8 +204,9 @@ def _sign(prog: str, args: list[str]) -> int:
     blobs = []
     for p in (key_path, x509_path, module):
         try:
-            with open(p, "rb") as f:
-                blobs.append(f.read())
+            from lkm.safeio import read_bytes
+
+            blobs.append(read_bytes(p, limit=None))
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=p) from None
     key, x509, data = blobs

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 
 from lkm.depmod.read import ModuleFacts
@@ -191,6 +192,8 @@ class DepmodCache:
         fails any check."""
         self = cls(path, fingerprint())
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device planted as the cache
+                raise BadCache("not a regular file")
             with open(path, "rb") as f:
                 if os.fstat(f.fileno()).st_size > MAX_BYTES:
                     raise BadCache("too big")

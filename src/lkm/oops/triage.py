@@ -256,9 +256,10 @@ def decode_log_bytes(data: bytes) -> str:
 def read_log(path: str) -> tuple[str, str | None]:
     """(text, ISO time of last modification) of one log file."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-            mtime = os.fstat(f.fileno()).st_mtime
+        from lkm.safeio import read_bytes
+
+        data = read_bytes(path, limit=None)  # a regular file only (a FIFO would hang)
+        mtime = os.stat(path).st_mtime
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
     try:

@@ -105,8 +105,9 @@ def parse_config(text: str) -> dict[str, str]:
 
 def _read(path: str, limit: int = 1 << 30) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read(limit)
+        from lkm.safeio import read_bytes
+
+        return read_bytes(path, limit=limit)
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
 

@@ -612,8 +612,9 @@ def keyring_from_files(paths: Sequence[str], name: str = ".builtin_trusted_keys"
     ring = Keyring(name)
     for path in paths:
         try:
-            with open(path, "rb") as f:
-                data = f.read(1 << 20)
+            from lkm.safeio import read_bytes
+
+            data = read_bytes(path, limit=1 << 20)
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=path) from None
         ring.keys.extend(load_certificates(data, source=path))
@@ -645,11 +646,11 @@ class TrustedKeys:
 
 def trusted_keys_from_image(path: str, *, kernel: str | None = None) -> TrustedKeys:
     """``.builtin_trusted_keys`` of the kernel image at ``path``."""
+    from lkm.safeio import read_bytes
     from lkm.symbols.image import decompress_kernel_image
 
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path, limit=None)
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
     try:
