@@ -70,6 +70,7 @@ def test_fixture_module() -> None:
 
 @pytest.mark.corpus
 @pytest.mark.vm
+@pytest.mark.oracle
 @pytest.mark.parametrize("tree", ["amd64-6.1", "amd64-6.12"])
 def test_guest_modules(tree: str) -> None:
     n, bad = 0, []
