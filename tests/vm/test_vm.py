@@ -31,6 +31,7 @@ def _failures(junit: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("tree_name", TREES)
+@pytest.mark.oracle  # builds and strips fixtures with the host's binutils, runs kmod in the guest
 def test_guest_suite(tree_name: str, tmp_path: Path) -> None:
     from testing.corpus import find_tree, load_trees
     from testing.kbuild import build_fixtures, headers_for
