@@ -17,18 +17,8 @@ import pytest
 from lkm.cli import main
 from lkm.module import ModuleFile
 
-from support import FIX6, FIX24
+from support import FIX6, FIX24, KSYMS24
 
-KSYMS24 = """\
-c0118000 printk
-c0130000 kmalloc
-c0130100 kfree
-c0140000 register_chrdev
-c0140100 unregister_chrdev
-c0150000 __generic_copy_to_user
-c0160000 register_filesystem
-c0160100 unregister_filesystem
-"""
 SVG = "{http://www.w3.org/2000/svg}"
 
 
