@@ -188,7 +188,8 @@ def _one(der: bytes, start: int, end: int) -> tuple[int, int, int, int]:
     return items[0]
 
 
-def _oid(contents: bytes) -> str:
+def oid_text(contents: bytes) -> str:
+    """Dotted form of an OBJECT IDENTIFIER's contents (ValueError when empty)."""
     arcs: list[int] = []
     v = 0
     for b in contents:
@@ -237,7 +238,7 @@ def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, str, bytes]:
     try:
         _c, _t, cs, ce = _one(der, 0, len(der))
         oid, content = _tlvs(der, cs, ce)[:2]
-        if oid[1] != _OID or _oid(der[oid[2] : oid[3]]) != _OID_SIGNED_DATA:
+        if oid[1] != _OID or oid_text(der[oid[2] : oid[3]]) != _OID_SIGNED_DATA:
             raise BadSignature("PKCS#7 message is not SignedData")
         sd = _one(der, content[2], content[3])
         signed = _tlvs(der, sd[2], sd[3])
@@ -254,11 +255,11 @@ def _parse_pkcs7(der: bytes) -> tuple[bytes, bytes, str, str, bytes]:
         serial_bytes = abs(n).to_bytes((abs(n).bit_length() + 7) // 8, "big")
         signer = _issuer_cn(der, issuer[2], issuer[3])
         alg = _tlvs(der, si[2][2], si[2][3])[0]
-        digest_oid = _oid(der[alg[2] : alg[3]])
+        digest_oid = oid_text(der[alg[2] : alg[3]])
         enc = next(der[c[2] : c[3]] for c in si[3:] if c[0] == _UNIVERSAL and c[1] == _OCTET_STRING)
         # digestEncryptionAlgorithm: the first SEQUENCE after digestAlgorithm ([0] attributes skipped)
         enc_alg = next(c for c in si[3:] if c[0] == _UNIVERSAL and c[1] == _SEQUENCE)
-        key_oid = _oid(der[slice(*_tlvs(der, enc_alg[2], enc_alg[3])[0][2:4])])
+        key_oid = oid_text(der[slice(*_tlvs(der, enc_alg[2], enc_alg[3])[0][2:4])])
     except BadSignature:
         raise
     except (ValueError, TypeError, IndexError, StopIteration) as exc:

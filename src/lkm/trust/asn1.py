@@ -117,18 +117,14 @@ def parse_blob(data: bytes) -> Tlv:
 
 
 def oid_text(contents: bytes) -> str:
-    """Dotted form of an OBJECT IDENTIFIER's contents."""
-    arcs: list[int] = []
-    v = 0
-    for b in contents:
-        v = (v << 7) | (b & 0x7F)
-        if not b & 0x80:
-            arcs.append(v)
-            v = 0
-    if not arcs:
-        raise Asn1Error("empty OBJECT IDENTIFIER")
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(x) for x in [first, arcs[0] - 40 * first, *arcs[1:]])
+    """Dotted form of an OBJECT IDENTIFIER's contents (the module reader's decoder, with the
+    kernel decoder's error)."""
+    from lkm.module.signature import oid_text as decode
+
+    try:
+        return decode(contents)
+    except ValueError as exc:
+        raise Asn1Error(str(exc)) from None
 
 
 def oid_der(dotted: str) -> bytes:
