@@ -14,8 +14,10 @@ import re
 # Characters XML 1.0 does not allow at all (C0 controls other than TAB, LF, CR; lone
 # surrogates as Python keeps undecodable bytes; U+FFFE/U+FFFF).
 _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_ESC = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
-_SPECIAL = re.compile("[&<>\"']")
+_ESC = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "\r": "&#13;"}
+_SPECIAL = re.compile("[&<>\"'\r]")  # \r: a parser would turn a raw CR (LF) into LF
+_ATTR_WS = {"\t": "&#9;", "\n": "&#10;"}  # attribute-value normalisation makes raw ones spaces
+_WS = re.compile("[\t\n]")
 
 
 def esc(text: object) -> str:
@@ -41,7 +43,8 @@ def attrs(values: dict[str, object]) -> str:
             continue
         name = "class" if k == "class_" else k.replace("_", "-")
         val = _num(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
-        out.append(f' {name}="{esc(val)}"')
+        quoted = _WS.sub(lambda m: _ATTR_WS[m.group(0)], esc(val))
+        out.append(f' {name}="{quoted}"')
     return "".join(out)
 
 
