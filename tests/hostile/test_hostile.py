@@ -345,12 +345,14 @@ def test_decompression_is_capped(tmp_path: Path) -> None:
     f.write_bytes(bomb)
     p = lkm("modinfo", str(f))  # no wall-clock bound here: the machine may be busy; memory is the check
     assert "decompressed size exceeds" in one_line_error(p)
-    # The peak RSS of that one process (RUSAGE_CHILDREN would be the largest child of the whole
-    # test session): lkm's modinfo run in a fresh interpreter that reports its own peak.
+    # The peak RSS of that one process: VmHWM of its own address space.  (getrusage will not do:
+    # RUSAGE_CHILDREN is the largest child of the whole test session, and Linux carries the
+    # pre-exec peak of a forked child into RUSAGE_SELF, i.e. the test worker's own size.)
     probe = (
-        "import resource, sys\nfrom lkm.cli import main\n"
+        "import sys\nfrom lkm.cli import main\n"
         "rc = main(['lkm', 'modinfo', sys.argv[1]])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\nsys.exit(rc)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        "print(hwm.split()[1])\nsys.exit(rc)\n"
     )
     r = subprocess.run([sys.executable, "-c", probe, str(f)], capture_output=True, text=True, check=False)
     assert r.returncode == 1 and "decompressed size exceeds" in r.stderr, r.stderr
