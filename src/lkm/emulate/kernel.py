@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
+from itertools import compress, repeat
+from operator import attrgetter, is_not, itemgetter
 from typing import TYPE_CHECKING
 
 import unicorn
@@ -20,6 +22,7 @@ from lkm.emulate.arch import ARCHES, ArchSpec
 from lkm.emulate.machine import PAGE, EmulationFault, Machine, TrapCall
 from lkm.emulate.state import KernelState
 from lkm.record import Record
+from lkm.symbols.table import paused_gc
 
 if TYPE_CHECKING:
     from lkm.emulate.module import EmulatedModule
@@ -124,8 +127,16 @@ class SymbolSpace:
     def __init__(self, table: SymbolTable, arch: str | None = None) -> None:
         self.table = table
         self.arch = arch  # the architecture whose kernel these are (None: any)
-        syms = sorted((s.address, s.name, s.type or "?") for s in table if s.address is not None)
-        self.addresses = [a for a, _n, _t in syms]
+        # (address, name, type) sorted by address, built in C (94 000 symbols of a kernel image)
+        every = list(table)
+        addrs = list(map(attrgetter("address"), every))
+        has = list(map(is_not, addrs, repeat(None)))
+        types = [t or "?" for t in map(attrgetter("type"), compress(every, has))]
+        names = list(map(attrgetter("name"), compress(every, has)))
+        syms: list[tuple[int, str, str]] = paused_gc(
+            sorted, zip(compress(addrs, has), names, types, strict=True)
+        )
+        self.addresses = list(map(itemgetter(0), syms))
         self.entries = syms
 
     def size_at(self, address: int) -> int:
