@@ -46,6 +46,22 @@ def symbol(
     return {"name": name, "address": hexaddr(address), "type": type, "module": module, **extra}
 
 
+def kernel_symbol(s: Any, module: str | None = None) -> dict[str, Any]:
+    """A :class:`lkm.symbols.table.KernelSymbol` as a ``"symbol"`` document's fields."""
+    owner = module if module is not None else s.module
+    extra = {"exported": s.exported, "gpl_only": s.gpl_only, "crc": s.crc, "namespace": s.namespace}
+    return symbol(s.name, s.address, s.type, owner, **extra)
+
+
+def loaded_module(m: Any) -> dict[str, Any]:
+    """A loaded module (:class:`lkm.kernel.interface.LoadedModule`) as an ``"lsmod"`` document's
+    fields: /proc/modules' columns."""
+    holders = list(m.holders) if m.holders is not None else None
+    address = hexaddr(m.address) if m.address else None
+    return {"name": m.name, "size": m.size, "refcount": m.refcount, "holders": holders, "state": m.state,
+            "address": address}  # fmt: skip
+
+
 def kallsyms_lines(text: str) -> str:
     """/proc/kallsyms text (``ADDRESS TYPE NAME\t[MODULE]`` lines) as ``"symbol"`` JSON Lines."""
     out = []
@@ -59,4 +75,14 @@ def kallsyms_lines(text: str) -> str:
     return "".join(out)
 
 
-__all__ = ["SCHEMA", "document", "emit", "hexaddr", "kallsyms_lines", "line", "symbol"]
+__all__ = [
+    "SCHEMA",
+    "document",
+    "emit",
+    "hexaddr",
+    "kallsyms_lines",
+    "kernel_symbol",
+    "line",
+    "loaded_module",
+    "symbol",
+]

@@ -73,13 +73,9 @@ def run(prog: str, args: list[str]) -> int:
         spec = arch_by_name(arch)
         width = (spec.bits if spec is not None else 64) // 4
         if as_json:
-            from lkm.cli.jsonout import line, symbol
+            from lkm.cli.jsonout import kernel_symbol, line
 
-            text = "".join(
-                line("symbol", **symbol(s.name, s.address, s.type, None, exported=s.exported,
-                                        gpl_only=s.gpl_only, crc=s.crc, namespace=s.namespace))
-                for s in syms
-            )  # fmt: skip
+            text = "".join(line("symbol", **kernel_symbol(s)) for s in syms)
         else:
             text = "".join(f"{s.address or 0:0{width}x} {s.type} {s.name}\n" for s in syms)
         sys.stdout.write(text)
