@@ -159,8 +159,11 @@ def run(prog: str, args: list[str]) -> int:
         verbose=level > DEFAULT_LEVEL,
         cache=use_cache,
     )
+    from lkm.cli.progress import progress
+
     try:
-        result = depmod(options)
+        with progress(f"{name}: reading {dirname}"):
+            result = depmod(options)
     except DependencyCycle as exc:
         for prio, msg in exc.messages:
             log(prio, msg)

@@ -139,14 +139,16 @@ def run(prog: str, args: list[str]) -> int:
             lines.append(" ".join(["insmod", _q(os.path.abspath(operands[0])), *map(_q, operands[1:])]))
         outcomes = []
         failed = False
-        for line in lines:
-            out = session.execute(line)
-            if out is None:
-                continue
-            outcomes.append(out)
-            failed |= out.fault is not None or (line.startswith("insmod") and out.value < 0)
-            if failed and script is None:
-                break
+        with progress(f"{prog}: emulating", total=len(lines)) as shown:
+            for line in lines:
+                out = session.execute(line)
+                shown.advance()
+                if out is None:
+                    continue
+                outcomes.append(out)
+                failed |= out.fault is not None or (line.startswith("insmod") and out.value < 0)
+                if failed and script is None:
+                    break
         if "--exit" in o and not failed and script is None:
             name = session.k.modules and list(session.k.modules)[-1]
             if name:
