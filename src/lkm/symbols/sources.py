@@ -394,7 +394,8 @@ def _symbols_from_payload(p: object) -> tuple[str, list[KernelSymbol]] | None:
         addrs.byteswap()
     if not count == len(names) == len(addrs) == len(types):
         return None
-    out: list[KernelSymbol] = paused_gc(list, map(KernelSymbol, names, addrs.tolist(), types))
+    letters = [None if t == "?" else t for t in types]  # "?": an export kallsyms does not list
+    out: list[KernelSymbol] = paused_gc(list, map(KernelSymbol, names, addrs.tolist(), letters))
     try:
         for i, gpl, crc, ns in exports:
             s = out[i]
@@ -426,7 +427,49 @@ def _recover_image_symbols(data: bytes, path: str | None, arch: str | None) -> t
             out.append(KernelSymbol(e.name, e.address, e.type, None, True, x.gpl_only, x.crc, x.namespace))
         else:
             out.append(KernelSymbol(e.name, e.address, e.type))
+    if kernel[:4] != b"\x7fELF":  # a raw Image (arm64): its exports from __ksymtab, by shape
+        out = _with_raw_exports(kernel, out)
     return arch, out
+
+
+def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSymbol]:
+    """``syms`` (kallsyms order) with the exports of a raw image's __ksymtab/__ksymtab_gpl
+    (:func:`lkm.symbols.ksymtab.raw_image_exports`): their addresses are image offsets plus
+    the load address, the one most (name, kallsyms address) pairs agree on.  An export
+    kallsyms lists at that address is marked exported; one it does not list (a data symbol of
+    a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
+    from collections import Counter
+
+    from lkm.symbols.ksymtab import raw_image_exports
+
+    try:
+        exports = raw_image_exports(kernel)
+    except LkmError:
+        return syms  # no __ksymtab found (a kernel without modules): kallsyms alone
+    first: dict[str, int] = {}
+    for i, s in enumerate(syms):
+        first.setdefault(s.name, i)
+    votes = Counter(
+        syms[first[name]].address - off  # type: ignore[operator]
+        for off, name, _gpl in exports
+        if name in first and syms[first[name]].address is not None
+    )
+    if not votes:
+        return syms
+    base, _n = votes.most_common(1)[0]
+    out = list(syms)
+    at: dict[tuple[str, int | None], int] = {}
+    for i, s in enumerate(syms):
+        at.setdefault((s.name, s.address), i)
+    for off, name, gpl in exports:
+        addr = base + off
+        i = at.get((name, addr))  # type: ignore[assignment]
+        if i is not None:
+            s = out[i]
+            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, gpl, s.crc, s.namespace)
+        else:
+            out.append(KernelSymbol(name, addr, None, None, True, gpl))
+    return out
 
 
 def _parse_vmlinux(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
