@@ -21,7 +21,7 @@ import unicorn
 from lkm.emulate.arch import ARCHES, ArchSpec
 from lkm.emulate.machine import PAGE, EmulationFault, Machine, TrapCall
 from lkm.emulate.state import KernelState
-from lkm.record import Record
+from lkm.record import Record, cached
 from lkm.symbols.table import paused_gc
 
 if TYPE_CHECKING:
@@ -127,8 +127,12 @@ class SymbolSpace:
     def __init__(self, table: SymbolTable, arch: str | None = None) -> None:
         self.table = table
         self.arch = arch  # the architecture whose kernel these are (None: any)
-        # (address, name, type) sorted by address, built in C (94 000 symbols of a kernel image)
-        every = list(table)
+
+    @cached
+    def entries(self) -> list[tuple[int, str, str]]:
+        """(address, name, type) sorted by address, built in C (94 000 symbols of a kernel
+        image) on first use: a replayed session that only resolves names never sorts them."""
+        every = list(self.table)
         addrs = list(map(attrgetter("address"), every))
         has = list(map(is_not, addrs, repeat(None)))
         types = [t or "?" for t in map(attrgetter("type"), compress(every, has))]
@@ -136,8 +140,11 @@ class SymbolSpace:
         syms: list[tuple[int, str, str]] = paused_gc(
             sorted, zip(compress(addrs, has), names, types, strict=True)
         )
-        self.addresses = list(map(itemgetter(0), syms))
-        self.entries = syms
+        return syms
+
+    @cached
+    def addresses(self) -> list[int]:
+        return list(map(itemgetter(0), self.entries))
 
     def size_at(self, address: int) -> int:
         i = bisect.bisect_right(self.addresses, address)
