@@ -230,3 +230,39 @@ def test_progress_import_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert set(json.loads(out)) <= {"lkm.cli.progress", "threading", "_weakrefset"}
+
+
+def test_run_takes_several_kernel_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-k is repeatable: symbols from every file (here the imports split over a System.map and a
+    /proc/kallsyms copy), kept in the session in that order."""
+    pytest.importorskip("unicorn")
+    from lkm.cli import main
+    from lkm.emulate.session import load_state
+    from lkm.module import ModuleFile
+
+    names = sorted(n.name for n in ModuleFile.open(FIX6 / "chardev.ko").needed)
+    addr = {n: 0xFFFFFFFF81000000 + i * 0x100 for i, n in enumerate(names)}
+    half = len(names) // 2
+    a, b = tmp_path / "System.map", tmp_path / "proc-kallsyms"
+    a.write_text("".join(f"{addr[n]:016x} T {n}\n" for n in names[:half]))
+    b.write_text("".join(f"{addr[n]:016x} T {n}\n" for n in names[half:]))
+    session = tmp_path / "s.json"
+    monkeypatch.setenv("LKM_EMULATE_KALLSYMS", "")
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    args = [
+        "lkm",
+        "run",
+        str(FIX6 / "chardev.ko"),
+        "-k",
+        str(a),
+        "--kernel",
+        str(b),
+        "--session",
+        str(session),
+    ]
+    assert main(args) == 0
+    assert json.loads(session.read_text())["kernel"] == [str(a), str(b)]
+    s = load_state(str(session))
+    assert s.symbols is not None and not isinstance(s.symbols, str)
+    got = {n: (sym.address if (sym := s.symbols.table.lookup(n)) else None) for n in names}
+    assert got == addr
