@@ -77,7 +77,8 @@ def run(prog: str, args: list[str]) -> int:
 
             text = "".join(line("symbol", **kernel_symbol(s)) for s in syms)
         else:
-            text = "".join(f"{s.address or 0:0{width}x} {s.type} {s.name}\n" for s in syms if s.type is not None)
+            listed = (s for s in syms if s.type is not None)  # exports kallsyms lacks: JSON only
+            text = "".join(f"{s.address or 0:0{width}x} {s.type} {s.name}\n" for s in listed)
         sys.stdout.write(text)
     except LkmError as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc.path or image}: {exc.reason}\n")
