@@ -436,8 +436,8 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     """``syms`` (kallsyms order) with the exports of a raw image's __ksymtab/__ksymtab_gpl
     (:func:`lkm.symbols.ksymtab.raw_image_exports`): their addresses are image offsets plus
     the load address, the one most (name, kallsyms address) pairs agree on.  An export
-    kallsyms lists at that address is marked exported; one it does not list (a data symbol of
-    a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
+    kallsyms lists at that address is marked exported; one whose name it does not list at all
+    (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
     from collections import Counter
 
     from lkm.symbols.ksymtab import raw_image_exports
@@ -467,7 +467,7 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
         if i is not None:
             s = out[i]
             out[i] = KernelSymbol(s.name, s.address, s.type, None, True, gpl, s.crc, s.namespace)
-        else:
+        elif name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
             out.append(KernelSymbol(name, addr, None, None, True, gpl))
     return out
 
