@@ -16,6 +16,8 @@ import os
 
 from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
+from lkm.moddir import ModulesDir
+from lkm.modprobe.config import DEFAULT_CONFIG_PATHS, load_config
 from lkm.modprobe.resolve import Mod, Resolver, Step
 from lkm.record import Record
 
@@ -298,3 +300,48 @@ def load_alias(
             rc = 1
             emit("ERROR", f"could not insert '{m.name}': {insert_error(-err)}")
     return rc
+
+
+class Modprobe:
+    """modprobe over one modules directory, ``ROOT/lib/modules/RELEASE``, with the
+    configuration files ``configs`` (None: modprobe's default search paths; [] none at all),
+    acting on ``kernel`` (None: nothing loaded, nothing to load into; see :meth:`use_kernel`).
+    The one way the CLI and the model kernel's request_module run modprobe."""
+
+    def __init__(
+        self,
+        root: str,
+        release: str,
+        kernel: Kernel | None = None,
+        configs: list[str] | None = None,
+        *,
+        cmdline: str | None = "/proc/cmdline",
+    ) -> None:
+        self.dirname = f"{root}/lib/modules/{release}"
+        self.config = load_config(self.dirname, configs, cmdline=cmdline)
+        self.resolver = Resolver(ModulesDir(self.dirname), self.config)
+        self.view = LoadedView(kernel, self.resolver)
+
+    @classmethod
+    def for_model(cls, root: str, release: str, kernel: Kernel) -> Modprobe:
+        """The modprobe a model kernel's request_module runs: its modules root's directory and
+        configuration files under that root only -- never the host's /etc (a model with no
+        modules root reads no modprobe.d at all), nor a kernel command line."""
+        configs = [os.path.join(root, p.lstrip("/")) for p in DEFAULT_CONFIG_PATHS] if root else []
+        return cls(root, release, kernel, configs, cmdline=None)
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        """What reading the configuration had to say: (priority, text)."""
+        return list(self.config.messages)
+
+    def use_kernel(self, kernel: Kernel | None) -> None:
+        self.view = LoadedView(kernel, self.resolver)
+
+    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit) -> int:
+        """``modprobe ALIAS [options]``: modprobe's exit status (:func:`load_alias`)."""
+        return load_alias(self.resolver, self.view, alias, extra, flags or Flags(), emit, self.dirname)
+
+    def remove(self, mod: Mod, flags: Flags, emit: Emit) -> int:
+        """``modprobe -r``'s removal of one module: 0 or -errno (:func:`remove`)."""
+        return remove(self.resolver, self.view, mod, flags, emit)

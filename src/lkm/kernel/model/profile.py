@@ -20,7 +20,7 @@ from lkm.record import Record
 from lkm.symbols.table import KernelSymbol
 
 FORMAT = "lkm-profile 1"
-PROFILE_DIR = Path(__file__).parent / "profiles"
+PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
 # Per architecture: module range (MODULES_VADDR..MODULES_END, or 2.4's vmalloc area) and the
 # direct-mapped range kmalloc memory comes from.
