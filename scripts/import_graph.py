@@ -3,7 +3,9 @@
 
 Counts, over the runtime imports of every file (``if TYPE_CHECKING:`` imports left out):
 
-* cycles: strongly connected components of more than one file (Tarjan), listed;
+* cycles: strongly connected components of more than one file (Tarjan), listed; the same
+  between packages (``lkm.kernel``, ``lkm.modprobe``, ...), names looked up by string
+  (``importlib``) not counted;
 * imports inside functions (``def`` bodies), in total and per file (``-v``).
 
 An edge goes to the most specific file an import names (``from lkm.kernel import procfs``
@@ -45,6 +47,7 @@ def imports(tree: ast.Module, package: str) -> tuple[list[str], list[str]]:
         if node.level:
             pkg = package.split(".")
             base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
+        # "from PKG import sub" names the file PKG/sub.py (and only it, when every name is one)
         return [f"{base}.{a.name}" for a in node.names] + [base]
 
     def walk(node: ast.AST, in_func: bool) -> None:
@@ -62,6 +65,16 @@ def imports(tree: ast.Module, package: str) -> tuple[list[str], list[str]]:
 
     walk(tree, False)
     return top, inner
+
+
+def _names_non_submodule(tree: ast.Module, module: str, known: set[str]) -> bool:
+    """Whether some "from MODULE import X" of the file takes a name that is not a file."""
+    return any(
+        isinstance(n, ast.ImportFrom)
+        and n.module == module
+        and any(f"{module}.{a.name}" not in known for a in n.names)
+        for n in ast.walk(tree)
+    )
 
 
 def resolve(name: str, known: set[str]) -> str | None:
@@ -123,10 +136,30 @@ def main(argv: list[str]) -> int:
             target = resolve(name, known)
             if target is not None and target != mod:
                 graph[mod].add(target)
+    # "from PKG import sub1, sub2" also listed PKG itself (the base); drop that edge when
+    # every name it brought was a file of PKG: importing PKG/sub.py is not importing PKG's code
+    # any more than "import PKG.sub" is.
+    for mod, path in files.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                if all(f"{node.module}.{a.name}" in known for a in node.names):
+                    if not _names_non_submodule(tree, node.module, known):
+                        graph[mod].discard(node.module)
     cycles = sccs(graph)
     print(f"import cycles (SCCs > 1 file): {len(cycles)}")
     for c in cycles:
         print(f"  {len(c)} files: {' '.join(c)}")
+    # The same between packages (lkm.kernel.* as one node, lkm.modprobe.* as another, ...).
+    top = {m: ".".join(m.split(".")[:2]) for m in graph}
+    pkg_graph: dict[str, set[str]] = {p: set() for p in top.values()}
+    for m, targets in graph.items():
+        pkg_graph[top[m]].update(top[t] for t in targets if top[t] != top[m])
+    pkg_cycles = sccs(pkg_graph)
+    print(f"import cycles between packages: {len(pkg_cycles)}")
+    for c in pkg_cycles:
+        print(f"  {' '.join(c)}")
     print(f"imports inside functions: {sum(inner_count.values())}")
     if verbose:
         for mod, n in inner_count.most_common():

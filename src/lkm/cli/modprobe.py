@@ -7,7 +7,7 @@ import os
 import sys
 
 from lkm.cli.tool import BACKEND, Opt, Tool
-from lkm.errors import LkmError
+from lkm.errors import LkmError, ModprobeError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -229,7 +229,10 @@ def run(prog: str, args: list[str]) -> int:
     rc = 0
     for alias in names:
         if not (o.resolve or o.remove):
-            rc |= mp.load(alias, extra, flags, emit)
+            try:
+                mp.load(alias, extra, flags, emit)
+            except ModprobeError:  # modprobe's lines about it are out already: exit 1
+                rc = 1
             continue
         mods = res.lookup(alias)
         if not mods:
@@ -245,8 +248,9 @@ def run(prog: str, args: list[str]) -> int:
             if o.resolve:
                 out.write(f"{m.name}\n")
                 continue
-            err = mp.remove(m, flags, emit)
-            if err < 0:
+            try:
+                mp.remove(m, flags, emit)
+            except ModprobeError:
                 rc = 1
                 break
     out.flush()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 
-from lkm.errors import LkmError
+from lkm.errors import LkmError, ModprobeError
 from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
 from lkm.moddir import ModulesDir
 from lkm.modprobe.config import DEFAULT_CONFIG_PATHS, load_config
@@ -338,10 +338,31 @@ class Modprobe:
     def use_kernel(self, kernel: Kernel | None) -> None:
         self.view = LoadedView(kernel, self.resolver)
 
-    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit) -> int:
-        """``modprobe ALIAS [options]``: modprobe's exit status (:func:`load_alias`)."""
-        return load_alias(self.resolver, self.view, alias, extra, flags or Flags(), emit, self.dirname)
+    def lookup(self, alias: str) -> list[Mod]:
+        """The modules a name or alias means."""
+        return self.resolver.lookup(alias)
 
-    def remove(self, mod: Mod, flags: Flags, emit: Emit) -> int:
-        """``modprobe -r``'s removal of one module: 0 or -errno (:func:`remove`)."""
-        return remove(self.resolver, self.view, mod, flags, emit)
+    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit) -> None:
+        """``modprobe ALIAS [options]``: every module the name resolves to, with what it needs.
+        Raises :class:`~lkm.errors.ModprobeError` when nothing matches (ENOENT) or an insert
+        failed (the first failure's errno, once every match was tried); modprobe's FATAL/ERROR
+        lines are emitted as it goes."""
+        mods = self.resolver.lookup(alias)
+        if not mods:
+            emit("FATAL", f"Module {alias} not found in directory {self.dirname}")
+            raise ModprobeError(f"Module {alias} not found in directory {self.dirname}", errno.ENOENT)
+        failed: ModprobeError | None = None
+        for m in mods:
+            err = probe(self.resolver, self.view, m, extra, flags or Flags(), emit)
+            if err < 0:
+                emit("ERROR", f"could not insert '{m.name}': {insert_error(-err)}")
+                failed = failed or ModprobeError(f"could not insert '{m.name}': {insert_error(-err)}", -err)
+        if failed is not None:
+            raise failed
+
+    def remove(self, mod: Mod, flags: Flags, emit: Emit) -> None:
+        """``modprobe -r``'s removal of one module (:func:`remove`); raises
+        :class:`~lkm.errors.ModprobeError` with libkmod's errno when it fails."""
+        err = remove(self.resolver, self.view, mod, flags, emit)
+        if err < 0:
+            raise ModprobeError(f"could not remove '{mod.name}': {os.strerror(-err)}", -err)

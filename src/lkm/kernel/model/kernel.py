@@ -298,11 +298,6 @@ class ModelKernel:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    @property
-    def is_24(self) -> bool:
-        """The 2.4 design: :attr:`version` links in user space (kept for callers of the old name)."""
-        return self.version.user_space_link
-
     # -- 2.4's system calls (lkm.kernel.model.load24), on a 2.4 design only -----------------
 
     @property

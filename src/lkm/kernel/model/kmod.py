@@ -41,7 +41,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from lkm.errors import LkmError
+from lkm.errors import LkmError, ModprobeError
 from lkm.kernel.model.store import StateError
 from lkm.kernels import KmodRules
 from lkm.record import Record
@@ -133,7 +133,11 @@ def _modprobe(kernel: ModelKernel, name: str, output: list[str]) -> int:
 
     for _prio, msg in mp.messages:
         output.append(msg)
-    return mp.load(name, "", None, emit)
+    try:
+        mp.load(name, "", None, emit)
+    except ModprobeError:  # modprobe exits 1 (its messages kept to itself by -q)
+        return 1
+    return 0
 
 
 class ModprobeLike(Protocol):
@@ -142,7 +146,7 @@ class ModprobeLike(Protocol):
     @property
     def messages(self) -> list[tuple[str, str]]: ...
 
-    def load(self, alias: str, extra: str, flags: Any, emit: Callable[[str, str], None]) -> int: ...
+    def load(self, alias: str, extra: str, flags: Any, emit: Callable[[str, str], None]) -> None: ...
 
 
 #: Makes the modprobe of a model kernel: (modules root, release, kernel) -> modprobe.

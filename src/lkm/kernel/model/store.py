@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from lkm.errors import LkmError
 from lkm.symbols.table import KernelSymbol
@@ -151,8 +152,6 @@ def _connect(p: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
         )
         db.text_factory = _text
         return db
-    from urllib.parse import quote
-
     uri = f"file:{quote(str(p.resolve()))}?mode=ro"
     db = sqlite3.connect(
         uri, timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES, uri=True
