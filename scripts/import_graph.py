@@ -8,8 +8,8 @@ Counts, over the runtime imports of every file (``if TYPE_CHECKING:`` imports le
   (``importlib``) not counted;
 * imports inside functions (``def`` bodies), in total and per file (``-v``).
 
-An edge goes to the most specific file an import names (``from lkm.kernel import procfs``
--> lkm/kernel/procfs.py; ``from lkm.kernel import Kernel`` -> lkm/kernel/__init__.py).
+An edge goes to the most specific file an import names (``from lkm.kernel.model import procfs``
+-> lkm/kernel/model/procfs.py; ``from lkm.kernel import Kernel`` -> lkm/kernel/__init__.py).
 Usage: ``python scripts/import_graph.py [-v] [SRC]`` (SRC defaults to src/lkm).
 """
 
