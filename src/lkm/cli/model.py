@@ -127,7 +127,7 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.cli.backend import split_backend
     from lkm.kernel.model import ModelKernel
     from lkm.kernel.model.profile import Profile, shipped_profiles
-    from lkm.kernel.model.store import default_state_path
+    from lkm.kernel.model.state import default_state_path
 
     _model, state, args = split_backend(args)
     err = sys.stderr.write
@@ -193,7 +193,7 @@ def run(prog: str, args: list[str]) -> int:
                 raise ValueError(f"unknown setting {key!r} (known: {', '.join(setters)})")
             setters[key](value)
         elif cmd == "check":
-            from lkm.kernel.model.store import State
+            from lkm.kernel.model.state import State
 
             st = State(state or default_state_path(), readonly=True, check=False)
             problems = st.integrity()

@@ -7,7 +7,8 @@ A persistent kernel whose module table lives in SQLite, split as Linux splits
 * :mod:`~lkm.kernel.model.kernel` -- :class:`ModelKernel`, the facade: the :class:`Kernel`
   interface and the model's sysctls; it picks its design (today's loader or 2.4's system
   calls) once, when it is opened;
-* :mod:`~lkm.kernel.model.store` -- the state file and every SQL statement, as typed rows;
+* :mod:`~lkm.kernel.model.store` -- every statement on the state's tables, as typed rows, over
+  :mod:`~lkm.kernel.model.state` (the SQLite file: schema, transactions, boot's atomic rename);
 * :mod:`~lkm.kernel.model.load` -- ``load_module`` as kernel/module/main.c's named steps over
   one :class:`~lkm.kernel.model.load.LoadInfo`;
 * :mod:`~lkm.kernel.model.load24` -- 2.4's create_module / init_module / query_module /

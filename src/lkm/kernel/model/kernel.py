@@ -38,14 +38,8 @@ from lkm.kernel.model import integrity, kmod, procfs
 from lkm.kernel.model.load import InitFailed, LoadInfo, load_module
 from lkm.kernel.model.load24 import Calls24, Query
 from lkm.kernel.model.profile import ARCH_RANGES, Profile, load_profile
-from lkm.kernel.model.store import (
-    State,
-    StateError,
-    Store,
-    default_state_path,
-    new_state_file,
-    replace_state,
-)
+from lkm.kernel.model.state import State, StateError, default_state_path, new_state_file, replace_state
+from lkm.kernel.model.store import Store
 from lkm.kernel.model.struct24 import LAYOUTS, Layout24
 from lkm.kernel.model.vmalloc import Arena, Fragmentation, ModuleMemory, fragmentation
 from lkm.kernels import KernelVersion, by_name

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from lkm.errors import LkmError, ModprobeError
-from lkm.kernel.model.store import StateError
+from lkm.kernel.model.state import StateError
 from lkm.kernels import KmodRules
 from lkm.record import Record
 

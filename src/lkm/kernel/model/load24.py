@@ -17,7 +17,8 @@ from contextlib import AbstractContextManager
 
 from lkm.kernel.executor import Executor, LoadedImage
 from lkm.kernel.interface import KernelError
-from lkm.kernel.model.store import State, Store
+from lkm.kernel.model.state import State
+from lkm.kernel.model.store import Store
 from lkm.kernel.model.struct24 import (
     EXCEPTION_ENTRY_SIZE,
     KERNEL_SYM_NAME,
