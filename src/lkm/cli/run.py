@@ -66,7 +66,8 @@ TOOL = Tool(
             "",
             "device",
             "SPEC",
-            "an emulated device (pci:vVVVVdDDDD[,bar0=mem:SIZE,irq=N],\nusb:vVVVVpPPPP, platform:NAME, or auto); repeatable",
+            "an emulated device (pci:vVVVVdDDDD[,bar0=mem:SIZE,irq=N],\n"
+            "usb:vVVVVpPPPP, platform:NAME, or auto); repeatable",
         ),
         Opt("", "irq", "N", "raise interrupt line N after init; repeatable"),
         Opt("", "advance", "MS", "move the virtual clock MS milliseconds on after init"),

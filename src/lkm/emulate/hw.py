@@ -19,6 +19,7 @@ writes it).  Registers read as last written, or as given, else 0; every access i
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lkm.errors import LkmError
@@ -98,20 +99,42 @@ class Device:
         self.config = bytearray(256)  # PCI configuration space
         self.devres: list[tuple[int, int]] = []  # devm actions: (function, data), run on unbind
         self.bar_specs: list[tuple[int, str, int]] | None = None  # BARs the spec gave
+        # a register's behaviour beyond "reads as last written" (lkm.emulate.harness):
+        self.read_hooks: dict[tuple[str, int], Callable[[], int]] = {}
+        self.write_hooks: dict[tuple[str, int], Callable[[int], None]] = {}
 
     def read_reg(self, space: str, offset: int, size: int) -> int:
+        hook = self.read_hooks.get((space, offset))
+        if hook is not None:
+            return hook() & ((1 << (8 * size)) - 1)
         value = 0
         for i in range(size):
             value |= self.regs.get((space, offset + i), 0) << (8 * i)
         return value
 
     def write_reg(self, space: str, offset: int, size: int, value: int) -> None:
+        hook = self.write_hooks.get((space, offset))
+        if hook is not None:
+            hook(value)
+            return
         for i in range(size):
             self.regs[(space, offset + i)] = (value >> (8 * i)) & 0xFF
 
     def set(self, bar: int, offset: int, value: int, size: int = 4) -> None:
         """The value register ``offset`` of BAR ``bar`` reads (until the driver writes it)."""
         self.write_reg(f"bar{bar}", offset, size, value)
+
+    def get(self, bar: int, offset: int, size: int = 4) -> int:
+        """What register ``offset`` of BAR ``bar`` holds (no access traced)."""
+        return self.read_reg(f"bar{bar}", offset, size)
+
+    def on_read(self, bar: int, offset: int, fn: Callable[[], int]) -> None:
+        """Reads of register ``offset`` of BAR ``bar`` return ``fn()``."""
+        self.read_hooks[(f"bar{bar}", offset)] = fn
+
+    def on_write(self, bar: int, offset: int, fn: Callable[[int], None]) -> None:
+        """Writes to register ``offset`` of BAR ``bar`` call ``fn(value)`` instead of storing it."""
+        self.write_hooks[(f"bar{bar}", offset)] = fn
 
     def bar(self, index: int) -> Bar | None:
         return next((b for b in self.bars if b.index == index), None)
@@ -250,13 +273,16 @@ _VIRTIO_KEYS = {"d": "device", "v": "vendor"}
 
 def _fields(text: str, keys: dict[str, str], spec: str) -> dict[str, int]:
     names = sorted(keys, key=len, reverse=True)
-    pat = re.compile("(" + "|".join(names) + r")([0-9A-Fa-f]+|\*)")
+    pat = re.compile("(" + "|".join(names) + r")([0-9A-F]+|\*)")  # ids in upper case, as a modalias
     out: dict[str, int] = {}
     pos = 0
     while pos < len(text):
         m = pat.match(text, pos)
         if m is None:
-            raise DeviceSpecError(f"--device {spec}: cannot read {text[pos:]!r}")
+            raise DeviceSpecError(
+                f"--device {spec}: cannot read {text[pos:]!r} (fields such as v8086d100E: lower-case "
+                "letters, upper-case hexadecimal)"
+            )
         if m.group(2) != "*":
             out[keys[m.group(1)]] = int(m.group(2), 16)
         pos = m.end()

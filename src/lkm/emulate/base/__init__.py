@@ -6,5 +6,5 @@ from lkm.emulate.base import devices, mm, printk, runtime, strings, sync  # noqa
 
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.
-from lkm.emulate.base import bus, io, irq, pci, usb  # noqa: F401
+from lkm.emulate.base import bus, io, irq, pci, uaccess, usb  # noqa: F401
 # isort: on

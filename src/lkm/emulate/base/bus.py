@@ -852,3 +852,12 @@ def _dev_driver_string(k: BaseKernel, c: TrapCall) -> int:
     if drv:
         return k.machine.read_word(drv + lay["device_driver_name"])
     return k.new_string(b"")
+
+
+def hotplug(k: BaseKernel, d: Device) -> None:
+    """bus_probe_device: a device added after its driver registered is probed now."""
+    probe = {"pci": _pci_probe, "usb": _usb_probe, "platform": _platform_probe}.get(d.bus)
+    if probe is None:
+        return
+    for drv, module in _drivers(k, d.bus):
+        probe(k, d, drv, module)
