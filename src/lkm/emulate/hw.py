@@ -93,7 +93,8 @@ class Device:
         self.driver = 0  # the bound driver (struct pci_driver...), 0: none
         self.driver_name = ""
         self.module: str | None = None
-        self.probe_result: int | None = None  # probe()'s return value, None: never probed
+        self.probe_result: int | None = None  # probe()'s return value, None: not returned (yet)
+        self.probed = False  # a driver's probe() was called for it
         self.removed = False
         self.auto_for = 0  # the driver whose table this device was made from (--device auto)
         self.config = bytearray(256)  # PCI configuration space

@@ -72,6 +72,7 @@ def _probe(
     lay = L(k)
     k.machine.write_word(d.dev + lay["device_driver"], driver_struct)
     d.driver, d.driver_name, d.module = drv, drv_name, module
+    d.probed = True
     ret = _s32(k.call(fn, args, module)) if fn else 0
     d.probe_result = ret
     if ret < 0:
@@ -159,8 +160,11 @@ def pci_device_from_id(k: BaseKernel, e: int) -> Device:
     lay = L(k)
     m = k.machine
 
+    def raw(n: str) -> int:
+        return m.read_int(e + lay[f"pci_device_id_{n}"], 4)
+
     def g(n: str) -> int:
-        v = m.read_int(e + lay[f"pci_device_id_{n}"], 4)
+        v = raw(n)
         return 0 if v == PCI_ANY_ID else v
 
     ids = {
@@ -168,7 +172,7 @@ def pci_device_from_id(k: BaseKernel, e: int) -> Device:
         "device": g("device"),
         "subvendor": g("subvendor"),
         "subdevice": g("subdevice"),
-        "class": g("class") & g("class_mask") & 0xFFFFFF,
+        "class": raw("class") & raw("class_mask") & 0xFFFFFF,
     }
     spec = f"pci:v{ids['vendor']:04X}d{ids['device']:04X}sv{ids['subvendor']:04X}sd{ids['subdevice']:04X}"
     return Device("pci", ids, spec=spec + f"c{ids['class']:06X}")
@@ -427,6 +431,11 @@ def make_usb(k: BaseKernel, hw: Hardware, d: Device) -> None:
     m.write_word(intf + lay["usb_interface_cur_altsetting"], alt)
     m.write_int(intf + lay["usb_interface_num_altsetting"], 4, 1)
     m.write_int(intf + lay["usb_interface_minor"], 4, 0xFFFFFFFF)
+    cfg = k.alloc(lay["usb_host_config_size"])  # the active configuration: this one interface
+    m.write(cfg, bytes([9, 2, 9 + USB_INTERFACE_DESCRIPTOR_SIZE, 0, 1, 1, 0, 0x80, 50]))
+    m.write_word(cfg + lay["usb_host_config_interface"], intf)
+    m.write_word(udev + lay["usb_device_config"], cfg)
+    m.write_word(udev + lay["usb_device_actconfig"], cfg)
     d.name = f"{udev_name}:1.{ids.get('ifnumber', 0)}"
     d.address, d.dev = intf, intf + lay["usb_interface_dev"]
     d.extra["usb_device"] = udev
@@ -861,3 +870,123 @@ def hotplug(k: BaseKernel, d: Device) -> None:
         return
     for drv, module in _drivers(k, d.bus):
         probe(k, d, drv, module)
+
+
+# -- platform_device_register_full (platform_device_register_simple/_resndata/_data inline to it) --
+@kfunc("platform_device_register_full", nargs=1)
+def _platform_device_register_full(k: BaseKernel, c: TrapCall) -> int:
+    lay = L(k)
+    m = k.machine
+    info = c.arg(0)
+    p = k.alloc(lay["platform_device_size"] + 64)
+    name = k.cstring(m.read_word(info + lay["platform_device_info_name"]), 64)
+    m.write_word(p + lay["platform_device_name"], k.new_string(name.encode()))
+    m.write_int(p + lay["platform_device_id"], 4, m.read_int(info + lay["platform_device_info_id"], 4))
+    dev = p + lay["platform_device_dev"]
+    m.write_word(dev + lay["device_parent"], m.read_word(info + lay["platform_device_info_parent"]))
+    n = m.read_int(info + lay["platform_device_info_num_res"], 4)
+    res = m.read_word(info + lay["platform_device_info_res"])
+    if res and n:
+        size = lay["resource_size"] * min(n, 64)
+        copy = k.alloc(size)
+        m.write(copy, m.read(res, size))
+        m.write_word(p + lay["platform_device_resource"], copy)
+        m.write_int(p + lay["platform_device_num_resources"], 4, min(n, 64))
+    data, size_data = (
+        m.read_word(info + lay["platform_device_info_data"]),
+        m.read_word(info + lay["platform_device_info_size_data"]),
+    )
+    if data and size_data:
+        copy = k.alloc(size_data)
+        m.write(copy, m.read(data, min(size_data, 1 << 20)))
+        m.write_word(dev + lay["device_platform_data"], copy)
+    ret = _adopt_platform(k, p)
+    return p if ret == 0 else ret & k.arch.mask
+
+
+# -- the driver core's generic calls ---------------------------------------------------------------
+@kfunc("bus_register", nargs=1)
+def _bus_register(k: BaseKernel, c: TrapCall) -> int:
+    name = k.cstring(k.machine.read_word(c.arg(0) + L(k)["bus_type_name"]), 64)
+    k.state.registrations.append(Registration("bus", name, c.arg(0), k.current))
+    return 0
+
+
+@kfunc("bus_unregister", "driver_unregister", "class_unregister", "class_destroy", nargs=1)
+def _unregister_generic(k: BaseKernel, c: TrapCall) -> int:
+    return 0
+
+
+def _devices_where(k: BaseKernel, member: str, value: int) -> list[int]:
+    lay = L(k)
+    return [d.dev for d in hw_of(k).devices if d.dev and k.machine.read_word(d.dev + lay[member]) == value]
+
+
+def _for_each(k: BaseKernel, devs: list[int], start: int, data: int, fn: int) -> int:
+    if start in devs:
+        devs = devs[devs.index(start) + 1 :]
+    for dev in devs:
+        ret = _s32(k.call(fn, (dev, data), k.current))
+        if ret:
+            return ret
+    return 0
+
+
+@kfunc("driver_for_each_device", nargs=4)
+def _driver_for_each_device(k: BaseKernel, c: TrapCall) -> int:
+    return _for_each(k, _devices_where(k, "device_driver", c.arg(0)), c.arg(1), c.arg(2), c.arg(3))
+
+
+@kfunc("bus_for_each_dev", nargs=4)
+def _bus_for_each_dev(k: BaseKernel, c: TrapCall) -> int:
+    return _for_each(k, _devices_where(k, "device_bus", c.arg(0)), c.arg(1), c.arg(2), c.arg(3))
+
+
+@kfunc("bus_find_device", "driver_find_device", nargs=4)
+def _bus_find_device(k: BaseKernel, c: TrapCall) -> int:
+    member = "device_bus" if c.name == "bus_find_device" else "device_driver"
+    devs = _devices_where(k, member, c.arg(0))
+    if c.arg(1) in devs:
+        devs = devs[devs.index(c.arg(1)) + 1 :]
+    for dev in devs:
+        if k.call(c.arg(3), (dev, c.arg(2)), k.current) & 0xFFFFFFFF:
+            return dev
+    return 0
+
+
+@kfunc("dev_set_name", "kobject_set_name", nargs=2, varargs=True)
+def _dev_set_name(k: BaseKernel, c: TrapCall) -> int:
+    from lkm.emulate.base.printk import fmt_call
+
+    name = fmt_call(k, c, 1)
+    k.machine.write_word(c.arg(0) + L(k)["kobject_name"], k.new_string(name))
+    return 0
+
+
+_DEVICE_ZERO = (
+    "device_initialize", "device_del", "device_unregister", "device_remove_file", "device_set_wakeup_capable",
+    "device_wakeup_enable", "device_wakeup_disable", "device_init_wakeup", "device_set_wakeup_enable",
+    "device_remove_group", "device_remove_groups", "device_release_driver", "dev_pm_set_wake_irq",
+    "pm_runtime_enable", "pm_runtime_allow", "pm_runtime_forbid", "__pm_runtime_disable",
+    "pm_runtime_set_autosuspend_delay", "__pm_runtime_use_autosuspend", "pm_runtime_no_callbacks",
+    "device_enable_async_suspend", "devm_device_add_group", "devm_device_add_groups", "device_create_file",
+    "device_add_group", "device_add_groups", "devm_pm_runtime_enable", "__pm_runtime_set_status",
+    "__pm_runtime_idle", "__pm_runtime_suspend", "pm_runtime_get_if_active",
+)  # fmt: skip
+
+
+@kfunc(*_DEVICE_ZERO, nargs=2)
+def _device_zero(k: BaseKernel, c: TrapCall) -> int:
+    return 0
+
+
+@kfunc("__pm_runtime_resume", nargs=2)
+def _pm_runtime_resume(k: BaseKernel, c: TrapCall) -> int:
+    return 1  # already active
+
+
+@kfunc("device_register", "device_add", nargs=1)
+def _device_add(k: BaseKernel, c: TrapCall) -> int:
+    """A struct device the module made itself (a class device, a child): named, not on a bus
+    the emulated ones know."""
+    return 0
