@@ -213,3 +213,18 @@ def test_cli_device_json(tmp_path: Path) -> None:
         [*cmd[:5], "--device", "pci:zz", PCIDEMO], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "pci:zz" in bad.stderr
+
+
+def test_readme_example() -> None:
+    """The harness example in the README runs as written (against the fixture)."""
+    from support import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```python\nfrom lkm.emulate.harness")
+    code = text[start + len("```python\n") : text.index("```", start + 10)]
+    code = code.replace('h.load("pcidemo.ko")', f"h.load({PCIDEMO!r})")
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    test = scope["test_pcidemo"]
+    assert callable(test)
+    test()
