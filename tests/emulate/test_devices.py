@@ -203,6 +203,11 @@ def test_cli_device_json(tmp_path: Path) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     docs = [json.loads(x) for x in out.stdout.splitlines()]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).parents[2] / "src/lkm/data/lkm-1.schema.json").read_text())
+    for doc in docs:
+        jsonschema.validate(doc, schema)
+    assert docs[0]["accesses"][0]["site"].startswith("pcidemo_probe+")
     assert [d["command"] for d in docs[1:]] == ["irq 10", "advance 10", "rmmod pcidemo"]
     first = docs[0]["accesses"][0]
     assert (first["op"], first["device"], first["space"], first["value"]) == ("read", "0000:00:03.0", "bar0",

@@ -55,7 +55,7 @@ class Bar(Record):
 class Access(Record):
     """One access a driver made to its hardware."""
 
-    __slots__ = ("op", "device", "space", "offset", "address", "size", "value", "pc")
+    __slots__ = ("op", "device", "space", "offset", "address", "size", "value", "pc", "site")
 
     def __init__(
         self, op: str, device: str, space: str, offset: int, address: int, size: int, value: int, pc: int
@@ -68,11 +68,12 @@ class Access(Record):
         self.size = size
         self.value = value
         self.pc = pc  # the instruction (or the caller of the kernel function) that made it
+        self.site = ""  # pc symbolised ("e1000_probe+0x1a/0x8c0 [e1000]"), filled in by the session
 
     def json(self) -> dict[str, object]:
         return {"op": self.op, "device": self.device, "space": self.space, "offset": self.offset,
                 "address": f"{self.address:#x}", "size": self.size, "value": f"{self.value:#x}",
-                "pc": f"{self.pc:#x}"}  # fmt: skip
+                "pc": f"{self.pc:#x}", "site": self.site}  # fmt: skip
 
 
 class Device:

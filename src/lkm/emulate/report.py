@@ -14,9 +14,9 @@ def format_call(t: TraceEntry) -> str:
 
 
 def format_access(a: Access) -> str:
-    """``read 0000:00:03.0 bar0+0x8/4 = 0x80000000 at 0xffffffffc0001234``."""
+    """``read 0000:00:03.0 bar0+0x8/4 = 0x80000000 at e1000_probe+0x1a/0x8c0 [e1000]``."""
     where = f"{a.space}+{a.offset:#x}" if a.device else f"{a.space} {a.address:#x}"
-    return f"{a.op:<9} {a.device or '-'} {where}/{a.size} = {a.value:#x} at {a.pc:#x}"
+    return f"{a.op:<9} {a.device or '-'} {where}/{a.size} = {a.value:#x} at {a.site or hex(a.pc)}"
 
 
 def _value(v: int) -> str:

@@ -268,7 +268,11 @@ class Session:
     ) -> Outcome:
         k = self.k
         log = [r.text for r in k.state.log[mark[0] :]]
-        return Outcome(cmd, value, output, log, k.trace[mark[1] :], fault, hw_of(k).trace[mark[2] :])
+        accesses = hw_of(k).trace[mark[2] :]
+        for a in accesses:
+            if not a.site:
+                a.site = k.symbolize(a.pc)
+        return Outcome(cmd, value, output, log, k.trace[mark[1] :], fault, accesses)
 
 
 def _kernel_quote(arg: str) -> str:
