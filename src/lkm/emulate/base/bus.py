@@ -263,13 +263,7 @@ def _pci_register_driver(k: BaseKernel, c: TrapCall) -> int:
     m.write_word(d0 + lay["device_driver_owner"], owner)
     m.write_word(d0 + lay["device_driver_mod_name"], modname)
     _register(k, "pci", drv, k.cstring(name_ptr, 64))
-    hw = hw_of(k)
-    if hw.auto:
-        ids = pci_id_at(k, m.read_word(drv + lay["pci_driver_id_table"]))
-        if ids:
-            add_device(k, pci_device_from_id(k, ids[0]), auto_for=drv)
-    for d in [d for d in hw.devices if d.bus == "pci"]:
-        _pci_probe(k, d, drv, k.current)
+    attach_driver(k, "pci", drv, k.current)
     return 0
 
 
@@ -321,10 +315,13 @@ def usb_id_at(k: BaseKernel, ids: int) -> list[dict[str, int]]:
     return out
 
 
-def usb_match(k: BaseKernel, ids: int, d: Device) -> int:
-    """usb_match_id / usb_match_one_id for the device's (only) interface."""
+def usb_match(k: BaseKernel, ids: int, d: Device, *, single: bool = False) -> int:
+    """usb_match_id (``single``: usb_match_one_id) for the device's (only) interface."""
     bcd = d.ids.get("bcd", 0)
-    for e in usb_id_at(k, ids):
+    entries = usb_id_at(k, ids)
+    if single:
+        entries = entries[:1] or []
+    for e in entries:
         fl = e["flags"]
         ok = True
         for f, _size, key, flag in _USB_FIELDS[:5]:
@@ -477,13 +474,7 @@ def _usb_register_driver(k: BaseKernel, c: TrapCall) -> int:
     name = k.cstring(name_ptr, 64)
     _register(k, "usb", drv, name)
     k.state.printk(6, False, f"usbcore: registered new interface driver {name}\n", None)
-    hw = hw_of(k)
-    if hw.auto:
-        ids = usb_id_at(k, m.read_word(drv + lay["usb_driver_id_table"]))
-        if ids:
-            add_device(k, usb_device_from_id(ids[0]), auto_for=drv)
-    for d in [d for d in hw.devices if d.bus == "usb"]:
-        _usb_probe(k, d, drv, k.current)
+    attach_driver(k, "usb", drv, k.current)
     return 0
 
 
@@ -588,14 +579,7 @@ def _platform_register(k: BaseKernel, drv: int, owner: int) -> int:
     m.write_word(d0 + lay["device_driver_owner"], owner)
     name = k.cstring(m.read_word(d0 + lay["device_driver_name"]), 64)
     _register(k, "platform", drv, name)
-    hw = hw_of(k)
-    if hw.auto and not any(d.auto_for == drv for d in hw.devices):
-        ids = platform_ids(k, m.read_word(drv + lay["platform_driver_id_table"]))
-        dname = ids[0][0] if ids else name
-        if dname and not any(d.bus == "platform" and d.name == dname for d in hw.devices):
-            add_device(k, Device("platform", {}, name=dname, spec=f"platform:{dname}"), auto_for=drv)
-    for d in [d for d in hw.devices if d.bus == "platform"]:
-        _platform_probe(k, d, drv, k.current)
+    attach_driver(k, "platform", drv, k.current)
     return 0
 
 
@@ -990,3 +974,60 @@ def _device_add(k: BaseKernel, c: TrapCall) -> int:
     """A struct device the module made itself (a class device, a child): named, not on a bus
     the emulated ones know."""
     return 0
+
+
+def _auto_device(k: BaseKernel, bus: str, drv: int) -> None:
+    """--device auto: a device from the first entry of the driver's id table (once per driver)."""
+    hw = hw_of(k)
+    if not hw.auto or any(d.auto_for == drv for d in hw.devices):
+        return
+    lay = L(k)
+    m = k.machine
+    if bus == "pci":
+        pids = pci_id_at(k, m.read_word(drv + lay["pci_driver_id_table"]))
+        if pids:
+            add_device(k, pci_device_from_id(k, pids[0]), auto_for=drv)
+    elif bus == "usb":
+        uids = usb_id_at(k, m.read_word(drv + lay["usb_driver_id_table"]))
+        if uids:
+            add_device(k, usb_device_from_id(uids[0]), auto_for=drv)
+    elif bus == "platform":
+        names = platform_ids(k, m.read_word(drv + lay["platform_driver_id_table"]))
+        d0 = drv + lay["platform_driver_driver"]
+        dname = names[0][0] if names else k.cstring(m.read_word(d0 + lay["device_driver_name"]), 64)
+        if dname and not any(d.bus == "platform" and d.name == dname for d in hw.devices):
+            add_device(k, Device("platform", {}, name=dname, spec=f"platform:{dname}"), auto_for=drv)
+
+
+def attach_driver(k: BaseKernel, bus: str, drv: int, module: str | None) -> None:
+    """driver_attach: every unbound device of the bus that the driver's table matches is probed."""
+    _auto_device(k, bus, drv)
+    probe = {"pci": _pci_probe, "usb": _usb_probe, "platform": _platform_probe}[bus]
+    for d in [d for d in hw_of(k).devices if d.bus == bus]:
+        probe(k, d, drv, module)
+
+
+_EMBEDDED = {"pci": "pci_driver_driver", "usb": "usb_driver_driver", "platform": "platform_driver_driver"}
+
+
+@kfunc("driver_attach", nargs=1)
+def _driver_attach(k: BaseKernel, c: TrapCall) -> int:
+    """For a pci/usb/platform driver's embedded struct device_driver (usb-serial's drivers get
+    their id table after registering, then attach)."""
+    lay = L(k)
+    for bus, drv, module in list(hw_of(k).drivers):
+        if bus in _EMBEDDED and drv + lay[_EMBEDDED[bus]] == c.arg(0):
+            attach_driver(k, bus, drv, module)
+    return 0
+
+
+@kfunc("usb_match_id", nargs=2)
+def _usb_match_id(k: BaseKernel, c: TrapCall) -> int:
+    d = next((d for d in hw_of(k).devices if d.bus == "usb" and d.address == c.arg(0)), None)
+    return usb_match(k, c.arg(1), d) if d is not None and c.arg(1) else 0
+
+
+@kfunc("usb_match_one_id", nargs=2)
+def _usb_match_one_id(k: BaseKernel, c: TrapCall) -> int:
+    d = next((d for d in hw_of(k).devices if d.bus == "usb" and d.address == c.arg(0)), None)
+    return int(d is not None and c.arg(1) != 0 and usb_match(k, c.arg(1), d, single=True) != 0)
