@@ -17,7 +17,7 @@ import pytest
 from lkm.emulate.harness import Harness, HarnessError
 from lkm.emulate.hw import DeviceSpecError, parse_device
 
-from support import FIXTURES
+from support import FIXTURES, require
 
 pytest_plugins = ["lkm.emulate.pytest_plugin"]  # the lkm_harness fixture
 
@@ -233,3 +233,55 @@ def test_readme_example() -> None:
     test = scope["test_pcidemo"]
     assert callable(test)
     test()
+
+
+# -- corpus drivers ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus61(corpus_trees):  # type: ignore[no-untyped-def]
+    """amd64-6.1's modules by file name, and its kernel symbols read from the vmlinuz (no
+    guest capture needed)."""
+    from lkm.emulate.kernel import SymbolSpace
+    from lkm.symbols.table import SymbolTable
+    from testing.corpus import module_files
+
+    tree = next((t for t in corpus_trees if t.name == "amd64-6.1"), None)
+    require(tree is not None, "corpus tree amd64-6.1 missing")
+    require(tree.vmlinuz is not None and tree.vmlinuz.is_file(), "amd64-6.1 vmlinuz missing")
+    files = {p.name: str(p) for p in module_files(tree)}
+    return files, SymbolSpace(SymbolTable.from_files(str(tree.vmlinuz)), "x86_64")
+
+
+@pytest.mark.corpus
+def test_corpus_e1000_probe_and_remove(corpus61) -> None:  # type: ignore[no-untyped-def]
+    """Debian's e1000: probe() on its first id (8086:1000) enables the device, claims the BARs
+    its pci_select_bars names (the memory BARs), and fails as the real one does without
+    alloc_etherdev (-ENOMEM) after undoing all of it."""
+    files, symbols = corpus61
+    h = Harness(["auto"], symbols=symbols)
+    h.load(files["e1000.ko"])
+    (d,) = h.devices
+    assert (d.ids["vendor"], d.ids["device"]) == (0x8086, 0x1000) and d.probed
+    names = [t.name for t in h.calls() if t.name.startswith("pci_")]
+    assert names[:4] == ["pci_select_bars", "pci_enable_device_mem", "pci_request_selected_regions",
+                         "pci_set_master"]  # fmt: skip
+    if "alloc_etherdev_mqs" in h.unimplemented:
+        assert d.probe_result == -12
+        assert h.dmesg[-1] == "e1000: probe of 0000:00:03.0 failed with error -12"
+        assert h.kernel.state.regions == []  # released on the error path
+
+
+@pytest.mark.corpus
+def test_corpus_usb_serial_probe_and_disconnect(corpus61) -> None:  # type: ignore[no-untyped-def]
+    """ftdi_sio over the real usbserial core: usb_serial_register_drivers sets the id table
+    after registering and calls driver_attach; usb_serial_probe matches and the driver's
+    attach prints as the kernel's does."""
+    files, symbols = corpus61
+    h = Harness(["auto"], symbols=symbols)
+    h.load(files["usbserial.ko"])
+    h.load(files["ftdi_sio.ko"])
+    d = next(d for d in h.devices if d.driver_name == "ftdi_sio")
+    assert d.ids["vendor"] == 0x0403 and d.name.startswith("1-")
+    assert f"ftdi_sio {d.name}: FTDI USB Serial Device converter detected" in h.dmesg
+    h.unload("ftdi_sio")
+    assert f"ftdi_sio {d.name}: device disconnected" in h.dmesg
+    assert "usbcore: deregistering interface driver ftdi_sio" in h.dmesg

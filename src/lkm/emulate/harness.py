@@ -76,18 +76,20 @@ class File:
 
 
 class Harness:
-    """One emulated kernel with devices (``devices``: specs as ``lkm run --device`` takes)."""
+    """One emulated kernel with devices (``devices``: specs as ``lkm run --device`` takes).
+    Kernel symbols: ``kallsyms`` (a /proc/kallsyms, System.map or kernel image), or a prepared
+    ``symbols``; else synthetic addresses."""
 
     def __init__(
         self,
         devices: Iterable[str] = (),
         *,
         kallsyms: str | None = None,
+        symbols: SymbolSpace | None = None,
         strict: bool = False,
         insn_budget: int | None = None,
         time_budget: float | None = None,
     ) -> None:
-        symbols: SymbolSpace | None = None
         if kallsyms is not None:
             from lkm.symbols.table import SymbolTable
 
