@@ -1031,3 +1031,25 @@ def _usb_match_id(k: BaseKernel, c: TrapCall) -> int:
 def _usb_match_one_id(k: BaseKernel, c: TrapCall) -> int:
     d = next((d for d in hw_of(k).devices if d.bus == "usb" and d.address == c.arg(0)), None)
     return int(d is not None and c.arg(1) != 0 and usb_match(k, c.arg(1), d, single=True) != 0)
+
+
+# -- i2c and spi: drivers are registered (lkm.emulate.base.devices records them), no device is
+# on these buses, and nothing answers a transfer (an address not acknowledged: -ENXIO)
+@kfunc("i2c_del_driver", "spi_unregister_driver", "i2c_del_adapter", "spi_unregister_controller", nargs=1)
+def _i2c_spi_void(k: BaseKernel, c: TrapCall) -> int:
+    return 0
+
+
+@kfunc("i2c_add_adapter", "i2c_add_numbered_adapter", nargs=1)
+def _i2c_add_adapter(k: BaseKernel, c: TrapCall) -> int:
+    k.state.registrations.append(Registration("i2c-adapter", "", c.arg(0), k.current))
+    return 0
+
+
+@kfunc("i2c_transfer", "__i2c_transfer", "i2c_transfer_buffer_flags", "i2c_smbus_xfer", "__i2c_smbus_xfer",
+       "i2c_smbus_read_byte", "i2c_smbus_write_byte", "i2c_smbus_read_byte_data", "i2c_smbus_write_byte_data",
+       "i2c_smbus_read_word_data", "i2c_smbus_write_word_data", "i2c_smbus_read_block_data",
+       "i2c_smbus_write_block_data", "i2c_smbus_read_i2c_block_data", "i2c_smbus_write_i2c_block_data",
+       nargs=3)  # fmt: skip
+def _i2c_no_answer(k: BaseKernel, c: TrapCall) -> int:
+    return -ENXIO
