@@ -285,3 +285,22 @@ def test_corpus_usb_serial_probe_and_disconnect(corpus61) -> None:  # type: igno
     h.unload("ftdi_sio")
     assert f"ftdi_sio {d.name}: device disconnected" in h.dmesg
     assert "usbcore: deregistering interface driver ftdi_sio" in h.dmesg
+
+
+@pytest.mark.corpus
+def test_corpus_platform_pcspkr(corpus61) -> None:  # type: ignore[no-untyped-def]
+    """pcspkr: a platform device named after the driver, probe() returns 0; remove() silences
+    the speaker as drivers/input/misc/pcspkr.c does, outb(inb_p(0x61) & 0xFC, 0x61) on a port
+    nothing claims (reads all ones)."""
+    files, symbols = corpus61
+    h = Harness(["auto"], symbols=symbols)
+    h.load(files["pcspkr.ko"])
+    (d,) = h.devices
+    assert (d.bus, d.name, d.probe_result, d.driver_name) == ("platform", "pcspkr", 0, "pcspkr")
+    assert h.accesses() == []
+    h.unload()
+    assert [(a.op, a.address, a.size, a.value) for a in h.accesses()] == [
+        ("in", 0x61, 1, 0xFF),
+        ("out", 0x61, 1, 0xFC),
+    ]
+    assert d.removed and d.driver == 0

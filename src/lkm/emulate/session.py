@@ -152,6 +152,10 @@ class Session:
             raise CommandError(f"rmmod: module {name} is not loaded")
         mark = self._mark()
         fault = run_exit(k, em)
+        for a in hw_of(k).trace[mark[2] :]:  # the module is gone: its symbols name the sites
+            s = em.symbol_at(a.pc)
+            if s is not None and not a.site:
+                a.site = f"{s[0]}+{s[1]:#x}/{s[2]:#x} [{em.name}]"
         return self._outcome(f"rmmod {name}", 0, "", mark, fault)
 
     # -- devices ---------------------------------------------------------------------------
