@@ -79,6 +79,7 @@ FIELDS: list[tuple[str, str]] = [
         "probe", "remove"),
     *_m("virtio_device_id", "virtio_device_id", "device", "vendor"),
     *_m("virtio_device", "virtio_device", "index", "dev", "id", "config", "vqs", "features", "priv"),
+    *_m("scatterlist", "scatterlist", "page_link", "offset", "length", "dma_address", "dma_length"),
     *_m("timer_list", "timer_list", "entry", "expires", "function", "flags"),
     *_m("work_struct", "work_struct", "data", "entry", "func"),
     *_m("delayed_work", "delayed_work", "work", "timer", "wq", "cpu"),

@@ -16,6 +16,8 @@ EBUSY, EINVAL, ENOMEM, EIO = 16, 22, 12, 5
 PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_MASTER = 0x04, 0x1, 0x2, 0x4
 PCIBIOS_DEVICE_NOT_FOUND = 0x86
 PCI_NUM_RESOURCES = 6
+VMEMMAP, STRUCT_PAGE = 0xFFFFEA0000000000, 64  # vmemmap_base as lkm.emulate.base.runtime boots it
+VMEMMAP, STRUCT_PAGE = 0xFFFFEA0000000000, 64  # vmemmap_base as lkm.emulate.base.runtime boots it
 
 
 def pci_device(k: BaseKernel, pdev: int) -> Device | None:
@@ -448,10 +450,7 @@ def _dma_free(k: BaseKernel, c: TrapCall) -> int:
 @kfunc("dma_map_page_attrs", nargs=6)
 def _dma_map_page(k: BaseKernel, c: TrapCall) -> int:
     """virt_to_page's inverse: page -> its direct-map address (vmemmap of 64-byte pages)."""
-    page, offset = c.arg(1), c.arg(2)
-    vmemmap = 0xFFFFEA0000000000
-    pfn = (page - vmemmap) // 64
-    return (pfn << 12) + offset
+    return _page_phys(c.arg(1)) + c.arg(2)
 
 
 @kfunc(
@@ -470,3 +469,38 @@ def _dma_unmap(k: BaseKernel, c: TrapCall) -> int:
 @kfunc("dma_map_resource", nargs=5)
 def _dma_map_resource(k: BaseKernel, c: TrapCall) -> int:
     return c.arg(1)
+
+
+def _page_phys(page: int) -> int:
+    """page_to_phys of a struct page address (the vmemmap array of 64-byte pages)."""
+    return ((page - VMEMMAP) // STRUCT_PAGE) << 12
+
+
+@kfunc("dma_map_sg_attrs", "dma_map_sgtable", nargs=5)
+def _dma_map_sg(k: BaseKernel, c: TrapCall) -> int:
+    """Each entry's bus address is its page's physical address plus its offset (sg_next:
+    SG_CHAIN links, SG_END ends).  dma_map_sgtable(dev, sgt, dir, attrs): 0, sgt->nents set."""
+    lay = L(k)
+    m = k.machine
+    if c.name == "dma_map_sgtable":
+        sgt = c.arg(1)
+        sg, nents = m.read_word(sgt), m.read_int(sgt + 12, 4)  # sg_table: sgl, nents, orig_nents
+    else:
+        sg, nents = c.arg(1), c.arg(2) & 0xFFFFFFFF
+    done = 0
+    while sg and done < min(nents, 1 << 16):
+        link = m.read_word(sg + lay["scatterlist_page_link"])
+        if link & 1:  # SG_CHAIN
+            sg = link & ~3
+            continue
+        phys = _page_phys(link & ~3) + m.read_int(sg + lay["scatterlist_offset"], 4)
+        m.write_word(sg + lay["scatterlist_dma_address"], phys)
+        m.write_int(sg + lay["scatterlist_dma_length"], 4, m.read_int(sg + lay["scatterlist_length"], 4))
+        done += 1
+        if link & 2:  # SG_END
+            break
+        sg += lay["scatterlist_size"]
+    if c.name == "dma_map_sgtable":
+        m.write_int(c.arg(1) + 8, 4, done)
+        return 0
+    return done
