@@ -143,10 +143,14 @@ def main(argv: list[str]) -> int:
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                if all(f"{node.module}.{a.name}" in known for a in node.names):
-                    if not _names_non_submodule(tree, node.module, known):
-                        graph[mod].discard(node.module)
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and not node.level
+                and all(f"{node.module}.{a.name}" in known for a in node.names)
+                and not _names_non_submodule(tree, node.module, known)
+            ):
+                graph[mod].discard(node.module)
     cycles = sccs(graph)
     print(f"import cycles (SCCs > 1 file): {len(cycles)}")
     for c in cycles:

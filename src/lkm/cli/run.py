@@ -2,7 +2,7 @@
 
 lkm run MODULE [NAME=VALUE ...] [--exit] [--json] [--strict] [--with MODULE ...]
         [-k|--kernel FILE ... | --synthetic] [--budget N] [--timeout SECONDS] [--memory BYTES]
-        [--session FILE]
+        [--session FILE] [--device SPEC ...] [--irq N ...] [--advance MS]
 lkm run --script FILE [--json] [--strict] ...
 
 Prints the kernel log the module produced and every kernel function it called (name,
@@ -17,6 +17,12 @@ synthetic).
 --memory caps the emulated heap (kmalloc, vmalloc, pages; default 256 MiB, or
 $LKM_EMULATE_MEMORY): past it an allocation returns NULL, as the kernel's do.  --budget and
 --timeout bound each call (instructions, wall-clock seconds).  Ctrl-C stops the run (exit 130).
+--device puts an emulated device on its bus before the module loads (pci:v8086d100E,
+usb:v046DpC52B, platform:NAME, with ,barN=mem:SIZE / ,barN=io:SIZE / ,irq=N options; or auto:
+one device per registered driver from the first entry of its id table): the driver's probe()
+runs when it registers, remove() at --exit, and every MMIO, port and config-space access is
+listed.  --irq N raises interrupt line N after init; --advance MS moves the virtual clock on
+(timers fire, queued work and tasklets run).
 Exit status 1 when an init fails or a call does not return.
 """
 
@@ -61,6 +67,15 @@ TOOL = Tool(
             "BYTES",
             "the module's heap (kmalloc/vmalloc) cap; past it allocations\nreturn NULL (default 256 MiB)",
         ),
+        Opt(
+            "",
+            "device",
+            "SPEC",
+            "an emulated device (pci:vVVVVdDDDD[,bar0=mem:SIZE,irq=N],\n"
+            "usb:vVVVVpPPPP, platform:NAME, or auto); repeatable",
+        ),
+        Opt("", "irq", "N", "raise interrupt line N after init; repeatable"),
+        Opt("", "advance", "MS", "move the virtual clock MS milliseconds on after init"),
         Opt("", "session", "FILE", "save the session for `lkm dev --session FILE`", complete="file"),
         Opt("", "state", "FILE", "deprecated spelling of --session", hidden=True),
         Opt(
@@ -104,6 +119,20 @@ def run(prog: str, args: list[str]) -> int:
             raise ValueError(f"--budget must be a count of instructions, not {o['--budget']}")
         if timeout is not None and not 0 < timeout <= 86400:  # also refuses nan and inf
             raise ValueError(f"--timeout must be a number of seconds in (0, 86400], not {o['--timeout']}")
+        devices = [v for f, v in opts if f == "--device"]
+        from lkm.emulate.hw import DeviceSpecError, parse_device
+
+        for spec in devices:
+            try:
+                parse_device(spec)
+            except DeviceSpecError as exc:
+                raise UsageError(str(exc)) from None
+        after = [f"irq {int(v, 0)}" for f, v in opts if f == "--irq"]
+        if "--advance" in o:
+            ms = int(o["--advance"], 0)
+            if ms < 0:
+                raise ValueError(f"--advance must be a number of milliseconds, not {o['--advance']}")
+            after.append(f"advance {ms}")
     except (UsageError, ValueError) as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
@@ -127,7 +156,12 @@ def run(prog: str, args: list[str]) -> int:
         else:
             symbols = DEFAULT  # $LKM_EMULATE_KALLSYMS, else synthetic
         session = Session(
-            symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout, memory_budget=memory
+            symbols,
+            strict="--strict" in o,
+            insn_budget=budget,
+            time_budget=timeout,
+            memory_budget=memory,
+            devices=devices,
         )
         session.kernel_files = [os.path.abspath(k) for k in kernels]
         if script is not None:
@@ -137,6 +171,7 @@ def run(prog: str, args: list[str]) -> int:
             withs = [v for f, v in opts if f == "--with"]
             lines = [f"insmod {_q(os.path.abspath(p))}" for p in withs]
             lines.append(" ".join(["insmod", _q(os.path.abspath(operands[0])), *map(_q, operands[1:])]))
+            lines += after
         outcomes = []
         failed = False
         with progress(f"{prog}: emulating", total=len(lines)) as shown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lkm.emulate.hw import Access
 from lkm.emulate.kernel import TraceEntry
 from lkm.emulate.session import Outcome
 
@@ -10,6 +11,12 @@ def format_call(t: TraceEntry) -> str:
     args = ", ".join(f"{a:#x}" if a > 9 else str(a) for a in t.args)
     mark = "" if t.implemented else "  [not implemented: returned 0]"
     return f"{t.name}({args}) = {_value(t.result)}{mark}"
+
+
+def format_access(a: Access) -> str:
+    """``read 0000:00:03.0 bar0+0x8/4 = 0x80000000 at e1000_probe+0x1a/0x8c0 [e1000]``."""
+    where = f"{a.space}+{a.offset:#x}" if a.device else f"{a.space} {a.address:#x}"
+    return f"{a.op:<9} {a.device or '-'} {where}/{a.size} = {a.value:#x} at {a.site or hex(a.pc)}"
 
 
 def _value(v: int) -> str:
@@ -26,6 +33,9 @@ def format_outcome(o: Outcome, *, calls: bool = True) -> str:
     if calls and o.trace:
         lines.append("## kernel calls")
         lines += [f"  {format_call(t)}" for t in o.trace]
+    if o.accesses:
+        lines.append("## device accesses")
+        lines += [f"  {format_access(a)}" for a in o.accesses]
     if o.fault is not None:
         lines.append(f"## did not return: {o.fault.kind}: {o.fault.reason}")
     else:
@@ -65,4 +75,5 @@ def outcome_json(o: Outcome) -> dict[str, object]:
             for t in o.trace
         ],
         "fault": fault,
+        "accesses": [a.json() for a in o.accesses],
     }

@@ -6,6 +6,7 @@ Commands are also a small script language (``Session.execute``), one per line::
     dev open|release NAME             dev read NAME [COUNT]
     dev write NAME TEXT               dev ioctl NAME CMD [ARG]
     cat /proc/devices|/proc/filesystems|/proc/misc|/proc/modules
+    irq N                             advance MS      (interrupt line N fires; the clock moves on)
 
 Emulation is deterministic, so a session's state is its command history: ``lkm dev`` keeps
 that history in a state file and replays it before each new command (see lkm.cli.dev).
@@ -18,6 +19,7 @@ import shlex
 
 from lkm.emulate.arch import ARCHES
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
+from lkm.emulate.hw import Access, hw_of
 from lkm.emulate.kernel import BaseKernel, SymbolSpace, TraceEntry
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.module import InitResult, arch_for, load, run_exit, run_init
@@ -36,7 +38,7 @@ class Outcome(Record):
     """One command's result: the value returned (init's, read's...), text output, new console
     lines and kernel calls made, and the fault if the call did not return."""
 
-    __slots__ = ("command", "value", "output", "log", "trace", "fault")
+    __slots__ = ("command", "value", "output", "log", "trace", "fault", "accesses")
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class Outcome(Record):
         log: list[str],
         trace: list[TraceEntry],
         fault: EmulationFault | None,
+        accesses: list[Access] | None = None,
     ) -> None:
         self.command = command
         self.value = value
@@ -53,6 +56,7 @@ class Outcome(Record):
         self.log = log
         self.trace = trace
         self.fault = fault
+        self.accesses = accesses if accesses is not None else []  # device accesses (lkm.emulate.hw)
 
 
 def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
@@ -82,7 +86,9 @@ class Session:
         time_budget: float | None = None,
         booted: bool = True,
         memory_budget: int | None = None,
+        devices: list[str] | None = None,
     ) -> None:
+        self.devices = list(devices or [])  # --device specs (lkm.emulate.hw), attached at boot
         self.symbols = symbols
         self.strict = strict
         self.budgets = (insn_budget, time_budget)
@@ -109,6 +115,9 @@ class Session:
             self.kernel = BaseKernel(
                 arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=mb
             )
+            from lkm.emulate.base.bus import attach
+
+            attach(self.kernel, self.devices)
         elif self.kernel.arch.name != arch.split("-")[0]:
             raise CommandError(f"this session's kernel is {self.kernel.arch.name}, not {arch}")
         return self.kernel
@@ -147,6 +156,10 @@ class Session:
             raise CommandError(f"rmmod: module {name} is not loaded")
         mark = self._mark()
         fault = run_exit(k, em)
+        for a in hw_of(k).trace[mark[2] :]:  # the module is gone: its symbols name the sites
+            s = em.symbol_at(a.pc)
+            if s is not None and not a.site:
+                a.site = f"{s[0]}+{s[1]:#x}/{s[2]:#x} [{em.name}]"
         return self._outcome(f"rmmod {name}", 0, "", mark, fault)
 
     # -- devices ---------------------------------------------------------------------------
@@ -190,6 +203,21 @@ class Session:
             return self._outcome(cmd, 0, "", mark, exc)
         raise CommandError(f"dev: unknown operation {op!r} (open, read, write, ioctl, release)")
 
+    def hardware(self, verb: str, n: int) -> Outcome:
+        """``irq N``: interrupt line N fires (value: handlers that handled it); ``advance MS``:
+        the virtual clock moves MS milliseconds on (value: timer callbacks run)."""
+        from lkm.emulate.base.irq import advance, raise_irq
+
+        k = self.k
+        mark = self._mark()
+        try:
+            value = raise_irq(k, n) if verb == "irq" else advance(k, n)
+        except EmulationFault as exc:
+            for line in exc.report.splitlines():
+                k.state.printk(1, False, line + "\n", None)
+            return self._outcome(f"{verb} {n}", 0, "", mark, exc)
+        return self._outcome(f"{verb} {n}", value, "", mark, None)
+
     def proc(self, path: str) -> str:
         st = self.kernel.state if self.kernel is not None else KernelState.booted()
         views = {
@@ -226,6 +254,8 @@ class Session:
             out = self.rmmod(rest[0])
         elif verb == "dev" and len(rest) >= 2:
             out = self.dev(rest[0], rest[1], *rest[2:])
+        elif verb in ("irq", "advance") and len(rest) == 1:
+            out = self.hardware(verb, int(rest[0], 0))
         else:
             out = None
         if out is not None:
@@ -233,18 +263,24 @@ class Session:
             return out
         if verb == "cat" and len(rest) == 1:
             return Outcome(line, 0, self.proc(rest[0]), [], [], None)
-        raise CommandError(f"cannot run {line.strip()!r}: insmod, rmmod, dev or cat expected")
+        raise CommandError(f"cannot run {line.strip()!r}: insmod, rmmod, dev, irq, advance or cat expected")
 
-    def _mark(self) -> tuple[int, int]:
+    def _mark(self) -> tuple[int, int, int]:
         k = self.kernel
-        return (len(k.state.log), len(k.trace)) if k is not None else (0, 0)
+        if k is None:
+            return (0, 0, 0)
+        return len(k.state.log), len(k.trace), len(hw_of(k).trace)
 
     def _outcome(
-        self, cmd: str, value: int, output: str, mark: tuple[int, int], fault: EmulationFault | None
+        self, cmd: str, value: int, output: str, mark: tuple[int, int, int], fault: EmulationFault | None
     ) -> Outcome:
         k = self.k
         log = [r.text for r in k.state.log[mark[0] :]]
-        return Outcome(cmd, value, output, log, k.trace[mark[1] :], fault)
+        accesses = hw_of(k).trace[mark[2] :]
+        for a in accesses:
+            if not a.site:
+                a.site = k.symbolize(a.pc)
+        return Outcome(cmd, value, output, log, k.trace[mark[1] :], fault, accesses)
 
 
 def _kernel_quote(arg: str) -> str:
@@ -291,6 +327,7 @@ def save_state(path: str, session: Session) -> None:
         "strict": session.strict,
         "base_dir": os.path.abspath(session.base_dir),
         "history": session.history,
+        "devices": session.devices,
     }
     write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8", "surrogateescape"))
 
@@ -322,7 +359,8 @@ def load_state(path: str) -> Session:
         from lkm.symbols.table import SymbolTable
 
         symbols = SymbolSpace(SymbolTable.from_files(*kernel))
-    session = Session(symbols, strict=bool(data.get("strict")))
+    devices = [str(d) for d in data.get("devices", []) if isinstance(d, str)]
+    session = Session(symbols, strict=bool(data.get("strict")), devices=devices)
     if data.get("symbols") == "kernel":
         session.kernel_files = list(kernel)
     session.base_dir = str(data.get("base_dir", "."))

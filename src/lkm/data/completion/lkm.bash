@@ -65,7 +65,7 @@ _lkm_opts() {
         ;;
     run)
         case "$prev" in -k|--with|--kernel|--kallsyms|--session|--state|--script) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--exit --json --strict --with -k --kernel --kallsyms --synthetic --budget --timeout --memory --session --script -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--exit --json --strict --with -k --kernel --kallsyms --synthetic --budget --timeout --memory --device --irq --advance --session --script -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     dev)
