@@ -21,11 +21,20 @@ inputs are known to be the same without computing them.  The cache therefore nev
 byte of output: it only skips work whose result is known and checked.
 
 **Trust.**  The file is checked before anything in it is used: magic, format version, the
-fingerprint of the lkm code that wrote it, the length and BLAKE2b digest of both sections;
-then every field is parsed with bounds checks.  A cache that fails any check is ignored (and
-rewritten by the next run that writes its outputs).  It is written to a unique ``O_EXCL``
-temporary in the same directory, fsync'ed and renamed over the old one, so concurrent runs each
-leave a whole cache (the last rename wins) and a reader never sees half of one.
+fingerprint of the lkm code that wrote it, the length of both sections and the BLAKE2b digest
+of section A; section B's digest is checked when B is first decoded (a run that changes only
+keys writes B back byte for byte, with its digest, without hashing it); then every field is
+parsed with bounds checks.  A cache that fails any check is ignored (and rewritten by the next
+run that writes its outputs).  It is written to a unique ``O_EXCL`` temporary in the same
+directory and renamed over the old one, so concurrent runs each leave a whole cache (the last
+rename wins) and a reader never sees half of one; it is not fsync'ed (a cache torn by a crash
+fails its digests and is ignored).  A run that changed nothing in it does not write it.
+
+**Outputs left in place.**  When an output file on disk already holds exactly the bytes of
+this run (its builder's memo: same inputs, same file digest), it is not written again but
+given a new mtime, as long as it is still the file that was checked (same inode, size, times,
+mode and owner, one link) and a regular file with the mode and owner kmod's new file would
+have: the result on disk is kmod's, the bytes and a fresh modification time.
 
 **Format** (version 1): the line ``lkm-depmod-cache 1 <fingerprint> <len A> <digest A> <len B>
 <digest B>``, then section A, then section B, each a UTF-8 (surrogate escapes for other bytes)
@@ -156,6 +165,7 @@ class DepmodCache:
         "tree",
         "memos",
         "keep",
+        "dirty",
         "n_loaded",
         "new_facts",
         "_blob",
@@ -178,6 +188,7 @@ class DepmodCache:
         self.tree = ""  # tree digest under which the memos' keys were computed
         self.memos: dict[int, Memo] = {}
         self.keep: list[int] = []
+        self.dirty = True  # differs from the file on disk: save() writes it
         self.n_loaded = 0
         self.new_facts: dict[int, ModuleFacts] = {}
         self._blob: memoryview | None = None  # section B as loaded
@@ -210,6 +221,7 @@ class DepmodCache:
             self.status = f"ignored: {exc or type(exc).__name__}"
             return self
         self.status = "ok"
+        self.dirty = False
         return self
 
     def _parse(self, data: bytes) -> None:
@@ -232,8 +244,10 @@ class DepmodCache:
             raise BadCache("truncated")
         view = memoryview(data)
         a = view[nl + 1 : nl + 1 + len_a]
-        if bytes_digest(a) != head[7] or bytes_digest(view[nl + 1 + len_a :]) != head[8]:
+        if bytes_digest(a) != head[7]:
             raise BadCache("digest mismatch")
+        # Section B (the bulk) is checked against its digest when it is decoded: a run that
+        # only needs section A, or writes B back as it was, never hashes it.
         pos = 0
         sections = []
         for size in (len_p, len_k, len_f, len_d, len_m):
@@ -269,13 +283,15 @@ class DepmodCache:
         self._blob_digest = head[8]
 
     def _decode_rows(self) -> list[ModuleFacts]:
-        """Section B (checked at load), decoded on first need."""
+        """Section B, checked against its digest and decoded on first need."""
         from itertools import accumulate, compress
 
         if self._rows is not None:
             return self._rows
         if self._blob is None:
             raise BadCache("no facts")
+        if bytes_digest(self._blob) != self._blob_digest:
+            raise BadCache("digest mismatch")
         fields = bytes(self._blob).decode("utf-8", "surrogateescape").split("\0")
         n = self.n_loaded
         flags = [bool(x & CRCS) for x in self.flags[:n]]
@@ -341,6 +357,7 @@ class DepmodCache:
         self.fdigs.append(fdig)
         row = len(self.paths) - 1
         self.new_facts[row] = facts
+        self.dirty = True
         return row
 
     def facts(self, row: int) -> ModuleFacts:
@@ -357,6 +374,10 @@ class DepmodCache:
 
     def serialize(self) -> bytes:
         """The file for the rows of ``keep``, the tree digest and the memos."""
+        return b"".join(self._serialize())
+
+    def _serialize(self) -> tuple[bytes, bytes, bytes | memoryview]:
+        """The file in three parts (header, section A, section B), not joined."""
         from array import array
         from itertools import chain
 
@@ -367,7 +388,7 @@ class DepmodCache:
         fdigs = [self.fdigs[r] for r in keep]
         n = len(paths)
         if keep == list(range(self.n_loaded)) and self._blob is not None:
-            b = bytes(self._blob)  # the same facts in the same order: B as it was
+            b: bytes | memoryview = self._blob  # the same facts in the same order: B as it was
             b_digest = self._blob_digest
         else:
             rows = [self.facts(r) for r in keep]
@@ -396,13 +417,17 @@ class DepmodCache:
             f"{MAGIC} {FORMAT} {self.fp} {n} {len(p)} {len(m)} {len(b)} "
             f"{bytes_digest(a)} {b_digest} {sys.byteorder}\n"
         )
-        return head.encode() + a + b
+        return head.encode(), a, b
 
     def save(self) -> None:
-        """Write the cache: a unique temporary in its directory, fsync, rename.  A cache that
-        cannot be written is no error (the next run reads more)."""
+        """Write the cache, unless it is the file loaded and nothing changed: a unique temporary
+        in its directory, then renamed over the old one (no fsync: a cache torn by a crash
+        fails its digests and is ignored).  A cache that cannot be written is no error (the
+        next run reads more)."""
+        if not self.dirty and self.keep == list(range(self.n_loaded)):
+            return
         try:
-            data = self.serialize()
+            data = self._serialize()
         except (BadCache, OverflowError, ValueError):
             return
         d, base = os.path.split(self.path)
@@ -419,10 +444,10 @@ class DepmodCache:
             if tmp is None:
                 return
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                for part in data:
+                    view = memoryview(part)
+                    while view:
+                        view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
@@ -572,6 +597,7 @@ class CachedRead:
                 # Read again, found the same (a touch, a rebuild): only the key changes, and
                 # the stored facts, section B, stay as they are.
                 cache.keys[old_row] = k
+                cache.dirty = True
                 cache.flags[old_row] = (cache.flags[old_row] & CRCS) | (TRUSTED if trusted else 0)
                 keep[i] = old_row
             else:
