@@ -322,7 +322,7 @@ def test_cache_file_is_replaced_whole(tmp_path: Path, trusting: None) -> None:
     names = sorted(p.name for p in d.iterdir() if p.name.startswith("."))
     assert names == [stale.name]
     assert stale.read_bytes() == b"other run"
-    assert (d / CACHE_NAME).read_bytes().startswith(b"lkm-depmod-cache 1 ")
+    assert (d / CACHE_NAME).read_bytes().startswith(b"lkm-depmod-cache 2 ")
 
 
 def test_cli_no_cache_flag(tmp_path: Path) -> None:

@@ -36,10 +36,11 @@ given a new mtime, as long as it is still the file that was checked (same inode,
 mode and owner, one link) and a regular file with the mode and owner kmod's new file would
 have: the result on disk is kmod's, the bytes and a fresh modification time.
 
-**Format** (version 1): the line ``lkm-depmod-cache 1 <fingerprint> <len A> <digest A> <len B>
-<digest B>``, then section A, then section B, each a UTF-8 (surrogate escapes for other bytes)
+**Format** (version 2): the line ``lkm-depmod-cache 2 <fingerprint> <n> <len paths> <len memos>
+<len B> <digest A> <digest B> <byte order>``, then section A, then section B, each a UTF-8 (surrogate escapes for other bytes)
 string of NUL-separated fields.  A: the module count; per module (column by column) its path,
-its key, CRC flag, trusted flag and facts digest; the tree digest; the memos.  B: the facts,
+its key, CRC flag, trusted flag and facts digest; the tree digest; the module order (its
+input digest and the names); the memos.  B: the facts,
 column by column (counts, then every module's exports, export CRCs, needed names, needed CRCs,
 weak names, aliases, soft dependencies), in A's order.  A run where nothing but keys changed
 writes B again byte for byte without decoding it.
@@ -55,7 +56,7 @@ import sys
 from lkm.depmod.read import ModuleFacts
 
 CACHE_NAME = "modules.lkm-cache"
-FORMAT = 1
+FORMAT = 2
 MAGIC = "lkm-depmod-cache"
 MAX_BYTES = 1 << 30  # a bigger file is no cache of ours
 RACY_NS = 2_000_000_000
@@ -163,6 +164,7 @@ class DepmodCache:
         "fdigs",
         "index",
         "tree",
+        "order",
         "memos",
         "keep",
         "dirty",
@@ -186,6 +188,9 @@ class DepmodCache:
         self.fdigs: list[bytes] = []  # per row: facts_digest
         self.index: dict[str, int] = {}
         self.tree = ""  # tree digest under which the memos' keys were computed
+        # The modules in kmod's order (names joined by newlines) and the digest of what that
+        # order was computed from: the names found, their paths and modules.order.
+        self.order: tuple[str, str] = ("", "")
         self.memos: dict[int, Memo] = {}
         self.keep: list[int] = []
         self.dirty = True  # differs from the file on disk: save() writes it
@@ -272,6 +277,8 @@ class DepmodCache:
             raise BadCache("duplicate path")
         take = _Fields(bytes(m).decode("utf-8", "surrogateescape").split("\0"))
         self.tree = take(1)[0]
+        order_key, order_names = take(2)
+        self.order = (order_key, order_names)
         for _ in range(take.num()):
             builder = take.num()
             key_digest = take(1)[0]
@@ -406,7 +413,8 @@ class DepmodCache:
             b = body.encode("utf-8", "surrogateescape")
             b_digest = bytes_digest(b)
         memos = [(i, m) for i, m in sorted(self.memos.items()) if _clean([m[0], *_flat(m[1]), *_flat(m[2])])]
-        parts: list[str] = [self.tree, str(len(memos))]
+        order = self.order if _clean(list(self.order)) else ("", "")
+        parts: list[str] = [self.tree, *order, str(len(memos))]
         for builder, (key_digest, files, msgs) in memos:
             parts += (str(builder), key_digest, str(len(files)), *_flat(files), str(len(msgs)), *_flat(msgs))
         parts.append("")
@@ -547,7 +555,7 @@ class CachedRead:
 
     def __init__(
         self,
-        dirname: str,
+        cache: DepmodCache,
         paths: list[str],
         workers: int | None,
         crcs: bool,
@@ -558,7 +566,7 @@ class CachedRead:
         before any of them)."""
         from lkm.depmod.read import read_all
 
-        cache = self.cache = DepmodCache.load(os.path.join(dirname, CACHE_NAME))
+        self.cache = cache
         trusted_before = started_ns - RACY_NS
         taken = list(map(stats.get, paths))
         keys = [
@@ -628,4 +636,5 @@ class CachedRead:
             cache.keep = [r for r in cache.keep if r >= cache.n_loaded]
             cache.memos = {}
             cache.tree = ""
+            cache.order = ("", "")
         return out  # type: ignore[return-value]  # every None filled above

@@ -193,17 +193,46 @@ def load_system_map(path: str, prefix: str, messages: list[tuple[str, str]]) -> 
 # -- the computation ------------------------------------------------------------------------
 
 
-def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tuple[str, str]]) -> list[str]:
-    """Module names in kmod's array order: modules.order first, then hash order."""
-    names = hash_order(found, MODULES_BUCKETS)
+def _order_modules(
+    found: dict[str, Candidate],
+    dirname: str,
+    messages: list[tuple[str, str]],
+    cache: DepmodCache | None = None,
+) -> list[str]:
+    """Module names in kmod's array order: modules.order first, then hash order.  With
+    ``cache``, the order of the last run is used when it was computed from the same names,
+    paths and modules.order."""
     order_file = os.path.join(dirname, "modules.order")
     try:
-        lines = read_text(order_file).split("\n")
+        text = read_text(order_file)
     except OSError as exc:
         messages.append(
             (WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}")
         )
-        return names
+        return hash_order(found, MODULES_BUCKETS)
+    key = ""
+    if cache is not None:
+        from lkm.depmod.cache import digest
+
+        joined = "\n".join(found)
+        if joined.count("\n") == len(found) - 1:  # no name holds a newline
+            unc = "\n".join([c.uncrelpath or "" for c in found.values()])
+            key = digest(["order", dirname, text, joined, unc, str(len(found))])
+            if cache.order[0] == key:
+                return cache.order[1].split("\n") if found else []
+    before = len(messages)
+    names = _order_text(found, text, order_file, messages)
+    if key and cache is not None and len(messages) == before:
+        cache.order = (key, "\n".join(names))
+        cache.dirty = True
+    return names
+
+
+def _order_text(
+    found: dict[str, Candidate], text: str, order_file: str, messages: list[tuple[str, str]]
+) -> list[str]:
+    names = hash_order(found, MODULES_BUCKETS)
+    lines = text.split("\n")
     if lines[-1] != "":
         messages.append((ERROR, f"{order_file}:{len(lines)} corrupted line misses '\\n'"))
         return names
@@ -348,17 +377,20 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
                 raise LkmError(f"could not add module {path}: File exists")
             found[cand.name] = cand
 
-    names = _order_modules(found, dirname, messages)
+    cache = tree_key = None
+    if opts.cache:
+        from lkm.depmod.cache import CACHE_NAME, DepmodCache
+
+        cache = DepmodCache.load(os.path.join(dirname, CACHE_NAME))
+    names = _order_modules(found, dirname, messages, cache)
     cands = [found[n] for n in names]
     check_crcs = opts.symvers is not None
     paths = [c.path for c in cands]
-    cache = tree_key = None
     on_disk: dict[str, tuple[int, ...]] = {}
-    if opts.cache:
+    if cache is not None:
         from lkm.depmod.cache import CachedRead
 
-        cached = CachedRead(dirname, paths, opts.workers, check_crcs, stats or {}, started_ns)
-        cache = cached.cache
+        cached = CachedRead(cache, paths, opts.workers, check_crcs, stats or {}, started_ns)
         n_read = cached.read
         tree_key = _tree_key(opts, cands, cached.fdigs, kernel_syms, prefix, check_crcs)
         if not (errsyms or opts.verbose) and tree_key == cache.tree:

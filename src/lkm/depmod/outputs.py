@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 
 from lkm.depmod.config import ERROR, WARNING
 from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
-from lkm.depmod.trie import IndexBuilder
 from lkm.modname import path_to_modname
 from lkm.record import Record
 from lkm.safeio import read_bytes, read_text
@@ -95,6 +94,8 @@ def _all_deps(mods: list[Module], sort_idx: list[int]) -> list[list[Module]]:
 
 def build_dep(t: Tree, msgs: Messages) -> Files:
     lines = []
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for m, deps in zip(t.mods, _all_deps(t.mods, t.sort_idx), strict=True):
         line = m.shown_path + ":" + "".join(" " + d.shown_path for d in deps)
@@ -109,6 +110,8 @@ def build_dep(t: Tree, msgs: Messages) -> Files:
 
 def build_alias(t: Tree, msgs: Messages) -> Files:
     lines = ["# Aliases extracted from modules themselves.\n"]
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for m in t.mods:
         for value in m.facts.aliases:
@@ -133,6 +136,8 @@ def build_softdep(t: Tree, msgs: Messages) -> Files:
 
 def build_symbols(t: Tree, msgs: Messages) -> Files:
     lines = ["# Aliases for symbols, used by symbol_request().\n"]
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     symbols = t.symbols
     for name in hash_order(symbols, SYMBOLS_BUCKETS):
@@ -419,6 +424,8 @@ def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
             (WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}")
         )
         return b""
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for line in lines:
         if not line[:1].isalpha() or not line[:1].isascii():
@@ -459,6 +466,8 @@ def _builtin_alias_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
         return b""
     if not groups:
         return b""
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for name, info in groups:
         modname = name.replace("-", "_")
