@@ -109,7 +109,14 @@ class Resolver:
         self._install = PatternTable([p for p, _c in config.install])
         self._remove = PatternTable([p for p, _c in config.remove])
         self._softdeps = PatternTable([sd.name for sd in config.softdeps])
+        self._aliases = PatternTable([p for p, _m in config.aliases])
+        self._commands = {n for n, _c in config.install} | {n for n, _c in config.remove}
         self._found: dict[str, list[Mod]] = {}
+        # Per module name: what the configuration says (pure functions of the name, asked
+        # for every time a module appears in a load list).
+        self._opts: dict[str, str] = {}
+        self._inst: dict[str, str | None] = {}
+        self._soft: dict[str, tuple[list[Mod], list[Mod]]] = {}
 
     # -- module objects -------------------------------------------------------------------
 
@@ -155,7 +162,7 @@ class Resolver:
 
     def _lookup(self, alias: str) -> list[Mod]:
         cfg = self.config
-        found = [self.module(mod, alias) for pat, mod in cfg.aliases if fnmatchcase(alias, pat)]
+        found = [self.module(cfg.aliases[i][1], alias) for i in self._aliases.matches(alias)]
         if found:
             return found
         if self._depline(alias) is not None:
@@ -164,7 +171,7 @@ class Resolver:
             found = self._wild("modules.symbols.bin", alias)
             if found:
                 return found
-        if any(n == alias for n, _c in cfg.install) or any(n == alias for n, _c in cfg.remove):
+        if alias in self._commands:
             return [self.module(alias)]
         found = self._wild("modules.alias.bin", alias)
         if found:
@@ -188,25 +195,39 @@ class Resolver:
     # -- configuration per module ---------------------------------------------------------
 
     def options(self, m: Mod) -> str:
-        opts = self.config.options
-        return " ".join(opts[i][1] for i in self._options.matches(m.name) if opts[i][1])
+        got = self._opts.get(m.name)
+        if got is None:
+            opts = self.config.options
+            got = self._opts[m.name] = " ".join(
+                opts[i][1] for i in self._options.matches(m.name) if opts[i][1]
+            )
+        return got
 
     def install_command(self, m: Mod) -> str | None:
-        hits = self._install.matches(m.name)
-        return self.config.install[hits[0]][1] if hits else None
+        name = m.name
+        if name not in self._inst:
+            hits = self._install.matches(name)
+            self._inst[name] = self.config.install[hits[0]][1] if hits else None
+        return self._inst[name]
 
     def remove_command(self, m: Mod) -> str | None:
         hits = self._remove.matches(m.name)
         return self.config.remove[hits[0]][1] if hits else None
 
     def softdeps(self, m: Mod) -> tuple[list[Mod], list[Mod]]:
+        got = self._soft.get(m.name)
+        if got is not None:
+            return got
         hits = self._softdeps.matches(m.name)  # only the first matching line, as module-init-tools
         if not hits:
-            return [], []
-        sd = self.config.softdeps[hits[0]]
-        pre = [x for name in sd.pre for x in self.lookup(name)]
-        post = [x for name in sd.post for x in self.lookup(name)]
-        return pre, post
+            got = ([], [])
+        else:
+            sd = self.config.softdeps[hits[0]]
+            pre = [x for name in sd.pre for x in self.lookup(name)]
+            post = [x for name in sd.post for x in self.lookup(name)]
+            got = (pre, post)
+        self._soft[m.name] = got
+        return got
 
     def blacklisted(self, m: Mod) -> bool:
         return m.name in self.config.blacklist
