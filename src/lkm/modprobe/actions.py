@@ -165,7 +165,12 @@ def probe(res: Resolver, state: LoadedView, mod: Mod, extra: str, flags: Flags, 
     if (mod.alias is not None or flags.blacklist) and res.blacklisted(mod):
         return 1
     err = 0
-    for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):
+    steps = res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False)
+    if flags.dry_run and flags.ignore_loaded:  # --show-depends: every step shown, none can fail
+        if flags.show:
+            emit("show", "".join([step.show() for step in steps]))
+        return 0
+    for step in steps:
         m = step.mod
         if not flags.ignore_loaded and state.in_kernel(m):
             err = -errno.EEXIST

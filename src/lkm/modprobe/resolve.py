@@ -117,6 +117,7 @@ class Resolver:
         self._opts: dict[str, str] = {}
         self._inst: dict[str, str | None] = {}
         self._soft: dict[str, tuple[list[Mod], list[Mod]]] = {}
+        self._names: dict[str, str] = {}  # dependency path -> module name
 
     # -- module objects -------------------------------------------------------------------
 
@@ -125,7 +126,7 @@ class Resolver:
         m = self._mods.get(key)
         if m is None:
             m = self._mods[key] = Mod(name, alias)
-            line = self._depline(name)
+            line = self._deplines[name] if name in self._deplines else self._depline(name)
             if line is not None:
                 m.path = self._abs(line.partition(":")[0])
         return m
@@ -145,8 +146,13 @@ class Resolver:
             line = self._depline(m.name)
             deps: list[Mod] = []
             if line is not None:
+                names = self._names
                 for p in line.partition(":")[2].split():
-                    deps.insert(0, self.module(path_to_name(p)))
+                    name = names.get(p)
+                    if name is None:
+                        name = names[p] = path_to_name(p)
+                    deps.append(self.module(name))
+                deps.reverse()
             m._deps = deps
         return m._deps
 
@@ -271,7 +277,16 @@ class Resolver:
             self._fill_softdep(m, out)
 
     def _fill_softdep(self, m: Mod, out: list[Mod]) -> None:
-        pre, post = self.softdeps(m)
+        if not self.config.softdeps:  # the common case: no softdep lines at all
+            out.append(m)
+            m.ignorecmd = False
+            return
+        got = self._soft.get(m.name)
+        pre, post = got if got is not None else self.softdeps(m)
+        if not pre and not post:
+            out.append(m)
+            m.ignorecmd = False
+            return
         for x in pre:
             self._probe(x, False, False, out)
         out.append(m)
@@ -293,11 +308,14 @@ class Resolver:
         if check_blacklist and (m.alias is not None or blacklist_all) and self.blacklisted(m):
             return []
         steps = []
+        opts_cache, inst_cache = self._opts, self._inst
         for x in self.probe_list(m, ignore_command):
             # libkmod's module_options_concat: config options always followed by a space.
-            conf = self.options(x)
+            conf = opts_cache.get(x.name)
+            if conf is None:
+                conf = self.options(x)
             opts = (conf + " " if conf else "") + (extra_options if x is m else "")
-            cmd = self.install_command(x)
+            cmd = inst_cache[x.name] if x.name in inst_cache else self.install_command(x)
             if cmd is not None and not x.ignorecmd:
                 steps.append(Step("install", x, opts, cmd))
             elif x.path is None:
