@@ -16,7 +16,7 @@ import os
 
 from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
-from lkm.modprobe.resolve import Mod, Resolver, Step
+from lkm.modprobe.resolve import Mod, Resolver, Step, show_row
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -164,13 +164,13 @@ def probe(res: Resolver, state: LoadedView, mod: Mod, extra: str, flags: Flags, 
         return -errno.EEXIST if flags.first_time else 0
     if (mod.alias is not None or flags.blacklist) and res.blacklisted(mod):
         return 1
-    err = 0
-    steps = res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False)
     if flags.dry_run and flags.ignore_loaded:  # --show-depends: every step shown, none can fail
+        rows = res.plan_rows(mod, extra, flags.ignore_commands)
         if flags.show:
-            emit("show", "".join([step.show() for step in steps]))
+            emit("show", "".join([show_row(*row) for row in rows]))
         return 0
-    for step in steps:
+    err = 0
+    for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):
         m = step.mod
         if not flags.ignore_loaded and state.in_kernel(m):
             err = -errno.EEXIST

@@ -89,13 +89,18 @@ class Step(Record):
         self.command = command
 
     def show(self) -> str:
-        if self.kind == "install":
-            return f"install {self.command} {self.options}\n"
-        if self.kind == "builtin":
-            return f"builtin {self.mod.name}\n"
-        if self.kind == "insmod":
-            return f"insmod {self.mod.path} {self.options}\n"
-        return ""
+        return show_row(self.kind, self.mod, self.options, self.command)
+
+
+def show_row(kind: str, mod: Mod, options: str, command: str | None) -> str:
+    """A step's --show-depends line (empty for a module that is nowhere)."""
+    if kind == "insmod":
+        return f"insmod {mod.path} {options}\n"
+    if kind == "install":
+        return f"install {command} {options}\n"
+    if kind == "builtin":
+        return f"builtin {mod.name}\n"
+    return ""
 
 
 class Resolver:
@@ -307,7 +312,15 @@ class Resolver:
         blacklisted: an alias-reached one always, any with ``blacklist_all`` (-b))."""
         if check_blacklist and (m.alias is not None or blacklist_all) and self.blacklisted(m):
             return []
-        steps = []
+        return [Step(*row) for row in self.plan_rows(m, extra_options, ignore_command)]
+
+    def plan_rows(
+        self, m: Mod, extra_options: str = "", ignore_command: bool = False
+    ) -> list[tuple[str, Mod, str, str | None]]:
+        """:meth:`plan`'s steps as (kind, module, options, command) tuples, the blacklist not
+        looked at (--show-depends over thousands of names makes no Step objects)."""
+        rows: list[tuple[str, Mod, str, str | None]] = []
+        append = rows.append
         opts_cache, inst_cache = self._opts, self._inst
         for x in self.probe_list(m, ignore_command):
             # libkmod's module_options_concat: config options always followed by a space.
@@ -317,12 +330,12 @@ class Resolver:
             opts = (conf + " " if conf else "") + (extra_options if x is m else "")
             cmd = inst_cache[x.name] if x.name in inst_cache else self.install_command(x)
             if cmd is not None and not x.ignorecmd:
-                steps.append(Step("install", x, opts, cmd))
+                append(("install", x, opts, cmd))
             elif x.path is None:
-                steps.append(Step("builtin" if self.is_builtin(x) else "none", x, opts))
+                append(("builtin" if self.is_builtin(x) else "none", x, opts, None))
             else:
-                steps.append(Step("insmod", x, opts))
-        return steps
+                append(("insmod", x, opts, None))
+        return rows
 
 
 def options_from_args(args: list[str]) -> str:
