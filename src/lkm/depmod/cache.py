@@ -37,13 +37,13 @@ mode and owner, one link) and a regular file with the mode and owner kmod's new 
 have: the result on disk is kmod's, the bytes and a fresh modification time.
 
 **Format** (version 2): the line ``lkm-depmod-cache 2 <fingerprint> <n> <len paths> <len memos>
-<len B> <digest A> <digest B> <byte order>``, then section A, then section B, each a UTF-8 (surrogate escapes for other bytes)
-string of NUL-separated fields.  A: the module count; per module (column by column) its path,
-its key, CRC flag, trusted flag and facts digest; the tree digest; the module order (its
-input digest and the names); the memos.  B: the facts,
-column by column (counts, then every module's exports, export CRCs, needed names, needed CRCs,
-weak names, aliases, soft dependencies), in A's order.  A run where nothing but keys changed
-writes B again byte for byte without decoding it.
+<len B> <digest A> <digest B> <byte order>``, then section A, then section B, each a UTF-8
+(surrogate escapes for other bytes) string of NUL-separated fields.  A: per module (column by
+column) its path, its key, CRC flag, trusted flag and facts digest; the tree digest; the
+module order (its input digest and the names); the memos.  B: the facts, column by column
+(counts, then every module's exports, export CRCs, needed names, needed CRCs, weak names,
+aliases, soft dependencies), in A's order.  A run where nothing but keys changed writes B
+again byte for byte without decoding it.
 """
 
 from __future__ import annotations
