@@ -384,8 +384,22 @@ def test_corpus_edits_match_kmod(name: str, corpus_trees, tmp_path: Path) -> Non
         for rel in added:  # a second copy under a new name: its exports win over the first's
             shutil.copyfile(d / rel, d / "extra" / ("x" + Path(rel).name))
     check(len(replaced) + len(added))
+    # A byte of the facts section (the bulk, checked when it is decoded) flipped: a run that
+    # needs no facts from it (nothing changed) still writes kmod's files; the next run that
+    # needs them finds the digest wrong and reads every module.
     data = bytearray((ld / CACHE_NAME).read_bytes())
     data[len(data) // 2] ^= 1
+    (ld / CACHE_NAME).write_bytes(bytes(data))
+    check(None)
+    other = next(r for r in rels if r not in removed and r != picked[0])
+    for d in (kd, ld):  # a module rewritten with another's contents: its facts change
+        target = os.path.realpath(d / other)
+        (d / picked[0]).unlink()
+        shutil.copyfile(target, d / picked[0])
+    check(len(rels) - len(removed) + len(added))
+    # A byte of the header and module keys (checked at load) flipped: everything read again.
+    data = bytearray((ld / CACHE_NAME).read_bytes())
+    data[data.index(b"\n") + 5] ^= 1
     (ld / CACHE_NAME).write_bytes(bytes(data))
     check(len(rels) - len(removed) + len(added))
 
