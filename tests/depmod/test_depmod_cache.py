@@ -231,6 +231,7 @@ def test_random_edits_match_kmod(
         _new_mtime(ld / rel)
     full = _lkm_run(l_root)[0] != 0  # fills the cache, unless a cycle stops the run
     before = _winners(ld)
+    corrupted = False
     for op in edits:
         changed = _apply(op, [kd, ld], ld)
         k_rc, k_err = _kmod_run(k_root)
@@ -240,7 +241,10 @@ def test_random_edits_match_kmod(
             assert _without_cache(outputs(ld)) == outputs(kd), op
             _same_files(kd, ld, op)
         now = _winners(ld)
-        if n_read >= 0 and not full and op[0] not in ("corrupt", "truncate"):
+        # A corrupt facts section is found when a later run first needs facts from it (and
+        # then every module is read again): read counts are only checked before corruption.
+        corrupted = corrupted or op[0] in ("corrupt", "truncate")
+        if n_read >= 0 and not full and not corrupted:
             # Only changed files, files that now win a name they did not (a duplicate
             # removed), and those that failed to read (errors are never kept).
             bad = sum(
