@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator
 
 from lkm.errors import DecompressionError
 from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 KERNEL_LIMIT = (1 << 31) - 1  # INT_MAX: kernel_read_file's max_size for finit_module
 DEFAULT_LIMIT = 128 << 20

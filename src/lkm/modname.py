@@ -45,6 +45,8 @@ def path_to_modname(path: str) -> str:
 
 def alias_normalize(alias: str) -> str:
     """libkmod's alias_normalize: '-' becomes '_' except inside [...] character classes."""
+    if "[" not in alias:
+        return alias.replace("-", "_")
     out = []
     depth = 0
     for ch in alias:

@@ -47,3 +47,21 @@ def test_broken_pipe_is_quiet() -> None:
     proc = subprocess.run([*lkm_cmd(), "modinfo", *files], stdout=w, stderr=subprocess.PIPE, check=False)
     os.close(w)
     assert b"Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", (["modinfo", str(FIX6 / "chardev.ko")], ["lsmod"], ["--version"]))
+def test_small_calls_import_little(args: list[str]) -> None:
+    """The lkm script and the small tools import none of the standard library's slow
+    modules (issue 18: start-up within 1.5x of a bare interpreter): pip's console-script
+    wrapper imported re; contextlib, collections and importlib came with lkm's own imports."""
+    from support import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    p = run([sys.executable, "-X", "importtime", str(ROOT / "bin" / "lkm"), *args], env=env)
+    names = {
+        line.rpartition("|")[2].strip()
+        for line in p.stderr.decode().splitlines()
+        if line.startswith("import time:")
+    }
+    assert "lkm.cli" in names
+    assert not names & {"re", "contextlib", "collections", "importlib", "typing", "enum"}, sorted(names)

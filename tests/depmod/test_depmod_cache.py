@@ -45,6 +45,18 @@ def _pool() -> list[bytes]:
 
 
 POOL = _pool()
+OUTPUT_NAMES = [
+    "modules.dep",
+    "modules.dep.bin",
+    "modules.alias",
+    "modules.alias.bin",
+    "modules.softdep",
+    "modules.symbols",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+    "modules.devname",
+]
 NAMES = [
     "kernel/a/m0.ko",
     "kernel/a/m1.ko",
@@ -61,6 +73,8 @@ edit = st.one_of(
     st.tuples(st.just("touch"), st.sampled_from(NAMES), st.just(0)),
     st.tuples(st.just("corrupt"), st.just(""), st.integers(0, 1 << 20)),
     st.tuples(st.just("truncate"), st.just(""), st.integers(0, 1 << 20)),
+    # one of lkm's output files changed behind its back (kmod's are left alone: it rewrites)
+    st.tuples(st.just("output"), st.sampled_from(OUTPUT_NAMES), st.integers(0, 5)),
 )
 
 _clock = [1_600_000_000_000_000_000]
@@ -96,6 +110,30 @@ def _apply(op: tuple[str, str, int], dirs: list[Path], lkm_dir: Path) -> set[str
         elif kind == "touch" and p.exists():
             _new_mtime(p)
             changed.add(rel)
+    out = lkm_dir / rel
+    if kind == "output" and out.exists():
+        data = out.read_bytes()
+        if arg == 0:  # a byte changed in place, the mtime put back
+            st = out.stat()
+            with open(out, "r+b") as f:
+                f.write(bytes([data[0] ^ 1]) if data else b"x")
+            os.utime(out, ns=(st.st_atime_ns, st.st_mtime_ns))
+        elif arg == 1:
+            out.unlink()
+        elif arg == 2:  # kmod would replace a symbolic link by a file
+            copy = lkm_dir.parent / (rel + ".copy")
+            copy.write_bytes(data)
+            out.unlink()
+            out.symlink_to(copy)
+        elif arg == 3:  # or a file with another mode
+            out.chmod(0o600)
+        elif arg == 4:  # or break a hard link
+            os.link(out, lkm_dir.parent / (rel + f".link{_clock[0]}"))
+            _clock[0] += 1
+        else:  # the same bytes, rewritten (a new inode)
+            tmp = out.with_name(out.name + ".new")
+            tmp.write_bytes(data)
+            os.replace(tmp, out)
     cache = lkm_dir / CACHE_NAME
     if kind in ("corrupt", "truncate") and cache.exists():
         data = bytearray(cache.read_bytes())
@@ -131,6 +169,18 @@ def _lkm_run(root: Path, cache: bool = True) -> tuple[int, str, int]:
     write_outputs(r)
     text = "".join(f"depmod: {p}: {m}\n" for p, m in r.messages if p not in ("INFO", "NOTICE", "DEBUG"))
     return 0, text.replace(str(root), "ROOT"), r.read
+
+
+def _same_files(kd: Path, ld: Path, op: object) -> None:
+    """lkm's output files are what kmod's fresh files are: regular files with one link, the
+    same mode, modified by this run (none older than kmod's file written just before)."""
+    import stat
+
+    for name in outputs(kd):
+        k, m = os.lstat(kd / name), os.lstat(ld / name)
+        assert stat.S_ISREG(m.st_mode) and m.st_nlink == 1, (op, name)
+        assert stat.S_IMODE(m.st_mode) == stat.S_IMODE(k.st_mode), (op, name)
+        assert m.st_mtime_ns >= k.st_mtime_ns, (op, name)
 
 
 def _winners(d: Path) -> set[str]:
@@ -181,6 +231,7 @@ def test_random_edits_match_kmod(
         _new_mtime(ld / rel)
     full = _lkm_run(l_root)[0] != 0  # fills the cache, unless a cycle stops the run
     before = _winners(ld)
+    corrupted = False
     for op in edits:
         changed = _apply(op, [kd, ld], ld)
         k_rc, k_err = _kmod_run(k_root)
@@ -188,8 +239,12 @@ def test_random_edits_match_kmod(
         assert (l_rc, l_err) == (k_rc, k_err), op
         if k_rc == 0:
             assert _without_cache(outputs(ld)) == outputs(kd), op
+            _same_files(kd, ld, op)
         now = _winners(ld)
-        if n_read >= 0 and not full and op[0] not in ("corrupt", "truncate"):
+        # A corrupt facts section is found when a later run first needs facts from it (and
+        # then every module is read again): read counts are only checked before corruption.
+        corrupted = corrupted or op[0] in ("corrupt", "truncate")
+        if n_read >= 0 and not full and not corrupted:
             # Only changed files, files that now win a name they did not (a duplicate
             # removed), and those that failed to read (errors are never kept).
             bad = sum(
@@ -221,6 +276,31 @@ def test_untouched_tree_reads_nothing(tmp_path: Path, trusting: None) -> None:
     assert _without_cache(outputs(ld)) == outputs(kd)
 
 
+@pytest.mark.oracle
+@pytest.mark.parametrize("how", range(6))
+@pytest.mark.parametrize("name", ("modules.dep", "modules.alias.bin"))
+def test_outputs_changed_behind_lkm_are_rewritten(
+    tmp_path: Path, trusting: None, how: int, name: str
+) -> None:
+    """Outputs already holding this run's bytes are left in place (a new mtime) only while
+    they are the very files lkm checked; edited, linked, replaced or re-moded ones are
+    written as kmod writes them."""
+    kmod_tool("depmod")
+    modules = {rel: POOL[i % (len(POOL) - 1)] for i, rel in enumerate(NAMES)}
+    for root in (tmp_path / "kmod", tmp_path / "lkm"):
+        d = make_tree(root, modules)
+        for rel in NAMES:
+            _new_mtime(d / rel)
+    ld, kd = tmp_path / "lkm/lib/modules" / RELEASE, tmp_path / "kmod/lib/modules" / RELEASE
+    _lkm_run(tmp_path / "lkm")
+    _lkm_run(tmp_path / "lkm")  # everything cached
+    _apply(("output", name, how), [], ld)
+    assert _kmod_run(tmp_path / "kmod")[0] == 0
+    assert _lkm_run(tmp_path / "lkm")[2] == 0
+    assert _without_cache(outputs(ld)) == outputs(kd)
+    _same_files(kd, ld, how)
+
+
 def test_recent_files_are_read_again(tmp_path: Path) -> None:
     """A file changed within RACY_NS of a run is stored untrusted: the next run reads it
     again even though its key looks the same (a same-tick change could hide behind it)."""
@@ -246,7 +326,7 @@ def test_cache_file_is_replaced_whole(tmp_path: Path, trusting: None) -> None:
     names = sorted(p.name for p in d.iterdir() if p.name.startswith("."))
     assert names == [stale.name]
     assert stale.read_bytes() == b"other run"
-    assert (d / CACHE_NAME).read_bytes().startswith(b"lkm-depmod-cache 1 ")
+    assert (d / CACHE_NAME).read_bytes().startswith(b"lkm-depmod-cache 2 ")
 
 
 def test_cli_no_cache_flag(tmp_path: Path) -> None:
@@ -308,8 +388,22 @@ def test_corpus_edits_match_kmod(name: str, corpus_trees, tmp_path: Path) -> Non
         for rel in added:  # a second copy under a new name: its exports win over the first's
             shutil.copyfile(d / rel, d / "extra" / ("x" + Path(rel).name))
     check(len(replaced) + len(added))
+    # A byte of the facts section (the bulk, checked when it is decoded) flipped: a run that
+    # needs no facts from it (nothing changed) still writes kmod's files; the next run that
+    # needs them finds the digest wrong and reads every module.
     data = bytearray((ld / CACHE_NAME).read_bytes())
     data[len(data) // 2] ^= 1
+    (ld / CACHE_NAME).write_bytes(bytes(data))
+    check(None)
+    other = next(r for r in rels if r not in removed and r != picked[0])
+    for d in (kd, ld):  # a module rewritten with another's contents: its facts change
+        target = os.path.realpath(d / other)
+        (d / picked[0]).unlink()
+        shutil.copyfile(target, d / picked[0])
+    check(len(rels) - len(removed) + len(added))
+    # A byte of the header and module keys (checked at load) flipped: everything read again.
+    data = bytearray((ld / CACHE_NAME).read_bytes())
+    data[data.index(b"\n") + 5] ^= 1
     (ld / CACHE_NAME).write_bytes(bytes(data))
     check(len(rels) - len(removed) + len(added))
 

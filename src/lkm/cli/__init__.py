@@ -138,10 +138,10 @@ def _tolerant_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
-            import contextlib
-
-            with contextlib.suppress(Exception):
+            try:  # noqa: SIM105 (contextlib.suppress: importing contextlib costs milliseconds)
                 reconfigure(errors="surrogateescape")
+            except Exception:
+                pass
 
 
 def _quiet_exit() -> None:

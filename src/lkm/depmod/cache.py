@@ -21,19 +21,29 @@ inputs are known to be the same without computing them.  The cache therefore nev
 byte of output: it only skips work whose result is known and checked.
 
 **Trust.**  The file is checked before anything in it is used: magic, format version, the
-fingerprint of the lkm code that wrote it, the length and BLAKE2b digest of both sections;
-then every field is parsed with bounds checks.  A cache that fails any check is ignored (and
-rewritten by the next run that writes its outputs).  It is written to a unique ``O_EXCL``
-temporary in the same directory, fsync'ed and renamed over the old one, so concurrent runs each
-leave a whole cache (the last rename wins) and a reader never sees half of one.
+fingerprint of the lkm code that wrote it, the length of both sections and the BLAKE2b digest
+of section A; section B's digest is checked when B is first decoded (a run that changes only
+keys writes B back byte for byte, with its digest, without hashing it); then every field is
+parsed with bounds checks.  A cache that fails any check is ignored (and rewritten by the next
+run that writes its outputs).  It is written to a unique ``O_EXCL`` temporary in the same
+directory and renamed over the old one, so concurrent runs each leave a whole cache (the last
+rename wins) and a reader never sees half of one; it is not fsync'ed (a cache torn by a crash
+fails its digests and is ignored).  A run that changed nothing in it does not write it.
 
-**Format** (version 1): the line ``lkm-depmod-cache 1 <fingerprint> <len A> <digest A> <len B>
-<digest B>``, then section A, then section B, each a UTF-8 (surrogate escapes for other bytes)
-string of NUL-separated fields.  A: the module count; per module (column by column) its path,
-its key, CRC flag, trusted flag and facts digest; the tree digest; the memos.  B: the facts,
-column by column (counts, then every module's exports, export CRCs, needed names, needed CRCs,
-weak names, aliases, soft dependencies), in A's order.  A run where nothing but keys changed
-writes B again byte for byte without decoding it.
+**Outputs left in place.**  When an output file on disk already holds exactly the bytes of
+this run (its builder's memo: same inputs, same file digest), it is not written again but
+given a new mtime, as long as it is still the file that was checked (same inode, size, times,
+mode and owner, one link) and a regular file with the mode and owner kmod's new file would
+have: the result on disk is kmod's, the bytes and a fresh modification time.
+
+**Format** (version 2): the line ``lkm-depmod-cache 2 <fingerprint> <n> <len paths> <len memos>
+<len B> <digest A> <digest B> <byte order>``, then section A, then section B, each a UTF-8
+(surrogate escapes for other bytes) string of NUL-separated fields.  A: per module (column by
+column) its path, its key, CRC flag, trusted flag and facts digest; the tree digest; the
+module order (its input digest and the names); the memos.  B: the facts, column by column
+(counts, then every module's exports, export CRCs, needed names, needed CRCs, weak names,
+aliases, soft dependencies), in A's order.  A run where nothing but keys changed writes B
+again byte for byte without decoding it.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ import sys
 from lkm.depmod.read import ModuleFacts
 
 CACHE_NAME = "modules.lkm-cache"
-FORMAT = 1
+FORMAT = 2
 MAGIC = "lkm-depmod-cache"
 MAX_BYTES = 1 << 30  # a bigger file is no cache of ours
 RACY_NS = 2_000_000_000
@@ -154,8 +164,10 @@ class DepmodCache:
         "fdigs",
         "index",
         "tree",
+        "order",
         "memos",
         "keep",
+        "dirty",
         "n_loaded",
         "new_facts",
         "_blob",
@@ -176,8 +188,12 @@ class DepmodCache:
         self.fdigs: list[bytes] = []  # per row: facts_digest
         self.index: dict[str, int] = {}
         self.tree = ""  # tree digest under which the memos' keys were computed
+        # The modules in kmod's order (names joined by newlines) and the digest of what that
+        # order was computed from: the names found, their paths and modules.order.
+        self.order: tuple[str, str] = ("", "")
         self.memos: dict[int, Memo] = {}
         self.keep: list[int] = []
+        self.dirty = True  # differs from the file on disk: save() writes it
         self.n_loaded = 0
         self.new_facts: dict[int, ModuleFacts] = {}
         self._blob: memoryview | None = None  # section B as loaded
@@ -210,6 +226,7 @@ class DepmodCache:
             self.status = f"ignored: {exc or type(exc).__name__}"
             return self
         self.status = "ok"
+        self.dirty = False
         return self
 
     def _parse(self, data: bytes) -> None:
@@ -232,8 +249,10 @@ class DepmodCache:
             raise BadCache("truncated")
         view = memoryview(data)
         a = view[nl + 1 : nl + 1 + len_a]
-        if bytes_digest(a) != head[7] or bytes_digest(view[nl + 1 + len_a :]) != head[8]:
+        if bytes_digest(a) != head[7]:
             raise BadCache("digest mismatch")
+        # Section B (the bulk) is checked against its digest when it is decoded: a run that
+        # only needs section A, or writes B back as it was, never hashes it.
         pos = 0
         sections = []
         for size in (len_p, len_k, len_f, len_d, len_m):
@@ -258,6 +277,8 @@ class DepmodCache:
             raise BadCache("duplicate path")
         take = _Fields(bytes(m).decode("utf-8", "surrogateescape").split("\0"))
         self.tree = take(1)[0]
+        order_key, order_names = take(2)
+        self.order = (order_key, order_names)
         for _ in range(take.num()):
             builder = take.num()
             key_digest = take(1)[0]
@@ -269,13 +290,15 @@ class DepmodCache:
         self._blob_digest = head[8]
 
     def _decode_rows(self) -> list[ModuleFacts]:
-        """Section B (checked at load), decoded on first need."""
+        """Section B, checked against its digest and decoded on first need."""
         from itertools import accumulate, compress
 
         if self._rows is not None:
             return self._rows
         if self._blob is None:
             raise BadCache("no facts")
+        if bytes_digest(self._blob) != self._blob_digest:
+            raise BadCache("digest mismatch")
         fields = bytes(self._blob).decode("utf-8", "surrogateescape").split("\0")
         n = self.n_loaded
         flags = [bool(x & CRCS) for x in self.flags[:n]]
@@ -341,6 +364,7 @@ class DepmodCache:
         self.fdigs.append(fdig)
         row = len(self.paths) - 1
         self.new_facts[row] = facts
+        self.dirty = True
         return row
 
     def facts(self, row: int) -> ModuleFacts:
@@ -357,6 +381,10 @@ class DepmodCache:
 
     def serialize(self) -> bytes:
         """The file for the rows of ``keep``, the tree digest and the memos."""
+        return b"".join(self._serialize())
+
+    def _serialize(self) -> tuple[bytes, bytes, bytes | memoryview]:
+        """The file in three parts (header, section A, section B), not joined."""
         from array import array
         from itertools import chain
 
@@ -367,7 +395,7 @@ class DepmodCache:
         fdigs = [self.fdigs[r] for r in keep]
         n = len(paths)
         if keep == list(range(self.n_loaded)) and self._blob is not None:
-            b = bytes(self._blob)  # the same facts in the same order: B as it was
+            b: bytes | memoryview = self._blob  # the same facts in the same order: B as it was
             b_digest = self._blob_digest
         else:
             rows = [self.facts(r) for r in keep]
@@ -385,7 +413,8 @@ class DepmodCache:
             b = body.encode("utf-8", "surrogateescape")
             b_digest = bytes_digest(b)
         memos = [(i, m) for i, m in sorted(self.memos.items()) if _clean([m[0], *_flat(m[1]), *_flat(m[2])])]
-        parts: list[str] = [self.tree, str(len(memos))]
+        order = self.order if _clean(list(self.order)) else ("", "")
+        parts: list[str] = [self.tree, *order, str(len(memos))]
         for builder, (key_digest, files, msgs) in memos:
             parts += (str(builder), key_digest, str(len(files)), *_flat(files), str(len(msgs)), *_flat(msgs))
         parts.append("")
@@ -396,13 +425,17 @@ class DepmodCache:
             f"{MAGIC} {FORMAT} {self.fp} {n} {len(p)} {len(m)} {len(b)} "
             f"{bytes_digest(a)} {b_digest} {sys.byteorder}\n"
         )
-        return head.encode() + a + b
+        return head.encode(), a, b
 
     def save(self) -> None:
-        """Write the cache: a unique temporary in its directory, fsync, rename.  A cache that
-        cannot be written is no error (the next run reads more)."""
+        """Write the cache, unless it is the file loaded and nothing changed: a unique temporary
+        in its directory, then renamed over the old one (no fsync: a cache torn by a crash
+        fails its digests and is ignored).  A cache that cannot be written is no error (the
+        next run reads more)."""
+        if not self.dirty and self.keep == list(range(self.n_loaded)):
+            return
         try:
-            data = self.serialize()
+            data = self._serialize()
         except (BadCache, OverflowError, ValueError):
             return
         d, base = os.path.split(self.path)
@@ -419,10 +452,10 @@ class DepmodCache:
             if tmp is None:
                 return
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                for part in data:
+                    view = memoryview(part)
+                    while view:
+                        view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
@@ -522,7 +555,7 @@ class CachedRead:
 
     def __init__(
         self,
-        dirname: str,
+        cache: DepmodCache,
         paths: list[str],
         workers: int | None,
         crcs: bool,
@@ -533,7 +566,7 @@ class CachedRead:
         before any of them)."""
         from lkm.depmod.read import read_all
 
-        cache = self.cache = DepmodCache.load(os.path.join(dirname, CACHE_NAME))
+        self.cache = cache
         trusted_before = started_ns - RACY_NS
         taken = list(map(stats.get, paths))
         keys = [
@@ -572,6 +605,7 @@ class CachedRead:
                 # Read again, found the same (a touch, a rebuild): only the key changes, and
                 # the stored facts, section B, stay as they are.
                 cache.keys[old_row] = k
+                cache.dirty = True
                 cache.flags[old_row] = (cache.flags[old_row] & CRCS) | (TRUSTED if trusted else 0)
                 keep[i] = old_row
             else:
@@ -602,4 +636,5 @@ class CachedRead:
             cache.keep = [r for r in cache.keep if r >= cache.n_loaded]
             cache.memos = {}
             cache.tree = ""
+            cache.order = ("", "")
         return out  # type: ignore[return-value]  # every None filled above

@@ -97,7 +97,14 @@ def read_lines(filename: str) -> list[tuple[int, str]]:
     kmod's getline_wrapped reads them: backslash-newline joins lines, a backslash before any
     other character is dropped (the character kept)."""
     text = read_text(filename)
-    out: list[tuple[int, str]] = []
+    if "\\" not in text:  # nothing to join or drop: the physical lines as they are
+        lines = text.split("\n")
+        last = lines.pop()
+        out = list(zip(range(1, len(lines) + 1), lines, strict=True))
+        if last:
+            out.append((len(lines) + 1, last))
+        return out
+    out = []
     buf: list[str] = []
     n = 0
     i = 0

@@ -126,7 +126,7 @@ class Module(Record):
 class DepmodResult(Record):
     """The output files (name, bytes) in kmod's order, and the messages kmod would print."""
 
-    __slots__ = ("dirname", "outputs", "messages", "modules", "shown", "read", "cache")
+    __slots__ = ("dirname", "outputs", "messages", "modules", "shown", "read", "cache", "on_disk")
 
     def __init__(
         self,
@@ -137,6 +137,7 @@ class DepmodResult(Record):
         shown: list[str] | None = None,
         read: int | None = None,
         cache: DepmodCache | None = None,
+        on_disk: dict[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.dirname = dirname
         self.outputs = outputs
@@ -145,6 +146,10 @@ class DepmodResult(Record):
         self.shown = shown or []  # -v lines for stdout: '<path> needs "<symbol>": <owner path>'
         self.read = modules if read is None else read  # module files actually read (not cached)
         self.cache = cache  # to be saved by write_outputs once the files are in place
+        # Outputs found on disk holding exactly these bytes (checked against the cache's
+        # digests), with the stat key of the checked file: write_outputs leaves such a file in
+        # place (a new mtime only) if it is still that file.
+        self.on_disk = on_disk or {}
 
 
 # -- symbols from the kernel ----------------------------------------------------------------
@@ -188,17 +193,46 @@ def load_system_map(path: str, prefix: str, messages: list[tuple[str, str]]) -> 
 # -- the computation ------------------------------------------------------------------------
 
 
-def _order_modules(found: dict[str, Candidate], dirname: str, messages: list[tuple[str, str]]) -> list[str]:
-    """Module names in kmod's array order: modules.order first, then hash order."""
-    names = hash_order(found, MODULES_BUCKETS)
+def _order_modules(
+    found: dict[str, Candidate],
+    dirname: str,
+    messages: list[tuple[str, str]],
+    cache: DepmodCache | None = None,
+) -> list[str]:
+    """Module names in kmod's array order: modules.order first, then hash order.  With
+    ``cache``, the order of the last run is used when it was computed from the same names,
+    paths and modules.order."""
     order_file = os.path.join(dirname, "modules.order")
     try:
-        lines = read_text(order_file).split("\n")
+        text = read_text(order_file)
     except OSError as exc:
         messages.append(
             (WARNING, f"could not open modules.order at {dirname}: {os.strerror(exc.errno or 0)}")
         )
-        return names
+        return hash_order(found, MODULES_BUCKETS)
+    key = ""
+    if cache is not None:
+        from lkm.depmod.cache import digest
+
+        joined = "\n".join(found)
+        if joined.count("\n") == len(found) - 1:  # no name holds a newline
+            unc = "\n".join([c.uncrelpath or "" for c in found.values()])
+            key = digest(["order", dirname, text, joined, unc, str(len(found))])
+            if cache.order[0] == key:
+                return cache.order[1].split("\n") if found else []
+    before = len(messages)
+    names = _order_text(found, text, order_file, messages)
+    if key and cache is not None and len(messages) == before:
+        cache.order = (key, "\n".join(names))
+        cache.dirty = True
+    return names
+
+
+def _order_text(
+    found: dict[str, Candidate], text: str, order_file: str, messages: list[tuple[str, str]]
+) -> list[str]:
+    names = hash_order(found, MODULES_BUCKETS)
+    lines = text.split("\n")
     if lines[-1] != "":
         messages.append((ERROR, f"{order_file}:{len(lines)} corrupted line misses '\\n'"))
         return names
@@ -343,30 +377,35 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
                 raise LkmError(f"could not add module {path}: File exists")
             found[cand.name] = cand
 
-    names = _order_modules(found, dirname, messages)
+    cache = tree_key = None
+    if opts.cache:
+        from lkm.depmod.cache import CACHE_NAME, DepmodCache
+
+        cache = DepmodCache.load(os.path.join(dirname, CACHE_NAME))
+    names = _order_modules(found, dirname, messages, cache)
     cands = [found[n] for n in names]
     check_crcs = opts.symvers is not None
     paths = [c.path for c in cands]
-    cache = tree_key = None
-    if opts.cache:
+    on_disk: dict[str, tuple[int, ...]] = {}
+    if cache is not None:
         from lkm.depmod.cache import CachedRead
 
-        cached = CachedRead(dirname, paths, opts.workers, check_crcs, stats or {}, started_ns)
-        cache = cached.cache
+        cached = CachedRead(cache, paths, opts.workers, check_crcs, stats or {}, started_ns)
         n_read = cached.read
         tree_key = _tree_key(opts, cands, cached.fdigs, kernel_syms, prefix, check_crcs)
         if not (errsyms or opts.verbose) and tree_key == cache.tree:
             # Nothing any builder reads has changed: last run's files, if still on disk.
             from lkm.depmod.outputs import recall_outputs
 
-            recalled = recall_outputs(cache, dirname, opts.binaries, opts.warn_dups)
+            on_disk.clear()
+            recalled = recall_outputs(cache, dirname, opts.binaries, opts.warn_dups, on_disk)
             if recalled is not None:
                 for p, f in zip(paths, cached.facts, strict=True):
                     if f is not None and f.error is not None:
                         messages.append((ERROR, f"failed to load symbols from {p}: {f.error}"))
                 outputs, msgs = recalled
                 messages.extend(msgs)
-                return DepmodResult(dirname, outputs, messages, len(cands), None, n_read, cache)
+                return DepmodResult(dirname, outputs, messages, len(cands), None, n_read, cache, on_disk)
         facts = cached.all_facts(paths, opts.workers, check_crcs)
         n_read = cached.read
     else:
@@ -399,10 +438,12 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         from lkm.depmod.outputs import memo_inputs
 
         memo = (cache, memo_inputs(tree, [n for n, _c in kernel_syms or ()], prefix))
-    outputs = build_outputs(tree, opts.workers, messages, memo)
-    if cache is not None and tree_key is not None:
+    on_disk.clear()
+    outputs = build_outputs(tree, opts.workers, messages, memo, on_disk)
+    if cache is not None and tree_key is not None and cache.tree != tree_key:
         cache.tree = tree_key
-    return DepmodResult(dirname, outputs, messages, len(mods), shown, n_read, cache)
+        cache.dirty = True
+    return DepmodResult(dirname, outputs, messages, len(mods), shown, n_read, cache, on_disk)
 
 
 def _now_ns() -> int:
@@ -491,6 +532,29 @@ def _resolve_dependencies(
 # -- output files ---------------------------------------------------------------------------
 
 
+def _refresh(path: str, key: tuple[int, ...], size: int) -> bool:
+    """Give an output file that already holds the bytes to write a new mtime instead of
+    writing it again: only if it is still the very file whose bytes were checked (same stat
+    key: inode, size, times, mode, owner, one link) and a regular file of that size.  The
+    result on disk is the same as kmod's fresh file: those bytes, modified now."""
+    import stat
+
+    from lkm.depmod.outputs import output_key
+
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != size or output_key(st) != key:
+            return False
+        mask = os.umask(0o022)
+        os.umask(mask)
+        if stat.S_IMODE(st.st_mode) != 0o644 & ~mask or st.st_uid != os.geteuid():
+            return False  # kmod's new file would have another mode or owner
+        os.utime(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
 def write_outputs(result: DepmodResult) -> None:
     """Write every output next to the modules as kmod's depmod does: each to a temporary file
     with a unique name in the directory (O_EXCL|O_NOFOLLOW: a planted symlink is never
@@ -503,6 +567,9 @@ def write_outputs(result: DepmodResult) -> None:
     try:
         for name, data in result.outputs:
             final = os.path.join(dirname, name)
+            key = result.on_disk.get(name)
+            if key is not None and _refresh(final, key, len(data)):
+                continue
             tmps.append((write_temp(final, data), final))
         for i, (tmp, final) in enumerate(tmps):
             commit(tmp, final)

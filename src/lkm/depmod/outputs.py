@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 
 from lkm.depmod.config import ERROR, WARNING
 from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
-from lkm.depmod.trie import IndexBuilder
 from lkm.modname import path_to_modname
 from lkm.record import Record
 from lkm.safeio import read_bytes, read_text
@@ -95,6 +94,8 @@ def _all_deps(mods: list[Module], sort_idx: list[int]) -> list[list[Module]]:
 
 def build_dep(t: Tree, msgs: Messages) -> Files:
     lines = []
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for m, deps in zip(t.mods, _all_deps(t.mods, t.sort_idx), strict=True):
         line = m.shown_path + ":" + "".join(" " + d.shown_path for d in deps)
@@ -109,6 +110,8 @@ def build_dep(t: Tree, msgs: Messages) -> Files:
 
 def build_alias(t: Tree, msgs: Messages) -> Files:
     lines = ["# Aliases extracted from modules themselves.\n"]
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for m in t.mods:
         for value in m.facts.aliases:
@@ -133,6 +136,8 @@ def build_softdep(t: Tree, msgs: Messages) -> Files:
 
 def build_symbols(t: Tree, msgs: Messages) -> Files:
     lines = ["# Aliases for symbols, used by symbol_request().\n"]
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     symbols = t.symbols
     for name in hash_order(symbols, SYMBOLS_BUCKETS):
@@ -235,29 +240,78 @@ def memo_inputs(t: Tree, kernel_names: list[str], prefix: str) -> dict[int, str]
     }
 
 
-def _recall(cache: DepmodCache, i: int, key: str, dirname: str) -> tuple[Files, Messages] | None:
+OnDisk = dict[str, tuple[int, ...]]  # output name -> stat key of the checked file on disk
+
+
+def read_output(path: str) -> tuple[bytes, tuple[int, ...]] | None:
+    """An output file's bytes and its stat key (size, mtime, ctime, inode, device, mode,
+    owner), if it is a regular file (never through a symbolic link: kmod replaces a link)."""
+    import stat as st_mod
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not st_mod.S_ISREG(st.st_mode) or st.st_size > (1 << 30):
+            return None
+        chunks = []
+        left = st.st_size + 1
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) != st.st_size:
+        return None
+    return data, output_key(st)
+
+
+def output_key(st: os.stat_result) -> tuple[int, ...]:
+    return (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+        st.st_ino,
+        st.st_dev,
+        st.st_mode,
+        st.st_uid,
+        st.st_nlink,
+    )
+
+
+def _recall(
+    cache: DepmodCache, i: int, key: str, dirname: str, on_disk: OnDisk | None = None
+) -> tuple[Files, Messages] | None:
     """The files builder ``i`` wrote last time, if its inputs are the same and every file on
-    disk is still exactly what it wrote."""
+    disk is still exactly what it wrote (checked by content: its digest); ``on_disk`` gets
+    the stat keys of those files."""
     from lkm.depmod.cache import bytes_digest
 
     memo = cache.memos.get(i)
     if memo is None or memo[0] != key:
         return None
     files: Files = {}
+    keys: OnDisk = {}
     for fname, dig in memo[1]:
-        try:
-            with open(os.path.join(dirname, fname), "rb") as fh:
-                data = fh.read()
-        except OSError:
+        got = read_output(os.path.join(dirname, fname))
+        if got is None or bytes_digest(got[0]) != dig:
             return None
-        if bytes_digest(data) != dig:
-            return None
-        files[fname] = data
+        files[fname], keys[fname] = got
+    if on_disk is not None:
+        on_disk.update(keys)
     return files, list(memo[2])
 
 
 def recall_outputs(
-    cache: DepmodCache, dirname: str, binaries: bool, warn: bool
+    cache: DepmodCache, dirname: str, binaries: bool, warn: bool, on_disk: OnDisk | None = None
 ) -> tuple[list[tuple[str, bytes]], Messages] | None:
     """Every output file as the last run wrote it, when the caller knows that no builder's
     inputs changed since (the tree digest is the same); the built-in indexes, which read
@@ -273,7 +327,7 @@ def recall_outputs(
     files: Files = {}
     messages: Messages = []
     for i in range(len(BUILDERS)):
-        got = _recall(cache, i, keys[i], dirname)
+        got = _recall(cache, i, keys[i], dirname, on_disk)
         if got is None:
             return None
         files.update(got[0])
@@ -299,6 +353,7 @@ def build_outputs(
     workers: int | None,
     messages: Messages,
     memo: tuple[DepmodCache, dict[int, str]] | None = None,
+    on_disk: OnDisk | None = None,
 ) -> list[tuple[str, bytes]]:
     """Every output file in kmod's order; messages appended in kmod's order.  With ``memo``
     (the cache and each builder's input digest), a builder whose inputs and files are
@@ -320,7 +375,7 @@ def build_outputs(
     if memo is not None:
         cache, keys = memo
         for i, key in keys.items():
-            got = _recall(cache, i, key, t.dirname)
+            got = _recall(cache, i, key, t.dirname, on_disk)
             if got is not None:
                 results.append((i, *got))
         done = {r[0] for r in results}
@@ -332,6 +387,7 @@ def build_outputs(
         from lkm.depmod.cache import bytes_digest
 
         cache, keys = memo
+        cache.dirty = True
         cache.memos = {
             i: cache.memos[i] if i in done else (keys[i], [(n, bytes_digest(d)) for n, d in f.items()], msgs)
             for i, f, msgs in results
@@ -368,6 +424,8 @@ def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
             (WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}")
         )
         return b""
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for line in lines:
         if not line[:1].isalpha() or not line[:1].isascii():
@@ -408,6 +466,8 @@ def _builtin_alias_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
         return b""
     if not groups:
         return b""
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
+
     idx = IndexBuilder()
     for name, info in groups:
         modname = name.replace("-", "_")

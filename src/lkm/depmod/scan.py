@@ -84,6 +84,7 @@ def _walk(
     except OSError as exc:
         errors.append(f"could not open directory {top}: {os.strerror(exc.errno or 0)}")
         return
+    append = out.append
     with it:
         for e in it:
             name = e.name
@@ -92,12 +93,19 @@ def _walk(
             try:
                 # File types from the directory entry; symbolic links followed (one stat), as
                 # kmod's fstatat does.  Module names first: nearly every entry is one.
-                if name.endswith(KMOD_EXTS) and e.is_file():
-                    out.append(e.path)
-                    if stats is not None and e.is_symlink():
-                        stats[e.path] = e.stat()  # taken by is_file() already
-                elif e.is_dir():
-                    _walk(e.path, skip, out, errors, stats)
+                if name.endswith(KMOD_EXTS):
+                    if e.is_symlink():
+                        st = e.stat()  # the target's, as kmod's fstatat
+                        if stat.S_ISREG(st.st_mode):
+                            append(e.path)
+                            if stats is not None:
+                                stats[e.path] = st
+                            continue
+                    elif e.is_file():
+                        append(e.path)
+                        continue
+                if e.is_dir():
+                    _walk(e.path, skip, out, errors, stats)  # at once: kmod's order
                 elif not e.is_file():
                     st = os.stat(e.path)
                     if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):

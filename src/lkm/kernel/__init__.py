@@ -28,10 +28,11 @@ BACKENDS: dict[str, str] = {
 
 def open_kernel(backend: str = "live", **options: object) -> Kernel:
     """The kernel a tool works on: the running Linux unless another backend is named."""
-    import importlib
+    import sys
 
     modname, _, cls = BACKENDS[backend].partition(":")
-    kernel: Kernel = getattr(importlib.import_module(modname), cls)(**options)
+    __import__(modname)  # (not importlib: its import costs a small tool's start-up)
+    kernel: Kernel = getattr(sys.modules[modname], cls)(**options)
     return kernel
 
 

@@ -51,9 +51,8 @@ def _split2(rest: str) -> tuple[str | None, str | None]:
     rest = rest.lstrip(" \t")
     if not rest:
         return None, None
-    i = 0
-    while i < len(rest) and rest[i] not in " \t":
-        i += 1
+    sp, tab = rest.find(" "), rest.find("\t")
+    i = len(rest) if sp < 0 and tab < 0 else (sp if tab < 0 else tab if sp < 0 else min(sp, tab))
     word = rest[:i]
     tail = rest[i + 1 :] if i < len(rest) else ""  # strtok_r(NULL, ""): kept as it is
     return word, tail or None

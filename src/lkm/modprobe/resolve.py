@@ -89,13 +89,18 @@ class Step(Record):
         self.command = command
 
     def show(self) -> str:
-        if self.kind == "install":
-            return f"install {self.command} {self.options}\n"
-        if self.kind == "builtin":
-            return f"builtin {self.mod.name}\n"
-        if self.kind == "insmod":
-            return f"insmod {self.mod.path} {self.options}\n"
-        return ""
+        return show_row(self.kind, self.mod, self.options, self.command)
+
+
+def show_row(kind: str, mod: Mod, options: str, command: str | None) -> str:
+    """A step's --show-depends line (empty for a module that is nowhere)."""
+    if kind == "insmod":
+        return f"insmod {mod.path} {options}\n"
+    if kind == "install":
+        return f"install {command} {options}\n"
+    if kind == "builtin":
+        return f"builtin {mod.name}\n"
+    return ""
 
 
 class Resolver:
@@ -109,7 +114,15 @@ class Resolver:
         self._install = PatternTable([p for p, _c in config.install])
         self._remove = PatternTable([p for p, _c in config.remove])
         self._softdeps = PatternTable([sd.name for sd in config.softdeps])
+        self._aliases = PatternTable([p for p, _m in config.aliases])
+        self._commands = {n for n, _c in config.install} | {n for n, _c in config.remove}
         self._found: dict[str, list[Mod]] = {}
+        # Per module name: what the configuration says (pure functions of the name, asked
+        # for every time a module appears in a load list).
+        self._opts: dict[str, str] = {}
+        self._inst: dict[str, str | None] = {}
+        self._soft: dict[str, tuple[list[Mod], list[Mod]]] = {}
+        self._names: dict[str, str] = {}  # dependency path -> module name
 
     # -- module objects -------------------------------------------------------------------
 
@@ -118,7 +131,7 @@ class Resolver:
         m = self._mods.get(key)
         if m is None:
             m = self._mods[key] = Mod(name, alias)
-            line = self._depline(name)
+            line = self._deplines[name] if name in self._deplines else self._depline(name)
             if line is not None:
                 m.path = self._abs(line.partition(":")[0])
         return m
@@ -138,8 +151,13 @@ class Resolver:
             line = self._depline(m.name)
             deps: list[Mod] = []
             if line is not None:
+                names = self._names
                 for p in line.partition(":")[2].split():
-                    deps.insert(0, self.module(path_to_name(p)))
+                    name = names.get(p)
+                    if name is None:
+                        name = names[p] = path_to_name(p)
+                    deps.append(self.module(name))
+                deps.reverse()
             m._deps = deps
         return m._deps
 
@@ -155,7 +173,7 @@ class Resolver:
 
     def _lookup(self, alias: str) -> list[Mod]:
         cfg = self.config
-        found = [self.module(mod, alias) for pat, mod in cfg.aliases if fnmatchcase(alias, pat)]
+        found = [self.module(cfg.aliases[i][1], alias) for i in self._aliases.matches(alias)]
         if found:
             return found
         if self._depline(alias) is not None:
@@ -164,7 +182,7 @@ class Resolver:
             found = self._wild("modules.symbols.bin", alias)
             if found:
                 return found
-        if any(n == alias for n, _c in cfg.install) or any(n == alias for n, _c in cfg.remove):
+        if alias in self._commands:
             return [self.module(alias)]
         found = self._wild("modules.alias.bin", alias)
         if found:
@@ -188,25 +206,39 @@ class Resolver:
     # -- configuration per module ---------------------------------------------------------
 
     def options(self, m: Mod) -> str:
-        opts = self.config.options
-        return " ".join(opts[i][1] for i in self._options.matches(m.name) if opts[i][1])
+        got = self._opts.get(m.name)
+        if got is None:
+            opts = self.config.options
+            got = self._opts[m.name] = " ".join(
+                opts[i][1] for i in self._options.matches(m.name) if opts[i][1]
+            )
+        return got
 
     def install_command(self, m: Mod) -> str | None:
-        hits = self._install.matches(m.name)
-        return self.config.install[hits[0]][1] if hits else None
+        name = m.name
+        if name not in self._inst:
+            hits = self._install.matches(name)
+            self._inst[name] = self.config.install[hits[0]][1] if hits else None
+        return self._inst[name]
 
     def remove_command(self, m: Mod) -> str | None:
         hits = self._remove.matches(m.name)
         return self.config.remove[hits[0]][1] if hits else None
 
     def softdeps(self, m: Mod) -> tuple[list[Mod], list[Mod]]:
+        got = self._soft.get(m.name)
+        if got is not None:
+            return got
         hits = self._softdeps.matches(m.name)  # only the first matching line, as module-init-tools
         if not hits:
-            return [], []
-        sd = self.config.softdeps[hits[0]]
-        pre = [x for name in sd.pre for x in self.lookup(name)]
-        post = [x for name in sd.post for x in self.lookup(name)]
-        return pre, post
+            got = ([], [])
+        else:
+            sd = self.config.softdeps[hits[0]]
+            pre = [x for name in sd.pre for x in self.lookup(name)]
+            post = [x for name in sd.post for x in self.lookup(name)]
+            got = (pre, post)
+        self._soft[m.name] = got
+        return got
 
     def blacklisted(self, m: Mod) -> bool:
         return m.name in self.config.blacklist
@@ -250,7 +282,16 @@ class Resolver:
             self._fill_softdep(m, out)
 
     def _fill_softdep(self, m: Mod, out: list[Mod]) -> None:
-        pre, post = self.softdeps(m)
+        if not self.config.softdeps:  # the common case: no softdep lines at all
+            out.append(m)
+            m.ignorecmd = False
+            return
+        got = self._soft.get(m.name)
+        pre, post = got if got is not None else self.softdeps(m)
+        if not pre and not post:
+            out.append(m)
+            m.ignorecmd = False
+            return
         for x in pre:
             self._probe(x, False, False, out)
         out.append(m)
@@ -271,19 +312,30 @@ class Resolver:
         blacklisted: an alias-reached one always, any with ``blacklist_all`` (-b))."""
         if check_blacklist and (m.alias is not None or blacklist_all) and self.blacklisted(m):
             return []
-        steps = []
+        return [Step(*row) for row in self.plan_rows(m, extra_options, ignore_command)]
+
+    def plan_rows(
+        self, m: Mod, extra_options: str = "", ignore_command: bool = False
+    ) -> list[tuple[str, Mod, str, str | None]]:
+        """:meth:`plan`'s steps as (kind, module, options, command) tuples, the blacklist not
+        looked at (--show-depends over thousands of names makes no Step objects)."""
+        rows: list[tuple[str, Mod, str, str | None]] = []
+        append = rows.append
+        opts_cache, inst_cache = self._opts, self._inst
         for x in self.probe_list(m, ignore_command):
             # libkmod's module_options_concat: config options always followed by a space.
-            conf = self.options(x)
+            conf = opts_cache.get(x.name)
+            if conf is None:
+                conf = self.options(x)
             opts = (conf + " " if conf else "") + (extra_options if x is m else "")
-            cmd = self.install_command(x)
+            cmd = inst_cache[x.name] if x.name in inst_cache else self.install_command(x)
             if cmd is not None and not x.ignorecmd:
-                steps.append(Step("install", x, opts, cmd))
+                append(("install", x, opts, cmd))
             elif x.path is None:
-                steps.append(Step("builtin" if self.is_builtin(x) else "none", x, opts))
+                append(("builtin" if self.is_builtin(x) else "none", x, opts, None))
             else:
-                steps.append(Step("insmod", x, opts))
-        return steps
+                append(("insmod", x, opts, None))
+        return rows
 
 
 def options_from_args(args: list[str]) -> str:
