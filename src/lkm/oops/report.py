@@ -597,6 +597,12 @@ def parse_modules(text: str) -> dict[str, JSON]:
     return {"modules": mods, "last_unloaded": last}
 
 
+# tokens separated by one space; each token's digits end at a bracket, a space or the end, so
+# the match is linear (the old "(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+" backtracked exponentially on a
+# long run of glued digits: a fuzzed Code: line hung ksymoops)
+_CODE_UNITS = re.compile(r"[<(]?[0-9a-f]+[>)]?(?: [<(]?[0-9a-f]+[>)]?)*")
+
+
 def parse_code(text: str) -> dict[str, JSON]:
     """A Code: line: its bytes (x86: hex bytes; arm64: 32-bit words, hex) and the marked one.
 
@@ -604,7 +610,7 @@ def parse_code(text: str) -> dict[str, JSON]:
     printed no mark and started at EIP.  "Unable to access opcode bytes at 0x..." and
     "Bad RIP value." keep only ``unavailable``."""
     t = text.strip()
-    if not t or not re.fullmatch(r"(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+", t):
+    if not t or not _CODE_UNITS.fullmatch(t):
         return {"unavailable": t}
     units: list[JSON] = []
     marker = None
@@ -674,8 +680,16 @@ def _glued(text: str) -> tuple[int, str, str, float | None, str | None, str, dic
     return None
 
 
+# printk never prints a line longer than 1024 bytes (CONSOLE_LOG_MAX / LOG_LINE_MAX in
+# kernel/printk/printk.c); a console capture may glue a few together.  A longer line is text:
+# kept, never matched (so a hostile log's megabyte lines cost one scan, not one per pattern).
+LINE_MAX = 8192
+
+
 def parse_line(raw: str, eol: str = "") -> Line:
     prefix, body, time, caller = _split(raw)
+    if len(body) > LINE_MAX:
+        return Line(prefix, body, eol, "other", {}, time, None, caller)
     kind, fields = classify(body)
     if kind == "other" and len(body) > 8:
         got = _glued(body)

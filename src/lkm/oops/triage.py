@@ -12,6 +12,7 @@ it: plain, ``.gz``/``.xz``/``.zst``/``.bz2``, a ``journalctl -o export`` or ``-o
 from __future__ import annotations
 
 import datetime
+import errno
 import html
 import json
 import os
@@ -217,33 +218,62 @@ def _journal_json(data: bytes) -> str:
             e = json.loads(raw)
         except ValueError:
             continue
+        if not isinstance(e, dict):  # a line that is JSON but not an entry
+            continue
         msg = e.get("MESSAGE")
         if isinstance(msg, list):  # journalctl writes non-UTF-8 messages as byte arrays
+            if not all(isinstance(b, int) and 0 <= b < 256 for b in msg):
+                continue  # not a byte array: no message to read
             msg = bytes(msg).decode("utf-8", "surrogateescape")
         if isinstance(msg, str) and e.get("_TRANSPORT", "kernel") == "kernel":
             out.append(_dmesg_line(e.get("__MONOTONIC_TIMESTAMP"), msg))
     return "".join(out)
 
 
-def decode_log_bytes(data: bytes) -> str:
-    """A log's text from its bytes: decompressed by magic, journal exports turned into dmesg
-    lines, anything else decoded as UTF-8 with surrogate escapes (bytes survive)."""
+def _bunzip2(data: bytes, cap: int) -> bytes:
     import bz2
-    import gzip
-    import lzma
 
+    out = bytearray()
+    pending = data
+    while pending:
+        d = bz2.BZ2Decompressor()
+        while not d.eof:
+            chunk = d.decompress(pending, max_length=cap + 1 - len(out))
+            pending = b""
+            out += chunk
+            if len(out) > cap:
+                from lkm.compress import TooLarge
+
+                raise TooLarge(cap)
+            if d.needs_input and not d.eof:
+                raise ValueError("truncated bzip2 stream")
+        pending = d.unused_data  # concatenated streams, as bunzip2 reads them
+    return bytes(out)
+
+
+def decode_log_bytes(data: bytes, cap: int | None = None) -> str:
+    """A log's text from its bytes: decompressed by magic, journal exports turned into dmesg
+    lines, anything else decoded as UTF-8 with surrogate escapes (bytes survive).  A log
+    whose text would pass ``cap`` bytes (default: the decompression cap of
+    :func:`lkm.compress.limit`, ``$LKM_DECOMPRESS_LIMIT``) is refused: "decompressed size
+    exceeds N", before it is inflated past it."""
+    from lkm.compress import TooLarge, decompress, detect, limit
+
+    cap = limit() if cap is None else cap
     try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        elif data[:6] == b"\xfd7zXZ\x00":
-            data = lzma.decompress(data)
-        elif data[:4] == b"\x28\xb5\x2f\xfd":
-            import zstandard
-
-            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        comp = detect(data[:8])
+        if comp is not None:
+            data = decompress(data, comp, cap=cap)
         elif data[:3] == b"BZh":
-            data = bz2.decompress(data)
-    except Exception as exc:  # damaged compressed data: one reason, no traceback
+            data = _bunzip2(data, cap)
+        elif len(data) > cap:
+            raise LkmError(f"log size {len(data)} exceeds {cap}", errno=errno.EFBIG)
+    except TooLarge as exc:
+        raise LkmError(exc.reason, errno=errno.EFBIG) from None
+    except LkmError as exc:  # damaged compressed data: one reason, no traceback
+        raise LkmError(exc.reason if exc.errno == errno.EFBIG else f"cannot decompress: {exc.reason}",
+                       errno=exc.errno) from None  # fmt: skip
+    except Exception as exc:
         raise LkmError(f"cannot decompress: {exc}") from None
     head = data[:4096]
     if head.startswith(b"__CURSOR=") or (b"\nMESSAGE=" in head and b"\n__REALTIME_TIMESTAMP=" in head):
@@ -256,16 +286,17 @@ def decode_log_bytes(data: bytes) -> str:
 def read_log(path: str) -> tuple[str, str | None]:
     """(text, ISO time of last modification) of one log file."""
     try:
+        from lkm.compress import limit
         from lkm.safeio import read_bytes
 
-        data = read_bytes(path, limit=None)  # a regular file only (a FIFO would hang)
+        data = read_bytes(path, limit=limit())  # a regular file only (a FIFO would hang)
         mtime = os.stat(path).st_mtime
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
     try:
         text = decode_log_bytes(data)
     except LkmError as exc:
-        raise LkmError(exc.reason, path=path) from None
+        raise LkmError(exc.reason, path=path, errno=exc.errno) from None
     seen = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).isoformat(timespec="seconds")
     return text, seen
 

@@ -1,0 +1,60 @@
+"""Inputs the fuzz campaign (scripts/fuzz.py) found, each through the tool it broke: the tool
+ends in a bounded time with its normal output or one line naming the file and the reason,
+never a traceback or the boundary's internal error.  Each case failed before its fix (the
+note says how)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from support import lkm_cmd
+
+CASES = Path(__file__).resolve().parent / "cases"
+
+# (file, argv with {} for the file, expected exit status, what it did before the fix)
+RUNS = [
+    # A Code: line of 51 glued hex digits: the units pattern "(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+"
+    # backtracked exponentially (ksymoops hung; found by the campaign's ksymoops target).
+    ("ksymoops-code-glued-digits.txt", ["ksymoops", "{}"], 0, "hang"),
+    # 46 KB of xz that inflate to 300 MB: triage inflated it whole, then matched every pattern
+    # against a 300 MB line (minutes, > 1 GB); now refused at the decompression cap.
+    ("triage-xz-bomb.log.xz", ["triage", "{}"], 1, "hang, memory"),
+    # a 40 MB line of NULs (under the cap) then a heading: every pattern scanned the long line
+    # (tens of seconds); lines past printk's length are text now, the report is still found.
+    ("triage-long-line.log.gz", ["triage", "--format", "json", "{}"], 0, "hang"),
+    # a journal JSON export whose MESSAGE byte array holds 1000 and -1, and a line that is a
+    # JSON list: ValueError from bytes() (internal error, exit 70); the good entry is read.
+    ("triage-journal-json-bad-bytes.json", ["triage", "--format", "json", "{}"], 0, "traceback"),
+]
+
+
+@pytest.mark.parametrize(("name", "argv", "status", "before"), RUNS, ids=[r[0] for r in RUNS])
+def test_campaign_case(name: str, argv: list[str], status: int, before: str) -> None:
+    path = CASES / name
+    env = dict(os.environ)
+    env.pop("LKM_TRACEBACK", None)
+    env.pop("LKM_DECOMPRESS_LIMIT", None)
+    t0 = time.monotonic()
+    p = subprocess.run(
+        [*lkm_cmd(), *[a.replace("{}", str(path)) for a in argv]],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        env=env,
+    )
+    took = time.monotonic() - t0
+    assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
+    assert p.returncode == status, (p.returncode, p.stderr)
+    assert took < 60, took  # seconds on a loaded machine; minutes or a hang before the fix
+    if status:
+        lines = [ln for ln in p.stderr.splitlines() if str(path) in ln]
+        assert len(lines) == 1 and "exceeds" in lines[0], p.stderr
+    if name.startswith("triage-") and not status:
+        assert '"reports": 1,' in p.stdout, p.stdout[:500]
+        assert '"title": "KASAN: use-after-free in' in p.stdout, p.stdout[:500]
