@@ -503,15 +503,18 @@ class Log(Record):
 
 def _split(line: str) -> tuple[str, str, float | None, str | None]:
     pos = 0
-    m = _SYSLOG.match(line)
-    if m:
-        pos = m.end()
-    m = _LEVEL.match(line, pos)
-    if m:
-        pos = m.end()
+    c = line[:1]
+    if c.isalnum():  # each prefix pattern starts with a letter, a digit, "<" or "[" (fast path)
+        m = _SYSLOG.match(line)
+        if m:
+            pos = m.end()
+    if line.startswith("<", pos):
+        m = _LEVEL.match(line, pos)
+        if m:
+            pos = m.end()
     time = None
     caller = None
-    m = _TIME.match(line, pos)
+    m = _TIME.match(line, pos) if line.startswith("[", pos) else None
     if m:
         pos = m.end()
         time = float(m.group("time"))
@@ -539,19 +542,19 @@ def classify(text: str) -> tuple[str, dict[str, JSON]]:
     return "other", {}
 
 
+_HEX_FIELDS = frozenset(("offset", "size", "address", "raw", "code", "pde", "value", "base", "object"))
+_DEC_FIELDS = frozenset(("cpu", "pid", "uid", "count", "line", "seconds"))
+
+
 def _refine(kind: str, f: dict[str, JSON], text: str) -> None:
     """Numbers as numbers; structured fields (module lists, code bytes, registers) split."""
     decimal_size = kind in ("kasan_access", "heading")
-    for k in ("offset", "size", "address", "raw", "code", "pde", "value", "base", "object"):
-        v = f.get(k)
-        if isinstance(v, str) and (k != "size" or not decimal_size):
-            f[k] = int(v, 16)
-    for k in ("cpu", "pid", "uid", "count", "line", "seconds"):
-        v = f.get(k)
-        if isinstance(v, str) and v.isdigit():
+    for k, v in f.items():  # the fields a line matched (a few): numbers converted in place
+        if k in _HEX_FIELDS:
+            if isinstance(v, str):
+                f[k] = int(v, 10 if k == "size" and decimal_size else 16)
+        elif k in _DEC_FIELDS and isinstance(v, str) and v.isdigit():
             f[k] = int(v)
-    if decimal_size and isinstance(f.get("size"), str):
-        f["size"] = int(str(f["size"]))
     if "unreliable" in f:
         f["unreliable"] = True
     if "inline" in f and kind == "frame":

@@ -116,6 +116,30 @@ class Crash(Record):
         elif self.representative.corrupted:
             self.representative = s
 
+    def absorb(self, other: Crash) -> None:
+        """Fold in the crash of the same signature from the logs that come after this one's:
+        the same result as adding ``other``'s sightings one by one (counts add, first seen
+        keeps the earlier on a tie, last seen takes the later, releases in order of first
+        appearance, the representative is the first report not corrupted)."""
+        self.count += other.count
+        for src in other.logs:
+            if src not in self.logs[-8:]:
+                self.logs.append(src)
+        if other.first_seen and str(other.first_seen.get("time") or "~") < str(
+            self.first_seen.get("time") or "~"
+        ):
+            self.first_seen = other.first_seen
+        if other.last_seen and str(other.last_seen.get("time") or "") >= str(
+            self.last_seen.get("time") or ""
+        ):
+            self.last_seen = other.last_seen
+        for r in other.releases:
+            if r not in self.releases:
+                self.releases.append(r)
+        self.corrupted += other.corrupted
+        if self.representative.corrupted and not other.representative.corrupted:
+            self.representative = other.representative
+
     def asdict(self) -> dict[str, object]:
         d = super().asdict()
         d["representative"] = self.representative.asdict()
@@ -149,8 +173,8 @@ def analyze(text: str, source: str = "-", seen: str | None = None) -> list[Sight
     return out
 
 
-def merge(results: Iterable[list[Sighting]]) -> list[Crash]:
-    """Sightings (in input order) grouped by signature, most frequent first (ties: first seen)."""
+def fold(results: Iterable[list[Sighting]]) -> dict[str, Crash]:
+    """Sightings (in input order) grouped by signature, in order of first appearance."""
     crashes: dict[str, Crash] = {}
     for batch in results:
         for s in batch:
@@ -158,8 +182,31 @@ def merge(results: Iterable[list[Sighting]]) -> list[Crash]:
             if c is None:
                 c = crashes[s.signature] = Crash(s)
             c.add(s)
+    return crashes
+
+
+def combine(parts: Iterable[dict[str, Crash]]) -> dict[str, Crash]:
+    """Folds of consecutive runs of logs, in order, as one fold of all of them."""
+    crashes: dict[str, Crash] = {}
+    for part in parts:
+        for sig, c in part.items():
+            have = crashes.get(sig)
+            if have is None:
+                crashes[sig] = c
+            else:
+                have.absorb(c)
+    return crashes
+
+
+def ranked(crashes: dict[str, Crash]) -> list[Crash]:
+    """Most frequent first (ties: first seen)."""
     order = {sig: n for n, sig in enumerate(crashes)}
     return sorted(crashes.values(), key=lambda c: (-c.count, order[c.signature]))
+
+
+def merge(results: Iterable[list[Sighting]]) -> list[Crash]:
+    """Sightings (in input order) grouped by signature, most frequent first (ties: first seen)."""
+    return ranked(fold(results))
 
 
 # -- reading logs --------------------------------------------------------------------------------
@@ -349,6 +396,31 @@ def _safe_batch(paths: list[str]) -> list[tuple[list[Sighting], int, str | None]
     return [_safe(p) for p in paths]
 
 
+class Part(Record):
+    """What one run of consecutive logs gives: its crashes folded (one representative text
+    each, not every report's), and its counts; what a worker sends back."""
+
+    __slots__ = ("crashes", "logs", "reports", "bytes", "errors")
+
+    def __init__(
+        self, crashes: dict[str, Crash], logs: int, reports: int, nbytes: int, errors: list[str]
+    ) -> None:
+        self.crashes = crashes
+        self.logs = logs
+        self.reports = reports
+        self.bytes = nbytes
+        self.errors = errors
+
+
+def triage_batch(paths: list[str]) -> Part:
+    """:func:`analyze` of each log file, folded (the unit of work an engine maps)."""
+    got = _safe_batch(paths)
+    return Part(
+        fold(r[0] for r in got), len(got), sum(len(r[0]) for r in got), sum(r[1] for r in got),
+        [e for _s, _n, e in got if e],
+    )  # fmt: skip
+
+
 def triage(
     paths: list[str],
     *,
@@ -361,39 +433,41 @@ def triage(
     """Unique crashes of the logs at ``paths`` (files or directories; ``-`` is
     ``stdin_text``).  ``engine``: ``local`` (this process) or ``dask`` (a Dask cluster at
     ``address``, or a LocalCluster of ``workers`` processes), with identical results."""
-    files = list(expand(paths))
-    results: list[tuple[list[Sighting], int, str | None]] = []
-    pending: list[str] = []
-    order: list[tuple[str, int]] = []  # ("stdin", 0) or ("file", index into pending)
-    for p in files:
-        if p == "-":
-            order.append(("stdin", 0))
-        else:
-            order.append(("file", len(pending)))
-            pending.append(p)
-    batches = [pending[i : i + batch] for i in range(0, len(pending), batch)]
-    if engine == "local":
-        got = [r for b in batches for r in _safe_batch(b)]
-    elif engine == "dask":
-        got = _run_dask(batches, address, workers)
-    else:
+    if engine not in ("local", "dask"):
         raise LkmError(f"unknown engine {engine!r} (local, dask)")
-    for what, i in order:
-        if what == "stdin":
-            text = stdin_text or ""
-            results.append((analyze(text, "-", None), len(text.encode("utf-8", "surrogateescape")), None))
+    # runs of consecutive files in batches of ``batch``; stdin ("-") where it was named
+    batches: list[list[str] | None] = []  # None: stdin
+    for p in expand(paths):
+        if p == "-":
+            batches.append(None)
+        elif batches and batches[-1] is not None and len(batches[-1]) < batch:
+            batches[-1].append(p)
         else:
-            results.append(got[i])
-    crashes = merge(r[0] for r in results)
-    errors = [e for _s, _n, e in results if e]
+            batches.append([p])
+    work = [b for b in batches if b is not None]
+    done = [triage_batch(b) for b in work] if engine == "local" else _run_dask(work, address, workers)
+    parts: list[Part] = []
+    it = iter(done)
+    for b in batches:
+        if b is None:
+            text = stdin_text or ""
+            sights = analyze(text, "-", None)
+            parts.append(
+                Part(fold([sights]), 1, len(sights), len(text.encode("utf-8", "surrogateescape")), [])
+            )
+        else:
+            parts.append(next(it))
+    crashes = ranked(combine(p.crashes for p in parts))
     return TriageResult(
-        crashes, len(results), sum(len(r[0]) for r in results), sum(r[1] for r in results), errors
+        crashes,
+        sum(p.logs for p in parts),
+        sum(p.reports for p in parts),
+        sum(p.bytes for p in parts),
+        [e for p in parts for e in p.errors],
     )
 
 
-def _run_dask(
-    batches: list[list[str]], address: str | None, workers: int
-) -> list[tuple[list[Sighting], int, str | None]]:
+def _run_dask(batches: list[list[str]], address: str | None, workers: int) -> list[Part]:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -407,13 +481,13 @@ def _run_dask(
         )
         client = Client(cluster)  # type: ignore[no-untyped-call]
     try:
-        futures = client.map(_safe_batch, batches, pure=False)
-        parts = client.gather(futures)  # type: ignore[no-untyped-call]
+        futures = client.map(triage_batch, batches, pure=False)
+        parts: list[Part] = client.gather(futures)  # type: ignore[no-untyped-call]
     finally:
         client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
-    return [r for part in parts for r in part]
+    return parts
 
 
 # -- symbols for representatives -------------------------------------------------------------------
