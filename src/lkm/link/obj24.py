@@ -192,6 +192,11 @@ class ObjFile:
                     name = y.name
                     if not name and y.shndx < len(self.sections):
                         name = self.sections[y.shndx].name
+                    if len(self.sections) <= y.shndx < SHN_LORESERVE:
+                        # modutils indexes its section array with it unchecked; refused here
+                        raise InvalidModule(
+                            f"symbol {name or y.number} has invalid section index {y.shndx}", path=self.path
+                        )
                     self.add_symbol(name, y.number, y.info, y.shndx, y.value, y.size)
         # Second pass: each symbol remembers the type of a relocation against it.
         for sec in self.sections:
