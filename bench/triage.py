@@ -19,6 +19,9 @@ truth, wall seconds, MB/s (bytes of the log files as stored) and reports/s, and 
 average (the machine is shared: numbers taken under load are lower bounds).  A last line says
 whether the engines' results are identical (signature, title, count, releases, first and
 last seen, in order).  Exit status 0 when every engine equals the truth and they agree.
+
+On a busy machine the engines can run at once, as two processes: ``--engines local --save D``
+and ``--engines dask --save D``, then ``--compare D/local.json D/dask.json``.
 """
 
 from __future__ import annotations
@@ -72,7 +75,17 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="Dask LocalCluster processes")
     ap.add_argument("--engines", default="local,dask")
     ap.add_argument("--batch", type=int, default=256, help="logs per task")
+    ap.add_argument("--save", metavar="DIR", help="write each engine's crashes to DIR/<engine>.json")
+    ap.add_argument("--compare", nargs=2, metavar="JSON", help="only compare two saved runs")
     a = ap.parse_args()
+    if a.compare:  # engines run as separate processes at the same time: are their results equal?
+        docs = []
+        for path in a.compare:
+            with open(path) as f:
+                docs.append(json.load(f))
+        same = docs[0] == docs[1]
+        print(json.dumps({"identical": same, "crashes": [len(d) for d in docs]}))
+        return 0 if same else 1
     root = os.path.abspath(a.dir)
     truth_path = root.rstrip("/") + ".truth.json"
     if os.path.isdir(root) and os.path.exists(truth_path):
@@ -100,6 +113,10 @@ def main() -> int:
         results[engine] = [
             (c.signature, c.title, c.count, c.releases, c.first_seen, c.last_seen) for c in res.crashes
         ]
+        if a.save:
+            os.makedirs(a.save, exist_ok=True)
+            with open(os.path.join(a.save, f"{engine}.json"), "w") as f:
+                json.dump(results[engine], f)
         equal = got == truth and len(res.crashes) == len(truth) and not res.errors
         ok = ok and equal
         print(
