@@ -33,6 +33,14 @@ RUNS = [
     # a 2.4 object whose symbol names section 64767 of 13: IndexError in obj24's final_value
     # (modutils indexes its section array unchecked); refused at load now, ENOEXEC.
     ("link24-symbol-section-index.o", ["link", "{}", "--kernel", "{ksyms}", "-o", "{out}"], 1, "traceback"),
+    # a 2.4 object linked against a 64-bit kernel's map: a GOT entry took the 64-bit value
+    # (struct.error); i386 insmod's addresses wrap to 32 bits, as the relocations already did.
+    ("link24-got-64bit-kernel.o", ["link", "{}", "--kernel", "{map}", "-o", "{out}"], 0, "traceback"),
+    # a mutated 2.4 object whose __ksymtab is shorter than the export entries insmod patches:
+    # struct.error from pack_into; now "patch past the end of the section".
+    ("link24-ksymtab-patch-past-end.o", ["link", "{}", "--kernel", "{map}", "-o", "{out}"], 1, "traceback"),
+    # a Code: unit closed without being opened ("1>"): ValueError from int(); unavailable now.
+    ("ksymoops-code-half-marked.txt", ["ksymoops", "{}"], 0, "traceback"),
 ]
 
 # what the 2.4 fixtures need from the kernel (so a link gets as far as relocation)
@@ -44,7 +52,8 @@ def test_campaign_case(name: str, argv: list[str], status: int, before: str, tmp
     path = CASES / name
     ksyms = tmp_path / "System.map"
     ksyms.write_text("".join(f"{0xC0100000 + 64 * i:08x} T {n}\n" for i, n in enumerate(KSYMS)))
-    subst = {"{}": str(path), "{ksyms}": str(ksyms), "{out}": str(tmp_path / "out.elf")}
+    subst = {"{}": str(path), "{ksyms}": str(ksyms), "{out}": str(tmp_path / "out.elf"),
+             "{map}": str(path.with_suffix(".map"))}  # fmt: skip
     env = dict(os.environ)
     env.pop("LKM_TRACEBACK", None)
     env.pop("LKM_DECOMPRESS_LIMIT", None)

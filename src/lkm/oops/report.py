@@ -603,7 +603,9 @@ def parse_modules(text: str) -> dict[str, JSON]:
 # tokens separated by one space; each token's digits end at a bracket, a space or the end, so
 # the match is linear (the old "(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+" backtracked exponentially on a
 # long run of glued digits: a fuzzed Code: line hung ksymoops)
-_CODE_UNITS = re.compile(r"[<(]?[0-9a-f]+[>)]?(?: [<(]?[0-9a-f]+[>)]?)*")
+_CODE_UNITS = re.compile(
+    r"(?:(?:[<(][0-9a-f]+[>)]|[0-9a-f]+) )*(?:[<(][0-9a-f]+[>)]|[0-9a-f]+|[<(][0-9a-f]+)"
+)  # a mark is bracketed on both sides; only the last unit may be cut before its closing bracket
 
 
 def parse_code(text: str) -> dict[str, JSON]:
