@@ -16,6 +16,8 @@ from support import lkm_cmd
 
 CASES = Path(__file__).resolve().parent / "cases"
 
+LINK = ["link", "{}", "--kernel", "{map}", "-o", "{out}"]
+
 # (file, argv with {} for the file, expected exit status, what it did before the fix)
 RUNS = [
     # A Code: line of 51 glued hex digits: the units pattern "(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+"
@@ -39,6 +41,13 @@ RUNS = [
     # a mutated 2.4 object whose __ksymtab is shorter than the export entries insmod patches:
     # struct.error from pack_into; now "patch past the end of the section".
     ("link24-ksymtab-patch-past-end.o", ["link", "{}", "--kernel", "{map}", "-o", "{out}"], 1, "traceback"),
+    # a 2.4 symbol in section 0xfff3 (reserved, neither ABS nor COMMON): IndexError in the load
+    # map's symbols; refused at load now.
+    ("link24-symbol-reserved-index.o", ["link", "{}", "--kernel", "{map}", "-o", "{out}"], 1, "traceback"),
+    # a 2.4 object whose section sizes make a 250 MB image: linked and written whole (25 s,
+    # 1.2 GB RSS, exit 0); 2.4's create_module cannot vmalloc past VMALLOC_RESERVE (128 MiB):
+    # ENOMEM now, before anything is allocated.
+    ("link24-image-past-vmalloc.o", [*LINK, "--blob", "{blob}"], 1, "hang"),
     # a Code: unit closed without being opened ("1>"): ValueError from int(); unavailable now.
     ("ksymoops-code-half-marked.txt", ["ksymoops", "{}"], 0, "traceback"),
 ]
@@ -53,7 +62,7 @@ def test_campaign_case(name: str, argv: list[str], status: int, before: str, tmp
     ksyms = tmp_path / "System.map"
     ksyms.write_text("".join(f"{0xC0100000 + 64 * i:08x} T {n}\n" for i, n in enumerate(KSYMS)))
     subst = {"{}": str(path), "{ksyms}": str(ksyms), "{out}": str(tmp_path / "out.elf"),
-             "{map}": str(path.with_suffix(".map"))}  # fmt: skip
+             "{map}": str(path.with_suffix(".map")), "{blob}": str(tmp_path / "blob")}  # fmt: skip
     env = dict(os.environ)
     env.pop("LKM_TRACEBACK", None)
     env.pop("LKM_DECOMPRESS_LIMIT", None)

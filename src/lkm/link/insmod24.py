@@ -305,9 +305,9 @@ class Insmod24Plan:
                 self.kallsyms = obj.create_alloced_section(kallsyms24.SECTION, 0, 0)
             kallsyms24.fill(obj, self.kallsyms)
         self.size = obj.load_size()
-        from lkm.limits import check_region_sizes
+        from lkm.limits import VMALLOC_RESERVE_24, check_region_sizes
 
-        check_region_sizes({"image": self.size}, mod.path)
+        check_region_sizes({"image": self.size}, mod.path, area=VMALLOC_RESERVE_24)
         self._done = False
 
     def link(self, base: int) -> LinkedImage24:
