@@ -48,6 +48,9 @@ RUNS = [
     # 1.2 GB RSS, exit 0); 2.4's create_module cannot vmalloc past VMALLOC_RESERVE (128 MiB):
     # ENOMEM now, before anything is allocated.
     ("link24-image-past-vmalloc.o", [*LINK, "--blob", "{blob}"], 1, "hang"),
+    # a mutated module whose relocation names symbol 1600083278: IndexError in verify's search
+    # for the per-CPU base; the link's own "relocation symbol index ... out of range" now.
+    ("verify-reloc-symbol-index/chardev.ko", ["verify", "--snapshot", "{dir}/snap", "{}"], 1, "traceback"),
     # a Code: unit closed without being opened ("1>"): ValueError from int(); unavailable now.
     ("ksymoops-code-half-marked.txt", ["ksymoops", "{}"], 0, "traceback"),
 ]
@@ -62,7 +65,8 @@ def test_campaign_case(name: str, argv: list[str], status: int, before: str, tmp
     ksyms = tmp_path / "System.map"
     ksyms.write_text("".join(f"{0xC0100000 + 64 * i:08x} T {n}\n" for i, n in enumerate(KSYMS)))
     subst = {"{}": str(path), "{ksyms}": str(ksyms), "{out}": str(tmp_path / "out.elf"),
-             "{map}": str(path.with_suffix(".map")), "{blob}": str(tmp_path / "blob")}  # fmt: skip
+             "{map}": str(path.with_suffix(".map")), "{blob}": str(tmp_path / "blob"),
+             "{dir}/snap": str(path.parent / "snap")}  # fmt: skip
     env = dict(os.environ)
     env.pop("LKM_TRACEBACK", None)
     env.pop("LKM_DECOMPRESS_LIMIT", None)
