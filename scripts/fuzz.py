@@ -10,8 +10,15 @@ Inputs: mutants of the fixtures (tests/fixtures) and, when present, of small cor
 section header, symbol and relocation fields, truncation, recompression and decompression
 bombs; hostile special files (FIFO, /dev/zero, /dev/urandom, directories, an 8 GB sparse file,
 empty files, dangling symlinks, non-UTF-8 names); damaged model states (page overwrites, bit
-flips, truncation, rows rewritten with bad JSON/zlib/bytes); mutated oops reports and verify
+flips, truncation, rows rewritten with bad JSON/zlib/bytes); mutated oops reports, generated
+console logs for triage (plain, compressed, journal exports) and verify
 snapshots; planted symlinks for depmod's temporaries.
+
+Execution N of a tool draws from its own generator (seed, tool, N), so every failure is named
+``[seed S exec N]`` and ``--replay TOOL:S:N`` makes the same input again.  A worker whose peak
+RSS passes 1 GB after an execution reports that input (``rss``) and is replaced by a fresh one
+that goes on at N+1; the parent's watchdog kills a worker whose index does not move for 60 s
+or whose RSS passes 2 GB (``hang``/``rss``), and a fresh worker goes on after that input.
 
 Each tool runs in its own worker process, calling ``lkm.cli.main`` in-process (no fork per
 execution), so an execution costs what the tool costs.  An execution fails when the CLI
@@ -903,7 +910,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="fuzz-out", help="failing inputs are kept here")
     ap.add_argument("--json", help="write the report here too")
     ap.add_argument("--quick", action="store_true", help="the CI slice: fixed seed, ~40 s")
+    ap.add_argument("--replay", metavar="TOOL:SEED:EXEC", help="run one execution again (as reported)")
     a = ap.parse_args(argv)
+    if a.replay:
+        return replay(a.replay, Path(a.out))
     tools = [t for t in a.tools.split(",") if t]
     unknown = set(tools) - set(TOOLS)
     if unknown:
@@ -950,6 +960,30 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({"summary": summary, "runs": results}, indent=1) + "\n")
     return 1 if total else 0
+
+
+def replay(what: str, out: Path) -> int:
+    """One execution again, from its (tool, seed, index): the same input, made in a fresh
+    directory (state a tool's earlier executions left, like a model state, is not replayed)."""
+    tool, seed, index = what.split(":")
+    os.environ["LKM_STATE_TIMEOUT"] = "2"
+    signal.signal(signal.SIGALRM, _alarm)
+    work = Path(tempfile.mkdtemp(prefix=f"lkm-fuzz-replay-{tool}-"))
+    c = Campaign(tool, int(seed), work, out)
+    c.index = int(index)
+    c.reseed(c.index)
+    global call
+    real = call
+
+    def show(argv: list[str]) -> Result:
+        res = real(argv)
+        print(f"$ lkm {' '.join(argv)}\n-> exit {res.rc} in {res.seconds:.1f} s\n{res.err}", end="")
+        return res
+
+    call = show
+    getattr(c, f"t_{tool}")()
+    print(f"inputs kept in {work}")
+    return 1 if c.failures else 0
 
 
 def _line(res: dict[str, object]) -> None:
