@@ -91,3 +91,33 @@ def test_campaign_case(name: str, argv: list[str], status: int, before: str, tmp
     if name.startswith("triage-") and not status:
         assert '"reports": 1,' in p.stdout, p.stdout[:500]
         assert '"title": "KASAN: use-after-free in' in p.stdout, p.stdout[:500]
+
+
+def test_state_schema_text_not_utf8(tmp_path: Path) -> None:
+    """A bit flipped in the schema page (sqlite_master) of a booted state, as the campaign's
+    state target did: every command refuses it in one line.  Before: UnicodeDecodeError from
+    SQLite's message on open (``ksyms -a``: internal error) and ``model check`` printed the
+    codec's message."""
+    st = tmp_path / "k.db"
+    env = dict(os.environ)
+    env.pop("LKM_TRACEBACK", None)
+    boot = subprocess.run([*lkm_cmd(), "model", "boot", "linux-6.1-amd64", "--state", str(st)],
+                          capture_output=True, env=env, check=False)  # fmt: skip
+    assert boot.returncode == 0, boot.stderr
+    data = bytearray(st.read_bytes())
+    at = data.find(b"\x00indexsqlite_autoindex_memory_1memory")
+    assert 0 < at < 4096  # page 1: the schema
+    data[at + 37] |= 0x80  # the record header byte after the name, as found (0x79 -> 0xf9)
+    st.write_bytes(bytes(data))
+    state = ["--state", str(st)]
+    for argv in (
+        ["ksyms", *state, "-a"],
+        ["lsmod", *state],
+        ["model", "check", *state],
+        ["model", "info", *state],
+    ):
+        full = [*lkm_cmd(), *argv]
+        p = subprocess.run(full, capture_output=True, text=True, errors="replace", env=env, check=False)
+        assert p.returncode == 1, (argv, p.returncode, p.stderr)
+        assert "Traceback" not in p.stderr and "internal error" not in p.stderr and "codec" not in p.stderr
+        assert p.stderr.count("\n") == 1, p.stderr
