@@ -791,7 +791,8 @@ def worker(
 
 def _child(tool: str, seed: int, seconds: float, execs: int, out: Path, wfd: int, start: int) -> None:
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix=f"lkm-fuzz-{tool}-", dir=shm) as tmp:  # tmpfs: cheap rewrites
+    # tmpfs: cheap rewrites; the pid in the name lets the watchdog keep a killed worker's inputs
+    with tempfile.TemporaryDirectory(prefix=f"lkm-fuzz-{tool}-{os.getpid()}-", dir=shm) as tmp:
         try:
             res = worker(tool, seed, seconds, execs, Path(tmp), out, start)
         except BaseException as exc:  # the harness itself failed: say so, as a failure
@@ -861,6 +862,15 @@ def spawn_once(
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 os.close(r)
+                shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+                for left in Path(shm).glob(f"lkm-fuzz-{tool}-{pid}-*"):  # its inputs, then gone
+                    keep = out / f"{tool}-s{seed}-e{cur}"
+                    for f in left.iterdir():  # regular files only (a special file may be a FIFO)
+                        with contextlib.suppress(OSError):
+                            if f.is_file() and not f.is_symlink():
+                                keep.mkdir(parents=True, exist_ok=True)
+                                shutil.copy(f, keep / f.name)
+                    shutil.rmtree(left, ignore_errors=True)
                 return {"tool": tool, "seed": seed, "execs": max(0, cur - start), "failures": {killed: 1},
                         "next": cur + 1, "restart": True, "peak_rss_mb": 0,
                         "examples": [f"[seed {seed} exec {cur}] watchdog kill ({killed})"]}  # fmt: skip
