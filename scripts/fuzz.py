@@ -10,8 +10,15 @@ Inputs: mutants of the fixtures (tests/fixtures) and, when present, of small cor
 section header, symbol and relocation fields, truncation, recompression and decompression
 bombs; hostile special files (FIFO, /dev/zero, /dev/urandom, directories, an 8 GB sparse file,
 empty files, dangling symlinks, non-UTF-8 names); damaged model states (page overwrites, bit
-flips, truncation, rows rewritten with bad JSON/zlib/bytes); mutated oops reports and verify
+flips, truncation, rows rewritten with bad JSON/zlib/bytes); mutated oops reports, generated
+console logs for triage (plain, compressed, journal exports) and verify
 snapshots; planted symlinks for depmod's temporaries.
+
+Execution N of a tool draws from its own generator (seed, tool, N), so every failure is named
+``[seed S exec N]`` and ``--replay TOOL:S:N`` makes the same input again.  A worker whose peak
+RSS passes 1 GB after an execution reports that input (``rss``) and is replaced by a fresh one
+that goes on at N+1; the parent's watchdog kills a worker whose index does not move for 60 s
+or whose RSS passes 2 GB (``hang``/``rss``), and a fresh worker goes on after that input.
 
 Each tool runs in its own worker process, calling ``lkm.cli.main`` in-process (no fork per
 execution), so an execution costs what the tool costs.  An execution fails when the CLI
@@ -29,6 +36,7 @@ import gzip
 import io
 import json
 import lzma
+import mmap
 import os
 import random
 import resource
@@ -41,6 +49,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX6 = ROOT / "tests" / "fixtures" / "6x"
@@ -52,7 +61,8 @@ INTERESTING = [
     0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
     0xFFFFFFFF, 0x100000000, 1 << 40, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, 4 << 30, 1 << 32,
 ]  # fmt: skip
-TOOLS = ("modinfo", "depmod", "link", "run", "model", "ksymoops", "verify", "special", "state")
+TOOLS = ("modinfo", "depmod", "link", "run", "model", "ksymoops", "triage", "verify", "special", "state")
+RSS_CAP_MB = 1024.0  # the issue's bound: peak RSS under 1 GB per process
 
 
 class Hang(BaseException):
@@ -197,9 +207,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return out
 
 
-def bomb(rng: random.Random) -> bytes:
+def bomb(rng: random.Random, kind: str | None = None) -> bytes:
     """A small stream that decompresses past lkm's cap (300 MB of zeros), built in chunks."""
-    kind = rng.choice(("gzip", "xz", "zstd"))
+    kind = kind or rng.choice(("gzip", "xz", "zstd"))
     if kind not in _BOMBS:
         mb = b"\0" * (1 << 20)
         if kind == "zstd":
@@ -322,21 +332,34 @@ def call(argv: list[str]) -> Result:
 class Campaign:
     def __init__(self, tool: str, seed: int, work: Path, out: Path) -> None:
         self.tool = tool
+        self.seed = seed
         self.rng = random.Random(seed)
         self.work = work
         self.out = out
         self.execs = 0
         self.slow = 0  # over 10 s once, under it when run again at once (a starved process)
+        self.rss_cap = RSS_CAP_MB
+        self.over_cap = False
+        self.index = 0  # the execution being run (its seed: reseed)
         self.failures: dict[str, int] = {}
         self.examples: list[str] = []
-        self.seed_modules = seeds(self.rng)
+        self.seed_modules = seeds(random.Random(seed))
         self.ksyms = self._kernel_symbols()
         self._state: Path | None = None
+        self._crashgen: Any = None
 
     # bookkeeping
+    def reseed(self, index: int) -> None:
+        """Execution ``index`` draws from its own generator: (seed, tool, index) names an input."""
+        self.rng.seed(f"{self.seed}:{self.tool}:{index}")
+
     def check(self, res: Result, argv: list[str], inputs: list[Path]) -> None:
         self.execs += 1
         kind = None
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if rss > self.rss_cap and not self.over_cap:
+            self.over_cap = True  # this input took the process past the cap: the worker restarts
+            self.fail("rss", f"{' '.join(argv)} -> peak RSS {rss:.0f} MB (cap {self.rss_cap:.0f} MB)", inputs)
         if res.hung:
             # Confirm on the spot: a machine shared with other jobs can starve a process for
             # seconds; an input that really hangs (or spins) does it again.
@@ -358,8 +381,9 @@ class Campaign:
     def fail(self, kind: str, text: str, inputs: list[Path]) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
         n = sum(self.failures.values())
+        text = f"[seed {self.seed} exec {self.index}] {text}"
         if n <= 200:
-            keep = self.out / f"{self.tool}-{n:04d}"
+            keep = self.out / f"{self.tool}-s{self.seed}-e{self.index}"
             keep.mkdir(parents=True, exist_ok=True)
             (keep / "what.txt").write_bytes(text.encode("utf-8", "surrogateescape") + b"\n")
             for p in inputs:
@@ -521,6 +545,65 @@ class Campaign:
             argv += ["--format", self.rng.choice(("ksymoops", "json", "decode-stacktrace"))]
         self.check(call(argv), argv, [p])
 
+    def t_triage(self) -> None:
+        """lkm triage's log reader: generated console logs (tests/oops/crashgen.py), mutated, in
+        the containers it reads (plain, gzip, xz, zstd, bzip2, journal export and JSON)."""
+        if self._crashgen is None:
+            sys.path.insert(0, str(ROOT / "tests" / "oops"))
+            import crashgen
+
+            self._crashgen = crashgen
+        rng = self.rng
+        text, _titles = self._crashgen.log(rng, rng.randrange(1, 4), callers=rng.random() < 0.3,
+                                           interleave=rng.random() < 0.3)  # fmt: skip
+        data = mutate_text(text.encode(), rng) if rng.random() < 0.9 else rng.randbytes(rng.randrange(4096))
+        r = rng.random()
+        if r < 0.15:
+            bodies = [ln.split(b"] ", 1)[-1] for ln in data.split(b"\n")]
+            entry = b"__CURSOR=s=1;i=%d\n__MONOTONIC_TIMESTAMP=%s\n_TRANSPORT=kernel\nMESSAGE=%s\n\n"
+            stamps = (b"x", b"-1", b"")
+            data = b"".join(
+                entry % (i, rng.choice((b"%d" % (i * 1000), *stamps)), b) for i, b in enumerate(bodies)
+            )
+            if rng.random() < 0.3:  # a binary field: name, little-endian size, bytes
+                data += b"MESSAGE\n" + rng.choice((8, 1 << 62, 3)).to_bytes(8, "little") + data[:8] + b"\n\n"
+        elif r < 0.25:
+            lines = [ln.split(b"] ", 1)[-1] for ln in data.split(b"\n")]
+            entry = b'{"__CURSOR": "s=%d", "MESSAGE": %s, "__MONOTONIC_TIMESTAMP": "%d", "_TRANSPORT": "%s"}'
+            msgs = [json.dumps(ln.decode("latin-1")).encode() for ln in lines]
+            data = b"\n".join(
+                entry % (i, m if rng.random() < 0.9 else b"[255, 1000, -1]", i, b"kernel")
+                for i, m in enumerate(msgs)
+            )
+        c = rng.random()
+        if c < 0.1:
+            data = gzip.compress(data, 1)
+        elif c < 0.2:
+            data = lzma.compress(data, preset=0)
+        elif c < 0.25:
+            import bz2
+
+            data = bz2.compress(data, 1)
+        elif c < 0.3:
+            with contextlib.suppress(ImportError):
+                import zstandard
+
+                data = zstandard.ZstdCompressor(level=1).compress(data)
+        elif c < 0.31:
+            data = bomb(rng)
+        if c < 0.3 and rng.random() < 0.3:
+            data = data[: rng.randrange(len(data) + 1)]  # a cut-off compressed log
+        p = self.write(rng.choice(("console.log", "dmesg.txt.gz", "journal.export", "k.log.xz")), data)
+        argv = ["triage", str(p)]
+        f = rng.random()
+        if f < 0.3:
+            argv += ["--format", rng.choice(("json", "html", "table"))]
+        if f < 0.1:
+            argv += ["-o", str(self.work / "triage.out")]
+        if rng.random() < 0.1:
+            argv.append(str(self.work))  # the whole directory: every file of it is a log
+        self.check(call(argv), argv, [p])
+
     def _snapshot(self) -> Path:
         snap = self.work / "snap"
         if snap.exists():
@@ -670,7 +753,12 @@ class Campaign:
         self.check(call(argv), argv, [st])
 
 
-def worker(tool: str, seed: int, seconds: float, execs: int, work: Path, out: Path) -> dict[str, object]:
+def worker(
+    tool: str, seed: int, seconds: float, execs: int, work: Path, out: Path, start: int = 0
+) -> dict[str, object]:
+    """Executions ``start``, ``start + 1``, ... of one tool's campaign, in this process, until
+    ``execs`` executions or ``seconds`` have passed, or an input took the process past the RSS
+    cap (the parent then starts a fresh worker at the next index)."""
     limit = os.environ.get("FUZZ_RLIMIT_AS")  # bytes: keep a runaway input from eating the machine
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
@@ -680,12 +768,19 @@ def worker(tool: str, seed: int, seconds: float, execs: int, work: Path, out: Pa
     c = Campaign(tool, seed, work, out)
     run: Callable[[], None] = getattr(c, f"t_{tool}")
     t0 = time.monotonic()
-    while c.execs < execs and time.monotonic() - t0 < seconds:
+    i = start
+    while c.execs < execs and time.monotonic() - t0 < seconds and not c.over_cap:
+        c.index = i
+        _PROGRESS[0:8] = i.to_bytes(8, "little")  # the parent's watchdog reads it after a kill
+        c.reseed(i)
         run()
+        i += 1
     return {
         "tool": tool,
         "seed": seed,
         "execs": c.execs,
+        "next": i,
+        "restart": c.over_cap,
         "seconds": round(time.monotonic() - t0, 1),
         "failures": c.failures,
         "slow_once": c.slow,
@@ -694,11 +789,12 @@ def worker(tool: str, seed: int, seconds: float, execs: int, work: Path, out: Pa
     }
 
 
-def _child(tool: str, seed: int, seconds: float, execs: int, out: Path, wfd: int) -> None:
+def _child(tool: str, seed: int, seconds: float, execs: int, out: Path, wfd: int, start: int) -> None:
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix=f"lkm-fuzz-{tool}-", dir=shm) as tmp:  # tmpfs: cheap rewrites
+    # tmpfs: cheap rewrites; the pid in the name lets the watchdog keep a killed worker's inputs
+    with tempfile.TemporaryDirectory(prefix=f"lkm-fuzz-{tool}-{os.getpid()}-", dir=shm) as tmp:
         try:
-            res = worker(tool, seed, seconds, execs, Path(tmp), out)
+            res = worker(tool, seed, seconds, execs, Path(tmp), out, start)
         except BaseException as exc:  # the harness itself failed: say so, as a failure
             res = {"tool": tool, "seed": seed, "execs": 0, "failures": {"harness": 1},
                    "examples": [f"{type(exc).__name__}: {exc}"], "peak_rss_mb": 0}  # fmt: skip
@@ -707,23 +803,46 @@ def _child(tool: str, seed: int, seconds: float, execs: int, out: Path, wfd: int
     os.close(wfd)
 
 
-def spawn(tool: str, seed: int, seconds: float, execs: int, out: Path) -> dict[str, object]:
-    """Run one worker in a child process with a watchdog (a worker stuck past the per-execution
-    timer is killed and counted as a hang)."""
+_PROGRESS = mmap.mmap(-1, 8)  # in a worker: the index it runs, shared with its parent's watchdog
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for ln in f:
+                if ln.startswith(b"VmRSS:"):
+                    return int(ln.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def spawn_once(
+    tool: str, seed: int, seconds: float, execs: int, out: Path, start: int = 0
+) -> dict[str, object]:
+    """One worker in a child process with a watchdog: a worker stuck past the per-execution
+    timer is killed and counted as a hang; one whose RSS passes twice the cap (the in-process
+    check comes after an execution, this one during it) is killed and counted as ``rss``."""
+    global _PROGRESS
+    prog = mmap.mmap(-1, 8)  # anonymous, shared with the child: each worker its own
+    prog[0:8] = start.to_bytes(8, "little")
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        _PROGRESS = prog
         os.close(r)
         code = 0
         try:
-            _child(tool, seed, seconds, execs, out, w)
+            _child(tool, seed, seconds, execs, out, w, start)
         except BaseException:
             code = 1
         os._exit(code)
     os.close(w)
     deadline = time.monotonic() + seconds + 120 + HANG_S * 3
+    last, since = -1, time.monotonic()
     chunks = []
     os.set_blocking(r, False)
+    killed = None
     while True:
         try:
             b = os.read(r, 1 << 16)
@@ -731,19 +850,63 @@ def spawn(tool: str, seed: int, seconds: float, execs: int, out: Path) -> dict[s
                 break
             chunks.append(b)
         except BlockingIOError:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            cur = int.from_bytes(prog[0:8], "little")
+            if cur != last:
+                last, since = cur, now
+            if now > deadline or now - since > HANG_S * 6:  # the in-process timer did not fire
+                killed = "hang"
+            elif _rss_mb(pid) > 2 * RSS_CAP_MB:
+                killed = "rss"
+            if killed:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 os.close(r)
-                return {"tool": tool, "seed": seed, "execs": 0, "failures": {"hang": 1},
-                        "examples": ["worker killed by the watchdog"], "peak_rss_mb": 0}  # fmt: skip
+                shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+                for left in Path(shm).glob(f"lkm-fuzz-{tool}-{pid}-*"):  # its inputs, then gone
+                    keep = out / f"{tool}-s{seed}-e{cur}"
+                    for f in left.iterdir():  # regular files only (a special file may be a FIFO)
+                        with contextlib.suppress(OSError):
+                            if f.is_file() and not f.is_symlink():
+                                keep.mkdir(parents=True, exist_ok=True)
+                                shutil.copy(f, keep / f.name)
+                    shutil.rmtree(left, ignore_errors=True)
+                return {"tool": tool, "seed": seed, "execs": max(0, cur - start), "failures": {killed: 1},
+                        "next": cur + 1, "restart": True, "peak_rss_mb": 0,
+                        "examples": [f"[seed {seed} exec {cur}] watchdog kill ({killed})"]}  # fmt: skip
             time.sleep(0.2)
     os.close(r)
     _pid, status = os.waitpid(pid, 0)
     if not chunks:
-        return {"tool": tool, "seed": seed, "execs": 0, "failures": {"crash": 1},
-                "examples": [f"worker died (status {status})"], "peak_rss_mb": 0}  # fmt: skip
+        cur = int.from_bytes(prog[0:8], "little")
+        return {"tool": tool, "seed": seed, "execs": max(0, cur - start), "failures": {"crash": 1},
+                "next": cur + 1, "restart": True, "peak_rss_mb": 0,
+                "examples": [f"[seed {seed} exec {cur}] worker died (status {status})"]}  # fmt: skip
     return dict(json.loads(b"".join(chunks)))
+
+
+def spawn(tool: str, seed: int, seconds: float, execs: int, out: Path) -> dict[str, object]:
+    """A tool's campaign for ``seconds``: workers restarted after an input that passed the RSS
+    cap, each continuing at the next execution index (so seeds stay deterministic)."""
+    t0 = time.monotonic()
+    total: dict[str, Any] = {"tool": tool, "seed": seed, "execs": 0, "failures": {}, "slow_once": 0,
+                             "examples": [], "peak_rss_mb": 0.0, "workers": 0}  # fmt: skip
+    start = 0
+    while True:
+        left = seconds - (time.monotonic() - t0)
+        res = spawn_once(tool, seed, left, execs - int(total["execs"]), out, start)
+        total["workers"] += 1
+        total["execs"] += int(res["execs"])  # type: ignore[call-overload]
+        total["slow_once"] += int(res.get("slow_once", 0))  # type: ignore[call-overload]
+        for k, v in dict(res["failures"]).items():  # type: ignore[call-overload]
+            total["failures"][k] = total["failures"].get(k, 0) + int(v)
+        total["examples"] += list(res.get("examples") or [])[: max(0, 10 - len(total["examples"]))]  # type: ignore[call-overload]
+        total["peak_rss_mb"] = max(float(total["peak_rss_mb"]), float(res["peak_rss_mb"]))  # type: ignore[arg-type]
+        start = int(res.get("next", start))  # type: ignore[call-overload]
+        if not res.get("restart") or time.monotonic() - t0 > seconds - 1 or total["execs"] >= execs:
+            break
+    total["seconds"] = round(time.monotonic() - t0, 1)
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -757,7 +920,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="fuzz-out", help="failing inputs are kept here")
     ap.add_argument("--json", help="write the report here too")
     ap.add_argument("--quick", action="store_true", help="the CI slice: fixed seed, ~40 s")
+    ap.add_argument("--replay", metavar="TOOL:SEED:EXEC", help="run one execution again (as reported)")
     a = ap.parse_args(argv)
+    if a.replay:
+        return replay(a.replay, Path(a.out))
     tools = [t for t in a.tools.split(",") if t]
     unknown = set(tools) - set(TOOLS)
     if unknown:
@@ -765,6 +931,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.seed, a.seconds, a.execs = 1, 5.0, 60
     out = Path(a.out)
+    if {"modinfo", "depmod", "link", "run", "model", "verify", "triage"} & set(tools):
+        for kind in ("gzip", "xz", "zstd"):  # built once here, inherited by every forked worker
+            bomb(random.Random(0), kind)
     jobs = [(t, a.seed + r * 1000) for r in range(a.rounds) for t in tools]
     results: list[dict[str, object]] = []
     running: list[tuple[int, object]] = []
@@ -801,6 +970,30 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps({"summary": summary, "runs": results}, indent=1) + "\n")
     return 1 if total else 0
+
+
+def replay(what: str, out: Path) -> int:
+    """One execution again, from its (tool, seed, index): the same input, made in a fresh
+    directory (state a tool's earlier executions left, like a model state, is not replayed)."""
+    tool, seed, index = what.split(":")
+    os.environ["LKM_STATE_TIMEOUT"] = "2"
+    signal.signal(signal.SIGALRM, _alarm)
+    work = Path(tempfile.mkdtemp(prefix=f"lkm-fuzz-replay-{tool}-"))
+    c = Campaign(tool, int(seed), work, out)
+    c.index = int(index)
+    c.reseed(c.index)
+    global call
+    real = call
+
+    def show(argv: list[str]) -> Result:
+        res = real(argv)
+        print(f"$ lkm {' '.join(argv)}\n-> exit {res.rc} in {res.seconds:.1f} s\n{res.err}", end="")
+        return res
+
+    call = show
+    getattr(c, f"t_{tool}")()
+    print(f"inputs kept in {work}")
+    return 1 if c.failures else 0
 
 
 def _line(res: dict[str, object]) -> None:

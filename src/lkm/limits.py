@@ -18,6 +18,9 @@ import os
 
 MODULES_LEN = 0xFFFFFFFFFF000000 - 0xFFFFFFFFC0000000  # x86_64 module area: 1008 MiB
 DEFAULT_MODULE_LIMIT = 256 << 20
+# 2.4 i386: create_module vmallocs the whole image, and the vmalloc area is VMALLOC_RESERVE
+# (include/asm-i386/page.h, __VMALLOC_RESERVE = 128 << 20): no 2.4 module can be larger
+VMALLOC_RESERVE_24 = 128 << 20
 
 
 def module_limit() -> int:
@@ -31,12 +34,13 @@ def module_limit() -> int:
     return DEFAULT_MODULE_LIMIT
 
 
-def check_region_sizes(sizes: dict[str, int], path: str | None = None) -> None:
+def check_region_sizes(sizes: dict[str, int], path: str | None = None, *, area: int | None = None) -> None:
     """Raise InvalidModule(ENOMEM) if a region is larger than :func:`module_limit` (or
-    negative, which only a hostile header can make)."""
+    ``area``, the kernel's own bound when smaller), or negative, which only a hostile header
+    can make."""
     from lkm.errors import InvalidModule
 
-    cap = module_limit()
+    cap = module_limit() if area is None else min(module_limit(), area)
     for region, size in sizes.items():
         if size < 0 or size > cap:
             raise InvalidModule(

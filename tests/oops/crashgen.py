@@ -622,10 +622,13 @@ def report(
 def log(
     rng: random.Random, n_reports: int = 1, *, callers: bool = False, interleave: bool = False,
     families: list[str] | None = None, glue: bool = True, panic_tail: bool = True,
+    garbage: bool = False,
 ) -> tuple[str, list[str]]:  # fmt: skip
     """A console log holding ``n_reports`` reports and noise; and the expected titles in order
     of their headings.  ``interleave`` (needs ``callers``) mixes a second task's noise lines
-    into each report, as two CPUs printing at once do."""
+    into each report, as two CPUs printing at once do.  ``garbage`` puts serial-line garbage
+    between reports: lines of random bytes (not UTF-8; the text carries them as surrogate
+    escapes, so write it with ``encode("utf-8", "surrogateescape")``) and half lines."""
     fams = families or list(MAKERS)
     t = rng.uniform(1, 100)
     out: list[str] = []
@@ -637,8 +640,16 @@ def log(
         stamp = f"[{t:12.6f}]"
         out.append(f"{stamp}[{caller:>6}] {text}" if callers else f"{stamp} {text}")
 
+    def junk() -> None:
+        if garbage and rng.random() < 0.5:
+            raw = bytes(b for b in rng.randbytes(rng.randrange(1, 120)) if b not in b"\r\n")
+            if rng.random() < 0.5:  # a line cut short: the start of a timestamp, no text
+                raw = f"[{t:12.6f}"[: rng.randrange(1, 10)].encode() + raw[:4]
+            out.append(raw.decode("utf-8", "surrogateescape"))
+
     for _ in range(rng.randrange(3, 8)):
         emit(rng.choice(NOISE), f"T{rng.randrange(1, 99)}")
+    junk()
     for _ in range(n_reports):
         lines, title = report(rng, rng.choice(fams))
         titles.append(title)
@@ -666,6 +677,7 @@ def log(
         report_end = len(out)
         for _ in range(rng.randrange(1, 5)):
             emit(rng.choice(NOISE), f"T{rng.randrange(1, 99)}")
+        junk()
     if panic_tail and titles and rng.random() < 0.5:  # panic_on_warn / oops=panic: the end of the log
         last = titles[-1]
         why = "KASAN: panic_on_warn set ..." if last.startswith("KASAN") else "Fatal exception"

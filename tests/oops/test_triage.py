@@ -137,3 +137,37 @@ def test_symbols_dir_decodes_representative(tmp_path: Path) -> None:
     decoded, _notes = triage.decode_representative(crash, str(tmp_path / "symbols"))
     assert decoded is not None and "oopsmod.c:" in decoded
     assert triage.decode_representative(crash, str(tmp_path))[0] is None  # no <release>/ there
+
+
+def test_folded_runs_equal_one_fold() -> None:
+    """What workers send back (each run of logs folded) combines to the fold of all the
+    sightings one by one: counts, logs, first/last seen (with ties and logs without a time),
+    releases, representative, order."""
+    rng = random.Random(23)
+    sights: list[list[triage.Sighting]] = []
+    for i in range(80):
+        text, _titles = crashgen.log(rng, rng.randrange(1, 4), families=["warning", "gpf", "hung", "kasan"])
+        seen = rng.choice([None, f"2026-01-{rng.randrange(1, 4):02d}T00:00:00+00:00"])
+        got = triage.analyze(text, f"log{i}", seen)
+        for s in got:
+            s.release = rng.choice([None, "6.1.0-1", "6.12.0-2"])
+            s.corrupted = rng.choice(["", "", "truncated"])
+        sights.append(got)
+    want = [c.asdict() for c in triage.merge(sights)]
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(sights)), rng.randrange(1, 12)))
+        runs = [sights[a:b] for a, b in zip([0, *cuts], [*cuts, len(sights)], strict=True)]
+        got = triage.ranked(triage.combine(triage.fold(run) for run in runs))
+        assert [c.asdict() for c in got] == want
+
+
+def test_batch_size_and_stdin_position_do_not_change_results(tmp_path: Path) -> None:
+    _write_logs(tmp_path, 12, seed=8)
+    text, _t = crashgen.log(random.Random(3), 2)
+    runs = [
+        triage.triage([str(tmp_path / "sub0"), "-", str(tmp_path)], stdin_text=text, batch=b)
+        for b in (1, 5, 1000)
+    ]
+    docs = [triage.to_json(r) for r in runs]
+    assert docs[0] == docs[1] == docs[2]
+    assert runs[0].logs == len(list((tmp_path / "sub0").iterdir())) + 12 + 1

@@ -75,7 +75,10 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"{prog}: no log given\n")
         return 2
     try:
-        stdin_text = sys.stdin.buffer.read() if "-" in operands else None
+        from lkm.compress import limit
+
+        # bounded: a pipe from /dev/zero is refused at the cap, not read until memory runs out
+        stdin_text = sys.stdin.buffer.read(limit() + 1) if "-" in operands else None
         text = triage.decode_log_bytes(stdin_text) if stdin_text is not None else None
         result = triage.triage(operands, engine=engine, address=address, stdin_text=text, workers=workers)
         if symbols:

@@ -181,6 +181,8 @@ def _percpu_base(mod: ModuleFile, layout: Layout, addrs: dict[str, int], core: M
         if target is None or target.name not in addrs or target.region.startswith("init"):
             continue
         for r in elf.relocations(rs):
+            if r.sym >= len(syms):  # no such symbol (the link reports it): not a per-CPU reference
+                continue
             s = syms[r.sym]
             size = types.get(r.type)
             if s.shndx != sec.number or size is None:
@@ -215,7 +217,7 @@ def _percpu_base_adrp(
         if target is None or target.name not in addrs or target.region.startswith("init"):
             continue
         for r in elf.relocations(rs):
-            if syms[r.sym].shndx != shndx or r.type not in (*adrp, add_lo12):
+            if r.sym >= len(syms) or syms[r.sym].shndx != shndx or r.type not in (*adrp, add_lo12):
                 continue
             place = addrs[target.name] + r.offset
             insn = int.from_bytes(core.read(place, 4), "little")

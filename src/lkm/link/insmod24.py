@@ -299,9 +299,9 @@ class Insmod24Plan:
                 self.kallsyms = obj.create_alloced_section(kallsyms24.SECTION, 0, 0)
             kallsyms24.fill(obj, self.kallsyms)
         self.size = obj.load_size()
-        from lkm.limits import check_region_sizes
+        from lkm.limits import VMALLOC_RESERVE_24, check_region_sizes
 
-        check_region_sizes({"image": self.size}, mod.path)
+        check_region_sizes({"image": self.size}, mod.path, area=VMALLOC_RESERVE_24)
         self._done = False
 
     def link(self, base: int) -> LinkedImage24:
@@ -559,7 +559,7 @@ def _relocate(obj: ObjFile, base: int, got: Sec | None, modname: str) -> int:
                 continue
             if r.type == 0:
                 continue
-            if buf is None or r.offset + 4 > target.size:
+            if buf is None or r.offset + 4 > min(target.size, len(buf)):
                 errors.append(f"{where}: relocation past the end of the section")
                 continue
             value = obj.final_value(sym)
@@ -569,7 +569,8 @@ def _relocate(obj: ObjFile, base: int, got: Sec | None, modname: str) -> int:
                 assert got is not None and got.contents is not None
                 if not sym.got_done:
                     sym.got_done = True
-                    struct.pack_into("<I", got.contents, sym.got, value)
+                    # i386 addresses: a 64-bit kernel map's values wrap as insmod's would
+                    struct.pack_into("<I", got.contents, sym.got, value & 0xFFFFFFFF)
                 slot = sym.got
             a = struct.unpack_from("<I", buf, r.offset)[0]
             p = target.addr + r.offset
@@ -580,14 +581,15 @@ def _relocate(obj: ObjFile, base: int, got: Sec | None, modname: str) -> int:
     strsec = obj.find_section(".kstrtab")
     for secidx, offset, at in obj.string_patches:
         assert strsec is not None
-        _patch(obj.sections[secidx], offset, strsec.addr + at)
+        _patch(obj, obj.sections[secidx], offset, strsec.addr + at)
     for secidx, offset, sym in obj.symbol_patches:
-        _patch(obj.sections[secidx], offset, obj.final_value(sym))
+        _patch(obj, obj.sections[secidx], offset, obj.final_value(sym))
     return count
 
 
-def _patch(sec: Sec, offset: int, value: int) -> None:
-    assert sec.contents is not None
+def _patch(obj: ObjFile, sec: Sec, offset: int, value: int) -> None:
+    if sec.contents is None or offset < 0 or offset + 4 > len(sec.contents):
+        raise LinkError(f"{sec.name}+{offset:#x}: patch past the end of the section", path=obj.path)
     struct.pack_into("<I", sec.contents, offset, value & 0xFFFFFFFF)
 
 

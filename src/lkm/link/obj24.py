@@ -192,6 +192,14 @@ class ObjFile:
                     name = y.name
                     if not name and y.shndx < len(self.sections):
                         name = self.sections[y.shndx].name
+                    if len(self.sections) <= y.shndx < SHN_LORESERVE or (
+                        y.shndx >= SHN_LORESERVE and y.shndx not in (SHN_ABS, SHN_COMMON)
+                    ):
+                        # modutils indexes its section array with it unchecked (a processor-
+                        # or OS-specific index too, in print_load_map); refused here
+                        raise InvalidModule(
+                            f"symbol {name or y.number} has invalid section index {y.shndx}", path=self.path
+                        )
                     self.add_symbol(name, y.number, y.info, y.shndx, y.value, y.size)
         # Second pass: each symbol remembers the type of a relocation against it.
         for sec in self.sections:

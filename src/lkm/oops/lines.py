@@ -48,7 +48,7 @@ class SourceFrame(Record):
         """``file:line`` as addr2line prints it (``??:0`` when unknown, ``file:?`` when only the
         symbol table names the file)."""
         if self.line < 0:
-            return f"{self.file}:?"
+            return f"{self.file or '??'}:?"
         text = f"{self.file or '??'}:{self.line if self.file else 0}"
         return f"{text} (discriminator {self.discriminator})" if self.discriminator else text
 
@@ -199,12 +199,20 @@ class DebugInfo:
             }
             rows = []
             for symtab in elf.sections_of_type(SHT_SYMTAB):
+                # bfd's elf_find_function: a function's file is the STT_FILE before it, but for
+                # a global one only while no STT_FILE has come after some other symbol (else
+                # the file is unknown, "??")
                 file = None
-                for sym in elf.symbols(symtab):
+                seen_symbol = file_after_symbol = False
+                for sym in elf.symbols(symtab, start=1):
                     if sym.type == 4:  # STT_FILE
                         file = sym.name
-                    elif sym.type == 2 and sym.name and 0 < sym.shndx < len(elf.sections):  # STT_FUNC
-                        rows.append((sym.value, sym.size, sym.name, file, sym.shndx))
+                        file_after_symbol = file_after_symbol or seen_symbol
+                        continue
+                    seen_symbol = True
+                    if sym.type == 2 and sym.name and 0 < sym.shndx < len(elf.sections):  # STT_FUNC
+                        known = sym.bind == 0 or not file_after_symbol  # STB_LOCAL
+                        rows.append((sym.value, sym.size, sym.name, file if known else None, sym.shndx))
             rows.sort(key=lambda r: r[0])
             got = self._symtab = ([r[0] for r in rows], rows)
         return got
@@ -242,7 +250,7 @@ class DebugInfo:
             return None
         if row is not None:
             return SourceFrame(best[2], row[0], row[1], row[2])
-        return SourceFrame(best[2], best[3], -1) if best[3] else SourceFrame(best[2], None, 0)
+        return SourceFrame(best[2], best[3], -1)  # addr2line: "file:?", or "??:?" with no file
 
     # -- finding the unit -------------------------------------------------------------------
 
@@ -300,7 +308,9 @@ class DebugInfo:
                 return [fb if fb is not None else SourceFrame(None, file, line, disc)]
             out = [SourceFrame(_die_name(chain[0][3]), file, line, disc)]
             for inner, outer in pairwise(chain):
-                out.append(SourceFrame(_die_name(outer[3]), inner[4], inner[5]))
+                # addr2line prints the innermost row's discriminator on every inlined-by line
+                # too (bfd_find_inliner_info leaves it as it was)
+                out.append(SourceFrame(_die_name(outer[3]), inner[4], inner[5], disc))
             return out
         row = None
         for cu in self._dwarf.iter_CUs():  # .debug_aranges need not cover every line row
@@ -413,7 +423,15 @@ def _ranges(dwarf: object, cu: object, die: object) -> list[tuple[int, int]]:
         entries = rl.get_range_list_at_offset(rng.value, cu=cu) if rl is not None else []
     except Exception:  # a damaged range list: no ranges rather than no lookups at all
         return []
-    base = lo.value if lo is not None else 0
+    # offset pairs count from the compilation unit's base address (its DW_AT_low_pc; DWARF 5
+    # 2.17.3), not from the DIE's own: an inlined call's ranges in an executable are offsets
+    # from its CU's low_pc (modules' CUs have low_pc 0, which hid this)
+    try:
+        top = cu.get_top_DIE()  # type: ignore[attr-defined]
+        cu_lo = top.attributes.get("DW_AT_low_pc") if top is not die else lo
+    except Exception:
+        cu_lo = lo
+    base = cu_lo.value if cu_lo is not None else 0
     for e in entries:
         name = type(e).__name__
         if name == "BaseAddressEntry":

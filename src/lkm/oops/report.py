@@ -503,15 +503,18 @@ class Log(Record):
 
 def _split(line: str) -> tuple[str, str, float | None, str | None]:
     pos = 0
-    m = _SYSLOG.match(line)
-    if m:
-        pos = m.end()
-    m = _LEVEL.match(line, pos)
-    if m:
-        pos = m.end()
+    c = line[:1]
+    if c.isalnum():  # each prefix pattern starts with a letter, a digit, "<" or "[" (fast path)
+        m = _SYSLOG.match(line)
+        if m:
+            pos = m.end()
+    if line.startswith("<", pos):
+        m = _LEVEL.match(line, pos)
+        if m:
+            pos = m.end()
     time = None
     caller = None
-    m = _TIME.match(line, pos)
+    m = _TIME.match(line, pos) if line.startswith("[", pos) else None
     if m:
         pos = m.end()
         time = float(m.group("time"))
@@ -539,19 +542,19 @@ def classify(text: str) -> tuple[str, dict[str, JSON]]:
     return "other", {}
 
 
+_HEX_FIELDS = frozenset(("offset", "size", "address", "raw", "code", "pde", "value", "base", "object"))
+_DEC_FIELDS = frozenset(("cpu", "pid", "uid", "count", "line", "seconds"))
+
+
 def _refine(kind: str, f: dict[str, JSON], text: str) -> None:
     """Numbers as numbers; structured fields (module lists, code bytes, registers) split."""
     decimal_size = kind in ("kasan_access", "heading")
-    for k in ("offset", "size", "address", "raw", "code", "pde", "value", "base", "object"):
-        v = f.get(k)
-        if isinstance(v, str) and (k != "size" or not decimal_size):
-            f[k] = int(v, 16)
-    for k in ("cpu", "pid", "uid", "count", "line", "seconds"):
-        v = f.get(k)
-        if isinstance(v, str) and v.isdigit():
+    for k, v in f.items():  # the fields a line matched (a few): numbers converted in place
+        if k in _HEX_FIELDS:
+            if isinstance(v, str):
+                f[k] = int(v, 10 if k == "size" and decimal_size else 16)
+        elif k in _DEC_FIELDS and isinstance(v, str) and v.isdigit():
             f[k] = int(v)
-    if decimal_size and isinstance(f.get("size"), str):
-        f["size"] = int(str(f["size"]))
     if "unreliable" in f:
         f["unreliable"] = True
     if "inline" in f and kind == "frame":
@@ -597,6 +600,14 @@ def parse_modules(text: str) -> dict[str, JSON]:
     return {"modules": mods, "last_unloaded": last}
 
 
+# tokens separated by one space; each token's digits end at a bracket, a space or the end, so
+# the match is linear (the old "(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+" backtracked exponentially on a
+# long run of glued digits: a fuzzed Code: line hung ksymoops)
+_CODE_UNITS = re.compile(
+    r"(?:(?:[<(][0-9a-f]+[>)]|[0-9a-f]+) )*(?:[<(][0-9a-f]+[>)]|[0-9a-f]+|[<(][0-9a-f]+)"
+)  # a mark is bracketed on both sides; only the last unit may be cut before its closing bracket
+
+
 def parse_code(text: str) -> dict[str, JSON]:
     """A Code: line: its bytes (x86: hex bytes; arm64: 32-bit words, hex) and the marked one.
 
@@ -604,7 +615,7 @@ def parse_code(text: str) -> dict[str, JSON]:
     printed no mark and started at EIP.  "Unable to access opcode bytes at 0x..." and
     "Bad RIP value." keep only ``unavailable``."""
     t = text.strip()
-    if not t or not re.fullmatch(r"(?:[<(]?[0-9a-f]{1,8}[>)]? ?)+", t):
+    if not t or not _CODE_UNITS.fullmatch(t):
         return {"unavailable": t}
     units: list[JSON] = []
     marker = None
@@ -674,8 +685,16 @@ def _glued(text: str) -> tuple[int, str, str, float | None, str | None, str, dic
     return None
 
 
+# printk never prints a line longer than 1024 bytes (CONSOLE_LOG_MAX / LOG_LINE_MAX in
+# kernel/printk/printk.c); a console capture may glue a few together.  A longer line is text:
+# kept, never matched (so a hostile log's megabyte lines cost one scan, not one per pattern).
+LINE_MAX = 8192
+
+
 def parse_line(raw: str, eol: str = "") -> Line:
     prefix, body, time, caller = _split(raw)
+    if len(body) > LINE_MAX:
+        return Line(prefix, body, eol, "other", {}, time, None, caller)
     kind, fields = classify(body)
     if kind == "other" and len(body) > 8:
         got = _glued(body)

@@ -12,6 +12,7 @@ it: plain, ``.gz``/``.xz``/``.zst``/``.bz2``, a ``journalctl -o export`` or ``-o
 from __future__ import annotations
 
 import datetime
+import errno
 import html
 import json
 import os
@@ -115,6 +116,30 @@ class Crash(Record):
         elif self.representative.corrupted:
             self.representative = s
 
+    def absorb(self, other: Crash) -> None:
+        """Fold in the crash of the same signature from the logs that come after this one's:
+        the same result as adding ``other``'s sightings one by one (counts add, first seen
+        keeps the earlier on a tie, last seen takes the later, releases in order of first
+        appearance, the representative is the first report not corrupted)."""
+        self.count += other.count
+        for src in other.logs:
+            if src not in self.logs[-8:]:
+                self.logs.append(src)
+        if other.first_seen and str(other.first_seen.get("time") or "~") < str(
+            self.first_seen.get("time") or "~"
+        ):
+            self.first_seen = other.first_seen
+        if other.last_seen and str(other.last_seen.get("time") or "") >= str(
+            self.last_seen.get("time") or ""
+        ):
+            self.last_seen = other.last_seen
+        for r in other.releases:
+            if r not in self.releases:
+                self.releases.append(r)
+        self.corrupted += other.corrupted
+        if self.representative.corrupted and not other.representative.corrupted:
+            self.representative = other.representative
+
     def asdict(self) -> dict[str, object]:
         d = super().asdict()
         d["representative"] = self.representative.asdict()
@@ -148,8 +173,8 @@ def analyze(text: str, source: str = "-", seen: str | None = None) -> list[Sight
     return out
 
 
-def merge(results: Iterable[list[Sighting]]) -> list[Crash]:
-    """Sightings (in input order) grouped by signature, most frequent first (ties: first seen)."""
+def fold(results: Iterable[list[Sighting]]) -> dict[str, Crash]:
+    """Sightings (in input order) grouped by signature, in order of first appearance."""
     crashes: dict[str, Crash] = {}
     for batch in results:
         for s in batch:
@@ -157,8 +182,31 @@ def merge(results: Iterable[list[Sighting]]) -> list[Crash]:
             if c is None:
                 c = crashes[s.signature] = Crash(s)
             c.add(s)
+    return crashes
+
+
+def combine(parts: Iterable[dict[str, Crash]]) -> dict[str, Crash]:
+    """Folds of consecutive runs of logs, in order, as one fold of all of them."""
+    crashes: dict[str, Crash] = {}
+    for part in parts:
+        for sig, c in part.items():
+            have = crashes.get(sig)
+            if have is None:
+                crashes[sig] = c
+            else:
+                have.absorb(c)
+    return crashes
+
+
+def ranked(crashes: dict[str, Crash]) -> list[Crash]:
+    """Most frequent first (ties: first seen)."""
     order = {sig: n for n, sig in enumerate(crashes)}
     return sorted(crashes.values(), key=lambda c: (-c.count, order[c.signature]))
+
+
+def merge(results: Iterable[list[Sighting]]) -> list[Crash]:
+    """Sightings (in input order) grouped by signature, most frequent first (ties: first seen)."""
+    return ranked(fold(results))
 
 
 # -- reading logs --------------------------------------------------------------------------------
@@ -217,33 +265,62 @@ def _journal_json(data: bytes) -> str:
             e = json.loads(raw)
         except ValueError:
             continue
+        if not isinstance(e, dict):  # a line that is JSON but not an entry
+            continue
         msg = e.get("MESSAGE")
         if isinstance(msg, list):  # journalctl writes non-UTF-8 messages as byte arrays
+            if not all(isinstance(b, int) and 0 <= b < 256 for b in msg):
+                continue  # not a byte array: no message to read
             msg = bytes(msg).decode("utf-8", "surrogateescape")
         if isinstance(msg, str) and e.get("_TRANSPORT", "kernel") == "kernel":
             out.append(_dmesg_line(e.get("__MONOTONIC_TIMESTAMP"), msg))
     return "".join(out)
 
 
-def decode_log_bytes(data: bytes) -> str:
-    """A log's text from its bytes: decompressed by magic, journal exports turned into dmesg
-    lines, anything else decoded as UTF-8 with surrogate escapes (bytes survive)."""
+def _bunzip2(data: bytes, cap: int) -> bytes:
     import bz2
-    import gzip
-    import lzma
 
+    out = bytearray()
+    pending = data
+    while pending:
+        d = bz2.BZ2Decompressor()
+        while not d.eof:
+            chunk = d.decompress(pending, max_length=cap + 1 - len(out))
+            pending = b""
+            out += chunk
+            if len(out) > cap:
+                from lkm.compress import TooLarge
+
+                raise TooLarge(cap)
+            if d.needs_input and not d.eof:
+                raise ValueError("truncated bzip2 stream")
+        pending = d.unused_data  # concatenated streams, as bunzip2 reads them
+    return bytes(out)
+
+
+def decode_log_bytes(data: bytes, cap: int | None = None) -> str:
+    """A log's text from its bytes: decompressed by magic, journal exports turned into dmesg
+    lines, anything else decoded as UTF-8 with surrogate escapes (bytes survive).  A log
+    whose text would pass ``cap`` bytes (default: the decompression cap of
+    :func:`lkm.compress.limit`, ``$LKM_DECOMPRESS_LIMIT``) is refused: "decompressed size
+    exceeds N", before it is inflated past it."""
+    from lkm.compress import TooLarge, decompress, detect, limit
+
+    cap = limit() if cap is None else cap
     try:
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-        elif data[:6] == b"\xfd7zXZ\x00":
-            data = lzma.decompress(data)
-        elif data[:4] == b"\x28\xb5\x2f\xfd":
-            import zstandard
-
-            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        comp = detect(data[:8])
+        if comp is not None:
+            data = decompress(data, comp, cap=cap)
         elif data[:3] == b"BZh":
-            data = bz2.decompress(data)
-    except Exception as exc:  # damaged compressed data: one reason, no traceback
+            data = _bunzip2(data, cap)
+        elif len(data) > cap:
+            raise LkmError(f"log size {len(data)} exceeds {cap}", errno=errno.EFBIG)
+    except TooLarge as exc:
+        raise LkmError(exc.reason, errno=errno.EFBIG) from None
+    except LkmError as exc:  # damaged compressed data: one reason, no traceback
+        raise LkmError(exc.reason if exc.errno == errno.EFBIG else f"cannot decompress: {exc.reason}",
+                       errno=exc.errno) from None  # fmt: skip
+    except Exception as exc:
         raise LkmError(f"cannot decompress: {exc}") from None
     head = data[:4096]
     if head.startswith(b"__CURSOR=") or (b"\nMESSAGE=" in head and b"\n__REALTIME_TIMESTAMP=" in head):
@@ -256,16 +333,17 @@ def decode_log_bytes(data: bytes) -> str:
 def read_log(path: str) -> tuple[str, str | None]:
     """(text, ISO time of last modification) of one log file."""
     try:
+        from lkm.compress import limit
         from lkm.safeio import read_bytes
 
-        data = read_bytes(path, limit=None)  # a regular file only (a FIFO would hang)
+        data = read_bytes(path, limit=limit())  # a regular file only (a FIFO would hang)
         mtime = os.stat(path).st_mtime
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
     try:
         text = decode_log_bytes(data)
     except LkmError as exc:
-        raise LkmError(exc.reason, path=path) from None
+        raise LkmError(exc.reason, path=path, errno=exc.errno) from None
     seen = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).isoformat(timespec="seconds")
     return text, seen
 
@@ -318,6 +396,31 @@ def _safe_batch(paths: list[str]) -> list[tuple[list[Sighting], int, str | None]
     return [_safe(p) for p in paths]
 
 
+class Part(Record):
+    """What one run of consecutive logs gives: its crashes folded (one representative text
+    each, not every report's), and its counts; what a worker sends back."""
+
+    __slots__ = ("crashes", "logs", "reports", "bytes", "errors")
+
+    def __init__(
+        self, crashes: dict[str, Crash], logs: int, reports: int, nbytes: int, errors: list[str]
+    ) -> None:
+        self.crashes = crashes
+        self.logs = logs
+        self.reports = reports
+        self.bytes = nbytes
+        self.errors = errors
+
+
+def triage_batch(paths: list[str]) -> Part:
+    """:func:`analyze` of each log file, folded (the unit of work an engine maps)."""
+    got = _safe_batch(paths)
+    return Part(
+        fold(r[0] for r in got), len(got), sum(len(r[0]) for r in got), sum(r[1] for r in got),
+        [e for _s, _n, e in got if e],
+    )  # fmt: skip
+
+
 def triage(
     paths: list[str],
     *,
@@ -330,39 +433,41 @@ def triage(
     """Unique crashes of the logs at ``paths`` (files or directories; ``-`` is
     ``stdin_text``).  ``engine``: ``local`` (this process) or ``dask`` (a Dask cluster at
     ``address``, or a LocalCluster of ``workers`` processes), with identical results."""
-    files = list(expand(paths))
-    results: list[tuple[list[Sighting], int, str | None]] = []
-    pending: list[str] = []
-    order: list[tuple[str, int]] = []  # ("stdin", 0) or ("file", index into pending)
-    for p in files:
-        if p == "-":
-            order.append(("stdin", 0))
-        else:
-            order.append(("file", len(pending)))
-            pending.append(p)
-    batches = [pending[i : i + batch] for i in range(0, len(pending), batch)]
-    if engine == "local":
-        got = [r for b in batches for r in _safe_batch(b)]
-    elif engine == "dask":
-        got = _run_dask(batches, address, workers)
-    else:
+    if engine not in ("local", "dask"):
         raise LkmError(f"unknown engine {engine!r} (local, dask)")
-    for what, i in order:
-        if what == "stdin":
-            text = stdin_text or ""
-            results.append((analyze(text, "-", None), len(text.encode("utf-8", "surrogateescape")), None))
+    # runs of consecutive files in batches of ``batch``; stdin ("-") where it was named
+    batches: list[list[str] | None] = []  # None: stdin
+    for p in expand(paths):
+        if p == "-":
+            batches.append(None)
+        elif batches and batches[-1] is not None and len(batches[-1]) < batch:
+            batches[-1].append(p)
         else:
-            results.append(got[i])
-    crashes = merge(r[0] for r in results)
-    errors = [e for _s, _n, e in results if e]
+            batches.append([p])
+    work = [b for b in batches if b is not None]
+    done = [triage_batch(b) for b in work] if engine == "local" else _run_dask(work, address, workers)
+    parts: list[Part] = []
+    it = iter(done)
+    for b in batches:
+        if b is None:
+            text = stdin_text or ""
+            sights = analyze(text, "-", None)
+            parts.append(
+                Part(fold([sights]), 1, len(sights), len(text.encode("utf-8", "surrogateescape")), [])
+            )
+        else:
+            parts.append(next(it))
+    crashes = ranked(combine(p.crashes for p in parts))
     return TriageResult(
-        crashes, len(results), sum(len(r[0]) for r in results), sum(r[1] for r in results), errors
+        crashes,
+        sum(p.logs for p in parts),
+        sum(p.reports for p in parts),
+        sum(p.bytes for p in parts),
+        [e for p in parts for e in p.errors],
     )
 
 
-def _run_dask(
-    batches: list[list[str]], address: str | None, workers: int
-) -> list[tuple[list[Sighting], int, str | None]]:
+def _run_dask(batches: list[list[str]], address: str | None, workers: int) -> list[Part]:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -376,13 +481,13 @@ def _run_dask(
         )
         client = Client(cluster)  # type: ignore[no-untyped-call]
     try:
-        futures = client.map(_safe_batch, batches, pure=False)
-        parts = client.gather(futures)  # type: ignore[no-untyped-call]
+        futures = client.map(triage_batch, batches, pure=False)
+        parts: list[Part] = client.gather(futures)  # type: ignore[no-untyped-call]
     finally:
         client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
-    return [r for part in parts for r in part]
+    return parts
 
 
 # -- symbols for representatives -------------------------------------------------------------------

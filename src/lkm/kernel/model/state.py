@@ -289,6 +289,8 @@ class State:
             meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.Error as exc:
             return _why(exc)
+        except UnicodeDecodeError:  # a damaged page: names, meta values or SQLite's message
+            return "schema or meta text is not UTF-8"
         for key in REQUIRED_META:
             if not isinstance(meta.get(key), str):
                 return f"meta has no {key}"
@@ -297,6 +299,9 @@ class State:
     def integrity(self) -> list[str]:
         """SQLite's own check (``PRAGMA quick_check``) and ``foreign_key_check``: the problems
         found, empty when the file is sound."""
+        factory = self.db.text_factory
+        # a damaged page's names are not always UTF-8: the report keeps them, replaced
+        self.db.text_factory = lambda b: b.decode("utf-8", "replace")
         try:
             rows = [r[0] for r in self.db.execute("PRAGMA quick_check(20)").fetchall()]
             if rows != ["ok"]:
@@ -304,6 +309,10 @@ class State:
             fk = self.db.execute("PRAGMA foreign_key_check").fetchall()
         except sqlite3.Error as exc:
             return [f"sqlite: {_why(exc)}"]
+        except UnicodeDecodeError:  # SQLite's own message quotes the damaged, non-UTF-8 schema
+            return ["sqlite: malformed database schema (its text is not UTF-8)"]
+        finally:
+            self.db.text_factory = factory
         return [
             f"foreign key: {t} row {rowid} refers to missing {parent}" for t, rowid, parent, _i in fk[:20]
         ]
