@@ -139,6 +139,7 @@ def test_depmod_error_removes_its_temporaries(tmp_path: Path) -> None:
     class Result:
         dirname = str(tmp_path)
         outputs = [("modules.dep", b"a"), ("modules.alias", b"b"), ("no/such/dir/modules.symbols", b"c")]
+        on_disk: dict[str, tuple[int, ...]] = {}  # nothing known to be current already
 
     (tmp_path / "modules.dep").write_bytes(b"old\n")
     with pytest.raises(LkmError):
@@ -191,7 +192,7 @@ def test_model_runs_host_programs_only_when_asked(kreq_root) -> None:  # type: i
 def test_model_reads_no_host_configuration_without_a_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lkm.modprobe as mp
+    import lkm.modprobe.actions as mp  # where the model's Modprobe reads its configuration
     from lkm.kernel.model import ModelKernel
 
     seen: list[list[str]] = []

@@ -357,12 +357,17 @@ def _show_symbols(name: str, files: list[str], versions: bool, as_json: bool = F
 
 
 def step_json(text: str) -> str:
-    """One line modprobe shows (``insmod PATH OPTIONS``, ``builtin NAME``, ``install COMMAND``,
-    ``rmmod NAME``, ``remove COMMAND``) as a ``"modprobe-step"`` document."""
+    """The lines modprobe shows (``insmod PATH OPTIONS``, ``builtin NAME``, ``install COMMAND``,
+    ``rmmod NAME``, ``remove COMMAND``; one or several in ``text``) as ``"modprobe-step"``
+    documents, one per line."""
+    return "".join(_step_json(row) for row in text.splitlines() if row)
+
+
+def _step_json(text: str) -> str:
     from lkm.cli.jsonout import line
     from lkm.modname import path_to_modname
 
-    action, _sp, rest = text.rstrip("\n").partition(" ")
+    action, _sp, rest = text.partition(" ")
     if action == "insmod":
         path, _sp, options = rest.partition(" ")
         return line(
