@@ -106,16 +106,38 @@ def kdata(
 
 
 class TraceEntry(Record):
-    __slots__ = ("name", "args", "result", "module", "implemented")
+    """One kernel call: ``site`` is where it was called from (the return address, as the
+    kernel's ``%pS`` of it: ``init_module+0x1a/0x40 [mod]``), kept for unimplemented calls."""
+
+    __slots__ = ("name", "args", "result", "module", "implemented", "site")
 
     def __init__(
-        self, name: str, args: tuple[int, ...], result: int, module: str | None, implemented: bool
+        self,
+        name: str,
+        args: tuple[int, ...],
+        result: int,
+        module: str | None,
+        implemented: bool,
+        site: str = "",
     ) -> None:
         self.name = name
         self.args = args
         self.result = result
         self.module = module
         self.implemented = implemented
+        self.site = site
+
+
+class Unimplemented(EmulationFault):
+    """Strict mode: a call to a kernel function lkm does not implement ended the run."""
+
+    def __init__(self, name: str, site: str, pc: int) -> None:
+        super().__init__("unimplemented", f"call to unimplemented kernel function {name} from {site}", pc=pc)
+        self.function = name
+        self.site = site
+
+    def __reduce__(self) -> tuple[type[Unimplemented], tuple[str, str, int]]:
+        return (Unimplemented, (self.function, self.site, self.pc))
 
 
 class SymbolSpace:
@@ -300,9 +322,11 @@ class BaseKernel:
                 state.calls[name] += 1
                 state.unimplemented[name] += 1
                 args = tuple(c.arg(i) for i in range(len(self.arch.args) or 3))
-                self.trace.append(TraceEntry(name, args, 0, self.current, False))
+                ret = self.return_address(c)
+                site = self.symbolize(ret)
+                self.trace.append(TraceEntry(name, args, 0, self.current, False, site))
                 if self.strict:
-                    raise EmulationFault("unimplemented", f"call to unimplemented kernel function {name}")
+                    raise Unimplemented(name, site, ret)
                 return 0
 
             return unimplemented
@@ -314,7 +338,7 @@ class BaseKernel:
             try:
                 result = fn(self, c)
             except unicorn.UcError as exc:  # the function followed a bad pointer it was given
-                caller = self.symbolize(self.machine.read_word(self.machine.reg(self.arch.sp)))
+                caller = self.symbolize(self.return_address(c))
                 why = f"{name}() called from {caller} with a bad pointer: {exc}"
                 raise EmulationFault("oops", why, pc=c.machine.reg(self.arch.pc)) from None
             if nargs >= 0:
@@ -322,6 +346,14 @@ class BaseKernel:
             return result
 
         return implemented
+
+    def return_address(self, c: TrapCall) -> int:
+        """Where the trapped call returns to: the link register (arm64), else the top of the
+        stack (the trap is the callee's first instruction)."""
+        m = self.machine
+        if self.arch.link is not None:
+            return m.reg(self.arch.link) & self.arch.mask
+        return m.read_word(m.reg(self.arch.sp))
 
     def add_function(self, name: str) -> int:
         """A trap for a kernel function the module does not import (e.g. a callback the base

@@ -8,8 +8,25 @@ from lkm.emulate.session import Outcome
 
 def format_call(t: TraceEntry) -> str:
     args = ", ".join(f"{a:#x}" if a > 9 else str(a) for a in t.args)
-    mark = "" if t.implemented else "  [not implemented: returned 0]"
+    mark = "" if t.implemented else f"  [not implemented: returned 0; called from {t.site}]"
     return f"{t.name}({args}) = {_value(t.result)}{mark}"
+
+
+def warnings(o: Outcome) -> list[str]:
+    """One line per distinct unimplemented call (function and call site) the command made;
+    in strict mode the call that ended it."""
+    seen: dict[tuple[str, str], None] = {}
+    for t in o.trace:
+        if not t.implemented:
+            seen.setdefault((t.name, t.site), None)
+    stopped = o.fault is not None and o.fault.kind == "unimplemented"
+    last = list(seen)[-1] if stopped and seen else None
+    return [
+        f"strict: stopped at unimplemented kernel function {n} called from {s}"
+        if (n, s) == last
+        else f"warning: unimplemented kernel function {n} called from {s} (returned 0)"
+        for n, s in seen
+    ]
 
 
 def _value(v: int) -> str:
@@ -26,6 +43,7 @@ def format_outcome(o: Outcome, *, calls: bool = True) -> str:
     if calls and o.trace:
         lines.append("## kernel calls")
         lines += [f"  {format_call(t)}" for t in o.trace]
+    lines += [f"## {w}" for w in warnings(o)]
     if o.fault is not None:
         lines.append(f"## did not return: {o.fault.kind}: {o.fault.reason}")
     else:
@@ -61,8 +79,10 @@ def outcome_json(o: Outcome) -> dict[str, object]:
                 "result": _hex(t.result),
                 "implemented": t.implemented,
                 "module": t.module,
+                **({} if t.implemented else {"site": t.site}),
             }
             for t in o.trace
         ],
+        "warnings": warnings(o),
         "fault": fault,
     }
