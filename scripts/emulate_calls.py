@@ -63,7 +63,9 @@ def main() -> int:
     t0 = time.monotonic()
     runs: list[ModuleRun] = []
     for chunk in map_chunks(
-        lambda ps: run_modules(ps, symbols, strict=strict, deps=deps, insn_budget=a.budget, time_budget=a.timeout),
+        lambda ps: run_modules(
+            ps, symbols, strict=strict, deps=deps, insn_budget=a.budget, time_budget=a.timeout
+        ),
         paths,
     ):
         runs.extend(chunk)

@@ -88,6 +88,11 @@ def kfunc(*names: str, nargs: int = 3, varargs: bool = False) -> Callable[[_F], 
 
     def register(fn: _F) -> _F:
         for name in names:
+            old = FUNCTIONS.get(name)
+            if old is not None and old.fn.__module__ != fn.__module__:
+                raise ValueError(
+                    f"kernel function {name} implemented twice ({old.fn.__module__}, {fn.__module__})"
+                )
             FUNCTIONS[name] = KFunc(name, fn, nargs, varargs)
         return fn
 

@@ -74,9 +74,7 @@ def run_module(
         arch = arch_for(mod)
         state = KernelState.booted() if ARCHES[arch].amd64_tables else KernelState()
         syms = symbols if symbols is not None and symbols.arch in (None, arch) else None
-        k = BaseKernel(
-            arch, syms, state, strict=strict, insn_budget=insn_budget, time_budget=time_budget
-        )
+        k = BaseKernel(arch, syms, state, strict=strict, insn_budget=insn_budget, time_budget=time_budget)
         if deps is not None:
             why = load_dependencies(k, mod, deps)
             if why:

@@ -1,4 +1,33 @@
 """The base kernel's functions, in Python, registered by name when this package is imported
-(see :func:`lkm.emulate.kernel.kfunc`).  One module per subsystem."""
+(see :func:`lkm.emulate.kernel.kfunc`).  One module per subsystem:
 
-from lkm.emulate.base import devices, mm, printk, runtime, strings, sync  # noqa: F401
+- runtime: compiler-emitted calls, module references, user copies, time, randomness
+- mm, lib: allocators; xarray/IDR/IDA, rhashtable, mempools, per-cpu memory, static keys
+- strings, printk, sync: lib/string.c, printk/vsprintf, locks/RCU/waits
+- devices: character/misc/block devices, filesystems, driver registrations
+- notifier: notifier chains and the kernel's own chains
+- procfs: /proc, debugfs, sysfs and kobjects
+- net: socket families, protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
+- crypto: algorithm and template registrations
+- platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
+- firmware: firmware requests (no files: -ENOENT)
+- subsys: LED triggers, keys, input handlers, NLS, kthread workers, bdi, pinned mounts
+
+A function registered twice is an error at import (:data:`lkm.emulate.kernel.FUNCTIONS`)."""
+
+from lkm.emulate.base import (  # noqa: F401
+    crypto,
+    devices,
+    firmware,
+    lib,
+    mm,
+    net,
+    notifier,
+    platform,
+    printk,
+    procfs,
+    runtime,
+    strings,
+    subsys,
+    sync,
+)

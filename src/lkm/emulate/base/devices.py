@@ -203,12 +203,7 @@ DRIVERS = {
     "snd_card_register": ("sound", None),
     "__serio_register_driver": ("serio", None), "register_virtio_driver": ("virtio", None),
     "usb_serial_register_drivers": ("usb-serial", None), "__acpi_register_driver": ("acpi", None),
-    "crypto_register_alg": ("crypto", None), "crypto_register_skcipher": ("crypto", None),
-    "crypto_register_shash": ("crypto", None), "crypto_register_ahash": ("crypto", None),
-    "nf_register_net_hooks": ("netfilter", None), "register_pernet_subsys": ("pernet", None),
-    "register_pernet_device": ("pernet", None), "rc_map_register": ("rc-keymap", None),
-    "__hid_bpf_register": ("hid", None), "register_netdevice_notifier": ("notifier", None),
-    "sock_register": ("net-family", None), "proto_register": ("protocol", None),
+    "rc_map_register": ("rc-keymap", None), "__hid_bpf_register": ("hid", None),
     "__class_register": ("class", 0),
 }  # fmt: skip
 
@@ -230,15 +225,12 @@ for _n in DRIVERS:
 # -- objects the kernel hands back (opaque, zeroed) -----------------------------------------------
 _OBJECTS = {
     "__class_create": 0x200, "class_create": 0x200, "input_allocate_device": 0x800,
-    "devm_input_allocate_device": 0x800, "kthread_create_on_node": 0x2800, "debugfs_create_dir": 0x100,
-    "debugfs_create_file": 0x100, "debugfs_create_file_unsafe": 0x100, "proc_mkdir": 0x100,
-    "proc_create": 0x100, "proc_create_data": 0x100, "proc_create_single_data": 0x100,
+    "devm_input_allocate_device": 0x800, "kthread_create_on_node": 0x2800,
     "platform_device_alloc": 0x400, "platform_device_register_full": 0x400,
     "create_singlethread_workqueue": 0x200,
     "__alloc_workqueue_key": 0x200, "crypto_alloc_shash": 0x100, "crypto_alloc_skcipher": 0x100,
-    "crypto_alloc_ahash": 0x100, "crypto_alloc_aead": 0x100, "register_sysctl_table": 0x100,
-    "register_sysctl": 0x100, "register_net_sysctl": 0x100, "kobject_create_and_add": 0x100,
-    "kset_create_and_add": 0x100, "__tty_alloc_driver": 0x400, "__blk_mq_alloc_disk": 0x800,
+    "crypto_alloc_ahash": 0x100, "crypto_alloc_aead": 0x100, "__tty_alloc_driver": 0x400,
+    "__blk_mq_alloc_disk": 0x800,
     "__alloc_disk_node": 0x800, "blk_alloc_disk": 0x800, "alloc_chrdev": 0x100,
 }  # fmt: skip
 
@@ -260,11 +252,6 @@ def _device_create(k: BaseKernel, c: TrapCall) -> int:
     k.machine.write_word(dev, k.new_string(name))  # kobj.name
     k.state.registrations.append(Registration("device", name.decode("utf-8", "replace"), dev, k.current))
     return dev
-
-
-@kfunc("request_firmware", "request_firmware_direct", "firmware_request_nowarn", nargs=3)
-def _request_firmware(k: BaseKernel, c: TrapCall) -> int:
-    return -ENOENT  # no firmware files in the emulated system
 
 
 @kfunc("platform_device_register", "platform_device_add", "device_register", "device_add", nargs=1)

@@ -1,0 +1,367 @@
+"""Networking registrations: socket families (net/socket.c), protocols (net/core/sock.c),
+generic netlink families (net/netlink/genetlink.c), kernel netlink sockets
+(net/netlink/af_netlink.c), rtnetlink link kinds and handlers (net/core/rtnetlink.c),
+packet handlers (net/core/dev.c), qdiscs / classifiers / actions (net/sched), netfilter hooks
+and sockopts (net/netfilter), pernet operations (net/core/net_namespace.c), IP protocol
+handlers (net/ipv4/protocol.c, net/ipv6/protocol.c), fragment queues (net/ipv4/inet_fragment.c)
+and sysctl tables (kernel/sysctl.c, net/sysctl_net.c).
+
+Each keeps what the kernel keeps to answer a second registration or an unregistration as it
+does: a family or link kind or qdisc id taken is -EEXIST, a socket family >= NPROTO is
+-ENOBUFS, genl families get the ids the kernel hands out from GENL_START_ALLOC.  Offsets: 6.1
+amd64 (offsetof() against its headers)."""
+
+from __future__ import annotations
+
+from lkm.emulate.base.registry import (
+    EBUSY,
+    EEXIST,
+    ENOENT,
+    name_at,
+    ptr_name,
+    register,
+    table,
+    unregister,
+    zalloc,
+)
+from lkm.emulate.kernel import BaseKernel, kfunc
+from lkm.emulate.machine import TrapCall
+
+NPROTO = 46  # AF_MAX (6.1)
+ENOBUFS = 105
+GENL_START_ALLOC = 19  # GENL_ID_PMCRAID + 1
+GENL_NAME, GENL_ID = 8, 0
+RTNL_KIND = 16  # struct rtnl_link_ops: list, kind
+PROTO_NAME, PROTO_SLAB, PROTO_OBJ_SIZE = 408, 344, 352
+QDISC_ID = 16  # struct Qdisc_ops / tcf_proto_ops / tc_action_ops: char id/kind[16] at 16
+PERNET_ID, PERNET_SIZE = 56, 64
+SOCKOPT_PF, SOCKOPT_SET, SOCKOPT_GET = 16, 20, 40  # struct nf_sockopt_ops: pf, set_optmin/max, get_optmin/max
+SOCK_SIZE = 0x400
+
+
+# -- socket families and protocols -------------------------------------------------------------
+@kfunc("sock_register", nargs=1)
+def _sock_register(k: BaseKernel, c: TrapCall) -> int:
+    """sock_register(ops): -ENOBUFS for family >= NPROTO, -EEXIST when taken."""
+    fam = k.machine.read_int(c.arg(0), 4)
+    if fam >= NPROTO:
+        k.state.printk(2, False, f"protocol {fam} >= NPROTO({NPROTO})\n", None)
+        return -ENOBUFS
+    fams = table(k, "net-family")
+    if fam in fams.values():
+        return -EEXIST
+    err = register(k, "net-family", c.arg(0), str(fam))
+    if err == 0:
+        fams[c.arg(0)] = fam
+        k.state.printk(6, False, f"NET: Registered PF_{fam} protocol family\n", None)
+    return err
+
+
+@kfunc("sock_unregister", nargs=1)
+def _sock_unregister(k: BaseKernel, c: TrapCall) -> int:
+    """sock_unregister(family)."""
+    fam = c.arg(0) & 0xFFFFFFFF
+    fams = table(k, "net-family")
+    for ops, f in list(fams.items()):
+        if f == fam and isinstance(ops, int):
+            del fams[ops]
+            unregister(k, "net-family", ops)
+            k.state.printk(6, False, f"NET: Unregistered PF_{fam} protocol family\n", None)
+    return 0
+
+
+@kfunc("sock_is_registered", nargs=1)
+def _sock_is_registered(k: BaseKernel, c: TrapCall) -> int:
+    return int((c.arg(0) & 0xFFFFFFFF) in table(k, "net-family").values())
+
+
+@kfunc("proto_register", nargs=2)
+def _proto_register(k: BaseKernel, c: TrapCall) -> int:
+    """proto_register(prot, alloc_slab): with alloc_slab, prot->slab = a cache of obj_size
+    objects (named by prot->name); the protocol is listed."""
+    prot = c.arg(0)
+    name = name_at(k, prot + PROTO_NAME, 32)
+    if c.arg(1) & 0xFF:
+        cache = zalloc(k, 0x100)
+        if not cache:
+            return -12
+        k.machine.write_word(cache, k.machine.read_int(prot + PROTO_OBJ_SIZE, 4))  # lkm's cache: size at 0
+        k.machine.write_word(prot + PROTO_SLAB, cache)
+    return register(k, "protocol", prot, name)
+
+
+@kfunc("proto_unregister", nargs=1)
+def _proto_unregister(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "protocol", c.arg(0))
+    return 0
+
+
+# -- generic netlink ---------------------------------------------------------------------------
+@kfunc("genl_register_family", nargs=1)
+def _genl_register_family(k: BaseKernel, c: TrapCall) -> int:
+    """genl_register_family(family): -EEXIST for a name taken; family->id = the next id
+    from GENL_START_ALLOC (the kernel's own families hold the first ones: nlctrl 16, the
+    boot's others are not counted)."""
+    fam = c.arg(0)
+    name = name_at(k, fam + GENL_NAME, 16)
+    ids = table(k, "genl-ids")
+    err = register(k, "genl", fam, name, by_name=True)
+    if err:
+        return err
+    used = set(ids.values())
+    fid = next(i for i in range(GENL_START_ALLOC, 1 << 16) if i not in used)
+    ids[fam] = fid
+    k.machine.write_int(fam + GENL_ID, 4, fid)
+    return 0
+
+
+@kfunc("genl_unregister_family", nargs=1)
+def _genl_unregister_family(k: BaseKernel, c: TrapCall) -> int:
+    """-ENOENT for a family not registered."""
+    if not unregister(k, "genl", c.arg(0)):
+        return -ENOENT
+    table(k, "genl-ids").pop(c.arg(0), None)
+    return 0
+
+
+# -- kernel netlink sockets and rtnetlink -----------------------------------------------------
+@kfunc("__netlink_kernel_create", nargs=4)
+def _netlink_kernel_create(k: BaseKernel, c: TrapCall) -> int:
+    """__netlink_kernel_create(net, unit, module, cfg): the kernel socket of protocol
+    ``unit`` (< MAX_LINKS 32, else NULL); a unit another kernel socket holds is NULL."""
+    unit = c.arg(1) & 0xFFFFFFFF
+    if unit >= 32:
+        return 0
+    units = table(k, "netlink-units")
+    if unit in units.values():
+        return 0
+    sk = zalloc(k, SOCK_SIZE)
+    if sk:
+        units[sk] = unit
+        register(k, "netlink", sk, str(unit))
+    return sk
+
+
+@kfunc("netlink_kernel_release", nargs=1)
+def _netlink_kernel_release(k: BaseKernel, c: TrapCall) -> int:
+    table(k, "netlink-units").pop(c.arg(0), None)
+    unregister(k, "netlink", c.arg(0))
+    return 0
+
+
+@kfunc("rtnl_link_register", "__rtnl_link_register", nargs=1)
+def _rtnl_link_register(k: BaseKernel, c: TrapCall) -> int:
+    """rtnl_link_register(ops): -EEXIST for a kind taken."""
+    return register(k, "rtnl-link", c.arg(0), ptr_name(k, c.arg(0), RTNL_KIND), by_name=True)
+
+
+@kfunc("rtnl_link_unregister", "__rtnl_link_unregister", nargs=1)
+def _rtnl_link_unregister(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "rtnl-link", c.arg(0))
+    return 0
+
+
+@kfunc("rtnl_register_module", nargs=6)
+def _rtnl_register_module(k: BaseKernel, c: TrapCall) -> int:
+    """rtnl_register_module(owner, protocol, msgtype, doit, dumpit, flags): the handler is
+    set (replacing an earlier one, as rtnl_register_internal does)."""
+    table(k, "rtnl-handlers")[(c.arg(1) & 0xFF, c.arg(2) & 0xFFFF)] = (c.arg(3), c.arg(4), k.current)
+    return 0
+
+
+@kfunc("rtnl_unregister", nargs=2)
+def _rtnl_unregister(k: BaseKernel, c: TrapCall) -> int:
+    """rtnl_unregister(protocol, msgtype): -ENOENT when no handler is set."""
+    got = table(k, "rtnl-handlers").pop((c.arg(0) & 0xFF, c.arg(1) & 0xFFFF), None)
+    return 0 if got is not None else -ENOENT
+
+
+@kfunc("rtnl_unregister_all", nargs=1)
+def _rtnl_unregister_all(k: BaseKernel, c: TrapCall) -> int:
+    tab = table(k, "rtnl-handlers")
+    for key in [x for x in tab if isinstance(x, tuple) and x[0] == c.arg(0) & 0xFF]:
+        del tab[key]
+    return 0
+
+
+# -- packet handlers, traffic control ---------------------------------------------------------------
+@kfunc("dev_add_pack", "dev_add_offload", "__dev_remove_pack", "dev_remove_pack", "dev_remove_offload",
+       nargs=1)  # fmt: skip
+def _dev_pack(k: BaseKernel, c: TrapCall) -> int:
+    """dev_add_pack(pt) / dev_remove_pack(pt): the packet handler is listed / delisted
+    (removing one not listed prints the kernel's "dev_remove_pack: %p not found")."""
+    kind = "offload" if "offload" in c.name else "packet-type"
+    if "add" in c.name:
+        register(k, kind, c.arg(0))
+    elif not unregister(k, kind, c.arg(0)):
+        k.state.printk(4, False, f"{c.name.lstrip('_')}: {c.arg(0):016x} not found\n", None)
+    return 0
+
+
+def _named_ops(kind: str, off: int) -> None:
+    @kfunc(f"register_{kind}" if kind != "tcf_action" else "tcf_register_action", nargs=2)
+    def _reg(k: BaseKernel, c: TrapCall) -> int:
+        name = name_at(k, c.arg(0) + off, 16)
+        return register(k, kind, c.arg(0), name, by_name=True)
+
+    @kfunc(f"unregister_{kind}" if kind != "tcf_action" else "tcf_unregister_action", nargs=2)
+    def _unreg(k: BaseKernel, c: TrapCall) -> int:
+        return 0 if unregister(k, kind, c.arg(0)) else -ENOENT
+
+
+for _kind in ("qdisc", "tcf_proto_ops", "tcf_action"):
+    _named_ops(_kind, QDISC_ID)
+
+
+@kfunc("tcf_em_register", nargs=1)
+def _tcf_em_register(k: BaseKernel, c: TrapCall) -> int:
+    """tcf_em_register(ops): struct tcf_ematch_ops {int kind; ...}: -EEXIST when the kind is taken
+    (-EINVAL without a match function: not checked)."""
+    kind = k.machine.read_int(c.arg(0), 4)
+    return register(k, "tcf-ematch", c.arg(0), str(kind), by_name=True)
+
+
+@kfunc("tcf_em_unregister", nargs=1)
+def _tcf_em_unregister(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "tcf-ematch", c.arg(0))
+    return 0
+
+
+# -- netfilter ---------------------------------------------------------------------------------------
+@kfunc("nf_register_net_hooks", "nf_register_net_hook", nargs=3)
+def _nf_register_net_hooks(k: BaseKernel, c: TrapCall) -> int:
+    """nf_register_net_hooks(net, reg, n): the hooks are attached (to init_net)."""
+    n = 1 if c.name == "nf_register_net_hook" else c.arg(2) & 0xFFFFFFFF
+    hooks = table(k, "nf-hooks")
+    for i in range(n):
+        hooks[(c.arg(0), c.arg(1) + i * 48)] = k.current  # struct nf_hook_ops is 48 bytes
+    return 0
+
+
+@kfunc("nf_unregister_net_hooks", "nf_unregister_net_hook", nargs=3)
+def _nf_unregister_net_hooks(k: BaseKernel, c: TrapCall) -> int:
+    n = 1 if c.name == "nf_unregister_net_hook" else c.arg(2) & 0xFFFFFFFF
+    hooks = table(k, "nf-hooks")
+    for i in range(n):
+        hooks.pop((c.arg(0), c.arg(1) + i * 48), None)
+    return 0
+
+
+@kfunc("nf_register_sockopt", nargs=1)
+def _nf_register_sockopt(k: BaseKernel, c: TrapCall) -> int:
+    """nf_register_sockopt(reg): -EBUSY when its set or get range overlaps another's of the
+    same protocol family (net/netfilter/nf_sockopt.c)."""
+    m = k.machine
+    reg = c.arg(0)
+    pf = m.read_int(reg + SOCKOPT_PF, 1)
+    mine = [(m.read_int(reg + o, 4), m.read_int(reg + o + 4, 4)) for o in (SOCKOPT_SET, SOCKOPT_GET)]
+    ops = table(k, "nf-sockopt")
+    for v in ops.values():
+        if not isinstance(v, tuple):
+            continue
+        opf, theirs = v
+        if opf == pf and any(a < d and c2 < b for (a, b), (c2, d) in zip(mine, theirs, strict=True)):
+            return -EBUSY
+    ops[reg] = (pf, mine)
+    register(k, "nf-sockopt", reg, str(pf))
+    return 0
+
+
+@kfunc("nf_unregister_sockopt", nargs=1)
+def _nf_unregister_sockopt(k: BaseKernel, c: TrapCall) -> int:
+    table(k, "nf-sockopt").pop(c.arg(0), None)
+    unregister(k, "nf-sockopt", c.arg(0))
+    return 0
+
+
+# -- pernet operations -------------------------------------------------------------------------------
+@kfunc("register_pernet_subsys", "register_pernet_device", nargs=1)
+def _register_pernet(k: BaseKernel, c: TrapCall) -> int:
+    """register_pernet_subsys(ops): with ops->id, *id = the next net_generic id (the
+    kernel's own take the first ones: MIN_PERNET_OPS_ID is 1); listed.  ops->init runs for
+    each network namespace: this kernel's init_net is not modelled, so it is not called."""
+    m = k.machine
+    ops = c.arg(0)
+    idp = m.read_word(ops + PERNET_ID)
+    if idp:
+        ids = table(k, "pernet-ids")
+        nid = max([v for v in ids.values() if isinstance(v, int)], default=64) + 1
+        ids[ops] = nid
+        m.write_int(idp, 4, nid)
+    return register(k, "pernet", ops)
+
+
+@kfunc("unregister_pernet_subsys", "unregister_pernet_device", nargs=1)
+def _unregister_pernet(k: BaseKernel, c: TrapCall) -> int:
+    table(k, "pernet-ids").pop(c.arg(0), None)
+    unregister(k, "pernet", c.arg(0))
+    return 0
+
+
+# -- IP protocol handlers ----------------------------------------------------------------------------
+@kfunc("inet_add_protocol", "inet6_add_protocol", "inet_add_offload", "inet6_add_offload", nargs=2)
+def _inet_add_protocol(k: BaseKernel, c: TrapCall) -> int:
+    """inet_add_protocol(prot, num): 0, or -1 when the slot is taken (cmpxchg)."""
+    slots = table(k, c.name.replace("_add_", "-"))
+    num = c.arg(1) & 0xFF
+    if num in slots:
+        return -1
+    slots[num] = c.arg(0)
+    return 0
+
+
+@kfunc("inet_del_protocol", "inet6_del_protocol", "inet_del_offload", "inet6_del_offload", nargs=2)
+def _inet_del_protocol(k: BaseKernel, c: TrapCall) -> int:
+    slots = table(k, c.name.replace("_del_", "-"))
+    num = c.arg(1) & 0xFF
+    if slots.get(num) != c.arg(0):
+        return -1
+    del slots[num]
+    return 0
+
+
+@kfunc("inet_frags_init", nargs=1)
+def _inet_frags_init(k: BaseKernel, c: TrapCall) -> int:
+    """inet_frags_init(f): f->frags_cachep = a cache of f->qsize objects (-ENOMEM without).
+    struct inet_frags (6.1): qsize at 0, ..., frags_cachep at 48, cache_name at 56."""
+    m = k.machine
+    cache = zalloc(k, 0x100)
+    if not cache:
+        return -12
+    m.write_word(cache, m.read_int(c.arg(0), 4))
+    m.write_word(c.arg(0) + 48, cache)
+    return 0
+
+
+@kfunc("inet_frags_fini", nargs=1)
+def _inet_frags_fini(k: BaseKernel, c: TrapCall) -> int:
+    k.free(k.machine.read_word(c.arg(0) + 48))
+    return 0
+
+
+# -- sysctl ------------------------------------------------------------------------------------------
+@kfunc("register_sysctl", "register_net_sysctl", "register_sysctl_table", "register_sysctl_paths", nargs=2)
+def _register_sysctl(k: BaseKernel, c: TrapCall) -> int:
+    """register_sysctl(path, table) / register_net_sysctl(net, path, table): a
+    ctl_table_header; the table is listed under its path."""
+    path = "" if c.name in ("register_sysctl_table", "register_sysctl_paths") else name_at(
+        k, c.arg(1 if c.name == "register_net_sysctl" else 0))  # fmt: skip
+    header = zalloc(k, 0x80)
+    if header:
+        register(k, "sysctl", header, path)
+    return header
+
+
+@kfunc("unregister_sysctl_table", "unregister_net_sysctl_table", nargs=1)
+def _unregister_sysctl(k: BaseKernel, c: TrapCall) -> int:
+    if c.arg(0):
+        unregister(k, "sysctl", c.arg(0))
+    return 0
+
+
+@kfunc("register_btf_kfunc_id_set", nargs=2)
+def _register_btf_kfunc_id_set(k: BaseKernel, c: TrapCall) -> int:
+    """register_btf_kfunc_id_set(prog_type, set): Debian's 6.1 has BTF: the set is
+    recorded (kernel/bpf/btf.c)."""
+    return register(k, "btf-kfunc-set", c.arg(1), str(c.arg(0) & 0xFFFFFFFF)) if c.arg(1) not in table(
+        k, "btf-kfunc-set") else 0  # fmt: skip

@@ -1,0 +1,240 @@
+"""Smaller subsystems' registrations: LED triggers (drivers/leds/led-triggers.c), key types
+and keyrings (security/keys), input handlers (drivers/input/input.c), NLS tables
+(fs/nls/nls_base.c), kthread workers (kernel/kthread.c), backing devices (mm/backing-dev.c)
+and pinned internal mounts (fs/libfs.c).  A name already registered is refused as the
+kernel refuses it (-EEXIST); unregistering forgets it.  Offsets: 6.1 amd64 (offsetof()
+against its headers)."""
+
+from __future__ import annotations
+
+from lkm.emulate.base.registry import EEXIST, name_at, ptr_name, register, table, unregister, zalloc
+from lkm.emulate.kernel import BaseKernel, kfunc
+from lkm.emulate.machine import TrapCall
+
+LED_TRIGGER_SIZE = 88  # struct led_trigger: name at 0
+INPUT_HANDLER_NAME = 72
+NLS_CHARSET, NLS_NEXT = 0, 56
+
+
+# -- LED triggers ----------------------------------------------------------------------------------
+def _led_register(k: BaseKernel, trig: int) -> int:
+    """led_trigger_register: -EEXIST for a trigger name taken (the kernel's default ones,
+    e.g. "timer", "heartbeat", are modules of their own or absent here)."""
+    return register(k, "led-trigger", trig, ptr_name(k, trig, 0), by_name=True)
+
+
+@kfunc("led_trigger_register", "devm_led_trigger_register", nargs=2)
+def _led_trigger_register(k: BaseKernel, c: TrapCall) -> int:
+    return _led_register(k, c.arg(1) if c.name.startswith("devm") else c.arg(0))
+
+
+@kfunc("led_trigger_unregister", nargs=1)
+def _led_trigger_unregister(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "led-trigger", c.arg(0))
+    return 0
+
+
+@kfunc("led_trigger_register_simple", nargs=2)
+def _led_trigger_register_simple(k: BaseKernel, c: TrapCall) -> int:
+    """led_trigger_register_simple(name, &trig): *trig = a new trigger of that name, or NULL
+    (with the kernel's warning) when it cannot be registered."""
+    m = k.machine
+    trig = zalloc(k, LED_TRIGGER_SIZE)
+    if trig:
+        m.write_word(trig, c.arg(0))
+        if _led_register(k, trig):
+            name = name_at(k, c.arg(0))
+            k.state.printk(4, False, f"LED trigger {name} failed to register ({-EEXIST})\n", None)
+            k.free(trig)
+            trig = 0
+    m.write_word(c.arg(1), trig)
+    return 0
+
+
+@kfunc("led_trigger_unregister_simple", nargs=1)
+def _led_trigger_unregister_simple(k: BaseKernel, c: TrapCall) -> int:
+    if c.arg(0):
+        unregister(k, "led-trigger", c.arg(0))
+        k.free(c.arg(0))
+    return 0
+
+
+@kfunc("led_trigger_event", "led_trigger_blink", "led_trigger_blink_oneshot", nargs=2)
+def _led_trigger_event(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # no LED is attached to any trigger in this machine
+
+
+# -- keys -------------------------------------------------------------------------------------------
+KEY_SIZE = 0xD8
+# The key types Debian's 6.1 registers at boot (security/keys, crypto/asymmetric_keys).
+BUILTIN_KEY_TYPES = frozenset(("keyring", "user", "logon", "asymmetric", ".request_key_auth", "dead",
+                               "big_key", "trusted", "encrypted", "blacklist"))  # fmt: skip
+
+
+@kfunc("register_key_type", nargs=1)
+def _register_key_type(k: BaseKernel, c: TrapCall) -> int:
+    """register_key_type(ktype): -EEXIST for a name taken (the kernel's own: "keyring",
+    "user", "logon", "asymmetric", ".request_key_auth", "dead" and those of built-in code)."""
+    name = ptr_name(k, c.arg(0), 0)
+    if name in BUILTIN_KEY_TYPES:
+        return -EEXIST
+    err = register(k, "key-type", c.arg(0), name, by_name=True)
+    if err == 0:
+        k.state.printk(5, False, f"Key type {name} registered\n", None)
+    return err
+
+
+@kfunc("unregister_key_type", nargs=1)
+def _unregister_key_type(k: BaseKernel, c: TrapCall) -> int:
+    if unregister(k, "key-type", c.arg(0)):
+        k.state.printk(5, False, f"Key type {ptr_name(k, c.arg(0), 0)} unregistered\n", None)
+    return 0
+
+
+@kfunc("keyring_alloc", nargs=8)
+def _keyring_alloc(k: BaseKernel, c: TrapCall) -> int:
+    """keyring_alloc(description, uid, gid, cred, perm, flags, restrict, dest): a new
+    keyring (struct key), listed by its description."""
+    key = zalloc(k, KEY_SIZE)
+    if not key:
+        return (-12) & k.arch.mask
+    register(k, "keyring", key, name_at(k, c.arg(0)))
+    return key
+
+
+@kfunc("key_create_or_update", nargs=8)
+def _key_create_or_update(k: BaseKernel, c: TrapCall) -> int:
+    """key_create_or_update(keyring_ref, type, description, payload, plen, perm, flags): a
+    key reference (possessed); a type not registered is key_type_lookup's ERR_PTR(-ENOKEY).
+    The payload is not parsed (an asymmetric key's parser does not run here)."""
+    tname = name_at(k, c.arg(1))
+    known = tname in BUILTIN_KEY_TYPES or any(
+        n == tname for n in table(k, "key-type").values()
+    )  # fmt: skip
+    if not known:
+        return (-126) & k.arch.mask  # -ENOKEY
+    key = zalloc(k, KEY_SIZE)
+    if not key:
+        return (-12) & k.arch.mask
+    register(k, "key", key, f"{tname}:{name_at(k, c.arg(2))}")
+    return key | 1  # make_key_ref(key, possessed)
+
+
+@kfunc("key_put", "key_revoke", "key_invalidate", nargs=1)
+def _key_put(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # the key stays with its keyring (the last reference of a keyring is the kernel's)
+
+
+# -- input handlers --------------------------------------------------------------------------------
+@kfunc("input_register_handler", nargs=1)
+def _input_register_handler(k: BaseKernel, c: TrapCall) -> int:
+    """input_register_handler(handler): listed, and connected to each input device it
+    matches: this machine has none registered by the kernel itself."""
+    return register(k, "input-handler", c.arg(0), ptr_name(k, c.arg(0), INPUT_HANDLER_NAME))
+
+
+@kfunc("input_unregister_handler", nargs=1)
+def _input_unregister_handler(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "input-handler", c.arg(0))
+    return 0
+
+
+# -- NLS --------------------------------------------------------------------------------------------
+@kfunc("__register_nls", "register_nls", nargs=2)
+def _register_nls(k: BaseKernel, c: TrapCall) -> int:
+    """__register_nls(nls, owner): -EBUSY when the table is linked already or its charset is
+    taken (fs/nls/nls_base.c); the built-in default is utf8's sibling "default"."""
+    nls = c.arg(0)
+    if k.machine.read_word(nls + NLS_NEXT):
+        return -16
+    name = ptr_name(k, nls, NLS_CHARSET)
+    return -16 if register(k, "nls", nls, name, by_name=True) else 0
+
+
+@kfunc("unregister_nls", nargs=1)
+def _unregister_nls(k: BaseKernel, c: TrapCall) -> int:
+    return 0 if unregister(k, "nls", c.arg(0)) else -22
+
+
+# -- kthread workers ---------------------------------------------------------------------------------
+KTHREAD_WORKER_SIZE = 0x60
+
+
+@kfunc("kthread_create_worker", "kthread_create_worker_on_cpu", nargs=3, varargs=True)
+def _kthread_create_worker(k: BaseKernel, c: TrapCall) -> int:
+    """kthread_create_worker(flags, namefmt, ...): a worker whose thread is created (it runs
+    queued work when deferred work runs); its task is kept in the worker's task member
+    (struct kthread_worker 6.1: flags, lock, work_list(16), delayed_work_list(16), task at 40)."""
+    w = zalloc(k, KTHREAD_WORKER_SIZE)
+    if not w:
+        return (-12) & k.arch.mask
+    task = zalloc(k, 0x2800)
+    m = k.machine
+    for off in (8, 24):  # empty work lists
+        m.write_word(w + off, w + off)
+        m.write_word(w + off + 8, w + off)
+    m.write_word(w + 40, task)
+    register(k, "kthread-worker", w)
+    return w
+
+
+@kfunc("kthread_destroy_worker", nargs=1)
+def _kthread_destroy_worker(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "kthread-worker", c.arg(0))
+    k.free(c.arg(0))
+    return 0
+
+
+@kfunc("kthread_stop", nargs=1)
+def _kthread_stop(k: BaseKernel, c: TrapCall) -> int:
+    """kthread_stop(task): the thread's exit code; a thread that never ran (this kernel
+    does not schedule them) is -EINTR, as the kernel's for a never-woken thread."""
+    return -4
+
+
+# -- backing devices and internal mounts -----------------------------------------------------------
+@kfunc("bdi_alloc", nargs=1)
+def _bdi_alloc(k: BaseKernel, c: TrapCall) -> int:
+    """bdi_alloc(node): a zeroed backing_dev_info (NULL without memory)."""
+    return zalloc(k, 0x400)
+
+
+@kfunc("bdi_register", "bdi_register_va", nargs=2)
+def _bdi_register(k: BaseKernel, c: TrapCall) -> int:
+    return register(k, "bdi", c.arg(0))
+
+
+@kfunc("bdi_put", "bdi_unregister", nargs=1)
+def _bdi_put(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "bdi", c.arg(0))
+    return 0
+
+
+@kfunc("simple_pin_fs", nargs=3)
+def _simple_pin_fs(k: BaseKernel, c: TrapCall) -> int:
+    """simple_pin_fs(type, &mount, &count): the filesystem's internal mount, made on the
+    first pin (a vfsmount whose root dentry and superblock are fresh objects; the
+    filesystem's own fill_super does not run here), *count += 1."""
+    m = k.machine
+    mnt_ptr, count_ptr = c.arg(1), c.arg(2)
+    if not m.read_word(mnt_ptr):
+        mnt = zalloc(k, 0x40)
+        root, sb = zalloc(k, 0xC0), zalloc(k, 0x600)
+        if not (mnt and root and sb):
+            return -12
+        m.write_word(mnt, root)  # mnt_root
+        m.write_word(mnt + 8, sb)  # mnt_sb
+        m.write_word(root + 0x68, sb)  # dentry.d_sb
+        m.write_word(mnt_ptr, mnt)
+    m.write_int(count_ptr, 4, m.read_int(count_ptr, 4) + 1)
+    return 0
+
+
+@kfunc("simple_release_fs", nargs=2)
+def _simple_release_fs(k: BaseKernel, c: TrapCall) -> int:
+    m = k.machine
+    n = m.read_int(c.arg(1), 4)
+    m.write_int(c.arg(1), 4, max(n - 1, 0))
+    if n <= 1:
+        m.write_word(c.arg(0), 0)
+    return 0
