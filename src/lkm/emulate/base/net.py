@@ -365,3 +365,86 @@ def _register_btf_kfunc_id_set(k: BaseKernel, c: TrapCall) -> int:
     recorded (kernel/bpf/btf.c)."""
     return register(k, "btf-kfunc-set", c.arg(1), str(c.arg(0) & 0xFFFFFFFF)) if c.arg(1) not in table(
         k, "btf-kfunc-set") else 0  # fmt: skip
+
+
+# -- network devices (net/core/dev.c, net/ethernet/eth.c) --------------------------------------------
+ND_SIZE = 2432  # sizeof(struct net_device); netdev_priv is at ALIGN(2432, NETDEV_ALIGN 32)
+ND = dict(
+    flags=192, hard_header_len=222, mtu=224, min_mtu=288, max_mtu=292, type=296, min_header_len=298,
+    name_assign_type=299, header_ops=560, addr_len=605, dev_addr=816, rx=824, num_rx_queues=832,
+    broadcast=904, tx=960, num_tx_queues=968, real_num_tx_queues=972, tx_queue_len=984,
+)  # fmt: skip
+TXQ_SIZE, RXQ_SIZE = 320, 192
+IFF_BROADCAST, IFF_MULTICAST = 0x2, 0x1000
+
+
+def alloc_netdev(k: BaseKernel, priv: int, name: bytes, assign: int, setup: int, txqs: int, rxqs: int) -> int:
+    """alloc_netdev_mqs: the device and its private area zeroed, its queues, name and
+    address buffer set, then setup(dev); NULL for zero queues (with the kernel's message)."""
+    if txqs < 1 or rxqs < 1:
+        what = "TX" if txqs < 1 else "RX"
+        k.state.printk(3, False, f"alloc_netdev: Unable to allocate device with zero {what} queues\n", None)
+        return 0
+    m = k.machine
+    dev = zalloc(k, ND_SIZE + priv)
+    tx, rx, addr = zalloc(k, TXQ_SIZE * txqs), zalloc(k, RXQ_SIZE * rxqs), zalloc(k, 32)
+    if not (dev and tx and rx and addr):
+        return 0
+    m.write(dev, name[:15] + b"\0")
+    m.write_int(dev + ND["name_assign_type"], 1, assign)
+    m.write_word(dev + ND["tx"], tx)
+    m.write_word(dev + ND["rx"], rx)
+    m.write_word(dev + ND["dev_addr"], addr)
+    m.write_int(dev + ND["num_tx_queues"], 4, txqs)
+    m.write_int(dev + ND["real_num_tx_queues"], 4, txqs)
+    m.write_int(dev + ND["num_rx_queues"], 4, rxqs)
+    register(k, "netdev-alloc", dev, name.decode("latin-1"))
+    if setup:
+        k.call(setup, (dev,), k.current)
+    return dev
+
+
+@kfunc("alloc_netdev_mqs", nargs=6)
+def _alloc_netdev_mqs(k: BaseKernel, c: TrapCall) -> int:
+    """alloc_netdev_mqs(sizeof_priv, name, name_assign_type, setup, txqs, rxqs)."""
+    name = k.machine.read_cstr(c.arg(1), 16) or b""
+    return alloc_netdev(k, c.arg(0) & 0xFFFFFFFF, name, c.arg(2) & 0xFF, c.arg(3), c.arg(4) & 0xFFFFFFFF,
+                        c.arg(5) & 0xFFFFFFFF)  # fmt: skip
+
+
+@kfunc("alloc_etherdev_mqs", nargs=3)
+def _alloc_etherdev_mqs(k: BaseKernel, c: TrapCall) -> int:
+    """alloc_etherdev_mqs(sizeof_priv, txqs, rxqs): "eth%d", NET_NAME_ENUM, ether_setup."""
+    setup = k.add_function("ether_setup")
+    return alloc_netdev(
+        k, c.arg(0) & 0xFFFFFFFF, b"eth%d", 1, setup, c.arg(1) & 0xFFFFFFFF, c.arg(2) & 0xFFFFFFFF
+    )
+
+
+@kfunc("ether_setup", nargs=1)
+def _ether_setup(k: BaseKernel, c: TrapCall) -> int:
+    """ether_setup(dev): Ethernet's header ops, type ARPHRD_ETHER, 14-byte headers, MTU 1500
+    (68..1500), 6-byte addresses, broadcast ff:ff:ff:ff:ff:ff, a 1000-packet queue,
+    IFF_BROADCAST | IFF_MULTICAST."""
+    m = k.machine
+    dev = c.arg(0)
+    m.write_word(dev + ND["header_ops"], k.resolve("eth_header_ops") or 0)
+    for field, size, value in (("type", 2, 1), ("hard_header_len", 2, 14), ("min_header_len", 1, 14),
+                               ("mtu", 4, 1500), ("min_mtu", 4, 68), ("max_mtu", 4, 1500), ("addr_len", 1, 6),
+                               ("tx_queue_len", 4, 1000)):  # fmt: skip
+        m.write_int(dev + ND[field], size, value)
+    m.write_int(dev + ND["flags"], 4, IFF_BROADCAST | IFF_MULTICAST)
+    m.write(dev + ND["broadcast"], b"\xff" * 6)
+    return 0
+
+
+@kfunc("free_netdev", nargs=1)
+def _free_netdev(k: BaseKernel, c: TrapCall) -> int:
+    """free_netdev(dev): the device and its queues go (NULL is allowed)."""
+    dev = c.arg(0)
+    if dev:
+        for f in ("tx", "rx", "dev_addr"):
+            k.free(k.machine.read_word(dev + ND[f]))
+        unregister(k, "netdev-alloc", dev)
+        k.free(dev)
+    return 0

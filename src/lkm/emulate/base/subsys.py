@@ -8,7 +8,7 @@ against its headers)."""
 from __future__ import annotations
 
 from lkm.emulate.base.registry import EEXIST, name_at, ptr_name, register, table, unregister, zalloc
-from lkm.emulate.kernel import BaseKernel, kfunc
+from lkm.emulate.kernel import BaseKernel, kdata, kfunc
 from lkm.emulate.machine import TrapCall
 
 LED_TRIGGER_SIZE = 88  # struct led_trigger: name at 0
@@ -238,3 +238,137 @@ def _simple_release_fs(k: BaseKernel, c: TrapCall) -> int:
     if n <= 1:
         m.write_word(c.arg(0), 0)
     return 0
+
+
+# -- tty drivers (drivers/tty/tty_io.c) -----------------------------------------------------------------
+TTY = dict(owner=16, driver_name=24, name=32, name_base=40, major=44, minor_start=48, num=52, type=56,
+           subtype=58, init_termios=60, flags=104, ttys=128, ports=136, termios=144, ops=160)  # fmt: skip
+TTY_DRIVER_SIZE = 184
+TTY_DRIVER_INSTALLED, TTY_DRIVER_DYNAMIC_ALLOC = 0x1, 0x40
+TTY_DRIVER_UNNUMBERED_NODE = 0x80
+# tty_std_termios (drivers/tty/tty_io.c): B38400 | CS8 | CREAD | HUPCL, ICRNL | IXON, OPOST | ONLCR,
+# ISIG | ICANON | ECHO | ECHOE | ECHOK | ECHOCTL | ECHOKE | IEXTEN, INIT_C_CC, 38400 baud.
+STD_TERMIOS = (
+    (0x500).to_bytes(4, "little") + (0x5).to_bytes(4, "little") + (0x4BF).to_bytes(4, "little")
+    + (0x8A3B).to_bytes(4, "little") + b"\0"
+    + bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0])
+    + (38400).to_bytes(4, "little") * 2
+)  # fmt: skip
+
+
+@kdata("tty_std_termios")
+def _tty_std_termios(k: BaseKernel, addr: int, size: int) -> None:
+    """The boot value drivers copy into driver->init_termios."""
+    k.machine.write(addr, STD_TERMIOS)
+
+
+@kfunc("__tty_alloc_driver", nargs=3)
+def _tty_alloc_driver(k: BaseKernel, c: TrapCall) -> int:
+    """__tty_alloc_driver(lines, owner, flags): a driver for ``lines`` lines (-EINVAL for 0
+    lines without TTY_DRIVER_UNNUMBERED_NODE... as the kernel: lines == 0 is ERR_PTR(-EINVAL)),
+    kref 1, owner, flags, and per-line tables unless TTY_DRIVER_DYNAMIC_ALLOC."""
+    m = k.machine
+    lines, owner, flags = c.arg(0) & 0xFFFFFFFF, c.arg(1), c.arg(2)
+    if not lines or (flags & TTY_DRIVER_UNNUMBERED_NODE and lines > 1):
+        return (-22) & k.arch.mask
+    drv = zalloc(k, TTY_DRIVER_SIZE)
+    if not drv:
+        return (-12) & k.arch.mask
+    m.write_int(drv, 4, 1)  # kref
+    m.write_int(drv + TTY["num"], 4, lines)
+    m.write_word(drv + TTY["owner"], owner)
+    m.write_word(drv + TTY["flags"], flags)
+    if not flags & TTY_DRIVER_DYNAMIC_ALLOC:
+        for f in ("ttys", "termios", "ports"):
+            m.write_word(drv + TTY[f], zalloc(k, 8 * lines))
+    return drv
+
+
+@kfunc("tty_register_driver", nargs=1)
+def _tty_register_driver(k: BaseKernel, c: TrapCall) -> int:
+    """tty_register_driver(driver): its character device region (a dynamic major when
+    major is 0, written back), listed as installed."""
+    m = k.machine
+    drv = c.arg(0)
+    major, minor = m.read_int(drv + TTY["major"], 4), m.read_int(drv + TTY["minor_start"], 4)
+    num = m.read_int(drv + TTY["num"], 4)
+    name = ptr_name(k, drv, TTY["name"]) or ptr_name(k, drv, TTY["driver_name"])
+    got = k.state.register_chrdev_region(major, minor, num, name, 0, k.current)
+    if got < 0:
+        return got
+    if not major:
+        m.write_int(drv + TTY["major"], 4, got)
+        m.write_int(drv + TTY["minor_start"], 4, minor)
+    m.write_word(drv + TTY["flags"], m.read_word(drv + TTY["flags"]) | TTY_DRIVER_INSTALLED)
+    register(k, "tty-driver", drv, name)
+    return 0
+
+
+@kfunc("tty_unregister_driver", nargs=1)
+def _tty_unregister_driver(k: BaseKernel, c: TrapCall) -> int:
+    m = k.machine
+    drv = c.arg(0)
+    k.state.unregister_chrdev_region(
+        m.read_int(drv + TTY["major"], 4),
+        m.read_int(drv + TTY["minor_start"], 4),
+        m.read_int(drv + TTY["num"], 4),
+    )
+    unregister(k, "tty-driver", drv)
+    return 0
+
+
+@kfunc("tty_driver_kref_put", "put_tty_driver", nargs=1)
+def _tty_driver_kref_put(k: BaseKernel, c: TrapCall) -> int:
+    """The last reference frees the driver (and its tables)."""
+    m = k.machine
+    drv = c.arg(0)
+    n = m.read_int(drv, 4) - 1
+    m.write_int(drv, 4, max(n, 0))
+    if n <= 0:
+        for f in ("ttys", "termios", "ports"):
+            k.free(m.read_word(drv + TTY[f]))
+        k.free(drv)
+    return 0
+
+
+@kfunc("tty_set_operations", nargs=2)
+def _tty_set_operations(k: BaseKernel, c: TrapCall) -> int:
+    k.machine.write_word(c.arg(0) + TTY["ops"], c.arg(1))
+    return 0
+
+
+@kfunc("tty_port_init", nargs=1)
+def _tty_port_init(k: BaseKernel, c: TrapCall) -> int:
+    """tty_port_init(port): a zeroed port (its buffers and locks: the kernel's own)."""
+    return 0
+
+
+@kfunc("tty_port_link_device", nargs=3)
+def _tty_port_link_device(k: BaseKernel, c: TrapCall) -> int:
+    """tty_port_link_device(port, driver, index): driver->ports[index] = port."""
+    m = k.machine
+    ports = m.read_word(c.arg(1) + TTY["ports"])
+    index = c.arg(2) & 0xFFFFFFFF
+    if ports and index < m.read_int(c.arg(1) + TTY["num"], 4):
+        m.write_word(ports + 8 * index, c.arg(0))
+    return 0
+
+
+@kfunc("tty_port_destroy", "tty_port_put", nargs=1)
+def _tty_port_destroy(k: BaseKernel, c: TrapCall) -> int:
+    return 0
+
+
+@kfunc("register_console", nargs=1)
+def _register_console(k: BaseKernel, c: TrapCall) -> int:
+    """register_console(con): listed; the kernel says "printk: console [NAMEn] enabled" for
+    a console that gets enabled, which needs console= on the command line or no console yet:
+    this kernel's console is ttyS0, so a module's console stays disabled (no line)."""
+    register(k, "console", c.arg(0), name_at(k, c.arg(0), 16))
+    return 0
+
+
+@kfunc("unregister_console", nargs=1)
+def _unregister_console(k: BaseKernel, c: TrapCall) -> int:
+    """-ENODEV for a console not registered."""
+    return 0 if unregister(k, "console", c.arg(0)) else -19
