@@ -44,8 +44,8 @@ TOOL = Tool(
             "",
             "strict",
             None,
-            "stop at the first call to a kernel function lkm does not\nimplement (exit 1); "
-            "without it such a call returns 0 with a warning",
+            "stop at the first unimplemented kernel call (exit 1);\n"
+            "without --strict such a call returns 0 with a warning",
         ),
         Opt("", "with", "MODULE", "load (and initialise) MODULE first; repeatable", complete="file"),
         Opt(
