@@ -143,3 +143,16 @@ def _crypto_has_alg(k: BaseKernel, c: TrapCall) -> int:
     registered (in this kernel: by the modules loaded; the built-in ones are not listed)."""
     want = name_at(k, c.arg(0))
     return int(any(isinstance(v, tuple) and want in v for v in table(k, "crypto").values()))
+
+
+@kfunc("crypto_init_queue", nargs=2)
+def _crypto_init_queue(k: BaseKernel, c: TrapCall) -> int:
+    """crypto_init_queue(queue, max_qlen): an empty list, backlog = &queue->list, qlen 0."""
+    m = k.machine
+    q = c.arg(0)
+    m.write_word(q, q)
+    m.write_word(q + 8, q)
+    m.write_word(q + 16, q)
+    m.write_int(q + 24, 4, 0)
+    m.write_int(q + 28, 4, c.arg(1) & 0xFFFFFFFF)
+    return 0

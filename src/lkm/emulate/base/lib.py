@@ -543,3 +543,181 @@ def _strsep(k: BaseKernel, c: TrapCall) -> int:
         m.write(s + end, b"\0")
         m.write_word(sp, s + end + 1)
     return s
+
+
+# -- checksums (lib/crc32.c) ------------------------------------------------------------------------
+def _crc_table(poly: int, reflected: bool) -> list[int]:
+    out = []
+    for i in range(256):
+        if reflected:
+            c = i
+            for _ in range(8):
+                c = (c >> 1) ^ poly if c & 1 else c >> 1
+        else:
+            c = i << 24
+            for _ in range(8):
+                c = ((c << 1) ^ poly if c & 0x80000000 else c << 1) & 0xFFFFFFFF
+        out.append(c)
+    return out
+
+
+CRC32C_TABLE = _crc_table(0x82F63B78, True)
+CRC32_BE_TABLE = _crc_table(0x04C11DB7, False)
+
+
+@kfunc("crc32_le", "__crc32c_le", nargs=3)
+def _crc32_le(k: BaseKernel, c: TrapCall) -> int:
+    """crc32_le(crc, p, len) / __crc32c_le: the reflected CRC-32 (0xedb88320) / CRC-32C
+    (0x82f63b78) of the bytes, from seed crc, no final inversion."""
+    import zlib
+
+    crc, data = c.arg(0) & 0xFFFFFFFF, k.machine.read(c.arg(1), c.arg(2)) if c.arg(2) else b""
+    if c.name == "crc32_le":
+        return zlib.crc32(data, crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+    for b in data:
+        crc = CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+@kfunc("crc32_be", nargs=3)
+def _crc32_be(k: BaseKernel, c: TrapCall) -> int:
+    """crc32_be(crc, p, len): the big-endian CRC-32 (0x04c11db7) from seed crc."""
+    crc = c.arg(0) & 0xFFFFFFFF
+    for b in k.machine.read(c.arg(1), c.arg(2)) if c.arg(2) else b"":
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ CRC32_BE_TABLE[((crc >> 24) ^ b) & 0xFF]
+    return crc
+
+
+# -- UUIDs (lib/uuid.c) ------------------------------------------------------------------------------
+GUID_INDEX = (3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15)
+
+
+@kfunc("guid_parse", "uuid_parse", nargs=2)
+def _uuid_parse(k: BaseKernel, c: TrapCall) -> int:
+    """guid_parse / uuid_parse(str, out): the 36-character form (dashes at 8, 13, 18, 23)
+    into 16 bytes (a GUID's first three fields little-endian); -EINVAL otherwise."""
+    text = (k.machine.read_cstr(c.arg(0), 37) or b"").decode("latin-1")
+    if len(text) < 36 or any(text[i] != "-" for i in (8, 13, 18, 23)):
+        return -EINVAL
+    hexpart = text[:36].replace("-", "")
+    try:
+        raw = bytes.fromhex(hexpart)
+    except ValueError:
+        return -EINVAL
+    if len(raw) != 16:
+        return -EINVAL
+    index = GUID_INDEX if c.name == "guid_parse" else tuple(range(16))
+    out = bytearray(16)
+    for i, b in enumerate(raw):
+        out[index[i]] = b
+    k.machine.write(c.arg(1), bytes(out))
+    return 0
+
+
+# -- sort (lib/sort.c) ---------------------------------------------------------------------------------
+@kfunc("sort", "sort_r", nargs=6)
+def _sort(k: BaseKernel, c: TrapCall) -> int:
+    """sort(base, num, size, cmp, swap) / sort_r(..., priv): the array in the order cmp
+    gives (not stable, as the kernel's heapsort), elements exchanged by swap when given,
+    else bytewise."""
+    m = k.machine
+    base, num, size, cmp, swap = c.arg(0), c.arg(1), c.arg(2), c.arg(3), c.arg(4)
+    priv = c.arg(5) if c.name == "sort_r" else None
+    for i in range(num):
+        best = i
+        for j in range(i + 1, num):
+            args = (base + j * size, base + best * size) + ((priv,) if priv is not None else ())
+            r = k.call(cmp, args, k.current) & 0xFFFFFFFF
+            if r >> 31:  # negative: element j sorts before the best so far
+                best = j
+        if best != i:
+            a, b = base + i * size, base + best * size
+            if swap:
+                k.call(swap, (a, b, size) + ((priv,) if priv is not None else ()), k.current)
+            else:
+                x, y = m.read(a, size), m.read(b, size)
+                m.write(a, y)
+                m.write(b, x)
+    return 0
+
+
+@kfunc("int_sqrt", nargs=1)
+def _int_sqrt(k: BaseKernel, c: TrapCall) -> int:
+    import math
+
+    return math.isqrt(c.arg(0))
+
+
+@kfunc("__sw_hweight32", "__sw_hweight64", "__sw_hweight16", "__sw_hweight8", nargs=1)
+def _hweight(k: BaseKernel, c: TrapCall) -> int:
+    bits = int(c.name.rsplit("t", 1)[1])
+    return bin(c.arg(0) & ((1 << bits) - 1)).count("1")
+
+
+@kfunc("bitmap_zalloc", "bitmap_alloc", nargs=2)
+def _bitmap_alloc(k: BaseKernel, c: TrapCall) -> int:
+    """bitmap_zalloc(nbits, flags): BITS_TO_LONGS(nbits) longs."""
+    return zalloc(k, ((c.arg(0) & 0xFFFFFFFF) + 63) // 64 * 8 or 8)
+
+
+@kfunc("bitmap_free", nargs=1)
+def _bitmap_free(k: BaseKernel, c: TrapCall) -> int:
+    k.free(c.arg(0))
+    return 0
+
+
+@kfunc("__do_once_start", nargs=2)
+def _do_once_start(k: BaseKernel, c: TrapCall) -> int:
+    """__do_once_start(&done, &flags): true when the once-block has not run yet."""
+    return 0 if k.machine.read_int(c.arg(0), 1) else 1
+
+
+@kfunc("__do_once_done", nargs=4)
+def _do_once_done(k: BaseKernel, c: TrapCall) -> int:
+    k.machine.write_int(c.arg(0), 1, 1)
+    return 0
+
+
+@kfunc("__percpu_counter_init", nargs=4)
+def _percpu_counter_init(k: BaseKernel, c: TrapCall) -> int:
+    """__percpu_counter_init(fbc, amount, gfp, key): count = amount, a per-cpu s32 each."""
+    m = k.machine
+    m.write_int(c.arg(0) + 8, 8, c.arg(1) & 0xFFFFFFFFFFFFFFFF)
+    used = getattr(k, "_module_percpu", 0x40000)
+    at = (used + 7) & ~7
+    if at + 4 > PERCPU_SIZE:
+        return -ENOMEM
+    k._module_percpu = at + 4  # type: ignore[attr-defined]
+    k.machine.write(k.percpu_base + at, bytes(4))
+    m.write_word(c.arg(0) + 32, at if k.percpu_relative else at + k.percpu_base)
+    return 0
+
+
+@kfunc("percpu_counter_destroy", nargs=1)
+def _percpu_counter_destroy(k: BaseKernel, c: TrapCall) -> int:
+    k.machine.write_word(c.arg(0) + 32, 0)
+    return 0
+
+
+@kfunc("alloc_cpumask_var_node", "alloc_cpumask_var", "zalloc_cpumask_var", nargs=3)
+def _alloc_cpumask_var(k: BaseKernel, c: TrapCall) -> int:
+    """CONFIG_CPUMASK_OFFSTACK (Debian's NR_CPUS 8192): *mask = cpumask_size() bytes
+    (nr_cpu_ids 1: one long); true, false without memory."""
+    mask = zalloc(k, 8)
+    k.machine.write_word(c.arg(0), mask)
+    return int(mask != 0)
+
+
+@kfunc("free_cpumask_var", nargs=1)
+def _free_cpumask_var(k: BaseKernel, c: TrapCall) -> int:
+    k.free(c.arg(0))
+    return 0
+
+
+@kfunc("idr_preload", nargs=1)
+def _idr_preload(k: BaseKernel, c: TrapCall) -> int:
+    """idr_preload(gfp): preemption disabled (idr_preload_end, inline, enables it again);
+    the radix-tree nodes it preloads are not needed by this kernel's IDR."""
+    at = k.percpu_base + k.percpu_offset("__preempt_count")
+    k.machine.write_int(at, 4, (k.machine.read_int(at, 4) + 1) & 0xFFFFFFFF)
+    return 0

@@ -448,3 +448,126 @@ def _free_netdev(k: BaseKernel, c: TrapCall) -> int:
         unregister(k, "netdev-alloc", dev)
         k.free(dev)
     return 0
+
+
+# -- smaller net registries --------------------------------------------------------------------------
+@kfunc("ethtool_set_ethtool_phy_ops", nargs=1)
+def _ethtool_set_ethtool_phy_ops(k: BaseKernel, c: TrapCall) -> int:
+    """ethtool_set_ethtool_phy_ops(ops): ethtool's PHY operations become ops (net/ethtool/common.c)."""
+    table(k, "ethtool")["phy_ops"] = c.arg(0)
+    return 0
+
+
+SOCK_DIAG_FAMILY = 8
+
+
+@kfunc("sock_diag_register", nargs=1)
+def _sock_diag_register(k: BaseKernel, c: TrapCall) -> int:
+    """sock_diag_register(hndl): -EINVAL for family >= AF_MAX, -EBUSY when taken
+    (net/core/sock_diag.c)."""
+    fam = k.machine.read_int(c.arg(0) + SOCK_DIAG_FAMILY, 1)
+    if fam >= NPROTO:
+        return -22
+    return -EBUSY if register(k, "sock-diag", c.arg(0), str(fam), by_name=True) else 0
+
+
+@kfunc("sock_diag_unregister", nargs=1)
+def _sock_diag_unregister(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "sock-diag", c.arg(0))
+    return 0
+
+
+@kfunc("sock_diag_register_inet_compat", "sock_diag_unregister_inet_compat", nargs=1)
+def _sock_diag_inet_compat(k: BaseKernel, c: TrapCall) -> int:
+    table(k, "sock-diag")["inet_compat"] = c.arg(0) if "unregister" not in c.name else 0
+    return 0
+
+
+TCP_CA_NAME, TCP_CA_KEY, TCP_CA_FLAGS = 88, 128, 132
+TCP_CA_SSTHRESH, TCP_CA_COND_AVOID, TCP_CA_CONG_CONTROL, TCP_CA_UNDO = 0, 8, 56, 64
+BUILTIN_TCP_CA = ("reno", "cubic")  # Debian's 6.1: cubic built in, reno always
+
+
+@kfunc("tcp_register_congestion_control", nargs=1)
+def _tcp_register_cc(k: BaseKernel, c: TrapCall) -> int:
+    """tcp_register_congestion_control(ca): -EINVAL without ssthresh/undo_cwnd and
+    cong_avoid or cong_control, -EEXIST for a name taken (net/ipv4/tcp_cong.c, with its
+    "%s already registered or non-unique key" / "%s registered" lines)."""
+    import zlib
+
+    m = k.machine
+    ca = c.arg(0)
+    name = name_at(k, ca + TCP_CA_NAME, 16)
+    w = [m.read_word(ca + o) for o in (TCP_CA_SSTHRESH, TCP_CA_UNDO, TCP_CA_COND_AVOID, TCP_CA_CONG_CONTROL)]
+    if not (w[0] and w[1] and (w[2] or w[3])):
+        k.state.printk(3, False, f"TCP: {name} does not implement required ops\n", None)
+        return -22
+    m.write_int(ca + TCP_CA_KEY, 4, zlib.crc32(name.encode()) or 1)  # jhash in the kernel: any non-zero key
+    if name in BUILTIN_TCP_CA or register(k, "tcp-cc", ca, name, by_name=True):
+        k.state.printk(5, False, f"TCP: {name} already registered or non-unique key\n", None)
+        return -EEXIST
+    k.state.printk(6, False, f"TCP: {name} registered\n", None)
+    return 0
+
+
+@kfunc("tcp_unregister_congestion_control", nargs=1)
+def _tcp_unregister_cc(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "tcp-cc", c.arg(0))
+    return 0
+
+
+@kfunc("inet_register_protosw", "inet6_register_protosw", "inet_unregister_protosw",
+       "inet6_unregister_protosw", nargs=1)  # fmt: skip
+def _protosw(k: BaseKernel, c: TrapCall) -> int:
+    """inet_register_protosw(p): listed for its socket type (a permanent entry of the same
+    type/protocol would refuse it: the kernel's are TCP, UDP, ICMP ping and raw)."""
+    if "unregister" in c.name:
+        unregister(k, "inet-protosw", c.arg(0))
+    else:
+        register(k, "inet-protosw", c.arg(0))
+    return 0
+
+
+NFPROTO_NUMPROTO = 13
+
+
+@kfunc("nf_log_register", nargs=2)
+def _nf_log_register(k: BaseKernel, c: TrapCall) -> int:
+    """nf_log_register(pf, logger): -EINVAL for pf >= NFPROTO_NUMPROTO (net/netfilter/nf_log.c);
+    -EEXIST when a logger of the same type is already there for pf."""
+    pf = c.arg(0) & 0xFF
+    if pf >= NFPROTO_NUMPROTO:
+        return -22
+    return register(k, "nf-logger", c.arg(1), str(pf))
+
+
+@kfunc("nf_log_unregister", nargs=1)
+def _nf_log_unregister(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "nf-logger", c.arg(0))
+    return 0
+
+
+@kfunc("nf_register_queue_handler", "nf_unregister_queue_handler", nargs=1)
+def _nf_queue_handler(k: BaseKernel, c: TrapCall) -> int:
+    """nf_register_queue_handler(qh): the (single) queue handler (void)."""
+    table(k, "nf-queue")["handler"] = c.arg(0) if c.name == "nf_register_queue_handler" else 0
+    return 0
+
+
+@kfunc("ipv6_mod_enabled", nargs=0)
+def _ipv6_mod_enabled(k: BaseKernel, c: TrapCall) -> int:
+    return 1  # IPv6 built in and not disabled on the command line
+
+
+@kfunc("cn_add_callback", nargs=3)
+def _cn_add_callback(k: BaseKernel, c: TrapCall) -> int:
+    """cn_add_callback(id, name, callback): an id {idx, val} already taken is -EINVAL
+    (cn_queue_add_callback's -EINVAL, drivers/connector/cn_queue.c)."""
+    ident = k.machine.read(c.arg(0), 8)
+    return -22 if register(k, "connector", int.from_bytes(ident, "little"), name_at(k, c.arg(1))) else 0
+
+
+@kfunc("cn_del_callback", nargs=1)
+def _cn_del_callback(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "connector", int.from_bytes(k.machine.read(c.arg(0), 8), "little"))
+    return 0

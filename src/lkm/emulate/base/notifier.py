@@ -150,6 +150,7 @@ _CHAIN_FUNCS = {
     "register_restart_handler": "restart_handler", "register_nexthop_notifier": "nexthop",
     "cpu_pm_register_notifier": "cpu_pm", "register_netdevice_notifier_net": "netdevice",
     "register_netdevice_notifier_dev_net": "netdevice", "lease_register_notifier": "lease",
+    "register_memory_notifier": "memory",
 }  # fmt: skip
 _CHAIN_FUNCS.update({
     k.replace("register", "unregister", 1): v for k, v in list(_CHAIN_FUNCS.items())

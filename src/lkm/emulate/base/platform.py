@@ -162,3 +162,81 @@ def _x86_match_cpu(k: BaseKernel, c: TrapCall) -> int:
             return at
         at += CPU_ID_SIZE
     return 0
+
+
+# -- what else the machine is or is not ----------------------------------------------------------------
+@kfunc("acpi_osi_is_win8", nargs=0)
+def _acpi_osi_is_win8(k: BaseKernel, c: TrapCall) -> int:
+    """acpi_osi_is_win8(): SeaBIOS's DSDT never asks _OSI("Windows 2012"): false."""
+    return 0
+
+
+@kfunc("hv_is_hyperv_initialized", nargs=0)
+def _hv_is_hyperv_initialized(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # not a Hyper-V guest
+
+
+@kfunc("kvm_para_available", nargs=0)
+def _kvm_para_available(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # TCG: no KVM CPUID leaves
+
+
+@kfunc("ec_read", "ec_write", "ec_transaction", nargs=2)
+def _ec(k: BaseKernel, c: TrapCall) -> int:
+    return -19  # -ENODEV: QEMU's PC has no ACPI embedded controller (drivers/acpi/ec.c's first_ec NULL)
+
+
+@kfunc("cpufreq_get_current_driver", nargs=0)
+def _cpufreq_get_current_driver(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # no cpufreq driver under TCG: NULL
+
+
+@kfunc("edac_get_owner", nargs=0)
+def _edac_get_owner(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # no EDAC driver owns the machine yet: NULL
+
+
+@kfunc("drm_firmware_drivers_only", nargs=0)
+def _drm_firmware_drivers_only(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # nomodeset not on the command line
+
+
+@kfunc("fb_get_options", nargs=2)
+def _fb_get_options(k: BaseKernel, c: TrapCall) -> int:
+    """fb_get_options(name, &option): no video= on the command line: *option = NULL, 0
+    (the driver is enabled)."""
+    if c.arg(1):
+        k.machine.write_word(c.arg(1), 0)
+    return 0
+
+
+XFEATURE_NAMES = ("x87 floating point registers", "SSE registers", "AVX registers", "MPX bounds registers",
+                  "MPX CSR", "AVX-512 opmask", "AVX-512 Hi256", "AVX-512 ZMM_Hi256",
+                  "Processor Trace (unused)",
+                  "Protection Keys User registers", "PASID state")  # fmt: skip
+
+
+@kfunc("cpu_has_xfeatures", nargs=2)
+def _cpu_has_xfeatures(k: BaseKernel, c: TrapCall) -> int:
+    """cpu_has_xfeatures(mask, &name): qemu64 has no XSAVE, so only x87 and SSE state exist;
+    for another feature 0 and *name = the first missing one's name."""
+    missing = c.arg(0) & ~0x3
+    if not missing:
+        return 1
+    if c.arg(1):
+        bit = (missing & -missing).bit_length() - 1
+        name = XFEATURE_NAMES[bit] if bit < len(XFEATURE_NAMES) else "unknown xstate feature"
+        strings = table(k, "xfeature-names")
+        addr = strings.get(name)
+        if not isinstance(addr, int):
+            addr = k.new_string(name.encode())
+            strings[name] = addr
+        k.machine.write_word(c.arg(1), addr)
+    return 0
+
+
+@kfunc("nr_free_buffer_pages", nargs=0)
+def _nr_free_buffer_pages(k: BaseKernel, c: TrapCall) -> int:
+    """The free pages of the emulated kernel's heap (its memory budget left)."""
+    used = sum(k.allocations.values())
+    return max(k.memory_budget - used, 0) // 4096

@@ -7,7 +7,7 @@ of about their size; their members are the kernel's business, not the module's."
 
 from __future__ import annotations
 
-from lkm.emulate.base.registry import EEXIST, ENOENT, err_ptr, name_at, table, zalloc
+from lkm.emulate.base.registry import EEXIST, ENOENT, err_ptr, name_at, ptr_name, table, zalloc
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
@@ -230,6 +230,43 @@ def _kset_create_and_add(k: BaseKernel, c: TrapCall) -> int:
     if obj:
         k.machine.write_word(obj + 0x20, k.new_string(name.encode()))  # kset.kobj.name (after list, lock)
     return obj
+
+
+@kfunc("kobject_init_and_add", nargs=4, varargs=True)
+def _kobject_init_and_add(k: BaseKernel, c: TrapCall) -> int:
+    """kobject_init_and_add(kobj, ktype, parent, fmt, ...): named, listed under parent;
+    -EEXIST (with the kernel's message) for a name the parent has."""
+    from lkm.emulate.base.printk import fmt_call
+
+    name = fmt_call(k, c, 3).decode("utf-8", "replace")
+    return _kobject_add(k, c.arg(0), c.arg(2), name)
+
+
+def _kobject_add(k: BaseKernel, kobj: int, parent: int, name: str) -> int:
+    tree = _Tree(k, "sysfs")
+    if tree.find(parent, name):
+        why = "don't try to register things with the same name in the same directory."
+        k.state.printk(3, False, f"kobject_add_internal failed for {name} with -EEXIST, {why}\n", None)
+        return -EEXIST
+    tree.entries[kobj] = (parent, name, "dir")
+    k.machine.write_word(kobj, k.new_string(name.encode()))
+    return 0
+
+
+@kfunc("kset_register", nargs=1)
+def _kset_register(k: BaseKernel, c: TrapCall) -> int:
+    """kset_register(kset): its kobject (at 0x20, after the list and lock) added under its
+    parent with the name already set."""
+    kobj = c.arg(0) + 0x20
+    name = ptr_name(k, kobj, 0)
+    parent = k.machine.read_word(kobj + 0x18)  # kobj.parent after name, entry
+    if not name:
+        return -22
+    tree = _Tree(k, "sysfs")
+    if tree.find(parent, name):
+        return -EEXIST
+    tree.entries[c.arg(0)] = (parent, name, "dir")
+    return 0
 
 
 @kfunc("kobject_put", "kset_unregister", "kobject_del", nargs=1)

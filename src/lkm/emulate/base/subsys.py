@@ -372,3 +372,117 @@ def _register_console(k: BaseKernel, c: TrapCall) -> int:
 def _unregister_console(k: BaseKernel, c: TrapCall) -> int:
     """-ENODEV for a console not registered."""
     return 0 if unregister(k, "console", c.arg(0)) else -19
+
+
+# -- more registries --------------------------------------------------------------------------------
+@kfunc("register_shrinker", "prealloc_shrinker", nargs=2, varargs=True)
+def _register_shrinker(k: BaseKernel, c: TrapCall) -> int:
+    """register_shrinker(shrinker, fmt, ...): listed (memory pressure never calls it here)."""
+    register(k, "shrinker", c.arg(0))
+    return 0
+
+
+@kfunc("unregister_shrinker", "free_prealloced_shrinker", nargs=1)
+def _unregister_shrinker(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "shrinker", c.arg(0))
+    return 0
+
+
+N_TTY, NR_LDISCS = 0, 30
+
+
+@kfunc("tty_register_ldisc", nargs=1)
+def _tty_register_ldisc(k: BaseKernel, c: TrapCall) -> int:
+    """tty_register_ldisc(ops): -EINVAL for num outside [N_TTY, NR_LDISCS); the slot is
+    (re)set (drivers/tty/tty_ldisc.c)."""
+    num = k.machine.read_int(c.arg(0) + 8, 4)
+    if num >= NR_LDISCS:
+        return -22
+    slots = table(k, "tty-ldisc")
+    slots[num] = c.arg(0)
+    return 0
+
+
+@kfunc("tty_unregister_ldisc", nargs=1)
+def _tty_unregister_ldisc(k: BaseKernel, c: TrapCall) -> int:
+    table(k, "tty-ldisc").pop(k.machine.read_int(c.arg(0) + 8, 4), None)
+    return 0
+
+
+@kfunc("cpufreq_register_governor", nargs=1)
+def _cpufreq_register_governor(k: BaseKernel, c: TrapCall) -> int:
+    """cpufreq_register_governor(gov): -EBUSY for a name taken (the built-in ones:
+    performance, schedutil)."""
+    name = name_at(k, c.arg(0), 16)
+    if name in ("performance", "schedutil") or register(k, "cpufreq-governor", c.arg(0), name, by_name=True):
+        return -16
+    return 0
+
+
+@kfunc("cpufreq_unregister_governor", nargs=1)
+def _cpufreq_unregister_governor(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "cpufreq-governor", c.arg(0))
+    return 0
+
+
+@kfunc("register_asymmetric_key_parser", nargs=1)
+def _register_asymmetric_key_parser(k: BaseKernel, c: TrapCall) -> int:
+    """register_asymmetric_key_parser(parser): -EEXIST for a name taken (the built-in x509
+    parser), "Asymmetric key parser '%s' registered" (crypto/asymmetric_keys/asymmetric_type.c)."""
+    name = ptr_name(k, c.arg(0), 24)
+    if name == "x509" or register(k, "asymmetric-parser", c.arg(0), name, by_name=True):
+        k.state.printk(3, False, f"Asymmetric key parser '{name}' already registered\n", None)
+        return -EEXIST
+    k.state.printk(5, False, f"Asymmetric key parser '{name}' registered\n", None)
+    return 0
+
+
+@kfunc("unregister_asymmetric_key_parser", nargs=1)
+def _unregister_asymmetric_key_parser(k: BaseKernel, c: TrapCall) -> int:
+    if unregister(k, "asymmetric-parser", c.arg(0)):
+        k.state.printk(5, False, f"Asymmetric key parser '{ptr_name(k, c.arg(0), 24)}' unregistered\n", None)
+    return 0
+
+
+@kfunc("zpool_register_driver", "zpool_unregister_driver", nargs=1)
+def _zpool_driver(k: BaseKernel, c: TrapCall) -> int:
+    """zpool_register_driver(driver) (void) / zpool_unregister_driver: 0 when removed."""
+    if "unregister" in c.name:
+        return 0 if unregister(k, "zpool", c.arg(0)) else -2
+    register(k, "zpool", c.arg(0), ptr_name(k, c.arg(0), 0))
+    return 0
+
+
+@kfunc("sched_set_fifo", "sched_set_fifo_low", "sched_set_normal", nargs=2)
+def _sched_set(k: BaseKernel, c: TrapCall) -> int:
+    """The task's scheduling policy (void): recorded, as nothing schedules tasks here."""
+    table(k, "sched-policy")[c.arg(0)] = c.name.removeprefix("sched_set_")
+    return 0
+
+
+@kfunc("prepare_kernel_cred", nargs=1)
+def _prepare_kernel_cred(k: BaseKernel, c: TrapCall) -> int:
+    """prepare_kernel_cred(daemon): a fresh root credential (struct cred, usage 1)."""
+    cred = zalloc(k, 0xB0)
+    if cred:
+        k.machine.write_int(cred, 4, 1)
+    return cred
+
+
+@kfunc("make_kuid", "make_kgid", nargs=2)
+def _make_kid(k: BaseKernel, c: TrapCall) -> int:
+    """make_kuid(ns, uid): init_user_ns maps every id to itself (the only namespace here)."""
+    return c.arg(1) & 0xFFFFFFFF
+
+
+@kfunc("input_free_device", nargs=1)
+def _input_free_device(k: BaseKernel, c: TrapCall) -> int:
+    """input_free_device(dev): an input device never registered is freed (NULL allowed)."""
+    if c.arg(0):
+        k.free(c.arg(0))
+    return 0
+
+
+@kfunc("backlight_device_unregister", nargs=1)
+def _backlight_device_unregister(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # NULL (no backlight registered) is allowed
