@@ -33,6 +33,7 @@ from lkm.emulate.survey import (
     DEFAULT_SECONDS,
     ModuleRun,
     by_subsystem,
+    driver_core,
     run_modules,
     tree_modules,
 )
@@ -77,6 +78,9 @@ def main() -> int:
     loaded = "dependencies not loaded" if a.no_deps else "dependencies loaded first"
     print(f"{a.tree}: {what}, {mode} mode, {loaded}, {took:.0f} s ({n / took:.1f} inits/s)")
     print(f"inits with no unimplemented kernel call: {clean}/{n} ({100 * clean / n:.1f}%)")
+    core = sum(all(driver_core(u) for u in r.unimplemented) for r in runs)
+    print(f"  ... or whose only missing calls are driver-core/bus/device/IRQ/timer/DMA ones: {core}/{n} "
+          f"({100 * core / n:.1f}%)")  # fmt: skip
     causes = collections.Counter(r.result for r in runs)
     print("how the runs ended: " + ", ".join(f"{c}: {k}" for c, k in causes.most_common()))
     missing = collections.Counter(u for r in runs for u in r.unimplemented)
@@ -95,7 +99,7 @@ def main() -> int:
     print()
     print("most frequent missing functions (modules calling them):")
     for name, count in missing.most_common(40):
-        print(f"  {count:5d}  {name}")
+        print(f"  {count:5d}  {name}{'  (driver core)' if driver_core(name) else ''}")
     if a.json:
         Path(a.json).write_text(json.dumps([r.asdict() for r in runs], indent=0) + "\n")
     return 0

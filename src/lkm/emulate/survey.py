@@ -3,6 +3,7 @@ each run ended (the corpus survey of scripts/emulate_corpus.py and its CI sample
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 
@@ -160,6 +161,25 @@ def tree_modules(paths: Sequence[str]) -> dict[str, str]:
         base = p.rsplit("/", 1)[-1]
         out[module_key(base.split(".ko", 1)[0])] = p
     return out
+
+
+# Kernel functions of the driver core and the buses, devices, interrupts, timers, work and DMA
+# (issue 21's item 2, implemented beside this survey): the survey reports the share of inits
+# whose only missing calls are these.
+DRIVER_CORE = re.compile(
+    r"^_*(bus_|driver_|device_|devm_|dev_|put_device|get_device|class_|pci|usb_|platform_|i2c_|spi_|"
+    r"virtio|register_virtio|unregister_virtio|request_irq|request_threaded_irq|free_irq|enable_irq|"
+    r"disable_irq|irq_|ioremap|iounmap|dma|timer|hrtimer|init_timer|add_timer|del_timer|mod_timer|"
+    r"queue_|tasklet|acpi_bus_|register_acpi_bus_type|acpi_get_devices|acpi_walk_namespace|"
+    r"transport_class|anon_transport_class|attribute_container|auxiliary|pnp_|serio|gameport|hid_|"
+    r"sdw_|mdio|phy_|serdev|cxl_|coreboot_|mhi_|wmi_|parport_|pcmcia_|comedi_|ieee1394|fw_|"
+    r"kthread_|wake_up_process|schedule_|msleep|usleep|udelay)"
+)
+
+
+def driver_core(function: str) -> bool:
+    """``function`` belongs to the driver core / buses / devices / IRQs / timers / DMA."""
+    return DRIVER_CORE.match(function) is not None
 
 
 def subsystem(path: str) -> str:

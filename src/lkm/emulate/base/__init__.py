@@ -11,7 +11,7 @@
 - crypto: algorithm and template registrations
 - platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
 - firmware: firmware requests (no files: -ENOENT)
-- subsys: LED triggers, keys, input handlers, NLS, kthread workers, bdi, pinned mounts
+- subsys: LED triggers, keys, input handlers, NLS, kthread workers, bdi, tty drivers, misc registries
 
 A function registered twice is an error at import (:data:`lkm.emulate.kernel.FUNCTIONS`)."""
 

@@ -12,7 +12,20 @@ from __future__ import annotations
 
 import hashlib
 
-from lkm.emulate.base.registry import EBUSY, EINVAL, ENOMEM, ENOSPC, table, zalloc
+from lkm.emulate.base.registry import (
+    EBUSY,
+    EINVAL,
+    ENOMEM,
+    ENOSPC,
+    err_ptr,
+    lookup,
+    name_at,
+    ptr_name,
+    register,
+    table,
+    unregister,
+    zalloc,
+)
 from lkm.emulate.kernel import PERCPU_SIZE, BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
@@ -721,3 +734,58 @@ def _idr_preload(k: BaseKernel, c: TrapCall) -> int:
     at = k.percpu_base + k.percpu_offset("__preempt_count")
     k.machine.write_int(at, 4, (k.machine.read_int(at, 4) + 1) & 0xFFFFFFFF)
     return 0
+
+
+@kfunc("uuid_gen", "guid_gen", "generate_random_uuid", "generate_random_guid", nargs=1)
+def _uuid_gen(k: BaseKernel, c: TrapCall) -> int:
+    """A random (version 4, DCE variant) UUID/GUID: 16 random bytes with the version in byte
+    6 (uuid) or 7 (guid) and the variant in byte 8 (lib/uuid.c)."""
+    raw = bytearray(hashlib.shake_128(b"lkm-uuid%d" % len(table(k, "uuids"))).digest(16))
+    table(k, "uuids")[len(table(k, "uuids"))] = bytes(raw)
+    v = 7 if "guid" in c.name else 6
+    raw[v] = (raw[v] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    k.machine.write(c.arg(0), bytes(raw))
+    return 0
+
+
+# -- text search (lib/textsearch.c) --------------------------------------------------------------------
+TS_NAME, TS_INIT = 0, 8
+
+
+@kfunc("textsearch_register", nargs=1)
+def _textsearch_register(k: BaseKernel, c: TrapCall) -> int:
+    """textsearch_register(ops): -EINVAL without name/init/find, -EEXIST for a name taken
+    (struct ts_ops: name, init, find, destroy, ...)."""
+    m = k.machine
+    ops = c.arg(0)
+    if not all(m.read_word(ops + o) for o in (0, 8, 16)):  # name, init, find
+        return -EINVAL
+    return register(k, "textsearch", ops, ptr_name(k, ops, TS_NAME), by_name=True)
+
+
+@kfunc("textsearch_unregister", nargs=1)
+def _textsearch_unregister(k: BaseKernel, c: TrapCall) -> int:
+    return 0 if unregister(k, "textsearch", c.arg(0)) else -2
+
+
+@kfunc("textsearch_prepare", nargs=5)
+def _textsearch_prepare(k: BaseKernel, c: TrapCall) -> int:
+    """textsearch_prepare(algo, pattern, len, gfp, flags): the algorithm by name (loading
+    ts_<algo> when it is not registered, as with TS_AUTOLOAD), conf = ops->init(pattern,
+    len, gfp, flags), conf->ops = ops; ERR_PTR(-EINVAL) for len 0, ERR_PTR(-ENOENT) when
+    no module provides it."""
+    if not c.arg(2) & 0xFFFFFFFF:
+        return err_ptr(k, EINVAL)
+    algo = name_at(k, c.arg(0))
+    ops = lookup(k, "textsearch", algo)
+    if not ops and k.request_module is not None and c.arg(4) & 1:  # TS_AUTOLOAD
+        k.request_module(f"ts_{algo}", True)
+        ops = lookup(k, "textsearch", algo)
+    if not ops:
+        return err_ptr(k, 2)
+    init = k.machine.read_word(ops + TS_INIT)
+    conf = k.call(init, (c.arg(1), c.arg(2), c.arg(3), c.arg(4)), k.current) & k.arch.mask
+    if conf and conf < (-4095) & k.arch.mask:
+        k.machine.write_word(conf, ops)
+    return conf

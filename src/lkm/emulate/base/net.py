@@ -571,3 +571,46 @@ def _cn_add_callback(k: BaseKernel, c: TrapCall) -> int:
 def _cn_del_callback(k: BaseKernel, c: TrapCall) -> int:
     unregister(k, "connector", int.from_bytes(k.machine.read(c.arg(0), 8), "little"))
     return 0
+
+
+# -- xfrm (net/xfrm/xfrm_state.c, xfrm_input.c) -----------------------------------------------------
+AF_INET, AF_INET6 = 2, 10
+
+
+@kfunc("xfrm_register_type", nargs=2)
+def _xfrm_register_type(k: BaseKernel, c: TrapCall) -> int:
+    """xfrm_register_type(type, family): -EAFNOSUPPORT for a family other than AF_INET/6,
+    -EEXIST when the protocol (type->proto, at 8) is taken for it."""
+    fam = c.arg(1) & 0xFFFFFFFF
+    if fam not in (AF_INET, AF_INET6):
+        return -97
+    proto = k.machine.read_int(c.arg(0) + 8, 1)
+    return register(k, "xfrm-type", c.arg(0), f"{fam}/{proto}", by_name=True)
+
+
+@kfunc("xfrm_unregister_type", nargs=2)
+def _xfrm_unregister_type(k: BaseKernel, c: TrapCall) -> int:
+    unregister(k, "xfrm-type", c.arg(0))
+    return 0
+
+
+@kfunc("xfrm_input_register_afinfo", nargs=1)
+def _xfrm_input_register_afinfo(k: BaseKernel, c: TrapCall) -> int:
+    """xfrm_input_register_afinfo(afinfo): -EAFNOSUPPORT for family > AF_INET6, -EEXIST when
+    the (is_ipip, family) slot is taken; struct xfrm_input_afinfo {u8 family; bool is_ipip}."""
+    fam, ipip = k.machine.read_int(c.arg(0), 1), k.machine.read_int(c.arg(0) + 1, 1)
+    if fam > AF_INET6:
+        return -97
+    return register(k, "xfrm-input-afinfo", c.arg(0), f"{ipip}/{fam}", by_name=True)
+
+
+@kfunc("xfrm_input_unregister_afinfo", nargs=1)
+def _xfrm_input_unregister_afinfo(k: BaseKernel, c: TrapCall) -> int:
+    return 0 if unregister(k, "xfrm-input-afinfo", c.arg(0)) else -22
+
+
+@kfunc("nfs_ssc_register", "nfs_ssc_unregister", nargs=1)
+def _nfs_ssc_register(k: BaseKernel, c: TrapCall) -> int:
+    """nfs_ssc_register(ops): the NFS server-to-server copy client table's ops (void)."""
+    table(k, "nfs-ssc")["ops"] = c.arg(0) if c.name == "nfs_ssc_register" else 0
+    return 0

@@ -1,8 +1,9 @@
 """Smaller subsystems' registrations: LED triggers (drivers/leds/led-triggers.c), key types
 and keyrings (security/keys), input handlers (drivers/input/input.c), NLS tables
-(fs/nls/nls_base.c), kthread workers (kernel/kthread.c), backing devices (mm/backing-dev.c)
-and pinned internal mounts (fs/libfs.c).  A name already registered is refused as the
-kernel refuses it (-EEXIST); unregistering forgets it.  Offsets: 6.1 amd64 (offsetof()
+(fs/nls/nls_base.c), kthread workers (kernel/kthread.c), backing devices (mm/backing-dev.c),
+tty drivers and consoles (drivers/tty) and other small registries.  A name already registered
+is refused as the kernel refuses it (-EEXIST); unregistering forgets it.  (simple_pin_fs is
+left unimplemented: it would have to run the filesystem's fill_super.)  Offsets: 6.1 amd64 (offsetof()
 against its headers)."""
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def _kthread_stop(k: BaseKernel, c: TrapCall) -> int:
     return -4
 
 
-# -- backing devices and internal mounts -----------------------------------------------------------
+# -- backing devices -----------------------------------------------------------------------------
 @kfunc("bdi_alloc", nargs=1)
 def _bdi_alloc(k: BaseKernel, c: TrapCall) -> int:
     """bdi_alloc(node): a zeroed backing_dev_info (NULL without memory)."""
@@ -207,36 +208,6 @@ def _bdi_register(k: BaseKernel, c: TrapCall) -> int:
 @kfunc("bdi_put", "bdi_unregister", nargs=1)
 def _bdi_put(k: BaseKernel, c: TrapCall) -> int:
     unregister(k, "bdi", c.arg(0))
-    return 0
-
-
-@kfunc("simple_pin_fs", nargs=3)
-def _simple_pin_fs(k: BaseKernel, c: TrapCall) -> int:
-    """simple_pin_fs(type, &mount, &count): the filesystem's internal mount, made on the
-    first pin (a vfsmount whose root dentry and superblock are fresh objects; the
-    filesystem's own fill_super does not run here), *count += 1."""
-    m = k.machine
-    mnt_ptr, count_ptr = c.arg(1), c.arg(2)
-    if not m.read_word(mnt_ptr):
-        mnt = zalloc(k, 0x40)
-        root, sb = zalloc(k, 0xC0), zalloc(k, 0x600)
-        if not (mnt and root and sb):
-            return -12
-        m.write_word(mnt, root)  # mnt_root
-        m.write_word(mnt + 8, sb)  # mnt_sb
-        m.write_word(root + 0x68, sb)  # dentry.d_sb
-        m.write_word(mnt_ptr, mnt)
-    m.write_int(count_ptr, 4, m.read_int(count_ptr, 4) + 1)
-    return 0
-
-
-@kfunc("simple_release_fs", nargs=2)
-def _simple_release_fs(k: BaseKernel, c: TrapCall) -> int:
-    m = k.machine
-    n = m.read_int(c.arg(1), 4)
-    m.write_int(c.arg(1), 4, max(n - 1, 0))
-    if n <= 1:
-        m.write_word(c.arg(0), 0)
     return 0
 
 
