@@ -13,6 +13,8 @@ from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
 
 PDE_SIZE, DENTRY_SIZE, KOBJ_SIZE = 0xC0, 0xC0, 0x40
+KSET_KOBJ = 0x18  # struct kset {list, list_lock, kobj}
+KOBJ_PARENT = 0x18  # struct kobject {name, entry, parent}
 
 
 class _Tree:
@@ -228,7 +230,7 @@ def _kset_create_and_add(k: BaseKernel, c: TrapCall) -> int:
         return 0
     obj = tree.add(c.arg(2), name, 0x80, "dir")
     if obj:
-        k.machine.write_word(obj + 0x20, k.new_string(name.encode()))  # kset.kobj.name (after list, lock)
+        k.machine.write_word(obj + KSET_KOBJ, k.new_string(name.encode()))  # kset.kobj.name
     return obj
 
 
@@ -255,11 +257,11 @@ def _kobject_add(k: BaseKernel, kobj: int, parent: int, name: str) -> int:
 
 @kfunc("kset_register", nargs=1)
 def _kset_register(k: BaseKernel, c: TrapCall) -> int:
-    """kset_register(kset): its kobject (at 0x20, after the list and lock) added under its
+    """kset_register(kset): its kobject (at 0x18, after the list and its lock) added under its
     parent with the name already set."""
-    kobj = c.arg(0) + 0x20
+    kobj = c.arg(0) + KSET_KOBJ
     name = ptr_name(k, kobj, 0)
-    parent = k.machine.read_word(kobj + 0x18)  # kobj.parent after name, entry
+    parent = k.machine.read_word(kobj + KOBJ_PARENT)
     if not name:
         return -22
     tree = _Tree(k, "sysfs")

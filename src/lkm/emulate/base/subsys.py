@@ -457,3 +457,80 @@ def _input_free_device(k: BaseKernel, c: TrapCall) -> int:
 @kfunc("backlight_device_unregister", nargs=1)
 def _backlight_device_unregister(k: BaseKernel, c: TrapCall) -> int:
     return 0  # NULL (no backlight registered) is allowed
+
+
+# -- CPU hotplug states (kernel/cpu.c) -----------------------------------------------------------------
+CPUHP_BP_PREPARE_DYN, CPUHP_BP_PREPARE_DYN_END = 70, 90  # 6.1 amd64's enum cpuhp_state
+CPUHP_AP_ONLINE_DYN, CPUHP_AP_ONLINE_DYN_END = 201, 231
+ONLINE_CPUS = (0,)
+
+
+def _cpuhp_slot(k: BaseKernel, state: int) -> int:
+    """The state to use: a free dynamic one for the *_DYN placeholders (-ENOSPC when all are
+    taken), else the fixed one (-EBUSY when it has callbacks already)."""
+    states = table(k, "cpuhp")
+    for lo, hi in (
+        (CPUHP_BP_PREPARE_DYN, CPUHP_BP_PREPARE_DYN_END),
+        (CPUHP_AP_ONLINE_DYN, CPUHP_AP_ONLINE_DYN_END),
+    ):
+        if state == lo:
+            return next((s for s in range(lo, hi) if s not in states), -28)
+    return -16 if state in states else state
+
+
+@kfunc("__cpuhp_setup_state", "__cpuhp_setup_state_cpuslocked", nargs=6)
+def _cpuhp_setup_state(k: BaseKernel, c: TrapCall) -> int:
+    """__cpuhp_setup_state(state, name, invoke, startup, teardown, multi_instance): the
+    callbacks installed in the state (a dynamic one allocated: its number is returned, else
+    0); with invoke, startup(cpu) runs for each online CPU (CPU 0 here) and a failure
+    undoes the state and is returned.  (The boot's own dynamic states are not counted: the
+    number is the first of the range.)"""
+    state = c.arg(0) & 0xFFFFFFFF
+    slot = _cpuhp_slot(k, state)
+    if slot < 0:
+        return slot
+    startup, teardown, multi = c.arg(3), c.arg(4), bool(c.arg(5) & 0xFF)
+    table(k, "cpuhp")[slot] = (name_at(k, c.arg(1)), startup, teardown, multi, k.current)
+    if c.arg(2) & 0xFF and startup and not multi:
+        for cpu in ONLINE_CPUS:
+            ret = k.call(startup, (cpu,), k.current) & 0xFFFFFFFF
+            if ret:
+                del table(k, "cpuhp")[slot]
+                return ret - (1 << 32) if ret >> 31 else ret
+    return slot if slot != state else 0
+
+
+@kfunc("__cpuhp_remove_state", "__cpuhp_remove_state_cpuslocked", nargs=2)
+def _cpuhp_remove_state(k: BaseKernel, c: TrapCall) -> int:
+    """__cpuhp_remove_state(state, invoke): teardown(cpu) for each online CPU with invoke."""
+    got = table(k, "cpuhp").pop(c.arg(0) & 0xFFFFFFFF, None)
+    if isinstance(got, tuple) and c.arg(1) & 0xFF and got[2] and not got[3]:
+        for cpu in ONLINE_CPUS:
+            k.call(got[2], (cpu,), k.current)
+    return 0
+
+
+@kfunc("__cpuhp_state_add_instance", "__cpuhp_state_add_instance_cpuslocked", nargs=3)
+def _cpuhp_add_instance(k: BaseKernel, c: TrapCall) -> int:
+    """__cpuhp_state_add_instance(state, node, invoke): -EINVAL for a state that is not
+    multi-instance; with invoke, startup(cpu, node) for each online CPU."""
+    got = table(k, "cpuhp").get(c.arg(0) & 0xFFFFFFFF)
+    if not isinstance(got, tuple) or not got[3]:
+        return -22
+    if c.arg(2) & 0xFF and got[1]:
+        for cpu in ONLINE_CPUS:
+            ret = k.call(got[1], (cpu, c.arg(1)), k.current) & 0xFFFFFFFF
+            if ret:
+                return ret - (1 << 32) if ret >> 31 else ret
+    return 0
+
+
+@kfunc("__cpuhp_state_remove_instance", nargs=3)
+def _cpuhp_remove_instance(k: BaseKernel, c: TrapCall) -> int:
+    got = table(k, "cpuhp").get(c.arg(0) & 0xFFFFFFFF)
+    if not isinstance(got, tuple) or not got[3]:
+        return -22
+    if c.arg(2) & 0xFF and got[2]:
+        for cpu in ONLINE_CPUS:
+            k.call(got[2], (cpu, c.arg(1)), k.current)
+    return 0
