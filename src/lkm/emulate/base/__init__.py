@@ -5,6 +5,7 @@
 - mm, lib: allocators; xarray/IDR/IDA, rhashtable, mempools, per-cpu memory, static keys
 - strings, printk, sync: lib/string.c, printk/vsprintf, locks/RCU/waits
 - devices: character/misc/block devices, filesystems, driver registrations
+- block: disks, request queues and their limits, blk-mq tag sets
 - notifier: notifier chains and the kernel's own chains
 - procfs: /proc, debugfs, sysfs and kobjects
 - net: socket families, protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
@@ -16,6 +17,7 @@
 A function registered twice is an error at import (:data:`lkm.emulate.kernel.FUNCTIONS`)."""
 
 from lkm.emulate.base import (  # noqa: F401
+    block,
     crypto,
     devices,
     firmware,

@@ -230,8 +230,7 @@ _OBJECTS = {
     "create_singlethread_workqueue": 0x200,
     "__alloc_workqueue_key": 0x200, "crypto_alloc_shash": 0x100, "crypto_alloc_skcipher": 0x100,
     "crypto_alloc_ahash": 0x100, "crypto_alloc_aead": 0x100,
-    "__blk_mq_alloc_disk": 0x800,
-    "__alloc_disk_node": 0x800, "blk_alloc_disk": 0x800, "alloc_chrdev": 0x100,
+    "alloc_chrdev": 0x100,
 }  # fmt: skip
 
 
