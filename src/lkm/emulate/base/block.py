@@ -283,3 +283,26 @@ def _blk_queue_max_discard(k: BaseKernel, c: TrapCall) -> int:
     field = "max_discard_sectors" if "discard" in c.name else "max_write_zeroes_sectors"
     _lim(k, c.arg(0), field, c.arg(1) & 0xFFFFFFFF)
     return 0
+
+
+@kfunc("badblocks_init", nargs=2)
+def _badblocks_init(k: BaseKernel, c: TrapCall) -> int:
+    """badblocks_init(bb, enable): an empty table page, shift 0 (enabled) or -1; -ENOMEM
+    without memory (block/badblocks.c; struct badblocks: dev, count, unacked_exist, shift
+    at 16, page at 24)."""
+    m = k.machine
+    bb = c.arg(0)
+    m.write_word(bb, 0)
+    m.write_int(bb + 8, 8, 0)
+    page = zalloc(k, 4096)
+    m.write_word(bb + 24, page)
+    m.write_int(bb + 16, 4, 0 if page and c.arg(1) & 0xFFFFFFFF else 0xFFFFFFFF)
+    return 0 if page else -12
+
+
+@kfunc("badblocks_exit", nargs=1)
+def _badblocks_exit(k: BaseKernel, c: TrapCall) -> int:
+    if c.arg(0):
+        k.free(k.machine.read_word(c.arg(0) + 24))
+        k.machine.write_word(c.arg(0) + 24, 0)
+    return 0

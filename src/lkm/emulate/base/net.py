@@ -614,3 +614,21 @@ def _nfs_ssc_register(k: BaseKernel, c: TrapCall) -> int:
     """nfs_ssc_register(ops): the NFS server-to-server copy client table's ops (void)."""
     table(k, "nfs-ssc")["ops"] = c.arg(0) if c.name == "nfs_ssc_register" else 0
     return 0
+
+
+@kfunc("xfrm4_protocol_register", "xfrm6_protocol_register", nargs=2)
+def _xfrm4_protocol_register(k: BaseKernel, c: TrapCall) -> int:
+    """xfrm4_protocol_register(handler, protocol): ESP (50), AH (51) or IPCOMP (108), else
+    -EINVAL; -EEXIST for a handler of the same priority (struct xfrm4_protocol: handler,
+    input_handler, cb_handler, err_handler, next, priority at 40)."""
+    proto = c.arg(1) & 0xFF
+    if proto not in (50, 51, 108):
+        return -22
+    prio = k.machine.read_int(c.arg(0) + 40, 4)
+    fam = "4" if c.name.startswith("xfrm4") else "6"
+    return register(k, "xfrm-protocol", c.arg(0), f"{fam}/{proto}/{prio}", by_name=True)
+
+
+@kfunc("xfrm4_protocol_deregister", "xfrm6_protocol_deregister", nargs=2)
+def _xfrm4_protocol_deregister(k: BaseKernel, c: TrapCall) -> int:
+    return 0 if unregister(k, "xfrm-protocol", c.arg(0)) else -2

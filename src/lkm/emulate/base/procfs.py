@@ -299,7 +299,8 @@ def _kobject_uevent(k: BaseKernel, c: TrapCall) -> int:
 
 
 @kfunc("sysfs_create_group", "sysfs_create_groups", "sysfs_create_file_ns", "sysfs_create_bin_file",
-       "sysfs_create_link", "sysfs_update_group", "sysfs_merge_group", nargs=3)  # fmt: skip
+       "sysfs_create_link", "sysfs_update_group", "sysfs_merge_group", "sysfs_create_files",
+       nargs=3)  # fmt: skip
 def _sysfs_create(k: BaseKernel, c: TrapCall) -> int:
     """Attributes of a kobject: kept under it; a second file of the same name is -EEXIST
     (the attribute's name is the first member of struct attribute / attribute_group's name
@@ -316,7 +317,7 @@ def _sysfs_create(k: BaseKernel, c: TrapCall) -> int:
 
 
 @kfunc("sysfs_remove_group", "sysfs_remove_groups", "sysfs_remove_file_ns", "sysfs_remove_bin_file",
-       "sysfs_remove_link", "sysfs_unmerge_group", nargs=3)  # fmt: skip
+       "sysfs_remove_link", "sysfs_unmerge_group", "sysfs_remove_files", nargs=3)  # fmt: skip
 def _sysfs_remove(k: BaseKernel, c: TrapCall) -> int:
     tab = table(k, "sysfs-attrs")
     create = c.name.replace("remove", "create").replace("unmerge", "merge")
