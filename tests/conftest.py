@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from support import IN_CI, require
 
@@ -15,9 +15,12 @@ pytest_plugins = ["pytester"]  # tests/test_markers.py
 
 # CI explores the same hypothesis examples every run (a landing is never blocked by a newly
 # drawn case); developers' runs draw new ones and keep failures in .hypothesis/.
-settings.register_profile("ci", derandomize=True, database=None)
-if IN_CI:
-    settings.load_profile("ci")
+# No test depends on the clock: hypothesis's per-example deadline and its "too slow" health check
+# are wall-time limits, and they fail on a busy machine (they did: a 20-row strategy under load).
+_untimed = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("dev", **_untimed)  # type: ignore[arg-type]
+settings.register_profile("ci", derandomize=True, database=None, **_untimed)  # type: ignore[arg-type]
+settings.load_profile("ci" if IN_CI else "dev")
 
 
 @pytest.fixture(scope="session")

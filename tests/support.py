@@ -9,11 +9,15 @@ x86_64 module generator for the depmod/modprobe tests.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import struct
 import subprocess
 import sys
+import zlib
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -318,3 +322,207 @@ def insmod24_options(path: Path, **kw: object):  # type: ignore[no-untyped-def]
     from lkm.link.insmod24 import Insmod24Options
 
     return Insmod24Options(object_path=f"/lib/modules/2.4.20/misc/{path.name}", mtime=LINK24_MTIME, **kw)  # type: ignore[arg-type]
+
+
+# -- pictures (tests/draw) ------------------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def lkm(*args: str) -> tuple[int, str, str]:
+    from lkm.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["lkm", *args])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def summary_sections(text: str) -> list[tuple[str, int, int, str]]:
+    rows = []
+    for line in text.splitlines()[1:]:
+        name, addr, size, region = line.split()
+        rows.append((name, int(addr, 16), int(size, 16), region))
+    return rows
+
+
+def map24_sections(text: str) -> list[tuple[str, int, int]]:
+    rows = []
+    for line in text.split("\n\n")[0].splitlines()[1:]:
+        name, size, addr, _align = line.split()
+        rows.append((name, int(addr, 16), int(size, 16)))
+    return rows
+
+
+def kallsyms_for(paths: list[Path], out: Path) -> Path:
+    from lkm.module import ModuleFile
+
+    names: set[str] = set()
+    for p in paths:
+        names |= {n.name for n in ModuleFile.open(p).needed}
+    out.write_text(
+        "".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(sorted(names)))
+    )
+    return out
+
+
+WHY_MODS = {
+    "kernel/core.ko": make_module("core", exports={"core_fn": 1}),
+    "kernel/mid.ko": make_module("mid", exports={"mid_fn": 1}, needs={"core_fn": 1}),
+    "kernel/top.ko": make_module("top", needs={"mid_fn": 1}, modinfo=["alias=dev:top*"]),
+    "kernel/net-a.ko": make_module(
+        "net_a", needs={"core_fn": 1}, modinfo=["alias=pci:v0000ABCDd*sv*sd*bc*sc*i*"]
+    ),
+    "kernel/helper.ko": make_module("helper"),
+    "kernel/withsd.ko": make_module("withsd", modinfo=["softdep=pre: helper post: crypto_x"]),
+    "kernel/crypto_x.ko": make_module("crypto_x", modinfo=["alias=cipher-x"]),
+    "kernel/bad.ko": make_module("bad", modinfo=["alias=dev:bad"]),
+    "kernel/wrapped.ko": make_module("wrapped"),
+    "kernel/inner.ko": make_module("inner"),
+    "kernel/fsmod.ko": make_module("fsmod", modinfo=["alias=fs-fsmod"]),
+    "kernel/opt.ko": make_module("opt"),
+}
+WHY_CONF = b"""blacklist bad
+install wrapped /sbin/modprobe --ignore-install inner; /sbin/modprobe --ignore-install wrapped
+softdep top post: helper
+alias my-name opt
+options opt debug=1
+"""
+
+
+# -- trust (tests/trust) --------------------------------------------------------------
+
+
+def corpus_tree(name: str) -> Path:
+    from testing.corpus import corpus_dir
+
+    d = corpus_dir() / name
+    require(d.is_dir(), f"corpus tree {name} missing: run scripts/fetch_corpus.py")
+    return d
+
+
+def tree_image(name: str) -> Path:
+    images = sorted((corpus_tree(name) / "boot").glob("vmlinuz-*"))
+    require(images, f"{name}: no vmlinuz")
+    return images[0]
+
+
+def tree_modules(name: str) -> list[Path]:
+    mods = sorted(p for p in (corpus_tree(name) / "lib" / "modules").rglob("*.ko*"))
+    require(mods, f"{name}: no modules")
+    return mods
+
+
+RSA_KEY = FIX6 / "signing_key.pem"
+RSA_CERT = FIX6 / "signing_key.x509"
+
+
+# -- headless Chromium for the picture tests ----------------------------------------
+# Debian's ``chromium``, started per call (nothing is downloaded): the DOM after loading
+# (``--dump-dom``), console errors from its log, and a screenshot.
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--disable-extensions",
+    "--mute-audio",
+]
+# Log lines that mean the page itself had a problem (scripts, failed fetches, parse errors)
+PAGE_ERRORS = (
+    "CONSOLE",
+    "Uncaught",
+    "net::ERR",
+    "Failed to load resource",
+    "Refused to",
+    "XML Parsing Error",
+    "This page contains the following errors",
+)
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(path, "Debian's chromium is not installed: apt-get install chromium")
+    assert path is not None
+    return path
+
+
+def load(path: Path, *, dark: bool = False) -> tuple[str, list[str]]:
+    """(the DOM as the browser serialises it, the log lines that report page errors)."""
+    cmd = [
+        chromium(),
+        *FLAGS,
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=2000",
+        *(["--force-dark-mode"] if dark else []),
+        "--dump-dom",
+        path.resolve().as_uri(),
+    ]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    errors = [ln for ln in p.stderr.splitlines() if any(e in ln for e in PAGE_ERRORS)]
+    return p.stdout, errors
+
+
+def screenshot(path: Path, out: Path, width: int, height: int, *, dark: bool = False) -> bytes:
+    cmd = [
+        chromium(),
+        *FLAGS,
+        f"--screenshot={out}",
+        f"--window-size={width},{height}",
+        *(["--force-dark-mode"] if dark else []),
+        path.resolve().as_uri(),
+    ]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return data
+
+
+def png_distinct_bytes(data: bytes) -> int:
+    """How many different byte values the decompressed pixel rows hold (a blank image: ~2)."""
+    pos, idat = 8, b""
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8 : pos + 8 + n]
+        pos += 12 + n
+    return len(set(zlib.decompress(idat)))
+
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, and the text inside each element id'ed by a class."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def with_class(self, cls: str) -> list[dict[str, str]]:
+        return [a for _t, a in self.tags if cls in a.get("class", "").split()]
+
+
+def self_contained(text: str) -> list[str]:
+    """References that would need the network or a script: there must be none."""
+    bad = []
+    for tag, attrs in Elements(text).tags:
+        if tag == "script":
+            bad.append("<script>")
+        for k, v in attrs.items():
+            if k in ("src", "href", "xlink:href") and not v.startswith("#"):
+                bad.append(f"{tag} {k}={v}")
+            if k.startswith("on"):
+                bad.append(f"{tag} {k}")
+    if "@import" in text or "url(" in text:
+        bad.append("CSS fetch")
+    return bad

@@ -136,13 +136,13 @@ def _loop_tree(root: Path, graph: dict[str, list[str]], prefix: str) -> None:
 def _depmod_both(
     tmp_path: Path, graph: dict[str, list[str]], prefix: str
 ) -> tuple[subprocess.CompletedProcess[bytes], subprocess.CompletedProcess[bytes]]:
-    """kmod's depmod and lkm's on two copies of one tree; a kmod that runs for more than 20 s
+    """kmod's depmod and lkm's on two copies of one tree; a kmod that runs for more than 3 s
     (it walks some cycles forever) is stopped: its return code is then None."""
     k, lk = tmp_path / "k", tmp_path / "l"
     _loop_tree(k, graph, prefix)
     _loop_tree(lk, graph, prefix)
     try:
-        pk = _kmod("depmod", ["-b", str(k), RELEASE], timeout=20)
+        pk = _kmod("depmod", ["-b", str(k), RELEASE], timeout=3)
     except subprocess.TimeoutExpired as exc:
         pk = subprocess.CompletedProcess(exc.cmd, None, exc.stdout or b"", exc.stderr or b"")  # type: ignore[arg-type]
     pl = run_link("depmod", ["-b", str(lk), RELEASE], timeout=60)

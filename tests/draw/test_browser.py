@@ -17,10 +17,22 @@ from pathlib import Path
 import pytest
 
 from lkm.draw.depgraph import DepTables
-from tests.draw.browser import Elements, load, png_distinct_bytes, screenshot, self_contained
-from tests.draw.test_memmap import KSYMS24, kallsyms_for, lkm, map24_sections, summary_sections
 
-from support import FIX6, FIX24, ROOT
+from support import (
+    FIX6,
+    FIX24,
+    KSYMS24,
+    ROOT,
+    Elements,
+    kallsyms_for,
+    lkm,
+    load,
+    map24_sections,
+    png_distinct_bytes,
+    screenshot,
+    self_contained,
+    summary_sections,
+)
 
 pytestmark = pytest.mark.oracle
 DOCS = ROOT / "docs" / "pictures"
@@ -127,9 +139,9 @@ def test_module_memory_pools(tmp_path: Path) -> None:
 
 
 def _tree(tmp: Path) -> tuple[Path, Path]:
-    from tests.draw.test_why import CONF, MODS
-
     from support import RELEASE, make_tree
+    from support import WHY_CONF as CONF
+    from support import WHY_MODS as MODS
 
     make_tree(tmp, MODS)
     assert lkm("depmod", "-b", str(tmp), RELEASE)[0] == 0

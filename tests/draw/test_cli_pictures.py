@@ -6,10 +6,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.draw.test_memmap import SVG, lkm
-from tests.draw.test_why import MODS
-
-from support import FIX6, RELEASE, make_tree
+from support import FIX6, RELEASE, SVG, lkm, make_tree
+from support import WHY_MODS as MODS
 
 
 def test_depmod_graph_dot_and_svg(tmp_path: Path) -> None:

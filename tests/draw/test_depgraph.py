@@ -24,9 +24,10 @@ from lkm.draw.depgraph import (
 from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.modprobe.resolve import PatternTable
-from tests.draw.test_why import CONF, MODS
 
 from support import RELEASE, kmod_tool, make_tree
+from support import WHY_CONF as CONF
+from support import WHY_MODS as MODS
 
 pytestmark = pytest.mark.oracle  # runs Debian's kmod (depmod, modprobe)
 

@@ -5,8 +5,6 @@ model kernel's vmallocinfo."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import random
 import re
 import xml.etree.ElementTree as ET
@@ -14,19 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lkm.cli import main
-from lkm.module import ModuleFile
-
-from support import FIX6, FIX24, KSYMS24
-
-SVG = "{http://www.w3.org/2000/svg}"
-
-
-def lkm(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(["lkm", *args])
-    return rc, out.getvalue(), err.getvalue()
+from support import FIX6, FIX24, KSYMS24, SVG, kallsyms_for, lkm, map24_sections, summary_sections
 
 
 def svg_sections(path: Path) -> list[tuple[str, int, int, str]]:
@@ -45,32 +31,6 @@ def svg_sections(path: Path) -> list[tuple[str, int, int, str]]:
                     g.attrib["data-region"],
                 )
             )
-    return out
-
-
-def summary_sections(text: str) -> list[tuple[str, int, int, str]]:
-    rows = []
-    for line in text.splitlines()[1:]:
-        name, addr, size, region = line.split()
-        rows.append((name, int(addr, 16), int(size, 16), region))
-    return rows
-
-
-def map24_sections(text: str) -> list[tuple[str, int, int]]:
-    rows = []
-    for line in text.split("\n\n")[0].splitlines()[1:]:
-        name, size, addr, _align = line.split()
-        rows.append((name, int(addr, 16), int(size, 16)))
-    return rows
-
-
-def kallsyms_for(paths: list[Path], out: Path) -> Path:
-    names: set[str] = set()
-    for p in paths:
-        names |= {n.name for n in ModuleFile.open(p).needed}
-    out.write_text(
-        "".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(sorted(names)))
-    )
     return out
 
 

@@ -15,32 +15,12 @@ from lkm.moddir import ModulesDir
 from lkm.modprobe import Resolver, load_config
 from lkm.why import WhyReport, parse_requests, why
 
-from support import RELEASE, kmod_tool, lkm_cmd, make_module, make_tree
+from support import RELEASE, kmod_tool, lkm_cmd, make_tree
+from support import WHY_CONF as CONF
+from support import WHY_MODS as MODS
 
 pytestmark = pytest.mark.oracle  # runs Debian's kmod (depmod, modprobe)
 
-MODS = {
-    "kernel/core.ko": make_module("core", exports={"core_fn": 1}),
-    "kernel/mid.ko": make_module("mid", exports={"mid_fn": 1}, needs={"core_fn": 1}),
-    "kernel/top.ko": make_module("top", needs={"mid_fn": 1}, modinfo=["alias=dev:top*"]),
-    "kernel/net-a.ko": make_module(
-        "net_a", needs={"core_fn": 1}, modinfo=["alias=pci:v0000ABCDd*sv*sd*bc*sc*i*"]
-    ),
-    "kernel/helper.ko": make_module("helper"),
-    "kernel/withsd.ko": make_module("withsd", modinfo=["softdep=pre: helper post: crypto_x"]),
-    "kernel/crypto_x.ko": make_module("crypto_x", modinfo=["alias=cipher-x"]),
-    "kernel/bad.ko": make_module("bad", modinfo=["alias=dev:bad"]),
-    "kernel/wrapped.ko": make_module("wrapped"),
-    "kernel/inner.ko": make_module("inner"),
-    "kernel/fsmod.ko": make_module("fsmod", modinfo=["alias=fs-fsmod"]),
-    "kernel/opt.ko": make_module("opt"),
-}
-CONF = b"""blacklist bad
-install wrapped /sbin/modprobe --ignore-install inner; /sbin/modprobe --ignore-install wrapped
-softdep top post: helper
-alias my-name opt
-options opt debug=1
-"""
 # (query, -b, reason kinds that must be found, block kinds that must be found)
 CASES = [
     ("core", False, {"name", "dependency"}, set()),

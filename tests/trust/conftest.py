@@ -10,27 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import FIX6, require
-
-
-def corpus_tree(name: str) -> Path:
-    from testing.corpus import corpus_dir
-
-    d = corpus_dir() / name
-    require(d.is_dir(), f"corpus tree {name} missing: run scripts/fetch_corpus.py")
-    return d
-
-
-def tree_image(name: str) -> Path:
-    images = sorted((corpus_tree(name) / "boot").glob("vmlinuz-*"))
-    require(images, f"{name}: no vmlinuz")
-    return images[0]
-
-
-def tree_modules(name: str) -> list[Path]:
-    mods = sorted(p for p in (corpus_tree(name) / "lib" / "modules").rglob("*.ko*"))
-    require(mods, f"{name}: no modules")
-    return mods
+from support import require
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +62,3 @@ def ecdsa_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     (d / "cert.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
     return d / "key.pem", d / "cert.der"
-
-
-RSA_KEY = FIX6 / "signing_key.pem"
-RSA_CERT = FIX6 / "signing_key.x509"

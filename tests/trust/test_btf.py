@@ -20,9 +20,8 @@ import pytest
 from lkm.module.file import ModuleFile
 from lkm.module.source import read_module
 from lkm.trust.btf import ENOTSUPP, HDR, BaseBtf, base_from_file, check_module_btf, module_btf
-from tests.trust.conftest import tree_image, tree_modules
 
-from support import require
+from support import require, tree_image, tree_modules
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,8 @@ from lkm.trust.compat import (
     symvers_diff,
     weak_modules,
 )
-from tests.trust.conftest import corpus_tree, tree_modules
 
-from support import FIX6, require
+from support import FIX6, corpus_tree, require, tree_modules
 
 
 def headers_symvers(version: str) -> Path:

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from lkm.trust.firmware import find_firmware, firmware_report, modules_firmware
-from tests.trust.conftest import corpus_tree
 
-from support import require
+from support import corpus_tree, require
 
 REL = "6.1.0-57-amd64"
 

@@ -14,9 +14,8 @@ import pytest
 from lkm.kernel.interface import MODULE_INIT_IGNORE_VERMAGIC, KernelError
 from lkm.kernel.model import ModelKernel
 from lkm.trust.sig import MODULE_SIG_STRING
-from tests.trust.conftest import RSA_CERT
 
-from support import FIX6
+from support import FIX6, RSA_CERT
 
 
 def boot(tmp_path: Path, *, keys: bool = True) -> ModelKernel:

@@ -18,9 +18,8 @@ import pytest
 from lkm.module.source import read_module
 from lkm.trust.keys import Keyring, keyring_from_files, trusted_keys_from_image
 from lkm.trust.sig import MODULE_SIG_STRING, append_signature, mod_verify_sig, module_sig_check, sign_module
-from tests.trust.conftest import RSA_CERT, RSA_KEY, tree_image, tree_modules
 
-from support import FIX6, require
+from support import FIX6, RSA_CERT, RSA_KEY, require, tree_image, tree_modules
 
 SIGNED = (FIX6 / "chardev-signed.ko").read_bytes()
 UNSIGNED = (FIX6 / "chardev.ko").read_bytes()
