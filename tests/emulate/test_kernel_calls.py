@@ -144,6 +144,7 @@ def test_every_function_is_registered_once() -> None:
     )
     with pytest.raises(ValueError, match="implemented twice"):
         kfunc("request_firmware")(lambda k, c: 0)
+    assert FUNCTIONS["request_firmware"].fn.__module__ == "lkm.emulate.base.firmware"
 
 
 @pytest.mark.corpus

@@ -77,6 +77,10 @@ class KFunc(Record):
 
 
 FUNCTIONS: dict[str, KFunc] = {}
+# The modules of record-only / no-op registrations (driver registrations kept as a list,
+# timers and work that never run) that a fuller implementation imported later may replace;
+# any other function implemented twice is an error.
+RECORD_ONLY = frozenset(("lkm.emulate.base.devices", "lkm.emulate.base.sync"))
 # name -> initializer(kernel, address, size) for imported data symbols
 DATA: dict[str, Callable[[BaseKernel, int, int], None]] = {}
 
@@ -84,12 +88,13 @@ _F = Callable[["BaseKernel", TrapCall], int]
 
 
 def kfunc(*names: str, nargs: int = 3, varargs: bool = False) -> Callable[[_F], _F]:
-    """Register a Python implementation of the kernel functions ``names``."""
+    """Register a Python implementation of the kernel functions ``names`` (ValueError for a
+    name another subsystem file implements already, but for RECORD_ONLY's)."""
 
     def register(fn: _F) -> _F:
         for name in names:
             old = FUNCTIONS.get(name)
-            if old is not None and old.fn.__module__ != fn.__module__:
+            if old is not None and old.fn.__module__ not in RECORD_ONLY | {fn.__module__}:
                 raise ValueError(
                     f"kernel function {name} implemented twice ({old.fn.__module__}, {fn.__module__})"
                 )

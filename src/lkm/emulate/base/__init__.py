@@ -14,7 +14,8 @@
 - firmware: firmware requests (no files: -ENOENT)
 - subsys: LED triggers, keys, input handlers, NLS, kthread workers, bdi, tty drivers, misc registries
 
-A function registered twice is an error at import (:data:`lkm.emulate.kernel.FUNCTIONS`)."""
+A function registered twice is an error at import (:data:`lkm.emulate.kernel.FUNCTIONS`),
+but for the record-only ones of devices and sync, which a fuller implementation may replace."""
 
 from lkm.emulate.base import (  # noqa: F401
     block,

@@ -284,15 +284,6 @@ def _kobject_get(k: BaseKernel, c: TrapCall) -> int:
     return c.arg(0)
 
 
-@kfunc("kobject_set_name", nargs=2, varargs=True)
-def _kobject_set_name(k: BaseKernel, c: TrapCall) -> int:
-    """kobject_set_name(kobj, fmt, ...): kobj->name = kvasprintf(fmt, ...)."""
-    from lkm.emulate.base.printk import fmt_call
-
-    k.machine.write_word(c.arg(0), k.new_string(fmt_call(k, c, 1)))
-    return 0
-
-
 @kfunc("kobject_uevent", "kobject_uevent_env", nargs=2)
 def _kobject_uevent(k: BaseKernel, c: TrapCall) -> int:
     return 0  # no udev listens in this kernel: the event goes nowhere, successfully
