@@ -169,3 +169,24 @@ def test_corpus_sample_strict_share(corpus_trees) -> None:  # type: ignore[no-un
     assert all(r.result != "unimplemented" or r.unimplemented for r in runs)
     share = sum(r.clean for r in runs) / len(runs)
     assert share >= 0.4, [(r.name, r.unimplemented[:1]) for r in runs if not r.clean]
+
+
+def test_survey_table_groups_by_the_tree_directories() -> None:
+    from lkm.emulate.survey import ModuleRun, by_subsystem, driver_core, subsystem
+
+    root = "/c/amd64-6.1/lib/modules/6.1.0-57-amd64/kernel"
+    assert subsystem(f"{root}/drivers/net/ethernet/intel/e1000/e1000.ko") == "drivers/net"
+    assert subsystem(f"{root}/sound/pci/hda/snd-hda-intel.ko") == "sound/pci"
+    assert subsystem(f"{root}/crypto/xts.ko") == "crypto"
+    assert subsystem(f"{root}/fs/nls/nls_cp437.ko") == "fs/nls"
+    runs = [
+        ModuleRun(f"{root}/fs/nls/a.ko", "a", "returned", 0, "", 0.1, 3, ()),
+        ModuleRun(f"{root}/fs/nls/b.ko", "b", "unimplemented", 0, "", 0.1, 3, ("x_register",)),
+        ModuleRun(f"{root}/crypto/c.ko", "c", "returned", 0, "", 0.1, 3, ()),
+    ]
+    rows = {r.name: r for r in by_subsystem(runs)}
+    nls = rows["fs/nls"]
+    assert (nls.modules, nls.clean, nls.missing) == (2, 1, [("x_register", 1)])
+    assert rows["crypto"].share == 1.0
+    assert driver_core("bus_register") and driver_core("__pci_register_driver")
+    assert not driver_core("crc32_le")
