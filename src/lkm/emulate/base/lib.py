@@ -789,3 +789,38 @@ def _textsearch_prepare(k: BaseKernel, c: TrapCall) -> int:
     if conf and conf < (-4095) & k.arch.mask:
         k.machine.write_word(conf, ops)
     return conf
+
+
+# -- list_lru (mm/list_lru.c) --------------------------------------------------------------------------
+LRU_NODE, LRU_LIST, LRU_SHRINKER_ID, LRU_MEMCG_AWARE = 0, 8, 24, 28
+LRU_NODE_SIZE, LRU_NODE_LIST, LRU_NODE_NR = 64, 8, 32
+
+
+@kfunc("__list_lru_init", nargs=4)
+def _list_lru_init(k: BaseKernel, c: TrapCall) -> int:
+    """__list_lru_init(lru, memcg_aware, key, shrinker): one node (nr_node_ids is 1) with an
+    empty list and no items, shrinker_id -1 (no memcg shrinker id here), memcg_aware kept;
+    -ENOMEM without memory."""
+    m = k.machine
+    lru = c.arg(0)
+    node = zalloc(k, LRU_NODE_SIZE)
+    if not node:
+        return -ENOMEM
+    m.write_word(node + LRU_NODE_LIST, node + LRU_NODE_LIST)
+    m.write_word(node + LRU_NODE_LIST + 8, node + LRU_NODE_LIST)
+    m.write_word(lru + LRU_NODE, node)
+    m.write_word(lru + LRU_LIST, lru + LRU_LIST)
+    m.write_word(lru + LRU_LIST + 8, lru + LRU_LIST)
+    m.write_int(lru + LRU_SHRINKER_ID, 4, 0xFFFFFFFF)
+    m.write_int(lru + LRU_MEMCG_AWARE, 1, c.arg(1) & 1)
+    return 0
+
+
+@kfunc("list_lru_destroy", nargs=1)
+def _list_lru_destroy(k: BaseKernel, c: TrapCall) -> int:
+    """list_lru_destroy(lru): the nodes go (an lru never set up is allowed)."""
+    node = k.machine.read_word(c.arg(0) + LRU_NODE)
+    if node:
+        k.free(node)
+        k.machine.write_word(c.arg(0) + LRU_NODE, 0)
+    return 0
