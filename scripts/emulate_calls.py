@@ -12,7 +12,8 @@ The modules a module depends on (its modinfo depends=) are loaded and initialise
 modprobe does, so calls into them run their code (--no-deps: they are unimplemented calls).
 
 Usage: python3 scripts/emulate_calls.py [--tree amd64-6.1] [--sample N --seed S] [--lenient]
-       [--no-deps] [--json OUT] [--min-modules N]
+       [--no-deps] [--json OUT] [--jsonl OUT [--batch N]] [--min-modules N]
+       python3 scripts/emulate_calls.py --from-jsonl OUT
 """
 
 from __future__ import annotations
@@ -53,24 +54,60 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=DEFAULT_SECONDS)
     ap.add_argument("--min-modules", type=int, default=10, help="table rows: subsystems with this many")
     ap.add_argument("--json", metavar="OUT")
+    ap.add_argument(
+        "--jsonl",
+        metavar="OUT",
+        help="also run the rest of the tree in random order after the --sample, appending each "
+        "batch's runs to OUT as it finishes (what is there when stopped is a random sample)",
+    )
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--from-jsonl", metavar="FILE", help="only print the table of a --jsonl file's runs")
     a = ap.parse_args()
+    if a.from_jsonl:
+        rows = [json.loads(line) for line in Path(a.from_jsonl).read_text().splitlines() if line.strip()]
+        done = [ModuleRun(**{k: v for k, v in r.items() if k != "batch"}) for r in rows]
+        for r in done:
+            r.unimplemented = tuple(r.unimplemented)
+        a.sample = 0 if len(done) >= len(module_files(find_tree(a.tree))) else len(done)
+        report(a, done, sum(r.seconds for r in done) / 2, not a.lenient)  # 2 workers' CPU time
+        return 0
     tree = find_tree(a.tree)
     paths = sorted(str(p) for p in module_files(tree))
     deps = None if a.no_deps else tree_modules(paths)
+    batches = [paths]
     if a.sample and a.sample < len(paths):
-        paths = sorted(random.Random(a.seed).sample(paths, a.sample))
+        first = sorted(random.Random(a.seed).sample(paths, a.sample))
+        batches = [first]
+        if a.jsonl:  # the sample, then the rest of the tree in random order
+            chosen = set(first)
+            rest = [p for p in paths if p not in chosen]
+            random.Random(a.seed).shuffle(rest)
+            batches += [rest[i : i + a.batch] for i in range(0, len(rest), a.batch)]
     symbols = tree_symbols(tree)
     strict = not a.lenient
     t0 = time.monotonic()
     runs: list[ModuleRun] = []
-    for chunk in map_chunks(
-        lambda ps: run_modules(
-            ps, symbols, strict=strict, deps=deps, insn_budget=a.budget, time_budget=a.timeout
-        ),
-        paths,
-    ):
-        runs.extend(chunk)
-    took = time.monotonic() - t0
+    took = 0.0
+    for i, batch in enumerate(batches):
+        for chunk in map_chunks(
+            lambda ps: run_modules(
+                ps, symbols, strict=strict, deps=deps, insn_budget=a.budget, time_budget=a.timeout
+            ),
+            batch,
+        ):
+            if a.jsonl:
+                with open(a.jsonl, "a") as f:
+                    f.write("".join(json.dumps({"batch": i, **r.asdict()}) + "\n" for r in chunk))
+            if i == 0:
+                runs.extend(chunk)
+        if i == 0:
+            took = time.monotonic() - t0
+            report(a, runs, took, strict)
+    return 0
+
+
+def report(a: argparse.Namespace, runs: list[ModuleRun], took: float, strict: bool) -> None:
+    """The survey's text: overall share, table by subsystem, most frequent missing functions."""
     n = len(runs)
     clean = sum(r.clean for r in runs)
     mode = "strict" if strict else "default"
@@ -102,7 +139,7 @@ def main() -> int:
         print(f"  {count:5d}  {name}{'  (driver core)' if driver_core(name) else ''}")
     if a.json:
         Path(a.json).write_text(json.dumps([r.asdict() for r in runs], indent=0) + "\n")
-    return 0
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
