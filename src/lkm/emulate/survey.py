@@ -170,7 +170,7 @@ DRIVER_CORE = re.compile(
     r"^_*(bus_|driver_|device_|devm_|dev_|put_device|get_device|class_|pci|usb_|platform_|i2c_|spi_|"
     r"virtio|register_virtio|unregister_virtio|request_irq|request_threaded_irq|free_irq|enable_irq|"
     r"disable_irq|irq_|ioremap|iounmap|dma|timer|hrtimer|init_timer|add_timer|del_timer|mod_timer|"
-    r"queue_|tasklet|acpi_bus_|register_acpi_bus_type|acpi_get_devices|acpi_walk_namespace|"
+    r"queue_|tasklet|acpi_bus_|acpi_get_devices|acpi_walk_namespace|"
     r"transport_class|anon_transport_class|attribute_container|auxiliary|pnp_|serio|gameport|hid_|"
     r"sdw_|mdio|phy_|serdev|cxl_|coreboot_|mhi_|wmi_|parport_|pcmcia_|comedi_|ieee1394|fw_|"
     r"kthread_|wake_up_process|schedule_|msleep|usleep|udelay)"

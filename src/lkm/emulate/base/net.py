@@ -632,3 +632,16 @@ def _xfrm4_protocol_register(k: BaseKernel, c: TrapCall) -> int:
 @kfunc("xfrm4_protocol_deregister", "xfrm6_protocol_deregister", nargs=2)
 def _xfrm4_protocol_deregister(k: BaseKernel, c: TrapCall) -> int:
     return 0 if unregister(k, "xfrm-protocol", c.arg(0)) else -2
+
+
+@kfunc("__hw_addr_init", nargs=1)
+def _hw_addr_init(k: BaseKernel, c: TrapCall) -> int:
+    """__hw_addr_init(list): an empty address list (list_head to itself, count 0, empty
+    rb tree; struct netdev_hw_addr_list, net/core/dev_addr_lists.c)."""
+    m = k.machine
+    lst = c.arg(0)
+    m.write_word(lst, lst)
+    m.write_word(lst + 8, lst)
+    m.write_int(lst + 16, 4, 0)
+    m.write_word(lst + 24, 0)
+    return 0

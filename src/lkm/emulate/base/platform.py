@@ -240,3 +240,39 @@ def _nr_free_buffer_pages(k: BaseKernel, c: TrapCall) -> int:
     """The free pages of the emulated kernel's heap (its memory budget left)."""
     used = sum(k.allocations.values())
     return max(k.memory_budget - used, 0) // 4096
+
+
+# -- ACPI glue (drivers/acpi/glue.c) ---------------------------------------------------------------------
+ACPI_BUS_NAME, ACPI_BUS_MATCH, ACPI_BUS_FIND = (
+    16,
+    24,
+    32,
+)  # struct acpi_bus_type: list, name, match, find_companion
+
+
+@kfunc("register_acpi_bus_type", nargs=1)
+def _register_acpi_bus_type(k: BaseKernel, c: TrapCall) -> int:
+    """register_acpi_bus_type(type): listed with "ACPI: bus type %s registered" when it has
+    match and find_companion, else -ENODEV (ACPI is on: QEMU's PC has ACPI tables)."""
+    from lkm.emulate.base.registry import ptr_name, register
+
+    m = k.machine
+    t = c.arg(0)
+    if not t or not m.read_word(t + ACPI_BUS_MATCH) or not m.read_word(t + ACPI_BUS_FIND):
+        return -19
+    name = ptr_name(k, t, ACPI_BUS_NAME)
+    register(k, "acpi-bus-type", t, name)
+    k.state.printk(6, False, f"ACPI: bus type {name} registered\n", None)
+    return 0
+
+
+@kfunc("unregister_acpi_bus_type", nargs=1)
+def _unregister_acpi_bus_type(k: BaseKernel, c: TrapCall) -> int:
+    """unregister_acpi_bus_type(type): -ENODEV for NULL; "ACPI: bus type %s unregistered"."""
+    from lkm.emulate.base.registry import ptr_name, unregister
+
+    if not c.arg(0):
+        return -19
+    unregister(k, "acpi-bus-type", c.arg(0))
+    k.state.printk(6, False, f"ACPI: bus type {ptr_name(k, c.arg(0), ACPI_BUS_NAME)} unregistered\n", None)
+    return 0
