@@ -286,3 +286,51 @@ def _release_region(k: BaseKernel, c: TrapCall) -> int:
         r for r in k.state.regions if not (r[0] == parent and r[1] == start and r[2] == start + n - 1)
     ]
     return 0
+
+
+# -- bus notifiers and devres (drivers/base/bus.c, devres.c): a fuller driver core may replace these ---
+@kfunc("bus_register_notifier", "bus_unregister_notifier", nargs=2)
+def _bus_notifier(k: BaseKernel, c: TrapCall) -> int:
+    """bus_register_notifier(bus, nb): nb on the bus's notifier chain (-EEXIST when it is
+    there already; unregister: -ENOENT when it is not), kept per bus."""
+    from lkm.emulate.base.notifier import chain_register, chain_unregister, own_chain
+
+    chain = f"bus@{c.arg(0):#x}"
+    head = own_chain(k, chain)
+    if c.name == "bus_unregister_notifier":
+        return chain_unregister(k, head, c.arg(1), chain)
+    return chain_register(k, head, c.arg(1), chain)
+
+
+DEVRES_HEADER = 40  # struct devres_node {entry, release, name, size} before the data
+
+
+@kfunc("__devres_alloc_node", nargs=5)
+def _devres_alloc(k: BaseKernel, c: TrapCall) -> int:
+    """__devres_alloc_node(release, size, gfp, nid, name): zeroed data after a devres header
+    (its release function and name kept), NULL without memory."""
+    from lkm.emulate.base.registry import zalloc
+
+    res = zalloc(k, DEVRES_HEADER + c.arg(1))
+    if not res:
+        return 0
+    k.machine.write_word(res + 16, c.arg(0))
+    k.machine.write_word(res + 24, c.arg(4))
+    k.machine.write_word(res + 32, c.arg(1))
+    return res + DEVRES_HEADER
+
+
+@kfunc("devres_add", nargs=2)
+def _devres_add(k: BaseKernel, c: TrapCall) -> int:
+    """devres_add(dev, res): the resource is the device's (released with it)."""
+    k.state.tables.setdefault("devres", {})[c.arg(1)] = c.arg(0)
+    return 0
+
+
+@kfunc("devres_free", nargs=1)
+def _devres_free(k: BaseKernel, c: TrapCall) -> int:
+    """devres_free(res): a resource never added is freed (NULL allowed)."""
+    if c.arg(0):
+        k.state.tables.setdefault("devres", {}).pop(c.arg(0), None)
+        k.free(c.arg(0) - DEVRES_HEADER)
+    return 0
