@@ -534,3 +534,22 @@ def _cpuhp_remove_instance(k: BaseKernel, c: TrapCall) -> int:
         for cpu in ONLINE_CPUS:
             k.call(got[2], (cpu, c.arg(1)), k.current)
     return 0
+
+
+@kfunc("load_nls", nargs=1)
+def _load_nls(k: BaseKernel, c: TrapCall) -> int:
+    """load_nls(charset): the registered table of that charset, else after request_module
+    ("nls_<charset>"), else NULL (fs/nls/nls_base.c's try_then_request_module)."""
+    from lkm.emulate.base.registry import lookup
+
+    name = name_at(k, c.arg(0), 32)
+    found = lookup(k, "nls", name)
+    if not found and k.request_module is not None:
+        k.request_module(f"nls_{name}", True)
+        found = lookup(k, "nls", name)
+    return found
+
+
+@kfunc("unload_nls", nargs=1)
+def _unload_nls(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # the table's module reference (module_put): tables stay registered
