@@ -334,3 +334,17 @@ def _devres_free(k: BaseKernel, c: TrapCall) -> int:
         k.state.tables.setdefault("devres", {}).pop(c.arg(0), None)
         k.free(c.arg(0) - DEVRES_HEADER)
     return 0
+
+
+@kfunc("driver_create_file", "driver_remove_file", nargs=2)
+def _driver_file(k: BaseKernel, c: TrapCall) -> int:
+    """driver_create_file(drv, attr): the attribute file in the driver's sysfs directory
+    (-EINVAL for a NULL driver); remove: void."""
+    files = k.state.tables.setdefault("driver-files", {})
+    if c.name == "driver_remove_file":
+        files.pop((c.arg(0), c.arg(1)), None)
+        return 0
+    if not c.arg(0):
+        return -EINVAL
+    files[(c.arg(0), c.arg(1))] = k.current
+    return 0
