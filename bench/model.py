@@ -37,11 +37,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from lkm.kernel.interface import KernelError  # noqa: E402
 from lkm.kernel.model import ModelKernel  # noqa: E402
-from lkm.kernel.vmalloc import fragmentation  # noqa: E402
+from lkm.kernel.model.vmalloc import fragmentation  # noqa: E402
 
 
 def cycles(module: str, n: int, tmp: str) -> None:
-    from lkm.kernel.profile import load_profile
+    from lkm.kernel.model.profile import load_profile
     from lkm.link import link as link_module
     from lkm.link.resolve import kernel_resolver
     from lkm.module.file import ModuleFile
@@ -116,7 +116,7 @@ def _below_top(k: ModelKernel, used: list[tuple[int, int]]) -> float:
     if not used:
         return 0.0
     top = max(s + n for s, n in used)
-    from lkm.kernel.vmalloc import Arena
+    from lkm.kernel.model.vmalloc import Arena
 
     a = k.arenas["vmalloc"]
     f = fragmentation(Arena(a.name, a.start, top, a.granule, a.guard), used)

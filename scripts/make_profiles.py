@@ -2,7 +2,7 @@
 """Write the kernel profiles lkm ships (src/lkm/kernel/profiles/*.profile.gz).
 
 linux-6.1-amd64: from the corpus (scripts/fetch_corpus.py), through testing.captures.corpus_profile
-(lkm.kernel.profile.profile_from_files): every symbol the kernel exports (Module.symvers of the
+(lkm.kernel.model.profile.profile_from_files): every symbol the kernel exports (Module.symvers of the
 headers: CRC, GPL-only, namespace) with its address and type letter from the tree's
 proc-kallsyms.txt (captured from the kernel booted in QEMU; of two entries of one name, the
 global one, as lkm.symbols merges them), the release, the vermagic its modules carry and
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # testing/
 sys.path.insert(0, str(ROOT / "src"))
 
-from lkm.kernel.profile import PROFILE_DIR, Profile  # noqa: E402
+from lkm.kernel.model.profile import PROFILE_DIR, Profile  # noqa: E402
 from lkm.symbols.table import KernelSymbol  # noqa: E402
 from testing.captures import corpus_profile  # noqa: E402
 

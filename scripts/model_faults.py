@@ -94,7 +94,7 @@ def worker(state: str, kind: str, ops: int, seed: int) -> int:
             else:
                 k.modules()
                 if k.version.user_space_link:
-                    from lkm.kernel.struct24 import QM_MODULES
+                    from lkm.kernel.model.struct24 import QM_MODULES
 
                     k.query_module(None, QM_MODULES)
                 k.kallsyms()

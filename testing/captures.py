@@ -28,7 +28,7 @@ from testing.corpus import CorpusTree, corpus_dir, find_headers, find_tree, modu
 
 if TYPE_CHECKING:
     from lkm.emulate.kernel import SymbolSpace
-    from lkm.kernel.profile import Profile
+    from lkm.kernel.model.profile import Profile
 
 ROOT = Path(__file__).resolve().parent.parent
 KALLSYMS_NAME = "proc-kallsyms.txt"
@@ -139,7 +139,7 @@ def corpus_profile(
     use) or from the kallsyms tables of its vmlinuz (``"image"``: the same, without a boot),
     the release, the vermagic its modules carry and sizeof(struct module) (fat.ko's
     .gnu.linkonce.this_module)."""
-    from lkm.kernel.profile import profile_from_files
+    from lkm.kernel.model.profile import profile_from_files
     from lkm.module.file import ModuleFile
 
     tree = find_tree(tree_name)

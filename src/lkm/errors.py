@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno as _errno
 
-__all__ = ["BadSignature", "DecompressionError", "InvalidModule", "LinkError", "LkmError"]
+__all__ = ["BadSignature", "DecompressionError", "InvalidModule", "LinkError", "LkmError", "ModprobeError"]
 
 
 class LkmError(Exception):
@@ -50,3 +50,15 @@ class BadSignature(InvalidModule):
 
     def __init__(self, reason: str, errno: int = _errno.EBADMSG, *, path: str | None = None) -> None:
         super().__init__(reason, errno, path=path)
+
+
+class ModprobeError(LkmError):
+    """modprobe failed (:class:`lkm.modprobe.Modprobe`): ``errno`` is libkmod's (ENOENT for a
+    name that matches no module); the lines modprobe prints about it have been written
+    already.  Defined here so a kernel running modprobe (the model's request_module) can tell
+    it from its own failures without importing lkm.modprobe."""
+
+    errno: int
+
+    def __init__(self, reason: str, errno: int, *, path: str | None = None) -> None:
+        super().__init__(reason, path=path, errno=errno)

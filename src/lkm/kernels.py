@@ -31,6 +31,7 @@ __all__ = [
     "LINUX_2_4",
     "LINUX_6_1",
     "LINUX_6_12",
+    "STRUCT_MODULE_24",
     "VERSIONS",
     "KernelConfig",
     "KernelVersion",
@@ -169,6 +170,16 @@ _KMOD_6 = KmodRules(
         "than {timeout} seconds now",
     ),
 )
+
+# struct module of 2.4 (include/linux/module.h of 2.4.20; modutils' own copy), in order, every
+# field one word: what 2.4's insmod builds (lkm.link.insmod24) and its kernel reads
+# (lkm.kernel.model.struct24).
+STRUCT_MODULE_24 = (
+    "size_of_struct", "next", "name", "size", "usecount", "flags", "nsyms", "ndeps", "syms", "deps",
+    "refs", "init", "cleanup", "ex_table_start", "ex_table_end", "persist_start", "persist_end",
+    "can_unload", "runsize", "kallsyms_start", "kallsyms_end", "archdata_start", "archdata_end",
+    "kernel_data",
+)  # fmt: skip
 
 LINUX_2_4 = KernelVersion(
     "linux-2.4",

@@ -11,8 +11,8 @@ import pytest
 
 from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
-from lkm.kernel.model24 import NoSpace, iter_strings
-from lkm.kernel.struct24 import (
+from lkm.kernel.model.load24 import NoSpace, iter_strings
+from lkm.kernel.model.struct24 import (
     LAYOUTS,
     MOD_AUTOCLEAN,
     MOD_INITIALIZING,

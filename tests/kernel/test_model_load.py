@@ -19,8 +19,8 @@ from lkm.kernel.interface import (
     KernelError,
 )
 from lkm.kernel.model import ModelKernel
-from lkm.kernel.procfs import proc_kallsyms, proc_modules
-from lkm.kernel.vmalloc import Arena
+from lkm.kernel.model.procfs import proc_kallsyms, proc_modules
+from lkm.kernel.model.vmalloc import Arena
 
 from support import FIX6, FIX24
 

@@ -16,7 +16,7 @@ import pytest
 
 from lkm.cli import main
 from lkm.kernel.model import ModelKernel
-from lkm.kernel.procfs import proc_ksyms, proc_modules
+from lkm.kernel.model.procfs import proc_ksyms, proc_modules
 from lkm.module.file import ModuleFile
 from lkm.modutils.insmod import InsmodError, InsmodOptions, insmod
 from lkm.modutils.rmmod import RmmodError, rmmod

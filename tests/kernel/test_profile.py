@@ -14,7 +14,7 @@ import errno
 
 import pytest
 
-from lkm.kernel.profile import ARCH_RANGES, load_profile, shipped_profiles
+from lkm.kernel.model.profile import ARCH_RANGES, load_profile, shipped_profiles
 from lkm.module.file import ModuleFile
 from lkm.symbols.sources import parse_kallsyms, parse_module_symvers
 from testing.corpus import find_headers, find_tree

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lkm.kernel.model import ModelKernel
-from lkm.kernel.state import SCHEMA_VERSION, StateError, default_state_path
+from lkm.kernel.model.state import SCHEMA_VERSION, StateError, default_state_path
 
 from support import FIX6, ROOT, require
 

@@ -8,7 +8,7 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lkm.kernel.vmalloc import Arena, first_fit, fragmentation, kmalloc_class
+from lkm.kernel.model.vmalloc import Arena, first_fit, fragmentation, kmalloc_class
 
 PAGE = 4096
 V = Arena("vmalloc", 0x10000, 0x10000 + 64 * PAGE, PAGE, PAGE)

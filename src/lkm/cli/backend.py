@@ -34,7 +34,7 @@ def split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
 
 
 def open_backend(model: bool, state: str | None) -> Kernel:
-    """The live kernel, or the model kernel at ``state`` (raises lkm.kernel.state.StateError)."""
+    """The live kernel, or the model kernel at ``state`` (raises lkm.kernel.model.state.StateError)."""
     if not model:
         from lkm.kernel import open_kernel
 

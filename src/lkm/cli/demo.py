@@ -156,8 +156,8 @@ def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
 
 def _query_module(state: str) -> None:
     from lkm.kernel.model import ModelKernel
-    from lkm.kernel.model24 import NoSpace, iter_strings
-    from lkm.kernel.struct24 import QM_DEPS, QM_INFO, QM_MODULES, QM_REFS, QM_SYMBOLS
+    from lkm.kernel.model.load24 import NoSpace, iter_strings
+    from lkm.kernel.model.struct24 import QM_DEPS, QM_INFO, QM_MODULES, QM_REFS, QM_SYMBOLS
     from lkm.modutils.insmod import _symbols
 
     k = ModelKernel(state)
@@ -318,7 +318,7 @@ def _walk() -> int:
 
 def _ksyms_of(state: str) -> str:
     from lkm.kernel.model import ModelKernel
-    from lkm.kernel.procfs import proc_ksyms
+    from lkm.kernel.model.procfs import proc_ksyms
 
     k = ModelKernel(state)
     try:

@@ -28,7 +28,7 @@ def format_ksyms(
     kernel: object, *, all_symbols: bool = False, header: bool = True, modules: bool = False
 ) -> str:
     from lkm.kernel.model import ModelKernel
-    from lkm.kernel.struct24 import versioned_name
+    from lkm.kernel.model.struct24 import versioned_name
 
     assert isinstance(kernel, ModelKernel)
     w = kernel.bits // 4

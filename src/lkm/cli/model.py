@@ -50,13 +50,15 @@ TOOL = Tool(
         "set sig_enforce=1|lockdown=LEVEL|trusted-keys=IMAGE-OR-CERT",
         "check",
         "info",
+        "dmesg",
     ],
     description="boot: a kernel from a shipped profile or from its symbol files (System.map, kallsyms,\n"
     "vmlinux, image, plus Module.symvers); profiles: the profiles lkm ships; request-module: the\n"
     "kernel's request_module(NAME) (lkm's modprobe -q -- NAME against the model), prints its\n"
     'return value; set: /proc/sys/kernel/modprobe ("" disables requests) and the root whose\n'
     "lib/modules/RELEASE requests load from; check: SQLite's quick_check and foreign_key_check, then the\n"
-    "state's integrity (exit 1 with one line per problem); info: release, profile, modules, memory.",
+    "state's integrity (exit 1 with one line per problem); info: release, profile, modules, memory;\n"
+    "dmesg: the model's kernel log (what loading printed: taint, unknown parameters, init returns).",
     options=[
         Opt(
             "",
@@ -124,8 +126,8 @@ def _set_keys(k: ModelKernel, spec: str) -> None:
 def run(prog: str, args: list[str]) -> int:
     from lkm.cli.backend import split_backend
     from lkm.kernel.model import ModelKernel
-    from lkm.kernel.profile import Profile, shipped_profiles
-    from lkm.kernel.state import default_state_path
+    from lkm.kernel.model.profile import Profile, shipped_profiles
+    from lkm.kernel.model.state import default_state_path
 
     _model, state, args = split_backend(args)
     err = sys.stderr.write
@@ -143,7 +145,7 @@ def run(prog: str, args: list[str]) -> int:
             kmax = int(o["--kmalloc-max"], 0) if "--kmalloc-max" in o else None
             profile: str | Profile = operands[1] if len(operands) == 2 else ""
             if symbol_files:
-                from lkm.kernel.profile import profile_from_files
+                from lkm.kernel.model.profile import profile_from_files
 
                 if "--release" not in o or "--vermagic" not in o:
                     raise ValueError("--symbols needs --release and --vermagic")
@@ -191,7 +193,7 @@ def run(prog: str, args: list[str]) -> int:
                 raise ValueError(f"unknown setting {key!r} (known: {', '.join(setters)})")
             setters[key](value)
         elif cmd == "check":
-            from lkm.kernel.state import State
+            from lkm.kernel.model.state import State
 
             st = State(state or default_state_path(), readonly=True, check=False)
             problems = st.integrity()
@@ -201,6 +203,9 @@ def run(prog: str, args: list[str]) -> int:
             for p in problems:
                 err(f"{prog}: {p}\n")
             return 1 if problems else 0
+        elif cmd == "dmesg":
+            k = ModelKernel(state, readonly=True)
+            sys.stdout.write("".join(f"{line}\n" for line in k.dmesg()))
         elif cmd == "info":
             k = ModelKernel(state)
             f = k.fragmentation()

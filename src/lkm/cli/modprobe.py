@@ -7,7 +7,7 @@ import os
 import sys
 
 from lkm.cli.tool import BACKEND, Opt, Tool
-from lkm.errors import LkmError
+from lkm.errors import LkmError, ModprobeError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -166,9 +166,8 @@ def run(prog: str, args: list[str]) -> int:
         log("ERROR", "missing parameters. See -h.")
         return 1
 
-    from lkm.moddir import ModulesDir
-    from lkm.modprobe import Resolver, load_config, options_from_args
-    from lkm.modprobe.actions import Flags, LoadedView, load_alias, remove
+    from lkm.modprobe import Flags, Modprobe, options_from_args
+    from lkm.modprobe.config import DEFAULT_CONFIG_PATHS
 
     model_kernel = None
     if model:  # a model kernel: its release and modules root unless -S / -d say otherwise
@@ -184,16 +183,13 @@ def run(prog: str, args: list[str]) -> int:
     if root is None and model_root:
         root = model_root
         if configs is None:
-            from lkm.modprobe.config import DEFAULT_CONFIG_PATHS
-
             configs = [os.path.join(model_root, p.lstrip("/")) for p in DEFAULT_CONFIG_PATHS]
-    dirname = f"{root or ''}/lib/modules/{release}"
-    cfg = load_config(dirname, configs)
-    for prio, msg in cfg.messages:
+    mp = Modprobe(root or "", release, None, configs)
+    dirname, res = mp.dirname, mp.resolver
+    for prio, msg in mp.messages:
         log(prio, msg)
-    res = Resolver(ModulesDir(dirname), cfg)
     if o.dump_config:
-        sys.stdout.write(_dump(cfg, res))
+        sys.stdout.write(_dump(mp.config, res))
         return 0
     try:
         kernel = model_kernel if model else _open_kernel(False, state_path, dirname)
@@ -209,7 +205,7 @@ def run(prog: str, args: list[str]) -> int:
         except LkmError as exc:
             log("FATAL", str(exc))
             return 1
-    state = LoadedView(kernel, res)
+    mp.use_kernel(kernel)
     flags = Flags(
         dry_run=o.dry_run,
         show=o.show or o.verbose > 0,
@@ -233,7 +229,10 @@ def run(prog: str, args: list[str]) -> int:
     rc = 0
     for alias in names:
         if not (o.resolve or o.remove):
-            rc |= load_alias(res, state, alias, extra, flags, emit, dirname)
+            try:
+                mp.load(alias, extra, flags, emit)
+            except ModprobeError:  # modprobe's lines about it are out already: exit 1
+                rc = 1
             continue
         mods = res.lookup(alias)
         if not mods:
@@ -249,8 +248,9 @@ def run(prog: str, args: list[str]) -> int:
             if o.resolve:
                 out.write(f"{m.name}\n")
                 continue
-            err = remove(res, state, m, flags, emit)
-            if err < 0:
+            try:
+                mp.remove(m, flags, emit)
+            except ModprobeError:
                 rc = 1
                 break
     out.flush()

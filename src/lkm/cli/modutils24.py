@@ -149,9 +149,9 @@ def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
 
 def format_lsmod(kernel: ModelKernel) -> str:
     """modutils' lsmod: its header with the taint state, one row per module (query_module)."""
-    from lkm.kernel.model24 import iter_strings
-    from lkm.kernel.procfs import flags_24
-    from lkm.kernel.struct24 import QM_INFO, QM_MODULES, QM_REFS
+    from lkm.kernel.model.load24 import iter_strings
+    from lkm.kernel.model.procfs import flags_24
+    from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_REFS
 
     t = kernel.tainted()
     taint = f"Tainted: {'P' if t & 1 else 'G'}{'F' if t & 2 else ' '}" if t else "Not tainted"

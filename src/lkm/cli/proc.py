@@ -51,7 +51,7 @@ USAGE = (
 
 def run(prog: str, args: list[str]) -> int:
     from lkm.cli.backend import split_backend
-    from lkm.kernel.procfs import PROC_FILES
+    from lkm.kernel.model.procfs import PROC_FILES
 
     model, state, args = split_backend(args)
     if args[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):

@@ -22,7 +22,7 @@ from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.kernel.model import Area
-    from lkm.kernel.vmalloc import Arena, Fragmentation
+    from lkm.kernel.model.vmalloc import Arena, Fragmentation
     from lkm.link.image import LinkedImage
     from lkm.link.insmod24 import LinkedImage24
     from lkm.module.file import ModuleFile

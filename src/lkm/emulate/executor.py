@@ -74,9 +74,9 @@ class EmulatingExecutor:
 
 
 def for_profile(profile: str, *, booted: bool = True) -> EmulatingExecutor:
-    """An executor for a model kernel booted from ``profile`` (lkm.kernel.profile): its
+    """An executor for a model kernel booted from ``profile`` (lkm.kernel.model.profile): its
     symbols, its architecture (2.4 i386 profiles: cdecl calls), the booted kernel's tables."""
-    from lkm.kernel.profile import load_profile
+    from lkm.kernel.model.profile import load_profile
     from lkm.symbols.table import SymbolTable
 
     prof = load_profile(profile)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 
-from lkm.compress import decompress, detect
+from lkm.compress import decompress, detect, limit
 from lkm.errors import DecompressionError
 from lkm.kernel.interface import (
     MODULE_INIT_COMPRESSED_FILE,
@@ -56,8 +56,6 @@ def insert_module(kernel: Kernel, path: str, options: str = "", *, force: bool =
         except KernelError as exc:
             if exc.errno != errno.ENOSYS:
                 raise
-    from lkm.compress import limit
-
     data = read_bytes(path, limit=limit())
     if comp is not None:
         try:

@@ -25,11 +25,10 @@ import os
 from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, KernelError, LoadedModule
 from lkm.kernel.live import parse_proc_modules
+from lkm.safeio import read_text
 
 
 def _read(path: str) -> str:
-    from lkm.safeio import read_text
-
     return read_text(path)
 
 

@@ -17,6 +17,7 @@ was actually compared.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Callable
 from typing import Protocol
@@ -311,8 +312,6 @@ def _resolver(mod: ModuleFile, table: SymbolTable) -> Callable[[str], int | None
 
 
 def _masked_at(masks: list[tuple[int, int, str]]) -> Callable[[int], str | None]:
-    import bisect
-
     starts = [m[0] for m in masks]
 
     def at(addr: int) -> str | None:

@@ -37,6 +37,7 @@ from lkm.elf.constants import (
     STB_LOCAL,
 )
 from lkm.errors import InvalidModule
+from lkm.kernels import STRUCT_MODULE_24
 from lkm.link import kallsyms24
 from lkm.link.image import LinkError
 from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
@@ -46,13 +47,6 @@ from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.symbols.sources import version_prefix
 
-# struct module of 2.4 (include/linux/module.h; modutils' own copy), i386: 24 words.
-STRUCT_MODULE_24 = (
-    "size_of_struct", "next", "name", "size", "usecount", "flags", "nsyms", "ndeps", "syms", "deps",
-    "refs", "init", "cleanup", "ex_table_start", "ex_table_end", "persist_start", "persist_end",
-    "can_unload", "runsize", "kallsyms_start", "kallsyms_end", "archdata_start", "archdata_end",
-    "kernel_data",
-)  # fmt: skip
 MODULE_24 = struct.Struct("<24I")
 SIZEOF_MODULE_24 = MODULE_24.size  # 96
 MODULE_REF_24 = 12  # struct module_ref { dep, ref, next_ref }

@@ -14,8 +14,10 @@ from __future__ import annotations
 import errno
 import os
 
-from lkm.errors import LkmError
+from lkm.errors import LkmError, ModprobeError
 from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
+from lkm.moddir import ModulesDir
+from lkm.modprobe.config import DEFAULT_CONFIG_PATHS, load_config
 from lkm.modprobe.resolve import Mod, Resolver, Step
 from lkm.record import Record
 
@@ -298,3 +300,69 @@ def load_alias(
             rc = 1
             emit("ERROR", f"could not insert '{m.name}': {insert_error(-err)}")
     return rc
+
+
+class Modprobe:
+    """modprobe over one modules directory, ``ROOT/lib/modules/RELEASE``, with the
+    configuration files ``configs`` (None: modprobe's default search paths; [] none at all),
+    acting on ``kernel`` (None: nothing loaded, nothing to load into; see :meth:`use_kernel`).
+    The one way the CLI and the model kernel's request_module run modprobe."""
+
+    def __init__(
+        self,
+        root: str,
+        release: str,
+        kernel: Kernel | None = None,
+        configs: list[str] | None = None,
+        *,
+        cmdline: str | None = "/proc/cmdline",
+    ) -> None:
+        self.dirname = f"{root}/lib/modules/{release}"
+        self.config = load_config(self.dirname, configs, cmdline=cmdline)
+        self.resolver = Resolver(ModulesDir(self.dirname), self.config)
+        self.view = LoadedView(kernel, self.resolver)
+
+    @classmethod
+    def for_model(cls, root: str, release: str, kernel: Kernel) -> Modprobe:
+        """The modprobe a model kernel's request_module runs: its modules root's directory and
+        configuration files under that root only -- never the host's /etc (a model with no
+        modules root reads no modprobe.d at all), nor a kernel command line."""
+        configs = [os.path.join(root, p.lstrip("/")) for p in DEFAULT_CONFIG_PATHS] if root else []
+        return cls(root, release, kernel, configs, cmdline=None)
+
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        """What reading the configuration had to say: (priority, text)."""
+        return list(self.config.messages)
+
+    def use_kernel(self, kernel: Kernel | None) -> None:
+        self.view = LoadedView(kernel, self.resolver)
+
+    def lookup(self, alias: str) -> list[Mod]:
+        """The modules a name or alias means."""
+        return self.resolver.lookup(alias)
+
+    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit) -> None:
+        """``modprobe ALIAS [options]``: every module the name resolves to, with what it needs.
+        Raises :class:`~lkm.errors.ModprobeError` when nothing matches (ENOENT) or an insert
+        failed (the first failure's errno, once every match was tried); modprobe's FATAL/ERROR
+        lines are emitted as it goes."""
+        mods = self.resolver.lookup(alias)
+        if not mods:
+            emit("FATAL", f"Module {alias} not found in directory {self.dirname}")
+            raise ModprobeError(f"Module {alias} not found in directory {self.dirname}", errno.ENOENT)
+        failed: ModprobeError | None = None
+        for m in mods:
+            err = probe(self.resolver, self.view, m, extra, flags or Flags(), emit)
+            if err < 0:
+                emit("ERROR", f"could not insert '{m.name}': {insert_error(-err)}")
+                failed = failed or ModprobeError(f"could not insert '{m.name}': {insert_error(-err)}", -err)
+        if failed is not None:
+            raise failed
+
+    def remove(self, mod: Mod, flags: Flags, emit: Emit) -> None:
+        """``modprobe -r``'s removal of one module (:func:`remove`); raises
+        :class:`~lkm.errors.ModprobeError` with libkmod's errno when it fails."""
+        err = remove(self.resolver, self.view, mod, flags, emit)
+        if err < 0:
+            raise ModprobeError(f"could not remove '{mod.name}': {os.strerror(-err)}", -err)

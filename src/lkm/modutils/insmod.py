@@ -20,8 +20,8 @@ import time
 from lkm.errors import InvalidModule, LkmError
 from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
-from lkm.kernel.model24 import iter_strings
-from lkm.kernel.struct24 import QM_INFO, QM_MODULES, QM_SYMBOLS, cstring
+from lkm.kernel.model.load24 import iter_strings
+from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_SYMBOLS, cstring
 from lkm.link.insmod24 import (
     NOLOAD_BASE,
     Insmod24Options,
@@ -249,7 +249,7 @@ def _known(mod: ModuleFile, args: list[str]) -> list[str]:
 
 def _snapshot(kernel: ModelKernel) -> None:
     """snap_shot: copies of /proc/ksyms and /proc/modules in the ksymoops directory, if it exists."""
-    from lkm.kernel import procfs
+    from lkm.kernel.model import procfs
 
     where = os.path.join(os.path.dirname(kernel.state.path), "ksymoops")
     if not os.path.isdir(where):

@@ -18,8 +18,8 @@ import time
 from lkm.errors import InvalidModule, LkmError
 from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
-from lkm.kernel.model24 import iter_strings
-from lkm.kernel.struct24 import QM_DEPS, QM_SYMBOLS
+from lkm.kernel.model.load24 import iter_strings
+from lkm.kernel.model.struct24 import QM_DEPS, QM_SYMBOLS
 from lkm.link.output import write_atomic
 from lkm.module.file import ModuleFile
 from lkm.module.modinfo import parse_param24_spec

@@ -102,7 +102,7 @@ def test_request_module_loads_what_the_model_loads(tmp_path: Path) -> None:
     from lkm.emulate.executor import for_profile
     from lkm.kernel.interface import KernelError
     from lkm.kernel.model import ModelKernel
-    from lkm.kernel.profile import load_profile
+    from lkm.kernel.model.profile import load_profile
 
     rel = os.uname().release
     root = _modules_root(rel)

@@ -1,4 +1,5 @@
-"""The model kernel's persistent state: one SQLite database.
+"""The model kernel's state file: one SQLite database (the statements on its tables are
+:mod:`lkm.kernel.model.store`'s).
 
 Every system call of the model runs as one transaction (:meth:`State.transaction`, ``BEGIN
 IMMEDIATE``: the write lock is taken first, so concurrent callers queue on the busy timeout
@@ -9,24 +10,31 @@ lkm is refused rather than misread.
 Tables: ``meta`` (the booted profile's fields), ``ksyms`` (the base kernel's exports),
 ``modules`` (one row per module, ``seq`` = load order), ``msyms`` (a module's exported symbols,
 ``kind='export'``), ``kallsyms`` (its /proc/kallsyms lines, compressed), ``refs`` (user -> used), ``areas``
-(memory handed out: pool, start, span), ``memory`` (the bytes of each loaded region).
+(memory handed out: pool, start, span), ``memory`` (the bytes of each loaded region),
+``kmsg`` (the kernel log).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from lkm.errors import LkmError
-from lkm.symbols.table import KernelSymbol
 
 SCHEMA_VERSION = 1
+# The kernel log (what ``lkm model dmesg`` shows).  Optional: a state booted before it existed
+# gets it with its first message, and an older lkm ignores it.
+KMSG_TABLE = "CREATE TABLE IF NOT EXISTS kmsg (seq INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL);\n"
 BUSY_TIMEOUT_S = 30.0  # how long a call waits for another process's call ($LKM_STATE_TIMEOUT)
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE ksyms (name TEXT PRIMARY KEY, address ADDR NOT NULL, type TEXT, crc INTEGER,
                     gpl INTEGER NOT NULL, ns TEXT);
@@ -54,6 +62,8 @@ CREATE TABLE memory (seq INTEGER NOT NULL REFERENCES modules(seq), region TEXT N
                      base ADDR NOT NULL,
                      data BLOB NOT NULL, PRIMARY KEY (seq, region));
 """
+    + KMSG_TABLE
+)
 
 
 U64 = (1 << 64) - 1
@@ -137,8 +147,6 @@ def _connect(p: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
         )
         db.text_factory = _text
         return db
-    from urllib.parse import quote
-
     uri = f"file:{quote(str(p.resolve()))}?mode=ro"
     db = sqlite3.connect(
         uri, timeout=timeout, isolation_level=None, detect_types=sqlite3.PARSE_DECLTYPES, uri=True
@@ -396,45 +404,16 @@ class State:
                 db.execute(stmt)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    def seal(self) -> None:
+        """A freshly booted state made one file (rollback journal) before it is renamed in."""
+        self.db.execute("PRAGMA journal_mode=DELETE")
+
     def close(self) -> None:
         self.db.close()
 
 
-class DbSymbols:
-    """find_symbol over the state: kernel exports, then modules newest first.  Records which
-    module supplied each name (``owners``) so the loader can take references."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.owners: dict[str, tuple[int, str]] = {}
-
-    def find_export(self, name: str, *, gpl_ok: bool) -> KernelSymbol | None:
-        row = self.db.execute(
-            "SELECT address, type, crc, gpl, ns FROM ksyms WHERE name=?", (name,)
-        ).fetchone()
-        if row is not None:
-            if row[3] and not gpl_ok:
-                return None
-            return KernelSymbol(name, row[0], row[1], None, True, bool(row[3]), row[2], row[4])
-        for seq, mname, value, crc, gpl, ns in self.db.execute(
-            "SELECT m.seq, m.name, s.address, s.crc, s.gpl, s.ns FROM msyms s JOIN modules m USING (seq) "
-            "WHERE s.name=? AND s.kind='export' AND m.state != 'Unformed' ORDER BY m.seq DESC",
-            (name,),
-        ):
-            if gpl and not gpl_ok:
-                continue
-            self.owners[name] = (seq, mname)
-            return KernelSymbol(name, value, None, mname, True, bool(gpl), crc, ns)
-        return None
-
-    def lookup(self, name: str, *, module: str | None = None) -> KernelSymbol | None:
-        return None  # every kernel symbol the model knows is an export
-
-
 def decode_blob(data: object, what: str, path: str | None = None) -> bytes:
     """A zlib-compressed column, or StateError naming the damage."""
-    import zlib
-
     try:
         if not isinstance(data, bytes):
             raise TypeError("not a blob")
@@ -445,8 +424,6 @@ def decode_blob(data: object, what: str, path: str | None = None) -> bytes:
 
 def decode_json(text: object, what: str, path: str | None = None) -> dict[str, object]:
     """A JSON object column, or StateError naming the damage."""
-    import json
-
     try:
         value = json.loads(text) if isinstance(text, (str, bytes)) else None
     except (ValueError, RecursionError) as exc:

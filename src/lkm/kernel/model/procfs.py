@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lkm.kernel.struct24 import (
+from lkm.kernel.model.store import Store
+from lkm.kernel.model.struct24 import (
     MOD_AUTOCLEAN,
     MOD_DELETED,
     MOD_INITIALIZING,
@@ -19,6 +20,7 @@ from lkm.kernel.struct24 import (
     MOD_USED_ONCE,
     versioned_name,
 )
+from lkm.symbols.table import KernelSymbol
 
 if TYPE_CHECKING:
     from lkm.kernel.model import ModelKernel
@@ -40,18 +42,14 @@ def flags_24(flags: int) -> str:
 def _rows_24(k: ModelKernel) -> list[tuple[str, int, int, int, list[str], bool]]:
     """(name, size, flags, usecount, refs newest first, can_unload) per module, newest first."""
     out = []
+    calls = k.calls24
+    assert calls is not None, "a 2.4 design's /proc/modules"
     with k.state.reading() as db:
-        mods = db.execute("SELECT seq, name, size, flags, usecount FROM modules ORDER BY seq DESC").fetchall()
-        for seq, name, size, flags, usecount in mods:
-            refs = [
-                n
-                for (n,) in db.execute(
-                    "SELECT m.name FROM refs r JOIN modules m ON m.seq = r.user WHERE r.used=? "
-                    "ORDER BY r.ord DESC",
-                    (seq,),
-                )
-            ]
-            out.append((name, size, flags, usecount, refs, bool(k._struct_field(db, seq, "can_unload"))))
+        st = Store(db, k.state.path)
+        for seq, _flags in st.all_flags():
+            r = st.row24(seq)
+            can_unload = bool(calls.struct_field(st, seq, "can_unload"))
+            out.append((r.name, r.size, r.flags, r.usecount, st.refs_names(seq), can_unload))
     return out
 
 
@@ -71,8 +69,7 @@ def proc_modules_24(k: ModelKernel) -> str:
 def proc_modules_6(k: ModelKernel) -> str:
     w = k.bits // 4
     with k.state.reading() as db:  # print_unload_info: "[permanent]," for an init without exit
-        sql = "SELECT name FROM modules WHERE info ->> '$.init' != 0 AND info ->> '$.exit' = 0"
-        permanent = {n for (n,) in db.execute(sql)}
+        permanent = Store(db, k.state.path).permanent_modules()
     lines = []
     for m in k.modules():
         users = (
@@ -113,10 +110,7 @@ def proc_kallsyms(k: ModelKernel) -> str:
     return "".join(out)
 
 
-def _addr(s: object) -> tuple[int, str]:
-    from lkm.symbols.table import KernelSymbol
-
-    assert isinstance(s, KernelSymbol)
+def _addr(s: KernelSymbol) -> tuple[int, str]:
     return (s.address or 0, s.name)
 
 

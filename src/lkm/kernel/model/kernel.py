@@ -1,10 +1,13 @@
-"""The model kernel: a persistent kernel whose module table lives in SQLite (:mod:`lkm.kernel.state`).
+"""The model kernel's facade: a persistent kernel whose module table lives in SQLite
+(:mod:`lkm.kernel.model.store`).
 
-It is booted from a profile (:mod:`lkm.kernel.profile`) and implements the :class:`Kernel`
-interface the module tools use (``finit_module``/``init_module`` taking the file: the kernel
-checks it, lays it out, resolves and relocates it through :mod:`lkm.link`), plus the 2.4 system
-calls (:class:`lkm.kernel.model24.Calls24`: ``create_module``, ``init_module`` with insmod's
-image, ``query_module``, ``delete_module``, ``get_kernel_syms``).  Every call is one transaction.
+It is booted from a profile (:mod:`lkm.kernel.model.profile`) and implements the :class:`Kernel`
+interface the module tools use.  Its design is picked once, when it is opened, from the
+profile's kernel version (:mod:`lkm.kernels`): today's (``finit_module``/``init_module`` taking
+the file: :func:`lkm.kernel.model.load.load_module` checks it, lays it out, resolves and
+relocates it through :mod:`lkm.link`), or 2.4's system calls (:class:`lkm.kernel.model.load24.Calls24`:
+``create_module``, ``init_module`` with insmod's image, ``query_module``, ``delete_module``,
+``get_kernel_syms``).  Every call is one transaction.
 
 Module memory comes from the vmalloc area (or, with the ``kmalloc-first`` policy, the kmalloc
 pool for small modules); init routines run through an :class:`~lkm.kernel.executor.Executor`.
@@ -12,15 +15,15 @@ pool for small modules); init routines run through an :class:`~lkm.kernel.execut
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
-import zlib
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, cast
 
+from lkm.compress import limit
 from lkm.errors import LkmError
-from lkm.kernel import kmod, model_load
 from lkm.kernel.executor import Executor, LoadedImage, RecordingExecutor
 from lkm.kernel.interface import (
     MODULE_INIT_COMPRESSED_FILE,
@@ -31,22 +34,17 @@ from lkm.kernel.interface import (
     KernelError,
     LoadedModule,
 )
-from lkm.kernel.model24 import Calls24
-from lkm.kernel.profile import ARCH_RANGES, Profile, load_profile
-from lkm.kernel.state import (
-    State,
-    StateError,
-    addr,
-    decode_blob,
-    decode_json,
-    default_state_path,
-    new_state_file,
-    replace_state,
-)
-from lkm.kernel.vmalloc import Arena, Fragmentation, first_fit, fragmentation
+from lkm.kernel.model import integrity, kmod, procfs
+from lkm.kernel.model.load import InitFailed, LoadInfo, load_module
+from lkm.kernel.model.load24 import Calls24, Query
+from lkm.kernel.model.profile import ARCH_RANGES, Profile, load_profile
+from lkm.kernel.model.state import State, StateError, default_state_path, new_state_file, replace_state
+from lkm.kernel.model.store import Store
+from lkm.kernel.model.struct24 import LAYOUTS, Layout24
+from lkm.kernel.model.vmalloc import Arena, Fragmentation, ModuleMemory, fragmentation
 from lkm.kernels import KernelVersion, by_name
 from lkm.record import Record
-from lkm.safeio import discard
+from lkm.safeio import discard, read_bytes
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
 POLICIES = ("vmalloc", "kmalloc-first")
@@ -67,7 +65,7 @@ class Area(Record):
         self.region = region
 
 
-class ModelKernel(Calls24):
+class ModelKernel:
     """A model kernel over a state file.  Open an existing one, or :meth:`boot` a new one."""
 
     def __init__(
@@ -76,11 +74,13 @@ class ModelKernel(Calls24):
         *,
         executor: Executor | None = None,
         readonly: bool = False,
+        modprobe: kmod.ModprobeFactory | None = None,
     ) -> None:
         self.state = State(state or default_state_path(), readonly=readonly)
         self.executor: Executor = executor or RecordingExecutor()
+        self._modprobe = modprobe
         with self.state.reading() as db:
-            self.meta = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta").fetchall()}
+            self.meta = Store(db).meta()
         try:
             self.release = self.meta["release"]
             self.machine = {"x86_64": "x86_64", "i386": "i686"}.get(self.meta["arch"], self.meta["arch"])
@@ -106,6 +106,14 @@ class ModelKernel(Calls24):
             "vmalloc": Arena("vmalloc", lo, hi, self.page_size, self.page_size),
             "kmalloc": Arena("kmalloc", klo, khi, 1, 0),
         }
+        self.allocator = ModuleMemory(self.arenas, self.policy, self.kmalloc_max)
+        # The design, picked once: 2.4's system calls, or today's loader (load_module).
+        self.version: KernelVersion = by_name(self.meta["layout"])
+        self.calls24: Calls24 | None = (
+            Calls24(self.state, self.meta, self.bits, self.executor, self.allocator)
+            if self.version.user_space_link
+            else None
+        )
         self.kmod_concurrent_max = kmod.MAX_KMOD_CONCURRENT  # the kernel's constant (tests lower it)
         self.kmod_running = 0  # requests in progress (nested: each one's caller is the one before)
         self.requests: list[kmod.ModuleRequest] = []  # module_request events of this process
@@ -152,15 +160,8 @@ class ModelKernel(Calls24):
         try:
             with st.transaction() as db:
                 st.create_schema(db)
-                db.executemany("INSERT INTO meta VALUES (?, ?)", fields.items())
-                db.executemany(
-                    "INSERT INTO ksyms VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        (s.name, addr(s.address or 0), s.type, s.crc, int(s.gpl_only), s.namespace)
-                        for s in prof.symbols
-                    ),
-                )
-            st.db.execute("PRAGMA journal_mode=DELETE")  # one file, complete, before the rename
+                Store(db).boot(fields, prof.symbols)
+            st.seal()
         except BaseException:
             st.close()
             discard(tmp)
@@ -175,17 +176,14 @@ class ModelKernel(Calls24):
     def tainted(self) -> int:
         """/proc/sys/kernel/tainted."""
         with self.state.reading() as db:
-            row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
-        return int(row[0]) if row else 0
+            return self._store(db).tainted()
 
     def add_taint(self, bits: int) -> None:
         """Set taint bits (2.4's insmod writes them to /proc/sys/kernel/tainted)."""
         with self._tx("sysctl") as db:
-            row = db.execute("SELECT value FROM meta WHERE key='tainted'").fetchone()
-            value = (int(row[0]) if row else 0) | bits
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('tainted', ?)", (str(value),))
+            self._store(db).add_taint(bits)
 
-    # -- request_module (lkm.kernel.kmod) -------------------------------------------------
+    # -- request_module (lkm.kernel.model.kmod) -------------------------------------------------
 
     @property
     def modprobe_path(self) -> str:
@@ -263,18 +261,25 @@ class ModelKernel(Calls24):
 
     def _set_meta(self, key: str, value: str) -> None:
         with self._tx("sysctl") as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            self._store(db).set_meta(key, value)
         self.meta[key] = value
+
+    @property
+    def modprobe_factory(self) -> kmod.ModprobeFactory:
+        """The modprobe request_module runs (given when opened; lkm's by default)."""
+        if self._modprobe is None:
+            self._modprobe = kmod.default_modprobe_factory()
+        return self._modprobe
 
     def request_module(self, name: str, wait: bool = True) -> int:
         """The kernel's request_module(name) / request_module_nowait: runs lkm's modprobe
-        against this kernel (:mod:`lkm.kernel.kmod`).  0 on success, the modprobe wait status
+        against this kernel (:mod:`lkm.kernel.model.kmod`).  0 on success, the modprobe wait status
         (256: exit 1) or -errno; each request is appended to :attr:`requests`."""
         return kmod.request_module(self, name, wait)
 
     def initstate(self, name: str) -> str | None:
         with self.state.reading() as db:
-            row = db.execute("SELECT state, flags, design FROM modules WHERE name=?", (name,)).fetchone()
+            row = self._store(db).initstate_row(name)
         if row is None:
             return None
         state, flags, design = row
@@ -287,76 +292,56 @@ class ModelKernel(Calls24):
 
     # -- plumbing ------------------------------------------------------------------------
 
-    @property
-    def version(self) -> KernelVersion:
-        """The kernel design this model runs (:mod:`lkm.kernels`), from its profile's layout."""
-        return by_name(self.meta["layout"])
+    # -- 2.4's system calls (lkm.kernel.model.load24), on a 2.4 design only -----------------
 
     @property
-    def is_24(self) -> bool:
-        """The 2.4 design: :attr:`version` links in user space (kept for callers of the old name)."""
-        return self.version.user_space_link
+    def layout24(self) -> Layout24:
+        """2.4's structures at this model's word size."""
+        return LAYOUTS[self.bits // 8]
+
+    def _24(self, call: str) -> Calls24:
+        if self.calls24 is None:
+            raise KernelError(
+                call, errno.ENOSYS, f"{call} is a 2.4 system call; this kernel is {self.release}"
+            )
+        return self.calls24
+
+    def create_module(self, name: str, size: int) -> int:
+        """sys_create_module: reserve ``size`` bytes for module ``name``; its kernel address."""
+        return self._24("create_module").create_module(name, size)
+
+    def init_module_24(self, name: str, image: bytes) -> None:
+        """sys_init_module(name, image) of 2.4 (insmod's finished image)."""
+        self._24("init_module").init_module_24(name, image)
+
+    def query_module(self, name: str | None, which: int, bufsize: int = 1 << 20) -> Query:
+        """sys_query_module (:class:`~lkm.kernel.model.load24.NoSpace` when ``bufsize`` is short)."""
+        return self._24("query_module").query_module(name, which, bufsize)
+
+    def delete_module_24(self, name: str | None) -> None:
+        """sys_delete_module of 2.4; None reaps unused autoclean modules."""
+        self._24("delete_module").delete_module_24(name)
+
+    def get_kernel_syms(self) -> list[tuple[int, str]]:
+        """sys_get_kernel_syms."""
+        return self._24("get_kernel_syms").get_kernel_syms()
 
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
         """A system call's transaction; database failures become :class:`StateError`."""
         return self.state.transaction()
 
-    def _alloc(self, db: sqlite3.Connection, seq: int, name: str, region: str, size: int) -> int:
-        """module_alloc / module_map: kmalloc first for small modules (policy), else vmalloc."""
-        pools = ["vmalloc"]
-        if self.policy == "kmalloc-first" and size <= self.kmalloc_max:
-            pools.insert(0, "kmalloc")
-        for pool in pools:
-            arena = self.arenas[pool]
-            if not arena.fits(size):
-                continue
-            used = db.execute("SELECT start, span FROM areas WHERE pool=?", (pool,)).fetchall()
-            at = first_fit(arena, used, size)
-            if at is not None:
-                db.execute(
-                    "INSERT INTO areas VALUES (?, ?, ?, ?, ?, ?)",
-                    (pool, addr(at), arena.span(size), size, seq, region),
-                )
-                return at
-        raise KernelError(
-            "module_alloc",
-            errno.ENOMEM,
-            f"can't allocate kernel memory for module {name}; needed {size} bytes",
-        )
-
-    def _free(self, db: sqlite3.Connection, seq: int) -> None:
-        for table in ("areas", "memory", "msyms", "kallsyms"):
-            db.execute(f"DELETE FROM {table} WHERE seq=?", (seq,))
-        db.execute("DELETE FROM refs WHERE user=? OR used=?", (seq, seq))
-        db.execute("DELETE FROM modules WHERE seq=?", (seq,))
-
-    def _find(self, db: sqlite3.Connection, name: str) -> tuple[int, str, int, int, str, int] | None:
-        """(seq, design, flags, usecount, state, base) of module ``name``."""
-        row = db.execute(
-            "SELECT seq, design, flags, usecount, state, base FROM modules WHERE name=?", (name,)
-        ).fetchone()
-        return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
-
-    def _store_memory(self, db: sqlite3.Connection, seq: int, regions: dict[int, bytes]) -> None:
-        db.executemany(
-            "INSERT OR REPLACE INTO memory VALUES (?, ?, ?, ?)",
-            ((seq, f"{base:x}", addr(base), zlib.compress(bytes(data), 1)) for base, data in regions.items()),
-        )
+    def _store(self, db: sqlite3.Connection) -> Store:
+        return Store(db, self.state.path)
 
     def memory(self, name: str) -> dict[int, bytes]:
         """The loaded module's memory: base address -> bytes (what /dev/kmem would show)."""
         with self.state.reading() as db:
-            rows = db.execute(
-                "SELECT memory.base, memory.data FROM memory JOIN modules USING (seq) WHERE modules.name=?",
-                (name,),
-            ).fetchall()
-        return {base: decode_blob(data, f"memory of {name}", self.state.path) for base, data in rows}
+            return self._store(db).memory_of_name(name)
 
     def read_memory(self, address: int, length: int) -> bytes:
         """Bytes at a kernel address inside a loaded module (EFAULT if unmapped)."""
         with self.state.reading() as db:
-            for base, data in db.execute("SELECT base, data FROM memory WHERE base <= ?", (addr(address),)):
-                raw = decode_blob(data, f"memory at {base:#x}", self.state.path)
+            for base, raw in self._store(db).memory_below(address):
                 if address + length <= base + len(raw):
                     return raw[address - base : address - base + length]
         raise KernelError("read", errno.EFAULT, f"address {address:#x} is not in a loaded module")
@@ -364,9 +349,6 @@ class ModelKernel(Calls24):
     # -- today's calls (the Kernel interface) ----------------------------------------------
 
     def finit_module(self, path: str, params: str = "", flags: int = 0) -> None:
-        from lkm.compress import limit
-        from lkm.safeio import read_bytes
-
         try:
             data = read_bytes(path, limit=limit())
         except OSError as exc:  # the kernel: EBADF for a bad fd, EINVAL for a non-regular file
@@ -394,39 +376,51 @@ class ModelKernel(Calls24):
         if flags & MODULE_INIT_COMPRESSED_FILE and self.meta.get("compression", "-") == "-":
             raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
         failed: KernelError | None = None
+        printk: list[str] = []
         try:
             with self._tx(call) as db:
+                info = LoadInfo(
+                    call, data, params, flags, path, self._store(db), self.meta, self.page_size,
+                    self.allocator, self.executor, printk,
+                )  # fmt: skip
                 try:
-                    model_load.load_module(self, db, call, data, params, flags, path)
-                except model_load.InitFailed as exc:
+                    load_module(info)
+                except InitFailed as exc:
                     failed = exc.error
         except kmod.KmodDeadlock as exc:
             if self.kmod_running:
                 raise  # up to the outermost load, which the hang is really in
             raise KernelError(call, errno.EDEADLK, exc.reason, path=path) from None
+        except KernelError:
+            with contextlib.suppress(StateError):  # what the kernel printed before it refused
+                self._printk(printk)
+            raise
+        self._printk(printk)
         if failed is not None:
             raise failed
+
+    def _printk(self, lines: list[str]) -> None:
+        if lines:
+            with self._tx("printk") as db:
+                self._store(db).printk(lines)
+
+    def dmesg(self) -> list[str]:
+        """The kernel log: what the model printed (``lkm model dmesg``), oldest first."""
+        with self.state.reading() as db:
+            return self._store(db).kernel_log()
 
     def delete_module(self, name: str, flags: int = O_NONBLOCK) -> None:
         if self.version.user_space_link:
             self.delete_module_24(name)
             return
         with self._tx("delete_module") as db:
-            found = self._find(db, name)
+            store = self._store(db)
+            found = store.find(name)
             if found is None:
                 raise KernelError("delete_module", errno.ENOENT, f"Module {name} is not currently loaded")
-            seq, _design, _flags, usecount, state, _base = found
-            info = decode_json(
-                db.execute("SELECT info FROM modules WHERE seq=?", (seq,)).fetchone()[0],
-                f"info of {name}",
-                self.state.path,
-            )
-            users = [
-                u
-                for (u,) in db.execute(
-                    "SELECT m.name FROM refs r JOIN modules m ON m.seq = r.user WHERE r.used=?", (seq,)
-                )
-            ]
+            seq, usecount, state = found.seq, found.usecount, found.state
+            info = store.module_info(seq, name)
+            users = store.holders(seq)
             if users:
                 raise KernelError(
                     "delete_module", errno.EWOULDBLOCK, f"Module {name} is in use by: {' '.join(users)}"
@@ -441,34 +435,22 @@ class ModelKernel(Calls24):
             if usecount and not forced:
                 raise KernelError("delete_module", errno.EWOULDBLOCK, f"Module {name} is in use")
             if info.get("exit"):
-                image = LoadedImage(name, self._memory_of(db, seq), {})
+                image = LoadedImage(name, store.memory_of(seq), {})
                 exit_fn = info["exit"]
                 if not isinstance(exit_fn, int):
                     raise StateError(
                         f"damaged state: info of {name}: exit is not an address", path=self.state.path
                     )
                 self.executor.call(image, exit_fn, ())
-            self._free(db, seq)
-
-    def _memory_of(self, db: sqlite3.Connection, seq: int) -> dict[int, bytes]:
-        return {
-            b: decode_blob(d, f"memory of module {seq}", self.state.path)
-            for b, d in db.execute("SELECT base, data FROM memory WHERE seq=?", (seq,))
-        }
+            store.free(seq)
 
     def modules(self) -> list[LoadedModule]:
         with self.state.reading() as db:
-            rows = db.execute(
-                "SELECT seq, name, size, usecount, state, base, taints, flags, design "
-                "FROM modules ORDER BY seq DESC"
-            ).fetchall()
-            users: dict[int, list[str]] = {}
-            for used, uname in db.execute(
-                "SELECT r.used, m.name FROM refs r JOIN modules m ON m.seq = r.user ORDER BY r.ord DESC"
-            ):
-                users.setdefault(used, []).append(uname)
+            store = self._store(db)
+            rows = store.module_list()
+            users = store.all_holders()
         out = []
-        for seq, name, size, usecount, state, base, taints, _flags, _design in rows:
+        for seq, name, size, usecount, state, base, taints in rows:
             holders = tuple(users.get(seq, []))
             out.append(
                 LoadedModule(
@@ -489,17 +471,15 @@ class ModelKernel(Calls24):
 
     def _info(self, name: str) -> dict[str, object]:
         with self.state.reading() as db:
-            row = db.execute("SELECT info FROM modules WHERE name=?", (name,)).fetchone()
-        if row is None:
+            info = self._store(db).info_of_name(name)
+        if info is None:
             raise KernelError("open", errno.ENOENT, f"Module {name} is not currently loaded")
-        return decode_json(row[0], f"info of {name}", self.state.path)
+        return info
 
     def is_builtin(self, name: str) -> bool:
         return False
 
     def kallsyms(self) -> str:
-        from lkm.kernel import procfs
-
         return procfs.proc_kallsyms(self)
 
     # -- views -----------------------------------------------------------------------------
@@ -507,40 +487,17 @@ class ModelKernel(Calls24):
     def kernel_symbols(self) -> list[KernelSymbol]:
         """The base kernel's exports (profile order: by name)."""
         with self.state.reading() as db:
-            rows = db.execute("SELECT name, address, type, crc, gpl, ns FROM ksyms ORDER BY rowid").fetchall()
-        return [KernelSymbol(n, a, t, None, True, bool(g), c, ns) for n, a, t, c, g, ns in rows]
+            return self._store(db).kernel_symbols()
 
     def module_kallsyms(self) -> str:
         """The modules' /proc/kallsyms lines, newest module first."""
         with self.state.reading() as db:
-            rows = db.execute("SELECT k.lines FROM kallsyms k JOIN modules m USING (seq) "
-                              "WHERE m.state != 'Unformed' ORDER BY m.seq DESC").fetchall()  # fmt: skip
-        return "".join(
-            decode_blob(r[0], "kallsyms", self.state.path).decode("utf-8", "surrogateescape") for r in rows
-        )
+            return self._store(db).module_kallsyms()
 
     def module_symbols(self, kind: str = "export") -> list[tuple[str, list[KernelSymbol]]]:
         """Per module, newest first: its exported symbols (/proc/ksyms), in __ksymtab order."""
         with self.state.reading() as db:
-            mods = db.execute(
-                "SELECT seq, name FROM modules WHERE state != 'Unformed' ORDER BY seq DESC"
-            ).fetchall()
-            out = []
-            for seq, name in mods:
-                rows = db.execute(
-                    "SELECT name, address, type, gpl, crc, ns FROM msyms WHERE seq=? AND kind=? ORDER BY ord",
-                    (seq, kind),
-                ).fetchall()
-                out.append(
-                    (
-                        name,
-                        [
-                            KernelSymbol(n, a, t, name, kind == "export", bool(g), c, ns)
-                            for n, a, t, g, c, ns in rows
-                        ],
-                    )
-                )
-        return out
+            return self._store(db).module_symbols(kind)
 
     def symbol_table(self) -> SymbolTable:
         """The kernel's exports and every loaded module's, as a :class:`SymbolTable`."""
@@ -551,10 +508,7 @@ class ModelKernel(Calls24):
 
     def areas(self) -> list[Area]:
         with self.state.reading() as db:
-            rows = db.execute(
-                "SELECT a.pool, a.start, a.span, a.size, m.name, a.region FROM areas a "
-                "JOIN modules m USING (seq) ORDER BY a.pool DESC, a.start"
-            ).fetchall()
+            rows = self._store(db).areas()
         return [Area(*r) for r in rows]
 
     def fragmentation(self, pool: str = "vmalloc") -> Fragmentation:
@@ -564,10 +518,8 @@ class ModelKernel(Calls24):
         """Problems in the state (empty when consistent): dangling references, areas without
         modules or overlapping, modules without memory, exports outside their module's memory or
         duplicated, 2.4 symbol tables differing from the struct module in memory."""
-        from lkm.kernel import integrity
-
         with self.state.reading() as db:
-            return integrity.check(self, db)
+            return integrity.check(self, self._store(db))
 
 
 if TYPE_CHECKING:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lkm.compress import COMPRESSIONS, decompress
 from lkm.errors import LkmError
 from lkm.record import Record
-from lkm.symbols.table import KernelSymbol
+from lkm.safeio import read_bytes
+from lkm.symbols.table import KernelSymbol, SymbolTable
 
 FORMAT = "lkm-profile 1"
-PROFILE_DIR = Path(__file__).parent / "profiles"
+PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 
 # Per architecture: module range (MODULES_VADDR..MODULES_END, or 2.4's vmalloc area) and the
 # direct-mapped range kmalloc memory comes from.
@@ -128,8 +130,6 @@ def profile_from_files(
     """A profile from a kernel's symbol files (System.map, /proc/kallsyms, vmlinux or a kernel
     image for addresses, plus Module.symvers for CRCs, GPL-only and namespaces; any
     :mod:`lkm.symbols.sources` format): every symbol the kernel itself exports, with an address."""
-    from lkm.symbols.table import SymbolTable
-
     if arch not in ARCH_FIELDS:
         raise ProfileError(f"no module range known for {arch} (known: {', '.join(ARCH_FIELDS)})")
     kernel = "6.12" if layout == "linux-6.12" else "6.1"
@@ -154,16 +154,12 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
     p = Path(name_or_path)
     if not p.exists() and (PROFILE_DIR / f"{name_or_path}.profile.gz").exists():
         p = PROFILE_DIR / f"{name_or_path}.profile.gz"
-    from lkm.safeio import read_bytes
-
     try:
         raw = read_bytes(p)
     except OSError as exc:
         known = ", ".join(shipped_profiles())
         raise ProfileError(f"no such profile ({exc.strerror}); shipped: {known}", path=str(p)) from None
     if raw[:2] == b"\x1f\x8b":
-        from lkm.compress import COMPRESSIONS, decompress
-
         raw = decompress(raw, COMPRESSIONS[2])
     try:
         text = raw.decode("utf-8")

@@ -6,33 +6,30 @@ rows equal to the symbol table of the struct module in their memory."""
 
 from __future__ import annotations
 
-import sqlite3
 import zlib
 from typing import TYPE_CHECKING
 
-from lkm.kernel.struct24 import LAYOUTS, cstring
+from lkm.kernel.model.store import Store
+from lkm.kernel.model.struct24 import LAYOUTS, cstring
 
 if TYPE_CHECKING:
     from lkm.kernel.model import ModelKernel
 
 
-def check(k: ModelKernel, db: sqlite3.Connection) -> list[str]:
+def check(k: ModelKernel, st: Store) -> list[str]:
     problems: list[str] = []
-    mods = {seq: (name, design, base, size, state) for seq, name, design, base, size, state in
-            db.execute("SELECT seq, name, design, base, size, state FROM modules")}  # fmt: skip
-    for user, used in db.execute("SELECT user, used FROM refs"):
+    mods = st.all_modules()
+    for user, used in st.all_refs():
         if user not in mods or used not in mods:
             problems.append(f"dangling reference {user} -> {used}")
     for table in ("areas", "memory", "msyms", "kallsyms"):
-        for (seq,) in db.execute(f"SELECT DISTINCT seq FROM {table}"):
+        for seq in st.seqs_in(table):
             if seq not in mods:
                 problems.append(f"{table} rows of a module that does not exist (seq {seq})")
     areas: dict[int, list[tuple[int, int, int]]] = {}
     for pool, arena in k.arenas.items():
         prev_end, prev = arena.start, ""
-        for start, span, size, seq in db.execute(
-            "SELECT start, span, size, seq FROM areas WHERE pool=? ORDER BY start",
-                                                 (pool,)):  # fmt: skip
+        for start, span, size, seq in st.pool_areas(pool):
             if start < prev_end:
                 problems.append(f"{pool} area {start:#x} overlaps {prev}")
             if start + span > arena.end or span < size:
@@ -46,8 +43,8 @@ def check(k: ModelKernel, db: sqlite3.Connection) -> list[str]:
             problems.append(f"{name}: loaded without memory")
         elif design == "2.4" and areas[seq][0][0] != base:
             problems.append(f"{name}: struct module at {base:#x} but memory at {areas[seq][0][0]:#x}")
-    owners: dict[str, int] = {n: -1 for (n,) in db.execute("SELECT name FROM ksyms")}
-    for seq, name, address in db.execute("SELECT seq, name, address FROM msyms WHERE kind='export'"):
+    owners: dict[str, int] = {s.name: -1 for s in st.kernel_symbols()}
+    for seq, name, address in st.all_exports():
         if name in owners:
             problems.append(
                 f"export {name} of {mods.get(seq, ('?',))[0]} also exported by seq {owners[name]}"
@@ -60,10 +57,10 @@ def check(k: ModelKernel, db: sqlite3.Connection) -> list[str]:
     for seq, (name, design, base, _size, _state) in mods.items():
         if design != "2.4":
             continue
-        row = db.execute("SELECT data FROM memory WHERE seq=?", (seq,)).fetchone()
-        if row is None:
+        blob = st.memory_blob(seq)
+        if blob is None:
             continue
-        mem = zlib.decompress(row[0])
+        mem = zlib.decompress(blob)
         sos = int.from_bytes(mem[: lay.word], "little")
         m = lay.unpack_module(mem, sos)
         want = []
@@ -71,9 +68,7 @@ def check(k: ModelKernel, db: sqlite3.Connection) -> list[str]:
             for i in range(m["nsyms"]):
                 v, p = lay.symbol.unpack_from(mem, m["syms"] - base + i * lay.symbol.size)
                 want.append((cstring(mem, p - base), v))
-        have = db.execute(
-            "SELECT name, address FROM msyms WHERE seq=? AND kind='export' ORDER BY ord", (seq,)
-        )
+        have = st.module_exports(seq)
         if [tuple(r) for r in have] != want:
             problems.append(f"{name}: symbol rows differ from its struct module's table")
     return problems

@@ -14,12 +14,12 @@ import errno
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
 
 from lkm.kernel.executor import Executor, LoadedImage
 from lkm.kernel.interface import KernelError
-from lkm.kernel.state import addr
-from lkm.kernel.struct24 import (
+from lkm.kernel.model.state import State
+from lkm.kernel.model.store import Store
+from lkm.kernel.model.struct24 import (
     EXCEPTION_ENTRY_SIZE,
     KERNEL_SYM_NAME,
     LAYOUTS,
@@ -39,10 +39,8 @@ from lkm.kernel.struct24 import (
     cstring,
     versioned_name,
 )
+from lkm.kernel.model.vmalloc import ModuleMemory
 from lkm.record import Record
-
-if TYPE_CHECKING:
-    from lkm.kernel.vmalloc import Arena
 
 KERNEL_MODULE_ADDRESS = 0xC0300F00  # &kernel_module in the model's kernel data
 
@@ -71,32 +69,25 @@ def can_query(flags: int) -> bool:
 
 
 class Calls24:
-    """The 2.4 calls; mixed into :class:`lkm.kernel.model.ModelKernel`."""
+    """The 2.4 system calls of a model kernel whose design is 2.4 (the facade,
+    :class:`lkm.kernel.model.ModelKernel`, holds one and passes these calls on)."""
 
-    bits: int
-    page_size: int
-    executor: Executor
-    meta: dict[str, str]
-    arenas: dict[str, Arena]
+    def __init__(
+        self, state: State, meta: dict[str, str], bits: int, executor: Executor, memory: ModuleMemory
+    ) -> None:
+        self.state = state
+        self.meta = meta
+        self.bits = bits
+        self.executor = executor
+        self.memory = memory
+        self.layout24: Layout24 = LAYOUTS[bits // 8]
 
     def _tx(self, call: str) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
+        """A system call's transaction; database failures become StateError."""
+        return self.state.transaction()
 
-    def _alloc(self, db: sqlite3.Connection, seq: int, name: str, region: str, size: int) -> int:
-        raise NotImplementedError
-
-    def _free(self, db: sqlite3.Connection, seq: int) -> None:
-        raise NotImplementedError
-
-    def _store_memory(self, db: sqlite3.Connection, seq: int, regions: dict[int, bytes]) -> None:
-        raise NotImplementedError
-
-    def _memory_of(self, db: sqlite3.Connection, seq: int) -> dict[int, bytes]:
-        raise NotImplementedError
-
-    @property
-    def layout24(self) -> Layout24:
-        return LAYOUTS[self.bits // 8]
+    def _store(self, db: sqlite3.Connection) -> Store:
+        return Store(db, self.state.path)
 
     def _require_24(self, call: str) -> None:
         if self.meta["layout"] != "linux-2.4":
@@ -121,20 +112,17 @@ class Calls24:
         if size < lay.sizeof_module + len(name.encode("utf-8", "surrogateescape")) + 1:
             raise KernelError("create_module", errno.EINVAL, f"size {size} too small for the module header")
         with self._tx("create_module") as db:
-            if _find24(db, name) is not None:
+            st = self._store(db)
+            if st.find24(name, MOD_DELETED) is not None:
                 raise KernelError("create_module", errno.EEXIST, f"a module named {name} exists")
-            cur = db.execute(
-                "INSERT INTO modules (name, design, base, size, state) VALUES (?, '2.4', 0, ?, '')",
-                (name, size),
-            )
-            seq = int(cur.lastrowid or 0)
-            base = self._alloc(db, seq, name, "image", size)
+            seq = st.new_module(name, "2.4", size)
+            base = self.memory.alloc(st, seq, name, "image", size)
             head = lay.pack_module(
                 {"size_of_struct": lay.sizeof_module, "name": base + lay.sizeof_module, "size": size}
             )
             image = head + name.encode("utf-8", "surrogateescape") + b"\0"
-            db.execute("UPDATE modules SET base=? WHERE seq=?", (addr(base), seq))
-            self._store_memory(db, seq, {base: image.ljust(size, b"\0")})
+            st.set_base(seq, base)
+            st.store_memory(seq, {base: image.ljust(size, b"\0")})
         return base
 
     # -- init_module -----------------------------------------------------------------------
@@ -146,17 +134,17 @@ class Calls24:
         self._name_ok("init_module", name)
         failure: KernelError | None = None
         with self._tx("init_module") as db:
-            failure = self._init_24(db, name, image)
+            failure = self._init_24(self._store(db), name, image)
         if failure is not None:
             raise failure
 
-    def _init_24(self, db: sqlite3.Connection, name: str, image: bytes) -> KernelError | None:
+    def _init_24(self, st: Store, name: str, image: bytes) -> KernelError | None:
         lay = self.layout24
         w = lay.word
-        found = _find24(db, name)
+        found = st.find24(name, MOD_DELETED)
         if found is None:
             raise KernelError("init_module", errno.ENOENT, f"no module {name} created")
-        seq, base, created_size, _flags, _uc = found
+        seq, base, created_size = found.seq, found.base, found.size
         if len(image) < w:
             raise KernelError("init_module", errno.EFAULT, "image shorter than size_of_struct")
         sos = int.from_bytes(image[:w], "little")
@@ -222,44 +210,30 @@ class Calls24:
             dep = lay.ref.unpack_from(mem, m["deps"] - base + i * lay.ref.size)[0]
             if dep == base:
                 raise bad("self-referential dependency in mod->deps.")
-            row = db.execute(
-                "SELECT seq FROM modules WHERE base=? AND design='2.4' AND seq != ?", (addr(dep), seq)
-            ).fetchone()
-            if row is None:
+            dep_seq = st.module_at24(dep, seq)
+            if dep_seq is None:
                 raise bad("found dependency that is (no longer?) a module.")
-            deps.append(row[0])
+            deps.append(dep_seq)
         # From here on the module is committed to, as in 2.4: the refs are linked before init.
-        nref = db.execute("SELECT COALESCE(MAX(ord), 0) FROM refs").fetchone()[0]
-        for i, d in enumerate(deps):
-            db.execute("INSERT OR IGNORE INTO refs VALUES (?, ?, ?)", (seq, d, nref + 1 + i))
-            db.execute("UPDATE modules SET flags = flags | ? WHERE seq=?", (MOD_USED_ONCE, d))
-        syms = []
+        st.add_refs(seq, deps)
+        for d in deps:
+            st.or_flags(d, MOD_USED_ONCE)
+        syms: list[tuple[str, int, int, int | None, str | None]] = []
         for i in range(m["nsyms"]):
             value, nameptr = lay.symbol.unpack_from(mem, m["syms"] - base + i * lay.symbol.size)
             sname = cstring(mem, nameptr - base) if base <= nameptr < base + m["size"] else ""
-            syms.append(
-                (seq, sname, addr(value), "export", None, int(sname.startswith("GPLONLY_")), None, None, i)
-            )
-        db.execute("DELETE FROM msyms WHERE seq=?", (seq,))
-        db.executemany("INSERT INTO msyms VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", syms)
-        self._store_memory(db, seq, {base: mem.ljust(created_size, b"\0")})
+            syms.append((sname, value, int(sname.startswith("GPLONLY_")), None, None))
+        st.add_exports(seq, syms, replace=True)
+        st.store_memory(seq, {base: mem.ljust(created_size, b"\0")})
         flags = m["flags"] | MOD_INITIALIZING
-        db.execute(
-            "UPDATE modules SET size=?, flags=?, usecount=1, init=?, cleanup=?, state='' WHERE seq=?",
-            (m["size"], flags, addr(m["init"]), addr(m["cleanup"]), seq),
-        )
+        st.init24(seq, m["size"], flags, m["init"], m["cleanup"])
         if m["init"]:
             ret = self.executor.call(LoadedImage(name, {base: mem}, {}), m["init"], ())
             if ret != 0:
-                db.execute(
-                    "UPDATE modules SET usecount=0, flags=? WHERE seq=?", (flags & ~MOD_INITIALIZING, seq)
-                )
+                st.set_flags(seq, flags & ~MOD_INITIALIZING, usecount=0)
                 code = errno.EBUSY if ret > 0 else -ret
                 return KernelError("init_module", code, f"{name}: init_module returned {ret}")
-        db.execute(
-            "UPDATE modules SET usecount=0, flags=? WHERE seq=?",
-            ((flags | MOD_RUNNING) & ~MOD_INITIALIZING, seq),
-        )
+        st.set_flags(seq, (flags | MOD_RUNNING) & ~MOD_INITIALIZING, usecount=0)
         return None
 
     # -- delete_module ---------------------------------------------------------------------
@@ -268,50 +242,52 @@ class Calls24:
         """sys_delete_module(name); None reaps unused autoclean modules."""
         self._require_24("delete_module")
         with self._tx("delete_module") as db:
+            st = self._store(db)
             if name is not None:
                 self._name_ok("delete_module", name)
-                found = _find24(db, name)
+                found = st.find24(name, MOD_DELETED)
                 if found is None:
                     raise KernelError("delete_module", errno.ENOENT, f"Module {name} is not currently loaded")
-                seq = found[0]
-                if db.execute("SELECT 1 FROM refs WHERE used=?", (seq,)).fetchone():
+                seq = found.seq
+                if st.is_used(seq):
                     raise KernelError(
                         "delete_module", errno.EBUSY, f"Module {name} is in use by other modules"
                     )
-                if self._in_use(db, seq):
+                if self._in_use(st, seq):
                     raise KernelError("delete_module", errno.EBUSY, f"Module {name} is in use")
-                self._free_module(db, seq, tag_freed=False)
+                self._free_module(st, seq, tag_freed=False)
                 return
             while True:
                 changed = False
-                for seq, flags in db.execute("SELECT seq, flags FROM modules ORDER BY seq DESC").fetchall():
+                for seq, flags in st.all_flags():
                     if (
-                        db.execute("SELECT 1 FROM refs WHERE used=?", (seq,)).fetchone() is None
+                        not st.is_used(seq)
                         and flags & MOD_AUTOCLEAN
                         and flags & MOD_RUNNING
                         and not flags & MOD_DELETED
                         and flags & MOD_USED_ONCE
-                        and not self._in_use(db, seq)
+                        and not self._in_use(st, seq)
                     ):
                         if flags & MOD_VISITED and not flags & MOD_JUST_FREED:
-                            db.execute("UPDATE modules SET flags=? WHERE seq=?", (flags & ~MOD_VISITED, seq))
+                            st.set_flags(seq, flags & ~MOD_VISITED)
                         else:
-                            self._free_module(db, seq, tag_freed=True)
+                            self._free_module(st, seq, tag_freed=True)
                             changed = True
                 if not changed:
                     break
-            db.execute("UPDATE modules SET flags = flags & ?", (~MOD_JUST_FREED,))
+            st.clear_flags_everywhere(MOD_JUST_FREED)
 
-    def _in_use(self, db: sqlite3.Connection, seq: int) -> bool:
+    def _in_use(self, st: Store, seq: int) -> bool:
         """__MOD_IN_USE: can_unload() if the module has one, else its usecount."""
-        name, usecount = db.execute("SELECT name, usecount FROM modules WHERE seq=?", (seq,)).fetchone()
-        cu = self._struct_field(db, seq, "can_unload")
+        row = st.row24(seq)
+        cu = self.struct_field(st, seq, "can_unload")
         if cu:
-            return self.executor.call(LoadedImage(name, self._memory_of(db, seq), {}), cu, ()) != 0
-        return bool(usecount)
+            return self.executor.call(LoadedImage(row.name, st.memory_of(seq), {}), cu, ()) != 0
+        return bool(row.usecount)
 
-    def _struct_field(self, db: sqlite3.Connection, seq: int, field: str) -> int:
-        mem = self._memory_of(db, seq)
+    def struct_field(self, st: Store, seq: int, field: str) -> int:
+        """A member of module ``seq``'s struct module in memory (0 if its struct lacks it)."""
+        mem = st.memory_of(seq)
         if not mem:
             return 0
         data = next(iter(mem.values()))
@@ -319,19 +295,16 @@ class Calls24:
         sos = int.from_bytes(data[: lay.word], "little")
         return lay.unpack_module(data, sos)[field] if lay.member_present(field, sos) else 0
 
-    def _free_module(self, db: sqlite3.Connection, seq: int, *, tag_freed: bool) -> None:
-        name, flags, cleanup = db.execute(
-            "SELECT name, flags, cleanup FROM modules WHERE seq=?", (seq,)
-        ).fetchone()
-        if flags & MOD_RUNNING and cleanup:
-            self.executor.call(LoadedImage(name, self._memory_of(db, seq), {}), cleanup, ())
-        deps = [d for (d,) in db.execute("SELECT used FROM refs WHERE user=?", (seq,))]
-        db.execute("DELETE FROM refs WHERE user=?", (seq,))
+    def _free_module(self, st: Store, seq: int, *, tag_freed: bool) -> None:
+        row = st.row24(seq)
+        if row.flags & MOD_RUNNING and row.cleanup:
+            self.executor.call(LoadedImage(row.name, st.memory_of(seq), {}), row.cleanup, ())
+        deps = st.drop_refs(seq)
         if tag_freed:
             for d in deps:
-                if db.execute("SELECT 1 FROM refs WHERE used=?", (d,)).fetchone() is None:
-                    db.execute("UPDATE modules SET flags = flags | ? WHERE seq=?", (MOD_JUST_FREED, d))
-        self._free(db, seq)
+                if not st.is_used(d):
+                    st.or_flags(d, MOD_JUST_FREED)
+        st.free(seq)
 
     # -- query_module ----------------------------------------------------------------------
 
@@ -340,77 +313,52 @@ class Calls24:
         size needed) when ``bufsize`` is too small."""
         self._require_24("query_module")
         with self._tx("query_module") as db:
-            return self._query(db, name, which, bufsize)
+            return self._query(self._store(db), name, which, bufsize)
 
-    def _query(self, db: sqlite3.Connection, name: str | None, which: int, bufsize: int) -> Query:
+    def _query(self, st: Store, name: str | None, which: int, bufsize: int) -> Query:
         call = "query_module"
         seq: int | None = None
         flags = MOD_RUNNING
         if name is not None:
             self._name_ok(call, name)
-            found = _find24(db, name)
+            found = st.find24(name, MOD_DELETED)
             if found is None:
                 raise KernelError(call, errno.ENOENT, f"no module {name}")
-            seq, _base, _size, flags, _uc = found
+            seq, flags = found.seq, found.flags
         if which == 0:
             return Query(b"", 0)
         if which == QM_MODULES:
-            names = [
-                n
-                for (n,) in db.execute(
-                    "SELECT name FROM modules WHERE design='2.4' AND flags & ? = 0 ORDER BY seq DESC",
-                    (MOD_DELETED,),
-                )
-            ]
+            names = st.live_names24(MOD_DELETED)
             return _strings(call, names, bufsize, len(names))
         if which in (QM_DEPS, QM_REFS):
             if seq is None:
                 raise KernelError(call, errno.EINVAL, "the kernel has no dependencies")
             if not can_query(flags):
                 return Query(b"", 0)
-            if which == QM_DEPS:
-                sql = (
-                    "SELECT m.name FROM refs r JOIN modules m ON m.seq = r.used WHERE r.user=? ORDER BY r.ord"
-                )
-            else:
-                sql = (
-                    "SELECT m.name FROM refs r JOIN modules m ON m.seq = r.user WHERE r.used=? "
-                    "ORDER BY r.ord DESC"
-                )
-            names = [n for (n,) in db.execute(sql, (seq,))]
+            names = st.deps_names(seq) if which == QM_DEPS else st.refs_names(seq)
             return _strings(call, names, bufsize, len(names))
         if which == QM_SYMBOLS:
             if not can_query(flags):
                 return Query(b"", 0)
-            return self._qm_symbols(self._symbols_of(db, seq), bufsize)
+            return self._qm_symbols(self._symbols_of(st, seq), bufsize)
         if which == QM_INFO:
             if seq is None:
                 raise KernelError(call, errno.EINVAL, "no info for the kernel")
             lay = self.layout24
             if bufsize < lay.info.size:
                 raise NoSpace(call, lay.info.size)
-            base, size, flags, usecount = db.execute(
-                "SELECT base, size, flags, usecount FROM modules WHERE seq=?", (seq,)
-            ).fetchone()
-            uc = -1 if self._struct_field(db, seq, "can_unload") else usecount
-            return Query(lay.info.pack(base, size, flags, uc), lay.info.size)
+            row = st.row24(seq)
+            uc = -1 if self.struct_field(st, seq, "can_unload") else row.usecount
+            return Query(lay.info.pack(row.base, row.size, row.flags, uc), lay.info.size)
         raise KernelError(call, errno.EINVAL, f"unknown query {which}")
 
-    def _symbols_of(self, db: sqlite3.Connection, seq: int | None) -> list[tuple[int, str]]:
+    def _symbols_of(self, st: Store, seq: int | None) -> list[tuple[int, str]]:
         """(value, name) of a module's syms, or the kernel's (versioned names) for None."""
         if seq is None:
             smp = self.meta.get("smp") == "1"
             versions = self.meta.get("using_versions") == "1"
-            return [
-                (a, versioned_name(n, c if versions else None, smp))
-                for n, a, c in db.execute("SELECT name, address, crc FROM ksyms ORDER BY rowid")
-            ]
-        return [
-            (a, n)
-            for n, a in db.execute(
-                "SELECT name, address FROM msyms WHERE seq=? AND kind='export' ORDER BY ord", (seq,)
-            )
-        ]
+            return [(a, versioned_name(n, c if versions else None, smp)) for n, a, c in st.kernel_exports()]
+        return [(a, n) for n, a in st.module_exports(seq)]
 
     def _qm_symbols(self, syms: list[tuple[int, str]], bufsize: int) -> Query:
         lay = self.layout24
@@ -432,24 +380,14 @@ class Calls24:
         self._require_24("get_kernel_syms")
         out: list[tuple[int, str]] = []
         with self._tx("get_kernel_syms") as db:
-            mods = db.execute(
-                "SELECT seq, name, base, flags FROM modules WHERE design='2.4' ORDER BY seq DESC"
-            ).fetchall()
+            st = self._store(db)
+            mods: list[tuple[int | None, str, int, int]] = [*st.modules24()]
             for seq, name, base, flags in [*mods, (None, "", KERNEL_MODULE_ADDRESS, MOD_RUNNING)]:
                 if not can_query(flags):
                     continue
                 out.append((base, ("#" + name)[: KERNEL_SYM_NAME - 1]))
-                out.extend((v, n[: KERNEL_SYM_NAME - 1]) for v, n in self._symbols_of(db, seq))
+                out.extend((v, n[: KERNEL_SYM_NAME - 1]) for v, n in self._symbols_of(st, seq))
         return out
-
-
-def _find24(db: sqlite3.Connection, name: str) -> tuple[int, int, int, int, int] | None:
-    """find_module: (seq, base, size, flags, usecount), modules being deleted skipped."""
-    row = db.execute(
-        "SELECT seq, base, size, flags, usecount FROM modules WHERE name=? AND flags & ? = 0",
-        (name, MOD_DELETED),
-    ).fetchone()
-    return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
 
 def _strings(call: str, names: list[str], bufsize: int, count: int) -> Query:

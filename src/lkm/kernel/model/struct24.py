@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import struct
 
-from lkm.link.insmod24 import STRUCT_MODULE_24
+from lkm.kernels import STRUCT_MODULE_24
 
 # struct module, in order, every field one word on i386 (no ``gp``): insmod's own table.
 MODULE_FIELDS: tuple[str, ...] = STRUCT_MODULE_24

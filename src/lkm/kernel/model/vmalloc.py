@@ -9,6 +9,10 @@ functions over the areas already in use, so the state store can keep the areas a
 
 from __future__ import annotations
 
+import errno
+
+from lkm.kernel.interface import KernelError
+from lkm.kernel.model.store import Store
 from lkm.record import Record
 
 KMALLOC_MIN = 32
@@ -61,6 +65,35 @@ def first_fit(arena: Arena, used: list[tuple[int, int]], size: int) -> int | Non
         at = max(at, start + used_span)
     at = (at + align - 1) // align * align
     return at if at + span <= arena.end else None
+
+
+class ModuleMemory:
+    """module_alloc / module_map of one model: kmalloc first for small modules (the
+    ``kmalloc-first`` policy, up to ``kmalloc_max`` bytes), else vmalloc."""
+
+    def __init__(self, arenas: dict[str, Arena], policy: str, kmalloc_max: int) -> None:
+        self.arenas = arenas
+        self.policy = policy
+        self.kmalloc_max = kmalloc_max
+
+    def alloc(self, store: Store, seq: int, name: str, region: str, size: int) -> int:
+        """An area of ``size`` bytes for ``region`` of module ``seq``: its address (ENOMEM)."""
+        pools = ["vmalloc"]
+        if self.policy == "kmalloc-first" and size <= self.kmalloc_max:
+            pools.insert(0, "kmalloc")
+        for pool in pools:
+            arena = self.arenas[pool]
+            if not arena.fits(size):
+                continue
+            at = first_fit(arena, store.areas_in(pool), size)
+            if at is not None:
+                store.add_area(pool, at, arena.span(size), size, seq, region)
+                return at
+        raise KernelError(
+            "module_alloc",
+            errno.ENOMEM,
+            f"can't allocate kernel memory for module {name}; needed {size} bytes",
+        )
 
 
 class Fragmentation(Record):

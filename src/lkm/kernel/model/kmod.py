@@ -13,8 +13,9 @@ Linux 2.4 (kernel/kmod.c ``request_module``): ``modprobe_path -s -k -- NAME``, n
 check, a runaway limit of MAX_KMOD_CONCURRENT (``kmod: runaway modprobe loop assumed and
 stopped``, -ENOMEM, printed at most 5 times); modprobe's status is not looked at: 0.
 
-The model runs lkm's modprobe in-process (:func:`lkm.modprobe.actions.load_alias`) with that
-argv's meaning (quiet, the name as an operand), over the model kernel itself and the modules
+The model runs lkm's modprobe in-process (:class:`lkm.modprobe.Modprobe`, injected: see
+:data:`DEFAULT_MODPROBE_FACTORY`) with that argv's meaning (quiet, the name as an operand),
+over the model kernel itself and the modules
 directory ``ROOT/lib/modules/RELEASE`` of the model's configured modules root, with the
 configuration files under that root only -- never the host's /etc (the kernel's own command
 line is not read).  The model is a sandbox: modprobe's install/remove commands are recorded
@@ -36,11 +37,12 @@ create_module/init_module), so a 2.4 request loads nothing and, as 2.4 does, ret
 from __future__ import annotations
 
 import errno
-import os
-from typing import TYPE_CHECKING
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from lkm.errors import LkmError
-from lkm.kernel.state import StateError
+from lkm.errors import LkmError, ModprobeError
+from lkm.kernel.model.state import StateError
 from lkm.kernels import KmodRules
 from lkm.record import Record
 
@@ -123,23 +125,42 @@ def request_module(kernel: ModelKernel, name: str, wait: bool = True) -> int:
 
 def _modprobe(kernel: ModelKernel, name: str, output: list[str]) -> int:
     """``modprobe -q -- NAME`` in-process against the model: its exit status."""
-    from lkm.moddir import ModulesDir
-    from lkm.modprobe import Resolver, load_config
-    from lkm.modprobe.actions import Flags, LoadedView, load_alias
-    from lkm.modprobe.config import DEFAULT_CONFIG_PATHS
-
-    root = kernel.modules_root
-    dirname = f"{root}/lib/modules/{kernel.release}"
-    # The configuration is the model's own: under its modules root, never the host's /etc (a
-    # model with no modules root reads no modprobe.d at all).
-    configs = [os.path.join(root, p.lstrip("/")) for p in DEFAULT_CONFIG_PATHS] if root else []
-    cfg = load_config(dirname, configs, cmdline=None)
+    mp = kernel.modprobe_factory(kernel.modules_root, kernel.release, kernel)
 
     def emit(kind: str, text: str) -> None:
         if kind not in ("FATAL", "ERROR"):  # -q: modprobe keeps its own errors to itself
             output.append(text)
 
-    for _prio, msg in cfg.messages:
+    for _prio, msg in mp.messages:
         output.append(msg)
-    res = Resolver(ModulesDir(dirname), cfg)
-    return load_alias(res, LoadedView(kernel, res), name, "", Flags(), emit, dirname)
+    try:
+        mp.load(name, "", None, emit)
+    except ModprobeError:  # modprobe exits 1 (its messages kept to itself by -q)
+        return 1
+    return 0
+
+
+class ModprobeLike(Protocol):
+    """What request_module needs of modprobe (:class:`lkm.modprobe.Modprobe`)."""
+
+    @property
+    def messages(self) -> list[tuple[str, str]]: ...
+
+    def load(self, alias: str, extra: str, flags: Any, emit: Callable[[str, str], None]) -> None: ...
+
+
+#: Makes the modprobe of a model kernel: (modules root, release, kernel) -> modprobe.
+ModprobeFactory = Callable[[str, str, "ModelKernel"], ModprobeLike]
+
+#: The modprobe a model runs unless it is given one (``ModelKernel(modprobe=...)``): lkm's,
+#: named rather than imported (lkm.modprobe works over any Kernel, so it sits above
+#: lkm.kernel; it is loaded by name at a model's first request, as backends are).
+DEFAULT_MODPROBE_FACTORY = "lkm.modprobe:Modprobe.for_model"
+
+
+def default_modprobe_factory() -> ModprobeFactory:
+    modname, _, attr = DEFAULT_MODPROBE_FACTORY.partition(":")
+    obj: Any = importlib.import_module(modname)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return cast(ModprobeFactory, obj)
