@@ -113,6 +113,14 @@ def pytest_configure(config: pytest.Config) -> None:
     from testing.corpus import corpus_dir
 
     _Guard.corpus = str(corpus_dir().resolve()) + "/"
+    if not os.environ.get("LKM_CACHE_DIR"):  # lkm's derived-data cache: the tests' own, not the user's
+        import atexit
+        import shutil
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="lkm-test-cache-")
+        os.environ["LKM_CACHE_DIR"] = d
+        atexit.register(shutil.rmtree, d, True)
     if not os.environ.get("LKM_GUEST"):  # inside a guest (tests/vm/guest) everything is there
         sys.addaudithook(_audit)
 

@@ -5,6 +5,7 @@ report a byte altered in the saved memory at its address."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,9 @@ def test_snapshot_verify(tree_name: str, tmp_path: Path) -> None:
                        capture_output=True, text=True)  # fmt: skip
     reported = [int(w.strip("():"), 16) for w in r.stdout.split() if w.startswith("(0x")]
     assert r.returncode == 1 and reported and all(at <= a < at + 16 for a in reported), r.stdout
+    # the same as one lkm/1 "verify" document: its byte differences are those addresses
+    j = subprocess.run([*lkm_cmd(), "verify", "--json", "--snapshot", str(snap), str(files[victim])],
+                       capture_output=True, text=True)  # fmt: skip
+    (doc,) = [json.loads(line) for line in j.stdout.splitlines()]
+    assert (j.returncode, doc["schema"], doc["kind"], doc["ok"]) == (1, "lkm/1", "verify", False)
+    assert [int(b["address"], 16) for b in doc["bytes"]] == reported

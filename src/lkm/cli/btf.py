@@ -9,7 +9,6 @@ a kernel image (its ``.BTF`` is recovered).
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 
@@ -25,7 +24,7 @@ TOOL = Tool(
     options=[
         Opt("B", "base-btf", "BASE", "the base BTF (default /sys/kernel/btf/vmlinux)", complete="file"),
         Opt("", "kernel-version", "VERSION", "whose checks: 6.1 (default) or 6.12", complete="6.1 6.12"),
-        Opt("", "json", None, "one JSON object per module"),
+        Opt("", "json", None, 'JSON Lines: one "btf" document per module (schema lkm/1)'),
     ],
 )
 
@@ -74,7 +73,9 @@ def run(prog: str, args: list[str]) -> int:
                      "errno": errno.errorcode.get(v.errno, str(v.errno)) if v.errno else 0,
                      "message": v.message, "kernel_log": log})  # fmt: skip
     if "--json" in o:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        from lkm.cli.jsonout import line
+
+        sys.stdout.write("".join(line("btf", **r) for r in rows))
     else:
         for r in rows:
             verdict = "ok" if r["accepted"] else f"{r['errno']}: {r['message']}"

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import sys
 
 from lkm.cli.getopt import UsageError, parse
@@ -69,9 +68,9 @@ def _check(prog: str, args: list[str]) -> int:
             raise UsageError("--weak-modules needs --symvers FILE or --kernel TREE")
         res = weak_modules(paths, symvers)
         if as_json:
-            sys.stdout.write(
-                json.dumps({"compatible": res.compatible, "incompatible": res.incompatible}, indent=2) + "\n"
-            )
+            from lkm.cli.jsonout import line
+
+            sys.stdout.write(line("compat-weak", compatible=res.compatible, incompatible=res.incompatible))
         else:
             for p in res.compatible:
                 sys.stdout.write(f"compatible\t{p}\n")
@@ -85,9 +84,10 @@ def _check(prog: str, args: list[str]) -> int:
     target = load_target(o["--kernel"], symvers=o.get("--symvers"))
     verdicts = check_modules(paths, target, enforce="--enforce" in o)
     if as_json:
-        out = {"kernel": {"release": target.release, "vermagic": target.vermagic, "source": target.source},
-               "modules": [v.as_dict() for v in verdicts]}  # fmt: skip
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        from lkm.cli.jsonout import line
+
+        kernel = {"release": target.release, "vermagic": target.vermagic, "source": target.source}
+        sys.stdout.write(line("compat", kernel=kernel, modules=[v.as_dict() for v in verdicts]))
     else:
         import os
 
@@ -112,11 +112,14 @@ def _diff(args: list[str]) -> int:
         raise UsageError("diff needs two Module.symvers files")
     changes = symvers_diff(load_symvers(operands[0]), load_symvers(operands[1]))
     if any(f == "--json" for f, _ in opts):
-        rows = [
-            {"change": c.change, "symbol": c.name, "old": c.old, "new": c.new, "module": c.module}
-            for c in changes
-        ]
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        from lkm.cli.jsonout import line
+
+        sys.stdout.write(
+            "".join(
+                line("symvers-change", change=c.change, symbol=c.name, old=c.old, new=c.new, module=c.module)
+                for c in changes
+            )
+        )
     else:
         for c in changes:
             sys.stdout.write(f"{c.change}\t{c.name}\t{c.module}\t{c.old}\t{c.new}\n")

@@ -43,6 +43,13 @@ TOOL = Tool(
         Opt("", "jobs", "N", "Read modules with N processes (default: every core)", own=True),
         Opt("", "graph", "FILE", "Also draw the dependency graph (.dot or .svg)", own=True),
         Opt("", "no-cache", None, "Read every module again (no modules.lkm-cache)", own=True),
+        Opt(
+            "",
+            "json",
+            None,
+            "Also print each module's entry as JSON Lines (schema lkm/1;\nwith -n instead of the files)",
+            own=True,
+        ),
     ],
 )
 
@@ -77,6 +84,7 @@ def run(prog: str, args: list[str]) -> int:
     prefix = ""
     workers: int | None = None
     use_cache = True
+    as_json = False
     graph: str | None = None
     for flag, val in opts:
         if flag in ("-b", "--basedir"):
@@ -108,6 +116,8 @@ def run(prog: str, args: list[str]) -> int:
             log("WARNING", f"Ignored deprecated option {flag}")
         elif flag == "--no-cache":
             use_cache = False
+        elif flag == "--json":
+            as_json = True
         elif flag == "--graph":
             if not val.endswith((".dot", ".svg")):
                 log("FATAL", f"--graph wants a .dot or .svg file name: {val}")
@@ -149,8 +159,11 @@ def run(prog: str, args: list[str]) -> int:
         verbose=level > DEFAULT_LEVEL,
         cache=use_cache,
     )
+    from lkm.cli.progress import progress
+
     try:
-        result = depmod(options)
+        with progress(f"{name}: reading {dirname}"):
+            result = depmod(options)
     except DependencyCycle as exc:
         for prio, msg in exc.messages:
             log(prio, msg)
@@ -165,8 +178,11 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     for prio, msg in result.messages:
         log(prio, msg)
-    if result.shown:
+    if result.shown and not as_json:
         sys.stdout.write("".join(result.shown))
+        sys.stdout.flush()
+    if as_json:
+        sys.stdout.write(json_entries(result.outputs, result.dirname))
         sys.stdout.flush()
     if graph is not None:
         try:
@@ -174,6 +190,8 @@ def run(prog: str, args: list[str]) -> int:
         except LkmError as exc:
             log("FATAL", str(exc))
             return 1
+    if dry_run and as_json:
+        return 0
     if dry_run:
         out = sys.stdout.buffer
         for _fname, data in result.outputs:
@@ -186,6 +204,73 @@ def run(prog: str, args: list[str]) -> int:
         log("FATAL", str(exc))
         return 1
     return 0
+
+
+def json_entries(outputs: list[tuple[str, bytes]], dirname: str | None = None) -> str:
+    """One ``"depmod"`` document per module, from the text indexes depmod just made (so the JSON
+    says what modules.dep, .alias, .symbols, .softdep, .devname and .builtin say): its path
+    (relative to the modules directory), dependencies in modules.dep order, aliases, exported
+    symbols, soft dependencies, device node; built-in modules with ``"builtin": true``."""
+    from lkm.cli.jsonout import line
+    from lkm.modname import path_to_modname
+
+    files = {os.path.basename(f): data.decode("utf-8", "surrogateescape") for f, data in outputs}
+    if "modules.builtin" not in files and dirname is not None:  # an input of depmod's, not an output
+        import contextlib
+
+        from lkm.safeio import read_text
+
+        with contextlib.suppress(OSError):
+            files["modules.builtin"] = read_text(os.path.join(dirname, "modules.builtin"))
+    entries: dict[str, dict[str, object]] = {}
+
+    def entry(name: str, path: str | None = None, builtin: bool = False) -> dict[str, object]:
+        e = entries.get(name)
+        if e is None:
+            e = entries[name] = {
+                "name": name,
+                "path": path,
+                "builtin": builtin,
+                "depends": [],
+                "aliases": [],
+                "symbols": [],
+                "softdep": None,
+                "devname": None,
+            }
+        return e
+
+    for row in files.get("modules.dep", "").splitlines():
+        path, colon, deps = row.partition(":")
+        if colon:
+            entry(path_to_modname(path), path)["depends"] = deps.split()
+    for row in files.get("modules.builtin", "").splitlines():
+        if row.strip():
+            entry(path_to_modname(row.strip()), row.strip(), True)
+    for fname, key in (("modules.alias", "aliases"), ("modules.symbols", "symbols")):
+        for row in files.get(fname, "").splitlines():
+            f = row.split(" ")
+            if len(f) == 3 and f[0] == "alias":
+                value = f[1][len("symbol:") :] if key == "symbols" and f[1].startswith("symbol:") else f[1]
+                got = entry(f[2])[key]
+                assert isinstance(got, list)
+                got.append(value)
+    for row in files.get("modules.softdep", "").splitlines():
+        f = row.split()
+        if len(f) >= 2 and f[0] == "softdep":
+            pre: list[str] = []
+            post: list[str] = []
+            into = pre
+            for w in f[2:]:
+                if w in ("pre:", "post:"):
+                    into = pre if w == "pre:" else post
+                else:
+                    into.append(w)
+            entry(f[1])["softdep"] = {"pre": pre, "post": post}
+    for row in files.get("modules.devname", "").splitlines():
+        f = row.split()
+        if len(f) == 3 and not row.startswith("#"):
+            entry(f[0])["devname"] = {"name": f[1], "node": f[2]}
+    return "".join(line("depmod", **e) for e in entries.values())
 
 
 def _graph(outputs: list[tuple[str, bytes]], path: str, names: list[str] | None) -> None:

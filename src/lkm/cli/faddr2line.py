@@ -15,7 +15,10 @@ TOOL = Tool(
     usage=["[--list] OBJECT FUNC+OFFSET[/SIZE] ..."],
     usage_status=2,
     description="OBJECT: vmlinux or a module (.ko, .ko.xz, .ko.zst, .ko.gz) with debug information.",
-    options=[Opt("l", "list", None, "also print the source lines around each location")],
+    options=[
+        Opt("l", "list", None, "also print the source lines around each location"),
+        Opt("", "json", None, 'JSON Lines: one "faddr2line" document per location (schema lkm/1)'),
+    ],
 )
 
 
@@ -23,16 +26,22 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.oops.faddr2line import check_object, faddr2line
 
     opts, operands = TOOL.parse(prog, args)
-    list_source = bool(opts)
+    flags = {f for f, _ in opts}
+    list_source = bool(flags & {"-l", "--list"})
+    records: list[dict[str, object]] | None = [] if "--json" in flags else None
     if len(operands) < 2:
         sys.stderr.write(f"{prog}: an OBJECT and at least one FUNC+OFFSET are needed\n")
         return 2
     try:
         check_object(operands[0])
-        out, notes = faddr2line(operands[0], operands[1:], list_source=list_source)
+        out, notes = faddr2line(operands[0], operands[1:], list_source=list_source, records=records)
     except LkmError as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 2
+    if records is not None:
+        from lkm.cli.jsonout import line
+
+        out = "".join(line("faddr2line", **r) for r in records)
     sys.stdout.write(out)
     for n in notes:
         sys.stderr.write(f"{prog}: {n}\n")

@@ -7,7 +7,6 @@ ask for, found or missing as the kernel's firmware loader searches (:mod:`lkm.tr
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -26,7 +25,7 @@ TOOL = Tool(
         Opt("", "no-xz", None, "the kernel was built without CONFIG_FW_LOADER_COMPRESS_XZ"),
         Opt("", "no-zstd", None, "the kernel was built without CONFIG_FW_LOADER_COMPRESS_ZSTD"),
         Opt("", "missing", None, "list only the files not found"),
-        Opt("", "json", None, "one JSON object"),
+        Opt("", "json", None, 'JSON Lines: one "firmware" document per file (schema lkm/1)'),
     ],
 )
 
@@ -55,7 +54,9 @@ def run(prog: str, args: list[str]) -> int:
     if "--missing" in o:
         files = [f for f in files if f.found is None]
     if "--json" in o:
-        sys.stdout.write(json.dumps([f.as_dict() for f in files], indent=2) + "\n")
+        from lkm.cli.jsonout import line
+
+        sys.stdout.write("".join(line("firmware", **f.as_dict()) for f in files))
     else:
         for f in files:
             where = f.found or ("refused (EINVAL)" if f.errno else "MISSING")

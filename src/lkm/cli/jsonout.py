@@ -24,9 +24,65 @@ def document(kind: str, **fields: Any) -> dict[str, Any]:
     return {"schema": SCHEMA, "kind": kind, **fields}
 
 
+def line(kind: str, **fields: Any) -> str:
+    """One document as one line of JSON Lines (names that are not UTF-8 stay surrogate escapes,
+    written back as their bytes by the CLI's streams)."""
+    return json.dumps(document(kind, **fields), ensure_ascii=False) + "\n"
+
+
 def emit(kind: str, **fields: Any) -> None:
     """Write one document as one line (JSON Lines when called once per item)."""
-    sys.stdout.write(json.dumps(document(kind, **fields), ensure_ascii=False) + "\n")
+    sys.stdout.write(line(kind, **fields))
 
 
-__all__ = ["SCHEMA", "document", "emit", "hexaddr"]
+def symbol(
+    name: str,
+    address: int | None,
+    type: str | None = None,
+    module: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The fields of a ``"symbol"`` document (kallsyms, ksyms, /proc lines)."""
+    return {"name": name, "address": hexaddr(address), "type": type, "module": module, **extra}
+
+
+def kernel_symbol(s: Any, module: str | None = None) -> dict[str, Any]:
+    """A :class:`lkm.symbols.table.KernelSymbol` as a ``"symbol"`` document's fields."""
+    owner = module if module is not None else s.module
+    extra = {"exported": s.exported, "gpl_only": s.gpl_only, "crc": s.crc, "namespace": s.namespace}
+    return symbol(s.name, s.address, s.type, owner, **extra)
+
+
+def loaded_module(m: Any) -> dict[str, Any]:
+    """A loaded module (:class:`lkm.kernel.interface.LoadedModule`) as an ``"lsmod"`` document's
+    fields: /proc/modules' columns."""
+    holders = list(m.holders) if m.holders is not None else None
+    address = hexaddr(m.address) if m.address else None
+    return {"name": m.name, "size": m.size, "refcount": m.refcount, "holders": holders, "state": m.state,
+            "address": address}  # fmt: skip
+
+
+def kallsyms_lines(text: str) -> str:
+    """/proc/kallsyms text (``ADDRESS TYPE NAME\t[MODULE]`` lines) as ``"symbol"`` JSON Lines."""
+    out = []
+    for row in text.splitlines():
+        head, _tab, mod = row.partition("\t")
+        f = head.split(" ", 2)
+        if len(f) != 3:
+            continue
+        module = mod.strip()[1:-1] if mod.strip().startswith("[") else None
+        out.append(line("symbol", **symbol(f[2], int(f[0], 16), f[1], module)))
+    return "".join(out)
+
+
+__all__ = [
+    "SCHEMA",
+    "document",
+    "emit",
+    "hexaddr",
+    "kallsyms_lines",
+    "kernel_symbol",
+    "line",
+    "loaded_module",
+    "symbol",
+]

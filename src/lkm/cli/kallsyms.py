@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from lkm.arch import by_name as arch_by_name
+from lkm.cli.progress import progress
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 from lkm.safeio import read_bytes
@@ -25,6 +26,7 @@ TOOL = Tool(
             "the image's architecture (default: from the image)",
             complete="x86_64 i386 arm64",
         ),
+        Opt("", "json", None, 'JSON Lines: one "symbol" document a line (schema lkm/1)'),
         *BACKEND,
     ],
 )
@@ -34,14 +36,20 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.cli.backend import split_backend
 
     model, state, args = split_backend(args)
-    if model and not args:  # a model kernel's /proc/kallsyms
+    as_json = "--json" in args
+    if model and not [a for a in args if a != "--json"]:  # a model kernel's /proc/kallsyms
         from lkm.kernel.model import ModelKernel
 
         try:
-            sys.stdout.write(ModelKernel(state).kallsyms())
+            text = ModelKernel(state).kallsyms()
         except LkmError as exc:
             sys.stderr.write(f"{prog}: ERROR: {exc}\n")
             return 1
+        if as_json:
+            from lkm.cli.jsonout import kallsyms_lines
+
+            text = kallsyms_lines(text)
+        sys.stdout.write(text)
         return 0
     opts, operands = TOOL.parse(prog, args)
     image = arch = None
@@ -53,19 +61,25 @@ def run(prog: str, args: list[str]) -> int:
     if image is None or operands:
         sys.stderr.write(f"{prog}: --from-image IMAGE (or a model kernel) is needed\n")
         return 1
-    from lkm.symbols.image import decompress_kernel_image, format_proc_kallsyms, kernel_arch, recover_kallsyms
+    from lkm.symbols.sources import image_symbols
 
     try:
         try:
             data = read_bytes(image)
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=image) from None
-        kernel = decompress_kernel_image(data)
-        arch = arch or kernel_arch(kernel)
-        entries = recover_kallsyms(kernel, arch=arch)
+        with progress(f"{prog}: recovering kallsyms from {image}"):
+            arch, syms = image_symbols(data, path=image, arch=arch)
         spec = arch_by_name(arch)
-        bits = spec.bits if spec is not None else 64
-        sys.stdout.write(format_proc_kallsyms(entries, bits))
+        width = (spec.bits if spec is not None else 64) // 4
+        if as_json:
+            from lkm.cli.jsonout import kernel_symbol, line
+
+            text = "".join(line("symbol", **kernel_symbol(s)) for s in syms)
+        else:
+            listed = (s for s in syms if s.type is not None)  # exports kallsyms lacks: JSON only
+            text = "".join(f"{s.address or 0:0{width}x} {s.type} {s.name}\n" for s in listed)
+        sys.stdout.write(text)
     except LkmError as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc.path or image}: {exc.reason}\n")
         return 1

@@ -67,6 +67,7 @@ TOOL = Tool(
             own=True,
             complete="ksymoops decode-stacktrace json",
         ),
+        Opt("", "json", None, "same as --format json (schema lkm/1)", own=True),
         Opt(
             "",
             "html",
@@ -103,7 +104,9 @@ def run(prog: str, args: list[str]) -> int:
     release: str | None = None
     html: str | None = None
     for flag, val in opts:
-        if flag == "--format":
+        if flag == "--json":
+            fmt = "json"
+        elif flag == "--format":
             if val not in FORMATS:
                 sys.stderr.write(f"{prog}: unknown format '{val}' (known: {', '.join(FORMATS)})\n")
                 return 2

@@ -19,6 +19,7 @@ TOOL = Tool(
         Opt("a", "all", None, "also the kernel's own exported symbols"),
         Opt("h", "noheader", None, "no header line"),
         Opt("m", "", None, "also each module's address and size"),
+        Opt("", "json", None, 'JSON Lines: one "symbol" document a line (schema lkm/1)', own=True),
         *BACKEND,
     ],
 )
@@ -49,6 +50,20 @@ def format_ksyms(
     return "".join(out)
 
 
+def json_ksyms(kernel: object, *, all_symbols: bool = False) -> str:
+    """The same symbols as JSON Lines ("symbol" documents: exported, the module or null)."""
+    from lkm.cli.jsonout import kernel_symbol, line
+    from lkm.kernel.model import ModelKernel
+
+    assert isinstance(kernel, ModelKernel)
+    out: list[str] = []
+    for name, syms in kernel.module_symbols("export"):
+        out.extend(line("symbol", **kernel_symbol(s, name)) for s in syms)
+    if all_symbols:
+        out.extend(line("symbol", **kernel_symbol(s)) for s in kernel.kernel_symbols())
+    return "".join(out)
+
+
 def run(prog: str, args: list[str]) -> int:
     from lkm.cli.backend import split_backend
     from lkm.kernel.model import ModelKernel
@@ -60,8 +75,11 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(USAGE)
         return 1
     try:
-        text = format_ksyms(ModelKernel(state), all_symbols=bool(flags & {"-a", "--all"}),
-                            header=not flags & {"-h", "--noheader"}, modules="-m" in flags)  # fmt: skip
+        if "--json" in flags:
+            text = json_ksyms(ModelKernel(state), all_symbols=bool(flags & {"-a", "--all"}))
+        else:
+            text = format_ksyms(ModelKernel(state), all_symbols=bool(flags & {"-a", "--all"}),
+                                header=not flags & {"-h", "--noheader"}, modules="-m" in flags)  # fmt: skip
     except LkmError as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1

@@ -63,6 +63,7 @@ TOOL = Tool(
         Opt("", "force-vermagic", None, "ignore the version magic"),
         Opt("", "svg", "FILE", "also draw the module's memory map (SVG)", complete="file"),
         Opt("", "with", "MODULE", "a module already loaded; repeatable", complete="file"),
+        Opt("", "json", None, 'print the summary as one "link" document (schema lkm/1)'),
         Opt("", "blob", "FILE", "the single image of `insmod -O FILE`", group=I24, complete="file"),
         Opt("", "map", "FILE", "the `insmod -m` load map", group=I24, complete="file"),
         Opt("", "ksyms", "FILE", "the module's /proc/ksyms lines", group=I24, complete="file"),
@@ -101,6 +102,7 @@ def run(prog: str, args: list[str]) -> int:
         with_modules: list[str] = []
         opts24: dict[str, str] = {}
         svg_out: str | None = None
+        as_json = any(f == "--json" for f, _ in opts)
         for flag, val in opts:
             if flag in ("--kernel", "-k"):
                 kernels.append(val)
@@ -147,12 +149,12 @@ def run(prog: str, args: list[str]) -> int:
                 if given:
                     raise UsageError(f"{flag} is not for linux-2.4 (see --ksyms, --kallsyms24, --base)")
             return _link_24(path, kernels, base, out, blob, vermagic, force, with_modules, opts24,
-                            tuple(operands[1:]), svg_out)  # fmt: skip
+                            tuple(operands[1:]), svg_out, as_json)  # fmt: skip
         if operands[1:]:
             raise UsageError("symbol=value module arguments are for --layout linux-2.4")
         if opts24:
             raise UsageError(f"--{next(iter(opts24))} is for --layout linux-2.4")
-        extra = (vermagic, force, with_modules, svg_out, percpu)
+        extra = (vermagic, force, with_modules, svg_out, percpu, as_json)
         return _link(path, kernels, layout, config, base, regions, out, blob, kallsyms, *extra)
     except UsageError as exc:
         err(f"{prog}: {exc}\n")
@@ -185,6 +187,7 @@ def _link(
     with_modules: list[str],
     svg_out: str | None = None,
     percpu_base: int = 0,
+    as_json: bool = False,
 ) -> int:
     from lkm.link import link
     from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
@@ -247,9 +250,36 @@ def _link(
         outputs[svg_out] = memmap_svg(map_of_linked(mod, image)).encode("utf-8")
     for target, data in outputs.items():
         write_atomic(target, data)
-    if not outputs:
+    if as_json:
+        sys.stdout.write(_json(mod.name, image, list(outputs), warnings))
+    elif not outputs:
         sys.stdout.write(_summary(mod.name, image))
     return 0
+
+
+def _json(name: str, image: object, outputs: list[str], warnings: list[str]) -> str:
+    """The link as one ``"link"`` document: regions' bases, sections' addresses, every import
+    and the address it was resolved to, the files written."""
+    from lkm.cli.jsonout import hexaddr, line
+    from lkm.link.image import LinkedImage
+
+    assert isinstance(image, LinkedImage)
+    sections = []
+    for n, addr in sorted(image.section_addresses.items(), key=lambda kv: kv[1]):
+        p = image.layout.placements[n]
+        sections.append({"name": p.name, "address": hexaddr(addr), "size": p.size, "region": p.region})
+    bases = image.bases.items()
+    return line(
+        "link",
+        module=name,
+        layout=str(image.layout.rules),
+        relocations=image.relocations,
+        regions={r: {"address": hexaddr(b), "size": image.layout.sizes.get(r, 0)} for r, b in bases},
+        sections=sections,
+        imports={sym: hexaddr(a) for sym, a in sorted(image.resolved.items())},
+        outputs=outputs,
+        warnings=warnings,
+    )
 
 
 def _summary(name: str, image: object) -> str:
@@ -290,6 +320,7 @@ def _link_24(
     opts24: dict[str, str],
     args: tuple[str, ...],
     svg_out: str | None = None,
+    as_json: bool = False,
 ) -> int:
     """linux-2.4: insmod's link (lkm.link.insmod24), modules of --with loaded first."""
     from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
@@ -342,6 +373,8 @@ def _link_24(
         outputs[svg_out] = memmap_svg(map_of_insmod24(mod, img)).encode("utf-8")
     for target, data in outputs.items():
         write_atomic(target, data)
-    if not outputs:
+    if as_json:
+        sys.stdout.write(_json(mod.name, as_linked_image(mod, img), list(outputs), list(img.warnings)))
+    elif not outputs:
         sys.stdout.write(format_load_map(img))
     return 0

@@ -62,12 +62,10 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"Error: could not get list of modules: {exc.strerror}\n")
         return 1
     if as_json:
-        from lkm.cli.jsonout import emit, hexaddr
+        from lkm.cli.jsonout import emit, loaded_module
 
         for m in modules:
-            emit("lsmod", name=m.name, size=m.size, refcount=m.refcount,
-                 holders=list(m.holders) if m.holders is not None else None,
-                 state=m.state, address=hexaddr(m.address) if m.address else None)  # fmt: skip
+            emit("lsmod", **loaded_module(m))
         return 0
     sys.stdout.write(format_lsmod(modules))
     return 0

@@ -149,14 +149,17 @@ def run(prog: str, args: list[str]) -> int:
 
                 if "--release" not in o or "--vermagic" not in o:
                     raise ValueError("--symbols needs --release and --vermagic")
-                profile = profile_from_files(
-                    "custom",
-                    o["--release"],
-                    o.get("--arch", "x86_64"),
-                    o["--vermagic"],
-                    *symbol_files,
-                    layout=o.get("--layout", "linux-6.1"),
-                )
+                from lkm.cli.progress import progress
+
+                with progress(f"{prog}: reading kernel symbols"):
+                    profile = profile_from_files(
+                        "custom",
+                        o["--release"],
+                        o.get("--arch", "x86_64"),
+                        o["--vermagic"],
+                        *symbol_files,
+                        layout=o.get("--layout", "linux-6.1"),
+                    )
             k = ModelKernel.boot(
                 profile,
                 state,

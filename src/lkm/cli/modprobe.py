@@ -82,6 +82,7 @@ TOOL = Tool(
         Opt("h", "help", None, "show this help", group=G),
         Opt("", "svg", "FILE", "with -D: also draw the module's dependency graph (SVG)", own=True),
         Opt("", "dot", "FILE", "with -D: the dependency graph for Graphviz (DOT)", own=True),
+        Opt("", "json", None, "with -D/-n/-v, -R, -c, --show-*: JSON Lines (schema lkm/1)", own=True),
         *BACKEND,
     ],
     epilog="With --model or --state, modules are loaded into (removed from) that model kernel, and\n"
@@ -99,6 +100,7 @@ class Opts:
     verbose = 0
     svg: str | None = None
     dot: str | None = None
+    json = False
 
 
 def run(prog: str, args: list[str]) -> int:
@@ -156,12 +158,14 @@ def run(prog: str, args: list[str]) -> int:
             o.svg = val
         elif f == "dot":
             o.dot = val
+        elif f == "json":
+            o.json = True
         elif f in ("f", "force", "force-modversion", "force-vermagic"):
             o.force = True  # insert ignoring version magic and symbol versions
         elif f in ("remove-holders", "remove-dependencies"):
             o.remove_holders = True
     if o.modversions or o.exports:
-        return _show_symbols(name, operands, o.modversions)
+        return _show_symbols(name, operands, o.modversions, o.json)
     if not operands and not o.dump_config:
         log("ERROR", "missing parameters. See -h.")
         return 1
@@ -189,7 +193,7 @@ def run(prog: str, args: list[str]) -> int:
     for prio, msg in mp.messages:
         log(prio, msg)
     if o.dump_config:
-        sys.stdout.write(_dump(mp.config, res))
+        sys.stdout.write(_dump_json(mp.config, res) if o.json else _dump(mp.config, res))
         return 0
     try:
         kernel = model_kernel if model else _open_kernel(False, state_path, dirname)
@@ -220,7 +224,7 @@ def run(prog: str, args: list[str]) -> int:
 
     def emit(kind: str, text: str) -> None:
         if kind == "show":
-            out.write(text)
+            out.write(step_json(text) if o.json else text)
         else:
             out.flush()
             log(kind, text)
@@ -246,7 +250,12 @@ def run(prog: str, args: list[str]) -> int:
             continue
         for m in mods:
             if o.resolve:
-                out.write(f"{m.name}\n")
+                if o.json:
+                    from lkm.cli.jsonout import line
+
+                    out.write(line("modprobe-alias", alias=alias, module=m.name))
+                else:
+                    out.write(f"{m.name}\n")
                 continue
             try:
                 mp.remove(m, flags, emit)
@@ -312,7 +321,7 @@ def _open_kernel(model: bool, state: str | None, dirname: str) -> Kernel | None:
     return running
 
 
-def _show_symbols(name: str, files: list[str], versions: bool) -> int:
+def _show_symbols(name: str, files: list[str], versions: bool, as_json: bool = False) -> int:
     """--show-modversions / --show-exports of the first operand, as "0x%08x\t%s" lines."""
     from lkm.depmod.exports import kmod_exports, kmod_modversions
     from lkm.depmod.scan import KMOD_DECOMPRESSORS
@@ -337,8 +346,63 @@ def _show_symbols(name: str, files: list[str], versions: bool) -> int:
         why = os.strerror(code) if isinstance(code, int) else exc.reason
         sys.stderr.write(f"{name}: FATAL: could not get {what} of {path}: {why}\n")
         return 1
+    if as_json:
+        from lkm.cli.jsonout import line
+
+        kind = "modversion" if versions else "export-version"
+        sys.stdout.write("".join(line(kind, file=path, symbol=sym, crc=crc) for sym, crc in rows))
+        return 0
     sys.stdout.write("".join(f"0x{crc:08x}\t{sym}\n" for sym, crc in rows))
     return 0
+
+
+def step_json(text: str) -> str:
+    """One line modprobe shows (``insmod PATH OPTIONS``, ``builtin NAME``, ``install COMMAND``,
+    ``rmmod NAME``, ``remove COMMAND``) as a ``"modprobe-step"`` document."""
+    from lkm.cli.jsonout import line
+    from lkm.modname import path_to_modname
+
+    action, _sp, rest = text.rstrip("\n").partition(" ")
+    if action == "insmod":
+        path, _sp, options = rest.partition(" ")
+        return line(
+            "modprobe-step",
+            action=action,
+            module=path_to_modname(path),
+            path=path,
+            options=options.strip(),
+            command=None,
+        )
+    if action in ("install", "remove"):
+        return line(
+            "modprobe-step", action=action, module=None, path=None, options=None, command=rest.strip()
+        )
+    return line("modprobe-step", action=action, module=rest.strip(), path=None, options=None, command=None)
+
+
+def _dump_json(cfg: object, res: object) -> str:
+    """modprobe -c as ``"modprobe-config"`` documents: one per directive, then the alias and
+    symbol indexes (``"source": "index"``), in the order of the text."""
+    from lkm.cli.jsonout import line
+    from lkm.modprobe.config import ModprobeConfig
+    from lkm.modprobe.resolve import Resolver
+
+    assert isinstance(cfg, ModprobeConfig) and isinstance(res, Resolver)
+
+    def doc(directive: str, name: str, value: str | None = None, source: str = "config", **kw: object) -> str:
+        return line("modprobe-config", directive=directive, name=name, value=value, source=source, **kw)
+
+    out = [doc("blacklist", b) for b in cfg.blacklist]
+    out += [doc("install", m, c) for m, c in cfg.install]
+    out += [doc("remove", m, c) for m, c in cfg.remove]
+    out += [doc("alias", a, m) for a, m in cfg.aliases]
+    out += [doc("options", m, o) for m, o in cfg.options]
+    out += [doc("softdep", sd.name, None, pre=list(sd.pre), post=list(sd.post)) for sd in cfg.softdeps]
+    for index in ("modules.alias.bin", "modules.symbols.bin"):
+        idx = res.moddir.index(index)
+        if idx is not None:
+            out += [doc("alias", k, v, "index") for k, vals in idx.items() for _p, v in vals]
+    return "".join(out)
 
 
 def _dump(cfg: object, res: object) -> str:

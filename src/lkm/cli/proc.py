@@ -31,6 +31,12 @@ TOOL = Tool(
     description="Without a model kernel, the running system's file.",
     options=[
         *BACKEND,
+        Opt(
+            "",
+            "json",
+            None,
+            "JSON Lines (schema lkm/1): modules as lsmod --json, symbol,\nvmalloc-area and section documents",
+        ),
         Opt("", "svg", "FILE", "memory: draw the module memory map (SVG)", complete="file"),
         Opt("", "snapshot", "DIR", "memory: a captured machine"),
         Opt(
@@ -54,15 +60,19 @@ def run(prog: str, args: list[str]) -> int:
     from lkm.kernel.model.procfs import PROC_FILES
 
     model, state, args = split_backend(args)
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
     if args[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):
         TOOL.parse(prog, args[:1])  # prints the help or version, raises Exit
     if args[:1] == ["memory"]:
-        return _memory(prog, model, state, args[1:])
+        return _memory(prog, model, state, args[1:] + (["--json"] if as_json else []))
     if len(args) != 1 or args[0] not in PROC_FILES:
         sys.stderr.write(USAGE)
         return 0 if args in (["-h"], ["--help"]) else 1
     try:
-        if model:
+        if as_json:
+            text = _json(args[0], model, state)
+        elif model:
             from lkm.kernel.model import ModelKernel
 
             text = PROC_FILES[args[0]](ModelKernel(state))
@@ -80,7 +90,7 @@ def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
     from lkm.cli.getopt import UsageError, parse
 
     try:
-        opts, names = parse(args, "h", ["svg=", "snapshot=", "sections=", "help"])
+        opts, names = parse(args, "h", ["svg=", "snapshot=", "sections=", "help", "json"])
     except UsageError as exc:
         sys.stderr.write(f"{prog}: {exc}\n{USAGE}")
         return 1
@@ -102,13 +112,72 @@ def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
     except (LkmError, OSError) as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
-    out = []
+    out: list[str] = []
+    if "--json" in o:
+        from lkm.cli.jsonout import hexaddr, line
+
+        for m in maps:
+            out.extend(
+                line("section", module=m.module, name=s.name, address=hexaddr(s.address), size=s.size,
+                     estimated=s.estimated, perm=s.perm)
+                for s in m.sections
+            )  # fmt: skip
+        sys.stdout.write("".join(out))
+        return 0
     for m in maps:
         for s in m.sections:
             size = f"{'~' if s.estimated else ''}{s.size:#x}"
             out.append(f"{m.module:<20} {s.name:<28} {s.address:#018x} {size:>9} {s.perm}\n")
     sys.stdout.write("".join(out))
     return 0
+
+
+def _json(name: str, model: bool, state: str | None) -> str:
+    """``lkm proc --json FILE``: the model kernel's (or this system's) file as JSON Lines."""
+    from lkm.cli.jsonout import hexaddr, kallsyms_lines, kernel_symbol, line, loaded_module
+
+    if model:
+        from lkm.kernel.model import ModelKernel
+
+        k = ModelKernel(state)
+        if name == "modules":
+            return "".join(line("lsmod", **loaded_module(m)) for m in k.modules())
+        if name == "ksyms":
+            from lkm.cli.ksyms import json_ksyms
+
+            return json_ksyms(k, all_symbols=True)
+        if name == "kallsyms":
+            return kallsyms_lines(k.kallsyms())
+        out = []
+        for a in k.areas():
+            caller = "module_alloc" if a.pool == "vmalloc" else f"kmalloc-{a.span}"
+            start, end = hexaddr(a.start), hexaddr(a.start + a.span)
+            out.append(line("vmalloc-area", start=start, end=end, size=a.span, caller=caller, module=a.module,
+                            region=a.region, pool=a.pool))  # fmt: skip
+        return "".join(out)
+    if name == "modules":
+        from lkm.kernel import open_kernel
+
+        return "".join(line("lsmod", **loaded_module(m)) for m in open_kernel().modules())
+    from lkm.safeio import read_text
+
+    text = read_text(f"/proc/{name}")
+    if name == "kallsyms":
+        return kallsyms_lines(text)
+    if name == "ksyms":
+        from lkm.symbols.sources import parse_ksyms
+
+        return "".join(line("symbol", **kernel_symbol(s)) for s in parse_ksyms(text, path="/proc/ksyms"))
+    out = []
+    for row in text.splitlines():  # /proc/vmallocinfo: "0xSTART-0xEND SIZE CALLER ..."
+        f = row.split(None, 2)
+        start, dash, end = f[0].partition("-") if f else ("", "", "")
+        if len(f) < 2 or not dash or not f[1].isdigit():
+            continue
+        span = {"start": hexaddr(int(start, 16)), "end": hexaddr(int(end, 16)), "size": int(f[1])}
+        caller = f[2] if len(f) > 2 else ""
+        out.append(line("vmalloc-area", **span, caller=caller, module=None, region=None, pool=None))
+    return "".join(out)
 
 
 def _collect(

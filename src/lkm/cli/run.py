@@ -1,8 +1,8 @@
 """``lkm run``: load a module into a fresh emulated kernel, run its init (and exit).
 
 lkm run MODULE [NAME=VALUE ...] [--exit] [--json] [--strict] [--with MODULE ...]
-        [--kallsyms FILE | --synthetic] [--budget N] [--timeout SECONDS] [--memory BYTES]
-        [--state FILE]
+        [-k|--kernel FILE ... | --synthetic] [--budget N] [--timeout SECONDS] [--memory BYTES]
+        [--session FILE]
 lkm run --script FILE [--json] [--strict] ...
 
 Prints the kernel log the module produced and every kernel function it called (name,
@@ -11,9 +11,11 @@ not implement returns 0 and is a warning on stderr (function, call site); with -
 ends the run (exit status 1).  --with loads (and initialises) other
 modules first, --exit unloads MODULE after init.  --script runs a session script (insmod,
 rmmod, dev open|read|write|ioctl|release, cat /proc/...; see lkm.emulate.session).
---state FILE saves the session for ``lkm dev --state FILE``.  Kernel symbols come from
---kallsyms FILE, else from $LKM_EMULATE_KALLSYMS (a /proc/kallsyms or System.map file), else
-synthetic ones (--synthetic: always synthetic).
+--session FILE saves the session for ``lkm dev --session FILE`` (with the kernel symbol files
+it used, so each replay binds the same symbols).  Kernel symbols come from every -k/--kernel
+FILE (any format lkm.symbols reads; a kernel image's are recovered once and kept in lkm's
+cache, lkm.cache), else from $LKM_EMULATE_KALLSYMS, else synthetic ones (--synthetic: always
+synthetic).
 --memory caps the emulated heap (kmalloc, vmalloc, pages; default 256 MiB, or
 $LKM_EMULATE_MEMORY): past it an allocation returns NULL, as the kernel's do.  --budget and
 --timeout bound each call (instructions, wall-clock seconds).  Ctrl-C stops the run (exit 130).
@@ -27,6 +29,7 @@ import os
 import sys
 
 from lkm.cli.getopt import UsageError
+from lkm.cli.progress import progress
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 from lkm.safeio import read_text
@@ -52,7 +55,9 @@ TOOL = Tool(
             "k",
             ("kernel", "kallsyms"),
             "FILE",
-            "kernel symbols (kallsyms, System.map...); default: the\ncorpus amd64-6.1 kallsyms when present",
+            "kernel symbols (/proc/kallsyms, System.map, Module.symvers,\n"
+            "vmlinux, a kernel image); repeatable; default:\n"
+            "$LKM_EMULATE_KALLSYMS, else synthetic addresses",
             complete="file",
         ),
         Opt("", "synthetic", None, "no kernel symbol file: synthetic addresses"),
@@ -94,6 +99,7 @@ def run(prog: str, args: list[str]) -> int:
     try:
         opts, operands = TOOL.parse(prog, args)
         o = _session_option(prog, dict(opts))
+        kernels = [v for f, v in opts if f in ("-k", "--kernel", "--kallsyms")]
         script = o.get("--script")
         if script is None and not operands:
             raise UsageError("a MODULE (or --script FILE) is needed")
@@ -121,15 +127,17 @@ def run(prog: str, args: list[str]) -> int:
         symbols: SymbolSpace | str | None = None
         if "--synthetic" in o:
             symbols = None
-        elif "--kernel" in o:
+        elif kernels:
             from lkm.symbols.table import SymbolTable
 
-            symbols = SymbolSpace(SymbolTable.from_files(o["--kernel"]))
+            with progress(f"{prog}: reading kernel symbols"):
+                symbols = SymbolSpace(SymbolTable.from_files(*kernels))
         else:
             symbols = DEFAULT  # $LKM_EMULATE_KALLSYMS, else synthetic
         session = Session(
             symbols, strict="--strict" in o, insn_budget=budget, time_budget=timeout, memory_budget=memory
         )
+        session.kernel_files = [os.path.abspath(k) for k in kernels]
         if script is not None:
             lines = read_text(script).splitlines()
             session.base_dir = os.path.dirname(os.path.abspath(script))
@@ -139,14 +147,16 @@ def run(prog: str, args: list[str]) -> int:
             lines.append(" ".join(["insmod", _q(os.path.abspath(operands[0])), *map(_q, operands[1:])]))
         outcomes = []
         failed = False
-        for line in lines:
-            out = session.execute(line)
-            if out is None:
-                continue
-            outcomes.append(out)
-            failed |= out.fault is not None or (line.startswith("insmod") and out.value < 0)
-            if failed and script is None:
-                break
+        with progress(f"{prog}: emulating", total=len(lines)) as shown:
+            for line in lines:
+                out = session.execute(line)
+                shown.advance()
+                if out is None:
+                    continue
+                outcomes.append(out)
+                failed |= out.fault is not None or (line.startswith("insmod") and out.value < 0)
+                if failed and script is None:
+                    break
         if "--exit" in o and not failed and script is None:
             name = session.k.modules and list(session.k.modules)[-1]
             if name:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import sys
 from typing import Any
@@ -144,8 +143,10 @@ def _verify(prog: str, args: list[str]) -> int:
             }
         )
     if as_json:
-        sys.stdout.write(json.dumps({"kernel": kernel, "keys": [k.description for k in ring.keys],
-                                     "modules": rows}, indent=2) + "\n")  # fmt: skip
+        from lkm.cli.jsonout import line as json_line
+
+        keys = [k.description for k in ring.keys]
+        sys.stdout.write(json_line("sig-verify", kernel=kernel, keys=keys, modules=rows))
     else:
         for r in rows:
             if r["errno"] == 0:
@@ -180,7 +181,9 @@ def _keys(prog: str, args: list[str]) -> int:
             ],
             "problems": [{"offset": p.offset, "errno": p.errno, "reason": p.reason} for p in tk.problems],
         }  # fmt: skip
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        from lkm.cli.jsonout import line
+
+        sys.stdout.write(line("sig-keys", **out))
         return 0
     sys.stdout.write(tk.ring.proc_keys_header() + "\n")
     for k in tk.ring.keys:

@@ -23,6 +23,7 @@ TOOL = Tool(
     description="Exit status: 0 done, 1 some logs could not be read, 2 usage error.",
     options=[
         Opt("", "format", "FORMAT", "table (default), json or html", complete="table json html"),
+        Opt("", "json", None, "same as --format json (schema lkm/1)"),
         Opt("o", "output", "FILE", "write the output to FILE (written whole, or not at all)"),
         Opt("", "symbols-dir", "DIR", "decode representatives with DIR/<release>/ or DIR/<build-id>/"),
         Opt("", "engine", "ENGINE", "local (default) or dask[=ADDRESS]", complete="local dask"),
@@ -31,13 +32,26 @@ TOOL = Tool(
 )
 
 
+def _json(result: object) -> str:
+    """lkm.oops.triage's JSON as a ``"triage"`` document (schema lkm/1)."""
+    import json
+
+    from lkm.cli.jsonout import line
+    from lkm.oops import triage
+
+    assert isinstance(result, triage.TriageResult)
+    return line("triage", **json.loads(triage.to_json(result)))
+
+
 def run(prog: str, args: list[str]) -> int:
     from lkm.oops import triage
 
     opts, operands = TOOL.parse(prog, args)
     fmt, out_path, symbols, engine, address, workers = "table", None, None, "local", None, 2
     for flag, val in opts:
-        if flag == "--format":
+        if flag == "--json":
+            fmt = "json"
+        elif flag == "--format":
             if val not in ("table", "json", "html"):
                 sys.stderr.write(f"{prog}: unknown format '{val}' (table, json, html)\n")
                 return 2
@@ -72,7 +86,7 @@ def run(prog: str, args: list[str]) -> int:
     except LkmError as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 2
-    doc = {"table": triage.format_table, "json": triage.to_json, "html": triage.to_html}[fmt](result)
+    doc = {"table": triage.format_table, "json": _json, "html": triage.to_html}[fmt](result)
     if out_path:
         import os
 

@@ -39,6 +39,7 @@ TOOL = Tool(
         Opt("", "kcore", "FILE", "the kernel's memory (default /proc/kcore)", complete="file"),
         Opt("", "snapshot", "DIR", "check a captured machine instead of this one"),
         Opt("q", "quiet", None, "only the summary lines"),
+        Opt("", "json", None, 'one "verify" document per module (JSON Lines, schema lkm/1)'),
     ],
 )
 
@@ -75,13 +76,37 @@ def _config(path: str | None, release: str, *, search: bool = True) -> object:
     return KernelConfig()
 
 
+def _json(rep: object, path: str) -> str:
+    """A module's report as a ``"verify"`` document (lkm/1)."""
+    from lkm.cli.jsonout import hexaddr, line
+    from lkm.kernel.verify import VerifyReport
+
+    assert isinstance(rep, VerifyReport)
+    diffs = [
+        {"address": hexaddr(addr), "section": sec, "offset": off, "lkm": ours.hex(), "kernel": theirs.hex()}
+        for addr, sec, off, ours, theirs in rep.bytes
+    ]
+    return line(
+        "verify",
+        module=rep.module,
+        file=path,
+        ok=not rep.differences,
+        differences=rep.differences,
+        compared=rep.compared,
+        masked=dict(sorted(rep.masked.items())),
+        layout=list(rep.layout),
+        bytes=diffs,
+        kallsyms=list(rep.kallsyms),
+    )
+
+
 def run(prog: str, args: list[str]) -> int:
     out, err = sys.stdout.write, sys.stderr.write
     opts, operands = TOOL.parse(prog, args)
     config_path = None
     kcore = "/proc/kcore"
     snapshot = None
-    quiet = False
+    quiet = as_json = False
     for flag, val in opts:
         if flag == "--config":
             config_path = val
@@ -91,6 +116,8 @@ def run(prog: str, args: list[str]) -> int:
             snapshot = val
         elif flag in ("-q", "--quiet"):
             quiet = True
+        elif flag == "--json":
+            as_json = True
     if not operands:
         err(f"{prog}: ERROR: missing module file.\n")
         return 1
@@ -143,6 +170,11 @@ def run(prog: str, args: list[str]) -> int:
         except LkmError as exc:
             err(f"{prog}: ERROR: {exc.path or path}: {exc.reason}\n")
             status = 1
+            continue
+        if rep.differences:
+            status = 1
+        if as_json:
+            out(_json(rep, path))
             continue
         for line in rep.layout:
             out(f"{rep.module}: layout: {line}\n")

@@ -11,7 +11,6 @@ or trace (``module_request: NAME wait=...``); --model/--state ask a model kernel
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -98,7 +97,9 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
     if as_json:
-        sys.stdout.write(json.dumps(rep.as_json(), indent=2) + "\n")
+        from lkm.cli.jsonout import line
+
+        sys.stdout.write(line("why", **rep.as_json()))
     else:
         sys.stdout.write(rep.as_text())
     return 0 if rep.modules else 1

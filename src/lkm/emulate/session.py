@@ -92,11 +92,15 @@ class Session:
         self.files: dict[str, OpenFile] = {}
         self.base_dir = "."  # relative module paths in scripts
         self.history: list[str] = []  # commands carried out, for a state file
+        self.kernel_files: list[str] = []  # the files self.symbols were read from (absolute)
 
     def kernel_for(self, arch: str) -> BaseKernel:
         if self.kernel is None:
             if self.symbols == DEFAULT:
                 self.symbols = default_symbols(arch.split("-")[0])
+                env = os.environ.get("LKM_EMULATE_KALLSYMS")
+                if self.symbols is not None and env:
+                    self.kernel_files = [os.path.abspath(env)]
             s = self.symbols
             syms = s if isinstance(s, SymbolSpace) and s.arch in (None, arch.split("-")[0]) else None
             state = KernelState.booted() if self.booted and ARCHES[arch].amd64_tables else KernelState()
@@ -268,6 +272,12 @@ def _load_taints(st: KernelState, mod: ModuleFile) -> None:
 STATE_VERSION = 1
 
 
+def _symbols_kind(session: Session) -> str:
+    if session.symbols is None:
+        return "synthetic"
+    return "kernel" if session.kernel_files else "default"
+
+
 def save_state(path: str, session: Session) -> None:
     """The session as its command history (JSON), written atomically."""
     import json
@@ -276,7 +286,8 @@ def save_state(path: str, session: Session) -> None:
 
     data = {
         "version": STATE_VERSION,
-        "symbols": "synthetic" if session.symbols is None else "default",
+        "symbols": _symbols_kind(session),
+        "kernel": session.kernel_files,
         "strict": session.strict,
         "base_dir": os.path.abspath(session.base_dir),
         "history": session.history,
@@ -301,8 +312,19 @@ def load_state(path: str) -> Session:
         or not isinstance(data.get("history", []), list)
     ):
         raise LkmError("not an lkm emulation state file", path=path)
-    symbols = None if data.get("symbols") == "synthetic" else DEFAULT
+    kernel = data.get("kernel") or []
+    if data.get("symbols") == "kernel" and (
+        not isinstance(kernel, list) or not kernel or not all(isinstance(k, str) for k in kernel)
+    ):
+        raise LkmError("not an lkm emulation state file (bad kernel symbol files)", path=path)
+    symbols: SymbolSpace | str | None = None if data.get("symbols") == "synthetic" else DEFAULT
+    if data.get("symbols") == "kernel":  # the very files the session was made with
+        from lkm.symbols.table import SymbolTable
+
+        symbols = SymbolSpace(SymbolTable.from_files(*kernel))
     session = Session(symbols, strict=bool(data.get("strict")))
+    if data.get("symbols") == "kernel":
+        session.kernel_files = list(kernel)
     session.base_dir = str(data.get("base_dir", "."))
     for line in data.get("history", []):
         session.execute(str(line))

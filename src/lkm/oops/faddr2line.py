@@ -20,8 +20,12 @@ from lkm.errors import LkmError
 SPEC = re.compile(r"(?P<func>[^+\s]+)\+(?P<off>0x[0-9a-fA-F]+|\d+)(?:/(?P<size>0x[0-9a-fA-F]+|\d+))?")
 
 
-def faddr2line(path: str, specs: list[str], *, list_source: bool = False) -> tuple[str, list[str]]:
-    """(output, notes) for the ``func+off[/size]`` specs, looked up in the object at ``path``."""
+def faddr2line(
+    path: str, specs: list[str], *, list_source: bool = False, records: list[dict[str, object]] | None = None
+) -> tuple[str, list[str]]:
+    """(output, notes) for the ``func+off[/size]`` specs, looked up in the object at ``path``;
+    ``records`` (if given) receives each location found as a dict: spec, function, offset,
+    size, frames (innermost first: function, location)."""
     from lkm.oops.lines import DebugInfo
 
     di = DebugInfo(path)
@@ -53,6 +57,12 @@ def faddr2line(path: str, specs: list[str], *, list_source: bool = False) -> tup
                 continue
             out.append(f"{func}+{off:#x}/{sym_size:#x}:")
             frames = di.frames(value + off)
+            if records is not None:
+                shown = [{"function": fr.function or "??", "location": _relative(fr.location(), comp_dirs)}
+                         for fr in frames] or [{"function": func, "location": "??:0"}]  # fmt: skip
+                records.append(
+                    {"spec": spec, "function": func, "offset": off, "size": sym_size, "frames": shown}
+                )
             if not frames:
                 out.append(f"{func} at ??:0")
             for n, fr in enumerate(frames):

@@ -23,6 +23,7 @@ with a one-line reason naming the format and the line (the path too when given).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from itertools import repeat
 from operator import attrgetter
@@ -313,13 +314,104 @@ def is_kernel_image(data: bytes) -> bool:
 def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
     """Every core-kernel symbol of a kernel image, offline: names, addresses and type letters
     from its embedded kallsyms tables; for an x86 image (which carries a whole ELF vmlinux) the
-    export flags, GPL-only, CRCs and namespaces from its export tables too."""
+    export flags, GPL-only, CRCs and namespaces from its export tables too.  Derived once per
+    image content and kept in lkm's cache (:mod:`lkm.cache`, :func:`image_symbols`)."""
+    return image_symbols(data, path=path)[1]
+
+
+IMAGE_SYMBOLS = "image-symbols"  # lkm.cache kind
+
+
+def image_symbols(
+    data: bytes | bytearray | memoryview,
+    *,
+    path: str | None = None,
+    arch: str | None = None,
+    cache: bool = True,
+) -> tuple[str, list[KernelSymbol]]:
+    """(architecture, symbols) of a kernel image as :func:`parse_kernel_image` gives them,
+    ``arch`` forcing the architecture; from :mod:`lkm.cache` when this image's content was read
+    before (keyed by its SHA-256), else recovered and stored there."""
+    from lkm import cache as store
+
+    key = store.content_key(data, arch or "auto") if cache else ""
+    if cache:
+        hit = _symbols_from_payload(store.get(IMAGE_SYMBOLS, key))
+        if hit is not None:
+            return hit
+    arch_used, out = _recover_image_symbols(bytes(data), path, arch)
+    if cache:
+        store.put(IMAGE_SYMBOLS, key, _symbols_payload(arch_used, out))
+    return arch_used, out
+
+
+def _symbols_payload(arch: str, syms: list[KernelSymbol]) -> dict[str, object]:
+    """Columns that load in C: names joined by newlines (a kernel symbol name has none),
+    addresses packed little-endian u64 in base64, one type letter each."""
+    import base64
+    from array import array
+
+    addrs = array("Q", [s.address or 0 for s in syms])
+    if sys.byteorder != "little":  # pragma: no cover
+        addrs.byteswap()
+    return {
+        "arch": arch,
+        "count": len(syms),
+        "names": "\n".join(s.name for s in syms),
+        "addresses": base64.b64encode(addrs.tobytes()).decode("ascii"),
+        "types": "".join(s.type or "?" for s in syms),
+        "exports": [[i, s.gpl_only, s.crc, s.namespace] for i, s in enumerate(syms) if s.exported],
+    }
+
+
+def _symbols_from_payload(p: object) -> tuple[str, list[KernelSymbol]] | None:
+    """The symbols of a cache entry, None unless it is whole and consistent."""
+    import base64
+    import binascii
+    from array import array
+
+    if not isinstance(p, dict):
+        return None
+    arch, count, names_s, addrs_s, types, exports = (
+        p.get(k) for k in ("arch", "count", "names", "addresses", "types", "exports")
+    )
+    strs = (arch, names_s, addrs_s, types)
+    if not (all(isinstance(x, str) for x in strs) and isinstance(count, int) and isinstance(exports, list)):
+        return None
+    assert (
+        isinstance(arch, str)
+        and isinstance(names_s, str)
+        and isinstance(addrs_s, str)
+        and isinstance(types, str)
+    )
+    names = names_s.split("\n") if count else []
+    addrs = array("Q")
+    try:
+        addrs.frombytes(base64.b64decode(addrs_s, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    if sys.byteorder != "little":  # pragma: no cover
+        addrs.byteswap()
+    if not count == len(names) == len(addrs) == len(types):
+        return None
+    letters = [None if t == "?" else t for t in types]  # "?": an export kallsyms does not list
+    out: list[KernelSymbol] = paused_gc(list, map(KernelSymbol, names, addrs.tolist(), letters))
+    try:
+        for i, gpl, crc, ns in exports:
+            s = out[i]
+            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, bool(gpl), crc, ns)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return arch, out
+
+
+def _recover_image_symbols(data: bytes, path: str | None, arch: str | None) -> tuple[str, list[KernelSymbol]]:
     from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
     from lkm.symbols.vmlinux import parse_vmlinux
 
     try:
         kernel = decompress_kernel_image(bytes(data))
-        arch = kernel_arch(kernel)
+        arch = arch or kernel_arch(kernel)
         exports = parse_vmlinux(kernel, path=path) if kernel[:4] == b"\x7fELF" else []
         entries = recover_kallsyms(kernel, arch=arch)
     except LkmError as exc:
@@ -335,6 +427,48 @@ def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSy
             out.append(KernelSymbol(e.name, e.address, e.type, None, True, x.gpl_only, x.crc, x.namespace))
         else:
             out.append(KernelSymbol(e.name, e.address, e.type))
+    if kernel[:4] != b"\x7fELF":  # a raw Image (arm64): its exports from __ksymtab, by shape
+        out = _with_raw_exports(kernel, out)
+    return arch, out
+
+
+def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSymbol]:
+    """``syms`` (kallsyms order) with the exports of a raw image's __ksymtab/__ksymtab_gpl
+    (:func:`lkm.symbols.ksymtab.raw_image_exports`): their addresses are image offsets plus
+    the load address, the one most (name, kallsyms address) pairs agree on.  An export
+    kallsyms lists at that address is marked exported; one whose name it does not list at all
+    (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
+    from collections import Counter
+
+    from lkm.symbols.ksymtab import raw_image_exports
+
+    try:
+        exports = raw_image_exports(kernel)
+    except LkmError:
+        return syms  # no __ksymtab found (a kernel without modules): kallsyms alone
+    first: dict[str, int] = {}
+    for i, s in enumerate(syms):
+        first.setdefault(s.name, i)
+    votes = Counter(
+        syms[first[name]].address - off  # type: ignore[operator]
+        for off, name, _gpl in exports
+        if name in first and syms[first[name]].address is not None
+    )
+    if not votes:
+        return syms
+    base, _n = votes.most_common(1)[0]
+    out = list(syms)
+    at: dict[tuple[str, int | None], int] = {}
+    for i, s in enumerate(syms):
+        at.setdefault((s.name, s.address), i)
+    for off, name, gpl in exports:
+        addr = base + off
+        i = at.get((name, addr))  # type: ignore[assignment]
+        if i is not None:
+            s = out[i]
+            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, gpl, s.crc, s.namespace)
+        elif name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
+            out.append(KernelSymbol(name, addr, None, None, True, gpl))
     return out
 
 

@@ -172,7 +172,8 @@ class _Owner:
         local_first = {k for k in dups if not _is_global(batch[first[k]])}
         if not local_first:
             return
-        for i, nm in enumerate(names):
+        for i in compress(range(n), map(local_first.__contains__, names)):  # in C: only those names
+            nm = names[i]
             if nm in local_first and _is_global(batch[i]):
                 first[nm] = i
                 local_first.discard(nm)

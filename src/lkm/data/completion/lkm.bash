@@ -10,13 +10,13 @@ _lkm_opts() {
     link)
         case "$prev" in --layout) COMPREPLY=($(compgen -W "linux-6.1 linux-6.12 linux-2.4" -- "$cur")); return;; esac
         case "$prev" in -k|-o|--kernel|--config|--output|--kallsyms|--svg|--with|--blob|--map|--ksyms|--persist) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-k --kernel --layout --config --base --region --percpu-base -o --output --kallsyms --vermagic --force-modversion --force-vermagic --svg --with --blob --map --ksyms --name --autoclean --no-export --no-ksymoops --kallsyms24 --persist -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "-k --kernel --layout --config --base --region --percpu-base -o --output --kallsyms --vermagic --force-modversion --force-vermagic --svg --with --json --blob --map --ksyms --name --autoclean --no-export --no-ksymoops --kallsyms24 --persist -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     kallsyms)
         case "$prev" in --arch) COMPREPLY=($(compgen -W "x86_64 i386 arm64" -- "$cur")); return;; esac
         case "$prev" in --from-image|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--from-image --arch --model --state -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--from-image --arch --json --model --state -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     insmod)
@@ -36,12 +36,12 @@ _lkm_opts() {
         ;;
     ksyms)
         case "$prev" in --state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-a --all -h --noheader -m --model --state -V --version --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "-a --all -h --noheader -m --json --model --state -V --version --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     proc)
         case "$prev" in --state|--svg|--snapshot|--sections) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--model --state --svg --snapshot --sections -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--model --state --json --svg --snapshot --sections -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     model)
@@ -60,7 +60,7 @@ _lkm_opts() {
         ;;
     verify)
         case "$prev" in --config|--kcore|--snapshot) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--config --kcore --snapshot -q --quiet -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--config --kcore --snapshot -q --quiet --json -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     run)
@@ -75,12 +75,12 @@ _lkm_opts() {
         ;;
     depmod)
         case "$prev" in -C|-b|-F|-E|--config|--basedir|--filesyms|--symvers|--graph) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-a --all -A --quick -e --errsyms -n --show --dry-run -P --symbol-prefix -C --config -v --verbose -w --warn -V --version -h --help -b --basedir -F --filesyms -E --symvers --jobs --graph --no-cache" -- "$cur"))
+        COMPREPLY=($(compgen -W "-a --all -A --quick -e --errsyms -n --show --dry-run -P --symbol-prefix -C --config -v --verbose -w --warn -V --version -h --help -b --basedir -F --filesyms -E --symvers --jobs --graph --no-cache --json" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     modprobe)
         case "$prev" in -C|-d|--config|--dirname|--svg|--dot|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-a --all -r --remove --remove-dependencies --remove-holders -w --wait --first-time -i --ignore-install -i --ignore-remove -b --use-blacklist -f --force --force-modversion --force-vermagic -R --resolve-alias -D --show-depends -c --showconfig -c --show-config --show-modversions --dump-modversions --show-exports -n --dry-run -n --show -C --config -d --dirname -S --set-version -s --syslog -q --quiet -v --verbose -V --version -h --help --svg --dot --model --state" -- "$cur"))
+        COMPREPLY=($(compgen -W "-a --all -r --remove --remove-dependencies --remove-holders -w --wait --first-time -i --ignore-install -i --ignore-remove -b --use-blacklist -f --force --force-modversion --force-vermagic -R --resolve-alias -D --show-depends -c --showconfig -c --show-config --show-modversions --dump-modversions --show-exports -n --dry-run -n --show -C --config -d --dirname -S --set-version -s --syslog -q --quiet -v --verbose -V --version -h --help --svg --dot --json --model --state" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     why)
@@ -91,7 +91,7 @@ _lkm_opts() {
     ksymoops)
         case "$prev" in --format) COMPREPLY=($(compgen -W "ksymoops decode-stacktrace json" -- "$cur")); return;; esac
         case "$prev" in -k|-l|-s|-m|-o|-v|--debug-root|--html) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-k -K -l -L -s -m -M -o -O -v -V --debug-root --offset -r --debuginfod --format --html --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "-k -K -l -L -s -m -M -o -O -v -V --debug-root --offset -r --debuginfod --format --json --html --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     compat)
@@ -117,14 +117,14 @@ _lkm_opts() {
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     faddr2line)
-        COMPREPLY=($(compgen -W "-l --list -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "-l --list --json -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     triage)
         case "$prev" in --format) COMPREPLY=($(compgen -W "table json html" -- "$cur")); return;; esac
         case "$prev" in --engine) COMPREPLY=($(compgen -W "local dask" -- "$cur")); return;; esac
         case "$prev" in -o|--output|--symbols-dir) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--format -o --output --symbols-dir --engine --workers -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--format --json -o --output --symbols-dir --engine --workers -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     kmod)
