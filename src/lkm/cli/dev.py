@@ -60,7 +60,7 @@ def run(prog: str, args: list[str]) -> int:
     import shlex
 
     try:
-        from lkm.emulate.report import format_outcome, outcome_json
+        from lkm.emulate.report import format_outcome, outcome_json, warnings
         from lkm.emulate.session import load_state, save_state
     except ImportError as exc:
         sys.stderr.write(f"{prog}: install lkm[run] (the emulator needs {exc.name or 'unicorn'})\n")
@@ -80,6 +80,7 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     if out is None:
         return 0
+    sys.stderr.write("".join(f"{prog}: {w}\n" for w in warnings(out)))
     if "--json" in o:
         from lkm.cli.jsonout import document
 

@@ -6,7 +6,9 @@ lkm run MODULE [NAME=VALUE ...] [--exit] [--json] [--strict] [--with MODULE ...]
 lkm run --script FILE [--json] [--strict] ...
 
 Prints the kernel log the module produced and every kernel function it called (name,
-arguments, result); --json prints the same as JSON.  --with loads (and initialises) other
+arguments, result); --json prints the same as JSON.  A call to a kernel function lkm does
+not implement returns 0 and is a warning on stderr (function, call site); with --strict it
+ends the run (exit status 1).  --with loads (and initialises) other
 modules first, --exit unloads MODULE after init.  --script runs a session script (insmod,
 rmmod, dev open|read|write|ioctl|release, cat /proc/...; see lkm.emulate.session).
 --session FILE saves the session for ``lkm dev --session FILE`` (with the kernel symbol files
@@ -47,7 +49,13 @@ TOOL = Tool(
     options=[
         Opt("", "exit", None, "unload MODULE after its init (run its exit routine)"),
         Opt("", "json", None, "the same as one JSON document (schema lkm/1)"),
-        Opt("", "strict", None, "fail on kernel functions lkm does not implement"),
+        Opt(
+            "",
+            "strict",
+            None,
+            "stop at the first unimplemented kernel call (exit 1);\n"
+            "without --strict such a call returns 0 with a warning",
+        ),
         Opt("", "with", "MODULE", "load (and initialise) MODULE first; repeatable", complete="file"),
         Opt(
             "k",
@@ -138,7 +146,7 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     try:
         from lkm.emulate.kernel import SymbolSpace
-        from lkm.emulate.report import format_outcome, outcome_json
+        from lkm.emulate.report import format_outcome, outcome_json, warnings
         from lkm.emulate.session import DEFAULT, Session, save_state
     except ImportError as exc:
         sys.stderr.write(f"{prog}: install lkm[run] (the emulator needs {exc.name or 'unicorn'})\n")
@@ -196,6 +204,8 @@ def run(prog: str, args: list[str]) -> int:
     except (LkmError, OSError) as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
+    # A call lkm does not implement: one line each on stderr (the report has them too).
+    sys.stderr.write("".join(f"{prog}: {w}\n" for x in outcomes for w in warnings(x)))
     if "--json" in o:
         from lkm.cli.jsonout import document
 

@@ -80,6 +80,10 @@ class KFunc(Record):
 
 
 FUNCTIONS: dict[str, KFunc] = {}
+# The modules of record-only / no-op registrations (driver registrations kept as a list,
+# timers and work that never run) that a fuller implementation imported later may replace;
+# any other function implemented twice is an error.
+RECORD_ONLY = frozenset(("lkm.emulate.base.devices", "lkm.emulate.base.sync"))
 # name -> initializer(kernel, address, size) for imported data symbols
 DATA: dict[str, Callable[[BaseKernel, int, int], None]] = {}
 
@@ -87,10 +91,16 @@ _F = Callable[["BaseKernel", TrapCall], int]
 
 
 def kfunc(*names: str, nargs: int = 3, varargs: bool = False) -> Callable[[_F], _F]:
-    """Register a Python implementation of the kernel functions ``names``."""
+    """Register a Python implementation of the kernel functions ``names`` (ValueError for a
+    name another subsystem file implements already, but for RECORD_ONLY's)."""
 
     def register(fn: _F) -> _F:
         for name in names:
+            old = FUNCTIONS.get(name)
+            if old is not None and old.fn.__module__ not in RECORD_ONLY | {fn.__module__}:
+                raise ValueError(
+                    f"kernel function {name} implemented twice ({old.fn.__module__}, {fn.__module__})"
+                )
             FUNCTIONS[name] = KFunc(name, fn, nargs, varargs)
         return fn
 
@@ -109,16 +119,38 @@ def kdata(
 
 
 class TraceEntry(Record):
-    __slots__ = ("name", "args", "result", "module", "implemented")
+    """One kernel call: ``site`` is where it was called from (the return address, as the
+    kernel's ``%pS`` of it: ``init_module+0x1a/0x40 [mod]``), kept for unimplemented calls."""
+
+    __slots__ = ("name", "args", "result", "module", "implemented", "site")
 
     def __init__(
-        self, name: str, args: tuple[int, ...], result: int, module: str | None, implemented: bool
+        self,
+        name: str,
+        args: tuple[int, ...],
+        result: int,
+        module: str | None,
+        implemented: bool,
+        site: str = "",
     ) -> None:
         self.name = name
         self.args = args
         self.result = result
         self.module = module
         self.implemented = implemented
+        self.site = site
+
+
+class Unimplemented(EmulationFault):
+    """Strict mode: a call to a kernel function lkm does not implement ended the run."""
+
+    def __init__(self, name: str, site: str, pc: int) -> None:
+        super().__init__("unimplemented", f"call to unimplemented kernel function {name} from {site}", pc=pc)
+        self.function = name
+        self.site = site
+
+    def __reduce__(self) -> tuple[type[Unimplemented], tuple[str, str, int]]:
+        return (Unimplemented, (self.function, self.site, self.pc))
 
 
 class SymbolSpace:
@@ -318,9 +350,11 @@ class BaseKernel:
                 state.calls[name] += 1
                 state.unimplemented[name] += 1
                 args = tuple(c.arg(i) for i in range(len(self.arch.args) or 3))
-                self.trace.append(TraceEntry(name, args, 0, self.current, False))
+                ret = self.return_address(c)
+                site = self.symbolize(ret)
+                self.trace.append(TraceEntry(name, args, 0, self.current, False, site))
                 if self.strict:
-                    raise EmulationFault("unimplemented", f"call to unimplemented kernel function {name}")
+                    raise Unimplemented(name, site, ret)
                 return 0
 
             return unimplemented
@@ -332,7 +366,7 @@ class BaseKernel:
             try:
                 result = fn(self, c)
             except unicorn.UcError as exc:  # the function followed a bad pointer it was given
-                caller = self.symbolize(self.machine.read_word(self.machine.reg(self.arch.sp)))
+                caller = self.symbolize(self.return_address(c))
                 why = f"{name}() called from {caller} with a bad pointer: {exc}"
                 raise EmulationFault("oops", why, pc=c.machine.reg(self.arch.pc)) from None
             if nargs >= 0:
@@ -340,6 +374,14 @@ class BaseKernel:
             return result
 
         return implemented
+
+    def return_address(self, c: TrapCall) -> int:
+        """Where the trapped call returns to: the link register (arm64), else the top of the
+        stack (the trap is the callee's first instruction)."""
+        m = self.machine
+        if self.arch.link is not None:
+            return m.reg(self.arch.link) & self.arch.mask
+        return m.read_word(m.reg(self.arch.sp))
 
     def add_function(self, name: str) -> int:
         """A trap for a kernel function the module does not import (e.g. a callback the base

@@ -9,7 +9,7 @@ from lkm.emulate.session import Outcome
 
 def format_call(t: TraceEntry) -> str:
     args = ", ".join(f"{a:#x}" if a > 9 else str(a) for a in t.args)
-    mark = "" if t.implemented else "  [not implemented: returned 0]"
+    mark = "" if t.implemented else f"  [not implemented: returned 0; called from {t.site}]"
     return f"{t.name}({args}) = {_value(t.result)}{mark}"
 
 
@@ -17,6 +17,23 @@ def format_access(a: Access) -> str:
     """``read 0000:00:03.0 bar0+0x8/4 = 0x80000000 at e1000_probe+0x1a/0x8c0 [e1000]``."""
     where = f"{a.space}+{a.offset:#x}" if a.device else f"{a.space} {a.address:#x}"
     return f"{a.op:<9} {a.device or '-'} {where}/{a.size} = {a.value:#x} at {a.site or hex(a.pc)}"
+
+
+def warnings(o: Outcome) -> list[str]:
+    """One line per distinct unimplemented call (function and call site) the command made;
+    in strict mode the call that ended it."""
+    seen: dict[tuple[str, str], None] = {}
+    for t in o.trace:
+        if not t.implemented:
+            seen.setdefault((t.name, t.site), None)
+    stopped = o.fault is not None and o.fault.kind == "unimplemented"
+    last = list(seen)[-1] if stopped and seen else None
+    return [
+        f"strict: stopped at unimplemented kernel function {n} called from {s}"
+        if (n, s) == last
+        else f"warning: unimplemented kernel function {n} called from {s} (returned 0)"
+        for n, s in seen
+    ]
 
 
 def _value(v: int) -> str:
@@ -36,6 +53,7 @@ def format_outcome(o: Outcome, *, calls: bool = True) -> str:
     if o.accesses:
         lines.append("## device accesses")
         lines += [f"  {format_access(a)}" for a in o.accesses]
+    lines += [f"## {w}" for w in warnings(o)]
     if o.fault is not None:
         lines.append(f"## did not return: {o.fault.kind}: {o.fault.reason}")
     else:
@@ -71,9 +89,11 @@ def outcome_json(o: Outcome) -> dict[str, object]:
                 "result": _hex(t.result),
                 "implemented": t.implemented,
                 "module": t.module,
+                **({} if t.implemented else {"site": t.site}),
             }
             for t in o.trace
         ],
+        "warnings": warnings(o),
         "fault": fault,
         "accesses": [a.json() for a in o.accesses],
     }

@@ -87,6 +87,9 @@ class KernelState:
         self.taints: set[str] = set()
         self.trusted_keys: set[str] = set()  # key ids of module signatures the kernel accepts
         self.regions: list[tuple[int, int, int, int]] = []  # requested I/O regions: parent, start, end, res
+        # The other subsystems' tables (lkm.emulate.base.registry): table name -> key -> value
+        # (notifier chains, proc entries, xarrays, netlink families, crypto algorithms...).
+        self.tables: dict[str, dict[object, object]] = {}
 
     @classmethod
     def booted(cls) -> KernelState:

@@ -1,8 +1,42 @@
 """The base kernel's functions, in Python, registered by name when this package is imported
-(see :func:`lkm.emulate.kernel.kfunc`).  One module per subsystem."""
+(see :func:`lkm.emulate.kernel.kfunc`).  One module per subsystem:
+
+- runtime: compiler-emitted calls, module references, user copies, time, randomness
+- mm, lib: allocators; xarray/IDR/IDA, rhashtable, mempools, per-cpu memory, static keys
+- strings, printk, sync: lib/string.c, printk/vsprintf, locks/RCU/waits
+- devices: character/misc/block devices, filesystems, driver registrations
+- block: disks, request queues and their limits, blk-mq tag sets
+- notifier: notifier chains and the kernel's own chains
+- procfs: /proc, debugfs, sysfs and kobjects
+- net: socket families, protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
+- crypto: algorithm and template registrations
+- platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
+- firmware: firmware requests (no files: -ENOENT)
+- subsys: LED triggers, keys, input handlers, NLS, kthread workers, bdi, tty drivers, misc registries
+
+A function registered twice is an error at import (:data:`lkm.emulate.kernel.FUNCTIONS`),
+but for the record-only ones of devices and sync, which a fuller implementation may replace
+(bus, io, irq, pci, uaccess, usb: the driver core, buses, I/O, interrupts and deferred work,
+imported after them)."""
 
 # isort: off
-from lkm.emulate.base import devices, mm, printk, runtime, strings, sync  # noqa: F401
+from lkm.emulate.base import (  # noqa: F401
+    block,
+    crypto,
+    devices,
+    firmware,
+    lib,
+    mm,
+    net,
+    notifier,
+    platform,
+    printk,
+    procfs,
+    runtime,
+    strings,
+    subsys,
+    sync,
+)
 
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.

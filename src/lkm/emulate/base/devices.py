@@ -203,12 +203,7 @@ DRIVERS = {
     "snd_card_register": ("sound", None),
     "__serio_register_driver": ("serio", None), "register_virtio_driver": ("virtio", None),
     "usb_serial_register_drivers": ("usb-serial", None), "__acpi_register_driver": ("acpi", None),
-    "crypto_register_alg": ("crypto", None), "crypto_register_skcipher": ("crypto", None),
-    "crypto_register_shash": ("crypto", None), "crypto_register_ahash": ("crypto", None),
-    "nf_register_net_hooks": ("netfilter", None), "register_pernet_subsys": ("pernet", None),
-    "register_pernet_device": ("pernet", None), "rc_map_register": ("rc-keymap", None),
-    "__hid_bpf_register": ("hid", None), "register_netdevice_notifier": ("notifier", None),
-    "sock_register": ("net-family", None), "proto_register": ("protocol", None),
+    "rc_map_register": ("rc-keymap", None), "__hid_bpf_register": ("hid", None),
     "__class_register": ("class", 0),
 }  # fmt: skip
 
@@ -230,16 +225,12 @@ for _n in DRIVERS:
 # -- objects the kernel hands back (opaque, zeroed) -----------------------------------------------
 _OBJECTS = {
     "__class_create": 0x200, "class_create": 0x200, "input_allocate_device": 0x800,
-    "devm_input_allocate_device": 0x800, "kthread_create_on_node": 0x2800, "debugfs_create_dir": 0x100,
-    "debugfs_create_file": 0x100, "debugfs_create_file_unsafe": 0x100, "proc_mkdir": 0x100,
-    "proc_create": 0x100, "proc_create_data": 0x100, "proc_create_single_data": 0x100,
+    "devm_input_allocate_device": 0x800, "kthread_create_on_node": 0x2800,
     "platform_device_alloc": 0x400, "platform_device_register_full": 0x400,
     "create_singlethread_workqueue": 0x200,
     "__alloc_workqueue_key": 0x200, "crypto_alloc_shash": 0x100, "crypto_alloc_skcipher": 0x100,
-    "crypto_alloc_ahash": 0x100, "crypto_alloc_aead": 0x100, "register_sysctl_table": 0x100,
-    "register_sysctl": 0x100, "register_net_sysctl": 0x100, "kobject_create_and_add": 0x100,
-    "kset_create_and_add": 0x100, "__tty_alloc_driver": 0x400, "__blk_mq_alloc_disk": 0x800,
-    "__alloc_disk_node": 0x800, "blk_alloc_disk": 0x800, "alloc_chrdev": 0x100,
+    "crypto_alloc_ahash": 0x100, "crypto_alloc_aead": 0x100,
+    "alloc_chrdev": 0x100,
 }  # fmt: skip
 
 
@@ -260,11 +251,6 @@ def _device_create(k: BaseKernel, c: TrapCall) -> int:
     k.machine.write_word(dev, k.new_string(name))  # kobj.name
     k.state.registrations.append(Registration("device", name.decode("utf-8", "replace"), dev, k.current))
     return dev
-
-
-@kfunc("request_firmware", "request_firmware_direct", "firmware_request_nowarn", nargs=3)
-def _request_firmware(k: BaseKernel, c: TrapCall) -> int:
-    return -ENOENT  # no firmware files in the emulated system
 
 
 @kfunc("platform_device_register", "platform_device_add", "device_register", "device_add", nargs=1)
@@ -299,4 +285,73 @@ def _release_region(k: BaseKernel, c: TrapCall) -> int:
     k.state.regions = [
         r for r in k.state.regions if not (r[0] == parent and r[1] == start and r[2] == start + n - 1)
     ]
+    return 0
+
+
+# -- bus notifiers and devres (drivers/base/bus.c, devres.c): a fuller driver core may replace these ---
+@kfunc("bus_register_notifier", "bus_unregister_notifier", nargs=2)
+def _bus_notifier(k: BaseKernel, c: TrapCall) -> int:
+    """bus_register_notifier(bus, nb): nb on the bus's notifier chain (-EEXIST when it is
+    there already; unregister: -ENOENT when it is not), kept per bus."""
+    from lkm.emulate.base.notifier import chain_register, chain_unregister, own_chain
+
+    chain = f"bus@{c.arg(0):#x}"
+    head = own_chain(k, chain)
+    if c.name == "bus_unregister_notifier":
+        return chain_unregister(k, head, c.arg(1), chain)
+    return chain_register(k, head, c.arg(1), chain)
+
+
+DEVRES_HEADER = 40  # struct devres_node {entry, release, name, size} before the data
+
+
+@kfunc("__devres_alloc_node", nargs=5)
+def _devres_alloc(k: BaseKernel, c: TrapCall) -> int:
+    """__devres_alloc_node(release, size, gfp, nid, name): zeroed data after a devres header
+    (its release function and name kept), NULL without memory."""
+    from lkm.emulate.base.registry import zalloc
+
+    res = zalloc(k, DEVRES_HEADER + c.arg(1))
+    if not res:
+        return 0
+    k.machine.write_word(res + 16, c.arg(0))
+    k.machine.write_word(res + 24, c.arg(4))
+    k.machine.write_word(res + 32, c.arg(1))
+    return res + DEVRES_HEADER
+
+
+@kfunc("devres_add", nargs=2)
+def _devres_add(k: BaseKernel, c: TrapCall) -> int:
+    """devres_add(dev, res): the resource is the device's (released with it)."""
+    k.state.tables.setdefault("devres", {})[c.arg(1)] = c.arg(0)
+    return 0
+
+
+@kfunc("devres_free", nargs=1)
+def _devres_free(k: BaseKernel, c: TrapCall) -> int:
+    """devres_free(res): a resource never added is freed (NULL allowed)."""
+    if c.arg(0):
+        k.state.tables.setdefault("devres", {}).pop(c.arg(0), None)
+        k.free(c.arg(0) - DEVRES_HEADER)
+    return 0
+
+
+@kfunc("driver_create_file", "driver_remove_file", nargs=2)
+def _driver_file(k: BaseKernel, c: TrapCall) -> int:
+    """driver_create_file(drv, attr): the attribute file in the driver's sysfs directory
+    (-EINVAL for a NULL driver); remove: void."""
+    files = k.state.tables.setdefault("driver-files", {})
+    if c.name == "driver_remove_file":
+        files.pop((c.arg(0), c.arg(1)), None)
+        return 0
+    if not c.arg(0):
+        return -EINVAL
+    files[(c.arg(0), c.arg(1))] = k.current
+    return 0
+
+
+@kfunc("dev_get_regmap", nargs=2)
+def _dev_get_regmap(k: BaseKernel, c: TrapCall) -> int:
+    """dev_get_regmap(dev, name): the device's register map from its devres list; NULL for
+    a device that set none up (regmap_init adds it: no regmap here has been)."""
     return 0

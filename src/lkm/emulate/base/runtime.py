@@ -70,6 +70,13 @@ def _try_module_get(k: BaseKernel, c: TrapCall) -> int:
     return 1
 
 
+@kfunc("__module_get", nargs=1)
+def __module_get(k: BaseKernel, c: TrapCall) -> int:
+    """__module_get(module): a reference taken unconditionally (kernel/module/main.c)."""
+    k.state.module_refs[k.current or ""] += 1
+    return 0
+
+
 @kfunc("module_put", "__module_put_and_kthread_exit", nargs=1)
 def _module_put(k: BaseKernel, c: TrapCall) -> int:
     k.state.module_refs[k.current or ""] -= 1

@@ -260,3 +260,90 @@ def _find_last_bit(k: BaseKernel, c: TrapCall) -> int:
 @kfunc("__bitmap_weight", nargs=2)
 def _bitmap_weight(k: BaseKernel, c: TrapCall) -> int:
     return bin(_bitmap(k, c.arg(0), c.arg(1))).count("1")
+
+
+@kfunc("sscanf", nargs=2, varargs=True)
+def _sscanf(k: BaseKernel, c: TrapCall) -> int:
+    """sscanf(buf, fmt, ...) as lib/vsprintf.c's vsscanf: whitespace matches any run of
+    whitespace, literals must match, conversions %[*][width][hh|h|l|ll|z]{d,i,u,x,X,o,s,c,n};
+    the number of values stored, up to the first mismatch."""
+    import re
+
+    m = k.machine
+    text = (m.read_cstr(c.arg(0)) or b"").decode("latin-1")
+    fmt = (m.read_cstr(c.arg(1)) or b"").decode("latin-1")
+    spec = re.compile(r"%(\*?)(\d*)(hh|h|ll|l|z|L)?([diuxXosc n%])")
+    pos = fi = stored = argi = 0
+    sizes = {"hh": 1, "h": 2, None: 4, "l": 8, "ll": 8, "z": 8, "L": 8}
+    while fi < len(fmt):
+        ch = fmt[fi]
+        if ch.isspace():
+            while fi < len(fmt) and fmt[fi].isspace():
+                fi += 1
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            continue
+        if ch != "%":
+            if pos >= len(text) or text[pos] != ch:
+                break
+            pos, fi = pos + 1, fi + 1
+            continue
+        mt = spec.match(fmt, fi)
+        if mt is None:
+            break
+        fi = mt.end()
+        skip, width, qual, conv = mt.group(1), mt.group(2), mt.group(3), mt.group(4)
+        if conv == "%":
+            if pos >= len(text) or text[pos] != "%":
+                break
+            pos += 1
+            continue
+        if conv == "n":
+            if not skip:
+                m.write_int(c.arg(2 + argi), 4, pos)
+                argi += 1
+            continue
+        if conv not in "c" and conv != "n":
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+        if pos >= len(text):
+            break
+        limit = int(width) if width else None
+        if conv == "c":
+            n = limit or 1
+            chunk = text[pos : pos + n]
+            if len(chunk) < n:
+                break
+            pos += n
+            if not skip:
+                m.write(c.arg(2 + argi), chunk.encode("latin-1"))
+                argi, stored = argi + 1, stored + 1
+            continue
+        if conv == "s":
+            end = pos
+            while end < len(text) and not text[end].isspace() and (limit is None or end - pos < limit):
+                end += 1
+            word = text[pos:end]
+            pos = end
+            if not skip:
+                m.write(c.arg(2 + argi), word.encode("latin-1") + b"\0")
+                argi, stored = argi + 1, stored + 1
+            continue
+        base = {"d": 10, "u": 10, "x": 16, "X": 16, "o": 8, "i": 0}[conv]
+        field = text[pos : pos + limit] if limit else text[pos:]
+        pat = {10: r"[-+]?\d+", 16: r"[-+]?(0[xX])?[0-9a-fA-F]+", 8: r"[-+]?[0-7]+",
+               0: r"[-+]?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)"}[base]  # fmt: skip
+        num = re.match(pat, field)
+        if num is None or (conv == "u" and num.group(0).startswith("-")):
+            break
+        pos += num.end()
+        if not skip:
+            size = sizes[qual]
+            digits = num.group(0)
+            body = digits.lstrip("+-")
+            if base == 0:
+                base = 16 if body[:2] in ("0x", "0X") else 8 if len(body) > 1 and body[0] == "0" else 10
+            value = int(body, base) * (-1 if digits.startswith("-") else 1)
+            m.write_int(c.arg(2 + argi), size, value & ((1 << (8 * size)) - 1))
+            argi, stored = argi + 1, stored + 1
+    return stored

@@ -19,7 +19,7 @@ _ACQUIRE = {
     "down_read": "rwsem", "down_write": "rwsem", "down_read_trylock": "rwsem", "down_write_trylock": "rwsem",
     "down": "semaphore", "down_interruptible": "semaphore", "down_trylock": "semaphore",
     "down_timeout": "semaphore", "__rcu_read_lock": "rcu", "rtnl_lock": "rtnl", "rtnl_lock_killable": "rtnl",
-    "rt_mutex_lock": "rt_mutex", "console_lock": "console",
+    "rt_mutex_lock": "rt_mutex", "console_lock": "console", "genl_lock": "genl",
 }  # fmt: skip
 _RELEASE = {
     "mutex_unlock": "mutex", "_raw_spin_unlock": "spin", "_raw_spin_unlock_bh": "spin",
@@ -29,7 +29,7 @@ _RELEASE = {
     "_raw_read_unlock_bh": "rwlock",
     "_raw_write_unlock_irq": "rwlock", "_raw_read_unlock_irq": "rwlock", "up_read": "rwsem",
     "up_write": "rwsem", "up": "semaphore", "__rcu_read_unlock": "rcu", "rtnl_unlock": "rtnl",
-    "rt_mutex_unlock": "rt_mutex", "console_unlock": "console",
+    "rt_mutex_unlock": "rt_mutex", "console_unlock": "console", "genl_unlock": "genl",
 }  # fmt: skip
 
 
@@ -126,3 +126,26 @@ def _alloc_workqueue(k: BaseKernel, c: TrapCall) -> int:
 @kfunc("mutex_is_locked", nargs=1)
 def _mutex_is_locked(k: BaseKernel, c: TrapCall) -> int:
     return int(k.machine.read_word(c.arg(0)) != 0)  # the owner word mutex_lock set
+
+
+# SRCU (kernel/rcu/srcutree.c): one CPU and no other reader, so a grace period is immediate.
+@kfunc("init_srcu_struct", "__init_srcu_struct", nargs=1)
+def _init_srcu_struct(k: BaseKernel, c: TrapCall) -> int:
+    return 0  # its per-cpu counters start at zero in the module's (zeroed) srcu_struct
+
+
+@kfunc("__srcu_read_lock", nargs=1)
+def _srcu_read_lock(k: BaseKernel, c: TrapCall) -> int:
+    k.state.locks["srcu"] += 1
+    return 0  # the index of the (only) counter pair in use
+
+
+@kfunc("__srcu_read_unlock", nargs=2)
+def _srcu_read_unlock(k: BaseKernel, c: TrapCall) -> int:
+    k.state.locks["srcu"] -= 1
+    return 0
+
+
+@kfunc("cleanup_srcu_struct", "synchronize_srcu", "synchronize_srcu_expedited", "srcu_barrier", nargs=1)
+def _srcu_sync(k: BaseKernel, c: TrapCall) -> int:
+    return 0
