@@ -3,7 +3,8 @@
 The kernel source is never part of the repository: :func:`kernel_script` takes one file out
 of Debian's ``linux-source-<series>`` package (``apt-get download``, then the tarball inside
 it is read as a stream and only that member is written) into a cache directory,
-``$LKM_KSCRIPTS`` or ``~/.cache/lkm/kernel-scripts/<package>_<version>/``.  The corpus's
+``$LKM_KSCRIPTS`` or ``$XDG_CACHE_HOME/lkm/kernel-scripts/<package>_<version>/`` (``~/.cache``
+without it).  The corpus's
 kernels are Debian's 6.1 and 6.12; ``scripts/faddr2line`` is the 6.1 series' by default.
 
     python -m testing.kscripts faddr2line        # fetch (about 140 MB downloaded once)
@@ -25,7 +26,10 @@ SERIES = "6.1"
 
 def cache_root() -> Path:
     env = os.environ.get("LKM_KSCRIPTS")
-    return Path(env) if env else Path.home() / ".cache" / "lkm" / "kernel-scripts"
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "lkm" / "kernel-scripts"
 
 
 def cached(name: str, series: str = SERIES) -> Path | None:

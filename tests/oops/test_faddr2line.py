@@ -92,12 +92,14 @@ def _vmlinux(tmp: Path) -> Path:
     return src / "vmlinux"
 
 
+@pytest.mark.corpus  # a Debian kernel package (linux-source) fetched into the cache
 @pytest.mark.oracle
 def test_fixture_module(tmp_path: Path) -> None:
     ko = FIX6 / "dwarfmod.ko"
     _compare(ko, _specs(ko, 400, seed=1), tmp_path)
 
 
+@pytest.mark.corpus  # a Debian kernel package (linux-source) fetched into the cache
 @pytest.mark.oracle
 def test_vmlinux_shaped_executable(tmp_path: Path) -> None:
     vmlinux = _vmlinux(tmp_path)
