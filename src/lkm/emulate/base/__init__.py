@@ -8,7 +8,7 @@
 - block: disks, request queues and their limits, blk-mq tag sets
 - notifier: notifier chains and the kernel's own chains
 - procfs: /proc, debugfs, sysfs and kobjects
-- net: socket families, protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
+- net: address families (sock_register), protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
 - crypto: algorithm and template registrations
 - platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
 - firmware: firmware requests (no files: -ENOENT)
