@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,20 +27,8 @@ from lkm.compress import decompress, detect  # noqa: E402
 from lkm.module.file import ModuleFile  # noqa: E402
 from lkm.trust.compat import check_module, load_target  # noqa: E402
 from testing.corpus import corpus_dir  # noqa: E402
-from testing.guest import boot, busybox_for, make_initramfs  # noqa: E402
+from testing.guest import boot, busybox_for, insmod_errno, make_initramfs, software_module  # noqa: E402
 
-SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
-SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
-STRERROR = {os.strerror(e): e for e in errno.errorcode}
-# busybox insmod's moderror() words for some errnos
-STRERROR.update(
-    {
-        "invalid module format": errno.ENOEXEC,
-        "unknown symbol in module, or unknown parameter": errno.ENOENT,
-        "module has wrong symbol version": errno.ESRCH,
-        "kernel does not support requested operation": errno.ENOSYS,
-    }
-)
 MESSAGE_KINDS = ("elf", "module_layout", "vermagic", "crc", "unknown_symbol", "namespace", "gpl_only")
 
 INIT = """#!/bin/busybox sh
@@ -85,7 +72,7 @@ def main() -> int:
     moddir = sorted((c / a.source / "lib" / "modules").iterdir())[0]
     for p in sorted(moddir.rglob("*.ko*")):
         rel = str(p.relative_to(moddir))
-        if not rel.startswith(SOFTWARE_DIRS) or any(w in p.name for w in SKIP_WORDS):
+        if not software_module(rel, p.name):
             continue
         data = plain(p)
         m = ModuleFile.from_bytes(data)
@@ -112,7 +99,7 @@ def main() -> int:
             parts = line.split(" ", 3)
             msg = parts[3] if len(parts) > 3 else ""
             rc = int(parts[2])
-            err = next((e for s, e in STRERROR.items() if msg.rstrip().endswith(s)), -1) if rc else 0
+            err = insmod_errno(msg) if rc else 0
             guest[parts[1]] = (err, msg)
         elif line.startswith("LKM-COMPAT-DMESG "):
             dmesg.append(line)

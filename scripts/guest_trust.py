@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,20 +34,7 @@ from lkm.module.file import ModuleFile  # noqa: E402
 from lkm.trust.keys import trusted_keys_from_image  # noqa: E402
 from lkm.trust.sig import MODULE_SIG_STRING, mod_verify_sig, module_sig_check  # noqa: E402
 from testing.corpus import corpus_dir  # noqa: E402
-from testing.guest import boot, busybox_for, make_initramfs  # noqa: E402
-
-SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
-SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
-STRERROR = {os.strerror(e): e for e in errno.errorcode}
-# busybox insmod's moderror() words for some errnos
-STRERROR.update(
-    {
-        "invalid module format": errno.ENOEXEC,
-        "unknown symbol in module, or unknown parameter": errno.ENOENT,
-        "module has wrong symbol version": errno.ESRCH,
-        "kernel does not support requested operation": errno.ENOSYS,
-    }
-)
+from testing.guest import boot, busybox_for, insmod_errno, make_initramfs, software_module  # noqa: E402
 
 INIT = """#!/bin/busybox sh
 B=/bin/busybox
@@ -120,7 +106,7 @@ def main() -> int:
     chosen = 0
     for p in sorted(moddir.rglob("*.ko*")):
         rel = str(p.relative_to(moddir))
-        if not rel.startswith(SOFTWARE_DIRS) or any(w in p.name for w in SKIP_WORDS):
+        if not software_module(rel, p.name):
             continue
         data = plain(p)
         if len(data) > a.max_size:
@@ -156,7 +142,7 @@ def main() -> int:
             rc = int(parts[2])
             err = 0
             if rc:
-                err = next((e for s, e in STRERROR.items() if msg.rstrip().endswith(s)), -1)
+                err = insmod_errno(msg)
             guest[parts[1]] = (err, msg, parts[3].removeprefix("taint="))
         elif line.startswith("LKM-TRUST-KEY "):
             guest_keys.append(line[len("LKM-TRUST-KEY ") :])

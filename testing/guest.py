@@ -9,6 +9,7 @@ a hard timeout.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -237,3 +238,33 @@ class Qmp:
     def close(self) -> None:
         self.file.close()
         self.sock.close()
+
+
+# -- what the module-loading guests (scripts/guest_trust.py, guest_compat.py) share --------------
+
+#: Module directories whose modules load without hardware (filesystems, crypto, lib, net).
+SOFTWARE_DIRS = ("kernel/fs/", "kernel/crypto/", "kernel/lib/", "kernel/net/")
+#: Name parts of modules that test, torture or fake something: never loaded into a guest.
+SKIP_WORDS = ("test", "torture", "kunit", "bench", "dummy", "evil")
+
+_STRERROR = {os.strerror(e): e for e in errno.errorcode}
+_STRERROR.update(  # busybox insmod's moderror() words for some errnos
+    {
+        "invalid module format": errno.ENOEXEC,
+        "unknown symbol in module, or unknown parameter": errno.ENOENT,
+        "module has wrong symbol version": errno.ESRCH,
+        "kernel does not support requested operation": errno.ENOSYS,
+    }
+)
+
+
+def software_module(rel: str, name: str) -> bool:
+    """Whether a module (path relative to lib/modules/R, file name) is one the guests load."""
+    return rel.startswith(SOFTWARE_DIRS) and not any(w in name for w in SKIP_WORDS)
+
+
+def insmod_errno(message: str) -> int:
+    """The errno of a busybox ``insmod`` failure message (its strerror or moderror() words at
+    the end), or -1 when none is recognised."""
+    text = message.rstrip()
+    return next((e for s, e in _STRERROR.items() if text.endswith(s)), -1)
