@@ -72,11 +72,12 @@ class Hang(BaseException):
 # -- inputs -------------------------------------------------------------------------------
 
 
-def seeds(rng: random.Random, limit: int = 40) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the modules mutants start from."""
-    out = [(p.name, p.read_bytes()) for p in sorted(FIX6.glob("*.ko")) + sorted(FIX24.glob("*.o"))]
+_SMALL: list[str] = []  # the corpus's small modules, listed once per process (forked workers inherit it)
+
+
+def small_corpus_modules() -> list[str]:
     tree = CORPUS / "amd64-6.1" / "lib" / "modules"
-    if tree.is_dir():
+    if not _SMALL and tree.is_dir():
         small = []
         for dirpath, _dirs, files in os.walk(tree):
             for f in files:
@@ -87,7 +88,15 @@ def seeds(rng: random.Random, limit: int = 40) -> list[tuple[str, bytes]]:
                             small.append(p)
             if len(small) > 2000:
                 break
-        small.sort()
+        _SMALL[:] = sorted(small)
+    return _SMALL
+
+
+def seeds(rng: random.Random, limit: int = 40) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the modules mutants start from."""
+    out = [(p.name, p.read_bytes()) for p in sorted(FIX6.glob("*.ko")) + sorted(FIX24.glob("*.o"))]
+    small = small_corpus_modules()
+    if small:
         for p in rng.sample(small, min(limit, len(small))):
             data = Path(p).read_bytes()
             if p.endswith(".xz"):
@@ -296,11 +305,31 @@ def _alarm(_sig: int, _frame: object) -> None:
         raise Hang()
 
 
+_STREAMS: list[io.TextIOWrapper] = []
+
+
+def _stream(i: int) -> io.TextIOWrapper:
+    """A strict UTF-8 text stream over bytes, emptied; reused across calls while a tool leaves
+    it open (a new one costs more than many small tools' executions)."""
+    while len(_STREAMS) <= i:
+        _STREAMS.append(io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict"))
+    s = _STREAMS[i]
+    try:
+        s.flush()
+        s.seek(0)
+        s.truncate(0)
+        s.buffer.seek(0)
+        s.buffer.truncate(0)
+    except (ValueError, OSError):  # closed or broken by the last tool: a fresh one
+        s = _STREAMS[i] = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    return s
+
+
 def call(argv: list[str]) -> Result:
     from lkm.cli import main
 
-    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
-    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    out = _stream(0)
+    err = _stream(1)
     old = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
     _hang_flag[0] = False
@@ -345,7 +374,7 @@ class Campaign:
         self.examples: list[str] = []
         self.seed_modules = seeds(random.Random(seed))
         self.ksyms = self._kernel_symbols()
-        self._state: Path | None = None
+        self._states: set[Path] = set()
         self._crashgen: Any = None
 
     # bookkeeping
@@ -452,22 +481,43 @@ class Campaign:
             argv += ["--timeout", self.rng.choice(("nan", "inf", "-1", "0", "1e308"))]
         self.check(call(argv), argv, [p])
 
-    def state(self, profile: str = "linux-6.1-amd64") -> Path:
-        if self._state is None:
+    def _profile(self, small: bool) -> Any:
+        """The 6.1 amd64 profile, whole or cut to the symbols the seed modules and fixtures
+        need plus a fixed sample of the rest: the same schema, rows and header fields, so every
+        command does the same work per row, with far fewer rows (a page overwrite lands in a
+        module's rows more often, and reading kallsyms costs milliseconds, not half a second)."""
+        from lkm.kernel.model.profile import Profile, load_profile
+        from lkm.module import ModuleFile
+
+        prof = load_profile("linux-6.1-amd64")
+        if not small:
+            return prof
+        need: set[str] = set()
+        for _n, data in self.seed_modules:
+            with contextlib.suppress(Exception):
+                need |= {s.name for s in ModuleFile.from_bytes(data).needed}
+        rest = [s for s in prof.symbols if s.name not in need]
+        keep = need | {s.name for s in random.Random(0).sample(rest, min(400, len(rest)))}
+        return Profile(prof.name, dict(prof.fields), [s for s in prof.symbols if s.name in keep])
+
+    def state(self, small: bool = True) -> Path:
+        """A booted state with the fixtures' modules loaded: booted once per worker (the
+        template, ``clean*.db``), then copied (a boot costs a second, a copy a millisecond)."""
+        st = self.work / ("k.db" if small else "k-full.db")
+        if st not in self._states:
             from lkm.kernel.model import ModelKernel
 
-            st = self.work / "k.db"
             try:
-                k = ModelKernel.boot(profile, st, force=True)
+                k = ModelKernel.boot(self._profile(small), st, force=True)
             except TypeError:  # an lkm from before --force (comparing with older code)
-                k = ModelKernel.boot(profile, st)
+                k = ModelKernel.boot(self._profile(small), st)
             for f in ("exporter.ko", "importer.ko", "chardev.ko", "params.ko"):
                 with contextlib.suppress(Exception):
                     k.finit_module(str(FIX6 / f))
             k.close()
-            self._state = st
-            shutil.copy(st, self.work / "clean.db")
-        return self._state
+            self._states.add(st)
+            shutil.copy(st, self.work / ("clean.db" if small else "clean-full.db"))
+        return st
 
     def t_model(self) -> None:
         st = self.state()
@@ -678,12 +728,13 @@ class Campaign:
         self.check(call(argv), argv, [])
 
     def t_state(self) -> None:
-        self.state()
+        small = self.rng.random() < 0.85  # the whole 6.1 profile's state now and then
+        self.state(small)
         st = self.work / "bad.db"
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 (self.work / f"bad.db{suffix}").unlink()
-        shutil.copy(self.work / "clean.db", st)
+        shutil.copy(self.work / ("clean.db" if small else "clean-full.db"), st)
         r = self.rng.random()
         if r < 0.5:
             buf = bytearray(st.read_bytes())
@@ -753,6 +804,16 @@ class Campaign:
         self.check(call(argv), argv, [st])
 
 
+def one_core() -> None:
+    """One execution uses one core: lkm's fan-out over forked workers (depmod's module reading
+    and output building, modinfo of many files) runs in-process instead.  The campaign shares
+    the machine; the fan-out's own code is tested elsewhere, and what each chunk runs is the
+    same code either way."""
+    import lkm.parallel
+
+    lkm.parallel.workers_available = lambda: 1
+
+
 def worker(
     tool: str, seed: int, seconds: float, execs: int, work: Path, out: Path, start: int = 0
 ) -> dict[str, object]:
@@ -765,9 +826,12 @@ def worker(
     os.environ["LKM_STATE_TIMEOUT"] = "2"
     os.environ.pop("LKM_STATE", None)
     signal.signal(signal.SIGALRM, _alarm)
+    one_core()
     c = Campaign(tool, seed, work, out)
     run: Callable[[], None] = getattr(c, f"t_{tool}")
     t0 = time.monotonic()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru.ru_utime + ru.ru_stime  # the executions' CPU time, not the set-up's
     i = start
     while c.execs < execs and time.monotonic() - t0 < seconds and not c.over_cap:
         c.index = i
@@ -775,10 +839,12 @@ def worker(
         c.reseed(i)
         run()
         i += 1
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "tool": tool,
         "seed": seed,
         "execs": c.execs,
+        "cpu_seconds": round(ru.ru_utime + ru.ru_stime - cpu0, 1),
         "next": i,
         "restart": c.over_cap,
         "seconds": round(time.monotonic() - t0, 1),
@@ -889,8 +955,8 @@ def spawn(tool: str, seed: int, seconds: float, execs: int, out: Path) -> dict[s
     """A tool's campaign for ``seconds``: workers restarted after an input that passed the RSS
     cap, each continuing at the next execution index (so seeds stay deterministic)."""
     t0 = time.monotonic()
-    total: dict[str, Any] = {"tool": tool, "seed": seed, "execs": 0, "failures": {}, "slow_once": 0,
-                             "examples": [], "peak_rss_mb": 0.0, "workers": 0}  # fmt: skip
+    total: dict[str, Any] = {"tool": tool, "seed": seed, "execs": 0, "cpu_seconds": 0.0, "failures": {},
+                             "slow_once": 0, "examples": [], "peak_rss_mb": 0.0, "workers": 0}  # fmt: skip
     start = 0
     while True:
         left = seconds - (time.monotonic() - t0)
@@ -898,6 +964,7 @@ def spawn(tool: str, seed: int, seconds: float, execs: int, out: Path) -> dict[s
         total["workers"] += 1
         total["execs"] += int(res["execs"])  # type: ignore[call-overload]
         total["slow_once"] += int(res.get("slow_once", 0))  # type: ignore[call-overload]
+        total["cpu_seconds"] = round(total["cpu_seconds"] + float(res.get("cpu_seconds", 0.0)), 1)  # type: ignore[arg-type]
         for k, v in dict(res["failures"]).items():  # type: ignore[call-overload]
             total["failures"][k] = total["failures"].get(k, 0) + int(v)
         total["examples"] += list(res.get("examples") or [])[: max(0, 10 - len(total["examples"]))]  # type: ignore[call-overload]
@@ -914,7 +981,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=60.0, help="per tool")
+    ap.add_argument(
+        "--seconds-for", default="", metavar="TOOL=S,...", help="per-tool times instead of --seconds"
+    )
     ap.add_argument("--execs", type=int, default=10**9, help="per tool")
+    ap.add_argument(
+        "--stop-at", type=float, default=0.0, metavar="EPOCH", help="start no worker after this time"
+    )
     ap.add_argument("--rounds", type=int, default=1, help="repeat with seed+1, seed+2, ...")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="fuzz-out", help="failing inputs are kept here")
@@ -934,42 +1007,83 @@ def main(argv: list[str] | None = None) -> int:
     if {"modinfo", "depmod", "link", "run", "model", "verify", "triage"} & set(tools):
         for kind in ("gzip", "xz", "zstd"):  # built once here, inherited by every forked worker
             bomb(random.Random(0), kind)
+    per_tool = {t: a.seconds for t in tools}
+    for item in filter(None, a.seconds_for.split(",")):
+        t, _eq, v = item.partition("=")
+        if t not in per_tool:
+            ap.error(f"--seconds-for: {t!r} is not among --tools")
+        per_tool[t] = float(v)
     jobs = [(t, a.seed + r * 1000) for r in range(a.rounds) for t in tools]
     results: list[dict[str, object]] = []
-    running: list[tuple[int, object]] = []
+    t0 = time.monotonic()
+
+    def done(res: dict[str, object]) -> None:
+        results.append(res)
+        _line(res)
+        if a.json:  # after every worker: a campaign stopped half way keeps what it ran
+            summary = summarize(results, time.monotonic() - t0)
+            tmp = Path(a.json + ".tmp")
+            tmp.write_text(json.dumps({"summary": summary, "argv": sys.argv[1:], "lkm": _revision(),
+                                       "runs": results}, indent=1) + "\n")  # fmt: skip
+            tmp.replace(a.json)
+
     if a.jobs <= 1:
         for t, s in jobs:
-            results.append(spawn(t, s, a.seconds, a.execs, out))
-            _line(results[-1])
+            left = a.stop_at - time.time() if a.stop_at else per_tool[t]
+            if left < 5:
+                break
+            done(spawn(t, s, min(per_tool[t], left), a.execs, out))
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(a.jobs) as ex:
-            for res in ex.map(lambda js: spawn(js[0], js[1], a.seconds, a.execs, out), jobs):
-                results.append(res)
-                _line(res)
-    del running
+            for res in ex.map(lambda js: spawn(js[0], js[1], per_tool[js[0]], a.execs, out), jobs):
+                done(res)
+    summary = summarize(results, time.monotonic() - t0)
+    print(json.dumps(summary))
+    return 1 if summary["failures"] else 0
+
+
+def _revision() -> str:
+    """The commit the campaign ran on (+dirty when the tree had changes): executions count only
+    on code that has the fixes."""
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return rev or "unknown"
+
+
+def summarize(results: list[dict[str, object]], wall: float) -> dict[str, Any]:
+    """Executions, CPU seconds and wall seconds per tool, failures by kind, the peak RSS."""
     total: dict[str, int] = {}
     execs: dict[str, int] = {}
+    cpu: dict[str, float] = {}
+    secs: dict[str, float] = {}
     rss = 0.0
     slow = 0
     for res in results:
+        t = str(res["tool"])
         slow += int(res.get("slow_once", 0))  # type: ignore[call-overload]
-        execs[str(res["tool"])] = execs.get(str(res["tool"]), 0) + int(res["execs"])  # type: ignore[call-overload]
+        execs[t] = execs.get(t, 0) + int(res["execs"])  # type: ignore[call-overload]
+        cpu[t] = round(cpu.get(t, 0.0) + float(res.get("cpu_seconds", 0.0)), 1)  # type: ignore[arg-type]
+        secs[t] = round(secs.get(t, 0.0) + float(res.get("seconds", 0.0)), 1)  # type: ignore[arg-type]
         for k, v in dict(res["failures"]).items():  # type: ignore[call-overload]
             total[k] = total.get(k, 0) + int(v)
         rss = max(rss, float(res["peak_rss_mb"]))  # type: ignore[arg-type]
-    summary = {
+    return {
         "execs": execs,
         "total_execs": sum(execs.values()),
+        "cpu_seconds": cpu,
+        "seconds": secs,
+        "wall_seconds": round(wall, 1),
         "failures": total,
         "slow_once": slow,
         "peak_rss_mb": rss,
     }
-    print(json.dumps(summary))
-    if a.json:
-        Path(a.json).write_text(json.dumps({"summary": summary, "runs": results}, indent=1) + "\n")
-    return 1 if total else 0
 
 
 def replay(what: str, out: Path) -> int:
@@ -998,7 +1112,8 @@ def replay(what: str, out: Path) -> int:
 
 def _line(res: dict[str, object]) -> None:
     print(
-        f"{res['tool']:<9} seed {res['seed']:<6} execs {res['execs']:<7} failures {res['failures']} "
+        f"{res['tool']:<9} seed {res['seed']:<6} execs {res['execs']:<7} cpu {res.get('cpu_seconds', 0)} s "
+        f"failures {res['failures']} "
         f"slow-once {res.get('slow_once', 0)} peak RSS {res['peak_rss_mb']} MB",
         flush=True,
     )
