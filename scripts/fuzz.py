@@ -61,7 +61,19 @@ INTERESTING = [
     0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
     0xFFFFFFFF, 0x100000000, 1 << 40, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, 4 << 30, 1 << 32,
 ]  # fmt: skip
-TOOLS = ("modinfo", "depmod", "link", "run", "model", "ksymoops", "triage", "verify", "special", "state")
+TOOLS = (
+    "modinfo",
+    "depmod",
+    "link",
+    "run",
+    "model",
+    "ksymoops",
+    "triage",
+    "verify",
+    "special",
+    "state",
+    "index",
+)
 RSS_CAP_MB = 1024.0  # the issue's bound: peak RSS under 1 GB per process
 
 
@@ -376,6 +388,7 @@ class Campaign:
         self.ksyms = self._kernel_symbols()
         self._states: set[Path] = set()
         self._crashgen: Any = None
+        self._itree: tuple[Path, str, dict[Path, bytes]] | None = None
 
     # bookkeeping
     def reseed(self, index: int) -> None:
@@ -576,6 +589,108 @@ class Campaign:
             if f.name.endswith(".tmp") and not f.is_symlink():
                 self.fail("leftover", f"{' '.join(argv)}: temporary {f.name} left behind", [root])
                 break
+
+    # a module tree from a stranger: damaged indexes and configuration under modinfo/modprobe
+    INDEX_CONF = (
+        "alias fuzz-alias exporter\nalias pci:v00001234d* pcidemo\nalias wild* chardev\n"
+        'options params count=3 name="a b"\noptions chardev major=0\n'
+        "install kreqfs /bin/touch {marker}\nremove kreqfs /bin/touch {marker}\n"
+        "install importer /bin/touch {marker}; /sbin/modprobe --ignore-install importer\n"
+        "softdep importer pre: exporter post: params\nblacklist kcalls\nbogus directive\n"
+    )
+
+    def _index_tree(self) -> tuple[Path, str, dict[Path, bytes]]:
+        """A tree (fixtures and a few seed modules, kmod's indexes written by lkm depmod once
+        per worker), its release (the model profile's, so that --state can load from it) and
+        the pristine bytes of every file a mutation may damage."""
+        if self._itree is None:
+            import lkm.cli.depmod
+            from lkm.kernel.model import ModelKernel
+
+            k = ModelKernel(self.state())
+            rel = k.release
+            k.close()
+            root = self.work / "itree"
+            d = root / "lib" / "modules" / rel
+            (d / "kernel").mkdir(parents=True)
+            for m in ("exporter", "importer", "chardev", "params", "kreq", "kreqfs", "pcidemo", "kcalls"):
+                shutil.copy(FIX6 / f"{m}.ko", d / "kernel")
+            for name, data in self.seed_modules[-8:]:
+                (d / "kernel" / name).write_bytes(data)
+            (d / "modules.order").write_text(
+                "".join(f"kernel/{f.name}\n" for f in sorted((d / "kernel").iterdir()))
+            )
+            conf = root / "etc" / "modprobe.d" / "fuzz.conf"
+            conf.parent.mkdir(parents=True)
+            conf.write_text(self.INDEX_CONF.format(marker=self.work / "marker"))
+            with contextlib.redirect_stderr(io.StringIO()):
+                lkm.cli.depmod.run("depmod", ["-b", str(root), rel])
+            files = [conf, *(f for f in sorted(d.iterdir()) if f.is_file() and f.name.startswith("modules."))]
+            self._itree = (root, rel, {f: f.read_bytes() for f in files})
+        return self._itree
+
+    def t_index(self) -> None:
+        root, rel, pristine = self._index_tree()
+        for f, data in pristine.items():  # undo the last execution's damage
+            if f.is_symlink() or not f.is_file() or f.stat().st_size != len(data) or f.read_bytes() != data:
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+                f.write_bytes(data)
+        rng = self.rng
+        targets = list(pristine)
+        for f in rng.sample(targets, rng.choice((1, 1, 1, 2, 3))):
+            r = rng.random()
+            if r < 0.05:
+                f.unlink()
+            elif r < 0.08:
+                f.write_bytes(b"")
+            elif f.name.endswith(".bin"):
+                f.write_bytes(mutate(pristine[f], rng)[: 1 << 20])
+            else:
+                f.write_bytes(
+                    mutate_text(pristine[f], rng) if rng.random() < 0.8 else mutate(pristine[f], rng)
+                )
+        names = ["exporter", "importer", "chardev", "params", "kreq", "kreqfs", "pcidemo", "kcalls",
+                 "fuzz-alias", "wild-thing", "pci:v00001234d00005678sv*", "symbol:printk", "no-such",
+                 "chardev.ko", "-", "", "a" * 300, os.fsdecode(b"caf\xe9"), "kernel/chardev.ko",
+                 *(n.split(".")[0] for n, _d in self.seed_modules[-8:])]  # fmt: skip
+        name = rng.choice(names)
+        conf = str(root / "etc" / "modprobe.d" / "fuzz.conf")
+        base = ["-d", str(root), "-S", rel]
+        if rng.random() < 0.7:
+            base += ["-C", conf if rng.random() < 0.8 else str(root / "etc" / "modprobe.d")]
+        how = rng.random()
+        st = None
+        if how < 0.25:
+            argv = [
+                "modinfo",
+                "-b",
+                str(root),
+                "-k",
+                rel,
+                *rng.choice(([], ["-F", "alias"], ["--json"])),
+                name,
+            ]
+        elif how < 0.45:
+            argv = ["modprobe", *base, "-D", name]
+        elif how < 0.55:
+            argv = ["modprobe", *base, "-R", name]
+        elif how < 0.7:
+            argv = ["modprobe", *base, "-n", *rng.choice(([], ["-v"], ["-a"], ["-r"])), name]
+        elif how < 0.75:
+            argv = ["modprobe", *base, "-c"]
+        else:  # load into a model kernel from the damaged tree, then remove
+            st = self.work / "ix.db"
+            shutil.copy(self.work / "clean.db", st)
+            argv = ["modprobe", "--state", str(st), *base, *rng.choice(([], ["-v"], ["-i"])), name]
+        self.check(call(argv), argv, [root])
+        if st is not None and rng.random() < 0.5:
+            argv = ["modprobe", "--state", str(st), *base, "-r", name]
+            self.check(call(argv), argv, [root])
+        marker = self.work / "marker"
+        if marker.exists():
+            marker.unlink()
+            self.fail("escape", f"{' '.join(argv)}: an install/remove command ran on the host", [root])
 
     def t_ksymoops(self) -> None:
         logs = sorted(OOPS.glob("*.txt"))

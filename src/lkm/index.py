@@ -25,21 +25,39 @@ _U32 = struct.Struct(">I")
 _WILDCARDS = (ord("*"), ord("?"), ord("["))
 
 
+class Damaged(Exception):
+    """A node word, offset or string that is not where a written index puts it (raised inside
+    the reader; :class:`IndexFile` turns it into an LkmError naming the file)."""
+
+
+def _cstr_end(data: bytes | mmap.mmap, p: int) -> int:
+    end = data.find(b"\0", p)
+    if end < 0:
+        raise Damaged(f"string at {p:#x} not terminated")
+    return end
+
+
 class _Node:
     __slots__ = ("children", "first", "last", "offset", "prefix", "values")
 
     def __init__(self, data: bytes | mmap.mmap, offset: int) -> None:
         p = offset & NODE_MASK
+        if not 12 <= p <= len(data):  # a node without prefix, children or values has no bytes
+            raise Damaged(f"node offset {p:#x} outside the file")
         self.offset = offset
         if offset & NODE_PREFIX:
-            end = data.find(b"\0", p)
+            end = _cstr_end(data, p)
             self.prefix = bytes(data[p:end])
             p = end + 1
         else:
             self.prefix = b""
         if offset & NODE_CHILDS:
+            if p + 2 > len(data):
+                raise Damaged(f"node at {offset & NODE_MASK:#x} cut off")
             self.first, self.last = data[p], data[p + 1]
             n = self.last - self.first + 1
+            if n < 1 or p + 2 + 4 * n > len(data):
+                raise Damaged(f"node at {offset & NODE_MASK:#x}: children {self.first}..{self.last}")
             self.children: tuple[int, ...] = struct.unpack_from(f">{n}I", data, p + 2)
             p += 2 + 4 * n
         else:
@@ -48,9 +66,11 @@ class _Node:
         if offset & NODE_VALUES:
             count = _U32.unpack_from(data, p)[0]
             p += 4
+            if count > len(data) - p:  # each value takes at least its priority word
+                raise Damaged(f"node at {offset & NODE_MASK:#x}: {count} values")
             for _ in range(count):
                 prio = _U32.unpack_from(data, p)[0]
-                end = data.find(b"\0", p + 4)
+                end = _cstr_end(data, p + 4)
                 self.values.append((prio, data[p + 4 : end].decode("utf-8", "surrogateescape")))
                 p = end + 1
 
@@ -84,18 +104,37 @@ class IndexFile:
         if magic != INDEX_MAGIC or version >> 16 != INDEX_VERSION >> 16:
             raise LkmError(f"not a kmod index (magic {magic:#x}, version {version:#x})", path=path)
 
-    def _node(self, offset: int) -> _Node | None:
-        return _Node(self.data, offset) if offset else None
+    def _node(self, offset: int, seen: set[int] | None = None) -> _Node | None:
+        if not offset:
+            return None
+        if seen is not None:  # a trie is a tree: a node reached twice is a loop or a shared node
+            if offset & NODE_MASK in seen:
+                raise Damaged(f"node at {offset & NODE_MASK:#x} reached twice")
+            seen.add(offset & NODE_MASK)
+        return _Node(self.data, offset)
 
-    def _child(self, node: _Node, ch: int) -> _Node | None:
+    def _child(self, node: _Node, ch: int, seen: set[int] | None = None) -> _Node | None:
         if node.first <= ch <= node.last:
-            return self._node(node.children[ch - node.first])
+            return self._node(node.children[ch - node.first], seen)
         return None
+
+    def _damaged(self, exc: Exception) -> LkmError:
+        why = {Damaged: str(exc), RecursionError: "trie nested too deeply"}.get(
+            type(exc), "node data out of range"
+        )
+        return LkmError(f"damaged index: {why}", path=self.path)
 
     def search(self, key: str) -> str | None:
         """Exact lookup: the first (lowest-priority) value stored under ``key``.
 
-        Walks the node words in place (no node objects): modprobe makes thousands of these."""
+        Walks the node words in place (no node objects): modprobe makes thousands of these.
+        A damaged index (an offset, a count or a string outside the file) raises LkmError."""
+        try:
+            return self._search(key)
+        except (Damaged, IndexError, struct.error) as exc:
+            raise self._damaged(exc) from None
+
+    def _search(self, key: str) -> str | None:
         k = key.encode("utf-8", "surrogateescape")
         data = self.data
         unpack = _U32.unpack_from
@@ -105,7 +144,7 @@ class IndexFile:
         while off:
             p = off & NODE_MASK
             if off & NODE_PREFIX:
-                end = data.find(b"\0", p)
+                end = _cstr_end(data, p)
                 if k[i : i + end - p] != data[p:end]:
                     return None
                 i += end - p
@@ -117,7 +156,7 @@ class IndexFile:
                     p += 2 + 4 * (data[p + 1] - data[p] + 1)
                 if not unpack(data, p)[0]:
                     return None
-                end = data.find(b"\0", p + 8)
+                end = _cstr_end(data, p + 8)
                 return data[p + 8 : end].decode("utf-8", "surrogateescape")
             if not off & NODE_CHILDS:
                 return None
@@ -133,8 +172,16 @@ class IndexFile:
 
         As libkmod: walk the trie literally along ``key``; at each node every child that starts
         a wildcard ('*', '?', '[') is expanded and its patterns fnmatch'ed against the rest of
-        the key; values reached literally at the key's end match exactly.
+        the key; values reached literally at the key's end match exactly.  A damaged index
+        raises LkmError; an expanded subtree reads each node at most once (a loop or a shared
+        node in the trie is damage, not a hang).
         """
+        try:
+            return self._search_wild(key)
+        except (Damaged, IndexError, struct.error, RecursionError) as exc:
+            raise self._damaged(exc) from None
+
+    def _search_wild(self, key: str) -> list[str]:
         k = key.encode("utf-8", "surrogateescape")
         out: list[tuple[int, str]] = []
         node = self._node(self.root)
@@ -143,51 +190,54 @@ class IndexFile:
             pre = node.prefix
             for j, ch in enumerate(pre):
                 if ch in _WILDCARDS:
-                    self._wild_all(node, j, b"", k[i + j :], out)
+                    self._wild_all(node, j, b"", k[i + j :], out, set())
                     return [v for _p, v in out]
                 if i + j >= len(k) or ch != k[i + j]:
                     return [v for _p, v in out]
             i += len(pre)
             for w in _WILDCARDS:
                 child = self._child(node, w)
-                if child is not None:
-                    self._wild_all(child, 0, bytes([w]), k[i:], out)
+                if child is not None:  # each expanded subtree a tree: no node in it twice
+                    self._wild_all(child, 0, bytes([w]), k[i:], out, {child.offset & NODE_MASK})
             if i == len(k):
                 for prio, value in node.values:
                     _add_value(out, prio, value)
                 break
-            node = self._child(node, k[i])
+            node = self._child(node, k[i])  # the literal walk ends with the key
             i += 1
         return [v for _p, v in out]
 
-    def _wild_all(self, node: _Node, j: int, buf: bytes, subkey: bytes, out: list[tuple[int, str]]) -> None:
+    def _wild_all(
+        self, node: _Node, j: int, buf: bytes, subkey: bytes, out: list[tuple[int, str]], seen: set[int]
+    ) -> None:
         buf += node.prefix[j:]
         for idx, off in enumerate(node.children):
             if off:
-                child = self._node(off)
+                child = self._node(off, seen)
                 assert child is not None
-                self._wild_all(child, 0, buf + bytes([node.first + idx]), subkey, out)
+                self._wild_all(child, 0, buf + bytes([node.first + idx]), subkey, out, seen)
         if node.values and _fnmatch(buf, subkey):
             for prio, value in node.values:
                 _add_value(out, prio, value)
 
     def items(self) -> list[tuple[str, list[tuple[int, str]]]]:
-        """Every (key, values) in the index, in key order."""
+        """Every (key, values) in the index, in key order (LkmError if it is damaged)."""
         out: list[tuple[str, list[tuple[int, str]]]] = []
-
-        def walk(node: _Node, key: bytes) -> None:
-            key += node.prefix
-            if node.values:
-                out.append((key.decode("utf-8", "surrogateescape"), list(node.values)))
-            for idx, off in enumerate(node.children):
-                if off:
-                    child = self._node(off)
-                    assert child is not None
-                    walk(child, key + bytes([node.first + idx]))
-
-        root = self._node(self.root)
-        if root is not None:
-            walk(root, b"")
+        seen: set[int] = set()
+        try:
+            root = self._node(self.root, seen)
+            stack = [(root, b"")] if root is not None else []
+            while stack:  # depth first, children in order, without recursion
+                node, key = stack.pop()
+                key += node.prefix
+                if node.values:
+                    out.append((key.decode("utf-8", "surrogateescape"), list(node.values)))
+                for idx in range(len(node.children) - 1, -1, -1):
+                    child = self._node(node.children[idx], seen)
+                    if child is not None:
+                        stack.append((child, key + bytes([node.first + idx])))
+        except (Damaged, IndexError, struct.error) as exc:
+            raise self._damaged(exc) from None
         return out
 
 

@@ -17,6 +17,7 @@ from support import lkm_cmd
 CASES = Path(__file__).resolve().parent / "cases"
 
 LINK = ["link", "{}", "--kernel", "{map}", "-o", "{out}"]
+REL = "6.1.0-56-amd64"  # the release of the damaged trees under cases/index-*
 
 # (file, argv with {} for the file, expected exit status, what it did before the fix)
 RUNS = [
@@ -53,6 +54,22 @@ RUNS = [
     ("verify-reloc-symbol-index/chardev.ko", ["verify", "--snapshot", "{dir}/snap", "{}"], 1, "traceback"),
     # a Code: unit closed without being opened ("1>"): ValueError from int(); unavailable now.
     ("ksymoops-code-half-marked.txt", ["ksymoops", "{}"], 0, "traceback"),
+    # Damaged kmod indexes in a module tree (the campaign's index target): lkm.index followed
+    # node offsets, child ranges, value counts and strings past the end of the file.  Each was
+    # an internal error (IndexError, struct.error); now "damaged index: ..." naming the file.
+    # modules.dep.bin: a child offset past the end (modprobe -D: IndexError from the mmap)
+    ("index-dep-bin-child-past-end", ["modprobe", "-d", "{}", "-S", REL, "-D", "btqca"], 1, "traceback"),
+    # modules.symbols.bin: a value count of 4110406200 (modprobe -c: unpack past the end)
+    ("index-showconfig-values-past-end", ["modprobe", "-d", "{}", "-S", REL, "-c"], 1, "traceback"),
+    # modules.alias.bin: a child table running past the end (modinfo by alias: struct.error)
+    (
+        "index-modinfo-lookup-past-end",
+        ["modinfo", "-b", "{}", "-k", REL, "pci:v00001234d00005678sv*"],
+        1,
+        "traceback",
+    ),
+    # modules.symbols.bin: a node whose last child is before its first (struct format "-3I")
+    ("index-children-reversed", ["modprobe", "-d", "{}", "-S", REL, "-c"], 1, "traceback"),
 ]
 
 # what the 2.4 fixtures need from the kernel (so a link gets as far as relocation)
@@ -121,3 +138,34 @@ def test_state_schema_text_not_utf8(tmp_path: Path) -> None:
         assert p.returncode == 1, (argv, p.returncode, p.stderr)
         assert "Traceback" not in p.stderr and "internal error" not in p.stderr and "codec" not in p.stderr
         assert p.stderr.count("\n") == 1, p.stderr
+
+
+def _index(root: Path, nodes: bytes) -> Path:
+    """A kmod index (modules.alias.bin) whose root node is at offset 12, then ``nodes``."""
+    import struct
+
+    d = root / "lib" / "modules" / REL
+    d.mkdir(parents=True)
+    (d / "modules.alias.bin").write_bytes(
+        struct.pack(">III", 0xB007F457, 0x00020001, 12 | 0x20000000) + nodes
+    )
+    return d / "modules.alias.bin"
+
+
+@pytest.mark.parametrize("cmd", [["-c"], ["-R", "a*"], ["-R", "aaaa"]])
+def test_index_with_a_loop(tmp_path: Path, cmd: list[str]) -> None:
+    """A trie node whose only child ('a'..'*') is the node itself: a loop.  Before the fix,
+    modprobe -c (every key) and -R (an alias: a wildcard lookup) recursed until RecursionError
+    (internal error); each node of an expanded subtree is now read once, and a node reached
+    twice is damage."""
+    import struct
+
+    loop = 12 | 0x20000000
+    idx = _index(tmp_path, bytes([ord("*"), ord("a")]) + struct.pack(">I", loop) * (ord("a") - ord("*") + 1))
+    env = dict(os.environ)
+    env.pop("LKM_TRACEBACK", None)
+    p = subprocess.run([*lkm_cmd(), "modprobe", "-d", str(tmp_path), "-S", REL, *cmd],
+                       capture_output=True, text=True, errors="replace", timeout=120, env=env)  # fmt: skip
+    assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, (p.returncode, p.stderr)
+    assert f"{idx}: damaged index: node at 0xc reached twice" in p.stderr, p.stderr
