@@ -169,3 +169,28 @@ def test_index_with_a_loop(tmp_path: Path, cmd: list[str]) -> None:
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
     assert p.returncode == 1 and p.stderr.count("\n") == 1, (p.returncode, p.stderr)
     assert f"{idx}: damaged index: node at 0xc reached twice" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize(
+    "argv", [["proc", "modules"], ["lsmod"], ["rmmod", "chardev"], ["model", "info"], ["proc", "kallsyms"]]
+)
+def test_state_row_of_nulls(tmp_path: Path, argv: list[str]) -> None:
+    """A state whose damaged page (the campaign's state target: a page overwritten) left a
+    modules row of NULLs, though every column is NOT NULL (SQLite checks that on writing
+    only).  Before: ``proc modules`` formatted None (TypeError, internal error).  Every open
+    now checks the small per-module tables' rows against their column types: one line, the
+    file untouched."""
+    import gzip
+
+    st = tmp_path / "k.db"
+    st.write_bytes(gzip.decompress((CASES / "state-modules-row-of-nulls.db.gz").read_bytes()))
+    before = st.read_bytes()
+    env = dict(os.environ)
+    env.pop("LKM_TRACEBACK", None)
+    cut = 2 if argv[0] == "model" else 1  # lkm model SUBCOMMAND --state FILE; lkm TOOL --state FILE
+    full = [*lkm_cmd(), *argv[:cut], "--state", str(st), *argv[cut:]]
+    p = subprocess.run(full, capture_output=True, text=True, errors="replace", timeout=120, env=env)
+    assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, (p.returncode, p.stderr)
+    assert "damaged state: modules row" in p.stderr, p.stderr
+    assert st.read_bytes() == before

@@ -218,6 +218,26 @@ def _why(exc: sqlite3.Error) -> str:
 SQLITE_MAGIC = b"SQLite format 3\0"
 TABLES = ("meta", "ksyms", "modules", "msyms", "refs", "areas", "kallsyms", "memory")
 REQUIRED_META = ("release", "arch", "bits", "range", "layout")
+# The column types of the tables with a few rows per module, checked on every open (SQLite
+# enforces NOT NULL and types only on writing: a damaged page reads back anything).  The
+# symbol tables, thousands of rows, are checked by their readers.
+_INT, _TEXT = "typeof({}) = 'integer'", "typeof({}) = 'text'"
+ROW_TYPES = {
+    "modules": " AND ".join(
+        [_TEXT.format(c) for c in ("name", "design", "state", "taints", "info")]
+        + [_INT.format(c) for c in ("base", "size", "flags", "usecount", "init", "cleanup")]
+        + ["typeof(path) IN ('text', 'null')"]
+    ),
+    "refs": " AND ".join(_INT.format(c) for c in ("user", "used", "ord")),
+    "areas": " AND ".join(
+        [_TEXT.format("pool"), _TEXT.format("region")]
+        + [_INT.format(c) for c in ("start", "span", "size", "seq")]
+    ),
+    "memory": " AND ".join(
+        [_INT.format("seq"), _TEXT.format("region"), _INT.format("base"), "typeof(data) = 'blob'"]
+    ),
+    "kallsyms": "typeof(seq) = 'integer' AND typeof(lines) = 'blob'",
+}
 
 
 class State:
@@ -294,6 +314,13 @@ class State:
         for key in REQUIRED_META:
             if not isinstance(meta.get(key), str):
                 return f"meta has no {key}"
+        try:  # the small per-module tables' rows hold what their columns declare (NOT NULL, types)
+            for table, cond in ROW_TYPES.items():
+                bad = self.db.execute(f"SELECT rowid FROM {table} WHERE NOT ({cond}) LIMIT 1").fetchone()
+                if bad is not None:
+                    return f"{table} row {bad[0]} holds a NULL or a value of the wrong type"
+        except sqlite3.Error as exc:
+            return _why(exc)
         return None
 
     def integrity(self) -> list[str]:
