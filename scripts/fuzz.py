@@ -469,10 +469,41 @@ class Campaign:
         argv = ["modinfo", *opts, str(p)]
         self.check(call(argv), argv, [p])
 
+    def kernel_symbols(self) -> Path:
+        """The kernel's symbols for a link: the harness's System.map, or (a quarter of the
+        time) a damaged symbol file of any format the reader detects: System.map,
+        /proc/kallsyms with module columns, 2.4 /proc/ksyms, Module.symvers, an ELF."""
+        rng = self.rng
+        if rng.random() < 0.75:
+            return self.ksyms
+        lines = [ln for ln in self.ksyms.read_bytes().splitlines() if len(ln.split()) == 3]
+        lines = lines[: rng.randrange(1, 400)]
+        kind = rng.randrange(5)
+        if kind == 0:
+            text = b"\n".join(lines)
+        elif kind == 1:
+            text = b"\n".join(ln.replace(b" T ", b" t ") + b"\t[chardev]" if i % 7 == 0 else ln
+                               for i, ln in enumerate(lines))  # fmt: skip
+        elif kind == 2:
+            text = b"\n".join(
+                b"%s %s_R%08x" % (ln.split()[0][-8:], ln.split()[-1], i) for i, ln in enumerate(lines)
+            )
+        elif kind == 3:
+            kinds = (b"EXPORT_SYMBOL\t", b"EXPORT_SYMBOL_GPL\t", b"EXPORT_SYMBOL\tNS")
+            text = b"\n".join(
+                b"0x%08x\t%s\tvmlinux\t%s" % (i * 2654435761 & 0xFFFFFFFF, ln.split()[-1], kinds[i % 3])
+                for i, ln in enumerate(lines)
+            )
+        else:
+            return self.write("vmlinux", mutate(self.module()[1], rng))
+        return self.write(
+            rng.choice(("System.map", "kallsyms", "Module.symvers", "ksyms")), mutate_text(text, rng)
+        )
+
     def t_link(self) -> None:
         name, data = self.module()
         p = self.write(name, data)
-        argv = ["link", str(p), "--kernel", str(self.ksyms), "-o", str(self.work / "out.elf")]
+        argv = ["link", str(p), "--kernel", str(self.kernel_symbols()), "-o", str(self.work / "out.elf")]
         if self.rng.random() < 0.5:
             argv += [
                 "--base",
@@ -977,8 +1008,11 @@ def _child(tool: str, seed: int, seconds: float, execs: int, out: Path, wfd: int
         try:
             res = worker(tool, seed, seconds, execs, Path(tmp), out, start)
         except BaseException as exc:  # the harness itself failed: say so, as a failure
+            import traceback
+
+            where = "".join(traceback.format_tb(exc.__traceback__)[-3:])
             res = {"tool": tool, "seed": seed, "execs": 0, "failures": {"harness": 1},
-                   "examples": [f"{type(exc).__name__}: {exc}"], "peak_rss_mb": 0}  # fmt: skip
+                   "examples": [f"{type(exc).__name__}: {exc}\n{where}"], "peak_rss_mb": 0}  # fmt: skip
         # a special directory holds a FIFO: TemporaryDirectory removes it fine
     os.write(wfd, json.dumps(res).encode())
     os.close(wfd)
