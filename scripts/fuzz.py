@@ -4,6 +4,7 @@
     nice -n 10 python scripts/fuzz.py --seconds 600            # every tool, 600 s each
     python scripts/fuzz.py --tools modinfo,link --execs 2000 --seed 7
     python scripts/fuzz.py --quick                              # the CI slice (fixed seed)
+    python scripts/fuzz.py --sum run1.json run2.json --drop run1.json:state:1000   # runs summed
 
 Inputs: mutants of the fixtures (tests/fixtures) and, when present, of small corpus modules
 (~/.cache/lkm/corpus): bit flips, random bytes, interesting integers written into ELF header,
@@ -1143,9 +1144,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the report here too")
     ap.add_argument("--quick", action="store_true", help="the CI slice: fixed seed, ~40 s")
     ap.add_argument("--replay", metavar="TOOL:SEED:EXEC", help="run one execution again (as reported)")
+    ap.add_argument("--sum", nargs="+", metavar="REPORT", help="sum the --json reports of several runs")
+    ap.add_argument("--drop", default="", metavar="REPORT:TOOL:SEED,...",
+                    help="with --sum: leave out a report's slices run again on fixed code")  # fmt: skip
     a = ap.parse_args(argv)
     if a.replay:
         return replay(a.replay, Path(a.out))
+    if a.sum:
+        drop = set(filter(None, a.drop.split(",")))
+        runs: list[dict[str, object]] = []
+        wall = 0.0
+        revs = []
+        for f in a.sum:
+            rep = json.loads(Path(f).read_text())
+            runs += [r for r in rep["runs"] if f"{Path(f).name}:{r['tool']}:{r['seed']}" not in drop]
+            wall += float(rep["summary"].get("wall_seconds", 0.0))
+            revs.append(f"{f}: {rep.get('lkm', '?')}")
+        summary = summarize(runs, wall)
+        summary["reports"] = revs
+        summary["dropped"] = sorted(drop)
+        print(json.dumps(summary, indent=1))
+        return 1 if summary["failures"] else 0
     tools = [t for t in a.tools.split(",") if t]
     unknown = set(tools) - set(TOOLS)
     if unknown:
