@@ -329,10 +329,8 @@ def _stream(i: int) -> io.TextIOWrapper:
     s = _STREAMS[i]
     try:
         s.flush()
-        s.seek(0)
+        s.seek(0)  # the text layer seeks and truncates its byte buffer too
         s.truncate(0)
-        s.buffer.seek(0)
-        s.buffer.truncate(0)
     except (ValueError, OSError):  # closed or broken by the last tool: a fresh one
         s = _STREAMS[i] = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
     return s
