@@ -48,7 +48,6 @@ again byte for byte without decoding it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import sys
@@ -464,6 +463,8 @@ class DepmodCache:
             pass
         finally:
             if tmp is not None:
+                import contextlib  # only here: ~1 ms of start-up for every run otherwise
+
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
 

@@ -169,7 +169,10 @@ def probe(res: Resolver, state: LoadedView, mod: Mod, extra: str, flags: Flags, 
     if flags.dry_run and flags.ignore_loaded:  # --show-depends: every step shown, none can fail
         rows = res.plan_rows(mod, extra, flags.ignore_commands)
         if flags.show:
-            emit("show", "".join([show_row(*row) for row in rows]))
+            emit(
+                "show",
+                "".join([f"insmod {r[1].path} {r[2]}\n" if r[0] == "insmod" else show_row(*r) for r in rows]),
+            )
         return 0
     err = 0
     for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):
