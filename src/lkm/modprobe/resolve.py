@@ -53,6 +53,10 @@ class PatternTable:
             else:
                 self._exact.setdefault(pat, []).append(i)
 
+    def exact_names(self) -> set[str] | None:
+        """The names some pattern matches, when no pattern has a wildcard (None otherwise)."""
+        return None if self._wild else set(self._exact)
+
     def matches(self, name: str) -> list[int]:
         hits = self._exact.get(name, [])
         if self._wild:
@@ -125,6 +129,11 @@ class Resolver:
         self._bypath: dict[str, Mod] = {}  # dependency path -> its module (no alias)
         self._conf: dict[str, tuple[str, str | None]] = {}  # name -> (options, install command)
         self._depidx: object = self  # modules.dep.bin once opened (self: not yet)
+        # The names an options, install or softdep line may apply to (None: any, a pattern
+        # has a wildcard); every other name has none of them, known without asking.
+        named = [t.exact_names() for t in (self._options, self._install, self._softdeps)]
+        sets = [n for n in named if n is not None]
+        self._configured: set[str] | None = set().union(*sets) if len(sets) == len(named) else None
 
     # -- module objects -------------------------------------------------------------------
 
@@ -307,7 +316,10 @@ class Resolver:
     def _plain(self, deps: list[Mod], m: Mod, ignore_command: bool) -> bool:
         """Whether no module _probe would look up soft dependencies for has any."""
         soft = self._soft
+        configured = self._configured
         for x in deps if ignore_command else (*deps, m):
+            if configured is not None and x.name not in configured:
+                continue
             got = soft.get(x.name)
             if got is None:
                 got = self.softdeps(x)
@@ -338,6 +350,7 @@ class Resolver:
         rows: list[tuple[str, Mod, str, str | None]] = []
         append = rows.append
         confs = self._conf
+        configured = self._configured
         deps = self.dependencies(m)
         if self.config.softdeps and not self._plain(deps, m, ignore_command):
             todo = self.probe_list(m, ignore_command)
@@ -355,7 +368,10 @@ class Resolver:
         for x in todo:
             c = confs.get(x.name)
             if c is None:
-                c = confs[x.name] = (self.options(x), self.install_command(x))
+                if configured is not None and x.name not in configured:
+                    c = confs[x.name] = ("", None)
+                else:
+                    c = confs[x.name] = (self.options(x), self.install_command(x))
             conf, cmd = c
             # libkmod's module_options_concat: config options always followed by a space.
             opts = (conf + " " if conf else "") + (extra_options if x is m else "")
