@@ -350,14 +350,14 @@ class Modprobe:
         """The modules a name or alias means."""
         return self.resolver.lookup(alias)
 
-    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit) -> None:
+    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit, missing: str = "FATAL") -> None:
         """``modprobe ALIAS [options]``: every module the name resolves to, with what it needs.
         Raises :class:`~lkm.errors.ModprobeError` when nothing matches (ENOENT) or an insert
         failed (the first failure's errno, once every match was tried); modprobe's FATAL/ERROR
         lines are emitted as it goes."""
         mods = self.resolver.lookup(alias)
         if not mods:
-            emit("FATAL", f"Module {alias} not found in directory {self.dirname}")
+            emit(missing, f"Module {alias} not found in directory {self.dirname}")
             raise ModprobeError(f"Module {alias} not found in directory {self.dirname}", errno.ENOENT)
         failed: ModprobeError | None = None
         for m in mods:

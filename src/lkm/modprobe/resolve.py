@@ -41,11 +41,12 @@ class PatternTable:
     patterns by dictionary, the few wildcard ones by compiled regex.  ``matches`` gives the
     indices of the matching entries, in order."""
 
-    def __init__(self, patterns: list[str]) -> None:
+    def __init__(self, patterns: list[str], literal: bool = False) -> None:
+        """``literal``: every pattern matches only the name it spells, wildcards included."""
         self._exact: dict[str, list[int]] = {}
         self._wild: list[tuple[int, re.Pattern[str]]] = []
         for i, pat in enumerate(patterns):
-            if _is_wild(pat):
+            if not literal and _is_wild(pat):
                 import re
                 from fnmatch import translate
 
@@ -114,7 +115,9 @@ class Resolver:
         self._mods: dict[tuple[str, str | None], Mod] = {}
         self._deplines: dict[str, str | None] = {}
         self._gen = 0  # each probe list starts afresh, as kmod_set_modules_visited(false)
-        self._options = PatternTable([p for p, _o in config.options])
+        # libkmod compares an options line's name as a string (streq), where install, remove
+        # and softdep lines are fnmatch patterns: "options d* x=1" is for a module named "d*"
+        self._options = PatternTable([p for p, _o in config.options], literal=True)
         self._install = PatternTable([p for p, _c in config.install])
         self._remove = PatternTable([p for p, _c in config.remove])
         self._softdeps = PatternTable([sd.name for sd in config.softdeps])
