@@ -8,6 +8,7 @@
 - block: disks, request queues and their limits, blk-mq tag sets
 - notifier: notifier chains and the kernel's own chains
 - procfs: /proc, debugfs, sysfs and kobjects
+- netdev: network devices registering (names, ifindex, carrier, NAPI, addresses)
 - net: address families (sock_register), protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
 - crypto: algorithm and template registrations
 - platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
@@ -40,5 +41,5 @@ from lkm.emulate.base import (  # noqa: F401
 
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.
-from lkm.emulate.base import bus, io, irq, pci, uaccess, usb  # noqa: F401
+from lkm.emulate.base import bus, io, irq, netdev, pci, uaccess, usb  # noqa: F401
 # isort: on

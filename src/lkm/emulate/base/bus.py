@@ -19,6 +19,7 @@ from lkm.emulate.devlayouts import (
 from lkm.emulate.hw import PCI_ANY_ID, Device, Hardware, hw_of
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
+from lkm.emulate.replay import device_from_spec
 from lkm.emulate.state import Registration
 
 ENODEV, ENXIO, EINVAL, EBUSY = 19, 6, 22, 16
@@ -805,12 +806,10 @@ def add_device(k: BaseKernel, d: Device, *, auto_for: int = 0) -> Device:
 
 def attach(k: BaseKernel, specs: list[str]) -> list[Device]:
     """Devices for --device specs on ``k``'s buses (``auto``: made from each driver's table)."""
-    from lkm.emulate.hw import parse_device
-
     out = []
     hw = hw_of(k)
     for spec in specs:
-        d = parse_device(spec)
+        d = device_from_spec(spec)
         if d is None:
             hw.auto = True
             continue
