@@ -22,7 +22,9 @@ QEMU's trace (the ``log`` backend, QEMU 7.2's trace-events; ``-trace enable=EVEN
     pci_cfg_write e1000 00:03.0 @0x4 <- 0x107
     pci_update_mappings_add e1000 00:03.0 0,0xfebc0000+0x20000
 
-``addr`` of a memory-region access is absolute (QEMU's memory_region_to_absolute_addr): a
+QEMU's ``cpu_in``/``cpu_out`` events do not fire for a TCG guest's ``in``/``out`` instructions
+(they go through the I/O address space as memory-region accesses, traced above), so they are
+not needed.  ``addr`` of a memory-region access is absolute (QEMU's memory_region_to_absolute_addr): a
 port number for the I/O space, a physical address else.  ``pci_cfg_*`` carry no size: it is
 the size of the ``pci-conf-data`` access (ports 0xcfc-0xcff) that made them, traced just after
 a read and just before a write.  Phase markers: the recording guest writes one byte to an I/O

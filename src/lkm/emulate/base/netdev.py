@@ -2,8 +2,7 @@
 an Ethernet driver's probe() and remove() call between alloc_etherdev() and free_netdev().
 
 register_netdev names the device as dev_alloc_name() does (the lowest free ``eth%d``), gives
-it an ifindex (1 is the loopback device's) and marks it registered; the driver's ndo_init /
-ndo_uninit run.  Offsets: struct net_device of Debian's 6.1 amd64 build, measured with
+it an ifindex (1 is the loopback device's) and marks it registered.  Offsets: struct net_device of Debian's 6.1 amd64 build, measured with
 offsetof() against its headers (as scripts/device_offsets.py does).
 """
 
@@ -39,8 +38,10 @@ def _alloc_name(k: BaseKernel, pattern: str) -> str | None:
 
 
 def register(k: BaseKernel, dev: int) -> int:
-    """register_netdevice(dev): its name made valid (an ``%d`` pattern allocated), ndo_init,
-    an ifindex, the permanent address from dev_addr when unset, NETREG_REGISTERED."""
+    """register_netdevice(dev): its name made valid (an ``%d`` pattern allocated), an ifindex,
+    the permanent address from dev_addr when unset, NETREG_REGISTERED.  The driver's ndo_init
+    is not called (nor ndo_uninit at unregistering): lkm's struct net_device holds only what
+    alloc_netdev and ether_setup set, which is not enough for every ndo_init (bonding's)."""
     m = k.machine
     name = k.cstring(dev, IFNAMSIZ)
     if "%" in name:
@@ -53,12 +54,6 @@ def register(k: BaseKernel, dev: int) -> int:
         m.write(dev, name.encode() + b"\0")
     elif not name or any(r.name == name for r in _netdevs(k)):
         return -EINVAL if not name else -17  # -EEXIST
-    ops = m.read_word(dev + NETDEV["ops"])
-    init = m.read_word(ops) if ops else 0  # net_device_ops.ndo_init
-    if init:
-        ret = k.call(init, (dev,), k.current) & 0xFFFFFFFF
-        if ret:
-            return ret - (1 << 32) if ret >> 31 else ret
     index = 2 + len(_netdevs(k))  # the loopback device is 1
     m.write_int(dev + NETDEV["ifindex"], 4, index)
     addr_len = m.read_int(dev + ND["addr_len"], 1)
@@ -78,16 +73,12 @@ def _register_netdev(k: BaseKernel, c: TrapCall) -> int:
 
 @kfunc("unregister_netdev", "unregister_netdevice_queue", nargs=2)
 def _unregister_netdev(k: BaseKernel, c: TrapCall) -> int:
-    """unregister_netdevice: ndo_uninit, the registration gone, NETREG_UNREGISTERED (the device
-    was never opened: there is no user space to bring it up)."""
+    """unregister_netdevice: the registration gone, NETREG_UNREGISTERED (the device was never
+    opened: there is no user space to bring it up)."""
     m = k.machine
     dev = c.arg(0)
     if m.read_int(dev + NETDEV["reg_state"], 1) != NETREG_REGISTERED:
         return 0
-    ops = m.read_word(dev + NETDEV["ops"])
-    uninit = m.read_word(ops + 8) if ops else 0  # net_device_ops.ndo_uninit
-    if uninit:
-        k.call(uninit, (dev,), k.current)
     k.state.registrations = [
         r for r in k.state.registrations if not (r.kind == "netdev" and r.address == dev)
     ]
