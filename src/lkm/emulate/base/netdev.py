@@ -2,8 +2,9 @@
 an Ethernet driver's probe() and remove() call between alloc_etherdev() and free_netdev().
 
 register_netdev names the device as dev_alloc_name() does (the lowest free ``eth%d``), gives
-it an ifindex (1 is the loopback device's) and marks it registered.  Offsets: struct net_device of Debian's 6.1 amd64 build, measured with
-offsetof() against its headers (as scripts/device_offsets.py does).
+it an ifindex (1 is the loopback device's) and marks it registered.  Offsets: struct
+net_device of Debian's 6.1 amd64 build, measured with offsetof() against its headers (as
+scripts/device_offsets.py does).
 """
 
 from __future__ import annotations
