@@ -754,7 +754,7 @@ def replay_device(path: str, spec: str = "") -> ReplayDevice:
     try:
         return ReplayDevice(DeviceTrace.load(path), spec or f"replay:{path}")
     except TraceError as exc:
-        raise DeviceSpecError(f"--device-replay {path}: {exc}") from None
+        raise DeviceSpecError(f"--device-replay: {exc}") from None
 
 
 def replay_devices(hw: Hardware) -> list[ReplayDevice]:
