@@ -65,6 +65,8 @@ RECORDINGS: dict[str, tuple[str, tuple[tuple[int, int], ...]]] = {
     "8139cp": ("rtl8139", ((0, 1),)),
     "ne2k-pci": ("ne2k_pci", ()),
     "8139too": ("rtl8139", ((0, 1),)),
+    "pcnet32": ("pcnet", ()),
+    "e100": ("i82559er", ()),
 }
 EVENTS = (
     "memory_region_ops_read",

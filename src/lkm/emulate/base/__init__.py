@@ -5,6 +5,7 @@
 - mm, lib: allocators; xarray/IDR/IDA, rhashtable, mempools, per-cpu memory, static keys
 - strings, printk, sync: lib/string.c, printk/vsprintf, locks/RCU/waits
 - devices: character/misc/block devices, filesystems, driver registrations
+- dmapool: DMA pools of small coherent blocks
 - block: disks, request queues and their limits, blk-mq tag sets
 - notifier: notifier chains and the kernel's own chains
 - procfs: /proc, debugfs, sysfs and kobjects
@@ -25,6 +26,7 @@ from lkm.emulate.base import (  # noqa: F401
     block,
     crypto,
     devices,
+    dmapool,
     firmware,
     lib,
     mm,
