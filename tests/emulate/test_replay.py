@@ -332,3 +332,19 @@ def test_cli_device_replay(tmp_path: Path) -> None:
     )
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and "junk.json: not JSON" in r.stderr
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=6),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(["pci", "accesses", "phases", "dmesg", "source", "x"]), _JSON))
+def test_any_document_is_a_trace_or_a_trace_error(parts: dict[str, object]) -> None:
+    """Whatever a file holds, reading it gives a trace or a TraceError, never another error."""
+    doc = {"format": "lkm-device-trace", "version": 1, **excerpt_trace().json(), **parts}
+    with contextlib.suppress(TraceError):
+        DeviceTrace.from_json(doc)

@@ -292,7 +292,14 @@ class DeviceTrace:
             bars = []
             for b in pci["bars"]:
                 index, kind, start, size = int(b[0]), str(b[1]), int(b[2]), int(b[3])
-                if not 0 <= index <= 5 or kind not in ("mem", "io") or size <= 0 or size & (size - 1):
+                limit = 1 << 16 if kind == "io" else 1 << 64
+                if (
+                    not 0 <= index <= 5
+                    or kind not in ("mem", "io")
+                    or size <= 0
+                    or size & (size - 1)
+                    or not 0 <= start <= limit - size
+                ):
                     raise TraceError(f"{where}: bad BAR {b!r}")
                 bars.append((index, kind, start, size))
             accesses = []
@@ -310,6 +317,8 @@ class DeviceTrace:
             dmesg = {str(k): [str(x) for x in v] for k, v in doc.get("dmesg", {}).items()}
             source = {str(k): str(v) for k, v in doc.get("source", {}).items()}
             aliases = [(int(a), int(b)) for a, b in pci.get("aliases", [])]
+            if not 0 <= int(pci["irq"]) <= 255:
+                raise TraceError(f"{where}: IRQ {pci['irq']!r} is not a line 0-255")
             return cls(
                 slot=str(pci["slot"]),
                 config=config,
@@ -321,7 +330,7 @@ class DeviceTrace:
                 source=source,
                 aliases=aliases,
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise TraceError(f"{where}: malformed device trace ({type(exc).__name__}: {exc})") from None
 
     @classmethod
