@@ -348,3 +348,21 @@ def test_any_document_is_a_trace_or_a_trace_error(parts: dict[str, object]) -> N
     doc = {"format": "lkm-device-trace", "version": 1, **excerpt_trace().json(), **parts}
     with contextlib.suppress(TraceError):
         DeviceTrace.from_json(doc)
+
+
+def test_replay_device_at_the_recorded_slot(tmp_path: Path) -> None:
+    """The device sits where it was recorded (PCI slot 5 here); a device without a slot takes
+    the next free one."""
+    doc = json.loads(pcidemo_trace(tmp_path).read_text())
+    doc["pci"]["slot"] = "00:05.0"
+    doc["dmesg"] = {}
+    p = tmp_path / "slot5.json"
+    p.write_text(json.dumps(doc))
+    h = Harness([f"replay:{p}", "pci:v1234d0001"])
+    h.load(PCIDEMO)
+    assert [d.name for d in h.devices] == ["0000:00:05.0", "0000:00:03.0"]
+    assert h.dmesg[-1] == "pcidemo 0000:00:05.0: irq 10, /dev/pcidemo"
+    doc["pci"]["slot"] = "0:5"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(TraceError, match=r"PCI slot '0:5' is not BB:DD\.F"):
+        DeviceTrace.load(p)

@@ -102,6 +102,7 @@ class Device:
         self.devres: list[tuple[int, int]] = []  # devm actions: (function, data), run on unbind
         self.bar_specs: list[tuple[int, str, int]] | None = None  # BARs the spec gave
         self.fixed_bars: list[Bar] | None = None  # BARs at given addresses (a recorded device's)
+        self.devfn: int | None = None  # PCI slot and function given (a recorded device's), else the next
         # a register's behaviour beyond "reads as last written" (lkm.emulate.harness):
         self.read_hooks: dict[tuple[str, int], Callable[[], int]] = {}
         self.write_hooks: dict[tuple[str, int], Callable[[int], None]] = {}

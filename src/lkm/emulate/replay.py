@@ -237,6 +237,12 @@ class DeviceTrace:
         self.source = dict(source or {})
         self.path = ""
 
+    @property
+    def devfn(self) -> int:
+        """The slot and function of ``slot`` ("00:03.0": 0x18); the bus number is not kept."""
+        dev, fn = self.slot.rpartition(":")[2].split(".")
+        return (int(dev, 16) << 3) | int(fn, 16)
+
     # the PCI identity, as the configuration space gives it
     def _cfg(self, at: int, size: int) -> int:
         return int.from_bytes(self.config[at : at + size], "little")
@@ -286,6 +292,8 @@ class DeviceTrace:
             if doc.get("version") != VERSION:
                 raise TraceError(f"{where}: device trace version {doc.get('version')!r}, lkm reads {VERSION}")
             pci = doc["pci"]
+            if not re.fullmatch(r"[0-9a-f]{2}:[01][0-9a-f]\.[0-7]", str(pci["slot"])):
+                raise TraceError(f"{where}: PCI slot {pci['slot']!r} is not BB:DD.F")
             config = bytes.fromhex(pci["config"])
             if len(config) != 256:
                 raise TraceError(f"{where}: config space of {len(config)} bytes, 256 expected")
@@ -738,6 +746,7 @@ class ReplayDevice(Device):
         self.irq = trace.irq
         self.fixed_bars = [Bar(i, kind, start, size) for i, kind, start, size in trace.bars]
         self.config = bytearray(trace.config)
+        self.devfn = trace.devfn
 
     def read_reg(self, space: str, offset: int, size: int) -> int:
         if space.startswith("bar"):

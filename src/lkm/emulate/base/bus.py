@@ -184,14 +184,16 @@ def make_pci(k: BaseKernel, hw: Hardware, d: Device) -> None:
     m = k.machine
     if not hw.pci_bus:
         hw.pci_bus = k.alloc(lay["pci_bus_size"])
-    slot = 3 + hw.pci_slots
-    hw.pci_slots += 1
-    d.name = f"0000:00:{slot:02x}.0"
+    taken = {x.devfn for x in hw.devices if x is not d and x.bus == "pci"}
+    while d.devfn is None or d.devfn in taken:  # the next free slot from 3 (a recorded one kept)
+        d.devfn = (3 + hw.pci_slots) << 3
+        hw.pci_slots += 1
+    d.name = f"0000:00:{d.devfn >> 3:02x}.{d.devfn & 7}"
     p = k.alloc(lay["pci_dev_size"])
     d.address, d.dev = p, p + lay["pci_dev_dev"]
     ids = d.ids
     m.write_word(p + lay["pci_dev_bus"], hw.pci_bus)
-    m.write_int(p + lay["pci_dev_devfn"], 4, slot << 3)
+    m.write_int(p + lay["pci_dev_devfn"], 4, d.devfn)
     for field, key in (
         ("vendor", "vendor"),
         ("device", "device"),
