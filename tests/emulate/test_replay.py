@@ -124,7 +124,7 @@ def test_unreadable_lines() -> None:
     assert parse_qemu_trace("cpu_out addr 0x80 value 0\nsomething else\n") == []
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.sampled_from(EXCERPT.read_text().splitlines()) | st.text(max_size=80), max_size=30))
 def test_parser_never_crashes(lines: list[str]) -> None:
     with contextlib.suppress(TraceError):
@@ -341,7 +341,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.sampled_from(["pci", "accesses", "phases", "dmesg", "source", "x"]), _JSON))
 def test_any_document_is_a_trace_or_a_trace_error(parts: dict[str, object]) -> None:
     """Whatever a file holds, reading it gives a trace or a TraceError, never another error."""
