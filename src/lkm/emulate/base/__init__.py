@@ -26,7 +26,6 @@ from lkm.emulate.base import (  # noqa: F401
     block,
     crypto,
     devices,
-    dmapool,
     firmware,
     lib,
     mm,
@@ -43,5 +42,5 @@ from lkm.emulate.base import (  # noqa: F401
 
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.
-from lkm.emulate.base import bus, io, irq, netdev, pci, uaccess, usb  # noqa: F401
+from lkm.emulate.base import bus, dmapool, io, irq, netdev, pci, uaccess, usb  # noqa: F401
 # isort: on

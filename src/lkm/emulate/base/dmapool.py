@@ -5,7 +5,8 @@ heap; their bus address is the physical one, as lkm.emulate.base.pci's coherent 
 
 from __future__ import annotations
 
-from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
+from lkm.emulate.base.netdev import provide
+from lkm.emulate.kernel import BaseKernel, OutOfMemory
 from lkm.emulate.machine import TrapCall
 
 POOL_STRUCT = 128  # an object standing for the struct dma_pool the kernel would allocate
@@ -17,7 +18,7 @@ def _pools(k: BaseKernel) -> dict[int, tuple[int, int, set[int]]]:
     return pools
 
 
-@kfunc("dma_pool_create", "dmam_pool_create", nargs=5)
+@provide("dma_pool_create", "dmam_pool_create", nargs=5)
 def _dma_pool_create(k: BaseKernel, c: TrapCall) -> int:
     """dma_pool_create(name, dev, size, align, boundary): NULL for a zero size or an alignment
     that is not a power of two; a size below the alignment becomes the alignment, and sizes
@@ -35,7 +36,7 @@ def _dma_pool_create(k: BaseKernel, c: TrapCall) -> int:
     return pool
 
 
-@kfunc("dma_pool_alloc", nargs=3)
+@provide("dma_pool_alloc", nargs=3)
 def _dma_pool_alloc(k: BaseKernel, c: TrapCall) -> int:
     """dma_pool_alloc(pool, gfp, &handle): a zeroed block and its bus address; NULL when the
     heap is exhausted."""
@@ -55,7 +56,7 @@ def _dma_pool_alloc(k: BaseKernel, c: TrapCall) -> int:
     return virt
 
 
-@kfunc("dma_pool_free", nargs=3)
+@provide("dma_pool_free", nargs=3)
 def _dma_pool_free(k: BaseKernel, c: TrapCall) -> int:
     entry = _pools(k).get(c.arg(0))
     if entry is not None and c.arg(1) in entry[2]:
@@ -64,7 +65,7 @@ def _dma_pool_free(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("dma_pool_destroy", nargs=1)
+@provide("dma_pool_destroy", nargs=1)
 def _dma_pool_destroy(k: BaseKernel, c: TrapCall) -> int:
     """dma_pool_destroy(pool): NULL is allowed; blocks still handed out go with it."""
     entry = _pools(k).pop(c.arg(0), None)

@@ -9,8 +9,11 @@ scripts/device_offsets.py does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from lkm.emulate.base.net import ND
-from lkm.emulate.kernel import BaseKernel, kfunc
+from lkm.emulate.kernel import FUNCTIONS, RECORD_ONLY, BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
 
@@ -19,6 +22,21 @@ NETREG_UNINITIALIZED, NETREG_REGISTERED, NETREG_UNREGISTERED = 0, 1, 3
 LINK_STATE_NOCARRIER = 2  # __LINK_STATE_NOCARRIER, a bit of dev->state
 IFNAMSIZ, MAX_ADDR_LEN = 16, 32
 ENFILE, EINVAL = 23, 22
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def provide(*names: str, nargs: int) -> Callable[[_F], _F]:
+    """kfunc for the names no other subsystem file implements (imported after them): a fuller
+    implementation elsewhere is kept, this one is the fallback."""
+
+    def register(fn: _F) -> _F:
+        todo = [n for n in names if n not in FUNCTIONS or FUNCTIONS[n].fn.__module__ in RECORD_ONLY]
+        if todo:
+            kfunc(*todo, nargs=nargs)(fn)
+        return fn
+
+    return register
 
 
 def _netdevs(k: BaseKernel) -> list[Registration]:
@@ -67,12 +85,12 @@ def register(k: BaseKernel, dev: int) -> int:
     return 0
 
 
-@kfunc("register_netdev", "register_netdevice", nargs=1)
+@provide("register_netdev", "register_netdevice", nargs=1)
 def _register_netdev(k: BaseKernel, c: TrapCall) -> int:
     return register(k, c.arg(0)) & k.arch.mask
 
 
-@kfunc("unregister_netdev", "unregister_netdevice_queue", nargs=2)
+@provide("unregister_netdev", "unregister_netdevice_queue", nargs=2)
 def _unregister_netdev(k: BaseKernel, c: TrapCall) -> int:
     """unregister_netdevice: the registration gone, NETREG_UNREGISTERED (the device was never
     opened: there is no user space to bring it up)."""
@@ -87,7 +105,7 @@ def _unregister_netdev(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("dev_addr_mod", nargs=4)
+@provide("dev_addr_mod", nargs=4)
 def _dev_addr_mod(k: BaseKernel, c: TrapCall) -> int:
     """dev_addr_mod(dev, offset, addr, len): the bytes into dev->dev_addr and its shadow."""
     m = k.machine
@@ -100,7 +118,7 @@ def _dev_addr_mod(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("netif_carrier_off", "netif_carrier_on", nargs=1)
+@provide("netif_carrier_off", "netif_carrier_on", nargs=1)
 def _netif_carrier(k: BaseKernel, c: TrapCall) -> int:
     """The carrier: __LINK_STATE_NOCARRIER set (off) or cleared (on) in dev->state."""
     m = k.machine
@@ -111,7 +129,7 @@ def _netif_carrier(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("netif_napi_add_weight", nargs=4)
+@provide("netif_napi_add_weight", nargs=4)
 def _netif_napi_add_weight(k: BaseKernel, c: TrapCall) -> int:
     """netif_napi_add_weight(dev, napi, poll, weight): the NAPI context is recorded (it is
     only scheduled once the device is up, which it never is here)."""
@@ -119,7 +137,7 @@ def _netif_napi_add_weight(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("__netif_napi_del", "netif_napi_del", nargs=1)
+@provide("__netif_napi_del", "netif_napi_del", nargs=1)
 def _netif_napi_del(k: BaseKernel, c: TrapCall) -> int:
     k.state.registrations = [
         r for r in k.state.registrations if not (r.kind == "napi" and r.address == c.arg(0))
