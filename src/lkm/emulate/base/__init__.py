@@ -42,5 +42,8 @@ from lkm.emulate.base import (  # noqa: F401
 
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.
-from lkm.emulate.base import bus, dmapool, io, irq, netdev, pci, uaccess, usb  # noqa: F401
+from lkm.emulate.base import bus, io, irq, pci, uaccess, usb  # noqa: F401
+
+# Network devices registering and DMA pools: fallbacks for what no file above implements.
+from lkm.emulate.base import dmapool, netdev  # noqa: F401
 # isort: on
