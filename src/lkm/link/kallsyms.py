@@ -76,11 +76,18 @@ def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
     percpu_sec = mod.elf.section(".data..percpu")
     percpu = percpu_sec.number if percpu_sec is not None else None
     out = []
+    by_section: dict[int, str] = {}  # elf_type of a non-weak symbol depends on its section only
     for n in area.kept:
-        name = syms[n].name
+        s = syms[n]
+        name = s.name
         if not name:
             continue
-        t = elf_type(mod, image, n, percpu)
+        if s.bind == STB_WEAK:
+            t = "v" if s.type == STT_OBJECT else "w"
+        else:
+            t = by_section.get(s.shndx, "")
+            if not t:
+                t = by_section[s.shndx] = elf_type(mod, image, n, percpu)
         value = values[n]
         out.append(ModuleSymbol(value, t.upper() if exported.get(name, -1) == value else t.lower(), name))
     return out

@@ -23,9 +23,14 @@ import sqlite3
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from lkm.errors import LkmError
+
+if TYPE_CHECKING:
+    from lkm.kernel.model.vmalloc import AreaList
+    from lkm.symbols.table import KernelSymbol
 
 SCHEMA_VERSION = 1
 # The kernel log (what ``lkm model dmesg`` shows).  Optional: a state booted before it existed
@@ -215,6 +220,25 @@ def _why(exc: sqlite3.Error) -> str:
     return f"state database error: {text}"
 
 
+class Cache:
+    """What one process keeps of its state between system calls, so that a load does not read
+    whole tables: the base kernel's exports by name (written once, at boot), each pool's areas
+    (:class:`~lkm.kernel.model.vmalloc.AreaList`) and the highest reference order.  Only the
+    calls of a write transaction use it (:meth:`State.write_cache`); the store keeps it equal
+    to the tables as it writes them.  :meth:`State.transaction` clears it when another
+    connection has committed since (``PRAGMA data_version``) and whenever a call is rolled
+    back, so it is never older than the tables it stands for."""
+
+    def __init__(self) -> None:
+        self.kernel: dict[str, KernelSymbol] | None = None  # never changes after boot
+        self.areas: dict[str, AreaList] = {}
+        self.max_ord: int | None = None
+
+    def clear(self) -> None:
+        self.areas.clear()
+        self.max_ord = None
+
+
 SQLITE_MAGIC = b"SQLite format 3\0"
 TABLES = ("meta", "ksyms", "modules", "msyms", "refs", "areas", "kallsyms", "memory")
 REQUIRED_META = ("release", "arch", "bits", "range", "layout")
@@ -236,6 +260,9 @@ class State:
         self.path = str(path)
         self.timeout = _timeout()
         self._depth = 0  # open nested calls (savepoints)
+        self.cache = Cache()
+        self._data_version: int | None = None  # PRAGMA data_version the cache was taken at
+        self._writing = False
         self.damaged: str | None = None  # set on the first corruption SQLite reports: no more writes
         p = Path(self.path)
         if not create and not p.exists():
@@ -336,22 +363,39 @@ class State:
             return
         try:
             self.db.execute("BEGIN IMMEDIATE")
+            # another connection committed since the cache was taken: it is stale
+            version = self.db.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
             raise self._error(exc) from None
+        if version != self._data_version:
+            self.cache.clear()
+            self._data_version = version
+        self._writing = True
         try:
             yield self.db
         except BaseException as exc:
+            self.cache.clear()
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise self._error(exc) from None
             raise
+        finally:
+            self._writing = False
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self.cache.clear()
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             raise self._error(exc) from None
+
+    def write_cache(self) -> Cache | None:
+        """The cache, inside a write transaction (where it is known to be current); else None."""
+        return self.cache if self._writing else None
 
     def _error(self, exc: sqlite3.Error) -> StateError:
         """A SQLite error as a StateError; corruption marks the state damaged (no more writes)."""
@@ -372,6 +416,7 @@ class State:
             try:
                 yield self.db
             except BaseException as exc:
+                self.cache.clear()
                 with contextlib.suppress(sqlite3.Error):
                     self.db.execute(f"ROLLBACK TO {name}")
                     self.db.execute(f"RELEASE {name}")
