@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.model.state import SCHEMA_VERSION, StateError, default_state_path
 
@@ -116,3 +117,46 @@ def test_boot_again_over_a_booted_state(tmp_path: Path) -> None:
         ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db")
     again = ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db", force=True)
     assert again.modules() == [] and again.version.user_space_link and again.check_integrity() == []
+
+
+def test_calls_of_other_connections_and_rollbacks_reach_the_cache(tmp_path: Path) -> None:
+    """A kernel keeps the areas it allocated from between its calls (lkm.kernel.model.state.Cache).
+    Two kernels on one state, used in turn (as two processes would), with a load that fails
+    after its memory was allocated (rolled back): every module lands exactly where a kernel
+    opened afresh for each call (nothing kept between calls) puts it."""
+    fix = {n: str(FIX6 / f"{n}.ko") for n in ("exporter", "importer", "chardev", "params")}
+    steps = [
+        ("a", "load", "exporter"),
+        ("b", "load", "chardev"),  # behind a's back
+        ("a", "load", "params"),
+        ("b", "unload", "chardev"),
+        ("a", "unload", "exporter"),
+        ("a", "fail", "importer"),  # Unknown symbol: allocated, then rolled back
+        ("a", "load", "chardev"),
+        ("b", "load", "exporter"),
+        ("a", "load", "importer"),
+    ]
+
+    def act(k: ModelKernel, op: str, name: str) -> None:
+        if op == "load":
+            k.finit_module(fix[name])
+        elif op == "unload":
+            k.delete_module(name)
+        else:
+            with pytest.raises(KernelError):
+                k.finit_module(fix[name])
+
+    shared = {"a": ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")}
+    shared["b"] = ModelKernel(tmp_path / "k.db")
+    ModelKernel.boot("linux-6.1-amd64", tmp_path / "fresh.db").close()
+    for who, op, name in steps:
+        act(shared[who], op, name)
+        fresh = ModelKernel(tmp_path / "fresh.db")
+        act(fresh, op, name)
+        fresh.close()
+        want = ModelKernel(tmp_path / "fresh.db", readonly=True)
+        for k in shared.values():
+            assert k.areas() == want.areas()
+        want.close()
+    assert [m.name for m in shared["a"].modules()] == ["importer", "exporter", "chardev", "params"]
+    assert shared["a"].check_integrity() == []
