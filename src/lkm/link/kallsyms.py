@@ -71,7 +71,8 @@ def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
         return []
     syms = mod.elf.symbols()
     values = image.symbol_values
-    by_name = {s.name: values[s.number] for s in syms if s.name and s.shndx != SHN_UNDEF}
+    wanted = {e.symbol or e.name for e in mod.exports if not e.gpl}
+    by_name = {s.name: values[s.number] for s in syms if s.name in wanted and s.shndx != SHN_UNDEF}
     exported = {e.name: by_name.get(e.symbol or e.name) for e in mod.exports if not e.gpl}
     percpu_sec = mod.elf.section(".data..percpu")
     percpu = percpu_sec.number if percpu_sec is not None else None
