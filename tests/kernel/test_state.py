@@ -160,3 +160,38 @@ def test_calls_of_other_connections_and_rollbacks_reach_the_cache(tmp_path: Path
         want.close()
     assert [m.name for m in shared["a"].modules()] == ["importer", "exporter", "chardev", "params"]
     assert shared["a"].check_integrity() == []
+
+
+def test_a_version_1_state_is_read_and_upgraded(tmp_path: Path) -> None:
+    """Schema 1 stored module memory and kallsyms zlib-compressed, schema 2 zstd: a schema-1
+    state (made here by rewriting a state's blobs with zlib) reads back the same bytes, and its
+    first write marks it schema 2 (an older lkm then refuses it, test_newer_schema_is_refused)."""
+    import zlib
+
+    k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
+    k.finit_module(str(FIX6 / "exporter.ko"))
+    memory, kallsyms = k.memory("exporter"), k.module_kallsyms()
+    k.close()
+    db = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    db.execute("BEGIN")
+    for table, key, column in (("memory", "region", "data"), ("kallsyms", "seq", "lines")):
+        for ident, blob in db.execute(f"SELECT {key}, {column} FROM {table}").fetchall():
+            plain = zlib.compress(_zstd_plain(blob), 1)
+            db.execute(f"UPDATE {table} SET {column}=? WHERE {key}=?", (plain, ident))
+    db.execute("PRAGMA user_version=1")
+    db.execute("COMMIT")
+    db.close()
+    old = ModelKernel(tmp_path / "k.db")
+    assert (old.memory("exporter"), old.module_kallsyms()) == (memory, kallsyms)
+    assert old.check_integrity() == []
+    old.finit_module(str(FIX6 / "importer.ko"))
+    version = sqlite3.connect(tmp_path / "k.db").execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION == 2
+    assert old.memory("exporter") == memory and "[importer]" in old.module_kallsyms()
+
+
+def _zstd_plain(blob: bytes) -> bytes:
+    import zstandard
+
+    assert blob[:4] == b"\x28\xb5\x2f\xfd"  # what schema 2 writes
+    return zstandard.ZstdDecompressor().decompress(blob)

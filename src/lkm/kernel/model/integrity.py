@@ -6,9 +6,9 @@ rows equal to the symbol table of the struct module in their memory."""
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING
 
+from lkm.kernel.model.state import decode_blob
 from lkm.kernel.model.store import Store
 from lkm.kernel.model.struct24 import LAYOUTS, cstring
 
@@ -60,7 +60,7 @@ def check(k: ModelKernel, st: Store) -> list[str]:
         blob = st.memory_blob(seq)
         if blob is None:
             continue
-        mem = zlib.decompress(blob)
+        mem = decode_blob(blob, f"memory of {name}", k.state.path)
         sos = int.from_bytes(mem[: lay.word], "little")
         m = lay.unpack_module(mem, sos)
         want = []

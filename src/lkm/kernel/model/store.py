@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from lkm.kernel.model.state import KMSG_TABLE, Cache, addr, decode_blob, decode_json
+from lkm.kernel.model.state import KMSG_TABLE, Cache, addr, decode_blob, decode_json, encode_blob
 from lkm.kernel.model.vmalloc import AreaList
 from lkm.symbols.table import KernelSymbol
 
@@ -233,7 +232,7 @@ class Store:
     def store_memory(self, seq: int, regions: dict[int, bytes]) -> None:
         self.db.executemany(
             "INSERT OR REPLACE INTO memory VALUES (?, ?, ?, ?)",
-            ((seq, f"{base:x}", addr(base), zlib.compress(bytes(data), 1)) for base, data in regions.items()),
+            ((seq, f"{base:x}", addr(base), encode_blob(bytes(data))) for base, data in regions.items()),
         )
 
     def memory_of(self, seq: int) -> dict[int, bytes]:
@@ -276,7 +275,7 @@ class Store:
     def add_kallsyms(self, seq: int, lines: str) -> None:
         self.db.execute(
             "INSERT INTO kallsyms VALUES (?, ?)",
-            (seq, zlib.compress(lines.encode("utf-8", "surrogateescape"), 1)),
+            (seq, encode_blob(lines.encode("utf-8", "surrogateescape"))),
         )
 
     def add_refs(self, user: int, used: list[int]) -> None:
