@@ -216,6 +216,27 @@ def link_plan(plan_path: str) -> int:
     return 1 if failed else 0
 
 
+def depends_differ(listed: Sequence[object], paths: dict[str, str]) -> list[str]:
+    """Loaded modules whose references (the modules they hold, i.e. whose exports they bound)
+    are not exactly modpost's ``depends=``: the modules a real kernel binds them to, computed at
+    build time from Module.symvers."""
+    from lkm.modname import alias_normalize as normalize
+    from lkm.module.file import ModuleFile
+
+    uses: dict[str, set[str]] = {}
+    for m in listed:
+        for h in m.holders:  # type: ignore[attr-defined]
+            uses.setdefault(h, set()).add(m.name)  # type: ignore[attr-defined]
+    out = []
+    for m in listed:
+        name = m.name  # type: ignore[attr-defined]
+        depends = ModuleFile.open(paths[name]).get("depends") or ""
+        want = {normalize(d) for d in depends.split(",") if d}
+        if uses.get(name, set()) != want:
+            out.append(f"{name}: holds {sorted(uses.get(name, set()))}, depends= {sorted(want)}")
+    return out
+
+
 def tree(tree_name: str, limit: int | None, tmp: str) -> dict[str, object]:
     """Benchmark 3: the whole tree into a model kernel and out again, against the link alone."""
     from lkm.kernel.model import ModelKernel
@@ -248,7 +269,9 @@ def tree(tree_name: str, limit: int | None, tmp: str) -> dict[str, object]:
     load_err = work / "load.err"
     load = timed([*lkm_cmd, "modprobe", "--state", str(state), "-a", *names], load_err)
     k = ModelKernel(state, readonly=True)
-    loaded = [m.name for m in reversed(k.modules())]  # load order
+    listed = k.modules()
+    loaded = [m.name for m in reversed(listed)]  # load order
+    wrong = depends_differ(listed, paths)
     plan = {"profile": str(profile), "modules": [[paths.get(n) or n, k.regions(n)] for n in loaded]}
     log = k.dmesg()
     k.close()
@@ -281,6 +304,9 @@ def tree(tree_name: str, limit: int | None, tmp: str) -> dict[str, object]:
         print(f"     {line}")
     if unknown:
         print(f"   unknown symbols in the kernel log: {dict(unknown.most_common(20))}")
+    print(f"   references unlike modpost's depends= (a real kernel's, from Module.symvers): {len(wrong)}")
+    for line in wrong[:20]:
+        print(f"     {line}")
     print(f"   left after unload: {len(left)} {left[:20]}")
     said = f"{check.stdout.strip()[:200]} {check.stderr.strip()[:200]}"
     print(f"   lkm model check: exit {check.returncode} {said}")
@@ -290,7 +316,8 @@ def tree(tree_name: str, limit: int | None, tmp: str) -> dict[str, object]:
     return {
         "tree": tree_name, "modules": len(names), "loaded": len(loaded), "left": left,
         "load": load, "unload": unload, "link": link, "ratio_cpu": model_cpu / link[1],
-        "ratio_wall": model_wall / link[0], "errors": errors, "unknown_symbols": dict(unknown),
+        "ratio_wall": model_wall / link[0], "errors": errors, "depends_differ": wrong,
+        "unknown_symbols": dict(unknown),
         "check": check.returncode, "load_average": os.getloadavg(),
     }  # fmt: skip
 
