@@ -49,6 +49,9 @@ class Call(Record):
 class RecordingExecutor:
     """Records every call and returns ``results.get(module, 0)`` (tests set failures)."""
 
+    #: It never reads the module's memory: a kernel may hand it an image without it.
+    needs_memory = False
+
     def __init__(self, results: dict[str, int] | None = None) -> None:
         self.calls: list[Call] = []
         self.results = dict(results or {})

@@ -445,7 +445,8 @@ class ModelKernel:
             if usecount and not forced:
                 raise KernelError("delete_module", errno.EWOULDBLOCK, f"Module {name} is in use")
             if info.get("exit"):
-                image = LoadedImage(name, store.memory_of(seq), {})
+                needs = getattr(self.executor, "needs_memory", True)  # a recorder does not
+                image = LoadedImage(name, store.memory_of(seq) if needs else {}, {})
                 exit_fn = info["exit"]
                 if not isinstance(exit_fn, int):
                     raise StateError(
