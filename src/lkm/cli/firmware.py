@@ -1,5 +1,5 @@
 """``lkm firmware``: the firmware files modules (with their dependencies and soft dependencies)
-ask for, found or missing as the kernel's firmware loader searches (:mod:`lkm.trust.firmware`).
+ask for, found or missing as the kernel's firmware loader searches (:mod:`lkm.firmware`).
 
     lkm firmware [-b ROOT] [-S RELEASE] [--firmware-root DIR] [--fw-path DIR] [--no-xz] [--no-zstd]
                  [--missing] [--json] MODULE|ALIAS|FILE...
@@ -31,7 +31,7 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.trust.firmware import firmware_report
+    from lkm.firmware import firmware_report
 
     opts, operands = TOOL.parse(prog, args)
     o = dict(opts)

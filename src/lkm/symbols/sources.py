@@ -30,12 +30,40 @@ from operator import attrgetter
 
 from lkm.errors import LkmError
 from lkm.safeio import read_bytes
-from lkm.symbols.table import KernelSymbol, paused_gc
+from lkm.symbols.symbol import (
+    GPLONLY_PREFIX,
+    KernelSymbol,
+    paused_gc,
+    split_versioned_name,
+    version_prefix,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     import os
     from collections.abc import Iterable
+
+__all__ = [
+    "EXPORT_TYPES",
+    "FORMATS",
+    "GPLONLY_PREFIX",
+    "IMAGE_SYMBOLS",
+    "addresses_hidden",
+    "detect_format",
+    "format_kallsyms",
+    "image_symbols",
+    "is_kernel_image",
+    "load",
+    "parse",
+    "parse_kallsyms",
+    "parse_kernel_image",
+    "parse_ksyms",
+    "parse_module_symvers",
+    "parse_system_map",
+    "read",
+    "split_versioned_name",
+    "version_prefix",
+]
 
 FORMATS = ("system.map", "kallsyms", "ksyms", "module.symvers", "vmlinux", "kernel-image")
 
@@ -52,9 +80,7 @@ _KALLSYMS_LINE = r"[0-9A-Fa-f]+ [!-~] \S+(?:\t\[[^\s\]]+\])?"
 _KALLSYMS_VALID = re.compile(rf"(?:(?:{_KALLSYMS_LINE})?\n)*(?:{_KALLSYMS_LINE})?")
 _KSYMS_RE = re.compile(r"^([0-9A-Fa-f]+) (\S+)(?:\t\[([^\s\]]+)\])?$", re.M)
 
-GPLONLY_PREFIX = "GPLONLY_"
-# modutils' set_ncv_prefix: symbols whose version suffix shows the kernel's genksyms prefix.
-_WELL_KNOWN_VERSIONED = ("get_module_symbol_R", "inter_module_get_R")
+
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 EXPORT_TYPES = {
@@ -172,35 +198,6 @@ def format_kallsyms(symbols: Iterable[KernelSymbol], *, bits: int = 64) -> str:
 
 
 # -- 2.4 /proc/ksyms ----------------------------------------------------------------------------
-
-
-def version_prefix(names: Iterable[str]) -> str | None:
-    """The genksyms prefix of a 2.4 kernel's versioned names ("" or e.g. "smp_"), derived as
-    modutils' set_ncv_prefix does: from ``get_module_symbol_R...`` or ``inter_module_get_R...``
-    ending in 8 hex digits.  None if no such symbol is there."""
-    for name in names:
-        for known in _WELL_KNOWN_VERSIONED:
-            if name.startswith(known) and len(name) >= len(known) + 8 and _HEX.issuperset(name[-8:]):
-                return name[len(known) : -8]
-    return None
-
-
-def split_versioned_name(name: str, prefix: str | None = None) -> tuple[str, int | None]:
-    """``printk_R1b7d4074`` -> ("printk", 0x1b7d4074); ``printk_Rsmp_1b7d4074`` with prefix
-    "smp_" likewise.  modutils' rule (ncv_symbol_hash): the name ends in ``_R`` + prefix + 8
-    characters; here the 8 must also be hex digits (they are the CRC).  With ``prefix`` None,
-    both "" and "smp_" are tried (modutils' fallback when no well-known symbol tells, chosen by
-    whether ``uname -v`` says SMP).  Names without a suffix come back with crc None."""
-    for p in ("", "smp_") if prefix is None else (prefix,):
-        cut = 10 + len(p)
-        if (
-            len(name) > cut
-            and name[-cut : -cut + 2] == "_R"
-            and name[-8 - len(p) : -8] == p
-            and _HEX.issuperset(name[-8:])
-        ):
-            return name[:-cut], int(name[-8:], 16)
-    return name, None
 
 
 def parse_ksyms(
