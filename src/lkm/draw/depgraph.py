@@ -14,7 +14,9 @@ out by Graphviz's ``dot`` when it is installed and by a layered layout of our ow
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import shutil
 import subprocess
 
@@ -23,6 +25,7 @@ from lkm.errors import LkmError
 from lkm.modname import path_to_modname
 from lkm.modprobe.resolve import Mod, PatternTable, Resolver
 from lkm.record import Record
+from lkm.safeio import read_text
 
 MAX_ALIASES = 8
 MAX_REVERSE = 24
@@ -111,8 +114,6 @@ class DepTables:
 
 def _read(path: str) -> str:
     try:
-        from lkm.safeio import read_text
-
         return read_text(path)
     except FileNotFoundError:
         return ""
@@ -550,7 +551,6 @@ def graphviz_layout(g: Graph, sizes: dict[str, tuple[float, float]], dot: str) -
         raise LkmError(f"dot failed: {exc}") from None
     if proc.returncode != 0:
         raise LkmError(f"dot failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
-    import shlex
 
     pos: dict[str, tuple[float, float]] = {}
     splines: dict[tuple[str, str], list[list[tuple[float, float]]]] = {}
@@ -627,8 +627,6 @@ def _border(
 
 
 def _arrow(tip: tuple[float, float], frm: tuple[float, float]) -> str:
-    import math
-
     dx, dy = tip[0] - frm[0], tip[1] - frm[1]
     ln = math.hypot(dx, dy) or 1.0
     ux, uy = dx / ln, dy / ln

@@ -14,6 +14,7 @@ their guard pages, first fit; kmalloc: size classes) with their holes and fragme
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from lkm.draw import svg
@@ -627,8 +628,6 @@ def occupancy_svg(
 
 def stack_svg(documents: list[str], label: str) -> str:
     """Several standalone SVG pictures one above the other in one document."""
-    import re
-
     parts, y, width = [], 0.0, 0.0
     for doc in documents:
         m = re.match(r'<svg [^>]*width="([\d.]+)" height="([\d.]+)"', doc)

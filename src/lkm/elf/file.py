@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 import sys
+from array import array
+from bisect import bisect_right
 from itertools import accumulate, compress, count
 from operator import add, itemgetter, not_
 
@@ -147,7 +149,6 @@ def words(raw: bytes | bytearray, code: Literal["H", "I", "Q"], little: bool) ->
     array."""
     if little == _NATIVE_LITTLE:
         return memoryview(raw).cast(code)
-    from array import array
 
     out = array(code, raw)
     out.byteswap()
@@ -501,8 +502,6 @@ class ElfFile:
             if o < lo:  # outside the split span
                 at[o] = self._name(s0, s1, o, start)
             else:  # inside a string: the linker shared a suffix
-                from bisect import bisect_right
-
                 i = bisect_right(starts, o) - 1
                 at[o] = parts[i][o - starts[i] :]
         return list(pick(at)) if pick is not None else [at[offs[0]]]

@@ -38,6 +38,7 @@ from lkm.elf.constants import (
 )
 from lkm.errors import InvalidModule
 from lkm.kernels import STRUCT_MODULE_24
+from lkm.limits import VMALLOC_RESERVE_24, check_region_sizes
 from lkm.link import kallsyms24
 from lkm.link.image import LinkError
 from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
@@ -299,7 +300,6 @@ class Insmod24Plan:
                 self.kallsyms = obj.create_alloced_section(kallsyms24.SECTION, 0, 0)
             kallsyms24.fill(obj, self.kallsyms)
         self.size = obj.load_size()
-        from lkm.limits import VMALLOC_RESERVE_24, check_region_sizes
 
         check_region_sizes({"image": self.size}, mod.path, area=VMALLOC_RESERVE_24)
         self._done = False

@@ -21,7 +21,9 @@ from lkm.elf.constants import (
 )
 from lkm.errors import InvalidModule
 from lkm.kernels import KernelConfig, KernelVersion, LayoutRules, by_name, is_init_section
+from lkm.limits import check_region_sizes
 from lkm.link.obj24 import ObjFile
+from lkm.module.validate import check_structure
 from lkm.record import Record
 
 if TYPE_CHECKING:
@@ -118,8 +120,6 @@ class Layout(Record):
         page_size: int,
         nobits: set[int] | None = None,
     ) -> None:
-        from lkm.limits import check_region_sizes
-
         check_region_sizes(sizes)  # before anyone allocates them
         self.rules = rules
         self.placements = placements
@@ -183,8 +183,6 @@ def layout_module(
     cfg = config or KernelConfig()
     # What the kernel checks before laying a module out (elf_validity_check and friends), with
     # its errno: a hostile header never reaches the arithmetic and allocations below.
-    from lkm.module.validate import check_structure
-
     check_structure(elf)
     page = cfg.page_size
     strict = cfg.strict_module_rwx

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import Any
 
 from lkm.errors import BadSignature
 from lkm.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:

@@ -5,9 +5,10 @@ by magic) decompressed in memory."""
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 
-from lkm.compress import decompress, detect
+from lkm.compress import decompress, detect, limit
 from lkm.errors import InvalidModule, LkmError
 from lkm.record import Record
 from lkm.safeio import FileError, open_regular
@@ -35,8 +36,6 @@ def read_module(path: str) -> ModuleBytes:
     """The (decompressed) contents of the module at ``path``: a regular file only (opened
     O_NONBLOCK, fstat-ed first; see :mod:`lkm.safeio`), mapped when large, decompression capped
     (:func:`lkm.compress.limit`)."""
-    from lkm.compress import limit
-
     try:
         fd, st = open_regular(path)
     except FileError as exc:
@@ -50,12 +49,7 @@ def read_module(path: str) -> ModuleBytes:
         if size > limit():
             raise InvalidModule(f"file size {size} exceeds {limit()}", errno.EFBIG, path=path)
         data: bytes | mmap.mmap
-        if size < MMAP_THRESHOLD:
-            data = _read_all(fd, size)
-        else:
-            import mmap
-
-            data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        data = _read_all(fd, size) if size < MMAP_THRESHOLD else mmap.mmap(fd, size, prot=mmap.PROT_READ)
         head = data[:8]
         comp = None if head.startswith(b"\x7fELF") else detect(head)  # most modules: plain ELF
         if comp is None:

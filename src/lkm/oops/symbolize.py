@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from lkm.oops.modmap import ModuleMap
+from lkm.oops.modmap import ModuleMap, from_kernel
 from lkm.record import Record
+from lkm.symbols.sources import parse_kallsyms
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -215,8 +216,6 @@ def symbolizer_from_kallsyms(
     kallsyms_all: bool = True,
 ) -> Symbolizer:
     """A Symbolizer from /proc/kallsyms text (core and module lines) and module maps."""
-    from lkm.symbols.sources import parse_kallsyms
-
     syms = parse_kallsyms(text)
     core = [s for s in syms if s.module is None]
     per_mod: dict[str, list[tuple[int, str]]] = {}
@@ -249,6 +248,4 @@ def infer_offset(pairs: Iterable[tuple[int, str, int, int | None]], unrelocated:
 def symbolizer_from_kernel(kernel: Kernel, *, files: Mapping[str, ModuleFile] | None = None) -> Symbolizer:
     """A Symbolizer for a kernel behind the :class:`lkm.kernel.interface.Kernel` interface (the
     running kernel, the model kernel): its kallsyms, modules and their sections."""
-    from lkm.oops.modmap import from_kernel
-
     return symbolizer_from_kallsyms(kernel.kallsyms(), from_kernel(kernel, files=files))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 
 from lkm.errors import LkmError
+from lkm.module.signature import oid_text as decode
 
 MAX_BLOB = 65535
 
@@ -119,8 +120,6 @@ def parse_blob(data: bytes) -> Tlv:
 def oid_text(contents: bytes) -> str:
     """Dotted form of an OBJECT IDENTIFIER's contents (the module reader's decoder, with the
     kernel decoder's error)."""
-    from lkm.module.signature import oid_text as decode
-
     try:
         return decode(contents)
     except ValueError as exc:
