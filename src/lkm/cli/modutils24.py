@@ -15,6 +15,9 @@ from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
+from lkm.kernel.model.load24 import iter_strings
+from lkm.kernel.model.procfs import flags_24
+from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_REFS
 
 INSMOD_USAGE = (
     "Usage:\n"
@@ -149,9 +152,6 @@ def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
 
 def format_lsmod(kernel: ModelKernel) -> str:
     """modutils' lsmod: its header with the taint state, one row per module (query_module)."""
-    from lkm.kernel.model.load24 import iter_strings
-    from lkm.kernel.model.procfs import flags_24
-    from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_REFS
 
     t = kernel.tainted()
     taint = f"Tainted: {'P' if t & 1 else 'G'}{'F' if t & 2 else ' '}" if t else "Not tainted"

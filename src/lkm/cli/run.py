@@ -32,13 +32,17 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 
 from lkm.cli.getopt import UsageError
+from lkm.cli.jsonout import document
 from lkm.cli.progress import progress
 from lkm.cli.tool import Opt, Tool
+from lkm.emulate.hw import DeviceSpecError, parse_device
 from lkm.errors import LkmError
 from lkm.safeio import read_text
+from lkm.symbols.table import SymbolTable
 
 TOOL = Tool(
     "run",
@@ -128,7 +132,6 @@ def run(prog: str, args: list[str]) -> int:
         if timeout is not None and not 0 < timeout <= 86400:  # also refuses nan and inf
             raise ValueError(f"--timeout must be a number of seconds in (0, 86400], not {o['--timeout']}")
         devices = [v for f, v in opts if f == "--device"]
-        from lkm.emulate.hw import DeviceSpecError, parse_device
 
         for spec in devices:
             try:
@@ -157,8 +160,6 @@ def run(prog: str, args: list[str]) -> int:
         if "--synthetic" in o:
             symbols = None
         elif kernels:
-            from lkm.symbols.table import SymbolTable
-
             with progress(f"{prog}: reading kernel symbols"):
                 symbols = SymbolSpace(SymbolTable.from_files(*kernels))
         else:
@@ -207,8 +208,6 @@ def run(prog: str, args: list[str]) -> int:
     # A call lkm does not implement: one line each on stderr (the report has them too).
     sys.stderr.write("".join(f"{prog}: {w}\n" for x in outcomes for w in warnings(x)))
     if "--json" in o:
-        from lkm.cli.jsonout import document
-
         # JSON Lines: one document per command run
         sys.stdout.write("".join(json.dumps(document("run", **outcome_json(x))) + "\n" for x in outcomes))
     else:
@@ -217,6 +216,4 @@ def run(prog: str, args: list[str]) -> int:
 
 
 def _q(word: str) -> str:
-    import shlex
-
     return shlex.quote(word)

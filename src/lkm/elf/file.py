@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 import sys
-from array import array
 from bisect import bisect_right
 from itertools import accumulate, compress, count
 from operator import add, itemgetter, not_
@@ -31,7 +30,6 @@ from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from array import array
     from mmap import mmap
     from typing import Literal
 
@@ -142,17 +140,20 @@ def _layout(cls: int, enc: int) -> _Layout:
     return lay
 
 
-def words(raw: bytes | bytearray, code: Literal["H", "I", "Q"], little: bool) -> memoryview | array[int]:
-    """``raw`` as unsigned words of struct/array type ``code`` ("H", "I", "Q") in byte order
-    ``little``, indexable and sliceable (strided) in C: a cast memoryview in the host's order
-    (no copy; memoryview needs no import, which keeps start-up short), else a byte-swapped
-    array."""
-    if little == _NATIVE_LITTLE:
-        return memoryview(raw).cast(code)
-
-    out = array(code, raw)
-    out.byteswap()
-    return out
+def words(raw: bytes | bytearray, code: Literal["H", "I", "Q"], little: bool) -> memoryview:
+    """``raw`` as unsigned words of struct type ``code`` ("H", "I", "Q") in byte order
+    ``little``, indexable and sliceable (strided) in C: a cast memoryview, over ``raw`` itself
+    in the host's order (no copy), else over a byte-swapped copy (swapped by strided slice
+    assignment: the ``array`` module would import ``collections`` at start-up)."""
+    if little != _NATIVE_LITTLE:
+        width = struct.calcsize(code)
+        if len(raw) % width:
+            raise ValueError("bytes length not a multiple of item size")
+        swapped = bytearray(len(raw))
+        for k in range(width):
+            swapped[k::width] = raw[width - 1 - k :: width]
+        raw = swapped
+    return memoryview(raw).cast(code)
 
 
 def _undef_rows(raw: bytes | bytearray, shndx_at: int, entsize: int) -> list[int]:
