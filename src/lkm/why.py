@@ -25,7 +25,11 @@ import re
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from lkm.draw.depgraph import DepTables as Tables
+from lkm.errors import LkmError
 from lkm.modname import alias_normalize as normalize
+from lkm.modprobe.actions import Flags, LoadedView, load_alias
+from lkm.module.file import ModuleFile
 from lkm.record import Record
 
 if TYPE_CHECKING:
@@ -134,8 +138,6 @@ def why(
     release: str | None = None,
 ) -> WhyReport:
     """Why ``query`` (module name or alias) is or would be loaded; see the module doc."""
-    from lkm.draw.depgraph import DepTables as Tables
-
     dirname = res.moddir.dirname
     if tables is None:
         try:
@@ -358,9 +360,6 @@ def _loaded(rep: WhyReport, m: Mod, kernel: Kernel) -> None:
 
 
 def _vermagic(rep: WhyReport, m: Mod, release: str) -> None:
-    from lkm.errors import LkmError
-    from lkm.module.file import ModuleFile
-
     assert m.path is not None
     try:
         with ModuleFile.open(m.path) as f:
@@ -383,8 +382,6 @@ def dry_run(
     res: Resolver, query: str, kernel: Kernel | None, dirname: str, blacklist_all: bool = False
 ) -> tuple[list[str], int]:
     """What ``modprobe -n -v [-b] QUERY`` prints (stdout lines, then its messages) and exits with."""
-    from lkm.modprobe.actions import Flags, LoadedView, load_alias
-
     lines: list[str] = []
     msgs: list[str] = []
 
