@@ -22,14 +22,22 @@ with a one-line reason naming the format and the line (the path too when given).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 import re
 import sys
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from itertools import repeat
 from operator import attrgetter
 
+from lkm import cache as store
 from lkm.errors import LkmError
 from lkm.safeio import read_bytes
+from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
+from lkm.symbols.ksymtab import raw_image_exports
 from lkm.symbols.symbol import (
     GPLONLY_PREFIX,
     KernelSymbol,
@@ -37,6 +45,7 @@ from lkm.symbols.symbol import (
     split_versioned_name,
     version_prefix,
 )
+from lkm.symbols.vmlinux import parse_vmlinux
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -270,8 +279,6 @@ def _parse_symvers(text: str, path: str | None) -> list[KernelSymbol]:
 def detect_format(data: bytes, *, path: str | os.PathLike[str] | None = None) -> str:
     """One of :data:`FORMATS`, from the first bytes (and the file name for System.map versus a
     kallsyms copy without module lines, which read alike)."""
-    import os
-
     p = os.fspath(path) if path is not None else None
     if data[:4] == b"\x7fELF":
         return "vmlinux"
@@ -329,8 +336,6 @@ def image_symbols(
     """(architecture, symbols) of a kernel image as :func:`parse_kernel_image` gives them,
     ``arch`` forcing the architecture; from :mod:`lkm.cache` when this image's content was read
     before (keyed by its SHA-256), else recovered and stored there."""
-    from lkm import cache as store
-
     key = store.content_key(data, arch or "auto") if cache else ""
     if cache:
         hit = _symbols_from_payload(store.get(IMAGE_SYMBOLS, key))
@@ -345,8 +350,6 @@ def image_symbols(
 def _symbols_payload(arch: str, syms: list[KernelSymbol]) -> dict[str, object]:
     """Columns that load in C: names joined by newlines (a kernel symbol name has none),
     addresses packed little-endian u64 in base64, one type letter each."""
-    import base64
-    from array import array
 
     addrs = array("Q", [s.address or 0 for s in syms])
     if sys.byteorder != "little":  # pragma: no cover
@@ -363,9 +366,6 @@ def _symbols_payload(arch: str, syms: list[KernelSymbol]) -> dict[str, object]:
 
 def _symbols_from_payload(p: object) -> tuple[str, list[KernelSymbol]] | None:
     """The symbols of a cache entry, None unless it is whole and consistent."""
-    import base64
-    import binascii
-    from array import array
 
     if not isinstance(p, dict):
         return None
@@ -403,9 +403,6 @@ def _symbols_from_payload(p: object) -> tuple[str, list[KernelSymbol]] | None:
 
 
 def _recover_image_symbols(data: bytes, path: str | None, arch: str | None) -> tuple[str, list[KernelSymbol]]:
-    from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
-    from lkm.symbols.vmlinux import parse_vmlinux
-
     try:
         kernel = decompress_kernel_image(bytes(data))
         arch = arch or kernel_arch(kernel)
@@ -435,10 +432,6 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     the load address, the one most (name, kallsyms address) pairs agree on.  An export
     kallsyms lists at that address is marked exported; one whose name it does not list at all
     (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
-    from collections import Counter
-
-    from lkm.symbols.ksymtab import raw_image_exports
-
     try:
         exports = raw_image_exports(kernel)
     except LkmError:
@@ -470,8 +463,6 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
 
 
 def _parse_vmlinux(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
-    from lkm.symbols.vmlinux import parse_vmlinux
-
     return parse_vmlinux(data, path=path)
 
 
@@ -496,8 +487,6 @@ _PARSERS: dict[str, Callable[..., list[KernelSymbol]]] = {
 
 def read(path: str | os.PathLike[str], *, format: str | None = None) -> tuple[str, list[KernelSymbol]]:
     """(format, symbols) of a file, the format sniffed unless given."""
-    import os
-
     p = os.fspath(path)
     try:
         data = read_bytes(p, limit=1 << 30)  # a vmlinux with its DWARF fits
