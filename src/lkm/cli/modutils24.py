@@ -18,6 +18,10 @@ from lkm.kernel.model import ModelKernel
 from lkm.kernel.model.load24 import iter_strings
 from lkm.kernel.model.procfs import flags_24
 from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_REFS
+from lkm.modutils import insmod as insmod24
+from lkm.modutils import rmmod as rmmod24
+from lkm.modutils.insmod import InsmodError, InsmodOptions
+from lkm.modutils.rmmod import RmmodError, reap
 
 INSMOD_USAGE = (
     "Usage:\n"
@@ -39,8 +43,6 @@ def persist_dir(kernel: ModelKernel) -> str:
 
 
 def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
-    from lkm.modutils.insmod import InsmodError, InsmodOptions, insmod
-
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "fkmno:pqrsSvVxXyYe:O:P:LNh", INSMOD_LONG)
@@ -81,7 +83,9 @@ def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
     if verbose:
         sys.stdout.write(f"Using {path}\n")
     try:
-        res = insmod(kernel, path, operands[1:], InsmodOptions(**kw), persist_dir=persist_dir(kernel))
+        res = insmod24.insmod(
+            kernel, path, operands[1:], InsmodOptions(**kw), persist_dir=persist_dir(kernel)
+        )
     except InsmodError as exc:
         err(f"{exc.path or path}: {exc.reason}\n")
         if exc.hint:
@@ -100,8 +104,6 @@ def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
 
 
 def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
-    from lkm.modutils.rmmod import RmmodError, reap, rmmod
-
     err = sys.stderr.write
     try:
         opts, operands = parse(
@@ -132,7 +134,7 @@ def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
     failed = 0
     for name in operands:
         try:
-            saved = rmmod(kernel, [name], recursive="r" in flags, persist_only="e" in flags)
+            saved = rmmod24.rmmod(kernel, [name], recursive="r" in flags, persist_only="e" in flags)
             if "v" in flags:
                 for p in saved:
                     sys.stdout.write(f"Saved persistent data of {name} in {p}\n")
