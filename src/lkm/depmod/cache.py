@@ -52,8 +52,12 @@ import contextlib
 import os
 import stat
 import sys
+from _blake2 import blake2b
+from array import array
+from itertools import accumulate, chain, compress
 
-from lkm.depmod.read import ModuleFacts
+import lkm
+from lkm.depmod.read import ModuleFacts, read_all
 
 CACHE_NAME = "modules.lkm-cache"
 FORMAT = 2
@@ -77,14 +81,10 @@ def file_key(path: str) -> Key | None:
 
 def digest(parts: list[str]) -> str:
     """A 128-bit BLAKE2b of NUL-joined strings (callers make the sequence unambiguous)."""
-    from _blake2 import blake2b
-
     return blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def bytes_digest(data: bytes | memoryview) -> str:
-    from _blake2 import blake2b
-
     return blake2b(data, digest_size=16).hexdigest()
 
 
@@ -110,7 +110,6 @@ def facts_digest(f: ModuleFacts) -> bytes:
         parts.extend(map(str, f.export_crcs))
     if f.needed_crcs is not None:
         parts.extend(map(str, f.needed_crcs))
-    from _blake2 import blake2b
 
     return blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
@@ -118,10 +117,6 @@ def facts_digest(f: ModuleFacts) -> bytes:
 def fingerprint() -> str:
     """Changes whenever the installed lkm code changes (size and mtime of every .py file),
     so that facts read by an older reader are never used by a newer one."""
-    from _blake2 import blake2b
-
-    import lkm
-
     stack = [os.path.dirname(os.path.abspath(lkm.__file__))]
     rows = [lkm.__version__]
     while stack:
@@ -230,8 +225,6 @@ class DepmodCache:
         return self
 
     def _parse(self, data: bytes) -> None:
-        from array import array
-
         nl = data.find(b"\n", 0, 400)
         if nl < 0:
             raise BadCache("no header")
@@ -291,8 +284,6 @@ class DepmodCache:
 
     def _decode_rows(self) -> list[ModuleFacts]:
         """Section B, checked against its digest and decoded on first need."""
-        from itertools import accumulate, compress
-
         if self._rows is not None:
             return self._rows
         if self._blob is None:
@@ -385,8 +376,6 @@ class DepmodCache:
 
     def _serialize(self) -> tuple[bytes, bytes, bytes | memoryview]:
         """The file in three parts (header, section A, section B), not joined."""
-        from array import array
-        from itertools import chain
 
         keep = self.keep
         paths = [self.paths[r] for r in keep]
@@ -500,8 +489,6 @@ class _Fields:
 
 
 def _section_b(facts: list[ModuleFacts], flags: list[bool]) -> str | None:
-    from itertools import chain
-
     weak = [tuple(f.weak) for f in facts]
     parts: list[str] = []
     for f, w in zip(facts, weak, strict=True):
@@ -564,8 +551,6 @@ class CachedRead:
     ) -> None:
         """``stats``: the stat of files already taken (since ``started_ns``, a time taken
         before any of them)."""
-        from lkm.depmod.read import read_all
-
         self.cache = cache
         trusted_before = started_ns - RACY_NS
         taken = list(map(stats.get, paths))
@@ -615,8 +600,6 @@ class CachedRead:
     def all_facts(self, paths: list[str], workers: int | None, crcs: bool) -> list[ModuleFacts]:
         """Every module's facts, decoding the cache's for the hits (or, should that fail,
         reading those files after all)."""
-        from lkm.depmod.read import read_all
-
         out = self.facts
         cache = self.cache
         try:

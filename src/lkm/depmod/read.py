@@ -13,7 +13,10 @@ import os
 from collections.abc import Callable, Sequence
 from itertools import compress
 
-from lkm.errors import LkmError
+from lkm.depmod.exports import kmod_export_names, kmod_exports
+from lkm.errors import InvalidModule, LkmError
+from lkm.module.file import ModuleFile
+from lkm.parallel import map_chunks
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -99,9 +102,6 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 def read_facts(path: str, crcs: bool = False) -> ModuleFacts:
-    from lkm.depmod.exports import kmod_export_names, kmod_exports
-    from lkm.module.file import ModuleFile
-
     try:
         with ModuleFile.open(path) as mod:
             aliases = []
@@ -134,8 +134,6 @@ def _exports_or_none(
     mod: ModuleFile, fn: Callable[[ModuleFile], list[tuple[str, int]]]
 ) -> list[tuple[str, int]]:
     """A module exporting nothing is no error to depmod (libkmod's -ENOENT: "no symbols")."""
-    from lkm.errors import InvalidModule
-
     try:
         return fn(mod)
     except InvalidModule as exc:
@@ -162,8 +160,6 @@ def _chunk_crcs(paths: Sequence[str]) -> list[ModuleFacts]:
 def read_all(paths: Sequence[str], workers: int | None = None, crcs: bool = False) -> list[ModuleFacts]:
     """Facts of every file of ``paths``, in order, read by all cores (or ``workers``), each
     core given about the same amount of work (modules.order puts the big drivers first)."""
-    from lkm.parallel import map_chunks
-
     sizes = []
     for p in paths:
         try:
