@@ -297,7 +297,9 @@ def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callabl
             if o.field == "filename":
                 values = [path]
             elif o.field == "parm":
-                values = [_param_text(p, True) for p in _in_kmod_order(mod.parameters, mod.is_24)]
+                values = [
+                    _param_text(p, True) for p in _in_kmod_order(mod.parameters, mod.version.user_space_link)
+                ]
             else:
                 values = [v for k, v in info_entries(mod) if k == o.field]
             doc = document("modinfo-field", filename=path, name=mod.name, field=o.field, values=values)

@@ -138,7 +138,7 @@ class ModuleFile:
 
     @cached
     def parameters(self) -> list[_mi.Parameter]:
-        return _mi.parameters(self.modinfo, dialect24=self.is_24)
+        return _mi.parameters(self.modinfo, dialect24=self.version.user_space_link)
 
     # -- symbols ----------------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class ModuleFile:
         elf = self.elf
         if elf.section("__ksymtab") is None and elf.section("__ksymtab_gpl") is None:
             return []  # both dialects keep their table in __ksymtab*
-        return symbols.exports24(elf) if self.is_24 else symbols.exports(elf)
+        return symbols.exports24(elf) if self.version.user_space_link else symbols.exports(elf)
 
     @cached
     def versions(self) -> list[tuple[str, int]]:
