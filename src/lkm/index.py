@@ -16,6 +16,16 @@ import struct
 from lkm.errors import LkmError
 from lkm.safeio import open_regular
 
+__all__ = [
+    "INDEX_MAGIC",
+    "INDEX_VERSION",
+    "NODE_CHILDS",
+    "NODE_MASK",
+    "NODE_PREFIX",
+    "NODE_VALUES",
+    "IndexFile",
+]
+
 INDEX_MAGIC = 0xB007F457
 INDEX_VERSION = 0x00020001
 NODE_PREFIX = 0x80000000

@@ -18,6 +18,8 @@ import os
 
 from lkm.errors import InvalidModule
 
+__all__ = ["DEFAULT_MODULE_LIMIT", "MODULES_LEN", "VMALLOC_RESERVE_24", "check_region_sizes", "module_limit"]
+
 MODULES_LEN = 0xFFFFFFFFFF000000 - 0xFFFFFFFFC0000000  # x86_64 module area: 1008 MiB
 DEFAULT_MODULE_LIMIT = 256 << 20
 # 2.4 i386: create_module vmallocs the whole image, and the vmalloc area is VMALLOC_RESERVE

@@ -14,6 +14,8 @@ import pickle
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+__all__ = ["R", "T", "map_chunks", "workers_available"]
+
 T = TypeVar("T")
 R = TypeVar("R")
 

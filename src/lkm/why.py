@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from lkm.kernel.interface import Kernel
     from lkm.modprobe.resolve import Mod, Resolver
 
+__all__ = ["Reason", "WhyReport", "dry_run", "parse_requests", "why"]
+
 # ftrace's module:module_request event: "module_request: %s wait=%d call_site=%pS"
 _TRACE = re.compile(r"module_request: (\S+) wait=(\d+)(?: call_site=(\S+))?")
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from lkm.draw import svg
 from lkm.record import Record
 
+__all__ = ["BOX_H", "GAP", "LEFT", "NEST", "WIDTH", "CrashFrame", "crash_svg", "group_frames"]
+
 
 class CrashFrame(Record):
     """One line of a call chain.  ``inline``: inlined into the next non-inline frame;

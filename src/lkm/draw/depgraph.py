@@ -27,6 +27,28 @@ from lkm.modprobe.resolve import Mod, PatternTable, Resolver
 from lkm.record import Record
 from lkm.safeio import read_text
 
+__all__ = [
+    "LAYER_GAP",
+    "MAX_ALIASES",
+    "MAX_REVERSE",
+    "MAX_ROW",
+    "NODE_GAP",
+    "NODE_H",
+    "DepTables",
+    "Edge",
+    "Graph",
+    "Node",
+    "Placed",
+    "dependency_graph",
+    "graph_svg",
+    "graphviz_layout",
+    "layered_layout",
+    "layout",
+    "node_sizes",
+    "to_dot",
+    "tree_graph",
+]
+
 MAX_ALIASES = 8
 MAX_REVERSE = 24
 

@@ -28,6 +28,27 @@ if TYPE_CHECKING:
     from lkm.link.insmod24 import LinkedImage24
     from lkm.module.file import ModuleFile
 
+__all__ = [
+    "KIND_NAMES",
+    "LABEL_X",
+    "LEGEND_W",
+    "MARKED_SECTIONS",
+    "ROW",
+    "MapRegion",
+    "MapSection",
+    "Marker",
+    "MemoryMap",
+    "el_path",
+    "el_tri",
+    "map_of_insmod24",
+    "map_of_linked",
+    "map_of_sections",
+    "memmap_svg",
+    "occupancy_svg",
+    "perm_kind",
+    "stack_svg",
+]
+
 MARKED_SECTIONS = {
     ".plt": "PLT",
     ".init.plt": "PLT",

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     # Buffers with .find(); a memoryview is copied to bytes once at open.
     Buffer = bytes | bytearray | mmap
 
+__all__ = ["ElfFile", "Relocation", "Section", "Symbol", "cstring", "words"]
+
 
 class Section(Record):
     """One section header; ``number`` is its index (readelf's [Nr])."""

@@ -27,6 +27,8 @@ from lkm.kernel.interface import O_NONBLOCK, KernelError, LoadedModule
 from lkm.kernel.live import parse_proc_modules
 from lkm.safeio import open_regular, os_error, read_text
 
+__all__ = ["SnapshotKernel", "SnapshotMemory"]
+
 
 def _read(path: str) -> str:
     return read_text(path)

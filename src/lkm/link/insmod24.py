@@ -48,6 +48,30 @@ from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.symbols.sources import version_prefix
 
+__all__ = [
+    "GPL_LICENSES_24",
+    "KERNEL_IDX",
+    "KSYMOOPS_SECTIONS",
+    "MODULE_24",
+    "MODULE_REF_24",
+    "MOD_AUTOCLEAN",
+    "NOLOAD_BASE",
+    "SIZEOF_MODULE_24",
+    "SYMPREFIX",
+    "Insmod24Options",
+    "Insmod24Plan",
+    "KernelSymbols24",
+    "LinkedImage24",
+    "LoadedModule24",
+    "MapSymbol",
+    "gpl_license_24",
+    "ksymoops_object_symbol",
+    "ksymoops_section_symbol",
+    "link_module_24",
+    "module_version",
+    "plan_module_24",
+]
+
 MODULE_24 = struct.Struct("<24I")
 SIZEOF_MODULE_24 = MODULE_24.size  # 96
 MODULE_REF_24 = 12  # struct module_ref { dep, ref, next_ref }

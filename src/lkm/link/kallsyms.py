@@ -18,6 +18,8 @@ from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 
+__all__ = ["ModuleSymbol", "elf_type", "format_module_kallsyms", "module_kallsyms"]
+
 
 class ModuleSymbol(Record):
     """One kept symbol: final value, type letter as /proc/kallsyms shows it, name."""

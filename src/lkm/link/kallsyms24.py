@@ -19,6 +19,8 @@ from lkm.errors import InvalidModule
 from lkm.link.obj24 import ObjFile, Sec
 from lkm.record import Record
 
+__all__ = ["HEADER", "SECTION", "SECTION_ENTRY", "SYMBOL_ENTRY", "KallsymsSymbol24", "build", "fill", "parse"]
+
 SECTION = "__kallsyms"
 HEADER = struct.Struct("<iIiIiiIiIII")  # 44 bytes
 SECTION_ENTRY = struct.Struct("<IIII")

@@ -41,6 +41,19 @@ from lkm.elf.constants import (
 from lkm.errors import InvalidModule
 from lkm.limits import check_region_sizes
 
+__all__ = [
+    "HASH_BUCKETS",
+    "SHN_HIRESERVE",
+    "SHT_LOPROC",
+    "ObjFile",
+    "Sec",
+    "Sym",
+    "elf_hash",
+    "load_order_prio_24",
+    "ncv_compare",
+    "strcmp_eq",
+]
+
 HASH_BUCKETS = 521
 SHN_HIRESERVE = 0xFFFF
 SHT_LOPROC = 0x70000000

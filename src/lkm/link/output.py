@@ -27,6 +27,8 @@ from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
 from lkm.safeio import write_file
 
+__all__ = ["PT_LOAD", "linked_elf", "region_blobs", "write_atomic"]
+
 PT_LOAD = 1
 PF_X, PF_W, PF_R = 1, 2, 4
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from lkm.module.signature import Signature
     from lkm.module.symbols import Export, NeededSymbol
 
+__all__ = ["THIS_MODULE_SECTION", "ModuleFile"]
+
 THIS_MODULE_SECTION = ".gnu.linkonce.this_module"
 
 

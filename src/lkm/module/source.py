@@ -17,6 +17,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     import mmap
 
+__all__ = ["MMAP_THRESHOLD", "ModuleBytes", "read_module"]
+
 MMAP_THRESHOLD = 256 * 1024
 
 

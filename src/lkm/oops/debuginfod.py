@@ -16,6 +16,8 @@ import urllib.request
 
 from lkm.errors import LkmError
 
+__all__ = ["cache_dir", "fetch", "server_urls"]
+
 
 def server_urls(explicit: str | None = None) -> list[str]:
     text = explicit if explicit is not None else os.environ.get("DEBUGINFOD_URLS", "")

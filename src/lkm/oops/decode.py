@@ -25,6 +25,18 @@ if TYPE_CHECKING:
     from lkm.oops.lines import DebugInfo, SourceFrame
     from lkm.oops.symbolize import Symbolizer
 
+__all__ = [
+    "TRACE_IS_BACKTRACE",
+    "Decoded",
+    "DecodedFrame",
+    "Decoder",
+    "format_decode_stacktrace",
+    "format_decodecode",
+    "format_ksymoops",
+    "ksymoops_symbol",
+    "to_json",
+]
+
 #: How call-trace frames are printed: x86 "%pB" (return address, looked up at addr - 1),
 #: arm64 and 2.4 "%pS"-like (the address as is).
 TRACE_IS_BACKTRACE = {"x86_64": True, "i386": True, "arm64": False, None: True}

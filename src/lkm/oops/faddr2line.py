@@ -34,6 +34,8 @@ from lkm.elf.constants import SHT_DYNSYM, SHT_SYMTAB
 from lkm.errors import LkmError
 from lkm.oops.lines import DebugInfo, _load_bytes
 
+__all__ = ["SPEC", "bash_number", "check_object", "faddr2line"]
+
 SPEC = re.compile(r"(?P<func>[^+\s]+)\+(?P<off>0x[0-9a-fA-F]+|\d+)(?:/(?P<size>0x[0-9a-fA-F]+|\d+))?")
 _MASK = (1 << 64) - 1
 _NO_PREFIX = "supercalifragilisticexpialidocious"  # the script's "no prefix" placeholder

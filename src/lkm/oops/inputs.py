@@ -29,6 +29,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.oops.lines import DebugInfo
 
+__all__ = ["FORMATS", "Inputs", "decode_text", "read_text", "release_mismatch"]
+
 FORMATS = ("ksymoops", "decode-stacktrace", "json")
 
 

@@ -35,6 +35,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+__all__ = ["DEBUG_ROOT", "DebugInfo", "SourceFrame", "find_debug_file"]
+
 
 class SourceFrame(Record):
     """One line of ``addr2line -i -f`` output: function, file, line, discriminator."""

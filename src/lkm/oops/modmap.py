@@ -44,6 +44,23 @@ if TYPE_CHECKING:
     from lkm.link.layout import KernelConfig, Layout
     from lkm.module.file import ModuleFile
 
+__all__ = [
+    "PAGE",
+    "Area",
+    "Insmod24",
+    "ModuleMap",
+    "build_map",
+    "from_kernel",
+    "from_ksyms24",
+    "from_snapshot",
+    "insmod_symbols",
+    "kernel_rules",
+    "match_object24",
+    "module_symbols",
+    "parse_proc_modules",
+    "parse_sections",
+]
+
 PAGE = 4096
 
 # Section name prefixes of executable sections (what SHF_EXECINSTR sections of modules are called).

@@ -41,6 +41,31 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
+__all__ = [
+    "BODY",
+    "HEADINGS",
+    "JSON",
+    "LINE_KINDS",
+    "LINE_MAX",
+    "STARTS",
+    "SYMBOL",
+    "TAIL",
+    "TAIL_GAP",
+    "USEFUL_GAP",
+    "Frame",
+    "Line",
+    "Log",
+    "Report",
+    "classify",
+    "parse",
+    "parse_code",
+    "parse_line",
+    "parse_modules",
+    "parse_registers",
+    "split_prefix",
+    "symbolised_addresses",
+]
+
 JSON = object  # the values in ``fields``: str, int, bool, None, list and dict of those
 
 _HEX = r"[0-9a-fA-F]"

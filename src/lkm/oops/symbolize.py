@@ -33,6 +33,18 @@ if TYPE_CHECKING:
     from lkm.module.file import ModuleFile
     from lkm.symbols.table import KernelSymbol
 
+__all__ = [
+    "END_OF_CODE_SLACK",
+    "MASK64",
+    "X86_CODE_PROLOGUE",
+    "Hit",
+    "Symbolizer",
+    "infer_offset",
+    "is_mapping_symbol",
+    "symbolizer_from_kallsyms",
+    "symbolizer_from_kernel",
+]
+
 MASK64 = (1 << 64) - 1
 END_OF_CODE_SLACK = 32 * 1024  # ksymoops: addresses further past the last symbol are not its
 

@@ -30,6 +30,30 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+__all__ = [
+    "Crash",
+    "Part",
+    "Sighting",
+    "TriageResult",
+    "analyze",
+    "analyze_path",
+    "analyze_paths",
+    "combine",
+    "decode_log_bytes",
+    "decode_representative",
+    "expand",
+    "fold",
+    "format_table",
+    "merge",
+    "ranked",
+    "read_log",
+    "symbol_dir",
+    "to_html",
+    "to_json",
+    "triage",
+    "triage_batch",
+]
+
 
 class Sighting(Record):
     """One report seen in one log."""

@@ -34,6 +34,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from mmap import mmap
 
+__all__ = ["PREL32_FIRST", "SHF_ALLOC", "STRING_SECTIONS", "TABLES", "parse_vmlinux", "vmlinux_exports"]
+
 SHF_ALLOC = 0x2
 TABLES = (("__ksymtab", False, "__kcrctab"), ("__ksymtab_gpl", True, "__kcrctab_gpl"))
 STRING_SECTIONS = ("__ksymtab_strings", ".kstrtab")

@@ -13,6 +13,8 @@ import errno
 from lkm.errors import LkmError
 from lkm.module.signature import oid_text as decode
 
+__all__ = ["MAX_BLOB", "Asn1Error", "Tlv", "children", "der", "oid_der", "oid_text", "parse_blob", "read_tlv"]
+
 MAX_BLOB = 65535
 
 UNIVERSAL, APPLICATION, CONTEXT, PRIVATE = 0, 1, 2, 3

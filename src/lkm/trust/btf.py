@@ -20,6 +20,25 @@ from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.symbols.image import decompress_kernel_image
 
+__all__ = [
+    "BTF_INFO_MASK",
+    "BTF_INT_MASK",
+    "BTF_MAGIC",
+    "BTF_MAX_NAME_OFFSET",
+    "BTF_MAX_TYPE",
+    "ENOTSUPP",
+    "HDR",
+    "KIND_MAX",
+    "KSYM_NAME_LEN",
+    "MODIFIERS",
+    "BaseBtf",
+    "BtfVerdict",
+    "base_btf",
+    "base_from_file",
+    "check_module_btf",
+    "module_btf",
+]
+
 BTF_MAGIC = 0xEB9F
 HDR = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
 BTF_MAX_NAME_OFFSET = 0xFFFFFF

@@ -35,6 +35,26 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.trust.keys import Keyring
 
+__all__ = [
+    "GPL_COMPATIBLE",
+    "SHF_ALLOC",
+    "STB_WEAK",
+    "Reason",
+    "SymversChange",
+    "TargetKernel",
+    "Verdict",
+    "WeakResult",
+    "check_module",
+    "check_modules",
+    "depmod_symbol_reports",
+    "load_symvers",
+    "load_target",
+    "module_paths",
+    "parse_config",
+    "symvers_diff",
+    "weak_modules",
+]
+
 SHF_ALLOC = 0x2
 STB_WEAK = 2
 GPL_COMPATIBLE = frozenset(

@@ -38,6 +38,40 @@ from lkm.trust.asn1 import (
     read_tlv,
 )
 
+__all__ = [
+    "CERT_SIG_ALGOS",
+    "ECDSA_HASHES_61",
+    "ECDSA_HASHES_612",
+    "HASH_OIDS",
+    "HASH_OID_OF",
+    "OID_AKID",
+    "OID_CN",
+    "OID_EMAIL",
+    "OID_O",
+    "OID_SKID",
+    "RSA_DIGEST_INFO_61",
+    "RSA_DIGEST_INFO_612",
+    "RSA_MODULUS_BITS",
+    "Certificate",
+    "ImageCertificates",
+    "KeyError_",
+    "Keyring",
+    "LoadProblem",
+    "TrustedKeys",
+    "builtin_trusted_keys",
+    "digest_info_prefix",
+    "hash_digest",
+    "image_certificates",
+    "kernel_class",
+    "keyring_from_files",
+    "load_certificate_list",
+    "load_certificates",
+    "need_cryptography",
+    "public_key_verify",
+    "split_certificate_list",
+    "trusted_keys_from_image",
+]
+
 OID_CN = "2.5.4.3"
 OID_O = "2.5.4.10"
 OID_EMAIL = "1.2.840.113549.1.9.1"

@@ -28,6 +28,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.trust.keys import Keyring
 
+__all__ = [
+    "MODULE_SIG_STRING",
+    "PKEY_ID_PKCS7",
+    "REASONS",
+    "LoadDecision",
+    "SigResult",
+    "append_signature",
+    "check_for_load",
+    "load_private_key",
+    "mod_verify_sig",
+    "module_sig_check",
+    "sign_module",
+]
+
 MODULE_SIG_STRING = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3xI")
 PKEY_ID_PKCS7 = 2
