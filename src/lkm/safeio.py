@@ -18,7 +18,6 @@ file each write their own temporary; the last rename wins and a reader sees one 
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import stat
 
@@ -111,6 +110,8 @@ def map_file(path: str | os.PathLike[str], *, limit: int | None = None) -> bytes
         _check_size(p, st.st_size, limit)
         if st.st_size < MMAP_THRESHOLD:
             return _pread_all(fd, st.st_size, limit, p)
+        import mmap  # lazy: start-up (lsmod maps nothing)
+
         return mmap.mmap(fd, st.st_size, prot=mmap.PROT_READ)
     except OSError as exc:
         raise os_error(exc, p) from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import struct
 import sys
-from bisect import bisect_right
 from itertools import accumulate, compress, count
 from operator import add, itemgetter, not_
 
@@ -505,6 +504,8 @@ class ElfFile:
             if o < lo:  # outside the split span
                 at[o] = self._name(s0, s1, o, start)
             else:  # inside a string: the linker shared a suffix
+                from bisect import bisect_right  # lazy: start-up (rare: shared suffixes)
+
                 i = bisect_right(starts, o) - 1
                 at[o] = parts[i][o - starts[i] :]
         return list(pick(at)) if pick is not None else [at[offs[0]]]

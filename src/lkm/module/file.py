@@ -11,7 +11,6 @@ from lkm.errors import LkmError
 from lkm.kernels import KernelVersion, for_module
 from lkm.modname import name_from_file
 from lkm.module import modinfo as _mi
-from lkm.module import notes, signature, symbols
 from lkm.module.source import read_module
 from lkm.record import cached
 
@@ -149,20 +148,28 @@ class ModuleFile:
         elf = self.elf
         if elf.section("__ksymtab") is None and elf.section("__ksymtab_gpl") is None:
             return []  # both dialects keep their table in __ksymtab*
+        from lkm.module import symbols  # lazy: start-up (modinfo reads no symbol table)
+
         return symbols.exports24(elf) if self.version.user_space_link else symbols.exports(elf)
 
     @cached
     def versions(self) -> list[tuple[str, int]]:
+        from lkm.module import symbols  # lazy: start-up
+
         return symbols.versions(self.elf)
 
     @cached
     def needed(self) -> list[NeededSymbol]:
+        from lkm.module import symbols  # lazy: start-up
+
         return symbols.needed(self.elf)
 
     # -- notes and signature ----------------------------------------------------------------
 
     @cached
     def build_id(self) -> bytes | None:
+        from lkm.module import notes  # lazy: start-up
+
         return notes.build_id(self.elf)
 
     @cached
@@ -170,6 +177,8 @@ class ModuleFile:
         if not _has_sig_trailer(self.data):
             return None
         try:
+            from lkm.module import signature  # lazy: start-up (unsigned files never load it)
+
             return signature.read_signature(self.data)
         except LkmError as exc:
             exc.path = self.path
@@ -178,6 +187,8 @@ class ModuleFile:
     @property
     def module_size(self) -> int:
         """Bytes of the module proper (without the appended signature)."""
+        from lkm.module import signature  # lazy: start-up
+
         return signature.module_size(self.data)
 
     def check(self, kernel: str | KernelVersion = "6.12", arch: str | None = None) -> None:

@@ -5,7 +5,6 @@ by magic) decompressed in memory."""
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 
 from lkm.compress import decompress, detect, limit
@@ -51,7 +50,12 @@ def read_module(path: str) -> ModuleBytes:
         if size > limit():
             raise InvalidModule(f"file size {size} exceeds {limit()}", errno.EFBIG, path=path)
         data: bytes | mmap.mmap
-        data = _read_all(fd, size) if size < MMAP_THRESHOLD else mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        if size < MMAP_THRESHOLD:
+            data = _read_all(fd, size)
+        else:
+            import mmap  # lazy: start-up (a small module is read, not mapped)
+
+            data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
         head = data[:8]
         comp = None if head.startswith(b"\x7fELF") else detect(head)  # most modules: plain ELF
         if comp is None:
