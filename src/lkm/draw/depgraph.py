@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 from lkm.draw import svg
 from lkm.errors import LkmError
@@ -53,31 +54,27 @@ MAX_ALIASES = 8
 MAX_REVERSE = 24
 
 
-class Node(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Node:
     """A box in the graph: ``kind`` focus, module, reverse, holder, alias, rule, missing,
     builtin or more (a count of what was left out)."""
 
-    __slots__ = ("id", "kind", "label", "detail")
-
-    def __init__(self, id: str, kind: str, label: str, detail: str = "") -> None:
-        self.id = id
-        self.kind = kind
-        self.label = label
-        self.detail = detail
+    id: str
+    kind: str
+    label: str
+    detail: str = ""
 
 
-class Edge(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Edge:
     """``kind`` dep, softdep-pre, softdep-post, alias, rule or holder; src -> dst reads
     "src needs / leads to / holds dst"."""
 
-    __slots__ = ("src", "dst", "kind", "label", "implied")
-
-    def __init__(self, src: str, dst: str, kind: str, label: str = "", implied: bool = False) -> None:
-        self.src = src
-        self.dst = dst
-        self.kind = kind
-        self.label = label
-        self.implied = implied
+    src: str
+    dst: str
+    kind: str
+    label: str = ""
+    implied: bool = False
 
 
 class Graph(Record):
@@ -418,24 +415,15 @@ NODE_GAP = 18
 MAX_ROW = 1300.0
 
 
-class Placed(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Placed:
     """Node centres and edge paths (lists of points: a polyline or a Bezier's control points)."""
 
-    __slots__ = ("pos", "paths", "width", "height", "engine")
-
-    def __init__(
-        self,
-        pos: dict[str, tuple[float, float]],
-        paths: dict[int, list[tuple[float, float]]],
-        width: float,
-        height: float,
-        engine: str,
-    ) -> None:
-        self.pos = pos
-        self.paths = paths
-        self.width = width
-        self.height = height
-        self.engine = engine
+    pos: dict[str, tuple[float, float]]
+    paths: dict[int, list[tuple[float, float]]]
+    width: float
+    height: float
+    engine: str
 
 
 def node_sizes(g: Graph) -> dict[str, tuple[float, float]]:

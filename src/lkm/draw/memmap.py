@@ -15,6 +15,7 @@ their guard pages, first fit; kmalloc: size classes) with their holes and fragme
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lkm.draw import svg
@@ -66,54 +67,38 @@ KIND_NAMES = {
 }
 
 
-class MapSection(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MapSection:
     """One section in memory: ``kind`` is x, r, ai, w, nb (zero-filled) or meta; ``estimated``
     when the size was inferred from the next section's address."""
 
-    __slots__ = ("name", "region", "address", "size", "perm", "kind", "align", "estimated")
-
-    def __init__(
-        self,
-        name: str,
-        region: str,
-        address: int,
-        size: int,
-        perm: str,
-        kind: str,
-        align: int = 0,
-        estimated: bool = False,
-    ) -> None:
-        self.name = name
-        self.region = region
-        self.address = address
-        self.size = size
-        self.perm = perm
-        self.kind = kind
-        self.align = align
-        self.estimated = estimated
+    name: str
+    region: str
+    address: int
+    size: int
+    perm: str
+    kind: str
+    align: int = 0
+    estimated: bool = False
 
 
-class MapRegion(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MapRegion:
     """A separately allocated region: its base, the bytes laid out and the bytes allocated."""
 
-    __slots__ = ("name", "base", "size", "alloc")
-
-    def __init__(self, name: str, base: int, size: int, alloc: int) -> None:
-        self.name = name
-        self.base = base
-        self.size = size
-        self.alloc = alloc
+    name: str
+    base: int
+    size: int
+    alloc: int
 
 
-class Marker(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Marker:
     """A symbol worth pointing at: 2.4's ``__insmod_*`` ksymoops symbols."""
 
-    __slots__ = ("name", "address", "kind")
-
-    def __init__(self, name: str, address: int, kind: str) -> None:
-        self.name = name
-        self.address = address
-        self.kind = kind
+    name: str
+    address: int
+    kind: str
 
 
 class MemoryMap(Record):

@@ -21,6 +21,7 @@ import errno
 import os
 import re
 import struct
+from dataclasses import dataclass
 
 from lkm.elf import ElfFile
 from lkm.elf.constants import (
@@ -84,16 +85,14 @@ NOLOAD_BASE = 0x12340000  # insmod -n: where the module is "loaded" without a ke
 GPL_LICENSES_24 = ("GPL", "GPL and additional rights", "Dual BSD/GPL", "Dual MPL/GPL")
 
 
-class LoadedModule24(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class LoadedModule24:
     """A module already in the kernel as query_module reports it: QM_INFO's address (its
     struct module) and QM_SYMBOLS' (name, value) pairs, names exactly as exported."""
 
-    __slots__ = ("name", "address", "symbols")
-
-    def __init__(self, name: str, address: int, symbols: list[tuple[str, int]]) -> None:
-        self.name = name
-        self.address = address
-        self.symbols = symbols
+    name: str
+    address: int
+    symbols: list[tuple[str, int]]
 
 
 class KernelSymbols24(Record):
@@ -180,15 +179,13 @@ class Insmod24Options(Record):
         self.args = args
 
 
-class MapSymbol(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MapSymbol:
     """A line of the ``-m`` map: final value, type letter, name."""
 
-    __slots__ = ("value", "type", "name")
-
-    def __init__(self, value: int, type: str, name: str) -> None:
-        self.value = value
-        self.type = type
-        self.name = name
+    value: int
+    type: str
+    name: str
 
 
 class LinkedImage24(Record):

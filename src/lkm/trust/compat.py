@@ -17,6 +17,7 @@ import errno
 import gzip
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from lkm.errors import InvalidModule, LkmError
 from lkm.link.resolve import same_magic
@@ -455,15 +456,13 @@ def check_modules(paths: Sequence[str], target: TargetKernel, *, enforce: bool =
 # weak-modules
 
 
-class WeakResult(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class WeakResult:
     """RHEL weak-modules: ``compatible`` modules (paths) linkable into the target's weak-updates,
     ``incompatible`` {path: [depmod-style reasons]}."""
 
-    __slots__ = ("compatible", "incompatible")
-
-    def __init__(self, compatible: list[str], incompatible: dict[str, list[str]]) -> None:
-        self.compatible = compatible
-        self.incompatible = incompatible
+    compatible: list[str]
+    incompatible: dict[str, list[str]]
 
 
 def weak_modules(paths: Sequence[str], symvers: Iterable[KernelSymbol]) -> WeakResult:
@@ -528,18 +527,16 @@ def depmod_symbol_reports(mods: dict[str, ModuleFile], kernel: dict[str, int | N
 # symvers diff
 
 
-class SymversChange(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class SymversChange:
     """One export that differs between kernels A and B: ``change`` added, removed, crc, gpl,
     namespace (one row per kind), with both sides' values."""
 
-    __slots__ = ("change", "name", "old", "new", "module")
-
-    def __init__(self, change: str, name: str, old: str, new: str, module: str) -> None:
-        self.change = change
-        self.name = name
-        self.old = old
-        self.new = new
-        self.module = module
+    change: str
+    name: str
+    old: str
+    new: str
+    module: str
 
 
 def _kind(s: KernelSymbol) -> str:
