@@ -1,11 +1,15 @@
-"""Record: the base of lkm's small immutable-by-convention data classes.
+"""Record: the base of lkm's small data classes on the start-up path.
 
 ``dataclasses`` and ``typing.NamedTuple`` cost several milliseconds of import time (inspect,
 typing), which is a third of a whole ``lkm modinfo one.ko`` run; a __slots__ class with its
 fields listed once is as clear and loads instantly.  Subclasses set ``__slots__`` to the field
 names, in order, and write a plain ``__init__``.
-"""
 
+Where it stays: the modules the timed start-up calls import (bench/run.py: the ELF and module
+readers, ``lkm.kernels``, ``lkm.moddir``, ``lkm.index``, modprobe's configuration and
+resolution, the kernel interface) and the records shared with them.  Everywhere else a plain
+record is ``@dataclass(slots=True, unsafe_hash=True)`` (the same equality, hash and repr).
+"""
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
