@@ -10,6 +10,7 @@ readers, ``lkm.kernels``, ``lkm.moddir``, ``lkm.index``, modprobe's configuratio
 resolution, the kernel interface) and the records shared with them.  Everywhere else a plain
 record is ``@dataclass(slots=True, unsafe_hash=True)`` (the same equality, hash and repr).
 """
+
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
