@@ -7,8 +7,10 @@ names, in order, and write a plain ``__init__``.
 
 Where it stays: the modules the timed start-up calls import (bench/run.py: the ELF and module
 readers, ``lkm.kernels``, ``lkm.moddir``, ``lkm.index``, modprobe's configuration and
-resolution, the kernel interface) and the records shared with them.  Everywhere else a plain
-record is ``@dataclass(slots=True, unsafe_hash=True)`` (the same equality, hash and repr).
+resolution, the kernel interface) and the records shared with them.  Elsewhere a plain record
+is ``@dataclass(slots=True, unsafe_hash=True)`` (the same equality, hash and repr): draw, link
+and trust.compat so far; oops (whose records' ``asdict`` feeds JSON), emulate, depmod and the
+model kernel still to convert.
 """
 
 from __future__ import annotations
