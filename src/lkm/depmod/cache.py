@@ -48,16 +48,11 @@ again byte for byte without decoding it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import sys
-from _blake2 import blake2b
-from array import array
-from itertools import accumulate, chain, compress
 
-import lkm
-from lkm.depmod.read import ModuleFacts, read_all
+from lkm.depmod.read import ModuleFacts
 
 CACHE_NAME = "modules.lkm-cache"
 FORMAT = 2
@@ -81,10 +76,14 @@ def file_key(path: str) -> Key | None:
 
 def digest(parts: list[str]) -> str:
     """A 128-bit BLAKE2b of NUL-joined strings (callers make the sequence unambiguous)."""
+    from _blake2 import blake2b
+
     return blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 
 def bytes_digest(data: bytes | memoryview) -> str:
+    from _blake2 import blake2b
+
     return blake2b(data, digest_size=16).hexdigest()
 
 
@@ -110,6 +109,7 @@ def facts_digest(f: ModuleFacts) -> bytes:
         parts.extend(map(str, f.export_crcs))
     if f.needed_crcs is not None:
         parts.extend(map(str, f.needed_crcs))
+    from _blake2 import blake2b
 
     return blake2b("\0".join(parts).encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
@@ -117,6 +117,10 @@ def facts_digest(f: ModuleFacts) -> bytes:
 def fingerprint() -> str:
     """Changes whenever the installed lkm code changes (size and mtime of every .py file),
     so that facts read by an older reader are never used by a newer one."""
+    from _blake2 import blake2b
+
+    import lkm
+
     stack = [os.path.dirname(os.path.abspath(lkm.__file__))]
     rows = [lkm.__version__]
     while stack:
@@ -255,10 +259,10 @@ class DepmodCache:
         paths = bytes(p).decode("utf-8", "surrogateescape").split("\0") if n else []
         if len(paths) != n:
             raise BadCache("bad path list")
-        keys = array("q")
-        keys.frombytes(k)
         if head[9] != sys.byteorder:
-            keys.byteswap()
+            raise BadCache("other byte order")  # written elsewhere: rebuilt, as any other
+        # (memoryview rather than array: array imports collections, ~2 ms of start-up)
+        keys = memoryview(bytes(k)).cast("q")
         self.paths = paths
         self.keys = list(zip(*[iter(keys.tolist())] * 5, strict=True))
         self.flags = bytearray(f)
@@ -284,6 +288,8 @@ class DepmodCache:
 
     def _decode_rows(self) -> list[ModuleFacts]:
         """Section B, checked against its digest and decoded on first need."""
+        from itertools import accumulate, compress
+
         if self._rows is not None:
             return self._rows
         if self._blob is None:
@@ -376,6 +382,8 @@ class DepmodCache:
 
     def _serialize(self) -> tuple[bytes, bytes, bytes | memoryview]:
         """The file in three parts (header, section A, section B), not joined."""
+        from itertools import chain
+        from struct import pack
 
         keep = self.keep
         paths = [self.paths[r] for r in keep]
@@ -409,7 +417,7 @@ class DepmodCache:
         parts.append("")
         p = "\0".join(paths).encode("utf-8", "surrogateescape")
         m = "\0".join(parts).encode("utf-8", "surrogateescape")
-        a = b"".join((p, array("q", keys).tobytes(), bytes(flags), b"".join(fdigs), m))
+        a = b"".join((p, pack(f"={len(keys)}q", *keys), bytes(flags), b"".join(fdigs), m))
         head = (
             f"{MAGIC} {FORMAT} {self.fp} {n} {len(p)} {len(m)} {len(b)} "
             f"{bytes_digest(a)} {b_digest} {sys.byteorder}\n"
@@ -453,6 +461,8 @@ class DepmodCache:
             pass
         finally:
             if tmp is not None:
+                import contextlib  # only here: ~1 ms of start-up for every run otherwise
+
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
 
@@ -489,6 +499,8 @@ class _Fields:
 
 
 def _section_b(facts: list[ModuleFacts], flags: list[bool]) -> str | None:
+    from itertools import chain
+
     weak = [tuple(f.weak) for f in facts]
     parts: list[str] = []
     for f, w in zip(facts, weak, strict=True):
@@ -551,6 +563,8 @@ class CachedRead:
     ) -> None:
         """``stats``: the stat of files already taken (since ``started_ns``, a time taken
         before any of them)."""
+        from lkm.depmod.read import read_all
+
         self.cache = cache
         trusted_before = started_ns - RACY_NS
         taken = list(map(stats.get, paths))
@@ -600,6 +614,8 @@ class CachedRead:
     def all_facts(self, paths: list[str], workers: int | None, crcs: bool) -> list[ModuleFacts]:
         """Every module's facts, decoding the cache's for the hits (or, should that fail,
         reading those files after all)."""
+        from lkm.depmod.read import read_all
+
         out = self.facts
         cache = self.cache
         try:

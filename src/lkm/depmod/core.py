@@ -11,19 +11,15 @@ Dependencies are sorted by a topological index: modules nobody uses first, taken
 from __future__ import annotations
 
 import os
-import stat
-import time
 
-from lkm.depmod.cache import CACHE_NAME, CachedRead, DepmodCache, digest
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
 from lkm.depmod.hash import MODULES_BUCKETS, hash_order
-from lkm.depmod.outputs import Tree, build_outputs, memo_inputs, output_key, recall_outputs
 from lkm.depmod.read import ModuleFacts, read_all
 from lkm.depmod.scan import Candidate, search_modules
 from lkm.errors import LkmError
 from lkm.modname import path_to_modname
 from lkm.record import Record
-from lkm.safeio import FileError, commit, discard, read_bytes, read_text, write_temp
+from lkm.safeio import read_bytes, read_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -204,6 +200,8 @@ def _order_modules(
         return hash_order(found, MODULES_BUCKETS)
     key = ""
     if cache is not None:
+        from lkm.depmod.cache import digest
+
         joined = "\n".join(found)
         if joined.count("\n") == len(found) - 1:  # no name holds a newline
             unc = "\n".join([c.uncrelpath or "" for c in found.values()])
@@ -369,6 +367,8 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
 
     cache = tree_key = None
     if opts.cache:
+        from lkm.depmod.cache import CACHE_NAME, DepmodCache
+
         cache = DepmodCache.load(os.path.join(dirname, CACHE_NAME))
     names = _order_modules(found, dirname, messages, cache)
     cands = [found[n] for n in names]
@@ -376,11 +376,15 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
     paths = [c.path for c in cands]
     on_disk: dict[str, tuple[int, ...]] = {}
     if cache is not None:
+        from lkm.depmod.cache import CachedRead
+
         cached = CachedRead(cache, paths, opts.workers, check_crcs, stats or {}, started_ns)
         n_read = cached.read
         tree_key = _tree_key(opts, cands, cached.fdigs, kernel_syms, prefix, check_crcs)
         if not (errsyms or opts.verbose) and tree_key == cache.tree:
             # Nothing any builder reads has changed: last run's files, if still on disk.
+            from lkm.depmod.outputs import recall_outputs
+
             on_disk.clear()
             recalled = recall_outputs(cache, dirname, opts.binaries, opts.warn_dups, on_disk)
             if recalled is not None:
@@ -414,10 +418,13 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
         exc.messages[:0] = messages
         exc.cache = cache
         raise
+    from lkm.depmod.outputs import Tree, build_outputs
 
     tree = Tree(mods, sort_idx, symbols, dirname, opts.warn_dups, opts.binaries)
     memo = None
     if cache is not None:
+        from lkm.depmod.outputs import memo_inputs
+
         memo = (cache, memo_inputs(tree, [n for n, _c in kernel_syms or ()], prefix))
     on_disk.clear()
     outputs = build_outputs(tree, opts.workers, messages, memo, on_disk)
@@ -428,6 +435,8 @@ def depmod(opts: DepmodOptions) -> DepmodResult:
 
 
 def _now_ns() -> int:
+    import time
+
     return time.time_ns()
 
 
@@ -441,6 +450,8 @@ def _tree_key(
 ) -> str:
     """A digest of everything the output builders read but modules.builtin*: the options,
     the kernel's symbols, and each module's name, path and facts, in kmod's order."""
+    from lkm.depmod.cache import digest
+
     ks = kernel_syms or []
     parts = [
         modules_dirname(opts.basedir, opts.release),
@@ -514,6 +525,10 @@ def _refresh(path: str, key: tuple[int, ...], size: int) -> bool:
     writing it again: only if it is still the very file whose bytes were checked (same stat
     key: inode, size, times, mode, owner, one link) and a regular file of that size.  The
     result on disk is the same as kmod's fresh file: those bytes, modified now."""
+    import stat
+
+    from lkm.depmod.outputs import output_key
+
     try:
         st = os.lstat(path)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size != size or output_key(st) != key:
@@ -533,6 +548,8 @@ def write_outputs(result: DepmodResult) -> None:
     with a unique name in the directory (O_EXCL|O_NOFOLLOW: a planted symlink is never
     followed), fsync-ed; then each renamed over its name, so no reader ever sees a partial
     file.  On any error every temporary is removed."""
+    from lkm.safeio import FileError, commit, discard, write_temp
+
     dirname = result.dirname
     tmps: list[tuple[str, str]] = []
     try:

@@ -6,20 +6,17 @@ the order kmod emits them while writing its files one after the other.
 from __future__ import annotations
 
 import os
-import stat as st_mod
-from collections.abc import Callable, Sequence
 
-from lkm.depmod.cache import bytes_digest, digest
 from lkm.depmod.config import ERROR, WARNING
 from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
-from lkm.depmod.trie import IndexBuilder
 from lkm.modname import path_to_modname
-from lkm.parallel import map_chunks
 from lkm.record import Record
 from lkm.safeio import read_bytes, read_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from lkm.depmod.cache import DepmodCache
     from lkm.depmod.core import Module
 
@@ -112,6 +109,7 @@ def _all_deps(mods: list[Module], sort_idx: list[int]) -> list[list[Module]]:
 
 def build_dep(t: Tree, msgs: Messages) -> Files:
     lines = []
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
 
     idx = IndexBuilder()
     for m, deps in zip(t.mods, _all_deps(t.mods, t.sort_idx), strict=True):
@@ -127,6 +125,7 @@ def build_dep(t: Tree, msgs: Messages) -> Files:
 
 def build_alias(t: Tree, msgs: Messages) -> Files:
     lines = ["# Aliases extracted from modules themselves.\n"]
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
 
     idx = IndexBuilder()
     for m in t.mods:
@@ -152,6 +151,7 @@ def build_softdep(t: Tree, msgs: Messages) -> Files:
 
 def build_symbols(t: Tree, msgs: Messages) -> Files:
     lines = ["# Aliases for symbols, used by symbol_request().\n"]
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
 
     idx = IndexBuilder()
     symbols = t.symbols
@@ -224,6 +224,8 @@ def memo_inputs(t: Tree, kernel_names: list[str], prefix: str) -> dict[int, str]
     """Per builder (index into BUILDERS), a digest of everything it reads; builders that are
     cheaper to run than to check have none.  Lists are preceded by their lengths and no
     string holds a NUL, so two different inputs never give the same sequence of fields."""
+    from lkm.depmod.cache import digest
+
     mods = t.mods
     flags = [t.dirname, str(t.warn), str(t.binaries)]
     dep = ["dep", *flags]
@@ -259,6 +261,8 @@ OnDisk = dict[str, tuple[int, ...]]  # output name -> stat key of the checked fi
 def read_output(path: str) -> tuple[bytes, tuple[int, ...]] | None:
     """An output file's bytes and its stat key (size, mtime, ctime, inode, device, mode,
     owner), if it is a regular file (never through a symbolic link: kmod replaces a link)."""
+    import stat as st_mod
+
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -304,6 +308,8 @@ def _recall(
     """The files builder ``i`` wrote last time, if its inputs are the same and every file on
     disk is still exactly what it wrote (checked by content: its digest); ``on_disk`` gets
     the stat keys of those files."""
+    from lkm.depmod.cache import bytes_digest
+
     memo = cache.memos.get(i)
     if memo is None or memo[0] != key:
         return None
@@ -344,6 +350,8 @@ def recall_outputs(
 
 
 def _builtin_key(dirname: str, binaries: bool, warn: bool) -> str:
+    from lkm.depmod.cache import bytes_digest, digest
+
     builtin = ["builtin", dirname, str(warn), str(binaries)]
     for name in ("modules.builtin", "modules.builtin.modinfo"):
         try:
@@ -364,6 +372,7 @@ def build_outputs(
     """Every output file in kmod's order; messages appended in kmod's order.  With ``memo``
     (the cache and each builder's input digest), a builder whose inputs and files are
     unchanged is not run, and the cache learns what the others wrote."""
+    from lkm.parallel import map_chunks
 
     def run(groups: Sequence[tuple[int, ...]]) -> list[tuple[int, Files, Messages]]:
         out = []
@@ -388,6 +397,8 @@ def build_outputs(
         results.extend(part)
     results.sort(key=lambda r: r[0])
     if memo is not None:
+        from lkm.depmod.cache import bytes_digest
+
         cache, keys = memo
         cache.dirty = True
         cache.memos = {
@@ -426,6 +437,7 @@ def _builtin_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
             (WARNING, f"could not open modules.builtin at {dirname}: {os.strerror(exc.errno or 0)}")
         )
         return b""
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
 
     idx = IndexBuilder()
     for line in lines:
@@ -467,6 +479,7 @@ def _builtin_alias_bin(dirname: str, messages: list[tuple[str, str]]) -> bytes:
         return b""
     if not groups:
         return b""
+    from lkm.depmod.trie import IndexBuilder  # not needed to recall outputs
 
     idx = IndexBuilder()
     for name, info in groups:
