@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from lkm.compress import COMPRESSIONS, decompress
 from lkm.errors import LkmError
 
 if TYPE_CHECKING:
@@ -490,8 +491,6 @@ def decode_blob(data: object, what: str, path: str | None = None) -> bytes:
         if not isinstance(data, bytes):
             raise TypeError("not a blob")
         if data.startswith(ZSTD_MAGIC):
-            from lkm.compress import COMPRESSIONS, decompress
-
             return decompress(data, next(c for c in COMPRESSIONS if c.magic == ZSTD_MAGIC))
         return zlib.decompress(data)
     except (zlib.error, TypeError, LkmError) as exc:
