@@ -26,11 +26,11 @@ def test_arm64_image_exports_match_kallsyms(corpus_trees) -> None:  # type: igno
         running.setdefault(name, int(a, 16))
     exports = raw_image_exports(decompress_kernel_image(tree.vmlinuz.read_bytes()))
     assert len(exports) > 10000
-    listed = [(off, name) for off, name, _gpl in exports if name in running]
+    listed = [(x.offset, x.name) for x in exports if x.name in running]
     _base, agree = Counter(running[n] - off for off, n in listed).most_common(1)[0]
     # A few names are also static symbols elsewhere (kallsyms lists those first).
     assert agree >= 0.995 * len(listed), f"{len(listed) - agree} of {len(listed)} exports disagree"
-    assert sum(gpl for _, _, gpl in exports) > 1000  # __ksymtab_gpl found after __ksymtab
+    assert sum(x.gpl_only for x in exports) > 1000  # __ksymtab_gpl found after __ksymtab
 
 
 @pytest.mark.corpus
@@ -62,3 +62,44 @@ def test_arm64_image_symbols_carry_the_exports(corpus_trees) -> None:  # type: i
     assert core == [
         tuple(ln.split()[1:3]) for ln in guest_kallsyms(tree).read_text().splitlines()[: len(core)]
     ]
+
+
+@pytest.mark.corpus
+def test_arm64_image_exports_equal_what_the_modules_import(corpus_trees) -> None:  # type: ignore[no-untyped-def]
+    """The arm64 Image's exports, CRCs and namespaces against its own tree's modules: every
+    symbol a module imports (its __versions entry, made by modpost from the kernel's
+    Module.symvers) and no module exports is an export of the image with that CRC, and a
+    module using a core export that has a namespace imports that namespace.  No name is read
+    twice (a stray 12-byte-shaped run would repeat or mangle names)."""
+    from lkm.module.file import ModuleFile
+    from lkm.symbols.image import decompress_kernel_image
+    from lkm.symbols.ksymtab import raw_image_exports
+
+    tree = next((t for t in corpus_trees if t.arch == "arm64"), None)
+    require(tree is not None and tree.vmlinuz is not None, "arm64 corpus tree missing")
+    exports = raw_image_exports(decompress_kernel_image(tree.vmlinuz.read_bytes()))
+    names = [x.name for x in exports]
+    assert len(names) == len(set(names))
+    core = {x.name: x for x in exports}
+    imported: dict[str, int] = {}
+    from_modules: set[str] = set()
+    uses: list[tuple[set[str], list[str]]] = []  # per module: import_ns, symbols imported
+    for path in sorted(tree.modules_dir.rglob("*.ko*")):
+        with ModuleFile.open(path) as m:
+            imported.update(m.versions)
+            from_modules.update(e.name for e in m.exports)
+            uses.append((set(m.import_ns), [n for n, _crc in m.versions]))
+    wanted = {n: crc for n, crc in imported.items() if n not in from_modules and n != "module_layout"}
+    assert len(wanted) > 5000
+    missing = sorted(set(wanted) - set(core))
+    assert not missing, f"{len(missing)} imported symbols are not exports of the image: {missing[:5]}"
+    wrong = sorted(n for n, crc in wanted.items() if core[n].crc != crc)
+    assert not wrong, f"{len(wrong)} CRCs differ from the modules' __versions: {wrong[:5]}"
+    # A module using a namespaced export imports the namespace (modpost insists; the kernel
+    # refuses the module otherwise): the namespaces read must be the ones imported.
+    used = [(ns, core[n].namespace) for ns, syms in uses for n in syms if n in wanted and core[n].namespace]
+    assert len(used) > 100
+    assert all(x in ns for ns, x in used), sorted({x for ns, x in used if x not in ns})
+    gpl = [x.gpl_only for x in exports]
+    assert gpl == sorted(gpl)  # __ksymtab, then __ksymtab_gpl
+    assert 1000 < sum(gpl) < len(gpl)

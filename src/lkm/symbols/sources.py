@@ -320,6 +320,9 @@ def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSy
 
 
 IMAGE_SYMBOLS = "image-symbols"  # lkm.cache kind
+#: Part of the cache key: bumped when the symbols derived from an image change (2: arm64
+#: exports with CRCs and namespaces, stray __ksymtab-shaped runs left out).
+IMAGE_SYMBOLS_REVISION = "r2"
 
 
 def image_symbols(
@@ -334,7 +337,7 @@ def image_symbols(
     before (keyed by its SHA-256), else recovered and stored there."""
     from lkm import cache as store
 
-    key = store.content_key(data, arch or "auto") if cache else ""
+    key = store.content_key(data, arch or "auto", IMAGE_SYMBOLS_REVISION) if cache else ""
     if cache:
         hit = _symbols_from_payload(store.get(IMAGE_SYMBOLS, key))
         if hit is not None:
@@ -434,8 +437,9 @@ def _recover_image_symbols(data: bytes, path: str | None, arch: str | None) -> t
 
 def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSymbol]:
     """``syms`` (kallsyms order) with the exports of a raw image's __ksymtab/__ksymtab_gpl
-    (:func:`lkm.symbols.ksymtab.raw_image_exports`): their addresses are image offsets plus
-    the load address, the one most (name, kallsyms address) pairs agree on.  An export
+    (:func:`lkm.symbols.ksymtab.raw_image_exports`, with their CRCs and namespaces): their
+    addresses are image offsets plus the load address, the one most (name, kallsyms address)
+    pairs agree on.  An export
     kallsyms lists at that address is marked exported; one whose name it does not list at all
     (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
     from collections import Counter
@@ -450,9 +454,9 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     for i, s in enumerate(syms):
         first.setdefault(s.name, i)
     votes = Counter(
-        syms[first[name]].address - off  # type: ignore[operator]
-        for off, name, _gpl in exports
-        if name in first and syms[first[name]].address is not None
+        syms[first[x.name]].address - x.offset  # type: ignore[operator]
+        for x in exports
+        if x.name in first and syms[first[x.name]].address is not None
     )
     if not votes:
         return syms
@@ -461,14 +465,14 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     at: dict[tuple[str, int | None], int] = {}
     for i, s in enumerate(syms):
         at.setdefault((s.name, s.address), i)
-    for off, name, gpl in exports:
-        addr = base + off
-        i = at.get((name, addr))  # type: ignore[assignment]
+    for x in exports:
+        addr = base + x.offset
+        i = at.get((x.name, addr))  # type: ignore[assignment]
         if i is not None:
             s = out[i]
-            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, gpl, s.crc, s.namespace)
-        elif name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
-            out.append(KernelSymbol(name, addr, None, None, True, gpl))
+            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, x.gpl_only, x.crc, x.namespace)
+        elif x.name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
+            out.append(KernelSymbol(x.name, addr, None, None, True, x.gpl_only, x.crc, x.namespace))
     return out
 
 
