@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterable
 
+    from lkm.symbols.ksymtab import RawExport
+
 FORMATS = ("system.map", "kallsyms", "ksyms", "module.symvers", "vmlinux", "kernel-image")
 
 _NAMES = {
@@ -442,8 +444,6 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     pairs agree on.  An export
     kallsyms lists at that address is marked exported; one whose name it does not list at all
     (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
-    from collections import Counter
-
     from lkm.symbols.ksymtab import raw_image_exports
 
     try:
@@ -453,14 +453,9 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     first: dict[str, int] = {}
     for i, s in enumerate(syms):
         first.setdefault(s.name, i)
-    votes = Counter(
-        syms[first[x.name]].address - x.offset  # type: ignore[operator]
-        for x in exports
-        if x.name in first and syms[first[x.name]].address is not None
-    )
-    if not votes:
+    base = raw_load_address(exports, syms)
+    if base is None:
         return syms
-    base, _n = votes.most_common(1)[0]
     out = list(syms)
     at: dict[tuple[str, int | None], int] = {}
     for i, s in enumerate(syms):
@@ -474,6 +469,19 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
         elif x.name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
             out.append(KernelSymbol(x.name, addr, None, None, True, x.gpl_only, x.crc, x.namespace))
     return out
+
+
+def raw_load_address(exports: list[RawExport], syms: list[KernelSymbol]) -> int | None:
+    """The address of a raw image's first byte: the one most (export offset, kallsyms address
+    of that name) pairs agree on; None when kallsyms lists none of the exports."""
+    from collections import Counter
+
+    first: dict[str, int | None] = {}
+    for s in syms:
+        if s.type is not None:
+            first.setdefault(s.name, s.address)
+    votes = Counter(a - x.offset for x in exports if (a := first.get(x.name)) is not None)
+    return votes.most_common(1)[0][0] if votes else None
 
 
 def _parse_vmlinux(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
