@@ -103,3 +103,59 @@ def test_arm64_image_exports_equal_what_the_modules_import(corpus_trees) -> None
     gpl = [x.gpl_only for x in exports]
     assert gpl == sorted(gpl)  # __ksymtab, then __ksymtab_gpl
     assert 1000 < sum(gpl) < len(gpl)
+
+
+def _raw_image(seed: int) -> tuple[bytes, list[tuple[int, str, bool, int, str | None]]]:
+    """A raw image laid out as vmlinux.lds.h lays out a PREL32 kernel: __ksymtab (sorted),
+    __ksymtab_gpl (sorted), __kcrctab + __kcrctab_gpl, __ksymtab_strings; before them a run of
+    entry-shaped words whose name fields also point into the strings, in no order (as other
+    PREL32 tables do).  Returns the image and the exports (value offset, name, GPL, CRC,
+    namespace) it holds."""
+    import random
+    import struct
+
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz_"
+    names = sorted({"".join(rng.choice(letters) for _ in range(rng.randrange(4, 20))) for _ in range(1500)})
+    plain = sorted(rng.sample(names, 600))
+    gpl = sorted(rng.sample([n for n in names if n not in plain], 500))
+    namespaces = ["CXL", "USB_STORAGE"]
+    strings = b"".join(n.encode() + b"\0" for n in names + namespaces)
+    image = bytearray(rng.randbytes(200_000))  # code before the tables
+    stray_at = len(image)
+    image += bytes(12 * 100) + rng.randbytes(4000)
+    table_at = len(image)
+    entries = [(n, False) for n in plain] + [(n, True) for n in gpl]
+    crc_at = table_at + 12 * len(entries)
+    strings_at = crc_at + 4 * len(entries)
+    image += bytes(strings_at - table_at) + strings + rng.randbytes(3000)
+    where = {}
+    pos = strings_at
+    for n in names + namespaces:
+        where[n] = pos
+        pos += len(n) + 1
+    for i in range(100):  # the stray run: random names, unsorted
+        p = stray_at + 12 * i
+        struct.pack_into("<iii", image, p, rng.randrange(-1000, 1000), where[rng.choice(names)] - (p + 4), 0)
+    out = []
+    for i, (n, is_gpl) in enumerate(entries):
+        p = table_at + 12 * i
+        value = rng.randrange(0, 150_000) & ~3
+        ns = rng.choice([None, None, None, *namespaces])
+        crc = rng.getrandbits(32)
+        ns_rel = where[ns] - (p + 8) if ns else 0
+        struct.pack_into("<iii", image, p, value - p, where[n] - (p + 4), ns_rel)
+        struct.pack_into("<I", image, crc_at + 4 * i, crc)
+        out.append((value, n, is_gpl, crc, ns))
+    return bytes(image), out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_raw_exports_sorted_tables_crcs_namespaces(seed: int) -> None:
+    """The generator's ground truth: every export of the tables with its value, GPL flag
+    (where the sorted order restarts), CRC and namespace; the unsorted run is not one."""
+    from lkm.symbols.ksymtab import raw_image_exports
+
+    image, want = _raw_image(seed)
+    got = raw_image_exports(image)
+    assert [(x.offset, x.name, x.gpl_only, x.crc, x.namespace) for x in got] == want

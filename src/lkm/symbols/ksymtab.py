@@ -33,6 +33,7 @@ _IDENT = re.compile(rb"(?:[A-Za-z0-9_.$]+\0){1000,}")
 _FIRST = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _SLACK = 1 << 16
 _NAME_LIMIT = 512  # KSYM_NAME_LEN
+_CRC_SLACK = 64
 
 
 class RawExport(Record):
@@ -164,10 +165,12 @@ def _export_tables(image: bytes, runs: list[list[int]]) -> list[tuple[list[int],
 
 
 def _crcs(image: bytes, after: int, count: int, strings: int) -> list[int] | None:
-    """__kcrctab + __kcrctab_gpl: *count* u32 between the tables' end and the strings."""
-    for at in range((after + 3) & ~3, min(strings, after + 64) + 1, 4):
-        if strings - (at + 4 * count) in range(0, 64):
-            return list(struct.unpack_from(f"<{count}I", image, at))
+    """__kcrctab + __kcrctab_gpl: *count* u32 from the tables' end (aligned), ending where the
+    strings begin.  The strings area as found may start a few bytes early (the last CRCs' bytes
+    can read as an identifier and its NUL), hence the slack on both sides."""
+    at = (after + 3) & ~3
+    if at + 4 * count <= len(image) and -_CRC_SLACK <= strings - (at + 4 * count) < _CRC_SLACK:
+        return list(struct.unpack_from(f"<{count}I", image, at))
     return None
 
 
