@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lkm.symbols.elfwrite import ImageSection, kernel_elf
-from lkm.symbols.table import KernelSymbol
+from lkm.symbols.symbol import KernelSymbol
 
 from support import lkm_cmd, require
 

@@ -7,14 +7,20 @@ from __future__ import annotations
 import sys
 
 from lkm.arch import by_name as arch_by_name
+from lkm.cli.backend import split_backend
+from lkm.cli.jsonout import kallsyms_lines, kernel_symbol, line
 from lkm.cli.progress import progress
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
-from lkm.safeio import read_bytes
+from lkm.kernel.model import ModelKernel
+from lkm.safeio import read_bytes, write_file
+from lkm.symbols.elfwrite import image_sections, kernel_elf
+from lkm.symbols.image import decompress_kernel_image
+from lkm.symbols.sources import image_symbols
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from lkm.symbols.table import KernelSymbol
+    from lkm.symbols.symbol import KernelSymbol
 
 TOOL = Tool(
     "kallsyms",
@@ -46,21 +52,15 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import split_backend
-
     model, state, args = split_backend(args)
     as_json = "--json" in args
     if model and not [a for a in args if a != "--json"]:  # a model kernel's /proc/kallsyms
-        from lkm.kernel.model import ModelKernel
-
         try:
             text = ModelKernel(state).kallsyms()
         except LkmError as exc:
             sys.stderr.write(f"{prog}: ERROR: {exc}\n")
             return 1
         if as_json:
-            from lkm.cli.jsonout import kallsyms_lines
-
             text = kallsyms_lines(text)
         sys.stdout.write(text)
         return 0
@@ -76,7 +76,6 @@ def run(prog: str, args: list[str]) -> int:
     if image is None or operands:
         sys.stderr.write(f"{prog}: --from-image IMAGE (or a model kernel) is needed\n")
         return 1
-    from lkm.symbols.sources import image_symbols
 
     try:
         try:
@@ -90,8 +89,6 @@ def run(prog: str, args: list[str]) -> int:
         spec = arch_by_name(arch)
         width = (spec.bits if spec is not None else 64) // 4
         if as_json:
-            from lkm.cli.jsonout import kernel_symbol, line
-
             text = "".join(line("symbol", **kernel_symbol(s)) for s in syms)
         else:
             listed = (s for s in syms if s.type is not None)  # exports kallsyms lacks: JSON only
@@ -106,10 +103,6 @@ def run(prog: str, args: list[str]) -> int:
 def write_elf(out: str, data: bytes, arch: str, syms: list[KernelSymbol]) -> None:
     """``--elf OUT``: the image's memory and symbols as an ELF file, written whole or not at all
     (a unique O_EXCL temporary beside OUT, fsync, rename)."""
-    from lkm.safeio import write_file
-    from lkm.symbols.elfwrite import image_sections, kernel_elf
-    from lkm.symbols.image import decompress_kernel_image
-
     kernel = decompress_kernel_image(data)
     blob = kernel_elf(arch, image_sections(kernel, syms), syms)
     try:

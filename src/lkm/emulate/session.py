@@ -14,12 +14,21 @@ that history in a state file and replays it before each new command (see lkm.cli
 
 from __future__ import annotations
 
+import base64
+import binascii
+import bisect
+import hashlib
+import json
 import os
 import shlex
 import sys
+from array import array
 from collections.abc import Sequence
 
+from lkm import cache as store
 from lkm.emulate.arch import ARCHES
+from lkm.emulate.base.bus import attach
+from lkm.emulate.base.irq import advance, raise_irq
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.hw import Access, hw_of
 from lkm.emulate.kernel import BaseKernel, SymbolSpace, TraceEntry
@@ -28,8 +37,11 @@ from lkm.emulate.module import InitResult, arch_for, load, run_exit, run_init
 from lkm.emulate.params import ParamError, apply_params
 from lkm.emulate.state import KernelState
 from lkm.errors import LkmError
+from lkm.link.output import write_atomic
 from lkm.module.file import ModuleFile
 from lkm.record import Record, cached
+from lkm.safeio import read_bytes, read_text
+from lkm.symbols.table import SymbolTable
 
 
 class CommandError(LkmError):
@@ -66,8 +78,6 @@ def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
     /proc/kallsyms-format file (or any file lkm.symbols reads) named by $LKM_EMULATE_KALLSYMS,
     for x86_64; None (synthetic symbols) when it is unset or empty.  Nothing else is read
     implicitly: no cache, no corpus."""
-    from lkm.symbols.table import SymbolTable
-
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
     spec = ARCHES.get(arch)
     if not env or spec is None or not spec.amd64_tables:
@@ -117,7 +127,6 @@ class Session:
             self.kernel = BaseKernel(
                 arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=mb
             )
-            from lkm.emulate.base.bus import attach
 
             attach(self.kernel, self.devices)
         elif self.kernel.arch.name != arch.split("-")[0]:
@@ -208,8 +217,6 @@ class Session:
     def hardware(self, verb: str, n: int) -> Outcome:
         """``irq N``: interrupt line N fires (value: handlers that handled it); ``advance MS``:
         the virtual clock moves MS milliseconds on (value: timer callbacks run)."""
-        from lkm.emulate.base.irq import advance, raise_irq
-
         k = self.k
         mark = self._mark()
         try:
@@ -318,10 +325,6 @@ def _symbols_kind(session: Session) -> str:
 
 def save_state(path: str, session: Session) -> None:
     """The session as its command history (JSON), written atomically."""
-    import json
-
-    from lkm.link.output import write_atomic
-
     data = {
         "version": STATE_VERSION,
         "symbols": _symbols_kind(session),
@@ -336,10 +339,6 @@ def save_state(path: str, session: Session) -> None:
 
 def load_state(path: str) -> Session:
     """Replay a state file's history into a fresh session (the outcomes are discarded)."""
-    import json
-
-    from lkm.safeio import read_text
-
     text = read_text(path, limit=64 << 20)
     try:
         data = json.loads(text)
@@ -405,8 +404,6 @@ class _Lookup:
         self.types = types
 
     def lookup(self, name: str) -> _Found | None:
-        import bisect
-
         i = bisect.bisect_left(self.names, name)
         if i == len(self.names) or self.names[i] != name:
             return None
@@ -429,15 +426,11 @@ class CompactSymbolSpace(SymbolSpace):
         addrs, names, types = self.entry_columns
         split = names.split("\n") if names else []
         if not len(addrs) == len(split) == len(types):
-            from lkm.errors import LkmError
-
             raise LkmError("damaged session-symbols cache entry")
         return list(zip(addrs, split, types, strict=True))
 
 
 def _columns(space: SymbolSpace) -> dict[str, object]:
-    import base64
-    from array import array
 
     table = space.table
     names = sorted({s.name for s in table if s.module is None})
@@ -464,8 +457,6 @@ def _columns(space: SymbolSpace) -> dict[str, object]:
 
 
 def _digest(columns: list[object]) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for c in columns:
         h.update(str(c).encode("utf-8", "surrogateescape") + b"\0")
@@ -473,9 +464,6 @@ def _digest(columns: list[object]) -> str:
 
 
 def _from_columns(p: object) -> CompactSymbolSpace | None:
-    import base64
-    import binascii
-    from array import array
 
     if not isinstance(p, dict):
         return None
@@ -509,11 +497,6 @@ def _from_columns(p: object) -> CompactSymbolSpace | None:
 def kernel_symbols(files: list[str]) -> SymbolSpace:
     """The SymbolSpace of a session's kernel files: from lkm.cache when these files' contents
     were read before (keyed by their SHA-256), else read (SymbolTable.from_files) and cached."""
-    import hashlib
-
-    from lkm import cache as store
-    from lkm.safeio import read_bytes
-    from lkm.symbols.table import SymbolTable
 
     digest = hashlib.sha256()
     try:

@@ -47,9 +47,12 @@ from lkm.elf.constants import (
     STT_NOTYPE,
     STT_OBJECT,
 )
+from lkm.elf.file import ElfFile
 from lkm.errors import LkmError
 from lkm.record import Record
-from lkm.symbols.table import KernelSymbol
+from lkm.symbols.ksymtab import raw_image_exports
+from lkm.symbols.sources import raw_load_address
+from lkm.symbols.symbol import KernelSymbol
 
 ET_EXEC = 2
 PT_LOAD = 1
@@ -80,8 +83,6 @@ def image_sections(kernel: bytes, symbols: Sequence[KernelSymbol]) -> list[Image
     """The memory of a decompressed kernel (:func:`lkm.symbols.image.decompress_kernel_image`):
     an ELF vmlinux's allocated sections, or a raw Image placed at its ``_text``."""
     if kernel[:4] == b"\x7fELF":
-        from lkm.elf.file import ElfFile
-
         elf = ElfFile(kernel)
         out = []
         for s in elf.sections:
@@ -90,9 +91,6 @@ def image_sections(kernel: bytes, symbols: Sequence[KernelSymbol]) -> list[Image
             data = None if s.type == SHT_NOBITS else elf.section_bytes(s)
             out.append(ImageSection(s.name, s.addr, s.size, s.flags, max(1, s.addralign), data))
         return out
-    from lkm.symbols.ksymtab import raw_image_exports
-    from lkm.symbols.sources import raw_load_address
-
     where = {s.name: s.address for s in symbols if s.type is not None and s.address is not None}
     text = where.get("_text")
     if text is None:  # arm64's kallsyms starts at _stext: place the image by its exports

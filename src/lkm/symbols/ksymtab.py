@@ -27,6 +27,8 @@ from itertools import pairwise
 from lkm.errors import LkmError
 from lkm.record import Record
 
+__all__ = ["raw_image_exports"]
+
 _ENTRY = 12
 _MIN_RUN = 64  # a real export table has thousands of entries
 _IDENT = re.compile(rb"(?:[A-Za-z0-9_.$]+\0){1000,}")
