@@ -169,6 +169,36 @@ def _rtnl_register_module(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
+RTNL_HANDLER_SIZE = 40  # struct rtnl_msg_handler: owner, protocol, msgtype, doit, dumpit, flags
+
+
+@kfunc("__rtnl_register_many", "__rtnl_unregister_many", nargs=2)
+def _rtnl_register_many(k: BaseKernel, c: TrapCall) -> int:
+    """__rtnl_register_many(handlers, n): each handler registered as rtnl_register_module
+    does (int protocol at 8, msgtype at 12, doit, dumpit); unregister: each one removed."""
+    m = k.machine
+    tab = table(k, "rtnl-handlers")
+    for i in range(min(c.arg(1) & 0xFFFFFFFF, 4096)):
+        h = c.arg(0) + i * RTNL_HANDLER_SIZE
+        key = (m.read_int(h + 8, 4) & 0xFF, m.read_int(h + 12, 4) & 0xFFFF)
+        if c.name == "__rtnl_register_many":
+            tab[key] = (m.read_word(h + 16), m.read_word(h + 24), k.current)
+        else:
+            tab.pop(key, None)
+    return 0
+
+
+@kfunc("rtnl_af_register", "rtnl_af_unregister", nargs=1)
+def _rtnl_af_register(k: BaseKernel, c: TrapCall) -> int:
+    """rtnl_af_register(ops) / rtnl_af_unregister(ops): the address family's link ops are
+    on / off rtnl_af_ops (void in 6.1)."""
+    if c.name == "rtnl_af_register":
+        register(k, "rtnl-af", c.arg(0))
+    else:
+        unregister(k, "rtnl-af", c.arg(0))
+    return 0
+
+
 @kfunc("rtnl_unregister", nargs=2)
 def _rtnl_unregister(k: BaseKernel, c: TrapCall) -> int:
     """rtnl_unregister(protocol, msgtype): -ENOENT when no handler is set."""
@@ -613,6 +643,18 @@ def _xfrm_input_unregister_afinfo(k: BaseKernel, c: TrapCall) -> int:
 def _nfs_ssc_register(k: BaseKernel, c: TrapCall) -> int:
     """nfs_ssc_register(ops): the NFS server-to-server copy client table's ops (void)."""
     table(k, "nfs-ssc")["ops"] = c.arg(0) if c.name == "nfs_ssc_register" else 0
+    return 0
+
+
+@kfunc("nfs42_ssc_register", "nfs42_ssc_unregister", nargs=1)
+def _nfs42_ssc_register(k: BaseKernel, c: TrapCall) -> int:
+    """nfs42_ssc_register(ops): nfs4_ssc_client_tbl.ssc_nfs4_ops = ops (fs/nfs_common/
+    nfs_ssc.c, void); unregister clears it when it is those ops."""
+    tab = table(k, "nfs-ssc")
+    if c.name == "nfs42_ssc_register":
+        tab["nfs4-ops"] = c.arg(0)
+    elif tab.get("nfs4-ops") == c.arg(0):
+        tab["nfs4-ops"] = 0
     return 0
 
 
