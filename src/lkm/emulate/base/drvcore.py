@@ -572,3 +572,27 @@ def _device_bind_driver(k: BaseKernel, c: TrapCall) -> int:
     drv = k.machine.read_word(dev + lay["device_driver"])
     table(k, "bound-devices")[dev] = drv
     return 0
+
+
+# -- managed regions (kernel/resource.c) ----------------------------------------------------------------
+@kfunc("__devm_request_region", nargs=5)
+def _devm_request_region(k: BaseKernel, c: TrapCall) -> int:
+    """__devm_request_region(dev, parent, start, n, name): __request_region(parent, start, n,
+    name, 0) -- the region, or NULL when something in this kernel holds part of it -- released
+    with the device (devres)."""
+    from lkm.emulate.base.devices import IORESOURCE_BUSY, RESOURCE_SIZE
+
+    parent, start, n, name = c.arg(1), c.arg(2), c.arg(3), c.arg(4)
+    end = start + n - 1
+    for p, s, e, _res in k.state.regions:
+        if p == parent and s <= end and start <= e:
+            return 0
+    res = zalloc(k, RESOURCE_SIZE)
+    if not res:
+        return 0
+    m = k.machine
+    for off, value in ((0, start), (8, end), (16, name), (24, IORESOURCE_BUSY), (40, parent)):
+        m.write_word(res + off, value)
+    k.state.regions.append((parent, start, end, res))
+    table(k, "devres")[res] = c.arg(0)
+    return res
