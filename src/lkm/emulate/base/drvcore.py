@@ -596,3 +596,62 @@ def _devm_request_region(k: BaseKernel, c: TrapCall) -> int:
     k.state.regions.append((parent, start, end, res))
     table(k, "devres")[res] = c.arg(0)
     return res
+
+
+# -- GPIO descriptors (drivers/gpio/gpiolib.c) ------------------------------------------------------
+ENOENT = 2
+
+
+@kfunc("gpiod_get", "devm_gpiod_get", "gpiod_get_optional", "devm_gpiod_get_optional", nargs=3)
+def _gpiod_get(k: BaseKernel, c: TrapCall) -> int:
+    """gpiod_get(dev, con_id, flags): QEMU's PC describes no GPIO for any device (no GPIO
+    controller, no GpioIo resources in its DSDT, no lookup tables), so gpiod_find finds none:
+    ERR_PTR(-ENOENT); the _optional variants turn that into NULL."""
+    return 0 if c.name.endswith("_optional") else err_ptr(k, ENOENT)
+
+
+@kfunc("gpiod_get_index", "devm_gpiod_get_index", "gpiod_get_index_optional", "devm_gpiod_get_index_optional",
+       nargs=4)  # fmt: skip
+def _gpiod_get_index(k: BaseKernel, c: TrapCall) -> int:
+    """gpiod_get_index(dev, con_id, idx, flags): as gpiod_get (no GPIO is described)."""
+    return 0 if c.name.endswith("_optional") else err_ptr(k, ENOENT)
+
+
+# -- DMA engines (drivers/dma/dmaengine.c): QEMU's PC has none (no IOAT or other DMA engine) ----------
+@kfunc("dmaengine_get", "dmaengine_put", nargs=0)
+def _dmaengine_get(k: BaseKernel, c: TrapCall) -> int:
+    """dmaengine_get()/dmaengine_put(): the client reference count (void); with no DMA device
+    registered there is no channel to take a reference on."""
+    tab = table(k, "dmaengine")
+    count = tab.get("ref", 0)
+    assert isinstance(count, int)
+    tab["ref"] = count + 1 if c.name == "dmaengine_get" else max(count - 1, 0)
+    return 0
+
+
+@kfunc("dma_find_channel", nargs=1)
+def _dma_find_channel(k: BaseKernel, c: TrapCall) -> int:
+    """dma_find_channel(tx_type): the per-cpu channel table's entry: NULL without DMA engines."""
+    return 0
+
+
+# -- asynchronous function calls (kernel/async.c) ---------------------------------------------------
+@kfunc("async_schedule_node", "async_schedule_node_domain", nargs=4)
+def _async_schedule_node(k: BaseKernel, c: TrapCall) -> int:
+    """async_schedule_node(func, data, node): func(data, cookie) runs in a worker of
+    system_unbound_wq, and do_init_module waits for it (async_synchronize_full) before the
+    load completes; here the worker runs it at once (one of the orders the kernel allows).
+    Returns the cookie (from 1 up)."""
+    tab = table(k, "async")
+    cookie = tab.get("next", 1)
+    assert isinstance(cookie, int)
+    tab["next"] = cookie + 1
+    k.call(c.arg(0), (c.arg(1), cookie), k.current)
+    return cookie
+
+
+@kfunc("async_synchronize_full", "async_synchronize_full_domain", "async_synchronize_cookie",
+       "async_synchronize_cookie_domain", nargs=2)  # fmt: skip
+def _async_synchronize(k: BaseKernel, c: TrapCall) -> int:
+    """async_synchronize_*: every scheduled function has run already (see above)."""
+    return 0
