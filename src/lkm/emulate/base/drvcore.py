@@ -655,3 +655,51 @@ def _async_schedule_node(k: BaseKernel, c: TrapCall) -> int:
 def _async_synchronize(k: BaseKernel, c: TrapCall) -> int:
     """async_synchronize_*: every scheduled function has run already (see above)."""
     return 0
+
+
+# -- platform bundles (drivers/base/platform.c) ------------------------------------------------------
+@kfunc("__platform_create_bundle", nargs=7)
+def _platform_create_bundle(k: BaseKernel, c: TrapCall) -> int:
+    """__platform_create_bundle(driver, probe, res, n_res, data, size, module): a platform
+    device named as the driver (PLATFORM_DEVID_NONE) with copies of the resources and data is
+    added, then __platform_driver_probe(driver, probe, module); when that fails (nothing
+    bound: -ENODEV) the device is deleted and ERR_PTR(error) returned, else the device."""
+    from lkm.emulate.base.bus import (
+        PLATFORM_DEVID_NONE,
+        _adopt_platform,
+        _platform_register,
+        _platform_unregister,
+    )
+    from lkm.emulate.hw import hw_of
+
+    lay = L(k)
+    m = k.machine
+    drv, probe, res, n_res, data, size, module = (c.arg(i) for i in range(7))
+    n_res &= 0xFFFFFFFF
+    p = zalloc(k, lay["platform_device_size"] + 64)
+    if not p:
+        return err_ptr(k, 12)
+    d0 = drv + lay["platform_driver_driver"]
+    m.write_word(p + lay["platform_device_name"], m.read_word(d0 + lay["device_driver_name"]))
+    m.write_int(p + lay["platform_device_id"], 4, PLATFORM_DEVID_NONE & 0xFFFFFFFF)
+    if res and n_res:
+        n = min(n_res, 64)
+        copy = k.alloc(lay["resource_size"] * n)
+        m.write(copy, m.read(res, lay["resource_size"] * n))
+        m.write_word(p + lay["platform_device_resource"], copy)
+        m.write_int(p + lay["platform_device_num_resources"], 4, n)
+    if data and size:
+        copy = k.alloc(size)
+        m.write(copy, m.read(data, min(size, 1 << 20)))
+        m.write_word(p + lay["platform_device_dev"] + lay["device_platform_data"], copy)
+    ret = _adopt_platform(k, p)
+    if ret:
+        return err_ptr(k, -ret)
+    m.write_word(drv + lay["platform_driver_probe"], probe)
+    _platform_register(k, drv, module)
+    hw = hw_of(k)
+    if not any(d.driver == drv for d in hw.devices):
+        _platform_unregister(k, drv)
+        hw.devices = [d for d in hw.devices if d.address != p]
+        return err_ptr(k, ENODEV)
+    return p
