@@ -15,8 +15,13 @@ def split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
     state: str | None = None
     rest: list[str] = []
     i = 0
-    while i < len(args):
+    n = len(args)
+    while i < n:
         a = args[i]
+        if a[:2] != "--":  # not one of ours (nor "--"): most arguments
+            rest.append(a)
+            i += 1
+            continue
         if a == "--":
             rest.extend(args[i:])
             break

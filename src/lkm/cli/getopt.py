@@ -23,6 +23,9 @@ def parse(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str,
     while i < len(args):
         a = args[i]
         i += 1
+        if a[:1] != "-" or a == "-":  # an operand (the common case: thousands of names)
+            operands.append(a)
+            continue
         if a == "--":
             operands.extend(args[i:])
             break

@@ -234,7 +234,8 @@ def run(prog: str, args: list[str]) -> int:
     for alias in names:
         if not (o.resolve or o.remove):
             try:
-                mp.load(alias, extra, flags, emit)
+                # kmod's -a lowers its LOG() priority: a name not found is a WARNING
+                mp.load(alias, extra, flags, emit, "WARNING" if o.all else "FATAL")
             except ModprobeError:  # modprobe's lines about it are out already: exit 1
                 rc = 1
             continue

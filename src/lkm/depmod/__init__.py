@@ -50,7 +50,7 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     if name in _WHERE:
-        import importlib
-
-        return getattr(importlib.import_module(_WHERE[name]), name)
+        # __import__ rather than importlib.import_module: importlib (and warnings) cost a
+        # millisecond of every depmod's start-up
+        return getattr(__import__(_WHERE[name], fromlist=[name]), name)
     raise AttributeError(f"module 'lkm.depmod' has no attribute {name!r}")

@@ -6,7 +6,6 @@ the order kmod emits them while writing its files one after the other.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 
 from lkm.depmod.config import ERROR, WARNING
 from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
@@ -16,6 +15,8 @@ from lkm.safeio import read_bytes, read_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from lkm.depmod.cache import DepmodCache
     from lkm.depmod.core import Module
 

@@ -468,17 +468,6 @@ def _ether_setup(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("dev_addr_mod", nargs=4)
-def _dev_addr_mod(k: BaseKernel, c: TrapCall) -> int:
-    """dev_addr_mod(dev, offset, addr, len): the bytes copied into dev->dev_addr at offset
-    (net/core/dev_addr_lists.c; void)."""
-    dev, off, addr, n = c.arg(0), c.arg(1) & 0xFFFFFFFF, c.arg(2), c.arg(3)
-    buf = k.machine.read_word(dev + ND["dev_addr"])
-    if buf and n:
-        k.machine.write(buf + off, k.machine.read(addr, min(n, 32)))
-    return 0
-
-
 @kfunc("free_netdev", nargs=1)
 def _free_netdev(k: BaseKernel, c: TrapCall) -> int:
     """free_netdev(dev): the device and its queues go (NULL is allowed)."""
