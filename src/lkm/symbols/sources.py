@@ -37,7 +37,7 @@ from lkm import cache as store
 from lkm.errors import LkmError
 from lkm.safeio import read_bytes
 from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
-from lkm.symbols.ksymtab import raw_image_exports
+from lkm.symbols.ksymtab import RawExport, raw_image_exports
 from lkm.symbols.symbol import (
     GPLONLY_PREFIX,
     KernelSymbol,
@@ -69,6 +69,7 @@ __all__ = [
     "parse_ksyms",
     "parse_module_symvers",
     "parse_system_map",
+    "raw_load_address",
     "read",
     "split_versioned_name",
     "version_prefix",
@@ -324,6 +325,9 @@ def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSy
 
 
 IMAGE_SYMBOLS = "image-symbols"  # lkm.cache kind
+#: Part of the cache key: bumped when the symbols derived from an image change (2: arm64
+#: exports with CRCs and namespaces, stray __ksymtab-shaped runs left out).
+IMAGE_SYMBOLS_REVISION = "r2"
 
 
 def image_symbols(
@@ -336,7 +340,7 @@ def image_symbols(
     """(architecture, symbols) of a kernel image as :func:`parse_kernel_image` gives them,
     ``arch`` forcing the architecture; from :mod:`lkm.cache` when this image's content was read
     before (keyed by its SHA-256), else recovered and stored there."""
-    key = store.content_key(data, arch or "auto") if cache else ""
+    key = store.content_key(data, arch or "auto", IMAGE_SYMBOLS_REVISION) if cache else ""
     if cache:
         hit = _symbols_from_payload(store.get(IMAGE_SYMBOLS, key))
         if hit is not None:
@@ -428,10 +432,11 @@ def _recover_image_symbols(data: bytes, path: str | None, arch: str | None) -> t
 
 def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSymbol]:
     """``syms`` (kallsyms order) with the exports of a raw image's __ksymtab/__ksymtab_gpl
-    (:func:`lkm.symbols.ksymtab.raw_image_exports`): their addresses are image offsets plus
-    the load address, the one most (name, kallsyms address) pairs agree on.  An export
-    kallsyms lists at that address is marked exported; one whose name it does not list at all
-    (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
+    (:func:`lkm.symbols.ksymtab.raw_image_exports`, with their CRCs and namespaces): their
+    addresses are image offsets plus the load address, the one most (name, kallsyms address)
+    pairs agree on.  An export kallsyms lists at that address is marked exported; one whose
+    name it does not list at all (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is
+    appended with no type letter."""
     try:
         exports = raw_image_exports(kernel)
     except LkmError:
@@ -439,27 +444,33 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     first: dict[str, int] = {}
     for i, s in enumerate(syms):
         first.setdefault(s.name, i)
-    votes = Counter(
-        syms[first[name]].address - off  # type: ignore[operator]
-        for off, name, _gpl in exports
-        if name in first and syms[first[name]].address is not None
-    )
-    if not votes:
+    base = raw_load_address(exports, syms)
+    if base is None:
         return syms
-    base, _n = votes.most_common(1)[0]
     out = list(syms)
     at: dict[tuple[str, int | None], int] = {}
     for i, s in enumerate(syms):
         at.setdefault((s.name, s.address), i)
-    for off, name, gpl in exports:
-        addr = base + off
-        i = at.get((name, addr))  # type: ignore[assignment]
+    for x in exports:
+        addr = base + x.offset
+        i = at.get((x.name, addr))  # type: ignore[assignment]
         if i is not None:
             s = out[i]
-            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, gpl, s.crc, s.namespace)
-        elif name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
-            out.append(KernelSymbol(name, addr, None, None, True, gpl))
+            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, x.gpl_only, x.crc, x.namespace)
+        elif x.name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
+            out.append(KernelSymbol(x.name, addr, None, None, True, x.gpl_only, x.crc, x.namespace))
     return out
+
+
+def raw_load_address(exports: list[RawExport], syms: list[KernelSymbol]) -> int | None:
+    """The address of a raw image's first byte: the one most (export offset, kallsyms address
+    of that name) pairs agree on; None when kallsyms lists none of the exports."""
+    first: dict[str, int | None] = {}
+    for s in syms:
+        if s.type is not None:
+            first.setdefault(s.name, s.address)
+    votes = Counter(a - x.offset for x in exports if (a := first.get(x.name)) is not None)
+    return votes.most_common(1)[0][0] if votes else None
 
 
 def _parse_vmlinux(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
