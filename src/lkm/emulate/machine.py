@@ -2,7 +2,10 @@
 
 Every address in ``[arch.trap_lo, arch.trap_hi)`` is kernel text as far as the module can
 tell; executing an instruction there runs the Python implementation registered for that
-address (:meth:`Machine.add_trap`) and returns to the caller as a ``ret`` would.  A call
+address (:meth:`Machine.add_trap`) and returns to the caller as a ``ret`` would.  Module code
+itself runs at unicorn's own speed: the only hook on it is unicorn's instruction counter (in
+C) for the budget and the timer ticks; Python runs only for a call into the kernel (one dict
+lookup and the function), a memory fault and a TLB fill.  A call
 (:meth:`Machine.call`) runs until the function returns to a sentinel return address, or
 stops with an :class:`EmulationFault`: an invalid memory access (reported as the kernel's
 oops), an instruction or wall-clock budget exceeded, or a Python trap that fails the run.
@@ -11,11 +14,13 @@ oops), an instruction or wall-clock budget exceeded, or a Python trap that fails
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import struct
 import time
 from collections.abc import Callable, Iterator
 
 import unicorn
+from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from lkm.emulate.arch import ArchSpec
 from lkm.errors import LkmError
@@ -55,12 +60,23 @@ class EmulationFault(LkmError):
 
 
 class Trap(Record):
-    __slots__ = ("name", "handler", "varargs")
+    __slots__ = ("name", "handler", "varargs", "text")
 
-    def __init__(self, name: str, handler: Callable[[TrapCall], int], varargs: bool = False) -> None:
+    def __init__(
+        self, name: str, handler: Callable[[TrapCall], int], varargs: bool = False, text: bool = False
+    ) -> None:
         self.name = name
         self.handler = handler
         self.varargs = varargs  # i386: variadic functions take every argument on the stack
+        self.text = text  # a ret instruction is at the address: the CPU itself returns
+
+
+# unicorn's C entry points, called directly: the binding's generic register access picks a
+# ctypes class per call (most of a kernel call's cost before).
+_lib = _ucpy.uclib
+_reg_read = _lib.uc_reg_read
+_reg_write = _lib.uc_reg_write
+_CODE_CB = _ucpy.HOOK_CODE_CFUNC
 
 
 class TrapCall:
@@ -72,7 +88,7 @@ class TrapCall:
         self.machine = machine
         self.name = name
         self._cdecl = cdecl
-        self._sp = machine.reg(machine.arch.sp)
+        self._sp = -1  # read on the first stack argument (most calls have none)
 
     def arg(self, i: int) -> int:
         """Argument ``i`` (0-based) as an unsigned machine word."""
@@ -81,6 +97,8 @@ class TrapCall:
         if i < len(regs):
             return m.reg(regs[i]) & m.arch.mask
         w = m.arch.word
+        if self._sp < 0:
+            self._sp = m.reg(m.arch.sp)
         # x86: the return address is on top of the stack; arm64 passes the rest from sp.
         skip = 0 if m.arch.link is not None else w
         return m.read_word(self._sp + skip + w * (i - len(regs)))
@@ -104,6 +122,9 @@ class Machine:
     ) -> None:
         self.arch = arch
         self.uc = unicorn.Uc(arch.uc_arch, arch.uc_mode)
+        self._uch = self.uc._uch
+        self._val = ctypes.c_uint64()
+        self._pval = ctypes.byref(self._val)
         # Kernel addresses are above unicorn's physical address width: the CPU runs on
         # virtual addresses through a TLB hook, physical = virtual's low 48 bits (one-to-one
         # over canonical addresses); reads and writes from Python use physical addresses.
@@ -128,11 +149,22 @@ class Machine:
         self._fault: tuple[str, bool, int] | None = None
         self.calls = 0  # traps taken
         self._depth = 0  # calls running (more than one: a trap called back into module code)
+        self._runs = 0  # calls started, nested ones included
+        self._deadline = 0.0  # monotonic time the outermost call's wall-clock budget ends
+        self._timed_out = False
         self.stack_top = arch.stack_base + arch.stack_size
         self.map(arch.stack_base, arch.stack_size, "stack")
         self.return_address = arch.synthetic_base - PAGE
         self.map(self.return_address, PAGE, "return")
-        self.uc.hook_add(unicorn.UC_HOOK_CODE, self._on_code, None, arch.trap_lo, arch.trap_hi - 1)
+        # The code hook covers only the kernel's text: module code is translated without it.
+        self._code_cb = _CODE_CB(self._on_code_raw)
+        handle = _ucpy.uc_hook_h()
+        status = _lib.uc_hook_add(
+            self._uch, ctypes.byref(handle), unicorn.UC_HOOK_CODE, self._code_cb, None,
+            ctypes.c_uint64(arch.trap_lo), ctypes.c_uint64(arch.trap_hi - 1),
+        )  # fmt: skip
+        if status != unicorn.UC_ERR_OK:
+            raise unicorn.UcError(status)
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_invalid)
 
     # -- memory ------------------------------------------------------------------------
@@ -246,10 +278,18 @@ class Machine:
         return bytes(out)
 
     def reg(self, reg: int) -> int:
-        return int(self.uc.reg_read(reg))
+        val = self._val
+        val.value = 0  # a 32-bit register fills only the low half
+        status = _reg_read(self._uch, reg, self._pval)
+        if status:
+            raise unicorn.UcError(status)
+        return val.value
 
     def set_reg(self, reg: int, value: int) -> None:
-        self.uc.reg_write(reg, value & ((1 << 64) - 1))
+        self._val.value = value & 0xFFFFFFFFFFFFFFFF
+        status = _reg_write(self._uch, reg, self._pval)
+        if status:
+            raise unicorn.UcError(status)
 
     # -- traps -------------------------------------------------------------------------
     def add_trap(
@@ -269,10 +309,20 @@ class Machine:
         self.map(addr, PAGE + 1, "kernel text")
         if text:
             self.write(addr, RET_INSN[self.arch.name])
-        self.traps[addr] = Trap(name, handler, varargs)
+        self.traps[addr] = Trap(name, handler, varargs, text)
+
+    def _on_code_raw(self, _uch: object, address: int, size: int, _data: object) -> None:
+        try:
+            self._on_code(self.uc, address, size, _data)
+        except BaseException as exc:  # never out of a C callback
+            self._stop(exc)
 
     def _on_code(self, uc: unicorn.Uc, address: int, size: int, _data: object) -> None:
         if address == self.return_address:
+            uc.emu_stop()
+            return
+        if self._deadline and time.monotonic() >= self._deadline:
+            self._timed_out = True  # the wall-clock budget ended: stop before this call
             uc.emu_stop()
             return
         trap = self.traps.get(address)
@@ -284,6 +334,7 @@ class Machine:
                 pc=address, address=address))  # fmt: skip
             return
         self.calls += 1
+        runs = self._runs
         try:
             value = trap.handler(TrapCall(self, trap.name, trap.varargs and self.arch.varargs_stack))
         except BaseException as exc:
@@ -291,7 +342,11 @@ class Machine:
             return
         if value != HANDLED:
             self.set_reg(self.arch.ret, value)
-            self.do_return()
+            if not trap.text or runs != self._runs:
+                # No ret at the address, or module code ran inside the call (the CPU state
+                # was put back): return from Python, which restarts translation there.
+                self.do_return()
+            # else the ret written at the trap address returns, at the CPU's speed
 
     def do_return(self) -> None:
         """Return from the current function (its arguments untouched: the caller pops them)."""
@@ -367,6 +422,7 @@ class Machine:
             self.write_word(sp, self.return_address)
         self.set_reg(a.sp, sp)
         self._depth += 1
+        self._runs += 1
         try:
             self._run(addr)
         finally:
@@ -377,8 +433,13 @@ class Machine:
         """Run in slices of TICK_INSNS instructions; between slices the timer ticks
         (``on_tick``: jiffies advance, as the timer interrupt would make them)."""
         if self._depth == 1:
-            with self._interruptible():
-                self._run_slices(start)
+            self._deadline = time.monotonic() + self.time_budget if self.time_budget > 0 else 0.0
+            self._timed_out = False
+            try:
+                with self._interruptible():
+                    self._run_slices(start)
+            finally:
+                self._deadline = 0.0
         else:
             self._run_slices(start)
 
@@ -419,13 +480,13 @@ class Machine:
             self._fault = None
             left = self.time_budget - (time.monotonic() - t0)
             count = TICK_INSNS if not self.insn_budget else min(TICK_INSNS, self.insn_budget - used)
-            if left <= 0 or count <= 0:
+            if left <= 0 or count <= 0 or self._timed_out:
                 break
             try:
-                # unicorn's timeout is a timer thread that cannot nest: an inner call's slices
-                # are bounded by their instruction count, and the budget checked between them.
-                timeout = int(left * 1_000_000) if self._depth == 1 else 0
-                self.uc.emu_start(pc, self.return_address, timeout=timeout, count=count)
+                # The wall clock is checked between slices and at each kernel call, not by
+                # unicorn's timeout: that is a thread started per run, polling every few
+                # microseconds (half a core on a tight loop) and joined at its end.
+                self.uc.emu_start(pc, self.return_address, count=count)
             except unicorn.UcError as exc:
                 if self._pending is not None:
                     raise self._pending from None
@@ -445,10 +506,12 @@ class Machine:
             pc = self.reg(a.pc)
             if pc == self.return_address:
                 return
+            if self._timed_out:
+                break
             used += count
             self.on_tick()
         pc = self.reg(a.pc)
-        if time.monotonic() - t0 >= self.time_budget * 0.99:
+        if self._timed_out or time.monotonic() - t0 >= self.time_budget * 0.99:
             raise EmulationFault("timeout", f"wall-clock budget of {self.time_budget:g} s exceeded at "
                                  f"{self.symbolize(pc)}", pc=pc)  # fmt: skip
         raise EmulationFault("budget", f"instruction budget of {self.insn_budget} exceeded at "
