@@ -150,8 +150,6 @@ class Machine:
         self.calls = 0  # traps taken
         self._depth = 0  # calls running (more than one: a trap called back into module code)
         self._runs = 0  # calls started, nested ones included
-        self._deadline = 0.0  # monotonic time the outermost call's wall-clock budget ends
-        self._timed_out = False
         self.stack_top = arch.stack_base + arch.stack_size
         self.map(arch.stack_base, arch.stack_size, "stack")
         self.return_address = arch.synthetic_base - PAGE
@@ -321,10 +319,6 @@ class Machine:
         if address == self.return_address:
             uc.emu_stop()
             return
-        if self._deadline and time.monotonic() >= self._deadline:
-            self._timed_out = True  # the wall-clock budget ended: stop before this call
-            uc.emu_stop()
-            return
         trap = self.traps.get(address)
         if trap is None and self.on_unknown_text(address):
             trap = self.traps.get(address)
@@ -433,13 +427,8 @@ class Machine:
         """Run in slices of TICK_INSNS instructions; between slices the timer ticks
         (``on_tick``: jiffies advance, as the timer interrupt would make them)."""
         if self._depth == 1:
-            self._deadline = time.monotonic() + self.time_budget if self.time_budget > 0 else 0.0
-            self._timed_out = False
-            try:
-                with self._interruptible():
-                    self._run_slices(start)
-            finally:
-                self._deadline = 0.0
+            with self._interruptible():
+                self._run_slices(start)
         else:
             self._run_slices(start)
 
@@ -480,10 +469,10 @@ class Machine:
             self._fault = None
             left = self.time_budget - (time.monotonic() - t0)
             count = TICK_INSNS if not self.insn_budget else min(TICK_INSNS, self.insn_budget - used)
-            if left <= 0 or count <= 0 or self._timed_out:
+            if left <= 0 or count <= 0:
                 break
             try:
-                # The wall clock is checked between slices and at each kernel call, not by
+                # The wall clock is checked between slices (TICK_INSNS instructions), not by
                 # unicorn's timeout: that is a thread started per run, polling every few
                 # microseconds (half a core on a tight loop) and joined at its end.
                 self.uc.emu_start(pc, self.return_address, count=count)
@@ -506,12 +495,10 @@ class Machine:
             pc = self.reg(a.pc)
             if pc == self.return_address:
                 return
-            if self._timed_out:
-                break
             used += count
             self.on_tick()
         pc = self.reg(a.pc)
-        if self._timed_out or time.monotonic() - t0 >= self.time_budget * 0.99:
+        if time.monotonic() - t0 >= self.time_budget * 0.99:
             raise EmulationFault("timeout", f"wall-clock budget of {self.time_budget:g} s exceeded at "
                                  f"{self.symbolize(pc)}", pc=pc)  # fmt: skip
         raise EmulationFault("budget", f"instruction budget of {self.insn_budget} exceeded at "
