@@ -150,6 +150,7 @@ class Machine:
         self.calls = 0  # traps taken
         self._depth = 0  # calls running (more than one: a trap called back into module code)
         self._runs = 0  # calls started, nested ones included
+        self._executed: set[int] = set()  # kernel text run without a trap there (a fault)
         self.stack_top = arch.stack_base + arch.stack_size
         self.map(arch.stack_base, arch.stack_size, "stack")
         self.return_address = arch.synthetic_base - PAGE
@@ -307,7 +308,12 @@ class Machine:
         self.map(addr, PAGE + 1, "kernel text")
         if text:
             self.write(addr, RET_INSN[self.arch.name])
-        self.traps[addr] = Trap(name, handler, varargs, text)
+        # The ret runs on the CPU only for traps set up before module code runs and at an
+        # address never executed before: code translated from the bytes before the ret (a
+        # fetch that faulted first, a jump into kernel text) may still be cached.  Python
+        # returns from those.
+        native = text and not self._depth and addr not in self._executed
+        self.traps[addr] = Trap(name, handler, varargs, native)
 
     def _on_code_raw(self, _uch: object, address: int, size: int, _data: object) -> None:
         try:
@@ -323,6 +329,7 @@ class Machine:
         if trap is None and self.on_unknown_text(address):
             trap = self.traps.get(address)
         if trap is None:
+            self._executed.add(address)
             self._stop(EmulationFault(
                 "kernel-text", f"jump into kernel text at {self.symbolize(address)} (not a function entry)",
                 pc=address, address=address))  # fmt: skip
