@@ -96,9 +96,9 @@ def worker(src: str, tree_name: str, sample_size: int, rounds: int, count: bool)
                 "value": res.value,
                 "state": res.state,
                 "fault": None if fault is None else [fault.kind, fault.reason],
-                "log": [f"{e.level} {e.module} {e.text}" for e in k.state.log] if hasattr(k.state, "log") else [],
+                "log": [f"{e.level} {e.module} {e.text}" for e in k.state.log],
                 "unimplemented": sorted(k.state.unimplemented),
-                "trace": [f"{t.name}{'' if t.implemented else ' (unimplemented) ' + t.site}" for t in k.trace],
+                "trace": [t.name if t.implemented else f"{t.name} (unimplemented) {t.site}" for t in k.trace],
             }
 
     load_init()  # warm-up: imports, caches, page cache
@@ -136,7 +136,7 @@ def worker(src: str, tree_name: str, sample_size: int, rounds: int, count: bool)
         c0, t0 = time.process_time(), time.perf_counter()
         res = run_init(k, em)
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-        text = "".join(e.text for e in k.state.log) if hasattr(k.state, "log") else ""
+        text = "".join(e.text for e in k.state.log)
         if res.fault is not None:
             text += f"fault: {res.fault.reason}"
         return counter[0], res.value, cpu, wall, text
@@ -154,8 +154,8 @@ def worker(src: str, tree_name: str, sample_size: int, rounds: int, count: bool)
 def run_side(src: str, a: argparse.Namespace, count: bool) -> dict[str, object]:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # leave the reference tree as it is
-        cmd = [sys.executable, __file__, "--worker", src, "--out", f.name, "--tree", a.tree,
-               "--sample", str(a.sample), "--rounds", str(a.rounds)] + (["--count"] if count else [])  # fmt: skip
+        cmd = [sys.executable, __file__, "--worker", src, "--out", f.name, "--tree", a.tree]
+        cmd += ["--sample", str(a.sample), "--rounds", str(a.rounds)] + (["--count"] if count else [])
         subprocess.run(cmd, check=True, env=env)
         data: dict[str, object] = json.loads(Path(f.name).read_text())
         return data
@@ -195,7 +195,8 @@ def compare(before: dict[str, dict[str, object]], after: dict[str, dict[str, obj
             continue
         for key in ("value", "state", "fault", "log", "unimplemented", "trace"):
             if b.get(key) != a.get(key):
-                diffs.append(f"{Path(path).name}: {key} differs:\n    before {b.get(key)!r}\n    after  {a.get(key)!r}")
+                what = f"{Path(path).name}: {key} differs:"
+                diffs.append(f"{what}\n    before {b.get(key)!r}\n    after  {a.get(key)!r}")
     return diffs
 
 
@@ -204,7 +205,7 @@ def main() -> int:
     ap.add_argument("--tree", default="amd64-6.1")
     ap.add_argument("--sample", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=100, help="perfloop passes (about 254k instructions each)")
-    ap.add_argument("--reference", metavar="SRC", help="another lkm's src directory to compare with (e.g. main's)")
+    ap.add_argument("--reference", metavar="SRC", help="another lkm's src directory to compare with")
     ap.add_argument("--json", metavar="FILE", help="also write every number and result as JSON")
     ap.add_argument("--worker", metavar="SRC", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -235,7 +236,8 @@ def main() -> int:
     for side, d in sides.items():
         f = {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         ok = f"crc32={expect:08x}" in str(d["loop_log"])
-        print(f"[{side}] lkm from {d['lkm']}; perfloop checksum {'matches zlib' if ok else 'WRONG: ' + str(d['loop_log'])!s}")
+        verdict = "matches zlib" if ok else f"WRONG: {d['loop_log']}"
+        print(f"[{side}] lkm from {d['lkm']}; perfloop checksum {verdict}")
         m = {}
         for clock in ("cpu", "wall"):
             init_s, load_s = f[f"init_{clock}"], f[f"load_{clock}"]
@@ -258,7 +260,8 @@ def main() -> int:
         print(f"{label:44s} " + "  ".join(cells))
     if len(rows) == 2:
         b, af = rows[0][1], rows[1][1]
-        for key, label in (("runs", "init runs/s"), ("ips", "init instructions/s"), ("loop", "compute loop ips")):
+        labels = (("runs", "init runs/s"), ("ips", "init instructions/s"), ("loop", "compute loop ips"))
+        for key, label in labels:
             print(f"ratio after/before {label:24s} CPU {af[key + '_cpu'] / b[key + '_cpu']:8.2f}x   "
                   f"wall {af[key + '_wall'] / b[key + '_wall']:8.2f}x")  # fmt: skip
     print(f"anchor: unicorn tight loop, counted per slice as the emulator runs: "

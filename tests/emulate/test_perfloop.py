@@ -13,6 +13,7 @@ from lkm.emulate.machine import EmulationFault
 from lkm.emulate.module import load, run_init
 from lkm.emulate.state import KernelState
 from lkm.module.file import ModuleFile
+
 from support import FIX6
 
 BUF = bytes((i * 7 + 3) & 0xFF for i in range(4096))

@@ -105,9 +105,10 @@ def _x86_thunks(regs: tuple[str, ...]) -> dict[str, bytes]:
 # kernel text, so that module code runs through them on the CPU with no call into Python.
 # A module linked elsewhere (the model kernel's images) reaches their kallsyms address: the
 # Python implementations there do the same.
+_X86_64_REGS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+                 "r13", "r14", "r15")  # fmt: skip
 NATIVE: dict[str, dict[str, bytes]] = {
-    "x86_64": _x86_thunks(("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11",
-                           "r12", "r13", "r14", "r15")),  # fmt: skip
+    "x86_64": _x86_thunks(_X86_64_REGS),
     "i386": _x86_thunks(("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")),
 }
 NATIVE_SLOT = 16  # bytes of the native page per function

@@ -642,11 +642,11 @@ def _sort(k: BaseKernel, c: TrapCall) -> int:
     current = k.current
 
     def before_or_equal(x: int, y: int) -> bool:  # do_cmp(x, y) >= 0
-        return not (k.call(cmp, (base + x, base + y) + priv, current) & 0x80000000)
+        return not (k.call(cmp, (base + x, base + y, *priv), current) & 0x80000000)
 
     def do_swap(x: int, y: int) -> None:
         if swap:
-            k.call(swap, (base + x, base + y, size) + priv, current)
+            k.call(swap, (base + x, base + y, size, *priv), current)
         else:
             bx, by = m.read(base + x, size), m.read(base + y, size)
             m.write(base + x, by)
