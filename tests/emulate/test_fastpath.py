@@ -10,6 +10,7 @@ from lkm.emulate.kernel import BaseKernel
 from lkm.emulate.module import load, run_init
 from lkm.emulate.state import KernelState
 from lkm.module.file import ModuleFile
+
 from support import FIX6
 
 
