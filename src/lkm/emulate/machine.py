@@ -151,6 +151,10 @@ class Machine:
         self._depth = 0  # calls running (more than one: a trap called back into module code)
         self._runs = 0  # calls started, nested ones included
         self._executed: set[int] = set()  # kernel text run without a trap there (a fault)
+        # Trap pages are mapped in unicorn on first touch (most imported functions are never
+        # called, and each mapping costs unicorn a rebuild of its memory map): page -> the
+        # trap addresses to write a ret at then.  They are in ``mapped`` from the start.
+        self._lazy: dict[int, list[int]] = {}
         self.stack_top = arch.stack_base + arch.stack_size
         self.map(arch.stack_base, arch.stack_size, "stack")
         self.return_address = arch.synthetic_base - PAGE
@@ -200,18 +204,34 @@ class Machine:
         end = (start + size + PAGE - 1) & ~(PAGE - 1)
         run = None
         for page in range(first, end + PAGE, PAGE):
-            if page < end and page in self.mapped:
+            if page < end and page in self.mapped and self._lazy.pop(page, None) is None:
                 del self.mapped[page]
                 if run is None:
                     run = page
                 continue
+            if page < end:
+                self.mapped.pop(page, None)  # a trap page never mapped in unicorn
             if run is not None:
                 self.uc.mem_unmap(run & self.pmask, page - run)
                 run = None
 
     def unmap_page(self, page: int) -> None:
-        self.uc.mem_unmap(page & self.pmask, PAGE)
+        if self._lazy.pop(page, None) is None:
+            self.uc.mem_unmap(page & self.pmask, PAGE)
         del self.mapped[page]
+
+    def _materialize(self, addr: int, size: int) -> bool:
+        """Map the lazily mapped trap pages of ``[addr, addr+size)``; False if there are none."""
+        found = False
+        for page in range(addr & ~(PAGE - 1), addr + max(size, 1), PAGE):
+            rets = self._lazy.pop(page, None)
+            if rets is None:
+                continue
+            found = True
+            self._mem_map(page, PAGE)
+            for a in rets:
+                self.uc.mem_write(a & self.pmask, RET_INSN[self.arch.name])
+        return found
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         return all(p in self.mapped for p in range(addr & ~(PAGE - 1), addr + max(size, 1), PAGE))
@@ -223,6 +243,8 @@ class Machine:
             data: bytearray = self.uc.mem_read(addr & self.pmask, size)
             return data
         except (unicorn.UcError, OverflowError, ValueError):
+            if self._lazy and self._materialize(addr, size):
+                return self._mem_read(addr, size)
             raise EmulationFault(
                 "oops", f"kernel read of {size} bytes at unmapped address {addr:#x}", address=addr
             ) from None
@@ -231,6 +253,8 @@ class Machine:
         try:
             self.uc.mem_write(addr & self.pmask, data)
         except (unicorn.UcError, OverflowError, ValueError):
+            if self._lazy and self._materialize(addr, len(data)):
+                return self._mem_write(addr, data)
             raise EmulationFault(
                 "oops", f"kernel write of {len(data)} bytes at unmapped address {addr:#x}", address=addr
             ) from None
@@ -305,9 +329,21 @@ class Machine:
         if not self.arch.trap_lo <= addr < self.arch.trap_hi:
             raise ValueError(f"trap {name} at {addr:#x} outside the kernel text range")
         # The page after too: translating the block at the trap reads on past the entry.
-        self.map(addr, PAGE + 1, "kernel text")
+        # Both are mapped in unicorn when first touched (_materialize).
+        page = addr & ~(PAGE - 1)
+        for p in (page, page + PAGE):
+            if p not in self.mapped:
+                self.mapped[p] = "kernel text"
+                self._lazy[p] = []
         if text:
-            self.write(addr, RET_INSN[self.arch.name])
+            if page in self._lazy:
+                self._lazy[page].append(addr)
+            else:
+                self.write(addr, RET_INSN[self.arch.name])
+        if self._depth:
+            # Set up while code runs (often from a fault on this very address, which unicorn
+            # retries once): mapped now.
+            self._materialize(page, 2 * PAGE)
         # The ret runs on the CPU only for traps set up before module code runs and at an
         # address never executed before: code translated from the bytes before the ret (a
         # fetch that faulted first, a jump into kernel text) may still be cached.  Python
@@ -375,6 +411,8 @@ class Machine:
         kind, present = _ACCESS.get(access, ("read", False))
         if self.arch.word == 8 and (1 << 47) <= address < (1 << 48):
             address |= ~self.pmask & self.arch.mask  # a fetch reports the physical address: canonical again
+        if not present and self._lazy and self._materialize(address, size):
+            return True  # a trap page touched for the first time: mapped now, retried
         if not present and self.on_unmapped(address):
             return True  # mapped now: the access is retried
         self._fault = (kind, present, address)
