@@ -14,15 +14,14 @@ oops), an instruction or wall-clock budget exceeded, or a Python trap that fails
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import struct
 import time
 from collections.abc import Callable, Iterator
 
 import unicorn
-from unicorn.unicorn_py3 import unicorn as _ucpy
 
 from lkm.emulate.arch import ArchSpec
+from lkm.emulate.ucdirect import Registers, add_code_hook
 from lkm.errors import LkmError
 from lkm.record import Record
 
@@ -71,14 +70,6 @@ class Trap(Record):
         self.text = text  # a ret instruction is at the address: the CPU itself returns
 
 
-# unicorn's C entry points, called directly: the binding's generic register access picks a
-# ctypes class per call (most of a kernel call's cost before).
-_lib = _ucpy.uclib
-_reg_read = _lib.uc_reg_read
-_reg_write = _lib.uc_reg_write
-_CODE_CB = _ucpy.HOOK_CODE_CFUNC
-
-
 class TrapCall:
     """The view a Python kernel function has of its call: arguments and memory."""
 
@@ -122,9 +113,10 @@ class Machine:
     ) -> None:
         self.arch = arch
         self.uc = unicorn.Uc(arch.uc_arch, arch.uc_mode)
-        self._uch = self.uc._uch
-        self._val = ctypes.c_uint64()
-        self._pval = ctypes.byref(self._val)
+        # Registers through unicorn's C functions directly (lkm.emulate.ucdirect).
+        self._regs = Registers(self.uc)
+        self.reg = self._regs.read  # type: ignore[method-assign]
+        self.set_reg = self._regs.write  # type: ignore[method-assign]
         # Kernel addresses are above unicorn's physical address width: the CPU runs on
         # virtual addresses through a TLB hook, physical = virtual's low 48 bits (one-to-one
         # over canonical addresses); reads and writes from Python use physical addresses.
@@ -160,14 +152,7 @@ class Machine:
         self.return_address = arch.synthetic_base - PAGE
         self.map(self.return_address, PAGE, "return")
         # The code hook covers only the kernel's text: module code is translated without it.
-        self._code_cb = _CODE_CB(self._on_code_raw)
-        handle = _ucpy.uc_hook_h()
-        status = _lib.uc_hook_add(
-            self._uch, ctypes.byref(handle), unicorn.UC_HOOK_CODE, self._code_cb, None,
-            ctypes.c_uint64(arch.trap_lo), ctypes.c_uint64(arch.trap_hi - 1),
-        )  # fmt: skip
-        if status != unicorn.UC_ERR_OK:
-            raise unicorn.UcError(status)
+        self._code_hook = add_code_hook(self.uc, self._on_code_raw, arch.trap_lo, arch.trap_hi - 1)
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_invalid)
 
     # -- memory ------------------------------------------------------------------------
@@ -301,18 +286,10 @@ class Machine:
         return bytes(out)
 
     def reg(self, reg: int) -> int:
-        val = self._val
-        val.value = 0  # a 32-bit register fills only the low half
-        status = _reg_read(self._uch, reg, self._pval)
-        if status:
-            raise unicorn.UcError(status)
-        return val.value
+        return self._regs.read(reg)
 
     def set_reg(self, reg: int, value: int) -> None:
-        self._val.value = value & 0xFFFFFFFFFFFFFFFF
-        status = _reg_write(self._uch, reg, self._pval)
-        if status:
-            raise unicorn.UcError(status)
+        self._regs.write(reg, value)
 
     # -- traps -------------------------------------------------------------------------
     def add_trap(
@@ -351,9 +328,9 @@ class Machine:
         native = text and not self._depth and addr not in self._executed
         self.traps[addr] = Trap(name, handler, varargs, native)
 
-    def _on_code_raw(self, _uch: object, address: int, size: int, _data: object) -> None:
+    def _on_code_raw(self, address: int, size: int) -> None:
         try:
-            self._on_code(self.uc, address, size, _data)
+            self._on_code(self.uc, address, size, None)
         except BaseException as exc:  # never out of a C callback
             self._stop(exc)
 
