@@ -142,6 +142,7 @@ class Machine:
         self.calls = 0  # traps taken
         self._depth = 0  # calls running (more than one: a trap called back into module code)
         self._runs = 0  # calls started, nested ones included
+        self._contexts: list[unicorn.UcContext] = []  # CPU states saved around nested calls
         self._executed: set[int] = set()  # kernel text run without a trap there (a fault)
         # Trap pages are mapped in unicorn on first touch (most imported functions are never
         # called, and each mapping costs unicorn a rebuild of its memory map): page -> the
@@ -407,7 +408,15 @@ class Machine:
         """A call made from inside a trap (a kernel function that runs module code: a module's
         init asking for another module, whose init runs now).  It runs on the same stack below
         the interrupted frame; the interrupted CPU state is put back when it returns."""
-        context = self.uc.context_save()
+        # One saved context per nesting level, reused (a sort calls its comparator thousands
+        # of times: allocating a context each time was a good part of a call's cost).
+        level = self._depth - 1
+        if level < len(self._contexts):
+            context = self._contexts[level]
+            self.uc.context_update(context)
+        else:
+            context = self.uc.context_save()
+            self._contexts.append(context)
         saved = self._pending, self._fault
         try:
             return self._call(addr, args, self.reg(self.arch.sp) - 512)
