@@ -7,6 +7,9 @@ use and cached next to it.
 - ``<corpus>/oops/<tree>/``: real oops reports, %pS answers and the /proc + /sys snapshot of
   a KASLR boot with the oops fixture modules (``scripts/guest_oops.py``; its dmesg.txt says
   which build it comes from, another build's capture is made again).
+- ``<corpus>/replay/<tree>/<driver>/``: a driver loaded and removed in QEMU with one of QEMU's
+  device models, QEMU's trace of the device's accesses made a device trace
+  (``scripts/guest_replay.py``, :func:`replay_capture`).
 - the kernel profile of the corpus's own build (:func:`corpus_profile`), computed in memory
   from the capture above and the headers' Module.symvers, the way ``scripts/make_profiles.py``
   makes the shipped one.
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KALLSYMS_NAME = "proc-kallsyms.txt"
 KALLSYMS_TIMEOUT = 420  # seconds per boot, enforced by scripts/guest_kallsyms.py
 OOPS_TIMEOUT = 900  # seconds per boot, enforced by scripts/guest_oops.py
+REPLAY_TIMEOUT = 600  # seconds per boot, enforced by scripts/guest_replay.py
 
 #: The corpus tree whose kernel symbols an emulated module of an architecture binds against.
 SYMBOL_TREES = {"x86_64": "amd64-6.1", "arm64": "arm64-6.1"}
@@ -96,6 +100,31 @@ def oops_capture(name: str) -> Path:
         )
         if not oops_is_current(out, find_tree(name).release):
             raise CaptureError(f"{name}: no guest oops capture: {why}")
+    return out
+
+
+def replay_is_current(out: Path, release: str) -> bool:
+    """*out* holds a device trace (trace.json) of this trace format and version, recorded on
+    the kernel *release*."""
+    from lkm.emulate.replay import FORMAT, VERSION, DeviceTrace, TraceError
+
+    try:
+        t = DeviceTrace.load(out / "trace.json")
+    except TraceError:
+        return False
+    return t.source.get("kernel") == release and t.source.get("format") == f"{FORMAT}/{VERSION}"
+
+
+def replay_capture(driver: str, tree_name: str = "amd64-6.1") -> Path:
+    """scripts/guest_replay.py's recording of *driver* on the tree *tree_name* (trace.json,
+    dmesg.txt, console.log, qemu-trace.log.xz), made first if missing or of another build."""
+    tree = find_tree(tree_name)
+    out = corpus_dir() / "replay" / tree_name / driver
+    if not replay_is_current(out, tree.release):
+        args = ["--tree", tree_name, "--driver", driver, "--timeout", str(REPLAY_TIMEOUT)]
+        why = _run_script("guest_replay.py", args, REPLAY_TIMEOUT + 300)
+        if not replay_is_current(out, tree.release):
+            raise CaptureError(f"{tree_name}: no QEMU recording of {driver}: {why}")
     return out
 
 

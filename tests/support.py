@@ -77,6 +77,14 @@ def oops_capture(tree: str) -> Path:
     return _capture(make, tree)  # type: ignore[no-any-return]
 
 
+def replay_capture(driver: str) -> Path:
+    """scripts/guest_replay.py's QEMU recording of ``driver`` on the amd64 6.1 tree
+    (testing.captures.replay_capture: made on first use, and again for a new kernel build)."""
+    from testing.captures import replay_capture as make
+
+    return _capture(make, driver)  # type: ignore[no-any-return]
+
+
 def guest_kallsyms(tree: object) -> Path:
     """The corpus tree's guest /proc/kallsyms (nokaslr), captured on first use."""
     from testing.captures import guest_kallsyms as make

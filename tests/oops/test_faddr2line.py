@@ -7,6 +7,7 @@ decimal and missing, unknown names and malformed specs; and over the guest's mod
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -106,14 +107,12 @@ def test_vmlinux_shaped_executable(tmp_path: Path) -> None:
     _compare(vmlinux, _specs(vmlinux, 600, seed=2), tmp_path)
 
 
-# Known differences from binutils 2.40's addr2line under the script (strict xfail: the day lkm
+# Known difference from binutils 2.40's addr2line under the script (strict xfail: the day lkm
 # matches, the test says so and the mark must go):
 # - oopsinit.c #includes oopsmod.c: for static functions bfd names the unit's primary file
 #   (DWARF 5 file 0, "oopsinit.c") with oopsmod.c's line numbers; lkm names oopsmod.c.
-# - 6.12's __pfx_ padding before a function in .init.text: bfd finds no line row and falls back
-#   to the symbol ("oopsmod.c:?"); lkm reports the function's first row.
+#   bfd is the one wrong (oopsinit.c has 3 lines): LLVM agrees with lkm, see the test below.
 _BFD_FILE0 = "bfd names DWARF 5 file 0 for the static functions of an #included source"
-_PFX_INIT = "bfd has no line row for 6.12's __pfx_ padding in .init.text"
 
 
 @pytest.mark.corpus
@@ -125,7 +124,7 @@ _PFX_INIT = "bfd has no line row for 6.12's __pfx_ padding in .init.text"
         ("amd64-6.1", "oopsmod"),
         ("amd64-6.1", "pcsym"),
         pytest.param("amd64-6.1", "oopsinit", marks=pytest.mark.xfail(strict=True, reason=_BFD_FILE0)),
-        pytest.param("amd64-6.12", "oopsmod", marks=pytest.mark.xfail(strict=True, reason=_PFX_INIT)),
+        ("amd64-6.12", "oopsmod"),
         ("amd64-6.12", "pcsym"),
         pytest.param("amd64-6.12", "oopsinit", marks=pytest.mark.xfail(strict=True, reason=_BFD_FILE0)),
     ],
@@ -133,6 +132,62 @@ _PFX_INIT = "bfd has no line row for 6.12's __pfx_ padding in .init.text"
 def test_guest_modules(tree: str, mod: str, tmp_path: Path) -> None:
     ko = oops_capture(tree) / "modules" / f"{mod}.ko"
     _compare(ko, _specs(ko, 150, seed=len(mod)), tmp_path)
+
+
+@pytest.mark.corpus
+@pytest.mark.vm
+@pytest.mark.oracle
+@pytest.mark.parametrize("tree", ["amd64-6.1", "amd64-6.12"])
+def test_guest_oopsinit_lines_as_llvm(tree: str, tmp_path: Path) -> None:
+    """Where bfd and lkm differ (oopsinit above), a second oracle: GNU ld places the module's
+    code sections in an executable and LLVM's addr2line reads it.  LLVM names the file the line
+    rows name (oopsmod.c; oopsinit.c has 3 lines, so bfd's "oopsinit.c:50" cannot be right), and
+    lkm's file:line chain equals LLVM's on every spec inside a function."""
+    for tool in ("ld", "llvm-addr2line"):
+        require(shutil.which(tool), f"{tool} missing: apt-get install binutils llvm")
+    ko = oops_capture(tree) / "modules" / "oopsinit.ko"
+    bases = {".text": 0x100000, ".init.text": 0x200000, ".exit.text": 0x300000}
+    exe = tmp_path / "placed.elf"
+    starts = [f"--section-start={name}={base:#x}" for name, base in bases.items()]
+    subprocess.run(["ld", "-o", str(exe), "--unresolved-symbols=ignore-all", "-e", "0", *starts, str(ko)],
+                   check=True, capture_output=True)  # fmt: skip
+    o = _Object(_load_bytes(str(ko)))
+    rng = random.Random(7)
+    specs, addrs = [], []
+    for name, syms in sorted(o.funcs.items()):
+        for sym in syms:
+            sec = o.sections[sym.shndx][0]
+            if sec not in bases or len(syms) > 1 or not sym.size or name.startswith("__pfx_"):
+                continue
+            for off in sorted({0, sym.size - 1, *(rng.randrange(sym.size) for _ in range(6))}):
+                specs.append(f"{name}+{off:#x}")
+                addrs.append(f"{bases[sec] + sym.value + off:#x}")
+    assert len(specs) > 40
+    from support import lkm_cmd
+
+    got = subprocess.run([*lkm_cmd(), "faddr2line", str(ko), *specs],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    ours: dict[str, list[str]] = {}
+    chain: list[str] = []
+    for ln in got.stdout.splitlines():
+        if ln.endswith(":") and " at " not in ln:  # "name+0x5/0x10:" opens a spec's lines
+            chain = ours.setdefault(ln.rsplit("/", 1)[0], [])
+        elif " at " in ln:
+            chain.append(ln.rsplit(" at ", 1)[1])
+    llvm = subprocess.run(["llvm-addr2line", "--output-style=JSON", "-fie", str(exe), *addrs],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    checked = 0
+    for spec, entry in zip(specs, json.loads(llvm.stdout), strict=True):
+        if spec not in ours:  # the script's "bad address" (a symbol at 0 in its section) prints none
+            continue
+        theirs = [
+            f"{f['FileName']}:{f['Line']}" + (f" (discriminator {d})" if (d := f["Discriminator"]) else "")
+            for f in entry["Symbol"]
+        ]
+        assert ours[spec] == theirs, spec
+        checked += 1
+    assert checked > 40
+    assert any("oopsmod.c:" in ln for c in ours.values() for ln in c)
 
 
 def test_cli_not_found(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 lkm run MODULE [NAME=VALUE ...] [--exit] [--json] [--strict] [--with MODULE ...]
         [-k|--kernel FILE ... | --synthetic] [--budget N] [--timeout SECONDS] [--memory BYTES]
-        [--session FILE] [--device SPEC ...] [--irq N ...] [--advance MS]
+        [--session FILE] [--device SPEC ...] [--device-replay TRACE] [--irq N ...] [--advance MS]
 lkm run --script FILE [--json] [--strict] ...
 
 Prints the kernel log the module produced and every kernel function it called (name,
@@ -25,7 +25,13 @@ one device per registered driver from the first entry of its id table): the driv
 runs when it registers, remove() at --exit, and every MMIO, port and config-space access is
 listed.  --irq N raises interrupt line N after init; --advance MS moves the virtual clock on
 (timers fire, queued work and tasklets run).
-Exit status 1 when an init fails or a call does not return.
+--device-replay TRACE puts a PCI device recorded in QEMU on the bus (lkm.emulate.replay): its
+reads return the recorded values in the recorded order, writes are checked against the
+recorded ones; a ``## device replay`` section says how far the driver followed the recording
+(the first divergence: access index, expected and got, the driver's instruction) and compares
+the kernel log of probe (insmod) and remove (rmmod, with --exit) with the guest's.
+Exit status 1 when an init fails or a call does not return, or a replay is not followed
+exactly (a divergence, recorded accesses left, a config access or log line not as recorded).
 """
 
 from __future__ import annotations
@@ -33,12 +39,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from lkm.cli.getopt import UsageError
 from lkm.cli.progress import progress
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 from lkm.safeio import read_text
+
+if TYPE_CHECKING:
+    from lkm.emulate.replay import ReplayReport
+    from lkm.emulate.session import Outcome, Session
 
 TOOL = Tool(
     "run",
@@ -81,6 +92,14 @@ TOOL = Tool(
             "SPEC",
             "an emulated device (pci:vVVVVdDDDD[,bar0=mem:SIZE,irq=N],\n"
             "usb:vVVVVpPPPP, platform:NAME, or auto); repeatable",
+        ),
+        Opt(
+            "",
+            "device-replay",
+            "TRACE",
+            "a PCI device answering from a device trace recorded in QEMU\n"
+            "(scripts/guest_replay.py); divergences are reported",
+            complete="file",
         ),
         Opt("", "irq", "N", "raise interrupt line N after init; repeatable"),
         Opt("", "advance", "MS", "move the virtual clock MS milliseconds on after init"),
@@ -128,11 +147,13 @@ def run(prog: str, args: list[str]) -> int:
         if timeout is not None and not 0 < timeout <= 86400:  # also refuses nan and inf
             raise ValueError(f"--timeout must be a number of seconds in (0, 86400], not {o['--timeout']}")
         devices = [v for f, v in opts if f == "--device"]
-        from lkm.emulate.hw import DeviceSpecError, parse_device
+        devices += [f"replay:{os.path.abspath(v)}" for f, v in opts if f == "--device-replay"]
+        from lkm.emulate.hw import DeviceSpecError
+        from lkm.emulate.replay import device_from_spec
 
         for spec in devices:
             try:
-                parse_device(spec)
+                device_from_spec(spec)
             except DeviceSpecError as exc:
                 raise UsageError(str(exc)) from None
         after = [f"irq {int(v, 0)}" for f, v in opts if f == "--irq"]
@@ -206,14 +227,39 @@ def run(prog: str, args: list[str]) -> int:
         return 1
     # A call lkm does not implement: one line each on stderr (the report has them too).
     sys.stderr.write("".join(f"{prog}: {w}\n" for x in outcomes for w in warnings(x)))
+    replays = _replays(session, outcomes)
     if "--json" in o:
         from lkm.cli.jsonout import document
 
-        # JSON Lines: one document per command run
+        # JSON Lines: one document per command run (and one per replayed device)
         sys.stdout.write("".join(json.dumps(document("run", **outcome_json(x))) + "\n" for x in outcomes))
+        sys.stdout.write("".join(json.dumps(document("run", replay=r.json())) + "\n" for r in replays))
     else:
         sys.stdout.write("".join(format_outcome(x) for x in outcomes))
-    return 1 if failed else 0
+        for r in replays:
+            sys.stdout.write("## device replay\n" + "".join(f"  {ln}\n" for ln in r.lines()))
+    for r in replays:
+        if r.divergence is not None:
+            sys.stderr.write(f"{prog}: replay {r.path}: divergence at {r.divergence.describe()}\n")
+    return 1 if failed or not all(r.ok for r in replays) else 0
+
+
+def _replays(session: Session, outcomes: list[Outcome]) -> list[ReplayReport]:
+    """The replay report of each recorded device: probe's log is the last insmod's, remove's
+    the rmmod's."""
+    from lkm.emulate.hw import hw_of
+    from lkm.emulate.replay import replay_devices, report
+
+    if session.kernel is None:
+        return []
+    hw = hw_of(session.kernel)
+    logs: dict[str, list[str]] = {}
+    for x in outcomes:
+        if x.command.startswith("insmod"):
+            logs["probe"] = x.log
+        elif x.command.startswith("rmmod"):
+            logs["remove"] = x.log
+    return [report(d, hw, logs) for d in replay_devices(hw)]
 
 
 def _q(word: str) -> str:

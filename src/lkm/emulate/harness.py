@@ -30,10 +30,11 @@ from collections.abc import Iterable
 from lkm.emulate.base.bus import add_device, hotplug
 from lkm.emulate.base.irq import advance, raise_irq, run_pending
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
-from lkm.emulate.hw import Access, Device, Hardware, hw_of, parse_device
+from lkm.emulate.hw import Access, Device, Hardware, hw_of
 from lkm.emulate.kernel import BaseKernel, SymbolSpace, TraceEntry
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.module import InitResult
+from lkm.emulate.replay import ReplayReport, device_from_spec, replay_devices, report
 from lkm.emulate.session import Session
 from lkm.emulate.state import Registration
 from lkm.errors import LkmError
@@ -99,6 +100,7 @@ class Harness:
         )
         self.session.kernel_for("x86_64")
         self._user_next = 0
+        self._logs: dict[str, list[str]] = {}  # the last load's and unload's printk lines
 
     # -- the kernel ----------------------------------------------------------------------------
     @property
@@ -122,7 +124,7 @@ class Harness:
 
     def add_device(self, spec: str) -> Device:
         """Plug a device in now: drivers already registered probe it."""
-        d = parse_device(spec)
+        d = device_from_spec(spec)
         if d is None:
             raise HarnessError("auto is a --device for a whole run, not a device to plug in")
         add_device(self.kernel, d)
@@ -133,7 +135,8 @@ class Harness:
     def load(self, path: str, *params: str, check: bool = True) -> InitResult:
         """insmod: the module's init runs (and the probes its registrations trigger).  With
         ``check`` an init that fails or does not return raises."""
-        res, _out = self.session.insmod(path, " ".join(params))
+        res, out = self.session.insmod(path, " ".join(params))
+        self._logs["probe"] = out.log
         if check and res.fault is not None:
             raise res.fault
         if check and res.value < 0:
@@ -147,6 +150,7 @@ class Harness:
                 raise HarnessError("no module loaded")
             name = list(self.kernel.modules)[-1]
         out = self.session.rmmod(name)
+        self._logs["remove"] = out.log
         if out.fault is not None:
             raise out.fault
 
@@ -213,6 +217,11 @@ class Harness:
             and (op is None or a.op == op)
             and (space is None or a.space == space)
         ]
+
+    def replay(self) -> list[ReplayReport]:
+        """How each recorded device (``replay:TRACE``) was followed, the kernel log of the last
+        load (probe) and unload (remove) compared with the recording guest's."""
+        return [report(d, self.hw, self._logs) for d in replay_devices(self.hw)]
 
     def _signed(self, v: int) -> int:
         bits = 8 * self.kernel.arch.word

@@ -101,6 +101,8 @@ class Device:
         self.config = bytearray(256)  # PCI configuration space
         self.devres: list[tuple[int, int]] = []  # devm actions: (function, data), run on unbind
         self.bar_specs: list[tuple[int, str, int]] | None = None  # BARs the spec gave
+        self.fixed_bars: list[Bar] | None = None  # BARs at given addresses (a recorded device's)
+        self.devfn: int | None = None  # PCI slot and function given (a recorded device's), else the next
         # a register's behaviour beyond "reads as last written" (lkm.emulate.harness):
         self.read_hooks: dict[tuple[str, int], Callable[[], int]] = {}
         self.write_hooks: dict[tuple[str, int], Callable[[int], None]] = {}
@@ -219,6 +221,9 @@ class Hardware:
         bars = dev.bar_specs
         if bars is None:
             bars = list(DEFAULT_PCI_BARS) if dev.bus == "pci" else [(0, "mem", 0x10000)]
+        if dev.fixed_bars is not None:
+            dev.bars = sorted(dev.fixed_bars, key=lambda b: b.index)
+            bars = []
         for index, kind, size in bars:
             self.place(dev, index, kind, size)
         for (bar, off), (size, value) in dev.presets.items():

@@ -312,8 +312,13 @@ class DebugInfo:
                 # too (bfd_find_inliner_info leaves it as it was)
                 out.append(SourceFrame(_die_name(outer[3]), inner[4], inner[5], disc))
             return out
+        # bfd looks in a unit's line rows only where the unit's ranges cover the address; a unit
+        # that names no ranges at all (in .debug_aranges) is searched by its line rows alone
+        ranged = {off for _lo, _hi, off in self._arange_table()}
         row = None
-        for cu in self._dwarf.iter_CUs():  # .debug_aranges need not cover every line row
+        for cu in self._dwarf.iter_CUs():
+            if cu.cu_offset in ranged:
+                continue
             row = _row_at(self._unit(cu, lines_only=True), addr)
             if row is not None:
                 break

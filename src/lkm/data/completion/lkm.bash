@@ -64,8 +64,8 @@ _lkm_opts() {
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     run)
-        case "$prev" in -k|--with|--kernel|--kallsyms|--session|--state|--script) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--exit --json --strict --with -k --kernel --kallsyms --synthetic --budget --timeout --memory --device --irq --advance --session --script -V --version -h --help" -- "$cur"))
+        case "$prev" in -k|--with|--kernel|--kallsyms|--device-replay|--session|--state|--script) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "--exit --json --strict --with -k --kernel --kallsyms --synthetic --budget --timeout --memory --device --device-replay --irq --advance --session --script -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     dev)

@@ -5,9 +5,11 @@
 - mm, lib: allocators; xarray/IDR/IDA, rhashtable, mempools, per-cpu memory, static keys
 - strings, printk, sync: lib/string.c, printk/vsprintf, locks/RCU/waits
 - devices: character/misc/block devices, filesystems, driver registrations
+- dmapool: DMA pools of small coherent blocks
 - block: disks, request queues and their limits, blk-mq tag sets
 - notifier: notifier chains and the kernel's own chains
 - procfs: /proc, debugfs, sysfs and kobjects
+- netdev: network devices registering (names, ifindex, carrier, NAPI, addresses)
 - net: address families (sock_register), protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
 - crypto: algorithm and template registrations
 - platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
@@ -41,4 +43,7 @@ from lkm.emulate.base import (  # noqa: F401
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.
 from lkm.emulate.base import bus, io, irq, pci, uaccess, usb  # noqa: F401
+
+# Network devices registering and DMA pools: fallbacks for what no file above implements.
+from lkm.emulate.base import dmapool, netdev  # noqa: F401
 # isort: on

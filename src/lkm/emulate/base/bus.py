@@ -19,6 +19,7 @@ from lkm.emulate.devlayouts import (
 from lkm.emulate.hw import PCI_ANY_ID, Device, Hardware, hw_of
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
+from lkm.emulate.replay import device_from_spec
 from lkm.emulate.state import Registration
 
 ENODEV, ENXIO, EINVAL, EBUSY = 19, 6, 22, 16
@@ -183,14 +184,16 @@ def make_pci(k: BaseKernel, hw: Hardware, d: Device) -> None:
     m = k.machine
     if not hw.pci_bus:
         hw.pci_bus = k.alloc(lay["pci_bus_size"])
-    slot = 3 + hw.pci_slots
-    hw.pci_slots += 1
-    d.name = f"0000:00:{slot:02x}.0"
+    taken = {x.devfn for x in hw.devices if x is not d and x.bus == "pci"}
+    while d.devfn is None or d.devfn in taken:  # the next free slot from 3 (a recorded one kept)
+        d.devfn = (3 + hw.pci_slots) << 3
+        hw.pci_slots += 1
+    d.name = f"0000:00:{d.devfn >> 3:02x}.{d.devfn & 7}"
     p = k.alloc(lay["pci_dev_size"])
     d.address, d.dev = p, p + lay["pci_dev_dev"]
     ids = d.ids
     m.write_word(p + lay["pci_dev_bus"], hw.pci_bus)
-    m.write_int(p + lay["pci_dev_devfn"], 4, slot << 3)
+    m.write_int(p + lay["pci_dev_devfn"], 4, d.devfn)
     for field, key in (
         ("vendor", "vendor"),
         ("device", "device"),
@@ -805,12 +808,10 @@ def add_device(k: BaseKernel, d: Device, *, auto_for: int = 0) -> Device:
 
 def attach(k: BaseKernel, specs: list[str]) -> list[Device]:
     """Devices for --device specs on ``k``'s buses (``auto``: made from each driver's table)."""
-    from lkm.emulate.hw import parse_device
-
     out = []
     hw = hw_of(k)
     for spec in specs:
-        d = parse_device(spec)
+        d = device_from_spec(spec)
         if d is None:
             hw.auto = True
             continue

@@ -108,6 +108,29 @@ def dev_prefix(k: BaseKernel, dev: int) -> bytes:
     return f"{drv_name} {k.cstring(name)}: ".encode("utf-8", "surrogateescape")
 
 
+NETDEV_REG_STATE, NETDEV_PARENT = 1256, 1400  # struct net_device: reg_state, dev.parent (6.1 amd64)
+_REG_STATES = {0: " (uninitialized)", 1: "", 2: " (unregistering)", 3: " (unregistered)", 4: " (released)",
+               5: " (dummy)"}  # fmt: skip
+
+
+def netdev_prefix(k: BaseKernel, dev: int) -> bytes:
+    """__netdev_printk's prefix (6.1): ``DRIVER PARENT NAME[ (state)]: `` for a device with a
+    parent (SET_NETDEV_DEV), ``NAME[ (state)]: `` else; netdev_name() is "(unnamed
+    net_device)" for an unset or ``%d`` name, netdev_reg_state() names every state but
+    registered."""
+    if dev == 0:
+        return b"(NULL net_device): "
+    name = k.cstring(dev, 16)
+    if not name or "%" in name:
+        name = "(unnamed net_device)"
+    if k.arch.word != 8:
+        return f"{name}: ".encode("utf-8", "surrogateescape")
+    state = _REG_STATES.get(k.machine.read_int(dev + NETDEV_REG_STATE, 1), " (unknown)")
+    parent = k.machine.read_word(dev + NETDEV_PARENT)
+    head = dev_prefix(k, parent)[:-2] + b" " if parent else b""
+    return head + f"{name}{state}: ".encode("utf-8", "surrogateescape")
+
+
 _DEV_LEVELS = {"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warn": 4, "notice": 5, "info": 6}
 
 for _lvl_name, _lvl in _DEV_LEVELS.items():
@@ -119,8 +142,7 @@ for _lvl_name, _lvl in _DEV_LEVELS.items():
 
         @kfunc(f"netdev_{lvl_name}", nargs=2, varargs=True)
         def netdev_msg(k: BaseKernel, c: TrapCall) -> int:
-            name = k.cstring(c.arg(0), 16) or "(unnamed net_device)"
-            return emit(k, fmt_call(k, c, 1), f"{name}: ".encode("utf-8", "surrogateescape"), level)
+            return emit(k, fmt_call(k, c, 1), netdev_prefix(k, c.arg(0)), level)
 
     _make(_lvl, _lvl_name)
 
