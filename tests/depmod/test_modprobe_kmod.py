@@ -139,6 +139,40 @@ def test_builtin_and_default_config(tree: Path, case: list[str]) -> None:
     same(["-d", str(tree), "-S", RELEASE, *case])
 
 
+# Every name and alias of the tree in one call (one resolver: its per-name caches and the
+# probe-list generations), under CONF (exact option/install/softdep patterns) and under a
+# configuration whose patterns have wildcards (every name asked of every table).
+ALL_NAMES = [
+    "a",
+    "b",
+    "d-e",
+    "c",
+    "f",
+    "g",
+    "my-alias",
+    "wildcard",
+    "dev:ax",
+    "dev:Bx",
+    "dev:de",
+    "a",
+    "nothing",
+]
+WILD_CONF = b"""options d* wild=1
+options a exact=1
+install [g] /bin/true
+softdep ? pre: g
+softdep c post: b
+"""
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("conf", [CONF, WILD_CONF], ids=["exact", "wildcards"])
+@pytest.mark.parametrize("flags", [[], ["-i"], ["-b"]], ids=["plain", "ignore-install", "blacklist"])
+def test_show_depends_many_names(tree: Path, tmp_path: Path, conf: bytes, flags: list[str]) -> None:
+    (tmp_path / "t.conf").write_bytes(conf)
+    same(["-d", str(tree), "-S", RELEASE, "-C", str(tmp_path), *flags, "-a", "--show-depends", *ALL_NAMES])
+
+
 @pytest.mark.corpus
 @pytest.mark.oracle
 @pytest.mark.parametrize("name", ["amd64-6.1", "amd64-6.12"])

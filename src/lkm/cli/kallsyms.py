@@ -7,10 +7,14 @@ from __future__ import annotations
 import sys
 
 from lkm.arch import by_name as arch_by_name
+from lkm.cli.backend import split_backend
+from lkm.cli.jsonout import kallsyms_lines, kernel_symbol, line
 from lkm.cli.progress import progress
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
+from lkm.kernel.model import ModelKernel
 from lkm.safeio import read_bytes
+from lkm.symbols.sources import image_symbols
 
 TOOL = Tool(
     "kallsyms",
@@ -33,21 +37,15 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import split_backend
-
     model, state, args = split_backend(args)
     as_json = "--json" in args
     if model and not [a for a in args if a != "--json"]:  # a model kernel's /proc/kallsyms
-        from lkm.kernel.model import ModelKernel
-
         try:
             text = ModelKernel(state).kallsyms()
         except LkmError as exc:
             sys.stderr.write(f"{prog}: ERROR: {exc}\n")
             return 1
         if as_json:
-            from lkm.cli.jsonout import kallsyms_lines
-
             text = kallsyms_lines(text)
         sys.stdout.write(text)
         return 0
@@ -61,7 +59,6 @@ def run(prog: str, args: list[str]) -> int:
     if image is None or operands:
         sys.stderr.write(f"{prog}: --from-image IMAGE (or a model kernel) is needed\n")
         return 1
-    from lkm.symbols.sources import image_symbols
 
     try:
         try:
@@ -73,8 +70,6 @@ def run(prog: str, args: list[str]) -> int:
         spec = arch_by_name(arch)
         width = (spec.bits if spec is not None else 64) // 4
         if as_json:
-            from lkm.cli.jsonout import kernel_symbol, line
-
             text = "".join(line("symbol", **kernel_symbol(s)) for s in syms)
         else:
             listed = (s for s in syms if s.type is not None)  # exports kallsyms lacks: JSON only

@@ -8,14 +8,13 @@ and erased when the job ends, so the job's own output and messages are untouched
 thread draws it: the job needs no calls unless it counts (:meth:`Progress.advance`).
 
 Ours rather than tqdm's or rich's: they cost 30 to 150 ms of start-up to import, this one
-nothing beyond ``threading`` and ``time`` (which the interpreter has loaded already).
+nothing beyond ``time``, and ``threading`` only when a line may be drawn.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 
 DELAY = 2.0
@@ -23,6 +22,7 @@ INTERVAL = 0.25
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from types import TracebackType
     from typing import TextIO
 
@@ -59,7 +59,7 @@ class Progress:
         self.active = force or enabled(self.stream, quiet=quiet)
         self.drawn = False
         self._start = 0.0
-        self._stop = threading.Event()
+        self._stop: threading.Event | None = None  # made (with threading) only when active
         self._thread: threading.Thread | None = None
 
     def advance(self, n: int = 1) -> None:
@@ -75,6 +75,7 @@ class Progress:
         return f"{self.label}... {secs}s"
 
     def _run(self) -> None:
+        assert self._stop is not None
         if self._stop.wait(self.delay):
             return
         while True:
@@ -88,11 +89,15 @@ class Progress:
             self.stream.flush()
             self.drawn = True
         except (OSError, ValueError):
-            self._stop.set()
+            if self._stop is not None:
+                self._stop.set()
 
     def __enter__(self) -> Progress:
         self._start = time.monotonic()
         if self.active:
+            import threading
+
+            self._stop = threading.Event()
             self._thread = threading.Thread(target=self._run, name="lkm-progress", daemon=True)
             self._thread.start()
         return self
@@ -100,7 +105,8 @@ class Progress:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._stop.set()
+        if self._stop is not None:
+            self._stop.set()
         if self._thread is not None:
             self._thread.join()
         if self.drawn:

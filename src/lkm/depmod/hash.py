@@ -8,7 +8,10 @@ bucket is Paul Hsieh's SuperFastHash of the key masked to the (power of two) buc
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 MODULES_BUCKETS = 512
 SYMBOLS_BUCKETS = 2048

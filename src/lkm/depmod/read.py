@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno as errno_mod
 import os
-from collections.abc import Callable, Sequence
 from itertools import compress
 
 from lkm.errors import LkmError
@@ -18,6 +17,8 @@ from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from lkm.module.file import ModuleFile
 
 STB_WEAK = 2
@@ -162,6 +163,9 @@ def _chunk_crcs(paths: Sequence[str]) -> list[ModuleFacts]:
 def read_all(paths: Sequence[str], workers: int | None = None, crcs: bool = False) -> list[ModuleFacts]:
     """Facts of every file of ``paths``, in order, read by all cores (or ``workers``), each
     core given about the same amount of work (modules.order puts the big drivers first)."""
+    fn = _chunk_crcs if crcs else _chunk
+    if len(paths) <= IN_PROCESS:
+        return fn(paths)  # without importing lkm.parallel (pickle, typing: ~30 ms of start-up)
     from lkm.parallel import map_chunks
 
     sizes = []
@@ -175,9 +179,6 @@ def read_all(paths: Sequence[str], workers: int | None = None, crcs: bool = Fals
         # trees: ~100 us a module; xz ~50 ns a compressed byte, about 2 KB's worth).
         sizes.append(size + (2_000 if p.endswith(COMPRESSED_SUFFIXES) else 1_000_000))
     out: list[ModuleFacts] = []
-    fn = _chunk_crcs if crcs else _chunk
-    if len(paths) <= IN_PROCESS:
-        workers = 1
     for part in map_chunks(fn, paths, workers=workers, min_per_worker=16, weights=sizes):
         out.extend(part)
     return out

@@ -11,6 +11,7 @@ memory, sized up to the next kernel symbol, with a few given their boot values (
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import attrgetter, is_not, itemgetter
@@ -47,8 +48,6 @@ class OutOfMemory(EmulationFault):
 
 
 def memory_budget() -> int:
-    import os
-
     raw = os.environ.get("LKM_EMULATE_MEMORY", "").strip()
     try:
         value = int(raw, 0) if raw else DEFAULT_MEMORY_BUDGET

@@ -14,13 +14,16 @@ oops), an instruction or wall-clock budget exceeded, or a Python trap that fails
 from __future__ import annotations
 
 import contextlib
+import signal
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import unicorn
 
 from lkm.emulate.arch import ArchSpec
+from lkm.emulate.oops import invalid_opcode_report, page_fault_report
 from lkm.emulate.ucdirect import Registers, add_code_hook
 from lkm.errors import LkmError
 from lkm.record import Record
@@ -468,8 +471,6 @@ class Machine:
         """Ctrl-C while module code runs: the CPU is stopped between two instructions and the
         run raises KeyboardInterrupt from Python, never from inside one of unicorn's callbacks
         (where it would be "ignored" and the emulation would go on)."""
-        import signal
-        import threading
 
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -537,8 +538,6 @@ class Machine:
 
     # -- the kernel's reports ----------------------------------------------------------
     def oops(self, access: str, present: bool, address: int) -> EmulationFault:
-        from lkm.emulate.oops import page_fault_report
-
         pc = self.reg(self.arch.pc)
         report = page_fault_report(self, access, present, address, pc)
         what = "NULL pointer dereference" if address < PAGE else "page fault"
@@ -546,8 +545,6 @@ class Machine:
         return EmulationFault("oops", reason, pc=pc, address=address, report=report)
 
     def invalid_opcode(self, pc: int) -> EmulationFault:
-        from lkm.emulate.oops import invalid_opcode_report
-
         report = invalid_opcode_report(self, pc)
         return EmulationFault("bug", f"invalid opcode at {self.symbolize(pc)}", pc=pc, report=report)
 

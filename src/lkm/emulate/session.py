@@ -14,10 +14,13 @@ that history in a state file and replays it before each new command (see lkm.cli
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 
 from lkm.emulate.arch import ARCHES
+from lkm.emulate.base.bus import attach
+from lkm.emulate.base.irq import advance, raise_irq
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.hw import Access, hw_of
 from lkm.emulate.kernel import BaseKernel, SymbolSpace, TraceEntry
@@ -26,8 +29,11 @@ from lkm.emulate.module import InitResult, arch_for, load, run_exit, run_init
 from lkm.emulate.params import ParamError, apply_params
 from lkm.emulate.state import KernelState
 from lkm.errors import LkmError
+from lkm.link.output import write_atomic
 from lkm.module.file import ModuleFile
 from lkm.record import Record
+from lkm.safeio import read_text
+from lkm.symbols.table import SymbolTable
 
 
 class CommandError(LkmError):
@@ -64,8 +70,6 @@ def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
     /proc/kallsyms-format file (or any file lkm.symbols reads) named by $LKM_EMULATE_KALLSYMS,
     for x86_64; None (synthetic symbols) when it is unset or empty.  Nothing else is read
     implicitly: no cache, no corpus."""
-    from lkm.symbols.table import SymbolTable
-
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
     spec = ARCHES.get(arch)
     if not env or spec is None or not spec.amd64_tables:
@@ -115,7 +119,6 @@ class Session:
             self.kernel = BaseKernel(
                 arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=mb
             )
-            from lkm.emulate.base.bus import attach
 
             attach(self.kernel, self.devices)
         elif self.kernel.arch.name != arch.split("-")[0]:
@@ -206,8 +209,6 @@ class Session:
     def hardware(self, verb: str, n: int) -> Outcome:
         """``irq N``: interrupt line N fires (value: handlers that handled it); ``advance MS``:
         the virtual clock moves MS milliseconds on (value: timer callbacks run)."""
-        from lkm.emulate.base.irq import advance, raise_irq
-
         k = self.k
         mark = self._mark()
         try:
@@ -316,10 +317,6 @@ def _symbols_kind(session: Session) -> str:
 
 def save_state(path: str, session: Session) -> None:
     """The session as its command history (JSON), written atomically."""
-    import json
-
-    from lkm.link.output import write_atomic
-
     data = {
         "version": STATE_VERSION,
         "symbols": _symbols_kind(session),
@@ -334,10 +331,6 @@ def save_state(path: str, session: Session) -> None:
 
 def load_state(path: str) -> Session:
     """Replay a state file's history into a fresh session (the outcomes are discarded)."""
-    import json
-
-    from lkm.safeio import read_text
-
     text = read_text(path, limit=64 << 20)
     try:
         data = json.loads(text)
@@ -356,8 +349,6 @@ def load_state(path: str) -> Session:
         raise LkmError("not an lkm emulation state file (bad kernel symbol files)", path=path)
     symbols: SymbolSpace | str | None = None if data.get("symbols") == "synthetic" else DEFAULT
     if data.get("symbols") == "kernel":  # the very files the session was made with
-        from lkm.symbols.table import SymbolTable
-
         symbols = SymbolSpace(SymbolTable.from_files(*kernel))
     devices = [str(d) for d in data.get("devices", []) if isinstance(d, str)]
     session = Session(symbols, strict=bool(data.get("strict")), devices=devices)

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from lkm.record import Record
 
+__all__ = ["Call", "Executor", "LoadedImage", "RecordingExecutor"]
+
 
 class LoadedImage(Record):
     """What an executor sees of a loaded module: its name, its memory (``memory`` holds the

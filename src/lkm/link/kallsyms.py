@@ -3,6 +3,8 @@ letters of kernel/module/kallsyms.c (elf_type) and the lines /proc/kallsyms prin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lkm.elf.constants import (
     SHF_ALLOC,
     SHF_EXECINSTR,
@@ -16,18 +18,17 @@ from lkm.elf.constants import (
 )
 from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
-from lkm.record import Record
+
+__all__ = ["ModuleSymbol", "elf_type", "format_module_kallsyms", "module_kallsyms"]
 
 
-class ModuleSymbol(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ModuleSymbol:
     """One kept symbol: final value, type letter as /proc/kallsyms shows it, name."""
 
-    __slots__ = ("value", "type", "name")
-
-    def __init__(self, value: int, type: str, name: str) -> None:
-        self.value = value
-        self.type = type
-        self.name = name
+    value: int
+    type: str
+    name: str
 
 
 def elf_type(mod: ModuleFile, image: LinkedImage, number: int, percpu: int | None = -1) -> str:

@@ -169,7 +169,10 @@ def probe(res: Resolver, state: LoadedView, mod: Mod, extra: str, flags: Flags, 
     if flags.dry_run and flags.ignore_loaded:  # --show-depends: every step shown, none can fail
         rows = res.plan_rows(mod, extra, flags.ignore_commands)
         if flags.show:
-            emit("show", "".join([show_row(*row) for row in rows]))
+            emit(
+                "show",
+                "".join([f"insmod {r[1].path} {r[2]}\n" if r[0] == "insmod" else show_row(*r) for r in rows]),
+            )
         return 0
     err = 0
     for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):
@@ -347,14 +350,14 @@ class Modprobe:
         """The modules a name or alias means."""
         return self.resolver.lookup(alias)
 
-    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit) -> None:
+    def load(self, alias: str, extra: str, flags: Flags | None, emit: Emit, missing: str = "FATAL") -> None:
         """``modprobe ALIAS [options]``: every module the name resolves to, with what it needs.
         Raises :class:`~lkm.errors.ModprobeError` when nothing matches (ENOENT) or an insert
         failed (the first failure's errno, once every match was tried); modprobe's FATAL/ERROR
         lines are emitted as it goes."""
         mods = self.resolver.lookup(alias)
         if not mods:
-            emit("FATAL", f"Module {alias} not found in directory {self.dirname}")
+            emit(missing, f"Module {alias} not found in directory {self.dirname}")
             raise ModprobeError(f"Module {alias} not found in directory {self.dirname}", errno.ENOENT)
         failed: ModprobeError | None = None
         for m in mods:

@@ -41,17 +41,22 @@ class PatternTable:
     patterns by dictionary, the few wildcard ones by compiled regex.  ``matches`` gives the
     indices of the matching entries, in order."""
 
-    def __init__(self, patterns: list[str]) -> None:
+    def __init__(self, patterns: list[str], literal: bool = False) -> None:
+        """``literal``: every pattern matches only the name it spells, wildcards included."""
         self._exact: dict[str, list[int]] = {}
         self._wild: list[tuple[int, re.Pattern[str]]] = []
         for i, pat in enumerate(patterns):
-            if _is_wild(pat):
+            if not literal and _is_wild(pat):
                 import re
                 from fnmatch import translate
 
                 self._wild.append((i, re.compile(translate(pat))))
             else:
                 self._exact.setdefault(pat, []).append(i)
+
+    def exact_names(self) -> set[str] | None:
+        """The names some pattern matches, when no pattern has a wildcard (None otherwise)."""
+        return None if self._wild else set(self._exact)
 
     def matches(self, name: str) -> list[int]:
         hits = self._exact.get(name, [])
@@ -110,7 +115,9 @@ class Resolver:
         self._mods: dict[tuple[str, str | None], Mod] = {}
         self._deplines: dict[str, str | None] = {}
         self._gen = 0  # each probe list starts afresh, as kmod_set_modules_visited(false)
-        self._options = PatternTable([p for p, _o in config.options])
+        # libkmod compares an options line's name as a string (streq), where install, remove
+        # and softdep lines are fnmatch patterns: "options d* x=1" is for a module named "d*"
+        self._options = PatternTable([p for p, _o in config.options], literal=True)
         self._install = PatternTable([p for p, _c in config.install])
         self._remove = PatternTable([p for p, _c in config.remove])
         self._softdeps = PatternTable([sd.name for sd in config.softdeps])
@@ -122,7 +129,14 @@ class Resolver:
         self._opts: dict[str, str] = {}
         self._inst: dict[str, str | None] = {}
         self._soft: dict[str, tuple[list[Mod], list[Mod]]] = {}
-        self._names: dict[str, str] = {}  # dependency path -> module name
+        self._bypath: dict[str, Mod] = {}  # dependency path -> its module (no alias)
+        self._conf: dict[str, tuple[str, str | None]] = {}  # name -> (options, install command)
+        self._depidx: object = self  # modules.dep.bin once opened (self: not yet)
+        # The names an options, install or softdep line may apply to (None: any, a pattern
+        # has a wildcard); every other name has none of them, known without asking.
+        named = [t.exact_names() for t in (self._options, self._install, self._softdeps)]
+        sets = [n for n in named if n is not None]
+        self._configured: set[str] | None = set().union(*sets) if len(sets) == len(named) else None
 
     # -- module objects -------------------------------------------------------------------
 
@@ -137,10 +151,14 @@ class Resolver:
         return m
 
     def _depline(self, name: str) -> str | None:
-        if name not in self._deplines:
-            idx = self.moddir.index("modules.dep.bin")
-            self._deplines[name] = idx.search(name) if idx is not None else None
-        return self._deplines[name]
+        lines = self._deplines
+        if name in lines:
+            return lines[name]
+        idx = self._depidx
+        if idx is self:
+            idx = self._depidx = self.moddir.index("modules.dep.bin")
+        line = lines[name] = idx.search(name) if idx is not None else None  # type: ignore[attr-defined]
+        return line
 
     def _abs(self, rel: str) -> str:
         return rel if rel.startswith("/") else f"{self.moddir.dirname}/{rel}"
@@ -151,12 +169,12 @@ class Resolver:
             line = self._depline(m.name)
             deps: list[Mod] = []
             if line is not None:
-                names = self._names
+                bypath = self._bypath
                 for p in line.partition(":")[2].split():
-                    name = names.get(p)
-                    if name is None:
-                        name = names[p] = path_to_name(p)
-                    deps.append(self.module(name))
+                    d = bypath.get(p)
+                    if d is None:
+                        d = bypath[p] = self.module(path_to_name(p))
+                    deps.append(d)
                 deps.reverse()
             m._deps = deps
         return m._deps
@@ -173,9 +191,9 @@ class Resolver:
 
     def _lookup(self, alias: str) -> list[Mod]:
         cfg = self.config
-        found = [self.module(cfg.aliases[i][1], alias) for i in self._aliases.matches(alias)]
-        if found:
-            return found
+        hits = self._aliases.matches(alias)
+        if hits:
+            return [self.module(cfg.aliases[i][1], alias) for i in hits]
         if self._depline(alias) is not None:
             return [self.module(alias)]
         if alias.startswith("symbol:"):
@@ -209,9 +227,8 @@ class Resolver:
         got = self._opts.get(m.name)
         if got is None:
             opts = self.config.options
-            got = self._opts[m.name] = " ".join(
-                opts[i][1] for i in self._options.matches(m.name) if opts[i][1]
-            )
+            hits = self._options.matches(m.name)
+            got = self._opts[m.name] = " ".join([opts[i][1] for i in hits if opts[i][1]]) if hits else ""
         return got
 
     def install_command(self, m: Mod) -> str | None:
@@ -299,6 +316,20 @@ class Resolver:
         for x in post:
             self._probe(x, False, False, out)
 
+    def _plain(self, deps: list[Mod], m: Mod, ignore_command: bool) -> bool:
+        """Whether no module _probe would look up soft dependencies for has any."""
+        soft = self._soft
+        configured = self._configured
+        for x in deps if ignore_command else (*deps, m):
+            if configured is not None and x.name not in configured:
+                continue
+            got = soft.get(x.name)
+            if got is None:
+                got = self.softdeps(x)
+            if got[0] or got[1]:
+                return False
+        return True
+
     def plan(
         self,
         m: Mod,
@@ -321,14 +352,32 @@ class Resolver:
         looked at (--show-depends over thousands of names makes no Step objects)."""
         rows: list[tuple[str, Mod, str, str | None]] = []
         append = rows.append
-        opts_cache, inst_cache = self._opts, self._inst
-        for x in self.probe_list(m, ignore_command):
+        confs = self._conf
+        configured = self._configured
+        deps = self.dependencies(m)
+        if self.config.softdeps and not self._plain(deps, m, ignore_command):
+            todo = self.probe_list(m, ignore_command)
+        else:
+            # probe_list when none of these modules has soft dependencies (the common case),
+            # inlined: the dependency line (each entry listed, visited or not), the module.
+            self._gen += 1
+            gen = m.visited = m.required = self._gen
+            todo = [*deps, m]
+            for d in todo:
+                d.required = gen
+                d.ignorecmd = False
+            if ignore_command:
+                m.ignorecmd = self.install_command(m) is not None
+        for x in todo:
+            c = confs.get(x.name)
+            if c is None:
+                if configured is not None and x.name not in configured:
+                    c = confs[x.name] = ("", None)
+                else:
+                    c = confs[x.name] = (self.options(x), self.install_command(x))
+            conf, cmd = c
             # libkmod's module_options_concat: config options always followed by a space.
-            conf = opts_cache.get(x.name)
-            if conf is None:
-                conf = self.options(x)
             opts = (conf + " " if conf else "") + (extra_options if x is m else "")
-            cmd = inst_cache[x.name] if x.name in inst_cache else self.install_command(x)
             if cmd is not None and not x.ignorecmd:
                 append(("install", x, opts, cmd))
             elif x.path is None:

@@ -17,6 +17,8 @@ import struct
 
 from lkm.errors import LkmError
 
+__all__ = ["raw_image_exports"]
+
 _ENTRY = 12
 _MIN_RUN = 64  # a real export table has thousands of entries
 _IDENT = re.compile(rb"(?:[A-Za-z0-9_.$]+\0){1000,}")

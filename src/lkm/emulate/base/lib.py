@@ -11,6 +11,8 @@ headers)."""
 from __future__ import annotations
 
 import hashlib
+import math
+import zlib
 
 from lkm.emulate.base.registry import (
     EBUSY,
@@ -582,8 +584,6 @@ CRC32_BE_TABLE = _crc_table(0x04C11DB7, False)
 def _crc32_le(k: BaseKernel, c: TrapCall) -> int:
     """crc32_le(crc, p, len) / __crc32c_le: the reflected CRC-32 (0xedb88320) / CRC-32C
     (0x82f63b78) of the bytes, from seed crc, no final inversion."""
-    import zlib
-
     crc, data = c.arg(0) & 0xFFFFFFFF, k.machine.read(c.arg(1), c.arg(2)) if c.arg(2) else b""
     if c.name == "crc32_le":
         return zlib.crc32(data, crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
@@ -690,8 +690,6 @@ def _sort(k: BaseKernel, c: TrapCall) -> int:
 
 @kfunc("int_sqrt", nargs=1)
 def _int_sqrt(k: BaseKernel, c: TrapCall) -> int:
-    import math
-
     return math.isqrt(c.arg(0))
 
 

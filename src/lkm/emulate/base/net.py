@@ -13,6 +13,8 @@ amd64 (offsetof() against its headers)."""
 
 from __future__ import annotations
 
+import zlib
+
 from lkm.emulate.base.registry import (
     EBUSY,
     EEXIST,
@@ -493,8 +495,6 @@ def _tcp_register_cc(k: BaseKernel, c: TrapCall) -> int:
     """tcp_register_congestion_control(ca): -EINVAL without ssthresh/undo_cwnd and
     cong_avoid or cong_control, -EEXIST for a name taken (net/ipv4/tcp_cong.c, with its
     "%s already registered or non-unique key" / "%s registered" lines)."""
-    import zlib
-
     m = k.machine
     ca = c.arg(0)
     name = name_at(k, ca + TCP_CA_NAME, 16)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
@@ -267,8 +269,6 @@ def _sscanf(k: BaseKernel, c: TrapCall) -> int:
     """sscanf(buf, fmt, ...) as lib/vsprintf.c's vsscanf: whitespace matches any run of
     whitespace, literals must match, conversions %[*][width][hh|h|l|ll|z]{d,i,u,x,X,o,s,c,n};
     the number of values stored, up to the first mismatch."""
-    import re
-
     m = k.machine
     text = (m.read_cstr(c.arg(0)) or b"").decode("latin-1")
     fmt = (m.read_cstr(c.arg(1)) or b"").decode("latin-1")

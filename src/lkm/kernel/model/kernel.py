@@ -282,8 +282,8 @@ class ModelKernel:
             row = self._store(db).initstate_row(name)
         if row is None:
             return None
-        state, flags, design = row
-        if design == "2.4":
+        state, flags, _design = row
+        if self.version.user_space_link:
             return "live" if flags & 1 else "coming"
         return {"Live": "live", "Loading": "coming"}.get(state, "going")
 
