@@ -347,3 +347,13 @@ def _sscanf(k: BaseKernel, c: TrapCall) -> int:
             m.write_int(c.arg(2 + argi), size, value & ((1 << (8 * size)) - 1))
             argi, stored = argi + 1, stored + 1
     return stored
+
+
+@kfunc("bin2hex", nargs=3)
+def _bin2hex(k: BaseKernel, c: TrapCall) -> int:
+    """bin2hex(dst, src, count): two lowercase hex digits per byte (lib/hexdump.c's
+    hex_byte_pack), no terminating NUL; returns dst + 2 * count."""
+    dst, src, count = c.arg(0), c.arg(1), c.arg(2)
+    if count:
+        k.machine.write(dst, k.machine.read(src, count).hex().encode())
+    return dst + 2 * count
