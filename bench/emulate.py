@@ -1,101 +1,289 @@
 #!/usr/bin/env python3
-"""Benchmark: module init routines in the emulator over a deterministic corpus sample.
+"""Benchmark: the emulator's speed on module code, and init runs over a corpus sample.
 
-Prints init runs per second, emulated instructions per second (instructions counted in a
-separate pass with a per-instruction hook, divided by the un-hooked run time), and two
-anchors measured in the same run: loading without init (link + map: what init adds on top),
-and unicorn's own speed on a tight register loop (the ceiling for emulated code).  Never asserts.
+Measures, for the lkm under test and (``--reference SRC``) another lkm source tree such as
+main's checkout, each in its own process, one after the other in the same run:
 
-    python3 bench/emulate.py [--tree amd64-6.1] [--sample 200]
+* **init runs/s**: a deterministic sample of a corpus tree, each module loaded into a fresh
+  booted kernel and its init run (``BaseKernel`` + ``load`` + ``run_init``), CPU and wall
+  seconds; the same without init (link + map: the anchor for what init adds);
+* **instructions/s of init code**: the instructions init executed, counted in a separate
+  pass with a per-instruction hook, divided by the un-hooked time init added over loading;
+* **compute loop**: the fixture ``tests/fixtures/6x/perfloop.ko`` (a bitwise CRC-32 over
+  4 KiB, ``rounds`` passes, no kernel calls and no data-dependent branches in the loop) run
+  with a large ``rounds``; instructions are counted with a hook at rounds 1, 2 and 3 (the
+  same instructions every pass: count = fixed + rounds x per-pass, checked) and its
+  checksum is checked against zlib's;
+* **same results**: each module's printk log, init's return value or fault, and the
+  unimplemented kernel functions it called, compared between the two trees (any difference
+  is listed and makes the exit status 1).
+
+Anchors measured in the same run: unicorn's own speed on a tight register loop (add; dec;
+jnz) with an instruction count per slice as the emulator runs it, and without any hook (the
+JIT alone: the ceiling for emulated code).  Apart from a difference in results, never fails
+on a number.
+
+    python3 bench/emulate.py [--tree amd64-6.1] [--sample 200] [--rounds 100]
+                             [--reference /path/to/main/src] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testing/
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+ROOT = Path(__file__).resolve().parent.parent
+PERFLOOP = ROOT / "tests" / "fixtures" / "6x" / "perfloop.ko"
+PERFLOOP_LEN = 4096
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--tree", default="amd64-6.1")
-    ap.add_argument("--sample", type=int, default=200)
-    a = ap.parse_args()
+def perfloop_sum(rounds: int) -> int:
+    """The fixture's checksum by zlib (its oracle): CRC-32 of its buffer ``rounds`` times."""
+    buf = bytes((i * 7 + 3) & 0xFF for i in range(PERFLOOP_LEN))
+    value = 0
+    for _ in range(rounds):
+        value = zlib.crc32(buf, value)
+    return value
+
+
+# -- the measuring process (one lkm source tree) -------------------------------------------
+def worker(src: str, tree_name: str, sample_size: int, rounds: int, count: bool) -> dict[str, object]:
+    sys.path.insert(0, str(ROOT))  # testing/
+    sys.path.insert(0, src)  # the lkm measured (first on the path)
 
     import unicorn
 
-    from lkm.emulate.arch import X86_64
+    import lkm
     from lkm.emulate.kernel import BaseKernel
-    from lkm.emulate.machine import EmulationFault, Machine
     from lkm.emulate.module import load, run_init
     from lkm.emulate.state import KernelState
     from lkm.module.file import ModuleFile
     from testing.captures import tree_symbols
     from testing.corpus import find_tree, module_files
 
-    tree = find_tree(a.tree)
+    tree = find_tree(tree_name)
     paths = sorted(str(p) for p in module_files(tree))
-    sample = paths[:: max(1, len(paths) // a.sample)][: a.sample]
+    sample = paths[:: max(1, len(paths) // sample_size)][:sample_size]
     symbols = tree_symbols(tree)  # its guest kallsyms, else its vmlinuz
     mods = [ModuleFile.open(p) for p in sample]
+    out: dict[str, object] = {"lkm": str(Path(lkm.__file__).parent), "modules": len(mods)}
 
-    def runs(init: bool, count: bool) -> tuple[float, int, int]:
-        t0 = time.perf_counter()
-        insns = ok = 0
+    def timed(fn: object) -> tuple[float, float]:
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()  # type: ignore[operator]
+        return time.process_time() - c0, time.perf_counter() - t0
+
+    def load_only() -> None:
+        for mod in mods:
+            load(BaseKernel("x86_64", symbols, KernelState.booted()), mod)
+
+    results: dict[str, dict[str, object]] = {}
+
+    def load_init() -> None:
         for mod in mods:
             k = BaseKernel("x86_64", symbols, KernelState.booted())
             em = load(k, mod)
-            if not init:
-                continue
-            counter = [0]
-            if count:
-
-                def hook(uc: object, addr: int, size: int, data: object, c: list[int] = counter) -> None:
-                    c[0] += 1
-
-                k.machine.uc.hook_add(unicorn.UC_HOOK_CODE, hook)
             res = run_init(k, em)
-            ok += res.fault is None
+            fault = res.fault
+            results[mod.path] = {
+                "value": res.value,
+                "state": res.state,
+                "fault": None if fault is None else [fault.kind, fault.reason],
+                "log": [f"{e.level} {e.module} {e.text}" for e in k.state.log],
+                "unimplemented": sorted(k.state.unimplemented),
+                "trace": [t.name if t.implemented else f"{t.name} (unimplemented) {t.site}" for t in k.trace],
+            }
+
+    load_init()  # warm-up: imports, caches, page cache
+    out["load_cpu"], out["load_wall"] = timed(load_only)
+    out["init_cpu"], out["init_wall"] = timed(load_init)
+    out["results"] = results
+
+    def count_hooked(k: object) -> list[int]:
+        counter = [0]
+
+        def hook(uc: object, addr: int, size: int, data: object, c: list[int] = counter) -> None:
+            c[0] += 1
+
+        k.machine.uc.hook_add(unicorn.UC_HOOK_CODE, hook)  # type: ignore[attr-defined]
+        return counter
+
+    if count:
+        insns = 0
+        for mod in mods:
+            k = BaseKernel("x86_64", symbols, KernelState.booted())
+            em = load(k, mod)
+            counter = count_hooked(k)
+            run_init(k, em)
             insns += counter[0]
-        return time.perf_counter() - t0, insns, ok
+        out["init_insns"] = insns
 
-    load_time, _, _ = runs(False, False)
-    init_time, _, ok = runs(True, False)
-    _, insns, _ = runs(True, True)
+    # The compute loop.
+    def perfloop(n: int, counting: bool) -> tuple[int, int, float, float, str]:
+        k = BaseKernel("x86_64", symbols, KernelState.booted(), insn_budget=0, time_budget=3600.0)
+        em = load(k, ModuleFile.open(str(PERFLOOP)))
+        addr = em.symbol("rounds")
+        assert addr is not None
+        k.machine.write_int(addr, 4, n)
+        counter = count_hooked(k) if counting else [0]
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = run_init(k, em)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        text = "".join(e.text for e in k.state.log)
+        if res.fault is not None:
+            text += f"fault: {res.fault.reason}"
+        return counter[0], res.value, cpu, wall, text
 
-    # Anchors: a tight loop of register arithmetic, 10M instructions (add; dec; jnz), with the
-    # per-call instruction budget the module runs have (counted) and without (unicorn's JIT alone).
-    count = (10_000_000 // 3).to_bytes(4, "little")
-    code = bytes.fromhex("48c7c1") + count + bytes.fromhex("4801c848ffc975f8c3")
-    loop: dict[str, float] = {}
-    for label, budget in (("with an instruction budget", 20_000_000), ("unlimited (timer slices only)", 0)):
-        m = Machine(X86_64, insn_budget=budget, time_budget=60.0)
-        m.map(0xFFFFFFFFC0000000, 0x1000, "code", code)
-        t0 = time.perf_counter()
-        try:
-            m.call(0xFFFFFFFFC0000000)
-        except EmulationFault as exc:
-            print(f"anchor loop failed: {exc}")
-            return 1
-        loop[label] = 10_000_000 / (time.perf_counter() - t0)
+    one = perfloop(1, True)[0]
+    two = perfloop(2, True)[0]
+    three = perfloop(3, True)[0]
+    out["loop_exact"] = three - two == two - one
+    out["loop_insns"] = one + (rounds - 1) * (two - one)
+    _, _, out["loop_cpu"], out["loop_wall"], out["loop_log"] = perfloop(rounds, False)
+    return out
 
-    n = len(mods)
-    emu = init_time - load_time
-    print(f"sample: {n} modules of {a.tree} ({ok} inits returned)")
-    print(f"load + init: {init_time:.2f} s = {n / init_time:.1f} init runs/s")
-    print(f"load only (anchor): {load_time:.2f} s; init adds {emu:.2f} s")
-    print(f"ratio load+init / load: {init_time / load_time:.2f}")
-    print(f"instructions emulated in init: {insns} ({insns / n:.0f} per module)")
-    rate = insns / emu if emu > 0 else float("nan")
-    print(f"emulated instructions/s in init (time beyond loading): {rate:,.0f}")
-    for label, loop_rate in loop.items():
-        print(f"unicorn tight loop {label} (anchor): {loop_rate:,.0f} instructions/s")
-        print(f"  ratio init instructions/s / anchor: {rate / loop_rate:.4f}")
-    return 0
+
+# -- the driver ----------------------------------------------------------------------------
+def run_side(src: str, a: argparse.Namespace, count: bool) -> dict[str, object]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # leave the reference tree as it is
+        cmd = [sys.executable, __file__, "--worker", src, "--out", f.name, "--tree", a.tree]
+        cmd += ["--sample", str(a.sample), "--rounds", str(a.rounds)] + (["--count"] if count else [])
+        subprocess.run(cmd, check=True, env=env)
+        data: dict[str, object] = json.loads(Path(f.name).read_text())
+        return data
+
+
+def anchors() -> dict[str, float]:
+    """unicorn alone on 30M instructions of add; dec; jnz: with the emulator's per-slice
+    instruction count (TICK_INSNS per emu_start), and with no hook at all."""
+    import unicorn
+    from unicorn import x86_const as x86
+
+    n = 30_000_000
+    code = bytes.fromhex("48c7c1") + (n // 3).to_bytes(4, "little") + bytes.fromhex("4801c848ffc975f8f4")
+    out: dict[str, float] = {}
+    for label, count in (("counted", 100_000), ("plain", 0)):
+        uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+        base = 0x1000000
+        uc.mem_map(base, 0x1000)
+        uc.mem_write(base, code)
+        end = base + len(code) - 1
+        c0, t0 = time.process_time(), time.perf_counter()
+        pc = base
+        while pc != end:
+            uc.emu_start(pc, end, count=count)
+            pc = uc.reg_read(x86.UC_X86_REG_RIP)
+        out[f"{label}_cpu"] = n / (time.process_time() - c0)
+        out[f"{label}_wall"] = n / (time.perf_counter() - t0)
+    return out
+
+
+def compare(before: dict[str, dict[str, object]], after: dict[str, dict[str, object]]) -> list[str]:
+    diffs = []
+    for path in sorted(set(before) | set(after)):
+        b, a = before.get(path), after.get(path)
+        if b is None or a is None:
+            diffs.append(f"{path}: run by one side only")
+            continue
+        for key in ("value", "state", "fault", "log", "unimplemented", "trace"):
+            if b.get(key) != a.get(key):
+                what = f"{Path(path).name}: {key} differs:"
+                diffs.append(f"{what}\n    before {b.get(key)!r}\n    after  {a.get(key)!r}")
+    return diffs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--tree", default="amd64-6.1")
+    ap.add_argument("--sample", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=100, help="perfloop passes (about 254k instructions each)")
+    ap.add_argument("--reference", metavar="SRC", help="another lkm's src directory to compare with")
+    ap.add_argument("--json", metavar="FILE", help="also write every number and result as JSON")
+    ap.add_argument("--worker", metavar="SRC", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.worker:
+        data = worker(a.worker, a.tree, a.sample, a.rounds, a.count)
+        Path(a.out).write_text(json.dumps(data))
+        return 0
+
+    print(f"load average at start: {os.getloadavg()}")
+    sides: dict[str, dict[str, object]] = {}
+    if a.reference:
+        sides["before"] = run_side(a.reference, a, count=True)
+    sides["after"] = run_side(str(ROOT / "src"), a, count=True)
+    anchor = anchors()
+    print(f"load average at end: {os.getloadavg()}")
+
+    after = sides["after"]
+    n = int(after["modules"])  # type: ignore[call-overload]
+    expect = perfloop_sum(a.rounds)
+    for side, d in sides.items():
+        i = int(d["init_insns"])  # type: ignore[call-overload]
+        print(f"[{side}] {n} modules of {a.tree}: init executed {i} instructions ({i / n:.0f} per module)")
+    print(f"compute loop: perfloop.ko rounds={a.rounds}, {after['loop_insns']:,} instructions "
+          f"(the same count every pass: {after['loop_exact']}); zlib's crc32={expect:08x}")  # fmt: skip
+    rows: list[tuple[str, dict[str, float]]] = []
+    for side, d in sides.items():
+        f = {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        ok = f"crc32={expect:08x}" in str(d["loop_log"])
+        verdict = "matches zlib" if ok else f"WRONG: {d['loop_log']}"
+        print(f"[{side}] lkm from {d['lkm']}; perfloop checksum {verdict}")
+        m = {}
+        for clock in ("cpu", "wall"):
+            init_s, load_s = f[f"init_{clock}"], f[f"load_{clock}"]
+            m[f"runs_{clock}"] = n / init_s
+            m[f"load_{clock}"] = load_s
+            m[f"init_{clock}"] = init_s
+            mine = f["init_insns"]  # each side's own count (the kernel's calls into module code may differ)
+            m[f"ips_{clock}"] = mine / (init_s - load_s) if init_s > load_s else float("nan")
+            m[f"loop_{clock}"] = float(after["loop_insns"]) / f[f"loop_{clock}"]  # type: ignore[arg-type]
+        rows.append((side, m))
+    print()
+    print(f"{'':44s} " + "  ".join(f"{s + ' ' + c:>16s}" for s, _ in rows for c in ("CPU", "wall")))
+    for key, label, fmt in (
+        ("runs", "init runs/s (load + init, sample)", "{:16.1f}"),
+        ("load", "seconds, load only (anchor)", "{:16.2f}"),
+        ("init", "seconds, load + init", "{:16.2f}"),
+        ("ips", "init instructions/s (time beyond loading)", "{:16,.0f}"),
+        ("loop", "compute loop instructions/s (perfloop)", "{:16,.0f}"),
+    ):
+        cells = [fmt.format(m[f"{key}_{c}"]) for _, m in rows for c in ("cpu", "wall")]
+        print(f"{label:44s} " + "  ".join(cells))
+    if len(rows) == 2:
+        b, af = rows[0][1], rows[1][1]
+        labels = (("runs", "init runs/s"), ("ips", "init instructions/s"), ("loop", "compute loop ips"))
+        for key, label in labels:
+            print(f"ratio after/before {label:24s} CPU {af[key + '_cpu'] / b[key + '_cpu']:8.2f}x   "
+                  f"wall {af[key + '_wall'] / b[key + '_wall']:8.2f}x")  # fmt: skip
+    print(f"anchor: unicorn tight loop, counted per slice as the emulator runs: "
+          f"{anchor['counted_cpu']:,.0f}/s CPU, {anchor['counted_wall']:,.0f}/s wall")  # fmt: skip
+    print(f"anchor: unicorn tight loop, no hook (the JIT's ceiling): "
+          f"{anchor['plain_cpu']:,.0f}/s CPU, {anchor['plain_wall']:,.0f}/s wall")  # fmt: skip
+    status = 0
+    if "before" in sides:
+        diffs = compare(sides["before"]["results"], after["results"])  # type: ignore[arg-type]
+        if diffs:
+            status = 1
+            print(f"RESULTS DIFFER for {len(diffs)} items:")
+            for d in diffs:
+                print("  " + d)
+        else:
+            print(f"results identical before/after for all {n} modules (printk log, init's value or "
+                  f"fault, state, unimplemented calls, the trace of kernel calls)")  # fmt: skip
+    if a.json:
+        Path(a.json).write_text(json.dumps({"sides": sides, "anchors": anchor, "rows": dict(rows)}, indent=1))
+    return status
 
 
 if __name__ == "__main__":

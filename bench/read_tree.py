@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 "root": str(tree.root),
                 "release": tree.release,
                 "modules_dir": str(tree.modules_dir),
+                "vmlinuz": str(tree.vmlinuz) if tree.vmlinuz is not None else None,
                 "paths": paths,
             },
             sys.stdout,

@@ -12,6 +12,11 @@ Benchmarks (see bench/README.md); targets of issue 18 as lkm/anchor ratios:
      1 core (wall <= 1.0) and all cores (wall <= 0.6), vs ``depmod -b``;   CPU <= 1.0
   c  start-up: ``lkm modinfo chardev.ko``, ``lkm lsmod``, ``lkm modprobe -D ext4``
      vs ``python -c pass``                                             wall <= 1.5
+  d  ``lkm dev --session S read lkmchar`` on a cached session (issue 16): the chardev
+     fixture loaded by ``lkm run --session`` (synthetic kernel symbols, and ``-k`` the
+     corpus tree's vmlinuz when there is one), its device opened; each timed run restores
+     the session file first (``cp``, on the anchor's side too) and reads once; vs ``python
+     -c pass`` and ``python -c "import unicorn"`` (the emulator's own floor)  wall <= 0.5 s
 
 Each command runs once as a warm-up (so both sides see a warm page cache), then N times,
 lkm and anchor interleaved; the median wall time (time.perf_counter around
@@ -52,8 +57,9 @@ BENCHES = {
     "a": "modinfo over a whole tree vs kmod modinfo",
     "b": "read a whole tree's metadata vs depmod -b",
     "c": "lkm modinfo one.ko start-up vs python -c pass",
+    "d": "lkm dev read on a cached session vs python -c pass",
 }
-ALIASES = {"modinfo": "a", "tree": "b", "read": "b", "depmod": "b", "startup": "c", "start": "c"}
+ALIASES = {"modinfo": "a", "tree": "b", "read": "b", "depmod": "b", "startup": "c", "start": "c", "dev": "d"}
 
 
 class Skip(Exception):
@@ -408,6 +414,91 @@ def bench_c(lkm: Lkm, repeat: int, log: Callable[[str], None]) -> list[dict[str,
     return rows
 
 
+def bench_d(lkm: Lkm, repeat: int, log: Callable[[str], None]) -> list[dict[str, object]]:
+    """``lkm dev read`` on a session made once (and its kernel symbols cached by the warm-up,
+    in a scratch cache directory), against python's own start-up."""
+    script = lkm.need_script()
+    if not FIXTURE.is_file():
+        raise Skip(f"fixture {FIXTURE} missing")
+    if capture([lkm.python, "-c", "import unicorn"]).returncode != 0:
+        raise Skip("unicorn is not installed (lkm[run])")
+    scratch = Path(tempfile.mkdtemp(prefix="lkm-bench-dev-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    saved_env = os.environ.get("LKM_CACHE_DIR")
+    os.environ["LKM_CACHE_DIR"] = str(scratch / "cache")
+    kinds: dict[str, list[str]] = {"synthetic symbols": []}
+    try:
+        vmlinuz = lkm.tree().get("vmlinuz")
+        if vmlinuz:
+            kinds["-k vmlinuz"] = ["-k", str(vmlinuz)]
+    except Skip as exc:
+        log(f"d: -k vmlinuz left out: {exc}")
+    try:
+        cmds: dict[str, list[str]] = {}
+        for n, (label, extra) in enumerate(kinds.items()):
+            made = scratch / f"made{n}.json"
+            p = capture([script, "run", str(FIXTURE), *extra, "--session", str(made)])
+            p2 = capture([script, "dev", "--session", str(made), "open", "lkmchar"])
+            if p.returncode or p2.returncode:
+                raise Skip(
+                    f"making the session failed: {(p.stderr + p2.stderr).decode(errors='replace')[-200:]}"
+                )
+            use = scratch / f"use{n}.json"
+            cmds[label] = [
+                "sh",
+                "-c",
+                'cp "$0" "$1" && exec "$2" dev --session "$1" read lkmchar',
+                str(made),
+                str(use),
+                script,
+            ]
+        cmds["python"] = [
+            "sh",
+            "-c",
+            'cp "$0" "$1" && exec "$2" -c pass',
+            str(scratch / "made0.json"),
+            str(scratch / "p.json"),
+            lkm.python,
+        ]
+        cmds["import unicorn"] = [lkm.python, "-c", "import unicorn"]
+        log(f"d: {repeat} repeats")
+        s = measure(cmds, repeat)
+    finally:
+        if saved_env is None:
+            os.environ.pop("LKM_CACHE_DIR", None)
+        else:
+            os.environ["LKM_CACHE_DIR"] = saved_env
+    rows = []
+    for label in kinds:
+        r = result(
+            "d",
+            f"d dev read ({label})",
+            s[label],
+            s["python"],
+            float("inf"),
+            "lkm dev --session S read lkmchar",
+            "python -c pass",
+        )
+        wall = float(r["lkm_median_s"])  # type: ignore[arg-type]
+        r["met"] = wall <= 0.5
+        r["verdict"] = f"wall <= 0.5 s: {'MET' if wall <= 0.5 else 'NOT MET'}"
+        r["unicorn_import_median_s"] = statistics.median(w for w, _c in s["import unicorn"])
+        r["unicorn_import_cpu_median_s"] = statistics.median(c for _w, c in s["import unicorn"])
+        rows.append(r)
+    u = result(
+        "d",
+        "d floor: python -c 'import unicorn'",
+        s["import unicorn"],
+        s["python"],
+        float("inf"),
+        "python -c 'import unicorn'",
+        "python -c pass",
+    )
+    u["verdict"] = "(reference)"
+    rows.append(u)
+    return rows
+
+
 def _scratch_root(tree: dict[str, object]) -> Path:
     """A scratch root whose modules directory links to the tree's inputs."""
     scratch = Path(tempfile.mkdtemp(prefix="lkm-bench-root-"))
@@ -493,7 +584,7 @@ def print_table(rows: list[dict[str, object]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Time lkm against kmod and python; print ratios.")
-    ap.add_argument("--only", help="comma-separated subset of a,b,c (default: all)")
+    ap.add_argument("--only", help="comma-separated subset of a,b,c,d (default: all)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per command, a and b (default: 5)")
     ap.add_argument("--startup-repeat", type=int, default=30, help="timed runs per command, c (default: 30)")
     ap.add_argument("--python", default=sys.executable, help="interpreter of the lkm measured")
@@ -529,11 +620,11 @@ def main(argv: list[str] | None = None) -> int:
         TARGETS["tree_wall"] = 1.0
         busy = start_busy()
         print(f"busy:   {'a CPU-bound process pinned on one core' if busy else 'cannot pin a process'}\n")
-    funcs = {"a": bench_a, "b": bench_b, "c": bench_c}
+    funcs = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d}
     rows: list[dict[str, object]] = []
     skipped: list[dict[str, str]] = []
     for key in only:
-        repeat = args.startup_repeat if key == "c" else args.repeat
+        repeat = args.startup_repeat if key in ("c", "d") else args.repeat
         try:
             rows.extend(funcs[key](lkm, repeat, log))
         except Skip as exc:

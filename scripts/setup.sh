@@ -13,13 +13,14 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # and kbuild's needs for building fixture modules against the corpus's linux-headers (make,
 # the kernel's gcc-12, pahole for BTF); the pictures' browser tests (chromium) and layout
 # (Graphviz dot); elfutils' debuginfod server for lkm's debuginfod client; openssl and bpftool,
-# the signature and BTF oracles; LLVM's addr2line, the second line-table oracle.
+# the signature and BTF oracles; LLVM's addr2line, the second line-table oracle; gdb (and
+# gdb-multiarch for arm64) opens `kallsyms --elf` files.
 for tool in modinfo:kmod readelf:binutils xz:xz-utils zstd:zstd gzip:gzip \
             aarch64-linux-gnu-ld:binutils-aarch64-linux-gnu \
             qemu-system-x86_64:qemu-system-x86 qemu-system-aarch64:qemu-system-arm \
             busybox:busybox-static cpio:cpio make:make \
             gcc-12:gcc-12 pahole:dwarves chromium:chromium dot:graphviz debuginfod:debuginfod \
-            openssl:openssl bpftool:bpftool llvm-addr2line:llvm; do
+            openssl:openssl bpftool:bpftool llvm-addr2line:llvm gdb:gdb gdb-multiarch:gdb-multiarch; do
   command -v "${tool%%:*}" >/dev/null || [ -x "/usr/sbin/${tool%%:*}" ] || [ -x "/sbin/${tool%%:*}" ] || need_pkgs+=("${tool#*:}")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -20,10 +20,12 @@ looked into.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 from lkm.errors import LkmError
+from lkm.safeio import read_bytes, write_file
 
 VERSION = 1
 ENTRY_LIMIT = 256 << 20
@@ -60,7 +62,6 @@ def get(kind: str, key: str) -> Any:
     path = entry_path(kind, key)
     if path is None:
         return None
-    from lkm.safeio import read_bytes
 
     try:
         doc = json.loads(read_bytes(path, limit=ENTRY_LIMIT))
@@ -76,7 +77,6 @@ def put(kind: str, key: str, payload: Any) -> bool:
     path = entry_path(kind, key)
     if path is None:
         return False
-    from lkm.safeio import write_file
 
     data = json.dumps({"version": VERSION, "key": key, "payload": payload}, separators=(",", ":"))
     try:
@@ -89,8 +89,6 @@ def put(kind: str, key: str, payload: Any) -> bool:
 
 def content_key(data: bytes | bytearray | memoryview, *params: str) -> str:
     """The SHA-256 of ``data`` (and of any parameter the derived result depends on)."""
-    import hashlib
-
     h = hashlib.sha256(data).hexdigest()
     return "-".join([h, *params])
 

@@ -25,6 +25,20 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+__all__ = [
+    "CHUNK",
+    "COMPRESSIONS",
+    "DEFAULT_LIMIT",
+    "KERNEL_LIMIT",
+    "Compression",
+    "TooLarge",
+    "decompress",
+    "detect",
+    "limit",
+    "set_limit",
+    "xz_declared_size",
+]
+
 KERNEL_LIMIT = (1 << 31) - 1  # INT_MAX: kernel_read_file's max_size for finit_module
 DEFAULT_LIMIT = 128 << 20
 CHUNK = 1 << 20

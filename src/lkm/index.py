@@ -14,6 +14,17 @@ import os
 import struct
 
 from lkm.errors import LkmError
+from lkm.safeio import open_regular
+
+__all__ = [
+    "INDEX_MAGIC",
+    "INDEX_VERSION",
+    "NODE_CHILDS",
+    "NODE_MASK",
+    "NODE_PREFIX",
+    "NODE_VALUES",
+    "IndexFile",
+]
 
 INDEX_MAGIC = 0xB007F457
 INDEX_VERSION = 0x00020001
@@ -88,8 +99,6 @@ class IndexFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        from lkm.safeio import open_regular
-
         fd, st = open_regular(path)
         try:
             size = st.st_size

@@ -16,6 +16,10 @@ from __future__ import annotations
 import errno
 import os
 
+from lkm.errors import InvalidModule
+
+__all__ = ["DEFAULT_MODULE_LIMIT", "MODULES_LEN", "VMALLOC_RESERVE_24", "check_region_sizes", "module_limit"]
+
 MODULES_LEN = 0xFFFFFFFFFF000000 - 0xFFFFFFFFC0000000  # x86_64 module area: 1008 MiB
 DEFAULT_MODULE_LIMIT = 256 << 20
 # 2.4 i386: create_module vmallocs the whole image, and the vmalloc area is VMALLOC_RESERVE
@@ -38,8 +42,6 @@ def check_region_sizes(sizes: dict[str, int], path: str | None = None, *, area: 
     """Raise InvalidModule(ENOMEM) if a region is larger than :func:`module_limit` (or
     ``area``, the kernel's own bound when smaller), or negative, which only a hostile header
     can make."""
-    from lkm.errors import InvalidModule
-
     cap = module_limit() if area is None else min(module_limit(), area)
     for region, size in sizes.items():
         if size < 0 or size > cap:

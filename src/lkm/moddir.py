@@ -16,6 +16,8 @@ from lkm.modname import MODULE_SUFFIXES, alias_normalize
 from lkm.record import Record
 from lkm.safeio import read_bytes
 
+__all__ = ["MODULE_DIRECTORY", "Found", "ModulesDir", "find_modules", "modules_dir"]
+
 MODULE_DIRECTORY = "/lib/modules"
 
 

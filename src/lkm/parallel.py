@@ -8,10 +8,13 @@ results come back in input order, so output is identical to a sequential run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
+
+__all__ = ["R", "T", "map_chunks", "workers_available"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,8 +69,6 @@ def map_chunks(
     # Objects that exist at the fork are left out of garbage collection while the children
     # run: a collection walks (and writes to) every object it tracks, so in a child it would
     # copy every page of the parent's data, and in the parent every page the child shares.
-    import gc
-
     gc.freeze()  # until the children are done; see the finally below
     for chunk in chunks[1:]:
         r, w = os.pipe()

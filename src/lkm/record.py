@@ -1,9 +1,16 @@
-"""Record: the base of lkm's small immutable-by-convention data classes.
+"""Record: the base of lkm's small data classes on the start-up path.
 
 ``dataclasses`` and ``typing.NamedTuple`` cost several milliseconds of import time (inspect,
 typing), which is a third of a whole ``lkm modinfo one.ko`` run; a __slots__ class with its
 fields listed once is as clear and loads instantly.  Subclasses set ``__slots__`` to the field
 names, in order, and write a plain ``__init__``.
+
+Where it stays: the modules the timed start-up calls import (bench/run.py: the ELF and module
+readers, ``lkm.kernels``, ``lkm.moddir``, ``lkm.index``, modprobe's configuration and
+resolution, the kernel interface) and the records shared with them.  Elsewhere a plain record
+is ``@dataclass(slots=True, unsafe_hash=True)`` (the same equality, hash and repr): draw, link
+and trust.compat so far; oops (whose records' ``asdict`` feeds JSON), emulate, depmod and the
+model kernel still to convert.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def map_file(path: str | os.PathLike[str], *, limit: int | None = None) -> bytes
         _check_size(p, st.st_size, limit)
         if st.st_size < MMAP_THRESHOLD:
             return _pread_all(fd, st.st_size, limit, p)
-        import mmap
+        import mmap  # lazy: start-up (lsmod maps nothing)
 
         return mmap.mmap(fd, st.st_size, prot=mmap.PROT_READ)
     except OSError as exc:

@@ -25,13 +25,19 @@ import re
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from lkm.draw.depgraph import DepTables as Tables
+from lkm.errors import LkmError
 from lkm.modname import alias_normalize as normalize
+from lkm.modprobe.actions import Flags, LoadedView, load_alias
+from lkm.module.file import ModuleFile
 from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.draw.depgraph import DepTables
     from lkm.kernel.interface import Kernel
     from lkm.modprobe.resolve import Mod, Resolver
+
+__all__ = ["Reason", "WhyReport", "dry_run", "parse_requests", "why"]
 
 # ftrace's module:module_request event: "module_request: %s wait=%d call_site=%pS"
 _TRACE = re.compile(r"module_request: (\S+) wait=(\d+)(?: call_site=(\S+))?")
@@ -134,8 +140,6 @@ def why(
     release: str | None = None,
 ) -> WhyReport:
     """Why ``query`` (module name or alias) is or would be loaded; see the module doc."""
-    from lkm.draw.depgraph import DepTables as Tables
-
     dirname = res.moddir.dirname
     if tables is None:
         try:
@@ -358,9 +362,6 @@ def _loaded(rep: WhyReport, m: Mod, kernel: Kernel) -> None:
 
 
 def _vermagic(rep: WhyReport, m: Mod, release: str) -> None:
-    from lkm.errors import LkmError
-    from lkm.module.file import ModuleFile
-
     assert m.path is not None
     try:
         with ModuleFile.open(m.path) as f:
@@ -383,8 +384,6 @@ def dry_run(
     res: Resolver, query: str, kernel: Kernel | None, dirname: str, blacklist_all: bool = False
 ) -> tuple[list[str], int]:
     """What ``modprobe -n -v [-b] QUERY`` prints (stdout lines, then its messages) and exits with."""
-    from lkm.modprobe.actions import Flags, LoadedView, load_alias
-
     lines: list[str] = []
     msgs: list[str] = []
 

@@ -196,6 +196,92 @@ def test_session_keeps_its_kernel_files(tmp_path: Path, monkeypatch: pytest.Monk
     assert json.loads(session.read_text())["kernel"] == [str(mine)]
 
 
+def _kallsyms_text(seed: int, count: int = 3000) -> str:
+    """A /proc/kallsyms with what the real one has: static namesakes (one name at several
+    addresses), data and per-cpu letters, module symbols, symbols sharing an address."""
+    rng = random.Random(seed)
+    lines = []
+    addr = 0xFFFFFFFF81000000
+    for i in range(count):
+        addr += rng.choice((0, 0x10, 0x40, 0x1000))
+        name = rng.choice(("dup_a", "dup_b", f"s{i}_{rng.randrange(10**6)}", f"s{i}"))
+        letter = rng.choice("TtDdBbRrWw")
+        lines.append(f"{addr:016x} {letter} {name}")
+    lines += [f"{0x1000 * i:016x} A pcpu{i}" for i in range(5)]
+    lines += [f"{0xFFFFFFFFC0000000 + i * 0x20:016x} t m{i}\t[mod{i % 3}]" for i in range(40)]
+    return "\n".join(lines) + "\n"
+
+
+def test_session_symbols_cached_answer_as_the_table(cache_dir: Path, tmp_path: Path) -> None:
+    """A replayed session's kernel symbols from lkm.cache (columns, CompactSymbolSpace) answer
+    every question the emulator asks exactly as the SymbolSpace over SymbolTable.from_files of
+    the same files: lookup(name) for every name and absent ones, the address-sorted entries,
+    name_at/size_at anywhere."""
+    pytest.importorskip("unicorn")
+    from lkm.emulate.kernel import SymbolSpace
+    from lkm.emulate.session import SESSION_SYMBOLS, CompactSymbolSpace, kernel_symbols
+    from lkm.symbols.table import SymbolTable
+
+    for seed in range(3):
+        a, b = tmp_path / f"a{seed}.kallsyms", tmp_path / f"b{seed}.kallsyms"
+        a.write_text(_kallsyms_text(seed))
+        b.write_text(_kallsyms_text(seed + 100, 500))
+        files = [str(a), str(b)]
+        ref = SymbolSpace(SymbolTable.from_files(*files))
+        first = kernel_symbols(files)
+        assert not isinstance(first, CompactSymbolSpace)  # computed, then stored
+        hit = kernel_symbols(files)
+        assert isinstance(hit, CompactSymbolSpace)
+        names = {sym.name for sym in ref.table} | {"absent", "dup_", "zzzz", ""}
+        for n in sorted(names):
+            want, got = ref.table.lookup(n), hit.table.lookup(n)
+            assert (want is None) == (got is None), n
+            if want is not None and got is not None:
+                assert (got.address, got.type) == (want.address, want.type), n
+        assert hit.entries == ref.entries
+        rng = random.Random(seed)
+        lo, hi = ref.addresses[0] - 0x100, ref.addresses[-1] + 0x2000
+        for addr in [rng.randrange(lo, hi) for _ in range(500)] + ref.addresses[:50]:
+            assert hit.name_at(addr) == ref.name_at(addr)
+            assert hit.size_at(addr) == ref.size_at(addr)
+    # A damaged entry is not believed: the files are read again.
+    for entry in (cache_dir / SESSION_SYMBOLS).glob("*.json"):
+        doc = json.loads(entry.read_text())
+        doc["payload"]["names"] = doc["payload"]["names"][::-1]
+        entry.write_text(json.dumps(doc))
+    assert not isinstance(kernel_symbols(files), CompactSymbolSpace)
+
+
+def test_dev_replay_same_with_and_without_the_cache(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lkm dev read` on a session made with -k FILE prints the same with its symbols from the
+    cache as when they are read from FILE."""
+    pytest.importorskip("unicorn")
+    from lkm.cli import main
+    from lkm.module import ModuleFile
+
+    names = sorted(n.name for n in ModuleFile.open(FIX6 / "chardev.ko").needed)
+    k = tmp_path / "k.kallsyms"
+    k.write_text("".join(f"{0xFFFFFFFF81000000 + i * 0x100:016x} T {n}\n" for i, n in enumerate(names)))
+    session = tmp_path / "s.json"
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["lkm", "run", str(FIX6 / "chardev.ko"), "-k", str(k), "--session", str(session)]) == 0
+    assert main(["lkm", "dev", "--session", str(session), "open", "lkmchar"]) == 0
+    saved = session.read_text()
+    outputs = []
+    for mode in ("off", "on", "on"):  # read from the file; computed and stored; from the cache
+        monkeypatch.setenv("LKM_CACHE", mode)
+        session.write_text(saved)
+        out.seek(0)
+        out.truncate()
+        assert main(["lkm", "dev", "--session", str(session), "--json", "read", "lkmchar"]) == 0
+        outputs.append(out.getvalue())
+    assert outputs[0] == outputs[1] == outputs[2]
+    assert "Hello world" in outputs[0]
+
+
 # -- progress ---------------------------------------------------------------------------------
 
 

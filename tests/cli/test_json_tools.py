@@ -272,8 +272,7 @@ def test_kallsyms_from_image_json(corpus_trees: list[Any], validator: Any) -> No
 def test_every_tool_with_output_has_json() -> None:
     """The README's table: every tool but the ones without output (insmod, rmmod, kmod, demo)
     takes --json (model: `model info --json`; run/dev/ksymoops/triage also as before)."""
-    from lkm.cli import TOOLS
-    from lkm.cli.tool import all_tools
+    from lkm.cli import TOOLS, all_tools
 
     without = {"insmod", "rmmod", "kmod", "demo", "model"}
     for name in TOOLS:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from kmodlink import tool_link
 
-from lkm.cli import TOOLS
-from lkm.cli.tool import Tool, all_tools
+from lkm.cli import TOOLS, all_tools
+from lkm.cli.tool import Tool
 
 from support import FIX6, ROOT, require
 

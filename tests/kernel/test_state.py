@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.model.state import SCHEMA_VERSION, StateError, default_state_path
 
@@ -116,3 +117,81 @@ def test_boot_again_over_a_booted_state(tmp_path: Path) -> None:
         ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db")
     again = ModelKernel.boot("linux-2.4-i386", tmp_path / "k.db", force=True)
     assert again.modules() == [] and again.version.user_space_link and again.check_integrity() == []
+
+
+def test_calls_of_other_connections_and_rollbacks_reach_the_cache(tmp_path: Path) -> None:
+    """A kernel keeps the areas it allocated from between its calls (lkm.kernel.model.state.Cache).
+    Two kernels on one state, used in turn (as two processes would), with a load that fails
+    after its memory was allocated (rolled back): every module lands exactly where a kernel
+    opened afresh for each call (nothing kept between calls) puts it."""
+    fix = {n: str(FIX6 / f"{n}.ko") for n in ("exporter", "importer", "chardev", "params")}
+    steps = [
+        ("a", "load", "exporter"),
+        ("b", "load", "chardev"),  # behind a's back
+        ("a", "load", "params"),
+        ("b", "unload", "chardev"),
+        ("a", "unload", "exporter"),
+        ("a", "fail", "importer"),  # Unknown symbol: allocated, then rolled back
+        ("a", "load", "chardev"),
+        ("b", "load", "exporter"),
+        ("a", "load", "importer"),
+    ]
+
+    def act(k: ModelKernel, op: str, name: str) -> None:
+        if op == "load":
+            k.finit_module(fix[name])
+        elif op == "unload":
+            k.delete_module(name)
+        else:
+            with pytest.raises(KernelError):
+                k.finit_module(fix[name])
+
+    shared = {"a": ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")}
+    shared["b"] = ModelKernel(tmp_path / "k.db")
+    ModelKernel.boot("linux-6.1-amd64", tmp_path / "fresh.db").close()
+    for who, op, name in steps:
+        act(shared[who], op, name)
+        fresh = ModelKernel(tmp_path / "fresh.db")
+        act(fresh, op, name)
+        fresh.close()
+        want = ModelKernel(tmp_path / "fresh.db", readonly=True)
+        for k in shared.values():
+            assert k.areas() == want.areas()
+        want.close()
+    assert [m.name for m in shared["a"].modules()] == ["importer", "exporter", "chardev", "params"]
+    assert shared["a"].check_integrity() == []
+
+
+def test_a_version_1_state_is_read_and_upgraded(tmp_path: Path) -> None:
+    """Schema 1 stored module memory and kallsyms zlib-compressed, schema 2 zstd: a schema-1
+    state (made here by rewriting a state's blobs with zlib) reads back the same bytes, and its
+    first write marks it schema 2 (an older lkm then refuses it, test_newer_schema_is_refused)."""
+    import zlib
+
+    k = ModelKernel.boot("linux-6.1-amd64", tmp_path / "k.db")
+    k.finit_module(str(FIX6 / "exporter.ko"))
+    memory, kallsyms = k.memory("exporter"), k.module_kallsyms()
+    k.close()
+    db = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    db.execute("BEGIN")
+    for table, key, column in (("memory", "region", "data"), ("kallsyms", "seq", "lines")):
+        for ident, blob in db.execute(f"SELECT {key}, {column} FROM {table}").fetchall():
+            plain = zlib.compress(_zstd_plain(blob), 1)
+            db.execute(f"UPDATE {table} SET {column}=? WHERE {key}=?", (plain, ident))
+    db.execute("PRAGMA user_version=1")
+    db.execute("COMMIT")
+    db.close()
+    old = ModelKernel(tmp_path / "k.db")
+    assert (old.memory("exporter"), old.module_kallsyms()) == (memory, kallsyms)
+    assert old.check_integrity() == []
+    old.finit_module(str(FIX6 / "importer.ko"))
+    version = sqlite3.connect(tmp_path / "k.db").execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION == 2
+    assert old.memory("exporter") == memory and "[importer]" in old.module_kallsyms()
+
+
+def _zstd_plain(blob: bytes) -> bytes:
+    import zstandard
+
+    assert blob[:4] == b"\x28\xb5\x2f\xfd"  # what schema 2 writes
+    return zstandard.ZstdDecompressor().decompress(blob)

@@ -8,7 +8,7 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lkm.kernel.model.vmalloc import Arena, first_fit, fragmentation, kmalloc_class
+from lkm.kernel.model.vmalloc import AreaList, Arena, first_fit, fragmentation, kmalloc_class
 
 PAGE = 4096
 V = Arena("vmalloc", 0x10000, 0x10000 + 64 * PAGE, PAGE, PAGE)
@@ -58,3 +58,34 @@ def test_areas_never_overlap_and_stay_inside(ops: list[tuple[bool, int]]) -> Non
         spans = sorted(used)
         assert all(s + n <= t for (s, n), (t, _) in pairwise(spans))
         assert all(V.start <= s and s + n <= V.end for s, n in spans)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from([V, K]),
+    st.lists(st.tuples(st.integers(0, 5), st.integers(1, 5 * PAGE)), max_size=80),
+)
+def test_area_list_answers_as_first_fit(arena: Arena, ops: list[tuple[int, int]]) -> None:
+    """The areas a process keeps between calls (AreaList: sorted, updated as areas come and
+    go) give first_fit's answer after any allocations and frees -- also over areas no
+    allocator makes (op 5: an area put anywhere, overlapping others or below the arena, as in
+    a damaged state)."""
+    used: list[tuple[int, int]] = []
+    areas = AreaList([])
+    for op, size in ops:
+        if op == 0 and used:
+            start, _span = used.pop(size % len(used))
+            areas.remove(start)
+        elif op == 5:
+            start = arena.start - 2 * PAGE + size * 7 % (8 * PAGE)
+            if all(start != s for s, _ in used):
+                used.append((start, arena.span(size)))
+                areas.add(start, arena.span(size))
+        else:
+            at = first_fit(arena, used, size)
+            assert areas.first_fit(arena, size) == at
+            if at is not None:
+                used.append((at, arena.span(size)))
+                areas.add(at, arena.span(size))
+        fresh = AreaList(used)
+        assert (areas.starts, areas.ends, areas.regular) == (fresh.starts, fresh.ends, fresh.regular)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lkm.trust.firmware import find_firmware, firmware_report, modules_firmware
+from lkm.firmware import find_firmware, firmware_report, modules_firmware
 
 from support import corpus_tree, require
 

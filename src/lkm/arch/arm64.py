@@ -23,6 +23,37 @@ if TYPE_CHECKING:
     from lkm.link.layout import Layout, Placement
     from lkm.module.file import ModuleFile
 
+__all__ = [
+    "ADRPS",
+    "BRANCHES",
+    "BREAK_FAULT",
+    "IMM_FIELDS",
+    "L1_CACHE_BYTES",
+    "NR_FTRACE_PLTS",
+    "PLT_ENTRY_SIZE",
+    "TYPES",
+    "U64",
+    "Arm64Reloc",
+    "PltPlan",
+    "R",
+    "RelocOverflow",
+    "adrp_843419",
+    "adrp_add_pair",
+    "apply_relocate_add",
+    "branch_imm",
+    "branch_needs_plt",
+    "count_plts",
+    "do_reloc",
+    "encode_imm",
+    "erratum_min_align",
+    "forbidden_adrp_place",
+    "frob_arch_sections",
+    "kernel_rela_order",
+    "plt_entry",
+    "reloc_insn_imm",
+    "reloc_insn_movw",
+]
+
 R = {
     "NONE": 0, "ABS64": 257, "ABS32": 258, "ABS16": 259, "PREL64": 260, "PREL32": 261, "PREL16": 262,
     "MOVW_UABS_G0": 263, "MOVW_UABS_G0_NC": 264, "MOVW_UABS_G1": 265, "MOVW_UABS_G1_NC": 266,

@@ -23,6 +23,26 @@ if TYPE_CHECKING:
     from lkm.link.layout import Layout
     from lkm.module.file import ModuleFile
 
+__all__ = [
+    "ARCHES",
+    "I386",
+    "NONZERO_TARGET",
+    "R_386_32",
+    "R_386_PC32",
+    "R_386_PLT32",
+    "R_X86_64_32",
+    "R_X86_64_32S",
+    "R_X86_64_64",
+    "R_X86_64_NONE",
+    "R_X86_64_PC32",
+    "R_X86_64_PC64",
+    "R_X86_64_PLT32",
+    "X86_64",
+    "RelocArch",
+    "RelocType",
+    "apply_relocate",
+]
+
 
 R_X86_64_NONE = 0
 R_X86_64_64 = 1

@@ -3,7 +3,8 @@
 Each tool is a small module with ``run(prog, args) -> exit status`` over the library API and
 an option table ``TOOL`` (:mod:`lkm.cli.tool`: the parser, ``--help``, ``--version``, man page
 and completion all come from it); the table below maps tool names to those modules and is the
-only place that lists them.  Imports are deferred so a single call loads only the tool it runs.
+only place that lists them.  The tool's module is imported when it is called (``_dispatch``),
+so that a single call loads only the tool it runs: start-up time is measured (bench/run.py).
 ``prog`` is the name the user invoked ("lkm modinfo", or "modinfo" through a link): every
 message starts with it.
 """
@@ -12,6 +13,13 @@ from __future__ import annotations
 
 import os
 import sys
+
+from lkm import __version__
+from lkm.cli.tool import Exit, Tool, bash_completion, man_page, zsh_completion
+from lkm.errors import LkmError
+from lkm.safeio import os_error
+
+__all__ = ["TOOLS", "all_tools", "describe", "install_data", "main"]
 
 # tool name -> (module, one-line summary)
 TOOLS: dict[str, tuple[str, str]] = {
@@ -42,6 +50,39 @@ TOOLS: dict[str, tuple[str, str]] = {
 }
 
 
+def all_tools() -> dict[str, Tool]:
+    """Every tool's table, in TOOLS order (imports every tool module)."""
+    out: dict[str, Tool] = {}
+    for name, (modname, summary) in TOOLS.items():
+        __import__(modname)
+        tool = getattr(sys.modules[modname], "TOOL", None)
+        if isinstance(tool, Tool):
+            out[name] = tool
+        else:  # a tool not converted yet: its name and summary only
+            out[name] = Tool(name, summary, usage=["[options]"], options=[])
+    return out
+
+
+def install_data(prefix: str) -> list[str]:
+    """Install the generated man pages and completions under ``prefix`` (share/man/man8,
+    share/bash-completion/completions, share/zsh/site-functions); the paths written."""
+    tools = all_tools()
+    files = {f"share/man/man8/lkm-{n}.8": man_page(t) for n, t in tools.items()}
+    files["share/bash-completion/completions/lkm"] = bash_completion(tools)
+    files["share/zsh/site-functions/_lkm"] = zsh_completion(tools)
+    written = []
+    for rel, text in files.items():
+        path = os.path.join(prefix, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        written.append(path)
+    assert set(tools) == set(TOOLS)
+    return written
+
+
 def _usage(out: object = None) -> str:
     lines = [
         "Usage: lkm TOOL [ARGS...]   (or call lkm through a link named TOOL)",
@@ -58,8 +99,6 @@ def _usage(out: object = None) -> str:
 def _help(args: list[str]) -> int:
     """lkm help [TOOL] | --man TOOL | --completion bash|zsh | --install PREFIX (man pages and
     completions under PREFIX/share): all generated from the option tables."""
-    from lkm.cli.tool import all_tools, bash_completion, man_page, zsh_completion
-
     if not args:
         sys.stdout.write(_usage())
         return 0
@@ -68,8 +107,6 @@ def _help(args: list[str]) -> int:
         sys.stdout.write(bash_completion(tools) if args[1] == "bash" else zsh_completion(tools))
         return 0
     if args[0] == "--install" and len(args) == 2:
-        from lkm.cli.tool import install_data
-
         for path in install_data(args[1]):
             sys.stdout.write(f"{path}\n")
         return 0
@@ -96,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv[1] == "help":
         return _help(argv[2:])
     if argv[1] in ("-V", "--version"):
-        from lkm import __version__
-
         sys.stdout.write(f"lkm version {__version__}\n")
         return 0
     tool = argv[1]
@@ -108,12 +143,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(tool: str, prog: str, args: list[str]) -> int:
-    from lkm.cli.tool import Exit
-
     _tolerant_streams()
     modname = TOOLS[tool][0]
     try:
-        __import__(modname)
+        __import__(modname)  # the one lazy import of the entry path: only the tool called
         mod = sys.modules[modname]
         rc: int = mod.run(prog, args)
     except Exit as done:  # the start-up has answered: --help, --version, a usage error
@@ -155,13 +188,9 @@ def describe(exc: BaseException) -> tuple[str, bool]:
     """(one line naming the file and the reason, whether it is an expected failure).  Expected:
     lkm's own errors, the system's (OSError), SQLite's, running out of memory.  Anything else
     is a bug in lkm: reported as an internal error (and counted as one by scripts/fuzz.py)."""
-    from lkm.errors import LkmError
-
     if isinstance(exc, LkmError):
         return str(exc), True
     if isinstance(exc, OSError):
-        from lkm.safeio import os_error
-
         return str(os_error(exc)), True
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is not None and isinstance(exc, sqlite3.Error):

@@ -5,7 +5,10 @@ taken out of the argument list before the tool parses its own, so every tool acc
 from __future__ import annotations
 
 import os
+import sys
 
+from lkm.errors import LkmError
+from lkm.kernel import open_kernel
 from lkm.kernel.interface import Kernel
 
 
@@ -41,10 +44,8 @@ def split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
 def open_backend(model: bool, state: str | None) -> Kernel:
     """The live kernel, or the model kernel at ``state`` (raises lkm.kernel.model.state.StateError)."""
     if not model:
-        from lkm.kernel import open_kernel
-
         return open_kernel()
-    from lkm.kernel.model import ModelKernel
+    from lkm.kernel.model import ModelKernel  # lazy: the model (SQLite, linker) costs start-up
 
     return ModelKernel(state)
 
@@ -53,10 +54,6 @@ def choose(prog: str, args: list[str], tool: str) -> tuple[int | None, Kernel | 
     """For kmod's insmod/rmmod/lsmod: (exit status when the call was handled here, the model
     kernel chosen or None for the live one, the remaining arguments).  A 2.4 model kernel is
     handed to modutils' tool of the same name (:mod:`lkm.cli.modutils24`)."""
-    import sys
-
-    from lkm.errors import LkmError
-
     model, state, rest = split_backend(args)
     if not model:
         return None, None, rest
@@ -65,10 +62,10 @@ def choose(prog: str, args: list[str], tool: str) -> tuple[int | None, Kernel | 
     except LkmError as exc:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1, None, rest
-    from lkm.kernel.model import ModelKernel
+    from lkm.kernel.model import ModelKernel  # lazy: as above
 
     if isinstance(kernel, ModelKernel) and kernel.version.user_space_link:
-        from lkm.cli import modutils24
+        from lkm.cli import modutils24  # lazy: 2.4 tools only for a 2.4 model
 
         status: int = getattr(modutils24, tool)(prog, rest, kernel)
         return status, kernel, rest

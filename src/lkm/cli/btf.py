@@ -12,8 +12,12 @@ import errno
 import os
 import sys
 
+from lkm.cli.jsonout import line
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.module.source import read_module
+from lkm.safeio import read_bytes
+from lkm.trust.btf import base_from_file, check_module_btf, module_btf
 
 TOOL = Tool(
     "btf",
@@ -30,9 +34,6 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.module.source import read_module
-    from lkm.trust.btf import base_from_file, check_module_btf, module_btf
-
     opts, modules = TOOL.parse(prog, args)
     o = dict(opts)
     if not modules:
@@ -41,8 +42,6 @@ def run(prog: str, args: list[str]) -> int:
     base_path = o.get("-B", o.get("--base-btf", "/sys/kernel/btf/vmlinux"))
     kernel = o.get("--kernel-version", "6.1")
     try:
-        from lkm.safeio import read_bytes
-
         base = base_from_file(read_bytes(base_path, limit=None))
     except OSError as exc:
         sys.stderr.write(f"{prog}: ERROR: {base_path}: {exc.strerror}\n")
@@ -73,8 +72,6 @@ def run(prog: str, args: list[str]) -> int:
                      "errno": errno.errorcode.get(v.errno, str(v.errno)) if v.errno else 0,
                      "message": v.message, "kernel_log": log})  # fmt: skip
     if "--json" in o:
-        from lkm.cli.jsonout import line
-
         sys.stdout.write("".join(line("btf", **r) for r in rows))
     else:
         for r in rows:

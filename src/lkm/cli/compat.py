@@ -9,11 +9,21 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.cli.jsonout import line
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.trust.compat import (
+    check_modules,
+    load_symvers,
+    load_target,
+    module_paths,
+    symvers_diff,
+    weak_modules,
+)
 
 TOOL = Tool(
     "compat",
@@ -51,8 +61,6 @@ def run(prog: str, args: list[str]) -> int:
 
 
 def _check(prog: str, args: list[str]) -> int:
-    from lkm.trust.compat import check_modules, load_symvers, load_target, module_paths, weak_modules
-
     opts, operands = TOOL.parse(prog, args)
     o = dict(opts)
     paths = module_paths(operands)
@@ -68,8 +76,6 @@ def _check(prog: str, args: list[str]) -> int:
             raise UsageError("--weak-modules needs --symvers FILE or --kernel TREE")
         res = weak_modules(paths, symvers)
         if as_json:
-            from lkm.cli.jsonout import line
-
             sys.stdout.write(line("compat-weak", compatible=res.compatible, incompatible=res.incompatible))
         else:
             for p in res.compatible:
@@ -84,13 +90,9 @@ def _check(prog: str, args: list[str]) -> int:
     target = load_target(o["--kernel"], symvers=o.get("--symvers"))
     verdicts = check_modules(paths, target, enforce="--enforce" in o)
     if as_json:
-        from lkm.cli.jsonout import line
-
         kernel = {"release": target.release, "vermagic": target.vermagic, "source": target.source}
         sys.stdout.write(line("compat", kernel=kernel, modules=[v.as_dict() for v in verdicts]))
     else:
-        import os
-
         w = max((len(os.path.basename(v.path)) for v in verdicts), default=6)
         sys.stdout.write(f"{'MODULE':<{w}}  {'VERDICT':<12} REASONS\n")
         for v in verdicts:
@@ -105,15 +107,11 @@ def _check(prog: str, args: list[str]) -> int:
 
 
 def _diff(args: list[str]) -> int:
-    from lkm.trust.compat import load_symvers, symvers_diff
-
     opts, operands = parse(args, "", ["json"])
     if len(operands) != 2:
         raise UsageError("diff needs two Module.symvers files")
     changes = symvers_diff(load_symvers(operands[0]), load_symvers(operands[1]))
     if any(f == "--json" for f, _ in opts):
-        from lkm.cli.jsonout import line
-
         sys.stdout.write(
             "".join(
                 line("symvers-change", change=c.change, symbol=c.name, old=c.old, new=c.new, module=c.module)

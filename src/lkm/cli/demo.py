@@ -17,14 +17,28 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shlex
+import shutil
 import struct
 import sys
 import tempfile
 from pathlib import Path
 
+from lkm.cli import main
+from lkm.cli.ksymoops import crash_frames
 from lkm.cli.tool import Opt, Tool
+from lkm.draw import html
+from lkm.draw.crash import CrashFrame, crash_svg
+from lkm.kernel.model import ModelKernel
+from lkm.kernel.model.load24 import NoSpace, iter_strings
+from lkm.kernel.model.procfs import proc_ksyms
+from lkm.kernel.model.struct24 import QM_DEPS, QM_INFO, QM_MODULES, QM_REFS, QM_SYMBOLS
+from lkm.link.output import write_atomic
+from lkm.module.file import ModuleFile
+from lkm.modutils.insmod import _symbols
+from lkm.oops.inputs import Inputs, decode_text
 
 MODULES = Path(__file__).resolve().parent / "demo_modules"  # package data (fixtures/build.sh)
 
@@ -40,8 +54,6 @@ class _Page:
         self.sections: list[tuple[str, str, list[str]]] = []
 
     def _flush(self) -> None:
-        from lkm.draw import html
-
         text = self.sink.getvalue().replace(_REPO, "\u2026")
         self.sink.seek(0)
         self.sink.truncate()
@@ -49,29 +61,21 @@ class _Page:
             self.sections[-1][2].append(html.pre(text.strip("\n")))
 
     def heading(self, title: str, intro: str) -> None:
-        from lkm.draw import html
-
         self._flush()
         self.sections.append((f"s{len(self.sections) + 1}", title, [html.para(intro)] if intro else []))
 
     def say(self, text: str) -> None:
-        from lkm.draw import html
-
         self._flush()
         if self.sections:
             shown = text.strip().replace(_REPO, "\u2026")
             self.sections[-1][2].append(html.pre(shown, "cmd" if text.startswith("$ ") else None))
 
     def picture(self, svg_text: str, caption: str) -> None:
-        from lkm.draw import html
-
         self._flush()
         if self.sections:  # paths shown relative to the checkout, as in the commands
             self.sections[-1][2].append(html.figure(svg_text.replace(_REPO, "\u2026"), caption))
 
     def render(self) -> str:
-        from lkm.draw import html
-
         self._flush()
         return html.page(
             "lkm demo: the Linux Loadable Kernel Module HOWTO, section 10",
@@ -119,7 +123,6 @@ def _picture(argv: list[str], caption: str) -> None:
     """--html only: run an lkm command that writes an SVG (its --svg argument last) and put it in."""
     if _PAGE is None:
         return
-    from lkm.cli import main
 
     with tempfile.TemporaryDirectory(prefix="lkm-pic-") as d:
         out = os.path.join(d, "picture.svg")
@@ -134,8 +137,6 @@ def _picture(argv: list[str], caption: str) -> None:
 
 
 def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
-    from lkm.cli import main
-
     shown = " ".join(shlex.quote(a.replace(str(MODULES) + os.sep, "")) for a in argv)
     _say(f"$ lkm {shown}" + (f"   # {note}" if note else ""))
     if head is None:
@@ -155,11 +156,6 @@ def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
 
 
 def _query_module(state: str) -> None:
-    from lkm.kernel.model import ModelKernel
-    from lkm.kernel.model.load24 import NoSpace, iter_strings
-    from lkm.kernel.model.struct24 import QM_DEPS, QM_INFO, QM_MODULES, QM_REFS, QM_SYMBOLS
-    from lkm.modutils.insmod import _symbols
-
     k = ModelKernel(state)
     _say("query_module(2), as insmod and lsmod ask it (lkm.kernel.model.ModelKernel.query_module)")
     out = sys.stdout.write
@@ -185,8 +181,6 @@ def _query_module(state: str) -> None:
 
 def _sticky(state: str) -> int:
     """hello24's persistent parameter, read from the model kernel's memory."""
-    from lkm.kernel.model import ModelKernel
-
     k = ModelKernel(state)
     sym = next(s for s in k.module_symbols("export")[0][1] if "_S.bss_" in s.name)
     value = int(struct.unpack("<i", k.read_memory(sym.address or 0, 4))[0])
@@ -219,7 +213,6 @@ def run(prog: str, args: list[str]) -> int:
         text = _PAGE.render()
     finally:
         _PAGE = None
-    from lkm.link.output import write_atomic
 
     try:
         write_atomic(args[1], text.encode("utf-8"))
@@ -317,9 +310,6 @@ def _walk() -> int:
 
 
 def _ksyms_of(state: str) -> str:
-    from lkm.kernel.model import ModelKernel
-    from lkm.kernel.model.procfs import proc_ksyms
-
     k = ModelKernel(state)
     try:
         return proc_ksyms(k)
@@ -330,8 +320,6 @@ def _ksyms_of(state: str) -> str:
 def _extras(tmp: str, f6: Path) -> None:
     """--html: the pictures beyond the terminal walk-through: a module tree's dependency
     graph and lkm why, the 6.12 regions, a crash graph."""
-    import shutil
-
     assert _PAGE is not None
     _PAGE.heading(
         "Dependencies: modules.dep, modprobe and why",
@@ -375,7 +363,6 @@ def _extras(tmp: str, f6: Path) -> None:
         "rodata, ro_after_init and their init counterparts), each with its own permissions.",
     )
     ks = os.path.join(tmp, "kallsyms")
-    from lkm.module.file import ModuleFile
 
     names = sorted({n.name for n in ModuleFile.open(f6 / "chardev.ko").needed})
     with open(ks, "w") as f:
@@ -401,12 +388,6 @@ def _extras(tmp: str, f6: Path) -> None:
     )
     report = MODULES / "vm-6.1-null.txt"  # a real 6.1 guest's report (tests/data/oops)
     if report.is_file():
-        import json
-
-        from lkm.cli.ksymoops import crash_frames
-        from lkm.draw.crash import CrashFrame, crash_svg
-        from lkm.oops.inputs import Inputs, decode_text
-
         doc, _notes = decode_text(
             report.read_text(), Inputs(None, None, None, None, None, None, None, None), "json"
         )

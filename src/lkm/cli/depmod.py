@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
+from lkm.cli.jsonout import line
+from lkm.cli.progress import progress
 from lkm.cli.tool import Opt, Tool
+from lkm.depmod import DependencyCycle, DepmodOptions, depmod, up_to_date, write_outputs
+from lkm.depmod.core import modules_dirname
+from lkm.draw.depgraph import DepTables, graph_svg, to_dot, tree_graph
 from lkm.errors import LkmError
+from lkm.link.output import write_atomic
+from lkm.modname import path_to_modname
+from lkm.safeio import read_text
 
 DEPRECATED = {"-u", "-q", "-r", "-m", "--unresolved-error", "--quiet", "--root", "--map"}
 # kmod's log levels: messages above the current level are not shown (-v raises it).
@@ -67,9 +76,6 @@ def _uint(text: str) -> bool:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.depmod import DependencyCycle, DepmodOptions, depmod, up_to_date, write_outputs
-    from lkm.depmod.core import modules_dirname
-
     name = prog  # as the user invoked it: "lkm depmod", or "depmod" through a link
     level = DEFAULT_LEVEL
 
@@ -159,7 +165,6 @@ def run(prog: str, args: list[str]) -> int:
         verbose=level > DEFAULT_LEVEL,
         cache=use_cache,
     )
-    from lkm.cli.progress import progress
 
     try:
         with progress(f"{name}: reading {dirname}"):
@@ -211,15 +216,9 @@ def json_entries(outputs: list[tuple[str, bytes]], dirname: str | None = None) -
     says what modules.dep, .alias, .symbols, .softdep, .devname and .builtin say): its path
     (relative to the modules directory), dependencies in modules.dep order, aliases, exported
     symbols, soft dependencies, device node; built-in modules with ``"builtin": true``."""
-    from lkm.cli.jsonout import line
-    from lkm.modname import path_to_modname
 
     files = {os.path.basename(f): data.decode("utf-8", "surrogateescape") for f, data in outputs}
     if "modules.builtin" not in files and dirname is not None:  # an input of depmod's, not an output
-        import contextlib
-
-        from lkm.safeio import read_text
-
         with contextlib.suppress(OSError):
             files["modules.builtin"] = read_text(os.path.join(dirname, "modules.builtin"))
     entries: dict[str, dict[str, object]] = {}
@@ -275,15 +274,11 @@ def json_entries(outputs: list[tuple[str, bytes]], dirname: str | None = None) -
 
 def _graph(outputs: list[tuple[str, bytes]], path: str, names: list[str] | None) -> None:
     """--graph FILE: modules.dep just computed as a graph (lkm.draw.depgraph.tree_graph)."""
-    from lkm.draw.depgraph import DepTables, graph_svg, to_dot, tree_graph
-    from lkm.link.output import write_atomic
 
     files = {os.path.basename(f): data.decode("utf-8", "surrogateescape") for f, data in outputs}
     tables = DepTables(files.get("modules.dep", ""), files.get("modules.alias", ""))
     mods = None
     if names is not None:
-        from lkm.modname import path_to_modname
-
         mods = [path_to_modname(n) for n in names]
     g = tree_graph(tables, mods)
     if path.endswith(".dot"):

@@ -14,9 +14,11 @@ kernel, runs the new command and, when it could be carried out, appends it.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 from lkm.cli.getopt import UsageError
+from lkm.cli.jsonout import document
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
@@ -57,7 +59,6 @@ def run(prog: str, args: list[str]) -> int:
     except UsageError as exc:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 1
-    import shlex
 
     try:
         from lkm.emulate.report import format_outcome, outcome_json, warnings
@@ -82,8 +83,6 @@ def run(prog: str, args: list[str]) -> int:
         return 0
     sys.stderr.write("".join(f"{prog}: {w}\n" for w in warnings(out)))
     if "--json" in o:
-        from lkm.cli.jsonout import document
-
         sys.stdout.write(json.dumps(document("dev", **outcome_json(out))) + "\n")
     else:
         sys.stdout.write(format_outcome(out) if verb == "dev" else out.output)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import sys
 
+from lkm.cli.jsonout import line
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.oops.faddr2line import check_object, faddr2line
 
 TOOL = Tool(
     "faddr2line",
@@ -23,8 +25,6 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.oops.faddr2line import check_object, faddr2line
-
     opts, operands = TOOL.parse(prog, args)
     flags = {f for f, _ in opts}
     list_source = bool(flags & {"-l", "--list"})
@@ -39,8 +39,6 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"{prog}: {exc}\n")
         return 2
     if records is not None:
-        from lkm.cli.jsonout import line
-
         out = "".join(line("faddr2line", **r) for r in records)
     sys.stdout.write(out)
     for n in notes:

@@ -1,5 +1,5 @@
 """``lkm firmware``: the firmware files modules (with their dependencies and soft dependencies)
-ask for, found or missing as the kernel's firmware loader searches (:mod:`lkm.trust.firmware`).
+ask for, found or missing as the kernel's firmware loader searches (:mod:`lkm.firmware`).
 
     lkm firmware [-b ROOT] [-S RELEASE] [--firmware-root DIR] [--fw-path DIR] [--no-xz] [--no-zstd]
                  [--missing] [--json] MODULE|ALIAS|FILE...
@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
+from lkm.cli.jsonout import line
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.firmware import firmware_report
 
 TOOL = Tool(
     "firmware",
@@ -31,8 +33,6 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.trust.firmware import firmware_report
-
     opts, operands = TOOL.parse(prog, args)
     o = dict(opts)
     if not operands:
@@ -54,8 +54,6 @@ def run(prog: str, args: list[str]) -> int:
     if "--missing" in o:
         files = [f for f in files if f.found is None]
     if "--json" in o:
-        from lkm.cli.jsonout import line
-
         sys.stdout.write("".join(line("firmware", **f.as_dict()) for f in files))
     else:
         for f in files:

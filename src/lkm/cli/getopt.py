@@ -7,6 +7,10 @@ one-module ``lkm modinfo`` call cannot afford.)
 
 from __future__ import annotations
 
+import sys
+
+from lkm import __version__
+
 
 class UsageError(Exception):
     pass
@@ -77,14 +81,10 @@ def parse(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str,
 
 def help_or_version(flag: str, help_text: str) -> bool:
     """kmod's -h/--help and -V/--version: print and return True; False for any other flag."""
-    import sys
-
     if flag in ("-h", "--help"):
         sys.stdout.write(help_text)
         return True
     if flag in ("-V", "--version"):
-        from lkm import __version__
-
         sys.stdout.write(f"lkm version {__version__}\n")
         return True
     return False

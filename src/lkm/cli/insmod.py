@@ -10,8 +10,11 @@ import errno
 import os
 import sys
 
+from lkm.cli.backend import choose
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
+from lkm.kernel import KernelError, open_kernel
+from lkm.kernel.load import insert_module, join_options
 
 TOOL = Tool(
     "insmod",
@@ -42,8 +45,6 @@ def mod_strerror(err: int) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import choose
-
     done, chosen, args = choose(prog, args, "insmod")
     if done is not None:
         return done
@@ -60,8 +61,6 @@ def run(prog: str, args: list[str]) -> int:
     if filename == "-":
         err(f"{prog}: ERROR: this tool does not support loading from stdin!\n")
         return 1
-    from lkm.kernel import KernelError, open_kernel
-    from lkm.kernel.load import insert_module, join_options
 
     try:
         os.stat(filename)

@@ -7,8 +7,10 @@ as with kmod itself.  Output, messages and exit status are kmod 30's.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
+from lkm.cli import lsmod
 from lkm.cli.getopt import UsageError, parse
 from lkm.cli.tool import Opt, Tool
 
@@ -91,8 +93,6 @@ def run(prog: str, args: list[str]) -> int:
         sys.stdout.write(kmod_help(cmd))
         return 0
     if cmd == "list":
-        from lkm.cli import lsmod
-
         return lsmod.run("list", cmd_args)
     if cmd == "static-nodes":
         return static_nodes(cmd_args)
@@ -137,8 +137,6 @@ def format_node(fmt: str, modname: str, devname: str, kind: str, major: int, min
 
 def parse_devname_line(line: str) -> tuple[str, str, str, int, int] | None:
     """sscanf("%s %s %c%u:%u"): None unless all five convert and the type is c or b."""
-    import re
-
     m = re.match(r"\s*(\S+)\s+(\S+)\s*(\S)\s*(\+?\d+):\s*(\+?\d+)", line)
     if m is None or m.group(3) not in ("c", "b"):
         return None

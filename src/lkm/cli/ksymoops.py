@@ -14,12 +14,19 @@ no report at all (the output is then the input, unchanged).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 from lkm.cli.tool import Opt, Tool
+from lkm.draw import html
+from lkm.draw.crash import CrashFrame, crash_svg
 from lkm.errors import LkmError
+from lkm.link.output import write_atomic
 from lkm.oops.inputs import FORMATS, Inputs, decode_text, read_text
+from lkm.oops.lines import find_debug_file
+from lkm.oops.report import parse as parse_log
+from lkm.safeio import open_regular
 
 TOOL = Tool(
     "ksymoops",
@@ -82,8 +89,6 @@ TOOL = Tool(
 
 
 def _is_elf(path: str) -> bool:
-    from lkm.safeio import open_regular
-
     try:
         fd, _st = open_regular(path)  # a FIFO or device is not an ELF file (and never blocks)
     except OSError:
@@ -132,10 +137,6 @@ def run(prog: str, args: list[str]) -> int:
     if release is not None or (operands and _is_elf(operands[0])):
         # decode_stacktrace.sh: vmlinux [base_path|auto [modules_path]] or -r release; report on stdin
         if release is not None:
-            import os
-
-            from lkm.oops.lines import find_debug_file
-
             vmlinux = find_debug_file(release=release) or f"/lib/modules/{release}/build/vmlinux"
             src["v"], src["o"] = vmlinux, f"/lib/modules/{release}"
             if not os.path.isfile(vmlinux):
@@ -158,8 +159,6 @@ def run(prog: str, args: list[str]) -> int:
                         src["o"] or None, src["v"] or None, src["d"] or None, offset, src["i"])  # fmt: skip
         out, notes = decode_text(text, inputs, fmt)
         if html is not None:
-            from lkm.link.output import write_atomic
-
             doc, _ = decode_text(text, inputs, "json")
             write_atomic(html, crash_page(operands[0] if operands else "stdin", out, doc).encode("utf-8"))
     except OSError as exc:
@@ -171,7 +170,6 @@ def run(prog: str, args: list[str]) -> int:
     sys.stdout.write(out)
     for n in dict.fromkeys(notes):
         sys.stderr.write(f"{prog}: warning: {n}\n")
-    from lkm.oops.report import parse as parse_log
 
     return 0 if parse_log(text).reports else 3
 
@@ -179,7 +177,6 @@ def run(prog: str, args: list[str]) -> int:
 def crash_frames(report: dict[str, object]) -> list[object]:
     """A decoded report's frames (``--format json``) as :class:`lkm.draw.crash.CrashFrame`s:
     each frame's inlined functions (its source lines but the last) before it."""
-    from lkm.draw.crash import CrashFrame
 
     def num(v: object) -> int | None:  # schema lkm/1 gives addresses and offsets as hex strings
         if isinstance(v, str):
@@ -220,10 +217,6 @@ def crash_frames(report: dict[str, object]) -> list[object]:
 
 def crash_page(source: str, decoded_text: str, json_doc: str) -> str:
     """The --html page: per report, its call-chain graph; then the decoded text."""
-    import json
-
-    from lkm.draw import html
-    from lkm.draw.crash import CrashFrame, crash_svg
 
     doc = json.loads(json_doc)
     sections = []
@@ -233,7 +226,6 @@ def crash_page(source: str, decoded_text: str, json_doc: str) -> str:
         body = html.figure(crash_svg(frames, title, i), "hover a frame for its address and source lines")
         sections.append((f"report-{i + 1}", f"{i + 1}. {title}", body))
     sections.append(("decoded", "Decoded text", html.pre(decoded_text)))
-    import os
 
     intro = f"lkm ksymoops on {os.path.basename(source)}: {len(doc.get('reports', []))} report(s)"
     return html.page("Kernel crash report", intro, sections)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import sys
 
+from lkm.cli.backend import split_backend
+from lkm.cli.jsonout import kernel_symbol, line
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
+from lkm.kernel.model import ModelKernel
+from lkm.kernel.model.struct24 import versioned_name
 
 HEADER = "Address   Symbol                            Defined by\n"
 USAGE = "Usage: ksyms [-ahm]\n"
@@ -28,9 +32,6 @@ TOOL = Tool(
 def format_ksyms(
     kernel: object, *, all_symbols: bool = False, header: bool = True, modules: bool = False
 ) -> str:
-    from lkm.kernel.model import ModelKernel
-    from lkm.kernel.model.struct24 import versioned_name
-
     assert isinstance(kernel, ModelKernel)
     w = kernel.bits // 4
     sizes = {m.name: (m.address, m.size) for m in kernel.modules()}
@@ -52,8 +53,6 @@ def format_ksyms(
 
 def json_ksyms(kernel: object, *, all_symbols: bool = False) -> str:
     """The same symbols as JSON Lines ("symbol" documents: exported, the module or null)."""
-    from lkm.cli.jsonout import kernel_symbol, line
-    from lkm.kernel.model import ModelKernel
 
     assert isinstance(kernel, ModelKernel)
     out: list[str] = []
@@ -65,9 +64,6 @@ def json_ksyms(kernel: object, *, all_symbols: bool = False) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import split_backend
-    from lkm.kernel.model import ModelKernel
-
     _model, state, args = split_backend(args)
     opts, operands = TOOL.parse(prog, args)
     flags = {f for f, _ in opts}

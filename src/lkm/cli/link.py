@@ -25,9 +25,22 @@ from __future__ import annotations
 import sys
 
 from lkm.cli.getopt import UsageError
+from lkm.cli.jsonout import hexaddr, line
 from lkm.cli.tool import Opt, Tool
+from lkm.draw.memmap import map_of_insmod24, map_of_linked, memmap_svg
 from lkm.errors import LkmError
+from lkm.kernels import VERSIONS
+from lkm.link import link
+from lkm.link.image import LinkedImage
+from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
+from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
+from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
+from lkm.link.output import linked_elf, region_blobs, write_atomic
+from lkm.link.output24 import as_linked_image, format_ksyms, format_load_map
+from lkm.link.resolve import check_vermagic, kernel_resolver
+from lkm.module.file import ModuleFile
 from lkm.safeio import read_text
+from lkm.symbols.table import SymbolTable
 
 I24 = "2.4 (insmod) options"
 TOOL = Tool(
@@ -189,14 +202,6 @@ def _link(
     percpu_base: int = 0,
     as_json: bool = False,
 ) -> int:
-    from lkm.link import link
-    from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
-    from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
-    from lkm.link.output import linked_elf, region_blobs, write_atomic
-    from lkm.link.resolve import check_vermagic, kernel_resolver
-    from lkm.module.file import ModuleFile
-    from lkm.symbols.table import SymbolTable
-
     mod = ModuleFile.open(path)
     rules = layout_name or default_layout(mod)
     config = KernelConfig()
@@ -245,8 +250,6 @@ def _link(
         text = format_module_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)
         outputs[kallsyms] = text.encode("utf-8", "surrogateescape")
     if svg_out is not None:
-        from lkm.draw.memmap import map_of_linked, memmap_svg
-
         outputs[svg_out] = memmap_svg(map_of_linked(mod, image)).encode("utf-8")
     for target, data in outputs.items():
         write_atomic(target, data)
@@ -260,8 +263,6 @@ def _link(
 def _json(name: str, image: object, outputs: list[str], warnings: list[str]) -> str:
     """The link as one ``"link"`` document: regions' bases, sections' addresses, every import
     and the address it was resolved to, the files written."""
-    from lkm.cli.jsonout import hexaddr, line
-    from lkm.link.image import LinkedImage
 
     assert isinstance(image, LinkedImage)
     sections = []
@@ -283,8 +284,6 @@ def _json(name: str, image: object, outputs: list[str], warnings: list[str]) -> 
 
 
 def _summary(name: str, image: object) -> str:
-    from lkm.link.image import LinkedImage
-
     assert isinstance(image, LinkedImage)
     lines = [f"{name}: {image.relocations} relocations, {len(image.resolved)} imports resolved"]
     for n, addr in sorted(image.section_addresses.items(), key=lambda kv: kv[1]):
@@ -299,8 +298,6 @@ _OPTS_24 = ("--map", "--ksyms", "--name", "--autoclean", "--no-export", "--no-ks
 
 def _user_space_link(layout: str | None, path: str) -> bool:
     """Whether insmod links (2.4): the layout named, else the one the module is built for."""
-    from lkm.kernels import VERSIONS
-    from lkm.module.file import ModuleFile
 
     if layout is not None:
         version = VERSIONS.get(layout)
@@ -323,10 +320,6 @@ def _link_24(
     as_json: bool = False,
 ) -> int:
     """linux-2.4: insmod's link (lkm.link.insmod24), modules of --with loaded first."""
-    from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
-    from lkm.link.output import linked_elf, write_atomic
-    from lkm.link.output24 import as_linked_image, format_ksyms, format_load_map
-    from lkm.module.file import ModuleFile
 
     kernel = KernelSymbols24([], [], release)
     for k in kernels:
@@ -368,8 +361,6 @@ def _link_24(
     if "ksyms" in opts24:
         outputs[opts24["ksyms"]] = format_ksyms(img).encode("utf-8", "surrogateescape")
     if svg_out is not None:
-        from lkm.draw.memmap import map_of_insmod24, memmap_svg
-
         outputs[svg_out] = memmap_svg(map_of_insmod24(mod, img)).encode("utf-8")
     for target, data in outputs.items():
         write_atomic(target, data)

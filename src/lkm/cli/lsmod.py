@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import sys
 
+from lkm.cli.backend import choose
 from lkm.cli.tool import BACKEND, Opt, Tool
+from lkm.kernel import KernelError, open_kernel
 from lkm.kernel.interface import LoadedModule
 
 TOOL = Tool(
@@ -34,8 +36,6 @@ def format_lsmod(modules: list[LoadedModule]) -> str:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import choose
-
     done, chosen, args = choose(prog, args, "lsmod")
     if done is not None:
         return done
@@ -50,8 +50,6 @@ def run(prog: str, args: list[str]) -> int:
         if operands:
             sys.stderr.write(f"Usage: {prog}\n")
             return 1
-    from lkm.kernel import KernelError, open_kernel
-
     try:
         modules = (chosen or open_kernel()).modules()
     except KernelError as exc:
@@ -62,7 +60,7 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"Error: could not get list of modules: {exc.strerror}\n")
         return 1
     if as_json:
-        from lkm.cli.jsonout import emit, loaded_module
+        from lkm.cli.jsonout import emit, loaded_module  # lazy: json only for --json (start-up)
 
         for m in modules:
             emit("lsmod", **loaded_module(m))

@@ -35,8 +35,16 @@ import functools
 import sys
 from collections.abc import Callable
 
+from lkm.cli.backend import split_backend
+from lkm.cli.jsonout import emit
+from lkm.cli.progress import progress
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
+from lkm.kernel.model import ModelKernel
+from lkm.kernel.model.profile import Profile, profile_from_files, shipped_profiles
+from lkm.kernel.model.state import State, default_state_path
+from lkm.safeio import read_bytes
+from lkm.trust.keys import image_certificates, load_certificates
 
 TOOL = Tool(
     "model",
@@ -103,8 +111,6 @@ if TYPE_CHECKING:
 def _certificate_list(spec: str) -> bytes:
     """DER certificates back to back: from a kernel image's system_certificate_list, or from
     X.509 files (comma-separated)."""
-    from lkm.safeio import read_bytes
-    from lkm.trust.keys import image_certificates, load_certificates
 
     out = b""
     for path in spec.split(","):
@@ -124,11 +130,6 @@ def _set_keys(k: ModelKernel, spec: str) -> None:
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import split_backend
-    from lkm.kernel.model import ModelKernel
-    from lkm.kernel.model.profile import Profile, shipped_profiles
-    from lkm.kernel.model.state import default_state_path
-
     _model, state, args = split_backend(args)
     err = sys.stderr.write
     opts, operands = TOOL.parse(prog, args)
@@ -145,11 +146,8 @@ def run(prog: str, args: list[str]) -> int:
             kmax = int(o["--kmalloc-max"], 0) if "--kmalloc-max" in o else None
             profile: str | Profile = operands[1] if len(operands) == 2 else ""
             if symbol_files:
-                from lkm.kernel.model.profile import profile_from_files
-
                 if "--release" not in o or "--vermagic" not in o:
                     raise ValueError("--symbols needs --release and --vermagic")
-                from lkm.cli.progress import progress
 
                 with progress(f"{prog}: reading kernel symbols"):
                     profile = profile_from_files(
@@ -196,8 +194,6 @@ def run(prog: str, args: list[str]) -> int:
                 raise ValueError(f"unknown setting {key!r} (known: {', '.join(setters)})")
             setters[key](value)
         elif cmd == "check":
-            from lkm.kernel.model.state import State
-
             st = State(state or default_state_path(), readonly=True, check=False)
             problems = st.integrity()
             st.close()
@@ -225,8 +221,6 @@ def run(prog: str, args: list[str]) -> int:
                 f"vmalloc: {f.used} bytes in {f.areas} areas, fragmentation {f.ratio:.3f}",
             ]
             if "--json" in o:
-                from lkm.cli.jsonout import emit
-
                 emit("model-info", state=k.state.path, profile=k.meta["profile"], release=k.release,
                      machine=k.machine, policy=k.policy, modprobe=k.modprobe_path,
                      modules_root=k.modules_root or "/", modules=len(k.modules()),

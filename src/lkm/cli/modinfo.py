@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
 
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.modname import path_to_modname
+from lkm.module.file import ModuleFile
+from lkm.module.info import info_entries
+from lkm.module.modinfo import parameters
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -88,7 +93,7 @@ def run(prog: str, args: list[str]) -> int:
 
     if not o.modname and len(operands) >= 64 and all(_is_module_filename(n) for n in operands):
         # A batch of files (e.g. a whole tree): fan out over the cores, output in order.
-        from lkm.parallel import map_chunks
+        from lkm.parallel import map_chunks  # lazy: process pools cost a single call's start-up
 
         paths = [n if n[:1] == "/" else os.path.join(os.getcwd(), n) for n in operands]
         ok = True
@@ -107,7 +112,7 @@ def run(prog: str, args: list[str]) -> int:
             ok = show(o, path, r.emit, r.fail) and ok
             continue
         if moddir is None:
-            from lkm.moddir import ModulesDir, modules_dir
+            from lkm.moddir import ModulesDir, modules_dir  # lazy: a file operand needs no index
 
             moddir = ModulesDir(modules_dir(o.root, o.kversion))
         found = [f for f in [moddir.lookup_name(name)] if f] if o.modname else moddir.lookup(name)
@@ -175,15 +180,11 @@ def _is_module_filename(name: str) -> bool:
 
 def _modname(path: str) -> str:
     """kmod's path_to_modname: the file name up to its first '.', '-' as '_'."""
-    from lkm.modname import path_to_modname
-
     return path_to_modname(path)
 
 
 def _info_error(path: str, exc: LkmError) -> str:
     """kmod's "could not get modinfo from 'NAME': <strerror>" for a file it cannot read."""
-    import errno
-
     code = getattr(exc, "errno", None)
     if not isinstance(code, int):
         code = errno.ENOEXEC if os.path.exists(path) else errno.ENOENT
@@ -196,8 +197,6 @@ def _missing(path: str, exc: LkmError) -> bool:
     """The file is gone (a stale modules.dep): kmod's own message.  A file lkm read and refused
     is reported with lkm's reason instead (kmod says only EINVAL or ENOEXEC there, lkm says why:
     a truncated section table, a decompression bomb...)."""
-    import errno
-
     return getattr(exc, "errno", None) == errno.ENOENT or not os.path.exists(path)
 
 
@@ -216,9 +215,6 @@ def _show(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[st
     if o.field == "filename":
         emit(f"{path}{sep}")
         return True
-    from lkm.module.file import ModuleFile
-    from lkm.module.info import info_entries
-
     try:
         mod = ModuleFile.open(path)
         entries = info_entries(mod)
@@ -276,8 +272,6 @@ def _in_kmod_order(params: list[Parameter], is24: bool) -> list[Parameter]:
 
 def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: Callable[[str], None]) -> bool:
     """A built-in module: kmod prints its name, "(builtin)" as file name, then its modinfo."""
-    from lkm.module.modinfo import parameters
-
     sep = o.sep
     if o.field is None:
         emit(f"{'name:':<16}{name}{sep}")
@@ -291,10 +285,10 @@ def _show_builtin(o: Options, name: str, entries: list[tuple[str, str]], emit: C
 
 
 def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callable[[str], None]) -> bool:
+    # lazy: json and the report (signature, symbols) only for --json, outside the timed start-up
     import json
 
     from lkm.cli.jsonout import document
-    from lkm.module.file import ModuleFile
     from lkm.module.report import module_report
 
     try:
@@ -303,10 +297,10 @@ def _show_json(o: Options, path: str, emit: Callable[[str], None], fail: Callabl
             if o.field == "filename":
                 values = [path]
             elif o.field == "parm":
-                values = [_param_text(p, True) for p in _in_kmod_order(mod.parameters, mod.is_24)]
+                values = [
+                    _param_text(p, True) for p in _in_kmod_order(mod.parameters, mod.version.user_space_link)
+                ]
             else:
-                from lkm.module.info import info_entries
-
                 values = [v for k, v in info_entries(mod) if k == o.field]
             doc = document("modinfo-field", filename=path, name=mod.name, field=o.field, values=values)
         else:

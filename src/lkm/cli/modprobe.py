@@ -7,7 +7,11 @@ import os
 import sys
 
 from lkm.cli.tool import BACKEND, Opt, Tool
-from lkm.errors import LkmError, ModprobeError
+from lkm.errors import InvalidModule, LkmError, ModprobeError
+from lkm.modname import path_to_modname
+from lkm.modprobe import Flags, Modprobe, options_from_args
+from lkm.modprobe.config import DEFAULT_CONFIG_PATHS, ModprobeConfig
+from lkm.modprobe.resolve import Resolver
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -170,9 +174,6 @@ def run(prog: str, args: list[str]) -> int:
         log("ERROR", "missing parameters. See -h.")
         return 1
 
-    from lkm.modprobe import Flags, Modprobe, options_from_args
-    from lkm.modprobe.config import DEFAULT_CONFIG_PATHS
-
     model_kernel = None
     if model:  # a model kernel: its release and modules root unless -S / -d say otherwise
         try:
@@ -252,7 +253,7 @@ def run(prog: str, args: list[str]) -> int:
         for m in mods:
             if o.resolve:
                 if o.json:
-                    from lkm.cli.jsonout import line
+                    from lkm.cli.jsonout import line  # lazy: json only for --json (start-up)
 
                     out.write(line("modprobe-alias", alias=alias, module=m.name))
                 else:
@@ -278,9 +279,9 @@ def _draw(
 ) -> None:
     """--svg/--dot: the dependency graph of what ``query`` resolves to (lkm.draw.depgraph);
     the modules holding it when the kernel acted on is the one of this modules directory."""
+    # lazy: the drawing code only for --svg/--dot, outside the timed start-up
     from lkm.draw.depgraph import dependency_graph, graph_svg, to_dot
     from lkm.link.output import write_atomic
-    from lkm.modprobe.resolve import Resolver
 
     assert isinstance(res, Resolver)
     holders: dict[str, list[str]] = {}
@@ -324,9 +325,9 @@ def _open_kernel(model: bool, state: str | None, dirname: str) -> Kernel | None:
 
 def _show_symbols(name: str, files: list[str], versions: bool, as_json: bool = False) -> int:
     """--show-modversions / --show-exports of the first operand, as "0x%08x\t%s" lines."""
+    # lazy: the ELF reader only for --show-exports/--show-modversions (start-up)
     from lkm.depmod.exports import kmod_exports, kmod_modversions
     from lkm.depmod.scan import KMOD_DECOMPRESSORS
-    from lkm.errors import InvalidModule
     from lkm.module.file import ModuleFile
 
     if not files:
@@ -348,7 +349,7 @@ def _show_symbols(name: str, files: list[str], versions: bool, as_json: bool = F
         sys.stderr.write(f"{name}: FATAL: could not get {what} of {path}: {why}\n")
         return 1
     if as_json:
-        from lkm.cli.jsonout import line
+        from lkm.cli.jsonout import line  # lazy: json only for --json (start-up)
 
         kind = "modversion" if versions else "export-version"
         sys.stdout.write("".join(line(kind, file=path, symbol=sym, crc=crc) for sym, crc in rows))
@@ -365,8 +366,7 @@ def step_json(text: str) -> str:
 
 
 def _step_json(text: str) -> str:
-    from lkm.cli.jsonout import line
-    from lkm.modname import path_to_modname
+    from lkm.cli.jsonout import line  # lazy: json only for --json (start-up)
 
     action, _sp, rest = text.partition(" ")
     if action == "insmod":
@@ -389,9 +389,7 @@ def _step_json(text: str) -> str:
 def _dump_json(cfg: object, res: object) -> str:
     """modprobe -c as ``"modprobe-config"`` documents: one per directive, then the alias and
     symbol indexes (``"source": "index"``), in the order of the text."""
-    from lkm.cli.jsonout import line
-    from lkm.modprobe.config import ModprobeConfig
-    from lkm.modprobe.resolve import Resolver
+    from lkm.cli.jsonout import line  # lazy: json only for --json (start-up)
 
     assert isinstance(cfg, ModprobeConfig) and isinstance(res, Resolver)
 
@@ -413,9 +411,6 @@ def _dump_json(cfg: object, res: object) -> str:
 
 def _dump(cfg: object, res: object) -> str:
     """modprobe -c: the configuration (kmod's iterator order), then the alias and symbol indexes."""
-    from lkm.modprobe.config import ModprobeConfig
-    from lkm.modprobe.resolve import Resolver
-
     assert isinstance(cfg, ModprobeConfig) and isinstance(res, Resolver)
     lines = [f"blacklist {b}\n" for b in cfg.blacklist]
     lines += [f"install {m} {c}\n" for m, c in cfg.install]

@@ -15,6 +15,13 @@ from lkm.cli.getopt import UsageError, parse
 from lkm.errors import LkmError
 from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
+from lkm.kernel.model.load24 import iter_strings
+from lkm.kernel.model.procfs import flags_24
+from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_REFS
+from lkm.modutils import insmod as insmod24
+from lkm.modutils import rmmod as rmmod24
+from lkm.modutils.insmod import InsmodError, InsmodOptions
+from lkm.modutils.rmmod import RmmodError, reap
 
 INSMOD_USAGE = (
     "Usage:\n"
@@ -36,8 +43,6 @@ def persist_dir(kernel: ModelKernel) -> str:
 
 
 def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
-    from lkm.modutils.insmod import InsmodError, InsmodOptions, insmod
-
     err = sys.stderr.write
     try:
         opts, operands = parse(args, "fkmno:pqrsSvVxXyYe:O:P:LNh", INSMOD_LONG)
@@ -78,7 +83,9 @@ def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
     if verbose:
         sys.stdout.write(f"Using {path}\n")
     try:
-        res = insmod(kernel, path, operands[1:], InsmodOptions(**kw), persist_dir=persist_dir(kernel))
+        res = insmod24.insmod(
+            kernel, path, operands[1:], InsmodOptions(**kw), persist_dir=persist_dir(kernel)
+        )
     except InsmodError as exc:
         err(f"{exc.path or path}: {exc.reason}\n")
         if exc.hint:
@@ -97,8 +104,6 @@ def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
 
 
 def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
-    from lkm.modutils.rmmod import RmmodError, reap, rmmod
-
     err = sys.stderr.write
     try:
         opts, operands = parse(
@@ -129,7 +134,7 @@ def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
     failed = 0
     for name in operands:
         try:
-            saved = rmmod(kernel, [name], recursive="r" in flags, persist_only="e" in flags)
+            saved = rmmod24.rmmod(kernel, [name], recursive="r" in flags, persist_only="e" in flags)
             if "v" in flags:
                 for p in saved:
                     sys.stdout.write(f"Saved persistent data of {name} in {p}\n")
@@ -149,9 +154,6 @@ def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
 
 def format_lsmod(kernel: ModelKernel) -> str:
     """modutils' lsmod: its header with the taint state, one row per module (query_module)."""
-    from lkm.kernel.model.load24 import iter_strings
-    from lkm.kernel.model.procfs import flags_24
-    from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_REFS
 
     t = kernel.tainted()
     taint = f"Tainted: {'P' if t & 1 else 'G'}{'F' if t & 2 else ' '}" if t else "Not tainted"

@@ -12,10 +12,23 @@ next section.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
+from lkm.cli.backend import split_backend
+from lkm.cli.getopt import UsageError, parse
+from lkm.cli.jsonout import hexaddr, kallsyms_lines, kernel_symbol, line, loaded_module
+from lkm.cli.ksyms import json_ksyms
 from lkm.cli.tool import BACKEND, Opt, Tool
+from lkm.draw.memmap import Marker, map_of_sections, memmap_svg, occupancy_svg, stack_svg
 from lkm.errors import LkmError
+from lkm.kernel import open_kernel
+from lkm.kernel.model import ModelKernel
+from lkm.kernel.model.procfs import PROC_FILES
+from lkm.link.output import write_atomic
+from lkm.oops.modmap import parse_sections
+from lkm.safeio import read_text
+from lkm.symbols.sources import parse_ksyms
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,9 +69,6 @@ USAGE = (
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import split_backend
-    from lkm.kernel.model.procfs import PROC_FILES
-
     model, state, args = split_backend(args)
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
@@ -73,8 +83,6 @@ def run(prog: str, args: list[str]) -> int:
         if as_json:
             text = _json(args[0], model, state)
         elif model:
-            from lkm.kernel.model import ModelKernel
-
             text = PROC_FILES[args[0]](ModelKernel(state))
         else:
             with open(f"/proc/{args[0]}", encoding="utf-8", errors="surrogateescape") as f:
@@ -87,8 +95,6 @@ def run(prog: str, args: list[str]) -> int:
 
 
 def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
-    from lkm.cli.getopt import UsageError, parse
-
     try:
         opts, names = parse(args, "h", ["svg=", "snapshot=", "sections=", "help", "json"])
     except UsageError as exc:
@@ -101,9 +107,6 @@ def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
     try:
         maps, pools = _collect(model, state, o.get("--snapshot"), o.get("--sections"), names)
         if "--svg" in o:
-            from lkm.draw.memmap import memmap_svg, stack_svg
-            from lkm.link.output import write_atomic
-
             docs = ([pools] if pools else []) + [memmap_svg(m) for m in maps]
             if not docs:
                 raise LkmError("no module sections found (no modules loaded, or no /sys/module/*/sections)")
@@ -114,8 +117,6 @@ def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
         return 1
     out: list[str] = []
     if "--json" in o:
-        from lkm.cli.jsonout import hexaddr, line
-
         for m in maps:
             out.extend(
                 line("section", module=m.module, name=s.name, address=hexaddr(s.address), size=s.size,
@@ -134,17 +135,11 @@ def _memory(prog: str, model: bool, state: str | None, args: list[str]) -> int:
 
 def _json(name: str, model: bool, state: str | None) -> str:
     """``lkm proc --json FILE``: the model kernel's (or this system's) file as JSON Lines."""
-    from lkm.cli.jsonout import hexaddr, kallsyms_lines, kernel_symbol, line, loaded_module
-
     if model:
-        from lkm.kernel.model import ModelKernel
-
         k = ModelKernel(state)
         if name == "modules":
             return "".join(line("lsmod", **loaded_module(m)) for m in k.modules())
         if name == "ksyms":
-            from lkm.cli.ksyms import json_ksyms
-
             return json_ksyms(k, all_symbols=True)
         if name == "kallsyms":
             return kallsyms_lines(k.kallsyms())
@@ -156,17 +151,12 @@ def _json(name: str, model: bool, state: str | None) -> str:
                             region=a.region, pool=a.pool))  # fmt: skip
         return "".join(out)
     if name == "modules":
-        from lkm.kernel import open_kernel
-
         return "".join(line("lsmod", **loaded_module(m)) for m in open_kernel().modules())
-    from lkm.safeio import read_text
 
     text = read_text(f"/proc/{name}")
     if name == "kallsyms":
         return kallsyms_lines(text)
     if name == "ksyms":
-        from lkm.symbols.sources import parse_ksyms
-
         return "".join(line("symbol", **kernel_symbol(s)) for s in parse_ksyms(text, path="/proc/ksyms"))
     out = []
     for row in text.splitlines():  # /proc/vmallocinfo: "0xSTART-0xEND SIZE CALLER ..."
@@ -183,14 +173,10 @@ def _json(name: str, model: bool, state: str | None) -> str:
 def _collect(
     model: bool, state: str | None, snapshot: str | None, sections_file: str | None, names: list[str]
 ) -> tuple[list[MemoryMap], str | None]:
-    from lkm.draw.memmap import map_of_sections, occupancy_svg
-
     maps: list[MemoryMap] = []
     pools = None
     table: dict[str, dict[str, int]] = {}
     if model:
-        from lkm.kernel.model import ModelKernel
-
         k = ModelKernel(state)
         for lm in reversed(k.modules()):
             if names and lm.name not in names:
@@ -213,12 +199,8 @@ def _collect(
         pools = occupancy_svg(k.arenas, k.areas(), {p: k.fragmentation(p) for p in k.arenas}, k.page_size)
         return maps, pools
     if snapshot is not None or sections_file is not None:
-        from lkm.oops.modmap import parse_sections
-
         path = os.path.join(snapshot, "sections.txt") if snapshot is not None else str(sections_file)
         try:
-            from lkm.safeio import read_text
-
             table = parse_sections(read_text(path))
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=path) from None
@@ -246,10 +228,6 @@ def _collect(
 
 def _ksymoops_sections(k: object, name: str) -> tuple[dict[str, int], dict[str, int], list[Marker]]:
     """A 2.4 module's sections from insmod's ``__insmod_NAME_S<section>_L<length>`` symbols."""
-    import re
-
-    from lkm.draw.memmap import Marker
-    from lkm.kernel.model import ModelKernel
 
     assert isinstance(k, ModelKernel)
     secs: dict[str, int] = {}

@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
+from lkm.cli.backend import choose
 from lkm.cli.tool import BACKEND, Opt, Tool
+from lkm.kernel import KernelError, open_kernel
+from lkm.kernel.load import NotRemovable, check_removable, module_name, remove_module
 
 TOOL = Tool(
     "rmmod",
@@ -36,8 +39,6 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import choose
-
     done, chosen, args = choose(prog, args, "rmmod")
     if done is not None:
         return done
@@ -50,8 +51,6 @@ def run(prog: str, args: list[str]) -> int:
     if not operands:
         err(f"{prog}: ERROR: missing module name.\n")
         return 1
-    from lkm.kernel import KernelError, open_kernel
-    from lkm.kernel.load import NotRemovable, check_removable, module_name, remove_module
 
     kernel = chosen or open_kernel()
     failed = 0

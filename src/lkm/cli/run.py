@@ -38,14 +38,19 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from typing import TYPE_CHECKING
 
 from lkm.cli.getopt import UsageError
+from lkm.cli.jsonout import document
 from lkm.cli.progress import progress
 from lkm.cli.tool import Opt, Tool
+from lkm.emulate.hw import DeviceSpecError, hw_of
+from lkm.emulate.replay import device_from_spec, replay_devices, report
 from lkm.errors import LkmError
 from lkm.safeio import read_text
+from lkm.symbols.table import SymbolTable
 
 if TYPE_CHECKING:
     from lkm.emulate.replay import ReplayReport
@@ -148,8 +153,6 @@ def run(prog: str, args: list[str]) -> int:
             raise ValueError(f"--timeout must be a number of seconds in (0, 86400], not {o['--timeout']}")
         devices = [v for f, v in opts if f == "--device"]
         devices += [f"replay:{os.path.abspath(v)}" for f, v in opts if f == "--device-replay"]
-        from lkm.emulate.hw import DeviceSpecError
-        from lkm.emulate.replay import device_from_spec
 
         for spec in devices:
             try:
@@ -178,8 +181,6 @@ def run(prog: str, args: list[str]) -> int:
         if "--synthetic" in o:
             symbols = None
         elif kernels:
-            from lkm.symbols.table import SymbolTable
-
             with progress(f"{prog}: reading kernel symbols"):
                 symbols = SymbolSpace(SymbolTable.from_files(*kernels))
         else:
@@ -229,8 +230,6 @@ def run(prog: str, args: list[str]) -> int:
     sys.stderr.write("".join(f"{prog}: {w}\n" for x in outcomes for w in warnings(x)))
     replays = _replays(session, outcomes)
     if "--json" in o:
-        from lkm.cli.jsonout import document
-
         # JSON Lines: one document per command run (and one per replayed device)
         sys.stdout.write("".join(json.dumps(document("run", **outcome_json(x))) + "\n" for x in outcomes))
         sys.stdout.write("".join(json.dumps(document("run", replay=r.json())) + "\n" for r in replays))
@@ -247,9 +246,6 @@ def run(prog: str, args: list[str]) -> int:
 def _replays(session: Session, outcomes: list[Outcome]) -> list[ReplayReport]:
     """The replay report of each recorded device: probe's log is the last insmod's, remove's
     the rmmod's."""
-    from lkm.emulate.hw import hw_of
-    from lkm.emulate.replay import replay_devices, report
-
     if session.kernel is None:
         return []
     hw = hw_of(session.kernel)
@@ -263,6 +259,4 @@ def _replays(session: Session, outcomes: list[Outcome]) -> list[ReplayReport]:
 
 
 def _q(word: str) -> str:
-    import shlex
-
     return shlex.quote(word)

@@ -15,8 +15,14 @@ import sys
 from typing import Any
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.cli.jsonout import line
+from lkm.cli.jsonout import line as json_line
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
+from lkm.module.source import read_module
+from lkm.safeio import read_bytes
+from lkm.trust.keys import Keyring, keyring_from_files, trusted_keys_from_image
+from lkm.trust.sig import REASONS, append_signature, mod_verify_sig, module_sig_check, sign_module
 
 TOOL = Tool(
     "sig",
@@ -85,10 +91,6 @@ def run(prog: str, args: list[str]) -> int:
 
 
 def _verify(prog: str, args: list[str]) -> int:
-    from lkm.module.source import read_module
-    from lkm.trust.keys import Keyring, keyring_from_files, trusted_keys_from_image
-    from lkm.trust.sig import REASONS, mod_verify_sig, module_sig_check
-
     opts, modules = parse(args, "", ["kernel=", "keyring=", "kernel-version=", "enforce", "json"])
     image = version = None
     certs: list[str] = []
@@ -143,8 +145,6 @@ def _verify(prog: str, args: list[str]) -> int:
             }
         )
     if as_json:
-        from lkm.cli.jsonout import line as json_line
-
         keys = [k.description for k in ring.keys]
         sys.stdout.write(json_line("sig-verify", kernel=kernel, keys=keys, modules=rows))
     else:
@@ -160,8 +160,6 @@ def _verify(prog: str, args: list[str]) -> int:
 
 
 def _keys(prog: str, args: list[str]) -> int:
-    from lkm.trust.keys import trusted_keys_from_image
-
     opts, operands = parse(args, "", ["json", "kernel-version="])
     if len(operands) != 1:
         raise UsageError("need one kernel IMAGE")
@@ -181,7 +179,6 @@ def _keys(prog: str, args: list[str]) -> int:
             ],
             "problems": [{"offset": p.offset, "errno": p.errno, "reason": p.reason} for p in tk.problems],
         }  # fmt: skip
-        from lkm.cli.jsonout import line
 
         sys.stdout.write(line("sig-keys", **out))
         return 0
@@ -196,8 +193,6 @@ def _keys(prog: str, args: list[str]) -> int:
 
 
 def _sign(prog: str, args: list[str]) -> int:
-    from lkm.trust.sig import append_signature, sign_module
-
     opts, operands = parse(args, "dpk", [])
     flags = {f for f, _ in opts}
     if len(operands) not in (4, 5):
@@ -207,8 +202,6 @@ def _sign(prog: str, args: list[str]) -> int:
     blobs = []
     for p in (key_path, x509_path, module):
         try:
-            from lkm.safeio import read_bytes
-
             blobs.append(read_bytes(p, limit=None))
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=p) from None

@@ -4,7 +4,7 @@ and zsh completions are all made — kmod's ``tools/`` over its shared ``opt.c``
 model.
 
 Adding a tool is one module in ``lkm/cli/`` and one row in ``TOOLS``
-(:mod:`lkm.cli`)::
+(:mod:`lkm.cli`, which also gathers every table: ``all_tools``)::
 
     from lkm.cli.tool import Opt, Tool
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import sys
 
+from lkm import __version__
 from lkm.cli.getopt import UsageError, parse
 
 
@@ -165,8 +166,6 @@ class Tool:
         return next((o.short for o in self.options if long in o.long), "")
 
     def version(self) -> str:
-        from lkm import __version__
-
         if self.version_text is not None:
             return self.version_text
         follows = " (follows kmod 30)" if self.kmod else ""
@@ -213,34 +212,8 @@ def _roff(text: str) -> str:
     return "\n".join(("\\&" + ln if ln[:1] in (".", "'") else ln) for ln in out.splitlines())
 
 
-def install_data(prefix: str) -> list[str]:
-    """Install the generated man pages and completions under ``prefix`` (share/man/man8,
-    share/bash-completion/completions, share/zsh/site-functions); the paths written."""
-    import os
-
-    from lkm.cli import TOOLS
-
-    tools = all_tools()
-    files = {f"share/man/man8/lkm-{n}.8": man_page(t) for n, t in tools.items()}
-    files["share/bash-completion/completions/lkm"] = bash_completion(tools)
-    files["share/zsh/site-functions/_lkm"] = zsh_completion(tools)
-    written = []
-    for rel, text in files.items():
-        path = os.path.join(prefix, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-        written.append(path)
-    assert set(tools) == set(TOOLS)
-    return written
-
-
 def man_page(tool: Tool, date: str = "") -> str:
     """The tool's man page (roff, man(7) macros), from its table."""
-    from lkm import __version__
-
     # installed as lkm-TOOL(8) so as never to shadow kmod's own pages
     name, call = f"lkm-{tool.name}", f"lkm {tool.name}"
     out = [
@@ -383,21 +356,4 @@ def zsh_completion(tools: dict[str, Tool]) -> str:
     return "\n".join(lines)
 
 
-def all_tools() -> dict[str, Tool]:
-    """Every tool's table, in TOOLS order (imports every tool module)."""
-    import importlib
-
-    from lkm.cli import TOOLS
-
-    out: dict[str, Tool] = {}
-    for name, (modname, summary) in TOOLS.items():
-        mod = importlib.import_module(modname)
-        tool = getattr(mod, "TOOL", None)
-        if isinstance(tool, Tool):
-            out[name] = tool
-        else:  # a tool not converted yet: its name and summary only
-            out[name] = Tool(name, summary, usage=["[options]"], options=[])
-    return out
-
-
-__all__ = ["BACKEND", "Exit", "Opt", "Tool", "all_tools", "bash_completion", "man_page", "zsh_completion"]
+__all__ = ["BACKEND", "Exit", "Opt", "Tool", "bash_completion", "man_page", "zsh_completion"]

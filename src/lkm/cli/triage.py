@@ -10,10 +10,15 @@ address).  Exit status: 0 done, 1 some logs unreadable (said on stderr), 2 usage
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
+from lkm.cli.jsonout import line
 from lkm.cli.tool import Opt, Tool
+from lkm.compress import limit
 from lkm.errors import LkmError
+from lkm.oops import triage
 
 TOOL = Tool(
     "triage",
@@ -34,18 +39,12 @@ TOOL = Tool(
 
 def _json(result: object) -> str:
     """lkm.oops.triage's JSON as a ``"triage"`` document (schema lkm/1)."""
-    import json
-
-    from lkm.cli.jsonout import line
-    from lkm.oops import triage
 
     assert isinstance(result, triage.TriageResult)
     return line("triage", **json.loads(triage.to_json(result)))
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.oops import triage
-
     opts, operands = TOOL.parse(prog, args)
     fmt, out_path, symbols, engine, address, workers = "table", None, None, "local", None, 2
     for flag, val in opts:
@@ -75,8 +74,6 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"{prog}: no log given\n")
         return 2
     try:
-        from lkm.compress import limit
-
         # bounded: a pipe from /dev/zero is refused at the cap, not read until memory runs out
         stdin_text = sys.stdin.buffer.read(limit() + 1) if "-" in operands else None
         text = triage.decode_log_bytes(stdin_text) if stdin_text is not None else None
@@ -91,8 +88,6 @@ def run(prog: str, args: list[str]) -> int:
         return 2
     doc = {"table": triage.format_table, "json": _json, "html": triage.to_html}[fmt](result)
     if out_path:
-        import os
-
         tmp = f"{out_path}.tmp{os.getpid()}"
         try:
             with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:

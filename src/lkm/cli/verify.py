@@ -13,12 +13,22 @@ DIR; scripts/guest_snapshot.py makes one from an arm64 or i386 QEMU guest).
 
 from __future__ import annotations
 
+import gzip
 import os
 import sys
 
+from lkm.cli.jsonout import hexaddr
+from lkm.cli.jsonout import line as json_line
 from lkm.cli.tool import Opt, Tool
+from lkm.elf.core import CoreFile
 from lkm.errors import LkmError
+from lkm.kernel import open_kernel
+from lkm.kernel.snapshot import SnapshotMemory
+from lkm.kernel.verify import Memory, VerifyReport, verify_module
+from lkm.link.layout import KernelConfig
+from lkm.module.file import ModuleFile
 from lkm.safeio import read_bytes
+from lkm.symbols.table import SymbolTable
 
 TOOL = Tool(
     "verify",
@@ -54,10 +64,6 @@ def _config(path: str | None, release: str, *, search: bool = True) -> object:
     """The KernelConfig from ``path``, else the first of :func:`config_candidates`; with none
     found, an error asking for --config (a default configuration would report thousands of
     false differences).  ``search=False``: the default configuration instead."""
-    import gzip
-
-    from lkm.link.layout import KernelConfig
-
     paths = [path] if path else (config_candidates(release) if search else [])
     for p in paths:
         if p != path and not os.path.exists(p):
@@ -78,15 +84,13 @@ def _config(path: str | None, release: str, *, search: bool = True) -> object:
 
 def _json(rep: object, path: str) -> str:
     """A module's report as a ``"verify"`` document (lkm/1)."""
-    from lkm.cli.jsonout import hexaddr, line
-    from lkm.kernel.verify import VerifyReport
 
     assert isinstance(rep, VerifyReport)
     diffs = [
         {"address": hexaddr(addr), "section": sec, "offset": off, "lkm": ours.hex(), "kernel": theirs.hex()}
         for addr, sec, off, ours, theirs in rep.bytes
     ]
-    return line(
+    return json_line(
         "verify",
         module=rep.module,
         file=path,
@@ -121,17 +125,9 @@ def run(prog: str, args: list[str]) -> int:
     if not operands:
         err(f"{prog}: ERROR: missing module file.\n")
         return 1
-    from lkm.elf.core import CoreFile
-    from lkm.kernel import open_kernel
-    from lkm.kernel.verify import Memory, verify_module
-    from lkm.link.layout import KernelConfig
-    from lkm.module.file import ModuleFile
-    from lkm.symbols.table import SymbolTable
 
     try:
         if snapshot is not None:
-            from lkm.kernel.snapshot import SnapshotMemory
-
             kernel = open_kernel("snapshot", path=snapshot)
             captured = os.path.join(snapshot, "config")
             config = _config(

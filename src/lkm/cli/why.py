@@ -14,9 +14,15 @@ from __future__ import annotations
 import os
 import sys
 
+from lkm.cli.backend import open_backend, split_backend
 from lkm.cli.getopt import UsageError
+from lkm.cli.jsonout import line
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
+from lkm.moddir import ModulesDir
+from lkm.modprobe import Resolver, load_config
+from lkm.safeio import read_text
+from lkm.why import parse_requests, why
 
 TOOL = Tool(
     "why",
@@ -38,8 +44,6 @@ TOOL = Tool(
 
 
 def run(prog: str, args: list[str]) -> int:
-    from lkm.cli.backend import open_backend, split_backend
-
     model, state, args = split_backend(args)
     try:
         opts, operands = TOOL.parse(prog, args)
@@ -64,9 +68,6 @@ def run(prog: str, args: list[str]) -> int:
             as_json = True
         elif f == "--log":
             log = v
-    from lkm.moddir import ModulesDir
-    from lkm.modprobe import Resolver, load_config
-    from lkm.why import parse_requests, why
 
     running = os.uname().release
     rel = release or running
@@ -75,8 +76,6 @@ def run(prog: str, args: list[str]) -> int:
         requests = None
         if log is not None:
             try:
-                from lkm.safeio import read_text
-
                 requests = parse_requests(read_text(log))
             except OSError as exc:
                 raise LkmError(exc.strerror or "cannot read", path=log) from None
@@ -97,8 +96,6 @@ def run(prog: str, args: list[str]) -> int:
         sys.stderr.write(f"{prog}: ERROR: {exc}\n")
         return 1
     if as_json:
-        from lkm.cli.jsonout import line
-
         sys.stdout.write(line("why", **rep.as_json()))
     else:
         sys.stdout.write(rep.as_text())

@@ -15,7 +15,6 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from lkm.depmod.core import (
-        OUTPUTS,
         DependencyCycle,
         DepmodOptions,
         DepmodResult,
@@ -23,10 +22,11 @@ if TYPE_CHECKING:
         modules_dirname,
         write_outputs,
     )
+    from lkm.depmod.outputs import OUTPUTS
     from lkm.depmod.uptodate import up_to_date
 
 _WHERE = {
-    "OUTPUTS": "lkm.depmod.core",
+    "OUTPUTS": "lkm.depmod.outputs",
     "DependencyCycle": "lkm.depmod.core",
     "DepmodOptions": "lkm.depmod.core",
     "DepmodResult": "lkm.depmod.core",

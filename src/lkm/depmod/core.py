@@ -26,18 +26,6 @@ if TYPE_CHECKING:
     from lkm.depmod.cache import DepmodCache
 
 # Output files in the order kmod writes them; True for the binary indexes (-n skips them).
-OUTPUTS: tuple[tuple[str, bool], ...] = (
-    ("modules.dep", False),
-    ("modules.dep.bin", True),
-    ("modules.alias", False),
-    ("modules.alias.bin", True),
-    ("modules.softdep", False),
-    ("modules.symbols", False),
-    ("modules.symbols.bin", True),
-    ("modules.builtin.bin", True),
-    ("modules.builtin.alias.bin", True),
-    ("modules.devname", False),
-)
 FAKE_SYMBOLS = ("__this_module", "_GLOBAL_OFFSET_TABLE_")  # put in by the kernel's loader
 
 

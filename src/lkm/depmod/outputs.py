@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from lkm.depmod.cache import DepmodCache
     from lkm.depmod.core import Module
 
+# The files depmod writes, in kmod's order; True for the binary indexes.
+OUTPUTS: tuple[tuple[str, bool], ...] = (
+    ("modules.dep", False),
+    ("modules.dep.bin", True),
+    ("modules.alias", False),
+    ("modules.alias.bin", True),
+    ("modules.softdep", False),
+    ("modules.symbols", False),
+    ("modules.symbols.bin", True),
+    ("modules.builtin.bin", True),
+    ("modules.builtin.alias.bin", True),
+    ("modules.devname", False),
+)
+
 Messages = list[tuple[str, str]]
 Files = dict[str, bytes]
 
@@ -318,7 +332,6 @@ def recall_outputs(
     inputs changed since (the tree digest is the same); the built-in indexes, which read
     files of their own, are checked against their inputs here.  None if anything is missing
     or differs."""
-    from lkm.depmod.core import OUTPUTS
 
     keys = {i: m[0] for i, m in cache.memos.items()}
     if sorted(keys) != list(range(len(BUILDERS))):
@@ -359,7 +372,6 @@ def build_outputs(
     """Every output file in kmod's order; messages appended in kmod's order.  With ``memo``
     (the cache and each builder's input digest), a builder whose inputs and files are
     unchanged is not run, and the cache learns what the others wrote."""
-    from lkm.depmod.core import OUTPUTS
     from lkm.parallel import map_chunks
 
     def run(groups: Sequence[tuple[int, ...]]) -> list[tuple[int, Files, Messages]]:

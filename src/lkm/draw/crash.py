@@ -14,38 +14,28 @@ frame it was inlined into (``addr2line -i`` order, innermost first).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lkm.draw import svg
-from lkm.record import Record
+
+__all__ = ["BOX_H", "GAP", "LEFT", "NEST", "WIDTH", "CrashFrame", "crash_svg", "group_frames"]
 
 
-class CrashFrame(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class CrashFrame:
     """One line of a call chain.  ``inline``: inlined into the next non-inline frame;
     ``reliable``: False for ``?`` frames; ``location``: file:line; ``pc``: the faulting
     instruction (not a return address)."""
 
-    __slots__ = ("function", "offset", "module", "inline", "reliable", "location", "size", "address", "pc")
-
-    def __init__(
-        self,
-        function: str,
-        offset: int | None = None,
-        module: str | None = None,
-        inline: bool = False,
-        reliable: bool = True,
-        location: str | None = None,
-        size: int | None = None,
-        address: int | None = None,
-        pc: bool = False,
-    ) -> None:
-        self.function = function
-        self.offset = offset
-        self.module = module
-        self.inline = inline
-        self.reliable = reliable
-        self.location = location
-        self.size = size
-        self.address = address
-        self.pc = pc
+    function: str
+    offset: int | None = None
+    module: str | None = None
+    inline: bool = False
+    reliable: bool = True
+    location: str | None = None
+    size: int | None = None
+    address: int | None = None
+    pc: bool = False
 
     def label(self) -> str:
         if self.inline:

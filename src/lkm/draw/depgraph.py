@@ -14,45 +14,67 @@ out by Graphviz's ``dot`` when it is installed and by a layered layout of our ow
 
 from __future__ import annotations
 
+import math
 import os
+import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
 
 from lkm.draw import svg
 from lkm.errors import LkmError
 from lkm.modname import path_to_modname
 from lkm.modprobe.resolve import Mod, PatternTable, Resolver
 from lkm.record import Record
+from lkm.safeio import read_text
+
+__all__ = [
+    "LAYER_GAP",
+    "MAX_ALIASES",
+    "MAX_REVERSE",
+    "MAX_ROW",
+    "NODE_GAP",
+    "NODE_H",
+    "DepTables",
+    "Edge",
+    "Graph",
+    "Node",
+    "Placed",
+    "dependency_graph",
+    "graph_svg",
+    "graphviz_layout",
+    "layered_layout",
+    "layout",
+    "node_sizes",
+    "to_dot",
+    "tree_graph",
+]
 
 MAX_ALIASES = 8
 MAX_REVERSE = 24
 
 
-class Node(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Node:
     """A box in the graph: ``kind`` focus, module, reverse, holder, alias, rule, missing,
     builtin or more (a count of what was left out)."""
 
-    __slots__ = ("id", "kind", "label", "detail")
-
-    def __init__(self, id: str, kind: str, label: str, detail: str = "") -> None:
-        self.id = id
-        self.kind = kind
-        self.label = label
-        self.detail = detail
+    id: str
+    kind: str
+    label: str
+    detail: str = ""
 
 
-class Edge(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Edge:
     """``kind`` dep, softdep-pre, softdep-post, alias, rule or holder; src -> dst reads
     "src needs / leads to / holds dst"."""
 
-    __slots__ = ("src", "dst", "kind", "label", "implied")
-
-    def __init__(self, src: str, dst: str, kind: str, label: str = "", implied: bool = False) -> None:
-        self.src = src
-        self.dst = dst
-        self.kind = kind
-        self.label = label
-        self.implied = implied
+    src: str
+    dst: str
+    kind: str
+    label: str = ""
+    implied: bool = False
 
 
 class Graph(Record):
@@ -111,8 +133,6 @@ class DepTables:
 
 def _read(path: str) -> str:
     try:
-        from lkm.safeio import read_text
-
         return read_text(path)
     except FileNotFoundError:
         return ""
@@ -395,24 +415,15 @@ NODE_GAP = 18
 MAX_ROW = 1300.0
 
 
-class Placed(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Placed:
     """Node centres and edge paths (lists of points: a polyline or a Bezier's control points)."""
 
-    __slots__ = ("pos", "paths", "width", "height", "engine")
-
-    def __init__(
-        self,
-        pos: dict[str, tuple[float, float]],
-        paths: dict[int, list[tuple[float, float]]],
-        width: float,
-        height: float,
-        engine: str,
-    ) -> None:
-        self.pos = pos
-        self.paths = paths
-        self.width = width
-        self.height = height
-        self.engine = engine
+    pos: dict[str, tuple[float, float]]
+    paths: dict[int, list[tuple[float, float]]]
+    width: float
+    height: float
+    engine: str
 
 
 def node_sizes(g: Graph) -> dict[str, tuple[float, float]]:
@@ -550,7 +561,6 @@ def graphviz_layout(g: Graph, sizes: dict[str, tuple[float, float]], dot: str) -
         raise LkmError(f"dot failed: {exc}") from None
     if proc.returncode != 0:
         raise LkmError(f"dot failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
-    import shlex
 
     pos: dict[str, tuple[float, float]] = {}
     splines: dict[tuple[str, str], list[list[tuple[float, float]]]] = {}
@@ -627,8 +637,6 @@ def _border(
 
 
 def _arrow(tip: tuple[float, float], frm: tuple[float, float]) -> str:
-    import math
-
     dx, dy = tip[0] - frm[0], tip[1] - frm[1]
     ln = math.hypot(dx, dy) or 1.0
     ux, uy = dx / ln, dy / ln

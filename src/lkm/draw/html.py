@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from lkm.draw import svg
 
+__all__ = ["PAGE_CSS", "figure", "page", "para", "pre", "section"]
+
 PAGE_CSS = (
     ":root{color-scheme:light dark;--bg:#ffffff;--fg:#1b1f24;--muted:#57606a;--code:#f6f8fa;--rule:#d0d7de;"
     "--accent:#0969da}"

@@ -14,6 +14,8 @@ their guard pages, first fit; kmalloc: size classes) with their holes and fragme
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lkm.draw import svg
@@ -26,6 +28,27 @@ if TYPE_CHECKING:
     from lkm.link.image import LinkedImage
     from lkm.link.insmod24 import LinkedImage24
     from lkm.module.file import ModuleFile
+
+__all__ = [
+    "KIND_NAMES",
+    "LABEL_X",
+    "LEGEND_W",
+    "MARKED_SECTIONS",
+    "ROW",
+    "MapRegion",
+    "MapSection",
+    "Marker",
+    "MemoryMap",
+    "el_path",
+    "el_tri",
+    "map_of_insmod24",
+    "map_of_linked",
+    "map_of_sections",
+    "memmap_svg",
+    "occupancy_svg",
+    "perm_kind",
+    "stack_svg",
+]
 
 MARKED_SECTIONS = {
     ".plt": "PLT",
@@ -44,54 +67,38 @@ KIND_NAMES = {
 }
 
 
-class MapSection(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MapSection:
     """One section in memory: ``kind`` is x, r, ai, w, nb (zero-filled) or meta; ``estimated``
     when the size was inferred from the next section's address."""
 
-    __slots__ = ("name", "region", "address", "size", "perm", "kind", "align", "estimated")
-
-    def __init__(
-        self,
-        name: str,
-        region: str,
-        address: int,
-        size: int,
-        perm: str,
-        kind: str,
-        align: int = 0,
-        estimated: bool = False,
-    ) -> None:
-        self.name = name
-        self.region = region
-        self.address = address
-        self.size = size
-        self.perm = perm
-        self.kind = kind
-        self.align = align
-        self.estimated = estimated
+    name: str
+    region: str
+    address: int
+    size: int
+    perm: str
+    kind: str
+    align: int = 0
+    estimated: bool = False
 
 
-class MapRegion(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MapRegion:
     """A separately allocated region: its base, the bytes laid out and the bytes allocated."""
 
-    __slots__ = ("name", "base", "size", "alloc")
-
-    def __init__(self, name: str, base: int, size: int, alloc: int) -> None:
-        self.name = name
-        self.base = base
-        self.size = size
-        self.alloc = alloc
+    name: str
+    base: int
+    size: int
+    alloc: int
 
 
-class Marker(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Marker:
     """A symbol worth pointing at: 2.4's ``__insmod_*`` ksymoops symbols."""
 
-    __slots__ = ("name", "address", "kind")
-
-    def __init__(self, name: str, address: int, kind: str) -> None:
-        self.name = name
-        self.address = address
-        self.kind = kind
+    name: str
+    address: int
+    kind: str
 
 
 class MemoryMap(Record):
@@ -627,8 +634,6 @@ def occupancy_svg(
 
 def stack_svg(documents: list[str], label: str) -> str:
     """Several standalone SVG pictures one above the other in one document."""
-    import re
-
     parts, y, width = [], 0.0, 0.0
     for doc in documents:
         m = re.match(r'<svg [^>]*width="([\d.]+)" height="([\d.]+)"', doc)

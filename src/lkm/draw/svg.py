@@ -11,6 +11,23 @@ from __future__ import annotations
 
 import re
 
+__all__ = [
+    "PALETTE",
+    "attrs",
+    "css",
+    "document",
+    "el",
+    "esc",
+    "group",
+    "hue",
+    "human",
+    "line",
+    "rect",
+    "text",
+    "text_width",
+    "title",
+]
+
 # Characters XML 1.0 does not allow at all (C0 controls other than TAB, LF, CR; lone
 # surrogates as Python keeps undecodable bytes; U+FFFE/U+FFFF).
 _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

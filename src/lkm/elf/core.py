@@ -11,6 +11,8 @@ from lkm.elf.constants import ELFCLASS64, ELFMAG
 from lkm.errors import LkmError
 from lkm.record import Record
 
+__all__ = ["PT_LOAD", "CoreFile", "Segment"]
+
 PT_LOAD = 1
 
 

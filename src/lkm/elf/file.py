@@ -29,12 +29,13 @@ from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
-    from array import array
     from mmap import mmap
     from typing import Literal
 
     # Buffers with .find(); a memoryview is copied to bytes once at open.
     Buffer = bytes | bytearray | mmap
+
+__all__ = ["ElfFile", "Relocation", "Section", "Symbol", "cstring", "words"]
 
 
 class Section(Record):
@@ -140,18 +141,20 @@ def _layout(cls: int, enc: int) -> _Layout:
     return lay
 
 
-def words(raw: bytes | bytearray, code: Literal["H", "I", "Q"], little: bool) -> memoryview | array[int]:
-    """``raw`` as unsigned words of struct/array type ``code`` ("H", "I", "Q") in byte order
-    ``little``, indexable and sliceable (strided) in C: a cast memoryview in the host's order
-    (no copy; memoryview needs no import, which keeps start-up short), else a byte-swapped
-    array."""
-    if little == _NATIVE_LITTLE:
-        return memoryview(raw).cast(code)
-    from array import array
-
-    out = array(code, raw)
-    out.byteswap()
-    return out
+def words(raw: bytes | bytearray, code: Literal["H", "I", "Q"], little: bool) -> memoryview:
+    """``raw`` as unsigned words of struct type ``code`` ("H", "I", "Q") in byte order
+    ``little``, indexable and sliceable (strided) in C: a cast memoryview, over ``raw`` itself
+    in the host's order (no copy), else over a byte-swapped copy (swapped by strided slice
+    assignment: the ``array`` module would import ``collections`` at start-up)."""
+    if little != _NATIVE_LITTLE:
+        width = struct.calcsize(code)
+        if len(raw) % width:
+            raise ValueError("bytes length not a multiple of item size")
+        swapped = bytearray(len(raw))
+        for k in range(width):
+            swapped[k::width] = raw[width - 1 - k :: width]
+        raw = swapped
+    return memoryview(raw).cast(code)
 
 
 def _undef_rows(raw: bytes | bytearray, shndx_at: int, entsize: int) -> list[int]:
@@ -501,7 +504,7 @@ class ElfFile:
             if o < lo:  # outside the split span
                 at[o] = self._name(s0, s1, o, start)
             else:  # inside a string: the linker shared a suffix
-                from bisect import bisect_right
+                from bisect import bisect_right  # lazy: start-up (rare: shared suffixes)
 
                 i = bisect_right(starts, o) - 1
                 at[o] = parts[i][o - starts[i] :]

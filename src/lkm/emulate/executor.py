@@ -17,6 +17,8 @@ from lkm.emulate.arch import ARCHES
 from lkm.emulate.kernel import BaseKernel, SymbolSpace
 from lkm.emulate.machine import EmulationFault
 from lkm.emulate.state import KernelState
+from lkm.kernel.model.profile import load_profile
+from lkm.symbols.table import SymbolTable
 
 
 class Image(Protocol):
@@ -76,8 +78,6 @@ class EmulatingExecutor:
 def for_profile(profile: str, *, booted: bool = True) -> EmulatingExecutor:
     """An executor for a model kernel booted from ``profile`` (lkm.kernel.model.profile): its
     symbols, its architecture (2.4 i386 profiles: cdecl calls), the booted kernel's tables."""
-    from lkm.kernel.model.profile import load_profile
-    from lkm.symbols.table import SymbolTable
 
     prof = load_profile(profile)
     arch = "i386-cdecl" if prof.fields.get("range") == "i386-2.4" else prof.arch

@@ -38,6 +38,7 @@ from lkm.emulate.replay import ReplayReport, device_from_spec, replay_devices, r
 from lkm.emulate.session import Session
 from lkm.emulate.state import Registration
 from lkm.errors import LkmError
+from lkm.symbols.table import SymbolTable
 
 USER_ARGS = 0x100000  # ioctl argument memory: above the read/write buffer of lkm.emulate.devfile
 USER_ARGS_SIZE = 0x10000
@@ -92,8 +93,6 @@ class Harness:
         time_budget: float | None = None,
     ) -> None:
         if kallsyms is not None:
-            from lkm.symbols.table import SymbolTable
-
             symbols = SymbolSpace(SymbolTable.from_files(kallsyms), "x86_64")
         self.session = Session(
             symbols, strict=strict, insn_budget=insn_budget, time_budget=time_budget, devices=list(devices)

@@ -11,6 +11,7 @@ memory, sized up to the next kernel symbol, with a few given their boot values (
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import attrgetter, is_not, itemgetter
@@ -47,8 +48,6 @@ class OutOfMemory(EmulationFault):
 
 
 def memory_budget() -> int:
-    import os
-
     raw = os.environ.get("LKM_EMULATE_MEMORY", "").strip()
     try:
         value = int(raw, 0) if raw else DEFAULT_MEMORY_BUDGET
@@ -88,6 +87,30 @@ RECORD_ONLY = frozenset(("lkm.emulate.base.devices", "lkm.emulate.base.sync"))
 DATA: dict[str, Callable[[BaseKernel, int, int], None]] = {}
 
 _F = Callable[["BaseKernel", TrapCall], int]
+
+
+def _x86_thunks(regs: tuple[str, ...]) -> dict[str, bytes]:
+    """The retpoline / return thunks as the CPU runs them without the mitigations: a ret, and
+    ``jmp *%reg`` (ff /4; r8-r15 with REX.B)."""
+    out = {"__x86_return_thunk": b"\xc3"}
+    for i, reg in enumerate(regs):
+        code = (b"\x41" if i >= 8 else b"") + bytes((0xFF, 0xE0 | (i & 7)))
+        out[f"__x86_indirect_thunk_{reg}"] = out[f"__x86_indirect_jump_thunk_{reg}"] = code
+    return out
+
+
+# Kernel functions a module reaches on every return or indirect call (the x86 thunks): when
+# lkm links the module they get machine code of their own on a page outside the trapped
+# kernel text, so that module code runs through them on the CPU with no call into Python.
+# A module linked elsewhere (the model kernel's images) reaches their kallsyms address: the
+# Python implementations there do the same.
+_X86_64_REGS = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12",
+                 "r13", "r14", "r15")  # fmt: skip
+NATIVE: dict[str, dict[str, bytes]] = {
+    "x86_64": _x86_thunks(_X86_64_REGS),
+    "i386": _x86_thunks(("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")),
+}
+NATIVE_SLOT = 16  # bytes of the native page per function
 
 
 def kfunc(*names: str, nargs: int = 3, varargs: bool = False) -> Callable[[_F], _F]:
@@ -236,6 +259,8 @@ class BaseKernel:
         # The kernel this one runs inside (the model kernel): its request_module(name, wait).
         self.request_module: Callable[[str, bool], int] | None = None
         self._slot = self.arch.synthetic_base
+        self._native = NATIVE.get(self.arch.name, {}) if not self.arch.version.user_space_link else {}
+        self._native_next = self.arch.trap_hi  # the native page: after the trapped text
         self._heap_next = self.arch.heap_base
         self._heap_end = self.arch.heap_base
         self.allocations: dict[int, int] = {}  # live heap objects: address -> size
@@ -273,6 +298,14 @@ class BaseKernel:
             return addr
         if name in self.exports:
             return self.exports[name]
+        code = self._native.get(name)
+        if code is not None:
+            addr = self._native_next
+            self._native_next += NATIVE_SLOT
+            self.machine.map(addr, NATIVE_SLOT, "kernel text", code)
+            self.addresses[name] = addr
+            self.names[addr] = name
+            return addr
         sym = self.symbols.table.lookup(name) if self.symbols is not None else None
         if sym is not None and sym.address is not None:
             addr = sym.address
@@ -310,7 +343,12 @@ class BaseKernel:
         """A call to a kernel function the module was linked to elsewhere (the model kernel's
         own linking hands over memory, not an import list): trap it by its kallsyms name."""
         found = self.symbols.name_at(addr) if self.symbols is not None else None
-        if found is None or found[1] != 0 or found[0] in self.addresses:
+        if found is None or found[1] != 0:
+            return False
+        if found[0] in self._native and addr not in self.machine.traps:
+            self._trap(addr, found[0])  # linked to its kallsyms address: the Python thunk
+            return True
+        if found[0] in self.addresses:
             return False
         return self.resolve(found[0]) == addr
 

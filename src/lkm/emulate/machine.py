@@ -2,7 +2,10 @@
 
 Every address in ``[arch.trap_lo, arch.trap_hi)`` is kernel text as far as the module can
 tell; executing an instruction there runs the Python implementation registered for that
-address (:meth:`Machine.add_trap`) and returns to the caller as a ``ret`` would.  A call
+address (:meth:`Machine.add_trap`) and returns to the caller as a ``ret`` would.  Module code
+itself runs at unicorn's own speed: the only hook on it is unicorn's instruction counter (in
+C) for the budget and the timer ticks; Python runs only for a call into the kernel (one dict
+lookup and the function), a memory fault and a TLB fill.  A call
 (:meth:`Machine.call`) runs until the function returns to a sentinel return address, or
 stops with an :class:`EmulationFault`: an invalid memory access (reported as the kernel's
 oops), an instruction or wall-clock budget exceeded, or a Python trap that fails the run.
@@ -11,13 +14,17 @@ oops), an instruction or wall-clock budget exceeded, or a Python trap that fails
 from __future__ import annotations
 
 import contextlib
+import signal
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import unicorn
 
 from lkm.emulate.arch import ArchSpec
+from lkm.emulate.oops import invalid_opcode_report, page_fault_report
+from lkm.emulate.ucdirect import Registers, add_code_hook
 from lkm.errors import LkmError
 from lkm.record import Record
 
@@ -55,12 +62,15 @@ class EmulationFault(LkmError):
 
 
 class Trap(Record):
-    __slots__ = ("name", "handler", "varargs")
+    __slots__ = ("name", "handler", "varargs", "text")
 
-    def __init__(self, name: str, handler: Callable[[TrapCall], int], varargs: bool = False) -> None:
+    def __init__(
+        self, name: str, handler: Callable[[TrapCall], int], varargs: bool = False, text: bool = False
+    ) -> None:
         self.name = name
         self.handler = handler
         self.varargs = varargs  # i386: variadic functions take every argument on the stack
+        self.text = text  # a ret instruction is at the address: the CPU itself returns
 
 
 class TrapCall:
@@ -72,7 +82,7 @@ class TrapCall:
         self.machine = machine
         self.name = name
         self._cdecl = cdecl
-        self._sp = machine.reg(machine.arch.sp)
+        self._sp = -1  # read on the first stack argument (most calls have none)
 
     def arg(self, i: int) -> int:
         """Argument ``i`` (0-based) as an unsigned machine word."""
@@ -81,6 +91,8 @@ class TrapCall:
         if i < len(regs):
             return m.reg(regs[i]) & m.arch.mask
         w = m.arch.word
+        if self._sp < 0:
+            self._sp = m.reg(m.arch.sp)
         # x86: the return address is on top of the stack; arm64 passes the rest from sp.
         skip = 0 if m.arch.link is not None else w
         return m.read_word(self._sp + skip + w * (i - len(regs)))
@@ -104,6 +116,10 @@ class Machine:
     ) -> None:
         self.arch = arch
         self.uc = unicorn.Uc(arch.uc_arch, arch.uc_mode)
+        # Registers through unicorn's C functions directly (lkm.emulate.ucdirect).
+        self._regs = Registers(self.uc)
+        self.reg = self._regs.read  # type: ignore[method-assign]
+        self.set_reg = self._regs.write  # type: ignore[method-assign]
         # Kernel addresses are above unicorn's physical address width: the CPU runs on
         # virtual addresses through a TLB hook, physical = virtual's low 48 bits (one-to-one
         # over canonical addresses); reads and writes from Python use physical addresses.
@@ -128,11 +144,19 @@ class Machine:
         self._fault: tuple[str, bool, int] | None = None
         self.calls = 0  # traps taken
         self._depth = 0  # calls running (more than one: a trap called back into module code)
+        self._runs = 0  # calls started, nested ones included
+        self._contexts: list[unicorn.UcContext] = []  # CPU states saved around nested calls
+        self._executed: set[int] = set()  # kernel text run without a trap there (a fault)
+        # Trap pages are mapped in unicorn on first touch (most imported functions are never
+        # called, and each mapping costs unicorn a rebuild of its memory map): page -> the
+        # trap addresses to write a ret at then.  They are in ``mapped`` from the start.
+        self._lazy: dict[int, list[int]] = {}
         self.stack_top = arch.stack_base + arch.stack_size
         self.map(arch.stack_base, arch.stack_size, "stack")
         self.return_address = arch.synthetic_base - PAGE
         self.map(self.return_address, PAGE, "return")
-        self.uc.hook_add(unicorn.UC_HOOK_CODE, self._on_code, None, arch.trap_lo, arch.trap_hi - 1)
+        # The code hook covers only the kernel's text: module code is translated without it.
+        self._code_hook = add_code_hook(self.uc, self._on_code_raw, arch.trap_lo, arch.trap_hi - 1)
         self.uc.hook_add(unicorn.UC_HOOK_MEM_INVALID, self._on_invalid)
 
     # -- memory ------------------------------------------------------------------------
@@ -169,18 +193,34 @@ class Machine:
         end = (start + size + PAGE - 1) & ~(PAGE - 1)
         run = None
         for page in range(first, end + PAGE, PAGE):
-            if page < end and page in self.mapped:
+            if page < end and page in self.mapped and self._lazy.pop(page, None) is None:
                 del self.mapped[page]
                 if run is None:
                     run = page
                 continue
+            if page < end:
+                self.mapped.pop(page, None)  # a trap page never mapped in unicorn
             if run is not None:
                 self.uc.mem_unmap(run & self.pmask, page - run)
                 run = None
 
     def unmap_page(self, page: int) -> None:
-        self.uc.mem_unmap(page & self.pmask, PAGE)
+        if self._lazy.pop(page, None) is None:
+            self.uc.mem_unmap(page & self.pmask, PAGE)
         del self.mapped[page]
+
+    def _materialize(self, addr: int, size: int) -> bool:
+        """Map the lazily mapped trap pages of ``[addr, addr+size)``; False if there are none."""
+        found = False
+        for page in range(addr & ~(PAGE - 1), addr + max(size, 1), PAGE):
+            rets = self._lazy.pop(page, None)
+            if rets is None:
+                continue
+            found = True
+            self._mem_map(page, PAGE)
+            for a in rets:
+                self.uc.mem_write(a & self.pmask, RET_INSN[self.arch.name])
+        return found
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         return all(p in self.mapped for p in range(addr & ~(PAGE - 1), addr + max(size, 1), PAGE))
@@ -192,6 +232,8 @@ class Machine:
             data: bytearray = self.uc.mem_read(addr & self.pmask, size)
             return data
         except (unicorn.UcError, OverflowError, ValueError):
+            if self._lazy and self._materialize(addr, size):
+                return self._mem_read(addr, size)
             raise EmulationFault(
                 "oops", f"kernel read of {size} bytes at unmapped address {addr:#x}", address=addr
             ) from None
@@ -200,6 +242,8 @@ class Machine:
         try:
             self.uc.mem_write(addr & self.pmask, data)
         except (unicorn.UcError, OverflowError, ValueError):
+            if self._lazy and self._materialize(addr, len(data)):
+                return self._mem_write(addr, data)
             raise EmulationFault(
                 "oops", f"kernel write of {len(data)} bytes at unmapped address {addr:#x}", address=addr
             ) from None
@@ -246,10 +290,10 @@ class Machine:
         return bytes(out)
 
     def reg(self, reg: int) -> int:
-        return int(self.uc.reg_read(reg))
+        return self._regs.read(reg)
 
     def set_reg(self, reg: int, value: int) -> None:
-        self.uc.reg_write(reg, value & ((1 << 64) - 1))
+        self._regs.write(reg, value)
 
     # -- traps -------------------------------------------------------------------------
     def add_trap(
@@ -266,10 +310,33 @@ class Machine:
         if not self.arch.trap_lo <= addr < self.arch.trap_hi:
             raise ValueError(f"trap {name} at {addr:#x} outside the kernel text range")
         # The page after too: translating the block at the trap reads on past the entry.
-        self.map(addr, PAGE + 1, "kernel text")
+        # Both are mapped in unicorn when first touched (_materialize).
+        page = addr & ~(PAGE - 1)
+        for p in (page, page + PAGE):
+            if p not in self.mapped:
+                self.mapped[p] = "kernel text"
+                self._lazy[p] = []
         if text:
-            self.write(addr, RET_INSN[self.arch.name])
-        self.traps[addr] = Trap(name, handler, varargs)
+            if page in self._lazy:
+                self._lazy[page].append(addr)
+            else:
+                self.write(addr, RET_INSN[self.arch.name])
+        if self._depth:
+            # Set up while code runs (often from a fault on this very address, which unicorn
+            # retries once): mapped now.
+            self._materialize(page, 2 * PAGE)
+        # The ret runs on the CPU only for traps set up before module code runs and at an
+        # address never executed before: code translated from the bytes before the ret (a
+        # fetch that faulted first, a jump into kernel text) may still be cached.  Python
+        # returns from those.
+        native = text and not self._depth and addr not in self._executed
+        self.traps[addr] = Trap(name, handler, varargs, native)
+
+    def _on_code_raw(self, address: int, size: int) -> None:
+        try:
+            self._on_code(self.uc, address, size, None)
+        except BaseException as exc:  # never out of a C callback
+            self._stop(exc)
 
     def _on_code(self, uc: unicorn.Uc, address: int, size: int, _data: object) -> None:
         if address == self.return_address:
@@ -279,11 +346,13 @@ class Machine:
         if trap is None and self.on_unknown_text(address):
             trap = self.traps.get(address)
         if trap is None:
+            self._executed.add(address)
             self._stop(EmulationFault(
                 "kernel-text", f"jump into kernel text at {self.symbolize(address)} (not a function entry)",
                 pc=address, address=address))  # fmt: skip
             return
         self.calls += 1
+        runs = self._runs
         try:
             value = trap.handler(TrapCall(self, trap.name, trap.varargs and self.arch.varargs_stack))
         except BaseException as exc:
@@ -291,7 +360,11 @@ class Machine:
             return
         if value != HANDLED:
             self.set_reg(self.arch.ret, value)
-            self.do_return()
+            if not trap.text or runs != self._runs:
+                # No ret at the address, or module code ran inside the call (the CPU state
+                # was put back): return from Python, which restarts translation there.
+                self.do_return()
+            # else the ret written at the trap address returns, at the CPU's speed
 
     def do_return(self) -> None:
         """Return from the current function (its arguments untouched: the caller pops them)."""
@@ -319,6 +392,8 @@ class Machine:
         kind, present = _ACCESS.get(access, ("read", False))
         if self.arch.word == 8 and (1 << 47) <= address < (1 << 48):
             address |= ~self.pmask & self.arch.mask  # a fetch reports the physical address: canonical again
+        if not present and self._lazy and self._materialize(address, size):
+            return True  # a trap page touched for the first time: mapped now, retried
         if not present and self.on_unmapped(address):
             return True  # mapped now: the access is retried
         self._fault = (kind, present, address)
@@ -336,7 +411,15 @@ class Machine:
         """A call made from inside a trap (a kernel function that runs module code: a module's
         init asking for another module, whose init runs now).  It runs on the same stack below
         the interrupted frame; the interrupted CPU state is put back when it returns."""
-        context = self.uc.context_save()
+        # One saved context per nesting level, reused (a sort calls its comparator thousands
+        # of times: allocating a context each time was a good part of a call's cost).
+        level = self._depth - 1
+        if level < len(self._contexts):
+            context = self._contexts[level]
+            self.uc.context_update(context)
+        else:
+            context = self.uc.context_save()
+            self._contexts.append(context)
         saved = self._pending, self._fault
         try:
             return self._call(addr, args, self.reg(self.arch.sp) - 512)
@@ -367,6 +450,7 @@ class Machine:
             self.write_word(sp, self.return_address)
         self.set_reg(a.sp, sp)
         self._depth += 1
+        self._runs += 1
         try:
             self._run(addr)
         finally:
@@ -387,8 +471,6 @@ class Machine:
         """Ctrl-C while module code runs: the CPU is stopped between two instructions and the
         run raises KeyboardInterrupt from Python, never from inside one of unicorn's callbacks
         (where it would be "ignored" and the emulation would go on)."""
-        import signal
-        import threading
 
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -422,10 +504,10 @@ class Machine:
             if left <= 0 or count <= 0:
                 break
             try:
-                # unicorn's timeout is a timer thread that cannot nest: an inner call's slices
-                # are bounded by their instruction count, and the budget checked between them.
-                timeout = int(left * 1_000_000) if self._depth == 1 else 0
-                self.uc.emu_start(pc, self.return_address, timeout=timeout, count=count)
+                # The wall clock is checked between slices (TICK_INSNS instructions), not by
+                # unicorn's timeout: that is a thread started per run, polling every few
+                # microseconds (half a core on a tight loop) and joined at its end.
+                self.uc.emu_start(pc, self.return_address, count=count)
             except unicorn.UcError as exc:
                 if self._pending is not None:
                     raise self._pending from None
@@ -456,8 +538,6 @@ class Machine:
 
     # -- the kernel's reports ----------------------------------------------------------
     def oops(self, access: str, present: bool, address: int) -> EmulationFault:
-        from lkm.emulate.oops import page_fault_report
-
         pc = self.reg(self.arch.pc)
         report = page_fault_report(self, access, present, address, pc)
         what = "NULL pointer dereference" if address < PAGE else "page fault"
@@ -465,8 +545,6 @@ class Machine:
         return EmulationFault("oops", reason, pc=pc, address=address, report=report)
 
     def invalid_opcode(self, pc: int) -> EmulationFault:
-        from lkm.emulate.oops import invalid_opcode_report
-
         report = invalid_opcode_report(self, pc)
         return EmulationFault("bug", f"invalid opcode at {self.symbolize(pc)}", pc=pc, report=report)
 

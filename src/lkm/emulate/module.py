@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import errno as _errno
+import struct
 
 from lkm.arch import for_machine
 from lkm.elf.constants import STT_FUNC
@@ -145,13 +146,13 @@ def load(kernel: BaseKernel, mod: ModuleFile, *, base: int | None = None) -> Emu
         if not kernel.percpu_relative:
             percpu += kernel.percpu_base  # arm64: the variables' own addresses
     image = link(mod, kernel.resolve, bases=bases, layout=lay, percpu_base=percpu)
+    if arch.amd64_tables:
+        _nop_mcount(kernel, mod, image)
     for region, data in image.regions.items():
         kernel.machine.map(
             bases[region], max(lay.alloc_size(region), len(data)), f"module {mod.name}", bytes(data)
         )
     em = EmulatedModule(kernel, mod, image, percpu)
-    if arch.amd64_tables:
-        _nop_mcount(kernel, em)
     kernel.modules[mod.name] = em
     for exp in mod.exports:
         addr = em.symbol(exp.name)
@@ -160,20 +161,25 @@ def load(kernel: BaseKernel, mod: ModuleFile, *, base: int | None = None) -> Emu
     return em
 
 
-def _nop_mcount(kernel: BaseKernel, em: EmulatedModule) -> None:
-    """ftrace_module_init: every __fentry__ call site listed in __mcount_loc becomes a NOP."""
-    loc = em.section_address("__mcount_loc")
+def _nop_mcount(kernel: BaseKernel, mod: ModuleFile, image: LinkedImage) -> None:
+    """ftrace_module_init: every __fentry__ call site listed in __mcount_loc becomes a NOP
+    (in the linked image, before it is mapped)."""
+    sec = mod.elf.section("__mcount_loc")
     fentry = kernel.addresses.get("__fentry__")
-    if loc is None or fentry is None:
+    if sec is None or fentry is None or sec.number not in image.section_addresses:
         return
-    m = kernel.machine
-    addr, size = loc
-    for i in range(0, size, 8):
-        site = m.read_word(addr + i)
-        if m.is_mapped(site, 5) and m.read(site, 1) == b"\xe8":
-            target = (site + 5 + int.from_bytes(m.read(site + 1, 4), "little", signed=True)) & m.arch.mask
-            if target == fentry:
-                m.write(site, NOP5)
+    place = image.layout.placements[sec.number]
+    table = bytes(image.regions[place.region][place.offset : place.offset + place.size])
+    spans = [(image.bases[r], data) for r, data in image.regions.items()]
+    mask = kernel.arch.mask
+    for (site,) in struct.iter_unpack("<Q", table[: len(table) & ~7]):
+        for base, data in spans:
+            off = site - base
+            if off >= 0 and off + 5 <= len(data):
+                rel = int.from_bytes(data[off + 1 : off + 5], "little", signed=True)
+                if data[off] == 0xE8 and (site + 5 + rel) & mask == fentry:
+                    data[off : off + 5] = NOP5
+                break
 
 
 def run_init(kernel: BaseKernel, em: EmulatedModule) -> InitResult:

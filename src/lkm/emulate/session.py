@@ -14,10 +14,21 @@ that history in a state file and replays it before each new command (see lkm.cli
 
 from __future__ import annotations
 
+import base64
+import binascii
+import bisect
+import hashlib
+import json
 import os
 import shlex
+import sys
+from array import array
+from collections.abc import Sequence
 
+from lkm import cache as store
 from lkm.emulate.arch import ARCHES
+from lkm.emulate.base.bus import attach
+from lkm.emulate.base.irq import advance, raise_irq
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.hw import Access, hw_of
 from lkm.emulate.kernel import BaseKernel, SymbolSpace, TraceEntry
@@ -26,8 +37,11 @@ from lkm.emulate.module import InitResult, arch_for, load, run_exit, run_init
 from lkm.emulate.params import ParamError, apply_params
 from lkm.emulate.state import KernelState
 from lkm.errors import LkmError
+from lkm.link.output import write_atomic
 from lkm.module.file import ModuleFile
-from lkm.record import Record
+from lkm.record import Record, cached
+from lkm.safeio import read_bytes, read_text
+from lkm.symbols.table import SymbolTable
 
 
 class CommandError(LkmError):
@@ -64,8 +78,6 @@ def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:
     /proc/kallsyms-format file (or any file lkm.symbols reads) named by $LKM_EMULATE_KALLSYMS,
     for x86_64; None (synthetic symbols) when it is unset or empty.  Nothing else is read
     implicitly: no cache, no corpus."""
-    from lkm.symbols.table import SymbolTable
-
     env = os.environ.get("LKM_EMULATE_KALLSYMS")
     spec = ARCHES.get(arch)
     if not env or spec is None or not spec.amd64_tables:
@@ -115,7 +127,6 @@ class Session:
             self.kernel = BaseKernel(
                 arch, syms, state, strict=self.strict, insn_budget=ib, time_budget=tb, memory_budget=mb
             )
-            from lkm.emulate.base.bus import attach
 
             attach(self.kernel, self.devices)
         elif self.kernel.arch.name != arch.split("-")[0]:
@@ -206,8 +217,6 @@ class Session:
     def hardware(self, verb: str, n: int) -> Outcome:
         """``irq N``: interrupt line N fires (value: handlers that handled it); ``advance MS``:
         the virtual clock moves MS milliseconds on (value: timer callbacks run)."""
-        from lkm.emulate.base.irq import advance, raise_irq
-
         k = self.k
         mark = self._mark()
         try:
@@ -316,10 +325,6 @@ def _symbols_kind(session: Session) -> str:
 
 def save_state(path: str, session: Session) -> None:
     """The session as its command history (JSON), written atomically."""
-    import json
-
-    from lkm.link.output import write_atomic
-
     data = {
         "version": STATE_VERSION,
         "symbols": _symbols_kind(session),
@@ -334,10 +339,6 @@ def save_state(path: str, session: Session) -> None:
 
 def load_state(path: str) -> Session:
     """Replay a state file's history into a fresh session (the outcomes are discarded)."""
-    import json
-
-    from lkm.safeio import read_text
-
     text = read_text(path, limit=64 << 20)
     try:
         data = json.loads(text)
@@ -356,9 +357,7 @@ def load_state(path: str) -> Session:
         raise LkmError("not an lkm emulation state file (bad kernel symbol files)", path=path)
     symbols: SymbolSpace | str | None = None if data.get("symbols") == "synthetic" else DEFAULT
     if data.get("symbols") == "kernel":  # the very files the session was made with
-        from lkm.symbols.table import SymbolTable
-
-        symbols = SymbolSpace(SymbolTable.from_files(*kernel))
+        symbols = kernel_symbols(kernel)
     devices = [str(d) for d in data.get("devices", []) if isinstance(d, str)]
     session = Session(symbols, strict=bool(data.get("strict")), devices=devices)
     if data.get("symbols") == "kernel":
@@ -367,3 +366,150 @@ def load_state(path: str) -> Session:
     for line in data.get("history", []):
         session.execute(str(line))
     return session
+
+
+# -- the kernel symbols of a replayed session, cached ------------------------------------------
+#
+# A session made with ``-k FILE`` binds its modules against those files on every replay.  Reading
+# them is the dearest part of a call (a kernel image's 50 000 symbols become a SymbolTable of
+# KernelSymbol records, 0.3 s): what the emulator asks of them is only two things, the
+# canonical symbol of a name (SymbolTable.lookup: address and type) and every symbol sorted by
+# address (SymbolSpace.entries).  Both are derived once per content of the files and kept in
+# lkm.cache as columns that load in C; a replay builds a CompactSymbolSpace from them.
+
+SESSION_SYMBOLS = "session-symbols"  # lkm.cache kind
+SESSION_SYMBOLS_REVISION = "1"
+
+
+class _Found:
+    """What SymbolTable.lookup answers that the emulator reads: address and type letter."""
+
+    __slots__ = ("name", "address", "type")
+
+    def __init__(self, name: str, address: int | None, type: str | None) -> None:
+        self.name = name
+        self.address = address
+        self.type = type
+
+
+class _Lookup:
+    """SymbolTable.lookup over columns: a record is made only for the names asked for."""
+
+    __slots__ = ("names", "addresses", "known", "types")
+
+    def __init__(self, names: list[str], addresses: Sequence[int], known: str, types: str) -> None:
+        self.names = names  # sorted: looked up by bisection, no dict to build
+        self.addresses = addresses
+        self.known = known
+        self.types = types
+
+    def lookup(self, name: str) -> _Found | None:
+        i = bisect.bisect_left(self.names, name)
+        if i == len(self.names) or self.names[i] != name:
+            return None
+        t = self.types[i]
+        return _Found(name, self.addresses[i] if self.known[i] == "1" else None, None if t == "?" else t)
+
+
+class CompactSymbolSpace(SymbolSpace):
+    """A SymbolSpace answering as the one built from the SymbolTable of the same files, from
+    columns (see :func:`kernel_symbols`)."""
+
+    def __init__(self, table: _Lookup, entry_columns: tuple[Sequence[int], str, str]) -> None:
+        self.table = table  # type: ignore[assignment]
+        self.arch = None
+        self.entry_columns = entry_columns  # addresses, names joined by newlines, type letters
+
+    @cached
+    def entries(self) -> list[tuple[int, str, str]]:
+        """Made on first use (symbolising an address): a replay that only binds names never does."""
+        addrs, names, types = self.entry_columns
+        split = names.split("\n") if names else []
+        if not len(addrs) == len(split) == len(types):
+            raise LkmError("damaged session-symbols cache entry")
+        return list(zip(addrs, split, types, strict=True))
+
+
+def _columns(space: SymbolSpace) -> dict[str, object]:
+
+    table = space.table
+    names = sorted({s.name for s in table if s.module is None})
+    found = [table.lookup(n) for n in names]
+    entries = space.entries
+
+    def packed(values: list[int]) -> str:
+        a = array("Q", values)
+        if sys.byteorder != "little":  # pragma: no cover
+            a.byteswap()
+        return base64.b64encode(a.tobytes()).decode("ascii")
+
+    cols = {
+        "names": "\n".join(names),
+        "addresses": packed([(f.address or 0) if f is not None else 0 for f in found]),
+        "known": "".join("1" if f is not None and f.address is not None else "0" for f in found),
+        "types": "".join((f.type or "?") if f is not None else "?" for f in found),
+        "entry_names": "\n".join(e[1] for e in entries),
+        "entry_addresses": packed([e[0] for e in entries]),
+        "entry_types": "".join(e[2] for e in entries),
+    }
+    keys = ("names", "addresses", "known", "types", "entry_names", "entry_addresses", "entry_types")
+    return {**cols, "digest": _digest([cols[k] for k in keys])}
+
+
+def _digest(columns: list[object]) -> str:
+    h = hashlib.sha256()
+    for c in columns:
+        h.update(str(c).encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+def _from_columns(p: object) -> CompactSymbolSpace | None:
+
+    if not isinstance(p, dict):
+        return None
+    keys = ("names", "addresses", "known", "types", "entry_names", "entry_addresses", "entry_types")
+    cols = [p.get(k) for k in keys]
+    if not all(isinstance(c, str) for c in cols):
+        return None
+    names_s, addrs_s, known, types, enames_s, eaddrs_s, etypes = (str(c) for c in cols)
+
+    def unpacked(text: str) -> array[int] | None:
+        a = array("Q")
+        try:
+            a.frombytes(base64.b64decode(text, validate=True))
+        except (binascii.Error, ValueError):
+            return None
+        if sys.byteorder != "little":  # pragma: no cover
+            a.byteswap()
+        return a
+
+    names = names_s.split("\n") if names_s else []
+    addrs, eaddrs = unpacked(addrs_s), unpacked(eaddrs_s)
+    if addrs is None or eaddrs is None:
+        return None
+    if not (len(names) == len(addrs) == len(known) == len(types)) or len(eaddrs) != len(etypes):
+        return None
+    if p.get("digest") != _digest(cols):
+        return None  # torn or edited: the lookups bisect, the names must be as written
+    return CompactSymbolSpace(_Lookup(names, addrs, known, types), (eaddrs, enames_s, etypes))
+
+
+def kernel_symbols(files: list[str]) -> SymbolSpace:
+    """The SymbolSpace of a session's kernel files: from lkm.cache when these files' contents
+    were read before (keyed by their SHA-256), else read (SymbolTable.from_files) and cached."""
+
+    digest = hashlib.sha256()
+    try:
+        for f in files:
+            digest.update(hashlib.sha256(read_bytes(f, limit=1 << 30)).digest())
+    except OSError as exc:
+        raise LkmError(
+            exc.strerror or "cannot read", path=exc.filename or (files[0] if files else None)
+        ) from None
+    key = store.content_key(digest.digest(), SESSION_SYMBOLS_REVISION)
+    hit = _from_columns(store.get(SESSION_SYMBOLS, key))
+    if hit is not None:
+        return hit
+    space = SymbolSpace(SymbolTable.from_files(*files))
+    store.put(SESSION_SYMBOLS, key, _columns(space))
+    return space

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
 from lkm.emulate.arch import ARCHES
@@ -216,8 +217,6 @@ class SubsystemRow(Record):
 def by_subsystem(runs: Sequence[ModuleRun], top: int = 3) -> list[SubsystemRow]:
     """The survey's table: one row per subsystem, largest first (a module counts once per
     missing function it called)."""
-    from collections import Counter, defaultdict
-
     groups: dict[str, list[ModuleRun]] = defaultdict(list)
     for r in runs:
         groups[subsystem(r.path)].append(r)

@@ -8,6 +8,8 @@ to.  ``lkm.kernel.live`` implements it over the running Linux (the real system c
 
 from __future__ import annotations
 
+import sys
+
 from lkm.kernel.interface import (
     MODULE_INIT_COMPRESSED_FILE,
     MODULE_INIT_IGNORE_MODVERSIONS,
@@ -28,8 +30,6 @@ BACKENDS: dict[str, str] = {
 
 def open_kernel(backend: str = "live", **options: object) -> Kernel:
     """The kernel a tool works on: the running Linux unless another backend is named."""
-    import sys
-
     modname, _, cls = BACKENDS[backend].partition(":")
     __import__(modname)  # (not importlib: its import costs a small tool's start-up)
     kernel: Kernel = getattr(sys.modules[modname], cls)(**options)

@@ -11,6 +11,8 @@ from typing import Protocol
 
 from lkm.record import Record
 
+__all__ = ["Call", "Executor", "LoadedImage", "RecordingExecutor"]
+
 
 class LoadedImage(Record):
     """What an executor sees of a loaded module: its name, its memory (``memory`` holds the
@@ -48,6 +50,9 @@ class Call(Record):
 
 class RecordingExecutor:
     """Records every call and returns ``results.get(module, 0)`` (tests set failures)."""
+
+    #: It never reads the module's memory: a kernel may hand it an image without it.
+    needs_memory = False
 
     def __init__(self, results: dict[str, int] | None = None) -> None:
         self.calls: list[Call] = []

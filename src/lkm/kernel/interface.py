@@ -22,6 +22,20 @@ else:
     # spares every tool the import of typing (and re, collections, contextlib with it).
     Protocol = object
 
+__all__ = [
+    "MODULE_INIT_COMPRESSED_FILE",
+    "MODULE_INIT_IGNORE_MODVERSIONS",
+    "MODULE_INIT_IGNORE_VERMAGIC",
+    "O_NONBLOCK",
+    "O_TRUNC",
+    "TAINT_ORDER",
+    "Kernel",
+    "KernelError",
+    "LoadedModule",
+    "kernel_error",
+    "not_loaded",
+]
+
 # init_module(2) / finit_module(2) flags (include/uapi/linux/module.h).
 MODULE_INIT_IGNORE_MODVERSIONS = 1
 MODULE_INIT_IGNORE_VERMAGIC = 2

@@ -14,6 +14,8 @@ from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, KernelError, LoadedModule
 from lkm.modname import path_to_modname
 
+__all__ = ["SYSCALLS", "LiveKernel", "parse_proc_modules"]
+
 # Machine (uname -m) -> syscall numbers (init_module, delete_module, finit_module).
 SYSCALLS: dict[str, tuple[int, int, int]] = {
     "x86_64": (175, 176, 313),

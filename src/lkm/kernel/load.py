@@ -24,6 +24,7 @@ from lkm.kernel.interface import (
     Kernel,
     KernelError,
 )
+from lkm.kernel.strip import strip_for_force
 from lkm.modname import path_to_modname as module_name
 from lkm.safeio import open_regular, read_bytes
 
@@ -64,8 +65,6 @@ def insert_module(kernel: Kernel, path: str, options: str = "", *, force: bool =
             # libkmod's decompressors fail with -EINVAL, which insmod words "Invalid parameters".
             raise KernelError("decompress", errno.EINVAL, path=path) from None
     if force:
-        from lkm.kernel.strip import strip_for_force
-
         data = strip_for_force(data)
     kernel.init_module(data, options)
 

@@ -25,7 +25,9 @@ import os
 from lkm.errors import LkmError
 from lkm.kernel.interface import O_NONBLOCK, KernelError, LoadedModule
 from lkm.kernel.live import parse_proc_modules
-from lkm.safeio import read_text
+from lkm.safeio import open_regular, os_error, read_text
+
+__all__ = ["SnapshotKernel", "SnapshotMemory"]
 
 
 def _read(path: str) -> str:
@@ -118,8 +120,6 @@ class SnapshotMemory:
     def read(self, address: int, size: int) -> bytes:
         for start, length, file in self.pieces:
             if start <= address and address + size <= start + length:
-                from lkm.safeio import open_regular, os_error
-
                 fd, _st = open_regular(file)
                 try:
                     data = os.pread(fd, size, address - start)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from lkm.elf import ElfFile
 from lkm.elf.constants import SHF_ALLOC
 
+__all__ = ["strip_for_force"]
+
 _VERMAGIC = b"vermagic="
 
 

@@ -34,6 +34,8 @@ from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.symbols.table import SymbolTable
 
+__all__ = ["FILLED", "REWRITTEN", "SITE_TABLES", "Memory", "SiteTable", "VerifyReport", "verify_module"]
+
 
 class Memory(Protocol):
     """Kernel virtual memory: /proc/kcore (:class:`lkm.elf.core.CoreFile`) or a snapshot's."""

@@ -16,6 +16,20 @@ from lkm.elf.constants import SHF_ALLOC, SHF_MERGE
 from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
 
+__all__ = [
+    "BUILD_ID_RENAMED",
+    "EMULATIONS",
+    "KERNEL_REWRITTEN",
+    "RENAMED",
+    "SPARE_BASE",
+    "TOOLS",
+    "ld_command",
+    "ld_link",
+    "ld_section_name",
+    "prepare_input",
+    "run_ld",
+]
+
 EMULATIONS = {"x86_64": "elf_x86_64", "i386": "elf_i386", "arm64": "aarch64linux"}
 # (ld, objcopy) for each emulation: the host's for x86, Debian's cross binutils for arm64
 TOOLS = {

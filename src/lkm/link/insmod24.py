@@ -21,6 +21,7 @@ import errno
 import os
 import re
 import struct
+from dataclasses import dataclass
 
 from lkm.elf import ElfFile
 from lkm.elf.constants import (
@@ -38,6 +39,7 @@ from lkm.elf.constants import (
 )
 from lkm.errors import InvalidModule
 from lkm.kernels import STRUCT_MODULE_24
+from lkm.limits import VMALLOC_RESERVE_24, check_region_sizes
 from lkm.link import kallsyms24
 from lkm.link.image import LinkError
 from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
@@ -46,6 +48,30 @@ from lkm.link.reloc24 import FORMULAS_24, GOT_TYPES_24, INSMOD24_I386, R_386_GOT
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.symbols.sources import version_prefix
+
+__all__ = [
+    "GPL_LICENSES_24",
+    "KERNEL_IDX",
+    "KSYMOOPS_SECTIONS",
+    "MODULE_24",
+    "MODULE_REF_24",
+    "MOD_AUTOCLEAN",
+    "NOLOAD_BASE",
+    "SIZEOF_MODULE_24",
+    "SYMPREFIX",
+    "Insmod24Options",
+    "Insmod24Plan",
+    "KernelSymbols24",
+    "LinkedImage24",
+    "LoadedModule24",
+    "MapSymbol",
+    "gpl_license_24",
+    "ksymoops_object_symbol",
+    "ksymoops_section_symbol",
+    "link_module_24",
+    "module_version",
+    "plan_module_24",
+]
 
 MODULE_24 = struct.Struct("<24I")
 SIZEOF_MODULE_24 = MODULE_24.size  # 96
@@ -59,16 +85,14 @@ NOLOAD_BASE = 0x12340000  # insmod -n: where the module is "loaded" without a ke
 GPL_LICENSES_24 = ("GPL", "GPL and additional rights", "Dual BSD/GPL", "Dual MPL/GPL")
 
 
-class LoadedModule24(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class LoadedModule24:
     """A module already in the kernel as query_module reports it: QM_INFO's address (its
     struct module) and QM_SYMBOLS' (name, value) pairs, names exactly as exported."""
 
-    __slots__ = ("name", "address", "symbols")
-
-    def __init__(self, name: str, address: int, symbols: list[tuple[str, int]]) -> None:
-        self.name = name
-        self.address = address
-        self.symbols = symbols
+    name: str
+    address: int
+    symbols: list[tuple[str, int]]
 
 
 class KernelSymbols24(Record):
@@ -155,15 +179,13 @@ class Insmod24Options(Record):
         self.args = args
 
 
-class MapSymbol(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MapSymbol:
     """A line of the ``-m`` map: final value, type letter, name."""
 
-    __slots__ = ("value", "type", "name")
-
-    def __init__(self, value: int, type: str, name: str) -> None:
-        self.value = value
-        self.type = type
-        self.name = name
+    value: int
+    type: str
+    name: str
 
 
 class LinkedImage24(Record):
@@ -299,7 +321,6 @@ class Insmod24Plan:
                 self.kallsyms = obj.create_alloced_section(kallsyms24.SECTION, 0, 0)
             kallsyms24.fill(obj, self.kallsyms)
         self.size = obj.load_size()
-        from lkm.limits import VMALLOC_RESERVE_24, check_region_sizes
 
         check_region_sizes({"image": self.size}, mod.path, area=VMALLOC_RESERVE_24)
         self._done = False

@@ -3,6 +3,8 @@ letters of kernel/module/kallsyms.c (elf_type) and the lines /proc/kallsyms prin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lkm.elf.constants import (
     SHF_ALLOC,
     SHF_EXECINSTR,
@@ -16,18 +18,17 @@ from lkm.elf.constants import (
 )
 from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
-from lkm.record import Record
+
+__all__ = ["ModuleSymbol", "elf_type", "format_module_kallsyms", "module_kallsyms"]
 
 
-class ModuleSymbol(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ModuleSymbol:
     """One kept symbol: final value, type letter as /proc/kallsyms shows it, name."""
 
-    __slots__ = ("value", "type", "name")
-
-    def __init__(self, value: int, type: str, name: str) -> None:
-        self.value = value
-        self.type = type
-        self.name = name
+    value: int
+    type: str
+    name: str
 
 
 def elf_type(mod: ModuleFile, image: LinkedImage, number: int, percpu: int | None = -1) -> str:
@@ -71,16 +72,24 @@ def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
         return []
     syms = mod.elf.symbols()
     values = image.symbol_values
-    by_name = {s.name: values[s.number] for s in syms if s.name and s.shndx != SHN_UNDEF}
+    wanted = {e.symbol or e.name for e in mod.exports if not e.gpl}
+    by_name = {s.name: values[s.number] for s in syms if s.name in wanted and s.shndx != SHN_UNDEF}
     exported = {e.name: by_name.get(e.symbol or e.name) for e in mod.exports if not e.gpl}
     percpu_sec = mod.elf.section(".data..percpu")
     percpu = percpu_sec.number if percpu_sec is not None else None
     out = []
+    by_section: dict[int, str] = {}  # elf_type of a non-weak symbol depends on its section only
     for n in area.kept:
-        name = syms[n].name
+        s = syms[n]
+        name = s.name
         if not name:
             continue
-        t = elf_type(mod, image, n, percpu)
+        if s.bind == STB_WEAK:
+            t = "v" if s.type == STT_OBJECT else "w"
+        else:
+            t = by_section.get(s.shndx, "")
+            if not t:
+                t = by_section[s.shndx] = elf_type(mod, image, n, percpu)
         value = values[n]
         out.append(ModuleSymbol(value, t.upper() if exported.get(name, -1) == value else t.lower(), name))
     return out

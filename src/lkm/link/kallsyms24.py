@@ -13,11 +13,13 @@ left out), then the strings (section names, then symbol names, in the order they
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from lkm.elf.constants import SHF_ALLOC
 from lkm.errors import InvalidModule
 from lkm.link.obj24 import ObjFile, Sec
-from lkm.record import Record
+
+__all__ = ["HEADER", "SECTION", "SECTION_ENTRY", "SYMBOL_ENTRY", "KallsymsSymbol24", "build", "fill", "parse"]
 
 SECTION = "__kallsyms"
 HEADER = struct.Struct("<iIiIiiIiIII")  # 44 bytes
@@ -71,13 +73,11 @@ def fill(obj: ObjFile, sec: Sec) -> None:
     sec.contents = bytearray(data)
 
 
-class KallsymsSymbol24(Record):
-    __slots__ = ("section", "address", "name")
-
-    def __init__(self, section: str, address: int, name: str) -> None:
-        self.section = section
-        self.address = address
-        self.name = name
+@dataclass(slots=True, unsafe_hash=True)
+class KallsymsSymbol24:
+    section: str
+    address: int
+    name: str
 
 
 def parse(data: bytes) -> tuple[list[tuple[str, int, int, int]], list[KallsymsSymbol24]]:

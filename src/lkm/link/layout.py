@@ -8,6 +8,7 @@ region's size; addresses come later, from the regions' bases (``Layout.address``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lkm.arch import for_machine
@@ -21,7 +22,9 @@ from lkm.elf.constants import (
 )
 from lkm.errors import InvalidModule
 from lkm.kernels import KernelConfig, KernelVersion, LayoutRules, by_name, is_init_section
+from lkm.limits import check_region_sizes
 from lkm.link.obj24 import ObjFile
+from lkm.module.validate import check_structure
 from lkm.record import Record
 
 if TYPE_CHECKING:
@@ -52,54 +55,31 @@ MASKS: tuple[tuple[int, int], ...] = (
 )
 
 
-class Placement(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Placement:
     """A section's place: its region and offset in it (``flags`` as the kernel rewrote them)."""
 
-    __slots__ = ("number", "name", "region", "offset", "size", "flags")
-
-    def __init__(self, number: int, name: str, region: str, offset: int, size: int, flags: int) -> None:
-        self.number = number
-        self.name = name
-        self.region = region
-        self.offset = offset
-        self.size = size
-        self.flags = flags
+    number: int
+    name: str
+    region: str
+    offset: int
+    size: int
+    flags: int
 
 
-class KallsymsArea(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class KallsymsArea:
     """Where layout_symtab put the module's kallsyms: the kept symbols, their strings and type
     bytes at the end of core data; the temporary struct mod_kallsyms and all type bytes in init."""
 
-    __slots__ = (
-        "region",
-        "symoffs",
-        "stroffs",
-        "core_typeoffs",
-        "kept",
-        "init_region",
-        "init_off",
-        "init_typeoffs",
-    )
-
-    def __init__(
-        self,
-        region: str,
-        symoffs: int,
-        stroffs: int,
-        core_typeoffs: int,
-        kept: list[int],
-        init_region: str,
-        init_off: int,
-        init_typeoffs: int,
-    ) -> None:
-        self.region = region
-        self.symoffs = symoffs
-        self.stroffs = stroffs
-        self.core_typeoffs = core_typeoffs
-        self.kept = kept
-        self.init_region = init_region
-        self.init_off = init_off
-        self.init_typeoffs = init_typeoffs
+    region: str
+    symoffs: int
+    stroffs: int
+    core_typeoffs: int
+    kept: list[int]
+    init_region: str
+    init_off: int
+    init_typeoffs: int
 
 
 class Layout(Record):
@@ -118,8 +98,6 @@ class Layout(Record):
         page_size: int,
         nobits: set[int] | None = None,
     ) -> None:
-        from lkm.limits import check_region_sizes
-
         check_region_sizes(sizes)  # before anyone allocates them
         self.rules = rules
         self.placements = placements
@@ -183,8 +161,6 @@ def layout_module(
     cfg = config or KernelConfig()
     # What the kernel checks before laying a module out (elf_validity_check and friends), with
     # its errno: a hostile header never reaches the arithmetic and allocations below.
-    from lkm.module.validate import check_structure
-
     check_structure(elf)
     page = cfg.page_size
     strict = cfg.strict_module_rwx

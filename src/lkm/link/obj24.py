@@ -39,6 +39,20 @@ from lkm.elf.constants import (
     STT_OBJECT,
 )
 from lkm.errors import InvalidModule
+from lkm.limits import check_region_sizes
+
+__all__ = [
+    "HASH_BUCKETS",
+    "SHN_HIRESERVE",
+    "SHT_LOPROC",
+    "ObjFile",
+    "Sec",
+    "Sym",
+    "elf_hash",
+    "load_order_prio_24",
+    "ncv_compare",
+    "strcmp_eq",
+]
 
 HASH_BUCKETS = 521
 SHN_HIRESERVE = 0xFFFF
@@ -411,7 +425,6 @@ class ObjFile:
                 sym.secidx, sym.value = bss.idx, size
                 size += sym.size
             bss.size, bss.align = size, max_align
-        from lkm.limits import check_region_sizes
 
         # before the zero-filled contents exist: a hostile size or alignment is refused here
         check_region_sizes({s.name: s.size for s in self.sections if s.type == SHT_NOBITS}, self.path)

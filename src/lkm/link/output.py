@@ -25,6 +25,9 @@ from lkm.elf.constants import (
 )
 from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
+from lkm.safeio import write_file
+
+__all__ = ["PT_LOAD", "linked_elf", "region_blobs", "write_atomic"]
 
 PT_LOAD = 1
 PF_X, PF_W, PF_R = 1, 2, 4
@@ -32,8 +35,6 @@ PF_X, PF_W, PF_R = 1, 2, 4
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` whole, or not at all (:func:`lkm.safeio.write_file`)."""
-    from lkm.safeio import write_file
-
     write_file(path, data)
 
 

@@ -10,6 +10,8 @@ from lkm.link.insmod24 import LinkedImage24
 from lkm.link.layout import Layout, Placement
 from lkm.module.file import ModuleFile
 
+__all__ = ["ADDR_WIDTH", "as_linked_image", "format_ksyms", "format_load_map"]
+
 ADDR_WIDTH = 8  # 2 * sizeof(void *) on i386
 
 

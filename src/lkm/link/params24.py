@@ -12,6 +12,8 @@ import struct
 from lkm.link.obj24 import SHN_HIRESERVE, ObjFile
 from lkm.module.file import ModuleFile
 
+__all__ = ["INT_WIDTH", "ParamError", "apply_arguments", "strtoul"]
+
 INT_WIDTH = {"b": 1, "h": 2, "i": 4, "l": 4}  # i386
 _ESCAPES = {"a": 7, "b": 8, "e": 27, "f": 12, "n": 10, "r": 13, "t": 9}
 

@@ -7,6 +7,19 @@ from collections.abc import Callable
 
 from lkm.arch.x86 import R_386_32, R_386_PC32, R_386_PLT32
 
+__all__ = [
+    "FORMULAS_24",
+    "GOT_TYPES_24",
+    "INSMOD24_I386",
+    "R_386_GLOB_DAT",
+    "R_386_GOT32",
+    "R_386_GOTOFF",
+    "R_386_GOTPC",
+    "R_386_JMP_SLOT",
+    "R_386_NONE",
+    "R_386_RELATIVE",
+]
+
 # -- 2.4 insmod, i386 (modutils obj/obj_i386.c arch_apply_relocation) ---------------------------
 # Every type writes the word at P.  In the formulas: A the word already there (REL addend), S the
 # symbol's final value, P the word's address, G the address of the module's .got, O the

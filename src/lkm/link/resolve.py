@@ -12,6 +12,8 @@ from lkm.errors import InvalidModule
 from lkm.module.file import ModuleFile
 from lkm.symbols.table import SymbolTable
 
+__all__ = ["GPL_COMPATIBLE", "ResolveError", "check_vermagic", "kernel_resolver", "same_magic"]
+
 # kernel/module/main.c license_is_gpl_compatible
 GPL_COMPATIBLE = frozenset(
     {"GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from lkm.compress import decompress, detect
 from lkm.elf import ElfFile
 from lkm.errors import LkmError
 from lkm.kernels import KernelVersion, for_module
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
     from lkm.module.signature import Signature
     from lkm.module.symbols import Export, NeededSymbol
+
+__all__ = ["THIS_MODULE_SECTION", "ModuleFile"]
 
 THIS_MODULE_SECTION = ".gnu.linkonce.this_module"
 
@@ -53,8 +56,6 @@ class ModuleFile:
     @classmethod
     def from_bytes(cls, data: bytes, *, path: str | None = None) -> ModuleFile:
         """From file contents in memory; compressed contents are detected and decompressed."""
-        from lkm.compress import decompress, detect
-
         comp = detect(data[:8])
         if comp is not None:
             try:
@@ -138,47 +139,47 @@ class ModuleFile:
 
     @cached
     def parameters(self) -> list[_mi.Parameter]:
-        return _mi.parameters(self.modinfo, dialect24=self.is_24)
+        return _mi.parameters(self.modinfo, dialect24=self.version.user_space_link)
 
     # -- symbols ----------------------------------------------------------------------------
 
     @cached
     def exports(self) -> list[Export]:
-        from lkm.module import symbols
-
         elf = self.elf
         if elf.section("__ksymtab") is None and elf.section("__ksymtab_gpl") is None:
             return []  # both dialects keep their table in __ksymtab*
-        return symbols.exports24(elf) if self.is_24 else symbols.exports(elf)
+        from lkm.module import symbols  # lazy: start-up (modinfo reads no symbol table)
+
+        return symbols.exports24(elf) if self.version.user_space_link else symbols.exports(elf)
 
     @cached
     def versions(self) -> list[tuple[str, int]]:
-        from lkm.module.symbols import versions
+        from lkm.module import symbols  # lazy: start-up
 
-        return versions(self.elf)
+        return symbols.versions(self.elf)
 
     @cached
     def needed(self) -> list[NeededSymbol]:
-        from lkm.module.symbols import needed
+        from lkm.module import symbols  # lazy: start-up
 
-        return needed(self.elf)
+        return symbols.needed(self.elf)
 
     # -- notes and signature ----------------------------------------------------------------
 
     @cached
     def build_id(self) -> bytes | None:
-        from lkm.module.notes import build_id
+        from lkm.module import notes  # lazy: start-up
 
-        return build_id(self.elf)
+        return notes.build_id(self.elf)
 
     @cached
     def signature(self) -> Signature | None:
         if not _has_sig_trailer(self.data):
             return None
-        from lkm.module.signature import read_signature
-
         try:
-            return read_signature(self.data)
+            from lkm.module import signature  # lazy: start-up (unsigned files never load it)
+
+            return signature.read_signature(self.data)
         except LkmError as exc:
             exc.path = self.path
             raise
@@ -186,15 +187,15 @@ class ModuleFile:
     @property
     def module_size(self) -> int:
         """Bytes of the module proper (without the appended signature)."""
-        from lkm.module.signature import module_size
+        from lkm.module import signature  # lazy: start-up
 
-        return module_size(self.data)
+        return signature.module_size(self.data)
 
     def check(self, kernel: str | KernelVersion = "6.12", arch: str | None = None) -> None:
         """Raise :class:`~lkm.errors.InvalidModule` (with the kernel's errno) if the kernel
         ``kernel`` (a :mod:`lkm.kernels` record or its name, "6.1", "6.12") would refuse this
         file's ELF image."""
-        from lkm.module.validate import check_module
+        from lkm.module.validate import check_module  # lazy: lkm.arch's tables cost start-up
 
         check_module(self.elf, kernel=kernel, arch=arch)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from lkm.module.file import ModuleFile
 
+__all__ = ["HEX_LINE_BYTES", "hex_field", "info_entries"]
+
 HEX_LINE_BYTES = 20  # kmod breaks hex dumps after every 20th byte with ":\n\t\t"
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from lkm.record import Record
 
+__all__ = ["PARAM24_TYPES", "Param24Spec", "Parameter", "parameters", "parse_modinfo", "parse_param24_spec"]
+
 
 def parse_modinfo(data: bytes) -> list[tuple[str, str]]:
     """(key, value) pairs in file order, duplicates kept."""

@@ -7,6 +7,8 @@ import struct
 from lkm.elf import ElfFile
 from lkm.elf.constants import NT_GNU_BUILD_ID, SHT_NOTE
 
+__all__ = ["build_id", "notes"]
+
 
 def notes(elf: ElfFile) -> list[tuple[bytes, int, bytes]]:
     """(name, type, desc) of every note in every SHT_NOTE section; malformed tails are ignored."""

@@ -7,6 +7,8 @@ from typing import Any
 from lkm.elf.constants import MACHINE_NAMES, STB_WEAK
 from lkm.module.file import ModuleFile
 
+__all__ = ["module_report"]
+
 
 def module_report(mod: ModuleFile, *, exports: bool = False, imports: bool = False) -> dict[str, Any]:
     fields: dict[str, list[str]] = {}

@@ -11,14 +11,31 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import Any
 
 from lkm.errors import BadSignature
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
+    from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
     from mmap import mmap
+
+__all__ = [
+    "DIGEST_OID_NAMES",
+    "KEY_ALGO_OIDS",
+    "MODULE_SIG_STRING",
+    "PKEY_ALGO",
+    "PKEY_HASH_ALGO",
+    "PKEY_ID_PKCS7",
+    "PKEY_ID_TYPE",
+    "Signature",
+    "module_size",
+    "oid_text",
+    "read_signature",
+]
 
 MODULE_SIG_STRING = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3xI")

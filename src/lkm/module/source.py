@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import os
 
-from lkm.compress import decompress, detect
+from lkm.compress import decompress, detect, limit
 from lkm.errors import InvalidModule, LkmError
 from lkm.record import Record
 from lkm.safeio import FileError, open_regular
@@ -15,6 +15,8 @@ from lkm.safeio import FileError, open_regular
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     import mmap
+
+__all__ = ["MMAP_THRESHOLD", "ModuleBytes", "read_module"]
 
 MMAP_THRESHOLD = 256 * 1024
 
@@ -35,8 +37,6 @@ def read_module(path: str) -> ModuleBytes:
     """The (decompressed) contents of the module at ``path``: a regular file only (opened
     O_NONBLOCK, fstat-ed first; see :mod:`lkm.safeio`), mapped when large, decompression capped
     (:func:`lkm.compress.limit`)."""
-    from lkm.compress import limit
-
     try:
         fd, st = open_regular(path)
     except FileError as exc:
@@ -53,7 +53,7 @@ def read_module(path: str) -> ModuleBytes:
         if size < MMAP_THRESHOLD:
             data = _read_all(fd, size)
         else:
-            import mmap
+            import mmap  # lazy: start-up (a small module is read, not mapped)
 
             data = mmap.mmap(fd, size, prot=mmap.PROT_READ)
         head = data[:8]

@@ -31,6 +31,17 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+__all__ = [
+    "GPLONLY_PREFIX",
+    "KSYMTAB_SECTIONS",
+    "PREL32_MACHINES",
+    "Export",
+    "exports",
+    "exports24",
+    "needed",
+    "versions",
+]
+
 
 class Export(Record):
     """One exported symbol; ``symbol`` is the symbol the entry's value points at (normally the

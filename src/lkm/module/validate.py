@@ -25,6 +25,8 @@ from lkm.elf.constants import (
 from lkm.errors import InvalidModule
 from lkm.kernels import KernelVersion, by_name
 
+__all__ = ["THIS_MODULE", "check_module", "check_structure"]
+
 THIS_MODULE = ".gnu.linkonce.this_module"
 
 

@@ -19,7 +19,7 @@ import time
 
 from lkm.errors import InvalidModule, LkmError
 from lkm.kernel.interface import KernelError
-from lkm.kernel.model import ModelKernel
+from lkm.kernel.model import ModelKernel, procfs
 from lkm.kernel.model.load24 import iter_strings
 from lkm.kernel.model.struct24 import QM_INFO, QM_MODULES, QM_SYMBOLS, cstring
 from lkm.link.insmod24 import (
@@ -32,6 +32,7 @@ from lkm.link.insmod24 import (
     gpl_license_24,
     plan_module_24,
 )
+from lkm.link.output import write_atomic
 from lkm.link.output24 import format_load_map
 from lkm.module.file import ModuleFile
 from lkm.record import Record
@@ -218,8 +219,6 @@ def _insmod(
     try:
         img = plan.link(base)
         if opt.blob is not None:
-            from lkm.link.output import write_atomic
-
             write_atomic(opt.blob, img.image)
         if not opt.noload:
             kernel.init_module_24(name, img.image)
@@ -249,13 +248,10 @@ def _known(mod: ModuleFile, args: list[str]) -> list[str]:
 
 def _snapshot(kernel: ModelKernel) -> None:
     """snap_shot: copies of /proc/ksyms and /proc/modules in the ksymoops directory, if it exists."""
-    from lkm.kernel.model import procfs
-
     where = os.path.join(os.path.dirname(kernel.state.path), "ksymoops")
     if not os.path.isdir(where):
         return
     stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
-    from lkm.link.output import write_atomic
 
     write_atomic(
         os.path.join(where, f"{stamp}.ksyms"), procfs.proc_ksyms(kernel).encode("utf-8", "surrogateescape")

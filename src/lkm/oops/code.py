@@ -16,6 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+__all__ = ["ARCHES", "Insn", "code_bytes", "disassemble"]
+
 #: arch -> (capstone arch, mode names, unit byte order)
 ARCHES: dict[str, tuple[str, str, str]] = {
     "x86_64": ("CS_ARCH_X86", "CS_MODE_64", "little"),

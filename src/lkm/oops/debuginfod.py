@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.error
+import urllib.request
 
 from lkm.errors import LkmError
+
+__all__ = ["cache_dir", "fetch", "server_urls"]
 
 
 def server_urls(explicit: str | None = None) -> list[str]:
@@ -31,8 +35,6 @@ def cache_dir() -> str:
 def fetch(build_id: str, urls: list[str], *, timeout: float = 30.0) -> str | None:
     """The path of the debug file of ``build_id`` (hex), from the cache or the first server
     that has it; None when no server has it.  LkmError when no server can be reached."""
-    import urllib.error
-    import urllib.request
 
     if not re.fullmatch(r"[0-9a-f]{8,}", build_id):
         raise LkmError(f"bad build id '{build_id}'")

@@ -14,6 +14,7 @@ import re
 
 from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
+from lkm.oops.code import code_bytes, disassemble
 from lkm.oops.report import Frame, Log, Report
 from lkm.record import Record
 
@@ -23,6 +24,18 @@ if TYPE_CHECKING:
 
     from lkm.oops.lines import DebugInfo, SourceFrame
     from lkm.oops.symbolize import Symbolizer
+
+__all__ = [
+    "TRACE_IS_BACKTRACE",
+    "Decoded",
+    "DecodedFrame",
+    "Decoder",
+    "format_decode_stacktrace",
+    "format_decodecode",
+    "format_ksymoops",
+    "ksymoops_symbol",
+    "to_json",
+]
 
 #: How call-trace frames are printed: x86 "%pB" (return address, looked up at addr - 1),
 #: arm64 and 2.4 "%pS"-like (the address as is).
@@ -227,8 +240,6 @@ def format_decode_stacktrace(d: Decoded) -> str:
 def format_decodecode(r: Report, frames: list[DecodedFrame]) -> str:
     """scripts/decodecode's listing of a Code: line: "All code" with the trapping instruction
     starred and marked, then "Code starting with the faulting instruction"."""
-    from lkm.oops.code import code_bytes, disassemble
-
     code = r.facts.get("code")
     if not isinstance(code, dict) or not r.arch:
         return ""
@@ -270,8 +281,6 @@ def format_ksymoops(d: Decoded, *, bits: int = 64) -> str:
     ``>>reg;`` for each register holding a kernel address, ``Trace;`` per frame (source lines
     appended where known), ``Code;`` per instruction of the Code: bytes, the trapping one
     marked ``<=====``."""
-    from lkm.oops.code import code_bytes, disassemble
-
     width = bits // 4
     out: list[str] = []
     for n, (r, frames) in enumerate(d.reports):

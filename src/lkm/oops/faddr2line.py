@@ -29,7 +29,12 @@ from __future__ import annotations
 import os
 import re
 
+from lkm.elf import ElfFile
+from lkm.elf.constants import SHT_DYNSYM, SHT_SYMTAB
 from lkm.errors import LkmError
+from lkm.oops.lines import DebugInfo, _load_bytes
+
+__all__ = ["SPEC", "bash_number", "check_object", "faddr2line"]
 
 SPEC = re.compile(r"(?P<func>[^+\s]+)\+(?P<off>0x[0-9a-fA-F]+|\d+)(?:/(?P<size>0x[0-9a-fA-F]+|\d+))?")
 _MASK = (1 << 64) - 1
@@ -79,9 +84,6 @@ class _Object:
     """What the script asks readelf about one object: type, sections, symbols."""
 
     def __init__(self, data: bytes) -> None:
-        from lkm.elf import ElfFile
-        from lkm.elf.constants import SHT_DYNSYM, SHT_SYMTAB
-
         elf = ElfFile(data)
         self.is_vmlinux = elf.e_type in (2, 3)  # EXEC, DYN
         self.width = 16 if elf.elfclass == 64 else 8
@@ -153,8 +155,6 @@ def faddr2line(
     """(stdout, stderr lines) of ``scripts/faddr2line [--list] path specs...``; ``records`` (if
     given) receives each location found as a dict: spec, function, offset, size, frames
     (innermost first: function, location)."""
-    from lkm.oops.lines import DebugInfo, _load_bytes
-
     data = _load_bytes(path)
     obj = _Object(data)
     if not any(name == ".debug_info" for name, *_rest in obj.sections):

@@ -23,6 +23,27 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+__all__ = [
+    "CLOSING_PANICS",
+    "FAMILIES",
+    "FAMILY_SITES",
+    "GAP",
+    "JSON",
+    "RULE_FRAMED",
+    "SANITIZERS",
+    "SKIP_PATTERNS",
+    "STALLS",
+    "STANDALONE_PANICS",
+    "FrameView",
+    "guilty_frame",
+    "heading_family",
+    "make_title",
+    "normalize_name",
+    "normalize_title",
+    "signature",
+    "skipped",
+]
+
 JSON = object
 
 #: (family, kernel versions, printk site (kernel source file and function), example heading)

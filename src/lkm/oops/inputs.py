@@ -15,12 +15,21 @@ import sys
 from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
 from lkm.modname import MODULE_SUFFIXES, strip_suffix
+from lkm.module import ModuleFile
+from lkm.oops import decode, modmap, report
+from lkm.oops.debuginfod import fetch, server_urls
+from lkm.oops.lines import DEBUG_ROOT, DebugInfo, find_debug_file
+from lkm.oops.symbolize import Symbolizer, infer_offset
 from lkm.record import Record
 from lkm.safeio import read_text as _read_file_text
+from lkm.symbols import sources
+from lkm.symbols.table import KernelSymbol
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.oops.lines import DebugInfo
+
+__all__ = ["FORMATS", "Inputs", "decode_text", "read_text", "release_mismatch"]
 
 FORMATS = ("ksymoops", "decode-stacktrace", "json")
 
@@ -110,8 +119,6 @@ def _module_debug_info(
 ) -> DebugInfo:
     """The module file's own DWARF, else its separate debug file (by build id, or Debian's
     -dbg path for the module's path), else from the debuginfod servers ``urls``."""
-    from lkm.module import ModuleFile
-    from lkm.oops.lines import DebugInfo, find_debug_file
 
     try:
         return DebugInfo(path, sections)
@@ -120,8 +127,6 @@ def _module_debug_info(
         bid = mf.build_id
         found = find_debug_file(build_id=bid.hex() if bid else None, module_path=path, root=root)
         if found is None and bid and urls:
-            from lkm.oops.debuginfod import fetch
-
             found = fetch(bid.hex(), urls)
         if found is None:
             raise own from None
@@ -150,11 +155,6 @@ def release_mismatch(report_release: str | None, symbols_release: str | None) ->
 
 def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tuple[str, list[str]]:
     """The report decoded with ``inputs``, as ``fmt`` (one of :data:`FORMATS`); and the notes."""
-    from lkm.oops import decode, modmap, report
-    from lkm.oops.lines import DEBUG_ROOT, DebugInfo, find_debug_file
-    from lkm.oops.symbolize import Symbolizer
-    from lkm.symbols import sources
-    from lkm.symbols.table import KernelSymbol
 
     log = report.parse(text)
     notes: list[str] = []
@@ -191,8 +191,6 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
                 path=inputs.system_map,
             ) from None
         if not offset:  # no "Kernel Offset" line: from frames printed with address and symbol
-            from lkm.oops.symbolize import infer_offset
-
             pairs = [p for r in log.reports for p in report.symbolised_addresses(r, log)]
             offset = infer_offset(pairs, Symbolizer(core)) or 0  # type: ignore[arg-type]
             if offset:
@@ -205,7 +203,6 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
         for mod, exports in per_mod.items():  # no __insmod symbols: ksymoops' object match
             if mod in maps or mod not in files:
                 continue
-            from lkm.module import ModuleFile
 
             try:
                 kernel24 = [(s.name, s.address) for s in core if isinstance(s, KernelSymbol) and s.address]
@@ -219,8 +216,6 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
                 continue
             maps[mod], per_mod[mod] = got
     elif inputs.modules:
-        from lkm.module import ModuleFile
-
         proc_modules = read_text(inputs.modules)
         if inputs.sections:
             secs = read_text(inputs.sections)
@@ -251,7 +246,6 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
     cache: dict[str | None, DebugInfo | None] = {}
 
     root = inputs.debug_root or DEBUG_ROOT
-    from lkm.oops.debuginfod import server_urls
 
     urls = server_urls(inputs.debuginfod)
     build_ids = {f.module: f.build_id for r in log.reports for f in r.frames if f.module and f.build_id}
@@ -269,8 +263,6 @@ def decode_text(text: str, inputs: Inputs, fmt: str = "decode-stacktrace") -> tu
                     files[module], maps[module].sections if module in maps else None, root, urls
                 )
             elif urls and module in build_ids:  # "[mod buildid]" frames: the server has it
-                from lkm.oops.debuginfod import fetch
-
                 got = fetch(build_ids[module], urls)
                 di = DebugInfo(got, maps[module].sections if module in maps else None) if got else None
         except LkmError as exc:

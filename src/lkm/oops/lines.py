@@ -24,6 +24,9 @@ import struct
 from bisect import bisect_right
 from itertools import pairwise
 
+from lkm.compress import decompress, detect
+from lkm.elf import ElfFile
+from lkm.elf.constants import SHF_ALLOC, SHT_REL, SHT_RELA, SHT_SYMTAB
 from lkm.errors import LkmError
 from lkm.record import Record
 from lkm.safeio import read_bytes
@@ -31,6 +34,8 @@ from lkm.safeio import read_bytes
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+__all__ = ["DEBUG_ROOT", "DebugInfo", "SourceFrame", "find_debug_file"]
 
 
 class SourceFrame(Record):
@@ -54,8 +59,6 @@ class SourceFrame(Record):
 
 
 def _load_bytes(path: str) -> bytes:
-    from lkm.compress import decompress, detect
-
     try:
         data = read_bytes(path, limit=1 << 30)  # a vmlinux with its DWARF fits
     except OSError as exc:
@@ -66,8 +69,6 @@ def _load_bytes(path: str) -> bytes:
 
 def _distinct_bases(data: bytes) -> dict[str, int]:
     """Section name -> a made-up load address, 4 GiB apart, for each allocated section."""
-    from lkm.elf import ElfFile
-    from lkm.elf.constants import SHF_ALLOC
 
     elf = ElfFile(data)
     return {s.name: (i + 1) << 32 for i, s in enumerate(elf.sections) if s.flags & SHF_ALLOC and s.name}
@@ -76,8 +77,6 @@ def _distinct_bases(data: bytes) -> dict[str, int]:
 def _place_sections(data: bytes, bases: Mapping[str, int]) -> bytes:
     """A copy of the relocatable ELF64 ``data`` whose defined symbols carry ``bases[section]``
     added, so that DWARF relocated against them holds load addresses."""
-    from lkm.elf import ElfFile
-    from lkm.elf.constants import SHT_SYMTAB
 
     elf = ElfFile(data)
     if elf.elfclass != 64:
@@ -105,8 +104,6 @@ _DEBUG_RELOCS: dict[int, dict[int, tuple[int, bool]]] = {
 def _relocate_debug(data: bytes) -> bytes:
     """``data`` with the relocations of its .debug_* sections applied (what pyelftools would do,
     much faster); the caller then reads DWARF without relocating again."""
-    from lkm.elf import ElfFile
-    from lkm.elf.constants import SHT_REL, SHT_RELA
 
     elf = ElfFile(data)
     kinds = _DEBUG_RELOCS.get(elf.e_machine)
@@ -190,9 +187,6 @@ class DebugInfo:
         addr2line's fallback (bfd's elf_find_function) where DWARF names no function."""
         got = self._symtab
         if got is None:
-            from lkm.elf import ElfFile
-            from lkm.elf.constants import SHT_SYMTAB
-
             elf = ElfFile(self._raw)
             self._sec_bounds = {
                 sec.number: (self._bases.get(sec.name, sec.addr), sec.size) for sec in elf.sections

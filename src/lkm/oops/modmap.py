@@ -31,6 +31,9 @@ from bisect import bisect_right
 
 from lkm.errors import LkmError
 from lkm.kernels import VERSIONS, KernelVersion, by_name, for_release
+from lkm.link.image import LinkError
+from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
+from lkm.link.layout import KernelConfig, layout_module
 from lkm.record import Record
 
 TYPE_CHECKING = False
@@ -40,6 +43,23 @@ if TYPE_CHECKING:
     from lkm.kernel.interface import Kernel
     from lkm.link.layout import KernelConfig, Layout
     from lkm.module.file import ModuleFile
+
+__all__ = [
+    "PAGE",
+    "Area",
+    "Insmod24",
+    "ModuleMap",
+    "build_map",
+    "from_kernel",
+    "from_ksyms24",
+    "from_snapshot",
+    "insmod_symbols",
+    "kernel_rules",
+    "match_object24",
+    "module_symbols",
+    "parse_proc_modules",
+    "parse_sections",
+]
 
 PAGE = 4096
 
@@ -227,8 +247,6 @@ def _areas_from_file(
     mf: ModuleFile, sections: dict[str, int], rules: str, loading: bool, config: KernelConfig | None
 ) -> list[Area] | None:
     """Areas from the kernel's layout of the module file, placed by the section addresses."""
-    from lkm.link.layout import KernelConfig, layout_module
-
     version = _version(rules)
     if version.user_space_link:
         return None
@@ -371,8 +389,6 @@ def module_symbols(
     """(address, name) of the symbols the kernel's kallsyms holds for a loaded module, in
     symtab order, from its file and section addresses: while loading, the whole symbol table;
     once live, the kept core symbols (layout_symtab's is_core_symbol choice)."""
-    from lkm.link.layout import KernelConfig, layout_module
-
     elf = mf.elf
     syms = elf.symbols()
     secs = elf.sections
@@ -413,8 +429,6 @@ def match_object24(
     and without insmod's ksymoops symbols and export-all, the variant on which all unique
     exports agree).  Gives the module's map and all its symbols at their load addresses, or
     None when no export is unique in the object or no layout agrees with the exports."""
-    from lkm.link.image import LinkError
-    from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
 
     elf = obj.elf
     syms = elf.symbols()

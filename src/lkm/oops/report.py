@@ -24,12 +24,47 @@ from __future__ import annotations
 
 import re
 
+from lkm.oops import families as F
+from lkm.oops.families import (
+    CLOSING_PANICS,
+    GAP,
+    RULE_FRAMED,
+    SANITIZERS,
+    STALLS,
+    STANDALONE_PANICS,
+    heading_family,
+)
 from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
+
+__all__ = [
+    "BODY",
+    "HEADINGS",
+    "JSON",
+    "LINE_KINDS",
+    "LINE_MAX",
+    "STARTS",
+    "SYMBOL",
+    "TAIL",
+    "TAIL_GAP",
+    "USEFUL_GAP",
+    "Frame",
+    "Line",
+    "Log",
+    "Report",
+    "classify",
+    "parse",
+    "parse_code",
+    "parse_line",
+    "parse_modules",
+    "parse_registers",
+    "split_prefix",
+    "symbolised_addresses",
+]
 
 JSON = object  # the values in ``fields``: str, int, bool, None, list and dict of those
 
@@ -668,8 +703,6 @@ _GLUE = re.compile(
 def _glued(text: str) -> tuple[int, str, str, float | None, str | None, str, dict[str, JSON]] | None:
     """A heading found after other text on one line: (where, its prefix, its text, time,
     caller, kind, fields)."""
-    from lkm.oops.families import heading_family
-
     for n, m in enumerate(_GLUE.finditer(text, 1)):
         if n >= 4:
             break
@@ -780,8 +813,6 @@ _OOPS_AFTER = frozenset(
 
 def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
     """Whether heading ``ln`` continues the open report ``cur`` rather than starting one."""
-    from lkm.oops.families import RULE_FRAMED, SANITIZERS
-
     if not cur.body:
         if cur.family is None:  # "cut here" or an opening rule: the heading it announced
             return kind != "cut_here" or (len(cur.members) > 1 and False)
@@ -800,8 +831,6 @@ def _joins(cur: _Open, kind: str, family: str | None, ln: Line) -> bool:
 
 def _group(lines: list[Line]) -> list[list[int]]:
     """Line indices of each report (see the module docstring)."""
-    from lkm.oops.families import CLOSING_PANICS, GAP, RULE_FRAMED, STALLS, STANDALONE_PANICS, heading_family
-
     callers = any(ln.caller for ln in lines)
     streams: dict[str | None, _Stream] = {}
     opened: list[_Open] = []
@@ -1069,8 +1098,6 @@ def _describe(
     lastfn: str | None,
 ) -> None:
     """Family, title, guilty frame, signature and corrupted flag of a summarised report."""
-    from lkm.oops import families as F
-
     facts = report.facts
     got = None
     for i in report.lines:

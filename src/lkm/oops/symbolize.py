@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from lkm.oops.modmap import ModuleMap
+from lkm.oops.modmap import ModuleMap, from_kernel
 from lkm.record import Record
+from lkm.symbols.sources import parse_kallsyms
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,6 +32,18 @@ if TYPE_CHECKING:
     from lkm.kernel.interface import Kernel
     from lkm.module.file import ModuleFile
     from lkm.symbols.table import KernelSymbol
+
+__all__ = [
+    "END_OF_CODE_SLACK",
+    "MASK64",
+    "X86_CODE_PROLOGUE",
+    "Hit",
+    "Symbolizer",
+    "infer_offset",
+    "is_mapping_symbol",
+    "symbolizer_from_kallsyms",
+    "symbolizer_from_kernel",
+]
 
 MASK64 = (1 << 64) - 1
 END_OF_CODE_SLACK = 32 * 1024  # ksymoops: addresses further past the last symbol are not its
@@ -215,8 +228,6 @@ def symbolizer_from_kallsyms(
     kallsyms_all: bool = True,
 ) -> Symbolizer:
     """A Symbolizer from /proc/kallsyms text (core and module lines) and module maps."""
-    from lkm.symbols.sources import parse_kallsyms
-
     syms = parse_kallsyms(text)
     core = [s for s in syms if s.module is None]
     per_mod: dict[str, list[tuple[int, str]]] = {}
@@ -249,6 +260,4 @@ def infer_offset(pairs: Iterable[tuple[int, str, int, int | None]], unrelocated:
 def symbolizer_from_kernel(kernel: Kernel, *, files: Mapping[str, ModuleFile] | None = None) -> Symbolizer:
     """A Symbolizer for a kernel behind the :class:`lkm.kernel.interface.Kernel` interface (the
     running kernel, the model kernel): its kallsyms, modules and their sections."""
-    from lkm.oops.modmap import from_kernel
-
     return symbolizer_from_kallsyms(kernel.kallsyms(), from_kernel(kernel, files=files))

@@ -11,6 +11,7 @@ it: plain, ``.gz``/``.xz``/``.zst``/``.bz2``, a ``journalctl -o export`` or ``-o
 
 from __future__ import annotations
 
+import bz2
 import datetime
 import errno
 import html
@@ -18,12 +19,40 @@ import json
 import os
 import re
 
+from lkm.compress import TooLarge, decompress, detect, limit
 from lkm.errors import LkmError
+from lkm.oops.inputs import Inputs, decode_text, release_mismatch
+from lkm.oops.report import parse
 from lkm.record import Record
+from lkm.safeio import read_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+__all__ = [
+    "Crash",
+    "Part",
+    "Sighting",
+    "TriageResult",
+    "analyze",
+    "analyze_path",
+    "analyze_paths",
+    "combine",
+    "decode_log_bytes",
+    "decode_representative",
+    "expand",
+    "fold",
+    "format_table",
+    "merge",
+    "ranked",
+    "read_log",
+    "symbol_dir",
+    "to_html",
+    "to_json",
+    "triage",
+    "triage_batch",
+]
 
 
 class Sighting(Record):
@@ -149,8 +178,6 @@ class Crash(Record):
 
 def analyze(text: str, source: str = "-", seen: str | None = None) -> list[Sighting]:
     """Every report of one log, named (pure: same text, same result; the records pickle)."""
-    from lkm.oops.report import parse
-
     log = parse(text)
     out = []
     for idx, r in enumerate(log.reports):
@@ -278,8 +305,6 @@ def _journal_json(data: bytes) -> str:
 
 
 def _bunzip2(data: bytes, cap: int) -> bytes:
-    import bz2
-
     out = bytearray()
     pending = data
     while pending:
@@ -289,8 +314,6 @@ def _bunzip2(data: bytes, cap: int) -> bytes:
             pending = b""
             out += chunk
             if len(out) > cap:
-                from lkm.compress import TooLarge
-
                 raise TooLarge(cap)
             if d.needs_input and not d.eof:
                 raise ValueError("truncated bzip2 stream")
@@ -304,8 +327,6 @@ def decode_log_bytes(data: bytes, cap: int | None = None) -> str:
     whose text would pass ``cap`` bytes (default: the decompression cap of
     :func:`lkm.compress.limit`, ``$LKM_DECOMPRESS_LIMIT``) is refused: "decompressed size
     exceeds N", before it is inflated past it."""
-    from lkm.compress import TooLarge, decompress, detect, limit
-
     cap = limit() if cap is None else cap
     try:
         comp = detect(data[:8])
@@ -333,9 +354,6 @@ def decode_log_bytes(data: bytes, cap: int | None = None) -> str:
 def read_log(path: str) -> tuple[str, str | None]:
     """(text, ISO time of last modification) of one log file."""
     try:
-        from lkm.compress import limit
-        from lkm.safeio import read_bytes
-
         data = read_bytes(path, limit=limit())  # a regular file only (a FIFO would hang)
         mtime = os.stat(path).st_mtime
     except OSError as exc:
@@ -505,8 +523,6 @@ def symbol_dir(root: str, release: str | None, build_ids: Iterable[str] = ()) ->
 def decode_representative(crash: Crash, root: str) -> tuple[str | None, list[str]]:
     """The representative report decoded with the symbols of its release found under ``root``
     (kallsyms or System.map, vmlinux, modules/), and notes; (None, notes) when none is there."""
-    from lkm.oops.inputs import Inputs, decode_text
-    from lkm.oops.report import parse
 
     rep = crash.representative
     log = parse(rep.text)
@@ -517,8 +533,6 @@ def decode_representative(crash: Crash, root: str) -> tuple[str | None, list[str
     notes: list[str] = []
     release_file = os.path.join(d, "release")  # a <build-id>/ folder may say which release it is
     if os.path.isfile(release_file):
-        from lkm.oops.inputs import release_mismatch
-
         with open(release_file, encoding="utf-8", errors="replace") as f:
             note = release_mismatch(rep.release, f.read().strip())
         if note:

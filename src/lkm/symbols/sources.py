@@ -22,20 +22,58 @@ with a one-line reason naming the format and the line (the path too when given).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 import re
 import sys
+from array import array
+from collections import Counter
 from collections.abc import Callable
 from itertools import repeat
 from operator import attrgetter
 
+from lkm import cache as store
 from lkm.errors import LkmError
 from lkm.safeio import read_bytes
-from lkm.symbols.table import KernelSymbol, paused_gc
+from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
+from lkm.symbols.ksymtab import RawExport, raw_image_exports
+from lkm.symbols.symbol import (
+    GPLONLY_PREFIX,
+    KernelSymbol,
+    paused_gc,
+    split_versioned_name,
+    version_prefix,
+)
+from lkm.symbols.vmlinux import parse_vmlinux
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     import os
     from collections.abc import Iterable
+
+__all__ = [
+    "EXPORT_TYPES",
+    "FORMATS",
+    "GPLONLY_PREFIX",
+    "IMAGE_SYMBOLS",
+    "addresses_hidden",
+    "detect_format",
+    "format_kallsyms",
+    "image_symbols",
+    "is_kernel_image",
+    "load",
+    "parse",
+    "parse_kallsyms",
+    "parse_kernel_image",
+    "parse_ksyms",
+    "parse_module_symvers",
+    "parse_system_map",
+    "raw_load_address",
+    "read",
+    "split_versioned_name",
+    "version_prefix",
+]
 
 FORMATS = ("system.map", "kallsyms", "ksyms", "module.symvers", "vmlinux", "kernel-image")
 
@@ -52,9 +90,7 @@ _KALLSYMS_LINE = r"[0-9A-Fa-f]+ [!-~] \S+(?:\t\[[^\s\]]+\])?"
 _KALLSYMS_VALID = re.compile(rf"(?:(?:{_KALLSYMS_LINE})?\n)*(?:{_KALLSYMS_LINE})?")
 _KSYMS_RE = re.compile(r"^([0-9A-Fa-f]+) (\S+)(?:\t\[([^\s\]]+)\])?$", re.M)
 
-GPLONLY_PREFIX = "GPLONLY_"
-# modutils' set_ncv_prefix: symbols whose version suffix shows the kernel's genksyms prefix.
-_WELL_KNOWN_VERSIONED = ("get_module_symbol_R", "inter_module_get_R")
+
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 EXPORT_TYPES = {
@@ -174,35 +210,6 @@ def format_kallsyms(symbols: Iterable[KernelSymbol], *, bits: int = 64) -> str:
 # -- 2.4 /proc/ksyms ----------------------------------------------------------------------------
 
 
-def version_prefix(names: Iterable[str]) -> str | None:
-    """The genksyms prefix of a 2.4 kernel's versioned names ("" or e.g. "smp_"), derived as
-    modutils' set_ncv_prefix does: from ``get_module_symbol_R...`` or ``inter_module_get_R...``
-    ending in 8 hex digits.  None if no such symbol is there."""
-    for name in names:
-        for known in _WELL_KNOWN_VERSIONED:
-            if name.startswith(known) and len(name) >= len(known) + 8 and _HEX.issuperset(name[-8:]):
-                return name[len(known) : -8]
-    return None
-
-
-def split_versioned_name(name: str, prefix: str | None = None) -> tuple[str, int | None]:
-    """``printk_R1b7d4074`` -> ("printk", 0x1b7d4074); ``printk_Rsmp_1b7d4074`` with prefix
-    "smp_" likewise.  modutils' rule (ncv_symbol_hash): the name ends in ``_R`` + prefix + 8
-    characters; here the 8 must also be hex digits (they are the CRC).  With ``prefix`` None,
-    both "" and "smp_" are tried (modutils' fallback when no well-known symbol tells, chosen by
-    whether ``uname -v`` says SMP).  Names without a suffix come back with crc None."""
-    for p in ("", "smp_") if prefix is None else (prefix,):
-        cut = 10 + len(p)
-        if (
-            len(name) > cut
-            and name[-cut : -cut + 2] == "_R"
-            and name[-8 - len(p) : -8] == p
-            and _HEX.issuperset(name[-8:])
-        ):
-            return name[:-cut], int(name[-8:], 16)
-    return name, None
-
-
 def parse_ksyms(
     data: str | bytes, *, path: str | None = None, prefix: str | None = None
 ) -> list[KernelSymbol]:
@@ -273,8 +280,6 @@ def _parse_symvers(text: str, path: str | None) -> list[KernelSymbol]:
 def detect_format(data: bytes, *, path: str | os.PathLike[str] | None = None) -> str:
     """One of :data:`FORMATS`, from the first bytes (and the file name for System.map versus a
     kallsyms copy without module lines, which read alike)."""
-    import os
-
     p = os.fspath(path) if path is not None else None
     if data[:4] == b"\x7fELF":
         return "vmlinux"
@@ -320,6 +325,9 @@ def parse_kernel_image(data: bytes, *, path: str | None = None) -> list[KernelSy
 
 
 IMAGE_SYMBOLS = "image-symbols"  # lkm.cache kind
+#: Part of the cache key: bumped when the symbols derived from an image change (2: arm64
+#: exports with CRCs and namespaces, stray __ksymtab-shaped runs left out).
+IMAGE_SYMBOLS_REVISION = "r2"
 
 
 def image_symbols(
@@ -332,9 +340,7 @@ def image_symbols(
     """(architecture, symbols) of a kernel image as :func:`parse_kernel_image` gives them,
     ``arch`` forcing the architecture; from :mod:`lkm.cache` when this image's content was read
     before (keyed by its SHA-256), else recovered and stored there."""
-    from lkm import cache as store
-
-    key = store.content_key(data, arch or "auto") if cache else ""
+    key = store.content_key(data, arch or "auto", IMAGE_SYMBOLS_REVISION) if cache else ""
     if cache:
         hit = _symbols_from_payload(store.get(IMAGE_SYMBOLS, key))
         if hit is not None:
@@ -348,8 +354,6 @@ def image_symbols(
 def _symbols_payload(arch: str, syms: list[KernelSymbol]) -> dict[str, object]:
     """Columns that load in C: names joined by newlines (a kernel symbol name has none),
     addresses packed little-endian u64 in base64, one type letter each."""
-    import base64
-    from array import array
 
     addrs = array("Q", [s.address or 0 for s in syms])
     if sys.byteorder != "little":  # pragma: no cover
@@ -366,9 +370,6 @@ def _symbols_payload(arch: str, syms: list[KernelSymbol]) -> dict[str, object]:
 
 def _symbols_from_payload(p: object) -> tuple[str, list[KernelSymbol]] | None:
     """The symbols of a cache entry, None unless it is whole and consistent."""
-    import base64
-    import binascii
-    from array import array
 
     if not isinstance(p, dict):
         return None
@@ -406,9 +407,6 @@ def _symbols_from_payload(p: object) -> tuple[str, list[KernelSymbol]] | None:
 
 
 def _recover_image_symbols(data: bytes, path: str | None, arch: str | None) -> tuple[str, list[KernelSymbol]]:
-    from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
-    from lkm.symbols.vmlinux import parse_vmlinux
-
     try:
         kernel = decompress_kernel_image(bytes(data))
         arch = arch or kernel_arch(kernel)
@@ -434,14 +432,11 @@ def _recover_image_symbols(data: bytes, path: str | None, arch: str | None) -> t
 
 def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSymbol]:
     """``syms`` (kallsyms order) with the exports of a raw image's __ksymtab/__ksymtab_gpl
-    (:func:`lkm.symbols.ksymtab.raw_image_exports`): their addresses are image offsets plus
-    the load address, the one most (name, kallsyms address) pairs agree on.  An export
-    kallsyms lists at that address is marked exported; one whose name it does not list at all
-    (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is appended with no type letter."""
-    from collections import Counter
-
-    from lkm.symbols.ksymtab import raw_image_exports
-
+    (:func:`lkm.symbols.ksymtab.raw_image_exports`, with their CRCs and namespaces): their
+    addresses are image offsets plus the load address, the one most (name, kallsyms address)
+    pairs agree on.  An export kallsyms lists at that address is marked exported; one whose
+    name it does not list at all (a data symbol of a kernel without CONFIG_KALLSYMS_ALL) is
+    appended with no type letter."""
     try:
         exports = raw_image_exports(kernel)
     except LkmError:
@@ -449,32 +444,36 @@ def _with_raw_exports(kernel: bytes, syms: list[KernelSymbol]) -> list[KernelSym
     first: dict[str, int] = {}
     for i, s in enumerate(syms):
         first.setdefault(s.name, i)
-    votes = Counter(
-        syms[first[name]].address - off  # type: ignore[operator]
-        for off, name, _gpl in exports
-        if name in first and syms[first[name]].address is not None
-    )
-    if not votes:
+    base = raw_load_address(exports, syms)
+    if base is None:
         return syms
-    base, _n = votes.most_common(1)[0]
     out = list(syms)
     at: dict[tuple[str, int | None], int] = {}
     for i, s in enumerate(syms):
         at.setdefault((s.name, s.address), i)
-    for off, name, gpl in exports:
-        addr = base + off
-        i = at.get((name, addr))  # type: ignore[assignment]
+    for x in exports:
+        addr = base + x.offset
+        i = at.get((x.name, addr))  # type: ignore[assignment]
         if i is not None:
             s = out[i]
-            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, gpl, s.crc, s.namespace)
-        elif name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
-            out.append(KernelSymbol(name, addr, None, None, True, gpl))
+            out[i] = KernelSymbol(s.name, s.address, s.type, None, True, x.gpl_only, x.crc, x.namespace)
+        elif x.name not in first:  # kallsyms lists the name elsewhere: it wins (a static namesake)
+            out.append(KernelSymbol(x.name, addr, None, None, True, x.gpl_only, x.crc, x.namespace))
     return out
 
 
-def _parse_vmlinux(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
-    from lkm.symbols.vmlinux import parse_vmlinux
+def raw_load_address(exports: list[RawExport], syms: list[KernelSymbol]) -> int | None:
+    """The address of a raw image's first byte: the one most (export offset, kallsyms address
+    of that name) pairs agree on; None when kallsyms lists none of the exports."""
+    first: dict[str, int | None] = {}
+    for s in syms:
+        if s.type is not None:
+            first.setdefault(s.name, s.address)
+    votes = Counter(a - x.offset for x in exports if (a := first.get(x.name)) is not None)
+    return votes.most_common(1)[0][0] if votes else None
 
+
+def _parse_vmlinux(data: bytes, *, path: str | None = None) -> list[KernelSymbol]:
     return parse_vmlinux(data, path=path)
 
 
@@ -499,8 +498,6 @@ _PARSERS: dict[str, Callable[..., list[KernelSymbol]]] = {
 
 def read(path: str | os.PathLike[str], *, format: str | None = None) -> tuple[str, list[KernelSymbol]]:
     """(format, symbols) of a file, the format sniffed unless given."""
-    import os
-
     p = os.fspath(path)
     try:
         data = read_bytes(p, limit=1 << 30)  # a vmlinux with its DWARF fits

@@ -37,65 +37,17 @@ from itertools import compress, repeat
 from operator import attrgetter, is_, ne
 
 from lkm.errors import LkmError
-from lkm.record import Record
+from lkm.symbols import sources
+from lkm.symbols.symbol import KernelSymbol, paused_gc
+
+__all__ = ["KernelSymbol", "SymbolTable", "paused_gc"]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Iterable, Iterator, Mapping
-    from typing import TypeVar
+    from collections.abc import Iterable, Iterator, Mapping
 
     from lkm.module.symbols import Export
-
-    _T = TypeVar("_T")
-
-
-class KernelSymbol(Record):
-    """One kernel symbol.
-
-    ``address`` None: unknown (a source without addresses, or hidden ones); ``type`` the nm /
-    kallsyms letter (None if the source has none); ``module`` None for the core kernel, else the
-    owner's name as its source gives it (kallsyms: the module name; Module.symvers: the build
-    path without ``.ko``); ``exported``/``gpl_only`` as __ksymtab/__ksymtab_gpl (2.4: the
-    GPLONLY_ prefix); ``crc`` the symbol version (__kcrctab, Module.symvers, a 2.4 ``_R``
-    suffix); ``namespace`` None when there is none.
-    """
-
-    __slots__ = ("name", "address", "type", "module", "exported", "gpl_only", "crc", "namespace")
-
-    def __init__(
-        self,
-        name: str,
-        address: int | None = None,
-        type: str | None = None,
-        module: str | None = None,
-        exported: bool = False,
-        gpl_only: bool = False,
-        crc: int | None = None,
-        namespace: str | None = None,
-    ) -> None:
-        self.name = name
-        self.address = address
-        self.type = type
-        self.module = module
-        self.exported = exported
-        self.gpl_only = gpl_only
-        self.crc = crc
-        self.namespace = namespace
-
-
-def paused_gc(func: Callable[..., _T], *args: object) -> _T:
-    """``func(*args)`` with the cyclic garbage collector paused: building 150 000 acyclic
-    records otherwise spends most of its time in collections that can find nothing."""
-    import gc
-
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        return func(*args)
-    finally:
-        if was:
-            gc.enable()
 
 
 def _unaddressed(batch: list[KernelSymbol]) -> list[KernelSymbol]:
@@ -214,8 +166,6 @@ class SymbolTable:
         /proc/kallsyms and /proc/ksyms list modules newest first; they are added in load
         order.  Module.symvers rows of modules describe modules that were built, not loaded,
         so they are left out unless ``symvers_modules``."""
-        from lkm.symbols import sources
-
         table = cls()
         for p in paths:
             fmt, syms = sources.read(p)

@@ -28,11 +28,13 @@ from bisect import bisect_right
 from lkm.elf import ElfFile, Section
 from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC, SHT_NOBITS
 from lkm.errors import LkmError
-from lkm.symbols.table import KernelSymbol
+from lkm.symbols.symbol import GPLONLY_PREFIX, KernelSymbol, split_versioned_name, version_prefix
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from mmap import mmap
+
+__all__ = ["PREL32_FIRST", "SHF_ALLOC", "STRING_SECTIONS", "TABLES", "parse_vmlinux", "vmlinux_exports"]
 
 SHF_ALLOC = 0x2
 TABLES = (("__ksymtab", False, "__kcrctab"), ("__ksymtab_gpl", True, "__kcrctab_gpl"))
@@ -198,7 +200,6 @@ def _decode_24_names(syms: list[KernelSymbol]) -> list[KernelSymbol]:
     """2.4 names: ``GPLONLY_`` into gpl_only; a ``_R`` version suffix into crc, but only when a
     well-known symbol shows the kernel's names are versioned (so that no modern name that
     happens to end in _R and 8 hex digits is cut)."""
-    from lkm.symbols.sources import GPLONLY_PREFIX, split_versioned_name, version_prefix
 
     bare = [s.name[len(GPLONLY_PREFIX) :] if s.name.startswith(GPLONLY_PREFIX) else s.name for s in syms]
     prefix = version_prefix(bare)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import errno
 
 from lkm.errors import LkmError
+from lkm.module.signature import oid_text as decode
+
+__all__ = ["MAX_BLOB", "Asn1Error", "Tlv", "children", "der", "oid_der", "oid_text", "parse_blob", "read_tlv"]
 
 MAX_BLOB = 65535
 
@@ -119,8 +122,6 @@ def parse_blob(data: bytes) -> Tlv:
 def oid_text(contents: bytes) -> str:
     """Dotted form of an OBJECT IDENTIFIER's contents (the module reader's decoder, with the
     kernel decoder's error)."""
-    from lkm.module.signature import oid_text as decode
-
     try:
         return decode(contents)
     except ValueError as exc:

@@ -14,8 +14,30 @@ from __future__ import annotations
 import errno
 import struct
 
+from lkm.elf.file import ElfFile
 from lkm.errors import LkmError
+from lkm.module.file import ModuleFile
 from lkm.record import Record
+from lkm.symbols.image import decompress_kernel_image
+
+__all__ = [
+    "BTF_INFO_MASK",
+    "BTF_INT_MASK",
+    "BTF_MAGIC",
+    "BTF_MAX_NAME_OFFSET",
+    "BTF_MAX_TYPE",
+    "ENOTSUPP",
+    "HDR",
+    "KIND_MAX",
+    "KSYM_NAME_LEN",
+    "MODIFIERS",
+    "BaseBtf",
+    "BtfVerdict",
+    "base_btf",
+    "base_from_file",
+    "check_module_btf",
+    "module_btf",
+]
 
 BTF_MAGIC = 0xEB9F
 HDR = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
@@ -104,8 +126,6 @@ def base_from_file(data: bytes) -> BaseBtf:
     """A base from raw BTF, an ELF vmlinux (its ``.BTF``) or a compressed kernel image."""
     if data[:2] == b"\x9f\xeb":
         return base_btf(data)
-    from lkm.elf.file import ElfFile
-    from lkm.symbols.image import decompress_kernel_image
 
     if data[:4] != b"\x7fELF":
         data = decompress_kernel_image(data)
@@ -118,8 +138,6 @@ def base_from_file(data: bytes) -> BaseBtf:
 
 def module_btf(data: bytes) -> bytes | None:
     """The first ``.BTF`` section of a (decompressed) module, None if it has none."""
-    from lkm.module.file import ModuleFile
-
     mod = ModuleFile.from_bytes(data)
     sec = mod.elf.section(".BTF")
     return None if sec is None else mod.elf.section_bytes(sec)

@@ -14,18 +14,47 @@ modprobe would have to load first.  :func:`weak_modules` is RHEL's weak-modules 
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from lkm.errors import LkmError
+from lkm.errors import InvalidModule, LkmError
+from lkm.link.resolve import same_magic
 from lkm.module.file import ModuleFile
+from lkm.module.source import read_module
 from lkm.module.symbols import NeededSymbol
+from lkm.module.validate import check_module as elf_check
 from lkm.record import Record
+from lkm.safeio import read_bytes
+from lkm.symbols.sources import parse_module_symvers
 from lkm.symbols.table import KernelSymbol
+from lkm.trust.keys import trusted_keys_from_image
+from lkm.trust.sig import check_for_load
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.trust.keys import Keyring
+
+__all__ = [
+    "GPL_COMPATIBLE",
+    "SHF_ALLOC",
+    "STB_WEAK",
+    "Reason",
+    "SymversChange",
+    "TargetKernel",
+    "Verdict",
+    "WeakResult",
+    "check_module",
+    "check_modules",
+    "depmod_symbol_reports",
+    "load_symvers",
+    "load_target",
+    "module_paths",
+    "parse_config",
+    "symvers_diff",
+    "weak_modules",
+]
 
 SHF_ALLOC = 0x2
 STB_WEAK = 2
@@ -105,8 +134,6 @@ def parse_config(text: str) -> dict[str, str]:
 
 def _read(path: str, limit: int = 1 << 30) -> bytes:
     try:
-        from lkm.safeio import read_bytes
-
         return read_bytes(path, limit=limit)
     except OSError as exc:
         raise LkmError(exc.strerror or "cannot read", path=path) from None
@@ -114,12 +141,8 @@ def _read(path: str, limit: int = 1 << 30) -> bytes:
 
 def load_symvers(path: str) -> list[KernelSymbol]:
     """Module.symvers or a RHEL symvers-<release>.gz."""
-    from lkm.symbols.sources import parse_module_symvers
-
     data = _read(path)
     if data[:2] == b"\x1f\x8b":
-        import gzip
-
         data = gzip.decompress(data)
     return parse_module_symvers(data, path=path)
 
@@ -132,8 +155,6 @@ def load_target(
     lib/modules/RELEASE (or the lib/modules/RELEASE directory itself).  Module.symvers is
     ``symvers`` or found under lib/modules/RELEASE/build or usr/src/linux-headers-RELEASE;
     vermagic comes from the tree's modules, config and keys from boot/."""
-    from lkm.trust.keys import trusted_keys_from_image
-
     tree = os.path.abspath(tree)
     if os.path.isdir(os.path.join(tree, "kernel")) and not os.path.isdir(os.path.join(tree, "lib")):
         moddir = tree
@@ -155,7 +176,6 @@ def load_target(
         modules.extend(os.path.join(dirpath, f) for f in files if ".ko" in f)
     if not modules:
         raise LkmError("no modules in the tree", path=moddir)
-    from lkm.module.source import read_module
 
     first = ModuleFile.from_bytes(bytes(read_module(sorted(modules)[0]).data))
     vermagic = first.vermagic or ""
@@ -251,8 +271,6 @@ def check_module(
 ) -> Verdict:  # fmt: skip
     """Every reason the target would refuse (or taint) the module at ``path``.  ``others``: modules
     given alongside (by name) whose exports satisfy this one's needs, as if loaded first."""
-    from lkm.module.source import read_module
-    from lkm.trust.sig import check_for_load
 
     if data is None:
         data = bytes(read_module(path).data)
@@ -296,8 +314,6 @@ def check_module(
         add("taint", 0, f"{name}: module verification failed: signature and/or required key missing "
             f"- tainting kernel ({why.get(dec.result.errno, '')})", "E")  # fmt: skip
     # 2. ELF validity (elf_validity_check / setup_load_info), sizeof(struct module) included
-    from lkm.errors import InvalidModule
-    from lkm.module.validate import check_module as elf_check
 
     try:
         elf_check(mod.elf, kernel=target.kernel, struct_module_size=target.struct_module_size)
@@ -325,8 +341,6 @@ def check_module(
     if magic is None:
         force("bad vermagic", "vermagic")
     else:
-        from lkm.link.resolve import same_magic
-
         if not same_magic(magic, target.vermagic, usable):
             add("vermagic", errno.ENOEXEC, f"{name}: version magic '{magic}' should be '{target.vermagic}'")
     if mod.get("livepatch") == "Y" and not target.livepatch:
@@ -431,8 +445,6 @@ def module_paths(args: Sequence[str]) -> list[str]:
 
 def check_modules(paths: Sequence[str], target: TargetKernel, *, enforce: bool = False) -> list[Verdict]:
     """:func:`check_module` for each, the others given alongside counting as loadable providers."""
-    from lkm.module.source import read_module
-
     datas = {p: bytes(read_module(p).data) for p in paths}
     others = {
         ModuleFile.from_bytes(d, path=p).name: ModuleFile.from_bytes(d, path=p) for p, d in datas.items()
@@ -444,15 +456,13 @@ def check_modules(paths: Sequence[str], target: TargetKernel, *, enforce: bool =
 # weak-modules
 
 
-class WeakResult(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class WeakResult:
     """RHEL weak-modules: ``compatible`` modules (paths) linkable into the target's weak-updates,
     ``incompatible`` {path: [depmod-style reasons]}."""
 
-    __slots__ = ("compatible", "incompatible")
-
-    def __init__(self, compatible: list[str], incompatible: dict[str, list[str]]) -> None:
-        self.compatible = compatible
-        self.incompatible = incompatible
+    compatible: list[str]
+    incompatible: dict[str, list[str]]
 
 
 def weak_modules(paths: Sequence[str], symvers: Iterable[KernelSymbol]) -> WeakResult:
@@ -461,8 +471,6 @@ def weak_modules(paths: Sequence[str], symvers: Iterable[KernelSymbol]) -> WeakR
     the same CRC (depmod -e -E's "needs unknown symbol" / "disagrees about version of symbol"),
     removing incompatible modules until nothing changes, as weak-modules reruns depmod.
     Vermagic, signatures, GPL-only and namespaces are not weak-modules' business."""
-    from lkm.module.source import read_module
-
     kernel = _symvers_crcs(symvers)
     alive = {p: ModuleFile.from_bytes(bytes(read_module(p).data), path=p) for p in paths}
     incompatible: dict[str, list[str]] = {}
@@ -519,18 +527,16 @@ def depmod_symbol_reports(mods: dict[str, ModuleFile], kernel: dict[str, int | N
 # symvers diff
 
 
-class SymversChange(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class SymversChange:
     """One export that differs between kernels A and B: ``change`` added, removed, crc, gpl,
     namespace (one row per kind), with both sides' values."""
 
-    __slots__ = ("change", "name", "old", "new", "module")
-
-    def __init__(self, change: str, name: str, old: str, new: str, module: str) -> None:
-        self.change = change
-        self.name = name
-        self.old = old
-        self.new = new
-        self.module = module
+    change: str
+    name: str
+    old: str
+    new: str
+    module: str
 
 
 def _kind(s: KernelSymbol) -> str:

@@ -12,12 +12,16 @@ library's.
 
 from __future__ import annotations
 
+import base64
 import errno
+import re
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lkm.errors import LkmError
+from lkm.safeio import read_bytes
+from lkm.symbols.image import decompress_kernel_image, kernel_arch, recover_kallsyms
 from lkm.trust.asn1 import (
     BIT_STRING,
     CONTEXT,
@@ -33,6 +37,40 @@ from lkm.trust.asn1 import (
     parse_blob,
     read_tlv,
 )
+
+__all__ = [
+    "CERT_SIG_ALGOS",
+    "ECDSA_HASHES_61",
+    "ECDSA_HASHES_612",
+    "HASH_OIDS",
+    "HASH_OID_OF",
+    "OID_AKID",
+    "OID_CN",
+    "OID_EMAIL",
+    "OID_O",
+    "OID_SKID",
+    "RSA_DIGEST_INFO_61",
+    "RSA_DIGEST_INFO_612",
+    "RSA_MODULUS_BITS",
+    "Certificate",
+    "ImageCertificates",
+    "KeyError_",
+    "Keyring",
+    "LoadProblem",
+    "TrustedKeys",
+    "builtin_trusted_keys",
+    "digest_info_prefix",
+    "hash_digest",
+    "image_certificates",
+    "kernel_class",
+    "keyring_from_files",
+    "load_certificate_list",
+    "load_certificates",
+    "need_cryptography",
+    "public_key_verify",
+    "split_certificate_list",
+    "trusted_keys_from_image",
+]
 
 OID_CN = "2.5.4.3"
 OID_O = "2.5.4.10"
@@ -391,8 +429,6 @@ def load_certificates(data: bytes, *, source: str = "") -> list[Certificate]:
     """Every certificate in a file: DER (one) or PEM (one or more ``CERTIFICATE`` blocks)."""
     if data[:1] == b"\x30":
         return [Certificate(data, source=source)]
-    import base64
-    import re
 
     blocks = re.findall(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", data, re.S)
     if not blocks:
@@ -524,8 +560,6 @@ def _elf_va_to_offset(kernel: bytes) -> list[tuple[int, int, int]]:
 
 
 def _from_kallsyms(kernel: bytes) -> ImageCertificates | None:
-    from lkm.symbols.image import kernel_arch, recover_kallsyms
-
     try:
         entries = recover_kallsyms(kernel, arch=kernel_arch(kernel))
     except LkmError:
@@ -587,8 +621,6 @@ def _heuristic(kernel: bytes) -> ImageCertificates | None:
 
 def image_certificates(image: bytes) -> ImageCertificates:
     """The ``system_certificate_list`` of a kernel image (vmlinuz, Image, or vmlinux)."""
-    from lkm.symbols.image import decompress_kernel_image
-
     kernel = decompress_kernel_image(image)
     found = _from_kallsyms(kernel) or _heuristic(kernel)
     if found is None:
@@ -612,8 +644,6 @@ def keyring_from_files(paths: Sequence[str], name: str = ".builtin_trusted_keys"
     ring = Keyring(name)
     for path in paths:
         try:
-            from lkm.safeio import read_bytes
-
             data = read_bytes(path, limit=1 << 20)
         except OSError as exc:
             raise LkmError(exc.strerror or "cannot read", path=path) from None
@@ -624,8 +654,6 @@ def keyring_from_files(paths: Sequence[str], name: str = ".builtin_trusted_keys"
 def kernel_class(kernel: bytes) -> str:
     """ "6.12" for kernels 6.12 and later, else "6.1": the rule sets the trust checks know, from the
     ``Linux version`` banner of a (decompressed) kernel."""
-    import re
-
     m = re.search(rb"Linux version (\d+)\.(\d+)", kernel)
     if m is None:
         return "6.1"
@@ -646,8 +674,6 @@ class TrustedKeys:
 
 def trusted_keys_from_image(path: str, *, kernel: str | None = None) -> TrustedKeys:
     """``.builtin_trusted_keys`` of the kernel image at ``path``."""
-    from lkm.safeio import read_bytes
-    from lkm.symbols.image import decompress_kernel_image
 
     try:
         data = read_bytes(path, limit=None)

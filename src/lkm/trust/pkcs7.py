@@ -36,6 +36,21 @@ from lkm.trust.keys import (
     public_key_verify,
 )
 
+__all__ = [
+    "DIGESTS_61",
+    "DIGESTS_612",
+    "OID_DATA",
+    "OID_MS_INDIRECT",
+    "OID_RSA",
+    "OID_SIGNED_DATA",
+    "Pkcs7",
+    "Pkcs7Error",
+    "SignerInfo",
+    "parse_pkcs7",
+    "pkcs7_for",
+    "verify_pkcs7",
+]
+
 OID_DATA = "1.2.840.113549.1.7.1"
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 OID_MS_INDIRECT = "1.3.6.1.4.1.311.2.1.4"

@@ -21,10 +21,26 @@ from collections.abc import Callable
 
 from lkm.errors import LkmError
 from lkm.record import Record
+from lkm.trust.keys import Certificate, Keyring, load_certificates, need_cryptography
+from lkm.trust.pkcs7 import pkcs7_for, verify_pkcs7
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.trust.keys import Keyring
+
+__all__ = [
+    "MODULE_SIG_STRING",
+    "PKEY_ID_PKCS7",
+    "REASONS",
+    "LoadDecision",
+    "SigResult",
+    "append_signature",
+    "check_for_load",
+    "load_private_key",
+    "mod_verify_sig",
+    "module_sig_check",
+    "sign_module",
+]
 
 MODULE_SIG_STRING = b"~Module signature appended~\n"
 _MODSIG = struct.Struct(">BBBBB3xI")
@@ -84,8 +100,6 @@ def mod_verify_sig(
         return SigResult(errno.EBADMSG, msg, "", "", size)
     signed = size - _MODSIG.size - sig_len
     blob = bytes(data[signed : size - _MODSIG.size])
-    from lkm.trust.keys import Keyring
-    from lkm.trust.pkcs7 import verify_pkcs7
 
     if ring is None:
         ring = Keyring(".builtin_trusted_keys")
@@ -158,8 +172,6 @@ def append_signature(data: bytes, blob: bytes) -> bytes:
 
 def load_private_key(data: bytes, password: bytes | None = None) -> object:
     """A PEM (or DER) private key, as sign-file reads ``<key>`` (passphrase from KBUILD_SIGN_PIN)."""
-    from lkm.trust.keys import need_cryptography
-
     need_cryptography()
     from cryptography.hazmat.primitives import serialization
 
@@ -179,15 +191,11 @@ def sign_module(
     data: bytes, key_pem: bytes, cert_der: bytes, hash_name: str = "sha256", *, use_keyid: bool = False
 ) -> tuple[bytes, bytes]:
     """(signed module, detached PKCS#7) for ``data``, byte for byte what sign-file writes."""
-    from lkm.trust.keys import Certificate
-    from lkm.trust.pkcs7 import pkcs7_for
 
     pin = os.environ.get("KBUILD_SIGN_PIN")
     key = load_private_key(key_pem, pin.encode() if pin else None)
     certs = [Certificate(cert_der)] if cert_der[:1] == b"\x30" else None
     if certs is None:
-        from lkm.trust.keys import load_certificates
-
         certs = load_certificates(cert_der)
     blob = pkcs7_for(data, key, certs[0], hash_name, use_keyid=use_keyid)
     return append_signature(data, blob), blob

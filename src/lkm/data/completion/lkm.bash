@@ -15,8 +15,8 @@ _lkm_opts() {
         ;;
     kallsyms)
         case "$prev" in --arch) COMPREPLY=($(compgen -W "x86_64 i386 arm64" -- "$cur")); return;; esac
-        case "$prev" in --from-image|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--from-image --arch --json --model --state -V --version -h --help" -- "$cur"))
+        case "$prev" in --from-image|--elf|--state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
+        COMPREPLY=($(compgen -W "--from-image --arch --elf --json --model --state -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     insmod)

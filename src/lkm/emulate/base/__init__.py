@@ -14,6 +14,9 @@
 - crypto: algorithm and template registrations
 - platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
 - firmware: firmware requests (no files: -ENOENT)
+- drvcore: drivers on their buses, device classes (files, interfaces, devices), transport
+  classes and attribute containers
+- acpi: ACPI drivers, namespace and tables, PnP drivers (QEMU's PC: what it has and lacks)
 - subsys: LED triggers, keys, input handlers, NLS, kthread workers, bdi, tty drivers, misc registries
 
 A function registered twice is an error at import (:data:`lkm.emulate.kernel.FUNCTIONS`),
@@ -43,6 +46,10 @@ from lkm.emulate.base import (  # noqa: F401
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.
 from lkm.emulate.base import bus, io, irq, pci, uaccess, usb  # noqa: F401
+
+# Drivers on their buses, classes, transport classes; ACPI and PnP drivers (after devices,
+# whose record-only driver_register, __class_create and device_create they replace).
+from lkm.emulate.base import acpi, drvcore  # noqa: F401
 
 # Network devices registering and DMA pools: fallbacks for what no file above implements.
 from lkm.emulate.base import dmapool, netdev  # noqa: F401

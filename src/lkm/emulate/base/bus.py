@@ -897,7 +897,7 @@ def _bus_register(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
-@kfunc("bus_unregister", "driver_unregister", "class_unregister", "class_destroy", nargs=1)
+@kfunc("bus_unregister", nargs=1)
 def _unregister_generic(k: BaseKernel, c: TrapCall) -> int:
     return 0
 

@@ -11,6 +11,8 @@ headers)."""
 from __future__ import annotations
 
 import hashlib
+import math
+import zlib
 
 from lkm.emulate.base.registry import (
     EBUSY,
@@ -582,8 +584,6 @@ CRC32_BE_TABLE = _crc_table(0x04C11DB7, False)
 def _crc32_le(k: BaseKernel, c: TrapCall) -> int:
     """crc32_le(crc, p, len) / __crc32c_le: the reflected CRC-32 (0xedb88320) / CRC-32C
     (0x82f63b78) of the bytes, from seed crc, no final inversion."""
-    import zlib
-
     crc, data = c.arg(0) & 0xFFFFFFFF, k.machine.read(c.arg(1), c.arg(2)) if c.arg(2) else b""
     if c.name == "crc32_le":
         return zlib.crc32(data, crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
@@ -630,34 +630,66 @@ def _uuid_parse(k: BaseKernel, c: TrapCall) -> int:
 # -- sort (lib/sort.c) ---------------------------------------------------------------------------------
 @kfunc("sort", "sort_r", nargs=6)
 def _sort(k: BaseKernel, c: TrapCall) -> int:
-    """sort(base, num, size, cmp, swap) / sort_r(..., priv): the array in the order cmp
-    gives (not stable, as the kernel's heapsort), elements exchanged by swap when given,
-    else bytewise."""
+    """sort(base, num, size, cmp, swap) / sort_r(..., priv): lib/sort.c's bottom-up heapsort,
+    step for step (the same calls of cmp and swap in the same order, so the same order of
+    equal elements as the kernel's; n log n compares, each a call into module code);
+    elements exchanged by swap when given, else bytewise."""
     m = k.machine
     base, num, size, cmp, swap = c.arg(0), c.arg(1), c.arg(2), c.arg(3), c.arg(4)
-    priv = c.arg(5) if c.name == "sort_r" else None
-    for i in range(num):
-        best = i
-        for j in range(i + 1, num):
-            args = (base + j * size, base + best * size) + ((priv,) if priv is not None else ())
-            r = k.call(cmp, args, k.current) & 0xFFFFFFFF
-            if r >> 31:  # negative: element j sorts before the best so far
-                best = j
-        if best != i:
-            a, b = base + i * size, base + best * size
-            if swap:
-                k.call(swap, (a, b, size) + ((priv,) if priv is not None else ()), k.current)
-            else:
-                x, y = m.read(a, size), m.read(b, size)
-                m.write(a, y)
-                m.write(b, x)
+    num &= k.arch.mask
+    size &= k.arch.mask
+    priv = (c.arg(5),) if c.name == "sort_r" else ()
+    current = k.current
+
+    def before_or_equal(x: int, y: int) -> bool:  # do_cmp(x, y) >= 0
+        return not (k.call(cmp, (base + x, base + y, *priv), current) & 0x80000000)
+
+    def do_swap(x: int, y: int) -> None:
+        if swap:
+            k.call(swap, (base + x, base + y, size, *priv), current)
+        else:
+            bx, by = m.read(base + x, size), m.read(base + y, size)
+            m.write(base + x, by)
+            m.write(base + y, bx)
+
+    lsbit = size & -size
+
+    def parent(i: int) -> int:
+        i -= size
+        i -= size & -(i & lsbit)
+        return i // 2
+
+    n, a = num * size, (num // 2) * size
+    if not a:  # num < 2 or size == 0
+        return 0
+    while True:
+        if a:  # building the heap: sift down --a
+            a -= size
+        else:
+            n -= size  # sorting: the root to --n
+            if not n:
+                break
+            do_swap(0, n)
+        b = a
+        while True:  # the path of larger children down to a leaf (one compare per level)
+            cc = 2 * b + size
+            d = cc + size
+            if d >= n:
+                break
+            b = cc if before_or_equal(cc, d) else d
+        if d == n:  # the last leaf has no sibling
+            b = cc
+        while b != a and before_or_equal(a, b):  # back up to where "a" belongs
+            b = parent(b)
+        cc = b
+        while b != a:  # shift it into place
+            b = parent(b)
+            do_swap(b, cc)
     return 0
 
 
 @kfunc("int_sqrt", nargs=1)
 def _int_sqrt(k: BaseKernel, c: TrapCall) -> int:
-    import math
-
     return math.isqrt(c.arg(0))
 
 

@@ -13,6 +13,8 @@ amd64 (offsetof() against its headers)."""
 
 from __future__ import annotations
 
+import zlib
+
 from lkm.emulate.base.registry import (
     EBUSY,
     EEXIST,
@@ -166,6 +168,36 @@ def _rtnl_register_module(k: BaseKernel, c: TrapCall) -> int:
     """rtnl_register_module(owner, protocol, msgtype, doit, dumpit, flags): the handler is
     set (replacing an earlier one, as rtnl_register_internal does)."""
     table(k, "rtnl-handlers")[(c.arg(1) & 0xFF, c.arg(2) & 0xFFFF)] = (c.arg(3), c.arg(4), k.current)
+    return 0
+
+
+RTNL_HANDLER_SIZE = 40  # struct rtnl_msg_handler: owner, protocol, msgtype, doit, dumpit, flags
+
+
+@kfunc("__rtnl_register_many", "__rtnl_unregister_many", nargs=2)
+def _rtnl_register_many(k: BaseKernel, c: TrapCall) -> int:
+    """__rtnl_register_many(handlers, n): each handler registered as rtnl_register_module
+    does (int protocol at 8, msgtype at 12, doit, dumpit); unregister: each one removed."""
+    m = k.machine
+    tab = table(k, "rtnl-handlers")
+    for i in range(min(c.arg(1) & 0xFFFFFFFF, 4096)):
+        h = c.arg(0) + i * RTNL_HANDLER_SIZE
+        key = (m.read_int(h + 8, 4) & 0xFF, m.read_int(h + 12, 4) & 0xFFFF)
+        if c.name == "__rtnl_register_many":
+            tab[key] = (m.read_word(h + 16), m.read_word(h + 24), k.current)
+        else:
+            tab.pop(key, None)
+    return 0
+
+
+@kfunc("rtnl_af_register", "rtnl_af_unregister", nargs=1)
+def _rtnl_af_register(k: BaseKernel, c: TrapCall) -> int:
+    """rtnl_af_register(ops) / rtnl_af_unregister(ops): the address family's link ops are
+    on / off rtnl_af_ops (void in 6.1)."""
+    if c.name == "rtnl_af_register":
+        register(k, "rtnl-af", c.arg(0))
+    else:
+        unregister(k, "rtnl-af", c.arg(0))
     return 0
 
 
@@ -493,8 +525,6 @@ def _tcp_register_cc(k: BaseKernel, c: TrapCall) -> int:
     """tcp_register_congestion_control(ca): -EINVAL without ssthresh/undo_cwnd and
     cong_avoid or cong_control, -EEXIST for a name taken (net/ipv4/tcp_cong.c, with its
     "%s already registered or non-unique key" / "%s registered" lines)."""
-    import zlib
-
     m = k.machine
     ca = c.arg(0)
     name = name_at(k, ca + TCP_CA_NAME, 16)
@@ -616,6 +646,18 @@ def _nfs_ssc_register(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
+@kfunc("nfs42_ssc_register", "nfs42_ssc_unregister", nargs=1)
+def _nfs42_ssc_register(k: BaseKernel, c: TrapCall) -> int:
+    """nfs42_ssc_register(ops): nfs4_ssc_client_tbl.ssc_nfs4_ops = ops (fs/nfs_common/
+    nfs_ssc.c, void); unregister clears it when it is those ops."""
+    tab = table(k, "nfs-ssc")
+    if c.name == "nfs42_ssc_register":
+        tab["nfs4-ops"] = c.arg(0)
+    elif tab.get("nfs4-ops") == c.arg(0):
+        tab["nfs4-ops"] = 0
+    return 0
+
+
 @kfunc("xfrm4_protocol_register", "xfrm6_protocol_register", nargs=2)
 def _xfrm4_protocol_register(k: BaseKernel, c: TrapCall) -> int:
     """xfrm4_protocol_register(handler, protocol): ESP (50), AH (51) or IPCOMP (108), else
@@ -644,4 +686,57 @@ def _hw_addr_init(k: BaseKernel, c: TrapCall) -> int:
     m.write_word(lst + 8, lst)
     m.write_int(lst + 16, 4, 0)
     m.write_word(lst + 24, 0)
+    return 0
+
+
+@kfunc("brioctl_set", nargs=1)
+def _brioctl_set(k: BaseKernel, c: TrapCall) -> int:
+    """brioctl_set(hook): the bridge ioctl hook (net/socket.c's br_ioctl_hook, void)."""
+    table(k, "hooks")["br_ioctl"] = c.arg(0)
+    return 0
+
+
+# struct inet_hashinfo (6.1 amd64): ehash, ehash_locks, ehash_mask, ehash_locks_mask, ...,
+# lhash2_mask, lhash2; struct inet_listen_hashbucket {spinlock_t lock; hlist_nulls_head}
+INET_HASH_EHASH_LOCKS, INET_HASH_EHASH_MASK, INET_HASH_EHASH_LOCKS_MASK = 8, 16, 20
+INET_HASH_LHASH2_MASK, INET_HASH_LHASH2 = 60, 64
+INET_LHTABLE_SIZE, LISTENING_NULLS_BASE, LHASH2_BUCKET = 32, 1 << 29, 16
+
+
+@kfunc("inet_hashinfo2_init_mod", nargs=1)
+def _inet_hashinfo2_init_mod(k: BaseKernel, c: TrapCall) -> int:
+    """inet_hashinfo2_init_mod(h): a 32-bucket listening hash (each bucket's nulls list
+    empty, ending in the nulls marker i + LISTENING_NULLS_BASE), lhash2_mask 31; -ENOMEM
+    without memory."""
+    from lkm.emulate.base.registry import zalloc
+
+    h = c.arg(0)
+    m = k.machine
+    buckets = zalloc(k, INET_LHTABLE_SIZE * LHASH2_BUCKET)
+    if not buckets:
+        return -12
+    for i in range(INET_LHTABLE_SIZE):
+        m.write_word(buckets + i * LHASH2_BUCKET + 8, ((i + LISTENING_NULLS_BASE) << 1) | 1)
+    m.write_word(h + INET_HASH_LHASH2, buckets)
+    m.write_int(h + INET_HASH_LHASH2_MASK, 4, INET_LHTABLE_SIZE - 1)
+    return 0
+
+
+@kfunc("inet_ehash_locks_alloc", nargs=1)
+def _inet_ehash_locks_alloc(k: BaseKernel, c: TrapCall) -> int:
+    """inet_ehash_locks_alloc(h): 2 * L1_CACHE_BYTES / sizeof(spinlock_t) = 32 locks per
+    possible CPU (QEMU's PC: one), at least a page of them per NUMA node (1024; Debian's
+    6.1.y has that rule, as its guest shows), rounded up to a power of two, at most
+    ehash_mask + 1; ehash_locks_mask = count - 1; -ENOMEM without memory."""
+    from lkm.emulate.base.registry import zalloc
+
+    h = c.arg(0)
+    m = k.machine
+    n = max(32 * 1, 1 * 4096 // 4)  # possible CPUs, online nodes
+    n = min(1 << (n - 1).bit_length(), m.read_int(h + INET_HASH_EHASH_MASK, 4) + 1)
+    locks = zalloc(k, 4 * n)
+    if not locks:
+        return -12
+    m.write_word(h + INET_HASH_EHASH_LOCKS, locks)
+    m.write_int(h + INET_HASH_EHASH_LOCKS_MASK, 4, n - 1)
     return 0

@@ -66,7 +66,7 @@ def chain_unregister(k: BaseKernel, head_ptr: int, nb: int, chain: str) -> int:
 
 
 def _family(name: str) -> str:
-    return name.split("_notifier_chain")[0].lstrip("_")
+    return name.split("_notifier_")[0].lstrip("_")  # X_notifier_chain_register, X_notifier_call_chain
 
 
 _REGISTER = ("atomic_notifier_chain_register", "blocking_notifier_chain_register",

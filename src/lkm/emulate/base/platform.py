@@ -276,3 +276,19 @@ def _unregister_acpi_bus_type(k: BaseKernel, c: TrapCall) -> int:
     unregister(k, "acpi-bus-type", c.arg(0))
     k.state.printk(6, False, f"ACPI: bus type {ptr_name(k, c.arg(0), ACPI_BUS_NAME)} unregistered\n", None)
     return 0
+
+
+# -- EFI (drivers/firmware/efi/vars.c) ---------------------------------------------------------------
+@kfunc("efivar_supports_writes", nargs=0)
+def _efivar_supports_writes(k: BaseKernel, c: TrapCall) -> int:
+    """efivar_supports_writes(): __efivars && __efivars->ops->set_variable.  SeaBIOS boots
+    QEMU's PC without EFI, so no efivars ops are registered: false."""
+    return 0
+
+
+@kfunc("acpi_quirk_skip_acpi_ac_and_battery", nargs=0)
+def _acpi_quirk_skip_acpi_ac_and_battery(k: BaseKernel, c: TrapCall) -> int:
+    """acpi_quirk_skip_acpi_ac_and_battery() (drivers/acpi/x86/utils.c): true only on the
+    Intel Atom tablets of its CPU/DMI quirk tables; QEMU's PC (AMD QEMU CPU, QEMU DMI strings)
+    matches none of them: false."""
+    return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
@@ -267,8 +269,6 @@ def _sscanf(k: BaseKernel, c: TrapCall) -> int:
     """sscanf(buf, fmt, ...) as lib/vsprintf.c's vsscanf: whitespace matches any run of
     whitespace, literals must match, conversions %[*][width][hh|h|l|ll|z]{d,i,u,x,X,o,s,c,n};
     the number of values stored, up to the first mismatch."""
-    import re
-
     m = k.machine
     text = (m.read_cstr(c.arg(0)) or b"").decode("latin-1")
     fmt = (m.read_cstr(c.arg(1)) or b"").decode("latin-1")
@@ -347,3 +347,13 @@ def _sscanf(k: BaseKernel, c: TrapCall) -> int:
             m.write_int(c.arg(2 + argi), size, value & ((1 << (8 * size)) - 1))
             argi, stored = argi + 1, stored + 1
     return stored
+
+
+@kfunc("bin2hex", nargs=3)
+def _bin2hex(k: BaseKernel, c: TrapCall) -> int:
+    """bin2hex(dst, src, count): two lowercase hex digits per byte (lib/hexdump.c's
+    hex_byte_pack), no terminating NUL; returns dst + 2 * count."""
+    dst, src, count = c.arg(0), c.arg(1), c.arg(2)
+    if count:
+        k.machine.write(dst, k.machine.read(src, count).hex().encode())
+    return dst + 2 * count

@@ -6,9 +6,9 @@ rows equal to the symbol table of the struct module in their memory."""
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING
 
+from lkm.kernel.model.state import decode_blob
 from lkm.kernel.model.store import Store
 from lkm.kernel.model.struct24 import LAYOUTS, cstring
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 def check(k: ModelKernel, st: Store) -> list[str]:
     problems: list[str] = []
+    # 2.4: insmod puts struct module first in the image it links (the design's record says so)
+    user_space_link = k.version.user_space_link
     mods = st.all_modules()
     for user, used in st.all_refs():
         if user not in mods or used not in mods:
@@ -36,12 +38,12 @@ def check(k: ModelKernel, st: Store) -> list[str]:
                 problems.append(f"{pool} area {start:#x}+{span:#x} outside its arena or smaller than {size}")
             prev_end, prev = start + span, f"{start:#x}"
             areas.setdefault(seq, []).append((start, span, size))
-    for seq, (name, design, base, _size, state) in mods.items():
+    for seq, (name, _design, base, _size, state) in mods.items():
         if state == "Unformed":
             problems.append(f"{name}: left half loaded")
         if seq not in areas:
             problems.append(f"{name}: loaded without memory")
-        elif design == "2.4" and areas[seq][0][0] != base:
+        elif user_space_link and areas[seq][0][0] != base:
             problems.append(f"{name}: struct module at {base:#x} but memory at {areas[seq][0][0]:#x}")
     owners: dict[str, int] = {s.name: -1 for s in st.kernel_symbols()}
     for seq, name, address in st.all_exports():
@@ -51,16 +53,16 @@ def check(k: ModelKernel, st: Store) -> list[str]:
             )
         owners[name] = seq
         in_memory = any(s <= address < s + span for s, span, _ in areas.get(seq, []))
-        if seq in mods and mods[seq][1] == "6" and not in_memory and address:
+        if seq in mods and not user_space_link and not in_memory and address:
             problems.append(f"export {name} at {address:#x} outside its module {mods[seq][0]}")
     lay = LAYOUTS[k.bits // 8]
-    for seq, (name, design, base, _size, _state) in mods.items():
-        if design != "2.4":
+    for seq, (name, _design, base, _size, _state) in mods.items():
+        if not user_space_link:
             continue
         blob = st.memory_blob(seq)
         if blob is None:
             continue
-        mem = zlib.decompress(blob)
+        mem = decode_blob(blob, f"memory of {name}", k.state.path)
         sos = int.from_bytes(mem[: lay.word], "little")
         m = lay.unpack_module(mem, sos)
         want = []

@@ -282,13 +282,23 @@ class ModelKernel:
             row = self._store(db).initstate_row(name)
         if row is None:
             return None
-        state, flags, design = row
-        if design == "2.4":
+        state, flags, _design = row
+        if self.version.user_space_link:
             return "live" if flags & 1 else "coming"
         return {"Live": "live", "Loading": "coming"}.get(state, "going")
 
     def module(self, name: str) -> LoadedModule | None:
-        return next((m for m in self.modules() if m.name == name), None)
+        """Module ``name`` as :meth:`modules` lists it (one row read, not the whole list)."""
+        with self.state.reading() as db:
+            store = self._store(db)
+            row = store.module_row(name)
+            holders = () if row is None else tuple(store.refs_names(row[0]))
+        if row is None:
+            return None
+        _seq, name, size, usecount, state, base, taints = row
+        return LoadedModule(
+            name, size, usecount + len(holders), holders, state, base, f"({taints})" if taints else ""
+        )
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -331,7 +341,7 @@ class ModelKernel:
         return self.state.transaction()
 
     def _store(self, db: sqlite3.Connection) -> Store:
-        return Store(db, self.state.path)
+        return Store(db, self.state.path, self.state.write_cache())
 
     def memory(self, name: str) -> dict[int, bytes]:
         """The loaded module's memory: base address -> bytes (what /dev/kmem would show)."""
@@ -435,7 +445,8 @@ class ModelKernel:
             if usecount and not forced:
                 raise KernelError("delete_module", errno.EWOULDBLOCK, f"Module {name} is in use")
             if info.get("exit"):
-                image = LoadedImage(name, store.memory_of(seq), {})
+                needs = getattr(self.executor, "needs_memory", True)  # a recorder does not
+                image = LoadedImage(name, store.memory_of(seq) if needs else {}, {})
                 exit_fn = info["exit"]
                 if not isinstance(exit_fn, int):
                     raise StateError(
@@ -468,6 +479,12 @@ class ModelKernel:
 
     def parameters(self, name: str) -> dict[str, str]:
         return cast(dict[str, str], self._info(name).get("params", {}))
+
+    def regions(self, name: str) -> dict[str, int]:
+        """Where the module's memory regions were put when it loaded (init regions included,
+        though freed once init ran): region -> base address."""
+        regions = self._info(name).get("regions", {})
+        return {r: int(v[0]) for r, v in cast(dict[str, list[int]], regions).items()}
 
     def _info(self, name: str) -> dict[str, object]:
         with self.state.reading() as db:

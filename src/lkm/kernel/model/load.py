@@ -327,7 +327,7 @@ def layout_and_allocate(info: LoadInfo) -> None:
 
 def simplify_symbols(info: LoadInfo) -> None:
     """Bind the undefined symbols as the kernel does, exports of the kernel and the modules."""
-    info.symbols = DbSymbols(info.store.db)
+    info.symbols = DbSymbols(info.store.db, info.store.kernel_export_map())
     try:
         info.resolve = kernel_resolver(
             info.module,

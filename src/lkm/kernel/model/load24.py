@@ -87,7 +87,7 @@ class Calls24:
         return self.state.transaction()
 
     def _store(self, db: sqlite3.Connection) -> Store:
-        return Store(db, self.state.path)
+        return Store(db, self.state.path, self.state.write_cache())
 
     def _require_24(self, call: str) -> None:
         if self.meta["layout"] != "linux-2.4":

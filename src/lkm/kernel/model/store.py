@@ -10,30 +10,37 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from lkm.kernel.model.state import KMSG_TABLE, addr, decode_blob, decode_json
+from lkm.kernel.model.state import KMSG_TABLE, Cache, addr, decode_blob, decode_json, encode_blob
+from lkm.kernel.model.vmalloc import AreaList
 from lkm.symbols.table import KernelSymbol
 
 
 class DbSymbols:
     """find_symbol over the state: kernel exports, then modules newest first.  Records which
-    module supplied each name (``owners``) so the loader can take references."""
+    module supplied each name (``owners``) so the loader can take references.  ``kernel``: the
+    kernel's exports by name (:meth:`Store.kernel_export_map`), else they are looked up in SQL."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, kernel: dict[str, KernelSymbol] | None = None) -> None:
         self.db = db
+        self.kernel = kernel
         self.owners: dict[str, tuple[int, str]] = {}
 
     def find_export(self, name: str, *, gpl_ok: bool) -> KernelSymbol | None:
-        row = self.db.execute(
-            "SELECT address, type, crc, gpl, ns FROM ksyms WHERE name=?", (name,)
-        ).fetchone()
-        if row is not None:
-            if row[3] and not gpl_ok:
-                return None
-            return KernelSymbol(name, row[0], row[1], None, True, bool(row[3]), row[2], row[4])
+        if self.kernel is not None:
+            found = self.kernel.get(name)
+            if found is not None:
+                return None if found.gpl_only and not gpl_ok else found
+        else:
+            row = self.db.execute(
+                "SELECT address, type, crc, gpl, ns FROM ksyms WHERE name=?", (name,)
+            ).fetchone()
+            if row is not None:
+                if row[3] and not gpl_ok:
+                    return None
+                return KernelSymbol(name, row[0], row[1], None, True, bool(row[3]), row[2], row[4])
         for seq, mname, value, crc, gpl, ns in self.db.execute(
             "SELECT m.seq, m.name, s.address, s.crc, s.gpl, s.ns FROM msyms s JOIN modules m USING (seq) "
             "WHERE s.name=? AND s.kind='export' AND m.state != 'Unformed' ORDER BY m.seq DESC",
@@ -86,11 +93,26 @@ class Row24:
 
 
 class Store:
-    """The statements of one system call, over its transaction's connection ``db``."""
+    """The statements of one system call, over its transaction's connection ``db``; with the
+    state's ``cache`` (:meth:`lkm.kernel.model.state.State.write_cache`: inside a write
+    transaction only) it reads from the cache what the cache holds and updates it as it writes."""
 
-    def __init__(self, db: sqlite3.Connection, path: str | None = None) -> None:
+    def __init__(self, db: sqlite3.Connection, path: str | None = None, cache: Cache | None = None) -> None:
         self.db = db
         self.path = path
+        self.cache = cache
+
+    def kernel_export_map(self) -> dict[str, KernelSymbol] | None:
+        """The base kernel's exports by name (from the cache, read once per process), or None
+        without a cache."""
+        if self.cache is None:
+            return None
+        if self.cache.kernel is None:
+            rows = self.db.execute("SELECT name, address, type, crc, gpl, ns FROM ksyms").fetchall()
+            self.cache.kernel = {
+                n: KernelSymbol(n, a, t, None, True, bool(g), c, ns) for n, a, t, c, g, ns in rows
+            }
+        return self.cache.kernel
 
     # -- meta: sysctls, taint -------------------------------------------------------------
 
@@ -167,6 +189,7 @@ class Store:
 
     def free(self, seq: int) -> None:
         """Forget module ``seq``: its memory, symbols, references and row."""
+        self._uncache_areas("SELECT pool, start FROM areas WHERE seq=?", (seq,))
         for table in ("areas", "memory", "msyms", "kallsyms"):
             self.db.execute(f"DELETE FROM {table} WHERE seq=?", (seq,))
         self.db.execute("DELETE FROM refs WHERE user=? OR used=?", (seq, seq))
@@ -178,18 +201,38 @@ class Store:
         """(start, span) of the areas handed out from ``pool``."""
         return [(s, n) for s, n in self.db.execute("SELECT start, span FROM areas WHERE pool=?", (pool,))]
 
+    def area_list(self, pool: str) -> AreaList:
+        """``pool``'s areas for an allocation (kept in the cache between calls)."""
+        if self.cache is None:
+            return AreaList(self.areas_in(pool))
+        found = self.cache.areas.get(pool)
+        if found is None:
+            found = self.cache.areas[pool] = AreaList(self.areas_in(pool))
+        return found
+
     def add_area(self, pool: str, start: int, span: int, size: int, seq: int, region: str) -> None:
         self.db.execute(
             "INSERT INTO areas VALUES (?, ?, ?, ?, ?, ?)", (pool, addr(start), span, size, seq, region)
         )
+        if self.cache is not None and pool in self.cache.areas:
+            self.cache.areas[pool].add(start, span)
 
     def free_area(self, seq: int, region: str) -> None:
+        self._uncache_areas("SELECT pool, start FROM areas WHERE seq=? AND region=?", (seq, region))
         self.db.execute("DELETE FROM areas WHERE seq=? AND region=?", (seq, region))
+
+    def _uncache_areas(self, sql: str, args: tuple[object, ...]) -> None:
+        """Drop from the cache the areas ``sql`` selects (pool, start), before they are deleted."""
+        if self.cache is None or not self.cache.areas:
+            return
+        for pool, start in self.db.execute(sql, args).fetchall():
+            if pool in self.cache.areas:
+                self.cache.areas[pool].remove(start)
 
     def store_memory(self, seq: int, regions: dict[int, bytes]) -> None:
         self.db.executemany(
             "INSERT OR REPLACE INTO memory VALUES (?, ?, ?, ?)",
-            ((seq, f"{base:x}", addr(base), zlib.compress(bytes(data), 1)) for base, data in regions.items()),
+            ((seq, f"{base:x}", addr(base), encode_blob(bytes(data))) for base, data in regions.items()),
         )
 
     def memory_of(self, seq: int) -> dict[int, bytes]:
@@ -202,6 +245,15 @@ class Store:
 
     def export_owner(self, name: str) -> str | None:
         """Who already exports ``name``: "kernel", a module's name, or None."""
+        kernel = self.kernel_export_map()
+        if kernel is not None:
+            if name in kernel:
+                return "kernel"
+            row = self.db.execute(
+                "SELECT m.name FROM msyms s JOIN modules m USING (seq) WHERE s.name=? AND s.kind='export'",
+                (name,),
+            ).fetchone()
+            return None if row is None else str(row[0])
         row = self.db.execute(
             "SELECT 'kernel' FROM ksyms WHERE name=? UNION ALL SELECT m.name FROM msyms s JOIN modules m "
             "USING (seq) WHERE s.name=? AND s.kind='export'",
@@ -223,15 +275,21 @@ class Store:
     def add_kallsyms(self, seq: int, lines: str) -> None:
         self.db.execute(
             "INSERT INTO kallsyms VALUES (?, ?)",
-            (seq, zlib.compress(lines.encode("utf-8", "surrogateescape"), 1)),
+            (seq, encode_blob(lines.encode("utf-8", "surrogateescape"))),
         )
 
     def add_refs(self, user: int, used: list[int]) -> None:
         """``user`` takes references on ``used`` (in that order, after every earlier one)."""
-        n = self.db.execute("SELECT COALESCE(MAX(ord), 0) FROM refs").fetchone()[0]
+        cache = self.cache
+        if cache is not None and cache.max_ord is not None:
+            n = cache.max_ord  # at least MAX(ord): the same order
+        else:
+            n = self.db.execute("SELECT COALESCE(MAX(ord), 0) FROM refs").fetchone()[0]
         self.db.executemany(
             "INSERT OR IGNORE INTO refs VALUES (?, ?, ?)", ((user, u, n + 1 + i) for i, u in enumerate(used))
         )
+        if cache is not None:
+            cache.max_ord = n + len(used)
 
     # -- 2.4's module list (lkm.kernel.model.load24) --------------------------------------
 
@@ -389,6 +447,13 @@ class Store:
                 "SELECT seq, name, size, usecount, state, base, taints FROM modules ORDER BY seq DESC"
             )
         ]
+
+    def module_row(self, name: str) -> tuple[int, str, int, int, str, int, str] | None:
+        """:meth:`module_list`'s row of module ``name``."""
+        row = self.db.execute(
+            "SELECT seq, name, size, usecount, state, base, taints FROM modules WHERE name=?", (name,)
+        ).fetchone()
+        return None if row is None else tuple(row)
 
     def all_holders(self) -> dict[int, list[str]]:
         """Module seq -> the modules using it, newest reference first."""

@@ -10,10 +10,16 @@ functions over the areas already in use, so the state store can keep the areas a
 from __future__ import annotations
 
 import errno
+from bisect import bisect_left
+from itertools import compress, count, repeat
+from operator import ge, sub
+from typing import TYPE_CHECKING
 
 from lkm.kernel.interface import KernelError
-from lkm.kernel.model.store import Store
 from lkm.record import Record
+
+if TYPE_CHECKING:
+    from lkm.kernel.model.store import Store
 
 KMALLOC_MIN = 32
 KMALLOC_MAX = 128 * 1024  # 2.4's largest general cache (size-131072)
@@ -67,6 +73,58 @@ def first_fit(arena: Arena, used: list[tuple[int, int]], size: int) -> int | Non
     return at if at + span <= arena.end else None
 
 
+class AreaList:
+    """The areas of one pool, sorted by address (``starts``, ``ends``: start + span), kept
+    in memory between calls by :class:`lkm.kernel.model.store.Cache` so that an allocation
+    does not read every area of the pool.  :meth:`first_fit` gives exactly
+    :func:`first_fit`'s answer; while the areas neither overlap nor lie below the arena (what
+    the allocator makes, and what ``lkm model check`` checks) the free gaps are found by C-level
+    iteration, otherwise it falls back to :func:`first_fit` itself."""
+
+    __slots__ = ("starts", "ends", "regular")
+
+    def __init__(self, areas: list[tuple[int, int]]) -> None:
+        areas = sorted(areas)
+        self.starts = [s for s, _ in areas]
+        self.ends = [s + n for s, n in areas]
+        self.regular = all(e <= s for e, s in zip(self.ends, self.starts[1:], strict=False))
+
+    def add(self, start: int, span: int) -> None:
+        i = bisect_left(self.starts, start)
+        self.starts.insert(i, start)
+        self.ends.insert(i, start + span)
+        if (i and self.ends[i - 1] > start) or (
+            i + 1 < len(self.starts) and start + span > self.starts[i + 1]
+        ):
+            self.regular = False
+
+    def remove(self, start: int) -> None:
+        i = bisect_left(self.starts, start)
+        if i < len(self.starts) and self.starts[i] == start:
+            del self.starts[i], self.ends[i]
+        if not self.regular:
+            self.regular = all(e <= s for e, s in zip(self.ends, self.starts[1:], strict=False))
+
+    def first_fit(self, arena: Arena, size: int) -> int | None:
+        starts, ends = self.starts, self.ends
+        if not self.regular or (starts and starts[0] < arena.start):
+            return first_fit(arena, [(s, e - s) for s, e in zip(starts, ends, strict=True)], size)
+        span = arena.span(size)
+        align = min(span, 4096) if arena.name == "kmalloc" else arena.granule
+        at = (arena.start + align - 1) // align * align
+        if not starts or at + span <= starts[0]:
+            return at if at + span <= arena.end else None
+        # Sorted, disjoint areas: after area i the search is at ends[i] (rounded up); only a
+        # gap of at least ``span`` before the next area can take it.
+        gaps = list(map(sub, starts[1:], ends))
+        for i in compress(count(), map(ge, gaps, repeat(span))):
+            at = (ends[i] + align - 1) // align * align
+            if at + span <= starts[i + 1]:
+                return at
+        at = (ends[-1] + align - 1) // align * align
+        return at if at + span <= arena.end else None
+
+
 class ModuleMemory:
     """module_alloc / module_map of one model: kmalloc first for small modules (the
     ``kmalloc-first`` policy, up to ``kmalloc_max`` bytes), else vmalloc."""
@@ -85,7 +143,7 @@ class ModuleMemory:
             arena = self.arenas[pool]
             if not arena.fits(size):
                 continue
-            at = first_fit(arena, store.areas_in(pool), size)
+            at = store.area_list(pool).first_fit(arena, size)
             if at is not None:
                 store.add_area(pool, at, arena.span(size), size, seq, region)
                 return at

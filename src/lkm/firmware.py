@@ -16,7 +16,13 @@ import os
 from collections.abc import Sequence
 
 from lkm.errors import LkmError
+from lkm.moddir import ModulesDir
+from lkm.modprobe.config import load_config
+from lkm.modprobe.resolve import Resolver
+from lkm.module.file import ModuleFile
 from lkm.record import Record
+
+__all__ = ["FirmwareFile", "find_firmware", "firmware_report", "modules_firmware", "search_dirs"]
 
 
 class FirmwareFile(Record):
@@ -68,8 +74,6 @@ def find_firmware(
 
 
 def _firmware_names(path: str) -> list[str]:
-    from lkm.module.file import ModuleFile
-
     with ModuleFile.open(path) as m:
         return m.get_all("firmware")
 
@@ -79,17 +83,11 @@ def modules_firmware(
 ) -> tuple[dict[str, list[str]], list[str]]:
     """({firmware name: [modules asking]}, [names that matched no module]) for module names,
     aliases or module files, each with the modules modprobe would load with it."""
-    from lkm.moddir import ModulesDir
-    from lkm.modprobe.config import load_config
-    from lkm.modprobe.resolve import Resolver
-
     res = Resolver(ModulesDir(moddir), load_config(moddir, config_paths, cmdline=None))
     paths: list[str] = []
     unknown: list[str] = []
     for w in wanted:
         if os.path.isfile(w):
-            from lkm.module.file import ModuleFile
-
             paths.append(w)
             with ModuleFile.open(w) as m:
                 extra = [*m.depends, *_softdep_names(m.get_all("softdep"))]
