@@ -172,18 +172,22 @@ def test_index_with_a_loop(tmp_path: Path, cmd: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
+    ("case", "table"), [("state-modules-row-of-nulls", "modules"), ("state-ksyms-row-of-nulls", "ksyms")]
+)
+@pytest.mark.parametrize(
     "argv", [["proc", "modules"], ["lsmod"], ["rmmod", "chardev"], ["model", "info"], ["proc", "kallsyms"]]
 )
-def test_state_row_of_nulls(tmp_path: Path, argv: list[str]) -> None:
+def test_state_row_of_nulls(tmp_path: Path, argv: list[str], case: str, table: str) -> None:
     """A state whose damaged page (the campaign's state target: a page overwritten) left a
     modules row of NULLs, though every column is NOT NULL (SQLite checks that on writing
     only).  Before: ``proc modules`` formatted None (TypeError, internal error).  Every open
-    now checks the small per-module tables' rows against their column types: one line, the
-    file untouched."""
+    now checks the tables' rows against their column types: one line, the file untouched.
+    The second case, a kernel symbol row with NULLs, made ``proc kallsyms`` format None until
+    the symbol tables were checked too."""
     import gzip
 
     st = tmp_path / "k.db"
-    st.write_bytes(gzip.decompress((CASES / "state-modules-row-of-nulls.db.gz").read_bytes()))
+    st.write_bytes(gzip.decompress((CASES / f"{case}.db.gz").read_bytes()))
     before = st.read_bytes()
     env = dict(os.environ)
     env.pop("LKM_TRACEBACK", None)
@@ -192,5 +196,5 @@ def test_state_row_of_nulls(tmp_path: Path, argv: list[str]) -> None:
     p = subprocess.run(full, capture_output=True, text=True, errors="replace", timeout=120, env=env)
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr
     assert p.returncode == 1 and p.stderr.count("\n") == 1, (p.returncode, p.stderr)
-    assert "damaged state: modules row" in p.stderr, p.stderr
+    assert f"damaged state: {table} row" in p.stderr, p.stderr
     assert st.read_bytes() == before

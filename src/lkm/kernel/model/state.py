@@ -247,11 +247,25 @@ class Cache:
 SQLITE_MAGIC = b"SQLite format 3\0"
 TABLES = ("meta", "ksyms", "modules", "msyms", "refs", "areas", "kallsyms", "memory")
 REQUIRED_META = ("release", "arch", "bits", "range", "layout")
-# The column types of the tables with a few rows per module, checked on every open (SQLite
-# enforces NOT NULL and types only on writing: a damaged page reads back anything).  The
-# symbol tables, thousands of rows, are checked by their readers.
+# The column types of every table, checked on every open (SQLite enforces NOT NULL and types
+# only on writing: a damaged page reads back anything); the symbol tables' scan is SQLite's own,
+# a few milliseconds for a whole tree's modules.
 _INT, _TEXT = "typeof({}) = 'integer'", "typeof({}) = 'text'"
+_OPT_INT, _OPT_TEXT = "typeof({}) IN ('integer', 'null')", "typeof({}) IN ('text', 'null')"
 ROW_TYPES = {
+    "ksyms": " AND ".join(
+        [
+            *(_TEXT.format(c) for c in ("name",)),
+            *(_INT.format(c) for c in ("address", "gpl")),
+            *(_OPT_TEXT.format(c) for c in ("type", "ns")),
+            _OPT_INT.format("crc"),
+        ]
+    ),
+    "msyms": " AND ".join(
+        [_INT.format(c) for c in ("seq", "address", "gpl", "ord")]
+        + [_TEXT.format("name"), _TEXT.format("kind")]
+        + [_OPT_TEXT.format("type"), _OPT_INT.format("crc"), _OPT_TEXT.format("ns")]
+    ),
     "modules": " AND ".join(
         [_TEXT.format(c) for c in ("name", "design", "state", "taints", "info")]
         + [_INT.format(c) for c in ("base", "size", "flags", "usecount", "init", "cleanup")]
@@ -347,7 +361,7 @@ class State:
         for key in REQUIRED_META:
             if not isinstance(meta.get(key), str):
                 return f"meta has no {key}"
-        try:  # the small per-module tables' rows hold what their columns declare (NOT NULL, types)
+        try:  # the tables' rows hold what their columns declare (NOT NULL, types)
             for table, cond in ROW_TYPES.items():
                 bad = self.db.execute(f"SELECT rowid FROM {table} WHERE NOT ({cond}) LIMIT 1").fetchone()
                 if bad is not None:
