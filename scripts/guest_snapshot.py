@@ -201,7 +201,7 @@ def exports_map(tree: CorpusTree, kallsyms_text: str) -> str:
     if kernel[:4] == b"\x7fELF":
         exports = [(s.address, s.name) for s in vmlinux_exports(ElfFile(kernel))]
     else:
-        exports = [(off, name) for off, name, _gpl in raw_image_exports(kernel)]
+        exports = [(e.offset, e.name) for e in raw_image_exports(kernel)]
     running: dict[str, int] = {}
     for line in kallsyms_text.splitlines():
         f = line.split()
