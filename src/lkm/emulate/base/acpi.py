@@ -15,12 +15,10 @@ walk that would find devices.  Offsets: 6.1 amd64, offsetof() against its header
 
 from __future__ import annotations
 
-from lkm.emulate.base.drvcore import find_driver
-from lkm.emulate.base.registry import EBUSY, table
+from lkm.emulate.base.drvcore import register_on_bus, unregister_from_bus
 from lkm.emulate.devlayouts import device_layout
 from lkm.emulate.kernel import BaseKernel, TraceEntry, Unimplemented, kfunc
 from lkm.emulate.machine import TrapCall
-from lkm.emulate.state import Registration
 
 # struct acpi_driver: name[80], class[80], ids, flags, ops {add, remove, notify}, drv, owner
 ACPI_DRIVER_NAME, ACPI_DRIVER_IDS, ACPI_DRIVER_DRV, ACPI_DRIVER_OWNER = 0, 160, 200, 344
@@ -71,25 +69,10 @@ def _ids(k: BaseKernel, at: int, step: int, length: int, *, cls: bool = False) -
 
 def _driver_register(k: BaseKernel, drv: int, name_ptr: int, bus_name: str, owner: int, kind: str) -> int:
     """What acpi_bus_register_driver and pnp_register_driver do for their embedded
-    device_driver: name, bus and owner set, then driver_register (-EBUSY for a name taken)."""
-    lay = device_layout(k.arch.name)
-    m = k.machine
-    bus = k.resolve(bus_name) or 0
-    m.write_word(drv + lay["device_driver_name"], name_ptr)
-    m.write_word(drv + lay["device_driver_bus"], bus)
-    m.write_word(drv + lay["device_driver_owner"], owner)
-    name = k.cstring(name_ptr, 64)
-    if find_driver(k, name, bus):
-        k.state.printk(3, False, f"Error: Driver '{name}' is already registered, aborting...\n", None)
-        return -EBUSY
-    table(k, "bus-drivers")[drv] = bus
-    k.state.registrations.append(Registration(kind, name, drv, k.current))
-    return 0
-
-
-def _driver_unregister(k: BaseKernel, drv: int, kind: str) -> None:
-    table(k, "bus-drivers").pop(drv, None)
-    k.state.registrations = [r for r in k.state.registrations if not (r.kind == kind and r.address == drv)]
+    device_driver: the name set, then the bus driver's registration (bus and owner set,
+    -EBUSY for a name taken)."""
+    k.machine.write_word(drv + device_layout(k.arch.name)["device_driver_name"], name_ptr)
+    return register_on_bus(k, drv, bus_name, owner, kind, k.cstring(name_ptr, 64))
 
 
 # -- ACPI drivers (drivers/acpi/bus.c) -------------------------------------------------------------
@@ -117,7 +100,7 @@ def _acpi_bus_register_driver(k: BaseKernel, c: TrapCall) -> int:
 
 @kfunc("acpi_bus_unregister_driver", nargs=1)
 def _acpi_bus_unregister_driver(k: BaseKernel, c: TrapCall) -> int:
-    _driver_unregister(k, c.arg(0) + ACPI_DRIVER_DRV, "acpi")
+    unregister_from_bus(k, c.arg(0) + ACPI_DRIVER_DRV, "acpi")
     return 0
 
 
@@ -141,7 +124,7 @@ def _pnp_register_driver(k: BaseKernel, c: TrapCall) -> int:
 
 @kfunc("pnp_unregister_driver", nargs=1)
 def _pnp_unregister_driver(k: BaseKernel, c: TrapCall) -> int:
-    _driver_unregister(k, c.arg(0) + PNP_DRIVER_DRIVER, "pnp")
+    unregister_from_bus(k, c.arg(0) + PNP_DRIVER_DRIVER, "pnp")
     return 0
 
 
