@@ -10,7 +10,11 @@ itself checks, lays out, resolves and relocates the raw .ko files (exporter.ko, 
 
 ``lkm demo --html OUT`` writes the same walk-through as one self-contained page (text and
 pictures: memory maps, the module memory pools, a dependency graph, ``lkm why`` and a crash
-graph), readable offline and with JavaScript off.
+graph), readable offline and with JavaScript off.  ``lkm demo --json`` writes each step as
+one JSON line (schema lkm/1, kind ``demo-step``): its number, the part of the walk, the
+command, its exit status and outcome, the output the walk shows for it (as the text walk
+shows it) and the state it leaves: the modules loaded in the model kernel it ran on, as
+``lsmod --json``.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ import struct
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, TextIO
 
 from lkm.cli import main
+from lkm.cli.jsonout import line as json_line
+from lkm.cli.jsonout import loaded_module
 from lkm.cli.ksymoops import crash_frames
 from lkm.cli.tool import Opt, Tool
 from lkm.draw import html
@@ -88,7 +95,54 @@ class _Page:
         )
 
 
+class _Steps:
+    """--json: the walk's steps, each written as one ``demo-step`` JSON line once the next
+    one starts (stdout is redirected to ``sink`` meanwhile)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.sink = io.StringIO()
+        self.part = ""
+        self.count = 0
+        self.step: dict[str, Any] | None = None
+
+    def flush(self) -> None:
+        text = self.sink.getvalue()
+        self.sink.seek(0)
+        self.sink.truncate()
+        if self.step is None:
+            return
+        self.step["output"] += text
+        self.out.write(json_line("demo-step", **self.step))
+        self.out.flush()
+        self.step = None
+
+    def heading(self, title: str) -> None:
+        self.flush()
+        self.part = title
+
+    def begin(self, command: str, note: str) -> None:
+        self.flush()
+        self.count += 1
+        self.step = {"step": self.count, "part": self.part, "command": command, "note": note or None,
+                     "status": 0, "outcome": "ok", "output": "", "modules": None}  # fmt: skip
+
+    def ended(self, status: int, state: str | None) -> None:
+        """The current step's command returned ``status``; ``state``: its model kernel."""
+        if self.step is None:
+            return
+        self.step["status"] = status
+        self.step["outcome"] = "ok" if status == 0 else "failed"
+        if state is not None and os.path.exists(state):
+            k = ModelKernel(state)
+            try:
+                self.step["modules"] = [loaded_module(m) for m in k.modules()]
+            finally:
+                k.close()
+
+
 _PAGE: _Page | None = None
+_STEPS: _Steps | None = None
 
 INTROS = {
     "2.4": "insmod asks the kernel for its symbols (query_module), links the object at the address "
@@ -100,8 +154,15 @@ INTROS = {
 }
 
 
-def _say(text: str) -> None:
+def _say(text: str, note: str = "") -> None:
+    if _STEPS is not None:
+        if text.startswith("== "):
+            _STEPS.heading(text.strip("= "))
+        else:
+            _STEPS.begin(text[2:] if text.startswith("$ ") else text, note)
+        return
     if _PAGE is not None:
+        text = f"{text}   # {note}" if note else text
         if text.startswith("== "):
             title = text.strip("= ")
             _PAGE.heading(
@@ -113,6 +174,7 @@ def _say(text: str) -> None:
         else:
             _PAGE.say(text)
         return
+    text = f"{text}   # {note}" if note else text
     # bold headings only on a terminal, and never with NO_COLOR set (no-color.org)
     color = not os.environ.get("NO_COLOR") and sys.stdout.isatty()
     sys.stdout.write(f"\n\033[1m{text}\033[0m\n" if color else f"\n{text}\n")
@@ -138,7 +200,14 @@ def _picture(argv: list[str], caption: str) -> None:
 
 def _run(argv: list[str], note: str = "", head: int | None = None) -> int:
     shown = " ".join(shlex.quote(a.replace(str(MODULES) + os.sep, "")) for a in argv)
-    _say(f"$ lkm {shown}" + (f"   # {note}" if note else ""))
+    _say(f"$ lkm {shown}", note)
+    rc = _command(argv, head)
+    if _STEPS is not None:
+        _STEPS.ended(rc, argv[argv.index("--state") + 1] if "--state" in argv else None)
+    return rc
+
+
+def _command(argv: list[str], head: int | None) -> int:
     if head is None:
         with contextlib.redirect_stderr(sys.stdout):
             return main(["lkm", *argv])
@@ -191,21 +260,39 @@ def _sticky(state: str) -> int:
 TOOL = Tool(
     "demo",
     "a guided run of the HOWTO's section 10 on a model kernel",
-    usage=["[--html OUT.html]"],
+    usage=["[--html OUT.html | --json]"],
     description="Colours only on a terminal, and never with NO_COLOR set.",
-    options=[Opt("", "html", "FILE", "also write the walk as a self-contained page", complete="file")],
+    options=[
+        Opt("", "html", "FILE", "also write the walk as a self-contained page", complete="file"),
+        Opt(
+            "",
+            "json",
+            None,
+            "each step as one JSON line (schema lkm/1, kind demo-step):\n"
+            "command, status, outcome, output, the modules loaded",
+        ),
+    ],
 )
 
 
 def run(prog: str, args: list[str]) -> int:
-    global _PAGE
+    global _PAGE, _STEPS
     if args[:1] in (["-h"], ["--help"], ["-V"], ["--version"]):
         TOOL.parse(prog, args[:1])  # prints the help or version, raises Exit
-    if args and not (len(args) == 2 and args[0] == "--html"):
-        sys.stderr.write(f"Usage: {prog} [--html OUT.html]\n")
+    if args and not (len(args) == 2 and args[0] == "--html") and args != ["--json"]:
+        sys.stderr.write(f"Usage: {prog} [--html OUT.html | --json]\n")
         return 0 if args in (["-h"], ["--help"]) else 1
     if not args:
         return _walk()
+    if args == ["--json"]:
+        _STEPS = _Steps(sys.stdout)
+        try:
+            with contextlib.redirect_stdout(_STEPS.sink):
+                rc = _walk()
+            _STEPS.flush()
+        finally:
+            _STEPS = None
+        return rc
     _PAGE = _Page()
     try:
         with contextlib.redirect_stdout(_PAGE.sink):
@@ -265,7 +352,7 @@ def _walk() -> int:
         )
         _run(["rmmod", *st, "-v", "hello24"], "rmmod saves it before unloading")
         persist = Path(tmp) / "persist" / "hello24.o"
-        _say(f"$ cat {persist.name}   # the persist file, modutils' format")
+        _say(f"$ cat {persist.name}", "the persist file, modutils' format")
         sys.stdout.write(persist.read_text())
         _run(["insmod", *st, "-e", "", str(MODULES / "hello24.o")], "insmod -e restores it")
         sys.stdout.write(f"sticky in kernel memory after the reload: {_sticky(state)}\n")

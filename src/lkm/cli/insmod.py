@@ -1,7 +1,9 @@
 """``lkm insmod [options] FILENAME [ARGS...]``: insert a module into the kernel, as kmod's insmod.
 
 Options as kmod 30's: -f (force: ignore symbol versions and vermagic), -p and -s (accepted,
-ignored), -V, -h.  Messages and exit status as kmod's.
+ignored), -V, -h.  Messages and exit status as kmod's.  lkm's ``--json`` adds one JSON
+document on stdout saying what happened (kind ``insmod``, :mod:`lkm.cli.loadjson`); the
+messages on stderr and the exit status stay kmod's.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import os
 import sys
 
 from lkm.cli.backend import choose
+from lkm.cli.loadjson import Watch, insmod_document
 from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.errors import LkmError
 from lkm.kernel import KernelError, open_kernel
-from lkm.kernel.load import insert_module, join_options
+from lkm.kernel.interface import Kernel
+from lkm.kernel.load import insert_module, join_options, module_name
+from lkm.module.file import ModuleFile
 
 TOOL = Tool(
     "insmod",
@@ -29,6 +34,13 @@ TOOL = Tool(
         Opt("V", "version", None, "show version"),
         Opt("h", "help", None, "show this help"),
         *BACKEND,
+        Opt(
+            "",
+            "json",
+            None,
+            "one JSON object on stdout saying what happened\n(schema lkm/1, kind insmod)",
+            own=True,
+        ),
     ],
 )
 # kmod's insmod words these errnos its own way (tools/insmod.c mod_strerror).
@@ -44,16 +56,33 @@ def mod_strerror(err: int) -> str:
     return MOD_STRERROR.get(err) or os.strerror(err)
 
 
+def file_module_name(filename: str) -> str:
+    """The name a module file loads under (its .modinfo name=, else its file name)."""
+    try:
+        return ModuleFile.open(filename).name
+    except (LkmError, OSError, ValueError):
+        return module_name(filename)
+
+
+def _names(kernel: Kernel) -> set[str]:
+    try:
+        return {m.name for m in kernel.modules()}
+    except LkmError:
+        return set()
+
+
 def run(prog: str, args: list[str]) -> int:
     done, chosen, args = choose(prog, args, "insmod")
     if done is not None:
         return done
     err = sys.stderr.write
     opts, operands = TOOL.parse(prog, args)
-    force = False
+    force = as_json = False
     for flag, _ in opts:
         if flag in ("-f", "--force"):
             force = True
+        elif flag == "--json":
+            as_json = True
     if not operands:
         err(f"{prog}: ERROR: missing filename.\n")
         return 1
@@ -62,17 +91,30 @@ def run(prog: str, args: list[str]) -> int:
         err(f"{prog}: ERROR: this tool does not support loading from stdin!\n")
         return 1
 
+    def failed(errno_: int | None, message: str, kernel: Kernel | None, watch: Watch | None) -> int:
+        err(f"{prog}: ERROR: {message}\n")
+        if as_json:
+            name = file_module_name(filename)
+            sys.stdout.write(insmod_document(kernel, name, filename, errno_, message, watch))
+        return 1
+
     try:
         os.stat(filename)
     except OSError as exc:
-        err(f"{prog}: ERROR: could not load module {filename}: {exc.strerror}\n")
-        return 1
+        return failed(exc.errno or errno.EIO, f"could not load module {filename}: {exc.strerror}", None, None)
+    kernel = chosen or open_kernel()
+    watch = Watch(kernel) if as_json else None
+    before = _names(kernel) if as_json else set()
     try:
-        insert_module(chosen or open_kernel(), filename, join_options(operands[1:]), force=force)
+        insert_module(kernel, filename, join_options(operands[1:]), force=force)
     except KernelError as exc:
-        err(f"{prog}: ERROR: could not insert module {filename}: {mod_strerror(exc.errno)}\n")
-        return 1
+        return failed(
+            exc.errno, f"could not insert module {filename}: {mod_strerror(exc.errno)}", kernel, watch
+        )
     except LkmError as exc:
-        err(f"{prog}: ERROR: could not insert module {filename}: {exc.reason}\n")
-        return 1
+        return failed(exc.errno, f"could not insert module {filename}: {exc.reason}", kernel, watch)
+    if as_json:
+        new = sorted(_names(kernel) - before)
+        name = new[0] if len(new) == 1 else file_module_name(filename)
+        sys.stdout.write(insmod_document(kernel, name, filename, None, None, watch))
     return 0

@@ -1,7 +1,10 @@
 """``kmod``: kmod's multi-call program (tools/kmod.c) — ``kmod list``, ``kmod static-nodes``,
 ``kmod help``, ``kmod --version`` — run as ``lkm kmod ...`` or through a link named ``kmod``.
 The compat tools (lsmod, rmmod, insmod, modinfo, modprobe, depmod) are links named after them,
-as with kmod itself.  Output, messages and exit status are kmod 30's.
+as with kmod itself.  Output, messages and exit status are kmod 30's.  lkm adds ``--json``:
+``kmod list --json`` is ``lsmod --json`` (kind ``lsmod``), ``kmod static-nodes --json`` one
+``static-node`` document per node (JSON Lines: module, devname, type, major, minor) instead
+of the ``--format``'s text; ``kmod help`` stays text.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 
 from lkm.cli import lsmod
 from lkm.cli.getopt import UsageError, parse
+from lkm.cli.jsonout import line as json_line
 from lkm.cli.tool import Opt, Tool
 
 COMMANDS = (
@@ -28,7 +32,12 @@ VERSION = "kmod version 30\n+ZSTD +XZ -ZLIB +LIBCRYPTO -EXPERIMENTAL\n"
 TOOL = Tool(
     "kmod",
     "kmod's multi-call program: list, static-nodes, help (kmod-compatible)",
-    usage=["[options] command [command_options]", "list", "static-nodes [-f FORMAT] [-o FILE]", "help"],
+    usage=[
+        "[options] command [command_options]",
+        "list [--json]",
+        "static-nodes [-f FORMAT] [-o FILE] [--json]",
+        "help",
+    ],
     kmod=True,
     version_text=VERSION,
     options=[
@@ -40,6 +49,13 @@ TOOL = Tool(
             complete="human tmpfiles devname",
         ),
         Opt("o", "output", "FILE", "static-nodes: write output to FILE (parent directories made)"),
+        Opt(
+            "",
+            "json",
+            None,
+            "list, static-nodes: JSON Lines (schema lkm/1, kinds\nlsmod and static-node) instead of text",
+            own=True,
+        ),
     ],
 )
 
@@ -143,16 +159,24 @@ def parse_devname_line(line: str) -> tuple[str, str, str, int, int] | None:
     return m.group(1), m.group(2), m.group(3), int(m.group(4)) & 0xFFFFFFFF, int(m.group(5)) & 0xFFFFFFFF
 
 
+def node_document(modname: str, devname: str, kind: str, major: int, minor: int) -> str:
+    """One modules.devname entry as a ``static-node`` JSON line (lkm's ``--json``)."""
+    return json_line("static-node", module=modname, devname=devname, type=kind, major=major, minor=minor)
+
+
 def static_nodes(args: list[str]) -> int:
     try:
-        opts, _operands = parse(args, "o:f:h", ["output=", "format=", "help"])
+        opts, _operands = parse(args, "o:f:h", ["output=", "format=", "help", "json"])
     except UsageError as exc:
         sys.stderr.write(f"static-nodes: {exc}\n")
         return 1
     output = "/dev/stdout"
     fmt = "human"
+    as_json = False
     for flag, val in opts:
-        if flag in ("-o", "--output"):
+        if flag == "--json":
+            as_json = True
+        elif flag in ("-o", "--output"):
             output = val
         elif flag in ("-f", "--format"):
             if val not in ("human", "tmpfiles", "devname"):
@@ -184,7 +208,7 @@ def static_nodes(args: list[str]) -> int:
             sys.stderr.write(f"Error: invalid devname entry: {line}")
             rc = 1
             continue
-        out_text.append(format_node(fmt, *got))
+        out_text.append(node_document(*got) if as_json else format_node(fmt, *got))
     if output == "/dev/stdout":
         sys.stdout.write("".join(out_text))
         sys.stdout.flush()

@@ -1,6 +1,8 @@
 """``lkm lsmod``: the loaded modules, formatted as kmod's lsmod prints them.
 
-kmod 30's lsmod takes no options: any argument gets "Usage: PROG" and exit status 1.
+kmod 30's lsmod takes no options: any argument gets "Usage: PROG" and exit status 1; lkm
+adds only ``--json`` (JSON Lines, kind ``lsmod``), through a link named lsmod and as
+``kmod list --json`` too.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def run(prog: str, args: list[str]) -> int:
     if done is not None:
         return done
     as_json = False
-    if prog in ("lsmod", "list"):  # kmod's own lsmod (and kmod list): no options at all
-        if args:
+    if prog in ("lsmod", "list"):  # kmod's own lsmod (and kmod list): no options but lkm's --json
+        as_json = args == ["--json"]
+        if args and not as_json:
             sys.stderr.write(f"Usage: {prog}\n")
             return 1
     else:

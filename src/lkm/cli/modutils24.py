@@ -12,6 +12,8 @@ import os
 import sys
 
 from lkm.cli.getopt import UsageError, parse
+from lkm.cli.jsonout import line, loaded_module
+from lkm.cli.loadjson import Watch, insmod_document, loaded, rmmod_document
 from lkm.errors import LkmError
 from lkm.kernel.interface import KernelError
 from lkm.kernel.model import ModelKernel
@@ -42,8 +44,16 @@ def persist_dir(kernel: ModelKernel) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(kernel.state.path)), "persist")
 
 
+def take_json(args: list[str]) -> tuple[bool, list[str]]:
+    """lkm's --json (before any "--"), taken out of modutils' own arguments."""
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--json"]
+    return len(head) != end, head + args[end:]
+
+
 def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
     err = sys.stderr.write
+    as_json, args = take_json(args)
     try:
         opts, operands = parse(args, "fkmno:pqrsSvVxXyYe:O:P:LNh", INSMOD_LONG)
     except UsageError as exc:
@@ -82,20 +92,32 @@ def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
     path = operands[0]
     if verbose:
         sys.stdout.write(f"Using {path}\n")
+    watch = Watch(kernel) if as_json else None
+    name = str(kw.get("name") or os.path.basename(path).split(".")[0])
+
+    def failed(exc: LkmError, message: str) -> int:
+        err(message + "\n")
+        if isinstance(exc, InsmodError) and exc.hint:
+            err(f"{exc.hint}\n")
+        if as_json:
+            sys.stdout.write(insmod_document(kernel, name, path, exc.errno, message, watch, result="failed"))
+        return 1
+
     try:
         res = insmod24.insmod(
             kernel, path, operands[1:], InsmodOptions(**kw), persist_dir=persist_dir(kernel)
         )
     except InsmodError as exc:
-        err(f"{exc.path or path}: {exc.reason}\n")
-        if exc.hint:
-            err(f"{exc.hint}\n")
-        return 1
+        return failed(exc, f"{exc.path or path}: {exc.reason}")
     except LkmError as exc:
-        err(f"insmod: {exc}\n")
-        return 1
+        return failed(exc, f"insmod: {exc}")
     for w in res.warnings:
         err(w + "\n")
+    if as_json:  # -n (noload): linked, not loaded; the -m map goes into the document
+        result = "loaded" if res.loaded else "linked"
+        doc = insmod_document(kernel, res.name, path, None, None, watch, res.warnings, result, map=res.map)
+        sys.stdout.write(doc)
+        return 0
     if res.map is not None:
         sys.stdout.write(res.map)
     if verbose and res.loaded:
@@ -105,6 +127,7 @@ def insmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
 
 def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
     err = sys.stderr.write
+    as_json, args = take_json(args)
     try:
         opts, operands = parse(
             args, "aehrsvV", ["all", "persist", "help", "stacks", "syslog", "verbose", "version"]
@@ -133,22 +156,32 @@ def rmmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
         return 1
     failed = 0
     for name in operands:
+        watch = Watch(kernel) if as_json else None
+        before = loaded(kernel, name) if as_json else {}
+        notes: list[str] = []
+        problem: tuple[str, int | None, str] | None = None
         try:
             saved = rmmod24.rmmod(kernel, [name], recursive="r" in flags, persist_only="e" in flags)
-            if "v" in flags:
-                for p in saved:
-                    sys.stdout.write(f"Saved persistent data of {name} in {p}\n")
+            notes = [f"Saved persistent data of {name} in {p}" for p in saved]
+            if "v" in flags and not as_json:
+                sys.stdout.write("".join(n + "\n" for n in notes))
         except KernelError as exc:
-            failed += 1
             if exc.errno == errno.ENOENT:
-                err(f"rmmod: module {name} is not loaded\n")
+                problem = ("not-loaded", exc.errno, f"rmmod: module {name} is not loaded")
             elif exc.errno == errno.EBUSY:
-                err(f"rmmod: {name}: Device or resource busy\n")
+                problem = ("in-use", exc.errno, f"rmmod: {name}: Device or resource busy")
             else:
-                err(f"rmmod: {name}: {exc.strerror}\n")
+                problem = ("failed", exc.errno, f"rmmod: {name}: {exc.strerror}")
         except RmmodError as exc:
+            problem = ("failed", exc.errno, f"rmmod: {exc.reason}")
+        if problem is not None:
             failed += 1
-            err(f"rmmod: {exc.reason}\n")
+            err(problem[2] + "\n")
+        if as_json:
+            result, code, message = problem or ("removed", None, None)
+            if result == "removed" and "e" in flags:
+                result = "saved"  # -e: persistent data saved, the module stays
+            sys.stdout.write(rmmod_document(kernel, name, name, result, code, message, before, notes, watch))
     return 1 if failed else 0
 
 
@@ -170,8 +203,12 @@ def format_lsmod(kernel: ModelKernel) -> str:
 
 
 def lsmod(prog: str, args: list[str], kernel: ModelKernel) -> int:
+    as_json, args = take_json(args)
     if args:
         sys.stderr.write("Usage: lsmod\n")
         return 1
+    if as_json:  # lkm's: the modules as /proc/modules has them (kind lsmod), as on today's kernels
+        sys.stdout.write("".join(line("lsmod", **loaded_module(m)) for m in kernel.modules()))
+        return 0
     sys.stdout.write(format_lsmod(kernel))
     return 0

@@ -21,12 +21,12 @@ _lkm_opts() {
         ;;
     insmod)
         case "$prev" in --state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-f --force -V --version -h --help --model --state" -- "$cur"))
+        COMPREPLY=($(compgen -W "-f --force -V --version -h --help --model --state --json" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     rmmod)
         case "$prev" in --state) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-f --force -s --syslog -v --verbose -V --version -h --help --model --state" -- "$cur"))
+        COMPREPLY=($(compgen -W "-f --force -s --syslog -v --verbose -V --version -h --help --model --state --json" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     lsmod)
@@ -55,7 +55,7 @@ _lkm_opts() {
         ;;
     demo)
         case "$prev" in --html) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "--html -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--html --json -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     verify)
@@ -130,7 +130,7 @@ _lkm_opts() {
     kmod)
         case "$prev" in -f|--format) COMPREPLY=($(compgen -W "human tmpfiles devname" -- "$cur")); return;; esac
         case "$prev" in -o|--output) COMPREPLY=($(compgen -f -- "$cur")); return;; esac
-        COMPREPLY=($(compgen -W "-f --format -o --output -V --version -h --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "-f --format -o --output --json -V --version -h --help" -- "$cur"))
         [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))
         ;;
     esac
