@@ -9,6 +9,8 @@ is described as the kernel shows it: its size and address as /proc/modules gives
 strings), its taint letters, its sections (/sys/module/NAME/sections) and, on a model kernel,
 its memory regions, the kernel's taint and the lines the kernel logged during the call.  The
 running kernel's log is not read (``log`` is null): /dev/kmsg is not lkm's to consume.
+A usage error (no file or module named, a file read from stdin) acts on no module and writes
+no document.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import errno as errnos
 from typing import Any
 
 from lkm.cli.jsonout import hexaddr, line
-from lkm.kernel.interface import Kernel, KernelError
+from lkm.errors import LkmError
+from lkm.kernel.interface import Kernel
 
 
 def _log(kernel: Kernel) -> list[str] | None:
@@ -28,7 +31,7 @@ def _log(kernel: Kernel) -> list[str] | None:
         return None
     try:
         return list(dmesg())
-    except Exception:
+    except (LkmError, OSError):  # the log is a detail: the result is what matters
         return None
 
 
@@ -53,7 +56,7 @@ def kernel_taint(kernel: Kernel) -> int | None:
     if tainted is not None:
         try:
             return int(tainted())
-        except (KernelError, OSError, ValueError):
+        except (LkmError, OSError, ValueError):
             return None
     proc = getattr(kernel, "proc", "/proc")
     try:
@@ -67,7 +70,7 @@ def loaded(kernel: Kernel, name: str) -> dict[str, Any]:
     """A loaded module's facts as the kernel reports them (None each when it is not loaded)."""
     try:  # /proc/modules' row (address, taints), as lsmod reads it
         m = next((r for r in kernel.modules() if r.name == name), None)
-    except (KernelError, OSError):
+    except (LkmError, OSError):
         m = None
     if m is None:  # gone already (or /proc/modules unreadable): the facts are unknown
         return dict.fromkeys(("size", "address", "taints", "state", "refcount", "holders", "sections"))
@@ -81,11 +84,11 @@ def loaded(kernel: Kernel, name: str) -> dict[str, Any]:
     }
     try:
         out["sections"] = {s: hexaddr(a) for s, a in kernel.sections(name).items()}
-    except (KernelError, OSError):  # /sys/module/NAME/sections: root only on a real kernel
+    except (LkmError, OSError):  # /sys/module/NAME/sections: root only on a real kernel
         out["sections"] = None
     regions = getattr(kernel, "regions", None)
     if regions is not None:
-        with contextlib.suppress(KernelError, OSError):
+        with contextlib.suppress(LkmError, OSError):
             out["regions"] = {r: hexaddr(a) for r, a in regions(name).items()}
     return out
 
