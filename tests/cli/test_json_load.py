@@ -319,3 +319,22 @@ def test_demo_json_steps_are_the_walks(validator: Any) -> None:
         (1, "lkm rmmod: ERROR: Module exporter is in use by: importer\n"),  # kmod's
     ]
     assert steps[-1]["modules"] == []
+
+
+def test_readme_table_is_filled() -> None:
+    """The README's surface table: a row per tool, every cell filled, --json everywhere (the
+    option tables say the same: test_json_tools.test_every_tool_has_json)."""
+    from lkm.cli import TOOLS, all_tools
+
+    readme = (ROOT / "README.md").read_text()
+    head = "| tool | `--help` | `--version` | `--json` | man page | completion |"
+    lines = readme[readme.index(head) :].splitlines()[2:]
+    rows = {
+        c[0]: c[1:] for c in ([x.strip() for x in ln.strip("|").split("|")] for ln in lines[: len(TOOLS)])
+    }
+    assert sorted(rows) == sorted(TOOLS)
+    for name, cells in rows.items():
+        assert len(cells) == 5 and all(cells), name
+        assert not cells[2].startswith("no"), name
+        assert cells[3] == f"lkm-{name}.8" and (DATA / "man" / cells[3]).is_file(), name
+        assert any("json" in o.long for o in all_tools()[name].options), name
