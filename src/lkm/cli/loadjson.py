@@ -7,8 +7,11 @@ Every document has the module's ``name``, the ``result`` (insmod: ``loaded``,
 ``message`` the text mode prints after ``PROG: ERROR:`` (kmod's wording).  A loaded module
 is described as the kernel shows it: its size and address as /proc/modules gives them (hex
 strings), its taint letters, its sections (/sys/module/NAME/sections) and, on a model kernel,
-its memory regions, the kernel's taint and the lines the kernel logged during the call.  The
-running kernel's log is not read (``log`` is null): /dev/kmsg is not lkm's to consume.
+its memory regions; the kernel's taint and the lines the kernel logged during the call: a
+model kernel's log, or the running kernel's /dev/kmsg (each reader of it has its own position,
+so reading takes nothing from dmesg or journald; ``log`` is null where it cannot be read, as
+without CAP_SYSLOG under dmesg_restrict).  On a running kernel the log holds whatever the
+kernel printed meanwhile, the call's lines among them.
 A usage error (no file or module named, a file read from stdin) acts on no module and writes
 no document.
 """
@@ -17,11 +20,47 @@ from __future__ import annotations
 
 import contextlib
 import errno as errnos
+import os
+import re
 from typing import Any
 
 from lkm.cli.jsonout import hexaddr, line
 from lkm.errors import LkmError
 from lkm.kernel.interface import Kernel
+from lkm.kernel.live import LiveKernel
+
+KMSG = "/dev/kmsg"
+
+
+class Kmsg:
+    """A reader of the running kernel's log (/dev/kmsg) from now on."""
+
+    def __init__(self, path: str = KMSG) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.lseek(self.fd, 0, os.SEEK_END)  # only what is logged from now on
+
+    def read(self) -> list[str]:
+        """The records logged since (or since the last read), their text only; closes."""
+        out: list[str] = []
+        try:
+            for _ in range(1 << 16):  # bounded: a kernel flooding its log does not keep us here
+                try:
+                    record = os.read(self.fd, 8192)  # one record per read (kernel/printk)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno == errnos.EPIPE:  # records overwritten before we read them
+                        continue
+                    break
+                if not record:
+                    break
+                body = record.partition(b";")[2].split(b"\n", 1)[0]
+                # the kernel writes unprintable bytes (and the backslash) as \xNN
+                raw = re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m[1], 16)]), body)
+                out.append(raw.decode("utf-8", "replace"))
+        finally:
+            os.close(self.fd)
+        return out
 
 
 def _log(kernel: Kernel) -> list[str] | None:
@@ -40,10 +79,19 @@ class Watch:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
+        self.kmsg: Kmsg | None = None
+        self.mark: int | None = None
+        if isinstance(kernel, LiveKernel):
+            with contextlib.suppress(OSError):
+                self.kmsg = Kmsg()
+            return
         before = _log(kernel)
         self.mark = None if before is None else len(before)
 
     def logged(self) -> list[str] | None:
+        if self.kmsg is not None:
+            kmsg, self.kmsg = self.kmsg, None
+            return kmsg.read()
         if self.mark is None:
             return None
         after = _log(self.kernel)
