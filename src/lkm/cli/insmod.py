@@ -19,7 +19,6 @@ from lkm.errors import LkmError
 from lkm.kernel import KernelError, open_kernel
 from lkm.kernel.interface import Kernel
 from lkm.kernel.load import insert_module, join_options, module_name
-from lkm.module.file import ModuleFile
 
 TOOL = Tool(
     "insmod",
@@ -56,14 +55,6 @@ def mod_strerror(err: int) -> str:
     return MOD_STRERROR.get(err) or os.strerror(err)
 
 
-def file_module_name(filename: str) -> str:
-    """The name a module file loads under (its .modinfo name=, else its file name)."""
-    try:
-        return ModuleFile.open(filename).name
-    except (LkmError, OSError, ValueError):
-        return module_name(filename)
-
-
 def _names(kernel: Kernel) -> set[str]:
     try:
         return {m.name for m in kernel.modules()}
@@ -94,7 +85,7 @@ def run(prog: str, args: list[str]) -> int:
     def failed(errno_: int | None, message: str, kernel: Kernel | None, watch: Watch | None) -> int:
         err(f"{prog}: ERROR: {message}\n")
         if as_json:
-            name = file_module_name(filename)
+            name = module_name(filename)
             sys.stdout.write(insmod_document(kernel, name, filename, errno_, message, watch))
         return 1
 
@@ -115,6 +106,6 @@ def run(prog: str, args: list[str]) -> int:
         return failed(exc.errno, f"could not insert module {filename}: {exc.reason}", kernel, watch)
     if as_json:
         new = sorted(_names(kernel) - before)
-        name = new[0] if len(new) == 1 else file_module_name(filename)
+        name = new[0] if len(new) == 1 else module_name(filename)
         sys.stdout.write(insmod_document(kernel, name, filename, None, None, watch))
     return 0

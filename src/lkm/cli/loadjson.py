@@ -22,12 +22,15 @@ import contextlib
 import errno as errnos
 import os
 import re
-from typing import Any
 
 from lkm.cli.jsonout import hexaddr, line
 from lkm.errors import LkmError
 from lkm.kernel.interface import Kernel
 from lkm.kernel.live import LiveKernel
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up: insmod, rmmod)
+if TYPE_CHECKING:
+    from typing import Any
 
 KMSG = "/dev/kmsg"
 
