@@ -338,3 +338,31 @@ def test_readme_table_is_filled() -> None:
         assert not cells[2].startswith("no"), name
         assert cells[3] == f"lkm-{name}.8" and (DATA / "man" / cells[3]).is_file(), name
         assert any("json" in o.long for o in all_tools()[name].options), name
+
+
+def test_kmsg_records() -> None:
+    """/dev/kmsg's record format (Documentation/ABI/testing/dev-kmsg): one record per read,
+    "prio,seq,usec,flags;text\\n" then " KEY=value" lines; unprintable bytes and the backslash
+    written as \\xNN.  A SEQPACKET socket keeps records apart as the device does."""
+    import socket
+
+    from lkm.cli.loadjson import Kmsg
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for rec in (
+        b"4,1234,5140900,-;importer: Unknown symbol lkm_fixture_add (err -2)\n",
+        b"6,1235,5140901,-;e1000 0000:00:03.0 eth0: (PCI:33MHz:32-bit)\n"
+        b" SUBSYSTEM=pci\n DEVICE=+pci:0000:00:03.0\n",
+        b"6,1236,5140902,c;a\\x5cb caf\\xc3\\xa9 \\x07\n",
+    ):
+        a.send(rec)
+    b.setblocking(False)
+    k = Kmsg.__new__(Kmsg)
+    k.fd = os.dup(b.fileno())
+    assert k.read() == [
+        "importer: Unknown symbol lkm_fixture_add (err -2)",
+        "e1000 0000:00:03.0 eth0: (PCI:33MHz:32-bit)",
+        "a\\b café \x07",
+    ]
+    a.close()
+    b.close()
