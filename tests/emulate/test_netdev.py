@@ -211,3 +211,33 @@ def test_readme_example() -> None:
     test = scope["test_netdemo"]
     assert callable(test)
     test()
+
+
+def test_skb_calls_keep_the_kernels_rules() -> None:
+    """net/core/skbuff.c's rules, called as a driver calls them: __netdev_alloc_skb reserves
+    NET_SKB_PAD (64 on x86) of headroom, skb_put past the end is skb_over_panic (BUG),
+    skb_pull of more than len is NULL, a second free is the refcount underflow warning."""
+    from lkm.emulate.base.skbuff import SKB
+    from lkm.emulate.machine import EmulationFault
+
+    h, _model = loaded()
+    k, m = h.kernel, h.kernel.machine
+    dev = h.netdev().address
+
+    def call(name: str, *args: int) -> int:
+        return k.call(k.add_function(name), args)
+
+    skb = call("__netdev_alloc_skb", dev, 100, 0x820)
+    head, data = m.read_word(skb + SKB["head"]), m.read_word(skb + SKB["data"])
+    assert data - head == 64 and m.read_word(skb + SKB["dev"]) == dev and h.skbs == 1
+    assert call("skb_put", skb, 100) == data and m.read_int(skb + SKB["len"], 4) == 100
+    assert call("skb_pull", skb, 101) == 0 and call("skb_pull", skb, 14) == data + 14
+    end = m.read_int(skb + SKB["end"], 4)
+    with pytest.raises(EmulationFault) as exc:
+        call("skb_put", skb, end)  # far past the end
+    assert exc.value.kind == "bug" and h.dmesg[-1].startswith("skbuff: skb_over_panic: text:")
+    assert f" len:86 put:{end} " in h.dmesg[-1] and h.dmesg[-1].endswith(f"end:{end:#x} dev:eth0")
+    call("consume_skb", skb)
+    assert h.skbs == 0
+    call("consume_skb", skb)
+    assert h.dmesg[-1] == "refcount_t: underflow; use-after-free."

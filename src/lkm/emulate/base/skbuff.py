@@ -16,7 +16,7 @@ from __future__ import annotations
 from lkm.emulate.base.net import ND
 from lkm.emulate.base.netdev import NETDEV, NETREG_REGISTERED
 from lkm.emulate.base.registry import table
-from lkm.emulate.kernel import BaseKernel, kfunc
+from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
 from lkm.emulate.machine import EmulationFault, TrapCall
 from lkm.record import Record
 
@@ -65,8 +65,6 @@ def _live(k: BaseKernel) -> dict[object, object]:
 def alloc_skb(k: BaseKernel, size: int) -> int:
     """__alloc_skb(size): the sk_buff and its head (data aligned to the cache line, the
     skb_shared_info after it, dataref 1), one user, empty; NULL without memory."""
-    from lkm.emulate.kernel import OutOfMemory
-
     m = k.machine
     data_size = _align(size)
     try:
@@ -117,12 +115,15 @@ def free_skb(k: BaseKernel, skb: int) -> None:
     k.free(skb)
 
 
-def _bug(k: BaseKernel, what: str, skb: int, n: int) -> EmulationFault:
-    """skb_over_panic / skb_under_panic: the kernel's message, then BUG()."""
+def _bug(k: BaseKernel, c: TrapCall, what: str, skb: int, n: int) -> EmulationFault:
+    """skb_panic (skb_over_panic / skb_under_panic): the kernel's pr_emerg line (the caller's
+    address as %px), then BUG()."""
     m = k.machine
-    text = (f"skbuff: {what}: text:{k.current or ''} len:{n} put:{n} head:{m.read_word(skb + SKB['head']):x} "
-            f"data:{m.read_word(skb + SKB['data']):x} tail:{m.read_int(skb + SKB['tail'], 4):#x} "
-            f"end:{m.read_int(skb + SKB['end'], 4):#x} dev:<NULL>\n")  # fmt: skip
+    dev = m.read_word(skb + SKB["dev"])
+    text = (f"skbuff: {what}: text:{k.return_address(c):016x} len:{m.read_int(skb + SKB['len'], 4)} put:{n} "
+            f"head:{m.read_word(skb + SKB['head']):016x} data:{m.read_word(skb + SKB['data']):016x} "
+            f"tail:{m.read_int(skb + SKB['tail'], 4):#x} end:{m.read_int(skb + SKB['end'], 4):#x} "
+            f"dev:{k.cstring(dev, 16) if dev else '<NULL>'}\n")  # fmt: skip
     k.state.printk(0, False, text, k.current)
     return EmulationFault("bug", f"{what} (kernel BUG at net/core/skbuff.c)", report=text)
 
@@ -158,7 +159,7 @@ def _skb_put(k: BaseKernel, c: TrapCall) -> int:
     skb, n = c.arg(0), c.arg(1) & 0xFFFFFFFF
     tail = m.read_int(skb + SKB["tail"], 4)
     if tail + n > m.read_int(skb + SKB["end"], 4):
-        raise _bug(k, "skb_over_panic", skb, n)
+        raise _bug(k, c, "skb_over_panic", skb, n)
     m.write_int(skb + SKB["tail"], 4, tail + n)
     m.write_int(skb + SKB["len"], 4, m.read_int(skb + SKB["len"], 4) + n)
     return m.read_word(skb + SKB["head"]) + tail
@@ -171,7 +172,7 @@ def _skb_push(k: BaseKernel, c: TrapCall) -> int:
     skb, n = c.arg(0), c.arg(1) & 0xFFFFFFFF
     data = m.read_word(skb + SKB["data"]) - n
     if data < m.read_word(skb + SKB["head"]):
-        raise _bug(k, "skb_under_panic", skb, n)
+        raise _bug(k, c, "skb_under_panic", skb, n)
     m.write_word(skb + SKB["data"], data)
     m.write_int(skb + SKB["len"], 4, m.read_int(skb + SKB["len"], 4) + n)
     return data
