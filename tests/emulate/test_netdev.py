@@ -163,6 +163,35 @@ def test_receive_hands_the_frame_up() -> None:
     assert h.skbs == 0
 
 
+def test_receive_runs_in_the_napi_poll() -> None:
+    """The handler only schedules NAPI; the frame goes up from the poll, in the NET_RX softirq
+    at the interrupt's exit, and the context is complete again after it (NAPI_STATE_SCHED
+    clear), so the next interrupt schedules it anew.  Stopped, the context is disabled
+    (SCHED and NPSVC held) and an interrupt no longer polls."""
+    from lkm.emulate.base.netdev import NAPI
+
+    h, model = loaded()
+    eth = h.netdev()
+    (napi,) = [r.address for r in h.registrations if r.kind == "napi"]
+    state = lambda: h.kernel.machine.read_word(napi + NAPI["state"])  # noqa: E731
+    assert state() & 0b1001 == 0b1001  # added: SCHED | NPSVC until napi_enable
+    eth.open()
+    assert state() & 0b1001 == 0
+    first = frame(MAC, PEER, 0x0800, bytes(50))
+    model.receive(first)
+    assert h.irq(11) == 1 and eth.received == [first] and state() & 1 == 0
+    names = [t.name for t in h.calls()]
+    i = names.index("napi_schedule_prep")
+    assert names[i : i + 2] == ["napi_schedule_prep", "__napi_schedule"]
+    assert names.index("napi_gro_receive") > i and names[-1] == "napi_complete_done"
+    model.receive(first)
+    assert h.irq(11) == 1 and len(eth.received) == 2
+    eth.stop()
+    assert state() & 0b1001 == 0b1001
+    model.receive(first)
+    assert h.irq(11) == 1 and len(eth.received) == 2  # handled, but NAPI is disabled
+
+
 def test_bad_receive_length_is_counted() -> None:
     h, model = loaded()
     eth = h.netdev()

@@ -285,9 +285,7 @@ class Harness:
     def irq(self, line: int) -> int:
         """Interrupt ``line`` fires; handlers that returned IRQ_HANDLED (their tasklets and
         work run after)."""
-        handled = raise_irq(self.kernel, line)
-        skbuff.net_tx_action(self.kernel)  # a queue woken in the handler runs in NET_TX
-        return handled
+        return raise_irq(self.kernel, line)  # NAPI polls and woken queues run at its exit
 
     def advance(self, ms: int) -> int:
         """The virtual clock moves ``ms`` milliseconds on; timer callbacks run."""
@@ -295,9 +293,7 @@ class Harness:
 
     def run_pending(self) -> int:
         """Queued work items and scheduled tasklets run now."""
-        ran = run_pending(self.kernel)
-        skbuff.net_tx_action(self.kernel)
-        return ran
+        return run_pending(self.kernel) + skbuff.net_softirq(self.kernel)
 
     # -- what happened -------------------------------------------------------------------------
     @property

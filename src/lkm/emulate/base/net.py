@@ -475,9 +475,16 @@ def _ether_setup(k: BaseKernel, c: TrapCall) -> int:
 
 @kfunc("free_netdev", nargs=1)
 def _free_netdev(k: BaseKernel, c: TrapCall) -> int:
-    """free_netdev(dev): the device and its queues go (NULL is allowed)."""
+    """free_netdev(dev): its NAPI contexts deleted (netif_napi_del), the device and its
+    queues go (NULL is allowed)."""
     dev = c.arg(0)
     if dev:
+        napi_dev = 56  # struct napi_struct: dev
+        k.state.registrations = [
+            r for r in k.state.registrations
+            if not (r.kind == "napi" and k.machine.is_mapped(r.address + napi_dev, 8)
+                    and k.machine.read_word(r.address + napi_dev) == dev)
+        ]  # fmt: skip
         for f in ("tx", "rx", "dev_addr"):
             k.free(k.machine.read_word(dev + ND[f]))
         unregister(k, "netdev-alloc", dev)

@@ -134,11 +134,28 @@ def _netif_carrier(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
+NAPI = dict(poll_list=0, state=16, weight=24, poll=40, dev=56)  # struct napi_struct (6.1 amd64)
+NAPI_STATE_SCHED, NAPI_STATE_NPSVC = 0, 3
+NAPI_POLL_WEIGHT = 64
+
+
 @provide("netif_napi_add_weight", nargs=4)
 def _netif_napi_add_weight(k: BaseKernel, c: TrapCall) -> int:
-    """netif_napi_add_weight(dev, napi, poll, weight): the NAPI context is recorded (it is
-    only scheduled once the device is up, which it never is here)."""
-    k.state.registrations.append(Registration("napi", f"{c.arg(2):#x}", c.arg(1), k.current))
+    """netif_napi_add_weight(dev, napi, poll, weight): the context's poll function, weight
+    (above NAPI_POLL_WEIGHT: the kernel's error line, kept) and device; its poll_list empty;
+    NAPI_STATE_SCHED and NPSVC set: disabled until napi_enable."""
+    m = k.machine
+    dev, napi, poll, weight = c.arg(0), c.arg(1), c.arg(2), c.arg(3) & 0xFFFFFFFF
+    if weight > NAPI_POLL_WEIGHT:
+        text = f"netif_napi_add_weight() called with weight {weight}\n"
+        k.state.printk(3, False, text, k.current)
+    m.write_word(napi + NAPI["poll_list"], napi)
+    m.write_word(napi + NAPI["poll_list"] + 8, napi)
+    m.write_word(napi + NAPI["poll"], poll)
+    m.write_int(napi + NAPI["weight"], 4, weight)
+    m.write_word(napi + NAPI["dev"], dev)
+    m.write_word(napi + NAPI["state"], 1 << NAPI_STATE_SCHED | 1 << NAPI_STATE_NPSVC)
+    k.state.registrations.append(Registration("napi", f"{poll:#x}", napi, k.current))
     return 0
 
 

@@ -14,7 +14,7 @@ measured with offsetof() against its headers."""
 from __future__ import annotations
 
 from lkm.emulate.base.net import ND
-from lkm.emulate.base.netdev import NETDEV, NETREG_REGISTERED
+from lkm.emulate.base.netdev import NAPI, NETDEV, NETREG_REGISTERED
 from lkm.emulate.base.registry import table
 from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
 from lkm.emulate.machine import EmulationFault, TrapCall
@@ -149,7 +149,7 @@ def _netdev_alloc_skb(k: BaseKernel, c: TrapCall) -> int:
     return skb
 
 
-NAPI_DEV = 56  # struct napi_struct: dev (6.1 amd64)
+NAPI_DEV = NAPI["dev"]
 
 
 @kfunc("skb_put", nargs=2)
@@ -519,6 +519,142 @@ def get_stats(k: BaseKernel, dev: int) -> dict[str, int]:
             at = k.call(fn, (dev,), mod)
         raw = m.read(at, 8 * len(STATS64))
     return {n: int.from_bytes(raw[8 * i : 8 * i + 8], "little") for i, n in enumerate(STATS64)}
+
+
+# -- NAPI (net/core/dev.c): scheduling, completion, the NET_RX softirq ------------------------------
+SCHED, MISSED, DISABLE, NPSVC, IN_BUSY_POLL, PREFER_BUSY_POLL, THREADED, SCHED_THREADED = (
+    1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 6, 1 << 7, 1 << 8, 1 << 9)  # fmt: skip
+NAPI_POLL_CAP = 10000  # polls per softirq run (the kernel's netdev_budget defers the rest)
+
+
+def _napi_state(k: BaseKernel, n: int) -> int:
+    return k.machine.read_word(n + NAPI["state"])
+
+
+def _set_napi_state(k: BaseKernel, n: int, v: int) -> None:
+    k.machine.write_word(n + NAPI["state"], v)
+
+
+def _poll_list(k: BaseKernel) -> list[int]:
+    got = table(k, "napi").setdefault("poll_list", [])
+    assert isinstance(got, list)
+    return got
+
+
+def napi_schedule(k: BaseKernel, n: int) -> None:
+    """____napi_schedule: on this CPU's poll list (NET_RX raised: :func:`net_rx_action`)."""
+    if n not in _poll_list(k):
+        _poll_list(k).append(n)
+
+
+@kfunc("napi_schedule_prep", nargs=1)
+def _napi_schedule_prep(k: BaseKernel, c: TrapCall) -> int:
+    """napi_schedule_prep(n): false while a disable is pending; else SCHED set, and when it
+    was set already MISSED too (the running poll will run once more) and false."""
+    n = c.arg(0)
+    val = _napi_state(k, n)
+    if val & DISABLE:
+        return 0
+    new = val | SCHED
+    if val & SCHED:
+        new |= MISSED
+    _set_napi_state(k, n, new)
+    return int(not val & SCHED)
+
+
+@kfunc("__napi_schedule", "__napi_schedule_irqoff", nargs=1)
+def _napi_schedule(k: BaseKernel, c: TrapCall) -> int:
+    napi_schedule(k, c.arg(0))
+    return 0
+
+
+@kfunc("napi_complete_done", nargs=2)
+def _napi_complete_done(k: BaseKernel, c: TrapCall) -> int:
+    """napi_complete_done(n, work_done): false for a context not in service (NPSVC, busy
+    poll); else off the poll list, SCHED (MISSED, SCHED_THREADED, PREFER_BUSY_POLL) cleared:
+    true; with MISSED, SCHED stays, the context is scheduled again: false."""
+    n = c.arg(0)
+    val = _napi_state(k, n)
+    if val & (NPSVC | IN_BUSY_POLL):
+        return 0
+    if n in _poll_list(k):
+        _poll_list(k).remove(n)
+    new = val & ~(MISSED | SCHED | SCHED_THREADED | PREFER_BUSY_POLL)
+    if val & MISSED:
+        new |= SCHED
+    _set_napi_state(k, n, new)
+    if val & MISSED:
+        napi_schedule(k, n)
+        return 0
+    return 1
+
+
+@kfunc("napi_enable", nargs=1)
+def _napi_enable(k: BaseKernel, c: TrapCall) -> int:
+    """napi_enable(n): SCHED and NPSVC cleared (BUG when SCHED was not set: enabled twice)."""
+    n = c.arg(0)
+    val = _napi_state(k, n)
+    if not val & SCHED:
+        k.state.printk(0, False, "kernel BUG at net/core/dev.c (napi_enable)\n", k.current)
+        raise EmulationFault("bug", "napi_enable of a NAPI context that is enabled (BUG_ON in napi_enable)")
+    _set_napi_state(k, n, val & ~(SCHED | NPSVC))
+    return 0
+
+
+@kfunc("napi_disable", nargs=1)
+def _napi_disable(k: BaseKernel, c: TrapCall) -> int:
+    """napi_disable(n): DISABLE set (no new scheduling), then it sleeps until SCHED and
+    NPSVC are clear (a scheduled poll runs now and completes), takes both, clears THREADED,
+    PREFER_BUSY_POLL and DISABLE.  A context that never completes (never enabled, or a poll
+    that does not call napi_complete) sleeps the kernel forever: the call does not return."""
+    n = c.arg(0)
+    _set_napi_state(k, n, _napi_state(k, n) | DISABLE)
+    for _ in range(NAPI_POLL_CAP):
+        if n not in _poll_list(k):
+            break
+        _poll_one(k, n)
+    val = _napi_state(k, n)
+    if val & (SCHED | NPSVC):
+        raise EmulationFault("timeout", "napi_disable() waits forever: the NAPI context stays scheduled")
+    _set_napi_state(k, n, (val | SCHED | NPSVC) & ~(PREFER_BUSY_POLL | THREADED | DISABLE))
+    return 0
+
+
+def _poll_one(k: BaseKernel, n: int) -> int:
+    """napi_poll: off the poll list, n->poll(n, weight) when SCHED; a poll that used its
+    whole weight still owns the context: completed when a disable is pending, else polled
+    again (to the list's tail) unless it rescheduled itself."""
+    m = k.machine
+    if n in _poll_list(k):
+        _poll_list(k).remove(n)
+    if not _napi_state(k, n) & SCHED:
+        return 0
+    weight = m.read_int(n + NAPI["weight"], 4)
+    dev = m.read_word(n + NAPI["dev"])
+    mod = _module(k, dev) if dev else k.current
+    work = _signed32(k.call(m.read_word(n + NAPI["poll"]), (n, weight), mod))
+    if work < weight or n in _poll_list(k):
+        return work
+    if _napi_state(k, n) & DISABLE:
+        _set_napi_state(k, n, _napi_state(k, n) & ~(SCHED | MISSED))  # napi_complete
+        return work
+    _poll_list(k).append(n)
+    return work
+
+
+def net_rx_action(k: BaseKernel) -> int:
+    """The NET_RX softirq: the scheduled NAPI contexts polled in order until none is left
+    (at most NAPI_POLL_CAP polls, the rest stays scheduled); how many polls ran."""
+    ran = 0
+    while _poll_list(k) and ran < NAPI_POLL_CAP:
+        _poll_one(k, _poll_list(k)[0])
+        ran += 1
+    return ran
+
+
+def net_softirq(k: BaseKernel) -> int:
+    """NET_RX then NET_TX, as an interrupt's exit runs them: how many polls and frames ran."""
+    return net_rx_action(k) + net_tx_action(k)
 
 
 def live_skbs(k: BaseKernel) -> int:
