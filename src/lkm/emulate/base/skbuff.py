@@ -14,7 +14,7 @@ measured with offsetof() against its headers."""
 from __future__ import annotations
 
 from lkm.emulate.base.net import ND
-from lkm.emulate.base.netdev import NAPI, NETDEV, NETREG_REGISTERED
+from lkm.emulate.base.netdev import NAPI, NETDEV
 from lkm.emulate.base.registry import table
 from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
 from lkm.emulate.machine import EmulationFault, TrapCall
@@ -89,12 +89,6 @@ def skb_reserve(k: BaseKernel, skb: int, n: int) -> None:
     m = k.machine
     m.write_word(skb + SKB["data"], m.read_word(skb + SKB["data"]) + n)
     m.write_int(skb + SKB["tail"], 4, m.read_int(skb + SKB["tail"], 4) + n)
-
-
-def skb_data(k: BaseKernel, skb: int) -> bytes:
-    """The linear data: skb->len bytes at skb->data."""
-    m = k.machine
-    return m.read(m.read_word(skb + SKB["data"]), m.read_int(skb + SKB["len"], 4))
 
 
 def free_skb(k: BaseKernel, skb: int) -> None:
@@ -660,7 +654,3 @@ def net_softirq(k: BaseKernel) -> int:
 def live_skbs(k: BaseKernel) -> int:
     """sk_buffs allocated and not freed yet."""
     return len(_live(k))
-
-
-def registered(k: BaseKernel, dev: int) -> bool:
-    return k.machine.read_int(dev + NETDEV["reg_state"], 1) == NETREG_REGISTERED
