@@ -17,6 +17,10 @@ devices, drive it (file operations, ioctls, interrupts, time) and assert on what
     h.unload()                                         # exit: remove() runs
     assert [a.op for a in h.accesses(space="bar0")][:2] == ["read", "write"]
 
+A network driver's registered device is :meth:`Harness.netdev` (a :class:`NetDevice`: its
+name and MAC, ``open``/``stop``/``xmit``/``stats`` as the core calls its netdev ops, the frames
+it ``received``); NAPI polls and woken transmit queues run at an interrupt's exit.
+
 Calls that do not return (an oops in the module, a budget exceeded) raise
 :class:`lkm.emulate.machine.EmulationFault` with the kernel's report.  A pytest fixture,
 ``lkm_harness``, is in :mod:`lkm.emulate.pytest_plugin`.
