@@ -271,3 +271,30 @@ def test_skb_calls_keep_the_kernels_rules() -> None:
     assert h.skbs == 0
     call("consume_skb", skb)
     assert h.dmesg[-1] == "refcount_t: underflow; use-after-free."
+
+
+@pytest.mark.corpus
+@pytest.mark.vm  # the QEMU recording is made on first use
+@pytest.mark.parametrize("driver", ["e1000", "e100", "8139cp", "ne2k-pci"])
+def test_recorded_driver_registers_the_guests_mac(driver: str, corpus_trees) -> None:  # type: ignore[no-untyped-def]
+    """Corpus drivers probed against their QEMU recording: the net_device they register holds
+    the MAC the real kernel printed for eth0 in the recording guest (its dmesg, the oracle)."""
+    import re
+
+    from lkm.kernel.load import module_name
+    from testing.vm import with_dependencies
+
+    from support import corpus_symbols, replay_capture
+
+    tree = next(t for t in corpus_trees if t.name == "amd64-6.1")
+    capture = replay_capture(driver)
+    guest = (capture / "dmesg.txt").read_text(errors="replace")
+    found = re.search(r" eth0: .*?((?:[0-9a-f]{2}:){5}[0-9a-f]{2})", guest)
+    assert found is not None
+    h = Harness([f"replay:{capture / 'trace.json'}"], symbols=corpus_symbols(), time_budget=600)
+    for mod in with_dependencies(tree, [module_name(driver)]):
+        h.load(str(mod))
+    eth = h.netdev("eth0")
+    assert (eth.mac, eth.ifindex, eth.up) == (found.group(1), 2, False)
+    h.unload(module_name(driver))
+    assert h.netdevs == []
