@@ -41,7 +41,23 @@ class Record:
         return f"{type(self).__name__}({inner})"
 
 
-__all__ = ["Record", "cached"]
+class Fields:
+    """Record's ``asdict()``/``astuple()`` for a ``@dataclass(slots=True)``: its fields in order,
+    shallow (``dataclasses.asdict`` copies nested records and lists; JSON writers want them as
+    they are)."""
+
+    __slots__ = ()
+    if TYPE_CHECKING:
+        __dataclass_fields__: dict[str, object]
+
+    def astuple(self) -> tuple[object, ...]:
+        return tuple(getattr(self, f) for f in self.__dataclass_fields__)
+
+    def asdict(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+__all__ = ["Fields", "Record", "cached"]
 
 if TYPE_CHECKING:
     from functools import cached_property as cached

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lkm.errors import LkmError
@@ -40,16 +41,14 @@ class DeviceSpecError(LkmError):
     """A --device spec that cannot be read."""
 
 
-class Bar(Record):
+@dataclass(frozen=True, slots=True)
+class Bar:
     """A PCI BAR or a platform memory/port resource: where it is and how big."""
 
-    __slots__ = ("index", "kind", "start", "size")
-
-    def __init__(self, index: int, kind: str, start: int, size: int) -> None:
-        self.index = index
-        self.kind = kind  # "mem" or "io"
-        self.start = start  # physical address or port
-        self.size = size
+    index: int
+    kind: str
+    start: int
+    size: int
 
 
 class Access(Record):
@@ -147,34 +146,27 @@ class Device:
         return f"Device({self.bus}:{self.name or self.spec})"
 
 
-class Window(Record):
+@dataclass(frozen=True, slots=True)
+class Window:
     """An ioremap()ed range: virtual address -> a device's BAR (or nothing)."""
 
-    __slots__ = ("virt", "size", "phys", "device", "bar")
-
-    def __init__(self, virt: int, size: int, phys: int, device: Device | None, bar: int) -> None:
-        self.virt = virt
-        self.size = size
-        self.phys = phys
-        self.device = device
-        self.bar = bar
+    virt: int
+    size: int
+    phys: int
+    device: Device | None
+    bar: int
 
 
-class IrqAction(Record):
-    __slots__ = ("irq", "handler", "thread_fn", "flags", "name", "dev_id", "module", "devm")
-
-    def __init__(
-        self, irq: int, handler: int, thread_fn: int, flags: int, name: str, dev_id: int,
-        module: str | None, devm: int = 0,
-    ) -> None:  # fmt: skip
-        self.irq = irq
-        self.handler = handler
-        self.thread_fn = thread_fn
-        self.flags = flags
-        self.name = name
-        self.dev_id = dev_id
-        self.module = module
-        self.devm = devm  # the struct device of a devm_request_irq (freed on unbind)
+@dataclass(frozen=True, slots=True)
+class IrqAction:
+    irq: int
+    handler: int
+    thread_fn: int
+    flags: int
+    name: str
+    dev_id: int
+    module: str | None
+    devm: int = 0
 
 
 class Hardware:

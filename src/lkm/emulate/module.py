@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import errno as _errno
 import struct
+from dataclasses import dataclass
 
 from lkm.arch import for_machine
 from lkm.elf.constants import STT_FUNC
@@ -24,7 +25,6 @@ from lkm.link import link
 from lkm.link.image import LinkedImage
 from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 
 NOP5 = bytes.fromhex("0f1f440000")  # ftrace_nop_replace (x86 ideal 5-byte NOP)
 
@@ -37,16 +37,14 @@ def arch_for(mod: ModuleFile) -> str:
     return row_for(arch, mod.version)
 
 
-class InitResult(Record):
+@dataclass(frozen=True, slots=True)
+class InitResult:
     """What insmod's init_module(2) call came to."""
 
-    __slots__ = ("module", "value", "fault", "state")
-
-    def __init__(self, module: str, value: int, fault: EmulationFault | None, state: str) -> None:
-        self.module = module
-        self.value = value  # init's return value (signed), 0 when it faulted
-        self.fault = fault
-        self.state = state  # Live, Loading (stuck after an oops), Gone (freed after an error)
+    module: str
+    value: int
+    fault: EmulationFault | None
+    state: str
 
     @property
     def ok(self) -> bool:

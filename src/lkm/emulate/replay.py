@@ -61,6 +61,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -188,18 +189,16 @@ def parse_qemu_trace(text: str) -> list[QemuEvent]:
 
 
 # -- the device trace ----------------------------------------------------------------------------
-class Recorded(Record):
+@dataclass(frozen=True, slots=True)
+class Recorded:
     """One recorded access of the device trace."""
 
-    __slots__ = ("kind", "op", "bar", "offset", "size", "value")
-
-    def __init__(self, kind: str, op: str, bar: int, offset: int, size: int, value: int) -> None:
-        self.kind = kind  # mmio, pio, cfg
-        self.op = op  # r, w
-        self.bar = bar  # -1: configuration space
-        self.offset = offset
-        self.size = size
-        self.value = value
+    kind: str
+    op: str
+    bar: int
+    offset: int
+    size: int
+    value: int
 
     def row(self) -> list[object]:
         return [self.kind, self.op, self.bar, self.offset, self.size, self.value]
@@ -625,39 +624,18 @@ def same_lines(recorded: Sequence[str], got: Sequence[str]) -> bool:
     return norm(recorded) == norm(got)
 
 
-class ReplayReport(Record):
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
     """How a replay went: BAR accesses matched, config accesses found, the logs compared."""
 
-    __slots__ = (
-        "path",
-        "matched",
-        "recorded",
-        "made",
-        "divergence",
-        "config_found",
-        "config_missing",
-        "dmesg",
-    )
-
-    def __init__(
-        self,
-        path: str,
-        matched: int,
-        recorded: int,
-        made: int,
-        divergence: Divergence | None,
-        config_found: int,
-        config_missing: list[str],
-        dmesg: dict[str, tuple[list[str], list[str]]],
-    ) -> None:
-        self.path = path
-        self.matched = matched  # recorded BAR accesses the driver made as recorded
-        self.recorded = recorded  # recorded BAR accesses in all
-        self.made = made  # BAR accesses the driver made
-        self.divergence = divergence
-        self.config_found = config_found
-        self.config_missing = config_missing
-        self.dmesg = dmesg  # phase -> (guest's lines, lkm's lines)
+    path: str
+    matched: int
+    recorded: int
+    made: int
+    divergence: Divergence | None
+    config_found: int
+    config_missing: list[str]
+    dmesg: dict[str, tuple[list[str], list[str]]]
 
     @property
     def ok(self) -> bool:

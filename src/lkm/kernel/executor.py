@@ -7,6 +7,7 @@ emulator (``lkm.emulate``) implements the same protocol by executing the linked 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from lkm.record import Record
@@ -36,16 +37,14 @@ class Executor(Protocol):
         ...
 
 
-class Call(Record):
+@dataclass(frozen=True, slots=True)
+class Call:
     """One recorded call."""
 
-    __slots__ = ("module", "address", "args", "result")
-
-    def __init__(self, module: str, address: int, args: tuple[int, ...], result: int) -> None:
-        self.module = module
-        self.address = address
-        self.args = args
-        self.result = result
+    module: str
+    address: int
+    args: tuple[int, ...]
+    result: int
 
 
 class RecordingExecutor:

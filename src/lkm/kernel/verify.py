@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from lkm.arch import for_machine
@@ -43,28 +44,18 @@ class Memory(Protocol):
     def read(self, address: int, size: int) -> bytes: ...
 
 
-class SiteTable(Record):
+@dataclass(frozen=True, slots=True)
+class SiteTable:
     """A table of patch sites: entries of ``size`` bytes (per layout rules), the site's address
     a 32-bit self-relative offset (``rel32``) or an absolute pointer at ``at``, its length fixed
     or given by the byte at ``len_at``."""
 
-    __slots__ = ("reason", "size", "at", "rel32", "length", "len_at")
-
-    def __init__(
-        self,
-        reason: str,
-        size: dict[str, int],
-        at: int,
-        rel32: bool,
-        length: int = 0,
-        len_at: int | None = None,
-    ) -> None:
-        self.reason = reason
-        self.size = size
-        self.at = at
-        self.rel32 = rel32
-        self.length = length
-        self.len_at = len_at
+    reason: str
+    size: dict[str, int]
+    at: int
+    rel32: bool
+    length: int = 0
+    len_at: int | None = None
 
 
 _BOTH = ("linux-6.1", "linux-6.12")

@@ -16,6 +16,7 @@ import fcntl
 import os
 import struct
 import time
+from dataclasses import dataclass
 
 from lkm.errors import InvalidModule, LkmError
 from lkm.kernel.interface import KernelError
@@ -90,28 +91,17 @@ class InsmodOptions(Record):
         self.verbose = bool(kw.get("verbose", False))
 
 
-class InsmodResult(Record):
+@dataclass(frozen=True, slots=True)
+class InsmodResult:
     """A load: the module's name, address and image, the -m map text, warnings printed."""
 
-    __slots__ = ("name", "base", "image", "map", "warnings", "persist", "loaded")
-
-    def __init__(
-        self,
-        name: str,
-        base: int,
-        image: LinkedImage24,
-        map: str | None,
-        warnings: list[str],
-        persist: str | None,
-        loaded: bool,
-    ) -> None:
-        self.name = name
-        self.base = base
-        self.image = image
-        self.map = map
-        self.warnings = warnings
-        self.persist = persist
-        self.loaded = loaded
+    name: str
+    base: int
+    image: LinkedImage24
+    map: str | None
+    warnings: list[str]
+    persist: str | None
+    loaded: bool
 
 
 def kernel_view(kernel: ModelKernel) -> KernelSymbols24:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
@@ -42,19 +43,15 @@ __all__ = [
 TRACE_IS_BACKTRACE = {"x86_64": True, "i386": True, "arm64": False, None: True}
 
 
-class DecodedFrame(Record):
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
     """A frame (or the faulting ip) with its address, its symbol as the kernel prints it (%pS
     for the pc, %pB for return addresses) and its source lines (innermost first)."""
 
-    __slots__ = ("frame", "address", "symbol", "sources")
-
-    def __init__(
-        self, frame: Frame, address: int | None, symbol: str | None, sources: list[SourceFrame]
-    ) -> None:
-        self.frame = frame
-        self.address = address
-        self.symbol = symbol
-        self.sources = sources
+    frame: Frame
+    address: int | None
+    symbol: str | None
+    sources: list[SourceFrame]
 
 
 class Decoded(Record):

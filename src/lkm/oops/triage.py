@@ -18,12 +18,13 @@ import html
 import json
 import os
 import re
+from dataclasses import dataclass
 
 from lkm.compress import TooLarge, decompress, detect, limit
 from lkm.errors import LkmError
 from lkm.oops.inputs import Inputs, decode_text, release_mismatch
 from lkm.oops.report import parse
-from lkm.record import Record
+from lkm.record import Fields, Record
 from lkm.safeio import read_bytes
 
 TYPE_CHECKING = False
@@ -55,45 +56,20 @@ __all__ = [
 ]
 
 
-class Sighting(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Sighting(Fields):
     """One report seen in one log."""
 
-    __slots__ = (
-        "signature",
-        "title",
-        "family",
-        "guilty",
-        "corrupted",
-        "release",
-        "source",
-        "seen",
-        "line",
-        "text",
-    )
-
-    def __init__(
-        self,
-        signature: str,
-        title: str,
-        family: str,
-        guilty: str | None,
-        corrupted: str,
-        release: str | None,
-        source: str,
-        seen: str | None,
-        line: int,
-        text: str,
-    ) -> None:
-        self.signature = signature
-        self.title = title
-        self.family = family
-        self.guilty = guilty
-        self.corrupted = corrupted
-        self.release = release
-        self.source = source  # the log's name
-        self.seen = seen  # ISO 8601 time the log was written (file mtime) or None
-        self.line = line  # 1-based line of the report's first line in the log
-        self.text = text  # the report's lines as read
+    signature: str
+    title: str
+    family: str
+    guilty: str | None
+    corrupted: str
+    release: str | None
+    source: str
+    seen: str | None
+    line: int
+    text: str
 
 
 class Crash(Record):

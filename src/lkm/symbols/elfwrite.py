@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from lkm.elf.constants import (
     EM_386,
@@ -49,7 +50,6 @@ from lkm.elf.constants import (
 )
 from lkm.elf.file import ElfFile
 from lkm.errors import LkmError
-from lkm.record import Record
 from lkm.symbols.ksymtab import raw_image_exports
 from lkm.symbols.sources import raw_load_address
 from lkm.symbols.symbol import KernelSymbol
@@ -62,21 +62,17 @@ _MACHINES = {"x86_64": (EM_X86_64, 64), "i386": (EM_386, 32), "arm64": (EM_AARCH
 _SPELLINGS = {"amd64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64", "i686": "i386", "x86": "i386"}
 
 
-class ImageSection(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ImageSection:
     """One section of the kernel's memory: name, address, size, flags (``SHF_*``), alignment
     and bytes (None: ``SHT_NOBITS``)."""
 
-    __slots__ = ("name", "addr", "size", "flags", "align", "data")
-
-    def __init__(
-        self, name: str, addr: int, size: int, flags: int, align: int, data: bytes | memoryview | None
-    ) -> None:
-        self.name = name
-        self.addr = addr
-        self.size = size
-        self.flags = flags
-        self.align = align
-        self.data = data
+    name: str
+    addr: int
+    size: int
+    flags: int
+    align: int
+    data: bytes | memoryview | None
 
 
 def image_sections(kernel: bytes, symbols: Sequence[KernelSymbol]) -> list[ImageSection]:

@@ -13,11 +13,11 @@ Format: ``key value`` header lines, then a ``symbols`` line, then one export per
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from lkm.compress import COMPRESSIONS, decompress
 from lkm.errors import LkmError
-from lkm.record import Record
 from lkm.safeio import read_bytes
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
@@ -41,15 +41,13 @@ class ProfileError(LkmError):
     """A profile that cannot be read."""
 
 
-class Profile(Record):
+@dataclass(frozen=True, slots=True)
+class Profile:
     """A kernel to boot: header fields and exported symbols."""
 
-    __slots__ = ("name", "fields", "symbols")
-
-    def __init__(self, name: str, fields: dict[str, str], symbols: list[KernelSymbol]) -> None:
-        self.name = name
-        self.fields = fields
-        self.symbols = symbols
+    name: str
+    fields: dict[str, str]
+    symbols: list[KernelSymbol]
 
     @property
     def release(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 from bisect import bisect_left
+from dataclasses import dataclass
 from itertools import compress, count, repeat
 from operator import ge, sub
 from typing import TYPE_CHECKING
@@ -25,18 +26,16 @@ KMALLOC_MIN = 32
 KMALLOC_MAX = 128 * 1024  # 2.4's largest general cache (size-131072)
 
 
-class Arena(Record):
+@dataclass(frozen=True, slots=True)
+class Arena:
     """A range of addresses handed out first fit: ``granule`` rounding, ``guard`` bytes after
     each area (unmapped, so an overrun faults)."""
 
-    __slots__ = ("name", "start", "end", "granule", "guard")
-
-    def __init__(self, name: str, start: int, end: int, granule: int, guard: int) -> None:
-        self.name = name
-        self.start = start
-        self.end = end
-        self.granule = granule
-        self.guard = guard
+    name: str
+    start: int
+    end: int
+    granule: int
+    guard: int
 
     def span(self, size: int) -> int:
         """Bytes an area of ``size`` takes, guard included (vmalloc: whole pages + a guard page;
