@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
@@ -56,27 +57,18 @@ class Reason(Record):
         self.facts = facts or {}
 
 
-class WhyReport(Record):
-    __slots__ = (
-        "query",
-        "modules",
-        "resolves",
-        "pulled_by",
-        "blocks",
-        "modprobe",
-        "modprobe_status",
-        "dirname",
-    )
-
-    def __init__(self, query: str, dirname: str) -> None:
-        self.query = query
-        self.dirname = dirname
-        self.modules: list[str] = []
-        self.resolves: list[Reason] = []  # how the name finds its module(s)
-        self.pulled_by: list[Reason] = []  # what would load it
-        self.blocks: list[Reason] = []  # why it would not load (or not as a file)
-        self.modprobe: list[str] = []  # what "modprobe -n -v QUERY" prints (stdout, then messages)
-        self.modprobe_status = 0
+@dataclass(slots=True, unsafe_hash=True)
+class WhyReport:
+    query: str
+    dirname: str
+    modules: list[str] = field(default_factory=list, init=False)
+    resolves: list[Reason] = field(default_factory=list, init=False)  # how the name finds its module(s)
+    pulled_by: list[Reason] = field(default_factory=list, init=False)  # what would load it
+    blocks: list[Reason] = field(default_factory=list, init=False)  # why it would not load (or not as a file)
+    modprobe: list[str] = field(
+        default_factory=list, init=False
+    )  # what "modprobe -n -v QUERY" prints (stdout, then messages)
+    modprobe_status: int = field(default=0, init=False)
 
     def as_json(self) -> dict[str, object]:
         def rs(lst: list[Reason]) -> list[dict[str, object]]:

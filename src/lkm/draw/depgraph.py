@@ -19,13 +19,12 @@ import os
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lkm.draw import svg
 from lkm.errors import LkmError
 from lkm.modname import path_to_modname
 from lkm.modprobe.resolve import Mod, PatternTable, Resolver
-from lkm.record import Record
 from lkm.safeio import read_text
 
 __all__ = [
@@ -77,15 +76,15 @@ class Edge:
     implied: bool = False
 
 
-class Graph(Record):
-    __slots__ = ("focus", "query", "nodes", "edges", "totals")
-
-    def __init__(self, focus: list[str], query: str) -> None:
-        self.focus = focus  # the module names the query resolved to
-        self.query = query
-        self.nodes: dict[str, Node] = {}
-        self.edges: list[Edge] = []
-        self.totals: dict[str, int] = {}  # counts before truncation: aliases, reverse
+@dataclass(slots=True, unsafe_hash=True)
+class Graph:
+    focus: list[str]  # the module names the query resolved to
+    query: str
+    nodes: dict[str, Node] = field(default_factory=dict, init=False)
+    edges: list[Edge] = field(default_factory=list, init=False)
+    totals: dict[str, int] = field(
+        default_factory=dict, init=False
+    )  # counts before truncation: aliases, reverse
 
     def node(self, id: str, kind: str, label: str, detail: str = "") -> str:
         if id not in self.nodes:

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lkm.errors import LkmError
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.emulate.kernel import BaseKernel
@@ -51,23 +50,21 @@ class Bar:
     size: int
 
 
-class Access(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Access:
     """One access a driver made to its hardware."""
 
-    __slots__ = ("op", "device", "space", "offset", "address", "size", "value", "pc", "site")
-
-    def __init__(
-        self, op: str, device: str, space: str, offset: int, address: int, size: int, value: int, pc: int
-    ) -> None:
-        self.op = op  # read, write (memory), in, out (ports), cfg-read, cfg-write, usb-ctrl
-        self.device = device  # the device's name ("0000:00:03.0"), "" for nothing claimed
-        self.space = space  # "bar0".."bar5", "config", "port", "mmio" (nothing claimed)
-        self.offset = offset  # in that space
-        self.address = address  # the address the driver used (virtual, port, or config offset)
-        self.size = size
-        self.value = value
-        self.pc = pc  # the instruction (or the caller of the kernel function) that made it
-        self.site = ""  # pc symbolised ("e1000_probe+0x1a/0x8c0 [e1000]"), filled in by the session
+    op: str  # read, write (memory), in, out (ports), cfg-read, cfg-write, usb-ctrl
+    device: str  # the device's name ("0000:00:03.0"), "" for nothing claimed
+    space: str  # "bar0".."bar5", "config", "port", "mmio" (nothing claimed)
+    offset: int  # in that space
+    address: int  # the address the driver used (virtual, port, or config offset)
+    size: int
+    value: int
+    pc: int  # the instruction (or the caller of the kernel function) that made it
+    site: str = field(
+        default="", init=False
+    )  # pc symbolised ("e1000_probe+0x1a/0x8c0 [e1000]"), filled in by the session
 
     def json(self) -> dict[str, object]:
         return {"op": self.op, "device": self.device, "space": self.space, "offset": self.offset,

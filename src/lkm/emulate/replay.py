@@ -61,7 +61,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -486,20 +486,16 @@ def split_dmesg(text: str, marks: Sequence[str] = ("B", "P", "E")) -> dict[str, 
 
 
 # -- replaying -----------------------------------------------------------------------------------
-class Divergence(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Divergence:
     """Where the driver's access first differs from the recording."""
 
-    __slots__ = ("index", "recorded", "expected", "got", "pc", "site")
-
-    def __init__(
-        self, index: int, recorded: int, expected: Recorded | None, got: Recorded, pc: int = 0
-    ) -> None:
-        self.index = index  # the driver's access (index among the device's BAR accesses in lkm)
-        self.recorded = recorded  # index in the trace's accesses
-        self.expected = expected  # None: the recording ended
-        self.got = got
-        self.pc = pc
-        self.site = ""
+    index: int  # the driver's access (index among the device's BAR accesses in lkm)
+    recorded: int  # index in the trace's accesses
+    expected: Recorded | None  # None: the recording ended
+    got: Recorded
+    pc: int = 0
+    site: str = field(default="", init=False)
 
     def describe(self) -> str:
         exp = self.expected.describe() if self.expected is not None else "the end of the recording"

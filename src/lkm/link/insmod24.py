@@ -142,41 +142,25 @@ class KernelSymbols24(Record):
         return cls(kernel, modules, release, smp)
 
 
-class Insmod24Options(Record):
+@dataclass(frozen=True, slots=True)
+class Insmod24Options:
     """insmod's switches: ``name`` (-o), ``autoclean`` (-k), ``export`` (-X default, False is
     -x), ``ksymoops`` (-Y default, False is -y), ``kallsyms`` (-S: add __kallsyms even if the
     kernel has none), ``persist`` (-e FILE, absolute), ``force`` (-f), ``prefix`` (-P);
     ``object_path``/``mtime`` for the ``_O`` symbol (default: the module file's realpath and
     mtime); ``args`` the ``symbol=value`` module arguments."""
 
-    __slots__ = ("name", "autoclean", "export", "ksymoops", "kallsyms", "persist", "force", "prefix",
-                 "object_path", "mtime", "args")  # fmt: skip
-
-    def __init__(
-        self,
-        name: str | None = None,
-        autoclean: bool = False,
-        export: bool = True,
-        ksymoops: bool = True,
-        kallsyms: bool = False,
-        persist: str | None = None,
-        force: bool = False,
-        prefix: str | None = None,
-        object_path: str | None = None,
-        mtime: int | None = None,
-        args: tuple[str, ...] = (),
-    ) -> None:
-        self.name = name
-        self.autoclean = autoclean
-        self.export = export
-        self.ksymoops = ksymoops
-        self.kallsyms = kallsyms
-        self.persist = persist
-        self.force = force
-        self.prefix = prefix
-        self.object_path = object_path
-        self.mtime = mtime
-        self.args = args
+    name: str | None = None
+    autoclean: bool = False
+    export: bool = True
+    ksymoops: bool = True
+    kallsyms: bool = False
+    persist: str | None = None
+    force: bool = False
+    prefix: str | None = None
+    object_path: str | None = None
+    mtime: int | None = None
+    args: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, unsafe_hash=True)

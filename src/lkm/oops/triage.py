@@ -367,15 +367,13 @@ def analyze_paths(paths: list[str]) -> list[list[Sighting]]:
 # -- engines -------------------------------------------------------------------------------------
 
 
-class TriageResult(Record):
-    __slots__ = ("crashes", "logs", "reports", "bytes", "errors")
-
-    def __init__(self, crashes: list[Crash], logs: int, reports: int, nbytes: int, errors: list[str]) -> None:
-        self.crashes = crashes
-        self.logs = logs
-        self.reports = reports
-        self.bytes = nbytes
-        self.errors = errors
+@dataclass(frozen=True, slots=True)
+class TriageResult:
+    crashes: list[Crash]
+    logs: int
+    reports: int
+    bytes: int
+    errors: list[str]
 
 
 def _safe(path: str) -> tuple[list[Sighting], int, str | None]:
@@ -390,20 +388,16 @@ def _safe_batch(paths: list[str]) -> list[tuple[list[Sighting], int, str | None]
     return [_safe(p) for p in paths]
 
 
-class Part(Record):
+@dataclass(frozen=True, slots=True)
+class Part:
     """What one run of consecutive logs gives: its crashes folded (one representative text
     each, not every report's), and its counts; what a worker sends back."""
 
-    __slots__ = ("crashes", "logs", "reports", "bytes", "errors")
-
-    def __init__(
-        self, crashes: dict[str, Crash], logs: int, reports: int, nbytes: int, errors: list[str]
-    ) -> None:
-        self.crashes = crashes
-        self.logs = logs
-        self.reports = reports
-        self.bytes = nbytes
-        self.errors = errors
+    crashes: dict[str, Crash]
+    logs: int
+    reports: int
+    bytes: int
+    errors: list[str]
 
 
 def triage_batch(paths: list[str]) -> Part:

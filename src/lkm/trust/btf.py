@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import errno
 import struct
+from dataclasses import dataclass
 
 from lkm.elf.file import ElfFile
 from lkm.errors import LkmError
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 from lkm.symbols.image import decompress_kernel_image
 
 __all__ = [
@@ -57,17 +57,15 @@ _FIXED = {INT: 4, ARRAY: 12, VAR: 4, DECL_TAG: 4}
 _PER_VLEN = {STRUCT: 12, UNION: 12, ENUM: 8, FUNC_PROTO: 8, DATASEC: 12, ENUM64: 12}
 
 
-class BtfVerdict(Record):
+@dataclass(frozen=True, slots=True)
+class BtfVerdict:
     """``errno`` 0 (accepted) or the error btf_parse_module returns; ``message`` the verifier's
     line (``BPF: ...`` in dmesg) and ``type_id`` the type it concerns (0: header/strings)."""
 
-    __slots__ = ("errno", "message", "type_id", "types")
-
-    def __init__(self, err: int, message: str, type_id: int = 0, types: int = 0) -> None:
-        self.errno = err
-        self.message = message
-        self.type_id = type_id
-        self.types = types
+    errno: int
+    message: str
+    type_id: int = 0
+    types: int = 0
 
     @property
     def ok(self) -> bool:

@@ -25,7 +25,6 @@ from lkm.module.file import ModuleFile
 from lkm.module.source import read_module
 from lkm.module.symbols import NeededSymbol
 from lkm.module.validate import check_module as elf_check
-from lkm.record import Record
 from lkm.safeio import read_bytes
 from lkm.symbols.sources import parse_module_symvers
 from lkm.symbols.table import KernelSymbol
@@ -213,39 +212,33 @@ def _release_at_least(release: str, major: int, minor: int) -> bool:
         return False
 
 
-class Reason(Record):
+@dataclass(frozen=True, slots=True)
+class Reason:
     """One finding: ``kind`` (signature, module_layout, vermagic, export_crcs, unknown_symbol,
     gpl_only, crc, namespace, dependency, taint, warning), the ``errno`` the load fails with
     (0: the load goes on), the kernel's log line and the symbol or module concerned."""
 
-    __slots__ = ("kind", "errno", "message", "subject")
-
-    def __init__(self, kind: str, err: int, message: str, subject: str = "") -> None:
-        self.kind = kind
-        self.errno = err
-        self.message = message
-        self.subject = subject
+    kind: str
+    errno: int
+    message: str
+    subject: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "errno": errno.errorcode.get(self.errno, 0) if self.errno else 0,
                 "message": self.message, "subject": self.subject}  # fmt: skip
 
 
-class Verdict(Record):
+@dataclass(frozen=True, slots=True)
+class Verdict:
     """A module's fate on the target: ``errno`` 0 if it loads (``taints`` it adds), else the
     errno insmod reports; ``reasons`` every finding in the kernel's order."""
 
-    __slots__ = ("path", "name", "errno", "taints", "reasons", "needs")
-
-    def __init__(
-        self, path: str, name: str, err: int, taints: str, reasons: list[Reason], needs: list[str]
-    ) -> None:
-        self.path = path
-        self.name = name
-        self.errno = err
-        self.taints = taints
-        self.reasons = reasons
-        self.needs = needs
+    path: str
+    name: str
+    errno: int
+    taints: str
+    reasons: list[Reason]
+    needs: list[str]
 
     @property
     def loads(self) -> bool:

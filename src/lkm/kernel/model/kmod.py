@@ -39,12 +39,12 @@ from __future__ import annotations
 import errno
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from lkm.errors import LkmError, ModprobeError
 from lkm.kernel.model.state import StateError
 from lkm.kernels import KmodRules
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.kernel.model import ModelKernel
@@ -61,19 +61,17 @@ class KmodDeadlock(LkmError):
     loop of requests).  The whole outer call fails with EDEADLK; nothing of it is kept."""
 
 
-class ModuleRequest(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ModuleRequest:
     """One request (the module:module_request trace event, with its outcome): the name, wait,
     modprobe's argv, the result returned to the caller, how deep it nested, what modprobe said."""
 
-    __slots__ = ("name", "wait", "argv", "result", "depth", "output")
-
-    def __init__(self, name: str, wait: bool, argv: list[str], result: int, depth: int) -> None:
-        self.name = name
-        self.wait = wait
-        self.argv = argv
-        self.result = result
-        self.depth = depth
-        self.output: list[str] = []
+    name: str
+    wait: bool
+    argv: list[str]
+    result: int
+    depth: int
+    output: list[str] = field(default_factory=list, init=False)
 
 
 def name_limit(rules: KmodRules, bits: int) -> int | None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import errno
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress, count, repeat
 from operator import ge, sub
 from typing import TYPE_CHECKING
 
 from lkm.kernel.interface import KernelError
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.kernel.model.store import Store
@@ -153,19 +152,20 @@ class ModuleMemory:
         )
 
 
-class Fragmentation(Record):
+@dataclass(frozen=True, slots=True)
+class Fragmentation:
     """Free space of an arena: total, the largest hole, the number of holes, and the fraction
     of free space not in the largest hole (0: one hole, all free space usable at once)."""
 
-    __slots__ = ("used", "free", "largest", "holes", "ratio", "areas")
+    used: int
+    free: int
+    largest: int
+    holes: int
+    ratio: float = field(init=False)
+    areas: int
 
-    def __init__(self, used: int, free: int, largest: int, holes: int, areas: int) -> None:
-        self.used = used
-        self.free = free
-        self.largest = largest
-        self.holes = holes
-        self.areas = areas
-        self.ratio = 0.0 if free == 0 else 1.0 - largest / free
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ratio", 0.0 if self.free == 0 else 1.0 - self.largest / self.free)
 
 
 def fragmentation(arena: Arena, used: list[tuple[int, int]]) -> Fragmentation:
