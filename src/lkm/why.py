@@ -31,7 +31,6 @@ from lkm.errors import LkmError
 from lkm.modname import alias_normalize as normalize
 from lkm.modprobe.actions import Flags, LoadedView, load_alias
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.draw.depgraph import DepTables
@@ -44,17 +43,15 @@ __all__ = ["Reason", "WhyReport", "dry_run", "parse_requests", "why"]
 _TRACE = re.compile(r"module_request: (\S+) wait=(\d+)(?: call_site=(\S+))?")
 
 
-class Reason(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Reason:
     """One finding: ``kind`` (name, alias, symbol, builtin, dependency, softdep, install,
     request_module, holder, loaded; blocks: missing, blacklist, install-rule, file-missing,
     vermagic), a sentence, and the facts behind it."""
 
-    __slots__ = ("kind", "text", "facts")
-
-    def __init__(self, kind: str, text: str, facts: dict[str, object] | None = None) -> None:
-        self.kind = kind
-        self.text = text
-        self.facts = facts or {}
+    kind: str
+    text: str
+    facts: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True, unsafe_hash=True)

@@ -15,12 +15,11 @@ their guard pages, first fit; kmalloc: size classes) with their holes and fragme
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lkm.draw import svg
 from lkm.elf.constants import SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, SHT_NOBITS, SHT_REL, SHT_RELA
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.kernel.model import Area
@@ -101,30 +100,18 @@ class Marker:
     kind: str
 
 
-class MemoryMap(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MemoryMap:
     """A module's memory: regions, sections, markers and the addresses relocations patched."""
 
-    __slots__ = ("module", "rules", "regions", "sections", "markers", "relocs", "page_size", "extra")
-
-    def __init__(
-        self,
-        module: str,
-        rules: str,
-        regions: list[MapRegion],
-        sections: list[MapSection],
-        markers: list[Marker],
-        relocs: list[int],
-        page_size: int = 4096,
-        extra: list[MapSection] | None = None,
-    ) -> None:
-        self.module = module
-        self.rules = rules
-        self.regions = regions
-        self.sections = sections
-        self.markers = markers
-        self.relocs = relocs
-        self.page_size = page_size
-        self.extra = extra or []  # areas that are not sections (the kallsyms tables)
+    module: str
+    rules: str
+    regions: list[MapRegion]
+    sections: list[MapSection]
+    markers: list[Marker]
+    relocs: list[int]
+    page_size: int = 4096
+    extra: list[MapSection] = field(default_factory=list)  # areas that are not sections (the kallsyms tables)
 
 
 def perm_kind(flags: int, nobits: bool = False) -> tuple[str, str]:

@@ -67,7 +67,6 @@ from typing import TYPE_CHECKING
 
 from lkm.emulate.hw import Bar, Device, DeviceSpecError, parse_device
 from lkm.errors import LkmError
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.emulate.hw import Access, Hardware
@@ -84,33 +83,21 @@ class TraceError(LkmError):
 
 
 # -- QEMU's trace text ---------------------------------------------------------------------------
-class QemuEvent(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class QemuEvent:
     """One line of QEMU's trace that matters here."""
 
-    __slots__ = ("event", "line", "dev", "slot", "addr", "value", "size", "name", "bar")
-
-    def __init__(
-        self,
-        event: str,
-        line: int,
-        *,
-        dev: str = "",
-        slot: str = "",
-        addr: int = 0,
-        value: int = 0,
-        size: int = 0,
-        name: str = "",
-        bar: int = -1,
-    ) -> None:
-        self.event = event  # mr-read, mr-write, cfg-read, cfg-write, map-add, map-del
-        self.line = line  # 1-based line number in the trace text
-        self.dev = dev  # cfg/map: QEMU's device type name ("e1000")
-        self.slot = slot  # cfg/map: "00:03.0" (bus:slot.function)
-        self.addr = addr  # mr: absolute address; cfg: offset; map: BAR start
-        self.value = value  # mr/cfg: the value; map: the BAR's size
-        self.size = size  # mr: access size; cfg: filled in from the pci-conf-data access
-        self.name = name  # mr: the memory region's name
-        self.bar = bar  # map: the BAR index (6: expansion ROM)
+    event: str  # mr-read, mr-write, cfg-read, cfg-write, map-add, map-del
+    line: int  # 1-based line number in the trace text
+    dev: str = field(default="", kw_only=True)  # cfg/map: QEMU's device type name ("e1000")
+    slot: str = field(default="", kw_only=True)  # cfg/map: "00:03.0" (bus:slot.function)
+    addr: int = field(default=0, kw_only=True)  # mr: absolute address; cfg: offset; map: BAR start
+    value: int = field(default=0, kw_only=True)  # mr/cfg: the value; map: the BAR's size
+    size: int = field(
+        default=0, kw_only=True
+    )  # mr: access size; cfg: filled in from the pci-conf-data access
+    name: str = field(default="", kw_only=True)  # mr: the memory region's name
+    bar: int = field(default=-1, kw_only=True)  # map: the BAR index (6: expansion ROM)
 
 
 _PREFIX = re.compile(r"\d+@\d+\.\d+:")  # -msg timestamp=on: PID@SECONDS.MICROS:

@@ -21,7 +21,7 @@ import errno
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lkm.elf import ElfFile
 from lkm.elf.constants import (
@@ -95,23 +95,15 @@ class LoadedModule24:
     symbols: list[tuple[str, int]]
 
 
-class KernelSymbols24(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class KernelSymbols24:
     """The kernel as insmod sees it: QM_SYMBOLS of the kernel (raw names, ``GPLONLY_`` and
     ``_R<crc>`` included), the loaded modules newest first, and uname's release and version."""
 
-    __slots__ = ("kernel", "modules", "release", "smp")
-
-    def __init__(
-        self,
-        kernel: list[tuple[str, int]],
-        modules: list[LoadedModule24] | None = None,
-        release: str | None = None,
-        smp: bool = False,
-    ) -> None:
-        self.kernel = kernel
-        self.modules = modules or []
-        self.release = release
-        self.smp = smp
+    kernel: list[tuple[str, int]]
+    modules: list[LoadedModule24] = field(default_factory=list)
+    release: str | None = None
+    smp: bool = False
 
     @classmethod
     def from_ksyms(cls, text: str, *, release: str | None = None, smp: bool = False) -> KernelSymbols24:

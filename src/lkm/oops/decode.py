@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
 from lkm.oops.code import code_bytes, disassemble
 from lkm.oops.report import Frame, Log, Report
-from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,26 +53,17 @@ class DecodedFrame:
     sources: list[SourceFrame]
 
 
-class Decoded(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Decoded:
     """The parsed log, each report with its decoded frames, the registers of each report that
     hold kernel addresses (report index -> (name, value, %pS)), the %pS of each address of the
     Code: bytes, and the notes."""
 
-    __slots__ = ("log", "reports", "registers", "symbols", "notes")
-
-    def __init__(
-        self,
-        log: Log,
-        reports: list[tuple[Report, list[DecodedFrame]]],
-        notes: list[str],
-        registers: dict[int, list[tuple[str, int, str]]] | None = None,
-        symbols: dict[int, str] | None = None,
-    ) -> None:
-        self.log = log
-        self.reports = reports
-        self.registers = registers or {}
-        self.symbols = symbols or {}
-        self.notes = notes
+    log: Log
+    reports: list[tuple[Report, list[DecodedFrame]]]
+    notes: list[str]
+    registers: dict[int, list[tuple[str, int, str]]] = field(default_factory=dict)
+    symbols: dict[int, str] = field(default_factory=dict)
 
 
 class Decoder:
