@@ -16,6 +16,9 @@ from lkm.errors import LkmError
 from lkm.kernel import KernelError, open_kernel
 from lkm.kernel.load import insert_module, join_options
 
+__all__ = ["MOD_STRERROR", "TOOL", "mod_strerror", "run"]
+
+
 TOOL = Tool(
     "insmod",
     "insert a module into the running kernel (kmod-compatible)",

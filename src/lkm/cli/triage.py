@@ -20,6 +20,9 @@ from lkm.compress import limit
 from lkm.errors import LkmError
 from lkm.oops import triage
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "triage",
     "unique crashes of many console logs: titles, counts, releases, reports",

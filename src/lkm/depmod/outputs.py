@@ -20,6 +20,30 @@ if TYPE_CHECKING:
     from lkm.depmod.cache import DepmodCache
     from lkm.depmod.core import Module
 
+__all__ = [
+    "BUILDERS",
+    "GROUPS",
+    "OUTPUTS",
+    "Files",
+    "Messages",
+    "OnDisk",
+    "Tree",
+    "build_alias",
+    "build_builtin",
+    "build_dep",
+    "build_devname",
+    "build_outputs",
+    "build_softdep",
+    "build_symbols",
+    "builtin_modinfo",
+    "memo_inputs",
+    "output_key",
+    "read_output",
+    "recall_outputs",
+    "underscores",
+]
+
+
 # The files depmod writes, in kmod's order; True for the binary indexes.
 OUTPUTS: tuple[tuple[str, bool], ...] = (
     ("modules.dep", False),

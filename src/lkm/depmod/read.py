@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
     from lkm.module.file import ModuleFile
 
+__all__ = ["COMPRESSED_SUFFIXES", "IN_PROCESS", "STB_WEAK", "ModuleFacts", "read_all", "read_facts"]
+
+
 STB_WEAK = 2
 _WEAK_INFO = frozenset(range(STB_WEAK << 4, (STB_WEAK + 1) << 4))  # st_info values of weak symbols
 

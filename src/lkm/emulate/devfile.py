@@ -17,6 +17,21 @@ from lkm.emulate.kernel import BaseKernel
 from lkm.emulate.layouts import fops_for, layout_for
 from lkm.errors import LkmError
 
+__all__ = [
+    "FMODE_READ",
+    "FMODE_WRITE",
+    "O_RDWR",
+    "USER_SIZE",
+    "DeviceError",
+    "OpenFile",
+    "dev_ioctl",
+    "dev_open",
+    "dev_read",
+    "dev_release",
+    "dev_write",
+]
+
+
 FMODE_READ, FMODE_WRITE = 0x1, 0x2
 O_RDWR = 2
 USER_SIZE = 0x10000

@@ -28,6 +28,25 @@ from lkm.errors import LkmError
 if TYPE_CHECKING:
     from lkm.emulate.kernel import BaseKernel
 
+__all__ = [
+    "DEFAULT_IRQ",
+    "DEFAULT_PCI_BARS",
+    "IOREMAP_BASE",
+    "MEM_BASE",
+    "PCI_ANY_ID",
+    "PORT_BASE",
+    "Access",
+    "Bar",
+    "Device",
+    "DeviceSpecError",
+    "Hardware",
+    "IrqAction",
+    "Window",
+    "hw_of",
+    "parse_device",
+]
+
+
 MEM_BASE = 0xFE000000  # physical addresses of emulated memory BARs and resources
 PORT_BASE = 0xC000  # I/O port BARs
 IOREMAP_BASE = 0xFFFFC90100000000  # ioremap()'s virtual addresses (vmalloc area, above the stack)

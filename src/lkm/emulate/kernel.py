@@ -30,6 +30,33 @@ if TYPE_CHECKING:
     from lkm.emulate.module import EmulatedModule
     from lkm.symbols.table import SymbolTable
 
+__all__ = [
+    "DATA",
+    "DATA_TYPES",
+    "DEFAULT_MEMORY_BUDGET",
+    "FUNCTIONS",
+    "HEAP_CHUNK",
+    "KMALLOC_MAX_SIZE",
+    "MODULE_PERCPU_OFFSET",
+    "NATIVE",
+    "NATIVE_SLOT",
+    "PERCPU_61",
+    "PERCPU_SIZE",
+    "RECORD_ONLY",
+    "STACK_CANARY",
+    "TASK_SIZE",
+    "BaseKernel",
+    "KFunc",
+    "OutOfMemory",
+    "SymbolSpace",
+    "TraceEntry",
+    "Unimplemented",
+    "kdata",
+    "kfunc",
+    "memory_budget",
+]
+
+
 PERCPU_SIZE = 0x80000
 DATA_TYPES = frozenset("DdBbRrGgSsVvAa")  # nm letters of data; the rest (T t W w ...) is code
 MODULE_PERCPU_OFFSET = 0x40000  # module per-cpu sections go after the kernel's (0x35000 on 6.1)

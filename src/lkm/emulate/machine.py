@@ -28,6 +28,22 @@ from lkm.emulate.oops import invalid_opcode_report, page_fault_report
 from lkm.emulate.ucdirect import Registers, add_code_hook
 from lkm.errors import LkmError
 
+__all__ = [
+    "DEFAULT_INSN_BUDGET",
+    "DEFAULT_TIME_BUDGET",
+    "HANDLED",
+    "MAX_MAP",
+    "PAGE",
+    "RET_INSN",
+    "TICK_INSNS",
+    "EmulationFault",
+    "Machine",
+    "Trap",
+    "TrapCall",
+    "pack_words",
+]
+
+
 PAGE = 0x1000
 DEFAULT_INSN_BUDGET = 5_000_000
 DEFAULT_TIME_BUDGET = 5.0  # seconds of wall clock per call

@@ -26,6 +26,9 @@ from lkm.link.image import LinkedImage
 from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
 from lkm.module.file import ModuleFile
 
+__all__ = ["NOP5", "EmulatedModule", "InitResult", "arch_for", "load", "run_exit", "run_init"]
+
+
 NOP5 = bytes.fromhex("0f1f440000")  # ftrace_nop_replace (x86 ideal 5-byte NOP)
 
 

@@ -71,6 +71,37 @@ from lkm.errors import LkmError
 if TYPE_CHECKING:
     from lkm.emulate.hw import Access, Hardware
 
+__all__ = [
+    "CONF_DATA",
+    "CORE_LINES",
+    "FORMAT",
+    "LOADER_LINES",
+    "MARKER_PORT",
+    "MAX_TRACE_BYTES",
+    "PHASE_MARKS",
+    "VERSION",
+    "DeviceTrace",
+    "Divergence",
+    "QemuEvent",
+    "Recorded",
+    "ReplayDevice",
+    "ReplayReport",
+    "Replayer",
+    "TraceError",
+    "bar_script",
+    "check_config",
+    "device_from_spec",
+    "device_trace",
+    "driver_lines",
+    "parse_qemu_trace",
+    "replay_device",
+    "replay_devices",
+    "report",
+    "same_lines",
+    "split_dmesg",
+]
+
+
 FORMAT = "lkm-device-trace"
 VERSION = 1
 MARKER_PORT = 0x7E0  # an I/O port nothing on QEMU's PC claims: the recording guest's phase marks

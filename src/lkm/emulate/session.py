@@ -44,6 +44,21 @@ from lkm.record import cached
 from lkm.safeio import read_bytes, read_text
 from lkm.symbols.table import SymbolTable
 
+__all__ = [
+    "DEFAULT",
+    "SESSION_SYMBOLS",
+    "SESSION_SYMBOLS_REVISION",
+    "STATE_VERSION",
+    "CommandError",
+    "CompactSymbolSpace",
+    "Outcome",
+    "Session",
+    "default_symbols",
+    "kernel_symbols",
+    "load_state",
+    "save_state",
+]
+
 
 class CommandError(LkmError):
     """A script line that cannot be carried out (bad syntax, unknown module or device)."""

@@ -13,6 +13,21 @@ from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 
+__all__ = [
+    "CHRDEV_MAJOR_DYN_END",
+    "CHRDEV_MAJOR_DYN_EXT_END",
+    "CHRDEV_MAJOR_DYN_EXT_START",
+    "CHRDEV_MAJOR_MAX",
+    "DYNAMIC_MINORS",
+    "MISC_DYNAMIC_MINOR",
+    "ChrDev",
+    "KernelState",
+    "LogRecord",
+    "MiscDev",
+    "Registration",
+]
+
+
 CHRDEV_MAJOR_MAX = 512  # fs/char_dev.c
 CHRDEV_MAJOR_DYN_END = 234
 CHRDEV_MAJOR_DYN_EXT_START = 511

@@ -18,6 +18,24 @@ from lkm.errors import LkmError
 from lkm.module.file import ModuleFile
 from lkm.record import Fields
 
+__all__ = [
+    "DEFAULT_INSNS",
+    "DEFAULT_SECONDS",
+    "DRIVER_CORE",
+    "ModuleRun",
+    "SubsystemRow",
+    "by_subsystem",
+    "dependency_order",
+    "driver_core",
+    "load_dependencies",
+    "module_key",
+    "run_module",
+    "run_modules",
+    "subsystem",
+    "tree_modules",
+]
+
+
 DEFAULT_INSNS = 2_000_000
 DEFAULT_SECONDS = 2.0
 

@@ -13,6 +13,21 @@ import ipaddress
 from collections.abc import Callable
 from typing import Protocol
 
+__all__ = [
+    "LEFT",
+    "PAGE",
+    "PLUS",
+    "SPACE",
+    "SPECIAL",
+    "ZEROPAD",
+    "Args",
+    "Formatter",
+    "Memory",
+    "number",
+    "split_level",
+]
+
+
 PAGE = 0x1000
 
 LEFT, PLUS, SPACE, SPECIAL, ZEROPAD = 1, 2, 4, 8, 16

@@ -39,6 +39,20 @@ from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.safeio import read_bytes
 
+__all__ = [
+    "HINT_EBUSY",
+    "TAINT_FORCED_MODULE",
+    "TAINT_PROPRIETARY_MODULE",
+    "InsmodError",
+    "InsmodOptions",
+    "InsmodResult",
+    "insmod",
+    "kernel_view",
+    "persist_path",
+    "read_persist",
+]
+
+
 HINT_EBUSY = (
     "Hint: this error can be caused by incorrect module parameters, including invalid IO and IRQ parameters"
 )

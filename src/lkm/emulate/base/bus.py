@@ -22,6 +22,55 @@ from lkm.emulate.machine import TrapCall
 from lkm.emulate.replay import device_from_spec
 from lkm.emulate.state import Registration
 
+__all__ = [
+    "EBUSY",
+    "EINVAL",
+    "ENODEV",
+    "ENXIO",
+    "IORESOURCE_IO",
+    "IORESOURCE_IRQ",
+    "IORESOURCE_MEM",
+    "IORESOURCE_SIZEALIGN",
+    "IORESOURCE_TYPE_BITS",
+    "M_DEV_CLASS",
+    "M_DEV_HI",
+    "M_DEV_LO",
+    "M_DEV_PROTOCOL",
+    "M_DEV_SUBCLASS",
+    "M_INT_CLASS",
+    "M_INT_NUMBER",
+    "M_INT_PROTOCOL",
+    "M_INT_SUBCLASS",
+    "M_PRODUCT",
+    "M_VENDOR",
+    "PLATFORM_DEVID_AUTO",
+    "PLATFORM_DEVID_NONE",
+    "USB_CLASS_VENDOR_SPEC",
+    "USB_ENDPOINTS",
+    "L",
+    "add_device",
+    "attach",
+    "attach_driver",
+    "hotplug",
+    "init_device",
+    "make_pci",
+    "make_platform",
+    "make_usb",
+    "pci_device_from_id",
+    "pci_id_at",
+    "pci_match",
+    "platform_ids",
+    "platform_match",
+    "platform_resource",
+    "release_devres",
+    "set_dev_name",
+    "unbind",
+    "usb_device_from_id",
+    "usb_id_at",
+    "usb_match",
+]
+
+
 ENODEV, ENXIO, EINVAL, EBUSY = 19, 6, 22, 16
 IORESOURCE_IO, IORESOURCE_MEM, IORESOURCE_IRQ = 0x100, 0x200, 0x400
 IORESOURCE_SIZEALIGN = 0x40000

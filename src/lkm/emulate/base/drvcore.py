@@ -25,6 +25,47 @@ from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
 
+__all__ = [
+    "AC_CLASS",
+    "AC_FLAGS",
+    "ANON_CONTAINER",
+    "ATTRIBUTE_CONTAINER_NO_CLASSDEVS",
+    "ATTR_NAME",
+    "AUX_DRIVER_DRIVER",
+    "AUX_DRIVER_ID_TABLE",
+    "AUX_DRIVER_NAME",
+    "AUX_DRIVER_PROBE",
+    "CLASS_INTF_ADD_DEV",
+    "CLASS_INTF_CLASS",
+    "CLASS_INTF_REMOVE_DEV",
+    "CLASS_NAME",
+    "CLASS_P",
+    "CLASS_SIZE",
+    "DEVICE_DRIVER_PROBE_TYPE",
+    "ENOENT",
+    "PROBE_PREFER_ASYNCHRONOUS",
+    "SPI_DRIVER_DRIVER",
+    "SPI_DRIVER_PROBE",
+    "SPI_DRIVER_REMOVE",
+    "SPI_DRIVER_SHUTDOWN",
+    "TCLASS_REMOVE",
+    "TCLASS_SETUP",
+    "L",
+    "bus_drivers",
+    "class_add_device",
+    "class_del_device",
+    "class_of",
+    "class_register",
+    "class_unregister",
+    "classes",
+    "container_register",
+    "container_unregister",
+    "find_driver",
+    "register_on_bus",
+    "unregister_from_bus",
+]
+
+
 # struct class: name, class_groups, dev_groups, ..., p (subsys_private)
 CLASS_NAME, CLASS_P, CLASS_SIZE = 0, 112, 120
 # struct class_interface: node (list_head), class, add_dev, remove_dev

@@ -7,6 +7,9 @@ from __future__ import annotations
 from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = ["CACHE_SIZE", "GFP_ZERO", "PAGE"]
+
+
 GFP_ZERO = 0x100  # ___GFP_ZERO (6.1)
 PAGE = 0x1000
 CACHE_SIZE = 0x100  # our struct kmem_cache: object size at offset 0, ctor at offset 8

@@ -47,6 +47,9 @@ from lkm.kernels import KernelVersion, by_name
 from lkm.safeio import discard, read_bytes
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
+__all__ = ["ALL_FLAGS", "POLICIES", "Area", "ModelKernel"]
+
+
 POLICIES = ("vmalloc", "kmalloc-first")
 ALL_FLAGS = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_COMPRESSED_FILE
 

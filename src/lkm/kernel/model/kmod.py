@@ -49,6 +49,22 @@ from lkm.kernels import KmodRules
 if TYPE_CHECKING:
     from lkm.kernel.model import ModelKernel
 
+__all__ = [
+    "DEFAULT_MODPROBE",
+    "DEFAULT_MODPROBE_FACTORY",
+    "MAX_KMOD_ALL_BUSY_TIMEOUT",
+    "MAX_KMOD_CONCURRENT",
+    "UMH_ENV",
+    "KmodDeadlock",
+    "ModprobeFactory",
+    "ModprobeLike",
+    "ModuleRequest",
+    "default_modprobe_factory",
+    "name_limit",
+    "request_module",
+]
+
+
 MAX_KMOD_CONCURRENT = 50
 MAX_KMOD_ALL_BUSY_TIMEOUT = 5  # seconds
 DEFAULT_MODPROBE = "/sbin/modprobe"  # CONFIG_MODPROBE_PATH

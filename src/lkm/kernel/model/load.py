@@ -50,6 +50,34 @@ from lkm.symbols.table import SymbolTable
 from lkm.trust.keys import load_certificate_list
 from lkm.trust.sig import check_for_load
 
+__all__ = [
+    "BOOL_WORDS",
+    "INT_TYPES",
+    "SIG_MAGIC",
+    "TAINT_OOT_MODULE",
+    "TAINT_PROPRIETARY_MODULE",
+    "TAINT_UNSIGNED_MODULE",
+    "InitFailed",
+    "LoadInfo",
+    "add_unformed_module",
+    "apply_relocations",
+    "check_modinfo",
+    "complete_formation",
+    "do_init_module",
+    "elf_validity_check",
+    "layout_and_allocate",
+    "load_module",
+    "module_sig_check",
+    "parse_args",
+    "parse_params",
+    "post_relocation",
+    "sig_check",
+    "simplify_symbols",
+    "split_args",
+    "strip_signature",
+]
+
+
 # Global taint bits (include/linux/panic.h TAINT_*) the loader sets.
 TAINT_PROPRIETARY_MODULE = 1 << 0
 TAINT_OOT_MODULE = 1 << 12

@@ -42,6 +42,9 @@ from lkm.kernel.model.struct24 import (
 )
 from lkm.kernel.model.vmalloc import ModuleMemory
 
+__all__ = ["KERNEL_MODULE_ADDRESS", "Calls24", "NoSpace", "Query", "can_query", "iter_strings"]
+
+
 KERNEL_MODULE_ADDRESS = 0xC0300F00  # &kernel_module in the model's kernel data
 
 

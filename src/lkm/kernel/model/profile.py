@@ -21,6 +21,20 @@ from lkm.errors import LkmError
 from lkm.safeio import read_bytes
 from lkm.symbols.table import KernelSymbol, SymbolTable
 
+__all__ = [
+    "ARCH_FIELDS",
+    "ARCH_RANGES",
+    "FORMAT",
+    "PROFILE_DIR",
+    "Profile",
+    "ProfileError",
+    "load_profile",
+    "parse_profile",
+    "profile_from_files",
+    "shipped_profiles",
+]
+
+
 FORMAT = "lkm-profile 1"
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"
 

@@ -36,6 +36,31 @@ if TYPE_CHECKING:
     from lkm.kernel.model.vmalloc import AreaList
     from lkm.symbols.table import KernelSymbol
 
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "KMSG_TABLE",
+    "REQUIRED_META",
+    "ROW_TYPES",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SQLITE_MAGIC",
+    "TABLES",
+    "U64",
+    "ZSTD_MAGIC",
+    "Cache",
+    "State",
+    "StateError",
+    "addr",
+    "decode_blob",
+    "decode_json",
+    "default_state_path",
+    "encode_blob",
+    "is_lkm_state",
+    "new_state_file",
+    "replace_state",
+]
+
+
 SCHEMA_VERSION = 2
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # The kernel log (what ``lkm model dmesg`` shows).  Optional: a state booted before it existed

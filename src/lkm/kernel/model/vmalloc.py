@@ -21,6 +21,19 @@ from lkm.kernel.interface import KernelError
 if TYPE_CHECKING:
     from lkm.kernel.model.store import Store
 
+__all__ = [
+    "KMALLOC_MAX",
+    "KMALLOC_MIN",
+    "AreaList",
+    "Arena",
+    "Fragmentation",
+    "ModuleMemory",
+    "first_fit",
+    "fragmentation",
+    "kmalloc_class",
+]
+
+
 KMALLOC_MIN = 32
 KMALLOC_MAX = 128 * 1024  # 2.4's largest general cache (size-131072)
 
