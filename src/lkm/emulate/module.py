@@ -20,6 +20,7 @@ from lkm.elf.constants import STT_FUNC
 from lkm.emulate.arch import row_for
 from lkm.emulate.kernel import MODULE_PERCPU_OFFSET, BaseKernel
 from lkm.emulate.machine import EmulationFault
+from lkm.emulate.vsprintf import to_signed
 from lkm.errors import LkmError
 from lkm.link import link
 from lkm.link.image import LinkedImage
@@ -190,7 +191,7 @@ def run_init(kernel: BaseKernel, em: EmulatedModule) -> InitResult:
     fault = None
     if init is not None:
         try:
-            value = _signed(kernel.call(init, (), em.name), 32)
+            value = to_signed(kernel.call(init, (), em.name), 32)
         except EmulationFault as exc:
             fault = exc
     if fault is not None:
@@ -235,8 +236,3 @@ def _free(kernel: BaseKernel, em: EmulatedModule) -> None:
     kernel.modules.pop(em.name, None)
     for exp in em.file.exports:
         kernel.exports.pop(exp.name, None)
-
-
-def _signed(v: int, bits: int) -> int:
-    v &= (1 << bits) - 1
-    return v - (1 << bits) if v >> (bits - 1) else v

@@ -21,6 +21,7 @@ from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.replay import device_from_spec
 from lkm.emulate.state import Registration
+from lkm.emulate.vsprintf import to_signed
 
 __all__ = [
     "EBUSY",
@@ -87,11 +88,6 @@ def L(k: BaseKernel) -> dict[str, int]:
     return device_layout(k.arch.name)
 
 
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >> 31 else v
-
-
 def set_dev_name(k: BaseKernel, dev: int, name: str) -> None:
     k.machine.write_word(dev + L(k)["device_kobj"] + L(k)["kobject_name"], k.new_string(name.encode()))
 
@@ -123,7 +119,7 @@ def _probe(
     k.machine.write_word(d.dev + lay["device_driver"], driver_struct)
     d.driver, d.driver_name, d.module = drv, drv_name, module
     d.probed = True
-    ret = _s32(k.call(fn, args, module)) if fn else 0
+    ret = to_signed(k.call(fn, args, module), 32) if fn else 0
     d.probe_result = ret
     if ret < 0:
         release_devres(k, hw, d)
@@ -689,7 +685,7 @@ def _adopt_platform(k: BaseKernel, p: int) -> int:
     m = k.machine
     hw = hw_of(k)
     name = k.cstring(m.read_word(p + lay["platform_device_name"]), 64)
-    pid = _s32(m.read_int(p + lay["platform_device_id"], 4))
+    pid = to_signed(m.read_int(p + lay["platform_device_id"], 4), 32)
     if pid == PLATFORM_DEVID_AUTO:
         full = f"{name}.{sum(1 for d in hw.devices if d.bus == 'platform')}.auto"
     else:
@@ -960,7 +956,7 @@ def _for_each(k: BaseKernel, devs: list[int], start: int, data: int, fn: int) ->
     if start in devs:
         devs = devs[devs.index(start) + 1 :]
     for dev in devs:
-        ret = _s32(k.call(fn, (dev, data), k.current))
+        ret = to_signed(k.call(fn, (dev, data), k.current), 32)
         if ret:
             return ret
     return 0
