@@ -46,7 +46,6 @@ from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
 from lkm.link.params24 import ParamError, apply_arguments
 from lkm.link.reloc24 import FORMULAS_24, GOT_TYPES_24, INSMOD24_I386, R_386_GOT32
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 from lkm.symbols.sources import version_prefix
 
 __all__ = [
@@ -164,7 +163,8 @@ class MapSymbol:
     name: str
 
 
-class LinkedImage24(Record):
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
+class LinkedImage24:
     """What insmod passes to ``init_module(name, image)``: ``image`` (``size`` bytes at ``base``,
     struct module first), ``module`` its fields by name, ``sections`` (name, address, size,
     alignment) in load order, ``exports`` the __ksymtab entries (name, value) the kernel will
@@ -172,26 +172,20 @@ class LinkedImage24(Record):
     ``section_addresses``/``symbol_values`` by the object's own section and symbol indexes,
     ``resolved`` each undefined name of the object with the value bound to it."""
 
-    __slots__ = ("name", "base", "size", "image", "module", "sections", "exports", "deps", "map_symbols",
-                 "section_addresses", "symbol_values", "resolved", "relocations", "warnings")  # fmt: skip
-
-    def __init__(self, **fields: object) -> None:
-        for f in self.__slots__:
-            setattr(self, f, fields[f])
-        self.name: str
-        self.base: int
-        self.size: int
-        self.image: bytes
-        self.module: dict[str, int]
-        self.sections: list[tuple[str, int, int, int]]
-        self.exports: list[tuple[str, int]]
-        self.deps: list[str]
-        self.map_symbols: list[MapSymbol]
-        self.section_addresses: dict[int, int]
-        self.symbol_values: list[int]
-        self.resolved: dict[str, int]
-        self.relocations: int
-        self.warnings: list[str]
+    name: str
+    base: int
+    size: int
+    image: bytes
+    module: dict[str, int]
+    sections: list[tuple[str, int, int, int]]
+    exports: list[tuple[str, int]]
+    deps: list[str]
+    map_symbols: list[MapSymbol]
+    section_addresses: dict[int, int]
+    symbol_values: list[int]
+    resolved: dict[str, int]
+    relocations: int
+    warnings: list[str]
 
     def as_loaded(self) -> LoadedModule24:
         """This module as the next insmod will see it in the kernel (query_module)."""
