@@ -40,7 +40,7 @@ from lkm.kernel.model.vmalloc import ModuleMemory
 from lkm.kernels import KernelConfig
 from lkm.link import link
 from lkm.link.image import LinkedImage
-from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
+from lkm.link.kallsyms import module_kallsyms_lines
 from lkm.link.layout import Layout, layout_module
 from lkm.link.resolve import check_vermagic, kernel_resolver
 from lkm.module.file import ModuleFile
@@ -367,9 +367,7 @@ def post_relocation(info: LoadInfo) -> None:
         value = info.values.get(e.symbol or e.name, info.values.get(e.name, 0))
         exports.append((e.name, value, int(e.gpl), e.crc, e.namespace))
     store.add_exports(info.seq, exports)
-    store.add_kallsyms(
-        info.seq, format_module_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)
-    )
+    store.add_kallsyms(info.seq, module_kallsyms_lines(mod, image))
     assert info.symbols is not None
     used: list[int] = []
     for sym in image.resolved:
