@@ -89,7 +89,7 @@ def _kept_symbols(mod: ModuleFile, image: LinkedImage) -> list[tuple[int, str, s
     exported = {e.name: by_name.get(e.symbol or e.name) for e in mod.exports if not e.gpl}
     percpu_sec = mod.elf.section(".data..percpu")
     percpu = percpu_sec.number if percpu_sec is not None else None
-    out = []
+    out: list[tuple[int, str, str]] = []
     append = out.append
     # elf_type of a non-weak symbol depends on its section only: each section's letter once
     by_section: dict[int, str] = {}

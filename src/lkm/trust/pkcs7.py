@@ -366,7 +366,7 @@ def _validate_trust_one(
             return errno.ENOKEY, "unknown self-signed certificate in the message"
         last = x509
         digest = hash_digest(x509.sig_hash, x509.tbs) if x509.sig_hash else None
-        sig_owner_below = (x509.sig_pkey_algo, x509.sig_hash, lambda d=digest: d, x509.signature)
+        sig_owner_below = (x509.sig_pkey_algo, x509.sig_hash, _given(digest), x509.signature)
         x509 = next((c for c in msg.certs if c.id0 == x509.akid_id), None) if x509.akid_id else None
     if last is not None and (last.akid_id or last.akid_keyid):
         found = ring.find(last.akid_id, last.akid_keyid)
@@ -379,6 +379,10 @@ def _validate_trust_one(
         sig = (s.pkey_algo, s.hash_algo, lambda: digests[s.hash_algo], s.signature)
         return _matched(found, sig, kernel, f"direct signer {found.description}")
     return errno.ENOKEY, "no trusted key matches the signer"
+
+
+def _given(digest: bytes | None) -> Callable[[], bytes | None]:
+    return lambda: digest
 
 
 def _matched(

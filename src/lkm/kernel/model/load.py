@@ -207,7 +207,7 @@ class LoadInfo:
     symbols: DbSymbols | None = None
     resolve: Callable[[str], int | None] | None = None
     image: LinkedImage | None = None
-    values: dict[str, int] = field(default_factory=dict)  # defined symbols' addresses by name
+    values: dict[str, int] = field(default_factory=dict)  # addresses of init, exit and the exports
     init: int = 0
     exit: int = 0
 
@@ -350,7 +350,11 @@ def apply_relocations(info: LoadInfo) -> None:
     except InvalidModule as exc:
         raise kernel_error(info.call, exc) from None
     values = image.symbol_values
-    info.values = {s.name: values[s.number] for s in info.module.elf.symbols() if s.name and s.shndx}
+    wanted = {"init_module", "cleanup_module"}  # and the exported symbols
+    for e in info.module.exports:
+        wanted.update((e.name, e.symbol or e.name))
+    syms = info.module.elf.symbols()
+    info.values = {s.name: values[s.number] for s in syms if s.shndx and s.name in wanted}
 
 
 def post_relocation(info: LoadInfo) -> None:
