@@ -12,11 +12,14 @@ it: plain, ``.gz``/``.xz``/``.zst``/``.bz2``, a ``journalctl -o export`` or ``-o
 from __future__ import annotations
 
 import bz2
+import collections
+import concurrent.futures
 import datetime
 import errno
 import html
 import itertools
 import json
+import multiprocessing
 import os
 import re
 
@@ -472,10 +475,6 @@ def _local(work: Iterator[list[str] | None], workers: int) -> Iterator[Part | No
         for b in itertools.chain(first, work):
             yield None if b is None else triage_batch(b)
         return
-    import collections
-    import concurrent.futures
-    import multiprocessing
-
     # fork where there is one: "spawn" would re-run the lkm script (bin/lkm) in each child
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
@@ -532,8 +531,6 @@ def _run_dask(work: Iterator[list[str] | None], address: str | None, workers: in
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise LkmError("the dask engine needs Dask: pip install 'lkm[dask]'") from None
-    import collections
-
     cluster = None
     if address:
         client = Client(address)  # type: ignore[no-untyped-call]
