@@ -34,7 +34,7 @@ TOOL = Tool(
         Opt("o", "output", "FILE", "write the output to FILE (written whole, or not at all)"),
         Opt("", "symbols-dir", "DIR", "decode representatives with DIR/<release>/ or DIR/<build-id>/"),
         Opt("", "engine", "ENGINE", "local (default) or dask[=ADDRESS]", complete="local dask"),
-        Opt("", "workers", "N", "processes: the local engine's pool, Dask's LocalCluster (default 2)"),
+        Opt("", "workers", "N", "processes of the local pool or the Dask LocalCluster (default 2)"),
     ],
 )
 
