@@ -4,6 +4,12 @@ runs after N changed modules, and modprobe --show-depends over every name.
 
     python3 bench/depmod.py [--trees amd64-6.1,amd64-6.12] [--repeat N] [--jobs N]
                             [--touch 1,10,100] [--only full,incremental,modprobe]
+                            [--reference PYTHON]
+
+``--reference PYTHON``: another lkm (the ``lkm`` script beside that interpreter, e.g. a venv
+with the commit before a change installed) timed in the same rounds, interleaved with the
+two others on roots of its own; each row then also gives its medians and ratios to kmod, so
+that a before/after comparison sees the same machine load.
 
 For each corpus tree:
 
@@ -91,6 +97,9 @@ def row(label: str, med: dict[str, tuple[float, float]], target: float, same: bo
         f"{label}: wall lkm {lw:.3f} s / kmod {kw:.3f} s = {wall:.2f}; "
         f"CPU lkm {lc:.3f} s / kmod {kc:.3f} s = {cpu:.2f} (target <= {target}: {verdict})"
     )
+    if "ref" in med:
+        rw, rc = med["ref"]
+        text += f"; reference: wall {rw:.3f} s = {rw / kw:.2f}, CPU {rc:.3f} s = {rc / kc:.2f}"
     if same is not None:
         text += f"; outputs identical: {same}"
     return text + f"; load {load()}"
@@ -137,6 +146,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=0, help="lkm depmod --jobs (0: every core)")
     ap.add_argument("--touch", default="1,10,100", help="module counts changed before incremental runs")
     ap.add_argument("--only", default="full,incremental,modprobe")
+    ap.add_argument("--reference", help="another interpreter whose lkm is timed in the same rounds")
     a = ap.parse_args()
     from testing.corpus import depmod_root, find_tree
 
@@ -145,6 +155,10 @@ def main() -> int:
     modprobe = shutil.which("modprobe", path="/usr/sbin:/sbin") or "modprobe"
     script = Path(sys.executable).parent / "lkm"  # the console script, as users run it
     lkm = [str(script)] if script.exists() else [sys.executable, "-m", "lkm"]
+    ref: list[str] | None = None
+    if a.reference:
+        rscript = Path(a.reference).parent / "lkm"
+        ref = [str(rscript)] if rscript.exists() else [a.reference, "-m", "lkm"]
     jobs = ["--jobs", str(a.jobs)] if a.jobs else []
     work = Path(tempfile.mkdtemp(prefix="lkm-bench-depmod-"))
     print(f"python {sys.executable}; load average at start {load()}; {os.cpu_count()} CPUs", flush=True)
@@ -157,8 +171,13 @@ def main() -> int:
             k_cmd = [depmod, "-b", str(kroot), tree.release]
             if "full" in only:
                 l_cmd = [*lkm, "depmod", "--no-cache", *jobs, "-b", str(lroot), tree.release]
-                med = side_by_side({"lkm": l_cmd, "kmod": k_cmd}, a.repeat)
-                same = identical(kd, ld)
+                cmds = {"lkm": l_cmd, "kmod": k_cmd}
+                if ref is not None:
+                    rroot = work / name / "ref"
+                    rd = depmod_root(tree, rroot)
+                    cmds["ref"] = [*ref, "depmod", "--no-cache", *jobs, "-b", str(rroot), tree.release]
+                med = side_by_side(cmds, a.repeat)
+                same = identical(kd, ld) and (ref is None or identical(kd, rd))
                 print(row(f"depmod -b {name}, full run", med, FULL_TARGETS.get(name, 1.0), same), flush=True)
             if "incremental" in only:
                 ikroot, ilroot = work / name / "kmod-inc", work / name / "lkm-inc"
@@ -167,17 +186,19 @@ def main() -> int:
                 rels = sorted(str(p.relative_to(ild)) for p in ild.rglob("*.ko*"))
                 ik_cmd = [depmod, "-b", str(ikroot), tree.release]
                 il_cmd = [*lkm, "depmod", *jobs, "-b", str(ilroot), tree.release]
-                timed(ik_cmd)
-                timed(il_cmd)  # fills the cache
+                cmds = {"lkm": il_cmd, "kmod": ik_cmd}
+                roots = [ikd, ild]
+                if ref is not None:
+                    irroot = work / name / "ref-inc"
+                    ird = depmod_root(tree, irroot, per_file=True)
+                    roots.append(ird)
+                    cmds["ref"] = [*ref, "depmod", *jobs, "-b", str(irroot), tree.release]
+                for cmd in cmds.values():
+                    timed(cmd)  # kmod's warm-up; each lkm fills its cache
                 rng = random.Random(18)
                 for count in (int(x) for x in a.touch.split(",")):
-                    med = side_by_side(
-                        {"lkm": il_cmd, "kmod": ik_cmd},
-                        a.repeat,
-                        before=changer([ikd, ild], rels, rng, count),
-                        warm=False,
-                    )
-                    same = identical(ikd, ild)
+                    med = side_by_side(cmds, a.repeat, before=changer(roots, rels, rng, count), warm=False)
+                    same = identical(ikd, ild) and (ref is None or identical(ikd, ird))
                     label = f"depmod -b {name}, {count} modules changed"
                     print(row(label, med, INCREMENTAL_TARGET, same), flush=True)
             if "modprobe" in only:
@@ -192,6 +213,8 @@ def main() -> int:
                 pl = subprocess.run([*lkm, "modprobe", *common], capture_output=True, check=False)
                 same = pk.stdout == pl.stdout and pk.stderr == pl.stderr
                 cmds = {"lkm": [*lkm, "modprobe", *common], "kmod": [modprobe, *common]}
+                if ref is not None:
+                    cmds["ref"] = [*ref, "modprobe", *common]
                 med = side_by_side(cmds, a.repeat)
                 label = f"modprobe -a --show-depends, {len(names)} names ({name})"
                 print(row(label, med, MODPROBE_TARGET, same), flush=True)

@@ -14,6 +14,13 @@ main's checkout, each in its own process, one after the other in the same run:
   with a large ``rounds``; instructions are counted with a hook at rounds 1, 2 and 3 (the
   same instructions every pass: count = fixed + rounds x per-pass, checked) and its
   checksum is checked against zlib's;
+* **probe + remove runs/s**: PCI drivers of the corpus with ``--device auto`` (by default
+  the four QEMU device models' drivers of the record/replay work: e1000, e100, 8139cp,
+  ne2k-pci) and the fixture ``netdemo.ko`` with its device (a MAC in its registers), each
+  run ``--probe-runs`` times in a fresh harness (``Harness`` + ``load``: init and probe,
+  ``unload``: exit and remove); instructions/s: the module instructions of one run (counted
+  in a separate pass with a per-instruction hook) over the seconds of an un-hooked run;
+  each run's kernel log and probe() value are listed (and compared between the sides);
 * **same results**: each module's printk log, init's return value or fault, and the
   unimplemented kernel functions it called, compared between the two trees (any difference
   is listed and makes the exit status 1).
@@ -24,6 +31,7 @@ JIT alone: the ceiling for emulated code).  Apart from a difference in results, 
 on a number.
 
     python3 bench/emulate.py [--tree amd64-6.1] [--sample 200] [--rounds 100]
+                             [--probe e1000,e100,8139cp,ne2k-pci] [--probe-runs 20]
                              [--reference /path/to/main/src] [--json FILE]
 """
 
@@ -37,11 +45,16 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PERFLOOP = ROOT / "tests" / "fixtures" / "6x" / "perfloop.ko"
 PERFLOOP_LEN = 4096
+NETDEMO = ROOT / "tests" / "fixtures" / "6x" / "netdemo.ko"
+# netdemo's device: BAR 0 with a valid MAC (52:54:00:12:34:56) in MAC_LO/MAC_HI, the link up
+NETDEMO_DEVICE = "pci:v1234d4E44,bar0=mem:0x1000,irq=11,bar0+0x0=0x12005452,bar0+0x4=0x5634,bar0+0xc=1"
+PROBE_DRIVERS = "e1000,e100,8139cp,ne2k-pci"
 
 
 def perfloop_sum(rounds: int) -> int:
@@ -54,7 +67,56 @@ def perfloop_sum(rounds: int) -> int:
 
 
 # -- the measuring process (one lkm source tree) -------------------------------------------
-def worker(src: str, tree_name: str, sample_size: int, rounds: int, count: bool) -> dict[str, object]:
+def probe_bench(
+    symbols: object, tree: object, drivers: str, runs: int, count_hooked: Callable[[object], list[int]]
+) -> dict[str, dict[str, object]]:
+    """Probe + remove of each driver: with ``--device auto`` (registers that read 0), with its
+    QEMU recording (``replay:``, when the corpus cache has one: the driver's full probe against
+    the device's recorded answers, its dependencies loaded first), and the netdemo fixture
+    with its device.  Per case: runs/s, instructions per run, kernel log, probe() value and,
+    replayed, whether the driver made the recorded accesses to the end."""
+    from lkm.emulate.harness import Harness
+    from testing.captures import corpus_dir, replay_is_current
+    from testing.corpus import module_files
+    from testing.vm import with_dependencies
+
+    files = {p.name[: -len(".ko")]: str(p) for p in module_files(tree)}  # type: ignore[arg-type]
+    cases: list[tuple[str, list[str], str]] = []
+    for drv in (d for d in drivers.split(",") if d in files):
+        cases.append((f"{drv} (auto)", [files[drv]], "auto"))
+        rec = corpus_dir() / "replay" / tree.name / drv  # type: ignore[attr-defined]
+        if replay_is_current(rec, tree.release):  # type: ignore[attr-defined]
+            mods = [str(p) for p in with_dependencies(tree, [drv.replace("-", "_")])]  # type: ignore[arg-type]
+            cases.append((f"{drv} (replay)", mods, f"replay:{rec / 'trace.json'}"))
+    cases.append(("netdemo (fixture)", [str(NETDEMO)], NETDEMO_DEVICE))
+    out: dict[str, dict[str, object]] = {}
+    for name, paths, device in cases:
+
+        def one(counting: bool, paths: list[str] = paths, device: str = device) -> tuple[Harness, int]:
+            h = Harness([device], symbols=symbols, time_budget=600)  # type: ignore[arg-type]
+            counter = count_hooked(h.kernel) if counting else [0]
+            for p in paths:
+                h.load(p, check=False)
+            h.unload()
+            return h, counter[0]
+
+        h, insns = one(True)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(runs):
+            one(False)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        d = next((d for d in h.devices if d.probed), h.devices[0])
+        replay = [r.ok for r in h.replay()] if device.startswith("replay:") else []
+        out[name] = {
+            "runs": runs, "cpu": cpu, "wall": wall, "insns": insns, "probe": d.probe_result,
+            "log": list(h.dmesg), "unimplemented": h.unimplemented, "replay_ok": replay,
+        }  # fmt: skip
+    return out
+
+
+def worker(
+    src: str, tree_name: str, sample_size: int, rounds: int, count: bool, probe: str = "", probe_runs: int = 0
+) -> dict[str, object]:
     sys.path.insert(0, str(ROOT))  # testing/
     sys.path.insert(0, src)  # the lkm measured (first on the path)
 
@@ -141,6 +203,9 @@ def worker(src: str, tree_name: str, sample_size: int, rounds: int, count: bool)
             text += f"fault: {res.fault.reason}"
         return counter[0], res.value, cpu, wall, text
 
+    if probe_runs:
+        out["probe"] = probe_bench(symbols, tree, probe, probe_runs, count_hooked)
+
     one = perfloop(1, True)[0]
     two = perfloop(2, True)[0]
     three = perfloop(3, True)[0]
@@ -156,6 +221,7 @@ def run_side(src: str, a: argparse.Namespace, count: bool) -> dict[str, object]:
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # leave the reference tree as it is
         cmd = [sys.executable, __file__, "--worker", src, "--out", f.name, "--tree", a.tree]
         cmd += ["--sample", str(a.sample), "--rounds", str(a.rounds)] + (["--count"] if count else [])
+        cmd += ["--probe", a.probe, "--probe-runs", str(a.probe_runs)]
         subprocess.run(cmd, check=True, env=env)
         data: dict[str, object] = json.loads(Path(f.name).read_text())
         return data
@@ -200,6 +266,35 @@ def compare(before: dict[str, dict[str, object]], after: dict[str, dict[str, obj
     return diffs
 
 
+def print_probe(sides: dict[str, dict[str, object]]) -> None:
+    """The probe + remove table: runs/s and instructions/s per driver and side (CPU, wall)."""
+    probes = {side: d.get("probe") for side, d in sides.items() if isinstance(d.get("probe"), dict)}
+    if not probes:
+        return
+    print()
+    print(f"{'probe + remove (fresh kernel each run)':34s} {'side':>6s} {'probe()':>8s} {'insns/run':>10s} "
+          f"{'runs/s CPU':>11s} {'wall':>8s} {'insns/s CPU':>12s} {'wall':>12s}")  # fmt: skip
+    names = list(next(iter(probes.values())))  # type: ignore[arg-type]
+    for name in names:
+        for side, table in probes.items():
+            r = table.get(name)  # type: ignore[union-attr]
+            if r is None:
+                continue
+            runs, insns, cpu, wall = r["runs"], r["insns"], r["cpu"], r["wall"]
+            rep = tuple(r["replay_ok"])
+            ok = "" if not rep else "  replay followed to the end" if all(rep) else "  REPLAY DIVERGED"
+            print(f"{name:34s} {side:>6s} {r['probe']!s:>8s} {insns:>10,d} {runs / cpu:11.1f} "
+                  f"{runs / wall:8.1f} {insns * runs / cpu:12,.0f} {insns * runs / wall:12,.0f}"
+                  f"{ok}")  # fmt: skip
+    if len(probes) == 2:
+        b, a = probes["before"], probes["after"]
+        for name in names:
+            rb, ra = b.get(name), a.get(name)  # type: ignore[union-attr]
+            if rb and ra and (rb["log"], rb["probe"]) != (ra["log"], ra["probe"]):
+                print(f"probe results differ for {name}: before {rb['probe']} {rb['log'][-2:]}, "
+                      f"after {ra['probe']} {ra['log'][-2:]}")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--tree", default="amd64-6.1")
@@ -207,13 +302,15 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=100, help="perfloop passes (about 254k instructions each)")
     ap.add_argument("--reference", metavar="SRC", help="another lkm's src directory to compare with")
     ap.add_argument("--json", metavar="FILE", help="also write every number and result as JSON")
+    ap.add_argument("--probe", default=PROBE_DRIVERS, help="corpus PCI drivers for probe + remove runs")
+    ap.add_argument("--probe-runs", type=int, default=20, help="probe + remove runs per driver (0: none)")
     ap.add_argument("--worker", metavar="SRC", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--count", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.worker:
-        data = worker(a.worker, a.tree, a.sample, a.rounds, a.count)
+        data = worker(a.worker, a.tree, a.sample, a.rounds, a.count, a.probe, a.probe_runs)
         Path(a.out).write_text(json.dumps(data))
         return 0
 
@@ -270,6 +367,7 @@ def main() -> int:
           f"{anchor['counted_cpu']:,.0f}/s CPU, {anchor['counted_wall']:,.0f}/s wall")  # fmt: skip
     print(f"anchor: unicorn tight loop, no hook (the JIT's ceiling): "
           f"{anchor['plain_cpu']:,.0f}/s CPU, {anchor['plain_wall']:,.0f}/s wall")  # fmt: skip
+    print_probe(sides)
     status = 0
     if "before" in sides:
         diffs = compare(sides["before"]["results"], after["results"])  # type: ignore[arg-type]

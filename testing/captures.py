@@ -14,8 +14,11 @@ use and cached next to it.
   from the capture above and the headers' Module.symvers, the way ``scripts/make_profiles.py``
   makes the shipped one.
 
-``./scripts/test`` runs both capture scripts before pytest; the functions here make a
+``./scripts/test`` runs the capture scripts before pytest; the functions here make a
 missing capture themselves, so that a single test run from an empty cache needs nothing else.
+Each takes the capture's lock (:func:`testing.lock.build_lock`) first: of two pytest workers
+(``-n 2``) asking at once, one boots the guest, the other waits and reads its result (the
+scripts write a temporary and rename it into place).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testing.corpus import CorpusTree, corpus_dir, find_headers, find_tree, module_files
+from testing.lock import build_lock
 
 if TYPE_CHECKING:
     from lkm.emulate.kernel import SymbolSpace
@@ -65,14 +69,17 @@ def guest_kallsyms(tree: CorpusTree) -> Path:
     """The tree's /proc/kallsyms as its kernel printed it (nokaslr); the guest is booted
     first if there is no capture."""
     path = tree.root / KALLSYMS_NAME
-    if not path.is_file():
-        why = _run_script(
-            "guest_kallsyms.py",
-            ["--tree", tree.name, "--timeout", str(KALLSYMS_TIMEOUT)],
-            2 * KALLSYMS_TIMEOUT + 300,
-        )
+    if path.is_file():
+        return path
+    with build_lock(path):
         if not path.is_file():
-            raise CaptureError(f"{tree.name}: no /proc/kallsyms from a QEMU guest: {why}")
+            why = _run_script(
+                "guest_kallsyms.py",
+                ["--tree", tree.name, "--timeout", str(KALLSYMS_TIMEOUT)],
+                2 * KALLSYMS_TIMEOUT + 300,
+            )
+            if not path.is_file():
+                raise CaptureError(f"{tree.name}: no /proc/kallsyms from a QEMU guest: {why}")
     return path
 
 
@@ -94,12 +101,16 @@ def oops_capture(name: str) -> Path:
     /proc/modules, sections, pcsym's %pS answers), made first if it is missing or of
     another build."""
     out = corpus_dir() / "oops" / name
-    if not oops_is_current(out, find_tree(name).release):
-        why = _run_script(
-            "guest_oops.py", ["--tree", name, "--timeout", str(OOPS_TIMEOUT)], 2 * OOPS_TIMEOUT + 300
-        )
-        if not oops_is_current(out, find_tree(name).release):
-            raise CaptureError(f"{name}: no guest oops capture: {why}")
+    release = find_tree(name).release
+    if oops_is_current(out, release):
+        return out
+    with build_lock(out):
+        if not oops_is_current(out, release):
+            why = _run_script(
+                "guest_oops.py", ["--tree", name, "--timeout", str(OOPS_TIMEOUT)], 2 * OOPS_TIMEOUT + 300
+            )
+            if not oops_is_current(out, release):
+                raise CaptureError(f"{name}: no guest oops capture: {why}")
     return out
 
 
@@ -120,11 +131,14 @@ def replay_capture(driver: str, tree_name: str = "amd64-6.1") -> Path:
     dmesg.txt, console.log, qemu-trace.log.xz), made first if missing or of another build."""
     tree = find_tree(tree_name)
     out = corpus_dir() / "replay" / tree_name / driver
-    if not replay_is_current(out, tree.release):
-        args = ["--tree", tree_name, "--driver", driver, "--timeout", str(REPLAY_TIMEOUT)]
-        why = _run_script("guest_replay.py", args, REPLAY_TIMEOUT + 300)
+    if replay_is_current(out, tree.release):
+        return out
+    with build_lock(out):
         if not replay_is_current(out, tree.release):
-            raise CaptureError(f"{tree_name}: no QEMU recording of {driver}: {why}")
+            args = ["--tree", tree_name, "--driver", driver, "--timeout", str(REPLAY_TIMEOUT)]
+            why = _run_script("guest_replay.py", args, REPLAY_TIMEOUT + 300)
+            if not replay_is_current(out, tree.release):
+                raise CaptureError(f"{tree_name}: no QEMU recording of {driver}: {why}")
     return out
 
 

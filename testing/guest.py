@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lkm.errors import LkmError
 from lkm.record import Record
+from testing.lock import build_lock
 
 
 class GuestError(LkmError):
@@ -62,7 +63,13 @@ def busybox_for(arch: str, cache: Path) -> Path:
     target = cache / f"busybox-{arch}"
     if target.is_file() and os.access(target, os.X_OK):
         return target
-    cache.mkdir(parents=True, exist_ok=True)
+    with build_lock(target):  # two guests starting at once: one download
+        if target.is_file() and os.access(target, os.X_OK):
+            return target
+        return _fetch_busybox(arch, cache, target)
+
+
+def _fetch_busybox(arch: str, cache: Path, target: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="busybox-", dir=cache) as tmp:
         spec = f"busybox-static:{arch}"
         r = _run(["apt-get", "download", spec], cwd=tmp)
@@ -77,7 +84,7 @@ def busybox_for(arch: str, cache: Path) -> Path:
         binary = root / "bin" / "busybox"
         if r.returncode != 0 or not binary.is_file():
             raise GuestError(f"could not unpack {debs[0].name}: {r.stderr.decode(errors='replace').strip()}")
-        part = target.with_suffix(".part")
+        part = Path(tmp) / "busybox.part"
         shutil.copyfile(binary, part)
         part.chmod(0o755)
         part.replace(target)

@@ -21,6 +21,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from testing.lock import build_lock
+
 SERIES = "6.1"
 
 
@@ -46,6 +48,12 @@ def kernel_script(name: str, series: str = SERIES, *, fetch: bool = True) -> Pat
         return hit
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         return None
+    with build_lock(cache_root() / f"linux-source-{series}-{name}"):  # one download for all callers
+        hit = cached(name, series)
+        return hit if hit is not None else _fetch(name, series)
+
+
+def _fetch(name: str, series: str) -> Path | None:
     pkg = f"linux-source-{series}"
     with tempfile.TemporaryDirectory(prefix="lkm-kscripts-") as tmp:
         r = subprocess.run(["apt-get", "download", pkg], cwd=tmp, capture_output=True, check=False)
@@ -73,7 +81,7 @@ def kernel_script(name: str, series: str = SERIES, *, fetch: bool = True) -> Pat
                                 if g is None:
                                     return None
                                 dest.parent.mkdir(parents=True, exist_ok=True)
-                                part = dest.with_name(dest.name + ".part")
+                                part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
                                 part.write_bytes(g.read())
                                 part.chmod(0o755)
                                 part.replace(dest)

@@ -131,6 +131,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, mark in FIXTURE_MARKS.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(mark)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _guests_first(items)
+
+
+def _guests_first(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist's work stealing (``-n 2 --dist worksteal``, as ./scripts/test runs)
+    the first half of the collection goes to one worker, the second half to the other, and a
+    worker that runs out takes the end of the other's queue.  The modules with tests that boot
+    or read QEMU guests (``vm``) go first, in their order: one worker runs the guests one after
+    another, the other everything else, and no long guest boot is left to start last.  Every
+    worker sorts alike, as xdist requires; the modules' own order is kept."""
+    guest_modules = {getattr(item, "module", None) for item in items if item.get_closest_marker("vm")}
+    items.sort(key=lambda item: getattr(item, "module", None) not in guest_modules)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -457,8 +457,12 @@ def chromium() -> str:
     return path
 
 
-def load(path: Path, *, dark: bool = False) -> tuple[str, list[str]]:
-    """(the DOM as the browser serialises it, the log lines that report page errors)."""
+def load(
+    path: Path, *, dark: bool = False, shot: tuple[Path, int, int] | None = None
+) -> tuple[str, list[str]]:
+    """(the DOM as the browser serialises it, the log lines that report page errors).
+    ``shot=(png, width, height)``: the same browser run also takes a screenshot into *png*
+    (one start of chromium instead of two)."""
     cmd = [
         chromium(),
         *FLAGS,
@@ -466,11 +470,14 @@ def load(path: Path, *, dark: bool = False) -> tuple[str, list[str]]:
         "--v=0",
         "--virtual-time-budget=2000",
         *(["--force-dark-mode"] if dark else []),
+        *([f"--screenshot={shot[0]}", f"--window-size={shot[1]},{shot[2]}"] if shot else []),
         "--dump-dom",
         path.resolve().as_uri(),
     ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stderr[-2000:]
+    if shot:
+        assert shot[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     errors = [ln for ln in p.stderr.splitlines() if any(e in ln for e in PAGE_ERRORS)]
     return p.stdout, errors
 

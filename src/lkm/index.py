@@ -146,6 +146,7 @@ class IndexFile:
     def _search(self, key: str) -> str | None:
         k = key.encode("utf-8", "surrogateescape")
         data = self.data
+        find = data.find  # _cstr_end inlined: modprobe -a runs this for every name
         unpack = _U32.unpack_from
         off = self.root
         i = 0
@@ -153,7 +154,9 @@ class IndexFile:
         while off:
             p = off & NODE_MASK
             if off & NODE_PREFIX:
-                end = _cstr_end(data, p)
+                end = find(b"\0", p)
+                if end < 0:
+                    raise Damaged(f"string at {p:#x} not terminated")
                 if k[i : i + end - p] != data[p:end]:
                     return None
                 i += end - p
@@ -165,7 +168,9 @@ class IndexFile:
                     p += 2 + 4 * (data[p + 1] - data[p] + 1)
                 if not unpack(data, p)[0]:
                     return None
-                end = _cstr_end(data, p + 8)
+                end = find(b"\0", p + 8)
+                if end < 0:
+                    raise Damaged(f"string at {p + 8:#x} not terminated")
                 return data[p + 8 : end].decode("utf-8", "surrogateescape")
             if not off & NODE_CHILDS:
                 return None

@@ -40,17 +40,25 @@ DOCS = ROOT / "docs" / "pictures"
 
 def shoot(page: Path, name: str, size: tuple[int, int], tmp: Path, dark: bool = False) -> None:
     out = tmp / f"{name}.png"
-    data = screenshot(page, out, *size, dark=dark)
-    assert png_distinct_bytes(data) > 20, "blank screenshot"
+    screenshot(page, out, *size, dark=dark)
+    _keep(out, name)
+
+
+def _keep(out: Path, name: str) -> None:
+    assert png_distinct_bytes(out.read_bytes()) > 20, "blank screenshot"
     if os.environ.get("LKM_WRITE_DOCS") == "1":
         DOCS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, DOCS / f"{name}.png")
 
 
-def opened(path: Path) -> Elements:
-    dom, errors = load(path)
+def opened(path: Path, name: str, size: tuple[int, int], tmp: Path) -> Elements:
+    """The page loaded in the browser (no page errors, self-contained) and, in the same run,
+    its screenshot *name* (light mode) taken at *size*."""
+    out = tmp / f"{name}.png"
+    dom, errors = load(path, shot=(out, *size))
     assert errors == [], errors
     assert self_contained(path.read_text()) == []
+    _keep(out, name)
     return Elements(dom)
 
 
@@ -76,7 +84,7 @@ def test_memory_map_6x(layout: str, tmp_path: Path) -> None:
     _, text, _ = lkm(*base)
     svg = tmp_path / "chardev.svg"
     assert lkm(*base, "--svg", str(svg))[0] == 0
-    els = opened(svg)
+    els = opened(svg, f"memmap-chardev-{layout}", svg_size(svg), tmp_path)
     secs = els.with_class("sec")
     rows = summary_sections(text)
     assert sorted(
@@ -85,7 +93,6 @@ def test_memory_map_6x(layout: str, tmp_path: Path) -> None:
     body = svg.read_text()
     for name, addr, size, _r in rows:  # the label beside each box says the same
         assert re.search(rf">{re.escape(name)}\s+{addr:#018x}\s+{size:#x} ", body), name
-    shoot(svg, f"memmap-chardev-{layout}", svg_size(svg), tmp_path)
     if layout == "linux-6.12":
         shoot(svg, f"memmap-chardev-{layout}-dark", svg_size(svg), tmp_path, dark=True)
 
@@ -102,12 +109,11 @@ def test_memory_map_24(tmp_path: Path) -> None:
     img = link_module_24(mod, KernelSymbols24.from_ksyms(KSYMS24), 0xC8800000, opts)
     svg = tmp_path / "chardev24.svg"
     svg.write_text(memmap_svg(map_of_insmod24(mod, img)))
-    els = opened(svg)
+    els = opened(svg, "memmap-chardev24-linux-2.4", svg_size(svg), tmp_path)
     drawn = [
         (a["data-name"], int(a["data-addr"], 16), int(a["data-size"], 16)) for a in els.with_class("sec")
     ]
     assert drawn == map24_sections(format_load_map(img))
-    shoot(svg, "memmap-chardev24-linux-2.4", svg_size(svg), tmp_path)
 
 
 def test_module_memory_pools(tmp_path: Path) -> None:
@@ -125,7 +131,7 @@ def test_module_memory_pools(tmp_path: Path) -> None:
     assert lkm("rmmod", "--state", state, "msdos24")[0] == 0
     svg = tmp_path / "mem.svg"
     assert lkm("proc", "--state", state, "memory", "--svg", str(svg))[0] == 0
-    els = opened(svg)
+    els = opened(svg, "memory-pools-2.4", (950, 900), tmp_path)
     k = ModelKernel(state)
     want = sorted((a.module, a.region, a.start, a.span) for a in k.areas())
     got = sorted(
@@ -135,7 +141,6 @@ def test_module_memory_pools(tmp_path: Path) -> None:
     assert got == want and len(got) == 2
     holes = els.with_class("hole")
     assert len(holes) == 1 and int(holes[0]["data-size"], 16) == 0x2000  # where msdos24 was
-    shoot(svg, "memory-pools-2.4", (950, 900), tmp_path)
 
 
 def _tree(tmp: Path) -> tuple[Path, Path]:
@@ -179,7 +184,7 @@ def test_dependency_graph(engine: str, tmp_path: Path, monkeypatch: pytest.Monke
         str(dot),
     )
     assert rc == 0, err
-    els = opened(svg)
+    els = opened(svg, f"depgraph-top-{engine}", svg_size(svg), tmp_path)
     assert els.with_class("depgraph")[0]["data-engine"] == engine
     t = DepTables.from_dir(str(d))
     mods = {"top", *t.lines["top"]}
@@ -190,7 +195,6 @@ def test_dependency_graph(engine: str, tmp_path: Path, monkeypatch: pytest.Monke
     if shutil.which("dot"):
         p = subprocess.run(["dot", "-Tsvg", str(dot)], capture_output=True, check=False)
         assert p.returncode == 0, p.stderr
-    shoot(svg, f"depgraph-top-{engine}", svg_size(svg), tmp_path)
 
 
 def test_crash_graph_html(tmp_path: Path) -> None:
@@ -200,12 +204,11 @@ def test_crash_graph_html(tmp_path: Path) -> None:
     assert rc == 0 and html.exists()  # decoded; "no kernel symbols" is a warning (issue 17)
     _, doc, _ = lkm("ksymoops", "-K", "-L", "--format", "json", str(report))
     frames = json.loads(doc)["reports"][0]["frames"]
-    els = opened(html)
+    els = opened(html, "crash-vm-6.1-null", (900, 1000), tmp_path)
     drawn = [a for a in els.with_class("fr") if a["id"].startswith("fr-0-")]
     assert [a["data-function"] for a in drawn] == [f["symbol"] for f in frames]
     assert [a["data-reliable"] for a in drawn] == ["1" if f["reliable"] else "0" for f in frames]
     assert {a["data-module"] for a in els.with_class("modband")} >= {"oopsmod", "kernel"}
-    shoot(html, "crash-vm-6.1-null", (900, 1000), tmp_path)
 
 
 def test_crash_graph_nesting(tmp_path: Path) -> None:
@@ -231,7 +234,7 @@ def test_crash_graph_nesting(tmp_path: Path) -> None:
     ]
     svg = tmp_path / "c.svg"
     svg.write_text(crash_svg(frames, "BUG: kernel NULL pointer dereference"))
-    els = opened(svg)
+    els = opened(svg, "crash-nesting", svg_size(svg), tmp_path)
     fr = els.with_class("fr")
     assert [(a["data-function"], a["data-inline"]) for a in fr][:3] == [
         ("oopsmod_write", "0"),
@@ -239,16 +242,14 @@ def test_crash_graph_nesting(tmp_path: Path) -> None:
         ("__list_add", "1"),
     ]  # outer frame first, nested inside
     assert [a["data-function"] for a in els.with_class("unreliable")] == ["filemap_map_pages"]
-    shoot(svg, "crash-nesting", svg_size(svg), tmp_path)
     shoot(svg, "crash-nesting-dark", svg_size(svg), tmp_path, dark=True)
 
 
 def test_demo_page(tmp_path: Path) -> None:
     page = tmp_path / "demo.html"
     assert lkm("demo", "--html", str(page))[0] == 0
-    els = opened(page)
+    els = opened(page, "demo-page", (1100, 1400), tmp_path)
     assert len([t for t, _a in els.tags if t == "section"]) >= 5
     assert len([t for t, _a in els.tags if t == "figure"]) >= 7
     assert "no picture" not in page.read_text()
     assert els.with_class("depgraph") and els.with_class("crash") and els.with_class("occupancy")
-    shoot(page, "demo-page", (1100, 1400), tmp_path)

@@ -257,16 +257,32 @@ def test_emulator_has_no_host_file_exec_or_network_access() -> None:
 # -- 4: damaged, read-only and locked states -----------------------------------------------
 
 
-def _booted(tmp_path: Path) -> Path:
-    st = tmp_path / "k.db"
-    assert lkm("model", "boot", PROFILE, "--state", str(st)).returncode == 0
+@pytest.fixture(scope="module")
+def states(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A state booted with the CLI ("plain") and the same with exporter and chardev loaded
+    ("loaded"), made once per module: each test works on its own copy (:func:`_copy`)."""
+    d = tmp_path_factory.mktemp("states")
+    plain, loaded = d / "plain.db", d / "loaded.db"
+    assert lkm("model", "boot", PROFILE, "--state", str(plain)).returncode == 0
+    shutil.copyfile(plain, loaded)
     for m in ("exporter", "chardev"):
-        assert lkm("insmod", "--state", str(st), str(FIX6 / f"{m}.ko")).returncode == 0
+        assert lkm("insmod", "--state", str(loaded), str(FIX6 / f"{m}.ko")).returncode == 0
+    assert not list(d.glob("*-wal")), "a state left a WAL file: a copy of the .db alone would be torn"
+    return {"plain": plain, "loaded": loaded}
+
+
+def _copy(states: dict[str, Path], kind: str, tmp_path: Path) -> Path:
+    st = tmp_path / "k.db"
+    shutil.copyfile(states[kind], st)
     return st
 
 
-def test_model_check_runs_sqlites_own_check_first(tmp_path: Path) -> None:
-    st = _booted(tmp_path)
+def _booted(states: dict[str, Path], tmp_path: Path) -> Path:
+    return _copy(states, "loaded", tmp_path)
+
+
+def test_model_check_runs_sqlites_own_check_first(states: dict[str, Path], tmp_path: Path) -> None:
+    st = _booted(states, tmp_path)
     data = bytearray(st.read_bytes())
     page = 4096 * (len(data) // 4096 // 2)  # a page of a table in the middle of the file
     data[page + 100 : page + 400] = os.urandom(300)
@@ -277,8 +293,10 @@ def test_model_check_runs_sqlites_own_check_first(tmp_path: Path) -> None:
     assert "sqlite:" in p.stderr or "damaged" in p.stderr or "not an lkm state" in p.stderr
 
 
-def test_a_damaged_state_is_refused_in_one_line_and_never_written(tmp_path: Path) -> None:
-    st = _booted(tmp_path)
+def test_a_damaged_state_is_refused_in_one_line_and_never_written(
+    states: dict[str, Path], tmp_path: Path
+) -> None:
+    st = _booted(states, tmp_path)
     con = sqlite3.connect(st)
     con.execute("UPDATE modules SET info='{' WHERE name='chardev'")
     con.execute("UPDATE memory SET data=x'00ff'")
@@ -299,8 +317,8 @@ def test_a_damaged_state_is_refused_in_one_line_and_never_written(tmp_path: Path
     assert sha(st) == before
 
 
-def test_read_only_state_is_readable(tmp_path: Path) -> None:
-    st = _booted(tmp_path)
+def test_read_only_state_is_readable(states: dict[str, Path], tmp_path: Path) -> None:
+    st = _booted(states, tmp_path)
     paths = [str(st), str(tmp_path)]
     if os.geteuid() == 0:
         r = subprocess.run(["chattr", "+i", *paths], capture_output=True, text=True, check=False)
@@ -319,10 +337,10 @@ def test_read_only_state_is_readable(tmp_path: Path) -> None:
         os.chmod(tmp_path, 0o755)
 
 
-def test_memory_of_a_module(tmp_path: Path) -> None:
+def test_memory_of_a_module(states: dict[str, Path], tmp_path: Path) -> None:
     from lkm.kernel.model import ModelKernel
 
-    k = ModelKernel(_booted(tmp_path))
+    k = ModelKernel(_booted(states, tmp_path))
     mem = k.memory("chardev")
     assert mem and all(isinstance(b, bytes) and b for b in mem.values())
 
@@ -344,10 +362,11 @@ def specials(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("name", ["fifo.ko", "zero.ko", "urandom.ko", "sparse.ko"])
-def test_special_files_are_refused_quickly(specials: dict[str, Path], tmp_path: Path, name: str) -> None:
+def test_special_files_are_refused_quickly(
+    specials: dict[str, Path], states: dict[str, Path], tmp_path: Path, name: str
+) -> None:
     f = specials[name]
-    st = tmp_path / "k.db"
-    assert lkm("model", "boot", PROFILE, "--state", str(st)).returncode == 0
+    st = _copy(states, "plain", tmp_path)
     oops = ROOT / "tests" / "data" / "oops" / "fmt-6.12-null-plain.txt"
     for args in (
         ["modinfo", str(f)],
@@ -521,7 +540,9 @@ def test_verify_snapshot_with_bad_sections(tmp_path: Path) -> None:
     one_line_error(lkm("verify", "--snapshot", str(snap), str(FIX6 / "chardev.ko")))
 
 
-def test_non_utf8_module_name_in_the_model_and_a_strict_locale(tmp_path: Path) -> None:
+def test_non_utf8_module_name_in_the_model_and_a_strict_locale(
+    states: dict[str, Path], tmp_path: Path
+) -> None:
     from lkm.kernel.model import ModelKernel
     from lkm.module import ModuleFile
 
@@ -533,8 +554,7 @@ def test_non_utf8_module_name_in_the_model_and_a_strict_locale(tmp_path: Path) -
     bad = (data[:at] + b"ch\xffrdev" + data[at + 7 :]).replace(b"name=chardev", b"name=ch\xffrdev")
     f = tmp_path / os.fsdecode(b"ch\xffrdev.ko")
     f.write_bytes(bad)
-    st = tmp_path / "k.db"
-    assert lkm("model", "boot", PROFILE, "--state", str(st)).returncode == 0
+    st = _copy(states, "plain", tmp_path)
     env = {"LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict"}
     p = lkm("insmod", "--state", str(st), str(f), env=env)
     assert p.returncode == 0, p.stderr

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
-from lkm.cli.jsonout import line
 from lkm.cli.progress import progress
 from lkm.cli.tool import Opt, Tool
 from lkm.depmod import DependencyCycle, DepmodOptions, depmod, up_to_date, write_outputs
 from lkm.depmod.core import modules_dirname
-from lkm.draw.depgraph import DepTables, graph_svg, to_dot, tree_graph
 from lkm.errors import LkmError
-from lkm.link.output import write_atomic
 from lkm.modname import path_to_modname
 from lkm.safeio import read_text
 
@@ -219,8 +215,12 @@ def json_entries(outputs: list[tuple[str, bytes]], dirname: str | None = None) -
 
     files = {os.path.basename(f): data.decode("utf-8", "surrogateescape") for f, data in outputs}
     if "modules.builtin" not in files and dirname is not None:  # an input of depmod's, not an output
-        with contextlib.suppress(OSError):
-            files["modules.builtin"] = read_text(os.path.join(dirname, "modules.builtin"))
+        try:
+            builtin: str | None = read_text(os.path.join(dirname, "modules.builtin"))
+        except OSError:
+            builtin = None
+        if builtin is not None:
+            files["modules.builtin"] = builtin
     entries: dict[str, dict[str, object]] = {}
 
     def entry(name: str, path: str | None = None, builtin: bool = False) -> dict[str, object]:
@@ -269,11 +269,15 @@ def json_entries(outputs: list[tuple[str, bytes]], dirname: str | None = None) -
         f = row.split()
         if len(f) == 3 and not row.startswith("#"):
             entry(f[0])["devname"] = {"name": f[1], "node": f[2]}
+    from lkm.cli.jsonout import line
+
     return "".join(line("depmod", **e) for e in entries.values())
 
 
 def _graph(outputs: list[tuple[str, bytes]], path: str, names: list[str] | None) -> None:
     """--graph FILE: modules.dep just computed as a graph (lkm.draw.depgraph.tree_graph)."""
+    from lkm.draw.depgraph import DepTables, graph_svg, to_dot, tree_graph
+    from lkm.link.output import write_atomic
 
     files = {os.path.basename(f): data.decode("utf-8", "surrogateescape") for f, data in outputs}
     tables = DepTables(files.get("modules.dep", ""), files.get("modules.alias", ""))

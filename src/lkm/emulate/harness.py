@@ -17,6 +17,10 @@ devices, drive it (file operations, ioctls, interrupts, time) and assert on what
     h.unload()                                         # exit: remove() runs
     assert [a.op for a in h.accesses(space="bar0")][:2] == ["read", "write"]
 
+A network driver's registered device is :meth:`Harness.netdev` (a :class:`NetDevice`: its
+name and MAC, ``open``/``stop``/``xmit``/``stats`` as the core calls its netdev ops, the frames
+it ``received``); NAPI polls and woken transmit queues run at an interrupt's exit.
+
 Calls that do not return (an oops in the module, a budget exceeded) raise
 :class:`lkm.emulate.machine.EmulationFault` with the kernel's report.  A pytest fixture,
 ``lkm_harness``, is in :mod:`lkm.emulate.pytest_plugin`.
@@ -27,8 +31,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from lkm.emulate.base import skbuff
 from lkm.emulate.base.bus import add_device, hotplug
 from lkm.emulate.base.irq import advance, raise_irq, run_pending
+from lkm.emulate.base.net import ND
+from lkm.emulate.base.netdev import NETDEV
 from lkm.emulate.devfile import OpenFile, dev_ioctl, dev_open, dev_read, dev_release, dev_write
 from lkm.emulate.hw import Access, Device, Hardware, hw_of
 from lkm.emulate.kernel import BaseKernel, SymbolSpace, TraceEntry
@@ -75,6 +82,85 @@ class File:
 
     def close(self) -> int:
         return dev_release(self.h.kernel, self.f)
+
+
+class NetDevice:
+    """A network device the module registered (register_netdev): what ``ip link`` would
+    show of it, and its netdev ops called as the core calls them."""
+
+    def __init__(self, h: Harness, address: int) -> None:
+        self.h = h
+        self.address = address  # struct net_device
+
+    @property
+    def name(self) -> str:
+        return self.h.kernel.cstring(self.address, 16)
+
+    @property
+    def mac(self) -> str:
+        """dev->dev_addr as ``ip link`` prints it (aa:bb:cc:dd:ee:ff)."""
+        m = self.h.kernel.machine
+        n = m.read_int(self.address + ND["addr_len"], 1)
+        return ":".join(f"{b:02x}" for b in m.read(m.read_word(self.address + ND["dev_addr"]), n))
+
+    @property
+    def ifindex(self) -> int:
+        return self.h.kernel.machine.read_int(self.address + NETDEV["ifindex"], 4)
+
+    @property
+    def mtu(self) -> int:
+        return self.h.kernel.machine.read_int(self.address + ND["mtu"], 4)
+
+    @property
+    def up(self) -> bool:
+        """IFF_UP: opened and not stopped."""
+        return bool(self.h.kernel.machine.read_int(self.address + skbuff.NETDEV_FLAGS, 4) & skbuff.IFF_UP)
+
+    @property
+    def carrier(self) -> bool:
+        """netif_carrier_ok(): the driver said the link is up."""
+        return not self.h.kernel.machine.read_word(self.address + NETDEV["state"]) & (1 << 2)
+
+    @property
+    def queue_stopped(self) -> bool:
+        """netif_queue_stopped(): the driver stopped its transmit queue."""
+        return skbuff.queue_stopped(self.h.kernel, self.address)
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the device's queue (the driver stopped it)."""
+        return skbuff.queued(self.h.kernel, self.address)
+
+    def open(self) -> int:
+        """``ip link set NAME up``: dev_open (ndo_validate_addr, ndo_open); its return value."""
+        return skbuff.dev_open(self.h.kernel, self.address)
+
+    def stop(self) -> None:
+        """``ip link set NAME down``: dev_close (ndo_stop)."""
+        skbuff.dev_close(self.h.kernel, self.address)
+
+    def xmit(self, frame: bytes) -> int:
+        """dev_queue_xmit of ``frame`` (from its Ethernet header on, as a packet socket sends
+        it): queued, then handed to ndo_start_xmit while the driver's queue runs; how many
+        queued frames the driver took (0: it stopped its queue), -ENETDOWN when down."""
+        return skbuff.dev_xmit(self.h.kernel, self.address, frame)
+
+    def stats(self) -> dict[str, int]:
+        """dev_get_stats: the counters of ndo_get_stats64 (or ndo_get_stats, dev->stats)."""
+        return skbuff.get_stats(self.h.kernel, self.address)
+
+    @property
+    def received(self) -> list[bytes]:
+        """The frames the driver handed up (netif_rx, napi_gro_receive...), oldest first."""
+        return [f.data for f in skbuff.received(self.h.kernel) if f.device == self.name]
+
+    @property
+    def frames(self) -> list[skbuff.Frame]:
+        """The same with the protocol and packet type eth_type_trans gave them."""
+        return [f for f in skbuff.received(self.h.kernel) if f.device == self.name]
+
+    def __repr__(self) -> str:
+        return f"NetDevice({self.name}, {self.mac})"
 
 
 class Harness:
@@ -161,6 +247,29 @@ class Harness:
             raise OSError(-ret, f"/dev/{name}: {os.strerror(-ret)}")
         return File(self, f)
 
+    def netdev(self, name: str | None = None) -> NetDevice:
+        """A registered network device by name (the only one / the first by default)."""
+        regs = [r for r in self.registrations if r.kind == "netdev"]
+        for r in regs:
+            if name is None or r.name == name or self.kernel.cstring(r.address, 16) == name:
+                return NetDevice(self, r.address)
+        have = ", ".join(r.name for r in regs) or "none"
+        raise HarnessError(f"no network device {name or ''!r} (have: {have})")
+
+    @property
+    def netdevs(self) -> list[NetDevice]:
+        return [NetDevice(self, r.address) for r in self.registrations if r.kind == "netdev"]
+
+    @property
+    def skbs(self) -> int:
+        """sk_buffs allocated and not freed (a leak when the driver is done with its frames)."""
+        return skbuff.live_skbs(self.kernel)
+
+    def dma(self, bus_address: int, size: int) -> bytes:
+        """What a device reads at ``bus_address`` (a dma_map_single/dma_alloc_coherent handle
+        the driver wrote to its registers)."""
+        return self.kernel.machine.read(bus_address + self.kernel.arch.page_offset, size)
+
     def user(self, data: bytes | int) -> int:
         """User memory holding ``data`` (or that many zero bytes): a pointer for an ioctl."""
         k = self.kernel
@@ -180,7 +289,7 @@ class Harness:
     def irq(self, line: int) -> int:
         """Interrupt ``line`` fires; handlers that returned IRQ_HANDLED (their tasklets and
         work run after)."""
-        return raise_irq(self.kernel, line)
+        return raise_irq(self.kernel, line)  # NAPI polls and woken queues run at its exit
 
     def advance(self, ms: int) -> int:
         """The virtual clock moves ``ms`` milliseconds on; timer callbacks run."""
@@ -188,7 +297,7 @@ class Harness:
 
     def run_pending(self) -> int:
         """Queued work items and scheduled tasklets run now."""
-        return run_pending(self.kernel)
+        return run_pending(self.kernel) + skbuff.net_softirq(self.kernel)
 
     # -- what happened -------------------------------------------------------------------------
     @property
@@ -228,4 +337,4 @@ class Harness:
         return v - (1 << bits) if v >> (bits - 1) else v
 
 
-__all__ = ["EmulationFault", "File", "Harness", "HarnessError"]
+__all__ = ["EmulationFault", "File", "Harness", "HarnessError", "NetDevice"]

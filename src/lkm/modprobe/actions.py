@@ -18,7 +18,7 @@ from lkm.errors import LkmError, ModprobeError
 from lkm.kernel.interface import O_NONBLOCK, O_TRUNC, Kernel, KernelError, LoadedModule
 from lkm.moddir import ModulesDir
 from lkm.modprobe.config import DEFAULT_CONFIG_PATHS, load_config
-from lkm.modprobe.resolve import Mod, Resolver, Step, show_row
+from lkm.modprobe.resolve import Mod, Resolver, Step
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -167,12 +167,10 @@ def probe(res: Resolver, state: LoadedView, mod: Mod, extra: str, flags: Flags, 
     if (mod.alias is not None or flags.blacklist) and res.blacklisted(mod):
         return 1
     if flags.dry_run and flags.ignore_loaded:  # --show-depends: every step shown, none can fail
-        rows = res.plan_rows(mod, extra, flags.ignore_commands)
         if flags.show:
-            emit(
-                "show",
-                "".join([f"insmod {r[1].path} {r[2]}\n" if r[0] == "insmod" else show_row(*r) for r in rows]),
-            )
+            emit("show", res.show_text(mod, extra, flags.ignore_commands))
+        else:
+            res.plan_rows(mod, extra, flags.ignore_commands)  # the lookups, for their messages
         return 0
     err = 0
     for step in res.plan(mod, extra, ignore_command=flags.ignore_commands, check_blacklist=False):

@@ -128,6 +128,9 @@ class Resolver:
         # for every time a module appears in a load list).
         self._opts: dict[str, str] = {}
         self._inst: dict[str, str | None] = {}
+        # show_text's insmod line without extra options, by id() of the module object (every
+        # one lives in _mods as long as the resolver does; a Record's hash is of its fields)
+        self._insmod_lines: dict[int, str] = {}
         self._soft: dict[str, tuple[list[Mod], list[Mod]]] = {}
         self._bypath: dict[str, Mod] = {}  # dependency path -> its module (no alias)
         self._conf: dict[str, tuple[str, str | None]] = {}  # name -> (options, install command)
@@ -345,37 +348,44 @@ class Resolver:
             return []
         return [Step(*row) for row in self.plan_rows(m, extra_options, ignore_command)]
 
+    def _todo(self, m: Mod, ignore_command: bool) -> list[Mod]:
+        """The modules of ``m``'s probe list, in order, their marks set as probe_list sets them."""
+        deps = self.dependencies(m)
+        if self.config.softdeps and not self._plain(deps, m, ignore_command):
+            return self.probe_list(m, ignore_command)
+        # probe_list when none of these modules has soft dependencies (the common case),
+        # inlined: the dependency line (each entry listed, visited or not), the module.
+        self._gen += 1
+        gen = m.visited = m.required = self._gen
+        todo = [*deps, m]
+        for d in todo:
+            d.required = gen
+            d.ignorecmd = False
+        if ignore_command:
+            m.ignorecmd = self.install_command(m) is not None
+        return todo
+
+    def _conf_of(self, x: Mod) -> tuple[str, str | None]:
+        """(options, install command) of a module name, remembered."""
+        c = self._conf.get(x.name)
+        if c is None:
+            configured = self._configured
+            if configured is not None and x.name not in configured:
+                c = self._conf[x.name] = ("", None)
+            else:
+                c = self._conf[x.name] = (self.options(x), self.install_command(x))
+        return c
+
     def plan_rows(
         self, m: Mod, extra_options: str = "", ignore_command: bool = False
     ) -> list[tuple[str, Mod, str, str | None]]:
         """:meth:`plan`'s steps as (kind, module, options, command) tuples, the blacklist not
-        looked at (--show-depends over thousands of names makes no Step objects)."""
+        looked at."""
         rows: list[tuple[str, Mod, str, str | None]] = []
         append = rows.append
-        confs = self._conf
-        configured = self._configured
-        deps = self.dependencies(m)
-        if self.config.softdeps and not self._plain(deps, m, ignore_command):
-            todo = self.probe_list(m, ignore_command)
-        else:
-            # probe_list when none of these modules has soft dependencies (the common case),
-            # inlined: the dependency line (each entry listed, visited or not), the module.
-            self._gen += 1
-            gen = m.visited = m.required = self._gen
-            todo = [*deps, m]
-            for d in todo:
-                d.required = gen
-                d.ignorecmd = False
-            if ignore_command:
-                m.ignorecmd = self.install_command(m) is not None
-        for x in todo:
-            c = confs.get(x.name)
-            if c is None:
-                if configured is not None and x.name not in configured:
-                    c = confs[x.name] = ("", None)
-                else:
-                    c = confs[x.name] = (self.options(x), self.install_command(x))
-            conf, cmd = c
+        conf_of = self._conf_of
+        for x in self._todo(m, ignore_command):
+            conf, cmd = conf_of(x)
             # libkmod's module_options_concat: config options always followed by a space.
             opts = (conf + " " if conf else "") + (extra_options if x is m else "")
             if cmd is not None and not x.ignorecmd:
@@ -385,6 +395,32 @@ class Resolver:
             else:
                 append(("insmod", x, opts, None))
         return rows
+
+    def show_text(self, m: Mod, extra_options: str = "", ignore_command: bool = False) -> str:
+        """--show-depends' lines for loading ``m`` (:meth:`plan_rows` rendered by
+        :func:`show_row`), the blacklist not looked at.  A module's ``insmod`` line without
+        extra options is made once (modprobe -a over thousands of names shows each
+        dependency many times)."""
+        lines = self._insmod_lines
+        out = []
+        for x in self._todo(m, ignore_command):
+            if x is not m or not extra_options:
+                text = lines.get(id(x))
+                if text is not None:
+                    out.append(text)
+                    continue
+            conf, cmd = self._conf_of(x)
+            opts = (conf + " " if conf else "") + (extra_options if x is m else "")
+            if cmd is not None and not x.ignorecmd:
+                out.append(f"install {cmd} {opts}\n")
+            elif x.path is None:
+                out.append(f"builtin {x.name}\n" if self.is_builtin(x) else "")
+            else:
+                text = f"insmod {x.path} {opts}\n"
+                if cmd is None and (x is not m or not extra_options):
+                    lines[id(x)] = text  # path and options are fixed for the module object
+                out.append(text)
+        return "".join(out)
 
 
 def options_from_args(args: list[str]) -> str:

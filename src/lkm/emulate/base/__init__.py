@@ -10,6 +10,7 @@
 - notifier: notifier chains and the kernel's own chains
 - procfs: /proc, debugfs, sysfs and kobjects
 - netdev: network devices registering (names, ifindex, carrier, NAPI, addresses)
+- skbuff: socket buffers, received frames to the stack, opening/closing/transmitting on a device
 - net: address families (sock_register), protocols, netlink, rtnetlink, tc, netfilter, pernet, sysctl
 - crypto: algorithm and template registrations
 - platform: DMI and CPU matching (the QEMU machine the corpus guests run on)
@@ -51,6 +52,6 @@ from lkm.emulate.base import bus, io, irq, pci, uaccess, usb  # noqa: F401
 # whose record-only driver_register, __class_create and device_create they replace).
 from lkm.emulate.base import acpi, drvcore  # noqa: F401
 
-# Network devices registering and DMA pools: fallbacks for what no file above implements.
-from lkm.emulate.base import dmapool, netdev  # noqa: F401
+# Network devices registering, socket buffers and DMA pools: fallbacks for what no file above implements.
+from lkm.emulate.base import dmapool, netdev, skbuff  # noqa: F401
 # isort: on

@@ -102,6 +102,9 @@ def raise_irq(k: BaseKernel, irq: int) -> int:
         if ret & IRQ_WAKE_THREAD and a.thread_fn:
             ret = k.call(a.thread_fn, (irq, a.dev_id), a.module) & 0xFFFFFFFF
         handled += bool(ret & IRQ_HANDLED)
+    from lkm.emulate.base.skbuff import net_softirq  # imported after irq (the base's order)
+
+    net_softirq(k)  # irq_exit: the NET_RX (NAPI polls) and NET_TX softirqs
     run_pending(k)
     return handled
 

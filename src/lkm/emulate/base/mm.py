@@ -138,3 +138,16 @@ def _get_free_pages(k: BaseKernel, c: TrapCall) -> int:
 def _free_pages(k: BaseKernel, c: TrapCall) -> int:
     k.free(c.arg(0))
     return 0
+
+
+VMALLOC_START_64, VMALLOC_SIZE_64 = 0xFFFFC90000000000, 32 << 40  # x86_64 4-level: vmalloc_base, 32 TiB
+
+
+@kfunc("is_vmalloc_addr", nargs=1)
+def _is_vmalloc_addr(k: BaseKernel, c: TrapCall) -> int:
+    """is_vmalloc_addr(x): x in [VMALLOC_START, VMALLOC_END) (x86_64: vmalloc_base and its 32 TiB,
+    where lkm's ioremap windows are too).  Other architectures: lkm's heap is their direct map,
+    so false."""
+    if k.arch.name != "x86_64":
+        return 0
+    return int(VMALLOC_START_64 <= c.arg(0) < VMALLOC_START_64 + VMALLOC_SIZE_64)

@@ -411,8 +411,9 @@ IFF_BROADCAST, IFF_MULTICAST = 0x2, 0x1000
 
 
 def alloc_netdev(k: BaseKernel, priv: int, name: bytes, assign: int, setup: int, txqs: int, rxqs: int) -> int:
-    """alloc_netdev_mqs: the device and its private area zeroed, its queues, name and
-    address buffer set, then setup(dev); NULL for zero queues (with the kernel's message)."""
+    """alloc_netdev_mqs: the device and its private area zeroed, its queues (each pointing
+    back at it), name and address buffer set, then setup(dev); NULL for zero queues (with
+    the kernel's message)."""
     if txqs < 1 or rxqs < 1:
         what = "TX" if txqs < 1 else "RX"
         k.state.printk(3, False, f"alloc_netdev: Unable to allocate device with zero {what} queues\n", None)
@@ -430,6 +431,8 @@ def alloc_netdev(k: BaseKernel, priv: int, name: bytes, assign: int, setup: int,
     m.write_int(dev + ND["num_tx_queues"], 4, txqs)
     m.write_int(dev + ND["real_num_tx_queues"], 4, txqs)
     m.write_int(dev + ND["num_rx_queues"], 4, rxqs)
+    for i in range(txqs):
+        m.write_word(tx + i * TXQ_SIZE, dev)  # netdev_init_one_queue: queue->dev
     register(k, "netdev-alloc", dev, name.decode("latin-1"))
     if setup:
         k.call(setup, (dev,), k.current)
@@ -472,9 +475,16 @@ def _ether_setup(k: BaseKernel, c: TrapCall) -> int:
 
 @kfunc("free_netdev", nargs=1)
 def _free_netdev(k: BaseKernel, c: TrapCall) -> int:
-    """free_netdev(dev): the device and its queues go (NULL is allowed)."""
+    """free_netdev(dev): its NAPI contexts deleted (netif_napi_del), the device and its
+    queues go (NULL is allowed)."""
     dev = c.arg(0)
     if dev:
+        napi_dev = 56  # struct napi_struct: dev
+        k.state.registrations = [
+            r for r in k.state.registrations
+            if not (r.kind == "napi" and k.machine.is_mapped(r.address + napi_dev, 8)
+                    and k.machine.read_word(r.address + napi_dev) == dev)
+        ]  # fmt: skip
         for f in ("tx", "rx", "dev_addr"):
             k.free(k.machine.read_word(dev + ND[f]))
         unregister(k, "netdev-alloc", dev)

@@ -19,7 +19,7 @@ from lkm.emulate.state import Registration
 
 NETDEV = dict(state=56, ops=208, ifindex=216, reg_state=1256, perm_addr=572, dev=1336, dev_addr_shadow=2376)
 NETREG_UNINITIALIZED, NETREG_REGISTERED, NETREG_UNREGISTERED = 0, 1, 3
-LINK_STATE_NOCARRIER = 2  # __LINK_STATE_NOCARRIER, a bit of dev->state
+LINK_STATE_PRESENT, LINK_STATE_NOCARRIER = 1, 2  # __LINK_STATE_*, bits of dev->state
 IFNAMSIZ, MAX_ADDR_LEN = 16, 32
 ENFILE, EINVAL = 23, 22
 
@@ -58,9 +58,10 @@ def _alloc_name(k: BaseKernel, pattern: str) -> str | None:
 
 def register(k: BaseKernel, dev: int) -> int:
     """register_netdevice(dev): its name made valid (an ``%d`` pattern allocated), an ifindex,
-    the permanent address from dev_addr when unset, NETREG_REGISTERED.  The driver's ndo_init
-    is not called (nor ndo_uninit at unregistering): lkm's struct net_device holds only what
-    alloc_netdev and ether_setup set, which is not enough for every ndo_init (bonding's)."""
+    the permanent address from dev_addr when unset, NETREG_REGISTERED, __LINK_STATE_PRESENT.
+    The driver's ndo_init is not called (nor ndo_uninit at unregistering): lkm's struct
+    net_device holds only what alloc_netdev and ether_setup set, which is not enough for every
+    ndo_init (bonding's)."""
     m = k.machine
     name = k.cstring(dev, IFNAMSIZ)
     if "%" in name:
@@ -81,6 +82,7 @@ def register(k: BaseKernel, dev: int) -> int:
     if addr and addr_len and not any(m.read(perm, addr_len)):
         m.write(perm, m.read(addr, min(addr_len, MAX_ADDR_LEN)))
     m.write_int(dev + NETDEV["reg_state"], 1, NETREG_REGISTERED)
+    m.write_word(dev + NETDEV["state"], m.read_word(dev + NETDEV["state"]) | 1 << LINK_STATE_PRESENT)
     k.state.registrations.append(Registration("netdev", name, dev, k.current))
     return 0
 
@@ -92,12 +94,15 @@ def _register_netdev(k: BaseKernel, c: TrapCall) -> int:
 
 @provide("unregister_netdev", "unregister_netdevice_queue", nargs=2)
 def _unregister_netdev(k: BaseKernel, c: TrapCall) -> int:
-    """unregister_netdevice: the registration gone, NETREG_UNREGISTERED (the device was never
-    opened: there is no user space to bring it up)."""
+    """unregister_netdevice: a device that is up closed first (dev_close_many: ndo_stop),
+    then the registration gone, NETREG_UNREGISTERED."""
+    from lkm.emulate.base.skbuff import dev_close
+
     m = k.machine
     dev = c.arg(0)
     if m.read_int(dev + NETDEV["reg_state"], 1) != NETREG_REGISTERED:
         return 0
+    dev_close(k, dev)
     k.state.registrations = [
         r for r in k.state.registrations if not (r.kind == "netdev" and r.address == dev)
     ]
@@ -129,11 +134,28 @@ def _netif_carrier(k: BaseKernel, c: TrapCall) -> int:
     return 0
 
 
+NAPI = dict(poll_list=0, state=16, weight=24, poll=40, dev=56)  # struct napi_struct (6.1 amd64)
+NAPI_STATE_SCHED, NAPI_STATE_NPSVC = 0, 3
+NAPI_POLL_WEIGHT = 64
+
+
 @provide("netif_napi_add_weight", nargs=4)
 def _netif_napi_add_weight(k: BaseKernel, c: TrapCall) -> int:
-    """netif_napi_add_weight(dev, napi, poll, weight): the NAPI context is recorded (it is
-    only scheduled once the device is up, which it never is here)."""
-    k.state.registrations.append(Registration("napi", f"{c.arg(2):#x}", c.arg(1), k.current))
+    """netif_napi_add_weight(dev, napi, poll, weight): the context's poll function, weight
+    (above NAPI_POLL_WEIGHT: the kernel's error line, kept) and device; its poll_list empty;
+    NAPI_STATE_SCHED and NPSVC set: disabled until napi_enable."""
+    m = k.machine
+    dev, napi, poll, weight = c.arg(0), c.arg(1), c.arg(2), c.arg(3) & 0xFFFFFFFF
+    if weight > NAPI_POLL_WEIGHT:
+        text = f"netif_napi_add_weight() called with weight {weight}\n"
+        k.state.printk(3, False, text, k.current)
+    m.write_word(napi + NAPI["poll_list"], napi)
+    m.write_word(napi + NAPI["poll_list"] + 8, napi)
+    m.write_word(napi + NAPI["poll"], poll)
+    m.write_int(napi + NAPI["weight"], 4, weight)
+    m.write_word(napi + NAPI["dev"], dev)
+    m.write_word(napi + NAPI["state"], 1 << NAPI_STATE_SCHED | 1 << NAPI_STATE_NPSVC)
+    k.state.registrations.append(Registration("napi", f"{poll:#x}", napi, k.current))
     return 0
 
 
