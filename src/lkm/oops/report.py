@@ -662,10 +662,21 @@ def _glued(text: str) -> tuple[int, str, str, float | None, str | None, str, dic
 LINE_MAX = 8192
 
 
+# The kind of recent line texts that have no fields (console noise, blank lines, "Call Trace:"
+# ...): a third of a console log's lines repeat one seen before (the prefix with the time is not
+# part of the text), and an unknown line costs every pattern of its bucket and the glue search.
+# Bounded: cleared when full.  A pure memo: the same text has the same kind whatever came before.
+_PLAIN: dict[str, str] = {}
+_PLAIN_MAX = 8192
+
+
 def parse_line(raw: str, eol: str = "") -> Line:
     prefix, body, time, caller = _split(raw)
     if len(body) > LINE_MAX:
         return Line(prefix, body, eol, "other", {}, time, None, caller)
+    known = _PLAIN.get(body)
+    if known is not None:
+        return Line(prefix, body, eol, known, {}, time, None, caller)
     kind, fields = classify(body)
     if kind == "other" and len(body) > 8:
         got = _glued(body)
@@ -675,6 +686,10 @@ def parse_line(raw: str, eol: str = "") -> Line:
             prefix, body = prefix + body[:at] + p2, body2
             time = t2 if t2 is not None else time
             caller = c2 or caller
+    if not fields:
+        if len(_PLAIN) >= _PLAIN_MAX:
+            _PLAIN.clear()
+        _PLAIN[body] = kind
     return Line(prefix, body, eol, kind, fields, time, None, caller)
 
 
