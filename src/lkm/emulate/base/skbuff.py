@@ -13,12 +13,13 @@ measured with offsetof() against its headers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lkm.emulate.base.net import ND
 from lkm.emulate.base.netdev import NAPI, NETDEV
 from lkm.emulate.base.registry import table
 from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
 from lkm.emulate.machine import EmulationFault, TrapCall
-from lkm.record import Record
 
 __all__ = [
     "DISABLE",
@@ -109,17 +110,15 @@ def _align(n: int, a: int = SMP_CACHE) -> int:
     return (n + a - 1) & ~(a - 1)
 
 
-class Frame(Record):
+@dataclass(frozen=True, slots=True)
+class Frame:
     """A frame the driver gave the stack: its device's name, the bytes from its MAC header on,
     skb->protocol (host order) and skb->pkt_type as eth_type_trans set them."""
 
-    __slots__ = ("device", "data", "protocol", "pkt_type")
-
-    def __init__(self, device: str, data: bytes, protocol: int, pkt_type: int) -> None:
-        self.device = device
-        self.data = data
-        self.protocol = protocol
-        self.pkt_type = pkt_type
+    device: str
+    data: bytes
+    protocol: int
+    pkt_type: int
 
 
 def _live(k: BaseKernel) -> dict[object, object]:
