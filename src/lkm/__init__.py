@@ -9,4 +9,7 @@ The library is importable piecewise and keeps its imports lazy, so that a comman
 - :mod:`lkm.cli` holds the thin command-line tools over that API.
 """
 
+__all__ = ["__version__"]
+
+
 __version__ = "0.1.0"

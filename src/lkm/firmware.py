@@ -14,28 +14,26 @@ import errno
 import glob
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from lkm.errors import LkmError
 from lkm.moddir import ModulesDir
 from lkm.modprobe.config import load_config
 from lkm.modprobe.resolve import Resolver
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 
 __all__ = ["FirmwareFile", "find_firmware", "firmware_report", "modules_firmware", "search_dirs"]
 
 
-class FirmwareFile(Record):
+@dataclass(frozen=True, slots=True)
+class FirmwareFile:
     """One firmware name: the modules asking for it, where it was found (None: missing), and
     ``errno`` when the kernel refuses the name itself (EINVAL: empty or a ``..`` component)."""
 
-    __slots__ = ("name", "modules", "found", "errno")
-
-    def __init__(self, name: str, modules: list[str], found: str | None, err: int = 0) -> None:
-        self.name = name
-        self.modules = modules
-        self.found = found
-        self.errno = err
+    name: str
+    modules: list[str]
+    found: str | None
+    errno: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {"name": self.name, "modules": self.modules, "found": self.found,

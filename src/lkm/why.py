@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,6 @@ from lkm.errors import LkmError
 from lkm.modname import alias_normalize as normalize
 from lkm.modprobe.actions import Flags, LoadedView, load_alias
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.draw.depgraph import DepTables
@@ -43,40 +43,29 @@ __all__ = ["Reason", "WhyReport", "dry_run", "parse_requests", "why"]
 _TRACE = re.compile(r"module_request: (\S+) wait=(\d+)(?: call_site=(\S+))?")
 
 
-class Reason(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Reason:
     """One finding: ``kind`` (name, alias, symbol, builtin, dependency, softdep, install,
     request_module, holder, loaded; blocks: missing, blacklist, install-rule, file-missing,
     vermagic), a sentence, and the facts behind it."""
 
-    __slots__ = ("kind", "text", "facts")
-
-    def __init__(self, kind: str, text: str, facts: dict[str, object] | None = None) -> None:
-        self.kind = kind
-        self.text = text
-        self.facts = facts or {}
+    kind: str
+    text: str
+    facts: dict[str, object] = field(default_factory=dict)
 
 
-class WhyReport(Record):
-    __slots__ = (
-        "query",
-        "modules",
-        "resolves",
-        "pulled_by",
-        "blocks",
-        "modprobe",
-        "modprobe_status",
-        "dirname",
-    )
-
-    def __init__(self, query: str, dirname: str) -> None:
-        self.query = query
-        self.dirname = dirname
-        self.modules: list[str] = []
-        self.resolves: list[Reason] = []  # how the name finds its module(s)
-        self.pulled_by: list[Reason] = []  # what would load it
-        self.blocks: list[Reason] = []  # why it would not load (or not as a file)
-        self.modprobe: list[str] = []  # what "modprobe -n -v QUERY" prints (stdout, then messages)
-        self.modprobe_status = 0
+@dataclass(slots=True, unsafe_hash=True)
+class WhyReport:
+    query: str
+    dirname: str
+    modules: list[str] = field(default_factory=list, init=False)
+    resolves: list[Reason] = field(default_factory=list, init=False)  # how the name finds its module(s)
+    pulled_by: list[Reason] = field(default_factory=list, init=False)  # what would load it
+    blocks: list[Reason] = field(default_factory=list, init=False)  # why it would not load (or not as a file)
+    modprobe: list[str] = field(
+        default_factory=list, init=False
+    )  # what "modprobe -n -v QUERY" prints (stdout, then messages)
+    modprobe_status: int = field(default=0, init=False)
 
     def as_json(self) -> dict[str, object]:
         def rs(lst: list[Reason]) -> list[dict[str, object]]:

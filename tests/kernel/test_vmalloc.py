@@ -89,3 +89,5 @@ def test_area_list_answers_as_first_fit(arena: Arena, ops: list[tuple[int, int]]
                 areas.add(at, arena.span(size))
         fresh = AreaList(used)
         assert (areas.starts, areas.ends, areas.regular) == (fresh.starts, fresh.ends, fresh.regular)
+        if areas.holes is not None:  # the gaps kept up to date are the gaps there are
+            assert areas.holes == [e for e, s in zip(fresh.ends, fresh.starts[1:], strict=False) if s > e]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lkm.link.image import link_module
 from lkm.link.kallsyms import format_module_kallsyms as format_proc_kallsyms
-from lkm.link.kallsyms import module_kallsyms
+from lkm.link.kallsyms import module_kallsyms, module_kallsyms_lines
 from lkm.link.layout import KernelConfig, layout_module
 from lkm.module import ModuleFile
 
@@ -54,3 +54,14 @@ def test_line_format() -> None:
     img = link_module(mod, lay, BASES, lambda n: 0xFFFFFFFF81000000)
     lines = format_proc_kallsyms("exporter", module_kallsyms(mod, img)).splitlines()
     assert lines and all(len(line.split(" ", 2)[0]) == 16 and line.endswith("\t[exporter]") for line in lines)
+
+
+def test_lines_in_one_pass_equal_the_symbols_formatted() -> None:
+    # module_kallsyms_lines (what the model stores per module) is the formatted module_kallsyms
+    for name in ("exporter.ko", "params.ko", "chardev.ko"):
+        mod = ModuleFile.open(FIX6 / name)
+        for kallsyms_all in (False, True):
+            lay = layout_module(mod.elf, "linux-6.12", KernelConfig(kallsyms_all=kallsyms_all))
+            img = link_module(mod, lay, BASES, lambda n: 0xFFFFFFFF81000000)
+            want = format_proc_kallsyms(mod.name, module_kallsyms(mod, img), mod.elf.elfclass)
+            assert want and module_kallsyms_lines(mod, img) == want

@@ -171,3 +171,42 @@ def test_batch_size_and_stdin_position_do_not_change_results(tmp_path: Path) -> 
     docs = [triage.to_json(r) for r in runs]
     assert docs[0] == docs[1] == docs[2]
     assert runs[0].logs == len(list((tmp_path / "sub0").iterdir())) + 12 + 1
+
+
+def test_engines_identical_and_equal_ground_truth(tmp_path: Path) -> None:
+    """300 generated logs (every family, caller ids and interleaved tasks, serial garbage, one
+    in ten gzipped, as bench/triage.py writes them): the local engine in this process, in a
+    pool of 2 processes and on Dask with 2 workers print the same JSON byte for byte, and its
+    unique crashes and counts are the generator's ground truth."""
+    import importlib.util
+
+    from support import require
+
+    rng = random.Random(300)
+    truth: collections.Counter[str] = collections.Counter()
+    for i in range(300):
+        callers = rng.random() < 0.2
+        text, titles = crashgen.log(
+            rng, rng.randrange(1, 4), callers=callers, interleave=callers, garbage=rng.random() < 0.3
+        )
+        truth.update(titles)
+        data = text.encode("utf-8", "surrogateescape")
+        sub = tmp_path / f"{i // 100:02d}"
+        sub.mkdir(exist_ok=True)
+        if i % 10 == 9:
+            (sub / f"console-{i:03d}.log.gz").write_bytes(gzip.compress(data, 1))
+        else:
+            (sub / f"console-{i:03d}.log").write_bytes(data)
+    one = triage.triage([str(tmp_path)], batch=32)
+    assert one.errors == [] and one.logs == 300 and one.reports == sum(truth.values())
+    assert {c.title: c.count for c in one.crashes} == dict(truth) and len(one.crashes) == len(truth)
+    want = triage.to_json(one)
+    assert triage.to_json(triage.triage([str(tmp_path)], batch=32, workers=2)) == want
+    require(importlib.util.find_spec("distributed"), "dask.distributed missing: pip install 'lkm[dask]'")
+    from dask.distributed import LocalCluster
+
+    # workers as threads of this process: the cluster starts in a second (the engine's own
+    # LocalCluster of processes is test_dask_engine_identical and bench/triage.py)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        got = triage.triage([str(tmp_path)], engine="dask", address=cluster.scheduler_address, batch=32)
+    assert triage.to_json(got) == want

@@ -16,6 +16,7 @@ of this package (:mod:`lkm.arch.x86`, :mod:`lkm.arch.arm64`); :func:`for_machine
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,6 @@ from lkm.arch.x86 import I386 as I386_RELOCS
 from lkm.arch.x86 import X86_64 as X86_64_RELOCS
 from lkm.arch.x86 import RelocArch, apply_relocate
 from lkm.elf.constants import EM_386, EM_486, EM_AARCH64, EM_X86_64
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.elf import ElfFile
@@ -41,7 +41,8 @@ ApplyRelocations = Callable[
 ]
 
 
-class Arch(Record):
+@dataclass(frozen=True, slots=True)
+class Arch:
     """One architecture.
 
     ``machines``: e_machine values elf_check_arch accepts; ``uname``: what ``uname -m``
@@ -55,43 +56,20 @@ class Arch(Record):
     array type) rather than the state itself; ``pc_name``: the oops' name of the program
     counter; ``code_marks_trap``: the oops' Code: line brackets the trapping instruction."""
 
-    __slots__ = (
-        "name", "machines", "bits", "uname", "aliases", "relocations", "apply_relocations",
-        "frob_arch_sections", "abs_relocs", "adrp_relocs", "percpu_relative", "va_list_pointer",
-        "pc_name", "code_marks_trap",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        name: str,
-        machines: frozenset[int],
-        bits: int,
-        uname: str,
-        aliases: tuple[str, ...],
-        relocations: RelocArch | None,
-        apply_relocations: ApplyRelocations,
-        frob_arch_sections: Callable[[ElfFile, KernelConfig], PltPlan] | None,
-        abs_relocs: dict[int, int],
-        adrp_relocs: tuple[tuple[int, ...], int] | None,
-        percpu_relative: bool,
-        va_list_pointer: bool,
-        pc_name: str,
-        code_marks_trap: bool,
-    ) -> None:
-        self.name = name
-        self.machines = machines
-        self.bits = bits
-        self.uname = uname
-        self.aliases = aliases
-        self.relocations = relocations
-        self.apply_relocations = apply_relocations
-        self.frob_arch_sections = frob_arch_sections
-        self.abs_relocs = abs_relocs
-        self.adrp_relocs = adrp_relocs
-        self.percpu_relative = percpu_relative
-        self.va_list_pointer = va_list_pointer
-        self.pc_name = pc_name
-        self.code_marks_trap = code_marks_trap
+    name: str
+    machines: frozenset[int]
+    bits: int
+    uname: str
+    aliases: tuple[str, ...]
+    relocations: RelocArch | None
+    apply_relocations: ApplyRelocations
+    frob_arch_sections: Callable[[ElfFile, KernelConfig], PltPlan] | None
+    abs_relocs: dict[int, int]
+    adrp_relocs: tuple[tuple[int, ...], int] | None
+    percpu_relative: bool
+    va_list_pointer: bool
+    pc_name: str
+    code_marks_trap: bool
 
     def __str__(self) -> str:
         return self.name

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cmp_to_key
 
 from lkm.elf import ElfFile, Section
 from lkm.elf.constants import SHF_ALLOC, SHF_EXECINSTR, SHT_NOBITS, SHT_RELA
 from lkm.errors import LinkError
 from lkm.kernels import KernelConfig, is_init_section
-from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,22 +76,18 @@ IMM_FIELDS = {"imm26": ((1 << 26) - 1, 0), "imm19": ((1 << 19) - 1, 5), "imm16":
               "imm14": ((1 << 14) - 1, 5), "imm12": ((1 << 12) - 1, 10)}  # fmt: skip
 
 
-class Arm64Reloc(Record):
+@dataclass(frozen=True, slots=True)
+class Arm64Reloc:
     """``kind``: "data" (len bits), "movw" (lsb; ``imm`` "movkz"/"movnz"), "imm" (lsb, len, form),
     "adrp" (page-relative ADRP, erratum-843419 aware), "none".  ``op``: abs, prel or page."""
 
-    __slots__ = ("name", "kind", "op", "lsb", "length", "form", "checked")
-
-    def __init__(
-        self, name: str, kind: str, op: str, lsb: int, length: int, form: str, checked: bool
-    ) -> None:
-        self.name = name
-        self.kind = kind
-        self.op = op
-        self.lsb = lsb
-        self.length = length
-        self.form = form
-        self.checked = checked
+    name: str
+    kind: str
+    op: str
+    lsb: int
+    length: int
+    form: str
+    checked: bool
 
 
 def _t(
@@ -304,28 +300,17 @@ def count_plts(
     return count, align
 
 
-class PltPlan(Record):
+@dataclass(frozen=True, slots=True)
+class PltPlan:
     """The PLT sections' new headers and the kernel's order of each RELA section."""
 
-    __slots__ = ("overrides", "orders", "core_plts", "init_plts", "core_shndx", "init_shndx", "erratum")
-
-    def __init__(
-        self,
-        overrides: dict[int, Section],
-        orders: dict[int, list[tuple[int, int, int, int | None]]],
-        core_plts: int,
-        init_plts: int,
-        core_shndx: int | None,
-        init_shndx: int | None,
-        erratum: bool = False,
-    ) -> None:
-        self.overrides = overrides
-        self.orders = orders
-        self.core_plts = core_plts
-        self.init_plts = init_plts
-        self.core_shndx = core_shndx
-        self.init_shndx = init_shndx
-        self.erratum = erratum  # the erratum 843419 workaround is on (config and CPU)
+    overrides: dict[int, Section]
+    orders: dict[int, list[tuple[int, int, int, int | None]]]
+    core_plts: int
+    init_plts: int
+    core_shndx: int | None
+    init_shndx: int | None
+    erratum: bool = False
 
 
 def frob_arch_sections(elf: ElfFile, init_section: object = None) -> PltPlan:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 from lkm.elf import Section
 from lkm.elf.constants import SHT_RELA
 from lkm.errors import LinkError
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.link.layout import Layout
@@ -57,30 +57,26 @@ R_386_PC32 = 2
 R_386_PLT32 = 4
 
 
-class RelocType(Record):
+@dataclass(frozen=True, slots=True)
+class RelocType:
     """``check``: "u32" (value must fit unsigned 32 bits), "s32" (signed), or "" (none).
     ``width`` 0 means the type does nothing (R_*_NONE)."""
 
-    __slots__ = ("name", "width", "pcrel", "check")
-
-    def __init__(self, name: str, width: int, pcrel: bool, check: str = "") -> None:
-        self.name = name
-        self.width = width
-        self.pcrel = pcrel
-        self.check = check
+    name: str
+    width: int
+    pcrel: bool
+    check: str = ""
 
 
-class RelocArch(Record):
+@dataclass(frozen=True, slots=True)
+class RelocArch:
     """An architecture's relocation rules: its types, whether addends are in place (REL) and
     whether the kernel insists the target bytes are zero before writing (x86_64)."""
 
-    __slots__ = ("name", "types", "rela", "zero_target")
-
-    def __init__(self, name: str, types: dict[int, RelocType], rela: bool, zero_target: bool) -> None:
-        self.name = name
-        self.types = types
-        self.rela = rela
-        self.zero_target = zero_target
+    name: str
+    types: dict[int, RelocType]
+    rela: bool
+    zero_target: bool
 
 
 X86_64 = RelocArch(

@@ -11,6 +11,8 @@ from lkm.errors import LkmError
 from lkm.kernel import open_kernel
 from lkm.kernel.interface import Kernel
 
+__all__ = ["choose", "open_backend", "split_backend"]
+
 
 def split_backend(args: list[str]) -> tuple[bool, str | None, list[str]]:
     """(model wanted, state path or None for the default, the other arguments)."""

@@ -19,6 +19,9 @@ from lkm.module.source import read_module
 from lkm.safeio import read_bytes
 from lkm.trust.btf import base_from_file, check_module_btf, module_btf
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "btf",
     "would the kernel accept a module's BTF (btf_parse_module's checks)",

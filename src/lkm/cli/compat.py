@@ -25,6 +25,9 @@ from lkm.trust.compat import (
     weak_modules,
 )
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "compat",
     "will modules built for one kernel load into another, and why not",

@@ -47,6 +47,9 @@ from lkm.module.file import ModuleFile
 from lkm.modutils.insmod import _symbols
 from lkm.oops.inputs import Inputs, decode_text
 
+__all__ = ["INTROS", "MODULES", "TOOL", "run"]
+
+
 MODULES = Path(__file__).resolve().parent / "demo_modules"  # package data (fixtures/build.sh)
 
 

@@ -13,6 +13,9 @@ from lkm.errors import LkmError
 from lkm.modname import path_to_modname
 from lkm.safeio import read_text
 
+__all__ = ["DEFAULT_LEVEL", "DEPRECATED", "LEVELS", "TOOL", "D", "is_version_number", "json_entries", "run"]
+
+
 DEPRECATED = {"-u", "-q", "-r", "-m", "--unresolved-error", "--quiet", "--root", "--map"}
 # kmod's log levels: messages above the current level are not shown (-v raises it).
 LEVELS = {"FATAL": 2, "ERROR": 3, "WARNING": 4, "NOTICE": 5, "INFO": 6, "DEBUG": 7}

@@ -22,6 +22,9 @@ from lkm.cli.jsonout import document
 from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "dev",
     "call an emulated driver's file_operations (open, read, write, ioctl, release)",

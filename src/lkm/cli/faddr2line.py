@@ -11,6 +11,9 @@ from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 from lkm.oops.faddr2line import check_object, faddr2line
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "faddr2line",
     "source lines of func+0x12/0x40 (scripts/faddr2line)",

@@ -15,6 +15,9 @@ from lkm.cli.tool import Opt, Tool
 from lkm.errors import LkmError
 from lkm.firmware import firmware_report
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "firmware",
     "firmware files modules ask for, found or missing (initramfs builders' question)",

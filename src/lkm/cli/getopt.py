@@ -11,6 +11,8 @@ import sys
 
 from lkm import __version__
 
+__all__ = ["UsageError", "help_or_version", "parse"]
+
 
 class UsageError(Exception):
     pass

@@ -20,6 +20,9 @@ from lkm.kernel import KernelError, open_kernel
 from lkm.kernel.interface import Kernel
 from lkm.kernel.load import insert_module, join_options, module_name
 
+__all__ = ["MOD_STRERROR", "TOOL", "mod_strerror", "run"]
+
+
 TOOL = Tool(
     "insmod",
     "insert a module into the running kernel (kmod-compatible)",

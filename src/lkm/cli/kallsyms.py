@@ -22,6 +22,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.symbols.symbol import KernelSymbol
 
+__all__ = ["TOOL", "run", "write_elf"]
+
+
 TOOL = Tool(
     "kallsyms",
     "a kernel's symbols recovered from its image, as /proc/kallsyms",

@@ -28,6 +28,9 @@ from lkm.oops.lines import find_debug_file
 from lkm.oops.report import parse as parse_log
 from lkm.safeio import open_regular
 
+__all__ = ["TOOL", "crash_frames", "crash_page", "run"]
+
+
 TOOL = Tool(
     "ksymoops",
     "decode kernel oops reports: symbols, source lines, disassembly",

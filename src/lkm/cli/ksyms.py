@@ -13,6 +13,9 @@ from lkm.errors import LkmError
 from lkm.kernel.model import ModelKernel
 from lkm.kernel.model.struct24 import versioned_name
 
+__all__ = ["HEADER", "TOOL", "USAGE", "format_ksyms", "json_ksyms", "run"]
+
+
 HEADER = "Address   Symbol                            Defined by\n"
 USAGE = "Usage: ksyms [-ahm]\n"
 TOOL = Tool(

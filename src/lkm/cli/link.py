@@ -42,6 +42,9 @@ from lkm.module.file import ModuleFile
 from lkm.safeio import read_text
 from lkm.symbols.table import SymbolTable
 
+__all__ = ["I24", "MODULE_AREA", "TOOL", "run"]
+
+
 I24 = "2.4 (insmod) options"
 TOOL = Tool(
     "link",

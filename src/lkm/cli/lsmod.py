@@ -14,6 +14,9 @@ from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.kernel import KernelError, open_kernel
 from lkm.kernel.interface import LoadedModule
 
+__all__ = ["HEADER", "LIBKMOD_FROM_LOADED", "TOOL", "format_lsmod", "run"]
+
+
 TOOL = Tool(
     "lsmod",
     "list the modules loaded in the running kernel (kmod-compatible)",

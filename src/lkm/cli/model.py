@@ -46,6 +46,9 @@ from lkm.kernel.model.state import State, default_state_path
 from lkm.safeio import read_bytes
 from lkm.trust.keys import image_certificates, load_certificates
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "model",
     "boot, check and inspect persistent model kernels",

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
     from lkm.module.modinfo import Parameter
 
+__all__ = ["FIELD_FLAGS", "FIELD_LONG", "MODULE_EXTENSIONS", "TOOL", "Options", "run"]
+
+
 FIELD_FLAGS = {"-a": "author", "-d": "description", "-l": "license", "-p": "parm", "-n": "filename"}
 FIELD_LONG = {"--" + v if v != "parm" else "--parameters": v for v in FIELD_FLAGS.values()}
 # Files taken as files, not names: kmod's module extensions plus 2.4 objects.

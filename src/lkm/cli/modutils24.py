@@ -25,6 +25,19 @@ from lkm.modutils import rmmod as rmmod24
 from lkm.modutils.insmod import InsmodError, InsmodOptions
 from lkm.modutils.rmmod import RmmodError, reap
 
+__all__ = [
+    "INSMOD_LONG",
+    "INSMOD_USAGE",
+    "RMMOD_USAGE",
+    "VERSION",
+    "format_lsmod",
+    "insmod",
+    "lsmod",
+    "persist_dir",
+    "rmmod",
+]
+
+
 INSMOD_USAGE = (
     "Usage:\n"
     "insmod [-fkmnpqrsSvVxXyYN] [-e persist_name] [-o module_name] [-O blob_name] [-P prefix] "

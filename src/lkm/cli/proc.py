@@ -34,6 +34,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lkm.draw.memmap import Marker, MemoryMap
 
+__all__ = ["TOOL", "USAGE", "run"]
+
+
 TOOL = Tool(
     "proc",
     "a model kernel's /proc files: modules, ksyms, kallsyms, vmallocinfo",

@@ -18,6 +18,9 @@ from lkm.cli.tool import BACKEND, Opt, Tool
 from lkm.kernel import KernelError, open_kernel
 from lkm.kernel.load import NotRemovable, check_removable, module_name, remove_module
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "rmmod",
     "remove modules from the running kernel (kmod-compatible)",

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from lkm.emulate.replay import ReplayReport
     from lkm.emulate.session import Outcome, Session
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "run",
     "run a module's init (and exit) in an emulated CPU, tracing its kernel calls",

@@ -24,6 +24,9 @@ from lkm.safeio import read_bytes
 from lkm.trust.keys import Keyring, keyring_from_files, trusted_keys_from_image
 from lkm.trust.sig import REASONS, append_signature, mod_verify_sig, module_sig_check, sign_module
 
+__all__ = ["COMMANDS", "TOOL", "run"]
+
+
 TOOL = Tool(
     "sig",
     "module signatures as a kernel checks them: verify, keys, sign",

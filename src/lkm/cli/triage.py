@@ -5,7 +5,9 @@ finds every report, groups them by signature (:mod:`lkm.oops.triage`) and prints
 JSON or a single-file HTML page.  ``--symbols-dir DIR`` decodes each crash's representative
 report with ``DIR/<release>/`` or ``DIR/<build-id>/`` (kallsyms or System.map, vmlinux,
 modules/).  ``--engine dask[=ADDRESS]`` runs the analysis on Dask (a LocalCluster without an
-address).  Exit status: 0 done, 1 some logs unreadable (said on stderr), 2 usage error.
+address); the local engine reads many logs with a pool of ``--workers`` processes (default
+2), each batch's reports folded as they come (memory: the unique crashes).  Exit status:
+0 done, 1 some logs unreadable (said on stderr), 2 usage error.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from lkm.compress import limit
 from lkm.errors import LkmError
 from lkm.oops import triage
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "triage",
     "unique crashes of many console logs: titles, counts, releases, reports",
@@ -32,7 +37,7 @@ TOOL = Tool(
         Opt("o", "output", "FILE", "write the output to FILE (written whole, or not at all)"),
         Opt("", "symbols-dir", "DIR", "decode representatives with DIR/<release>/ or DIR/<build-id>/"),
         Opt("", "engine", "ENGINE", "local (default) or dask[=ADDRESS]", complete="local dask"),
-        Opt("", "workers", "N", "Dask LocalCluster processes (default 2)"),
+        Opt("", "workers", "N", "processes of the local pool or the Dask LocalCluster (default 2)"),
     ],
 )
 

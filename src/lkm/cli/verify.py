@@ -30,6 +30,9 @@ from lkm.module.file import ModuleFile
 from lkm.safeio import read_bytes
 from lkm.symbols.table import SymbolTable
 
+__all__ = ["TOOL", "config_candidates", "run"]
+
+
 TOOL = Tool(
     "verify",
     "check that loaded modules are byte for byte their files (/proc/kcore)",

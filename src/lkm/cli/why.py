@@ -24,6 +24,9 @@ from lkm.modprobe import Resolver, load_config
 from lkm.safeio import read_text
 from lkm.why import parse_requests, why
 
+__all__ = ["TOOL", "run"]
+
+
 TOOL = Tool(
     "why",
     "why a module is (or would be) loaded, and why it would not be",

@@ -54,6 +54,27 @@ import sys
 
 from lkm.depmod.read import ModuleFacts
 
+__all__ = [
+    "CACHE_NAME",
+    "CRCS",
+    "FORMAT",
+    "MAGIC",
+    "MAX_BYTES",
+    "RACY_NS",
+    "TRUSTED",
+    "BadCache",
+    "CachedRead",
+    "DepmodCache",
+    "Key",
+    "Memo",
+    "bytes_digest",
+    "digest",
+    "facts_digest",
+    "file_key",
+    "fingerprint",
+]
+
+
 CACHE_NAME = "modules.lkm-cache"
 FORMAT = 2
 MAGIC = "lkm-depmod-cache"

@@ -15,6 +15,21 @@ import stat
 from lkm.record import Record
 from lkm.safeio import read_text
 
+__all__ = [
+    "BUILTIN_KEY",
+    "DEFAULT_CONFIG_PATHS",
+    "ERROR",
+    "EXTERNAL_KEY",
+    "INFO",
+    "WARNING",
+    "DepmodConfig",
+    "Search",
+    "config_files",
+    "load_config",
+    "read_lines",
+]
+
+
 DEFAULT_CONFIG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
 BUILTIN_KEY = "built-in"
 EXTERNAL_KEY = "external"

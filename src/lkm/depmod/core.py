@@ -11,6 +11,7 @@ Dependencies are sorted by a topological index: modules nobody uses first, taken
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from lkm.depmod.config import ERROR, INFO, WARNING, DepmodConfig, load_config
 from lkm.depmod.hash import MODULES_BUCKETS, hash_order
@@ -39,53 +40,22 @@ class DependencyCycle(LkmError):
         self.cache: DepmodCache | None = None
 
 
-class DepmodOptions(Record):
-    __slots__ = (
-        "basedir",
-        "release",
-        "config_paths",
-        "symvers",
-        "system_map",
-        "errsyms",
-        "warn_dups",
-        "sym_prefix",
-        "modules",
-        "workers",
-        "binaries",
-        "verbose",
-        "cache",
-    )
-
-    def __init__(
-        self,
-        release: str,
-        basedir: str | None = None,
-        config_paths: list[str] | None = None,
-        symvers: str | None = None,
-        system_map: str | None = None,
-        errsyms: bool = False,
-        warn_dups: bool = False,
-        sym_prefix: str = "",
-        modules: list[str] | None = None,
-        workers: int | None = None,
-        binaries: bool = True,
-        verbose: bool = False,
-        cache: bool = False,
-    ) -> None:
-        self.release = release
-        self.basedir = basedir
-        self.config_paths = config_paths
-        self.symvers = symvers
-        self.system_map = system_map
-        self.errsyms = errsyms
-        self.warn_dups = warn_dups
-        self.sym_prefix = sym_prefix
-        self.modules = modules  # explicit module files (absolute); None: the whole tree
-        self.workers = workers
-        self.binaries = binaries  # False (depmod -n): the text files only
-        self.verbose = verbose  # -v: report each dependency found (DepmodResult.shown)
-        # Use and keep modules.lkm-cache (lkm.depmod.cache): read only the changed modules.
-        self.cache = cache
+@dataclass(slots=True, unsafe_hash=True)
+class DepmodOptions:
+    release: str
+    basedir: str | None = None
+    config_paths: list[str] | None = None
+    symvers: str | None = None
+    system_map: str | None = None
+    errsyms: bool = False
+    warn_dups: bool = False
+    sym_prefix: str = ""
+    modules: list[str] | None = None  # explicit module files (absolute); None: the whole tree
+    workers: int | None = None
+    binaries: bool = True  # False (depmod -n): the text files only
+    verbose: bool = False  # -v: report each dependency found (DepmodResult.shown)
+    # Use and keep modules.lkm-cache (lkm.depmod.cache): read only the changed modules.
+    cache: bool = False
 
 
 def modules_dirname(basedir: str | None, release: str) -> str:

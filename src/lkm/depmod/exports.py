@@ -12,6 +12,9 @@ from lkm.elf.constants import SHN_ABS, SHN_UNDEF
 from lkm.errors import InvalidModule
 from lkm.module.file import ModuleFile
 
+__all__ = ["CRC_PREFIX", "kmod_export_names", "kmod_exports", "kmod_modversions"]
+
+
 CRC_PREFIX = "__crc_"
 
 

@@ -13,6 +13,16 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy kno
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+__all__ = [
+    "MODULES_BUCKETS",
+    "SYMBOLS_BUCKETS",
+    "bucket_keys",
+    "hash_order",
+    "hash_superfast",
+    "hash_superfast_many",
+]
+
+
 MODULES_BUCKETS = 512
 SYMBOLS_BUCKETS = 2048
 _M = 0xFFFFFFFF

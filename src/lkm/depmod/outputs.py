@@ -6,11 +6,11 @@ the order kmod emits them while writing its files one after the other.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from lkm.depmod.config import ERROR, WARNING
 from lkm.depmod.hash import SYMBOLS_BUCKETS, hash_order
 from lkm.modname import path_to_modname
-from lkm.record import Record
 from lkm.safeio import read_bytes, read_text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
@@ -19,6 +19,30 @@ if TYPE_CHECKING:
 
     from lkm.depmod.cache import DepmodCache
     from lkm.depmod.core import Module
+
+__all__ = [
+    "BUILDERS",
+    "GROUPS",
+    "OUTPUTS",
+    "Files",
+    "Messages",
+    "OnDisk",
+    "Tree",
+    "build_alias",
+    "build_builtin",
+    "build_dep",
+    "build_devname",
+    "build_outputs",
+    "build_softdep",
+    "build_symbols",
+    "builtin_modinfo",
+    "memo_inputs",
+    "output_key",
+    "read_output",
+    "recall_outputs",
+    "underscores",
+]
+
 
 # The files depmod writes, in kmod's order; True for the binary indexes.
 OUTPUTS: tuple[tuple[str, bool], ...] = (
@@ -38,26 +62,16 @@ Messages = list[tuple[str, str]]
 Files = dict[str, bytes]
 
 
-class Tree(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Tree:
     """What the builders read: modules in kmod's order, topological indexes, the symbols."""
 
-    __slots__ = ("mods", "sort_idx", "symbols", "dirname", "warn", "binaries")
-
-    def __init__(
-        self,
-        mods: list[Module],
-        sort_idx: list[int],
-        symbols: dict[str, tuple[Module | None, int]],
-        dirname: str,
-        warn: bool,
-        binaries: bool,
-    ) -> None:
-        self.mods = mods
-        self.sort_idx = sort_idx
-        self.symbols = symbols
-        self.dirname = dirname
-        self.warn = warn  # -w: report duplicates
-        self.binaries = binaries  # False for -n: text files only
+    mods: list[Module]
+    sort_idx: list[int]
+    symbols: dict[str, tuple[Module | None, int]]
+    dirname: str
+    warn: bool
+    binaries: bool
 
 
 def _text(lines: list[str]) -> bytes:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import errno as errno_mod
 import os
+from dataclasses import dataclass
 from itertools import compress
 
 from lkm.errors import LkmError
-from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -21,36 +21,27 @@ if TYPE_CHECKING:
 
     from lkm.module.file import ModuleFile
 
+__all__ = ["COMPRESSED_SUFFIXES", "IN_PROCESS", "STB_WEAK", "ModuleFacts", "read_all", "read_facts"]
+
+
 STB_WEAK = 2
 _WEAK_INFO = frozenset(range(STB_WEAK << 4, (STB_WEAK + 1) << 4))  # st_info values of weak symbols
 
 
-class ModuleFacts(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ModuleFacts:
     """``needed`` names in symbol-table order; ``weak`` the weak ones; CRCs (0 when absent,
     as libkmod reports them) only when asked for, since only -E compares them; the module's
     ``alias=`` and ``softdep=`` values in .modinfo order."""
 
-    __slots__ = ("exports", "export_crcs", "needed", "needed_crcs", "weak", "aliases", "softdeps", "error")
-
-    def __init__(
-        self,
-        exports: list[str],
-        export_crcs: list[int] | None,
-        needed: list[str],
-        needed_crcs: list[int] | None,
-        weak: frozenset[str],
-        aliases: list[str],
-        softdeps: list[str],
-        error: str | None = None,
-    ) -> None:
-        self.exports = exports
-        self.export_crcs = export_crcs
-        self.needed = needed
-        self.needed_crcs = needed_crcs
-        self.weak = weak
-        self.aliases = aliases
-        self.softdeps = softdeps
-        self.error = error
+    exports: list[str]
+    export_crcs: list[int] | None
+    needed: list[str]
+    needed_crcs: list[int] | None
+    weak: frozenset[str]
+    aliases: list[str]
+    softdeps: list[str]
+    error: str | None = None
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # Back from a worker as a few NUL-joined strings rather than ~50 small ones a module:

@@ -10,6 +10,9 @@ from lkm.depmod.config import DepmodConfig
 from lkm.modname import KMOD_EXTS, path_to_modname
 from lkm.record import Record
 
+__all__ = ["KMOD_DECOMPRESSORS", "SKIPPED_DIRS", "Candidate", "candidates", "existing_wins", "search_modules"]
+
+
 # The decompressors Debian's kmod 30 was built with (+XZ +ZSTD -ZLIB): .ko.gz files are not
 # modules to it (lkm.modname.KMOD_EXTS).
 KMOD_DECOMPRESSORS = ("xz", "zstd")

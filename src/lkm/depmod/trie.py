@@ -17,6 +17,9 @@ from bisect import bisect_left
 
 from lkm.index import INDEX_MAGIC, INDEX_VERSION, NODE_CHILDS, NODE_PREFIX, NODE_VALUES
 
+__all__ = ["IndexBuilder"]
+
+
 _U32 = struct.Struct(">I")
 _U32x2 = struct.Struct(">II")
 

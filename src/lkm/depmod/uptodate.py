@@ -7,6 +7,8 @@ import os
 from lkm.depmod.scan import SKIPPED_DIRS
 from lkm.modname import KMOD_EXTS
 
+__all__ = ["up_to_date"]
+
 
 def up_to_date(dirname: str) -> tuple[bool, str | None]:
     """(True if no module file under ``dirname`` is newer than its modules.dep, kmod comparing

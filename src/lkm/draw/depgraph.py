@@ -19,13 +19,12 @@ import os
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lkm.draw import svg
 from lkm.errors import LkmError
 from lkm.modname import path_to_modname
 from lkm.modprobe.resolve import Mod, PatternTable, Resolver
-from lkm.record import Record
 from lkm.safeio import read_text
 
 __all__ = [
@@ -77,15 +76,15 @@ class Edge:
     implied: bool = False
 
 
-class Graph(Record):
-    __slots__ = ("focus", "query", "nodes", "edges", "totals")
-
-    def __init__(self, focus: list[str], query: str) -> None:
-        self.focus = focus  # the module names the query resolved to
-        self.query = query
-        self.nodes: dict[str, Node] = {}
-        self.edges: list[Edge] = []
-        self.totals: dict[str, int] = {}  # counts before truncation: aliases, reverse
+@dataclass(slots=True, unsafe_hash=True)
+class Graph:
+    focus: list[str]  # the module names the query resolved to
+    query: str
+    nodes: dict[str, Node] = field(default_factory=dict, init=False)
+    edges: list[Edge] = field(default_factory=list, init=False)
+    totals: dict[str, int] = field(
+        default_factory=dict, init=False
+    )  # counts before truncation: aliases, reverse
 
     def node(self, id: str, kind: str, label: str, detail: str = "") -> str:
         if id not in self.nodes:
@@ -184,7 +183,6 @@ def dependency_graph(
     t = tables or DepTables.from_dir(res.moddir.dirname)
     mods = res.lookup(query)
     g = Graph([m.name for m in mods], query)
-    cfg = res.config
     if not mods:
         g.node(
             _mod_id(query),
@@ -202,8 +200,16 @@ def dependency_graph(
         if m.alias is not None and m.alias != m.name:
             aid = g.node(f"a:{m.alias}", "alias", m.alias, f"'{m.alias}' resolves to {m.name}")
             g.edge(aid, fid, "alias")
-    # dependencies: each module's modules.dep line and soft dependencies (the first matching
-    # softdep line, as libkmod), for the focus and every module they bring in
+    _dependencies(g, res, t)
+    for m in mods:
+        _around(g, res, t, m, holders, max_aliases, max_reverse)
+    return g
+
+
+def _dependencies(g: Graph, res: Resolver, t: DepTables) -> None:
+    """Each module's modules.dep line and soft dependencies (the first matching softdep line,
+    as libkmod), for the focus and every module they bring in."""
+    cfg = res.config
     softdeps = PatternTable([sd.name for sd in cfg.softdeps])
     todo = list(g.focus)
     seen: set[str] = set()
@@ -244,54 +250,66 @@ def dependency_graph(
                         )
                 g.edge(src, xid, kind, kind.split("-")[1])
                 todo.extend(f.name for f in found)
-    for m in mods:
-        fid = _mod_id(m.name)
-        # reverse: modules whose line holds it, softdeps naming it
-        users = sorted(t.users.get(m.name, []))
-        g.totals["reverse"] = g.totals.get("reverse", 0) + len(users)
-        for u in users[:max_reverse]:
-            uid = g.node(_mod_id(u), "reverse", u, f"{u} needs {m.name} (modules.dep)")
-            g.edge(uid, fid, "dep")
-        if len(users) > max_reverse:
-            more = g.node(
-                f"more:rev:{m.name}",
-                "more",
-                f"+{len(users) - max_reverse} more",
-                "\n".join(users[max_reverse:]),
-            )
-            g.edge(more, fid, "dep")
-        for sd in cfg.softdeps:
-            for kind, names in (("softdep-pre", sd.pre), ("softdep-post", sd.post)):
-                if m.name in names and sd.name != m.name:
-                    sid = g.node(
-                        _mod_id(sd.name),
-                        "reverse",
-                        sd.name,
-                        f"softdep {sd.name} {kind.split('-')[1]}: {m.name}",
-                    )
-                    g.edge(sid, fid, kind, kind.split("-")[1])
-        # aliases that resolve to it
-        pats = t.aliases.get(m.name, [])
-        conf_aliases = [a for a, target in cfg.aliases if target == m.name]
-        g.totals["aliases"] = g.totals.get("aliases", 0) + len(pats) + len(conf_aliases)
-        for a in conf_aliases:
-            g.edge(g.node(f"a:{a}", "alias", a, f"modprobe.d: alias {a} {m.name}"), fid, "alias")
-        if pats:
-            shown = pats[:max_aliases]
-            label = "\n".join(_short(a, 40) for a in shown)
-            if len(pats) > max_aliases:
-                label += f"\n+{len(pats) - max_aliases} more"
-            aid = g.node(
-                f"aliases:{m.name}",
-                "alias",
-                label,
-                f"modules.alias: {len(pats)} alias patterns of {m.name}\n" + "\n".join(pats[:80]),
-            )
-            g.edge(aid, fid, "alias", f"{len(pats)} aliases")
-        _rules(g, res, m, fid)
-        for h in (holders or {}).get(m.name, []):
-            g.edge(g.node(f"h:{h}", "holder", h, f"{h} holds {m.name} (loaded)"), fid, "holder", "holds")
-    return g
+
+
+def _around(
+    g: Graph,
+    res: Resolver,
+    t: DepTables,
+    m: Mod,
+    holders: dict[str, list[str]] | None,
+    max_aliases: int,
+    max_reverse: int,
+) -> None:
+    """What points at a focus module: modules whose line holds it, softdeps naming it, aliases
+    that resolve to it, modprobe.d rules, holders."""
+    cfg = res.config
+    fid = _mod_id(m.name)
+    # reverse: modules whose line holds it, softdeps naming it
+    users = sorted(t.users.get(m.name, []))
+    g.totals["reverse"] = g.totals.get("reverse", 0) + len(users)
+    for u in users[:max_reverse]:
+        uid = g.node(_mod_id(u), "reverse", u, f"{u} needs {m.name} (modules.dep)")
+        g.edge(uid, fid, "dep")
+    if len(users) > max_reverse:
+        more = g.node(
+            f"more:rev:{m.name}",
+            "more",
+            f"+{len(users) - max_reverse} more",
+            "\n".join(users[max_reverse:]),
+        )
+        g.edge(more, fid, "dep")
+    for sd in cfg.softdeps:
+        for kind, names in (("softdep-pre", sd.pre), ("softdep-post", sd.post)):
+            if m.name in names and sd.name != m.name:
+                sid = g.node(
+                    _mod_id(sd.name),
+                    "reverse",
+                    sd.name,
+                    f"softdep {sd.name} {kind.split('-')[1]}: {m.name}",
+                )
+                g.edge(sid, fid, kind, kind.split("-")[1])
+    # aliases that resolve to it
+    pats = t.aliases.get(m.name, [])
+    conf_aliases = [a for a, target in cfg.aliases if target == m.name]
+    g.totals["aliases"] = g.totals.get("aliases", 0) + len(pats) + len(conf_aliases)
+    for a in conf_aliases:
+        g.edge(g.node(f"a:{a}", "alias", a, f"modprobe.d: alias {a} {m.name}"), fid, "alias")
+    if pats:
+        shown = pats[:max_aliases]
+        label = "\n".join(_short(a, 40) for a in shown)
+        if len(pats) > max_aliases:
+            label += f"\n+{len(pats) - max_aliases} more"
+        aid = g.node(
+            f"aliases:{m.name}",
+            "alias",
+            label,
+            f"modules.alias: {len(pats)} alias patterns of {m.name}\n" + "\n".join(pats[:80]),
+        )
+        g.edge(aid, fid, "alias", f"{len(pats)} aliases")
+    _rules(g, res, m, fid)
+    for h in (holders or {}).get(m.name, []):
+        g.edge(g.node(f"h:{h}", "holder", h, f"{h} holds {m.name} (loaded)"), fid, "holder", "holds")
 
 
 def _module_detail(res: Resolver, t: DepTables, name: str) -> str:

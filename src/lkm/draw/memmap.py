@@ -15,14 +15,15 @@ their guard pages, first fit; kmalloc: size classes) with their holes and fragme
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lkm.draw import svg
 from lkm.elf.constants import SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, SHT_NOBITS, SHT_REL, SHT_RELA
-from lkm.record import Record
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lkm.kernel.model import Area
     from lkm.kernel.model.vmalloc import Arena, Fragmentation
     from lkm.link.image import LinkedImage
@@ -101,30 +102,18 @@ class Marker:
     kind: str
 
 
-class MemoryMap(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class MemoryMap:
     """A module's memory: regions, sections, markers and the addresses relocations patched."""
 
-    __slots__ = ("module", "rules", "regions", "sections", "markers", "relocs", "page_size", "extra")
-
-    def __init__(
-        self,
-        module: str,
-        rules: str,
-        regions: list[MapRegion],
-        sections: list[MapSection],
-        markers: list[Marker],
-        relocs: list[int],
-        page_size: int = 4096,
-        extra: list[MapSection] | None = None,
-    ) -> None:
-        self.module = module
-        self.rules = rules
-        self.regions = regions
-        self.sections = sections
-        self.markers = markers
-        self.relocs = relocs
-        self.page_size = page_size
-        self.extra = extra or []  # areas that are not sections (the kallsyms tables)
+    module: str
+    rules: str
+    regions: list[MapRegion]
+    sections: list[MapSection]
+    markers: list[Marker]
+    relocs: list[int]
+    page_size: int = 4096
+    extra: list[MapSection] = field(default_factory=list)  # areas that are not sections (the kallsyms tables)
 
 
 def perm_kind(flags: int, nobits: bool = False) -> tuple[str, str]:
@@ -317,6 +306,73 @@ def _spread(wanted: list[float], top: float, bottom: float, gap: float) -> list[
     return out
 
 
+def _reloc_strip(m: MemoryMap, r: MapRegion, top: float, height: float, extent: int) -> list[str]:
+    """The relocation density strip beside the bar: the addresses relocations patched in the
+    region, counted in 3-pixel buckets."""
+    out: list[str] = []
+    relocs = [a for a in m.relocs if r.base <= a < r.base + max(r.alloc, 1)]
+    if relocs:
+        buckets = max(int(height // 3), 1)
+        per = max(extent / buckets, 1)
+        counts: dict[int, int] = {}
+        for a in relocs:
+            b = min(int((a - r.base) / per), buckets - 1)
+            counts[b] = counts.get(b, 0) + 1
+        peak = max(counts.values())
+        strip = []
+        for b, c in sorted(counts.items()):
+            lo = r.base + int(b * per)
+            strip.append(
+                svg.rect(
+                    STRIP_X,
+                    top + b * height / buckets,
+                    STRIP_W,
+                    height / buckets,
+                    f"{c} relocation{'s' if c != 1 else ''} in {lo:#x}..{lo + int(per):#x}",
+                    class_="reloc",
+                    fill_opacity=round(0.15 + 0.85 * c / peak, 2),
+                )
+            )
+        out.append(svg.group("".join(strip), class_="relocs", data_count=len(relocs)))
+        out.append(svg.rect(STRIP_X, top, STRIP_W, height, class_="frame"))
+    return out
+
+
+def _labels(
+    secs: list[MapSection],
+    marks: list[Marker],
+    y: Callable[[int], float],
+    scale: float,
+    top: float,
+    height: float,
+    addr_w: int,
+) -> list[str]:
+    """Labels of sections and markers, in address order, spread to be readable, each with its
+    leader line to the bar."""
+    out: list[str] = []
+    items: list[tuple[float, str, str, str]] = []
+    for s in secs:
+        badge = MARKED_SECTIONS.get(s.name)
+        size = f"{'~' if s.estimated else ''}{s.size:#x}"
+        label = f"{s.name:<24} {s.address:#0{addr_w}x} {size:>8} {s.perm}"
+        items.append((y(s.address) + max(s.size * scale, 0.8) / 2, label, badge or "", "sec"))
+    for k in marks:
+        items.append((y(k.address), f"\u25c0 {k.name}", "", "mark"))
+    items.sort(key=lambda t: t[0])
+    ys = _spread([t[0] for t in items], top + 5, top + height - 3, ROW)
+    for (want, label, badge, kind), ly in zip(items, ys, strict=True):
+        bx = BAR_X + BAR_W
+        out.append(el_path(bx, want, LABEL_X - 4, ly))
+        cls = "markt" if kind == "mark" else None
+        out.append(svg.text(LABEL_X, ly + 4, label, class_=cls))
+        if badge:
+            bw = svg.text_width(label) + 8
+            out.append(svg.text(LABEL_X + bw, ly + 4, badge, class_="markt h"))
+        if kind == "mark":
+            out.append(el_tri(bx, want))
+    return out
+
+
 def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str, float]:
     secs = [s for s in m.sections if s.region == r.name]
     extra = [s for s in m.extra if s.region == r.name]
@@ -400,53 +456,8 @@ def _region_svg(m: MemoryMap, r: MapRegion, y0: float, addr_w: int) -> tuple[str
             )
         )
         out.append(svg.text(BAR_X + 4, top + height + 13, f"+{rest:#x} unused", class_="small muted"))
-    # relocation density
-    relocs = [a for a in m.relocs if r.base <= a < r.base + max(r.alloc, 1)]
-    if relocs:
-        buckets = max(int(height // 3), 1)
-        per = max(extent / buckets, 1)
-        counts: dict[int, int] = {}
-        for a in relocs:
-            b = min(int((a - r.base) / per), buckets - 1)
-            counts[b] = counts.get(b, 0) + 1
-        peak = max(counts.values())
-        strip = []
-        for b, c in sorted(counts.items()):
-            lo = r.base + int(b * per)
-            strip.append(
-                svg.rect(
-                    STRIP_X,
-                    top + b * height / buckets,
-                    STRIP_W,
-                    height / buckets,
-                    f"{c} relocation{'s' if c != 1 else ''} in {lo:#x}..{lo + int(per):#x}",
-                    class_="reloc",
-                    fill_opacity=round(0.15 + 0.85 * c / peak, 2),
-                )
-            )
-        out.append(svg.group("".join(strip), class_="relocs", data_count=len(relocs)))
-        out.append(svg.rect(STRIP_X, top, STRIP_W, height, class_="frame"))
-    # labels: sections and markers, in address order, spread to be readable
-    items: list[tuple[float, str, str, str]] = []
-    for s in secs:
-        badge = MARKED_SECTIONS.get(s.name)
-        size = f"{'~' if s.estimated else ''}{s.size:#x}"
-        label = f"{s.name:<24} {s.address:#0{addr_w}x} {size:>8} {s.perm}"
-        items.append((y(s.address) + max(s.size * scale, 0.8) / 2, label, badge or "", "sec"))
-    for k in marks:
-        items.append((y(k.address), f"\u25c0 {k.name}", "", "mark"))
-    items.sort(key=lambda t: t[0])
-    ys = _spread([t[0] for t in items], top + 5, top + height - 3, ROW)
-    for (want, label, badge, kind), ly in zip(items, ys, strict=True):
-        bx = BAR_X + BAR_W
-        out.append(el_path(bx, want, LABEL_X - 4, ly))
-        cls = "markt" if kind == "mark" else None
-        out.append(svg.text(LABEL_X, ly + 4, label, class_=cls))
-        if badge:
-            bw = svg.text_width(label) + 8
-            out.append(svg.text(LABEL_X + bw, ly + 4, badge, class_="markt h"))
-        if kind == "mark":
-            out.append(el_tri(bx, want))
+    out += _reloc_strip(m, r, top, height, extent)
+    out += _labels(secs, marks, y, scale, top, height, addr_w)
     g = svg.group(
         "".join(out),
         class_="region",

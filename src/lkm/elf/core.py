@@ -6,23 +6,21 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 
 from lkm.elf.constants import ELFCLASS64, ELFMAG
 from lkm.errors import LkmError
-from lkm.record import Record
 
 __all__ = ["PT_LOAD", "CoreFile", "Segment"]
 
 PT_LOAD = 1
 
 
-class Segment(Record):
-    __slots__ = ("vaddr", "offset", "size")
-
-    def __init__(self, vaddr: int, offset: int, size: int) -> None:
-        self.vaddr = vaddr
-        self.offset = offset
-        self.size = size
+@dataclass(slots=True, unsafe_hash=True)
+class Segment:
+    vaddr: int
+    offset: int
+    size: int
 
 
 class CoreFile:

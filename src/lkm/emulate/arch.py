@@ -17,6 +17,8 @@ from lkm.arch import Arch
 from lkm.kernels import LINUX_2_4, LINUX_6_1, KernelVersion
 from lkm.record import Record
 
+__all__ = ["ARCHES", "ARCHES_24", "ARM64", "I386", "I386_CDECL", "X86_64", "ArchSpec", "row_for"]
+
 
 class ArchSpec(Record):
     """One architecture's row.  ``base``: the architecture's :class:`lkm.arch.Arch` record;

@@ -10,12 +10,27 @@ when the call succeeds; the user buffer is mapped at the architecture's user add
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 
 from lkm.emulate.base.devices import mkdev
 from lkm.emulate.kernel import BaseKernel
 from lkm.emulate.layouts import fops_for, layout_for
 from lkm.errors import LkmError
-from lkm.record import Record
+
+__all__ = [
+    "FMODE_READ",
+    "FMODE_WRITE",
+    "O_RDWR",
+    "USER_SIZE",
+    "DeviceError",
+    "OpenFile",
+    "dev_ioctl",
+    "dev_open",
+    "dev_read",
+    "dev_release",
+    "dev_write",
+]
+
 
 FMODE_READ, FMODE_WRITE = 0x1, 0x2
 O_RDWR = 2
@@ -26,15 +41,13 @@ class DeviceError(LkmError):
     """No such device, or the driver lacks the operation."""
 
 
-class OpenFile(Record):
-    __slots__ = ("name", "file", "inode", "fops", "module")
-
-    def __init__(self, name: str, file: int, inode: int, fops: int, module: str | None) -> None:
-        self.name = name
-        self.file = file
-        self.inode = inode
-        self.fops = fops
-        self.module = module
+@dataclass(frozen=True, slots=True)
+class OpenFile:
+    name: str
+    file: int
+    inode: int
+    fops: int
+    module: str | None
 
 
 def _op(k: BaseKernel, f: OpenFile, member: str) -> int:

@@ -5,6 +5,15 @@ lkm.emulate.layouts' file/inode offsets are.  Key: ``<struct>_<member>``, ``<str
 
 from __future__ import annotations
 
+__all__ = [
+    "DEVICES_61",
+    "USB_DEVICE_DESCRIPTOR_SIZE",
+    "USB_ENDPOINT_DESCRIPTOR_SIZE",
+    "USB_INTERFACE_DESCRIPTOR_SIZE",
+    "device_layout",
+]
+
+
 DEVICES_61: dict[str, int] = dict(
     device_parent=64,
     device_init_name=80,

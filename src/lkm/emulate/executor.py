@@ -20,6 +20,8 @@ from lkm.emulate.state import KernelState
 from lkm.kernel.model.profile import load_profile
 from lkm.symbols.table import SymbolTable
 
+__all__ = ["EmulatingExecutor", "Image", "ModuleRequester", "for_profile"]
+
 
 class Image(Protocol):
     """lkm.kernel.executor.LoadedImage, structurally."""

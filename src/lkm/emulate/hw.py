@@ -20,13 +20,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lkm.errors import LkmError
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.emulate.kernel import BaseKernel
+
+__all__ = [
+    "DEFAULT_IRQ",
+    "DEFAULT_PCI_BARS",
+    "IOREMAP_BASE",
+    "MEM_BASE",
+    "PCI_ANY_ID",
+    "PORT_BASE",
+    "Access",
+    "Bar",
+    "Device",
+    "DeviceSpecError",
+    "Hardware",
+    "IrqAction",
+    "Window",
+    "hw_of",
+    "parse_device",
+]
+
 
 MEM_BASE = 0xFE000000  # physical addresses of emulated memory BARs and resources
 PORT_BASE = 0xC000  # I/O port BARs
@@ -40,35 +59,31 @@ class DeviceSpecError(LkmError):
     """A --device spec that cannot be read."""
 
 
-class Bar(Record):
+@dataclass(frozen=True, slots=True)
+class Bar:
     """A PCI BAR or a platform memory/port resource: where it is and how big."""
 
-    __slots__ = ("index", "kind", "start", "size")
-
-    def __init__(self, index: int, kind: str, start: int, size: int) -> None:
-        self.index = index
-        self.kind = kind  # "mem" or "io"
-        self.start = start  # physical address or port
-        self.size = size
+    index: int
+    kind: str
+    start: int
+    size: int
 
 
-class Access(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Access:
     """One access a driver made to its hardware."""
 
-    __slots__ = ("op", "device", "space", "offset", "address", "size", "value", "pc", "site")
-
-    def __init__(
-        self, op: str, device: str, space: str, offset: int, address: int, size: int, value: int, pc: int
-    ) -> None:
-        self.op = op  # read, write (memory), in, out (ports), cfg-read, cfg-write, usb-ctrl
-        self.device = device  # the device's name ("0000:00:03.0"), "" for nothing claimed
-        self.space = space  # "bar0".."bar5", "config", "port", "mmio" (nothing claimed)
-        self.offset = offset  # in that space
-        self.address = address  # the address the driver used (virtual, port, or config offset)
-        self.size = size
-        self.value = value
-        self.pc = pc  # the instruction (or the caller of the kernel function) that made it
-        self.site = ""  # pc symbolised ("e1000_probe+0x1a/0x8c0 [e1000]"), filled in by the session
+    op: str  # read, write (memory), in, out (ports), cfg-read, cfg-write, usb-ctrl
+    device: str  # the device's name ("0000:00:03.0"), "" for nothing claimed
+    space: str  # "bar0".."bar5", "config", "port", "mmio" (nothing claimed)
+    offset: int  # in that space
+    address: int  # the address the driver used (virtual, port, or config offset)
+    size: int
+    value: int
+    pc: int  # the instruction (or the caller of the kernel function) that made it
+    site: str = field(
+        default="", init=False
+    )  # pc symbolised ("e1000_probe+0x1a/0x8c0 [e1000]"), filled in by the session
 
     def json(self) -> dict[str, object]:
         return {"op": self.op, "device": self.device, "space": self.space, "offset": self.offset,
@@ -147,34 +162,27 @@ class Device:
         return f"Device({self.bus}:{self.name or self.spec})"
 
 
-class Window(Record):
+@dataclass(frozen=True, slots=True)
+class Window:
     """An ioremap()ed range: virtual address -> a device's BAR (or nothing)."""
 
-    __slots__ = ("virt", "size", "phys", "device", "bar")
-
-    def __init__(self, virt: int, size: int, phys: int, device: Device | None, bar: int) -> None:
-        self.virt = virt
-        self.size = size
-        self.phys = phys
-        self.device = device
-        self.bar = bar
+    virt: int
+    size: int
+    phys: int
+    device: Device | None
+    bar: int
 
 
-class IrqAction(Record):
-    __slots__ = ("irq", "handler", "thread_fn", "flags", "name", "dev_id", "module", "devm")
-
-    def __init__(
-        self, irq: int, handler: int, thread_fn: int, flags: int, name: str, dev_id: int,
-        module: str | None, devm: int = 0,
-    ) -> None:  # fmt: skip
-        self.irq = irq
-        self.handler = handler
-        self.thread_fn = thread_fn
-        self.flags = flags
-        self.name = name
-        self.dev_id = dev_id
-        self.module = module
-        self.devm = devm  # the struct device of a devm_request_irq (freed on unbind)
+@dataclass(frozen=True, slots=True)
+class IrqAction:
+    irq: int
+    handler: int
+    thread_fn: int
+    flags: int
+    name: str
+    dev_id: int
+    module: str | None
+    devm: int = 0
 
 
 class Hardware:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import attrgetter, is_not, itemgetter
 from typing import TYPE_CHECKING
@@ -22,12 +23,39 @@ import unicorn
 from lkm.emulate.arch import ARCHES, ArchSpec
 from lkm.emulate.machine import PAGE, EmulationFault, Machine, TrapCall
 from lkm.emulate.state import KernelState
-from lkm.record import Record, cached
+from lkm.record import cached
 from lkm.symbols.table import paused_gc
 
 if TYPE_CHECKING:
     from lkm.emulate.module import EmulatedModule
     from lkm.symbols.table import SymbolTable
+
+__all__ = [
+    "DATA",
+    "DATA_TYPES",
+    "DEFAULT_MEMORY_BUDGET",
+    "FUNCTIONS",
+    "HEAP_CHUNK",
+    "KMALLOC_MAX_SIZE",
+    "MODULE_PERCPU_OFFSET",
+    "NATIVE",
+    "NATIVE_SLOT",
+    "PERCPU_61",
+    "PERCPU_SIZE",
+    "RECORD_ONLY",
+    "STACK_CANARY",
+    "TASK_SIZE",
+    "BaseKernel",
+    "KFunc",
+    "OutOfMemory",
+    "SymbolSpace",
+    "TraceEntry",
+    "Unimplemented",
+    "kdata",
+    "kfunc",
+    "memory_budget",
+]
+
 
 PERCPU_SIZE = 0x80000
 DATA_TYPES = frozenset("DdBbRrGgSsVvAa")  # nm letters of data; the rest (T t W w ...) is code
@@ -66,16 +94,12 @@ PERCPU_61 = {
 }  # fmt: skip
 
 
-class KFunc(Record):
-    __slots__ = ("name", "fn", "nargs", "varargs")
-
-    def __init__(
-        self, name: str, fn: Callable[[BaseKernel, TrapCall], int], nargs: int, varargs: bool
-    ) -> None:
-        self.name = name
-        self.fn = fn
-        self.nargs = nargs  # arguments shown in the trace
-        self.varargs = varargs
+@dataclass(frozen=True, slots=True)
+class KFunc:
+    name: str
+    fn: Callable[[BaseKernel, TrapCall], int]
+    nargs: int
+    varargs: bool
 
 
 FUNCTIONS: dict[str, KFunc] = {}
@@ -141,27 +165,17 @@ def kdata(
     return register
 
 
-class TraceEntry(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class TraceEntry:
     """One kernel call: ``site`` is where it was called from (the return address, as the
     kernel's ``%pS`` of it: ``init_module+0x1a/0x40 [mod]``), kept for unimplemented calls."""
 
-    __slots__ = ("name", "args", "result", "module", "implemented", "site")
-
-    def __init__(
-        self,
-        name: str,
-        args: tuple[int, ...],
-        result: int,
-        module: str | None,
-        implemented: bool,
-        site: str = "",
-    ) -> None:
-        self.name = name
-        self.args = args
-        self.result = result
-        self.module = module
-        self.implemented = implemented
-        self.site = site
+    name: str
+    args: tuple[int, ...]
+    result: int
+    module: str | None
+    implemented: bool
+    site: str = ""
 
 
 class Unimplemented(EmulationFault):

@@ -5,6 +5,9 @@ x86_64: the Debian 6.1 amd64 kernel, measured by compiling offsetof() against it
 
 from __future__ import annotations
 
+__all__ = ["FOPS", "FOPS_24", "FOPS_61", "I386_24", "LAYOUTS", "X86_64_61", "fops_for", "layout_for"]
+
+
 # struct file_operations members in order, 6.1 (include/linux/fs.h), up to release.
 FOPS_61 = (
     "owner", "llseek", "read", "write", "read_iter", "write_iter", "iopoll", "iterate", "iterate_shared",

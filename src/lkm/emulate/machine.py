@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import unicorn
 
@@ -26,7 +27,22 @@ from lkm.emulate.arch import ArchSpec
 from lkm.emulate.oops import invalid_opcode_report, page_fault_report
 from lkm.emulate.ucdirect import Registers, add_code_hook
 from lkm.errors import LkmError
-from lkm.record import Record
+
+__all__ = [
+    "DEFAULT_INSN_BUDGET",
+    "DEFAULT_TIME_BUDGET",
+    "HANDLED",
+    "MAX_MAP",
+    "PAGE",
+    "RET_INSN",
+    "TICK_INSNS",
+    "EmulationFault",
+    "Machine",
+    "Trap",
+    "TrapCall",
+    "pack_words",
+]
+
 
 PAGE = 0x1000
 DEFAULT_INSN_BUDGET = 5_000_000
@@ -61,16 +77,12 @@ class EmulationFault(LkmError):
         self.report = report  # the kernel's console text for it (oops, panic), may be ""
 
 
-class Trap(Record):
-    __slots__ = ("name", "handler", "varargs", "text")
-
-    def __init__(
-        self, name: str, handler: Callable[[TrapCall], int], varargs: bool = False, text: bool = False
-    ) -> None:
-        self.name = name
-        self.handler = handler
-        self.varargs = varargs  # i386: variadic functions take every argument on the stack
-        self.text = text  # a ret instruction is at the address: the CPU itself returns
+@dataclass(frozen=True, slots=True)
+class Trap:
+    name: str
+    handler: Callable[[TrapCall], int]
+    varargs: bool = False
+    text: bool = False
 
 
 class TrapCall:

@@ -13,18 +13,22 @@ from __future__ import annotations
 import bisect
 import errno as _errno
 import struct
+from dataclasses import dataclass
 
 from lkm.arch import for_machine
 from lkm.elf.constants import STT_FUNC
 from lkm.emulate.arch import row_for
 from lkm.emulate.kernel import MODULE_PERCPU_OFFSET, BaseKernel
 from lkm.emulate.machine import EmulationFault
+from lkm.emulate.vsprintf import to_signed
 from lkm.errors import LkmError
 from lkm.link import link
 from lkm.link.image import LinkedImage
 from lkm.link.layout import KernelConfig, default_layout, layout_module, sequential_bases
 from lkm.module.file import ModuleFile
-from lkm.record import Record
+
+__all__ = ["NOP5", "EmulatedModule", "InitResult", "arch_for", "load", "run_exit", "run_init"]
+
 
 NOP5 = bytes.fromhex("0f1f440000")  # ftrace_nop_replace (x86 ideal 5-byte NOP)
 
@@ -37,16 +41,14 @@ def arch_for(mod: ModuleFile) -> str:
     return row_for(arch, mod.version)
 
 
-class InitResult(Record):
+@dataclass(frozen=True, slots=True)
+class InitResult:
     """What insmod's init_module(2) call came to."""
 
-    __slots__ = ("module", "value", "fault", "state")
-
-    def __init__(self, module: str, value: int, fault: EmulationFault | None, state: str) -> None:
-        self.module = module
-        self.value = value  # init's return value (signed), 0 when it faulted
-        self.fault = fault
-        self.state = state  # Live, Loading (stuck after an oops), Gone (freed after an error)
+    module: str
+    value: int
+    fault: EmulationFault | None
+    state: str
 
     @property
     def ok(self) -> bool:
@@ -189,7 +191,7 @@ def run_init(kernel: BaseKernel, em: EmulatedModule) -> InitResult:
     fault = None
     if init is not None:
         try:
-            value = _signed(kernel.call(init, (), em.name), 32)
+            value = to_signed(kernel.call(init, (), em.name), 32)
         except EmulationFault as exc:
             fault = exc
     if fault is not None:
@@ -234,8 +236,3 @@ def _free(kernel: BaseKernel, em: EmulatedModule) -> None:
     kernel.modules.pop(em.name, None)
     for exp in em.file.exports:
         kernel.exports.pop(exp.name, None)
-
-
-def _signed(v: int, bits: int) -> int:
-    v &= (1 << bits) - 1
-    return v - (1 << bits) if v >> (bits - 1) else v

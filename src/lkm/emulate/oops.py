@@ -12,6 +12,9 @@ from unicorn import x86_const as x86
 if TYPE_CHECKING:
     from lkm.emulate.machine import Machine
 
+__all__ = ["PAGE", "invalid_opcode_report", "page_fault_report", "panic_report"]
+
+
 PAGE = 0x1000
 _REGS64 = (
     ("RAX", "RAX"), ("RBX", "RBX"), ("RCX", "RCX"), ("RDX", "RDX"), ("RSI", "RSI"), ("RDI", "RDI"),

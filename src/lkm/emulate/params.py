@@ -14,6 +14,18 @@ from lkm.emulate.layouts import layout_for
 from lkm.emulate.module import EmulatedModule
 from lkm.errors import LkmError
 
+__all__ = [
+    "INTEGER_OPS",
+    "KERNEL_PARAM_OPS_FL_NOARG",
+    "NOARG",
+    "ParamEntry",
+    "ParamError",
+    "apply_params",
+    "next_args",
+    "set_value",
+]
+
+
 KERNEL_PARAM_OPS_FL_NOARG = 1
 
 # param_ops_<type>: (size, signed, bits) for integers; other kinds by name.

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+__all__ = ["lkm_harness"]
+
 
 @pytest.fixture
 def lkm_harness() -> Iterator[Callable[..., Any]]:

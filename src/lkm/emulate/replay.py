@@ -61,15 +61,46 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lkm.emulate.hw import Bar, Device, DeviceSpecError, parse_device
 from lkm.errors import LkmError
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.emulate.hw import Access, Hardware
+
+__all__ = [
+    "CONF_DATA",
+    "CORE_LINES",
+    "FORMAT",
+    "LOADER_LINES",
+    "MARKER_PORT",
+    "MAX_TRACE_BYTES",
+    "PHASE_MARKS",
+    "VERSION",
+    "DeviceTrace",
+    "Divergence",
+    "QemuEvent",
+    "Recorded",
+    "ReplayDevice",
+    "ReplayReport",
+    "Replayer",
+    "TraceError",
+    "bar_script",
+    "check_config",
+    "device_from_spec",
+    "device_trace",
+    "driver_lines",
+    "parse_qemu_trace",
+    "replay_device",
+    "replay_devices",
+    "report",
+    "same_lines",
+    "split_dmesg",
+]
+
 
 FORMAT = "lkm-device-trace"
 VERSION = 1
@@ -83,33 +114,21 @@ class TraceError(LkmError):
 
 
 # -- QEMU's trace text ---------------------------------------------------------------------------
-class QemuEvent(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class QemuEvent:
     """One line of QEMU's trace that matters here."""
 
-    __slots__ = ("event", "line", "dev", "slot", "addr", "value", "size", "name", "bar")
-
-    def __init__(
-        self,
-        event: str,
-        line: int,
-        *,
-        dev: str = "",
-        slot: str = "",
-        addr: int = 0,
-        value: int = 0,
-        size: int = 0,
-        name: str = "",
-        bar: int = -1,
-    ) -> None:
-        self.event = event  # mr-read, mr-write, cfg-read, cfg-write, map-add, map-del
-        self.line = line  # 1-based line number in the trace text
-        self.dev = dev  # cfg/map: QEMU's device type name ("e1000")
-        self.slot = slot  # cfg/map: "00:03.0" (bus:slot.function)
-        self.addr = addr  # mr: absolute address; cfg: offset; map: BAR start
-        self.value = value  # mr/cfg: the value; map: the BAR's size
-        self.size = size  # mr: access size; cfg: filled in from the pci-conf-data access
-        self.name = name  # mr: the memory region's name
-        self.bar = bar  # map: the BAR index (6: expansion ROM)
+    event: str  # mr-read, mr-write, cfg-read, cfg-write, map-add, map-del
+    line: int  # 1-based line number in the trace text
+    dev: str = field(default="", kw_only=True)  # cfg/map: QEMU's device type name ("e1000")
+    slot: str = field(default="", kw_only=True)  # cfg/map: "00:03.0" (bus:slot.function)
+    addr: int = field(default=0, kw_only=True)  # mr: absolute address; cfg: offset; map: BAR start
+    value: int = field(default=0, kw_only=True)  # mr/cfg: the value; map: the BAR's size
+    size: int = field(
+        default=0, kw_only=True
+    )  # mr: access size; cfg: filled in from the pci-conf-data access
+    name: str = field(default="", kw_only=True)  # mr: the memory region's name
+    bar: int = field(default=-1, kw_only=True)  # map: the BAR index (6: expansion ROM)
 
 
 _PREFIX = re.compile(r"\d+@\d+\.\d+:")  # -msg timestamp=on: PID@SECONDS.MICROS:
@@ -188,18 +207,16 @@ def parse_qemu_trace(text: str) -> list[QemuEvent]:
 
 
 # -- the device trace ----------------------------------------------------------------------------
-class Recorded(Record):
+@dataclass(frozen=True, slots=True)
+class Recorded:
     """One recorded access of the device trace."""
 
-    __slots__ = ("kind", "op", "bar", "offset", "size", "value")
-
-    def __init__(self, kind: str, op: str, bar: int, offset: int, size: int, value: int) -> None:
-        self.kind = kind  # mmio, pio, cfg
-        self.op = op  # r, w
-        self.bar = bar  # -1: configuration space
-        self.offset = offset
-        self.size = size
-        self.value = value
+    kind: str
+    op: str
+    bar: int
+    offset: int
+    size: int
+    value: int
 
     def row(self) -> list[object]:
         return [self.kind, self.op, self.bar, self.offset, self.size, self.value]
@@ -487,20 +504,16 @@ def split_dmesg(text: str, marks: Sequence[str] = ("B", "P", "E")) -> dict[str, 
 
 
 # -- replaying -----------------------------------------------------------------------------------
-class Divergence(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Divergence:
     """Where the driver's access first differs from the recording."""
 
-    __slots__ = ("index", "recorded", "expected", "got", "pc", "site")
-
-    def __init__(
-        self, index: int, recorded: int, expected: Recorded | None, got: Recorded, pc: int = 0
-    ) -> None:
-        self.index = index  # the driver's access (index among the device's BAR accesses in lkm)
-        self.recorded = recorded  # index in the trace's accesses
-        self.expected = expected  # None: the recording ended
-        self.got = got
-        self.pc = pc
-        self.site = ""
+    index: int  # the driver's access (index among the device's BAR accesses in lkm)
+    recorded: int  # index in the trace's accesses
+    expected: Recorded | None  # None: the recording ended
+    got: Recorded
+    pc: int = 0
+    site: str = field(default="", init=False)
 
     def describe(self) -> str:
         exp = self.expected.describe() if self.expected is not None else "the end of the recording"
@@ -625,39 +638,18 @@ def same_lines(recorded: Sequence[str], got: Sequence[str]) -> bool:
     return norm(recorded) == norm(got)
 
 
-class ReplayReport(Record):
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
     """How a replay went: BAR accesses matched, config accesses found, the logs compared."""
 
-    __slots__ = (
-        "path",
-        "matched",
-        "recorded",
-        "made",
-        "divergence",
-        "config_found",
-        "config_missing",
-        "dmesg",
-    )
-
-    def __init__(
-        self,
-        path: str,
-        matched: int,
-        recorded: int,
-        made: int,
-        divergence: Divergence | None,
-        config_found: int,
-        config_missing: list[str],
-        dmesg: dict[str, tuple[list[str], list[str]]],
-    ) -> None:
-        self.path = path
-        self.matched = matched  # recorded BAR accesses the driver made as recorded
-        self.recorded = recorded  # recorded BAR accesses in all
-        self.made = made  # BAR accesses the driver made
-        self.divergence = divergence
-        self.config_found = config_found
-        self.config_missing = config_missing
-        self.dmesg = dmesg  # phase -> (guest's lines, lkm's lines)
+    path: str
+    matched: int
+    recorded: int
+    made: int
+    divergence: Divergence | None
+    config_found: int
+    config_missing: list[str]
+    dmesg: dict[str, tuple[list[str], list[str]]]
 
     @property
     def ok(self) -> bool:

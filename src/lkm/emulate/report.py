@@ -6,6 +6,8 @@ from lkm.emulate.hw import Access
 from lkm.emulate.kernel import TraceEntry
 from lkm.emulate.session import Outcome
 
+__all__ = ["format_access", "format_call", "format_outcome", "outcome_json", "warnings"]
+
 
 def format_call(t: TraceEntry) -> str:
     args = ", ".join(f"{a:#x}" if a > 9 else str(a) for a in t.args)

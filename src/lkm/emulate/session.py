@@ -24,6 +24,7 @@ import shlex
 import sys
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from lkm import cache as store
 from lkm.emulate.arch import ARCHES
@@ -39,38 +40,42 @@ from lkm.emulate.state import KernelState
 from lkm.errors import LkmError
 from lkm.link.output import write_atomic
 from lkm.module.file import ModuleFile
-from lkm.record import Record, cached
+from lkm.record import cached
 from lkm.safeio import read_bytes, read_text
 from lkm.symbols.table import SymbolTable
+
+__all__ = [
+    "DEFAULT",
+    "SESSION_SYMBOLS",
+    "SESSION_SYMBOLS_REVISION",
+    "STATE_VERSION",
+    "CommandError",
+    "CompactSymbolSpace",
+    "Outcome",
+    "Session",
+    "default_symbols",
+    "kernel_symbols",
+    "load_state",
+    "save_state",
+]
 
 
 class CommandError(LkmError):
     """A script line that cannot be carried out (bad syntax, unknown module or device)."""
 
 
-class Outcome(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Outcome:
     """One command's result: the value returned (init's, read's...), text output, new console
     lines and kernel calls made, and the fault if the call did not return."""
 
-    __slots__ = ("command", "value", "output", "log", "trace", "fault", "accesses")
-
-    def __init__(
-        self,
-        command: str,
-        value: int,
-        output: str,
-        log: list[str],
-        trace: list[TraceEntry],
-        fault: EmulationFault | None,
-        accesses: list[Access] | None = None,
-    ) -> None:
-        self.command = command
-        self.value = value
-        self.output = output
-        self.log = log
-        self.trace = trace
-        self.fault = fault
-        self.accesses = accesses if accesses is not None else []  # device accesses (lkm.emulate.hw)
+    command: str
+    value: int
+    output: str
+    log: list[str]
+    trace: list[TraceEntry]
+    fault: EmulationFault | None
+    accesses: list[Access] = field(default_factory=list)  # device accesses (lkm.emulate.hw)
 
 
 def default_symbols(arch: str = "x86_64") -> SymbolSpace | None:

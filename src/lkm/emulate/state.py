@@ -10,9 +10,23 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from importlib import resources
 
-from lkm.record import Record
+__all__ = [
+    "CHRDEV_MAJOR_DYN_END",
+    "CHRDEV_MAJOR_DYN_EXT_END",
+    "CHRDEV_MAJOR_DYN_EXT_START",
+    "CHRDEV_MAJOR_MAX",
+    "DYNAMIC_MINORS",
+    "MISC_DYNAMIC_MINOR",
+    "ChrDev",
+    "KernelState",
+    "LogRecord",
+    "MiscDev",
+    "Registration",
+]
+
 
 CHRDEV_MAJOR_MAX = 512  # fs/char_dev.c
 CHRDEV_MAJOR_DYN_END = 234
@@ -22,50 +36,40 @@ MISC_DYNAMIC_MINOR = 255
 DYNAMIC_MINORS = 128  # drivers/char/misc.c (6.1): minors 255 down to 128
 
 
-class LogRecord(Record):
-    __slots__ = ("level", "text", "module")
-
-    def __init__(self, level: int, text: str, module: str | None) -> None:
-        self.level = level
-        self.text = text  # without the trailing newline
-        self.module = module
+@dataclass(slots=True, unsafe_hash=True)
+class LogRecord:
+    level: int
+    text: str
+    module: str | None
 
 
-class ChrDev(Record):
-    __slots__ = ("major", "baseminor", "count", "name", "fops", "module")
-
-    def __init__(
-        self, major: int, baseminor: int, count: int, name: str, fops: int, module: str | None
-    ) -> None:
-        self.major = major
-        self.baseminor = baseminor
-        self.count = count
-        self.name = name
-        self.fops = fops  # struct file_operations address (0: region only, cdev_add sets it)
-        self.module = module
+@dataclass(frozen=True, slots=True)
+class ChrDev:
+    major: int
+    baseminor: int
+    count: int
+    name: str
+    fops: int
+    module: str | None
 
 
-class MiscDev(Record):
-    __slots__ = ("minor", "name", "fops", "address", "module")
-
-    def __init__(self, minor: int, name: str, fops: int, address: int, module: str | None) -> None:
-        self.minor = minor
-        self.name = name
-        self.fops = fops
-        self.address = address  # the struct miscdevice
-        self.module = module
+@dataclass(frozen=True, slots=True)
+class MiscDev:
+    minor: int
+    name: str
+    fops: int
+    address: int
+    module: str | None
 
 
-class Registration(Record):
+@dataclass(frozen=True, slots=True)
+class Registration:
     """Any other registration (pci/usb/platform driver, netdev, ...): what, its name, by whom."""
 
-    __slots__ = ("kind", "name", "address", "module")
-
-    def __init__(self, kind: str, name: str, address: int, module: str | None) -> None:
-        self.kind = kind
-        self.name = name
-        self.address = address
-        self.module = module
+    kind: str
+    name: str
+    address: int
+    module: str | None
 
 
 class KernelState:

@@ -7,6 +7,7 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from lkm.emulate.arch import ARCHES
 from lkm.emulate.kernel import BaseKernel, SymbolSpace
@@ -15,38 +16,44 @@ from lkm.emulate.module import arch_for, load, run_init
 from lkm.emulate.state import KernelState
 from lkm.errors import LkmError
 from lkm.module.file import ModuleFile
-from lkm.record import Record
+from lkm.record import Fields
+
+__all__ = [
+    "DEFAULT_INSNS",
+    "DEFAULT_SECONDS",
+    "DRIVER_CORE",
+    "ModuleRun",
+    "SubsystemRow",
+    "by_subsystem",
+    "dependency_order",
+    "driver_core",
+    "load_dependencies",
+    "module_key",
+    "run_module",
+    "run_modules",
+    "subsystem",
+    "tree_modules",
+]
+
 
 DEFAULT_INSNS = 2_000_000
 DEFAULT_SECONDS = 2.0
 
 
-class ModuleRun(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ModuleRun(Fields):
     """``result``: "returned" (init ran to its return: ``value`` is what it returned) or the
     reason it did not: a fault kind (oops, bug, panic, budget, timeout, kernel-text), "link"
     (the module does not link: unknown symbol...), "error" (the emulator itself failed)."""
 
-    __slots__ = ("path", "name", "result", "value", "detail", "seconds", "calls", "unimplemented")
-
-    def __init__(
-        self,
-        path: str,
-        name: str,
-        result: str,
-        value: int,
-        detail: str,
-        seconds: float,
-        calls: int,
-        unimplemented: tuple[str, ...],
-    ) -> None:
-        self.path = path
-        self.name = name
-        self.result = result
-        self.value = value
-        self.detail = detail
-        self.seconds = seconds
-        self.calls = calls
-        self.unimplemented = unimplemented  # distinct unimplemented kernel functions, first first
+    path: str
+    name: str
+    result: str
+    value: int
+    detail: str
+    seconds: float
+    calls: int
+    unimplemented: tuple[str, ...]
 
     @property
     def clean(self) -> bool:
@@ -197,17 +204,15 @@ def subsystem(path: str) -> str:
     return dirs[0]
 
 
-class SubsystemRow(Record):
+@dataclass(frozen=True, slots=True)
+class SubsystemRow:
     """One line of the survey's table: modules, inits with no unimplemented call, and the
     most frequent missing functions (modules calling them)."""
 
-    __slots__ = ("name", "modules", "clean", "missing")
-
-    def __init__(self, name: str, modules: int, clean: int, missing: list[tuple[str, int]]) -> None:
-        self.name = name
-        self.modules = modules
-        self.clean = clean
-        self.missing = missing
+    name: str
+    modules: int
+    clean: int
+    missing: list[tuple[str, int]]
 
     @property
     def share(self) -> float:

@@ -15,6 +15,9 @@ from collections.abc import Callable
 import unicorn
 from unicorn.unicorn_py3 import unicorn as _binding
 
+__all__ = ["Registers", "add_code_hook"]
+
+
 _lib = _binding.uclib
 _reg_read = _lib.uc_reg_read
 _reg_write = _lib.uc_reg_write

@@ -13,6 +13,22 @@ import ipaddress
 from collections.abc import Callable
 from typing import Protocol
 
+__all__ = [
+    "LEFT",
+    "PAGE",
+    "PLUS",
+    "SPACE",
+    "SPECIAL",
+    "ZEROPAD",
+    "Args",
+    "Formatter",
+    "Memory",
+    "number",
+    "split_level",
+    "to_signed",
+]
+
+
 PAGE = 0x1000
 
 LEFT, PLUS, SPACE, SPECIAL, ZEROPAD = 1, 2, 4, 8, 16
@@ -77,7 +93,7 @@ class Formatter:
                 i += 1
             width = -1
             if i < n and fmt[i] == 0x2A:  # '*'
-                width = _signed(args.next(), 32)
+                width = to_signed(args.next(), 32)
                 if width < 0:
                     flags |= LEFT
                     width = -width
@@ -92,7 +108,7 @@ class Formatter:
             if i < n and fmt[i] == 0x2E:  # '.'
                 i += 1
                 if i < n and fmt[i] == 0x2A:
-                    precision = max(_signed(args.next(), 32), 0)
+                    precision = max(to_signed(args.next(), 32), 0)
                     i += 1
                 else:
                     start = i
@@ -133,7 +149,7 @@ class Formatter:
                 v = args.next64() if bits == 64 else args.next()
                 v &= (1 << bits) - 1
                 if signed:
-                    v = _signed(v, bits)
+                    v = to_signed(v, bits)
                 base = {"o": 8, "x": 16, "X": 16}.get(conv, 10)
                 out += number(v, base, width, precision, flags, upper=conv == "X", signed=signed)
             else:
@@ -216,7 +232,7 @@ class Formatter:
         if k == "x":
             return number(ptr, 16, w if width < 0 else width, -1, ZEROPAD)
         if k == "e":
-            v = _signed(ptr, 8 * self.word)
+            v = to_signed(ptr, 8 * self.word)
             if -4095 <= v < 0:
                 name = _KERNEL_ERRNO.get(-v) or _errno.errorcode.get(-v)
                 return (f"-{name}" if name else str(v)).encode("utf-8", "surrogateescape")
@@ -243,7 +259,8 @@ def _check_pointer(ptr: int, word: int) -> bytes | None:
     return None
 
 
-def _signed(v: int, bits: int) -> int:
+def to_signed(v: int, bits: int) -> int:
+    """``v`` as a signed ``bits``-bit integer (the C cast to s32, long...)."""
     v &= (1 << bits) - 1
     return v - (1 << bits) if v >> (bits - 1) else v
 

@@ -7,24 +7,21 @@ emulator (``lkm.emulate``) implements the same protocol by executing the linked 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
-
-from lkm.record import Record
 
 __all__ = ["Call", "Executor", "LoadedImage", "RecordingExecutor"]
 
 
-class LoadedImage(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class LoadedImage:
     """What an executor sees of a loaded module: its name, its memory (``memory`` holds the
     bytes mapped at ``base``; 6.x modules have several regions, each its own entry) and the
     kernel's symbols (name -> address) it may call back into."""
 
-    __slots__ = ("name", "memory", "symbols")
-
-    def __init__(self, name: str, memory: dict[int, bytes], symbols: dict[str, int] | None = None) -> None:
-        self.name = name
-        self.memory = memory  # base address -> bytes mapped there
-        self.symbols = symbols or {}
+    name: str
+    memory: dict[int, bytes]  # base address -> bytes mapped there
+    symbols: dict[str, int] = field(default_factory=dict)
 
 
 class Executor(Protocol):
@@ -36,16 +33,14 @@ class Executor(Protocol):
         ...
 
 
-class Call(Record):
+@dataclass(frozen=True, slots=True)
+class Call:
     """One recorded call."""
 
-    __slots__ = ("module", "address", "args", "result")
-
-    def __init__(self, module: str, address: int, args: tuple[int, ...], result: int) -> None:
-        self.module = module
-        self.address = address
-        self.args = args
-        self.result = result
+    module: str
+    address: int
+    args: tuple[int, ...]
+    result: int
 
 
 class RecordingExecutor:

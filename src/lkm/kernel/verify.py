@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from lkm.arch import for_machine
@@ -31,7 +32,6 @@ from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
 from lkm.link.layout import KernelConfig, Layout, layout_module
 from lkm.link.resolve import kernel_resolver
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 from lkm.symbols.table import SymbolTable
 
 __all__ = ["FILLED", "REWRITTEN", "SITE_TABLES", "Memory", "SiteTable", "VerifyReport", "verify_module"]
@@ -43,28 +43,18 @@ class Memory(Protocol):
     def read(self, address: int, size: int) -> bytes: ...
 
 
-class SiteTable(Record):
+@dataclass(frozen=True, slots=True)
+class SiteTable:
     """A table of patch sites: entries of ``size`` bytes (per layout rules), the site's address
     a 32-bit self-relative offset (``rel32``) or an absolute pointer at ``at``, its length fixed
     or given by the byte at ``len_at``."""
 
-    __slots__ = ("reason", "size", "at", "rel32", "length", "len_at")
-
-    def __init__(
-        self,
-        reason: str,
-        size: dict[str, int],
-        at: int,
-        rel32: bool,
-        length: int = 0,
-        len_at: int | None = None,
-    ) -> None:
-        self.reason = reason
-        self.size = size
-        self.at = at
-        self.rel32 = rel32
-        self.length = length
-        self.len_at = len_at
+    reason: str
+    size: dict[str, int]
+    at: int
+    rel32: bool
+    length: int = 0
+    len_at: int | None = None
 
 
 _BOTH = ("linux-6.1", "linux-6.12")
@@ -129,18 +119,20 @@ REWRITTEN: dict[str, str] = {
 FILLED = frozenset({".plt"})
 
 
-class VerifyReport(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class VerifyReport:
     """What ``verify`` found for one module."""
 
-    __slots__ = ("module", "layout", "bytes", "kallsyms", "compared", "masked")
-
-    def __init__(self, module: str) -> None:
-        self.module = module
-        self.layout: list[str] = []  # sections lkm would have placed elsewhere
-        self.bytes: list[tuple[int, str, int, bytes, bytes]] = []  # (address, section, offset, lkm, kernel)
-        self.kallsyms: list[str] = []  # "-line" (lkm only) / "+line" (kernel only)
-        self.compared = 0
-        self.masked: dict[str, int] = {}
+    module: str
+    layout: list[str] = field(default_factory=list, init=False)  # sections lkm would have placed elsewhere
+    bytes: list[tuple[int, str, int, bytes, bytes]] = field(
+        default_factory=list, init=False
+    )  # (address, section, offset, lkm, kernel)
+    kallsyms: list[str] = field(
+        default_factory=list, init=False
+    )  # "-line" (lkm only) / "+line" (kernel only)
+    compared: int = field(default=0, init=False)
+    masked: dict[str, int] = field(default_factory=dict, init=False)
 
     @property
     def differences(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from lkm.elf.constants import (
     SHN_ABS,
@@ -23,36 +24,23 @@ from lkm.arch import for_machine
 from lkm.errors import LinkError
 from lkm.link.layout import Layout
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 
 
-class LinkedImage(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class LinkedImage:
     """The linked module: each region's bytes, each placed section's address and every
     symbol's final value (index-aligned with the module's symbol table)."""
 
-    __slots__ = (
-        "name", "layout", "bases", "regions", "section_addresses", "symbol_values", "relocations", "resolved",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        name: str,
-        layout: Layout,
-        bases: dict[str, int],
-        regions: dict[str, bytearray],
-        section_addresses: dict[int, int],
-        symbol_values: list[int],
-        relocations: int,
-        resolved: dict[str, int] | None = None,
-    ) -> None:
-        self.name = name
-        self.layout = layout
-        self.bases = bases
-        self.regions = regions
-        self.section_addresses = section_addresses
-        self.symbol_values = symbol_values
-        self.relocations = relocations
-        self.resolved = resolved or {}  # undefined symbol -> the address it was resolved to
+    name: str
+    layout: Layout
+    bases: dict[str, int]
+    regions: dict[str, bytearray]
+    section_addresses: dict[int, int]
+    symbol_values: list[int]
+    relocations: int
+    resolved: dict[str, int] = field(
+        default_factory=dict
+    )  # undefined symbol -> the address it was resolved to
 
     def section_bytes(self, number: int) -> bytes:
         p = self.layout.placements[number]

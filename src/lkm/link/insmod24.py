@@ -21,7 +21,7 @@ import errno
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lkm.elf import ElfFile
 from lkm.elf.constants import (
@@ -46,7 +46,6 @@ from lkm.link.obj24 import SHN_HIRESERVE, ObjFile, Sec, Sym, ncv_compare
 from lkm.link.params24 import ParamError, apply_arguments
 from lkm.link.reloc24 import FORMULAS_24, GOT_TYPES_24, INSMOD24_I386, R_386_GOT32
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 from lkm.symbols.sources import version_prefix
 
 __all__ = [
@@ -95,23 +94,15 @@ class LoadedModule24:
     symbols: list[tuple[str, int]]
 
 
-class KernelSymbols24(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class KernelSymbols24:
     """The kernel as insmod sees it: QM_SYMBOLS of the kernel (raw names, ``GPLONLY_`` and
     ``_R<crc>`` included), the loaded modules newest first, and uname's release and version."""
 
-    __slots__ = ("kernel", "modules", "release", "smp")
-
-    def __init__(
-        self,
-        kernel: list[tuple[str, int]],
-        modules: list[LoadedModule24] | None = None,
-        release: str | None = None,
-        smp: bool = False,
-    ) -> None:
-        self.kernel = kernel
-        self.modules = modules or []
-        self.release = release
-        self.smp = smp
+    kernel: list[tuple[str, int]]
+    modules: list[LoadedModule24] = field(default_factory=list)
+    release: str | None = None
+    smp: bool = False
 
     @classmethod
     def from_ksyms(cls, text: str, *, release: str | None = None, smp: bool = False) -> KernelSymbols24:
@@ -142,41 +133,25 @@ class KernelSymbols24(Record):
         return cls(kernel, modules, release, smp)
 
 
-class Insmod24Options(Record):
+@dataclass(frozen=True, slots=True)
+class Insmod24Options:
     """insmod's switches: ``name`` (-o), ``autoclean`` (-k), ``export`` (-X default, False is
     -x), ``ksymoops`` (-Y default, False is -y), ``kallsyms`` (-S: add __kallsyms even if the
     kernel has none), ``persist`` (-e FILE, absolute), ``force`` (-f), ``prefix`` (-P);
     ``object_path``/``mtime`` for the ``_O`` symbol (default: the module file's realpath and
     mtime); ``args`` the ``symbol=value`` module arguments."""
 
-    __slots__ = ("name", "autoclean", "export", "ksymoops", "kallsyms", "persist", "force", "prefix",
-                 "object_path", "mtime", "args")  # fmt: skip
-
-    def __init__(
-        self,
-        name: str | None = None,
-        autoclean: bool = False,
-        export: bool = True,
-        ksymoops: bool = True,
-        kallsyms: bool = False,
-        persist: str | None = None,
-        force: bool = False,
-        prefix: str | None = None,
-        object_path: str | None = None,
-        mtime: int | None = None,
-        args: tuple[str, ...] = (),
-    ) -> None:
-        self.name = name
-        self.autoclean = autoclean
-        self.export = export
-        self.ksymoops = ksymoops
-        self.kallsyms = kallsyms
-        self.persist = persist
-        self.force = force
-        self.prefix = prefix
-        self.object_path = object_path
-        self.mtime = mtime
-        self.args = args
+    name: str | None = None
+    autoclean: bool = False
+    export: bool = True
+    ksymoops: bool = True
+    kallsyms: bool = False
+    persist: str | None = None
+    force: bool = False
+    prefix: str | None = None
+    object_path: str | None = None
+    mtime: int | None = None
+    args: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -188,7 +163,8 @@ class MapSymbol:
     name: str
 
 
-class LinkedImage24(Record):
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)
+class LinkedImage24:
     """What insmod passes to ``init_module(name, image)``: ``image`` (``size`` bytes at ``base``,
     struct module first), ``module`` its fields by name, ``sections`` (name, address, size,
     alignment) in load order, ``exports`` the __ksymtab entries (name, value) the kernel will
@@ -196,26 +172,20 @@ class LinkedImage24(Record):
     ``section_addresses``/``symbol_values`` by the object's own section and symbol indexes,
     ``resolved`` each undefined name of the object with the value bound to it."""
 
-    __slots__ = ("name", "base", "size", "image", "module", "sections", "exports", "deps", "map_symbols",
-                 "section_addresses", "symbol_values", "resolved", "relocations", "warnings")  # fmt: skip
-
-    def __init__(self, **fields: object) -> None:
-        for f in self.__slots__:
-            setattr(self, f, fields[f])
-        self.name: str
-        self.base: int
-        self.size: int
-        self.image: bytes
-        self.module: dict[str, int]
-        self.sections: list[tuple[str, int, int, int]]
-        self.exports: list[tuple[str, int]]
-        self.deps: list[str]
-        self.map_symbols: list[MapSymbol]
-        self.section_addresses: dict[int, int]
-        self.symbol_values: list[int]
-        self.resolved: dict[str, int]
-        self.relocations: int
-        self.warnings: list[str]
+    name: str
+    base: int
+    size: int
+    image: bytes
+    module: dict[str, int]
+    sections: list[tuple[str, int, int, int]]
+    exports: list[tuple[str, int]]
+    deps: list[str]
+    map_symbols: list[MapSymbol]
+    section_addresses: dict[int, int]
+    symbol_values: list[int]
+    resolved: dict[str, int]
+    relocations: int
+    warnings: list[str]
 
     def as_loaded(self) -> LoadedModule24:
         """This module as the next insmod will see it in the kernel (query_module)."""

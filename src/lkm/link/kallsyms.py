@@ -19,7 +19,7 @@ from lkm.elf.constants import (
 from lkm.link.image import LinkedImage
 from lkm.module.file import ModuleFile
 
-__all__ = ["ModuleSymbol", "elf_type", "format_module_kallsyms", "module_kallsyms"]
+__all__ = ["ModuleSymbol", "elf_type", "format_module_kallsyms", "module_kallsyms", "module_kallsyms_lines"]
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -67,6 +67,18 @@ def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
     """The kept (core) symbols in kept-symtab order, as /proc/kallsyms lists a live module: type
     letter upper-case when the symbol is exported through the non-GPL __ksymtab with the same
     value, nameless symbols skipped."""
+    return [ModuleSymbol(v, t, n) for v, t, n in _kept_symbols(mod, image)]
+
+
+def module_kallsyms_lines(mod: ModuleFile, image: LinkedImage) -> str:
+    """``format_module_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)`` in
+    one pass, without a record per symbol (what a loader stores for every module)."""
+    pattern = f"%0{mod.elf.elfclass // 4}x %s %s\t[{mod.name.replace('%', '%%')}]\n"
+    return "".join([pattern % row for row in _kept_symbols(mod, image)])
+
+
+def _kept_symbols(mod: ModuleFile, image: LinkedImage) -> list[tuple[int, str, str]]:
+    """(value, type letter, name) of :func:`module_kallsyms`'s symbols."""
     area = image.layout.kallsyms
     if area is None:
         return []
@@ -77,21 +89,26 @@ def module_kallsyms(mod: ModuleFile, image: LinkedImage) -> list[ModuleSymbol]:
     exported = {e.name: by_name.get(e.symbol or e.name) for e in mod.exports if not e.gpl}
     percpu_sec = mod.elf.section(".data..percpu")
     percpu = percpu_sec.number if percpu_sec is not None else None
-    out = []
-    by_section: dict[int, str] = {}  # elf_type of a non-weak symbol depends on its section only
+    out: list[tuple[int, str, str]] = []
+    append = out.append
+    # elf_type of a non-weak symbol depends on its section only: each section's letter once
+    by_section: dict[int, str] = {}
     for n in area.kept:
         s = syms[n]
         name = s.name
         if not name:
             continue
-        if s.bind == STB_WEAK:
-            t = "v" if s.type == STT_OBJECT else "w"
+        info = s.info
+        if info >> 4 == STB_WEAK:
+            t = "v" if info & 0xF == STT_OBJECT else "w"
         else:
             t = by_section.get(s.shndx, "")
             if not t:
-                t = by_section[s.shndx] = elf_type(mod, image, n, percpu)
+                t = by_section[s.shndx] = elf_type(mod, image, n, percpu).lower()
         value = values[n]
-        out.append(ModuleSymbol(value, t.upper() if exported.get(name, -1) == value else t.lower(), name))
+        if name in exported and exported[name] == value:
+            t = t.upper()
+        append((value, t, name))
     return out
 
 

@@ -8,7 +8,7 @@ region's size; addresses come later, from the regions' bases (``Layout.address``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lkm.arch import for_machine
@@ -25,7 +25,6 @@ from lkm.kernels import KernelConfig, KernelVersion, LayoutRules, by_name, is_in
 from lkm.limits import check_region_sizes
 from lkm.link.obj24 import ObjFile
 from lkm.module.validate import check_structure
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.module.file import ModuleFile
@@ -82,31 +81,24 @@ class KallsymsArea:
     init_typeoffs: int
 
 
-class Layout(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Layout:
     """Sections placed in regions.  ``sizes`` are the regions' sizes as the kernel computes them;
     ``marks`` 6.1's text_size/ro_size/ro_after_init_size per region."""
 
-    __slots__ = ("rules", "placements", "sizes", "marks", "kallsyms", "page_size", "nobits", "arch_plan")
+    rules: str
+    placements: dict[int, Placement]
+    sizes: dict[str, int]
+    marks: dict[str, dict[str, int]]
+    kallsyms: KallsymsArea | None
+    page_size: int
+    # sections with no file contents (zero-filled), as laid out
+    nobits: set[int] = field(default_factory=set)
+    # arm64: the PltPlan of module_frob_arch_sections
+    arch_plan: object = field(default=None, init=False)
 
-    def __init__(
-        self,
-        rules: str,
-        placements: dict[int, Placement],
-        sizes: dict[str, int],
-        marks: dict[str, dict[str, int]],
-        kallsyms: KallsymsArea | None,
-        page_size: int,
-        nobits: set[int] | None = None,
-    ) -> None:
-        check_region_sizes(sizes)  # before anyone allocates them
-        self.rules = rules
-        self.placements = placements
-        self.sizes = sizes
-        self.marks = marks
-        self.kallsyms = kallsyms
-        self.page_size = page_size
-        self.nobits = nobits or set()  # sections with no file contents (zero-filled), as laid out
-        self.arch_plan: object = None  # arm64: the PltPlan of module_frob_arch_sections
+    def __post_init__(self) -> None:
+        check_region_sizes(self.sizes)  # before anyone allocates them
 
     def alloc_size(self, region: str) -> int:
         """The region's allocated size: page-aligned (0: nothing allocated)."""

@@ -69,16 +69,8 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
     n_ph = len(regions)
     ehsize, phsize = ehdr.size, phdr.size
     offset = ehsize + n_ph * phsize
-    # Region contents laid out page-aligned in the file (offset == vaddr mod page for PT_LOAD).
     page = image.layout.page_size
-    region_off: dict[str, int] = {}
-    body = bytearray()
-    for r in regions:
-        base = image.bases[r]
-        pad = (base - (offset + len(body))) % page
-        body.extend(bytes(pad))
-        region_off[r] = offset + len(body)
-        body.extend(image.regions[r])
+    body, region_off = _region_contents(image, regions, offset)
     # Sections: index map old -> new.
     new_index: dict[int, int] = {}
     sections: list[tuple[int, int, int, int, int, int, int, int, int, int]] = [(0,) * 10]
@@ -101,34 +93,7 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
                 0,
             )
         )
-    # Symbol table: every symbol at its final value; imports become absolute.
-    strtab = bytearray(b"\0")
-    locals_: list[bytes] = []
-    globals_: list[bytes] = []
-    values = image.symbol_values
-    for y in elf.symbols()[1:]:
-        if y.size > word_mask:
-            continue  # cannot be written in this class (only a hostile header says so)
-        if y.shndx == SHN_UNDEF:
-            shndx = SHN_ABS if y.name in image.resolved else SHN_UNDEF
-        elif y.shndx in new_index:
-            shndx = new_index[y.shndx]
-        elif y.shndx >= 0xFF00:
-            shndx = y.shndx
-        else:
-            shndx = SHN_ABS  # in a section the kernel does not load
-        noff = 0
-        if y.name:
-            noff = len(strtab)
-            strtab.extend(y.name.encode("utf-8", "surrogateescape") + b"\0")
-        v = values[y.number] & word_mask  # a hostile st_value wraps as a linker's arithmetic does
-        packed = (
-            sym.pack(noff, y.info, y.other, shndx, v, y.size)
-            if is64
-            else sym.pack(noff, v, y.size, y.info, y.other, shndx)
-        )
-        (locals_ if y.bind == STB_LOCAL else globals_).append(packed)
-    symdata = bytes(sym.size) + b"".join(locals_) + b"".join(globals_)
+    symdata, strtab, n_locals = _symbol_table(mod, image, new_index, sym, word_mask)
     tail = bytearray()
     tail_base = offset + len(body)
     symtab_off = tail_base
@@ -137,7 +102,7 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
     tail.extend(strtab)
     symtab_index = len(sections)
     sections.append(
-        (name_off(".symtab"), SHT_SYMTAB, 0, 0, symtab_off, len(symdata), symtab_index + 1, 1 + len(locals_),
+        (name_off(".symtab"), SHT_SYMTAB, 0, 0, symtab_off, len(symdata), symtab_index + 1, 1 + n_locals,
          8 if is64 else 4, sym.size)
     )  # fmt: skip
     sections.append((name_off(".strtab"), SHT_STRTAB, 0, 0, strtab_off, len(strtab), 0, 0, 1, 0))
@@ -187,6 +152,56 @@ def linked_elf(mod: ModuleFile, image: LinkedImage) -> bytes:
     for fields in sections:
         out.extend(shdr.pack(*fields))
     return bytes(out)
+
+
+def _region_contents(image: LinkedImage, regions: list[str], offset: int) -> tuple[bytearray, dict[str, int]]:
+    """Region contents laid out page-aligned in the file from ``offset`` (file offset == vaddr
+    mod page, as PT_LOAD wants), and each region's file offset."""
+    page = image.layout.page_size
+    region_off: dict[str, int] = {}
+    body = bytearray()
+    for r in regions:
+        base = image.bases[r]
+        pad = (base - (offset + len(body))) % page
+        body.extend(bytes(pad))
+        region_off[r] = offset + len(body)
+        body.extend(image.regions[r])
+    return body, region_off
+
+
+def _symbol_table(
+    mod: ModuleFile, image: LinkedImage, new_index: dict[int, int], sym: struct.Struct, word_mask: int
+) -> tuple[bytes, bytearray, int]:
+    """The linked ELF's symbol table (locals first), its strings and the number of locals:
+    every symbol at its final value; imports become absolute."""
+    is64 = mod.elf.elfclass == 64
+    strtab = bytearray(b"\0")
+    locals_: list[bytes] = []
+    globals_: list[bytes] = []
+    values = image.symbol_values
+    for y in mod.elf.symbols()[1:]:
+        if y.size > word_mask:
+            continue  # cannot be written in this class (only a hostile header says so)
+        if y.shndx == SHN_UNDEF:
+            shndx = SHN_ABS if y.name in image.resolved else SHN_UNDEF
+        elif y.shndx in new_index:
+            shndx = new_index[y.shndx]
+        elif y.shndx >= 0xFF00:
+            shndx = y.shndx
+        else:
+            shndx = SHN_ABS  # in a section the kernel does not load
+        noff = 0
+        if y.name:
+            noff = len(strtab)
+            strtab.extend(y.name.encode("utf-8", "surrogateescape") + b"\0")
+        v = values[y.number] & word_mask  # a hostile st_value wraps as a linker's arithmetic does
+        packed = (
+            sym.pack(noff, y.info, y.other, shndx, v, y.size)
+            if is64
+            else sym.pack(noff, v, y.size, y.info, y.other, shndx)
+        )
+        (locals_ if y.bind == STB_LOCAL else globals_).append(packed)
+    return bytes(sym.size) + b"".join(locals_) + b"".join(globals_), strtab, len(locals_)
 
 
 def _region_flags(image: LinkedImage, region: str) -> int:

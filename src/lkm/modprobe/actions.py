@@ -22,6 +22,20 @@ from lkm.modprobe.resolve import Mod, Resolver, Step
 from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+__all__ = [
+    "LIBKMOD_COMMAND_DO",
+    "Flags",
+    "LoadedView",
+    "Modprobe",
+    "insert",
+    "insert_error",
+    "load_alias",
+    "probe",
+    "remove",
+    "run_command",
+]
+
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 

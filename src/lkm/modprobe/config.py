@@ -15,6 +15,20 @@ from lkm.modname import alias_normalize as normalize
 from lkm.record import Record
 from lkm.safeio import read_text
 
+__all__ = [
+    "DEFAULT_CONFIG_PATHS",
+    "LIBKMOD_BAD_KCMDLINE",
+    "LIBKMOD_BAD_LINE",
+    "LIBKMOD_DEPRECATED",
+    "ModprobeConfig",
+    "Softdep",
+    "load_config",
+    "parse_config",
+    "parse_kcmdline",
+    "underscores",
+]
+
+
 # libkmod reports configuration errors through its own logger, naming its source location
 # (Debian's kmod 30 build); modprobe prints them verbatim.
 LIBKMOD_BAD_LINE = "libkmod: ERROR ../libkmod/libkmod-config.c:712 kmod_config_parse: "

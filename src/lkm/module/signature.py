@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import errno
 import struct
+from dataclasses import dataclass
 
 from lkm.errors import BadSignature
-from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -62,24 +62,19 @@ DIGEST_OID_NAMES: dict[str, str] = {
 }
 
 
-class Signature(Record):
+@dataclass(frozen=True, slots=True)
+class Signature:
     """An appended signature: ``id_type`` "PKCS#7", "X509" or "PGP"; ``raw`` the blob as appended
     (DER PKCS#7); ``module_size`` the bytes of the module before it."""
 
-    __slots__ = ("id_type", "algo", "hash_algo", "signer", "key_id", "signature", "raw", "module_size")
-
-    def __init__(
-        self, id_type: str, algo: str, hash_algo: str, signer: bytes, key_id: bytes, signature: bytes,
-        raw: bytes, module_size: int,
-    ) -> None:  # fmt: skip
-        self.id_type = id_type
-        self.algo = algo
-        self.hash_algo = hash_algo
-        self.signer = signer
-        self.key_id = key_id
-        self.signature = signature
-        self.raw = raw
-        self.module_size = module_size
+    id_type: str
+    algo: str
+    hash_algo: str
+    signer: bytes
+    key_id: bytes
+    signature: bytes
+    raw: bytes
+    module_size: int
 
     def pkcs7(self) -> Any:
         """The whole PKCS#7 message as an ``asn1crypto.cms.ContentInfo`` (certificates,

@@ -10,6 +10,7 @@ with the CRC the module was built against from ``__versions``.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from itertools import accumulate, count, repeat
 from operator import add, itemgetter, rshift
 
@@ -25,7 +26,6 @@ from lkm.elf.constants import (
     SHT_RELA,
 )
 from lkm.elf.file import words
-from lkm.record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -43,20 +43,16 @@ __all__ = [
 ]
 
 
-class Export(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Export:
     """One exported symbol; ``symbol`` is the symbol the entry's value points at (normally the
     same as ``name``), ``crc`` from the parallel CRC table."""
 
-    __slots__ = ("name", "gpl", "crc", "namespace", "symbol")
-
-    def __init__(
-        self, name: str, gpl: bool, crc: int | None, namespace: str | None, symbol: str | None
-    ) -> None:
-        self.name = name
-        self.gpl = gpl
-        self.crc = crc
-        self.namespace = namespace
-        self.symbol = symbol
+    name: str
+    gpl: bool
+    crc: int | None
+    namespace: str | None
+    symbol: str | None
 
 
 if TYPE_CHECKING:

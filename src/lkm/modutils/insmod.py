@@ -16,6 +16,7 @@ import fcntl
 import os
 import struct
 import time
+from dataclasses import dataclass
 
 from lkm.errors import InvalidModule, LkmError
 from lkm.kernel.interface import KernelError
@@ -37,6 +38,20 @@ from lkm.link.output24 import format_load_map
 from lkm.module.file import ModuleFile
 from lkm.record import Record
 from lkm.safeio import read_bytes
+
+__all__ = [
+    "HINT_EBUSY",
+    "TAINT_FORCED_MODULE",
+    "TAINT_PROPRIETARY_MODULE",
+    "InsmodError",
+    "InsmodOptions",
+    "InsmodResult",
+    "insmod",
+    "kernel_view",
+    "persist_path",
+    "read_persist",
+]
+
 
 HINT_EBUSY = (
     "Hint: this error can be caused by incorrect module parameters, including invalid IO and IRQ parameters"
@@ -90,28 +105,17 @@ class InsmodOptions(Record):
         self.verbose = bool(kw.get("verbose", False))
 
 
-class InsmodResult(Record):
+@dataclass(frozen=True, slots=True)
+class InsmodResult:
     """A load: the module's name, address and image, the -m map text, warnings printed."""
 
-    __slots__ = ("name", "base", "image", "map", "warnings", "persist", "loaded")
-
-    def __init__(
-        self,
-        name: str,
-        base: int,
-        image: LinkedImage24,
-        map: str | None,
-        warnings: list[str],
-        persist: str | None,
-        loaded: bool,
-    ) -> None:
-        self.name = name
-        self.base = base
-        self.image = image
-        self.map = map
-        self.warnings = warnings
-        self.persist = persist
-        self.loaded = loaded
+    name: str
+    base: int
+    image: LinkedImage24
+    map: str | None
+    warnings: list[str]
+    persist: str | None
+    loaded: bool
 
 
 def kernel_view(kernel: ModelKernel) -> KernelSymbols24:

@@ -26,6 +26,9 @@ from lkm.module.modinfo import parse_param24_spec
 from lkm.modutils.insmod import _symbols
 from lkm.safeio import read_bytes
 
+__all__ = ["SIZES", "RmmodError", "persistent_values", "reap", "rmmod", "save_persistent"]
+
+
 SIZES = {"b": 1, "h": 2, "i": 4, "l": 4}
 _O = re.compile(r"O(?P<path>.*)_M(?P<mtime>[0-9A-F]+)_V(?P<ver>-?\d+)$")
 

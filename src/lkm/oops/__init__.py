@@ -9,3 +9,5 @@ symbols), :mod:`lkm.oops.symbolize` (addresses <-> ``sym+off/size [mod]``),
 (disassembly) and :mod:`lkm.oops.decode` (everything applied to a report, in ksymoops,
 decode_stacktrace.sh or JSON form).
 """
+
+__all__: list[str] = []

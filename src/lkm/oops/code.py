@@ -8,9 +8,10 @@ no mark.  Addresses are given when the faulting pc is known (the mark is at pc).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
-from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,16 +27,14 @@ ARCHES: dict[str, tuple[str, str, str]] = {
 }
 
 
-class Insn(Record):
+@dataclass(frozen=True, slots=True)
+class Insn:
     """One disassembled instruction; ``trapping`` for the one at the marked byte."""
 
-    __slots__ = ("address", "bytes", "text", "trapping")
-
-    def __init__(self, address: int, data: bytes, text: str, trapping: bool) -> None:
-        self.address = address
-        self.bytes = data
-        self.text = text
-        self.trapping = trapping
+    address: int
+    bytes: bytes
+    text: str
+    trapping: bool
 
     def format(self) -> str:
         mark = "\t\t<-- trapping instruction" if self.trapping else ""

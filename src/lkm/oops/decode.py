@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 
 from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
 from lkm.oops.code import code_bytes, disassemble
 from lkm.oops.report import Frame, Log, Report
-from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,41 +42,28 @@ __all__ = [
 TRACE_IS_BACKTRACE = {"x86_64": True, "i386": True, "arm64": False, None: True}
 
 
-class DecodedFrame(Record):
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
     """A frame (or the faulting ip) with its address, its symbol as the kernel prints it (%pS
     for the pc, %pB for return addresses) and its source lines (innermost first)."""
 
-    __slots__ = ("frame", "address", "symbol", "sources")
-
-    def __init__(
-        self, frame: Frame, address: int | None, symbol: str | None, sources: list[SourceFrame]
-    ) -> None:
-        self.frame = frame
-        self.address = address
-        self.symbol = symbol
-        self.sources = sources
+    frame: Frame
+    address: int | None
+    symbol: str | None
+    sources: list[SourceFrame]
 
 
-class Decoded(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Decoded:
     """The parsed log, each report with its decoded frames, the registers of each report that
     hold kernel addresses (report index -> (name, value, %pS)), the %pS of each address of the
     Code: bytes, and the notes."""
 
-    __slots__ = ("log", "reports", "registers", "symbols", "notes")
-
-    def __init__(
-        self,
-        log: Log,
-        reports: list[tuple[Report, list[DecodedFrame]]],
-        notes: list[str],
-        registers: dict[int, list[tuple[str, int, str]]] | None = None,
-        symbols: dict[int, str] | None = None,
-    ) -> None:
-        self.log = log
-        self.reports = reports
-        self.registers = registers or {}
-        self.symbols = symbols or {}
-        self.notes = notes
+    log: Log
+    reports: list[tuple[Report, list[DecodedFrame]]]
+    notes: list[str]
+    registers: dict[int, list[tuple[str, int, str]]] = field(default_factory=dict)
+    symbols: dict[int, str] = field(default_factory=dict)
 
 
 class Decoder:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
 from lkm.arch import by_name as arch_by_name
 from lkm.errors import LkmError
@@ -20,7 +21,6 @@ from lkm.oops import decode, modmap, report
 from lkm.oops.debuginfod import fetch, server_urls
 from lkm.oops.lines import DEBUG_ROOT, DebugInfo, find_debug_file
 from lkm.oops.symbolize import Symbolizer, infer_offset
-from lkm.record import Record
 from lkm.safeio import read_text as _read_file_text
 from lkm.symbols import sources
 from lkm.symbols.table import KernelSymbol
@@ -34,45 +34,22 @@ __all__ = ["FORMATS", "Inputs", "decode_text", "read_text", "release_mismatch"]
 FORMATS = ("ksymoops", "decode-stacktrace", "json")
 
 
-class Inputs(Record):
+@dataclass(frozen=True, slots=True)
+class Inputs:
     """Paths of the inputs (None: not used).  ``kallsyms`` may be a 2.4 /proc/ksyms;
     ``sections`` holds ``MODULE SECTION ADDRESS`` lines (default: the live /sys/module when
     ``modules`` is /proc/modules); ``objects`` a directory searched for module files;
     ``debug_root`` where separate debug files live (build-id and Debian -dbg layouts)."""
 
-    __slots__ = (
-        "kallsyms",
-        "modules",
-        "sections",
-        "system_map",
-        "objects",
-        "vmlinux",
-        "debug_root",
-        "offset",
-        "debuginfod",
-    )
-
-    def __init__(
-        self,
-        kallsyms: str | None = None,
-        modules: str | None = None,
-        sections: str | None = None,
-        system_map: str | None = None,
-        objects: str | None = None,
-        vmlinux: str | None = None,
-        debug_root: str | None = None,
-        offset: int | None = None,
-        debuginfod: str | None = None,
-    ) -> None:
-        self.kallsyms = kallsyms
-        self.modules = modules
-        self.sections = sections
-        self.system_map = system_map
-        self.objects = objects
-        self.vmlinux = vmlinux
-        self.debug_root = debug_root
-        self.offset = offset  # KASLR offset; None: the report's "Kernel Offset" or inferred
-        self.debuginfod = debuginfod  # server URLs (blank-separated); None: $DEBUGINFOD_URLS
+    kallsyms: str | None = None
+    modules: str | None = None
+    sections: str | None = None
+    system_map: str | None = None
+    objects: str | None = None
+    vmlinux: str | None = None
+    debug_root: str | None = None
+    offset: int | None = None
+    debuginfod: str | None = None
 
 
 def read_text(path: str) -> str:

@@ -22,13 +22,14 @@ import io
 import os
 import struct
 from bisect import bisect_right
+from dataclasses import dataclass
 from itertools import pairwise
 
 from lkm.compress import decompress, detect
 from lkm.elf import ElfFile
 from lkm.elf.constants import SHF_ALLOC, SHT_REL, SHT_RELA, SHT_SYMTAB
 from lkm.errors import LkmError
-from lkm.record import Record
+from lkm.record import Fields
 from lkm.safeio import read_bytes
 
 TYPE_CHECKING = False
@@ -38,16 +39,14 @@ if TYPE_CHECKING:
 __all__ = ["DEBUG_ROOT", "DebugInfo", "SourceFrame", "find_debug_file"]
 
 
-class SourceFrame(Record):
+@dataclass(frozen=True, slots=True)
+class SourceFrame(Fields):
     """One line of ``addr2line -i -f`` output: function, file, line, discriminator."""
 
-    __slots__ = ("function", "file", "line", "discriminator")
-
-    def __init__(self, function: str | None, file: str | None, line: int, discriminator: int = 0) -> None:
-        self.function = function
-        self.file = file
-        self.line = line
-        self.discriminator = discriminator
+    function: str | None
+    file: str | None
+    line: int
+    discriminator: int = 0
 
     def location(self) -> str:
         """``file:line`` as addr2line prints it (``??:0`` when unknown, ``file:?`` when only the

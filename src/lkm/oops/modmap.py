@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from dataclasses import dataclass
 
 from lkm.errors import LkmError
 from lkm.kernels import VERSIONS, KernelVersion, by_name, for_release
 from lkm.link.image import LinkError
 from lkm.link.insmod24 import Insmod24Options, KernelSymbols24, link_module_24
 from lkm.link.layout import KernelConfig, layout_module
-from lkm.record import Record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -82,45 +82,31 @@ def _version(rules: str) -> KernelVersion:
         raise LkmError(f"unknown kernel rules {rules!r}; known: {', '.join(VERSIONS)}") from None
 
 
-class Area(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Area:
     """One memory area of a module: [start, end); ``nextval`` the default end of a symbol found
     there, ``floor`` the lowest symbol value that may be found (0: any of the module)."""
 
-    __slots__ = ("name", "start", "end", "nextval", "init", "floor")
-
-    def __init__(self, name: str, start: int, end: int, nextval: int, init: bool, floor: int = 0) -> None:
-        self.name = name
-        self.start = start
-        self.end = end
-        self.nextval = nextval
-        self.init = init
-        self.floor = floor
+    name: str
+    start: int
+    end: int
+    nextval: int
+    init: bool
+    floor: int = 0
 
 
-class ModuleMap(Record):
+@dataclass(frozen=True, slots=True)
+class ModuleMap:
     """One loaded module: name, /proc/modules facts, section addresses and its areas."""
 
-    __slots__ = ("name", "size", "state", "base", "taints", "sections", "areas", "path")
-
-    def __init__(
-        self,
-        name: str,
-        size: int,
-        state: str,
-        base: int,
-        taints: str,
-        sections: dict[str, int],
-        areas: list[Area],
-        path: str | None = None,
-    ) -> None:
-        self.name = name
-        self.size = size
-        self.state = state
-        self.base = base
-        self.taints = taints
-        self.sections = sections
-        self.areas = areas
-        self.path = path  # the module file the areas were computed from, if any
+    name: str
+    size: int
+    state: str
+    base: int
+    taints: str
+    sections: dict[str, int]
+    areas: list[Area]
+    path: str | None = None
 
     def area_of(self, address: int) -> Area | None:
         for a in self.areas:
@@ -327,21 +313,16 @@ _INSMOD = re.compile(r"__insmod_(?P<mod>.+?)_(?:O(?P<path>.*)_M(?P<mtime>[0-9A-F
                      r"|S(?P<sec>.*)_L(?P<len>\d+)|P(?P<persist>.*))$")  # fmt: skip
 
 
-class Insmod24(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Insmod24:
     """What one module's ``__insmod_*`` symbols say: object path, mtime, version, sections."""
 
-    __slots__ = ("module", "path", "mtime", "version", "sections", "base")
-
-    def __init__(
-        self, module: str, path: str | None, mtime: int | None, version: int | None,
-        sections: dict[str, tuple[int, int]], base: int | None,
-    ) -> None:  # fmt: skip
-        self.module = module
-        self.path = path
-        self.mtime = mtime
-        self.version = version
-        self.sections = sections  # name -> (start, length)
-        self.base = base
+    module: str
+    path: str | None
+    mtime: int | None
+    version: int | None
+    sections: dict[str, tuple[int, int]]
+    base: int | None
 
 
 def insmod_symbols(symbols: Iterable[tuple[str, int]]) -> dict[str, Insmod24]:

@@ -23,6 +23,7 @@ mm/kasan/report.c, and 2.4's arch/i386/kernel/traps.c as ksymoops read them.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from lkm.oops import families as F
 from lkm.oops.families import (
@@ -34,7 +35,7 @@ from lkm.oops.families import (
     STANDALONE_PANICS,
     heading_family,
 )
-from lkm.record import Record
+from lkm.record import Fields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -390,137 +391,74 @@ TAIL_GAP = 4  # lines after a report's end before a closing panic no longer belo
 _STACK_KINDS = frozenset({"frame", "context", "ip", "regs", "code", "code_cont", "pstate", "blank"})
 
 
-class Line(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Line(Fields):
     """One line of a log; ``prefix + text + eol`` is the line as read.  ``caller`` is the
     printk caller id (``T123`` task, ``C1`` CPU in interrupt context) when the log has them;
     text glued in front of a heading (``** 3 printk messages dropped **``, a login prompt) is
     part of the prefix and also in ``fields["glued"]``."""
 
-    __slots__ = ("prefix", "text", "eol", "kind", "fields", "time", "report", "caller")
-
-    def __init__(
-        self,
-        prefix: str,
-        text: str,
-        eol: str,
-        kind: str,
-        fields: dict[str, JSON],
-        time: float | None = None,
-        report: int | None = None,
-        caller: str | None = None,
-    ) -> None:
-        self.prefix = prefix
-        self.text = text
-        self.eol = eol
-        self.kind = kind
-        self.fields = fields
-        self.time = time  # the dmesg timestamp, seconds
-        self.report = report  # index into Log.reports, None outside reports
-        self.caller = caller
+    prefix: str
+    text: str
+    eol: str
+    kind: str
+    fields: dict[str, JSON]
+    time: float | None = None
+    report: int | None = None
+    caller: str | None = None
 
     @property
     def raw(self) -> str:
         return self.prefix + self.text + self.eol
 
 
-class Frame(Record):
+@dataclass(frozen=True, slots=True)
+class Frame(Fields):
     """A frame of a call trace (or the faulting ip / arm64 lr), as printed.  Frames printed
     already symbolised carry ``source`` (``file:line``; decode_stacktrace.sh's form keeps its
     whole parenthesised list) and ``inline`` (syzbot's ``[inline]`` lines).  ``stack`` numbers
     the stacks of a report (access, allocation, free, lock chains...) in order."""
 
-    __slots__ = (
-        "line",
-        "symbol",
-        "offset",
-        "size",
-        "module",
-        "build_id",
-        "address",
-        "reliable",
-        "context",
-        "pc",
-        "source",
-        "inline",
-        "stack",
-    )
-
-    def __init__(
-        self,
-        line: int,
-        symbol: str | None,
-        offset: int | None,
-        size: int | None,
-        module: str | None,
-        build_id: str | None,
-        address: int | None,
-        reliable: bool,
-        context: str | None,
-        pc: bool = False,
-        source: str | None = None,
-        inline: bool = False,
-        stack: int = 0,
-    ) -> None:
-        self.line = line  # index into Log.lines
-        self.symbol = symbol
-        self.offset = offset
-        self.size = size
-        self.module = module
-        self.build_id = build_id
-        self.address = address  # printed address ([<...>] or a bare 0x...), if any
-        self.reliable = reliable  # False for "? " frames
-        self.context = context  # TASK, IRQ, NMI, ... (None outside such a section)
-        self.pc = pc  # the faulting instruction itself (not a return address)
-        self.source = source
-        self.inline = inline
-        self.stack = stack
+    line: int
+    symbol: str | None
+    offset: int | None
+    size: int | None
+    module: str | None
+    build_id: str | None
+    address: int | None
+    reliable: bool
+    context: str | None
+    pc: bool = False
+    source: str | None = None
+    inline: bool = False
+    stack: int = 0
 
 
-class Report(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Report(Fields):
     """One crash report: its line indices and what they say.  ``heading`` is the heading's
     text, ``family`` its family (:mod:`lkm.oops.families`), ``title`` the crash's name as the
     field writes it (``KASAN: use-after-free Read in foo``), ``guilty`` the function in it,
     ``signature`` the key grouping duplicates; ``corrupted`` says why the report cannot be
     trusted (truncated, interleaved, no usable frame), "" when it can."""
 
-    __slots__ = (
-        "lines", "kind", "title", "arch", "facts", "frames", "heading", "family", "guilty", "signature",
-        "corrupted",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        lines: list[int],
-        kind: str,
-        title: str,
-        arch: str | None,
-        facts: dict[str, JSON],
-        frames: list[Frame],
-        heading: str = "",
-        family: str = "",
-        guilty: str | None = None,
-        signature: str = "",
-        corrupted: str = "",
-    ) -> None:
-        self.lines = lines
-        self.kind = kind  # bug, oops, warning, panic, heading, ...: the heading's kind
-        self.title = title
-        self.arch = arch  # x86_64, i386, arm64 or None when the report does not tell
-        self.facts = facts  # cpu, pid, uid, comm, tainted, release, modules, code, registers, ...
-        self.frames = frames
-        self.heading = heading
-        self.family = family
-        self.guilty = guilty
-        self.signature = signature
-        self.corrupted = corrupted
+    lines: list[int]
+    kind: str
+    title: str
+    arch: str | None
+    facts: dict[str, JSON]
+    frames: list[Frame]
+    heading: str = ""
+    family: str = ""
+    guilty: str | None = None
+    signature: str = ""
+    corrupted: str = ""
 
 
-class Log(Record):
-    __slots__ = ("lines", "reports")
-
-    def __init__(self, lines: list[Line], reports: list[Report]) -> None:
-        self.lines = lines
-        self.reports = reports
+@dataclass(frozen=True, slots=True)
+class Log:
+    lines: list[Line]
+    reports: list[Report]
 
     def text(self) -> str:
         """The input, exactly."""
@@ -724,10 +662,21 @@ def _glued(text: str) -> tuple[int, str, str, float | None, str | None, str, dic
 LINE_MAX = 8192
 
 
+# The kind of recent line texts that have no fields (console noise, blank lines, "Call Trace:"
+# ...): a third of a console log's lines repeat one seen before (the prefix with the time is not
+# part of the text), and an unknown line costs every pattern of its bucket and the glue search.
+# Bounded: cleared when full.  A pure memo: the same text has the same kind whatever came before.
+_PLAIN: dict[str, str] = {}
+_PLAIN_MAX = 8192
+
+
 def parse_line(raw: str, eol: str = "") -> Line:
     prefix, body, time, caller = _split(raw)
     if len(body) > LINE_MAX:
         return Line(prefix, body, eol, "other", {}, time, None, caller)
+    known = _PLAIN.get(body)
+    if known is not None:
+        return Line(prefix, body, eol, known, {}, time, None, caller)
     kind, fields = classify(body)
     if kind == "other" and len(body) > 8:
         got = _glued(body)
@@ -737,6 +686,10 @@ def parse_line(raw: str, eol: str = "") -> Line:
             prefix, body = prefix + body[:at] + p2, body2
             time = t2 if t2 is not None else time
             caller = c2 or caller
+    if not fields:
+        if len(_PLAIN) >= _PLAIN_MAX:
+            _PLAIN.clear()
+        _PLAIN[body] = kind
     return Line(prefix, body, eol, kind, fields, time, None, caller)
 
 

@@ -20,9 +20,9 @@ The kernel's rules (kernel/kallsyms.c, kernel/module/kallsyms.c, lib/vsprintf.c)
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
 
 from lkm.oops.modmap import ModuleMap, from_kernel
-from lkm.record import Record
 from lkm.symbols.sources import parse_kallsyms
 
 TYPE_CHECKING = False
@@ -49,17 +49,15 @@ MASK64 = (1 << 64) - 1
 END_OF_CODE_SLACK = 32 * 1024  # ksymoops: addresses further past the last symbol are not its
 
 
-class Hit(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Hit:
     """A symbolised address: symbol name, its start, offset and size, and the module."""
 
-    __slots__ = ("name", "start", "offset", "size", "module")
-
-    def __init__(self, name: str, start: int, offset: int, size: int, module: str | None) -> None:
-        self.name = name
-        self.start = start
-        self.offset = offset
-        self.size = size
-        self.module = module
+    name: str
+    start: int
+    offset: int
+    size: int
+    module: str | None
 
     def format(self) -> str:
         """``name+0xoff/0xsize [module]`` (lib/vsprintf.c: "+%#lx/%#lx", " [%s]")."""

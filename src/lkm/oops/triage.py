@@ -12,23 +12,29 @@ it: plain, ``.gz``/``.xz``/``.zst``/``.bz2``, a ``journalctl -o export`` or ``-o
 from __future__ import annotations
 
 import bz2
+import collections
+import concurrent.futures
 import datetime
 import errno
 import html
+import itertools
 import json
+import multiprocessing
 import os
 import re
+from dataclasses import dataclass
 
 from lkm.compress import TooLarge, decompress, detect, limit
 from lkm.errors import LkmError
 from lkm.oops.inputs import Inputs, decode_text, release_mismatch
 from lkm.oops.report import parse
-from lkm.record import Record
+from lkm.record import Fields, Record
 from lkm.safeio import read_bytes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+    from typing import Any
 
 __all__ = [
     "Crash",
@@ -55,45 +61,20 @@ __all__ = [
 ]
 
 
-class Sighting(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class Sighting(Fields):
     """One report seen in one log."""
 
-    __slots__ = (
-        "signature",
-        "title",
-        "family",
-        "guilty",
-        "corrupted",
-        "release",
-        "source",
-        "seen",
-        "line",
-        "text",
-    )
-
-    def __init__(
-        self,
-        signature: str,
-        title: str,
-        family: str,
-        guilty: str | None,
-        corrupted: str,
-        release: str | None,
-        source: str,
-        seen: str | None,
-        line: int,
-        text: str,
-    ) -> None:
-        self.signature = signature
-        self.title = title
-        self.family = family
-        self.guilty = guilty
-        self.corrupted = corrupted
-        self.release = release
-        self.source = source  # the log's name
-        self.seen = seen  # ISO 8601 time the log was written (file mtime) or None
-        self.line = line  # 1-based line of the report's first line in the log
-        self.text = text  # the report's lines as read
+    signature: str
+    title: str
+    family: str
+    guilty: str | None
+    corrupted: str
+    release: str | None
+    source: str
+    seen: str | None
+    line: int
+    text: str
 
 
 class Crash(Record):
@@ -216,13 +197,17 @@ def combine(parts: Iterable[dict[str, Crash]]) -> dict[str, Crash]:
     """Folds of consecutive runs of logs, in order, as one fold of all of them."""
     crashes: dict[str, Crash] = {}
     for part in parts:
-        for sig, c in part.items():
-            have = crashes.get(sig)
-            if have is None:
-                crashes[sig] = c
-            else:
-                have.absorb(c)
+        _fold_in(crashes, part)
     return crashes
+
+
+def _fold_in(crashes: dict[str, Crash], part: dict[str, Crash]) -> None:
+    for sig, c in part.items():
+        have = crashes.get(sig)
+        if have is None:
+            crashes[sig] = c
+        else:
+            have.absorb(c)
 
 
 def ranked(crashes: dict[str, Crash]) -> list[Crash]:
@@ -391,15 +376,13 @@ def analyze_paths(paths: list[str]) -> list[list[Sighting]]:
 # -- engines -------------------------------------------------------------------------------------
 
 
-class TriageResult(Record):
-    __slots__ = ("crashes", "logs", "reports", "bytes", "errors")
-
-    def __init__(self, crashes: list[Crash], logs: int, reports: int, nbytes: int, errors: list[str]) -> None:
-        self.crashes = crashes
-        self.logs = logs
-        self.reports = reports
-        self.bytes = nbytes
-        self.errors = errors
+@dataclass(frozen=True, slots=True)
+class TriageResult:
+    crashes: list[Crash]
+    logs: int
+    reports: int
+    bytes: int
+    errors: list[str]
 
 
 def _safe(path: str) -> tuple[list[Sighting], int, str | None]:
@@ -414,20 +397,16 @@ def _safe_batch(paths: list[str]) -> list[tuple[list[Sighting], int, str | None]
     return [_safe(p) for p in paths]
 
 
-class Part(Record):
+@dataclass(frozen=True, slots=True)
+class Part:
     """What one run of consecutive logs gives: its crashes folded (one representative text
     each, not every report's), and its counts; what a worker sends back."""
 
-    __slots__ = ("crashes", "logs", "reports", "bytes", "errors")
-
-    def __init__(
-        self, crashes: dict[str, Crash], logs: int, reports: int, nbytes: int, errors: list[str]
-    ) -> None:
-        self.crashes = crashes
-        self.logs = logs
-        self.reports = reports
-        self.bytes = nbytes
-        self.errors = errors
+    crashes: dict[str, Crash]
+    logs: int
+    reports: int
+    bytes: int
+    errors: list[str]
 
 
 def triage_batch(paths: list[str]) -> Part:
@@ -439,6 +418,47 @@ def triage_batch(paths: list[str]) -> Part:
     )  # fmt: skip
 
 
+def _batches(paths: list[str], batch: int) -> Iterator[list[str] | None]:
+    """Runs of at most ``batch`` consecutive files (None: stdin, where ``-`` was named),
+    produced as the directories are walked."""
+    run: list[str] = []
+    for p in expand(paths):
+        if p == "-":
+            if run:
+                yield run
+                run = []
+            yield None
+            continue
+        run.append(p)
+        if len(run) >= batch:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+def _local(work: Iterator[list[str] | None], workers: int) -> Iterator[Part | None]:
+    """Each batch's :class:`Part` in order (None for stdin), in this process or in a pool of
+    ``workers`` processes with at most ``2 * workers`` batches in flight (bounded memory)."""
+    first = list(itertools.islice(work, 2))  # one batch of files: no pool to start
+    if workers <= 1 or sum(b is not None for b in first) < 2:
+        for b in itertools.chain(first, work):
+            yield None if b is None else triage_batch(b)
+        return
+    # fork where there is one: "spawn" would re-run the lkm script (bin/lkm) in each child
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        window: collections.deque[concurrent.futures.Future[Part] | None] = collections.deque()
+        for b in itertools.chain(first, work):
+            window.append(None if b is None else pool.submit(triage_batch, b))
+            while len(window) > 2 * workers:
+                f = window.popleft()
+                yield None if f is None else f.result()
+        while window:
+            f = window.popleft()
+            yield None if f is None else f.result()
+
+
 def triage(
     paths: list[str],
     *,
@@ -446,46 +466,37 @@ def triage(
     address: str | None = None,
     stdin_text: str | None = None,
     batch: int = 64,
-    workers: int = 2,
+    workers: int | None = None,
 ) -> TriageResult:
     """Unique crashes of the logs at ``paths`` (files or directories; ``-`` is
-    ``stdin_text``).  ``engine``: ``local`` (this process) or ``dask`` (a Dask cluster at
-    ``address``, or a LocalCluster of ``workers`` processes), with identical results."""
+    ``stdin_text``).  ``engine``: ``local`` (this process, or a pool of ``workers``
+    processes) or ``dask`` (a Dask cluster at ``address``, or a LocalCluster of ``workers``
+    processes, default 2), with identical results.  Logs are read as the directories are
+    walked and each batch's result is folded in as it comes: memory holds the unique crashes
+    and the batches in flight, not every log's reports."""
     if engine not in ("local", "dask"):
         raise LkmError(f"unknown engine {engine!r} (local, dask)")
-    # runs of consecutive files in batches of ``batch``; stdin ("-") where it was named
-    batches: list[list[str] | None] = []  # None: stdin
-    for p in expand(paths):
-        if p == "-":
-            batches.append(None)
-        elif batches and batches[-1] is not None and len(batches[-1]) < batch:
-            batches[-1].append(p)
-        else:
-            batches.append([p])
-    work = [b for b in batches if b is not None]
-    done = [triage_batch(b) for b in work] if engine == "local" else _run_dask(work, address, workers)
-    parts: list[Part] = []
-    it = iter(done)
-    for b in batches:
-        if b is None:
+    work = _batches(paths, max(1, batch))
+    done = _local(work, workers or 1) if engine == "local" else _run_dask(work, address, workers or 2)
+    crashes: dict[str, Crash] = {}
+    logs = reports = nbytes = 0
+    errors: list[str] = []
+    for part in done:
+        if part is None:  # stdin, where it was named
             text = stdin_text or ""
             sights = analyze(text, "-", None)
-            parts.append(
-                Part(fold([sights]), 1, len(sights), len(text.encode("utf-8", "surrogateescape")), [])
-            )
-        else:
-            parts.append(next(it))
-    crashes = ranked(combine(p.crashes for p in parts))
-    return TriageResult(
-        crashes,
-        sum(p.logs for p in parts),
-        sum(p.reports for p in parts),
-        sum(p.bytes for p in parts),
-        [e for p in parts for e in p.errors],
-    )
+            part = Part(fold([sights]), 1, len(sights), len(text.encode("utf-8", "surrogateescape")), [])
+        _fold_in(crashes, part.crashes)
+        logs += part.logs
+        reports += part.reports
+        nbytes += part.bytes
+        errors.extend(part.errors)
+    return TriageResult(ranked(crashes), logs, reports, nbytes, errors)
 
 
-def _run_dask(batches: list[list[str]], address: str | None, workers: int) -> list[Part]:
+def _run_dask(work: Iterator[list[str] | None], address: str | None, workers: int) -> Iterator[Part | None]:
+    """Each batch's :class:`Part` in order (None for stdin), computed on Dask: at most
+    ``4 * workers`` batches submitted ahead of the one being folded."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -499,13 +510,20 @@ def _run_dask(batches: list[list[str]], address: str | None, workers: int) -> li
         )
         client = Client(cluster)  # type: ignore[no-untyped-call]
     try:
-        futures = client.map(triage_batch, batches, pure=False)
-        parts: list[Part] = client.gather(futures)  # type: ignore[no-untyped-call]
+        ahead = 4 * max(workers, len(client.scheduler_info().get("workers", ())))
+        window: collections.deque[Any] = collections.deque()
+        for b in work:
+            window.append(None if b is None else client.submit(triage_batch, b, pure=False))
+            while len(window) > ahead:
+                f = window.popleft()
+                yield None if f is None else f.result()
+        while window:
+            f = window.popleft()
+            yield None if f is None else f.result()
     finally:
         client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
-    return parts
 
 
 # -- symbols for representatives -------------------------------------------------------------------

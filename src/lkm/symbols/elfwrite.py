@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from lkm.elf.constants import (
     EM_386,
@@ -49,7 +50,6 @@ from lkm.elf.constants import (
 )
 from lkm.elf.file import ElfFile
 from lkm.errors import LkmError
-from lkm.record import Record
 from lkm.symbols.ksymtab import raw_image_exports
 from lkm.symbols.sources import raw_load_address
 from lkm.symbols.symbol import KernelSymbol
@@ -62,21 +62,17 @@ _MACHINES = {"x86_64": (EM_X86_64, 64), "i386": (EM_386, 32), "arm64": (EM_AARCH
 _SPELLINGS = {"amd64": "x86_64", "x86-64": "x86_64", "aarch64": "arm64", "i686": "i386", "x86": "i386"}
 
 
-class ImageSection(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ImageSection:
     """One section of the kernel's memory: name, address, size, flags (``SHF_*``), alignment
     and bytes (None: ``SHT_NOBITS``)."""
 
-    __slots__ = ("name", "addr", "size", "flags", "align", "data")
-
-    def __init__(
-        self, name: str, addr: int, size: int, flags: int, align: int, data: bytes | memoryview | None
-    ) -> None:
-        self.name = name
-        self.addr = addr
-        self.size = size
-        self.flags = flags
-        self.align = align
-        self.data = data
+    name: str
+    addr: int
+    size: int
+    flags: int
+    align: int
+    data: bytes | memoryview | None
 
 
 def image_sections(kernel: bytes, symbols: Sequence[KernelSymbol]) -> list[ImageSection]:
@@ -119,21 +115,16 @@ def _kind(letter: str | None) -> tuple[int, int]:
     return bind, STT_NOTYPE
 
 
-def kernel_elf(arch: str, sections: Sequence[ImageSection], symbols: Sequence[KernelSymbol]) -> bytes:
-    """The ELF file (see the module's description) of *sections* and *symbols*."""
-    arch = _SPELLINGS.get(arch.lower(), arch.lower())
-    if arch not in _MACHINES:
-        raise LkmError(f"no ELF machine for architecture {arch!r} (x86_64, i386, arm64)")
-    machine, bits = _MACHINES[arch]
-    is64 = bits == 64
-    ehsize, phentsize, shentsize, symentsize = (64, 56, 64, 24) if is64 else (52, 32, 40, 16)
-    secs = sorted(sections, key=lambda s: s.addr)
+def _symbol_rows(
+    secs: list[ImageSection], symbols: Sequence[KernelSymbol], bits: int
+) -> tuple[list[tuple[int, int, int, int, int, int]], bytearray]:
+    """The symbol table's rows (name offset, value, size, info, section index, binding), locals
+    first, each in kallsyms order, and their string table: each symbol sized to the next higher
+    address, within its section (``secs``, sorted by address)."""
     starts = [s.addr for s in secs]
-
-    # Symbols: sized to the next higher address, within their section.
     syms = [s for s in symbols if s.address is not None and s.name]
     addrs = sorted({s.address for s in syms if s.address is not None})
-    rows: list[tuple[int, int, int, int, int, int]] = []  # name off, value, size, info, shndx, bind
+    rows: list[tuple[int, int, int, int, int, int]] = []
     strtab = bytearray(b"\0")
     names: dict[str, int] = {}
     mask = (1 << bits) - 1
@@ -158,6 +149,20 @@ def kernel_elf(arch: str, sections: Sequence[ImageSection], symbols: Sequence[Ke
             strtab += s.name.encode("utf-8", "surrogateescape") + b"\0"
         rows.append((off, a & mask, size, (bind << 4) | typ, shndx, bind))
     rows.sort(key=lambda r: r[5] != STB_LOCAL)  # stable: locals first, each in kallsyms order
+    return rows, strtab
+
+
+def kernel_elf(arch: str, sections: Sequence[ImageSection], symbols: Sequence[KernelSymbol]) -> bytes:
+    """The ELF file (see the module's description) of *sections* and *symbols*."""
+    arch = _SPELLINGS.get(arch.lower(), arch.lower())
+    if arch not in _MACHINES:
+        raise LkmError(f"no ELF machine for architecture {arch!r} (x86_64, i386, arm64)")
+    machine, bits = _MACHINES[arch]
+    is64 = bits == 64
+    ehsize, phentsize, shentsize, symentsize = (64, 56, 64, 24) if is64 else (52, 32, 40, 16)
+    secs = sorted(sections, key=lambda s: s.addr)
+
+    rows, strtab = _symbol_rows(secs, symbols, bits)
     first_global = 1 + sum(1 for r in rows if r[5] == STB_LOCAL)
 
     shstr = bytearray(b"\0")

@@ -22,10 +22,10 @@ from __future__ import annotations
 import re
 import struct
 from array import array
+from dataclasses import dataclass
 from itertools import pairwise
 
 from lkm.errors import LkmError
-from lkm.record import Record
 
 __all__ = ["raw_image_exports"]
 
@@ -38,21 +38,17 @@ _NAME_LIMIT = 512  # KSYM_NAME_LEN
 _CRC_SLACK = 64
 
 
-class RawExport(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class RawExport:
     """One export of a raw image: where its value is (an offset in the image), its name,
     whether it is GPL-only, its CRC (``__kcrctab``, None without CONFIG_MODVERSIONS) and its
     namespace (None: none)."""
 
-    __slots__ = ("offset", "name", "gpl_only", "crc", "namespace")
-
-    def __init__(
-        self, offset: int, name: str, gpl_only: bool, crc: int | None, namespace: str | None
-    ) -> None:
-        self.offset = offset
-        self.name = name
-        self.gpl_only = gpl_only
-        self.crc = crc
-        self.namespace = namespace
+    offset: int
+    name: str
+    gpl_only: bool
+    crc: int | None
+    namespace: str | None
 
 
 _IDENT_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.$"

@@ -10,8 +10,9 @@ them apart as modutils 2.4's insmod does.
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
 
-from lkm.record import Record
+from lkm.record import Fields
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["GPLONLY_PREFIX", "KernelSymbol", "paused_gc", "split_versioned_name", "version_prefix"]
 
 
-class KernelSymbol(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class KernelSymbol(Fields):
     """One kernel symbol.
 
     ``address`` None: unknown (a source without addresses, or hidden ones); ``type`` the nm /
@@ -34,27 +36,14 @@ class KernelSymbol(Record):
     suffix); ``namespace`` None when there is none.
     """
 
-    __slots__ = ("name", "address", "type", "module", "exported", "gpl_only", "crc", "namespace")
-
-    def __init__(
-        self,
-        name: str,
-        address: int | None = None,
-        type: str | None = None,
-        module: str | None = None,
-        exported: bool = False,
-        gpl_only: bool = False,
-        crc: int | None = None,
-        namespace: str | None = None,
-    ) -> None:
-        self.name = name
-        self.address = address
-        self.type = type
-        self.module = module
-        self.exported = exported
-        self.gpl_only = gpl_only
-        self.crc = crc
-        self.namespace = namespace
+    name: str
+    address: int | None = None
+    type: str | None = None
+    module: str | None = None
+    exported: bool = False
+    gpl_only: bool = False
+    crc: int | None = None
+    namespace: str | None = None
 
 
 def paused_gc(func: Callable[..., _T], *args: object) -> _T:

@@ -13,3 +13,5 @@ only where a signature is verified or made):
   (vermagic, CRCs, GPL-only and namespaces, signatures; RHEL's weak-modules).
 - :mod:`lkm.trust.btf` -- btf_parse_module's checks of a module's .BTF.
 """
+
+__all__: list[str] = []

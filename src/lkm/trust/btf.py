@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from lkm.elf.file import ElfFile
 from lkm.errors import LkmError
 from lkm.module.file import ModuleFile
-from lkm.record import Record
 from lkm.symbols.image import decompress_kernel_image
 
 __all__ = [
@@ -57,17 +58,15 @@ _FIXED = {INT: 4, ARRAY: 12, VAR: 4, DECL_TAG: 4}
 _PER_VLEN = {STRUCT: 12, UNION: 12, ENUM: 8, FUNC_PROTO: 8, DATASEC: 12, ENUM64: 12}
 
 
-class BtfVerdict(Record):
+@dataclass(frozen=True, slots=True)
+class BtfVerdict:
     """``errno`` 0 (accepted) or the error btf_parse_module returns; ``message`` the verifier's
     line (``BPF: ...`` in dmesg) and ``type_id`` the type it concerns (0: header/strings)."""
 
-    __slots__ = ("errno", "message", "type_id", "types")
-
-    def __init__(self, err: int, message: str, type_id: int = 0, types: int = 0) -> None:
-        self.errno = err
-        self.message = message
-        self.type_id = type_id
-        self.types = types
+    errno: int
+    message: str
+    type_id: int = 0
+    types: int = 0
 
     @property
     def ok(self) -> bool:
@@ -150,6 +149,32 @@ def check_module_btf(btf: bytes, base: BaseBtf, *, kernel: str = "6.1") -> BtfVe
     except _Fail as f:
         return BtfVerdict(f.err, f.message, f.type_id)
     return BtfVerdict(0, "", 0, n)
+
+
+class _Meta:
+    """One struct btf_type being checked: its id, offset, kind, vlen, kind_flag, name offset,
+    size_or_type and the bytes left after it."""
+
+    __slots__ = ("tid", "pos", "kind", "vlen", "kflag", "name_off", "st", "left")
+
+    def __init__(
+        self, tid: int, pos: int, kind: int, vlen: int, kflag: int, name_off: int, st: int, left: int
+    ) -> None:
+        self.tid = tid
+        self.pos = pos
+        self.kind = kind
+        self.vlen = vlen
+        self.kflag = kflag
+        self.name_off = name_off
+        self.st = st
+        self.left = left
+
+    def fail(self, msg: str, err: int = errno.EINVAL) -> _Fail:
+        return _Fail(err, f"[{self.tid}] {msg}", self.tid)
+
+    def need(self, n: int) -> None:
+        if self.left < n:
+            raise self.fail(f"meta_left:{self.left} meta_needed:{n}")
 
 
 class _Parser:
@@ -255,189 +280,207 @@ class _Parser:
             tid += 1
 
     def check_kind(self, tid: int, pos: int, kind: int, info: int, name_off: int, st: int, left: int) -> int:
-        d = self.d
-        vlen = info & 0xFFFF
-        kflag = info >> 31
+        """The kind's check_meta (btf_kind_operations): the bytes it takes after struct btf_type."""
+        m = _Meta(tid, pos, kind, info & 0xFFFF, info >> 31, name_off, st, left)
+        check = _CHECK_META.get(kind)
+        if check is None:
+            raise m.fail(f"Invalid kind:{kind}")
+        return check(self, m)
 
-        def fail(msg: str, err: int = errno.EINVAL) -> _Fail:
-            return _Fail(err, f"[{tid}] {msg}", tid)
+    def int_meta(self, m: _Meta) -> int:
+        """btf_int_check_meta."""
+        m.need(4)
+        if m.vlen:
+            raise m.fail("vlen != 0")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        data = struct.unpack_from("<I", self.d, m.pos + 12)[0]
+        if data & ~BTF_INT_MASK:
+            raise m.fail(f"Invalid int_data:{data:x}")
+        bits = (data & 0xFF) + ((data >> 16) & 0xFF)
+        if bits > 128:
+            raise m.fail("nr_bits exceeds 128")
+        if (bits + 7) // 8 > m.st:
+            raise m.fail("nr_bits exceeds type_size")
+        enc = (data >> 24) & 0xF
+        if enc not in (0, 1, 2, 4):
+            raise m.fail("Unsupported encoding", ENOTSUPP)
+        return 4
 
-        def need(n: int) -> None:
-            if left < n:
-                raise fail(f"meta_left:{left} meta_needed:{n}")
+    def ref_meta(self, m: _Meta) -> int:
+        """btf_ref_type_check_meta."""
+        if m.vlen:
+            raise m.fail("vlen != 0")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        if m.st > BTF_MAX_TYPE:
+            raise m.fail("Invalid type_id")
+        if m.kind == TYPEDEF:
+            if not m.name_off or not self.valid_name(m.name_off):
+                raise m.fail("Invalid name")
+        elif m.kind == TYPE_TAG:
+            if not self.name(m.name_off):
+                raise m.fail("Invalid name")
+        elif m.name_off:
+            raise m.fail("Invalid name")
+        return 0
 
-        if kind == INT:
-            need(4)
-            if vlen:
-                raise fail("vlen != 0")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            data = struct.unpack_from("<I", d, pos + 12)[0]
-            if data & ~BTF_INT_MASK:
-                raise fail(f"Invalid int_data:{data:x}")
-            bits = (data & 0xFF) + ((data >> 16) & 0xFF)
-            if bits > 128:
-                raise fail("nr_bits exceeds 128")
-            if (bits + 7) // 8 > st:
-                raise fail("nr_bits exceeds type_size")
-            enc = (data >> 24) & 0xF
-            if enc not in (0, 1, 2, 4):
-                raise fail("Unsupported encoding", ENOTSUPP)
-            return 4
-        if kind in (PTR, TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG):
-            if vlen:
-                raise fail("vlen != 0")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            if st > BTF_MAX_TYPE:
-                raise fail("Invalid type_id")
-            if kind == TYPEDEF:
-                if not name_off or not self.valid_name(name_off):
-                    raise fail("Invalid name")
-            elif kind == TYPE_TAG:
-                if not self.name(name_off):
-                    raise fail("Invalid name")
-            elif name_off:
-                raise fail("Invalid name")
-            return 0
-        if kind == FWD:
-            if vlen:
-                raise fail("vlen != 0")
-            if st:
-                raise fail("type != 0")
-            if not name_off or not self.valid_name(name_off):
-                raise fail("Invalid name")
-            return 0
-        if kind == ARRAY:
-            need(12)
-            if name_off:
-                raise fail("Invalid name")
-            if vlen:
-                raise fail("vlen != 0")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            if st:
-                raise fail("size != 0")
-            elem, index, _nelems = struct.unpack_from("<III", d, pos + 12)
-            if not elem or elem > BTF_MAX_TYPE:
-                raise fail("Invalid elem")
-            if not index or index > BTF_MAX_TYPE:
-                raise fail("Invalid index")
-            return 12
-        if kind in (STRUCT, UNION):
-            n = vlen * 12
-            need(n)
-            if name_off and not self.valid_name(name_off):
-                raise fail("Invalid name")
-            last = 0
-            for i in range(vlen):
-                m_name, m_type, m_off = struct.unpack_from("<III", d, pos + 12 + 12 * i)
-                if not self.name_offset_valid(m_name):
-                    raise fail(f"Invalid member name_offset:{m_name}")
-                if m_name and not self.valid_name(m_name):
-                    raise fail("Invalid member name")
-                if not m_type or m_type > BTF_MAX_TYPE:
-                    raise fail("Invalid type_id")
-                off = m_off & 0xFFFFFF if kflag else m_off
-                if kind == UNION and off:
-                    raise fail("Invalid member bits_offset")
-                if last > off:
-                    raise fail("Invalid member bits_offset")
-                if (off + 7) // 8 > st:
-                    raise fail("Member bits_offset exceeds its struct size")
-                last = off
-            return n
-        if kind in (ENUM, ENUM64):
-            width = 8 if kind == ENUM else 12
-            n = vlen * width
-            need(n)
-            if st > 8 or st == 0 or st & (st - 1):
-                raise fail("Unexpected size")
-            if name_off and not self.valid_name(name_off):
-                raise fail("Invalid name")
-            for i in range(vlen):
-                e_name = struct.unpack_from("<I", d, pos + 12 + width * i)[0]
-                if not self.name_offset_valid(e_name):
-                    raise fail(f"Invalid name_offset:{e_name}")
-                if not e_name or not self.valid_name(e_name):
-                    raise fail("Invalid name")
-            return n
-        if kind == FUNC_PROTO:
-            n = vlen * 8
-            need(n)
-            if name_off:
-                raise fail("Invalid name")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            return n
-        if kind == FUNC:
-            if not name_off or not self.valid_name(name_off):
-                raise fail("Invalid name")
-            if vlen > 2:
-                raise fail("Invalid func linkage")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            return 0
-        if kind == VAR:
-            need(4)
-            if vlen:
-                raise fail("vlen != 0")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            if not name_off or not self.valid_name(name_off):
-                raise fail("Invalid name")
-            if not st or st > BTF_MAX_TYPE:
-                raise fail("Invalid type_id")
-            linkage = struct.unpack_from("<I", d, pos + 12)[0]
-            if linkage not in (0, 1):
-                raise fail("Linkage not supported")
-            return 4
-        if kind == DATASEC:
-            n = vlen * 12
-            need(n)
-            if not st:
-                raise fail("size == 0")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            if not name_off or not self.valid_name(name_off, section=True):
-                raise fail("Invalid name")
-            last_end = total = 0
-            for i in range(vlen):
-                v_type, v_off, v_size = struct.unpack_from("<III", d, pos + 12 + 12 * i)
-                if not v_type or v_type > BTF_MAX_TYPE:
-                    raise fail("Invalid type_id")
-                if v_off < last_end or v_off >= st:
-                    raise fail("Invalid offset")
-                if not v_size or v_size > st:
-                    raise fail("Invalid size")
-                last_end = v_off + v_size
-                if last_end > st:
-                    raise fail("Invalid offset+size")
-                total += v_size
-            if st < total:
-                raise fail("Invalid btf_info size")
-            return n
-        if kind == FLOAT:
-            if vlen:
-                raise fail("vlen != 0")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            if st not in (2, 4, 8, 12, 16):
-                raise fail("Invalid type_size")
-            return 0
-        if kind == DECL_TAG:
-            need(4)
-            if not self.name(name_off):
-                raise fail("Invalid value")
-            if vlen:
-                raise fail("vlen != 0")
-            if kflag:
-                raise fail("Invalid btf_info kind_flag")
-            idx = struct.unpack_from("<i", d, pos + 12)[0]
-            if idx < -1:
-                raise fail("Invalid component_idx")
-            return 4
-        raise fail(f"Invalid kind:{kind}")
+    def fwd_meta(self, m: _Meta) -> int:
+        """btf_fwd_check_meta."""
+        if m.vlen:
+            raise m.fail("vlen != 0")
+        if m.st:
+            raise m.fail("type != 0")
+        if not m.name_off or not self.valid_name(m.name_off):
+            raise m.fail("Invalid name")
+        return 0
+
+    def array_meta(self, m: _Meta) -> int:
+        """btf_array_check_meta."""
+        m.need(12)
+        if m.name_off:
+            raise m.fail("Invalid name")
+        if m.vlen:
+            raise m.fail("vlen != 0")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        if m.st:
+            raise m.fail("size != 0")
+        elem, index, _nelems = struct.unpack_from("<III", self.d, m.pos + 12)
+        if not elem or elem > BTF_MAX_TYPE:
+            raise m.fail("Invalid elem")
+        if not index or index > BTF_MAX_TYPE:
+            raise m.fail("Invalid index")
+        return 12
+
+    def struct_meta(self, m: _Meta) -> int:
+        """btf_struct_check_meta."""
+        n = m.vlen * 12
+        m.need(n)
+        if m.name_off and not self.valid_name(m.name_off):
+            raise m.fail("Invalid name")
+        last = 0
+        for i in range(m.vlen):
+            m_name, m_type, m_off = struct.unpack_from("<III", self.d, m.pos + 12 + 12 * i)
+            if not self.name_offset_valid(m_name):
+                raise m.fail(f"Invalid member name_offset:{m_name}")
+            if m_name and not self.valid_name(m_name):
+                raise m.fail("Invalid member name")
+            if not m_type or m_type > BTF_MAX_TYPE:
+                raise m.fail("Invalid type_id")
+            off = m_off & 0xFFFFFF if m.kflag else m_off
+            if m.kind == UNION and off:
+                raise m.fail("Invalid member bits_offset")
+            if last > off:
+                raise m.fail("Invalid member bits_offset")
+            if (off + 7) // 8 > m.st:
+                raise m.fail("Member bits_offset exceeds its struct size")
+            last = off
+        return n
+
+    def enum_meta(self, m: _Meta) -> int:
+        """btf_enum_check_meta, btf_enum64_check_meta."""
+        width = 8 if m.kind == ENUM else 12
+        n = m.vlen * width
+        m.need(n)
+        if m.st > 8 or m.st == 0 or m.st & (m.st - 1):
+            raise m.fail("Unexpected size")
+        if m.name_off and not self.valid_name(m.name_off):
+            raise m.fail("Invalid name")
+        for i in range(m.vlen):
+            e_name = struct.unpack_from("<I", self.d, m.pos + 12 + width * i)[0]
+            if not self.name_offset_valid(e_name):
+                raise m.fail(f"Invalid name_offset:{e_name}")
+            if not e_name or not self.valid_name(e_name):
+                raise m.fail("Invalid name")
+        return n
+
+    def func_proto_meta(self, m: _Meta) -> int:
+        """btf_func_proto_check_meta."""
+        n = m.vlen * 8
+        m.need(n)
+        if m.name_off:
+            raise m.fail("Invalid name")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        return n
+
+    def func_meta(self, m: _Meta) -> int:
+        """btf_func_check_meta."""
+        if not m.name_off or not self.valid_name(m.name_off):
+            raise m.fail("Invalid name")
+        if m.vlen > 2:
+            raise m.fail("Invalid func linkage")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        return 0
+
+    def var_meta(self, m: _Meta) -> int:
+        """btf_var_check_meta."""
+        m.need(4)
+        if m.vlen:
+            raise m.fail("vlen != 0")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        if not m.name_off or not self.valid_name(m.name_off):
+            raise m.fail("Invalid name")
+        if not m.st or m.st > BTF_MAX_TYPE:
+            raise m.fail("Invalid type_id")
+        linkage = struct.unpack_from("<I", self.d, m.pos + 12)[0]
+        if linkage not in (0, 1):
+            raise m.fail("Linkage not supported")
+        return 4
+
+    def datasec_meta(self, m: _Meta) -> int:
+        """btf_datasec_check_meta."""
+        n = m.vlen * 12
+        m.need(n)
+        if not m.st:
+            raise m.fail("size == 0")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        if not m.name_off or not self.valid_name(m.name_off, section=True):
+            raise m.fail("Invalid name")
+        last_end = total = 0
+        for i in range(m.vlen):
+            v_type, v_off, v_size = struct.unpack_from("<III", self.d, m.pos + 12 + 12 * i)
+            if not v_type or v_type > BTF_MAX_TYPE:
+                raise m.fail("Invalid type_id")
+            if v_off < last_end or v_off >= m.st:
+                raise m.fail("Invalid offset")
+            if not v_size or v_size > m.st:
+                raise m.fail("Invalid size")
+            last_end = v_off + v_size
+            if last_end > m.st:
+                raise m.fail("Invalid offset+size")
+            total += v_size
+        if m.st < total:
+            raise m.fail("Invalid btf_info size")
+        return n
+
+    def float_meta(self, m: _Meta) -> int:
+        """btf_float_check_meta."""
+        if m.vlen:
+            raise m.fail("vlen != 0")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        if m.st not in (2, 4, 8, 12, 16):
+            raise m.fail("Invalid type_size")
+        return 0
+
+    def decl_tag_meta(self, m: _Meta) -> int:
+        """btf_decl_tag_check_meta."""
+        m.need(4)
+        if not self.name(m.name_off):
+            raise m.fail("Invalid value")
+        if m.vlen:
+            raise m.fail("vlen != 0")
+        if m.kflag:
+            raise m.fail("Invalid btf_info kind_flag")
+        idx = struct.unpack_from("<i", self.d, m.pos + 12)[0]
+        if idx < -1:
+            raise m.fail("Invalid component_idx")
+        return 4
 
     def check_type_tags(self) -> None:
         start = self.base.nr_types
@@ -469,3 +512,26 @@ class _Parser:
                 else:
                     _pos, kind, ref = self.types[cur - start]
             good = i
+
+
+_CHECK_META: dict[int, Callable[[_Parser, _Meta], int]] = {
+    INT: _Parser.int_meta,
+    PTR: _Parser.ref_meta,
+    TYPEDEF: _Parser.ref_meta,
+    VOLATILE: _Parser.ref_meta,
+    CONST: _Parser.ref_meta,
+    RESTRICT: _Parser.ref_meta,
+    TYPE_TAG: _Parser.ref_meta,
+    FWD: _Parser.fwd_meta,
+    ARRAY: _Parser.array_meta,
+    STRUCT: _Parser.struct_meta,
+    UNION: _Parser.struct_meta,
+    ENUM: _Parser.enum_meta,
+    ENUM64: _Parser.enum_meta,
+    FUNC_PROTO: _Parser.func_proto_meta,
+    FUNC: _Parser.func_meta,
+    VAR: _Parser.var_meta,
+    DATASEC: _Parser.datasec_meta,
+    FLOAT: _Parser.float_meta,
+    DECL_TAG: _Parser.decl_tag_meta,
+}

@@ -25,7 +25,6 @@ from lkm.module.file import ModuleFile
 from lkm.module.source import read_module
 from lkm.module.symbols import NeededSymbol
 from lkm.module.validate import check_module as elf_check
-from lkm.record import Record
 from lkm.safeio import read_bytes
 from lkm.symbols.sources import parse_module_symvers
 from lkm.symbols.table import KernelSymbol
@@ -213,39 +212,33 @@ def _release_at_least(release: str, major: int, minor: int) -> bool:
         return False
 
 
-class Reason(Record):
+@dataclass(frozen=True, slots=True)
+class Reason:
     """One finding: ``kind`` (signature, module_layout, vermagic, export_crcs, unknown_symbol,
     gpl_only, crc, namespace, dependency, taint, warning), the ``errno`` the load fails with
     (0: the load goes on), the kernel's log line and the symbol or module concerned."""
 
-    __slots__ = ("kind", "errno", "message", "subject")
-
-    def __init__(self, kind: str, err: int, message: str, subject: str = "") -> None:
-        self.kind = kind
-        self.errno = err
-        self.message = message
-        self.subject = subject
+    kind: str
+    errno: int
+    message: str
+    subject: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "errno": errno.errorcode.get(self.errno, 0) if self.errno else 0,
                 "message": self.message, "subject": self.subject}  # fmt: skip
 
 
-class Verdict(Record):
+@dataclass(frozen=True, slots=True)
+class Verdict:
     """A module's fate on the target: ``errno`` 0 if it loads (``taints`` it adds), else the
     errno insmod reports; ``reasons`` every finding in the kernel's order."""
 
-    __slots__ = ("path", "name", "errno", "taints", "reasons", "needs")
-
-    def __init__(
-        self, path: str, name: str, err: int, taints: str, reasons: list[Reason], needs: list[str]
-    ) -> None:
-        self.path = path
-        self.name = name
-        self.errno = err
-        self.taints = taints
-        self.reasons = reasons
-        self.needs = needs
+    path: str
+    name: str
+    errno: int
+    taints: str
+    reasons: list[Reason]
+    needs: list[str]
 
     @property
     def loads(self) -> bool:
@@ -265,6 +258,38 @@ def _versions_usable(mod: ModuleFile) -> bool:
     return sec is not None and bool(sec.flags & SHF_ALLOC)
 
 
+class _Check:
+    """One module's check in progress (as the kernel's struct load_info): the module, the
+    target, and what the steps found so far (reasons in the kernel's order, taint letters)."""
+
+    __slots__ = ("mod", "name", "target", "reasons", "taints", "usable", "mod_versions")
+
+    def __init__(self, mod: ModuleFile, target: TargetKernel) -> None:
+        self.mod = mod
+        self.name = mod.name
+        self.target = target
+        self.reasons: list[Reason] = []
+        self.taints: set[str] = set()
+        self.usable = False  # __versions present and used (target.modversions)
+        self.mod_versions: dict[str, int] = {}
+
+    def add(self, kind: str, err: int, message: str, subject: str = "") -> None:
+        self.reasons.append(Reason(kind, err, message, subject))
+
+    def force(self, reason: str, subject: str) -> None:
+        """try_to_force_load."""
+        if self.target.force_load:
+            self.taints.add("F")
+            self.add("taint", 0, f"{self.name}: {reason}: kernel tainted.", subject)
+        else:
+            self.add(
+                subject or "force",
+                errno.ENOEXEC,
+                f"{self.name}: {reason}: refused (no CONFIG_MODULE_FORCE_LOAD)",
+                subject,
+            )
+
+
 def check_module(
     path: str, target: TargetKernel, *, others: dict[str, ModuleFile] | None = None, enforce: bool = False,
     data: bytes | None = None,
@@ -275,95 +300,105 @@ def check_module(
     if data is None:
         data = bytes(read_module(path).data)
     mod = ModuleFile.from_bytes(data, path=path)
-    name = mod.name
-    reasons: list[Reason] = []
-    fatal: list[int] = []
-    taints = set()
+    c = _Check(mod, target)
+    _check_signature(c, data, enforce)
+    _check_elf(c)
+    _check_modstruct_version(c)
+    _check_vermagic(c)
+    _check_modinfo_taints(c)
+    others = others or {}
+    needs = _check_symbols(c, others)
+    _check_dependencies(c, others, needs)
+    order = "PFOCE"
+    taints = "".join(x for x in order if x in c.taints)
+    return Verdict(path, c.name, _kernel_errno(c.reasons), taints, c.reasons, needs)
 
-    def add(kind: str, err: int, message: str, subject: str = "") -> None:
-        reasons.append(Reason(kind, err, message, subject))
-        if err:
-            fatal.append(err)
 
-    def force(reason: str, subject: str) -> None:
-        """try_to_force_load."""
-        if target.force_load:
-            taints.add("F")
-            add("taint", 0, f"{name}: {reason}: kernel tainted.", subject)
-        else:
-            add(
-                subject or "force",
-                errno.ENOEXEC,
-                f"{name}: {reason}: refused (no CONFIG_MODULE_FORCE_LOAD)",
-                subject,
-            )
-
-    # 1. signature
+def _check_signature(c: _Check, data: bytes, enforce: bool) -> None:
+    """1. module_sig_check: refused, or taint E."""
+    target, name = c.target, c.name
     dec = check_for_load(data, target.keys, name, kernel=target.kernel, enforce=enforce or target.sig_force,
                          module_sig=target.module_sig)  # fmt: skip
     if dec.errno:
         msg = "; ".join(dec.messages) or dec.result.detail
-        add("signature", dec.errno, msg or os.strerror(dec.errno))
+        c.add("signature", dec.errno, msg or os.strerror(dec.errno))
     elif dec.taint:
-        taints.add("E")
+        c.taints.add("E")
         why = {
             errno.ENODATA: "unsigned",
             errno.ENOKEY: "signer not trusted",
             errno.ENOPKG: "unsupported crypto",
         }
-        add("taint", 0, f"{name}: module verification failed: signature and/or required key missing "
-            f"- tainting kernel ({why.get(dec.result.errno, '')})", "E")  # fmt: skip
-    # 2. ELF validity (elf_validity_check / setup_load_info), sizeof(struct module) included
+        c.add("taint", 0, f"{name}: module verification failed: signature and/or required key missing "
+              f"- tainting kernel ({why.get(dec.result.errno, '')})", "E")  # fmt: skip
 
+
+def _check_elf(c: _Check) -> None:
+    """2. ELF validity (elf_validity_check / setup_load_info), sizeof(struct module) included;
+    then which __versions entries the later steps compare."""
+    target, mod = c.target, c.mod
     try:
         elf_check(mod.elf, kernel=target.kernel, struct_module_size=target.struct_module_size)
     except InvalidModule as exc:
         text = exc.reason
         if "has size" in text and ".gnu.linkonce.this_module" in text:  # the kernel's words
-            text = (f"module {name}: .gnu.linkonce.this_module section size must match the kernel's built "
+            text = (f"module {c.name}: .gnu.linkonce.this_module section size must match the kernel's built "
                     f"struct module size at run time")  # fmt: skip
-        add("elf", exc.errno, text)
-    mod_versions: dict[str, int] = {}
-    usable = target.modversions and _versions_usable(mod)
-    if usable:
+        c.add("elf", exc.errno, text)
+    c.usable = target.modversions and _versions_usable(mod)
+    if c.usable:
         for n, crc in mod.versions:
-            mod_versions.setdefault(n, crc)
-    # 2. module_layout (check_modstruct_version)
-    layout = target.exports.get("module_layout")
-    if target.modversions and layout is not None and layout.crc is not None:
-        if not usable:
-            force("module_layout", "module_layout")
-        elif "module_layout" in mod_versions and mod_versions["module_layout"] & 0xFFFFFFFF != layout.crc:
-            add("module_layout", errno.ENOEXEC, f"{name}: disagrees about version of symbol module_layout",
-                "module_layout")  # fmt: skip
-    # 3. vermagic, livepatch
-    magic = mod.vermagic
+            c.mod_versions.setdefault(n, crc)
+
+
+def _check_modstruct_version(c: _Check) -> None:
+    """2. module_layout (check_modstruct_version)."""
+    layout = c.target.exports.get("module_layout")
+    if c.target.modversions and layout is not None and layout.crc is not None:
+        if not c.usable:
+            c.force("module_layout", "module_layout")
+        elif "module_layout" in c.mod_versions and c.mod_versions["module_layout"] & 0xFFFFFFFF != layout.crc:
+            msg = f"{c.name}: disagrees about version of symbol module_layout"
+            c.add("module_layout", errno.ENOEXEC, msg, "module_layout")
+
+
+def _check_vermagic(c: _Check) -> None:
+    """3. vermagic, livepatch."""
+    name, target = c.name, c.target
+    magic = c.mod.vermagic
     if magic is None:
-        force("bad vermagic", "vermagic")
+        c.force("bad vermagic", "vermagic")
     else:
-        if not same_magic(magic, target.vermagic, usable):
-            add("vermagic", errno.ENOEXEC, f"{name}: version magic '{magic}' should be '{target.vermagic}'")
-    if mod.get("livepatch") == "Y" and not target.livepatch:
-        add(
+        if not same_magic(magic, target.vermagic, c.usable):
+            c.add("vermagic", errno.ENOEXEC, f"{name}: version magic '{magic}' should be '{target.vermagic}'")
+    if c.mod.get("livepatch") == "Y" and not target.livepatch:
+        c.add(
             "vermagic",
             errno.ENOEXEC,
             f"{name}: module is marked as livepatch module, but livepatch support is disabled",
         )
-    # 4. modinfo taints
+
+
+def _check_modinfo_taints(c: _Check) -> None:
+    """4. modinfo taints; 5. exported symbols without CRCs."""
+    mod = c.mod
     license_ = mod.license or ""
-    gpl_ok = license_ in GPL_COMPATIBLE
-    if not gpl_ok:
-        taints.add("P")
-        add("taint", 0, f"{name}: module license '{license_ or 'unspecified'}' taints kernel.", "P")
+    if license_ not in GPL_COMPATIBLE:
+        c.taints.add("P")
+        c.add("taint", 0, f"{c.name}: module license '{license_ or 'unspecified'}' taints kernel.", "P")
     if mod.get("intree") != "Y":
-        taints.add("O")
+        c.taints.add("O")
     if mod.get("staging") == "Y":
-        taints.add("C")
-    # 5. exported symbols without CRCs
-    if target.modversions and any(e.crc is None for e in mod.exports):
-        force("no versions for exported symbols", "export_crcs")
-    # 6. symbols
-    others = others or {}
+        c.taints.add("C")
+    if c.target.modversions and any(e.crc is None for e in mod.exports):
+        c.force("no versions for exported symbols", "export_crcs")
+
+
+def _check_symbols(c: _Check, others: dict[str, ModuleFile]) -> list[str]:
+    """6. symbols (simplify_symbols): each needed symbol found, GPL-only, CRC and namespace
+    checked; the modules providing them (the target's or ``others``), in first-use order."""
+    mod, name, target = c.mod, c.name, c.target
+    gpl_ok = (mod.license or "") in GPL_COMPATIBLE
     needs: list[str] = []
     provided: dict[str, tuple[KernelSymbol, str | None]] = {}
     for other_name, other in others.items():
@@ -390,45 +425,48 @@ def check_module(
             if sym.bind == STB_WEAK:
                 continue
             if found is not None:
-                add("gpl_only", errno.ENOENT, f"{name}: Unknown symbol {sname} (err -2)", sname)
+                c.add("gpl_only", errno.ENOENT, f"{name}: Unknown symbol {sname} (err -2)", sname)
             else:
-                add("unknown_symbol", errno.ENOENT, f"{name}: Unknown symbol {sname} (err -2)", sname)
+                c.add("unknown_symbol", errno.ENOENT, f"{name}: Unknown symbol {sname} (err -2)", sname)
             continue
         if target.modversions and found.crc is not None:
-            if not usable:
-                force(sname, sname)
-            elif sname not in mod_versions:
-                add("warning", 0, f"{name}: no symbol version for {sname}", sname)
-            elif mod_versions[sname] & 0xFFFFFFFF != found.crc & 0xFFFFFFFF:
-                add("crc", errno.EINVAL, f"{name}: disagrees about version of symbol {sname}", sname)
+            if not c.usable:
+                c.force(sname, sname)
+            elif sname not in c.mod_versions:
+                c.add("warning", 0, f"{name}: no symbol version for {sname}", sname)
+            elif c.mod_versions[sname] & 0xFFFFFFFF != found.crc & 0xFFFFFFFF:
+                c.add("crc", errno.EINVAL, f"{name}: disagrees about version of symbol {sname}", sname)
                 continue
         if found.namespace and found.namespace not in imported:
             ns = found.namespace
             msg = f"{name}: module uses symbol ({sname}) from namespace {ns}, but does not import it."
-            add("namespace", 0 if target.allow_missing_ns else errno.EINVAL, msg, sname)
+            c.add("namespace", 0 if target.allow_missing_ns else errno.EINVAL, msg, sname)
             if not target.allow_missing_ns:
                 continue
         if owner and owner not in needs:
             needs.append(owner)
-    # 7. dependencies modprobe would load first
+    return needs
+
+
+def _check_dependencies(c: _Check, others: dict[str, ModuleFile], needs: list[str]) -> None:
+    """7. dependencies modprobe would load first; ``needs`` gains the declared ones."""
+    mod, name = c.mod, c.name
     for d in dict.fromkeys(_modname(x) for x in [*mod.depends, *needs]):
-        if d and d not in target.modules and d not in others and d != name:
-            add("dependency", errno.ENOENT, f"{name}: needs module {d}, which the target does not have", d)
+        if d and d not in c.target.modules and d not in others and d != name:
+            c.add("dependency", errno.ENOENT, f"{name}: needs module {d}, which the target does not have", d)
     for n in mod.depends:
         if _modname(n) not in needs and n:
             needs.append(_modname(n))
-    # the kernel's errno: first fatal step, except symbols, where the last failure wins
-    err = 0
+
+
+def _kernel_errno(reasons: list[Reason]) -> int:
+    """The kernel's errno: first fatal step, except symbols, where the last failure wins."""
     symbol_kinds = {"unknown_symbol", "gpl_only", "crc", "namespace"}
     for r in reasons:
         if r.errno and r.kind not in symbol_kinds and r.kind != "dependency":
-            err = r.errno
-            break
-    if not err:
-        sym_errs = [r.errno for r in reasons if r.errno and r.kind in symbol_kinds]
-        err = sym_errs[-1] if sym_errs else next((r.errno for r in reasons if r.errno), 0)
-    order = "PFOCE"
-    return Verdict(path, name, err, "".join(c for c in order if c in taints), reasons, needs)
+            return r.errno
+    sym_errs = [r.errno for r in reasons if r.errno and r.kind in symbol_kinds]
+    return sym_errs[-1] if sym_errs else next((r.errno for r in reasons if r.errno), 0)
 
 
 def module_paths(args: Sequence[str]) -> list[str]:

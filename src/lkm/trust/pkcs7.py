@@ -8,6 +8,7 @@ pkcs7_validate_trust against a :class:`~lkm.trust.keys.Keyring`; errors carry th
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
 from lkm.errors import LkmError
 from lkm.trust.asn1 import (
@@ -347,10 +348,12 @@ def _validate_trust_one(
     # issuer+serial only (the AKID fallback of x509_get_sig_params is not modelled).
     x509 = _signer_cert(msg, s)
     seen: set[int] = set()
-    sig_owner_below: tuple[str, str, bytes | None, bytes] = (
+    # the signed data's digest is computed only when a key is found to check it against (a
+    # model booted without its keys finds none: ENOKEY, no hashing of the module)
+    sig_owner_below: tuple[str, str, Callable[[], bytes | None], bytes] = (
         s.pkey_algo,
         s.hash_algo,
-        digests[s.hash_algo],
+        lambda: digests[s.hash_algo],
         s.signature,
     )
     last: Certificate | None = None
@@ -363,7 +366,7 @@ def _validate_trust_one(
             return errno.ENOKEY, "unknown self-signed certificate in the message"
         last = x509
         digest = hash_digest(x509.sig_hash, x509.tbs) if x509.sig_hash else None
-        sig_owner_below = (x509.sig_pkey_algo, x509.sig_hash, digest, x509.signature)
+        sig_owner_below = (x509.sig_pkey_algo, x509.sig_hash, _given(digest), x509.signature)
         x509 = next((c for c in msg.certs if c.id0 == x509.akid_id), None) if x509.akid_id else None
     if last is not None and (last.akid_id or last.akid_keyid):
         found = ring.find(last.akid_id, last.akid_keyid)
@@ -373,15 +376,19 @@ def _validate_trust_one(
             return found, "trusted key matched the first id only"
     found = ring.find(s.key_id, None)
     if isinstance(found, Certificate):
-        sig = (s.pkey_algo, s.hash_algo, digests[s.hash_algo], s.signature)
+        sig = (s.pkey_algo, s.hash_algo, lambda: digests[s.hash_algo], s.signature)
         return _matched(found, sig, kernel, f"direct signer {found.description}")
     return errno.ENOKEY, "no trusted key matches the signer"
 
 
+def _given(digest: bytes | None) -> Callable[[], bytes | None]:
+    return lambda: digest
+
+
 def _matched(
-    key: Certificate, sig: tuple[str, str, bytes | None, bytes], kernel: str, how: str
+    key: Certificate, sig: tuple[str, str, Callable[[], bytes | None], bytes], kernel: str, how: str
 ) -> tuple[int, str]:
-    rc = public_key_verify(key, sig[0], sig[1], sig[2], sig[3], kernel=kernel)
+    rc = public_key_verify(key, sig[0], sig[1], sig[2](), sig[3], kernel=kernel)
     if rc:
         name = errno.errorcode.get(rc, str(rc))
         return errno.EKEYREJECTED, f"{how}: signature does not verify ({name})"

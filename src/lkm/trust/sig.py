@@ -18,9 +18,9 @@ import errno
 import os
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lkm.errors import LkmError
-from lkm.record import Record
 from lkm.trust.keys import Certificate, Keyring, load_certificates, need_cryptography
 from lkm.trust.pkcs7 import pkcs7_for, verify_pkcs7
 
@@ -54,19 +54,17 @@ REASONS = {
 }
 
 
-class SigResult(Record):
+@dataclass(frozen=True, slots=True)
+class SigResult:
     """The kernel's verdict on a module's signature: ``errno`` 0 or the error mod_verify_sig
     returns, ``message`` the kernel's log line for it ("" when it logs none), ``signer`` the key
     that verified it (its description) and ``detail`` lkm's account of the path taken."""
 
-    __slots__ = ("errno", "message", "signer", "detail", "signed_size")
-
-    def __init__(self, err: int, message: str, signer: str, detail: str, signed_size: int) -> None:
-        self.errno = err
-        self.message = message
-        self.signer = signer
-        self.detail = detail
-        self.signed_size = signed_size
+    errno: int
+    message: str
+    signer: str
+    detail: str
+    signed_size: int
 
     @property
     def ok(self) -> bool:
@@ -112,18 +110,16 @@ def mod_verify_sig(
 # the load decision
 
 
-class LoadDecision(Record):
+@dataclass(frozen=True, slots=True)
+class LoadDecision:
     """module_sig_check's outcome: ``errno`` 0 to go on loading, ``taint`` whether the module (and
     kernel) get taint E, ``messages`` the kernel's log lines (taint notice only on the first)."""
 
-    __slots__ = ("errno", "taint", "sig_ok", "messages", "result")
-
-    def __init__(self, err: int, taint: bool, sig_ok: bool, messages: list[str], result: SigResult) -> None:
-        self.errno = err
-        self.taint = taint
-        self.sig_ok = sig_ok
-        self.messages = messages
-        self.result = result
+    errno: int
+    taint: bool
+    sig_ok: bool
+    messages: list[str]
+    result: SigResult
 
 
 def module_sig_check(

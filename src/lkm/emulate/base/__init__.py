@@ -26,7 +26,7 @@ but for the record-only ones of devices and sync, which a fuller implementation 
 imported after them)."""
 
 # isort: off
-from lkm.emulate.base import (  # noqa: F401
+from lkm.emulate.base import (
     block,
     crypto,
     devices,
@@ -46,12 +46,42 @@ from lkm.emulate.base import (  # noqa: F401
 
 # The driver core, buses, I/O, interrupts and deferred work: imported after the modules above,
 # whose record-only versions of the same functions they replace.
-from lkm.emulate.base import bus, io, irq, pci, uaccess, usb  # noqa: F401
+from lkm.emulate.base import bus, io, irq, pci, uaccess, usb
 
 # Drivers on their buses, classes, transport classes; ACPI and PnP drivers (after devices,
 # whose record-only driver_register, __class_create and device_create they replace).
-from lkm.emulate.base import acpi, drvcore  # noqa: F401
+from lkm.emulate.base import acpi, drvcore
 
 # Network devices registering, socket buffers and DMA pools: fallbacks for what no file above implements.
-from lkm.emulate.base import dmapool, netdev, skbuff  # noqa: F401
+from lkm.emulate.base import dmapool, netdev, skbuff
+
 # isort: on
+
+__all__ = [
+    "acpi",
+    "block",
+    "bus",
+    "crypto",
+    "devices",
+    "dmapool",
+    "drvcore",
+    "firmware",
+    "io",
+    "irq",
+    "lib",
+    "mm",
+    "net",
+    "netdev",
+    "notifier",
+    "pci",
+    "platform",
+    "printk",
+    "procfs",
+    "runtime",
+    "skbuff",
+    "strings",
+    "subsys",
+    "sync",
+    "uaccess",
+    "usb",
+]

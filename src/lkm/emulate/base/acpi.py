@@ -20,6 +20,28 @@ from lkm.emulate.devlayouts import device_layout
 from lkm.emulate.kernel import BaseKernel, TraceEntry, Unimplemented, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "ACPI_DEVICE_ID_SIZE",
+    "ACPI_DRIVER_DRV",
+    "ACPI_DRIVER_IDS",
+    "ACPI_DRIVER_NAME",
+    "ACPI_DRIVER_OWNER",
+    "ACPI_ID_LEN",
+    "AE_BAD_PARAMETER",
+    "AE_NOT_FOUND",
+    "AE_OK",
+    "PNP_DEVICE_ID_SIZE",
+    "PNP_DRIVER_DRIVER",
+    "PNP_DRIVER_ID_TABLE",
+    "PNP_DRIVER_NAME",
+    "PNP_ID_LEN",
+    "QEMU_ACPI_IDS",
+    "QEMU_PNP_IDS",
+    "QEMU_TABLES",
+    "not_modelled",
+]
+
+
 # struct acpi_driver: name[80], class[80], ids, flags, ops {add, remove, notify}, drv, owner
 ACPI_DRIVER_NAME, ACPI_DRIVER_IDS, ACPI_DRIVER_DRV, ACPI_DRIVER_OWNER = 0, 160, 200, 344
 ACPI_DEVICE_ID_SIZE, ACPI_ID_LEN = 32, 16  # struct acpi_device_id {id[16], driver_data, cls, cls_msk}

@@ -14,6 +14,28 @@ from lkm.emulate.base.registry import EINVAL, err_ptr, name_at, register, unregi
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "BDEV_DEV",
+    "BDEV_DISK",
+    "BDEV_NR_SECTORS",
+    "BDEV_SIZE",
+    "BLK_MQ_MAX_DEPTH",
+    "BLOCK_EXT_MAJOR",
+    "DEFAULT_LIMITS",
+    "GD",
+    "GD_SIZE",
+    "LIM",
+    "QUEUE_FLAG_FUA",
+    "QUEUE_FLAG_MQ_DEFAULT",
+    "QUEUE_FLAG_WC",
+    "RQ",
+    "RQ_SIZE",
+    "TAGSET_SIZE",
+    "TS",
+    "alloc_disk",
+]
+
+
 GD_SIZE, RQ_SIZE, BDEV_SIZE, TAGSET_SIZE = 672, 968, 928, 168
 GD = dict(major=0, first_minor=4, minors=8, disk_name=12, part0=64, fops=72, queue=80, private_data=88)
 RQ = dict(mq_ops=80, nr_hw_queues=120, queuedata=128, queue_flags=136, disk=160, limits=448, tag_set=880)

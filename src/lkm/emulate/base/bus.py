@@ -21,6 +21,56 @@ from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.replay import device_from_spec
 from lkm.emulate.state import Registration
+from lkm.emulate.vsprintf import to_signed
+
+__all__ = [
+    "EBUSY",
+    "EINVAL",
+    "ENODEV",
+    "ENXIO",
+    "IORESOURCE_IO",
+    "IORESOURCE_IRQ",
+    "IORESOURCE_MEM",
+    "IORESOURCE_SIZEALIGN",
+    "IORESOURCE_TYPE_BITS",
+    "M_DEV_CLASS",
+    "M_DEV_HI",
+    "M_DEV_LO",
+    "M_DEV_PROTOCOL",
+    "M_DEV_SUBCLASS",
+    "M_INT_CLASS",
+    "M_INT_NUMBER",
+    "M_INT_PROTOCOL",
+    "M_INT_SUBCLASS",
+    "M_PRODUCT",
+    "M_VENDOR",
+    "PLATFORM_DEVID_AUTO",
+    "PLATFORM_DEVID_NONE",
+    "USB_CLASS_VENDOR_SPEC",
+    "USB_ENDPOINTS",
+    "L",
+    "add_device",
+    "attach",
+    "attach_driver",
+    "hotplug",
+    "init_device",
+    "make_pci",
+    "make_platform",
+    "make_usb",
+    "pci_device_from_id",
+    "pci_id_at",
+    "pci_match",
+    "platform_ids",
+    "platform_match",
+    "platform_resource",
+    "release_devres",
+    "set_dev_name",
+    "unbind",
+    "usb_device_from_id",
+    "usb_id_at",
+    "usb_match",
+]
+
 
 ENODEV, ENXIO, EINVAL, EBUSY = 19, 6, 22, 16
 IORESOURCE_IO, IORESOURCE_MEM, IORESOURCE_IRQ = 0x100, 0x200, 0x400
@@ -36,11 +86,6 @@ USB_CLASS_VENDOR_SPEC = 0xFF
 
 def L(k: BaseKernel) -> dict[str, int]:
     return device_layout(k.arch.name)
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >> 31 else v
 
 
 def set_dev_name(k: BaseKernel, dev: int, name: str) -> None:
@@ -74,7 +119,7 @@ def _probe(
     k.machine.write_word(d.dev + lay["device_driver"], driver_struct)
     d.driver, d.driver_name, d.module = drv, drv_name, module
     d.probed = True
-    ret = _s32(k.call(fn, args, module)) if fn else 0
+    ret = to_signed(k.call(fn, args, module), 32) if fn else 0
     d.probe_result = ret
     if ret < 0:
         release_devres(k, hw, d)
@@ -640,7 +685,7 @@ def _adopt_platform(k: BaseKernel, p: int) -> int:
     m = k.machine
     hw = hw_of(k)
     name = k.cstring(m.read_word(p + lay["platform_device_name"]), 64)
-    pid = _s32(m.read_int(p + lay["platform_device_id"], 4))
+    pid = to_signed(m.read_int(p + lay["platform_device_id"], 4), 32)
     if pid == PLATFORM_DEVID_AUTO:
         full = f"{name}.{sum(1 for d in hw.devices if d.bus == 'platform')}.auto"
     else:
@@ -911,7 +956,7 @@ def _for_each(k: BaseKernel, devs: list[int], start: int, data: int, fn: int) ->
     if start in devs:
         devs = devs[devs.index(start) + 1 :]
     for dev in devs:
-        ret = _s32(k.call(fn, (dev, data), k.current))
+        ret = to_signed(k.call(fn, (dev, data), k.current), 32)
         if ret:
             return ret
     return 0

@@ -12,6 +12,21 @@ from lkm.emulate.base.registry import EEXIST, ENOENT, name_at, register, table, 
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "CRA_DRIVER_NAME",
+    "CRA_FLAGS",
+    "CRA_NAME",
+    "CRA_NAME_MAX",
+    "CRA_PRIORITY",
+    "CRA_SIZE",
+    "TEMPLATE_NAME",
+    "TEMPLATE_SIZE",
+    "TYPES",
+    "register_alg",
+    "unregister_alg",
+]
+
+
 CRA_FLAGS, CRA_PRIORITY, CRA_NAME, CRA_DRIVER_NAME, CRA_NAME_MAX = 32, 48, 56, 184, 128
 CRA_SIZE = 0x180
 # algorithm type -> (offset of its struct crypto_alg base, sizeof the type)

@@ -9,6 +9,22 @@ from lkm.emulate.layouts import layout_for
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import ChrDev, MiscDev, Registration
 
+__all__ = [
+    "DEVRES_HEADER",
+    "DRIVERS",
+    "DYNAMIC_MINORS",
+    "EBUSY",
+    "EINVAL",
+    "ENODEV",
+    "ENOENT",
+    "IORESOURCE_BUSY",
+    "MINORBITS",
+    "MISC_DYNAMIC_MINOR",
+    "RESOURCE_SIZE",
+    "mkdev",
+]
+
+
 EBUSY, EINVAL, ENOENT, ENODEV = 16, 22, 2, 19
 MISC_DYNAMIC_MINOR = 255
 DYNAMIC_MINORS = 128  # drivers/char/misc.c (6.1)

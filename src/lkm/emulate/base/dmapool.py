@@ -9,6 +9,9 @@ from lkm.emulate.base.netdev import provide
 from lkm.emulate.kernel import BaseKernel, OutOfMemory
 from lkm.emulate.machine import TrapCall
 
+__all__ = ["POOL_STRUCT"]
+
+
 POOL_STRUCT = 128  # an object standing for the struct dma_pool the kernel would allocate
 
 

@@ -24,6 +24,48 @@ from lkm.emulate.devlayouts import device_layout
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
+from lkm.emulate.vsprintf import to_signed
+
+__all__ = [
+    "AC_CLASS",
+    "AC_FLAGS",
+    "ANON_CONTAINER",
+    "ATTRIBUTE_CONTAINER_NO_CLASSDEVS",
+    "ATTR_NAME",
+    "AUX_DRIVER_DRIVER",
+    "AUX_DRIVER_ID_TABLE",
+    "AUX_DRIVER_NAME",
+    "AUX_DRIVER_PROBE",
+    "CLASS_INTF_ADD_DEV",
+    "CLASS_INTF_CLASS",
+    "CLASS_INTF_REMOVE_DEV",
+    "CLASS_NAME",
+    "CLASS_P",
+    "CLASS_SIZE",
+    "DEVICE_DRIVER_PROBE_TYPE",
+    "ENOENT",
+    "PROBE_PREFER_ASYNCHRONOUS",
+    "SPI_DRIVER_DRIVER",
+    "SPI_DRIVER_PROBE",
+    "SPI_DRIVER_REMOVE",
+    "SPI_DRIVER_SHUTDOWN",
+    "TCLASS_REMOVE",
+    "TCLASS_SETUP",
+    "L",
+    "bus_drivers",
+    "class_add_device",
+    "class_del_device",
+    "class_of",
+    "class_register",
+    "class_unregister",
+    "classes",
+    "container_register",
+    "container_unregister",
+    "find_driver",
+    "register_on_bus",
+    "unregister_from_bus",
+]
+
 
 # struct class: name, class_groups, dev_groups, ..., p (subsys_private)
 CLASS_NAME, CLASS_P, CLASS_SIZE = 0, 112, 120
@@ -42,11 +84,6 @@ ATTR_NAME = 0
 
 def L(k: BaseKernel) -> dict[str, int]:
     return device_layout(k.arch.name)
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >> 31 else v
 
 
 def _name(k: BaseKernel, ptr_at: int, limit: int = 64) -> str:
@@ -128,7 +165,7 @@ def _bus_for_each_drv(k: BaseKernel, c: TrapCall) -> int:
     if start in drivers:
         drivers = drivers[drivers.index(start) + 1 :]
     for drv in drivers:
-        ret = _s32(k.call(fn, (drv, data), k.current))
+        ret = to_signed(k.call(fn, (drv, data), k.current), 32)
         if ret:
             return ret
     return 0
@@ -323,7 +360,7 @@ def _class_for_each_device(k: BaseKernel, c: TrapCall) -> int:
         k.state.printk(4, False, f"class_for_each_device: class {cls:#x} not registered yet\n", None)
         return -EINVAL
     for dev in _class_devices(k, cls, c.arg(1)):
-        ret = _s32(k.call(c.arg(3), (dev, c.arg(2)), k.current))
+        ret = to_signed(k.call(c.arg(3), (dev, c.arg(2)), k.current), 32)
         if ret:
             return ret
     return 0

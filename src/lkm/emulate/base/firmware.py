@@ -10,6 +10,8 @@ from lkm.emulate.base.registry import ENOENT, table
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__: list[str] = []
+
 
 def _missing(k: BaseKernel, name_ptr: int) -> None:
     name = k.cstring(name_ptr, 256) if name_ptr else ""

@@ -15,6 +15,23 @@ from lkm.emulate.hw import Access, Device, Hardware, Window, hw_of
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import PAGE, TrapCall
 
+__all__ = [
+    "ENOMEM",
+    "PIO_MASK",
+    "PIO_OFFSET",
+    "PIO_RESERVED",
+    "caller_pc",
+    "device_named",
+    "install",
+    "io_read",
+    "io_write",
+    "ioremap",
+    "iounmap",
+    "mem_access",
+    "port_access",
+]
+
+
 PIO_OFFSET, PIO_MASK, PIO_RESERVED = 0x10000, 0xFFFF, 0x40000  # lib/iomap.c (x86)
 ENOMEM = 12
 

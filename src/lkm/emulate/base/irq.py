@@ -11,6 +11,24 @@ from lkm.emulate.hw import Hardware, IrqAction, hw_of
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "EBUSY",
+    "EINVAL",
+    "ENOTCONN",
+    "HZ",
+    "IRQF_SHARED",
+    "IRQ_HANDLED",
+    "IRQ_NONE",
+    "IRQ_WAKE_THREAD",
+    "MAX_RUNS",
+    "TASKLET_STATE_SCHED",
+    "WORK_STRUCT_PENDING",
+    "advance",
+    "raise_irq",
+    "run_pending",
+]
+
+
 HZ = 250  # Debian's CONFIG_HZ
 EINVAL, EBUSY, ENOTCONN = 22, 16, 107
 IRQF_SHARED = 0x80

@@ -31,6 +31,39 @@ from lkm.emulate.base.registry import (
 from lkm.emulate.kernel import PERCPU_SIZE, BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "BUCKETS",
+    "CRC32C_TABLE",
+    "CRC32_BE_TABLE",
+    "GUID_INDEX",
+    "HASH_DEFAULT_SIZE",
+    "HASH_MIN_SIZE",
+    "IDR_BASE",
+    "INT_MAX",
+    "LRU_LIST",
+    "LRU_MEMCG_AWARE",
+    "LRU_NODE",
+    "LRU_NODE_LIST",
+    "LRU_NODE_NR",
+    "LRU_NODE_SIZE",
+    "LRU_SHRINKER_ID",
+    "MEMPOOL_SIZE",
+    "MP_ALLOC",
+    "MP_CURR_NR",
+    "MP_ELEMENTS",
+    "MP_FREE",
+    "MP_MIN_NR",
+    "MP_POOL_DATA",
+    "RHT_KEY_LEN",
+    "RHT_MAX_ELEMS",
+    "RHT_P",
+    "RHT_PARAMS_SIZE",
+    "TS_INIT",
+    "TS_NAME",
+    "XA_PRESENT",
+]
+
+
 INT_MAX = 0x7FFFFFFF
 
 

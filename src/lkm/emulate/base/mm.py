@@ -7,6 +7,9 @@ from __future__ import annotations
 from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = ["CACHE_SIZE", "GFP_ZERO", "PAGE"]
+
+
 GFP_ZERO = 0x100  # ___GFP_ZERO (6.1)
 PAGE = 0x1000
 CACHE_SIZE = 0x100  # our struct kmem_cache: object size at offset 0, ctor at offset 8
@@ -38,14 +41,10 @@ def _kmalloc_24(k: BaseKernel, c: TrapCall) -> int:
     return _alloc(k, c.arg(0), zero=k.version.gfp_zero and _zero(c.arg(1)))
 
 
-@kfunc("kmalloc_trace", nargs=3)
+@kfunc("kmalloc_trace", "kmem_cache_alloc_trace", nargs=3)
 def _kmalloc_trace(k: BaseKernel, c: TrapCall) -> int:
-    return _alloc(k, c.arg(2), zero=_zero(c.arg(1)))  # (cache, flags, size)
-
-
-@kfunc("kmem_cache_alloc_trace", nargs=3)
-def _kmem_cache_alloc_trace(k: BaseKernel, c: TrapCall) -> int:
-    return _alloc(k, c.arg(2), zero=_zero(c.arg(1)))  # (cache, flags, size) before 6.1
+    """(cache, flags, size): kmalloc_trace; kmem_cache_alloc_trace before 6.1."""
+    return _alloc(k, c.arg(2), zero=_zero(c.arg(1)))
 
 
 @kfunc("devm_kmalloc", nargs=3)

@@ -29,6 +29,54 @@ from lkm.emulate.base.registry import (
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "AF_INET",
+    "AF_INET6",
+    "BUILTIN_TCP_CA",
+    "ENOBUFS",
+    "GENL_ID",
+    "GENL_NAME",
+    "GENL_START_ALLOC",
+    "IFF_BROADCAST",
+    "IFF_MULTICAST",
+    "INET_HASH_EHASH_LOCKS",
+    "INET_HASH_EHASH_LOCKS_MASK",
+    "INET_HASH_EHASH_MASK",
+    "INET_HASH_LHASH2",
+    "INET_HASH_LHASH2_MASK",
+    "INET_LHTABLE_SIZE",
+    "LHASH2_BUCKET",
+    "LISTENING_NULLS_BASE",
+    "ND",
+    "ND_SIZE",
+    "NFPROTO_NUMPROTO",
+    "NPROTO",
+    "PERNET_ID",
+    "PERNET_SIZE",
+    "PROTO_NAME",
+    "PROTO_OBJ_SIZE",
+    "PROTO_SLAB",
+    "QDISC_ID",
+    "RTNL_HANDLER_SIZE",
+    "RTNL_KIND",
+    "RXQ_SIZE",
+    "SOCKOPT_GET",
+    "SOCKOPT_PF",
+    "SOCKOPT_SET",
+    "SOCK_DIAG_FAMILY",
+    "SOCK_SIZE",
+    "TCP_CA_COND_AVOID",
+    "TCP_CA_CONG_CONTROL",
+    "TCP_CA_FLAGS",
+    "TCP_CA_KEY",
+    "TCP_CA_NAME",
+    "TCP_CA_SSTHRESH",
+    "TCP_CA_UNDO",
+    "TXQ_SIZE",
+    "alloc_netdev",
+]
+
+
 NPROTO = 46  # AF_MAX (6.1)
 ENOBUFS = 105
 GENL_START_ALLOC = 19  # GENL_ID_PMCRAID + 1

@@ -17,6 +17,21 @@ from lkm.emulate.kernel import FUNCTIONS, RECORD_ONLY, BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
 
+__all__ = [
+    "EINVAL",
+    "ENFILE",
+    "IFNAMSIZ",
+    "LINK_STATE_NOCARRIER",
+    "MAX_ADDR_LEN",
+    "NETDEV",
+    "NETREG_REGISTERED",
+    "NETREG_UNINITIALIZED",
+    "NETREG_UNREGISTERED",
+    "provide",
+    "register",
+]
+
+
 NETDEV = dict(state=56, ops=208, ifindex=216, reg_state=1256, perm_addr=572, dev=1336, dev_addr_shadow=2376)
 NETREG_UNINITIALIZED, NETREG_REGISTERED, NETREG_UNREGISTERED = 0, 1, 3
 LINK_STATE_PRESENT, LINK_STATE_NOCARRIER = 1, 2  # __LINK_STATE_*, bits of dev->state

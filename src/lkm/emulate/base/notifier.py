@@ -16,6 +16,9 @@ from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
 
+__all__ = ["HEAD", "NB_NEXT", "NB_PRIORITY", "OWN_CHAINS", "chain_register", "chain_unregister", "own_chain"]
+
+
 NB_NEXT, NB_PRIORITY = 8, 16  # struct notifier_block {notifier_call, next, priority}
 HEAD = {"raw": 0, "atomic": 8, "blocking": 40, "srcu": 424}  # offset of the chain's head pointer
 

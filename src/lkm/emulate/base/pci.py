@@ -12,6 +12,24 @@ from lkm.emulate.hw import Access, Device, hw_of
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "EBUSY",
+    "EINVAL",
+    "EIO",
+    "ENOMEM",
+    "PCIBIOS_DEVICE_NOT_FOUND",
+    "PCI_COMMAND",
+    "PCI_COMMAND_IO",
+    "PCI_COMMAND_MASTER",
+    "PCI_COMMAND_MEMORY",
+    "PCI_NUM_RESOURCES",
+    "STRUCT_PAGE",
+    "VMEMMAP",
+    "iomap",
+    "pci_device",
+]
+
+
 EBUSY, EINVAL, ENOMEM, EIO = 16, 22, 12, 5
 PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY, PCI_COMMAND_MASTER = 0x04, 0x1, 0x2, 0x4
 PCIBIOS_DEVICE_NOT_FOUND = 0x86

@@ -11,6 +11,25 @@ from lkm.emulate.base.registry import table
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "ACPI_BUS_FIND",
+    "ACPI_BUS_MATCH",
+    "ACPI_BUS_NAME",
+    "CPU",
+    "CPU_FEATURES",
+    "CPU_ID_SIZE",
+    "DMI",
+    "DMI_ID_SIZE",
+    "DMI_MATCHES",
+    "DMI_MATCHES_N",
+    "DMI_MATCH_SIZE",
+    "DMI_OEM_STRING",
+    "X86_VENDOR_AMD",
+    "X86_VENDOR_ANY",
+    "XFEATURE_NAMES",
+]
+
+
 # enum dmi_field (include/linux/mod_devicetable.h) -> QEMU i440FX/SeaBIOS's SMBIOS strings
 DMI = {
     1: "SeaBIOS", 2: "1.16.2-debian-1.16.2-1", 3: "04/01/2014", 4: "0.0",

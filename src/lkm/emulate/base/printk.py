@@ -7,6 +7,20 @@ from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.vsprintf import Args, Formatter, split_level
 
+__all__ = [
+    "DEFAULT_LOGLEVEL",
+    "NETDEV_PARENT",
+    "NETDEV_REG_STATE",
+    "CallArgs",
+    "VaList",
+    "dev_prefix",
+    "emit",
+    "fmt_call",
+    "formatter",
+    "netdev_prefix",
+]
+
+
 DEFAULT_LOGLEVEL = 4  # CONFIG_MESSAGE_LOGLEVEL_DEFAULT
 
 

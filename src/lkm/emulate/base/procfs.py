@@ -12,6 +12,9 @@ from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 from lkm.emulate.state import Registration
 
+__all__ = ["DENTRY_SIZE", "KOBJ_PARENT", "KOBJ_SIZE", "KSET_KOBJ", "PDE_SIZE"]
+
+
 PDE_SIZE, DENTRY_SIZE, KOBJ_SIZE = 0xC0, 0xC0, 0x40
 KSET_KOBJ = 0x18  # struct kset {list, list_lock, kobj}
 KOBJ_PARENT = 0x18  # struct kobject {name, entry, parent}

@@ -8,6 +8,26 @@ from __future__ import annotations
 from lkm.emulate.kernel import BaseKernel
 from lkm.emulate.state import Registration
 
+__all__ = [
+    "EBUSY",
+    "EEXIST",
+    "EINVAL",
+    "ENODEV",
+    "ENOENT",
+    "ENOMEM",
+    "ENOSPC",
+    "MAX_ERRNO",
+    "err_ptr",
+    "lookup",
+    "name_at",
+    "ptr_name",
+    "register",
+    "table",
+    "unregister",
+    "zalloc",
+]
+
+
 ENOENT, ENOMEM, EBUSY, EEXIST, EINVAL, ENODEV, ENOSPC = 2, 12, 16, 17, 22, 19, 28
 MAX_ERRNO = 4095
 

@@ -11,6 +11,9 @@ from lkm.emulate.kernel import BaseKernel, kdata, kfunc
 from lkm.emulate.machine import HANDLED, EmulationFault, TrapCall
 from lkm.emulate.oops import panic_report
 
+__all__ = ["HZ", "X86_REGS"]
+
+
 HZ = 250
 X86_REGS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
             "r15")  # fmt: skip

@@ -13,12 +13,77 @@ measured with offsetof() against its headers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lkm.emulate.base.net import ND
 from lkm.emulate.base.netdev import NAPI, NETDEV
 from lkm.emulate.base.registry import table
 from lkm.emulate.kernel import BaseKernel, OutOfMemory, kfunc
 from lkm.emulate.machine import EmulationFault, TrapCall
-from lkm.record import Record
+
+__all__ = [
+    "DISABLE",
+    "EADDRNOTAVAIL",
+    "EBUSY",
+    "ENODEV",
+    "ETH_HLEN",
+    "ETH_P_802_3_MIN",
+    "GRO_NORMAL",
+    "IFF_LIVE_ADDR_CHANGE",
+    "IFF_UP",
+    "IN_BUSY_POLL",
+    "LINK_STATE_PRESENT",
+    "LINK_STATE_START",
+    "MISSED",
+    "NAPI_DEV",
+    "NAPI_POLL_CAP",
+    "NDO",
+    "NETDEV_FLAGS",
+    "NETDEV_PRIV_FLAGS",
+    "NETDEV_STATS",
+    "NETDEV_TX_BUSY",
+    "NETDEV_TX_OK",
+    "NET_RX_SUCCESS",
+    "NET_SKB_PAD",
+    "NPSVC",
+    "PACKET_BROADCAST",
+    "PACKET_HOST",
+    "PACKET_MULTICAST",
+    "PACKET_OTHERHOST",
+    "PREFER_BUSY_POLL",
+    "QUEUE_STATE_DRV_XOFF",
+    "SCHED",
+    "SCHED_THREADED",
+    "SHINFO_DATAREF",
+    "SHINFO_SIZE",
+    "SKB",
+    "SKB_SIZE",
+    "SMP_CACHE",
+    "STATS64",
+    "STATS64_SIZE",
+    "THREADED",
+    "TXQ_STATE",
+    "Frame",
+    "alloc_skb",
+    "deliver",
+    "dev_close",
+    "dev_open",
+    "dev_xmit",
+    "free_skb",
+    "get_stats",
+    "live_skbs",
+    "napi_schedule",
+    "net_rx_action",
+    "net_softirq",
+    "net_tx_action",
+    "queue_stopped",
+    "queued",
+    "received",
+    "run_queue",
+    "skb_for",
+    "skb_reserve",
+]
+
 
 SKB = dict(
     dev=16, len=112, data_len=116, mac_len=120, pkt_type=128, network_header=184, mac_header=186,
@@ -45,17 +110,15 @@ def _align(n: int, a: int = SMP_CACHE) -> int:
     return (n + a - 1) & ~(a - 1)
 
 
-class Frame(Record):
+@dataclass(frozen=True, slots=True)
+class Frame:
     """A frame the driver gave the stack: its device's name, the bytes from its MAC header on,
     skb->protocol (host order) and skb->pkt_type as eth_type_trans set them."""
 
-    __slots__ = ("device", "data", "protocol", "pkt_type")
-
-    def __init__(self, device: str, data: bytes, protocol: int, pkt_type: int) -> None:
-        self.device = device
-        self.data = data
-        self.protocol = protocol
-        self.pkt_type = pkt_type
+    device: str
+    data: bytes
+    protocol: int
+    pkt_type: int
 
 
 def _live(k: BaseKernel) -> dict[object, object]:

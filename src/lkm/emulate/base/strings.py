@@ -7,6 +7,9 @@ import re
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = ["E2BIG", "EINVAL", "ERANGE", "parse_bool", "parse_integer"]
+
+
 EINVAL, ERANGE, E2BIG = 22, 34, 7
 
 

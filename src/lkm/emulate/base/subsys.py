@@ -12,6 +12,30 @@ from lkm.emulate.base.registry import EEXIST, name_at, ptr_name, register, table
 from lkm.emulate.kernel import BaseKernel, kdata, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = [
+    "BUILTIN_KEY_TYPES",
+    "CPUHP_AP_ONLINE_DYN",
+    "CPUHP_AP_ONLINE_DYN_END",
+    "CPUHP_BP_PREPARE_DYN",
+    "CPUHP_BP_PREPARE_DYN_END",
+    "INPUT_HANDLER_NAME",
+    "KEY_SIZE",
+    "KTHREAD_WORKER_SIZE",
+    "LED_TRIGGER_SIZE",
+    "NLS_CHARSET",
+    "NLS_NEXT",
+    "NR_LDISCS",
+    "N_TTY",
+    "ONLINE_CPUS",
+    "STD_TERMIOS",
+    "TTY",
+    "TTY_DRIVER_DYNAMIC_ALLOC",
+    "TTY_DRIVER_INSTALLED",
+    "TTY_DRIVER_SIZE",
+    "TTY_DRIVER_UNNUMBERED_NODE",
+]
+
+
 LED_TRIGGER_SIZE = 88  # struct led_trigger: name at 0
 INPUT_HANDLER_NAME = 72
 NLS_CHARSET, NLS_NEXT = 0, 56

@@ -7,6 +7,9 @@ from __future__ import annotations
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = ["IRQ_FLAGS"]
+
+
 IRQ_FLAGS = 0x246  # what irqsave returns: IF set
 
 _ACQUIRE = {

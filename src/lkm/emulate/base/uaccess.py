@@ -8,6 +8,9 @@ from __future__ import annotations
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = ["EFAULT"]
+
+
 EFAULT = 14
 _SIZES = {"1": 1, "2": 2, "4": 4, "8": 8}
 

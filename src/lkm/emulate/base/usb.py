@@ -11,6 +11,9 @@ from lkm.emulate.hw import Access, hw_of
 from lkm.emulate.kernel import BaseKernel, kfunc
 from lkm.emulate.machine import TrapCall
 
+__all__ = ["ENOMEM", "ENXIO", "URB_SIZE", "USB_DIR_IN"]
+
+
 ENXIO, ENOMEM = 6, 12
 URB_SIZE = 0x100  # above sizeof(struct urb) on 6.1 amd64 (184), plus iso descriptors
 USB_DIR_IN = 0x80

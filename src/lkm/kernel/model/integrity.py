@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from lkm.kernel.model import ModelKernel
 
 
+__all__ = ["check"]
+
+
 def check(k: ModelKernel, st: Store) -> list[str]:
     problems: list[str] = []
     # 2.4: insmod puts struct module first in the image it links (the design's record says so)

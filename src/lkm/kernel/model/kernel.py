@@ -20,6 +20,7 @@ import errno
 import os
 import sqlite3
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from lkm.compress import limit
@@ -43,26 +44,26 @@ from lkm.kernel.model.store import Store
 from lkm.kernel.model.struct24 import LAYOUTS, Layout24
 from lkm.kernel.model.vmalloc import Arena, Fragmentation, ModuleMemory, fragmentation
 from lkm.kernels import KernelVersion, by_name
-from lkm.record import Record
 from lkm.safeio import discard, read_bytes
 from lkm.symbols.table import KernelSymbol, SymbolTable
+
+__all__ = ["ALL_FLAGS", "POLICIES", "Area", "ModelKernel"]
+
 
 POLICIES = ("vmalloc", "kmalloc-first")
 ALL_FLAGS = MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_COMPRESSED_FILE
 
 
-class Area(Record):
+@dataclass(frozen=True, slots=True)
+class Area:
     """One allocation: pool, start, span (with guard), requested size, owner, region."""
 
-    __slots__ = ("pool", "start", "span", "size", "module", "region")
-
-    def __init__(self, pool: str, start: int, span: int, size: int, module: str, region: str) -> None:
-        self.pool = pool
-        self.start = start
-        self.span = span
-        self.size = size
-        self.module = module
-        self.region = region
+    pool: str
+    start: int
+    span: int
+    size: int
+    module: str
+    region: str
 
 
 class ModelKernel:

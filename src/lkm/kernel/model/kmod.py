@@ -39,15 +39,31 @@ from __future__ import annotations
 import errno
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from lkm.errors import LkmError, ModprobeError
 from lkm.kernel.model.state import StateError
 from lkm.kernels import KmodRules
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.kernel.model import ModelKernel
+
+__all__ = [
+    "DEFAULT_MODPROBE",
+    "DEFAULT_MODPROBE_FACTORY",
+    "MAX_KMOD_ALL_BUSY_TIMEOUT",
+    "MAX_KMOD_CONCURRENT",
+    "UMH_ENV",
+    "KmodDeadlock",
+    "ModprobeFactory",
+    "ModprobeLike",
+    "ModuleRequest",
+    "default_modprobe_factory",
+    "name_limit",
+    "request_module",
+]
+
 
 MAX_KMOD_CONCURRENT = 50
 MAX_KMOD_ALL_BUSY_TIMEOUT = 5  # seconds
@@ -61,19 +77,17 @@ class KmodDeadlock(LkmError):
     loop of requests).  The whole outer call fails with EDEADLK; nothing of it is kept."""
 
 
-class ModuleRequest(Record):
+@dataclass(slots=True, unsafe_hash=True)
+class ModuleRequest:
     """One request (the module:module_request trace event, with its outcome): the name, wait,
     modprobe's argv, the result returned to the caller, how deep it nested, what modprobe said."""
 
-    __slots__ = ("name", "wait", "argv", "result", "depth", "output")
-
-    def __init__(self, name: str, wait: bool, argv: list[str], result: int, depth: int) -> None:
-        self.name = name
-        self.wait = wait
-        self.argv = argv
-        self.result = result
-        self.depth = depth
-        self.output: list[str] = []
+    name: str
+    wait: bool
+    argv: list[str]
+    result: int
+    depth: int
+    output: list[str] = field(default_factory=list, init=False)
 
 
 def name_limit(rules: KmodRules, bits: int) -> int | None:

@@ -40,7 +40,7 @@ from lkm.kernel.model.vmalloc import ModuleMemory
 from lkm.kernels import KernelConfig
 from lkm.link import link
 from lkm.link.image import LinkedImage
-from lkm.link.kallsyms import format_module_kallsyms, module_kallsyms
+from lkm.link.kallsyms import module_kallsyms_lines
 from lkm.link.layout import Layout, layout_module
 from lkm.link.resolve import check_vermagic, kernel_resolver
 from lkm.module.file import ModuleFile
@@ -49,6 +49,34 @@ from lkm.module.validate import check_module
 from lkm.symbols.table import SymbolTable
 from lkm.trust.keys import load_certificate_list
 from lkm.trust.sig import check_for_load
+
+__all__ = [
+    "BOOL_WORDS",
+    "INT_TYPES",
+    "SIG_MAGIC",
+    "TAINT_OOT_MODULE",
+    "TAINT_PROPRIETARY_MODULE",
+    "TAINT_UNSIGNED_MODULE",
+    "InitFailed",
+    "LoadInfo",
+    "add_unformed_module",
+    "apply_relocations",
+    "check_modinfo",
+    "complete_formation",
+    "do_init_module",
+    "elf_validity_check",
+    "layout_and_allocate",
+    "load_module",
+    "module_sig_check",
+    "parse_args",
+    "parse_params",
+    "post_relocation",
+    "sig_check",
+    "simplify_symbols",
+    "split_args",
+    "strip_signature",
+]
+
 
 # Global taint bits (include/linux/panic.h TAINT_*) the loader sets.
 TAINT_PROPRIETARY_MODULE = 1 << 0
@@ -207,7 +235,7 @@ class LoadInfo:
     symbols: DbSymbols | None = None
     resolve: Callable[[str], int | None] | None = None
     image: LinkedImage | None = None
-    values: dict[str, int] = field(default_factory=dict)  # defined symbols' addresses by name
+    values: dict[str, int] = field(default_factory=dict)  # addresses of init, exit and the exports
     init: int = 0
     exit: int = 0
 
@@ -350,7 +378,11 @@ def apply_relocations(info: LoadInfo) -> None:
     except InvalidModule as exc:
         raise kernel_error(info.call, exc) from None
     values = image.symbol_values
-    info.values = {s.name: values[s.number] for s in info.module.elf.symbols() if s.name and s.shndx}
+    wanted = {"init_module", "cleanup_module"}  # and the exported symbols
+    for e in info.module.exports:
+        wanted.update((e.name, e.symbol or e.name))
+    syms = info.module.elf.symbols()
+    info.values = {s.name: values[s.number] for s in syms if s.shndx and s.name in wanted}
 
 
 def post_relocation(info: LoadInfo) -> None:
@@ -367,9 +399,7 @@ def post_relocation(info: LoadInfo) -> None:
         value = info.values.get(e.symbol or e.name, info.values.get(e.name, 0))
         exports.append((e.name, value, int(e.gpl), e.crc, e.namespace))
     store.add_exports(info.seq, exports)
-    store.add_kallsyms(
-        info.seq, format_module_kallsyms(mod.name, module_kallsyms(mod, image), mod.elf.elfclass)
-    )
+    store.add_kallsyms(info.seq, module_kallsyms_lines(mod, image))
     assert info.symbols is not None
     used: list[int] = []
     for sym in image.resolved:

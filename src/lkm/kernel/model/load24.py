@@ -14,6 +14,7 @@ import errno
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from lkm.kernel.executor import Executor, LoadedImage
 from lkm.kernel.interface import KernelError
@@ -40,7 +41,9 @@ from lkm.kernel.model.struct24 import (
     versioned_name,
 )
 from lkm.kernel.model.vmalloc import ModuleMemory
-from lkm.record import Record
+
+__all__ = ["KERNEL_MODULE_ADDRESS", "Calls24", "NoSpace", "Query", "can_query", "iter_strings"]
+
 
 KERNEL_MODULE_ADDRESS = 0xC0300F00  # &kernel_module in the model's kernel data
 
@@ -53,14 +56,12 @@ class NoSpace(KernelError):
         self.ret = ret
 
 
-class Query(Record):
+@dataclass(frozen=True, slots=True)
+class Query:
     """A query_module answer: the bytes written to the buffer and the value put in ``*ret``."""
 
-    __slots__ = ("data", "ret")
-
-    def __init__(self, data: bytes, ret: int) -> None:
-        self.data = data
-        self.ret = ret
+    data: bytes
+    ret: int
 
 
 def can_query(flags: int) -> bool:

@@ -26,6 +26,18 @@ if TYPE_CHECKING:
     from lkm.kernel.model import ModelKernel
 
 
+__all__ = [
+    "PROC_FILES",
+    "flags_24",
+    "proc_kallsyms",
+    "proc_ksyms",
+    "proc_modules",
+    "proc_modules_6",
+    "proc_modules_24",
+    "vmallocinfo",
+]
+
+
 def flags_24(flags: int) -> str:
     """get_module_list's state words after the use count."""
     if flags & MOD_DELETED:

@@ -13,13 +13,27 @@ Format: ``key value`` header lines, then a ``symbols`` line, then one export per
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from lkm.compress import COMPRESSIONS, decompress
 from lkm.errors import LkmError
-from lkm.record import Record
 from lkm.safeio import read_bytes
 from lkm.symbols.table import KernelSymbol, SymbolTable
+
+__all__ = [
+    "ARCH_FIELDS",
+    "ARCH_RANGES",
+    "FORMAT",
+    "PROFILE_DIR",
+    "Profile",
+    "ProfileError",
+    "load_profile",
+    "parse_profile",
+    "profile_from_files",
+    "shipped_profiles",
+]
+
 
 FORMAT = "lkm-profile 1"
 PROFILE_DIR = Path(__file__).parent.parent / "profiles"
@@ -41,15 +55,13 @@ class ProfileError(LkmError):
     """A profile that cannot be read."""
 
 
-class Profile(Record):
+@dataclass(frozen=True, slots=True)
+class Profile:
     """A kernel to boot: header fields and exported symbols."""
 
-    __slots__ = ("name", "fields", "symbols")
-
-    def __init__(self, name: str, fields: dict[str, str], symbols: list[KernelSymbol]) -> None:
-        self.name = name
-        self.fields = fields
-        self.symbols = symbols
+    name: str
+    fields: dict[str, str]
+    symbols: list[KernelSymbol]
 
     @property
     def release(self) -> str:

@@ -36,6 +36,31 @@ if TYPE_CHECKING:
     from lkm.kernel.model.vmalloc import AreaList
     from lkm.symbols.table import KernelSymbol
 
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "KMSG_TABLE",
+    "REQUIRED_META",
+    "ROW_TYPES",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SQLITE_MAGIC",
+    "TABLES",
+    "U64",
+    "ZSTD_MAGIC",
+    "Cache",
+    "State",
+    "StateError",
+    "addr",
+    "decode_blob",
+    "decode_json",
+    "default_state_path",
+    "encode_blob",
+    "is_lkm_state",
+    "new_state_file",
+    "replace_state",
+]
+
+
 SCHEMA_VERSION = 2
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # The kernel log (what ``lkm model dmesg`` shows).  Optional: a state booted before it existed
@@ -344,6 +369,10 @@ class State:
         with contextlib.suppress(sqlite3.Error):  # WAL: readers never wait for the writer
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
+            # A freed page (a module's memory, once unloaded) is not zeroed and written again
+            # where that costs I/O (some builds of SQLite default to secure_delete on).
+            self.db.execute("PRAGMA secure_delete=FAST")
+            self.db.execute("PRAGMA cache_size=-16384")  # 16 MiB: a whole tree's indexes
 
     def _schema_problem(self) -> str | None:
         """A cheap structural check done on every open: the tables and the boot's fields are

@@ -17,6 +17,8 @@ from lkm.kernel.model.state import KMSG_TABLE, Cache, addr, decode_blob, decode_
 from lkm.kernel.model.vmalloc import AreaList
 from lkm.symbols.table import KernelSymbol
 
+__all__ = ["DbSymbols", "Module24", "ModuleRow", "Row24", "Store"]
+
 
 class DbSymbols:
     """find_symbol over the state: kernel exports, then modules newest first.  Records which

@@ -8,6 +8,29 @@ import struct
 
 from lkm.kernels import STRUCT_MODULE_24
 
+__all__ = [
+    "EXCEPTION_ENTRY_SIZE",
+    "KERNEL_SYM_NAME",
+    "LAYOUTS",
+    "MODULE_FIELDS",
+    "MOD_AUTOCLEAN",
+    "MOD_DELETED",
+    "MOD_INITIALIZING",
+    "MOD_JUST_FREED",
+    "MOD_RUNNING",
+    "MOD_USED_ONCE",
+    "MOD_VISITED",
+    "QM_DEPS",
+    "QM_INFO",
+    "QM_MODULES",
+    "QM_REFS",
+    "QM_SYMBOLS",
+    "Layout24",
+    "cstring",
+    "versioned_name",
+]
+
+
 # struct module, in order, every field one word on i386 (no ``gp``): insmod's own table.
 MODULE_FIELDS: tuple[str, ...] = STRUCT_MODULE_24
 

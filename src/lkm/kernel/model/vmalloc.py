@@ -10,33 +10,42 @@ functions over the areas already in use, so the state store can keep the areas a
 from __future__ import annotations
 
 import errno
-from bisect import bisect_left
-from itertools import compress, count, repeat
-from operator import ge, sub
+from bisect import bisect_left, insort
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lkm.kernel.interface import KernelError
-from lkm.record import Record
 
 if TYPE_CHECKING:
     from lkm.kernel.model.store import Store
+
+__all__ = [
+    "KMALLOC_MAX",
+    "KMALLOC_MIN",
+    "AreaList",
+    "Arena",
+    "Fragmentation",
+    "ModuleMemory",
+    "first_fit",
+    "fragmentation",
+    "kmalloc_class",
+]
+
 
 KMALLOC_MIN = 32
 KMALLOC_MAX = 128 * 1024  # 2.4's largest general cache (size-131072)
 
 
-class Arena(Record):
+@dataclass(frozen=True, slots=True)
+class Arena:
     """A range of addresses handed out first fit: ``granule`` rounding, ``guard`` bytes after
     each area (unmapped, so an overrun faults)."""
 
-    __slots__ = ("name", "start", "end", "granule", "guard")
-
-    def __init__(self, name: str, start: int, end: int, granule: int, guard: int) -> None:
-        self.name = name
-        self.start = start
-        self.end = end
-        self.granule = granule
-        self.guard = guard
+    name: str
+    start: int
+    end: int
+    granule: int
+    guard: int
 
     def span(self, size: int) -> int:
         """Bytes an area of ``size`` takes, guard included (vmalloc: whole pages + a guard page;
@@ -77,33 +86,63 @@ class AreaList:
     """The areas of one pool, sorted by address (``starts``, ``ends``: start + span), kept
     in memory between calls by :class:`lkm.kernel.model.store.Cache` so that an allocation
     does not read every area of the pool.  :meth:`first_fit` gives exactly
-    :func:`first_fit`'s answer; while the areas neither overlap nor lie below the arena (what
-    the allocator makes, and what ``lkm model check`` checks) the free gaps are found by C-level
-    iteration, otherwise it falls back to :func:`first_fit` itself."""
+    :func:`first_fit`'s answer; while the areas neither overlap, nor are empty, nor lie below
+    the arena (what the allocator makes, and what ``lkm model check`` checks) only the free gaps
+    between areas are looked at: the allocator packs areas end to end, so a pool of thousands
+    of areas has few gaps (``holes``: the ends of the areas followed by free space, kept up to
+    date as areas come and go); otherwise it falls back to :func:`first_fit` itself."""
 
-    __slots__ = ("starts", "ends", "regular")
+    __slots__ = ("starts", "ends", "regular", "holes")
 
     def __init__(self, areas: list[tuple[int, int]]) -> None:
         areas = sorted(areas)
         self.starts = [s for s, _ in areas]
         self.ends = [s + n for s, n in areas]
-        self.regular = all(e <= s for e, s in zip(self.ends, self.starts[1:], strict=False))
+        self.regular = _regular(self.starts, self.ends)
+        self.holes: list[int] | None = None  # sorted; None: to be found again
 
     def add(self, start: int, span: int) -> None:
-        i = bisect_left(self.starts, start)
-        self.starts.insert(i, start)
-        self.ends.insert(i, start + span)
-        if (i and self.ends[i - 1] > start) or (
-            i + 1 < len(self.starts) and start + span > self.starts[i + 1]
-        ):
+        starts, ends = self.starts, self.ends
+        i = bisect_left(starts, start)
+        starts.insert(i, start)
+        ends.insert(i, start + span)
+        if span <= 0 or (i and ends[i - 1] > start) or (i + 1 < len(starts) and start + span > starts[i + 1]):
             self.regular = False
+        holes = self.holes
+        if not self.regular or holes is None:
+            self.holes = None
+            return
+        nxt = i + 1 < len(starts)
+        if i:  # the gap the area went into: after area i - 1, before it
+            end = ends[i - 1]
+            had, has = nxt and starts[i + 1] > end, start > end
+            if had and not has:
+                del holes[bisect_left(holes, end)]
+            elif has and not had:
+                insort(holes, end)
+        if nxt and starts[i + 1] > start + span:
+            insort(holes, start + span)
 
     def remove(self, start: int) -> None:
-        i = bisect_left(self.starts, start)
-        if i < len(self.starts) and self.starts[i] == start:
-            del self.starts[i], self.ends[i]
+        starts, ends = self.starts, self.ends
+        i = bisect_left(starts, start)
+        if i < len(starts) and starts[i] == start:
+            holes = self.holes
+            if self.regular and holes is not None:
+                last = i + 1 == len(starts)
+                if not last and starts[i + 1] > ends[i]:  # the gap after it
+                    del holes[bisect_left(holes, ends[i])]
+                if i:  # the gap before it now reaches the next area (or the end: no gap)
+                    end = ends[i - 1]
+                    had, has = starts[i] > end, not last and starts[i + 1] > end
+                    if had and not has:
+                        del holes[bisect_left(holes, end)]
+                    elif has and not had:
+                        insort(holes, end)
+            del starts[i], ends[i]
         if not self.regular:
-            self.regular = all(e <= s for e, s in zip(self.ends, self.starts[1:], strict=False))
+            self.regular = _regular(starts, ends)
+            self.holes = None
 
     def first_fit(self, arena: Arena, size: int) -> int | None:
         starts, ends = self.starts, self.ends
@@ -114,15 +153,24 @@ class AreaList:
         at = (arena.start + align - 1) // align * align
         if not starts or at + span <= starts[0]:
             return at if at + span <= arena.end else None
+        holes = self.holes
+        if holes is None:
+            holes = self.holes = [e for e, s in zip(ends, starts[1:], strict=False) if s > e]
         # Sorted, disjoint areas: after area i the search is at ends[i] (rounded up); only a
-        # gap of at least ``span`` before the next area can take it.
-        gaps = list(map(sub, starts[1:], ends))
-        for i in compress(count(), map(ge, gaps, repeat(span))):
-            at = (ends[i] + align - 1) // align * align
-            if at + span <= starts[i + 1]:
+        # gap before the next area can take it.
+        for end in holes:
+            at = (end + align - 1) // align * align
+            if at + span <= starts[bisect_left(starts, end)]:
                 return at
         at = (ends[-1] + align - 1) // align * align
         return at if at + span <= arena.end else None
+
+
+def _regular(starts: list[int], ends: list[int]) -> bool:
+    """Sorted areas that are not empty and do not overlap."""
+    return all(s < e for s, e in zip(starts, ends, strict=True)) and all(
+        e <= s for e, s in zip(ends, starts[1:], strict=False)
+    )
 
 
 class ModuleMemory:
@@ -154,19 +202,20 @@ class ModuleMemory:
         )
 
 
-class Fragmentation(Record):
+@dataclass(frozen=True, slots=True)
+class Fragmentation:
     """Free space of an arena: total, the largest hole, the number of holes, and the fraction
     of free space not in the largest hole (0: one hole, all free space usable at once)."""
 
-    __slots__ = ("used", "free", "largest", "holes", "ratio", "areas")
+    used: int
+    free: int
+    largest: int
+    holes: int
+    ratio: float = field(init=False)
+    areas: int
 
-    def __init__(self, used: int, free: int, largest: int, holes: int, areas: int) -> None:
-        self.used = used
-        self.free = free
-        self.largest = largest
-        self.holes = holes
-        self.areas = areas
-        self.ratio = 0.0 if free == 0 else 1.0 - largest / free
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ratio", 0.0 if self.free == 0 else 1.0 - self.largest / self.free)
 
 
 def fragmentation(arena: Arena, used: list[tuple[int, int]]) -> Fragmentation:
