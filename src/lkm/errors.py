@@ -38,7 +38,20 @@ class InvalidModule(LkmError):
 
 
 class LinkError(InvalidModule):
-    """A module that cannot be linked; the reason names module, section, offset and symbol."""
+    """A module that cannot be linked; the reason names module, section, offset and symbol.
+    ``printk``: the lines the kernel's loader prints on the way (simplify_symbols' pr_warn
+    per unknown symbol), for a model kernel's log."""
+
+    def __init__(
+        self,
+        reason: str,
+        errno: int = _errno.ENOEXEC,
+        *,
+        path: str | None = None,
+        printk: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(reason, errno, path=path)
+        self.printk = printk
 
 
 class DecompressionError(InvalidModule):

@@ -127,5 +127,10 @@ def _simplify_symbols(
     if errors:
         # The kernel reports each one and fails the load with the last error.
         code = errno.ENOEXEC if "fno-common" in errors[-1] else errno.ENOENT
-        raise LinkError(f"{mod.name}: " + "; ".join(errors), code, path=mod.path)
+        raise LinkError(
+            f"{mod.name}: " + "; ".join(errors),
+            code,
+            path=mod.path,
+            printk=tuple(f"{mod.name}: {e}" for e in errors),  # pr_warn("%s: ...", mod->name)
+        )
     return values

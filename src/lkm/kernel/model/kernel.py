@@ -388,6 +388,7 @@ class ModelKernel:
             raise KernelError(call, errno.EOPNOTSUPP, "kernel has no in-kernel module decompression")
         failed: KernelError | None = None
         printk: list[str] = []
+        info: LoadInfo | None = None
         try:
             with self._tx(call) as db:
                 info = LoadInfo(
@@ -405,6 +406,8 @@ class ModelKernel:
         except KernelError:
             with contextlib.suppress(StateError):  # what the kernel printed before it refused
                 self._printk(printk)
+                if info is not None and info.taint_bits:  # add_taint is never undone
+                    self.add_taint(info.taint_bits)
             raise
         self._printk(printk)
         if failed is not None:

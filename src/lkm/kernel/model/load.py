@@ -4,18 +4,21 @@
 :func:`load_module` runs the steps of kernel/module/main.c's ``load_module`` as named
 functions over one :class:`LoadInfo` (the kernel's ``struct load_info``), each with the
 kernel's errno: :func:`module_sig_check`, :func:`elf_validity_check` (:mod:`lkm.module.validate`
-and vermagic), :func:`check_modinfo` (taints), :func:`add_unformed_module` (a module of that
-name), :func:`parse_args`, :func:`layout_and_allocate` (:mod:`lkm.link.layout`, module_alloc),
-:func:`simplify_symbols` and :func:`apply_relocations` (:func:`lkm.link.link`),
-:func:`post_relocation` (duplicate exports, kallsyms, references), :func:`complete_formation`
-and :func:`do_init_module` (the init routine, freeing init memory).  The order is the model's
-since lkm 0.1 (parameters are checked before the layout, where the kernel parses them after
-relocation): it decides which of two errors a doubly broken load reports.
+and vermagic), :func:`check_modinfo` (out-of-tree and license taints), :func:`add_unformed_module`
+(a module of that name), :func:`module_sig_taint` (taint E), :func:`layout_and_allocate`
+(:mod:`lkm.link.layout`, module_alloc), :func:`simplify_symbols` and :func:`apply_relocations`
+(:func:`lkm.link.link`), :func:`post_relocation` (duplicate exports, kallsyms, references),
+:func:`parse_args`, :func:`complete_formation` and :func:`do_init_module` (the init routine,
+freeing init memory).  The order is the kernel's: it decides which of two errors a doubly
+broken load reports (an unknown symbol before a bad parameter) and the order of the log's
+lines (a guest's: out-of-tree, then the unverified signature).
 
 Runs inside the caller's transaction (:class:`~lkm.kernel.model.store.Store`): any exception
 leaves the state as it was, except a failed init routine (:class:`InitFailed`), after which
-the state holds what the init left.  What the kernel prints on the way (taint, unknown
-parameters, an odd init return) is collected in :attr:`LoadInfo.printk`.
+the state holds what the init left, and the global taint a refused load set
+(:attr:`LoadInfo.taint_bits`: add_taint is never undone), which the caller keeps.  What the
+kernel prints on the way (taint, unknown symbols, unknown parameters, an odd init return) is
+collected in :attr:`LoadInfo.printk`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-from lkm.errors import InvalidModule
+from lkm.errors import InvalidModule, LinkError
 from lkm.kernel.executor import Executor, LoadedImage
 from lkm.kernel.interface import (
     MODULE_INIT_IGNORE_MODVERSIONS,
@@ -68,6 +71,7 @@ __all__ = [
     "layout_and_allocate",
     "load_module",
     "module_sig_check",
+    "module_sig_taint",
     "parse_args",
     "parse_params",
     "post_relocation",
@@ -228,6 +232,7 @@ class LoadInfo:
     sig_taint: bool = False
     mod: ModuleFile | None = None
     taints: str = ""
+    taint_bits: int = 0  # global taint set by this load: kept even if the load fails (add_taint)
     given: dict[str, str] = field(default_factory=dict)  # parameter values by name
     layout: Layout | None = None
     seq: int = 0
@@ -261,11 +266,12 @@ def load_module(info: LoadInfo) -> None:
     elf_validity_check(info)
     check_modinfo(info)
     add_unformed_module(info)
-    parse_args(info)
+    module_sig_taint(info)
     layout_and_allocate(info)
     simplify_symbols(info)
     apply_relocations(info)
     post_relocation(info)
+    parse_args(info)  # the kernel's comes after the symbols: their errors come first
     complete_formation(info)
     do_init_module(info)
 
@@ -280,13 +286,6 @@ def elf_validity_check(info: LoadInfo) -> None:
     meta = info.meta
     try:
         info.mod = mod = ModuleFile.from_bytes(info.raw, path=info.path)
-        if info.sig_taint:
-            info.taints += "E"
-            if info.store.add_taint(TAINT_UNSIGNED_MODULE):  # pr_notice_once: the boot's first
-                info.printk.append(
-                    f"{mod.name}: module verification failed: signature and/or required key missing "
-                    "- tainting kernel"
-                )
         smsize = int(meta["struct_module_size"]) if "struct_module_size" in meta else None
         check_module(mod.elf, kernel=meta.get("kernel", "6.1"), arch=meta["arch"], struct_module_size=smsize)
         check_vermagic(mod, meta["vermagic"], force=bool(info.flags & MODULE_INIT_IGNORE_VERMAGIC))
@@ -300,16 +299,32 @@ def check_modinfo(info: LoadInfo) -> None:
     mod = info.module
     if not mod.versions:
         info.taints += "F" if "F" not in info.taints else ""
+    if mod.get("intree") != "Y":
+        info.taints += "O"
+        info.taint_bits |= TAINT_OOT_MODULE
+        if info.store.add_taint(TAINT_OOT_MODULE):
+            info.printk.append(f"{mod.name}: loading out-of-tree module taints kernel.")
     license_ = mod.license or ""
-    if not license_ or license_ == "Proprietary":
+    if not license_ or license_ == "Proprietary":  # set_license, after the out-of-tree check
         info.taints = "P" + info.taints
+        info.taint_bits |= TAINT_PROPRIETARY_MODULE
         if info.store.add_taint(TAINT_PROPRIETARY_MODULE):
             info.printk.append(f"{mod.name}: module license '{license_ or 'unspecified'}' taints kernel.")
             info.printk.append("Disabling lock debugging due to kernel taint")
-    if mod.get("intree") != "Y":
-        info.taints += "O"
-        if info.store.add_taint(TAINT_OOT_MODULE):
-            info.printk.append(f"{mod.name}: loading out-of-tree module taints kernel.")
+
+
+def module_sig_taint(info: LoadInfo) -> None:
+    """An unverified signature taints E once the module has its place in the list (6.1:
+    load_module after add_unformed_module; 6.12: module_augment_kernel_taints, after the
+    out-of-tree and license taints), announced once per boot (pr_notice_once)."""
+    if info.sig_taint:
+        info.taints += "E"
+        info.taint_bits |= TAINT_UNSIGNED_MODULE
+        if info.store.add_taint(TAINT_UNSIGNED_MODULE):
+            info.printk.append(
+                f"{info.module.name}: module verification failed: signature and/or required key "
+                "missing - tainting kernel"
+            )
 
 
 def add_unformed_module(info: LoadInfo) -> None:
@@ -376,6 +391,8 @@ def apply_relocations(info: LoadInfo) -> None:
             info.module, info.resolve, bases={r: info.bases.get(r, 0) for r in lay.sizes}, layout=lay
         )
     except InvalidModule as exc:
+        if isinstance(exc, LinkError):  # simplify_symbols' pr_warn per unknown symbol
+            info.printk.extend(exc.printk)
         raise kernel_error(info.call, exc) from None
     values = image.symbol_values
     wanted = {"init_module", "cleanup_module"}  # and the exported symbols
