@@ -220,14 +220,44 @@ def test_kmod_list_json_is_lsmod_json(tmp_path: Path, validator: Any) -> None:
     assert (bad.returncode, bad.stdout, bad.stderr) == (1, "", "Usage: list\n")  # kmod's for any argument
 
 
+# A loaded kernel as kmod reads it: /proc/modules' rows, /sys/module's refcnt and holders.
+PROC_MODULES = (
+    "a 16384 0 - Live 0xffffffffc0000000\n"
+    "b 20480 2 a,c, Live 0xffffffffc0010000 (OE)\n"
+    "c 65536 1 a, Live 0xffffffffc0020000\n"
+)
+SYS_MODULE = {"a": ("0", []), "b": ("2", ["a", "c"]), "c": ("1", ["a"])}
+
+
 @pytest.mark.oracle
-def test_kmod_list_json_on_this_host(validator: Any) -> None:
-    """The host's modules: ``kmod list --json`` says what Debian's ``kmod list`` prints."""
-    require(os.path.exists("/proc/modules"), "no /proc/modules here (a container)")
-    theirs = subprocess.run([kmod_tool("kmod"), "list"], capture_output=True, text=True, check=False)
-    ours = subprocess.run([tool_link("kmod"), "list", "--json"], capture_output=True, text=True, check=False)
-    assert ours.returncode == theirs.returncode == 0
+def test_kmod_list_json_as_kmod_list(tmp_path: Path, validator: Any) -> None:
+    """``kmod list --json`` says what Debian's ``kmod list`` prints, both reading one fake
+    loaded kernel (a private mount namespace: /proc/modules on a tmpfs over /proc, since a
+    machine without module support has none, and /sys/module bound to a fake tree)."""
+    require(can_unshare(), "needs root and unshare -m (a private mount namespace)")
+    sysmod = tmp_path / "sysmodule"
+    for name, (ref, holders) in SYS_MODULE.items():
+        (sysmod / name / "holders").mkdir(parents=True)
+        (sysmod / name / "initstate").write_text("live\n")
+        (sysmod / name / "refcnt").write_text(ref + "\n")
+        for h in holders:
+            (sysmod / name / "holders" / h).mkdir()
+    (tmp_path / "modules").write_text(PROC_MODULES)
+    script = (
+        f"mount -t tmpfs none /proc && cp '{tmp_path / 'modules'}' /proc/modules "
+        f"&& mount --bind '{sysmod}' /sys/module || exit 99\n"
+        'exec "$@"'
+    )
+
+    def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *cmd], capture_output=True, text=True)
+        assert p.returncode != 99, p.stderr
+        return p
+
+    theirs, ours = run(kmod_tool("kmod"), "list"), run(str(tool_link("kmod")), "list", "--json")
+    assert ours.returncode == theirs.returncode == 0, (ours.stderr, theirs.stderr)
     rows = [ln.split() for ln in theirs.stdout.splitlines()[1:]]
+    assert len(rows) == 3
     got = docs(ours.stdout, "lsmod", validator)
     assert [(d["name"], d["size"], d["refcount"], d["holders"] or []) for d in got] == [
         (f[0], int(f[1]), int(f[2]), f[3].split(",") if len(f) > 3 else []) for f in rows

@@ -55,13 +55,19 @@ def test_replay_divergence_at_a_dma_address(corpus_trees) -> None:  # type: igno
     """pcnet32_probe1 tells the chip where its init block is: CSR1 and CSR2 get the low and
     high halves of init_dma_addr (RAP at 0x12 selects the CSR, RDP at 0x10 takes the value).
     A coherent buffer's bus address in lkm is not the guest's, so the replay must diverge
-    exactly there: the RDP write after RAP=1, its value the low half of the two addresses."""
+    exactly there: the RDP write after RAP=1, its value the low half of the two addresses --
+    or, where the guest's buffer happened to share lkm's low 16 bits (a fresh capture can),
+    the RDP write after RAP=2, the high half, with the CSR1 write before it matched."""
     rep = replayed("pcnet32", corpus_trees)
     d = rep.divergence
     assert d is not None and d.expected is not None
     trace = DeviceTrace.load(replay_capture("pcnet32") / "trace.json")
     bars = [a for a in trace.accesses if a.kind != "cfg"]
-    assert bars[rep.matched - 1].row() == ["pio", "w", 0, 0x12, 2, 1]  # RAP = CSR1
+    rap = bars[rep.matched - 1].row()
+    assert rap[:5] == ["pio", "w", 0, 0x12, 2] and rap[5] in (1, 2)  # RAP = CSR1 or CSR2
+    if rap[5] == 2:  # the low halves agreed: RAP = CSR1 and its RDP write were replayed as recorded
+        assert bars[rep.matched - 3].row() == ["pio", "w", 0, 0x12, 2, 1]
+        assert bars[rep.matched - 2].row()[:5] == ["pio", "w", 0, 0x10, 2]
     assert d.expected.row()[:5] == d.got.row()[:5] == ["pio", "w", 0, 0x10, 2]
     assert d.expected.value != d.got.value and d.site.startswith("pcnet32_wio_write_csr+")
     assert rep.dmesg["probe"][0] == rep.dmesg["probe"][1]  # its log does not depend on the address
