@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from support import IN_CI, require
+from support import IN_CI, ROOT, require
 
 pytest_plugins = ["pytester"]  # tests/test_markers.py
 
@@ -162,3 +163,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if missing and report.passed:
         report.outcome = "failed"
         report.longrepr = f"{item.nodeid}: " + "; ".join(missing[:5])
+
+
+@pytest.fixture(scope="module")
+def validator():  # type: ignore[no-untyped-def]
+    """The published JSON Schema (``src/lkm/data/lkm-1.schema.json``), itself checked."""
+    try:
+        import jsonschema  # the [test] extra's; a missing one fails in CI (require)
+    except ImportError:
+        require(False, "jsonschema (pip install 'lkm[test]')")
+    schema = json.loads((ROOT / "src" / "lkm" / "data" / "lkm-1.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)

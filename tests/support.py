@@ -346,6 +346,25 @@ def lkm(*args: str) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def lkm_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``lkm ARGS`` run in this process (lkm.cli.main, as ``python -m lkm`` runs it), its
+    streams bytes decoded with surrogateescape as a process's would be: the same output
+    without an interpreter start per call."""
+    from lkm.cli import main
+
+    streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape") for _ in range(2)]
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = streams
+    try:
+        rc = main(["lkm", *args])
+    finally:
+        for s in streams:
+            s.flush()
+        sys.stdout, sys.stderr = saved
+    out, err = (s.buffer.getvalue().decode("utf-8", "surrogateescape") for s in streams)  # type: ignore[attr-defined]
+    return subprocess.CompletedProcess(["lkm", *args], rc, out, err)
+
+
 def summary_sections(text: str) -> list[tuple[str, int, int, str]]:
     rows = []
     for line in text.splitlines()[1:]:

@@ -10,7 +10,6 @@ demo's steps are the text walk's, and the state each shows is the lsmod text it 
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import re
@@ -23,33 +22,9 @@ import pytest
 from kmodlink import can_unshare, tool_link
 
 from support import FIX6, FIX24, ROOT, kmod_tool, require
+from support import lkm_process as lkm
 
 DATA = ROOT / "src" / "lkm" / "data"
-
-
-def lkm(*args: str) -> subprocess.CompletedProcess[str]:
-    """``lkm ARGS`` in this process (lkm.cli.main, as ``python -m lkm`` runs it)."""
-    from lkm.cli import main
-
-    streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape") for _ in range(2)]
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = streams
-    try:
-        rc = main(["lkm", *args])
-    finally:
-        for s in streams:
-            s.flush()
-        sys.stdout, sys.stderr = saved
-    out, err = (s.buffer.getvalue().decode("utf-8", "surrogateescape") for s in streams)  # type: ignore[attr-defined]
-    return subprocess.CompletedProcess(["lkm", *args], rc, out, err)
-
-
-@pytest.fixture(scope="module")
-def validator() -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((DATA / "lkm-1.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
 
 
 def docs(text: str, kind: str, validator: Any) -> list[dict[str, Any]]:

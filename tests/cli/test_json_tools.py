@@ -5,48 +5,20 @@ binutils-checked one), so the JSON cannot drift from it."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from support import FIX6, ROOT, make_tree, require
+from support import lkm_process as lkm
 
 DATA = ROOT / "src" / "lkm" / "data"
 OOPS = ROOT / "tests" / "data" / "oops"
 REL = "6.1.0-1-amd64"
-
-
-def lkm(*args: str) -> subprocess.CompletedProcess[str]:
-    """``lkm ARGS`` run in this process (lkm.cli.main, as `python -m lkm` runs it): the same
-    output, without an interpreter start per call (the module's 40 calls take seconds, not
-    minutes, on a busy machine).  test_surface runs the tools as processes."""
-    from lkm.cli import main
-
-    streams = [io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape") for _ in range(2)]
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = streams
-    try:
-        rc = main(["lkm", *args])
-    finally:
-        for s in streams:
-            s.flush()
-        sys.stdout, sys.stderr = saved
-    out, err = (s.buffer.getvalue().decode("utf-8", "surrogateescape") for s in streams)  # type: ignore[attr-defined]
-    return subprocess.CompletedProcess(["lkm", *args], rc, out, err)
-
-
-@pytest.fixture(scope="module")
-def validator() -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((DATA / "lkm-1.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
 
 
 def docs(

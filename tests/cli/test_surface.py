@@ -155,14 +155,6 @@ def test_zsh_completion_parses() -> None:
 # -- one JSON --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def validator() -> Any:
-    jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((DATA / "lkm-1.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
-
-
 def _docs(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 

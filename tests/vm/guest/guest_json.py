@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from guestlib import fixture, kmod, lkm, loaded, tree, unload_new
-
-
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    tree()  # skips outside a guest
-    before = loaded()
-    yield
-    unload_new(before)
+from guestlib import (
+    clean,  # noqa: F401  (autouse: each test unloads what it loaded)
+    fixture,
+    kmod,
+    lkm,
+    loaded,
+)
 
 
 def _docs(text: str, kind: str) -> list[dict[str, Any]]:

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import lzma
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from guestlib import corpus_module, fixture, kmod, lkm, loaded, tree, unload_new
+from guestlib import (
+    clean,  # noqa: F401  (autouse: each test unloads what it loaded)
+    corpus_module,
+    fixture,
+    kmod,
+    lkm,
+    loaded,
+    tree,
+)
 
 from lkm.kernel import MODULE_INIT_COMPRESSED_FILE
 from lkm.kernel.live import LiveKernel
 from lkm.kernel.load import insert_module
-
-
-@pytest.fixture(autouse=True)
-def clean() -> Iterator[None]:
-    tree()  # skips outside a guest
-    before = loaded()
-    yield
-    unload_new(before)
 
 
 def test_lsmod_identical_to_kmod() -> None:

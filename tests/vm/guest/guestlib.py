@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,13 @@ def verify_loaded(t: CorpusTree, modules: dict[str, Path]) -> dict[str, object]:
     summary["masked"] = masked
     core.close()
     return summary
+
+
+@pytest.fixture(autouse=True)
+def clean() -> Iterator[None]:
+    """Each test unloads the modules it loaded (a test module imports this fixture to use it)."""
+    tree()  # skips outside a guest
+    before = loaded()
+    yield
+    unload_new(before)
+
